@@ -1,0 +1,89 @@
+/* Small helpers shared by every module: I/O loops that survive EINTR and
+ * short transfers, a bounded growable buffer, strict integer parsing, and
+ * directory-fd based tree removal that never follows symlinks. */
+#ifndef BOXER_UTIL_H
+#define BOXER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+#define BX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Hands ownership out of a cleanup-managed local: returns *pp, sets it NULL. */
+static inline void *bx_steal_ptr(void *pp)
+{
+    void **p = (void **)pp;
+    void *v = *p;
+    *p = NULL;
+    return v;
+}
+
+static inline int bx_steal_fd(int *fdp)
+{
+    int fd = *fdp;
+    *fdp = -1;
+    return fd;
+}
+
+/* Closes *fdp if open and sets it to -1.  Preserves errno. */
+void bx_close(int *fdp);
+
+/* Writes all of buf to a blocking fd; retries EINTR and short writes; a
+ * 0-byte write is an error.  Returns 0 or -1 with errno set. */
+int bx_write_all(int fd, const void *buf, size_t len);
+
+/* Reads until len bytes or EOF; returns bytes read or -1 (errno set). */
+ssize_t bx_read_full(int fd, void *buf, size_t len);
+
+/* Reads a whole small file (at most max bytes, NUL-terminated) relative to
+ * dirfd (AT_FDCWD allowed).  Returns 0 or -1 with err set. */
+int bx_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t *out_len,
+                    struct bx_err *err);
+
+/* Writes a whole file atomically: tmp file in the same directory, fsync, rename. */
+int bx_write_file_atomic_at(int dirfd, const char *name, const void *data, size_t len,
+                            mode_t mode, struct bx_err *err);
+
+/* Bounded growable byte buffer.  Appends fail (return -1) once `max` would be
+ * exceeded or memory runs out; `data` is always NUL-terminated when non-NULL. */
+struct sbuf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+};
+
+void sbuf_init(struct sbuf *sb, size_t max);
+int sbuf_append(struct sbuf *sb, const void *data, size_t len);
+int sbuf_appendf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sbuf_putc(struct sbuf *sb, char c);
+void sbuf_reset(struct sbuf *sb);
+void sbuf_free(struct sbuf *sb);
+/* Hands the buffer to the caller (who frees it); leaves sb empty. */
+char *sbuf_steal(struct sbuf *sb, size_t *len);
+
+/* Strict decimal parsing: the whole string [s, s+len) must be digits (an
+ * optional leading '-' for the signed one), no spaces, within [min, max].
+ * Returns 0 or -1. */
+int bx_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out);
+int bx_parse_i64(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
+
+/* Removes `name` under dirfd recursively without following symlinks and
+ * without crossing into other mounts.  Missing is not an error. */
+int bx_rm_rf_at(int dirfd, const char *name, struct bx_err *err);
+
+/* mkdir -p of a relative path under dirfd, refusing symlink components.
+ * Returns an O_PATH|O_DIRECTORY fd of the final dir on success (caller closes)
+ * when want_fd, else 0. */
+int bx_mkdir_p_at(int dirfd, const char *relpath, mode_t mode, int want_fd, struct bx_err *err);
+
+/* A fresh random UUID v4 string (36 chars + NUL). */
+int bx_uuid4(char out[37], struct bx_err *err);
+
+/* Monotonic milliseconds. */
+uint64_t bx_now_ms(void);
+
+#endif
