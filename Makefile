@@ -8,7 +8,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion \
         -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla \
         -Werror=implicit-function-declaration -Wnull-dereference
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -DBOXER_VERSION=\"$(VERSION)\" $(WARN) $(CFLAGS) \
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE= -DBOXER_VERSION=\"$(VERSION)\" $(WARN) $(CFLAGS) \
               -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE -I.
 LDFLAGS ?=
 ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
@@ -77,7 +77,7 @@ asan:
 # ---- fuzzing (libFuzzer, clang) ----
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE= -g -O1 -I. -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all -DBOXER_VERSION=\"$(VERSION)\"
 $(B)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(wildcard *.h)
 	@mkdir -p $(B)/fuzz

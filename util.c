@@ -49,14 +49,24 @@ int bx_err_sys(struct bx_err *err, int status, const char *fmt, ...)
 int bx_err_wrap(struct bx_err *err, const char *fmt, ...)
 {
     if (err) {
-        char prefix[BX_ERR_MSG_MAX];
         char old[BX_ERR_MSG_MAX];
         va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(prefix, sizeof(prefix), fmt, ap);
-        va_end(ap);
+        int n;
         memcpy(old, err->msg, sizeof(old));
-        snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+        va_start(ap, fmt);
+        n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n + 2 < sizeof(err->msg)) {
+            size_t used = (size_t)n;
+            err->msg[used++] = ':';
+            err->msg[used++] = ' ';
+            size_t room = sizeof(err->msg) - used - 1;
+            size_t ol = strnlen(old, sizeof(old) - 1);
+            if (ol > room)
+                ol = room;
+            memcpy(err->msg + used, old, ol);
+            err->msg[used + ol] = '\0';
+        }
     }
     return -1;
 }

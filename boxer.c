@@ -1,0 +1,478 @@
+/* boxer: main, configuration, routes and wiring.  This is the one place where
+ * module errors become HTTP answers (respond_bx_err). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+#include "json.h"
+#include "loop.h"
+#include "multipart.h"
+#include "openapi.h"
+#include "store.h"
+#include "util.h"
+
+#define SHUTDOWN_GRACE_MS 10000
+
+struct app {
+    struct config cfg;
+    struct loop *loop;
+    struct http_server *http;
+    struct store *store;
+    int sigfd;
+    int stopping;
+    uint64_t stop_deadline;
+};
+
+/* ---- the one error-to-HTTP mapping ---- */
+
+static void respond_bx_err(struct http_conn *c, const struct bx_err *err)
+{
+    int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
+    http_respond_error(c, status, err->msg[0] ? err->msg : "internal error");
+}
+
+static void respond_json(struct http_conn *c, int status, struct sbuf *body)
+{
+    http_respond(c, status, "application/json", NULL, body->data, body->len);
+}
+
+/* ---- GET /healthz ---- */
+
+static void route_healthz(struct http_conn *c)
+{
+    static const char ok[] = "{\"ok\":true}";
+    http_respond(c, 200, "application/json", NULL, ok, sizeof(ok) - 1);
+}
+
+/* ---- POST /files ---- */
+
+enum upload_part { PART_NONE, PART_PATH, PART_FILE, PART_OTHER };
+
+struct upload_ctx {
+    struct app *app;
+    struct http_conn *conn;
+    struct mp_parser *mp;
+    struct store_upload *up;
+    enum upload_part part;
+    int have_path, have_file;
+    char path[STORE_PATH_MAX + 2];
+    size_t path_len;
+    int path_too_long;
+};
+
+static void upload_ctx_free(struct upload_ctx *u)
+{
+    if (!u)
+        return;
+    mp_free(&u->mp);
+    store_upload_abort(&u->up);
+    free(u);
+}
+
+static int up_part_begin(void *ctx, const char *name, size_t name_len, int has_filename,
+                         struct bx_err *err)
+{
+    struct upload_ctx *u = ctx;
+    (void)has_filename;
+    if (name_len == 4 && memcmp(name, "path", 4) == 0) {
+        if (u->have_path)
+            return bx_err_set(err, 400, 0, "multipart: duplicate field path");
+        u->part = PART_PATH;
+        u->have_path = 1;
+    } else if (name_len == 4 && memcmp(name, "file", 4) == 0) {
+        if (u->have_file)
+            return bx_err_set(err, 400, 0, "multipart: duplicate field file");
+        u->part = PART_FILE;
+        u->have_file = 1;
+        if (store_upload_begin(u->app->store, &u->up, err) < 0)
+            return -1;
+    } else {
+        u->part = PART_OTHER;
+    }
+    return 0;
+}
+
+static int up_part_data(void *ctx, const char *data, size_t len, struct bx_err *err)
+{
+    struct upload_ctx *u = ctx;
+    if (u->part == PART_PATH) {
+        if (len > sizeof(u->path) - 1 - u->path_len) {
+            u->path_too_long = 1;
+            return bx_err_set(err, 400, 0, "path is longer than %d bytes", STORE_PATH_MAX);
+        }
+        memcpy(u->path + u->path_len, data, len);
+        u->path_len += len;
+    } else if (u->part == PART_FILE) {
+        if (len > u->app->cfg.upload_limit_bytes - store_upload_size(u->up))
+            return bx_err_set(err, 413, 0, "file is larger than upload_limit_bytes (%" PRIu64 ")",
+                              u->app->cfg.upload_limit_bytes);
+        return store_upload_write(u->up, data, len, err);
+    }
+    return 0;
+}
+
+static int up_part_end(void *ctx, struct bx_err *err)
+{
+    struct upload_ctx *u = ctx;
+    (void)err;
+    u->part = PART_NONE;
+    return 0;
+}
+
+static const struct mp_callbacks upload_mp_cb = {up_part_begin, up_part_data, up_part_end};
+
+static int up_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
+{
+    struct upload_ctx *u = ctx;
+    return mp_feed(u->mp, data, len, err);
+}
+
+static int up_on_end(void *ctx, struct bx_err *err)
+{
+    struct upload_ctx *u = ctx;
+    char norm[STORE_PATH_MAX + 1];
+    struct sbuf body;
+    struct json_writer w;
+
+    if (mp_finish(u->mp, err) < 0)
+        return -1;
+    if (!u->have_path)
+        return bx_err_set(err, 400, 0, "missing field path");
+    if (!u->have_file)
+        return bx_err_set(err, 400, 0, "missing field file");
+    if (store_normalize_path(u->path, u->path_len, 1, norm, err) < 0)
+        return -1;
+    if (store_upload_commit(&u->up, norm, err) < 0)
+        return -1;
+    sbuf_init(&body, STORE_PATH_MAX * 7 + 64);
+    json_w_init(&w, &body);
+    json_w_obj_begin(&w);
+    json_w_key(&w, "path");
+    json_w_cstr(&w, norm);
+    json_w_obj_end(&w);
+    if (w.failed) {
+        sbuf_free(&body);
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    respond_json(u->conn, 200, &body);
+    sbuf_free(&body);
+    upload_ctx_free(u);
+    return 0;
+}
+
+static void up_on_abort(void *ctx)
+{
+    upload_ctx_free(ctx);
+}
+
+static const struct http_body_ops upload_ops = {up_on_data, up_on_end, up_on_abort};
+
+static void route_upload(struct app *a, struct http_conn *c, const struct http_request *req)
+{
+    const struct http_header *ct = http_find_header(req, "Content-Type");
+    char boundary[MP_MAX_BOUNDARY + 1];
+    size_t blen = 0;
+    struct bx_err err;
+    struct upload_ctx *u;
+
+    bx_err_clear(&err);
+    if (!ct) {
+        http_respond_error(c, 400, "Content-Type must be multipart/form-data");
+        return;
+    }
+    if (mp_boundary_from_content_type(ct->value, ct->value_len, boundary, &blen, &err) < 0) {
+        respond_bx_err(c, &err);
+        return;
+    }
+    u = calloc(1, sizeof(*u));
+    if (!u) {
+        http_respond_error(c, 500, "out of memory");
+        return;
+    }
+    u->app = a;
+    u->conn = c;
+    if (mp_new(&u->mp, boundary, blen, &upload_mp_cb, u, &err) < 0) {
+        upload_ctx_free(u);
+        respond_bx_err(c, &err);
+        return;
+    }
+    /* The file may be exactly upload_limit_bytes; the multipart framing and
+     * the path field come on top, bounded separately. */
+    http_accept_body(c, a->cfg.upload_limit_bytes + 64 * 1024, &upload_ops, u);
+}
+
+/* ---- GET /files ---- */
+
+static void route_download(struct app *a, struct http_conn *c, const struct http_request *req)
+{
+    char raw[STORE_PATH_MAX * 3 + 1];
+    char norm[STORE_PATH_MAX + 1];
+    size_t len = 0;
+    struct bx_err err;
+    int fd = -1;
+    uint64_t size = 0;
+    int r;
+
+    bx_err_clear(&err);
+    r = http_query_param(req->query, req->query ? req->query_len : 0, "path", raw, sizeof(raw),
+                         &len, &err);
+    if (r < 0) {
+        respond_bx_err(c, &err);
+        return;
+    }
+    if (r == 0) {
+        http_respond_error(c, 400, "missing query parameter path");
+        return;
+    }
+    if (store_normalize_path(raw, len, 0, norm, &err) < 0 ||
+        store_open_read(a->store, norm, &fd, &size, &err) < 0) {
+        respond_bx_err(c, &err);
+        return;
+    }
+    http_respond_file(c, 200, "application/octet-stream", fd, size);
+}
+
+/* ---- GET /swagger ---- */
+
+static void route_swagger(struct http_conn *c, const char *path)
+{
+    if (strcmp(path, "/swagger/openapi.json") == 0) {
+        http_respond(c, 200, "application/json", NULL, boxer_openapi_json,
+                     strlen(boxer_openapi_json));
+        return;
+    }
+    http_respond(c, 200, "text/html; charset=utf-8", NULL, boxer_swagger_html,
+                 strlen(boxer_swagger_html));
+}
+
+/* ---- routing ---- */
+
+static int method_is(const struct http_request *req, enum http_method m)
+{
+    return req->method == m;
+}
+
+static void route_method_not_allowed(struct http_conn *c, const char *allow)
+{
+    char hdr[128];
+    snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+    http_respond_error_h(c, 405, hdr, "method not allowed");
+}
+
+static void handle_request(void *arg, struct http_conn *c, const struct http_request *req)
+{
+    struct app *a = arg;
+    const char *path = http_conn_path(c);
+    int get = method_is(req, HTTP_GET) || method_is(req, HTTP_HEAD);
+
+    if (strcmp(path, "/healthz") == 0) {
+        if (get)
+            route_healthz(c);
+        else
+            route_method_not_allowed(c, "GET, HEAD");
+    } else if (strcmp(path, "/files") == 0) {
+        if (get)
+            route_download(a, c, req);
+        else if (method_is(req, HTTP_POST))
+            route_upload(a, c, req);
+        else
+            route_method_not_allowed(c, "GET, HEAD, POST");
+    } else if (strcmp(path, "/swagger") == 0 || strcmp(path, "/swagger/") == 0 ||
+               strcmp(path, "/swagger/index.html") == 0 ||
+               strcmp(path, "/swagger/openapi.json") == 0) {
+        if (get)
+            route_swagger(c, path);
+        else
+            route_method_not_allowed(c, "GET, HEAD");
+    } else {
+        http_respond_error(c, 404, "not found");
+    }
+}
+
+/* ---- signals and shutdown ---- */
+
+static void check_stopped(struct loop *l, void *arg)
+{
+    struct app *a = arg;
+    if (http_server_conn_count(a->http) == 0 || bx_now_ms() >= a->stop_deadline) {
+        loop_stop(l);
+        return;
+    }
+    loop_timer_add(l, 50, check_stopped, a);
+}
+
+static void on_signal(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    struct app *a = arg;
+    struct signalfd_siginfo si;
+    ssize_t n;
+    (void)events;
+    n = read(fd, &si, sizeof(si));
+    if (n != (ssize_t)sizeof(si))
+        return;
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    fprintf(stderr, "boxer: signal %u, finishing in-flight requests (at most %d ms)\n",
+            si.ssi_signo, SHUTDOWN_GRACE_MS);
+    http_server_shutdown(a->http);
+    a->stop_deadline = bx_now_ms() + SHUTDOWN_GRACE_MS;
+    loop_timer_add(l, 0, check_stopped, a);
+}
+
+static int setup_signals(struct app *a, struct bx_err *err)
+{
+    sigset_t set;
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return bx_err_sys(err, 500, "sigprocmask");
+    sigdelset(&set, SIGCHLD);
+    a->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (a->sigfd < 0)
+        return bx_err_sys(err, 500, "signalfd");
+    return loop_add(a->loop, a->sigfd, EPOLLIN, on_signal, a, err);
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static size_t max_connections(void)
+{
+    struct rlimit rl;
+    /* Keep a reserve of descriptors for runs, pulls and the store so a flood
+     * of connections cannot starve them. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 512)
+        return (size_t)(rl.rlim_cur - 256) / 1;
+    return 256;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: boxer [--config PATH]\n"
+               "\n"
+               "Sandboxed container execution service: runs commands in container images\n"
+               "under gVisor (runsc) with hard limits, over a small HTTP API.\n"
+               "\n"
+               "  -c, --config PATH   configuration file (else $BOXER_CONFIG, else\n"
+               "                      ~/.boxer/config.json, else built-in defaults)\n"
+               "  -h, --help          this help\n"
+               "  -V, --version       print the version\n");
+}
+
+static int make_dirs(struct app *a, struct bx_err *err)
+{
+    if (bx_mkdir_p_at(AT_FDCWD, a->cfg.home, 0700, 0, err) < 0)
+        return bx_err_wrap(err, "home %s", a->cfg.home);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config_path = NULL;
+    struct app a;
+    struct bx_err err;
+    struct http_config hc;
+    char *files_root = NULL;
+    int opt, rc = 1;
+
+    memset(&a, 0, sizeof(a));
+    a.sigfd = -1;
+    bx_err_clear(&err);
+    while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("boxer %s\n", BOXER_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    config_defaults(&a.cfg);
+    if (config_load(&a.cfg, config_path, &err) < 0) {
+        fprintf(stderr, "boxer: %s\n", err.msg);
+        goto out;
+    }
+    raise_nofile();
+    if (make_dirs(&a, &err) < 0)
+        goto fail;
+    if (asprintf(&files_root, "%s/files", a.cfg.home) < 0) {
+        bx_err_set(&err, 500, ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (store_open(&a.store, files_root, &err) < 0)
+        goto fail;
+    if (loop_new(&a.loop, &err) < 0)
+        goto fail;
+    if (setup_signals(&a, &err) < 0)
+        goto fail;
+    hc = (struct http_config){.listen_addr = a.cfg.listen_addr,
+                              .max_request_line = 8192,
+                              .max_header_bytes = 32768,
+                              .max_headers = 64,
+                              .header_timeout_ms = 10000,
+                              .body_idle_timeout_ms = 30000,
+                              .keepalive_timeout_ms = 60000,
+                              .write_idle_timeout_ms = 30000,
+                              .max_connections = max_connections()};
+    if (http_server_new(&a.http, a.loop, &hc, handle_request, &a, &err) < 0)
+        goto fail;
+    fprintf(stderr, "boxer: version %s listening on %s (port %d) home %s platform %s config %s\n",
+            BOXER_VERSION, a.cfg.listen_addr, http_server_port(a.http), a.cfg.home,
+            a.cfg.platform, a.cfg.source ? a.cfg.source : "(built-in defaults)");
+    if (loop_run(a.loop, &err) < 0)
+        goto fail;
+    fprintf(stderr, "boxer: stopped\n");
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "boxer: %s\n", err.msg);
+out:
+    if (a.http)
+        http_server_free(&a.http);
+    if (a.loop && a.sigfd >= 0)
+        loop_del(a.loop, a.sigfd);
+    bx_close(&a.sigfd);
+    store_close(&a.store);
+    loop_free(&a.loop);
+    free(files_root);
+    config_free(&a.cfg);
+    return rc;
+}

@@ -1,0 +1,432 @@
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "util.h"
+
+#define CONFIG_MAX_BYTES (1u << 20)
+
+static void str_list_free(struct str_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+static char *home_dir_join(const char *suffix)
+{
+    const char *h = getenv("HOME");
+    char *out = NULL;
+    if (!h || !*h)
+        h = "/root";
+    if (asprintf(&out, "%s%s", h, suffix) < 0)
+        return NULL;
+    return out;
+}
+
+void config_defaults(struct config *cfg)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long psize = sysconf(_SC_PAGESIZE);
+    uint64_t ram_mb = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize >> 20 : 1024;
+
+    memset(cfg, 0, sizeof(*cfg));
+    if (cores < 1)
+        cores = 1;
+    cfg->home = home_dir_join("/.boxer");
+    cfg->runsc_path = strdup("");
+    cfg->platform = strdup("systrap");
+    cfg->listen_addr = strdup(":8080");
+    cfg->output_limit_bytes = 10485760;
+    cfg->upload_limit_bytes = 10485760;
+    cfg->defaults = (struct run_limits){1.0, 256, 30, 64, 256};
+    cfg->max_limits =
+        (struct run_limits){(double)cores, ram_mb / 2 ? ram_mb / 2 : 1, 3600, 4096, 65536};
+    cfg->pull_timeout_secs = 600;
+    cfg->tag_refresh_secs = 0;
+    cfg->image_cache_max_bytes = 0;
+    cfg->registry_auth_file = NULL;
+    cfg->output_files_limit_bytes = 100u << 20;
+    cfg->output_files_max = 10000;
+    cfg->tmp_size_mb = 64;
+    cfg->max_concurrent_runs = 2 * (uint64_t)cores;
+    cfg->max_queued_runs = 64;
+    cfg->sandbox_subnet = strdup("10.88.0.0/16");
+    cfg->bridge_name = strdup("boxer0");
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg->source);
+    free(cfg->home);
+    free(cfg->runsc_path);
+    free(cfg->platform);
+    free(cfg->listen_addr);
+    for (size_t i = 0; i < cfg->nmirrors; i++) {
+        free(cfg->mirrors[i].registry);
+        free(cfg->mirrors[i].url);
+    }
+    free(cfg->mirrors);
+    str_list_free(&cfg->insecure_registries);
+    free(cfg->registry_auth_file);
+    str_list_free(&cfg->auth_tokens);
+    free(cfg->sandbox_subnet);
+    free(cfg->bridge_name);
+    str_list_free(&cfg->dns_servers);
+    str_list_free(&cfg->blocked_egress);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- typed field readers; each names the field in its error ---- */
+
+static int get_string(const struct json_value *v, const char *field, char **dst,
+                      struct bx_err *err)
+{
+    char *s;
+    if (v->type != JSON_STRING)
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be a string", field);
+    if (json_str_has_nul(v))
+        return bx_err_set(err, 400, EINVAL, "config: %s: must not contain NUL", field);
+    s = strdup(v->u.str.s);
+    if (!s)
+        return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+static int get_bool(const struct json_value *v, const char *field, int *dst, struct bx_err *err)
+{
+    if (v->type != JSON_BOOL)
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be true or false", field);
+    *dst = v->u.boolean;
+    return 0;
+}
+
+/* Non-negative integer; allow_zero decides whether 0 is meaningful. */
+static int get_uint(const struct json_value *v, const char *field, int allow_zero, uint64_t max,
+                    uint64_t *dst, struct bx_err *err)
+{
+    if (v->type != JSON_NUMBER || !v->u.num.is_int)
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be an integer", field);
+    if (v->u.num.i < 0 || (!allow_zero && v->u.num.i == 0))
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be %s", field,
+                          allow_zero ? "zero or positive" : "positive");
+    if ((uint64_t)v->u.num.i > max)
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be at most %llu", field,
+                          (unsigned long long)max);
+    *dst = (uint64_t)v->u.num.i;
+    return 0;
+}
+
+static int get_str_list(const struct json_value *v, const char *field, struct str_list *dst,
+                        struct bx_err *err)
+{
+    struct str_list l = {0};
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be an array of strings", field);
+    if (v->u.arr.n > 1024)
+        return bx_err_set(err, 400, EINVAL, "config: %s: too many entries", field);
+    l.items = calloc(v->u.arr.n + 1, sizeof(char *));
+    if (!l.items)
+        return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *e = &v->u.arr.items[i];
+        if (e->type != JSON_STRING || json_str_has_nul(e) || e->u.str.len == 0) {
+            str_list_free(&l);
+            return bx_err_set(err, 400, EINVAL, "config: %s[%zu]: must be a non-empty string",
+                              field, i);
+        }
+        l.items[i] = strdup(e->u.str.s);
+        if (!l.items[i]) {
+            str_list_free(&l);
+            return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+        }
+        l.n = i + 1;
+    }
+    str_list_free(dst);
+    *dst = l;
+    return 0;
+}
+
+static int parse_limits(const struct json_value *obj, const char *prefix, struct run_limits *lim,
+                        struct bx_err *err)
+{
+    char field[64];
+    if (obj->type != JSON_OBJECT)
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be an object", prefix);
+    for (size_t i = 0; i < obj->u.obj.n; i++) {
+        const struct json_member *m = &obj->u.obj.members[i];
+        const struct json_value *v = &m->value;
+        snprintf(field, sizeof(field), "%s.%.40s", prefix, m->key);
+        if (strcmp(m->key, "cpu_cores") == 0) {
+            if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0 ||
+                v->u.num.d > 1024)
+                return bx_err_set(err, 400, EINVAL,
+                                  "config: %s: must be a positive number (at most 1024)", field);
+            lim->cpu_cores = v->u.num.d;
+        } else if (strcmp(m->key, "memory_mb") == 0) {
+            if (get_uint(v, field, 0, 1u << 30, &lim->memory_mb, err) < 0)
+                return -1;
+        } else if (strcmp(m->key, "wall_clock_secs") == 0) {
+            if (get_uint(v, field, 0, 30u * 86400, &lim->wall_clock_secs, err) < 0)
+                return -1;
+        } else if (strcmp(m->key, "pids_limit") == 0) {
+            if (get_uint(v, field, 0, 1u << 22, &lim->pids_limit, err) < 0)
+                return -1;
+        } else if (strcmp(m->key, "nofile") == 0) {
+            if (get_uint(v, field, 0, 1u << 20, &lim->nofile, err) < 0)
+                return -1;
+        } else {
+            return bx_err_set(err, 400, EINVAL, "config: %s: unknown field", field);
+        }
+    }
+    return 0;
+}
+
+static int parse_mirrors(struct config *cfg, const struct json_value *v, struct bx_err *err)
+{
+    struct mirror *ms;
+    if (v->type != JSON_OBJECT)
+        return bx_err_set(err, 400, EINVAL,
+                          "config: registry_mirrors: must be an object of registry -> URL");
+    if (v->u.obj.n > 256)
+        return bx_err_set(err, 400, EINVAL, "config: registry_mirrors: too many entries");
+    ms = calloc(v->u.obj.n + 1, sizeof(*ms));
+    if (!ms)
+        return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+    for (size_t i = 0; i < v->u.obj.n; i++) {
+        const struct json_member *m = &v->u.obj.members[i];
+        const char *url = m->value.type == JSON_STRING ? m->value.u.str.s : "";
+        if (m->value.type != JSON_STRING || json_str_has_nul(&m->value) ||
+            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
+            strpbrk(url, " \t\r\n") || m->key_len == 0 || strlen(m->key) != m->key_len) {
+            for (size_t j = 0; j < i; j++) {
+                free(ms[j].registry);
+                free(ms[j].url);
+            }
+            free(ms);
+            return bx_err_set(err, 400, EINVAL,
+                              "config: registry_mirrors.%.100s: must be an http:// or https:// URL",
+                              m->key);
+        }
+        ms[i].registry = strdup(m->key);
+        ms[i].url = strdup(url);
+    }
+    for (size_t i = 0; i < cfg->nmirrors; i++) {
+        free(cfg->mirrors[i].registry);
+        free(cfg->mirrors[i].url);
+    }
+    free(cfg->mirrors);
+    cfg->mirrors = ms;
+    cfg->nmirrors = v->u.obj.n;
+    for (size_t i = 0; i < cfg->nmirrors; i++)
+        if (!ms[i].registry || !ms[i].url)
+            return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+    return 0;
+}
+
+static int expand_home(char **p, struct bx_err *err)
+{
+    if ((*p)[0] == '~' && ((*p)[1] == '/' || (*p)[1] == '\0')) {
+        char *x = home_dir_join(*p + 1);
+        if (!x)
+            return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+        free(*p);
+        *p = x;
+    }
+    return 0;
+}
+
+int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err *err)
+{
+    struct json_limits lim = {CONFIG_MAX_BYTES, 16, 100000};
+    struct json_doc *doc = NULL;
+    const struct json_value *root;
+    int ret = -1;
+
+    if (json_parse(text, len, &lim, &doc, err) < 0) {
+        bx_err_wrap(err, "config");
+        goto out;
+    }
+    root = json_doc_root(doc);
+    if (root->type != JSON_OBJECT) {
+        bx_err_set(err, 400, EINVAL, "config: must be a JSON object");
+        goto out;
+    }
+    for (size_t i = 0; i < root->u.obj.n; i++) {
+        const struct json_member *m = &root->u.obj.members[i];
+        const struct json_value *v = &m->value;
+        const char *k = m->key;
+        int r;
+        if (strcmp(k, "home") == 0)
+            r = get_string(v, k, &cfg->home, err);
+        else if (strcmp(k, "runsc_path") == 0)
+            r = get_string(v, k, &cfg->runsc_path, err);
+        else if (strcmp(k, "platform") == 0)
+            r = get_string(v, k, &cfg->platform, err);
+        else if (strcmp(k, "listen_addr") == 0)
+            r = get_string(v, k, &cfg->listen_addr, err);
+        else if (strcmp(k, "ignore_cgroups") == 0)
+            r = get_bool(v, k, &cfg->ignore_cgroups, err);
+        else if (strcmp(k, "runsc_debug") == 0)
+            r = get_bool(v, k, &cfg->runsc_debug, err);
+        else if (strcmp(k, "output_limit_bytes") == 0)
+            r = get_uint(v, k, 0, 1ull << 32, &cfg->output_limit_bytes, err);
+        else if (strcmp(k, "upload_limit_bytes") == 0)
+            r = get_uint(v, k, 0, 1ull << 40, &cfg->upload_limit_bytes, err);
+        else if (strcmp(k, "defaults") == 0)
+            r = parse_limits(v, k, &cfg->defaults, err);
+        else if (strcmp(k, "max_limits") == 0)
+            r = parse_limits(v, k, &cfg->max_limits, err);
+        else if (strcmp(k, "pull_timeout_secs") == 0)
+            r = get_uint(v, k, 0, 86400, &cfg->pull_timeout_secs, err);
+        else if (strcmp(k, "tag_refresh_secs") == 0)
+            r = get_uint(v, k, 1, 365ull * 86400, &cfg->tag_refresh_secs, err);
+        else if (strcmp(k, "image_cache_max_bytes") == 0)
+            r = get_uint(v, k, 1, 1ull << 50, &cfg->image_cache_max_bytes, err);
+        else if (strcmp(k, "registry_mirrors") == 0)
+            r = parse_mirrors(cfg, v, err);
+        else if (strcmp(k, "insecure_registries") == 0)
+            r = get_str_list(v, k, &cfg->insecure_registries, err);
+        else if (strcmp(k, "registry_auth_file") == 0)
+            r = get_string(v, k, &cfg->registry_auth_file, err);
+        else if (strcmp(k, "output_files_limit_bytes") == 0)
+            r = get_uint(v, k, 0, 1ull << 40, &cfg->output_files_limit_bytes, err);
+        else if (strcmp(k, "output_files_max") == 0)
+            r = get_uint(v, k, 0, 10000000, &cfg->output_files_max, err);
+        else if (strcmp(k, "tmp_size_mb") == 0)
+            r = get_uint(v, k, 0, 1u << 20, &cfg->tmp_size_mb, err);
+        else if (strcmp(k, "max_concurrent_runs") == 0)
+            r = get_uint(v, k, 0, 4096, &cfg->max_concurrent_runs, err);
+        else if (strcmp(k, "max_queued_runs") == 0)
+            r = get_uint(v, k, 1, 1000000, &cfg->max_queued_runs, err);
+        else if (strcmp(k, "auth_tokens") == 0)
+            r = get_str_list(v, k, &cfg->auth_tokens, err);
+        else if (strcmp(k, "allow_host_network") == 0)
+            r = get_bool(v, k, &cfg->allow_host_network, err);
+        else if (strcmp(k, "sandbox_subnet") == 0)
+            r = get_string(v, k, &cfg->sandbox_subnet, err);
+        else if (strcmp(k, "bridge_name") == 0)
+            r = get_string(v, k, &cfg->bridge_name, err);
+        else if (strcmp(k, "dns_servers") == 0)
+            r = get_str_list(v, k, &cfg->dns_servers, err);
+        else if (strcmp(k, "blocked_egress") == 0)
+            r = get_str_list(v, k, &cfg->blocked_egress, err);
+        else
+            r = bx_err_set(err, 400, EINVAL, "config: %.100s: unknown field", k);
+        if (r < 0)
+            goto out;
+    }
+    if (expand_home(&cfg->home, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    json_doc_free(&doc);
+    return ret;
+}
+
+static int limit_within(const char *name, double v, double max, struct bx_err *err)
+{
+    if (v > max)
+        return bx_err_set(err, 400, EINVAL, "config: defaults.%s: above max_limits.%s", name,
+                          name);
+    return 0;
+}
+
+int config_validate(const struct config *cfg, struct bx_err *err)
+{
+    const char *la = cfg->listen_addr;
+    const char *colon = strrchr(la, ':');
+    uint64_t port;
+
+    if (!cfg->home || cfg->home[0] != '/')
+        return bx_err_set(err, 400, EINVAL, "config: home: must be an absolute path");
+    if (strcmp(cfg->platform, "systrap") != 0 && strcmp(cfg->platform, "ptrace") != 0 &&
+        strcmp(cfg->platform, "kvm") != 0)
+        return bx_err_set(err, 400, EINVAL, "config: platform: must be systrap, ptrace or kvm");
+    if (!colon || bx_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) < 0 ||
+        strpbrk(la, " \t\r\n/"))
+        return bx_err_set(err, 400, EINVAL,
+                          "config: listen_addr: \"%.100s\" is not host:port (e.g. :8080, "
+                          "127.0.0.1:8080, [::1]:8080)",
+                          la);
+    if (cfg->runsc_path[0] && cfg->runsc_path[0] != '/')
+        return bx_err_set(err, 400, EINVAL, "config: runsc_path: must be an absolute path");
+    if (cfg->output_limit_bytes == 0)
+        return bx_err_set(err, 400, EINVAL, "config: output_limit_bytes: must be positive");
+    if (cfg->upload_limit_bytes == 0)
+        return bx_err_set(err, 400, EINVAL, "config: upload_limit_bytes: must be positive");
+    if (cfg->max_concurrent_runs == 0)
+        return bx_err_set(err, 400, EINVAL, "config: max_concurrent_runs: must be positive");
+    if (cfg->output_files_limit_bytes < (1u << 20))
+        return bx_err_set(err, 400, EINVAL,
+                          "config: output_files_limit_bytes: must be at least 1048576");
+    if (cfg->tmp_size_mb == 0)
+        return bx_err_set(err, 400, EINVAL, "config: tmp_size_mb: must be positive");
+    if (limit_within("cpu_cores", cfg->defaults.cpu_cores, cfg->max_limits.cpu_cores, err) < 0 ||
+        limit_within("memory_mb", (double)cfg->defaults.memory_mb,
+                     (double)cfg->max_limits.memory_mb, err) < 0 ||
+        limit_within("wall_clock_secs", (double)cfg->defaults.wall_clock_secs,
+                     (double)cfg->max_limits.wall_clock_secs, err) < 0 ||
+        limit_within("pids_limit", (double)cfg->defaults.pids_limit,
+                     (double)cfg->max_limits.pids_limit, err) < 0 ||
+        limit_within("nofile", (double)cfg->defaults.nofile, (double)cfg->max_limits.nofile,
+                     err) < 0)
+        return -1;
+    if (cfg->registry_auth_file && cfg->registry_auth_file[0] != '/')
+        return bx_err_set(err, 400, EINVAL, "config: registry_auth_file: must be an absolute path");
+    return 0;
+}
+
+int config_load(struct config *cfg, const char *explicit_path, struct bx_err *err)
+{
+    const char *path = explicit_path;
+    char *home_cfg = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int ret = -1;
+
+    if (!path || !*path)
+        path = getenv("BOXER_CONFIG");
+    if (!path || !*path) {
+        home_cfg = home_dir_join("/.boxer/config.json");
+        if (home_cfg && access(home_cfg, F_OK) == 0)
+            path = home_cfg;
+        else
+            path = NULL;
+    }
+    if (path) {
+        if (bx_read_file_at(AT_FDCWD, path, CONFIG_MAX_BYTES, &text, &len, err) < 0) {
+            bx_err_wrap(err, "config %s", path);
+            goto out;
+        }
+        if (config_parse(cfg, text, len, err) < 0) {
+            bx_err_wrap(err, "%s", path);
+            goto out;
+        }
+        free(cfg->source);
+        cfg->source = strdup(path);
+    }
+    if (config_validate(cfg, err) < 0) {
+        if (path)
+            bx_err_wrap(err, "%s", path);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(text);
+    free(home_cfg);
+    return ret;
+}

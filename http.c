@@ -1,0 +1,1019 @@
+#define _GNU_SOURCE
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "util.h"
+
+#define IN_MIN_CAP 4096
+#define IN_BODY_CAP 65536
+#define SWEEP_MS 250
+#define DRAIN_MS 2000
+#define DRAIN_MAX_BYTES (1u << 20)
+#define PATH_CAP 8192
+
+enum conn_state { ST_HEAD, ST_BODY, ST_WAIT, ST_WRITE, ST_DRAIN };
+
+struct http_conn {
+    struct http_server *srv;
+    struct http_conn *prev, *next;
+    int fd;
+    enum conn_state state;
+    uint32_t events;
+    int in_process;
+    int dead;
+    int peer_eof; /* client half-closed after sending: answer, then close */
+    uint64_t seq; /* bumped per request, so a handler's synchronous answer is noticed */
+
+    char *in;
+    size_t in_len, in_cap;
+    size_t scan_from;
+    uint64_t deadline;
+
+    /* current request */
+    char method[16];
+    char *path;     /* decoded, NUL-terminated */
+    char *log_path; /* raw path for the log (validated printable ASCII) */
+    int minor;
+    int keep_alive;
+    int is_head;
+    uint64_t started_ms;
+    int has_body;
+    int chunked;
+    uint64_t body_left; /* Content-Length bytes still expected */
+    uint64_t body_seen;
+    uint64_t max_body;
+    int body_done;
+    struct http_chunked ch;
+    const struct http_body_ops *ops;
+    void *ctx;
+    int expect_continue;
+
+    /* current answer */
+    int responded;
+    struct sbuf out;
+    size_t out_off;
+    int file_fd;
+    uint64_t file_left;
+    off_t file_off;
+    int close_after;
+    int status;
+    uint64_t bytes_out;
+    http_done_cb done_cb;
+    void *done_arg;
+    uint64_t drained;
+};
+
+struct http_server {
+    struct loop *loop;
+    struct http_config cfg;
+    http_handler handler;
+    void *app;
+    int listen_fd;
+    int port;
+    int accept_paused;
+    int shutting_down;
+    size_t nconns;
+    struct http_conn *conns;
+    uint64_t sweep_timer;
+};
+
+static void conn_event(struct loop *l, int fd, uint32_t events, void *arg);
+static void conn_process(struct http_conn *c);
+static void conn_close(struct http_conn *c);
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+    }
+}
+
+/* ---- listening ---- */
+
+static int parse_listen_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *sl,
+                             struct bx_err *err)
+{
+    char host[128];
+    const char *colon, *port_s;
+    uint64_t port;
+    size_t hlen;
+
+    memset(ss, 0, sizeof(*ss));
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':')
+            return bx_err_set(err, 400, EINVAL, "listen_addr %s: expected [v6]:port", addr);
+        hlen = (size_t)(close - addr - 1);
+        if (hlen >= sizeof(host))
+            return bx_err_set(err, 400, EINVAL, "listen_addr %s: host too long", addr);
+        memcpy(host, addr + 1, hlen);
+        host[hlen] = '\0';
+        port_s = close + 2;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon)
+            return bx_err_set(err, 400, EINVAL, "listen_addr %s: expected host:port", addr);
+        hlen = (size_t)(colon - addr);
+        if (hlen >= sizeof(host))
+            return bx_err_set(err, 400, EINVAL, "listen_addr %s: host too long", addr);
+        memcpy(host, addr, hlen);
+        host[hlen] = '\0';
+        port_s = colon + 1;
+    }
+    if (bx_parse_u64(port_s, strlen(port_s), 65535, &port) < 0)
+        return bx_err_set(err, 400, EINVAL, "listen_addr %s: bad port", addr);
+    if (strchr(host, ':')) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+            return bx_err_set(err, 400, EINVAL, "listen_addr %s: bad IPv6 address", addr);
+        *sl = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0) {
+            s4->sin_addr.s_addr = htonl(INADDR_ANY);
+        } else if (strcmp(host, "localhost") == 0) {
+            s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        } else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1) {
+            return bx_err_set(err, 400, EINVAL,
+                              "listen_addr %s: host must be an IP address or localhost", addr);
+        }
+        *sl = sizeof(*s4);
+    }
+    return 0;
+}
+
+static void set_accepting(struct http_server *s, int on)
+{
+    if (s->listen_fd < 0)
+        return;
+    if (on && s->accept_paused) {
+        if (loop_mod(s->loop, s->listen_fd, EPOLLIN, NULL) == 0)
+            s->accept_paused = 0;
+    } else if (!on && !s->accept_paused) {
+        if (loop_mod(s->loop, s->listen_fd, 0, NULL) == 0)
+            s->accept_paused = 1;
+    }
+}
+
+static void conn_set_events(struct http_conn *c)
+{
+    uint32_t ev = 0;
+    size_t cap_limit;
+
+    if (c->dead)
+        return;
+    if (c->peer_eof) {
+        ev = c->state == ST_WRITE ? EPOLLOUT : 0;
+        if (ev != c->events && loop_mod(c->srv->loop, c->fd, ev, NULL) == 0)
+            c->events = ev;
+        return;
+    }
+    cap_limit = c->srv->cfg.max_header_bytes + 1 > IN_BODY_CAP ? c->srv->cfg.max_header_bytes + 1
+                                                               : IN_BODY_CAP;
+    switch (c->state) {
+    case ST_HEAD:
+    case ST_BODY:
+    case ST_DRAIN:
+        if (c->in_len < cap_limit)
+            ev |= EPOLLIN;
+        ev |= EPOLLRDHUP;
+        break;
+    case ST_WAIT:
+        /* Watch for the client going away while its run is in flight; read
+         * pipelined bytes only while there is room for them. */
+        ev |= EPOLLRDHUP;
+        if (c->in_len < cap_limit)
+            ev |= EPOLLIN;
+        break;
+    case ST_WRITE:
+        ev |= EPOLLOUT;
+        break;
+    }
+    if (ev != c->events) {
+        if (loop_mod(c->srv->loop, c->fd, ev, NULL) == 0)
+            c->events = ev;
+    }
+}
+
+static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    struct http_server *s = arg;
+    (void)events;
+    for (int i = 0; i < 64; i++) {
+        struct http_conn *c;
+        int one = 1;
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: stop accepting instead of spinning on a
+                 * readable listener; a closing connection or the sweep
+                 * resumes. */
+                set_accepting(s, 0);
+            }
+            return;
+        }
+        setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(cfd);
+            set_accepting(s, 0);
+            return;
+        }
+        c->srv = s;
+        c->fd = cfd;
+        c->file_fd = -1;
+        c->state = ST_HEAD;
+        sbuf_init(&c->out, SIZE_MAX / 2);
+        c->deadline = loop_now_ms(l) + s->cfg.keepalive_timeout_ms;
+        c->events = EPOLLIN | EPOLLRDHUP;
+        if (loop_add(l, cfd, c->events, conn_event, c, NULL) < 0) {
+            close(cfd);
+            free(c);
+            return;
+        }
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        s->nconns++;
+        if (s->nconns >= s->cfg.max_connections) {
+            set_accepting(s, 0);
+            return;
+        }
+    }
+}
+
+/* ---- request state ---- */
+
+static void request_reset(struct http_conn *c)
+{
+    free(c->path);
+    c->path = NULL;
+    free(c->log_path);
+    c->log_path = NULL;
+    c->method[0] = '\0';
+    c->has_body = c->chunked = c->body_done = c->expect_continue = 0;
+    c->body_left = c->body_seen = c->max_body = 0;
+    c->ops = NULL;
+    c->ctx = NULL;
+    c->responded = 0;
+    sbuf_reset(&c->out);
+    c->out_off = 0;
+    bx_close(&c->file_fd);
+    c->file_left = 0;
+    c->file_off = 0;
+    c->status = 0;
+    c->bytes_out = 0;
+    c->done_cb = NULL;
+    c->done_arg = NULL;
+    c->is_head = 0;
+    c->started_ms = 0;
+    c->seq++;
+}
+
+static void consume_in(struct http_conn *c, size_t n)
+{
+    if (n >= c->in_len) {
+        c->in_len = 0;
+    } else {
+        memmove(c->in, c->in + n, c->in_len - n);
+        c->in_len -= n;
+    }
+    c->scan_from = 0;
+}
+
+/* Releases the handler's context through on_abort, once. */
+static void abort_ctx(struct http_conn *c)
+{
+    const struct http_body_ops *ops = c->ops;
+    void *ctx = c->ctx;
+    c->ops = NULL;
+    c->ctx = NULL;
+    if (ops && ops->on_abort)
+        ops->on_abort(ctx);
+}
+
+static void log_request(struct http_conn *c, int status)
+{
+    uint64_t dur = bx_now_ms() - c->started_ms;
+    fprintf(stderr, "boxer: %s %s %d %" PRIu64 "B %" PRIu64 "ms\n",
+            c->method[0] ? c->method : "-", c->log_path ? c->log_path : "-", status,
+            c->bytes_out, dur);
+}
+
+/* ---- writing ---- */
+
+static int flush_out(struct http_conn *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -1;
+        }
+        c->out_off += (size_t)n;
+        c->bytes_out += (uint64_t)n;
+        c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
+    }
+    while (c->file_left > 0) {
+        size_t chunk = c->file_left > (1u << 20) ? (1u << 20) : (size_t)c->file_left;
+        ssize_t n = sendfile(c->fd, c->file_fd, &c->file_off, chunk);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -1;
+        }
+        if (n == 0)
+            return -1; /* file shrank under us: the length we promised is wrong */
+        c->file_left -= (uint64_t)n;
+        c->bytes_out += (uint64_t)n;
+        c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
+    }
+    return 1;
+}
+
+static void start_drain(struct http_conn *c)
+{
+    /* Lingering close: tell the client we are done writing, then swallow
+     * what it still sends for a moment so the kernel does not answer its
+     * late bytes with a reset that destroys our response in flight. */
+    shutdown(c->fd, SHUT_WR);
+    c->state = ST_DRAIN;
+    c->drained = 0;
+    c->deadline = loop_now_ms(c->srv->loop) + DRAIN_MS;
+}
+
+static void finish_response(struct http_conn *c)
+{
+    http_done_cb cb = c->done_cb;
+    void *arg = c->done_arg;
+    c->done_cb = NULL;
+    log_request(c, c->status);
+    if (cb)
+        cb(arg, 1);
+    if (c->peer_eof) {
+        request_reset(c);
+        conn_close(c);
+        return;
+    }
+    if (c->close_after || !c->keep_alive || c->srv->shutting_down) {
+        request_reset(c);
+        start_drain(c);
+        return;
+    }
+    request_reset(c);
+    c->state = ST_HEAD;
+    c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.keepalive_timeout_ms;
+}
+
+static void try_write(struct http_conn *c)
+{
+    int r = flush_out(c);
+    if (r < 0) {
+        conn_close(c);
+        return;
+    }
+    if (r == 1)
+        finish_response(c);
+}
+
+static void begin_response(struct http_conn *c, int status, const char *content_type,
+                           const char *extra_headers, uint64_t body_len)
+{
+    int conn_close_hdr;
+    if (c->responded)
+        return;
+    c->responded = 1;
+    c->status = status;
+    /* A body we did not read leaves the stream out of sync: close after. */
+    if (c->has_body && !c->body_done)
+        c->close_after = 1;
+    if (c->srv->shutting_down)
+        c->close_after = 1;
+    conn_close_hdr = c->close_after || !c->keep_alive;
+    sbuf_reset(&c->out);
+    c->out_off = 0;
+    sbuf_appendf(&c->out, "HTTP/1.1 %d %s\r\nServer: boxer\r\n", status, reason_phrase(status));
+    if (content_type)
+        sbuf_appendf(&c->out, "Content-Type: %s\r\n", content_type);
+    sbuf_appendf(&c->out, "Content-Length: %" PRIu64 "\r\n", body_len);
+    if (conn_close_hdr)
+        sbuf_appendf(&c->out, "Connection: close\r\n");
+    else if (c->minor == 0)
+        sbuf_appendf(&c->out, "Connection: keep-alive\r\n");
+    if (extra_headers)
+        sbuf_appendf(&c->out, "%s", extra_headers);
+    sbuf_appendf(&c->out, "\r\n");
+}
+
+static void after_response_queued(struct http_conn *c)
+{
+    int outer = !c->in_process;
+    /* The handler may answer while it is still receiving the body (an
+     * error); the rest of the body is then not wanted. */
+    if (c->state == ST_BODY)
+        abort_ctx(c);
+    c->state = ST_WRITE;
+    c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
+    /* in_process defers freeing, so c stays valid until conn_process. */
+    c->in_process = 1;
+    try_write(c);
+    if (outer) {
+        c->in_process = 0;
+        conn_process(c);
+    } else if (!c->dead) {
+        conn_set_events(c);
+    }
+}
+
+void http_respond(struct http_conn *c, int status, const char *content_type,
+                  const char *extra_headers, const void *body, size_t len)
+{
+    if (c->responded || c->dead)
+        return;
+    begin_response(c, status, content_type, extra_headers, len);
+    if (!c->is_head && len > 0 && sbuf_append(&c->out, body, len) < 0) {
+        conn_close(c);
+        return;
+    }
+    after_response_queued(c);
+}
+
+void http_respond_error_h(struct http_conn *c, int status, const char *extra_headers,
+                          const char *msg)
+{
+    struct sbuf b;
+    sbuf_init(&b, 4096 + 64);
+    if (sbuf_append(&b, "{\"error\":", 9) < 0 || json_escape_to(&b, msg, strlen(msg)) < 0 ||
+        sbuf_append(&b, "}", 1) < 0) {
+        sbuf_reset(&b);
+        sbuf_append(&b, "{\"error\":\"internal error\"}", 26);
+    }
+    http_respond(c, status, "application/json", extra_headers, b.data, b.len);
+    sbuf_free(&b);
+}
+
+void http_respond_error(struct http_conn *c, int status, const char *msg)
+{
+    http_respond_error_h(c, status, NULL, msg);
+}
+
+void http_respond_file(struct http_conn *c, int status, const char *content_type, int fd,
+                       uint64_t size)
+{
+    if (c->responded || c->dead) {
+        close(fd);
+        return;
+    }
+    begin_response(c, status, content_type, NULL, size);
+    if (c->is_head) {
+        close(fd);
+    } else {
+        c->file_fd = fd;
+        c->file_left = size;
+        c->file_off = 0;
+    }
+    after_response_queued(c);
+}
+
+void http_on_done(struct http_conn *c, http_done_cb cb, void *arg)
+{
+    c->done_cb = cb;
+    c->done_arg = arg;
+}
+
+const char *http_conn_path(const struct http_conn *c)
+{
+    return c->path ? c->path : "";
+}
+
+const char *http_conn_method(const struct http_conn *c)
+{
+    return c->method;
+}
+
+/* ---- reading ---- */
+
+static int grow_in(struct http_conn *c, size_t want)
+{
+    char *p;
+    size_t cap = c->in_cap ? c->in_cap : IN_MIN_CAP;
+    if (want <= c->in_cap)
+        return 0;
+    while (cap < want)
+        cap *= 2;
+    p = realloc(c->in, cap);
+    if (!p)
+        return -1;
+    c->in = p;
+    c->in_cap = cap;
+    return 0;
+}
+
+/* Returns 1 progress, 0 would block, -1 error, -2 end of stream. */
+static int read_some(struct http_conn *c)
+{
+    size_t limit = c->srv->cfg.max_header_bytes + 1 > IN_BODY_CAP ? c->srv->cfg.max_header_bytes + 1
+                                                                  : IN_BODY_CAP;
+    size_t room;
+    ssize_t n;
+    if (c->in_len >= limit)
+        return 0;
+    if (c->in_cap - c->in_len < 1024 || c->in_cap == 0) {
+        size_t want = c->in_len + (c->state == ST_BODY ? IN_BODY_CAP / 2 : IN_MIN_CAP);
+        if (want > limit)
+            want = limit;
+        if (grow_in(c, want) < 0)
+            return -1;
+    }
+    room = c->in_cap - c->in_len;
+    if (room > limit - c->in_len)
+        room = limit - c->in_len;
+    for (;;) {
+        n = recv(c->fd, c->in + c->in_len, room, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+    if (n < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    if (n == 0)
+        return -2;
+    c->in_len += (size_t)n;
+    return 1;
+}
+
+static void respond_err(struct http_conn *c, const struct bx_err *err)
+{
+    int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
+    c->close_after = 1;
+    http_respond_error(c, status, err->msg[0] ? err->msg : "error");
+}
+
+static void handle_head(struct http_conn *c, const struct http_request *req, size_t head_len)
+{
+    struct bx_err err;
+    size_t mlen = req->method_len < sizeof(c->method) - 1 ? req->method_len
+                                                          : sizeof(c->method) - 1;
+    size_t plen = 0;
+    uint64_t seq = c->seq;
+
+    bx_err_clear(&err);
+    memcpy(c->method, req->method_str, mlen);
+    c->method[mlen] = '\0';
+    c->minor = req->minor_version;
+    c->keep_alive = req->keep_alive;
+    c->is_head = req->method == HTTP_HEAD;
+    c->has_body = req->chunked || (req->has_content_length && req->content_length > 0);
+    c->chunked = req->chunked;
+    c->body_left = req->has_content_length ? req->content_length : 0;
+    c->expect_continue = req->expect_continue;
+    c->log_path = strndup(req->path, req->path_len);
+    c->path = malloc(PATH_CAP);
+    if (!c->path || !c->log_path) {
+        consume_in(c, head_len);
+        bx_err_set(&err, 500, ENOMEM, "out of memory");
+        respond_err(c, &err);
+        return;
+    }
+    if (http_decode_path(req->path, req->path_len, c->path, PATH_CAP, &plen, &err) < 0) {
+        consume_in(c, head_len);
+        respond_err(c, &err);
+        return;
+    }
+    c->srv->handler(c->srv->app, c, req);
+    /* req points into c->in: drop the head only after the handler ran. */
+    consume_in(c, head_len);
+    if (c->seq == seq && !c->responded && !c->ops) {
+        bx_err_set(&err, 500, 0, "handler gave no answer");
+        respond_err(c, &err);
+    }
+}
+
+void http_accept_body(struct http_conn *c, uint64_t max_body, const struct http_body_ops *ops,
+                      void *ctx)
+{
+    c->ops = ops;
+    c->ctx = ctx;
+    c->max_body = max_body;
+    c->state = ST_BODY;
+    c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.body_idle_timeout_ms;
+    if (c->chunked)
+        http_chunked_init(&c->ch);
+    if (!c->has_body) {
+        c->body_done = 1;
+        return;
+    }
+    if (!c->chunked && c->body_left > max_body) {
+        struct bx_err err;
+        bx_err_set(&err, 413, 0, "request body of %" PRIu64 " bytes is over the limit of %" PRIu64,
+                   c->body_left, max_body);
+        c->state = ST_WAIT;
+        abort_ctx(c);
+        respond_err(c, &err);
+        return;
+    }
+    if (c->expect_continue) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        /* Sent before any answer is queued; a short send here only delays
+         * the client, which then sends its body anyway. */
+        ssize_t n = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)n;
+    }
+}
+
+/* Feeds buffered bytes to the body handler.  Returns 1 when the body is
+ * complete, 0 when more is needed, -1 after an error answer was queued. */
+static int feed_body(struct http_conn *c)
+{
+    struct bx_err err;
+    bx_err_clear(&err);
+    if (c->body_done)
+        return 1;
+    if (c->chunked) {
+        size_t consumed = 0, out_len = 0;
+        int r = http_chunked_decode(&c->ch, c->in, c->in_len, &consumed, c->in, &out_len, &err);
+        if (r < 0) {
+            abort_ctx(c);
+            respond_err(c, &err);
+            return -1;
+        }
+        if (out_len > 0) {
+            c->body_seen += out_len;
+            if (c->body_seen > c->max_body) {
+                bx_err_set(&err, 413, 0, "request body is over the limit of %" PRIu64 " bytes",
+                           c->max_body);
+                abort_ctx(c);
+                respond_err(c, &err);
+                return -1;
+            }
+            if (c->ops->on_data(c->ctx, c->in, out_len, &err) < 0) {
+                abort_ctx(c);
+                respond_err(c, &err);
+                return -1;
+            }
+        }
+        consume_in(c, consumed);
+        if (r == 1)
+            c->body_done = 1;
+    } else {
+        size_t n = c->in_len < c->body_left ? c->in_len : (size_t)c->body_left;
+        if (n > 0) {
+            if (c->ops->on_data(c->ctx, c->in, n, &err) < 0) {
+                abort_ctx(c);
+                respond_err(c, &err);
+                return -1;
+            }
+            c->body_left -= n;
+            c->body_seen += n;
+            consume_in(c, n);
+        }
+        if (c->body_left == 0)
+            c->body_done = 1;
+    }
+    return c->body_done;
+}
+
+static void conn_process(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    c->in_process = 1;
+    while (!c->dead) {
+        if (c->state == ST_HEAD) {
+            struct http_request req;
+            struct http_limits lim = {s->cfg.max_request_line, s->cfg.max_header_bytes,
+                                      s->cfg.max_headers};
+            struct bx_err err;
+            int r;
+            if (c->in_len == 0)
+                break;
+            if (c->started_ms == 0) {
+                c->started_ms = bx_now_ms();
+                c->deadline = loop_now_ms(s->loop) + s->cfg.header_timeout_ms;
+            }
+            bx_err_clear(&err);
+            r = http_parse_request(c->in, c->in_len, &lim, &c->scan_from, &req, &err);
+            if (r == HTTP_PARSE_INCOMPLETE) {
+                if (c->peer_eof)
+                    conn_close(c);
+                break;
+            }
+            if (r < 0) {
+                c->in_len = 0;
+                c->keep_alive = 0;
+                respond_err(c, &err);
+                continue;
+            }
+            handle_head(c, &req, (size_t)r);
+            continue;
+        }
+        if (c->state == ST_BODY) {
+            int r = feed_body(c);
+            if (r < 0)
+                continue;
+            if (r == 0)
+                break;
+            c->state = ST_WAIT;
+            {
+                struct bx_err err;
+                const struct http_body_ops *ops = c->ops;
+                bx_err_clear(&err);
+                if (ops->on_end(c->ctx, &err) < 0) {
+                    abort_ctx(c);
+                    respond_err(c, &err);
+                }
+            }
+            continue;
+        }
+        if (c->state == ST_WAIT) {
+            break;
+        }
+        if (c->state == ST_WRITE) {
+            break;
+        }
+        if (c->state == ST_DRAIN) {
+            c->drained += c->in_len;
+            c->in_len = 0;
+            if (c->drained > DRAIN_MAX_BYTES)
+                conn_close(c);
+            break;
+        }
+    }
+    c->in_process = 0;
+    if (c->dead) {
+        conn_close(c);
+        return;
+    }
+    if (c->state == ST_HEAD && s->shutting_down && c->in_len == 0) {
+        conn_close(c);
+        return;
+    }
+    conn_set_events(c);
+}
+
+static void conn_event(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    struct http_conn *c = arg;
+    (void)l;
+    (void)fd;
+    /* Defer freeing until conn_process at the end: c stays valid here. */
+    c->in_process = 1;
+    if (events & EPOLLERR) {
+        conn_close(c);
+        goto out;
+    }
+    if (c->state == ST_WAIT && (events & (EPOLLRDHUP | EPOLLHUP))) {
+        /* The client left while its request was being served (a run in
+         * flight): the handler's on_abort kills the work. */
+        conn_close(c);
+        goto out;
+    }
+    if (c->state == ST_WRITE && (events & EPOLLOUT)) {
+        try_write(c);
+        if (c->dead)
+            goto out;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+        if (c->state == ST_WRITE) {
+            if (events & EPOLLHUP)
+                conn_close(c);
+        } else {
+            int r = read_some(c);
+            if (r == -2 && c->state == ST_HEAD && c->in_len > 0) {
+                /* A client that sends its request and then shuts down its
+                 * side (nc, some scripts) still gets its answer. */
+                c->peer_eof = 1;
+            } else if (r < 0) {
+                conn_close(c);
+            }
+            else if (r > 0 && c->state == ST_BODY)
+                c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.body_idle_timeout_ms;
+        }
+    }
+out:
+    c->in_process = 0;
+    conn_process(c);
+}
+
+static void conn_free(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    request_reset(c);
+    sbuf_free(&c->out);
+    free(c->in);
+    free(c);
+    if (!s->shutting_down && s->nconns < s->cfg.max_connections)
+        set_accepting(s, 1);
+}
+
+static void conn_close(struct http_conn *c)
+{
+    if (!c->dead) {
+        http_done_cb cb = c->done_cb;
+        void *arg = c->done_arg;
+        c->dead = 1;
+        c->done_cb = NULL;
+        loop_del(c->srv->loop, c->fd);
+        bx_close(&c->fd);
+        if (c->ops)
+            abort_ctx(c);
+        if (c->method[0] && c->state != ST_DRAIN)
+            log_request(c, c->responded ? c->status : 499);
+        if (cb)
+            cb(arg, 0);
+    }
+    if (!c->in_process)
+        conn_free(c);
+}
+
+static void sweep(struct loop *l, void *arg)
+{
+    struct http_server *s = arg;
+    uint64_t now = loop_now_ms(l);
+    struct http_conn *c = s->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->dead || c->state == ST_WAIT || now < c->deadline)
+            continue;
+        if (c->state == ST_BODY) {
+            struct bx_err err;
+            bx_err_set(&err, 408, 0, "timed out waiting for the request body");
+            abort_ctx(c);
+            respond_err(c, &err);
+        } else if (c->state == ST_HEAD && c->in_len > 0) {
+            struct bx_err err;
+            bx_err_set(&err, 408, 0, "timed out waiting for the request head");
+            c->in_len = 0;
+            c->keep_alive = 0;
+            if (!c->method[0])
+                snprintf(c->method, sizeof(c->method), "-");
+            respond_err(c, &err);
+        } else {
+            conn_close(c);
+        }
+    }
+    if (!s->shutting_down && s->accept_paused && s->nconns < s->cfg.max_connections)
+        set_accepting(s, 1);
+    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
+}
+
+int http_server_new(struct http_server **out, struct loop *l, const struct http_config *cfg,
+                    http_handler handler, void *app, struct bx_err *err)
+{
+    struct http_server *s = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = 0;
+    int one = 1;
+    int fd = -1;
+
+    if (parse_listen_addr(cfg->listen_addr, &ss, &sl, err) < 0)
+        return -1;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    s->loop = l;
+    s->cfg = *cfg;
+    s->handler = handler;
+    s->app = app;
+    s->listen_fd = -1;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        bx_err_sys(err, 500, "socket");
+        goto fail;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+        bx_err_sys(err, 500, "bind %s", cfg->listen_addr);
+        goto fail;
+    }
+    if (listen(fd, 1024) < 0) {
+        bx_err_sys(err, 500, "listen");
+        goto fail;
+    }
+    {
+        struct sockaddr_storage bound;
+        socklen_t bl = sizeof(bound);
+        if (getsockname(fd, (struct sockaddr *)&bound, &bl) < 0) {
+            bx_err_sys(err, 500, "getsockname");
+            goto fail;
+        }
+        s->port = ntohs(bound.ss_family == AF_INET6
+                            ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                            : ((struct sockaddr_in *)&bound)->sin_port);
+    }
+    if (loop_add(l, fd, EPOLLIN, on_accept, s, err) < 0)
+        goto fail;
+    s->listen_fd = fd;
+    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
+    if (!s->sweep_timer) {
+        bx_err_set(err, 500, ENOMEM, "out of memory");
+        loop_del(l, fd);
+        s->listen_fd = -1;
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    bx_close(&fd);
+    free(s);
+    return -1;
+}
+
+int http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+size_t http_server_conn_count(const struct http_server *s)
+{
+    return s->nconns;
+}
+
+void http_server_shutdown(struct http_server *s)
+{
+    struct http_conn *c, *next;
+    if (s->shutting_down)
+        return;
+    s->shutting_down = 1;
+    if (s->listen_fd >= 0) {
+        loop_del(s->loop, s->listen_fd);
+        bx_close(&s->listen_fd);
+    }
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if ((c->state == ST_HEAD && c->in_len == 0) || c->state == ST_DRAIN)
+            conn_close(c);
+    }
+}
+
+void http_server_free(struct http_server **sp)
+{
+    struct http_server *s = *sp;
+    if (!s)
+        return;
+    while (s->conns)
+        conn_close(s->conns);
+    if (s->listen_fd >= 0) {
+        loop_del(s->loop, s->listen_fd);
+        bx_close(&s->listen_fd);
+    }
+    if (s->sweep_timer)
+        loop_timer_cancel(s->loop, s->sweep_timer);
+    free(s);
+    *sp = NULL;
+}

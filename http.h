@@ -1,0 +1,90 @@
+/* HTTP/1.1 server on the event loop: connections, keep-alive, pipelining,
+ * request bodies (Content-Length or chunked, Expect: 100-continue), limits,
+ * timeouts against slow clients, responses from memory or from a file
+ * (sendfile), and a lingering close so error answers reach clients that are
+ * still sending.
+ *
+ * Request life cycle, as the application sees it:
+ *   1. handler(app, conn, req) is called once the head is complete.  `req`
+ *      and the strings it points to are valid only during this call; copy
+ *      what you need.  The decoded path is http_conn_path(conn).
+ *   2. The handler either answers at once (http_respond*), or calls
+ *      http_accept_body() to receive the body through `ops`.
+ *   3. After ops->on_end, the handler answers whenever it is ready (later
+ *      loop iterations are fine).
+ *   ctx ownership ends with exactly one of: the handler answering after
+ *   on_end, or ops->on_abort(ctx) called by this module (client gone,
+ *   timeout, body too large, a callback returned an error, shutdown).  After
+ *   on_abort, the handler must not touch the connection again.
+ */
+#ifndef BOXER_HTTP_H
+#define BOXER_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "httpparse.h"
+#include "loop.h"
+
+struct http_server;
+struct http_conn;
+
+struct http_config {
+    const char *listen_addr; /* "host:port", ":port", "[v6]:port" */
+    size_t max_request_line; /* 414 */
+    size_t max_header_bytes; /* 431 */
+    size_t max_headers;      /* 431 */
+    uint32_t header_timeout_ms;
+    uint32_t body_idle_timeout_ms;
+    uint32_t keepalive_timeout_ms;
+    uint32_t write_idle_timeout_ms;
+    size_t max_connections;
+};
+
+struct http_body_ops {
+    int (*on_data)(void *ctx, const char *data, size_t len, struct bx_err *err);
+    int (*on_end)(void *ctx, struct bx_err *err);
+    void (*on_abort)(void *ctx);
+};
+
+typedef void (*http_handler)(void *app, struct http_conn *c, const struct http_request *req);
+typedef void (*http_done_cb)(void *arg, int delivered);
+
+int http_server_new(struct http_server **out, struct loop *l, const struct http_config *cfg,
+                    http_handler handler, void *app, struct bx_err *err);
+/* Stops accepting, closes idle connections; busy ones close after their
+ * current answer. */
+void http_server_shutdown(struct http_server *s);
+size_t http_server_conn_count(const struct http_server *s);
+/* Connections aborted by the server itself (for the final teardown). */
+void http_server_free(struct http_server **s);
+/* The bound port (useful with listen_addr ":0"). */
+int http_server_port(const struct http_server *s);
+
+const char *http_conn_path(const struct http_conn *c);
+const char *http_conn_method(const struct http_conn *c);
+
+/* Starts receiving the body (sends 100 Continue when asked for).  A body
+ * over max_body answers 413 and aborts. */
+void http_accept_body(struct http_conn *c, uint64_t max_body, const struct http_body_ops *ops,
+                      void *ctx);
+
+/* Answers with a body from memory (copied).  extra_headers: NULL or
+ * complete "Name: value\r\n" lines. */
+void http_respond(struct http_conn *c, int status, const char *content_type,
+                  const char *extra_headers, const void *body, size_t len);
+/* Answers {"error": msg} with the given status. */
+void http_respond_error(struct http_conn *c, int status, const char *msg);
+/* Same with extra headers (e.g. "Retry-After: 1\r\n"). */
+void http_respond_error_h(struct http_conn *c, int status, const char *extra_headers,
+                          const char *msg);
+/* Answers with a file: takes ownership of fd, sends size bytes by sendfile. */
+void http_respond_file(struct http_conn *c, int status, const char *content_type, int fd,
+                       uint64_t size);
+
+/* Called once the current answer was fully written (delivered=1) or the
+ * connection died first (delivered=0).  Set before answering. */
+void http_on_done(struct http_conn *c, http_done_cb cb, void *arg);
+
+#endif
