@@ -1,0 +1,235 @@
+#define _GNU_SOURCE
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+struct proc {
+    struct loop *loop;
+    pid_t pid;
+    int pidfd;
+    proc_exit_cb cb;
+    void *arg;
+    int exited;
+    int orphaned;
+};
+
+static int orphan_count;
+
+static int sys_pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child_exec(const struct proc_spec *s, int errfd)
+{
+    sigset_t none;
+    int fds[3] = {s->stdin_fd, s->stdout_fd, s->stderr_fd};
+    int err;
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    setsid();
+    for (int i = 0; i < s->n_join_fds; i++) {
+        if (write(s->join_fds[i], "0", 1) != 1)
+            goto fail;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] < 0) {
+            int nfd = open("/dev/null", i == 0 ? O_RDONLY : O_WRONLY);
+            if (nfd < 0)
+                goto fail;
+            fds[i] = nfd;
+        }
+    }
+    /* Move the stdio fds out of 0..2 first so dup2 cannot clobber one
+     * with another. */
+    for (int i = 0; i < 3; i++) {
+        int nfd = fcntl(fds[i], F_DUPFD, 10);
+        if (nfd < 0)
+            goto fail;
+        fds[i] = nfd;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dup2(fds[i], i) < 0)
+            goto fail;
+    }
+    /* Everything else Boxer has open is O_CLOEXEC; close what is left
+     * anyway so no descriptor leaks into a sandbox runtime. */
+    if ((errfd > 3 && syscall(SYS_close_range, 3u, (unsigned)errfd - 1, 0u) < 0) ||
+        syscall(SYS_close_range, (unsigned)errfd + 1, ~0u, 0u) < 0) {
+        for (int fd = 3; fd < 1024; fd++)
+            if (fd != errfd)
+                close(fd);
+    }
+    if (chdir(s->cwd ? s->cwd : "/") < 0)
+        goto fail;
+    execve(s->path, s->argv, s->envp);
+fail:
+    err = errno;
+    if (errfd >= 0) {
+        ssize_t n = write(errfd, &err, sizeof(err));
+        (void)n;
+    }
+    _exit(127);
+}
+
+static void on_pidfd(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    struct proc *p = arg;
+    int status = 0;
+    pid_t r;
+    (void)events;
+    r = waitpid(p->pid, &status, WNOHANG);
+    if (r == 0)
+        return;
+    if (r < 0 && errno == EINTR)
+        return;
+    loop_del(l, fd);
+    bx_close(&p->pidfd);
+    p->exited = 1;
+    if (p->orphaned) {
+        orphan_count--;
+        free(p);
+        return;
+    }
+    if (p->cb)
+        p->cb(p->arg, status);
+}
+
+int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
+               struct proc **out, struct bx_err *err)
+{
+    int errpipe[2] = {-1, -1};
+    struct proc *p = NULL;
+    pid_t pid;
+    int child_errno = 0;
+    ssize_t n;
+
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    p->loop = l;
+    p->pidfd = -1;
+    p->cb = cb;
+    p->arg = arg;
+    if (pipe2(errpipe, O_CLOEXEC) < 0) {
+        bx_err_sys(err, 500, "pipe2");
+        goto fail;
+    }
+    pid = fork();
+    if (pid < 0) {
+        bx_err_sys(err, 500, "fork %s", spec->path);
+        goto fail;
+    }
+    if (pid == 0) {
+        close(errpipe[0]);
+        child_exec(spec, errpipe[1]);
+    }
+    p->pid = pid;
+    bx_close(&errpipe[1]);
+    /* Blocks only until the child execs (CLOEXEC closes the pipe) or fails. */
+    do {
+        n = read(errpipe[0], &child_errno, sizeof(child_errno));
+    } while (n < 0 && errno == EINTR);
+    bx_close(&errpipe[0]);
+    if (n == (ssize_t)sizeof(child_errno)) {
+        waitpid(pid, NULL, 0);
+        errno = child_errno;
+        bx_err_sys(err, 500, "exec %s", spec->path);
+        free(p);
+        return -1;
+    }
+    p->pidfd = sys_pidfd_open(pid);
+    if (p->pidfd < 0) {
+        bx_err_sys(err, 500, "pidfd_open");
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        free(p);
+        return -1;
+    }
+    if (loop_add(l, p->pidfd, EPOLLIN, on_pidfd, p, err) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        bx_close(&p->pidfd);
+        free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+fail:
+    bx_close(&errpipe[0]);
+    bx_close(&errpipe[1]);
+    free(p);
+    return -1;
+}
+
+pid_t proc_pid(const struct proc *p)
+{
+    return p->pid;
+}
+
+void proc_kill(struct proc *p, int sig)
+{
+    if (!p || p->exited)
+        return;
+    /* The child called setsid(): its pid is its process group. */
+    kill(-p->pid, sig);
+    kill(p->pid, sig);
+}
+
+void proc_free(struct proc **pp)
+{
+    struct proc *p = *pp;
+    if (!p)
+        return;
+    *pp = NULL;
+    if (p->exited) {
+        free(p);
+        return;
+    }
+    proc_kill(p, SIGKILL);
+    p->orphaned = 1;
+    p->cb = NULL;
+    orphan_count++;
+}
+
+int proc_orphans(void)
+{
+    return orphan_count;
+}
+
+int proc_find_in_path(const char *name, const char *path_env, char *out, size_t cap)
+{
+    const char *p = path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    if (strchr(name, '/')) {
+        if (access(name, X_OK) != 0 || strlen(name) + 1 > cap)
+            return -1;
+        memcpy(out, name, strlen(name) + 1);
+        return 0;
+    }
+    while (*p) {
+        const char *colon = strchr(p, ':');
+        size_t dl = colon ? (size_t)(colon - p) : strlen(p);
+        if (dl > 0 && dl + 1 + strlen(name) + 1 <= cap) {
+            memcpy(out, p, dl);
+            out[dl] = '/';
+            memcpy(out + dl + 1, name, strlen(name) + 1);
+            if (access(out, X_OK) == 0)
+                return 0;
+        }
+        p += dl + (colon ? 1 : 0);
+    }
+    return -1;
+}

@@ -1,0 +1,49 @@
+/* Child processes supervised by the event loop (skopeo, umoci, runsc).
+ *
+ * A child gets an explicit argv and environment (never a shell), its stdio
+ * from the caller's fds (or /dev/null), a fresh session so the whole group
+ * can be signalled, and optionally joins cgroups before exec (so it is
+ * accounted from its first instruction).  Its exit is seen through a pidfd
+ * in the loop, never through SIGCHLD handlers.  proc_free() on a child that
+ * is still running kills its group and reaps it in the background, so no
+ * path leaves a zombie or an orphan. */
+#ifndef BOXER_PROC_H
+#define BOXER_PROC_H
+
+#include <sys/types.h>
+
+#include "err.h"
+#include "loop.h"
+
+struct proc;
+
+struct proc_spec {
+    const char *path;   /* absolute path of the program */
+    char *const *argv;  /* NULL-terminated */
+    char *const *envp;  /* NULL-terminated, explicit and minimal */
+    int stdin_fd;       /* -1: /dev/null */
+    int stdout_fd;      /* -1: /dev/null */
+    int stderr_fd;      /* -1: /dev/null */
+    const int *join_fds; /* cgroup.procs fds the child writes "0" to before exec */
+    int n_join_fds;
+    const char *cwd;    /* NULL: "/" */
+};
+
+/* status is a wait status (WIFEXITED...). */
+typedef void (*proc_exit_cb)(void *arg, int status);
+
+int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
+               struct proc **out, struct bx_err *err);
+pid_t proc_pid(const struct proc *p);
+/* Sends sig to the child's process group (and the child). */
+void proc_kill(struct proc *p, int sig);
+/* Frees the handle; a child still running is SIGKILLed and reaped later by
+ * the loop, and its callback is never called. */
+void proc_free(struct proc **p);
+/* Number of children still being reaped in the background (for shutdown). */
+int proc_orphans(void);
+
+/* Finds an executable by name in a PATH string; writes the absolute path. */
+int proc_find_in_path(const char *name, const char *path_env, char *out, size_t cap);
+
+#endif
