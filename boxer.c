@@ -12,14 +12,20 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "http.h"
+#include "image.h"
+#include "imgref.h"
 #include "json.h"
 #include "loop.h"
 #include "multipart.h"
 #include "openapi.h"
+#include "proc.h"
+#include "run.h"
 #include "store.h"
 #include "util.h"
 
@@ -30,6 +36,11 @@ struct app {
     struct loop *loop;
     struct http_server *http;
     struct store *store;
+    struct image_cache *images;
+    struct cg_ctx *cgroups;
+    struct run_mgr *runs;
+    char runsc[4096];
+    char platform[16];
     int sigfd;
     int stopping;
     uint64_t stop_deadline;
@@ -46,6 +57,13 @@ static void respond_bx_err(struct http_conn *c, const struct bx_err *err)
 static void respond_json(struct http_conn *c, int status, struct sbuf *body)
 {
     http_respond(c, status, "application/json", NULL, body->data, body->len);
+}
+
+static void route_method_not_allowed(struct http_conn *c, const char *allow)
+{
+    char hdr[128];
+    snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+    http_respond_error_h(c, 405, hdr, "method not allowed");
 }
 
 /* ---- GET /healthz ---- */
@@ -257,18 +275,214 @@ static void route_swagger(struct http_conn *c, const char *path)
                  strlen(boxer_swagger_html));
 }
 
+
+/* ---- POST /run ---- */
+
+struct run_ctx {
+    struct app *app;
+    struct http_conn *conn;
+    struct sbuf body;
+    struct run_job *job;
+};
+
+static void run_ctx_free(struct run_ctx *r)
+{
+    if (!r)
+        return;
+    sbuf_free(&r->body);
+    free(r);
+}
+
+/* persist=false: the inputs and the captured outputs go once the answer has
+ * been written (or the client is gone). */
+struct cleanup_ctx {
+    struct app *app;
+    struct run_result *res;
+};
+
+static void on_run_answer_done(void *arg, int delivered)
+{
+    struct cleanup_ctx *cc = arg;
+    struct run_result *res = cc->res;
+    struct bx_err err;
+    (void)delivered;
+    bx_err_clear(&err);
+    if (!res->persist) {
+        for (size_t i = 0; res->files && res->files[i]; i++)
+            if (store_delete(cc->app->store, res->files[i], &err) < 0)
+                fprintf(stderr, "boxer: %s: deleting input %s: %s\n", res->exec_id,
+                        res->files[i], err.msg);
+        if (store_delete_output(cc->app->store, res->exec_id, &err) < 0)
+            fprintf(stderr, "boxer: %s: deleting outputs: %s\n", res->exec_id, err.msg);
+    }
+    run_result_free(&cc->res);
+    free(cc);
+}
+
+static void write_run_fields(struct json_writer *w, const struct run_result *res)
+{
+    json_w_key(w, "exec_id");
+    json_w_cstr(w, res->exec_id);
+    json_w_key(w, "exit_code");
+    json_w_int(w, res->exit_code);
+    json_w_key(w, "stdout");
+    json_w_str(w, res->out.data ? res->out.data : "", res->out.len);
+    json_w_key(w, "stderr");
+    json_w_str(w, res->err.data ? res->err.data : "", res->err.len);
+    json_w_key(w, "wall_ms");
+    json_w_uint(w, res->wall_ms);
+    json_w_key(w, "timed_out");
+    json_w_bool(w, res->outcome == RUN_TIMEOUT);
+    if (res->have_usage) {
+        json_w_key(w, "cpu_ms");
+        json_w_uint(w, res->cpu_ms);
+        json_w_key(w, "memory_peak_bytes");
+        json_w_uint(w, res->memory_peak_bytes);
+        json_w_key(w, "oom_killed");
+        json_w_bool(w, res->oom_killed);
+    }
+}
+
+static void on_run_done(void *arg, struct run_result *res)
+{
+    struct run_ctx *r = arg;
+    struct http_conn *c = r->conn;
+    struct app *a = r->app;
+    struct cleanup_ctx *cc = calloc(1, sizeof(*cc));
+    struct sbuf body;
+    struct json_writer w;
+    int status = 200;
+
+    run_ctx_free(r);
+    /* Output can be twice output_limit_bytes, and escaping may grow it up
+     * to six times; the answer buffer is sized for that. */
+    sbuf_init(&body, 12 * a->cfg.output_limit_bytes + 65536);
+    json_w_init(&w, &body);
+    json_w_obj_begin(&w);
+    switch (res->outcome) {
+    case RUN_OK:
+        write_run_fields(&w, res);
+        break;
+    case RUN_TIMEOUT:
+        status = 408;
+        json_w_key(&w, "error");
+        json_w_cstr(&w, "wall clock limit exceeded");
+        write_run_fields(&w, res);
+        break;
+    case RUN_OUTPUT_LIMIT:
+        status = 507;
+        json_w_key(&w, "error");
+        json_w_cstr(&w, "stdout or stderr exceeded output_limit_bytes");
+        json_w_key(&w, "exec_id");
+        json_w_cstr(&w, res->exec_id);
+        break;
+    case RUN_ERROR:
+        status = res->error.status >= 400 && res->error.status <= 599 ? res->error.status : 500;
+        json_w_key(&w, "error");
+        json_w_cstr(&w, res->error.msg[0] ? res->error.msg : "run failed");
+        json_w_key(&w, "exec_id");
+        json_w_cstr(&w, res->exec_id);
+        break;
+    }
+    json_w_obj_end(&w);
+    if (cc) {
+        cc->app = a;
+        cc->res = res;
+        http_on_done(c, on_run_answer_done, cc);
+    }
+    if (w.failed)
+        http_respond_error(c, 500, "could not encode the run result");
+    else
+        respond_json(c, status, &body);
+    sbuf_free(&body);
+    if (!cc)
+        run_result_free(&res);
+}
+
+static int run_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
+{
+    struct run_ctx *r = ctx;
+    if (sbuf_append(&r->body, data, len) < 0)
+        return bx_err_set(err, 413, 0, "request body is larger than %u bytes", RUN_MAX_BODY);
+    return 0;
+}
+
+static int run_on_end(void *ctx, struct bx_err *err)
+{
+    struct run_ctx *r = ctx;
+    struct run_request *req = NULL;
+    if (run_request_parse(r->body.data ? r->body.data : "", r->body.len, &r->app->cfg, &req,
+                          err) < 0)
+        return -1;
+    sbuf_free(&r->body);
+    if (run_submit(r->app->runs, &req, on_run_done, r, &r->job, err) < 0) {
+        run_request_free(&req);
+        return -1;
+    }
+    return 0;
+}
+
+static void run_on_abort(void *ctx)
+{
+    struct run_ctx *r = ctx;
+    if (r->job)
+        run_cancel(r->job);
+    run_ctx_free(r);
+}
+
+static const struct http_body_ops run_ops = {run_on_data, run_on_end, run_on_abort};
+
+static void route_run(struct app *a, struct http_conn *c)
+{
+    struct run_ctx *r = calloc(1, sizeof(*r));
+    if (!r) {
+        http_respond_error(c, 500, "out of memory");
+        return;
+    }
+    r->app = a;
+    r->conn = c;
+    sbuf_init(&r->body, RUN_MAX_BODY);
+    http_accept_body(c, RUN_MAX_BODY, &run_ops, r);
+}
+
+/* ---- /images ---- */
+
+static void route_images(struct app *a, struct http_conn *c, const struct http_request *req)
+{
+    struct bx_err err;
+    bx_err_clear(&err);
+    if (req->method == HTTP_GET || req->method == HTTP_HEAD) {
+        struct sbuf body;
+        sbuf_init(&body, 64u << 20);
+        if (image_list_json(a->images, &body, &err) < 0)
+            respond_bx_err(c, &err);
+        else
+            respond_json(c, 200, &body);
+        sbuf_free(&body);
+    } else if (req->method == HTTP_DELETE) {
+        char raw[IMGREF_MAX * 3 + 1];
+        size_t len = 0;
+        struct imgref ref;
+        int r = http_query_param(req->query, req->query ? req->query_len : 0, "ref", raw,
+                                 sizeof(raw), &len, &err);
+        if (r == 0)
+            bx_err_set(&err, 400, 0, "missing query parameter ref");
+        if (r <= 0 || imgref_parse(raw, len, &ref, &err) < 0 ||
+            image_delete(a->images, &ref, &err) < 0) {
+            respond_bx_err(c, &err);
+            return;
+        }
+        http_respond(c, 200, "application/json", NULL, "{\"deleted\":true}", 16);
+    } else {
+        route_method_not_allowed(c, "GET, HEAD, DELETE");
+    }
+}
+
 /* ---- routing ---- */
 
 static int method_is(const struct http_request *req, enum http_method m)
 {
     return req->method == m;
-}
-
-static void route_method_not_allowed(struct http_conn *c, const char *allow)
-{
-    char hdr[128];
-    snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
-    http_respond_error_h(c, 405, hdr, "method not allowed");
 }
 
 static void handle_request(void *arg, struct http_conn *c, const struct http_request *req)
@@ -289,6 +503,13 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
             route_upload(a, c, req);
         else
             route_method_not_allowed(c, "GET, HEAD, POST");
+    } else if (strcmp(path, "/run") == 0) {
+        if (method_is(req, HTTP_POST))
+            route_run(a, c);
+        else
+            route_method_not_allowed(c, "POST");
+    } else if (strcmp(path, "/images") == 0) {
+        route_images(a, c, req);
     } else if (strcmp(path, "/swagger") == 0 || strcmp(path, "/swagger/") == 0 ||
                strcmp(path, "/swagger/index.html") == 0 ||
                strcmp(path, "/swagger/openapi.json") == 0) {
@@ -368,6 +589,84 @@ static size_t max_connections(void)
     return 256;
 }
 
+
+/* Finds runsc and the platform to use: the configured one when the
+ * installed runsc knows it, else ptrace with a warning (bookworm's 2022
+ * runsc has no systrap).  kvm is never chosen on our own: it hangs on
+ * virtual machines without nested virtualisation. */
+static int probe_runsc(struct app *a, struct bx_err *err)
+{
+    char root[4096], plat[64];
+    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    const char *want = a->cfg.platform;
+    int status;
+
+    if (a->cfg.runsc_path[0]) {
+        if (access(a->cfg.runsc_path, X_OK) != 0)
+            return bx_err_sys(err, 500, "runsc_path %s", a->cfg.runsc_path);
+        snprintf(a->runsc, sizeof(a->runsc), "%s", a->cfg.runsc_path);
+    } else if (proc_find_in_path("runsc", getenv("PATH"), a->runsc, sizeof(a->runsc)) < 0 &&
+               proc_find_in_path("runsc", NULL, a->runsc, sizeof(a->runsc)) < 0) {
+        return bx_err_set(err, 500, ENOENT, "runsc not found in PATH (set runsc_path)");
+    }
+    snprintf(root, sizeof(root), "--root=%s/runs/.probe", a->cfg.home);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *argv[] = {a->runsc, root, plat, "list", NULL};
+        struct proc_spec spec = {.path = a->runsc, .argv = argv, .envp = envp,
+                                 .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+        snprintf(plat, sizeof(plat), "--platform=%s", want);
+        status = proc_run_sync(&spec, 20000, err);
+        if (status < 0)
+            return -1;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            snprintf(a->platform, sizeof(a->platform), "%s", want);
+            if (attempt > 0)
+                fprintf(stderr, "boxer: WARNING: runsc %s does not support platform %s; "
+                                "falling back to ptrace (slower)\n",
+                        a->runsc, a->cfg.platform);
+            return 0;
+        }
+        want = "ptrace";
+    }
+    return bx_err_set(err, 500, 0, "runsc %s does not work with platform %s or ptrace",
+                      a->runsc, a->cfg.platform);
+}
+
+static int setup_runs(struct app *a, struct bx_err *err)
+{
+    struct run_mgr_params rp;
+    char probe[4096];
+
+    if (run_recover(&a->cfg, err) < 0)
+        return bx_err_wrap(err, "recovering runs");
+    if (probe_runsc(a, err) < 0)
+        return -1;
+    snprintf(probe, sizeof(probe), "%s/runs/.probe", a->cfg.home);
+    bx_rm_rf_at(AT_FDCWD, probe, NULL);
+    if (!a->cfg.ignore_cgroups) {
+        if (cg_init(&a->cgroups, "/sys/fs/cgroup", "/proc/self/cgroup", "/proc/self/mountinfo",
+                    err) < 0)
+            return bx_err_wrap(err, "cgroups (set ignore_cgroups to run without limits)");
+        if (cg_cleanup_stale(a->cgroups, err) < 0)
+            return bx_err_wrap(err, "removing stale cgroups");
+        fprintf(stderr, "boxer: cgroups: %s\n", cg_describe(a->cgroups));
+    } else {
+        fprintf(stderr, "boxer: WARNING: ignore_cgroups is set: cpu, memory and pids limits "
+                        "are NOT enforced\n");
+    }
+    if (image_cache_new(&a->images, a->loop, &a->cfg, err) < 0)
+        return bx_err_wrap(err, "image cache");
+    memset(&rp, 0, sizeof(rp));
+    rp.loop = a->loop;
+    rp.cfg = &a->cfg;
+    rp.store = a->store;
+    rp.images = a->images;
+    rp.cgroups = a->cgroups;
+    rp.runsc = a->runsc;
+    rp.platform = a->platform;
+    return run_mgr_new(&a->runs, &rp, err);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: boxer [--config PATH]\n"
@@ -424,6 +723,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* Keep 0..2 occupied so no socket or pipe we open later lands there
+     * and gets written to by a stray stdio call or dup2'd over in a child. */
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
+            return 1;
+    }
     setvbuf(stderr, NULL, _IOLBF, 0);
     config_defaults(&a.cfg);
     if (config_load(&a.cfg, config_path, &err) < 0) {
@@ -443,6 +748,8 @@ int main(int argc, char **argv)
         goto fail;
     if (setup_signals(&a, &err) < 0)
         goto fail;
+    if (setup_runs(&a, &err) < 0)
+        goto fail;
     hc = (struct http_config){.listen_addr = a.cfg.listen_addr,
                               .max_request_line = 8192,
                               .max_header_bytes = 32768,
@@ -454,9 +761,10 @@ int main(int argc, char **argv)
                               .max_connections = max_connections()};
     if (http_server_new(&a.http, a.loop, &hc, handle_request, &a, &err) < 0)
         goto fail;
-    fprintf(stderr, "boxer: version %s listening on %s (port %d) home %s platform %s config %s\n",
-            BOXER_VERSION, a.cfg.listen_addr, http_server_port(a.http), a.cfg.home,
-            a.cfg.platform, a.cfg.source ? a.cfg.source : "(built-in defaults)");
+    fprintf(stderr,
+            "boxer: version %s listening on %s (port %d) home %s runsc %s platform %s config %s\n",
+            BOXER_VERSION, a.cfg.listen_addr, http_server_port(a.http), a.cfg.home, a.runsc,
+            a.platform, a.cfg.source ? a.cfg.source : "(built-in defaults)");
     if (loop_run(a.loop, &err) < 0)
         goto fail;
     fprintf(stderr, "boxer: stopped\n");
@@ -467,6 +775,9 @@ fail:
 out:
     if (a.http)
         http_server_free(&a.http);
+    run_mgr_free(&a.runs);
+    image_cache_free(&a.images);
+    cg_free(&a.cgroups);
     if (a.loop && a.sigfd >= 0)
         loop_del(a.loop, a.sigfd);
     bx_close(&a.sigfd);

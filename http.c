@@ -459,8 +459,13 @@ static void after_response_queued(struct http_conn *c)
     int outer = !c->in_process;
     /* The handler may answer while it is still receiving the body (an
      * error); the rest of the body is then not wanted. */
-    if (c->state == ST_BODY)
+    if (c->state == ST_BODY) {
         abort_ctx(c);
+    } else {
+        /* Answering after on_end hands the context back to the handler. */
+        c->ops = NULL;
+        c->ctx = NULL;
+    }
     c->state = ST_WRITE;
     c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
     /* in_process defers freeing, so c stays valid until conn_process. */

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -208,6 +209,59 @@ void proc_free(struct proc **pp)
 int proc_orphans(void)
 {
     return orphan_count;
+}
+
+int proc_run_sync(const struct proc_spec *spec, int timeout_ms, struct bx_err *err)
+{
+    int errpipe[2] = {-1, -1};
+    int child_errno = 0, status = 0, pidfd = -1;
+    struct pollfd pfd;
+    ssize_t n;
+    pid_t pid;
+    int r;
+
+    if (pipe2(errpipe, O_CLOEXEC) < 0)
+        return bx_err_sys(err, 500, "pipe2");
+    pid = fork();
+    if (pid < 0) {
+        bx_close(&errpipe[0]);
+        bx_close(&errpipe[1]);
+        return bx_err_sys(err, 500, "fork %s", spec->path);
+    }
+    if (pid == 0) {
+        close(errpipe[0]);
+        child_exec(spec, errpipe[1]);
+    }
+    bx_close(&errpipe[1]);
+    do {
+        n = read(errpipe[0], &child_errno, sizeof(child_errno));
+    } while (n < 0 && errno == EINTR);
+    bx_close(&errpipe[0]);
+    if (n == (ssize_t)sizeof(child_errno)) {
+        waitpid(pid, NULL, 0);
+        errno = child_errno;
+        return bx_err_sys(err, 500, "exec %s", spec->path);
+    }
+    pidfd = sys_pidfd_open(pid);
+    if (pidfd >= 0) {
+        pfd.fd = pidfd;
+        pfd.events = POLLIN;
+        do {
+            r = poll(&pfd, 1, timeout_ms);
+        } while (r < 0 && errno == EINTR);
+        close(pidfd);
+        if (r == 0) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return bx_err_set(err, 500, ETIMEDOUT, "%s timed out", spec->path);
+        }
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return bx_err_sys(err, 500, "waitpid");
+    }
+    return status;
 }
 
 int proc_find_in_path(const char *name, const char *path_env, char *out, size_t cap)

@@ -43,6 +43,11 @@ void proc_free(struct proc **p);
 /* Number of children still being reaped in the background (for shutdown). */
 int proc_orphans(void);
 
+/* Runs a program to completion outside the loop (start-up probes only):
+ * returns its wait status, or -1 (err set) when it cannot run or exceeds
+ * timeout_ms (then it is killed). */
+int proc_run_sync(const struct proc_spec *spec, int timeout_ms, struct bx_err *err);
+
 /* Finds an executable by name in a PATH string; writes the absolute path. */
 int proc_find_in_path(const char *name, const char *path_env, char *out, size_t cap);
 

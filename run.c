@@ -1,0 +1,1224 @@
+#define _GNU_SOURCE
+#include "run.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "image.h"
+#include "json.h"
+#include "oci.h"
+#include "proc.h"
+
+#define SANDBOX_UID 65534
+#define DRAIN_AFTER_EXIT_MS 2000
+#define READ_CHUNK 65536
+
+/* ---- request parsing ---- */
+
+static int dup_string(const struct json_value *v, const char *field, size_t max, char **out,
+                      struct bx_err *err)
+{
+    if (v->type != JSON_STRING)
+        return bx_err_set(err, 400, EINVAL, "%s must be a string", field);
+    if (json_str_has_nul(v))
+        return bx_err_set(err, 400, EINVAL, "%s must not contain NUL bytes", field);
+    if (v->u.str.len > max)
+        return bx_err_set(err, 400, EINVAL, "%s is longer than %zu bytes", field, max);
+    *out = strdup(v->u.str.s);
+    if (!*out)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    return 0;
+}
+
+static void free_strv(char ***vp)
+{
+    char **v = *vp;
+    if (!v)
+        return;
+    for (size_t i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+    *vp = NULL;
+}
+
+static int dup_string_array(const struct json_value *v, const char *field, size_t max_items,
+                            int allow_empty, char ***out, size_t *count, struct bx_err *err)
+{
+    char **arr;
+    char name[64];
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, 400, EINVAL, "%s must be an array of strings", field);
+    if (v->u.arr.n > max_items)
+        return bx_err_set(err, 400, EINVAL, "%s has more than %zu entries", field, max_items);
+    if (!allow_empty && v->u.arr.n == 0)
+        return bx_err_set(err, 400, EINVAL, "%s must not be empty", field);
+    arr = calloc(v->u.arr.n + 1, sizeof(char *));
+    if (!arr)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        if (dup_string(&v->u.arr.items[i], name, RUN_MAX_STRING, &arr[i], err) < 0) {
+            free_strv(&arr);
+            return -1;
+        }
+    }
+    *out = arr;
+    if (count)
+        *count = v->u.arr.n;
+    return 0;
+}
+
+static int parse_limit_uint(const struct json_value *v, const char *name, uint64_t def,
+                            uint64_t max, uint64_t *out, struct bx_err *err)
+{
+    if (!v || v->type == JSON_NULL) {
+        *out = def;
+        return 0;
+    }
+    if (v->type != JSON_NUMBER || !isfinite(v->u.num.d))
+        return bx_err_set(err, 400, EINVAL, "limits.%s must be a number", name);
+    if (v->u.num.d < 0)
+        return bx_err_set(err, 400, EINVAL, "limits.%s must not be negative", name);
+    if (v->u.num.d == 0) {
+        *out = def;
+        return 0;
+    }
+    if (!v->u.num.is_int)
+        return bx_err_set(err, 400, EINVAL, "limits.%s must be a whole number", name);
+    if ((uint64_t)v->u.num.i > max)
+        return bx_err_set(err, 400, EINVAL, "limits.%s is above the server maximum of %" PRIu64,
+                          name, max);
+    *out = (uint64_t)v->u.num.i;
+    return 0;
+}
+
+static int parse_limits(const struct json_value *v, const struct config *cfg,
+                        struct run_limits *lim, struct bx_err *err)
+{
+    static const char *const known[] = {"cpu_cores", "memory_mb", "pids_limit",
+                                        "wall_clock_secs", "nofile", NULL};
+    const struct json_value *cpu;
+    *lim = cfg->defaults;
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_OBJECT)
+        return bx_err_set(err, 400, EINVAL, "limits must be an object");
+    for (size_t i = 0; i < v->u.obj.n; i++) {
+        int ok = 0;
+        for (size_t k = 0; known[k]; k++)
+            ok |= strcmp(v->u.obj.members[i].key, known[k]) == 0;
+        if (!ok)
+            return bx_err_set(err, 400, EINVAL, "limits: unknown field %.64s",
+                              v->u.obj.members[i].key);
+    }
+    cpu = json_get(v, "cpu_cores");
+    if (cpu && cpu->type != JSON_NULL) {
+        if (cpu->type != JSON_NUMBER || !isfinite(cpu->u.num.d))
+            return bx_err_set(err, 400, EINVAL, "limits.cpu_cores must be a number");
+        if (cpu->u.num.d < 0)
+            return bx_err_set(err, 400, EINVAL, "limits.cpu_cores must not be negative");
+        if (cpu->u.num.d > 0) {
+            if (cpu->u.num.d > cfg->max_limits.cpu_cores)
+                return bx_err_set(err, 400, EINVAL,
+                                  "limits.cpu_cores is above the server maximum of %g",
+                                  cfg->max_limits.cpu_cores);
+            if (cpu->u.num.d < 0.01)
+                return bx_err_set(err, 400, EINVAL, "limits.cpu_cores must be at least 0.01");
+            lim->cpu_cores = cpu->u.num.d;
+        }
+    }
+    if (parse_limit_uint(json_get(v, "memory_mb"), "memory_mb", cfg->defaults.memory_mb,
+                         cfg->max_limits.memory_mb, &lim->memory_mb, err) < 0 ||
+        parse_limit_uint(json_get(v, "pids_limit"), "pids_limit", cfg->defaults.pids_limit,
+                         cfg->max_limits.pids_limit, &lim->pids_limit, err) < 0 ||
+        parse_limit_uint(json_get(v, "wall_clock_secs"), "wall_clock_secs",
+                         cfg->defaults.wall_clock_secs, cfg->max_limits.wall_clock_secs,
+                         &lim->wall_clock_secs, err) < 0 ||
+        parse_limit_uint(json_get(v, "nofile"), "nofile", cfg->defaults.nofile,
+                         cfg->max_limits.nofile, &lim->nofile, err) < 0)
+        return -1;
+    if (lim->memory_mb < 16)
+        return bx_err_set(err, 400, EINVAL, "limits.memory_mb must be at least 16");
+    if (lim->nofile < 16)
+        return bx_err_set(err, 400, EINVAL, "limits.nofile must be at least 16");
+    return 0;
+}
+
+static int valid_env_entry(const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return 0;
+    for (const char *p = kv; p < eq; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+int run_request_parse(const char *body, size_t len, const struct config *cfg,
+                      struct run_request **out, struct bx_err *err)
+{
+    static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
+                                        "network", "persist", NULL};
+    struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
+    struct json_doc *doc = NULL;
+    const struct json_value *root, *v;
+    struct run_request *r = NULL;
+    int ret = -1;
+
+    if (json_parse(body, len, &jl, &doc, err) < 0)
+        goto out;
+    root = json_doc_root(doc);
+    if (root->type != JSON_OBJECT) {
+        bx_err_set(err, 400, EINVAL, "request body must be a JSON object");
+        goto out;
+    }
+    for (size_t i = 0; i < root->u.obj.n; i++) {
+        int ok = 0;
+        for (size_t k = 0; known[k]; k++)
+            ok |= strcmp(root->u.obj.members[i].key, known[k]) == 0;
+        if (!ok) {
+            bx_err_set(err, 400, EINVAL, "unknown field %.64s", root->u.obj.members[i].key);
+            goto out;
+        }
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r) {
+        bx_err_set(err, 500, ENOMEM, "out of memory");
+        goto out;
+    }
+    v = json_get(root, "image");
+    if (!v || v->type == JSON_NULL) {
+        bx_err_set(err, 400, EINVAL, "image is required");
+        goto out;
+    }
+    if (dup_string(v, "image", IMGREF_MAX, &r->image, err) < 0)
+        goto out;
+    if (imgref_parse(r->image, strlen(r->image), &r->ref, err) < 0)
+        goto out;
+    v = json_get(root, "cmd");
+    if (!v || v->type == JSON_NULL) {
+        bx_err_set(err, 400, EINVAL, "cmd is required");
+        goto out;
+    }
+    if (dup_string_array(v, "cmd", RUN_MAX_ARGS, 0, &r->cmd, NULL, err) < 0)
+        goto out;
+    if (r->cmd[0][0] == '\0') {
+        bx_err_set(err, 400, EINVAL, "cmd[0] must not be empty");
+        goto out;
+    }
+    v = json_get(root, "env");
+    if (v && v->type != JSON_NULL) {
+        if (dup_string_array(v, "env", RUN_MAX_ENV, 1, &r->env, NULL, err) < 0)
+            goto out;
+        for (size_t i = 0; r->env[i]; i++) {
+            if (!valid_env_entry(r->env[i])) {
+                bx_err_set(err, 400, EINVAL, "env[%zu] must have the form KEY=VALUE", i);
+                goto out;
+            }
+        }
+    }
+    v = json_get(root, "cwd");
+    if (v && v->type != JSON_NULL) {
+        if (dup_string(v, "cwd", 4096, &r->cwd, err) < 0)
+            goto out;
+        if (r->cwd[0] == '\0') {
+            free(r->cwd);
+            r->cwd = NULL;
+        } else if (r->cwd[0] != '/') {
+            bx_err_set(err, 400, EINVAL, "cwd must be an absolute path");
+            goto out;
+        }
+    }
+    v = json_get(root, "files");
+    if (v && v->type != JSON_NULL) {
+        if (dup_string_array(v, "files", RUN_MAX_FILES, 1, &r->files, &r->nfiles, err) < 0)
+            goto out;
+        for (size_t i = 0; i < r->nfiles; i++) {
+            char norm[STORE_PATH_MAX + 1];
+            char *dup;
+            if (store_normalize_path(r->files[i], strlen(r->files[i]), 0, norm, err) < 0) {
+                bx_err_wrap(err, "files[%zu]", i);
+                goto out;
+            }
+            dup = strdup(norm);
+            if (!dup) {
+                bx_err_set(err, 500, ENOMEM, "out of memory");
+                goto out;
+            }
+            free(r->files[i]);
+            r->files[i] = dup;
+        }
+    }
+    if (parse_limits(json_get(root, "limits"), cfg, &r->limits, err) < 0)
+        goto out;
+    v = json_get(root, "network");
+    if (v && v->type != JSON_NULL) {
+        if (v->type != JSON_STRING) {
+            bx_err_set(err, 400, EINVAL, "network must be a string");
+            goto out;
+        }
+        if (strcmp(v->u.str.s, "none") == 0 || v->u.str.len == 0) {
+            r->network = RUN_NET_NONE;
+        } else if (strcmp(v->u.str.s, "host") == 0 && v->u.str.len == 4) {
+            if (!cfg->allow_host_network) {
+                bx_err_set(err, 400, EINVAL,
+                           "network host is not allowed on this server (allow_host_network)");
+                goto out;
+            }
+            r->network = RUN_NET_HOST;
+        } else if (strcmp(v->u.str.s, "sandbox") == 0 && v->u.str.len == 7) {
+            bx_err_set(err, 400, EINVAL, "network sandbox is not available on this server");
+            goto out;
+        } else {
+            bx_err_set(err, 400, EINVAL, "network must be one of none, sandbox, host");
+            goto out;
+        }
+    }
+    v = json_get(root, "persist");
+    if (v && v->type != JSON_NULL) {
+        if (v->type != JSON_BOOL) {
+            bx_err_set(err, 400, EINVAL, "persist must be true or false");
+            goto out;
+        }
+        r->persist = v->u.boolean;
+    }
+    *out = bx_steal_ptr(&r);
+    ret = 0;
+out:
+    run_request_free(&r);
+    json_doc_free(&doc);
+    return ret;
+}
+
+void run_request_free(struct run_request **rp)
+{
+    struct run_request *r = *rp;
+    if (!r)
+        return;
+    free(r->image);
+    free_strv(&r->cmd);
+    free_strv(&r->env);
+    free(r->cwd);
+    free_strv(&r->files);
+    free(r);
+    *rp = NULL;
+}
+
+/* ---- output sinks ---- */
+
+/* Where a sandbox's stdout and stderr go.  The buffered sink below keeps
+ * them for the JSON answer; a streaming sink would forward them instead. */
+struct run_sink {
+    /* < 0: stop the run (limit reached). */
+    int (*write)(struct run_job *job, int stream, const char *data, size_t len);
+};
+
+/* ---- manager and jobs ---- */
+
+enum job_state { JOB_QUEUED, JOB_IMAGE, JOB_RUNNING, JOB_DONE };
+
+struct run_job {
+    struct run_mgr *mgr;
+    struct run_job *next; /* queue / active list */
+    struct run_job *prev;
+    enum job_state state;
+    struct run_request *req;
+    struct run_result *res;
+    run_done_cb cb;
+    void *cb_arg;
+    int cancelled;
+    const struct run_sink *sink;
+
+    struct image_wait *iwait;
+    struct image *img;
+    char *dir; /* <home>/runs/<exec_id> */
+    int dirfd;
+    int output_mounted;
+    struct cg_run *cg;
+    struct proc *proc;
+    int out_fd, err_fd;
+    int exited;
+    int wstatus;
+    uint64_t started_ms;
+    uint64_t wall_timer;
+    uint64_t drain_timer;
+    int killed;
+};
+
+struct run_mgr {
+    struct run_mgr_params p;
+    char *runs_dir;
+    int runs_dirfd;
+    struct run_job *queue_head, *queue_tail;
+    size_t nqueued;
+    struct run_job *active;
+    size_t nactive;
+    struct run_stats stats;
+};
+
+static void job_start(struct run_job *job);
+static void job_finish(struct run_job *job);
+
+static int buffered_write(struct run_job *job, int stream, const char *data, size_t len)
+{
+    struct sbuf *sb = stream == 1 ? &job->res->out : &job->res->err;
+    if (sbuf_append(sb, data, len) < 0) {
+        /* Keep what fits, so a 507 answer could still show the start. */
+        size_t room = sb->max > sb->len ? sb->max - sb->len : 0;
+        if (room > 0)
+            sbuf_append(sb, data, room);
+        return -1;
+    }
+    return 0;
+}
+
+static const struct run_sink buffered_sink = {buffered_write};
+
+int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_err *err)
+{
+    struct run_mgr *m = calloc(1, sizeof(*m));
+    if (!m)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    m->p = *p;
+    m->runs_dirfd = -1;
+    if (asprintf(&m->runs_dir, "%s/runs", p->cfg->home) < 0) {
+        free(m);
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    m->runs_dirfd = bx_mkdir_p_at(AT_FDCWD, m->runs_dir, 0700, 1, err);
+    if (m->runs_dirfd < 0) {
+        free(m->runs_dir);
+        free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+static void list_remove(struct run_job **head, struct run_job *job)
+{
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        *head = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    job->next = job->prev = NULL;
+}
+
+static void list_push(struct run_job **head, struct run_job *job)
+{
+    job->prev = NULL;
+    job->next = *head;
+    if (*head)
+        (*head)->prev = job;
+    *head = job;
+}
+
+void run_result_free(struct run_result **rp)
+{
+    struct run_result *r = *rp;
+    if (!r)
+        return;
+    sbuf_free(&r->out);
+    sbuf_free(&r->err);
+    free_strv(&r->files);
+    free(r);
+    *rp = NULL;
+}
+
+static void job_free(struct run_job *job)
+{
+    run_request_free(&job->req);
+    run_result_free(&job->res);
+    free(job->dir);
+    free(job);
+}
+
+int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, void *arg,
+               struct run_job **out, struct bx_err *err)
+{
+    struct run_job *job;
+    struct run_request *req = *reqp;
+    char uuid[37];
+
+    /* Every listed file must exist before anything starts. */
+    for (size_t i = 0; i < req->nfiles; i++) {
+        int r = store_exists(m->p.store, req->files[i], err);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return bx_err_set(err, 400, ENOENT, "file not found: %s", req->files[i]);
+    }
+    if (m->nactive >= m->p.cfg->max_concurrent_runs && m->nqueued >= m->p.cfg->max_queued_runs)
+        return bx_err_set(err, 503, EBUSY, "too many runs in flight; retry later");
+    job = calloc(1, sizeof(*job));
+    if (!job)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    job->res = calloc(1, sizeof(*job->res));
+    if (!job->res || bx_uuid4(uuid, err) < 0) {
+        free(job->res);
+        free(job);
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    job->mgr = m;
+    job->dirfd = -1;
+    job->out_fd = job->err_fd = -1;
+    job->sink = &buffered_sink;
+    job->cb = cb;
+    job->cb_arg = arg;
+    job->req = bx_steal_ptr(reqp);
+    snprintf(job->res->exec_id, sizeof(job->res->exec_id), "boxer-%s", uuid);
+    sbuf_init(&job->res->out, m->p.cfg->output_limit_bytes);
+    sbuf_init(&job->res->err, m->p.cfg->output_limit_bytes);
+    job->res->persist = job->req->persist;
+    job->state = JOB_QUEUED;
+    job->started_ms = bx_now_ms();
+    if (m->nactive < m->p.cfg->max_concurrent_runs) {
+        list_push(&m->active, job);
+        m->nactive++;
+        job_start(job);
+    } else {
+        /* FIFO: append at the tail. */
+        job->prev = m->queue_tail;
+        if (m->queue_tail)
+            m->queue_tail->next = job;
+        else
+            m->queue_head = job;
+        m->queue_tail = job;
+        m->nqueued++;
+    }
+    if (out)
+        *out = job;
+    return 0;
+}
+
+static void start_next(struct run_mgr *m)
+{
+    while (m->queue_head && m->nactive < m->p.cfg->max_concurrent_runs) {
+        struct run_job *job = m->queue_head;
+        m->queue_head = job->next;
+        if (m->queue_head)
+            m->queue_head->prev = NULL;
+        else
+            m->queue_tail = NULL;
+        job->next = job->prev = NULL;
+        m->nqueued--;
+        list_push(&m->active, job);
+        m->nactive++;
+        job->started_ms = bx_now_ms();
+        job_start(job);
+    }
+}
+
+static void job_fail(struct run_job *job, const struct bx_err *e)
+{
+    job->res->outcome = RUN_ERROR;
+    job->res->error = *e;
+    job_finish(job);
+}
+
+/* ---- bundle ---- */
+
+static int mount_output(struct run_job *job, struct bx_err *err)
+{
+    const struct config *cfg = job->mgr->p.cfg;
+    char opts[128];
+    char path[PATH_MAX];
+    /* A per-run tmpfs bounds what a sandbox can write to /output, in bytes
+     * and in inodes, so it cannot fill the host disk while it runs. */
+    snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0777",
+             cfg->output_files_limit_bytes, cfg->output_files_max * 2 + 64);
+    if (mkdirat(job->dirfd, "output", 0700) < 0)
+        return bx_err_sys(err, 500, "mkdir output");
+    snprintf(path, sizeof(path), "%s/output", job->dir);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        return bx_err_sys(err, 500, "mount output tmpfs");
+    job->output_mounted = 1;
+    return 0;
+}
+
+static int prepare_bundle(struct run_job *job, struct oci_mount **mounts_out, size_t *nmounts,
+                          struct bx_err *err)
+{
+    struct run_mgr *m = job->mgr;
+    struct run_request *req = job->req;
+    struct oci_mount *mounts;
+    int inputs = -1;
+    int ret = -1;
+
+    if (asprintf(&job->dir, "%s/%s", m->runs_dir, job->res->exec_id) < 0)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    if (mkdirat(m->runs_dirfd, job->res->exec_id, 0711) < 0)
+        return bx_err_sys(err, 500, "mkdir run dir");
+    job->dirfd = openat(m->runs_dirfd, job->res->exec_id,
+                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (job->dirfd < 0)
+        return bx_err_sys(err, 500, "open run dir");
+    if (mkdirat(job->dirfd, "state", 0700) < 0 || mkdirat(job->dirfd, "inputs", 0711) < 0)
+        return bx_err_sys(err, 500, "mkdir run dirs");
+    if (mount_output(job, err) < 0)
+        return -1;
+    mounts = calloc(req->nfiles + 1, sizeof(*mounts));
+    if (!mounts)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    inputs = openat(job->dirfd, "inputs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (inputs < 0) {
+        bx_err_sys(err, 500, "open inputs");
+        goto out;
+    }
+    for (size_t i = 0; i < req->nfiles; i++) {
+        char name[32];
+        char *src = NULL, *dst = NULL;
+        /* A hard link, not the store path: the sandbox sees a file whose
+         * name we chose, and a later change in the store cannot redirect it. */
+        snprintf(name, sizeof(name), "%zu", i);
+        if (store_link_into(m->p.store, req->files[i], inputs, name, err) < 0) {
+            if (err && err->status == 404)
+                bx_err_set(err, 400, ENOENT, "file not found: %s", req->files[i]);
+            goto out;
+        }
+        if (asprintf(&src, "%s/inputs/%s", job->dir, name) < 0 ||
+            asprintf(&dst, "/%s", req->files[i]) < 0) {
+            free(src);
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+            goto out;
+        }
+        mounts[i] = (struct oci_mount){dst, src, 1};
+        *nmounts = i + 1;
+    }
+    {
+        char *src = NULL, *dst = strdup("/output");
+        if (asprintf(&src, "%s/output", job->dir) < 0 || !dst) {
+            free(dst);
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+            goto out;
+        }
+        mounts[req->nfiles] = (struct oci_mount){dst, src, 0};
+        *nmounts = req->nfiles + 1;
+    }
+    ret = 0;
+out:
+    bx_close(&inputs);
+    *mounts_out = mounts;
+    return ret;
+}
+
+static void free_mounts(struct oci_mount *mounts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)mounts[i].destination);
+        free((char *)mounts[i].source);
+    }
+    free(mounts);
+}
+
+static int write_spec(struct run_job *job, const struct oci_mount *mounts, size_t nmounts,
+                      struct bx_err *err)
+{
+    struct run_request *req = job->req;
+    struct image *img = job->img;
+    struct oci_params op;
+    struct sbuf spec;
+    char **env = NULL;
+    const char *cwd = req->cwd ? req->cwd : (img->working_dir && img->working_dir[0] == '/'
+                                                 ? img->working_dir
+                                                 : "/");
+    int ret = -1;
+
+    sbuf_init(&spec, 64u << 20);
+    if (oci_merge_env(img->env, req->env, &env, err) < 0)
+        goto out;
+    op = (struct oci_params){.rootfs = img->rootfs,
+                             .args = req->cmd,
+                             .env = env,
+                             .cwd = cwd,
+                             .hostname = job->res->exec_id,
+                             .uid = SANDBOX_UID,
+                             .gid = SANDBOX_UID,
+                             .nofile = req->limits.nofile,
+                             .tmp_size_mb = job->mgr->p.cfg->tmp_size_mb,
+                             .mounts = mounts,
+                             .nmounts = nmounts,
+                             .netns_path = NULL};
+    if (oci_build_spec(&op, &spec, err) < 0)
+        goto out;
+    if (bx_write_file_atomic_at(job->dirfd, "config.json", spec.data, spec.len, 0600, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    oci_free_strv(&env);
+    sbuf_free(&spec);
+    return ret;
+}
+
+/* ---- supervision ---- */
+
+static void close_pipe(struct run_job *job, int *fdp)
+{
+    if (*fdp >= 0) {
+        loop_del(job->mgr->p.loop, *fdp);
+        bx_close(fdp);
+    }
+}
+
+static void maybe_complete(struct run_job *job)
+{
+    if (job->state != JOB_RUNNING)
+        return;
+    if (job->exited && job->out_fd < 0 && job->err_fd < 0)
+        job_finish(job);
+}
+
+static void kill_sandbox(struct run_job *job)
+{
+    if (job->killed)
+        return;
+    job->killed = 1;
+    if (job->proc)
+        proc_kill(job->proc, SIGKILL);
+}
+
+static void on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    struct run_job *job = arg;
+    int stream = fd == job->out_fd ? 1 : 2;
+    int *fdp = stream == 1 ? &job->out_fd : &job->err_fd;
+    char buf[READ_CHUNK];
+    (void)l;
+    (void)events;
+    /* A bounded number of reads per wake-up keeps one chatty sandbox from
+     * starving the loop; level-triggered epoll brings us back. */
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            close_pipe(job, fdp);
+            maybe_complete(job);
+            return;
+        }
+        /* After a limit is hit the rest is read and dropped, so the sandbox
+         * never blocks on a full pipe while it is being killed. */
+        if ((job->res->outcome == RUN_OK || job->res->outcome == RUN_TIMEOUT) &&
+            job->sink->write(job, stream, buf, (size_t)n) < 0) {
+            job->res->outcome = RUN_OUTPUT_LIMIT;
+            kill_sandbox(job);
+        }
+    }
+}
+
+static void on_drain_timeout(struct loop *l, void *arg)
+{
+    struct run_job *job = arg;
+    (void)l;
+    job->drain_timer = 0;
+    /* Something still holds the pipes open after runsc exited: stop
+     * waiting; whatever was read is the output. */
+    close_pipe(job, &job->out_fd);
+    close_pipe(job, &job->err_fd);
+    maybe_complete(job);
+}
+
+static void job_on_exit(void *arg, int status)
+{
+    struct run_job *job = arg;
+    job->exited = 1;
+    job->wstatus = status;
+    if (job->wall_timer) {
+        loop_timer_cancel(job->mgr->p.loop, job->wall_timer);
+        job->wall_timer = 0;
+    }
+    if (job->out_fd >= 0 || job->err_fd >= 0)
+        job->drain_timer = loop_timer_add(job->mgr->p.loop, DRAIN_AFTER_EXIT_MS,
+                                          on_drain_timeout, job);
+    maybe_complete(job);
+}
+
+static void on_wall_clock(struct loop *l, void *arg)
+{
+    struct run_job *job = arg;
+    (void)l;
+    job->wall_timer = 0;
+    if (job->res->outcome == RUN_OK)
+        job->res->outcome = RUN_TIMEOUT;
+    kill_sandbox(job);
+}
+
+static int spawn_runsc(struct run_job *job, struct bx_err *err)
+{
+    struct run_mgr *m = job->mgr;
+    const struct config *cfg = m->p.cfg;
+    char root_arg[PATH_MAX + 16], log_arg[PATH_MAX + 16], bundle[PATH_MAX];
+    char platform_arg[64], net_arg[32];
+    char *argv[32];
+    char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1};
+    int join_fds[8];
+    int njoin = 0;
+    size_t a = 0;
+    int ret = -1;
+    struct proc_spec spec;
+
+    snprintf(root_arg, sizeof(root_arg), "--root=%s/state", job->dir);
+    snprintf(log_arg, sizeof(log_arg), "--log=%s/runsc.log", job->dir);
+    snprintf(bundle, sizeof(bundle), "%s", job->dir);
+    snprintf(platform_arg, sizeof(platform_arg), "--platform=%s", m->p.platform);
+    snprintf(net_arg, sizeof(net_arg), "--network=%s",
+             job->req->network == RUN_NET_HOST ? "host" : "none");
+    argv[a++] = (char *)m->p.runsc;
+    argv[a++] = root_arg;
+    argv[a++] = log_arg;
+    argv[a++] = platform_arg;
+    argv[a++] = net_arg;
+    if (cfg->runsc_debug)
+        argv[a++] = "--debug";
+    for (size_t i = 0; m->p.runsc_extra_flags[i] && a < 24; i++)
+        argv[a++] = (char *)m->p.runsc_extra_flags[i];
+    argv[a++] = "run";
+    argv[a++] = "--bundle";
+    argv[a++] = bundle;
+    argv[a++] = job->res->exec_id;
+    argv[a] = NULL;
+
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+        bx_err_sys(err, 500, "pipe2");
+        goto out;
+    }
+    /* Only our ends are non-blocking: the sandbox writes to blocking pipes. */
+    if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
+        bx_err_sys(err, 500, "fcntl");
+        goto out;
+    }
+    fcntl(outp[0], F_SETPIPE_SZ, 1 << 20);
+    if (job->cg) {
+        njoin = cg_run_procs_fds(job->cg, join_fds, (int)BX_ARRAY_LEN(join_fds), err);
+        if (njoin < 0)
+            goto out;
+    }
+    spec = (struct proc_spec){.path = m->p.runsc,
+                              .argv = argv,
+                              .envp = envp,
+                              .stdin_fd = -1,
+                              .stdout_fd = outp[1],
+                              .stderr_fd = errp[1],
+                              .join_fds = join_fds,
+                              .n_join_fds = njoin,
+                              .cwd = job->dir};
+    if (proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err) < 0)
+        goto out;
+    job->out_fd = bx_steal_fd(&outp[0]);
+    job->err_fd = bx_steal_fd(&errp[0]);
+    if (loop_add(m->p.loop, job->out_fd, EPOLLIN, on_pipe, job, err) < 0 ||
+        loop_add(m->p.loop, job->err_fd, EPOLLIN, on_pipe, job, err) < 0) {
+        kill_sandbox(job);
+        goto out;
+    }
+    ret = 0;
+out:
+    for (int i = 0; i < njoin; i++)
+        close(join_fds[i]);
+    bx_close(&outp[0]);
+    bx_close(&outp[1]);
+    bx_close(&errp[0]);
+    bx_close(&errp[1]);
+    return ret;
+}
+
+static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
+{
+    struct run_job *job = arg;
+    struct run_mgr *m = job->mgr;
+    struct oci_mount *mounts = NULL;
+    size_t nmounts = 0;
+    struct bx_err err;
+
+    job->iwait = NULL;
+    bx_err_clear(&err);
+    if (!img) {
+        job_fail(job, ierr);
+        return;
+    }
+    job->img = img;
+    if (prepare_bundle(job, &mounts, &nmounts, &err) < 0 ||
+        write_spec(job, mounts, nmounts, &err) < 0)
+        goto fail;
+    if (m->p.cgroups) {
+        struct cg_limits cl = {job->req->limits.cpu_cores, job->req->limits.memory_mb << 20,
+                               job->req->limits.pids_limit};
+        if (cg_run_create(m->p.cgroups, job->res->exec_id, &cl, &job->cg, &err) < 0)
+            goto fail;
+    }
+    job->state = JOB_RUNNING;
+    job->started_ms = bx_now_ms();
+    if (spawn_runsc(job, &err) < 0)
+        goto fail;
+    job->wall_timer = loop_timer_add(m->p.loop, job->req->limits.wall_clock_secs * 1000,
+                                     on_wall_clock, job);
+    free_mounts(mounts, nmounts);
+    return;
+fail:
+    free_mounts(mounts, nmounts);
+    job->state = JOB_IMAGE;
+    job_fail(job, &err);
+}
+
+static void job_start(struct run_job *job)
+{
+    struct bx_err err;
+    bx_err_clear(&err);
+    job->state = JOB_IMAGE;
+    if (image_get(job->mgr->p.images, &job->req->ref, on_image, job, &job->iwait, &err) < 0)
+        job_fail(job, &err);
+}
+
+/* The last error line runsc wrote to its log, if any. */
+static int runsc_log_error(struct run_job *job, char *out, size_t cap)
+{
+    char *text = NULL;
+    size_t len = 0;
+    char *line, *save = NULL, *last = NULL;
+    int found = 0;
+    if (job->dirfd < 0 ||
+        bx_read_file_at(job->dirfd, "runsc.log", 1u << 20, &text, &len, NULL) < 0)
+        return 0;
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        if (strstr(line, "\"level\":\"error\"") || strstr(line, "level=error") ||
+            strncmp(line, "E", 1) == 0)
+            last = line;
+    if (last) {
+        char *msg = strstr(last, "\"msg\":\"");
+        if (msg) {
+            char *end;
+            msg += 7;
+            end = strstr(msg, "\",\"");
+            if (end)
+                *end = '\0';
+            snprintf(out, cap, "%s", msg);
+        } else {
+            snprintf(out, cap, "%s", last);
+        }
+        found = 1;
+    }
+    free(text);
+    return found;
+}
+
+static void collect_exit(struct run_job *job)
+{
+    struct run_result *res = job->res;
+    char msg[512];
+    if (res->outcome != RUN_OK || !job->exited)
+        return;
+    if (WIFEXITED(job->wstatus)) {
+        res->exit_code = WEXITSTATUS(job->wstatus);
+        /* runsc exits 128 when it could not start the command at all; its
+         * log says why.  A missing executable is the command's failure
+         * (exit 127, like a shell); anything else is the runtime's (500). */
+        if (res->exit_code == 128 && runsc_log_error(job, msg, sizeof(msg)) &&
+            strstr(msg, "running container")) {
+            if (strstr(msg, "executable") || strstr(msg, "no such file")) {
+                res->exit_code = 127;
+                sbuf_appendf(&res->err, "boxer: %s\n", msg);
+            } else {
+                res->outcome = RUN_ERROR;
+                bx_err_set(&res->error, 500, 0, "sandbox failed to start: %s", msg);
+            }
+        }
+    } else if (WIFSIGNALED(job->wstatus)) {
+        res->outcome = RUN_ERROR;
+        bx_err_set(&res->error, 500, 0, "runsc was killed by signal %d", WTERMSIG(job->wstatus));
+    }
+}
+
+static void teardown(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    struct bx_err err;
+    bx_err_clear(&err);
+    if (job->iwait)
+        image_wait_cancel(&job->iwait);
+    if (job->wall_timer) {
+        loop_timer_cancel(m->p.loop, job->wall_timer);
+        job->wall_timer = 0;
+    }
+    if (job->drain_timer) {
+        loop_timer_cancel(m->p.loop, job->drain_timer);
+        job->drain_timer = 0;
+    }
+    close_pipe(job, &job->out_fd);
+    close_pipe(job, &job->err_fd);
+    if (job->proc) {
+        proc_free(&job->proc); /* kills and reaps in the background if still alive */
+    }
+    if (job->cg) {
+        struct cg_usage u;
+        if (cg_run_usage(job->cg, &u, NULL) == 0) {
+            job->res->have_usage = 1;
+            job->res->cpu_ms = u.cpu_usec / 1000;
+            job->res->memory_peak_bytes = u.memory_peak_bytes;
+            job->res->oom_killed = u.oom_killed;
+        }
+        if (cg_run_destroy(&job->cg, &err) < 0)
+            fprintf(stderr, "boxer: %s: cgroup cleanup: %s\n", job->res->exec_id, err.msg);
+    }
+    if (job->output_mounted) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/output", job->dir);
+        if (!job->cancelled && job->res->outcome != RUN_ERROR) {
+            int ofd = openat(job->dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            size_t files = 0, skipped = 0;
+            if (ofd >= 0) {
+                if (store_capture_output(m->p.store, job->res->exec_id, ofd,
+                                         m->p.cfg->output_files_max,
+                                         m->p.cfg->output_files_limit_bytes, &files, &skipped,
+                                         &err) < 0)
+                    fprintf(stderr, "boxer: %s: capturing /output: %s\n", job->res->exec_id,
+                            err.msg);
+                close(ofd);
+            }
+        }
+        if (umount2(path, MNT_DETACH) < 0)
+            fprintf(stderr, "boxer: %s: umount output: %s\n", job->res->exec_id,
+                    strerror(errno));
+        job->output_mounted = 0;
+    }
+    if (job->dirfd >= 0) {
+        bx_close(&job->dirfd);
+        if (bx_rm_rf_at(m->runs_dirfd, job->res->exec_id, &err) < 0)
+            fprintf(stderr, "boxer: %s: removing run dir: %s\n", job->res->exec_id, err.msg);
+    }
+    if (job->img) {
+        image_release(m->p.images, job->img);
+        job->img = NULL;
+    }
+}
+
+static void count_outcome(struct run_mgr *m, const struct run_result *r)
+{
+    switch (r->outcome) {
+    case RUN_OK:
+        if (r->oom_killed)
+            m->stats.oom++;
+        else if (r->exit_code == 0)
+            m->stats.ok++;
+        else
+            m->stats.nonzero++;
+        break;
+    case RUN_TIMEOUT:
+        m->stats.timeout++;
+        break;
+    case RUN_OUTPUT_LIMIT:
+        m->stats.output_limit++;
+        break;
+    case RUN_ERROR:
+        m->stats.error++;
+        break;
+    }
+}
+
+static void job_finish(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    struct run_result *res;
+    if (job->state == JOB_DONE)
+        return;
+    collect_exit(job);
+    if (job->state == JOB_RUNNING) {
+        job->res->wall_ms = bx_now_ms() - job->started_ms;
+        if (job->res->wall_ms == 0)
+            job->res->wall_ms = 1;
+    }
+    teardown(job);
+    job->state = JOB_DONE;
+    if (job->res->oom_killed && job->res->outcome == RUN_OK && job->res->exit_code != 137)
+        job->res->exit_code = 137;
+    list_remove(&m->active, job);
+    m->nactive--;
+    count_outcome(m, job->res);
+    res = bx_steal_ptr(&job->res);
+    res->files = job->req->files;
+    job->req->files = NULL;
+    if (!job->cancelled && job->cb)
+        job->cb(job->cb_arg, res);
+    else
+        run_result_free(&res);
+    job_free(job);
+    start_next(m);
+}
+
+void run_cancel(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    job->cancelled = 1;
+    if (job->state == JOB_QUEUED) {
+        if (job->prev)
+            job->prev->next = job->next;
+        else
+            m->queue_head = job->next;
+        if (job->next)
+            job->next->prev = job->prev;
+        else
+            m->queue_tail = job->prev;
+        m->nqueued--;
+        job_free(job);
+        return;
+    }
+    if (job->state == JOB_RUNNING && !job->exited) {
+        /* Finish once runsc is reaped, so nothing is torn down under a live
+         * sandbox. */
+        kill_sandbox(job);
+        return;
+    }
+    job_finish(job);
+}
+
+void run_stats(const struct run_mgr *m, struct run_stats *st)
+{
+    *st = m->stats;
+    st->running = m->nactive;
+    st->queued = m->nqueued;
+}
+
+void run_mgr_free(struct run_mgr **mp)
+{
+    struct run_mgr *m = *mp;
+    if (!m)
+        return;
+    while (m->queue_head)
+        run_cancel(m->queue_head);
+    while (m->active) {
+        struct run_job *job = m->active;
+        job->cancelled = 1;
+        kill_sandbox(job);
+        job->exited = 1;
+        job_finish(job);
+    }
+    bx_close(&m->runs_dirfd);
+    free(m->runs_dir);
+    free(m);
+    *mp = NULL;
+}
+
+/* ---- crash recovery ---- */
+
+/* Kills processes whose command line names a path under runs_dir: runsc,
+ * its gofer and sandbox carry --root=<runs_dir>/<id>/state. */
+static void kill_stale_processes(const char *runs_dir)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    size_t rl = strlen(runs_dir);
+    pid_t self = getpid();
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char path[64], buf[8192];
+        int fd;
+        ssize_t n;
+        long pid = strtol(de->d_name, NULL, 10);
+        if (pid <= 1 || pid == self)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        n = bx_read_full(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        buf[n] = '\0';
+        for (char *p = strstr(buf, runs_dir); p; p = strstr(p + 1, runs_dir)) {
+            if (p[rl] == '/') {
+                kill((pid_t)pid, SIGKILL);
+                break;
+            }
+        }
+    }
+    closedir(d);
+}
+
+static void unmount_stale(const char *runs_dir)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char line[4096];
+    size_t rl = strlen(runs_dir);
+    char *targets[256];
+    size_t nt = 0;
+    if (!f)
+        return;
+    while (nt < BX_ARRAY_LEN(targets) && fgets(line, sizeof(line), f)) {
+        char mp[4096];
+        /* fields: id parent major:minor root mountpoint ... */
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+            continue;
+        if (strncmp(mp, runs_dir, rl) == 0 && mp[rl] == '/')
+            targets[nt++] = strdup(mp);
+    }
+    fclose(f);
+    /* Deepest first. */
+    for (size_t i = nt; i-- > 0;) {
+        if (targets[i]) {
+            umount2(targets[i], MNT_DETACH);
+            free(targets[i]);
+        }
+    }
+}
+
+int run_recover(const struct config *cfg, struct bx_err *err)
+{
+    char *runs_dir = NULL;
+    int fd = -1;
+    DIR *d = NULL;
+    struct dirent *de;
+    int ret = -1;
+
+    if (asprintf(&runs_dir, "%s/runs", cfg->home) < 0)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    fd = open(runs_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        ret = errno == ENOENT ? 0 : bx_err_sys(err, 500, "open %s", runs_dir);
+        goto out;
+    }
+    kill_stale_processes(runs_dir);
+    unmount_stale(runs_dir);
+    d = fdopendir(fd);
+    if (!d) {
+        bx_err_sys(err, 500, "fdopendir");
+        goto out;
+    }
+    fd = -1;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        fprintf(stderr, "boxer: removing stale run %s\n", de->d_name);
+        if (bx_rm_rf_at(dirfd(d), de->d_name, err) < 0)
+            goto out;
+    }
+    ret = 0;
+out:
+    if (d)
+        closedir(d);
+    bx_close(&fd);
+    free(runs_dir);
+    return ret;
+}

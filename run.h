@@ -1,0 +1,115 @@
+/* Runs: request validation, admission (a bounded FIFO queue), and the
+ * supervision of one runsc sandbox per run on the event loop.
+ *
+ * The life of a run: queued -> image -> prepared (bundle, cgroup, /output
+ * tmpfs) -> running (runsc; stdout/stderr read by the loop into bounded
+ * buffers; a wall-clock timer) -> finished (usage read, outputs captured,
+ * everything torn down) -> the done callback gets the result.
+ *
+ * Where output goes (struct run_sink) and how a sandbox is supervised are
+ * kept apart, so streaming output to a client or keeping a sandbox alive
+ * for further commands can be added as new sinks and new lifetimes.
+ */
+#ifndef BOXER_RUN_H
+#define BOXER_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "imgref.h"
+#include "loop.h"
+#include "store.h"
+#include "util.h"
+
+struct image_cache;
+struct cg_ctx;
+struct run_mgr;
+struct run_job;
+
+#define RUN_MAX_BODY (4u << 20)
+#define RUN_MAX_ARGS 4096
+#define RUN_MAX_ENV 1024
+#define RUN_MAX_FILES 1024
+#define RUN_MAX_STRING (256u << 10)
+
+enum run_network { RUN_NET_NONE = 0, RUN_NET_SANDBOX, RUN_NET_HOST };
+
+struct run_request {
+    char *image;
+    struct imgref ref;
+    char **cmd; /* NULL-terminated */
+    char **env; /* NULL-terminated "K=V" */
+    char *cwd;  /* NULL: the image's WorkingDir, else "/" */
+    char **files; /* NULL-terminated, normalized store paths */
+    size_t nfiles;
+    struct run_limits limits;
+    enum run_network network;
+    int persist;
+};
+
+/* Parses and validates a POST /run body; limits absent, 0 or null take the
+ * configured defaults; values above cfg->max_limits are refused (400). */
+int run_request_parse(const char *body, size_t len, const struct config *cfg,
+                      struct run_request **out, struct bx_err *err);
+void run_request_free(struct run_request **r);
+
+enum run_outcome {
+    RUN_OK = 0,        /* finished, exit_code valid */
+    RUN_TIMEOUT,       /* wall clock exceeded (408) */
+    RUN_OUTPUT_LIMIT,  /* stdout or stderr over output_limit_bytes (507) */
+    RUN_ERROR          /* could not run: error holds status and message */
+};
+
+struct run_result {
+    char exec_id[64];
+    enum run_outcome outcome;
+    int exit_code;
+    struct sbuf out;
+    struct sbuf err;
+    uint64_t wall_ms;
+    int have_usage;
+    uint64_t cpu_ms;
+    uint64_t memory_peak_bytes;
+    int oom_killed;
+    struct bx_err error;
+    /* what persist=false must delete after the answer */
+    int persist;
+    char **files;
+};
+
+typedef void (*run_done_cb)(void *arg, struct run_result *res);
+
+struct run_mgr_params {
+    struct loop *loop;
+    const struct config *cfg;
+    struct store *store;
+    struct image_cache *images;
+    struct cg_ctx *cgroups; /* NULL when ignore_cgroups */
+    const char *runsc;      /* absolute path */
+    const char *platform;
+    const char *runsc_extra_flags[8]; /* NULL-terminated extra global flags */
+};
+
+int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_err *err);
+/* Kills every run still going and waits for nothing: call at shutdown. */
+void run_mgr_free(struct run_mgr **m);
+/* Removes what a crashed predecessor left under <home>/runs. */
+int run_recover(const struct config *cfg, struct bx_err *err);
+
+/* Queues a run.  Takes ownership of *req (sets it NULL).  503 when the
+ * queue is full.  cb is called exactly once unless run_cancel() came first. */
+int run_submit(struct run_mgr *m, struct run_request **req, run_done_cb cb, void *arg,
+               struct run_job **job, struct bx_err *err);
+/* The client went away: kill the sandbox, tear down, never call back. */
+void run_cancel(struct run_job *job);
+void run_result_free(struct run_result **res);
+
+struct run_stats {
+    uint64_t running, queued;
+    uint64_t ok, nonzero, timeout, oom, output_limit, error;
+};
+void run_stats(const struct run_mgr *m, struct run_stats *st);
+
+#endif
