@@ -1,23 +1,44 @@
 /* Cgroups for runs.  Boxer writes its limits itself rather than letting
  * runsc do it, so the same code serves pure-v2, hybrid and v1 hosts.
  *
- * Layout detection (cg_init): reads <proc_self_cgroup> (normally
- * /proc/self/cgroup) and the mounts under <fs_root> (normally /sys/fs/cgroup):
- *   - v2: fs_root is a cgroup2 mount with cpu, memory, pids in
- *         cgroup.controllers -> run cgroups at <fs_root><own>/boxer/<name>;
- *         if <own> has processes (no-internal-processes rule), Boxer first
- *         moves itself into <own>/boxer/supervisor... actually into a sibling
- *         leaf <own>/boxer-supervisor so <own>/boxer can enable controllers.
- *   - v1/hybrid: per-controller hierarchies <fs_root>/cpu, /memory, /pids
- *         (found via /proc/self/mountinfo or by the names), run cgroups at
- *         <fs_root>/<ctrl><own_in_ctrl>/boxer/<name> in each.
- * Never mounts, unmounts or moves a hierarchy.  Tests pass a fake fs_root
- * tree and a fake proc file; the pure parsing helpers are exposed for unit
- * tests.
+ * Layout detection (cg_init) parses <mountinfo> (normally
+ * /proc/self/mountinfo): only mounts of type "cgroup"/"cgroup2" whose mount
+ * point is <fs_root> or below it are considered; v1 hierarchies are told
+ * apart by the controller names in their super options ("cpu", "cpuacct",
+ * "memory", "pids"; co-mounted "cpu,cpuacct" is one hierarchy), never by
+ * directory names.  Our own cgroup comes from <proc_self_cgroup> (normally
+ * /proc/self/cgroup) and is mapped into a mount through the mount's root
+ * field (so bind-mounted subtrees and cgroup namespaces work).
+ *   - V2: a cgroup2 mount holds our own cgroup <own> and <own>'s
+ *         cgroup.controllers lists cpu, memory and pids.  Run cgroups live at
+ *         <mnt><own>/boxer/<name>.  cg_init enables "+cpu +memory +pids" in
+ *         <own>/cgroup.subtree_control (when not already enabled) and in
+ *         <own>/boxer/cgroup.subtree_control.  Because of the
+ *         no-internal-processes rule, when <own> must get controllers enabled
+ *         and still has processes (and is not the root cgroup, which is
+ *         exempt), cg_init first moves Boxer's own process (only Boxer,
+ *         never other processes) into the sibling leaf
+ *         <own>/boxer-supervisor.  If other processes share <own>, enabling
+ *         fails (500) and Boxer must be started in a cgroup of its own
+ *         (e.g. systemd Delegate=yes).  cg_describe() mentions the move.
+ *   - V1 / HYBRID: per-controller v1 hierarchies hold cpu, memory and pids
+ *         (cpuacct optional, used for CPU usage); HYBRID when a cgroup2 mount
+ *         also exists under fs_root.  Run cgroups live at
+ *         <mnt_ctrl><own_in_ctrl>/boxer/<name> in every such hierarchy.
+ * V2 is preferred when both would work.  Never mounts, unmounts or moves a
+ * hierarchy.  Tests pass a fake fs_root tree and fake proc files; the pure
+ * parsing helpers are exposed for unit tests.
+ *
+ * Several Boxer instances in the same cgroup share <own>/boxer: names must be
+ * unique across them and cg_cleanup_stale() of one kills the other's runs.
+ *
+ * Nothing here logs; errors follow err.h (500 for host failures, 400 for bad
+ * limits).
  */
 #ifndef BOXER_CGROUP_H
 #define BOXER_CGROUP_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -25,60 +46,94 @@
 
 enum cg_layout { CG_NONE = 0, CG_V1, CG_HYBRID, CG_V2 };
 
+/* A run name: 1..CG_NAME_MAX of [A-Za-z0-9._-], not starting with '.'. */
+#define CG_NAME_MAX 128
+/* Most cgroup.procs fds a run can need (one per v1 hierarchy). */
+#define CG_MAX_PROCS_FDS 4
+
 struct cg_ctx;
 struct cg_run;
 
 struct cg_limits {
-    double cpu_cores;      /* > 0 */
+    double cpu_cores;      /* > 0, finite */
     uint64_t memory_bytes; /* > 0 */
     uint64_t pids_max;     /* > 0 */
 };
 
 struct cg_usage {
-    uint64_t cpu_usec;
-    uint64_t memory_peak_bytes;
-    int oom_killed;
+    uint64_t cpu_usec;          /* 0 when no CPU accounting is available */
+    uint64_t memory_peak_bytes; /* v2 without memory.peak: current usage */
+    int oom_killed;             /* 1 when the kernel OOM-killed in the run */
 };
 
 /* fs_root: "/sys/fs/cgroup"; proc_self_cgroup: "/proc/self/cgroup";
- * mountinfo: "/proc/self/mountinfo" (the fake tests give their own file).
+ * mountinfo: "/proc/self/mountinfo" (the fake tests give their own files).
+ * Creates <own>/boxer in each hierarchy (kept across restarts).
  * Fails (500) when cgroups cannot be created under our own cgroup. */
 int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgroup,
             const char *mountinfo, struct bx_err *err);
 void cg_free(struct cg_ctx **ctx);
 enum cg_layout cg_layout(const struct cg_ctx *ctx);
 const char *cg_layout_name(enum cg_layout l);
-/* A one-line description for the start-up log (layout and base paths). */
+/* A one-line description for the start-up log (layout and base paths);
+ * owned by ctx. */
 const char *cg_describe(const struct cg_ctx *ctx);
 
 /* Creates the run's cgroup(s) named `name` (e.g. the exec id) and writes the
- * limits: v2 cpu.max "<quota> 100000", memory.max, memory.swap.max 0,
- * pids.max; v1 cpu.cfs_period_us 100000, cpu.cfs_quota_us, memory.limit_in_bytes,
- * memory.memsw.limit_in_bytes when present, pids.max. */
+ * limits: v2 cpu.max "<quota> 100000", memory.max, memory.swap.max 0 (when
+ * the file exists), pids.max; v1 cpu.cfs_period_us 100000, cpu.cfs_quota_us,
+ * memory.limit_in_bytes, memory.memsw.limit_in_bytes when present, pids.max.
+ * A name that already exists is an error (EEXIST).  On failure nothing is
+ * left behind.  The run does not borrow ctx: it may outlive it. */
 int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *lim,
                   struct cg_run **out, struct bx_err *err);
 
-/* fds (O_WRONLY|O_CLOEXEC) of every cgroup.procs file of the run, for a child
- * to join with write(fd, "0", 1) between fork and exec.  Returns count (<= max). */
+/* Opens fds (O_WRONLY|O_CLOEXEC, owned by the caller) of every cgroup.procs
+ * file of the run, for a child to join with write(fd, "0", 1) on each between
+ * fork and exec.  Returns the count (<= max, at most CG_MAX_PROCS_FDS), or -1
+ * when max is too small. */
 int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err);
-/* For v2: an O_DIRECTORY fd usable with clone3 CLONE_INTO_CGROUP, or -1. */
+/* For v2: an O_RDONLY|O_DIRECTORY fd of the run cgroup usable with clone3
+ * CLONE_INTO_CGROUP, owned by the run (do not close; valid until the run is
+ * freed); -1 on v1/hybrid. */
 int cg_run_dirfd(struct cg_run *run);
 
 int cg_run_usage(struct cg_run *run, struct cg_usage *u, struct bx_err *err);
 
-/* Kills every process still in the run cgroup(s) (SIGKILL, waits until empty,
- * bounded), removes the directories and frees *run. */
+/* Kills every process still in the run cgroup(s) and their descendants
+ * (v2: cgroup.kill when present; otherwise SIGKILL through a pidfd to each
+ * pid that cgroup.procs still lists after the pidfd was opened, so a recycled
+ * pid is never hit), then removes the directories.  Runs on the event loop,
+ * so it waits at most CG_DESTROY_WAIT_MS.  Contract:
+ *   0:                      removed; *run freed and set NULL.
+ *   -1 with *run != NULL:   not empty yet (err->sys_errno == EBUSY, errno
+ *                           EBUSY); the kill was sent; call again later
+ *                           (e.g. from a timer) or give up with
+ *                           cg_run_abandon().
+ *   -1 with *run == NULL:   permanent failure; *run was freed; leftovers are
+ *                           removed by the next cg_cleanup_stale(). */
+#define CG_DESTROY_WAIT_MS 200
 int cg_run_destroy(struct cg_run **run, struct bx_err *err);
+/* Frees *run without touching the cgroups (left for cg_cleanup_stale). */
+void cg_run_abandon(struct cg_run **run);
 
-/* Removes stale run cgroups left by a previous crash (kills their procs). */
+/* Removes every child of <own>/boxer in each hierarchy (a previous crash's
+ * runs), killing their processes first; waits at most CG_STALE_WAIT_MS.
+ * Never kills Boxer itself.  For start-up, not for the event loop. */
+#define CG_STALE_WAIT_MS 2000
 int cg_cleanup_stale(struct cg_ctx *ctx, struct bx_err *err);
 
 /* Pure helpers (unit-tested). */
 /* Finds in a /proc/self/cgroup text the path for a v1 controller (e.g.
- * "memory"; matches comma-separated lists like "cpu,cpuacct") or, with
- * controller NULL, the v2 "0::" line.  Writes it into out. */
+ * "memory"; matches comma-separated lists like "cpu,cpuacct"; named
+ * hierarchies like "name=systemd" only by their full name) or, with
+ * controller NULL, the v2 "0::" line.  Writes the NUL-terminated path into
+ * out.  Returns 0, or -1 when absent, malformed (not absolute, "." or ".."
+ * components) or longer than cap - 1. */
 int cg_parse_proc_cgroup(const char *text, const char *controller, char *out, size_t cap);
-/* cpu_cores -> v2 "cpu.max" quota in microseconds per 100000 period. */
+/* cpu_cores -> quota in microseconds per 100000 us period, rounded to the
+ * nearest microsecond, at least 1000 (the kernel minimum), at most 1024
+ * cores' worth; NaN and non-positive values give the minimum. */
 uint64_t cg_cpu_quota_us(double cpu_cores);
 
 #endif
