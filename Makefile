@@ -93,8 +93,8 @@ fuzz-run: fuzz
 deps:
 	bash scripts/install-deps.sh
 
-run: deps boxer
-	./boxer --config config.dev.json
+run:
+	bash scripts/dev-run.sh
 
 bench:
 	@echo "see bench/README.md"

@@ -754,9 +754,9 @@ int main(int argc, char **argv)
                               .max_request_line = 8192,
                               .max_header_bytes = 32768,
                               .max_headers = 64,
-                              .header_timeout_ms = 10000,
-                              .body_idle_timeout_ms = 30000,
-                              .keepalive_timeout_ms = 60000,
+                              .header_timeout_ms = (uint32_t)a.cfg.header_timeout_ms,
+                              .body_idle_timeout_ms = (uint32_t)a.cfg.body_timeout_ms,
+                              .keepalive_timeout_ms = (uint32_t)a.cfg.keepalive_timeout_ms,
                               .write_idle_timeout_ms = 30000,
                               .max_connections = max_connections()};
     if (http_server_new(&a.http, a.loop, &hc, handle_request, &a, &err) < 0)

@@ -60,6 +60,9 @@ void config_defaults(struct config *cfg)
     cfg->output_files_limit_bytes = 100u << 20;
     cfg->output_files_max = 10000;
     cfg->tmp_size_mb = 64;
+    cfg->header_timeout_ms = 10000;
+    cfg->body_timeout_ms = 30000;
+    cfg->keepalive_timeout_ms = 60000;
     cfg->max_concurrent_runs = 2 * (uint64_t)cores;
     cfg->max_queued_runs = 64;
     cfg->sandbox_subnet = strdup("10.88.0.0/16");
@@ -308,6 +311,12 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
             r = get_uint(v, k, 0, 10000000, &cfg->output_files_max, err);
         else if (strcmp(k, "tmp_size_mb") == 0)
             r = get_uint(v, k, 0, 1u << 20, &cfg->tmp_size_mb, err);
+        else if (strcmp(k, "header_timeout_ms") == 0)
+            r = get_uint(v, k, 0, 3600000, &cfg->header_timeout_ms, err);
+        else if (strcmp(k, "body_timeout_ms") == 0)
+            r = get_uint(v, k, 0, 3600000, &cfg->body_timeout_ms, err);
+        else if (strcmp(k, "keepalive_timeout_ms") == 0)
+            r = get_uint(v, k, 0, 3600000, &cfg->keepalive_timeout_ms, err);
         else if (strcmp(k, "max_concurrent_runs") == 0)
             r = get_uint(v, k, 0, 4096, &cfg->max_concurrent_runs, err);
         else if (strcmp(k, "max_queued_runs") == 0)

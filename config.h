@@ -50,6 +50,9 @@ struct config {
     uint64_t output_files_limit_bytes;
     uint64_t output_files_max;
     uint64_t tmp_size_mb;
+    uint64_t header_timeout_ms;
+    uint64_t body_timeout_ms;
+    uint64_t keepalive_timeout_ms;
     uint64_t max_concurrent_runs;
     uint64_t max_queued_runs;
     struct str_list auth_tokens;

@@ -1,0 +1,323 @@
+"""POST /run end to end: real runsc, real images from the local registry."""
+
+import concurrent.futures
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+
+import boxer_server
+from rawhttp import open_conn
+
+BUSYBOX = "busybox"
+PYTHON = "python:3.12-slim"
+
+
+def run(server, body, timeout=120):
+    return httpx.post(server.url + "/run", json=body, timeout=timeout)
+
+
+def ok(server, body):
+    r = run(server, body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def upload(server, path, data):
+    r = httpx.post(server.url + "/files", data={"path": path}, files={"file": ("f", data)})
+    assert r.status_code == 200, r.text
+
+
+def download(server, path):
+    return httpx.get(server.url + "/files", params={"path": path})
+
+
+def runsc_processes(server):
+    return boxer_server.leftover_processes(server.home)
+
+
+def assert_clean(server):
+    deadline = time.time() + 10
+    while True:
+        procs = runsc_processes(server)
+        runs = os.listdir(os.path.join(server.home, "runs"))
+        runs = [r for r in runs if not r.startswith(".")]
+        mounts = boxer_server.leftover_mounts(server.home)
+        if not procs and not runs and not mounts:
+            return
+        assert time.time() < deadline, (procs, runs, mounts)
+        time.sleep(0.1)
+
+
+def test_hello_world(server):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["echo", "hello world"]})
+    assert res["stdout"] == "hello world\n"
+    assert res["stderr"] == ""
+    assert res["exit_code"] == 0
+    assert res["wall_ms"] > 0
+    assert res["timed_out"] is False
+    assert re.fullmatch(r"boxer-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                        res["exec_id"])
+    assert_clean(server)
+
+
+def test_python_hello(server):
+    res = ok(server, {"image": PYTHON, "cmd": ["python3", "-c", "print('hello world')"]})
+    assert res["stdout"] == "hello world\n" and res["exit_code"] == 0
+
+
+def test_nonzero_exit_and_stderr(server):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "echo oops >&2; exit 3"]})
+    assert res["exit_code"] == 3
+    assert res["stderr"] == "oops\n"
+
+
+def test_killed_by_signal_128_plus_n(server):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "kill -9 $$"]})
+    assert res["exit_code"] == 137
+    res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "kill -TERM $$"]})
+    assert res["exit_code"] == 143
+
+
+def test_command_not_found_127(server):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["no-such-program"]})
+    assert res["exit_code"] == 127
+    assert "no-such-program" in res["stderr"]
+
+
+def test_env_and_cwd(server):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "echo $FOO:$BAR; pwd"],
+                      "env": ["FOO=1", "BAR=two=2"], "cwd": "/tmp"})
+    assert res["stdout"] == "1:two=2\n/tmp\n"
+
+
+def test_image_path_used_and_user_nobody(server):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "echo $PATH; id -u; hostname"]})
+    path, uid, host = res["stdout"].splitlines()
+    assert "/bin" in path
+    assert uid == "65534"
+    assert host == res["exec_id"]
+
+
+def test_rootfs_read_only_and_tmp_writable(server):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c",
+                                                "echo x > /bin/evil; echo $?; echo y > /tmp/ok && cat /tmp/ok"]})
+    lines = res["stdout"].splitlines()
+    assert lines[0] != "0"
+    assert lines[1] == "y"
+
+
+def test_input_file_readable_not_writable(server):
+    upload(server, "inputs/data.txt", b"input data\n")
+    res = ok(server, {"image": BUSYBOX, "files": ["inputs/data.txt"], "persist": True,
+                      "cmd": ["sh", "-c", "cat /inputs/data.txt; echo x >> /inputs/data.txt; "
+                              "echo rc=$?"]})
+    assert res["stdout"].startswith("input data\n")
+    assert "rc=0" not in res["stdout"]
+    assert download(server, "inputs/data.txt").content == b"input data\n"
+
+
+def test_nested_files(server):
+    upload(server, "proj/src/pkg/mod.py", b"X = 41\n")
+    upload(server, "proj/main.py", b"import sys; sys.path.insert(0, '/proj/src')\n"
+                                   b"from pkg.mod import X\nprint(X + 1)\n")
+    res = ok(server, {"image": PYTHON, "cmd": ["python3", "/proj/main.py"],
+                      "files": ["proj/main.py", "proj/src/pkg/mod.py"], "persist": True})
+    assert res["stdout"] == "42\n", res
+
+
+@pytest.mark.parametrize("persist", [True, False])
+def test_output_capture(server, persist):
+    upload(server, "cap/in-%s.txt" % persist, b"in")
+    res = ok(server, {"image": BUSYBOX, "persist": persist, "files": ["cap/in-%s.txt" % persist],
+                      "cmd": ["sh", "-c", "mkdir -p /output/sub/deeper && echo top > /output/a.txt"
+                              " && echo deep > /output/sub/deeper/b.txt"]})
+    eid = res["exec_id"]
+    a = download(server, "output/%s/a.txt" % eid)
+    b = download(server, "output/%s/sub/deeper/b.txt" % eid)
+    inp = download(server, "cap/in-%s.txt" % persist)
+    if persist:
+        assert a.content == b"top\n" and b.content == b"deep\n" and inp.status_code == 200
+    else:
+        assert a.status_code == 404 and b.status_code == 404 and inp.status_code == 404
+        assert not os.path.exists(os.path.join(server.home, "files", "output", eid))
+
+
+def test_missing_file_400_names_it(server):
+    r = run(server, {"image": BUSYBOX, "cmd": ["true"], "files": ["nope/missing.txt"]})
+    assert r.status_code == 400
+    assert "nope/missing.txt" in r.json()["error"]
+
+
+@pytest.mark.parametrize("body,word", [
+    ({"cmd": ["true"]}, "image"),
+    ({"image": BUSYBOX}, "cmd"),
+    ({"image": BUSYBOX, "cmd": []}, "cmd"),
+    ({"image": BUSYBOX, "cmd": "echo hi"}, "cmd"),
+    ({"image": BUSYBOX, "cmd": ["a\u0000b"]}, "NUL"),
+    ({"image": BUSYBOX, "cmd": ["true"], "env": ["NOEQUALS"]}, "env"),
+    ({"image": BUSYBOX, "cmd": ["true"], "cwd": "relative"}, "cwd"),
+    ({"image": BUSYBOX, "cmd": ["true"], "network": "internet"}, "network"),
+    ({"image": BUSYBOX, "cmd": ["true"], "network": "host"}, "host"),
+    ({"image": "UPPER/Case", "cmd": ["true"]}, "image"),
+    ({"image": "-rf", "cmd": ["true"]}, "image"),
+    ({"image": "busybox", "cmd": ["true"], "limits": {"memory_mb": -1}}, "memory_mb"),
+    ({"image": "busybox", "cmd": ["true"], "limits": {"wall_clock_secs": 999999}},
+     "wall_clock_secs"),
+    ({"image": "busybox", "cmd": ["true"], "extra": 1}, "extra"),
+])
+def test_bad_requests_400(server, body, word):
+    r = run(server, body)
+    assert r.status_code == 400, r.text
+    assert word.lower() in r.json()["error"].lower(), r.text
+
+
+def test_invalid_json_400(server):
+    r = httpx.post(server.url + "/run", content=b'{"image": "busybox", "cmd": ["x"]',
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    r = httpx.post(server.url + "/run", content=b'{"image": "a", "image": "b", "cmd": ["x"]}')
+    assert r.status_code == 400 and "duplicate" in r.json()["error"].lower()
+
+
+def test_unknown_image_500(server):
+    r = run(server, {"image": "no-such-image:latest", "cmd": ["true"]})
+    assert r.status_code == 500
+    assert r.json()["error"]
+
+
+def test_timeout_408_with_partial_output(server):
+    t0 = time.time()
+    r = run(server, {"image": BUSYBOX, "limits": {"wall_clock_secs": 2},
+                     "cmd": ["sh", "-c", "echo started; echo err >&2; sleep 30"]})
+    assert r.status_code == 408
+    body = r.json()
+    assert body["timed_out"] is True
+    assert body["stdout"] == "started\n"
+    assert body["stderr"] == "err\n"
+    assert body["exec_id"].startswith("boxer-")
+    assert "error" in body
+    assert time.time() - t0 < 15
+    assert_clean(server)
+
+
+def test_output_flood_507(server):
+    r = run(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "yes xxxxxxxxxxxxxxxx"]})
+    assert r.status_code == 507
+    assert "error" in r.json()
+    assert_clean(server)
+
+
+def test_output_dir_fill_bounded(make_server):
+    srv = make_server(config={"output_files_limit_bytes": 4 * 1024 * 1024})
+    r = httpx.post(srv.url + "/run", timeout=120, json={
+        "image": BUSYBOX, "persist": True,
+        "cmd": ["sh", "-c", "dd if=/dev/zero of=/output/big bs=1M count=50; echo rc=$?"]})
+    assert r.status_code == 200, r.text
+    assert "rc=0" not in r.json()["stdout"]
+    st = os.statvfs(srv.home)
+    assert st.f_bavail > 0
+
+
+def test_many_output_files(server):
+    res = ok(server, {"image": BUSYBOX, "persist": True, "cmd": [
+        "sh", "-c", "i=0; while [ $i -lt 200 ]; do echo $i > /output/f$i; i=$((i+1)); done"]})
+    eid = res["exec_id"]
+    d = os.path.join(server.home, "files", "output", eid)
+    assert len(os.listdir(d)) == 200
+    assert download(server, "output/%s/f199" % eid).content == b"199\n"
+
+
+def test_symlink_in_output_not_captured(server):
+    res = ok(server, {"image": BUSYBOX, "persist": True, "cmd": [
+        "sh", "-c", "ln -s /etc/passwd /output/pw; ln -s ../../.. /output/up; "
+                    "echo real > /output/real; ln /output/real /output/hard; mkfifo /output/fifo"]})
+    eid = res["exec_id"]
+    assert download(server, "output/%s/real" % eid).status_code in (200, 404)
+    for name in ("pw", "up", "fifo"):
+        assert download(server, "output/%s/%s" % (eid, name)).status_code == 404
+    d = os.path.join(server.home, "files", "output", eid)
+    for name in os.listdir(d):
+        assert not os.path.islink(os.path.join(d, name))
+
+
+def test_client_disconnect_kills_sandbox(server):
+    body = json.dumps({"image": BUSYBOX, "cmd": ["sleep", "60"]}).encode()
+    c = open_conn(server.url)
+    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    deadline = time.time() + 30
+    while not any("runsc" in cmd for _, cmd in runsc_processes(server)):
+        assert time.time() < deadline, "sandbox never started"
+        time.sleep(0.1)
+    c.close()
+    assert_clean(server)
+
+
+def test_concurrent_runs(server):
+    def one(i):
+        return run(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "echo run-%d" % i]})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(one, range(8)))
+    for i, r in enumerate(results):
+        assert r.status_code == 200, r.text
+        assert r.json()["stdout"] == "run-%d\n" % i
+    assert len({r.json()["exec_id"] for r in results}) == 8
+    assert_clean(server)
+
+
+def test_queue_full_503(make_server):
+    srv = make_server(config={"max_concurrent_runs": 1, "max_queued_runs": 1})
+    body = {"image": BUSYBOX, "cmd": ["sleep", "3"]}
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        futs = [ex.submit(httpx.post, srv.url + "/run", json=body, timeout=60)]
+        time.sleep(0.5)
+        futs.append(ex.submit(httpx.post, srv.url + "/run", json=body, timeout=60))
+        time.sleep(0.5)
+        third = httpx.post(srv.url + "/run", json=body, timeout=60)
+        assert third.status_code == 503
+        assert "retry-after" in third.headers
+        # health and files stay fast while runs are in flight
+        t0 = time.time()
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+        assert time.time() - t0 < 1
+        assert [f.result().status_code for f in futs] == [200, 200]
+
+
+def test_upload_and_run_pytest_flow(server):
+    upload(server, "pyproj/calc.py", b"def add(a, b):\n    return a + b\n")
+    upload(server, "pyproj/test_calc.py",
+           b"from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n\n"
+           b"def test_fail():\n    assert add(1, 1) == 3\n")
+    upload(server, "pyproj/runner.py", b"""
+import json, sys, pytest
+class Collect:
+    def __init__(self):
+        self.results = {}
+    def pytest_runtest_logreport(self, report):
+        if report.when == 'call':
+            self.results[report.nodeid] = report.outcome
+c = Collect()
+code = pytest.main(['-q', '-p', 'no:cacheprovider', '/pyproj'], plugins=[c])
+json.dump({'exit': int(code), 'tests': c.results}, open('/output/report.json', 'w'))
+""")
+    res = ok(server, {"image": PYTHON, "persist": True,
+                      "files": ["pyproj/calc.py", "pyproj/test_calc.py", "pyproj/runner.py"],
+                      "cmd": ["python3", "/pyproj/runner.py"], "cwd": "/pyproj"})
+    rep = download(server, "output/%s/report.json" % res["exec_id"])
+    assert rep.status_code == 200, res
+    report = json.loads(rep.content)
+    assert report["exit"] == 1
+    assert report["tests"] == {"test_calc.py::test_add": "passed",
+                               "test_calc.py::test_fail": "failed"}
+
+
+def test_binary_stdout_is_valid_json(server):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "printf 'ok\\377\\000\\001end'"]})
+    assert res["stdout"] == "ok\ufffd\u0000\u0001end"
