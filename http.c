@@ -496,6 +496,9 @@ void http_respond_error_h(struct http_conn *c, int status, const char *extra_hea
                           const char *msg)
 {
     struct sbuf b;
+    /* Every "try later" answer says when. */
+    if (status == 503 && !extra_headers)
+        extra_headers = "Retry-After: 1\r\n";
     sbuf_init(&b, 4096 + 64);
     if (sbuf_append(&b, "{\"error\":", 9) < 0 || json_escape_to(&b, msg, strlen(msg)) < 0 ||
         sbuf_append(&b, "}", 1) < 0) {

@@ -207,8 +207,10 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
     }
     if (dup_string(v, "image", IMGREF_MAX, &r->image, err) < 0)
         goto out;
-    if (imgref_parse(r->image, strlen(r->image), &r->ref, err) < 0)
+    if (imgref_parse(r->image, strlen(r->image), &r->ref, err) < 0) {
+        bx_err_wrap(err, "image");
         goto out;
+    }
     v = json_get(root, "cmd");
     if (!v || v->type == JSON_NULL) {
         bx_err_set(err, 400, EINVAL, "cmd is required");
