@@ -53,6 +53,7 @@ struct cg_ctx {
     int nhier;
     struct cg_hier hier[CG_MAX_HIER];
     int moved_to_leaf;
+    char *v2_rel; /* v2: our cgroup below the cgroup2 mount ("" for its root) */
     char *describe;
 };
 
@@ -63,6 +64,7 @@ struct cg_run {
     int parent_fd[CG_MAX_HIER]; /* dup of the ctx base fd */
     int dir_fd[CG_MAX_HIER];    /* the run cgroup, -1 once removed */
     char name[CG_NAME_MAX + 1];
+    char *oci_path; /* linux.cgroupsPath for runsc, see cg_run_oci_path */
 };
 
 /* ---- small helpers ---- */
@@ -503,7 +505,8 @@ static int try_v2(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
             goto out;
         }
         ctx->hier[0].base = join_path(m[i].point, rel, CG_BASE);
-        if (!ctx->hier[0].base) {
+        ctx->v2_rel = strdup(rel);
+        if (!ctx->hier[0].base || !ctx->v2_rel) {
             bx_err_set(err, 500, ENOMEM, "out of memory");
             goto out;
         }
@@ -684,6 +687,7 @@ void cg_free(struct cg_ctx **pctx)
         free(ctx->hier[h].base);
     }
     free(ctx->describe);
+    free(ctx->v2_rel);
     free(ctx);
     *pctx = NULL;
 }
@@ -964,6 +968,7 @@ static void run_free(struct cg_run *run)
         bx_close(&run->parent_fd[i]);
         bx_close(&run->dir_fd[i]);
     }
+    free(run->oci_path);
     free(run);
 }
 
@@ -1035,6 +1040,13 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
     }
     run->v2 = ctx->layout == CG_V2;
     snprintf(run->name, sizeof(run->name), "%s", name);
+    if (run->v2 ? asprintf(&run->oci_path, "%s/%s/%s", ctx->v2_rel ? ctx->v2_rel : "", CG_BASE,
+                           name) < 0
+                : !(run->oci_path = strdup("."))) {
+        run->oci_path = NULL;
+        bx_err_set(err, 500, ENOMEM, "out of memory");
+        goto out;
+    }
     for (int i = 0; i < ctx->nhier; i++) {
         run->ctrls[i] = ctx->hier[i].ctrls;
         run->parent_fd[i] = fcntl(ctx->hier[i].base_fd, F_DUPFD_CLOEXEC, 0);
@@ -1092,6 +1104,11 @@ int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err)
         n++;
     }
     return n;
+}
+
+const char *cg_run_oci_path(const struct cg_run *run)
+{
+    return run ? run->oci_path : NULL;
 }
 
 int cg_run_dirfd(struct cg_run *run)

@@ -98,6 +98,22 @@ int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err);
  * freed); -1 on v1/hybrid. */
 int cg_run_dirfd(struct cg_run *run);
 
+/* The OCI spec's linux.cgroupsPath to give runsc (owned by the run) so that
+ * runsc uses this run's cgroup as a pre-created one: it then creates,
+ * changes and removes nothing, keeps the sandbox in it, and sizes the
+ * sandbox's /proc/meminfo MemTotal from its memory limit.  Valid only when
+ * runsc is exec'd by a child that already joined the run (see
+ * cg_run_procs_fds / CLONE_INTO_CGROUP):
+ *   - v1/hybrid: "." (runsc resolves a relative path against its own cgroup
+ *     in each hierarchy; an absolute one would name the same path in every
+ *     hierarchy, which is wrong where our cgroups differ per controller);
+ *   - v2: "<own>/boxer/<name>", absolute below the cgroup2 mount (runsc
+ *     resolves a relative v2 path against the PARENT of its own cgroup).
+ * Never leave linux.cgroupsPath empty without --ignore-cgroups: runsc
+ * 20240729 then uses "/<container id>" at the hierarchy roots and moves the
+ * sandbox out of the run's limits. */
+const char *cg_run_oci_path(const struct cg_run *run);
+
 int cg_run_usage(struct cg_run *run, struct cg_usage *u, struct bx_err *err);
 
 /* Kills every process still in the run cgroup(s) and their descendants

@@ -456,6 +456,7 @@ START_TEST(test_hybrid_init_and_create)
     ck_assert_str_eq(get(P("%s/pids/boxer/boxer-1234/pids.max", T)), "32");
     ck_assert(exists(P("%s/cpuacct/boxer/boxer-1234", T)));
     ck_assert_int_eq(cg_run_dirfd(run), -1);
+    ck_assert_str_eq(cg_run_oci_path(run), ".");
 
     /* One procs fd per hierarchy, each pointing at the run's cgroup.procs. */
     ck_assert_int_eq(cg_run_procs_fds(run, fds, 3, &err), -1);
@@ -876,6 +877,13 @@ START_TEST(test_v2_no_move_when_empty_or_enabled)
     ck_assert_str_eq(get(P("%s/cgroup.subtree_control", T)), "+cpu +memory +pids");
     ck_assert_str_eq(get(P("%s/boxer/cgroup.subtree_control", T)), "+cpu +memory +pids");
     ck_assert_msg(strstr(cg_describe(ctx), P("v2: %s/boxer", T)) != NULL, "%s", cg_describe(ctx));
+    {
+        struct cg_run *run = NULL;
+        struct cg_limits lim = {1.0, 1u << 20, 8};
+        ck_assert_int_eq(cg_run_create(ctx, "x", &lim, &run, &err), 0);
+        ck_assert_str_eq(cg_run_oci_path(run), "/boxer/x");
+        ck_assert_int_eq(cg_run_destroy(&run, &err), 0);
+    }
     cg_free(&ctx);
     put(P("%s/cgroup", TOP), "0::/system.slice/boxer.service\n");
 
@@ -907,6 +915,7 @@ START_TEST(test_v2_create_usage_destroy)
     ck_assert_str_eq(get(P("%s/memory.swap.max", R)), "0");
     ck_assert_str_eq(get(P("%s/pids.max", R)), "64");
     ck_assert_int_ge(cg_run_dirfd(run), 0);
+    ck_assert_str_eq(cg_run_oci_path(run), "/system.slice/boxer.service/boxer/boxer-r");
     {
         char path[PATH_MAX];
         ck_assert_int_eq(fd_path(cg_run_dirfd(run), "cpu.max", path), 0);
