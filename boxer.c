@@ -644,8 +644,15 @@ static int setup_runs(struct app *a, struct bx_err *err)
     snprintf(probe, sizeof(probe), "%s/runs/.probe", a->cfg.home);
     bx_rm_rf_at(AT_FDCWD, probe, NULL);
     if (!a->cfg.ignore_cgroups) {
+        /* One directory per home: Boxers sharing a cgroup (tests, several
+         * instances on a host) never sweep each other's runs. */
+        char base[32];
+        uint32_t h = 2166136261u;
+        for (const char *p = a->cfg.home; *p; p++)
+            h = (h ^ (unsigned char)*p) * 16777619u;
+        snprintf(base, sizeof(base), "boxer-%08x", h);
         if (cg_init(&a->cgroups, "/sys/fs/cgroup", "/proc/self/cgroup", "/proc/self/mountinfo",
-                    err) < 0)
+                    base, err) < 0)
             return bx_err_wrap(err, "cgroups (set ignore_cgroups to run without limits)");
         if (cg_cleanup_stale(a->cgroups, err) < 0)
             return bx_err_wrap(err, "removing stale cgroups");
@@ -664,6 +671,10 @@ static int setup_runs(struct app *a, struct bx_err *err)
     rp.cgroups = a->cgroups;
     rp.runsc = a->runsc;
     rp.platform = a->platform;
+    /* Without our cgroups runsc must not make its own: it would create
+     * them, unlimited, at the root of each hierarchy. */
+    if (!a->cgroups)
+        rp.runsc_extra_flags[0] = "--ignore-cgroups";
     return run_mgr_new(&a->runs, &rp, err);
 }
 

@@ -30,7 +30,6 @@
 
 #define CG_MAX_HIER 4
 #define CG_PERIOD_US 100000u
-#define CG_BASE "boxer"
 #define CG_SUPERVISOR "boxer-supervisor"
 #define CG_V2_ENABLE "+cpu +memory +pids"
 
@@ -55,6 +54,7 @@ struct cg_ctx {
     int moved_to_leaf;
     char *v2_rel; /* v2: our cgroup below the cgroup2 mount ("" for its root) */
     char *describe;
+    char base_name[CG_NAME_MAX + 1];
 };
 
 struct cg_run {
@@ -453,7 +453,7 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, struct bx_err *err)
             goto out;
         }
     }
-    ctx->hier[0].base_fd = mkdir_open(ownfd, CG_BASE, err);
+    ctx->hier[0].base_fd = mkdir_open(ownfd, ctx->base_name, err);
     if (ctx->hier[0].base_fd < 0)
         goto out;
     if (write_at(ctx->hier[0].base_fd, "cgroup.subtree_control", CG_V2_ENABLE, err) < 0)
@@ -504,7 +504,7 @@ static int try_v2(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
             bx_err_wrap(err, "cgroup v2 at %s%s", m[i].point, rel);
             goto out;
         }
-        ctx->hier[0].base = join_path(m[i].point, rel, CG_BASE);
+        ctx->hier[0].base = join_path(m[i].point, rel, ctx->base_name);
         ctx->v2_rel = strdup(rel);
         if (!ctx->hier[0].base || !ctx->v2_rel) {
             bx_err_set(err, 500, ENOMEM, "out of memory");
@@ -574,14 +574,14 @@ static int try_v1(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
         ownfd = open_own(m[midx[w]].point, rels[w], err);
         if (ownfd < 0)
             return -1;
-        ctx->hier[h].base_fd = mkdir_open(ownfd, CG_BASE, err);
+        ctx->hier[h].base_fd = mkdir_open(ownfd, ctx->base_name, err);
         bx_close(&ownfd);
         if (ctx->hier[h].base_fd < 0)
             return bx_err_wrap(err, "cgroup %s at %s%s", ctrl_names[w].name, m[midx[w]].point,
                                rels[w]);
         ctx->hier[h].ctrls = ctrl_names[w].bit;
         ctx->nhier++;
-        ctx->hier[h].base = join_path(m[midx[w]].point, rels[w], CG_BASE);
+        ctx->hier[h].base = join_path(m[midx[w]].point, rels[w], ctx->base_name);
         if (!ctx->hier[h].base)
             return bx_err_set(err, 500, ENOMEM, "out of memory");
     next:;
@@ -622,7 +622,7 @@ fail:
 }
 
 int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgroup,
-            const char *mountinfo, struct bx_err *err)
+            const char *mountinfo, const char *base_name, struct bx_err *err)
 {
     struct cg_ctx *ctx = NULL;
     char *pcg = NULL, *mi = NULL, *root = NULL;
@@ -639,6 +639,13 @@ int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgro
     }
     for (int h = 0; h < CG_MAX_HIER; h++)
         ctx->hier[h].base_fd = -1;
+    if (!base_name)
+        base_name = "boxer";
+    if (!valid_name(base_name)) {
+        bx_err_set(err, 500, EINVAL, "bad cgroup base name %s", base_name);
+        goto out;
+    }
+    snprintf(ctx->base_name, sizeof(ctx->base_name), "%s", base_name);
     rl = strlen(root);
     while (rl > 0 && root[rl - 1] == '/')
         root[--rl] = '\0';
@@ -1040,7 +1047,7 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
     }
     run->v2 = ctx->layout == CG_V2;
     snprintf(run->name, sizeof(run->name), "%s", name);
-    if (run->v2 ? asprintf(&run->oci_path, "%s/%s/%s", ctx->v2_rel ? ctx->v2_rel : "", CG_BASE,
+    if (run->v2 ? asprintf(&run->oci_path, "%s/%s/%s", ctx->v2_rel ? ctx->v2_rel : "", ctx->base_name,
                            name) < 0
                 : !(run->oci_path = strdup("."))) {
         run->oci_path = NULL;

@@ -70,8 +70,11 @@ struct cg_usage {
  * mountinfo: "/proc/self/mountinfo" (the fake tests give their own files).
  * Creates <own>/boxer in each hierarchy (kept across restarts).
  * Fails (500) when cgroups cannot be created under our own cgroup. */
+/* base_name: the directory under our own cgroup that holds this instance's
+ * run cgroups (e.g. "boxer-<hash of home>"), so Boxers sharing a cgroup never
+ * clean up each other's runs; NULL means "boxer". */
 int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgroup,
-            const char *mountinfo, struct bx_err *err);
+            const char *mountinfo, const char *base_name, struct bx_err *err);
 void cg_free(struct cg_ctx **ctx);
 enum cg_layout cg_layout(const struct cg_ctx *ctx);
 const char *cg_layout_name(enum cg_layout l);

@@ -124,6 +124,10 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
 
     json_w_key(&w, "linux");
     json_w_obj_begin(&w);
+    if (p->cgroups_path) {
+        json_w_key(&w, "cgroupsPath");
+        json_w_cstr(&w, p->cgroups_path);
+    }
     json_w_key(&w, "namespaces");
     json_w_arr_begin(&w);
     for (size_t i = 0; ns_types[i]; i++) {

@@ -39,6 +39,12 @@ struct oci_params {
     const struct oci_mount *mounts;
     size_t nmounts;
     const char *netns_path; /* join this network namespace, or NULL for a new one */
+    /* linux.cgroupsPath: where runsc keeps the sandbox.  "." (v1) means
+     * "the cgroup runsc was started in", which Boxer has already limited;
+     * runsc then reads MemTotal and CPUs from it.  NULL: omitted (runsc
+     * must then run with --ignore-cgroups, or it would create an unlimited
+     * cgroup at the hierarchy root). */
+    const char *cgroups_path;
 };
 
 /* Writes the spec as JSON into out. */

@@ -656,7 +656,8 @@ static int write_spec(struct run_job *job, const struct oci_mount *mounts, size_
                              .tmp_size_mb = job->mgr->p.cfg->tmp_size_mb,
                              .mounts = mounts,
                              .nmounts = nmounts,
-                             .netns_path = NULL};
+                             .netns_path = NULL,
+                             .cgroups_path = job->cg ? cg_run_oci_path(job->cg) : NULL};
     if (oci_build_spec(&op, &spec, err) < 0)
         goto out;
     if (bx_write_file_atomic_at(job->dirfd, "config.json", spec.data, spec.len, 0600, err) < 0)
@@ -858,15 +859,18 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
         return;
     }
     job->img = img;
-    if (prepare_bundle(job, &mounts, &nmounts, &err) < 0 ||
-        write_spec(job, mounts, nmounts, &err) < 0)
-        goto fail;
     if (m->p.cgroups) {
+        /* gVisor's sentry, gofer and the systrap stubs are host tasks too
+         * (about 25 for one process, 3-4 per further process), so the host
+         * pids limit leaves room for that overhead. */
         struct cg_limits cl = {job->req->limits.cpu_cores, job->req->limits.memory_mb << 20,
-                               job->req->limits.pids_limit};
+                               32 + 4 * job->req->limits.pids_limit};
         if (cg_run_create(m->p.cgroups, job->res->exec_id, &cl, &job->cg, &err) < 0)
             goto fail;
     }
+    if (prepare_bundle(job, &mounts, &nmounts, &err) < 0 ||
+        write_spec(job, mounts, nmounts, &err) < 0)
+        goto fail;
     job->state = JOB_RUNNING;
     job->started_ms = bx_now_ms();
     if (spawn_runsc(job, &err) < 0)
@@ -949,6 +953,52 @@ static void collect_exit(struct run_job *job)
     }
 }
 
+/* A cgroup that is not empty yet (processes still dying) is retried from a
+ * timer; the run itself does not wait for it. */
+struct cg_reaper {
+    struct cg_run *cg;
+    int tries;
+    char name[64];
+};
+
+static void reap_cgroup(struct loop *l, void *arg)
+{
+    struct cg_reaper *r = arg;
+    struct bx_err err;
+    bx_err_clear(&err);
+    if (cg_run_destroy(&r->cg, &err) < 0 && r->cg) {
+        if (++r->tries < 50 && loop_timer_add(l, 100, reap_cgroup, r))
+            return;
+        fprintf(stderr, "boxer: %s: cgroup not empty after retries; left for the next start\n",
+                r->name);
+        cg_run_abandon(&r->cg);
+    } else if (err.msg[0]) {
+        fprintf(stderr, "boxer: %s: cgroup cleanup: %s\n", r->name, err.msg);
+    }
+    free(r);
+}
+
+static void destroy_cgroup(struct run_mgr *m, struct cg_run **cg, const char *name)
+{
+    struct bx_err err;
+    struct cg_reaper *r;
+    bx_err_clear(&err);
+    if (cg_run_destroy(cg, &err) == 0)
+        return;
+    if (!*cg) {
+        fprintf(stderr, "boxer: %s: cgroup cleanup: %s\n", name, err.msg);
+        return;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r || !loop_timer_add(m->p.loop, 100, reap_cgroup, r)) {
+        free(r);
+        cg_run_abandon(cg);
+        return;
+    }
+    r->cg = bx_steal_ptr(cg);
+    snprintf(r->name, sizeof(r->name), "%s", name);
+}
+
 static void teardown(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
@@ -977,8 +1027,7 @@ static void teardown(struct run_job *job)
             job->res->memory_peak_bytes = u.memory_peak_bytes;
             job->res->oom_killed = u.oom_killed;
         }
-        if (cg_run_destroy(&job->cg, &err) < 0)
-            fprintf(stderr, "boxer: %s: cgroup cleanup: %s\n", job->res->exec_id, err.msg);
+        destroy_cgroup(m, &job->cg, job->res->exec_id);
     }
     if (job->output_mounted) {
         char path[PATH_MAX];

@@ -283,7 +283,7 @@ static struct cg_ctx *fake_init(void)
 {
     struct cg_ctx *ctx = NULL;
     struct bx_err err = {0};
-    ck_assert_msg(cg_init(&ctx, P("%s/", T), P("%s/cgroup", TOP), P("%s/mountinfo", TOP), &err) ==
+    ck_assert_msg(cg_init(&ctx, P("%s/", T), P("%s/cgroup", TOP), P("%s/mountinfo", TOP), NULL, &err) ==
                       0,
                   "%s", err.msg);
     return ctx;
@@ -788,14 +788,14 @@ START_TEST(test_v1_missing_controller)
     fake_mkcg("memory");
     fake_mkcg("pids");
     /* pids is mounted but our /proc/self/cgroup has no pids line. */
-    ck_assert_int_eq(cg_init(&ctx, root, P("%s/cgroup", TOP), P("%s/mountinfo", TOP), &err), -1);
+    ck_assert_int_eq(cg_init(&ctx, root, P("%s/cgroup", TOP), P("%s/mountinfo", TOP), NULL, &err), -1);
     ck_assert_ptr_null(ctx);
     ck_assert_int_eq(err.status, 500);
     ck_assert_msg(strstr(err.msg, "cpu, memory and pids") != NULL, "%s", err.msg);
     ck_assert(!exists(P("%s/cpu/boxer", root)));
     /* Missing files are errors too. */
-    ck_assert_int_eq(cg_init(&ctx, root, P("%s/nope", TOP), P("%s/mountinfo", TOP), &err), -1);
-    ck_assert_int_eq(cg_init(&ctx, root, P("%s/cgroup", TOP), P("%s/nope", TOP), &err), -1);
+    ck_assert_int_eq(cg_init(&ctx, root, P("%s/nope", TOP), P("%s/mountinfo", TOP), NULL, &err), -1);
+    ck_assert_int_eq(cg_init(&ctx, root, P("%s/cgroup", TOP), P("%s/nope", TOP), NULL, &err), -1);
     ck_assert_ptr_null(ctx);
 }
 END_TEST
@@ -825,7 +825,7 @@ static void v2_tree(const char *own_procs, const char *own_subtree, const char *
 
 static int v2_init(struct cg_ctx **ctx, struct bx_err *err)
 {
-    return cg_init(ctx, T, P("%s/cgroup", TOP), P("%s/mountinfo", TOP), err);
+    return cg_init(ctx, T, P("%s/cgroup", TOP), P("%s/mountinfo", TOP), NULL, err);
 }
 
 START_TEST(test_v2_moves_self_into_leaf)
@@ -1094,7 +1094,7 @@ START_TEST(test_real_host)
     }
     nbefore = snapshot_bases(before, 64);
     ck_assert_msg(
-        cg_init(&ctx, "/sys/fs/cgroup", "/proc/self/cgroup", "/proc/self/mountinfo", &err) == 0,
+        cg_init(&ctx, "/sys/fs/cgroup", "/proc/self/cgroup", "/proc/self/mountinfo", NULL, &err) == 0,
         "real cgroupfs unusable: %s", err.msg);
     layout = cg_layout(ctx);
     fprintf(stderr, "test_real_host: %s\n", cg_describe(ctx));
