@@ -1,0 +1,1281 @@
+/* The file store.  See store.h for the contract.
+ *
+ * How client paths reach the filesystem: a client path is first normalized
+ * (store_normalize_path: no "..", no absolute paths, no control bytes, no
+ * empty or "." components, bounded lengths).  The normalized path is never
+ * handed to a syscall as a whole: it is walked one component at a time from
+ * the root directory fd, each directory opened with
+ * O_DIRECTORY|O_NOFOLLOW and checked to be on the root's filesystem, and the
+ * last component is only ever used as a name relative to its parent fd
+ * (fstatat/openat/renameat/linkat/unlinkat, none of which follow a final
+ * symlink with the flags used here).  Without ".." and without symlinks a
+ * walk can only go down, so nothing can lead it outside the root.
+ *
+ * Every public function that takes a "normalized" path normalizes it again:
+ * it is cheap and keeps the guarantee local to this file.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define TMP_DIR ".tmp"
+#define OUTPUT_DIR "output"
+#define EXEC_ID_MAX 64
+/* Capture bounds: a sandbox controls the tree it leaves in /output, so the
+ * walk is bounded in depth (and so in open fds: two per level) and in the
+ * number of entries it looks at, whatever max_files says. */
+#define CAPTURE_MAX_DEPTH 64
+#define CAPTURE_MAX_ENTRIES 100000
+/* The usage walk keeps one directory open at a time, so it is only bounded
+ * to stay finite on a corrupted tree; normalized paths need at most 2048. */
+#define USAGE_MAX_DEPTH 4096
+#define COPY_BUF 65536
+
+struct store {
+    int rootfd; /* O_RDONLY|O_DIRECTORY: usable for *at calls and fsync */
+    int tmpfd;  /* <root>/.tmp */
+    dev_t dev;  /* walks never leave this filesystem */
+};
+
+struct store_upload {
+    struct store *st;
+    int fd;
+    uint64_t size;
+    char name[48]; /* under .tmp */
+};
+
+/* ENOSPC/EDQUOT are nobody's bug but still worth telling apart. */
+static int space_status(int e)
+{
+    return e == ENOSPC || e == EDQUOT ? 507 : 500;
+}
+
+static int is_dot_or_dotdot(const char *s)
+{
+    return s[0] == '.' && (s[1] == '\0' || (s[1] == '.' && s[2] == '\0'));
+}
+
+/* ---- path rules ---- */
+
+int store_normalize_path(const char *in, size_t in_len, int for_upload, char *out,
+                         struct bx_err *err)
+{
+    size_t i = 0, o = 0;
+
+    if (!out)
+        return bx_err_set(err, 500, EINVAL, "no output buffer for path");
+    out[0] = '\0';
+    if (!in || in_len == 0)
+        return bx_err_set(err, 400, EINVAL, "empty path");
+    if (in_len > STORE_PATH_MAX)
+        return bx_err_set(err, 400, ENAMETOOLONG, "path is longer than %d bytes", STORE_PATH_MAX);
+    if (in[0] == '/')
+        return bx_err_set(err, 400, EINVAL, "absolute paths are not allowed");
+    /* Checked over the whole length first: a NUL inside the length would
+     * otherwise silently truncate the path at the syscall boundary. */
+    for (i = 0; i < in_len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == 0)
+            return bx_err_set(err, 400, EINVAL, "path contains a NUL byte");
+        if (c < 0x20 || c == 0x7f)
+            return bx_err_set(err, 400, EINVAL, "path contains a control character");
+    }
+    i = 0;
+    while (i < in_len) {
+        size_t start = i, n;
+        while (i < in_len && in[i] != '/')
+            i++;
+        n = i - start;
+        if (i < in_len)
+            i++;
+        if (n == 0 || (n == 1 && in[start] == '.'))
+            continue;
+        if (n == 2 && in[start] == '.' && in[start + 1] == '.') {
+            out[0] = '\0';
+            return bx_err_set(err, 400, EINVAL, "'..' is not allowed in paths");
+        }
+        if (n > STORE_COMPONENT_MAX) {
+            out[0] = '\0';
+            return bx_err_set(err, 400, ENAMETOOLONG, "path component longer than %d bytes",
+                              STORE_COMPONENT_MAX);
+        }
+        if (o == 0) {
+            if (n == sizeof(TMP_DIR) - 1 && memcmp(in + start, TMP_DIR, n) == 0)
+                return bx_err_set(err, 400, EINVAL, "path uses the reserved name .tmp");
+            if (for_upload && n == sizeof(OUTPUT_DIR) - 1 && memcmp(in + start, OUTPUT_DIR, n) == 0)
+                return bx_err_set(err, 400, EINVAL, "the output/ prefix is reserved");
+        } else {
+            out[o++] = '/';
+        }
+        /* o + n never exceeds in_len: every byte written was read once. */
+        memcpy(out + o, in + start, n);
+        o += n;
+    }
+    if (o == 0)
+        return bx_err_set(err, 400, EINVAL, "path is empty after normalization");
+    out[o] = '\0';
+    return 0;
+}
+
+static int check_path(const char *norm_path, char *out, struct bx_err *err)
+{
+    if (!norm_path)
+        return bx_err_set(err, 400, EINVAL, "missing path");
+    return store_normalize_path(norm_path, strnlen(norm_path, STORE_PATH_MAX + 1), 0, out, err);
+}
+
+/* exec ids become a directory name, so they get their own tight alphabet. */
+static int check_exec_id(const char *id, struct bx_err *err)
+{
+    size_t n;
+    if (!id)
+        return bx_err_set(err, 400, EINVAL, "missing exec id");
+    n = strnlen(id, EXEC_ID_MAX + 1);
+    if (n == 0 || n > EXEC_ID_MAX)
+        return bx_err_set(err, 400, EINVAL, "bad exec id length");
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return bx_err_set(err, 400, EINVAL, "bad character in exec id");
+    }
+    return 0;
+}
+
+/* ---- directory walking ---- */
+
+/* Opens an existing subdirectory: never through a symlink (O_NOFOLLOW makes
+ * a symlink fail with ELOOP or ENOTDIR), never onto another filesystem
+ * (EXDEV).  Returns the fd or -1 with errno set. */
+static int open_subdir(int dirfd, const char *name, dev_t dev)
+{
+    struct stat sb;
+    int fd;
+    do {
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &sb) < 0) {
+        bx_close(&fd);
+        return -1;
+    }
+    if (sb.st_dev != dev) {
+        bx_close(&fd);
+        errno = EXDEV;
+        return -1;
+    }
+    return fd;
+}
+
+/* Opens, creating if missing (0755), a subdirectory.  Anything already there
+ * that is not a plain directory on our filesystem is a conflict (400). */
+static int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
+{
+    int created = 0;
+    int fd = open_subdir(dirfd, name, dev);
+    if (fd < 0 && errno == ENOENT) {
+        if (mkdirat(dirfd, name, 0755) == 0)
+            created = 1;
+        else if (errno != EEXIST)
+            return bx_err_sys(err, space_status(errno), "mkdir %s", name);
+        fd = open_subdir(dirfd, name, dev);
+    }
+    if (fd < 0) {
+        if (errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
+            return bx_err_set(err, 400, errno, "path conflicts with an existing file");
+        return bx_err_sys(err, 500, "open directory %s", name);
+    }
+    /* The new entry must survive a crash before anything is renamed under it. */
+    if (created && fsync(dirfd) < 0) {
+        bx_err_sys(err, 500, "fsync directory");
+        bx_close(&fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Walks every component of a normalized path but the last from the root and
+ * returns an fd of the directory holding it; copies the last component into
+ * last.  With create, missing directories are made (400 on a conflicting
+ * non-directory); without it, any component that is missing, not a
+ * directory, a symlink or on another filesystem is 404. */
+static int walk_parent(struct store *st, const char *path, int create,
+                       char last[STORE_COMPONENT_MAX + 1], struct bx_err *err)
+{
+    char comp[STORE_COMPONENT_MAX + 1];
+    const char *p = path;
+    int cur = fcntl(st->rootfd, F_DUPFD_CLOEXEC, 0);
+
+    if (cur < 0)
+        return bx_err_sys(err, 500, "dup");
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        int next;
+        /* Normalized: every component is 1..255 bytes. */
+        if (n == 0 || n > STORE_COMPONENT_MAX) {
+            bx_close(&cur);
+            return bx_err_set(err, 400, EINVAL, "bad path");
+        }
+        if (!slash) {
+            memcpy(last, p, n);
+            last[n] = '\0';
+            return cur;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        if (create) {
+            next = mkdir_open(cur, comp, st->dev, err);
+        } else {
+            next = open_subdir(cur, comp, st->dev);
+            if (next < 0) {
+                if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
+                    bx_err_set(err, 404, errno, "file not found");
+                else
+                    bx_err_sys(err, 500, "open directory");
+            }
+        }
+        bx_close(&cur);
+        if (next < 0)
+            return -1;
+        cur = next;
+        p = slash + 1;
+    }
+}
+
+/* Stats the final component without following it.  0 and *sb filled when
+ * it exists; 1 when it does not; -1 on error. */
+static int stat_last(int dirfd, const char *name, struct stat *sb, struct bx_err *err)
+{
+    if (fstatat(dirfd, name, sb, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0;
+    if (errno == ENOENT || errno == ENOTDIR)
+        return 1;
+    return bx_err_sys(err, 500, "stat");
+}
+
+static int check_regular(const struct store *st, const struct stat *sb, struct bx_err *err)
+{
+    if (S_ISDIR(sb->st_mode))
+        return bx_err_set(err, 400, EISDIR, "path is a directory");
+    if (!S_ISREG(sb->st_mode) || sb->st_dev != st->dev)
+        return bx_err_set(err, 400, EINVAL, "path is not a regular file");
+    return 0;
+}
+
+/* ---- open/close ---- */
+
+/* The root comes from the operator's config, not from a client, so it is
+ * created with plain mkdir and may itself be (or sit under) a symlink. */
+static int mkdir_trusted(const char *path, struct bx_err *err)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(buf))
+        return bx_err_set(err, 500, ENAMETOOLONG, "bad store root path");
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return bx_err_sys(err, 500, "mkdir %s", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i < n; i++) {
+        if (buf[i] != '/')
+            continue;
+        buf[i] = '\0';
+        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+            return bx_err_sys(err, 500, "mkdir %s", buf);
+        buf[i] = '/';
+    }
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return bx_err_sys(err, 500, "mkdir %s", path);
+    return 0;
+}
+
+int store_open(struct store **out, const char *root_path, struct bx_err *err)
+{
+    struct store *st = NULL;
+    struct stat sb;
+    int ret = -1;
+
+    if (!out || !root_path)
+        return bx_err_set(err, 500, EINVAL, "store_open: bad arguments");
+    *out = NULL;
+    st = calloc(1, sizeof(*st));
+    if (!st)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    st->rootfd = -1;
+    st->tmpfd = -1;
+    if (mkdir_trusted(root_path, err) < 0)
+        goto out;
+    st->rootfd = open(root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->rootfd < 0) {
+        bx_err_sys(err, 500, "open store root %s", root_path);
+        goto out;
+    }
+    if (fstat(st->rootfd, &sb) < 0) {
+        bx_err_sys(err, 500, "stat store root");
+        goto out;
+    }
+    st->dev = sb.st_dev;
+    /* Whatever is in .tmp is a crash leftover: no upload survives a restart.
+     * bx_rm_rf_at never follows symlinks, so a planted .tmp symlink is just
+     * unlinked. */
+    if (bx_rm_rf_at(st->rootfd, TMP_DIR, err) < 0) {
+        bx_err_wrap(err, "clean store .tmp");
+        goto out;
+    }
+    if (mkdirat(st->rootfd, TMP_DIR, 0700) < 0 && errno != EEXIST) {
+        bx_err_sys(err, 500, "mkdir store .tmp");
+        goto out;
+    }
+    st->tmpfd = open_subdir(st->rootfd, TMP_DIR, st->dev);
+    if (st->tmpfd < 0) {
+        bx_err_sys(err, 500, "open store .tmp");
+        goto out;
+    }
+    *out = bx_steal_ptr(&st);
+    ret = 0;
+out:
+    store_close(&st);
+    return ret;
+}
+
+void store_close(struct store **stp)
+{
+    struct store *st;
+    if (!stp || !*stp)
+        return;
+    st = *stp;
+    bx_close(&st->rootfd);
+    bx_close(&st->tmpfd);
+    free(st);
+    *stp = NULL;
+}
+
+/* Creates a fresh 0600 file in .tmp under a random name (O_EXCL: never an
+ * existing file, never through a symlink). */
+static int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
+                      struct bx_err *err)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        char uuid[37];
+        int fd, n;
+        if (bx_uuid4(uuid, err) < 0)
+            return -1;
+        n = snprintf(name, name_sz, "%s-%s", prefix, uuid);
+        if (n < 0 || (size_t)n >= name_sz)
+            return bx_err_set(err, 500, ENAMETOOLONG, "temp name too long");
+        fd = openat(st->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST && errno != EINTR)
+            return bx_err_sys(err, space_status(errno), "create temp file");
+    }
+    return bx_err_set(err, 500, EEXIST, "could not create a unique temp file");
+}
+
+/* ---- uploads ---- */
+
+int store_upload_begin(struct store *st, struct store_upload **up, struct bx_err *err)
+{
+    struct store_upload *u;
+    if (!st || !up)
+        return bx_err_set(err, 500, EINVAL, "store_upload_begin: bad arguments");
+    *up = NULL;
+    u = calloc(1, sizeof(*u));
+    if (!u)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    u->st = st;
+    u->fd = create_tmp(st, "up", u->name, sizeof(u->name), err);
+    if (u->fd < 0) {
+        free(u);
+        return -1;
+    }
+    *up = u;
+    return 0;
+}
+
+int store_upload_write(struct store_upload *up, const void *data, size_t len, struct bx_err *err)
+{
+    if (!up || up->fd < 0)
+        return bx_err_set(err, 500, EINVAL, "store_upload_write: no upload");
+    if (len == 0)
+        return 0;
+    if (bx_write_all(up->fd, data, len) < 0)
+        return bx_err_sys(err, space_status(errno), "write upload");
+    up->size += len;
+    return 0;
+}
+
+uint64_t store_upload_size(const struct store_upload *up)
+{
+    return up ? up->size : 0;
+}
+
+void store_upload_abort(struct store_upload **up)
+{
+    struct store_upload *u;
+    if (!up || !*up)
+        return;
+    u = *up;
+    bx_close(&u->fd);
+    if (u->name[0])
+        unlinkat(u->st->tmpfd, u->name, 0);
+    free(u);
+    *up = NULL;
+}
+
+int store_upload_commit(struct store_upload **up, const char *norm_path, struct bx_err *err)
+{
+    char path[STORE_PATH_MAX + 1];
+    char last[STORE_COMPONENT_MAX + 1];
+    struct store_upload *u;
+    struct store *st;
+    int dirfd = -1;
+    int ret = -1;
+
+    if (!up || !*up)
+        return bx_err_set(err, 500, EINVAL, "store_upload_commit: no upload");
+    u = *up;
+    st = u->st;
+    if (check_path(norm_path, path, err) < 0)
+        goto out;
+    /* Data first: after the rename the name must never point at a file whose
+     * blocks are not on disk yet. */
+    if (fsync(u->fd) < 0) {
+        bx_err_sys(err, space_status(errno), "fsync upload");
+        goto out;
+    }
+    if (fchmod(u->fd, 0644) < 0) {
+        bx_err_sys(err, 500, "chmod upload");
+        goto out;
+    }
+    dirfd = walk_parent(st, path, 1, last, err);
+    if (dirfd < 0)
+        goto out;
+    /* rename(2) never follows a symlink at the target (it replaces the link
+     * itself) and refuses to put a file over a directory (EISDIR). */
+    if (renameat(st->tmpfd, u->name, dirfd, last) < 0) {
+        if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
+            bx_err_set(err, 400, errno, "a directory exists at %s", path);
+        else
+            bx_err_sys(err, space_status(errno), "rename upload into place");
+        goto out;
+    }
+    u->name[0] = '\0';
+    if (fsync(dirfd) < 0) {
+        bx_err_sys(err, 500, "fsync directory");
+        goto out;
+    }
+    ret = 0;
+out:
+    bx_close(&dirfd);
+    store_upload_abort(up);
+    return ret;
+}
+
+/* ---- reading ---- */
+
+int store_open_read(struct store *st, const char *norm_path, int *fd_out, uint64_t *size_out,
+                    struct bx_err *err)
+{
+    char path[STORE_PATH_MAX + 1];
+    char last[STORE_COMPONENT_MAX + 1];
+    struct stat sb, sb2;
+    int dirfd = -1, fd = -1, ret = -1, r;
+
+    if (!st || !fd_out)
+        return bx_err_set(err, 500, EINVAL, "store_open_read: bad arguments");
+    *fd_out = -1;
+    if (check_path(norm_path, path, err) < 0)
+        return -1;
+    dirfd = walk_parent(st, path, 0, last, err);
+    if (dirfd < 0)
+        return -1;
+    /* Looking before opening keeps open(2) away from FIFOs (it would block)
+     * and devices (opening can have side effects).  Only this process writes
+     * the store, so the entry cannot change between the two calls; the fstat
+     * after the open checks it anyway. */
+    r = stat_last(dirfd, last, &sb, err);
+    if (r < 0)
+        goto out;
+    if (r > 0) {
+        bx_err_set(err, 404, ENOENT, "file not found: %s", path);
+        goto out;
+    }
+    if (check_regular(st, &sb, err) < 0)
+        goto out;
+    do {
+        fd = openat(dirfd, last, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            bx_err_set(err, 404, errno, "file not found: %s", path);
+        else if (errno == ELOOP)
+            bx_err_set(err, 400, errno, "path is not a regular file");
+        else
+            bx_err_sys(err, 500, "open %s", path);
+        goto out;
+    }
+    if (fstat(fd, &sb2) < 0) {
+        bx_err_sys(err, 500, "stat %s", path);
+        goto out;
+    }
+    if (check_regular(st, &sb2, err) < 0)
+        goto out;
+    *fd_out = bx_steal_fd(&fd);
+    if (size_out)
+        *size_out = (uint64_t)sb2.st_size;
+    ret = 0;
+out:
+    bx_close(&fd);
+    bx_close(&dirfd);
+    return ret;
+}
+
+int store_exists(struct store *st, const char *norm_path, struct bx_err *err)
+{
+    char path[STORE_PATH_MAX + 1];
+    char last[STORE_COMPONENT_MAX + 1];
+    struct bx_err e2;
+    struct stat sb;
+    int dirfd, r;
+
+    if (!st)
+        return bx_err_set(err, 500, EINVAL, "store_exists: no store");
+    if (check_path(norm_path, path, err) < 0)
+        return -1;
+    bx_err_clear(&e2);
+    dirfd = walk_parent(st, path, 0, last, &e2);
+    if (dirfd < 0) {
+        if (e2.status == 404)
+            return 0;
+        if (err)
+            *err = e2;
+        return -1;
+    }
+    r = stat_last(dirfd, last, &sb, err);
+    bx_close(&dirfd);
+    if (r < 0)
+        return -1;
+    return r == 0 && S_ISREG(sb.st_mode) && sb.st_dev == st->dev ? 1 : 0;
+}
+
+static int check_name(const char *name)
+{
+    size_t n;
+    if (!name)
+        return -1;
+    n = strnlen(name, NAME_MAX + 1);
+    if (n == 0 || n > NAME_MAX || strchr(name, '/') || is_dot_or_dotdot(name))
+        return -1;
+    return 0;
+}
+
+int store_link_into(struct store *st, const char *norm_path, int dst_dirfd, const char *dst_name,
+                    struct bx_err *err)
+{
+    char path[STORE_PATH_MAX + 1];
+    char last[STORE_COMPONENT_MAX + 1];
+    struct stat sb;
+    int dirfd = -1, ret = -1, r;
+
+    if (!st)
+        return bx_err_set(err, 500, EINVAL, "store_link_into: no store");
+    if (check_name(dst_name) < 0)
+        return bx_err_set(err, 500, EINVAL, "store_link_into: bad destination name");
+    if (check_path(norm_path, path, err) < 0)
+        return -1;
+    dirfd = walk_parent(st, path, 0, last, err);
+    if (dirfd < 0)
+        return -1;
+    r = stat_last(dirfd, last, &sb, err);
+    if (r < 0)
+        goto out;
+    if (r > 0) {
+        bx_err_set(err, 404, ENOENT, "file not found: %s", path);
+        goto out;
+    }
+    if (check_regular(st, &sb, err) < 0)
+        goto out;
+    /* No AT_SYMLINK_FOLLOW: linkat links the entry itself, never a target. */
+    if (linkat(dirfd, last, dst_dirfd, dst_name, 0) < 0) {
+        if (errno == ENOENT)
+            bx_err_set(err, 404, errno, "file not found: %s", path);
+        else
+            bx_err_sys(err, 500, "link %s", path);
+        goto out;
+    }
+    ret = 0;
+out:
+    bx_close(&dirfd);
+    return ret;
+}
+
+/* ---- deletion ---- */
+
+struct dir_id {
+    dev_t dev;
+    ino_t ino;
+};
+
+static int same_dir(int fd, const struct dir_id *id)
+{
+    struct stat sb;
+    return fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode) && sb.st_dev == id->dev &&
+           sb.st_ino == id->ino;
+}
+
+int store_delete(struct store *st, const char *norm_path, struct bx_err *err)
+{
+    char path[STORE_PATH_MAX + 1];
+    char comp[STORE_COMPONENT_MAX + 1];
+    struct dir_id *ids = NULL;
+    const char *starts[STORE_PATH_MAX / 2 + 1];
+    size_t lens[STORE_PATH_MAX / 2 + 1];
+    size_t ncomp = 0, depth;
+    struct stat sb;
+    int cur = -1, ret = -1;
+
+    if (!st)
+        return bx_err_set(err, 500, EINVAL, "store_delete: no store");
+    if (check_path(norm_path, path, err) < 0)
+        return -1;
+    for (const char *p = path;;) {
+        const char *slash = strchr(p, '/');
+        starts[ncomp] = p;
+        lens[ncomp] = slash ? (size_t)(slash - p) : strlen(p);
+        ncomp++;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    /* ids[k] identifies the directory at depth k (0 = root), so that going
+     * back up through ".." can be checked against where we came from. */
+    ids = calloc(ncomp, sizeof(*ids));
+    if (!ids)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    cur = fcntl(st->rootfd, F_DUPFD_CLOEXEC, 0);
+    if (cur < 0 || fstat(cur, &sb) < 0) {
+        bx_err_sys(err, 500, "dup");
+        goto out;
+    }
+    ids[0].dev = sb.st_dev;
+    ids[0].ino = sb.st_ino;
+    for (depth = 0; depth + 1 < ncomp; depth++) {
+        int next;
+        memcpy(comp, starts[depth], lens[depth]);
+        comp[lens[depth]] = '\0';
+        next = open_subdir(cur, comp, st->dev);
+        if (next < 0) {
+            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
+                ret = 0; /* missing is not an error */
+            else
+                bx_err_sys(err, 500, "open directory");
+            goto out;
+        }
+        bx_close(&cur);
+        cur = next;
+        if (fstat(cur, &sb) < 0) {
+            bx_err_sys(err, 500, "stat directory");
+            goto out;
+        }
+        ids[depth + 1].dev = sb.st_dev;
+        ids[depth + 1].ino = sb.st_ino;
+    }
+    memcpy(comp, starts[ncomp - 1], lens[ncomp - 1]);
+    comp[lens[ncomp - 1]] = '\0';
+    if (fstatat(cur, comp, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT)
+            ret = 0;
+        else
+            bx_err_sys(err, 500, "stat %s", path);
+        goto out;
+    }
+    if (check_regular(st, &sb, err) < 0)
+        goto out;
+    if (unlinkat(cur, comp, 0) < 0) {
+        if (errno == ENOENT)
+            ret = 0;
+        else
+            bx_err_sys(err, 500, "delete %s", path);
+        goto out;
+    }
+    if (fsync(cur) < 0) {
+        bx_err_sys(err, 500, "fsync directory");
+        goto out;
+    }
+    /* Remove parents left empty, bottom up.  Going up through ".." keeps
+     * this O(depth) with one fd open; each step is verified against the
+     * inode recorded on the way down, so it can never climb anywhere else,
+     * and it stops before depth 0: the root is never removed. */
+    for (depth = ncomp - 1; depth > 0; depth--) {
+        int up = open_subdir(cur, "..", st->dev);
+        if (up < 0 || !same_dir(up, &ids[depth - 1])) {
+            bx_close(&up);
+            break;
+        }
+        memcpy(comp, starts[depth - 1], lens[depth - 1]);
+        comp[lens[depth - 1]] = '\0';
+        if (fstatat(up, comp, &sb, AT_SYMLINK_NOFOLLOW) < 0 || sb.st_dev != ids[depth].dev ||
+            sb.st_ino != ids[depth].ino) {
+            bx_close(&up);
+            break;
+        }
+        bx_close(&cur);
+        cur = up;
+        if (unlinkat(cur, comp, AT_REMOVEDIR) < 0) {
+            if (errno == ENOTEMPTY || errno == EEXIST || errno == EBUSY)
+                break;
+            bx_err_sys(err, 500, "remove directory");
+            goto out;
+        }
+        if (fsync(cur) < 0) {
+            bx_err_sys(err, 500, "fsync directory");
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    bx_close(&cur);
+    free(ids);
+    return ret;
+}
+
+int store_delete_output(struct store *st, const char *exec_id, struct bx_err *err)
+{
+    int outfd;
+    int ret;
+
+    if (!st)
+        return bx_err_set(err, 500, EINVAL, "store_delete_output: no store");
+    if (check_exec_id(exec_id, err) < 0)
+        return -1;
+    outfd = open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
+    if (outfd < 0) {
+        /* Absent, or something that is not our directory (never followed):
+         * either way there is no output of ours to delete. */
+        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
+            return 0;
+        return bx_err_sys(err, 500, "open output directory");
+    }
+    ret = bx_rm_rf_at(outfd, exec_id, err);
+    bx_close(&outfd);
+    if (ret < 0)
+        return bx_err_wrap(err, "delete output %s", exec_id);
+    /* Like store_delete: leave no empty output/ behind (ignore "not empty"). */
+    if (unlinkat(st->rootfd, OUTPUT_DIR, AT_REMOVEDIR) < 0 && errno != ENOTEMPTY &&
+        errno != EEXIST && errno != ENOENT)
+        return bx_err_sys(err, 500, "remove output directory");
+    return 0;
+}
+
+/* ---- output capture ---- */
+
+/* A destination directory, created only when a file is about to land in it,
+ * so a sandbox cannot make the store hold empty directory trees. */
+struct cap_dir {
+    struct cap_dir *parent;
+    char name[STORE_COMPONENT_MAX + 1];
+    int fd;
+    int owned;
+    int dirty;       /* entries added: fsync before closing */
+    size_t path_len; /* length of this directory's store path */
+};
+
+struct cap_ctx {
+    struct store *st;
+    dev_t src_dev;
+    size_t max_files;
+    uint64_t max_bytes;
+    size_t files;
+    uint64_t bytes;
+    size_t skipped;
+    size_t visited;
+    int stop;
+};
+
+static int cap_ensure_dir(struct cap_ctx *c, struct cap_dir *d, struct bx_err *err)
+{
+    if (d->fd >= 0)
+        return 0;
+    if (!d->parent || cap_ensure_dir(c, d->parent, err) < 0)
+        return -1;
+    d->fd = mkdir_open(d->parent->fd, d->name, c->st->dev, err);
+    if (d->fd < 0)
+        return -1;
+    d->owned = 1;
+    d->parent->dirty = 1;
+    return 0;
+}
+
+static int cap_close_dir(struct cap_dir *d, struct bx_err *err)
+{
+    int ret = 0;
+    if (d->fd >= 0 && d->dirty && fsync(d->fd) < 0)
+        ret = bx_err_sys(err, 500, "fsync output directory");
+    if (d->owned)
+        bx_close(&d->fd);
+    d->fd = -1;
+    return ret;
+}
+
+/* Copies at most limit bytes from in to out; returns bytes copied, or
+ * limit + 1 if there was more, or -1 (errno set). */
+static int64_t copy_bounded(int in, int out, uint64_t limit)
+{
+    char *buf = NULL;
+    uint64_t done = 0;
+    int use_cfr = 1;
+
+    for (;;) {
+        uint64_t want = limit - done + 1; /* one more than allowed detects "too big" */
+        ssize_t n;
+        if (want > COPY_BUF)
+            want = COPY_BUF;
+        if (use_cfr) {
+            n = copy_file_range(in, NULL, out, NULL, (size_t)want, 0);
+            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                          errno == EOPNOTSUPP || errno == EBADF)) {
+                /* Both offsets are the fds' own, so the plain loop resumes
+                 * exactly where copy_file_range stopped. */
+                use_cfr = 0;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                break;
+        } else {
+            if (!buf && !(buf = malloc(COPY_BUF))) {
+                errno = ENOMEM;
+                break;
+            }
+            n = read(in, buf, (size_t)want);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                break;
+            if (n > 0 && bx_write_all(out, buf, (size_t)n) < 0)
+                break;
+        }
+        if (n == 0) {
+            free(buf);
+            return (int64_t)done;
+        }
+        done += (uint64_t)n;
+        if (done > limit) {
+            free(buf);
+            return (int64_t)limit + 1;
+        }
+    }
+    free(buf);
+    return -1;
+}
+
+/* Copy path (source on another filesystem): into .tmp, fsync, rename into
+ * place, so the store never shows a partial file.  Returns bytes copied,
+ * 1 + remaining budget if the file turned out too big (caller skips it), or
+ * -1 with err set. */
+static int64_t cap_copy(struct cap_ctx *c, int srcfd, struct cap_dir *dst, const char *name,
+                        struct bx_err *err)
+{
+    char tmpname[48];
+    uint64_t limit = c->max_bytes - c->bytes;
+    int64_t n;
+    int out;
+
+    /* Keeps limit + 1 representable in the int64_t return. */
+    if (limit > (uint64_t)INT64_MAX - 1)
+        limit = (uint64_t)INT64_MAX - 1;
+    out = create_tmp(c->st, "cp", tmpname, sizeof(tmpname), err);
+
+    if (out < 0)
+        return -1;
+    n = copy_bounded(srcfd, out, limit);
+    if (n < 0) {
+        bx_err_sys(err, space_status(errno), "copy output file %s", name);
+        goto fail;
+    }
+    if ((uint64_t)n > limit)
+        goto fail_quiet;
+    if (fsync(out) < 0 || fchmod(out, 0644) < 0) {
+        bx_err_sys(err, space_status(errno), "sync output file %s", name);
+        goto fail;
+    }
+    if (renameat(c->st->tmpfd, tmpname, dst->fd, name) < 0) {
+        if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
+            n = (int64_t)limit + 1; /* a directory is in the way: skip */
+            goto fail_quiet;
+        }
+        bx_err_sys(err, 500, "rename output file %s", name);
+        goto fail;
+    }
+    bx_close(&out);
+    dst->dirty = 1;
+    return n;
+fail_quiet:
+    bx_close(&out);
+    unlinkat(c->st->tmpfd, tmpname, 0);
+    return (int64_t)limit + 1;
+fail:
+    bx_close(&out);
+    unlinkat(c->st->tmpfd, tmpname, 0);
+    return -1;
+}
+
+/* Captures one regular file.  Returns 1 captured, 0 skipped, -1 error. */
+static int cap_file(struct cap_ctx *c, int srcdir, const char *name, struct cap_dir *dst,
+                    struct bx_err *err)
+{
+    struct stat sb, sb2;
+    int fd = -1, ret = -1, move = 1;
+    uint64_t size;
+
+    /* O_NOFOLLOW: a symlink swapped in fails; O_NONBLOCK: a FIFO swapped in
+     * cannot block us; it is meaningless for the regular file we expect. */
+    do {
+        fd = openat(srcdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return 0;
+    /* The checks that matter are made on the open file, not on the name. */
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || sb.st_dev != c->src_dev) {
+        ret = 0;
+        goto out;
+    }
+    size = (uint64_t)sb.st_size;
+    if (c->files >= c->max_files || size > c->max_bytes - c->bytes) {
+        ret = 0;
+        goto out;
+    }
+    if (cap_ensure_dir(c, dst, err) < 0)
+        goto out;
+    /* A moved file keeps its inode: give it our owner and a plain mode so no
+     * set-id bit or foreign owner enters the store.  If that is refused,
+     * copy instead (the copy is created by us, 0644). */
+    if (fchown(fd, geteuid(), getegid()) < 0 || fchmod(fd, 0644) < 0)
+        move = 0;
+    if (move && renameat(srcdir, name, dst->fd, name) == 0) {
+        /* If the name was swapped between our open and the rename, what
+         * landed is not the file we checked: take it out again. */
+        if (fstatat(dst->fd, name, &sb2, AT_SYMLINK_NOFOLLOW) < 0 || sb2.st_ino != sb.st_ino ||
+            sb2.st_dev != sb.st_dev || !S_ISREG(sb2.st_mode) || sb2.st_nlink != 1 ||
+            (uint64_t)sb2.st_size > c->max_bytes - c->bytes) {
+            unlinkat(dst->fd, name, 0);
+            ret = 0;
+            goto out;
+        }
+        dst->dirty = 1;
+        size = (uint64_t)sb2.st_size;
+    } else if (!move || errno == EXDEV) {
+        int64_t n = cap_copy(c, fd, dst, name, err);
+        if (n < 0)
+            goto out;
+        if ((uint64_t)n > c->max_bytes - c->bytes) {
+            ret = 0;
+            goto out;
+        }
+        size = (uint64_t)n;
+    } else if (errno == ENOENT || errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
+        ret = 0; /* vanished, or a directory is in the way */
+        goto out;
+    } else {
+        bx_err_sys(err, 500, "move output file %s", name);
+        goto out;
+    }
+    c->files++;
+    c->bytes += size;
+    ret = 1;
+out:
+    bx_close(&fd);
+    return ret;
+}
+
+static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth, struct bx_err *err)
+{
+    struct dirent *de;
+    int sfd = dirfd(src);
+
+    while (!c->stop) {
+        struct stat sb;
+        size_t nlen;
+        errno = 0;
+        de = readdir(src);
+        if (!de) {
+            if (errno != 0)
+                return bx_err_sys(err, 500, "read output directory");
+            return 0;
+        }
+        if (is_dot_or_dotdot(de->d_name))
+            continue;
+        if (++c->visited > CAPTURE_MAX_ENTRIES) {
+            c->skipped++;
+            c->stop = 1;
+            break;
+        }
+        /* lstat semantics: a symlink is seen as a symlink and skipped. */
+        if (fstatat(sfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return bx_err_sys(err, 500, "stat output entry");
+        }
+        nlen = strlen(de->d_name);
+        /* Keep every captured file addressable by a store path. */
+        if (nlen > STORE_COMPONENT_MAX || dst->path_len + 1 + nlen > STORE_PATH_MAX) {
+            c->skipped++;
+            continue;
+        }
+        if (S_ISDIR(sb.st_mode)) {
+            struct cap_dir sub;
+            struct stat sb2;
+            DIR *subdir;
+            int fd, r;
+            if (sb.st_dev != c->src_dev || depth + 1 > CAPTURE_MAX_DEPTH) {
+                c->skipped++;
+                continue;
+            }
+            fd = open_subdir(sfd, de->d_name, c->src_dev);
+            if (fd < 0) {
+                c->skipped++;
+                continue;
+            }
+            if (fstat(fd, &sb2) < 0 || sb2.st_ino != sb.st_ino) {
+                bx_close(&fd);
+                c->skipped++;
+                continue;
+            }
+            subdir = fdopendir(fd);
+            if (!subdir) {
+                bx_err_sys(err, 500, "fdopendir");
+                bx_close(&fd);
+                return -1;
+            }
+            memset(&sub, 0, sizeof(sub));
+            sub.parent = dst;
+            memcpy(sub.name, de->d_name, nlen + 1);
+            sub.fd = -1;
+            sub.path_len = dst->path_len + 1 + nlen;
+            r = cap_walk(c, subdir, &sub, depth + 1, err);
+            closedir(subdir);
+            if (cap_close_dir(&sub, r < 0 ? NULL : err) < 0 && r == 0)
+                r = -1;
+            if (r < 0)
+                return -1;
+        } else if (S_ISREG(sb.st_mode) && sb.st_nlink == 1 && sb.st_dev == c->src_dev) {
+            int r = cap_file(c, sfd, de->d_name, dst, err);
+            if (r < 0)
+                return -1;
+            if (r == 0)
+                c->skipped++;
+        } else {
+            c->skipped++; /* symlinks, hard links, devices, FIFOs, sockets */
+        }
+    }
+    return 0;
+}
+
+int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
+                         uint64_t max_bytes, size_t *files_out, size_t *skipped_out,
+                         struct bx_err *err)
+{
+    struct cap_ctx c;
+    struct cap_dir root, out, exec;
+    struct stat sb;
+    DIR *src = NULL;
+    int fd = -1, ret = -1;
+
+    if (files_out)
+        *files_out = 0;
+    if (skipped_out)
+        *skipped_out = 0;
+    if (!st)
+        return bx_err_set(err, 500, EINVAL, "store_capture_output: no store");
+    if (check_exec_id(exec_id, err) < 0)
+        return -1;
+    memset(&c, 0, sizeof(c));
+    memset(&root, 0, sizeof(root));
+    memset(&out, 0, sizeof(out));
+    memset(&exec, 0, sizeof(exec));
+    c.st = st;
+    c.max_files = max_files;
+    c.max_bytes = max_bytes;
+    root.fd = st->rootfd; /* not owned */
+    out.parent = &root;
+    out.fd = -1;
+    memcpy(out.name, OUTPUT_DIR, sizeof(OUTPUT_DIR));
+    out.path_len = sizeof(OUTPUT_DIR) - 1;
+    exec.parent = &out;
+    exec.fd = -1;
+    memcpy(exec.name, exec_id, strlen(exec_id) + 1);
+    exec.path_len = out.path_len + 1 + strlen(exec_id);
+
+    if (fstat(src_dirfd, &sb) < 0 || !S_ISDIR(sb.st_mode))
+        return bx_err_set(err, 500, ENOTDIR, "output source is not a directory");
+    c.src_dev = sb.st_dev;
+    /* A fresh open file description: readdir must not share (and move) the
+     * caller's file offset. */
+    do {
+        fd = openat(src_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "open output source");
+    src = fdopendir(fd);
+    if (!src) {
+        bx_err_sys(err, 500, "fdopendir");
+        bx_close(&fd);
+        return -1;
+    }
+    ret = cap_walk(&c, src, &exec, 0, err);
+    closedir(src);
+    if (cap_close_dir(&exec, ret < 0 ? NULL : err) < 0)
+        ret = -1;
+    if (cap_close_dir(&out, ret < 0 ? NULL : err) < 0)
+        ret = -1;
+    if (cap_close_dir(&root, ret < 0 ? NULL : err) < 0)
+        ret = -1;
+    if (ret < 0)
+        bx_err_wrap(err, "capture output");
+    if (files_out)
+        *files_out = c.files;
+    if (skipped_out)
+        *skipped_out = c.skipped;
+    return ret;
+}
+
+/* ---- usage ---- */
+
+struct usage_frame {
+    struct dir_id id;
+    long pos; /* telldir position to resume at after coming back up */
+};
+
+/* Iterative walk with a single directory open at a time: a store tree may
+ * be ~2048 levels deep (4096-byte paths), more than we want to hold in fds.
+ * Coming back up goes through ".." and is checked against the recorded
+ * inode; readdir resumes with seekdir. */
+int store_usage(struct store *st, uint64_t *bytes, uint64_t *files, struct bx_err *err)
+{
+    struct usage_frame *fr = NULL;
+    size_t depth = 0, cap = 64;
+    uint64_t nbytes = 0, nfiles = 0;
+    struct stat sb;
+    DIR *d = NULL;
+    int fd = -1, ret = -1;
+
+    if (!st)
+        return bx_err_set(err, 500, EINVAL, "store_usage: no store");
+    fr = calloc(cap, sizeof(*fr));
+    if (!fr)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    fd = openat(st->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) < 0) {
+        bx_err_sys(err, 500, "open store root");
+        goto out;
+    }
+    fr[0].id.dev = sb.st_dev;
+    fr[0].id.ino = sb.st_ino;
+    d = fdopendir(fd);
+    if (!d) {
+        bx_err_sys(err, 500, "fdopendir");
+        goto out;
+    }
+    fd = -1;
+    for (;;) {
+        struct dirent *de;
+        errno = 0;
+        de = readdir(d);
+        if (!de) {
+            int up;
+            if (errno != 0) {
+                bx_err_sys(err, 500, "read store directory");
+                goto out;
+            }
+            if (depth == 0)
+                break;
+            up = open_subdir(dirfd(d), "..", st->dev);
+            if (up < 0 || !same_dir(up, &fr[depth - 1].id)) {
+                bx_close(&up);
+                bx_err_set(err, 500, EAGAIN, "store changed during usage walk");
+                goto out;
+            }
+            closedir(d);
+            d = fdopendir(up);
+            if (!d) {
+                bx_err_sys(err, 500, "fdopendir");
+                bx_close(&up);
+                goto out;
+            }
+            depth--;
+            seekdir(d, fr[depth].pos);
+            continue;
+        }
+        if (is_dot_or_dotdot(de->d_name))
+            continue;
+        if (depth == 0 && strcmp(de->d_name, TMP_DIR) == 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            bx_err_sys(err, 500, "stat store entry");
+            goto out;
+        }
+        if (S_ISREG(sb.st_mode)) {
+            nbytes += (uint64_t)sb.st_size;
+            nfiles++;
+        } else if (S_ISDIR(sb.st_mode) && sb.st_dev == st->dev && depth + 1 < USAGE_MAX_DEPTH) {
+            struct stat sb2;
+            int sub = open_subdir(dirfd(d), de->d_name, st->dev);
+            if (sub < 0)
+                continue;
+            if (fstat(sub, &sb2) < 0 || sb2.st_ino != sb.st_ino) {
+                bx_close(&sub);
+                continue;
+            }
+            if (depth + 1 >= cap) {
+                struct usage_frame *nf = reallocarray(fr, cap * 2, sizeof(*fr));
+                if (!nf) {
+                    bx_close(&sub);
+                    bx_err_set(err, 500, ENOMEM, "out of memory");
+                    goto out;
+                }
+                fr = nf;
+                cap *= 2;
+            }
+            fr[depth].pos = telldir(d);
+            fr[depth + 1].id.dev = sb2.st_dev;
+            fr[depth + 1].id.ino = sb2.st_ino;
+            fr[depth + 1].pos = 0;
+            closedir(d);
+            d = fdopendir(sub);
+            if (!d) {
+                bx_err_sys(err, 500, "fdopendir");
+                bx_close(&sub);
+                goto out;
+            }
+            depth++;
+        }
+    }
+    if (bytes)
+        *bytes = nbytes;
+    if (files)
+        *files = nfiles;
+    ret = 0;
+out:
+    if (d)
+        closedir(d);
+    bx_close(&fd);
+    free(fr);
+    return ret;
+}
