@@ -424,8 +424,9 @@ int bx_mkdir_p_at(int dirfd, const char *relpath, mode_t mode, int want_fd, stru
 {
     char comp[NAME_MAX + 1];
     const char *p = relpath;
-    int cur = dirfd == AT_FDCWD ? open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)
-                                : fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    int cur = relpath[0] == '/'    ? open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)
+              : dirfd == AT_FDCWD ? open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)
+                                  : fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (cur < 0)
         return bx_err_sys(err, 500, "dup");
     while (*p) {

@@ -75,7 +75,8 @@ int bx_parse_i64(const char *s, size_t len, int64_t min, int64_t max, int64_t *o
  * without crossing into other mounts.  Missing is not an error. */
 int bx_rm_rf_at(int dirfd, const char *name, struct bx_err *err);
 
-/* mkdir -p of a relative path under dirfd, refusing symlink components.
+/* mkdir -p of a path under dirfd (an absolute path starts at "/"), refusing
+ * symlink components: only for paths Boxer chose, never client paths.
  * Returns an O_PATH|O_DIRECTORY fd of the final dir on success (caller closes)
  * when want_fd, else 0. */
 int bx_mkdir_p_at(int dirfd, const char *relpath, mode_t mode, int want_fd, struct bx_err *err);
