@@ -1,0 +1,258 @@
+"""Streaming multipart/form-data encoder for ``POST /files``.
+
+httpx's own ``files=`` support is not used: depending on the httpx version it
+may read the whole file to compute a length, and it always orders parts the
+way the caller's dict does.  This encoder yields the body chunk by chunk, so an
+upload of any size holds at most one chunk in memory, and it knows the total
+length up front whenever the source's size is knowable, so the request is sent
+with ``Content-Length`` instead of chunked transfer encoding.
+
+The ``path`` part always precedes the ``file`` part, so a server that streams
+the upload to disk knows the destination before the content arrives.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import posixpath
+import re
+import secrets
+import stat
+from typing import Any, AsyncGenerator, Dict, Generator, Optional, Tuple, Union
+
+from .errors import BoxerError
+
+__all__ = ["MultipartUpload", "UploadData", "CHUNK_SIZE"]
+
+CHUNK_SIZE = 256 * 1024
+
+# Anything with a read(n) method returning bytes (or, for the async client,
+# an awaitable of bytes).
+UploadData = Union[bytes, bytearray, memoryview, Any]
+
+# RFC 2046 bchars, minus space so the boundary never needs quoting.
+_BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,\-./:=?]{1,70}")
+
+
+def _quote_header_value(value: str) -> str:
+    # A quoted-string in Content-Disposition: percent-encode the characters
+    # that would end the string or the header line (as browsers do), so a
+    # remote path cannot inject header lines into the part.
+    return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _remaining_size(fileobj: Any) -> Optional[int]:
+    """Bytes left to read from ``fileobj``, or None when unknowable."""
+    fd: Optional[int] = None
+    fileno = getattr(fileobj, "fileno", None)
+    if callable(fileno):
+        try:
+            result = fileno()
+        except (OSError, ValueError):  # io.UnsupportedOperation is both
+            result = None
+        if isinstance(result, int):
+            fd = result
+        elif inspect.iscoroutine(result):
+            result.close()
+    tell = getattr(fileobj, "tell", None)
+    if fd is not None:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None  # pipe, socket, character device: stream it chunked
+        pos = _sync_call(tell)
+        if pos is None:
+            return None
+        return max(st.st_size - pos, 0)
+    seekable = getattr(fileobj, "seekable", None)
+    seek = getattr(fileobj, "seek", None)
+    if not (callable(seekable) and callable(seek)):
+        return None
+    try:
+        can_seek = seekable()
+    except (OSError, ValueError):
+        return None
+    if can_seek is not True:
+        if inspect.iscoroutine(can_seek):
+            can_seek.close()
+        return None
+    pos = _sync_call(tell)
+    if pos is None:
+        return None
+    try:
+        end = seek(0, io.SEEK_END)
+    finally:
+        seek(pos, io.SEEK_SET)
+    if not isinstance(end, int):
+        return None
+    return max(end - pos, 0)
+
+
+def _sync_call(func: Any) -> Optional[int]:
+    """Call a tell()-like method; None if absent, failing or asynchronous."""
+    if not callable(func):
+        return None
+    try:
+        value = func()
+    except (OSError, ValueError):
+        return None
+    if inspect.iscoroutine(value):
+        value.close()
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _as_bytes(block: Any) -> bytes:
+    if isinstance(block, bytes):
+        return block
+    if isinstance(block, (bytearray, memoryview)):
+        return bytes(block)
+    if isinstance(block, str):
+        raise TypeError("upload source returned str: open the file in binary mode ('rb')")
+    if block is None:
+        # Non-blocking raw files return None when no data is ready.
+        raise TypeError("upload source returned None: non-blocking file objects are not supported")
+    raise TypeError(f"upload source returned {type(block).__name__}, expected bytes")
+
+
+class MultipartUpload:
+    """One ``POST /files`` body: a ``path`` field and a ``file`` part.
+
+    ``data`` is a bytes-like object or a binary file object (anything with
+    ``read(n)``).  A file object is read from its current position to its
+    end, lazily, ``chunk_size`` bytes at a time.
+    """
+
+    def __init__(
+        self,
+        remote_path: str,
+        data: UploadData,
+        *,
+        boundary: Optional[str] = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        if not isinstance(remote_path, str):
+            raise TypeError("remote_path must be a str")
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        if boundary is None:
+            # 128 random bits: the chance that file content contains the
+            # delimiter line is negligible, so content is never scanned.
+            boundary = "boxer-" + secrets.token_hex(16)
+        if not _BOUNDARY_RE.fullmatch(boundary):
+            raise ValueError(f"invalid multipart boundary {boundary!r}")
+        self.boundary = boundary
+        self.chunk_size = chunk_size
+
+        self._view: Optional[memoryview] = None
+        self._file: Any = None
+        self._payload_size: Optional[int]
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self._view = memoryview(data).cast("B")
+            self._payload_size = self._view.nbytes
+        elif callable(getattr(data, "read", None)):
+            if isinstance(data, io.TextIOBase):
+                raise TypeError("upload source is a text file: open it in binary mode ('rb')")
+            self._file = data
+            self._payload_size = _remaining_size(data)
+        else:
+            raise TypeError(
+                f"upload data must be bytes or a binary file object, not {type(data).__name__}"
+            )
+
+        filename = posixpath.basename(remote_path.rstrip("/")) or "file"
+        self._head = (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="path"\r\n'
+            "\r\n"
+        ).encode("ascii") + remote_path.encode("utf-8") + (
+            f"\r\n--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{_quote_header_value(filename)}"\r\n'
+            "Content-Type: application/octet-stream\r\n"
+            "\r\n"
+        ).encode("utf-8")
+        self._tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    @property
+    def content_length(self) -> Optional[int]:
+        """Total body length, or None when the source's size is unknown."""
+        if self._payload_size is None:
+            return None
+        return len(self._head) + self._payload_size + len(self._tail)
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        headers = {"Content-Type": self.content_type}
+        length = self.content_length
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        return headers
+
+    def _want(self, remaining: Optional[int]) -> int:
+        return self.chunk_size if remaining is None else min(self.chunk_size, remaining)
+
+    def _account(self, block: Any, remaining: Optional[int]) -> Tuple[bytes, Optional[int], bool]:
+        """Check one block read from the file: (data, remaining, done)."""
+        data = _as_bytes(block)
+        if not data:
+            if remaining:
+                # The file shrank after its size was announced in
+                # Content-Length; sending fewer bytes would leave the server
+                # waiting for the rest, so abort the request instead.
+                raise BoxerError(
+                    f"upload source ended {remaining} bytes before its announced size "
+                    "(was the file truncated during the upload?)"
+                )
+            return data, remaining, True
+        if remaining is not None:
+            # Never send more than announced (the file may have grown).
+            data = data[:remaining]
+            remaining -= len(data)
+        return data, remaining, False
+
+    def iter_chunks(self) -> Generator[bytes, None, None]:
+        """The body as a synchronous iterator of chunks."""
+        yield self._head
+        if self._view is not None:
+            for start in range(0, self._view.nbytes, self.chunk_size):
+                yield bytes(self._view[start : start + self.chunk_size])
+        else:
+            remaining = self._payload_size
+            while remaining is None or remaining > 0:
+                block = self._file.read(self._want(remaining))
+                if inspect.isawaitable(block):
+                    if inspect.iscoroutine(block):
+                        block.close()
+                    raise TypeError("upload source has an async read(): use AsyncBoxerClient")
+                data, remaining, done = self._account(block, remaining)
+                if done:
+                    break
+                yield data
+        yield self._tail
+
+    async def aiter_chunks(self) -> AsyncGenerator[bytes, None]:
+        """The body as an asynchronous iterator of chunks.
+
+        Accepts file objects whose ``read`` is synchronous (read inline: one
+        chunk of a local file is a short read) or asynchronous (awaited).
+        """
+        yield self._head
+        if self._view is not None:
+            for start in range(0, self._view.nbytes, self.chunk_size):
+                yield bytes(self._view[start : start + self.chunk_size])
+        else:
+            remaining = self._payload_size
+            while remaining is None or remaining > 0:
+                block = self._file.read(self._want(remaining))
+                if inspect.isawaitable(block):
+                    block = await block
+                data, remaining, done = self._account(block, remaining)
+                if done:
+                    break
+                yield data
+        yield self._tail

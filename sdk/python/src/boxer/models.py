@@ -1,0 +1,126 @@
+"""Data types exchanged with the Boxer server."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+__all__ = ["ResourceLimits", "RunResult"]
+
+Number = Union[int, float]
+
+
+def _check_number(name: str, value: Any, integral: bool) -> None:
+    if value is None:
+        return
+    # bool is an int subclass; True as a memory limit is always a mistake.
+    allowed: Tuple[type, ...] = (int,) if integral else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        kind = "an int" if integral else "a number"
+        raise TypeError(f"ResourceLimits.{name} must be {kind} or None, not {type(value).__name__}")
+
+
+@dataclass
+class ResourceLimits:
+    """Per-run resource limits.
+
+    Every field is optional: a field left as ``None`` is not sent, and the
+    server applies its configured default for it.
+    """
+
+    cpu_cores: Optional[float] = None
+    """CPU bandwidth in cores (0.5 = half a core)."""
+    memory_mb: Optional[int] = None
+    """Memory limit in MiB; exceeding it gets the command OOM-killed."""
+    pids_limit: Optional[int] = None
+    """Maximum number of processes/threads."""
+    wall_clock_secs: Optional[int] = None
+    """Wall-clock limit in seconds; exceeding it raises BoxerTimeoutError."""
+    nofile: Optional[int] = None
+    """Maximum number of open file descriptors."""
+
+    def __post_init__(self) -> None:
+        _check_number("cpu_cores", self.cpu_cores, integral=False)
+        _check_number("memory_mb", self.memory_mb, integral=True)
+        _check_number("pids_limit", self.pids_limit, integral=True)
+        _check_number("wall_clock_secs", self.wall_clock_secs, integral=True)
+        _check_number("nofile", self.nofile, integral=True)
+
+    def to_dict(self) -> Dict[str, Number]:
+        """The JSON object sent as ``limits``: only the fields that are set."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
+@dataclass
+class RunResult:
+    """Outcome of a completed run (``POST /run`` answered 200).
+
+    A non-zero ``exit_code`` is a normal result, not an exception; a command
+    killed by signal N reports 128+N (137 for SIGKILL, e.g. after an OOM kill).
+    """
+
+    exec_id: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    wall_ms: int
+    cpu_ms: Optional[int] = None
+    memory_peak_bytes: Optional[int] = None
+    oom_killed: Optional[bool] = None
+    timed_out: Optional[bool] = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with status 0."""
+        return self.exit_code == 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunResult":
+        """Build a result from the server's JSON, ignoring unknown fields.
+
+        Raises ValueError when a required field is missing or has the wrong
+        type.
+        """
+        required = {
+            "exec_id": str,
+            "exit_code": int,
+            "stdout": str,
+            "stderr": str,
+            "wall_ms": int,
+        }
+        optional = {
+            "cpu_ms": int,
+            "memory_peak_bytes": int,
+            "oom_killed": bool,
+            "timed_out": bool,
+        }
+        kwargs: Dict[str, Any] = {}
+        for name, typ in required.items():
+            if name not in data:
+                raise ValueError(f"run result lacks field {name!r}")
+            kwargs[name] = _typed(name, data[name], typ)
+        for name, typ in optional.items():
+            if data.get(name) is not None:
+                kwargs[name] = _typed(name, data[name], typ)
+        return cls(**kwargs)
+
+
+def _typed(name: str, value: Any, typ: type) -> Any:
+    if typ is int:
+        # JSON numbers may come back as 12.0 from some encoders; accept
+        # integral floats, refuse bools and anything fractional.
+        if isinstance(value, bool):
+            raise ValueError(f"run result field {name!r} is not an integer")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int):
+            raise ValueError(f"run result field {name!r} is not an integer")
+        return value
+    if not isinstance(value, typ):
+        raise ValueError(f"run result field {name!r} is not a {typ.__name__}")
+    return value
