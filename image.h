@@ -29,12 +29,13 @@ struct image_wait;
 /* What a run needs from an image.  Valid while the caller holds it
  * (image_release). */
 struct image {
-    char digest[80];      /* "sha256:<hex>" */
-    char *rootfs;         /* absolute path of the unpacked rootfs */
-    char **env;           /* image config Env (NULL-terminated), may be empty */
-    char *working_dir;    /* image config WorkingDir, or NULL */
-    char **entrypoint;    /* NULL-terminated or NULL */
-    char **cmd;           /* NULL-terminated or NULL */
+    char digest[80];   /* "sha256:<hex>" */
+    char *rootfs;      /* absolute path of the unpacked rootfs */
+    char **env;        /* image config Env (NULL-terminated), may be empty */
+    char *working_dir; /* image config WorkingDir, or NULL */
+    char **entrypoint; /* NULL-terminated or NULL */
+    char **cmd;        /* NULL-terminated or NULL */
+    char *user;        /* image config User, or NULL */
 };
 
 /* err is NULL on success (img set), else img is NULL. */
