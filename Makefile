@@ -64,15 +64,16 @@ unit: $(UNIT_BINS)
 
 # ---- integration tests (real binary, real runsc, real registry) ----
 integration: $(BIN)
-	BOXER_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -x -q tests/integration $(PYTEST_ARGS)
+	BOXER_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 check: unit integration
 
 # Same tests with the server and unit tests built with ASan+UBSan.
+PYTEST_ARGS ?= tests/integration
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
 	$(MAKE) B=build-asan BIN=boxer-asan CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" unit boxer-asan
-	BOXER_BIN=$(CURDIR)/boxer-asan $(PY) -m pytest -x -q tests/integration $(PYTEST_ARGS)
+	BOXER_BIN=$(CURDIR)/boxer-asan $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # ---- fuzzing (libFuzzer, clang) ----
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)

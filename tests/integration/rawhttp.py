@@ -23,7 +23,7 @@ class PendingSocket:
     def send(self, data):
         self.sock.sendall(data)
 
-    def response(self):
+    def response(self, head_only=False):
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:
@@ -36,7 +36,7 @@ class PendingSocket:
         for line in lines[1:]:
             k, v = line.split(":", 1)
             headers[k.strip().lower()] = v.strip()
-        n = int(headers.get("content-length", "0"))
+        n = 0 if head_only or status in (100, 204, 304) else int(headers.get("content-length", "0"))
         while len(rest) < n:
             chunk = self.sock.recv(65536)
             if not chunk:
@@ -68,12 +68,12 @@ def open_conn(url, timeout=10.0):
     return PendingSocket(connect(url, timeout))
 
 
-def request(url, raw):
+def request(url, raw, head=False):
     """Sends raw bytes on a new connection and returns the first response."""
     c = open_conn(url)
     try:
         c.send(raw)
-        return c.response()
+        return c.response(head_only=head)
     finally:
         c.close()
 

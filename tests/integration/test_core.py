@@ -58,7 +58,7 @@ def test_wrong_method_405_json(server):
 
 def test_head_has_no_body(server):
     status, headers, body = request(server.url, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n"
-                                    b"Connection: close\r\n\r\n")
+                                    b"Connection: close\r\n\r\n", head=True)
     assert status == 200
     assert headers["content-length"] == "11"
     assert body == b""
