@@ -70,7 +70,7 @@ integration: $(BIN)
 check: unit integration
 
 # Same tests with the server and unit tests built with ASan+UBSan.
-PYTEST_ARGS ?= tests/integration
+PYTEST_ARGS ?= tests/integration sdk/python/tests
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
 	$(MAKE) B=build-asan BIN=boxer-asan CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" unit boxer-asan
