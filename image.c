@@ -718,6 +718,8 @@ static int hand_out(struct image_cache *ic, const char *hex, struct image **out,
     *out = bx_steal_ptr(&img);
     ret = 0;
 fail:
+    if (ret < 0 && err)
+        err->status = 500; /* our own files: never the client's fault */
     image_free(img);
     json_doc_free(&doc);
     return ret;

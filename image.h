@@ -4,12 +4,22 @@
  *   refs/<sha256 of canonical ref>.json  {"ref", "digest", "pulled_at"}
  *   blobs/<digest hex>/rootfs/           the unpacked root filesystem (read-only use)
  *   blobs/<digest hex>/config.json       the image config (Env, WorkingDir, Entrypoint, Cmd, User)
- *   blobs/<digest hex>/ready             written last, after fsync: the entry is usable
+ *   blobs/<digest hex>/size              disk usage of rootfs in bytes (for eviction, listing)
+ *   blobs/<digest hex>/ready             written last, after fsync: the entry is usable;
+ *                                        its mtime is the last use (LRU)
  *   tmp/                                 pulls in progress; emptied at start-up
- * An entry without `ready` is incomplete and removed at start-up.
+ *   policy.json                          skopeo's signature policy (ours, not /etc/containers)
+ * An entry without `ready` is incomplete and removed at start-up, as are refs
+ * pointing at a missing blob.  Two references to one digest share a rootfs.
  *
- * Pulls never block the loop: skopeo and umoci run as supervised children
- * with a timeout.  Concurrent requests for one reference share one pull.
+ * Pulls never block the loop: skopeo, umoci and `sync -f` run as supervised
+ * children under one pull_timeout_secs timer.  Concurrent requests for one
+ * reference share one pull.  registry_mirrors, insecure_registries and
+ * registry_auth_file are honoured.  A tag is trusted for tag_refresh_secs
+ * (0: forever); when the refresh fails, the cached image is served.  A ref
+ * pinned by digest never refreshes.  After each successful pull, when
+ * image_cache_max_bytes > 0, the least recently used images not in use are
+ * evicted until the cache fits.  Log lines go to stderr ("boxer: image: ").
  */
 #ifndef BOXER_IMAGE_H
 #define BOXER_IMAGE_H
@@ -41,21 +51,39 @@ struct image {
 /* err is NULL on success (img set), else img is NULL. */
 typedef void (*image_ready_cb)(void *arg, struct image *img, const struct bx_err *err);
 
+/* cfg must outlive the cache (its fields are read at each pull).  Finds
+ * skopeo, umoci and sync in $PATH (a missing one is logged, and pulls that
+ * need it fail with 500).  Children get only PATH, HOME and TMPDIR (both
+ * <home>/images/tmp). */
 int image_cache_new(struct image_cache **out, struct loop *l, const struct config *cfg,
                     struct bx_err *err);
+/* Kills pulls in flight and drops their waiters without callbacks.  Images
+ * handed out must be released before (image_release needs the cache). */
 void image_cache_free(struct image_cache **ic);
 
 /* Gets the image for ref, pulling when needed; cb runs later from the loop
- * (never synchronously inside image_get).  *w lets the caller cancel. */
+ * (never synchronously inside image_get), exactly once, unless cancelled.
+ * Returns -1 (err set, no callback) only for immediate failures (invalid ref,
+ * out of memory, skopeo could not be started).  Pull failures arrive in cb
+ * as status 500 with the last line of the tool's stderr, or "image pull timed
+ * out".  *w (may be NULL) is valid until cb runs or image_wait_cancel; the
+ * callback must forget it.  The image passed to cb belongs to the caller
+ * until image_release. */
 int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb cb, void *arg,
               struct image_wait **w, struct bx_err *err);
+/* Detaches one waiter (no callback); the pull goes on for the others and
+ * still fills the cache.  Sets *w to NULL; NULL is a no-op. */
 void image_wait_cancel(struct image_wait **w);
-/* Marks the image no longer in use by the caller (for eviction/deletion). */
+/* Marks the image no longer in use by the caller (for eviction/deletion)
+ * and frees img. */
 void image_release(struct image_cache *ic, struct image *img);
 
-/* GET /images body: [{"ref","digest","size_bytes","last_used"}...] */
+/* GET /images body, sorted by ref:
+ * [{"ref","digest","size_bytes","last_used","pulled_at","in_use"}...]
+ * (last_used, pulled_at: Unix seconds). */
 int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err);
-/* DELETE /images?ref=R: 404 unknown, 409 in use. */
+/* DELETE /images?ref=R: 404 unknown, 409 in use or being pulled.  Removes
+ * the ref, and the blob when no other ref points at it. */
 int image_delete(struct image_cache *ic, const struct imgref *ref, struct bx_err *err);
 
 /* Counters for /metrics. */
