@@ -1,6 +1,7 @@
 /* boxer: main, configuration, routes and wiring.  This is the one place where
  * module errors become HTTP answers (respond_bx_err). */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -22,6 +24,7 @@
 #include "imgref.h"
 #include "json.h"
 #include "loop.h"
+#include "metrics.h"
 #include "multipart.h"
 #include "openapi.h"
 #include "proc.h"
@@ -39,6 +42,8 @@ struct app {
     struct image_cache *images;
     struct cg_ctx *cgroups;
     struct run_mgr *runs;
+    struct metrics *metrics;
+    struct str_list tokens; /* auth_tokens plus $BOXER_TOKEN; empty: no auth */
     char runsc[4096];
     char platform[16];
     int sigfd;
@@ -354,6 +359,8 @@ static void on_run_done(void *arg, struct run_result *res)
     int status = 200;
 
     run_ctx_free(r);
+    if (res->outcome != RUN_ERROR)
+        metrics_observe_run(a->metrics, res->wall_ms);
     /* Output can be twice output_limit_bytes, and escaping may grow it up
      * to six times; the answer buffer is sized for that. */
     sbuf_init(&body, 12 * a->cfg.output_limit_bytes + 65536);
@@ -478,6 +485,136 @@ static void route_images(struct app *a, struct http_conn *c, const struct http_r
     }
 }
 
+
+/* ---- GET /metrics ---- */
+
+static uint64_t count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    uint64_t n = 0;
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* not the one opendir holds */
+}
+
+static uint64_t rss_bytes(void)
+{
+    char *text = NULL;
+    uint64_t kb = 0;
+    if (bx_read_file_at(AT_FDCWD, "/proc/self/status", 65536, &text, NULL, NULL) == 0) {
+        const char *p = strstr(text, "\nVmRSS:");
+        if (p)
+            kb = strtoull(p + 7, NULL, 10);
+        free(text);
+    }
+    return kb * 1024;
+}
+
+static void route_metrics(struct app *a, struct http_conn *c)
+{
+    struct metrics_gauges g;
+    struct run_stats rs;
+    struct image_stats is;
+    struct sbuf body;
+
+    memset(&g, 0, sizeof(g));
+    run_stats(a->runs, &rs);
+    image_stats(a->images, &is);
+    g.runs_in_flight = rs.running;
+    g.runs_queued = rs.queued;
+    g.runs_ok = rs.ok;
+    g.runs_nonzero = rs.nonzero;
+    g.runs_timeout = rs.timeout;
+    g.runs_oom = rs.oom;
+    g.runs_output_limit = rs.output_limit;
+    g.runs_error = rs.error;
+    g.pulls_ok = is.pulls_ok;
+    g.pulls_failed = is.pulls_failed;
+    g.pull_ms_total = is.pull_ms_total;
+    g.images_cached = is.cached_images;
+    store_usage(a->store, &g.store_bytes, &g.store_files, NULL);
+    g.open_fds = count_fds();
+    g.rss_bytes = rss_bytes();
+    g.connections = http_server_conn_count(a->http);
+    sbuf_init(&body, 1u << 20);
+    if (metrics_render(a->metrics, &g, &body) < 0)
+        http_respond_error(c, 500, "metrics too large");
+    else
+        http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body.data,
+                     body.len);
+    sbuf_free(&body);
+}
+
+static const char *route_name(const char *path)
+{
+    static const char *const known[] = {"/healthz", "/files", "/run", "/images", "/metrics"};
+    for (size_t i = 0; i < BX_ARRAY_LEN(known); i++)
+        if (strcmp(path, known[i]) == 0)
+            return known[i];
+    if (strncmp(path, "/swagger", 8) == 0)
+        return "/swagger";
+    return "other";
+}
+
+static void observe_request(void *arg, const char *path, int status)
+{
+    struct app *a = arg;
+    metrics_observe_request(a->metrics, route_name(path), status);
+}
+
+/* ---- authentication ---- */
+
+/* Time depends only on the configured token's length, never on where the
+ * presented one differs. */
+static int token_equal(const char *given, size_t glen, const char *token)
+{
+    size_t tlen = strlen(token);
+    unsigned diff = glen != tlen;
+    for (size_t i = 0; i < tlen; i++)
+        diff |= (unsigned char)token[i] ^ (unsigned char)(i < glen ? given[i] : 0);
+    return diff == 0;
+}
+
+static int authorized(const struct app *a, const struct http_request *req)
+{
+    const struct http_header *h;
+    int ok = 0;
+    if (a->tokens.n == 0)
+        return 1;
+    h = http_find_header(req, "Authorization");
+    if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0)
+        return 0;
+    /* Check every token, so timing does not tell which one matched. */
+    for (size_t i = 0; i < a->tokens.n; i++)
+        ok |= token_equal(h->value + 7, h->value_len - 7, a->tokens.items[i]);
+    return ok;
+}
+
+static int load_tokens(struct app *a, struct bx_err *err)
+{
+    const char *env = getenv("BOXER_TOKEN");
+    size_t n = a->cfg.auth_tokens.n + (env && *env ? 1 : 0);
+    a->tokens.items = calloc(n + 1, sizeof(char *));
+    if (!a->tokens.items)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    for (size_t i = 0; i < a->cfg.auth_tokens.n; i++)
+        a->tokens.items[a->tokens.n++] = a->cfg.auth_tokens.items[i];
+    if (env && *env)
+        a->tokens.items[a->tokens.n++] = (char *)env;
+    return 0;
+}
+
+static int listens_on_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "localhost:", 10) == 0 ||
+           strncmp(addr, "[::1]:", 6) == 0;
+}
+
 /* ---- routing ---- */
 
 static int method_is(const struct http_request *req, enum http_method m)
@@ -491,6 +628,11 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
     const char *path = http_conn_path(c);
     int get = method_is(req, HTTP_GET) || method_is(req, HTTP_HEAD);
 
+    if (strcmp(path, "/healthz") != 0 && !authorized(a, req)) {
+        http_respond_error_h(c, 401, "WWW-Authenticate: Bearer\r\n",
+                             "missing or wrong bearer token");
+        return;
+    }
     if (strcmp(path, "/healthz") == 0) {
         if (get)
             route_healthz(c);
@@ -510,6 +652,11 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
             route_method_not_allowed(c, "POST");
     } else if (strcmp(path, "/images") == 0) {
         route_images(a, c, req);
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (get)
+            route_metrics(a, c);
+        else
+            route_method_not_allowed(c, "GET, HEAD");
     } else if (strcmp(path, "/swagger") == 0 || strcmp(path, "/swagger/") == 0 ||
                strcmp(path, "/swagger/index.html") == 0 ||
                strcmp(path, "/swagger/openapi.json") == 0) {
@@ -755,8 +902,12 @@ int main(int argc, char **argv)
     }
     if (store_open(&a.store, files_root, &err) < 0)
         goto fail;
-    if (loop_new(&a.loop, &err) < 0)
+    if (loop_new(&a.loop, &err) < 0 || load_tokens(&a, &err) < 0)
         goto fail;
+    if (metrics_new(&a.metrics) < 0) {
+        bx_err_set(&err, 500, ENOMEM, "out of memory");
+        goto fail;
+    }
     if (setup_signals(&a, &err) < 0)
         goto fail;
     if (setup_runs(&a, &err) < 0)
@@ -769,13 +920,18 @@ int main(int argc, char **argv)
                               .body_idle_timeout_ms = (uint32_t)a.cfg.body_timeout_ms,
                               .keepalive_timeout_ms = (uint32_t)a.cfg.keepalive_timeout_ms,
                               .write_idle_timeout_ms = 30000,
-                              .max_connections = max_connections()};
+                              .max_connections = max_connections(),
+                              .observe = observe_request};
     if (http_server_new(&a.http, a.loop, &hc, handle_request, &a, &err) < 0)
         goto fail;
     fprintf(stderr,
             "boxer: version %s listening on %s (port %d) home %s runsc %s platform %s config %s\n",
             BOXER_VERSION, a.cfg.listen_addr, http_server_port(a.http), a.cfg.home, a.runsc,
             a.platform, a.cfg.source ? a.cfg.source : "(built-in defaults)");
+    if (a.tokens.n == 0 && !listens_on_loopback(a.cfg.listen_addr))
+        fprintf(stderr, "boxer: WARNING: listening on %s without auth_tokens or BOXER_TOKEN: "
+                        "anyone who can reach this address can run code here\n",
+                a.cfg.listen_addr);
     if (loop_run(a.loop, &err) < 0)
         goto fail;
     fprintf(stderr, "boxer: stopped\n");
@@ -789,6 +945,8 @@ out:
     run_mgr_free(&a.runs);
     image_cache_free(&a.images);
     cg_free(&a.cgroups);
+    metrics_free(&a.metrics);
+    free(a.tokens.items);
     if (a.loop && a.sigfd >= 0)
         loop_del(a.loop, a.sigfd);
     bx_close(&a.sigfd);

@@ -339,6 +339,8 @@ static void abort_ctx(struct http_conn *c)
 static void log_request(struct http_conn *c, int status)
 {
     uint64_t dur = bx_now_ms() - c->started_ms;
+    if (c->srv->cfg.observe)
+        c->srv->cfg.observe(c->srv->app, c->log_path ? c->log_path : "", status);
     fprintf(stderr, "boxer: %s %s %d %" PRIu64 "B %" PRIu64 "ms\n",
             c->method[0] ? c->method : "-", c->log_path ? c->log_path : "-", status,
             c->bytes_out, dur);

@@ -40,6 +40,9 @@ struct http_config {
     uint32_t keepalive_timeout_ms;
     uint32_t write_idle_timeout_ms;
     size_t max_connections;
+    /* Called once per answered request (for metrics); path is the raw
+     * request path, status 499 when the client left first. */
+    void (*observe)(void *app, const char *path, int status);
 };
 
 struct http_body_ops {

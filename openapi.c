@@ -39,6 +39,8 @@ const char boxer_openapi_json[] =
     "\"500\":{\"$ref\":\"#/components/responses/Error\"},"
     "\"503\":{\"$ref\":\"#/components/responses/Error\"},"
     "\"507\":{\"$ref\":\"#/components/responses/Error\"}}}},"
+    "\"/metrics\":{\"get\":{\"tags\":[\"system\"],\"summary\":\"Prometheus metrics\","
+    "\"responses\":{\"200\":{\"description\":\"text exposition format\"}}}},"
     "\"/images\":{\"get\":{\"tags\":[\"images\"],\"summary\":\"List cached images\","
     "\"responses\":{\"200\":{\"description\":\"cached images\"}}},"
     "\"delete\":{\"tags\":[\"images\"],\"summary\":\"Remove a cached image\","

@@ -1,0 +1,114 @@
+#define _GNU_SOURCE
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Routes are a fixed set, so request counters are a small fixed table:
+ * no label value ever comes from a client. */
+static const char *const routes[] = {"/healthz", "/files", "/run", "/images", "/metrics",
+                                     "/swagger", "other"};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+#define NSTATUS 600
+
+/* Run duration buckets, seconds. */
+static const double buckets[] = {0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+struct metrics {
+    uint64_t requests[NROUTES][NSTATUS];
+    uint64_t run_buckets[NBUCKETS];
+    uint64_t run_count;
+    uint64_t run_ms_sum;
+};
+
+int metrics_new(struct metrics **out)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? 0 : -1;
+}
+
+void metrics_free(struct metrics **m)
+{
+    free(*m);
+    *m = NULL;
+}
+
+void metrics_observe_request(struct metrics *m, const char *route, int status)
+{
+    size_t r = NROUTES - 1;
+    for (size_t i = 0; i < NROUTES - 1; i++)
+        if (strcmp(route, routes[i]) == 0)
+            r = i;
+    if (status < 100 || status >= NSTATUS)
+        status = 0;
+    m->requests[r][status]++;
+}
+
+void metrics_observe_run(struct metrics *m, uint64_t wall_ms)
+{
+    for (size_t i = 0; i < NBUCKETS; i++)
+        if ((double)wall_ms / 1000.0 <= buckets[i])
+            m->run_buckets[i]++;
+    m->run_count++;
+    m->run_ms_sum += wall_ms;
+}
+
+static void family(struct sbuf *o, const char *name, const char *type, const char *help)
+{
+    sbuf_appendf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+int metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct sbuf *o)
+{
+    family(o, "boxer_http_requests_total", "counter", "HTTP requests by route and status.");
+    for (size_t r = 0; r < NROUTES; r++)
+        for (int s = 0; s < NSTATUS; s++)
+            if (m->requests[r][s])
+                sbuf_appendf(o, "boxer_http_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64
+                                "\n",
+                             routes[r], s, m->requests[r][s]);
+    family(o, "boxer_runs_total", "counter", "Finished runs by outcome.");
+    sbuf_appendf(o,
+                 "boxer_runs_total{outcome=\"ok\"} %" PRIu64 "\n"
+                 "boxer_runs_total{outcome=\"nonzero\"} %" PRIu64 "\n"
+                 "boxer_runs_total{outcome=\"timeout\"} %" PRIu64 "\n"
+                 "boxer_runs_total{outcome=\"oom\"} %" PRIu64 "\n"
+                 "boxer_runs_total{outcome=\"output_limit\"} %" PRIu64 "\n"
+                 "boxer_runs_total{outcome=\"error\"} %" PRIu64 "\n",
+                 g->runs_ok, g->runs_nonzero, g->runs_timeout, g->runs_oom, g->runs_output_limit,
+                 g->runs_error);
+    family(o, "boxer_run_duration_seconds", "histogram", "Wall time of finished runs.");
+    for (size_t i = 0; i < NBUCKETS; i++)
+        sbuf_appendf(o, "boxer_run_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", buckets[i],
+                     m->run_buckets[i]);
+    sbuf_appendf(o,
+                 "boxer_run_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                 "boxer_run_duration_seconds_sum %.3f\n"
+                 "boxer_run_duration_seconds_count %" PRIu64 "\n",
+                 m->run_count, (double)m->run_ms_sum / 1000.0, m->run_count);
+    family(o, "boxer_runs_in_flight", "gauge", "Sandboxes running now.");
+    sbuf_appendf(o, "boxer_runs_in_flight %" PRIu64 "\n", g->runs_in_flight);
+    family(o, "boxer_runs_queued", "gauge", "Runs waiting for a slot.");
+    sbuf_appendf(o, "boxer_runs_queued %" PRIu64 "\n", g->runs_queued);
+    family(o, "boxer_image_pulls_total", "counter", "Image pulls by result.");
+    sbuf_appendf(o,
+                 "boxer_image_pulls_total{result=\"ok\"} %" PRIu64 "\n"
+                 "boxer_image_pulls_total{result=\"failed\"} %" PRIu64 "\n",
+                 g->pulls_ok, g->pulls_failed);
+    family(o, "boxer_image_pull_seconds_total", "counter", "Time spent pulling images.");
+    sbuf_appendf(o, "boxer_image_pull_seconds_total %.3f\n", (double)g->pull_ms_total / 1000.0);
+    family(o, "boxer_images_cached", "gauge", "Images in the cache.");
+    sbuf_appendf(o, "boxer_images_cached %" PRIu64 "\n", g->images_cached);
+    family(o, "boxer_store_bytes", "gauge", "Bytes in the file store.");
+    sbuf_appendf(o, "boxer_store_bytes %" PRIu64 "\n", g->store_bytes);
+    family(o, "boxer_store_files", "gauge", "Files in the file store.");
+    sbuf_appendf(o, "boxer_store_files %" PRIu64 "\n", g->store_files);
+    family(o, "boxer_http_connections", "gauge", "Open client connections.");
+    sbuf_appendf(o, "boxer_http_connections %" PRIu64 "\n", g->connections);
+    family(o, "process_open_fds", "gauge", "Open file descriptors.");
+    sbuf_appendf(o, "process_open_fds %" PRIu64 "\n", g->open_fds);
+    family(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    return sbuf_appendf(o, "process_resident_memory_bytes %" PRIu64 "\n", g->rss_bytes);
+}

@@ -1,0 +1,28 @@
+/* Counters for GET /metrics, rendered in the Prometheus text exposition
+ * format (version 0.0.4).  Only boxer.c feeds and renders them. */
+#ifndef BOXER_METRICS_H
+#define BOXER_METRICS_H
+
+#include <stdint.h>
+
+#include "util.h"
+
+struct metrics;
+
+struct metrics_gauges {
+    uint64_t runs_in_flight, runs_queued;
+    uint64_t runs_ok, runs_nonzero, runs_timeout, runs_oom, runs_output_limit, runs_error;
+    uint64_t pulls_ok, pulls_failed, pull_ms_total, images_cached;
+    uint64_t store_bytes, store_files;
+    uint64_t open_fds, rss_bytes;
+    uint64_t connections;
+};
+
+int metrics_new(struct metrics **out);
+void metrics_free(struct metrics **m);
+/* route: one of the server's routes, or "other". */
+void metrics_observe_request(struct metrics *m, const char *route, int status);
+void metrics_observe_run(struct metrics *m, uint64_t wall_ms);
+int metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct sbuf *out);
+
+#endif
