@@ -109,36 +109,28 @@ static void on_pidfd(struct loop *l, int fd, uint32_t events, void *arg)
         p->cb(p->arg, status);
 }
 
-int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
-               struct proc **out, struct bx_err *err)
+/* Forks and execs; returns the child's pid once it has exec'd, or -1 with
+ * err set (the child, if any, already reaped). */
+static pid_t start_child(const struct proc_spec *spec, struct bx_err *err)
 {
     int errpipe[2] = {-1, -1};
-    struct proc *p = NULL;
-    pid_t pid;
     int child_errno = 0;
     ssize_t n;
+    pid_t pid;
 
-    p = calloc(1, sizeof(*p));
-    if (!p)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
-    p->loop = l;
-    p->pidfd = -1;
-    p->cb = cb;
-    p->arg = arg;
-    if (pipe2(errpipe, O_CLOEXEC) < 0) {
-        bx_err_sys(err, 500, "pipe2");
-        goto fail;
-    }
+    if (pipe2(errpipe, O_CLOEXEC) < 0)
+        return bx_err_sys(err, 500, "pipe2");
     pid = fork();
     if (pid < 0) {
         bx_err_sys(err, 500, "fork %s", spec->path);
-        goto fail;
+        bx_close(&errpipe[0]);
+        bx_close(&errpipe[1]);
+        return -1;
     }
     if (pid == 0) {
         close(errpipe[0]);
         child_exec(spec, errpipe[1]);
     }
-    p->pid = pid;
     bx_close(&errpipe[1]);
     /* Blocks only until the child execs (CLOEXEC closes the pipe) or fails. */
     do {
@@ -148,30 +140,47 @@ int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, vo
     if (n == (ssize_t)sizeof(child_errno)) {
         waitpid(pid, NULL, 0);
         errno = child_errno;
-        bx_err_sys(err, 500, "exec %s", spec->path);
-        free(p);
-        return -1;
+        return bx_err_sys(err, 500, "exec %s", spec->path);
     }
-    p->pidfd = sys_pidfd_open(pid);
+    return pid;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
+               struct proc **out, struct bx_err *err)
+{
+    struct proc *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    p->loop = l;
+    p->pidfd = -1;
+    p->cb = cb;
+    p->arg = arg;
+    p->pid = start_child(spec, err);
+    if (p->pid < 0)
+        goto fail;
+    p->pidfd = sys_pidfd_open(p->pid);
     if (p->pidfd < 0) {
         bx_err_sys(err, 500, "pidfd_open");
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        free(p);
-        return -1;
+        kill_and_reap(p->pid);
+        goto fail;
     }
     if (loop_add(l, p->pidfd, EPOLLIN, on_pidfd, p, err) < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        bx_close(&p->pidfd);
-        free(p);
-        return -1;
+        kill_and_reap(p->pid);
+        goto fail;
     }
     *out = p;
     return 0;
 fail:
-    bx_close(&errpipe[0]);
-    bx_close(&errpipe[1]);
+    bx_close(&p->pidfd);
     free(p);
     return -1;
 }
@@ -213,35 +222,12 @@ int proc_orphans(void)
 
 int proc_run_sync(const struct proc_spec *spec, int timeout_ms, struct bx_err *err)
 {
-    int errpipe[2] = {-1, -1};
-    int child_errno = 0, status = 0, pidfd = -1;
     struct pollfd pfd;
-    ssize_t n;
-    pid_t pid;
-    int r;
+    int status = 0, pidfd, r;
+    pid_t pid = start_child(spec, err);
 
-    if (pipe2(errpipe, O_CLOEXEC) < 0)
-        return bx_err_sys(err, 500, "pipe2");
-    pid = fork();
-    if (pid < 0) {
-        bx_close(&errpipe[0]);
-        bx_close(&errpipe[1]);
-        return bx_err_sys(err, 500, "fork %s", spec->path);
-    }
-    if (pid == 0) {
-        close(errpipe[0]);
-        child_exec(spec, errpipe[1]);
-    }
-    bx_close(&errpipe[1]);
-    do {
-        n = read(errpipe[0], &child_errno, sizeof(child_errno));
-    } while (n < 0 && errno == EINTR);
-    bx_close(&errpipe[0]);
-    if (n == (ssize_t)sizeof(child_errno)) {
-        waitpid(pid, NULL, 0);
-        errno = child_errno;
-        return bx_err_sys(err, 500, "exec %s", spec->path);
-    }
+    if (pid < 0)
+        return -1;
     pidfd = sys_pidfd_open(pid);
     if (pidfd >= 0) {
         pfd.fd = pidfd;
@@ -251,9 +237,7 @@ int proc_run_sync(const struct proc_spec *spec, int timeout_ms, struct bx_err *e
         } while (r < 0 && errno == EINTR);
         close(pidfd);
         if (r == 0) {
-            kill(-pid, SIGKILL);
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
+            kill_and_reap(pid);
             return bx_err_set(err, 500, ETIMEDOUT, "%s timed out", spec->path);
         }
     }

@@ -43,17 +43,6 @@ static int dup_string(const struct json_value *v, const char *field, size_t max,
     return 0;
 }
 
-static void free_strv(char ***vp)
-{
-    char **v = *vp;
-    if (!v)
-        return;
-    for (size_t i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-    *vp = NULL;
-}
-
 static int dup_string_array(const struct json_value *v, const char *field, size_t max_items,
                             int allow_empty, char ***out, size_t *count, struct bx_err *err)
 {
@@ -71,7 +60,7 @@ static int dup_string_array(const struct json_value *v, const char *field, size_
     for (size_t i = 0; i < v->u.arr.n; i++) {
         snprintf(name, sizeof(name), "%s[%zu]", field, i);
         if (dup_string(&v->u.arr.items[i], name, RUN_MAX_STRING, &arr[i], err) < 0) {
-            free_strv(&arr);
+            oci_free_strv(&arr);
             return -1;
         }
     }
@@ -312,10 +301,10 @@ void run_request_free(struct run_request **rp)
     if (!r)
         return;
     free(r->image);
-    free_strv(&r->cmd);
-    free_strv(&r->env);
+    oci_free_strv(&r->cmd);
+    oci_free_strv(&r->env);
     free(r->cwd);
-    free_strv(&r->files);
+    oci_free_strv(&r->files);
     free(r);
     *rp = NULL;
 }
@@ -438,7 +427,7 @@ void run_result_free(struct run_result **rp)
         return;
     sbuf_free(&r->out);
     sbuf_free(&r->err);
-    free_strv(&r->files);
+    oci_free_strv(&r->files);
     free(r);
     *rp = NULL;
 }
