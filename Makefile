@@ -17,7 +17,7 @@ ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 LIB_SRCS := $(filter-out boxer.c,$(wildcard *.c))
 B := build
 
-.PHONY: all static check unit integration asan fuzz fuzz-run clean run deps format bench
+.PHONY: all static check unit integration asan valgrind fuzz fuzz-run clean run deps format bench
 BIN ?= boxer
 all: $(BIN)
 
@@ -76,20 +76,47 @@ asan:
 	$(MAKE) B=build-asan BIN=boxer-asan CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" unit boxer-asan
 	BOXER_BIN=$(CURDIR)/boxer-asan $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The integration suites with every server under valgrind memcheck: any
+# error or leak makes the server's exit check fail.
+valgrind: $(BIN)
+	BOXER_VALGRIND=1 BOXER_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q $(VALGRIND_PYTEST_ARGS)
+VALGRIND_PYTEST_ARGS ?= tests/integration
+
 # ---- fuzzing (libFuzzer, clang) ----
+# Every module is compiled once with coverage and ASan/UBSan, and each harness
+# fuzz/fuzz_<name>.c is linked against all of them.  `make fuzz-run` runs
+# each harness for FUZZ_SECS seconds (or FUZZ_RUNS executions) with its
+# corpus in fuzz/corpus-<name>/ (not in git) plus its seeds, prints the
+# executions count, and fails when any harness finds a crash, a leak, a
+# timeout or an out-of-memory (the input is left as fuzz/crash-<name>-*).
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
-FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE= -g -O1 -I. -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=all -DBOXER_VERSION=\"$(VERSION)\"
-$(B)/fuzz/%: fuzz/%.c $(LIB_SRCS) $(wildcard *.h)
-	@mkdir -p $(B)/fuzz
-	$(CLANG) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS)
+FUZZ_NAMES := $(FUZZ_SRCS:fuzz/%.c=%)
+FUZZ_BINS := $(FUZZ_NAMES:%=$(B)/fuzz/%)
+FUZZ_OPT ?= -O2
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE= -g $(FUZZ_OPT) -I. -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=all \
+               -DBOXER_VERSION=\"$(VERSION)\"
+FUZZ_OBJS := $(LIB_SRCS:%.c=$(B)/fuzz/obj/%.o)
+.SECONDARY: $(FUZZ_OBJS)
+$(B)/fuzz/obj/%.o: %.c $(wildcard *.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS) $(wildcard *.h)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS)
 fuzz: $(FUZZ_BINS)
 FUZZ_SECS ?= 60
+FUZZ_RUNS ?= -1
+FUZZ_ARGS ?= -max_len=4096 -rss_limit_mb=2048 -timeout=10
 fuzz-run: fuzz
-	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p fuzz/corpus-$$n; \
+	@fail=0; for n in $(FUZZ_NAMES); do mkdir -p fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECS)s)"; \
-	  ./$$f -max_total_time=$(FUZZ_SECS) -print_final_stats=1 fuzz/corpus-$$n fuzz/seeds/$$n 2>&1 | tail -n 12; done
+	  if ./$(B)/fuzz/$$n -max_total_time=$(FUZZ_SECS) -runs=$(FUZZ_RUNS) $(FUZZ_ARGS) \
+	       -print_final_stats=1 -artifact_prefix=fuzz/crash-$$n- \
+	       fuzz/corpus-$$n fuzz/seeds/$$n > $(B)/fuzz/$$n.log 2>&1; then \
+	    grep -E 'stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' $(B)/fuzz/$$n.log; \
+	  else \
+	    tail -n 60 $(B)/fuzz/$$n.log; echo "FAIL: $$n (log: $(B)/fuzz/$$n.log)"; fail=1; \
+	  fi; done; exit $$fail
 
 # ---- convenience ----
 deps:
