@@ -1,0 +1,127 @@
+/* libFuzzer harness for run_request_parse: arbitrary bytes as a POST /run
+ * body, against a config from config_defaults with fixed max_limits (so a
+ * crash reproduces on any machine).  The input's length picks whether the
+ * operator allows host networking, so seeds stay plain JSON.
+ *
+ * Whatever is accepted must be safe to hand to the OCI spec builder and the
+ * store without further checks: C strings without NUL, cmd non-empty, env
+ * entries KEY=VALUE, cwd absolute, files already in the store's normal form,
+ * every limit between its floor and the server maximum.  Every refusal is a
+ * 400 (413 only above RUN_MAX_BODY) and leaves *out NULL.  Leak detection
+ * (libFuzzer's default) covers the error paths' cleanup. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "run.h"
+#include "store.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_runreq: check failed: %s (line %d)\n", #cond, __LINE__);         \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static struct config cfg;
+
+static size_t strv_len(char **v, size_t max)
+{
+    size_t n = 0;
+    CHECK(v != NULL);
+    while (v[n]) {
+        n++;
+        CHECK(n <= max);
+    }
+    return n;
+}
+
+static void check_limits(const struct run_limits *l)
+{
+    CHECK(isfinite(l->cpu_cores) && l->cpu_cores >= 0.01 &&
+          l->cpu_cores <= cfg.max_limits.cpu_cores);
+    CHECK(l->memory_mb >= 16 && l->memory_mb <= cfg.max_limits.memory_mb);
+    CHECK(l->wall_clock_secs >= 1 && l->wall_clock_secs <= cfg.max_limits.wall_clock_secs);
+    CHECK(l->pids_limit >= 1 && l->pids_limit <= cfg.max_limits.pids_limit);
+    CHECK(l->nofile >= 16 && l->nofile <= cfg.max_limits.nofile);
+}
+
+static void check_request(const struct run_request *r)
+{
+    char canon[IMGREF_MAX * 4 + 8];
+    size_t n;
+
+    CHECK(r->image != NULL && r->image[0] != '\0' && strlen(r->image) <= IMGREF_MAX);
+    CHECK(r->ref.repository[0] != '\0' && r->ref.registry[0] != '\0');
+    CHECK(r->ref.tag[0] != '\0' || r->ref.digest[0] != '\0');
+    CHECK(imgref_format(&r->ref, canon, sizeof(canon)) >= 0);
+
+    n = strv_len(r->cmd, RUN_MAX_ARGS);
+    CHECK(n >= 1 && r->cmd[0][0] != '\0');
+    for (size_t i = 0; i < n; i++)
+        CHECK(strlen(r->cmd[i]) <= RUN_MAX_STRING);
+
+    if (r->env) {
+        n = strv_len(r->env, RUN_MAX_ENV);
+        for (size_t i = 0; i < n; i++) {
+            const char *eq = strchr(r->env[i], '=');
+            CHECK(eq != NULL && eq != r->env[i]);
+            for (const char *p = r->env[i]; p < eq; p++)
+                CHECK((unsigned char)*p > ' ' && *p != 0x7f);
+        }
+    }
+
+    CHECK(r->cwd == NULL || (r->cwd[0] == '/' && strlen(r->cwd) <= 4096));
+
+    if (r->files) {
+        CHECK(strv_len(r->files, RUN_MAX_FILES) == r->nfiles);
+        for (size_t i = 0; i < r->nfiles; i++) {
+            /* Already normal: normalizing again is the identity. */
+            char again[STORE_PATH_MAX + 1];
+            CHECK(store_normalize_path(r->files[i], strlen(r->files[i]), 0, again, NULL) == 0);
+            CHECK(strcmp(again, r->files[i]) == 0);
+        }
+    } else {
+        CHECK(r->nfiles == 0);
+    }
+
+    check_limits(&r->limits);
+    CHECK(r->network == RUN_NET_NONE || (r->network == RUN_NET_HOST && cfg.allow_host_network));
+    CHECK(r->persist == 0 || r->persist == 1);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct run_request *r = NULL;
+    struct bx_err err;
+    /* An exact-size heap copy: ASan flags any read past the input. */
+    char *body = malloc(size ? size : 1);
+
+    if (!cfg.home) {
+        config_defaults(&cfg);
+        cfg.max_limits = (struct run_limits){4.0, 8192, 3600, 4096, 65536};
+    }
+    cfg.allow_host_network = (int)(size & 1);
+    CHECK(body != NULL);
+    if (size)
+        memcpy(body, data, size);
+    bx_err_clear(&err);
+    if (run_request_parse(body, size, &cfg, &r, &err) == 0) {
+        CHECK(r != NULL);
+        check_request(r);
+        run_request_free(&r);
+        CHECK(r == NULL);
+    } else {
+        CHECK(r == NULL);
+        CHECK(err.status == 400 || (err.status == 413 && size > RUN_MAX_BODY));
+        CHECK(err.msg[0] != '\0');
+    }
+    free(body);
+    return 0;
+}
