@@ -1,0 +1,208 @@
+/* config.c: defaults, parsing over defaults, and errors that name the field. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static int parse(struct config *cfg, const char *text, struct bx_err *err)
+{
+    config_defaults(cfg);
+    bx_err_clear(err);
+    if (config_parse(cfg, text, strlen(text), err) < 0)
+        return -1;
+    return config_validate(cfg, err);
+}
+
+START_TEST(defaults_match_the_contract)
+{
+    struct config cfg;
+    struct bx_err err;
+    setenv("HOME", "/home/tester", 1);
+    ck_assert_int_eq(parse(&cfg, "{}", &err), 0);
+    ck_assert_str_eq(cfg.home, "/home/tester/.boxer");
+    ck_assert_str_eq(cfg.runsc_path, "");
+    ck_assert_str_eq(cfg.platform, "systrap");
+    ck_assert_str_eq(cfg.listen_addr, ":8080");
+    ck_assert_int_eq(cfg.ignore_cgroups, 0);
+    ck_assert_uint_eq(cfg.output_limit_bytes, 10485760);
+    ck_assert_uint_eq(cfg.upload_limit_bytes, 10485760);
+    ck_assert(cfg.defaults.cpu_cores == 1.0);
+    ck_assert_uint_eq(cfg.defaults.memory_mb, 256);
+    ck_assert_uint_eq(cfg.defaults.wall_clock_secs, 30);
+    ck_assert_uint_eq(cfg.defaults.pids_limit, 64);
+    ck_assert_uint_eq(cfg.defaults.nofile, 256);
+    ck_assert_uint_eq(cfg.pull_timeout_secs, 600);
+    ck_assert_uint_eq(cfg.max_queued_runs, 64);
+    ck_assert_uint_eq(cfg.max_concurrent_runs, 2 * (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
+    ck_assert_uint_eq(cfg.max_limits.pids_limit, 4096);
+    ck_assert_uint_eq(cfg.max_limits.wall_clock_secs, 3600);
+    ck_assert_uint_eq(cfg.max_limits.nofile, 65536);
+    ck_assert_int_eq(cfg.allow_host_network, 0);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(fields_override_defaults)
+{
+    struct config cfg;
+    struct bx_err err;
+    setenv("HOME", "/home/tester", 1);
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"home\": \"~/data\", \"listen_addr\": \"127.0.0.1:9\","
+                           " \"ignore_cgroups\": true, \"defaults\": {\"memory_mb\": 128,"
+                           " \"cpu_cores\": 0.5}, \"registry_mirrors\": {\"docker.io\":"
+                           " \"http://127.0.0.1:5000\"}, \"insecure_registries\": [\"a:1\"],"
+                           " \"auth_tokens\": [\"t\"], \"platform\": \"ptrace\"}",
+                           &err),
+                     0);
+    ck_assert_str_eq(cfg.home, "/home/tester/data");
+    ck_assert_str_eq(cfg.listen_addr, "127.0.0.1:9");
+    ck_assert_int_eq(cfg.ignore_cgroups, 1);
+    ck_assert_uint_eq(cfg.defaults.memory_mb, 128);
+    ck_assert(cfg.defaults.cpu_cores == 0.5);
+    ck_assert_uint_eq(cfg.defaults.nofile, 256); /* untouched sibling keeps its default */
+    ck_assert_uint_eq(cfg.nmirrors, 1);
+    ck_assert_str_eq(cfg.mirrors[0].registry, "docker.io");
+    ck_assert_str_eq(cfg.mirrors[0].url, "http://127.0.0.1:5000");
+    ck_assert_uint_eq(cfg.insecure_registries.n, 1);
+    ck_assert_uint_eq(cfg.auth_tokens.n, 1);
+    ck_assert_str_eq(cfg.platform, "ptrace");
+    config_free(&cfg);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    const char *field; /* must appear in the message */
+} bad[] = {
+    {"{\"bogus\": 1}", "bogus"},
+    {"{\"home\": 5}", "home"},
+    {"{\"home\": \"relative/dir\"}", "home"},
+    {"{\"listen_addr\": 8080}", "listen_addr"},
+    {"{\"listen_addr\": \"localhost\"}", "listen_addr"},
+    {"{\"listen_addr\": \":99999\"}", "listen_addr"},
+    {"{\"listen_addr\": \"a b:80\"}", "listen_addr"},
+    {"{\"ignore_cgroups\": 1}", "ignore_cgroups"},
+    {"{\"output_limit_bytes\": -1}", "output_limit_bytes"},
+    {"{\"output_limit_bytes\": 0}", "output_limit_bytes"},
+    {"{\"upload_limit_bytes\": 1.5}", "upload_limit_bytes"},
+    {"{\"upload_limit_bytes\": \"10\"}", "upload_limit_bytes"},
+    {"{\"defaults\": 3}", "defaults"},
+    {"{\"defaults\": {\"memory_mb\": -5}}", "defaults.memory_mb"},
+    {"{\"defaults\": {\"memory_mb\": 0}}", "defaults.memory_mb"},
+    {"{\"defaults\": {\"cpu_cores\": -0.5}}", "defaults.cpu_cores"},
+    {"{\"defaults\": {\"cpu_cores\": \"1\"}}", "defaults.cpu_cores"},
+    {"{\"defaults\": {\"wat\": 1}}", "defaults.wat"},
+    {"{\"max_limits\": {\"nofile\": 0}}", "max_limits.nofile"},
+    {"{\"defaults\": {\"pids_limit\": 100}, \"max_limits\": {\"pids_limit\": 50}}",
+     "defaults.pids_limit"},
+    {"{\"platform\": \"vmware\"}", "platform"},
+    {"{\"runsc_path\": \"runsc\"}", "runsc_path"},
+    {"{\"registry_mirrors\": {\"docker.io\": \"ftp://x\"}}", "registry_mirrors.docker.io"},
+    {"{\"registry_mirrors\": [\"x\"]}", "registry_mirrors"},
+    {"{\"insecure_registries\": [1]}", "insecure_registries[0]"},
+    {"{\"auth_tokens\": \"t\"}", "auth_tokens"},
+    {"{\"max_concurrent_runs\": 0}", "max_concurrent_runs"},
+    {"{\"pull_timeout_secs\": 0}", "pull_timeout_secs"},
+    {"{\"registry_auth_file\": \"rel.json\"}", "registry_auth_file"},
+    {"[1, 2]", "object"},
+    {"{\"home\": \"/x\",}", "invalid JSON"},
+    {"{\"home\": \"/x\", \"home\": \"/y\"}", "duplicate"},
+};
+
+START_TEST(bad_config_names_field)
+{
+    struct config cfg;
+    struct bx_err err;
+    ck_assert_msg(parse(&cfg, bad[_i].text, &err) < 0, "accepted: %s", bad[_i].text);
+    ck_assert_msg(strstr(err.msg, bad[_i].field) != NULL, "%s: message '%s' lacks '%s'",
+                  bad[_i].text, err.msg, bad[_i].field);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(load_precedence)
+{
+    char dir[] = "/tmp/boxer-test-config-XXXXXX";
+    char explicit_path[128], env_path[128], home_path[128], cmd[256];
+    struct config cfg;
+    struct bx_err err;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(explicit_path, sizeof(explicit_path), "%s/explicit.json", dir);
+    snprintf(env_path, sizeof(env_path), "%s/env.json", dir);
+    snprintf(cmd, sizeof(cmd), "%s/.boxer", dir);
+    ck_assert_int_eq(mkdir(cmd, 0700), 0);
+    snprintf(home_path, sizeof(home_path), "%s/.boxer/config.json", dir);
+    f = fopen(explicit_path, "w");
+    fputs("{\"listen_addr\": \"127.0.0.1:1\"}", f);
+    fclose(f);
+    f = fopen(env_path, "w");
+    fputs("{\"listen_addr\": \"127.0.0.1:2\"}", f);
+    fclose(f);
+    f = fopen(home_path, "w");
+    fputs("{\"listen_addr\": \"127.0.0.1:3\"}", f);
+    fclose(f);
+    setenv("HOME", dir, 1);
+
+    setenv("BOXER_CONFIG", env_path, 1);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load(&cfg, explicit_path, &err), 0);
+    ck_assert_str_eq(cfg.listen_addr, "127.0.0.1:1");
+    config_free(&cfg);
+
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load(&cfg, NULL, &err), 0);
+    ck_assert_str_eq(cfg.listen_addr, "127.0.0.1:2");
+    config_free(&cfg);
+
+    unsetenv("BOXER_CONFIG");
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load(&cfg, NULL, &err), 0);
+    ck_assert_str_eq(cfg.listen_addr, "127.0.0.1:3");
+    ck_assert_str_eq(cfg.source, home_path);
+    config_free(&cfg);
+
+    unlink(home_path);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load(&cfg, NULL, &err), 0);
+    ck_assert_str_eq(cfg.listen_addr, ":8080");
+    ck_assert_ptr_null(cfg.source);
+    config_free(&cfg);
+
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load(&cfg, "/nonexistent/boxer.json", &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/boxer.json"));
+    config_free(&cfg);
+
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, defaults_match_the_contract);
+    tcase_add_test(tc, fields_override_defaults);
+    tcase_add_loop_test(tc, bad_config_names_field, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+    tcase_add_test(tc, load_precedence);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
