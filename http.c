@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -23,6 +26,12 @@
 #define DRAIN_MS 2000
 #define DRAIN_MAX_BYTES (1u << 20)
 #define PATH_CAP 8192
+/* A request body must keep coming at this average rate (bytes/s) once
+ * body_idle_timeout_ms has passed, so a client trickling a byte just before
+ * each idle timeout cannot hold a connection (and its buffers) forever. */
+#define MIN_BODY_RATE 1000
+/* Freed connection memory is handed back to the kernel at most this often. */
+#define TRIM_MS 1000
 
 enum conn_state { ST_HEAD, ST_BODY, ST_WAIT, ST_WRITE, ST_DRAIN };
 
@@ -54,6 +63,7 @@ struct http_conn {
     int chunked;
     uint64_t body_left; /* Content-Length bytes still expected */
     uint64_t body_seen;
+    uint64_t body_started_ms;
     uint64_t max_body;
     int body_done;
     struct http_chunked ch;
@@ -88,6 +98,8 @@ struct http_server {
     size_t nconns;
     struct http_conn *conns;
     uint64_t sweep_timer;
+    size_t freed_since_trim;
+    uint64_t last_trim_ms;
 };
 
 static void conn_event(struct loop *l, int fd, uint32_t events, void *arg);
@@ -655,7 +667,8 @@ void http_accept_body(struct http_conn *c, uint64_t max_body, const struct http_
     c->ctx = ctx;
     c->max_body = max_body;
     c->state = ST_BODY;
-    c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.body_idle_timeout_ms;
+    c->body_started_ms = loop_now_ms(c->srv->loop);
+    c->deadline = c->body_started_ms + c->srv->cfg.body_idle_timeout_ms;
     if (c->chunked)
         http_chunked_init(&c->ch);
     if (!c->has_body) {
@@ -690,7 +703,10 @@ static int feed_body(struct http_conn *c)
         return 1;
     if (c->chunked) {
         size_t consumed = 0, out_len = 0;
-        int r = http_chunked_decode(&c->ch, c->in, c->in_len, &consumed, c->in, &out_len, &err);
+        int r;
+        if (c->in_len == 0)
+            return 0; /* the buffer may not even exist (released while idle) */
+        r = http_chunked_decode(&c->ch, c->in, c->in_len, &consumed, c->in, &out_len, &err);
         if (r < 0) {
             abort_ctx(c);
             respond_err(c, &err);
@@ -806,6 +822,15 @@ static void conn_process(struct http_conn *c)
         conn_close(c);
         return;
     }
+    if (c->in_len == 0 && c->in) {
+        /* Nothing buffered: a connection that waits (idle keep-alive, a
+         * trickling client, a run in flight) holds no input buffer, so
+         * thousands of them cost little; the next read allocates again. */
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+        s->freed_since_trim++;
+    }
     conn_set_events(c);
 }
 
@@ -867,6 +892,7 @@ static void conn_free(struct http_conn *c)
     sbuf_free(&c->out);
     free(c->in);
     free(c);
+    s->freed_since_trim++;
     if (!s->shutting_down && s->nconns < s->cfg.max_connections)
         set_accepting(s, 1);
 }
@@ -891,6 +917,28 @@ static void conn_close(struct http_conn *c)
         conn_free(c);
 }
 
+/* Past the idle grace period, the body must average MIN_BODY_RATE. */
+static int body_too_slow(const struct http_conn *c, uint64_t now)
+{
+    uint64_t allowed = c->srv->cfg.body_idle_timeout_ms + c->body_seen * 1000 / MIN_BODY_RATE;
+    return now - c->body_started_ms > allowed;
+}
+
+/* After a burst of connections (thousands held open, then gone) their
+ * buffers sit free in the middle of the heap, where free() does not return
+ * them; malloc_trim does (madvise), so the resident size follows the load
+ * back down. */
+static void maybe_trim(struct http_server *s, uint64_t now)
+{
+    if (s->freed_since_trim == 0 || now - s->last_trim_ms < TRIM_MS)
+        return;
+    s->freed_since_trim = 0;
+    s->last_trim_ms = now;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void sweep(struct loop *l, void *arg)
 {
     struct http_server *s = arg;
@@ -898,7 +946,17 @@ static void sweep(struct loop *l, void *arg)
     struct http_conn *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (c->dead || c->state == ST_WAIT || now < c->deadline)
+        if (c->dead || c->state == ST_WAIT)
+            continue;
+        if (c->state == ST_BODY && body_too_slow(c, now)) {
+            struct bx_err err;
+            bx_err_set(&err, 408, 0, "request body arrives slower than %d bytes/s",
+                       MIN_BODY_RATE);
+            abort_ctx(c);
+            respond_err(c, &err);
+            continue;
+        }
+        if (now < c->deadline)
             continue;
         if (c->state == ST_BODY) {
             struct bx_err err;
@@ -919,6 +977,7 @@ static void sweep(struct loop *l, void *arg)
     }
     if (!s->shutting_down && s->accept_paused && s->nconns < s->cfg.max_connections)
         set_accepting(s, 1);
+    maybe_trim(s, now);
     s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
 }
 

@@ -67,6 +67,49 @@ static int is_dot_or_dotdot(const char *s)
 
 /* ---- path rules ---- */
 
+/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
+ * Store paths travel back to clients inside JSON strings: a name that is
+ * not UTF-8 would come back altered and could never be named again. */
+static int valid_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            len = 2;
+            cp = c & 0x1fu;
+            min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            cp = c & 0x0fu;
+            min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            cp = c & 0x07u;
+            min = 0x10000;
+        } else {
+            return 0; /* continuation byte, 0xc0/0xc1, 0xf5..0xff */
+        }
+        if (n - i < len)
+            return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3fu);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 int store_normalize_path(const char *in, size_t in_len, int for_upload, char *out,
                          struct bx_err *err)
 {
@@ -90,6 +133,8 @@ int store_normalize_path(const char *in, size_t in_len, int for_upload, char *ou
         if (c < 0x20 || c == 0x7f)
             return bx_err_set(err, 400, EINVAL, "path contains a control character");
     }
+    if (!valid_utf8((const unsigned char *)in, in_len))
+        return bx_err_set(err, 400, EILSEQ, "path is not valid UTF-8");
     i = 0;
     while (i < in_len) {
         size_t start = i, n;
@@ -125,6 +170,17 @@ int store_normalize_path(const char *in, size_t in_len, int for_upload, char *ou
         return bx_err_set(err, 400, EINVAL, "path is empty after normalization");
     out[o] = '\0';
     return 0;
+}
+
+/* A name store_normalize_path would keep as one component. */
+static int valid_component(const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c < 0x20 || c == 0x7f || c == '/')
+            return 0;
+    }
+    return valid_utf8((const unsigned char *)name, n);
 }
 
 static int check_path(const char *norm_path, char *out, struct bx_err *err)
@@ -1032,8 +1088,11 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
             return bx_err_sys(err, 500, "stat output entry");
         }
         nlen = strlen(de->d_name);
-        /* Keep every captured file addressable by a store path. */
-        if (nlen > STORE_COMPONENT_MAX || dst->path_len + 1 + nlen > STORE_PATH_MAX) {
+        /* Keep every captured file addressable by a store path: a name the
+         * path rules refuse (control characters, not UTF-8) could never be
+         * downloaded. */
+        if (nlen > STORE_COMPONENT_MAX || dst->path_len + 1 + nlen > STORE_PATH_MAX ||
+            !valid_component(de->d_name, nlen)) {
             c->skipped++;
             continue;
         }

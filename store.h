@@ -35,7 +35,8 @@ void store_close(struct store **st);
 
 /* Validates and normalizes a client path into out (STORE_PATH_MAX+1 bytes).
  * Rejects (400): empty, absolute, NUL byte, any ".." component, a component
- * over 255 bytes, a whole path over 4096 bytes, control characters, paths that
+ * over 255 bytes, a whole path over 4096 bytes, control characters, bytes
+ * that are not strict UTF-8 (the path travels back in JSON), paths that
  * normalize to nothing ("." or "./"), and the reserved top-level ".tmp".  With
  * for_upload, also the reserved "output" top-level directory ("output" or
  * "output/..."). Normalizes "a//b" -> "a/b", "./a" -> "a", "a/./b" -> "a/b",
@@ -77,8 +78,9 @@ int store_delete(struct store *st, const char *norm_path, struct bx_err *err);
 /* Captures a run's /output: walks src_dirfd (without following symlinks and
  * without crossing mounts) and moves, or copies where rename fails with
  * EXDEV, every regular file with st_nlink == 1 into output/<exec_id>/ keeping
- * subdirectories.  Skips symlinks, hard-linked files, devices, FIFOs and
- * sockets.  Stops adding after max_files files or max_bytes bytes (the rest
+ * subdirectories.  Skips symlinks, hard-linked files, devices, FIFOs,
+ * sockets, and names no store path can express (control characters, not
+ * UTF-8, too long).  Stops adding after max_files files or max_bytes bytes (the rest
  * is skipped, not an error).  *files_out and *skipped_out report counts. */
 int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
                          uint64_t max_bytes, size_t *files_out, size_t *skipped_out,

@@ -195,8 +195,15 @@ static const struct norm_case norm_cases[] = {
     {"a..", 0, 1, "a.."},
     {"...", 0, 1, "..."},
     {"a b/c\\d", 0, 1, "a b/c\\d"},
-    {"caf\xc3\xa9/\xff", 0, 1, "caf\xc3\xa9/\xff"},
-    {"ab\0", 2, 1, "ab"}, /* the length, not the NUL, ends the input */
+    {"caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x93\xa6", 0, 1,
+     "caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x93\xa6"},
+    {"caf\xc3\xa9/\xff", 0, 1, NULL},  /* not UTF-8: could not round-trip through JSON */
+    {"\xc0\x80", 0, 1, NULL},          /* overlong NUL */
+    {"a\xed\xa0\x80", 0, 1, NULL},     /* surrogate */
+    {"a\xf4\x90\x80\x80", 0, 1, NULL}, /* above U+10FFFF */
+    {"a\xe2\x82", 0, 1, NULL},         /* truncated */
+    {"\x80\x61", 0, 1, NULL},          /* stray continuation byte, then "a" */
+    {"ab\0", 2, 1, "ab"},              /* the length, not the NUL, ends the input */
     {"", 0, 1, NULL},
     {"", 0, 0, NULL},
     {".", 0, 1, NULL},
@@ -790,6 +797,10 @@ static void build_output_tree(const char *src)
     write_file(p, "long", 0644);
     subpath(p, src, "new\nline");
     write_file(p, "nl", 0644);
+    subpath(p, src, "bad\xffutf8");
+    write_file(p, "bad", 0644);
+    subpath(p, src, "caf\xc3\xa9");
+    write_file(p, "utf8", 0644);
     subpath(p, src, "suid");
     write_file(p, "suid", 0644);
     ck_assert_int_eq(chmod(p, 04755), 0);
@@ -813,9 +824,14 @@ static void check_captured(struct store *st, const struct tdir *t, const char *i
     ck_assert_int_eq(stat(p, &sb), 0);
     ck_assert_int_eq(sb.st_mode & 07777, 0644);
     ck_assert_uint_eq(sb.st_nlink, 1);
-    /* Store paths refuse newlines, so look at the file directly. */
+    pathf(sp, "output/%s/caf\xc3\xa9", id);
+    check_get(st, sp, "utf8");
+    /* Names no store path can express (control characters, not UTF-8)
+     * would be captured but never downloadable: skipped. */
     pathf(p, "%s/output/%s/new\nline", t->root, id);
-    ck_assert_str_eq(read_path(p), "nl");
+    ck_assert(!path_exists(p));
+    pathf(p, "%s/output/%s/bad\xffutf8", t->root, id);
+    ck_assert(!path_exists(p));
     /* Skipped kinds are absent. */
     pathf(sp, "output/%s/passwd-link", id);
     ck_assert_int_eq(store_exists(st, sp, &err), 0);
@@ -854,12 +870,12 @@ static void capture_case(const char *srcbase)
     ck_assert_msg(
         store_capture_output(st, "boxer-0123-abcd", sfd, 100, 1 << 20, &files, &skipped, &err) == 0,
         "capture: %s", err.msg);
-    ck_assert_uint_eq(files, 5);   /* top, c.txt, long name, newline name, suid */
-    ck_assert_uint_eq(skipped, 5); /* 2 symlinks, 2 hard links, fifo */
+    ck_assert_uint_eq(files, 5);   /* top, c.txt, long name, UTF-8 name, suid */
+    ck_assert_uint_eq(skipped, 7); /* 2 symlinks, 2 hard links, fifo, 2 bad names */
     check_captured(st, &t, "boxer-0123-abcd");
     ck_assert_int_eq(store_usage(st, &bytes, &nfiles, &err), 0);
     ck_assert_uint_eq(nfiles, 5);
-    ck_assert_uint_eq(bytes, 3 + 4 + 4 + 2 + 4);
+    ck_assert_uint_eq(bytes, 3 + 4 + 4 + 4 + 4);
     /* The symlink targets were not touched. */
     subpath(p, src, "passwd-link");
     ck_assert(path_exists(p));

@@ -1,0 +1,265 @@
+"""Shared helpers of the hardening suites (hostile clients, hostile sandboxes,
+crash safety, soak): resource readings of the server from /proc, a canary
+client that keeps checking the server answers while a test attacks it, and
+checks that nothing of a server's home is left behind (processes, mounts,
+cgroups, run directories, temporary files)."""
+
+import os
+import resource
+import socket
+import threading
+import time
+
+import httpx
+
+import boxer_server
+
+
+# ---- the server's resources, from /proc ----
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS for %d" % pid)
+
+
+def settle_fds(pid, want, timeout=15.0):
+    """Waits for the fd count to come back to `want`; returns the last count."""
+    deadline = time.time() + timeout
+    n = fd_count(pid)
+    while n > want and time.time() < deadline:
+        time.sleep(0.1)
+        n = fd_count(pid)
+    return n
+
+
+def raise_nofile(want):
+    """Lets this (test) process hold `want` descriptors; root may raise the
+    hard limit too."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return
+    new_hard = hard if hard == resource.RLIM_INFINITY or hard >= want else want
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, new_hard))
+
+
+def server_nofile(n):
+    """preexec for make_server: the server may hold n descriptors (it raises
+    its soft limit to the hard one at start)."""
+    def pre():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return pre
+
+
+# ---- a well-behaved client running alongside an attack ----
+
+class Canary:
+    """GET /healthz every `every` seconds on fresh connections from a thread;
+    records failures and the slowest answer."""
+
+    def __init__(self, url, every=0.1, timeout=5.0):
+        self.url = url
+        self.every = every
+        self.timeout = timeout
+        self.failures = []
+        self.max_latency = 0.0
+        self.count = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        with httpx.Client(timeout=self.timeout) as client:
+            # At least one probe, however short the test: the last one runs
+            # after the attack is over.
+            while self.count == 0 or not self._stop.is_set():
+                t0 = time.time()
+                try:
+                    r = client.get(self.url + "/healthz", headers={"Connection": "close"})
+                    if r.status_code != 200 or r.json() != {"ok": True}:
+                        self.failures.append("status %d %r" % (r.status_code, r.text[:100]))
+                except Exception as e:  # noqa: BLE001 - every failure is recorded
+                    self.failures.append(repr(e))
+                self.max_latency = max(self.max_latency, time.time() - t0)
+                self.count += 1
+                self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(timeout=30)
+
+    def check(self, max_latency=2.0):
+        assert self.count > 0, "canary never ran"
+        assert not self.failures, "well-behaved client failed: %s" % self.failures[:5]
+        assert self.max_latency < max_latency, \
+            "well-behaved client waited %.2fs for /healthz" % self.max_latency
+
+
+# ---- what a server's home may leave behind ----
+
+def fnv1a32(s):
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def cgroup_bases(home):
+    """Every boxer-<fnv1a32(home)> directory under /sys/fs/cgroup (the
+    per-home parent of run cgroups, in every hierarchy)."""
+    name = "boxer-%08x" % fnv1a32(home)
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            found.append(os.path.join(root, name))
+            dirs.remove(name)
+        # run cgroups sit right under our own cgroup: no need to go deep
+        if root.count("/") > 8:
+            dirs[:] = []
+    return found
+
+
+def leftover_cgroups(home):
+    out = []
+    for base in cgroup_bases(home):
+        for d in os.listdir(base):
+            if os.path.isdir(os.path.join(base, d)):
+                out.append(os.path.join(base, d))
+    return out
+
+
+def remove_cgroup_bases(home):
+    """Test hygiene: the per-home base cgroups outlive the server by design;
+    a test home is never used again."""
+    for base in cgroup_bases(home):
+        try:
+            os.rmdir(base)
+        except OSError:
+            pass
+
+
+def home_processes(home):
+    """Processes started for this home: their command line or their working
+    directory names it (runsc, gofer, sandbox, skopeo, umoci, wrappers)."""
+    out = list(boxer_server.leftover_processes(home))
+    seen = {p for p, _ in out}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) in seen or int(pid) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink("/proc/%s/cwd" % pid)
+        except OSError:
+            continue
+        if cwd.startswith(home + "/") or cwd == home:
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if boxer_server.BOXER_BIN not in cmd and "pytest" not in cmd:
+                out.append((int(pid), "cwd=%s %s" % (cwd, cmd)))
+    return out
+
+
+def netns_names():
+    try:
+        return set(os.listdir("/run/netns"))
+    except OSError:
+        return set()
+
+
+def tmp_entries(home):
+    out = []
+    for d in (os.path.join(home, "files", ".tmp"), os.path.join(home, "images", "tmp")):
+        if os.path.isdir(d):
+            out += [os.path.join(d, e) for e in os.listdir(d)]
+    return out
+
+
+def run_dirs(home):
+    d = os.path.join(home, "runs")
+    if not os.path.isdir(d):
+        return []
+    return [e for e in os.listdir(d) if not e.startswith(".")]
+
+
+def leftovers(home, netns_before=None):
+    """Everything a home should not hold once no request is in flight."""
+    found = {
+        "processes": home_processes(home),
+        "mounts": boxer_server.leftover_mounts(home),
+        "cgroups": leftover_cgroups(home),
+        "run_dirs": run_dirs(home),
+        "tmp": tmp_entries(home),
+    }
+    if netns_before is not None:
+        found["netns"] = sorted(netns_names() - netns_before)
+    return {k: v for k, v in found.items() if v}
+
+
+def wait_clean(home, timeout=20.0, netns_before=None):
+    deadline = time.time() + timeout
+    while True:
+        left = leftovers(home, netns_before)
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def image_cache_problems(home):
+    """The image cache's on-disk invariants (image.h): no blob without
+    `ready`, every ref points at a ready blob, tmp/ empty."""
+    problems = []
+    images = os.path.join(home, "images")
+    blobs = os.path.join(images, "blobs")
+    refs = os.path.join(images, "refs")
+    for b in os.listdir(blobs) if os.path.isdir(blobs) else []:
+        if not os.path.exists(os.path.join(blobs, b, "ready")):
+            problems.append("blob without ready: %s" % b)
+        elif not os.path.isdir(os.path.join(blobs, b, "rootfs")):
+            problems.append("ready blob without rootfs: %s" % b)
+    import json
+    for r in os.listdir(refs) if os.path.isdir(refs) else []:
+        try:
+            with open(os.path.join(refs, r)) as f:
+                e = json.load(f)
+            hexd = e["digest"].split(":", 1)[1]
+        except (OSError, ValueError, KeyError, IndexError) as ex:
+            problems.append("unreadable ref %s: %r" % (r, ex))
+            continue
+        if not os.path.exists(os.path.join(blobs, hexd, "ready")):
+            problems.append("ref %s points at missing blob %s" % (r, hexd))
+    tmp = os.path.join(images, "tmp")
+    if os.path.isdir(tmp) and os.listdir(tmp):
+        problems.append("images/tmp not empty: %s" % os.listdir(tmp))
+    return problems
+
+
+def hold_connections(port, n, first_bytes=None):
+    """Opens n connections to 127.0.0.1:port (sending first_bytes(i) on each
+    when given) and returns the sockets."""
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(("127.0.0.1", port))
+            if first_bytes is not None:
+                data = first_bytes(i)
+                if data:
+                    s.sendall(data)
+            socks.append(s)
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
