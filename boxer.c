@@ -690,6 +690,10 @@ static void on_signal(struct loop *l, int fd, uint32_t events, void *arg)
     n = read(fd, &si, sizeof(si));
     if (n != (ssize_t)sizeof(si))
         return;
+    if (si.ssi_signo == SIGCHLD) {
+        proc_sigchld();
+        return;
+    }
     if (a->stopping)
         return;
     a->stopping = 1;
@@ -710,7 +714,6 @@ static int setup_signals(struct app *a, struct bx_err *err)
     sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
         return bx_err_sys(err, 500, "sigprocmask");
-    sigdelset(&set, SIGCHLD);
     a->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (a->sigfd < 0)
         return bx_err_sys(err, 500, "signalfd");

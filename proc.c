@@ -22,9 +22,13 @@ struct proc {
     void *arg;
     int exited;
     int orphaned;
+    struct proc *next_waiting; /* children watched through SIGCHLD */
 };
 
 static int orphan_count;
+/* Children without a pidfd (pidfd_open missing: old kernels, valgrind),
+ * reaped when proc_sigchld() runs. */
+static struct proc *waiting;
 
 static int sys_pidfd_open(pid_t pid)
 {
@@ -86,27 +90,50 @@ fail:
     _exit(127);
 }
 
-static void on_pidfd(struct loop *l, int fd, uint32_t events, void *arg)
+/* Reaps p if it has exited; returns 1 when it did (p may be freed). */
+static int try_reap(struct proc *p)
 {
-    struct proc *p = arg;
     int status = 0;
-    pid_t r;
-    (void)events;
-    r = waitpid(p->pid, &status, WNOHANG);
-    if (r == 0)
-        return;
-    if (r < 0 && errno == EINTR)
-        return;
-    loop_del(l, fd);
-    bx_close(&p->pidfd);
+    pid_t r = waitpid(p->pid, &status, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR))
+        return 0;
+    if (p->pidfd >= 0) {
+        loop_del(p->loop, p->pidfd);
+        bx_close(&p->pidfd);
+    }
     p->exited = 1;
     if (p->orphaned) {
         orphan_count--;
         free(p);
-        return;
+        return 1;
     }
     if (p->cb)
         p->cb(p->arg, status);
+    return 1;
+}
+
+static void on_pidfd(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    try_reap(arg);
+}
+
+void proc_sigchld(void)
+{
+    struct proc **pp = &waiting;
+    while (*pp) {
+        struct proc *p = *pp;
+        /* Unlink first: the exit callback may spawn or free children. */
+        *pp = p->next_waiting;
+        p->next_waiting = NULL;
+        if (!try_reap(p)) {
+            p->next_waiting = *pp;
+            *pp = p;
+            pp = &p->next_waiting;
+        }
+    }
 }
 
 /* Forks and execs; returns the child's pid once it has exec'd, or -1 with
@@ -168,6 +195,14 @@ int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, vo
     if (p->pid < 0)
         goto fail;
     p->pidfd = sys_pidfd_open(p->pid);
+    if (p->pidfd < 0 && errno == ENOSYS) {
+        p->next_waiting = waiting;
+        waiting = p;
+        /* An exit before this point is still a pending SIGCHLD, seen
+         * by the loop's signalfd on its next turn. */
+        *out = p;
+        return 0;
+    }
     if (p->pidfd < 0) {
         bx_err_sys(err, 500, "pidfd_open");
         kill_and_reap(p->pid);

@@ -40,6 +40,9 @@ void proc_kill(struct proc *p, int sig);
 /* Frees the handle; a child still running is SIGKILLed and reaped later by
  * the loop, and its callback is never called. */
 void proc_free(struct proc **p);
+/* Reaps children that have no pidfd (kernels or tools without pidfd_open);
+ * the owner of SIGCHLD (boxer.c's signalfd) calls it on every SIGCHLD. */
+void proc_sigchld(void);
 /* Number of children still being reaped in the background (for shutdown). */
 int proc_orphans(void);
 
