@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -82,6 +84,7 @@ void config_free(struct config *cfg)
     }
     free(cfg->mirrors);
     str_list_free(&cfg->insecure_registries);
+    str_list_free(&cfg->allowed_registries);
     free(cfg->registry_auth_file);
     str_list_free(&cfg->auth_tokens);
     free(cfg->sandbox_subnet);
@@ -303,6 +306,8 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
             r = parse_mirrors(cfg, v, err);
         else if (strcmp(k, "insecure_registries") == 0)
             r = get_str_list(v, k, &cfg->insecure_registries, err);
+        else if (strcmp(k, "allowed_registries") == 0)
+            r = get_str_list(v, k, &cfg->allowed_registries, err);
         else if (strcmp(k, "registry_auth_file") == 0)
             r = get_string(v, k, &cfg->registry_auth_file, err);
         else if (strcmp(k, "output_files_limit_bytes") == 0)

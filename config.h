@@ -46,6 +46,7 @@ struct config {
     struct mirror *mirrors;
     size_t nmirrors;
     struct str_list insecure_registries;
+    struct str_list allowed_registries; /* empty: any registry */
     char *registry_auth_file;
     uint64_t output_files_limit_bytes;
     uint64_t output_files_max;

@@ -136,14 +136,16 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
         json_w_cstr(&w, ns_types[i]);
         json_w_obj_end(&w);
     }
-    json_w_obj_begin(&w);
-    json_w_key(&w, "type");
-    json_w_cstr(&w, "network");
-    if (p->netns_path) {
-        json_w_key(&w, "path");
-        json_w_cstr(&w, p->netns_path);
+    if (!p->host_network) {
+        json_w_obj_begin(&w);
+        json_w_key(&w, "type");
+        json_w_cstr(&w, "network");
+        if (p->netns_path) {
+            json_w_key(&w, "path");
+            json_w_cstr(&w, p->netns_path);
+        }
+        json_w_obj_end(&w);
     }
-    json_w_obj_end(&w);
     json_w_arr_end(&w);
     /* Hide host paths that gVisor would otherwise expose through /proc. */
     json_w_key(&w, "maskedPaths");

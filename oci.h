@@ -7,7 +7,9 @@
  *   - /proc, /dev (tmpfs), /sys read-only, /tmp a size-bounded tmpfs;
  *   - each input file bound read-only at /<path>, /output bound read-write
  *     from a per-run size-bounded host tmpfs;
- *   - fresh pid, ipc, uts, mount and network namespaces; hostname = exec id;
+ *   - fresh pid, ipc, uts, mount and network namespaces (the network one
+ *     given by path for network "sandbox", absent for "host");
+ *     hostname = exec id;
  *   - RLIMIT_NOFILE from the request's limits.
  */
 #ifndef BOXER_OCI_H
@@ -39,6 +41,10 @@ struct oci_params {
     const struct oci_mount *mounts;
     size_t nmounts;
     const char *netns_path; /* join this network namespace, or NULL for a new one */
+    /* No network namespace at all: the sandbox shares Boxer's (runsc
+     * --network=host; with a namespace entry runsc would give it an empty
+     * new one).  Only for network "host"; netns_path is then ignored. */
+    int host_network;
     /* linux.cgroupsPath: where runsc keeps the sandbox.  "." (v1) means
      * "the cgroup runsc was started in", which Boxer has already limited;
      * runsc then reads MemTotal and CPUs from it.  NULL: omitted (runsc

@@ -19,6 +19,7 @@
 #include "cgroup.h"
 #include "image.h"
 #include "json.h"
+#include "net.h"
 #include "oci.h"
 #include "proc.h"
 
@@ -272,8 +273,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             }
             r->network = RUN_NET_HOST;
         } else if (strcmp(v->u.str.s, "sandbox") == 0 && v->u.str.len == 7) {
-            bx_err_set(err, 400, EINVAL, "network sandbox is not available on this server");
-            goto out;
+            r->network = RUN_NET_SANDBOX;
         } else {
             bx_err_set(err, 400, EINVAL, "network must be one of none, sandbox, host");
             goto out;
@@ -340,6 +340,7 @@ struct run_job {
     int dirfd;
     int output_mounted;
     struct cg_run *cg;
+    struct net_run *net;
     struct proc *proc;
     int out_fd, err_fd;
     int exited;
@@ -359,6 +360,7 @@ struct run_mgr {
     struct run_job *active;
     size_t nactive;
     struct run_stats stats;
+    struct net *net; /* the sandbox network (bridge, rules, address pool) */
 };
 
 static void job_start(struct run_job *job);
@@ -395,6 +397,22 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
         free(m->runs_dir);
         free(m);
         return -1;
+    }
+    /* A bad network config stops start-up; a host that cannot do the
+     * sandbox network (no nft...) only loses network "sandbox". */
+    if (net_new(&m->net, p->cfg, err) < 0) {
+        bx_close(&m->runs_dirfd);
+        free(m->runs_dir);
+        free(m);
+        return -1;
+    }
+    {
+        struct bx_err nerr;
+        bx_err_clear(&nerr);
+        if (net_start(m->net, &nerr) < 0)
+            fprintf(stderr, "boxer: WARNING: network \"sandbox\" unavailable: %s\n", nerr.msg);
+        else
+            fprintf(stderr, "boxer: network sandbox: %s\n", net_describe(m->net));
     }
     *out = m;
     return 0;
@@ -455,6 +473,9 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
         if (r == 0)
             return bx_err_set(err, 400, ENOENT, "file not found: %s", req->files[i]);
     }
+    if (req->network == RUN_NET_SANDBOX && net_unavailable(m->net))
+        return bx_err_set(err, 500, 0, "network sandbox is unavailable on this server: %s",
+                          net_unavailable(m->net));
     if (m->nactive >= m->p.cfg->max_concurrent_runs && m->nqueued >= m->p.cfg->max_queued_runs)
         return bx_err_set(err, 503, EBUSY, "too many runs in flight; retry later");
     job = calloc(1, sizeof(*job));
@@ -564,7 +585,7 @@ static int prepare_bundle(struct run_job *job, struct oci_mount **mounts_out, si
         return bx_err_sys(err, 500, "mkdir run dirs");
     if (mount_output(job, err) < 0)
         return -1;
-    mounts = calloc(req->nfiles + 1, sizeof(*mounts));
+    mounts = calloc(req->nfiles + 2, sizeof(*mounts)); /* + /output, /etc/resolv.conf */
     if (!mounts)
         return bx_err_set(err, 500, ENOMEM, "out of memory");
     inputs = openat(job->dirfd, "inputs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -618,6 +639,28 @@ static void free_mounts(struct oci_mount *mounts, size_t n)
     free(mounts);
 }
 
+/* Network "sandbox": the run's netns, veth and address, and its
+ * resolv.conf bound read-only over the image's (mounts has a free slot). */
+static int setup_network(struct run_job *job, struct oci_mount *mounts, size_t *nmounts,
+                         struct bx_err *err)
+{
+    char *src, *dst;
+    if (job->req->network != RUN_NET_SANDBOX)
+        return 0;
+    if (net_run_setup(job->mgr->net, job->dir, job->dirfd, job->res->exec_id, &job->net, err) < 0)
+        return -1;
+    src = strdup(net_run_resolv_path(job->net));
+    dst = strdup("/etc/resolv.conf");
+    if (!src || !dst) {
+        free(src);
+        free(dst);
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    mounts[*nmounts] = (struct oci_mount){dst, src, 1};
+    (*nmounts)++;
+    return 0;
+}
+
 static int write_spec(struct run_job *job, const struct oci_mount *mounts, size_t nmounts,
                       struct bx_err *err)
 {
@@ -645,7 +688,8 @@ static int write_spec(struct run_job *job, const struct oci_mount *mounts, size_
                              .tmp_size_mb = job->mgr->p.cfg->tmp_size_mb,
                              .mounts = mounts,
                              .nmounts = nmounts,
-                             .netns_path = NULL,
+                             .netns_path = job->net ? net_run_netns_path(job->net) : NULL,
+                             .host_network = req->network == RUN_NET_HOST,
                              .cgroups_path = job->cg ? cg_run_oci_path(job->cg) : NULL};
     if (oci_build_spec(&op, &spec, err) < 0)
         goto out;
@@ -772,8 +816,12 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     snprintf(log_arg, sizeof(log_arg), "--log=%s/runsc.log", job->dir);
     snprintf(bundle, sizeof(bundle), "%s", job->dir);
     snprintf(platform_arg, sizeof(platform_arg), "--platform=%s", m->p.platform);
+    /* sandbox: gVisor's own network stack on the run's veth (netns from the
+     * spec); none: loopback only; host: the host's stack, no namespace. */
     snprintf(net_arg, sizeof(net_arg), "--network=%s",
-             job->req->network == RUN_NET_HOST ? "host" : "none");
+             job->req->network == RUN_NET_HOST      ? "host"
+             : job->req->network == RUN_NET_SANDBOX ? "sandbox"
+                                                    : "none");
     argv[a++] = (char *)m->p.runsc;
     argv[a++] = root_arg;
     argv[a++] = log_arg;
@@ -813,8 +861,20 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
                               .join_fds = join_fds,
                               .n_join_fds = njoin,
                               .cwd = job->dir};
-    if (proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err) < 0)
+    if (job->net) {
+        /* See net.h: runsc must not see /proc/sys/net (a private mount
+         * namespace for it alone; Boxer switches back right after fork). */
+        struct net_nsguard g;
+        if (net_runsc_ns_enter(&g, err) < 0)
+            goto out;
+        ret = proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err);
+        net_runsc_ns_leave(&g);
+        if (ret < 0)
+            goto out;
+        ret = -1;
+    } else if (proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err) < 0) {
         goto out;
+    }
     job->out_fd = bx_steal_fd(&outp[0]);
     job->err_fd = bx_steal_fd(&errp[0]);
     if (loop_add(m->p.loop, job->out_fd, EPOLLIN, on_pipe, job, err) < 0 ||
@@ -858,6 +918,7 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
             goto fail;
     }
     if (prepare_bundle(job, &mounts, &nmounts, &err) < 0 ||
+        setup_network(job, mounts, &nmounts, &err) < 0 ||
         write_spec(job, mounts, nmounts, &err) < 0)
         goto fail;
     job->state = JOB_RUNNING;
@@ -1008,6 +1069,8 @@ static void teardown(struct run_job *job)
     if (job->proc) {
         proc_free(&job->proc); /* kills and reaps in the background if still alive */
     }
+    /* Before the run dir goes: the netns is bind-mounted in it. */
+    net_run_free(&job->net);
     if (job->cg) {
         struct cg_usage u;
         if (cg_run_usage(job->cg, &u, NULL) == 0) {
@@ -1150,6 +1213,7 @@ void run_mgr_free(struct run_mgr **mp)
         job->exited = 1;
         job_finish(job);
     }
+    net_free(&m->net);
     bx_close(&m->runs_dirfd);
     free(m->runs_dir);
     free(m);

@@ -321,3 +321,11 @@ json.dump({'exit': int(code), 'tests': c.results}, open('/output/report.json', '
 def test_binary_stdout_is_valid_json(server):
     res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "printf 'ok\\377\\000\\001end'"]})
     assert res["stdout"] == "ok\ufffd\u0000\u0001end"
+
+
+def test_allowed_registries(make_server):
+    srv = make_server(config={"allowed_registries": ["docker.io"]})
+    r = httpx.post(srv.url + "/run", json={"image": "127.0.0.1:22/evil/img", "cmd": ["true"]})
+    assert r.status_code == 400 and "not allowed" in r.json()["error"]
+    r = httpx.post(srv.url + "/run", json={"image": BUSYBOX, "cmd": ["true"]}, timeout=120)
+    assert r.status_code == 200, r.text

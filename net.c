@@ -1,0 +1,1598 @@
+#define _GNU_SOURCE
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proc.h"
+
+#define NL_TIMEOUT_SECS 3
+#define NL_RBUF (64u << 10)
+#define NL_MAX_REPLIES 4096 /* recv calls for one request or dump */
+#define NETNS_CHILD_TIMEOUT_SECS 5
+#define NFT_TIMEOUT_MS 15000
+#define LOCK_DIR "/run/boxer"
+#define VETH_PREFIX "bxv"
+#define SWEEP_MAX 1024
+
+/* ---- addresses ---- */
+
+int net_parse_ipv4(const char *s, uint32_t *out)
+{
+    struct in_addr in;
+    if (inet_pton(AF_INET, s, &in) != 1)
+        return -1;
+    *out = ntohl(in.s_addr);
+    return 0;
+}
+
+int net_parse_cidr4(const char *s, uint32_t *addr, unsigned *prefix)
+{
+    char buf[INET_ADDRSTRLEN];
+    const char *slash = strchr(s, '/');
+    uint64_t len;
+    uint32_t a, mask;
+    size_t al;
+
+    if (!slash)
+        return -1;
+    al = (size_t)(slash - s);
+    if (al == 0 || al >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, al);
+    buf[al] = '\0';
+    if (net_parse_ipv4(buf, &a) < 0 || bx_parse_u64(slash + 1, strlen(slash + 1), 32, &len) < 0)
+        return -1;
+    mask = len == 0 ? 0 : ~0u << (32 - len);
+    if ((a & ~mask) != 0)
+        return -1;
+    *addr = a;
+    *prefix = (unsigned)len;
+    return 0;
+}
+
+void net_format_ipv4(uint32_t a, char out[16])
+{
+    snprintf(out, 16, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+}
+
+static uint32_t prefix_mask(unsigned prefix)
+{
+    return prefix == 0 ? 0 : ~0u << (32 - prefix);
+}
+
+/* ---- address pool ---- */
+
+int net_pool_init(struct net_pool *p, uint32_t base, unsigned prefix, struct bx_err *err)
+{
+    memset(p, 0, sizeof(*p));
+    if (prefix < 8 || prefix > 30 || (base & ~prefix_mask(prefix)) != 0)
+        return bx_err_set(err, 400, EINVAL, "sandbox_subnet: need an aligned /8 to /30 network");
+    p->base = base;
+    p->prefix = prefix;
+    p->size = 1u << (32 - prefix);
+    p->cursor = 2;
+    /* At most 2^24 bits (2 MiB) for a /8. */
+    p->bits = calloc((p->size + 63) / 64, sizeof(uint64_t));
+    if (!p->bits)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    return 0;
+}
+
+static int pool_taken(const struct net_pool *p, uint32_t i)
+{
+    return (int)((p->bits[i / 64] >> (i % 64)) & 1u);
+}
+
+int net_pool_alloc(struct net_pool *p, uint32_t *addr)
+{
+    /* Usable: 2 .. size-2 (0 network, 1 bridge, size-1 broadcast). */
+    uint32_t usable = p->size - 3;
+    if (!p->bits || p->used >= usable)
+        return -1;
+    for (uint32_t n = 0; n < usable; n++) {
+        uint32_t i = p->cursor;
+        p->cursor = i + 1 >= p->size - 1 ? 2 : i + 1;
+        if (!pool_taken(p, i)) {
+            p->bits[i / 64] |= (uint64_t)1 << (i % 64);
+            p->used++;
+            *addr = p->base + i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void net_pool_release(struct net_pool *p, uint32_t addr)
+{
+    uint32_t i = addr - p->base;
+    if (!p->bits || (addr & prefix_mask(p->prefix)) != p->base || i < 2 || i >= p->size - 1 ||
+        !pool_taken(p, i))
+        return;
+    p->bits[i / 64] &= ~((uint64_t)1 << (i % 64));
+    p->used--;
+}
+
+void net_pool_destroy(struct net_pool *p)
+{
+    free(p->bits);
+    p->bits = NULL;
+}
+
+/* ---- generated text: nft script, resolv.conf ---- */
+
+/* Every name and address below was validated (bridge charset) or is
+ * formatted from integers, so nothing a client or a config could inject
+ * reaches nft as syntax. */
+int net_nft_script(const struct net_rules *r, struct sbuf *out)
+{
+    char a[16];
+    const char *b = r->bridge;
+    int rc = 0;
+
+    net_format_ipv4(r->subnet, a);
+    rc |= sbuf_appendf(out,
+                       "table inet boxer_%s\n"
+                       "delete table inet boxer_%s\n"
+                       "table inet boxer_%s {\n"
+                       "\tset blocked {\n"
+                       "\t\ttype ipv4_addr\n"
+                       "\t\tflags interval\n"
+                       "\t\tauto-merge\n"
+                       "\t\telements = { 169.254.0.0/16, %s/%u",
+                       b, b, b, a, r->prefix);
+    for (size_t i = 0; i < r->nblocked; i++) {
+        net_format_ipv4(r->blocked[i], a);
+        rc |= sbuf_appendf(out, ", %s/%u", a, r->blocked_len[i]);
+    }
+    rc |= sbuf_appendf(out, " }\n\t}\n");
+    if (r->ndns > 0) {
+        rc |= sbuf_appendf(out, "\tset dns {\n\t\ttype ipv4_addr\n\t\telements = { ");
+        for (size_t i = 0; i < r->ndns; i++) {
+            net_format_ipv4(r->dns[i], a);
+            rc |= sbuf_appendf(out, "%s%s", i ? ", " : "", a);
+        }
+        rc |= sbuf_appendf(out, " }\n\t}\n");
+    }
+    /* Sandboxes reach the host only for DNS (when a DNS server is a host
+     * address) and with replies to connections the host opened. */
+    rc |= sbuf_appendf(out,
+                       "\tchain input {\n"
+                       "\t\ttype filter hook input priority filter; policy accept;\n"
+                       "\t\tiifname \"%s\" ct state established,related accept\n",
+                       b);
+    if (r->ndns > 0)
+        rc |= sbuf_appendf(out,
+                           "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
+                           "53 accept\n",
+                           b);
+    rc |= sbuf_appendf(out, "\t\tiifname \"%s\" drop\n\t}\n", b);
+    /* Out of the bridge: IPv4 only, never to link-local metadata, another
+     * sandbox or a blocked network (rejected, so clients fail at once);
+     * into the bridge: replies only. */
+    rc |= sbuf_appendf(out,
+                       "\tchain forward {\n"
+                       "\t\ttype filter hook forward priority filter; policy accept;\n"
+                       "\t\tiifname \"%s\" meta nfproto ipv6 drop\n",
+                       b);
+    if (r->ndns > 0)
+        rc |= sbuf_appendf(out,
+                           "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
+                           "53 accept\n",
+                           b);
+    net_format_ipv4(r->subnet, a);
+    rc |= sbuf_appendf(out,
+                       "\t\tiifname \"%s\" ip daddr @blocked reject with icmpx admin-prohibited\n"
+                       "\t\tiifname \"%s\" accept\n"
+                       "\t\toifname \"%s\" ct state established,related accept\n"
+                       "\t\toifname \"%s\" drop\n"
+                       "\t}\n"
+                       "\tchain postrouting {\n"
+                       "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+                       "\t\tip saddr %s/%u oifname != \"%s\" masquerade\n"
+                       "\t}\n"
+                       "}\n",
+                       b, b, b, b, a, r->prefix, b);
+    /* Layer 2: no frame from one sandbox port to another (on top of
+     * bridge port isolation). */
+    rc |= sbuf_appendf(out,
+                       "table bridge boxer_%s\n"
+                       "delete table bridge boxer_%s\n"
+                       "table bridge boxer_%s {\n"
+                       "\tchain forward {\n"
+                       "\t\ttype filter hook forward priority filter; policy accept;\n"
+                       "\t\tiifname \"" VETH_PREFIX "*\" oifname \"" VETH_PREFIX "*\" drop\n"
+                       "\t}\n"
+                       "}\n",
+                       b, b, b);
+    return rc ? -1 : 0;
+}
+
+int net_nft_delete_script(const char *bridge, struct sbuf *out)
+{
+    /* "table X" first makes the delete succeed when X is already gone. */
+    return sbuf_appendf(out,
+                        "table inet boxer_%s\ndelete table inet boxer_%s\n"
+                        "table bridge boxer_%s\ndelete table bridge boxer_%s\n",
+                        bridge, bridge, bridge, bridge);
+}
+
+int net_resolv_conf(const uint32_t *dns, size_t ndns, struct sbuf *out)
+{
+    char a[16];
+    int rc = 0;
+    if (ndns == 0)
+        return sbuf_appendf(out, "# Boxer: no dns_servers configured; names do not resolve\n");
+    rc |= sbuf_appendf(out, "# Boxer: dns_servers\n");
+    for (size_t i = 0; i < ndns; i++) {
+        net_format_ipv4(dns[i], a);
+        rc |= sbuf_appendf(out, "nameserver %s\n", a);
+    }
+    return rc ? -1 : 0;
+}
+
+/* ---- rtnetlink messages ---- */
+
+static void *msg_put(struct net_nlmsg *m, const void *data, size_t len)
+{
+    size_t alen = NLMSG_ALIGN(len);
+    unsigned char *p;
+    if (m->overflow || alen > NET_NLMSG_MAX - m->len) {
+        m->overflow = 1;
+        return NULL;
+    }
+    p = m->buf + m->len;
+    memset(p, 0, alen);
+    if (data)
+        memcpy(p, data, len);
+    m->len += alen;
+    ((struct nlmsghdr *)(void *)m->buf)->nlmsg_len = (uint32_t)m->len;
+    return p;
+}
+
+static void msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags)
+{
+    struct nlmsghdr h;
+    m->len = 0;
+    m->overflow = 0;
+    memset(&h, 0, sizeof(h));
+    h.nlmsg_type = type;
+    h.nlmsg_flags = (uint16_t)(NLM_F_REQUEST | flags);
+    msg_put(m, &h, sizeof(h));
+}
+
+static struct rtattr *attr_put(struct net_nlmsg *m, unsigned short type, const void *data,
+                               size_t len)
+{
+    struct rtattr *a;
+    if (len > 0xffffu - RTA_LENGTH(0)) {
+        m->overflow = 1;
+        return NULL;
+    }
+    a = msg_put(m, NULL, RTA_LENGTH(len));
+    if (!a)
+        return NULL;
+    a->rta_type = type;
+    a->rta_len = (unsigned short)RTA_LENGTH(len);
+    if (len)
+        memcpy(RTA_DATA(a), data, len);
+    return a;
+}
+
+static void attr_str(struct net_nlmsg *m, unsigned short type, const char *s)
+{
+    attr_put(m, type, s, strlen(s) + 1);
+}
+
+static void attr_u32(struct net_nlmsg *m, unsigned short type, uint32_t v)
+{
+    attr_put(m, type, &v, sizeof(v));
+}
+
+static void attr_be32(struct net_nlmsg *m, unsigned short type, uint32_t host_order)
+{
+    uint32_t v = htonl(host_order);
+    attr_put(m, type, &v, sizeof(v));
+}
+
+static struct rtattr *nest_begin(struct net_nlmsg *m, unsigned short type)
+{
+    return attr_put(m, type, NULL, 0);
+}
+
+static void nest_end(struct net_nlmsg *m, struct rtattr *nest)
+{
+    if (nest && !m->overflow)
+        nest->rta_len = (unsigned short)(m->buf + m->len - (unsigned char *)nest);
+}
+
+static int msg_done(struct net_nlmsg *m)
+{
+    return m->overflow ? -1 : 0;
+}
+
+static int name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    return n > 0 && n < IFNAMSIZ;
+}
+
+static void put_ifinfo(struct net_nlmsg *m, unsigned flags, unsigned change)
+{
+    struct ifinfomsg ifi;
+    memset(&ifi, 0, sizeof(ifi));
+    ifi.ifi_family = AF_UNSPEC;
+    ifi.ifi_flags = flags;
+    ifi.ifi_change = change;
+    msg_put(m, &ifi, sizeof(ifi));
+}
+
+int net_msg_new_bridge(struct net_nlmsg *m, const char *name, const unsigned char mac[6])
+{
+    struct rtattr *li;
+    if (!name_ok(name))
+        return -1;
+    msg_begin(m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    put_ifinfo(m, 0, 0);
+    attr_str(m, IFLA_IFNAME, name);
+    /* A fixed address: otherwise the bridge takes the lowest port MAC and
+     * changes it as sandboxes come and go, under the sandboxes' ARP caches. */
+    attr_put(m, IFLA_ADDRESS, mac, 6);
+    li = nest_begin(m, IFLA_LINKINFO);
+    attr_str(m, IFLA_INFO_KIND, "bridge");
+    nest_end(m, li);
+    return msg_done(m);
+}
+
+int net_msg_new_veth(struct net_nlmsg *m, const char *name, int master_ifindex,
+                     const char *peer_name, int peer_netns_fd)
+{
+    struct rtattr *li, *data, *peer;
+    if (!name_ok(name) || !name_ok(peer_name) || master_ifindex <= 0 || peer_netns_fd < 0)
+        return -1;
+    msg_begin(m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    put_ifinfo(m, 0, 0);
+    attr_str(m, IFLA_IFNAME, name);
+    attr_u32(m, IFLA_MASTER, (uint32_t)master_ifindex);
+    li = nest_begin(m, IFLA_LINKINFO);
+    attr_str(m, IFLA_INFO_KIND, "veth");
+    data = nest_begin(m, IFLA_INFO_DATA);
+    peer = nest_begin(m, VETH_INFO_PEER);
+    put_ifinfo(m, 0, 0);
+    attr_str(m, IFLA_IFNAME, peer_name);
+    attr_u32(m, IFLA_NET_NS_FD, (uint32_t)peer_netns_fd);
+    nest_end(m, peer);
+    nest_end(m, data);
+    nest_end(m, li);
+    return msg_done(m);
+}
+
+int net_msg_set_link(struct net_nlmsg *m, const char *name, const char *alias, int up,
+                     int port_isolated)
+{
+    if (!name_ok(name) || (alias && strlen(alias) >= 256))
+        return -1;
+    msg_begin(m, RTM_NEWLINK, NLM_F_ACK);
+    put_ifinfo(m, up ? IFF_UP : 0, up ? IFF_UP : 0);
+    attr_str(m, IFLA_IFNAME, name);
+    if (alias)
+        attr_str(m, IFLA_IFALIAS, alias);
+    if (port_isolated) {
+        /* Bridge port options go as slave data of the port's master. */
+        struct rtattr *li = nest_begin(m, IFLA_LINKINFO);
+        struct rtattr *sd = nest_begin(m, IFLA_INFO_SLAVE_DATA);
+        uint8_t on = 1;
+        attr_put(m, IFLA_BRPORT_ISOLATED, &on, 1);
+        nest_end(m, sd);
+        nest_end(m, li);
+    }
+    return msg_done(m);
+}
+
+int net_msg_del_link(struct net_nlmsg *m, const char *name)
+{
+    if (!name_ok(name))
+        return -1;
+    msg_begin(m, RTM_DELLINK, NLM_F_ACK);
+    put_ifinfo(m, 0, 0);
+    attr_str(m, IFLA_IFNAME, name);
+    return msg_done(m);
+}
+
+int net_msg_get_link(struct net_nlmsg *m, const char *name)
+{
+    if (name && !name_ok(name))
+        return -1;
+    msg_begin(m, RTM_GETLINK, name ? 0 : NLM_F_DUMP);
+    put_ifinfo(m, 0, 0);
+    if (name)
+        attr_str(m, IFLA_IFNAME, name);
+    attr_u32(m, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    return msg_done(m);
+}
+
+int net_msg_new_addr(struct net_nlmsg *m, int ifindex, uint32_t addr, unsigned prefix)
+{
+    struct ifaddrmsg ifa;
+    if (ifindex <= 0 || prefix > 32)
+        return -1;
+    msg_begin(m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
+    memset(&ifa, 0, sizeof(ifa));
+    ifa.ifa_family = AF_INET;
+    ifa.ifa_prefixlen = (unsigned char)prefix;
+    ifa.ifa_scope = RT_SCOPE_UNIVERSE;
+    ifa.ifa_index = (unsigned)ifindex;
+    msg_put(m, &ifa, sizeof(ifa));
+    attr_be32(m, IFA_LOCAL, addr);
+    attr_be32(m, IFA_ADDRESS, addr);
+    if (prefix < 31)
+        attr_be32(m, IFA_BROADCAST, addr | ~prefix_mask(prefix));
+    return msg_done(m);
+}
+
+int net_msg_new_default_route(struct net_nlmsg *m, int ifindex, uint32_t gateway)
+{
+    struct rtmsg rt;
+    if (ifindex <= 0)
+        return -1;
+    msg_begin(m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
+    memset(&rt, 0, sizeof(rt));
+    rt.rtm_family = AF_INET;
+    rt.rtm_table = RT_TABLE_MAIN;
+    rt.rtm_protocol = RTPROT_BOOT;
+    rt.rtm_scope = RT_SCOPE_UNIVERSE;
+    rt.rtm_type = RTN_UNICAST;
+    msg_put(m, &rt, sizeof(rt));
+    attr_be32(m, RTA_GATEWAY, gateway);
+    attr_u32(m, RTA_OIF, (uint32_t)ifindex);
+    return msg_done(m);
+}
+
+/* ---- parsing what the kernel sends ---- */
+
+/* Everything is read with memcpy at checked offsets: lengths come from the
+ * buffer and are checked before use, so a short or lying message can only
+ * be refused, never read past. */
+
+int net_nl_next(const unsigned char *buf, size_t len, size_t *off, const unsigned char **msg,
+                size_t *msg_len)
+{
+    struct nlmsghdr h;
+    size_t rest, adv;
+    if (*off >= len)
+        return 0;
+    rest = len - *off;
+    if (rest < sizeof(h))
+        return -1;
+    memcpy(&h, buf + *off, sizeof(h));
+    if (h.nlmsg_len < sizeof(h) || h.nlmsg_len > rest)
+        return -1;
+    *msg = buf + *off;
+    *msg_len = h.nlmsg_len;
+    adv = NLMSG_ALIGN(h.nlmsg_len);
+    *off += adv < rest ? adv : rest;
+    return 1;
+}
+
+/* Calls cb for each attribute in [p, p+len); stops on a malformed one. */
+typedef void (*attr_cb)(void *arg, unsigned short type, const unsigned char *data, size_t len);
+
+static int walk_attrs(const unsigned char *p, size_t len, attr_cb cb, void *arg)
+{
+    size_t off = 0;
+    while (len - off >= sizeof(struct rtattr)) {
+        struct rtattr a;
+        size_t adv;
+        memcpy(&a, p + off, sizeof(a));
+        if (a.rta_len < sizeof(a) || a.rta_len > len - off)
+            return -1;
+        cb(arg, (unsigned short)(a.rta_type & NLA_TYPE_MASK), p + off + RTA_LENGTH(0),
+           a.rta_len - RTA_LENGTH(0));
+        adv = RTA_ALIGN(a.rta_len);
+        if (adv >= len - off)
+            break;
+        off += adv;
+    }
+    return 0;
+}
+
+/* A string attribute into a fixed buffer; bytes outside printable ASCII
+ * become '?' (names and messages end up in logs and error answers). */
+static void copy_attr_str(char *dst, size_t cap, const unsigned char *data, size_t len)
+{
+    size_t n = 0;
+    while (n < len && data[n] != '\0' && n + 1 < cap) {
+        dst[n] = data[n] >= 0x20 && data[n] < 0x7f ? (char)data[n] : '?';
+        n++;
+    }
+    dst[n] = '\0';
+}
+
+struct err_text {
+    char *text;
+    size_t cap;
+};
+
+static void on_err_attr(void *arg, unsigned short type, const unsigned char *data, size_t len)
+{
+    struct err_text *t = arg;
+    if (type == NLMSGERR_ATTR_MSG)
+        copy_attr_str(t->text, t->cap, data, len);
+}
+
+int net_nl_parse_error(const unsigned char *msg, size_t len, int *error, char *text,
+                       size_t text_cap)
+{
+    struct nlmsghdr h, orig;
+    struct nlmsgerr e;
+    size_t off;
+    if (text && text_cap)
+        text[0] = '\0';
+    if (len < NLMSG_HDRLEN + sizeof(int))
+        return -1;
+    memcpy(&h, msg, sizeof(h));
+    if (h.nlmsg_type != NLMSG_ERROR || h.nlmsg_len > len)
+        return -1;
+    memcpy(error, msg + NLMSG_HDRLEN, sizeof(int));
+    if (*error > 0 || *error < -4095)
+        return -1;
+    if (!(h.nlmsg_flags & NLM_F_ACK_TLVS) || !text || text_cap == 0 ||
+        h.nlmsg_len < NLMSG_HDRLEN + sizeof(e))
+        return 0;
+    memcpy(&e, msg + NLMSG_HDRLEN, sizeof(e));
+    orig = e.msg;
+    off = NLMSG_HDRLEN + sizeof(e);
+    if (!(h.nlmsg_flags & NLM_F_CAPPED)) {
+        if (orig.nlmsg_len < NLMSG_HDRLEN)
+            return 0;
+        off += NLMSG_ALIGN(orig.nlmsg_len - NLMSG_HDRLEN);
+    }
+    if (off < h.nlmsg_len) {
+        struct err_text t = {text, text_cap};
+        walk_attrs(msg + off, h.nlmsg_len - off, on_err_attr, &t);
+    }
+    return 0;
+}
+
+static void on_linkinfo_attr(void *arg, unsigned short type, const unsigned char *data, size_t len)
+{
+    struct net_link *l = arg;
+    if (type == IFLA_INFO_KIND)
+        copy_attr_str(l->kind, sizeof(l->kind), data, len);
+}
+
+static void on_link_attr(void *arg, unsigned short type, const unsigned char *data, size_t len)
+{
+    struct net_link *l = arg;
+    uint32_t v;
+    switch (type) {
+    case IFLA_IFNAME:
+        copy_attr_str(l->name, sizeof(l->name), data, len);
+        break;
+    case IFLA_IFALIAS:
+        copy_attr_str(l->alias, sizeof(l->alias), data, len);
+        break;
+    case IFLA_MASTER:
+        if (len >= sizeof(v)) {
+            memcpy(&v, data, sizeof(v));
+            l->master = v <= INT_MAX ? (int)v : 0;
+        }
+        break;
+    case IFLA_LINKINFO:
+        walk_attrs(data, len, on_linkinfo_attr, l);
+        break;
+    default:
+        break;
+    }
+}
+
+int net_nl_parse_link(const unsigned char *msg, size_t len, struct net_link *out)
+{
+    struct nlmsghdr h;
+    struct ifinfomsg ifi;
+    size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(ifi));
+    memset(out, 0, sizeof(*out));
+    if (len < NLMSG_HDRLEN + sizeof(ifi))
+        return -1;
+    memcpy(&h, msg, sizeof(h));
+    if (h.nlmsg_type != RTM_NEWLINK || h.nlmsg_len > len ||
+        h.nlmsg_len < NLMSG_HDRLEN + sizeof(ifi))
+        return -1;
+    memcpy(&ifi, msg + NLMSG_HDRLEN, sizeof(ifi));
+    out->ifindex = ifi.ifi_index;
+    out->flags = ifi.ifi_flags;
+    if (off < h.nlmsg_len && walk_attrs(msg + off, h.nlmsg_len - off, on_link_attr, out) < 0)
+        return -1;
+    return out->ifindex > 0 && out->name[0] ? 0 : -1;
+}
+
+struct addr_info {
+    uint32_t local;
+    int have;
+};
+
+static void on_addr_attr(void *arg, unsigned short type, const unsigned char *data, size_t len)
+{
+    struct addr_info *a = arg;
+    uint32_t v;
+    if ((type == IFA_LOCAL || (type == IFA_ADDRESS && !a->have)) && len >= sizeof(v)) {
+        memcpy(&v, data, sizeof(v));
+        a->local = ntohl(v);
+        a->have = 1;
+    }
+}
+
+/* An RTM_NEWADDR (IPv4) message: address, prefix, interface. */
+static int parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
+                      int *ifindex)
+{
+    struct nlmsghdr h;
+    struct ifaddrmsg ifa;
+    struct addr_info ai = {0, 0};
+    size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(ifa));
+    if (len < NLMSG_HDRLEN + sizeof(ifa))
+        return -1;
+    memcpy(&h, msg, sizeof(h));
+    if (h.nlmsg_type != RTM_NEWADDR || h.nlmsg_len > len)
+        return -1;
+    memcpy(&ifa, msg + NLMSG_HDRLEN, sizeof(ifa));
+    if (ifa.ifa_family != AF_INET || ifa.ifa_prefixlen > 32)
+        return -1;
+    if (off < h.nlmsg_len && walk_attrs(msg + off, h.nlmsg_len - off, on_addr_attr, &ai) < 0)
+        return -1;
+    if (!ai.have)
+        return -1;
+    *addr = ai.local;
+    *prefix = ifa.ifa_prefixlen;
+    *ifindex = (int)ifa.ifa_index;
+    return 0;
+}
+
+/* ---- rtnetlink I/O ---- */
+
+/* Blocking sockets with a receive timeout: every exchange is a handful of
+ * small messages answered by the kernel at once, so the loop is held for
+ * microseconds; the timeout only bounds a kernel that never answers. */
+static unsigned char *nl_rbuf;
+static uint32_t nl_seq;
+
+static int nl_open(struct bx_err *err)
+{
+    struct sockaddr_nl sa;
+    struct timeval tv = {NL_TIMEOUT_SECS, 0};
+    int one = 1;
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "netlink socket");
+    memset(&sa, 0, sizeof(sa));
+    sa.nl_family = AF_NETLINK;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+        bx_err_sys(err, 500, "netlink socket setup");
+        close(fd);
+        return -1;
+    }
+    /* Error strings from the kernel, without an echo of our request. */
+    setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+    setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+    return fd;
+}
+
+static int nl_send(int fd, struct net_nlmsg *m, uint32_t *seq, const char *what, struct bx_err *err)
+{
+    struct nlmsghdr *h = (struct nlmsghdr *)(void *)m->buf;
+    struct sockaddr_nl sa;
+    ssize_t n;
+    if (m->overflow || m->len < NLMSG_HDRLEN)
+        return bx_err_set(err, 500, EINVAL, "%s: netlink message too large", what);
+    if (!nl_rbuf) {
+        nl_rbuf = malloc(NL_RBUF);
+        if (!nl_rbuf)
+            return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    h->nlmsg_seq = *seq = ++nl_seq;
+    h->nlmsg_pid = 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.nl_family = AF_NETLINK;
+    do {
+        n = sendto(fd, m->buf, m->len, 0, (struct sockaddr *)&sa, sizeof(sa));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return bx_err_sys(err, 500, "%s: netlink send", what);
+    if ((size_t)n != m->len)
+        return bx_err_set(err, 500, EIO, "%s: netlink short send", what);
+    return 0;
+}
+
+static ssize_t nl_recv(int fd, const char *what, struct bx_err *err)
+{
+    struct sockaddr_nl sa;
+    struct iovec iov = {nl_rbuf, NL_RBUF};
+    struct msghdr mh;
+    ssize_t n;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_name = &sa;
+    mh.msg_namelen = sizeof(sa);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    do {
+        n = recvmsg(fd, &mh, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return bx_err_set(err, 500, ETIMEDOUT, "%s: no netlink answer within %d s", what,
+                          NL_TIMEOUT_SECS);
+    if (n < 0)
+        return bx_err_sys(err, 500, "%s: netlink receive", what);
+    if (mh.msg_flags & MSG_TRUNC)
+        return bx_err_set(err, 500, EMSGSIZE, "%s: netlink answer truncated", what);
+    if (mh.msg_namelen < sizeof(sa) || sa.nl_pid != 0)
+        return 0; /* not from the kernel: ignore */
+    return n;
+}
+
+static int nl_error(const unsigned char *msg, size_t len, const char *what, struct bx_err *err)
+{
+    char text[200];
+    int e = 0;
+    if (net_nl_parse_error(msg, len, &e, text, sizeof(text)) < 0)
+        return bx_err_set(err, 500, EPROTO, "%s: malformed netlink error", what);
+    if (e == 0)
+        return 0;
+    return bx_err_set(err, 500, -e, "%s: %s%s%s", what, strerror(-e), text[0] ? ": " : "", text);
+}
+
+/* Waits for the answer to request seq.  For a dump, calls cb per message
+ * until NLMSG_DONE; otherwise stops at the ACK/error (or, with cb, at the
+ * first non-error answer). */
+static int nl_wait(int fd, uint32_t seq, int dump,
+                   int (*cb)(void *arg, const unsigned char *msg, size_t len), void *arg,
+                   const char *what, struct bx_err *err)
+{
+    for (int i = 0; i < NL_MAX_REPLIES; i++) {
+        ssize_t n = nl_recv(fd, what, err);
+        size_t off = 0, mlen;
+        const unsigned char *msg;
+        int r;
+        if (n < 0)
+            return -1;
+        while ((r = net_nl_next(nl_rbuf, (size_t)n, &off, &msg, &mlen)) == 1) {
+            struct nlmsghdr h;
+            memcpy(&h, msg, sizeof(h));
+            if (h.nlmsg_seq != seq)
+                continue; /* a late answer to an earlier, timed-out request */
+            if (h.nlmsg_type == NLMSG_ERROR)
+                return nl_error(msg, mlen, what, err);
+            if (h.nlmsg_type == NLMSG_DONE)
+                return 0;
+            if (cb && cb(arg, msg, mlen) < 0)
+                return -1;
+            if (!dump && cb)
+                return 0;
+        }
+        if (r < 0)
+            return bx_err_set(err, 500, EPROTO, "%s: malformed netlink answer", what);
+    }
+    return bx_err_set(err, 500, EPROTO, "%s: netlink answer too long", what);
+}
+
+static int nl_do(int fd, struct net_nlmsg *m, const char *what, struct bx_err *err)
+{
+    uint32_t seq;
+    if (nl_send(fd, m, &seq, what, err) < 0)
+        return -1;
+    return nl_wait(fd, seq, 0, NULL, NULL, what, err);
+}
+
+static int take_link(void *arg, const unsigned char *msg, size_t len)
+{
+    /* A malformed answer leaves ifindex 0, reported as absent below. */
+    if (net_nl_parse_link(msg, len, arg) < 0)
+        memset(arg, 0, sizeof(struct net_link));
+    return 0;
+}
+
+/* 0 and *out filled; -1 with err (sys_errno ENODEV when absent). */
+static int nl_get_link(int fd, const char *name, struct net_link *out, struct bx_err *err)
+{
+    struct net_nlmsg m;
+    uint32_t seq;
+    char what[64];
+    snprintf(what, sizeof(what), "looking up %s", name);
+    memset(out, 0, sizeof(*out));
+    if (net_msg_get_link(&m, name) < 0)
+        return bx_err_set(err, 500, EINVAL, "%s: bad name", what);
+    if (nl_send(fd, &m, &seq, what, err) < 0 || nl_wait(fd, seq, 0, take_link, out, what, err) < 0)
+        return -1;
+    if (out->ifindex <= 0)
+        return bx_err_set(err, 500, ENODEV, "%s: no such link", what);
+    return 0;
+}
+
+static int nl_link_op(int fd, struct net_nlmsg *m, int built, const char *what, struct bx_err *err)
+{
+    if (built < 0)
+        return bx_err_set(err, 500, EINVAL, "%s: cannot build netlink message", what);
+    return nl_do(fd, m, what, err);
+}
+
+/* ---- the network ---- */
+
+struct net {
+    char bridge[IFNAMSIZ];
+    uint32_t subnet;
+    unsigned prefix;
+    uint32_t gateway;
+    uint32_t dns[3];
+    size_t ndns;
+    uint32_t *blocked;
+    unsigned *blocked_len;
+    size_t nblocked;
+    char nft[PATH_MAX];
+    struct net_pool pool;
+    int lock_fd;
+    int nl;
+    int bridge_index;
+    int bridge_created;
+    int tables_created;
+    int ready;
+    char unavailable[BX_ERR_MSG_MAX];
+    char describe[PATH_MAX + 128];
+    char lock_path[PATH_MAX]; /* set while we hold the lock */
+};
+
+int net_new(struct net **out, const struct config *cfg, struct bx_err *err)
+{
+    struct net *n = calloc(1, sizeof(*n));
+    if (!n)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    n->lock_fd = -1;
+    n->nl = -1;
+    snprintf(n->unavailable, sizeof(n->unavailable), "not started");
+    if (strlen(cfg->bridge_name) == 0 || strlen(cfg->bridge_name) >= IFNAMSIZ) {
+        bx_err_set(err, 400, EINVAL, "config: bridge_name: must be 1 to 15 characters");
+        goto fail;
+    }
+    snprintf(n->bridge, sizeof(n->bridge), "%s", cfg->bridge_name);
+    if (net_parse_cidr4(cfg->sandbox_subnet, &n->subnet, &n->prefix) < 0 || n->prefix < 8 ||
+        n->prefix > 30) {
+        bx_err_set(err, 400, EINVAL, "config: sandbox_subnet: not an aligned /8 to /30 network");
+        goto fail;
+    }
+    n->gateway = n->subnet + 1;
+    if (cfg->dns_servers.n > BX_ARRAY_LEN(n->dns)) {
+        bx_err_set(err, 400, EINVAL, "config: dns_servers: at most 3 servers");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->dns_servers.n; i++) {
+        if (net_parse_ipv4(cfg->dns_servers.items[i], &n->dns[i]) < 0) {
+            bx_err_set(err, 400, EINVAL, "config: dns_servers[%zu]: not an IPv4 address", i);
+            goto fail;
+        }
+    }
+    n->ndns = cfg->dns_servers.n;
+    if (cfg->blocked_egress.n) {
+        n->blocked = calloc(cfg->blocked_egress.n, sizeof(*n->blocked));
+        n->blocked_len = calloc(cfg->blocked_egress.n, sizeof(*n->blocked_len));
+        if (!n->blocked || !n->blocked_len) {
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < cfg->blocked_egress.n; i++) {
+        const char *s = cfg->blocked_egress.items[i];
+        if (strchr(s, '/') ? net_parse_cidr4(s, &n->blocked[i], &n->blocked_len[i]) < 0
+                           : net_parse_ipv4(s, &n->blocked[i]) < 0) {
+            bx_err_set(err, 400, EINVAL,
+                       "config: blocked_egress[%zu]: not an IPv4 address or aligned network", i);
+            goto fail;
+        }
+        if (!strchr(s, '/'))
+            n->blocked_len[i] = 32;
+    }
+    n->nblocked = cfg->blocked_egress.n;
+    if (net_pool_init(&n->pool, n->subnet, n->prefix, err) < 0)
+        goto fail;
+    *out = n;
+    return 0;
+fail:
+    net_free(&n);
+    return -1;
+}
+
+const char *net_unavailable(const struct net *n)
+{
+    return !n ? "not configured" : n->ready ? NULL : n->unavailable;
+}
+
+const char *net_describe(const struct net *n)
+{
+    return n->ready ? n->describe : n->unavailable;
+}
+
+static int run_nft(const struct net *n, const struct sbuf *script, struct bx_err *err)
+{
+    char *argv[] = {(char *)n->nft, "-f", "-", NULL};
+    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    struct proc_spec spec;
+    int in = -1, errfd = -1, status, ret = -1;
+
+    /* memfds: the script can be any size without a pipe deadlock, and
+     * nft's complaint is kept for the error message. */
+    in = memfd_create("boxer-nft-in", MFD_CLOEXEC);
+    errfd = memfd_create("boxer-nft-err", MFD_CLOEXEC);
+    if (in < 0 || errfd < 0) {
+        bx_err_sys(err, 500, "memfd_create");
+        goto out;
+    }
+    if (bx_write_all(in, script->data, script->len) < 0 || lseek(in, 0, SEEK_SET) < 0) {
+        bx_err_sys(err, 500, "writing nft script");
+        goto out;
+    }
+    memset(&spec, 0, sizeof(spec));
+    spec.path = n->nft;
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.stdin_fd = in;
+    spec.stdout_fd = -1;
+    spec.stderr_fd = errfd;
+    status = proc_run_sync(&spec, NFT_TIMEOUT_MS, err);
+    if (status < 0)
+        goto out;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char msg[300];
+        ssize_t r = pread(errfd, msg, sizeof(msg) - 1, 0);
+        msg[r > 0 ? r : 0] = '\0';
+        for (char *p = msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+                *p = ' ';
+        bx_err_set(err, 500, 0, "%s failed (status %d): %s", n->nft, status, msg);
+        goto out;
+    }
+    ret = 0;
+out:
+    bx_close(&in);
+    bx_close(&errfd);
+    return ret;
+}
+
+static void write_sysctl(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (bx_write_all(fd, value, strlen(value)) < 0) {
+            /* best effort: the caller checks what matters */
+        }
+        close(fd);
+    }
+}
+
+struct sweep {
+    const struct net *n;
+    char names[SWEEP_MAX][IFNAMSIZ];
+    size_t count;
+    int foreign_bridge; /* a link named like our bridge that is not ours */
+    int bridge_ours;
+};
+
+static int on_sweep_link(void *arg, const unsigned char *msg, size_t len)
+{
+    struct sweep *s = arg;
+    struct net_link l;
+    char mine[IFNAMSIZ + 8], run_prefix[IFNAMSIZ + 8];
+    if (net_nl_parse_link(msg, len, &l) < 0)
+        return 0;
+    snprintf(mine, sizeof(mine), "boxer:%s", s->n->bridge);
+    snprintf(run_prefix, sizeof(run_prefix), "boxer:%s:", s->n->bridge);
+    if (strcmp(l.name, s->n->bridge) == 0) {
+        if (strcmp(l.alias, mine) == 0)
+            s->bridge_ours = 1;
+        else
+            s->foreign_bridge = 1;
+        return 0;
+    }
+    /* Only links Boxer tagged for this bridge: a crashed run's veth. */
+    if (strncmp(l.alias, run_prefix, strlen(run_prefix)) == 0 && s->count < SWEEP_MAX)
+        snprintf(s->names[s->count++], IFNAMSIZ, "%s", l.name);
+    return 0;
+}
+
+static int sweep_links(struct net *n, int delete_bridge, struct bx_err *err)
+{
+    struct sweep *s = calloc(1, sizeof(*s));
+    struct net_nlmsg m;
+    struct bx_err e2;
+    uint32_t seq;
+    int ret = -1;
+    if (!s)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    s->n = n;
+    if (net_msg_get_link(&m, NULL) < 0 || nl_send(n->nl, &m, &seq, "listing links", err) < 0 ||
+        nl_wait(n->nl, seq, 1, on_sweep_link, s, "listing links", err) < 0)
+        goto out;
+    if (s->foreign_bridge) {
+        bx_err_set(err, 500, EEXIST,
+                   "a network interface named %s exists and was not created by Boxer (set "
+                   "bridge_name)",
+                   n->bridge);
+        goto out;
+    }
+    for (size_t i = 0; i < s->count; i++) {
+        fprintf(stderr, "boxer: removing stale sandbox link %s\n", s->names[i]);
+        bx_err_clear(&e2);
+        if (nl_link_op(n->nl, &m, net_msg_del_link(&m, s->names[i]), "removing stale link", &e2) <
+                0 &&
+            e2.sys_errno != ENODEV)
+            fprintf(stderr, "boxer: %s\n", e2.msg);
+    }
+    if (delete_bridge && s->bridge_ours) {
+        bx_err_clear(&e2);
+        if (nl_link_op(n->nl, &m, net_msg_del_link(&m, n->bridge), "removing bridge", &e2) < 0 &&
+            e2.sys_errno != ENODEV) {
+            *err = e2;
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    free(s);
+    return ret;
+}
+
+struct overlap {
+    const struct net *n;
+    int bridge_index;
+    char found[64];
+};
+
+static int on_addr(void *arg, const unsigned char *msg, size_t len)
+{
+    struct overlap *o = arg;
+    uint32_t a, mask, ours = prefix_mask(o->n->prefix);
+    unsigned prefix;
+    int ifindex;
+    if (parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || o->found[0])
+        return 0;
+    mask = prefix_mask(prefix);
+    if ((ifindex != o->bridge_index || o->bridge_index <= 0) &&
+        ((a & ours) == o->n->subnet || (o->n->subnet & mask) == (a & mask))) {
+        char s[16];
+        net_format_ipv4(a, s);
+        snprintf(o->found, sizeof(o->found), "%s/%u (interface %d)", s, prefix, ifindex);
+    }
+    return 0;
+}
+
+/* Another interface with an address in (or around) our subnet would make
+ * routing to sandboxes ambiguous: two Boxers, a VPN, a LAN. */
+static int check_overlap(struct net *n, struct bx_err *err)
+{
+    struct overlap o;
+    struct net_nlmsg m;
+    struct ifaddrmsg ifa;
+    uint32_t seq;
+    char s[16];
+    memset(&o, 0, sizeof(o));
+    o.n = n;
+    o.bridge_index = n->bridge_index;
+    msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
+    memset(&ifa, 0, sizeof(ifa));
+    ifa.ifa_family = AF_INET;
+    msg_put(&m, &ifa, sizeof(ifa));
+    if (nl_send(n->nl, &m, &seq, "listing addresses", err) < 0 ||
+        nl_wait(n->nl, seq, 1, on_addr, &o, "listing addresses", err) < 0)
+        return -1;
+    if (o.found[0]) {
+        net_format_ipv4(n->subnet, s);
+        return bx_err_set(err, 500, EADDRINUSE,
+                          "sandbox_subnet %s/%u overlaps %s already on this host (set "
+                          "sandbox_subnet)",
+                          s, n->prefix, o.found);
+    }
+    return 0;
+}
+
+static int create_bridge(struct net *n, struct bx_err *err)
+{
+    struct net_nlmsg m;
+    struct net_link l;
+    unsigned char mac[6];
+    char alias[IFNAMSIZ + 8], path[128];
+    if (getrandom(mac, sizeof(mac), 0) != (ssize_t)sizeof(mac))
+        return bx_err_sys(err, 500, "getrandom");
+    mac[0] = (unsigned char)((mac[0] & 0xfe) | 0x02); /* unicast, locally administered */
+    if (nl_link_op(n->nl, &m, net_msg_new_bridge(&m, n->bridge, mac), "creating bridge", err) < 0)
+        return -1;
+    n->bridge_created = 1;
+    /* Sandboxes are IPv4 only; the bridge has no IPv6 address to reach. */
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", n->bridge);
+    write_sysctl(path, "1");
+    snprintf(alias, sizeof(alias), "boxer:%s", n->bridge);
+    if (nl_link_op(n->nl, &m, net_msg_set_link(&m, n->bridge, alias, 1, 0), "bridge up", err) < 0 ||
+        nl_get_link(n->nl, n->bridge, &l, err) < 0)
+        return -1;
+    n->bridge_index = l.ifindex;
+    return nl_link_op(n->nl, &m, net_msg_new_addr(&m, l.ifindex, n->gateway, n->prefix),
+                      "bridge address", err);
+}
+
+static int forwarding_on(struct bx_err *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int on;
+    if (bx_read_file_at(AT_FDCWD, "/proc/sys/net/ipv4/ip_forward", 16, &text, &len, err) < 0)
+        return -1;
+    on = text[0] == '1';
+    free(text);
+    if (on)
+        return 0;
+    write_sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+    if (bx_read_file_at(AT_FDCWD, "/proc/sys/net/ipv4/ip_forward", 16, &text, &len, err) < 0)
+        return -1;
+    on = text[0] == '1';
+    free(text);
+    if (!on)
+        return bx_err_set(err, 500, EPERM, "cannot enable net.ipv4.ip_forward");
+    fprintf(stderr, "boxer: enabled IPv4 forwarding (net.ipv4.ip_forward=1) for the network "
+                    "sandbox; it stays on when Boxer stops\n");
+    return 0;
+}
+
+static void undo_start(struct net *n)
+{
+    struct net_nlmsg m;
+    if (n->tables_created) {
+        struct sbuf s;
+        sbuf_init(&s, 1u << 16);
+        if (net_nft_delete_script(n->bridge, &s) == 0 && run_nft(n, &s, NULL) < 0)
+            fprintf(stderr, "boxer: could not remove nft tables boxer_%s\n", n->bridge);
+        sbuf_free(&s);
+        n->tables_created = 0;
+    }
+    if (n->nl >= 0 && n->bridge_created) {
+        struct bx_err e;
+        bx_err_clear(&e);
+        sweep_links(n, 0, NULL);
+        if (nl_link_op(n->nl, &m, net_msg_del_link(&m, n->bridge), "removing bridge", &e) < 0 &&
+            e.sys_errno != ENODEV)
+            fprintf(stderr, "boxer: %s\n", e.msg);
+        n->bridge_created = 0;
+    }
+    bx_close(&n->nl);
+    if (n->lock_path[0]) {
+        unlink(n->lock_path); /* while still locked: see take_lock */
+        n->lock_path[0] = '\0';
+    }
+    bx_close(&n->lock_fd);
+    n->ready = 0;
+}
+
+/* The owner removes the lock file when it stops, so a lock is only ours
+ * if the file we locked is still the one at the path (a competitor may
+ * have opened it just before it was unlinked). */
+static int take_lock(struct net *n, const char *path, struct bx_err *err)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        struct stat a, b;
+        int r;
+        n->lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (n->lock_fd < 0)
+            return bx_err_sys(err, 500, "open %s", path);
+        do {
+            r = flock(n->lock_fd, LOCK_EX | LOCK_NB);
+        } while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (errno == EWOULDBLOCK)
+                bx_err_set(err, 500, EBUSY,
+                           "bridge %s is managed by another Boxer on this host (give each "
+                           "Boxer its own bridge_name and sandbox_subnet)",
+                           n->bridge);
+            else
+                bx_err_sys(err, 500, "flock %s", path);
+            bx_close(&n->lock_fd);
+            return -1;
+        }
+        if (fstat(n->lock_fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino) {
+            snprintf(n->lock_path, sizeof(n->lock_path), "%s", path);
+            return 0;
+        }
+        bx_close(&n->lock_fd);
+    }
+    return bx_err_set(err, 500, EAGAIN, "could not lock %s", path);
+}
+
+int net_start(struct net *n, struct bx_err *err)
+{
+    struct sbuf script;
+    struct net_rules rules;
+    char lock[PATH_MAX], gw[16];
+
+    sbuf_init(&script, 1u << 20);
+    if (proc_find_in_path("nft", getenv("PATH"), n->nft, sizeof(n->nft)) < 0) {
+        bx_err_set(err, 500, ENOENT, "nft not found in PATH (install the Debian package nftables)");
+        goto fail;
+    }
+    if (bx_mkdir_p_at(AT_FDCWD, LOCK_DIR, 0700, 0, err) < 0)
+        goto fail;
+    snprintf(lock, sizeof(lock), LOCK_DIR "/net-%s.lock", n->bridge);
+    if (take_lock(n, lock, err) < 0)
+        goto fail;
+    n->nl = nl_open(err);
+    if (n->nl < 0)
+        goto fail;
+    /* We hold the lock: every link tagged for this bridge is a leftover. */
+    if (sweep_links(n, 1, err) < 0 || check_overlap(n, err) < 0 || create_bridge(n, err) < 0)
+        goto fail;
+    rules = (struct net_rules){n->bridge, n->subnet,  n->prefix,      n->dns,
+                               n->ndns,   n->blocked, n->blocked_len, n->nblocked};
+    if (net_nft_script(&rules, &script) < 0) {
+        bx_err_set(err, 500, ENOMEM, "nft script too large");
+        goto fail;
+    }
+    n->tables_created = 1;
+    if (run_nft(n, &script, err) < 0 || forwarding_on(err) < 0)
+        goto fail;
+    net_format_ipv4(n->gateway, gw);
+    snprintf(n->describe, sizeof(n->describe), "bridge %s %s/%u, %s, %zu DNS server(s)", n->bridge,
+             gw, n->prefix, n->nft, n->ndns);
+    n->ready = 1;
+    sbuf_free(&script);
+    return 0;
+fail:
+    snprintf(n->unavailable, sizeof(n->unavailable), "%s", err ? err->msg : "start-up failed");
+    undo_start(n);
+    sbuf_free(&script);
+    return -1;
+}
+
+void net_free(struct net **np)
+{
+    struct net *n = *np;
+    if (!n)
+        return;
+    if (n->ready || n->bridge_created || n->tables_created)
+        undo_start(n);
+    bx_close(&n->nl);
+    bx_close(&n->lock_fd);
+    net_pool_destroy(&n->pool);
+    free(n->blocked);
+    free(n->blocked_len);
+    free(n);
+    *np = NULL;
+    free(nl_rbuf);
+    nl_rbuf = NULL;
+}
+
+/* ---- per-run network namespace ---- */
+
+struct net_run {
+    struct net *net;
+    uint32_t addr;
+    int have_addr;
+    int netns_made; /* the mount point file exists (and may be mounted) */
+    int veth_made;
+    char veth[IFNAMSIZ];
+    char netns_path[PATH_MAX];
+    char resolv_path[PATH_MAX];
+};
+
+/* In the forked child: only system calls, then _exit.  Creates the netns,
+ * turns IPv6 off in it before any interface arrives, opens a netlink
+ * socket inside it (sockets stay in the netns they were created in) and
+ * pins the netns with a bind mount, then hands the socket back. */
+__attribute__((noreturn)) static void netns_child(int sock, const char *path)
+{
+    int e = 0, nl = -1;
+    struct msghdr mh;
+    struct iovec iov = {&e, sizeof(e)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } c;
+
+    if (unshare(CLONE_NEWNET) < 0) {
+        e = errno;
+        goto send;
+    }
+    write_sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+    write_sysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+    nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (nl < 0) {
+        e = errno;
+        goto send;
+    }
+    if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0)
+        e = errno;
+send:
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (e == 0) {
+        struct cmsghdr *cm;
+        memset(&c, 0, sizeof(c));
+        mh.msg_control = c.buf;
+        mh.msg_controllen = sizeof(c.buf);
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &nl, sizeof(int));
+    }
+    if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+        _exit(2);
+    _exit(e ? 1 : 0);
+}
+
+/* Returns a netlink socket inside the new netns. */
+static int make_netns(struct net_run *r, int run_dirfd, struct bx_err *err)
+{
+    int sv[2] = {-1, -1};
+    int fd, e = 0, nl = -1, status;
+    struct timeval tv = {NETNS_CHILD_TIMEOUT_SECS, 0};
+    struct msghdr mh;
+    struct iovec iov = {&e, sizeof(e)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } c;
+    ssize_t n;
+    pid_t pid;
+
+    fd = openat(run_dirfd, "netns", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "creating netns mount point");
+    close(fd);
+    r->netns_made = 1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return bx_err_sys(err, 500, "socketpair");
+    pid = fork();
+    if (pid < 0) {
+        bx_err_sys(err, 500, "fork");
+        goto out;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        netns_child(sv[1], r->netns_path);
+    }
+    bx_close(&sv[1]);
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    memset(&mh, 0, sizeof(mh));
+    memset(&c, 0, sizeof(c));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = c.buf;
+    mh.msg_controllen = sizeof(c.buf);
+    do {
+        n = recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        kill(pid, SIGKILL); /* bounded: a child that hangs is killed */
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof(e)) {
+        bx_err_set(err, 500, EIO, "creating network namespace: no answer from helper");
+        goto out;
+    }
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len == CMSG_LEN(sizeof(int)))
+            memcpy(&nl, CMSG_DATA(cm), sizeof(int));
+    if (e != 0 || nl < 0) {
+        errno = e ? e : EIO;
+        bx_err_sys(err, 500, "creating network namespace");
+        bx_close(&nl);
+        goto out;
+    }
+    {
+        struct timeval t2 = {NL_TIMEOUT_SECS, 0};
+        struct sockaddr_nl sa;
+        int one = 1;
+        memset(&sa, 0, sizeof(sa));
+        sa.nl_family = AF_NETLINK;
+        if (bind(nl, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &t2, sizeof(t2)) < 0 ||
+            setsockopt(nl, SOL_SOCKET, SO_SNDTIMEO, &t2, sizeof(t2)) < 0) {
+            bx_err_sys(err, 500, "netlink socket in namespace");
+            bx_close(&nl);
+            goto out;
+        }
+        setsockopt(nl, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+        setsockopt(nl, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+    }
+out:
+    bx_close(&sv[0]);
+    bx_close(&sv[1]);
+    return nl;
+}
+
+static int configure_inside(struct net_run *r, int nl, struct bx_err *err)
+{
+    struct net *n = r->net;
+    struct net_nlmsg m;
+    struct net_link eth;
+    if (nl_link_op(nl, &m, net_msg_set_link(&m, "lo", NULL, 1, 0), "loopback up", err) < 0 ||
+        nl_get_link(nl, "eth0", &eth, err) < 0 ||
+        nl_link_op(nl, &m, net_msg_new_addr(&m, eth.ifindex, r->addr, n->prefix), "sandbox address",
+                   err) < 0 ||
+        nl_link_op(nl, &m, net_msg_set_link(&m, "eth0", NULL, 1, 0), "sandbox link up", err) < 0 ||
+        nl_link_op(nl, &m, net_msg_new_default_route(&m, eth.ifindex, n->gateway),
+                   "sandbox default route", err) < 0)
+        return -1;
+    return 0;
+}
+
+int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char *exec_id,
+                  struct net_run **out, struct bx_err *err)
+{
+    struct net_run *r;
+    struct net_nlmsg m;
+    struct sbuf resolv;
+    char alias[128];
+    int nl = -1, nsfd = -1, ret = -1;
+    size_t k = 0;
+
+    if (net_unavailable(n))
+        return bx_err_set(err, 500, 0, "network sandbox is unavailable on this server: %s",
+                          net_unavailable(n));
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    r->net = n;
+    sbuf_init(&resolv, 4096);
+    if (net_pool_alloc(&n->pool, &r->addr) < 0) {
+        bx_err_set(err, 503, EADDRNOTAVAIL, "no free address in sandbox_subnet; retry later");
+        goto out;
+    }
+    r->have_addr = 1;
+    /* "bxv" + the first 12 hex digits of the exec id's UUID. */
+    memcpy(r->veth, VETH_PREFIX, 3);
+    for (const char *p = strchr(exec_id, '-'); p && *p && k < 12; p++)
+        if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))
+            r->veth[3 + k++] = *p;
+    r->veth[3 + k] = '\0';
+    if (k < 12) {
+        bx_err_set(err, 500, EINVAL, "bad exec id");
+        goto out;
+    }
+    if ((size_t)snprintf(r->netns_path, sizeof(r->netns_path), "%s/netns", run_dir) >=
+            sizeof(r->netns_path) ||
+        (size_t)snprintf(r->resolv_path, sizeof(r->resolv_path), "%s/resolv.conf", run_dir) >=
+            sizeof(r->resolv_path)) {
+        bx_err_set(err, 500, ENAMETOOLONG, "run directory path too long");
+        goto out;
+    }
+    nl = make_netns(r, run_dirfd, err);
+    if (nl < 0)
+        goto out;
+    nsfd = openat(run_dirfd, "netns", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (nsfd < 0) {
+        bx_err_sys(err, 500, "open netns");
+        goto out;
+    }
+    r->veth_made = 1;
+    if (nl_link_op(n->nl, &m, net_msg_new_veth(&m, r->veth, n->bridge_index, "eth0", nsfd),
+                   "creating veth", err) < 0) {
+        if (err && err->sys_errno == EEXIST)
+            r->veth_made = 0; /* someone else's: never delete it */
+        goto out;
+    }
+    snprintf(alias, sizeof(alias), "boxer:%s:%s", n->bridge, exec_id);
+    if (nl_link_op(n->nl, &m, net_msg_set_link(&m, r->veth, alias, 1, 1), "veth up", err) < 0 ||
+        configure_inside(r, nl, err) < 0)
+        goto out;
+    if (net_resolv_conf(n->dns, n->ndns, &resolv) < 0 ||
+        bx_write_file_atomic_at(run_dirfd, "resolv.conf", resolv.data, resolv.len, 0644, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    bx_close(&nl);
+    bx_close(&nsfd);
+    sbuf_free(&resolv);
+    if (ret < 0) {
+        bx_err_wrap(err, "network sandbox");
+        net_run_free(&r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+const char *net_run_netns_path(const struct net_run *r)
+{
+    return r->netns_path;
+}
+
+const char *net_run_resolv_path(const struct net_run *r)
+{
+    return r->resolv_path;
+}
+
+void net_run_free(struct net_run **rp)
+{
+    struct net_run *r = *rp;
+    struct net_nlmsg m;
+    struct bx_err e;
+    if (!r)
+        return;
+    *rp = NULL;
+    bx_err_clear(&e);
+    /* Deleting one end of a veth deletes both; the netns itself goes when
+     * its last user (runsc) is gone and the mount below is removed. */
+    if (r->veth_made && r->net->nl >= 0 &&
+        nl_link_op(r->net->nl, &m, net_msg_del_link(&m, r->veth), "removing veth", &e) < 0 &&
+        e.sys_errno != ENODEV)
+        fprintf(stderr, "boxer: %s: %s\n", r->veth, e.msg);
+    if (r->netns_made) {
+        if (umount2(r->netns_path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+            fprintf(stderr, "boxer: umount %s: %s\n", r->netns_path, strerror(errno));
+        if (unlink(r->netns_path) < 0 && errno != ENOENT)
+            fprintf(stderr, "boxer: unlink %s: %s\n", r->netns_path, strerror(errno));
+    }
+    if (r->have_addr)
+        net_pool_release(&r->net->pool, r->addr);
+    free(r);
+}
+
+/* ---- runsc's mount namespace ---- */
+
+int net_runsc_ns_enter(struct net_nsguard *g, struct bx_err *err)
+{
+    g->mnt_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    g->cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (g->mnt_fd < 0 || g->cwd_fd < 0) {
+        bx_err_sys(err, 500, "saving mount namespace");
+        goto fail;
+    }
+    if (unshare(CLONE_NEWNS) < 0) {
+        bx_err_sys(err, 500, "unshare mount namespace");
+        goto fail;
+    }
+    /* Slave first: the tmpfs below must never propagate back to the host
+     * (on a host with shared mounts a fresh namespace shares peer groups). */
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+        mount("tmpfs", "/proc/sys/net", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "size=4k,mode=0555") < 0) {
+        bx_err_sys(err, 500, "masking /proc/sys/net for runsc");
+        net_runsc_ns_leave(g);
+        return -1;
+    }
+    return 0;
+fail:
+    bx_close(&g->mnt_fd);
+    bx_close(&g->cwd_fd);
+    return -1;
+}
+
+void net_runsc_ns_leave(struct net_nsguard *g)
+{
+    if (g->mnt_fd >= 0 && setns(g->mnt_fd, CLONE_NEWNS) < 0)
+        fprintf(stderr, "boxer: ERROR: cannot return to the original mount namespace: %s\n",
+                strerror(errno));
+    if (g->cwd_fd >= 0 && fchdir(g->cwd_fd) < 0)
+        fprintf(stderr, "boxer: fchdir: %s\n", strerror(errno));
+    bx_close(&g->mnt_fd);
+    bx_close(&g->cwd_fd);
+}

@@ -1,0 +1,172 @@
+/* Sandbox networking: the `sandbox` network mode of POST /run.
+ *
+ * Shape (everything created here with rtnetlink messages built by hand; the
+ * one extra program is `nft`, Debian package nftables):
+ *
+ *   host netns                                 per-run netns (<run dir>/netns)
+ *   bridge <bridge_name>, <subnet>.1  <-- veth "bxv<12 hex of exec id>" -- eth0 <subnet>.N
+ *   nft tables "inet boxer_<bridge>" and                                  default via .1
+ *   "bridge boxer_<bridge>"; ip_forward = 1                                lo up, no IPv6
+ *
+ * runsc --network=sandbox joins the run's netns (the spec's network
+ * namespace path), copies eth0's address and routes into gVisor's netstack
+ * and takes the address off the host interface, so no host kernel stack
+ * answers inside the netns.
+ *
+ * Isolation is by the shared nft tables, not per-run rules, and by bridge
+ * port isolation:
+ *   - input from the bridge is dropped (Boxer's port, anything on the bridge
+ *     address or on any other host address), except replies and DNS to a
+ *     configured dns_servers address;
+ *   - forwarding from the bridge to 169.254.0.0/16, the sandbox subnet
+ *     itself and blocked_egress is rejected; IPv6 from the bridge dropped;
+ *   - nothing is forwarded into the bridge but replies;
+ *   - the veth ports are isolated bridge ports and a bridge-family rule
+ *     drops frames between two "bxv*" ports, so sandboxes never see each
+ *     other at layer 2 either;
+ *   - outbound IPv4 is masqueraded.
+ *
+ * Ownership: one Boxer owns a bridge name at a time (a flock on
+ * /run/boxer/net-<bridge>.lock).  Start-up removes what a crashed owner
+ * left (veths whose alias is "boxer:<bridge>:<exec id>", the bridge, whose
+ * alias is "boxer:<bridge>") and re-creates bridge and tables; a clean
+ * stop removes them.  A link of that name that Boxer did not create is
+ * never touched.  IPv4 forwarding is left on at stop (other bridges may
+ * rely on it).
+ *
+ * A failure at start-up (no nft, no nf_tables, bridge owned by another
+ * Boxer...) is not fatal: `sandbox` runs are then refused with 500 and the
+ * reason (net_unavailable()).
+ */
+#ifndef BOXER_NET_H
+#define BOXER_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "util.h"
+
+struct net;
+struct net_run;
+
+/* Reads the network fields of cfg (config_validate has checked them; a
+ * wrong value here is still a 400 naming the field).  Touches nothing. */
+int net_new(struct net **out, const struct config *cfg, struct bx_err *err);
+/* Start-up sweep and set-up (see above).  Returns -1 with the reason in
+ * err and leaves sandbox mode unavailable; the server can go on. */
+int net_start(struct net *n, struct bx_err *err);
+/* NULL when sandbox runs can start, else why not. */
+const char *net_unavailable(const struct net *n);
+/* One line for the start-up log. */
+const char *net_describe(const struct net *n);
+/* Removes bridge, tables and any veth left (when started) and frees. */
+void net_free(struct net **n);
+
+/* A run's network: address from the pool, netns bind-mounted at
+ * <run_dir>/netns, veth on the bridge, <run_dir>/resolv.conf.  Partial
+ * state is undone by net_run_free. */
+int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char *exec_id,
+                  struct net_run **out, struct bx_err *err);
+const char *net_run_netns_path(const struct net_run *r);
+const char *net_run_resolv_path(const struct net_run *r);
+/* Deletes the veth, unmounts the netns, frees the address. */
+void net_run_free(struct net_run **r);
+
+/* runsc 2024-07 decides it runs in the root network namespace when
+ * /proc/sys/net/core/rmem_default exists in the run's netns, which it does
+ * on kernels where that sysctl is per namespace, and then refuses
+ * --network=sandbox.  runsc is therefore started in a private copy of
+ * Boxer's mount namespace in which /proc/sys/net is an empty read-only
+ * tmpfs.  enter() switches Boxer (single-threaded) into a fresh such copy;
+ * spawn runsc; leave() switches back at once. */
+struct net_nsguard {
+    int mnt_fd;
+    int cwd_fd;
+};
+int net_runsc_ns_enter(struct net_nsguard *g, struct bx_err *err);
+void net_runsc_ns_leave(struct net_nsguard *g);
+
+/* ---- pure helpers, exposed for the unit tests ---- */
+
+/* Strict dotted quad / "a.b.c.d/len" (no host bits) to host-order values. */
+int net_parse_ipv4(const char *s, uint32_t *out);
+int net_parse_cidr4(const char *s, uint32_t *addr, unsigned *prefix);
+void net_format_ipv4(uint32_t a, char out[16]);
+
+/* Address pool over a subnet: index 0 (network), 1 (the bridge) and the
+ * broadcast address are never handed out; next-fit, so a freed address is
+ * reused only after the rest of the subnet. */
+struct net_pool {
+    uint32_t base;
+    unsigned prefix;
+    uint32_t size;   /* addresses in the subnet */
+    uint32_t cursor; /* next index to try */
+    uint32_t used;
+    uint64_t *bits;
+};
+int net_pool_init(struct net_pool *p, uint32_t base, unsigned prefix, struct bx_err *err);
+int net_pool_alloc(struct net_pool *p, uint32_t *addr); /* -1 when full */
+void net_pool_release(struct net_pool *p, uint32_t addr);
+void net_pool_destroy(struct net_pool *p);
+
+/* The nft script for the shared tables (idempotent: creates, flushes by
+ * deleting, re-creates, in one transaction). */
+struct net_rules {
+    const char *bridge;
+    uint32_t subnet;
+    unsigned prefix;
+    const uint32_t *dns;
+    size_t ndns;
+    const uint32_t *blocked; /* network addresses */
+    const unsigned *blocked_len;
+    size_t nblocked;
+};
+int net_nft_script(const struct net_rules *r, struct sbuf *out);
+int net_nft_delete_script(const char *bridge, struct sbuf *out);
+int net_resolv_conf(const uint32_t *dns, size_t ndns, struct sbuf *out);
+
+/* rtnetlink messages.  A message is built into a net_nlmsg; every builder
+ * returns -1 when it would not fit (nothing is sent then). */
+#define NET_NLMSG_MAX 1024
+struct net_nlmsg {
+    size_t len;
+    int overflow;
+    _Alignas(8) unsigned char buf[NET_NLMSG_MAX];
+};
+int net_msg_new_bridge(struct net_nlmsg *m, const char *name, const unsigned char mac[6]);
+int net_msg_new_veth(struct net_nlmsg *m, const char *name, int master_ifindex,
+                     const char *peer_name, int peer_netns_fd);
+/* Modifies a link found by name: alias (or NULL), up, bridge port
+ * isolation (only for a bridge port). */
+int net_msg_set_link(struct net_nlmsg *m, const char *name, const char *alias, int up,
+                     int port_isolated);
+int net_msg_del_link(struct net_nlmsg *m, const char *name);
+int net_msg_get_link(struct net_nlmsg *m, const char *name); /* name NULL: dump all */
+int net_msg_new_addr(struct net_nlmsg *m, int ifindex, uint32_t addr, unsigned prefix);
+int net_msg_new_default_route(struct net_nlmsg *m, int ifindex, uint32_t gateway);
+
+/* Walks the messages in a buffer received from the kernel: returns 1 and
+ * sets msg and msg_len for the next one, 0 at the end, -1 when the framing
+ * is broken (a length that is short or runs past the buffer). */
+int net_nl_next(const unsigned char *buf, size_t len, size_t *off, const unsigned char **msg,
+                size_t *msg_len);
+
+/* An NLMSG_ERROR message: *error is the (negative) errno or 0 for an ACK;
+ * the extended-ack text, if any, is copied into text.  -1 if malformed. */
+int net_nl_parse_error(const unsigned char *msg, size_t len, int *error, char *text,
+                       size_t text_cap);
+
+struct net_link {
+    int ifindex;
+    int master;
+    unsigned flags;
+    char name[16];
+    char kind[16];
+    char alias[256];
+};
+/* An RTM_NEWLINK message.  -1 if malformed. */
+int net_nl_parse_link(const unsigned char *msg, size_t len, struct net_link *out);
+
+#endif

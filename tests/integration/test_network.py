@@ -1,0 +1,572 @@
+"""Network modes of POST /run: none, sandbox and host, with the sandbox
+isolation rules, against real runsc and the real kernel.
+
+No packet leaves this machine: the "remote host" is a network namespace the
+test creates (198.18.77.2, benchmark range, plus 198.18.99.1 for a
+blocked_egress network and 169.254.169.254 for "metadata"), routed from the
+host only to that namespace; every sandbox fetch of a lab address first
+checks that the kernel routes it there.  DNS servers in the config are lab
+addresses that are only written into resolv.conf, never queried.
+"""
+
+import concurrent.futures
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+import httpx
+import pytest
+
+import boxer_server
+
+PYTHON = "python:3.12-slim"
+BUSYBOX = "busybox"
+
+SUFFIX = "%04x" % (os.getpid() & 0xFFFF)
+BRIDGE = "bxtbr" + SUFFIX
+SUBNET = "10.213.0.0/24"
+GATEWAY = "10.213.0.1"
+LAB_NS = "bxt-remote-" + SUFFIX
+LAB_VETH = "bxtr" + SUFFIX
+LAB_HOST_IP = "198.18.77.1"
+REMOTE_IP = "198.18.77.2"
+BLOCKED_NET = "198.18.99.0/24"
+BLOCKED_IP = "198.18.99.1"
+METADATA_IP = "169.254.169.254"
+DNS = ["198.18.77.53", "198.18.77.54"]
+PORT = 8080
+
+FETCH = r"""
+import sys, threading, time, urllib.request
+timeout, urls = float(sys.argv[1]), sys.argv[2:]
+out = [None] * len(urls)
+def one(i):
+    t = time.time()
+    try:
+        r = urllib.request.urlopen(urls[i], timeout=timeout)
+        res = "OK %d %s" % (r.status, r.read().decode().strip())
+    except Exception as e:
+        res = "FAIL %s %s" % (type(e).__name__, str(e)[:200])
+    out[i] = "%s secs %.2f" % (res, time.time() - t)
+ts = [threading.Thread(target=one, args=(i,)) for i in range(len(urls))]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+for line in out:
+    print(line)
+"""
+
+
+def sh(*argv, check=True):
+    return subprocess.run(argv, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+# The default bridge belongs to whichever Boxer with a default config came
+# first (the session server, or a server of another suite running at the
+# same time): it may come and go independently of this module.
+DEFAULT_BRIDGE = "boxer0"
+
+
+def snapshot():
+    """What this module must leave as it found it."""
+    links = sorted(l["ifname"] for l in json.loads(sh("ip", "-j", "link").stdout)
+                   if l["ifname"] != DEFAULT_BRIDGE
+                   and not l.get("ifalias", "").startswith("boxer:%s:" % DEFAULT_BRIDGE))
+    netns = sorted(sh("ip", "netns", "list").stdout.split())
+    tables, cur = [], None
+    for line in sh("nft", "list", "ruleset").stdout.splitlines():
+        if line.startswith("table "):
+            cur = [line]
+            tables.append(cur)
+        elif cur is not None:
+            cur.append(line)
+    ruleset = sorted("\n".join(t) for t in tables
+                     if not t[0].endswith(" boxer_%s {" % DEFAULT_BRIDGE))
+    return links, netns, ruleset
+
+
+def links_tagged(prefix):
+    return [l["ifname"] for l in json.loads(sh("ip", "-j", "link").stdout)
+            if l.get("ifalias", "").startswith(prefix)]
+
+
+def link_exists(name):
+    return sh("ip", "link", "show", name, check=False).returncode == 0
+
+
+def nft_tables():
+    return sh("nft", "list", "tables").stdout
+
+
+def assert_routed_to_lab(addr):
+    """Refuses to let a sandbox send to a lab address unless the kernel
+    routes it into the lab namespace (never out of the machine)."""
+    out = sh("ip", "route", "get", addr).stdout
+    assert ("dev %s " % LAB_VETH) in out, "lab route for %s missing: %s" % (addr, out)
+
+
+def host_fetch(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode().strip()
+
+
+def run(srv, body, timeout=120):
+    return httpx.post(srv.url + "/run", json=body, timeout=timeout)
+
+
+def ok(srv, body):
+    r = run(srv, body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def fetch_all_in_sandbox(srv, urls, network="sandbox", timeout=5):
+    """Fetches the URLs concurrently in one run; one result line each."""
+    body = {"image": PYTHON, "cmd": ["python3", "-c", FETCH, str(timeout)] + list(urls)}
+    if network is not None:
+        body["network"] = network
+    res = ok(srv, body)
+    assert res["exit_code"] == 0, res
+    lines = res["stdout"].splitlines()
+    assert len(lines) == len(urls), res
+    return lines
+
+
+def fetch_in_sandbox(srv, url, network="sandbox", timeout=5):
+    return fetch_all_in_sandbox(srv, [url], network, timeout)[0]
+
+
+class HostServer:
+    """A small HTTP server in the test process (host network namespace)."""
+
+    def __init__(self, addr, body=b"host-secret"):
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((addr, 0), H)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def before(server):
+    # The session server (default config, bridge boxer0) is up first, so
+    # its bridge and tables are in both snapshots.
+    for tool in ("ip", "nft"):
+        if shutil.which(tool) is None:
+            pytest.fail("%s is required for the network tests (iproute2, nftables)" % tool)
+    return snapshot()
+
+
+@pytest.fixture(scope="module")
+def lab(before):
+    """The "remote host" namespace and its routes; removed even on failure."""
+    d = tempfile.mkdtemp(prefix="boxer-netlab-")
+    www = os.path.join(d, "www")
+    os.makedirs(www)
+    with open(os.path.join(www, "hello.txt"), "w") as f:
+        f.write("hello-from-remote\n")
+    log = open(os.path.join(d, "http.log"), "w")
+    proc = None
+    try:
+        sh("ip", "netns", "add", LAB_NS)
+        sh("ip", "link", "add", LAB_VETH, "type", "veth", "peer", "name", "eth0", "netns", LAB_NS)
+        sh("ip", "addr", "add", LAB_HOST_IP + "/30", "dev", LAB_VETH)
+        sh("ip", "link", "set", LAB_VETH, "up")
+        sh("ip", "-n", LAB_NS, "addr", "add", REMOTE_IP + "/30", "dev", "eth0")
+        sh("ip", "-n", LAB_NS, "addr", "add", BLOCKED_IP + "/32", "dev", "lo")
+        sh("ip", "-n", LAB_NS, "addr", "add", METADATA_IP + "/32", "dev", "lo")
+        sh("ip", "-n", LAB_NS, "link", "set", "eth0", "up")
+        sh("ip", "-n", LAB_NS, "link", "set", "lo", "up")
+        sh("ip", "route", "add", BLOCKED_NET, "via", REMOTE_IP, "dev", LAB_VETH)
+        sh("ip", "route", "add", METADATA_IP + "/32", "via", REMOTE_IP, "dev", LAB_VETH)
+        for a in (REMOTE_IP, BLOCKED_IP, METADATA_IP):
+            assert_routed_to_lab(a)
+        proc = subprocess.Popen(["ip", "netns", "exec", LAB_NS, "python3", "-u", "-m",
+                                 "http.server", str(PORT), "--bind", "0.0.0.0",
+                                 "--directory", www], stdout=log, stderr=log,
+                                start_new_session=True)
+        deadline = time.time() + 20
+        while True:
+            try:
+                assert host_fetch("http://%s:%d/hello.txt" % (REMOTE_IP, PORT)) == \
+                    "hello-from-remote"
+                break
+            except OSError:
+                assert time.time() < deadline, "lab HTTP server did not start"
+                time.sleep(0.1)
+        yield {"dir": d, "www": www, "log": os.path.join(d, "http.log")}
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        # Deleting the veth removes the routes through it.
+        sh("ip", "link", "del", LAB_VETH, check=False)
+        sh("ip", "netns", "del", LAB_NS, check=False)
+        shutil.rmtree(d, ignore_errors=True)
+    # Every server of this module (sbx depends on lab, so it is gone) and
+    # the lab itself left nothing behind.
+    deadline = time.time() + 10
+    while snapshot() != before and time.time() < deadline:
+        time.sleep(0.2)
+    links, netns, ruleset = snapshot()
+    assert links == before[0]
+    assert netns == before[1]
+    assert ruleset == before[2]
+
+
+@pytest.fixture(scope="module")
+def sbx(registry, lab, before):
+    """A Boxer with the sandbox network on its own bridge and subnet."""
+    tmp = tempfile.mkdtemp(prefix="boxer-net-")
+    srv = boxer_server.Server(tmp, registry=registry, config={
+        "bridge_name": BRIDGE, "sandbox_subnet": SUBNET, "dns_servers": DNS,
+        "blocked_egress": [BLOCKED_NET]})
+    try:
+        srv.start()
+        assert "network sandbox: bridge %s" % BRIDGE in srv.log_text(), srv.log_text()
+        yield srv
+        srv.stop()
+        # A clean stop removes the bridge, the tables and every veth.
+        assert not link_exists(BRIDGE)
+        assert links_tagged("boxer:%s" % BRIDGE) == []
+        assert "boxer_%s" % BRIDGE not in nft_tables()
+        assert boxer_server.leftover_processes(srv.home) == []
+        assert boxer_server.leftover_mounts(srv.home) == []
+    finally:
+        srv.stop(check=False)
+        subprocess.run(["umount", "-R", "-l", srv.home], stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def assert_run_state_clean(srv):
+    deadline = time.time() + 10
+    while True:
+        runs = [r for r in os.listdir(os.path.join(srv.home, "runs")) if not r.startswith(".")]
+        veths = links_tagged("boxer:%s:" % BRIDGE)
+        if not runs and not veths and not boxer_server.leftover_mounts(srv.home):
+            return
+        assert time.time() < deadline, (runs, veths)
+        time.sleep(0.1)
+
+
+# ---- sandbox ----
+
+def test_sandbox_fetches_from_remote_host(sbx, lab):
+    assert_routed_to_lab(REMOTE_IP)
+    out = fetch_in_sandbox(sbx, "http://%s:%d/hello.txt" % (REMOTE_IP, PORT))
+    assert out.startswith("OK 200 hello-from-remote"), out
+    assert_run_state_clean(sbx)
+
+
+def test_none_cannot_reach_remote_host(sbx, lab):
+    assert_routed_to_lab(REMOTE_IP)
+    for network in ("none", None):  # None: the default
+        out = fetch_in_sandbox(sbx, "http://%s:%d/hello.txt" % (REMOTE_IP, PORT), network)
+        assert out.startswith("FAIL"), out
+
+
+def test_none_loopback_works(sbx):
+    prog = ("import http.server, threading, urllib.request\n"
+            "s = http.server.HTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n"
+            "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
+            "r = urllib.request.urlopen('http://127.0.0.1:%d/' % s.server_address[1], timeout=5)\n"
+            "print(r.status)\n")
+    for network in ("none", "sandbox"):
+        res = ok(sbx, {"image": PYTHON, "network": network, "cwd": "/tmp",
+                       "cmd": ["python3", "-c", prog]})
+        assert res["stdout"] == "200\n", res
+
+
+def test_sandbox_cannot_reach_host_addresses(sbx):
+    """Not the bridge address, not Boxer's own port, not any other host
+    address; each server is shown to answer from the host first."""
+    servers = [HostServer(GATEWAY), HostServer("0.0.0.0")]
+    try:
+        own = sh("ip", "-4", "-o", "addr", "show", "scope", "global").stdout.split()
+        host_addrs = [w.split("/")[0] for i, w in enumerate(own) if own[i - 1] == "inet"
+                      and not w.startswith("10.213.")]
+        targets = [(GATEWAY, servers[0].port), (GATEWAY, servers[1].port),
+                   (GATEWAY, sbx.port)]
+        for a in host_addrs:
+            if sh("ip", "route", "get", a).stdout.startswith("local "):
+                targets.append((a, servers[1].port))
+        urls = ["http://%s:%d/" % t for t in targets]
+        for url, (addr, port) in zip(urls, targets):
+            if port != sbx.port:
+                assert host_fetch(url) == "host-secret"
+        outs = fetch_all_in_sandbox(sbx, urls, timeout=3)
+        for url, out in zip(urls, outs):
+            assert out.startswith("FAIL"), (url, out)
+    finally:
+        for s in servers:
+            s.close()
+
+
+def test_sandbox_cannot_reach_metadata_or_blocked_egress(sbx, lab):
+    urls = []
+    for addr in (METADATA_IP, BLOCKED_IP):
+        assert_routed_to_lab(addr)
+        urls.append("http://%s:%d/hello.txt" % (addr, PORT))
+        # The lab answers on it (from the host) ...
+        assert host_fetch(urls[-1]) == "hello-from-remote"
+    # ... but a sandbox is refused at once (reject, not a timeout), while
+    # the lab's other address works from the same run.
+    outs = fetch_all_in_sandbox(sbx, urls + ["http://%s:%d/hello.txt" % (REMOTE_IP, PORT)],
+                                timeout=10)
+    for out in outs[:2]:
+        assert out.startswith("FAIL"), outs
+        assert float(out.split("secs ")[1]) < 5, outs
+    assert outs[2].startswith("OK 200"), outs
+
+
+SERVE_AND_WAIT = r"""
+import http.server, socket, sys, threading, time, urllib.request
+tag, remote = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((remote, 9))
+ip = s.getsockname()[0]
+s.close()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "7")
+        self.end_headers()
+        self.wfile.write(b"sandbox")
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("0.0.0.0", 8000), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+def get(path):
+    try:
+        urllib.request.urlopen("http://%s:8080/%s" % (remote, path), timeout=3)
+        return True
+    except Exception:
+        return False
+get("register-%s-%s" % (tag, ip))
+deadline = time.time() + 60
+while time.time() < deadline and not get("stop-" + tag):
+    time.sleep(0.2)
+print(ip)
+"""
+
+
+def registered(lab, tag, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(lab["log"]) as f:
+            for line in f:
+                marker = "GET /register-%s-" % tag
+                if marker in line:
+                    return line.split(marker)[1].split()[0]
+        time.sleep(0.1)
+    raise AssertionError("sandbox %s never registered" % tag)
+
+
+def test_sandbox_cannot_reach_another_sandbox(sbx, lab):
+    assert_routed_to_lab(REMOTE_IP)
+    tag = "a%d" % os.getpid()
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(run, sbx, {"image": PYTHON, "network": "sandbox",
+                                   "cmd": ["python3", "-c", SERVE_AND_WAIT, tag, REMOTE_IP]})
+        try:
+            ip = registered(lab, tag)
+            assert ip.startswith("10.213.0.") and ip != GATEWAY
+            # The sandbox's server answers the host ...
+            assert host_fetch("http://%s:8000/" % ip) == "sandbox"
+            # ... but not another sandbox.
+            out = fetch_in_sandbox(sbx, "http://%s:8000/" % ip, timeout=3)
+            assert out.startswith("FAIL"), out
+        finally:
+            with open(os.path.join(lab["www"], "stop-" + tag), "w") as f:
+                f.write("stop\n")
+        r = fut.result(timeout=120)
+        assert r.status_code == 200, r.text
+        assert r.json()["stdout"].strip() == ip
+
+
+def test_concurrent_runs_get_distinct_addresses(sbx, lab):
+    n = 4
+    tags = ["c%d-%d" % (os.getpid(), i) for i in range(n)]
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        futs = [ex.submit(run, sbx, {"image": PYTHON, "network": "sandbox",
+                                     "cmd": ["python3", "-c", SERVE_AND_WAIT, t, REMOTE_IP]})
+                for t in tags]
+        try:
+            # All registered means all were alive at the same time.
+            ips = [registered(lab, t) for t in tags]
+        finally:
+            for t in tags:
+                with open(os.path.join(lab["www"], "stop-" + t), "w") as f:
+                    f.write("stop\n")
+        results = [f.result(timeout=120) for f in futs]
+    assert all(r.status_code == 200 for r in results), [r.text for r in results]
+    assert len(set(ips)) == n, ips
+    assert all(ip.startswith("10.213.0.") and ip not in ("10.213.0.0", GATEWAY, "10.213.0.255")
+               for ip in ips), ips
+    assert_run_state_clean(sbx)
+
+
+def test_resolv_conf_from_config(sbx):
+    res = ok(sbx, {"image": BUSYBOX, "network": "sandbox", "cmd": ["cat", "/etc/resolv.conf"]})
+    lines = [l for l in res["stdout"].splitlines() if not l.startswith("#")]
+    assert lines == ["nameserver %s" % d for d in DNS], res["stdout"]
+    # Read-only for the sandbox.
+    res = ok(sbx, {"image": BUSYBOX, "network": "sandbox",
+                   "cmd": ["sh", "-c", "echo x >> /etc/resolv.conf; echo rc=$?"]})
+    assert "rc=0" not in res["stdout"]
+
+
+def test_sandbox_without_dns_servers(make_server):
+    srv = make_server({"bridge_name": "bxtnd" + SUFFIX, "sandbox_subnet": "10.214.0.0/24"})
+    res = ok(srv, {"image": BUSYBOX, "network": "sandbox", "cmd": ["cat", "/etc/resolv.conf"]})
+    assert "nameserver" not in res["stdout"]
+    assert "no dns_servers" in res["stdout"]
+    srv.stop()
+    assert not link_exists("bxtnd" + SUFFIX)
+
+
+def test_sandbox_ipv4_only(sbx):
+    res = ok(sbx, {"image": PYTHON, "network": "sandbox", "cmd": [
+        "python3", "-c",
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        "try:\n"
+        "    s.connect(('2001:db8::1', 9)); print('v6', s.getsockname()[0])\n"
+        "except OSError as e:\n"
+        "    print('no-v6', e.errno)\n"]})
+    assert res["stdout"].startswith("no-v6"), res
+
+
+def test_runs_leave_no_network_state(sbx, lab):
+    assert_routed_to_lab(REMOTE_IP)
+    for _ in range(3):
+        out = fetch_in_sandbox(sbx, "http://%s:%d/hello.txt" % (REMOTE_IP, PORT))
+        assert out.startswith("OK"), out
+    # A run that times out is torn down too.
+    r = run(sbx, {"image": BUSYBOX, "network": "sandbox", "cmd": ["sleep", "60"],
+                  "limits": {"wall_clock_secs": 2}})
+    assert r.status_code == 408
+    assert_run_state_clean(sbx)
+
+
+# ---- start-up, sweep, refusal ----
+
+def test_crash_leftovers_swept_at_start(make_server, lab):
+    bridge = "bxtcr" + SUFFIX
+    cfg = {"bridge_name": bridge, "sandbox_subnet": "10.215.0.0/24"}
+    srv = make_server(cfg)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(run, srv, {"image": BUSYBOX, "network": "sandbox",
+                                   "cmd": ["sleep", "60"]})
+        deadline = time.time() + 60
+        while not links_tagged("boxer:%s:" % bridge):
+            assert time.time() < deadline, srv.log_text()
+            time.sleep(0.1)
+        srv.kill9()
+        try:
+            fut.result(timeout=30)
+        except httpx.HTTPError:
+            pass
+    assert link_exists(bridge)
+    assert "boxer_%s" % bridge in nft_tables()
+    srv.start()
+    assert links_tagged("boxer:%s:" % bridge) == []
+    assert_routed_to_lab(REMOTE_IP)
+    out = fetch_in_sandbox(srv, "http://%s:%d/hello.txt" % (REMOTE_IP, PORT))
+    assert out.startswith("OK 200"), out
+    srv.stop()
+    assert not link_exists(bridge)
+    assert "boxer_%s" % bridge not in nft_tables()
+
+
+def test_sandbox_refused_without_nft(make_server):
+    # /usr/sbin (nft) not in PATH; runsc, skopeo and umoci are in /usr/bin.
+    srv = make_server({"bridge_name": "bxtnn" + SUFFIX, "sandbox_subnet": "10.216.0.0/24"},
+                      env={"PATH": "/usr/bin:/bin"})
+    r = run(srv, {"image": BUSYBOX, "network": "sandbox", "cmd": ["true"]})
+    assert r.status_code == 500, r.text
+    assert "nft" in r.json()["error"] and "nftables" in r.json()["error"]
+    res = ok(srv, {"image": BUSYBOX, "network": "none", "cmd": ["echo", "fine"]})
+    assert res["stdout"] == "fine\n"
+    assert not link_exists("bxtnn" + SUFFIX)
+
+
+def test_second_boxer_on_same_bridge_refuses_sandbox(sbx, make_server):
+    srv = make_server({"bridge_name": BRIDGE, "sandbox_subnet": "10.217.0.0/24"})
+    r = run(srv, {"image": BUSYBOX, "network": "sandbox", "cmd": ["true"]})
+    assert r.status_code == 500 and "another Boxer" in r.json()["error"], r.text
+    srv.stop()
+    # Its stop must not have touched the first one's bridge.
+    assert link_exists(BRIDGE)
+    res = ok(sbx, {"image": BUSYBOX, "network": "sandbox", "cmd": ["true"]})
+    assert res["exit_code"] == 0
+
+
+def test_overlapping_subnet_refuses_sandbox(sbx, make_server):
+    srv = make_server({"bridge_name": "bxtov" + SUFFIX, "sandbox_subnet": "10.213.0.0/16"})
+    r = run(srv, {"image": BUSYBOX, "network": "sandbox", "cmd": ["true"]})
+    assert r.status_code == 500 and "overlaps" in r.json()["error"], r.text
+    srv.stop()
+    assert not link_exists("bxtov" + SUFFIX)
+
+
+@pytest.mark.parametrize("cfg,word", [
+    ({"sandbox_subnet": "10.88.0.1/16"}, "sandbox_subnet"),
+    ({"sandbox_subnet": "10.88.0.0/31"}, "sandbox_subnet"),
+    ({"bridge_name": "bad name"}, "bridge_name"),
+    ({"bridge_name": "x" * 16}, "bridge_name"),
+    ({"dns_servers": ["8.8.8.8.8"]}, "dns_servers"),
+    ({"blocked_egress": ["10.0.0.1/8"]}, "blocked_egress"),
+])
+def test_bad_network_config_stops_start(make_server, cfg, word):
+    srv = make_server(cfg, start=False)
+    with pytest.raises(RuntimeError):
+        srv.start()
+    assert word in srv.log_text()
+
+
+# ---- host ----
+
+def test_host_refused_by_default(server):
+    r = run(server, {"image": BUSYBOX, "network": "host", "cmd": ["true"]})
+    assert r.status_code == 400
+    assert "allow_host_network" in r.json()["error"]
+
+
+def test_host_network_when_allowed(make_server):
+    hs = HostServer("127.0.0.1", b"on-host-loopback")
+    try:
+        srv = make_server({"allow_host_network": True, "bridge_name": "bxtho" + SUFFIX,
+                           "sandbox_subnet": "10.218.0.0/24"})
+        out = fetch_in_sandbox(srv, "http://127.0.0.1:%d/" % hs.port, network="host")
+        assert out.startswith("OK 200 on-host-loopback"), out
+        # The same loopback address is the sandbox's own in the other modes.
+        out = fetch_in_sandbox(srv, "http://127.0.0.1:%d/" % hs.port, network="none",
+                               timeout=3)
+        assert out.startswith("FAIL"), out
+    finally:
+        hs.close()
