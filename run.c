@@ -201,6 +201,18 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         bx_err_wrap(err, "image");
         goto out;
     }
+    if (cfg->allowed_registries.n > 0) {
+        /* A client naming any host:port would make Boxer connect there; an
+         * operator can pin the registries it trusts. */
+        int allowed = 0;
+        for (size_t i = 0; i < cfg->allowed_registries.n; i++)
+            allowed |= strcmp(cfg->allowed_registries.items[i], r->ref.registry) == 0;
+        if (!allowed) {
+            bx_err_set(err, 400, EPERM, "image: registry %s is not allowed on this server",
+                       r->ref.registry);
+            goto out;
+        }
+    }
     v = json_get(root, "cmd");
     if (!v || v->type == JSON_NULL) {
         bx_err_set(err, 400, EINVAL, "cmd is required");
