@@ -329,3 +329,19 @@ def test_allowed_registries(make_server):
     assert r.status_code == 400 and "not allowed" in r.json()["error"]
     r = httpx.post(srv.url + "/run", json={"image": BUSYBOX, "cmd": ["true"]}, timeout=120)
     assert r.status_code == 200, r.text
+
+
+def test_platform_fallback_to_ptrace(make_server, tmp_path):
+    # A runsc that, like bookworm's 2022 build, does not know systrap.
+    fake = tmp_path / "runsc-without-systrap"
+    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do\n  [ \"$a\" = --platform=systrap ] && "
+                    "{ echo 'unknown platform: systrap' >&2; exit 128; }\ndone\n"
+                    "exec /usr/bin/runsc \"$@\"\n")
+    fake.chmod(0o755)
+    srv = make_server(config={"runsc_path": str(fake)})
+    r = httpx.post(srv.url + "/run", json={"image": BUSYBOX, "cmd": ["echo", "on ptrace"]},
+                   timeout=120)
+    assert r.status_code == 200 and r.json()["stdout"] == "on ptrace\n", r.text
+    log = srv.log_text()
+    assert "WARNING" in log and "falling back to ptrace" in log
+    assert "platform ptrace" in log
