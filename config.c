@@ -359,6 +359,80 @@ static int limit_within(const char *name, double v, double max, struct bx_err *e
     return 0;
 }
 
+/* An IPv4 network "a.b.c.d/len" (or, with allow_bare, a single address)
+ * with prefix in [min_len, 30] and no host bits set: the networking code
+ * formats these back from integers, so only exact values pass. */
+static int ipv4_net_ok(const char *s, int allow_bare, unsigned min_len)
+{
+    char addr[INET_ADDRSTRLEN];
+    const char *slash = strchr(s, '/');
+    size_t al = slash ? (size_t)(slash - s) : strlen(s);
+    uint64_t len = 32;
+    struct in_addr in;
+    uint32_t a, mask;
+
+    if (al == 0 || al >= sizeof(addr))
+        return 0;
+    memcpy(addr, s, al);
+    addr[al] = '\0';
+    if (inet_pton(AF_INET, addr, &in) != 1)
+        return 0;
+    if (slash) {
+        if (bx_parse_u64(slash + 1, strlen(slash + 1), 32, &len) < 0)
+            return 0;
+    } else if (!allow_bare) {
+        return 0;
+    }
+    if (len < min_len || (!allow_bare && len > 30))
+        return 0;
+    a = ntohl(in.s_addr);
+    mask = len == 0 ? 0 : ~0u << (32 - len);
+    return (a & ~mask) == 0;
+}
+
+/* Interface names end up in nft rules and netlink messages: a small
+ * charset keeps both unambiguous. */
+static int bridge_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 15 || !isalpha((unsigned char)s[0]) || strncmp(s, "bxv", 3) == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.')
+            return 0;
+    return 1;
+}
+
+static int validate_network(const struct config *cfg, struct bx_err *err)
+{
+    struct in_addr in;
+    if (!ipv4_net_ok(cfg->sandbox_subnet, 0, 8))
+        return bx_err_set(err, 400, EINVAL,
+                          "config: sandbox_subnet: \"%.64s\" is not an IPv4 network like "
+                          "10.88.0.0/16 (prefix /8 to /30, host bits zero)",
+                          cfg->sandbox_subnet);
+    if (!bridge_name_ok(cfg->bridge_name))
+        return bx_err_set(err, 400, EINVAL,
+                          "config: bridge_name: must be 1 to 15 letters, digits, '_', '-' or "
+                          "'.', start with a letter and not with \"bxv\"");
+    if (cfg->dns_servers.n > 3)
+        return bx_err_set(err, 400, EINVAL, "config: dns_servers: at most 3 servers");
+    for (size_t i = 0; i < cfg->dns_servers.n; i++)
+        if (inet_pton(AF_INET, cfg->dns_servers.items[i], &in) != 1)
+            return bx_err_set(err, 400, EINVAL,
+                              "config: dns_servers[%zu]: \"%.64s\" is not an IPv4 address", i,
+                              cfg->dns_servers.items[i]);
+    if (cfg->blocked_egress.n > 256)
+        return bx_err_set(err, 400, EINVAL, "config: blocked_egress: at most 256 entries");
+    for (size_t i = 0; i < cfg->blocked_egress.n; i++)
+        if (!ipv4_net_ok(cfg->blocked_egress.items[i], 1, 0))
+            return bx_err_set(err, 400, EINVAL,
+                              "config: blocked_egress[%zu]: \"%.64s\" is not an IPv4 address "
+                              "or network (a.b.c.d/len, host bits zero)",
+                              i, cfg->blocked_egress.items[i]);
+    return 0;
+}
+
 int config_validate(const struct config *cfg, struct bx_err *err)
 {
     const char *la = cfg->listen_addr;
@@ -401,7 +475,7 @@ int config_validate(const struct config *cfg, struct bx_err *err)
         return -1;
     if (cfg->registry_auth_file && cfg->registry_auth_file[0] != '/')
         return bx_err_set(err, 400, EINVAL, "config: registry_auth_file: must be an absolute path");
-    return 0;
+    return validate_network(cfg, err);
 }
 
 int config_load(struct config *cfg, const char *explicit_path, struct bx_err *err)
