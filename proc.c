@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,8 +36,23 @@ static int sys_pidfd_open(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+/* In a child: dies with Boxer.  A Boxer killed with SIGKILL runs no
+ * cleanup, and a pull, unpack, sandbox or capture it started must not go on
+ * writing into a home the next Boxer is cleaning up.  The parent may already
+ * be gone by the time the child gets here: then it exits at once. */
+static int die_with_parent(pid_t parent)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        return -1;
+    if (getppid() != parent) {
+        errno = ESRCH;
+        return -1;
+    }
+    return 0;
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child_exec(const struct proc_spec *s, int errfd)
+static void child_exec(const struct proc_spec *s, int errfd, pid_t parent)
 {
     sigset_t none;
     int fds[3] = {s->stdin_fd, s->stdout_fd, s->stderr_fd};
@@ -46,6 +62,8 @@ static void child_exec(const struct proc_spec *s, int errfd)
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     setsid();
+    if (die_with_parent(parent) < 0)
+        goto fail;
     for (int i = 0; i < s->n_join_fds; i++) {
         if (write(s->join_fds[i], "0", 1) != 1)
             goto fail;
@@ -145,6 +163,8 @@ static pid_t start_child(const struct proc_spec *spec, struct bx_err *err)
     ssize_t n;
     pid_t pid;
 
+    pid_t parent = getpid();
+
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return bx_err_sys(err, 500, "pipe2");
     pid = fork();
@@ -156,7 +176,7 @@ static pid_t start_child(const struct proc_spec *spec, struct bx_err *err)
     }
     if (pid == 0) {
         close(errpipe[0]);
-        child_exec(spec, errpipe[1]);
+        child_exec(spec, errpipe[1], parent);
     }
     bx_close(&errpipe[1]);
     /* Blocks only until the child execs (CLOEXEC closes the pipe) or fails. */
@@ -180,6 +200,33 @@ static void kill_and_reap(pid_t pid)
         ;
 }
 
+/* Watches p's exit from the loop (pidfd, else SIGCHLD); on failure the
+ * child is killed and reaped. */
+static int watch(struct proc *p, struct proc **out, struct bx_err *err)
+{
+    p->pidfd = sys_pidfd_open(p->pid);
+    if (p->pidfd < 0 && errno == ENOSYS) {
+        p->next_waiting = waiting;
+        waiting = p;
+        /* An exit before this point is still a pending SIGCHLD, seen
+         * by the loop's signalfd on its next turn. */
+        *out = p;
+        return 0;
+    }
+    if (p->pidfd < 0) {
+        bx_err_sys(err, 500, "pidfd_open");
+        kill_and_reap(p->pid);
+        return -1;
+    }
+    if (loop_add(p->loop, p->pidfd, EPOLLIN, on_pidfd, p, err) < 0) {
+        kill_and_reap(p->pid);
+        bx_close(&p->pidfd);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
 int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
                struct proc **out, struct bx_err *err)
 {
@@ -194,30 +241,68 @@ int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, vo
     p->pid = start_child(spec, err);
     if (p->pid < 0)
         goto fail;
-    p->pidfd = sys_pidfd_open(p->pid);
-    if (p->pidfd < 0 && errno == ENOSYS) {
-        p->next_waiting = waiting;
-        waiting = p;
-        /* An exit before this point is still a pending SIGCHLD, seen
-         * by the loop's signalfd on its next turn. */
-        *out = p;
-        return 0;
-    }
-    if (p->pidfd < 0) {
-        bx_err_sys(err, 500, "pidfd_open");
-        kill_and_reap(p->pid);
+    if (watch(p, out, err) < 0)
         goto fail;
-    }
-    if (loop_add(l, p->pidfd, EPOLLIN, on_pidfd, p, err) < 0) {
-        kill_and_reap(p->pid);
-        goto fail;
-    }
-    *out = p;
     return 0;
 fail:
-    bx_close(&p->pidfd);
     free(p);
     return -1;
+}
+
+/* Closes every descriptor from 3 up except those in keep (any order). */
+static void close_all_but(const int *keep, int n)
+{
+    unsigned from = 3;
+    for (;;) {
+        unsigned next = ~0u;
+        /* The smallest kept fd at or above `from`. */
+        for (int i = 0; i < n; i++)
+            if (keep[i] >= (int)from && (unsigned)keep[i] < next)
+                next = (unsigned)keep[i];
+        if (next > from && syscall(SYS_close_range, from, next - 1, 0u) < 0) {
+            for (unsigned fd = from; fd < next && fd < 65536; fd++)
+                close((int)fd);
+        }
+        if (next == ~0u)
+            return;
+        from = next + 1;
+    }
+}
+
+int proc_fork(struct loop *l, const int *keep_fds, int n_keep, int (*fn)(void *fn_arg),
+              void *fn_arg, proc_exit_cb cb, void *arg, struct proc **out, struct bx_err *err)
+{
+    struct proc *p = calloc(1, sizeof(*p));
+    pid_t parent = getpid();
+
+    if (!p)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    p->loop = l;
+    p->pidfd = -1;
+    p->cb = cb;
+    p->arg = arg;
+    p->pid = fork();
+    if (p->pid < 0) {
+        bx_err_sys(err, 500, "fork");
+        free(p);
+        return -1;
+    }
+    if (p->pid == 0) {
+        /* Boxer is single-threaded, so the copy of its memory is
+         * consistent and fn may allocate.  Only the descriptors fn needs
+         * stay open: a client socket held here would not close (no FIN)
+         * when the parent closes it. */
+        setsid();
+        if (die_with_parent(parent) < 0)
+            _exit(127);
+        close_all_but(keep_fds, n_keep);
+        _exit(fn(fn_arg) & 0x7f);
+    }
+    if (watch(p, out, err) < 0) {
+        free(p);
+        return -1;
+    }
+    return 0;
 }
 
 pid_t proc_pid(const struct proc *p)

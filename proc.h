@@ -6,7 +6,8 @@
  * accounted from its first instruction).  Its exit is seen through a pidfd
  * in the loop, never through SIGCHLD handlers.  proc_free() on a child that
  * is still running kills its group and reaps it in the background, so no
- * path leaves a zombie or an orphan. */
+ * path leaves a zombie or an orphan.  Every child has PR_SET_PDEATHSIG
+ * SIGKILL: if Boxer itself is killed, its direct children die with it. */
 #ifndef BOXER_PROC_H
 #define BOXER_PROC_H
 
@@ -34,6 +35,13 @@ typedef void (*proc_exit_cb)(void *arg, int status);
 
 int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
                struct proc **out, struct bx_err *err);
+/* Runs fn(fn_arg) in a forked child, without exec, for blocking work that
+ * must stay off the loop (copying a run's /output into the store).  The
+ * child starts a new session, dies with Boxer, and closes every descriptor
+ * but 0..2 and keep_fds before fn runs; its exit status is fn's return value
+ * (0..127).  cb and proc_free behave as for proc_spawn. */
+int proc_fork(struct loop *l, const int *keep_fds, int n_keep, int (*fn)(void *fn_arg),
+              void *fn_arg, proc_exit_cb cb, void *arg, struct proc **out, struct bx_err *err);
 pid_t proc_pid(const struct proc *p);
 /* Sends sig to the child's process group (and the child). */
 void proc_kill(struct proc *p, int sig);

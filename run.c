@@ -332,7 +332,8 @@ struct run_sink {
 
 /* ---- manager and jobs ---- */
 
-enum job_state { JOB_QUEUED, JOB_IMAGE, JOB_RUNNING, JOB_DONE };
+/* JOB_CAPTURE: the sandbox is gone, a child copies /output into the store. */
+enum job_state { JOB_QUEUED, JOB_IMAGE, JOB_RUNNING, JOB_CAPTURE, JOB_DONE };
 
 struct run_job {
     struct run_mgr *mgr;
@@ -354,6 +355,8 @@ struct run_job {
     struct cg_run *cg;
     struct net_run *net;
     struct proc *proc;
+    struct proc *capture; /* the /output capture child (JOB_CAPTURE) */
+    int capture_fd;       /* <run dir>/output, for the capture child */
     int out_fd, err_fd;
     int exited;
     int wstatus;
@@ -377,6 +380,7 @@ struct run_mgr {
 
 static void job_start(struct run_job *job);
 static void job_finish(struct run_job *job);
+static void job_complete(struct run_job *job);
 
 static int buffered_write(struct run_job *job, int stream, const char *data, size_t len)
 {
@@ -501,6 +505,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     }
     job->mgr = m;
     job->dirfd = -1;
+    job->capture_fd = -1;
     job->out_fd = job->err_fd = -1;
     job->sink = &buffered_sink;
     job->cb = cb;
@@ -1061,6 +1066,9 @@ static void destroy_cgroup(struct run_mgr *m, struct cg_run **cg, const char *na
     snprintf(r->name, sizeof(r->name), "%s", name);
 }
 
+static int start_capture(struct run_job *job);
+static void teardown_rest(struct run_job *job);
+
 static void teardown(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
@@ -1093,22 +1101,84 @@ static void teardown(struct run_job *job)
         }
         destroy_cgroup(m, &job->cg, job->res->exec_id);
     }
+    /* Capturing /output creates a file in the store per output file (up to
+     * output_files_max): seconds of blocking I/O that must not stall the
+     * loop, so a child does it and on_capture_exit finishes the teardown. */
+    if (job->output_mounted && !job->cancelled && job->res->outcome != RUN_ERROR &&
+        start_capture(job) == 0)
+        return;
+    teardown_rest(job);
+}
+
+/* Runs in the capture child (proc_fork): plain blocking code. */
+static int capture_child(void *arg)
+{
+    struct run_job *job = arg;
+    struct run_mgr *m = job->mgr;
+    struct bx_err err;
+    size_t files = 0, skipped = 0;
+    bx_err_clear(&err);
+    if (store_capture_output(m->p.store, job->res->exec_id, job->capture_fd,
+                             m->p.cfg->output_files_max, m->p.cfg->output_files_limit_bytes,
+                             &files, &skipped, &err) < 0) {
+        fprintf(stderr, "boxer: %s: capturing /output: %s\n", job->res->exec_id, err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static void on_capture_exit(void *arg, int status)
+{
+    struct run_job *job = arg;
+    struct bx_err err;
+    bx_err_clear(&err);
+    proc_free(&job->capture);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "boxer: %s: /output capture failed (status %d)\n", job->res->exec_id,
+                status);
+    /* The client left while its outputs were being copied: nobody can know
+     * this exec id any more. */
+    if (job->cancelled && store_delete_output(job->mgr->p.store, job->res->exec_id, &err) < 0)
+        fprintf(stderr, "boxer: %s: deleting outputs: %s\n", job->res->exec_id, err.msg);
+    teardown_rest(job);
+    job_complete(job);
+}
+
+/* 0: the capture child runs; -1: capture done (or failed) synchronously. */
+static int start_capture(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    struct bx_err err;
+    int keep[3];
+    int n, r;
+    bx_err_clear(&err);
+    job->capture_fd = openat(job->dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (job->capture_fd < 0) {
+        fprintf(stderr, "boxer: %s: open output: %s\n", job->res->exec_id, strerror(errno));
+        return -1;
+    }
+    n = store_fds(m->p.store, keep, 2);
+    keep[n++] = job->capture_fd;
+    r = proc_fork(m->p.loop, keep, n, capture_child, job, on_capture_exit, job, &job->capture,
+                  &err);
+    if (r < 0) {
+        fprintf(stderr, "boxer: %s: %s; capturing /output in the loop\n", job->res->exec_id,
+                err.msg);
+        capture_child(job);
+    }
+    bx_close(&job->capture_fd);
+    return r;
+}
+
+/* The end of a teardown, after /output was captured (or not). */
+static void teardown_rest(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    struct bx_err err;
+    bx_err_clear(&err);
     if (job->output_mounted) {
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/output", job->dir);
-        if (!job->cancelled && job->res->outcome != RUN_ERROR) {
-            int ofd = openat(job->dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            size_t files = 0, skipped = 0;
-            if (ofd >= 0) {
-                if (store_capture_output(m->p.store, job->res->exec_id, ofd,
-                                         m->p.cfg->output_files_max,
-                                         m->p.cfg->output_files_limit_bytes, &files, &skipped,
-                                         &err) < 0)
-                    fprintf(stderr, "boxer: %s: capturing /output: %s\n", job->res->exec_id,
-                            err.msg);
-                close(ofd);
-            }
-        }
         if (umount2(path, MNT_DETACH) < 0)
             fprintf(stderr, "boxer: %s: umount output: %s\n", job->res->exec_id,
                     strerror(errno));
@@ -1150,9 +1220,7 @@ static void count_outcome(struct run_mgr *m, const struct run_result *r)
 
 static void job_finish(struct run_job *job)
 {
-    struct run_mgr *m = job->mgr;
-    struct run_result *res;
-    if (job->state == JOB_DONE)
+    if (job->state == JOB_DONE || job->state == JOB_CAPTURE)
         return;
     collect_exit(job);
     if (job->state == JOB_RUNNING) {
@@ -1161,6 +1229,17 @@ static void job_finish(struct run_job *job)
             job->res->wall_ms = 1;
     }
     teardown(job);
+    if (job->capture) {
+        job->state = JOB_CAPTURE; /* on_capture_exit completes the job */
+        return;
+    }
+    job_complete(job);
+}
+
+static void job_complete(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    struct run_result *res;
     job->state = JOB_DONE;
     if (job->res->oom_killed && job->res->outcome == RUN_OK && job->res->exit_code != 137)
         job->res->exit_code = 137;
@@ -1221,6 +1300,12 @@ void run_mgr_free(struct run_mgr **mp)
     while (m->active) {
         struct run_job *job = m->active;
         job->cancelled = 1;
+        if (job->state == JOB_CAPTURE) {
+            proc_free(&job->capture); /* killed */
+            teardown_rest(job);
+            job_complete(job);
+            continue;
+        }
         kill_sandbox(job);
         job->exited = 1;
         job_finish(job);

@@ -846,7 +846,6 @@ struct cap_dir {
     char name[STORE_COMPONENT_MAX + 1];
     int fd;
     int owned;
-    int dirty;       /* entries added: fsync before closing */
     size_t path_len; /* length of this directory's store path */
 };
 
@@ -872,19 +871,14 @@ static int cap_ensure_dir(struct cap_ctx *c, struct cap_dir *d, struct bx_err *e
     if (d->fd < 0)
         return -1;
     d->owned = 1;
-    d->parent->dirty = 1;
     return 0;
 }
 
-static int cap_close_dir(struct cap_dir *d, struct bx_err *err)
+static void cap_close_dir(struct cap_dir *d)
 {
-    int ret = 0;
-    if (d->fd >= 0 && d->dirty && fsync(d->fd) < 0)
-        ret = bx_err_sys(err, 500, "fsync output directory");
     if (d->owned)
         bx_close(&d->fd);
     d->fd = -1;
-    return ret;
 }
 
 /* Copies at most limit bytes from in to out; returns bytes copied, or
@@ -940,8 +934,10 @@ static int64_t copy_bounded(int in, int out, uint64_t limit)
     return -1;
 }
 
-/* Copy path (source on another filesystem): into .tmp, fsync, rename into
- * place, so the store never shows a partial file.  Returns bytes copied,
+/* Copy path (source on another filesystem): into .tmp, then renamed into
+ * place, so the store never shows a partial file.  Durability comes from one
+ * syncfs at the end of the capture, not from a fsync per file (thousands of
+ * them would take minutes).  Returns bytes copied,
  * 1 + remaining budget if the file turned out too big (caller skips it), or
  * -1 with err set. */
 static int64_t cap_copy(struct cap_ctx *c, int srcfd, struct cap_dir *dst, const char *name,
@@ -966,8 +962,8 @@ static int64_t cap_copy(struct cap_ctx *c, int srcfd, struct cap_dir *dst, const
     }
     if ((uint64_t)n > limit)
         goto fail_quiet;
-    if (fsync(out) < 0 || fchmod(out, 0644) < 0) {
-        bx_err_sys(err, space_status(errno), "sync output file %s", name);
+    if (fchmod(out, 0644) < 0) {
+        bx_err_sys(err, 500, "chmod output file %s", name);
         goto fail;
     }
     if (renameat(c->st->tmpfd, tmpname, dst->fd, name) < 0) {
@@ -979,7 +975,6 @@ static int64_t cap_copy(struct cap_ctx *c, int srcfd, struct cap_dir *dst, const
         goto fail;
     }
     bx_close(&out);
-    dst->dirty = 1;
     return n;
 fail_quiet:
     bx_close(&out);
@@ -1033,7 +1028,6 @@ static int cap_file(struct cap_ctx *c, int srcdir, const char *name, struct cap_
             ret = 0;
             goto out;
         }
-        dst->dirty = 1;
         size = (uint64_t)sb2.st_size;
     } else if (!move || errno == EXDEV) {
         int64_t n = cap_copy(c, fd, dst, name, err);
@@ -1128,8 +1122,7 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
             sub.path_len = dst->path_len + 1 + nlen;
             r = cap_walk(c, subdir, &sub, depth + 1, err);
             closedir(subdir);
-            if (cap_close_dir(&sub, r < 0 ? NULL : err) < 0 && r == 0)
-                r = -1;
+            cap_close_dir(&sub);
             if (r < 0)
                 return -1;
         } else if (S_ISREG(sb.st_mode) && sb.st_nlink == 1 && sb.st_dev == c->src_dev) {
@@ -1198,12 +1191,13 @@ int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, s
     }
     ret = cap_walk(&c, src, &exec, 0, err);
     closedir(src);
-    if (cap_close_dir(&exec, ret < 0 ? NULL : err) < 0)
-        ret = -1;
-    if (cap_close_dir(&out, ret < 0 ? NULL : err) < 0)
-        ret = -1;
-    if (cap_close_dir(&root, ret < 0 ? NULL : err) < 0)
-        ret = -1;
+    cap_close_dir(&exec);
+    cap_close_dir(&out);
+    cap_close_dir(&root);
+    /* Files and directory entries, all at once: the run's answer, which
+     * names these files, is sent only after this. */
+    if (ret == 0 && c.files > 0 && syncfs(st->rootfd) < 0)
+        ret = bx_err_sys(err, space_status(errno), "syncfs");
     if (ret < 0)
         bx_err_wrap(err, "capture output");
     if (files_out)
@@ -1211,6 +1205,16 @@ int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, s
     if (skipped_out)
         *skipped_out = c.skipped;
     return ret;
+}
+
+int store_fds(const struct store *st, int *fds, int cap)
+{
+    int n = 0;
+    if (n < cap)
+        fds[n++] = st->rootfd;
+    if (n < cap)
+        fds[n++] = st->tmpfd;
+    return n;
 }
 
 /* ---- usage ---- */

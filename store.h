@@ -80,11 +80,20 @@ int store_delete(struct store *st, const char *norm_path, struct bx_err *err);
  * EXDEV, every regular file with st_nlink == 1 into output/<exec_id>/ keeping
  * subdirectories.  Skips symlinks, hard-linked files, devices, FIFOs,
  * sockets, and names no store path can express (control characters, not
- * UTF-8, too long).  Stops adding after max_files files or max_bytes bytes (the rest
- * is skipped, not an error).  *files_out and *skipped_out report counts. */
+ * UTF-8, too long).  Stops adding after max_files files or max_bytes bytes
+ * (the rest is skipped, not an error).  *files_out and *skipped_out report
+ * counts.  Each file appears whole (temp file, then rename); everything is
+ * made durable by one syncfs before returning, not by a fsync per file.
+ * This is blocking I/O proportional to the number of files: run it off the
+ * event loop (run.c uses a proc_fork child). */
 int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
                          uint64_t max_bytes, size_t *files_out, size_t *skipped_out,
                          struct bx_err *err);
+
+/* The descriptors the store works through (at most 2 are written), for a
+ * forked helper that closes every other descriptor before it calls
+ * store_capture_output.  Returns how many. */
+int store_fds(const struct store *st, int *fds, int cap);
 
 /* Removes output/<exec_id> entirely. */
 int store_delete_output(struct store *st, const char *exec_id, struct bx_err *err);
