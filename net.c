@@ -1324,7 +1324,7 @@ __attribute__((noreturn)) static void netns_child(int sock, const char *path)
         e = errno;
         goto send;
     }
-    if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0)
+    if (mount("/proc/self/ns/net", path, "none", MS_BIND, NULL) < 0)
         e = errno;
 send:
     memset(&mh, 0, sizeof(mh));
@@ -1572,7 +1572,7 @@ int net_runsc_ns_enter(struct net_nsguard *g, struct bx_err *err)
     }
     /* Slave first: the tmpfs below must never propagate back to the host
      * (on a host with shared mounts a fresh namespace shares peer groups). */
-    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+    if (mount("none", "/", "none", MS_REC | MS_SLAVE, NULL) < 0 ||
         mount("tmpfs", "/proc/sys/net", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=4k,mode=0555") < 0) {
         bx_err_sys(err, 500, "masking /proc/sys/net for runsc");
