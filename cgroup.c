@@ -26,9 +26,10 @@
 #define CGC_CPUACCT 2u
 #define CGC_MEMORY 4u
 #define CGC_PIDS 8u
+#define CGC_CPUSET 16u
 #define CGC_REQUIRED (CGC_CPU | CGC_MEMORY | CGC_PIDS)
 
-#define CG_MAX_HIER 4
+#define CG_MAX_HIER CG_MAX_PROCS_FDS
 #define CG_PERIOD_US 100000u
 #define CG_SUPERVISOR "boxer-supervisor"
 #define CG_V2_ENABLE "+cpu +memory +pids"
@@ -43,8 +44,21 @@
 
 struct cg_hier {
     unsigned ctrls; /* CGC_* served by this hierarchy */
+    int own_fd;     /* O_RDONLY|O_DIRECTORY of <own>, to remove the base at exit */
     int base_fd;    /* O_RDONLY|O_DIRECTORY of <own>/boxer */
     char *base;     /* its path, for cg_describe */
+};
+
+/* The CPUs runs may be pinned to, and how many runs hold each.  Shared by
+ * the context and its runs (a run may outlive the context), hence the
+ * reference count; everything runs on one thread. */
+struct cg_cpus {
+    int refs;
+    int n;         /* usable CPUs: id[0..n-1], ascending */
+    unsigned next; /* where the next least-loaded scan starts */
+    uint16_t id[CG_CPUS_MAX];
+    uint32_t load[CG_CPUS_MAX];
+    char *mems; /* v1: the memory nodes every run's cpuset gets */
 };
 
 struct cg_ctx {
@@ -52,7 +66,9 @@ struct cg_ctx {
     int nhier;
     struct cg_hier hier[CG_MAX_HIER];
     int moved_to_leaf;
-    char *v2_rel; /* v2: our cgroup below the cgroup2 mount ("" for its root) */
+    char *v2_rel;         /* v2: our cgroup below the cgroup2 mount ("" for its root) */
+    struct cg_cpus *cpus; /* NULL without a usable cpuset controller */
+    char cpuset_note[BX_ERR_MSG_MAX + 64]; /* why no cpuset, for cg_describe */
     char *describe;
     char base_name[CG_NAME_MAX + 1];
 };
@@ -64,7 +80,11 @@ struct cg_run {
     int parent_fd[CG_MAX_HIER]; /* dup of the ctx base fd */
     int dir_fd[CG_MAX_HIER];    /* the run cgroup, -1 once removed */
     char name[CG_NAME_MAX + 1];
-    char *oci_path; /* linux.cgroupsPath for runsc, see cg_run_oci_path */
+    char *oci_path;       /* linux.cgroupsPath for runsc, see cg_run_oci_path */
+    struct cg_cpus *cpus; /* reference held while the run pins CPUs */
+    uint16_t *picked;     /* indices into cpus->id this run holds */
+    int npicked;
+    char *cpu_list; /* the cpuset.cpus value written, e.g. "0-1" */
 };
 
 /* ---- small helpers ---- */
@@ -200,6 +220,174 @@ uint64_t cg_cpu_quota_us(double cpu_cores)
     return (uint64_t)q;
 }
 
+int cg_parse_cpu_list(const char *text, uint16_t *out, int max)
+{
+    const char *p = text;
+    long prev = -1;
+    int n = 0;
+
+    if (!text || max < 0)
+        return -1;
+    while (*p == ' ' || *p == '\n')
+        p++;
+    while (*p && *p != '\n') {
+        uint64_t lo, hi;
+        const char *s = p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (bx_parse_u64(s, (size_t)(p - s), CG_CPU_ID_MAX, &lo) < 0)
+            return -1;
+        hi = lo;
+        if (*p == '-') {
+            s = ++p;
+            while (*p >= '0' && *p <= '9')
+                p++;
+            if (bx_parse_u64(s, (size_t)(p - s), CG_CPU_ID_MAX, &hi) < 0 || hi < lo)
+                return -1;
+        }
+        /* Strictly ascending, as the kernel prints it: no duplicates to
+         * count twice, and a bounded amount of work per byte of input. */
+        if ((long)lo <= prev)
+            return -1;
+        for (uint64_t c = lo; c <= hi && n < max; c++)
+            out[n++] = (uint16_t)c;
+        prev = (long)hi;
+        if (*p == ',') {
+            p++;
+            if (*p < '0' || *p > '9')
+                return -1;
+        } else if (*p && *p != '\n') {
+            return -1;
+        }
+    }
+    while (*p == '\n' || *p == ' ')
+        p++;
+    return *p ? -1 : n;
+}
+
+int cg_cpu_count(double cpu_cores)
+{
+    if (!(cpu_cores > 0.0))
+        return 1;
+    if (cpu_cores >= (double)CG_CPUS_MAX)
+        return CG_CPUS_MAX;
+    /* ceil, but 1.0000000001 (a float artefact of e.g. 0.1 * 10) is 1. */
+    return (int)ceil(cpu_cores - 1e-9);
+}
+
+/* ---- CPU pinning ---- */
+
+static void cpus_unref(struct cg_cpus **pc)
+{
+    struct cg_cpus *c = *pc;
+    if (c && --c->refs == 0) {
+        free(c->mems);
+        free(c);
+    }
+    *pc = NULL;
+}
+
+/* Picks `want` of the least-loaded CPUs, scanning from a rotating start so
+ * that runs of equal load spread over the machine.  Passes go up one load
+ * level at a time, so the work is O(CPUs x load levels). */
+static void cpus_pick(struct cg_cpus *c, int want, uint16_t *picked, uint8_t *taken)
+{
+    uint32_t level = UINT32_MAX;
+    unsigned start = c->next % (unsigned)c->n;
+    int got = 0;
+    memset(taken, 0, (size_t)c->n);
+    for (int i = 0; i < c->n; i++)
+        if (c->load[i] < level)
+            level = c->load[i];
+    while (got < want) {
+        uint32_t nextlevel = UINT32_MAX;
+        for (int k = 0; k < c->n && got < want; k++) {
+            int i = (int)((start + (unsigned)k) % (unsigned)c->n);
+            if (taken[i])
+                continue;
+            if (c->load[i] == level) {
+                taken[i] = 1;
+                picked[got++] = (uint16_t)i;
+                c->next = (unsigned)(i + 1) % (unsigned)c->n;
+            } else if (c->load[i] > level && c->load[i] < nextlevel) {
+                nextlevel = c->load[i];
+            }
+        }
+        if (nextlevel == UINT32_MAX)
+            break;
+        level = nextlevel;
+    }
+    for (int k = 0; k < got; k++)
+        c->load[picked[k]]++;
+}
+
+/* The picked CPUs as a kernel list ("0-1,4"), ascending. */
+static char *cpus_format(const struct cg_cpus *c, const uint8_t *taken)
+{
+    struct sbuf sb;
+    sbuf_init(&sb, (size_t)c->n * 12 + 16);
+    for (int i = 0; i < c->n; i++) {
+        int j = i;
+        if (!taken[i])
+            continue;
+        while (j + 1 < c->n && taken[j + 1] && c->id[j + 1] == c->id[j] + 1)
+            j++;
+        if (sbuf_appendf(&sb, "%s%u", sb.len ? "," : "", (unsigned)c->id[i]) < 0 ||
+            (j > i && sbuf_appendf(&sb, "-%u", (unsigned)c->id[j]) < 0)) {
+            sbuf_free(&sb);
+            return NULL;
+        }
+        i = j;
+    }
+    return sbuf_steal(&sb, NULL);
+}
+
+/* Every usable CPU as a kernel list. */
+static char *cpus_format_all(const struct cg_cpus *c)
+{
+    uint8_t *all = malloc((size_t)c->n);
+    char *s;
+    if (!all)
+        return NULL;
+    memset(all, 1, (size_t)c->n);
+    s = cpus_format(c, all);
+    free(all);
+    return s;
+}
+
+static int run_pin_cpus(struct cg_run *run, struct cg_cpus *c, double cores, struct bx_err *err)
+{
+    int want = cg_cpu_count(cores);
+    uint8_t *taken;
+    if (want > c->n)
+        want = c->n;
+    run->picked = calloc((size_t)want, sizeof(*run->picked));
+    taken = malloc((size_t)c->n);
+    if (!run->picked || !taken) {
+        free(taken);
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    cpus_pick(c, want, run->picked, taken);
+    run->npicked = want;
+    run->cpus = c;
+    c->refs++;
+    run->cpu_list = cpus_format(c, taken);
+    free(taken);
+    if (!run->cpu_list)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    return 0;
+}
+
+static void run_unpin_cpus(struct cg_run *run)
+{
+    if (!run->cpus)
+        return;
+    for (int k = 0; k < run->npicked; k++)
+        if (run->cpus->load[run->picked[k]] > 0)
+            run->cpus->load[run->picked[k]]--;
+    cpus_unref(&run->cpus);
+}
+
 /* An own-cgroup path must be absolute with no empty, "." or ".." component
  * (a trailing "/" only for the root) so it can be opened component-wise
  * below a mount point without escaping it. */
@@ -309,6 +497,8 @@ static unsigned v1_ctrls(const char *superopts)
         c |= CGC_MEMORY;
     if (has_token(superopts, "pids", ","))
         c |= CGC_PIDS;
+    if (has_token(superopts, "cpuset", ","))
+        c |= CGC_CPUSET;
     return c;
 }
 
@@ -412,11 +602,46 @@ static int procs_nonempty(const char *text)
     return 0;
 }
 
+/* v2 cpuset: optional.  Enabled for <own> (already done when possible by
+ * setup_v2) and <own>/boxer; the CPUs are <own>/boxer's effective ones. */
+static void setup_cpuset_v2(struct cg_ctx *ctx, int basefd)
+{
+    struct bx_err e;
+    char *eff = NULL;
+    int missing = 0, n;
+
+    if (write_at(basefd, "cgroup.subtree_control", "+cpuset", &e) < 0 ||
+        read_at(basefd, "cpuset.cpus.effective", SMALL_FILE_MAX, &eff, &missing, &e) < 0 ||
+        missing) {
+        snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "cpuset not usable: %s",
+                 missing ? "no cpuset.cpus.effective" : e.msg);
+        goto out;
+    }
+    ctx->cpus = calloc(1, sizeof(*ctx->cpus));
+    if (!ctx->cpus) {
+        snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "cpuset: out of memory");
+        goto out;
+    }
+    n = cg_parse_cpu_list(eff, ctx->cpus->id, CG_CPUS_MAX);
+    if (n <= 0) {
+        snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note),
+                 "cpuset not usable: bad cpuset.cpus.effective");
+        free(ctx->cpus);
+        ctx->cpus = NULL;
+        goto out;
+    }
+    ctx->cpus->n = n;
+    ctx->cpus->refs = 1;
+    ctx->hier[0].ctrls |= CGC_CPUSET;
+out:
+    free(eff);
+}
+
 /* Prepares <own>/boxer on a v2 mount.  See cgroup.h for the leaf move. */
-static int setup_v2(struct cg_ctx *ctx, int ownfd, struct bx_err *err)
+static int setup_v2(struct cg_ctx *ctx, int ownfd, int have_cpuset, struct bx_err *err)
 {
     char *sub = NULL, *procs = NULL;
-    int missing, ret = -1, leaf = -1;
+    int missing, ret = -1, leaf = -1, want_cpuset;
     struct bx_err e;
     struct stat st;
 
@@ -426,8 +651,11 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, struct bx_err *err)
         bx_err_set(err, 500, ENOENT, "no cgroup.subtree_control in our own cgroup");
         goto out;
     }
+    if (!have_cpuset)
+        snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "no cpuset controller delegated");
+    want_cpuset = have_cpuset && !has_token(sub, "cpuset", " \n");
     if (!has_token(sub, "cpu", " \n") || !has_token(sub, "memory", " \n") ||
-        !has_token(sub, "pids", " \n")) {
+        !has_token(sub, "pids", " \n") || want_cpuset) {
         if (read_at(ownfd, "cgroup.procs", PROCS_FILE_MAX, &procs, &missing, err) < 0)
             goto out;
         /* No internal processes: only a cgroup without processes may
@@ -452,6 +680,9 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, struct bx_err *err)
                 *err = e;
             goto out;
         }
+        /* Optional: without it sandboxes see all CPUs (cg_describe says so). */
+        if (want_cpuset && write_at(ownfd, "cgroup.subtree_control", "+cpuset", &e) < 0)
+            snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "cpuset not enabled: %s", e.msg);
     }
     ctx->hier[0].base_fd = mkdir_open(ownfd, ctx->base_name, err);
     if (ctx->hier[0].base_fd < 0)
@@ -460,6 +691,8 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, struct bx_err *err)
         goto out;
     ctx->hier[0].ctrls = CGC_REQUIRED | CGC_CPUACCT;
     ctx->nhier = 1;
+    if (!ctx->cpuset_note[0])
+        setup_cpuset_v2(ctx, ctx->hier[0].base_fd);
     ret = 0;
 out:
     bx_close(&leaf);
@@ -500,7 +733,7 @@ static int try_v2(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
             ret = 0; /* no usable controllers here: not a v2 host */
             goto out;
         }
-        if (setup_v2(ctx, ownfd, err) < 0) {
+        if (setup_v2(ctx, ownfd, has_token(ctrls, "cpuset", " \n"), err) < 0) {
             bx_err_wrap(err, "cgroup v2 at %s%s", m[i].point, rel);
             goto out;
         }
@@ -510,6 +743,7 @@ static int try_v2(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
             bx_err_set(err, 500, ENOMEM, "out of memory");
             goto out;
         }
+        ctx->hier[0].own_fd = bx_steal_fd(&ownfd);
         ctx->layout = CG_V2;
         *done = 1;
         ret = 0;
@@ -525,17 +759,110 @@ out:
 static const struct {
     unsigned bit;
     const char *name;
-} ctrl_names[] = {
-    {CGC_CPU, "cpu"}, {CGC_CPUACCT, "cpuacct"}, {CGC_MEMORY, "memory"}, {CGC_PIDS, "pids"}};
+} ctrl_names[] = {{CGC_CPU, "cpu"},
+                  {CGC_CPUACCT, "cpuacct"},
+                  {CGC_MEMORY, "memory"},
+                  {CGC_PIDS, "pids"},
+                  {CGC_CPUSET, "cpuset"}};
+
+static char *trimmed(const char *s)
+{
+    size_t n;
+    while (*s == ' ' || *s == '\n')
+        s++;
+    n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\n'))
+        n--;
+    return strndup(s, n);
+}
+
+/* A new v1 cpuset cgroup starts with empty cpuset.cpus and cpuset.mems
+ * (unless cgroup.clone_children is set) and accepts no task until both are
+ * set, so <own>/boxer gets <own>'s values; runs then take subsets. */
+static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct bx_err *err)
+{
+    static const char *const files[] = {"cpuset.mems", "cpuset.cpus"};
+    char *val[2] = {NULL, NULL};
+    char *text = NULL;
+    int missing, ret = -1, n;
+
+    for (int f = 0; f < 2; f++) {
+        if (read_at(hr->base_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
+            goto out;
+        if (missing) {
+            bx_err_set(err, 500, ENOENT, "no %s", files[f]);
+            goto out;
+        }
+        val[f] = trimmed(text);
+        free(text);
+        text = NULL;
+        if (!val[f])
+            goto oom;
+        if (val[f][0])
+            continue;
+        free(val[f]);
+        val[f] = NULL;
+        if (read_at(hr->own_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
+            goto out;
+        if (missing) {
+            bx_err_set(err, 500, ENOENT, "no %s in our own cgroup", files[f]);
+            goto out;
+        }
+        val[f] = trimmed(text);
+        free(text);
+        text = NULL;
+        if (!val[f])
+            goto oom;
+        if (!val[f][0] || write_at(hr->base_fd, files[f], val[f], err) < 0) {
+            if (!val[f][0])
+                bx_err_set(err, 500, ENOSPC, "our own cgroup has an empty %s", files[f]);
+            goto out;
+        }
+    }
+    ctx->cpus = calloc(1, sizeof(*ctx->cpus));
+    if (!ctx->cpus)
+        goto oom;
+    ctx->cpus->refs = 1;
+    ctx->cpus->mems = bx_steal_ptr(&val[0]);
+    n = cg_parse_cpu_list(val[1], ctx->cpus->id, CG_CPUS_MAX);
+    if (n <= 0) {
+        cpus_unref(&ctx->cpus);
+        bx_err_set(err, 500, EINVAL, "cannot parse cpuset.cpus \"%.32s\"", val[1]);
+        goto out;
+    }
+    ctx->cpus->n = n;
+    ret = 0;
+    goto out;
+oom:
+    bx_err_set(err, 500, ENOMEM, "out of memory");
+out:
+    free(text);
+    free(val[0]);
+    free(val[1]);
+    return ret;
+}
+
+static void hier_close(struct cg_hier *hr)
+{
+    bx_close(&hr->own_fd);
+    bx_close(&hr->base_fd);
+    free(hr->base);
+    hr->base = NULL;
+}
 
 static int try_v1(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *pcg,
                   struct bx_err *err)
 {
-    int midx[CG_MAX_HIER] = {-1, -1, -1, -1};
-    const char *rels[CG_MAX_HIER] = {NULL, NULL, NULL, NULL};
+    int midx[BX_ARRAY_LEN(ctrl_names)];
+    const char *rels[BX_ARRAY_LEN(ctrl_names)];
     char own[BX_ARRAY_LEN(ctrl_names)][PATH_MAX];
     unsigned found = 0;
     int ownfd = -1;
+
+    for (size_t w = 0; w < BX_ARRAY_LEN(ctrl_names); w++) {
+        midx[w] = -1;
+        rels[w] = NULL;
+    }
 
     for (size_t w = 0; w < BX_ARRAY_LEN(ctrl_names); w++) {
         if (cg_parse_proc_cgroup(pcg, ctrl_names[w].name, own[w], sizeof(own[w])) < 0)
@@ -574,17 +901,38 @@ static int try_v1(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
         ownfd = open_own(m[midx[w]].point, rels[w], err);
         if (ownfd < 0)
             return -1;
+        ctx->hier[h].own_fd = ownfd;
         ctx->hier[h].base_fd = mkdir_open(ownfd, ctx->base_name, err);
-        bx_close(&ownfd);
+        ctx->nhier++; /* from here on cg_free closes and removes it */
         if (ctx->hier[h].base_fd < 0)
             return bx_err_wrap(err, "cgroup %s at %s%s", ctrl_names[w].name, m[midx[w]].point,
                                rels[w]);
         ctx->hier[h].ctrls = ctrl_names[w].bit;
-        ctx->nhier++;
         ctx->hier[h].base = join_path(m[midx[w]].point, rels[w], ctx->base_name);
         if (!ctx->hier[h].base)
             return bx_err_set(err, 500, ENOMEM, "out of memory");
     next:;
+    }
+    if (!(found & CGC_CPUSET))
+        snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "no cpuset hierarchy");
+    for (int h = 0; h < ctx->nhier; h++) {
+        struct bx_err e;
+        if (!(ctx->hier[h].ctrls & CGC_CPUSET) || setup_cpuset_v1(ctx, &ctx->hier[h], &e) == 0)
+            continue;
+        /* Co-mounted with a controller we need, the hierarchy cannot do
+         * without cpus and mems: tasks could not join it. */
+        if (ctx->hier[h].ctrls != CGC_CPUSET) {
+            if (err)
+                *err = e;
+            return bx_err_wrap(err, "cpuset at %s", ctx->hier[h].base);
+        }
+        snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "cpuset not usable: %s", e.msg);
+        unlinkat(ctx->hier[h].own_fd, ctx->base_name, AT_REMOVEDIR);
+        hier_close(&ctx->hier[h]);
+        ctx->hier[h] = ctx->hier[ctx->nhier - 1];
+        ctx->hier[ctx->nhier - 1] = (struct cg_hier){0, -1, -1, NULL};
+        ctx->nhier--;
+        break;
     }
     return 0;
 }
@@ -614,6 +962,12 @@ static int build_describe(struct cg_ctx *ctx)
     }
     if (ctx->moved_to_leaf && sbuf_appendf(&sb, " (moved Boxer into ../%s)", CG_SUPERVISOR) < 0)
         goto fail;
+    if (ctx->cpus &&
+        sbuf_appendf(&sb, "; runs pinned to ceil(cpu_cores) of %d CPUs", ctx->cpus->n) < 0)
+        goto fail;
+    if (!ctx->cpus && sbuf_appendf(&sb, "; %s: sandboxes see every host CPU",
+                                   ctx->cpuset_note[0] ? ctx->cpuset_note : "no cpuset") < 0)
+        goto fail;
     ctx->describe = sbuf_steal(&sb, NULL);
     return 0;
 fail:
@@ -637,8 +991,10 @@ int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgro
         bx_err_set(err, 500, ENOMEM, "out of memory");
         goto out;
     }
-    for (int h = 0; h < CG_MAX_HIER; h++)
+    for (int h = 0; h < CG_MAX_HIER; h++) {
+        ctx->hier[h].own_fd = -1;
         ctx->hier[h].base_fd = -1;
+    }
     if (!base_name)
         base_name = "boxer";
     if (!valid_name(base_name)) {
@@ -690,9 +1046,14 @@ void cg_free(struct cg_ctx **pctx)
     if (!ctx)
         return;
     for (int h = 0; h < CG_MAX_HIER; h++) {
-        bx_close(&ctx->hier[h].base_fd);
-        free(ctx->hier[h].base);
+        /* The base goes with us when it is empty, so a stopped Boxer leaves
+         * no cgroup behind; one still holding a run that would not die
+         * stays (EBUSY) for the next start's cg_cleanup_stale. */
+        if (h < ctx->nhier && ctx->hier[h].base_fd >= 0 && ctx->hier[h].own_fd >= 0)
+            unlinkat(ctx->hier[h].own_fd, ctx->base_name, AT_REMOVEDIR);
+        hier_close(&ctx->hier[h]);
     }
+    cpus_unref(&ctx->cpus);
     free(ctx->describe);
     free(ctx->v2_rel);
     free(ctx);
@@ -975,17 +1336,29 @@ static void run_free(struct cg_run *run)
         bx_close(&run->parent_fd[i]);
         bx_close(&run->dir_fd[i]);
     }
+    run_unpin_cpus(run);
+    free(run->picked);
+    free(run->cpu_list);
     free(run->oci_path);
     free(run);
 }
 
 static int write_limits(int dirfd, unsigned ctrls, int v2, const struct cg_limits *lim,
-                        struct bx_err *err)
+                        const struct cg_run *run, struct bx_err *err)
 {
     uint64_t quota = cg_cpu_quota_us(lim->cpu_cores);
     struct bx_err e;
     char buf[64];
 
+    /* runsc sizes the sandbox (nproc, /proc/cpuinfo, sched_getaffinity)
+     * from cpuset.cpus of the cgroup it starts in; v1 needs the memory
+     * nodes too before a task may join. */
+    if ((ctrls & CGC_CPUSET) && run->cpu_list) {
+        if (!v2 && write_at(dirfd, "cpuset.mems", run->cpus->mems, err) < 0)
+            return -1;
+        if (write_at(dirfd, "cpuset.cpus", run->cpu_list, err) < 0)
+            return -1;
+    }
     if (v2) {
         snprintf(buf, sizeof(buf), "%llu %u", (unsigned long long)quota, CG_PERIOD_US);
         if (write_at(dirfd, "cpu.max", buf, err) < 0 ||
@@ -1047,13 +1420,15 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
     }
     run->v2 = ctx->layout == CG_V2;
     snprintf(run->name, sizeof(run->name), "%s", name);
-    if (run->v2 ? asprintf(&run->oci_path, "%s/%s/%s", ctx->v2_rel ? ctx->v2_rel : "", ctx->base_name,
-                           name) < 0
+    if (run->v2 ? asprintf(&run->oci_path, "%s/%s/%s", ctx->v2_rel ? ctx->v2_rel : "",
+                           ctx->base_name, name) < 0
                 : !(run->oci_path = strdup("."))) {
         run->oci_path = NULL;
         bx_err_set(err, 500, ENOMEM, "out of memory");
         goto out;
     }
+    if (ctx->cpus && run_pin_cpus(run, ctx->cpus, lim->cpu_cores, err) < 0)
+        goto out;
     for (int i = 0; i < ctx->nhier; i++) {
         run->ctrls[i] = ctx->hier[i].ctrls;
         run->parent_fd[i] = fcntl(ctx->hier[i].base_fd, F_DUPFD_CLOEXEC, 0);
@@ -1075,7 +1450,7 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
             unlinkat(run->parent_fd[i], name, AT_REMOVEDIR);
             goto out;
         }
-        if (write_limits(run->dir_fd[i], run->ctrls[i], run->v2, lim, err) < 0) {
+        if (write_limits(run->dir_fd[i], run->ctrls[i], run->v2, lim, run, err) < 0) {
             bx_err_wrap(err, "cgroup %s/%s", ctx->hier[i].base, name);
             goto out;
         }
@@ -1116,6 +1491,70 @@ int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err)
 const char *cg_run_oci_path(const struct cg_run *run)
 {
     return run ? run->oci_path : NULL;
+}
+
+const char *cg_run_cpu_list(const struct cg_run *run)
+{
+    return run ? run->cpu_list : NULL;
+}
+
+/* Whether a process of the cgroup (dirfd) runs argv[0] "runsc-sandbox",
+ * the name runsc gives the sandbox it starts after reading cpuset.cpus.
+ * A pid that exits and is reused meanwhile can at worst unpin a run early,
+ * which only widens what a sandbox that has not booted yet may see. */
+static int has_sandbox_process(int dirfd, struct bx_err *err)
+{
+    static const char want[] = "runsc-sandbox"; /* with its NUL */
+    char *procs = NULL;
+    int missing, found = 0;
+    if (read_at(dirfd, "cgroup.procs", PROCS_FILE_MAX, &procs, &missing, err) < 0)
+        return -1;
+    for (char *p = procs; p && *p && !found;) {
+        char path[64], buf[sizeof(want)];
+        uint64_t pid;
+        size_t n = strspn(p, "0123456789");
+        int fd;
+        if (n == 0 || bx_parse_u64(p, n, INT_MAX, &pid) < 0) {
+            free(procs);
+            return bx_err_set(err, 500, EINVAL, "bad cgroup.procs");
+        }
+        p += n;
+        p += strspn(p, "\n");
+        snprintf(path, sizeof(path), "/proc/%llu/cmdline", (unsigned long long)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        found = bx_read_full(fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf) &&
+                memcmp(buf, want, sizeof(want)) == 0;
+        close(fd);
+    }
+    free(procs);
+    return found;
+}
+
+int cg_run_unpin_started(struct cg_run *run, struct bx_err *err)
+{
+    int r;
+    char *all;
+    if (!run || !run->cpus)
+        return 1;
+    for (int i = 0; i < run->nhier; i++) {
+        if (!(run->ctrls[i] & CGC_CPUSET) || run->dir_fd[i] < 0)
+            continue;
+        r = has_sandbox_process(run->dir_fd[i], err);
+        if (r <= 0)
+            return r;
+        all = cpus_format_all(run->cpus);
+        if (!all)
+            return bx_err_set(err, 500, ENOMEM, "out of memory");
+        r = write_at(run->dir_fd[i], "cpuset.cpus", all, err);
+        free(all);
+        if (r < 0)
+            return -1;
+        run_unpin_cpus(run);
+        return 1;
+    }
+    return 1;
 }
 
 int cg_run_dirfd(struct cg_run *run)

@@ -1,7 +1,8 @@
 /* Cgroups for runs.  Boxer writes its limits itself rather than letting
  * runsc do it, so the same code serves pure-v2, hybrid and v1 hosts.
  *
- * Layout detection (cg_init) parses <mountinfo> (normally
+ * Layout detection (cg_init; cg_describe() names the layout for the start-up
+ * log) parses <mountinfo> (normally
  * /proc/self/mountinfo): only mounts of type "cgroup"/"cgroup2" whose mount
  * point is <fs_root> or below it are considered; v1 hierarchies are told
  * apart by the controller names in their super options ("cpu", "cpuacct",
@@ -22,9 +23,22 @@
  *         fails (500) and Boxer must be started in a cgroup of its own
  *         (e.g. systemd Delegate=yes).  cg_describe() mentions the move.
  *   - V1 / HYBRID: per-controller v1 hierarchies hold cpu, memory and pids
- *         (cpuacct optional, used for CPU usage); HYBRID when a cgroup2 mount
- *         also exists under fs_root.  Run cgroups live at
- *         <mnt_ctrl><own_in_ctrl>/boxer/<name> in every such hierarchy.
+ *         (cpuacct optional, used for CPU usage; cpuset optional, see
+ *         below); HYBRID when a cgroup2 mount also exists under fs_root.
+ *         Run cgroups live at <mnt_ctrl><own_in_ctrl>/boxer/<name> in every
+ *         such hierarchy.  <own>/boxer in a v1 cpuset hierarchy gets
+ *         <own>'s cpuset.cpus and cpuset.mems when empty (a new v1 cpuset
+ *         accepts no task before both are set).
+ * CPU count inside the sandbox: runsc (2024-07) passes the sandbox
+ * "--cpu-num <number of CPUs in cpuset.cpus of its cgroup>", which is what
+ * nproc, sched_getaffinity and /proc/cpuinfo show (its --cpu-num-from-quota
+ * never goes below 2, and spec linux.resources.cpu.cpus is ignored for a
+ * pre-created cgroup).  So when a cpuset controller is usable (a v1 cpuset
+ * hierarchy; v2: "cpuset" in <own>'s cgroup.controllers, enabled like the
+ * others) every run gets a cpuset of ceil(cpu_cores) CPUs (at least 1, at
+ * most all usable ones), the least-loaded ones at creation, and the
+ * sandbox is pinned to them.  Without one, cg_describe() says that
+ * sandboxes see every host CPU; nothing else changes.
  * V2 is preferred when both would work.  Never mounts, unmounts or moves a
  * hierarchy.  Tests pass a fake fs_root tree and fake proc files; the pure
  * parsing helpers are exposed for unit tests.
@@ -48,8 +62,12 @@ enum cg_layout { CG_NONE = 0, CG_V1, CG_HYBRID, CG_V2 };
 
 /* A run name: 1..CG_NAME_MAX of [A-Za-z0-9._-], not starting with '.'. */
 #define CG_NAME_MAX 128
-/* Most cgroup.procs fds a run can need (one per v1 hierarchy). */
-#define CG_MAX_PROCS_FDS 4
+/* Most cgroup.procs fds a run can need (one per v1 hierarchy: cpu, cpuacct,
+ * memory, pids, cpuset). */
+#define CG_MAX_PROCS_FDS 5
+/* CPUs a run may be pinned to: the first CG_CPUS_MAX usable ones. */
+#define CG_CPUS_MAX 8192
+#define CG_CPU_ID_MAX 65535
 
 struct cg_ctx;
 struct cg_run;
@@ -68,8 +86,9 @@ struct cg_usage {
 
 /* fs_root: "/sys/fs/cgroup"; proc_self_cgroup: "/proc/self/cgroup";
  * mountinfo: "/proc/self/mountinfo" (the fake tests give their own files).
- * Creates <own>/boxer in each hierarchy (kept across restarts).
- * Fails (500) when cgroups cannot be created under our own cgroup. */
+ * Creates <own>/boxer in each hierarchy; cg_free() removes it again when
+ * it is empty.  Fails (500) when cgroups cannot be created under our own
+ * cgroup. */
 /* base_name: the directory under our own cgroup that holds this instance's
  * run cgroups (e.g. "boxer-<hash of home>"), so Boxers sharing a cgroup never
  * clean up each other's runs; NULL means "boxer". */
@@ -85,7 +104,8 @@ const char *cg_describe(const struct cg_ctx *ctx);
 /* Creates the run's cgroup(s) named `name` (e.g. the exec id) and writes the
  * limits: v2 cpu.max "<quota> 100000", memory.max, memory.swap.max 0 (when
  * the file exists), pids.max; v1 cpu.cfs_period_us 100000, cpu.cfs_quota_us,
- * memory.limit_in_bytes, memory.memsw.limit_in_bytes when present, pids.max.
+ * memory.limit_in_bytes, memory.memsw.limit_in_bytes when present, pids.max;
+ * with a cpuset controller cpuset.cpus (v1: and cpuset.mems), see above.
  * A name that already exists is an error (EEXIST).  On failure nothing is
  * left behind.  The run does not borrow ctx: it may outlive it. */
 int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *lim,
@@ -100,6 +120,18 @@ int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err);
  * CLONE_INTO_CGROUP, owned by the run (do not close; valid until the run is
  * freed); -1 on v1/hybrid. */
 int cg_run_dirfd(struct cg_run *run);
+/* The CPUs the run was pinned to at creation ("0", "2-3"): what its
+ * sandbox sees; NULL without a cpuset controller. */
+const char *cg_run_cpu_list(const struct cg_run *run);
+/* The pinning only tells runsc the CPU count; once runsc has started the
+ * sandbox (a process with argv[0] "runsc-sandbox" is in the run's cpuset
+ * cgroup) that count is fixed, so this widens the run's cpuset.cpus to every
+ * usable CPU (the host scheduler can then balance runs; the quota still
+ * bounds each) and gives back its CPUs for the placement of later runs.
+ * Call it from a timer after spawning runsc.  Returns 1 when the run is not
+ * pinned (any more, or never was), 0 while the sandbox has not started,
+ * -1 on error. */
+int cg_run_unpin_started(struct cg_run *run, struct bx_err *err);
 
 /* The OCI spec's linux.cgroupsPath to give runsc (owned by the run) so that
  * runsc uses this run's cgroup as a pre-created one: it then creates,
@@ -154,5 +186,13 @@ int cg_parse_proc_cgroup(const char *text, const char *controller, char *out, si
  * nearest microsecond, at least 1000 (the kernel minimum), at most 1024
  * cores' worth; NaN and non-positive values give the minimum. */
 uint64_t cg_cpu_quota_us(double cpu_cores);
+/* CPUs a run of cpu_cores gets: ceil (ignoring float noise below 1e-9), at
+ * least 1 (also for NaN and non-positive values), at most CG_CPUS_MAX. */
+int cg_cpu_count(double cpu_cores);
+/* Parses a kernel CPU list ("0-3,8,10-11\n"; "" or "\n" is empty) into
+ * ascending ids, storing at most max of them.  Ids above CG_CPU_ID_MAX,
+ * descending or overlapping entries and any other byte are refused (-1).
+ * Returns the number stored. */
+int cg_parse_cpu_list(const char *text, uint16_t *out, int max);
 
 #endif

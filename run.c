@@ -363,6 +363,8 @@ struct run_job {
     uint64_t started_ms;
     uint64_t wall_timer;
     uint64_t drain_timer;
+    uint64_t unpin_timer; /* polls cg_run_unpin_started */
+    unsigned unpin_polls;
     int killed;
 };
 
@@ -814,6 +816,24 @@ static void on_wall_clock(struct loop *l, void *arg)
     kill_sandbox(job);
 }
 
+/* The run's cpuset pins the sandbox only until runsc has read its CPU
+ * count from it; then the run may use any CPU (within its quota). */
+#define UNPIN_POLL_MS 20
+#define UNPIN_POLLS 1500
+static void on_unpin(struct loop *l, void *arg)
+{
+    struct run_job *job = arg;
+    struct bx_err err;
+    int r;
+    job->unpin_timer = 0;
+    bx_err_clear(&err);
+    r = job->cg ? cg_run_unpin_started(job->cg, &err) : 1;
+    if (r < 0)
+        fprintf(stderr, "boxer: %s: unpinning CPUs: %s\n", job->res->exec_id, err.msg);
+    else if (r == 0 && ++job->unpin_polls < UNPIN_POLLS)
+        job->unpin_timer = loop_timer_add(l, UNPIN_POLL_MS, on_unpin, job);
+}
+
 static int spawn_runsc(struct run_job *job, struct bx_err *err)
 {
     struct run_mgr *m = job->mgr;
@@ -892,6 +912,8 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     } else if (proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err) < 0) {
         goto out;
     }
+    if (job->cg && cg_run_cpu_list(job->cg))
+        job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, on_unpin, job);
     job->out_fd = bx_steal_fd(&outp[0]);
     job->err_fd = bx_steal_fd(&errp[0]);
     if (loop_add(m->p.loop, job->out_fd, EPOLLIN, on_pipe, job, err) < 0 ||
@@ -1084,6 +1106,10 @@ static void teardown(struct run_job *job)
         loop_timer_cancel(m->p.loop, job->drain_timer);
         job->drain_timer = 0;
     }
+    if (job->unpin_timer) {
+        loop_timer_cancel(m->p.loop, job->unpin_timer);
+        job->unpin_timer = 0;
+    }
     close_pipe(job, &job->out_fd);
     close_pipe(job, &job->err_fd);
     if (job->proc) {
@@ -1098,6 +1124,15 @@ static void teardown(struct run_job *job)
             job->res->cpu_ms = u.cpu_usec / 1000;
             job->res->memory_peak_bytes = u.memory_peak_bytes;
             job->res->oom_killed = u.oom_killed;
+            /* The kernel's OOM killer usually takes the sandbox (sentry)
+             * itself, and runsc then reports a failure of its own (exit
+             * 128 "sandbox failed to start", or killed): the memory limit
+             * ended the command, which answers 200 with exit code 137. */
+            if (u.oom_killed && job->exited && job->res->outcome == RUN_ERROR) {
+                job->res->outcome = RUN_OK;
+                job->res->exit_code = 137;
+                bx_err_clear(&job->res->error);
+            }
         }
         destroy_cgroup(m, &job->cg, job->res->exec_id);
     }

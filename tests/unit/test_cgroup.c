@@ -42,6 +42,7 @@ static char T[PATH_MAX];      /* TOP/fs, the fake fs_root; "" disables the hooks
 static int fake_v2;           /* every dir is a v2 cgroup (else v1 by first component) */
 static const char *fake_omit; /* an interface file new cgroups lack */
 static int fake_no_memsw;     /* v1 memory without swap accounting */
+static int fake_cpuset;       /* v2: cgroups have cpuset files */
 
 static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static const char *P(const char *fmt, ...)
@@ -145,6 +146,10 @@ static void fake_populate(const char *dir)
         fake_file(dir, "memory.peak", "0\n");
         fake_file(dir, "memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n");
         fake_file(dir, "pids.max", "max\n");
+        if (fake_cpuset) {
+            fake_file(dir, "cpuset.cpus", "");
+            fake_file(dir, "cpuset.cpus.effective", "0-3\n");
+        }
         return;
     }
     memcpy(first, rest, fl);
@@ -165,6 +170,12 @@ static void fake_populate(const char *dir)
     }
     if (strcmp(first, "pids") == 0)
         fake_file(dir, "pids.max", "max\n");
+    /* v1 without clone_children: a new cpuset starts empty. */
+    if (strcmp(first, "cpuset") == 0) {
+        fake_file(dir, "cpuset.cpus", "");
+        fake_file(dir, "cpuset.mems", "");
+        fake_file(dir, "cpuset.effective_cpus", "");
+    }
 }
 
 int mkdirat(int dirfd, const char *path, mode_t mode)
@@ -269,6 +280,7 @@ static void fake_setup(void)
     fake_v2 = 0;
     fake_omit = NULL;
     fake_no_memsw = 0;
+    fake_cpuset = 0;
 }
 
 static void fake_teardown(void)
@@ -283,14 +295,14 @@ static struct cg_ctx *fake_init(void)
 {
     struct cg_ctx *ctx = NULL;
     struct bx_err err = {0};
-    ck_assert_msg(cg_init(&ctx, P("%s/", T), P("%s/cgroup", TOP), P("%s/mountinfo", TOP), NULL, &err) ==
-                      0,
-                  "%s", err.msg);
+    ck_assert_msg(
+        cg_init(&ctx, P("%s/", T), P("%s/cgroup", TOP), P("%s/mountinfo", TOP), NULL, &err) == 0,
+        "%s", err.msg);
     return ctx;
 }
 
 /* This machine's layout: v1 hierarchies, memory nested, empty cgroup2. */
-static struct cg_ctx *hybrid_init(void)
+static void hybrid_init_files(void)
 {
     FILE *f;
     put(P("%s/cgroup", TOP), "9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n"
@@ -314,6 +326,8 @@ static struct cg_ctx *hybrid_init(void)
     fake_mkcg("cpu");
     fake_mkcg("cpuacct");
     fake_mkcg("cpuset");
+    put(P("%s/cpuset/cpuset.cpus", T), "0-3\n");
+    put(P("%s/cpuset/cpuset.mems", T), "0\n");
     fake_mkcg("memory/process_api/abc");
     fake_mkcg("pids");
     fake_mkcg("systemd");
@@ -321,6 +335,11 @@ static struct cg_ctx *hybrid_init(void)
     put(P("%s/unified/cgroup.controllers", T), "hugetlb\n");
     put(P("%s/unified/cgroup.subtree_control", T), "");
     put(P("%s/unified/cgroup.procs", T), "1\n");
+}
+
+static struct cg_ctx *hybrid_init(void)
+{
+    hybrid_init_files();
     return fake_init();
 }
 
@@ -420,6 +439,73 @@ START_TEST(test_cpu_quota)
 }
 END_TEST
 
+static int cpus_guarded(const char *text, uint16_t *out, int max)
+{
+    struct guard_buf g;
+    char *copy = guard_copy(&g, text, strlen(text) + 1);
+    int r = cg_parse_cpu_list(copy, out, max);
+    guard_free(&g);
+    return r;
+}
+
+START_TEST(test_cpu_list)
+{
+    uint16_t ids[16];
+    const char *bad[] = {"-",
+                         "1-",
+                         "-1",
+                         "3-1",
+                         "1,,2",
+                         "1,",
+                         ",1",
+                         "1 2",
+                         "a",
+                         "0x1",
+                         "1-2-3",
+                         "2,1",
+                         "0-3,3",
+                         "1,1",
+                         "65536",
+                         "0-65536",
+                         "99999999999999999999",
+                         "1\n2",
+                         "+1",
+                         "1;2"};
+    ck_assert_int_eq(cpus_guarded("", ids, 16), 0);
+    ck_assert_int_eq(cpus_guarded("\n", ids, 16), 0);
+    ck_assert_int_eq(cpus_guarded("0\n", ids, 16), 1);
+    ck_assert_uint_eq(ids[0], 0);
+    ck_assert_int_eq(cpus_guarded("0-3,8,10-11\n", ids, 16), 7);
+    ck_assert_uint_eq(ids[0], 0);
+    ck_assert_uint_eq(ids[3], 3);
+    ck_assert_uint_eq(ids[4], 8);
+    ck_assert_uint_eq(ids[5], 10);
+    ck_assert_uint_eq(ids[6], 11);
+    ck_assert_int_eq(cpus_guarded("65535", ids, 16), 1);
+    ck_assert_uint_eq(ids[0], 65535);
+    /* Stores at most max, still validates the rest. */
+    ck_assert_int_eq(cpus_guarded("0-100", ids, 4), 4);
+    ck_assert_uint_eq(ids[3], 3);
+    ck_assert_int_eq(cpus_guarded("0-100,2", ids, 4), -1);
+    ck_assert_int_eq(cpus_guarded("0-65535", ids, 16), 16);
+    for (size_t i = 0; i < BX_ARRAY_LEN(bad); i++)
+        ck_assert_msg(cpus_guarded(bad[i], ids, 16) == -1, "accepted \"%s\"", bad[i]);
+    ck_assert_int_eq(cg_parse_cpu_list(NULL, ids, 16), -1);
+
+    ck_assert_int_eq(cg_cpu_count(0.01), 1);
+    ck_assert_int_eq(cg_cpu_count(0.5), 1);
+    ck_assert_int_eq(cg_cpu_count(1.0), 1);
+    ck_assert_int_eq(cg_cpu_count(0.1 * 10), 1);
+    ck_assert_int_eq(cg_cpu_count(1.0001), 2);
+    ck_assert_int_eq(cg_cpu_count(2.5), 3);
+    ck_assert_int_eq(cg_cpu_count(0.0), 1);
+    ck_assert_int_eq(cg_cpu_count(-1.0), 1);
+    ck_assert_int_eq(cg_cpu_count(NAN), 1);
+    ck_assert_int_eq(cg_cpu_count(INFINITY), CG_CPUS_MAX);
+    ck_assert_int_eq(cg_cpu_count(1e12), CG_CPUS_MAX);
+}
+END_TEST
+
 /* ---- hybrid fake (this machine's layout) ---- */
 
 static const char *MEMB = "memory/process_api/abc/boxer";
@@ -443,7 +529,10 @@ START_TEST(test_hybrid_init_and_create)
     ck_assert(exists(P("%s/cpuacct/boxer", T)));
     ck_assert(exists(P("%s/%s", T, MEMB)));
     ck_assert(exists(P("%s/pids/boxer", T)));
-    ck_assert(!exists(P("%s/cpuset/boxer", T)));
+    /* The new v1 cpuset base got its parent's CPUs and memory nodes. */
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/cpuset.cpus", T)), "0-3");
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/cpuset.mems", T)), "0");
+    ck_assert_msg(strstr(cg_describe(ctx), "of 4 CPUs") != NULL, "%s", cg_describe(ctx));
     ck_assert(!exists(P("%s/systemd/boxer", T)));
     ck_assert(!exists(P("%s/unified/boxer", T)));
     ck_assert(!exists(P("%s/memory/boxer", T)));
@@ -455,13 +544,17 @@ START_TEST(test_hybrid_init_and_create)
     ck_assert_str_eq(get(P("%s/%s/boxer-1234/memory.memsw.limit_in_bytes", T, MEMB)), "67108864");
     ck_assert_str_eq(get(P("%s/pids/boxer/boxer-1234/pids.max", T)), "32");
     ck_assert(exists(P("%s/cpuacct/boxer/boxer-1234", T)));
+    /* 0.5 cores: one CPU, so nproc in the sandbox says 1. */
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/boxer-1234/cpuset.cpus", T)), "0");
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/boxer-1234/cpuset.mems", T)), "0");
+    ck_assert_str_eq(cg_run_cpu_list(run), "0");
     ck_assert_int_eq(cg_run_dirfd(run), -1);
     ck_assert_str_eq(cg_run_oci_path(run), ".");
 
     /* One procs fd per hierarchy, each pointing at the run's cgroup.procs. */
-    ck_assert_int_eq(cg_run_procs_fds(run, fds, 3, &err), -1);
+    ck_assert_int_eq(cg_run_procs_fds(run, fds, 4, &err), -1);
     n = cg_run_procs_fds(run, fds, CG_MAX_PROCS_FDS, &err);
-    ck_assert_int_eq(n, 4);
+    ck_assert_int_eq(n, 5);
     for (int i = 0; i < n; i++) {
         char path[PATH_MAX];
         int fl = fcntl(fds[i], F_GETFD);
@@ -488,10 +581,18 @@ START_TEST(test_hybrid_init_and_create)
     ck_assert(!exists(P("%s/cpuacct/boxer/boxer-1234", T)));
     ck_assert(!exists(P("%s/%s/boxer-1234", T, MEMB)));
     ck_assert(!exists(P("%s/pids/boxer/boxer-1234", T)));
+    ck_assert(!exists(P("%s/cpuset/boxer/boxer-1234", T)));
     ck_assert(exists(P("%s/pids/boxer", T)));
     ck_assert_int_eq(cg_run_destroy(&run, &err), 0); /* NULL is a no-op */
     cg_free(&ctx);
     ck_assert_ptr_null(ctx);
+    /* A stopped Boxer leaves no cgroup behind. */
+    ck_assert(!exists(P("%s/cpu/boxer", T)));
+    ck_assert(!exists(P("%s/cpuacct/boxer", T)));
+    ck_assert(!exists(P("%s/%s", T, MEMB)));
+    ck_assert(!exists(P("%s/pids/boxer", T)));
+    ck_assert(!exists(P("%s/cpuset/boxer", T)));
+    ck_assert(exists(P("%s/pids", T)));
 }
 END_TEST
 
@@ -722,6 +823,143 @@ START_TEST(test_cleanup_stale)
 }
 END_TEST
 
+START_TEST(test_cpu_pinning_spreads)
+{
+    struct cg_ctx *ctx = hybrid_init();
+    struct cg_run *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+    struct cg_limits one = {1.0, 1u << 20, 8}, two = {1.5, 1u << 20, 8}, all = {64.0, 1u << 20, 8};
+    struct bx_err err = {0};
+
+    /* Runs take the least-loaded CPUs, so concurrent one-core runs do not
+     * share a CPU while another is idle. */
+    ck_assert_int_eq(cg_run_create(ctx, "a", &one, &a, &err), 0);
+    ck_assert_int_eq(cg_run_create(ctx, "b", &one, &b, &err), 0);
+    ck_assert_int_eq(cg_run_create(ctx, "c", &two, &c, &err), 0);
+    ck_assert_str_eq(cg_run_cpu_list(a), "0");
+    ck_assert_str_eq(cg_run_cpu_list(b), "1");
+    ck_assert_str_eq(cg_run_cpu_list(c), "2-3");
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/c/cpuset.cpus", T)), "2-3");
+    /* Every CPU has one run now: the next one-core run shares, round robin. */
+    ck_assert_int_eq(cg_run_create(ctx, "d", &one, &d, &err), 0);
+    ck_assert_str_eq(cg_run_cpu_list(d), "0");
+    ck_assert_int_eq(cg_run_destroy(&d, &err), 0);
+    /* When b ends, its CPU is the least loaded again. */
+    ck_assert_int_eq(cg_run_destroy(&b, &err), 0);
+    ck_assert_int_eq(cg_run_create(ctx, "b2", &one, &b, &err), 0);
+    ck_assert_str_eq(cg_run_cpu_list(b), "1");
+    /* More cores than CPUs: all of them. */
+    ck_assert_int_eq(cg_run_create(ctx, "all", &all, &d, &err), 0);
+    ck_assert_str_eq(cg_run_cpu_list(d), "0-3");
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/all/cpuset.cpus", T)), "0-3");
+    /* A run may outlive the context that made it. */
+    cg_free(&ctx);
+    ck_assert_int_eq(cg_run_destroy(&a, &err), 0);
+    ck_assert_int_eq(cg_run_destroy(&b, &err), 0);
+    ck_assert_int_eq(cg_run_destroy(&c, &err), 0);
+    ck_assert_int_eq(cg_run_destroy(&d, &err), 0);
+    ck_assert(!exists(P("%s/cpuset/boxer/all", T)));
+}
+END_TEST
+
+static pid_t spawn_named(const char *argv0)
+{
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execl("/bin/sleep", argv0, "100", (char *)NULL);
+        _exit(127);
+    }
+    /* until the exec is visible in /proc */
+    for (int i = 0; i < 200; i++) {
+        const char *c = get(P("/proc/%d/cmdline", (int)pid));
+        if (c && strcmp(c, argv0) == 0)
+            break;
+        usleep(5000);
+    }
+    return pid;
+}
+
+START_TEST(test_unpin_once_sandbox_started)
+{
+    struct cg_ctx *ctx = hybrid_init();
+    struct cg_run *a = NULL, *b = NULL;
+    struct cg_limits one = {1.0, 1u << 20, 8};
+    struct bx_err err = {0};
+    pid_t runsc = spawn_named("runsc"), sandbox = spawn_named("runsc-sandbox");
+
+    ck_assert_int_eq(cg_run_create(ctx, "a", &one, &a, &err), 0);
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/a/cpuset.cpus", T)), "0");
+    /* Only runsc so far: it has not read the CPU count yet, stay pinned. */
+    ck_assert_int_eq(cg_run_unpin_started(a, &err), 0);
+    put(P("%s/cpuset/boxer/a/cgroup.procs", T), P("%d\n", (int)runsc));
+    ck_assert_int_eq(cg_run_unpin_started(a, &err), 0);
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/a/cpuset.cpus", T)), "0");
+    /* The sandbox exists: every usable CPU, and CPU 0 is free again. */
+    put(P("%s/cpuset/boxer/a/cgroup.procs", T), P("%d\n4194303\n%d\n", (int)runsc, (int)sandbox));
+    ck_assert_int_eq(cg_run_unpin_started(a, &err), 1);
+    ck_assert_str_eq(get(P("%s/cpuset/boxer/a/cpuset.cpus", T)), "0-3");
+    ck_assert_str_eq(cg_run_cpu_list(a), "0"); /* what the sandbox sees */
+    ck_assert_int_eq(cg_run_unpin_started(a, &err), 1);
+    ck_assert_int_eq(cg_run_create(ctx, "b", &one, &b, &err), 0);
+    ck_assert_str_eq(cg_run_cpu_list(b), "1"); /* round robin, no load left on 0 */
+    put(P("%s/cpuset/boxer/b/cgroup.procs", T), "12x\n");
+    ck_assert_int_eq(cg_run_unpin_started(b, &err), -1);
+    put(P("%s/cpuset/boxer/b/cgroup.procs", T), "");
+
+    kill(runsc, SIGKILL);
+    kill(sandbox, SIGKILL);
+    reap_status(runsc);
+    reap_status(sandbox);
+    put(P("%s/cpuset/boxer/a/cgroup.procs", T), "");
+    ck_assert_int_eq(cg_run_destroy(&a, &err), 0);
+    ck_assert_int_eq(cg_run_destroy(&b, &err), 0);
+    cg_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_cpuset_optional_and_base_kept_when_busy)
+{
+    struct cg_ctx *ctx = NULL;
+    struct cg_run *run = NULL;
+    struct cg_limits lim = {1.0, 1u << 20, 8};
+    struct bx_err err = {0};
+    int fds[CG_MAX_PROCS_FDS];
+
+    /* A cpuset hierarchy we cannot use (our own cpuset is empty) is left
+     * out with a note, and its base does not stay behind. */
+    hybrid_init_files();
+    put(P("%s/cpuset/cpuset.cpus", T), "");
+    ctx = fake_init();
+    ck_assert_msg(strstr(cg_describe(ctx), "cpuset not usable") != NULL, "%s", cg_describe(ctx));
+    ck_assert_msg(strstr(cg_describe(ctx), "sandboxes see every host CPU") != NULL, "%s",
+                  cg_describe(ctx));
+    ck_assert(!exists(P("%s/cpuset/boxer", T)));
+    ck_assert_int_eq(cg_run_create(ctx, "r", &lim, &run, &err), 0);
+    ck_assert_ptr_null(cg_run_cpu_list(run));
+    ck_assert_int_eq(cg_run_unpin_started(run, &err), 1); /* nothing pinned */
+    ck_assert_int_eq(cg_run_unpin_started(NULL, &err), 1);
+    ck_assert_int_eq(cg_run_procs_fds(run, fds, CG_MAX_PROCS_FDS, &err), 4);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    /* A run that would not die keeps its base at exit (EBUSY); the next
+     * start removes it. */
+    put(P("%s/pids/boxer/r/cgroup.procs", T), "4194303\n");
+    cg_run_abandon(&run);
+    cg_free(&ctx);
+    ck_assert(exists(P("%s/pids/boxer/r", T)));
+    ck_assert(exists(P("%s/cpu/boxer/r", T)));
+    put(P("%s/pids/boxer/r/cgroup.procs", T), "");
+    ctx = fake_init();
+    ck_assert_int_eq(cg_cleanup_stale(ctx, &err), 0);
+    ck_assert(!exists(P("%s/pids/boxer/r", T)));
+    ck_assert(!exists(P("%s/cpu/boxer/r", T)));
+    cg_free(&ctx);
+    ck_assert(!exists(P("%s/pids/boxer", T)));
+    ck_assert(!exists(P("%s/cpu/boxer", T)));
+}
+END_TEST
+
 /* ---- pure v1 with co-mounted cpu,cpuacct and a bind-mounted subtree ---- */
 
 START_TEST(test_v1_comounted)
@@ -788,13 +1026,15 @@ START_TEST(test_v1_missing_controller)
     fake_mkcg("memory");
     fake_mkcg("pids");
     /* pids is mounted but our /proc/self/cgroup has no pids line. */
-    ck_assert_int_eq(cg_init(&ctx, root, P("%s/cgroup", TOP), P("%s/mountinfo", TOP), NULL, &err), -1);
+    ck_assert_int_eq(cg_init(&ctx, root, P("%s/cgroup", TOP), P("%s/mountinfo", TOP), NULL, &err),
+                     -1);
     ck_assert_ptr_null(ctx);
     ck_assert_int_eq(err.status, 500);
     ck_assert_msg(strstr(err.msg, "cpu, memory and pids") != NULL, "%s", err.msg);
     ck_assert(!exists(P("%s/cpu/boxer", root)));
     /* Missing files are errors too. */
-    ck_assert_int_eq(cg_init(&ctx, root, P("%s/nope", TOP), P("%s/mountinfo", TOP), NULL, &err), -1);
+    ck_assert_int_eq(cg_init(&ctx, root, P("%s/nope", TOP), P("%s/mountinfo", TOP), NULL, &err),
+                     -1);
     ck_assert_int_eq(cg_init(&ctx, root, P("%s/cgroup", TOP), P("%s/nope", TOP), NULL, &err), -1);
     ck_assert_ptr_null(ctx);
 }
@@ -869,14 +1109,19 @@ START_TEST(test_v2_no_move_when_empty_or_enabled)
     ck_assert_str_eq(get(P("%s/%s/cgroup.subtree_control", T, OWN2)), "cpu io memory pids\n");
     cg_free(&ctx);
 
-    /* The root cgroup may have processes and children with controllers. */
+    /* The root cgroup may have processes and children with controllers.
+     * (Without cpuset here: the fake keeps only the last write.) */
     put(P("%s/cgroup", TOP), "0::/\n");
     put(P("%s/cgroup.subtree_control", T), "");
+    put(P("%s/cgroup.controllers", T), "cpu io memory pids\n");
     ck_assert_msg(v2_init(&ctx, &err) == 0, "%s", err.msg);
     ck_assert(!exists(P("%s/boxer-supervisor", T)));
     ck_assert_str_eq(get(P("%s/cgroup.subtree_control", T)), "+cpu +memory +pids");
     ck_assert_str_eq(get(P("%s/boxer/cgroup.subtree_control", T)), "+cpu +memory +pids");
     ck_assert_msg(strstr(cg_describe(ctx), P("v2: %s/boxer", T)) != NULL, "%s", cg_describe(ctx));
+    ck_assert_msg(strstr(cg_describe(ctx), "no cpuset controller delegated: sandboxes see every") !=
+                      NULL,
+                  "%s", cg_describe(ctx));
     {
         struct cg_run *run = NULL;
         struct cg_limits lim = {1.0, 1u << 20, 8};
@@ -968,6 +1213,43 @@ START_TEST(test_v2_create_usage_destroy)
     ck_assert(!exists(R));
     ck_assert(exists(P("%s/%s/boxer", T, OWN2)));
     free((void *)R);
+    cg_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_v2_cpuset)
+{
+    struct cg_ctx *ctx = NULL;
+    struct cg_run *a = NULL, *b = NULL;
+    struct cg_limits lim = {2.0, 1u << 20, 8};
+    struct bx_err err = {0};
+
+    /* cpu, memory and pids are enabled already, cpuset is not: Boxer moves
+     * into its leaf and enables it too. */
+    fake_cpuset = 1;
+    v2_tree("4242\n", "cpu memory pids\n", "cpuset cpu memory pids\n");
+    ck_assert_msg(v2_init(&ctx, &err) == 0, "%s", err.msg);
+    ck_assert(exists(P("%s/%s/boxer-supervisor", T, OWN2)));
+    ck_assert_str_eq(get(P("%s/%s/cgroup.subtree_control", T, OWN2)), "+cpuset");
+    ck_assert_str_eq(get(P("%s/%s/boxer/cgroup.subtree_control", T, OWN2)), "+cpuset");
+    ck_assert_msg(strstr(cg_describe(ctx), "of 4 CPUs") != NULL, "%s", cg_describe(ctx));
+    ck_assert_int_eq(cg_run_create(ctx, "a", &lim, &a, &err), 0);
+    ck_assert_int_eq(cg_run_create(ctx, "b", &lim, &b, &err), 0);
+    ck_assert_str_eq(get(P("%s/%s/boxer/a/cpuset.cpus", T, OWN2)), "0-1");
+    ck_assert_str_eq(get(P("%s/%s/boxer/b/cpuset.cpus", T, OWN2)), "2-3");
+    ck_assert_int_eq(cg_run_destroy(&a, &err), 0);
+    ck_assert_int_eq(cg_run_destroy(&b, &err), 0);
+    cg_free(&ctx);
+    ck_assert(!exists(P("%s/%s/boxer", T, OWN2)));
+
+    /* cpuset delegated but its files unreadable: runs go on without it. */
+    fake_omit = "cpuset.cpus.effective";
+    ck_assert_msg(v2_init(&ctx, &err) == 0, "%s", err.msg);
+    ck_assert_msg(strstr(cg_describe(ctx), "cpuset not usable") != NULL, "%s", cg_describe(ctx));
+    ck_assert_int_eq(cg_run_create(ctx, "a", &lim, &a, &err), 0);
+    ck_assert_ptr_null(cg_run_cpu_list(a));
+    ck_assert_str_eq(get(P("%s/%s/boxer/a/cpuset.cpus", T, OWN2)), "");
+    ck_assert_int_eq(cg_run_destroy(&a, &err), 0);
     cg_free(&ctx);
 }
 END_TEST
@@ -1093,9 +1375,9 @@ START_TEST(test_real_host)
         return;
     }
     nbefore = snapshot_bases(before, 64);
-    ck_assert_msg(
-        cg_init(&ctx, "/sys/fs/cgroup", "/proc/self/cgroup", "/proc/self/mountinfo", NULL, &err) == 0,
-        "real cgroupfs unusable: %s", err.msg);
+    ck_assert_msg(cg_init(&ctx, "/sys/fs/cgroup", "/proc/self/cgroup", "/proc/self/mountinfo", NULL,
+                          &err) == 0,
+                  "real cgroupfs unusable: %s", err.msg);
     layout = cg_layout(ctx);
     fprintf(stderr, "test_real_host: %s\n", cg_describe(ctx));
     ck_assert(layout != CG_NONE);
@@ -1115,6 +1397,12 @@ START_TEST(test_real_host)
         ck_assert_str_eq(file_in(dirs, n, "cpu.cfs_quota_us"), "50000\n");
         ck_assert_str_eq(file_in(dirs, n, "memory.limit_in_bytes"), "67108864\n");
         ck_assert_str_eq(file_in(dirs, n, "pids.max"), "16\n");
+    }
+    /* 0.5 cores: pinned to one CPU where a cpuset controller exists. */
+    if (cg_run_cpu_list(run)) {
+        uint16_t ids[4];
+        ck_assert_int_eq(cg_parse_cpu_list(cg_run_cpu_list(run), ids, 4), 1);
+        ck_assert_str_eq(file_in(dirs, n, "cpuset.cpus"), P("%s\n", cg_run_cpu_list(run)));
     }
 
     ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
@@ -1197,6 +1485,7 @@ static Suite *cgroup_suite(void)
 
     tcase_add_test(pure, test_parse_proc_cgroup);
     tcase_add_test(pure, test_cpu_quota);
+    tcase_add_test(pure, test_cpu_list);
     suite_add_tcase(s, pure);
 
     tcase_add_checked_fixture(fake, fake_setup, fake_teardown);
@@ -1208,11 +1497,15 @@ static Suite *cgroup_suite(void)
     tcase_add_test(fake, test_hybrid_destroy_kills);
     tcase_add_test(fake, test_destroy_never_kills_self);
     tcase_add_test(fake, test_cleanup_stale);
+    tcase_add_test(fake, test_cpu_pinning_spreads);
+    tcase_add_test(fake, test_unpin_once_sandbox_started);
+    tcase_add_test(fake, test_cpuset_optional_and_base_kept_when_busy);
     tcase_add_test(fake, test_v1_comounted);
     tcase_add_test(fake, test_v1_missing_controller);
     tcase_add_test(fake, test_v2_moves_self_into_leaf);
     tcase_add_test(fake, test_v2_no_move_when_empty_or_enabled);
     tcase_add_test(fake, test_v2_create_usage_destroy);
+    tcase_add_test(fake, test_v2_cpuset);
     suite_add_tcase(s, fake);
 
     tcase_set_timeout(real, 60);

@@ -1,0 +1,544 @@
+"""Resource limits that hold: real runsc, real cgroups on this host.
+
+Every limit is checked by what a program inside the sandbox experiences
+(an allocation that is OOM-killed, MemTotal, nproc, files it cannot open, a
+fork bomb that stays small) and by what the run answers (cpu_ms,
+memory_peak_bytes, oom_killed).  Each server of this module must leave no
+cgroup behind: neither run cgroups nor its per-home base directory.
+"""
+
+import ctypes
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+import httpx
+import pytest
+
+import boxer_server
+from rawhttp import open_conn
+
+BUSYBOX = "busybox"
+PYTHON = "python:3.12-slim"
+MAX = {"cpu_cores": 2.0, "memory_mb": 1024, "pids_limit": 256, "wall_clock_secs": 120,
+       "nofile": 4096}
+DEFAULTS = {"memory_mb": 192, "wall_clock_secs": 60}
+
+
+# ---- cgroups of a home ----
+
+def base_name(home):
+    h = 2166136261
+    for b in home.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return "boxer-%08x" % h
+
+
+def cgroup_bases(home):
+    """Every <own cgroup>/boxer-<fnv1a32(home)> under /sys/fs/cgroup."""
+    name = base_name(home)
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            found.append(os.path.join(root, name))
+            dirs.remove(name)
+        if root.count("/") > 8:
+            dirs[:] = []
+    return found
+
+
+def run_cgroups(home):
+    out = []
+    for base in cgroup_bases(home):
+        for d in sorted(os.listdir(base)):
+            if os.path.isdir(os.path.join(base, d)):
+                out.append(os.path.join(base, d))
+    return out
+
+
+def wait_no_run_cgroups(home, timeout=15.0):
+    deadline = time.time() + timeout
+    while run_cgroups(home):
+        assert time.time() < deadline, "run cgroups left: %s" % run_cgroups(home)
+        time.sleep(0.05)
+
+
+V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def hierarchy(path):
+    """The v1 controller directory of a cgroup path ("memory", "cpu", ...);
+    "" on a pure v2 host (one hierarchy at /sys/fs/cgroup)."""
+    if V2:
+        return ""
+    return os.path.relpath(path, "/sys/fs/cgroup").split("/")[0]
+
+
+def cgroup_of(pid, ctrl):
+    """pid's cgroup path in the hierarchy of controller ctrl ("" = v2)."""
+    with open("/proc/%d/cgroup" % pid) as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if (ctrl == "" and ctrls == "") or (ctrl and ctrl in ctrls.split(",")):
+                return path
+    return None
+
+
+def path_in_hierarchy(cg):
+    """A cgroup directory's path inside its hierarchy ("/a/b")."""
+    mount = "/sys/fs/cgroup" if V2 else os.path.join("/sys/fs/cgroup", hierarchy(cg))
+    return "/" + os.path.relpath(cg, mount)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+# ---- servers ----
+
+def _stop_and_check(srv):
+    try:
+        if srv.proc is not None:
+            srv.stop(check=srv.proc.poll() is None)
+        left = cgroup_bases(srv.home)
+        assert left == [], "cgroups of %s left after stop: %s" % (srv.home, left)
+    finally:
+        subprocess.run(["umount", "-R", "-l", srv.home], stderr=subprocess.DEVNULL)
+        # Hygiene only if the assertion above failed: never leave them.
+        for base in cgroup_bases(srv.home):
+            for d in os.listdir(base):
+                if os.path.isdir(os.path.join(base, d)):
+                    os.rmdir(os.path.join(base, d))
+            os.rmdir(base)
+
+
+@pytest.fixture(scope="module")
+def srv(registry):
+    tmp = tempfile.mkdtemp(prefix="boxer-limits-")
+    s = boxer_server.Server(tmp, registry=registry,
+                            config={"max_limits": MAX, "defaults": DEFAULTS}).start()
+    yield s
+    try:
+        _stop_and_check(s)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def own_server(registry, tmp_path):
+    """Servers a test starts and stops itself (restarts, broken cgroupfs);
+    each is checked for leftover cgroups at the end."""
+    made = []
+
+    def make(config=None, preexec=None, start=True):
+        s = boxer_server.Server(tmp_path / ("s%d" % len(made)), registry=registry,
+                                config=config, preexec=preexec)
+        made.append(s)
+        if start:
+            s.start()
+        return s
+
+    yield make
+    for s in made:
+        _stop_and_check(s)
+
+
+def run(server, body, timeout=180):
+    return httpx.post(server.url + "/run", json=body, timeout=timeout)
+
+
+def ok(server, body):
+    r = run(server, body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def py(server, code, **limits):
+    return run(server, {"image": PYTHON, "cmd": ["python3", "-c", code], "limits": limits})
+
+
+ALLOC = ("import sys\n"
+         "b = bytearray(int(sys.argv[1]) << 20)\n"
+         "for i in range(0, len(b), 4096):\n"
+         "    b[i] = 1\n"
+         "print('allocated', len(b) >> 20)\n")
+
+
+# ---- layout ----
+
+def test_layout_is_logged(srv):
+    log = srv.log_text()
+    m = re.search(r"boxer: cgroups: cgroups (v1|v2|hybrid):", log)
+    assert m, log
+    # This host: v1 hierarchies for cpu, memory and pids plus a cgroup2 mount.
+    with open("/proc/self/mountinfo") as f:
+        mi = f.read()
+    if " - cgroup2 " in mi and " - cgroup cgroup " in mi:
+        assert m.group(1) in ("hybrid", "v2")
+    # Run cgroups nest under the cgroup Boxer runs in, never elsewhere.
+    bases = cgroup_bases(srv.home)
+    assert bases
+    for base in bases:
+        own = cgroup_of(srv.proc.pid, hierarchy(base))
+        if V2 and own.endswith("/boxer-supervisor"):
+            own = os.path.dirname(own)
+        assert os.path.dirname(path_in_hierarchy(base)) == own, (base, own)
+
+
+# ---- memory ----
+
+def test_oom_kill_is_reported_as_137(srv):
+    r = run(srv, {"image": PYTHON, "cmd": ["python3", "-c", ALLOC, "256"],
+                  "limits": {"memory_mb": 64}})
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert res["oom_killed"] is True, res
+    assert res["exit_code"] == 137, res
+    assert "allocated" not in res["stdout"]
+    # The whole sandbox is accounted: the peak is the limit, not more.
+    assert 32 << 20 <= res["memory_peak_bytes"] <= (64 << 20) + (1 << 20), res
+    wait_no_run_cgroups(srv.home)
+
+
+def test_small_allocation_passes(srv):
+    res = ok(srv, {"image": PYTHON, "cmd": ["python3", "-c", ALLOC, "16"],
+                   "limits": {"memory_mb": 64}})
+    assert res["exit_code"] == 0, res
+    assert res["stdout"] == "allocated 16\n"
+    assert res["oom_killed"] is False
+    assert res["memory_peak_bytes"] >= 16 << 20
+    assert res["memory_peak_bytes"] <= 64 << 20
+
+
+def memtotal_kb(server, **limits):
+    res = ok(server, {"image": BUSYBOX, "cmd": ["grep", "MemTotal", "/proc/meminfo"],
+                      "limits": limits})
+    return int(res["stdout"].split()[1])
+
+
+def test_memtotal_follows_memory_mb(srv):
+    assert abs(memtotal_kb(srv, memory_mb=64) - 64 * 1024) <= 1024
+    assert abs(memtotal_kb(srv, memory_mb=300) - 300 * 1024) <= 1024
+    # 0 and null mean the configured default.
+    assert abs(memtotal_kb(srv, memory_mb=0) - DEFAULTS["memory_mb"] * 1024) <= 1024
+    assert abs(memtotal_kb(srv, memory_mb=None) - DEFAULTS["memory_mb"] * 1024) <= 1024
+
+
+# ---- CPU ----
+
+def test_nproc_follows_cpu_cores(srv):
+    host = os.cpu_count()
+    for cores in (0.5, 1, 1.5, 2):
+        res = ok(srv, {"image": BUSYBOX, "limits": {"cpu_cores": cores},
+                       "cmd": ["sh", "-c", "nproc; grep -c ^processor /proc/cpuinfo; "
+                               "sleep 0.5; nproc"]})
+        want = str(max(1, min(math.ceil(cores), host)))
+        # Also after Boxer unpinned the running sandbox.
+        assert res["stdout"].split() == [want, want, want], (cores, res)
+
+
+BUSY = "import time; t=time.time()\nwhile time.time()-t<3: pass"
+
+
+@pytest.mark.parametrize("cores", [0.5, 1.0])
+def test_cpu_ms_over_wall_ms_is_cpu_cores(srv, cores):
+    # Never more than the limit, on any attempt.  Less is what a host busy
+    # with other work gives (the sandbox competes for its CPU like any
+    # process): that alone is retried, up to three times.
+    seen = []
+    for _ in range(3):
+        res = ok(srv, {"image": PYTHON, "cmd": ["python3", "-c", BUSY],
+                       "limits": {"cpu_cores": cores}})
+        assert res["exit_code"] == 0, res
+        assert res["wall_ms"] >= 3000
+        ratio = res["cpu_ms"] / res["wall_ms"]
+        seen.append((round(ratio, 3), res["cpu_ms"], res["wall_ms"]))
+        assert ratio <= cores + 0.15, (cores, seen)
+        if ratio >= cores - 0.15:
+            return
+    pytest.fail("cpu_ms/wall_ms stayed below %s - 0.15: %s (load %s)" %
+                (cores, seen, read("/proc/loadavg").split()[:3]))
+
+
+# ---- processes ----
+
+FORK_BOMB = ("import os, time\n"
+             "while True:\n"
+             "    try:\n"
+             "        os.fork()\n"
+             "    except OSError:\n"
+             "        time.sleep(0.01)\n")
+
+
+def host_tasks():
+    n = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                n += len(os.listdir("/proc/%s/task" % pid))
+            except OSError:
+                pass
+    return n
+
+
+def test_fork_bomb_is_contained(srv):
+    before = host_tasks()
+    result = {}
+
+    def bomb():
+        t0 = time.time()
+        result["r"] = run(srv, {"image": PYTHON, "cmd": ["python3", "-c", FORK_BOMB],
+                                "limits": {"pids_limit": 32, "wall_clock_secs": 8}})
+        result["t"] = time.time() - t0
+
+    th = threading.Thread(target=bomb)
+    th.start()
+    peak_tasks = before
+    peak_cg = 0
+    worst_health = 0.0
+    pids_max = None
+    while th.is_alive():
+        peak_tasks = max(peak_tasks, host_tasks())
+        for cg in run_cgroups(srv.home):
+            if os.path.exists(os.path.join(cg, "pids.current")):
+                try:
+                    peak_cg = max(peak_cg, int(read(os.path.join(cg, "pids.current"))))
+                    pids_max = int(read(os.path.join(cg, "pids.max")))
+                except (OSError, ValueError):
+                    pass
+        t0 = time.time()
+        assert httpx.get(srv.url + "/healthz", timeout=5).status_code == 200
+        worst_health = max(worst_health, time.time() - t0)
+        time.sleep(0.2)
+    th.join()
+    r = result["r"]
+    print("fork bomb:", r.status_code, r.text[:300], "peak run tasks", peak_cg, "of", pids_max)
+    # Ends by the wall clock (408) or by an error of the sandbox, not later.
+    assert result["t"] < 8 + 20, result["t"]
+    assert r.status_code in (200, 408, 500), r.text
+    if r.status_code == 200:
+        assert r.json()["exit_code"] != 0, r.text
+    # The host-side task count of the run stayed under its pids.max, and the
+    # host as a whole did not fill up.
+    assert pids_max is not None and pids_max <= 32 + 4 * 32
+    assert peak_cg <= pids_max
+    assert peak_tasks - before < 2 * pids_max + 100, (before, peak_tasks)
+    assert worst_health < 2.0, worst_health
+    wait_no_run_cgroups(srv.home)
+
+
+def test_nofile_limits_open_files(srv):
+    code = ("import errno\nfs = []\n"
+            "try:\n"
+            "    for i in range(64):\n"
+            "        fs.append(open('/dev/null'))\n"
+            "except OSError as e:\n"
+            "    print('failed', len(fs), errno.errorcode[e.errno])\n"
+            "else:\n"
+            "    print('opened', len(fs))\n")
+    res = ok(srv, {"image": PYTHON, "cmd": ["python3", "-c", code], "limits": {"nofile": 32}})
+    words = res["stdout"].split()
+    assert words[0] == "failed" and words[2] == "EMFILE", res
+    assert int(words[1]) < 32
+    res = ok(srv, {"image": PYTHON, "cmd": ["python3", "-c", code], "limits": {"nofile": 128}})
+    assert res["stdout"] == "opened 64\n", res
+
+
+# ---- validation ----
+
+@pytest.mark.parametrize("limits,word", [
+    ({"cpu_cores": -1}, "cpu_cores"),
+    ({"cpu_cores": "1"}, "cpu_cores"),
+    ({"cpu_cores": True}, "cpu_cores"),
+    ({"cpu_cores": 2.5}, "cpu_cores"),
+    ({"memory_mb": 1025}, "memory_mb"),
+    ({"memory_mb": -64}, "memory_mb"),
+    ({"memory_mb": 64.5}, "memory_mb"),
+    ({"pids_limit": 257}, "pids_limit"),
+    ({"pids_limit": -1}, "pids_limit"),
+    ({"nofile": 4097}, "nofile"),
+    ({"wall_clock_secs": 121}, "wall_clock_secs"),
+    ({"wall_clock_secs": [1]}, "wall_clock_secs"),
+    ({"swap_mb": 1}, "swap_mb"),
+])
+def test_bad_limits_400_name_the_limit(srv, limits, word):
+    r = run(srv, {"image": BUSYBOX, "cmd": ["true"], "limits": limits})
+    assert r.status_code == 400, r.text
+    assert word in r.json()["error"], r.text
+    assert run_cgroups(srv.home) == []
+
+
+def test_infinite_limit_400(srv):
+    for field in ("cpu_cores", "memory_mb"):
+        body = ('{"image": "busybox", "cmd": ["true"], "limits": {"%s": 1e400}}' % field).encode()
+        r = httpx.post(srv.url + "/run", content=body,
+                       headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 400, r.text
+
+
+def test_limits_at_the_maximum_are_accepted(srv):
+    res = ok(srv, {"image": BUSYBOX, "cmd": ["nproc"],
+                   "limits": {"cpu_cores": MAX["cpu_cores"], "memory_mb": 512, "pids_limit": 256,
+                              "nofile": 4096}})
+    assert res["exit_code"] == 0
+
+
+# ---- the run's cgroup: before exec, while running, after every ending ----
+
+def find_run_cgroup(home, timeout=30.0):
+    deadline = time.time() + timeout
+    while True:
+        cgs = run_cgroups(home)
+        if cgs:
+            return os.path.basename(cgs[0]), cgs
+        assert time.time() < deadline, "run cgroup never appeared"
+        time.sleep(0.02)
+
+
+def test_runsc_and_sandbox_live_in_the_run_cgroup(srv):
+    result = {}
+    th = threading.Thread(target=lambda: result.update(r=run(srv, {
+        "image": BUSYBOX, "cmd": ["sleep", "4"],
+        "limits": {"cpu_cores": 0.5, "memory_mb": 100, "pids_limit": 40}})))
+    th.start()
+    try:
+        name, cgs = find_run_cgroup(srv.home)
+        time.sleep(1.5)  # the sandbox is up
+        by_ctrl = {hierarchy(c): c for c in cgs}
+        if "memory" in by_ctrl:
+            assert read(by_ctrl["memory"] + "/memory.limit_in_bytes").strip() == str(100 << 20)
+            assert read(by_ctrl["cpu"] + "/cpu.cfs_quota_us").strip() == "50000"
+            assert read(by_ctrl["pids"] + "/pids.max").strip() == str(32 + 4 * 40)
+        if "cpuset" in by_ctrl:
+            # Pinned until runsc has read the CPU count, then unpinned: the
+            # sandbox keeps seeing 1 CPU, the host may schedule it anywhere.
+            base = os.path.dirname(by_ctrl["cpuset"])
+            assert read(by_ctrl["cpuset"] + "/cpuset.cpus") == read(base + "/cpuset.cpus")
+        procs = set()
+        for c in cgs:
+            procs |= {int(p) for p in read(c + "/cgroup.procs").split()}
+        assert procs, "no process in the run cgroup"
+        # Every runsc process of this run (the one Boxer started, the
+        # sandbox, the gofer) is in the run cgroup in every hierarchy.
+        runsc = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = read("/proc/%s/cmdline" % pid).replace("\0", " ")
+            except OSError:
+                continue
+            if name in cmd and ("runsc" in cmd or cmd.startswith("runsc-")):
+                runsc.append(int(pid))
+        assert runsc, "runsc not found"
+        for pid in runsc:
+            for c in cgs:
+                assert cgroup_of(pid, hierarchy(c)) == path_in_hierarchy(c), (pid, c)
+            assert pid in procs
+    finally:
+        th.join()
+    assert result["r"].status_code == 200, result["r"].text
+    wait_no_run_cgroups(srv.home)
+
+
+def test_cgroup_removed_after_every_ending(srv):
+    # success
+    ok(srv, {"image": BUSYBOX, "cmd": ["true"]})
+    wait_no_run_cgroups(srv.home)
+    # nonzero exit
+    assert ok(srv, {"image": BUSYBOX, "cmd": ["sh", "-c", "exit 3"]})["exit_code"] == 3
+    wait_no_run_cgroups(srv.home)
+    # wall clock
+    r = run(srv, {"image": BUSYBOX, "cmd": ["sleep", "30"], "limits": {"wall_clock_secs": 1}})
+    assert r.status_code == 408
+    wait_no_run_cgroups(srv.home)
+    # output over the limit
+    r = run(srv, {"image": BUSYBOX, "cmd": ["sh", "-c", "yes xxxxxxxxxxxxxxxxxxxx"]})
+    assert r.status_code == 507
+    wait_no_run_cgroups(srv.home)
+    # command not found
+    assert ok(srv, {"image": BUSYBOX, "cmd": ["no-such-cmd"]})["exit_code"] == 127
+    wait_no_run_cgroups(srv.home)
+    # the client goes away mid-run
+    body = json.dumps({"image": BUSYBOX, "cmd": ["sleep", "60"]}).encode()
+    c = open_conn(srv.url)
+    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    find_run_cgroup(srv.home)
+    time.sleep(1)
+    c.close()
+    wait_no_run_cgroups(srv.home)
+    # the image cannot be pulled (no cgroup is made before the image is there)
+    r = run(srv, {"image": "no-such-image:latest", "cmd": ["true"]})
+    assert r.status_code == 500
+    wait_no_run_cgroups(srv.home)
+
+
+def test_stale_cgroups_removed_at_start(own_server):
+    s = own_server()
+    def doomed():
+        try:
+            run(s, {"image": BUSYBOX, "cmd": ["sleep", "60"]}, timeout=120)
+        except httpx.HTTPError:
+            pass  # the server is killed under it
+
+    th = threading.Thread(target=doomed, daemon=True)
+    th.start()
+    name, cgs = find_run_cgroup(s.home)
+    time.sleep(1.5)
+    s.kill9()
+    th.join(timeout=30)
+    # The crash left the run's cgroups (the sandbox may even still run).
+    assert run_cgroups(s.home), "expected the crashed run's cgroups"
+    s.start()
+    assert run_cgroups(s.home) == [], run_cgroups(s.home)
+    assert "removing stale run " + name in s.log_text()
+    res = ok(s, {"image": BUSYBOX, "cmd": ["echo", "after restart"]})
+    assert res["stdout"] == "after restart\n"
+
+
+# ---- no usable cgroupfs ----
+
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+
+
+def _readonly_cgroupfs():
+    """preexec: a private mount namespace in which every cgroup mount is
+    read-only.  Only this server's view changes: propagation is private and
+    MS_BIND|MS_REMOUNT changes per-mount flags, never the host's mounts."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        os._exit(120)
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        os._exit(121)
+    with open("/proc/self/mountinfo") as f:
+        points = [l.split()[4] for l in f if " - cgroup" in l]
+    for p in points:
+        if libc.mount(None, p.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None) != 0:
+            os._exit(122)
+
+
+def test_refuses_to_start_without_cgroups(own_server):
+    s = own_server(preexec=_readonly_cgroupfs, start=False)
+    with pytest.raises(RuntimeError):
+        s.start()
+    assert s.proc.wait(timeout=30) != 0
+    log = s.log_text()
+    assert "cgroup" in log and "ignore_cgroups" in log, log
+
+
+def test_ignore_cgroups_runs_and_warns(own_server):
+    s = own_server(config={"ignore_cgroups": True}, preexec=_readonly_cgroupfs)
+    log = s.log_text()
+    assert re.search(r"WARNING: ignore_cgroups.*cpu, memory and pids limits.*NOT enforced", log), log
+    res = ok(s, {"image": BUSYBOX, "cmd": ["echo", "unlimited"]})
+    assert res["stdout"] == "unlimited\n"
+    assert "oom_killed" not in res
