@@ -352,6 +352,7 @@ struct run_job {
     char *dir; /* <home>/runs/<exec_id> */
     int dirfd;
     int output_mounted;
+    int rootfs_mounted; /* <run dir>/rootfs: the run's overlay of the image */
     struct cg_run *cg;
     struct net_run *net;
     struct proc *proc;
@@ -583,6 +584,46 @@ static int mount_output(struct run_job *job, struct bx_err *err)
     return 0;
 }
 
+/* runsc creates missing mount points (the listed files' paths, /output)
+ * in the rootfs on the host, as root.  In the image's shared rootfs that
+ * would let one request plant empty files and directories (say an empty
+ * executable /usr/local/bin/python3) in every later run of the image.  So
+ * each run gets an overlay: the shared rootfs is its read-only lower layer,
+ * whatever runsc creates lands in a per-run upper layer.  The layers are
+ * named through /proc/self/fd, so no path needs escaping in the options. */
+static int mount_rootfs(struct run_job *job, struct bx_err *err)
+{
+    char opts[160];
+    char path[PATH_MAX];
+    int lower = -1, upper = -1, work = -1, ret = -1;
+
+    if (mkdirat(job->dirfd, "rootfs", 0755) < 0 || mkdirat(job->dirfd, "upper", 0755) < 0 ||
+        mkdirat(job->dirfd, "work", 0700) < 0)
+        return bx_err_sys(err, 500, "mkdir rootfs overlay dirs");
+    lower = open(job->img->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    upper = openat(job->dirfd, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    work = openat(job->dirfd, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (lower < 0 || upper < 0 || work < 0) {
+        bx_err_sys(err, 500, "open rootfs overlay dirs");
+        goto out;
+    }
+    snprintf(opts, sizeof(opts),
+             "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d", lower,
+             upper, work);
+    snprintf(path, sizeof(path), "%s/rootfs", job->dir);
+    if (mount("overlay", path, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) {
+        bx_err_sys(err, 500, "mount rootfs overlay");
+        goto out;
+    }
+    job->rootfs_mounted = 1;
+    ret = 0;
+out:
+    bx_close(&lower);
+    bx_close(&upper);
+    bx_close(&work);
+    return ret;
+}
+
 static int prepare_bundle(struct run_job *job, struct oci_mount **mounts_out, size_t *nmounts,
                           struct bx_err *err)
 {
@@ -602,7 +643,7 @@ static int prepare_bundle(struct run_job *job, struct oci_mount **mounts_out, si
         return bx_err_sys(err, 500, "open run dir");
     if (mkdirat(job->dirfd, "state", 0700) < 0 || mkdirat(job->dirfd, "inputs", 0711) < 0)
         return bx_err_sys(err, 500, "mkdir run dirs");
-    if (mount_output(job, err) < 0)
+    if (mount_output(job, err) < 0 || mount_rootfs(job, err) < 0)
         return -1;
     mounts = calloc(req->nfiles + 2, sizeof(*mounts)); /* + /output, /etc/resolv.conf */
     if (!mounts)
@@ -688,6 +729,7 @@ static int write_spec(struct run_job *job, const struct oci_mount *mounts, size_
     struct oci_params op;
     struct sbuf spec;
     char **env = NULL;
+    char rootfs[PATH_MAX];
     const char *cwd = req->cwd ? req->cwd : (img->working_dir && img->working_dir[0] == '/'
                                                  ? img->working_dir
                                                  : "/");
@@ -696,7 +738,8 @@ static int write_spec(struct run_job *job, const struct oci_mount *mounts, size_
     sbuf_init(&spec, 64u << 20);
     if (oci_merge_env(img->env, req->env, &env, err) < 0)
         goto out;
-    op = (struct oci_params){.rootfs = img->rootfs,
+    snprintf(rootfs, sizeof(rootfs), "%s/rootfs", job->dir);
+    op = (struct oci_params){.rootfs = rootfs,
                              .args = req->cmd,
                              .env = env,
                              .cwd = cwd,
@@ -1218,6 +1261,14 @@ static void teardown_rest(struct run_job *job)
             fprintf(stderr, "boxer: %s: umount output: %s\n", job->res->exec_id,
                     strerror(errno));
         job->output_mounted = 0;
+    }
+    if (job->rootfs_mounted) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/rootfs", job->dir);
+        if (umount2(path, MNT_DETACH) < 0)
+            fprintf(stderr, "boxer: %s: umount rootfs: %s\n", job->res->exec_id,
+                    strerror(errno));
+        job->rootfs_mounted = 0;
     }
     if (job->dirfd >= 0) {
         bx_close(&job->dirfd);
