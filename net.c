@@ -194,8 +194,11 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
     rc |= sbuf_appendf(out,
                        "\tchain forward {\n"
                        "\t\ttype filter hook forward priority filter; policy accept;\n"
-                       "\t\tiifname \"%s\" meta nfproto ipv6 drop\n",
-                       b);
+                       "\t\tiifname \"%s\" meta nfproto ipv6 drop\n"
+                       /* Uplinks with a smaller MTU (1400-1460 on many VMs)
+                        * would otherwise rely on path MTU discovery. */
+                       "\t\tiifname \"%s\" tcp flags syn tcp option maxseg size set rt mtu\n",
+                       b, b);
     if (r->ndns > 0)
         rc |= sbuf_appendf(out,
                            "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "

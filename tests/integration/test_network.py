@@ -473,6 +473,23 @@ def test_runs_leave_no_network_state(sbx, lab):
     assert_run_state_clean(sbx)
 
 
+def test_client_gone_tears_network_down(sbx):
+    """A client that disconnects mid-run: the sandbox is killed and its
+    netns, veth and address are released."""
+    body = json.dumps({"image": BUSYBOX, "network": "sandbox", "cmd": ["sleep", "60"]}).encode()
+    s = socket.create_connection(("127.0.0.1", sbx.port))
+    try:
+        s.sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        deadline = time.time() + 60
+        while not links_tagged("boxer:%s:" % BRIDGE):
+            assert time.time() < deadline, sbx.log_text()
+            time.sleep(0.1)
+    finally:
+        s.close()
+    assert_run_state_clean(sbx)
+
+
 # ---- start-up, sweep, refusal ----
 
 def test_crash_leftovers_swept_at_start(make_server, lab):

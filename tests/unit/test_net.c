@@ -181,6 +181,8 @@ START_TEST(test_nft_script)
                                           "accept\n\t\toifname \"boxer0\" drop\n"));
     ck_assert_ptr_nonnull(
         strstr(sb.data, "ip saddr 10.88.0.0/16 oifname != \"boxer0\" masquerade"));
+    ck_assert_ptr_nonnull(
+        strstr(sb.data, "iifname \"boxer0\" tcp flags syn tcp option maxseg size set rt mtu\n"));
     ck_assert_ptr_nonnull(strstr(sb.data, "table bridge boxer_boxer0 {"));
     ck_assert_ptr_nonnull(strstr(sb.data, "iifname \"bxv*\" oifname \"bxv*\" drop"));
     /* DNS is let through before the drop / reject rules. */
