@@ -2,14 +2,20 @@
 isolation rules, against real runsc and the real kernel.
 
 No packet leaves this machine: the "remote host" is a network namespace the
-test creates (198.18.77.2, benchmark range, plus 198.18.99.1 for a
-blocked_egress network and 169.254.169.254 for "metadata"), routed from the
-host only to that namespace; every sandbox fetch of a lab address first
+test creates (an address of 198.18.0.0/15, the benchmark range, plus one of
+a blocked_egress network and 169.254.169.254 for "metadata"), routed from
+the host only to that namespace; every sandbox fetch of a lab address first
 checks that the kernel routes it there.  DNS servers in the config are lab
 addresses that are only written into resolv.conf, never queried.
+
+Names, subnets and lab addresses are derived from the pid, so two suites
+running at once on one host do not collide; the one fixed address,
+169.254.169.254, is routed only while a host-wide lock is held.
 """
 
 import concurrent.futures
+import contextlib
+import fcntl
 import http.server
 import json
 import os
@@ -30,18 +36,28 @@ import boxer_server
 PYTHON = "python:3.12-slim"
 BUSYBOX = "busybox"
 
-SUFFIX = "%04x" % (os.getpid() & 0xFFFF)
+PID = os.getpid()
+SUFFIX = "%04x" % (PID & 0xFFFF)
+NET16 = "10.%d" % (100 + PID % 150)  # this run's 10.X.0.0/16
+
+
+def subnet(k):
+    return "%s.%d.0/24" % (NET16, k)
+
+
 BRIDGE = "bxtbr" + SUFFIX
-SUBNET = "10.213.0.0/24"
-GATEWAY = "10.213.0.1"
+SUBNET = subnet(0)
+GATEWAY = NET16 + ".0.1"
 LAB_NS = "bxt-remote-" + SUFFIX
 LAB_VETH = "bxtr" + SUFFIX
-LAB_HOST_IP = "198.18.77.1"
-REMOTE_IP = "198.18.77.2"
-BLOCKED_NET = "198.18.99.0/24"
-BLOCKED_IP = "198.18.99.1"
+LAB = "198.18.%d" % (PID % 256)
+LAB_HOST_IP = LAB + ".1"
+REMOTE_IP = LAB + ".2"
+BLOCKED_NET = "198.19.%d.0/24" % (PID % 256)
+BLOCKED_IP = "198.19.%d.1" % (PID % 256)
 METADATA_IP = "169.254.169.254"
-DNS = ["198.18.77.53", "198.18.77.54"]
+METADATA_LOCK = "/run/lock/boxer-test-metadata.lock"
+DNS = [LAB + ".53", LAB + ".54"]
 PORT = 8080
 
 FETCH = r"""
@@ -73,16 +89,24 @@ def sh(*argv, check=True):
 
 # The default bridge belongs to whichever Boxer with a default config came
 # first (the session server, or a server of another suite running at the
-# same time): it may come and go independently of this module.
+# same time), and another run of this module may be under way: what they
+# own comes and goes independently of this module.
 DEFAULT_BRIDGE = "boxer0"
+
+
+def not_ours(name):
+    return name == DEFAULT_BRIDGE or (name.startswith("bxt") and SUFFIX not in name)
 
 
 def snapshot():
     """What this module must leave as it found it."""
     links = sorted(l["ifname"] for l in json.loads(sh("ip", "-j", "link").stdout)
-                   if l["ifname"] != DEFAULT_BRIDGE
-                   and not l.get("ifalias", "").startswith("boxer:%s:" % DEFAULT_BRIDGE))
-    netns = sorted(sh("ip", "netns", "list").stdout.split())
+                   if not not_ours(l["ifname"])
+                   and not (l.get("ifalias", "").startswith("boxer:")
+                            and not_ours(l["ifalias"].split(":")[1])))
+    netns = sorted(n for n in (l.split()[0] for l in sh("ip", "netns", "list").stdout.splitlines()
+                               if l.strip())
+                   if not (n.startswith("bxt-") and SUFFIX not in n))
     tables, cur = [], None
     for line in sh("nft", "list", "ruleset").stdout.splitlines():
         if line.startswith("table "):
@@ -91,7 +115,8 @@ def snapshot():
         elif cur is not None:
             cur.append(line)
     ruleset = sorted("\n".join(t) for t in tables
-                     if not t[0].endswith(" boxer_%s {" % DEFAULT_BRIDGE))
+                     if not (t[0].split()[2].startswith("boxer_")
+                             and not_ours(t[0].split()[2][len("boxer_"):])))
     return links, netns, ruleset
 
 
@@ -201,8 +226,7 @@ def lab(before):
         sh("ip", "-n", LAB_NS, "link", "set", "eth0", "up")
         sh("ip", "-n", LAB_NS, "link", "set", "lo", "up")
         sh("ip", "route", "add", BLOCKED_NET, "via", REMOTE_IP, "dev", LAB_VETH)
-        sh("ip", "route", "add", METADATA_IP + "/32", "via", REMOTE_IP, "dev", LAB_VETH)
-        for a in (REMOTE_IP, BLOCKED_IP, METADATA_IP):
+        for a in (REMOTE_IP, BLOCKED_IP):
             assert_routed_to_lab(a)
         proc = subprocess.Popen(["ip", "netns", "exec", LAB_NS, "python3", "-u", "-m",
                                  "http.server", str(PORT), "--bind", "0.0.0.0",
@@ -308,7 +332,7 @@ def test_sandbox_cannot_reach_host_addresses(sbx):
     try:
         own = sh("ip", "-4", "-o", "addr", "show", "scope", "global").stdout.split()
         host_addrs = [w.split("/")[0] for i, w in enumerate(own) if own[i - 1] == "inet"
-                      and not w.startswith("10.213.")]
+                      and not w.startswith(NET16 + ".")]
         targets = [(GATEWAY, servers[0].port), (GATEWAY, servers[1].port),
                    (GATEWAY, sbx.port)]
         for a in host_addrs:
@@ -326,17 +350,39 @@ def test_sandbox_cannot_reach_host_addresses(sbx):
             s.close()
 
 
+@contextlib.contextmanager
+def metadata_route():
+    """169.254.169.254 routed into this module's lab, one suite at a time."""
+    os.makedirs(os.path.dirname(METADATA_LOCK), exist_ok=True)
+    with open(METADATA_LOCK, "w") as lock:
+        deadline = time.time() + 300
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.time() < deadline, "metadata route lock busy"
+                time.sleep(0.2)
+        try:
+            sh("ip", "route", "add", METADATA_IP + "/32", "via", REMOTE_IP, "dev", LAB_VETH)
+            yield
+        finally:
+            sh("ip", "route", "del", METADATA_IP + "/32", "via", REMOTE_IP, "dev", LAB_VETH,
+               check=False)
+
+
 def test_sandbox_cannot_reach_metadata_or_blocked_egress(sbx, lab):
-    urls = []
-    for addr in (METADATA_IP, BLOCKED_IP):
-        assert_routed_to_lab(addr)
-        urls.append("http://%s:%d/hello.txt" % (addr, PORT))
-        # The lab answers on it (from the host) ...
-        assert host_fetch(urls[-1]) == "hello-from-remote"
-    # ... but a sandbox is refused at once (reject, not a timeout), while
-    # the lab's other address works from the same run.
-    outs = fetch_all_in_sandbox(sbx, urls + ["http://%s:%d/hello.txt" % (REMOTE_IP, PORT)],
-                                timeout=10)
+    with metadata_route():
+        urls = []
+        for addr in (METADATA_IP, BLOCKED_IP):
+            assert_routed_to_lab(addr)
+            urls.append("http://%s:%d/hello.txt" % (addr, PORT))
+            # The lab answers on it (from the host) ...
+            assert host_fetch(urls[-1]) == "hello-from-remote"
+        # ... but a sandbox is refused at once (reject, not a timeout), while
+        # the lab's other address works from the same run.
+        outs = fetch_all_in_sandbox(sbx, urls + ["http://%s:%d/hello.txt" % (REMOTE_IP, PORT)],
+                                    timeout=10)
     for out in outs[:2]:
         assert out.startswith("FAIL"), outs
         assert float(out.split("secs ")[1]) < 5, outs
@@ -394,7 +440,7 @@ def test_sandbox_cannot_reach_another_sandbox(sbx, lab):
                                    "cmd": ["python3", "-c", SERVE_AND_WAIT, tag, REMOTE_IP]})
         try:
             ip = registered(lab, tag)
-            assert ip.startswith("10.213.0.") and ip != GATEWAY
+            assert ip.startswith(NET16 + ".0.") and ip != GATEWAY
             # The sandbox's server answers the host ...
             assert host_fetch("http://%s:8000/" % ip) == "sandbox"
             # ... but not another sandbox.
@@ -425,7 +471,7 @@ def test_concurrent_runs_get_distinct_addresses(sbx, lab):
         results = [f.result(timeout=120) for f in futs]
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     assert len(set(ips)) == n, ips
-    assert all(ip.startswith("10.213.0.") and ip not in ("10.213.0.0", GATEWAY, "10.213.0.255")
+    assert all(ip.startswith(NET16 + ".0.") and ip not in (NET16 + ".0.0", GATEWAY, NET16 + ".0.255")
                for ip in ips), ips
     assert_run_state_clean(sbx)
 
@@ -441,7 +487,7 @@ def test_resolv_conf_from_config(sbx):
 
 
 def test_sandbox_without_dns_servers(make_server):
-    srv = make_server({"bridge_name": "bxtnd" + SUFFIX, "sandbox_subnet": "10.214.0.0/24"})
+    srv = make_server({"bridge_name": "bxtnd" + SUFFIX, "sandbox_subnet": subnet(1)})
     res = ok(srv, {"image": BUSYBOX, "network": "sandbox", "cmd": ["cat", "/etc/resolv.conf"]})
     assert "nameserver" not in res["stdout"]
     assert "no dns_servers" in res["stdout"]
@@ -494,7 +540,7 @@ def test_client_gone_tears_network_down(sbx):
 
 def test_crash_leftovers_swept_at_start(make_server, lab):
     bridge = "bxtcr" + SUFFIX
-    cfg = {"bridge_name": bridge, "sandbox_subnet": "10.215.0.0/24"}
+    cfg = {"bridge_name": bridge, "sandbox_subnet": subnet(2)}
     srv = make_server(cfg)
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         fut = ex.submit(run, srv, {"image": BUSYBOX, "network": "sandbox",
@@ -522,7 +568,7 @@ def test_crash_leftovers_swept_at_start(make_server, lab):
 
 def test_sandbox_refused_without_nft(make_server):
     # /usr/sbin (nft) not in PATH; runsc, skopeo and umoci are in /usr/bin.
-    srv = make_server({"bridge_name": "bxtnn" + SUFFIX, "sandbox_subnet": "10.216.0.0/24"},
+    srv = make_server({"bridge_name": "bxtnn" + SUFFIX, "sandbox_subnet": subnet(3)},
                       env={"PATH": "/usr/bin:/bin"})
     r = run(srv, {"image": BUSYBOX, "network": "sandbox", "cmd": ["true"]})
     assert r.status_code == 500, r.text
@@ -533,7 +579,7 @@ def test_sandbox_refused_without_nft(make_server):
 
 
 def test_second_boxer_on_same_bridge_refuses_sandbox(sbx, make_server):
-    srv = make_server({"bridge_name": BRIDGE, "sandbox_subnet": "10.217.0.0/24"})
+    srv = make_server({"bridge_name": BRIDGE, "sandbox_subnet": subnet(4)})
     r = run(srv, {"image": BUSYBOX, "network": "sandbox", "cmd": ["true"]})
     assert r.status_code == 500 and "another Boxer" in r.json()["error"], r.text
     srv.stop()
@@ -544,7 +590,7 @@ def test_second_boxer_on_same_bridge_refuses_sandbox(sbx, make_server):
 
 
 def test_overlapping_subnet_refuses_sandbox(sbx, make_server):
-    srv = make_server({"bridge_name": "bxtov" + SUFFIX, "sandbox_subnet": "10.213.0.0/16"})
+    srv = make_server({"bridge_name": "bxtov" + SUFFIX, "sandbox_subnet": NET16 + ".0.0/16"})
     r = run(srv, {"image": BUSYBOX, "network": "sandbox", "cmd": ["true"]})
     assert r.status_code == 500 and "overlaps" in r.json()["error"], r.text
     srv.stop()
@@ -578,7 +624,7 @@ def test_host_network_when_allowed(make_server):
     hs = HostServer("127.0.0.1", b"on-host-loopback")
     try:
         srv = make_server({"allow_host_network": True, "bridge_name": "bxtho" + SUFFIX,
-                           "sandbox_subnet": "10.218.0.0/24"})
+                           "sandbox_subnet": subnet(5)})
         out = fetch_in_sandbox(srv, "http://127.0.0.1:%d/" % hs.port, network="host")
         assert out.startswith("OK 200 on-host-loopback"), out
         # The same loopback address is the sandbox's own in the other modes.
