@@ -81,6 +81,7 @@ static void check_parsed(const struct config *c)
         CHECK(strpbrk(m->url, " \t\r\n") == NULL);
     }
     check_list(&c->insecure_registries);
+    check_list(&c->allowed_registries);
     check_list(&c->auth_tokens);
     check_list(&c->dns_servers);
     check_list(&c->blocked_egress);
@@ -103,6 +104,12 @@ static void check_validated(const struct config *c)
     CHECK(c->defaults.pids_limit <= c->max_limits.pids_limit);
     CHECK(c->defaults.nofile <= c->max_limits.nofile);
     CHECK(c->registry_auth_file == NULL || c->registry_auth_file[0] == '/');
+    /* Network names and addresses end up in netlink messages and nft rules. */
+    CHECK(strchr(c->sandbox_subnet, '/') != NULL);
+    CHECK(strlen(c->bridge_name) >= 1 && strlen(c->bridge_name) <= 15);
+    CHECK(strspn(c->bridge_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789_-.") == strlen(c->bridge_name));
+    CHECK(c->dns_servers.n <= 3 && c->blocked_egress.n <= 256);
 }
 
 static int parse_and_validate(const char *text, size_t size, struct config *cfg)
@@ -151,7 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_parsed(&a);
         CHECK(parse_and_validate(text, size, &b) == 0);
         CHECK(strcmp(a.home, b.home) == 0 && strcmp(a.listen_addr, b.listen_addr) == 0);
-        CHECK(a.nmirrors == b.nmirrors && a.auth_tokens.n == b.auth_tokens.n);
+        CHECK(a.nmirrors == b.nmirrors && a.auth_tokens.n == b.auth_tokens.n &&
+              a.allowed_registries.n == b.allowed_registries.n);
         CHECK(memcmp(&a.defaults, &b.defaults, sizeof(a.defaults)) == 0);
         config_free(&b);
     }

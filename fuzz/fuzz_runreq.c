@@ -1,7 +1,8 @@
 /* libFuzzer harness for run_request_parse: arbitrary bytes as a POST /run
  * body, against a config from config_defaults with fixed max_limits (so a
  * crash reproduces on any machine).  The input's length picks whether the
- * operator allows host networking, so seeds stay plain JSON.
+ * operator allows host networking (bit 0) and whether registries are pinned
+ * by allowed_registries (bit 1), so seeds stay plain JSON.
  *
  * Whatever is accepted must be safe to hand to the OCI spec builder and the
  * store without further checks: C strings without NUL, cmd non-empty, env
@@ -30,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 static struct config cfg;
+static char *allowed[] = {"docker.io", "127.0.0.1:5000", NULL};
 
 static size_t strv_len(char **v, size_t max)
 {
@@ -92,7 +94,11 @@ static void check_request(const struct run_request *r)
     }
 
     check_limits(&r->limits);
-    CHECK(r->network == RUN_NET_NONE || (r->network == RUN_NET_HOST && cfg.allow_host_network));
+    CHECK(r->network == RUN_NET_NONE || r->network == RUN_NET_SANDBOX ||
+          (r->network == RUN_NET_HOST && cfg.allow_host_network));
+    if (cfg.allowed_registries.n)
+        CHECK(strcmp(r->ref.registry, "docker.io") == 0 ||
+              strcmp(r->ref.registry, "127.0.0.1:5000") == 0);
     CHECK(r->persist == 0 || r->persist == 1);
 }
 
@@ -108,6 +114,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cfg.max_limits = (struct run_limits){4.0, 8192, 3600, 4096, 65536};
     }
     cfg.allow_host_network = (int)(size & 1);
+    /* Points at static strings: never passed to config_free. */
+    cfg.allowed_registries.items = size & 2 ? allowed : NULL;
+    cfg.allowed_registries.n = size & 2 ? 2 : 0;
     CHECK(body != NULL);
     if (size)
         memcpy(body, data, size);
