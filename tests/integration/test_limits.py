@@ -247,24 +247,39 @@ def test_nproc_follows_cpu_cores(srv):
 BUSY = "import time; t=time.time()\nwhile time.time()-t<3: pass"
 
 
+def host_idle_seconds():
+    """Idle CPU time of the whole host so far (all CPUs, idle + iowait)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 @pytest.mark.parametrize("cores", [0.5, 1.0])
 def test_cpu_ms_over_wall_ms_is_cpu_cores(srv, cores):
-    # Never more than the limit, on any attempt.  Less is what a host busy
-    # with other work gives (the sandbox competes for its CPU like any
-    # process): that alone is retried, up to three times.
+    # Never more than the limit, on any attempt.  Less than the limit is a
+    # failure when the host had the idle CPU to give it; on a host busy with
+    # other work (the sandbox competes for CPU like any process) the attempt
+    # proves nothing and is repeated, up to three times.
     seen = []
     for _ in range(3):
+        idle0 = host_idle_seconds()
         res = ok(srv, {"image": PYTHON, "cmd": ["python3", "-c", BUSY],
                        "limits": {"cpu_cores": cores}})
+        idle = host_idle_seconds() - idle0
         assert res["exit_code"] == 0, res
         assert res["wall_ms"] >= 3000
         ratio = res["cpu_ms"] / res["wall_ms"]
-        seen.append((round(ratio, 3), res["cpu_ms"], res["wall_ms"]))
+        seen.append({"ratio": round(ratio, 3), "cpu_ms": res["cpu_ms"],
+                     "wall_ms": res["wall_ms"], "host_idle_s": round(idle, 2)})
         assert ratio <= cores + 0.15, (cores, seen)
         if ratio >= cores - 0.15:
             return
-    pytest.fail("cpu_ms/wall_ms stayed below %s - 0.15: %s (load %s)" %
-                (cores, seen, read("/proc/loadavg").split()[:3]))
+        # An idle host has seconds of idle CPU in this time (two cores,
+        # one or half of one used); a busy one has next to none.
+        shortfall = (cores - 0.15 - ratio) * res["wall_ms"] / 1000
+        assert idle < shortfall + 0.3, ("the host had idle CPU the sandbox did not get", cores,
+                                        seen)
+    print("host too busy to check the lower bound for %s cores: %s" % (cores, seen))
 
 
 # ---- processes ----
