@@ -842,7 +842,17 @@ static int nl_link_op(int fd, struct net_nlmsg *m, int built, const char *what, 
 
 /* ---- the network ---- */
 
+/* A veth being deleted by a forked child. */
+struct net_del {
+    struct net *net;
+    struct proc *proc;
+    struct net_del *next;
+    char veth[IFNAMSIZ];
+};
+
 struct net {
+    struct loop *loop;
+    struct net_del *deleting;
     char bridge[IFNAMSIZ];
     uint32_t subnet;
     unsigned prefix;
@@ -865,11 +875,12 @@ struct net {
     char lock_path[PATH_MAX]; /* set while we hold the lock */
 };
 
-int net_new(struct net **out, const struct config *cfg, struct bx_err *err)
+int net_new(struct net **out, const struct config *cfg, struct loop *loop, struct bx_err *err)
 {
     struct net *n = calloc(1, sizeof(*n));
     if (!n)
         return bx_err_set(err, 500, ENOMEM, "out of memory");
+    n->loop = loop;
     n->lock_fd = -1;
     n->nl = -1;
     snprintf(n->unavailable, sizeof(n->unavailable), "not started");
@@ -1271,11 +1282,28 @@ fail:
     return -1;
 }
 
+static void del_link_now(struct net *n, const char *name)
+{
+    struct net_nlmsg m;
+    struct bx_err e;
+    bx_err_clear(&e);
+    if (n->nl >= 0 && nl_link_op(n->nl, &m, net_msg_del_link(&m, name), "removing veth", &e) < 0 &&
+        e.sys_errno != ENODEV)
+        fprintf(stderr, "boxer: %s: %s\n", name, e.msg);
+}
+
 void net_free(struct net **np)
 {
     struct net *n = *np;
     if (!n)
         return;
+    while (n->deleting) {
+        struct net_del *d = n->deleting;
+        n->deleting = d->next;
+        proc_free(&d->proc);
+        del_link_now(n, d->veth);
+        free(d);
+    }
     if (n->ready || n->bridge_created || n->tables_created)
         undo_start(n);
     bx_close(&n->nl);
@@ -1533,21 +1561,69 @@ const char *net_run_resolv_path(const struct net_run *r)
     return r->resolv_path;
 }
 
+/* In the deletion child (proc_fork): plain blocking code, its own
+ * netlink socket (the child shares no descriptor with the loop). */
+static int del_child(void *arg)
+{
+    struct net_del *d = arg;
+    struct net_nlmsg m;
+    struct bx_err e;
+    int fd, r;
+    bx_err_clear(&e);
+    fd = nl_open(&e);
+    if (fd < 0)
+        return 1;
+    r = nl_link_op(fd, &m, net_msg_del_link(&m, d->veth), "removing veth", &e);
+    close(fd);
+    return r < 0 && e.sys_errno != ENODEV ? 1 : 0;
+}
+
+static void del_done(void *arg, int status)
+{
+    struct net_del *d = arg;
+    struct net *n = d->net;
+    for (struct net_del **pp = &n->deleting; *pp; pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        del_link_now(n, d->veth); /* says why, if it fails again */
+    proc_free(&d->proc);
+    free(d);
+}
+
 void net_run_free(struct net_run **rp)
 {
     struct net_run *r = *rp;
-    struct net_nlmsg m;
-    struct bx_err e;
+    struct net *n;
     if (!r)
         return;
     *rp = NULL;
-    bx_err_clear(&e);
+    n = r->net;
     /* Deleting one end of a veth deletes both; the netns itself goes when
      * its last user (runsc) is gone and the mount below is removed. */
-    if (r->veth_made && r->net->nl >= 0 &&
-        nl_link_op(r->net->nl, &m, net_msg_del_link(&m, r->veth), "removing veth", &e) < 0 &&
-        e.sys_errno != ENODEV)
-        fprintf(stderr, "boxer: %s: %s\n", r->veth, e.msg);
+    if (r->veth_made) {
+        struct net_del *d = n->loop ? calloc(1, sizeof(*d)) : NULL;
+        struct bx_err e;
+        bx_err_clear(&e);
+        if (d) {
+            d->net = n;
+            snprintf(d->veth, sizeof(d->veth), "%s", r->veth);
+            if (proc_fork(n->loop, NULL, 0, del_child, d, del_done, d, &d->proc, &e) == 0) {
+                d->next = n->deleting;
+                n->deleting = d;
+                d = NULL;
+            } else {
+                fprintf(stderr, "boxer: %s: %s; removing it in place\n", r->veth, e.msg);
+                free(d);
+                del_link_now(n, r->veth);
+            }
+        } else {
+            del_link_now(n, r->veth);
+        }
+    }
     if (r->netns_made) {
         if (umount2(r->netns_path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
             fprintf(stderr, "boxer: umount %s: %s\n", r->netns_path, strerror(errno));
@@ -1555,7 +1631,7 @@ void net_run_free(struct net_run **rp)
             fprintf(stderr, "boxer: unlink %s: %s\n", r->netns_path, strerror(errno));
     }
     if (r->have_addr)
-        net_pool_release(&r->net->pool, r->addr);
+        net_pool_release(&n->pool, r->addr);
     free(r);
 }
 

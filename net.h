@@ -46,14 +46,18 @@
 
 #include "config.h"
 #include "err.h"
+#include "loop.h"
 #include "util.h"
 
 struct net;
 struct net_run;
 
 /* Reads the network fields of cfg (config_validate has checked them; a
- * wrong value here is still a 400 naming the field).  Touches nothing. */
-int net_new(struct net **out, const struct config *cfg, struct bx_err *err);
+ * wrong value here is still a 400 naming the field).  Touches nothing.
+ * loop (may be NULL: everything then happens synchronously) runs the
+ * deletion of run links in forked children: the kernel takes 15-25 ms to
+ * delete a veth, too long to hold the event loop at the end of every run. */
+int net_new(struct net **out, const struct config *cfg, struct loop *loop, struct bx_err *err);
 /* Start-up sweep and set-up (see above).  Returns -1 with the reason in
  * err and leaves sandbox mode unavailable; the server can go on. */
 int net_start(struct net *n, struct bx_err *err);
@@ -71,7 +75,9 @@ int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char 
                   struct net_run **out, struct bx_err *err);
 const char *net_run_netns_path(const struct net_run *r);
 const char *net_run_resolv_path(const struct net_run *r);
-/* Deletes the veth, unmounts the netns, frees the address. */
+/* Unmounts the netns, frees the address and deletes the veth (in a child
+ * when there is a loop; a failure there is retried here, and a crash is
+ * swept at the next start). */
 void net_run_free(struct net_run **r);
 
 /* runsc 2024-07 decides it runs in the root network namespace when

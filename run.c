@@ -419,7 +419,7 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
     }
     /* A bad network config stops start-up; a host that cannot do the
      * sandbox network (no nft...) only loses network "sandbox". */
-    if (net_new(&m->net, p->cfg, err) < 0) {
+    if (net_new(&m->net, p->cfg, p->loop, err) < 0) {
         bx_close(&m->runs_dirfd);
         free(m->runs_dir);
         free(m);
