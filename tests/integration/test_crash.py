@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import stat
-import subprocess
 import threading
 import time
 
@@ -81,7 +80,7 @@ class Crashy:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        subprocess.run(["umount", "-R", "-l", self.home], stderr=subprocess.DEVNULL)
+        H.unmount_under(self.home)
         H.remove_cgroup_bases(self.home)
 
 

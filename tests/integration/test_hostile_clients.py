@@ -64,14 +64,9 @@ def srv():
         assert s.proc.poll() is None, "server died:\n" + s.log_text()[-3000:]
         s.stop()
     finally:
-        subprocess_umount(s.home)
+        H.unmount_under(s.home)
         H.remove_cgroup_bases(s.home)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def subprocess_umount(home):
-    import subprocess
-    subprocess.run(["umount", "-R", "-l", home], stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -81,16 +76,17 @@ def guard(srv):
     with H.Canary(srv.url, every=0.1) as canary:
         yield srv
     assert srv.proc.poll() is None, "server died:\n" + srv.log_text()[-3000:]
-    canary.check(max_latency=2.0)
+    canary.check(max_latency=2.0 * H.SLOW)
     pid = srv.proc.pid
-    n = H.settle_fds(pid, srv.base_fds, timeout=HEADER_MS / 1000 + 10)
+    n = H.settle_fds(pid, srv.base_fds, timeout=HEADER_MS / 1000 + 10 * H.SLOW)
     assert n == srv.base_fds, "server holds %d descriptors, baseline %d" % (n, srv.base_fds)
-    deadline = time.time() + 5
-    while H.rss_kb(pid) > srv.base_rss + RSS_SLACK_KB and time.time() < deadline:
-        time.sleep(0.25)
-    rss = H.rss_kb(pid)
-    assert rss <= srv.base_rss + RSS_SLACK_KB, \
-        "server RSS %d kB, baseline %d kB" % (rss, srv.base_rss)
+    if H.CHECK_RSS:
+        deadline = time.time() + 5
+        while H.rss_kb(pid) > srv.base_rss + RSS_SLACK_KB and time.time() < deadline:
+            time.sleep(0.25)
+        rss = H.rss_kb(pid)
+        assert rss <= srv.base_rss + RSS_SLACK_KB, \
+            "server RSS %d kB, baseline %d kB" % (rss, srv.base_rss)
     assert H.tmp_entries(srv.home) == []
 
 
@@ -163,11 +159,11 @@ def test_5000_connections_held(guard):
         assert r.status_code == 200, r.text
         assert httpx.get(srv.url + "/files", params={"path": "held/f.bin"},
                          timeout=10).content == data
-        assert time.time() - t0 < 3
+        assert time.time() - t0 < 3 * H.SLOW
         # Idle connections hold no input buffer: the whole flood costs
         # little more than the partial heads it carries.
         grown = H.rss_kb(pid) - srv.base_rss
-        assert grown < 40 * 1024, "5,000 connections cost %d kB" % grown
+        assert grown < 40 * 1024 or not H.CHECK_RSS, "5,000 connections cost %d kB" % grown
     finally:
         for s in socks:
             s.close()
@@ -185,7 +181,7 @@ def test_slowloris_headers(guard):
     try:
         # One more header byte every 250 ms on every connection: each byte
         # is well inside any idle timeout, the head never completes.
-        while len(closed_at) < len(socks) and time.time() - t0 < HEADER_MS / 1000 + 8:
+        while len(closed_at) < len(socks) and time.time() - t0 < HEADER_MS / 1000 + 8 * H.SLOW:
             for s in socks:
                 if s in closed_at:
                     continue
@@ -208,7 +204,7 @@ def test_slowloris_headers(guard):
                     sel.unregister(s)
         assert len(closed_at) == len(socks), "%d slowloris connections still open" % (
             len(socks) - len(closed_at))
-        assert max(closed_at.values()) < HEADER_MS / 1000 + 4
+        assert max(closed_at.values()) < HEADER_MS / 1000 + 4 * H.SLOW
     finally:
         sel.close()
         for s in socks:
@@ -230,7 +226,7 @@ def test_slowloris_body(guard, route):
     # A byte every 500 ms: never idle for body_timeout_ms, but far below any
     # sane rate.
     done = {}
-    while len(done) < len(conns) and time.time() - t0 < BODY_MS / 1000 + 8:
+    while len(done) < len(conns) and time.time() - t0 < BODY_MS / 1000 + 8 * H.SLOW:
         for c in conns:
             if c in done:
                 continue
@@ -425,7 +421,7 @@ def test_cmd_with_100k_arguments(guard):
         status, _, resp = post_run_raw(srv.url, body)
         assert status == 400, resp[:200]
         assert "cmd" in json.loads(resp)["error"] or "values" in json.loads(resp)["error"]
-        assert time.time() - t0 < 3
+        assert time.time() - t0 < 3 * H.SLOW
 
 
 # ---- invalid UTF-8 and NUL everywhere ----
@@ -493,8 +489,8 @@ def test_body_shorter_than_content_length(guard):
     c = open_conn(srv.url)
     c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"image\":")
     t0 = time.time()
-    assert answer_or_close(c, BODY_MS / 1000 + 5) in (None, 408)
-    assert time.time() - t0 < BODY_MS / 1000 + 3
+    assert answer_or_close(c, BODY_MS / 1000 + 5 * H.SLOW) in (None, 408)
+    assert time.time() - t0 < BODY_MS / 1000 + 3 * H.SLOW
     c.close()
     # Then half-close: the server gives up at once, nothing is stored.
     body = multipart(b"lies/short.bin", b"z" * 100000)
@@ -541,8 +537,8 @@ def test_bad_chunked_framing(guard, chunks):
         c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
     except OSError:
         pass
-    assert answer_or_close(c, BODY_MS / 1000 + 5) in (None, 400, 408, 413, 431)
-    assert c.closed_by_peer(BODY_MS / 1000 + 5)
+    assert answer_or_close(c, BODY_MS / 1000 + 5 * H.SLOW) in (None, 400, 408, 413, 431)
+    assert c.closed_by_peer(BODY_MS / 1000 + 5 * H.SLOW)
     c.close()
 
 

@@ -7,7 +7,6 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 import time
 
@@ -33,7 +32,7 @@ def srv(registry):
         s.stop()
         assert H.leftovers(s.home, s.netns_before) == {}
     finally:
-        subprocess.run(["umount", "-R", "-l", s.home], stderr=subprocess.DEVNULL)
+        H.unmount_under(s.home)
         H.remove_cgroup_bases(s.home)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -208,7 +207,7 @@ done
 echo made=$i
 """, persist=True, limits={"wall_clock_secs": 600}))
         took = time.time() - t0
-    canary.check(max_latency=2.0)
+    canary.check(max_latency=2.0 * H.SLOW)
     made = int(res["stdout"].split("made=")[1])
     assert made > 10000, res
     eid = res["exec_id"]
@@ -235,7 +234,7 @@ sleep 0.5
 echo started
 """))
     assert res["stdout"] == "started\n"
-    assert time.time() - t0 < 15, "the answer waited for the daemon"
+    assert time.time() - t0 < 15 * H.SLOW, "the answer waited for the daemon"
     clean(srv)
     # Nothing of the sandbox lives on, and nothing keeps running that could
     # still write into the store.
@@ -249,7 +248,7 @@ def test_closed_stdout_runs_until_the_timeout(srv):
     assert r.status_code == 408, r.text
     body = r.json()
     assert body["timed_out"] is True and body["stdout"] == "before\n"
-    assert time.time() - t0 < 12
+    assert time.time() - t0 < 12 * H.SLOW
     clean(srv)
 
 
@@ -259,7 +258,7 @@ def test_pipes_held_by_a_grandchild_after_exit(srv):
     t0 = time.time()
     res = ok(srv, sh("(sleep 1000 &) ; echo main done", limits={"wall_clock_secs": 60}))
     assert res["stdout"] == "main done\n"
-    assert time.time() - t0 < 15
+    assert time.time() - t0 < 15 * H.SLOW
     clean(srv)
 
 
