@@ -495,6 +495,84 @@ def test_sandbox_without_dns_servers(make_server):
     assert not link_exists("bxtnd" + SUFFIX)
 
 
+DNS_PROBE = r"""
+import socket, sys
+host = sys.argv[1]
+for port in (53, 5353):
+    try:
+        c = socket.create_connection((host, port), timeout=3)
+        print("tcp", port, c.recv(16).decode())
+        c.close()
+    except OSError as e:
+        print("tcp", port, "FAIL", type(e).__name__)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(3)
+    try:
+        u.sendto(b"q", (host, port))
+        print("udp", port, u.recvfrom(16)[0].decode())
+    except OSError as e:
+        print("udp", port, "FAIL", type(e).__name__)
+    u.close()
+"""
+
+
+def test_dns_on_the_host_is_the_one_exception(make_server):
+    """A dns_servers address that is the host's: port 53 (TCP and UDP)
+    passes, any other port of the same address does not."""
+    net = subnet(6)
+    gw = NET16 + ".6.1"
+    srv = make_server({"bridge_name": "bxtdn" + SUFFIX, "sandbox_subnet": net,
+                       "dns_servers": [gw]})
+    socks, stop = [], threading.Event()
+
+    def serve_tcp(ls, word):
+        ls.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                continue
+            c.sendall(word)
+            c.close()
+
+    def serve_udp(us, word):
+        us.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                _, peer = us.recvfrom(16)
+            except OSError:
+                continue
+            us.sendto(word, peer)
+
+    threads = []
+    try:
+        for port in (53, 5353):
+            word = b"dns" if port == 53 else b"other"
+            ls = socket.socket()
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind((gw, port))
+            ls.listen(8)
+            us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            us.bind((gw, port))
+            socks += [ls, us]
+            threads += [threading.Thread(target=serve_tcp, args=(ls, word), daemon=True),
+                        threading.Thread(target=serve_udp, args=(us, word), daemon=True)]
+        for t in threads:
+            t.start()
+        res = ok(srv, {"image": PYTHON, "network": "sandbox",
+                       "cmd": ["python3", "-c", DNS_PROBE, gw]})
+        assert res["stdout"].splitlines() == [
+            "tcp 53 dns", "udp 53 dns", "tcp 5353 FAIL TimeoutError",
+            "udp 5353 FAIL TimeoutError"], res
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        for x in socks:
+            x.close()
+    srv.stop()
+
+
 def test_sandbox_ipv4_only(sbx):
     res = ok(sbx, {"image": PYTHON, "network": "sandbox", "cmd": [
         "python3", "-c",
