@@ -176,7 +176,9 @@ static int parse_limits(const struct json_value *obj, const char *prefix, struct
         const struct json_member *m = &obj->u.obj.members[i];
         const struct json_value *v = &m->value;
         snprintf(field, sizeof(field), "%s.%.40s", prefix, m->key);
-        if (strcmp(m->key, "cpu_cores") == 0) {
+        if (strlen(m->key) != m->key_len) {
+            return bx_err_set(err, 400, EINVAL, "config: %s: unknown field", field);
+        } else if (strcmp(m->key, "cpu_cores") == 0) {
             if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0 ||
                 v->u.num.d > 1024)
                 return bx_err_set(err, 400, EINVAL,
@@ -276,7 +278,11 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
         const struct json_value *v = &m->value;
         const char *k = m->key;
         int r;
-        if (strcmp(k, "home") == 0)
+        /* Keys are compared as C strings: one with a NUL inside would
+         * otherwise pass for its prefix. */
+        if (strlen(k) != m->key_len)
+            r = bx_err_set(err, 400, EINVAL, "config: %.100s: unknown field", k);
+        else if (strcmp(k, "home") == 0)
             r = get_string(v, k, &cfg->home, err);
         else if (strcmp(k, "runsc_path") == 0)
             r = get_string(v, k, &cfg->runsc_path, err);

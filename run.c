@@ -107,9 +107,10 @@ static int parse_limits(const struct json_value *v, const struct config *cfg,
     if (v->type != JSON_OBJECT)
         return bx_err_set(err, 400, EINVAL, "limits must be an object");
     for (size_t i = 0; i < v->u.obj.n; i++) {
+        const struct json_member *mem = &v->u.obj.members[i];
         int ok = 0;
-        for (size_t k = 0; known[k]; k++)
-            ok |= strcmp(v->u.obj.members[i].key, known[k]) == 0;
+        for (size_t k = 0; known[k] && strlen(mem->key) == mem->key_len; k++)
+            ok |= strcmp(mem->key, known[k]) == 0;
         if (!ok)
             return bx_err_set(err, 400, EINVAL, "limits: unknown field %.64s",
                               v->u.obj.members[i].key);
@@ -177,9 +178,11 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         goto out;
     }
     for (size_t i = 0; i < root->u.obj.n; i++) {
+        const struct json_member *mem = &root->u.obj.members[i];
         int ok = 0;
-        for (size_t k = 0; known[k]; k++)
-            ok |= strcmp(root->u.obj.members[i].key, known[k]) == 0;
+        /* A key with a NUL inside must not pass for its prefix. */
+        for (size_t k = 0; known[k] && strlen(mem->key) == mem->key_len; k++)
+            ok |= strcmp(mem->key, known[k]) == 0;
         if (!ok) {
             bx_err_set(err, 400, EINVAL, "unknown field %.64s", root->u.obj.members[i].key);
             goto out;

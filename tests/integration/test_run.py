@@ -170,6 +170,8 @@ def test_missing_file_400_names_it(server):
     ({"image": "busybox", "cmd": ["true"], "limits": {"wall_clock_secs": 999999}},
      "wall_clock_secs"),
     ({"image": "busybox", "cmd": ["true"], "extra": 1}, "extra"),
+    ({"image": "busybox", "cmd": ["true"], "persist\u0000": True}, "unknown field"),
+    ({"image": "busybox", "cmd": ["true"], "limits": {"nofile\u0000x": 5}}, "unknown field"),
 ])
 def test_bad_requests_400(server, body, word):
     r = run(server, body)

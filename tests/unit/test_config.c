@@ -112,6 +112,8 @@ static const struct {
     {"[1, 2]", "object"},
     {"{\"home\": \"/x\",}", "invalid JSON"},
     {"{\"home\": \"/x\", \"home\": \"/y\"}", "duplicate"},
+    {"{\"home\\u0000x\": \"/a\"}", "unknown field"},
+    {"{\"defaults\": {\"nofile\\u0000\": 5}}", "unknown field"},
 };
 
 START_TEST(bad_config_names_field)
