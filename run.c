@@ -356,6 +356,7 @@ struct run_job {
     int dirfd;
     int output_mounted;
     int rootfs_mounted; /* <run dir>/rootfs: the run's overlay of the image */
+    int ovl_mounted;    /* <run dir>/ovl: the tmpfs holding its upper layer */
     struct cg_run *cg;
     struct net_run *net;
     struct proc *proc;
@@ -592,20 +593,32 @@ static int mount_output(struct run_job *job, struct bx_err *err)
  * would let one request plant empty files and directories (say an empty
  * executable /usr/local/bin/python3) in every later run of the image.  So
  * each run gets an overlay: the shared rootfs is its read-only lower layer,
- * whatever runsc creates lands in a per-run upper layer.  The layers are
- * named through /proc/self/fd, so no path needs escaping in the options. */
+ * whatever runsc creates lands in a per-run upper layer.  The upper layer
+ * lives on a small tmpfs of its own: bounded, and usable wherever home is
+ * (an overlayfs home, as in a container, cannot hold an upper layer).  The
+ * layers are named through /proc/self/fd, so no path needs escaping in the
+ * options. */
 static int mount_rootfs(struct run_job *job, struct bx_err *err)
 {
     char opts[160];
     char path[PATH_MAX];
-    int lower = -1, upper = -1, work = -1, ret = -1;
+    int ovl = -1, lower = -1, upper = -1, work = -1, ret = -1;
 
-    if (mkdirat(job->dirfd, "rootfs", 0755) < 0 || mkdirat(job->dirfd, "upper", 0755) < 0 ||
-        mkdirat(job->dirfd, "work", 0700) < 0)
+    if (mkdirat(job->dirfd, "rootfs", 0755) < 0 || mkdirat(job->dirfd, "ovl", 0700) < 0)
         return bx_err_sys(err, 500, "mkdir rootfs overlay dirs");
+    snprintf(path, sizeof(path), "%s/ovl", job->dir);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,nr_inodes=65536,mode=0700") <
+        0)
+        return bx_err_sys(err, 500, "mount overlay tmpfs");
+    job->ovl_mounted = 1;
+    ovl = openat(job->dirfd, "ovl", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (ovl < 0 || mkdirat(ovl, "upper", 0755) < 0 || mkdirat(ovl, "work", 0700) < 0) {
+        bx_err_sys(err, 500, "mkdir overlay layers");
+        goto out;
+    }
     lower = open(job->img->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    upper = openat(job->dirfd, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    work = openat(job->dirfd, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    upper = openat(ovl, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    work = openat(ovl, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (lower < 0 || upper < 0 || work < 0) {
         bx_err_sys(err, 500, "open rootfs overlay dirs");
         goto out;
@@ -621,6 +634,7 @@ static int mount_rootfs(struct run_job *job, struct bx_err *err)
     job->rootfs_mounted = 1;
     ret = 0;
 out:
+    bx_close(&ovl);
     bx_close(&lower);
     bx_close(&upper);
     bx_close(&work);
@@ -1272,6 +1286,13 @@ static void teardown_rest(struct run_job *job)
             fprintf(stderr, "boxer: %s: umount rootfs: %s\n", job->res->exec_id,
                     strerror(errno));
         job->rootfs_mounted = 0;
+    }
+    if (job->ovl_mounted) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/ovl", job->dir);
+        if (umount2(path, MNT_DETACH) < 0)
+            fprintf(stderr, "boxer: %s: umount ovl: %s\n", job->res->exec_id, strerror(errno));
+        job->ovl_mounted = 0;
     }
     if (job->dirfd >= 0) {
         bx_close(&job->dirfd);
