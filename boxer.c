@@ -806,7 +806,7 @@ static int setup_runs(struct app *a, struct bx_err *err)
             return bx_err_wrap(err, "cgroups (set ignore_cgroups to run without limits)");
         if (cg_cleanup_stale(a->cgroups, err) < 0)
             return bx_err_wrap(err, "removing stale cgroups");
-        fprintf(stderr, "boxer: cgroups: %s\n", cg_describe(a->cgroups));
+        fprintf(stderr, "boxer: %s\n", cg_describe(a->cgroups));
     } else {
         fprintf(stderr, "boxer: WARNING: ignore_cgroups is set: cpu, memory and pids limits "
                         "are NOT enforced\n");

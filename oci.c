@@ -16,6 +16,18 @@ static void w_strv(struct json_writer *w, char *const *v)
     json_w_arr_end(w);
 }
 
+static void w_rlimit(struct json_writer *w, const char *type, uint64_t v)
+{
+    json_w_obj_begin(w);
+    json_w_key(w, "type");
+    json_w_cstr(w, type);
+    json_w_key(w, "hard");
+    json_w_uint(w, v);
+    json_w_key(w, "soft");
+    json_w_uint(w, v);
+    json_w_obj_end(w);
+}
+
 static void w_mount(struct json_writer *w, const char *dest, const char *type, const char *source,
                     const char *const *options)
 {
@@ -89,14 +101,12 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     json_w_bool(&w, 1);
     json_w_key(&w, "rlimits");
     json_w_arr_begin(&w);
-    json_w_obj_begin(&w);
-    json_w_key(&w, "type");
-    json_w_cstr(&w, "RLIMIT_NOFILE");
-    json_w_key(&w, "hard");
-    json_w_uint(&w, p->nofile);
-    json_w_key(&w, "soft");
-    json_w_uint(&w, p->nofile);
-    json_w_obj_end(&w);
+    w_rlimit(&w, "RLIMIT_NOFILE", p->nofile);
+    /* gVisor counts tasks of the sandbox user against RLIMIT_NPROC (runsc
+     * ignores linux.resources.pids), so this is what bounds processes and
+     * threads inside; the host pids cgroup bounds the sandbox's own tasks. */
+    if (p->nproc)
+        w_rlimit(&w, "RLIMIT_NPROC", p->nproc);
     json_w_arr_end(&w);
     json_w_obj_end(&w); /* process */
 

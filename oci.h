@@ -37,6 +37,7 @@ struct oci_params {
     const char *hostname;
     uint32_t uid, gid;
     uint64_t nofile;
+    uint64_t nproc; /* RLIMIT_NPROC inside the sandbox; 0: not set */
     uint64_t tmp_size_mb;
     const struct oci_mount *mounts;
     size_t nmounts;

@@ -764,6 +764,7 @@ static int write_spec(struct run_job *job, const struct oci_mount *mounts, size_
                              .uid = SANDBOX_UID,
                              .gid = SANDBOX_UID,
                              .nofile = req->limits.nofile,
+                             .nproc = req->limits.pids_limit,
                              .tmp_size_mb = job->mgr->p.cfg->tmp_size_mb,
                              .mounts = mounts,
                              .nmounts = nmounts,

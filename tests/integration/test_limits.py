@@ -303,6 +303,30 @@ def host_tasks():
     return n
 
 
+NPROC_PROBE = ("import os, time\n"
+               "n = 0\n"
+               "for i in range(60):\n"
+               "    try:\n"
+               "        pid = os.fork()\n"
+               "    except OSError:\n"
+               "        break\n"
+               "    if pid == 0:\n"
+               "        time.sleep(2)\n"
+               "        os._exit(0)\n"
+               "    n += 1\n"
+               "print(n)\n")
+
+
+def test_pids_limit_bounds_processes_inside(srv):
+    # pids_limit is RLIMIT_NPROC inside gVisor: the command itself counts.
+    r = httpx.post(srv.url + "/run", timeout=120, json={
+        "image": PYTHON, "cmd": ["python3", "-c", NPROC_PROBE],
+        "limits": {"pids_limit": 16, "memory_mb": 256}})
+    assert r.status_code == 200, r.text
+    forked = int(r.json()["stdout"])
+    assert 8 <= forked < 16, forked
+
+
 def test_fork_bomb_is_contained(srv):
     before = host_tasks()
     result = {}
