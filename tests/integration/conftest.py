@@ -1,6 +1,5 @@
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -37,7 +36,7 @@ def server(registry):
         assert boxer_server.leftover_processes(srv.home) == []
         assert boxer_server.leftover_mounts(srv.home) == []
     finally:
-        subprocess.run(["umount", "-R", "-l", srv.home], stderr=subprocess.DEVNULL)
+        boxer_server.unmount_under(srv.home)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -59,4 +58,4 @@ def make_server(registry, tmp_path):
     for srv in started:
         if srv.proc is not None and srv.proc.poll() is None:
             srv.stop(check=False)
-        subprocess.run(["umount", "-R", "-l", srv.home], stderr=subprocess.DEVNULL)
+        boxer_server.unmount_under(srv.home)

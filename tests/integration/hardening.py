@@ -159,16 +159,7 @@ def leftover_cgroups(home):
     return out
 
 
-def unmount_under(path):
-    """Test hygiene after a failure: lazily unmounts everything mounted at
-    or below path, deepest first (`umount -R` needs path itself to be a
-    mount point, which a home is not)."""
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    points = [p for p in points if p == path or p.startswith(path + "/")]
-    for p in sorted(set(points), key=len, reverse=True):
-        subprocess.run(["umount", "-l", p], stderr=subprocess.DEVNULL)
+unmount_under = boxer_server.unmount_under
 
 
 def remove_cgroup_bases(home):
@@ -189,41 +180,7 @@ def remove_cgroup_bases(home):
             pass
 
 
-def home_processes(home):
-    """Processes started for this home: their command line or their working
-    directory names it (runsc, gofer, sandbox, skopeo, umoci, wrappers), or
-    they are forks of a Boxer of this home (an /output capture).  The Boxer
-    servers themselves (children of this test process, possibly under
-    valgrind) and this process are not counted."""
-    config = os.path.join(os.path.dirname(home), "config.json")
-    me = os.getpid()
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-            with open("/proc/%s/stat" % pid) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        # (No filtering on "pytest" in the command line: pytest's own
-        # temporary directories, where homes often live, contain it.)
-        if boxer_server.BOXER_BIN in cmd:
-            if config in cmd and ppid != me:
-                out.append((int(pid), "boxer fork: " + cmd))
-            continue
-        if home in cmd:
-            out.append((int(pid), cmd))
-            continue
-        try:
-            cwd = os.readlink("/proc/%s/cwd" % pid)
-        except OSError:
-            continue
-        if cwd == home or cwd.startswith(home + "/"):
-            out.append((int(pid), "cwd=%s %s" % (cwd, cmd)))
-    return out
+home_processes = boxer_server.leftover_processes
 
 
 def netns_names():
