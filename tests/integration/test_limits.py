@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 import boxer_server
+import hardening
 from rawhttp import open_conn
 
 BUSYBOX = "busybox"
@@ -33,24 +34,7 @@ DEFAULTS = {"memory_mb": 192, "wall_clock_secs": 60}
 
 # ---- cgroups of a home ----
 
-def base_name(home):
-    h = 2166136261
-    for b in home.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return "boxer-%08x" % h
-
-
-def cgroup_bases(home):
-    """Every <own cgroup>/boxer-<fnv1a32(home)> under /sys/fs/cgroup."""
-    name = base_name(home)
-    found = []
-    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
-        if name in dirs:
-            found.append(os.path.join(root, name))
-            dirs.remove(name)
-        if root.count("/") > 8:
-            dirs[:] = []
-    return found
+cgroup_bases = hardening.cgroup_bases
 
 
 def run_cgroups(home):
