@@ -947,6 +947,7 @@ out:
         http_server_free(&a.http);
     run_mgr_free(&a.runs);
     image_cache_free(&a.images);
+    proc_reap_orphans();
     cg_free(&a.cgroups);
     metrics_free(&a.metrics);
     free(a.tokens.items);

@@ -24,9 +24,12 @@ struct proc {
     int exited;
     int orphaned;
     struct proc *next_waiting; /* children watched through SIGCHLD */
+    struct proc *next_orphan;  /* killed children nobody waits for */
 };
 
 static int orphan_count;
+/* Handles given up by proc_free before their child was reaped. */
+static struct proc *orphans;
 /* Children without a pidfd (pidfd_open missing: old kernels, valgrind),
  * reaped when proc_sigchld() runs. */
 static struct proc *waiting;
@@ -121,6 +124,12 @@ static int try_reap(struct proc *p)
     }
     p->exited = 1;
     if (p->orphaned) {
+        for (struct proc **pp = &orphans; *pp; pp = &(*pp)->next_orphan) {
+            if (*pp == p) {
+                *pp = p->next_orphan;
+                break;
+            }
+        }
         orphan_count--;
         free(p);
         return 1;
@@ -332,7 +341,33 @@ void proc_free(struct proc **pp)
     proc_kill(p, SIGKILL);
     p->orphaned = 1;
     p->cb = NULL;
+    p->next_orphan = orphans;
+    orphans = p;
     orphan_count++;
+}
+
+void proc_reap_orphans(void)
+{
+    while (orphans) {
+        struct proc *p = orphans;
+        orphans = p->next_orphan;
+        /* Already SIGKILLed: this wait is short. */
+        proc_kill(p, SIGKILL);
+        while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        if (p->pidfd >= 0) {
+            loop_del(p->loop, p->pidfd);
+            bx_close(&p->pidfd);
+        }
+        for (struct proc **pp = &waiting; *pp; pp = &(*pp)->next_waiting) {
+            if (*pp == p) {
+                *pp = p->next_waiting;
+                break;
+            }
+        }
+        orphan_count--;
+        free(p);
+    }
 }
 
 int proc_orphans(void)

@@ -53,6 +53,10 @@ void proc_free(struct proc **p);
 void proc_sigchld(void);
 /* Number of children still being reaped in the background (for shutdown). */
 int proc_orphans(void);
+/* At shutdown, once the loop has stopped: kills and reaps every child given
+ * up by proc_free, so none is left a zombie and no handle leaks.  Call
+ * before the loop is freed. */
+void proc_reap_orphans(void);
 
 /* Runs a program to completion outside the loop (start-up probes only):
  * returns its wait status, or -1 (err set) when it cannot run or exceeds
