@@ -67,7 +67,7 @@ static void check_parsed(const struct config *c)
     CHECK(c->image_cache_max_bytes <= (1ull << 50));
     CHECK(c->output_files_max <= 10000000);
     CHECK(c->max_concurrent_runs <= 4096);
-    CHECK(c->max_queued_runs >= 1 && c->max_queued_runs <= 1000000);
+    CHECK(c->max_queued_runs <= 1000000); /* 0: no waiting queue */
     CHECK(c->header_timeout_ms <= 3600000 && c->body_timeout_ms <= 3600000 &&
           c->keepalive_timeout_ms <= 3600000);
     check_limits(&c->defaults);
