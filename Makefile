@@ -42,6 +42,7 @@ $(B)/static-%.o: %.c $(wildcard *.h) | $(B)
 # The modules each unit test links (kept explicit so a module under
 # construction never breaks another module's tests).
 DEPS_test_json := json util
+DEPS_test_util := util
 DEPS_test_multipart := multipart util
 DEPS_test_httpparse := httpparse util
 DEPS_test_store := store util

@@ -278,16 +278,17 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             bx_err_set(err, 400, EINVAL, "network must be a string");
             goto out;
         }
-        if (strcmp(v->u.str.s, "none") == 0 || v->u.str.len == 0) {
+        /* Whole strings only: "none\u0000junk", "sandboxx" and "" are 400. */
+        if (bx_str_eq(v->u.str.s, v->u.str.len, "none")) {
             r->network = RUN_NET_NONE;
-        } else if (strcmp(v->u.str.s, "host") == 0 && v->u.str.len == 4) {
+        } else if (bx_str_eq(v->u.str.s, v->u.str.len, "host")) {
             if (!cfg->allow_host_network) {
                 bx_err_set(err, 400, EINVAL,
                            "network host is not allowed on this server (allow_host_network)");
                 goto out;
             }
             r->network = RUN_NET_HOST;
-        } else if (strcmp(v->u.str.s, "sandbox") == 0 && v->u.str.len == 7) {
+        } else if (bx_str_eq(v->u.str.s, v->u.str.len, "sandbox")) {
             r->network = RUN_NET_SANDBOX;
         } else {
             bx_err_set(err, 400, EINVAL, "network must be one of none, sandbox, host");

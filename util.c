@@ -289,6 +289,12 @@ char *sbuf_steal(struct sbuf *sb, size_t *len)
     return p;
 }
 
+int bx_str_eq(const char *s, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    return len == n && (n == 0 || memcmp(s, lit, n) == 0);
+}
+
 int bx_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;

@@ -71,6 +71,13 @@ char *sbuf_steal(struct sbuf *sb, size_t *len);
 int bx_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out);
 int bx_parse_i64(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
 
+/* 1 when the counted string [s, s+len) is exactly the literal lit: same
+ * length and same bytes.  For enum-like values from a client or a config
+ * file (JSON strings carry their length and may hold NULs): neither a prefix
+ * of lit ("non"), nor lit followed by more ("none\0junk", "nonex"), nor
+ * "" matches. */
+int bx_str_eq(const char *s, size_t len, const char *lit);
+
 /* Removes `name` under dirfd recursively without following symlinks and
  * without crossing into other mounts.  Missing is not an error. */
 int bx_rm_rf_at(int dirfd, const char *name, struct bx_err *err);

@@ -164,6 +164,15 @@ def test_missing_file_400_names_it(server):
     ({"image": BUSYBOX, "cmd": ["true"], "cwd": "relative"}, "cwd"),
     ({"image": BUSYBOX, "cmd": ["true"], "network": "internet"}, "network"),
     ({"image": BUSYBOX, "cmd": ["true"], "network": "host"}, "host"),
+    # Enum values compare whole strings (issue 11 item 18): no prefix, no
+    # trailing NUL or byte, no empty string, no case folding.
+    ({"image": BUSYBOX, "cmd": ["true"], "network": "none\u0000junk"}, "network"),
+    ({"image": BUSYBOX, "cmd": ["true"], "network": "none\u0000"}, "network"),
+    ({"image": BUSYBOX, "cmd": ["true"], "network": "sandboxx"}, "network"),
+    ({"image": BUSYBOX, "cmd": ["true"], "network": "sandbox\u0000x"}, "network"),
+    ({"image": BUSYBOX, "cmd": ["true"], "network": ""}, "network"),
+    ({"image": BUSYBOX, "cmd": ["true"], "network": "non"}, "network"),
+    ({"image": BUSYBOX, "cmd": ["true"], "network": "NONE"}, "network"),
     ({"image": "UPPER/Case", "cmd": ["true"]}, "image"),
     ({"image": "-rf", "cmd": ["true"]}, "image"),
     ({"image": "busybox", "cmd": ["true"], "limits": {"memory_mb": -1}}, "memory_mb"),
@@ -290,6 +299,30 @@ def test_queue_full_503(make_server):
         assert httpx.get(srv.url + "/healthz").status_code == 200
         assert time.time() - t0 < 1
         assert [f.result().status_code for f in futs] == [200, 200]
+
+
+def test_no_queue_503_at_once(make_server):
+    """max_queued_runs: 0 means no waiting queue (README): with every run
+    slot busy the next run is refused with 503 and Retry-After at once,
+    without waiting for the busy slot; once the slot is free runs start."""
+    srv = make_server(config={"max_concurrent_runs": 1, "max_queued_runs": 0})
+    busy = {"image": BUSYBOX, "cmd": ["sleep", "5"]}
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(httpx.post, srv.url + "/run", json=busy, timeout=60)
+        deadline = time.time() + 30
+        while not runsc_processes(srv):
+            assert time.time() < deadline and not fut.done(), "the first run never started"
+            time.sleep(0.05)
+        t0 = time.time()
+        second = run(srv, {"image": BUSYBOX, "cmd": ["true"]})
+        took = time.time() - t0
+        assert second.status_code == 503, second.text
+        assert "retry-after" in second.headers
+        assert took < 2, took
+        assert not fut.done(), "the 503 must not wait for the busy slot"
+        assert fut.result().status_code == 200
+    assert ok(srv, {"image": BUSYBOX, "cmd": ["echo", "free"]})["stdout"] == "free\n"
+    assert_clean(srv)
 
 
 def test_upload_and_run_pytest_flow(server):

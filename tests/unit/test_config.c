@@ -101,6 +101,12 @@ static const struct {
     {"{\"defaults\": {\"pids_limit\": 100}, \"max_limits\": {\"pids_limit\": 50}}",
      "defaults.pids_limit"},
     {"{\"platform\": \"vmware\"}", "platform"},
+    {"{\"platform\": \"systrapx\"}", "platform"},
+    {"{\"platform\": \"sys\"}", "platform"},
+    {"{\"platform\": \"\"}", "platform"},
+    {"{\"platform\": \"kvm\\u0000junk\"}", "platform"},
+    {"{\"max_queued_runs\": -1}", "max_queued_runs"},
+    {"{\"max_queued_runs\": 1000001}", "max_queued_runs"},
     {"{\"runsc_path\": \"runsc\"}", "runsc_path"},
     {"{\"registry_mirrors\": {\"docker.io\": \"ftp://x\"}}", "registry_mirrors.docker.io"},
     {"{\"registry_mirrors\": [\"x\"]}", "registry_mirrors"},
@@ -123,6 +129,25 @@ START_TEST(bad_config_names_field)
     ck_assert_msg(parse(&cfg, bad[_i].text, &err) < 0, "accepted: %s", bad[_i].text);
     ck_assert_msg(strstr(err.msg, bad[_i].field) != NULL, "%s: message '%s' lacks '%s'",
                   bad[_i].text, err.msg, bad[_i].field);
+    config_free(&cfg);
+}
+END_TEST
+
+/* README: "max_queued_runs ... (0: no queue)": 0 (also written -0) is a
+ * valid setting meaning no run ever waits; run_submit answers 503 as soon
+ * as every run slot is busy (tests/integration/test_run.py). */
+START_TEST(max_queued_runs_zero_means_no_queue)
+{
+    struct config cfg;
+    struct bx_err err;
+    ck_assert_int_eq(parse(&cfg, "{\"max_queued_runs\": 0}", &err), 0);
+    ck_assert_uint_eq(cfg.max_queued_runs, 0);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"max_queued_runs\": -0}", &err), 0);
+    ck_assert_uint_eq(cfg.max_queued_runs, 0);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"max_queued_runs\": 1000000}", &err), 0);
+    ck_assert_uint_eq(cfg.max_queued_runs, 1000000);
     config_free(&cfg);
 }
 END_TEST
@@ -194,6 +219,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, defaults_match_the_contract);
     tcase_add_test(tc, fields_override_defaults);
     tcase_add_loop_test(tc, bad_config_names_field, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+    tcase_add_test(tc, max_queued_runs_zero_means_no_queue);
     tcase_add_test(tc, load_precedence);
     suite_add_tcase(s, tc);
     return s;
