@@ -1470,36 +1470,116 @@ static void kill_stale_processes(const char *runs_dir)
     closedir(d);
 }
 
-static void unmount_stale(const char *runs_dir)
+/* /proc/self/mountinfo writes ' ', '\t', '\n' and '\\' in paths as \ooo:
+ * decodes a field in place. */
+static void mountinfo_unescape(char *s)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char line[4096];
-    size_t rl = strlen(runs_dir);
-    char *targets[256];
-    size_t nt = 0;
-    if (!f)
-        return;
-    while (nt < BX_ARRAY_LEN(targets) && fgets(line, sizeof(line), f)) {
-        char mp[4096];
-        /* fields: id parent major:minor root mountpoint ... */
-        if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
-            continue;
-        if (strncmp(mp, runs_dir, rl) == 0 && mp[rl] == '/')
-            targets[nt++] = strdup(mp);
-    }
-    fclose(f);
-    /* Deepest first. */
-    for (size_t i = nt; i-- > 0;) {
-        if (targets[i]) {
-            umount2(targets[i], MNT_DETACH);
-            free(targets[i]);
+    char *w = s;
+    for (const char *r = s; *r;) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+            r[3] >= '0' && r[3] <= '7') {
+            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 4;
+        } else {
+            *w++ = *r++;
         }
     }
+    *w = '\0';
+}
+
+/* A crash can leave any number of mounts below runs/ (three per run, more
+ * when runs were stacked by crashes during recovery), and bx_rm_rf_at
+ * refuses to cross a mount, so recovery unmounts until mountinfo lists none.
+ * One pass holds at most UNMOUNT_PASS_MAX paths; the passes are bounded
+ * (64 x 4096 is above the kernel's default fs.mount-max of 100000) and stop
+ * as soon as a pass detaches nothing. */
+#define UNMOUNT_PASS_MAX 4096
+#define UNMOUNT_PASSES_MAX 64
+
+/* Lazily unmounts the mounts below runs_dir that mountinfo lists now, the
+ * most recent first (children and overmounts before what they cover).
+ * Returns how many were listed (0: none left) or -1; *detached counts the
+ * unmounts that worked. */
+static long unmount_pass(const char *runs_dir, size_t *detached, struct bx_err *err)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    size_t rl = strlen(runs_dir), nt = 0, tcap = 0, lcap = 0;
+    char **targets = NULL, *line = NULL;
+    long found = -1, listed = 0;
+
+    if (!f)
+        return bx_err_sys(err, 500, "open /proc/self/mountinfo");
+    while (getline(&line, &lcap, f) > 0) {
+        /* fields: id parent major:minor root mountpoint ... */
+        char *mp = line;
+        for (int i = 0; i < 4 && mp; i++) {
+            mp = strchr(mp, ' ');
+            if (mp)
+                mp++;
+        }
+        if (!mp)
+            continue;
+        mp[strcspn(mp, " \n")] = '\0';
+        mountinfo_unescape(mp);
+        if (strncmp(mp, runs_dir, rl) != 0 || mp[rl] != '/')
+            continue;
+        listed++;
+        if (nt == UNMOUNT_PASS_MAX) /* the next pass takes the rest */
+            continue;
+        if (nt == tcap) {
+            size_t ncap = tcap ? tcap * 2 : 64;
+            char **nv = realloc(targets, ncap * sizeof(*nv));
+            if (!nv) {
+                bx_err_set(err, 500, ENOMEM, "out of memory");
+                goto out;
+            }
+            targets = nv;
+            tcap = ncap;
+        }
+        targets[nt] = strdup(mp);
+        if (!targets[nt]) {
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+            goto out;
+        }
+        nt++;
+    }
+    if (ferror(f)) {
+        bx_err_set(err, 500, EIO, "read /proc/self/mountinfo");
+        goto out;
+    }
+    for (size_t i = nt; i-- > 0;) {
+        /* EINVAL/ENOENT: already gone with a parent detached before it. */
+        if (umount2(targets[i], MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
+            (*detached)++;
+    }
+    found = listed;
+out:
+    for (size_t i = 0; i < nt; i++)
+        free(targets[i]);
+    free(targets);
+    free(line);
+    fclose(f);
+    return found;
+}
+
+static int unmount_stale(const char *runs_dir, struct bx_err *err)
+{
+    for (int pass = 0; pass < UNMOUNT_PASSES_MAX; pass++) {
+        size_t detached = 0;
+        long found = unmount_pass(runs_dir, &detached, err);
+        if (found <= 0)
+            return (int)found;
+        if (detached == 0)
+            return bx_err_set(err, 500, EBUSY, "%ld stale mounts below %s cannot be unmounted",
+                              found, runs_dir);
+    }
+    return bx_err_set(err, 500, EBUSY, "stale mounts remain below %s after %d unmount passes",
+                      runs_dir, UNMOUNT_PASSES_MAX);
 }
 
 int run_recover(const struct config *cfg, struct bx_err *err)
 {
-    char *runs_dir = NULL;
+    char *runs_dir = NULL, *real = NULL;
     int fd = -1;
     DIR *d = NULL;
     struct dirent *de;
@@ -1513,7 +1593,14 @@ int run_recover(const struct config *cfg, struct bx_err *err)
         goto out;
     }
     kill_stale_processes(runs_dir);
-    unmount_stale(runs_dir);
+    /* mountinfo names mount points by their canonical path. */
+    real = realpath(runs_dir, NULL);
+    if (!real) {
+        bx_err_sys(err, 500, "realpath %s", runs_dir);
+        goto out;
+    }
+    if (unmount_stale(real, err) < 0)
+        goto out;
     d = fdopendir(fd);
     if (!d) {
         bx_err_sys(err, 500, "fdopendir");
@@ -1532,6 +1619,7 @@ out:
     if (d)
         closedir(d);
     bx_close(&fd);
+    free(real);
     free(runs_dir);
     return ret;
 }

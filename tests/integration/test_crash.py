@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import threading
 import time
 
@@ -337,3 +338,48 @@ def test_kill_twice_in_a_row(crashy):
     s = crashy.restart_clean()
     works(s)
     assert json.loads(json.dumps(httpx.get(s.url + "/images").json()))
+
+
+def test_restart_after_crash_with_300_leftover_mounts(crashy):
+    """A crash can leave far more than 256 mounts below runs/ (an /output
+    tmpfs, the overlay's tmpfs and the rootfs overlay per run, overmounts
+    after crashes during recovery).  The next start unmounts until none is
+    left instead of stopping at a fixed count and then refusing "to remove
+    across a mount" (issue 11, item 14)."""
+    s = crashy.start()
+    s.stop()
+    runs = os.path.join(crashy.home, "runs")
+    made = []
+
+    def mount_tmpfs(path):
+        os.makedirs(path, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "tmpfs", path],
+                       check=True)
+        made.append(path)
+
+    try:
+        for i in range(100):
+            # What a run dir looks like (run.c: <home>/runs/boxer-<uuid>),
+            # with its three mount points.
+            d = os.path.join(runs, "boxer-%08x-0000-4000-8000-00000000%04x" % (i, i))
+            for sub in ("output", "ovl", "rootfs"):
+                mount_tmpfs(os.path.join(d, sub))
+        # Inside another mount, and stacked twice on one mount point.
+        mount_tmpfs(os.path.join(runs, "boxer-%08x-0000-4000-8000-000000000000" % 0, "ovl",
+                                 "upper"))
+        mount_tmpfs(os.path.join(runs, "boxer-%08x-0000-4000-8000-000000000001" % 1, "output"))
+        # mountinfo escapes a space and a backslash in a mount point (\040, \134).
+        mount_tmpfs(os.path.join(runs, "stale run\\x", "output"))
+        assert len(made) == 303
+        assert len(boxer_server.leftover_mounts(crashy.home)) == 303
+        s = crashy.start()
+        assert boxer_server.leftover_mounts(crashy.home) == []
+        assert H.run_dirs(crashy.home) == []
+        assert "refusing" not in s.log_text()
+        r = run(s.url, {"image": BUSYBOX, "cmd": ["echo", "after"]})
+        assert r.status_code == 200 and r.json()["stdout"] == "after\n", r.text
+        left = H.wait_clean(s.home, timeout=20, netns_before=crashy.netns_before)
+        assert left == {}, left
+    finally:
+        for p in reversed(made):
+            subprocess.run(["umount", "-l", p], stderr=subprocess.DEVNULL)
