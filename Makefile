@@ -17,7 +17,8 @@ ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 LIB_SRCS := $(filter-out boxer.c,$(wildcard *.c))
 B := build
 
-.PHONY: all static check unit integration asan valgrind fuzz fuzz-run clean run deps format bench
+.PHONY: all static check unit integration asan valgrind fuzz fuzz-run fuzz-long fuzz-seeds fuzz-limits \
+        clean run deps format bench
 BIN ?= boxer
 all: $(BIN)
 
@@ -88,9 +89,11 @@ VALGRIND_PYTEST_ARGS ?= tests/integration
 # Every module is compiled once with coverage and ASan/UBSan, and each harness
 # fuzz/fuzz_<name>.c is linked against all of them.  `make fuzz-run` runs
 # each harness for FUZZ_SECS seconds (or FUZZ_RUNS executions) with its
-# corpus in fuzz/corpus-<name>/ (not in git) plus its seeds, prints the
-# executions count, and fails when any harness finds a crash, a leak, a
-# timeout or an out-of-memory (the input is left as fuzz/crash-<name>-*).
+# corpus in fuzz/corpus-<name>/ (not in git) plus its seeds (fuzz/seeds/ and
+# the generated near-limit seeds), prints the executions count, and fails
+# when any harness finds a crash, a leak, a timeout or an out-of-memory (the
+# input is left as fuzz/crash-<name>-*).  `make fuzz-long` runs each harness
+# until it has executed FUZZ_LONG_RUNS inputs, keeping the corpus.
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_NAMES := $(FUZZ_SRCS:fuzz/%.c=%)
 FUZZ_BINS := $(FUZZ_NAMES:%=$(B)/fuzz/%)
@@ -106,19 +109,80 @@ $(B)/fuzz/obj/%.o: %.c $(wildcard *.h)
 $(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS) $(wildcard *.h)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS)
 fuzz: $(FUZZ_BINS)
+
+# Each harness's -max_len is above the largest size limit its code can
+# reach, so the fuzzer can produce inputs on both sides of every limit:
+#   cgproc     the 4096-byte output (byte 1's top bit)
+#   config     CONFIG_MAX_BYTES 1 MiB (413); 100000 values; 1024-entry lists
+#   httpparse  DEFAULT_MAX_HEADER_BYTES 32768; request line 8192;
+#              CHUNK_MAX_TRAILER 8192
+#   imgref     IMGREF_MAX 255
+#   json       the harness's 1 MiB max_bytes (413); 100000 values
+#   multipart  MP_MAX_PART_HEADER 8192 (2-byte split: at most 65535)
+#   netlink    16-bit attribute lengths (64 KiB)
+#   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
+#   storepath  STORE_PATH_MAX 4096
+# A new harness needs its line here (fuzz-run stops otherwise).
+FUZZ_MAX_LEN_fuzz_cgproc := 8192
+FUZZ_MAX_LEN_fuzz_config := 1049600
+FUZZ_MAX_LEN_fuzz_httpparse := 40960
+FUZZ_MAX_LEN_fuzz_imgref := 4096
+FUZZ_MAX_LEN_fuzz_json := 1049600
+FUZZ_MAX_LEN_fuzz_multipart := 16384
+FUZZ_MAX_LEN_fuzz_netlink := 69632
+FUZZ_MAX_LEN_fuzz_runreq := 4195328
+FUZZ_MAX_LEN_fuzz_storepath := 8192
+# name:max_len pairs for the shell loops (recursive: checked only when used).
+FUZZ_TABLE = $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAX_LEN_$(n)),$(error no FUZZ_MAX_LEN_$(n) in the Makefile)))
+
+# Seeds on both sides of each limit; megabytes, so generated, not in git.
+FUZZ_LIMIT_SEEDS := $(B)/fuzz/seeds-limits
+$(FUZZ_LIMIT_SEEDS)/.stamp: fuzz/gen_limit_seeds.py
+	rm -rf $(FUZZ_LIMIT_SEEDS)
+	$(PY) fuzz/gen_limit_seeds.py $(FUZZ_LIMIT_SEEDS)
+	touch $@
+fuzz-seeds: $(FUZZ_LIMIT_SEEDS)/.stamp
+
 FUZZ_SECS ?= 60
 FUZZ_RUNS ?= -1
-FUZZ_ARGS ?= -max_len=4096 -rss_limit_mb=2048 -timeout=10
-fuzz-run: fuzz
-	@fail=0; for n in $(FUZZ_NAMES); do mkdir -p fuzz/corpus-$$n; \
-	  echo "== $$n ($(FUZZ_SECS)s)"; \
-	  if ./$(B)/fuzz/$$n -max_total_time=$(FUZZ_SECS) -runs=$(FUZZ_RUNS) $(FUZZ_ARGS) \
+FUZZ_ARGS ?= -rss_limit_mb=2048 -timeout=10
+fuzz-run: fuzz fuzz-seeds
+	@fail=0; for nl in $(FUZZ_TABLE); do n=$${nl%%:*}; ml=$${nl#*:}; \
+	  mkdir -p fuzz/corpus-$$n; \
+	  echo "== $$n ($(if $(filter 0,$(FUZZ_SECS)),$(FUZZ_RUNS) runs,$(FUZZ_SECS)s), max_len $$ml)"; \
+	  start=$$(date +%s); \
+	  if ./$(B)/fuzz/$$n -max_total_time=$(FUZZ_SECS) -runs=$(FUZZ_RUNS) -max_len=$$ml $(FUZZ_ARGS) \
 	       -print_final_stats=1 -artifact_prefix=fuzz/crash-$$n- \
-	       fuzz/corpus-$$n fuzz/seeds/$$n > $(B)/fuzz/$$n.log 2>&1; then \
-	    grep -E 'stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' $(B)/fuzz/$$n.log; \
+	       fuzz/corpus-$$n fuzz/seeds/$$n $(FUZZ_LIMIT_SEEDS)/$$n > $(B)/fuzz/$$n.log 2>&1; then \
+	    grep -E 'stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' $(B)/fuzz/$$n.log; \
+	    echo "last: $$(grep -E '^#[0-9]+' $(B)/fuzz/$$n.log | tail -n 1)"; \
+	    echo "wall: $$(( $$(date +%s) - start ))s, corpus: $$(ls fuzz/corpus-$$n | wc -l) files"; \
 	  else \
 	    tail -n 60 $(B)/fuzz/$$n.log; echo "FAIL: $$n (log: $(B)/fuzz/$$n.log)"; fail=1; \
 	  fi; done; exit $$fail
+
+# The long campaign: every harness until it has run FUZZ_LONG_RUNS inputs (no
+# time limit; hours on a shared machine), corpus kept in fuzz/corpus-<name>/
+# so the next campaign starts where this one stopped.  The README's fuzzing
+# section records the figures it prints.
+FUZZ_LONG_RUNS ?= 10000000
+fuzz-long:
+	$(MAKE) fuzz-run FUZZ_SECS=0 FUZZ_RUNS=$(FUZZ_LONG_RUNS)
+
+# Shows that the near-limit seeds reach every over-limit branch listed in
+# fuzz/limits.txt: each harness is rebuilt with source coverage (no
+# sanitizers), run once over its seeds, and each listed line must have run.
+FUZZ_COV_FLAGS := -std=c11 -D_GNU_SOURCE= -g -O0 -I. -DBOXER_VERSION=\"$(VERSION)\" \
+                  -fprofile-instr-generate -fcoverage-mapping
+FUZZ_COV_OBJS := $(LIB_SRCS:%.c=$(B)/fuzz/cov/obj/%.o)
+.SECONDARY: $(FUZZ_COV_OBJS)
+$(B)/fuzz/cov/obj/%.o: %.c $(wildcard *.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_COV_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(B)/fuzz/cov/fuzz_%: fuzz/fuzz_%.c $(FUZZ_COV_OBJS) $(wildcard *.h)
+	$(CLANG) $(FUZZ_COV_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_COV_OBJS)
+fuzz-limits: $(FUZZ_NAMES:%=$(B)/fuzz/cov/%) fuzz-seeds
+	@B=$(B) SEEDS=$(FUZZ_LIMIT_SEEDS) TABLE="$(FUZZ_TABLE)" bash fuzz/limits.sh
 
 # ---- convenience ----
 deps:
