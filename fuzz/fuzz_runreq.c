@@ -7,7 +7,8 @@
  * Whatever is accepted must be safe to hand to the OCI spec builder and the
  * store without further checks: C strings without NUL, cmd non-empty, env
  * entries KEY=VALUE, cwd absolute, files already in the store's normal form,
- * every limit between its floor and the server maximum.  Every refusal is a
+ * every limit between its floor and the server maximum, and an accepted
+ * "network" is exactly the name of the mode chosen (no prefix, no NUL).  Every refusal is a
  * 400 (413 only above RUN_MAX_BODY) and leaves *out NULL.  Leak detection
  * (libFuzzer's default) covers the error paths' cleanup. */
 #include <math.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "json.h"
 #include "run.h"
 #include "store.h"
 
@@ -102,6 +104,28 @@ static void check_request(const struct run_request *r)
     CHECK(r->persist == 0 || r->persist == 1);
 }
 
+/* Independent of run.c's comparison: re-parse the body and compare bytes. */
+static void check_network(const char *body, size_t size, const struct run_request *r)
+{
+    static const struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
+    struct json_doc *doc = NULL;
+    struct bx_err err;
+    const struct json_value *v;
+
+    CHECK(json_parse(body, size, &jl, &doc, &err) == 0);
+    v = json_get(json_doc_root(doc), "network");
+    if (v && v->type != JSON_NULL) {
+        const char *want = r->network == RUN_NET_NONE      ? "none"
+                           : r->network == RUN_NET_SANDBOX ? "sandbox"
+                                                           : "host";
+        CHECK(v->type == JSON_STRING && v->u.str.len == strlen(want) &&
+              memcmp(v->u.str.s, want, v->u.str.len) == 0);
+    } else {
+        CHECK(r->network == RUN_NET_NONE);
+    }
+    json_doc_free(&doc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct run_request *r = NULL;
@@ -124,6 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (run_request_parse(body, size, &cfg, &r, &err) == 0) {
         CHECK(r != NULL);
         check_request(r);
+        check_network(body, size, r);
         run_request_free(&r);
         CHECK(r == NULL);
     } else {
