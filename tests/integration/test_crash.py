@@ -378,7 +378,7 @@ def test_restart_after_crash_with_300_leftover_mounts(crashy):
         assert "refusing" not in s.log_text()
         r = run(s.url, {"image": BUSYBOX, "cmd": ["echo", "after"]})
         assert r.status_code == 200 and r.json()["stdout"] == "after\n", r.text
-        left = H.wait_clean(s.home, timeout=20, netns_before=crashy.netns_before)
+        left = H.wait_clean(s.home, timeout=20)
         assert left == {}, left
     finally:
         for p in reversed(made):
