@@ -117,7 +117,7 @@ fuzz: $(FUZZ_BINS)
 #   httpparse  DEFAULT_MAX_HEADER_BYTES 32768; request line 8192;
 #              CHUNK_MAX_TRAILER 8192
 #   imgref     IMGREF_MAX 255
-#   json       the harness's 1 MiB max_bytes (413); 100000 values
+#   json       the harness's own 64 KiB max_bytes (413); 4096 values
 #   multipart  MP_MAX_PART_HEADER 8192 (2-byte split: at most 65535)
 #   netlink    16-bit attribute lengths (64 KiB)
 #   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
@@ -127,7 +127,7 @@ FUZZ_MAX_LEN_fuzz_cgproc := 8192
 FUZZ_MAX_LEN_fuzz_config := 1049600
 FUZZ_MAX_LEN_fuzz_httpparse := 40960
 FUZZ_MAX_LEN_fuzz_imgref := 4096
-FUZZ_MAX_LEN_fuzz_json := 1049600
+FUZZ_MAX_LEN_fuzz_json := 66560
 FUZZ_MAX_LEN_fuzz_multipart := 16384
 FUZZ_MAX_LEN_fuzz_netlink := 69632
 FUZZ_MAX_LEN_fuzz_runreq := 4195328
