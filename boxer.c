@@ -556,7 +556,9 @@ static const char *route_name(const char *path)
     for (size_t i = 0; i < BX_ARRAY_LEN(known); i++)
         if (strcmp(path, known[i]) == 0)
             return known[i];
-    if (strncmp(path, "/swagger", 8) == 0)
+    /* The swagger paths routed below, exactly: "/swaggerX" is not one. */
+    if (strcmp(path, "/swagger") == 0 || strcmp(path, "/swagger/") == 0 ||
+        strcmp(path, "/swagger/index.html") == 0 || strcmp(path, "/swagger/openapi.json") == 0)
         return "/swagger";
     return "other";
 }

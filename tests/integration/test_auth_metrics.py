@@ -52,6 +52,20 @@ def sample(text, name, labels=""):
     return float(m.group(1)) if m else None
 
 
+def test_metrics_route_labels_are_exact(make_server):
+    """A path that only starts like a route ("/swaggerx") is counted as
+    "other", not as that route."""
+    srv = make_server(with_registry=False)
+    assert httpx.get(srv.url + "/swaggerx").status_code == 404
+    assert httpx.get(srv.url + "/swagger/openapi.jsonx").status_code == 404
+    assert httpx.get(srv.url + "/swagger/openapi.json").status_code == 200
+    time.sleep(0.2)
+    t = httpx.get(srv.url + "/metrics").text
+    assert sample(t, "boxer_http_requests_total", '{route="other",status="404"}') == 2, t
+    assert sample(t, "boxer_http_requests_total", '{route="/swagger",status="404"}') is None, t
+    assert sample(t, "boxer_http_requests_total", '{route="/swagger",status="200"}') == 1, t
+
+
 def test_metrics(make_server):
     srv = make_server()
     httpx.get(srv.url + "/healthz")
