@@ -3,7 +3,7 @@
 # Idempotent: does nothing slow when all is present.
 set -euo pipefail
 
-PKGS=(build-essential clang libclang-rt-14-dev pkg-config check musl-tools
+PKGS=(build-essential clang libclang-rt-14-dev llvm pkg-config check musl-tools
       runsc skopeo umoci docker-registry mmdebstrap busybox-static
       curl jq bc wrk nginx-light nftables iproute2 valgrind
       python3 python3-pytest python3-pytest-asyncio python3-httpx python3-venv)
