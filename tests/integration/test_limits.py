@@ -7,6 +7,7 @@ memory_peak_bytes, oom_killed).  Each server of this module must leave no
 cgroup behind: neither run cgroups nor its per-home base directory.
 """
 
+import concurrent.futures
 import ctypes
 import json
 import math
@@ -565,3 +566,134 @@ def test_ignore_cgroups_runs_and_warns(own_server):
     res = ok(s, {"image": BUSYBOX, "cmd": ["echo", "unlimited"]})
     assert res["stdout"] == "unlimited\n"
     assert "oom_killed" not in res
+
+
+# ---- the budget all runs share (issue 11 item 10) ----
+
+def base_limits(home):
+    """{"memory": bytes, "pids": n} read from the per-home base cgroup."""
+    out = {}
+    for base in cgroup_bases(home):
+        h = hierarchy(base)
+        if h == "" or h == "memory":
+            f = "memory.max" if h == "" else "memory.limit_in_bytes"
+            out["memory"] = int(read(os.path.join(base, f)))
+            memsw = os.path.join(base, "memory.memsw.limit_in_bytes")
+            if h == "memory" and os.path.exists(memsw):
+                assert int(read(memsw)) == out["memory"]
+        if h == "" or h == "pids":
+            out["pids"] = int(read(os.path.join(base, "pids.max")))
+    return out
+
+
+def test_base_cgroup_has_host_derived_totals(srv):
+    ram_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    pid_max = int(read("/proc/sys/kernel/pid_max"))
+    assert base_limits(srv.home) == {"memory": (ram_mb // 4 * 3) << 20,
+                                     "pids": min(pid_max // 2, 1 << 22)}
+    assert "total_memory_mb %d, total_pids %d" % (ram_mb // 4 * 3, min(pid_max // 2, 1 << 22)) \
+        in srv.log_text()
+
+
+def unique_runs(home):
+    return {os.path.basename(c) for c in run_cgroups(home)}
+
+
+def concurrent_pair(server, limits, secs=2):
+    """Starts two identical runs at once; returns (answers, most runs seen
+    at the same time, answer times relative to the start)."""
+    body = {"image": BUSYBOX, "cmd": ["sleep", str(secs)], "limits": limits}
+    done, peak, seen = [], 0, set()
+    t0 = time.time()
+
+    def one():
+        r = run(server, body)
+        done.append(time.time() - t0)
+        return r
+
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        futs = [ex.submit(one) for _ in range(2)]
+        while not all(f.done() for f in futs):
+            now = unique_runs(server.home)
+            seen |= now
+            peak = max(peak, len(now))
+            time.sleep(0.02)
+        answers = [f.result() for f in futs]
+    assert len(seen) == 2, "saw runs %s" % seen
+    return answers, peak, sorted(done)
+
+
+def test_budget_admits_runs_only_when_they_fit(own_server):
+    s = own_server(config={"max_limits": MAX, "defaults": DEFAULTS, "max_concurrent_runs": 8,
+                           "total_memory_mb": 300, "total_pids": 1000})
+    assert base_limits(s.home) == {"memory": 300 << 20, "pids": 1000}
+    # A run that alone exceeds the budget can never start: 400 naming it.
+    r = run(s, {"image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 301}})
+    assert r.status_code == 400 and "total_memory_mb" in r.json()["error"], r.text
+    r = run(s, {"image": BUSYBOX, "cmd": ["true"], "limits": {"pids_limit": 250}})
+    assert r.status_code == 400 and "total_pids" in r.json()["error"], r.text
+    ok(s, {"image": BUSYBOX, "cmd": ["true"]})  # the image is cached: timings below are runs
+    # Memory: 2 x 192 MB > 300 MB, so the second run waits for the first.
+    answers, peak, done = concurrent_pair(s, {"memory_mb": 192})
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert peak == 1, "two runs of 192 MB ran at once under total_memory_mb 300"
+    assert done[1] - done[0] > 1.5, done
+    # Pids: 2 x (32 + 4 x 150) = 1264 host tasks > 1000.
+    answers, peak, done = concurrent_pair(s, {"memory_mb": 64, "pids_limit": 150})
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert peak == 1, "two runs of pids_limit 150 ran at once under total_pids 1000"
+    # And runs that fit together do run together.
+    answers, peak, done = concurrent_pair(s, {"memory_mb": 100, "pids_limit": 50})
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert peak == 2
+
+
+def oom_score_adj(pid):
+    return int(read("/proc/%d/oom_score_adj" % pid))
+
+
+def has_cap_sys_resource(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> 24 & 1)
+    return False
+
+
+def test_oom_score_adj_server_protected_sandbox_preferred(srv):
+    if has_cap_sys_resource(srv.proc.pid):
+        assert oom_score_adj(srv.proc.pid) == -1000
+    else:
+        # Lowering oom_score_adj needs CAP_SYS_RESOURCE (containers often
+        # drop it): Boxer says so and keeps its value, and the sandboxes
+        # below still rank above it.
+        assert "cannot set oom_score_adj -1000" in srv.log_text()
+        assert oom_score_adj(srv.proc.pid) <= 0
+    result = {}
+    th = threading.Thread(target=lambda: result.update(r=run(srv, {
+        "image": BUSYBOX, "cmd": ["sleep", "4"]})))
+    th.start()
+    try:
+        name, _ = find_run_cgroup(srv.home)
+        deadline = time.time() + 20
+        while True:
+            procs = {}
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmd = read("/proc/%s/cmdline" % pid).replace("\0", " ")
+                    if name in cmd and ("runsc" in cmd or cmd.startswith("runsc-")):
+                        procs[int(pid)] = (cmd.split(" ")[0], oom_score_adj(int(pid)))
+                except OSError:
+                    continue
+            if any(c.startswith("runsc-sandbox") for c, _ in procs.values()):
+                break
+            assert time.time() < deadline, "sandbox never started: %s" % procs
+            time.sleep(0.1)
+        # runsc, its gofer and the sandbox: all preferred by the OOM killer.
+        assert all(adj > 0 for _, adj in procs.values()), procs
+        assert all(adj > oom_score_adj(srv.proc.pid) for _, adj in procs.values()), procs
+    finally:
+        th.join()
+    assert result["r"].status_code == 200, result["r"].text
