@@ -403,6 +403,7 @@ struct run_mgr {
     size_t nactive;
     uint64_t used_memory_mb; /* sum of the admitted jobs' costs */
     uint64_t used_pids;
+    int stopping; /* run_mgr_free: admit nothing more */
     struct run_stats stats;
     struct net *net; /* the sandbox network (bridge, rules, address pool) */
 };
@@ -601,7 +602,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
 
 static void start_next(struct run_mgr *m)
 {
-    while (m->queue_head && admissible(m, m->queue_head)) {
+    while (!m->stopping && m->queue_head && admissible(m, m->queue_head)) {
         struct run_job *job = m->queue_head;
         m->queue_head = job->next;
         if (m->queue_head)
@@ -1449,6 +1450,9 @@ void run_cancel(struct run_job *job)
             m->queue_tail = job->prev;
         m->nqueued--;
         job_free(job);
+        /* A large job at the head may have held back smaller ones that
+         * fit the budget now. */
+        start_next(m);
         return;
     }
     if (job->state == JOB_RUNNING && !job->exited) {
@@ -1472,6 +1476,7 @@ void run_mgr_free(struct run_mgr **mp)
     struct run_mgr *m = *mp;
     if (!m)
         return;
+    m->stopping = 1;
     while (m->queue_head)
         run_cancel(m->queue_head);
     while (m->active) {
