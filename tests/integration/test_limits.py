@@ -595,15 +595,18 @@ def test_base_cgroup_has_host_derived_totals(srv):
         in srv.log_text()
 
 
-def unique_runs(home):
-    return {os.path.basename(c) for c in run_cgroups(home)}
+def run_gauges(server):
+    """(in flight, queued) from /metrics: what admission decided."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    vals = dict(re.findall(r"^(boxer_runs_in_flight|boxer_runs_queued) (\d+)$", text, re.M))
+    return int(vals["boxer_runs_in_flight"]), int(vals["boxer_runs_queued"])
 
 
 def concurrent_pair(server, limits, secs=2):
-    """Starts two identical runs at once; returns (answers, most runs seen
-    at the same time, answer times relative to the start)."""
+    """Starts two identical runs at once; returns (answers, most runs in
+    flight at once, most runs queued at once, answer times from the start)."""
     body = {"image": BUSYBOX, "cmd": ["sleep", str(secs)], "limits": limits}
-    done, peak, seen = [], 0, set()
+    done, peak, queued = [], 0, 0
     t0 = time.time()
 
     def one():
@@ -614,13 +617,11 @@ def concurrent_pair(server, limits, secs=2):
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
         futs = [ex.submit(one) for _ in range(2)]
         while not all(f.done() for f in futs):
-            now = unique_runs(server.home)
-            seen |= now
-            peak = max(peak, len(now))
+            f, q = run_gauges(server)
+            peak, queued = max(peak, f), max(queued, q)
             time.sleep(0.02)
         answers = [f.result() for f in futs]
-    assert len(seen) == 2, "saw runs %s" % seen
-    return answers, peak, sorted(done)
+    return answers, peak, queued, sorted(done)
 
 
 def test_budget_admits_runs_only_when_they_fit(own_server):
@@ -634,18 +635,20 @@ def test_budget_admits_runs_only_when_they_fit(own_server):
     assert r.status_code == 400 and "total_pids" in r.json()["error"], r.text
     ok(s, {"image": BUSYBOX, "cmd": ["true"]})  # the image is cached: timings below are runs
     # Memory: 2 x 192 MB > 300 MB, so the second run waits for the first.
-    answers, peak, done = concurrent_pair(s, {"memory_mb": 192})
+    answers, peak, queued, done = concurrent_pair(s, {"memory_mb": 192})
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
     assert peak == 1, "two runs of 192 MB ran at once under total_memory_mb 300"
+    assert queued == 1, "the second run never waited in the queue"
     assert done[1] - done[0] > 1.5, done
     # Pids: 2 x (32 + 4 x 150) = 1264 host tasks > 1000.
-    answers, peak, done = concurrent_pair(s, {"memory_mb": 64, "pids_limit": 150})
+    answers, peak, queued, done = concurrent_pair(s, {"memory_mb": 64, "pids_limit": 150})
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
     assert peak == 1, "two runs of pids_limit 150 ran at once under total_pids 1000"
+    assert queued == 1 and done[1] - done[0] > 1.5, (queued, done)
     # And runs that fit together do run together.
-    answers, peak, done = concurrent_pair(s, {"memory_mb": 100, "pids_limit": 50})
+    answers, peak, queued, done = concurrent_pair(s, {"memory_mb": 100, "pids_limit": 50})
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
-    assert peak == 2
+    assert peak == 2 and queued == 0, (peak, queued)
 
 
 def oom_score_adj(pid):
