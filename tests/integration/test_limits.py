@@ -700,3 +700,43 @@ def test_oom_score_adj_server_protected_sandbox_preferred(srv):
     finally:
         th.join()
     assert result["r"].status_code == 200, result["r"].text
+
+
+def test_cancelled_queued_run_lets_smaller_ones_in(own_server):
+    """FIFO: a queued run that does not fit holds back the smaller ones
+    behind it; when its client leaves, they are admitted at once."""
+    s = own_server(config={"max_limits": MAX, "defaults": DEFAULTS, "max_concurrent_runs": 8,
+                           "total_memory_mb": 300})
+    ok(s, {"image": BUSYBOX, "cmd": ["true"]})  # cache the image
+    done = {}
+    t0 = time.time()
+
+    def timed(name, body):
+        r = run(s, body)
+        done[name] = (time.time() - t0, r.status_code)
+
+    big = threading.Thread(target=timed, args=("a", {
+        "image": BUSYBOX, "cmd": ["sleep", "6"], "limits": {"memory_mb": 192}}))
+    big.start()
+    deadline = time.time() + 30
+    while run_gauges(s)[0] < 1:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    raw = json.dumps({"image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 200}}).encode()
+    b = open_conn(s.url)
+    b.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(raw) + raw)
+    while run_gauges(s)[1] < 1:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    small = threading.Thread(target=timed, args=("c", {
+        "image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 64}}))
+    small.start()
+    while run_gauges(s)[1] < 2:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    b.close()  # the 200 MB run leaves the queue
+    small.join(timeout=60)
+    big.join(timeout=60)
+    assert done["c"][1] == 200 and done["a"][1] == 200, done
+    assert done["c"][0] < done["a"][0], "the small run waited for the big one: %s" % done
