@@ -731,6 +731,22 @@ static void raise_nofile(void)
     }
 }
 
+/* Under memory pressure the kernel must pick a sandbox, never Boxer: a
+ * killed Boxer loses every run in flight and its clients' answers.  Its
+ * children (runsc, skopeo, umoci, captures) do not inherit this: proc.c
+ * gives each its own value before exec. */
+static void protect_from_oom(void)
+{
+    static const char val[] = "-1000";
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || bx_write_all(fd, val, sizeof(val) - 1) < 0)
+        fprintf(stderr, "boxer: WARNING: cannot set oom_score_adj -1000 (%s): the OOM killer "
+                        "may pick Boxer instead of a sandbox\n",
+                strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 static size_t max_connections(void)
 {
     struct rlimit rl;
@@ -809,6 +825,14 @@ static int setup_runs(struct app *a, struct bx_err *err)
         if (cg_cleanup_stale(a->cgroups, err) < 0)
             return bx_err_wrap(err, "removing stale cgroups");
         fprintf(stderr, "boxer: %s\n", cg_describe(a->cgroups));
+        /* The kernel's bound on all runs together, behind run.c's
+         * admission against the same budget. */
+        if (cg_set_base_limits(a->cgroups, a->cfg.total_memory_mb << 20, a->cfg.total_pids,
+                               err) < 0)
+            return bx_err_wrap(err, "total_memory_mb / total_pids on the base cgroup");
+        fprintf(stderr, "boxer: runs share total_memory_mb %llu, total_pids %llu\n",
+                (unsigned long long)a->cfg.total_memory_mb,
+                (unsigned long long)a->cfg.total_pids);
     } else {
         fprintf(stderr, "boxer: WARNING: ignore_cgroups is set: cpu, memory and pids limits "
                         "are NOT enforced\n");
@@ -899,6 +923,7 @@ int main(int argc, char **argv)
         goto out;
     }
     raise_nofile();
+    protect_from_oom();
     if (make_dirs(&a, &err) < 0)
         goto fail;
     if (asprintf(&files_root, "%s/files", a.cfg.home) < 0) {

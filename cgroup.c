@@ -1397,6 +1397,56 @@ static int write_limits(int dirfd, unsigned ctrls, int v2, const struct cg_limit
     return 0;
 }
 
+/* Optional knob: ENOENT (no swap accounting) is not an error. */
+static int write_optional(int dirfd, const char *file, uint64_t v, struct bx_err *err)
+{
+    struct bx_err e;
+    bx_err_clear(&e);
+    if (write_u64_at(dirfd, file, v, &e) < 0 && e.sys_errno != ENOENT) {
+        if (err)
+            *err = e;
+        return -1;
+    }
+    return 0;
+}
+
+int cg_set_base_limits(struct cg_ctx *ctx, uint64_t memory_bytes, uint64_t pids_max,
+                       struct bx_err *err)
+{
+    if (!ctx || ctx->nhier == 0)
+        return bx_err_set(err, 500, EINVAL, "cgroups are not initialised");
+    if (memory_bytes == 0 || pids_max == 0)
+        return bx_err_set(err, 500, EINVAL, "base limits must be positive");
+    for (int i = 0; i < ctx->nhier; i++) {
+        const struct cg_hier *h = &ctx->hier[i];
+        int fd = h->base_fd;
+        if (ctx->layout == CG_V2) {
+            if (write_u64_at(fd, "memory.max", memory_bytes, err) < 0 ||
+                write_optional(fd, "memory.swap.max", 0, err) < 0 ||
+                write_u64_at(fd, "pids.max", pids_max, err) < 0)
+                goto fail;
+            continue;
+        }
+        if (h->ctrls & CGC_MEMORY) {
+            /* v1 wants memsw >= limit at every step: lower memsw first when
+             * it is above the new value (that first write fails, harmlessly,
+             * when the current limit is above it), then the limit, then
+             * memsw for good. */
+            struct bx_err ignored;
+            write_u64_at(fd, "memory.memsw.limit_in_bytes", memory_bytes, &ignored);
+            if (write_u64_at(fd, "memory.limit_in_bytes", memory_bytes, err) < 0 ||
+                write_optional(fd, "memory.memsw.limit_in_bytes", memory_bytes, err) < 0)
+                goto fail;
+        }
+        if ((h->ctrls & CGC_PIDS) && write_u64_at(fd, "pids.max", pids_max, err) < 0)
+            goto fail;
+        continue;
+    fail:
+        return bx_err_wrap(err, "cgroup %s", h->base);
+    }
+    return 0;
+}
+
 int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *lim,
                   struct cg_run **out, struct bx_err *err)
 {

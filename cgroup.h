@@ -101,6 +101,16 @@ const char *cg_layout_name(enum cg_layout l);
  * owned by ctx. */
 const char *cg_describe(const struct cg_ctx *ctx);
 
+/* The budget of all runs together: writes memory and pids limits on the
+ * base cgroup <own>/<base_name> (never on <own> or anything above it):
+ * v2 memory.max, memory.swap.max 0 (when the file exists) and pids.max;
+ * v1 memory.limit_in_bytes, memory.memsw.limit_in_bytes (when present; the
+ * two are written in the order the kernel accepts whatever was there
+ * before) and pids.max.  Run cgroups nest below it, so the kernel bounds
+ * their sum even if accounting elsewhere were wrong. */
+int cg_set_base_limits(struct cg_ctx *ctx, uint64_t memory_bytes, uint64_t pids_max,
+                       struct bx_err *err);
+
 /* Creates the run's cgroup(s) named `name` (e.g. the exec id) and writes the
  * limits: v2 cpu.max "<quota> 100000", memory.max, memory.swap.max 0 (when
  * the file exists), pids.max; v1 cpu.cfs_period_us 100000, cpu.cfs_quota_us,

@@ -36,12 +36,35 @@ static char *home_dir_join(const char *suffix)
     return out;
 }
 
+uint64_t config_run_host_pids(uint64_t pids_limit)
+{
+    return 32 + 4 * pids_limit;
+}
+
+/* kernel.pid_max bounds every task on the host (threads included); 32768
+ * when it cannot be read (the kernel's own default). */
+static uint64_t host_pid_max(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    uint64_t v = 0;
+    if (bx_read_file_at(AT_FDCWD, "/proc/sys/kernel/pid_max", 64, &text, &len, NULL) == 0) {
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
+            len--;
+        if (bx_parse_u64(text, len, 1ull << 32, &v) < 0)
+            v = 0;
+    }
+    free(text);
+    return v >= 301 ? v : 32768;
+}
+
 void config_defaults(struct config *cfg)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     long pages = sysconf(_SC_PHYS_PAGES);
     long psize = sysconf(_SC_PAGESIZE);
     uint64_t ram_mb = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize >> 20 : 1024;
+    uint64_t pid_max = host_pid_max();
 
     memset(cfg, 0, sizeof(*cfg));
     if (cores < 1)
@@ -67,6 +90,15 @@ void config_defaults(struct config *cfg)
     cfg->keepalive_timeout_ms = 60000;
     cfg->max_concurrent_runs = 2 * (uint64_t)cores;
     cfg->max_queued_runs = 64;
+    /* Runs together leave a quarter of RAM and half of the pid space to the
+     * host (and Boxer): a host OOM or a pid_max exhaustion caused by runs
+     * would take down far more than the runs. */
+    cfg->total_memory_mb = ram_mb >= 4 ? ram_mb / 4 * 3 : 1;
+    cfg->total_pids = pid_max / 2 > (1u << 22) ? (1u << 22) : pid_max / 2;
+    /* One run at the maximum must fit the budget. */
+    if (config_run_host_pids(cfg->max_limits.pids_limit) > cfg->total_pids)
+        cfg->max_limits.pids_limit =
+            cfg->total_pids > 32 + 4 * 16 ? (cfg->total_pids - 32) / 4 : 16;
     cfg->sandbox_subnet = strdup("10.88.0.0/16");
     cfg->bridge_name = strdup("boxer0");
 }
@@ -332,6 +364,10 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
             r = get_uint(v, k, 0, 4096, &cfg->max_concurrent_runs, err);
         else if (strcmp(k, "max_queued_runs") == 0)
             r = get_uint(v, k, 1, 1000000, &cfg->max_queued_runs, err);
+        else if (strcmp(k, "total_memory_mb") == 0)
+            r = get_uint(v, k, 0, 1ull << 40, &cfg->total_memory_mb, err);
+        else if (strcmp(k, "total_pids") == 0)
+            r = get_uint(v, k, 0, 1u << 22, &cfg->total_pids, err);
         else if (strcmp(k, "auth_tokens") == 0)
             r = get_str_list(v, k, &cfg->auth_tokens, err);
         else if (strcmp(k, "allow_host_network") == 0)
@@ -479,6 +515,20 @@ int config_validate(const struct config *cfg, struct bx_err *err)
         limit_within("nofile", (double)cfg->defaults.nofile, (double)cfg->max_limits.nofile,
                      err) < 0)
         return -1;
+    /* A default run must fit the budget, or every run without limits
+     * would be refused. */
+    if (cfg->total_memory_mb < cfg->defaults.memory_mb)
+        return bx_err_set(err, 400, EINVAL,
+                          "config: total_memory_mb: %llu is below defaults.memory_mb (%llu)",
+                          (unsigned long long)cfg->total_memory_mb,
+                          (unsigned long long)cfg->defaults.memory_mb);
+    if (cfg->total_pids < config_run_host_pids(cfg->defaults.pids_limit))
+        return bx_err_set(err, 400, EINVAL,
+                          "config: total_pids: %llu is below the %llu host tasks a run with "
+                          "defaults.pids_limit %llu needs (32 + 4 per pid)",
+                          (unsigned long long)cfg->total_pids,
+                          (unsigned long long)config_run_host_pids(cfg->defaults.pids_limit),
+                          (unsigned long long)cfg->defaults.pids_limit);
     if (cfg->registry_auth_file && cfg->registry_auth_file[0] != '/')
         return bx_err_set(err, 400, EINVAL, "config: registry_auth_file: must be an absolute path");
     return validate_network(cfg, err);

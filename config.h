@@ -56,6 +56,11 @@ struct config {
     uint64_t keepalive_timeout_ms;
     uint64_t max_concurrent_runs;
     uint64_t max_queued_runs;
+    /* The budget all admitted runs share (memory.max / pids.max of Boxer's
+     * base cgroup, and the sum of admitted runs' limits); see
+     * config_run_host_pids for what a run's pids_limit costs. */
+    uint64_t total_memory_mb;
+    uint64_t total_pids;
     struct str_list auth_tokens;
     int allow_host_network;
     char *sandbox_subnet;
@@ -64,6 +69,15 @@ struct config {
     struct str_list blocked_egress;
 };
 
+/* Host tasks a run with this pids_limit may use (its pids cgroup limit):
+ * gVisor's sentry, gofer and systrap stubs are host tasks too (about 25 for
+ * one process, 3-4 per further process). */
+uint64_t config_run_host_pids(uint64_t pids_limit);
+
+/* Defaults derived from the host: max_concurrent_runs 2 x CPUs,
+ * max_limits.memory_mb half of RAM, total_memory_mb three quarters of RAM,
+ * total_pids half of kernel.pid_max (at most 4194304), and
+ * max_limits.pids_limit at most what total_pids holds for one run. */
 void config_defaults(struct config *cfg);
 /* Parses JSON text over the current values (so call config_defaults first). */
 int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err *err);

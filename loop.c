@@ -12,6 +12,7 @@ struct fd_slot {
     loop_fd_cb cb;
     void *arg;
     uint32_t events;
+    uint32_t gen; /* of this registration; events carry it (see ev_data) */
     int active;
 };
 
@@ -32,7 +33,19 @@ struct loop {
     uint64_t next_id;
     uint64_t now;
     int stop;
+    uint32_t next_gen;
+    struct loop_task *task_head, *task_tail;
+    uint64_t task_seq;
 };
+
+/* An event names the fd and the registration it was queued for: a number
+ * closed and reused by an earlier callback of the same epoll_wait batch
+ * gets a new generation, so the stale event is dropped instead of being
+ * delivered to the new owner. */
+static uint64_t ev_data(int fd, uint32_t gen)
+{
+    return (uint64_t)gen << 32 | (uint32_t)fd;
+}
 
 int loop_new(struct loop **out, struct bx_err *err)
 {
@@ -83,22 +96,29 @@ static int grow_slots(struct loop *l, int fd)
 int loop_add(struct loop *l, int fd, uint32_t events, loop_fd_cb cb, void *arg,
              struct bx_err *err)
 {
-    struct epoll_event ev = {.events = events, .data.fd = fd};
+    struct epoll_event ev = {.events = events};
+    uint32_t gen;
     if (fd < 0 || grow_slots(l, fd) < 0)
         return bx_err_set(err, 500, ENOMEM, "cannot track fd %d", fd);
+    gen = ++l->next_gen;
+    if (gen == 0) /* wrapped: 0 is never a live generation */
+        gen = ++l->next_gen;
+    ev.data.u64 = ev_data(fd, gen);
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return bx_err_sys(err, 500, "epoll_ctl add");
-    l->slots[fd] = (struct fd_slot){.cb = cb, .arg = arg, .events = events, .active = 1};
+    l->slots[fd] =
+        (struct fd_slot){.cb = cb, .arg = arg, .events = events, .gen = gen, .active = 1};
     return 0;
 }
 
 int loop_mod(struct loop *l, int fd, uint32_t events, struct bx_err *err)
 {
-    struct epoll_event ev = {.events = events, .data.fd = fd};
+    struct epoll_event ev = {.events = events};
     if (fd < 0 || (size_t)fd >= l->nslots || !l->slots[fd].active)
         return bx_err_set(err, 500, EBADF, "fd %d not registered", fd);
     if (l->slots[fd].events == events)
         return 0;
+    ev.data.u64 = ev_data(fd, l->slots[fd].gen);
     if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
         return bx_err_sys(err, 500, "epoll_ctl mod");
     l->slots[fd].events = events;
@@ -189,6 +209,59 @@ void loop_timer_cancel(struct loop *l, uint64_t id)
     }
 }
 
+/* ---- deferred tasks: an intrusive FIFO ---- */
+
+void loop_defer(struct loop *l, struct loop_task *t, loop_task_cb cb, void *arg)
+{
+    t->cb = cb;
+    t->arg = arg;
+    if (t->queued)
+        return;
+    t->queued = 1;
+    t->seq = ++l->task_seq;
+    t->next = NULL;
+    t->prev = l->task_tail;
+    if (l->task_tail)
+        l->task_tail->next = t;
+    else
+        l->task_head = t;
+    l->task_tail = t;
+}
+
+void loop_defer_cancel(struct loop *l, struct loop_task *t)
+{
+    if (!t->queued)
+        return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        l->task_head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        l->task_tail = t->prev;
+    t->next = t->prev = NULL;
+    t->queued = 0;
+}
+
+int loop_deferred(const struct loop_task *t)
+{
+    return t->queued;
+}
+
+/* Runs the tasks queued before this call; those they queue wait for the
+ * next turn.  A task may cancel or free any other task (it is unlinked
+ * from the queue first, so nothing here touches it afterwards). */
+static void run_deferred(struct loop *l)
+{
+    uint64_t last = l->task_seq;
+    while (l->task_head && l->task_head->seq <= last) {
+        struct loop_task *t = l->task_head;
+        loop_defer_cancel(l, t);
+        t->cb(l, t->arg);
+    }
+}
+
 uint64_t loop_now_ms(struct loop *l)
 {
     return l->now;
@@ -215,8 +288,13 @@ int loop_run(struct loop *l, struct bx_err *err)
     l->stop = 0;
     while (!l->stop) {
         int timeout = -1, n;
+        run_deferred(l);
+        if (l->stop)
+            break;
         l->now = bx_now_ms();
-        if (l->nheap > 0) {
+        if (l->task_head) {
+            timeout = 0; /* tasks queued by tasks: poll, then run them */
+        } else if (l->nheap > 0) {
             uint64_t when = l->heap[0].when;
             timeout = when <= l->now ? 0 : (int)(when - l->now > 60000 ? 60000 : when - l->now);
         }
@@ -228,11 +306,14 @@ int loop_run(struct loop *l, struct bx_err *err)
         }
         l->now = bx_now_ms();
         for (int i = 0; i < n; i++) {
-            int fd = evs[i].data.fd;
+            int fd = (int)(uint32_t)evs[i].data.u64;
+            uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
             struct fd_slot *s;
-            /* An earlier callback in this batch may have removed (and even
-             * reused) this fd; only dispatch what is still registered. */
-            if (fd < 0 || (size_t)fd >= l->nslots || !l->slots[fd].active)
+            /* An earlier callback in this batch may have removed this fd,
+             * or removed it and registered a new fd under the same number:
+             * only dispatch to the registration the event was queued for. */
+            if (fd < 0 || (size_t)fd >= l->nslots || !l->slots[fd].active ||
+                l->slots[fd].gen != gen)
                 continue;
             s = &l->slots[fd];
             s->cb(l, fd, evs[i].events, s->arg);

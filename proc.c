@@ -54,8 +54,29 @@ static int die_with_parent(pid_t parent)
     return 0;
 }
 
+/* In a child: its own OOM preference instead of Boxer's -1000 (raising
+ * the value needs no privilege).  oom is the decimal text, made before fork. */
+static int set_oom_score_adj(const char *oom)
+{
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    size_t len = strlen(oom);
+    ssize_t n;
+    if (fd < 0)
+        return -1;
+    do {
+        n = write(fd, oom, len);
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n != (ssize_t)len) {
+        if (n >= 0)
+            errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child_exec(const struct proc_spec *s, int errfd, pid_t parent)
+static void child_exec(const struct proc_spec *s, const char *oom, int errfd, pid_t parent)
 {
     sigset_t none;
     int fds[3] = {s->stdin_fd, s->stdout_fd, s->stderr_fd};
@@ -65,7 +86,7 @@ static void child_exec(const struct proc_spec *s, int errfd, pid_t parent)
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     setsid();
-    if (die_with_parent(parent) < 0)
+    if (die_with_parent(parent) < 0 || set_oom_score_adj(oom) < 0)
         goto fail;
     for (int i = 0; i < s->n_join_fds; i++) {
         if (write(s->join_fds[i], "0", 1) != 1)
@@ -171,9 +192,13 @@ static pid_t start_child(const struct proc_spec *spec, struct bx_err *err)
     int child_errno = 0;
     ssize_t n;
     pid_t pid;
+    char oom[16];
 
     pid_t parent = getpid();
 
+    if (spec->oom_score_adj < -1000 || spec->oom_score_adj > 1000)
+        return bx_err_set(err, 500, EINVAL, "oom_score_adj %d out of range", spec->oom_score_adj);
+    snprintf(oom, sizeof(oom), "%d", spec->oom_score_adj);
     if (pipe2(errpipe, O_CLOEXEC) < 0)
         return bx_err_sys(err, 500, "pipe2");
     pid = fork();
@@ -185,7 +210,7 @@ static pid_t start_child(const struct proc_spec *spec, struct bx_err *err)
     }
     if (pid == 0) {
         close(errpipe[0]);
-        child_exec(spec, errpipe[1], parent);
+        child_exec(spec, oom, errpipe[1], parent);
     }
     bx_close(&errpipe[1]);
     /* Blocks only until the child execs (CLOEXEC closes the pipe) or fails. */
@@ -302,7 +327,7 @@ int proc_fork(struct loop *l, const int *keep_fds, int n_keep, int (*fn)(void *f
          * stay open: a client socket held here would not close (no FIN)
          * when the parent closes it. */
         setsid();
-        if (die_with_parent(parent) < 0)
+        if (die_with_parent(parent) < 0 || set_oom_score_adj("0") < 0)
             _exit(127);
         close_all_but(keep_fds, n_keep);
         _exit(fn(fn_arg) & 0x7f);

@@ -28,14 +28,24 @@ struct proc_spec {
     const int *join_fds; /* cgroup.procs fds the child writes "0" to before exec */
     int n_join_fds;
     const char *cwd;    /* NULL: "/" */
+    /* Written to the child's /proc/self/oom_score_adj before exec (-1000 ..
+     * 1000; 0 by default): Boxer protects itself with -1000, which children
+     * must not inherit, and sandboxes ask for a positive value so the OOM
+     * killer prefers them. */
+    int oom_score_adj;
 };
 
 /* status is a wait status (WIFEXITED...). */
 typedef void (*proc_exit_cb)(void *arg, int status);
 
+/* Callbacks: cb runs from the loop when the child has exited, never inside
+ * proc_spawn or proc_fork (a child that exits at once is still seen through
+ * its pidfd or SIGCHLD on a later turn).  When they return -1 no child is
+ * left and cb never runs. */
+
 int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
                struct proc **out, struct bx_err *err);
-/* Runs fn(fn_arg) in a forked child, without exec, for blocking work that
+/* Runs fn(fn_arg) in a forked child (oom_score_adj 0), without exec, for blocking work that
  * must stay off the loop (copying a run's /output into the store).  The
  * child starts a new session, dies with Boxer, and closes every descriptor
  * but 0..2 and keep_fds before fn runs; its exit status is fn's return value

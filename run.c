@@ -26,6 +26,7 @@
 #define SANDBOX_UID 65534
 #define DRAIN_AFTER_EXIT_MS 2000
 #define READ_CHUNK 65536
+#define RUNSC_OOM_SCORE_ADJ 500
 
 /* ---- request parsing ---- */
 
@@ -143,6 +144,20 @@ static int parse_limits(const struct json_value *v, const struct config *cfg,
         return -1;
     if (lim->memory_mb < 16)
         return bx_err_set(err, 400, EINVAL, "limits.memory_mb must be at least 16");
+    /* A run larger than the budget all runs share could never be admitted:
+     * refuse it now instead of queueing it forever. */
+    if (lim->memory_mb > cfg->total_memory_mb)
+        return bx_err_set(err, 400, EINVAL,
+                          "limits.memory_mb %" PRIu64 " is above total_memory_mb (%" PRIu64
+                          "), the memory all runs of this server share",
+                          lim->memory_mb, cfg->total_memory_mb);
+    if (config_run_host_pids(lim->pids_limit) > cfg->total_pids)
+        return bx_err_set(err, 400, EINVAL,
+                          "limits.pids_limit %" PRIu64 " needs %" PRIu64
+                          " host tasks, above total_pids (%" PRIu64
+                          "), the tasks all runs of this server share",
+                          lim->pids_limit, config_run_host_pids(lim->pids_limit),
+                          cfg->total_pids);
     if (lim->nofile < 16)
         return bx_err_set(err, 400, EINVAL, "limits.nofile must be at least 16");
     return 0;
@@ -336,8 +351,10 @@ struct run_sink {
 
 /* ---- manager and jobs ---- */
 
-/* JOB_CAPTURE: the sandbox is gone, a child copies /output into the store. */
-enum job_state { JOB_QUEUED, JOB_IMAGE, JOB_RUNNING, JOB_CAPTURE, JOB_DONE };
+/* JOB_STARTING: admitted (counted in the budget), its start deferred to the
+ * loop (start_task), so that run_submit never completes a job inside itself.
+ * JOB_CAPTURE: the sandbox is gone, a child copies /output into the store. */
+enum job_state { JOB_QUEUED, JOB_STARTING, JOB_IMAGE, JOB_RUNNING, JOB_CAPTURE, JOB_DONE };
 
 struct run_job {
     struct run_mgr *mgr;
@@ -350,6 +367,9 @@ struct run_job {
     void *cb_arg;
     int cancelled;
     const struct run_sink *sink;
+    struct loop_task start_task;
+    uint64_t cost_memory_mb; /* what the job holds of the budget while admitted */
+    uint64_t cost_pids;
 
     struct image_wait *iwait;
     struct image *img;
@@ -382,11 +402,14 @@ struct run_mgr {
     size_t nqueued;
     struct run_job *active;
     size_t nactive;
+    uint64_t used_memory_mb; /* sum of the admitted jobs' costs */
+    uint64_t used_pids;
+    int stopping; /* run_mgr_free: admit nothing more */
     struct run_stats stats;
     struct net *net; /* the sandbox network (bridge, rules, address pool) */
 };
 
-static void job_start(struct run_job *job);
+static void job_start(struct loop *l, void *arg);
 static void job_finish(struct run_job *job);
 static void job_complete(struct run_job *job);
 
@@ -482,12 +505,43 @@ static void job_free(struct run_job *job)
     free(job);
 }
 
+/* Admission: a free slot (max_concurrent_runs) and room in the budget all
+ * runs share (total_memory_mb, total_pids) for the job's limits. */
+static int fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
+{
+    const struct config *cfg = m->p.cfg;
+    return m->nactive < cfg->max_concurrent_runs &&
+           m->used_memory_mb + memory_mb <= cfg->total_memory_mb &&
+           m->used_pids + pids <= cfg->total_pids;
+}
+
+static int admissible(const struct run_mgr *m, const struct run_job *job)
+{
+    return fits(m, job->cost_memory_mb, job->cost_pids);
+}
+
+/* Makes the job active and holds its share of the budget (given back in
+ * job_complete).  The start runs from the loop: job_start may complete the
+ * job at once (an image that cannot be pulled), and its callback must never
+ * run inside run_submit (the caller may free what the callback frees, and
+ * then touch it). */
+static void admit(struct run_mgr *m, struct run_job *job)
+{
+    list_push(&m->active, job);
+    m->nactive++;
+    m->used_memory_mb += job->cost_memory_mb;
+    m->used_pids += job->cost_pids;
+    job->state = JOB_STARTING;
+    loop_defer(m->p.loop, &job->start_task, job_start, job);
+}
+
 int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, void *arg,
                struct run_job **out, struct bx_err *err)
 {
     struct run_job *job;
     struct run_request *req = *reqp;
     char uuid[37];
+    int start_now;
 
     /* Every listed file must exist before anything starts. */
     for (size_t i = 0; i < req->nfiles; i++) {
@@ -500,7 +554,10 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     if (req->network == RUN_NET_SANDBOX && net_unavailable(m->net))
         return bx_err_set(err, 500, 0, "network sandbox is unavailable on this server: %s",
                           net_unavailable(m->net));
-    if (m->nactive >= m->p.cfg->max_concurrent_runs && m->nqueued >= m->p.cfg->max_queued_runs)
+    /* FIFO: nobody overtakes a queued job, even one that fits now. */
+    start_now = !m->queue_head && fits(m, req->limits.memory_mb,
+                                       config_run_host_pids(req->limits.pids_limit));
+    if (!start_now && m->nqueued >= m->p.cfg->max_queued_runs)
         return bx_err_set(err, 503, EBUSY, "too many runs in flight; retry later");
     job = calloc(1, sizeof(*job));
     if (!job)
@@ -525,10 +582,10 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     job->res->persist = job->req->persist;
     job->state = JOB_QUEUED;
     job->started_ms = bx_now_ms();
-    if (m->nactive < m->p.cfg->max_concurrent_runs) {
-        list_push(&m->active, job);
-        m->nactive++;
-        job_start(job);
+    job->cost_memory_mb = job->req->limits.memory_mb;
+    job->cost_pids = config_run_host_pids(job->req->limits.pids_limit);
+    if (start_now) {
+        admit(m, job);
     } else {
         /* FIFO: append at the tail. */
         job->prev = m->queue_tail;
@@ -546,7 +603,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
 
 static void start_next(struct run_mgr *m)
 {
-    while (m->queue_head && m->nactive < m->p.cfg->max_concurrent_runs) {
+    while (!m->stopping && m->queue_head && admissible(m, m->queue_head)) {
         struct run_job *job = m->queue_head;
         m->queue_head = job->next;
         if (m->queue_head)
@@ -555,10 +612,8 @@ static void start_next(struct run_mgr *m)
             m->queue_tail = NULL;
         job->next = job->prev = NULL;
         m->nqueued--;
-        list_push(&m->active, job);
-        m->nactive++;
         job->started_ms = bx_now_ms();
-        job_start(job);
+        admit(m, job);
     }
 }
 
@@ -873,8 +928,12 @@ static void on_wall_clock(struct loop *l, void *arg)
     struct run_job *job = arg;
     (void)l;
     job->wall_timer = 0;
-    if (job->res->outcome == RUN_OK)
+    if (job->res->outcome == RUN_OK) {
         job->res->outcome = RUN_TIMEOUT;
+        /* The command is killed with SIGKILL: 128 + 9, as for any command
+         * a signal ends (collect_exit keeps it, the outcome not being OK). */
+        job->res->exit_code = 128 + SIGKILL;
+    }
     kill_sandbox(job);
 }
 
@@ -959,7 +1018,11 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
                               .stderr_fd = errp[1],
                               .join_fds = join_fds,
                               .n_join_fds = njoin,
-                              .cwd = job->dir};
+                              .cwd = job->dir,
+                              /* Under memory pressure the kernel kills a
+                               * sandbox (runsc, its sentry and gofer
+                               * inherit this) before anything else. */
+                              .oom_score_adj = RUNSC_OOM_SCORE_ADJ};
     if (job->net) {
         /* See net.h: runsc must not see /proc/sys/net (a private mount
          * namespace for it alone; Boxer switches back right after fork). */
@@ -1010,11 +1073,10 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
     }
     job->img = img;
     if (m->p.cgroups) {
-        /* gVisor's sentry, gofer and the systrap stubs are host tasks too
-         * (about 25 for one process, 3-4 per further process), so the host
-         * pids limit leaves room for that overhead. */
+        /* The host pids limit leaves room for gVisor's own tasks (see
+         * config_run_host_pids); it is what the job holds of total_pids. */
         struct cg_limits cl = {job->req->limits.cpu_cores, job->req->limits.memory_mb << 20,
-                               32 + 4 * job->req->limits.pids_limit};
+                               job->cost_pids};
         if (cg_run_create(m->p.cgroups, job->res->exec_id, &cl, &job->cg, &err) < 0)
             goto fail;
     }
@@ -1036,9 +1098,11 @@ fail:
     job_fail(job, &err);
 }
 
-static void job_start(struct run_job *job)
+static void job_start(struct loop *l, void *arg)
 {
+    struct run_job *job = arg;
     struct bx_err err;
+    (void)l;
     bx_err_clear(&err);
     job->state = JOB_IMAGE;
     if (image_get(job->mgr->p.images, &job->req->ref, on_image, job, &job->iwait, &err) < 0)
@@ -1158,6 +1222,7 @@ static void teardown(struct run_job *job)
     struct run_mgr *m = job->mgr;
     struct bx_err err;
     bx_err_clear(&err);
+    loop_defer_cancel(m->p.loop, &job->start_task);
     if (job->iwait)
         image_wait_cancel(&job->iwait);
     if (job->wall_timer) {
@@ -1357,6 +1422,8 @@ static void job_complete(struct run_job *job)
         job->res->exit_code = 137;
     list_remove(&m->active, job);
     m->nactive--;
+    m->used_memory_mb -= job->cost_memory_mb;
+    m->used_pids -= job->cost_pids;
     count_outcome(m, job->res);
     res = bx_steal_ptr(&job->res);
     res->files = job->req->files;
@@ -1384,6 +1451,9 @@ void run_cancel(struct run_job *job)
             m->queue_tail = job->prev;
         m->nqueued--;
         job_free(job);
+        /* A large job at the head may have held back smaller ones that
+         * fit the budget now. */
+        start_next(m);
         return;
     }
     if (job->state == JOB_RUNNING && !job->exited) {
@@ -1407,6 +1477,7 @@ void run_mgr_free(struct run_mgr **mp)
     struct run_mgr *m = *mp;
     if (!m)
         return;
+    m->stopping = 1;
     while (m->queue_head)
         run_cancel(m->queue_head);
     while (m->active) {

@@ -1,6 +1,12 @@
 /* Runs: request validation, admission (a bounded FIFO queue), and the
  * supervision of one runsc sandbox per run on the event loop.
  *
+ * Admission: a run starts when a slot is free (max_concurrent_runs) and its
+ * memory_mb and host tasks (config_run_host_pids of its pids_limit) fit
+ * what the admitted runs leave of total_memory_mb and total_pids; else it
+ * waits in the FIFO queue (nobody overtakes), and 503 when the queue is
+ * full.  A run that could never fit is refused at parse time (400).
+ *
  * The life of a run: queued -> image -> prepared (bundle, cgroup, /output
  * tmpfs) -> running (runsc; stdout/stderr read by the loop into bounded
  * buffers; a wall-clock timer) -> finished (usage read, outputs captured,
@@ -50,7 +56,9 @@ struct run_request {
 };
 
 /* Parses and validates a POST /run body; limits absent, 0 or null take the
- * configured defaults; values above cfg->max_limits are refused (400). */
+ * configured defaults; values above cfg->max_limits, and memory_mb or
+ * pids_limit that alone exceed total_memory_mb or total_pids, are refused
+ * (400). */
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err);
 void run_request_free(struct run_request **r);
@@ -98,8 +106,13 @@ void run_mgr_free(struct run_mgr **m);
 /* Removes what a crashed predecessor left under <home>/runs. */
 int run_recover(const struct config *cfg, struct bx_err *err);
 
-/* Queues a run.  Takes ownership of *req (sets it NULL).  503 when the
- * queue is full.  cb is called exactly once unless run_cancel() came first. */
+/* Queues a run.  Takes ownership of *req (sets it NULL) on success only.
+ * Returns -1 (400 missing file, 500 network unavailable, 503 queue full)
+ * before anything is registered: then cb is never called.  Otherwise cb is
+ * called exactly once unless run_cancel() came first, always later from
+ * the loop and never inside run_submit, even when the run fails at once
+ * (e.g. skopeo cannot be started): the caller may still use *job and its
+ * own context after run_submit returns. */
 int run_submit(struct run_mgr *m, struct run_request **req, run_done_cb cb, void *arg,
                struct run_job **job, struct bx_err *err);
 /* The client went away: kill the sandbox, tear down, never call back. */

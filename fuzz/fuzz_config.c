@@ -103,6 +103,8 @@ static void check_validated(const struct config *c)
     CHECK(c->defaults.wall_clock_secs <= c->max_limits.wall_clock_secs);
     CHECK(c->defaults.pids_limit <= c->max_limits.pids_limit);
     CHECK(c->defaults.nofile <= c->max_limits.nofile);
+    CHECK(c->total_memory_mb >= c->defaults.memory_mb);
+    CHECK(c->total_pids >= config_run_host_pids(c->defaults.pids_limit));
     CHECK(c->registry_auth_file == NULL || c->registry_auth_file[0] == '/');
     /* Network names and addresses end up in netlink messages and nft rules. */
     CHECK(strchr(c->sandbox_subnet, '/') != NULL);

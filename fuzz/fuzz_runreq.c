@@ -54,6 +54,8 @@ static void check_limits(const struct run_limits *l)
     CHECK(l->wall_clock_secs >= 1 && l->wall_clock_secs <= cfg.max_limits.wall_clock_secs);
     CHECK(l->pids_limit >= 1 && l->pids_limit <= cfg.max_limits.pids_limit);
     CHECK(l->nofile >= 16 && l->nofile <= cfg.max_limits.nofile);
+    CHECK(l->memory_mb <= cfg.total_memory_mb);
+    CHECK(config_run_host_pids(l->pids_limit) <= cfg.total_pids);
 }
 
 static void check_request(const struct run_request *r)
@@ -136,6 +138,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!cfg.home) {
         config_defaults(&cfg);
         cfg.max_limits = (struct run_limits){4.0, 8192, 3600, 4096, 65536};
+        /* Fixed too, and below max_limits so the budget refusal is reached. */
+        cfg.total_memory_mb = 6144;
+        cfg.total_pids = 12000;
     }
     cfg.allow_host_network = (int)(size & 1);
     /* Points at static strings: never passed to config_free. */

@@ -7,6 +7,7 @@ memory_peak_bytes, oom_killed).  Each server of this module must leave no
 cgroup behind: neither run cgroups nor its per-home base directory.
 """
 
+import concurrent.futures
 import ctypes
 import json
 import math
@@ -565,3 +566,177 @@ def test_ignore_cgroups_runs_and_warns(own_server):
     res = ok(s, {"image": BUSYBOX, "cmd": ["echo", "unlimited"]})
     assert res["stdout"] == "unlimited\n"
     assert "oom_killed" not in res
+
+
+# ---- the budget all runs share (issue 11 item 10) ----
+
+def base_limits(home):
+    """{"memory": bytes, "pids": n} read from the per-home base cgroup."""
+    out = {}
+    for base in cgroup_bases(home):
+        h = hierarchy(base)
+        if h == "" or h == "memory":
+            f = "memory.max" if h == "" else "memory.limit_in_bytes"
+            out["memory"] = int(read(os.path.join(base, f)))
+            memsw = os.path.join(base, "memory.memsw.limit_in_bytes")
+            if h == "memory" and os.path.exists(memsw):
+                assert int(read(memsw)) == out["memory"]
+        if h == "" or h == "pids":
+            out["pids"] = int(read(os.path.join(base, "pids.max")))
+    return out
+
+
+def test_base_cgroup_has_host_derived_totals(srv):
+    ram_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    pid_max = int(read("/proc/sys/kernel/pid_max"))
+    assert base_limits(srv.home) == {"memory": (ram_mb // 4 * 3) << 20,
+                                     "pids": min(pid_max // 2, 1 << 22)}
+    assert "total_memory_mb %d, total_pids %d" % (ram_mb // 4 * 3, min(pid_max // 2, 1 << 22)) \
+        in srv.log_text()
+
+
+def run_gauges(server):
+    """(in flight, queued) from /metrics: what admission decided."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    vals = dict(re.findall(r"^(boxer_runs_in_flight|boxer_runs_queued) (\d+)$", text, re.M))
+    return int(vals["boxer_runs_in_flight"]), int(vals["boxer_runs_queued"])
+
+
+def concurrent_pair(server, limits, secs=2):
+    """Starts two identical runs at once; returns (answers, most runs in
+    flight at once, most runs queued at once, answer times from the start)."""
+    body = {"image": BUSYBOX, "cmd": ["sleep", str(secs)], "limits": limits}
+    done, peak, queued = [], 0, 0
+    t0 = time.time()
+
+    def one():
+        r = run(server, body)
+        done.append(time.time() - t0)
+        return r
+
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        futs = [ex.submit(one) for _ in range(2)]
+        while not all(f.done() for f in futs):
+            f, q = run_gauges(server)
+            peak, queued = max(peak, f), max(queued, q)
+            time.sleep(0.02)
+        answers = [f.result() for f in futs]
+    return answers, peak, queued, sorted(done)
+
+
+def test_budget_admits_runs_only_when_they_fit(own_server):
+    s = own_server(config={"max_limits": MAX, "defaults": DEFAULTS, "max_concurrent_runs": 8,
+                           "total_memory_mb": 300, "total_pids": 1000})
+    assert base_limits(s.home) == {"memory": 300 << 20, "pids": 1000}
+    # A run that alone exceeds the budget can never start: 400 naming it.
+    r = run(s, {"image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 301}})
+    assert r.status_code == 400 and "total_memory_mb" in r.json()["error"], r.text
+    r = run(s, {"image": BUSYBOX, "cmd": ["true"], "limits": {"pids_limit": 250}})
+    assert r.status_code == 400 and "total_pids" in r.json()["error"], r.text
+    ok(s, {"image": BUSYBOX, "cmd": ["true"]})  # the image is cached: timings below are runs
+    # Memory: 2 x 192 MB > 300 MB, so the second run waits for the first.
+    answers, peak, queued, done = concurrent_pair(s, {"memory_mb": 192})
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert peak == 1, "two runs of 192 MB ran at once under total_memory_mb 300"
+    assert queued == 1, "the second run never waited in the queue"
+    assert done[1] - done[0] > 1.5, done
+    # Pids: 2 x (32 + 4 x 150) = 1264 host tasks > 1000.
+    answers, peak, queued, done = concurrent_pair(s, {"memory_mb": 64, "pids_limit": 150})
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert peak == 1, "two runs of pids_limit 150 ran at once under total_pids 1000"
+    assert queued == 1 and done[1] - done[0] > 1.5, (queued, done)
+    # And runs that fit together do run together.
+    answers, peak, queued, done = concurrent_pair(s, {"memory_mb": 100, "pids_limit": 50})
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert peak == 2 and queued == 0, (peak, queued)
+
+
+def oom_score_adj(pid):
+    return int(read("/proc/%d/oom_score_adj" % pid))
+
+
+def has_cap_sys_resource(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> 24 & 1)
+    return False
+
+
+def test_oom_score_adj_server_protected_sandbox_preferred(srv):
+    if has_cap_sys_resource(srv.proc.pid):
+        assert oom_score_adj(srv.proc.pid) == -1000
+    else:
+        # Lowering oom_score_adj needs CAP_SYS_RESOURCE (containers often
+        # drop it): Boxer says so and keeps its value, and the sandboxes
+        # below still rank above it.
+        assert "cannot set oom_score_adj -1000" in srv.log_text()
+        assert oom_score_adj(srv.proc.pid) <= 0
+    result = {}
+    th = threading.Thread(target=lambda: result.update(r=run(srv, {
+        "image": BUSYBOX, "cmd": ["sleep", "4"]})))
+    th.start()
+    try:
+        name, _ = find_run_cgroup(srv.home)
+        deadline = time.time() + 20
+        while True:
+            procs = {}
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmd = read("/proc/%s/cmdline" % pid).replace("\0", " ")
+                    if name in cmd and ("runsc" in cmd or cmd.startswith("runsc-")):
+                        procs[int(pid)] = (cmd.split(" ")[0], oom_score_adj(int(pid)))
+                except OSError:
+                    continue
+            if any(c.startswith("runsc-sandbox") for c, _ in procs.values()):
+                break
+            assert time.time() < deadline, "sandbox never started: %s" % procs
+            time.sleep(0.1)
+        # runsc, its gofer and the sandbox: all preferred by the OOM killer.
+        assert all(adj > 0 for _, adj in procs.values()), procs
+        assert all(adj > oom_score_adj(srv.proc.pid) for _, adj in procs.values()), procs
+    finally:
+        th.join()
+    assert result["r"].status_code == 200, result["r"].text
+
+
+def test_cancelled_queued_run_lets_smaller_ones_in(own_server):
+    """FIFO: a queued run that does not fit holds back the smaller ones
+    behind it; when its client leaves, they are admitted at once."""
+    s = own_server(config={"max_limits": MAX, "defaults": DEFAULTS, "max_concurrent_runs": 8,
+                           "total_memory_mb": 300})
+    ok(s, {"image": BUSYBOX, "cmd": ["true"]})  # cache the image
+    done = {}
+    t0 = time.time()
+
+    def timed(name, body):
+        r = run(s, body)
+        done[name] = (time.time() - t0, r.status_code)
+
+    big = threading.Thread(target=timed, args=("a", {
+        "image": BUSYBOX, "cmd": ["sleep", "6"], "limits": {"memory_mb": 192}}))
+    big.start()
+    deadline = time.time() + 30
+    while run_gauges(s)[0] < 1:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    raw = json.dumps({"image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 200}}).encode()
+    b = open_conn(s.url)
+    b.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n" % len(raw) + raw)
+    while run_gauges(s)[1] < 1:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    small = threading.Thread(target=timed, args=("c", {
+        "image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 64}}))
+    small.start()
+    while run_gauges(s)[1] < 2:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    b.close()  # the 200 MB run leaves the queue
+    small.join(timeout=60)
+    big.join(timeout=60)
+    assert done["c"][1] == 200 and done["a"][1] == 200, done
+    assert done["c"][0] < done["a"][0], "the small run waited for the big one: %s" % done

@@ -596,6 +596,38 @@ START_TEST(test_hybrid_init_and_create)
 }
 END_TEST
 
+/* The budget of all runs goes on the base cgroup only, never on our own
+ * cgroup or anything above it. */
+START_TEST(test_base_limits_hybrid)
+{
+    struct cg_ctx *ctx;
+    struct bx_err err = {0};
+
+    fake_no_memsw = _i;
+    ctx = hybrid_init();
+    ck_assert_msg(cg_set_base_limits(ctx, 300u << 20, 1000, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(get(P("%s/%s/memory.limit_in_bytes", T, MEMB)), "314572800");
+    if (!fake_no_memsw)
+        ck_assert_str_eq(get(P("%s/%s/memory.memsw.limit_in_bytes", T, MEMB)), "314572800");
+    else
+        ck_assert(!exists(P("%s/%s/memory.memsw.limit_in_bytes", T, MEMB)));
+    ck_assert_str_eq(get(P("%s/pids/boxer/pids.max", T)), "1000");
+    /* Our own cgroups and the hierarchy roots are untouched. */
+    ck_assert_str_eq(get(P("%s/memory/process_api/abc/memory.limit_in_bytes", T)),
+                     "9223372036854771712\n");
+    ck_assert_str_eq(get(P("%s/pids/pids.max", T)), "max\n");
+    ck_assert(!exists(P("%s/cpu/boxer/pids.max", T)));
+    /* Raised again (a restart with a larger budget). */
+    ck_assert_msg(cg_set_base_limits(ctx, 1u << 30, 5000, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(get(P("%s/%s/memory.limit_in_bytes", T, MEMB)), "1073741824");
+    ck_assert_str_eq(get(P("%s/pids/boxer/pids.max", T)), "5000");
+    ck_assert_int_eq(cg_set_base_limits(ctx, 0, 5000, &err), -1);
+    ck_assert_int_eq(cg_set_base_limits(NULL, 1, 1, &err), -1);
+    cg_free(&ctx);
+    fake_no_memsw = 0;
+}
+END_TEST
+
 START_TEST(test_bad_names_and_limits)
 {
     struct cg_ctx *ctx = hybrid_init();
@@ -1217,6 +1249,23 @@ START_TEST(test_v2_create_usage_destroy)
 }
 END_TEST
 
+START_TEST(test_v2_base_limits)
+{
+    struct cg_ctx *ctx = NULL;
+    struct bx_err err = {0};
+
+    v2_tree("", "cpu memory pids\n", "cpu memory pids\n");
+    ck_assert_msg(v2_init(&ctx, &err) == 0, "%s", err.msg);
+    ck_assert_msg(cg_set_base_limits(ctx, 300u << 20, 1000, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(get(P("%s/%s/boxer/memory.max", T, OWN2)), "314572800");
+    ck_assert_str_eq(get(P("%s/%s/boxer/memory.swap.max", T, OWN2)), "0");
+    ck_assert_str_eq(get(P("%s/%s/boxer/pids.max", T, OWN2)), "1000");
+    ck_assert_str_eq(get(P("%s/%s/memory.max", T, OWN2)), "max\n");
+    ck_assert_str_eq(get(P("%s/%s/pids.max", T, OWN2)), "max\n");
+    cg_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_v2_cpuset)
 {
     struct cg_ctx *ctx = NULL;
@@ -1491,6 +1540,8 @@ static Suite *cgroup_suite(void)
     tcase_add_checked_fixture(fake, fake_setup, fake_teardown);
     tcase_set_timeout(fake, 30);
     tcase_add_test(fake, test_hybrid_init_and_create);
+    tcase_add_loop_test(fake, test_base_limits_hybrid, 0, 2);
+    tcase_add_test(fake, test_v2_base_limits);
     tcase_add_test(fake, test_bad_names_and_limits);
     tcase_add_test(fake, test_create_failure_leaves_nothing);
     tcase_add_test(fake, test_hybrid_usage);

@@ -38,7 +38,11 @@ START_TEST(defaults_match_the_contract)
     ck_assert_uint_eq(cfg.pull_timeout_secs, 600);
     ck_assert_uint_eq(cfg.max_queued_runs, 64);
     ck_assert_uint_eq(cfg.max_concurrent_runs, 2 * (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
-    ck_assert_uint_eq(cfg.max_limits.pids_limit, 4096);
+    /* max_limits.pids_limit is 4096 unless one such run would not fit
+     * total_pids (see total_budget_defaults_from_host). */
+    ck_assert_uint_eq(cfg.max_limits.pids_limit,
+                      config_run_host_pids(4096) <= cfg.total_pids ? 4096
+                                                                   : (cfg.total_pids - 32) / 4);
     ck_assert_uint_eq(cfg.max_limits.wall_clock_secs, 3600);
     ck_assert_uint_eq(cfg.max_limits.nofile, 65536);
     ck_assert_int_eq(cfg.allow_host_network, 0);
@@ -75,10 +79,45 @@ START_TEST(fields_override_defaults)
 }
 END_TEST
 
+/* The budget across runs: three quarters of RAM, half of kernel.pid_max,
+ * and one run at max_limits always fits it. */
+START_TEST(total_budget_defaults_from_host)
+{
+    struct config cfg;
+    struct bx_err err;
+    uint64_t ram_mb = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20;
+    unsigned long long pid_max = 0;
+    FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%llu", &pid_max), 1);
+    fclose(f);
+    ck_assert_int_eq(parse(&cfg, "{}", &err), 0);
+    ck_assert_uint_eq(cfg.total_memory_mb, ram_mb / 4 * 3);
+    ck_assert_uint_eq(cfg.total_pids, pid_max / 2 > (1u << 22) ? (1u << 22) : pid_max / 2);
+    ck_assert_uint_le(cfg.max_limits.memory_mb, cfg.total_memory_mb);
+    ck_assert_uint_le(config_run_host_pids(cfg.max_limits.pids_limit), cfg.total_pids);
+    ck_assert_uint_eq(config_run_host_pids(64), 32 + 4 * 64);
+    config_free(&cfg);
+
+    ck_assert_int_eq(parse(&cfg, "{\"total_memory_mb\": 512, \"total_pids\": 1000}", &err), 0);
+    ck_assert_uint_eq(cfg.total_memory_mb, 512);
+    ck_assert_uint_eq(cfg.total_pids, 1000);
+    config_free(&cfg);
+}
+END_TEST
+
 static const struct {
     const char *text;
     const char *field; /* must appear in the message */
 } bad[] = {
+    {"{\"total_memory_mb\": 0}", "total_memory_mb"},
+    {"{\"total_memory_mb\": -1}", "total_memory_mb"},
+    {"{\"total_memory_mb\": \"1\"}", "total_memory_mb"},
+    {"{\"total_memory_mb\": 100}", "total_memory_mb"}, /* below defaults.memory_mb 256 */
+    {"{\"total_pids\": 0}", "total_pids"},
+    {"{\"total_pids\": 1.5}", "total_pids"},
+    {"{\"total_pids\": 100}", "total_pids"}, /* below 32 + 4 x defaults.pids_limit 64 */
+    {"{\"total_pids\": 4194305}", "total_pids"},
     {"{\"bogus\": 1}", "bogus"},
     {"{\"home\": 5}", "home"},
     {"{\"home\": \"relative/dir\"}", "home"},
@@ -217,6 +256,7 @@ static Suite *config_suite(void)
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
     tcase_add_test(tc, defaults_match_the_contract);
+    tcase_add_test(tc, total_budget_defaults_from_host);
     tcase_add_test(tc, fields_override_defaults);
     tcase_add_loop_test(tc, bad_config_names_field, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, max_queued_runs_zero_means_no_queue);
