@@ -922,3 +922,9 @@ def test_host_network_when_allowed(make_server):
         assert out.startswith("FAIL"), out
     finally:
         hs.close()
+
+
+def test_openapi_documents_egress(server):
+    doc = httpx.get(server.url + "/swagger/openapi.json").json()
+    egress = doc["components"]["schemas"]["RunRequest"]["properties"]["egress"]
+    assert egress["type"] == "array" and egress["items"]["type"] == "string"
