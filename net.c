@@ -385,8 +385,7 @@ int net_nft_run_script(const char *bridge, uint32_t addr, const char *veth,
     return rc ? -1 : 0;
 }
 
-int net_nft_run_delete_script(const char *bridge, uint32_t addr, const char *veth,
-                              struct sbuf *out)
+int net_nft_run_delete_script(const char *bridge, uint32_t addr, const char *veth, struct sbuf *out)
 {
     char a[16];
     net_format_ipv4(addr, a);
@@ -1019,7 +1018,7 @@ struct net_del {
     struct proc *proc;
     struct net_del *next;
     char veth[IFNAMSIZ];
-    uint32_t addr;   /* returned to the pool when done */
+    uint32_t addr; /* returned to the pool when done */
     int have_addr;
     int egress_rules; /* the run's egress rules are to be removed */
 };
@@ -1565,7 +1564,7 @@ struct net_run {
     uint32_t addr;
     int have_addr;
     int egress_rules; /* its egress rules may exist (added or being added) */
-    int netns_made; /* the mount point file exists (and may be mounted) */
+    int netns_made;   /* the mount point file exists (and may be mounted) */
     int veth_made;
     char veth[IFNAMSIZ];
     char netns_path[PATH_MAX];
@@ -1865,8 +1864,10 @@ static void release_addr(struct net *n, uint32_t addr, int rules_left)
         return;
     }
     net_format_ipv4(addr, a);
-    fprintf(stderr, "boxer: sandbox address %s withheld until restart (its egress rules could "
-                    "not be removed)\n", a);
+    fprintf(stderr,
+            "boxer: sandbox address %s withheld until restart (its egress rules could "
+            "not be removed)\n",
+            a);
 }
 
 static void del_done(void *arg, int status)

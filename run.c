@@ -162,8 +162,8 @@ static int valid_env_entry(const char *kv)
 /* "egress": ["a.b.c.d[/len][:port]", ...], only with network sandbox
  * (absent or null: no per-run list).  Each entry goes through the pure
  * net_parse_egress; a refusal names the entry. */
-static int parse_egress(const struct json_value *v, const struct config *cfg,
-                        struct run_request *r, struct bx_err *err)
+static int parse_egress(const struct json_value *v, const struct config *cfg, struct run_request *r,
+                        struct bx_err *err)
 {
     if (!v || v->type == JSON_NULL)
         return 0;

@@ -167,7 +167,8 @@ START_TEST(test_nft_script)
     unsigned blen[2] = {24, 32};
     uint32_t host[2] = {ip("192.0.2.2"), ip("203.0.113.130")};
     unsigned hlen[2] = {24, 32};
-    struct net_rules r = {"boxer0", ip("10.88.0.0"), 16, dns, 2, blocked, blen, 2, 0, host, hlen, 2};
+    struct net_rules r = {"boxer0", ip("10.88.0.0"), 16, dns, 2, blocked, blen, 2, 0, host, hlen,
+                          2};
     struct sbuf sb;
     const char *pre, *fwd;
     sbuf_init(&sb, 1u << 20);
@@ -226,10 +227,10 @@ START_TEST(test_nft_script)
     r.allow_private_egress = 1;
     sbuf_init(&sb, 1u << 20);
     ck_assert_int_eq(net_nft_script(&r, &sb), 0);
-    ck_assert_ptr_nonnull(strstr(
-        sb.data, "elements = { 10.88.0.0/16, 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, "
-                 "224.0.0.0/4, 240.0.0.0/4, 192.0.2.2/32, 203.0.113.130/32, "
-                 "198.18.99.0/24, 203.0.113.7/32 }"));
+    ck_assert_ptr_nonnull(
+        strstr(sb.data, "elements = { 10.88.0.0/16, 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, "
+                        "224.0.0.0/4, 240.0.0.0/4, 192.0.2.2/32, 203.0.113.130/32, "
+                        "198.18.99.0/24, 203.0.113.7/32 }"));
     ck_assert_ptr_null(strstr(sb.data, "10.0.0.0/8"));
     sbuf_free(&sb);
 
@@ -277,7 +278,7 @@ static const char *const egress_bad[] = {
     "198.51.100",
     "198.51.100.7.1",
     "198.51.100.256",
-    "198.51.100.07",        /* leading zero: one spelling per address */
+    "198.51.100.07", /* leading zero: one spelling per address */
     "0x7f.0.0.1",
     " 198.51.100.7",
     "198.51.100.7 ",
@@ -289,7 +290,7 @@ static const char *const egress_bad[] = {
     "198.51.100.7:80:81",
     "198.51.100.7/",
     "198.51.100.7/33",
-    "198.51.100.7/24",      /* host bits */
+    "198.51.100.7/24", /* host bits */
     "198.51.100.0/024",
     "198.51.100.0/-1",
     "198.51.100.0:80/24",
@@ -398,7 +399,8 @@ START_TEST(test_kernel_accepts_nft_scripts)
     unsigned blen[1] = {32};
     uint32_t host[1] = {ip("192.0.2.2")};
     unsigned hlen[1] = {24};
-    struct net_rules r = {"bxtest0", ip("10.99.0.0"), 24, dns, 1, blocked, blen, 1, 0, host, hlen, 1};
+    struct net_rules r = {"bxtest0", ip("10.99.0.0"), 24, dns, 1, blocked, blen, 1, 0, host, hlen,
+                          1};
     struct net_egress eg[2] = {{ip("203.0.113.0"), 24, 443}, {ip("198.51.100.7"), 32, 0}};
     struct sbuf tables, run, del, listing;
 
@@ -422,8 +424,8 @@ START_TEST(test_kernel_accepts_nft_scripts)
                                                "th dport 443 accept"));
     ck_assert_ptr_nonnull(strstr(listing.data, "\"bxv0123456789ab\" . 10.99.0.5"));
     /* Replaced, not appended to. */
-    ck_assert_ptr_null(strstr(strstr(listing.data, "th dport 443 accept") + 1,
-                              "th dport 443 accept"));
+    ck_assert_ptr_null(
+        strstr(strstr(listing.data, "th dport 443 accept") + 1, "th dport 443 accept"));
     sbuf_free(&listing);
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq(nft_run(del.data, "-f", NULL), 0);
