@@ -1318,15 +1318,29 @@ static int on_host_addr(void *arg, const unsigned char *msg, size_t len)
     uint32_t a;
     unsigned prefix;
     int ifindex;
+    size_t slot = n->nhost;
     if (parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || (a >> 24) == 127)
         return 0; /* loopback is blocked anyway */
-    if (n->nhost >= NET_HOST_ADDRS_MAX) {
-        h->too_many = 1;
-        return 0;
+    if (slot >= NET_HOST_ADDRS_MAX) {
+        /* A host with thousands of addresses (kube-proxy in IPVS mode puts
+         * every service address on kube-ipvs0 as a /32): a lone address
+         * only feeds the defence in depth, the prerouting rule (fib daddr
+         * type local) covers it; a network must be kept, in place of a
+         * lone address if need be. */
+        if (prefix >= 32)
+            return 0;
+        for (size_t i = 0; i < n->nhost && slot >= NET_HOST_ADDRS_MAX; i++)
+            if (n->host_prefix[i] >= 32)
+                slot = i;
+        if (slot >= NET_HOST_ADDRS_MAX) {
+            h->too_many = 1;
+            return 0;
+        }
+    } else {
+        n->nhost++;
     }
-    n->host_addr[n->nhost] = a;
-    n->host_prefix[n->nhost] = prefix;
-    n->nhost++;
+    n->host_addr[slot] = a;
+    n->host_prefix[slot] = prefix;
     return 0;
 }
 
@@ -1350,7 +1364,7 @@ static int host_addrs(struct net *n, struct bx_err *err)
         return -1;
     /* Refusing is safer than leaving a LAN reachable. */
     if (h.too_many)
-        return bx_err_set(err, 500, E2BIG, "more than %d IPv4 addresses on this host",
+        return bx_err_set(err, 500, E2BIG, "more than %d IPv4 networks on this host's interfaces",
                           NET_HOST_ADDRS_MAX);
     return 0;
 }
