@@ -807,8 +807,9 @@ def test_runs_leave_no_network_state(sbx, lab):
 
 def test_client_gone_tears_network_down(sbx):
     """A client that disconnects mid-run: the sandbox is killed and its
-    netns, veth and address are released."""
-    body = json.dumps({"image": BUSYBOX, "network": "sandbox", "cmd": ["sleep", "60"]}).encode()
+    netns, veth, egress rules and address are released."""
+    body = json.dumps({"image": BUSYBOX, "network": "sandbox", "cmd": ["sleep", "60"],
+                       "egress": [REMOTE_IP]}).encode()
     s = socket.create_connection(("127.0.0.1", sbx.port))
     try:
         s.sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -817,9 +818,11 @@ def test_client_gone_tears_network_down(sbx):
         while not links_tagged("boxer:%s:" % BRIDGE):
             assert time.time() < deadline, sbx.log_text()
             time.sleep(0.1)
+        assert len(run_rules()[0]) == 1
     finally:
         s.close()
     assert_run_state_clean(sbx)
+    assert_no_run_rules()
 
 
 # ---- start-up, sweep, refusal ----
