@@ -101,6 +101,8 @@ void config_defaults(struct config *cfg)
             cfg->total_pids > 32 + 4 * 16 ? (cfg->total_pids - 32) / 4 : 16;
     cfg->sandbox_subnet = strdup("10.88.0.0/16");
     cfg->bridge_name = strdup("boxer0");
+    cfg->allow_private_egress = 0;
+    cfg->max_egress_rules = 16;
 }
 
 void config_free(struct config *cfg)
@@ -380,6 +382,10 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
             r = get_str_list(v, k, &cfg->dns_servers, err);
         else if (strcmp(k, "blocked_egress") == 0)
             r = get_str_list(v, k, &cfg->blocked_egress, err);
+        else if (strcmp(k, "allow_private_egress") == 0)
+            r = get_bool(v, k, &cfg->allow_private_egress, err);
+        else if (strcmp(k, "max_egress_rules") == 0)
+            r = get_uint(v, k, 1, 1024, &cfg->max_egress_rules, err);
         else
             r = bx_err_set(err, 400, EINVAL, "config: %.100s: unknown field", k);
         if (r < 0)

@@ -67,6 +67,8 @@ struct config {
     char *bridge_name;
     struct str_list dns_servers;
     struct str_list blocked_egress;
+    int allow_private_egress;  /* sandboxes may reach private networks and the host's LAN */
+    uint64_t max_egress_rules; /* entries in one run's egress list */
 };
 
 /* Host tasks a run with this pids_limit may use (its pids cgroup limit):

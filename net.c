@@ -35,6 +35,7 @@
 #define LOCK_DIR "/run/boxer"
 #define VETH_PREFIX "bxv"
 #define SWEEP_MAX 1024
+#define NET_HOST_ADDRS_MAX 1024
 
 /* ---- addresses ---- */
 
@@ -80,6 +81,47 @@ void net_format_ipv4(uint32_t a, char out[16])
 static uint32_t prefix_mask(unsigned prefix)
 {
     return prefix == 0 ? 0 : ~0u << (32 - prefix);
+}
+
+/* A decimal without sign or leading zero (one spelling per value). */
+static int parse_dec(const char *s, uint64_t max, uint64_t *out)
+{
+    size_t n = strlen(s);
+    if (n > 1 && s[0] == '0')
+        return -1;
+    return bx_parse_u64(s, n, max, out);
+}
+
+int net_parse_egress(const char *s, size_t len, struct net_egress *out)
+{
+    char buf[NET_EGRESS_TEXT_MAX + 1];
+    char *colon, *slash;
+    uint64_t port = 0, plen = 32;
+    uint32_t a;
+
+    if (len == 0 || len > NET_EGRESS_TEXT_MAX || memchr(s, '\0', len))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    colon = strchr(buf, ':');
+    if (colon) {
+        *colon = '\0';
+        if (parse_dec(colon + 1, 65535, &port) < 0 || port == 0)
+            return -1;
+    }
+    slash = strchr(buf, '/');
+    if (slash) {
+        *slash = '\0';
+        if (parse_dec(slash + 1, 32, &plen) < 0)
+            return -1;
+    }
+    /* inet_pton takes only four decimal parts without leading zeros. */
+    if (net_parse_ipv4(buf, &a) < 0 || (a & ~prefix_mask((unsigned)plen)) != 0)
+        return -1;
+    out->addr = a;
+    out->prefix = (unsigned)plen;
+    out->port = (unsigned)port;
+    return 0;
 }
 
 /* ---- address pool ---- */
@@ -142,6 +184,23 @@ void net_pool_destroy(struct net_pool *p)
 
 /* ---- generated text: nft script, resolv.conf ---- */
 
+/* Always out of reach: "this network", loopback, link-local (cloud
+ * metadata), multicast and the reserved 240/4. */
+static const struct {
+    uint32_t net;
+    unsigned len;
+} always_blocked[] = {
+    {0x00000000u, 8}, {0x7f000000u, 8}, {0xa9fe0000u, 16}, {0xe0000000u, 4}, {0xf0000000u, 4},
+};
+/* Unless allow_private_egress: RFC 1918, carrier-grade NAT (some clouds'
+ * metadata and internal services) and the benchmarking range. */
+static const struct {
+    uint32_t net;
+    unsigned len;
+} private_nets[] = {
+    {0x0a000000u, 8}, {0xac100000u, 12}, {0xc0a80000u, 16}, {0x64400000u, 10}, {0xc6120000u, 15},
+};
+
 /* Every name and address below was validated (bridge charset) or is
  * formatted from integers, so nothing a client or a config could inject
  * reaches nft as syntax. */
@@ -160,8 +219,26 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
                        "\t\ttype ipv4_addr\n"
                        "\t\tflags interval\n"
                        "\t\tauto-merge\n"
-                       "\t\telements = { 169.254.0.0/16, %s/%u",
+                       "\t\telements = { %s/%u",
                        b, b, b, a, r->prefix);
+    for (size_t i = 0; i < BX_ARRAY_LEN(always_blocked); i++) {
+        net_format_ipv4(always_blocked[i].net, a);
+        rc |= sbuf_appendf(out, ", %s/%u", a, always_blocked[i].len);
+    }
+    for (size_t i = 0; !r->allow_private_egress && i < BX_ARRAY_LEN(private_nets); i++) {
+        net_format_ipv4(private_nets[i].net, a);
+        rc |= sbuf_appendf(out, ", %s/%u", a, private_nets[i].len);
+    }
+    for (size_t i = 0; i < r->nhost; i++) {
+        /* The host's address (also as a connection's original
+         * destination, below) and, by default, its LAN. */
+        net_format_ipv4(r->host_addr[i], a);
+        rc |= sbuf_appendf(out, ", %s/32", a);
+        if (!r->allow_private_egress && r->host_prefix[i] >= 8 && r->host_prefix[i] < 32) {
+            net_format_ipv4(r->host_addr[i] & prefix_mask(r->host_prefix[i]), a);
+            rc |= sbuf_appendf(out, ", %s/%u", a, r->host_prefix[i]);
+        }
+    }
     for (size_t i = 0; i < r->nblocked; i++) {
         net_format_ipv4(r->blocked[i], a);
         rc |= sbuf_appendf(out, ", %s/%u", a, r->blocked_len[i]);
@@ -175,6 +252,26 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
         }
         rc |= sbuf_appendf(out, " }\n\t}\n");
     }
+    /* Runs with an egress list: their address -> their chain. */
+    rc |= sbuf_appendf(out, "\tmap runs {\n\t\ttype ipv4_addr : verdict\n\t}\n");
+    /* Before destination NAT (dstnat is -100): a port that Docker,
+     * kube-proxy or any DNAT rule publishes on a host address would
+     * otherwise be rewritten to a forwarded destination and pass the
+     * input chain.  Replies to connections the host opened still pass. */
+    rc |= sbuf_appendf(out,
+                       "\tchain prerouting {\n"
+                       "\t\ttype filter hook prerouting priority dstnat - 10; policy accept;\n"
+                       "\t\tiifname \"%s\" ct direction reply accept\n",
+                       b);
+    if (r->ndns > 0)
+        rc |= sbuf_appendf(out,
+                           "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
+                           "53 accept\n",
+                           b);
+    rc |= sbuf_appendf(out,
+                       "\t\tiifname \"%s\" fib daddr type { local, broadcast, multicast } drop\n"
+                       "\t}\n",
+                       b);
     /* Sandboxes reach the host only for DNS (when a DNS server is a host
      * address) and with replies to connections the host opened. */
     rc |= sbuf_appendf(out,
@@ -189,8 +286,10 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
                            b);
     rc |= sbuf_appendf(out, "\t\tiifname \"%s\" drop\n\t}\n", b);
     /* Out of the bridge: IPv4 only, never to link-local metadata, another
-     * sandbox or a blocked network (rejected, so clients fail at once);
-     * into the bridge: replies only. */
+     * sandbox or a blocked network (rejected, so clients fail at once),
+     * checked after DNAT and, in case a DNAT rule rewrote a blocked
+     * destination to an open one, before it; a run with an egress list
+     * only to its list; into the bridge: replies only. */
     rc |= sbuf_appendf(out,
                        "\tchain forward {\n"
                        "\t\ttype filter hook forward priority filter; policy accept;\n"
@@ -207,6 +306,9 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
     net_format_ipv4(r->subnet, a);
     rc |= sbuf_appendf(out,
                        "\t\tiifname \"%s\" ip daddr @blocked reject with icmpx admin-prohibited\n"
+                       "\t\tiifname \"%s\" ct original ip daddr @blocked reject with icmpx "
+                       "admin-prohibited\n"
+                       "\t\tiifname \"%s\" ip saddr vmap @runs\n"
                        "\t\tiifname \"%s\" accept\n"
                        "\t\toifname \"%s\" ct state established,related accept\n"
                        "\t\toifname \"%s\" drop\n"
@@ -216,13 +318,22 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
                        "\t\tip saddr %s/%u oifname != \"%s\" masquerade\n"
                        "\t}\n"
                        "}\n",
-                       b, b, b, b, a, r->prefix, b);
+                       b, b, b, b, b, b, a, r->prefix, b);
     /* Layer 2: no frame from one sandbox port to another (on top of
-     * bridge port isolation). */
+     * bridge port isolation); a port of a run with an egress list sends
+     * only from its own address (the inet rules key on it). */
     rc |= sbuf_appendf(out,
                        "table bridge boxer_%s\n"
                        "delete table bridge boxer_%s\n"
                        "table bridge boxer_%s {\n"
+                       "\tset egress_ports {\n\t\ttype ifname\n\t}\n"
+                       "\tset egress_src {\n\t\ttype ifname . ipv4_addr\n\t}\n"
+                       "\tchain prerouting {\n"
+                       "\t\ttype filter hook prerouting priority filter; policy accept;\n"
+                       "\t\tiifname @egress_ports ether type ip iifname . ip saddr != "
+                       "@egress_src drop\n"
+                       "\t\tiifname @egress_ports ether type != { ip, arp } drop\n"
+                       "\t}\n"
                        "\tchain forward {\n"
                        "\t\ttype filter hook forward priority filter; policy accept;\n"
                        "\t\tiifname \"" VETH_PREFIX "*\" oifname \"" VETH_PREFIX "*\" drop\n"
@@ -239,6 +350,59 @@ int net_nft_delete_script(const char *bridge, struct sbuf *out)
                         "table inet boxer_%s\ndelete table inet boxer_%s\n"
                         "table bridge boxer_%s\ndelete table bridge boxer_%s\n",
                         bridge, bridge, bridge, bridge);
+}
+
+int net_nft_run_script(const char *bridge, uint32_t addr, const char *veth,
+                       const struct net_egress *egress, size_t negress, struct sbuf *out)
+{
+    char a[16], d[16];
+    int rc = 0;
+
+    net_format_ipv4(addr, a);
+    /* add + flush: whatever a predecessor with this address left is
+     * replaced, in the same transaction as the rest. */
+    rc |= sbuf_appendf(out,
+                       "add chain inet boxer_%s run_%08x\n"
+                       "flush chain inet boxer_%s run_%08x\n",
+                       bridge, addr, bridge, addr);
+    for (size_t i = 0; i < negress; i++) {
+        net_format_ipv4(egress[i].addr, d);
+        if (egress[i].port)
+            rc |= sbuf_appendf(out,
+                               "add rule inet boxer_%s run_%08x ip daddr %s/%u meta l4proto { "
+                               "tcp, udp } th dport %u accept\n",
+                               bridge, addr, d, egress[i].prefix, egress[i].port);
+        else
+            rc |= sbuf_appendf(out, "add rule inet boxer_%s run_%08x ip daddr %s/%u accept\n",
+                               bridge, addr, d, egress[i].prefix);
+    }
+    rc |= sbuf_appendf(out,
+                       "add rule inet boxer_%s run_%08x reject with icmpx admin-prohibited\n"
+                       "add element inet boxer_%s runs { %s : jump run_%08x }\n"
+                       "add element bridge boxer_%s egress_ports { \"%s\" }\n"
+                       "add element bridge boxer_%s egress_src { \"%s\" . %s }\n",
+                       bridge, addr, bridge, a, addr, bridge, veth, bridge, veth, a);
+    return rc ? -1 : 0;
+}
+
+int net_nft_run_delete_script(const char *bridge, uint32_t addr, const char *veth, struct sbuf *out)
+{
+    char a[16];
+    net_format_ipv4(addr, a);
+    /* Each "add" first makes the delete after it succeed when the object
+     * is already gone (nft has no "delete if present" for elements). */
+    return sbuf_appendf(out,
+                        "add chain inet boxer_%s run_%08x\n"
+                        "add element inet boxer_%s runs { %s : jump run_%08x }\n"
+                        "delete element inet boxer_%s runs { %s }\n"
+                        "flush chain inet boxer_%s run_%08x\n"
+                        "delete chain inet boxer_%s run_%08x\n"
+                        "add element bridge boxer_%s egress_ports { \"%s\" }\n"
+                        "delete element bridge boxer_%s egress_ports { \"%s\" }\n"
+                        "add element bridge boxer_%s egress_src { \"%s\" . %s }\n"
+                        "delete element bridge boxer_%s egress_src { \"%s\" . %s }\n",
+                        bridge, addr, bridge, a, addr, bridge, a, bridge, addr, bridge, addr,
+                        bridge, veth, bridge, veth, bridge, veth, a, bridge, veth, a);
 }
 
 int net_resolv_conf(const uint32_t *dns, size_t ndns, struct sbuf *out)
@@ -854,6 +1018,9 @@ struct net_del {
     struct proc *proc;
     struct net_del *next;
     char veth[IFNAMSIZ];
+    uint32_t addr; /* returned to the pool when done */
+    int have_addr;
+    int egress_rules; /* the run's egress rules are to be removed */
 };
 
 struct net {
@@ -868,6 +1035,11 @@ struct net {
     uint32_t *blocked;
     unsigned *blocked_len;
     size_t nblocked;
+    int allow_private_egress;
+    /* The host's IPv4 addresses at start (see host_addrs). */
+    uint32_t host_addr[NET_HOST_ADDRS_MAX];
+    unsigned host_prefix[NET_HOST_ADDRS_MAX];
+    size_t nhost;
     char nft[PATH_MAX];
     struct net_pool pool;
     int lock_fd;
@@ -932,6 +1104,7 @@ int net_new(struct net **out, const struct config *cfg, struct loop *loop, struc
             n->blocked_len[i] = 32;
     }
     n->nblocked = cfg->blocked_egress.n;
+    n->allow_private_egress = cfg->allow_private_egress;
     if (net_pool_init(&n->pool, n->subnet, n->prefix, err) < 0)
         goto fail;
     *out = n;
@@ -1133,6 +1306,69 @@ static int check_overlap(struct net *n, struct bx_err *err)
     return 0;
 }
 
+struct host_addrs {
+    struct net *n;
+    int too_many;
+};
+
+static int on_host_addr(void *arg, const unsigned char *msg, size_t len)
+{
+    struct host_addrs *h = arg;
+    struct net *n = h->n;
+    uint32_t a;
+    unsigned prefix;
+    int ifindex;
+    size_t slot = n->nhost;
+    if (parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || (a >> 24) == 127)
+        return 0; /* loopback is blocked anyway */
+    if (slot >= NET_HOST_ADDRS_MAX) {
+        /* A host with thousands of addresses (kube-proxy in IPVS mode puts
+         * every service address on kube-ipvs0 as a /32): a lone address
+         * only feeds the defence in depth, the prerouting rule (fib daddr
+         * type local) covers it; a network must be kept, in place of a
+         * lone address if need be. */
+        if (prefix >= 32)
+            return 0;
+        for (size_t i = 0; i < n->nhost && slot >= NET_HOST_ADDRS_MAX; i++)
+            if (n->host_prefix[i] >= 32)
+                slot = i;
+        if (slot >= NET_HOST_ADDRS_MAX) {
+            h->too_many = 1;
+            return 0;
+        }
+    } else {
+        n->nhost++;
+    }
+    n->host_addr[slot] = a;
+    n->host_prefix[slot] = prefix;
+    return 0;
+}
+
+/* The host's IPv4 addresses and their networks (its LANs), blocked for
+ * sandboxes.  Taken once at start: an address the host gains later is
+ * still covered by the prerouting rule (fib daddr type local), its
+ * network only from the next start (documented). */
+static int host_addrs(struct net *n, struct bx_err *err)
+{
+    struct host_addrs h = {n, 0};
+    struct net_nlmsg m;
+    struct ifaddrmsg ifa;
+    uint32_t seq;
+    n->nhost = 0;
+    msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
+    memset(&ifa, 0, sizeof(ifa));
+    ifa.ifa_family = AF_INET;
+    msg_put(&m, &ifa, sizeof(ifa));
+    if (nl_send(n->nl, &m, &seq, "listing host addresses", err) < 0 ||
+        nl_wait(n->nl, seq, 1, on_host_addr, &h, "listing host addresses", err) < 0)
+        return -1;
+    /* Refusing is safer than leaving a LAN reachable. */
+    if (h.too_many)
+        return bx_err_set(err, 500, E2BIG, "more than %d IPv4 networks on this host's interfaces",
+                          NET_HOST_ADDRS_MAX);
+    return 0;
+}
+
 static int create_bridge(struct net *n, struct bx_err *err)
 {
     struct net_nlmsg m;
@@ -1264,10 +1500,21 @@ int net_start(struct net *n, struct bx_err *err)
     if (n->nl < 0)
         goto fail;
     /* We hold the lock: every link tagged for this bridge is a leftover. */
-    if (sweep_links(n, 1, err) < 0 || check_overlap(n, err) < 0 || create_bridge(n, err) < 0)
+    if (sweep_links(n, 1, err) < 0 || check_overlap(n, err) < 0 || create_bridge(n, err) < 0 ||
+        host_addrs(n, err) < 0)
         goto fail;
-    rules = (struct net_rules){n->bridge, n->subnet,  n->prefix,      n->dns,
-                               n->ndns,   n->blocked, n->blocked_len, n->nblocked};
+    rules = (struct net_rules){.bridge = n->bridge,
+                               .subnet = n->subnet,
+                               .prefix = n->prefix,
+                               .dns = n->dns,
+                               .ndns = n->ndns,
+                               .blocked = n->blocked,
+                               .blocked_len = n->blocked_len,
+                               .nblocked = n->nblocked,
+                               .allow_private_egress = n->allow_private_egress,
+                               .host_addr = n->host_addr,
+                               .host_prefix = n->host_prefix,
+                               .nhost = n->nhost};
     if (net_nft_script(&rules, &script) < 0) {
         bx_err_set(err, 500, ENOMEM, "nft script too large");
         goto fail;
@@ -1276,8 +1523,9 @@ int net_start(struct net *n, struct bx_err *err)
     if (run_nft(n, &script, err) < 0 || forwarding_on(err) < 0)
         goto fail;
     net_format_ipv4(n->gateway, gw);
-    snprintf(n->describe, sizeof(n->describe), "bridge %s %s/%u, %s, %zu DNS server(s)", n->bridge,
-             gw, n->prefix, n->nft, n->ndns);
+    snprintf(n->describe, sizeof(n->describe),
+             "bridge %s %s/%u, %s, %zu DNS server(s), private networks %s", n->bridge, gw,
+             n->prefix, n->nft, n->ndns, n->allow_private_egress ? "allowed" : "blocked");
     n->ready = 1;
     sbuf_free(&script);
     return 0;
@@ -1329,7 +1577,8 @@ struct net_run {
     struct net *net;
     uint32_t addr;
     int have_addr;
-    int netns_made; /* the mount point file exists (and may be mounted) */
+    int egress_rules; /* its egress rules may exist (added or being added) */
+    int netns_made;   /* the mount point file exists (and may be mounted) */
     int veth_made;
     char veth[IFNAMSIZ];
     char netns_path[PATH_MAX];
@@ -1466,7 +1715,43 @@ static int configure_inside(struct net_run *r, int nl, struct bx_err *err)
     return 0;
 }
 
+/* The run's egress rules, in place before its veth exists. */
+static int add_egress_rules(struct net_run *r, const struct net_egress *egress, size_t negress,
+                            struct bx_err *err)
+{
+    struct sbuf script;
+    int ret = -1;
+    sbuf_init(&script, 1u << 20);
+    r->egress_rules = 1;
+    if (net_nft_run_script(r->net->bridge, r->addr, r->veth, egress, negress, &script) < 0)
+        bx_err_set(err, 500, ENOMEM, "egress rules too large");
+    else if (run_nft(r->net, &script, err) < 0)
+        bx_err_wrap(err, "egress rules");
+    else
+        ret = 0;
+    sbuf_free(&script);
+    return ret;
+}
+
+static int del_egress_rules(const struct net *n, uint32_t addr, const char *veth)
+{
+    struct sbuf script;
+    struct bx_err e;
+    int ret = -1;
+    bx_err_clear(&e);
+    sbuf_init(&script, 1u << 16);
+    if (net_nft_run_delete_script(n->bridge, addr, veth, &script) == 0 &&
+        run_nft(n, &script, &e) == 0)
+        ret = 0;
+    else
+        fprintf(stderr, "boxer: removing the egress rules of %s: %s\n", veth,
+                e.msg[0] ? e.msg : "script too large");
+    sbuf_free(&script);
+    return ret;
+}
+
 int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char *exec_id,
+                  const struct net_egress *egress, size_t negress, int restrict_egress,
                   struct net_run **out, struct bx_err *err)
 {
     struct net_run *r;
@@ -1506,6 +1791,8 @@ int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char 
         bx_err_set(err, 500, ENAMETOOLONG, "run directory path too long");
         goto out;
     }
+    if (restrict_egress && add_egress_rules(r, egress, negress, err) < 0)
+        goto out;
     nl = make_netns(r, run_dirfd, err);
     if (nl < 0)
         goto out;
@@ -1552,35 +1839,69 @@ const char *net_run_resolv_path(const struct net_run *r)
     return r->resolv_path;
 }
 
+#define DEL_VETH_FAILED 1
+#define DEL_RULES_FAILED 2
+
 /* In the deletion child (proc_fork): plain blocking code, its own
- * netlink socket (the child shares no descriptor with the loop). */
+ * netlink socket (the child shares no descriptor with the loop).  The
+ * veth goes first, so the sandbox can send nothing once its rules are
+ * gone. */
 static int del_child(void *arg)
 {
     struct net_del *d = arg;
     struct net_nlmsg m;
     struct bx_err e;
-    int fd, r;
+    int fd, r = -1, ret = 0;
     bx_err_clear(&e);
     fd = nl_open(&e);
-    if (fd < 0)
-        return 1;
-    r = nl_link_op(fd, &m, net_msg_del_link(&m, d->veth), "removing veth", &e);
-    close(fd);
-    return r < 0 && e.sys_errno != ENODEV ? 1 : 0;
+    if (fd >= 0) {
+        r = nl_link_op(fd, &m, net_msg_del_link(&m, d->veth), "removing veth", &e);
+        close(fd);
+    }
+    if (r < 0 && e.sys_errno != ENODEV)
+        ret |= DEL_VETH_FAILED;
+    if (d->egress_rules && del_egress_rules(d->net, d->addr, d->veth) < 0)
+        ret |= DEL_RULES_FAILED;
+    return ret;
+}
+
+/* The address goes back to the pool only without rules left behind: a
+ * run given it later must not inherit another run's allow-list (nor its
+ * own rules be deleted late).  An address whose rules could not be
+ * removed stays out of the pool until the next start re-creates the
+ * tables. */
+static void release_addr(struct net *n, uint32_t addr, int rules_left)
+{
+    char a[16];
+    if (!rules_left) {
+        net_pool_release(&n->pool, addr);
+        return;
+    }
+    net_format_ipv4(addr, a);
+    fprintf(stderr,
+            "boxer: sandbox address %s withheld until restart (its egress rules could "
+            "not be removed)\n",
+            a);
 }
 
 static void del_done(void *arg, int status)
 {
     struct net_del *d = arg;
     struct net *n = d->net;
+    int failed = WIFEXITED(status) ? WEXITSTATUS(status) : DEL_VETH_FAILED | DEL_RULES_FAILED;
+    int rules_left = 0;
     for (struct net_del **pp = &n->deleting; *pp; pp = &(*pp)->next) {
         if (*pp == d) {
             *pp = d->next;
             break;
         }
     }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    if (failed & DEL_VETH_FAILED)
         del_link_now(n, d->veth); /* says why, if it fails again */
+    if (d->egress_rules && (failed & DEL_RULES_FAILED))
+        rules_left = del_egress_rules(n, d->addr, d->veth) < 0;
+    if (d->have_addr)
+        release_addr(n, d->addr, rules_left);
     proc_free(&d->proc);
     free(d);
 }
@@ -1595,24 +1916,38 @@ void net_run_free(struct net_run **rp)
     n = r->net;
     /* Deleting one end of a veth deletes both; the netns itself goes when
      * its last user (runsc) is gone and the mount below is removed. */
-    if (r->veth_made) {
+    if (r->veth_made || r->egress_rules) {
         struct net_del *d = n->loop ? calloc(1, sizeof(*d)) : NULL;
         struct bx_err e;
+        int handed = 0;
         bx_err_clear(&e);
         if (d) {
             d->net = n;
             snprintf(d->veth, sizeof(d->veth), "%s", r->veth);
+            d->addr = r->addr;
+            d->egress_rules = r->egress_rules;
             if (proc_fork(n->loop, NULL, 0, del_child, d, del_done, d, &d->proc, &e) == 0) {
+                /* The child (del_done) owns the address from here. */
+                d->have_addr = r->have_addr;
+                r->have_addr = 0;
                 d->next = n->deleting;
                 n->deleting = d;
-                d = NULL;
+                handed = 1;
             } else {
                 fprintf(stderr, "boxer: %s: %s; removing it in place\n", r->veth, e.msg);
                 free(d);
-                del_link_now(n, r->veth);
             }
-        } else {
-            del_link_now(n, r->veth);
+        }
+        if (!handed) {
+            /* In place: no loop, or no child. */
+            int rules_left = 0;
+            if (r->veth_made)
+                del_link_now(n, r->veth);
+            if (r->egress_rules)
+                rules_left = del_egress_rules(n, r->addr, r->veth) < 0;
+            if (r->have_addr)
+                release_addr(n, r->addr, rules_left);
+            r->have_addr = 0;
         }
     }
     if (r->netns_made) {

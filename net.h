@@ -13,13 +13,32 @@
  * and takes the address off the host interface, so no host kernel stack
  * answers inside the netns.
  *
- * Isolation is by the shared nft tables, not per-run rules, and by bridge
- * port isolation:
+ * Isolation is by the shared nft tables, by bridge port isolation and,
+ * for a run with an egress allow-list, by rules keyed by its address:
+ *   - a packet from the bridge to any address of the host (bridge .1, the
+ *     LAN address, ...) is dropped in prerouting before destination NAT
+ *     (priority dstnat - 10, fib daddr type local), so a port that Docker,
+ *     kube-proxy or any DNAT rule publishes on a host address cannot be
+ *     reached through the rewrite; the exceptions are replies to
+ *     connections the host opened and DNS to a dns_servers address;
  *   - input from the bridge is dropped (Boxer's port, anything on the bridge
  *     address or on any other host address), except replies and DNS to a
  *     configured dns_servers address;
- *   - forwarding from the bridge to 169.254.0.0/16, the sandbox subnet
- *     itself and blocked_egress is rejected; IPv6 from the bridge dropped;
+ *   - forwarding from the bridge to 169.254.0.0/16, 0/8, 127/8, 224/4,
+ *     240/4, the sandbox subnet itself, the host's addresses and
+ *     blocked_egress is rejected; unless allow_private_egress, also the
+ *     private networks (10/8, 172.16/12, 192.168/16, 100.64/10, 198.18/15)
+ *     and the networks of the host's interfaces (its LAN), as found at
+ *     start.  The destination is checked both after DNAT and as the
+ *     connection's original destination.  DNS to a dns_servers address
+ *     (port 53) passes first; IPv6 from the bridge dropped;
+ *   - a run with an egress list: map "runs" sends its address to chain
+ *     run_<address in hex>, which accepts only the listed destinations
+ *     and rejects the rest; a bridge-family rule drops frames from its
+ *     veth with any other source address, so it cannot borrow an
+ *     unrestricted address.  The rules are added before the sandbox
+ *     starts and removed before its address returns to the pool; the
+ *     tables are re-created at start, which sweeps a crashed run's rules;
  *   - nothing is forwarded into the bridge but replies;
  *   - the veth ports are isolated bridge ports and a bridge-family rule
  *     drops frames between two "bxv*" ports, so sandboxes never see each
@@ -71,13 +90,18 @@ void net_free(struct net **n);
 /* A run's network: address from the pool, netns bind-mounted at
  * <run_dir>/netns, veth on the bridge, <run_dir>/resolv.conf.  Partial
  * state is undone by net_run_free. */
+struct net_egress;
+/* restrict_egress: only the negress destinations of egress (plus DNS) are
+ * reachable; 0: the server-wide rules alone. */
 int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char *exec_id,
+                  const struct net_egress *egress, size_t negress, int restrict_egress,
                   struct net_run **out, struct bx_err *err);
 const char *net_run_netns_path(const struct net_run *r);
 const char *net_run_resolv_path(const struct net_run *r);
-/* Unmounts the netns, frees the address and deletes the veth (in a child
- * when there is a loop; a failure there is retried here, and a crash is
- * swept at the next start). */
+/* Unmounts the netns, deletes the veth and the run's egress rules (in a
+ * child when there is a loop; a failure there is retried here, and a
+ * crash is swept at the next start), then frees the address: only once
+ * the rules are gone, so a new run never inherits them. */
 void net_run_free(struct net_run **r);
 
 /* runsc 2024-07 decides it runs in the root network namespace when
@@ -117,6 +141,17 @@ int net_pool_alloc(struct net_pool *p, uint32_t *addr); /* -1 when full */
 void net_pool_release(struct net_pool *p, uint32_t addr);
 void net_pool_destroy(struct net_pool *p);
 
+/* One entry of a run's egress allow-list: "a.b.c.d[/len][:port]". */
+struct net_egress {
+    uint32_t addr; /* network address, host order */
+    unsigned prefix;
+    unsigned port; /* 0: every port and protocol; else TCP and UDP to it */
+};
+/* Strict: a dotted quad, an optional /0../32 with no host bits, an
+ * optional :1..65535; nothing else (len bytes, need not end in NUL). */
+int net_parse_egress(const char *s, size_t len, struct net_egress *out);
+#define NET_EGRESS_TEXT_MAX 24 /* "255.255.255.255/32:65535" */
+
 /* The nft script for the shared tables (idempotent: creates, flushes by
  * deleting, re-creates, in one transaction). */
 struct net_rules {
@@ -128,9 +163,21 @@ struct net_rules {
     const uint32_t *blocked; /* network addresses */
     const unsigned *blocked_len;
     size_t nblocked;
+    int allow_private_egress;
+    /* The host's own addresses (always blocked as /32) and, unless
+     * allow_private_egress, their networks (prefix 8 or longer). */
+    const uint32_t *host_addr;
+    const unsigned *host_prefix;
+    size_t nhost;
 };
 int net_nft_script(const struct net_rules *r, struct sbuf *out);
 int net_nft_delete_script(const char *bridge, struct sbuf *out);
+/* A run's egress rules (idempotent: replaces what its address had) and
+ * their removal (idempotent: succeeds when they are already gone). */
+int net_nft_run_script(const char *bridge, uint32_t addr, const char *veth,
+                       const struct net_egress *egress, size_t negress, struct sbuf *out);
+int net_nft_run_delete_script(const char *bridge, uint32_t addr, const char *veth,
+                              struct sbuf *out);
 int net_resolv_conf(const uint32_t *dns, size_t ndns, struct sbuf *out);
 
 /* rtnetlink messages.  A message is built into a net_nlmsg; every builder

@@ -174,11 +174,54 @@ static int valid_env_entry(const char *kv)
     return 1;
 }
 
+/* "egress": ["a.b.c.d[/len][:port]", ...], only with network sandbox
+ * (absent or null: no per-run list).  Each entry goes through the pure
+ * net_parse_egress; a refusal names the entry. */
+static int parse_egress(const struct json_value *v, const struct config *cfg, struct run_request *r,
+                        struct bx_err *err)
+{
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (r->network != RUN_NET_SANDBOX)
+        return bx_err_set(err, 400, EINVAL, "egress is only allowed with network sandbox");
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, 400, EINVAL, "egress must be an array of strings");
+    if (v->u.arr.n > cfg->max_egress_rules)
+        return bx_err_set(err, 400, EINVAL,
+                          "egress has %zu entries; this server allows at most %llu "
+                          "(max_egress_rules)",
+                          v->u.arr.n, (unsigned long long)cfg->max_egress_rules);
+    /* One more than needed: calloc(0) may return NULL. */
+    r->egress = calloc(v->u.arr.n + 1, sizeof(*r->egress));
+    if (!r->egress)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    r->has_egress = 1;
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *e = &v->u.arr.items[i];
+        if (e->type != JSON_STRING)
+            return bx_err_set(err, 400, EINVAL, "egress[%zu] must be a string", i);
+        if (net_parse_egress(e->u.str.s, e->u.str.len, &r->egress[i]) < 0) {
+            /* Printable only: the entry is echoed in the answer. */
+            char shown[NET_EGRESS_TEXT_MAX + 1];
+            size_t k = 0;
+            for (; k < e->u.str.len && k < NET_EGRESS_TEXT_MAX; k++)
+                shown[k] = e->u.str.s[k] >= 0x20 && e->u.str.s[k] < 0x7f ? e->u.str.s[k] : '?';
+            shown[k] = '\0';
+            return bx_err_set(err, 400, EINVAL,
+                              "egress[%zu]: \"%s%s\" is not an IPv4 address or network with an "
+                              "optional port (a.b.c.d, a.b.c.d/len or either with :port)",
+                              i, shown, e->u.str.len > NET_EGRESS_TEXT_MAX ? "..." : "");
+        }
+        r->negress = i + 1;
+    }
+    return 0;
+}
+
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err)
 {
     static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
-                                        "network", "persist", NULL};
+                                        "network", "egress", "persist", NULL};
     struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
@@ -310,6 +353,8 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             goto out;
         }
     }
+    if (parse_egress(json_get(root, "egress"), cfg, r, err) < 0)
+        goto out;
     v = json_get(root, "persist");
     if (v && v->type != JSON_NULL) {
         if (v->type != JSON_BOOL) {
@@ -336,6 +381,7 @@ void run_request_free(struct run_request **rp)
     oci_free_strv(&r->env);
     free(r->cwd);
     oci_free_strv(&r->files);
+    free(r->egress);
     free(r);
     *rp = NULL;
 }
@@ -780,7 +826,8 @@ static int setup_network(struct run_job *job, struct oci_mount *mounts, size_t *
     char *src, *dst;
     if (job->req->network != RUN_NET_SANDBOX)
         return 0;
-    if (net_run_setup(job->mgr->net, job->dir, job->dirfd, job->res->exec_id, &job->net, err) < 0)
+    if (net_run_setup(job->mgr->net, job->dir, job->dirfd, job->res->exec_id, job->req->egress,
+                      job->req->negress, job->req->has_egress, &job->net, err) < 0)
         return -1;
     src = strdup(net_run_resolv_path(job->net));
     dst = strdup("/etc/resolv.conf");

@@ -42,6 +42,8 @@ struct run_job;
 
 enum run_network { RUN_NET_NONE = 0, RUN_NET_SANDBOX, RUN_NET_HOST };
 
+struct net_egress;
+
 struct run_request {
     char *image;
     struct imgref ref;
@@ -52,6 +54,11 @@ struct run_request {
     size_t nfiles;
     struct run_limits limits;
     enum run_network network;
+    /* network sandbox only: when has_egress, only these destinations
+     * (plus DNS) are reachable; at most cfg->max_egress_rules. */
+    int has_egress;
+    struct net_egress *egress;
+    size_t negress;
     int persist;
 };
 

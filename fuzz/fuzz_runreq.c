@@ -7,7 +7,8 @@
  * Whatever is accepted must be safe to hand to the OCI spec builder and the
  * store without further checks: C strings without NUL, cmd non-empty, env
  * entries KEY=VALUE, cwd absolute, files already in the store's normal form,
- * every limit between its floor and the server maximum, and an accepted
+ * every limit between its floor and the server maximum, an egress list only
+ * with network sandbox and within max_egress_rules, and an accepted
  * "network" is exactly the name of the mode chosen (no prefix, no NUL).  Every refusal is a
  * 400 (413 only above RUN_MAX_BODY) and leaves *out NULL.  Leak detection
  * (libFuzzer's default) covers the error paths' cleanup. */
@@ -19,6 +20,7 @@
 
 #include "config.h"
 #include "json.h"
+#include "net.h"
 #include "run.h"
 #include "store.h"
 
@@ -104,6 +106,19 @@ static void check_request(const struct run_request *r)
         CHECK(strcmp(r->ref.registry, "docker.io") == 0 ||
               strcmp(r->ref.registry, "127.0.0.1:5000") == 0);
     CHECK(r->persist == 0 || r->persist == 1);
+    /* An egress list only with network sandbox, within max_egress_rules,
+     * each entry an aligned network and a port of 0 (any) to 65535. */
+    if (r->has_egress) {
+        CHECK(r->network == RUN_NET_SANDBOX && r->egress != NULL);
+        CHECK(r->negress <= cfg.max_egress_rules);
+        for (size_t i = 0; i < r->negress; i++) {
+            const struct net_egress *e = &r->egress[i];
+            CHECK(e->prefix <= 32 && e->port <= 65535);
+            CHECK(e->prefix == 32 || (e->addr & (0xffffffffu >> e->prefix)) == 0);
+        }
+    } else {
+        CHECK(r->egress == NULL && r->negress == 0);
+    }
 }
 
 /* Independent of run.c's comparison: re-parse the body and compare bytes. */

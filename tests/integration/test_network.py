@@ -2,11 +2,16 @@
 isolation rules, against real runsc and the real kernel.
 
 No packet leaves this machine: the "remote host" is a network namespace the
-test creates (an address of 198.18.0.0/15, the benchmark range, plus one of
-a blocked_egress network and 169.254.169.254 for "metadata"), routed from
-the host only to that namespace; every sandbox fetch of a lab address first
-checks that the kernel routes it there.  DNS servers in the config are lab
-addresses that are only written into resolv.conf, never queried.
+test creates, joined to the host by a veth whose host end is the host's
+"LAN" (198.51.100.x/30, a documentation range).  Behind it, on the lab's
+loopback: "internet" addresses (203.0.113.x, another documentation range,
+one network of which is put in blocked_egress), one address in each private
+range Boxer blocks by default (10/8, 172.16/12, 192.168/16, 100.64/10,
+198.18/15), a DNS address, and 169.254.169.254 for "metadata"; the host
+routes each of them only into that namespace, and every sandbox fetch of a
+lab address first checks that the kernel routes it there.  The DNS
+addresses in the config are served (HTTP on port 53) but never queried as
+DNS.
 
 Names, subnets and lab addresses are derived from the pid, so two suites
 running at once on one host do not collide; the one fixed address,
@@ -19,6 +24,7 @@ import fcntl
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,15 +56,27 @@ SUBNET = subnet(0)
 GATEWAY = NET16 + ".0.1"
 LAB_NS = "bxt-remote-" + SUFFIX
 LAB_VETH = "bxtr" + SUFFIX
-LAB = "198.18.%d" % (PID % 256)
-LAB_HOST_IP = LAB + ".1"
-REMOTE_IP = LAB + ".2"
-BLOCKED_NET = "198.19.%d.0/24" % (PID % 256)
-BLOCKED_IP = "198.19.%d.1" % (PID % 256)
+_K = PID % 64
+LAB_HOST_IP = "198.51.100.%d" % (4 * _K + 1)  # the host's end: its "LAN" 198.51.100.x/30
+LAN_PEER = "198.51.100.%d" % (4 * _K + 2)  # the lab's end, on that LAN
+_Q = PID % 60
+REMOTE_NET = "203.0.113.%d/31" % (2 * _Q + 2)
+REMOTE_IP = "203.0.113.%d" % (2 * _Q + 2)  # "the internet"
+OTHER_IP = "203.0.113.%d" % (2 * _Q + 3)
+BLOCKED_NET = "203.0.113.%d/30" % (128 + 4 * (PID % 32))
+BLOCKED_IP = "203.0.113.%d" % (128 + 4 * (PID % 32) + 1)
+PRIVATE_IPS = ["10.%d.%d.1" % (250 + PID % 6, (PID // 6) % 256),  # above NET16's 10.100-249
+               "172.%d.%d.1" % (16 + PID % 16, (PID >> 4) % 256),
+               "192.168.%d.1" % (PID % 256),
+               "100.%d.%d.1" % (64 + PID % 64, (PID >> 6) % 256),
+               "198.18.%d.1" % (PID % 256)]
+DNS = ["192.168.%d.53" % (PID % 256), "192.168.%d.54" % (PID % 256)]
 METADATA_IP = "169.254.169.254"
 METADATA_LOCK = "/run/lock/boxer-test-metadata.lock"
-DNS = [LAB + ".53", LAB + ".54"]
 PORT = 8080
+PORT2 = 8081  # a second lab port, for per-port egress rules
+DNAT_PORT = 20000 + PID % 10000
+DNAT_TABLE = "bxt_dnat_" + SUFFIX
 
 FETCH = r"""
 import sys, threading, time, urllib.request
@@ -214,36 +232,42 @@ def lab(before):
     with open(os.path.join(www, "hello.txt"), "w") as f:
         f.write("hello-from-remote\n")
     log = open(os.path.join(d, "http.log"), "w")
-    proc = None
+    procs = []
     try:
         sh("ip", "netns", "add", LAB_NS)
         sh("ip", "link", "add", LAB_VETH, "type", "veth", "peer", "name", "eth0", "netns", LAB_NS)
         sh("ip", "addr", "add", LAB_HOST_IP + "/30", "dev", LAB_VETH)
         sh("ip", "link", "set", LAB_VETH, "up")
-        sh("ip", "-n", LAB_NS, "addr", "add", REMOTE_IP + "/30", "dev", "eth0")
-        sh("ip", "-n", LAB_NS, "addr", "add", BLOCKED_IP + "/32", "dev", "lo")
-        sh("ip", "-n", LAB_NS, "addr", "add", METADATA_IP + "/32", "dev", "lo")
+        sh("ip", "-n", LAB_NS, "addr", "add", LAN_PEER + "/30", "dev", "eth0")
+        for a in [REMOTE_IP, OTHER_IP, BLOCKED_IP, METADATA_IP] + PRIVATE_IPS + DNS:
+            sh("ip", "-n", LAB_NS, "addr", "add", a + "/32", "dev", "lo")
         sh("ip", "-n", LAB_NS, "link", "set", "eth0", "up")
         sh("ip", "-n", LAB_NS, "link", "set", "lo", "up")
-        sh("ip", "route", "add", BLOCKED_NET, "via", REMOTE_IP, "dev", LAB_VETH)
-        for a in (REMOTE_IP, BLOCKED_IP):
+        for net in [REMOTE_NET, BLOCKED_NET] + [a + "/32" for a in PRIVATE_IPS + DNS]:
+            sh("ip", "route", "add", net, "via", LAN_PEER, "dev", LAB_VETH)
+        for a in [LAN_PEER, REMOTE_IP, OTHER_IP, BLOCKED_IP] + PRIVATE_IPS + DNS:
             assert_routed_to_lab(a)
-        proc = subprocess.Popen(["ip", "netns", "exec", LAB_NS, "python3", "-u", "-m",
-                                 "http.server", str(PORT), "--bind", "0.0.0.0",
-                                 "--directory", www], stdout=log, stderr=log,
-                                start_new_session=True)
+        # Port 53 of the DNS addresses (HTTP, enough to see it is reachable)
+        # and a second port everywhere.
+        for port, bind in ((PORT, "0.0.0.0"), (PORT2, "0.0.0.0"), (53, DNS[0])):
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", LAB_NS, "python3", "-u", "-m", "http.server", str(port),
+                 "--bind", bind, "--directory", www], stdout=log, stderr=log,
+                start_new_session=True))
         deadline = time.time() + 20
-        while True:
-            try:
-                assert host_fetch("http://%s:%d/hello.txt" % (REMOTE_IP, PORT)) == \
-                    "hello-from-remote"
-                break
-            except OSError:
-                assert time.time() < deadline, "lab HTTP server did not start"
-                time.sleep(0.1)
+        for url in ("http://%s:%d/hello.txt" % (REMOTE_IP, PORT),
+                    "http://%s:%d/hello.txt" % (REMOTE_IP, PORT2),
+                    "http://%s:53/hello.txt" % DNS[0]):
+            while True:
+                try:
+                    assert host_fetch(url) == "hello-from-remote"
+                    break
+                except OSError:
+                    assert time.time() < deadline, "lab HTTP server did not start"
+                    time.sleep(0.1)
         yield {"dir": d, "www": www, "log": os.path.join(d, "http.log")}
     finally:
-        if proc is not None:
+        for proc in procs:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
@@ -364,10 +388,10 @@ def metadata_route():
                 assert time.time() < deadline, "metadata route lock busy"
                 time.sleep(0.2)
         try:
-            sh("ip", "route", "add", METADATA_IP + "/32", "via", REMOTE_IP, "dev", LAB_VETH)
+            sh("ip", "route", "add", METADATA_IP + "/32", "via", LAN_PEER, "dev", LAB_VETH)
             yield
         finally:
-            sh("ip", "route", "del", METADATA_IP + "/32", "via", REMOTE_IP, "dev", LAB_VETH,
+            sh("ip", "route", "del", METADATA_IP + "/32", "via", LAN_PEER, "dev", LAB_VETH,
                check=False)
 
 
@@ -387,6 +411,190 @@ def test_sandbox_cannot_reach_metadata_or_blocked_egress(sbx, lab):
         assert out.startswith("FAIL"), outs
         assert float(out.split("secs ")[1]) < 5, outs
     assert outs[2].startswith("OK 200"), outs
+
+
+def url(addr, port=PORT):
+    return "http://%s:%d/hello.txt" % (addr, port)
+
+
+def assert_refused(outs, urls):
+    """Each fetch failed, and at once (rejected, not a timeout: fetches
+    that must be refused get 8 s)."""
+    for u, out in zip(urls, outs):
+        assert out.startswith("FAIL"), (u, out)
+        assert float(out.split("secs ")[1]) < 4, (u, out)
+
+
+def test_private_networks_and_lan_blocked_by_default(sbx, lab):
+    """Each private range and the host's LAN answer the host but are
+    refused to a sandbox by default; DNS addresses pass on port 53 only."""
+    private = [url(a) for a in PRIVATE_IPS + [LAN_PEER]]
+    for u in private + [url(DNS[0], 53), url(DNS[0])]:
+        assert host_fetch(u) == "hello-from-remote"
+    outs = fetch_all_in_sandbox(sbx, private + [url(DNS[0]), url(DNS[0], 53), url(REMOTE_IP)],
+                                timeout=8)
+    assert_refused(outs[:-2], private + [url(DNS[0])])
+    assert outs[-2].startswith("OK 200"), outs  # DNS server, port 53
+    assert outs[-1].startswith("OK 200"), outs  # the internet
+
+
+def test_allow_private_egress(make_server, lab):
+    srv = make_server({"bridge_name": "bxtpe" + SUFFIX, "sandbox_subnet": subnet(7),
+                       "allow_private_egress": True})
+    assert "private networks allowed" in srv.log_text()
+    hs = HostServer("0.0.0.0")
+    try:
+        urls = [url(a) for a in PRIVATE_IPS + [LAN_PEER, REMOTE_IP]]
+        host = "http://%s:%d/" % (LAB_HOST_IP, hs.port)
+        assert host_fetch(host) == "host-secret"
+        outs = fetch_all_in_sandbox(srv, urls + [host], timeout=3)
+    finally:
+        hs.close()
+    for u, out in zip(urls, outs):
+        assert out.startswith("OK 200 hello-from-remote"), (u, out)
+    # The host's own addresses stay out of reach.
+    assert outs[-1].startswith("FAIL"), outs
+
+
+@contextlib.contextmanager
+def dnat_table(addrs):
+    """A table of our own that publishes DNAT_PORT of the given host
+    addresses on the lab's port, the way Docker publishes a container port
+    (prerouting for other hosts, output for the host itself).  Removed even
+    when the test fails."""
+    a = ", ".join(addrs)
+    script = ("table ip %s {\n"
+              "  chain pre { type nat hook prerouting priority dstnat; policy accept;\n"
+              "    fib daddr type local tcp dport %d dnat to %s:%d\n  }\n"
+              "  chain out { type nat hook output priority -100; policy accept;\n"
+              "    ip daddr { %s } tcp dport %d dnat to %s:%d\n  }\n"
+              "}\n" % (DNAT_TABLE, DNAT_PORT, REMOTE_IP, PORT, a, DNAT_PORT, REMOTE_IP, PORT))
+    try:
+        r = subprocess.run(["nft", "-f", "-"], input=script, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+        assert r.returncode == 0, r.stdout
+        yield
+    finally:
+        sh("nft", "delete", "table", "ip", DNAT_TABLE, check=False)
+    assert DNAT_TABLE not in nft_tables()
+
+
+def test_dnat_to_host_address_is_blocked(sbx, lab):
+    """A port published by DNAT on a host address (the bridge's .1, the
+    host's LAN address) forwards to the lab: it answers the host, but a
+    sandbox is dropped before the rewrite, while it still reaches the lab
+    directly."""
+    targets = [GATEWAY, LAB_HOST_IP]
+    with dnat_table(targets):
+        urls = [url(a, DNAT_PORT) for a in targets]
+        for u in urls:
+            assert host_fetch(u) == "hello-from-remote", u
+        outs = fetch_all_in_sandbox(sbx, urls + [url(REMOTE_IP)], timeout=3)
+    for u, out in zip(urls, outs):
+        assert out.startswith("FAIL"), (u, out)
+    assert outs[-1].startswith("OK 200"), outs
+
+
+# ---- per-run egress allow-list ----
+
+def egress_run(srv, egress, urls, timeout=8):
+    body = {"image": PYTHON, "network": "sandbox", "cmd": ["python3", "-c", FETCH, str(timeout)]
+            + list(urls)}
+    if egress is not None:
+        body["egress"] = egress
+    res = ok(srv, body)
+    assert res["exit_code"] == 0, res
+    return res["stdout"].splitlines()
+
+
+def run_rules(bridge=BRIDGE):
+    """The per-run part of a bridge's tables."""
+    inet = sh("nft", "list", "table", "inet", "boxer_" + bridge).stdout
+    br = sh("nft", "list", "table", "bridge", "boxer_" + bridge).stdout
+    chains = [l.split()[1] for l in inet.splitlines() if l.strip().startswith("chain run_")]
+    elems = [l for l in (inet + br).splitlines()
+             if "jump run_" in l or re.search(r'"bxv[0-9a-f]', l)]
+    return chains, elems
+
+
+def assert_no_run_rules(bridge=BRIDGE):
+    """Removed by the same child that deletes the veth, just after it."""
+    deadline = time.time() + 10
+    while run_rules(bridge) != ([], []) and time.time() < deadline:
+        time.sleep(0.1)
+    assert run_rules(bridge) == ([], [])
+
+
+def test_egress_allow_list(sbx, lab):
+    all_urls = [url(REMOTE_IP), url(REMOTE_IP, PORT2), url(OTHER_IP), url(DNS[0], 53)]
+    # Without a list every one answers ...
+    outs = egress_run(sbx, None, all_urls)
+    assert all(o.startswith("OK 200") for o in outs), outs
+    # ... with one, only the address and port listed, and DNS.
+    outs = egress_run(sbx, ["%s:%d" % (REMOTE_IP, PORT)], all_urls)
+    assert outs[0].startswith("OK 200"), outs
+    assert_refused(outs[1:3], all_urls[1:3])
+    assert outs[3].startswith("OK 200"), outs
+    # A network without a port: every port of it.
+    outs = egress_run(sbx, [REMOTE_NET], all_urls)
+    assert all(o.startswith("OK 200") for o in outs), outs
+    # An empty list: DNS only.
+    outs = egress_run(sbx, [], all_urls)
+    assert_refused(outs[:3], all_urls[:3])
+    assert outs[3].startswith("OK 200"), outs
+    # A list narrows, never widens: blocked and private stay blocked.
+    outs = egress_run(sbx, [BLOCKED_NET, PRIVATE_IPS[0], LAN_PEER + ":%d" % PORT],
+                      [url(BLOCKED_IP), url(PRIVATE_IPS[0]), url(LAN_PEER)])
+    assert_refused(outs, [BLOCKED_IP, PRIVATE_IPS[0], LAN_PEER])
+    # Every run took its rules away with it.
+    assert_run_state_clean(sbx)
+    assert_no_run_rules()
+
+
+def test_egress_rules_live_only_while_the_run_does(sbx, lab):
+    tag = "e%d" % os.getpid()
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(run, sbx, {"image": PYTHON, "network": "sandbox",
+                                   "egress": ["%s:%d" % (REMOTE_IP, PORT)],
+                                   "cmd": ["python3", "-c", SERVE_AND_WAIT, tag, REMOTE_IP]})
+        try:
+            ip = registered(lab, tag)
+            chains, elems = run_rules()
+            octets = [int(x) for x in ip.split(".")]
+            key = "run_%02x%02x%02x%02x" % tuple(octets)
+            assert chains == [key], (chains, ip)
+            assert any(ip in e for e in elems), elems
+            # Another run at the same time is not restricted by it.
+            out = fetch_in_sandbox(sbx, url(OTHER_IP))
+            assert out.startswith("OK 200"), out
+        finally:
+            with open(os.path.join(lab["www"], "stop-" + tag), "w") as f:
+                f.write("stop\n")
+        r = fut.result(timeout=120)
+    assert r.status_code == 200, r.text
+    assert_run_state_clean(sbx)
+    assert_no_run_rules()
+
+
+@pytest.mark.parametrize("body,words", [
+    ({"network": "sandbox", "egress": ["203.0.113.0/33"]}, ["egress[0]", "203.0.113.0/33"]),
+    ({"network": "sandbox", "egress": ["198.51.100.7", "198.51.100.7:0"]},
+     ["egress[1]", "198.51.100.7:0"]),
+    ({"network": "sandbox", "egress": ["example.com:443"]}, ["egress[0]", "example.com:443"]),
+    ({"network": "sandbox", "egress": ["198.51.100.1/24"]}, ["egress[0]"]),
+    ({"network": "sandbox", "egress": ["1.2.3.4\u0000:80"]}, ["egress[0]"]),
+    ({"network": "sandbox", "egress": [443]}, ["egress[0]"]),
+    ({"network": "sandbox", "egress": "198.51.100.7"}, ["egress"]),
+    ({"network": "sandbox", "egress": ["198.51.100.%d" % i for i in range(17)]},
+     ["egress", "max_egress_rules"]),
+    ({"network": "none", "egress": ["198.51.100.7"]}, ["egress", "sandbox"]),
+    ({"egress": []}, ["egress", "sandbox"]),
+])
+def test_bad_egress_is_400(sbx, body, words):
+    r = run(sbx, dict({"image": BUSYBOX, "cmd": ["true"]}, **body))
+    assert r.status_code == 400, r.text
+    for w in words:
+        assert w in r.json()["error"], (w, r.text)
 
 
 SERVE_AND_WAIT = r"""
@@ -599,8 +807,9 @@ def test_runs_leave_no_network_state(sbx, lab):
 
 def test_client_gone_tears_network_down(sbx):
     """A client that disconnects mid-run: the sandbox is killed and its
-    netns, veth and address are released."""
-    body = json.dumps({"image": BUSYBOX, "network": "sandbox", "cmd": ["sleep", "60"]}).encode()
+    netns, veth, egress rules and address are released."""
+    body = json.dumps({"image": BUSYBOX, "network": "sandbox", "cmd": ["sleep", "60"],
+                       "egress": [REMOTE_IP]}).encode()
     s = socket.create_connection(("127.0.0.1", sbx.port))
     try:
         s.sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -609,9 +818,11 @@ def test_client_gone_tears_network_down(sbx):
         while not links_tagged("boxer:%s:" % BRIDGE):
             assert time.time() < deadline, sbx.log_text()
             time.sleep(0.1)
+        assert len(run_rules()[0]) == 1
     finally:
         s.close()
     assert_run_state_clean(sbx)
+    assert_no_run_rules()
 
 
 # ---- start-up, sweep, refusal ----
@@ -622,11 +833,13 @@ def test_crash_leftovers_swept_at_start(make_server, lab):
     srv = make_server(cfg)
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         fut = ex.submit(run, srv, {"image": BUSYBOX, "network": "sandbox",
+                                   "egress": ["%s:%d" % (OTHER_IP, PORT)],
                                    "cmd": ["sleep", "60"]})
         deadline = time.time() + 60
         while not links_tagged("boxer:%s:" % bridge):
             assert time.time() < deadline, srv.log_text()
             time.sleep(0.1)
+        assert len(run_rules(bridge)[0]) == 1
         srv.kill9()
         try:
             fut.result(timeout=30)
@@ -636,6 +849,7 @@ def test_crash_leftovers_swept_at_start(make_server, lab):
     assert "boxer_%s" % bridge in nft_tables()
     srv.start()
     assert links_tagged("boxer:%s:" % bridge) == []
+    assert run_rules(bridge) == ([], [])
     assert_routed_to_lab(REMOTE_IP)
     out = fetch_in_sandbox(srv, "http://%s:%d/hello.txt" % (REMOTE_IP, PORT))
     assert out.startswith("OK 200"), out
@@ -711,3 +925,9 @@ def test_host_network_when_allowed(make_server):
         assert out.startswith("FAIL"), out
     finally:
         hs.close()
+
+
+def test_openapi_documents_egress(server):
+    doc = httpx.get(server.url + "/swagger/openapi.json").json()
+    egress = doc["components"]["schemas"]["RunRequest"]["properties"]["egress"]
+    assert egress["type"] == "array" and egress["items"]["type"] == "string"

@@ -46,6 +46,8 @@ START_TEST(defaults_match_the_contract)
     ck_assert_uint_eq(cfg.max_limits.wall_clock_secs, 3600);
     ck_assert_uint_eq(cfg.max_limits.nofile, 65536);
     ck_assert_int_eq(cfg.allow_host_network, 0);
+    ck_assert_int_eq(cfg.allow_private_egress, 0);
+    ck_assert_uint_eq(cfg.max_egress_rules, 16);
     config_free(&cfg);
 }
 END_TEST
@@ -60,7 +62,8 @@ START_TEST(fields_override_defaults)
                            " \"ignore_cgroups\": true, \"defaults\": {\"memory_mb\": 128,"
                            " \"cpu_cores\": 0.5}, \"registry_mirrors\": {\"docker.io\":"
                            " \"http://127.0.0.1:5000\"}, \"insecure_registries\": [\"a:1\"],"
-                           " \"auth_tokens\": [\"t\"], \"platform\": \"ptrace\"}",
+                           " \"auth_tokens\": [\"t\"], \"platform\": \"ptrace\","
+                           " \"allow_private_egress\": true, \"max_egress_rules\": 0}",
                            &err),
                      0);
     ck_assert_str_eq(cfg.home, "/home/tester/data");
@@ -75,6 +78,8 @@ START_TEST(fields_override_defaults)
     ck_assert_uint_eq(cfg.insecure_registries.n, 1);
     ck_assert_uint_eq(cfg.auth_tokens.n, 1);
     ck_assert_str_eq(cfg.platform, "ptrace");
+    ck_assert_int_eq(cfg.allow_private_egress, 1);
+    ck_assert_uint_eq(cfg.max_egress_rules, 0);
     config_free(&cfg);
 }
 END_TEST
@@ -154,6 +159,11 @@ static const struct {
     {"{\"max_concurrent_runs\": 0}", "max_concurrent_runs"},
     {"{\"pull_timeout_secs\": 0}", "pull_timeout_secs"},
     {"{\"registry_auth_file\": \"rel.json\"}", "registry_auth_file"},
+    {"{\"allow_private_egress\": 1}", "allow_private_egress"},
+    {"{\"allow_private_egress\": \"yes\"}", "allow_private_egress"},
+    {"{\"max_egress_rules\": -1}", "max_egress_rules"},
+    {"{\"max_egress_rules\": 1025}", "max_egress_rules"},
+    {"{\"max_egress_rules\": 1.5}", "max_egress_rules"},
     {"[1, 2]", "object"},
     {"{\"home\": \"/x\",}", "invalid JSON"},
     {"{\"home\": \"/x\", \"home\": \"/y\"}", "duplicate"},

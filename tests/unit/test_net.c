@@ -165,18 +165,30 @@ START_TEST(test_nft_script)
     uint32_t dns[2] = {ip("198.18.0.53"), ip("10.88.0.1")};
     uint32_t blocked[2] = {ip("198.18.99.0"), ip("203.0.113.7")};
     unsigned blen[2] = {24, 32};
-    struct net_rules r = {"boxer0", ip("10.88.0.0"), 16, dns, 2, blocked, blen, 2};
+    uint32_t host[2] = {ip("192.0.2.2"), ip("203.0.113.130")};
+    unsigned hlen[2] = {24, 32};
+    struct net_rules r = {"boxer0", ip("10.88.0.0"), 16, dns, 2, blocked, blen, 2, 0, host, hlen,
+                          2};
     struct sbuf sb;
+    const char *pre, *fwd;
     sbuf_init(&sb, 1u << 20);
     ck_assert_int_eq(net_nft_script(&r, &sb), 0);
     ck_assert_ptr_nonnull(strstr(sb.data, "table inet boxer_boxer0\ndelete table inet "
                                           "boxer_boxer0\ntable inet boxer_boxer0 {\n"));
-    ck_assert_ptr_nonnull(strstr(sb.data, "elements = { 169.254.0.0/16, 10.88.0.0/16, "
-                                          "198.18.99.0/24, 203.0.113.7/32 }"));
+    /* Always: the subnet, this network, loopback, link-local, multicast,
+     * 240/4; by default the private networks and the host's LAN; the
+     * host's own addresses; blocked_egress. */
+    ck_assert_ptr_nonnull(strstr(
+        sb.data, "elements = { 10.88.0.0/16, 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, "
+                 "224.0.0.0/4, 240.0.0.0/4, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, "
+                 "100.64.0.0/10, 198.18.0.0/15, 192.0.2.2/32, 192.0.2.0/24, 203.0.113.130/32, "
+                 "198.18.99.0/24, 203.0.113.7/32 }"));
     ck_assert_ptr_nonnull(strstr(sb.data, "elements = { 198.18.0.53, 10.88.0.1 }"));
     ck_assert_ptr_nonnull(strstr(sb.data, "iifname \"boxer0\" drop\n"));
     ck_assert_ptr_nonnull(
         strstr(sb.data, "iifname \"boxer0\" ip daddr @blocked reject with icmpx admin-prohibited"));
+    ck_assert_ptr_nonnull(strstr(sb.data, "iifname \"boxer0\" ct original ip daddr @blocked "
+                                          "reject with icmpx admin-prohibited"));
     ck_assert_ptr_nonnull(strstr(sb.data, "oifname \"boxer0\" ct state established,related "
                                           "accept\n\t\toifname \"boxer0\" drop\n"));
     ck_assert_ptr_nonnull(
@@ -188,15 +200,49 @@ START_TEST(test_nft_script)
     /* DNS is let through before the drop / reject rules. */
     ck_assert_msg(strstr(sb.data, "@dns meta l4proto") < strstr(sb.data, "iifname \"boxer0\" drop"),
                   "dns rule after the drop");
+    /* Host addresses are dropped before destination NAT (dstnat is
+     * -100), after replies and DNS. */
+    pre = strstr(sb.data, "\tchain prerouting {\n\t\ttype filter hook prerouting priority "
+                          "dstnat - 10; policy accept;\n"
+                          "\t\tiifname \"boxer0\" ct direction reply accept\n"
+                          "\t\tiifname \"boxer0\" ip daddr @dns meta l4proto { tcp, udp } th "
+                          "dport 53 accept\n"
+                          "\t\tiifname \"boxer0\" fib daddr type { local, broadcast, multicast } "
+                          "drop\n\t}\n");
+    ck_assert_ptr_nonnull(pre);
+    /* Runs with an egress list: after DNS and the blocked networks, before
+     * the accept. */
+    fwd = strstr(sb.data, "\tchain forward {");
+    ck_assert_ptr_nonnull(fwd);
+    ck_assert_ptr_nonnull(strstr(sb.data, "map runs {\n\t\ttype ipv4_addr : verdict\n\t}"));
+    ck_assert_ptr_nonnull(strstr(fwd, "ct original ip daddr @blocked reject with icmpx "
+                                      "admin-prohibited\n\t\tiifname \"boxer0\" ip saddr vmap "
+                                      "@runs\n\t\tiifname \"boxer0\" accept\n"));
+    ck_assert_ptr_nonnull(strstr(sb.data, "iifname @egress_ports ether type ip iifname . ip "
+                                          "saddr != @egress_src drop"));
+    sbuf_free(&sb);
+
+    /* allow_private_egress: no private networks, no LAN, the host's own
+     * addresses still. */
+    r.allow_private_egress = 1;
+    sbuf_init(&sb, 1u << 20);
+    ck_assert_int_eq(net_nft_script(&r, &sb), 0);
+    ck_assert_ptr_nonnull(
+        strstr(sb.data, "elements = { 10.88.0.0/16, 0.0.0.0/8, 127.0.0.0/8, 169.254.0.0/16, "
+                        "224.0.0.0/4, 240.0.0.0/4, 192.0.2.2/32, 203.0.113.130/32, "
+                        "198.18.99.0/24, 203.0.113.7/32 }"));
+    ck_assert_ptr_null(strstr(sb.data, "10.0.0.0/8"));
     sbuf_free(&sb);
 
     /* Without DNS servers there is no dns set and nothing refers to it. */
+    r.allow_private_egress = 0;
     r.ndns = 0;
     r.nblocked = 0;
+    r.nhost = 0;
     sbuf_init(&sb, 1u << 20);
     ck_assert_int_eq(net_nft_script(&r, &sb), 0);
     ck_assert_ptr_null(strstr(sb.data, "dns"));
-    ck_assert_ptr_nonnull(strstr(sb.data, "elements = { 169.254.0.0/16, 10.88.0.0/16 }"));
+    ck_assert_ptr_nonnull(strstr(sb.data, "198.18.0.0/15 }"));
     sbuf_free(&sb);
 
     /* Too large for the buffer: refused, not truncated. */
@@ -209,6 +255,189 @@ START_TEST(test_nft_script)
     ck_assert_str_eq(sb.data, "table inet boxer_br1\ndelete table inet boxer_br1\n"
                               "table bridge boxer_br1\ndelete table bridge boxer_br1\n");
     sbuf_free(&sb);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    uint32_t addr;
+    unsigned prefix, port;
+} egress_good[] = {
+    {"203.0.113.0/24:443", 0xcb007100u, 24, 443},
+    {"198.51.100.7", 0xc6336407u, 32, 0},
+    {"198.51.100.7:1", 0xc6336407u, 32, 1},
+    {"198.51.100.7:65535", 0xc6336407u, 32, 65535},
+    {"0.0.0.0/0", 0, 0, 0},
+    {"0.0.0.0/0:53", 0, 0, 53},
+    {"255.255.255.255/32:65535", 0xffffffffu, 32, 65535},
+    {"10.0.0.0/8", 0x0a000000u, 8, 0},
+};
+
+static const char *const egress_bad[] = {
+    "",
+    "198.51.100",
+    "198.51.100.7.1",
+    "198.51.100.256",
+    "198.51.100.07", /* leading zero: one spelling per address */
+    "0x7f.0.0.1",
+    " 198.51.100.7",
+    "198.51.100.7 ",
+    "198.51.100.7:0",
+    "198.51.100.7:65536",
+    "198.51.100.7:080",
+    "198.51.100.7:",
+    "198.51.100.7:+80",
+    "198.51.100.7:80:81",
+    "198.51.100.7/",
+    "198.51.100.7/33",
+    "198.51.100.7/24", /* host bits */
+    "198.51.100.0/024",
+    "198.51.100.0/-1",
+    "198.51.100.0:80/24",
+    "203.0.113.0/24:443x",
+    "255.255.255.255/32:655350",
+    "2001:db8::1",
+    "[2001:db8::1]:443",
+    "example.com:443",
+    "*",
+};
+
+START_TEST(test_parse_egress)
+{
+    struct net_egress e;
+    char buf[64];
+    for (size_t i = 0; i < sizeof(egress_good) / sizeof(egress_good[0]); i++) {
+        memset(&e, 0xaa, sizeof(e));
+        ck_assert_msg(net_parse_egress(egress_good[i].text, strlen(egress_good[i].text), &e) == 0,
+                      "refused %s", egress_good[i].text);
+        ck_assert_uint_eq(e.addr, egress_good[i].addr);
+        ck_assert_uint_eq(e.prefix, egress_good[i].prefix);
+        ck_assert_uint_eq(e.port, egress_good[i].port);
+    }
+    for (size_t i = 0; i < sizeof(egress_bad) / sizeof(egress_bad[0]); i++)
+        ck_assert_msg(net_parse_egress(egress_bad[i], strlen(egress_bad[i]), &e) < 0,
+                      "accepted \"%s\"", egress_bad[i]);
+    /* Length, not NUL, ends the input: an embedded NUL is refused, and a
+     * prefix of a longer buffer is parsed on its own. */
+    ck_assert_int_lt(net_parse_egress("1.2.3.4\0:80", 11, &e), 0);
+    ck_assert_int_eq(net_parse_egress("1.2.3.4:8080", 9, &e), 0);
+    ck_assert_uint_eq(e.port, 8);
+    memset(buf, '1', sizeof(buf));
+    ck_assert_int_lt(net_parse_egress(buf, sizeof(buf), &e), 0);
+}
+END_TEST
+
+START_TEST(test_nft_run_script)
+{
+    struct net_egress eg[2] = {{ip("203.0.113.0"), 24, 443}, {ip("198.51.100.7"), 32, 0}};
+    struct sbuf sb;
+    sbuf_init(&sb, 1u << 16);
+    ck_assert_int_eq(net_nft_run_script("br1", ip("10.88.0.5"), "bxv0123456789ab", eg, 2, &sb), 0);
+    ck_assert_str_eq(sb.data,
+                     "add chain inet boxer_br1 run_0a580005\n"
+                     "flush chain inet boxer_br1 run_0a580005\n"
+                     "add rule inet boxer_br1 run_0a580005 ip daddr 203.0.113.0/24 meta l4proto "
+                     "{ tcp, udp } th dport 443 accept\n"
+                     "add rule inet boxer_br1 run_0a580005 ip daddr 198.51.100.7/32 accept\n"
+                     "add rule inet boxer_br1 run_0a580005 reject with icmpx admin-prohibited\n"
+                     "add element inet boxer_br1 runs { 10.88.0.5 : jump run_0a580005 }\n"
+                     "add element bridge boxer_br1 egress_ports { \"bxv0123456789ab\" }\n"
+                     "add element bridge boxer_br1 egress_src { \"bxv0123456789ab\" . "
+                     "10.88.0.5 }\n");
+    sbuf_free(&sb);
+    /* An empty list: only DNS (accepted before the jump). */
+    sbuf_init(&sb, 1u << 16);
+    ck_assert_int_eq(net_nft_run_script("br1", ip("10.88.0.5"), "bxv0123456789ab", eg, 0, &sb), 0);
+    ck_assert_ptr_null(strstr(sb.data, "accept"));
+    ck_assert_ptr_nonnull(strstr(sb.data, "run_0a580005 reject"));
+    sbuf_free(&sb);
+    sbuf_init(&sb, 1u << 16);
+    ck_assert_int_eq(net_nft_run_delete_script("br1", ip("10.88.0.5"), "bxv0123456789ab", &sb), 0);
+    ck_assert_ptr_nonnull(strstr(sb.data, "delete element inet boxer_br1 runs { 10.88.0.5 }\n"
+                                          "flush chain inet boxer_br1 run_0a580005\n"
+                                          "delete chain inet boxer_br1 run_0a580005\n"));
+    ck_assert_ptr_nonnull(strstr(sb.data, "delete element bridge boxer_br1 egress_src { "
+                                          "\"bxv0123456789ab\" . 10.88.0.5 }\n"));
+    sbuf_free(&sb);
+}
+END_TEST
+
+/* Runs nft -f on a script (in the caller's network namespace); returns
+ * its exit status and leaves its output in out (if not NULL). */
+static int nft_run(const char *script, const char *arg, struct sbuf *out)
+{
+    char path[] = "/tmp/boxer-test-nft-XXXXXX";
+    char cmd[256];
+    FILE *p;
+    int fd = mkstemp(path), status;
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, script, strlen(script)), (ssize_t)strlen(script));
+    close(fd);
+    snprintf(cmd, sizeof(cmd), "nft %s %s 2>&1", arg, path);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    for (;;) {
+        char buf[4096];
+        size_t n = fread(buf, 1, sizeof(buf), p);
+        if (n == 0)
+            break;
+        if (out)
+            ck_assert_int_eq(sbuf_append(out, buf, n), 0);
+    }
+    status = pclose(p);
+    unlink(path);
+    return status;
+}
+
+START_TEST(test_kernel_accepts_nft_scripts)
+{
+    /* Check's forked child in its own network namespace: the generated
+     * scripts load into the real kernel, the run rules go in twice and
+     * out twice (idempotent), and leave nothing behind. */
+    uint32_t dns[1] = {ip("192.168.7.53")};
+    uint32_t blocked[1] = {ip("203.0.113.7")};
+    unsigned blen[1] = {32};
+    uint32_t host[1] = {ip("192.0.2.2")};
+    unsigned hlen[1] = {24};
+    struct net_rules r = {"bxtest0", ip("10.99.0.0"), 24, dns, 1, blocked, blen, 1, 0, host, hlen,
+                          1};
+    struct net_egress eg[2] = {{ip("203.0.113.0"), 24, 443}, {ip("198.51.100.7"), 32, 0}};
+    struct sbuf tables, run, del, listing;
+
+    ck_assert_msg(unshare(CLONE_NEWNET) == 0, "unshare: %s (run as root)", strerror(errno));
+    sbuf_init(&tables, 1u << 20);
+    sbuf_init(&run, 1u << 16);
+    sbuf_init(&del, 1u << 16);
+    ck_assert_int_eq(net_nft_script(&r, &tables), 0);
+    ck_assert_int_eq(net_nft_run_script("bxtest0", ip("10.99.0.5"), "bxv0123456789ab", eg, 2, &run),
+                     0);
+    ck_assert_int_eq(net_nft_run_delete_script("bxtest0", ip("10.99.0.5"), "bxv0123456789ab", &del),
+                     0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(nft_run(tables.data, "-f", NULL), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(nft_run(run.data, "-f", NULL), 0);
+    sbuf_init(&listing, 1u << 20);
+    ck_assert_int_eq(nft_run("", "list ruleset #", &listing), 0);
+    ck_assert_ptr_nonnull(strstr(listing.data, "10.99.0.5 : jump run_0a630005"));
+    ck_assert_ptr_nonnull(strstr(listing.data, "ip daddr 203.0.113.0/24 meta l4proto { tcp, udp } "
+                                               "th dport 443 accept"));
+    ck_assert_ptr_nonnull(strstr(listing.data, "\"bxv0123456789ab\" . 10.99.0.5"));
+    /* Replaced, not appended to. */
+    ck_assert_ptr_null(
+        strstr(strstr(listing.data, "th dport 443 accept") + 1, "th dport 443 accept"));
+    sbuf_free(&listing);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(nft_run(del.data, "-f", NULL), 0);
+    sbuf_init(&listing, 1u << 20);
+    ck_assert_int_eq(nft_run("", "list ruleset #", &listing), 0);
+    ck_assert_ptr_null(strstr(listing.data, "run_"));
+    ck_assert_ptr_null(strstr(listing.data, "bxv0123456789ab"));
+    ck_assert_ptr_nonnull(strstr(listing.data, "map runs"));
+    sbuf_free(&listing);
+    sbuf_free(&tables);
+    sbuf_free(&run);
+    sbuf_free(&del);
 }
 END_TEST
 
@@ -763,6 +992,9 @@ static Suite *net_suite(void)
     tcase_add_test(tc, test_pool_unique_and_next_fit);
     tcase_add_test(tc, test_pool_big_wraps);
     tcase_add_test(tc, test_nft_script);
+    tcase_add_test(tc, test_parse_egress);
+    tcase_add_test(tc, test_nft_run_script);
+    tcase_add_test(tc, test_kernel_accepts_nft_scripts);
     tcase_add_test(tc, test_resolv_conf);
     tcase_add_test(tc, test_msg_veth);
     tcase_add_test(tc, test_msg_set_link_and_others);

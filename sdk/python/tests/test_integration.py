@@ -101,6 +101,14 @@ def test_network_none_accepted(client: BoxerClient) -> None:
     assert result.stdout == "offline\n"
 
 
+def test_egress_reaches_the_server(client: BoxerClient) -> None:
+    # The server checks the list: a bad entry is a 400 that names it.
+    with pytest.raises(BoxerAPIError) as info:
+        client.run(BUSYBOX_IMAGE, ["true"], network="sandbox", egress=["198.51.100.7:0"])
+    assert info.value.status_code == 400
+    assert "egress[0]" in str(info.value)
+
+
 def test_wall_clock_timeout_carries_partial_output(client: BoxerClient) -> None:
     code = "import time; print('partial output', flush=True); time.sleep(30); print('never')"
     # Pull the image first so the elapsed-time check below measures the run.

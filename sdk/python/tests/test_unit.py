@@ -370,6 +370,7 @@ def test_run_body_full() -> None:
         files=["a/b.py"],
         persist=True,
         network="sandbox",
+        egress=("203.0.113.0/24:443", "198.51.100.7"),
     )
     assert body == {
         "image": "img",
@@ -380,7 +381,15 @@ def test_run_body_full() -> None:
         "files": ["a/b.py"],
         "persist": True,
         "network": "sandbox",
+        "egress": ["203.0.113.0/24:443", "198.51.100.7"],
     }
+
+
+def test_run_body_egress_optional() -> None:
+    # Omitted: no field, as before egress existed; an empty list is kept
+    # (it means DNS only).
+    assert "egress" not in _body(network="sandbox")
+    assert _body(network="sandbox", egress=[])["egress"] == []
 
 
 def test_run_body_limits_dict_and_empty_limits() -> None:
@@ -398,6 +407,8 @@ def test_run_body_limits_dict_and_empty_limits() -> None:
         ("img", ["x"], {"files": "a.py"}, TypeError),
         ("img", ["x"], {"limits": 5}, TypeError),
         ("img", ["x"], {"cwd": 5}, TypeError),
+        ("img", ["x"], {"egress": "198.51.100.7"}, TypeError),
+        ("img", ["x"], {"egress": [443]}, TypeError),
     ],
 )
 def test_run_body_validation(image: str, cmd: Any, kwargs: Dict[str, Any], exc: type) -> None:

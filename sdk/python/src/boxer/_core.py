@@ -163,6 +163,7 @@ def build_run_body(
     files: Optional[Sequence[str]],
     persist: bool,
     network: Optional[str],
+    egress: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
     """The JSON body of ``POST /run``; optional fields only when given."""
     if not isinstance(image, str) or not image:
@@ -187,6 +188,9 @@ def build_run_body(
         if not isinstance(network, str):
             raise TypeError("network must be a str")
         body["network"] = network
+    if egress is not None:
+        # The server checks each entry (400 naming it); only the shape here.
+        body["egress"] = _str_list("egress", egress)
     body["persist"] = bool(persist)
     return body
 

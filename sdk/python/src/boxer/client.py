@@ -50,9 +50,18 @@ class _ClientBase:
         files: Optional[Sequence[str]],
         persist: bool,
         network: Optional[str],
+        egress: Optional[Sequence[str]] = None,
     ) -> Tuple[Dict[str, Any], httpx.Timeout]:
         body = _core.build_run_body(
-            image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist, network=network
+            image,
+            cmd,
+            env=env,
+            cwd=cwd,
+            limits=limits,
+            files=files,
+            persist=persist,
+            network=network,
+            egress=egress,
         )
         timeout = _core.run_request_timeout(self._timeout, self._run_timeout, body.get("limits"))
         return body, timeout
@@ -131,6 +140,7 @@ class BoxerClient(_ClientBase):
         files: Optional[Sequence[str]] = None,
         persist: bool = False,
         network: Optional[str] = None,
+        egress: Optional[Sequence[str]] = None,
     ) -> RunResult:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
@@ -144,13 +154,17 @@ class BoxerClient(_ClientBase):
         - ``persist``: keep the input files and the captured ``/output/``
           files (at ``output/<exec_id>/...``) after the run.
         - ``network``: ``"none"`` (server default), ``"sandbox"`` or ``"host"``.
+        - ``egress``: with ``network="sandbox"`` only, the destinations this
+          run may reach besides DNS: IPv4 addresses or networks, each with an
+          optional port (``["203.0.113.0/24:443", "198.51.100.7"]``); ``[]``
+          allows DNS only; omitted, the server's rules alone apply.
 
         A non-zero exit code is returned, not raised.  Raises
         BoxerTimeoutError (wall clock exceeded), BoxerOutputLimitError
         (output over the server's limit), BoxerQueueFullError (server busy),
         BoxerAPIError (other errors) and BoxerConnectionError.
         """
-        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network)
+        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network, egress)
         return _core.parse_run_result(self._request("POST", "/run", json=body, timeout=timeout))
 
     def upload_file(self, remote_path: str, data: UploadData) -> str:
@@ -250,9 +264,10 @@ class AsyncBoxerClient(_ClientBase):
         files: Optional[Sequence[str]] = None,
         persist: bool = False,
         network: Optional[str] = None,
+        egress: Optional[Sequence[str]] = None,
     ) -> RunResult:
         """See BoxerClient.run."""
-        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network)
+        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network, egress)
         return _core.parse_run_result(await self._request("POST", "/run", json=body, timeout=timeout))
 
     async def upload_file(self, remote_path: str, data: UploadData) -> str:
