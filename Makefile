@@ -125,6 +125,7 @@ fuzz: $(FUZZ_BINS)
 # A new harness needs its line here (fuzz-run stops otherwise).
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
 FUZZ_MAX_LEN_fuzz_config := 1049600
+FUZZ_MAX_LEN_fuzz_egress := 4096
 FUZZ_MAX_LEN_fuzz_httpparse := 40960
 FUZZ_MAX_LEN_fuzz_imgref := 4096
 FUZZ_MAX_LEN_fuzz_json := 66560
