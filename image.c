@@ -994,6 +994,12 @@ static const char *stage_name(enum stage st)
 
 /* ------------------------------------------------------------------ pull cgroups */
 
+/* config_validate makes it positive; 0 (a hand-made config) is no bound. */
+static uint64_t image_max(const struct image_cache *ic)
+{
+    return ic->cfg->image_max_bytes ? ic->cfg->image_max_bytes : UINT64_MAX;
+}
+
 static void on_cg_retry(struct loop *l, void *arg)
 {
     struct image_cache *ic = arg;
@@ -1111,7 +1117,7 @@ static int spawn_stage(struct pull *p, enum stage st, const char *path, const ch
         /* No single file may outgrow the whole image: a huge layer (or a
          * decompression bomb) stops at its first write past the limit,
          * whatever the size timer has seen so far. */
-        spec.fsize_limit = ic->cfg->image_max_bytes;
+        spec.fsize_limit = image_max(ic);
     }
     if (st == STAGE_SKOPEO) {
         /* skopeo talks to the network and parses what registries send:
@@ -1212,7 +1218,7 @@ static void fail_too_big(struct pull *p, const char *what)
     struct bx_err e;
     bx_err_set(&e, 500, EFBIG,
                "pulling %.300s: the image's %s is larger than image_max_bytes (%llu bytes)", p->ref,
-               what, (unsigned long long)p->ic->cfg->image_max_bytes);
+               what, (unsigned long long)image_max(p->ic));
     pull_fail(p, &e);
 }
 
@@ -1231,7 +1237,7 @@ static uint64_t fs_avail(int fd)
 static void on_size_tick(struct loop *l, void *arg)
 {
     struct pull *p = arg;
-    uint64_t max = p->ic->cfg->image_max_bytes, now = bx_now_ms();
+    uint64_t max = image_max(p->ic), now = bx_now_ms();
     (void)l;
     p->size_timer = 0;
     if (!p->proc)
@@ -1738,7 +1744,7 @@ static void on_child_exit(void *arg, int status)
     }
     switch (p->stage) {
     case STAGE_SKOPEO:
-        if (du_at(p->dlfd, ".") > p->ic->cfg->image_max_bytes) {
+        if (du_at(p->dlfd, ".") > image_max(p->ic)) {
             fail_too_big(p, "download");
             return;
         }
@@ -1763,7 +1769,7 @@ static void on_child_exit(void *arg, int status)
         if (fd < 0) {
             bx_err_sys(&e, 500, "open unpacked rootfs");
         } else if (tree_walk(fd, 0, &p->size, &e) == 0) {
-            if (p->size > p->ic->cfg->image_max_bytes) {
+            if (p->size > image_max(p->ic)) {
                 fail_too_big(p, "unpacked filesystem");
                 return;
             }
