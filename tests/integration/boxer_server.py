@@ -234,7 +234,7 @@ def leftover_processes(home):
         try:
             with open("/proc/%s/cgroup" % pid) as f:
                 if "/%s/" % cgroup_base_name(home) in f.read():
-                    out.append((int(pid), "cgroup: " + cmd))
+                    out.append((int(pid), cmd))
                     continue
         except OSError:
             pass
