@@ -407,3 +407,32 @@ def test_pull_tools_unprivileged_and_in_cgroups(make_server, registry, tmp_path)
     assert open(str(rec) + ".uid").read().strip() == "0"
     # The pull cgroups are gone with their tools.
     assert wait_until(lambda: H.leftover_cgroups(srv.home) == [], 10, "pull cgroups removed")
+
+
+def test_registry_auth_file_reaches_unprivileged_skopeo(make_server, public_bindir, tmp_path):
+    # The auth file is root's alone (0600 in a 0700 directory); skopeo, as
+    # uid 65534, still gets its content and accepts it.
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir(mode=0o700)
+    auth = secret_dir / "auth.json"
+    content = '{"auths": {"registry.invalid": {"auth": "dXNlcjpwYXNz"}}}\n'
+    auth.write_text(content)
+    auth.chmod(0o600)
+    expected = public_bindir / "expected-auth"
+    expected.write_text(content)
+    expected.chmod(0o644)
+    wrapper = public_bindir / "skopeo"
+    wrapper.write_text("#!/bin/sh\n"
+                       "case \"$*\" in *'--authfile auth.json'*) ;; "
+                       "*) echo \"no --authfile auth.json in: $*\" >&2; exit 1;; esac\n"
+                       "cmp -s auth.json %s || { echo \"auth.json unreadable or wrong as "
+                       "uid $(id -u)\" >&2; exit 1; }\n"
+                       "exec /usr/bin/skopeo \"$@\"\n" % expected)
+    wrapper.chmod(0o755)
+    srv = make_server(config={"registry_auth_file": str(auth)},
+                      env={"PATH": "%s:%s" % (public_bindir,
+                                              os.environ.get("PATH", "/usr/bin:/bin"))})
+    r = run(srv, BUSYBOX)
+    assert r.status_code == 200, r.text
+    assert pull_tmp(srv) == []
+    assert "dXNlcjpwYXNz" not in srv.log_text()
