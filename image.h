@@ -79,7 +79,8 @@ void image_cache_set_cgroups(struct image_cache *ic, struct cg_ctx *cg);
 /* Gets the image for ref, pulling when needed; cb runs later from the loop
  * (never synchronously inside image_get), exactly once, unless cancelled.
  * Returns -1 (err set, no callback) only for immediate failures (invalid ref,
- * out of memory, skopeo could not be started).  Pull failures arrive in cb
+ * out of memory, skopeo could not be started for a pull that got a slot at
+ * once; a queued pull that cannot start fails through cb).  Pull failures arrive in cb
  * as status 500 with the last line of the tool's stderr, or "image pull timed
  * out".  *w (may be NULL) is valid until cb runs or image_wait_cancel; the
  * callback must forget it.  The image passed to cb belongs to the caller
