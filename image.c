@@ -1341,6 +1341,8 @@ static void pump(struct image_cache *ic)
         queue_remove(ic, p);
         p->launched = 1;
         ic->active++;
+        image_log("pull of %s starts after waiting %llu ms", p->ref,
+                  (unsigned long long)(bx_now_ms() - p->started_ms));
         bx_err_clear(&e);
         if (pull_launch(p, &e) < 0) {
             bx_err_wrap(&e, "pulling %.300s", p->ref);

@@ -278,7 +278,7 @@ def pull_tmp(srv):
 
 
 def test_pulls_wait_for_max_concurrent_pulls(make_server, registry):
-    for i in range(4):
+    for i in range(5):
         registry.push("busybox:latest", "library/cap%d:latest" % i)
     srv = make_server(config={"max_concurrent_pulls": 2})
     results = {}
@@ -286,13 +286,13 @@ def test_pulls_wait_for_max_concurrent_pulls(make_server, registry):
     def one(i):
         results[i] = run(srv, "cap%d" % i)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
     with registry_frozen(registry):
         for t in threads:
             t.start()
         wait_until(lambda: len(tool_children(srv, "skopeo")) >= 2, 30, "two skopeo")
-        wait_until(lambda: srv.log_text().count("max_concurrent_pulls 2 running") >= 2, 30,
-                   "two queued pulls")
+        wait_until(lambda: srv.log_text().count("max_concurrent_pulls 2 running") >= 3, 30,
+                   "three queued pulls")
         peak = 0
         end = time.time() + 2
         while time.time() < end:
@@ -301,9 +301,14 @@ def test_pulls_wait_for_max_concurrent_pulls(make_server, registry):
         assert peak == 2
     for t in threads:
         t.join(180)
-    assert sorted(r.status_code for r in results.values()) == [200] * 4, \
+    assert sorted(r.status_code for r in results.values()) == [200] * 5, \
         [r.text for r in results.values()]
-    assert pulls(srv) == 4
+    assert pulls(srv) == 5
+    # The waiting pulls started in the order they arrived.
+    log = srv.log_text()
+    waited = re.findall(r"pull of (\S+) waits:", log)
+    started = re.findall(r"pull of (\S+) starts after waiting", log)
+    assert len(waited) == 3 and started == waited, log
 
 
 def test_disconnected_runs_stop_their_pulls(make_server, registry):
