@@ -839,6 +839,7 @@ static int setup_runs(struct app *a, struct bx_err *err)
     }
     if (image_cache_new(&a->images, a->loop, &a->cfg, err) < 0)
         return bx_err_wrap(err, "image cache");
+    image_cache_set_cgroups(a->images, a->cgroups);
     memset(&rp, 0, sizeof(rp));
     rp.loop = a->loop;
     rp.cfg = &a->cfg;

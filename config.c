@@ -81,6 +81,10 @@ void config_defaults(struct config *cfg)
     cfg->pull_timeout_secs = 600;
     cfg->tag_refresh_secs = 0;
     cfg->image_cache_max_bytes = 0;
+    cfg->max_concurrent_pulls = 2;
+    cfg->image_max_bytes = 8ull << 30;
+    cfg->pull_memory_mb = 1024;
+    cfg->pull_pids_limit = 512;
     cfg->registry_auth_file = NULL;
     cfg->output_files_limit_bytes = 100u << 20;
     cfg->output_files_max = 10000;
@@ -342,6 +346,14 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
             r = get_uint(v, k, 1, 365ull * 86400, &cfg->tag_refresh_secs, err);
         else if (strcmp(k, "image_cache_max_bytes") == 0)
             r = get_uint(v, k, 1, 1ull << 50, &cfg->image_cache_max_bytes, err);
+        else if (strcmp(k, "max_concurrent_pulls") == 0)
+            r = get_uint(v, k, 0, 64, &cfg->max_concurrent_pulls, err);
+        else if (strcmp(k, "image_max_bytes") == 0)
+            r = get_uint(v, k, 0, 1ull << 50, &cfg->image_max_bytes, err);
+        else if (strcmp(k, "pull_memory_mb") == 0)
+            r = get_uint(v, k, 0, 1u << 20, &cfg->pull_memory_mb, err);
+        else if (strcmp(k, "pull_pids_limit") == 0)
+            r = get_uint(v, k, 0, 1u << 22, &cfg->pull_pids_limit, err);
         else if (strcmp(k, "registry_mirrors") == 0)
             r = parse_mirrors(cfg, v, err);
         else if (strcmp(k, "insecure_registries") == 0)
@@ -511,6 +523,12 @@ int config_validate(const struct config *cfg, struct bx_err *err)
                           "config: output_files_limit_bytes: must be at least 1048576");
     if (cfg->tmp_size_mb == 0)
         return bx_err_set(err, 400, EINVAL, "config: tmp_size_mb: must be positive");
+    /* Go's runtime alone needs tens of MiB and a dozen threads: smaller
+     * limits would only make every pull fail. */
+    if (cfg->pull_memory_mb < 64)
+        return bx_err_set(err, 400, EINVAL, "config: pull_memory_mb: must be at least 64");
+    if (cfg->pull_pids_limit < 16)
+        return bx_err_set(err, 400, EINVAL, "config: pull_pids_limit: must be at least 16");
     if (limit_within("cpu_cores", cfg->defaults.cpu_cores, cfg->max_limits.cpu_cores, err) < 0 ||
         limit_within("memory_mb", (double)cfg->defaults.memory_mb,
                      (double)cfg->max_limits.memory_mb, err) < 0 ||

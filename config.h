@@ -43,6 +43,10 @@ struct config {
     uint64_t pull_timeout_secs;
     uint64_t tag_refresh_secs;
     uint64_t image_cache_max_bytes; /* 0 = unlimited */
+    uint64_t max_concurrent_pulls;  /* pulls beyond wait in FIFO order */
+    uint64_t image_max_bytes;       /* per image: compressed download, and unpacked tree */
+    uint64_t pull_memory_mb;        /* memory limit of each skopeo/umoci cgroup */
+    uint64_t pull_pids_limit;       /* pids limit of each skopeo/umoci cgroup */
     struct mirror *mirrors;
     size_t nmirrors;
     struct str_list insecure_registries;

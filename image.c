@@ -30,11 +30,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "json.h"
 #include "proc.h"
 
@@ -49,6 +52,20 @@
 #define LAYOUT_TAG "img"
 #define REF_NAME_ANNOTATION "org.opencontainers.image.ref.name"
 #define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+/* skopeo runs as this unprivileged uid/gid ("nobody") when Boxer is root. */
+#define PULL_UID 65534
+#define PULL_GID 65534
+/* skopeo's view of its download directory (tmp/<pull>/dl), bind-mounted
+ * in its own mount namespace: the real path lies below Boxer's 0700 home,
+ * which PULL_UID cannot search. */
+#define PULL_BIND "/tmp"
+#define AUTH_FILE_MAX ((size_t)1 << 20)
+/* How often a running pull's disk use is checked against image_max_bytes. */
+#define SIZE_CHECK_MS 250
+/* While umoci unpacks, the tree is walked (at most this often) only once
+ * the file system's free space dropped by more than the limit. */
+#define SIZE_WALK_MIN_MS 1000
+#define CG_RETRY_MS 500
 
 /* ------------------------------------------------------------------ sha256 */
 /* FIPS 180-4; only used to name refs files, never for verification (skopeo
@@ -147,9 +164,19 @@ struct pull {
     char hex[HEX_LEN + 1];   /* manifest digest, known after skopeo */
     char tmpname[64];        /* tmp/<tmpname> */
     char *tmppath;           /* absolute, cwd of the children */
-    int tmpfd;
+    char *dlpath;            /* tmppath/dl: skopeo's directory, owned by PULL_UID */
+    char *src;               /* skopeo's source, docker://... */
+    char *skenv[4];          /* skopeo's environment: PATH (shared), HOME, TMPDIR */
+    int insecure;
+    int launched;            /* 0 while queued (no directory, no child) */
+    struct pull *qnext;      /* ic->queue, FIFO of pulls waiting for a slot */
+    int tmpfd, dlfd;
     enum stage stage;
     struct proc *proc;
+    struct cg_run *cg;      /* the current child's cgroup */
+    uint64_t size_timer;    /* SIZE_CHECK_MS ticks while skopeo or umoci runs */
+    uint64_t fs_avail0;     /* free bytes when umoci started */
+    uint64_t last_walk_ms;
     int errfd;
     char tail[STDERR_TAIL]; /* last bytes of the current child's stderr */
     size_t tail_len;
@@ -172,15 +199,26 @@ struct image_wait {
     struct bx_err err;
 };
 
+struct cg_retry {
+    struct cg_retry *next;
+    struct cg_run *cg;
+    unsigned tries;
+};
+
 struct image_cache {
     struct loop *loop;
     const struct config *cfg;
     char *dir; /* <home>/images */
     int dirfd, refs_fd, blobs_fd, tmp_fd;
     char skopeo[PATH_MAX], umoci[PATH_MAX], sync_bin[PATH_MAX]; /* "" when not found */
-    char *policy;
     char *env[4];
-    struct pull *pulls;
+    struct pull *pulls;              /* queued and running */
+    struct pull *queue, *queue_tail; /* waiting for a slot, oldest first */
+    unsigned active;                 /* running pulls */
+    int pumping;
+    struct cg_ctx *cg;               /* NULL: children run without cgroups */
+    struct cg_retry *cg_retry;       /* cgroups still busy after their child died */
+    uint64_t cg_retry_timer;
     struct image_wait *due;
     struct blob_use *uses;
     struct image_stats st;
@@ -947,13 +985,109 @@ static void last_line(const struct pull *p, char *out, size_t cap)
 }
 
 static void on_child_exit(void *arg, int status);
+static void on_size_tick(struct loop *l, void *arg);
+
+static const char *stage_name(enum stage st)
+{
+    return st == STAGE_SKOPEO ? "skopeo" : st == STAGE_UMOCI ? "umoci" : "sync";
+}
+
+/* ------------------------------------------------------------------ pull cgroups */
+
+/* config_validate makes it positive; 0 (a hand-made config) is no bound. */
+static uint64_t image_max(const struct image_cache *ic)
+{
+    return ic->cfg->image_max_bytes ? ic->cfg->image_max_bytes : UINT64_MAX;
+}
+
+static void on_cg_retry(struct loop *l, void *arg)
+{
+    struct image_cache *ic = arg;
+    struct cg_retry **pp = &ic->cg_retry;
+    (void)l;
+    ic->cg_retry_timer = 0;
+    while (*pp) {
+        struct cg_retry *r = *pp;
+        struct bx_err e;
+        bx_err_clear(&e);
+        if (cg_run_destroy(&r->cg, &e) < 0 && r->cg && ++r->tries < 20) {
+            pp = &r->next;
+            continue;
+        }
+        if (r->cg || e.msg[0]) {
+            /* Left for cg_cleanup_stale at the next start. */
+            image_log("giving up removing a pull cgroup: %s", e.msg);
+            cg_run_abandon(&r->cg);
+        }
+        *pp = r->next;
+        free(r);
+    }
+    if (ic->cg_retry)
+        ic->cg_retry_timer = loop_timer_add(ic->loop, CG_RETRY_MS, on_cg_retry, ic);
+}
+
+/* Kills whatever is left in the current child's cgroup and removes it;
+ * one still busy (a process not yet gone after SIGKILL) is retried from a
+ * timer. */
+static void pull_cg_drop(struct pull *p)
+{
+    struct image_cache *ic = p->ic;
+    struct cg_retry *r;
+    struct bx_err e;
+
+    if (!p->cg)
+        return;
+    bx_err_clear(&e);
+    if (cg_run_destroy(&p->cg, &e) == 0)
+        return;
+    if (!p->cg) {
+        image_log("cannot remove the cgroup of a pull: %s", e.msg);
+        return;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r) {
+        cg_run_abandon(&p->cg);
+        return;
+    }
+    r->cg = bx_steal_ptr(&p->cg);
+    r->next = ic->cg_retry;
+    ic->cg_retry = r;
+    if (!ic->cg_retry_timer)
+        ic->cg_retry_timer = loop_timer_add(ic->loop, CG_RETRY_MS, on_cg_retry, ic);
+}
+
+/* skopeo and umoci each run in a cgroup of their own (memory and pids
+ * limits from the config; CPU not limited below the host's count), named
+ * after the pull so cg_cleanup_stale removes leftovers of a crash. */
+static int pull_cg_create(struct pull *p, enum stage st, int *fds, int max, struct bx_err *err)
+{
+    struct image_cache *ic = p->ic;
+    const struct config *cfg = ic->cfg;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    struct cg_limits lim;
+    char name[CG_NAME_MAX + 1];
+    int n;
+
+    if (!ic->cg || st == STAGE_SYNC)
+        return 0;
+    lim.cpu_cores = cores > 0 ? (double)cores : 1.0;
+    lim.memory_bytes = (cfg->pull_memory_mb ? cfg->pull_memory_mb : 1024) << 20;
+    lim.pids_max = cfg->pull_pids_limit ? cfg->pull_pids_limit : 512;
+    snprintf(name, sizeof(name), "%s-%s", p->tmpname, stage_name(st));
+    if (cg_run_create(ic->cg, name, &lim, &p->cg, err) < 0)
+        return bx_err_wrap(err, "cgroup for %s", stage_name(st));
+    n = cg_run_procs_fds(p->cg, fds, max, err);
+    if (n < 0)
+        pull_cg_drop(p);
+    return n;
+}
 
 static int spawn_stage(struct pull *p, enum stage st, const char *path, const char **argv,
                        struct bx_err *err)
 {
     struct image_cache *ic = p->ic;
     struct proc_spec spec;
-    int fds[2] = {-1, -1};
+    int fds[2] = {-1, -1}, join[CG_MAX_PROCS_FDS], njoin = 0;
 
     if (!path[0])
         return bx_err_set(err, 500, ENOENT, "%s not found in PATH", argv[0]);
@@ -964,6 +1098,11 @@ static int spawn_stage(struct pull *p, enum stage st, const char *path, const ch
         bx_err_sys(err, 500, "fcntl");
         goto fail;
     }
+    njoin = pull_cg_create(p, st, join, (int)BX_ARRAY_LEN(join), err);
+    if (njoin < 0) {
+        njoin = 0;
+        goto fail;
+    }
     memset(&spec, 0, sizeof(spec));
     spec.path = path;
     spec.argv = (char *const *)argv;
@@ -972,26 +1111,156 @@ static int spawn_stage(struct pull *p, enum stage st, const char *path, const ch
     spec.stdout_fd = -1;
     spec.stderr_fd = fds[1];
     spec.cwd = p->tmppath;
+    spec.join_fds = join;
+    spec.n_join_fds = njoin;
+    if (st != STAGE_SYNC) {
+        /* No single file may outgrow the whole image: a huge layer (or a
+         * decompression bomb) stops at its first write past the limit,
+         * whatever the size timer has seen so far. */
+        spec.fsize_limit = image_max(ic);
+    }
+    if (st == STAGE_SKOPEO) {
+        /* skopeo talks to the network and parses what registries send:
+         * it runs as nobody, sees its own directory (and nothing of our
+         * home) at PULL_BIND, and can write nowhere else we care about. */
+        spec.cwd = p->dlpath;
+        spec.envp = p->skenv;
+        if (geteuid() == 0) {
+            spec.cwd_bind = PULL_BIND;
+            spec.set_ids = 1;
+            spec.uid = PULL_UID;
+            spec.gid = PULL_GID;
+        }
+    }
     p->stage = st;
     p->tail_len = 0;
     if (proc_spawn(ic->loop, &spec, on_child_exit, p, &p->proc, err) < 0)
         goto fail;
     bx_close(&fds[1]);
+    for (int i = 0; i < njoin; i++)
+        bx_close(&join[i]);
+    njoin = 0;
     if (loop_add(ic->loop, fds[0], EPOLLIN, on_child_stderr, p, err) < 0) {
         proc_free(&p->proc);
         goto fail;
     }
     p->errfd = fds[0];
+    if (st != STAGE_SYNC && !p->size_timer) {
+        p->size_timer = loop_timer_add(ic->loop, SIZE_CHECK_MS, on_size_tick, p);
+        if (!p->size_timer) {
+            proc_free(&p->proc);
+            close_stderr(p);
+            pull_cg_drop(p);
+            return bx_err_set(err, 500, ENOMEM, "out of memory");
+        }
+    }
     return 0;
 fail:
+    for (int i = 0; i < njoin; i++)
+        bx_close(&join[i]);
+    pull_cg_drop(p);
     bx_close(&fds[0]);
     bx_close(&fds[1]);
     return -1;
 }
 
-static const char *stage_name(enum stage st)
+/* ------------------------------------------------------------------ pull: size bound */
+
+/* Disk use (st_blocks) of the tree at fd (owned), without following
+ * anything; entries that vanish meanwhile (the tree is being written) are
+ * skipped, and nesting is capped. */
+static uint64_t du_fd(int fd, int depth)
 {
-    return st == STAGE_SKOPEO ? "skopeo" : st == STAGE_UMOCI ? "umoci" : "sync";
+    uint64_t total = 0;
+    struct dirent *de;
+    DIR *d;
+
+    if (depth > TREE_DEPTH_MAX) {
+        close(fd);
+        return 0;
+    }
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return 0;
+    }
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        uint64_t b;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        b = (uint64_t)st.st_blocks * 512u;
+        total = total + b < total ? UINT64_MAX : total + b;
+        if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                b = du_fd(sub, depth + 1);
+                total = total + b < total ? UINT64_MAX : total + b;
+            }
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+static uint64_t du_at(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return fd < 0 ? 0 : du_fd(fd, 0);
+}
+
+static void pull_fail(struct pull *p, struct bx_err *e);
+
+static void fail_too_big(struct pull *p, const char *what)
+{
+    struct bx_err e;
+    bx_err_set(&e, 500, EFBIG,
+               "pulling %.300s: the image's %s is larger than image_max_bytes (%llu bytes)", p->ref,
+               what, (unsigned long long)image_max(p->ic));
+    pull_fail(p, &e);
+}
+
+static uint64_t fs_avail(int fd)
+{
+    struct statvfs sv;
+    if (fstatvfs(fd, &sv) < 0)
+        return 0;
+    return (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+}
+
+/* While skopeo downloads, its directory (a few blobs) is measured on every
+ * tick.  While umoci unpacks, a walk of the tree would cost more, so it
+ * only happens once the file system lost more than the limit since umoci
+ * started (other writers can only make that happen sooner). */
+static void on_size_tick(struct loop *l, void *arg)
+{
+    struct pull *p = arg;
+    uint64_t max = image_max(p->ic), now = bx_now_ms();
+    (void)l;
+    p->size_timer = 0;
+    if (!p->proc)
+        return;
+    if (p->stage == STAGE_SKOPEO) {
+        if (du_at(p->dlfd, ".") > max) {
+            fail_too_big(p, "download");
+            return;
+        }
+    } else if (p->stage == STAGE_UMOCI) {
+        uint64_t avail = fs_avail(p->tmpfd);
+        if (p->fs_avail0 > avail && p->fs_avail0 - avail > max &&
+            now - p->last_walk_ms >= SIZE_WALK_MIN_MS) {
+            p->last_walk_ms = now;
+            if (du_at(p->tmpfd, "rootfs") > max) {
+                fail_too_big(p, "unpacked filesystem");
+                return;
+            }
+        }
+    } else {
+        return;
+    }
+    p->size_timer = loop_timer_add(p->ic->loop, SIZE_CHECK_MS, on_size_tick, p);
 }
 
 /* ------------------------------------------------------------------ pull: finish */
@@ -1001,14 +1270,98 @@ static void pull_free(struct pull *p)
     struct image_cache *ic = p->ic;
     if (p->timer)
         loop_timer_cancel(ic->loop, p->timer);
+    if (p->size_timer)
+        loop_timer_cancel(ic->loop, p->size_timer);
+    /* The child's group first, then whatever else is in its cgroup. */
     proc_free(&p->proc);
+    pull_cg_drop(p);
     close_stderr(p);
+    bx_close(&p->dlfd);
     bx_close(&p->tmpfd);
     if (p->tmpname[0])
         tmp_remove(ic, p->tmpname, 0);
     free(p->tmppath);
+    free(p->dlpath);
+    free(p->src);
+    free(p->skenv[1]);
+    free(p->skenv[2]);
     free(p->config_json);
     free(p);
+}
+
+static unsigned max_pulls(const struct image_cache *ic)
+{
+    return ic->cfg->max_concurrent_pulls ? (unsigned)ic->cfg->max_concurrent_pulls : 2;
+}
+
+static void queue_remove(struct image_cache *ic, struct pull *p)
+{
+    struct pull *prev = NULL;
+    for (struct pull *q = ic->queue; q; prev = q, q = q->qnext) {
+        if (q != p)
+            continue;
+        if (prev)
+            prev->qnext = q->qnext;
+        else
+            ic->queue = q->qnext;
+        if (ic->queue_tail == p)
+            ic->queue_tail = prev;
+        p->qnext = NULL;
+        return;
+    }
+}
+
+/* Takes p out of the cache's lists (and its slot, when it had one). */
+static void pull_unlink(struct pull *p)
+{
+    struct image_cache *ic = p->ic;
+    for (struct pull **pp = &ic->pulls; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    if (!p->launched)
+        queue_remove(ic, p);
+    else if (ic->active > 0)
+        ic->active--;
+}
+
+static int pull_launch(struct pull *p, struct bx_err *err);
+
+/* Starts queued pulls while slots are free, oldest first.  A pull that
+ * cannot start fails through its waiters' callbacks (from the loop). */
+static void pump(struct image_cache *ic)
+{
+    if (ic->pumping)
+        return;
+    ic->pumping = 1;
+    while (ic->queue && ic->active < max_pulls(ic)) {
+        struct pull *p = ic->queue;
+        struct bx_err e;
+        queue_remove(ic, p);
+        p->launched = 1;
+        ic->active++;
+        image_log("pull of %s starts after waiting %llu ms", p->ref,
+                  (unsigned long long)(bx_now_ms() - p->started_ms));
+        bx_err_clear(&e);
+        if (pull_launch(p, &e) < 0) {
+            bx_err_wrap(&e, "pulling %.300s", p->ref);
+            pull_fail(p, &e);
+        }
+    }
+    ic->pumping = 0;
+}
+
+/* Nobody waits for p any more: its children are killed, its cgroups and
+ * partial files removed, and the next queued pull gets the slot. */
+static void pull_cancel(struct pull *p)
+{
+    struct image_cache *ic = p->ic;
+    pull_unlink(p);
+    image_log("pull of %s cancelled: no request waits for it any more%s", p->ref,
+              p->launched ? "" : " (it was queued)");
+    pull_free(p);
+    pump(ic);
 }
 
 /* Ends a pull: hex is the installed digest, or NULL with ferr on failure.
@@ -1020,11 +1373,7 @@ static void pull_finish(struct pull *p, const char *hex, const struct bx_err *fe
     const char *use_hex = hex;
     char keep[HEX_LEN + 1] = "";
 
-    for (struct pull **pp = &ic->pulls; *pp; pp = &(*pp)->next)
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
+    pull_unlink(p);
     ic->st.pull_ms_total += bx_now_ms() - p->started_ms;
     if (hex) {
         ic->st.pulls_ok++;
@@ -1055,6 +1404,7 @@ static void pull_finish(struct pull *p, const char *hex, const struct bx_err *fe
     if (hex)
         evict(ic, keep);
     pull_free(p);
+    pump(ic);
     /* Only when no timer could be allocated: we are in a loop callback
      * here, never inside image_get, so a direct call keeps the contract. */
     while ((w = now) != NULL) {
@@ -1124,7 +1474,7 @@ static int read_layout(struct pull *p, struct bx_err *err)
     int lfd = -1, ret = -1;
 
     sbuf_init(&sb, IMAGE_JSON_MAX);
-    lfd = openat(p->tmpfd, "layout", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    lfd = openat(p->tmpfd, "dl/layout", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (lfd < 0) {
         bx_err_sys(err, 500, "open image layout");
         goto out;
@@ -1339,9 +1689,11 @@ static int start_umoci(struct pull *p, struct bx_err *err)
     if (geteuid() != 0)
         argv[n++] = "--rootless";
     argv[n++] = "--image";
-    argv[n++] = "layout:" LAYOUT_TAG; /* relative to the child's cwd, tmp/<pull> */
+    argv[n++] = "dl/layout:" LAYOUT_TAG; /* relative to the child's cwd, tmp/<pull> */
     argv[n++] = "rootfs";
     argv[n] = NULL;
+    p->fs_avail0 = fs_avail(p->tmpfd);
+    p->last_walk_ms = 0;
     return spawn_stage(p, STAGE_UMOCI, p->ic->umoci, argv, err);
 }
 
@@ -1362,6 +1714,13 @@ static void on_child_exit(void *arg, int status)
 
     bx_err_clear(&e);
     proc_free(&p->proc);
+    /* Nothing the tool left behind (a hostile registry's doing) runs on
+     * while the next stage reads its output. */
+    pull_cg_drop(p);
+    if (p->size_timer) {
+        loop_timer_cancel(p->ic->loop, p->size_timer);
+        p->size_timer = 0;
+    }
     if (p->errfd >= 0) {
         drain_stderr(p, 64);
         close_stderr(p);
@@ -1369,6 +1728,13 @@ static void on_child_exit(void *arg, int status)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         char line[400];
         last_line(p, line, sizeof(line));
+        /* RLIMIT_FSIZE: SIGXFSZ, or EFBIG where the tool ignores it (Go). */
+        if (p->stage != STAGE_SYNC &&
+            ((WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ) ||
+             memmem(p->tail, p->tail_len, "file too large", 14))) {
+            fail_too_big(p, p->stage == STAGE_SKOPEO ? "download" : "unpacked filesystem");
+            return;
+        }
         if (WIFSIGNALED(status))
             bx_err_set(&e, 500, 0, "pulling %.300s: %s killed by signal %d%s%s", p->ref, tool,
                        WTERMSIG(status), line[0] ? ": " : "", line);
@@ -1380,6 +1746,10 @@ static void on_child_exit(void *arg, int status)
     }
     switch (p->stage) {
     case STAGE_SKOPEO:
+        if (du_at(p->dlfd, ".") > image_max(p->ic)) {
+            fail_too_big(p, "download");
+            return;
+        }
         if (read_layout(p, &e) < 0) {
             bx_err_wrap(&e, "pulling %.300s", p->ref);
             pull_fail(p, &e);
@@ -1401,6 +1771,10 @@ static void on_child_exit(void *arg, int status)
         if (fd < 0) {
             bx_err_sys(&e, 500, "open unpacked rootfs");
         } else if (tree_walk(fd, 0, &p->size, &e) == 0) {
+            if (p->size > image_max(p->ic)) {
+                fail_too_big(p, "unpacked filesystem");
+                return;
+            }
             if (!p->ic->sync_bin[0]) {
                 install_and_finish(p);
                 return;
@@ -1506,69 +1880,167 @@ static int pull_source(struct image_cache *ic, const struct imgref *ref, char *s
     return 0;
 }
 
+/* skopeo's own signature policy, so the pull does not depend on (or
+ * break because of) the host's /etc/containers/policy.json.  Accepting
+ * unsigned images is deliberate: the registry (or the configured mirror) is
+ * the operator's trust boundary, and skopeo still verifies every manifest
+ * and blob against its digest. */
+static const char skopeo_policy[] = "{\"default\":[{\"type\":\"insecureAcceptAnything\"}]}\n";
+
+/* Copies registry_auth_file into skopeo's directory, readable by PULL_UID
+ * only (the original may be readable by root alone); it goes with the
+ * pull's directory. */
+static int copy_auth_file(struct pull *p, int root, struct bx_err *err)
+{
+    const char *path = p->ic->cfg->registry_auth_file;
+    char *buf = NULL;
+    size_t len = 0;
+    int ret = -1;
+
+    if (bx_read_file_at(AT_FDCWD, path, AUTH_FILE_MAX, &buf, &len, err) < 0) {
+        bx_err_wrap(err, "registry_auth_file %.200s", path);
+        goto out;
+    }
+    if (bx_write_file_atomic_at(p->dlfd, "auth.json", buf, len, 0600, err) < 0)
+        goto out;
+    if (root && fchownat(p->dlfd, "auth.json", PULL_UID, PULL_GID, AT_SYMLINK_NOFOLLOW) < 0) {
+        bx_err_sys(err, 500, "chown auth.json");
+        goto out;
+    }
+    ret = 0;
+out:
+    if (buf)
+        explicit_bzero(buf, len);
+    free(buf);
+    return ret;
+}
+
+/* Gives a queued pull its directory and starts skopeo:
+ *   tmp/<pull>/      root, 0700: umoci's rootfs/, install's blob/
+ *   tmp/<pull>/dl/   PULL_UID, 0700: skopeo's cwd (PULL_BIND in its view),
+ *                    policy.json, auth.json, layout/ */
+static int pull_launch(struct pull *p, struct bx_err *err)
+{
+    struct image_cache *ic = p->ic;
+    const char *argv[16];
+    char uuid[37];
+    int n = 0, root = geteuid() == 0;
+
+    p->started_ms = bx_now_ms();
+    if (bx_uuid4(uuid, err) < 0)
+        return -1;
+    snprintf(p->tmpname, sizeof(p->tmpname), "pull-%s", uuid);
+    if (mkdirat(ic->tmp_fd, p->tmpname, 0700) < 0) {
+        bx_err_sys(err, 500, "mkdir images/tmp/%s", p->tmpname);
+        p->tmpname[0] = '\0';
+        return -1;
+    }
+    p->tmpfd = openat(ic->tmp_fd, p->tmpname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (p->tmpfd < 0)
+        return bx_err_sys(err, 500, "open images/tmp/%s", p->tmpname);
+    if (mkdirat(p->tmpfd, "dl", 0700) < 0)
+        return bx_err_sys(err, 500, "mkdir images/tmp/%s/dl", p->tmpname);
+    p->dlfd = openat(p->tmpfd, "dl", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (p->dlfd < 0)
+        return bx_err_sys(err, 500, "open images/tmp/%s/dl", p->tmpname);
+    if (root && fchown(p->dlfd, PULL_UID, PULL_GID) < 0)
+        return bx_err_sys(err, 500, "chown images/tmp/%s/dl", p->tmpname);
+    if (asprintf(&p->tmppath, "%s/tmp/%s", ic->dir, p->tmpname) < 0) {
+        p->tmppath = NULL;
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    if (asprintf(&p->dlpath, "%s/dl", p->tmppath) < 0) {
+        p->dlpath = NULL;
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    /* HOME and TMPDIR in skopeo's own directory: it reads no ~/.docker or
+     * ~/.config of any host user. */
+    p->skenv[0] = ic->env[0];
+    if (asprintf(&p->skenv[1], "HOME=%s", root ? PULL_BIND : p->dlpath) < 0) {
+        p->skenv[1] = NULL;
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    if (asprintf(&p->skenv[2], "TMPDIR=%s", root ? PULL_BIND : p->dlpath) < 0) {
+        p->skenv[2] = NULL;
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    if (bx_write_file_atomic_at(p->dlfd, "policy.json", skopeo_policy, sizeof(skopeo_policy) - 1,
+                                0644, err) < 0)
+        return -1;
+    argv[n++] = "skopeo";
+    argv[n++] = "--policy";
+    argv[n++] = "policy.json"; /* relative to skopeo's cwd, like everything it is given */
+    argv[n++] = "copy";
+    if (p->insecure)
+        argv[n++] = "--src-tls-verify=false";
+    if (ic->cfg->registry_auth_file && ic->cfg->registry_auth_file[0]) {
+        if (copy_auth_file(p, root, err) < 0)
+            return -1;
+        argv[n++] = "--authfile";
+        argv[n++] = "auth.json";
+    }
+    /* imgref already refuses a leading '-'; "--" makes sure anyway that the
+     * source is never read as an option (skopeo 1.9 honours it). */
+    argv[n++] = "--";
+    argv[n++] = p->src;
+    argv[n++] = "oci:layout:" LAYOUT_TAG;
+    argv[n] = NULL;
+    if (spawn_stage(p, STAGE_SKOPEO, ic->skopeo, argv, err) < 0)
+        return -1;
+    if (ic->cfg->pull_timeout_secs > 0) {
+        p->timer = loop_timer_add(ic->loop, ic->cfg->pull_timeout_secs * 1000u, on_pull_timeout, p);
+        if (!p->timer)
+            return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* A new pull starts now when fewer than max_concurrent_pulls run (and none
+ * waits before it), else it waits in FIFO order for a slot. */
 static int pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
                       const char *key, const char *stale, struct pull **out, struct bx_err *err)
 {
     struct pull *p;
-    char uuid[37], src[REF_CANON_MAX + 600];
-    const char *argv[16];
-    int n = 0, insecure = 0;
+    char src[REF_CANON_MAX + 600];
 
     p = calloc(1, sizeof(*p));
     if (!p)
         return bx_err_set(err, 500, ENOMEM, "out of memory");
     p->ic = ic;
     p->tmpfd = -1;
+    p->dlfd = -1;
     p->errfd = -1;
     p->started_ms = bx_now_ms();
     snprintf(p->ref, sizeof(p->ref), "%s", canon);
     memcpy(p->key, key, HEX_LEN + 1);
     snprintf(p->stale, sizeof(p->stale), "%s", stale);
-    if (pull_source(ic, ref, src, sizeof(src), &insecure, err) < 0 || bx_uuid4(uuid, err) < 0)
+    if (pull_source(ic, ref, src, sizeof(src), &p->insecure, err) < 0)
         goto fail;
-    snprintf(p->tmpname, sizeof(p->tmpname), "pull-%s", uuid);
-    if (mkdirat(ic->tmp_fd, p->tmpname, 0700) < 0) {
-        bx_err_sys(err, 500, "mkdir images/tmp/%s", p->tmpname);
-        p->tmpname[0] = '\0';
-        goto fail;
-    }
-    p->tmpfd = openat(ic->tmp_fd, p->tmpname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (p->tmpfd < 0) {
-        bx_err_sys(err, 500, "open images/tmp/%s", p->tmpname);
-        goto fail;
-    }
-    if (asprintf(&p->tmppath, "%s/tmp/%s", ic->dir, p->tmpname) < 0) {
-        p->tmppath = NULL;
+    p->src = strdup(src);
+    if (!p->src) {
         bx_err_set(err, 500, ENOMEM, "out of memory");
         goto fail;
     }
-    argv[n++] = "skopeo";
-    argv[n++] = "--policy";
-    argv[n++] = ic->policy;
-    argv[n++] = "copy";
-    if (insecure)
-        argv[n++] = "--src-tls-verify=false";
-    if (ic->cfg->registry_auth_file && ic->cfg->registry_auth_file[0]) {
-        argv[n++] = "--authfile";
-        argv[n++] = ic->cfg->registry_auth_file;
-    }
-    /* imgref already refuses a leading '-'; "--" makes sure anyway that the
-     * source is never read as an option (skopeo 1.9 honours it). */
-    argv[n++] = "--";
-    argv[n++] = src;
-    argv[n++] = "oci:layout:" LAYOUT_TAG;
-    argv[n] = NULL;
-    if (spawn_stage(p, STAGE_SKOPEO, ic->skopeo, argv, err) < 0)
-        goto fail;
-    if (ic->cfg->pull_timeout_secs > 0) {
-        p->timer = loop_timer_add(ic->loop, ic->cfg->pull_timeout_secs * 1000u, on_pull_timeout, p);
-        if (!p->timer) {
-            bx_err_set(err, 500, ENOMEM, "out of memory");
+    if (ic->active < max_pulls(ic) && !ic->queue) {
+        p->launched = 1;
+        ic->active++;
+        p->next = ic->pulls;
+        ic->pulls = p;
+        if (pull_launch(p, err) < 0) {
+            pull_unlink(p);
             goto fail;
         }
+    } else {
+        p->next = ic->pulls;
+        ic->pulls = p;
+        if (ic->queue_tail)
+            ic->queue_tail->qnext = p;
+        else
+            ic->queue = p;
+        ic->queue_tail = p;
+        image_log("pull of %s waits: %u of max_concurrent_pulls %u running", canon, ic->active,
+                  max_pulls(ic));
     }
-    p->next = ic->pulls;
-    ic->pulls = p;
     *out = p;
     return 0;
 fail:
@@ -1717,8 +2189,12 @@ void image_wait_cancel(struct image_wait **wp)
         return;
     *wp = NULL;
     if (w->pull) {
-        /* The pull goes on for the others (or just to fill the cache). */
-        wait_unlink(&w->pull->waiters, w);
+        /* The pull goes on for the others; with none left it is stopped,
+         * so requests that went away hold no skopeo, slot or disk. */
+        struct pull *p = w->pull;
+        wait_unlink(&p->waiters, w);
+        if (!p->waiters)
+            pull_cancel(p);
     } else {
         wait_unlink(&w->ic->due, w);
         loop_timer_cancel(w->ic->loop, w->timer);
@@ -1919,12 +2395,6 @@ static int sweep(struct image_cache *ic, struct bx_err *err)
 int image_cache_new(struct image_cache **out, struct loop *l, const struct config *cfg,
                     struct bx_err *err)
 {
-    /* skopeo's own signature policy, so the pull does not depend on (or
-     * break because of) the host's /etc/containers/policy.json.  Accepting
-     * unsigned images is deliberate: the registry (or the configured
-     * mirror) is the operator's trust boundary, and skopeo still verifies
-     * every manifest and blob against its digest. */
-    static const char policy[] = "{\"default\":[{\"type\":\"insecureAcceptAnything\"}]}\n";
     struct image_cache *ic;
     const char *path_env = getenv("PATH");
     int root = -1, pfd = -1;
@@ -1965,13 +2435,6 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
         goto fail;
     if (sweep(ic, err) < 0)
         goto fail;
-    if (bx_write_file_atomic_at(ic->dirfd, "policy.json", policy, sizeof(policy) - 1, 0600, err) <
-        0)
-        goto fail;
-    if (asprintf(&ic->policy, "%s/policy.json", ic->dir) < 0) {
-        ic->policy = NULL;
-        goto oom;
-    }
     /* The children's whole environment: no proxy, registry or auth variables
      * leak in from ours; HOME and TMPDIR point into tmp/ (emptied at
      * start-up), so skopeo reads no ~/.docker or ~/.config of the host user. */
@@ -2013,6 +2476,11 @@ fail:
 /* Pulls in flight are killed (their tmp directories removed), waiters are
  * dropped without callbacks.  Images handed out must not be released after
  * this. */
+void image_cache_set_cgroups(struct image_cache *ic, struct cg_ctx *cg)
+{
+    ic->cg = cg;
+}
+
 void image_cache_free(struct image_cache **icp)
 {
     struct image_cache *ic = icp ? *icp : NULL;
@@ -2030,6 +2498,14 @@ void image_cache_free(struct image_cache **icp)
         }
         pull_free(p);
     }
+    if (ic->cg_retry_timer)
+        loop_timer_cancel(ic->loop, ic->cg_retry_timer);
+    while (ic->cg_retry) {
+        struct cg_retry *r = ic->cg_retry;
+        ic->cg_retry = r->next;
+        cg_run_abandon(&r->cg); /* removed by cg_cleanup_stale at the next start */
+        free(r);
+    }
     while ((w = ic->due) != NULL) {
         wait_unlink(&ic->due, w);
         loop_timer_cancel(ic->loop, w->timer);
@@ -2043,7 +2519,6 @@ void image_cache_free(struct image_cache **icp)
     }
     for (size_t i = 0; i < BX_ARRAY_LEN(ic->env); i++)
         free(ic->env[i]);
-    free(ic->policy);
     free(ic->dir);
     bx_close(&ic->dirfd);
     bx_close(&ic->refs_fd);

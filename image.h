@@ -8,13 +8,24 @@
  *   blobs/<digest hex>/ready             written last, after fsync: the entry is usable;
  *                                        its mtime is the last use (LRU)
  *   tmp/                                 pulls in progress; emptied at start-up
- *   policy.json                          skopeo's signature policy (ours, not /etc/containers)
+ *   tmp/<pull>/dl/                       skopeo's directory (owned by uid 65534 when Boxer
+ *                                        is root): policy.json (our signature policy, not
+ *                                        /etc/containers'), auth.json, layout/
  * An entry without `ready` is incomplete and removed at start-up, as are refs
  * pointing at a missing blob.  Two references to one digest share a rootfs.
  *
  * Pulls never block the loop: skopeo, umoci and `sync -f` run as supervised
- * children under one pull_timeout_secs timer.  Concurrent requests for one
- * reference share one pull.  registry_mirrors, insecure_registries and
+ * children under one pull_timeout_secs timer (started when the pull gets a
+ * slot).  Concurrent requests for one reference share one pull; at most
+ * max_concurrent_pulls run, the others wait in FIFO order.  A pull whose
+ * last waiter cancels is stopped (children killed, files removed).  Each
+ * of skopeo and umoci runs in a cgroup of its own (pull_memory_mb,
+ * pull_pids_limit; see image_cache_set_cgroups) with RLIMIT_FSIZE at
+ * image_max_bytes; skopeo runs as uid/gid 65534 in a private mount
+ * namespace that shows it only its own directory (at /tmp), with a copy
+ * of registry_auth_file.  The download and the unpacked tree are each
+ * measured while they grow; past image_max_bytes the pull fails (500,
+ * naming the limit) and everything is removed.  registry_mirrors, insecure_registries and
  * registry_auth_file are honoured.  A tag is trusted for tag_refresh_secs
  * (0: forever); when the refresh fails, the cached image is served.  A ref
  * pinned by digest never refreshes.  After each successful pull, when
@@ -60,11 +71,16 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
 /* Kills pulls in flight and drops their waiters without callbacks.  Images
  * handed out must be released before (image_release needs the cache). */
 void image_cache_free(struct image_cache **ic);
+struct cg_ctx;
+/* The cgroups (cgroup.h) skopeo and umoci run in, one each per pull, below
+ * Boxer's base; NULL (ignore_cgroups) runs them without. */
+void image_cache_set_cgroups(struct image_cache *ic, struct cg_ctx *cg);
 
 /* Gets the image for ref, pulling when needed; cb runs later from the loop
  * (never synchronously inside image_get), exactly once, unless cancelled.
  * Returns -1 (err set, no callback) only for immediate failures (invalid ref,
- * out of memory, skopeo could not be started).  Pull failures arrive in cb
+ * out of memory, skopeo could not be started for a pull that got a slot at
+ * once; a queued pull that cannot start fails through cb).  Pull failures arrive in cb
  * as status 500 with the last line of the tool's stderr, or "image pull timed
  * out".  *w (may be NULL) is valid until cb runs or image_wait_cancel; the
  * callback must forget it.  The image passed to cb belongs to the caller
@@ -72,7 +88,8 @@ void image_cache_free(struct image_cache **ic);
 int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb cb, void *arg,
               struct image_wait **w, struct bx_err *err);
 /* Detaches one waiter (no callback); the pull goes on for the others and
- * still fills the cache.  Sets *w to NULL; NULL is a no-op. */
+ * still fills the cache, and is stopped (children killed, partial files
+ * removed) when it was the last.  Sets *w to NULL; NULL is a no-op. */
 void image_wait_cancel(struct image_wait **w);
 /* Marks the image no longer in use by the caller (for eviction/deletion)
  * and frees img. */

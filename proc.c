@@ -3,12 +3,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <poll.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -120,8 +124,29 @@ static void child_exec(const struct proc_spec *s, const char *oom, int errfd, pi
             if (fd != errfd)
                 close(fd);
     }
-    if (chdir(s->cwd ? s->cwd : "/") < 0)
+    if (s->cwd_bind && s->cwd) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount(s->cwd, s->cwd_bind, NULL, MS_BIND, NULL) < 0 ||
+            mount(NULL, s->cwd_bind, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0 ||
+            chdir(s->cwd_bind) < 0)
+            goto fail;
+    } else if (chdir(s->cwd ? s->cwd : "/") < 0) {
         goto fail;
+    }
+    if (s->fsize_limit) {
+        struct rlimit rl = {(rlim_t)s->fsize_limit, (rlim_t)s->fsize_limit};
+        if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+            goto fail;
+    }
+    if (s->set_ids) {
+        if (setgroups(0, NULL) < 0 || setresgid(s->gid, s->gid, s->gid) < 0 ||
+            setresuid(s->uid, s->uid, s->uid) < 0)
+            goto fail;
+        /* A credential change clears the parent-death signal: set it
+         * again, so an unprivileged child still dies with Boxer. */
+        if (die_with_parent(parent) < 0)
+            goto fail;
+    }
     execve(s->path, s->argv, s->envp);
 fail:
     err = errno;

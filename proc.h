@@ -33,6 +33,18 @@ struct proc_spec {
      * must not inherit, and sandboxes ask for a positive value so the OOM
      * killer prefers them. */
     int oom_score_adj;
+    /* Optional, zero means unset: RLIMIT_FSIZE (a bigger write fails with
+     * EFBIG or SIGXFSZ), and uid/gid the child switches to (with no
+     * supplementary groups) after joining its cgroups and entering cwd,
+     * so cwd may lie below directories that uid cannot search. */
+    unsigned long long fsize_limit;
+    /* When set (needs root): the child enters a private mount namespace
+     * where cwd is bind-mounted (nosuid, nodev) at this existing directory,
+     * and starts there; for a child that must not see the path to cwd. */
+    const char *cwd_bind;
+    int set_ids;
+    uid_t uid;
+    gid_t gid;
 };
 
 /* status is a wait status (WIFEXITED...). */

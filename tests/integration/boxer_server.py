@@ -192,9 +192,20 @@ def start_server(tmpdir, config=None, with_registry=True, env=None):
     return srv.url, srv.stop
 
 
+def cgroup_base_name(home):
+    """boxer-<fnv1a32(home)>: the directory that holds this home's run and
+    pull cgroups (boxer.c names it so)."""
+    h = 2166136261
+    for c in home.encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return "boxer-%08x" % h
+
+
 def leftover_processes(home):
     """Processes started for this home: their command line or their working
-    directory names it (runsc, gofer, sandbox, skopeo, umoci, wrappers), or
+    directory names it (runsc, gofer, sandbox, skopeo, umoci, wrappers),
+    they sit in one of its cgroups (skopeo, which sees only its own
+    directory, under another name), or
     they are forks of a Boxer of this home (an /output capture).  The Boxer
     servers themselves (children of this test process, possibly under
     valgrind) and this process are not counted."""
@@ -220,6 +231,13 @@ def leftover_processes(home):
         if home in cmd:
             out.append((int(pid), cmd))
             continue
+        try:
+            with open("/proc/%s/cgroup" % pid) as f:
+                if "/%s/" % cgroup_base_name(home) in f.read():
+                    out.append((int(pid), cmd))
+                    continue
+        except OSError:
+            pass
         try:
             cwd = os.readlink("/proc/%s/cwd" % pid)
         except OSError:

@@ -200,10 +200,10 @@ def test_kill_during_pull_tool(crashy, tool):
     in_background(run, s.url, {"image": PYTHON, "cmd": ["true"]})
     if tool == "skopeo":
         def evidence():
-            # skopeo streams each blob into layout/oci-put-blob*, then
+            # skopeo streams each blob into dl/layout/oci-put-blob*, then
             # renames it into blobs/: freeze it with a blob half written.
             for d in pull_dirs(s.home):
-                layout = os.path.join(d, "layout")
+                layout = os.path.join(d, "dl", "layout")
                 for e in os.listdir(layout) if os.path.isdir(layout) else []:
                     if e.startswith("oci-put-blob") and \
                             os.path.getsize(os.path.join(layout, e)) > 0:

@@ -48,6 +48,27 @@ START_TEST(defaults_match_the_contract)
     ck_assert_int_eq(cfg.allow_host_network, 0);
     ck_assert_int_eq(cfg.allow_private_egress, 0);
     ck_assert_uint_eq(cfg.max_egress_rules, 16);
+    ck_assert_uint_eq(cfg.max_concurrent_pulls, 2);
+    ck_assert_uint_eq(cfg.image_max_bytes, 8ull << 30);
+    ck_assert_uint_eq(cfg.pull_memory_mb, 1024);
+    ck_assert_uint_eq(cfg.pull_pids_limit, 512);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(pull_bounds_parse)
+{
+    struct config cfg;
+    struct bx_err err;
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"max_concurrent_pulls\": 1, \"image_max_bytes\": 1048576,"
+                           " \"pull_memory_mb\": 64, \"pull_pids_limit\": 16}",
+                           &err),
+                     0);
+    ck_assert_uint_eq(cfg.max_concurrent_pulls, 1);
+    ck_assert_uint_eq(cfg.image_max_bytes, 1048576);
+    ck_assert_uint_eq(cfg.pull_memory_mb, 64);
+    ck_assert_uint_eq(cfg.pull_pids_limit, 16);
     config_free(&cfg);
 }
 END_TEST
@@ -158,6 +179,16 @@ static const struct {
     {"{\"auth_tokens\": \"t\"}", "auth_tokens"},
     {"{\"max_concurrent_runs\": 0}", "max_concurrent_runs"},
     {"{\"pull_timeout_secs\": 0}", "pull_timeout_secs"},
+    {"{\"max_concurrent_pulls\": 0}", "max_concurrent_pulls"},
+    {"{\"max_concurrent_pulls\": 65}", "max_concurrent_pulls"},
+    {"{\"max_concurrent_pulls\": \"2\"}", "max_concurrent_pulls"},
+    {"{\"image_max_bytes\": 0}", "image_max_bytes"},
+    {"{\"image_max_bytes\": -1}", "image_max_bytes"},
+    {"{\"image_max_bytes\": 1.5}", "image_max_bytes"},
+    {"{\"pull_memory_mb\": 63}", "pull_memory_mb"},
+    {"{\"pull_memory_mb\": 0}", "pull_memory_mb"},
+    {"{\"pull_pids_limit\": 15}", "pull_pids_limit"},
+    {"{\"pull_pids_limit\": true}", "pull_pids_limit"},
     {"{\"registry_auth_file\": \"rel.json\"}", "registry_auth_file"},
     {"{\"allow_private_egress\": 1}", "allow_private_egress"},
     {"{\"allow_private_egress\": \"yes\"}", "allow_private_egress"},
@@ -268,6 +299,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, defaults_match_the_contract);
     tcase_add_test(tc, total_budget_defaults_from_host);
     tcase_add_test(tc, fields_override_defaults);
+    tcase_add_test(tc, pull_bounds_parse);
     tcase_add_loop_test(tc, bad_config_names_field, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, max_queued_runs_zero_means_no_queue);
     tcase_add_test(tc, load_precedence);

@@ -83,8 +83,11 @@ static void setup_env(void)
     char images[512] = "";
     FILE *f;
 
-    snprintf(work, sizeof(work), "/tmp/boxer-test-image-XXXXXX");
-    if (!mkdtemp(work)) {
+    /* Not below /tmp, and searchable: skopeo runs as uid 65534 in a mount
+     * namespace where /tmp is its own directory, and the wrapper below must
+     * stay reachable for it. */
+    snprintf(work, sizeof(work), "/var/tmp/boxer-test-image-XXXXXX");
+    if (!mkdtemp(work) || chmod(work, 0755) < 0) {
         snprintf(why_skip, sizeof(why_skip), "mkdtemp failed");
         return;
     }
@@ -143,8 +146,9 @@ static void setup_env(void)
      * library/slow. */
     if (sh("mkdir -p %s/bin && printf '%%s\\n' '#!/bin/sh' 'echo x >> %s/skopeo.count' "
            "'case \"$*\" in *library/slow*) exec sleep 60;; esac' 'exec /usr/bin/skopeo \"$@\"' "
-           "> %s/bin/skopeo && chmod 755 %s/bin/skopeo",
-           work, work, work, work) < 0) {
+           "> %s/bin/skopeo && chmod 755 %s/bin/skopeo && : > %s/skopeo.count && "
+           "chmod 666 %s/skopeo.count",
+           work, work, work, work, work, work) < 0) {
         snprintf(why_skip, sizeof(why_skip), "cannot write the skopeo wrapper");
         return;
     }
@@ -160,7 +164,7 @@ static void teardown_env(void)
 {
     if (port > 0 && regdir[0])
         registry("stop");
-    if (work[0] && strncmp(work, "/tmp/boxer-test-image-", 22) == 0)
+    if (work[0] && strncmp(work, "/var/tmp/boxer-test-image-", 26) == 0)
         sh("rm -rf %s", work);
 }
 
@@ -571,25 +575,26 @@ START_TEST(test_cancel)
         ck_assert_int_eq(image_delete(e.ic, &ref, &err), 0);
     }
 
-    /* Everybody cancels: the pull still completes and fills the cache. */
+    /* Everybody cancels: the pull is stopped (skopeo killed, its files
+     * gone, nothing cached); the next request pulls again. */
     before = skopeo_count();
     pending = 0;
     start_get(&e, bb("alias"), &r1, &w1);
     image_wait_cancel(&w1);
-    for (int i = 0; i < 300; i++) {
+    ck_assert_int_eq(count_entries(e.home, "tmp"), 0);
+    pending = 1;
+    run_for(&e, 300);
+    ck_assert_int_eq(r1.done, 0);
+    {
         char key[65], rel[128];
-        pending = 1;
-        run_for(&e, 100);
         sha256_of(bb("alias"), key);
         snprintf(rel, sizeof(rel), "refs/%s.json", key);
-        if (exists_at(e.home, rel))
-            break;
+        ck_assert(!exists_at(e.home, rel));
     }
-    ck_assert_int_eq(r1.done, 0);
-    ck_assert_int_eq(skopeo_count() - before, 1);
     get_wait(&e, bb("alias"), &r2);
     ck_assert_msg(!r2.failed, "%s", r2.err.msg);
-    ck_assert_int_eq(skopeo_count() - before, 1);
+    /* (The killed one may have died before its wrapper counted.) */
+    ck_assert_int_ge(skopeo_count() - before, 1);
     image_release(e.ic, r2.img);
     env_free(&e);
 }
