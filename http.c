@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -388,13 +390,16 @@ static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: stop accepting instead of spinning on a
-                 * readable listener (the client waits in the backlog); give
-                 * up an idle connection so the next accept has one, and a
-                 * closing connection or the sweep resumes. */
+                /* Out of descriptors: give up an idle connection so the one
+                 * waiting gets its descriptor; with none idle, stop
+                 * accepting instead of spinning on a readable listener (the
+                 * client waits in the backlog) until a connection closes or
+                 * the sweep retries. */
                 struct http_conn *v = idle_victim(s);
-                if (v)
+                if (v) {
                     conn_close(v);
+                    continue;
+                }
                 set_accepting(s, 0);
             }
             return;
@@ -1227,8 +1232,13 @@ static void conn_close(struct http_conn *c)
  * run's output behind it) forever. */
 static int write_too_slow(const struct http_conn *c, uint64_t now)
 {
-    uint64_t allowed = c->srv->cfg.write_idle_timeout_ms +
-                       c->bytes_out * 1000 / HTTP_MIN_SEND_RATE;
+    uint64_t taken = c->bytes_out, allowed;
+    int queued = 0;
+    /* Only what the client took counts, not what sits in our socket's send
+     * queue: the kernel buffers megabytes for a client that reads nothing. */
+    if (ioctl(c->fd, SIOCOUTQ, &queued) == 0 && queued > 0)
+        taken = (uint64_t)queued < taken ? taken - (uint64_t)queued : 0;
+    allowed = c->srv->cfg.write_idle_timeout_ms + taken * 1000 / HTTP_MIN_SEND_RATE;
     return now - c->write_started_ms > allowed;
 }
 

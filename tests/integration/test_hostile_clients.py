@@ -39,6 +39,8 @@ def srv():
     s = boxer_server.Server(tmp, config={"header_timeout_ms": HEADER_MS,
                                          "body_timeout_ms": BODY_MS,
                                          "keepalive_timeout_ms": 5000,
+                                         # test_5000_connections_held comes from one address.
+                                         "max_connections_per_ip": 10000,
                                          "upload_limit_bytes": 8 << 20,
                                          # Nothing here should pull; if a bug
                                          # let a request through, the pull
