@@ -1242,6 +1242,17 @@ static int write_too_slow(const struct http_conn *c, uint64_t now)
     return now - c->write_started_ms > allowed;
 }
 
+/* A client that stopped taking its answer: reset rather than close, so the
+ * kernel discards the megabytes still queued for it at once instead of
+ * keeping an orphaned socket that tries to deliver them. */
+static void drop_writer(struct http_conn *c)
+{
+    struct linger lg = {1, 0};
+    if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
+        fprintf(stderr, "boxer: SO_LINGER: %s\n", strerror(errno));
+    conn_close(c);
+}
+
 /* Past the idle grace period, the body must average MIN_BODY_RATE. */
 static int body_too_slow(const struct http_conn *c, uint64_t now)
 {
@@ -1274,7 +1285,7 @@ static void sweep(struct loop *l, void *arg)
         if (c->dead || c->state == ST_WAIT || c->stream_waiting)
             continue;
         if (c->state == ST_WRITE && write_too_slow(c, now)) {
-            conn_close(c);
+            drop_writer(c);
             continue;
         }
         if (c->state == ST_BODY && body_too_slow(c, now)) {
@@ -1300,6 +1311,8 @@ static void sweep(struct loop *l, void *arg)
             if (!c->method[0])
                 snprintf(c->method, sizeof(c->method), "-");
             respond_err(c, &err);
+        } else if (c->state == ST_WRITE) {
+            drop_writer(c);
         } else {
             conn_close(c);
         }
