@@ -615,19 +615,6 @@ static int flush_out(struct http_conn *c)
         if (r <= 0)
             return r;
     }
-    while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -1;
-        }
-        c->out_off += (size_t)n;
-        c->bytes_out += (uint64_t)n;
-        c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
-    }
     while (c->file_left > 0) {
         size_t chunk = c->file_left > (1u << 20) ? (1u << 20) : (size_t)c->file_left;
         ssize_t n = sendfile(c->fd, c->file_fd, &c->file_off, chunk);

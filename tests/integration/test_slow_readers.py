@@ -143,3 +143,31 @@ def test_trickling_reader_is_dropped(make_server):
     assert closed, "trickling reader still connected after %.1fs (%d bytes)" % (took, got)
     assert took < 25 * H.SLOW
     srv.stop()
+
+
+def test_answer_buffer_cap_makes_answers_wait_not_fail(make_server):
+    # Room for two pieces in all: the non-readers take it, the reader's
+    # answer waits (without timing out) until they are dropped, then
+    # arrives whole.
+    srv = make_server(config={"write_timeout_ms": 3000, "answer_buffer_max_bytes": 65536})
+    r = httpx.post(srv.url + "/run", json={"image": "busybox", "cmd": CMD}, timeout=120)
+    assert r.status_code == 200 and r.json()["stdout"] == "\x01" * OUT_BYTES
+    socks = [non_reader(srv.port) for _ in range(3)]
+    try:
+        wait_runs_done(srv.url, 120 * H.SLOW)
+        time.sleep(0.5)
+        t0 = time.time()
+        r = httpx.post(srv.url + "/run", json={"image": "busybox", "cmd": CMD}, timeout=120)
+        assert r.status_code == 200
+        assert r.json()["stdout"] == "\x01" * OUT_BYTES
+        assert time.time() - t0 < 30 * H.SLOW
+        deadline = time.time() + 15 * H.SLOW
+        left = list(socks)
+        while left and time.time() < deadline:
+            left = [s for s in left if not dropped(s)]
+            time.sleep(0.2)
+        assert not left, "%d non-reading clients still connected" % len(left)
+    finally:
+        for s in socks:
+            s.close()
+    srv.stop()
