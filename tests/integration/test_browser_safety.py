@@ -87,6 +87,7 @@ def test_allowed_hosts(make_server):
         assert raw(srv, "GET", "/images", [("Host", host)])[0] == 200, host
     for host in ("ci.test", "ci.test:1235", "boxer.test.evil", "evil.example"):
         assert raw(srv, "GET", "/images", [("Host", host)])[0] == 421, host
+    srv.stop()
 
 
 def test_wildcard_listener_checks_loopback_connections(make_server):
@@ -97,6 +98,7 @@ def test_wildcard_listener_checks_loopback_connections(make_server):
     srv.start()
     assert raw(srv, "GET", "/images", [("Host", "evil.example")])[0] == 421
     assert raw(srv, "GET", "/images", [("Host", own_host(srv))])[0] == 200
+    srv.stop()
 
 
 # ---- Origin ----
@@ -130,6 +132,7 @@ def test_allowed_origins(make_server):
     assert raw(srv, "GET", "/images", [("Host", h), ("Origin", "http://app.test:3000")])[0] == 200
     assert raw(srv, "GET", "/images", [("Host", h), ("Origin", "http://app.test:3001")])[0] == 403
     assert raw(srv, "GET", "/images", [("Host", h), ("Origin", "http://app.test")])[0] == 403
+    srv.stop()
 
 
 # ---- Content-Type: no "simple" cross-origin POST ----

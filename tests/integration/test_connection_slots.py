@@ -125,6 +125,7 @@ def test_per_ip_limit(make_server):
     finally:
         for s in held:
             s.close()
+    srv.stop()
 
 
 def test_idle_connection_closed_after_header_timeout(make_server):
@@ -147,3 +148,4 @@ def test_idle_connection_closed_after_header_timeout(make_server):
         assert k.response()[0] == 200
     finally:
         k.sock.close()
+    srv.stop()
