@@ -357,10 +357,17 @@ static int addr_is_loopback(const struct sockaddr_storage *ss)
 static struct http_conn *idle_victim(struct http_server *s)
 {
     struct http_conn *c, *best = NULL;
+    int pending = 0;
+    /* The list is newest first, and connections accepted in one loop
+     * iteration share a deadline: on a tie the older one wins. */
     for (c = s->conns; c; c = c->next)
         if (!c->dead && c->state == ST_HEAD && c->in_len == 0 && !c->method[0] &&
-            (!best || c->deadline < best->deadline))
+            (!best || c->deadline <= best->deadline))
             best = c;
+    /* One whose request already waits in the kernel is not idle: none is
+     * given up this time rather than that one. */
+    if (best && ioctl(best->fd, FIONREAD, &pending) == 0 && pending > 0)
+        return NULL;
     return best;
 }
 

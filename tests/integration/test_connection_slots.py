@@ -89,10 +89,14 @@ def test_out_of_descriptors_pauses_and_recovers(make_server):
         for _ in range(400):
             socks.append(connect_from(srv.port))
         time.sleep(0.5)
-        for _ in range(5):
-            t0 = time.time()
-            assert healthz_from(srv.port) == b"HTTP/1.1 200 OK"
-            assert time.time() - t0 < 2 * H.SLOW
+        # Under valgrind the descriptor limit is valgrind's own: it closes
+        # an accepted connection past it itself (the client sees EOF)
+        # before Boxer can see EMFILE, so only recovery is checked there.
+        if not H.VALGRIND:
+            for _ in range(5):
+                t0 = time.time()
+                assert healthz_from(srv.port) == b"HTTP/1.1 200 OK"
+                assert time.time() - t0 < 2 * H.SLOW
         assert srv.proc.poll() is None
     finally:
         for s in socks:
