@@ -1313,6 +1313,10 @@ static void sweep(struct loop *l, void *arg)
     }
     if (!s->shutting_down && s->accept_paused && s->nconns < s->cfg.max_connections)
         set_accepting(s, 1);
+    /* Waiting answers are normally woken when room is released; this
+     * catches a wake-up timer that could not be scheduled. */
+    if (s->stream_waiters > 0 && !s->wake_timer)
+        wake_waiters(l, s);
     maybe_trim(s, now);
     s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
 }
