@@ -79,6 +79,8 @@ def test_fifty_non_readers_keep_rss_flat(make_server):
         # whole would cost 6x the output again, per client.
         grown_kb = H.rss_kb(pid) - base
         outputs_kb = CLIENTS * OUT_BYTES // 1024
+        print("RSS grew %d kB with %d unread answers of %d kB of output each" %
+              (grown_kb, CLIENTS, OUT_BYTES // 1024))
         if H.CHECK_RSS:
             assert grown_kb < outputs_kb + 8 * 1024, \
                 "RSS grew %d kB for %d kB of run output" % (grown_kb, outputs_kb)
