@@ -211,8 +211,8 @@ static void route_upload(struct app *a, struct http_conn *c, const struct http_r
     struct upload_ctx *u;
 
     bx_err_clear(&err);
-    if (!ct) {
-        http_respond_error(c, 400, "Content-Type must be multipart/form-data");
+    if (!ct || !http_media_type_is(ct->value, ct->value_len, "multipart/form-data")) {
+        http_respond_error(c, 415, "Content-Type must be multipart/form-data");
         return;
     }
     if (mp_boundary_from_content_type(ct->value, ct->value_len, boundary, &blen, &err) < 0) {
@@ -303,7 +303,88 @@ static void run_ctx_free(struct run_ctx *r)
 struct cleanup_ctx {
     struct app *app;
     struct run_result *res;
+    struct run_answer *ans;
 };
+
+/* A /run answer is streamed (http_respond_stream) rather than built whole:
+ * escaping can make stdout and stderr six times their size, and a client
+ * that reads slowly would hold all of it.  `meta` is the JSON without the
+ * contents of the big strings (stdout, stderr); each seg[i] says where in
+ * meta (between the quotes) the escaped bytes of s go.  The bytes sent are
+ * exactly those json_w_str would have produced. */
+#define ANSWER_MAX_SEGS 4
+struct run_answer {
+    struct sbuf meta;
+    size_t nseg;
+    struct {
+        size_t cut;
+        const char *s;
+        size_t len;
+    } seg[ANSWER_MAX_SEGS];
+    uint64_t total;
+    size_t idx;      /* segment whose string comes next */
+    size_t meta_off; /* meta bytes sent */
+    size_t pos;      /* bytes of seg[idx].s escaped */
+};
+
+static void answer_str(struct json_writer *w, struct run_answer *ans, const char *s, size_t len)
+{
+    json_w_str(w, "", 0);
+    if (w->failed)
+        return;
+    if (ans->nseg == ANSWER_MAX_SEGS) {
+        w->failed = 1;
+        return;
+    }
+    ans->seg[ans->nseg].cut = w->out->len - 1;
+    ans->seg[ans->nseg].s = s ? s : "";
+    ans->seg[ans->nseg].len = s ? len : 0;
+    ans->nseg++;
+}
+
+static uint64_t answer_len(const struct run_answer *ans)
+{
+    uint64_t n = ans->meta.len;
+    for (size_t i = 0; i < ans->nseg; i++)
+        n += json_escaped_len(ans->seg[i].s, ans->seg[i].len) - 2;
+    return n;
+}
+
+static int answer_fill(void *arg, struct sbuf *out, size_t want)
+{
+    struct cleanup_ctx *cc = arg;
+    struct run_answer *a = cc->ans;
+    size_t start = out->len;
+    while (out->len - start < want) {
+        size_t room = want - (out->len - start);
+        size_t meta_end = a->idx < a->nseg ? a->seg[a->idx].cut : a->meta.len;
+        if (a->meta_off < meta_end) {
+            size_t n = meta_end - a->meta_off < room ? meta_end - a->meta_off : room;
+            if (sbuf_append(out, a->meta.data + a->meta_off, n) < 0)
+                return -1;
+            a->meta_off += n;
+            continue;
+        }
+        if (a->idx == a->nseg)
+            break;
+        if (json_escape_part(out, a->seg[a->idx].s, a->seg[a->idx].len, &a->pos, room) < 0)
+            return -1;
+        if (a->pos == a->seg[a->idx].len) {
+            a->idx++;
+            a->pos = 0;
+        }
+    }
+    return 0;
+}
+
+static void answer_free(struct run_answer **ap)
+{
+    if (!*ap)
+        return;
+    sbuf_free(&(*ap)->meta);
+    free(*ap);
+    *ap = NULL;
+}
 
 static void on_run_answer_done(void *arg, int delivered)
 {
@@ -320,20 +401,22 @@ static void on_run_answer_done(void *arg, int delivered)
         if (store_delete_output(cc->app->store, res->exec_id, &err) < 0)
             fprintf(stderr, "boxer: %s: deleting outputs: %s\n", res->exec_id, err.msg);
     }
+    answer_free(&cc->ans);
     run_result_free(&cc->res);
     free(cc);
 }
 
-static void write_run_fields(struct json_writer *w, const struct run_result *res)
+static void write_run_fields(struct json_writer *w, const struct run_result *res,
+                             struct run_answer *ans)
 {
     json_w_key(w, "exec_id");
     json_w_cstr(w, res->exec_id);
     json_w_key(w, "exit_code");
     json_w_int(w, res->exit_code);
     json_w_key(w, "stdout");
-    json_w_str(w, res->out.data ? res->out.data : "", res->out.len);
+    answer_str(w, ans, res->out.data, res->out.len);
     json_w_key(w, "stderr");
-    json_w_str(w, res->err.data ? res->err.data : "", res->err.len);
+    answer_str(w, ans, res->err.data, res->err.len);
     json_w_key(w, "wall_ms");
     json_w_uint(w, res->wall_ms);
     json_w_key(w, "timed_out");
@@ -354,27 +437,33 @@ static void on_run_done(void *arg, struct run_result *res)
     struct http_conn *c = r->conn;
     struct app *a = r->app;
     struct cleanup_ctx *cc = calloc(1, sizeof(*cc));
-    struct sbuf body;
+    struct run_answer *ans = calloc(1, sizeof(*ans));
     struct json_writer w;
     int status = 200;
 
     run_ctx_free(r);
     if (res->outcome != RUN_ERROR)
         metrics_observe_run(a->metrics, res->wall_ms);
-    /* Output can be twice output_limit_bytes, and escaping may grow it up
-     * to six times; the answer buffer is sized for that. */
-    sbuf_init(&body, 12 * a->cfg.output_limit_bytes + 65536);
-    json_w_init(&w, &body);
+    if (!cc || !ans) {
+        free(cc);
+        free(ans);
+        run_result_free(&res);
+        http_respond_error(c, 500, "out of memory");
+        return;
+    }
+    /* Everything but stdout and stderr: a few KiB. */
+    sbuf_init(&ans->meta, 1u << 20);
+    json_w_init(&w, &ans->meta);
     json_w_obj_begin(&w);
     switch (res->outcome) {
     case RUN_OK:
-        write_run_fields(&w, res);
+        write_run_fields(&w, res, ans);
         break;
     case RUN_TIMEOUT:
         status = 408;
         json_w_key(&w, "error");
         json_w_cstr(&w, "wall clock limit exceeded");
-        write_run_fields(&w, res);
+        write_run_fields(&w, res, ans);
         break;
     case RUN_OUTPUT_LIMIT:
         status = 507;
@@ -392,18 +481,14 @@ static void on_run_done(void *arg, struct run_result *res)
         break;
     }
     json_w_obj_end(&w);
-    if (cc) {
-        cc->app = a;
-        cc->res = res;
-        http_on_done(c, on_run_answer_done, cc);
-    }
+    cc->app = a;
+    cc->res = res;
+    cc->ans = ans;
+    http_on_done(c, on_run_answer_done, cc);
     if (w.failed)
         http_respond_error(c, 500, "could not encode the run result");
     else
-        respond_json(c, status, &body);
-    sbuf_free(&body);
-    if (!cc)
-        run_result_free(&res);
+        http_respond_stream(c, status, "application/json", answer_len(ans), answer_fill, cc);
 }
 
 static int run_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
@@ -624,12 +709,40 @@ static int method_is(const struct http_request *req, enum http_method m)
     return req->method == m;
 }
 
+/* A web page must not reach the API (issue 11): a request with a foreign
+ * Origin is refused, and on a loopback connection the Host must name the
+ * loopback, so a DNS-rebound name (evil.example -> 127.0.0.1) gets nothing.
+ * Returns 0 when an answer was given. */
+static int browser_safe(const struct app *a, struct http_conn *c, const struct http_request *req)
+{
+    const struct http_header *host = http_find_header(req, "Host");
+    const struct http_header *origin = http_find_header(req, "Origin");
+    const char *hv = host ? host->value : NULL;
+    size_t hl = host ? host->value_len : 0;
+
+    if (http_conn_on_loopback(c) && !http_host_is_loopback(hv, hl) &&
+        !http_host_listed(hv, hl, a->cfg.allowed_hosts.items, a->cfg.allowed_hosts.n)) {
+        http_respond_error(c, 421, "Host must name the loopback (localhost, 127.0.0.1, [::1]) "
+                                   "or be listed in allowed_hosts");
+        return 0;
+    }
+    if (origin && !http_origin_allowed(origin->value, origin->value_len, hv, hl,
+                                       a->cfg.allowed_origins.items, a->cfg.allowed_origins.n)) {
+        http_respond_error(c, 403, "cross-origin requests are refused (see allowed_origins)");
+        return 0;
+    }
+    return 1;
+}
+
 static void handle_request(void *arg, struct http_conn *c, const struct http_request *req)
 {
     struct app *a = arg;
     const char *path = http_conn_path(c);
     int get = method_is(req, HTTP_GET) || method_is(req, HTTP_HEAD);
 
+    /* /healthz tells nothing and must answer monitors whatever their Host. */
+    if (strcmp(path, "/healthz") != 0 && !browser_safe(a, c, req))
+        return;
     if (strcmp(path, "/healthz") != 0 && !authorized(a, req)) {
         http_respond_error_h(c, 401, "WWW-Authenticate: Bearer\r\n",
                              "missing or wrong bearer token");
@@ -648,7 +761,13 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
         else
             route_method_not_allowed(c, "GET, HEAD, POST");
     } else if (strcmp(path, "/run") == 0) {
-        if (method_is(req, HTTP_POST))
+        const struct http_header *ct = http_find_header(req, "Content-Type");
+        /* Only a JSON body: a page may send text/plain across origins
+         * without asking (no CORS preflight), never application/json. */
+        if (method_is(req, HTTP_POST) &&
+            !(ct && http_media_type_is(ct->value, ct->value_len, "application/json")))
+            http_respond_error(c, 415, "Content-Type must be application/json");
+        else if (method_is(req, HTTP_POST))
             route_run(a, c);
         else
             route_method_not_allowed(c, "POST");
@@ -935,6 +1054,15 @@ int main(int argc, char **argv)
         goto fail;
     if (loop_new(&a.loop, &err) < 0 || load_tokens(&a, &err) < 0)
         goto fail;
+    if (a.tokens.n == 0 && !listens_on_loopback(a.cfg.listen_addr) &&
+        !a.cfg.allow_unauthenticated) {
+        bx_err_set(&err, 400, EINVAL,
+                   "refusing to listen on %s without auth_tokens or BOXER_TOKEN: anyone who can "
+                   "reach it could run code here (set allow_unauthenticated: true to do it "
+                   "anyway)",
+                   a.cfg.listen_addr);
+        goto fail;
+    }
     if (metrics_new(&a.metrics) < 0) {
         bx_err_set(&err, 500, ENOMEM, "out of memory");
         goto fail;
@@ -950,8 +1078,10 @@ int main(int argc, char **argv)
                               .header_timeout_ms = (uint32_t)a.cfg.header_timeout_ms,
                               .body_idle_timeout_ms = (uint32_t)a.cfg.body_timeout_ms,
                               .keepalive_timeout_ms = (uint32_t)a.cfg.keepalive_timeout_ms,
-                              .write_idle_timeout_ms = 30000,
+                              .write_idle_timeout_ms = (uint32_t)a.cfg.write_timeout_ms,
                               .max_connections = max_connections(),
+                              .max_connections_per_ip = (size_t)a.cfg.max_connections_per_ip,
+                              .answer_buffer_max = (size_t)a.cfg.answer_buffer_max_bytes,
                               .observe = observe_request};
     if (http_server_new(&a.http, a.loop, &hc, handle_request, &a, &err) < 0)
         goto fail;

@@ -72,7 +72,7 @@ void config_defaults(struct config *cfg)
     cfg->home = home_dir_join("/.boxer");
     cfg->runsc_path = strdup("");
     cfg->platform = strdup("systrap");
-    cfg->listen_addr = strdup(":8080");
+    cfg->listen_addr = strdup("127.0.0.1:8080");
     cfg->output_limit_bytes = 10485760;
     cfg->upload_limit_bytes = 10485760;
     cfg->defaults = (struct run_limits){1.0, 256, 30, 64, 256};
@@ -92,6 +92,9 @@ void config_defaults(struct config *cfg)
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
     cfg->keepalive_timeout_ms = 60000;
+    cfg->write_timeout_ms = 30000;
+    cfg->answer_buffer_max_bytes = 16u << 20;
+    cfg->max_connections_per_ip = 256;
     cfg->max_concurrent_runs = 2 * (uint64_t)cores;
     cfg->max_queued_runs = 64;
     /* Runs together leave a quarter of RAM and half of the pid space to the
@@ -125,6 +128,8 @@ void config_free(struct config *cfg)
     str_list_free(&cfg->allowed_registries);
     free(cfg->registry_auth_file);
     str_list_free(&cfg->auth_tokens);
+    str_list_free(&cfg->allowed_origins);
+    str_list_free(&cfg->allowed_hosts);
     free(cfg->sandbox_subnet);
     free(cfg->bridge_name);
     str_list_free(&cfg->dns_servers);
@@ -384,6 +389,18 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
             r = get_uint(v, k, 0, 1u << 22, &cfg->total_pids, err);
         else if (strcmp(k, "auth_tokens") == 0)
             r = get_str_list(v, k, &cfg->auth_tokens, err);
+        else if (strcmp(k, "allow_unauthenticated") == 0)
+            r = get_bool(v, k, &cfg->allow_unauthenticated, err);
+        else if (strcmp(k, "allowed_origins") == 0)
+            r = get_str_list(v, k, &cfg->allowed_origins, err);
+        else if (strcmp(k, "allowed_hosts") == 0)
+            r = get_str_list(v, k, &cfg->allowed_hosts, err);
+        else if (strcmp(k, "write_timeout_ms") == 0)
+            r = get_uint(v, k, 0, 3600000, &cfg->write_timeout_ms, err);
+        else if (strcmp(k, "answer_buffer_max_bytes") == 0)
+            r = get_uint(v, k, 0, 1ull << 40, &cfg->answer_buffer_max_bytes, err);
+        else if (strcmp(k, "max_connections_per_ip") == 0)
+            r = get_uint(v, k, 0, 1u << 24, &cfg->max_connections_per_ip, err);
         else if (strcmp(k, "allow_host_network") == 0)
             r = get_bool(v, k, &cfg->allow_host_network, err);
         else if (strcmp(k, "sandbox_subnet") == 0)
@@ -493,6 +510,18 @@ static int validate_network(const struct config *cfg, struct bx_err *err)
     return 0;
 }
 
+/* An origin as browsers send it: scheme "://" host[:port], nothing after. */
+static int origin_ok(const char *s)
+{
+    const char *rest = strstr(s, "://");
+    if (!rest || rest == s || rest[3] == '\0')
+        return 0;
+    for (const char *p = s; p < rest; p++)
+        if (!isalpha((unsigned char)*p))
+            return 0;
+    return strpbrk(rest + 3, " \t\r\n/?#") == NULL;
+}
+
 int config_validate(const struct config *cfg, struct bx_err *err)
 {
     const char *la = cfg->listen_addr;
@@ -553,6 +582,24 @@ int config_validate(const struct config *cfg, struct bx_err *err)
                           (unsigned long long)cfg->total_pids,
                           (unsigned long long)config_run_host_pids(cfg->defaults.pids_limit),
                           (unsigned long long)cfg->defaults.pids_limit);
+    if (cfg->write_timeout_ms == 0)
+        return bx_err_set(err, 400, EINVAL, "config: write_timeout_ms: must be positive");
+    if (cfg->answer_buffer_max_bytes < 65536)
+        return bx_err_set(err, 400, EINVAL,
+                          "config: answer_buffer_max_bytes: must be at least 65536");
+    if (cfg->max_connections_per_ip == 0)
+        return bx_err_set(err, 400, EINVAL, "config: max_connections_per_ip: must be positive");
+    for (size_t i = 0; i < cfg->allowed_origins.n; i++)
+        if (!origin_ok(cfg->allowed_origins.items[i]))
+            return bx_err_set(err, 400, EINVAL,
+                              "config: allowed_origins[%zu]: \"%.64s\" is not an origin like "
+                              "http://app.example:3000 (scheme://host[:port], no path)",
+                              i, cfg->allowed_origins.items[i]);
+    for (size_t i = 0; i < cfg->allowed_hosts.n; i++)
+        if (strpbrk(cfg->allowed_hosts.items[i], " \t\r\n/"))
+            return bx_err_set(err, 400, EINVAL,
+                              "config: allowed_hosts[%zu]: \"%.64s\" is not a host[:port]", i,
+                              cfg->allowed_hosts.items[i]);
     if (cfg->registry_auth_file && cfg->registry_auth_file[0] != '/')
         return bx_err_set(err, 400, EINVAL, "config: registry_auth_file: must be an absolute path");
     return validate_network(cfg, err);

@@ -66,6 +66,12 @@ struct config {
     uint64_t total_memory_mb;
     uint64_t total_pids;
     struct str_list auth_tokens;
+    int allow_unauthenticated;         /* a non-loopback listener without tokens */
+    struct str_list allowed_origins;   /* Origin values accepted besides our own */
+    struct str_list allowed_hosts;     /* Host values accepted on loopback besides loopback */
+    uint64_t write_timeout_ms;         /* answer idle time; then a minimum send rate */
+    uint64_t answer_buffer_max_bytes;  /* memory for streamed /run answers, all together */
+    uint64_t max_connections_per_ip;
     int allow_host_network;
     char *sandbox_subnet;
     char *bridge_name;

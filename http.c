@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,6 +34,18 @@
 #define MIN_BODY_RATE 1000
 /* Freed connection memory is handed back to the kernel at most this often. */
 #define TRIM_MS 1000
+/* A streamed answer holds at most one piece of this size (a power of two,
+ * so the buffer's capacity is exactly this). */
+#define STREAM_PIECE 32768
+#define STREAM_PIECE_MIN 4096
+/* Per-address connection counts. */
+#define PEER_BUCKETS 1024
+
+struct peer {
+    struct peer *next;
+    unsigned char addr[16]; /* IPv6, or IPv4 mapped */
+    size_t n;
+};
 
 enum conn_state { ST_HEAD, ST_BODY, ST_WAIT, ST_WRITE, ST_DRAIN };
 
@@ -44,6 +58,8 @@ struct http_conn {
     int in_process;
     int dead;
     int peer_eof; /* client half-closed after sending: answer, then close */
+    int on_loopback; /* accepted on a loopback address */
+    struct peer *peer;
     uint64_t seq; /* bumped per request, so a handler's synchronous answer is noticed */
 
     char *in;
@@ -84,6 +100,15 @@ struct http_conn {
     http_done_cb done_cb;
     void *done_arg;
     uint64_t drained;
+    uint64_t write_started_ms;
+    /* streamed answer */
+    http_fill_cb fill;
+    void *fill_arg;
+    uint64_t stream_left; /* bytes fill still has to produce */
+    size_t stream_held;   /* bytes of answer_bytes this connection holds */
+    int stream_armed;     /* fill may be called (not inside http_respond_stream) */
+    int stream_waiting;   /* waiting for answer_buffer_max room */
+    uint64_t wait_since;
 };
 
 struct http_server {
@@ -100,11 +125,16 @@ struct http_server {
     uint64_t sweep_timer;
     size_t freed_since_trim;
     uint64_t last_trim_ms;
+    size_t answer_bytes; /* held by streamed answers, at most cfg.answer_buffer_max */
+    size_t stream_waiters;
+    uint64_t wake_timer;
+    struct peer *peers[PEER_BUCKETS];
 };
 
 static void conn_event(struct loop *l, int fd, uint32_t events, void *arg);
 static void conn_process(struct http_conn *c);
 static void conn_close(struct http_conn *c);
+static void try_write(struct http_conn *c);
 
 static const char *reason_phrase(int status)
 {
@@ -125,6 +155,7 @@ static const char *reason_phrase(int status)
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
     case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -216,7 +247,7 @@ static void conn_set_events(struct http_conn *c)
     if (c->dead)
         return;
     if (c->peer_eof) {
-        ev = c->state == ST_WRITE ? EPOLLOUT : 0;
+        ev = c->state == ST_WRITE && !c->stream_waiting ? EPOLLOUT : 0;
         if (ev != c->events && loop_mod(c->srv->loop, c->fd, ev, NULL) == 0)
             c->events = ev;
         return;
@@ -239,7 +270,10 @@ static void conn_set_events(struct http_conn *c)
             ev |= EPOLLIN;
         break;
     case ST_WRITE:
-        ev |= EPOLLOUT;
+        /* Waiting for answer buffer room there is nothing to write: a
+         * level-triggered EPOLLOUT would spin. */
+        if (!c->stream_waiting)
+            ev |= EPOLLOUT;
         break;
     }
     if (ev != c->events) {
@@ -248,40 +282,170 @@ static void conn_set_events(struct http_conn *c)
     }
 }
 
+/* ---- per-address counts ---- */
+
+static void peer_key(const struct sockaddr_storage *ss, unsigned char key[16])
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    } else if (ss->ss_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    }
+}
+
+static size_t peer_bucket(const unsigned char key[16])
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    return h % PEER_BUCKETS;
+}
+
+/* Counts one more connection from key; NULL when that address is at its
+ * limit (or out of memory). */
+static struct peer *peer_get(struct http_server *s, const unsigned char key[16])
+{
+    size_t b = peer_bucket(key);
+    struct peer *p;
+    for (p = s->peers[b]; p; p = p->next)
+        if (memcmp(p->addr, key, 16) == 0)
+            break;
+    if (!p) {
+        p = calloc(1, sizeof(*p));
+        if (!p)
+            return NULL;
+        memcpy(p->addr, key, 16);
+        p->next = s->peers[b];
+        s->peers[b] = p;
+    }
+    if (p->n >= s->cfg.max_connections_per_ip)
+        return NULL;
+    p->n++;
+    return p;
+}
+
+static void peer_put(struct http_server *s, struct peer *p)
+{
+    struct peer **pp;
+    if (!p || --p->n > 0)
+        return;
+    for (pp = &s->peers[peer_bucket(p->addr)]; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            free(p);
+            return;
+        }
+    }
+}
+
+static int addr_is_loopback(const struct sockaddr_storage *ss)
+{
+    unsigned char key[16];
+    static const unsigned char v6_lo[16] = {[15] = 1};
+    peer_key(ss, key);
+    if (memcmp(key, v6_lo, 16) == 0)
+        return 1;
+    return key[10] == 0xff && key[11] == 0xff && key[12] == 127 &&
+           memcmp(key, "\0\0\0\0\0\0\0\0\0\0", 10) == 0;
+}
+
+/* An idle connection (no request begun) to give up for a new one: the one
+ * nearest its timeout.  Idle clients are the cheapest to lose: they send
+ * their next request on a new connection. */
+static struct http_conn *idle_victim(struct http_server *s)
+{
+    struct http_conn *c, *best = NULL;
+    int pending = 0;
+    /* The list is newest first, and connections accepted in one loop
+     * iteration share a deadline: on a tie the older one wins. */
+    for (c = s->conns; c; c = c->next)
+        if (!c->dead && c->state == ST_HEAD && c->in_len == 0 && !c->method[0] &&
+            (!best || c->deadline <= best->deadline))
+            best = c;
+    /* One whose request already waits in the kernel is not idle: none is
+     * given up this time rather than that one. */
+    if (best && ioctl(best->fd, FIONREAD, &pending) == 0 && pending > 0)
+        return NULL;
+    return best;
+}
+
+/* The last eighth of the connection slots is a reserve: once the others are
+ * taken, each new connection first closes an idle one, so a flood of idle
+ * connections (or keep-alive clients) cannot lock out new requests such as
+ * /healthz; the reserve itself is used only when nothing is idle. */
+static size_t reserve_slots(const struct http_server *s)
+{
+    size_t r = s->cfg.max_connections / 8;
+    return r ? r : 1;
+}
+
 static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
 {
     struct http_server *s = arg;
     (void)events;
     for (int i = 0; i < 64; i++) {
         struct http_conn *c;
+        struct sockaddr_storage peer_ss, local_ss;
+        socklen_t pl = sizeof(peer_ss), ll = sizeof(local_ss);
+        unsigned char key[16];
+        struct peer *p;
         int one = 1;
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int cfd = accept4(fd, (struct sockaddr *)&peer_ss, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* Out of descriptors: stop accepting instead of spinning on a
-                 * readable listener; a closing connection or the sweep
-                 * resumes. */
+                /* Out of descriptors: give up an idle connection so the one
+                 * waiting gets its descriptor; with none idle, stop
+                 * accepting instead of spinning on a readable listener (the
+                 * client waits in the backlog) until a connection closes or
+                 * the sweep retries. */
+                struct http_conn *v = idle_victim(s);
+                if (v) {
+                    conn_close(v);
+                    continue;
+                }
                 set_accepting(s, 0);
             }
             return;
         }
+        peer_key(&peer_ss, key);
+        p = peer_get(s, key);
+        if (!p) {
+            /* Over max_connections_per_ip: closed at once, before it costs
+             * anything but the accept. */
+            close(cfd);
+            continue;
+        }
+        if (s->nconns >= s->cfg.max_connections - reserve_slots(s)) {
+            struct http_conn *v = idle_victim(s);
+            if (v)
+                conn_close(v);
+        }
         setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c = calloc(1, sizeof(*c));
         if (!c) {
+            peer_put(s, p);
             close(cfd);
             set_accepting(s, 0);
             return;
         }
         c->srv = s;
         c->fd = cfd;
+        c->peer = p;
+        c->on_loopback = getsockname(cfd, (struct sockaddr *)&local_ss, &ll) == 0 &&
+                         addr_is_loopback(&local_ss);
         c->file_fd = -1;
         c->state = ST_HEAD;
         sbuf_init(&c->out, SIZE_MAX / 2);
-        c->deadline = loop_now_ms(l) + s->cfg.keepalive_timeout_ms;
+        /* The first request head must arrive within header_timeout_ms of
+         * the accept: an idle connection costs a slot. */
+        c->deadline = loop_now_ms(l) + s->cfg.header_timeout_ms;
         c->events = EPOLLIN | EPOLLRDHUP;
         if (loop_add(l, cfd, c->events, conn_event, c, NULL) < 0) {
+            peer_put(s, p);
             close(cfd);
             free(c);
             return;
@@ -300,6 +464,24 @@ static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
 
 /* ---- request state ---- */
 
+static void wake_waiters(struct loop *l, void *arg);
+
+/* Gives back what a streamed answer holds of answer_buffer_max; answers
+ * waiting for room are resumed from the loop (never from inside this
+ * connection's own processing). */
+static void stream_release(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    s->answer_bytes -= c->stream_held;
+    c->stream_held = 0;
+    if (c->stream_waiting) {
+        c->stream_waiting = 0;
+        s->stream_waiters--;
+    }
+    if (s->stream_waiters > 0 && !s->wake_timer)
+        s->wake_timer = loop_timer_add(s->loop, 0, wake_waiters, s);
+}
+
 static void request_reset(struct http_conn *c)
 {
     free(c->path);
@@ -312,6 +494,14 @@ static void request_reset(struct http_conn *c)
     c->ops = NULL;
     c->ctx = NULL;
     c->responded = 0;
+    stream_release(c);
+    c->fill = NULL;
+    c->fill_arg = NULL;
+    c->stream_left = 0;
+    c->stream_armed = 0;
+    /* A big answer's buffer is not kept for the next request. */
+    if (c->out.cap > STREAM_PIECE)
+        sbuf_free(&c->out);
     sbuf_reset(&c->out);
     c->out_off = 0;
     bx_close(&c->file_fd);
@@ -360,20 +550,77 @@ static void log_request(struct http_conn *c, int status)
 
 /* ---- writing ---- */
 
+/* Produces the next piece of a streamed answer into the (sent) out buffer.
+ * Returns 1 produced, 0 waiting (not armed yet, or no buffer room), -1 the
+ * producer failed or broke its length promise. */
+static int stream_refill(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    size_t piece = STREAM_PIECE, avail;
+    size_t before;
+
+    if (!c->stream_armed)
+        return 0;
+    s->answer_bytes -= c->stream_held;
+    c->stream_held = 0;
+    sbuf_reset(&c->out);
+    c->out_off = 0;
+    avail = s->cfg.answer_buffer_max > s->answer_bytes ? s->cfg.answer_buffer_max - s->answer_bytes
+                                                        : 0;
+    while (piece > avail && piece > STREAM_PIECE_MIN)
+        piece /= 2;
+    if (piece > avail) {
+        /* Every answer's bytes are spoken for: hold nothing while waiting. */
+        sbuf_free(&c->out);
+        if (!c->stream_waiting) {
+            c->stream_waiting = 1;
+            c->wait_since = loop_now_ms(s->loop);
+            s->stream_waiters++;
+        }
+        return 0;
+    }
+    if (c->stream_waiting) {
+        /* Time spent waiting for room does not count against the client. */
+        c->stream_waiting = 0;
+        s->stream_waiters--;
+        c->write_started_ms += loop_now_ms(s->loop) - c->wait_since;
+        c->deadline = loop_now_ms(s->loop) + s->cfg.write_idle_timeout_ms;
+    }
+    if (c->out.cap > piece)
+        sbuf_free(&c->out);
+    before = c->out.len;
+    if (c->fill(c->fill_arg, &c->out, piece - 32) < 0 || c->out.len == before ||
+        c->out.len > c->stream_left)
+        return -1;
+    c->stream_left -= c->out.len;
+    c->stream_held = c->out.cap;
+    s->answer_bytes += c->stream_held;
+    return 1;
+}
+
 static int flush_out(struct http_conn *c)
 {
-    while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -1;
+    for (;;) {
+        int r;
+        while (c->out_off < c->out.len) {
+            ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
+                             MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return 0;
+                return -1;
+            }
+            c->out_off += (size_t)n;
+            c->bytes_out += (uint64_t)n;
+            c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
         }
-        c->out_off += (size_t)n;
-        c->bytes_out += (uint64_t)n;
-        c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
+        if (!c->fill || c->stream_left == 0)
+            break;
+        r = stream_refill(c);
+        if (r <= 0)
+            return r;
     }
     while (c->file_left > 0) {
         size_t chunk = c->file_left > (1u << 20) ? (1u << 20) : (size_t)c->file_left;
@@ -437,6 +684,30 @@ static void try_write(struct http_conn *c)
     }
     if (r == 1)
         finish_response(c);
+    else if (!c->in_process)
+        conn_set_events(c); /* entered or left the wait for answer room */
+}
+
+/* Resumes streamed answers that waited for answer_buffer_max room. */
+static void wake_waiters(struct loop *l, void *arg)
+{
+    struct http_server *s = arg;
+    struct http_conn *c, *next;
+    (void)l;
+    s->wake_timer = 0;
+    for (c = s->conns; c && s->stream_waiters > 0; c = next) {
+        next = c->next;
+        if (c->dead || !c->stream_waiting)
+            continue;
+        if (s->answer_bytes + STREAM_PIECE_MIN > s->cfg.answer_buffer_max)
+            break;
+        /* in_process defers freeing, so next stays valid unless c itself
+         * is freed, which conn_process does at the end. */
+        c->in_process = 1;
+        try_write(c);
+        c->in_process = 0;
+        conn_process(c);
+    }
 }
 
 static void begin_response(struct http_conn *c, int status, const char *content_type,
@@ -481,7 +752,8 @@ static void after_response_queued(struct http_conn *c)
         c->ctx = NULL;
     }
     c->state = ST_WRITE;
-    c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
+    c->write_started_ms = loop_now_ms(c->srv->loop);
+    c->deadline = c->write_started_ms + c->srv->cfg.write_idle_timeout_ms;
     /* in_process defers freeing, so c stays valid until conn_process. */
     c->in_process = 1;
     try_write(c);
@@ -544,6 +816,36 @@ void http_respond_file(struct http_conn *c, int status, const char *content_type
         c->file_off = 0;
     }
     after_response_queued(c);
+}
+
+void http_respond_stream(struct http_conn *c, int status, const char *content_type,
+                         uint64_t body_len, http_fill_cb fill, void *arg)
+{
+    int outer = !c->in_process;
+    if (c->responded || c->dead)
+        return;
+    begin_response(c, status, content_type, NULL, body_len);
+    if (!c->is_head && body_len > 0) {
+        c->fill = fill;
+        c->fill_arg = arg;
+        c->stream_left = body_len;
+        /* Armed after this call: fill must not run inside it. */
+        c->stream_armed = 0;
+    }
+    /* in_process defers freeing, so c stays valid until conn_process. */
+    c->in_process = 1;
+    after_response_queued(c);
+    if (!c->dead && c->fill)
+        c->stream_armed = 1;
+    if (outer) {
+        c->in_process = 0;
+        conn_process(c);
+    }
+}
+
+int http_conn_on_loopback(const struct http_conn *c)
+{
+    return c->on_loopback;
 }
 
 void http_on_done(struct http_conn *c, http_done_cb cb, void *arg)
@@ -889,6 +1191,8 @@ static void conn_free(struct http_conn *c)
         c->next->prev = c->prev;
     s->nconns--;
     request_reset(c);
+    peer_put(s, c->peer);
+    c->peer = NULL;
     sbuf_free(&c->out);
     free(c->in);
     free(c);
@@ -915,6 +1219,32 @@ static void conn_close(struct http_conn *c)
     }
     if (!c->in_process)
         conn_free(c);
+}
+
+/* Past the idle grace period, an answer must average HTTP_MIN_SEND_RATE: a
+ * client that reads a byte now and then cannot hold its answer (and the
+ * run's output behind it) forever. */
+static int write_too_slow(const struct http_conn *c, uint64_t now)
+{
+    uint64_t taken = c->bytes_out, allowed;
+    int queued = 0;
+    /* Only what the client took counts, not what sits in our socket's send
+     * queue: the kernel buffers megabytes for a client that reads nothing. */
+    if (ioctl(c->fd, SIOCOUTQ, &queued) == 0 && queued > 0)
+        taken = (uint64_t)queued < taken ? taken - (uint64_t)queued : 0;
+    allowed = c->srv->cfg.write_idle_timeout_ms + taken * 1000 / HTTP_MIN_SEND_RATE;
+    return now - c->write_started_ms > allowed;
+}
+
+/* A client that stopped taking its answer: reset rather than close, so the
+ * kernel discards the megabytes still queued for it at once instead of
+ * keeping an orphaned socket that tries to deliver them. */
+static void drop_writer(struct http_conn *c)
+{
+    struct linger lg = {1, 0};
+    if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
+        fprintf(stderr, "boxer: SO_LINGER: %s\n", strerror(errno));
+    conn_close(c);
 }
 
 /* Past the idle grace period, the body must average MIN_BODY_RATE. */
@@ -946,8 +1276,12 @@ static void sweep(struct loop *l, void *arg)
     struct http_conn *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (c->dead || c->state == ST_WAIT)
+        if (c->dead || c->state == ST_WAIT || c->stream_waiting)
             continue;
+        if (c->state == ST_WRITE && write_too_slow(c, now)) {
+            drop_writer(c);
+            continue;
+        }
         if (c->state == ST_BODY && body_too_slow(c, now)) {
             struct bx_err err;
             bx_err_set(&err, 408, 0, "request body arrives slower than %d bytes/s",
@@ -971,12 +1305,18 @@ static void sweep(struct loop *l, void *arg)
             if (!c->method[0])
                 snprintf(c->method, sizeof(c->method), "-");
             respond_err(c, &err);
+        } else if (c->state == ST_WRITE) {
+            drop_writer(c);
         } else {
             conn_close(c);
         }
     }
     if (!s->shutting_down && s->accept_paused && s->nconns < s->cfg.max_connections)
         set_accepting(s, 1);
+    /* Waiting answers are normally woken when room is released; this
+     * catches a wake-up timer that could not be scheduled. */
+    if (s->stream_waiters > 0 && !s->wake_timer)
+        wake_waiters(l, s);
     maybe_trim(s, now);
     s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
 }
@@ -1083,6 +1423,14 @@ void http_server_free(struct http_server **sp)
     }
     if (s->sweep_timer)
         loop_timer_cancel(s->loop, s->sweep_timer);
+    if (s->wake_timer)
+        loop_timer_cancel(s->loop, s->wake_timer);
+    for (size_t b = 0; b < PEER_BUCKETS; b++)
+        while (s->peers[b]) {
+            struct peer *p = s->peers[b];
+            s->peers[b] = p->next;
+            free(p);
+        }
     free(s);
     *sp = NULL;
 }

@@ -26,6 +26,7 @@
 #include "err.h"
 #include "httpparse.h"
 #include "loop.h"
+#include "util.h"
 
 struct http_server;
 struct http_conn;
@@ -38,8 +39,12 @@ struct http_config {
     uint32_t header_timeout_ms;
     uint32_t body_idle_timeout_ms;
     uint32_t keepalive_timeout_ms;
+    /* An answer may stall this long; past it, it must average a minimum
+     * rate (HTTP_MIN_SEND_RATE) or the connection is dropped. */
     uint32_t write_idle_timeout_ms;
     size_t max_connections;
+    size_t max_connections_per_ip; /* more from one address are closed at once */
+    size_t answer_buffer_max;      /* bytes held for all streamed answers together */
     /* Called once per answered request (for metrics); path is the raw
      * request path, status 499 when the client left first. */
     void (*observe)(void *app, const char *path, int status);
@@ -53,6 +58,14 @@ struct http_body_ops {
 
 typedef void (*http_handler)(void *app, struct http_conn *c, const struct http_request *req);
 typedef void (*http_done_cb)(void *arg, int delivered);
+/* Appends the next part of a streamed answer to out: at least 1 byte and
+ * about `want` (at most want + 16); returns 0, or -1 to drop the
+ * connection. */
+typedef int (*http_fill_cb)(void *arg, struct sbuf *out, size_t want);
+
+/* Streamed answers must average this many bytes/s once write_idle_timeout_ms
+ * has passed. */
+#define HTTP_MIN_SEND_RATE 4096
 
 int http_server_new(struct http_server **out, struct loop *l, const struct http_config *cfg,
                     http_handler handler, void *app, struct bx_err *err);
@@ -85,6 +98,19 @@ void http_respond_error_h(struct http_conn *c, int status, const char *extra_hea
 /* Answers with a file: takes ownership of fd, sends size bytes by sendfile. */
 void http_respond_file(struct http_conn *c, int status, const char *content_type, int fd,
                        uint64_t size);
+
+/* Answers with a body of exactly body_len bytes produced piece by piece:
+ * fill(arg, ...) is called each time the socket has taken the previous
+ * piece, so one answer holds at most one piece in memory, and all streamed
+ * answers together at most answer_buffer_max (an answer waits, without
+ * timing out, while that budget is used up).  fill is never called
+ * synchronously in here, and never after the done callback (http_on_done,
+ * set before) ran: arg must live until then. */
+void http_respond_stream(struct http_conn *c, int status, const char *content_type,
+                         uint64_t body_len, http_fill_cb fill, void *arg);
+
+/* 1 when the connection arrived on a loopback address (127.0.0.0/8, ::1). */
+int http_conn_on_loopback(const struct http_conn *c);
 
 /* Called once the current answer was fully written (delivered=1) or the
  * connection died first (delivered=0).  Set before answering. */

@@ -447,6 +447,88 @@ const struct http_header *http_find_header(const struct http_request *req, const
     return NULL;
 }
 
+/* ---- browser safety ---- */
+
+static int lower_eq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z')
+            y = (unsigned char)(y + 32);
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+int http_media_type_is(const char *value, size_t len, const char *type)
+{
+    size_t tl = strlen(type);
+    if (!value || len < tl || !lower_eq(value, type, tl))
+        return 0;
+    value += tl;
+    len -= tl;
+    while (len > 0 && (*value == ' ' || *value == '\t')) {
+        value++;
+        len--;
+    }
+    return len == 0 || *value == ';';
+}
+
+/* 1 when s[0..len) is ":" followed by 1 to 5 digits. */
+static int is_port_suffix(const char *s, size_t len)
+{
+    if (len < 2 || len > 6 || s[0] != ':')
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    return 1;
+}
+
+int http_host_is_loopback(const char *host, size_t len)
+{
+    static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
+    if (!host)
+        return 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        size_t nl = strlen(names[i]);
+        if (len >= nl && lower_eq(host, names[i], nl) &&
+            (len == nl || is_port_suffix(host + nl, len - nl)))
+            return 1;
+    }
+    return 0;
+}
+
+int http_host_listed(const char *host, size_t len, char *const *allowed, size_t n)
+{
+    if (!host || len == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t el = strlen(allowed[i]);
+        if (len >= el && lower_eq(host, allowed[i], el) &&
+            (len == el || is_port_suffix(host + el, len - el)))
+            return 1;
+    }
+    return 0;
+}
+
+int http_origin_allowed(const char *origin, size_t olen, const char *host, size_t hlen,
+                        char *const *allowed, size_t n)
+{
+    if (!origin)
+        return 0;
+    if (host && hlen > 0 && olen == 7 + hlen && lower_eq(origin, "http://", 7) &&
+        lower_eq(origin + 7, host, hlen))
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(allowed[i]) == olen && lower_eq(origin, allowed[i], olen))
+            return 1;
+    return 0;
+}
+
 /* ---- chunked transfer coding ---- */
 
 enum {

@@ -81,6 +81,26 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
 /* Case-insensitive header lookup; returns the first match or NULL. */
 const struct http_header *http_find_header(const struct http_request *req, const char *name);
 
+/* Browser safety (pure, for the routing checks).
+ *
+ * http_media_type_is: 1 when a Content-Type value names `type` (compared
+ * case-insensitively, e.g. "application/json"), optionally followed by
+ * parameters (";charset=utf-8"); "application/jsonx" does not match.
+ *
+ * http_host_is_loopback: 1 when a Host header value names the loopback:
+ * "localhost", "127.0.0.1" or "[::1]", each with or without ":port".
+ *
+ * http_host_listed: 1 when the Host value equals an entry (case-insensitive);
+ * an entry without a port also matches the host with any ":port".
+ *
+ * http_origin_allowed: 1 when an Origin value is the server's own origin
+ * ("http://" + host) or equals an entry of `allowed` (case-insensitive). */
+int http_media_type_is(const char *value, size_t len, const char *type);
+int http_host_is_loopback(const char *host, size_t len);
+int http_host_listed(const char *host, size_t len, char *const *allowed, size_t n);
+int http_origin_allowed(const char *origin, size_t olen, const char *host, size_t hlen,
+                        char *const *allowed, size_t n);
+
 /* Incremental chunked transfer-coding decoder.  Feed raw bytes; it writes the
  * decoded payload to out (decoding may be done in place: out == in is fine)
  * and reports how much input it consumed.  Chunk-size lines are bounded (16

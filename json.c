@@ -901,69 +901,79 @@ int json_str_has_nul(const struct json_value *v)
 
 /* ---- writer ---- */
 
+/* One unit of the escaping at p: returns NULL when the *adv bytes at p are
+ * copied as they are, else their replacement (ubuf may hold it). */
+static const char *escape_unit(const unsigned char *p, const unsigned char *end, size_t *adv,
+                               char ubuf[8])
+{
+    unsigned char c = *p;
+    *adv = 1;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
+        return NULL;
+    if (c >= 0x80) {
+        uint32_t cp = 0;
+        enum utf8_err e;
+        *adv = utf8_next(p, (size_t)(end - p), &cp, &e);
+        if (e == U8_OK && cp != 0x2028 && cp != 0x2029)
+            return NULL;
+        /* Each maximal invalid subpart becomes one U+FFFD; U+2028 and
+         * U+2029 are escaped because JavaScript treats them as line
+         * terminators. */
+        return e != U8_OK ? "\xEF\xBF\xBD" : cp == 0x2028 ? "\\u2028" : "\\u2029";
+    }
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\b':
+        return "\\b";
+    case '\f':
+        return "\\f";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    default:
+        snprintf(ubuf, 8, "\\u%04x", c);
+        return ubuf;
+    }
+}
+
 int json_escape_to(struct sbuf *sb, const char *s, size_t len)
 {
-    const unsigned char *p, *end, *run;
-
+    size_t pos = 0;
     if (!sb || (!s && len))
         return -1;
     if (len == 0)
         return sbuf_append(sb, "\"\"", 2);
-    p = (const unsigned char *)s;
-    end = p + len;
-    if (sbuf_putc(sb, '"') < 0)
+    if (sbuf_putc(sb, '"') < 0 || json_escape_part(sb, s, len, &pos, SIZE_MAX) < 0)
         return -1;
+    return sbuf_putc(sb, '"');
+}
+
+int json_escape_part(struct sbuf *sb, const char *s, size_t len, size_t *pos, size_t limit)
+{
+    const unsigned char *p, *end, *run;
+    size_t start = sb->len;
+
+    if (!s || *pos > len)
+        return *pos == len || len == 0 ? 0 : -1;
+    p = (const unsigned char *)s + *pos;
+    end = (const unsigned char *)s + len;
     run = p;
     while (p < end) {
-        unsigned char c = *p;
-        const char *rep;
         char ubuf[8];
-        size_t adv = 1;
-
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            p++;
+        size_t adv;
+        const char *rep;
+        if (sb->len - start + (size_t)(p - run) >= limit)
+            break;
+        rep = escape_unit(p, end, &adv, ubuf);
+        if (!rep) {
+            p += adv;
             continue;
-        }
-        if (c >= 0x80) {
-            uint32_t cp = 0;
-            enum utf8_err e;
-            adv = utf8_next(p, (size_t)(end - p), &cp, &e);
-            if (e == U8_OK && cp != 0x2028 && cp != 0x2029) {
-                p += adv;
-                continue;
-            }
-            /* Each maximal invalid subpart becomes one U+FFFD; U+2028 and
-             * U+2029 are escaped because JavaScript treats them as line
-             * terminators. */
-            rep = e != U8_OK ? "\xEF\xBF\xBD" : cp == 0x2028 ? "\\u2028" : "\\u2029";
-        } else {
-            switch (c) {
-            case '"':
-                rep = "\\\"";
-                break;
-            case '\\':
-                rep = "\\\\";
-                break;
-            case '\b':
-                rep = "\\b";
-                break;
-            case '\f':
-                rep = "\\f";
-                break;
-            case '\n':
-                rep = "\\n";
-                break;
-            case '\r':
-                rep = "\\r";
-                break;
-            case '\t':
-                rep = "\\t";
-                break;
-            default:
-                snprintf(ubuf, sizeof(ubuf), "\\u%04x", c);
-                rep = ubuf;
-                break;
-            }
         }
         if (sbuf_append(sb, run, (size_t)(p - run)) < 0 || sbuf_append(sb, rep, strlen(rep)) < 0)
             return -1;
@@ -972,7 +982,22 @@ int json_escape_to(struct sbuf *sb, const char *s, size_t len)
     }
     if (sbuf_append(sb, run, (size_t)(p - run)) < 0)
         return -1;
-    return sbuf_putc(sb, '"');
+    *pos = (size_t)(p - (const unsigned char *)s);
+    return 0;
+}
+
+size_t json_escaped_len(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    size_t n = 2;
+    while (p < end) {
+        char ubuf[8];
+        size_t adv;
+        const char *rep = escape_unit(p, end, &adv, ubuf);
+        n += rep ? strlen(rep) : adv;
+        p += adv;
+    }
+    return n;
 }
 
 /* need_comma[] per level: W_VALUE once a value (or key) was written there,

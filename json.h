@@ -104,5 +104,13 @@ void json_w_null(struct json_writer *w);
 
 /* Appends the escaped JSON string (with quotes) for any bytes to sb. */
 int json_escape_to(struct sbuf *sb, const char *s, size_t len);
+/* The same escaping in parts, for answers streamed as the socket drains:
+ * appends the escaped form of s[*pos..len) (without the quotes) and stops at
+ * a character boundary once about `limit` bytes were appended (at most
+ * limit + 6); *pos advances.  The parts concatenated are exactly what
+ * json_escape_to writes between the quotes. */
+int json_escape_part(struct sbuf *sb, const char *s, size_t len, size_t *pos, size_t limit);
+/* Length of json_escape_to's output for s (quotes included). */
+size_t json_escaped_len(const char *s, size_t len);
 
 #endif

@@ -7,7 +7,9 @@
  *   2. the parsed path and query go through the percent decoders;
  *   3. as a chunked body, decoded whole, split at a position taken from the
  *      input, in place, and one byte at a time: all must agree;
- *   4. as a raw query string / path for the decoders.
+ *   4. as a raw query string / path for the decoders;
+ *   5. as Host / Origin / Content-Type values for the browser-safety
+ *      matchers.
  * libFuzzer's buffer is exactly `size` bytes long, so ASan catches any read
  * past the end. */
 #include <stdint.h>
@@ -207,6 +209,25 @@ static void fuzz_decoders(const char *data, size_t size)
         check_decoded(out, cap, out_len);
 }
 
+/* The browser-safety matchers on arbitrary values: never read past len, and
+ * agree with simple restatements of their rules. */
+static void fuzz_browser(const char *data, size_t size)
+{
+    char *list[2] = {"boxer.lan", "http://app.example:3000"};
+    size_t half = size / 2;
+    int lo = http_host_is_loopback(data, size);
+    check(lo == 0 || lo == 1);
+    if (lo)
+        check(size >= 5 && (data[0] == 'l' || data[0] == 'L' || data[0] == '1' ||
+                            data[0] == '['));
+    (void)http_media_type_is(data, size, "application/json");
+    (void)http_host_listed(data, size, list, 1);
+    /* Same origin: "http://" + host, whatever the bytes. */
+    if (size > 7 && memcmp(data, "http://", 7) == 0)
+        check(http_origin_allowed(data, size, data + 7, size - 7, NULL, 0));
+    (void)http_origin_allowed(data, half, data + half, size - half, list, 2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -215,5 +236,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_head(d, size);
     fuzz_chunked(d, size);
     fuzz_decoders(d, size);
+    fuzz_browser(d, size);
     return 0;
 }

@@ -233,6 +233,24 @@ static void roundtrip_string(const uint8_t *data, size_t size)
         for (i = 0; i < sb.len; i++)
             CHECK((unsigned char)sb.data[i] >= 0x20);
     }
+    /* The streamed /run answer escapes in parts: any part size must give
+     * the same bytes, and json_escaped_len their length. */
+    CHECK(json_escaped_len((const char *)data, size) == sb.len);
+    {
+        struct sbuf parts;
+        size_t pos = 0, limit = size ? (size_t)data[0] % 64 + 1 : 1;
+        sbuf_init(&parts, (size_t)256 << 20);
+        CHECK(sbuf_putc(&parts, '"') == 0);
+        while (pos < size) {
+            size_t before = parts.len, was = pos;
+            CHECK(json_escape_part(&parts, (const char *)data, size, &pos, limit) == 0);
+            CHECK(pos > was && pos <= size);
+            CHECK(parts.len - before <= limit + 6);
+        }
+        CHECK(sbuf_putc(&parts, '"') == 0);
+        CHECK(parts.len == sb.len && memcmp(parts.data, sb.data, sb.len) == 0);
+        sbuf_free(&parts);
+    }
     json_doc_free(&doc);
     sbuf_free(&sb);
 }

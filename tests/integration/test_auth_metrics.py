@@ -40,7 +40,8 @@ def test_auth_from_env(make_server):
 
 
 def test_warns_without_token_on_public_address(make_server):
-    srv = make_server(config={"listen_addr": "0.0.0.0:0"}, start=False)
+    srv = make_server(config={"listen_addr": "0.0.0.0:0", "allow_unauthenticated": True},
+                      start=False)
     srv.config["listen_addr"] = "0.0.0.0:%d" % srv.port
     srv.start()
     srv.stop()

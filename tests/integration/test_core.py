@@ -57,7 +57,7 @@ def test_wrong_method_405_json(server):
 
 
 def test_head_has_no_body(server):
-    status, headers, body = request(server.url, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n"
+    status, headers, body = request(server.url, b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n"
                                     b"Connection: close\r\n\r\n", head=True)
     assert status == 200
     assert headers["content-length"] == "11"
@@ -155,7 +155,7 @@ def test_upload_missing_fields_400(server):
     r = httpx.post(server.url + "/files", files={"file": ("f", b"x")})
     assert r.status_code == 400 and "path" in r.json()["error"]
     r = httpx.post(server.url + "/files", content=b"plain", headers={"Content-Type": "text/plain"})
-    assert r.status_code == 400
+    assert r.status_code == 415
 
 
 def test_upload_normalizes_paths(server):
@@ -171,7 +171,7 @@ def test_download_errors(server):
     upload(server.url, "dir/inside.txt", b"x")
     assert httpx.get(server.url + "/files", params={"path": "dir"}).status_code == 400
     assert httpx.get(server.url + "/files", params={"path": "../../etc/passwd"}).status_code == 400
-    status, _, body = request(server.url, b"GET /files?path=a%00b HTTP/1.1\r\nHost: x\r\n"
+    status, _, body = request(server.url, b"GET /files?path=a%00b HTTP/1.1\r\nHost: localhost\r\n"
                               b"Connection: close\r\n\r\n")
     assert status == 400
 
@@ -186,7 +186,7 @@ def test_overwrite_is_atomic_for_readers(server):
     upload(server.url, "atomic/f.txt", b"old" * 100000)
     # A download that started before the overwrite sees the old file whole.
     c = open_conn(server.url)
-    c.send(b"GET /files?path=atomic/f.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /files?path=atomic/f.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
     time.sleep(0.05)
     upload(server.url, "atomic/f.txt", b"new" * 100000)
     status, _, body = c.response()
@@ -214,14 +214,14 @@ def test_symlink_in_store_not_followed(server):
 
 def test_keepalive_and_pipelining(server):
     c = open_conn(server.url)
-    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3 +
-           b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n" * 3 +
+           b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n")
     for _ in range(3):
         status, headers, body = c.response()
         assert status == 200 and body == b'{"ok":true}'
     status, _, _ = c.response()
     assert status == 404
-    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert c.response()[0] == 200
     c.close()
 
@@ -243,8 +243,8 @@ def test_http10(server):
 
 def test_smuggling_cl_and_te_rejected_and_closed(server):
     c = open_conn(server.url)
-    c.send(b"POST /files HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"POST /files HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     status, headers, _ = c.response()
     assert status == 400
     assert headers.get("connection") == "close"
@@ -253,27 +253,27 @@ def test_smuggling_cl_and_te_rejected_and_closed(server):
 
 def test_conflicting_content_lengths_rejected(server):
     c = open_conn(server.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
            b"hello!")
     assert c.response()[0] == 400
     assert c.closed_by_peer()
 
 
 def test_request_line_too_long_414(server):
-    status, _, body = request(server.url, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, body = request(server.url, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert status == 414
     assert "error" in json.loads(body)
 
 
 def test_headers_too_large_431(server):
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(100))
-    assert request(server.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")[0] == 431
+    assert request(server.url, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + many + b"\r\n")[0] == 431
     big = b"X-Big: " + b"v" * 40000 + b"\r\n"
-    assert request(server.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")[0] == 431
+    assert request(server.url, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + big + b"\r\n")[0] == 431
 
 
 def test_body_too_large_413(server):
-    status, _, body = request(server.url, b"POST /run HTTP/1.1\r\nHost: x\r\n"
+    status, _, body = request(server.url, b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                               b"Content-Length: 999999999\r\n\r\n")
     assert status == 413
 
@@ -281,7 +281,7 @@ def test_body_too_large_413(server):
 def test_garbage_400(server):
     for raw in (b"\x00\x01\x02 garbage\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
                 b"GET /healthz HTTP/1.1\r\n\r\n",  # no Host
-                b"GET /healthz HTTP/1.1\r\nHost: x\r\n bad-fold\r\n\r\n"):
+                b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n bad-fold\r\n\r\n"):
         status = request(server.url, raw)[0]
         assert 400 <= status < 600, raw
 
@@ -307,7 +307,7 @@ def test_slowloris_head_timeout(make_server):
 def test_slow_body_timeout(make_server):
     srv = make_server(config={"body_timeout_ms": 500})
     c = open_conn(srv.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
     status, _, _ = c.response()
     assert status == 408
     assert c.closed_by_peer(5)
@@ -357,11 +357,11 @@ def test_log_lines(server):
 def test_sigterm_finishes_inflight_and_exits_0(make_server):
     srv = make_server(config={"header_timeout_ms": 5000})
     c = open_conn(srv.url)
-    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert c.response()[0] == 200
     # a request that is half sent when the signal arrives still completes
     body = multipart("term/t.txt", b"z" * 100000)
-    head = (b"POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+    head = (b"POST /files HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; "
             b"boundary=XyZzy\r\nContent-Length: %d\r\n\r\n" % len(body))
     c2 = open_conn(srv.url)
     c2.send(head + body[:1000])
@@ -379,7 +379,7 @@ def test_sigpipe_does_not_kill(server):
     upload(server.url, "pipe/big.bin", os.urandom(LIMIT))
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", server.port))
-        s.sendall(b"GET /files?path=pipe/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /files?path=pipe/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         s.close()
     time.sleep(0.2)

@@ -172,7 +172,7 @@ def test_kill_during_upload(crashy):
             b"crash/up.bin\r\n--" + boundary + b"\r\nContent-Disposition: form-data; "
             b"name=\"file\"; filename=\"x\"\r\n\r\n" + data + b"\r\n--" + boundary + b"--\r\n")
     sock = socket.create_connection(("127.0.0.1", s.port))
-    sock.sendall(b"POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+    sock.sendall(b"POST /files HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; "
                  b"boundary=" + boundary + b"\r\nContent-Length: %d\r\n\r\n" % len(body) +
                  body[:3 << 20])
     tmp = os.path.join(s.home, "files", ".tmp")

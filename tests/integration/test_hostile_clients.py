@@ -39,6 +39,8 @@ def srv():
     s = boxer_server.Server(tmp, config={"header_timeout_ms": HEADER_MS,
                                          "body_timeout_ms": BODY_MS,
                                          "keepalive_timeout_ms": 5000,
+                                         # test_5000_connections_held comes from one address.
+                                         "max_connections_per_ip": 10000,
                                          "upload_limit_bytes": 8 << 20,
                                          # Nothing here should pull; if a bug
                                          # let a request through, the pull
@@ -55,7 +57,7 @@ def srv():
             c.post(s.url + "/files", data={"path": "warm/up.bin"},
                    files={"file": ("f", os.urandom(100000))})
             c.get(s.url + "/files", params={"path": "warm/up.bin"})
-            c.post(s.url + "/run", content=b"{bad json")
+            c.post(s.url + "/run", content=b"{bad json", headers={"Content-Type": "application/json"})
     time.sleep(1.5)
     s.base_fds = H.fd_count(s.proc.pid)
     s.base_rss = H.rss_kb(s.proc.pid)
@@ -103,7 +105,7 @@ def multipart(path, data, boundary=b"XyZzy"):
 
 
 def upload_head(n, boundary=b"XyZzy"):
-    return (b"POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=" +
+    return (b"POST /files HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=" +
             boundary + b"\r\nContent-Length: %d\r\n\r\n" % n)
 
 
@@ -113,7 +115,7 @@ def post_run_raw(url, body, extra=b""):
     c = open_conn(url)
     try:
         try:
-            c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                    b"Content-Length: %d\r\nConnection: close\r\n" % len(body) + extra +
                    b"\r\n" + body)
         except OSError:
@@ -145,7 +147,7 @@ def test_5000_connections_held(guard):
     pid = srv.proc.pid
     # Half of them idle, half with a request head that never ends.
     socks = H.hold_connections(srv.port, 5000, lambda i: (
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 200 if i % 2 else None))
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"p" * 200 if i % 2 else None))
     try:
         deadline = time.time() + 5
         while H.fd_count(pid) < srv.base_fds + 5000 and time.time() < deadline:
@@ -218,7 +220,7 @@ def test_slowloris_body(guard, route):
     for i in range(50):
         c = open_conn(srv.url)
         if route == "run":
-            c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+            c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
         else:
             c.send(upload_head(100000) + multipart(b"slow/%d" % i, b"")[:120])
         conns.append(c)
@@ -282,8 +284,8 @@ def test_idle_body_timeout_then_fast_upload_still_fine(guard):
 def test_pipelined_garbage(guard):
     srv = guard
     c = open_conn(srv.url)
-    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3 + b"\x16\x03\x01\x02\x00garbage\r\n\r\n"
-           + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n" * 3 + b"\x16\x03\x01\x02\x00garbage\r\n\r\n"
+           + b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
     for _ in range(3):
         assert c.response()[0] == 200
     status, headers, _ = c.response()
@@ -291,7 +293,7 @@ def test_pipelined_garbage(guard):
     assert c.closed_by_peer(5)
     c.close()
     for junk in (b"\r\n" * 10000, os.urandom(100000), b"GET " * 5000, b"\x00" * 70000,
-                 b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(50000)):
+                 b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n" + os.urandom(50000)):
         c = open_conn(srv.url)
         try:
             c.send(junk)
@@ -320,7 +322,7 @@ def test_many_pipelined_requests(guard):
 
     t = threading.Thread(target=reader)
     t.start()
-    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n" * n)
     t.join(60)
     c.close()
     assert len(got) == n and set(got) == {200}
@@ -332,7 +334,7 @@ def test_pipelined_requests_client_never_reads(guard):
     s = socket.create_connection(("127.0.0.1", srv.port))
     s.setblocking(False)
     sent = 0
-    chunk = b"GET /swagger/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 100
+    chunk = b"GET /swagger/openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n" * 100
     t0 = time.time()
     while time.time() - t0 < 3:
         try:
@@ -347,11 +349,11 @@ def test_pipelined_requests_client_never_reads(guard):
 
 def test_oversized_request_line_and_headers(guard):
     srv = guard
-    assert request(srv.url, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 414
+    assert request(srv.url, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")[0] == 414
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(100))
-    assert request(srv.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")[0] == 431
+    assert request(srv.url, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + many + b"\r\n")[0] == 431
     # Megabytes of head: the server answers (or closes) without buffering it.
-    for raw in (b"GET /" + b"a" * (4 << 20), b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"v" * (4 << 20)):
+    for raw in (b"GET /" + b"a" * (4 << 20), b"GET / HTTP/1.1\r\nHost: localhost\r\nX: " + b"v" * (4 << 20)):
         c = open_conn(srv.url)
         try:
             c.send(raw)
@@ -366,7 +368,7 @@ def test_oversized_bodies(guard):
     srv = guard
     # Announced too large: refused before any byte of it is read.
     c = open_conn(srv.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n")
     assert c.response()[0] == 413
     c.close()
     c = open_conn(srv.url)
@@ -375,7 +377,7 @@ def test_oversized_bodies(guard):
     c.close()
     # Chunked, so the size is only known on the way: cut off at the limit.
     c = open_conn(srv.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
     status = None
     try:
         for _ in range(80):
@@ -464,17 +466,17 @@ def test_invalid_utf8_and_nul_in_paths(guard):
         status, _, resp = request(srv.url, upload_head(len(body)) + body)
         assert status == 400, (bad, resp[:200])
     for q in (b"%FF", b"%C0%80", b"%ED%A0%80", b"%00", b"a%00b", b"%0A", b"%", b"%zz"):
-        status, _, _ = request(srv.url, b"GET /files?path=utf8/" + q + b" HTTP/1.1\r\nHost: x\r\n"
+        status, _, _ = request(srv.url, b"GET /files?path=utf8/" + q + b" HTTP/1.1\r\nHost: localhost\r\n"
                                b"Connection: close\r\n\r\n")
         assert status == 400, q
     for target in (b"/files\xff", b"/heal%00thz", b"/\x00", b"/%ZZ"):
         c = open_conn(srv.url)
-        c.send(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.send(b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
         status = answer_or_close(c)
         c.close()
         assert status in (None, 400, 404), target
     for hdr in (b"X-A: a\x00b\r\n", b"X-\xff: v\r\n", b"Host: \x00\r\n"):
-        status, _, _ = request(srv.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + hdr +
+        status, _, _ = request(srv.url, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + hdr +
                                b"Connection: close\r\n\r\n")
         assert status == 400, hdr
     # Nothing was stored under any of those names.
@@ -487,7 +489,7 @@ def test_body_shorter_than_content_length(guard):
     srv = guard
     # Then silence: 408 once the body timeout passes.
     c = open_conn(srv.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"image\":")
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"image\":")
     t0 = time.time()
     assert answer_or_close(c, BODY_MS / 1000 + 5 * H.SLOW) in (None, 408)
     assert time.time() - t0 < BODY_MS / 1000 + 3 * H.SLOW
@@ -507,7 +509,7 @@ def test_body_longer_than_content_length(guard):
     # The extra bytes are the next "request": garbage, 400, closed.
     body = b'{"image":"busybox","cmd":["true"]}'
     c = open_conn(srv.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n" + body)
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n" + body)
     first = answer_or_close(c)
     assert first == 400  # '{"image":"' is not JSON
     assert c.closed_by_peer(5)
@@ -534,7 +536,7 @@ def test_bad_chunked_framing(guard, chunks):
     srv = guard
     c = open_conn(srv.url)
     try:
-        c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+        c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
     except OSError:
         pass
     assert answer_or_close(c, BODY_MS / 1000 + 5 * H.SLOW) in (None, 400, 408, 413, 431)
@@ -576,7 +578,7 @@ def test_resets_mid_upload_leave_nothing(guard):
     httpx.post(srv.url + "/files", data={"path": "reset/dl.bin"}, files={"file": ("f", data)})
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", srv.port))
-        s.sendall(b"GET /files?path=reset/dl.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /files?path=reset/dl.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
         s.recv(1000)
         rst_close(s)
     assert httpx.get(srv.url + "/files", params={"path": "reset/dl.bin"}).content == data

@@ -493,7 +493,7 @@ def test_cgroup_removed_after_every_ending(srv):
     # the client goes away mid-run
     body = json.dumps({"image": BUSYBOX, "cmd": ["sleep", "60"]}).encode()
     c = open_conn(srv.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n" % len(body) + body)
     find_run_cgroup(srv.home)
     time.sleep(1)

@@ -812,7 +812,7 @@ def test_client_gone_tears_network_down(sbx):
                        "egress": [REMOTE_IP]}).encode()
     s = socket.create_connection(("127.0.0.1", sbx.port))
     try:
-        s.sendall(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         deadline = time.time() + 60
         while not links_tagged("boxer:%s:" % BRIDGE):

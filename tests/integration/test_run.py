@@ -193,7 +193,8 @@ def test_invalid_json_400(server):
     r = httpx.post(server.url + "/run", content=b'{"image": "busybox", "cmd": ["x"]',
                    headers={"Content-Type": "application/json"})
     assert r.status_code == 400
-    r = httpx.post(server.url + "/run", content=b'{"image": "a", "image": "b", "cmd": ["x"]}')
+    r = httpx.post(server.url + "/run", content=b'{"image": "a", "image": "b", "cmd": ["x"]}',
+                   headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "duplicate" in r.json()["error"].lower()
 
 
@@ -306,7 +307,7 @@ def test_symlink_in_output_not_captured(server):
 def test_client_disconnect_kills_sandbox(server):
     body = json.dumps({"image": BUSYBOX, "cmd": ["sleep", "60"]}).encode()
     c = open_conn(server.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n" % len(body) + body)
     deadline = time.time() + 30
     while not any("runsc" in cmd for _, cmd in runsc_processes(server)):

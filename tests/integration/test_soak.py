@@ -156,7 +156,8 @@ class Worker:
         c = self.client
         u = self.url
         if kind == 0:
-            self.expect("bad json", c.post(u + "/run", content=b'{"image": "busybox", "cmd": ['),
+            self.expect("bad json", c.post(u + "/run", content=b'{"image": "busybox", "cmd": [',
+                                              headers={"Content-Type": "application/json"}),
                         400)
         elif kind == 1:
             self.expect("unknown field", c.post(u + "/run", json={"image": "busybox",
@@ -191,7 +192,7 @@ class Worker:
                     b"\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\""
                     b"\r\n\r\n" + b"r" * 200000)
             s = socket.create_connection(("127.0.0.1", self.srv.port))
-            s.sendall(b"POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            s.sendall(b"POST /files HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; "
                       b"boundary=B\r\nContent-Length: 400000\r\n\r\n" + body)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
@@ -200,7 +201,7 @@ class Worker:
             # A run whose client leaves: the sandbox is killed, nothing stays.
             body = json.dumps({"image": "busybox", "cmd": ["sleep", "30"]}).encode()
             conn = open_conn(u)
-            conn.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+            conn.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
                       + body)
             time.sleep(self.rng.random() * 0.5)
             conn.close()

@@ -26,7 +26,14 @@ START_TEST(defaults_match_the_contract)
     ck_assert_str_eq(cfg.home, "/home/tester/.boxer");
     ck_assert_str_eq(cfg.runsc_path, "");
     ck_assert_str_eq(cfg.platform, "systrap");
-    ck_assert_str_eq(cfg.listen_addr, ":8080");
+    /* Loopback only by default (issue 11): a public listener is opt-in. */
+    ck_assert_str_eq(cfg.listen_addr, "127.0.0.1:8080");
+    ck_assert_int_eq(cfg.allow_unauthenticated, 0);
+    ck_assert_uint_eq(cfg.allowed_origins.n, 0);
+    ck_assert_uint_eq(cfg.allowed_hosts.n, 0);
+    ck_assert_uint_eq(cfg.write_timeout_ms, 30000);
+    ck_assert_uint_eq(cfg.answer_buffer_max_bytes, 16u << 20);
+    ck_assert_uint_eq(cfg.max_connections_per_ip, 256);
     ck_assert_int_eq(cfg.ignore_cgroups, 0);
     ck_assert_uint_eq(cfg.output_limit_bytes, 10485760);
     ck_assert_uint_eq(cfg.upload_limit_bytes, 10485760);
@@ -84,7 +91,11 @@ START_TEST(fields_override_defaults)
                            " \"cpu_cores\": 0.5}, \"registry_mirrors\": {\"docker.io\":"
                            " \"http://127.0.0.1:5000\"}, \"insecure_registries\": [\"a:1\"],"
                            " \"auth_tokens\": [\"t\"], \"platform\": \"ptrace\","
-                           " \"allow_private_egress\": true, \"max_egress_rules\": 0}",
+                           " \"allow_private_egress\": true, \"max_egress_rules\": 0,"
+                           " \"allow_unauthenticated\": true, \"allowed_origins\":"
+                           " [\"http://app.example:3000\"], \"allowed_hosts\": [\"boxer.lan\"],"
+                           " \"write_timeout_ms\": 5000, \"answer_buffer_max_bytes\": 1048576,"
+                           " \"max_connections_per_ip\": 8}",
                            &err),
                      0);
     ck_assert_str_eq(cfg.home, "/home/tester/data");
@@ -101,6 +112,14 @@ START_TEST(fields_override_defaults)
     ck_assert_str_eq(cfg.platform, "ptrace");
     ck_assert_int_eq(cfg.allow_private_egress, 1);
     ck_assert_uint_eq(cfg.max_egress_rules, 0);
+    ck_assert_int_eq(cfg.allow_unauthenticated, 1);
+    ck_assert_uint_eq(cfg.allowed_origins.n, 1);
+    ck_assert_str_eq(cfg.allowed_origins.items[0], "http://app.example:3000");
+    ck_assert_uint_eq(cfg.allowed_hosts.n, 1);
+    ck_assert_str_eq(cfg.allowed_hosts.items[0], "boxer.lan");
+    ck_assert_uint_eq(cfg.write_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg.answer_buffer_max_bytes, 1048576);
+    ck_assert_uint_eq(cfg.max_connections_per_ip, 8);
     config_free(&cfg);
 }
 END_TEST
@@ -195,6 +214,17 @@ static const struct {
     {"{\"max_egress_rules\": -1}", "max_egress_rules"},
     {"{\"max_egress_rules\": 1025}", "max_egress_rules"},
     {"{\"max_egress_rules\": 1.5}", "max_egress_rules"},
+    {"{\"allow_unauthenticated\": \"yes\"}", "allow_unauthenticated"},
+    {"{\"allowed_origins\": \"http://a\"}", "allowed_origins"},
+    {"{\"allowed_origins\": [\"app.example\"]}", "allowed_origins[0]"},
+    {"{\"allowed_origins\": [\"http://a/\"]}", "allowed_origins[0]"},
+    {"{\"allowed_origins\": [\"http://a\", \"http://b/path\"]}", "allowed_origins[1]"},
+    {"{\"allowed_hosts\": [\"a b\"]}", "allowed_hosts[0]"},
+    {"{\"allowed_hosts\": [\"\"]}", "allowed_hosts[0]"},
+    {"{\"write_timeout_ms\": 0}", "write_timeout_ms"},
+    {"{\"answer_buffer_max_bytes\": 100}", "answer_buffer_max_bytes"},
+    {"{\"max_connections_per_ip\": 0}", "max_connections_per_ip"},
+    {"{\"max_connections_per_ip\": -1}", "max_connections_per_ip"},
     {"[1, 2]", "object"},
     {"{\"home\": \"/x\",}", "invalid JSON"},
     {"{\"home\": \"/x\", \"home\": \"/y\"}", "duplicate"},
@@ -278,7 +308,7 @@ START_TEST(load_precedence)
     unlink(home_path);
     config_defaults(&cfg);
     ck_assert_int_eq(config_load(&cfg, NULL, &err), 0);
-    ck_assert_str_eq(cfg.listen_addr, ":8080");
+    ck_assert_str_eq(cfg.listen_addr, "127.0.0.1:8080");
     ck_assert_ptr_null(cfg.source);
     config_free(&cfg);
 

@@ -7,6 +7,7 @@
 
 #include "guard.h"
 #include "httpparse.h"
+#include "util.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -889,6 +890,83 @@ START_TEST(test_decode_path)
 }
 END_TEST
 
+START_TEST(test_media_type)
+{
+    static const char *const json_ok[] = {"application/json", "Application/JSON",
+                                          "application/json; charset=utf-8",
+                                          "application/json;charset=UTF-8",
+                                          "application/json ;x=y"};
+    static const char *const json_bad[] = {"", "text/plain", "application/jsonx",
+                                           "application/json-seq", "application/js",
+                                           "text/plain; application/json",
+                                           "multipart/form-data; boundary=x"};
+    for (size_t i = 0; i < BX_ARRAY_LEN(json_ok); i++)
+        ck_assert_msg(http_media_type_is(json_ok[i], strlen(json_ok[i]), "application/json"),
+                      "%s", json_ok[i]);
+    for (size_t i = 0; i < BX_ARRAY_LEN(json_bad); i++)
+        ck_assert_msg(!http_media_type_is(json_bad[i], strlen(json_bad[i]), "application/json"),
+                      "%s", json_bad[i]);
+    ck_assert(http_media_type_is("multipart/form-data; boundary=x", 31, "multipart/form-data"));
+    ck_assert(!http_media_type_is(NULL, 0, "application/json"));
+    /* The length is honoured: a value cut before its end does not match. */
+    ck_assert(!http_media_type_is("application/json", 11, "application/json"));
+}
+END_TEST
+
+START_TEST(test_host_loopback)
+{
+    static const char *const ok[] = {"localhost", "LOCALHOST", "localhost:8080", "127.0.0.1",
+                                     "127.0.0.1:1", "[::1]", "[::1]:65535"};
+    static const char *const bad[] = {"", "evil.example", "evil.example:8080",
+                                      "localhost.evil.example", "localhostx", "127.0.0.1.nip.io",
+                                      "127.0.0.10", "127.0.0.1:", "127.0.0.1:80x",
+                                      "127.0.0.1:1234567", "[::1", "::1", "x", "localhost:8080:1",
+                                      "0.0.0.0", "10.0.0.1"};
+    for (size_t i = 0; i < BX_ARRAY_LEN(ok); i++)
+        ck_assert_msg(http_host_is_loopback(ok[i], strlen(ok[i])), "%s", ok[i]);
+    for (size_t i = 0; i < BX_ARRAY_LEN(bad); i++)
+        ck_assert_msg(!http_host_is_loopback(bad[i], strlen(bad[i])), "%s", bad[i]);
+    ck_assert(!http_host_is_loopback(NULL, 0));
+}
+END_TEST
+
+START_TEST(test_host_listed)
+{
+    char *list[] = {"boxer.lan", "ci.example:9000"};
+    ck_assert(http_host_listed("boxer.lan", 9, list, 2));
+    ck_assert(http_host_listed("BOXER.LAN:8080", 14, list, 2));
+    ck_assert(http_host_listed("ci.example:9000", 15, list, 2));
+    ck_assert(!http_host_listed("ci.example:9001", 15, list, 2));
+    ck_assert(!http_host_listed("ci.example", 10, list, 2));
+    ck_assert(!http_host_listed("boxer.lan.evil", 14, list, 2));
+    ck_assert(!http_host_listed("xboxer.lan", 10, list, 2));
+    ck_assert(!http_host_listed("", 0, list, 2));
+    ck_assert(!http_host_listed(NULL, 0, list, 2));
+    ck_assert(!http_host_listed("boxer.lan", 9, list, 0));
+}
+END_TEST
+
+START_TEST(test_origin_allowed)
+{
+    char *list[] = {"https://app.example", "http://tool.local:3000"};
+    /* Same origin: http:// plus the Host header. */
+    ck_assert(http_origin_allowed("http://127.0.0.1:8080", 21, "127.0.0.1:8080", 14, NULL, 0));
+    ck_assert(http_origin_allowed("http://localhost:8080", 21, "LOCALHOST:8080", 14, NULL, 0));
+    ck_assert(!http_origin_allowed("http://127.0.0.1:8081", 21, "127.0.0.1:8080", 14, NULL, 0));
+    ck_assert(!http_origin_allowed("https://127.0.0.1:8080", 22, "127.0.0.1:8080", 14, NULL, 0));
+    ck_assert(!http_origin_allowed("http://evil.example", 19, "127.0.0.1:8080", 14, NULL, 0));
+    ck_assert(!http_origin_allowed("null", 4, "127.0.0.1:8080", 14, NULL, 0));
+    ck_assert(!http_origin_allowed("http://", 7, "", 0, NULL, 0));
+    ck_assert(!http_origin_allowed("http://127.0.0.1:8080/", 22, "127.0.0.1:8080", 14, NULL, 0));
+    /* Listed ones, whole strings only. */
+    ck_assert(http_origin_allowed("https://app.example", 19, "127.0.0.1:8080", 14, list, 2));
+    ck_assert(http_origin_allowed("http://tool.local:3000", 22, NULL, 0, list, 2));
+    ck_assert(!http_origin_allowed("https://app.example.evil", 24, "h", 1, list, 2));
+    ck_assert(!http_origin_allowed("https://app.exampl", 18, "h", 1, list, 2));
+    ck_assert(!http_origin_allowed(NULL, 0, "h", 1, list, 2));
+}
+END_TEST
+
 static Suite *httpparse_suite(void)
 {
     Suite *s = suite_create("httpparse");
@@ -907,6 +985,10 @@ static Suite *httpparse_suite(void)
     tcase_add_test(tc, test_chunked_limits);
     tcase_add_test(tc, test_query_param);
     tcase_add_test(tc, test_decode_path);
+    tcase_add_test(tc, test_media_type);
+    tcase_add_test(tc, test_host_loopback);
+    tcase_add_test(tc, test_host_listed);
+    tcase_add_test(tc, test_origin_allowed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -912,6 +912,53 @@ START_TEST(test_escape_vectors)
 }
 END_TEST
 
+/* The streamed /run answer escapes stdout in parts of any size: the parts
+ * together must be exactly json_escape_to's output, and
+ * json_escaped_len its length. */
+static void check_parts(const char *in, size_t len)
+{
+    struct sbuf whole, parts;
+    sbuf_init(&whole, SIZE_MAX / 2);
+    ck_assert_int_eq(json_escape_to(&whole, in, len), 0);
+    ck_assert_uint_eq(json_escaped_len(in, len), whole.len);
+    for (size_t limit = 1; limit <= len * 6 + 8; limit++) {
+        size_t pos = 0, calls = 0;
+        sbuf_init(&parts, SIZE_MAX / 2);
+        sbuf_putc(&parts, '"');
+        while (pos < len) {
+            size_t before = parts.len;
+            ck_assert_int_eq(json_escape_part(&parts, in, len, &pos, limit), 0);
+            ck_assert_uint_gt(parts.len, before);          /* progress */
+            ck_assert_uint_le(parts.len - before, limit + 6); /* bounded */
+            ck_assert_uint_lt(++calls, len + 2);
+        }
+        sbuf_putc(&parts, '"');
+        ck_assert_uint_eq(parts.len, whole.len);
+        ck_assert(memcmp(parts.data, whole.data, whole.len) == 0);
+        sbuf_free(&parts);
+    }
+    sbuf_free(&whole);
+}
+
+START_TEST(test_escape_parts)
+{
+    static const char mixed[] = "ab\"\\\x01\n\xe2\x80\xa8\xf0\x9f\x98\x80\xc3\xa9\xff\xe2\x80"
+                                "x\x7f\x00yz\xed\xa0\x80\xf4\x91\x92\x93" "end";
+    unsigned char rnd[300];
+    unsigned seed = 12345;
+    check_parts("", 0);
+    check_parts("plain", 5);
+    check_parts(mixed, sizeof(mixed) - 1);
+    for (int round = 0; round < 20; round++) {
+        for (size_t i = 0; i < sizeof(rnd); i++) {
+            seed = seed * 1103515245u + 12345u;
+            rnd[i] = (unsigned char)(seed >> 16);
+        }
+        check_parts((const char *)rnd, (size_t)(seed % sizeof(rnd)));
+    }
+}
+END_TEST
+
 /* An independent reference for the U+FFFD substitution: a prefix is the
  * start of a well-formed sequence iff the code points its completions can
  * reach intersect the valid range for that sequence length. */
@@ -1133,6 +1180,7 @@ static Suite *json_suite(void)
     tcase_add_test(tc, test_writer_misuse);
     tcase_add_test(tc, test_writer_max_depth_and_limit);
     tcase_add_test(tc, test_escape_vectors);
+    tcase_add_test(tc, test_escape_parts);
     tcase_add_test(tc, test_writer_random_bytes);
     tcase_add_test(tc, test_writer_random_utf8);
     suite_add_tcase(s, tc);
