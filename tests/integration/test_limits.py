@@ -724,7 +724,7 @@ def test_cancelled_queued_run_lets_smaller_ones_in(own_server):
         time.sleep(0.02)
     raw = json.dumps({"image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 200}}).encode()
     b = open_conn(s.url)
-    b.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n" % len(raw) + raw)
     while run_gauges(s)[1] < 1:
         assert time.time() < deadline

@@ -253,7 +253,7 @@ def test_image_failing_at_once_500_server_survives(make_server, tmp_path):
     raw = json.dumps(body).encode()
     for _ in range(5):
         c = open_conn(srv.url)
-        c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\n\r\n" % len(raw) + raw)
         c.close()
     assert httpx.get(srv.url + "/healthz").status_code == 200
