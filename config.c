@@ -67,6 +67,8 @@ void config_defaults(struct config *cfg)
     cfg->keepalive_timeout_ms = 60000;
     cfg->max_concurrent_runs = 2 * (uint64_t)cores;
     cfg->max_queued_runs = 64;
+    cfg->min_free_disk_percent = 5;
+    cfg->store_max_bytes = 0;
     cfg->sandbox_subnet = strdup("10.88.0.0/16");
     cfg->bridge_name = strdup("boxer0");
 }
@@ -332,6 +334,10 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
             r = get_uint(v, k, 0, 4096, &cfg->max_concurrent_runs, err);
         else if (strcmp(k, "max_queued_runs") == 0)
             r = get_uint(v, k, 1, 1000000, &cfg->max_queued_runs, err);
+        else if (strcmp(k, "min_free_disk_percent") == 0)
+            r = get_uint(v, k, 0, 99, &cfg->min_free_disk_percent, err);
+        else if (strcmp(k, "store_max_bytes") == 0)
+            r = get_uint(v, k, 0, 1ull << 50, &cfg->store_max_bytes, err);
         else if (strcmp(k, "auth_tokens") == 0)
             r = get_str_list(v, k, &cfg->auth_tokens, err);
         else if (strcmp(k, "allow_host_network") == 0)

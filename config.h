@@ -56,6 +56,8 @@ struct config {
     uint64_t keepalive_timeout_ms;
     uint64_t max_concurrent_runs;
     uint64_t max_queued_runs;
+    uint64_t min_free_disk_percent; /* uploads, pulls, captures stop above this fill */
+    uint64_t store_max_bytes;       /* 0 = no cap */
     struct str_list auth_tokens;
     int allow_host_network;
     char *sandbox_subnet;

@@ -37,6 +37,8 @@ START_TEST(defaults_match_the_contract)
     ck_assert_uint_eq(cfg.defaults.nofile, 256);
     ck_assert_uint_eq(cfg.pull_timeout_secs, 600);
     ck_assert_uint_eq(cfg.max_queued_runs, 64);
+    ck_assert_uint_eq(cfg.min_free_disk_percent, 5);
+    ck_assert_uint_eq(cfg.store_max_bytes, 0);
     ck_assert_uint_eq(cfg.max_concurrent_runs, 2 * (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
     ck_assert_uint_eq(cfg.max_limits.pids_limit, 4096);
     ck_assert_uint_eq(cfg.max_limits.wall_clock_secs, 3600);
@@ -56,7 +58,8 @@ START_TEST(fields_override_defaults)
                            " \"ignore_cgroups\": true, \"defaults\": {\"memory_mb\": 128,"
                            " \"cpu_cores\": 0.5}, \"registry_mirrors\": {\"docker.io\":"
                            " \"http://127.0.0.1:5000\"}, \"insecure_registries\": [\"a:1\"],"
-                           " \"auth_tokens\": [\"t\"], \"platform\": \"ptrace\"}",
+                           " \"auth_tokens\": [\"t\"], \"platform\": \"ptrace\","
+                           " \"min_free_disk_percent\": 0, \"store_max_bytes\": 4096}",
                            &err),
                      0);
     ck_assert_str_eq(cfg.home, "/home/tester/data");
@@ -71,6 +74,8 @@ START_TEST(fields_override_defaults)
     ck_assert_uint_eq(cfg.insecure_registries.n, 1);
     ck_assert_uint_eq(cfg.auth_tokens.n, 1);
     ck_assert_str_eq(cfg.platform, "ptrace");
+    ck_assert_uint_eq(cfg.min_free_disk_percent, 0);
+    ck_assert_uint_eq(cfg.store_max_bytes, 4096);
     config_free(&cfg);
 }
 END_TEST
@@ -109,6 +114,11 @@ static const struct {
     {"{\"max_concurrent_runs\": 0}", "max_concurrent_runs"},
     {"{\"pull_timeout_secs\": 0}", "pull_timeout_secs"},
     {"{\"registry_auth_file\": \"rel.json\"}", "registry_auth_file"},
+    {"{\"min_free_disk_percent\": 100}", "min_free_disk_percent"},
+    {"{\"min_free_disk_percent\": -1}", "min_free_disk_percent"},
+    {"{\"min_free_disk_percent\": 2.5}", "min_free_disk_percent"},
+    {"{\"store_max_bytes\": \"1G\"}", "store_max_bytes"},
+    {"{\"store_max_bytes\": -1}", "store_max_bytes"},
     {"[1, 2]", "object"},
     {"{\"home\": \"/x\",}", "invalid JSON"},
     {"{\"home\": \"/x\", \"home\": \"/y\"}", "duplicate"},
