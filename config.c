@@ -335,9 +335,9 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
         else if (strcmp(k, "max_queued_runs") == 0)
             r = get_uint(v, k, 1, 1000000, &cfg->max_queued_runs, err);
         else if (strcmp(k, "min_free_disk_percent") == 0)
-            r = get_uint(v, k, 0, 99, &cfg->min_free_disk_percent, err);
+            r = get_uint(v, k, 1, 99, &cfg->min_free_disk_percent, err);
         else if (strcmp(k, "store_max_bytes") == 0)
-            r = get_uint(v, k, 0, 1ull << 50, &cfg->store_max_bytes, err);
+            r = get_uint(v, k, 1, 1ull << 50, &cfg->store_max_bytes, err);
         else if (strcmp(k, "auth_tokens") == 0)
             r = get_str_list(v, k, &cfg->auth_tokens, err);
         else if (strcmp(k, "allow_host_network") == 0)
