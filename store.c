@@ -175,7 +175,9 @@ void store_report_end(const struct store *st, struct store_report *rep)
 
 void store_report_apply(struct store *st, const struct store_report *rep)
 {
-    if (rep)
+    /* A child that died before store_report_end left a snapshot, not a
+     * difference, in the delta fields. */
+    if (rep && rep->finished)
         account(st, rep->dbytes, rep->dfiles);
 }
 

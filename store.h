@@ -69,7 +69,8 @@ void store_totals(const struct store *st, uint64_t *bytes, uint64_t *files);
 /* Forked helpers: store_report_new maps a zeroed report shared with a child
  * (NULL when out of memory); store_report_begin, in the child before any
  * store call, records the totals, and store_report_end computes what the
- * child's calls changed; the parent adds that with store_report_apply. */
+ * child's calls changed; the parent adds that with store_report_apply
+ * (nothing if the child died before store_report_end). */
 struct store_report *store_report_new(void);
 void store_report_free(struct store_report **rep);
 void store_report_begin(const struct store *st, struct store_report *rep);
