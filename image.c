@@ -37,6 +37,7 @@
 
 #include "json.h"
 #include "proc.h"
+#include "store.h"
 
 #define HEX_LEN 64
 #define REF_CANON_MAX (4 * IMGREF_MAX + 16)
@@ -1065,8 +1066,31 @@ static void pull_finish(struct pull *p, const char *hex, const struct bx_err *fe
 
 static void pull_fail(struct pull *p, struct bx_err *e)
 {
-    e->status = 500;
+    if (e->status != 507)
+        e->status = 500;
     pull_finish(p, NULL, e);
+}
+
+/* The free-disk floor (min_free_disk_percent) holds for pulls too: checked
+ * before the download and after each stage; a pull that crossed it fails
+ * with 507 and what it wrote is removed with its tmp directory. */
+static int pull_disk_check(const struct pull *p, struct bx_err *err)
+{
+    return store_check_disk(-1, p->ic->cfg->home, 0, p->ic->cfg->min_free_disk_percent,
+                            "pulling an image", err);
+}
+
+static void on_pull_no_disk(struct loop *l, void *arg)
+{
+    struct pull *p = arg;
+    struct bx_err e;
+    (void)l;
+    p->timer = 0;
+    bx_err_clear(&e);
+    if (pull_disk_check(p, &e) == 0)
+        bx_err_set(&e, 507, ENOSPC, "pulling an image: not enough disk space");
+    bx_err_wrap(&e, "pulling %.300s", p->ref);
+    pull_fail(p, &e);
 }
 
 /* ------------------------------------------------------------------ pull: stages */
@@ -1378,6 +1402,11 @@ static void on_child_exit(void *arg, int status)
         pull_fail(p, &e);
         return;
     }
+    if (pull_disk_check(p, &e) < 0) {
+        bx_err_wrap(&e, "pulling %.300s", p->ref);
+        pull_fail(p, &e);
+        return;
+    }
     switch (p->stage) {
     case STAGE_SKOPEO:
         if (read_layout(p, &e) < 0) {
@@ -1558,6 +1587,20 @@ static int pull_start(struct image_cache *ic, const struct imgref *ref, const ch
     argv[n++] = src;
     argv[n++] = "oci:layout:" LAYOUT_TAG;
     argv[n] = NULL;
+    {
+        struct bx_err de;
+        bx_err_clear(&de);
+        /* Too little disk already: the pull fails from the loop, never
+         * inside image_get. */
+        if (pull_disk_check(p, &de) < 0) {
+            p->timer = loop_timer_add(ic->loop, 0, on_pull_no_disk, p);
+            if (!p->timer) {
+                bx_err_set(err, 500, ENOMEM, "out of memory");
+                goto fail;
+            }
+            goto started;
+        }
+    }
     if (spawn_stage(p, STAGE_SKOPEO, ic->skopeo, argv, err) < 0)
         goto fail;
     if (ic->cfg->pull_timeout_secs > 0) {
@@ -1567,6 +1610,7 @@ static int pull_start(struct image_cache *ic, const struct imgref *ref, const ch
             goto fail;
         }
     }
+started:
     p->next = ic->pulls;
     ic->pulls = p;
     *out = p;
