@@ -58,9 +58,16 @@ struct store {
 struct store_upload {
     struct store *st;
     int fd;
-    uint64_t size;
+    uint64_t size; /* accepted, buffered or written */
     char name[48]; /* under .tmp */
+    /* The multipart parser hands data over in pieces as small as one byte
+     * (every CR could start a boundary): gathered here, so the loop makes
+     * a write (and a free-disk check) per UPLOAD_BUF, not per piece. */
+    char *buf;
+    size_t blen;
 };
+
+#define UPLOAD_BUF 65536
 
 /* ENOSPC/EDQUOT are nobody's bug but still worth telling apart. */
 static int space_status(int e)
@@ -587,19 +594,47 @@ int store_upload_begin(struct store *st, struct store_upload **up, struct bx_err
     return 0;
 }
 
+/* Writes data to the temp file.  The free-disk floor is checked before
+ * every write, so an upload stops at the bound, not after it: the disk may
+ * fill from elsewhere while it streams. */
+static int upload_put(struct store_upload *up, const void *data, size_t len, struct bx_err *err)
+{
+    if (len == 0)
+        return 0;
+    if (store_check_disk(up->st->rootfd, NULL, len, up->st->min_free_percent, "upload", err) < 0)
+        return -1;
+    if (bx_write_all(up->fd, data, len) < 0)
+        return bx_err_sys(err, space_status(errno), "write upload");
+    return 0;
+}
+
+static int upload_flush(struct store_upload *up, struct bx_err *err)
+{
+    int r = upload_put(up, up->buf, up->blen, err);
+    up->blen = 0;
+    return r;
+}
+
 int store_upload_write(struct store_upload *up, const void *data, size_t len, struct bx_err *err)
 {
     if (!up || up->fd < 0)
         return bx_err_set(err, 500, EINVAL, "store_upload_write: no upload");
     if (len == 0)
         return 0;
-    /* Checked before every write, so an upload stops at the bound, not
-     * after it: the disk may fill from elsewhere while it streams. */
-    if (check_cap(up->st, 0, len, "upload", err) < 0 ||
-        store_check_disk(up->st->rootfd, NULL, len, up->st->min_free_percent, "upload", err) < 0)
+    /* Buffered bytes count against the cap at once (pending). */
+    if (check_cap(up->st, 0, len, "upload", err) < 0)
         return -1;
-    if (bx_write_all(up->fd, data, len) < 0)
-        return bx_err_sys(err, space_status(errno), "write upload");
+    if (!up->buf && !(up->buf = malloc(UPLOAD_BUF)))
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    if (up->blen + len > UPLOAD_BUF && upload_flush(up, err) < 0)
+        return -1;
+    if (len >= UPLOAD_BUF) {
+        if (upload_put(up, data, len, err) < 0)
+            return -1;
+    } else {
+        memcpy(up->buf + up->blen, data, len);
+        up->blen += len;
+    }
     up->size += len;
     up->st->pending += len;
     return 0;
@@ -617,6 +652,7 @@ void store_upload_abort(struct store_upload **up)
         return;
     u = *up;
     bx_close(&u->fd);
+    free(u->buf);
     if (u->name[0])
         unlinkat(u->st->tmpfd, u->name, 0);
     u->st->pending = u->size > u->st->pending ? 0 : u->st->pending - u->size;
@@ -659,6 +695,8 @@ int store_upload_commit_io(struct store_upload *u, const char *norm_path,
     rep->dbytes = rep->dfiles = 0;
     rep->replaced_bytes = 0;
     if (check_path(norm_path, path, err) < 0)
+        goto out;
+    if (upload_flush(u, err) < 0)
         goto out;
     /* Data first: after the rename the name must never point at a file whose
      * blocks are not on disk yet. */
