@@ -393,8 +393,10 @@ struct discard {
     struct discard *next;
     struct proc *proc;
     struct store_report *rep;
-    char **files;     /* inputs to delete, or NULL */
-    char exec_id[64]; /* whose outputs to delete, or "" */
+    char **files;     /* inputs hidden, whose empty parents go, or NULL */
+    char exec_id[64]; /* whose outputs were hidden, or "" */
+    char (*hidden)[STORE_HIDDEN_MAX]; /* what store_hide* moved into .tmp */
+    size_t nhidden;
 };
 
 static void job_start(struct run_job *job);
@@ -497,18 +499,18 @@ static int discard_work(void *arg)
     int ret = 0;
     if (d->rep)
         store_report_begin(st, d->rep);
-    for (size_t i = 0; d->files && d->files[i]; i++) {
+    for (size_t i = 0; i < d->nhidden; i++) {
         bx_err_clear(&err);
-        if (store_delete(st, d->files[i], &err) < 0) {
-            fprintf(stderr, "boxer: %s: deleting input %s: %s\n",
-                    d->exec_id[0] ? d->exec_id : "run", d->files[i], err.msg);
+        if (store_purge(st, d->hidden[i], &err) < 0) {
+            fprintf(stderr, "boxer: %s: deleting persist=false files: %s\n",
+                    d->exec_id[0] ? d->exec_id : "run", err.msg);
             ret = 1;
         }
     }
-    bx_err_clear(&err);
-    if (d->exec_id[0] && store_delete_output(st, d->exec_id, &err) < 0) {
-        fprintf(stderr, "boxer: %s: deleting outputs: %s\n", d->exec_id, err.msg);
-        ret = 1;
+    for (size_t i = 0; d->files && d->files[i]; i++) {
+        bx_err_clear(&err);
+        if (store_prune(st, d->files[i], &err) < 0)
+            ret = 1;
     }
     if (d->rep)
         store_report_end(st, d->rep);
@@ -519,6 +521,7 @@ static void discard_free(struct discard *d)
 {
     store_report_free(&d->rep);
     oci_free_strv(&d->files);
+    free(d->hidden);
     free(d);
 }
 
@@ -544,19 +547,27 @@ static void on_discard_exit(void *arg, int status)
     discard_free(d);
 }
 
-/* Deletes files (taken over) and, with exec_id, output/<exec_id>.  Up to
- * output_files_max files and a fsync per directory are too slow for the
- * loop, so a child does it, like the /output capture. */
+/* Deletes files (taken over) and, with exec_id, output/<exec_id>.  They
+ * are hidden at once, here (a rename each: gone for every later request,
+ * as "deleted once the answer is written" promises); the deletion itself,
+ * up to output_files_max files and a fsync per directory, is too slow for
+ * the loop, so a child does it, like the /output capture. */
 static void discard_start(struct run_mgr *m, char ***files, const char *exec_id)
 {
     struct bx_err err;
     struct discard *d;
+    size_t nfiles = 0;
     int keep[2], n;
 
     if ((!files || !*files || !**files) && !exec_id)
         return;
+    while (files && *files && (*files)[nfiles])
+        nfiles++;
     d = calloc(1, sizeof(*d));
-    if (!d) {
+    if (d)
+        d->hidden = calloc(nfiles + 1, sizeof(*d->hidden));
+    if (!d || !d->hidden) {
+        free(d);
         fprintf(stderr, "boxer: out of memory deleting persist=false files\n");
         return;
     }
@@ -565,6 +576,24 @@ static void discard_start(struct run_mgr *m, char ***files, const char *exec_id)
         d->files = bx_steal_ptr(files);
     if (exec_id)
         snprintf(d->exec_id, sizeof(d->exec_id), "%s", exec_id);
+    for (size_t i = 0; i <= nfiles; i++) {
+        int r;
+        bx_err_clear(&err);
+        if (i < nfiles)
+            r = store_hide(m->p.store, d->files[i], d->hidden[d->nhidden], &err);
+        else
+            r = exec_id ? store_hide_output(m->p.store, exec_id, d->hidden[d->nhidden], &err)
+                        : 1;
+        if (r == 0)
+            d->nhidden++;
+        else if (r < 0)
+            fprintf(stderr, "boxer: %s: hiding persist=false files: %s\n",
+                    exec_id ? exec_id : "run", err.msg);
+    }
+    if (d->nhidden == 0) {
+        discard_free(d); /* nothing was there */
+        return;
+    }
     bx_err_clear(&err);
     d->rep = store_report_new();
     n = store_fds(m->p.store, keep, 2);

@@ -908,7 +908,23 @@ static int same_dir(int fd, const struct dir_id *id)
            sb.st_ino == id->ino;
 }
 
+static int delete_impl(struct store *st, const char *norm_path, int prune_only,
+                       struct bx_err *err);
+
 int store_delete(struct store *st, const char *norm_path, struct bx_err *err)
+{
+    return delete_impl(st, norm_path, 0, err);
+}
+
+int store_prune(struct store *st, const char *norm_path, struct bx_err *err)
+{
+    return delete_impl(st, norm_path, 1, err);
+}
+
+/* prune_only: the file itself is already gone (store_hide); only the
+ * parent directories it left empty are removed. */
+static int delete_impl(struct store *st, const char *norm_path, int prune_only,
+                       struct bx_err *err)
 {
     char path[STORE_PATH_MAX + 1];
     char comp[STORE_COMPONENT_MAX + 1];
@@ -967,6 +983,8 @@ int store_delete(struct store *st, const char *norm_path, struct bx_err *err)
     }
     memcpy(comp, starts[ncomp - 1], lens[ncomp - 1]);
     comp[lens[ncomp - 1]] = '\0';
+    if (prune_only)
+        goto prune;
     if (fstatat(cur, comp, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
             ret = 0;
@@ -988,6 +1006,7 @@ int store_delete(struct store *st, const char *norm_path, struct bx_err *err)
         bx_err_sys(err, 500, "fsync directory");
         goto out;
     }
+prune:
     /* Remove parents left empty, bottom up.  Going up through ".." keeps
      * this O(depth) with one fd open; each step is verified against the
      * inode recorded on the way down, so it can never climb anywhere else,
@@ -1057,6 +1076,106 @@ int store_delete_output(struct store *st, const char *exec_id, struct bx_err *er
         return bx_err_wrap(err, "delete output %s", exec_id);
     /* output/ itself stays, even empty: a capture child of another run may
      * have it open and be about to create its output/<exec_id> in it. */
+    return 0;
+}
+
+/* ---- hiding, then purging in a child ---- */
+
+static int hide_name(struct store *st, char hidden[STORE_HIDDEN_MAX], struct bx_err *err)
+{
+    char uuid[37];
+    (void)st;
+    if (bx_uuid4(uuid, err) < 0)
+        return -1;
+    snprintf(hidden, STORE_HIDDEN_MAX, "del-%s", uuid);
+    return 0;
+}
+
+int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN_MAX],
+               struct bx_err *err)
+{
+    char path[STORE_PATH_MAX + 1];
+    char last[STORE_COMPONENT_MAX + 1];
+    struct bx_err e2;
+    struct stat sb;
+    int dirfd, r, ret = -1;
+
+    hidden[0] = '\0';
+    if (check_path(norm_path, path, err) < 0)
+        return -1;
+    bx_err_clear(&e2);
+    dirfd = walk_parent(st, path, 0, last, &e2);
+    if (dirfd < 0) {
+        if (e2.status == 404)
+            return 1;
+        if (err)
+            *err = e2;
+        return -1;
+    }
+    r = stat_last(dirfd, last, &sb, err);
+    if (r != 0) {
+        ret = r < 0 ? -1 : 1;
+        goto out;
+    }
+    if (check_regular(st, &sb, err) < 0 || hide_name(st, hidden, err) < 0)
+        goto out;
+    /* A rename within one filesystem: metadata only, no fsync needed for
+     * every later request to see the file gone. */
+    if (renameat(dirfd, last, st->tmpfd, hidden) < 0) {
+        ret = errno == ENOENT ? 1 : bx_err_sys(err, 500, "hide %s", path);
+        hidden[0] = '\0';
+        goto out;
+    }
+    ret = 0;
+out:
+    if (ret != 0)
+        hidden[0] = '\0';
+    bx_close(&dirfd);
+    return ret;
+}
+
+int store_hide_output(struct store *st, const char *exec_id, char hidden[STORE_HIDDEN_MAX],
+                      struct bx_err *err)
+{
+    int outfd, ret = 0;
+    hidden[0] = '\0';
+    if (check_exec_id(exec_id, err) < 0)
+        return -1;
+    outfd = open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
+    if (outfd < 0)
+        return errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV
+                   ? 1
+                   : bx_err_sys(err, 500, "open output directory");
+    if (hide_name(st, hidden, err) < 0) {
+        ret = -1;
+    } else if (renameat(outfd, exec_id, st->tmpfd, hidden) < 0) {
+        ret = errno == ENOENT ? 1 : bx_err_sys(err, 500, "hide output %s", exec_id);
+        hidden[0] = '\0';
+    }
+    bx_close(&outfd);
+    return ret;
+}
+
+int store_purge(struct store *st, const char *hidden, struct bx_err *err)
+{
+    struct stat sb;
+    if (!hidden || strncmp(hidden, "del-", 4) != 0 || strchr(hidden, '/'))
+        return bx_err_set(err, 500, EINVAL, "store_purge: bad name");
+    if (fstatat(st->tmpfd, hidden, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : bx_err_sys(err, 500, "stat hidden entry");
+    if (S_ISDIR(sb.st_mode)) {
+        int sub = open_subdir(st->tmpfd, hidden, st->dev);
+        if (sub >= 0) {
+            uint64_t nbytes = 0, nfiles = 0;
+            if (usage_walk(st, sub, 0, &nbytes, &nfiles, NULL) == 0)
+                account(st, -(int64_t)nbytes, -(int64_t)nfiles);
+        }
+        return bx_rm_rf_at(st->tmpfd, hidden, err);
+    }
+    if (unlinkat(st->tmpfd, hidden, 0) < 0 && errno != ENOENT)
+        return bx_err_sys(err, 500, "delete hidden entry");
+    if (S_ISREG(sb.st_mode))
+        account(st, -(int64_t)sb.st_size, -1);
     return 0;
 }
 

@@ -160,6 +160,22 @@ int store_fds(const struct store *st, int *fds, int cap);
  * may be between opening it and creating its own output/<exec_id>. */
 int store_delete_output(struct store *st, const char *exec_id, struct bx_err *err);
 
+/* Deleting without blocking the loop: store_hide (a stored file) and
+ * store_hide_output (output/<exec_id>) rename the entry into .tmp under a
+ * fresh name written to hidden, so it is gone for every later request at
+ * once (a rename: no fsync); 1 when there was nothing to hide.
+ * store_purge(hidden), blocking (in a child), deletes it and takes it off
+ * the totals; store_prune removes the parent directories a hidden file
+ * left empty.  A crash in between leaves only .tmp entries, removed by the
+ * next store_open. */
+#define STORE_HIDDEN_MAX 48
+int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN_MAX],
+               struct bx_err *err);
+int store_hide_output(struct store *st, const char *exec_id, char hidden[STORE_HIDDEN_MAX],
+                      struct bx_err *err);
+int store_purge(struct store *st, const char *hidden, struct bx_err *err);
+int store_prune(struct store *st, const char *norm_path, struct bx_err *err);
+
 /* Walks the whole store and counts it (store_open's start-up count; also
  * for tests, which compare it with store_totals). */
 int store_usage(struct store *st, uint64_t *bytes, uint64_t *files, struct bx_err *err);

@@ -128,3 +128,4 @@ def test_store_max_bytes(make_server):
     text = httpx.get(srv.url + "/metrics").text
     line = [ln for ln in text.splitlines() if ln.startswith("boxer_store_bytes ")][0]
     assert int(line.split()[1]) == (600 << 10) + 1000
+    srv.stop()

@@ -395,6 +395,7 @@ def test_persist_false_input_gone_after_disconnect_while_queued(make_server):
     finally:
         busy.close()
     assert_clean(srv)
+    srv.stop()
 
 
 def test_persist_false_input_gone_after_disconnect_while_running(server):
@@ -462,3 +463,4 @@ def test_capture_failure_is_the_answer(make_server):
     assert "capturing /output" in r.json()["error"]
     os.unlink(out)
     assert_clean(srv)
+    srv.stop()

@@ -832,6 +832,54 @@ START_TEST(test_totals_kept)
 }
 END_TEST
 
+/* persist=false deletion: hidden at once (a rename), purged later, empty
+ * parents pruned; the totals follow (issue 11 items 12, 15). */
+START_TEST(test_hide_purge)
+{
+    struct tdir t;
+    struct store *st = mkstore(&t);
+    struct bx_err err;
+    char h1[STORE_HIDDEN_MAX], h2[STORE_HIDDEN_MAX], h3[STORE_HIDDEN_MAX];
+    char src[PATH_MAX], p[PATH_MAX];
+    size_t files = 0, skipped = 0;
+    uint64_t b = 0, f = 0;
+    int sfd;
+
+    put_ok(st, "in/sub/x.txt", "12345");
+    put_ok(st, "keep", "k");
+    subpath(src, t.dir, "src");
+    ck_assert_int_eq(mkdir(src, 0755), 0);
+    subpath(p, src, "o");
+    write_file(p, "out", 0644);
+    sfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(sfd, 0);
+    ck_assert_int_eq(store_capture_output(st, "boxer-h", sfd, 10, 1000, &files, &skipped, &err), 0);
+    close(sfd);
+    ck_assert_int_eq(store_hide(st, "in/sub/x.txt", h1, &err), 0);
+    ck_assert_int_eq(store_hide_output(st, "boxer-h", h2, &err), 0);
+    check_get_fails(st, "in/sub/x.txt", 404);
+    check_get_fails(st, "output/boxer-h/o", 404);
+    ck_assert_int_eq(store_hide(st, "in/sub/x.txt", h3, &err), 1); /* already gone */
+    ck_assert_int_eq(store_hide_output(st, "boxer-nothing", h3, &err), 1);
+    store_totals(st, &b, &f);
+    ck_assert_uint_eq(f, 3); /* hidden ones still counted until purged */
+    ck_assert_int_eq(store_purge(st, h1, &err), 0);
+    ck_assert_int_eq(store_purge(st, h2, &err), 0);
+    ck_assert_int_eq(store_purge(st, h2, &err), 0); /* missing */
+    ck_assert_int_eq(store_purge(st, "../x", &err), -1);
+    ck_assert_int_eq(store_prune(st, "in/sub/x.txt", &err), 0);
+    subpath(p, t.root, "in");
+    ck_assert(!path_exists(p));
+    subpath(p, t.root, ".tmp");
+    ck_assert_int_eq(count_entries(p), 0);
+    check_totals(st);
+    store_totals(st, &b, &f);
+    ck_assert_uint_eq(f, 1);
+    ck_assert_uint_eq(b, 1);
+    store_close(&st);
+}
+END_TEST
+
 /* store_max_bytes and the free-disk floor stop uploads with 507 (issue 11
  * item 11). */
 START_TEST(test_disk_limits)
@@ -1220,6 +1268,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_totals_kept);
     tcase_add_test(tc, test_disk_limits);
+    tcase_add_test(tc, test_hide_purge);
     tcase_add_test(tc, test_capture_report);
     tcase_add_test(tc, test_capture_same_fs);
     tcase_add_test(tc, test_capture_cross_fs);
