@@ -129,3 +129,27 @@ def test_store_max_bytes(make_server):
     line = [ln for ln in text.splitlines() if ln.startswith("boxer_store_bytes ")][0]
     assert int(line.split()[1]) == (600 << 10) + 1000
     srv.stop()
+
+
+def store_metric(srv, name):
+    text = httpx.get(srv.url + "/metrics").text
+    return int([ln for ln in text.splitlines() if ln.startswith(name + " ")][0].split()[1])
+
+
+def test_metrics_store_totals_are_counters(make_server):
+    """GET /metrics no longer walks the store (item 15): a file put there
+    behind Boxer's back is not seen until the start-up count."""
+    srv = make_server()
+    assert upload(srv, "m/a.txt", b"12345").status_code == 200
+    assert store_metric(srv, "boxer_store_files") == 1
+    assert store_metric(srv, "boxer_store_bytes") == 5
+    with open(os.path.join(srv.home, "files", "behind.txt"), "wb") as f:
+        f.write(b"x" * 100)
+    assert store_metric(srv, "boxer_store_files") == 1
+    assert upload(srv, "m/a.txt", b"123").status_code == 200  # replaced
+    assert store_metric(srv, "boxer_store_bytes") == 3
+    srv.stop()
+    srv.start()
+    assert store_metric(srv, "boxer_store_files") == 2
+    assert store_metric(srv, "boxer_store_bytes") == 103
+    srv.stop()
