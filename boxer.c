@@ -86,7 +86,7 @@ enum upload_part { PART_NONE, PART_PATH, PART_FILE, PART_OTHER };
 
 struct upload_ctx {
     struct app *app;
-    struct http_conn *conn; /* NULL once the client is gone */
+    struct http_conn *conn;  /* NULL once the client is gone */
     struct upload_ctx *next; /* app->committing */
     struct proc *commit;     /* the child fsyncing and renaming it */
     struct store_report *rep;

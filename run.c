@@ -393,8 +393,8 @@ struct discard {
     struct discard *next;
     struct proc *proc;
     struct store_report *rep;
-    char **files;     /* inputs hidden, whose empty parents go, or NULL */
-    char exec_id[64]; /* whose outputs were hidden, or "" */
+    char **files;                     /* inputs hidden, whose empty parents go, or NULL */
+    char exec_id[64];                 /* whose outputs were hidden, or "" */
     char (*hidden)[STORE_HIDDEN_MAX]; /* what store_hide* moved into .tmp */
     size_t nhidden;
 };
@@ -582,8 +582,7 @@ static void discard_start(struct run_mgr *m, char ***files, const char *exec_id)
         if (i < nfiles)
             r = store_hide(m->p.store, d->files[i], d->hidden[d->nhidden], &err);
         else
-            r = exec_id ? store_hide_output(m->p.store, exec_id, d->hidden[d->nhidden], &err)
-                        : 1;
+            r = exec_id ? store_hide_output(m->p.store, exec_id, d->hidden[d->nhidden], &err) : 1;
         if (r == 0)
             d->nhidden++;
         else if (r < 0)
@@ -597,8 +596,8 @@ static void discard_start(struct run_mgr *m, char ***files, const char *exec_id)
     bx_err_clear(&err);
     d->rep = store_report_new();
     n = store_fds(m->p.store, keep, 2);
-    if (d->rep && proc_fork(m->p.loop, keep, n, discard_work, d, on_discard_exit, d, &d->proc,
-                            &err) == 0) {
+    if (d->rep &&
+        proc_fork(m->p.loop, keep, n, discard_work, d, on_discard_exit, d, &d->proc, &err) == 0) {
         d->next = m->discards;
         m->discards = d;
         return;
@@ -1431,8 +1430,8 @@ static void capture_result(struct run_job *job, int status, int in_child)
             n++;
     }
     if (rep->msgs_dropped > 0 &&
-        asprintf(&res->output_errors[n], "and %u more entries not captured",
-                 rep->msgs_dropped) >= 0)
+        asprintf(&res->output_errors[n], "and %u more entries not captured", rep->msgs_dropped) >=
+            0)
         n++;
     res->output_errors[n] = NULL;
 }

@@ -679,8 +679,8 @@ int store_upload_fds(const struct store_upload *up, int *fds, int cap)
     return n;
 }
 
-int store_upload_commit_io(struct store_upload *u, const char *norm_path,
-                           struct store_report *rep, struct bx_err *err)
+int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct store_report *rep,
+                           struct bx_err *err)
 {
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
@@ -908,8 +908,7 @@ static int same_dir(int fd, const struct dir_id *id)
            sb.st_ino == id->ino;
 }
 
-static int delete_impl(struct store *st, const char *norm_path, int prune_only,
-                       struct bx_err *err);
+static int delete_impl(struct store *st, const char *norm_path, int prune_only, struct bx_err *err);
 
 int store_delete(struct store *st, const char *norm_path, struct bx_err *err)
 {
@@ -923,8 +922,7 @@ int store_prune(struct store *st, const char *norm_path, struct bx_err *err)
 
 /* prune_only: the file itself is already gone (store_hide); only the
  * parent directories it left empty are removed. */
-static int delete_impl(struct store *st, const char *norm_path, int prune_only,
-                       struct bx_err *err)
+static int delete_impl(struct store *st, const char *norm_path, int prune_only, struct bx_err *err)
 {
     char path[STORE_PATH_MAX + 1];
     char comp[STORE_COMPONENT_MAX + 1];
@@ -1487,8 +1485,9 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
         if (is_dot_or_dotdot(de->d_name))
             continue;
         if (++c->visited > CAPTURE_MAX_ENTRIES) {
-            cap_skip(c, dst, NULL, "and everything after it were not captured: more than "
-                                   "100000 entries");
+            cap_skip(c, dst, NULL,
+                     "and everything after it were not captured: more than "
+                     "100000 entries");
             c->stop = 1;
             break;
         }
@@ -1553,8 +1552,8 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
                 cap_skip(c, dst, de->d_name, c->why);
         } else {
             cap_skip(c, dst, de->d_name,
-                     S_ISLNK(sb.st_mode)   ? "symbolic link, not captured"
-                     : S_ISREG(sb.st_mode) ? "hard link (or on another filesystem), not captured"
+                     S_ISLNK(sb.st_mode)    ? "symbolic link, not captured"
+                     : S_ISREG(sb.st_mode)  ? "hard link (or on another filesystem), not captured"
                      : S_ISFIFO(sb.st_mode) ? "FIFO, not captured"
                      : S_ISSOCK(sb.st_mode) ? "socket, not captured"
                                             : "device or special file, not captured");

@@ -35,12 +35,12 @@ struct store_upload;
 #define STORE_REPORT_MSGS 32
 #define STORE_REPORT_MSG_MAX 200
 struct store_report {
-    int finished;           /* the child got to the end (else it died) */
-    struct bx_err err;      /* status 0: success */
-    int64_t dbytes, dfiles; /* change of the store's totals (store_report_apply) */
-    uint64_t replaced_bytes; /* upload commit: size of the file it replaced */
-    uint64_t files, bytes, skipped;   /* capture: captured and skipped entries */
-    uint32_t nmsgs, msgs_dropped;     /* capture: why entries were skipped */
+    int finished;                   /* the child got to the end (else it died) */
+    struct bx_err err;              /* status 0: success */
+    int64_t dbytes, dfiles;         /* change of the store's totals (store_report_apply) */
+    uint64_t replaced_bytes;        /* upload commit: size of the file it replaced */
+    uint64_t files, bytes, skipped; /* capture: captured and skipped entries */
+    uint32_t nmsgs, msgs_dropped;   /* capture: why entries were skipped */
     char msgs[STORE_REPORT_MSGS][STORE_REPORT_MSG_MAX];
 };
 
@@ -106,8 +106,8 @@ void store_upload_abort(struct store_upload **up);
  * (committed = 1: rep was filled by a child that finished), removes the
  * temp file if it is still there, and frees *up.  store_upload_fds lists
  * the descriptors the child needs (at most 3). */
-int store_upload_commit_io(struct store_upload *up, const char *norm_path,
-                           struct store_report *rep, struct bx_err *err);
+int store_upload_commit_io(struct store_upload *up, const char *norm_path, struct store_report *rep,
+                           struct bx_err *err);
 void store_upload_finish(struct store_upload **up, int committed, const struct store_report *rep);
 int store_upload_fds(const struct store_upload *up, int *fds, int cap);
 
