@@ -43,6 +43,7 @@ struct app {
     struct cg_ctx *cgroups;
     struct run_mgr *runs;
     struct metrics *metrics;
+    struct upload_ctx *committing; /* uploads whose commit child runs */
     struct str_list tokens; /* auth_tokens plus $BOXER_TOKEN; empty: no auth */
     char runsc[4096];
     char platform[16];
@@ -85,7 +86,10 @@ enum upload_part { PART_NONE, PART_PATH, PART_FILE, PART_OTHER };
 
 struct upload_ctx {
     struct app *app;
-    struct http_conn *conn;
+    struct http_conn *conn;  /* NULL once the client is gone */
+    struct upload_ctx *next; /* app->committing */
+    struct proc *commit;     /* the child fsyncing and renaming it */
+    struct store_report *rep;
     struct mp_parser *mp;
     struct store_upload *up;
     enum upload_part part;
@@ -101,7 +105,18 @@ static void upload_ctx_free(struct upload_ctx *u)
         return;
     mp_free(&u->mp);
     store_upload_abort(&u->up);
+    store_report_free(&u->rep);
     free(u);
+}
+
+static void committing_remove(struct upload_ctx *u)
+{
+    for (struct upload_ctx **pp = &u->app->committing; *pp; pp = &(*pp)->next) {
+        if (*pp == u) {
+            *pp = u->next;
+            break;
+        }
+    }
 }
 
 static int up_part_begin(void *ctx, const char *name, size_t name_len, int has_filename,
@@ -162,12 +177,64 @@ static int up_on_data(void *ctx, const char *data, size_t len, struct bx_err *er
     return mp_feed(u->mp, data, len, err);
 }
 
+static void up_answer(struct upload_ctx *u, const char *norm)
+{
+    struct sbuf body;
+    struct json_writer w;
+
+    sbuf_init(&body, STORE_PATH_MAX * 7 + 64);
+    json_w_init(&w, &body);
+    json_w_obj_begin(&w);
+    json_w_key(&w, "path");
+    json_w_cstr(&w, norm);
+    json_w_obj_end(&w);
+    if (w.failed)
+        http_respond_error(u->conn, 500, "out of memory");
+    else
+        respond_json(u->conn, 200, &body);
+    sbuf_free(&body);
+}
+
+/* In the commit child: the fsyncs and the rename, off the loop. */
+static int up_commit_child(void *arg)
+{
+    struct upload_ctx *u = arg;
+    bx_err_clear(&u->rep->err);
+    if (store_upload_commit_io(u->up, u->path, u->rep, &u->rep->err) < 0) {
+        if (u->rep->err.status == 0)
+            u->rep->err.status = 500;
+        return 1;
+    }
+    return 0;
+}
+
+static void up_on_commit_exit(void *arg, int status)
+{
+    struct upload_ctx *u = arg;
+    struct bx_err e;
+
+    proc_free(&u->commit);
+    committing_remove(u);
+    store_upload_finish(&u->up, u->rep->finished, u->rep);
+    if (u->conn) {
+        if (u->rep->finished && u->rep->err.status == 0) {
+            up_answer(u, u->path);
+        } else {
+            if (u->rep->finished)
+                e = u->rep->err;
+            else
+                bx_err_set(&e, 500, 0, "upload commit process died (status %d)", status);
+            respond_bx_err(u->conn, &e);
+        }
+    }
+    upload_ctx_free(u);
+}
+
 static int up_on_end(void *ctx, struct bx_err *err)
 {
     struct upload_ctx *u = ctx;
     char norm[STORE_PATH_MAX + 1];
-    struct sbuf body;
-    struct json_writer w;
+    int keep[4], n;
 
     if (mp_finish(u->mp, err) < 0)
         return -1;
@@ -177,27 +244,37 @@ static int up_on_end(void *ctx, struct bx_err *err)
         return bx_err_set(err, 400, 0, "missing field file");
     if (store_normalize_path(u->path, u->path_len, 1, norm, err) < 0)
         return -1;
-    if (store_upload_commit(&u->up, norm, err) < 0)
-        return -1;
-    sbuf_init(&body, STORE_PATH_MAX * 7 + 64);
-    json_w_init(&w, &body);
-    json_w_obj_begin(&w);
-    json_w_key(&w, "path");
-    json_w_cstr(&w, norm);
-    json_w_obj_end(&w);
-    if (w.failed) {
-        sbuf_free(&body);
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    /* u->path becomes the normalized path (never longer), for the child. */
+    memcpy(u->path, norm, strlen(norm) + 1);
+    mp_free(&u->mp);
+    /* fsync of up to upload_limit_bytes can take seconds: a child does it,
+     * and the answer waits for it (the file is durable when we say 200). */
+    u->rep = store_report_new();
+    n = u->rep ? store_upload_fds(u->up, keep, 4) : 0;
+    if (!u->rep || proc_fork(u->app->loop, keep, n, up_commit_child, u, up_on_commit_exit, u,
+                             &u->commit, err) < 0) {
+        store_report_free(&u->rep);
+        if (store_upload_commit(&u->up, norm, err) < 0)
+            return -1;
+        up_answer(u, norm);
+        upload_ctx_free(u);
+        return 0;
     }
-    respond_json(u->conn, 200, &body);
-    sbuf_free(&body);
-    upload_ctx_free(u);
+    u->next = u->app->committing;
+    u->app->committing = u;
     return 0;
 }
 
 static void up_on_abort(void *ctx)
 {
-    upload_ctx_free(ctx);
+    struct upload_ctx *u = ctx;
+    /* The client left during the commit: the commit still finishes (or
+     * not) on its own; only the answer is dropped. */
+    if (u->commit) {
+        u->conn = NULL;
+        return;
+    }
+    upload_ctx_free(u);
 }
 
 static const struct http_body_ops upload_ops = {up_on_data, up_on_end, up_on_abort};
@@ -389,20 +466,9 @@ static void answer_free(struct run_answer **ap)
 static void on_run_answer_done(void *arg, int delivered)
 {
     struct cleanup_ctx *cc = arg;
-    struct run_result *res = cc->res;
-    struct bx_err err;
     (void)delivered;
-    bx_err_clear(&err);
-    if (!res->persist) {
-        for (size_t i = 0; res->files && res->files[i]; i++)
-            if (store_delete(cc->app->store, res->files[i], &err) < 0)
-                fprintf(stderr, "boxer: %s: deleting input %s: %s\n", res->exec_id,
-                        res->files[i], err.msg);
-        if (store_delete_output(cc->app->store, res->exec_id, &err) < 0)
-            fprintf(stderr, "boxer: %s: deleting outputs: %s\n", res->exec_id, err.msg);
-    }
     answer_free(&cc->ans);
-    run_result_free(&cc->res);
+    run_result_release(cc->app->runs, &cc->res);
     free(cc);
 }
 
@@ -429,6 +495,14 @@ static void write_run_fields(struct json_writer *w, const struct run_result *res
         json_w_key(w, "oom_killed");
         json_w_bool(w, res->oom_killed);
     }
+    if (res->output_errors) {
+        /* Entries of /output that were not captured, and why. */
+        json_w_key(w, "output_errors");
+        json_w_arr_begin(w);
+        for (size_t i = 0; res->output_errors[i]; i++)
+            json_w_cstr(w, res->output_errors[i]);
+        json_w_arr_end(w);
+    }
 }
 
 static void on_run_done(void *arg, struct run_result *res)
@@ -447,7 +521,7 @@ static void on_run_done(void *arg, struct run_result *res)
     if (!cc || !ans) {
         free(cc);
         free(ans);
-        run_result_free(&res);
+        run_result_release(a->runs, &res);
         http_respond_error(c, 500, "out of memory");
         return;
     }
@@ -622,7 +696,8 @@ static void route_metrics(struct app *a, struct http_conn *c)
     g.pulls_failed = is.pulls_failed;
     g.pull_ms_total = is.pull_ms_total;
     g.images_cached = is.cached_images;
-    store_usage(a->store, &g.store_bytes, &g.store_files, NULL);
+    /* Counters, not a walk: a big store must not stall the loop. */
+    store_totals(a->store, &g.store_bytes, &g.store_files);
     g.open_fds = count_fds();
     g.rss_bytes = rss_bytes();
     g.connections = http_server_conn_count(a->http);
@@ -1052,6 +1127,7 @@ int main(int argc, char **argv)
     }
     if (store_open(&a.store, files_root, &err) < 0)
         goto fail;
+    store_set_limits(a.store, a.cfg.min_free_disk_percent, a.cfg.store_max_bytes);
     if (loop_new(&a.loop, &err) < 0 || load_tokens(&a, &err) < 0)
         goto fail;
     if (a.tokens.n == 0 && !listens_on_loopback(a.cfg.listen_addr) &&
@@ -1103,6 +1179,15 @@ fail:
 out:
     if (a.http)
         http_server_free(&a.http);
+    /* Commits still running at the end: killed (a half-done one leaves only
+     * a .tmp file, removed at the next start). */
+    while (a.committing) {
+        struct upload_ctx *u = a.committing;
+        a.committing = u->next;
+        proc_free(&u->commit);
+        store_upload_finish(&u->up, 0, NULL);
+        upload_ctx_free(u);
+    }
     run_mgr_free(&a.runs);
     image_cache_free(&a.images);
     proc_reap_orphans();

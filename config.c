@@ -106,6 +106,8 @@ void config_defaults(struct config *cfg)
     if (config_run_host_pids(cfg->max_limits.pids_limit) > cfg->total_pids)
         cfg->max_limits.pids_limit =
             cfg->total_pids > 32 + 4 * 16 ? (cfg->total_pids - 32) / 4 : 16;
+    cfg->min_free_disk_percent = 5;
+    cfg->store_max_bytes = 0;
     cfg->sandbox_subnet = strdup("10.88.0.0/16");
     cfg->bridge_name = strdup("boxer0");
     cfg->allow_private_egress = 0;
@@ -387,6 +389,10 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
             r = get_uint(v, k, 0, 1ull << 40, &cfg->total_memory_mb, err);
         else if (strcmp(k, "total_pids") == 0)
             r = get_uint(v, k, 0, 1u << 22, &cfg->total_pids, err);
+        else if (strcmp(k, "min_free_disk_percent") == 0)
+            r = get_uint(v, k, 1, 99, &cfg->min_free_disk_percent, err);
+        else if (strcmp(k, "store_max_bytes") == 0)
+            r = get_uint(v, k, 1, 1ull << 50, &cfg->store_max_bytes, err);
         else if (strcmp(k, "auth_tokens") == 0)
             r = get_str_list(v, k, &cfg->auth_tokens, err);
         else if (strcmp(k, "allow_unauthenticated") == 0)

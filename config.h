@@ -65,6 +65,8 @@ struct config {
      * config_run_host_pids for what a run's pids_limit costs. */
     uint64_t total_memory_mb;
     uint64_t total_pids;
+    uint64_t min_free_disk_percent; /* uploads, pulls, captures stop above this fill */
+    uint64_t store_max_bytes;       /* 0 = no cap */
     struct str_list auth_tokens;
     int allow_unauthenticated;         /* a non-loopback listener without tokens */
     struct str_list allowed_origins;   /* Origin values accepted besides our own */

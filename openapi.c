@@ -29,7 +29,10 @@ const char boxer_openapi_json[] =
     "\"schema\":{\"type\":\"object\",\"properties\":{\"path\":{\"type\":\"string\"}}}}}},"
     "\"400\":{\"$ref\":\"#/components/responses/Error\"},"
     "\"413\":{\"$ref\":\"#/components/responses/Error\"},"
-    "\"415\":{\"$ref\":\"#/components/responses/Error\"}}}},"
+    "\"415\":{\"$ref\":\"#/components/responses/Error\"},"
+    "\"507\":{\"description\":\"free disk below min_free_disk_percent, or "
+    "store_max_bytes reached\",\"content\":{\"application/json\":{\"schema\":{"
+    "\"type\":\"object\",\"properties\":{\"error\":{\"type\":\"string\"}}}}}}}}},"
     "\"/run\":{\"post\":{\"tags\":[\"execution\"],\"summary\":\"Execute a command in a "
     "sandboxed container\",\"requestBody\":{\"required\":true,\"content\":{"
     "\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/RunRequest\"}}}},"
@@ -79,7 +82,10 @@ const char boxer_openapi_json[] =
     "\"stdout\":{\"type\":\"string\"},\"stderr\":{\"type\":\"string\"},"
     "\"wall_ms\":{\"type\":\"integer\"},\"timed_out\":{\"type\":\"boolean\"},"
     "\"cpu_ms\":{\"type\":\"integer\"},\"memory_peak_bytes\":{\"type\":\"integer\"},"
-    "\"oom_killed\":{\"type\":\"boolean\"}}}"
+    "\"oom_killed\":{\"type\":\"boolean\"},"
+    "\"output_errors\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},"
+    "\"description\":\"present only when some entry of /output was not captured: one "
+    "line per entry, naming it and why\"}}}"
     "}}}";
 
 /* A self-contained page: renders the document and lets a user try each

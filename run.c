@@ -428,6 +428,7 @@ struct run_job {
     struct net_run *net;
     struct proc *proc;
     struct proc *capture; /* the /output capture child (JOB_CAPTURE) */
+    struct store_report *capture_rep; /* what it captured, skipped, or why it failed */
     int capture_fd;       /* <run dir>/output, for the capture child */
     int out_fd, err_fd;
     int exited;
@@ -453,6 +454,19 @@ struct run_mgr {
     int stopping; /* run_mgr_free: admit nothing more */
     struct run_stats stats;
     struct net *net; /* the sandbox network (bridge, rules, address pool) */
+    struct discard *discards; /* deletions of persist=false files under way */
+};
+
+/* A persist=false deletion running in a child (see run_result_release). */
+struct discard {
+    struct run_mgr *mgr;
+    struct discard *next;
+    struct proc *proc;
+    struct store_report *rep;
+    char **files;                     /* inputs hidden, whose empty parents go, or NULL */
+    char exec_id[64];                 /* whose outputs were hidden, or "" */
+    char (*hidden)[STORE_HIDDEN_MAX]; /* what store_hide* moved into .tmp */
+    size_t nhidden;
 };
 
 static void job_start(struct loop *l, void *arg);
@@ -539,8 +553,141 @@ void run_result_free(struct run_result **rp)
     sbuf_free(&r->out);
     sbuf_free(&r->err);
     oci_free_strv(&r->files);
+    oci_free_strv(&r->output_errors);
     free(r);
     *rp = NULL;
+}
+
+/* ---- persist=false: deleting what a run leaves in the store ---- */
+
+/* Plain blocking code: in a discard child, or inline as a fallback. */
+static int discard_work(void *arg)
+{
+    struct discard *d = arg;
+    struct store *st = d->mgr->p.store;
+    struct bx_err err;
+    int ret = 0;
+    if (d->rep)
+        store_report_begin(st, d->rep);
+    for (size_t i = 0; i < d->nhidden; i++) {
+        bx_err_clear(&err);
+        if (store_purge(st, d->hidden[i], &err) < 0) {
+            fprintf(stderr, "boxer: %s: deleting persist=false files: %s\n",
+                    d->exec_id[0] ? d->exec_id : "run", err.msg);
+            ret = 1;
+        }
+    }
+    for (size_t i = 0; d->files && d->files[i]; i++) {
+        bx_err_clear(&err);
+        if (store_prune(st, d->files[i], &err) < 0)
+            ret = 1;
+    }
+    if (d->rep)
+        store_report_end(st, d->rep);
+    return ret;
+}
+
+static void discard_free(struct discard *d)
+{
+    store_report_free(&d->rep);
+    oci_free_strv(&d->files);
+    free(d->hidden);
+    free(d);
+}
+
+static void discard_unlink(struct discard *d)
+{
+    for (struct discard **pp = &d->mgr->discards; *pp; pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    }
+}
+
+static void on_discard_exit(void *arg, int status)
+{
+    struct discard *d = arg;
+    (void)status;
+    proc_free(&d->proc);
+    /* Whatever the child got done, its report says (a child that died
+     * half-way leaves the totals a little high until the next start). */
+    store_report_apply(d->mgr->p.store, d->rep);
+    discard_unlink(d);
+    discard_free(d);
+}
+
+/* Deletes files (taken over) and, with exec_id, output/<exec_id>.  They
+ * are hidden at once, here (a rename each: gone for every later request,
+ * as "deleted once the answer is written" promises); the deletion itself,
+ * up to output_files_max files and a fsync per directory, is too slow for
+ * the loop, so a child does it, like the /output capture. */
+static void discard_start(struct run_mgr *m, char ***files, const char *exec_id)
+{
+    struct bx_err err;
+    struct discard *d;
+    size_t nfiles = 0;
+    int keep[2], n;
+
+    if ((!files || !*files || !**files) && !exec_id)
+        return;
+    while (files && *files && (*files)[nfiles])
+        nfiles++;
+    d = calloc(1, sizeof(*d));
+    if (d)
+        d->hidden = calloc(nfiles + 1, sizeof(*d->hidden));
+    if (!d || !d->hidden) {
+        free(d);
+        fprintf(stderr, "boxer: out of memory deleting persist=false files\n");
+        return;
+    }
+    d->mgr = m;
+    if (files)
+        d->files = bx_steal_ptr(files);
+    if (exec_id)
+        snprintf(d->exec_id, sizeof(d->exec_id), "%s", exec_id);
+    for (size_t i = 0; i <= nfiles; i++) {
+        int r;
+        bx_err_clear(&err);
+        if (i < nfiles)
+            r = store_hide(m->p.store, d->files[i], d->hidden[d->nhidden], &err);
+        else
+            r = exec_id ? store_hide_output(m->p.store, exec_id, d->hidden[d->nhidden], &err) : 1;
+        if (r == 0)
+            d->nhidden++;
+        else if (r < 0)
+            fprintf(stderr, "boxer: %s: hiding persist=false files: %s\n",
+                    exec_id ? exec_id : "run", err.msg);
+    }
+    if (d->nhidden == 0) {
+        discard_free(d); /* nothing was there */
+        return;
+    }
+    bx_err_clear(&err);
+    d->rep = store_report_new();
+    n = store_fds(m->p.store, keep, 2);
+    if (d->rep &&
+        proc_fork(m->p.loop, keep, n, discard_work, d, on_discard_exit, d, &d->proc, &err) == 0) {
+        d->next = m->discards;
+        m->discards = d;
+        return;
+    }
+    fprintf(stderr, "boxer: %s; deleting persist=false files in the loop\n",
+            d->rep ? err.msg : "out of memory");
+    /* In this process the store's totals follow by themselves. */
+    store_report_free(&d->rep);
+    discard_work(d);
+    discard_free(d);
+}
+
+void run_result_release(struct run_mgr *m, struct run_result **rp)
+{
+    struct run_result *r = *rp;
+    if (!r)
+        return;
+    if (!r->persist || r->drop_outputs)
+        discard_start(m, r->persist ? NULL : &r->files, r->captured ? r->exec_id : NULL);
+    run_result_free(rp);
 }
 
 static void job_free(struct run_job *job)
@@ -1319,36 +1466,97 @@ static void teardown(struct run_job *job)
     teardown_rest(job);
 }
 
-/* Runs in the capture child (proc_fork): plain blocking code. */
+/* Empties the run's /output tmpfs (best effort).  Freeing a tmpfs that
+ * still holds output_files_max files takes umount2 100 ms and more, on the
+ * loop; emptied here, in the capture child, the unmount is cheap. */
+static void empty_dir(int dirfd)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    if (!d) {
+        bx_close(&fd);
+        return;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        bx_rm_rf_at(dirfd, de->d_name, NULL);
+    }
+    closedir(d);
+}
+
+/* Runs in the capture child (proc_fork): plain blocking code.  Everything
+ * the parent needs comes back in job->capture_rep (shared memory). */
 static int capture_child(void *arg)
 {
     struct run_job *job = arg;
     struct run_mgr *m = job->mgr;
-    struct bx_err err;
-    size_t files = 0, skipped = 0;
-    bx_err_clear(&err);
-    if (store_capture_output(m->p.store, job->res->exec_id, job->capture_fd,
-                             m->p.cfg->output_files_max, m->p.cfg->output_files_limit_bytes,
-                             &files, &skipped, &err) < 0) {
-        fprintf(stderr, "boxer: %s: capturing /output: %s\n", job->res->exec_id, err.msg);
-        return 1;
+    struct store_report *rep = job->capture_rep;
+    int ret = 0;
+    bx_err_clear(&rep->err);
+    store_report_begin(m->p.store, rep);
+    if (store_capture(m->p.store, job->res->exec_id, job->capture_fd, m->p.cfg->output_files_max,
+                      m->p.cfg->output_files_limit_bytes, rep, &rep->err) < 0) {
+        if (rep->err.status == 0)
+            rep->err.status = 500;
+        ret = 1;
     }
-    return 0;
+    store_report_end(m->p.store, rep);
+    empty_dir(job->capture_fd);
+    return ret;
+}
+
+/* What the capture reported goes into the answer, never only into the
+ * log: skipped entries as output_errors, a failure as the run's error. */
+static void capture_result(struct run_job *job, int status, int in_child)
+{
+    struct run_result *res = job->res;
+    struct store_report *rep = job->capture_rep;
+    size_t n = 0;
+
+    if (in_child)
+        store_report_apply(job->mgr->p.store, rep);
+    if (!rep->finished || rep->err.status != 0) {
+        struct bx_err e;
+        if (rep->finished)
+            bx_err_set(&e, rep->err.status == 507 ? 507 : 500, rep->err.sys_errno,
+                       "capturing /output: %s", rep->err.msg);
+        else
+            bx_err_set(&e, 500, 0, "capturing /output: the capture process died (status %d)",
+                       status);
+        fprintf(stderr, "boxer: %s: %s\n", res->exec_id, e.msg);
+        res->outcome = RUN_ERROR;
+        res->error = e;
+        /* Half an output tree is not an answer: it goes, persist or not. */
+        res->drop_outputs = 1;
+        return;
+    }
+    if (rep->nmsgs == 0)
+        return;
+    res->output_errors = calloc(rep->nmsgs + 2, sizeof(char *));
+    if (!res->output_errors)
+        return;
+    for (uint32_t i = 0; i < rep->nmsgs && i < STORE_REPORT_MSGS; i++) {
+        rep->msgs[i][STORE_REPORT_MSG_MAX - 1] = '\0';
+        if ((res->output_errors[n] = strdup(rep->msgs[i])) != NULL)
+            n++;
+    }
+    if (rep->msgs_dropped > 0 &&
+        asprintf(&res->output_errors[n], "and %u more entries not captured", rep->msgs_dropped) >=
+            0)
+        n++;
+    res->output_errors[n] = NULL;
 }
 
 static void on_capture_exit(void *arg, int status)
 {
     struct run_job *job = arg;
-    struct bx_err err;
-    bx_err_clear(&err);
     proc_free(&job->capture);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fprintf(stderr, "boxer: %s: /output capture failed (status %d)\n", job->res->exec_id,
-                status);
-    /* The client left while its outputs were being copied: nobody can know
-     * this exec id any more. */
-    if (job->cancelled && store_delete_output(job->mgr->p.store, job->res->exec_id, &err) < 0)
-        fprintf(stderr, "boxer: %s: deleting outputs: %s\n", job->res->exec_id, err.msg);
+    capture_result(job, status, 1);
+    store_report_free(&job->capture_rep);
+    /* A client that left while its outputs were being copied is handled
+     * by job_complete: nobody can know this exec id any more. */
     teardown_rest(job);
     job_complete(job);
 }
@@ -1362,10 +1570,16 @@ static int start_capture(struct run_job *job)
     int n, r;
     bx_err_clear(&err);
     job->capture_fd = openat(job->dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (job->capture_fd < 0) {
-        fprintf(stderr, "boxer: %s: open output: %s\n", job->res->exec_id, strerror(errno));
+    job->capture_rep = store_report_new();
+    if (job->capture_fd < 0 || !job->capture_rep) {
+        bx_err_set(&job->res->error, 500, errno, "capturing /output: %s",
+                   job->capture_fd < 0 ? "cannot open it" : "out of memory");
+        job->res->outcome = RUN_ERROR;
+        bx_close(&job->capture_fd);
+        store_report_free(&job->capture_rep);
         return -1;
     }
+    job->res->captured = 1;
     n = store_fds(m->p.store, keep, 2);
     keep[n++] = job->capture_fd;
     r = proc_fork(m->p.loop, keep, n, capture_child, job, on_capture_exit, job, &job->capture,
@@ -1374,6 +1588,8 @@ static int start_capture(struct run_job *job)
         fprintf(stderr, "boxer: %s: %s; capturing /output in the loop\n", job->res->exec_id,
                 err.msg);
         capture_child(job);
+        capture_result(job, 0, 0);
+        store_report_free(&job->capture_rep);
     }
     bx_close(&job->capture_fd);
     return r;
@@ -1475,10 +1691,14 @@ static void job_complete(struct run_job *job)
     res = bx_steal_ptr(&job->res);
     res->files = job->req->files;
     job->req->files = NULL;
-    if (!job->cancelled && job->cb)
+    if (!job->cancelled && job->cb) {
         job->cb(job->cb_arg, res);
-    else
-        run_result_free(&res);
+    } else {
+        /* Nobody will ever learn this exec id: its outputs go whatever
+         * persist says, its inputs when persist is false. */
+        res->drop_outputs = 1;
+        run_result_release(m, &res);
+    }
     job_free(job);
     start_next(m);
 }
@@ -1497,6 +1717,8 @@ void run_cancel(struct run_job *job)
         else
             m->queue_tail = job->prev;
         m->nqueued--;
+        if (!job->req->persist)
+            discard_start(m, &job->req->files, NULL);
         job_free(job);
         /* A large job at the head may have held back smaller ones that
          * fit the budget now. */
@@ -1532,6 +1754,7 @@ void run_mgr_free(struct run_mgr **mp)
         job->cancelled = 1;
         if (job->state == JOB_CAPTURE) {
             proc_free(&job->capture); /* killed */
+            store_report_free(&job->capture_rep);
             teardown_rest(job);
             job_complete(job);
             continue;
@@ -1539,6 +1762,16 @@ void run_mgr_free(struct run_mgr **mp)
         kill_sandbox(job);
         job->exited = 1;
         job_finish(job);
+    }
+    /* Deletions still running are finished here, blocking: persist=false
+     * files must not outlive a clean stop. */
+    while (m->discards) {
+        struct discard *d = m->discards;
+        m->discards = d->next;
+        proc_free(&d->proc);
+        store_report_free(&d->rep);
+        discard_work(d);
+        discard_free(d);
     }
     net_free(&m->net);
     bx_close(&m->runs_dirfd);

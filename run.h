@@ -89,8 +89,13 @@ struct run_result {
     uint64_t memory_peak_bytes;
     int oom_killed;
     struct bx_err error;
-    /* what persist=false must delete after the answer */
+    /* NULL-terminated: entries of /output that were not captured, and why
+     * (the answer's output_errors); NULL when there are none. */
+    char **output_errors;
+    /* what persist=false must delete after the answer (run_result_release) */
     int persist;
+    int drop_outputs; /* outputs go even with persist (a failed capture) */
+    int captured;     /* a capture ran: output/<exec_id> may exist */
     char **files;
 };
 
@@ -125,6 +130,10 @@ int run_submit(struct run_mgr *m, struct run_request **req, run_done_cb cb, void
 /* The client went away: kill the sandbox, tear down, never call back. */
 void run_cancel(struct run_job *job);
 void run_result_free(struct run_result **res);
+/* The end of every run, answered or not: with persist=false its inputs and
+ * outputs are deleted (in a child: up to output_files_max files), then res
+ * is freed.  The deletion is never called back; a shutdown finishes it. */
+void run_result_release(struct run_mgr *m, struct run_result **res);
 
 struct run_stats {
     uint64_t running, queued;

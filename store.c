@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -45,19 +48,144 @@ struct store {
     int rootfd; /* O_RDONLY|O_DIRECTORY: usable for *at calls and fsync */
     int tmpfd;  /* <root>/.tmp */
     dev_t dev;  /* walks never leave this filesystem */
+    /* Totals, counted once by store_open and then kept by every change made
+     * in this process (children report theirs: store_report_*). */
+    uint64_t bytes, files;
+    uint64_t pending; /* bytes written to uploads not committed yet */
+    uint64_t min_free_percent, max_bytes;
 };
 
 struct store_upload {
     struct store *st;
     int fd;
-    uint64_t size;
+    uint64_t size; /* accepted, buffered or written */
     char name[48]; /* under .tmp */
+    /* The multipart parser hands data over in pieces as small as one byte
+     * (every CR could start a boundary): gathered here, so the loop makes
+     * a write (and a free-disk check) per UPLOAD_BUF, not per piece. */
+    char *buf;
+    size_t blen;
 };
+
+#define UPLOAD_BUF 65536
 
 /* ENOSPC/EDQUOT are nobody's bug but still worth telling apart. */
 static int space_status(int e)
 {
     return e == ENOSPC || e == EDQUOT ? 507 : 500;
+}
+
+static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, uint64_t *files,
+                      struct bx_err *err);
+
+static void account(struct store *st, int64_t dbytes, int64_t dfiles)
+{
+    /* Clamped: a count that went wrong (a child killed half-way) must not
+     * wrap around to 2^64. */
+    if (dbytes < 0)
+        st->bytes = (uint64_t)-dbytes > st->bytes ? 0 : st->bytes - (uint64_t)-dbytes;
+    else
+        st->bytes += (uint64_t)dbytes;
+    if (dfiles < 0)
+        st->files = (uint64_t)-dfiles > st->files ? 0 : st->files - (uint64_t)-dfiles;
+    else
+        st->files += (uint64_t)dfiles;
+}
+
+int store_check_disk(int fd, const char *path, uint64_t more, uint64_t min_free_percent,
+                     const char *what, struct bx_err *err)
+{
+    struct statvfs sv;
+    uint64_t frsize, total, avail, floor;
+    int r;
+
+    if (min_free_percent == 0)
+        return 0;
+    do {
+        r = fd >= 0 ? fstatvfs(fd, &sv) : statvfs(path, &sv);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return bx_err_sys(err, 500, "%s: statvfs", what);
+    frsize = sv.f_frsize ? (uint64_t)sv.f_frsize : (uint64_t)sv.f_bsize;
+    total = (uint64_t)sv.f_blocks * frsize;
+    avail = (uint64_t)sv.f_bavail * frsize;
+    floor = total / 100 * min_free_percent + total % 100 * min_free_percent / 100;
+    if (avail < floor || avail - floor < more)
+        return bx_err_set(err, 507, ENOSPC,
+                          "%s: not enough disk space: it would leave less than %" PRIu64
+                          "%% of the disk free (min_free_disk_percent; %" PRIu64
+                          " bytes free, %" PRIu64 " needed)",
+                          what, min_free_percent, avail, more);
+    return 0;
+}
+
+/* The store_max_bytes cap for `more` new bytes on top of `extra` already
+ * on the way (uploads in progress, a capture's earlier files). */
+static int check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
+                     struct bx_err *err)
+{
+    uint64_t used = st->bytes + st->pending + extra;
+    if (st->max_bytes == 0)
+        return 0;
+    if (used > st->max_bytes || st->max_bytes - used < more)
+        return bx_err_set(err, 507, ENOSPC,
+                          "%s: the store is full (store_max_bytes %" PRIu64 ", %" PRIu64
+                          " bytes used)",
+                          what, st->max_bytes, used);
+    return 0;
+}
+
+void store_set_limits(struct store *st, uint64_t min_free_percent, uint64_t max_bytes)
+{
+    st->min_free_percent = min_free_percent;
+    st->max_bytes = max_bytes;
+}
+
+void store_totals(const struct store *st, uint64_t *bytes, uint64_t *files)
+{
+    if (bytes)
+        *bytes = st->bytes;
+    if (files)
+        *files = st->files;
+}
+
+struct store_report *store_report_new(void)
+{
+    void *p = mmap(NULL, sizeof(struct store_report), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    return p; /* zero-filled by the kernel */
+}
+
+void store_report_free(struct store_report **rep)
+{
+    if (!rep || !*rep)
+        return;
+    munmap(*rep, sizeof(**rep));
+    *rep = NULL;
+}
+
+void store_report_begin(const struct store *st, struct store_report *rep)
+{
+    /* Stashed in the delta fields, turned into differences by _end. */
+    rep->dbytes = (int64_t)st->bytes;
+    rep->dfiles = (int64_t)st->files;
+}
+
+void store_report_end(const struct store *st, struct store_report *rep)
+{
+    rep->dbytes = (int64_t)st->bytes - rep->dbytes;
+    rep->dfiles = (int64_t)st->files - rep->dfiles;
+    rep->finished = 1;
+}
+
+void store_report_apply(struct store *st, const struct store_report *rep)
+{
+    /* A child that died before store_report_end left a snapshot, not a
+     * difference, in the delta fields. */
+    if (rep && rep->finished)
+        account(st, rep->dbytes, rep->dfiles);
 }
 
 static int is_dot_or_dotdot(const char *s)
@@ -400,6 +528,10 @@ int store_open(struct store **out, const char *root_path, struct bx_err *err)
         bx_err_sys(err, 500, "open store .tmp");
         goto out;
     }
+    if (store_usage(st, &st->bytes, &st->files, err) < 0) {
+        bx_err_wrap(err, "count the store");
+        goto out;
+    }
     *out = bx_steal_ptr(&st);
     ret = 0;
 out:
@@ -462,15 +594,49 @@ int store_upload_begin(struct store *st, struct store_upload **up, struct bx_err
     return 0;
 }
 
+/* Writes data to the temp file.  The free-disk floor is checked before
+ * every write, so an upload stops at the bound, not after it: the disk may
+ * fill from elsewhere while it streams. */
+static int upload_put(struct store_upload *up, const void *data, size_t len, struct bx_err *err)
+{
+    if (len == 0)
+        return 0;
+    if (store_check_disk(up->st->rootfd, NULL, len, up->st->min_free_percent, "upload", err) < 0)
+        return -1;
+    if (bx_write_all(up->fd, data, len) < 0)
+        return bx_err_sys(err, space_status(errno), "write upload");
+    return 0;
+}
+
+static int upload_flush(struct store_upload *up, struct bx_err *err)
+{
+    int r = upload_put(up, up->buf, up->blen, err);
+    up->blen = 0;
+    return r;
+}
+
 int store_upload_write(struct store_upload *up, const void *data, size_t len, struct bx_err *err)
 {
     if (!up || up->fd < 0)
         return bx_err_set(err, 500, EINVAL, "store_upload_write: no upload");
     if (len == 0)
         return 0;
-    if (bx_write_all(up->fd, data, len) < 0)
-        return bx_err_sys(err, space_status(errno), "write upload");
+    /* Buffered bytes count against the cap at once (pending). */
+    if (check_cap(up->st, 0, len, "upload", err) < 0)
+        return -1;
+    if (!up->buf && !(up->buf = malloc(UPLOAD_BUF)))
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    if (up->blen + len > UPLOAD_BUF && upload_flush(up, err) < 0)
+        return -1;
+    if (len >= UPLOAD_BUF) {
+        if (upload_put(up, data, len, err) < 0)
+            return -1;
+    } else {
+        memcpy(up->buf + up->blen, data, len);
+        up->blen += len;
+    }
     up->size += len;
+    up->st->pending += len;
     return 0;
 }
 
@@ -486,26 +652,51 @@ void store_upload_abort(struct store_upload **up)
         return;
     u = *up;
     bx_close(&u->fd);
+    free(u->buf);
     if (u->name[0])
         unlinkat(u->st->tmpfd, u->name, 0);
+    u->st->pending = u->size > u->st->pending ? 0 : u->st->pending - u->size;
     free(u);
     *up = NULL;
 }
 
-int store_upload_commit(struct store_upload **up, const char *norm_path, struct bx_err *err)
+void store_upload_finish(struct store_upload **up, int committed, const struct store_report *rep)
+{
+    if (!up || !*up)
+        return;
+    /* Deltas are zero unless the child's rename happened; the temp name is
+     * unlinked either way (ENOENT once renamed away). */
+    if (committed)
+        store_report_apply((*up)->st, rep);
+    store_upload_abort(up);
+}
+
+int store_upload_fds(const struct store_upload *up, int *fds, int cap)
+{
+    int n = store_fds(up->st, fds, cap);
+    if (n < cap)
+        fds[n++] = up->fd;
+    return n;
+}
+
+int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct store_report *rep,
+                           struct bx_err *err)
 {
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
-    struct store_upload *u;
     struct store *st;
+    struct stat sb;
     int dirfd = -1;
     int ret = -1;
 
-    if (!up || !*up)
+    if (!u || u->fd < 0 || !rep)
         return bx_err_set(err, 500, EINVAL, "store_upload_commit: no upload");
-    u = *up;
     st = u->st;
+    rep->dbytes = rep->dfiles = 0;
+    rep->replaced_bytes = 0;
     if (check_path(norm_path, path, err) < 0)
+        goto out;
+    if (upload_flush(u, err) < 0)
         goto out;
     /* Data first: after the rename the name must never point at a file whose
      * blocks are not on disk yet. */
@@ -520,9 +711,16 @@ int store_upload_commit(struct store_upload **up, const char *norm_path, struct 
     dirfd = walk_parent(st, path, 1, last, err);
     if (dirfd < 0)
         goto out;
+    /* What the rename replaces leaves the totals. */
+    if (fstatat(dirfd, last, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode)) {
+        rep->replaced_bytes = (uint64_t)sb.st_size;
+        rep->dfiles = -1;
+    }
     /* rename(2) never follows a symlink at the target (it replaces the link
      * itself) and refuses to put a file over a directory (EISDIR). */
     if (renameat(st->tmpfd, u->name, dirfd, last) < 0) {
+        rep->dfiles = 0;
+        rep->replaced_bytes = 0;
         if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
             bx_err_set(err, 400, errno, "a directory exists at %s", path);
         else
@@ -530,13 +728,30 @@ int store_upload_commit(struct store_upload **up, const char *norm_path, struct 
         goto out;
     }
     u->name[0] = '\0';
+    rep->dbytes = (int64_t)u->size - (int64_t)rep->replaced_bytes;
+    rep->dfiles += 1;
     if (fsync(dirfd) < 0) {
         bx_err_sys(err, 500, "fsync directory");
         goto out;
     }
     ret = 0;
 out:
+    rep->finished = 1;
     bx_close(&dirfd);
+    return ret;
+}
+
+int store_upload_commit(struct store_upload **up, const char *norm_path, struct bx_err *err)
+{
+    struct store_report rep;
+    int ret;
+
+    if (!up || !*up)
+        return bx_err_set(err, 500, EINVAL, "store_upload_commit: no upload");
+    memset(&rep, 0, sizeof(rep));
+    ret = store_upload_commit_io(*up, norm_path, &rep, err);
+    /* In this process commit_io cleared the name itself once renamed. */
+    store_report_apply((*up)->st, &rep);
     store_upload_abort(up);
     return ret;
 }
@@ -693,7 +908,21 @@ static int same_dir(int fd, const struct dir_id *id)
            sb.st_ino == id->ino;
 }
 
+static int delete_impl(struct store *st, const char *norm_path, int prune_only, struct bx_err *err);
+
 int store_delete(struct store *st, const char *norm_path, struct bx_err *err)
+{
+    return delete_impl(st, norm_path, 0, err);
+}
+
+int store_prune(struct store *st, const char *norm_path, struct bx_err *err)
+{
+    return delete_impl(st, norm_path, 1, err);
+}
+
+/* prune_only: the file itself is already gone (store_hide); only the
+ * parent directories it left empty are removed. */
+static int delete_impl(struct store *st, const char *norm_path, int prune_only, struct bx_err *err)
 {
     char path[STORE_PATH_MAX + 1];
     char comp[STORE_COMPONENT_MAX + 1];
@@ -752,6 +981,8 @@ int store_delete(struct store *st, const char *norm_path, struct bx_err *err)
     }
     memcpy(comp, starts[ncomp - 1], lens[ncomp - 1]);
     comp[lens[ncomp - 1]] = '\0';
+    if (prune_only)
+        goto prune;
     if (fstatat(cur, comp, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
             ret = 0;
@@ -768,10 +999,12 @@ int store_delete(struct store *st, const char *norm_path, struct bx_err *err)
             bx_err_sys(err, 500, "delete %s", path);
         goto out;
     }
+    account(st, -(int64_t)sb.st_size, -1);
     if (fsync(cur) < 0) {
         bx_err_sys(err, 500, "fsync directory");
         goto out;
     }
+prune:
     /* Remove parents left empty, bottom up.  Going up through ".." keeps
      * this O(depth) with one fd open; each step is verified against the
      * inode recorded on the way down, so it can never climb anywhere else,
@@ -826,14 +1059,121 @@ int store_delete_output(struct store *st, const char *exec_id, struct bx_err *er
             return 0;
         return bx_err_sys(err, 500, "open output directory");
     }
+    /* Counted first, so the totals lose exactly what goes. */
+    {
+        int sub = open_subdir(outfd, exec_id, st->dev);
+        if (sub >= 0) {
+            uint64_t nbytes = 0, nfiles = 0;
+            if (usage_walk(st, sub, 0, &nbytes, &nfiles, NULL) == 0)
+                account(st, -(int64_t)nbytes, -(int64_t)nfiles);
+        }
+    }
     ret = bx_rm_rf_at(outfd, exec_id, err);
     bx_close(&outfd);
     if (ret < 0)
         return bx_err_wrap(err, "delete output %s", exec_id);
-    /* Like store_delete: leave no empty output/ behind (ignore "not empty"). */
-    if (unlinkat(st->rootfd, OUTPUT_DIR, AT_REMOVEDIR) < 0 && errno != ENOTEMPTY &&
-        errno != EEXIST && errno != ENOENT)
-        return bx_err_sys(err, 500, "remove output directory");
+    /* output/ itself stays, even empty: a capture child of another run may
+     * have it open and be about to create its output/<exec_id> in it. */
+    return 0;
+}
+
+/* ---- hiding, then purging in a child ---- */
+
+static int hide_name(struct store *st, char hidden[STORE_HIDDEN_MAX], struct bx_err *err)
+{
+    char uuid[37];
+    (void)st;
+    if (bx_uuid4(uuid, err) < 0)
+        return -1;
+    snprintf(hidden, STORE_HIDDEN_MAX, "del-%s", uuid);
+    return 0;
+}
+
+int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN_MAX],
+               struct bx_err *err)
+{
+    char path[STORE_PATH_MAX + 1];
+    char last[STORE_COMPONENT_MAX + 1];
+    struct bx_err e2;
+    struct stat sb;
+    int dirfd, r, ret = -1;
+
+    hidden[0] = '\0';
+    if (check_path(norm_path, path, err) < 0)
+        return -1;
+    bx_err_clear(&e2);
+    dirfd = walk_parent(st, path, 0, last, &e2);
+    if (dirfd < 0) {
+        if (e2.status == 404)
+            return 1;
+        if (err)
+            *err = e2;
+        return -1;
+    }
+    r = stat_last(dirfd, last, &sb, err);
+    if (r != 0) {
+        ret = r < 0 ? -1 : 1;
+        goto out;
+    }
+    if (check_regular(st, &sb, err) < 0 || hide_name(st, hidden, err) < 0)
+        goto out;
+    /* A rename within one filesystem: metadata only, no fsync needed for
+     * every later request to see the file gone. */
+    if (renameat(dirfd, last, st->tmpfd, hidden) < 0) {
+        ret = errno == ENOENT ? 1 : bx_err_sys(err, 500, "hide %s", path);
+        hidden[0] = '\0';
+        goto out;
+    }
+    ret = 0;
+out:
+    if (ret != 0)
+        hidden[0] = '\0';
+    bx_close(&dirfd);
+    return ret;
+}
+
+int store_hide_output(struct store *st, const char *exec_id, char hidden[STORE_HIDDEN_MAX],
+                      struct bx_err *err)
+{
+    int outfd, ret = 0;
+    hidden[0] = '\0';
+    if (check_exec_id(exec_id, err) < 0)
+        return -1;
+    outfd = open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
+    if (outfd < 0)
+        return errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV
+                   ? 1
+                   : bx_err_sys(err, 500, "open output directory");
+    if (hide_name(st, hidden, err) < 0) {
+        ret = -1;
+    } else if (renameat(outfd, exec_id, st->tmpfd, hidden) < 0) {
+        ret = errno == ENOENT ? 1 : bx_err_sys(err, 500, "hide output %s", exec_id);
+        hidden[0] = '\0';
+    }
+    bx_close(&outfd);
+    return ret;
+}
+
+int store_purge(struct store *st, const char *hidden, struct bx_err *err)
+{
+    struct stat sb;
+    if (!hidden || strncmp(hidden, "del-", 4) != 0 || strchr(hidden, '/'))
+        return bx_err_set(err, 500, EINVAL, "store_purge: bad name");
+    if (fstatat(st->tmpfd, hidden, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : bx_err_sys(err, 500, "stat hidden entry");
+    if (S_ISDIR(sb.st_mode)) {
+        int sub = open_subdir(st->tmpfd, hidden, st->dev);
+        if (sub >= 0) {
+            uint64_t nbytes = 0, nfiles = 0;
+            if (usage_walk(st, sub, 0, &nbytes, &nfiles, NULL) == 0)
+                account(st, -(int64_t)nbytes, -(int64_t)nfiles);
+        }
+        return bx_rm_rf_at(st->tmpfd, hidden, err);
+    }
+    if (unlinkat(st->tmpfd, hidden, 0) < 0 && errno != ENOENT)
+        return bx_err_sys(err, 500, "delete hidden entry");
+    if (S_ISREG(sb.st_mode))
+        account(st, -(int64_t)sb.st_size, -1);
     return 0;
 }
 
@@ -846,6 +1186,7 @@ struct cap_dir {
     char name[STORE_COMPONENT_MAX + 1];
     int fd;
     int owned;
+    int top;         /* output/<exec_id>: the sandbox's /output */
     size_t path_len; /* length of this directory's store path */
 };
 
@@ -859,7 +1200,67 @@ struct cap_ctx {
     size_t skipped;
     size_t visited;
     int stop;
+    struct store_report *rep; /* where skipped entries are explained */
+    const char *why;          /* cap_file: why it returned 0 */
 };
+
+/* Appends at most max bytes of str (valid UTF-8) to buf, never cutting a
+ * character in two: the message travels back in JSON. */
+static void append_utf8(char *buf, size_t cap, const char *str, size_t max)
+{
+    size_t len = strlen(buf), n = strlen(str);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)str[n] & 0xc0) == 0x80)
+            n--;
+    }
+    if (len + n + 1 > cap)
+        n = len + 1 < cap ? cap - len - 1 : 0;
+    while (n > 0 && ((unsigned char)str[n] & 0xc0) == 0x80)
+        n--;
+    memcpy(buf + len, str, n);
+    buf[len + n] = '\0';
+}
+
+/* "/output/<dir path>" for d: what the sandbox called it. */
+static void cap_dir_path(const struct cap_dir *d, char *buf, size_t cap)
+{
+    if (!d || d->top) {
+        buf[0] = '\0';
+        append_utf8(buf, cap, "/output", cap);
+        return;
+    }
+    cap_dir_path(d->parent, buf, cap);
+    append_utf8(buf, cap, "/", 1);
+    append_utf8(buf, cap, d->name, 60);
+}
+
+/* Counts a skipped entry and says why in the report.  name NULL: the name
+ * itself cannot be shown (not UTF-8, control characters). */
+static void cap_skip(struct cap_ctx *c, const struct cap_dir *dir, const char *name,
+                     const char *why)
+{
+    struct store_report *r = c->rep;
+    char *m;
+    c->skipped++;
+    if (!r)
+        return;
+    if (r->nmsgs >= STORE_REPORT_MSGS) {
+        r->msgs_dropped++;
+        return;
+    }
+    m = r->msgs[r->nmsgs];
+    cap_dir_path(dir, m, 110);
+    if (name) {
+        append_utf8(m, STORE_REPORT_MSG_MAX, "/", 1);
+        append_utf8(m, STORE_REPORT_MSG_MAX, name, 40);
+        append_utf8(m, STORE_REPORT_MSG_MAX, ": ", 2);
+    } else {
+        append_utf8(m, STORE_REPORT_MSG_MAX, ": an entry ", 11);
+    }
+    append_utf8(m, STORE_REPORT_MSG_MAX, why, STORE_REPORT_MSG_MAX);
+    r->nmsgs++;
+}
 
 static int cap_ensure_dir(struct cap_ctx *c, struct cap_dir *d, struct bx_err *err)
 {
@@ -999,6 +1400,7 @@ static int cap_file(struct cap_ctx *c, int srcdir, const char *name, struct cap_
     do {
         fd = openat(srcdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
+    c->why = "changed while it was captured, not captured";
     if (fd < 0)
         return 0;
     /* The checks that matter are made on the open file, not on the name. */
@@ -1007,10 +1409,22 @@ static int cap_file(struct cap_ctx *c, int srcdir, const char *name, struct cap_
         goto out;
     }
     size = (uint64_t)sb.st_size;
-    if (c->files >= c->max_files || size > c->max_bytes - c->bytes) {
+    if (c->files >= c->max_files) {
+        c->why = "not captured: output_files_max reached";
         ret = 0;
         goto out;
     }
+    if (size > c->max_bytes - c->bytes) {
+        c->why = "not captured: output_files_limit_bytes reached";
+        ret = 0;
+        goto out;
+    }
+    /* The operator's disk bounds end the capture (507), unlike the
+     * per-run bounds above, which only skip. */
+    if (check_cap(c->st, c->bytes, size, "capturing /output", err) < 0 ||
+        store_check_disk(c->st->rootfd, NULL, size, c->st->min_free_percent, "capturing /output",
+                         err) < 0)
+        goto out;
     if (cap_ensure_dir(c, dst, err) < 0)
         goto out;
     /* A moved file keeps its inode: give it our owner and a plain mode so no
@@ -1071,7 +1485,9 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
         if (is_dot_or_dotdot(de->d_name))
             continue;
         if (++c->visited > CAPTURE_MAX_ENTRIES) {
-            c->skipped++;
+            cap_skip(c, dst, NULL,
+                     "and everything after it were not captured: more than "
+                     "100000 entries");
             c->stop = 1;
             break;
         }
@@ -1087,7 +1503,9 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
          * downloaded. */
         if (nlen > STORE_COMPONENT_MAX || dst->path_len + 1 + nlen > STORE_PATH_MAX ||
             !valid_component(de->d_name, nlen)) {
-            c->skipped++;
+            cap_skip(c, dst, NULL,
+                     "was not captured: its name is too long, not UTF-8 or has control "
+                     "characters");
             continue;
         }
         if (S_ISDIR(sb.st_mode)) {
@@ -1096,17 +1514,18 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
             DIR *subdir;
             int fd, r;
             if (sb.st_dev != c->src_dev || depth + 1 > CAPTURE_MAX_DEPTH) {
-                c->skipped++;
+                cap_skip(c, dst, de->d_name,
+                         "directory not captured: another filesystem or nested deeper than 64");
                 continue;
             }
             fd = open_subdir(sfd, de->d_name, c->src_dev);
             if (fd < 0) {
-                c->skipped++;
+                cap_skip(c, dst, de->d_name, "directory could not be opened, not captured");
                 continue;
             }
             if (fstat(fd, &sb2) < 0 || sb2.st_ino != sb.st_ino) {
                 bx_close(&fd);
-                c->skipped++;
+                cap_skip(c, dst, de->d_name, "changed while it was captured, not captured");
                 continue;
             }
             subdir = fdopendir(fd);
@@ -1130,9 +1549,14 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
             if (r < 0)
                 return -1;
             if (r == 0)
-                c->skipped++;
+                cap_skip(c, dst, de->d_name, c->why);
         } else {
-            c->skipped++; /* symlinks, hard links, devices, FIFOs, sockets */
+            cap_skip(c, dst, de->d_name,
+                     S_ISLNK(sb.st_mode)    ? "symbolic link, not captured"
+                     : S_ISREG(sb.st_mode)  ? "hard link (or on another filesystem), not captured"
+                     : S_ISFIFO(sb.st_mode) ? "FIFO, not captured"
+                     : S_ISSOCK(sb.st_mode) ? "socket, not captured"
+                                            : "device or special file, not captured");
         }
     }
     return 0;
@@ -1142,18 +1566,30 @@ int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, s
                          uint64_t max_bytes, size_t *files_out, size_t *skipped_out,
                          struct bx_err *err)
 {
+    struct store_report rep;
+    int ret;
+    memset(&rep, 0, sizeof(rep));
+    ret = store_capture(st, exec_id, src_dirfd, max_files, max_bytes, &rep, err);
+    if (files_out)
+        *files_out = (size_t)rep.files;
+    if (skipped_out)
+        *skipped_out = (size_t)rep.skipped;
+    return ret;
+}
+
+int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
+                  uint64_t max_bytes, struct store_report *rep, struct bx_err *err)
+{
     struct cap_ctx c;
     struct cap_dir root, out, exec;
     struct stat sb;
     DIR *src = NULL;
     int fd = -1, ret = -1;
 
-    if (files_out)
-        *files_out = 0;
-    if (skipped_out)
-        *skipped_out = 0;
-    if (!st)
+    if (!st || !rep)
         return bx_err_set(err, 500, EINVAL, "store_capture_output: no store");
+    rep->files = rep->bytes = rep->skipped = 0;
+    rep->nmsgs = rep->msgs_dropped = 0;
     if (check_exec_id(exec_id, err) < 0)
         return -1;
     memset(&c, 0, sizeof(c));
@@ -1163,6 +1599,7 @@ int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, s
     c.st = st;
     c.max_files = max_files;
     c.max_bytes = max_bytes;
+    c.rep = rep;
     root.fd = st->rootfd; /* not owned */
     out.parent = &root;
     out.fd = -1;
@@ -1170,6 +1607,7 @@ int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, s
     out.path_len = sizeof(OUTPUT_DIR) - 1;
     exec.parent = &out;
     exec.fd = -1;
+    exec.top = 1;
     memcpy(exec.name, exec_id, strlen(exec_id) + 1);
     exec.path_len = out.path_len + 1 + strlen(exec_id);
 
@@ -1200,10 +1638,11 @@ int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, s
         ret = bx_err_sys(err, space_status(errno), "syncfs");
     if (ret < 0)
         bx_err_wrap(err, "capture output");
-    if (files_out)
-        *files_out = c.files;
-    if (skipped_out)
-        *skipped_out = c.skipped;
+    /* What landed is in the store whether or not the capture finished. */
+    account(st, (int64_t)c.bytes, (int64_t)c.files);
+    rep->files = c.files;
+    rep->bytes = c.bytes;
+    rep->skipped = c.skipped;
     return ret;
 }
 
@@ -1230,20 +1669,33 @@ struct usage_frame {
  * inode; readdir resumes with seekdir. */
 int store_usage(struct store *st, uint64_t *bytes, uint64_t *files, struct bx_err *err)
 {
+    int fd;
+    if (!st)
+        return bx_err_set(err, 500, EINVAL, "store_usage: no store");
+    fd = openat(st->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "open store root");
+    return usage_walk(st, fd, 1, bytes, files, err);
+}
+
+/* Counts regular files and their bytes below the directory fd (taken over:
+ * always closed).  at_root: fd is the store root, whose .tmp is skipped. */
+static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, uint64_t *files,
+                      struct bx_err *err)
+{
     struct usage_frame *fr = NULL;
     size_t depth = 0, cap = 64;
     uint64_t nbytes = 0, nfiles = 0;
     struct stat sb;
     DIR *d = NULL;
-    int fd = -1, ret = -1;
+    int ret = -1;
 
-    if (!st)
-        return bx_err_set(err, 500, EINVAL, "store_usage: no store");
     fr = calloc(cap, sizeof(*fr));
-    if (!fr)
+    if (!fr) {
+        bx_close(&fd);
         return bx_err_set(err, 500, ENOMEM, "out of memory");
-    fd = openat(st->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &sb) < 0) {
+    }
+    if (fstat(fd, &sb) < 0) {
         bx_err_sys(err, 500, "open store root");
         goto out;
     }
@@ -1286,7 +1738,7 @@ int store_usage(struct store *st, uint64_t *bytes, uint64_t *files, struct bx_er
         }
         if (is_dot_or_dotdot(de->d_name))
             continue;
-        if (depth == 0 && strcmp(de->d_name, TMP_DIR) == 0)
+        if (at_root && depth == 0 && strcmp(de->d_name, TMP_DIR) == 0)
             continue;
         if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)

@@ -28,10 +28,54 @@
 struct store;
 struct store_upload;
 
-/* Opens (creating if needed, mode 0700) the store rooted at root_path and
- * removes leftovers in .tmp. */
+/* What a forked store helper (an /output capture, an upload commit, a bulk
+ * deletion) hands back to the parent.  It lives in a shared anonymous
+ * mapping (store_report_new) that the child fills before it exits; the
+ * parent reads it once the child is reaped.  Fixed size: no pointers. */
+#define STORE_REPORT_MSGS 32
+#define STORE_REPORT_MSG_MAX 200
+struct store_report {
+    int finished;                   /* the child got to the end (else it died) */
+    struct bx_err err;              /* status 0: success */
+    int64_t dbytes, dfiles;         /* change of the store's totals (store_report_apply) */
+    uint64_t replaced_bytes;        /* upload commit: size of the file it replaced */
+    uint64_t files, bytes, skipped; /* capture: captured and skipped entries */
+    uint32_t nmsgs, msgs_dropped;   /* capture: why entries were skipped */
+    char msgs[STORE_REPORT_MSGS][STORE_REPORT_MSG_MAX];
+};
+
+/* Opens (creating if needed, mode 0700) the store rooted at root_path,
+ * removes leftovers in .tmp and counts what the store holds (one walk, at
+ * start-up only: afterwards the totals are kept up to date by every call
+ * below, see store_totals). */
 int store_open(struct store **out, const char *root_path, struct bx_err *err);
 void store_close(struct store **st);
+
+/* Disk bounds (config min_free_disk_percent, store_max_bytes; 0 = none).
+ * Uploads and captures that would cross either fail with 507. */
+void store_set_limits(struct store *st, uint64_t min_free_percent, uint64_t max_bytes);
+
+/* The one free-disk check, shared by uploads, captures and image pulls:
+ * 507 when writing `more` bytes to the filesystem of fd (or, with fd < 0,
+ * of path) would leave less than min_free_percent of it free (0: never).
+ * what names the operation in the message. */
+int store_check_disk(int fd, const char *path, uint64_t more, uint64_t min_free_percent,
+                     const char *what, struct bx_err *err);
+
+/* Bytes and regular files in the store, maintained on every write and
+ * delete (no walk: cheap enough for every GET /metrics). */
+void store_totals(const struct store *st, uint64_t *bytes, uint64_t *files);
+
+/* Forked helpers: store_report_new maps a zeroed report shared with a child
+ * (NULL when out of memory); store_report_begin, in the child before any
+ * store call, records the totals, and store_report_end computes what the
+ * child's calls changed; the parent adds that with store_report_apply
+ * (nothing if the child died before store_report_end). */
+struct store_report *store_report_new(void);
+void store_report_free(struct store_report **rep);
+void store_report_begin(const struct store *st, struct store_report *rep);
+void store_report_end(const struct store *st, struct store_report *rep);
+void store_report_apply(struct store *st, const struct store_report *rep);
 
 /* Validates and normalizes a client path into out (STORE_PATH_MAX+1 bytes).
  * Rejects (400): empty, absolute, NUL byte, any ".." component, a component
@@ -55,6 +99,17 @@ int store_upload_write(struct store_upload *up, const void *data, size_t len,
 uint64_t store_upload_size(const struct store_upload *up);
 int store_upload_commit(struct store_upload **up, const char *norm_path, struct bx_err *err);
 void store_upload_abort(struct store_upload **up);
+/* The commit in two halves, so its fsyncs can run in a child (boxer.c):
+ * store_upload_commit_io does the blocking part (fsync, directories,
+ * rename) and changes nothing the parent sees but the filesystem;
+ * store_upload_finish then, in the parent, adds what the child reported
+ * (committed = 1: rep was filled by a child that finished), removes the
+ * temp file if it is still there, and frees *up.  store_upload_fds lists
+ * the descriptors the child needs (at most 3). */
+int store_upload_commit_io(struct store_upload *up, const char *norm_path, struct store_report *rep,
+                           struct bx_err *err);
+void store_upload_finish(struct store_upload **up, int committed, const struct store_report *rep);
+int store_upload_fds(const struct store_upload *up, int *fds, int cap);
 
 /* Opens a stored regular file for reading (O_RDONLY|O_CLOEXEC), returns its
  * fd and size.  404 when absent, 400 when it is a directory or not a
@@ -89,16 +144,40 @@ int store_delete(struct store *st, const char *norm_path, struct bx_err *err);
 int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
                          uint64_t max_bytes, size_t *files_out, size_t *skipped_out,
                          struct bx_err *err);
+/* The same, reporting into rep (counts, and a line per skipped entry
+ * naming it and why, at most STORE_REPORT_MSGS), and bounded by the disk
+ * limits of store_set_limits: a file that would cross the free-disk floor
+ * or store_max_bytes fails the capture with 507. */
+int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
+                  uint64_t max_bytes, struct store_report *rep, struct bx_err *err);
 
 /* The descriptors the store works through (at most 2 are written), for a
  * forked helper that closes every other descriptor before it calls
  * store_capture_output.  Returns how many. */
 int store_fds(const struct store *st, int *fds, int cap);
 
-/* Removes output/<exec_id> entirely. */
+/* Removes output/<exec_id> entirely.  Never output/ itself: a capture child
+ * may be between opening it and creating its own output/<exec_id>. */
 int store_delete_output(struct store *st, const char *exec_id, struct bx_err *err);
 
-/* Totals for metrics. */
+/* Deleting without blocking the loop: store_hide (a stored file) and
+ * store_hide_output (output/<exec_id>) rename the entry into .tmp under a
+ * fresh name written to hidden, so it is gone for every later request at
+ * once (a rename: no fsync); 1 when there was nothing to hide.
+ * store_purge(hidden), blocking (in a child), deletes it and takes it off
+ * the totals; store_prune removes the parent directories a hidden file
+ * left empty.  A crash in between leaves only .tmp entries, removed by the
+ * next store_open. */
+#define STORE_HIDDEN_MAX 48
+int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN_MAX],
+               struct bx_err *err);
+int store_hide_output(struct store *st, const char *exec_id, char hidden[STORE_HIDDEN_MAX],
+                      struct bx_err *err);
+int store_purge(struct store *st, const char *hidden, struct bx_err *err);
+int store_prune(struct store *st, const char *norm_path, struct bx_err *err);
+
+/* Walks the whole store and counts it (store_open's start-up count; also
+ * for tests, which compare it with store_totals). */
 int store_usage(struct store *st, uint64_t *bytes, uint64_t *files, struct bx_err *err);
 
 #endif

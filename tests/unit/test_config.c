@@ -44,6 +44,8 @@ START_TEST(defaults_match_the_contract)
     ck_assert_uint_eq(cfg.defaults.nofile, 256);
     ck_assert_uint_eq(cfg.pull_timeout_secs, 600);
     ck_assert_uint_eq(cfg.max_queued_runs, 64);
+    ck_assert_uint_eq(cfg.min_free_disk_percent, 5);
+    ck_assert_uint_eq(cfg.store_max_bytes, 0);
     ck_assert_uint_eq(cfg.max_concurrent_runs, 2 * (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
     /* max_limits.pids_limit is 4096 unless one such run would not fit
      * total_pids (see total_budget_defaults_from_host). */
@@ -95,7 +97,8 @@ START_TEST(fields_override_defaults)
                            " \"allow_unauthenticated\": true, \"allowed_origins\":"
                            " [\"http://app.example:3000\"], \"allowed_hosts\": [\"boxer.lan\"],"
                            " \"write_timeout_ms\": 5000, \"answer_buffer_max_bytes\": 1048576,"
-                           " \"max_connections_per_ip\": 8}",
+                           " \"max_connections_per_ip\": 8,"
+                           " \"min_free_disk_percent\": 0, \"store_max_bytes\": 4096}",
                            &err),
                      0);
     ck_assert_str_eq(cfg.home, "/home/tester/data");
@@ -120,6 +123,8 @@ START_TEST(fields_override_defaults)
     ck_assert_uint_eq(cfg.write_timeout_ms, 5000);
     ck_assert_uint_eq(cfg.answer_buffer_max_bytes, 1048576);
     ck_assert_uint_eq(cfg.max_connections_per_ip, 8);
+    ck_assert_uint_eq(cfg.min_free_disk_percent, 0);
+    ck_assert_uint_eq(cfg.store_max_bytes, 4096);
     config_free(&cfg);
 }
 END_TEST
@@ -225,6 +230,11 @@ static const struct {
     {"{\"answer_buffer_max_bytes\": 100}", "answer_buffer_max_bytes"},
     {"{\"max_connections_per_ip\": 0}", "max_connections_per_ip"},
     {"{\"max_connections_per_ip\": -1}", "max_connections_per_ip"},
+    {"{\"min_free_disk_percent\": 100}", "min_free_disk_percent"},
+    {"{\"min_free_disk_percent\": -1}", "min_free_disk_percent"},
+    {"{\"min_free_disk_percent\": 2.5}", "min_free_disk_percent"},
+    {"{\"store_max_bytes\": \"1G\"}", "store_max_bytes"},
+    {"{\"store_max_bytes\": -1}", "store_max_bytes"},
     {"[1, 2]", "object"},
     {"{\"home\": \"/x\",}", "invalid JSON"},
     {"{\"home\": \"/x\", \"home\": \"/y\"}", "duplicate"},

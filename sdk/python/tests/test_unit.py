@@ -427,6 +427,16 @@ def test_run_result_ignores_unknown_and_reads_optional_fields() -> None:
     assert r == RunResult("boxer-1234", 0, "hi\n", "", 12, cpu_ms=5, oom_killed=False)
     assert r.memory_peak_bytes is None and r.timed_out is None
     assert r.ok
+    assert r.output_errors is None
+
+
+def test_run_result_output_errors() -> None:
+    errs = ["/output/pw: symbolic link, not captured"]
+    r = RunResult.from_dict({**RUN_OK, "output_errors": errs})
+    assert r.output_errors == errs
+    for bad in ("x", [1], {"a": "b"}):
+        with pytest.raises(ValueError):
+            RunResult.from_dict({**RUN_OK, "output_errors": bad})
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 __all__ = ["ResourceLimits", "RunResult"]
 
@@ -73,6 +73,10 @@ class RunResult:
     memory_peak_bytes: Optional[int] = None
     oom_killed: Optional[bool] = None
     timed_out: Optional[bool] = None
+    #: Entries of /output the server did not capture, one line each naming
+    #: the entry and why (a symlink, a hard link, a limit...); None when
+    #: everything was captured or the server predates the field.
+    output_errors: Optional[List[str]] = None
 
     @property
     def ok(self) -> bool:
@@ -107,6 +111,11 @@ class RunResult:
         for name, typ in optional.items():
             if data.get(name) is not None:
                 kwargs[name] = _typed(name, data[name], typ)
+        errs = data.get("output_errors")
+        if errs is not None:
+            if not isinstance(errs, list) or not all(isinstance(e, str) for e in errs):
+                raise ValueError("run result field 'output_errors' is not a list of strings")
+            kwargs["output_errors"] = list(errs)
         return cls(**kwargs)
 
 
