@@ -1430,6 +1430,511 @@ static int pull_disk_check(const struct pull *p, struct bx_err *err)
                             "pulling an image", err);
 }
 
+/* ------------------------------------------------------------------ pull: stages */
+
+static int put_strv(struct json_writer *w, const char *key, const struct json_value *v,
+                    int nullable, struct bx_err *err)
+{
+    json_w_key(w, key);
+    if (!v || v->type == JSON_NULL) {
+        if (nullable) {
+            json_w_null(w);
+        } else {
+            json_w_arr_begin(w);
+            json_w_arr_end(w);
+        }
+        return 0;
+    }
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, 500, EINVAL, "image config: %s is not a list of strings", key);
+    json_w_arr_begin(w);
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *s = &v->u.arr.items[i];
+        if (!json_cstr(s))
+            return bx_err_set(err, 500, EINVAL, "image config: %s is not a list of strings", key);
+        json_w_str(w, s->u.str.s, s->u.str.len);
+    }
+    json_w_arr_end(w);
+    return 0;
+}
+
+static int put_str(struct json_writer *w, const char *key, const struct json_value *v,
+                   struct bx_err *err)
+{
+    json_w_key(w, key);
+    if (!v || v->type == JSON_NULL) {
+        json_w_null(w);
+        return 0;
+    }
+    if (!json_cstr(v))
+        return bx_err_set(err, 500, EINVAL, "image config: %s is not a string", key);
+    json_w_str(w, v->u.str.s, v->u.str.len);
+    return 0;
+}
+
+/* From the layout skopeo wrote: the manifest digest of tag "img" and the
+ * parts of the image config a run needs, normalised into p->config_json. */
+static int read_layout(struct pull *p, struct bx_err *err)
+{
+    struct json_doc *index = NULL, *manifest = NULL, *config = NULL;
+    const struct json_value *ms, *cfgv, *c;
+    const char *dg = NULL, *cdg;
+    char chex[HEX_LEN + 1], path[HEX_LEN + 16];
+    struct json_writer w;
+    struct sbuf sb;
+    int lfd = -1, ret = -1;
+
+    sbuf_init(&sb, IMAGE_JSON_MAX);
+    lfd = openat(p->tmpfd, "dl/layout", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (lfd < 0) {
+        bx_err_sys(err, 500, "open image layout");
+        goto out;
+    }
+    if (read_json_at(lfd, "index.json", IMAGE_JSON_MAX, &index, err) < 0)
+        goto out;
+    ms = json_get(json_doc_root(index), "manifests");
+    for (size_t i = 0; ms && ms->type == JSON_ARRAY && i < ms->u.arr.n; i++) {
+        const struct json_value *m = &ms->u.arr.items[i];
+        const char *name = json_cstr(json_get(json_get(m, "annotations"), REF_NAME_ANNOTATION));
+        if (name && strcmp(name, LAYOUT_TAG) == 0) {
+            const char *mt = json_cstr(json_get(m, "mediaType"));
+            if (!mt || strcmp(mt, OCI_MANIFEST) != 0) {
+                bx_err_set(err, 500, EINVAL, "unsupported manifest type %.100s",
+                           mt ? mt : "(none)");
+                goto out;
+            }
+            dg = json_cstr(json_get(m, "digest"));
+            break;
+        }
+    }
+    if (!dg || digest_to_hex(dg, strlen(dg), p->hex) < 0) {
+        bx_err_set(err, 500, EINVAL, "image layout has no sha256 manifest for the pulled image");
+        goto out;
+    }
+    snprintf(path, sizeof(path), "blobs/sha256/%s", p->hex);
+    if (read_json_at(lfd, path, IMAGE_JSON_MAX, &manifest, err) < 0)
+        goto out;
+    cdg = json_cstr(json_get(json_get(json_doc_root(manifest), "config"), "digest"));
+    if (!cdg || digest_to_hex(cdg, strlen(cdg), chex) < 0) {
+        bx_err_set(err, 500, EINVAL, "image manifest has no sha256 config digest");
+        goto out;
+    }
+    snprintf(path, sizeof(path), "blobs/sha256/%s", chex);
+    if (read_json_at(lfd, path, IMAGE_JSON_MAX, &config, err) < 0)
+        goto out;
+    cfgv = json_doc_root(config);
+    if (!cfgv || cfgv->type != JSON_OBJECT) {
+        bx_err_set(err, 500, EINVAL, "image config is not a JSON object");
+        goto out;
+    }
+    c = json_get(cfgv, "config"); /* absent: an image with no defaults */
+    if (c && c->type != JSON_OBJECT && c->type != JSON_NULL) {
+        bx_err_set(err, 500, EINVAL, "image config: config is not an object");
+        goto out;
+    }
+    json_w_init(&w, &sb);
+    json_w_obj_begin(&w);
+    if (put_strv(&w, "Env", json_get(c, "Env"), 0, err) < 0 ||
+        put_strv(&w, "Entrypoint", json_get(c, "Entrypoint"), 1, err) < 0 ||
+        put_strv(&w, "Cmd", json_get(c, "Cmd"), 1, err) < 0 ||
+        put_str(&w, "WorkingDir", json_get(c, "WorkingDir"), err) < 0 ||
+        put_str(&w, "User", json_get(c, "User"), err) < 0)
+        goto out;
+    json_w_obj_end(&w);
+    if (w.failed) {
+        bx_err_set(err, 500, E2BIG, "image config too large");
+        goto out;
+    }
+    p->config_json = sbuf_steal(&sb, &p->config_len);
+    ret = 0;
+out:
+    if (ret < 0 && err)
+        err->status = 500;
+    sbuf_free(&sb);
+    json_doc_free(&index);
+    json_doc_free(&manifest);
+    json_doc_free(&config);
+    bx_close(&lfd);
+    return ret;
+}
+
+/* Disk usage of the unpacked tree (st_blocks, hard links counted per name).
+ * The tree is untrusted: nothing is followed (O_NOFOLLOW, AT_SYMLINK_NOFOLLOW)
+ * and depth is capped.  Device nodes are deleted: an image has no business
+ * shipping them (the runtime provides /dev) and a root-owned device node in
+ * our cache is a hazard on the host.  Takes ownership of fd. */
+static int tree_walk(int fd, int depth, uint64_t *total, struct bx_err *err)
+{
+    struct dirent *de;
+    DIR *d;
+    int ret = 0;
+
+    if (depth > TREE_DEPTH_MAX) {
+        close(fd);
+        return bx_err_set(err, 500, ELOOP, "image filesystem nests deeper than %d directories",
+                          TREE_DEPTH_MAX);
+    }
+    d = fdopendir(fd);
+    if (!d) {
+        bx_err_sys(err, 500, "read image filesystem");
+        close(fd);
+        return -1;
+    }
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        struct stat st;
+        uint64_t b;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            ret = bx_err_sys(err, 500, "stat in image filesystem");
+            break;
+        }
+        if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+            if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
+                ret = bx_err_sys(err, 500, "remove device node from image");
+                break;
+            }
+            continue;
+        }
+        b = (uint64_t)st.st_blocks * 512u;
+        *total = *total + b < *total ? UINT64_MAX : *total + b;
+        if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                ret = bx_err_sys(err, 500, "open directory in image filesystem");
+                break;
+            }
+            if ((ret = tree_walk(sub, depth + 1, total, err)) < 0)
+                break;
+        }
+    }
+    if (ret == 0 && !de && errno != 0)
+        ret = bx_err_sys(err, 500, "read image filesystem");
+    closedir(d);
+    return ret;
+}
+
+static int write_u64_file(int dirfd, const char *name, uint64_t v, struct bx_err *err)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)v);
+    return bx_write_file_atomic_at(dirfd, name, buf, (size_t)n, 0600, err);
+}
+
+/* Moves tmp/<pull>/rootfs into blobs/<hex>/ with config.json and size, then
+ * writes `ready` last; finally the refs entry.  When the digest is already
+ * ready (another reference, or another pull that finished first), the new
+ * rootfs is simply dropped with the tmp directory. */
+static int install(struct pull *p, struct bx_err *err)
+{
+    struct image_cache *ic = p->ic;
+    char ready[HEX_LEN + 16];
+    int bfd = -1, ret = -1, n;
+
+    if (!blob_ready(ic, p->hex)) {
+        if (!p->config_json) {
+            bx_err_set(err, 500, EINVAL, "internal: no image config");
+            goto out;
+        }
+        if (mkdirat(p->tmpfd, "blob", 0700) < 0) {
+            bx_err_sys(err, 500, "mkdir blob");
+            goto out;
+        }
+        bfd = openat(p->tmpfd, "blob", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (bfd < 0) {
+            bx_err_sys(err, 500, "open blob");
+            goto out;
+        }
+        if (renameat(p->tmpfd, "rootfs", bfd, "rootfs") < 0) {
+            bx_err_sys(err, 500, "move rootfs");
+            goto out;
+        }
+        if (bx_write_file_atomic_at(bfd, "config.json", p->config_json, p->config_len, 0600, err) <
+                0 ||
+            write_u64_file(bfd, "size", p->size, err) < 0 || fsync_dir(bfd, "blob", err) < 0)
+            goto out;
+        /* A directory without `ready` is a leftover of a failed install. */
+        if (discard_at(ic, ic->blobs_fd, p->hex, err) < 0)
+            goto out;
+        if (renameat(p->tmpfd, "blob", ic->blobs_fd, p->hex) < 0) {
+            bx_err_sys(err, 500, "install image");
+            goto out;
+        }
+        if (fsync_dir(ic->blobs_fd, "blobs", err) < 0)
+            goto out;
+        n = snprintf(ready, sizeof(ready), "sha256:%s\n", p->hex);
+        if (bx_write_file_atomic_at(bfd, "ready", ready, (size_t)n, 0600, err) < 0 ||
+            fsync_dir(bfd, p->hex, err) < 0)
+            goto out;
+        ic->st.cached_images++;
+    }
+    if (ref_write(ic, p->key, p->ref, p->hex, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    bx_close(&bfd);
+    return ret;
+}
+
+static void install_and_finish(struct pull *p)
+{
+    struct bx_err e;
+    char hex[HEX_LEN + 1];
+    bx_err_clear(&e);
+    if (install(p, &e) < 0) {
+        bx_err_wrap(&e, "pulling %s: caching the image", p->ref);
+        pull_fail(p, &e);
+        return;
+    }
+    memcpy(hex, p->hex, sizeof(hex));
+    pull_finish(p, hex, NULL);
+}
+
+static int start_umoci(struct pull *p, struct bx_err *err)
+{
+    const char *argv[8];
+    int n = 0;
+    argv[n++] = "umoci";
+    argv[n++] = "raw";
+    argv[n++] = "unpack";
+    if (geteuid() != 0)
+        argv[n++] = "--rootless";
+    argv[n++] = "--image";
+    argv[n++] = "dl/layout:" LAYOUT_TAG; /* relative to the child's cwd, tmp/<pull> */
+    argv[n++] = "rootfs";
+    argv[n] = NULL;
+    p->fs_avail0 = fs_avail(p->tmpfd);
+    p->last_walk_ms = 0;
+    return spawn_stage(p, STAGE_UMOCI, p->ic->umoci, argv, err);
+}
+
+/* `sync -f` flushes the file system holding the new rootfs in a child, so
+ * `ready` never describes files still in the page cache only, and the loop
+ * never waits for the disk. */
+static int start_sync(struct pull *p, struct bx_err *err)
+{
+    const char *argv[] = {"sync", "-f", "rootfs", NULL};
+    return spawn_stage(p, STAGE_SYNC, p->ic->sync_bin, argv, err);
+}
+
+static void on_child_exit(void *arg, int status)
+{
+    struct pull *p = arg;
+    struct bx_err e;
+    const char *tool = stage_name(p->stage);
+
+    bx_err_clear(&e);
+    proc_free(&p->proc);
+    /* Nothing the tool left behind (a hostile registry's doing) runs on
+     * while the next stage reads its output. */
+    pull_cg_drop(p);
+    if (p->size_timer) {
+        loop_timer_cancel(p->ic->loop, p->size_timer);
+        p->size_timer = 0;
+    }
+    if (p->errfd >= 0) {
+        drain_stderr(p, 64);
+        close_stderr(p);
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char line[400];
+        last_line(p, line, sizeof(line));
+        /* RLIMIT_FSIZE: SIGXFSZ, or EFBIG where the tool ignores it (Go). */
+        if (p->stage != STAGE_SYNC &&
+            ((WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ) ||
+             memmem(p->tail, p->tail_len, "file too large", 14))) {
+            fail_too_big(p, p->stage == STAGE_SKOPEO ? "download" : "unpacked filesystem");
+            return;
+        }
+        if (WIFSIGNALED(status))
+            bx_err_set(&e, 500, 0, "pulling %.300s: %s killed by signal %d%s%s", p->ref, tool,
+                       WTERMSIG(status), line[0] ? ": " : "", line);
+        else
+            bx_err_set(&e, 500, 0, "pulling %.300s: %s failed (exit %d)%s%s", p->ref, tool,
+                       WEXITSTATUS(status), line[0] ? ": " : "", line);
+        pull_fail(p, &e);
+        return;
+    }
+    if (pull_disk_check(p, &e) < 0) {
+        bx_err_wrap(&e, "pulling %.300s", p->ref);
+        pull_fail(p, &e);
+        return;
+    }
+    switch (p->stage) {
+    case STAGE_SKOPEO:
+        if (du_at(p->dlfd, ".") > image_max(p->ic)) {
+            fail_too_big(p, "download");
+            return;
+        }
+        if (read_layout(p, &e) < 0) {
+            bx_err_wrap(&e, "pulling %.300s", p->ref);
+            pull_fail(p, &e);
+            return;
+        }
+        /* Same content already unpacked: share that rootfs. */
+        if (blob_ready(p->ic, p->hex)) {
+            install_and_finish(p);
+            return;
+        }
+        if (start_umoci(p, &e) < 0) {
+            bx_err_wrap(&e, "pulling %.300s", p->ref);
+            pull_fail(p, &e);
+        }
+        return;
+    case STAGE_UMOCI: {
+        int fd = openat(p->tmpfd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        p->size = 0;
+        if (fd < 0) {
+            bx_err_sys(&e, 500, "open unpacked rootfs");
+        } else if (tree_walk(fd, 0, &p->size, &e) == 0) {
+            if (p->size > image_max(p->ic)) {
+                fail_too_big(p, "unpacked filesystem");
+                return;
+            }
+            if (!p->ic->sync_bin[0]) {
+                install_and_finish(p);
+                return;
+            }
+            if (start_sync(p, &e) == 0)
+                return;
+        }
+        bx_err_wrap(&e, "pulling %.300s", p->ref);
+        pull_fail(p, &e);
+        return;
+    }
+    case STAGE_SYNC:
+        install_and_finish(p);
+        return;
+    }
+}
+
+static void on_pull_timeout(struct loop *l, void *arg)
+{
+    struct pull *p = arg;
+    struct bx_err e;
+    (void)l;
+    p->timer = 0;
+    bx_err_set(&e, 500, ETIMEDOUT, "image pull timed out after %llu s: %.300s",
+               (unsigned long long)p->ic->cfg->pull_timeout_secs, p->ref);
+    pull_fail(p, &e);
+}
+
+/* ------------------------------------------------------------------ pull: start */
+
+static int listed(const struct str_list *l, const char *s)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->items[i] && strcmp(l->items[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+/* The host (and optional path prefix) of a mirror URL, e.g.
+ * "http://127.0.0.1:5000/" -> "127.0.0.1:5000".  The config is the
+ * operator's, but the result lands in skopeo's argv, so it is still held
+ * to a strict alphabet. */
+static int mirror_host(const char *url, char *out, size_t cap, int *plain_http)
+{
+    const char *h;
+    size_t len;
+    if (strncmp(url, "http://", 7) == 0) {
+        h = url + 7;
+        *plain_http = 1;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        h = url + 8;
+        *plain_http = 0;
+    } else {
+        return -1;
+    }
+    len = strlen(h);
+    while (len > 0 && h[len - 1] == '/')
+        len--;
+    if (len == 0 || len >= cap || h[0] == '-' || h[0] == '/' || memmem(h, len, "..", 2) ||
+        memmem(h, len, "//", 2))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = h[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == ':' || c == '/' || c == '[' || c == ']'))
+            return -1;
+    }
+    memcpy(out, h, len);
+    out[len] = '\0';
+    return 0;
+}
+
+static int pull_source(struct image_cache *ic, const struct imgref *ref, char *src, size_t cap,
+                       int *insecure, struct bx_err *err)
+{
+    const struct config *cfg = ic->cfg;
+    char mhost[512];
+    const char *host = ref->registry;
+    int n;
+
+    *insecure = 0;
+    for (size_t i = 0; i < cfg->nmirrors; i++) {
+        if (!cfg->mirrors[i].registry || strcmp(cfg->mirrors[i].registry, ref->registry) != 0)
+            continue;
+        if (!cfg->mirrors[i].url ||
+            mirror_host(cfg->mirrors[i].url, mhost, sizeof(mhost), insecure) < 0)
+            return bx_err_set(err, 500, EINVAL, "config registry_mirrors.%.100s: unusable URL",
+                              ref->registry);
+        host = mhost;
+        break;
+    }
+    if (listed(&cfg->insecure_registries, ref->registry) || listed(&cfg->insecure_registries, host))
+        *insecure = 1;
+    /* containers/image refuses a tag together with a digest: the digest
+     * alone names the content. */
+    if (ref->digest[0])
+        n = snprintf(src, cap, "docker://%s/%s@%s", host, ref->repository, ref->digest);
+    else
+        n = snprintf(src, cap, "docker://%s/%s:%s", host, ref->repository,
+                     ref->tag[0] ? ref->tag : "latest");
+    if (n < 0 || (size_t)n >= cap)
+        return bx_err_set(err, 400, ENAMETOOLONG, "image reference too long");
+    return 0;
+}
+
+/* skopeo's own signature policy, so the pull does not depend on (or
+ * break because of) the host's /etc/containers/policy.json.  Accepting
+ * unsigned images is deliberate: the registry (or the configured mirror) is
+ * the operator's trust boundary, and skopeo still verifies every manifest
+ * and blob against its digest. */
+static const char skopeo_policy[] = "{\"default\":[{\"type\":\"insecureAcceptAnything\"}]}\n";
+
+/* Copies registry_auth_file into skopeo's directory, readable by PULL_UID
+ * only (the original may be readable by root alone); it goes with the
+ * pull's directory. */
+static int copy_auth_file(struct pull *p, int root, struct bx_err *err)
+{
+    const char *path = p->ic->cfg->registry_auth_file;
+    char *buf = NULL;
+    size_t len = 0;
+    int ret = -1;
+
+    if (bx_read_file_at(AT_FDCWD, path, AUTH_FILE_MAX, &buf, &len, err) < 0) {
+        bx_err_wrap(err, "registry_auth_file %.200s", path);
+        goto out;
+    }
+    if (bx_write_file_atomic_at(p->dlfd, "auth.json", buf, len, 0600, err) < 0)
+        goto out;
+    if (root && fchownat(p->dlfd, "auth.json", PULL_UID, PULL_GID, AT_SYMLINK_NOFOLLOW) < 0) {
+        bx_err_sys(err, 500, "chown auth.json");
+        goto out;
+    }
+    ret = 0;
+out:
+    if (buf)
+        explicit_bzero(buf, len);
+    free(buf);
+    return ret;
+}
+
+/* Gives a queued pull its directory and starts skopeo:
+ *   tmp/<pull>/      root, 0700: umoci's rootfs/, install's blob/
+ *   tmp/<pull>/dl/   PULL_UID, 0700: skopeo's cwd (PULL_BIND in its view),
+ *                    policy.json, auth.json, layout/ */
 static int pull_launch(struct pull *p, struct bx_err *err)
 {
     struct image_cache *ic = p->ic;
