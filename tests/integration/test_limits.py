@@ -39,10 +39,11 @@ cgroup_bases = hardening.cgroup_bases
 
 
 def run_cgroups(home):
+    """Cgroups of runs (named by exec id), not those of pulls (pull-*)."""
     out = []
     for base in cgroup_bases(home):
         for d in sorted(os.listdir(base)):
-            if os.path.isdir(os.path.join(base, d)):
+            if d.startswith("boxer-") and os.path.isdir(os.path.join(base, d)):
                 out.append(os.path.join(base, d))
     return out
 

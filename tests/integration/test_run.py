@@ -451,7 +451,7 @@ def wait_gone(srv, path, timeout=15):
 def send_run(srv, body):
     data = json.dumps(body).encode()
     c = open_conn(srv.url)
-    c.send(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    c.send(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\n\r\n" % len(data) + data)
     return c
 
