@@ -29,25 +29,13 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "store_internal.h"
 #include "util.h"
 
-#define TMP_DIR ".tmp"
-#define OUTPUT_DIR "output"
 #define EXEC_ID_MAX 64
 /* The usage walk keeps one directory open at a time, so it is only bounded
  * to stay finite on a corrupted tree; normalized paths need at most 2048. */
 #define USAGE_MAX_DEPTH 4096
-
-struct store {
-    int rootfd; /* O_RDONLY|O_DIRECTORY: usable for *at calls and fsync */
-    int tmpfd;  /* <root>/.tmp */
-    dev_t dev;  /* walks never leave this filesystem */
-    /* Totals, counted once by store_open and then kept by every change made
-     * in this process (children report theirs: store_report_*). */
-    uint64_t bytes, files;
-    uint64_t pending; /* bytes written to uploads not committed yet */
-    uint64_t min_free_percent, max_bytes;
-};
 
 struct store_upload {
     struct store *st;
@@ -64,7 +52,7 @@ struct store_upload {
 #define UPLOAD_BUF 65536
 
 /* ENOSPC/EDQUOT are nobody's bug but still worth telling apart. */
-static int space_status(int e)
+int space_status(int e)
 {
     return e == ENOSPC || e == EDQUOT ? 507 : 500;
 }
@@ -72,7 +60,7 @@ static int space_status(int e)
 static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, uint64_t *files,
                       struct bx_err *err);
 
-static void account(struct store *st, int64_t dbytes, int64_t dfiles)
+void account(struct store *st, int64_t dbytes, int64_t dfiles)
 {
     /* Clamped: a count that went wrong (a child killed half-way) must not
      * wrap around to 2^64. */
@@ -115,8 +103,8 @@ int store_check_disk(int fd, const char *path, uint64_t more, uint64_t min_free_
 
 /* The store_max_bytes cap for `more` new bytes on top of `extra` already
  * on the way (uploads in progress, a capture's earlier files). */
-static int check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
-                     struct bx_err *err)
+int check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
+              struct bx_err *err)
 {
     uint64_t used = st->bytes + st->pending + extra;
     if (st->max_bytes == 0)
@@ -143,7 +131,7 @@ void store_totals(const struct store *st, uint64_t *bytes, uint64_t *files)
         *files = st->files;
 }
 
-static int is_dot_or_dotdot(const char *s)
+int is_dot_or_dotdot(const char *s)
 {
     return s[0] == '.' && (s[1] == '\0' || (s[1] == '.' && s[2] == '\0'));
 }
@@ -256,7 +244,7 @@ int store_normalize_path(const char *in, size_t in_len, int for_upload, char *ou
 }
 
 /* A name store_normalize_path would keep as one component. */
-static int valid_component(const char *name, size_t n)
+int valid_component(const char *name, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
@@ -274,7 +262,7 @@ static int check_path(const char *norm_path, char *out, struct bx_err *err)
 }
 
 /* exec ids become a directory name, so they get their own tight alphabet. */
-static int check_exec_id(const char *id, struct bx_err *err)
+int check_exec_id(const char *id, struct bx_err *err)
 {
     size_t n;
     if (!id)
@@ -295,7 +283,7 @@ static int check_exec_id(const char *id, struct bx_err *err)
 /* Opens an existing subdirectory: never through a symlink (O_NOFOLLOW makes
  * a symlink fail with ELOOP or ENOTDIR), never onto another filesystem
  * (EXDEV).  Returns the fd or -1 with errno set. */
-static int open_subdir(int dirfd, const char *name, dev_t dev)
+int open_subdir(int dirfd, const char *name, dev_t dev)
 {
     struct stat sb;
     int fd;
@@ -318,7 +306,7 @@ static int open_subdir(int dirfd, const char *name, dev_t dev)
 
 /* Opens, creating if missing (0755), a subdirectory.  Anything already there
  * that is not a plain directory on our filesystem is a conflict (400). */
-static int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
+int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
 {
     int created = 0;
     int fd = open_subdir(dirfd, name, dev);
@@ -508,8 +496,8 @@ void store_close(struct store **stp)
 
 /* Creates a fresh 0600 file in .tmp under a random name (O_EXCL: never an
  * existing file, never through a symlink). */
-static int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
-                      struct bx_err *err)
+int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
+               struct bx_err *err)
 {
     for (int tries = 0; tries < 8; tries++) {
         char uuid[37];

@@ -1,9 +1,32 @@
+/* The file store: the /output capture (run in a forked child after a run)
+ * and the shared report through which forked helpers tell the parent what
+ * they changed.  See store.h for the contract and store.c for how client
+ * paths reach the filesystem.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <inttypes.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+#include "util.h"
+
 /* Capture bounds: a sandbox controls the tree it leaves in /output, so the
  * walk is bounded in depth (and so in open fds: two per level) and in the
  * number of entries it looks at, whatever max_files says. */
 #define CAPTURE_MAX_DEPTH 64
 #define CAPTURE_MAX_ENTRIES 100000
 #define COPY_BUF 65536
+
 struct store_report *store_report_new(void)
 {
     void *p = mmap(NULL, sizeof(struct store_report), PROT_READ | PROT_WRITE,

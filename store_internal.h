@@ -1,0 +1,49 @@
+/* Private to the store module (store.c, store_capture.c): the handle's
+ * layout and the helpers both halves use.  Not part of the contract in
+ * store.h.
+ */
+#ifndef BOXER_STORE_INTERNAL_H
+#define BOXER_STORE_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+/* Names the store keeps for itself at its root. */
+#define TMP_DIR ".tmp"
+#define OUTPUT_DIR "output"
+
+struct store {
+    int rootfd; /* O_RDONLY|O_DIRECTORY: usable for *at calls and fsync */
+    int tmpfd;  /* <root>/.tmp */
+    dev_t dev;  /* walks never leave this filesystem */
+    /* Totals, counted once by store_open and then kept by every change made
+     * in this process (children report theirs: store_report_*). */
+    uint64_t bytes, files;
+    uint64_t pending; /* bytes written to uploads not committed yet */
+    uint64_t min_free_percent, max_bytes;
+};
+
+/* ENOSPC/EDQUOT: 507, anything else 500. */
+int space_status(int e);
+/* Adds a change to the totals, clamped at zero. */
+void account(struct store *st, int64_t dbytes, int64_t dfiles);
+/* The store_max_bytes cap (507) for `more` bytes on top of `extra`. */
+int check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
+              struct bx_err *err);
+int is_dot_or_dotdot(const char *s);
+/* A name store_normalize_path would keep as one component. */
+int valid_component(const char *name, size_t n);
+/* 400 unless `id` is a valid exec id. */
+int check_exec_id(const char *id, struct bx_err *err);
+/* An existing subdirectory, never through a symlink nor onto another
+ * filesystem; the fd or -1 with errno set. */
+int open_subdir(int dirfd, const char *name, dev_t dev);
+/* Same, creating it (0755) when missing; anything else there is a 400. */
+int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err);
+/* A fresh 0600 file in .tmp under a random name: its fd, its name in `name`. */
+int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
+               struct bx_err *err);
+
+#endif
