@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net_internal.h"
 #include "proc.h"
 
 #define NETNS_CHILD_TIMEOUT_SECS 5
@@ -75,7 +76,7 @@ void net_format_ipv4(uint32_t a, char out[16])
     snprintf(out, 16, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
 }
 
-static uint32_t prefix_mask(unsigned prefix)
+uint32_t prefix_mask(unsigned prefix)
 {
     return prefix == 0 ? 0 : ~0u << (32 - prefix);
 }

@@ -1,9 +1,33 @@
+/* rtnetlink for the network module: message builders and the parser of
+ * what the kernel sends (pure, fuzzed by fuzz/fuzz_netlink.c), and the
+ * socket I/O that sends a request and waits for its answer.  See net.h.
+ */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "net_internal.h"
+
 #define NL_TIMEOUT_SECS 3
 #define NL_RBUF (64u << 10)
 #define NL_MAX_REPLIES 4096 /* recv calls for one request or dump */
+
 /* ---- rtnetlink messages ---- */
 
-static void *msg_put(struct net_nlmsg *m, const void *data, size_t len)
+void *msg_put(struct net_nlmsg *m, const void *data, size_t len)
 {
     size_t alen = NLMSG_ALIGN(len);
     unsigned char *p;
@@ -20,7 +44,7 @@ static void *msg_put(struct net_nlmsg *m, const void *data, size_t len)
     return p;
 }
 
-static void msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags)
+void msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags)
 {
     struct nlmsghdr h;
     m->len = 0;
@@ -393,8 +417,8 @@ static void on_addr_attr(void *arg, unsigned short type, const unsigned char *da
 }
 
 /* An RTM_NEWADDR (IPv4) message: address, prefix, interface. */
-static int parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
-                      int *ifindex)
+int parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
+               int *ifindex)
 {
     struct nlmsghdr h;
     struct ifaddrmsg ifa;
@@ -423,11 +447,11 @@ static int parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsi
 /* Blocking sockets with a receive timeout: the kernel handles each request
  * inside sendmsg and answers at once (a run's whole set-up measured 6-15 ms
  * here); the timeout only bounds a kernel that never answers. */
-static unsigned char *nl_rbuf;
+unsigned char *nl_rbuf;
 static uint32_t nl_seq;
 
 /* Binds an rtnetlink socket and sets its timeouts; closes it on failure. */
-static int nl_setup(int fd, struct bx_err *err)
+int nl_setup(int fd, struct bx_err *err)
 {
     struct sockaddr_nl sa;
     struct timeval tv = {NL_TIMEOUT_SECS, 0};
@@ -447,7 +471,7 @@ static int nl_setup(int fd, struct bx_err *err)
     return fd;
 }
 
-static int nl_open(struct bx_err *err)
+int nl_open(struct bx_err *err)
 {
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (fd < 0)
@@ -455,7 +479,7 @@ static int nl_open(struct bx_err *err)
     return nl_setup(fd, err);
 }
 
-static int nl_send(int fd, struct net_nlmsg *m, uint32_t *seq, const char *what, struct bx_err *err)
+int nl_send(int fd, struct net_nlmsg *m, uint32_t *seq, const char *what, struct bx_err *err)
 {
     struct nlmsghdr *h = (struct nlmsghdr *)(void *)m->buf;
     struct sockaddr_nl sa;
@@ -521,9 +545,9 @@ static int nl_error(const unsigned char *msg, size_t len, const char *what, stru
 /* Waits for the answer to request seq.  For a dump, calls cb per message
  * until NLMSG_DONE; otherwise stops at the ACK/error (or, with cb, at the
  * first non-error answer). */
-static int nl_wait(int fd, uint32_t seq, int dump,
-                   int (*cb)(void *arg, const unsigned char *msg, size_t len), void *arg,
-                   const char *what, struct bx_err *err)
+int nl_wait(int fd, uint32_t seq, int dump,
+            int (*cb)(void *arg, const unsigned char *msg, size_t len), void *arg,
+            const char *what, struct bx_err *err)
 {
     for (int i = 0; i < NL_MAX_REPLIES; i++) {
         ssize_t n = nl_recv(fd, what, err);
@@ -569,7 +593,7 @@ static int take_link(void *arg, const unsigned char *msg, size_t len)
 }
 
 /* 0 and *out filled; -1 with err (sys_errno ENODEV when absent). */
-static int nl_get_link(int fd, const char *name, struct net_link *out, struct bx_err *err)
+int nl_get_link(int fd, const char *name, struct net_link *out, struct bx_err *err)
 {
     struct net_nlmsg m;
     uint32_t seq;
@@ -585,7 +609,7 @@ static int nl_get_link(int fd, const char *name, struct net_link *out, struct bx
     return 0;
 }
 
-static int nl_link_op(int fd, struct net_nlmsg *m, int built, const char *what, struct bx_err *err)
+int nl_link_op(int fd, struct net_nlmsg *m, int built, const char *what, struct bx_err *err)
 {
     if (built < 0)
         return bx_err_set(err, 500, EINVAL, "%s: cannot build netlink message", what);
