@@ -47,12 +47,12 @@ DEPS_test_util := util
 DEPS_test_multipart := multipart util
 DEPS_test_httpparse := httpparse util
 DEPS_test_store := store store_capture util
-DEPS_test_cgroup := cgroup util
+DEPS_test_cgroup := cgroup cgroup_setup util
 DEPS_test_imgref := imgref util
 DEPS_test_config := config json util imgref
 DEPS_test_loop := loop util
 DEPS_test_oci := oci json util imgref
-DEPS_test_image := image imgref json proc loop util cgroup
+DEPS_test_image := image imgref json proc loop util cgroup cgroup_setup
 DEPS_test_net := net netlink proc loop util
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -20,58 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup_internal.h"
 #include "util.h"
 
-#define CGC_CPU 1u
-#define CGC_CPUACCT 2u
-#define CGC_MEMORY 4u
-#define CGC_PIDS 8u
-#define CGC_CPUSET 16u
-#define CGC_REQUIRED (CGC_CPU | CGC_MEMORY | CGC_PIDS)
-
-#define CG_MAX_HIER CG_MAX_PROCS_FDS
 #define CG_PERIOD_US 100000u
-#define CG_SUPERVISOR "boxer-supervisor"
-#define CG_V2_ENABLE "+cpu +memory +pids"
-
-#define PROC_CGROUP_MAX (64u * 1024u)
-#define MOUNTINFO_MAX (8u * 1024u * 1024u)
-#define PROCS_FILE_MAX (1u * 1024u * 1024u)
-#define SMALL_FILE_MAX (64u * 1024u)
 #define KILL_BATCH 1024
 #define TREE_DEPTH_MAX 16
-#define MI_FIELDS_MAX 64
-
-struct cg_hier {
-    unsigned ctrls; /* CGC_* served by this hierarchy */
-    int own_fd;     /* O_RDONLY|O_DIRECTORY of <own>, to remove the base at exit */
-    int base_fd;    /* O_RDONLY|O_DIRECTORY of <own>/boxer */
-    char *base;     /* its path, for cg_describe */
-};
-
-/* The CPUs runs may be pinned to, and how many runs hold each.  Shared by
- * the context and its runs (a run may outlive the context), hence the
- * reference count; everything runs on one thread. */
-struct cg_cpus {
-    int refs;
-    int n;         /* usable CPUs: id[0..n-1], ascending */
-    unsigned next; /* where the next least-loaded scan starts */
-    uint16_t id[CG_CPUS_MAX];
-    uint32_t load[CG_CPUS_MAX];
-    char *mems; /* v1: the memory nodes every run's cpuset gets */
-};
-
-struct cg_ctx {
-    enum cg_layout layout;
-    int nhier;
-    struct cg_hier hier[CG_MAX_HIER];
-    int moved_to_leaf;
-    char *v2_rel;         /* v2: our cgroup below the cgroup2 mount ("" for its root) */
-    struct cg_cpus *cpus; /* NULL without a usable cpuset controller */
-    char cpuset_note[BX_ERR_MSG_MAX + 64]; /* why no cpuset, for cg_describe */
-    char *describe;
-    char base_name[CG_NAME_MAX + 1];
-};
 
 struct cg_run {
     int v2;
@@ -96,7 +50,7 @@ static int is_sep(char c, const char *seps)
 
 /* Whether `list` holds the exact token `word` (tokens split by `seps`, a
  * leading '+' ignored so "+cpu" written to a fake file still matches). */
-static int has_token(const char *list, const char *word, const char *seps)
+int has_token(const char *list, const char *word, const char *seps)
 {
     size_t wl = strlen(word);
     const char *p = list;
@@ -115,7 +69,7 @@ static int has_token(const char *list, const char *word, const char *seps)
     return 0;
 }
 
-static int valid_name(const char *name)
+int valid_name(const char *name)
 {
     size_t n = strlen(name);
     if (n == 0 || n > CG_NAME_MAX || name[0] == '.')
@@ -133,7 +87,7 @@ static int valid_name(const char *name)
  * "echo v > file" does, which cgroupfs accepts).  Never creates files:
  * cgroupfs provides them, and a missing one is reported as ENOENT so callers
  * can treat optional knobs as optional. */
-static int write_at(int dirfd, const char *file, const char *val, struct bx_err *err)
+int write_at(int dirfd, const char *file, const char *val, struct bx_err *err)
 {
     int fd = openat(dirfd, file, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     if (fd < 0)
@@ -148,7 +102,7 @@ static int write_at(int dirfd, const char *file, const char *val, struct bx_err 
     return 0;
 }
 
-static int write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *err)
+int write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *err)
 {
     char buf[24];
     snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
@@ -156,8 +110,8 @@ static int write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *
 }
 
 /* Reads a file; *missing is set (and 0 returned) when it does not exist. */
-static int read_at(int dirfd, const char *file, size_t max, char **out, int *missing,
-                   struct bx_err *err)
+int read_at(int dirfd, const char *file, size_t max, char **out, int *missing,
+            struct bx_err *err)
 {
     struct bx_err e;
     *out = NULL;
@@ -277,7 +231,7 @@ int cg_cpu_count(double cpu_cores)
 
 /* ---- CPU pinning ---- */
 
-static void cpus_unref(struct cg_cpus **pc)
+void cpus_unref(struct cg_cpus **pc)
 {
     struct cg_cpus *c = *pc;
     if (c && --c->refs == 0) {
@@ -472,10 +426,8 @@ out:
     return total;
 }
 
-typedef int (*subdir_fn)(int dirfd, const char *name, void *arg, struct bx_err *err);
-
 /* Calls fn for every subdirectory of dirfd (the child cgroups). */
-static int for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err)
+int for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err)
 {
     int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d;
@@ -571,14 +523,12 @@ static int rmdir_tree(int parent, const char *name, int depth, struct bx_err *er
     return 0;
 }
 
-#define REAP_BUSY (-2)
-
 /* The kill-wait-rmdir loop shared by destroy and stale cleanup.  dir_fd[i]
  * are the cgroups (set to -1 once removed), parent_fd[i]/name their
  * location.  Returns 0 when all are gone, REAP_BUSY (err EBUSY) when the
  * deadline passed first, -1 on other errors. */
-static int reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
-                unsigned wait_ms, struct bx_err *err)
+int reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
+         unsigned wait_ms, struct bx_err *err)
 {
     uint64_t deadline = bx_now_ms() + wait_ms;
     for (;;) {

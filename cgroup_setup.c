@@ -1,3 +1,28 @@
+/* Cgroup set-up at start: the own cgroup from /proc/self/cgroup, the
+ * layout detected from mountinfo (v2, v1 or hybrid; see cgroup.h), the
+ * base cgroup with its limits, and the removal of run cgroups a previous
+ * Boxer left behind.  Runs' own cgroups are in cgroup.c. */
+#include "cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cgroup_internal.h"
+#include "util.h"
+
+#define CGC_REQUIRED (CGC_CPU | CGC_MEMORY | CGC_PIDS)
+#define CG_SUPERVISOR "boxer-supervisor"
+#define CG_V2_ENABLE "+cpu +memory +pids"
+#define PROC_CGROUP_MAX (64u * 1024u)
+#define MOUNTINFO_MAX (8u * 1024u * 1024u)
+#define MI_FIELDS_MAX 64
 
 /* An own-cgroup path must be absolute with no empty, "." or ".." component
  * (a trailing "/" only for the root) so it can be opened component-wise
