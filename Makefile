@@ -52,7 +52,7 @@ DEPS_test_imgref := imgref util
 DEPS_test_config := config json util imgref
 DEPS_test_loop := loop util
 DEPS_test_oci := oci json util imgref
-DEPS_test_image := image imgref json proc loop util cgroup cgroup_setup
+DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_capture
 DEPS_test_net := net netlink proc loop util
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

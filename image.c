@@ -40,117 +40,16 @@
 #include "cgroup.h"
 #include "json.h"
 #include "proc.h"
+#include "image_internal.h"
+#include "sha256.h"
 #include "store.h"
 
-#define HEX_LEN 64
-#define REF_CANON_MAX (4 * IMGREF_MAX + 16)
-#define META_MAX ((size_t)64 * 1024)             /* our refs/size/ready files */
-#define IMAGE_JSON_MAX ((size_t)4 * 1024 * 1024) /* index, manifest, config */
 #define IMAGE_JSON_VALUES 200000
-#define STDERR_TAIL 4096
-#define TREE_DEPTH_MAX 200
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define LAYOUT_TAG "img"
-#define REF_NAME_ANNOTATION "org.opencontainers.image.ref.name"
-#define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
-/* skopeo runs as this unprivileged uid/gid ("nobody") when Boxer is root. */
-#define PULL_UID 65534
-#define PULL_GID 65534
-/* skopeo's view of its download directory (tmp/<pull>/dl), bind-mounted
- * in its own mount namespace: the real path lies below Boxer's 0700 home,
- * which PULL_UID cannot search. */
-#define PULL_BIND "/tmp"
-#define AUTH_FILE_MAX ((size_t)1 << 20)
-/* How often a running pull's disk use is checked against image_max_bytes. */
-#define SIZE_CHECK_MS 250
-/* While umoci unpacks, the tree is walked (at most this often) only once
- * the file system's free space dropped by more than the limit. */
-#define SIZE_WALK_MIN_MS 1000
-#define CG_RETRY_MS 500
-
-/* ------------------------------------------------------------------ types */
-
-struct blob_use {
-    struct blob_use *next;
-    unsigned n;
-    char hex[HEX_LEN + 1];
-};
-
-enum stage { STAGE_SKOPEO, STAGE_UMOCI, STAGE_SYNC };
-
-struct pull {
-    struct image_cache *ic;
-    struct pull *next;
-    char ref[REF_CANON_MAX];
-    char key[HEX_LEN + 1];   /* sha256 of ref: the refs file name */
-    char stale[HEX_LEN + 1]; /* ready digest of an expired tag, fallback on failure */
-    char hex[HEX_LEN + 1];   /* manifest digest, known after skopeo */
-    char tmpname[64];        /* tmp/<tmpname> */
-    char *tmppath;           /* absolute, cwd of the children */
-    char *dlpath;            /* tmppath/dl: skopeo's directory, owned by PULL_UID */
-    char *src;               /* skopeo's source, docker://... */
-    char *skenv[4];          /* skopeo's environment: PATH (shared), HOME, TMPDIR */
-    int insecure;
-    int launched;            /* 0 while queued (no directory, no child) */
-    struct pull *qnext;      /* ic->queue, FIFO of pulls waiting for a slot */
-    int tmpfd, dlfd;
-    enum stage stage;
-    struct proc *proc;
-    struct cg_run *cg;      /* the current child's cgroup */
-    uint64_t size_timer;    /* SIZE_CHECK_MS ticks while skopeo or umoci runs */
-    uint64_t fs_avail0;     /* free bytes when umoci started */
-    uint64_t last_walk_ms;
-    int errfd;
-    char tail[STDERR_TAIL]; /* last bytes of the current child's stderr */
-    size_t tail_len;
-    uint64_t timer;
-    uint64_t started_ms;
-    char *config_json; /* normalised image config, written as blobs/<hex>/config.json */
-    size_t config_len;
-    uint64_t size;
-    struct image_wait *waiters;
-};
-
-struct image_wait {
-    struct image_cache *ic;
-    struct pull *pull; /* set while waiting on a pull, else in ic->due */
-    struct image_wait *prev, *next;
-    image_ready_cb cb;
-    void *arg;
-    uint64_t timer;
-    struct image *img;
-    struct bx_err err;
-};
-
-struct cg_retry {
-    struct cg_retry *next;
-    struct cg_run *cg;
-    unsigned tries;
-};
-
-struct image_cache {
-    struct loop *loop;
-    const struct config *cfg;
-    char *dir; /* <home>/images */
-    int dirfd, refs_fd, blobs_fd, tmp_fd;
-    char skopeo[PATH_MAX], umoci[PATH_MAX], sync_bin[PATH_MAX]; /* "" when not found */
-    char *env[4];
-    struct pull *pulls;              /* queued and running */
-    struct pull *queue, *queue_tail; /* waiting for a slot, oldest first */
-    unsigned active;                 /* running pulls */
-    int pumping;
-    struct cg_ctx *cg;               /* NULL: children run without cgroups */
-    struct cg_retry *cg_retry;       /* cgroups still busy after their child died */
-    uint64_t cg_retry_timer;
-    struct image_wait *due;
-    struct blob_use *uses;
-    struct image_stats st;
-};
 
 /* ------------------------------------------------------------------ small helpers */
 
-static void image_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void image_log(const char *fmt, ...)
+void image_log(const char *fmt, ...)
 {
     va_list ap;
     char line[1024];
@@ -160,7 +59,7 @@ static void image_log(const char *fmt, ...)
     fprintf(stderr, "boxer: image: %s\n", line);
 }
 
-static int is_hex64(const char *s, size_t len)
+int is_hex64(const char *s, size_t len)
 {
     if (len != HEX_LEN)
         return 0;
@@ -172,7 +71,7 @@ static int is_hex64(const char *s, size_t len)
 
 /* "sha256:<64 lower-case hex>" -> hex.  The hex is later used as a file
  * name, so nothing else may pass. */
-static int digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1])
+int digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1])
 {
     if (len != 7 + HEX_LEN || memcmp(d, "sha256:", 7) != 0 || !is_hex64(d + 7, HEX_LEN))
         return -1;
@@ -181,7 +80,7 @@ static int digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1])
     return 0;
 }
 
-static int fsync_dir(int fd, const char *what, struct bx_err *err)
+int fsync_dir(int fd, const char *what, struct bx_err *err)
 {
     if (fsync(fd) < 0 && errno != EINVAL)
         return bx_err_sys(err, 500, "fsync %s", what);
@@ -189,7 +88,7 @@ static int fsync_dir(int fd, const char *what, struct bx_err *err)
 }
 
 /* A fresh directory stream with its own offset (a dup would share it). */
-static DIR *dir_stream(int dirfd)
+DIR *dir_stream(int dirfd)
 {
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d;
@@ -201,7 +100,7 @@ static DIR *dir_stream(int dirfd)
     return d;
 }
 
-static void free_strv(char ***pv)
+void free_strv(char ***pv)
 {
     char **v = *pv;
     if (!v)
@@ -212,7 +111,7 @@ static void free_strv(char ***pv)
     *pv = NULL;
 }
 
-static void image_free(struct image *img)
+void image_free(struct image *img)
 {
     if (!img)
         return;
@@ -225,7 +124,7 @@ static void image_free(struct image *img)
     free(img);
 }
 
-static int blob_ready(struct image_cache *ic, const char *hex)
+int blob_ready(struct image_cache *ic, const char *hex)
 {
     char path[HEX_LEN + 8];
     struct stat st;
@@ -233,7 +132,7 @@ static int blob_ready(struct image_cache *ic, const char *hex)
     return fstatat(ic->blobs_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
-static void blob_touch(struct image_cache *ic, const char *hex)
+void blob_touch(struct image_cache *ic, const char *hex)
 {
     char path[HEX_LEN + 8];
     snprintf(path, sizeof(path), "%s/ready", hex);
@@ -249,13 +148,13 @@ static struct blob_use *use_find(struct image_cache *ic, const char *hex)
     return NULL;
 }
 
-static unsigned use_count(struct image_cache *ic, const char *hex)
+unsigned use_count(struct image_cache *ic, const char *hex)
 {
     struct blob_use *u = use_find(ic, hex);
     return u ? u->n : 0;
 }
 
-static int use_get(struct image_cache *ic, const char *hex)
+int use_get(struct image_cache *ic, const char *hex)
 {
     struct blob_use *u = use_find(ic, hex);
     if (!u) {
@@ -270,7 +169,7 @@ static int use_get(struct image_cache *ic, const char *hex)
     return 0;
 }
 
-static void use_put(struct image_cache *ic, const char *hex)
+void use_put(struct image_cache *ic, const char *hex)
 {
     for (struct blob_use **pp = &ic->uses; *pp; pp = &(*pp)->next) {
         struct blob_use *u = *pp;
@@ -286,7 +185,7 @@ static void use_put(struct image_cache *ic, const char *hex)
     }
 }
 
-static void wait_link(struct image_wait **head, struct image_wait *w)
+void wait_link(struct image_wait **head, struct image_wait *w)
 {
     w->prev = NULL;
     w->next = *head;
@@ -295,7 +194,7 @@ static void wait_link(struct image_wait **head, struct image_wait *w)
     *head = w;
 }
 
-static void wait_unlink(struct image_wait **head, struct image_wait *w)
+void wait_unlink(struct image_wait **head, struct image_wait *w)
 {
     if (w->prev)
         w->prev->next = w->next;
@@ -306,8 +205,8 @@ static void wait_unlink(struct image_wait **head, struct image_wait *w)
     w->prev = w->next = NULL;
 }
 
-static int read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
-                        struct bx_err *err)
+int read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
+                 struct bx_err *err)
 {
     struct json_limits lim = {max, 32, IMAGE_JSON_VALUES};
     char *buf = NULL;
@@ -322,7 +221,7 @@ static int read_json_at(int dirfd, const char *path, size_t max, struct json_doc
     return r;
 }
 
-static const char *json_cstr(const struct json_value *v)
+const char *json_cstr(const struct json_value *v)
 {
     if (!v || v->type != JSON_STRING || json_str_has_nul(v))
         return NULL;
@@ -331,7 +230,7 @@ static const char *json_cstr(const struct json_value *v)
 
 /* ------------------------------------------------------------------ delivery */
 
-static void deliver_now(struct image_wait *w)
+void deliver_now(struct image_wait *w)
 {
     image_ready_cb cb = w->cb;
     void *arg = w->arg;
@@ -350,7 +249,7 @@ static void on_deliver(struct loop *l, void *arg)
 }
 
 /* Queues w's result (w->img or w->err) for delivery from the loop. */
-static int schedule(struct image_cache *ic, struct image_wait *w)
+int schedule(struct image_cache *ic, struct image_wait *w)
 {
     w->pull = NULL;
     w->timer = loop_timer_add(ic->loop, 0, on_deliver, w);

@@ -1,14 +1,31 @@
-/* ------------------------------------------------------------------ refs files */
+/* Image cache on disk: refs files, blobs and their removal, eviction of
+ * unused blobs, and the start-up sweep of what a previous run left behind.
+ * See image.h for the layout and image.c for the overview. */
+#include "image.h"
 
-struct ref_entry {
-    char ref[REF_CANON_MAX];
-    char hex[HEX_LEN + 1];
-    int64_t pulled_at;
-};
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image_internal.h"
+#include "sha256.h"
+#include "store.h"
+
+/* ------------------------------------------------------------------ refs files */
 
 /* Reads refs/<name>; the ref inside must hash to the file name, so a file can
  * never answer for another reference. */
-static int ref_read(struct image_cache *ic, const char *name, struct ref_entry *e)
+int ref_read(struct image_cache *ic, const char *name, struct ref_entry *e)
 {
     struct json_doc *doc = NULL;
     const struct json_value *root, *pa;
@@ -39,8 +56,8 @@ out:
     return ret;
 }
 
-static int ref_write(struct image_cache *ic, const char *key, const char *ref, const char *hex,
-                     struct bx_err *err)
+int ref_write(struct image_cache *ic, const char *key, const char *ref, const char *hex,
+              struct bx_err *err)
 {
     struct sbuf sb;
     struct json_writer w;
@@ -73,10 +90,7 @@ out:
 }
 
 /* Calls fn for every valid refs entry; stops when fn returns non-zero. */
-typedef int (*ref_fn)(struct image_cache *ic, const char *name, const struct ref_entry *e,
-                      void *arg);
-
-static int refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_err *err)
+int refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_err *err)
 {
     DIR *d = dir_stream(ic->refs_fd);
     struct dirent *de;
@@ -105,8 +119,8 @@ static int ref_unlink_if_digest(struct image_cache *ic, const char *name, const 
     return 0;
 }
 
-static int ref_find_digest(struct image_cache *ic, const char *name, const struct ref_entry *e,
-                           void *arg)
+int ref_find_digest(struct image_cache *ic, const char *name, const struct ref_entry *e,
+                    void *arg)
 {
     const char **want = arg;
     (void)ic;
@@ -186,7 +200,7 @@ static int hoist_deep(struct image_cache *ic, int fd, int depth, struct names *m
  * to make the start-up sweep fail), so a tree that is too deep is first cut
  * into pieces of HOIST_DEPTH levels, each removed the same way.  Synchronous:
  * a rootfs is a few thousand files, milliseconds of work. */
-static int tmp_remove(struct image_cache *ic, const char *name, int level)
+int tmp_remove(struct image_cache *ic, const char *name, int level)
 {
     struct names moved = {NULL, 0, 0};
     struct bx_err e;
@@ -217,7 +231,7 @@ out:
 
 /* Moves dirfd/name into tmp/ (atomic; tmp/ is emptied at start-up, so a
  * crash half-way through leaves nothing usable behind), then removes it. */
-static int discard_at(struct image_cache *ic, int dirfd, const char *name, struct bx_err *err)
+int discard_at(struct image_cache *ic, int dirfd, const char *name, struct bx_err *err)
 {
     char uuid[37], gone[48];
     if (bx_uuid4(uuid, err) < 0)
@@ -233,7 +247,7 @@ static int discard_at(struct image_cache *ic, int dirfd, const char *name, struc
 }
 
 /* Removes the refs to hex and the blob directory. */
-static int blob_remove(struct image_cache *ic, const char *hex, struct bx_err *err)
+int blob_remove(struct image_cache *ic, const char *hex, struct bx_err *err)
 {
     int was_ready = blob_ready(ic, hex);
 
@@ -308,7 +322,7 @@ static int opt_str(const struct json_value *v, char **out, struct bx_err *err)
 
 /* Builds a struct image from blobs/<hex>/config.json (our own normalised
  * file) and takes a use reference on the digest. */
-static int hand_out(struct image_cache *ic, const char *hex, struct image **out, struct bx_err *err)
+int hand_out(struct image_cache *ic, const char *hex, struct image **out, struct bx_err *err)
 {
     struct json_doc *doc = NULL;
     const struct json_value *root;
@@ -369,13 +383,7 @@ void image_release(struct image_cache *ic, struct image *img)
 
 /* ------------------------------------------------------------------ eviction */
 
-struct blob_info {
-    char hex[HEX_LEN + 1];
-    uint64_t size;
-    struct timespec used;
-};
-
-static int blob_info_read(struct image_cache *ic, const char *hex, struct blob_info *bi)
+int blob_info_read(struct image_cache *ic, const char *hex, struct blob_info *bi)
 {
     char path[HEX_LEN + 8];
     struct stat st;
@@ -402,7 +410,7 @@ static int blob_info_cmp(const void *a, const void *b)
 
 /* Least recently used first, skipping what is in use and what was just
  * pulled, until the ready blobs fit image_cache_max_bytes again. */
-static void evict(struct image_cache *ic, const char *keep)
+void evict(struct image_cache *ic, const char *keep)
 {
     uint64_t max = ic->cfg->image_cache_max_bytes, total = 0;
     struct blob_info *v = NULL;
@@ -456,7 +464,7 @@ static void evict(struct image_cache *ic, const char *keep)
 /* Leftovers of a previous run: everything in tmp/, blob directories without
  * `ready` (or with a foreign name), refs files that are unreadable or point
  * at a missing blob. */
-static int sweep(struct image_cache *ic, struct bx_err *err)
+int sweep(struct image_cache *ic, struct bx_err *err)
 {
     struct dirent *de;
     DIR *d;

@@ -1,3 +1,43 @@
+/* Image pulls: the supervised children (skopeo copy, umoci raw unpack,
+ * sync) with their cgroups and stderr, the size bound while they run, the
+ * stages from layout to installed blob, and the queue of pulls waiting for
+ * a slot.  See image.c for the overview. */
+#include "image.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image_internal.h"
+#include "sha256.h"
+#include "store.h"
+
+#define TREE_DEPTH_MAX 200
+#define LAYOUT_TAG "img"
+#define REF_NAME_ANNOTATION "org.opencontainers.image.ref.name"
+#define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+/* skopeo's view of its download directory (tmp/<pull>/dl), bind-mounted
+ * in its own mount namespace: the real path lies below Boxer's 0700 home,
+ * which PULL_UID cannot search. */
+#define PULL_BIND "/tmp"
+#define AUTH_FILE_MAX ((size_t)1 << 20)
+/* How often a running pull's disk use is checked against image_max_bytes. */
+#define SIZE_CHECK_MS 250
+/* While umoci unpacks, the tree is walked (at most this often) only once
+ * the file system's free space dropped by more than the limit. */
+#define SIZE_WALK_MIN_MS 1000
+#define CG_RETRY_MS 500
+
 /* ------------------------------------------------------------------ children */
 
 static void tail_add(struct pull *p, const char *b, size_t n)
@@ -371,7 +411,7 @@ static void on_size_tick(struct loop *l, void *arg)
 
 /* ------------------------------------------------------------------ pull: finish */
 
-static void pull_free(struct pull *p)
+void pull_free(struct pull *p)
 {
     struct image_cache *ic = p->ic;
     if (p->timer)
@@ -460,7 +500,7 @@ static void pump(struct image_cache *ic)
 
 /* Nobody waits for p any more: its children are killed, its cgroups and
  * partial files removed, and the next queued pull gets the slot. */
-static void pull_cancel(struct pull *p)
+void pull_cancel(struct pull *p)
 {
     struct image_cache *ic = p->ic;
     pull_unlink(p);
@@ -1121,8 +1161,8 @@ static int pull_launch(struct pull *p, struct bx_err *err)
 
 /* A new pull starts now when fewer than max_concurrent_pulls run (and none
  * waits before it), else it waits in FIFO order for a slot. */
-static int pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
-                      const char *key, const char *stale, struct pull **out, struct bx_err *err)
+int pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
+               const char *key, const char *stale, struct pull **out, struct bx_err *err)
 {
     struct pull *p;
     char src[REF_CANON_MAX + 600];

@@ -1,4 +1,9 @@
-/* ------------------------------------------------------------------ sha256 */
+/* SHA-256; see sha256.h. */
+#include "sha256.h"
+
+#include <stdint.h>
+#include <string.h>
+
 /* FIPS 180-4; only used to name refs files, never for verification (skopeo
  * verifies every blob against its digest). */
 
@@ -45,7 +50,7 @@ static void sha256_block(uint32_t h[8], const unsigned char *p)
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
 }
 
-static void sha256_hex(const void *data, size_t len, char out[HEX_LEN + 1])
+void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
 {
     static const char xd[] = "0123456789abcdef";
     uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -73,6 +78,6 @@ static void sha256_hex(const void *data, size_t len, char out[HEX_LEN + 1])
             out[8 * i + 2 * j] = xd[byte >> 4];
             out[8 * i + 2 * j + 1] = xd[byte & 15];
         }
-    out[HEX_LEN] = '\0';
+    out[SHA256_HEX_LEN] = '\0';
 }
 
