@@ -53,7 +53,7 @@ DEPS_test_config := config json util imgref
 DEPS_test_loop := loop util
 DEPS_test_oci := oci json util imgref
 DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_capture
-DEPS_test_net := net netlink proc loop util
+DEPS_test_net := net netlink net_text proc loop util
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)

@@ -31,7 +31,6 @@
 #define NETNS_CHILD_TIMEOUT_SECS 5
 #define NFT_TIMEOUT_MS 15000
 #define LOCK_DIR "/run/boxer"
-#define VETH_PREFIX "bxv"
 #define SWEEP_MAX 1024
 #define NET_HOST_ADDRS_MAX 1024
 

@@ -1,5 +1,6 @@
-/* Private to the network module (net.c, netlink.c): the rtnetlink socket
- * calls net.c makes.  Not part of the contract in net.h.
+/* Private to the network module (net.c, netlink.c, net_text.c): the
+ * rtnetlink socket calls net.c makes and what the pieces share.  Not part
+ * of the contract in net.h.
  */
 #ifndef BOXER_NET_INTERNAL_H
 #define BOXER_NET_INTERNAL_H
@@ -9,6 +10,9 @@
 
 #include "err.h"
 #include "net.h"
+
+/* Every run's veth name starts with this (the nft tables match on it). */
+#define VETH_PREFIX "bxv"
 
 /* The netmask of a prefix length, host order (0..32). */
 uint32_t prefix_mask(unsigned prefix);

@@ -1,3 +1,14 @@
+/* The text the network module hands to other programs: the nft scripts
+ * for the bridge's tables and each run's egress rules, and resolv.conf.
+ * Pure (no I/O), unit-tested and fuzzed.  See net.h.
+ */
+#include "net.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "net_internal.h"
+
 /* ---- generated text: nft script, resolv.conf ---- */
 
 /* Always out of reach: "this network", loopback, link-local (cloud
