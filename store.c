@@ -240,7 +240,7 @@ int valid_component(const char *name, size_t n)
     return valid_utf8((const unsigned char *)name, n);
 }
 
-static int check_path(const char *norm_path, char *out, struct bx_err *err)
+int check_path(const char *norm_path, char *out, struct bx_err *err)
 {
     if (!norm_path)
         return bx_err_set(err, 400, EINVAL, "missing path");
@@ -322,8 +322,8 @@ int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
  * last.  With create, missing directories are made (400 on a conflicting
  * non-directory); without it, any component that is missing, not a
  * directory, a symlink or on another filesystem is 404. */
-static int walk_parent(struct store *st, const char *path, int create,
-                       char last[STORE_COMPONENT_MAX + 1], struct bx_err *err)
+int walk_parent(struct store *st, const char *path, int create,
+                char last[STORE_COMPONENT_MAX + 1], struct bx_err *err)
 {
     char comp[STORE_COMPONENT_MAX + 1];
     const char *p = path;

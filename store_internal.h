@@ -1,4 +1,4 @@
-/* Private to the store module (store.c, store_capture.c): the handle's
+/* Private to the store module (store.c, store_upload.c, store_capture.c): the handle's
  * layout and the helpers both halves use.  Not part of the contract in
  * store.h.
  */
@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "err.h"
+#include "store.h"
 
 /* Names the store keeps for itself at its root. */
 #define TMP_DIR ".tmp"
@@ -45,5 +46,16 @@ int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err);
 /* A fresh 0600 file in .tmp under a random name: its fd, its name in `name`. */
 int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
                struct bx_err *err);
+
+/* Normalizes an already normalized path again into `out` (the guarantee
+ * stays local to each public function). */
+int check_path(const char *norm_path, char *out, struct bx_err *err);
+/* Walks every component of a normalized path but the last from the root and
+ * returns an fd of the directory holding it; copies the last component into
+ * last.  With create, missing directories are made (400 on a conflicting
+ * non-directory); without it, any component that is missing, not a
+ * directory, a symlink or on another filesystem is 404. */
+int walk_parent(struct store *st, const char *path, int create,
+                char last[STORE_COMPONENT_MAX + 1], struct bx_err *err);
 
 #endif

@@ -1,3 +1,21 @@
+/* The file store: uploads, written to a file under .tmp while they arrive
+ * and renamed into place on commit.  See store.h for the contract.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+#include "util.h"
+
 struct store_upload {
     struct store *st;
     int fd;
