@@ -50,7 +50,7 @@ static int is_sep(char c, const char *seps)
 
 /* Whether `list` holds the exact token `word` (tokens split by `seps`, a
  * leading '+' ignored so "+cpu" written to a fake file still matches). */
-int has_token(const char *list, const char *word, const char *seps)
+int cg_has_token(const char *list, const char *word, const char *seps)
 {
     size_t wl = strlen(word);
     const char *p = list;
@@ -69,7 +69,7 @@ int has_token(const char *list, const char *word, const char *seps)
     return 0;
 }
 
-int valid_name(const char *name)
+int cg_valid_name(const char *name)
 {
     size_t n = strlen(name);
     if (n == 0 || n > CG_NAME_MAX || name[0] == '.')
@@ -87,7 +87,7 @@ int valid_name(const char *name)
  * "echo v > file" does, which cgroupfs accepts).  Never creates files:
  * cgroupfs provides them, and a missing one is reported as ENOENT so callers
  * can treat optional knobs as optional. */
-int write_at(int dirfd, const char *file, const char *val, struct bx_err *err)
+int cg_write_at(int dirfd, const char *file, const char *val, struct bx_err *err)
 {
     int fd = openat(dirfd, file, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     if (fd < 0)
@@ -102,15 +102,15 @@ int write_at(int dirfd, const char *file, const char *val, struct bx_err *err)
     return 0;
 }
 
-int write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *err)
+int cg_write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *err)
 {
     char buf[24];
     snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
-    return write_at(dirfd, file, buf, err);
+    return cg_write_at(dirfd, file, buf, err);
 }
 
 /* Reads a file; *missing is set (and 0 returned) when it does not exist. */
-int read_at(int dirfd, const char *file, size_t max, char **out, int *missing,
+int cg_read_at(int dirfd, const char *file, size_t max, char **out, int *missing,
             struct bx_err *err)
 {
     struct bx_err e;
@@ -231,7 +231,7 @@ int cg_cpu_count(double cpu_cores)
 
 /* ---- CPU pinning ---- */
 
-void cpus_unref(struct cg_cpus **pc)
+void cg_cpus_unref(struct cg_cpus **pc)
 {
     struct cg_cpus *c = *pc;
     if (c && --c->refs == 0) {
@@ -339,7 +339,7 @@ static void run_unpin_cpus(struct cg_run *run)
     for (int k = 0; k < run->npicked; k++)
         if (run->cpus->load[run->picked[k]] > 0)
             run->cpus->load[run->picked[k]]--;
-    cpus_unref(&run->cpus);
+    cg_cpus_unref(&run->cpus);
 }
 /* ---- killing and removal ---- */
 
@@ -357,7 +357,7 @@ static long read_pids(int dirfd, pid_t *pids, size_t max, size_t *n, struct bx_e
     int missing;
     long total = 0;
     *n = 0;
-    if (read_at(dirfd, "cgroup.procs", PROCS_FILE_MAX, &text, &missing, err) < 0)
+    if (cg_read_at(dirfd, "cgroup.procs", PROCS_FILE_MAX, &text, &missing, err) < 0)
         return -1;
     if (missing)
         return 0;
@@ -427,7 +427,7 @@ out:
 }
 
 /* Calls fn for every subdirectory of dirfd (the child cgroups). */
-int for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err)
+int cg_for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err)
 {
     int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d;
@@ -493,7 +493,7 @@ static int kill_tree(int dirfd, struct kill_arg *ka, struct bx_err *err)
     if (n < 0)
         return -1;
     ka->total += n;
-    return for_each_subdir(dirfd, kill_child, ka, err);
+    return cg_for_each_subdir(dirfd, kill_child, ka, err);
 }
 
 static int rmdir_tree(int parent, const char *name, int depth, struct bx_err *err);
@@ -513,7 +513,7 @@ static int rmdir_tree(int parent, const char *name, int depth, struct bx_err *er
     fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return errno == ENOENT ? 0 : bx_err_sys(err, 500, "open cgroup %s", name);
-    if (for_each_subdir(fd, rmdir_child, &depth, err) < 0) {
+    if (cg_for_each_subdir(fd, rmdir_child, &depth, err) < 0) {
         bx_close(&fd);
         return -1;
     }
@@ -527,7 +527,7 @@ static int rmdir_tree(int parent, const char *name, int depth, struct bx_err *er
  * are the cgroups (set to -1 once removed), parent_fd[i]/name their
  * location.  Returns 0 when all are gone, REAP_BUSY (err EBUSY) when the
  * deadline passed first, -1 on other errors. */
-int reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
+int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
          unsigned wait_ms, struct bx_err *err)
 {
     uint64_t deadline = bx_now_ms() + wait_ms;
@@ -543,7 +543,7 @@ int reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
              * forks racing with the kill cannot escape it; it is written on
              * every pass while anything is left. */
             if (v2) {
-                if (write_at(dir_fd[i], "cgroup.kill", "1", &e) == 0)
+                if (cg_write_at(dir_fd[i], "cgroup.kill", "1", &e) == 0)
                     ka.signal_them = 0;
                 else if (e.sys_errno != ENOENT)
                     return bx_err_set(err, 500, e.sys_errno, "%s: %s", name, e.msg);
@@ -606,19 +606,19 @@ static int write_limits(int dirfd, unsigned ctrls, int v2, const struct cg_limit
      * from cpuset.cpus of the cgroup it starts in; v1 needs the memory
      * nodes too before a task may join. */
     if ((ctrls & CGC_CPUSET) && run->cpu_list) {
-        if (!v2 && write_at(dirfd, "cpuset.mems", run->cpus->mems, err) < 0)
+        if (!v2 && cg_write_at(dirfd, "cpuset.mems", run->cpus->mems, err) < 0)
             return -1;
-        if (write_at(dirfd, "cpuset.cpus", run->cpu_list, err) < 0)
+        if (cg_write_at(dirfd, "cpuset.cpus", run->cpu_list, err) < 0)
             return -1;
     }
     if (v2) {
         snprintf(buf, sizeof(buf), "%llu %u", (unsigned long long)quota, CG_PERIOD_US);
-        if (write_at(dirfd, "cpu.max", buf, err) < 0 ||
-            write_u64_at(dirfd, "memory.max", lim->memory_bytes, err) < 0 ||
-            write_u64_at(dirfd, "pids.max", lim->pids_max, err) < 0)
+        if (cg_write_at(dirfd, "cpu.max", buf, err) < 0 ||
+            cg_write_u64_at(dirfd, "memory.max", lim->memory_bytes, err) < 0 ||
+            cg_write_u64_at(dirfd, "pids.max", lim->pids_max, err) < 0)
             return -1;
         /* Absent without swap accounting: then there is no swap to limit. */
-        if (write_at(dirfd, "memory.swap.max", "0", &e) < 0 && e.sys_errno != ENOENT) {
+        if (cg_write_at(dirfd, "memory.swap.max", "0", &e) < 0 && e.sys_errno != ENOENT) {
             if (err)
                 *err = e;
             return -1;
@@ -626,16 +626,16 @@ static int write_limits(int dirfd, unsigned ctrls, int v2, const struct cg_limit
         return 0;
     }
     if (ctrls & CGC_CPU) {
-        if (write_u64_at(dirfd, "cpu.cfs_period_us", CG_PERIOD_US, err) < 0 ||
-            write_u64_at(dirfd, "cpu.cfs_quota_us", quota, err) < 0)
+        if (cg_write_u64_at(dirfd, "cpu.cfs_period_us", CG_PERIOD_US, err) < 0 ||
+            cg_write_u64_at(dirfd, "cpu.cfs_quota_us", quota, err) < 0)
             return -1;
     }
     if (ctrls & CGC_MEMORY) {
-        if (write_u64_at(dirfd, "memory.limit_in_bytes", lim->memory_bytes, err) < 0)
+        if (cg_write_u64_at(dirfd, "memory.limit_in_bytes", lim->memory_bytes, err) < 0)
             return -1;
         /* memsw (memory + swap) equal to the memory limit means no swap;
          * absent when the kernel does not account swap. */
-        if (write_u64_at(dirfd, "memory.memsw.limit_in_bytes", lim->memory_bytes, &e) < 0 &&
+        if (cg_write_u64_at(dirfd, "memory.memsw.limit_in_bytes", lim->memory_bytes, &e) < 0 &&
             e.sys_errno != ENOENT) {
             if (err)
                 *err = e;
@@ -643,7 +643,7 @@ static int write_limits(int dirfd, unsigned ctrls, int v2, const struct cg_limit
         }
     }
     if (ctrls & CGC_PIDS) {
-        if (write_u64_at(dirfd, "pids.max", lim->pids_max, err) < 0)
+        if (cg_write_u64_at(dirfd, "pids.max", lim->pids_max, err) < 0)
             return -1;
     }
     return 0;
@@ -658,7 +658,7 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
     *out = NULL;
     if (!ctx || ctx->nhier == 0)
         return bx_err_set(err, 500, EINVAL, "cgroups are not initialised");
-    if (!name || !valid_name(name))
+    if (!name || !cg_valid_name(name))
         return bx_err_set(err, 500, EINVAL, "invalid run cgroup name");
     if (!lim || !(lim->cpu_cores > 0.0) || !isfinite(lim->cpu_cores) || lim->memory_bytes == 0 ||
         lim->pids_max == 0)
@@ -759,7 +759,7 @@ static int has_sandbox_process(int dirfd, struct bx_err *err)
     static const char want[] = "runsc-sandbox"; /* with its NUL */
     char *procs = NULL;
     int missing, found = 0;
-    if (read_at(dirfd, "cgroup.procs", PROCS_FILE_MAX, &procs, &missing, err) < 0)
+    if (cg_read_at(dirfd, "cgroup.procs", PROCS_FILE_MAX, &procs, &missing, err) < 0)
         return -1;
     for (char *p = procs; p && *p && !found;) {
         char path[64], buf[sizeof(want)];
@@ -799,7 +799,7 @@ int cg_run_unpin_started(struct cg_run *run, struct bx_err *err)
         all = cpus_format_all(run->cpus);
         if (!all)
             return bx_err_set(err, 500, ENOMEM, "out of memory");
-        r = write_at(run->dir_fd[i], "cpuset.cpus", all, err);
+        r = cg_write_at(run->dir_fd[i], "cpuset.cpus", all, err);
         free(all);
         if (r < 0)
             return -1;
@@ -820,7 +820,7 @@ static int read_num(int dirfd, const char *file, const char *key, uint64_t *v, s
 {
     char *text = NULL;
     int missing, r;
-    if (read_at(dirfd, file, SMALL_FILE_MAX, &text, &missing, err) < 0)
+    if (cg_read_at(dirfd, file, SMALL_FILE_MAX, &text, &missing, err) < 0)
         return -1;
     if (missing)
         return 1;
@@ -890,7 +890,7 @@ int cg_run_destroy(struct cg_run **prun, struct bx_err *err)
     int r;
     if (!run)
         return 0;
-    r = reap(run->nhier, run->v2, run->parent_fd, run->dir_fd, run->name, CG_DESTROY_WAIT_MS, err);
+    r = cg_reap(run->nhier, run->v2, run->parent_fd, run->dir_fd, run->name, CG_DESTROY_WAIT_MS, err);
     if (r == REAP_BUSY)
         return -1; /* *run kept: the caller retries later */
     run_free(run);

@@ -55,29 +55,29 @@ struct cg_ctx {
 
 /* Whether `list` holds the exact token `word` (tokens split by `seps`, a
  * leading '+' ignored so "+cpu" written to a fake file still matches). */
-int has_token(const char *list, const char *word, const char *seps);
+int cg_has_token(const char *list, const char *word, const char *seps);
 /* A run (or base) name: one safe path component of at most CG_NAME_MAX. */
-int valid_name(const char *name);
+int cg_valid_name(const char *name);
 /* Writes a whole value to an existing cgroup file; never creates files (a
  * missing one is ENOENT so callers can treat optional knobs as optional). */
-int write_at(int dirfd, const char *file, const char *val, struct bx_err *err);
-int write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *err);
+int cg_write_at(int dirfd, const char *file, const char *val, struct bx_err *err);
+int cg_write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *err);
 /* Reads a file; *missing is set (and 0 returned) when it does not exist. */
-int read_at(int dirfd, const char *file, size_t max, char **out, int *missing,
+int cg_read_at(int dirfd, const char *file, size_t max, char **out, int *missing,
             struct bx_err *err);
-void cpus_unref(struct cg_cpus **pc);
+void cg_cpus_unref(struct cg_cpus **pc);
 
 typedef int (*subdir_fn)(int dirfd, const char *name, void *arg, struct bx_err *err);
 
 /* Calls fn for every subdirectory of dirfd (the child cgroups). */
-int for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err);
+int cg_for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err);
 
 /* The kill-wait-rmdir loop shared by destroy and stale cleanup.  dir_fd[i]
  * are the cgroups (set to -1 once removed), parent_fd[i]/name their
  * location.  Returns 0 when all are gone, REAP_BUSY (err EBUSY) when the
  * deadline passed first, -1 on other errors. */
 #define REAP_BUSY (-2)
-int reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
+int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
          unsigned wait_ms, struct bx_err *err);
 
 #endif

@@ -125,15 +125,15 @@ static int unescape(char *s)
 static unsigned v1_ctrls(const char *superopts)
 {
     unsigned c = 0;
-    if (has_token(superopts, "cpu", ","))
+    if (cg_has_token(superopts, "cpu", ","))
         c |= CGC_CPU;
-    if (has_token(superopts, "cpuacct", ","))
+    if (cg_has_token(superopts, "cpuacct", ","))
         c |= CGC_CPUACCT;
-    if (has_token(superopts, "memory", ","))
+    if (cg_has_token(superopts, "memory", ","))
         c |= CGC_MEMORY;
-    if (has_token(superopts, "pids", ","))
+    if (cg_has_token(superopts, "pids", ","))
         c |= CGC_PIDS;
-    if (has_token(superopts, "cpuset", ","))
+    if (cg_has_token(superopts, "cpuset", ","))
         c |= CGC_CPUSET;
     return c;
 }
@@ -246,8 +246,8 @@ static void setup_cpuset_v2(struct cg_ctx *ctx, int basefd)
     char *eff = NULL;
     int missing = 0, n;
 
-    if (write_at(basefd, "cgroup.subtree_control", "+cpuset", &e) < 0 ||
-        read_at(basefd, "cpuset.cpus.effective", SMALL_FILE_MAX, &eff, &missing, &e) < 0 ||
+    if (cg_write_at(basefd, "cgroup.subtree_control", "+cpuset", &e) < 0 ||
+        cg_read_at(basefd, "cpuset.cpus.effective", SMALL_FILE_MAX, &eff, &missing, &e) < 0 ||
         missing) {
         snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "cpuset not usable: %s",
                  missing ? "no cpuset.cpus.effective" : e.msg);
@@ -281,7 +281,7 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, int have_cpuset, struct bx_er
     struct bx_err e;
     struct stat st;
 
-    if (read_at(ownfd, "cgroup.subtree_control", SMALL_FILE_MAX, &sub, &missing, err) < 0)
+    if (cg_read_at(ownfd, "cgroup.subtree_control", SMALL_FILE_MAX, &sub, &missing, err) < 0)
         goto out;
     if (missing) {
         bx_err_set(err, 500, ENOENT, "no cgroup.subtree_control in our own cgroup");
@@ -289,10 +289,10 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, int have_cpuset, struct bx_er
     }
     if (!have_cpuset)
         snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "no cpuset controller delegated");
-    want_cpuset = have_cpuset && !has_token(sub, "cpuset", " \n");
-    if (!has_token(sub, "cpu", " \n") || !has_token(sub, "memory", " \n") ||
-        !has_token(sub, "pids", " \n") || want_cpuset) {
-        if (read_at(ownfd, "cgroup.procs", PROCS_FILE_MAX, &procs, &missing, err) < 0)
+    want_cpuset = have_cpuset && !cg_has_token(sub, "cpuset", " \n");
+    if (!cg_has_token(sub, "cpu", " \n") || !cg_has_token(sub, "memory", " \n") ||
+        !cg_has_token(sub, "pids", " \n") || want_cpuset) {
+        if (cg_read_at(ownfd, "cgroup.procs", PROCS_FILE_MAX, &procs, &missing, err) < 0)
             goto out;
         /* No internal processes: only a cgroup without processes may
          * enable controllers for its children, so Boxer leaves <own> for a
@@ -301,13 +301,13 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, int have_cpuset, struct bx_er
         if (!missing && procs_nonempty(procs) &&
             fstatat(ownfd, "cgroup.type", &st, AT_SYMLINK_NOFOLLOW) == 0) {
             leaf = mkdir_open(ownfd, CG_SUPERVISOR, err);
-            if (leaf < 0 || write_at(leaf, "cgroup.procs", "0", err) < 0) {
+            if (leaf < 0 || cg_write_at(leaf, "cgroup.procs", "0", err) < 0) {
                 bx_err_wrap(err, "move Boxer into %s", CG_SUPERVISOR);
                 goto out;
             }
             ctx->moved_to_leaf = 1;
         }
-        if (write_at(ownfd, "cgroup.subtree_control", CG_V2_ENABLE, &e) < 0) {
+        if (cg_write_at(ownfd, "cgroup.subtree_control", CG_V2_ENABLE, &e) < 0) {
             if (e.sys_errno == EBUSY)
                 bx_err_set(err, 500, EBUSY,
                            "cannot enable cpu, memory, pids controllers in our own cgroup: "
@@ -317,13 +317,13 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, int have_cpuset, struct bx_er
             goto out;
         }
         /* Optional: without it sandboxes see all CPUs (cg_describe says so). */
-        if (want_cpuset && write_at(ownfd, "cgroup.subtree_control", "+cpuset", &e) < 0)
+        if (want_cpuset && cg_write_at(ownfd, "cgroup.subtree_control", "+cpuset", &e) < 0)
             snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "cpuset not enabled: %s", e.msg);
     }
     ctx->hier[0].base_fd = mkdir_open(ownfd, ctx->base_name, err);
     if (ctx->hier[0].base_fd < 0)
         goto out;
-    if (write_at(ctx->hier[0].base_fd, "cgroup.subtree_control", CG_V2_ENABLE, err) < 0)
+    if (cg_write_at(ctx->hier[0].base_fd, "cgroup.subtree_control", CG_V2_ENABLE, err) < 0)
         goto out;
     ctx->hier[0].ctrls = CGC_REQUIRED | CGC_CPUACCT;
     ctx->nhier = 1;
@@ -362,14 +362,14 @@ static int try_v2(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
         ownfd = open_own(m[i].point, rel, NULL);
         if (ownfd < 0)
             continue; /* cannot see our v2 cgroup here: try v1 */
-        if (read_at(ownfd, "cgroup.controllers", SMALL_FILE_MAX, &ctrls, &missing, err) < 0)
+        if (cg_read_at(ownfd, "cgroup.controllers", SMALL_FILE_MAX, &ctrls, &missing, err) < 0)
             goto out;
-        if (missing || !has_token(ctrls, "cpu", " \n") || !has_token(ctrls, "memory", " \n") ||
-            !has_token(ctrls, "pids", " \n")) {
+        if (missing || !cg_has_token(ctrls, "cpu", " \n") || !cg_has_token(ctrls, "memory", " \n") ||
+            !cg_has_token(ctrls, "pids", " \n")) {
             ret = 0; /* no usable controllers here: not a v2 host */
             goto out;
         }
-        if (setup_v2(ctx, ownfd, has_token(ctrls, "cpuset", " \n"), err) < 0) {
+        if (setup_v2(ctx, ownfd, cg_has_token(ctrls, "cpuset", " \n"), err) < 0) {
             bx_err_wrap(err, "cgroup v2 at %s%s", m[i].point, rel);
             goto out;
         }
@@ -423,7 +423,7 @@ static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct 
     int missing, ret = -1, n;
 
     for (int f = 0; f < 2; f++) {
-        if (read_at(hr->base_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
+        if (cg_read_at(hr->base_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
             goto out;
         if (missing) {
             bx_err_set(err, 500, ENOENT, "no %s", files[f]);
@@ -438,7 +438,7 @@ static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct 
             continue;
         free(val[f]);
         val[f] = NULL;
-        if (read_at(hr->own_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
+        if (cg_read_at(hr->own_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
             goto out;
         if (missing) {
             bx_err_set(err, 500, ENOENT, "no %s in our own cgroup", files[f]);
@@ -449,7 +449,7 @@ static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct 
         text = NULL;
         if (!val[f])
             goto oom;
-        if (!val[f][0] || write_at(hr->base_fd, files[f], val[f], err) < 0) {
+        if (!val[f][0] || cg_write_at(hr->base_fd, files[f], val[f], err) < 0) {
             if (!val[f][0])
                 bx_err_set(err, 500, ENOSPC, "our own cgroup has an empty %s", files[f]);
             goto out;
@@ -462,7 +462,7 @@ static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct 
     ctx->cpus->mems = bx_steal_ptr(&val[0]);
     n = cg_parse_cpu_list(val[1], ctx->cpus->id, CG_CPUS_MAX);
     if (n <= 0) {
-        cpus_unref(&ctx->cpus);
+        cg_cpus_unref(&ctx->cpus);
         bx_err_set(err, 500, EINVAL, "cannot parse cpuset.cpus \"%.32s\"", val[1]);
         goto out;
     }
@@ -633,7 +633,7 @@ int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgro
     }
     if (!base_name)
         base_name = "boxer";
-    if (!valid_name(base_name)) {
+    if (!cg_valid_name(base_name)) {
         bx_err_set(err, 500, EINVAL, "bad cgroup base name %s", base_name);
         goto out;
     }
@@ -689,7 +689,7 @@ void cg_free(struct cg_ctx **pctx)
             unlinkat(ctx->hier[h].own_fd, ctx->base_name, AT_REMOVEDIR);
         hier_close(&ctx->hier[h]);
     }
-    cpus_unref(&ctx->cpus);
+    cg_cpus_unref(&ctx->cpus);
     free(ctx->describe);
     free(ctx->v2_rel);
     free(ctx);
@@ -726,7 +726,7 @@ static int write_optional(int dirfd, const char *file, uint64_t v, struct bx_err
 {
     struct bx_err e;
     bx_err_clear(&e);
-    if (write_u64_at(dirfd, file, v, &e) < 0 && e.sys_errno != ENOENT) {
+    if (cg_write_u64_at(dirfd, file, v, &e) < 0 && e.sys_errno != ENOENT) {
         if (err)
             *err = e;
         return -1;
@@ -745,9 +745,9 @@ int cg_set_base_limits(struct cg_ctx *ctx, uint64_t memory_bytes, uint64_t pids_
         const struct cg_hier *h = &ctx->hier[i];
         int fd = h->base_fd;
         if (ctx->layout == CG_V2) {
-            if (write_u64_at(fd, "memory.max", memory_bytes, err) < 0 ||
+            if (cg_write_u64_at(fd, "memory.max", memory_bytes, err) < 0 ||
                 write_optional(fd, "memory.swap.max", 0, err) < 0 ||
-                write_u64_at(fd, "pids.max", pids_max, err) < 0)
+                cg_write_u64_at(fd, "pids.max", pids_max, err) < 0)
                 goto fail;
             continue;
         }
@@ -757,12 +757,12 @@ int cg_set_base_limits(struct cg_ctx *ctx, uint64_t memory_bytes, uint64_t pids_
              * when the current limit is above it), then the limit, then
              * memsw for good. */
             struct bx_err ignored;
-            write_u64_at(fd, "memory.memsw.limit_in_bytes", memory_bytes, &ignored);
-            if (write_u64_at(fd, "memory.limit_in_bytes", memory_bytes, err) < 0 ||
+            cg_write_u64_at(fd, "memory.memsw.limit_in_bytes", memory_bytes, &ignored);
+            if (cg_write_u64_at(fd, "memory.limit_in_bytes", memory_bytes, err) < 0 ||
                 write_optional(fd, "memory.memsw.limit_in_bytes", memory_bytes, err) < 0)
                 goto fail;
         }
-        if ((h->ctrls & CGC_PIDS) && write_u64_at(fd, "pids.max", pids_max, err) < 0)
+        if ((h->ctrls & CGC_PIDS) && cg_write_u64_at(fd, "pids.max", pids_max, err) < 0)
             goto fail;
         continue;
     fail:
@@ -788,7 +788,7 @@ static int stale_one(int basefd, const char *name, void *arg, struct bx_err *err
     (void)err;
     if (fd < 0)
         return 0;
-    if (reap(1, sa->v2, &basefd, &fd, name, sa->deadline > now ? (unsigned)(sa->deadline - now) : 0,
+    if (cg_reap(1, sa->v2, &basefd, &fd, name, sa->deadline > now ? (unsigned)(sa->deadline - now) : 0,
              &e) != 0 &&
         !sa->failed) {
         sa->failed = 1;
@@ -807,7 +807,7 @@ int cg_cleanup_stale(struct cg_ctx *ctx, struct bx_err *err)
     sa.v2 = ctx->layout == CG_V2;
     sa.deadline = bx_now_ms() + CG_STALE_WAIT_MS;
     for (int h = 0; h < ctx->nhier; h++) {
-        if (for_each_subdir(ctx->hier[h].base_fd, stale_one, &sa, err) < 0)
+        if (cg_for_each_subdir(ctx->hier[h].base_fd, stale_one, &sa, err) < 0)
             return bx_err_wrap(err, "clean up %s", ctx->hier[h].base);
     }
     if (sa.failed) {

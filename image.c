@@ -59,7 +59,7 @@ void image_log(const char *fmt, ...)
     fprintf(stderr, "boxer: image: %s\n", line);
 }
 
-int is_hex64(const char *s, size_t len)
+int image_is_hex64(const char *s, size_t len)
 {
     if (len != HEX_LEN)
         return 0;
@@ -71,16 +71,16 @@ int is_hex64(const char *s, size_t len)
 
 /* "sha256:<64 lower-case hex>" -> hex.  The hex is later used as a file
  * name, so nothing else may pass. */
-int digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1])
+int image_digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1])
 {
-    if (len != 7 + HEX_LEN || memcmp(d, "sha256:", 7) != 0 || !is_hex64(d + 7, HEX_LEN))
+    if (len != 7 + HEX_LEN || memcmp(d, "sha256:", 7) != 0 || !image_is_hex64(d + 7, HEX_LEN))
         return -1;
     memcpy(hex, d + 7, HEX_LEN);
     hex[HEX_LEN] = '\0';
     return 0;
 }
 
-int fsync_dir(int fd, const char *what, struct bx_err *err)
+int image_fsync_dir(int fd, const char *what, struct bx_err *err)
 {
     if (fsync(fd) < 0 && errno != EINVAL)
         return bx_err_sys(err, 500, "fsync %s", what);
@@ -88,7 +88,7 @@ int fsync_dir(int fd, const char *what, struct bx_err *err)
 }
 
 /* A fresh directory stream with its own offset (a dup would share it). */
-DIR *dir_stream(int dirfd)
+DIR *image_dir_stream(int dirfd)
 {
     int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d;
@@ -100,7 +100,7 @@ DIR *dir_stream(int dirfd)
     return d;
 }
 
-void free_strv(char ***pv)
+void image_free_strv(char ***pv)
 {
     char **v = *pv;
     if (!v)
@@ -116,15 +116,15 @@ void image_free(struct image *img)
     if (!img)
         return;
     free(img->rootfs);
-    free_strv(&img->env);
+    image_free_strv(&img->env);
     free(img->working_dir);
-    free_strv(&img->entrypoint);
-    free_strv(&img->cmd);
+    image_free_strv(&img->entrypoint);
+    image_free_strv(&img->cmd);
     free(img->user);
     free(img);
 }
 
-int blob_ready(struct image_cache *ic, const char *hex)
+int image_blob_ready(struct image_cache *ic, const char *hex)
 {
     char path[HEX_LEN + 8];
     struct stat st;
@@ -132,7 +132,7 @@ int blob_ready(struct image_cache *ic, const char *hex)
     return fstatat(ic->blobs_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
-void blob_touch(struct image_cache *ic, const char *hex)
+void image_blob_touch(struct image_cache *ic, const char *hex)
 {
     char path[HEX_LEN + 8];
     snprintf(path, sizeof(path), "%s/ready", hex);
@@ -148,13 +148,13 @@ static struct blob_use *use_find(struct image_cache *ic, const char *hex)
     return NULL;
 }
 
-unsigned use_count(struct image_cache *ic, const char *hex)
+unsigned image_use_count(struct image_cache *ic, const char *hex)
 {
     struct blob_use *u = use_find(ic, hex);
     return u ? u->n : 0;
 }
 
-int use_get(struct image_cache *ic, const char *hex)
+int image_use_get(struct image_cache *ic, const char *hex)
 {
     struct blob_use *u = use_find(ic, hex);
     if (!u) {
@@ -169,7 +169,7 @@ int use_get(struct image_cache *ic, const char *hex)
     return 0;
 }
 
-void use_put(struct image_cache *ic, const char *hex)
+void image_use_put(struct image_cache *ic, const char *hex)
 {
     for (struct blob_use **pp = &ic->uses; *pp; pp = &(*pp)->next) {
         struct blob_use *u = *pp;
@@ -185,7 +185,7 @@ void use_put(struct image_cache *ic, const char *hex)
     }
 }
 
-void wait_link(struct image_wait **head, struct image_wait *w)
+void image_wait_link(struct image_wait **head, struct image_wait *w)
 {
     w->prev = NULL;
     w->next = *head;
@@ -194,7 +194,7 @@ void wait_link(struct image_wait **head, struct image_wait *w)
     *head = w;
 }
 
-void wait_unlink(struct image_wait **head, struct image_wait *w)
+void image_wait_unlink(struct image_wait **head, struct image_wait *w)
 {
     if (w->prev)
         w->prev->next = w->next;
@@ -205,7 +205,7 @@ void wait_unlink(struct image_wait **head, struct image_wait *w)
     w->prev = w->next = NULL;
 }
 
-int read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
+int image_read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
                  struct bx_err *err)
 {
     struct json_limits lim = {max, 32, IMAGE_JSON_VALUES};
@@ -221,7 +221,7 @@ int read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
     return r;
 }
 
-const char *json_cstr(const struct json_value *v)
+const char *image_json_cstr(const struct json_value *v)
 {
     if (!v || v->type != JSON_STRING || json_str_has_nul(v))
         return NULL;
@@ -230,7 +230,7 @@ const char *json_cstr(const struct json_value *v)
 
 /* ------------------------------------------------------------------ delivery */
 
-void deliver_now(struct image_wait *w)
+void image_deliver_now(struct image_wait *w)
 {
     image_ready_cb cb = w->cb;
     void *arg = w->arg;
@@ -244,18 +244,18 @@ static void on_deliver(struct loop *l, void *arg)
 {
     struct image_wait *w = arg;
     (void)l;
-    wait_unlink(&w->ic->due, w);
-    deliver_now(w);
+    image_wait_unlink(&w->ic->due, w);
+    image_deliver_now(w);
 }
 
 /* Queues w's result (w->img or w->err) for delivery from the loop. */
-int schedule(struct image_cache *ic, struct image_wait *w)
+int image_schedule(struct image_cache *ic, struct image_wait *w)
 {
     w->pull = NULL;
     w->timer = loop_timer_add(ic->loop, 0, on_deliver, w);
     if (!w->timer)
         return -1;
-    wait_link(&ic->due, w);
+    image_wait_link(&ic->due, w);
     return 0;
 }
 
@@ -284,7 +284,7 @@ static int ref_lookup(struct image_cache *ic, const char *canon, const char *key
 {
     char name[HEX_LEN + 6];
     snprintf(name, sizeof(name), "%s.json", key);
-    if (ref_read(ic, name, e) < 0 || strcmp(e->ref, canon) != 0)
+    if (image_ref_read(ic, name, e) < 0 || strcmp(e->ref, canon) != 0)
         return -1;
     return 0;
 }
@@ -292,9 +292,9 @@ static int ref_lookup(struct image_cache *ic, const char *canon, const char *key
 /* A cache hit: the image is prepared now, delivered from the loop. */
 static int hit(struct image_cache *ic, struct image_wait *w, const char *hex, struct bx_err *err)
 {
-    if (hand_out(ic, hex, &w->img, err) < 0)
+    if (image_hand_out(ic, hex, &w->img, err) < 0)
         return -1;
-    if (schedule(ic, w) < 0) {
+    if (image_schedule(ic, w) < 0) {
         image_release(ic, w->img);
         w->img = NULL;
         return bx_err_set(err, 500, ENOMEM, "out of memory");
@@ -317,7 +317,7 @@ static int try_hit(struct image_cache *ic, struct image_wait *w, const char *hex
         return -1;
     }
     image_log("cached %s unusable (%s); pulling again", canon, he.msg);
-    if (use_count(ic, hex) == 0 && blob_remove(ic, hex, &he) < 0)
+    if (image_use_count(ic, hex) == 0 && image_blob_remove(ic, hex, &he) < 0)
         image_log("cannot remove sha256:%s: %s", hex, he.msg);
     return 1;
 }
@@ -344,7 +344,7 @@ int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb c
     p = pull_find(ic, canon);
     if (p)
         goto attach;
-    if (ref_lookup(ic, canon, key, &e) == 0 && blob_ready(ic, e.hex)) {
+    if (ref_lookup(ic, canon, key, &e) == 0 && image_blob_ready(ic, e.hex)) {
         int64_t now = (int64_t)time(NULL);
         uint64_t refresh = ic->cfg->tag_refresh_secs;
         /* A digest names immutable content; a tag is trusted for
@@ -362,13 +362,13 @@ int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb c
         } else {
             memcpy(stale, e.hex, sizeof(stale));
         }
-    } else if (ref->digest[0] && digest_to_hex(ref->digest, strlen(ref->digest), hex) == 0 &&
-               blob_ready(ic, hex)) {
+    } else if (ref->digest[0] && image_digest_to_hex(ref->digest, strlen(ref->digest), hex) == 0 &&
+               image_blob_ready(ic, hex)) {
         /* Pinned to content we already have (pulled under another name). */
         struct bx_err he;
         int r;
         bx_err_clear(&he);
-        if (ref_write(ic, key, canon, hex, &he) < 0)
+        if (image_ref_write(ic, key, canon, hex, &he) < 0)
             image_log("cannot record %s: %s", canon, he.msg);
         r = try_hit(ic, w, hex, canon, err);
         if (r == 0)
@@ -379,13 +379,13 @@ int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb c
         }
     }
     p = NULL;
-    if (pull_start(ic, ref, canon, key, stale, &p, err) < 0 || !p) {
+    if (image_pull_start(ic, ref, canon, key, stale, &p, err) < 0 || !p) {
         free(w);
         return -1;
     }
 attach:
     w->pull = p;
-    wait_link(&p->waiters, w);
+    image_wait_link(&p->waiters, w);
 done:
     if (wout)
         *wout = w;
@@ -402,11 +402,11 @@ void image_wait_cancel(struct image_wait **wp)
         /* The pull goes on for the others; with none left it is stopped,
          * so requests that went away hold no skopeo, slot or disk. */
         struct pull *p = w->pull;
-        wait_unlink(&p->waiters, w);
+        image_wait_unlink(&p->waiters, w);
         if (!p->waiters)
-            pull_cancel(p);
+            image_pull_cancel(p);
     } else {
-        wait_unlink(&w->ic->due, w);
+        image_wait_unlink(&w->ic->due, w);
         loop_timer_cancel(w->ic->loop, w->timer);
         image_release(w->ic, w->img);
     }
@@ -430,7 +430,7 @@ static int list_collect(struct image_cache *ic, const char *name, const struct r
 {
     struct list_acc *a = arg;
     (void)name;
-    if (!blob_ready(ic, e->hex))
+    if (!image_blob_ready(ic, e->hex))
         return 0;
     if (a->n == a->cap) {
         size_t nc = a->cap ? a->cap * 2 : 16;
@@ -460,7 +460,7 @@ int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err
     struct json_writer w;
     int ret = -1;
 
-    if (refs_foreach(ic, list_collect, &a, err) < 0)
+    if (image_refs_foreach(ic, list_collect, &a, err) < 0)
         goto out;
     if (a.failed) {
         bx_err_set(err, 500, ENOMEM, "out of memory");
@@ -473,7 +473,7 @@ int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err
     for (size_t i = 0; i < a.n; i++) {
         struct blob_info bi;
         char dg[HEX_LEN + 8];
-        if (blob_info_read(ic, a.v[i].hex, &bi) < 0)
+        if (image_blob_info_read(ic, a.v[i].hex, &bi) < 0)
             continue;
         snprintf(dg, sizeof(dg), "sha256:%s", a.v[i].hex);
         json_w_obj_begin(&w);
@@ -488,7 +488,7 @@ int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err
         json_w_key(&w, "pulled_at");
         json_w_int(&w, a.v[i].pulled_at);
         json_w_key(&w, "in_use");
-        json_w_bool(&w, use_count(ic, a.v[i].hex) > 0);
+        json_w_bool(&w, image_use_count(ic, a.v[i].hex) > 0);
         json_w_obj_end(&w);
     }
     json_w_arr_end(&w);
@@ -514,17 +514,17 @@ int image_delete(struct image_cache *ic, const struct imgref *ref, struct bx_err
         return bx_err_set(err, 409, EBUSY, "image %.300s is being pulled", canon);
     if (ref_lookup(ic, canon, key, &e) < 0)
         return bx_err_set(err, 404, ENOENT, "image not found: %.300s", canon);
-    if (use_count(ic, e.hex) > 0)
+    if (image_use_count(ic, e.hex) > 0)
         return bx_err_set(err, 409, EBUSY, "image %.300s is in use", canon);
     snprintf(name, sizeof(name), "%s.json", key);
     if (unlinkat(ic->refs_fd, name, 0) < 0 && errno != ENOENT)
         return bx_err_sys(err, 500, "remove image reference");
-    fsync_dir(ic->refs_fd, "refs", NULL);
+    image_fsync_dir(ic->refs_fd, "refs", NULL);
     want[0] = e.hex;
     want[1] = NULL;
-    if (refs_foreach(ic, ref_find_digest, want, err) < 0)
+    if (image_refs_foreach(ic, image_ref_find_digest, want, err) < 0)
         return -1;
-    if (!want[1] && blob_remove(ic, e.hex, err) < 0)
+    if (!want[1] && image_blob_remove(ic, e.hex, err) < 0)
         return -1;
     image_log("deleted %s (sha256:%s%s)", canon, e.hex, want[1] ? ", still referenced" : "");
     return 0;
@@ -589,7 +589,7 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
         (ic->blobs_fd = open_subdir(ic->dirfd, "blobs", err)) < 0 ||
         (ic->tmp_fd = open_subdir(ic->dirfd, "tmp", err)) < 0)
         goto fail;
-    if (sweep(ic, err) < 0)
+    if (image_sweep(ic, err) < 0)
         goto fail;
     /* The children's whole environment: no proxy, registry or auth variables
      * leak in from ours; HOME and TMPDIR point into tmp/ (emptied at
@@ -649,10 +649,10 @@ void image_cache_free(struct image_cache **icp)
     while ((p = ic->pulls) != NULL) {
         ic->pulls = p->next;
         while ((w = p->waiters) != NULL) {
-            wait_unlink(&p->waiters, w);
+            image_wait_unlink(&p->waiters, w);
             free(w);
         }
-        pull_free(p);
+        image_pull_free(p);
     }
     if (ic->cg_retry_timer)
         loop_timer_cancel(ic->loop, ic->cg_retry_timer);
@@ -663,7 +663,7 @@ void image_cache_free(struct image_cache **icp)
         free(r);
     }
     while ((w = ic->due) != NULL) {
-        wait_unlink(&ic->due, w);
+        image_wait_unlink(&ic->due, w);
         loop_timer_cancel(ic->loop, w->timer);
         image_free(w->img);
         free(w);

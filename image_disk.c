@@ -25,7 +25,7 @@
 
 /* Reads refs/<name>; the ref inside must hash to the file name, so a file can
  * never answer for another reference. */
-int ref_read(struct image_cache *ic, const char *name, struct ref_entry *e)
+int image_ref_read(struct image_cache *ic, const char *name, struct ref_entry *e)
 {
     struct json_doc *doc = NULL;
     const struct json_value *root, *pa;
@@ -34,16 +34,16 @@ int ref_read(struct image_cache *ic, const char *name, struct ref_entry *e)
     int ret = -1;
 
     if (strlen(name) != HEX_LEN + 5 || strcmp(name + HEX_LEN, ".json") != 0 ||
-        !is_hex64(name, HEX_LEN))
+        !image_is_hex64(name, HEX_LEN))
         return -1;
-    if (read_json_at(ic->refs_fd, name, META_MAX, &doc, NULL) < 0)
+    if (image_read_json_at(ic->refs_fd, name, META_MAX, &doc, NULL) < 0)
         return -1;
     root = json_doc_root(doc);
-    ref = json_cstr(json_get(root, "ref"));
-    dg = json_cstr(json_get(root, "digest"));
+    ref = image_json_cstr(json_get(root, "ref"));
+    dg = image_json_cstr(json_get(root, "digest"));
     pa = json_get(root, "pulled_at");
     if (!ref || !dg || !pa || pa->type != JSON_NUMBER || !pa->u.num.is_int ||
-        strlen(ref) >= sizeof(e->ref) || digest_to_hex(dg, strlen(dg), e->hex) < 0)
+        strlen(ref) >= sizeof(e->ref) || image_digest_to_hex(dg, strlen(dg), e->hex) < 0)
         goto out;
     sha256_hex(ref, strlen(ref), key);
     if (memcmp(key, name, HEX_LEN) != 0)
@@ -56,7 +56,7 @@ out:
     return ret;
 }
 
-int ref_write(struct image_cache *ic, const char *key, const char *ref, const char *hex,
+int image_ref_write(struct image_cache *ic, const char *key, const char *ref, const char *hex,
               struct bx_err *err)
 {
     struct sbuf sb;
@@ -81,7 +81,7 @@ int ref_write(struct image_cache *ic, const char *key, const char *ref, const ch
     }
     snprintf(name, sizeof(name), "%s.json", key);
     if (bx_write_file_atomic_at(ic->refs_fd, name, sb.data, sb.len, 0600, err) < 0 ||
-        fsync_dir(ic->refs_fd, "refs", err) < 0)
+        image_fsync_dir(ic->refs_fd, "refs", err) < 0)
         goto out;
     ret = 0;
 out:
@@ -90,16 +90,16 @@ out:
 }
 
 /* Calls fn for every valid refs entry; stops when fn returns non-zero. */
-int refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_err *err)
+int image_refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_err *err)
 {
-    DIR *d = dir_stream(ic->refs_fd);
+    DIR *d = image_dir_stream(ic->refs_fd);
     struct dirent *de;
     int ret = 0;
     if (!d)
         return bx_err_sys(err, 500, "open images/refs");
     while ((errno = 0, de = readdir(d)) != NULL) {
         struct ref_entry e;
-        if (ref_read(ic, de->d_name, &e) < 0)
+        if (image_ref_read(ic, de->d_name, &e) < 0)
             continue;
         if (fn(ic, de->d_name, &e, arg) != 0)
             break;
@@ -119,7 +119,7 @@ static int ref_unlink_if_digest(struct image_cache *ic, const char *name, const 
     return 0;
 }
 
-int ref_find_digest(struct image_cache *ic, const char *name, const struct ref_entry *e,
+int image_ref_find_digest(struct image_cache *ic, const char *name, const struct ref_entry *e,
                     void *arg)
 {
     const char **want = arg;
@@ -200,7 +200,7 @@ static int hoist_deep(struct image_cache *ic, int fd, int depth, struct names *m
  * to make the start-up sweep fail), so a tree that is too deep is first cut
  * into pieces of HOIST_DEPTH levels, each removed the same way.  Synchronous:
  * a rootfs is a few thousand files, milliseconds of work. */
-int tmp_remove(struct image_cache *ic, const char *name, int level)
+int image_tmp_remove(struct image_cache *ic, const char *name, int level)
 {
     struct names moved = {NULL, 0, 0};
     struct bx_err e;
@@ -221,7 +221,7 @@ int tmp_remove(struct image_cache *ic, const char *name, int level)
     ret = 0;
 out:
     for (size_t i = 0; i < moved.n; i++)
-        if (tmp_remove(ic, moved.v[i], level + 1) < 0)
+        if (image_tmp_remove(ic, moved.v[i], level + 1) < 0)
             ret = -1;
     free(moved.v);
     if (ret < 0 && e.msg[0])
@@ -231,7 +231,7 @@ out:
 
 /* Moves dirfd/name into tmp/ (atomic; tmp/ is emptied at start-up, so a
  * crash half-way through leaves nothing usable behind), then removes it. */
-int discard_at(struct image_cache *ic, int dirfd, const char *name, struct bx_err *err)
+int image_discard_at(struct image_cache *ic, int dirfd, const char *name, struct bx_err *err)
 {
     char uuid[37], gone[48];
     if (bx_uuid4(uuid, err) < 0)
@@ -242,23 +242,23 @@ int discard_at(struct image_cache *ic, int dirfd, const char *name, struct bx_er
             return 0;
         return bx_err_sys(err, 500, "remove %s", name);
     }
-    tmp_remove(ic, gone, 0);
+    image_tmp_remove(ic, gone, 0);
     return 0;
 }
 
 /* Removes the refs to hex and the blob directory. */
-int blob_remove(struct image_cache *ic, const char *hex, struct bx_err *err)
+int image_blob_remove(struct image_cache *ic, const char *hex, struct bx_err *err)
 {
-    int was_ready = blob_ready(ic, hex);
+    int was_ready = image_blob_ready(ic, hex);
 
-    if (refs_foreach(ic, ref_unlink_if_digest, (void *)hex, err) < 0)
+    if (image_refs_foreach(ic, ref_unlink_if_digest, (void *)hex, err) < 0)
         return -1;
-    fsync_dir(ic->refs_fd, "refs", NULL);
-    if (discard_at(ic, ic->blobs_fd, hex, err) < 0)
+    image_fsync_dir(ic->refs_fd, "refs", NULL);
+    if (image_discard_at(ic, ic->blobs_fd, hex, err) < 0)
         return -1;
     if (was_ready && ic->st.cached_images > 0)
         ic->st.cached_images--;
-    fsync_dir(ic->blobs_fd, "blobs", NULL);
+    image_fsync_dir(ic->blobs_fd, "blobs", NULL);
     return 0;
 }
 
@@ -295,9 +295,9 @@ static int strv_from_json(const struct json_value *v, int nullable, char ***out,
     if (!strv)
         return bx_err_set(err, 500, ENOMEM, "out of memory");
     for (size_t i = 0; i < v->u.arr.n; i++) {
-        const char *s = json_cstr(&v->u.arr.items[i]);
+        const char *s = image_json_cstr(&v->u.arr.items[i]);
         if (!s || !(strv[i] = strdup(s))) {
-            free_strv(&strv);
+            image_free_strv(&strv);
             return bx_err_set(err, 500, EINVAL, "not a list of strings");
         }
     }
@@ -311,7 +311,7 @@ static int opt_str(const struct json_value *v, char **out, struct bx_err *err)
     *out = NULL;
     if (!v || v->type == JSON_NULL)
         return 0;
-    s = json_cstr(v);
+    s = image_json_cstr(v);
     if (!s)
         return bx_err_set(err, 500, EINVAL, "not a string");
     if (!s[0])
@@ -322,7 +322,7 @@ static int opt_str(const struct json_value *v, char **out, struct bx_err *err)
 
 /* Builds a struct image from blobs/<hex>/config.json (our own normalised
  * file) and takes a use reference on the digest. */
-int hand_out(struct image_cache *ic, const char *hex, struct image **out, struct bx_err *err)
+int image_hand_out(struct image_cache *ic, const char *hex, struct image **out, struct bx_err *err)
 {
     struct json_doc *doc = NULL;
     const struct json_value *root;
@@ -332,7 +332,7 @@ int hand_out(struct image_cache *ic, const char *hex, struct image **out, struct
 
     *out = NULL;
     snprintf(path, sizeof(path), "%s/config.json", hex);
-    if (read_json_at(ic->blobs_fd, path, IMAGE_JSON_MAX, &doc, err) < 0)
+    if (image_read_json_at(ic->blobs_fd, path, IMAGE_JSON_MAX, &doc, err) < 0)
         goto fail;
     root = json_doc_root(doc);
     img = calloc(1, sizeof(*img));
@@ -354,11 +354,11 @@ int hand_out(struct image_cache *ic, const char *hex, struct image **out, struct
         bx_err_wrap(err, "image %.20s config", hex);
         goto fail;
     }
-    if (use_get(ic, hex) < 0) {
+    if (image_use_get(ic, hex) < 0) {
         bx_err_set(err, 500, ENOMEM, "out of memory");
         goto fail;
     }
-    blob_touch(ic, hex);
+    image_blob_touch(ic, hex);
     *out = bx_steal_ptr(&img);
     ret = 0;
 fail:
@@ -374,16 +374,16 @@ void image_release(struct image_cache *ic, struct image *img)
     char hex[HEX_LEN + 1];
     if (!img)
         return;
-    if (ic && digest_to_hex(img->digest, strlen(img->digest), hex) == 0) {
-        use_put(ic, hex);
-        blob_touch(ic, hex);
+    if (ic && image_digest_to_hex(img->digest, strlen(img->digest), hex) == 0) {
+        image_use_put(ic, hex);
+        image_blob_touch(ic, hex);
     }
     image_free(img);
 }
 
 /* ------------------------------------------------------------------ eviction */
 
-int blob_info_read(struct image_cache *ic, const char *hex, struct blob_info *bi)
+int image_blob_info_read(struct image_cache *ic, const char *hex, struct blob_info *bi)
 {
     char path[HEX_LEN + 8];
     struct stat st;
@@ -410,7 +410,7 @@ static int blob_info_cmp(const void *a, const void *b)
 
 /* Least recently used first, skipping what is in use and what was just
  * pulled, until the ready blobs fit image_cache_max_bytes again. */
-void evict(struct image_cache *ic, const char *keep)
+void image_evict(struct image_cache *ic, const char *keep)
 {
     uint64_t max = ic->cfg->image_cache_max_bytes, total = 0;
     struct blob_info *v = NULL;
@@ -420,13 +420,13 @@ void evict(struct image_cache *ic, const char *keep)
 
     if (max == 0)
         return;
-    d = dir_stream(ic->blobs_fd);
+    d = image_dir_stream(ic->blobs_fd);
     if (!d) {
         image_log("eviction: cannot open blobs: %s", strerror(errno));
         return;
     }
     while ((de = readdir(d)) != NULL) {
-        if (!is_hex64(de->d_name, strlen(de->d_name)))
+        if (!image_is_hex64(de->d_name, strlen(de->d_name)))
             continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -436,7 +436,7 @@ void evict(struct image_cache *ic, const char *keep)
             v = nv;
             cap = nc;
         }
-        if (blob_info_read(ic, de->d_name, &v[n]) == 0) {
+        if (image_blob_info_read(ic, de->d_name, &v[n]) == 0) {
             total = total + v[n].size < total ? UINT64_MAX : total + v[n].size;
             n++;
         }
@@ -446,10 +446,10 @@ void evict(struct image_cache *ic, const char *keep)
         qsort(v, n, sizeof(*v), blob_info_cmp);
         for (size_t i = 0; i < n && total > max; i++) {
             struct bx_err e;
-            if (strcmp(v[i].hex, keep) == 0 || use_count(ic, v[i].hex) > 0)
+            if (strcmp(v[i].hex, keep) == 0 || image_use_count(ic, v[i].hex) > 0)
                 continue;
             bx_err_clear(&e);
-            if (blob_remove(ic, v[i].hex, &e) < 0) {
+            if (image_blob_remove(ic, v[i].hex, &e) < 0) {
                 image_log("eviction of %s failed: %s", v[i].hex, e.msg);
                 continue;
             }
@@ -464,48 +464,48 @@ void evict(struct image_cache *ic, const char *keep)
 /* Leftovers of a previous run: everything in tmp/, blob directories without
  * `ready` (or with a foreign name), refs files that are unreadable or point
  * at a missing blob. */
-int sweep(struct image_cache *ic, struct bx_err *err)
+int image_sweep(struct image_cache *ic, struct bx_err *err)
 {
     struct dirent *de;
     DIR *d;
 
-    d = dir_stream(ic->tmp_fd);
+    d = image_dir_stream(ic->tmp_fd);
     if (!d)
         return bx_err_sys(err, 500, "open images/tmp");
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         /* Not fatal: whatever resists is retried at the next start. */
-        tmp_remove(ic, de->d_name, 0);
+        image_tmp_remove(ic, de->d_name, 0);
     }
     closedir(d);
 
-    d = dir_stream(ic->blobs_fd);
+    d = image_dir_stream(ic->blobs_fd);
     if (!d)
         return bx_err_sys(err, 500, "open images/blobs");
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (is_hex64(de->d_name, strlen(de->d_name)) && blob_ready(ic, de->d_name)) {
+        if (image_is_hex64(de->d_name, strlen(de->d_name)) && image_blob_ready(ic, de->d_name)) {
             ic->st.cached_images++;
             continue;
         }
         image_log("removing incomplete images/blobs/%s", de->d_name);
-        if (discard_at(ic, ic->blobs_fd, de->d_name, err) < 0) {
+        if (image_discard_at(ic, ic->blobs_fd, de->d_name, err) < 0) {
             closedir(d);
             return bx_err_wrap(err, "cleaning images/blobs");
         }
     }
     closedir(d);
 
-    d = dir_stream(ic->refs_fd);
+    d = image_dir_stream(ic->refs_fd);
     if (!d)
         return bx_err_sys(err, 500, "open images/refs");
     while ((de = readdir(d)) != NULL) {
         struct ref_entry e;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (ref_read(ic, de->d_name, &e) == 0 && blob_ready(ic, e.hex))
+        if (image_ref_read(ic, de->d_name, &e) == 0 && image_blob_ready(ic, e.hex))
             continue;
         if (unlinkat(ic->refs_fd, de->d_name, 0) < 0 && errno != ENOENT &&
             bx_rm_rf_at(ic->refs_fd, de->d_name, NULL) < 0)

@@ -108,28 +108,28 @@ struct image_cache {
 /* image.c: small helpers and delivery.  Results reach waiters from the loop
  * (schedule), never inside the call that registered them. */
 void image_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-int is_hex64(const char *s, size_t len);
+int image_is_hex64(const char *s, size_t len);
 /* "sha256:<64 lower-case hex>" -> hex.  The hex is later used as a file
  * name, so nothing else may pass. */
-int digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1]);
-int fsync_dir(int fd, const char *what, struct bx_err *err);
+int image_digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1]);
+int image_fsync_dir(int fd, const char *what, struct bx_err *err);
 /* A fresh directory stream with its own offset (a dup would share it). */
-DIR *dir_stream(int dirfd);
-void free_strv(char ***pv);
+DIR *image_dir_stream(int dirfd);
+void image_free_strv(char ***pv);
 void image_free(struct image *img);
-int blob_ready(struct image_cache *ic, const char *hex);
-void blob_touch(struct image_cache *ic, const char *hex);
-unsigned use_count(struct image_cache *ic, const char *hex);
-int use_get(struct image_cache *ic, const char *hex);
-void use_put(struct image_cache *ic, const char *hex);
-void wait_link(struct image_wait **head, struct image_wait *w);
-void wait_unlink(struct image_wait **head, struct image_wait *w);
-int read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
+int image_blob_ready(struct image_cache *ic, const char *hex);
+void image_blob_touch(struct image_cache *ic, const char *hex);
+unsigned image_use_count(struct image_cache *ic, const char *hex);
+int image_use_get(struct image_cache *ic, const char *hex);
+void image_use_put(struct image_cache *ic, const char *hex);
+void image_wait_link(struct image_wait **head, struct image_wait *w);
+void image_wait_unlink(struct image_wait **head, struct image_wait *w);
+int image_read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
                  struct bx_err *err);
-const char *json_cstr(const struct json_value *v);
-void deliver_now(struct image_wait *w);
+const char *image_json_cstr(const struct json_value *v);
+void image_deliver_now(struct image_wait *w);
 /* Queues w's result (w->img or w->err) for delivery from the loop. */
-int schedule(struct image_cache *ic, struct image_wait *w);
+int image_schedule(struct image_cache *ic, struct image_wait *w);
 
 /* image_disk.c: refs files, blobs, eviction, the start-up sweep. */
 struct ref_entry {
@@ -149,43 +149,43 @@ struct blob_info {
 
 /* Reads refs/<name>; the ref inside must hash to the file name, so a file can
  * never answer for another reference. */
-int ref_read(struct image_cache *ic, const char *name, struct ref_entry *e);
-int ref_write(struct image_cache *ic, const char *key, const char *ref, const char *hex,
+int image_ref_read(struct image_cache *ic, const char *name, struct ref_entry *e);
+int image_ref_write(struct image_cache *ic, const char *key, const char *ref, const char *hex,
               struct bx_err *err);
-int refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_err *err);
-int ref_find_digest(struct image_cache *ic, const char *name, const struct ref_entry *e,
+int image_refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_err *err);
+int image_ref_find_digest(struct image_cache *ic, const char *name, const struct ref_entry *e,
                     void *arg);
 /* Removes tmp/<name>.  bx_rm_rf_at stops at 256 levels and an image can
  * unpack deeper trees (a hostile one on purpose, to leave garbage behind or
  * to make the start-up sweep fail), so a tree that is too deep is first cut
  * into pieces of HOIST_DEPTH levels, each removed the same way.  Synchronous:
  * a rootfs is a few thousand files, milliseconds of work. */
-int tmp_remove(struct image_cache *ic, const char *name, int level);
+int image_tmp_remove(struct image_cache *ic, const char *name, int level);
 /* Moves dirfd/name into tmp/ (atomic; tmp/ is emptied at start-up, so a
  * crash half-way through leaves nothing usable behind), then removes it. */
-int discard_at(struct image_cache *ic, int dirfd, const char *name, struct bx_err *err);
+int image_discard_at(struct image_cache *ic, int dirfd, const char *name, struct bx_err *err);
 /* Removes the refs to hex and the blob directory. */
-int blob_remove(struct image_cache *ic, const char *hex, struct bx_err *err);
+int image_blob_remove(struct image_cache *ic, const char *hex, struct bx_err *err);
 /* Builds a struct image from blobs/<hex>/config.json (our own normalised
  * file) and takes a use reference on the digest. */
-int hand_out(struct image_cache *ic, const char *hex, struct image **out, struct bx_err *err);
-int blob_info_read(struct image_cache *ic, const char *hex, struct blob_info *bi);
+int image_hand_out(struct image_cache *ic, const char *hex, struct image **out, struct bx_err *err);
+int image_blob_info_read(struct image_cache *ic, const char *hex, struct blob_info *bi);
 /* Least recently used first, skipping what is in use and what was just
  * pulled, until the ready blobs fit image_cache_max_bytes again. */
-void evict(struct image_cache *ic, const char *keep);
+void image_evict(struct image_cache *ic, const char *keep);
 /* Leftovers of a previous run: everything in tmp/, blob directories without
  * `ready` (or with a foreign name), refs files that are unreadable or point
  * at a missing blob. */
-int sweep(struct image_cache *ic, struct bx_err *err);
+int image_sweep(struct image_cache *ic, struct bx_err *err);
 
 /* image_pull.c: the pulls and their queue. */
-void pull_free(struct pull *p);
+void image_pull_free(struct pull *p);
 /* Nobody waits for p any more: its children are killed, its cgroups and
  * partial files removed, and the next queued pull gets the slot. */
-void pull_cancel(struct pull *p);
+void image_pull_cancel(struct pull *p);
 /* A new pull starts now when fewer than max_concurrent_pulls run (and none
  * waits before it), else it waits in FIFO order for a slot. */
-int pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
+int image_pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
                const char *key, const char *stale, struct pull **out, struct bx_err *err);
 
 #endif

@@ -411,7 +411,7 @@ static void on_size_tick(struct loop *l, void *arg)
 
 /* ------------------------------------------------------------------ pull: finish */
 
-void pull_free(struct pull *p)
+void image_pull_free(struct pull *p)
 {
     struct image_cache *ic = p->ic;
     if (p->timer)
@@ -425,7 +425,7 @@ void pull_free(struct pull *p)
     bx_close(&p->dlfd);
     bx_close(&p->tmpfd);
     if (p->tmpname[0])
-        tmp_remove(ic, p->tmpname, 0);
+        image_tmp_remove(ic, p->tmpname, 0);
     free(p->tmppath);
     free(p->dlpath);
     free(p->src);
@@ -500,13 +500,13 @@ static void pump(struct image_cache *ic)
 
 /* Nobody waits for p any more: its children are killed, its cgroups and
  * partial files removed, and the next queued pull gets the slot. */
-void pull_cancel(struct pull *p)
+void image_pull_cancel(struct pull *p)
 {
     struct image_cache *ic = p->ic;
     pull_unlink(p);
     image_log("pull of %s cancelled: no request waits for it any more%s", p->ref,
               p->launched ? "" : " (it was queued)");
-    pull_free(p);
+    image_pull_free(p);
     pump(ic);
 }
 
@@ -531,31 +531,31 @@ static void pull_finish(struct pull *p, const char *hex, const struct bx_err *fe
         image_log("%s", ferr->msg);
         /* A tag past tag_refresh_secs whose registry is unreachable still
          * has a usable image: serve it rather than fail the run. */
-        if (p->stale[0] && blob_ready(ic, p->stale)) {
+        if (p->stale[0] && image_blob_ready(ic, p->stale)) {
             use_hex = p->stale;
             image_log("using the cached sha256:%s for %s", p->stale, p->ref);
         }
     }
     while ((w = p->waiters) != NULL) {
-        wait_unlink(&p->waiters, w);
+        image_wait_unlink(&p->waiters, w);
         if (use_hex) {
-            if (hand_out(ic, use_hex, &w->img, &w->err) < 0)
+            if (image_hand_out(ic, use_hex, &w->img, &w->err) < 0)
                 w->img = NULL;
         } else {
             w->err = *ferr;
         }
-        if (schedule(ic, w) < 0)
-            wait_link(&now, w);
+        if (image_schedule(ic, w) < 0)
+            image_wait_link(&now, w);
     }
     if (hex)
-        evict(ic, keep);
-    pull_free(p);
+        image_evict(ic, keep);
+    image_pull_free(p);
     pump(ic);
     /* Only when no timer could be allocated: we are in a loop callback
      * here, never inside image_get, so a direct call keeps the contract. */
     while ((w = now) != NULL) {
-        wait_unlink(&now, w);
-        deliver_now(w);
+        image_wait_unlink(&now, w);
+        image_deliver_now(w);
     }
 }
 
@@ -595,7 +595,7 @@ static int put_strv(struct json_writer *w, const char *key, const struct json_va
     json_w_arr_begin(w);
     for (size_t i = 0; i < v->u.arr.n; i++) {
         const struct json_value *s = &v->u.arr.items[i];
-        if (!json_cstr(s))
+        if (!image_json_cstr(s))
             return bx_err_set(err, 500, EINVAL, "image config: %s is not a list of strings", key);
         json_w_str(w, s->u.str.s, s->u.str.len);
     }
@@ -611,7 +611,7 @@ static int put_str(struct json_writer *w, const char *key, const struct json_val
         json_w_null(w);
         return 0;
     }
-    if (!json_cstr(v))
+    if (!image_json_cstr(v))
         return bx_err_set(err, 500, EINVAL, "image config: %s is not a string", key);
     json_w_str(w, v->u.str.s, v->u.str.len);
     return 0;
@@ -635,37 +635,37 @@ static int read_layout(struct pull *p, struct bx_err *err)
         bx_err_sys(err, 500, "open image layout");
         goto out;
     }
-    if (read_json_at(lfd, "index.json", IMAGE_JSON_MAX, &index, err) < 0)
+    if (image_read_json_at(lfd, "index.json", IMAGE_JSON_MAX, &index, err) < 0)
         goto out;
     ms = json_get(json_doc_root(index), "manifests");
     for (size_t i = 0; ms && ms->type == JSON_ARRAY && i < ms->u.arr.n; i++) {
         const struct json_value *m = &ms->u.arr.items[i];
-        const char *name = json_cstr(json_get(json_get(m, "annotations"), REF_NAME_ANNOTATION));
+        const char *name = image_json_cstr(json_get(json_get(m, "annotations"), REF_NAME_ANNOTATION));
         if (name && strcmp(name, LAYOUT_TAG) == 0) {
-            const char *mt = json_cstr(json_get(m, "mediaType"));
+            const char *mt = image_json_cstr(json_get(m, "mediaType"));
             if (!mt || strcmp(mt, OCI_MANIFEST) != 0) {
                 bx_err_set(err, 500, EINVAL, "unsupported manifest type %.100s",
                            mt ? mt : "(none)");
                 goto out;
             }
-            dg = json_cstr(json_get(m, "digest"));
+            dg = image_json_cstr(json_get(m, "digest"));
             break;
         }
     }
-    if (!dg || digest_to_hex(dg, strlen(dg), p->hex) < 0) {
+    if (!dg || image_digest_to_hex(dg, strlen(dg), p->hex) < 0) {
         bx_err_set(err, 500, EINVAL, "image layout has no sha256 manifest for the pulled image");
         goto out;
     }
     snprintf(path, sizeof(path), "blobs/sha256/%s", p->hex);
-    if (read_json_at(lfd, path, IMAGE_JSON_MAX, &manifest, err) < 0)
+    if (image_read_json_at(lfd, path, IMAGE_JSON_MAX, &manifest, err) < 0)
         goto out;
-    cdg = json_cstr(json_get(json_get(json_doc_root(manifest), "config"), "digest"));
-    if (!cdg || digest_to_hex(cdg, strlen(cdg), chex) < 0) {
+    cdg = image_json_cstr(json_get(json_get(json_doc_root(manifest), "config"), "digest"));
+    if (!cdg || image_digest_to_hex(cdg, strlen(cdg), chex) < 0) {
         bx_err_set(err, 500, EINVAL, "image manifest has no sha256 config digest");
         goto out;
     }
     snprintf(path, sizeof(path), "blobs/sha256/%s", chex);
-    if (read_json_at(lfd, path, IMAGE_JSON_MAX, &config, err) < 0)
+    if (image_read_json_at(lfd, path, IMAGE_JSON_MAX, &config, err) < 0)
         goto out;
     cfgv = json_doc_root(config);
     if (!cfgv || cfgv->type != JSON_OBJECT) {
@@ -776,7 +776,7 @@ static int install(struct pull *p, struct bx_err *err)
     char ready[HEX_LEN + 16];
     int bfd = -1, ret = -1, n;
 
-    if (!blob_ready(ic, p->hex)) {
+    if (!image_blob_ready(ic, p->hex)) {
         if (!p->config_json) {
             bx_err_set(err, 500, EINVAL, "internal: no image config");
             goto out;
@@ -796,24 +796,24 @@ static int install(struct pull *p, struct bx_err *err)
         }
         if (bx_write_file_atomic_at(bfd, "config.json", p->config_json, p->config_len, 0600, err) <
                 0 ||
-            write_u64_file(bfd, "size", p->size, err) < 0 || fsync_dir(bfd, "blob", err) < 0)
+            write_u64_file(bfd, "size", p->size, err) < 0 || image_fsync_dir(bfd, "blob", err) < 0)
             goto out;
         /* A directory without `ready` is a leftover of a failed install. */
-        if (discard_at(ic, ic->blobs_fd, p->hex, err) < 0)
+        if (image_discard_at(ic, ic->blobs_fd, p->hex, err) < 0)
             goto out;
         if (renameat(p->tmpfd, "blob", ic->blobs_fd, p->hex) < 0) {
             bx_err_sys(err, 500, "install image");
             goto out;
         }
-        if (fsync_dir(ic->blobs_fd, "blobs", err) < 0)
+        if (image_fsync_dir(ic->blobs_fd, "blobs", err) < 0)
             goto out;
         n = snprintf(ready, sizeof(ready), "sha256:%s\n", p->hex);
         if (bx_write_file_atomic_at(bfd, "ready", ready, (size_t)n, 0600, err) < 0 ||
-            fsync_dir(bfd, p->hex, err) < 0)
+            image_fsync_dir(bfd, p->hex, err) < 0)
             goto out;
         ic->st.cached_images++;
     }
-    if (ref_write(ic, p->key, p->ref, p->hex, err) < 0)
+    if (image_ref_write(ic, p->key, p->ref, p->hex, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -917,7 +917,7 @@ static void on_child_exit(void *arg, int status)
             return;
         }
         /* Same content already unpacked: share that rootfs. */
-        if (blob_ready(p->ic, p->hex)) {
+        if (image_blob_ready(p->ic, p->hex)) {
             install_and_finish(p);
             return;
         }
@@ -1161,7 +1161,7 @@ static int pull_launch(struct pull *p, struct bx_err *err)
 
 /* A new pull starts now when fewer than max_concurrent_pulls run (and none
  * waits before it), else it waits in FIFO order for a slot. */
-int pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
+int image_pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
                const char *key, const char *stale, struct pull **out, struct bx_err *err)
 {
     struct pull *p;
@@ -1209,7 +1209,7 @@ int pull_start(struct image_cache *ic, const struct imgref *ref, const char *can
     return 0;
 fail:
     bx_err_wrap(err, "pulling %.300s", canon);
-    pull_free(p);
+    image_pull_free(p);
     return -1;
 }
 

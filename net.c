@@ -75,7 +75,7 @@ void net_format_ipv4(uint32_t a, char out[16])
     snprintf(out, 16, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
 }
 
-uint32_t prefix_mask(unsigned prefix)
+uint32_t net_prefix_mask(unsigned prefix)
 {
     return prefix == 0 ? 0 : ~0u << (32 - prefix);
 }
@@ -113,7 +113,7 @@ int net_parse_egress(const char *s, size_t len, struct net_egress *out)
             return -1;
     }
     /* inet_pton takes only four decimal parts without leading zeros. */
-    if (net_parse_ipv4(buf, &a) < 0 || (a & ~prefix_mask((unsigned)plen)) != 0)
+    if (net_parse_ipv4(buf, &a) < 0 || (a & ~net_prefix_mask((unsigned)plen)) != 0)
         return -1;
     out->addr = a;
     out->prefix = (unsigned)plen;
@@ -126,7 +126,7 @@ int net_parse_egress(const char *s, size_t len, struct net_egress *out)
 int net_pool_init(struct net_pool *p, uint32_t base, unsigned prefix, struct bx_err *err)
 {
     memset(p, 0, sizeof(*p));
-    if (prefix < 8 || prefix > 30 || (base & ~prefix_mask(prefix)) != 0)
+    if (prefix < 8 || prefix > 30 || (base & ~net_prefix_mask(prefix)) != 0)
         return bx_err_set(err, 400, EINVAL, "sandbox_subnet: need an aligned /8 to /30 network");
     p->base = base;
     p->prefix = prefix;
@@ -166,7 +166,7 @@ int net_pool_alloc(struct net_pool *p, uint32_t *addr)
 void net_pool_release(struct net_pool *p, uint32_t addr)
 {
     uint32_t i = addr - p->base;
-    if (!p->bits || (addr & prefix_mask(p->prefix)) != p->base || i < 2 || i >= p->size - 1 ||
+    if (!p->bits || (addr & net_prefix_mask(p->prefix)) != p->base || i < 2 || i >= p->size - 1 ||
         !pool_taken(p, i))
         return;
     p->bits[i / 64] &= ~((uint64_t)1 << (i % 64));
@@ -431,12 +431,12 @@ struct overlap {
 static int on_addr(void *arg, const unsigned char *msg, size_t len)
 {
     struct overlap *o = arg;
-    uint32_t a, mask, ours = prefix_mask(o->n->prefix);
+    uint32_t a, mask, ours = net_prefix_mask(o->n->prefix);
     unsigned prefix;
     int ifindex;
-    if (parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || o->found[0])
+    if (nl_parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || o->found[0])
         return 0;
-    mask = prefix_mask(prefix);
+    mask = net_prefix_mask(prefix);
     if ((ifindex != o->bridge_index || o->bridge_index <= 0) &&
         ((a & ours) == o->n->subnet || (o->n->subnet & mask) == (a & mask))) {
         char s[16];
@@ -458,10 +458,10 @@ static int check_overlap(struct net *n, struct bx_err *err)
     memset(&o, 0, sizeof(o));
     o.n = n;
     o.bridge_index = n->bridge_index;
-    msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
+    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
     memset(&ifa, 0, sizeof(ifa));
     ifa.ifa_family = AF_INET;
-    msg_put(&m, &ifa, sizeof(ifa));
+    nl_msg_put(&m, &ifa, sizeof(ifa));
     if (nl_send(n->nl, &m, &seq, "listing addresses", err) < 0 ||
         nl_wait(n->nl, seq, 1, on_addr, &o, "listing addresses", err) < 0)
         return -1;
@@ -488,7 +488,7 @@ static int on_host_addr(void *arg, const unsigned char *msg, size_t len)
     unsigned prefix;
     int ifindex;
     size_t slot = n->nhost;
-    if (parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || (a >> 24) == 127)
+    if (nl_parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || (a >> 24) == 127)
         return 0; /* loopback is blocked anyway */
     if (slot >= NET_HOST_ADDRS_MAX) {
         /* A host with thousands of addresses (kube-proxy in IPVS mode puts
@@ -524,10 +524,10 @@ static int host_addrs(struct net *n, struct bx_err *err)
     struct ifaddrmsg ifa;
     uint32_t seq;
     n->nhost = 0;
-    msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
+    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
     memset(&ifa, 0, sizeof(ifa));
     ifa.ifa_family = AF_INET;
-    msg_put(&m, &ifa, sizeof(ifa));
+    nl_msg_put(&m, &ifa, sizeof(ifa));
     if (nl_send(n->nl, &m, &seq, "listing host addresses", err) < 0 ||
         nl_wait(n->nl, seq, 1, on_host_addr, &h, "listing host addresses", err) < 0)
         return -1;

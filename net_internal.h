@@ -15,13 +15,13 @@
 #define VETH_PREFIX "bxv"
 
 /* The netmask of a prefix length, host order (0..32). */
-uint32_t prefix_mask(unsigned prefix);
+uint32_t net_prefix_mask(unsigned prefix);
 
 /* Message building (netlink.c): start a message, append raw bytes. */
-void msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags);
-void *msg_put(struct net_nlmsg *m, const void *data, size_t len);
+void nl_msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags);
+void *nl_msg_put(struct net_nlmsg *m, const void *data, size_t len);
 /* An RTM_NEWADDR (IPv4) message: address, prefix, interface. */
-int parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
+int nl_parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
                int *ifindex);
 
 /* rtnetlink I/O: blocking sockets with a receive timeout.  nl_rbuf is the

@@ -62,7 +62,7 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
         net_format_ipv4(r->host_addr[i], a);
         rc |= sbuf_appendf(out, ", %s/32", a);
         if (!r->allow_private_egress && r->host_prefix[i] >= 8 && r->host_prefix[i] < 32) {
-            net_format_ipv4(r->host_addr[i] & prefix_mask(r->host_prefix[i]), a);
+            net_format_ipv4(r->host_addr[i] & net_prefix_mask(r->host_prefix[i]), a);
             rc |= sbuf_appendf(out, ", %s/%u", a, r->host_prefix[i]);
         }
     }

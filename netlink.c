@@ -27,7 +27,7 @@
 
 /* ---- rtnetlink messages ---- */
 
-void *msg_put(struct net_nlmsg *m, const void *data, size_t len)
+void *nl_msg_put(struct net_nlmsg *m, const void *data, size_t len)
 {
     size_t alen = NLMSG_ALIGN(len);
     unsigned char *p;
@@ -44,7 +44,7 @@ void *msg_put(struct net_nlmsg *m, const void *data, size_t len)
     return p;
 }
 
-void msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags)
+void nl_msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags)
 {
     struct nlmsghdr h;
     m->len = 0;
@@ -52,7 +52,7 @@ void msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags)
     memset(&h, 0, sizeof(h));
     h.nlmsg_type = type;
     h.nlmsg_flags = (uint16_t)(NLM_F_REQUEST | flags);
-    msg_put(m, &h, sizeof(h));
+    nl_msg_put(m, &h, sizeof(h));
 }
 
 static struct rtattr *attr_put(struct net_nlmsg *m, unsigned short type, const void *data,
@@ -63,7 +63,7 @@ static struct rtattr *attr_put(struct net_nlmsg *m, unsigned short type, const v
         m->overflow = 1;
         return NULL;
     }
-    a = msg_put(m, NULL, RTA_LENGTH(len));
+    a = nl_msg_put(m, NULL, RTA_LENGTH(len));
     if (!a)
         return NULL;
     a->rta_type = type;
@@ -118,7 +118,7 @@ static void put_ifinfo(struct net_nlmsg *m, unsigned flags, unsigned change)
     ifi.ifi_family = AF_UNSPEC;
     ifi.ifi_flags = flags;
     ifi.ifi_change = change;
-    msg_put(m, &ifi, sizeof(ifi));
+    nl_msg_put(m, &ifi, sizeof(ifi));
 }
 
 int net_msg_new_bridge(struct net_nlmsg *m, const char *name, const unsigned char mac[6])
@@ -126,7 +126,7 @@ int net_msg_new_bridge(struct net_nlmsg *m, const char *name, const unsigned cha
     struct rtattr *li;
     if (!name_ok(name))
         return -1;
-    msg_begin(m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    nl_msg_begin(m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
     put_ifinfo(m, 0, 0);
     attr_str(m, IFLA_IFNAME, name);
     /* A fixed address: otherwise the bridge takes the lowest port MAC and
@@ -144,7 +144,7 @@ int net_msg_new_veth(struct net_nlmsg *m, const char *name, int master_ifindex,
     struct rtattr *li, *data, *peer;
     if (!name_ok(name) || !name_ok(peer_name) || master_ifindex <= 0 || peer_netns_fd < 0)
         return -1;
-    msg_begin(m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    nl_msg_begin(m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
     put_ifinfo(m, 0, 0);
     attr_str(m, IFLA_IFNAME, name);
     attr_u32(m, IFLA_MASTER, (uint32_t)master_ifindex);
@@ -166,7 +166,7 @@ int net_msg_set_link(struct net_nlmsg *m, const char *name, const char *alias, i
 {
     if (!name_ok(name) || (alias && strlen(alias) >= 256))
         return -1;
-    msg_begin(m, RTM_NEWLINK, NLM_F_ACK);
+    nl_msg_begin(m, RTM_NEWLINK, NLM_F_ACK);
     put_ifinfo(m, up ? IFF_UP : 0, up ? IFF_UP : 0);
     attr_str(m, IFLA_IFNAME, name);
     if (alias)
@@ -187,7 +187,7 @@ int net_msg_del_link(struct net_nlmsg *m, const char *name)
 {
     if (!name_ok(name))
         return -1;
-    msg_begin(m, RTM_DELLINK, NLM_F_ACK);
+    nl_msg_begin(m, RTM_DELLINK, NLM_F_ACK);
     put_ifinfo(m, 0, 0);
     attr_str(m, IFLA_IFNAME, name);
     return msg_done(m);
@@ -197,7 +197,7 @@ int net_msg_get_link(struct net_nlmsg *m, const char *name)
 {
     if (name && !name_ok(name))
         return -1;
-    msg_begin(m, RTM_GETLINK, name ? 0 : NLM_F_DUMP);
+    nl_msg_begin(m, RTM_GETLINK, name ? 0 : NLM_F_DUMP);
     put_ifinfo(m, 0, 0);
     if (name)
         attr_str(m, IFLA_IFNAME, name);
@@ -210,17 +210,17 @@ int net_msg_new_addr(struct net_nlmsg *m, int ifindex, uint32_t addr, unsigned p
     struct ifaddrmsg ifa;
     if (ifindex <= 0 || prefix > 32)
         return -1;
-    msg_begin(m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
+    nl_msg_begin(m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
     memset(&ifa, 0, sizeof(ifa));
     ifa.ifa_family = AF_INET;
     ifa.ifa_prefixlen = (unsigned char)prefix;
     ifa.ifa_scope = RT_SCOPE_UNIVERSE;
     ifa.ifa_index = (unsigned)ifindex;
-    msg_put(m, &ifa, sizeof(ifa));
+    nl_msg_put(m, &ifa, sizeof(ifa));
     attr_be32(m, IFA_LOCAL, addr);
     attr_be32(m, IFA_ADDRESS, addr);
     if (prefix < 31)
-        attr_be32(m, IFA_BROADCAST, addr | ~prefix_mask(prefix));
+        attr_be32(m, IFA_BROADCAST, addr | ~net_prefix_mask(prefix));
     return msg_done(m);
 }
 
@@ -229,14 +229,14 @@ int net_msg_new_default_route(struct net_nlmsg *m, int ifindex, uint32_t gateway
     struct rtmsg rt;
     if (ifindex <= 0)
         return -1;
-    msg_begin(m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
+    nl_msg_begin(m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
     memset(&rt, 0, sizeof(rt));
     rt.rtm_family = AF_INET;
     rt.rtm_table = RT_TABLE_MAIN;
     rt.rtm_protocol = RTPROT_BOOT;
     rt.rtm_scope = RT_SCOPE_UNIVERSE;
     rt.rtm_type = RTN_UNICAST;
-    msg_put(m, &rt, sizeof(rt));
+    nl_msg_put(m, &rt, sizeof(rt));
     attr_be32(m, RTA_GATEWAY, gateway);
     attr_u32(m, RTA_OIF, (uint32_t)ifindex);
     return msg_done(m);
@@ -417,7 +417,7 @@ static void on_addr_attr(void *arg, unsigned short type, const unsigned char *da
 }
 
 /* An RTM_NEWADDR (IPv4) message: address, prefix, interface. */
-int parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
+int nl_parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
                int *ifindex)
 {
     struct nlmsghdr h;

@@ -38,7 +38,7 @@
 #define USAGE_MAX_DEPTH 4096
 
 /* ENOSPC/EDQUOT are nobody's bug but still worth telling apart. */
-int space_status(int e)
+int store_space_status(int e)
 {
     return e == ENOSPC || e == EDQUOT ? 507 : 500;
 }
@@ -46,7 +46,7 @@ int space_status(int e)
 static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, uint64_t *files,
                       struct bx_err *err);
 
-void account(struct store *st, int64_t dbytes, int64_t dfiles)
+void store_account(struct store *st, int64_t dbytes, int64_t dfiles)
 {
     /* Clamped: a count that went wrong (a child killed half-way) must not
      * wrap around to 2^64. */
@@ -89,7 +89,7 @@ int store_check_disk(int fd, const char *path, uint64_t more, uint64_t min_free_
 
 /* The store_max_bytes cap for `more` new bytes on top of `extra` already
  * on the way (uploads in progress, a capture's earlier files). */
-int check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
+int store_check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
               struct bx_err *err)
 {
     uint64_t used = st->bytes + st->pending + extra;
@@ -117,7 +117,7 @@ void store_totals(const struct store *st, uint64_t *bytes, uint64_t *files)
         *files = st->files;
 }
 
-int is_dot_or_dotdot(const char *s)
+int store_is_dot_or_dotdot(const char *s)
 {
     return s[0] == '.' && (s[1] == '\0' || (s[1] == '.' && s[2] == '\0'));
 }
@@ -230,7 +230,7 @@ int store_normalize_path(const char *in, size_t in_len, int for_upload, char *ou
 }
 
 /* A name store_normalize_path would keep as one component. */
-int valid_component(const char *name, size_t n)
+int store_valid_component(const char *name, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
@@ -240,7 +240,7 @@ int valid_component(const char *name, size_t n)
     return valid_utf8((const unsigned char *)name, n);
 }
 
-int check_path(const char *norm_path, char *out, struct bx_err *err)
+int store_check_path(const char *norm_path, char *out, struct bx_err *err)
 {
     if (!norm_path)
         return bx_err_set(err, 400, EINVAL, "missing path");
@@ -248,7 +248,7 @@ int check_path(const char *norm_path, char *out, struct bx_err *err)
 }
 
 /* exec ids become a directory name, so they get their own tight alphabet. */
-int check_exec_id(const char *id, struct bx_err *err)
+int store_check_exec_id(const char *id, struct bx_err *err)
 {
     size_t n;
     if (!id)
@@ -269,7 +269,7 @@ int check_exec_id(const char *id, struct bx_err *err)
 /* Opens an existing subdirectory: never through a symlink (O_NOFOLLOW makes
  * a symlink fail with ELOOP or ENOTDIR), never onto another filesystem
  * (EXDEV).  Returns the fd or -1 with errno set. */
-int open_subdir(int dirfd, const char *name, dev_t dev)
+int store_open_subdir(int dirfd, const char *name, dev_t dev)
 {
     struct stat sb;
     int fd;
@@ -292,16 +292,16 @@ int open_subdir(int dirfd, const char *name, dev_t dev)
 
 /* Opens, creating if missing (0755), a subdirectory.  Anything already there
  * that is not a plain directory on our filesystem is a conflict (400). */
-int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
+int store_mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
 {
     int created = 0;
-    int fd = open_subdir(dirfd, name, dev);
+    int fd = store_open_subdir(dirfd, name, dev);
     if (fd < 0 && errno == ENOENT) {
         if (mkdirat(dirfd, name, 0755) == 0)
             created = 1;
         else if (errno != EEXIST)
-            return bx_err_sys(err, space_status(errno), "mkdir %s", name);
-        fd = open_subdir(dirfd, name, dev);
+            return bx_err_sys(err, store_space_status(errno), "mkdir %s", name);
+        fd = store_open_subdir(dirfd, name, dev);
     }
     if (fd < 0) {
         if (errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
@@ -322,7 +322,7 @@ int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
  * last.  With create, missing directories are made (400 on a conflicting
  * non-directory); without it, any component that is missing, not a
  * directory, a symlink or on another filesystem is 404. */
-int walk_parent(struct store *st, const char *path, int create,
+int store_walk_parent(struct store *st, const char *path, int create,
                 char last[STORE_COMPONENT_MAX + 1], struct bx_err *err)
 {
     char comp[STORE_COMPONENT_MAX + 1];
@@ -348,9 +348,9 @@ int walk_parent(struct store *st, const char *path, int create,
         memcpy(comp, p, n);
         comp[n] = '\0';
         if (create) {
-            next = mkdir_open(cur, comp, st->dev, err);
+            next = store_mkdir_open(cur, comp, st->dev, err);
         } else {
-            next = open_subdir(cur, comp, st->dev);
+            next = store_open_subdir(cur, comp, st->dev);
             if (next < 0) {
                 if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
                     bx_err_set(err, 404, errno, "file not found");
@@ -452,7 +452,7 @@ int store_open(struct store **out, const char *root_path, struct bx_err *err)
         bx_err_sys(err, 500, "mkdir store .tmp");
         goto out;
     }
-    st->tmpfd = open_subdir(st->rootfd, TMP_DIR, st->dev);
+    st->tmpfd = store_open_subdir(st->rootfd, TMP_DIR, st->dev);
     if (st->tmpfd < 0) {
         bx_err_sys(err, 500, "open store .tmp");
         goto out;
@@ -482,7 +482,7 @@ void store_close(struct store **stp)
 
 /* Creates a fresh 0600 file in .tmp under a random name (O_EXCL: never an
  * existing file, never through a symlink). */
-int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
+int store_create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
                struct bx_err *err)
 {
     for (int tries = 0; tries < 8; tries++) {
@@ -497,7 +497,7 @@ int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
         if (fd >= 0)
             return fd;
         if (errno != EEXIST && errno != EINTR)
-            return bx_err_sys(err, space_status(errno), "create temp file");
+            return bx_err_sys(err, store_space_status(errno), "create temp file");
     }
     return bx_err_set(err, 500, EEXIST, "could not create a unique temp file");
 }
@@ -515,9 +515,9 @@ int store_open_read(struct store *st, const char *norm_path, int *fd_out, uint64
     if (!st || !fd_out)
         return bx_err_set(err, 500, EINVAL, "store_open_read: bad arguments");
     *fd_out = -1;
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
-    dirfd = walk_parent(st, path, 0, last, err);
+    dirfd = store_walk_parent(st, path, 0, last, err);
     if (dirfd < 0)
         return -1;
     /* Looking before opening keeps open(2) away from FIFOs (it would block)
@@ -571,10 +571,10 @@ int store_exists(struct store *st, const char *norm_path, struct bx_err *err)
 
     if (!st)
         return bx_err_set(err, 500, EINVAL, "store_exists: no store");
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
     bx_err_clear(&e2);
-    dirfd = walk_parent(st, path, 0, last, &e2);
+    dirfd = store_walk_parent(st, path, 0, last, &e2);
     if (dirfd < 0) {
         if (e2.status == 404)
             return 0;
@@ -595,7 +595,7 @@ static int check_name(const char *name)
     if (!name)
         return -1;
     n = strnlen(name, NAME_MAX + 1);
-    if (n == 0 || n > NAME_MAX || strchr(name, '/') || is_dot_or_dotdot(name))
+    if (n == 0 || n > NAME_MAX || strchr(name, '/') || store_is_dot_or_dotdot(name))
         return -1;
     return 0;
 }
@@ -612,9 +612,9 @@ int store_link_into(struct store *st, const char *norm_path, int dst_dirfd, cons
         return bx_err_set(err, 500, EINVAL, "store_link_into: no store");
     if (check_name(dst_name) < 0)
         return bx_err_set(err, 500, EINVAL, "store_link_into: bad destination name");
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
-    dirfd = walk_parent(st, path, 0, last, err);
+    dirfd = store_walk_parent(st, path, 0, last, err);
     if (dirfd < 0)
         return -1;
     r = stat_last(dirfd, last, &sb, err);
@@ -681,7 +681,7 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
 
     if (!st)
         return bx_err_set(err, 500, EINVAL, "store_delete: no store");
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
     for (const char *p = path;;) {
         const char *slash = strchr(p, '/');
@@ -708,7 +708,7 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
         int next;
         memcpy(comp, starts[depth], lens[depth]);
         comp[lens[depth]] = '\0';
-        next = open_subdir(cur, comp, st->dev);
+        next = store_open_subdir(cur, comp, st->dev);
         if (next < 0) {
             if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
                 ret = 0; /* missing is not an error */
@@ -745,7 +745,7 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
             bx_err_sys(err, 500, "delete %s", path);
         goto out;
     }
-    account(st, -(int64_t)sb.st_size, -1);
+    store_account(st, -(int64_t)sb.st_size, -1);
     if (fsync(cur) < 0) {
         bx_err_sys(err, 500, "fsync directory");
         goto out;
@@ -756,7 +756,7 @@ prune:
      * inode recorded on the way down, so it can never climb anywhere else,
      * and it stops before depth 0: the root is never removed. */
     for (depth = ncomp - 1; depth > 0; depth--) {
-        int up = open_subdir(cur, "..", st->dev);
+        int up = store_open_subdir(cur, "..", st->dev);
         if (up < 0 || !same_dir(up, &ids[depth - 1])) {
             bx_close(&up);
             break;
@@ -795,9 +795,9 @@ int store_delete_output(struct store *st, const char *exec_id, struct bx_err *er
 
     if (!st)
         return bx_err_set(err, 500, EINVAL, "store_delete_output: no store");
-    if (check_exec_id(exec_id, err) < 0)
+    if (store_check_exec_id(exec_id, err) < 0)
         return -1;
-    outfd = open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
+    outfd = store_open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
     if (outfd < 0) {
         /* Absent, or something that is not our directory (never followed):
          * either way there is no output of ours to delete. */
@@ -807,11 +807,11 @@ int store_delete_output(struct store *st, const char *exec_id, struct bx_err *er
     }
     /* Counted first, so the totals lose exactly what goes. */
     {
-        int sub = open_subdir(outfd, exec_id, st->dev);
+        int sub = store_open_subdir(outfd, exec_id, st->dev);
         if (sub >= 0) {
             uint64_t nbytes = 0, nfiles = 0;
             if (usage_walk(st, sub, 0, &nbytes, &nfiles, NULL) == 0)
-                account(st, -(int64_t)nbytes, -(int64_t)nfiles);
+                store_account(st, -(int64_t)nbytes, -(int64_t)nfiles);
         }
     }
     ret = bx_rm_rf_at(outfd, exec_id, err);
@@ -845,10 +845,10 @@ int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN
     int dirfd, r, ret = -1;
 
     hidden[0] = '\0';
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
     bx_err_clear(&e2);
-    dirfd = walk_parent(st, path, 0, last, &e2);
+    dirfd = store_walk_parent(st, path, 0, last, &e2);
     if (dirfd < 0) {
         if (e2.status == 404)
             return 1;
@@ -883,9 +883,9 @@ int store_hide_output(struct store *st, const char *exec_id, char hidden[STORE_H
 {
     int outfd, ret = 0;
     hidden[0] = '\0';
-    if (check_exec_id(exec_id, err) < 0)
+    if (store_check_exec_id(exec_id, err) < 0)
         return -1;
-    outfd = open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
+    outfd = store_open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
     if (outfd < 0)
         return errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV
                    ? 1
@@ -908,18 +908,18 @@ int store_purge(struct store *st, const char *hidden, struct bx_err *err)
     if (fstatat(st->tmpfd, hidden, &sb, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : bx_err_sys(err, 500, "stat hidden entry");
     if (S_ISDIR(sb.st_mode)) {
-        int sub = open_subdir(st->tmpfd, hidden, st->dev);
+        int sub = store_open_subdir(st->tmpfd, hidden, st->dev);
         if (sub >= 0) {
             uint64_t nbytes = 0, nfiles = 0;
             if (usage_walk(st, sub, 0, &nbytes, &nfiles, NULL) == 0)
-                account(st, -(int64_t)nbytes, -(int64_t)nfiles);
+                store_account(st, -(int64_t)nbytes, -(int64_t)nfiles);
         }
         return bx_rm_rf_at(st->tmpfd, hidden, err);
     }
     if (unlinkat(st->tmpfd, hidden, 0) < 0 && errno != ENOENT)
         return bx_err_sys(err, 500, "delete hidden entry");
     if (S_ISREG(sb.st_mode))
-        account(st, -(int64_t)sb.st_size, -1);
+        store_account(st, -(int64_t)sb.st_size, -1);
     return 0;
 }
 
@@ -996,7 +996,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
             }
             if (depth == 0)
                 break;
-            up = open_subdir(dirfd(d), "..", st->dev);
+            up = store_open_subdir(dirfd(d), "..", st->dev);
             if (up < 0 || !same_dir(up, &fr[depth - 1].id)) {
                 bx_close(&up);
                 bx_err_set(err, 500, EAGAIN, "store changed during usage walk");
@@ -1013,7 +1013,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
             seekdir(d, fr[depth].pos);
             continue;
         }
-        if (is_dot_or_dotdot(de->d_name))
+        if (store_is_dot_or_dotdot(de->d_name))
             continue;
         if (at_root && depth == 0 && strcmp(de->d_name, TMP_DIR) == 0)
             continue;
@@ -1028,7 +1028,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
             nfiles++;
         } else if (S_ISDIR(sb.st_mode) && sb.st_dev == st->dev && depth + 1 < USAGE_MAX_DEPTH) {
             struct stat sb2;
-            int sub = open_subdir(dirfd(d), de->d_name, st->dev);
+            int sub = store_open_subdir(dirfd(d), de->d_name, st->dev);
             if (sub < 0)
                 continue;
             if (fstat(sub, &sb2) < 0 || sb2.st_ino != sb.st_ino) {

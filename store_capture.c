@@ -63,7 +63,7 @@ void store_report_apply(struct store *st, const struct store_report *rep)
     /* A child that died before store_report_end left a snapshot, not a
      * difference, in the delta fields. */
     if (rep && rep->finished)
-        account(st, rep->dbytes, rep->dfiles);
+        store_account(st, rep->dbytes, rep->dfiles);
 }
 
 /* ---- output capture ---- */
@@ -157,7 +157,7 @@ static int cap_ensure_dir(struct cap_ctx *c, struct cap_dir *d, struct bx_err *e
         return 0;
     if (!d->parent || cap_ensure_dir(c, d->parent, err) < 0)
         return -1;
-    d->fd = mkdir_open(d->parent->fd, d->name, c->st->dev, err);
+    d->fd = store_mkdir_open(d->parent->fd, d->name, c->st->dev, err);
     if (d->fd < 0)
         return -1;
     d->owned = 1;
@@ -241,13 +241,13 @@ static int64_t cap_copy(struct cap_ctx *c, int srcfd, struct cap_dir *dst, const
     /* Keeps limit + 1 representable in the int64_t return. */
     if (limit > (uint64_t)INT64_MAX - 1)
         limit = (uint64_t)INT64_MAX - 1;
-    out = create_tmp(c->st, "cp", tmpname, sizeof(tmpname), err);
+    out = store_create_tmp(c->st, "cp", tmpname, sizeof(tmpname), err);
 
     if (out < 0)
         return -1;
     n = copy_bounded(srcfd, out, limit);
     if (n < 0) {
-        bx_err_sys(err, space_status(errno), "copy output file %s", name);
+        bx_err_sys(err, store_space_status(errno), "copy output file %s", name);
         goto fail;
     }
     if ((uint64_t)n > limit)
@@ -310,7 +310,7 @@ static int cap_file(struct cap_ctx *c, int srcdir, const char *name, struct cap_
     }
     /* The operator's disk bounds end the capture (507), unlike the
      * per-run bounds above, which only skip. */
-    if (check_cap(c->st, c->bytes, size, "capturing /output", err) < 0 ||
+    if (store_check_cap(c->st, c->bytes, size, "capturing /output", err) < 0 ||
         store_check_disk(c->st->rootfd, NULL, size, c->st->min_free_percent, "capturing /output",
                          err) < 0)
         goto out;
@@ -371,7 +371,7 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
                 return bx_err_sys(err, 500, "read output directory");
             return 0;
         }
-        if (is_dot_or_dotdot(de->d_name))
+        if (store_is_dot_or_dotdot(de->d_name))
             continue;
         if (++c->visited > CAPTURE_MAX_ENTRIES) {
             cap_skip(c, dst, NULL,
@@ -391,7 +391,7 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
          * path rules refuse (control characters, not UTF-8) could never be
          * downloaded. */
         if (nlen > STORE_COMPONENT_MAX || dst->path_len + 1 + nlen > STORE_PATH_MAX ||
-            !valid_component(de->d_name, nlen)) {
+            !store_valid_component(de->d_name, nlen)) {
             cap_skip(c, dst, NULL,
                      "was not captured: its name is too long, not UTF-8 or has control "
                      "characters");
@@ -407,7 +407,7 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
                          "directory not captured: another filesystem or nested deeper than 64");
                 continue;
             }
-            fd = open_subdir(sfd, de->d_name, c->src_dev);
+            fd = store_open_subdir(sfd, de->d_name, c->src_dev);
             if (fd < 0) {
                 cap_skip(c, dst, de->d_name, "directory could not be opened, not captured");
                 continue;
@@ -479,7 +479,7 @@ int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t m
         return bx_err_set(err, 500, EINVAL, "store_capture_output: no store");
     rep->files = rep->bytes = rep->skipped = 0;
     rep->nmsgs = rep->msgs_dropped = 0;
-    if (check_exec_id(exec_id, err) < 0)
+    if (store_check_exec_id(exec_id, err) < 0)
         return -1;
     memset(&c, 0, sizeof(c));
     memset(&root, 0, sizeof(root));
@@ -524,11 +524,11 @@ int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t m
     /* Files and directory entries, all at once: the run's answer, which
      * names these files, is sent only after this. */
     if (ret == 0 && c.files > 0 && syncfs(st->rootfd) < 0)
-        ret = bx_err_sys(err, space_status(errno), "syncfs");
+        ret = bx_err_sys(err, store_space_status(errno), "syncfs");
     if (ret < 0)
         bx_err_wrap(err, "capture output");
     /* What landed is in the store whether or not the capture finished. */
-    account(st, (int64_t)c.bytes, (int64_t)c.files);
+    store_account(st, (int64_t)c.bytes, (int64_t)c.files);
     rep->files = c.files;
     rep->bytes = c.bytes;
     rep->skipped = c.skipped;

@@ -27,35 +27,35 @@ struct store {
 };
 
 /* ENOSPC/EDQUOT: 507, anything else 500. */
-int space_status(int e);
+int store_space_status(int e);
 /* Adds a change to the totals, clamped at zero. */
-void account(struct store *st, int64_t dbytes, int64_t dfiles);
+void store_account(struct store *st, int64_t dbytes, int64_t dfiles);
 /* The store_max_bytes cap (507) for `more` bytes on top of `extra`. */
-int check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
+int store_check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
               struct bx_err *err);
-int is_dot_or_dotdot(const char *s);
+int store_is_dot_or_dotdot(const char *s);
 /* A name store_normalize_path would keep as one component. */
-int valid_component(const char *name, size_t n);
+int store_valid_component(const char *name, size_t n);
 /* 400 unless `id` is a valid exec id. */
-int check_exec_id(const char *id, struct bx_err *err);
+int store_check_exec_id(const char *id, struct bx_err *err);
 /* An existing subdirectory, never through a symlink nor onto another
  * filesystem; the fd or -1 with errno set. */
-int open_subdir(int dirfd, const char *name, dev_t dev);
+int store_open_subdir(int dirfd, const char *name, dev_t dev);
 /* Same, creating it (0755) when missing; anything else there is a 400. */
-int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err);
+int store_mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err);
 /* A fresh 0600 file in .tmp under a random name: its fd, its name in `name`. */
-int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
+int store_create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
                struct bx_err *err);
 
 /* Normalizes an already normalized path again into `out` (the guarantee
  * stays local to each public function). */
-int check_path(const char *norm_path, char *out, struct bx_err *err);
+int store_check_path(const char *norm_path, char *out, struct bx_err *err);
 /* Walks every component of a normalized path but the last from the root and
  * returns an fd of the directory holding it; copies the last component into
  * last.  With create, missing directories are made (400 on a conflicting
  * non-directory); without it, any component that is missing, not a
  * directory, a symlink or on another filesystem is 404. */
-int walk_parent(struct store *st, const char *path, int create,
+int store_walk_parent(struct store *st, const char *path, int create,
                 char last[STORE_COMPONENT_MAX + 1], struct bx_err *err);
 
 #endif

@@ -42,7 +42,7 @@ int store_upload_begin(struct store *st, struct store_upload **up, struct bx_err
     if (!u)
         return bx_err_set(err, 500, ENOMEM, "out of memory");
     u->st = st;
-    u->fd = create_tmp(st, "up", u->name, sizeof(u->name), err);
+    u->fd = store_create_tmp(st, "up", u->name, sizeof(u->name), err);
     if (u->fd < 0) {
         free(u);
         return -1;
@@ -61,7 +61,7 @@ static int upload_put(struct store_upload *up, const void *data, size_t len, str
     if (store_check_disk(up->st->rootfd, NULL, len, up->st->min_free_percent, "upload", err) < 0)
         return -1;
     if (bx_write_all(up->fd, data, len) < 0)
-        return bx_err_sys(err, space_status(errno), "write upload");
+        return bx_err_sys(err, store_space_status(errno), "write upload");
     return 0;
 }
 
@@ -79,7 +79,7 @@ int store_upload_write(struct store_upload *up, const void *data, size_t len, st
     if (len == 0)
         return 0;
     /* Buffered bytes count against the cap at once (pending). */
-    if (check_cap(up->st, 0, len, "upload", err) < 0)
+    if (store_check_cap(up->st, 0, len, "upload", err) < 0)
         return -1;
     if (!up->buf && !(up->buf = malloc(UPLOAD_BUF)))
         return bx_err_set(err, 500, ENOMEM, "out of memory");
@@ -151,21 +151,21 @@ int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct
     st = u->st;
     rep->dbytes = rep->dfiles = 0;
     rep->replaced_bytes = 0;
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         goto out;
     if (upload_flush(u, err) < 0)
         goto out;
     /* Data first: after the rename the name must never point at a file whose
      * blocks are not on disk yet. */
     if (fsync(u->fd) < 0) {
-        bx_err_sys(err, space_status(errno), "fsync upload");
+        bx_err_sys(err, store_space_status(errno), "fsync upload");
         goto out;
     }
     if (fchmod(u->fd, 0644) < 0) {
         bx_err_sys(err, 500, "chmod upload");
         goto out;
     }
-    dirfd = walk_parent(st, path, 1, last, err);
+    dirfd = store_walk_parent(st, path, 1, last, err);
     if (dirfd < 0)
         goto out;
     /* What the rename replaces leaves the totals. */
@@ -181,7 +181,7 @@ int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct
         if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
             bx_err_set(err, 400, errno, "a directory exists at %s", path);
         else
-            bx_err_sys(err, space_status(errno), "rename upload into place");
+            bx_err_sys(err, store_space_status(errno), "rename upload into place");
         goto out;
     }
     u->name[0] = '\0';
