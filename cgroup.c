@@ -111,7 +111,7 @@ int cg_write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *err)
 
 /* Reads a file; *missing is set (and 0 returned) when it does not exist. */
 int cg_read_at(int dirfd, const char *file, size_t max, char **out, int *missing,
-            struct bx_err *err)
+               struct bx_err *err)
 {
     struct bx_err e;
     *out = NULL;
@@ -527,8 +527,8 @@ static int rmdir_tree(int parent, const char *name, int depth, struct bx_err *er
  * are the cgroups (set to -1 once removed), parent_fd[i]/name their
  * location.  Returns 0 when all are gone, REAP_BUSY (err EBUSY) when the
  * deadline passed first, -1 on other errors. */
-int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
-         unsigned wait_ms, struct bx_err *err)
+int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name, unsigned wait_ms,
+            struct bx_err *err)
 {
     uint64_t deadline = bx_now_ms() + wait_ms;
     for (;;) {
@@ -890,7 +890,8 @@ int cg_run_destroy(struct cg_run **prun, struct bx_err *err)
     int r;
     if (!run)
         return 0;
-    r = cg_reap(run->nhier, run->v2, run->parent_fd, run->dir_fd, run->name, CG_DESTROY_WAIT_MS, err);
+    r = cg_reap(run->nhier, run->v2, run->parent_fd, run->dir_fd, run->name, CG_DESTROY_WAIT_MS,
+                err);
     if (r == REAP_BUSY)
         return -1; /* *run kept: the caller retries later */
     run_free(run);

@@ -64,7 +64,7 @@ int cg_write_at(int dirfd, const char *file, const char *val, struct bx_err *err
 int cg_write_u64_at(int dirfd, const char *file, uint64_t v, struct bx_err *err);
 /* Reads a file; *missing is set (and 0 returned) when it does not exist. */
 int cg_read_at(int dirfd, const char *file, size_t max, char **out, int *missing,
-            struct bx_err *err);
+               struct bx_err *err);
 void cg_cpus_unref(struct cg_cpus **pc);
 
 typedef int (*subdir_fn)(int dirfd, const char *name, void *arg, struct bx_err *err);
@@ -77,7 +77,7 @@ int cg_for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err);
  * location.  Returns 0 when all are gone, REAP_BUSY (err EBUSY) when the
  * deadline passed first, -1 on other errors. */
 #define REAP_BUSY (-2)
-int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name,
-         unsigned wait_ms, struct bx_err *err);
+int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name, unsigned wait_ms,
+            struct bx_err *err);
 
 #endif

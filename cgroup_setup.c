@@ -364,8 +364,8 @@ static int try_v2(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
             continue; /* cannot see our v2 cgroup here: try v1 */
         if (cg_read_at(ownfd, "cgroup.controllers", SMALL_FILE_MAX, &ctrls, &missing, err) < 0)
             goto out;
-        if (missing || !cg_has_token(ctrls, "cpu", " \n") || !cg_has_token(ctrls, "memory", " \n") ||
-            !cg_has_token(ctrls, "pids", " \n")) {
+        if (missing || !cg_has_token(ctrls, "cpu", " \n") ||
+            !cg_has_token(ctrls, "memory", " \n") || !cg_has_token(ctrls, "pids", " \n")) {
             ret = 0; /* no usable controllers here: not a v2 host */
             goto out;
         }
@@ -771,7 +771,6 @@ int cg_set_base_limits(struct cg_ctx *ctx, uint64_t memory_bytes, uint64_t pids_
     return 0;
 }
 
-
 struct stale_arg {
     int v2;
     uint64_t deadline;
@@ -788,8 +787,8 @@ static int stale_one(int basefd, const char *name, void *arg, struct bx_err *err
     (void)err;
     if (fd < 0)
         return 0;
-    if (cg_reap(1, sa->v2, &basefd, &fd, name, sa->deadline > now ? (unsigned)(sa->deadline - now) : 0,
-             &e) != 0 &&
+    if (cg_reap(1, sa->v2, &basefd, &fd, name,
+                sa->deadline > now ? (unsigned)(sa->deadline - now) : 0, &e) != 0 &&
         !sa->failed) {
         sa->failed = 1;
         sa->first = e;

@@ -206,7 +206,7 @@ void image_wait_unlink(struct image_wait **head, struct image_wait *w)
 }
 
 int image_read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
-                 struct bx_err *err)
+                       struct bx_err *err)
 {
     struct json_limits lim = {max, 32, IMAGE_JSON_VALUES};
     char *buf = NULL;

@@ -57,7 +57,7 @@ out:
 }
 
 int image_ref_write(struct image_cache *ic, const char *key, const char *ref, const char *hex,
-              struct bx_err *err)
+                    struct bx_err *err)
 {
     struct sbuf sb;
     struct json_writer w;
@@ -120,7 +120,7 @@ static int ref_unlink_if_digest(struct image_cache *ic, const char *name, const 
 }
 
 int image_ref_find_digest(struct image_cache *ic, const char *name, const struct ref_entry *e,
-                    void *arg)
+                          void *arg)
 {
     const char **want = arg;
     (void)ic;
@@ -514,4 +514,3 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
     closedir(d);
     return 0;
 }
-

@@ -125,7 +125,7 @@ void image_use_put(struct image_cache *ic, const char *hex);
 void image_wait_link(struct image_wait **head, struct image_wait *w);
 void image_wait_unlink(struct image_wait **head, struct image_wait *w);
 int image_read_json_at(int dirfd, const char *path, size_t max, struct json_doc **doc,
-                 struct bx_err *err);
+                       struct bx_err *err);
 const char *image_json_cstr(const struct json_value *v);
 void image_deliver_now(struct image_wait *w);
 /* Queues w's result (w->img or w->err) for delivery from the loop. */
@@ -151,10 +151,10 @@ struct blob_info {
  * never answer for another reference. */
 int image_ref_read(struct image_cache *ic, const char *name, struct ref_entry *e);
 int image_ref_write(struct image_cache *ic, const char *key, const char *ref, const char *hex,
-              struct bx_err *err);
+                    struct bx_err *err);
 int image_refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_err *err);
 int image_ref_find_digest(struct image_cache *ic, const char *name, const struct ref_entry *e,
-                    void *arg);
+                          void *arg);
 /* Removes tmp/<name>.  bx_rm_rf_at stops at 256 levels and an image can
  * unpack deeper trees (a hostile one on purpose, to leave garbage behind or
  * to make the start-up sweep fail), so a tree that is too deep is first cut
@@ -186,6 +186,6 @@ void image_pull_cancel(struct pull *p);
 /* A new pull starts now when fewer than max_concurrent_pulls run (and none
  * waits before it), else it waits in FIFO order for a slot. */
 int image_pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
-               const char *key, const char *stale, struct pull **out, struct bx_err *err);
+                     const char *key, const char *stale, struct pull **out, struct bx_err *err);
 
 #endif

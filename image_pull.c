@@ -640,7 +640,8 @@ static int read_layout(struct pull *p, struct bx_err *err)
     ms = json_get(json_doc_root(index), "manifests");
     for (size_t i = 0; ms && ms->type == JSON_ARRAY && i < ms->u.arr.n; i++) {
         const struct json_value *m = &ms->u.arr.items[i];
-        const char *name = image_json_cstr(json_get(json_get(m, "annotations"), REF_NAME_ANNOTATION));
+        const char *name =
+            image_json_cstr(json_get(json_get(m, "annotations"), REF_NAME_ANNOTATION));
         if (name && strcmp(name, LAYOUT_TAG) == 0) {
             const char *mt = image_json_cstr(json_get(m, "mediaType"));
             if (!mt || strcmp(mt, OCI_MANIFEST) != 0) {
@@ -1162,7 +1163,7 @@ static int pull_launch(struct pull *p, struct bx_err *err)
 /* A new pull starts now when fewer than max_concurrent_pulls run (and none
  * waits before it), else it waits in FIFO order for a slot. */
 int image_pull_start(struct image_cache *ic, const struct imgref *ref, const char *canon,
-               const char *key, const char *stale, struct pull **out, struct bx_err *err)
+                     const char *key, const char *stale, struct pull **out, struct bx_err *err)
 {
     struct pull *p;
     char src[REF_CANON_MAX + 600];
@@ -1212,4 +1213,3 @@ fail:
     image_pull_free(p);
     return -1;
 }
-

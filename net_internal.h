@@ -22,7 +22,7 @@ void nl_msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags);
 void *nl_msg_put(struct net_nlmsg *m, const void *data, size_t len);
 /* An RTM_NEWADDR (IPv4) message: address, prefix, interface. */
 int nl_parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
-               int *ifindex);
+                  int *ifindex);
 
 /* rtnetlink I/O: blocking sockets with a receive timeout.  nl_rbuf is the
  * shared receive buffer (allocated on first use, freed by net.c). */
@@ -35,8 +35,8 @@ int nl_send(int fd, struct net_nlmsg *m, uint32_t *seq, const char *what, struct
  * until NLMSG_DONE; otherwise stops at the ACK/error (or, with cb, at the
  * first non-error answer). */
 int nl_wait(int fd, uint32_t seq, int dump,
-            int (*cb)(void *arg, const unsigned char *msg, size_t len), void *arg,
-            const char *what, struct bx_err *err);
+            int (*cb)(void *arg, const unsigned char *msg, size_t len), void *arg, const char *what,
+            struct bx_err *err);
 /* 0 and *out filled; -1 with err (sys_errno ENODEV when absent). */
 int nl_get_link(int fd, const char *name, struct net_link *out, struct bx_err *err);
 /* Sends a built link request (built < 0: the builder failed) and waits for its ACK. */

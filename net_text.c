@@ -245,4 +245,3 @@ int net_resolv_conf(const uint32_t *dns, size_t ndns, struct sbuf *out)
     }
     return rc ? -1 : 0;
 }
-

@@ -418,7 +418,7 @@ static void on_addr_attr(void *arg, unsigned short type, const unsigned char *da
 
 /* An RTM_NEWADDR (IPv4) message: address, prefix, interface. */
 int nl_parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
-               int *ifindex)
+                  int *ifindex)
 {
     struct nlmsghdr h;
     struct ifaddrmsg ifa;
@@ -546,8 +546,8 @@ static int nl_error(const unsigned char *msg, size_t len, const char *what, stru
  * until NLMSG_DONE; otherwise stops at the ACK/error (or, with cb, at the
  * first non-error answer). */
 int nl_wait(int fd, uint32_t seq, int dump,
-            int (*cb)(void *arg, const unsigned char *msg, size_t len), void *arg,
-            const char *what, struct bx_err *err)
+            int (*cb)(void *arg, const unsigned char *msg, size_t len), void *arg, const char *what,
+            struct bx_err *err)
 {
     for (int i = 0; i < NL_MAX_REPLIES; i++) {
         ssize_t n = nl_recv(fd, what, err);
@@ -615,4 +615,3 @@ int nl_link_op(int fd, struct net_nlmsg *m, int built, const char *what, struct 
         return bx_err_set(err, 500, EINVAL, "%s: cannot build netlink message", what);
     return nl_do(fd, m, what, err);
 }
-

@@ -80,4 +80,3 @@ void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
         }
     out[SHA256_HEX_LEN] = '\0';
 }
-

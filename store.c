@@ -90,7 +90,7 @@ int store_check_disk(int fd, const char *path, uint64_t more, uint64_t min_free_
 /* The store_max_bytes cap for `more` new bytes on top of `extra` already
  * on the way (uploads in progress, a capture's earlier files). */
 int store_check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
-              struct bx_err *err)
+                    struct bx_err *err)
 {
     uint64_t used = st->bytes + st->pending + extra;
     if (st->max_bytes == 0)
@@ -323,7 +323,7 @@ int store_mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
  * non-directory); without it, any component that is missing, not a
  * directory, a symlink or on another filesystem is 404. */
 int store_walk_parent(struct store *st, const char *path, int create,
-                char last[STORE_COMPONENT_MAX + 1], struct bx_err *err)
+                      char last[STORE_COMPONENT_MAX + 1], struct bx_err *err)
 {
     char comp[STORE_COMPONENT_MAX + 1];
     const char *p = path;
@@ -483,7 +483,7 @@ void store_close(struct store **stp)
 /* Creates a fresh 0600 file in .tmp under a random name (O_EXCL: never an
  * existing file, never through a symlink). */
 int store_create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
-               struct bx_err *err)
+                     struct bx_err *err)
 {
     for (int tries = 0; tries < 8; tries++) {
         char uuid[37];

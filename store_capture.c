@@ -534,4 +534,3 @@ int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t m
     rep->skipped = c.skipped;
     return ret;
 }
-

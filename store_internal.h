@@ -32,7 +32,7 @@ int store_space_status(int e);
 void store_account(struct store *st, int64_t dbytes, int64_t dfiles);
 /* The store_max_bytes cap (507) for `more` bytes on top of `extra`. */
 int store_check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
-              struct bx_err *err);
+                    struct bx_err *err);
 int store_is_dot_or_dotdot(const char *s);
 /* A name store_normalize_path would keep as one component. */
 int store_valid_component(const char *name, size_t n);
@@ -45,7 +45,7 @@ int store_open_subdir(int dirfd, const char *name, dev_t dev);
 int store_mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err);
 /* A fresh 0600 file in .tmp under a random name: its fd, its name in `name`. */
 int store_create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
-               struct bx_err *err);
+                     struct bx_err *err);
 
 /* Normalizes an already normalized path again into `out` (the guarantee
  * stays local to each public function). */
@@ -56,6 +56,6 @@ int store_check_path(const char *norm_path, char *out, struct bx_err *err);
  * non-directory); without it, any component that is missing, not a
  * directory, a symlink or on another filesystem is 404. */
 int store_walk_parent(struct store *st, const char *path, int create,
-                char last[STORE_COMPONENT_MAX + 1], struct bx_err *err);
+                      char last[STORE_COMPONENT_MAX + 1], struct bx_err *err);
 
 #endif

@@ -212,4 +212,3 @@ int store_upload_commit(struct store_upload **up, const char *norm_path, struct 
     store_upload_abort(up);
     return ret;
 }
-
