@@ -80,4 +80,11 @@ int cg_for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err);
 int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name, unsigned wait_ms,
             struct bx_err *err);
 
+/* Used by the unit tests only. */
+enum cg_layout cg_layout(const struct cg_ctx *ctx);
+/* For v2: an O_RDONLY|O_DIRECTORY fd of the run cgroup usable with clone3
+ * CLONE_INTO_CGROUP, owned by the run (do not close; valid until the run is
+ * freed); -1 on v1/hybrid. */
+int cg_run_dirfd(struct cg_run *run);
+
 #endif

@@ -1,6 +1,6 @@
-/* Private to the store module (store.c, store_upload.c, store_capture.c): the handle's
- * layout and the helpers both halves use.  Not part of the contract in
- * store.h.
+/* Private to the store module (store.c, store_upload.c, store_capture.c):
+ * the handle's layout and the helpers the pieces share.  Not part of the
+ * contract in store.h.
  */
 #ifndef BOXER_STORE_INTERNAL_H
 #define BOXER_STORE_INTERNAL_H
@@ -57,5 +57,15 @@ int store_check_path(const char *norm_path, char *out, struct bx_err *err);
  * directory, a symlink or on another filesystem is 404. */
 int store_walk_parent(struct store *st, const char *path, int create,
                       char last[STORE_COMPONENT_MAX + 1], struct bx_err *err);
+
+/* Used by the unit tests only (Boxer deletes with store_hide and
+ * store_purge, off the loop). */
+/* Deletes a stored file; then removes parent directories left empty (never
+ * the root).  Missing is not an error. */
+int store_delete(struct store *st, const char *norm_path, struct bx_err *err);
+
+/* Removes output/<exec_id> entirely.  Never output/ itself: a capture child
+ * may be between opening it and creating its own output/<exec_id>. */
+int store_delete_output(struct store *st, const char *exec_id, struct bx_err *err);
 
 #endif
