@@ -46,14 +46,14 @@ DEPS_test_json := json util
 DEPS_test_util := util
 DEPS_test_multipart := multipart util
 DEPS_test_httpparse := httpparse util
-DEPS_test_store := store util
-DEPS_test_cgroup := cgroup util
+DEPS_test_store := store store_upload store_capture util
+DEPS_test_cgroup := cgroup cgroup_setup util
 DEPS_test_imgref := imgref util
 DEPS_test_config := config json util imgref
 DEPS_test_loop := loop util
 DEPS_test_oci := oci json util imgref
-DEPS_test_image := image imgref json proc loop util cgroup store
-DEPS_test_net := net proc loop util
+DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_upload store_capture
+DEPS_test_net := net netlink net_text proc loop util
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)

@@ -95,7 +95,6 @@ struct cg_usage {
 int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgroup,
             const char *mountinfo, const char *base_name, struct bx_err *err);
 void cg_free(struct cg_ctx **ctx);
-enum cg_layout cg_layout(const struct cg_ctx *ctx);
 const char *cg_layout_name(enum cg_layout l);
 /* A one-line description for the start-up log (layout and base paths);
  * owned by ctx. */
@@ -126,10 +125,6 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
  * fork and exec.  Returns the count (<= max, at most CG_MAX_PROCS_FDS), or -1
  * when max is too small. */
 int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err);
-/* For v2: an O_RDONLY|O_DIRECTORY fd of the run cgroup usable with clone3
- * CLONE_INTO_CGROUP, owned by the run (do not close; valid until the run is
- * freed); -1 on v1/hybrid. */
-int cg_run_dirfd(struct cg_run *run);
 /* The CPUs the run was pinned to at creation ("0", "2-3"): what its
  * sandbox sees; NULL without a cpuset controller. */
 const char *cg_run_cpu_list(const struct cg_run *run);

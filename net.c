@@ -25,15 +25,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net_internal.h"
 #include "proc.h"
 
-#define NL_TIMEOUT_SECS 3
-#define NL_RBUF (64u << 10)
-#define NL_MAX_REPLIES 4096 /* recv calls for one request or dump */
 #define NETNS_CHILD_TIMEOUT_SECS 5
 #define NFT_TIMEOUT_MS 15000
 #define LOCK_DIR "/run/boxer"
-#define VETH_PREFIX "bxv"
 #define SWEEP_MAX 1024
 #define NET_HOST_ADDRS_MAX 1024
 
@@ -78,7 +75,7 @@ void net_format_ipv4(uint32_t a, char out[16])
     snprintf(out, 16, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
 }
 
-static uint32_t prefix_mask(unsigned prefix)
+uint32_t net_prefix_mask(unsigned prefix)
 {
     return prefix == 0 ? 0 : ~0u << (32 - prefix);
 }
@@ -116,7 +113,7 @@ int net_parse_egress(const char *s, size_t len, struct net_egress *out)
             return -1;
     }
     /* inet_pton takes only four decimal parts without leading zeros. */
-    if (net_parse_ipv4(buf, &a) < 0 || (a & ~prefix_mask((unsigned)plen)) != 0)
+    if (net_parse_ipv4(buf, &a) < 0 || (a & ~net_prefix_mask((unsigned)plen)) != 0)
         return -1;
     out->addr = a;
     out->prefix = (unsigned)plen;
@@ -129,7 +126,7 @@ int net_parse_egress(const char *s, size_t len, struct net_egress *out)
 int net_pool_init(struct net_pool *p, uint32_t base, unsigned prefix, struct bx_err *err)
 {
     memset(p, 0, sizeof(*p));
-    if (prefix < 8 || prefix > 30 || (base & ~prefix_mask(prefix)) != 0)
+    if (prefix < 8 || prefix > 30 || (base & ~net_prefix_mask(prefix)) != 0)
         return bx_err_set(err, 400, EINVAL, "sandbox_subnet: need an aligned /8 to /30 network");
     p->base = base;
     p->prefix = prefix;
@@ -169,7 +166,7 @@ int net_pool_alloc(struct net_pool *p, uint32_t *addr)
 void net_pool_release(struct net_pool *p, uint32_t addr)
 {
     uint32_t i = addr - p->base;
-    if (!p->bits || (addr & prefix_mask(p->prefix)) != p->base || i < 2 || i >= p->size - 1 ||
+    if (!p->bits || (addr & net_prefix_mask(p->prefix)) != p->base || i < 2 || i >= p->size - 1 ||
         !pool_taken(p, i))
         return;
     p->bits[i / 64] &= ~((uint64_t)1 << (i % 64));
@@ -180,834 +177,6 @@ void net_pool_destroy(struct net_pool *p)
 {
     free(p->bits);
     p->bits = NULL;
-}
-
-/* ---- generated text: nft script, resolv.conf ---- */
-
-/* Always out of reach: "this network", loopback, link-local (cloud
- * metadata), multicast and the reserved 240/4. */
-static const struct {
-    uint32_t net;
-    unsigned len;
-} always_blocked[] = {
-    {0x00000000u, 8}, {0x7f000000u, 8}, {0xa9fe0000u, 16}, {0xe0000000u, 4}, {0xf0000000u, 4},
-};
-/* Unless allow_private_egress: RFC 1918, carrier-grade NAT (some clouds'
- * metadata and internal services) and the benchmarking range. */
-static const struct {
-    uint32_t net;
-    unsigned len;
-} private_nets[] = {
-    {0x0a000000u, 8}, {0xac100000u, 12}, {0xc0a80000u, 16}, {0x64400000u, 10}, {0xc6120000u, 15},
-};
-
-/* Every name and address below was validated (bridge charset) or is
- * formatted from integers, so nothing a client or a config could inject
- * reaches nft as syntax. */
-int net_nft_script(const struct net_rules *r, struct sbuf *out)
-{
-    char a[16];
-    const char *b = r->bridge;
-    int rc = 0;
-
-    net_format_ipv4(r->subnet, a);
-    rc |= sbuf_appendf(out,
-                       "table inet boxer_%s\n"
-                       "delete table inet boxer_%s\n"
-                       "table inet boxer_%s {\n"
-                       "\tset blocked {\n"
-                       "\t\ttype ipv4_addr\n"
-                       "\t\tflags interval\n"
-                       "\t\tauto-merge\n"
-                       "\t\telements = { %s/%u",
-                       b, b, b, a, r->prefix);
-    for (size_t i = 0; i < BX_ARRAY_LEN(always_blocked); i++) {
-        net_format_ipv4(always_blocked[i].net, a);
-        rc |= sbuf_appendf(out, ", %s/%u", a, always_blocked[i].len);
-    }
-    for (size_t i = 0; !r->allow_private_egress && i < BX_ARRAY_LEN(private_nets); i++) {
-        net_format_ipv4(private_nets[i].net, a);
-        rc |= sbuf_appendf(out, ", %s/%u", a, private_nets[i].len);
-    }
-    for (size_t i = 0; i < r->nhost; i++) {
-        /* The host's address (also as a connection's original
-         * destination, below) and, by default, its LAN. */
-        net_format_ipv4(r->host_addr[i], a);
-        rc |= sbuf_appendf(out, ", %s/32", a);
-        if (!r->allow_private_egress && r->host_prefix[i] >= 8 && r->host_prefix[i] < 32) {
-            net_format_ipv4(r->host_addr[i] & prefix_mask(r->host_prefix[i]), a);
-            rc |= sbuf_appendf(out, ", %s/%u", a, r->host_prefix[i]);
-        }
-    }
-    for (size_t i = 0; i < r->nblocked; i++) {
-        net_format_ipv4(r->blocked[i], a);
-        rc |= sbuf_appendf(out, ", %s/%u", a, r->blocked_len[i]);
-    }
-    rc |= sbuf_appendf(out, " }\n\t}\n");
-    if (r->ndns > 0) {
-        rc |= sbuf_appendf(out, "\tset dns {\n\t\ttype ipv4_addr\n\t\telements = { ");
-        for (size_t i = 0; i < r->ndns; i++) {
-            net_format_ipv4(r->dns[i], a);
-            rc |= sbuf_appendf(out, "%s%s", i ? ", " : "", a);
-        }
-        rc |= sbuf_appendf(out, " }\n\t}\n");
-    }
-    /* Runs with an egress list: their address -> their chain. */
-    rc |= sbuf_appendf(out, "\tmap runs {\n\t\ttype ipv4_addr : verdict\n\t}\n");
-    /* Before destination NAT (dstnat is -100): a port that Docker,
-     * kube-proxy or any DNAT rule publishes on a host address would
-     * otherwise be rewritten to a forwarded destination and pass the
-     * input chain.  Replies to connections the host opened still pass. */
-    rc |= sbuf_appendf(out,
-                       "\tchain prerouting {\n"
-                       "\t\ttype filter hook prerouting priority dstnat - 10; policy accept;\n"
-                       "\t\tiifname \"%s\" ct direction reply accept\n",
-                       b);
-    if (r->ndns > 0)
-        rc |= sbuf_appendf(out,
-                           "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
-                           "53 accept\n",
-                           b);
-    rc |= sbuf_appendf(out,
-                       "\t\tiifname \"%s\" fib daddr type { local, broadcast, multicast } drop\n"
-                       "\t}\n",
-                       b);
-    /* Sandboxes reach the host only for DNS (when a DNS server is a host
-     * address) and with replies to connections the host opened. */
-    rc |= sbuf_appendf(out,
-                       "\tchain input {\n"
-                       "\t\ttype filter hook input priority filter; policy accept;\n"
-                       "\t\tiifname \"%s\" ct state established,related accept\n",
-                       b);
-    if (r->ndns > 0)
-        rc |= sbuf_appendf(out,
-                           "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
-                           "53 accept\n",
-                           b);
-    rc |= sbuf_appendf(out, "\t\tiifname \"%s\" drop\n\t}\n", b);
-    /* Out of the bridge: IPv4 only, never to link-local metadata, another
-     * sandbox or a blocked network (rejected, so clients fail at once),
-     * checked after DNAT and, in case a DNAT rule rewrote a blocked
-     * destination to an open one, before it; a run with an egress list
-     * only to its list; into the bridge: replies only. */
-    rc |= sbuf_appendf(out,
-                       "\tchain forward {\n"
-                       "\t\ttype filter hook forward priority filter; policy accept;\n"
-                       "\t\tiifname \"%s\" meta nfproto ipv6 drop\n"
-                       /* Uplinks with a smaller MTU (1400-1460 on many VMs)
-                        * would otherwise rely on path MTU discovery. */
-                       "\t\tiifname \"%s\" tcp flags syn tcp option maxseg size set rt mtu\n",
-                       b, b);
-    if (r->ndns > 0)
-        rc |= sbuf_appendf(out,
-                           "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
-                           "53 accept\n",
-                           b);
-    net_format_ipv4(r->subnet, a);
-    rc |= sbuf_appendf(out,
-                       "\t\tiifname \"%s\" ip daddr @blocked reject with icmpx admin-prohibited\n"
-                       "\t\tiifname \"%s\" ct original ip daddr @blocked reject with icmpx "
-                       "admin-prohibited\n"
-                       "\t\tiifname \"%s\" ip saddr vmap @runs\n"
-                       "\t\tiifname \"%s\" accept\n"
-                       "\t\toifname \"%s\" ct state established,related accept\n"
-                       "\t\toifname \"%s\" drop\n"
-                       "\t}\n"
-                       "\tchain postrouting {\n"
-                       "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
-                       "\t\tip saddr %s/%u oifname != \"%s\" masquerade\n"
-                       "\t}\n"
-                       "}\n",
-                       b, b, b, b, b, b, a, r->prefix, b);
-    /* Layer 2: no frame from one sandbox port to another (on top of
-     * bridge port isolation); a port of a run with an egress list sends
-     * only from its own address (the inet rules key on it). */
-    rc |= sbuf_appendf(out,
-                       "table bridge boxer_%s\n"
-                       "delete table bridge boxer_%s\n"
-                       "table bridge boxer_%s {\n"
-                       "\tset egress_ports {\n\t\ttype ifname\n\t}\n"
-                       "\tset egress_src {\n\t\ttype ifname . ipv4_addr\n\t}\n"
-                       "\tchain prerouting {\n"
-                       "\t\ttype filter hook prerouting priority filter; policy accept;\n"
-                       "\t\tiifname @egress_ports ether type ip iifname . ip saddr != "
-                       "@egress_src drop\n"
-                       "\t\tiifname @egress_ports ether type != { ip, arp } drop\n"
-                       "\t}\n"
-                       "\tchain forward {\n"
-                       "\t\ttype filter hook forward priority filter; policy accept;\n"
-                       "\t\tiifname \"" VETH_PREFIX "*\" oifname \"" VETH_PREFIX "*\" drop\n"
-                       "\t}\n"
-                       "}\n",
-                       b, b, b);
-    return rc ? -1 : 0;
-}
-
-int net_nft_delete_script(const char *bridge, struct sbuf *out)
-{
-    /* "table X" first makes the delete succeed when X is already gone. */
-    return sbuf_appendf(out,
-                        "table inet boxer_%s\ndelete table inet boxer_%s\n"
-                        "table bridge boxer_%s\ndelete table bridge boxer_%s\n",
-                        bridge, bridge, bridge, bridge);
-}
-
-int net_nft_run_script(const char *bridge, uint32_t addr, const char *veth,
-                       const struct net_egress *egress, size_t negress, struct sbuf *out)
-{
-    char a[16], d[16];
-    int rc = 0;
-
-    net_format_ipv4(addr, a);
-    /* add + flush: whatever a predecessor with this address left is
-     * replaced, in the same transaction as the rest. */
-    rc |= sbuf_appendf(out,
-                       "add chain inet boxer_%s run_%08x\n"
-                       "flush chain inet boxer_%s run_%08x\n",
-                       bridge, addr, bridge, addr);
-    for (size_t i = 0; i < negress; i++) {
-        net_format_ipv4(egress[i].addr, d);
-        if (egress[i].port)
-            rc |= sbuf_appendf(out,
-                               "add rule inet boxer_%s run_%08x ip daddr %s/%u meta l4proto { "
-                               "tcp, udp } th dport %u accept\n",
-                               bridge, addr, d, egress[i].prefix, egress[i].port);
-        else
-            rc |= sbuf_appendf(out, "add rule inet boxer_%s run_%08x ip daddr %s/%u accept\n",
-                               bridge, addr, d, egress[i].prefix);
-    }
-    rc |= sbuf_appendf(out,
-                       "add rule inet boxer_%s run_%08x reject with icmpx admin-prohibited\n"
-                       "add element inet boxer_%s runs { %s : jump run_%08x }\n"
-                       "add element bridge boxer_%s egress_ports { \"%s\" }\n"
-                       "add element bridge boxer_%s egress_src { \"%s\" . %s }\n",
-                       bridge, addr, bridge, a, addr, bridge, veth, bridge, veth, a);
-    return rc ? -1 : 0;
-}
-
-int net_nft_run_delete_script(const char *bridge, uint32_t addr, const char *veth, struct sbuf *out)
-{
-    char a[16];
-    net_format_ipv4(addr, a);
-    /* Each "add" first makes the delete after it succeed when the object
-     * is already gone (nft has no "delete if present" for elements). */
-    return sbuf_appendf(out,
-                        "add chain inet boxer_%s run_%08x\n"
-                        "add element inet boxer_%s runs { %s : jump run_%08x }\n"
-                        "delete element inet boxer_%s runs { %s }\n"
-                        "flush chain inet boxer_%s run_%08x\n"
-                        "delete chain inet boxer_%s run_%08x\n"
-                        "add element bridge boxer_%s egress_ports { \"%s\" }\n"
-                        "delete element bridge boxer_%s egress_ports { \"%s\" }\n"
-                        "add element bridge boxer_%s egress_src { \"%s\" . %s }\n"
-                        "delete element bridge boxer_%s egress_src { \"%s\" . %s }\n",
-                        bridge, addr, bridge, a, addr, bridge, a, bridge, addr, bridge, addr,
-                        bridge, veth, bridge, veth, bridge, veth, a, bridge, veth, a);
-}
-
-int net_resolv_conf(const uint32_t *dns, size_t ndns, struct sbuf *out)
-{
-    char a[16];
-    int rc = 0;
-    if (ndns == 0)
-        return sbuf_appendf(out, "# Boxer: no dns_servers configured; names do not resolve\n");
-    rc |= sbuf_appendf(out, "# Boxer: dns_servers\n");
-    for (size_t i = 0; i < ndns; i++) {
-        net_format_ipv4(dns[i], a);
-        rc |= sbuf_appendf(out, "nameserver %s\n", a);
-    }
-    return rc ? -1 : 0;
-}
-
-/* ---- rtnetlink messages ---- */
-
-static void *msg_put(struct net_nlmsg *m, const void *data, size_t len)
-{
-    size_t alen = NLMSG_ALIGN(len);
-    unsigned char *p;
-    if (m->overflow || alen > NET_NLMSG_MAX - m->len) {
-        m->overflow = 1;
-        return NULL;
-    }
-    p = m->buf + m->len;
-    memset(p, 0, alen);
-    if (data)
-        memcpy(p, data, len);
-    m->len += alen;
-    ((struct nlmsghdr *)(void *)m->buf)->nlmsg_len = (uint32_t)m->len;
-    return p;
-}
-
-static void msg_begin(struct net_nlmsg *m, uint16_t type, uint16_t flags)
-{
-    struct nlmsghdr h;
-    m->len = 0;
-    m->overflow = 0;
-    memset(&h, 0, sizeof(h));
-    h.nlmsg_type = type;
-    h.nlmsg_flags = (uint16_t)(NLM_F_REQUEST | flags);
-    msg_put(m, &h, sizeof(h));
-}
-
-static struct rtattr *attr_put(struct net_nlmsg *m, unsigned short type, const void *data,
-                               size_t len)
-{
-    struct rtattr *a;
-    if (len > 0xffffu - RTA_LENGTH(0)) {
-        m->overflow = 1;
-        return NULL;
-    }
-    a = msg_put(m, NULL, RTA_LENGTH(len));
-    if (!a)
-        return NULL;
-    a->rta_type = type;
-    a->rta_len = (unsigned short)RTA_LENGTH(len);
-    if (len)
-        memcpy(RTA_DATA(a), data, len);
-    return a;
-}
-
-static void attr_str(struct net_nlmsg *m, unsigned short type, const char *s)
-{
-    attr_put(m, type, s, strlen(s) + 1);
-}
-
-static void attr_u32(struct net_nlmsg *m, unsigned short type, uint32_t v)
-{
-    attr_put(m, type, &v, sizeof(v));
-}
-
-static void attr_be32(struct net_nlmsg *m, unsigned short type, uint32_t host_order)
-{
-    uint32_t v = htonl(host_order);
-    attr_put(m, type, &v, sizeof(v));
-}
-
-static struct rtattr *nest_begin(struct net_nlmsg *m, unsigned short type)
-{
-    return attr_put(m, type, NULL, 0);
-}
-
-static void nest_end(struct net_nlmsg *m, struct rtattr *nest)
-{
-    if (nest && !m->overflow)
-        nest->rta_len = (unsigned short)(m->buf + m->len - (unsigned char *)nest);
-}
-
-static int msg_done(struct net_nlmsg *m)
-{
-    return m->overflow ? -1 : 0;
-}
-
-static int name_ok(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    return n > 0 && n < IFNAMSIZ;
-}
-
-static void put_ifinfo(struct net_nlmsg *m, unsigned flags, unsigned change)
-{
-    struct ifinfomsg ifi;
-    memset(&ifi, 0, sizeof(ifi));
-    ifi.ifi_family = AF_UNSPEC;
-    ifi.ifi_flags = flags;
-    ifi.ifi_change = change;
-    msg_put(m, &ifi, sizeof(ifi));
-}
-
-int net_msg_new_bridge(struct net_nlmsg *m, const char *name, const unsigned char mac[6])
-{
-    struct rtattr *li;
-    if (!name_ok(name))
-        return -1;
-    msg_begin(m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
-    put_ifinfo(m, 0, 0);
-    attr_str(m, IFLA_IFNAME, name);
-    /* A fixed address: otherwise the bridge takes the lowest port MAC and
-     * changes it as sandboxes come and go, under the sandboxes' ARP caches. */
-    attr_put(m, IFLA_ADDRESS, mac, 6);
-    li = nest_begin(m, IFLA_LINKINFO);
-    attr_str(m, IFLA_INFO_KIND, "bridge");
-    nest_end(m, li);
-    return msg_done(m);
-}
-
-int net_msg_new_veth(struct net_nlmsg *m, const char *name, int master_ifindex,
-                     const char *peer_name, int peer_netns_fd)
-{
-    struct rtattr *li, *data, *peer;
-    if (!name_ok(name) || !name_ok(peer_name) || master_ifindex <= 0 || peer_netns_fd < 0)
-        return -1;
-    msg_begin(m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
-    put_ifinfo(m, 0, 0);
-    attr_str(m, IFLA_IFNAME, name);
-    attr_u32(m, IFLA_MASTER, (uint32_t)master_ifindex);
-    li = nest_begin(m, IFLA_LINKINFO);
-    attr_str(m, IFLA_INFO_KIND, "veth");
-    data = nest_begin(m, IFLA_INFO_DATA);
-    peer = nest_begin(m, VETH_INFO_PEER);
-    put_ifinfo(m, 0, 0);
-    attr_str(m, IFLA_IFNAME, peer_name);
-    attr_u32(m, IFLA_NET_NS_FD, (uint32_t)peer_netns_fd);
-    nest_end(m, peer);
-    nest_end(m, data);
-    nest_end(m, li);
-    return msg_done(m);
-}
-
-int net_msg_set_link(struct net_nlmsg *m, const char *name, const char *alias, int up,
-                     int port_isolated)
-{
-    if (!name_ok(name) || (alias && strlen(alias) >= 256))
-        return -1;
-    msg_begin(m, RTM_NEWLINK, NLM_F_ACK);
-    put_ifinfo(m, up ? IFF_UP : 0, up ? IFF_UP : 0);
-    attr_str(m, IFLA_IFNAME, name);
-    if (alias)
-        attr_str(m, IFLA_IFALIAS, alias);
-    if (port_isolated) {
-        /* Bridge port options go as slave data of the port's master. */
-        struct rtattr *li = nest_begin(m, IFLA_LINKINFO);
-        struct rtattr *sd = nest_begin(m, IFLA_INFO_SLAVE_DATA);
-        uint8_t on = 1;
-        attr_put(m, IFLA_BRPORT_ISOLATED, &on, 1);
-        nest_end(m, sd);
-        nest_end(m, li);
-    }
-    return msg_done(m);
-}
-
-int net_msg_del_link(struct net_nlmsg *m, const char *name)
-{
-    if (!name_ok(name))
-        return -1;
-    msg_begin(m, RTM_DELLINK, NLM_F_ACK);
-    put_ifinfo(m, 0, 0);
-    attr_str(m, IFLA_IFNAME, name);
-    return msg_done(m);
-}
-
-int net_msg_get_link(struct net_nlmsg *m, const char *name)
-{
-    if (name && !name_ok(name))
-        return -1;
-    msg_begin(m, RTM_GETLINK, name ? 0 : NLM_F_DUMP);
-    put_ifinfo(m, 0, 0);
-    if (name)
-        attr_str(m, IFLA_IFNAME, name);
-    attr_u32(m, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-    return msg_done(m);
-}
-
-int net_msg_new_addr(struct net_nlmsg *m, int ifindex, uint32_t addr, unsigned prefix)
-{
-    struct ifaddrmsg ifa;
-    if (ifindex <= 0 || prefix > 32)
-        return -1;
-    msg_begin(m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
-    memset(&ifa, 0, sizeof(ifa));
-    ifa.ifa_family = AF_INET;
-    ifa.ifa_prefixlen = (unsigned char)prefix;
-    ifa.ifa_scope = RT_SCOPE_UNIVERSE;
-    ifa.ifa_index = (unsigned)ifindex;
-    msg_put(m, &ifa, sizeof(ifa));
-    attr_be32(m, IFA_LOCAL, addr);
-    attr_be32(m, IFA_ADDRESS, addr);
-    if (prefix < 31)
-        attr_be32(m, IFA_BROADCAST, addr | ~prefix_mask(prefix));
-    return msg_done(m);
-}
-
-int net_msg_new_default_route(struct net_nlmsg *m, int ifindex, uint32_t gateway)
-{
-    struct rtmsg rt;
-    if (ifindex <= 0)
-        return -1;
-    msg_begin(m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK);
-    memset(&rt, 0, sizeof(rt));
-    rt.rtm_family = AF_INET;
-    rt.rtm_table = RT_TABLE_MAIN;
-    rt.rtm_protocol = RTPROT_BOOT;
-    rt.rtm_scope = RT_SCOPE_UNIVERSE;
-    rt.rtm_type = RTN_UNICAST;
-    msg_put(m, &rt, sizeof(rt));
-    attr_be32(m, RTA_GATEWAY, gateway);
-    attr_u32(m, RTA_OIF, (uint32_t)ifindex);
-    return msg_done(m);
-}
-
-/* ---- parsing what the kernel sends ---- */
-
-/* Everything is read with memcpy at checked offsets: lengths come from the
- * buffer and are checked before use, so a short or lying message can only
- * be refused, never read past. */
-
-int net_nl_next(const unsigned char *buf, size_t len, size_t *off, const unsigned char **msg,
-                size_t *msg_len)
-{
-    struct nlmsghdr h;
-    size_t rest, adv;
-    if (*off >= len)
-        return 0;
-    rest = len - *off;
-    if (rest < sizeof(h))
-        return -1;
-    memcpy(&h, buf + *off, sizeof(h));
-    if (h.nlmsg_len < sizeof(h) || h.nlmsg_len > rest)
-        return -1;
-    *msg = buf + *off;
-    *msg_len = h.nlmsg_len;
-    adv = NLMSG_ALIGN(h.nlmsg_len);
-    *off += adv < rest ? adv : rest;
-    return 1;
-}
-
-/* Calls cb for each attribute in [p, p+len); stops on a malformed one. */
-typedef void (*attr_cb)(void *arg, unsigned short type, const unsigned char *data, size_t len);
-
-static int walk_attrs(const unsigned char *p, size_t len, attr_cb cb, void *arg)
-{
-    size_t off = 0;
-    while (len - off >= sizeof(struct rtattr)) {
-        struct rtattr a;
-        size_t adv;
-        memcpy(&a, p + off, sizeof(a));
-        if (a.rta_len < sizeof(a) || a.rta_len > len - off)
-            return -1;
-        cb(arg, (unsigned short)(a.rta_type & NLA_TYPE_MASK), p + off + RTA_LENGTH(0),
-           a.rta_len - RTA_LENGTH(0));
-        adv = RTA_ALIGN(a.rta_len);
-        if (adv >= len - off)
-            break;
-        off += adv;
-    }
-    return 0;
-}
-
-/* A string attribute into a fixed buffer; bytes outside printable ASCII
- * become '?' (names and messages end up in logs and error answers). */
-static void copy_attr_str(char *dst, size_t cap, const unsigned char *data, size_t len)
-{
-    size_t n = 0;
-    while (n < len && data[n] != '\0' && n + 1 < cap) {
-        dst[n] = data[n] >= 0x20 && data[n] < 0x7f ? (char)data[n] : '?';
-        n++;
-    }
-    dst[n] = '\0';
-}
-
-struct err_text {
-    char *text;
-    size_t cap;
-};
-
-static void on_err_attr(void *arg, unsigned short type, const unsigned char *data, size_t len)
-{
-    struct err_text *t = arg;
-    if (type == NLMSGERR_ATTR_MSG)
-        copy_attr_str(t->text, t->cap, data, len);
-}
-
-int net_nl_parse_error(const unsigned char *msg, size_t len, int *error, char *text,
-                       size_t text_cap)
-{
-    struct nlmsghdr h, orig;
-    struct nlmsgerr e;
-    size_t off;
-    if (text && text_cap)
-        text[0] = '\0';
-    if (len < NLMSG_HDRLEN + sizeof(int))
-        return -1;
-    memcpy(&h, msg, sizeof(h));
-    if (h.nlmsg_type != NLMSG_ERROR || h.nlmsg_len > len)
-        return -1;
-    memcpy(error, msg + NLMSG_HDRLEN, sizeof(int));
-    if (*error > 0 || *error < -4095)
-        return -1;
-    if (!(h.nlmsg_flags & NLM_F_ACK_TLVS) || !text || text_cap == 0 ||
-        h.nlmsg_len < NLMSG_HDRLEN + sizeof(e))
-        return 0;
-    memcpy(&e, msg + NLMSG_HDRLEN, sizeof(e));
-    orig = e.msg;
-    off = NLMSG_HDRLEN + sizeof(e);
-    if (!(h.nlmsg_flags & NLM_F_CAPPED)) {
-        if (orig.nlmsg_len < NLMSG_HDRLEN)
-            return 0;
-        off += NLMSG_ALIGN(orig.nlmsg_len - NLMSG_HDRLEN);
-    }
-    if (off < h.nlmsg_len) {
-        struct err_text t = {text, text_cap};
-        walk_attrs(msg + off, h.nlmsg_len - off, on_err_attr, &t);
-    }
-    return 0;
-}
-
-static void on_linkinfo_attr(void *arg, unsigned short type, const unsigned char *data, size_t len)
-{
-    struct net_link *l = arg;
-    if (type == IFLA_INFO_KIND)
-        copy_attr_str(l->kind, sizeof(l->kind), data, len);
-}
-
-static void on_link_attr(void *arg, unsigned short type, const unsigned char *data, size_t len)
-{
-    struct net_link *l = arg;
-    uint32_t v;
-    switch (type) {
-    case IFLA_IFNAME:
-        copy_attr_str(l->name, sizeof(l->name), data, len);
-        break;
-    case IFLA_IFALIAS:
-        copy_attr_str(l->alias, sizeof(l->alias), data, len);
-        break;
-    case IFLA_MASTER:
-        if (len >= sizeof(v)) {
-            memcpy(&v, data, sizeof(v));
-            l->master = v <= INT_MAX ? (int)v : 0;
-        }
-        break;
-    case IFLA_LINKINFO:
-        walk_attrs(data, len, on_linkinfo_attr, l);
-        break;
-    default:
-        break;
-    }
-}
-
-int net_nl_parse_link(const unsigned char *msg, size_t len, struct net_link *out)
-{
-    struct nlmsghdr h;
-    struct ifinfomsg ifi;
-    size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(ifi));
-    memset(out, 0, sizeof(*out));
-    if (len < NLMSG_HDRLEN + sizeof(ifi))
-        return -1;
-    memcpy(&h, msg, sizeof(h));
-    if (h.nlmsg_type != RTM_NEWLINK || h.nlmsg_len > len ||
-        h.nlmsg_len < NLMSG_HDRLEN + sizeof(ifi))
-        return -1;
-    memcpy(&ifi, msg + NLMSG_HDRLEN, sizeof(ifi));
-    out->ifindex = ifi.ifi_index;
-    out->flags = ifi.ifi_flags;
-    if (off < h.nlmsg_len && walk_attrs(msg + off, h.nlmsg_len - off, on_link_attr, out) < 0)
-        return -1;
-    return out->ifindex > 0 && out->name[0] ? 0 : -1;
-}
-
-struct addr_info {
-    uint32_t local;
-    int have;
-};
-
-static void on_addr_attr(void *arg, unsigned short type, const unsigned char *data, size_t len)
-{
-    struct addr_info *a = arg;
-    uint32_t v;
-    if ((type == IFA_LOCAL || (type == IFA_ADDRESS && !a->have)) && len >= sizeof(v)) {
-        memcpy(&v, data, sizeof(v));
-        a->local = ntohl(v);
-        a->have = 1;
-    }
-}
-
-/* An RTM_NEWADDR (IPv4) message: address, prefix, interface. */
-static int parse_addr(const unsigned char *msg, size_t len, uint32_t *addr, unsigned *prefix,
-                      int *ifindex)
-{
-    struct nlmsghdr h;
-    struct ifaddrmsg ifa;
-    struct addr_info ai = {0, 0};
-    size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(ifa));
-    if (len < NLMSG_HDRLEN + sizeof(ifa))
-        return -1;
-    memcpy(&h, msg, sizeof(h));
-    if (h.nlmsg_type != RTM_NEWADDR || h.nlmsg_len > len)
-        return -1;
-    memcpy(&ifa, msg + NLMSG_HDRLEN, sizeof(ifa));
-    if (ifa.ifa_family != AF_INET || ifa.ifa_prefixlen > 32)
-        return -1;
-    if (off < h.nlmsg_len && walk_attrs(msg + off, h.nlmsg_len - off, on_addr_attr, &ai) < 0)
-        return -1;
-    if (!ai.have)
-        return -1;
-    *addr = ai.local;
-    *prefix = ifa.ifa_prefixlen;
-    *ifindex = (int)ifa.ifa_index;
-    return 0;
-}
-
-/* ---- rtnetlink I/O ---- */
-
-/* Blocking sockets with a receive timeout: the kernel handles each request
- * inside sendmsg and answers at once (a run's whole set-up measured 6-15 ms
- * here); the timeout only bounds a kernel that never answers. */
-static unsigned char *nl_rbuf;
-static uint32_t nl_seq;
-
-/* Binds an rtnetlink socket and sets its timeouts; closes it on failure. */
-static int nl_setup(int fd, struct bx_err *err)
-{
-    struct sockaddr_nl sa;
-    struct timeval tv = {NL_TIMEOUT_SECS, 0};
-    int one = 1;
-    memset(&sa, 0, sizeof(sa));
-    sa.nl_family = AF_NETLINK;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
-        bx_err_sys(err, 500, "netlink socket setup");
-        close(fd);
-        return -1;
-    }
-    /* Error strings from the kernel, without an echo of our request. */
-    setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
-    setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
-    return fd;
-}
-
-static int nl_open(struct bx_err *err)
-{
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0)
-        return bx_err_sys(err, 500, "netlink socket");
-    return nl_setup(fd, err);
-}
-
-static int nl_send(int fd, struct net_nlmsg *m, uint32_t *seq, const char *what, struct bx_err *err)
-{
-    struct nlmsghdr *h = (struct nlmsghdr *)(void *)m->buf;
-    struct sockaddr_nl sa;
-    ssize_t n;
-    if (m->overflow || m->len < NLMSG_HDRLEN)
-        return bx_err_set(err, 500, EINVAL, "%s: netlink message too large", what);
-    if (!nl_rbuf) {
-        nl_rbuf = malloc(NL_RBUF);
-        if (!nl_rbuf)
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
-    }
-    h->nlmsg_seq = *seq = ++nl_seq;
-    h->nlmsg_pid = 0;
-    memset(&sa, 0, sizeof(sa));
-    sa.nl_family = AF_NETLINK;
-    do {
-        n = sendto(fd, m->buf, m->len, 0, (struct sockaddr *)&sa, sizeof(sa));
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return bx_err_sys(err, 500, "%s: netlink send", what);
-    if ((size_t)n != m->len)
-        return bx_err_set(err, 500, EIO, "%s: netlink short send", what);
-    return 0;
-}
-
-static ssize_t nl_recv(int fd, const char *what, struct bx_err *err)
-{
-    struct sockaddr_nl sa;
-    struct iovec iov = {nl_rbuf, NL_RBUF};
-    struct msghdr mh;
-    ssize_t n;
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_name = &sa;
-    mh.msg_namelen = sizeof(sa);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    do {
-        n = recvmsg(fd, &mh, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return bx_err_set(err, 500, ETIMEDOUT, "%s: no netlink answer within %d s", what,
-                          NL_TIMEOUT_SECS);
-    if (n < 0)
-        return bx_err_sys(err, 500, "%s: netlink receive", what);
-    if (mh.msg_flags & MSG_TRUNC)
-        return bx_err_set(err, 500, EMSGSIZE, "%s: netlink answer truncated", what);
-    if (mh.msg_namelen < sizeof(sa) || sa.nl_pid != 0)
-        return 0; /* not from the kernel: ignore */
-    return n;
-}
-
-static int nl_error(const unsigned char *msg, size_t len, const char *what, struct bx_err *err)
-{
-    char text[200];
-    int e = 0;
-    if (net_nl_parse_error(msg, len, &e, text, sizeof(text)) < 0)
-        return bx_err_set(err, 500, EPROTO, "%s: malformed netlink error", what);
-    if (e == 0)
-        return 0;
-    return bx_err_set(err, 500, -e, "%s: %s%s%s", what, strerror(-e), text[0] ? ": " : "", text);
-}
-
-/* Waits for the answer to request seq.  For a dump, calls cb per message
- * until NLMSG_DONE; otherwise stops at the ACK/error (or, with cb, at the
- * first non-error answer). */
-static int nl_wait(int fd, uint32_t seq, int dump,
-                   int (*cb)(void *arg, const unsigned char *msg, size_t len), void *arg,
-                   const char *what, struct bx_err *err)
-{
-    for (int i = 0; i < NL_MAX_REPLIES; i++) {
-        ssize_t n = nl_recv(fd, what, err);
-        size_t off = 0, mlen;
-        const unsigned char *msg;
-        int r;
-        if (n < 0)
-            return -1;
-        while ((r = net_nl_next(nl_rbuf, (size_t)n, &off, &msg, &mlen)) == 1) {
-            struct nlmsghdr h;
-            memcpy(&h, msg, sizeof(h));
-            if (h.nlmsg_seq != seq)
-                continue; /* a late answer to an earlier, timed-out request */
-            if (h.nlmsg_type == NLMSG_ERROR)
-                return nl_error(msg, mlen, what, err);
-            if (h.nlmsg_type == NLMSG_DONE)
-                return 0;
-            if (cb && cb(arg, msg, mlen) < 0)
-                return -1;
-            if (!dump && cb)
-                return 0;
-        }
-        if (r < 0)
-            return bx_err_set(err, 500, EPROTO, "%s: malformed netlink answer", what);
-    }
-    return bx_err_set(err, 500, EPROTO, "%s: netlink answer too long", what);
-}
-
-static int nl_do(int fd, struct net_nlmsg *m, const char *what, struct bx_err *err)
-{
-    uint32_t seq;
-    if (nl_send(fd, m, &seq, what, err) < 0)
-        return -1;
-    return nl_wait(fd, seq, 0, NULL, NULL, what, err);
-}
-
-static int take_link(void *arg, const unsigned char *msg, size_t len)
-{
-    /* A malformed answer leaves ifindex 0, reported as absent below. */
-    if (net_nl_parse_link(msg, len, arg) < 0)
-        memset(arg, 0, sizeof(struct net_link));
-    return 0;
-}
-
-/* 0 and *out filled; -1 with err (sys_errno ENODEV when absent). */
-static int nl_get_link(int fd, const char *name, struct net_link *out, struct bx_err *err)
-{
-    struct net_nlmsg m;
-    uint32_t seq;
-    char what[64];
-    snprintf(what, sizeof(what), "looking up %s", name);
-    memset(out, 0, sizeof(*out));
-    if (net_msg_get_link(&m, name) < 0)
-        return bx_err_set(err, 500, EINVAL, "%s: bad name", what);
-    if (nl_send(fd, &m, &seq, what, err) < 0 || nl_wait(fd, seq, 0, take_link, out, what, err) < 0)
-        return -1;
-    if (out->ifindex <= 0)
-        return bx_err_set(err, 500, ENODEV, "%s: no such link", what);
-    return 0;
-}
-
-static int nl_link_op(int fd, struct net_nlmsg *m, int built, const char *what, struct bx_err *err)
-{
-    if (built < 0)
-        return bx_err_set(err, 500, EINVAL, "%s: cannot build netlink message", what);
-    return nl_do(fd, m, what, err);
 }
 
 /* ---- the network ---- */
@@ -1262,12 +431,12 @@ struct overlap {
 static int on_addr(void *arg, const unsigned char *msg, size_t len)
 {
     struct overlap *o = arg;
-    uint32_t a, mask, ours = prefix_mask(o->n->prefix);
+    uint32_t a, mask, ours = net_prefix_mask(o->n->prefix);
     unsigned prefix;
     int ifindex;
-    if (parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || o->found[0])
+    if (nl_parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || o->found[0])
         return 0;
-    mask = prefix_mask(prefix);
+    mask = net_prefix_mask(prefix);
     if ((ifindex != o->bridge_index || o->bridge_index <= 0) &&
         ((a & ours) == o->n->subnet || (o->n->subnet & mask) == (a & mask))) {
         char s[16];
@@ -1289,10 +458,10 @@ static int check_overlap(struct net *n, struct bx_err *err)
     memset(&o, 0, sizeof(o));
     o.n = n;
     o.bridge_index = n->bridge_index;
-    msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
+    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
     memset(&ifa, 0, sizeof(ifa));
     ifa.ifa_family = AF_INET;
-    msg_put(&m, &ifa, sizeof(ifa));
+    nl_msg_put(&m, &ifa, sizeof(ifa));
     if (nl_send(n->nl, &m, &seq, "listing addresses", err) < 0 ||
         nl_wait(n->nl, seq, 1, on_addr, &o, "listing addresses", err) < 0)
         return -1;
@@ -1319,7 +488,7 @@ static int on_host_addr(void *arg, const unsigned char *msg, size_t len)
     unsigned prefix;
     int ifindex;
     size_t slot = n->nhost;
-    if (parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || (a >> 24) == 127)
+    if (nl_parse_addr(msg, len, &a, &prefix, &ifindex) < 0 || (a >> 24) == 127)
         return 0; /* loopback is blocked anyway */
     if (slot >= NET_HOST_ADDRS_MAX) {
         /* A host with thousands of addresses (kube-proxy in IPVS mode puts
@@ -1355,10 +524,10 @@ static int host_addrs(struct net *n, struct bx_err *err)
     struct ifaddrmsg ifa;
     uint32_t seq;
     n->nhost = 0;
-    msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
+    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
     memset(&ifa, 0, sizeof(ifa));
     ifa.ifa_family = AF_INET;
-    msg_put(&m, &ifa, sizeof(ifa));
+    nl_msg_put(&m, &ifa, sizeof(ifa));
     if (nl_send(n->nl, &m, &seq, "listing host addresses", err) < 0 ||
         nl_wait(n->nl, seq, 1, on_host_addr, &h, "listing host addresses", err) < 0)
         return -1;

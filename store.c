@@ -29,48 +29,16 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "store_internal.h"
 #include "util.h"
 
-#define TMP_DIR ".tmp"
-#define OUTPUT_DIR "output"
 #define EXEC_ID_MAX 64
-/* Capture bounds: a sandbox controls the tree it leaves in /output, so the
- * walk is bounded in depth (and so in open fds: two per level) and in the
- * number of entries it looks at, whatever max_files says. */
-#define CAPTURE_MAX_DEPTH 64
-#define CAPTURE_MAX_ENTRIES 100000
 /* The usage walk keeps one directory open at a time, so it is only bounded
  * to stay finite on a corrupted tree; normalized paths need at most 2048. */
 #define USAGE_MAX_DEPTH 4096
-#define COPY_BUF 65536
-
-struct store {
-    int rootfd; /* O_RDONLY|O_DIRECTORY: usable for *at calls and fsync */
-    int tmpfd;  /* <root>/.tmp */
-    dev_t dev;  /* walks never leave this filesystem */
-    /* Totals, counted once by store_open and then kept by every change made
-     * in this process (children report theirs: store_report_*). */
-    uint64_t bytes, files;
-    uint64_t pending; /* bytes written to uploads not committed yet */
-    uint64_t min_free_percent, max_bytes;
-};
-
-struct store_upload {
-    struct store *st;
-    int fd;
-    uint64_t size; /* accepted, buffered or written */
-    char name[48]; /* under .tmp */
-    /* The multipart parser hands data over in pieces as small as one byte
-     * (every CR could start a boundary): gathered here, so the loop makes
-     * a write (and a free-disk check) per UPLOAD_BUF, not per piece. */
-    char *buf;
-    size_t blen;
-};
-
-#define UPLOAD_BUF 65536
 
 /* ENOSPC/EDQUOT are nobody's bug but still worth telling apart. */
-static int space_status(int e)
+int store_space_status(int e)
 {
     return e == ENOSPC || e == EDQUOT ? 507 : 500;
 }
@@ -78,7 +46,7 @@ static int space_status(int e)
 static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, uint64_t *files,
                       struct bx_err *err);
 
-static void account(struct store *st, int64_t dbytes, int64_t dfiles)
+void store_account(struct store *st, int64_t dbytes, int64_t dfiles)
 {
     /* Clamped: a count that went wrong (a child killed half-way) must not
      * wrap around to 2^64. */
@@ -121,8 +89,8 @@ int store_check_disk(int fd, const char *path, uint64_t more, uint64_t min_free_
 
 /* The store_max_bytes cap for `more` new bytes on top of `extra` already
  * on the way (uploads in progress, a capture's earlier files). */
-static int check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
-                     struct bx_err *err)
+int store_check_cap(const struct store *st, uint64_t extra, uint64_t more, const char *what,
+                    struct bx_err *err)
 {
     uint64_t used = st->bytes + st->pending + extra;
     if (st->max_bytes == 0)
@@ -149,46 +117,7 @@ void store_totals(const struct store *st, uint64_t *bytes, uint64_t *files)
         *files = st->files;
 }
 
-struct store_report *store_report_new(void)
-{
-    void *p = mmap(NULL, sizeof(struct store_report), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    return p; /* zero-filled by the kernel */
-}
-
-void store_report_free(struct store_report **rep)
-{
-    if (!rep || !*rep)
-        return;
-    munmap(*rep, sizeof(**rep));
-    *rep = NULL;
-}
-
-void store_report_begin(const struct store *st, struct store_report *rep)
-{
-    /* Stashed in the delta fields, turned into differences by _end. */
-    rep->dbytes = (int64_t)st->bytes;
-    rep->dfiles = (int64_t)st->files;
-}
-
-void store_report_end(const struct store *st, struct store_report *rep)
-{
-    rep->dbytes = (int64_t)st->bytes - rep->dbytes;
-    rep->dfiles = (int64_t)st->files - rep->dfiles;
-    rep->finished = 1;
-}
-
-void store_report_apply(struct store *st, const struct store_report *rep)
-{
-    /* A child that died before store_report_end left a snapshot, not a
-     * difference, in the delta fields. */
-    if (rep && rep->finished)
-        account(st, rep->dbytes, rep->dfiles);
-}
-
-static int is_dot_or_dotdot(const char *s)
+int store_is_dot_or_dotdot(const char *s)
 {
     return s[0] == '.' && (s[1] == '\0' || (s[1] == '.' && s[2] == '\0'));
 }
@@ -301,7 +230,7 @@ int store_normalize_path(const char *in, size_t in_len, int for_upload, char *ou
 }
 
 /* A name store_normalize_path would keep as one component. */
-static int valid_component(const char *name, size_t n)
+int store_valid_component(const char *name, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
@@ -311,7 +240,7 @@ static int valid_component(const char *name, size_t n)
     return valid_utf8((const unsigned char *)name, n);
 }
 
-static int check_path(const char *norm_path, char *out, struct bx_err *err)
+int store_check_path(const char *norm_path, char *out, struct bx_err *err)
 {
     if (!norm_path)
         return bx_err_set(err, 400, EINVAL, "missing path");
@@ -319,7 +248,7 @@ static int check_path(const char *norm_path, char *out, struct bx_err *err)
 }
 
 /* exec ids become a directory name, so they get their own tight alphabet. */
-static int check_exec_id(const char *id, struct bx_err *err)
+int store_check_exec_id(const char *id, struct bx_err *err)
 {
     size_t n;
     if (!id)
@@ -340,7 +269,7 @@ static int check_exec_id(const char *id, struct bx_err *err)
 /* Opens an existing subdirectory: never through a symlink (O_NOFOLLOW makes
  * a symlink fail with ELOOP or ENOTDIR), never onto another filesystem
  * (EXDEV).  Returns the fd or -1 with errno set. */
-static int open_subdir(int dirfd, const char *name, dev_t dev)
+int store_open_subdir(int dirfd, const char *name, dev_t dev)
 {
     struct stat sb;
     int fd;
@@ -363,16 +292,16 @@ static int open_subdir(int dirfd, const char *name, dev_t dev)
 
 /* Opens, creating if missing (0755), a subdirectory.  Anything already there
  * that is not a plain directory on our filesystem is a conflict (400). */
-static int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
+int store_mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
 {
     int created = 0;
-    int fd = open_subdir(dirfd, name, dev);
+    int fd = store_open_subdir(dirfd, name, dev);
     if (fd < 0 && errno == ENOENT) {
         if (mkdirat(dirfd, name, 0755) == 0)
             created = 1;
         else if (errno != EEXIST)
-            return bx_err_sys(err, space_status(errno), "mkdir %s", name);
-        fd = open_subdir(dirfd, name, dev);
+            return bx_err_sys(err, store_space_status(errno), "mkdir %s", name);
+        fd = store_open_subdir(dirfd, name, dev);
     }
     if (fd < 0) {
         if (errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
@@ -393,8 +322,8 @@ static int mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err
  * last.  With create, missing directories are made (400 on a conflicting
  * non-directory); without it, any component that is missing, not a
  * directory, a symlink or on another filesystem is 404. */
-static int walk_parent(struct store *st, const char *path, int create,
-                       char last[STORE_COMPONENT_MAX + 1], struct bx_err *err)
+int store_walk_parent(struct store *st, const char *path, int create,
+                      char last[STORE_COMPONENT_MAX + 1], struct bx_err *err)
 {
     char comp[STORE_COMPONENT_MAX + 1];
     const char *p = path;
@@ -419,9 +348,9 @@ static int walk_parent(struct store *st, const char *path, int create,
         memcpy(comp, p, n);
         comp[n] = '\0';
         if (create) {
-            next = mkdir_open(cur, comp, st->dev, err);
+            next = store_mkdir_open(cur, comp, st->dev, err);
         } else {
-            next = open_subdir(cur, comp, st->dev);
+            next = store_open_subdir(cur, comp, st->dev);
             if (next < 0) {
                 if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
                     bx_err_set(err, 404, errno, "file not found");
@@ -523,7 +452,7 @@ int store_open(struct store **out, const char *root_path, struct bx_err *err)
         bx_err_sys(err, 500, "mkdir store .tmp");
         goto out;
     }
-    st->tmpfd = open_subdir(st->rootfd, TMP_DIR, st->dev);
+    st->tmpfd = store_open_subdir(st->rootfd, TMP_DIR, st->dev);
     if (st->tmpfd < 0) {
         bx_err_sys(err, 500, "open store .tmp");
         goto out;
@@ -553,8 +482,8 @@ void store_close(struct store **stp)
 
 /* Creates a fresh 0600 file in .tmp under a random name (O_EXCL: never an
  * existing file, never through a symlink). */
-static int create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
-                      struct bx_err *err)
+int store_create_tmp(struct store *st, const char *prefix, char *name, size_t name_sz,
+                     struct bx_err *err)
 {
     for (int tries = 0; tries < 8; tries++) {
         char uuid[37];
@@ -568,192 +497,9 @@ static int create_tmp(struct store *st, const char *prefix, char *name, size_t n
         if (fd >= 0)
             return fd;
         if (errno != EEXIST && errno != EINTR)
-            return bx_err_sys(err, space_status(errno), "create temp file");
+            return bx_err_sys(err, store_space_status(errno), "create temp file");
     }
     return bx_err_set(err, 500, EEXIST, "could not create a unique temp file");
-}
-
-/* ---- uploads ---- */
-
-int store_upload_begin(struct store *st, struct store_upload **up, struct bx_err *err)
-{
-    struct store_upload *u;
-    if (!st || !up)
-        return bx_err_set(err, 500, EINVAL, "store_upload_begin: bad arguments");
-    *up = NULL;
-    u = calloc(1, sizeof(*u));
-    if (!u)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
-    u->st = st;
-    u->fd = create_tmp(st, "up", u->name, sizeof(u->name), err);
-    if (u->fd < 0) {
-        free(u);
-        return -1;
-    }
-    *up = u;
-    return 0;
-}
-
-/* Writes data to the temp file.  The free-disk floor is checked before
- * every write, so an upload stops at the bound, not after it: the disk may
- * fill from elsewhere while it streams. */
-static int upload_put(struct store_upload *up, const void *data, size_t len, struct bx_err *err)
-{
-    if (len == 0)
-        return 0;
-    if (store_check_disk(up->st->rootfd, NULL, len, up->st->min_free_percent, "upload", err) < 0)
-        return -1;
-    if (bx_write_all(up->fd, data, len) < 0)
-        return bx_err_sys(err, space_status(errno), "write upload");
-    return 0;
-}
-
-static int upload_flush(struct store_upload *up, struct bx_err *err)
-{
-    int r = upload_put(up, up->buf, up->blen, err);
-    up->blen = 0;
-    return r;
-}
-
-int store_upload_write(struct store_upload *up, const void *data, size_t len, struct bx_err *err)
-{
-    if (!up || up->fd < 0)
-        return bx_err_set(err, 500, EINVAL, "store_upload_write: no upload");
-    if (len == 0)
-        return 0;
-    /* Buffered bytes count against the cap at once (pending). */
-    if (check_cap(up->st, 0, len, "upload", err) < 0)
-        return -1;
-    if (!up->buf && !(up->buf = malloc(UPLOAD_BUF)))
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
-    if (up->blen + len > UPLOAD_BUF && upload_flush(up, err) < 0)
-        return -1;
-    if (len >= UPLOAD_BUF) {
-        if (upload_put(up, data, len, err) < 0)
-            return -1;
-    } else {
-        memcpy(up->buf + up->blen, data, len);
-        up->blen += len;
-    }
-    up->size += len;
-    up->st->pending += len;
-    return 0;
-}
-
-uint64_t store_upload_size(const struct store_upload *up)
-{
-    return up ? up->size : 0;
-}
-
-void store_upload_abort(struct store_upload **up)
-{
-    struct store_upload *u;
-    if (!up || !*up)
-        return;
-    u = *up;
-    bx_close(&u->fd);
-    free(u->buf);
-    if (u->name[0])
-        unlinkat(u->st->tmpfd, u->name, 0);
-    u->st->pending = u->size > u->st->pending ? 0 : u->st->pending - u->size;
-    free(u);
-    *up = NULL;
-}
-
-void store_upload_finish(struct store_upload **up, int committed, const struct store_report *rep)
-{
-    if (!up || !*up)
-        return;
-    /* Deltas are zero unless the child's rename happened; the temp name is
-     * unlinked either way (ENOENT once renamed away). */
-    if (committed)
-        store_report_apply((*up)->st, rep);
-    store_upload_abort(up);
-}
-
-int store_upload_fds(const struct store_upload *up, int *fds, int cap)
-{
-    int n = store_fds(up->st, fds, cap);
-    if (n < cap)
-        fds[n++] = up->fd;
-    return n;
-}
-
-int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct store_report *rep,
-                           struct bx_err *err)
-{
-    char path[STORE_PATH_MAX + 1];
-    char last[STORE_COMPONENT_MAX + 1];
-    struct store *st;
-    struct stat sb;
-    int dirfd = -1;
-    int ret = -1;
-
-    if (!u || u->fd < 0 || !rep)
-        return bx_err_set(err, 500, EINVAL, "store_upload_commit: no upload");
-    st = u->st;
-    rep->dbytes = rep->dfiles = 0;
-    rep->replaced_bytes = 0;
-    if (check_path(norm_path, path, err) < 0)
-        goto out;
-    if (upload_flush(u, err) < 0)
-        goto out;
-    /* Data first: after the rename the name must never point at a file whose
-     * blocks are not on disk yet. */
-    if (fsync(u->fd) < 0) {
-        bx_err_sys(err, space_status(errno), "fsync upload");
-        goto out;
-    }
-    if (fchmod(u->fd, 0644) < 0) {
-        bx_err_sys(err, 500, "chmod upload");
-        goto out;
-    }
-    dirfd = walk_parent(st, path, 1, last, err);
-    if (dirfd < 0)
-        goto out;
-    /* What the rename replaces leaves the totals. */
-    if (fstatat(dirfd, last, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode)) {
-        rep->replaced_bytes = (uint64_t)sb.st_size;
-        rep->dfiles = -1;
-    }
-    /* rename(2) never follows a symlink at the target (it replaces the link
-     * itself) and refuses to put a file over a directory (EISDIR). */
-    if (renameat(st->tmpfd, u->name, dirfd, last) < 0) {
-        rep->dfiles = 0;
-        rep->replaced_bytes = 0;
-        if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
-            bx_err_set(err, 400, errno, "a directory exists at %s", path);
-        else
-            bx_err_sys(err, space_status(errno), "rename upload into place");
-        goto out;
-    }
-    u->name[0] = '\0';
-    rep->dbytes = (int64_t)u->size - (int64_t)rep->replaced_bytes;
-    rep->dfiles += 1;
-    if (fsync(dirfd) < 0) {
-        bx_err_sys(err, 500, "fsync directory");
-        goto out;
-    }
-    ret = 0;
-out:
-    rep->finished = 1;
-    bx_close(&dirfd);
-    return ret;
-}
-
-int store_upload_commit(struct store_upload **up, const char *norm_path, struct bx_err *err)
-{
-    struct store_report rep;
-    int ret;
-
-    if (!up || !*up)
-        return bx_err_set(err, 500, EINVAL, "store_upload_commit: no upload");
-    memset(&rep, 0, sizeof(rep));
-    ret = store_upload_commit_io(*up, norm_path, &rep, err);
-    /* In this process commit_io cleared the name itself once renamed. */
-    store_report_apply((*up)->st, &rep);
-    store_upload_abort(up);
-    return ret;
 }
 
 /* ---- reading ---- */
@@ -769,9 +515,9 @@ int store_open_read(struct store *st, const char *norm_path, int *fd_out, uint64
     if (!st || !fd_out)
         return bx_err_set(err, 500, EINVAL, "store_open_read: bad arguments");
     *fd_out = -1;
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
-    dirfd = walk_parent(st, path, 0, last, err);
+    dirfd = store_walk_parent(st, path, 0, last, err);
     if (dirfd < 0)
         return -1;
     /* Looking before opening keeps open(2) away from FIFOs (it would block)
@@ -825,10 +571,10 @@ int store_exists(struct store *st, const char *norm_path, struct bx_err *err)
 
     if (!st)
         return bx_err_set(err, 500, EINVAL, "store_exists: no store");
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
     bx_err_clear(&e2);
-    dirfd = walk_parent(st, path, 0, last, &e2);
+    dirfd = store_walk_parent(st, path, 0, last, &e2);
     if (dirfd < 0) {
         if (e2.status == 404)
             return 0;
@@ -849,7 +595,7 @@ static int check_name(const char *name)
     if (!name)
         return -1;
     n = strnlen(name, NAME_MAX + 1);
-    if (n == 0 || n > NAME_MAX || strchr(name, '/') || is_dot_or_dotdot(name))
+    if (n == 0 || n > NAME_MAX || strchr(name, '/') || store_is_dot_or_dotdot(name))
         return -1;
     return 0;
 }
@@ -866,9 +612,9 @@ int store_link_into(struct store *st, const char *norm_path, int dst_dirfd, cons
         return bx_err_set(err, 500, EINVAL, "store_link_into: no store");
     if (check_name(dst_name) < 0)
         return bx_err_set(err, 500, EINVAL, "store_link_into: bad destination name");
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
-    dirfd = walk_parent(st, path, 0, last, err);
+    dirfd = store_walk_parent(st, path, 0, last, err);
     if (dirfd < 0)
         return -1;
     r = stat_last(dirfd, last, &sb, err);
@@ -935,7 +681,7 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
 
     if (!st)
         return bx_err_set(err, 500, EINVAL, "store_delete: no store");
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
     for (const char *p = path;;) {
         const char *slash = strchr(p, '/');
@@ -962,7 +708,7 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
         int next;
         memcpy(comp, starts[depth], lens[depth]);
         comp[lens[depth]] = '\0';
-        next = open_subdir(cur, comp, st->dev);
+        next = store_open_subdir(cur, comp, st->dev);
         if (next < 0) {
             if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
                 ret = 0; /* missing is not an error */
@@ -999,7 +745,7 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
             bx_err_sys(err, 500, "delete %s", path);
         goto out;
     }
-    account(st, -(int64_t)sb.st_size, -1);
+    store_account(st, -(int64_t)sb.st_size, -1);
     if (fsync(cur) < 0) {
         bx_err_sys(err, 500, "fsync directory");
         goto out;
@@ -1010,7 +756,7 @@ prune:
      * inode recorded on the way down, so it can never climb anywhere else,
      * and it stops before depth 0: the root is never removed. */
     for (depth = ncomp - 1; depth > 0; depth--) {
-        int up = open_subdir(cur, "..", st->dev);
+        int up = store_open_subdir(cur, "..", st->dev);
         if (up < 0 || !same_dir(up, &ids[depth - 1])) {
             bx_close(&up);
             break;
@@ -1049,9 +795,9 @@ int store_delete_output(struct store *st, const char *exec_id, struct bx_err *er
 
     if (!st)
         return bx_err_set(err, 500, EINVAL, "store_delete_output: no store");
-    if (check_exec_id(exec_id, err) < 0)
+    if (store_check_exec_id(exec_id, err) < 0)
         return -1;
-    outfd = open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
+    outfd = store_open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
     if (outfd < 0) {
         /* Absent, or something that is not our directory (never followed):
          * either way there is no output of ours to delete. */
@@ -1061,11 +807,11 @@ int store_delete_output(struct store *st, const char *exec_id, struct bx_err *er
     }
     /* Counted first, so the totals lose exactly what goes. */
     {
-        int sub = open_subdir(outfd, exec_id, st->dev);
+        int sub = store_open_subdir(outfd, exec_id, st->dev);
         if (sub >= 0) {
             uint64_t nbytes = 0, nfiles = 0;
             if (usage_walk(st, sub, 0, &nbytes, &nfiles, NULL) == 0)
-                account(st, -(int64_t)nbytes, -(int64_t)nfiles);
+                store_account(st, -(int64_t)nbytes, -(int64_t)nfiles);
         }
     }
     ret = bx_rm_rf_at(outfd, exec_id, err);
@@ -1099,10 +845,10 @@ int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN
     int dirfd, r, ret = -1;
 
     hidden[0] = '\0';
-    if (check_path(norm_path, path, err) < 0)
+    if (store_check_path(norm_path, path, err) < 0)
         return -1;
     bx_err_clear(&e2);
-    dirfd = walk_parent(st, path, 0, last, &e2);
+    dirfd = store_walk_parent(st, path, 0, last, &e2);
     if (dirfd < 0) {
         if (e2.status == 404)
             return 1;
@@ -1137,9 +883,9 @@ int store_hide_output(struct store *st, const char *exec_id, char hidden[STORE_H
 {
     int outfd, ret = 0;
     hidden[0] = '\0';
-    if (check_exec_id(exec_id, err) < 0)
+    if (store_check_exec_id(exec_id, err) < 0)
         return -1;
-    outfd = open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
+    outfd = store_open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
     if (outfd < 0)
         return errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV
                    ? 1
@@ -1162,488 +908,19 @@ int store_purge(struct store *st, const char *hidden, struct bx_err *err)
     if (fstatat(st->tmpfd, hidden, &sb, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : bx_err_sys(err, 500, "stat hidden entry");
     if (S_ISDIR(sb.st_mode)) {
-        int sub = open_subdir(st->tmpfd, hidden, st->dev);
+        int sub = store_open_subdir(st->tmpfd, hidden, st->dev);
         if (sub >= 0) {
             uint64_t nbytes = 0, nfiles = 0;
             if (usage_walk(st, sub, 0, &nbytes, &nfiles, NULL) == 0)
-                account(st, -(int64_t)nbytes, -(int64_t)nfiles);
+                store_account(st, -(int64_t)nbytes, -(int64_t)nfiles);
         }
         return bx_rm_rf_at(st->tmpfd, hidden, err);
     }
     if (unlinkat(st->tmpfd, hidden, 0) < 0 && errno != ENOENT)
         return bx_err_sys(err, 500, "delete hidden entry");
     if (S_ISREG(sb.st_mode))
-        account(st, -(int64_t)sb.st_size, -1);
+        store_account(st, -(int64_t)sb.st_size, -1);
     return 0;
-}
-
-/* ---- output capture ---- */
-
-/* A destination directory, created only when a file is about to land in it,
- * so a sandbox cannot make the store hold empty directory trees. */
-struct cap_dir {
-    struct cap_dir *parent;
-    char name[STORE_COMPONENT_MAX + 1];
-    int fd;
-    int owned;
-    int top;         /* output/<exec_id>: the sandbox's /output */
-    size_t path_len; /* length of this directory's store path */
-};
-
-struct cap_ctx {
-    struct store *st;
-    dev_t src_dev;
-    size_t max_files;
-    uint64_t max_bytes;
-    size_t files;
-    uint64_t bytes;
-    size_t skipped;
-    size_t visited;
-    int stop;
-    struct store_report *rep; /* where skipped entries are explained */
-    const char *why;          /* cap_file: why it returned 0 */
-};
-
-/* Appends at most max bytes of str (valid UTF-8) to buf, never cutting a
- * character in two: the message travels back in JSON. */
-static void append_utf8(char *buf, size_t cap, const char *str, size_t max)
-{
-    size_t len = strlen(buf), n = strlen(str);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)str[n] & 0xc0) == 0x80)
-            n--;
-    }
-    if (len + n + 1 > cap)
-        n = len + 1 < cap ? cap - len - 1 : 0;
-    while (n > 0 && ((unsigned char)str[n] & 0xc0) == 0x80)
-        n--;
-    memcpy(buf + len, str, n);
-    buf[len + n] = '\0';
-}
-
-/* "/output/<dir path>" for d: what the sandbox called it. */
-static void cap_dir_path(const struct cap_dir *d, char *buf, size_t cap)
-{
-    if (!d || d->top) {
-        buf[0] = '\0';
-        append_utf8(buf, cap, "/output", cap);
-        return;
-    }
-    cap_dir_path(d->parent, buf, cap);
-    append_utf8(buf, cap, "/", 1);
-    append_utf8(buf, cap, d->name, 60);
-}
-
-/* Counts a skipped entry and says why in the report.  name NULL: the name
- * itself cannot be shown (not UTF-8, control characters). */
-static void cap_skip(struct cap_ctx *c, const struct cap_dir *dir, const char *name,
-                     const char *why)
-{
-    struct store_report *r = c->rep;
-    char *m;
-    c->skipped++;
-    if (!r)
-        return;
-    if (r->nmsgs >= STORE_REPORT_MSGS) {
-        r->msgs_dropped++;
-        return;
-    }
-    m = r->msgs[r->nmsgs];
-    cap_dir_path(dir, m, 110);
-    if (name) {
-        append_utf8(m, STORE_REPORT_MSG_MAX, "/", 1);
-        append_utf8(m, STORE_REPORT_MSG_MAX, name, 40);
-        append_utf8(m, STORE_REPORT_MSG_MAX, ": ", 2);
-    } else {
-        append_utf8(m, STORE_REPORT_MSG_MAX, ": an entry ", 11);
-    }
-    append_utf8(m, STORE_REPORT_MSG_MAX, why, STORE_REPORT_MSG_MAX);
-    r->nmsgs++;
-}
-
-static int cap_ensure_dir(struct cap_ctx *c, struct cap_dir *d, struct bx_err *err)
-{
-    if (d->fd >= 0)
-        return 0;
-    if (!d->parent || cap_ensure_dir(c, d->parent, err) < 0)
-        return -1;
-    d->fd = mkdir_open(d->parent->fd, d->name, c->st->dev, err);
-    if (d->fd < 0)
-        return -1;
-    d->owned = 1;
-    return 0;
-}
-
-static void cap_close_dir(struct cap_dir *d)
-{
-    if (d->owned)
-        bx_close(&d->fd);
-    d->fd = -1;
-}
-
-/* Copies at most limit bytes from in to out; returns bytes copied, or
- * limit + 1 if there was more, or -1 (errno set). */
-static int64_t copy_bounded(int in, int out, uint64_t limit)
-{
-    char *buf = NULL;
-    uint64_t done = 0;
-    int use_cfr = 1;
-
-    for (;;) {
-        uint64_t want = limit - done + 1; /* one more than allowed detects "too big" */
-        ssize_t n;
-        if (want > COPY_BUF)
-            want = COPY_BUF;
-        if (use_cfr) {
-            n = copy_file_range(in, NULL, out, NULL, (size_t)want, 0);
-            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-                          errno == EOPNOTSUPP || errno == EBADF)) {
-                /* Both offsets are the fds' own, so the plain loop resumes
-                 * exactly where copy_file_range stopped. */
-                use_cfr = 0;
-                continue;
-            }
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                break;
-        } else {
-            if (!buf && !(buf = malloc(COPY_BUF))) {
-                errno = ENOMEM;
-                break;
-            }
-            n = read(in, buf, (size_t)want);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                break;
-            if (n > 0 && bx_write_all(out, buf, (size_t)n) < 0)
-                break;
-        }
-        if (n == 0) {
-            free(buf);
-            return (int64_t)done;
-        }
-        done += (uint64_t)n;
-        if (done > limit) {
-            free(buf);
-            return (int64_t)limit + 1;
-        }
-    }
-    free(buf);
-    return -1;
-}
-
-/* Copy path (source on another filesystem): into .tmp, then renamed into
- * place, so the store never shows a partial file.  Durability comes from one
- * syncfs at the end of the capture, not from a fsync per file (thousands of
- * them would take minutes).  Returns bytes copied,
- * 1 + remaining budget if the file turned out too big (caller skips it), or
- * -1 with err set. */
-static int64_t cap_copy(struct cap_ctx *c, int srcfd, struct cap_dir *dst, const char *name,
-                        struct bx_err *err)
-{
-    char tmpname[48];
-    uint64_t limit = c->max_bytes - c->bytes;
-    int64_t n;
-    int out;
-
-    /* Keeps limit + 1 representable in the int64_t return. */
-    if (limit > (uint64_t)INT64_MAX - 1)
-        limit = (uint64_t)INT64_MAX - 1;
-    out = create_tmp(c->st, "cp", tmpname, sizeof(tmpname), err);
-
-    if (out < 0)
-        return -1;
-    n = copy_bounded(srcfd, out, limit);
-    if (n < 0) {
-        bx_err_sys(err, space_status(errno), "copy output file %s", name);
-        goto fail;
-    }
-    if ((uint64_t)n > limit)
-        goto fail_quiet;
-    if (fchmod(out, 0644) < 0) {
-        bx_err_sys(err, 500, "chmod output file %s", name);
-        goto fail;
-    }
-    if (renameat(c->st->tmpfd, tmpname, dst->fd, name) < 0) {
-        if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
-            n = (int64_t)limit + 1; /* a directory is in the way: skip */
-            goto fail_quiet;
-        }
-        bx_err_sys(err, 500, "rename output file %s", name);
-        goto fail;
-    }
-    bx_close(&out);
-    return n;
-fail_quiet:
-    bx_close(&out);
-    unlinkat(c->st->tmpfd, tmpname, 0);
-    return (int64_t)limit + 1;
-fail:
-    bx_close(&out);
-    unlinkat(c->st->tmpfd, tmpname, 0);
-    return -1;
-}
-
-/* Captures one regular file.  Returns 1 captured, 0 skipped, -1 error. */
-static int cap_file(struct cap_ctx *c, int srcdir, const char *name, struct cap_dir *dst,
-                    struct bx_err *err)
-{
-    struct stat sb, sb2;
-    int fd = -1, ret = -1, move = 1;
-    uint64_t size;
-
-    /* O_NOFOLLOW: a symlink swapped in fails; O_NONBLOCK: a FIFO swapped in
-     * cannot block us; it is meaningless for the regular file we expect. */
-    do {
-        fd = openat(srcdir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    c->why = "changed while it was captured, not captured";
-    if (fd < 0)
-        return 0;
-    /* The checks that matter are made on the open file, not on the name. */
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_nlink != 1 || sb.st_dev != c->src_dev) {
-        ret = 0;
-        goto out;
-    }
-    size = (uint64_t)sb.st_size;
-    if (c->files >= c->max_files) {
-        c->why = "not captured: output_files_max reached";
-        ret = 0;
-        goto out;
-    }
-    if (size > c->max_bytes - c->bytes) {
-        c->why = "not captured: output_files_limit_bytes reached";
-        ret = 0;
-        goto out;
-    }
-    /* The operator's disk bounds end the capture (507), unlike the
-     * per-run bounds above, which only skip. */
-    if (check_cap(c->st, c->bytes, size, "capturing /output", err) < 0 ||
-        store_check_disk(c->st->rootfd, NULL, size, c->st->min_free_percent, "capturing /output",
-                         err) < 0)
-        goto out;
-    if (cap_ensure_dir(c, dst, err) < 0)
-        goto out;
-    /* A moved file keeps its inode: give it our owner and a plain mode so no
-     * set-id bit or foreign owner enters the store.  If that is refused,
-     * copy instead (the copy is created by us, 0644). */
-    if (fchown(fd, geteuid(), getegid()) < 0 || fchmod(fd, 0644) < 0)
-        move = 0;
-    if (move && renameat(srcdir, name, dst->fd, name) == 0) {
-        /* If the name was swapped between our open and the rename, what
-         * landed is not the file we checked: take it out again. */
-        if (fstatat(dst->fd, name, &sb2, AT_SYMLINK_NOFOLLOW) < 0 || sb2.st_ino != sb.st_ino ||
-            sb2.st_dev != sb.st_dev || !S_ISREG(sb2.st_mode) || sb2.st_nlink != 1 ||
-            (uint64_t)sb2.st_size > c->max_bytes - c->bytes) {
-            unlinkat(dst->fd, name, 0);
-            ret = 0;
-            goto out;
-        }
-        size = (uint64_t)sb2.st_size;
-    } else if (!move || errno == EXDEV) {
-        int64_t n = cap_copy(c, fd, dst, name, err);
-        if (n < 0)
-            goto out;
-        if ((uint64_t)n > c->max_bytes - c->bytes) {
-            ret = 0;
-            goto out;
-        }
-        size = (uint64_t)n;
-    } else if (errno == ENOENT || errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
-        ret = 0; /* vanished, or a directory is in the way */
-        goto out;
-    } else {
-        bx_err_sys(err, 500, "move output file %s", name);
-        goto out;
-    }
-    c->files++;
-    c->bytes += size;
-    ret = 1;
-out:
-    bx_close(&fd);
-    return ret;
-}
-
-static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth, struct bx_err *err)
-{
-    struct dirent *de;
-    int sfd = dirfd(src);
-
-    while (!c->stop) {
-        struct stat sb;
-        size_t nlen;
-        errno = 0;
-        de = readdir(src);
-        if (!de) {
-            if (errno != 0)
-                return bx_err_sys(err, 500, "read output directory");
-            return 0;
-        }
-        if (is_dot_or_dotdot(de->d_name))
-            continue;
-        if (++c->visited > CAPTURE_MAX_ENTRIES) {
-            cap_skip(c, dst, NULL,
-                     "and everything after it were not captured: more than "
-                     "100000 entries");
-            c->stop = 1;
-            break;
-        }
-        /* lstat semantics: a symlink is seen as a symlink and skipped. */
-        if (fstatat(sfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-            if (errno == ENOENT)
-                continue;
-            return bx_err_sys(err, 500, "stat output entry");
-        }
-        nlen = strlen(de->d_name);
-        /* Keep every captured file addressable by a store path: a name the
-         * path rules refuse (control characters, not UTF-8) could never be
-         * downloaded. */
-        if (nlen > STORE_COMPONENT_MAX || dst->path_len + 1 + nlen > STORE_PATH_MAX ||
-            !valid_component(de->d_name, nlen)) {
-            cap_skip(c, dst, NULL,
-                     "was not captured: its name is too long, not UTF-8 or has control "
-                     "characters");
-            continue;
-        }
-        if (S_ISDIR(sb.st_mode)) {
-            struct cap_dir sub;
-            struct stat sb2;
-            DIR *subdir;
-            int fd, r;
-            if (sb.st_dev != c->src_dev || depth + 1 > CAPTURE_MAX_DEPTH) {
-                cap_skip(c, dst, de->d_name,
-                         "directory not captured: another filesystem or nested deeper than 64");
-                continue;
-            }
-            fd = open_subdir(sfd, de->d_name, c->src_dev);
-            if (fd < 0) {
-                cap_skip(c, dst, de->d_name, "directory could not be opened, not captured");
-                continue;
-            }
-            if (fstat(fd, &sb2) < 0 || sb2.st_ino != sb.st_ino) {
-                bx_close(&fd);
-                cap_skip(c, dst, de->d_name, "changed while it was captured, not captured");
-                continue;
-            }
-            subdir = fdopendir(fd);
-            if (!subdir) {
-                bx_err_sys(err, 500, "fdopendir");
-                bx_close(&fd);
-                return -1;
-            }
-            memset(&sub, 0, sizeof(sub));
-            sub.parent = dst;
-            memcpy(sub.name, de->d_name, nlen + 1);
-            sub.fd = -1;
-            sub.path_len = dst->path_len + 1 + nlen;
-            r = cap_walk(c, subdir, &sub, depth + 1, err);
-            closedir(subdir);
-            cap_close_dir(&sub);
-            if (r < 0)
-                return -1;
-        } else if (S_ISREG(sb.st_mode) && sb.st_nlink == 1 && sb.st_dev == c->src_dev) {
-            int r = cap_file(c, sfd, de->d_name, dst, err);
-            if (r < 0)
-                return -1;
-            if (r == 0)
-                cap_skip(c, dst, de->d_name, c->why);
-        } else {
-            cap_skip(c, dst, de->d_name,
-                     S_ISLNK(sb.st_mode)    ? "symbolic link, not captured"
-                     : S_ISREG(sb.st_mode)  ? "hard link (or on another filesystem), not captured"
-                     : S_ISFIFO(sb.st_mode) ? "FIFO, not captured"
-                     : S_ISSOCK(sb.st_mode) ? "socket, not captured"
-                                            : "device or special file, not captured");
-        }
-    }
-    return 0;
-}
-
-int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
-                         uint64_t max_bytes, size_t *files_out, size_t *skipped_out,
-                         struct bx_err *err)
-{
-    struct store_report rep;
-    int ret;
-    memset(&rep, 0, sizeof(rep));
-    ret = store_capture(st, exec_id, src_dirfd, max_files, max_bytes, &rep, err);
-    if (files_out)
-        *files_out = (size_t)rep.files;
-    if (skipped_out)
-        *skipped_out = (size_t)rep.skipped;
-    return ret;
-}
-
-int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
-                  uint64_t max_bytes, struct store_report *rep, struct bx_err *err)
-{
-    struct cap_ctx c;
-    struct cap_dir root, out, exec;
-    struct stat sb;
-    DIR *src = NULL;
-    int fd = -1, ret = -1;
-
-    if (!st || !rep)
-        return bx_err_set(err, 500, EINVAL, "store_capture_output: no store");
-    rep->files = rep->bytes = rep->skipped = 0;
-    rep->nmsgs = rep->msgs_dropped = 0;
-    if (check_exec_id(exec_id, err) < 0)
-        return -1;
-    memset(&c, 0, sizeof(c));
-    memset(&root, 0, sizeof(root));
-    memset(&out, 0, sizeof(out));
-    memset(&exec, 0, sizeof(exec));
-    c.st = st;
-    c.max_files = max_files;
-    c.max_bytes = max_bytes;
-    c.rep = rep;
-    root.fd = st->rootfd; /* not owned */
-    out.parent = &root;
-    out.fd = -1;
-    memcpy(out.name, OUTPUT_DIR, sizeof(OUTPUT_DIR));
-    out.path_len = sizeof(OUTPUT_DIR) - 1;
-    exec.parent = &out;
-    exec.fd = -1;
-    exec.top = 1;
-    memcpy(exec.name, exec_id, strlen(exec_id) + 1);
-    exec.path_len = out.path_len + 1 + strlen(exec_id);
-
-    if (fstat(src_dirfd, &sb) < 0 || !S_ISDIR(sb.st_mode))
-        return bx_err_set(err, 500, ENOTDIR, "output source is not a directory");
-    c.src_dev = sb.st_dev;
-    /* A fresh open file description: readdir must not share (and move) the
-     * caller's file offset. */
-    do {
-        fd = openat(src_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0)
-        return bx_err_sys(err, 500, "open output source");
-    src = fdopendir(fd);
-    if (!src) {
-        bx_err_sys(err, 500, "fdopendir");
-        bx_close(&fd);
-        return -1;
-    }
-    ret = cap_walk(&c, src, &exec, 0, err);
-    closedir(src);
-    cap_close_dir(&exec);
-    cap_close_dir(&out);
-    cap_close_dir(&root);
-    /* Files and directory entries, all at once: the run's answer, which
-     * names these files, is sent only after this. */
-    if (ret == 0 && c.files > 0 && syncfs(st->rootfd) < 0)
-        ret = bx_err_sys(err, space_status(errno), "syncfs");
-    if (ret < 0)
-        bx_err_wrap(err, "capture output");
-    /* What landed is in the store whether or not the capture finished. */
-    account(st, (int64_t)c.bytes, (int64_t)c.files);
-    rep->files = c.files;
-    rep->bytes = c.bytes;
-    rep->skipped = c.skipped;
-    return ret;
 }
 
 int store_fds(const struct store *st, int *fds, int cap)
@@ -1719,7 +996,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
             }
             if (depth == 0)
                 break;
-            up = open_subdir(dirfd(d), "..", st->dev);
+            up = store_open_subdir(dirfd(d), "..", st->dev);
             if (up < 0 || !same_dir(up, &fr[depth - 1].id)) {
                 bx_close(&up);
                 bx_err_set(err, 500, EAGAIN, "store changed during usage walk");
@@ -1736,7 +1013,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
             seekdir(d, fr[depth].pos);
             continue;
         }
-        if (is_dot_or_dotdot(de->d_name))
+        if (store_is_dot_or_dotdot(de->d_name))
             continue;
         if (at_root && depth == 0 && strcmp(de->d_name, TMP_DIR) == 0)
             continue;
@@ -1751,7 +1028,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
             nfiles++;
         } else if (S_ISDIR(sb.st_mode) && sb.st_dev == st->dev && depth + 1 < USAGE_MAX_DEPTH) {
             struct stat sb2;
-            int sub = open_subdir(dirfd(d), de->d_name, st->dev);
+            int sub = store_open_subdir(dirfd(d), de->d_name, st->dev);
             if (sub < 0)
                 continue;
             if (fstat(sub, &sb2) < 0 || sb2.st_ino != sb.st_ino) {

@@ -126,10 +126,6 @@ int store_exists(struct store *st, const char *norm_path, struct bx_err *err);
 int store_link_into(struct store *st, const char *norm_path, int dst_dirfd, const char *dst_name,
                     struct bx_err *err);
 
-/* Deletes a stored file; then removes parent directories left empty (never
- * the root).  Missing is not an error. */
-int store_delete(struct store *st, const char *norm_path, struct bx_err *err);
-
 /* Captures a run's /output: walks src_dirfd (without following symlinks and
  * without crossing mounts) and moves, or copies where rename fails with
  * EXDEV, every regular file with st_nlink == 1 into output/<exec_id>/ keeping
@@ -155,10 +151,6 @@ int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t m
  * forked helper that closes every other descriptor before it calls
  * store_capture_output.  Returns how many. */
 int store_fds(const struct store *st, int *fds, int cap);
-
-/* Removes output/<exec_id> entirely.  Never output/ itself: a capture child
- * may be between opening it and creating its own output/<exec_id>. */
-int store_delete_output(struct store *st, const char *exec_id, struct bx_err *err);
 
 /* Deleting without blocking the loop: store_hide (a stored file) and
  * store_hide_output (output/<exec_id>) rename the entry into .tmp under a

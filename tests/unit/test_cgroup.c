@@ -33,6 +33,7 @@
 
 #include "cgroup.h"
 #include "guard.h"
+#include "cgroup_internal.h"
 #include "util.h"
 
 /* ---- fake cgroupfs ---- */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store_internal.h"
 #include "util.h"
 
 static char g_base[PATH_MAX]; /* on the same filesystem as the stores */
