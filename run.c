@@ -453,7 +453,7 @@ struct run_mgr {
     uint64_t used_pids;
     int stopping; /* run_mgr_free: admit nothing more */
     struct run_stats stats;
-    struct net *net; /* the sandbox network (bridge, rules, address pool) */
+    struct net *net; /* the sandbox network (bridge, rules, address pool): p.net */
     struct discard *discards; /* deletions of persist=false files under way */
 };
 
@@ -505,22 +505,7 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
         free(m);
         return -1;
     }
-    /* A bad network config stops start-up; a host that cannot do the
-     * sandbox network (no nft...) only loses network "sandbox". */
-    if (net_new(&m->net, p->cfg, p->loop, err) < 0) {
-        bx_close(&m->runs_dirfd);
-        free(m->runs_dir);
-        free(m);
-        return -1;
-    }
-    {
-        struct bx_err nerr;
-        bx_err_clear(&nerr);
-        if (net_start(m->net, &nerr) < 0)
-            fprintf(stderr, "boxer: WARNING: network \"sandbox\" unavailable: %s\n", nerr.msg);
-        else
-            fprintf(stderr, "boxer: network sandbox: %s\n", net_describe(m->net));
-    }
+    m->net = p->net;
     *out = m;
     return 0;
 }
@@ -1773,7 +1758,6 @@ void run_mgr_free(struct run_mgr **mp)
         discard_work(d);
         discard_free(d);
     }
-    net_free(&m->net);
     bx_close(&m->runs_dirfd);
     free(m->runs_dir);
     free(m);
