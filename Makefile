@@ -52,6 +52,7 @@ DEPS_test_imgref := imgref util
 DEPS_test_config := config json util imgref
 DEPS_test_loop := loop util
 DEPS_test_oci := oci json util imgref store
+DEPS_test_proc := proc loop util
 DEPS_test_image := image imgref json proc loop util cgroup
 DEPS_test_net := net proc loop util
 
