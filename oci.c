@@ -260,8 +260,7 @@ void oci_free_strv(char ***vp)
 
 /* ---- bundles ---- */
 
-static int mount_output(struct oci_bundle *b, const struct oci_bundle_params *p,
-                        struct bx_err *err)
+static int mount_output(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err)
 {
     char opts[128];
     char path[PATH_MAX];
@@ -288,8 +287,7 @@ static int mount_output(struct oci_bundle *b, const struct oci_bundle_params *p,
  * (an overlayfs home, as in a container, cannot hold an upper layer).  The
  * layers are named through /proc/self/fd, so no path needs escaping in the
  * options. */
-static int mount_rootfs(struct oci_bundle *b, const struct oci_bundle_params *p,
-                        struct bx_err *err)
+static int mount_rootfs(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err)
 {
     char opts[160];
     char path[PATH_MAX];
@@ -298,8 +296,8 @@ static int mount_rootfs(struct oci_bundle *b, const struct oci_bundle_params *p,
     if (mkdirat(b->dirfd, "rootfs", 0755) < 0 || mkdirat(b->dirfd, "ovl", 0700) < 0)
         return bx_err_sys(err, 500, "mkdir rootfs overlay dirs");
     snprintf(path, sizeof(path), "%s/ovl", b->dir);
-    snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0700",
-             p->upper_bytes, p->upper_inodes);
+    snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0700", p->upper_bytes,
+             p->upper_inodes);
     if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
         return bx_err_sys(err, 500, "mount overlay tmpfs");
     b->ovl_mounted = 1;
@@ -340,8 +338,7 @@ void oci_bundle_init(struct oci_bundle *b)
 }
 
 /* Takes dst and src (malloc'd) whatever happens. */
-static int add_mount(struct oci_bundle *b, char *dst, char *src, int readonly,
-                     struct bx_err *err)
+static int add_mount(struct oci_bundle *b, char *dst, char *src, int readonly, struct bx_err *err)
 {
     if (!dst || !src) {
         free(dst);
@@ -369,8 +366,7 @@ int oci_bundle_add_mount(struct oci_bundle *b, const char *destination, const ch
     return add_mount(b, strdup(destination), strdup(source), readonly, err);
 }
 
-int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p,
-                       struct bx_err *err)
+int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err)
 {
     int inputs = -1;
     int ret = -1;
@@ -431,9 +427,8 @@ int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_sp
     struct sbuf spec;
     char **env = NULL;
     char rootfs[PATH_MAX];
-    const char *cwd = s->cwd ? s->cwd : (s->image_workdir && s->image_workdir[0] == '/'
-                                             ? s->image_workdir
-                                             : "/");
+    const char *cwd =
+        s->cwd ? s->cwd : (s->image_workdir && s->image_workdir[0] == '/' ? s->image_workdir : "/");
     int ret = -1;
 
     sbuf_init(&spec, 64u << 20);

@@ -88,8 +88,8 @@ struct oci_bundle {
     char *dir; /* <parent_dir>/<name> */
     int dirfd; /* -1 until created */
     int output_mounted;
-    int rootfs_mounted; /* rootfs/: the overlay of the image */
-    int ovl_mounted;    /* ovl/: the tmpfs holding its upper layer */
+    int rootfs_mounted;       /* rootfs/: the overlay of the image */
+    int ovl_mounted;          /* ovl/: the tmpfs holding its upper layer */
     struct oci_mount *mounts; /* binds for the spec: inputs, /output, added ones */
     size_t nmounts, mounts_cap;
 };
@@ -109,7 +109,7 @@ struct oci_bundle_params {
 /* What the spec says beyond the bundle (see struct oci_params). */
 struct oci_bundle_spec {
     char *const *args;
-    char *const *env;       /* the request's: override image_env (oci_merge_env) */
+    char *const *env; /* the request's: override image_env (oci_merge_env) */
     char *const *image_env;
     const char *cwd;           /* NULL: image_workdir if absolute, else "/" */
     const char *image_workdir; /* may be NULL */
@@ -124,8 +124,7 @@ void oci_bundle_init(struct oci_bundle *b);
 /* Creates the directory, its mounts and input links.  On failure whatever
  * was made stays recorded in *b for oci_bundle_remove.  A missing input
  * file is a 400. */
-int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p,
-                       struct bx_err *err);
+int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err);
 /* One more bind (e.g. resolv.conf) for the spec; both strings are copied. */
 int oci_bundle_add_mount(struct oci_bundle *b, const char *destination, const char *source,
                          int readonly, struct bx_err *err);

@@ -452,7 +452,6 @@ struct run_mgr {
     uint64_t used_pids;
     int stopping; /* run_mgr_free: admit nothing more */
     struct run_stats stats;
-    struct net *net; /* the sandbox network (bridge, rules, address pool): p.net */
     struct discard *discards; /* deletions of persist=false files under way */
 };
 
@@ -504,7 +503,6 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
         free(m);
         return -1;
     }
-    m->net = p->net;
     *out = m;
     return 0;
 }
@@ -728,9 +726,9 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
         if (r == 0)
             return bx_err_set(err, 400, ENOENT, "file not found: %s", req->files[i]);
     }
-    if (req->network == RUN_NET_SANDBOX && net_unavailable(m->net))
+    if (req->network == RUN_NET_SANDBOX && net_unavailable(m->p.net))
         return bx_err_set(err, 500, 0, "network sandbox is unavailable on this server: %s",
-                          net_unavailable(m->net));
+                          net_unavailable(m->p.net));
     /* FIFO: nobody overtakes a queued job, even one that fits now. */
     start_now = !m->queue_head && fits(m, req->limits.memory_mb,
                                        config_run_host_pids(req->limits.pids_limit));
@@ -809,12 +807,11 @@ static int setup_network(struct run_job *job, struct bx_err *err)
 {
     if (job->req->network != RUN_NET_SANDBOX)
         return 0;
-    if (net_run_setup(job->mgr->net, job->b.dir, job->b.dirfd, job->res->exec_id,
+    if (net_run_setup(job->mgr->p.net, job->b.dir, job->b.dirfd, job->res->exec_id,
                       job->req->egress, job->req->negress, job->req->has_egress, &job->net,
                       err) < 0)
         return -1;
-    return oci_bundle_add_mount(&job->b, "/etc/resolv.conf", net_run_resolv_path(job->net), 1,
-                                err);
+    return oci_bundle_add_mount(&job->b, "/etc/resolv.conf", net_run_resolv_path(job->net), 1, err);
 }
 
 /* The run's bundle: its overlay of the image, its inputs, its /output. */
@@ -1094,8 +1091,7 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
         if (cg_run_create(m->p.cgroups, job->res->exec_id, &cl, &job->cg, &err) < 0)
             goto fail;
     }
-    if (prepare_bundle(job, &err) < 0 || setup_network(job, &err) < 0 ||
-        write_spec(job, &err) < 0)
+    if (prepare_bundle(job, &err) < 0 || setup_network(job, &err) < 0 || write_spec(job, &err) < 0)
         goto fail;
     job->state = JOB_RUNNING;
     job->started_ms = bx_now_ms();
@@ -1386,7 +1382,8 @@ static int start_capture(struct run_job *job)
     int keep[3];
     int n, r;
     bx_err_clear(&err);
-    job->capture_fd = openat(job->b.dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    job->capture_fd =
+        openat(job->b.dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     job->capture_rep = store_report_new();
     if (job->capture_fd < 0 || !job->capture_rep) {
         bx_err_set(&job->res->error, 500, errno, "capturing /output: %s",
@@ -1416,8 +1413,6 @@ static int start_capture(struct run_job *job)
 static void teardown_rest(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
-    struct bx_err err;
-    bx_err_clear(&err);
     oci_bundle_remove(&job->b, m->runs_dirfd, job->res->exec_id);
     if (job->img) {
         image_release(m->p.images, job->img);

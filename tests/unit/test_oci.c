@@ -250,8 +250,8 @@ static void ck_namespaces(const struct json_value *ns, const char *const *want)
 
 START_TEST(test_namespaces)
 {
-    static const char *const sandbox[] = {"pid", "ipc", "uts", "mount",
-                                          "network=/home/b/runs/x/netns", NULL};
+    static const char *const sandbox[] = {
+        "pid", "ipc", "uts", "mount", "network=/home/b/runs/x/netns", NULL};
     static const char *const fresh[] = {"pid", "ipc", "uts", "mount", "network", NULL};
     static const char *const host[] = {"pid", "ipc", "uts", "mount", NULL};
     struct oci_params p = base_params();
@@ -387,8 +387,7 @@ static const struct json_value *bundle_spec(const struct oci_bundle_spec *s)
     b.dir = tmpdir;
     b.dirfd = tmpfd;
     bx_err_clear(&err);
-    ck_assert_int_eq(oci_bundle_add_mount(&b, "/etc/resolv.conf", "/r/resolv.conf", 1, &err),
-                     0);
+    ck_assert_int_eq(oci_bundle_add_mount(&b, "/etc/resolv.conf", "/r/resolv.conf", 1, &err), 0);
     ck_assert_msg(oci_bundle_write_spec(&b, s, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(bx_read_file_at(tmpfd, "config.json", 1u << 20, &text, &len, &err), 0);
     root = parse(text, len);
@@ -415,8 +414,8 @@ START_TEST(test_bundle_spec)
                                 .netns_path = NULL,
                                 .host_network = 0,
                                 .cgroups_path = "."};
-    static const char *const want_env[] = {"PATH=" OCI_DEFAULT_PATH, "LANG=C", "X=1",
-                                           "HOME=/tmp", NULL};
+    static const char *const want_env[] = {"PATH=" OCI_DEFAULT_PATH, "LANG=C", "X=1", "HOME=/tmp",
+                                           NULL};
     static const char *const ro_bind[] = {"rbind", "ro", "nosuid", "nodev", NULL};
     char rootfs[128];
     const struct json_value *root = bundle_spec(&s);
