@@ -51,7 +51,8 @@ DEPS_test_cgroup := cgroup cgroup_setup util
 DEPS_test_imgref := imgref util
 DEPS_test_config := config json util imgref
 DEPS_test_loop := loop util
-DEPS_test_oci := oci json util imgref
+DEPS_test_oci := oci json util imgref store store_upload store_capture
+DEPS_test_proc := proc loop util
 DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_upload store_capture
 DEPS_test_net := net netlink net_text proc loop util
 

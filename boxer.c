@@ -26,6 +26,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "multipart.h"
+#include "net.h"
 #include "openapi.h"
 #include "proc.h"
 #include "run.h"
@@ -41,6 +42,7 @@ struct app {
     struct store *store;
     struct image_cache *images;
     struct cg_ctx *cgroups;
+    struct net *net;
     struct run_mgr *runs;
     struct metrics *metrics;
     struct upload_ctx *committing; /* uploads whose commit child runs */
@@ -1034,12 +1036,25 @@ static int setup_runs(struct app *a, struct bx_err *err)
     if (image_cache_new(&a->images, a->loop, &a->cfg, err) < 0)
         return bx_err_wrap(err, "image cache");
     image_cache_set_cgroups(a->images, a->cgroups);
+    /* A bad network config stops start-up; a host that cannot do the
+     * sandbox network (no nft...) only loses network "sandbox". */
+    if (net_new(&a->net, &a->cfg, a->loop, err) < 0)
+        return -1;
+    {
+        struct bx_err nerr;
+        bx_err_clear(&nerr);
+        if (net_start(a->net, &nerr) < 0)
+            fprintf(stderr, "boxer: WARNING: network \"sandbox\" unavailable: %s\n", nerr.msg);
+        else
+            fprintf(stderr, "boxer: network sandbox: %s\n", net_describe(a->net));
+    }
     memset(&rp, 0, sizeof(rp));
     rp.loop = a->loop;
     rp.cfg = &a->cfg;
     rp.store = a->store;
     rp.images = a->images;
     rp.cgroups = a->cgroups;
+    rp.net = a->net;
     rp.runsc = a->runsc;
     rp.platform = a->platform;
     /* Without our cgroups runsc must not make its own: it would create
@@ -1189,6 +1204,7 @@ out:
         upload_ctx_free(u);
     }
     run_mgr_free(&a.runs);
+    net_free(&a.net);
     image_cache_free(&a.images);
     proc_reap_orphans();
     cg_free(&a.cgroups);

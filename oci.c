@@ -2,11 +2,18 @@
 #include "oci.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "json.h"
+#include "store.h"
 
 static void w_strv(struct json_writer *w, char *const *v)
 {
@@ -249,4 +256,243 @@ void oci_free_strv(char ***vp)
         free(v[i]);
     free(v);
     *vp = NULL;
+}
+
+/* ---- bundles ---- */
+
+static int mount_output(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err)
+{
+    char opts[128];
+    char path[PATH_MAX];
+    /* A per-run tmpfs bounds what a sandbox can write to /output, in bytes
+     * and in inodes, so it cannot fill the host disk while it runs. */
+    snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0777",
+             p->output_bytes, p->output_inodes);
+    if (mkdirat(b->dirfd, "output", 0700) < 0)
+        return bx_err_sys(err, 500, "mkdir output");
+    snprintf(path, sizeof(path), "%s/output", b->dir);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        return bx_err_sys(err, 500, "mount output tmpfs");
+    b->output_mounted = 1;
+    return 0;
+}
+
+/* runsc creates missing mount points (the listed files' paths, /output)
+ * in the rootfs on the host, as root.  In the image's shared rootfs that
+ * would let one request plant empty files and directories (say an empty
+ * executable /usr/local/bin/python3) in every later run of the image.  So
+ * each run gets an overlay: the shared rootfs is its read-only lower layer,
+ * whatever runsc creates lands in a per-run upper layer.  The upper layer
+ * lives on a small tmpfs of its own: bounded, and usable wherever home is
+ * (an overlayfs home, as in a container, cannot hold an upper layer).  The
+ * layers are named through /proc/self/fd, so no path needs escaping in the
+ * options. */
+static int mount_rootfs(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err)
+{
+    char opts[160];
+    char path[PATH_MAX];
+    int ovl = -1, lower = -1, upper = -1, work = -1, ret = -1;
+
+    if (mkdirat(b->dirfd, "rootfs", 0755) < 0 || mkdirat(b->dirfd, "ovl", 0700) < 0)
+        return bx_err_sys(err, 500, "mkdir rootfs overlay dirs");
+    snprintf(path, sizeof(path), "%s/ovl", b->dir);
+    snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0700", p->upper_bytes,
+             p->upper_inodes);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+        return bx_err_sys(err, 500, "mount overlay tmpfs");
+    b->ovl_mounted = 1;
+    ovl = openat(b->dirfd, "ovl", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (ovl < 0 || mkdirat(ovl, "upper", 0755) < 0 || mkdirat(ovl, "work", 0700) < 0) {
+        bx_err_sys(err, 500, "mkdir overlay layers");
+        goto out;
+    }
+    lower = open(p->image_rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    upper = openat(ovl, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    work = openat(ovl, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (lower < 0 || upper < 0 || work < 0) {
+        bx_err_sys(err, 500, "open rootfs overlay dirs");
+        goto out;
+    }
+    snprintf(opts, sizeof(opts),
+             "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d", lower,
+             upper, work);
+    snprintf(path, sizeof(path), "%s/rootfs", b->dir);
+    if (mount("overlay", path, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) {
+        bx_err_sys(err, 500, "mount rootfs overlay");
+        goto out;
+    }
+    b->rootfs_mounted = 1;
+    ret = 0;
+out:
+    bx_close(&ovl);
+    bx_close(&lower);
+    bx_close(&upper);
+    bx_close(&work);
+    return ret;
+}
+
+void oci_bundle_init(struct oci_bundle *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->dirfd = -1;
+}
+
+/* Takes dst and src (malloc'd) whatever happens. */
+static int add_mount(struct oci_bundle *b, char *dst, char *src, int readonly, struct bx_err *err)
+{
+    if (!dst || !src) {
+        free(dst);
+        free(src);
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    if (b->nmounts == b->mounts_cap) {
+        size_t nc = b->mounts_cap ? b->mounts_cap * 2 : 8;
+        struct oci_mount *nm = realloc(b->mounts, nc * sizeof(*nm));
+        if (!nm) {
+            free(dst);
+            free(src);
+            return bx_err_set(err, 500, ENOMEM, "out of memory");
+        }
+        b->mounts = nm;
+        b->mounts_cap = nc;
+    }
+    b->mounts[b->nmounts++] = (struct oci_mount){dst, src, readonly};
+    return 0;
+}
+
+int oci_bundle_add_mount(struct oci_bundle *b, const char *destination, const char *source,
+                         int readonly, struct bx_err *err)
+{
+    return add_mount(b, strdup(destination), strdup(source), readonly, err);
+}
+
+int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err)
+{
+    int inputs = -1;
+    int ret = -1;
+
+    if (asprintf(&b->dir, "%s/%s", p->parent_dir, p->name) < 0) {
+        b->dir = NULL;
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    }
+    if (mkdirat(p->parent_dirfd, p->name, 0711) < 0)
+        return bx_err_sys(err, 500, "mkdir run dir");
+    b->dirfd = openat(p->parent_dirfd, p->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (b->dirfd < 0)
+        return bx_err_sys(err, 500, "open run dir");
+    if (mkdirat(b->dirfd, "state", 0700) < 0 || mkdirat(b->dirfd, "inputs", 0711) < 0)
+        return bx_err_sys(err, 500, "mkdir run dirs");
+    if (mount_output(b, p, err) < 0 || mount_rootfs(b, p, err) < 0)
+        return -1;
+    inputs = openat(b->dirfd, "inputs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (inputs < 0) {
+        bx_err_sys(err, 500, "open inputs");
+        goto out;
+    }
+    for (size_t i = 0; i < p->nfiles; i++) {
+        char name[32];
+        char *src = NULL, *dst = NULL;
+        /* A hard link, not the store path: the sandbox sees a file whose
+         * name we chose, and a later change in the store cannot redirect it. */
+        snprintf(name, sizeof(name), "%zu", i);
+        if (store_link_into(p->store, p->files[i], inputs, name, err) < 0) {
+            if (err && err->status == 404)
+                bx_err_set(err, 400, ENOENT, "file not found: %s", p->files[i]);
+            goto out;
+        }
+        if (asprintf(&src, "%s/inputs/%s", b->dir, name) < 0)
+            src = NULL;
+        if (asprintf(&dst, "/%s", p->files[i]) < 0)
+            dst = NULL;
+        if (add_mount(b, dst, src, 1, err) < 0)
+            goto out;
+    }
+    {
+        char *src = NULL;
+        if (asprintf(&src, "%s/output", b->dir) < 0)
+            src = NULL;
+        if (add_mount(b, strdup("/output"), src, 0, err) < 0)
+            goto out;
+    }
+    ret = 0;
+out:
+    bx_close(&inputs);
+    return ret;
+}
+
+int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_spec *s,
+                          struct bx_err *err)
+{
+    struct oci_params op;
+    struct sbuf spec;
+    char **env = NULL;
+    char rootfs[PATH_MAX];
+    const char *cwd =
+        s->cwd ? s->cwd : (s->image_workdir && s->image_workdir[0] == '/' ? s->image_workdir : "/");
+    int ret = -1;
+
+    sbuf_init(&spec, 64u << 20);
+    if (oci_merge_env(s->image_env, s->env, &env, err) < 0)
+        goto out;
+    snprintf(rootfs, sizeof(rootfs), "%s/rootfs", b->dir);
+    op = (struct oci_params){.rootfs = rootfs,
+                             .args = s->args,
+                             .env = env,
+                             .cwd = cwd,
+                             .hostname = s->hostname,
+                             .uid = OCI_SANDBOX_UID,
+                             .gid = OCI_SANDBOX_UID,
+                             .nofile = s->nofile,
+                             .nproc = s->nproc,
+                             .tmp_size_mb = s->tmp_size_mb,
+                             .mounts = b->mounts,
+                             .nmounts = b->nmounts,
+                             .netns_path = s->netns_path,
+                             .host_network = s->host_network,
+                             .cgroups_path = s->cgroups_path};
+    if (oci_build_spec(&op, &spec, err) < 0)
+        goto out;
+    if (bx_write_file_atomic_at(b->dirfd, "config.json", spec.data, spec.len, 0600, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    oci_free_strv(&env);
+    sbuf_free(&spec);
+    return ret;
+}
+
+static void unmount_one(struct oci_bundle *b, int *mounted, const char *sub, const char *log_name)
+{
+    char path[PATH_MAX];
+    if (!*mounted)
+        return;
+    snprintf(path, sizeof(path), "%s/%s", b->dir, sub);
+    if (umount2(path, MNT_DETACH) < 0)
+        fprintf(stderr, "boxer: %s: umount %s: %s\n", log_name, sub, strerror(errno));
+    *mounted = 0;
+}
+
+void oci_bundle_remove(struct oci_bundle *b, int parent_dirfd, const char *name)
+{
+    struct bx_err err;
+    bx_err_clear(&err);
+    unmount_one(b, &b->output_mounted, "output", name);
+    unmount_one(b, &b->rootfs_mounted, "rootfs", name);
+    unmount_one(b, &b->ovl_mounted, "ovl", name);
+    if (b->dirfd >= 0) {
+        bx_close(&b->dirfd);
+        if (bx_rm_rf_at(parent_dirfd, name, &err) < 0)
+            fprintf(stderr, "boxer: %s: removing run dir: %s\n", name, err.msg);
+    }
+}
+
+void oci_bundle_free(struct oci_bundle *b)
+{
+    for (size_t i = 0; i < b->nmounts; i++) {
+        free((char *)b->mounts[i].destination);
+        free((char *)b->mounts[i].source);
+    }
+    free(b->mounts);
+    free(b->dir);
+    oci_bundle_init(b);
 }

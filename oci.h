@@ -21,6 +21,9 @@
 #include "err.h"
 #include "util.h"
 
+/* nobody: the user every sandbox runs as. */
+#define OCI_SANDBOX_UID 65534
+
 #define OCI_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct oci_mount {
@@ -65,5 +68,74 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
 int oci_merge_env(char *const *image_env, char *const *req_env, char ***out,
                   struct bx_err *err);
 void oci_free_strv(char ***v);
+
+/* ---- bundles ----
+ *
+ * A bundle is the directory runsc runs: <parent_dir>/<name> holding
+ *   config.json  the spec (oci_bundle_write_spec);
+ *   state/       runsc --root;
+ *   rootfs/      an overlay: the image rootfs as the read-only lower
+ *                layer, the upper layer on a bounded tmpfs of its own in
+ *                ovl/ (runsc creates mount points there, never in the
+ *                image's shared rootfs);
+ *   inputs/      a hard link per input file, bound read-only at /<path>;
+ *   output/      a bounded tmpfs, bound read-write at /output.
+ * Everything that differs between users (sizes, files, the image) comes in
+ * oci_bundle_params / oci_bundle_spec; the bundle knows nothing of runs. */
+struct store;
+
+struct oci_bundle {
+    char *dir; /* <parent_dir>/<name> */
+    int dirfd; /* -1 until created */
+    int output_mounted;
+    int rootfs_mounted;       /* rootfs/: the overlay of the image */
+    int ovl_mounted;          /* ovl/: the tmpfs holding its upper layer */
+    struct oci_mount *mounts; /* binds for the spec: inputs, /output, added ones */
+    size_t nmounts, mounts_cap;
+};
+
+struct oci_bundle_params {
+    int parent_dirfd;
+    const char *parent_dir; /* absolute, the path of parent_dirfd */
+    const char *name;       /* the bundle directory's name in it (new) */
+    const char *image_rootfs;
+    uint64_t upper_bytes, upper_inodes;   /* the overlay's upper-layer tmpfs */
+    uint64_t output_bytes, output_inodes; /* the /output tmpfs */
+    struct store *store;
+    char *const *files; /* store paths bound read-only at /<path> */
+    size_t nfiles;
+};
+
+/* What the spec says beyond the bundle (see struct oci_params). */
+struct oci_bundle_spec {
+    char *const *args;
+    char *const *env; /* the request's: override image_env (oci_merge_env) */
+    char *const *image_env;
+    const char *cwd;           /* NULL: image_workdir if absolute, else "/" */
+    const char *image_workdir; /* may be NULL */
+    const char *hostname;
+    uint64_t nofile, nproc, tmp_size_mb;
+    const char *netns_path;
+    int host_network;
+    const char *cgroups_path;
+};
+
+void oci_bundle_init(struct oci_bundle *b);
+/* Creates the directory, its mounts and input links.  On failure whatever
+ * was made stays recorded in *b for oci_bundle_remove.  A missing input
+ * file is a 400. */
+int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err);
+/* One more bind (e.g. resolv.conf) for the spec; both strings are copied. */
+int oci_bundle_add_mount(struct oci_bundle *b, const char *destination, const char *source,
+                         int readonly, struct bx_err *err);
+/* Writes <dir>/config.json: uid/gid OCI_SANDBOX_UID, rootfs/ read-only,
+ * the bundle's mounts. */
+int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_spec *s,
+                          struct bx_err *err);
+/* Unmounts what oci_bundle_prepare mounted and deletes the directory
+ * <parent_dirfd>/<name> (best effort; failures are logged under name). */
+void oci_bundle_remove(struct oci_bundle *b, int parent_dirfd, const char *name);
+/* Frees the memory (not the directory); *b is re-initialized. */
+void oci_bundle_free(struct oci_bundle *b);
 
 #endif

@@ -23,7 +23,10 @@
 #include "oci.h"
 #include "proc.h"
 
-#define SANDBOX_UID 65534
+/* The tmpfs under each run's rootfs overlay: what runsc creates there
+ * (mount points) is all it holds. */
+#define RUN_UPPER_BYTES (8u << 20)
+#define RUN_UPPER_INODES 65536
 #define DRAIN_AFTER_EXIT_MS 2000
 #define READ_CHUNK 65536
 #define RUNSC_OOM_SCORE_ADJ 500
@@ -419,11 +422,7 @@ struct run_job {
 
     struct image_wait *iwait;
     struct image *img;
-    char *dir; /* <home>/runs/<exec_id> */
-    int dirfd;
-    int output_mounted;
-    int rootfs_mounted; /* <run dir>/rootfs: the run's overlay of the image */
-    int ovl_mounted;    /* <run dir>/ovl: the tmpfs holding its upper layer */
+    struct oci_bundle b; /* <home>/runs/<exec_id> */
     struct cg_run *cg;
     struct net_run *net;
     struct proc *proc;
@@ -453,7 +452,6 @@ struct run_mgr {
     uint64_t used_pids;
     int stopping; /* run_mgr_free: admit nothing more */
     struct run_stats stats;
-    struct net *net; /* the sandbox network (bridge, rules, address pool) */
     struct discard *discards; /* deletions of persist=false files under way */
 };
 
@@ -504,22 +502,6 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
         free(m->runs_dir);
         free(m);
         return -1;
-    }
-    /* A bad network config stops start-up; a host that cannot do the
-     * sandbox network (no nft...) only loses network "sandbox". */
-    if (net_new(&m->net, p->cfg, p->loop, err) < 0) {
-        bx_close(&m->runs_dirfd);
-        free(m->runs_dir);
-        free(m);
-        return -1;
-    }
-    {
-        struct bx_err nerr;
-        bx_err_clear(&nerr);
-        if (net_start(m->net, &nerr) < 0)
-            fprintf(stderr, "boxer: WARNING: network \"sandbox\" unavailable: %s\n", nerr.msg);
-        else
-            fprintf(stderr, "boxer: network sandbox: %s\n", net_describe(m->net));
     }
     *out = m;
     return 0;
@@ -694,7 +676,7 @@ static void job_free(struct run_job *job)
 {
     run_request_free(&job->req);
     run_result_free(&job->res);
-    free(job->dir);
+    oci_bundle_free(&job->b);
     free(job);
 }
 
@@ -744,9 +726,9 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
         if (r == 0)
             return bx_err_set(err, 400, ENOENT, "file not found: %s", req->files[i]);
     }
-    if (req->network == RUN_NET_SANDBOX && net_unavailable(m->net))
+    if (req->network == RUN_NET_SANDBOX && net_unavailable(m->p.net))
         return bx_err_set(err, 500, 0, "network sandbox is unavailable on this server: %s",
-                          net_unavailable(m->net));
+                          net_unavailable(m->p.net));
     /* FIFO: nobody overtakes a queued job, even one that fits now. */
     start_now = !m->queue_head && fits(m, req->limits.memory_mb,
                                        config_run_host_pids(req->limits.pids_limit));
@@ -762,7 +744,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
         return bx_err_set(err, 500, ENOMEM, "out of memory");
     }
     job->mgr = m;
-    job->dirfd = -1;
+    oci_bundle_init(&job->b);
     job->capture_fd = -1;
     job->out_fd = job->err_fd = -1;
     job->sink = &buffered_sink;
@@ -819,217 +801,54 @@ static void job_fail(struct run_job *job, const struct bx_err *e)
 
 /* ---- bundle ---- */
 
-static int mount_output(struct run_job *job, struct bx_err *err)
-{
-    const struct config *cfg = job->mgr->p.cfg;
-    char opts[128];
-    char path[PATH_MAX];
-    /* A per-run tmpfs bounds what a sandbox can write to /output, in bytes
-     * and in inodes, so it cannot fill the host disk while it runs. */
-    snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0777",
-             cfg->output_files_limit_bytes, cfg->output_files_max * 2 + 64);
-    if (mkdirat(job->dirfd, "output", 0700) < 0)
-        return bx_err_sys(err, 500, "mkdir output");
-    snprintf(path, sizeof(path), "%s/output", job->dir);
-    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
-        return bx_err_sys(err, 500, "mount output tmpfs");
-    job->output_mounted = 1;
-    return 0;
-}
-
-/* runsc creates missing mount points (the listed files' paths, /output)
- * in the rootfs on the host, as root.  In the image's shared rootfs that
- * would let one request plant empty files and directories (say an empty
- * executable /usr/local/bin/python3) in every later run of the image.  So
- * each run gets an overlay: the shared rootfs is its read-only lower layer,
- * whatever runsc creates lands in a per-run upper layer.  The upper layer
- * lives on a small tmpfs of its own: bounded, and usable wherever home is
- * (an overlayfs home, as in a container, cannot hold an upper layer).  The
- * layers are named through /proc/self/fd, so no path needs escaping in the
- * options. */
-static int mount_rootfs(struct run_job *job, struct bx_err *err)
-{
-    char opts[160];
-    char path[PATH_MAX];
-    int ovl = -1, lower = -1, upper = -1, work = -1, ret = -1;
-
-    if (mkdirat(job->dirfd, "rootfs", 0755) < 0 || mkdirat(job->dirfd, "ovl", 0700) < 0)
-        return bx_err_sys(err, 500, "mkdir rootfs overlay dirs");
-    snprintf(path, sizeof(path), "%s/ovl", job->dir);
-    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,nr_inodes=65536,mode=0700") <
-        0)
-        return bx_err_sys(err, 500, "mount overlay tmpfs");
-    job->ovl_mounted = 1;
-    ovl = openat(job->dirfd, "ovl", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (ovl < 0 || mkdirat(ovl, "upper", 0755) < 0 || mkdirat(ovl, "work", 0700) < 0) {
-        bx_err_sys(err, 500, "mkdir overlay layers");
-        goto out;
-    }
-    lower = open(job->img->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    upper = openat(ovl, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    work = openat(ovl, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (lower < 0 || upper < 0 || work < 0) {
-        bx_err_sys(err, 500, "open rootfs overlay dirs");
-        goto out;
-    }
-    snprintf(opts, sizeof(opts),
-             "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d", lower,
-             upper, work);
-    snprintf(path, sizeof(path), "%s/rootfs", job->dir);
-    if (mount("overlay", path, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) {
-        bx_err_sys(err, 500, "mount rootfs overlay");
-        goto out;
-    }
-    job->rootfs_mounted = 1;
-    ret = 0;
-out:
-    bx_close(&ovl);
-    bx_close(&lower);
-    bx_close(&upper);
-    bx_close(&work);
-    return ret;
-}
-
-static int prepare_bundle(struct run_job *job, struct oci_mount **mounts_out, size_t *nmounts,
-                          struct bx_err *err)
-{
-    struct run_mgr *m = job->mgr;
-    struct run_request *req = job->req;
-    struct oci_mount *mounts;
-    int inputs = -1;
-    int ret = -1;
-
-    if (asprintf(&job->dir, "%s/%s", m->runs_dir, job->res->exec_id) < 0)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
-    if (mkdirat(m->runs_dirfd, job->res->exec_id, 0711) < 0)
-        return bx_err_sys(err, 500, "mkdir run dir");
-    job->dirfd = openat(m->runs_dirfd, job->res->exec_id,
-                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (job->dirfd < 0)
-        return bx_err_sys(err, 500, "open run dir");
-    if (mkdirat(job->dirfd, "state", 0700) < 0 || mkdirat(job->dirfd, "inputs", 0711) < 0)
-        return bx_err_sys(err, 500, "mkdir run dirs");
-    if (mount_output(job, err) < 0 || mount_rootfs(job, err) < 0)
-        return -1;
-    mounts = calloc(req->nfiles + 2, sizeof(*mounts)); /* + /output, /etc/resolv.conf */
-    if (!mounts)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
-    inputs = openat(job->dirfd, "inputs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (inputs < 0) {
-        bx_err_sys(err, 500, "open inputs");
-        goto out;
-    }
-    for (size_t i = 0; i < req->nfiles; i++) {
-        char name[32];
-        char *src = NULL, *dst = NULL;
-        /* A hard link, not the store path: the sandbox sees a file whose
-         * name we chose, and a later change in the store cannot redirect it. */
-        snprintf(name, sizeof(name), "%zu", i);
-        if (store_link_into(m->p.store, req->files[i], inputs, name, err) < 0) {
-            if (err && err->status == 404)
-                bx_err_set(err, 400, ENOENT, "file not found: %s", req->files[i]);
-            goto out;
-        }
-        if (asprintf(&src, "%s/inputs/%s", job->dir, name) < 0 ||
-            asprintf(&dst, "/%s", req->files[i]) < 0) {
-            free(src);
-            bx_err_set(err, 500, ENOMEM, "out of memory");
-            goto out;
-        }
-        mounts[i] = (struct oci_mount){dst, src, 1};
-        *nmounts = i + 1;
-    }
-    {
-        char *src = NULL, *dst = strdup("/output");
-        if (asprintf(&src, "%s/output", job->dir) < 0 || !dst) {
-            free(dst);
-            bx_err_set(err, 500, ENOMEM, "out of memory");
-            goto out;
-        }
-        mounts[req->nfiles] = (struct oci_mount){dst, src, 0};
-        *nmounts = req->nfiles + 1;
-    }
-    ret = 0;
-out:
-    bx_close(&inputs);
-    *mounts_out = mounts;
-    return ret;
-}
-
-static void free_mounts(struct oci_mount *mounts, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free((char *)mounts[i].destination);
-        free((char *)mounts[i].source);
-    }
-    free(mounts);
-}
-
 /* Network "sandbox": the run's netns, veth and address, and its
- * resolv.conf bound read-only over the image's (mounts has a free slot). */
-static int setup_network(struct run_job *job, struct oci_mount *mounts, size_t *nmounts,
-                         struct bx_err *err)
+ * resolv.conf bound read-only over the image's. */
+static int setup_network(struct run_job *job, struct bx_err *err)
 {
-    char *src, *dst;
     if (job->req->network != RUN_NET_SANDBOX)
         return 0;
-    if (net_run_setup(job->mgr->net, job->dir, job->dirfd, job->res->exec_id, job->req->egress,
-                      job->req->negress, job->req->has_egress, &job->net, err) < 0)
+    if (net_run_setup(job->mgr->p.net, job->b.dir, job->b.dirfd, job->res->exec_id,
+                      job->req->egress, job->req->negress, job->req->has_egress, &job->net,
+                      err) < 0)
         return -1;
-    src = strdup(net_run_resolv_path(job->net));
-    dst = strdup("/etc/resolv.conf");
-    if (!src || !dst) {
-        free(src);
-        free(dst);
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
-    }
-    mounts[*nmounts] = (struct oci_mount){dst, src, 1};
-    (*nmounts)++;
-    return 0;
+    return oci_bundle_add_mount(&job->b, "/etc/resolv.conf", net_run_resolv_path(job->net), 1, err);
 }
 
-static int write_spec(struct run_job *job, const struct oci_mount *mounts, size_t nmounts,
-                      struct bx_err *err)
+/* The run's bundle: its overlay of the image, its inputs, its /output. */
+static int prepare_bundle(struct run_job *job, struct bx_err *err)
+{
+    struct run_mgr *m = job->mgr;
+    const struct config *cfg = m->p.cfg;
+    struct oci_bundle_params bp = {.parent_dirfd = m->runs_dirfd,
+                                   .parent_dir = m->runs_dir,
+                                   .name = job->res->exec_id,
+                                   .image_rootfs = job->img->rootfs,
+                                   .upper_bytes = RUN_UPPER_BYTES,
+                                   .upper_inodes = RUN_UPPER_INODES,
+                                   .output_bytes = cfg->output_files_limit_bytes,
+                                   .output_inodes = cfg->output_files_max * 2 + 64,
+                                   .store = m->p.store,
+                                   .files = job->req->files,
+                                   .nfiles = job->req->nfiles};
+    return oci_bundle_prepare(&job->b, &bp, err);
+}
+
+static int write_spec(struct run_job *job, struct bx_err *err)
 {
     struct run_request *req = job->req;
-    struct image *img = job->img;
-    struct oci_params op;
-    struct sbuf spec;
-    char **env = NULL;
-    char rootfs[PATH_MAX];
-    const char *cwd = req->cwd ? req->cwd : (img->working_dir && img->working_dir[0] == '/'
-                                                 ? img->working_dir
-                                                 : "/");
-    int ret = -1;
-
-    sbuf_init(&spec, 64u << 20);
-    if (oci_merge_env(img->env, req->env, &env, err) < 0)
-        goto out;
-    snprintf(rootfs, sizeof(rootfs), "%s/rootfs", job->dir);
-    op = (struct oci_params){.rootfs = rootfs,
-                             .args = req->cmd,
-                             .env = env,
-                             .cwd = cwd,
-                             .hostname = job->res->exec_id,
-                             .uid = SANDBOX_UID,
-                             .gid = SANDBOX_UID,
-                             .nofile = req->limits.nofile,
-                             .nproc = req->limits.pids_limit,
-                             .tmp_size_mb = job->mgr->p.cfg->tmp_size_mb,
-                             .mounts = mounts,
-                             .nmounts = nmounts,
-                             .netns_path = job->net ? net_run_netns_path(job->net) : NULL,
-                             .host_network = req->network == RUN_NET_HOST,
-                             .cgroups_path = job->cg ? cg_run_oci_path(job->cg) : NULL};
-    if (oci_build_spec(&op, &spec, err) < 0)
-        goto out;
-    if (bx_write_file_atomic_at(job->dirfd, "config.json", spec.data, spec.len, 0600, err) < 0)
-        goto out;
-    ret = 0;
-out:
-    oci_free_strv(&env);
-    sbuf_free(&spec);
-    return ret;
+    struct oci_bundle_spec s = {.args = req->cmd,
+                                .env = req->env,
+                                .image_env = job->img->env,
+                                .cwd = req->cwd,
+                                .image_workdir = job->img->working_dir,
+                                .hostname = job->res->exec_id,
+                                .nofile = req->limits.nofile,
+                                .nproc = req->limits.pids_limit,
+                                .tmp_size_mb = job->mgr->p.cfg->tmp_size_mb,
+                                .netns_path = job->net ? net_run_netns_path(job->net) : NULL,
+                                .host_network = req->network == RUN_NET_HOST,
+                                .cgroups_path = job->cg ? cg_run_oci_path(job->cg) : NULL};
+    return oci_bundle_write_spec(&job->b, &s, err);
 }
 
 /* ---- supervision ---- */
@@ -1164,9 +983,9 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     int ret = -1;
     struct proc_spec spec;
 
-    snprintf(root_arg, sizeof(root_arg), "--root=%s/state", job->dir);
-    snprintf(log_arg, sizeof(log_arg), "--log=%s/runsc.log", job->dir);
-    snprintf(bundle, sizeof(bundle), "%s", job->dir);
+    snprintf(root_arg, sizeof(root_arg), "--root=%s/state", job->b.dir);
+    snprintf(log_arg, sizeof(log_arg), "--log=%s/runsc.log", job->b.dir);
+    snprintf(bundle, sizeof(bundle), "%s", job->b.dir);
     snprintf(platform_arg, sizeof(platform_arg), "--platform=%s", m->p.platform);
     /* sandbox: gVisor's own network stack on the run's veth (netns from the
      * spec); none: loopback only; host: the host's stack, no namespace. */
@@ -1212,7 +1031,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
                               .stderr_fd = errp[1],
                               .join_fds = join_fds,
                               .n_join_fds = njoin,
-                              .cwd = job->dir,
+                              .cwd = job->b.dir,
                               /* Under memory pressure the kernel kills a
                                * sandbox (runsc, its sentry and gofer
                                * inherit this) before anything else. */
@@ -1255,8 +1074,6 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
 {
     struct run_job *job = arg;
     struct run_mgr *m = job->mgr;
-    struct oci_mount *mounts = NULL;
-    size_t nmounts = 0;
     struct bx_err err;
 
     job->iwait = NULL;
@@ -1274,9 +1091,7 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
         if (cg_run_create(m->p.cgroups, job->res->exec_id, &cl, &job->cg, &err) < 0)
             goto fail;
     }
-    if (prepare_bundle(job, &mounts, &nmounts, &err) < 0 ||
-        setup_network(job, mounts, &nmounts, &err) < 0 ||
-        write_spec(job, mounts, nmounts, &err) < 0)
+    if (prepare_bundle(job, &err) < 0 || setup_network(job, &err) < 0 || write_spec(job, &err) < 0)
         goto fail;
     job->state = JOB_RUNNING;
     job->started_ms = bx_now_ms();
@@ -1284,10 +1099,8 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
         goto fail;
     job->wall_timer = loop_timer_add(m->p.loop, job->req->limits.wall_clock_secs * 1000,
                                      on_wall_clock, job);
-    free_mounts(mounts, nmounts);
     return;
 fail:
-    free_mounts(mounts, nmounts);
     job->state = JOB_IMAGE;
     job_fail(job, &err);
 }
@@ -1310,8 +1123,8 @@ static int runsc_log_error(struct run_job *job, char *out, size_t cap)
     size_t len = 0;
     char *line, *save = NULL, *last = NULL;
     int found = 0;
-    if (job->dirfd < 0 ||
-        bx_read_file_at(job->dirfd, "runsc.log", 1u << 20, &text, &len, NULL) < 0)
+    if (job->b.dirfd < 0 ||
+        bx_read_file_at(job->b.dirfd, "runsc.log", 1u << 20, &text, &len, NULL) < 0)
         return 0;
     for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
         if (strstr(line, "\"level\":\"error\"") || strstr(line, "level=error") ||
@@ -1460,7 +1273,7 @@ static void teardown(struct run_job *job)
     /* Capturing /output creates a file in the store per output file (up to
      * output_files_max): seconds of blocking I/O that must not stall the
      * loop, so a child does it and on_capture_exit finishes the teardown. */
-    if (job->output_mounted && !job->cancelled && job->res->outcome != RUN_ERROR &&
+    if (job->b.output_mounted && !job->cancelled && job->res->outcome != RUN_ERROR &&
         start_capture(job) == 0)
         return;
     teardown_rest(job);
@@ -1569,7 +1382,8 @@ static int start_capture(struct run_job *job)
     int keep[3];
     int n, r;
     bx_err_clear(&err);
-    job->capture_fd = openat(job->dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    job->capture_fd =
+        openat(job->b.dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     job->capture_rep = store_report_new();
     if (job->capture_fd < 0 || !job->capture_rep) {
         bx_err_set(&job->res->error, 500, errno, "capturing /output: %s",
@@ -1599,36 +1413,7 @@ static int start_capture(struct run_job *job)
 static void teardown_rest(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
-    struct bx_err err;
-    bx_err_clear(&err);
-    if (job->output_mounted) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/output", job->dir);
-        if (umount2(path, MNT_DETACH) < 0)
-            fprintf(stderr, "boxer: %s: umount output: %s\n", job->res->exec_id,
-                    strerror(errno));
-        job->output_mounted = 0;
-    }
-    if (job->rootfs_mounted) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/rootfs", job->dir);
-        if (umount2(path, MNT_DETACH) < 0)
-            fprintf(stderr, "boxer: %s: umount rootfs: %s\n", job->res->exec_id,
-                    strerror(errno));
-        job->rootfs_mounted = 0;
-    }
-    if (job->ovl_mounted) {
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/ovl", job->dir);
-        if (umount2(path, MNT_DETACH) < 0)
-            fprintf(stderr, "boxer: %s: umount ovl: %s\n", job->res->exec_id, strerror(errno));
-        job->ovl_mounted = 0;
-    }
-    if (job->dirfd >= 0) {
-        bx_close(&job->dirfd);
-        if (bx_rm_rf_at(m->runs_dirfd, job->res->exec_id, &err) < 0)
-            fprintf(stderr, "boxer: %s: removing run dir: %s\n", job->res->exec_id, err.msg);
-    }
+    oci_bundle_remove(&job->b, m->runs_dirfd, job->res->exec_id);
     if (job->img) {
         image_release(m->p.images, job->img);
         job->img = NULL;
@@ -1773,7 +1558,6 @@ void run_mgr_free(struct run_mgr **mp)
         discard_work(d);
         discard_free(d);
     }
-    net_free(&m->net);
     bx_close(&m->runs_dirfd);
     free(m->runs_dir);
     free(m);

@@ -31,6 +31,7 @@
 
 struct image_cache;
 struct cg_ctx;
+struct net;
 struct run_mgr;
 struct run_job;
 
@@ -107,6 +108,7 @@ struct run_mgr_params {
     struct store *store;
     struct image_cache *images;
     struct cg_ctx *cgroups; /* NULL when ignore_cgroups */
+    struct net *net;        /* the sandbox network; outlives the manager */
     const char *runsc;      /* absolute path */
     const char *platform;
     const char *runsc_extra_flags[8]; /* NULL-terminated extra global flags */
