@@ -44,6 +44,7 @@ $(B)/static-%.o: %.c $(wildcard *.h) | $(B)
 # construction never breaks another module's tests).
 DEPS_test_json := json util
 DEPS_test_util := util
+DEPS_test_log := log util
 DEPS_test_multipart := multipart util
 DEPS_test_httpparse := httpparse util
 DEPS_test_store := store util
@@ -51,7 +52,6 @@ DEPS_test_cgroup := cgroup util
 DEPS_test_imgref := imgref util
 DEPS_test_config := config json util imgref
 DEPS_test_loop := loop util
-DEPS_test_oci := oci json util imgref
 DEPS_test_image := image imgref json proc loop util cgroup
 DEPS_test_net := net proc loop util
 
