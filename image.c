@@ -49,7 +49,7 @@
 #define IMAGE_JSON_VALUES 200000
 #define STDERR_TAIL 4096
 #define TREE_DEPTH_MAX 200
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define DEFAULT_PATH BX_DEFAULT_PATH
 #define LAYOUT_TAG "img"
 #define REF_NAME_ANNOTATION "org.opencontainers.image.ref.name"
 #define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"

@@ -21,7 +21,7 @@
 #include "err.h"
 #include "util.h"
 
-#define OCI_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define OCI_DEFAULT_PATH BX_DEFAULT_PATH
 
 struct oci_mount {
     const char *destination; /* absolute, inside the sandbox */
