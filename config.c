@@ -146,16 +146,19 @@ enum field_type {
 struct field {
     const char *name;
     enum field_type type;
-    size_t offset; /* in struct config, or in struct run_limits for limits_fields */
-    uint64_t max;  /* F_UINT, F_CORES */
+    size_t offset;   /* in struct config, or in struct run_limits for limits_fields */
+    uint64_t max;    /* F_UINT, F_CORES */
     bool allow_zero; /* F_UINT: 0 is meaningful (unlimited, none, off) */
 };
 
-#define CFG(name, type, max, allow_zero) {#name, type, offsetof(struct config, name), max, allow_zero}
+/* clang-format off */
+#define CFG(name, type, max, zero) {#name, type, offsetof(struct config, name), max, zero}
 #define CFG_STRING(name) CFG(name, F_STRING, 0, false)
 #define CFG_BOOL(name) CFG(name, F_BOOL, 0, false)
 #define CFG_UINT(name, max, allow_zero) CFG(name, F_UINT, max, allow_zero)
 #define CFG_STR_LIST(name) CFG(name, F_STR_LIST, 0, false)
+#define LIM(name, type, max) {#name, type, offsetof(struct run_limits, name), max, false}
+/* clang-format on */
 
 /* Every top-level field.  allow_zero is set where 0 means something
  * (unlimited, no queue, no refresh); config_validate adds the rules that
@@ -209,8 +212,6 @@ static const struct field config_fields[] = {
     CFG_BOOL(allow_private_egress),
     CFG_UINT(max_egress_rules, 1024, true),
 };
-
-#define LIM(name, type, max) {#name, type, offsetof(struct run_limits, name), max, false}
 
 /* "defaults" and "max_limits": every limit is positive. */
 static const struct field limits_fields[] = {
@@ -266,9 +267,8 @@ static int get_cores(const struct json_value *v, const char *field, uint64_t max
 {
     if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0 ||
         v->u.num.d > (double)max)
-        return bx_err_set(err, 400, EINVAL,
-                          "config: %s: must be a positive number (at most %llu)", field,
-                          (unsigned long long)max);
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be a positive number (at most %llu)",
+                          field, (unsigned long long)max);
     *dst = v->u.num.d;
     return 0;
 }

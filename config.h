@@ -65,7 +65,7 @@ struct config {
     uint64_t min_free_disk_percent; /* uploads, pulls, captures stop above this fill */
     uint64_t store_max_bytes;       /* 0 = no cap */
     struct str_list auth_tokens;
-    bool allow_unauthenticated;         /* a non-loopback listener without tokens */
+    bool allow_unauthenticated;        /* a non-loopback listener without tokens */
     struct str_list allowed_origins;   /* Origin values accepted besides our own */
     struct str_list allowed_hosts;     /* Host values accepted on loopback besides loopback */
     uint64_t write_timeout_ms;         /* answer idle time; then a minimum send rate */
@@ -76,7 +76,7 @@ struct config {
     char *bridge_name;
     struct str_list dns_servers;
     struct str_list blocked_egress;
-    bool allow_private_egress;  /* sandboxes may reach private networks and the host's LAN */
+    bool allow_private_egress; /* sandboxes may reach private networks and the host's LAN */
     uint64_t max_egress_rules; /* entries in one run's egress list */
 };
 

@@ -319,8 +319,7 @@ int str_list_push(struct str_list *l, const char *s)
 {
     char *dup;
     /* Doubling keeps a long argv or env linear to build. */
-    if ((!l->items || l->n + 2 > l->cap) &&
-        str_list_reserve(l, l->cap > 8 ? l->cap : 8) < 0)
+    if ((!l->items || l->n + 2 > l->cap) && str_list_reserve(l, l->cap > 8 ? l->cap : 8) < 0)
         return -1;
     dup = strdup(s);
     if (!dup)
