@@ -44,6 +44,7 @@ $(B)/static-%.o: %.c $(wildcard *.h) | $(B)
 # construction never breaks another module's tests).
 DEPS_test_json := json util
 DEPS_test_util := util
+DEPS_test_log := log util
 DEPS_test_multipart := multipart util
 DEPS_test_httpparse := httpparse util
 DEPS_test_store := store store_upload store_capture util

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +16,6 @@
 #include "util.h"
 
 #define CONFIG_MAX_BYTES (1u << 20)
-
-static void str_list_free(struct str_list *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
-}
 
 static char *home_dir_join(const char *suffix)
 {
@@ -139,7 +131,96 @@ void config_free(struct config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
-/* ---- typed field readers; each names the field in its error ---- */
+/* ---- the fields: one table per JSON object, one reader per type ---- */
+
+enum field_type {
+    F_STRING,   /* char *, replaced */
+    F_BOOL,     /* bool */
+    F_UINT,     /* uint64_t in [allow_zero ? 0 : 1, max] */
+    F_CORES,    /* double in (0, max] */
+    F_STR_LIST, /* struct str_list of non-empty strings, replaced */
+    F_LIMITS,   /* struct run_limits: the nested object of limits_fields */
+    F_MIRRORS,  /* the registry_mirrors object (cfg->mirrors, cfg->nmirrors) */
+};
+
+struct field {
+    const char *name;
+    enum field_type type;
+    size_t offset;   /* in struct config, or in struct run_limits for limits_fields */
+    uint64_t max;    /* F_UINT, F_CORES */
+    bool allow_zero; /* F_UINT: 0 is meaningful (unlimited, none, off) */
+};
+
+/* clang-format off */
+#define CFG(name, type, max, zero) {#name, type, offsetof(struct config, name), max, zero}
+#define CFG_STRING(name) CFG(name, F_STRING, 0, false)
+#define CFG_BOOL(name) CFG(name, F_BOOL, 0, false)
+#define CFG_UINT(name, max, allow_zero) CFG(name, F_UINT, max, allow_zero)
+#define CFG_STR_LIST(name) CFG(name, F_STR_LIST, 0, false)
+#define LIM(name, type, max) {#name, type, offsetof(struct run_limits, name), max, false}
+/* clang-format on */
+
+/* Every top-level field.  allow_zero is set where 0 means something
+ * (unlimited, no queue, no refresh); config_validate adds the rules that
+ * span fields or need a larger minimum. */
+static const struct field config_fields[] = {
+    CFG_STRING(home),
+    CFG_STRING(runsc_path),
+    CFG_STRING(platform),
+    CFG_STRING(listen_addr),
+    CFG_BOOL(ignore_cgroups),
+    CFG_BOOL(runsc_debug),
+    CFG_UINT(output_limit_bytes, 1ull << 32, false),
+    CFG_UINT(upload_limit_bytes, 1ull << 40, false),
+    CFG(defaults, F_LIMITS, 0, false),
+    CFG(max_limits, F_LIMITS, 0, false),
+    CFG_UINT(pull_timeout_secs, 86400, false),
+    CFG_UINT(tag_refresh_secs, 365ull * 86400, true),
+    CFG_UINT(image_cache_max_bytes, 1ull << 50, true),
+    CFG_UINT(max_concurrent_pulls, 64, false),
+    CFG_UINT(image_max_bytes, 1ull << 50, false),
+    CFG_UINT(pull_memory_mb, 1u << 20, false),
+    CFG_UINT(pull_pids_limit, 1u << 22, false),
+    {"registry_mirrors", F_MIRRORS, 0, 0, false},
+    CFG_STR_LIST(insecure_registries),
+    CFG_STR_LIST(allowed_registries),
+    CFG_STRING(registry_auth_file),
+    CFG_UINT(output_files_limit_bytes, 1ull << 40, false),
+    CFG_UINT(output_files_max, 10000000, false),
+    CFG_UINT(tmp_size_mb, 1u << 20, false),
+    CFG_UINT(header_timeout_ms, 3600000, false),
+    CFG_UINT(body_timeout_ms, 3600000, false),
+    CFG_UINT(keepalive_timeout_ms, 3600000, false),
+    CFG_UINT(max_concurrent_runs, 4096, false),
+    CFG_UINT(max_queued_runs, 1000000, true),
+    CFG_UINT(total_memory_mb, 1ull << 40, false),
+    CFG_UINT(total_pids, 1u << 22, false),
+    CFG_UINT(min_free_disk_percent, 99, true),
+    CFG_UINT(store_max_bytes, 1ull << 50, true),
+    CFG_STR_LIST(auth_tokens),
+    CFG_BOOL(allow_unauthenticated),
+    CFG_STR_LIST(allowed_origins),
+    CFG_STR_LIST(allowed_hosts),
+    CFG_UINT(write_timeout_ms, 3600000, false),
+    CFG_UINT(answer_buffer_max_bytes, 1ull << 40, false),
+    CFG_UINT(max_connections_per_ip, 1u << 24, false),
+    CFG_BOOL(allow_host_network),
+    CFG_STRING(sandbox_subnet),
+    CFG_STRING(bridge_name),
+    CFG_STR_LIST(dns_servers),
+    CFG_STR_LIST(blocked_egress),
+    CFG_BOOL(allow_private_egress),
+    CFG_UINT(max_egress_rules, 1024, true),
+};
+
+/* "defaults" and "max_limits": every limit is positive. */
+static const struct field limits_fields[] = {
+    LIM(cpu_cores, F_CORES, 1024),
+    LIM(memory_mb, F_UINT, 1u << 30),
+    LIM(wall_clock_secs, F_UINT, 30u * 86400),
+    LIM(pids_limit, F_UINT, 1u << 22),
+    LIM(nofile, F_UINT, 1u << 20),
+};
 
 static int get_string(const struct json_value *v, const char *field, char **dst,
                       struct bx_err *err)
@@ -157,16 +238,16 @@ static int get_string(const struct json_value *v, const char *field, char **dst,
     return 0;
 }
 
-static int get_bool(const struct json_value *v, const char *field, int *dst, struct bx_err *err)
+static int get_bool(const struct json_value *v, const char *field, bool *dst, struct bx_err *err)
 {
     if (v->type != JSON_BOOL)
         return bx_err_set(err, 400, EINVAL, "config: %s: must be true or false", field);
-    *dst = v->u.boolean;
+    *dst = v->u.boolean != 0;
     return 0;
 }
 
 /* Non-negative integer; allow_zero decides whether 0 is meaningful. */
-static int get_uint(const struct json_value *v, const char *field, int allow_zero, uint64_t max,
+static int get_uint(const struct json_value *v, const char *field, bool allow_zero, uint64_t max,
                     uint64_t *dst, struct bx_err *err)
 {
     if (v->type != JSON_NUMBER || !v->u.num.is_int)
@@ -181,6 +262,17 @@ static int get_uint(const struct json_value *v, const char *field, int allow_zer
     return 0;
 }
 
+static int get_cores(const struct json_value *v, const char *field, uint64_t max, double *dst,
+                     struct bx_err *err)
+{
+    if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0 ||
+        v->u.num.d > (double)max)
+        return bx_err_set(err, 400, EINVAL, "config: %s: must be a positive number (at most %llu)",
+                          field, (unsigned long long)max);
+    *dst = v->u.num.d;
+    return 0;
+}
+
 static int get_str_list(const struct json_value *v, const char *field, struct str_list *dst,
                         struct bx_err *err)
 {
@@ -189,8 +281,7 @@ static int get_str_list(const struct json_value *v, const char *field, struct st
         return bx_err_set(err, 400, EINVAL, "config: %s: must be an array of strings", field);
     if (v->u.arr.n > 1024)
         return bx_err_set(err, 400, EINVAL, "config: %s: too many entries", field);
-    l.items = calloc(v->u.arr.n + 1, sizeof(char *));
-    if (!l.items)
+    if (str_list_reserve(&l, v->u.arr.n) < 0)
         return bx_err_set(err, 500, ENOMEM, "config: out of memory");
     for (size_t i = 0; i < v->u.arr.n; i++) {
         const struct json_value *e = &v->u.arr.items[i];
@@ -199,54 +290,19 @@ static int get_str_list(const struct json_value *v, const char *field, struct st
             return bx_err_set(err, 400, EINVAL, "config: %s[%zu]: must be a non-empty string",
                               field, i);
         }
-        l.items[i] = strdup(e->u.str.s);
-        if (!l.items[i]) {
+        if (str_list_push(&l, e->u.str.s) < 0) {
             str_list_free(&l);
             return bx_err_set(err, 500, ENOMEM, "config: out of memory");
         }
-        l.n = i + 1;
     }
     str_list_free(dst);
     *dst = l;
     return 0;
 }
 
-static int parse_limits(const struct json_value *obj, const char *prefix, struct run_limits *lim,
-                        struct bx_err *err)
-{
-    char field[64];
-    if (obj->type != JSON_OBJECT)
-        return bx_err_set(err, 400, EINVAL, "config: %s: must be an object", prefix);
-    for (size_t i = 0; i < obj->u.obj.n; i++) {
-        const struct json_member *m = &obj->u.obj.members[i];
-        const struct json_value *v = &m->value;
-        snprintf(field, sizeof(field), "%s.%.40s", prefix, m->key);
-        if (strlen(m->key) != m->key_len) {
-            return bx_err_set(err, 400, EINVAL, "config: %s: unknown field", field);
-        } else if (strcmp(m->key, "cpu_cores") == 0) {
-            if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0 ||
-                v->u.num.d > 1024)
-                return bx_err_set(err, 400, EINVAL,
-                                  "config: %s: must be a positive number (at most 1024)", field);
-            lim->cpu_cores = v->u.num.d;
-        } else if (strcmp(m->key, "memory_mb") == 0) {
-            if (get_uint(v, field, 0, 1u << 30, &lim->memory_mb, err) < 0)
-                return -1;
-        } else if (strcmp(m->key, "wall_clock_secs") == 0) {
-            if (get_uint(v, field, 0, 30u * 86400, &lim->wall_clock_secs, err) < 0)
-                return -1;
-        } else if (strcmp(m->key, "pids_limit") == 0) {
-            if (get_uint(v, field, 0, 1u << 22, &lim->pids_limit, err) < 0)
-                return -1;
-        } else if (strcmp(m->key, "nofile") == 0) {
-            if (get_uint(v, field, 0, 1u << 20, &lim->nofile, err) < 0)
-                return -1;
-        } else {
-            return bx_err_set(err, 400, EINVAL, "config: %s: unknown field", field);
-        }
-    }
-    return 0;
-}
+static int parse_object(void *base, const struct field *fields, size_t nfields,
+                        const struct json_value *obj, const char *prefix, struct config *cfg,
+                        struct bx_err *err);
 
 static int parse_mirrors(struct config *cfg, const struct json_value *v, struct bx_err *err)
 {
@@ -290,6 +346,59 @@ static int parse_mirrors(struct config *cfg, const struct json_value *v, struct 
     return 0;
 }
 
+/* One value into its field, named `name` in errors ("defaults.memory_mb"). */
+static int parse_field(void *base, const struct field *f, const struct json_value *v,
+                       const char *name, struct config *cfg, struct bx_err *err)
+{
+    void *dst = (char *)base + f->offset;
+    switch (f->type) {
+    case F_STRING:
+        return get_string(v, name, dst, err);
+    case F_BOOL:
+        return get_bool(v, name, dst, err);
+    case F_UINT:
+        return get_uint(v, name, f->allow_zero, f->max, dst, err);
+    case F_CORES:
+        return get_cores(v, name, f->max, dst, err);
+    case F_STR_LIST:
+        return get_str_list(v, name, dst, err);
+    case F_LIMITS:
+        if (v->type != JSON_OBJECT)
+            return bx_err_set(err, 400, EINVAL, "config: %s: must be an object", name);
+        return parse_object(dst, limits_fields, BX_ARRAY_LEN(limits_fields), v, name, cfg, err);
+    case F_MIRRORS:
+        return parse_mirrors(cfg, v, err);
+    }
+    return bx_err_set(err, 500, EINVAL, "config: %s: no reader", name);
+}
+
+/* The members of obj, in document order, into the fields of `base` the table
+ * names; the first unknown key (json_key_is: one with a NUL inside is
+ * unknown) or bad value stops the parse.  prefix is NULL at the top level. */
+static int parse_object(void *base, const struct field *fields, size_t nfields,
+                        const struct json_value *obj, const char *prefix, struct config *cfg,
+                        struct bx_err *err)
+{
+    char nested[64];
+    for (size_t i = 0; i < obj->u.obj.n; i++) {
+        const struct json_member *m = &obj->u.obj.members[i];
+        const struct field *f = NULL;
+        const char *name = m->key;
+        if (prefix) {
+            snprintf(nested, sizeof(nested), "%s.%.40s", prefix, m->key);
+            name = nested;
+        }
+        for (size_t k = 0; k < nfields && !f; k++)
+            if (json_key_is(m, fields[k].name))
+                f = &fields[k];
+        if (!f)
+            return bx_err_set(err, 400, EINVAL, "config: %.100s: unknown field", name);
+        if (parse_field(base, f, &m->value, name, cfg, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int expand_home(char **p, struct bx_err *err)
 {
     if ((*p)[0] == '~' && ((*p)[1] == '/' || (*p)[1] == '\0')) {
@@ -318,114 +427,8 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
         bx_err_set(err, 400, EINVAL, "config: must be a JSON object");
         goto out;
     }
-    for (size_t i = 0; i < root->u.obj.n; i++) {
-        const struct json_member *m = &root->u.obj.members[i];
-        const struct json_value *v = &m->value;
-        const char *k = m->key;
-        int r;
-        /* Keys are compared as C strings: one with a NUL inside would
-         * otherwise pass for its prefix. */
-        if (strlen(k) != m->key_len)
-            r = bx_err_set(err, 400, EINVAL, "config: %.100s: unknown field", k);
-        else if (strcmp(k, "home") == 0)
-            r = get_string(v, k, &cfg->home, err);
-        else if (strcmp(k, "runsc_path") == 0)
-            r = get_string(v, k, &cfg->runsc_path, err);
-        else if (strcmp(k, "platform") == 0)
-            r = get_string(v, k, &cfg->platform, err);
-        else if (strcmp(k, "listen_addr") == 0)
-            r = get_string(v, k, &cfg->listen_addr, err);
-        else if (strcmp(k, "ignore_cgroups") == 0)
-            r = get_bool(v, k, &cfg->ignore_cgroups, err);
-        else if (strcmp(k, "runsc_debug") == 0)
-            r = get_bool(v, k, &cfg->runsc_debug, err);
-        else if (strcmp(k, "output_limit_bytes") == 0)
-            r = get_uint(v, k, 0, 1ull << 32, &cfg->output_limit_bytes, err);
-        else if (strcmp(k, "upload_limit_bytes") == 0)
-            r = get_uint(v, k, 0, 1ull << 40, &cfg->upload_limit_bytes, err);
-        else if (strcmp(k, "defaults") == 0)
-            r = parse_limits(v, k, &cfg->defaults, err);
-        else if (strcmp(k, "max_limits") == 0)
-            r = parse_limits(v, k, &cfg->max_limits, err);
-        else if (strcmp(k, "pull_timeout_secs") == 0)
-            r = get_uint(v, k, 0, 86400, &cfg->pull_timeout_secs, err);
-        else if (strcmp(k, "tag_refresh_secs") == 0)
-            r = get_uint(v, k, 1, 365ull * 86400, &cfg->tag_refresh_secs, err);
-        else if (strcmp(k, "image_cache_max_bytes") == 0)
-            r = get_uint(v, k, 1, 1ull << 50, &cfg->image_cache_max_bytes, err);
-        else if (strcmp(k, "max_concurrent_pulls") == 0)
-            r = get_uint(v, k, 0, 64, &cfg->max_concurrent_pulls, err);
-        else if (strcmp(k, "image_max_bytes") == 0)
-            r = get_uint(v, k, 0, 1ull << 50, &cfg->image_max_bytes, err);
-        else if (strcmp(k, "pull_memory_mb") == 0)
-            r = get_uint(v, k, 0, 1u << 20, &cfg->pull_memory_mb, err);
-        else if (strcmp(k, "pull_pids_limit") == 0)
-            r = get_uint(v, k, 0, 1u << 22, &cfg->pull_pids_limit, err);
-        else if (strcmp(k, "registry_mirrors") == 0)
-            r = parse_mirrors(cfg, v, err);
-        else if (strcmp(k, "insecure_registries") == 0)
-            r = get_str_list(v, k, &cfg->insecure_registries, err);
-        else if (strcmp(k, "allowed_registries") == 0)
-            r = get_str_list(v, k, &cfg->allowed_registries, err);
-        else if (strcmp(k, "registry_auth_file") == 0)
-            r = get_string(v, k, &cfg->registry_auth_file, err);
-        else if (strcmp(k, "output_files_limit_bytes") == 0)
-            r = get_uint(v, k, 0, 1ull << 40, &cfg->output_files_limit_bytes, err);
-        else if (strcmp(k, "output_files_max") == 0)
-            r = get_uint(v, k, 0, 10000000, &cfg->output_files_max, err);
-        else if (strcmp(k, "tmp_size_mb") == 0)
-            r = get_uint(v, k, 0, 1u << 20, &cfg->tmp_size_mb, err);
-        else if (strcmp(k, "header_timeout_ms") == 0)
-            r = get_uint(v, k, 0, 3600000, &cfg->header_timeout_ms, err);
-        else if (strcmp(k, "body_timeout_ms") == 0)
-            r = get_uint(v, k, 0, 3600000, &cfg->body_timeout_ms, err);
-        else if (strcmp(k, "keepalive_timeout_ms") == 0)
-            r = get_uint(v, k, 0, 3600000, &cfg->keepalive_timeout_ms, err);
-        else if (strcmp(k, "max_concurrent_runs") == 0)
-            r = get_uint(v, k, 0, 4096, &cfg->max_concurrent_runs, err);
-        else if (strcmp(k, "max_queued_runs") == 0)
-            r = get_uint(v, k, 1, 1000000, &cfg->max_queued_runs, err);
-        else if (strcmp(k, "total_memory_mb") == 0)
-            r = get_uint(v, k, 0, 1ull << 40, &cfg->total_memory_mb, err);
-        else if (strcmp(k, "total_pids") == 0)
-            r = get_uint(v, k, 0, 1u << 22, &cfg->total_pids, err);
-        else if (strcmp(k, "min_free_disk_percent") == 0)
-            r = get_uint(v, k, 1, 99, &cfg->min_free_disk_percent, err);
-        else if (strcmp(k, "store_max_bytes") == 0)
-            r = get_uint(v, k, 1, 1ull << 50, &cfg->store_max_bytes, err);
-        else if (strcmp(k, "auth_tokens") == 0)
-            r = get_str_list(v, k, &cfg->auth_tokens, err);
-        else if (strcmp(k, "allow_unauthenticated") == 0)
-            r = get_bool(v, k, &cfg->allow_unauthenticated, err);
-        else if (strcmp(k, "allowed_origins") == 0)
-            r = get_str_list(v, k, &cfg->allowed_origins, err);
-        else if (strcmp(k, "allowed_hosts") == 0)
-            r = get_str_list(v, k, &cfg->allowed_hosts, err);
-        else if (strcmp(k, "write_timeout_ms") == 0)
-            r = get_uint(v, k, 0, 3600000, &cfg->write_timeout_ms, err);
-        else if (strcmp(k, "answer_buffer_max_bytes") == 0)
-            r = get_uint(v, k, 0, 1ull << 40, &cfg->answer_buffer_max_bytes, err);
-        else if (strcmp(k, "max_connections_per_ip") == 0)
-            r = get_uint(v, k, 0, 1u << 24, &cfg->max_connections_per_ip, err);
-        else if (strcmp(k, "allow_host_network") == 0)
-            r = get_bool(v, k, &cfg->allow_host_network, err);
-        else if (strcmp(k, "sandbox_subnet") == 0)
-            r = get_string(v, k, &cfg->sandbox_subnet, err);
-        else if (strcmp(k, "bridge_name") == 0)
-            r = get_string(v, k, &cfg->bridge_name, err);
-        else if (strcmp(k, "dns_servers") == 0)
-            r = get_str_list(v, k, &cfg->dns_servers, err);
-        else if (strcmp(k, "blocked_egress") == 0)
-            r = get_str_list(v, k, &cfg->blocked_egress, err);
-        else if (strcmp(k, "allow_private_egress") == 0)
-            r = get_bool(v, k, &cfg->allow_private_egress, err);
-        else if (strcmp(k, "max_egress_rules") == 0)
-            r = get_uint(v, k, 1, 1024, &cfg->max_egress_rules, err);
-        else
-            r = bx_err_set(err, 400, EINVAL, "config: %.100s: unknown field", k);
-        if (r < 0)
-            goto out;
-    }
+    if (parse_object(cfg, config_fields, BX_ARRAY_LEN(config_fields), root, NULL, cfg, err) < 0)
+        goto out;
     if (expand_home(&cfg->home, err) < 0)
         goto out;
     ret = 0;

@@ -5,10 +5,12 @@
 #ifndef BOXER_CONFIG_H
 #define BOXER_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
+#include "util.h"
 
 struct run_limits {
     double cpu_cores;
@@ -16,11 +18,6 @@ struct run_limits {
     uint64_t wall_clock_secs;
     uint64_t pids_limit;
     uint64_t nofile;
-};
-
-struct str_list {
-    char **items;
-    size_t n;
 };
 
 struct mirror {
@@ -34,8 +31,8 @@ struct config {
     char *runsc_path;
     char *platform;
     char *listen_addr;
-    int ignore_cgroups;
-    int runsc_debug;
+    bool ignore_cgroups;
+    bool runsc_debug;
     uint64_t output_limit_bytes;
     uint64_t upload_limit_bytes;
     struct run_limits defaults;
@@ -68,18 +65,18 @@ struct config {
     uint64_t min_free_disk_percent; /* uploads, pulls, captures stop above this fill */
     uint64_t store_max_bytes;       /* 0 = no cap */
     struct str_list auth_tokens;
-    int allow_unauthenticated;         /* a non-loopback listener without tokens */
+    bool allow_unauthenticated;        /* a non-loopback listener without tokens */
     struct str_list allowed_origins;   /* Origin values accepted besides our own */
     struct str_list allowed_hosts;     /* Host values accepted on loopback besides loopback */
     uint64_t write_timeout_ms;         /* answer idle time; then a minimum send rate */
     uint64_t answer_buffer_max_bytes;  /* memory for streamed /run answers, all together */
     uint64_t max_connections_per_ip;
-    int allow_host_network;
+    bool allow_host_network;
     char *sandbox_subnet;
     char *bridge_name;
     struct str_list dns_servers;
     struct str_list blocked_egress;
-    int allow_private_egress;  /* sandboxes may reach private networks and the host's LAN */
+    bool allow_private_egress; /* sandboxes may reach private networks and the host's LAN */
     uint64_t max_egress_rules; /* entries in one run's egress list */
 };
 

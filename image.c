@@ -45,7 +45,6 @@
 #include "store.h"
 
 #define IMAGE_JSON_VALUES 200000
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -565,7 +564,7 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
     ic->cfg = cfg;
     ic->dirfd = ic->refs_fd = ic->blobs_fd = ic->tmp_fd = -1;
     if (!path_env || !path_env[0])
-        path_env = DEFAULT_PATH;
+        path_env = BX_DEFAULT_PATH;
     if (asprintf(&ic->dir, "%s/images", cfg->home) < 0) {
         ic->dir = NULL;
         goto oom;

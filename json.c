@@ -899,6 +899,29 @@ int json_str_has_nul(const struct json_value *v)
     return memchr(v->u.str.s, '\0', v->u.str.len) != NULL;
 }
 
+bool json_key_is(const struct json_member *m, const char *name)
+{
+    size_t n = strlen(name);
+    return m->key_len == n && memcmp(m->key, name, n) == 0;
+}
+
+int json_obj_check_keys(const struct json_value *obj, const char *const *names,
+                        const struct json_member **bad)
+{
+    for (size_t i = 0; obj->type == JSON_OBJECT && i < obj->u.obj.n; i++) {
+        const struct json_member *m = &obj->u.obj.members[i];
+        bool known = false;
+        for (size_t k = 0; names[k] && !known; k++)
+            known = json_key_is(m, names[k]);
+        if (!known) {
+            if (bad)
+                *bad = m;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- writer ---- */
 
 /* One unit of the escaping at p: returns NULL when the *adv bytes at p are

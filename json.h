@@ -16,6 +16,7 @@
 #ifndef BOXER_JSON_H
 #define BOXER_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,6 +72,22 @@ void json_doc_free(struct json_doc **doc);
 
 /* Object member lookup by exact key; NULL when absent or v is not an object. */
 const struct json_value *json_get(const struct json_value *obj, const char *key);
+/* The one way to match an object's keys against the fields a parser knows
+ * (config.c; the /run request parser).  Keys are decoded and may hold a NUL
+ * (from \u0000): compared as C strings, "home\0x" would pass for "home", so
+ * a key matches only when it is exactly `name`, length included.  A key
+ * that matches no known name (one with a NUL never does) is an unknown
+ * field, refused with a 400 in the caller's wording. */
+bool json_key_is(const struct json_member *m, const char *name);
+/* For parsers that check every key before reading any: 0 when each key of
+ * obj is one of names (NULL-terminated), else -1 with *bad set to the first
+ * member that is not.  Sets no error: each API words its own 400, e.g.
+ *     if (json_obj_check_keys(v, known, &bad) < 0)
+ *         return bx_err_set(err, 400, EINVAL, "limits: unknown field %.64s", bad->key);
+ * Parsers that go through the members in order (config.c, whose first bad
+ * member in document order is the one reported) use json_key_is. */
+int json_obj_check_keys(const struct json_value *obj, const char *const *names,
+                        const struct json_member **bad);
 /* 1 when the decoded string contains a NUL byte. */
 int json_str_has_nul(const struct json_value *v);
 

@@ -24,7 +24,7 @@
 /* nobody: the user every sandbox runs as. */
 #define OCI_SANDBOX_UID 65534
 
-#define OCI_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define OCI_DEFAULT_PATH BX_DEFAULT_PATH
 
 struct oci_mount {
     const char *destination; /* absolute, inside the sandbox */

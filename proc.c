@@ -455,7 +455,7 @@ int proc_run_sync(const struct proc_spec *spec, int timeout_ms, struct bx_err *e
 
 int proc_find_in_path(const char *name, const char *path_env, char *out, size_t cap)
 {
-    const char *p = path_env ? path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    const char *p = path_env ? path_env : BX_DEFAULT_PATH;
     if (strchr(name, '/')) {
         if (access(name, X_OK) != 0 || strlen(name) + 1 > cap)
             return -1;

@@ -975,7 +975,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     char root_arg[PATH_MAX + 16], log_arg[PATH_MAX + 16], bundle[PATH_MAX];
     char platform_arg[64], net_arg[32];
     char *argv[32];
-    char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
     int join_fds[8];
     int njoin = 0;

@@ -295,6 +295,61 @@ int bx_str_eq(const char *s, size_t len, const char *lit)
     return len == n && (n == 0 || memcmp(s, lit, n) == 0);
 }
 
+int str_list_reserve(struct str_list *l, size_t more)
+{
+    size_t want;
+    char **nv;
+    if (more > SIZE_MAX / sizeof(char *) - l->n - 1) {
+        errno = ENOMEM;
+        return -1;
+    }
+    want = l->n + more + 1;
+    if (l->items && want <= l->cap)
+        return 0;
+    nv = realloc(l->items, want * sizeof(char *));
+    if (!nv)
+        return -1;
+    nv[l->n] = NULL;
+    l->items = nv;
+    l->cap = want;
+    return 0;
+}
+
+int str_list_push(struct str_list *l, const char *s)
+{
+    char *dup;
+    /* Doubling keeps a long argv or env linear to build. */
+    if ((!l->items || l->n + 2 > l->cap) && str_list_reserve(l, l->cap > 8 ? l->cap : 8) < 0)
+        return -1;
+    dup = strdup(s);
+    if (!dup)
+        return -1;
+    l->items[l->n++] = dup;
+    l->items[l->n] = NULL;
+    return 0;
+}
+
+void str_list_free(struct str_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+    l->cap = 0;
+}
+
+void bx_strv_free(char ***vp)
+{
+    char **v = *vp;
+    if (!v)
+        return;
+    for (size_t i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+    *vp = NULL;
+}
+
 int bx_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;

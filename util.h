@@ -12,6 +12,10 @@
 
 #define BX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The PATH every child Boxer starts gets when it has none of its own (the
+ * sandbox's default PATH in the OCI spec, the pull tools, runsc). */
+#define BX_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 /* Hands ownership out of a cleanup-managed local: returns *pp, sets it NULL. */
 static inline void *bx_steal_ptr(void *pp)
 {
@@ -64,6 +68,27 @@ void sbuf_reset(struct sbuf *sb);
 void sbuf_free(struct sbuf *sb);
 /* Hands the buffer to the caller (who frees it); leaves sb empty. */
 char *sbuf_steal(struct sbuf *sb, size_t *len);
+
+/* A list of owned strings (config lists, argv, env).  Once anything was
+ * pushed or reserved, items is NULL-terminated (items[n] == NULL), so it can
+ * be handed to execve or walked argv-style.  Zero-initialise; the pushes copy
+ * their string. */
+struct str_list {
+    char **items;
+    size_t n;
+    size_t cap; /* entries items has room for, the NULL included */
+};
+
+/* Room for `more` further entries without reallocating; allocates even for
+ * 0, so items is non-NULL afterwards.  Returns 0 or -1 (ENOMEM, l unchanged). */
+int str_list_reserve(struct str_list *l, size_t more);
+/* Appends a copy of s.  Returns 0 or -1 (ENOMEM, l unchanged). */
+int str_list_push(struct str_list *l, const char *s);
+/* Frees every string and the array; leaves l empty (reusable). */
+void str_list_free(struct str_list *l);
+/* Frees a NULL-terminated array of owned strings (one taken out of a
+ * str_list, or built elsewhere) and sets *vp to NULL; NULL is fine. */
+void bx_strv_free(char ***vp);
 
 /* Strict decimal parsing: the whole string [s, s+len) must be digits (an
  * optional leading '-' for the signed one), no spaces, within [min, max].

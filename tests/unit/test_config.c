@@ -253,6 +253,108 @@ START_TEST(bad_config_names_field)
 }
 END_TEST
 
+/* The whole message of each kind of refusal, as config_parse words it (the
+ * table-driven parser must keep the wording of the if/else chain it
+ * replaced), and which member is reported when several are bad: the first in
+ * document order, whether unknown or of a bad value. */
+static const struct {
+    const char *text;
+    const char *msg;
+} exact[] = {
+    {"{\"home\": 5}", "config: home: must be a string"},
+    {"{\"platform\": \"kvm\\u0000\"}", "config: platform: must not contain NUL"},
+    {"{\"ignore_cgroups\": 1}", "config: ignore_cgroups: must be true or false"},
+    {"{\"runsc_debug\": null}", "config: runsc_debug: must be true or false"},
+    {"{\"output_limit_bytes\": 0}", "config: output_limit_bytes: must be positive"},
+    {"{\"output_limit_bytes\": 1.5}", "config: output_limit_bytes: must be an integer"},
+    {"{\"output_limit_bytes\": 4294967297}",
+     "config: output_limit_bytes: must be at most 4294967296"},
+    {"{\"tag_refresh_secs\": -1}", "config: tag_refresh_secs: must be zero or positive"},
+    {"{\"store_max_bytes\": -1}", "config: store_max_bytes: must be zero or positive"},
+    {"{\"max_egress_rules\": 1025}", "config: max_egress_rules: must be at most 1024"},
+    {"{\"max_queued_runs\": 1000001}", "config: max_queued_runs: must be at most 1000000"},
+    {"{\"defaults\": 3}", "config: defaults: must be an object"},
+    {"{\"max_limits\": []}", "config: max_limits: must be an object"},
+    {"{\"defaults\": {\"cpu_cores\": 1025}}",
+     "config: defaults.cpu_cores: must be a positive number (at most 1024)"},
+    {"{\"max_limits\": {\"cpu_cores\": 0}}",
+     "config: max_limits.cpu_cores: must be a positive number (at most 1024)"},
+    {"{\"max_limits\": {\"memory_mb\": 0}}", "config: max_limits.memory_mb: must be positive"},
+    {"{\"defaults\": {\"wall_clock_secs\": 2592001}}",
+     "config: defaults.wall_clock_secs: must be at most 2592000"},
+    {"{\"defaults\": {\"wat\": 1}}", "config: defaults.wat: unknown field"},
+    {"{\"bogus\": 1}", "config: bogus: unknown field"},
+    {"{\"Home\": \"/x\"}", "config: Home: unknown field"},
+    {"{\"hom\": \"/x\"}", "config: hom: unknown field"},
+    {"{\"home\\u0000x\": \"/a\"}", "config: home: unknown field"},
+    {"{\"defaults\": {\"nofile\\u0000\": 5}}", "config: defaults.nofile: unknown field"},
+    {"{\"auth_tokens\": [\"a\", \"\"]}", "config: auth_tokens[1]: must be a non-empty string"},
+    {"{\"dns_servers\": \"x\"}", "config: dns_servers: must be an array of strings"},
+    {"{\"registry_mirrors\": []}",
+     "config: registry_mirrors: must be an object of registry -> URL"},
+    {"{\"registry_mirrors\": {\"a\": \"x\"}}",
+     "config: registry_mirrors.a: must be an http:// or https:// URL"},
+    {"{\"output_limit_bytes\": \"x\", \"bogus\": 1}",
+     "config: output_limit_bytes: must be an integer"},
+    {"{\"bogus\": 1, \"output_limit_bytes\": \"x\"}", "config: bogus: unknown field"},
+    {"{\"defaults\": {\"memory_mb\": 0, \"wat\": 1}}",
+     "config: defaults.memory_mb: must be positive"},
+    {"{\"defaults\": {\"wat\": 1, \"memory_mb\": 0}}", "config: defaults.wat: unknown field"},
+    {"{\"home\": \"/ok\", \"defaults\": {\"nofile\": 1}, \"max_limits\": {\"x\": 1}}",
+     "config: max_limits.x: unknown field"},
+    /* Long keys are cut: 100 bytes at the top, 40 below a prefix. */
+    {"{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": 1}",
+     "config: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaa: unknown field"},
+    {"{\"defaults\": {\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\": 1}}",
+     "config: defaults.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb: unknown field"},
+};
+
+START_TEST(parse_messages_exact)
+{
+    struct config cfg;
+    struct bx_err err;
+    config_defaults(&cfg);
+    bx_err_clear(&err);
+    ck_assert_msg(config_parse(&cfg, exact[_i].text, strlen(exact[_i].text), &err) < 0,
+                  "accepted: %s", exact[_i].text);
+    ck_assert_int_eq(err.status, 400);
+    ck_assert_str_eq(err.msg, exact[_i].msg);
+    config_free(&cfg);
+}
+END_TEST
+
+/* Every boolean field takes true and false and stores exactly that. */
+START_TEST(bool_fields_parse)
+{
+    struct config cfg;
+    struct bx_err err;
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"ignore_cgroups\": true, \"runsc_debug\": true,"
+                           " \"allow_unauthenticated\": true, \"allow_host_network\": true,"
+                           " \"allow_private_egress\": true}",
+                           &err),
+                     0);
+    ck_assert(cfg.ignore_cgroups && cfg.runsc_debug && cfg.allow_unauthenticated &&
+              cfg.allow_host_network && cfg.allow_private_egress);
+    ck_assert_int_eq(config_parse(&cfg,
+                                  "{\"ignore_cgroups\": false, \"runsc_debug\": false,"
+                                  " \"allow_unauthenticated\": false,"
+                                  " \"allow_host_network\": false,"
+                                  " \"allow_private_egress\": false}",
+                                  strlen("{\"ignore_cgroups\": false, \"runsc_debug\": false,"
+                                         " \"allow_unauthenticated\": false,"
+                                         " \"allow_host_network\": false,"
+                                         " \"allow_private_egress\": false}"),
+                                  &err),
+                     0);
+    ck_assert(!cfg.ignore_cgroups && !cfg.runsc_debug && !cfg.allow_unauthenticated &&
+              !cfg.allow_host_network && !cfg.allow_private_egress);
+    config_free(&cfg);
+}
+END_TEST
+
 /* README: "max_queued_runs ... (0: no queue)": 0 (also written -0) is a
  * valid setting meaning no run ever waits; run_submit answers 503 as soon
  * as every run slot is busy (tests/integration/test_run.py). */
@@ -342,6 +444,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, pull_bounds_parse);
     tcase_add_loop_test(tc, bad_config_names_field, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, max_queued_runs_zero_means_no_queue);
+    tcase_add_loop_test(tc, parse_messages_exact, 0, (int)(sizeof(exact) / sizeof(exact[0])));
+    tcase_add_test(tc, bool_fields_parse);
     tcase_add_test(tc, load_precedence);
     suite_add_tcase(s, tc);
     return s;

@@ -493,6 +493,58 @@ END_TEST
 
 /* ---- limits ---- */
 
+/* json_key_is / json_obj_check_keys: a key matches a known name only when
+ * it is exactly that name; a NUL inside (from \u0000) never passes for the
+ * prefix before it. */
+START_TEST(test_key_checks)
+{
+    static const char *const known[] = {"image", "cmd", "limits", NULL};
+    static const char *const none[] = {NULL};
+    const char *txt = "{\"image\": 1, \"cmd\": 2, \"im\\u0000age\": 3, \"image\\u0000\": 4,"
+                      " \"imag\": 5, \"images\": 6, \"IMAGE\": 7, \"\": 8}";
+    struct json_doc *doc = parse_ok(txt, strlen(txt));
+    const struct json_value *root = json_doc_root(doc);
+    const struct json_member *m = root->u.obj.members;
+    const struct json_member *bad = NULL;
+    ck_assert_uint_eq(root->u.obj.n, 8);
+    ck_assert(json_key_is(&m[0], "image"));
+    ck_assert(!json_key_is(&m[0], "imag"));
+    ck_assert(!json_key_is(&m[0], "images"));
+    ck_assert(json_key_is(&m[1], "cmd"));
+    ck_assert(!json_key_is(&m[2], "im"));
+    ck_assert(!json_key_is(&m[3], "image"));
+    ck_assert(!json_key_is(&m[4], "image"));
+    ck_assert(!json_key_is(&m[5], "image"));
+    ck_assert(!json_key_is(&m[6], "image"));
+    ck_assert(json_key_is(&m[7], ""));
+    ck_assert(!json_key_is(&m[7], "image"));
+    /* The first member that is not known is reported. */
+    ck_assert_int_eq(json_obj_check_keys(root, known, &bad), -1);
+    ck_assert_ptr_eq(bad, &m[2]);
+    ck_assert_int_eq(json_obj_check_keys(root, known, NULL), -1);
+    json_doc_free(&doc);
+
+    txt = "{\"limits\": {}, \"cmd\": [], \"image\": \"x\"}";
+    doc = parse_ok(txt, strlen(txt));
+    root = json_doc_root(doc);
+    bad = NULL;
+    ck_assert_int_eq(json_obj_check_keys(root, known, &bad), 0);
+    ck_assert_ptr_null(bad);
+    ck_assert_int_eq(json_obj_check_keys(root, none, &bad), -1);
+    ck_assert_ptr_eq(bad, &root->u.obj.members[0]);
+    json_doc_free(&doc);
+
+    txt = "{\"image\\u0000\": 1}";
+    doc = parse_ok(txt, strlen(txt));
+    ck_assert_int_eq(json_obj_check_keys(json_doc_root(doc), known, &bad), -1);
+    json_doc_free(&doc);
+
+    doc = parse_ok("{}", 2);
+    ck_assert_int_eq(json_obj_check_keys(json_doc_root(doc), none, &bad), 0);
+    json_doc_free(&doc);
+}
+END_TEST
+
 static char *nested(int depth, const char *open, const char *close, const char *inner)
 {
     struct sbuf sb;
@@ -1183,6 +1235,7 @@ static Suite *json_suite(void)
     tcase_add_test(tc, test_escape_parts);
     tcase_add_test(tc, test_writer_random_bytes);
     tcase_add_test(tc, test_writer_random_utf8);
+    tcase_add_test(tc, test_key_checks);
     suite_add_tcase(s, tc);
     return s;
 }

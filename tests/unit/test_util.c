@@ -2,6 +2,8 @@
  * "network", ...): counted strings that may hold NULs must match a literal
  * whole, never as a prefix. */
 #include <check.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,11 +42,58 @@ START_TEST(str_eq_whole_strings_only)
 }
 END_TEST
 
+/* str_list: copies, NULL-terminated after every push and after a reserve,
+ * freed whole (run under valgrind/ASan for the leaks). */
+START_TEST(str_list_push_reserve_free)
+{
+    struct str_list l = {0};
+    char buf[16];
+    char **v;
+    ck_assert_int_eq(str_list_reserve(&l, 0), 0);
+    ck_assert_ptr_nonnull(l.items);
+    ck_assert_ptr_null(l.items[0]);
+    ck_assert_uint_eq(l.n, 0);
+    for (int i = 0; i < 100; i++) {
+        snprintf(buf, sizeof(buf), "s%d", i);
+        ck_assert_int_eq(str_list_push(&l, buf), 0);
+        ck_assert_uint_eq(l.n, (size_t)i + 1);
+        ck_assert_ptr_null(l.items[l.n]);
+        ck_assert_uint_lt(l.n, l.cap);
+    }
+    ck_assert_str_eq(l.items[0], "s0");
+    ck_assert_str_eq(l.items[99], "s99");
+    ck_assert_ptr_ne(l.items[5], buf); /* a copy */
+    ck_assert_int_eq(str_list_reserve(&l, 1000), 0);
+    ck_assert_uint_ge(l.cap, 1101);
+    ck_assert_uint_eq(l.n, 100);
+    ck_assert_ptr_null(l.items[100]);
+    ck_assert_int_eq(str_list_reserve(&l, SIZE_MAX / 2), -1);
+    ck_assert_uint_eq(l.n, 100);
+    str_list_free(&l);
+    ck_assert_ptr_null(l.items);
+    ck_assert_uint_eq(l.n + l.cap, 0);
+    str_list_free(&l); /* twice is fine */
+    /* A first push on an empty list; the array taken out is freed as argv. */
+    ck_assert_int_eq(str_list_push(&l, "PATH=" BX_DEFAULT_PATH), 0);
+    ck_assert_int_eq(str_list_push(&l, ""), 0);
+    ck_assert_str_eq(l.items[0],
+                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    ck_assert_str_eq(l.items[1], "");
+    ck_assert_ptr_null(l.items[2]);
+    v = bx_steal_ptr(&l.items);
+    l.n = l.cap = 0;
+    bx_strv_free(&v);
+    ck_assert_ptr_null(v);
+    bx_strv_free(&v);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
     Suite *s = suite_create("util");
     TCase *tc = tcase_create("util");
     tcase_add_test(tc, str_eq_whole_strings_only);
+    tcase_add_test(tc, str_list_push_reserve_free);
     suite_add_tcase(s, tc);
     return s;
 }
