@@ -936,6 +936,18 @@ static void destroy_box(struct box *b)
     while (b->execs) {
         struct box_exec *e = b->execs;
         b->execs = e->next;
+        if (e->running && e->cb) {
+            /* Its waiter is answered: the box went away under it. */
+            box_exec_cb cb = e->cb;
+            void *cb_arg = e->cb_arg;
+            e->cb = NULL;
+            e->running = 0;
+            e->failed = 1;
+            e->exit_code = 137;
+            e->finished = time(NULL);
+            snprintf(e->error, sizeof(e->error), "the box was removed");
+            cb(cb_arg, e);
+        }
         exec_free(e);
     }
     if (b->img)
@@ -1215,6 +1227,20 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
         w_str_or_null(w, "image_digest", b->img ? b->img->digest : NULL);
     }
     json_w_obj_end(w);
+}
+
+static void each_rev(const struct box *b, struct json_writer *w, int extra)
+{
+    /* The list is newest first and short (recursion depth = boxes). */
+    if (!b)
+        return;
+    each_rev(b->next, w, extra);
+    box_info_json(b, w, extra);
+}
+
+void box_each(struct box_mgr *m, struct json_writer *w, int extra)
+{
+    each_rev(m->boxes, w, extra);
 }
 
 void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)

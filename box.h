@@ -83,6 +83,8 @@ int box_remove(struct box *b, int force, box_done_cb cb, void *arg, struct bx_er
 void box_forget_waiter(struct box *b, void *arg);
 
 void box_info_json(const struct box *b, struct json_writer *w, int extra);
+/* box_info_json of every box, oldest first. */
+void box_each(struct box_mgr *m, struct json_writer *w, int extra);
 /* Error code names of the /v1 API for a failed box operation. */
 const char *box_err_code(const struct bx_err *err);
 

@@ -1,0 +1,200 @@
+"""Persistent boxes (/v1/boxes, issue 13, first slice): real runsc, real
+images from the local registry, real loop devices and mounts."""
+
+import os
+import subprocess
+import time
+
+import httpx
+import pytest
+
+import boxer_server
+
+BUSYBOX = "busybox"
+
+
+def box_cgroups(box_id):
+    """Cgroup directories named after the box (one per start generation)."""
+    found = []
+    for top in os.listdir("/sys/fs/cgroup"):
+        for dirpath, dirnames, _ in os.walk(os.path.join("/sys/fs/cgroup", top)):
+            for d in dirnames:
+                if d.startswith(box_id):
+                    found.append(os.path.join(dirpath, d))
+            # the base directories are a few levels down; skip deep trees
+            if dirpath.count("/") > 12:
+                dirnames[:] = []
+    return found
+
+
+def loop_devices(path):
+    out = subprocess.run(["losetup", "-j", path], stdout=subprocess.PIPE, check=True)
+    return out.stdout.decode().strip()
+
+
+def processes_naming(text):
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if text.encode() in f.read():
+                    out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def bserver(registry, tmp_path_factory):
+    d = tmp_path_factory.mktemp("boxes")
+    srv = boxer_server.Server(d, registry=registry).start()
+    yield srv
+    try:
+        srv.stop()
+        assert boxer_server.leftover_processes(srv.home) == []
+        assert boxer_server.leftover_mounts(srv.home) == []
+    finally:
+        boxer_server.unmount_under(srv.home)
+
+
+def api(srv, method, path, **kw):
+    kw.setdefault("timeout", 120)
+    return httpx.request(method, srv.url + path, **kw)
+
+
+def exec_wait(srv, box, cmd, **extra):
+    body = dict(cmd=cmd, wait=True, **extra)
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+BOXINFO_KEYS = {"id", "name", "status", "image", "cpu", "memory_mb", "disk_size_gb", "network",
+                "workdir", "env", "volumes", "error_code", "error_message", "created_at",
+                "started_at", "stopped_at"}
+EXECINFO_KEYS = {"id", "box_id", "status", "cmd", "env", "workdir", "timeout_ms", "exit_code",
+                 "error_message", "created_at", "finished_at"}
+
+
+def test_box_lifecycle_disk_persists(bserver):
+    srv = bserver
+    t0 = time.time()
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "life", "disk_size_gb": 1,
+                                            "env": {"GREETING": "hello"}})
+    assert r.status_code == 201, r.text
+    info = r.json()
+    assert set(info) == BOXINFO_KEYS
+    assert info["status"] == "running" and info["id"].startswith("box_")
+    assert info["name"] == "life" and info["workdir"] == "/root" and info["disk_size_gb"] == 1
+    box = info["id"]
+    bdir = os.path.join(srv.home, "boxes", box)
+    disk = os.path.join(bdir, "disk.img")
+    assert os.path.getsize(disk) == 1 << 30
+    assert os.stat(disk).st_blocks * 512 < 200 << 20  # sparse
+    assert loop_devices(disk) != ""
+
+    # GET by id and by name; BoxRun keys only unless ?extra=1
+    assert api(srv, "GET", "/v1/boxes/" + box).json()["id"] == box
+    assert api(srv, "GET", "/v1/boxes/life").json()["id"] == box
+    assert "image_digest" in api(srv, "GET", "/v1/boxes/life?extra=1").json()
+    assert [b["id"] for b in api(srv, "GET", "/v1/boxes").json()] == [box]
+
+    e = exec_wait(srv, box, ["echo", "hi"])
+    assert e["exit_code"] == 0 and e["status"] == "succeeded" and e["stdout"] == "hi\n"
+    assert e["id"].startswith("exec_") and e["box_id"] == box
+    # root in the box, box env and workdir, the init is PID 1
+    e = exec_wait(srv, box, ["sh", "-c", "id -u; echo $GREETING; pwd; cat /proc/1/cmdline"])
+    assert e["stdout"].split("\n")[:3] == ["0", "hello", "/root"], e
+    assert e["stdout"].split("\n")[3].startswith("/.boxer/init")
+    e = exec_wait(srv, box, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (e["exit_code"], e["status"], e["stdout"], e["stderr"]) == (3, "failed", "out\n",
+                                                                         "err\n")
+    # the exec env overrides the box env
+    e = exec_wait(srv, box, ["sh", "-c", "echo $GREETING"], env={"GREETING": "bye"})
+    assert e["stdout"] == "bye\n"
+
+    # pip/apt-style write under /usr, read back by the next exec
+    e = exec_wait(srv, box, ["sh", "-c", "mkdir -p /usr/lib/pkg && echo v1 > /usr/lib/pkg/f"])
+    assert e["exit_code"] == 0, e
+    assert exec_wait(srv, box, ["cat", "/usr/lib/pkg/f"])["stdout"] == "v1\n"
+    # the image's rootfs underneath is untouched
+    assert not any(os.path.exists(os.path.join(p, "usr/lib/pkg"))
+                   for p in [os.path.join(srv.home, "images")])
+
+    # a non-wait exec answers 201 running with BoxRun's keys only
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["sleep", "0.2"]})
+    assert r.status_code == 201, r.text
+    assert set(r.json()) == EXECINFO_KEYS and r.json()["status"] == "running"
+
+    r = api(srv, "POST", "/v1/boxes/%s:stop" % box)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "stopped" and r.json()["stopped_at"]
+    assert processes_naming(box) == []
+    assert box_cgroups(box) == []
+    assert loop_devices(disk) == ""
+    assert boxer_server.leftover_mounts(srv.home) == []
+    assert os.path.exists(disk)
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["true"], "wait": True})
+    assert r.status_code == 409 and r.json()["code"] == "BOX_NOT_RUNNING", r.text
+    r = api(srv, "POST", "/v1/boxes/%s:stop" % box)
+    assert r.status_code == 409 and r.json()["code"] == "BOX_NOT_RUNNING", r.text
+
+    r = api(srv, "POST", "/v1/boxes/%s:start" % box)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "running"
+    assert exec_wait(srv, box, ["cat", "/usr/lib/pkg/f"])["stdout"] == "v1\n"
+    r = api(srv, "POST", "/v1/boxes/%s:start" % box)
+    assert r.status_code == 409 and r.json()["code"] == "BOX_ALREADY_RUNNING", r.text
+
+    # removing a running box needs force
+    r = api(srv, "DELETE", "/v1/boxes/" + box)
+    assert r.status_code == 409 and r.json()["code"] == "BOX_ALREADY_RUNNING", r.text
+    r = api(srv, "DELETE", "/v1/boxes/%s?force=true" % box)
+    assert r.status_code == 204, r.text
+    assert api(srv, "GET", "/v1/boxes/" + box).status_code == 404
+    assert not os.path.exists(bdir)
+    assert box_cgroups(box) == []
+    assert loop_devices(disk) == ""
+    assert boxer_server.leftover_mounts(srv.home) == []
+    # runsc delete runs in the background after a stop: give it its time
+    deadline = time.time() + 10
+    while processes_naming(box) and time.time() < deadline:
+        time.sleep(0.2)
+    assert processes_naming(box) == []
+    assert time.time() - t0 < 80
+
+
+def test_box_errors(bserver):
+    srv = bserver
+    r = api(srv, "GET", "/v1/boxes/box_nope")
+    assert r.status_code == 404 and r.json()["code"] == "BOX_NOT_FOUND"
+    assert r.json()["message"] == r.json()["error"]
+    r = api(srv, "POST", "/v1/boxes/box_nope/exec", json={"cmd": ["true"]})
+    assert r.status_code == 404 and r.json()["code"] == "BOX_NOT_FOUND"
+    r = api(srv, "POST", "/v1/boxes", json={"name": "x"})
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST"
+    assert "image" in r.json()["message"]
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "Bad Name"})
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST"
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "memory_mb": 1 << 30})
+    assert r.status_code == 400 and "memory_mb" in r.json()["message"]
+
+
+def test_stopped_box_removed_without_force(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "dup", "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    r2 = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "dup"})
+    assert r2.status_code == 409 and r2.json()["code"] == "NAME_ALREADY_EXISTS"
+    # a background child keeps the pipes open: the exec still ends with its runsc process
+    e = exec_wait(srv, box, ["sh", "-c", "sleep 30 & echo started"])
+    assert e["exit_code"] == 0 and e["stdout"] == "started\n"
+    assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
+    assert api(srv, "DELETE", "/v1/boxes/" + box).status_code == 204
+    assert api(srv, "DELETE", "/v1/boxes/dup?force=true").status_code == 204
+    assert os.listdir(os.path.join(srv.home, "boxes")) == []
