@@ -66,7 +66,21 @@ struct bgproc {
     struct box_mgr *m;
     struct bgproc *next;
     struct proc *p;
+    char box_id[32];
+    /* A removed box's directory: deleted once this runsc has exited (it
+     * writes its log and state there). */
+    char *rm_dir;
 };
+
+static void bg_free(struct bgproc *g)
+{
+    struct bx_err err;
+    proc_free(&g->p);
+    if (g->rm_dir && bx_rm_rf_at(AT_FDCWD, g->rm_dir, &err) < 0)
+        fprintf(stderr, "boxer: %s\n", err.msg);
+    free(g->rm_dir);
+    free(g);
+}
 
 struct box {
     struct box_mgr *m;
@@ -198,8 +212,7 @@ static void bg_on_exit(void *arg, int status)
             *pp = g->next;
             break;
         }
-    proc_free(&g->p);
-    free(g);
+    bg_free(g);
 }
 
 static int spawn_runsc(struct box *b, const char *const *args, int out_fd, int err_fd,
@@ -256,6 +269,7 @@ static void bg_runsc(struct box *b, const char *const *args)
     if (!g)
         return;
     g->m = b->m;
+    snprintf(g->box_id, sizeof(g->box_id), "%s", b->id);
     if (spawn_runsc(b, args, -1, -1, 0, bg_on_exit, g, &g->p, &err) < 0) {
         fprintf(stderr, "boxer: box %s: %s\n", b->id, err.msg);
         free(g);
@@ -952,8 +966,17 @@ static void destroy_box(struct box *b)
     }
     if (b->img)
         image_release(m->p.images, b->img);
-    if (b->removing && bx_rm_rf_at(AT_FDCWD, b->dir, &err) < 0)
-        fprintf(stderr, "boxer: box %s: %s\n", b->id, err.msg);
+    if (b->removing) {
+        struct bgproc *last = NULL;
+        /* the newest runsc of this box (the list is newest first) */
+        for (struct bgproc *g = m->bg; g && !last; g = g->next)
+            if (strcmp(g->box_id, b->id) == 0 && !g->rm_dir)
+                last = g;
+        if (last && (last->rm_dir = strdup(b->dir)) != NULL)
+            ; /* removed when that runsc is done */
+        else if (bx_rm_rf_at(AT_FDCWD, b->dir, &err) < 0)
+            fprintf(stderr, "boxer: box %s: %s\n", b->id, err.msg);
+    }
     free(b->name);
     free(b->image);
     free(b->workdir);
@@ -1439,8 +1462,7 @@ void box_mgr_free(struct box_mgr **mp)
     while (m->bg) {
         struct bgproc *g = m->bg;
         m->bg = g->next;
-        proc_free(&g->p);
-        free(g);
+        bg_free(g);
     }
     free(m);
     *mp = NULL;
