@@ -215,8 +215,9 @@ static void bg_on_exit(void *arg, int status)
     bg_free(g);
 }
 
-static int spawn_runsc(struct box *b, const char *const *args, int out_fd, int err_fd,
-                       int join_cg, proc_exit_cb cb, void *arg, struct proc **pp,
+/* log_name: runsc's --log file in the box directory; NULL: runsc-<cmd>.log */
+static int spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd,
+                       int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp,
                        struct bx_err *err)
 {
     struct box_mgr *m = b->m;
@@ -229,7 +230,10 @@ static int spawn_runsc(struct box *b, const char *const *args, int out_fd, int e
     struct proc_spec spec;
 
     snprintf(root_arg, sizeof(root_arg), "--root=%s/state", b->dir);
-    snprintf(log_arg, sizeof(log_arg), "--log=%s/runsc-%s.log", b->dir, args[0]);
+    if (log_name)
+        snprintf(log_arg, sizeof(log_arg), "--log=%s/%.40s", b->dir, log_name);
+    else
+        snprintf(log_arg, sizeof(log_arg), "--log=%s/runsc-%s.log", b->dir, args[0]);
     snprintf(platform_arg, sizeof(platform_arg), "--platform=%s", m->p.platform);
     argv[a++] = (char *)m->p.runsc;
     argv[a++] = root_arg;
@@ -270,7 +274,7 @@ static void bg_runsc(struct box *b, const char *const *args)
         return;
     g->m = b->m;
     snprintf(g->box_id, sizeof(g->box_id), "%s", b->id);
-    if (spawn_runsc(b, args, -1, -1, 0, bg_on_exit, g, &g->p, &err) < 0) {
+    if (spawn_runsc(b, args, NULL, -1, -1, 0, bg_on_exit, g, &g->p, &err) < 0) {
         fprintf(stderr, "boxer: box %s: %s\n", b->id, err.msg);
         free(g);
         return;
@@ -580,7 +584,7 @@ static void on_started(void *arg, int status)
         start_failed(b, &err);
         return;
     }
-    if (spawn_runsc(b, wait_args, -1, -1, 0, on_wait_exit, b, &b->waitp, &err) < 0) {
+    if (spawn_runsc(b, wait_args, NULL, -1, -1, 0, on_wait_exit, b, &b->waitp, &err) < 0) {
         start_failed(b, &err);
         return;
     }
@@ -600,7 +604,7 @@ static void on_created(void *arg, int status)
         start_failed(b, &err);
         return;
     }
-    if (spawn_runsc(b, args, -1, -1, 0, on_started, b, &b->step, &err) < 0)
+    if (spawn_runsc(b, args, NULL, -1, -1, 0, on_started, b, &b->step, &err) < 0)
         start_failed(b, &err);
 }
 
@@ -638,7 +642,7 @@ static void launch(struct box *b)
         goto fail;
     if (write_spec(b, &err) < 0)
         goto fail;
-    if (spawn_runsc(b, args, -1, -1, 1, on_created, b, &b->step, &err) < 0)
+    if (spawn_runsc(b, args, NULL, -1, -1, 1, on_created, b, &b->step, &err) < 0)
         goto fail;
     return;
 fail:
@@ -831,7 +835,7 @@ static int begin_stop(struct box *b, struct bx_err *err)
     b->status = BOX_STOPPING;
     /* Execs still running end with the box. */
     b->grace_timer = loop_timer_add(b->m->p.loop, BOX_STOP_GRACE_MS, stop_teardown, b);
-    if (spawn_runsc(b, args, -1, -1, 0, on_kill_sent, b, &b->step, err) < 0) {
+    if (spawn_runsc(b, args, NULL, -1, -1, 0, on_kill_sent, b, &b->step, err) < 0) {
         /* No TERM: go straight to the kill. */
         loop_timer_cancel(b->m->p.loop, b->grace_timer);
         b->grace_timer = loop_timer_add(b->m->p.loop, 0, stop_teardown, b);
@@ -1018,6 +1022,50 @@ static void exec_on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
         exec_drain(e, &e->err_fd, &e->err);
 }
 
+static void exec_unlink_files(struct box_exec *e)
+{
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof(p), "%s/%s.json", e->box->dir, e->id);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
+    unlink(p);
+}
+
+/* runsc exits 128 both for a command killed by signal 0 (impossible) and
+ * when it could not start the command at all (missing program, bad
+ * workdir): its log then holds an "error" entry.  Such a failure is not
+ * the command's status: error_message says what happened, exit code 127
+ * for a missing program (as a shell says), 126 otherwise.  runsc's message
+ * went to the same stderr pipe (the process never ran), so stderr is
+ * cleared. */
+static void exec_runsc_failure(struct box_exec *e)
+{
+    char p[PATH_MAX + 64];
+    char *text = NULL, *msg, *end;
+    size_t len = 0;
+    snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
+    if (bx_read_file_at(AT_FDCWD, p, 1u << 20, &text, &len, NULL) < 0)
+        return;
+    msg = strstr(text, "\"level\":\"error\"") ? strstr(text, "{\"msg\":\"") : NULL;
+    if (msg) {
+        msg += 8;
+        end = strstr(msg, "\",\"level\"");
+        if (end) {
+            size_t n = 0;
+            /* undo the JSON escapes of quotes and backslashes */
+            for (const char *q = msg; q < end && n + 1 < sizeof(e->error); q++) {
+                if (*q == '\\' && q + 1 < end && (q[1] == '"' || q[1] == '\\'))
+                    q++;
+                e->error[n++] = *q;
+            }
+            e->error[n] = 0;
+            e->exit_code = strstr(e->error, "failed to load") ? 127 : 126;
+            sbuf_reset(&e->err);
+        }
+    }
+    free(text);
+}
+
 static void exec_on_exit(void *arg, int status)
 {
     struct box_exec *e = arg;
@@ -1047,6 +1095,9 @@ static void exec_on_exit(void *arg, int status)
         e->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         e->exit_code = 128 + WTERMSIG(status);
+    if (e->exit_code == 128)
+        exec_runsc_failure(e);
+    exec_unlink_files(e);
     e->failed = e->exit_code != 0;
     cb = e->cb;
     cb_arg = e->cb_arg;
@@ -1125,10 +1176,11 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
         goto fail;
     }
     {
-        char ppath[PATH_MAX + 80];
+        char ppath[PATH_MAX + 80], lname[64];
         snprintf(ppath, sizeof(ppath), "%s/%s", b->dir, pname);
+        snprintf(lname, sizeof(lname), "%s.log", e->id);
         const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
-        if (spawn_runsc(b, args, outp[1], errp[1], 1, exec_on_exit, e, &e->proc, err) < 0)
+        if (spawn_runsc(b, args, lname, outp[1], errp[1], 1, exec_on_exit, e, &e->proc, err) < 0)
             goto fail;
         /* runsc read the file before it started the process; a later exec
          * never reuses the name. */

@@ -221,3 +221,29 @@ def test_stopped_box_removed_without_force(bserver):
     boxes = os.path.join(srv.home, "boxes")
     assert all(wait_gone(os.path.join(boxes, d)) for d in os.listdir(boxes))
     assert os.listdir(boxes) == []
+
+
+def test_exec_runsc_failures_and_signals(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    bdir = os.path.join(srv.home, "boxes", box)
+    try:
+        # runsc's own failure is not the command's status
+        e = exec_wait(srv, box, ["/nonexistent"])
+        assert (e["status"], e["exit_code"]) == ("failed", 127), e
+        assert "/nonexistent" in e["error_message"] and e["stderr"] == ""
+        e = exec_wait(srv, box, ["true"], workdir="/nope/dir")
+        assert e["status"] == "failed" and e["exit_code"] != 0, e
+        assert '"/nope/dir"' in e["error_message"]
+        # a command killed by signal N exits 128+N; a real 128 is not a runsc failure
+        e = exec_wait(srv, box, ["sh", "-c", "kill -9 $$"])
+        assert (e["exit_code"], e["error_message"]) == (137, None), e
+        e = exec_wait(srv, box, ["sh", "-c", "echo x >&2; exit 128"])
+        assert (e["exit_code"], e["error_message"], e["stderr"]) == (128, None, "x\n"), e
+        # the exec's process file and runsc log do not pile up
+        assert [f for f in os.listdir(bdir) if f.startswith("exec_")] == []
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+    assert wait_gone(bdir)
