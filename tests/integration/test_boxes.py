@@ -247,3 +247,23 @@ def test_exec_runsc_failures_and_signals(bserver):
     finally:
         assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
     assert wait_gone(bdir)
+
+
+def test_shutdown_with_running_box_leaves_nothing(make_server):
+    srv = make_server()
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    disk = os.path.join(srv.home, "boxes", box, "disk.img")
+    e = exec_wait(srv, box, ["sh", "-c", "echo kept > /root/f; sleep 300 & echo bg"])
+    assert e["exit_code"] == 0, e
+    try:
+        srv.stop()
+        assert boxer_server.leftover_processes(srv.home) == []
+        assert boxer_server.leftover_mounts(srv.home) == []
+        assert loop_devices(disk) == ""
+        assert box_cgroups(box) == []
+        # the disk is kept (restarting boxes is a later slice)
+        assert os.path.exists(disk)
+    finally:
+        boxer_server.unmount_under(srv.home)
