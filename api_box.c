@@ -223,6 +223,29 @@ out:
     return ret;
 }
 
+/* "uid" or "uid:gid", decimal: names would need the box's /etc/passwd,
+ * which Boxer never reads from the host side. */
+static int parse_user(const struct json_value *v, struct box_exec_req *r, struct bx_err *err)
+{
+    const char *s, *colon;
+    uint64_t uid, gid;
+    size_t ulen;
+    if (v->type != JSON_STRING || json_str_has_nul(v))
+        return bx_err_set(err, 400, EINVAL, "user must be a string \"uid[:gid]\"");
+    s = v->u.str.s;
+    colon = strchr(s, ':');
+    ulen = colon ? (size_t)(colon - s) : v->u.str.len;
+    if (bx_parse_u64(s, ulen, UINT32_MAX - 1, &uid) < 0)
+        return bx_err_set(err, 400, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
+    gid = uid;
+    if (colon && bx_parse_u64(colon + 1, strlen(colon + 1), UINT32_MAX - 1, &gid) < 0)
+        return bx_err_set(err, 400, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
+    r->set_user = 1;
+    r->uid = (uint32_t)uid;
+    r->gid = (uint32_t)gid;
+    return 0;
+}
+
 static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct bx_err *err)
 {
     struct json_doc *doc = NULL;
@@ -260,6 +283,9 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct b
         bx_err_set(err, 400, EINVAL, "workdir must be an absolute path");
         goto out;
     }
+    v = json_get(root, "user");
+    if (v && v->type != JSON_NULL && parse_user(v, r, err) < 0)
+        goto out;
     v = json_get(root, "wait");
     if (v && v->type != JSON_NULL && v->type != JSON_BOOL) {
         bx_err_set(err, 400, EINVAL, "wait must be a boolean");

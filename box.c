@@ -414,21 +414,24 @@ static void w_strv(struct json_writer *w, const char *key, char *const *v)
     json_w_arr_end(w);
 }
 
-static void w_process(struct json_writer *w, char *const *args, char *const *env, const char *cwd)
+static void w_process(struct json_writer *w, char *const *args, char *const *env, const char *cwd,
+                      uint32_t uid, uint32_t gid)
 {
     json_w_obj_begin(w);
     json_w_key(w, "user");
     json_w_obj_begin(w);
     json_w_key(w, "uid");
-    json_w_uint(w, 0);
+    json_w_uint(w, uid);
     json_w_key(w, "gid");
-    json_w_uint(w, 0);
+    json_w_uint(w, gid);
     json_w_obj_end(w);
     w_strv(w, "args", args);
     w_strv(w, "env", env);
     json_w_key(w, "cwd");
     json_w_cstr(w, cwd);
-    w_caps(w);
+    /* Another user gets no capabilities, as under Docker. */
+    if (uid == 0)
+        w_caps(w);
     json_w_key(w, "noNewPrivileges");
     json_w_bool(w, 1);
     json_w_key(w, "rlimits");
@@ -492,7 +495,7 @@ static int write_spec(struct box *b, struct bx_err *err)
     json_w_key(&w, "ociVersion");
     json_w_cstr(&w, "1.0.0");
     json_w_key(&w, "process");
-    w_process(&w, args, env, "/");
+    w_process(&w, args, env, "/", 0, 0);
     json_w_key(&w, "root");
     json_w_obj_begin(&w);
     json_w_key(&w, "path");
@@ -1158,8 +1161,8 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
         oci_merge_env(env1, b->env, &env2, err) < 0 || oci_merge_env(env2, req->env, &env3, err) < 0)
         goto fail;
     json_w_init(&w, &sb);
-    w_process(&w, req->cmd, env3,
-              req->workdir && req->workdir[0] ? req->workdir : b->workdir);
+    w_process(&w, req->cmd, env3, req->workdir && req->workdir[0] ? req->workdir : b->workdir,
+              req->set_user ? req->uid : 0, req->set_user ? req->gid : 0);
     if (w.failed) {
         bx_err_set(err, 400, E2BIG, "exec too large");
         goto fail;

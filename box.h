@@ -93,6 +93,8 @@ struct box_exec_req {
     char **env;   /* "K=V" or NULL */
     char *workdir;
     uint64_t timeout_ms;
+    int set_user; /* "user": uid[:gid] (numeric); otherwise root */
+    uint32_t uid, gid;
 };
 void box_exec_req_free(struct box_exec_req *r);
 

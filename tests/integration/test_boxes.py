@@ -242,6 +242,16 @@ def test_exec_runsc_failures_and_signals(bserver):
         assert (e["exit_code"], e["error_message"]) == (137, None), e
         e = exec_wait(srv, box, ["sh", "-c", "echo x >&2; exit 128"])
         assert (e["exit_code"], e["error_message"], e["stderr"]) == (128, None, "x\n"), e
+        # another user, numeric, without capabilities
+        e = exec_wait(srv, box, ["sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"],
+                      user="1000:1001")
+        assert e["stdout"].split("\n")[:2] == ["1000", "1001"], e
+        assert e["stdout"].split()[-1] == "0000000000000000", e
+        e = exec_wait(srv, box, ["sh", "-c", "grep CapEff /proc/self/status"])
+        # Docker's default set without NET_RAW (bit 13)
+        assert e["stdout"].split()[-1] == "00000000a80405fb", e
+        r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["true"], "user": "root"})
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", r.text
         # the exec's process file and runsc log do not pile up
         assert [f for f in os.listdir(bdir) if f.startswith("exec_")] == []
     finally:
