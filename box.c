@@ -715,6 +715,10 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
     b->iwait = NULL;
     if (!img) {
         struct bx_err e = *ierr;
+        /* BoxRun's IMAGE_PULL_FAILED (502) for whatever kept the image
+         * away, but a request error stays a 400. */
+        if (e.status != 400)
+            e.status = 502;
         start_failed(b, &e);
         return;
     }
