@@ -573,6 +573,13 @@ static void on_wait_exit(void *arg, int status)
         loop_timer_cancel(b->m->p.loop, b->grace_timer);
         b->grace_timer = 0;
         stop_teardown(b->m->p.loop, b);
+    } else if (b->status == BOX_RUNNING) {
+        /* It ended by itself (its init was killed from inside, the sandbox
+         * crashed): the same teardown as a stop, so the state is honest
+         * and the box can be started again. */
+        fprintf(stderr, "boxer: box %s: its sandbox ended, box stopped\n", b->id);
+        b->status = BOX_STOPPING;
+        stop_teardown(b->m->p.loop, b);
     }
 }
 

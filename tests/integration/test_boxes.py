@@ -101,7 +101,6 @@ EXECINFO_KEYS = {"id", "box_id", "status", "cmd", "env", "workdir", "timeout_ms"
 
 def test_box_lifecycle_disk_persists(bserver):
     srv = bserver
-    t0 = time.time()
     r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "life", "disk_size_gb": 1,
                                             "env": {"GREETING": "hello"}})
     assert r.status_code == 201, r.text
@@ -184,7 +183,6 @@ def test_box_lifecycle_disk_persists(bserver):
     while processes_naming(box) and time.time() < deadline:
         time.sleep(0.2)
     assert processes_naming(box) == []
-    assert time.time() - t0 < 80
 
 
 def test_box_errors(bserver):
@@ -214,6 +212,28 @@ def test_image_pull_failure(bserver):
     assert api(srv, "DELETE", "/v1/boxes/nopull").status_code == 204
     assert api(srv, "GET", "/v1/boxes/nopull").status_code == 404
     assert not os.path.exists(os.path.join(srv.home, "boxes", info["id"]))
+
+
+def test_box_whose_init_dies_is_stopped_and_starts_again(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        assert exec_wait(srv, box, ["sh", "-c", "echo 1 > /etc/marker"])["exit_code"] == 0
+        # root in the box may end its init: the box is then stopped, not stuck "running"
+        exec_wait(srv, box, ["kill", "-TERM", "1"])
+        deadline = time.time() + 30
+        while api(srv, "GET", "/v1/boxes/" + box).json()["status"] != "stopped":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert processes_naming(box, but_delete=True) == []
+        assert box_cgroups(box) == []
+        r = api(srv, "POST", "/v1/boxes/%s:start" % box)
+        assert r.status_code == 200, r.text
+        assert exec_wait(srv, box, ["cat", "/etc/marker"])["stdout"] == "1\n"
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
 def test_stopped_box_removed_without_force(bserver):
