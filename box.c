@@ -473,6 +473,31 @@ static int write_json_file(struct box *b, const char *name, struct sbuf *sb, str
     return bx_write_file_atomic_at(AT_FDCWD, p, sb->data, sb->len, 0600, err);
 }
 
+/* A file only runsc reads, right away, and removed after: no fsync and no
+ * rename (an exec must cost little more than runsc exec itself). */
+static int write_scratch_file(struct box *b, const char *name, struct sbuf *sb,
+                              struct bx_err *err)
+{
+    char p[PATH_MAX + 64];
+    int fd;
+    snprintf(p, sizeof(p), "%s/%s", b->dir, name);
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "create %s", p);
+    if (bx_write_all(fd, sb->data, sb->len) < 0) {
+        bx_err_sys(err, 500, "write %s", p);
+        close(fd);
+        unlink(p);
+        return -1;
+    }
+    if (close(fd) < 0) {
+        bx_err_sys(err, 500, "close %s", p);
+        unlink(p);
+        return -1;
+    }
+    return 0;
+}
+
 static int write_spec(struct box *b, struct bx_err *err)
 {
     static const char *const proc_o[] = {NULL};
@@ -1179,7 +1204,7 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
         goto fail;
     }
     snprintf(pname, sizeof(pname), "%s.json", e->id);
-    if (write_json_file(b, pname, &sb, err) < 0)
+    if (write_scratch_file(b, pname, &sb, err) < 0)
         goto fail;
     if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
         bx_err_sys(err, 500, "pipe2");
@@ -1196,8 +1221,7 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
         const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
         if (spawn_runsc(b, args, lname, outp[1], errp[1], 1, exec_on_exit, e, &e->proc, err) < 0)
             goto fail;
-        /* runsc read the file before it started the process; a later exec
-         * never reuses the name. */
+        /* removed when the exec ends (exec_unlink_files) */
     }
     e->out_fd = bx_steal_fd(&outp[0]);
     e->err_fd = bx_steal_fd(&errp[0]);
@@ -1223,8 +1247,10 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     ret = 0;
     e = NULL;
 fail:
-    if (e)
+    if (e) {
+        exec_unlink_files(e);
         exec_free(e);
+    }
     oci_free_strv(&env1);
     oci_free_strv(&env2);
     oci_free_strv(&env3);
