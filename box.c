@@ -34,6 +34,7 @@ extern const unsigned long box_init_bin_len __attribute__((weak));
 #define BOX_CG_RETRY_MS 100
 #define BOX_CG_RETRIES 50
 #define BOX_EXECS_KEPT 100
+#define BOX_EXEC_SAFETY_MS 5000
 #define BOX_OUTPUT_MAX (1u << 20)
 #define BOX_DEFAULT_CPU 2.0
 #define BOX_DEFAULT_MEMORY_MB 1024
@@ -58,6 +59,8 @@ struct box_exec {
     struct proc *proc;
     time_t created, finished;
     uint64_t started_ms, wall_ms;
+    uint64_t safety_timer;
+    int timed_out;
     box_exec_cb cb;
     void *cb_arg;
 };
@@ -952,6 +955,8 @@ static void deferred_removed(struct loop *l, void *arg)
 
 static void exec_free(struct box_exec *e)
 {
+    if (e->safety_timer)
+        loop_timer_cancel(e->box->m->p.loop, e->safety_timer);
     if (e->proc)
         proc_free(&e->proc);
     if (e->out_fd >= 0) {
@@ -1134,9 +1139,22 @@ static void exec_on_exit(void *arg, int status)
         e->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         e->exit_code = 128 + WTERMSIG(status);
+    if (e->safety_timer) {
+        loop_timer_cancel(e->box->m->p.loop, e->safety_timer);
+        e->safety_timer = 0;
+    }
     if (e->exit_code == 128)
         exec_runsc_failure(e);
     exec_unlink_files(e);
+    /* The helper in the box exits 137 after killing the command's group at
+     * the deadline; the safety timer marks timed_out itself. */
+    if (e->timeout_ms && e->exit_code == 137 && e->wall_ms >= e->timeout_ms)
+        e->timed_out = 1;
+    if (e->timed_out) {
+        e->exit_code = 137;
+        snprintf(e->error, sizeof(e->error), "timed out after %llu ms",
+                 (unsigned long long)e->timeout_ms);
+    }
     e->failed = e->exit_code != 0;
     cb = e->cb;
     cb_arg = e->cb_arg;
@@ -1144,6 +1162,18 @@ static void exec_on_exit(void *arg, int status)
     e->cb_arg = NULL;
     if (cb)
         cb(cb_arg, e);
+}
+
+/* The helper did not end the exec in time (the box is overloaded, or the
+ * helper itself is stuck): end the client; the box keeps whatever is left. */
+static void exec_safety(struct loop *l, void *arg)
+{
+    struct box_exec *e = arg;
+    (void)l;
+    e->safety_timer = 0;
+    e->timed_out = 1;
+    if (e->proc)
+        proc_kill(e->proc, SIGKILL);
 }
 
 void box_exec_forget(struct box_exec *e)
@@ -1172,6 +1202,8 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     struct box_exec *e;
     char **env1 = NULL, **env2 = NULL, **env3 = NULL;
     char *home[] = {"HOME=/root", NULL};
+    char **wrapped = NULL;
+    char ms[24];
     char pname[64];
     struct sbuf sb;
     struct json_writer w;
@@ -1196,8 +1228,27 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     if (oci_merge_env(home, b->img ? b->img->env : NULL, &env1, err) < 0 ||
         oci_merge_env(env1, b->env, &env2, err) < 0 || oci_merge_env(env2, req->env, &env3, err) < 0)
         goto fail;
+    if (req->timeout_ms) {
+        /* The in-box helper owns the timeout: it can kill the command's
+         * whole process group, which nothing on the host can. */
+        size_t n = 0;
+        while (req->cmd[n])
+            n++;
+        wrapped = calloc(n + 5, sizeof(*wrapped));
+        if (!wrapped) {
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+            goto fail;
+        }
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)req->timeout_ms);
+        wrapped[0] = "/.boxer/init";
+        wrapped[1] = "--exec";
+        wrapped[2] = ms;
+        wrapped[3] = "--";
+        for (size_t i = 0; i < n; i++)
+            wrapped[4 + i] = req->cmd[i];
+    }
     json_w_init(&w, &sb);
-    w_process(&w, req->cmd, env3, req->workdir && req->workdir[0] ? req->workdir : b->workdir,
+    w_process(&w, wrapped ? wrapped : req->cmd, env3, req->workdir && req->workdir[0] ? req->workdir : b->workdir,
               req->set_user ? req->uid : 0, req->set_user ? req->gid : 0);
     if (w.failed) {
         bx_err_set(err, 400, E2BIG, "exec too large");
@@ -1238,6 +1289,9 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     e->exit_code = -1;
     e->created = time(NULL);
     e->started_ms = bx_now_ms();
+    if (e->timeout_ms)
+        e->safety_timer = loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS,
+                                         exec_safety, e);
     e->cb = cb;
     e->cb_arg = arg;
     e->next = b->execs;
@@ -1251,6 +1305,7 @@ fail:
         exec_unlink_files(e);
         exec_free(e);
     }
+    free(wrapped);
     oci_free_strv(&env1);
     oci_free_strv(&env2);
     oci_free_strv(&env3);
@@ -1391,7 +1446,7 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
         json_w_key(w, "wall_ms");
         json_w_uint(w, e->wall_ms);
         json_w_key(w, "timed_out");
-        json_w_bool(w, 0);
+        json_w_bool(w, e->timed_out);
         json_w_key(w, "truncated");
         json_w_bool(w, e->out.len >= BOX_OUTPUT_MAX || e->err.len >= BOX_OUTPUT_MAX);
     }

@@ -214,6 +214,28 @@ def test_image_pull_failure(bserver):
     assert not os.path.exists(os.path.join(srv.home, "boxes", info["id"]))
 
 
+def test_exec_timeout_kills_the_process_group(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    comms = ["sh", "-c", "for p in /proc/[0-9]*; do cat $p/comm; done 2>/dev/null"]
+    try:
+        e = exec_wait(srv, box, ["echo", "ok"], timeout_ms=5000)
+        assert (e["exit_code"], e["stdout"], e["timed_out"]) == (0, "ok\n", False), e
+        assert e["timeout_ms"] == 5000 and e["cmd"] == ["echo", "ok"]
+        t = time.time()
+        e = exec_wait(srv, box, ["sh", "-c", "sleep 60 & sleep 61; echo never"], timeout_ms=500)
+        assert time.time() - t < 4.5, e
+        assert (e["status"], e["exit_code"], e["timed_out"]) == ("failed", 137, True), e
+        assert e["stdout"] == "" and "timed out" in e["error_message"]
+        # the whole group went, background child included; the box lives on
+        out = exec_wait(srv, box, comms)["stdout"].split()
+        assert "sleep" not in out and "init" in out, out
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
 def test_box_whose_init_dies_is_stopped_and_starts_again(bserver):
     srv = bserver
     r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
