@@ -439,6 +439,7 @@ static void start_async(struct box_mgr *m, struct http_conn *c, const struct htt
 }
 
 static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra);
+static void list_execs(struct http_conn *c, const struct box *b, int extra);
 
 int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_request *req)
 {
@@ -504,6 +505,29 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         }
         return 0;
     }
+    if (strcmp(slash, "/execs") == 0 || strncmp(slash, "/exec/", 6) == 0) {
+        char id[128];
+        struct box *b;
+        memcpy(id, rest, id_len);
+        id[id_len] = 0;
+        if (meth != HTTP_GET && meth != HTTP_HEAD) {
+            http_respond_error_h(c, 405, "Allow: GET, HEAD\r\n", "method not allowed");
+            return 0;
+        }
+        b = box_find(m, id);
+        if (!b) {
+            respond_v1_error(c, 404, "BOX_NOT_FOUND", "no such box");
+        } else if (slash[5] == 's') {
+            list_execs(c, b, extra);
+        } else {
+            struct box_exec *e = box_exec_find(b, slash + 6);
+            if (!e)
+                respond_v1_error(c, 404, "EXEC_NOT_FOUND", "no such exec");
+            else
+                respond_exec(c, 200, e, extra);
+        }
+        return 0;
+    }
     if (strcmp(slash, "/exec") == 0) {
         if (meth == HTTP_POST)
             start_async(m, c, req, OP_EXEC, rest, id_len);
@@ -523,6 +547,23 @@ static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra)
     json_w_init(&w, &sb);
     json_w_arr_begin(&w);
     box_each(m, &w, extra);
+    json_w_arr_end(&w);
+    if (w.failed)
+        http_respond_error(c, 500, "answer too large");
+    else
+        http_respond(c, 200, "application/json", NULL, sb.data, sb.len);
+    sbuf_free(&sb);
+}
+
+static void list_execs(struct http_conn *c, const struct box *b, int extra)
+{
+    struct sbuf sb;
+    struct json_writer w;
+    /* with ?extra=1 each exec carries its output: a bounded answer */
+    sbuf_init(&sb, 64u << 20);
+    json_w_init(&w, &sb);
+    json_w_arr_begin(&w);
+    box_each_exec(b, &w, extra);
     json_w_arr_end(&w);
     if (w.failed)
         http_respond_error(c, 500, "answer too large");

@@ -1413,6 +1413,28 @@ void box_each(struct box_mgr *m, struct json_writer *w, int extra)
     each_rev(m->boxes, w, extra);
 }
 
+static void each_exec_rev(const struct box_exec *e, struct json_writer *w, int extra)
+{
+    /* newest first, at most BOX_EXECS_KEPT (plus running ones) deep */
+    if (!e)
+        return;
+    each_exec_rev(e->next, w, extra);
+    box_exec_json(e, w, extra);
+}
+
+void box_each_exec(const struct box *b, struct json_writer *w, int extra)
+{
+    each_exec_rev(b->execs, w, extra);
+}
+
+struct box_exec *box_exec_find(struct box *b, const char *exec_id)
+{
+    for (struct box_exec *e = b->execs; e; e = e->next)
+        if (strcmp(e->id, exec_id) == 0)
+            return e;
+    return NULL;
+}
+
 void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
 {
     json_w_obj_begin(w);

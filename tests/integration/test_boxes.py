@@ -309,6 +309,14 @@ def test_exec_runsc_failures_and_signals(bserver):
         assert e["stdout"].split()[-1] == "00000000a80405fb", e
         r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["true"], "user": "root"})
         assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", r.text
+        # exec records: the list (oldest first) and one by id
+        execs = api(srv, "GET", "/v1/boxes/%s/execs" % box).json()
+        assert [x["cmd"][0] for x in execs][:2] == ["/nonexistent", "true"], execs
+        assert all(set(x) == EXECINFO_KEYS for x in execs)
+        one = api(srv, "GET", "/v1/boxes/%s/exec/%s?extra=1" % (box, execs[0]["id"])).json()
+        assert one["exit_code"] == 127 and one["stderr"] == "" and "wall_ms" in one
+        r = api(srv, "GET", "/v1/boxes/%s/exec/exec_nope" % box)
+        assert r.status_code == 404 and r.json()["code"] == "EXEC_NOT_FOUND"
         # the exec's process file and runsc log do not pile up
         assert [f for f in os.listdir(bdir) if f.startswith("exec_")] == []
     finally:
