@@ -422,7 +422,18 @@ static const struct http_body_ops abx_ops = {abx_on_data, abx_on_end, abx_on_abo
 static void start_async(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
                         enum op op, const char *id, size_t id_len)
 {
-    struct abx *a = calloc(1, sizeof(*a));
+    struct abx *a;
+    if (op == OP_CREATE || op == OP_EXEC) {
+        /* Only a JSON body, as for /run: a page may send text/plain across
+         * origins without asking (no CORS preflight), never
+         * application/json. */
+        const struct http_header *ct = http_find_header(req, "Content-Type");
+        if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
+            respond_v1_error(c, 415, "INVALID_REQUEST", "Content-Type must be application/json");
+            return;
+        }
+    }
+    a = calloc(1, sizeof(*a));
     if (!a) {
         http_respond_error(c, 500, "out of memory");
         return;

@@ -197,6 +197,11 @@ def test_box_errors(bserver):
     assert "image" in r.json()["message"]
     r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "Bad Name"})
     assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST"
+    # only JSON bodies (a page may send text/plain across origins unasked)
+    r = api(srv, "POST", "/v1/boxes", content=b'{"image": "busybox"}',
+            headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415, r.text
+    assert api(srv, "GET", "/v1/boxes").json() == []
     r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "memory_mb": 1 << 30})
     assert r.status_code == 400 and "memory_mb" in r.json()["message"]
 
