@@ -28,13 +28,28 @@ $(B)/%.o: %.c $(wildcard *.h) | $(B)
 $(B):
 	mkdir -p $(B)
 
-$(BIN): $(B)/boxer.o $(LIB_SRCS:%.c=$(B)/%.o)
+$(BIN): $(B)/boxer.o $(LIB_SRCS:%.c=$(B)/%.o) $(B)/box_init_blob.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
+
+# The in-box PID 1 (boxinit/, outside LIB_SRCS): a static musl program,
+# embedded into boxer as a C array (box.c declares it weak, so tests and
+# fuzzers link without it).  od+awk, not xxd: xxd is not always installed.
+MUSL_CC ?= musl-gcc
+$(B)/box_init: boxinit/box_init.c | $(B)
+	$(MUSL_CC) -static -Os -s -Wall -Wextra -Werror -o $@ $<
+$(B)/box_init_blob.c: $(B)/box_init
+	{ echo '/* generated from boxinit/box_init.c */'; \
+	  echo 'const unsigned char box_init_bin[] = {'; \
+	  od -An -v -tu1 $< | awk '{for (i = 1; i <= NF; i++) printf "%s,", $$i; print ""}'; \
+	  echo '};'; \
+	  echo "const unsigned long box_init_bin_len = $$(wc -c < $<);"; } > $@.tmp && mv $@.tmp $@
+$(B)/box_init_blob.o: $(B)/box_init_blob.c
+	$(CC) -fPIE -c -o $@ $<
 
 # Static single binary: glibc static works for everything Boxer calls (no NSS:
 # Boxer never resolves user or host names).
 static: boxer-static
-boxer-static: $(addprefix $(B)/static-,$(addsuffix .o,$(basename boxer.c $(LIB_SRCS))))
+boxer-static: $(addprefix $(B)/static-,$(addsuffix .o,$(basename boxer.c $(LIB_SRCS)))) $(B)/box_init_blob.o
 	$(CC) -static -o $@ $^
 $(B)/static-%.o: %.c $(wildcard *.h) | $(B)
 	$(CC) $(filter-out -fPIE,$(ALL_CFLAGS)) -c -o $@ $<

@@ -28,6 +28,8 @@
 #include "multipart.h"
 #include "net.h"
 #include "openapi.h"
+#include "api_box.h"
+#include "box.h"
 #include "proc.h"
 #include "run.h"
 #include "store.h"
@@ -44,6 +46,7 @@ struct app {
     struct cg_ctx *cgroups;
     struct net *net;
     struct run_mgr *runs;
+    struct box_mgr *boxes;
     struct metrics *metrics;
     struct upload_ctx *committing; /* uploads whose commit child runs */
     struct str_list tokens; /* auth_tokens plus $BOXER_TOKEN; empty: no auth */
@@ -848,6 +851,8 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
             route_run(a, c);
         else
             route_method_not_allowed(c, "POST");
+    } else if (strncmp(path, "/v1/boxes", 9) == 0 && (path[9] == 0 || path[9] == '/')) {
+        api_box_handle(a->boxes, c, req);
     } else if (strcmp(path, "/images") == 0) {
         route_images(a, c, req);
     } else if (strcmp(path, "/metrics") == 0) {
@@ -1061,7 +1066,13 @@ static int setup_runs(struct app *a, struct bx_err *err)
      * them, unlimited, at the root of each hierarchy. */
     if (!a->cgroups)
         rp.runsc_extra_flags[0] = "--ignore-cgroups";
-    return run_mgr_new(&a->runs, &rp, err);
+    if (run_mgr_new(&a->runs, &rp, err) < 0)
+        return -1;
+    {
+        struct box_mgr_params bp = {a->loop, &a->cfg, a->images, a->cgroups, a->runsc,
+                                    a->platform};
+        return box_mgr_new(&a->boxes, &bp, err);
+    }
 }
 
 static void usage(FILE *f)
@@ -1203,6 +1214,7 @@ out:
         store_upload_finish(&u->up, 0, NULL);
         upload_ctx_free(u);
     }
+    box_mgr_free(&a.boxes);
     run_mgr_free(&a.runs);
     net_free(&a.net);
     image_cache_free(&a.images);

@@ -1,0 +1,584 @@
+/* /v1/boxes routes (BoxRun v1 wire API); see api_box.h and DESIGN.md
+ * "Boxes API (/v1)".  This slice serves: POST /v1/boxes, GET /v1/boxes,
+ * GET /v1/boxes/{id}, POST /v1/boxes/{id}:stop, POST /v1/boxes/{id}:start,
+ * DELETE /v1/boxes/{id}[?force=true], POST /v1/boxes/{id}/exec (with our
+ * "wait": true) and GET /v1/boxes/{id}/exec/{eid}. */
+#include "api_box.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "box.h"
+#include "json.h"
+#include "util.h"
+
+#define API_BOX_MAX_BODY (1u << 20)
+
+enum op { OP_CREATE, OP_START, OP_STOP, OP_DELETE, OP_EXEC };
+
+struct abx {
+    struct box_mgr *m;
+    struct http_conn *conn;
+    enum op op;
+    char id[128];
+    int extra, force;
+    struct sbuf body;
+    struct box *box;        /* waited-for box */
+    struct box_exec *exec;  /* waited-for exec */
+};
+
+static void abx_free(struct abx *a)
+{
+    sbuf_free(&a->body);
+    free(a);
+}
+
+static void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
+{
+    struct sbuf sb;
+    struct json_writer w;
+    sbuf_init(&sb, 1 << 16);
+    json_w_init(&w, &sb);
+    json_w_obj_begin(&w);
+    json_w_key(&w, "code");
+    json_w_cstr(&w, code);
+    json_w_key(&w, "message");
+    json_w_cstr(&w, msg);
+    json_w_key(&w, "error");
+    json_w_cstr(&w, msg);
+    json_w_obj_end(&w);
+    if (w.failed)
+        http_respond_error(c, status, msg);
+    else
+        http_respond(c, status, "application/json", NULL, sb.data, sb.len);
+    sbuf_free(&sb);
+}
+
+static void respond_err(struct http_conn *c, const struct bx_err *err)
+{
+    int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
+    respond_v1_error(c, status, box_err_code(err), err->msg[0] ? err->msg : "internal error");
+}
+
+static void respond_box(struct http_conn *c, int status, const struct box *b, int extra)
+{
+    struct sbuf sb;
+    struct json_writer w;
+    sbuf_init(&sb, 1 << 20);
+    json_w_init(&w, &sb);
+    box_info_json(b, &w, extra);
+    if (w.failed)
+        http_respond_error(c, 500, "answer too large");
+    else
+        http_respond(c, status, "application/json", NULL, sb.data, sb.len);
+    sbuf_free(&sb);
+}
+
+/* ---- query ---- */
+
+static int query_flag(const struct http_request *req, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *q = req->query, *end = req->query ? req->query + req->query_len : NULL;
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+            const char *v = q + nl + 1;
+            size_t vl = (size_t)(e - v);
+            return bx_str_eq(v, vl, "1") || bx_str_eq(v, vl, "true");
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return 0;
+}
+
+/* ---- body parsing ---- */
+
+static int get_str(const struct json_value *root, const char *key, char **out, struct bx_err *err)
+{
+    const struct json_value *v = json_get(root, key);
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_STRING || json_str_has_nul(v) || v->u.str.len > 4096)
+        return bx_err_set(err, 400, EINVAL, "%s must be a string", key);
+    *out = strdup(v->u.str.s);
+    if (!*out)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    return 0;
+}
+
+static int get_u64(const struct json_value *root, const char *key, uint64_t max, uint64_t *out,
+                   struct bx_err *err)
+{
+    const struct json_value *v = json_get(root, key);
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_NUMBER || !v->u.num.is_int || v->u.num.i < 0 ||
+        (uint64_t)v->u.num.i > max)
+        return bx_err_set(err, 400, EINVAL, "%s must be an integer from 0 to %llu", key,
+                          (unsigned long long)max);
+    *out = (uint64_t)v->u.num.i;
+    return 0;
+}
+
+static int valid_env_key(const char *k, size_t len)
+{
+    if (len == 0 || len > 255)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (k[i] == '=' || k[i] == 0)
+            return 0;
+    return 1;
+}
+
+static int get_env(const struct json_value *root, char ***out, struct bx_err *err)
+{
+    const struct json_value *v = json_get(root, "env");
+    char **env;
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_OBJECT)
+        return bx_err_set(err, 400, EINVAL, "env must be an object of strings");
+    if (v->u.obj.n > BOX_ENV_MAX)
+        return bx_err_set(err, 400, E2BIG, "env has more than %d entries", BOX_ENV_MAX);
+    env = calloc(v->u.obj.n + 1, sizeof(*env));
+    if (!env)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    for (size_t i = 0; i < v->u.obj.n; i++) {
+        const struct json_member *mb = &v->u.obj.members[i];
+        if (!valid_env_key(mb->key, mb->key_len) || mb->value.type != JSON_STRING ||
+            json_str_has_nul(&mb->value) || mb->value.u.str.len > 65536) {
+            for (size_t j = 0; j < i; j++)
+                free(env[j]);
+            free(env);
+            return bx_err_set(err, 400, EINVAL, "env: each key must be a name and each value a string");
+        }
+        if (asprintf(&env[i], "%s=%s", mb->key, mb->value.u.str.s) < 0) {
+            for (size_t j = 0; j < i; j++)
+                free(env[j]);
+            free(env);
+            return bx_err_set(err, 500, ENOMEM, "out of memory");
+        }
+    }
+    *out = env;
+    return 0;
+}
+
+static int parse_body(struct abx *a, struct json_doc **doc, struct bx_err *err)
+{
+    const struct json_limits lim = {API_BOX_MAX_BODY, 16, 100000};
+    if (json_parse(a->body.data ? a->body.data : "", a->body.len, &lim, doc, err) < 0)
+        return -1;
+    if (json_doc_root(*doc)->type != JSON_OBJECT) {
+        json_doc_free(doc);
+        return bx_err_set(err, 400, EINVAL, "the body must be a JSON object");
+    }
+    return 0;
+}
+
+static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *err)
+{
+    struct json_doc *doc = NULL;
+    const struct json_value *root, *v;
+    int ret = -1;
+    if (parse_body(a, &doc, err) < 0)
+        return -1;
+    root = json_doc_root(doc);
+    if (get_str(root, "image", &r->image, err) < 0 || get_str(root, "name", &r->name, err) < 0 ||
+        get_str(root, "workdir", &r->workdir, err) < 0 || get_env(root, &r->env, err) < 0 ||
+        get_u64(root, "memory_mb", UINT32_MAX, &r->memory_mb, err) < 0 ||
+        get_u64(root, "disk_size_gb", 1u << 20, &r->disk_size_gb, err) < 0)
+        goto out;
+    v = json_get(root, "cpu");
+    if (v && v->type != JSON_NULL) {
+        if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0) {
+            bx_err_set(err, 400, EINVAL, "cpu must be a positive number");
+            goto out;
+        }
+        r->cpu = v->u.num.d;
+    }
+    v = json_get(root, "network");
+    if (v && !(v->type == JSON_NULL || (v->type == JSON_BOOL && !v->u.boolean) ||
+               (v->type == JSON_STRING && bx_str_eq(v->u.str.s, v->u.str.len, "none")))) {
+        /* the sandbox network for boxes is a later slice */
+        bx_err_set(err, 400, ENOTSUP, "network: only false/\"none\" is supported yet");
+        goto out;
+    }
+    v = json_get(root, "volumes");
+    if (v && !(v->type == JSON_NULL || (v->type == JSON_ARRAY && v->u.arr.n == 0))) {
+        bx_err_set(err, 400, ENOTSUP, "volumes are not supported yet");
+        goto out;
+    }
+    if (!r->image) {
+        bx_err_set(err, 400, EINVAL, "image is required");
+        goto out;
+    }
+    ret = 0;
+out:
+    json_doc_free(&doc);
+    return ret;
+}
+
+/* "uid" or "uid:gid", decimal: names would need the box's /etc/passwd,
+ * which Boxer never reads from the host side. */
+static int parse_user(const struct json_value *v, struct box_exec_req *r, struct bx_err *err)
+{
+    const char *s, *colon;
+    uint64_t uid, gid;
+    size_t ulen;
+    if (v->type != JSON_STRING || json_str_has_nul(v))
+        return bx_err_set(err, 400, EINVAL, "user must be a string \"uid[:gid]\"");
+    s = v->u.str.s;
+    colon = strchr(s, ':');
+    ulen = colon ? (size_t)(colon - s) : v->u.str.len;
+    if (bx_parse_u64(s, ulen, UINT32_MAX - 1, &uid) < 0)
+        return bx_err_set(err, 400, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
+    gid = uid;
+    if (colon && bx_parse_u64(colon + 1, strlen(colon + 1), UINT32_MAX - 1, &gid) < 0)
+        return bx_err_set(err, 400, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
+    r->set_user = 1;
+    r->uid = (uint32_t)uid;
+    r->gid = (uint32_t)gid;
+    return 0;
+}
+
+static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct bx_err *err)
+{
+    struct json_doc *doc = NULL;
+    const struct json_value *root, *v;
+    int ret = -1;
+    if (parse_body(a, &doc, err) < 0)
+        return -1;
+    root = json_doc_root(doc);
+    v = json_get(root, "cmd");
+    if (!v || v->type != JSON_ARRAY || v->u.arr.n == 0 || v->u.arr.n > BOX_ARGV_MAX) {
+        bx_err_set(err, 400, EINVAL, "cmd must be a non-empty list of strings");
+        goto out;
+    }
+    r->cmd = calloc(v->u.arr.n + 1, sizeof(*r->cmd));
+    if (!r->cmd) {
+        bx_err_set(err, 500, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *s = &v->u.arr.items[i];
+        if (s->type != JSON_STRING || json_str_has_nul(s) || s->u.str.len > 131072) {
+            bx_err_set(err, 400, EINVAL, "cmd must be a non-empty list of strings");
+            goto out;
+        }
+        r->cmd[i] = strdup(s->u.str.s);
+        if (!r->cmd[i]) {
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    if (get_str(root, "workdir", &r->workdir, err) < 0 || get_env(root, &r->env, err) < 0 ||
+        get_u64(root, "timeout_ms", UINT32_MAX, &r->timeout_ms, err) < 0)
+        goto out;
+    if (r->workdir && r->workdir[0] != '/') {
+        bx_err_set(err, 400, EINVAL, "workdir must be an absolute path");
+        goto out;
+    }
+    v = json_get(root, "user");
+    if (v && v->type != JSON_NULL && parse_user(v, r, err) < 0)
+        goto out;
+    v = json_get(root, "wait");
+    if (v && v->type != JSON_NULL && v->type != JSON_BOOL) {
+        bx_err_set(err, 400, EINVAL, "wait must be a boolean");
+        goto out;
+    }
+    *wait = v && v->type == JSON_BOOL && v->u.boolean;
+    ret = 0;
+out:
+    json_doc_free(&doc);
+    return ret;
+}
+
+/* ---- answers from box.c ---- */
+
+static void on_box_done(void *arg, struct box *b, const struct bx_err *err)
+{
+    struct abx *a = arg;
+    if (err)
+        respond_err(a->conn, err);
+    else if (a->op == OP_DELETE)
+        http_respond(a->conn, 204, NULL, NULL, NULL, 0);
+    else
+        respond_box(a->conn, a->op == OP_CREATE ? 201 : 200, b, a->extra);
+    abx_free(a);
+}
+
+static void respond_exec(struct http_conn *c, int status, const struct box_exec *e, int extra)
+{
+    struct sbuf sb;
+    struct json_writer w;
+    sbuf_init(&sb, 16u << 20);
+    json_w_init(&w, &sb);
+    box_exec_json(e, &w, extra);
+    if (w.failed)
+        http_respond_error(c, 500, "answer too large");
+    else
+        http_respond(c, status, "application/json", NULL, sb.data, sb.len);
+    sbuf_free(&sb);
+}
+
+static void on_exec_done(void *arg, struct box_exec *e)
+{
+    struct abx *a = arg;
+    respond_exec(a->conn, 200, e, 1);
+    abx_free(a);
+}
+
+/* ---- body ops ---- */
+
+static int abx_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
+{
+    struct abx *a = ctx;
+    if (a->op != OP_CREATE && a->op != OP_EXEC)
+        return 0; /* the body of stop/start/delete is ignored */
+    if (sbuf_append(&a->body, data, len) < 0)
+        return bx_err_set(err, 413, E2BIG, "body too large");
+    return 0;
+}
+
+static int abx_on_end(void *ctx, struct bx_err *unused)
+{
+    struct abx *a = ctx;
+    struct bx_err err;
+    struct box *b = NULL;
+    int r = -1;
+    (void)unused;
+    bx_err_clear(&err);
+    if (a->op != OP_CREATE) {
+        b = box_find(a->m, a->id);
+        if (!b) {
+            respond_v1_error(a->conn, 404, "BOX_NOT_FOUND", "no such box");
+            abx_free(a);
+            return 0;
+        }
+    }
+    switch (a->op) {
+    case OP_CREATE: {
+        struct box_create_req cr;
+        memset(&cr, 0, sizeof(cr));
+        if (parse_create(a, &cr, &err) == 0)
+            r = box_create(a->m, &cr, on_box_done, a, &a->box, &err);
+        box_create_req_free(&cr);
+        break;
+    }
+    case OP_START:
+        r = box_start(b, on_box_done, a, &err);
+        a->box = b;
+        break;
+    case OP_STOP:
+        r = box_stop(b, on_box_done, a, &err);
+        a->box = b;
+        break;
+    case OP_DELETE:
+        r = box_remove(b, a->force, on_box_done, a, &err);
+        a->box = b;
+        break;
+    case OP_EXEC: {
+        struct box_exec_req er;
+        struct box_exec *e = NULL;
+        int wait = 0;
+        memset(&er, 0, sizeof(er));
+        if (parse_exec(a, &er, &wait, &err) == 0)
+            r = box_exec(b, &er, wait ? on_exec_done : NULL, a, &e, &err);
+        box_exec_req_free(&er);
+        if (r == 0 && !wait) {
+            respond_exec(a->conn, 201, e, a->extra);
+            abx_free(a);
+            return 0;
+        }
+        a->exec = e;
+        break;
+    }
+    }
+    if (r < 0) {
+        respond_err(a->conn, &err);
+        abx_free(a);
+    }
+    return 0;
+}
+
+static void abx_on_abort(void *ctx)
+{
+    struct abx *a = ctx;
+    /* The client left: the operation goes on, nobody is told. */
+    if (a->exec)
+        box_exec_forget(a->exec);
+    else if (a->box)
+        box_forget_waiter(a->box, a);
+    abx_free(a);
+}
+
+static const struct http_body_ops abx_ops = {abx_on_data, abx_on_end, abx_on_abort};
+
+static void start_async(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                        enum op op, const char *id, size_t id_len)
+{
+    struct abx *a;
+    if (op == OP_CREATE || op == OP_EXEC) {
+        /* Only a JSON body, as for /run: a page may send text/plain across
+         * origins without asking (no CORS preflight), never
+         * application/json. */
+        const struct http_header *ct = http_find_header(req, "Content-Type");
+        if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
+            respond_v1_error(c, 415, "INVALID_REQUEST", "Content-Type must be application/json");
+            return;
+        }
+    }
+    a = calloc(1, sizeof(*a));
+    if (!a) {
+        http_respond_error(c, 500, "out of memory");
+        return;
+    }
+    a->m = m;
+    a->conn = c;
+    a->op = op;
+    a->extra = query_flag(req, "extra");
+    a->force = query_flag(req, "force");
+    memcpy(a->id, id, id_len);
+    a->id[id_len] = 0;
+    sbuf_init(&a->body, API_BOX_MAX_BODY);
+    http_accept_body(c, API_BOX_MAX_BODY, &abx_ops, a);
+}
+
+static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra);
+static void list_execs(struct http_conn *c, const struct box *b, int extra);
+
+int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_request *req)
+{
+    const char *path = http_conn_path(c);
+    const char *rest, *slash, *colon;
+    size_t id_len;
+    int extra = query_flag(req, "extra");
+    enum http_method meth = req->method;
+
+    if (!m) {
+        respond_v1_error(c, 500, "RUNTIME_ERROR", "boxes are not available");
+        return 0;
+    }
+    if (strcmp(path, "/v1/boxes") == 0 || strcmp(path, "/v1/boxes/") == 0) {
+        if (meth == HTTP_POST)
+            start_async(m, c, req, OP_CREATE, "", 0);
+        else if (meth == HTTP_GET || meth == HTTP_HEAD)
+            list_boxes(m, c, extra);
+        else
+            http_respond_error_h(c, 405, "Allow: GET, HEAD, POST\r\n", "method not allowed");
+        return 0;
+    }
+    if (strncmp(path, "/v1/boxes/", 10) != 0) {
+        respond_v1_error(c, 404, "INVALID_REQUEST", "not found");
+        return 0;
+    }
+    rest = path + 10;
+    slash = strchr(rest, '/');
+    colon = strchr(rest, ':');
+    if (colon && slash && colon > slash)
+        colon = NULL;
+    id_len = colon ? (size_t)(colon - rest) : slash ? (size_t)(slash - rest) : strlen(rest);
+    if (id_len == 0 || id_len >= sizeof(((struct abx *)0)->id)) {
+        respond_v1_error(c, 404, "BOX_NOT_FOUND", "no such box");
+        return 0;
+    }
+    if (colon && !slash) {
+        if (meth != HTTP_POST) {
+            http_respond_error_h(c, 405, "Allow: POST\r\n", "method not allowed");
+        } else if (strcmp(colon, ":stop") == 0) {
+            start_async(m, c, req, OP_STOP, rest, id_len);
+        } else if (strcmp(colon, ":start") == 0) {
+            start_async(m, c, req, OP_START, rest, id_len);
+        } else {
+            respond_v1_error(c, 404, "INVALID_REQUEST", "not found");
+        }
+        return 0;
+    }
+    if (!slash) {
+        char id[128];
+        memcpy(id, rest, id_len);
+        id[id_len] = 0;
+        if (meth == HTTP_GET || meth == HTTP_HEAD) {
+            struct box *b = box_find(m, id);
+            if (!b)
+                respond_v1_error(c, 404, "BOX_NOT_FOUND", "no such box");
+            else
+                respond_box(c, 200, b, extra);
+        } else if (meth == HTTP_DELETE) {
+            start_async(m, c, req, OP_DELETE, rest, id_len);
+        } else {
+            http_respond_error_h(c, 405, "Allow: GET, HEAD, DELETE\r\n", "method not allowed");
+        }
+        return 0;
+    }
+    if (strcmp(slash, "/execs") == 0 || strncmp(slash, "/exec/", 6) == 0) {
+        char id[128];
+        struct box *b;
+        memcpy(id, rest, id_len);
+        id[id_len] = 0;
+        if (meth != HTTP_GET && meth != HTTP_HEAD) {
+            http_respond_error_h(c, 405, "Allow: GET, HEAD\r\n", "method not allowed");
+            return 0;
+        }
+        b = box_find(m, id);
+        if (!b) {
+            respond_v1_error(c, 404, "BOX_NOT_FOUND", "no such box");
+        } else if (slash[5] == 's') {
+            list_execs(c, b, extra);
+        } else {
+            struct box_exec *e = box_exec_find(b, slash + 6);
+            if (!e)
+                respond_v1_error(c, 404, "EXEC_NOT_FOUND", "no such exec");
+            else
+                respond_exec(c, 200, e, extra);
+        }
+        return 0;
+    }
+    if (strcmp(slash, "/exec") == 0) {
+        if (meth == HTTP_POST)
+            start_async(m, c, req, OP_EXEC, rest, id_len);
+        else
+            http_respond_error_h(c, 405, "Allow: POST\r\n", "method not allowed");
+        return 0;
+    }
+    respond_v1_error(c, 404, "INVALID_REQUEST", "not found");
+    return 0;
+}
+
+static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra)
+{
+    struct sbuf sb;
+    struct json_writer w;
+    sbuf_init(&sb, 64u << 20);
+    json_w_init(&w, &sb);
+    json_w_arr_begin(&w);
+    box_each(m, &w, extra);
+    json_w_arr_end(&w);
+    if (w.failed)
+        http_respond_error(c, 500, "answer too large");
+    else
+        http_respond(c, 200, "application/json", NULL, sb.data, sb.len);
+    sbuf_free(&sb);
+}
+
+static void list_execs(struct http_conn *c, const struct box *b, int extra)
+{
+    struct sbuf sb;
+    struct json_writer w;
+    /* with ?extra=1 each exec carries its output: a bounded answer */
+    sbuf_init(&sb, 64u << 20);
+    json_w_init(&w, &sb);
+    json_w_arr_begin(&w);
+    box_each_exec(b, &w, extra);
+    json_w_arr_end(&w);
+    if (w.failed)
+        http_respond_error(c, 500, "answer too large");
+    else
+        http_respond(c, 200, "application/json", NULL, sb.data, sb.len);
+    sbuf_free(&sb);
+}

@@ -1,0 +1,1638 @@
+/* Persistent boxes: see box.h. */
+#include "box.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/loop.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "config.h"
+#include "image.h"
+#include "imgref.h"
+#include "json.h"
+#include "oci.h"
+#include "proc.h"
+#include "util.h"
+
+/* Embedded by the Makefile (boxinit/); weak so that unit tests and fuzzers
+ * link box.o without it (boxes then fail to start with a 500). */
+extern const unsigned char box_init_bin[] __attribute__((weak));
+extern const unsigned long box_init_bin_len __attribute__((weak));
+
+#define BOX_STOP_GRACE_MS 10000
+#define BOX_CG_RETRY_MS 100
+#define BOX_CG_RETRIES 50
+#define BOX_EXECS_KEPT 100
+#define BOX_EXEC_SAFETY_MS 5000
+#define BOX_OUTPUT_MAX (1u << 20)
+#define BOX_DEFAULT_CPU 2.0
+#define BOX_DEFAULT_MEMORY_MB 1024
+#define BOX_DEFAULT_DISK_GB 8
+#define BOX_MAX_DISK_GB 1024
+#define BOX_PIDS 1024
+#define BOX_NOFILE 1024
+
+enum box_status { BOX_CREATING, BOX_RUNNING, BOX_STOPPING, BOX_STOPPED, BOX_ERROR };
+
+struct box_exec {
+    struct box *box;
+    struct box_exec *next; /* box->execs, newest first */
+    char id[32];
+    char **cmd, **env;
+    char *workdir;
+    uint64_t timeout_ms;
+    int running, exit_code, failed;
+    char error[256];
+    struct sbuf out, err;
+    int out_fd, err_fd;
+    struct proc *proc;
+    time_t created, finished;
+    uint64_t started_ms, wall_ms;
+    uint64_t safety_timer;
+    int timed_out;
+    box_exec_cb cb;
+    void *cb_arg;
+};
+
+struct bgproc {
+    struct box_mgr *m;
+    struct bgproc *next;
+    struct proc *p;
+    char box_id[32];
+    /* A removed box's directory: deleted once this runsc has exited (it
+     * writes its log and state there). */
+    char *rm_dir;
+};
+
+static void bg_free(struct bgproc *g)
+{
+    struct bx_err err;
+    proc_free(&g->p);
+    if (g->rm_dir && bx_rm_rf_at(AT_FDCWD, g->rm_dir, &err) < 0)
+        fprintf(stderr, "boxer: %s\n", err.msg);
+    free(g->rm_dir);
+    free(g);
+}
+
+struct box {
+    struct box_mgr *m;
+    struct box *next;
+    char id[32];
+    char *name, *image, *workdir;
+    char **env;
+    double cpu;
+    uint64_t memory_mb, disk_gb;
+    enum box_status status;
+    char error_code[32], error_msg[BX_ERR_MSG_MAX];
+    time_t created, started, stopped;
+    char dir[PATH_MAX];
+    char cid[48];
+    unsigned gen;
+    struct image *img;
+    struct image_wait *iwait;
+    struct cg_run *cg;
+    struct proc *step; /* mkfs, runsc create/start/kill */
+    struct proc *waitp; /* runsc wait */
+    int disk_mounted, root_mounted;
+    uint64_t grace_timer, cg_timer;
+    int cg_tries;
+    int removing, force;
+    box_done_cb cb;
+    void *cb_arg;
+    struct loop_task task;
+    struct box_exec *execs;
+    unsigned nexecs;
+};
+
+struct box_mgr {
+    struct box_mgr_params p;
+    struct box *boxes;
+    struct bgproc *bg;
+    char mkfs[PATH_MAX];
+    char home_boxes[PATH_MAX];
+};
+
+static const char *const box_caps[] = {
+    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+    "CAP_MKNOD",  "CAP_SETGID",       "CAP_SETUID",           "CAP_SETFCAP",
+    "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE"};
+
+static const char *status_name(enum box_status s)
+{
+    switch (s) {
+    case BOX_CREATING:
+        return "creating";
+    case BOX_RUNNING:
+    case BOX_STOPPING:
+        return "running";
+    case BOX_STOPPED:
+        return "stopped";
+    default:
+        return "error";
+    }
+}
+
+static void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+void box_create_req_free(struct box_create_req *r)
+{
+    free(r->image);
+    free(r->name);
+    strv_free(r->env);
+    free(r->workdir);
+    memset(r, 0, sizeof(*r));
+}
+
+void box_exec_req_free(struct box_exec_req *r)
+{
+    strv_free(r->cmd);
+    strv_free(r->env);
+    free(r->workdir);
+    memset(r, 0, sizeof(*r));
+}
+
+static int random_id(const char *prefix, char *out, size_t cap, struct bx_err *err)
+{
+    char u[37], s[24];
+    size_t n = 0;
+    if (bx_uuid4(u, err) < 0)
+        return -1;
+    for (size_t i = 0; u[i] && n < 16; i++)
+        if (u[i] != '-')
+            s[n++] = u[i];
+    s[n] = 0;
+    snprintf(out, cap, "%s%s", prefix, s);
+    return 0;
+}
+
+/* ---- callbacks to the waiting caller ---- */
+
+static void finish_op(struct box *b, const struct bx_err *err)
+{
+    box_done_cb cb = b->cb;
+    void *arg = b->cb_arg;
+    b->cb = NULL;
+    b->cb_arg = NULL;
+    if (cb)
+        cb(arg, err ? NULL : b, err);
+}
+
+void box_forget_waiter(struct box *b, void *arg)
+{
+    if (b && b->cb_arg == arg) {
+        b->cb = NULL;
+        b->cb_arg = NULL;
+    }
+}
+
+/* ---- background children (runsc delete) ---- */
+
+static void bg_on_exit(void *arg, int status)
+{
+    struct bgproc *g = arg, **pp;
+    (void)status;
+    for (pp = &g->m->bg; *pp; pp = &(*pp)->next)
+        if (*pp == g) {
+            *pp = g->next;
+            break;
+        }
+    bg_free(g);
+}
+
+/* log_name: runsc's --log file in the box directory; NULL: runsc-<cmd>.log */
+static int spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd,
+                       int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp,
+                       struct bx_err *err)
+{
+    struct box_mgr *m = b->m;
+    char root_arg[PATH_MAX + 16], log_arg[PATH_MAX + 64], platform_arg[64];
+    char *argv[32];
+    char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    int join_fds[CG_MAX_PROCS_FDS];
+    int njoin = 0, ret;
+    size_t a = 0;
+    struct proc_spec spec;
+
+    snprintf(root_arg, sizeof(root_arg), "--root=%s/state", b->dir);
+    if (log_name)
+        snprintf(log_arg, sizeof(log_arg), "--log=%s/%.40s", b->dir, log_name);
+    else
+        snprintf(log_arg, sizeof(log_arg), "--log=%s/runsc-%s.log", b->dir, args[0]);
+    snprintf(platform_arg, sizeof(platform_arg), "--platform=%s", m->p.platform);
+    argv[a++] = (char *)m->p.runsc;
+    argv[a++] = root_arg;
+    argv[a++] = log_arg;
+    argv[a++] = platform_arg;
+    argv[a++] = "--network=none";
+    argv[a++] = "--overlay2=none";
+    if (m->p.cfg->runsc_debug)
+        argv[a++] = "--debug";
+    for (size_t i = 0; args[i] && a < BX_ARRAY_LEN(argv) - 1; i++)
+        argv[a++] = (char *)args[i];
+    argv[a] = NULL;
+    if (join_cg && b->cg) {
+        njoin = cg_run_procs_fds(b->cg, join_fds, (int)BX_ARRAY_LEN(join_fds), err);
+        if (njoin < 0)
+            return -1;
+    }
+    spec = (struct proc_spec){.path = m->p.runsc,
+                              .argv = argv,
+                              .envp = envp,
+                              .stdin_fd = -1,
+                              .stdout_fd = out_fd,
+                              .stderr_fd = err_fd,
+                              .join_fds = join_fds,
+                              .n_join_fds = njoin,
+                              .cwd = b->dir};
+    ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
+    for (int i = 0; i < njoin; i++)
+        close(join_fds[i]);
+    return ret;
+}
+
+static void bg_runsc(struct box *b, const char *const *args)
+{
+    struct bgproc *g = calloc(1, sizeof(*g));
+    struct bx_err err;
+    if (!g)
+        return;
+    g->m = b->m;
+    snprintf(g->box_id, sizeof(g->box_id), "%s", b->id);
+    if (spawn_runsc(b, args, NULL, -1, -1, 0, bg_on_exit, g, &g->p, &err) < 0) {
+        fprintf(stderr, "boxer: box %s: %s\n", b->id, err.msg);
+        free(g);
+        return;
+    }
+    g->next = b->m->bg;
+    b->m->bg = g;
+}
+
+/* ---- disk, mounts ---- */
+
+static int attach_and_mount(struct box *b, struct bx_err *err)
+{
+    char img[PATH_MAX + 16], mnt[PATH_MAX + 16], dev[64];
+    int ctl = -1, lfd = -1, ffd = -1, ret = -1;
+
+    snprintf(img, sizeof(img), "%s/disk.img", b->dir);
+    snprintf(mnt, sizeof(mnt), "%s/disk", b->dir);
+    ffd = open(img, O_RDWR | O_CLOEXEC);
+    if (ffd < 0)
+        return bx_err_sys(err, 500, "open %s", img);
+    ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0) {
+        bx_err_sys(err, 500, "open /dev/loop-control");
+        goto out;
+    }
+    /* Another program may take the free device between the two calls:
+     * EBUSY means try the next one. */
+    for (int tries = 0;; tries++) {
+        long n = ioctl(ctl, LOOP_CTL_GET_FREE);
+        if (n < 0) {
+            bx_err_sys(err, 500, "LOOP_CTL_GET_FREE");
+            goto out;
+        }
+        snprintf(dev, sizeof(dev), "/dev/loop%ld", n);
+        lfd = open(dev, O_RDWR | O_CLOEXEC);
+        if (lfd < 0) {
+            bx_err_sys(err, 500, "open %s", dev);
+            goto out;
+        }
+        struct loop_config lc;
+        memset(&lc, 0, sizeof(lc));
+        lc.fd = (unsigned)ffd;
+        lc.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        if (ioctl(lfd, LOOP_CONFIGURE, &lc) == 0)
+            break;
+        if (errno != EBUSY || tries >= 20) {
+            bx_err_sys(err, 500, "LOOP_CONFIGURE %s", dev);
+            goto out;
+        }
+        bx_close(&lfd);
+    }
+    if (mount(dev, mnt, "ext4", MS_NOSUID | MS_NODEV, NULL) < 0) {
+        bx_err_sys(err, 500, "mount %s", dev);
+        goto out;
+    }
+    /* Autoclear: the device goes with the last unmount once lfd is closed. */
+    b->disk_mounted = 1;
+    ret = 0;
+out:
+    bx_close(&lfd);
+    bx_close(&ctl);
+    bx_close(&ffd);
+    return ret;
+}
+
+static int mount_root(struct box *b, struct bx_err *err)
+{
+    char upper[PATH_MAX + 16], work[PATH_MAX + 16], root[PATH_MAX + 16];
+    struct sbuf opts;
+    int ret = -1;
+
+    snprintf(upper, sizeof(upper), "%s/disk/upper", b->dir);
+    snprintf(work, sizeof(work), "%s/disk/work", b->dir);
+    snprintf(root, sizeof(root), "%s/rootfs", b->dir);
+    if ((mkdir(upper, 0755) < 0 && errno != EEXIST) || (mkdir(work, 0700) < 0 && errno != EEXIST))
+        return bx_err_sys(err, 500, "mkdir %s", upper);
+    /* overlayfs splits its options on ',' and ':' */
+    if (strpbrk(b->img->rootfs, ",:") || strpbrk(b->dir, ",:"))
+        return bx_err_set(err, 500, EINVAL, "paths with ',' or ':' cannot be overlay layers");
+    sbuf_init(&opts, 3 * PATH_MAX + 64);
+    if (sbuf_appendf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", b->img->rootfs, upper, work) <
+        0) {
+        bx_err_set(err, 500, ENOMEM, "overlay options too long");
+        goto out;
+    }
+    if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, opts.data) < 0) {
+        bx_err_sys(err, 500, "mount overlay");
+        goto out;
+    }
+    b->root_mounted = 1;
+    ret = 0;
+out:
+    sbuf_free(&opts);
+    return ret;
+}
+
+static void unmount_all(struct box *b)
+{
+    char p[PATH_MAX + 16];
+    if (b->root_mounted) {
+        snprintf(p, sizeof(p), "%s/rootfs", b->dir);
+        if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
+            fprintf(stderr, "boxer: box %s: umount %s: %s\n", b->id, p, strerror(errno));
+        b->root_mounted = 0;
+    }
+    if (b->disk_mounted) {
+        snprintf(p, sizeof(p), "%s/disk", b->dir);
+        if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
+            fprintf(stderr, "boxer: box %s: umount %s: %s\n", b->id, p, strerror(errno));
+        b->disk_mounted = 0;
+    }
+}
+
+/* ---- the spec ---- */
+
+static void w_caps(struct json_writer *w)
+{
+    static const char *const sets[] = {"bounding", "effective", "permitted"};
+    json_w_key(w, "capabilities");
+    json_w_obj_begin(w);
+    for (size_t s = 0; s < BX_ARRAY_LEN(sets); s++) {
+        json_w_key(w, sets[s]);
+        json_w_arr_begin(w);
+        for (size_t i = 0; i < BX_ARRAY_LEN(box_caps); i++)
+            json_w_cstr(w, box_caps[i]);
+        json_w_arr_end(w);
+    }
+    json_w_obj_end(w);
+}
+
+static void w_strv(struct json_writer *w, const char *key, char *const *v)
+{
+    json_w_key(w, key);
+    json_w_arr_begin(w);
+    for (size_t i = 0; v && v[i]; i++)
+        json_w_cstr(w, v[i]);
+    json_w_arr_end(w);
+}
+
+static void w_process(struct json_writer *w, char *const *args, char *const *env, const char *cwd,
+                      uint32_t uid, uint32_t gid)
+{
+    json_w_obj_begin(w);
+    json_w_key(w, "user");
+    json_w_obj_begin(w);
+    json_w_key(w, "uid");
+    json_w_uint(w, uid);
+    json_w_key(w, "gid");
+    json_w_uint(w, gid);
+    json_w_obj_end(w);
+    w_strv(w, "args", args);
+    w_strv(w, "env", env);
+    json_w_key(w, "cwd");
+    json_w_cstr(w, cwd);
+    /* Another user gets no capabilities, as under Docker. */
+    if (uid == 0)
+        w_caps(w);
+    json_w_key(w, "noNewPrivileges");
+    json_w_bool(w, 1);
+    json_w_key(w, "rlimits");
+    json_w_arr_begin(w);
+    json_w_obj_begin(w);
+    json_w_key(w, "type");
+    json_w_cstr(w, "RLIMIT_NOFILE");
+    json_w_key(w, "hard");
+    json_w_uint(w, BOX_NOFILE);
+    json_w_key(w, "soft");
+    json_w_uint(w, BOX_NOFILE);
+    json_w_obj_end(w);
+    json_w_arr_end(w);
+    json_w_obj_end(w);
+}
+
+static void w_mount(struct json_writer *w, const char *dst, const char *type, const char *src,
+                    const char *const *opts)
+{
+    json_w_obj_begin(w);
+    json_w_key(w, "destination");
+    json_w_cstr(w, dst);
+    json_w_key(w, "type");
+    json_w_cstr(w, type);
+    json_w_key(w, "source");
+    json_w_cstr(w, src);
+    json_w_key(w, "options");
+    json_w_arr_begin(w);
+    for (size_t i = 0; opts[i]; i++)
+        json_w_cstr(w, opts[i]);
+    json_w_arr_end(w);
+    json_w_obj_end(w);
+}
+
+static int write_json_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err)
+{
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof(p), "%s/%s", b->dir, name);
+    return bx_write_file_atomic_at(AT_FDCWD, p, sb->data, sb->len, 0600, err);
+}
+
+/* A file only runsc reads, right away, and removed after: no fsync and no
+ * rename (an exec must cost little more than runsc exec itself). */
+static int write_scratch_file(struct box *b, const char *name, struct sbuf *sb,
+                              struct bx_err *err)
+{
+    char p[PATH_MAX + 64];
+    int fd;
+    snprintf(p, sizeof(p), "%s/%s", b->dir, name);
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "create %s", p);
+    if (bx_write_all(fd, sb->data, sb->len) < 0) {
+        bx_err_sys(err, 500, "write %s", p);
+        close(fd);
+        unlink(p);
+        return -1;
+    }
+    if (close(fd) < 0) {
+        bx_err_sys(err, 500, "close %s", p);
+        unlink(p);
+        return -1;
+    }
+    return 0;
+}
+
+static int write_spec(struct box *b, struct bx_err *err)
+{
+    static const char *const proc_o[] = {NULL};
+    static const char *const dev_o[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
+    static const char *const sys_o[] = {"nosuid", "noexec", "nodev", "ro", NULL};
+    static const char *const init_o[] = {"rbind", "ro", NULL};
+    static const char *const ns[] = {"pid", "ipc", "uts", "mount", "network"};
+    char *args[] = {"/.boxer/init", NULL};
+    char *env[] = {"PATH=" OCI_DEFAULT_PATH, NULL};
+    char root[PATH_MAX + 16], init[PATH_MAX + 16];
+    struct sbuf sb;
+    struct json_writer w;
+    int ret;
+
+    snprintf(root, sizeof(root), "%s/rootfs", b->dir);
+    snprintf(init, sizeof(init), "%s/init", b->dir);
+    sbuf_init(&sb, 1 << 20);
+    json_w_init(&w, &sb);
+    json_w_obj_begin(&w);
+    json_w_key(&w, "ociVersion");
+    json_w_cstr(&w, "1.0.0");
+    json_w_key(&w, "process");
+    w_process(&w, args, env, "/", 0, 0);
+    json_w_key(&w, "root");
+    json_w_obj_begin(&w);
+    json_w_key(&w, "path");
+    json_w_cstr(&w, root);
+    json_w_key(&w, "readonly");
+    json_w_bool(&w, 0);
+    json_w_obj_end(&w);
+    json_w_key(&w, "hostname");
+    json_w_cstr(&w, b->id);
+    json_w_key(&w, "mounts");
+    json_w_arr_begin(&w);
+    w_mount(&w, "/proc", "proc", "proc", proc_o);
+    w_mount(&w, "/dev", "tmpfs", "tmpfs", dev_o);
+    w_mount(&w, "/sys", "sysfs", "sysfs", sys_o);
+    w_mount(&w, "/.boxer/init", "bind", init, init_o);
+    json_w_arr_end(&w);
+    json_w_key(&w, "linux");
+    json_w_obj_begin(&w);
+    json_w_key(&w, "namespaces");
+    json_w_arr_begin(&w);
+    for (size_t i = 0; i < BX_ARRAY_LEN(ns); i++) {
+        json_w_obj_begin(&w);
+        json_w_key(&w, "type");
+        json_w_cstr(&w, ns[i]);
+        json_w_obj_end(&w);
+    }
+    json_w_arr_end(&w);
+    if (b->cg) {
+        json_w_key(&w, "cgroupsPath");
+        json_w_cstr(&w, cg_run_oci_path(b->cg));
+    }
+    json_w_obj_end(&w);
+    json_w_obj_end(&w);
+    if (w.failed)
+        ret = bx_err_set(err, 500, ENOMEM, "spec too large");
+    else
+        ret = write_json_file(b, "config.json", &sb, err);
+    sbuf_free(&sb);
+    return ret;
+}
+
+static int write_init(struct box *b, struct bx_err *err)
+{
+    char p[PATH_MAX + 16];
+    int fd;
+    if (!box_init_bin || !&box_init_bin_len || box_init_bin_len == 0)
+        return bx_err_set(err, 500, ENOENT, "this build has no box init");
+    snprintf(p, sizeof(p), "%s/init", b->dir);
+    unlink(p);
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0555);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "create %s", p);
+    if (bx_write_all(fd, box_init_bin, box_init_bin_len) < 0) {
+        bx_err_sys(err, 500, "write %s", p);
+        close(fd);
+        return -1;
+    }
+    if (close(fd) < 0)
+        return bx_err_sys(err, 500, "close %s", p);
+    return 0;
+}
+
+/* ---- start ---- */
+
+static void start_failed(struct box *b, const struct bx_err *err);
+static void stop_teardown(struct loop *l, void *arg);
+
+static void on_wait_exit(void *arg, int status)
+{
+    struct box *b = arg;
+    (void)status;
+    proc_free(&b->waitp);
+    /* The sandbox ended.  During a stop this ends the grace period. */
+    if (b->status == BOX_STOPPING && b->grace_timer) {
+        loop_timer_cancel(b->m->p.loop, b->grace_timer);
+        b->grace_timer = 0;
+        stop_teardown(b->m->p.loop, b);
+    } else if (b->status == BOX_RUNNING) {
+        /* It ended by itself (its init was killed from inside, the sandbox
+         * crashed): the same teardown as a stop, so the state is honest
+         * and the box can be started again. */
+        fprintf(stderr, "boxer: box %s: its sandbox ended, box stopped\n", b->id);
+        b->status = BOX_STOPPING;
+        stop_teardown(b->m->p.loop, b);
+    }
+}
+
+static void on_started(void *arg, int status)
+{
+    struct box *b = arg;
+    struct bx_err err;
+    const char *wait_args[] = {"wait", b->cid, NULL};
+    proc_free(&b->step);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        bx_err_set(&err, 500, 0, "runsc start failed (see %s/runsc-start.log)", b->dir);
+        start_failed(b, &err);
+        return;
+    }
+    if (spawn_runsc(b, wait_args, NULL, -1, -1, 0, on_wait_exit, b, &b->waitp, &err) < 0) {
+        start_failed(b, &err);
+        return;
+    }
+    b->status = BOX_RUNNING;
+    b->started = time(NULL);
+    finish_op(b, NULL);
+}
+
+static void on_created(void *arg, int status)
+{
+    struct box *b = arg;
+    struct bx_err err;
+    const char *args[] = {"start", b->cid, NULL};
+    proc_free(&b->step);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        bx_err_set(&err, 500, 0, "runsc create failed (see %s/runsc-create.log)", b->dir);
+        start_failed(b, &err);
+        return;
+    }
+    if (spawn_runsc(b, args, NULL, -1, -1, 0, on_started, b, &b->step, &err) < 0)
+        start_failed(b, &err);
+}
+
+static void launch(struct box *b)
+{
+    struct bx_err err;
+    char bundle[PATH_MAX + 16], name[CG_NAME_MAX];
+    const char *args[] = {"create", "--bundle", bundle, b->cid, NULL};
+    struct cg_limits cl = {b->cpu, b->memory_mb << 20, BOX_PIDS};
+
+    bx_err_clear(&err);
+    b->gen++;
+    snprintf(b->cid, sizeof(b->cid), "%s-%u", b->id, b->gen);
+    snprintf(bundle, sizeof(bundle), "%s", b->dir);
+    snprintf(name, sizeof(name), "%s", b->cid);
+    if (attach_and_mount(b, &err) < 0 || mount_root(b, &err) < 0)
+        goto fail;
+    if (b->workdir[0] == '/' && b->workdir[1]) {
+        char root[PATH_MAX + 16];
+        snprintf(root, sizeof(root), "%s/rootfs", b->dir);
+        int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rfd < 0) {
+            bx_err_sys(&err, 500, "open %s", root);
+            goto fail;
+        }
+        /* Boxer's own path rules: no symlink is followed. */
+        int r = bx_mkdir_p_at(rfd, b->workdir + 1, 0755, 0, &err);
+        close(rfd);
+        if (r < 0)
+            goto fail;
+    }
+    if (write_init(b, &err) < 0)
+        goto fail;
+    if (cg_run_create(b->m->p.cgroups, name, &cl, &b->cg, &err) < 0)
+        goto fail;
+    if (write_spec(b, &err) < 0)
+        goto fail;
+    if (spawn_runsc(b, args, NULL, -1, -1, 1, on_created, b, &b->step, &err) < 0)
+        goto fail;
+    return;
+fail:
+    start_failed(b, &err);
+}
+
+static void on_mkfs(void *arg, int status)
+{
+    struct box *b = arg;
+    struct bx_err err;
+    proc_free(&b->step);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        bx_err_set(&err, 500, 0, "mkfs.ext4 failed (status %d)", status);
+        start_failed(b, &err);
+        return;
+    }
+    launch(b);
+}
+
+static void prepare_disk(struct box *b)
+{
+    struct bx_err err;
+    char img[PATH_MAX + 16];
+    int fd;
+
+    snprintf(img, sizeof(img), "%s/disk.img", b->dir);
+    fd = open(img, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        launch(b);
+        return;
+    }
+    if (fd < 0) {
+        bx_err_sys(&err, 500, "create %s", img);
+        goto fail;
+    }
+    /* Sparse: only what the box writes takes host disk. */
+    if (ftruncate(fd, (off_t)(b->disk_gb << 30)) < 0) {
+        bx_err_sys(&err, 500, "ftruncate %s", img);
+        close(fd);
+        unlink(img);
+        goto fail;
+    }
+    close(fd);
+    {
+        char *argv[] = {b->m->mkfs, "-F", "-q", "-m", "0", "--", img, NULL};
+        char *envp[] = {NULL};
+        struct proc_spec spec = {.path = b->m->mkfs,
+                                 .argv = argv,
+                                 .envp = envp,
+                                 .stdin_fd = -1,
+                                 .stdout_fd = -1,
+                                 .stderr_fd = -1,
+                                 .cwd = b->dir};
+        if (proc_spawn(b->m->p.loop, &spec, on_mkfs, b, &b->step, &err) < 0) {
+            unlink(img);
+            goto fail;
+        }
+    }
+    return;
+fail:
+    start_failed(b, &err);
+}
+
+static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
+{
+    struct box *b = arg;
+    b->iwait = NULL;
+    if (!img) {
+        struct bx_err e = *ierr;
+        /* BoxRun's IMAGE_PULL_FAILED (502) for whatever kept the image
+         * away, but a request error stays a 400. */
+        if (e.status != 400)
+            e.status = 502;
+        start_failed(b, &e);
+        return;
+    }
+    b->img = img;
+    prepare_disk(b);
+}
+
+static void deferred_disk(struct loop *l, void *arg)
+{
+    (void)l;
+    prepare_disk(arg);
+}
+
+static int begin_start(struct box *b, struct bx_err *err)
+{
+    b->status = BOX_CREATING;
+    b->error_code[0] = b->error_msg[0] = 0;
+    if (b->img) {
+        /* Never inside the caller's call. */
+        loop_defer(b->m->p.loop, &b->task, deferred_disk, b);
+        return 0;
+    }
+    struct imgref ref;
+    if (imgref_parse(b->image, strlen(b->image), &ref, err) < 0)
+        return -1;
+    return image_get(b->m->p.images, &ref, on_image, b, &b->iwait, err);
+}
+
+static void release_sandbox(struct box *b)
+{
+    struct bx_err err;
+    proc_free(&b->step);
+    proc_free(&b->waitp);
+    if (b->cg && cg_run_destroy(&b->cg, &err) < 0 && b->cg)
+        cg_run_abandon(&b->cg);
+    unmount_all(b);
+    if (b->cid[0]) {
+        const char *args[] = {"delete", "--force", b->cid, NULL};
+        bg_runsc(b, args);
+        b->cid[0] = 0;
+    }
+}
+
+static void start_failed(struct box *b, const struct bx_err *err)
+{
+    fprintf(stderr, "boxer: box %s: start failed: %s\n", b->id, err->msg);
+    release_sandbox(b);
+    b->status = BOX_ERROR;
+    snprintf(b->error_code, sizeof(b->error_code), "%s", box_err_code(err));
+    snprintf(b->error_msg, sizeof(b->error_msg), "%s", err->msg);
+    finish_op(b, err);
+}
+
+/* ---- stop, remove ---- */
+
+static void destroy_box(struct box *b);
+
+static void stop_done(struct box *b)
+{
+    unmount_all(b);
+    {
+        const char *args[] = {"delete", "--force", b->cid, NULL};
+        bg_runsc(b, args);
+        b->cid[0] = 0;
+    }
+    b->status = BOX_STOPPED;
+    b->stopped = time(NULL);
+    if (b->removing) {
+        box_done_cb cb = b->cb;
+        void *arg = b->cb_arg;
+        destroy_box(b);
+        if (cb)
+            cb(arg, NULL, NULL);
+        return;
+    }
+    finish_op(b, NULL);
+}
+
+static void cg_retry(struct loop *l, void *arg)
+{
+    struct box *b = arg;
+    struct bx_err err;
+    (void)l;
+    b->cg_timer = 0;
+    if (!b->cg || cg_run_destroy(&b->cg, &err) == 0 || !b->cg) {
+        stop_done(b);
+        return;
+    }
+    if (++b->cg_tries >= BOX_CG_RETRIES) {
+        fprintf(stderr, "boxer: box %s: cgroup not empty, abandoned\n", b->id);
+        cg_run_abandon(&b->cg);
+        stop_done(b);
+        return;
+    }
+    b->cg_timer = loop_timer_add(b->m->p.loop, BOX_CG_RETRY_MS, cg_retry, b);
+}
+
+static void stop_teardown(struct loop *l, void *arg)
+{
+    struct box *b = arg;
+    (void)l;
+    b->grace_timer = 0;
+    proc_free(&b->step);
+    proc_free(&b->waitp);
+    /* The cgroup holds the sandbox, its gofer and every runsc exec:
+     * destroying it kills whatever did not leave on TERM. */
+    b->cg_tries = 0;
+    cg_retry(b->m->p.loop, b);
+}
+
+static void on_kill_sent(void *arg, int status)
+{
+    struct box *b = arg;
+    (void)status;
+    proc_free(&b->step);
+}
+
+static int begin_stop(struct box *b, struct bx_err *err)
+{
+    const char *args[] = {"kill", "--all", b->cid, "TERM", NULL};
+    b->status = BOX_STOPPING;
+    /* Execs still running end with the box. */
+    b->grace_timer = loop_timer_add(b->m->p.loop, BOX_STOP_GRACE_MS, stop_teardown, b);
+    if (spawn_runsc(b, args, NULL, -1, -1, 0, on_kill_sent, b, &b->step, err) < 0) {
+        /* No TERM: go straight to the kill. */
+        loop_timer_cancel(b->m->p.loop, b->grace_timer);
+        b->grace_timer = loop_timer_add(b->m->p.loop, 0, stop_teardown, b);
+    }
+    if (!b->waitp) {
+        loop_timer_cancel(b->m->p.loop, b->grace_timer);
+        b->grace_timer = loop_timer_add(b->m->p.loop, 0, stop_teardown, b);
+    }
+    return 0;
+}
+
+static int busy(const struct box *b, struct bx_err *err)
+{
+    if (b->cb || b->status == BOX_CREATING || b->status == BOX_STOPPING || b->removing)
+        return bx_err_set(err, 409, EBUSY, "box %s is busy (starting or stopping)", b->id);
+    return 0;
+}
+
+int box_start(struct box *b, box_done_cb cb, void *arg, struct bx_err *err)
+{
+    if (busy(b, err) < 0)
+        return -1;
+    if (b->status == BOX_RUNNING)
+        return bx_err_set(err, 409, EALREADY, "box %s is already running", b->id);
+    if (begin_start(b, err) < 0) {
+        b->status = BOX_ERROR;
+        return -1;
+    }
+    b->cb = cb;
+    b->cb_arg = arg;
+    return 0;
+}
+
+int box_stop(struct box *b, box_done_cb cb, void *arg, struct bx_err *err)
+{
+    if (busy(b, err) < 0)
+        return -1;
+    if (b->status != BOX_RUNNING)
+        return bx_err_set(err, 409, ENOTCONN, "box %s is not running", b->id);
+    if (begin_stop(b, err) < 0)
+        return -1;
+    b->cb = cb;
+    b->cb_arg = arg;
+    return 0;
+}
+
+static void deferred_removed(struct loop *l, void *arg);
+
+int box_remove(struct box *b, int force, box_done_cb cb, void *arg, struct bx_err *err)
+{
+    if (busy(b, err) < 0)
+        return -1;
+    if (b->status == BOX_RUNNING && !force)
+        return bx_err_set(err, 409, EALREADY,
+                          "box %s is running: stop it first or pass force=true", b->id);
+    b->removing = 1;
+    b->cb = cb;
+    b->cb_arg = arg;
+    if (b->status == BOX_RUNNING)
+        return begin_stop(b, err);
+    loop_defer(b->m->p.loop, &b->task, deferred_removed, b);
+    return 0;
+}
+
+static void deferred_removed(struct loop *l, void *arg)
+{
+    struct box *b = arg;
+    box_done_cb cb = b->cb;
+    void *cb_arg = b->cb_arg;
+    (void)l;
+    destroy_box(b);
+    if (cb)
+        cb(cb_arg, NULL, NULL);
+}
+
+static void exec_free(struct box_exec *e)
+{
+    if (e->safety_timer)
+        loop_timer_cancel(e->box->m->p.loop, e->safety_timer);
+    if (e->proc)
+        proc_free(&e->proc);
+    if (e->out_fd >= 0) {
+        loop_del(e->box->m->p.loop, e->out_fd);
+        bx_close(&e->out_fd);
+    }
+    if (e->err_fd >= 0) {
+        loop_del(e->box->m->p.loop, e->err_fd);
+        bx_close(&e->err_fd);
+    }
+    strv_free(e->cmd);
+    strv_free(e->env);
+    free(e->workdir);
+    sbuf_free(&e->out);
+    sbuf_free(&e->err);
+    free(e);
+}
+
+/* Frees the box and deletes its directory (the sandbox is gone). */
+static void destroy_box(struct box *b)
+{
+    struct box_mgr *m = b->m;
+    struct box **pp;
+    struct bx_err err;
+
+    for (pp = &m->boxes; *pp; pp = &(*pp)->next)
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    loop_defer_cancel(m->p.loop, &b->task);
+    if (b->grace_timer)
+        loop_timer_cancel(m->p.loop, b->grace_timer);
+    if (b->cg_timer)
+        loop_timer_cancel(m->p.loop, b->cg_timer);
+    if (b->iwait)
+        image_wait_cancel(&b->iwait);
+    release_sandbox(b);
+    while (b->execs) {
+        struct box_exec *e = b->execs;
+        b->execs = e->next;
+        if (e->running && e->cb) {
+            /* Its waiter is answered: the box went away under it. */
+            box_exec_cb cb = e->cb;
+            void *cb_arg = e->cb_arg;
+            e->cb = NULL;
+            e->running = 0;
+            e->failed = 1;
+            e->exit_code = 137;
+            e->finished = time(NULL);
+            snprintf(e->error, sizeof(e->error), "the box was removed");
+            cb(cb_arg, e);
+        }
+        exec_free(e);
+    }
+    if (b->img)
+        image_release(m->p.images, b->img);
+    if (b->removing) {
+        struct bgproc *last = NULL;
+        /* the newest runsc of this box (the list is newest first) */
+        for (struct bgproc *g = m->bg; g && !last; g = g->next)
+            if (strcmp(g->box_id, b->id) == 0 && !g->rm_dir)
+                last = g;
+        if (last && (last->rm_dir = strdup(b->dir)) != NULL)
+            ; /* removed when that runsc is done */
+        else if (bx_rm_rf_at(AT_FDCWD, b->dir, &err) < 0)
+            fprintf(stderr, "boxer: box %s: %s\n", b->id, err.msg);
+    }
+    free(b->name);
+    free(b->image);
+    free(b->workdir);
+    strv_free(b->env);
+    free(b);
+}
+
+/* ---- exec ---- */
+
+static void exec_drain(struct box_exec *e, int *fd, struct sbuf *sb)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(*fd, buf, sizeof(buf));
+        if (n > 0) {
+            size_t room = sb->max > sb->len ? sb->max - sb->len : 0;
+            sbuf_append(sb, buf, (size_t)n < room ? (size_t)n : room);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        /* EOF or error */
+        loop_del(e->box->m->p.loop, *fd);
+        bx_close(fd);
+        return;
+    }
+}
+
+static void exec_on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    struct box_exec *e = arg;
+    (void)l;
+    (void)events;
+    if (fd == e->out_fd)
+        exec_drain(e, &e->out_fd, &e->out);
+    else if (fd == e->err_fd)
+        exec_drain(e, &e->err_fd, &e->err);
+}
+
+static void exec_unlink_files(struct box_exec *e)
+{
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof(p), "%s/%s.json", e->box->dir, e->id);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
+    unlink(p);
+}
+
+/* runsc exits 128 both for a command killed by signal 0 (impossible) and
+ * when it could not start the command at all (missing program, bad
+ * workdir): its log then holds an "error" entry.  Such a failure is not
+ * the command's status: error_message says what happened, exit code 127
+ * for a missing program (as a shell says), 126 otherwise.  runsc's message
+ * went to the same stderr pipe (the process never ran), so stderr is
+ * cleared. */
+static void exec_runsc_failure(struct box_exec *e)
+{
+    char p[PATH_MAX + 64];
+    char *text = NULL, *msg, *end;
+    size_t len = 0;
+    snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
+    if (bx_read_file_at(AT_FDCWD, p, 1u << 20, &text, &len, NULL) < 0)
+        return;
+    msg = strstr(text, "\"level\":\"error\"") ? strstr(text, "{\"msg\":\"") : NULL;
+    if (msg) {
+        msg += 8;
+        end = strstr(msg, "\",\"level\"");
+        if (end) {
+            size_t n = 0;
+            /* undo the JSON escapes of quotes and backslashes */
+            for (const char *q = msg; q < end && n + 1 < sizeof(e->error); q++) {
+                if (*q == '\\' && q + 1 < end && (q[1] == '"' || q[1] == '\\'))
+                    q++;
+                e->error[n++] = *q;
+            }
+            e->error[n] = 0;
+            e->exit_code = strstr(e->error, "failed to load") ? 127 : 126;
+            sbuf_reset(&e->err);
+        }
+    }
+    free(text);
+}
+
+static void exec_on_exit(void *arg, int status)
+{
+    struct box_exec *e = arg;
+    box_exec_cb cb;
+    void *cb_arg;
+    proc_free(&e->proc);
+    /* What the command wrote before it ended is in the pipes; a background
+     * child may keep them open, so the exec ends now, not at EOF. */
+    if (e->out_fd >= 0) {
+        exec_drain(e, &e->out_fd, &e->out);
+        if (e->out_fd >= 0) {
+            loop_del(e->box->m->p.loop, e->out_fd);
+            bx_close(&e->out_fd);
+        }
+    }
+    if (e->err_fd >= 0) {
+        exec_drain(e, &e->err_fd, &e->err);
+        if (e->err_fd >= 0) {
+            loop_del(e->box->m->p.loop, e->err_fd);
+            bx_close(&e->err_fd);
+        }
+    }
+    e->running = 0;
+    e->finished = time(NULL);
+    e->wall_ms = bx_now_ms() - e->started_ms;
+    if (WIFEXITED(status))
+        e->exit_code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        e->exit_code = 128 + WTERMSIG(status);
+    if (e->safety_timer) {
+        loop_timer_cancel(e->box->m->p.loop, e->safety_timer);
+        e->safety_timer = 0;
+    }
+    if (e->exit_code == 128)
+        exec_runsc_failure(e);
+    exec_unlink_files(e);
+    /* The helper in the box exits 137 after killing the command's group at
+     * the deadline; the safety timer marks timed_out itself. */
+    if (e->timeout_ms && e->exit_code == 137 && e->wall_ms >= e->timeout_ms)
+        e->timed_out = 1;
+    if (e->timed_out) {
+        e->exit_code = 137;
+        snprintf(e->error, sizeof(e->error), "timed out after %llu ms",
+                 (unsigned long long)e->timeout_ms);
+    }
+    e->failed = e->exit_code != 0;
+    cb = e->cb;
+    cb_arg = e->cb_arg;
+    e->cb = NULL;
+    e->cb_arg = NULL;
+    if (cb)
+        cb(cb_arg, e);
+}
+
+/* The helper did not end the exec in time (the box is overloaded, or the
+ * helper itself is stuck): end the client; the box keeps whatever is left. */
+static void exec_safety(struct loop *l, void *arg)
+{
+    struct box_exec *e = arg;
+    (void)l;
+    e->safety_timer = 0;
+    e->timed_out = 1;
+    if (e->proc)
+        proc_kill(e->proc, SIGKILL);
+}
+
+void box_exec_forget(struct box_exec *e)
+{
+    e->cb = NULL;
+    e->cb_arg = NULL;
+}
+
+static void trim_execs(struct box *b)
+{
+    unsigned n = 0;
+    for (struct box_exec **pp = &b->execs; *pp;) {
+        struct box_exec *e = *pp;
+        if (++n > BOX_EXECS_KEPT && !e->running && !e->cb) {
+            *pp = e->next;
+            exec_free(e);
+            continue;
+        }
+        pp = &e->next;
+    }
+}
+
+int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
+             struct box_exec **out, struct bx_err *err)
+{
+    struct box_exec *e;
+    char **env1 = NULL, **env2 = NULL, **env3 = NULL;
+    char *home[] = {"HOME=/root", NULL};
+    char **wrapped = NULL;
+    char ms[24];
+    char pname[64];
+    struct sbuf sb;
+    struct json_writer w;
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1};
+    int ret = -1;
+
+    if (b->status != BOX_RUNNING || b->removing)
+        return bx_err_set(err, 409, ENOTCONN, "box %s is not running", b->id);
+    if (!req->cmd || !req->cmd[0])
+        return bx_err_set(err, 400, EINVAL, "cmd must be a non-empty list");
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    e->box = b;
+    e->out_fd = e->err_fd = -1;
+    sbuf_init(&e->out, BOX_OUTPUT_MAX);
+    sbuf_init(&e->err, BOX_OUTPUT_MAX);
+    sbuf_init(&sb, 1 << 20);
+    if (random_id("exec_", e->id, sizeof(e->id), err) < 0)
+        goto fail;
+    /* image Env < box env < exec env; HOME is root's unless someone says. */
+    if (oci_merge_env(home, b->img ? b->img->env : NULL, &env1, err) < 0 ||
+        oci_merge_env(env1, b->env, &env2, err) < 0 || oci_merge_env(env2, req->env, &env3, err) < 0)
+        goto fail;
+    if (req->timeout_ms) {
+        /* The in-box helper owns the timeout: it can kill the command's
+         * whole process group, which nothing on the host can. */
+        size_t n = 0;
+        while (req->cmd[n])
+            n++;
+        wrapped = calloc(n + 5, sizeof(*wrapped));
+        if (!wrapped) {
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+            goto fail;
+        }
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)req->timeout_ms);
+        wrapped[0] = "/.boxer/init";
+        wrapped[1] = "--exec";
+        wrapped[2] = ms;
+        wrapped[3] = "--";
+        for (size_t i = 0; i < n; i++)
+            wrapped[4 + i] = req->cmd[i];
+    }
+    json_w_init(&w, &sb);
+    w_process(&w, wrapped ? wrapped : req->cmd, env3, req->workdir && req->workdir[0] ? req->workdir : b->workdir,
+              req->set_user ? req->uid : 0, req->set_user ? req->gid : 0);
+    if (w.failed) {
+        bx_err_set(err, 400, E2BIG, "exec too large");
+        goto fail;
+    }
+    snprintf(pname, sizeof(pname), "%s.json", e->id);
+    if (write_scratch_file(b, pname, &sb, err) < 0)
+        goto fail;
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+        bx_err_sys(err, 500, "pipe2");
+        goto fail;
+    }
+    if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
+        bx_err_sys(err, 500, "fcntl");
+        goto fail;
+    }
+    {
+        char ppath[PATH_MAX + 80], lname[64];
+        snprintf(ppath, sizeof(ppath), "%s/%s", b->dir, pname);
+        snprintf(lname, sizeof(lname), "%s.log", e->id);
+        const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
+        if (spawn_runsc(b, args, lname, outp[1], errp[1], 1, exec_on_exit, e, &e->proc, err) < 0)
+            goto fail;
+        /* removed when the exec ends (exec_unlink_files) */
+    }
+    e->out_fd = bx_steal_fd(&outp[0]);
+    e->err_fd = bx_steal_fd(&errp[0]);
+    if (loop_add(b->m->p.loop, e->out_fd, EPOLLIN, exec_on_pipe, e, err) < 0 ||
+        loop_add(b->m->p.loop, e->err_fd, EPOLLIN, exec_on_pipe, e, err) < 0) {
+        /* exec_free kills the child; loop_del of an fd never added is harmless */
+        goto fail;
+    }
+    e->cmd = bx_steal_ptr(&req->cmd);
+    e->env = bx_steal_ptr(&req->env);
+    e->workdir = bx_steal_ptr(&req->workdir);
+    e->timeout_ms = req->timeout_ms;
+    e->running = 1;
+    e->exit_code = -1;
+    e->created = time(NULL);
+    e->started_ms = bx_now_ms();
+    if (e->timeout_ms)
+        e->safety_timer = loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS,
+                                         exec_safety, e);
+    e->cb = cb;
+    e->cb_arg = arg;
+    e->next = b->execs;
+    b->execs = e;
+    trim_execs(b);
+    *out = e;
+    ret = 0;
+    e = NULL;
+fail:
+    if (e) {
+        exec_unlink_files(e);
+        exec_free(e);
+    }
+    free(wrapped);
+    oci_free_strv(&env1);
+    oci_free_strv(&env2);
+    oci_free_strv(&env3);
+    sbuf_free(&sb);
+    bx_close(&outp[0]);
+    bx_close(&outp[1]);
+    bx_close(&errp[0]);
+    bx_close(&errp[1]);
+    return ret;
+}
+
+/* ---- JSON ---- */
+
+static void w_time(struct json_writer *w, const char *key, time_t t)
+{
+    char buf[32];
+    struct tm tm;
+    json_w_key(w, key);
+    if (!t || !gmtime_r(&t, &tm)) {
+        json_w_null(w);
+        return;
+    }
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_w_cstr(w, buf);
+}
+
+static void w_env_obj(struct json_writer *w, const char *key, char *const *env)
+{
+    json_w_key(w, key);
+    if (!env) {
+        json_w_null(w);
+        return;
+    }
+    json_w_obj_begin(w);
+    for (size_t i = 0; env[i]; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (!eq)
+            continue;
+        char k[256];
+        size_t kl = (size_t)(eq - env[i]);
+        if (kl >= sizeof(k))
+            continue;
+        memcpy(k, env[i], kl);
+        k[kl] = 0;
+        json_w_key(w, k);
+        json_w_cstr(w, eq + 1);
+    }
+    json_w_obj_end(w);
+}
+
+static void w_str_or_null(struct json_writer *w, const char *key, const char *s)
+{
+    json_w_key(w, key);
+    if (s && s[0])
+        json_w_cstr(w, s);
+    else
+        json_w_null(w);
+}
+
+void box_info_json(const struct box *b, struct json_writer *w, int extra)
+{
+    json_w_obj_begin(w);
+    json_w_key(w, "id");
+    json_w_cstr(w, b->id);
+    w_str_or_null(w, "name", b->name);
+    json_w_key(w, "status");
+    json_w_cstr(w, status_name(b->status));
+    json_w_key(w, "image");
+    json_w_cstr(w, b->image);
+    json_w_key(w, "cpu");
+    json_w_double(w, b->cpu);
+    json_w_key(w, "memory_mb");
+    json_w_uint(w, b->memory_mb);
+    json_w_key(w, "disk_size_gb");
+    json_w_uint(w, b->disk_gb);
+    json_w_key(w, "network");
+    json_w_bool(w, 0);
+    json_w_key(w, "workdir");
+    json_w_cstr(w, b->workdir);
+    w_env_obj(w, "env", b->env);
+    json_w_key(w, "volumes");
+    json_w_null(w);
+    w_str_or_null(w, "error_code", b->error_code);
+    w_str_or_null(w, "error_message", b->error_msg);
+    w_time(w, "created_at", b->created);
+    w_time(w, "started_at", b->started);
+    w_time(w, "stopped_at", b->stopped);
+    if (extra) {
+        w_str_or_null(w, "image_digest", b->img ? b->img->digest : NULL);
+    }
+    json_w_obj_end(w);
+}
+
+static void each_rev(const struct box *b, struct json_writer *w, int extra)
+{
+    /* The list is newest first and short (recursion depth = boxes). */
+    if (!b)
+        return;
+    each_rev(b->next, w, extra);
+    box_info_json(b, w, extra);
+}
+
+void box_each(struct box_mgr *m, struct json_writer *w, int extra)
+{
+    each_rev(m->boxes, w, extra);
+}
+
+static void each_exec_rev(const struct box_exec *e, struct json_writer *w, int extra)
+{
+    /* newest first, at most BOX_EXECS_KEPT (plus running ones) deep */
+    if (!e)
+        return;
+    each_exec_rev(e->next, w, extra);
+    box_exec_json(e, w, extra);
+}
+
+void box_each_exec(const struct box *b, struct json_writer *w, int extra)
+{
+    each_exec_rev(b->execs, w, extra);
+}
+
+struct box_exec *box_exec_find(struct box *b, const char *exec_id)
+{
+    for (struct box_exec *e = b->execs; e; e = e->next)
+        if (strcmp(e->id, exec_id) == 0)
+            return e;
+    return NULL;
+}
+
+void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
+{
+    json_w_obj_begin(w);
+    json_w_key(w, "id");
+    json_w_cstr(w, e->id);
+    json_w_key(w, "box_id");
+    json_w_cstr(w, e->box->id);
+    json_w_key(w, "status");
+    json_w_cstr(w, e->running ? "running" : e->failed ? "failed" : "succeeded");
+    w_strv(w, "cmd", e->cmd);
+    w_env_obj(w, "env", e->env);
+    w_str_or_null(w, "workdir", e->workdir);
+    json_w_key(w, "timeout_ms");
+    if (e->timeout_ms)
+        json_w_uint(w, e->timeout_ms);
+    else
+        json_w_null(w);
+    json_w_key(w, "exit_code");
+    if (e->running)
+        json_w_null(w);
+    else
+        json_w_int(w, e->exit_code);
+    w_str_or_null(w, "error_message", e->error);
+    w_time(w, "created_at", e->created);
+    w_time(w, "finished_at", e->finished);
+    if (extra) {
+        json_w_key(w, "stdout");
+        json_w_str(w, e->out.data ? e->out.data : "", e->out.len);
+        json_w_key(w, "stderr");
+        json_w_str(w, e->err.data ? e->err.data : "", e->err.len);
+        json_w_key(w, "wall_ms");
+        json_w_uint(w, e->wall_ms);
+        json_w_key(w, "timed_out");
+        json_w_bool(w, e->timed_out);
+        json_w_key(w, "truncated");
+        json_w_bool(w, e->out.len >= BOX_OUTPUT_MAX || e->err.len >= BOX_OUTPUT_MAX);
+    }
+    json_w_obj_end(w);
+}
+
+const char *box_err_code(const struct bx_err *err)
+{
+    switch (err->status) {
+    case 400:
+        return "INVALID_REQUEST";
+    case 404:
+        return "BOX_NOT_FOUND";
+    case 409:
+        return err->sys_errno == ENOTCONN  ? "BOX_NOT_RUNNING"
+               : err->sys_errno == EEXIST ? "NAME_ALREADY_EXISTS"
+                                          : "BOX_ALREADY_RUNNING";
+    case 502:
+        return "IMAGE_PULL_FAILED";
+    default:
+        return "RUNTIME_ERROR";
+    }
+}
+
+/* ---- create, find, manager ---- */
+
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+              s[i] == '.' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+struct box *box_find(struct box_mgr *m, const char *id_or_name)
+{
+    for (struct box *b = m->boxes; b; b = b->next)
+        if (strcmp(b->id, id_or_name) == 0 || (b->name && strcmp(b->name, id_or_name) == 0))
+            return b;
+    return NULL;
+}
+
+int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, void *arg,
+               struct box **out, struct bx_err *err)
+{
+    struct box *b;
+
+    if (!m->p.cgroups)
+        return bx_err_set(err, 500, ENOTSUP, "boxes need cgroups (ignore_cgroups is set)");
+    if (!m->mkfs[0])
+        return bx_err_set(err, 500, ENOENT, "mkfs.ext4 not found (install e2fsprogs)");
+    if (!req->image || !req->image[0])
+        return bx_err_set(err, 400, EINVAL, "image is required");
+    if (req->name && !valid_name(req->name))
+        return bx_err_set(err, 400, EINVAL, "name must match [a-z0-9][a-z0-9_.-]{0,62}");
+    if (req->name && box_find(m, req->name))
+        return bx_err_set(err, 409, EEXIST, "a box named %s exists", req->name);
+    if (req->workdir && (req->workdir[0] != '/' || strlen(req->workdir) > 1024))
+        return bx_err_set(err, 400, EINVAL, "workdir must be an absolute path");
+    if (req->cpu < 0 || req->cpu > m->p.cfg->max_limits.cpu_cores)
+        return bx_err_set(err, 400, ERANGE, "cpu is over max_limits.cpu_cores");
+    if (req->memory_mb > m->p.cfg->max_limits.memory_mb)
+        return bx_err_set(err, 400, ERANGE, "memory_mb is over max_limits.memory_mb");
+    if (req->disk_size_gb > BOX_MAX_DISK_GB)
+        return bx_err_set(err, 400, ERANGE, "disk_size_gb is over %d", BOX_MAX_DISK_GB);
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    b->m = m;
+    if (random_id("box_", b->id, sizeof(b->id), err) < 0) {
+        free(b);
+        return -1;
+    }
+    b->cpu = req->cpu > 0 ? req->cpu : BOX_DEFAULT_CPU;
+    if (b->cpu > m->p.cfg->max_limits.cpu_cores)
+        b->cpu = m->p.cfg->max_limits.cpu_cores;
+    b->memory_mb = req->memory_mb ? req->memory_mb : BOX_DEFAULT_MEMORY_MB;
+    if (b->memory_mb > m->p.cfg->max_limits.memory_mb)
+        b->memory_mb = m->p.cfg->max_limits.memory_mb;
+    b->disk_gb = req->disk_size_gb ? req->disk_size_gb : BOX_DEFAULT_DISK_GB;
+    if ((size_t)snprintf(b->dir, sizeof(b->dir), "%s/%s", m->home_boxes, b->id) >=
+        sizeof(b->dir)) {
+        free(b);
+        return bx_err_set(err, 500, ENAMETOOLONG, "home is too long for boxes");
+    }
+    if (mkdir(b->dir, 0700) < 0) {
+        bx_err_sys(err, 500, "mkdir %s", b->dir);
+        free(b);
+        return -1;
+    }
+    {
+        char p[PATH_MAX + 16];
+        snprintf(p, sizeof(p), "%s/disk", b->dir);
+        int r1 = mkdir(p, 0700);
+        snprintf(p, sizeof(p), "%s/rootfs", b->dir);
+        int r2 = mkdir(p, 0755);
+        snprintf(p, sizeof(p), "%s/state", b->dir);
+        int r3 = mkdir(p, 0700);
+        if (r1 < 0 || r2 < 0 || r3 < 0) {
+            bx_err_sys(err, 500, "mkdir under %s", b->dir);
+            bx_rm_rf_at(AT_FDCWD, b->dir, NULL);
+            free(b);
+            return -1;
+        }
+    }
+    b->image = bx_steal_ptr(&req->image);
+    b->name = bx_steal_ptr(&req->name);
+    b->env = bx_steal_ptr(&req->env);
+    b->workdir = req->workdir ? bx_steal_ptr(&req->workdir) : strdup("/root");
+    b->created = time(NULL);
+    b->next = m->boxes;
+    m->boxes = b;
+    if (!b->workdir || begin_start(b, err) < 0) {
+        if (!b->workdir)
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+        b->removing = 1;
+        destroy_box(b);
+        return -1;
+    }
+    b->cb = cb;
+    b->cb_arg = arg;
+    *out = b;
+    return 0;
+}
+
+int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_err *err)
+{
+    struct box_mgr *m = calloc(1, sizeof(*m));
+    if (!m)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    m->p = *p;
+    snprintf(m->home_boxes, sizeof(m->home_boxes), "%s/boxes", p->cfg->home);
+    if (bx_mkdir_p_at(AT_FDCWD, m->home_boxes, 0700, 0, err) < 0) {
+        free(m);
+        return -1;
+    }
+    if (proc_find_in_path("mkfs.ext4", "/usr/sbin:/sbin:/usr/bin:/bin", m->mkfs,
+                          sizeof(m->mkfs)) < 0)
+        m->mkfs[0] = 0;
+    *out = m;
+    return 0;
+}
+
+void box_mgr_free(struct box_mgr **mp)
+{
+    struct box_mgr *m = *mp;
+    if (!m)
+        return;
+    /* Disks stay (restart recovery is a later slice); sandboxes and mounts go. */
+    while (m->boxes) {
+        struct box *b = m->boxes;
+        b->cb = NULL;
+        b->removing = 0;
+        destroy_box(b);
+    }
+    while (m->bg) {
+        struct bgproc *g = m->bg;
+        m->bg = g->next;
+        bg_free(g);
+    }
+    free(m);
+    *mp = NULL;
+}

@@ -1,0 +1,112 @@
+/* Persistent boxes (issue 13): one long-lived gVisor sandbox per box whose
+ * writable root survives stop and start.
+ *
+ * A box lives in <home>/boxes/<id>/:
+ *   disk.img   sparse ext4 image of disk_size_gb (kept across stop/start)
+ *   disk/      its mount point (loop device, autoclear): upper/ and work/
+ *   rootfs/    host overlayfs: the cached image rootfs below, disk/upper above;
+ *              the spec root, writable, so runsc runs with --overlay2=none
+ *   init       the embedded PID 1 (boxinit/box_init.c), bound read-only at
+ *              /.boxer/init
+ *   config.json, state/, runsc*.log, exec-*.json
+ * Start: image, mkfs (first time), loop + mounts, cgroup, `runsc create`,
+ * `runsc start`, and a `runsc wait` child that tells when the sandbox ended.
+ * Exec: `runsc exec --process <json>` as root with Docker's default
+ * capabilities minus NET_RAW and noNewPrivileges; it ends when that runsc
+ * process exits (a background child may hold the pipes open).
+ * Stop: `runsc kill --all TERM` (the init leaves), a grace period, then the
+ * box's cgroup is destroyed (kills whatever is left), the overlay and the
+ * disk unmounted (the loop device goes with it) and `runsc delete --force`
+ * runs in the background (it takes ~1.7 s).  Each start uses a fresh
+ * container id (<id>-<generation>) so a late delete never meets a new
+ * sandbox.  Boxes need cgroups (the cgroup kill is what makes stop sure).
+ *
+ * Everything runs on the event loop; callbacks are never called inside the
+ * call that registered them. */
+#ifndef BOXER_BOX_H
+#define BOXER_BOX_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "loop.h"
+
+struct config;
+struct image_cache;
+struct cg_ctx;
+struct json_writer;
+struct box_mgr;
+struct box;
+struct box_exec;
+
+struct box_mgr_params {
+    struct loop *loop;
+    const struct config *cfg;
+    struct image_cache *images;
+    struct cg_ctx *cgroups; /* NULL: boxes are refused (500) */
+    const char *runsc;      /* absolute path */
+    const char *platform;
+};
+
+int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_err *err);
+/* Shutdown: kills every sandbox, unmounts, keeps the disks. */
+void box_mgr_free(struct box_mgr **m);
+
+#define BOX_ENV_MAX 256
+#define BOX_ARGV_MAX 4096
+
+struct box_create_req {
+    char *image;   /* required */
+    char *name;    /* NULL: none */
+    char **env;    /* NULL-terminated "K=V" or NULL */
+    char *workdir; /* NULL: /root */
+    double cpu;    /* 0: default */
+    uint64_t memory_mb;
+    uint64_t disk_size_gb;
+};
+void box_create_req_free(struct box_create_req *r);
+
+/* b is NULL when err is set (the box may still exist, status "error"). */
+typedef void (*box_done_cb)(void *arg, struct box *b, const struct bx_err *err);
+
+/* Takes the strings of *req on success (leaves req zeroed).  Fails at once
+ * (400 bad field, 409 NAME_ALREADY_EXISTS, 500) without calling cb. */
+int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, void *arg,
+               struct box **out, struct bx_err *err);
+struct box *box_find(struct box_mgr *m, const char *id_or_name);
+int box_start(struct box *b, box_done_cb cb, void *arg, struct bx_err *err);
+int box_stop(struct box *b, box_done_cb cb, void *arg, struct bx_err *err);
+/* Stops when needed (force) and deletes the box and its directory; cb gets
+ * b == NULL and err == NULL on success. */
+int box_remove(struct box *b, int force, box_done_cb cb, void *arg, struct bx_err *err);
+/* The caller that registered cb is gone: cb is not called any more. */
+void box_forget_waiter(struct box *b, void *arg);
+
+void box_info_json(const struct box *b, struct json_writer *w, int extra);
+/* box_info_json of every box, oldest first. */
+void box_each(struct box_mgr *m, struct json_writer *w, int extra);
+/* Error code names of the /v1 API for a failed box operation. */
+const char *box_err_code(const struct bx_err *err);
+
+struct box_exec_req {
+    char **cmd;   /* NULL-terminated, non-empty */
+    char **env;   /* "K=V" or NULL */
+    char *workdir;
+    uint64_t timeout_ms;
+    int set_user; /* "user": uid[:gid] (numeric); otherwise root */
+    uint32_t uid, gid;
+};
+void box_exec_req_free(struct box_exec_req *r);
+
+typedef void (*box_exec_cb)(void *arg, struct box_exec *e);
+/* 409 BOX_NOT_RUNNING when the box is not running.  cb (may be NULL) runs
+ * once the exec has ended. */
+int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
+             struct box_exec **out, struct bx_err *err);
+void box_exec_forget(struct box_exec *e);
+void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra);
+/* The box's kept exec records (the last BOX_EXECS_KEPT), oldest first. */
+void box_each_exec(const struct box *b, struct json_writer *w, int extra);
+struct box_exec *box_exec_find(struct box *b, const char *exec_id);
+
+#endif

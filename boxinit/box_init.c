@@ -1,0 +1,124 @@
+/* PID 1 of a box (built static with musl, embedded into boxer, bind-mounted
+ * read-only at /.boxer/init).  A box's processes are started by `runsc exec`
+ * and re-parented to PID 1 when their parent dies: without a reaper they
+ * would stay zombies for the life of the box.  So this program only reaps,
+ * and leaves on SIGTERM (the box is being stopped; runsc then ends the
+ * sandbox).  It relies on nothing in the image.
+ *
+ * The same binary is the exec helper for an exec with a timeout:
+ *   /.boxer/init --exec <timeout_ms> -- <program> [args...]
+ * runs the program in a process group of its own and, past the timeout,
+ * kills that whole group (killing the `runsc exec` client on the host would
+ * leave the command running in the box) and exits 137.  Otherwise it exits
+ * with the program's code, or 128+N for signal N; 127 (126) when the
+ * program cannot be found (run). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void on_signal(int sig)
+{
+    (void)sig;
+}
+
+static int exec_helper(long long timeout_ms, char **argv)
+{
+    sigset_t set;
+    struct timespec now, deadline, left;
+    pid_t pid;
+    int status;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return 126;
+    pid = fork();
+    if (pid < 0) {
+        perror("boxer exec helper: fork");
+        return 126;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        execvp(argv[0], argv);
+        fprintf(stderr, "%s: %s\n", argv[0], strerror(errno));
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    setpgid(pid, pid); /* whichever of the two runs first */
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += (time_t)(timeout_ms / 1000);
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        left.tv_sec = deadline.tv_sec - now.tv_sec;
+        left.tv_nsec = deadline.tv_nsec - now.tv_nsec;
+        if (left.tv_nsec < 0) {
+            left.tv_sec--;
+            left.tv_nsec += 1000000000L;
+        }
+        if (left.tv_sec < 0) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return 137;
+        }
+        sigtimedwait(&set, NULL, &left);
+    }
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+int main(int argc, char **argv)
+{
+    sigset_t set;
+    struct sigaction sa;
+    int sig;
+
+    if (argc >= 5 && strcmp(argv[1], "--exec") == 0 && strcmp(argv[3], "--") == 0) {
+        char *end;
+        long long ms = strtoll(argv[2], &end, 10);
+        if (*end || ms <= 0)
+            return 126;
+        return exec_helper(ms, argv + 4);
+    }
+    /* A PID 1 drops signals whose disposition is the default: give them a
+     * (never run: they stay blocked) handler so sigwait sees them. */
+    sa.sa_handler = on_signal;
+    sa.sa_flags = 0;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0 ||
+        sigaction(SIGCHLD, &sa, NULL) < 0)
+        return 1;
+
+    /* Every signal we care about is taken synchronously: no handler runs
+     * between the reaping calls. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return 1;
+    for (;;) {
+        /* Reap everything already dead before sleeping (a SIGCHLD can stand
+         * for many children). */
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGTERM || sig == SIGINT)
+            return 0;
+    }
+}

@@ -1,0 +1,349 @@
+"""Persistent boxes (/v1/boxes, issue 13, first slice): real runsc, real
+images from the local registry, real loop devices and mounts."""
+
+import os
+import subprocess
+import time
+
+import httpx
+import pytest
+
+import boxer_server
+
+BUSYBOX = "busybox"
+
+
+def box_cgroups(box_id):
+    """Cgroup directories named after the box (one per start generation)."""
+    found = []
+    for top in os.listdir("/sys/fs/cgroup"):
+        for dirpath, dirnames, _ in os.walk(os.path.join("/sys/fs/cgroup", top)):
+            for d in dirnames:
+                if d.startswith(box_id):
+                    found.append(os.path.join(dirpath, d))
+            # the base directories are a few levels down; skip deep trees
+            if dirpath.count("/") > 12:
+                dirnames[:] = []
+    return found
+
+
+def loop_devices(path, settle=3.0):
+    """Loop devices backed by path.  The kernel (5.17+) detaches an
+    autoclear device from a work queue after the last unmount: allow it a
+    moment when we expect none."""
+    deadline = time.time() + settle
+    while True:
+        out = subprocess.run(["losetup", "-j", path], stdout=subprocess.PIPE, check=True)
+        text = out.stdout.decode().strip()
+        if not text or time.time() > deadline:
+            return text
+        time.sleep(0.05)
+
+
+def wait_gone(path, timeout=30.0):
+    """A removed box's directory goes once its background `runsc delete`
+    has finished (~1.7 s; much longer on a loaded 2-core host)."""
+    deadline = time.time() + timeout
+    while os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.1)
+    return not os.path.exists(path)
+
+
+def processes_naming(text, but_delete=False):
+    """Processes whose command line names text; with but_delete, not
+    `runsc delete` (it runs in the background after a stop)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if text.encode() in cmd and not (but_delete and b"\0delete\0" in cmd):
+            out.append((int(pid), cmd.replace(b"\0", b" ").decode("utf-8", "replace")))
+    return out
+
+
+
+@pytest.fixture(scope="module")
+def bserver(registry, tmp_path_factory):
+    d = tmp_path_factory.mktemp("boxes")
+    srv = boxer_server.Server(d, registry=registry).start()
+    yield srv
+    try:
+        srv.stop()
+        assert boxer_server.leftover_processes(srv.home) == []
+        assert boxer_server.leftover_mounts(srv.home) == []
+    finally:
+        boxer_server.unmount_under(srv.home)
+
+
+def api(srv, method, path, **kw):
+    kw.setdefault("timeout", 120)
+    return httpx.request(method, srv.url + path, **kw)
+
+
+def exec_wait(srv, box, cmd, **extra):
+    body = dict(cmd=cmd, wait=True, **extra)
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+BOXINFO_KEYS = {"id", "name", "status", "image", "cpu", "memory_mb", "disk_size_gb", "network",
+                "workdir", "env", "volumes", "error_code", "error_message", "created_at",
+                "started_at", "stopped_at"}
+EXECINFO_KEYS = {"id", "box_id", "status", "cmd", "env", "workdir", "timeout_ms", "exit_code",
+                 "error_message", "created_at", "finished_at"}
+
+
+def test_box_lifecycle_disk_persists(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "life", "disk_size_gb": 1,
+                                            "env": {"GREETING": "hello"}})
+    assert r.status_code == 201, r.text
+    info = r.json()
+    assert set(info) == BOXINFO_KEYS
+    assert info["status"] == "running" and info["id"].startswith("box_")
+    assert info["name"] == "life" and info["workdir"] == "/root" and info["disk_size_gb"] == 1
+    box = info["id"]
+    bdir = os.path.join(srv.home, "boxes", box)
+    disk = os.path.join(bdir, "disk.img")
+    assert os.path.getsize(disk) == 1 << 30
+    assert os.stat(disk).st_blocks * 512 < 200 << 20  # sparse
+    assert loop_devices(disk, settle=0) != ""
+
+    # GET by id and by name; BoxRun keys only unless ?extra=1
+    assert api(srv, "GET", "/v1/boxes/" + box).json()["id"] == box
+    assert api(srv, "GET", "/v1/boxes/life").json()["id"] == box
+    assert "image_digest" in api(srv, "GET", "/v1/boxes/life?extra=1").json()
+    assert [b["id"] for b in api(srv, "GET", "/v1/boxes").json()] == [box]
+
+    e = exec_wait(srv, box, ["echo", "hi"])
+    assert e["exit_code"] == 0 and e["status"] == "succeeded" and e["stdout"] == "hi\n"
+    assert e["id"].startswith("exec_") and e["box_id"] == box
+    # root in the box, box env and workdir, the init is PID 1
+    e = exec_wait(srv, box, ["sh", "-c", "id -u; echo $GREETING; pwd; cat /proc/1/cmdline"])
+    assert e["stdout"].split("\n")[:3] == ["0", "hello", "/root"], e
+    assert e["stdout"].split("\n")[3].startswith("/.boxer/init")
+    e = exec_wait(srv, box, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (e["exit_code"], e["status"], e["stdout"], e["stderr"]) == (3, "failed", "out\n",
+                                                                         "err\n")
+    # the exec env overrides the box env
+    e = exec_wait(srv, box, ["sh", "-c", "echo $GREETING"], env={"GREETING": "bye"})
+    assert e["stdout"] == "bye\n"
+
+    # pip/apt-style write under /usr, read back by the next exec
+    e = exec_wait(srv, box, ["sh", "-c", "mkdir -p /usr/lib/pkg && echo v1 > /usr/lib/pkg/f"])
+    assert e["exit_code"] == 0, e
+    assert exec_wait(srv, box, ["cat", "/usr/lib/pkg/f"])["stdout"] == "v1\n"
+    # the image's rootfs underneath is untouched
+    assert not any(os.path.exists(os.path.join(p, "usr/lib/pkg"))
+                   for p in [os.path.join(srv.home, "images")])
+
+    # a non-wait exec answers 201 running with BoxRun's keys only
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["sleep", "0.2"]})
+    assert r.status_code == 201, r.text
+    assert set(r.json()) == EXECINFO_KEYS and r.json()["status"] == "running"
+
+    r = api(srv, "POST", "/v1/boxes/%s:stop" % box)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "stopped" and r.json()["stopped_at"]
+    assert processes_naming(box, but_delete=True) == []
+    assert box_cgroups(box) == []
+    assert loop_devices(disk) == ""
+    assert boxer_server.leftover_mounts(srv.home) == []
+    assert os.path.exists(disk)
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["true"], "wait": True})
+    assert r.status_code == 409 and r.json()["code"] == "BOX_NOT_RUNNING", r.text
+    r = api(srv, "POST", "/v1/boxes/%s:stop" % box)
+    assert r.status_code == 409 and r.json()["code"] == "BOX_NOT_RUNNING", r.text
+
+    r = api(srv, "POST", "/v1/boxes/%s:start" % box)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "running"
+    assert exec_wait(srv, box, ["cat", "/usr/lib/pkg/f"])["stdout"] == "v1\n"
+    r = api(srv, "POST", "/v1/boxes/%s:start" % box)
+    assert r.status_code == 409 and r.json()["code"] == "BOX_ALREADY_RUNNING", r.text
+
+    # removing a running box needs force
+    r = api(srv, "DELETE", "/v1/boxes/" + box)
+    assert r.status_code == 409 and r.json()["code"] == "BOX_ALREADY_RUNNING", r.text
+    r = api(srv, "DELETE", "/v1/boxes/%s?force=true" % box)
+    assert r.status_code == 204, r.text
+    assert api(srv, "GET", "/v1/boxes/" + box).status_code == 404
+    assert wait_gone(bdir), (os.listdir(bdir), processes_naming(box))
+    assert box_cgroups(box) == []
+    assert loop_devices(disk) == ""
+    assert boxer_server.leftover_mounts(srv.home) == []
+    # runsc delete runs in the background after a stop: give it its time
+    deadline = time.time() + 10
+    while processes_naming(box) and time.time() < deadline:
+        time.sleep(0.2)
+    assert processes_naming(box) == []
+
+
+def test_box_errors(bserver):
+    srv = bserver
+    r = api(srv, "GET", "/v1/boxes/box_nope")
+    assert r.status_code == 404 and r.json()["code"] == "BOX_NOT_FOUND"
+    assert r.json()["message"] == r.json()["error"]
+    r = api(srv, "POST", "/v1/boxes/box_nope/exec", json={"cmd": ["true"]})
+    assert r.status_code == 404 and r.json()["code"] == "BOX_NOT_FOUND"
+    r = api(srv, "POST", "/v1/boxes", json={"name": "x"})
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST"
+    assert "image" in r.json()["message"]
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "Bad Name"})
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST"
+    # only JSON bodies (a page may send text/plain across origins unasked)
+    r = api(srv, "POST", "/v1/boxes", content=b'{"image": "busybox"}',
+            headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415, r.text
+    assert api(srv, "GET", "/v1/boxes").json() == []
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "memory_mb": 1 << 30})
+    assert r.status_code == 400 and "memory_mb" in r.json()["message"]
+
+
+def test_image_pull_failure(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": "nosuchimage-xyz", "name": "nopull"})
+    assert r.status_code == 502 and r.json()["code"] == "IMAGE_PULL_FAILED", r.text
+    info = api(srv, "GET", "/v1/boxes/nopull").json()
+    assert info["status"] == "error" and info["error_code"] == "IMAGE_PULL_FAILED"
+    r = api(srv, "POST", "/v1/boxes/nopull/exec", json={"cmd": ["true"]})
+    assert r.status_code == 409 and r.json()["code"] == "BOX_NOT_RUNNING"
+    assert api(srv, "DELETE", "/v1/boxes/nopull").status_code == 204
+    assert api(srv, "GET", "/v1/boxes/nopull").status_code == 404
+    assert not os.path.exists(os.path.join(srv.home, "boxes", info["id"]))
+
+
+def test_exec_timeout_kills_the_process_group(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    comms = ["sh", "-c", "for p in /proc/[0-9]*; do cat $p/comm; done 2>/dev/null"]
+    try:
+        e = exec_wait(srv, box, ["echo", "ok"], timeout_ms=5000)
+        assert (e["exit_code"], e["stdout"], e["timed_out"]) == (0, "ok\n", False), e
+        assert e["timeout_ms"] == 5000 and e["cmd"] == ["echo", "ok"]
+        t = time.time()
+        e = exec_wait(srv, box, ["sh", "-c", "sleep 60 & sleep 61; echo never"], timeout_ms=500)
+        assert time.time() - t < 4.5, e
+        assert (e["status"], e["exit_code"], e["timed_out"]) == ("failed", 137, True), e
+        assert e["stdout"] == "" and "timed out" in e["error_message"]
+        # the whole group went, background child included; the box lives on
+        out = exec_wait(srv, box, comms)["stdout"].split()
+        assert "sleep" not in out and "init" in out, out
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_box_whose_init_dies_is_stopped_and_starts_again(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        assert exec_wait(srv, box, ["sh", "-c", "echo 1 > /etc/marker"])["exit_code"] == 0
+        # root in the box may end its init: the box is then stopped, not stuck "running"
+        exec_wait(srv, box, ["kill", "-TERM", "1"])
+        deadline = time.time() + 30
+        while api(srv, "GET", "/v1/boxes/" + box).json()["status"] != "stopped":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        assert processes_naming(box, but_delete=True) == []
+        assert box_cgroups(box) == []
+        r = api(srv, "POST", "/v1/boxes/%s:start" % box)
+        assert r.status_code == 200, r.text
+        assert exec_wait(srv, box, ["cat", "/etc/marker"])["stdout"] == "1\n"
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_stopped_box_removed_without_force(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "dup", "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    r2 = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "dup"})
+    assert r2.status_code == 409 and r2.json()["code"] == "NAME_ALREADY_EXISTS"
+    # a background child keeps the pipes open: the exec still ends with its runsc process
+    e = exec_wait(srv, box, ["sh", "-c", "sleep 30 & echo started"])
+    assert e["exit_code"] == 0 and e["stdout"] == "started\n"
+    assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
+    assert api(srv, "DELETE", "/v1/boxes/" + box).status_code == 204
+    assert api(srv, "DELETE", "/v1/boxes/dup?force=true").status_code == 204
+    boxes = os.path.join(srv.home, "boxes")
+    for d in os.listdir(boxes):
+        assert wait_gone(os.path.join(boxes, d)), (d, os.listdir(os.path.join(boxes, d)),
+                                                   processes_naming(d))
+    assert os.listdir(boxes) == []
+
+
+def test_exec_runsc_failures_and_signals(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    bdir = os.path.join(srv.home, "boxes", box)
+    try:
+        # runsc's own failure is not the command's status
+        e = exec_wait(srv, box, ["/nonexistent"])
+        assert (e["status"], e["exit_code"]) == ("failed", 127), e
+        assert "/nonexistent" in e["error_message"] and e["stderr"] == ""
+        e = exec_wait(srv, box, ["true"], workdir="/nope/dir")
+        assert e["status"] == "failed" and e["exit_code"] != 0, e
+        assert '"/nope/dir"' in e["error_message"]
+        # a command killed by signal N exits 128+N; a real 128 is not a runsc failure
+        e = exec_wait(srv, box, ["sh", "-c", "kill -9 $$"])
+        assert (e["exit_code"], e["error_message"]) == (137, None), e
+        e = exec_wait(srv, box, ["sh", "-c", "echo x >&2; exit 128"])
+        assert (e["exit_code"], e["error_message"], e["stderr"]) == (128, None, "x\n"), e
+        # another user, numeric, without capabilities
+        e = exec_wait(srv, box, ["sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"],
+                      user="1000:1001")
+        assert e["stdout"].split("\n")[:2] == ["1000", "1001"], e
+        assert e["stdout"].split()[-1] == "0000000000000000", e
+        e = exec_wait(srv, box, ["sh", "-c", "grep CapEff /proc/self/status"])
+        # Docker's default set without NET_RAW (bit 13)
+        assert e["stdout"].split()[-1] == "00000000a80405fb", e
+        r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["true"], "user": "root"})
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", r.text
+        # exec records: the list (oldest first) and one by id
+        execs = api(srv, "GET", "/v1/boxes/%s/execs" % box).json()
+        assert [x["cmd"][0] for x in execs][:2] == ["/nonexistent", "true"], execs
+        assert all(set(x) == EXECINFO_KEYS for x in execs)
+        one = api(srv, "GET", "/v1/boxes/%s/exec/%s?extra=1" % (box, execs[0]["id"])).json()
+        assert one["exit_code"] == 127 and one["stderr"] == "" and "wall_ms" in one
+        r = api(srv, "GET", "/v1/boxes/%s/exec/exec_nope" % box)
+        assert r.status_code == 404 and r.json()["code"] == "EXEC_NOT_FOUND"
+        # the exec's process file and runsc log do not pile up
+        assert [f for f in os.listdir(bdir) if f.startswith("exec_")] == []
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+    assert wait_gone(bdir)
+
+
+def test_shutdown_with_running_box_leaves_nothing(make_server):
+    srv = make_server()
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    disk = os.path.join(srv.home, "boxes", box, "disk.img")
+    e = exec_wait(srv, box, ["sh", "-c", "echo kept > /root/f; sleep 300 & echo bg"])
+    assert e["exit_code"] == 0, e
+    try:
+        srv.stop()
+        assert boxer_server.leftover_processes(srv.home) == []
+        assert boxer_server.leftover_mounts(srv.home) == []
+        assert loop_devices(disk) == ""
+        assert box_cgroups(box) == []
+        # the disk is kept (restarting boxes is a later slice)
+        assert os.path.exists(disk)
+    finally:
+        boxer_server.unmount_under(srv.home)
