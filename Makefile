@@ -42,18 +42,18 @@ $(B)/static-%.o: %.c $(wildcard *.h) | $(B)
 # ---- unit tests (Check) ----
 # The modules each unit test links (kept explicit so a module under
 # construction never breaks another module's tests).
-DEPS_test_json := json util
-DEPS_test_util := util
-DEPS_test_multipart := multipart util
-DEPS_test_httpparse := httpparse util
-DEPS_test_store := store util
-DEPS_test_cgroup := cgroup util
-DEPS_test_imgref := imgref util
-DEPS_test_config := config json util imgref
-DEPS_test_loop := loop util
-DEPS_test_oci := oci json util imgref
-DEPS_test_image := image imgref json proc loop util cgroup
-DEPS_test_net := net proc loop util
+DEPS_test_json := json util err
+DEPS_test_util := util err
+DEPS_test_multipart := multipart util err
+DEPS_test_httpparse := httpparse util err
+DEPS_test_store := store util err
+DEPS_test_cgroup := cgroup util err
+DEPS_test_imgref := imgref util err
+DEPS_test_config := config json util imgref err
+DEPS_test_loop := loop util err
+DEPS_test_oci := oci json util imgref err
+DEPS_test_image := image imgref json proc loop util cgroup err
+DEPS_test_net := net proc loop util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
