@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "api_run.h"
 #include "cgroup.h"
 #include "config.h"
 #include "http.h"

@@ -34,11 +34,6 @@ struct cg_ctx;
 struct run_mgr;
 struct run_job;
 
-#define RUN_MAX_BODY (4u << 20)
-#define RUN_MAX_ARGS 4096
-#define RUN_MAX_ENV 1024
-#define RUN_MAX_FILES 1024
-#define RUN_MAX_STRING (256u << 10)
 
 enum run_network { RUN_NET_NONE = 0, RUN_NET_SANDBOX, RUN_NET_HOST };
 
@@ -62,12 +57,6 @@ struct run_request {
     int persist;
 };
 
-/* Parses and validates a POST /run body; limits absent, 0 or null take the
- * configured defaults; values above cfg->max_limits, and memory_mb or
- * pids_limit that alone exceed total_memory_mb or total_pids, are refused
- * (400). */
-int run_request_parse(const char *body, size_t len, const struct config *cfg,
-                      struct run_request **out, struct bx_err *err);
 void run_request_free(struct run_request **r);
 
 enum run_outcome {
