@@ -358,3 +358,163 @@ out:
     json_doc_free(&doc);
     return ret;
 }
+
+/* ---- the answer ---- */
+
+/* A /run answer is streamed (http_respond_stream) rather than built whole:
+ * escaping can make stdout and stderr six times their size, and a client
+ * that reads slowly would hold all of it.  `meta` is the JSON without the
+ * contents of the big strings (stdout, stderr); each seg[i] says where in
+ * meta (between the quotes) the escaped bytes of s go.  The bytes sent are
+ * exactly those json_w_str would have produced. */
+#define ANSWER_MAX_SEGS 4
+struct run_answer {
+    struct sbuf meta;
+    size_t nseg;
+    struct {
+        size_t cut;
+        const char *s;
+        size_t len;
+    } seg[ANSWER_MAX_SEGS];
+    uint64_t total;
+    size_t idx;      /* segment whose string comes next */
+    size_t meta_off; /* meta bytes sent */
+    size_t pos;      /* bytes of seg[idx].s escaped */
+};
+
+static void answer_str(struct json_writer *w, struct run_answer *ans, const char *s, size_t len)
+{
+    json_w_str(w, "", 0);
+    if (w->failed)
+        return;
+    if (ans->nseg == ANSWER_MAX_SEGS) {
+        w->failed = 1;
+        return;
+    }
+    ans->seg[ans->nseg].cut = w->out->len - 1;
+    ans->seg[ans->nseg].s = s ? s : "";
+    ans->seg[ans->nseg].len = s ? len : 0;
+    ans->nseg++;
+}
+
+uint64_t run_answer_len(const struct run_answer *ans)
+{
+    uint64_t n = ans->meta.len;
+    for (size_t i = 0; i < ans->nseg; i++)
+        n += json_escaped_len(ans->seg[i].s, ans->seg[i].len) - 2;
+    return n;
+}
+
+int run_answer_fill(struct run_answer *a, struct sbuf *out, size_t want)
+{
+    size_t start = out->len;
+    while (out->len - start < want) {
+        size_t room = want - (out->len - start);
+        size_t meta_end = a->idx < a->nseg ? a->seg[a->idx].cut : a->meta.len;
+        if (a->meta_off < meta_end) {
+            size_t n = meta_end - a->meta_off < room ? meta_end - a->meta_off : room;
+            if (sbuf_append(out, a->meta.data + a->meta_off, n) < 0)
+                return -1;
+            a->meta_off += n;
+            continue;
+        }
+        if (a->idx == a->nseg)
+            break;
+        if (json_escape_part(out, a->seg[a->idx].s, a->seg[a->idx].len, &a->pos, room) < 0)
+            return -1;
+        if (a->pos == a->seg[a->idx].len) {
+            a->idx++;
+            a->pos = 0;
+        }
+    }
+    return 0;
+}
+
+void run_answer_free(struct run_answer **ap)
+{
+    if (!*ap)
+        return;
+    sbuf_free(&(*ap)->meta);
+    free(*ap);
+    *ap = NULL;
+}
+
+static void write_run_fields(struct json_writer *w, const struct run_result *res,
+                             struct run_answer *ans)
+{
+    json_w_key(w, "exec_id");
+    json_w_cstr(w, res->exec_id);
+    json_w_key(w, "exit_code");
+    json_w_int(w, res->exit_code);
+    json_w_key(w, "stdout");
+    answer_str(w, ans, res->out.data, res->out.len);
+    json_w_key(w, "stderr");
+    answer_str(w, ans, res->err.data, res->err.len);
+    json_w_key(w, "wall_ms");
+    json_w_uint(w, res->wall_ms);
+    json_w_key(w, "timed_out");
+    json_w_bool(w, res->outcome == RUN_TIMEOUT);
+    if (res->have_usage) {
+        json_w_key(w, "cpu_ms");
+        json_w_uint(w, res->cpu_ms);
+        json_w_key(w, "memory_peak_bytes");
+        json_w_uint(w, res->memory_peak_bytes);
+        json_w_key(w, "oom_killed");
+        json_w_bool(w, res->oom_killed);
+    }
+    if (res->output_errors) {
+        /* Entries of /output that were not captured, and why. */
+        json_w_key(w, "output_errors");
+        json_w_arr_begin(w);
+        for (size_t i = 0; res->output_errors[i]; i++)
+            json_w_cstr(w, res->output_errors[i]);
+        json_w_arr_end(w);
+    }
+}
+
+int run_answer_new(const struct run_result *res, struct run_answer **out, int *status)
+{
+    struct run_answer *ans = calloc(1, sizeof(*ans));
+    struct json_writer w;
+
+    *out = NULL;
+    *status = 200;
+    if (!ans)
+        return -1;
+    /* Everything but stdout and stderr: a few KiB. */
+    sbuf_init(&ans->meta, 1u << 20);
+    json_w_init(&w, &ans->meta);
+    json_w_obj_begin(&w);
+    switch (res->outcome) {
+    case RUN_OK:
+        write_run_fields(&w, res, ans);
+        break;
+    case RUN_TIMEOUT:
+        *status = 408;
+        json_w_key(&w, "error");
+        json_w_cstr(&w, "wall clock limit exceeded");
+        write_run_fields(&w, res, ans);
+        break;
+    case RUN_OUTPUT_LIMIT:
+        *status = 507;
+        json_w_key(&w, "error");
+        json_w_cstr(&w, "stdout or stderr exceeded output_limit_bytes");
+        json_w_key(&w, "exec_id");
+        json_w_cstr(&w, res->exec_id);
+        break;
+    case RUN_ERROR:
+        *status = res->error.status >= 400 && res->error.status <= 599 ? res->error.status : 500;
+        json_w_key(&w, "error");
+        json_w_cstr(&w, res->error.msg[0] ? res->error.msg : "run failed");
+        json_w_key(&w, "exec_id");
+        json_w_cstr(&w, res->exec_id);
+        break;
+    }
+    json_w_obj_end(&w);
+    if (w.failed) {
+        run_answer_free(&ans);
+        return -2;
+    }
+    *out = ans;
+    return 0;
+}

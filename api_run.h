@@ -4,6 +4,7 @@
 #define BOXER_API_RUN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "err.h"
@@ -21,4 +22,18 @@
  * (400). */
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err);
+
+struct sbuf;
+struct run_answer;
+
+/* The /run answer of res, streamed (http_respond_stream) rather than built
+ * whole.  Returns 0 with *out and the HTTP *status, -1 when out of memory,
+ * -2 when the answer cannot be encoded (*out NULL on both). */
+int run_answer_new(const struct run_result *res, struct run_answer **out, int *status);
+/* The exact number of bytes run_answer_fill produces in all. */
+uint64_t run_answer_len(const struct run_answer *ans);
+/* Appends up to `want` more bytes of the answer to out; -1 when out of memory. */
+int run_answer_fill(struct run_answer *ans, struct sbuf *out, size_t want);
+void run_answer_free(struct run_answer **ans);
+
 #endif
