@@ -29,6 +29,7 @@
 #include "multipart.h"
 #include "openapi.h"
 #include "proc.h"
+#include "route.h"
 #include "run.h"
 #include "store.h"
 #include "util.h"
@@ -478,35 +479,39 @@ static void route_run(struct app *a, struct http_conn *c)
 
 /* ---- /images ---- */
 
-static void route_images(struct app *a, struct http_conn *c, const struct http_request *req)
+static void route_images_list(struct app *a, struct http_conn *c)
 {
     struct bx_err err;
+    struct sbuf body;
+
     bx_err_clear(&err);
-    if (req->method == HTTP_GET || req->method == HTTP_HEAD) {
-        struct sbuf body;
-        sbuf_init(&body, 64u << 20);
-        if (image_list_json(a->images, &body, &err) < 0)
-            respond_bx_err(c, &err);
-        else
-            respond_json(c, 200, &body);
-        sbuf_free(&body);
-    } else if (req->method == HTTP_DELETE) {
-        char raw[IMGREF_MAX * 3 + 1];
-        size_t len = 0;
-        struct imgref ref;
-        int r = http_query_param(req->query, req->query ? req->query_len : 0, "ref", raw,
-                                 sizeof(raw), &len, &err);
-        if (r == 0)
-            bx_err_set(&err, 400, 0, "missing query parameter ref");
-        if (r <= 0 || imgref_parse(raw, len, &ref, &err) < 0 ||
-            image_delete(a->images, &ref, &err) < 0) {
-            respond_bx_err(c, &err);
-            return;
-        }
-        http_respond(c, 200, "application/json", NULL, "{\"deleted\":true}", 16);
-    } else {
-        route_method_not_allowed(c, "GET, HEAD, DELETE");
+    sbuf_init(&body, 64u << 20);
+    if (image_list_json(a->images, &body, &err) < 0)
+        respond_bx_err(c, &err);
+    else
+        respond_json(c, 200, &body);
+    sbuf_free(&body);
+}
+
+static void route_images_delete(struct app *a, struct http_conn *c, const struct http_request *req)
+{
+    struct bx_err err;
+    char raw[IMGREF_MAX * 3 + 1];
+    size_t len = 0;
+    struct imgref ref;
+    int r;
+
+    bx_err_clear(&err);
+    r = http_query_param(req->query, req->query ? req->query_len : 0, "ref", raw, sizeof(raw),
+                         &len, &err);
+    if (r == 0)
+        bx_err_set(&err, 400, 0, "missing query parameter ref");
+    if (r <= 0 || imgref_parse(raw, len, &ref, &err) < 0 ||
+        image_delete(a->images, &ref, &err) < 0) {
+        respond_bx_err(c, &err);
+        return;
     }
+    http_respond(c, 200, "application/json", NULL, "{\"deleted\":true}", 16);
 }
 
 
@@ -575,23 +580,90 @@ static void route_metrics(struct app *a, struct http_conn *c)
     sbuf_free(&body);
 }
 
-static const char *route_name(const char *path)
+/* ---- the route table ---- */
+
+static void on_healthz(void *app, struct http_conn *c, const struct http_request *req,
+                       const struct route_params *p)
 {
-    static const char *const known[] = {"/healthz", "/files", "/run", "/images", "/metrics"};
-    for (size_t i = 0; i < BX_ARRAY_LEN(known); i++)
-        if (strcmp(path, known[i]) == 0)
-            return known[i];
-    /* The swagger paths routed below, exactly: "/swaggerX" is not one. */
-    if (strcmp(path, "/swagger") == 0 || strcmp(path, "/swagger/") == 0 ||
-        strcmp(path, "/swagger/index.html") == 0 || strcmp(path, "/swagger/openapi.json") == 0)
-        return "/swagger";
-    return "other";
+    (void)app, (void)req, (void)p;
+    route_healthz(c);
 }
+
+static void on_download(void *app, struct http_conn *c, const struct http_request *req,
+                        const struct route_params *p)
+{
+    (void)p;
+    route_download(app, c, req);
+}
+
+static void on_upload(void *app, struct http_conn *c, const struct http_request *req,
+                      const struct route_params *p)
+{
+    (void)p;
+    route_upload(app, c, req);
+}
+
+static void on_run(void *app, struct http_conn *c, const struct http_request *req,
+                   const struct route_params *p)
+{
+    const struct http_header *ct = http_find_header(req, "Content-Type");
+    (void)p;
+    /* Only a JSON body: a page may send text/plain across origins
+     * without asking (no CORS preflight), never application/json. */
+    if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json")))
+        http_respond_error(c, 415, "Content-Type must be application/json");
+    else
+        route_run(app, c);
+}
+
+static void on_images_list(void *app, struct http_conn *c, const struct http_request *req,
+                           const struct route_params *p)
+{
+    (void)req, (void)p;
+    route_images_list(app, c);
+}
+
+static void on_images_delete(void *app, struct http_conn *c, const struct http_request *req,
+                             const struct route_params *p)
+{
+    (void)p;
+    route_images_delete(app, c, req);
+}
+
+static void on_metrics(void *app, struct http_conn *c, const struct http_request *req,
+                       const struct route_params *p)
+{
+    (void)req, (void)p;
+    route_metrics(app, c);
+}
+
+static void on_swagger(void *app, struct http_conn *c, const struct http_request *req,
+                       const struct route_params *p)
+{
+    (void)app, (void)req, (void)p;
+    route_swagger(c, http_conn_path(c));
+}
+
+/* Every route, once: dispatch, 405 and its Allow list, 404 and the metrics
+ * labels (in this order on /metrics) all come from here. */
+static const struct route routes[] = {
+    {HTTP_GET, "/healthz", on_healthz, "/healthz", 1},
+    {HTTP_GET, "/files", on_download, "/files", 0},
+    {HTTP_POST, "/files", on_upload, "/files", 0},
+    {HTTP_POST, "/run", on_run, "/run", 0},
+    {HTTP_GET, "/images", on_images_list, "/images", 0},
+    {HTTP_DELETE, "/images", on_images_delete, "/images", 0},
+    {HTTP_GET, "/metrics", on_metrics, "/metrics", 0},
+    {HTTP_GET, "/swagger", on_swagger, "/swagger", 0},
+    {HTTP_GET, "/swagger/", on_swagger, "/swagger", 0},
+    {HTTP_GET, "/swagger/index.html", on_swagger, "/swagger", 0},
+    {HTTP_GET, "/swagger/openapi.json", on_swagger, "/swagger", 0},
+};
 
 static void observe_request(void *arg, const char *path, int status)
 {
     struct app *a = arg;
-    metrics_observe_request(a->metrics, route_name(path), status);
+    metrics_observe_request(a->metrics, route_label(routes, BX_ARRAY_LEN(routes), path), status);
 }
 
 /* ---- authentication ---- */
@@ -644,11 +716,6 @@ static int listens_on_loopback(const char *addr)
 
 /* ---- routing ---- */
 
-static int method_is(const struct http_request *req, enum http_method m)
-{
-    return req->method == m;
-}
-
 /* A web page must not reach the API (issue 11): a request with a foreign
  * Origin is refused, and on a loopback connection the Host must name the
  * loopback, so a DNS-rebound name (evil.example -> 127.0.0.1) gets nothing.
@@ -678,53 +745,27 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
 {
     struct app *a = arg;
     const char *path = http_conn_path(c);
-    int get = method_is(req, HTTP_GET) || method_is(req, HTTP_HEAD);
+    struct route_params params;
+    const struct route *same_path;
+    const struct route *rt =
+        route_find(routes, BX_ARRAY_LEN(routes), req->method, path, &params, &same_path);
+    char allow[96];
 
     /* /healthz tells nothing and must answer monitors whatever their Host. */
-    if (strcmp(path, "/healthz") != 0 && !browser_safe(a, c, req))
-        return;
-    if (strcmp(path, "/healthz") != 0 && !authorized(a, req)) {
-        http_respond_error_h(c, 401, "WWW-Authenticate: Bearer\r\n",
-                             "missing or wrong bearer token");
-        return;
+    if (!(same_path && same_path->public)) {
+        if (!browser_safe(a, c, req))
+            return;
+        if (!authorized(a, req)) {
+            http_respond_error_h(c, 401, "WWW-Authenticate: Bearer\r\n",
+                                 "missing or wrong bearer token");
+            return;
+        }
     }
-    if (strcmp(path, "/healthz") == 0) {
-        if (get)
-            route_healthz(c);
-        else
-            route_method_not_allowed(c, "GET, HEAD");
-    } else if (strcmp(path, "/files") == 0) {
-        if (get)
-            route_download(a, c, req);
-        else if (method_is(req, HTTP_POST))
-            route_upload(a, c, req);
-        else
-            route_method_not_allowed(c, "GET, HEAD, POST");
-    } else if (strcmp(path, "/run") == 0) {
-        const struct http_header *ct = http_find_header(req, "Content-Type");
-        /* Only a JSON body: a page may send text/plain across origins
-         * without asking (no CORS preflight), never application/json. */
-        if (method_is(req, HTTP_POST) &&
-            !(ct && http_media_type_is(ct->value, ct->value_len, "application/json")))
-            http_respond_error(c, 415, "Content-Type must be application/json");
-        else if (method_is(req, HTTP_POST))
-            route_run(a, c);
-        else
-            route_method_not_allowed(c, "POST");
-    } else if (strcmp(path, "/images") == 0) {
-        route_images(a, c, req);
-    } else if (strcmp(path, "/metrics") == 0) {
-        if (get)
-            route_metrics(a, c);
-        else
-            route_method_not_allowed(c, "GET, HEAD");
-    } else if (strcmp(path, "/swagger") == 0 || strcmp(path, "/swagger/") == 0 ||
-               strcmp(path, "/swagger/index.html") == 0 ||
-               strcmp(path, "/swagger/openapi.json") == 0) {
-        if (get)
-            route_swagger(c, path);
-        else
-            route_method_not_allowed(c, "GET, HEAD");
+    if (rt) {
+        rt->handler(a, c, req, &params);
+    } else if (same_path) {
+        route_allow(routes, BX_ARRAY_LEN(routes), path, allow, sizeof(allow));
+        route_method_not_allowed(c, allow);
     } else {
         http_respond_error(c, 404, "not found");
     }
@@ -1004,9 +1045,13 @@ int main(int argc, char **argv)
                    a.cfg.listen_addr);
         goto fail;
     }
-    if (metrics_new(&a.metrics) < 0) {
-        bx_err_set(&err, 500, ENOMEM, "out of memory");
-        goto fail;
+    {
+        const char *labels[METRICS_MAX_ROUTES];
+        size_t nl = route_labels(routes, BX_ARRAY_LEN(routes), labels, BX_ARRAY_LEN(labels));
+        if (metrics_new(&a.metrics, labels, nl) < 0) {
+            bx_err_set(&err, 500, ENOMEM, "out of memory");
+            goto fail;
+        }
     }
     if (setup_signals(&a, &err) < 0)
         goto fail;
