@@ -54,6 +54,7 @@ DEPS_test_loop := loop util err
 DEPS_test_oci := oci json util imgref err
 DEPS_test_image := image imgref json proc loop util cgroup err
 DEPS_test_net := net proc loop util err
+DEPS_test_route := route
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -120,6 +121,7 @@ fuzz: $(FUZZ_BINS)
 #   json       the harness's own 64 KiB max_bytes (413); 4096 values
 #   multipart  MP_MAX_PART_HEADER 8192 (2-byte split: at most 65535)
 #   netlink    16-bit attribute lengths (64 KiB)
+#   route      no limit of its own; the server's paths are at most 8192
 #   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
 # A new harness needs its line here (fuzz-run stops otherwise).
@@ -131,6 +133,7 @@ FUZZ_MAX_LEN_fuzz_imgref := 4096
 FUZZ_MAX_LEN_fuzz_json := 66560
 FUZZ_MAX_LEN_fuzz_multipart := 16384
 FUZZ_MAX_LEN_fuzz_netlink := 69632
+FUZZ_MAX_LEN_fuzz_route := 8192
 FUZZ_MAX_LEN_fuzz_runreq := 4195328
 FUZZ_MAX_LEN_fuzz_storepath := 8192
 # name:max_len pairs for the shell loops (recursive: checked only when used).
