@@ -55,6 +55,7 @@ DEPS_test_oci := oci json util imgref err
 DEPS_test_image := image imgref json proc loop util cgroup err
 DEPS_test_net := net proc loop util err
 DEPS_test_route := route
+DEPS_test_err := err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)

@@ -22,14 +22,14 @@ static int dup_string(const struct json_value *v, const char *field, size_t max,
                       struct bx_err *err)
 {
     if (v->type != JSON_STRING)
-        return bx_err_set(err, 400, EINVAL, "%s must be a string", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must be a string", field);
     if (json_str_has_nul(v))
-        return bx_err_set(err, 400, EINVAL, "%s must not contain NUL bytes", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must not contain NUL bytes", field);
     if (v->u.str.len > max)
-        return bx_err_set(err, 400, EINVAL, "%s is longer than %zu bytes", field, max);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s is longer than %zu bytes", field, max);
     *out = strdup(v->u.str.s);
     if (!*out)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     return 0;
 }
 
@@ -39,14 +39,15 @@ static int dup_string_array(const struct json_value *v, const char *field, size_
     char **arr;
     char name[64];
     if (v->type != JSON_ARRAY)
-        return bx_err_set(err, 400, EINVAL, "%s must be an array of strings", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must be an array of strings", field);
     if (v->u.arr.n > max_items)
-        return bx_err_set(err, 400, EINVAL, "%s has more than %zu entries", field, max_items);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s has more than %zu entries", field,
+                          max_items);
     if (!allow_empty && v->u.arr.n == 0)
-        return bx_err_set(err, 400, EINVAL, "%s must not be empty", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must not be empty", field);
     arr = calloc(v->u.arr.n + 1, sizeof(char *));
     if (!arr)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     for (size_t i = 0; i < v->u.arr.n; i++) {
         snprintf(name, sizeof(name), "%s[%zu]", field, i);
         if (dup_string(&v->u.arr.items[i], name, RUN_MAX_STRING, &arr[i], err) < 0) {
@@ -68,18 +69,18 @@ static int parse_limit_uint(const struct json_value *v, const char *name, uint64
         return 0;
     }
     if (v->type != JSON_NUMBER || !isfinite(v->u.num.d))
-        return bx_err_set(err, 400, EINVAL, "limits.%s must be a number", name);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.%s must be a number", name);
     if (v->u.num.d < 0)
-        return bx_err_set(err, 400, EINVAL, "limits.%s must not be negative", name);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.%s must not be negative", name);
     if (v->u.num.d == 0) {
         *out = def;
         return 0;
     }
     if (!v->u.num.is_int)
-        return bx_err_set(err, 400, EINVAL, "limits.%s must be a whole number", name);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.%s must be a whole number", name);
     if ((uint64_t)v->u.num.i > max)
-        return bx_err_set(err, 400, EINVAL, "limits.%s is above the server maximum of %" PRIu64,
-                          name, max);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "limits.%s is above the server maximum of %" PRIu64, name, max);
     *out = (uint64_t)v->u.num.i;
     return 0;
 }
@@ -94,29 +95,31 @@ static int parse_limits(const struct json_value *v, const struct config *cfg,
     if (!v || v->type == JSON_NULL)
         return 0;
     if (v->type != JSON_OBJECT)
-        return bx_err_set(err, 400, EINVAL, "limits must be an object");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits must be an object");
     for (size_t i = 0; i < v->u.obj.n; i++) {
         const struct json_member *mem = &v->u.obj.members[i];
         int ok = 0;
         for (size_t k = 0; known[k] && strlen(mem->key) == mem->key_len; k++)
             ok |= strcmp(mem->key, known[k]) == 0;
         if (!ok)
-            return bx_err_set(err, 400, EINVAL, "limits: unknown field %.64s",
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits: unknown field %.64s",
                               v->u.obj.members[i].key);
     }
     cpu = json_get(v, "cpu_cores");
     if (cpu && cpu->type != JSON_NULL) {
         if (cpu->type != JSON_NUMBER || !isfinite(cpu->u.num.d))
-            return bx_err_set(err, 400, EINVAL, "limits.cpu_cores must be a number");
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.cpu_cores must be a number");
         if (cpu->u.num.d < 0)
-            return bx_err_set(err, 400, EINVAL, "limits.cpu_cores must not be negative");
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "limits.cpu_cores must not be negative");
         if (cpu->u.num.d > 0) {
             if (cpu->u.num.d > cfg->max_limits.cpu_cores)
-                return bx_err_set(err, 400, EINVAL,
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                                   "limits.cpu_cores is above the server maximum of %g",
                                   cfg->max_limits.cpu_cores);
             if (cpu->u.num.d < 0.01)
-                return bx_err_set(err, 400, EINVAL, "limits.cpu_cores must be at least 0.01");
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                                  "limits.cpu_cores must be at least 0.01");
             lim->cpu_cores = cpu->u.num.d;
         }
     }
@@ -131,23 +134,22 @@ static int parse_limits(const struct json_value *v, const struct config *cfg,
                          cfg->max_limits.nofile, &lim->nofile, err) < 0)
         return -1;
     if (lim->memory_mb < 16)
-        return bx_err_set(err, 400, EINVAL, "limits.memory_mb must be at least 16");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.memory_mb must be at least 16");
     /* A run larger than the budget all runs share could never be admitted:
      * refuse it now instead of queueing it forever. */
     if (lim->memory_mb > cfg->total_memory_mb)
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "limits.memory_mb %" PRIu64 " is above total_memory_mb (%" PRIu64
                           "), the memory all runs of this server share",
                           lim->memory_mb, cfg->total_memory_mb);
     if (config_run_host_pids(lim->pids_limit) > cfg->total_pids)
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "limits.pids_limit %" PRIu64 " needs %" PRIu64
                           " host tasks, above total_pids (%" PRIu64
                           "), the tasks all runs of this server share",
-                          lim->pids_limit, config_run_host_pids(lim->pids_limit),
-                          cfg->total_pids);
+                          lim->pids_limit, config_run_host_pids(lim->pids_limit), cfg->total_pids);
     if (lim->nofile < 16)
-        return bx_err_set(err, 400, EINVAL, "limits.nofile must be at least 16");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.nofile must be at least 16");
     return 0;
 }
 
@@ -171,23 +173,24 @@ static int parse_egress(const struct json_value *v, const struct config *cfg, st
     if (!v || v->type == JSON_NULL)
         return 0;
     if (r->network != RUN_NET_SANDBOX)
-        return bx_err_set(err, 400, EINVAL, "egress is only allowed with network sandbox");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "egress is only allowed with network sandbox");
     if (v->type != JSON_ARRAY)
-        return bx_err_set(err, 400, EINVAL, "egress must be an array of strings");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "egress must be an array of strings");
     if (v->u.arr.n > cfg->max_egress_rules)
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "egress has %zu entries; this server allows at most %llu "
                           "(max_egress_rules)",
                           v->u.arr.n, (unsigned long long)cfg->max_egress_rules);
     /* One more than needed: calloc(0) may return NULL. */
     r->egress = calloc(v->u.arr.n + 1, sizeof(*r->egress));
     if (!r->egress)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     r->has_egress = 1;
     for (size_t i = 0; i < v->u.arr.n; i++) {
         const struct json_value *e = &v->u.arr.items[i];
         if (e->type != JSON_STRING)
-            return bx_err_set(err, 400, EINVAL, "egress[%zu] must be a string", i);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "egress[%zu] must be a string", i);
         if (net_parse_egress(e->u.str.s, e->u.str.len, &r->egress[i]) < 0) {
             /* Printable only: the entry is echoed in the answer. */
             char shown[NET_EGRESS_TEXT_MAX + 1];
@@ -195,7 +198,7 @@ static int parse_egress(const struct json_value *v, const struct config *cfg, st
             for (; k < e->u.str.len && k < NET_EGRESS_TEXT_MAX; k++)
                 shown[k] = e->u.str.s[k] >= 0x20 && e->u.str.s[k] < 0x7f ? e->u.str.s[k] : '?';
             shown[k] = '\0';
-            return bx_err_set(err, 400, EINVAL,
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "egress[%zu]: \"%s%s\" is not an IPv4 address or network with an "
                               "optional port (a.b.c.d, a.b.c.d/len or either with :port)",
                               i, shown, e->u.str.len > NET_EGRESS_TEXT_MAX ? "..." : "");
@@ -220,7 +223,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         goto out;
     root = json_doc_root(doc);
     if (root->type != JSON_OBJECT) {
-        bx_err_set(err, 400, EINVAL, "request body must be a JSON object");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "request body must be a JSON object");
         goto out;
     }
     for (size_t i = 0; i < root->u.obj.n; i++) {
@@ -230,18 +233,19 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         for (size_t k = 0; known[k] && strlen(mem->key) == mem->key_len; k++)
             ok |= strcmp(mem->key, known[k]) == 0;
         if (!ok) {
-            bx_err_set(err, 400, EINVAL, "unknown field %.64s", root->u.obj.members[i].key);
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "unknown field %.64s",
+                       root->u.obj.members[i].key);
             goto out;
         }
     }
     r = calloc(1, sizeof(*r));
     if (!r) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto out;
     }
     v = json_get(root, "image");
     if (!v || v->type == JSON_NULL) {
-        bx_err_set(err, 400, EINVAL, "image is required");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "image is required");
         goto out;
     }
     if (dup_string(v, "image", IMGREF_MAX, &r->image, err) < 0)
@@ -257,20 +261,20 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         for (size_t i = 0; i < cfg->allowed_registries.n; i++)
             allowed |= strcmp(cfg->allowed_registries.items[i], r->ref.registry) == 0;
         if (!allowed) {
-            bx_err_set(err, 400, EPERM, "image: registry %s is not allowed on this server",
-                       r->ref.registry);
+            bx_err_set(err, BX_E_BAD_REQUEST, EPERM,
+                       "image: registry %s is not allowed on this server", r->ref.registry);
             goto out;
         }
     }
     v = json_get(root, "cmd");
     if (!v || v->type == JSON_NULL) {
-        bx_err_set(err, 400, EINVAL, "cmd is required");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd is required");
         goto out;
     }
     if (dup_string_array(v, "cmd", RUN_MAX_ARGS, 0, &r->cmd, NULL, err) < 0)
         goto out;
     if (r->cmd[0][0] == '\0') {
-        bx_err_set(err, 400, EINVAL, "cmd[0] must not be empty");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd[0] must not be empty");
         goto out;
     }
     v = json_get(root, "env");
@@ -279,7 +283,8 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             goto out;
         for (size_t i = 0; r->env[i]; i++) {
             if (!valid_env_entry(r->env[i])) {
-                bx_err_set(err, 400, EINVAL, "env[%zu] must have the form KEY=VALUE", i);
+                bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "env[%zu] must have the form KEY=VALUE",
+                           i);
                 goto out;
             }
         }
@@ -292,7 +297,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             free(r->cwd);
             r->cwd = NULL;
         } else if (r->cwd[0] != '/') {
-            bx_err_set(err, 400, EINVAL, "cwd must be an absolute path");
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cwd must be an absolute path");
             goto out;
         }
     }
@@ -309,7 +314,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             }
             dup = strdup(norm);
             if (!dup) {
-                bx_err_set(err, 500, ENOMEM, "out of memory");
+                bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
                 goto out;
             }
             free(r->files[i]);
@@ -321,7 +326,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
     v = json_get(root, "network");
     if (v && v->type != JSON_NULL) {
         if (v->type != JSON_STRING) {
-            bx_err_set(err, 400, EINVAL, "network must be a string");
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "network must be a string");
             goto out;
         }
         /* Whole strings only: "none\u0000junk", "sandboxx" and "" are 400. */
@@ -329,7 +334,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             r->network = RUN_NET_NONE;
         } else if (bx_str_eq(v->u.str.s, v->u.str.len, "host")) {
             if (!cfg->allow_host_network) {
-                bx_err_set(err, 400, EINVAL,
+                bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                            "network host is not allowed on this server (allow_host_network)");
                 goto out;
             }
@@ -337,7 +342,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         } else if (bx_str_eq(v->u.str.s, v->u.str.len, "sandbox")) {
             r->network = RUN_NET_SANDBOX;
         } else {
-            bx_err_set(err, 400, EINVAL, "network must be one of none, sandbox, host");
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "network must be one of none, sandbox, host");
             goto out;
         }
     }
@@ -346,7 +351,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
     v = json_get(root, "persist");
     if (v && v->type != JSON_NULL) {
         if (v->type != JSON_BOOL) {
-            bx_err_set(err, 400, EINVAL, "persist must be true or false");
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "persist must be true or false");
             goto out;
         }
         r->persist = v->u.boolean;
@@ -490,20 +495,20 @@ int run_answer_new(const struct run_result *res, struct run_answer **out, int *s
         write_run_fields(&w, res, ans);
         break;
     case RUN_TIMEOUT:
-        *status = 408;
+        *status = BX_E_TIMEOUT;
         json_w_key(&w, "error");
         json_w_cstr(&w, "wall clock limit exceeded");
         write_run_fields(&w, res, ans);
         break;
     case RUN_OUTPUT_LIMIT:
-        *status = 507;
+        *status = BX_E_INSUFFICIENT_STORAGE;
         json_w_key(&w, "error");
         json_w_cstr(&w, "stdout or stderr exceeded output_limit_bytes");
         json_w_key(&w, "exec_id");
         json_w_cstr(&w, res->exec_id);
         break;
     case RUN_ERROR:
-        *status = res->error.status >= 400 && res->error.status <= 599 ? res->error.status : 500;
+        *status = bx_err_http_status(&res->error);
         json_w_key(&w, "error");
         json_w_cstr(&w, res->error.msg[0] ? res->error.msg : "run failed");
         json_w_key(&w, "exec_id");

@@ -58,8 +58,7 @@ struct app {
 
 static void respond_bx_err(struct http_conn *c, const struct bx_err *err)
 {
-    int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
-    http_respond_error(c, status, err->msg[0] ? err->msg : "internal error");
+    http_respond_error(c, bx_err_http_status(err), err->msg[0] ? err->msg : "internal error");
 }
 
 static void respond_json(struct http_conn *c, int status, struct sbuf *body)
@@ -71,7 +70,7 @@ static void route_method_not_allowed(struct http_conn *c, const char *allow)
 {
     char hdr[128];
     snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
-    http_respond_error_h(c, 405, hdr, "method not allowed");
+    http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, hdr, "method not allowed");
 }
 
 /* ---- GET /healthz ---- */
@@ -128,12 +127,12 @@ static int up_part_begin(void *ctx, const char *name, size_t name_len, int has_f
     (void)has_filename;
     if (name_len == 4 && memcmp(name, "path", 4) == 0) {
         if (u->have_path)
-            return bx_err_set(err, 400, 0, "multipart: duplicate field path");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart: duplicate field path");
         u->part = PART_PATH;
         u->have_path = 1;
     } else if (name_len == 4 && memcmp(name, "file", 4) == 0) {
         if (u->have_file)
-            return bx_err_set(err, 400, 0, "multipart: duplicate field file");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart: duplicate field file");
         u->part = PART_FILE;
         u->have_file = 1;
         if (store_upload_begin(u->app->store, &u->up, err) < 0)
@@ -150,13 +149,15 @@ static int up_part_data(void *ctx, const char *data, size_t len, struct bx_err *
     if (u->part == PART_PATH) {
         if (len > sizeof(u->path) - 1 - u->path_len) {
             u->path_too_long = 1;
-            return bx_err_set(err, 400, 0, "path is longer than %d bytes", STORE_PATH_MAX);
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "path is longer than %d bytes",
+                              STORE_PATH_MAX);
         }
         memcpy(u->path + u->path_len, data, len);
         u->path_len += len;
     } else if (u->part == PART_FILE) {
         if (len > u->app->cfg.upload_limit_bytes - store_upload_size(u->up))
-            return bx_err_set(err, 413, 0, "file is larger than upload_limit_bytes (%" PRIu64 ")",
+            return bx_err_set(err, BX_E_TOO_LARGE, 0,
+                              "file is larger than upload_limit_bytes (%" PRIu64 ")",
                               u->app->cfg.upload_limit_bytes);
         return store_upload_write(u->up, data, len, err);
     }
@@ -191,7 +192,7 @@ static void up_answer(struct upload_ctx *u, const char *norm)
     json_w_cstr(&w, norm);
     json_w_obj_end(&w);
     if (w.failed)
-        http_respond_error(u->conn, 500, "out of memory");
+        http_respond_error(u->conn, BX_E_INTERNAL, "out of memory");
     else
         respond_json(u->conn, 200, &body);
     sbuf_free(&body);
@@ -204,7 +205,7 @@ static int up_commit_child(void *arg)
     bx_err_clear(&u->rep->err);
     if (store_upload_commit_io(u->up, u->path, u->rep, &u->rep->err) < 0) {
         if (u->rep->err.status == 0)
-            u->rep->err.status = 500;
+            u->rep->err.status = BX_E_INTERNAL;
         return 1;
     }
     return 0;
@@ -225,7 +226,7 @@ static void up_on_commit_exit(void *arg, int status)
             if (u->rep->finished)
                 e = u->rep->err;
             else
-                bx_err_set(&e, 500, 0, "upload commit process died (status %d)", status);
+                bx_err_set(&e, BX_E_INTERNAL, 0, "upload commit process died (status %d)", status);
             respond_bx_err(u->conn, &e);
         }
     }
@@ -241,9 +242,9 @@ static int up_on_end(void *ctx, struct bx_err *err)
     if (mp_finish(u->mp, err) < 0)
         return -1;
     if (!u->have_path)
-        return bx_err_set(err, 400, 0, "missing field path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "missing field path");
     if (!u->have_file)
-        return bx_err_set(err, 400, 0, "missing field file");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "missing field file");
     if (store_normalize_path(u->path, u->path_len, 1, norm, err) < 0)
         return -1;
     /* u->path becomes the normalized path (never longer), for the child. */
@@ -291,7 +292,7 @@ static void route_upload(struct app *a, struct http_conn *c, const struct http_r
 
     bx_err_clear(&err);
     if (!ct || !http_media_type_is(ct->value, ct->value_len, "multipart/form-data")) {
-        http_respond_error(c, 415, "Content-Type must be multipart/form-data");
+        http_respond_error(c, BX_E_UNSUPPORTED_MEDIA, "Content-Type must be multipart/form-data");
         return;
     }
     if (mp_boundary_from_content_type(ct->value, ct->value_len, boundary, &blen, &err) < 0) {
@@ -300,7 +301,7 @@ static void route_upload(struct app *a, struct http_conn *c, const struct http_r
     }
     u = calloc(1, sizeof(*u));
     if (!u) {
-        http_respond_error(c, 500, "out of memory");
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
         return;
     }
     u->app = a;
@@ -335,7 +336,7 @@ static void route_download(struct app *a, struct http_conn *c, const struct http
         return;
     }
     if (r == 0) {
-        http_respond_error(c, 400, "missing query parameter path");
+        http_respond_error(c, BX_E_BAD_REQUEST, "missing query parameter path");
         return;
     }
     if (store_normalize_path(raw, len, 0, norm, &err) < 0 ||
@@ -417,7 +418,7 @@ static void on_run_done(void *arg, struct run_result *res)
     if (rc == -1) {
         free(cc);
         run_result_release(a->runs, &res);
-        http_respond_error(c, 500, "out of memory");
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
         return;
     }
     cc->app = a;
@@ -425,7 +426,7 @@ static void on_run_done(void *arg, struct run_result *res)
     cc->ans = ans;
     http_on_done(c, on_run_answer_done, cc);
     if (rc < 0)
-        http_respond_error(c, 500, "could not encode the run result");
+        http_respond_error(c, BX_E_INTERNAL, "could not encode the run result");
     else
         http_respond_stream(c, status, "application/json", run_answer_len(ans), on_answer_fill,
                             cc);
@@ -435,7 +436,8 @@ static int run_on_data(void *ctx, const char *data, size_t len, struct bx_err *e
 {
     struct run_ctx *r = ctx;
     if (sbuf_append(&r->body, data, len) < 0)
-        return bx_err_set(err, 413, 0, "request body is larger than %u bytes", RUN_MAX_BODY);
+        return bx_err_set(err, BX_E_TOO_LARGE, 0, "request body is larger than %u bytes",
+                          RUN_MAX_BODY);
     return 0;
 }
 
@@ -468,7 +470,7 @@ static void route_run(struct app *a, struct http_conn *c)
 {
     struct run_ctx *r = calloc(1, sizeof(*r));
     if (!r) {
-        http_respond_error(c, 500, "out of memory");
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
         return;
     }
     r->app = a;
@@ -505,7 +507,7 @@ static void route_images_delete(struct app *a, struct http_conn *c, const struct
     r = http_query_param(req->query, req->query ? req->query_len : 0, "ref", raw, sizeof(raw),
                          &len, &err);
     if (r == 0)
-        bx_err_set(&err, 400, 0, "missing query parameter ref");
+        bx_err_set(&err, BX_E_BAD_REQUEST, 0, "missing query parameter ref");
     if (r <= 0 || imgref_parse(raw, len, &ref, &err) < 0 ||
         image_delete(a->images, &ref, &err) < 0) {
         respond_bx_err(c, &err);
@@ -573,7 +575,7 @@ static void route_metrics(struct app *a, struct http_conn *c)
     g.connections = http_server_conn_count(a->http);
     sbuf_init(&body, 1u << 20);
     if (metrics_render(a->metrics, &g, &body) < 0)
-        http_respond_error(c, 500, "metrics too large");
+        http_respond_error(c, BX_E_INTERNAL, "metrics too large");
     else
         http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body.data,
                      body.len);
@@ -611,7 +613,7 @@ static void on_run(void *app, struct http_conn *c, const struct http_request *re
     /* Only a JSON body: a page may send text/plain across origins
      * without asking (no CORS preflight), never application/json. */
     if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json")))
-        http_respond_error(c, 415, "Content-Type must be application/json");
+        http_respond_error(c, BX_E_UNSUPPORTED_MEDIA, "Content-Type must be application/json");
     else
         route_run(app, c);
 }
@@ -700,7 +702,7 @@ static int load_tokens(struct app *a, struct bx_err *err)
     size_t n = a->cfg.auth_tokens.n + (env && *env ? 1 : 0);
     a->tokens.items = calloc(n + 1, sizeof(char *));
     if (!a->tokens.items)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     for (size_t i = 0; i < a->cfg.auth_tokens.n; i++)
         a->tokens.items[a->tokens.n++] = a->cfg.auth_tokens.items[i];
     if (env && *env)
@@ -729,13 +731,15 @@ static int browser_safe(const struct app *a, struct http_conn *c, const struct h
 
     if (http_conn_on_loopback(c) && !http_host_is_loopback(hv, hl) &&
         !http_host_listed(hv, hl, a->cfg.allowed_hosts.items, a->cfg.allowed_hosts.n)) {
-        http_respond_error(c, 421, "Host must name the loopback (localhost, 127.0.0.1, [::1]) "
-                                   "or be listed in allowed_hosts");
+        http_respond_error(c, BX_E_MISDIRECTED,
+                           "Host must name the loopback (localhost, 127.0.0.1, [::1]) "
+                           "or be listed in allowed_hosts");
         return 0;
     }
     if (origin && !http_origin_allowed(origin->value, origin->value_len, hv, hl,
                                        a->cfg.allowed_origins.items, a->cfg.allowed_origins.n)) {
-        http_respond_error(c, 403, "cross-origin requests are refused (see allowed_origins)");
+        http_respond_error(c, BX_E_FORBIDDEN,
+                           "cross-origin requests are refused (see allowed_origins)");
         return 0;
     }
     return 1;
@@ -756,8 +760,8 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
         if (!browser_safe(a, c, req))
             return;
         if (!authorized(a, req)) {
-            http_respond_error_h(c, 401, "WWW-Authenticate: Bearer\r\n",
-                                 "missing or wrong bearer token");
+            http_respond_error_with_headers(c, BX_E_UNAUTHORIZED, "WWW-Authenticate: Bearer\r\n",
+                                            "missing or wrong bearer token");
             return;
         }
     }
@@ -767,7 +771,7 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
         route_allow(routes, BX_ARRAY_LEN(routes), path, allow, sizeof(allow));
         route_method_not_allowed(c, allow);
     } else {
-        http_respond_error(c, 404, "not found");
+        http_respond_error(c, BX_E_NOT_FOUND, "not found");
     }
 }
 
@@ -815,10 +819,10 @@ static int setup_signals(struct app *a, struct bx_err *err)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-        return bx_err_sys(err, 500, "sigprocmask");
+        return bx_err_sys(err, BX_E_INTERNAL, "sigprocmask");
     a->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (a->sigfd < 0)
-        return bx_err_sys(err, 500, "signalfd");
+        return bx_err_sys(err, BX_E_INTERNAL, "signalfd");
     return loop_add(a->loop, a->sigfd, EPOLLIN, on_signal, a, err);
 }
 
@@ -871,11 +875,11 @@ static int probe_runsc(struct app *a, struct bx_err *err)
 
     if (a->cfg.runsc_path[0]) {
         if (access(a->cfg.runsc_path, X_OK) != 0)
-            return bx_err_sys(err, 500, "runsc_path %s", a->cfg.runsc_path);
+            return bx_err_sys(err, BX_E_INTERNAL, "runsc_path %s", a->cfg.runsc_path);
         snprintf(a->runsc, sizeof(a->runsc), "%s", a->cfg.runsc_path);
     } else if (proc_find_in_path("runsc", getenv("PATH"), a->runsc, sizeof(a->runsc)) < 0 &&
                proc_find_in_path("runsc", NULL, a->runsc, sizeof(a->runsc)) < 0) {
-        return bx_err_set(err, 500, ENOENT, "runsc not found in PATH (set runsc_path)");
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT, "runsc not found in PATH (set runsc_path)");
     }
     snprintf(root, sizeof(root), "--root=%s/runs/.probe", a->cfg.home);
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -896,7 +900,7 @@ static int probe_runsc(struct app *a, struct bx_err *err)
         }
         want = "ptrace";
     }
-    return bx_err_set(err, 500, 0, "runsc %s does not work with platform %s or ptrace",
+    return bx_err_set(err, BX_E_INTERNAL, 0, "runsc %s does not work with platform %s or ptrace",
                       a->runsc, a->cfg.platform);
 }
 
@@ -1028,7 +1032,7 @@ int main(int argc, char **argv)
     if (make_dirs(&a, &err) < 0)
         goto fail;
     if (asprintf(&files_root, "%s/files", a.cfg.home) < 0) {
-        bx_err_set(&err, 500, ENOMEM, "out of memory");
+        bx_err_set(&err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     if (store_open(&a.store, files_root, &err) < 0)
@@ -1038,7 +1042,7 @@ int main(int argc, char **argv)
         goto fail;
     if (a.tokens.n == 0 && !listens_on_loopback(a.cfg.listen_addr) &&
         !a.cfg.allow_unauthenticated) {
-        bx_err_set(&err, 400, EINVAL,
+        bx_err_set(&err, BX_E_BAD_REQUEST, EINVAL,
                    "refusing to listen on %s without auth_tokens or BOXER_TOKEN: anyone who can "
                    "reach it could run code here (set allow_unauthenticated: true to do it "
                    "anyway)",
@@ -1049,7 +1053,7 @@ int main(int argc, char **argv)
         const char *labels[METRICS_MAX_ROUTES];
         size_t nl = route_labels(routes, BX_ARRAY_LEN(routes), labels, BX_ARRAY_LEN(labels));
         if (metrics_new(&a.metrics, labels, nl) < 0) {
-            bx_err_set(&err, 500, ENOMEM, "out of memory");
+            bx_err_set(&err, BX_E_INTERNAL, ENOMEM, "out of memory");
             goto fail;
         }
     }

@@ -71,3 +71,8 @@ void bx_err_clear(struct bx_err *err)
         err->msg[0] = '\0';
     }
 }
+
+int bx_err_http_status(const struct bx_err *err)
+{
+    return err->status >= 400 && err->status <= 599 ? err->status : BX_E_INTERNAL;
+}
