@@ -85,7 +85,7 @@ static int parse_limit_uint(const struct json_value *v, const char *name, uint64
     return 0;
 }
 
-static int parse_limits(const struct json_value *v, const struct config *cfg,
+static int parse_run_limits(const struct json_value *v, const struct config *cfg,
                         struct run_limits *lim, struct bx_err *err)
 {
     static const char *const known[] = {"cpu_cores", "memory_mb", "pids_limit",
@@ -321,7 +321,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             r->files[i] = dup;
         }
     }
-    if (parse_limits(json_get(root, "limits"), cfg, &r->limits, err) < 0)
+    if (parse_run_limits(json_get(root, "limits"), cfg, &r->limits, err) < 0)
         goto out;
     v = json_get(root, "network");
     if (v && v->type != JSON_NULL) {

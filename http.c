@@ -1272,7 +1272,7 @@ static void maybe_trim(struct http_server *s, uint64_t now)
 #endif
 }
 
-static void sweep(struct loop *l, void *arg)
+static void sweep_conn_timeouts(struct loop *l, void *arg)
 {
     struct http_server *s = arg;
     uint64_t now = loop_now_ms(l);
@@ -1321,7 +1321,7 @@ static void sweep(struct loop *l, void *arg)
     if (s->stream_waiters > 0 && !s->wake_timer)
         wake_waiters(l, s);
     maybe_trim(s, now);
-    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
+    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep_conn_timeouts, s);
 }
 
 int http_server_new(struct http_server **out, struct loop *l, const struct http_config *cfg,
@@ -1371,7 +1371,7 @@ int http_server_new(struct http_server **out, struct loop *l, const struct http_
     if (loop_add(l, fd, EPOLLIN, on_accept, s, err) < 0)
         goto fail;
     s->listen_fd = fd;
-    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
+    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep_conn_timeouts, s);
     if (!s->sweep_timer) {
         bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         loop_del(l, fd);
