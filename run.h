@@ -1,11 +1,13 @@
-/* Runs: request validation, admission (a bounded FIFO queue), and the
- * supervision of one runsc sandbox per run on the event loop.
+/* Runs: admission (a bounded FIFO queue) and the supervision of one runsc
+ * sandbox per run on the event loop.  The request comes parsed and
+ * validated from the API (api_run.c for POST /run).
  *
  * Admission: a run starts when a slot is free (max_concurrent_runs) and its
  * memory_mb and host tasks (config_run_host_pids of its pids_limit) fit
  * what the admitted runs leave of total_memory_mb and total_pids; else it
  * waits in the FIFO queue (nobody overtakes), and 503 when the queue is
- * full.  A run that could never fit is refused at parse time (400).
+ * full.  A run that could never fit is refused at parse time (400,
+ * run_request_parse in api_run.c).
  *
  * The life of a run: queued -> image -> prepared (bundle, cgroup, /output
  * tmpfs) -> running (runsc; stdout/stderr read by the loop into bounded
