@@ -57,20 +57,22 @@ $(B)/static-%.o: %.c $(wildcard *.h) | $(B)
 # ---- unit tests (Check) ----
 # The modules each unit test links (kept explicit so a module under
 # construction never breaks another module's tests).
-DEPS_test_json := json util
-DEPS_test_util := util
-DEPS_test_log := log util
-DEPS_test_multipart := multipart util
-DEPS_test_httpparse := httpparse util
-DEPS_test_store := store store_upload store_capture util
-DEPS_test_cgroup := cgroup cgroup_setup util
-DEPS_test_imgref := imgref util
-DEPS_test_config := config json util imgref
-DEPS_test_loop := loop util
-DEPS_test_oci := oci json util imgref store store_upload store_capture
-DEPS_test_proc := proc loop util
-DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_upload store_capture
-DEPS_test_net := net netlink net_text proc loop util
+DEPS_test_json := json util err
+DEPS_test_util := util err
+DEPS_test_log := log util err
+DEPS_test_multipart := multipart util err
+DEPS_test_httpparse := httpparse util err
+DEPS_test_store := store store_upload store_capture util err
+DEPS_test_cgroup := cgroup cgroup_setup util err
+DEPS_test_imgref := imgref util err
+DEPS_test_config := config json util imgref err
+DEPS_test_loop := loop util err
+DEPS_test_oci := oci json util imgref store store_upload store_capture err
+DEPS_test_proc := proc loop util err
+DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_upload store_capture err
+DEPS_test_net := net netlink net_text proc loop util err
+DEPS_test_route := route
+DEPS_test_err := err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -137,6 +139,7 @@ fuzz: $(FUZZ_BINS)
 #   json       the harness's own 64 KiB max_bytes (413); 4096 values
 #   multipart  MP_MAX_PART_HEADER 8192 (2-byte split: at most 65535)
 #   netlink    16-bit attribute lengths (64 KiB)
+#   route      no limit of its own; the server's paths are at most 8192
 #   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
 # A new harness needs its line here (fuzz-run stops otherwise).
@@ -148,6 +151,7 @@ FUZZ_MAX_LEN_fuzz_imgref := 4096
 FUZZ_MAX_LEN_fuzz_json := 66560
 FUZZ_MAX_LEN_fuzz_multipart := 16384
 FUZZ_MAX_LEN_fuzz_netlink := 69632
+FUZZ_MAX_LEN_fuzz_route := 8192
 FUZZ_MAX_LEN_fuzz_runreq := 4195328
 FUZZ_MAX_LEN_fuzz_storepath := 8192
 # name:max_len pairs for the shell loops (recursive: checked only when used).

@@ -470,7 +470,7 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         else if (meth == HTTP_GET || meth == HTTP_HEAD)
             list_boxes(m, c, extra);
         else
-            http_respond_error_h(c, 405, "Allow: GET, HEAD, POST\r\n", "method not allowed");
+            http_respond_error_with_headers(c, 405, "Allow: GET, HEAD, POST\r\n", "method not allowed");
         return 0;
     }
     if (strncmp(path, "/v1/boxes/", 10) != 0) {
@@ -489,7 +489,7 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
     }
     if (colon && !slash) {
         if (meth != HTTP_POST) {
-            http_respond_error_h(c, 405, "Allow: POST\r\n", "method not allowed");
+            http_respond_error_with_headers(c, 405, "Allow: POST\r\n", "method not allowed");
         } else if (strcmp(colon, ":stop") == 0) {
             start_async(m, c, req, OP_STOP, rest, id_len);
         } else if (strcmp(colon, ":start") == 0) {
@@ -512,7 +512,7 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         } else if (meth == HTTP_DELETE) {
             start_async(m, c, req, OP_DELETE, rest, id_len);
         } else {
-            http_respond_error_h(c, 405, "Allow: GET, HEAD, DELETE\r\n", "method not allowed");
+            http_respond_error_with_headers(c, 405, "Allow: GET, HEAD, DELETE\r\n", "method not allowed");
         }
         return 0;
     }
@@ -522,7 +522,7 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         memcpy(id, rest, id_len);
         id[id_len] = 0;
         if (meth != HTTP_GET && meth != HTTP_HEAD) {
-            http_respond_error_h(c, 405, "Allow: GET, HEAD\r\n", "method not allowed");
+            http_respond_error_with_headers(c, 405, "Allow: GET, HEAD\r\n", "method not allowed");
             return 0;
         }
         b = box_find(m, id);
@@ -543,7 +543,7 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         if (meth == HTTP_POST)
             start_async(m, c, req, OP_EXEC, rest, id_len);
         else
-            http_respond_error_h(c, 405, "Allow: POST\r\n", "method not allowed");
+            http_respond_error_with_headers(c, 405, "Allow: POST\r\n", "method not allowed");
         return 0;
     }
     respond_v1_error(c, 404, "INVALID_REQUEST", "not found");

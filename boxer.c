@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "api_run.h"
 #include "cgroup.h"
 #include "config.h"
 #include "http.h"
@@ -31,6 +32,7 @@
 #include "api_box.h"
 #include "box.h"
 #include "proc.h"
+#include "route.h"
 #include "run.h"
 #include "store.h"
 #include "util.h"
@@ -61,8 +63,7 @@ struct app {
 
 static void respond_bx_err(struct http_conn *c, const struct bx_err *err)
 {
-    int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
-    http_respond_error(c, status, err->msg[0] ? err->msg : "internal error");
+    http_respond_error(c, bx_err_http_status(err), err->msg[0] ? err->msg : "internal error");
 }
 
 static void respond_json(struct http_conn *c, int status, struct sbuf *body)
@@ -74,7 +75,7 @@ static void route_method_not_allowed(struct http_conn *c, const char *allow)
 {
     char hdr[128];
     snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
-    http_respond_error_h(c, 405, hdr, "method not allowed");
+    http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, hdr, "method not allowed");
 }
 
 /* ---- GET /healthz ---- */
@@ -131,12 +132,12 @@ static int up_part_begin(void *ctx, const char *name, size_t name_len, int has_f
     (void)has_filename;
     if (name_len == 4 && memcmp(name, "path", 4) == 0) {
         if (u->have_path)
-            return bx_err_set(err, 400, 0, "multipart: duplicate field path");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart: duplicate field path");
         u->part = PART_PATH;
         u->have_path = 1;
     } else if (name_len == 4 && memcmp(name, "file", 4) == 0) {
         if (u->have_file)
-            return bx_err_set(err, 400, 0, "multipart: duplicate field file");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart: duplicate field file");
         u->part = PART_FILE;
         u->have_file = 1;
         if (store_upload_begin(u->app->store, &u->up, err) < 0)
@@ -153,13 +154,15 @@ static int up_part_data(void *ctx, const char *data, size_t len, struct bx_err *
     if (u->part == PART_PATH) {
         if (len > sizeof(u->path) - 1 - u->path_len) {
             u->path_too_long = 1;
-            return bx_err_set(err, 400, 0, "path is longer than %d bytes", STORE_PATH_MAX);
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "path is longer than %d bytes",
+                              STORE_PATH_MAX);
         }
         memcpy(u->path + u->path_len, data, len);
         u->path_len += len;
     } else if (u->part == PART_FILE) {
         if (len > u->app->cfg.upload_limit_bytes - store_upload_size(u->up))
-            return bx_err_set(err, 413, 0, "file is larger than upload_limit_bytes (%" PRIu64 ")",
+            return bx_err_set(err, BX_E_TOO_LARGE, 0,
+                              "file is larger than upload_limit_bytes (%" PRIu64 ")",
                               u->app->cfg.upload_limit_bytes);
         return store_upload_write(u->up, data, len, err);
     }
@@ -194,7 +197,7 @@ static void up_answer(struct upload_ctx *u, const char *norm)
     json_w_cstr(&w, norm);
     json_w_obj_end(&w);
     if (w.failed)
-        http_respond_error(u->conn, 500, "out of memory");
+        http_respond_error(u->conn, BX_E_INTERNAL, "out of memory");
     else
         respond_json(u->conn, 200, &body);
     sbuf_free(&body);
@@ -207,7 +210,7 @@ static int up_commit_child(void *arg)
     bx_err_clear(&u->rep->err);
     if (store_upload_commit_io(u->up, u->path, u->rep, &u->rep->err) < 0) {
         if (u->rep->err.status == 0)
-            u->rep->err.status = 500;
+            u->rep->err.status = BX_E_INTERNAL;
         return 1;
     }
     return 0;
@@ -228,7 +231,7 @@ static void up_on_commit_exit(void *arg, int status)
             if (u->rep->finished)
                 e = u->rep->err;
             else
-                bx_err_set(&e, 500, 0, "upload commit process died (status %d)", status);
+                bx_err_set(&e, BX_E_INTERNAL, 0, "upload commit process died (status %d)", status);
             respond_bx_err(u->conn, &e);
         }
     }
@@ -244,9 +247,9 @@ static int up_on_end(void *ctx, struct bx_err *err)
     if (mp_finish(u->mp, err) < 0)
         return -1;
     if (!u->have_path)
-        return bx_err_set(err, 400, 0, "missing field path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "missing field path");
     if (!u->have_file)
-        return bx_err_set(err, 400, 0, "missing field file");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "missing field file");
     if (store_normalize_path(u->path, u->path_len, 1, norm, err) < 0)
         return -1;
     /* u->path becomes the normalized path (never longer), for the child. */
@@ -294,7 +297,7 @@ static void route_upload(struct app *a, struct http_conn *c, const struct http_r
 
     bx_err_clear(&err);
     if (!ct || !http_media_type_is(ct->value, ct->value_len, "multipart/form-data")) {
-        http_respond_error(c, 415, "Content-Type must be multipart/form-data");
+        http_respond_error(c, BX_E_UNSUPPORTED_MEDIA, "Content-Type must be multipart/form-data");
         return;
     }
     if (mp_boundary_from_content_type(ct->value, ct->value_len, boundary, &blen, &err) < 0) {
@@ -303,7 +306,7 @@ static void route_upload(struct app *a, struct http_conn *c, const struct http_r
     }
     u = calloc(1, sizeof(*u));
     if (!u) {
-        http_respond_error(c, 500, "out of memory");
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
         return;
     }
     u->app = a;
@@ -338,7 +341,7 @@ static void route_download(struct app *a, struct http_conn *c, const struct http
         return;
     }
     if (r == 0) {
-        http_respond_error(c, 400, "missing query parameter path");
+        http_respond_error(c, BX_E_BAD_REQUEST, "missing query parameter path");
         return;
     }
     if (store_normalize_path(raw, len, 0, norm, &err) < 0 ||
@@ -388,126 +391,19 @@ struct cleanup_ctx {
     struct run_answer *ans;
 };
 
-/* A /run answer is streamed (http_respond_stream) rather than built whole:
- * escaping can make stdout and stderr six times their size, and a client
- * that reads slowly would hold all of it.  `meta` is the JSON without the
- * contents of the big strings (stdout, stderr); each seg[i] says where in
- * meta (between the quotes) the escaped bytes of s go.  The bytes sent are
- * exactly those json_w_str would have produced. */
-#define ANSWER_MAX_SEGS 4
-struct run_answer {
-    struct sbuf meta;
-    size_t nseg;
-    struct {
-        size_t cut;
-        const char *s;
-        size_t len;
-    } seg[ANSWER_MAX_SEGS];
-    uint64_t total;
-    size_t idx;      /* segment whose string comes next */
-    size_t meta_off; /* meta bytes sent */
-    size_t pos;      /* bytes of seg[idx].s escaped */
-};
-
-static void answer_str(struct json_writer *w, struct run_answer *ans, const char *s, size_t len)
-{
-    json_w_str(w, "", 0);
-    if (w->failed)
-        return;
-    if (ans->nseg == ANSWER_MAX_SEGS) {
-        w->failed = 1;
-        return;
-    }
-    ans->seg[ans->nseg].cut = w->out->len - 1;
-    ans->seg[ans->nseg].s = s ? s : "";
-    ans->seg[ans->nseg].len = s ? len : 0;
-    ans->nseg++;
-}
-
-static uint64_t answer_len(const struct run_answer *ans)
-{
-    uint64_t n = ans->meta.len;
-    for (size_t i = 0; i < ans->nseg; i++)
-        n += json_escaped_len(ans->seg[i].s, ans->seg[i].len) - 2;
-    return n;
-}
-
-static int answer_fill(void *arg, struct sbuf *out, size_t want)
-{
-    struct cleanup_ctx *cc = arg;
-    struct run_answer *a = cc->ans;
-    size_t start = out->len;
-    while (out->len - start < want) {
-        size_t room = want - (out->len - start);
-        size_t meta_end = a->idx < a->nseg ? a->seg[a->idx].cut : a->meta.len;
-        if (a->meta_off < meta_end) {
-            size_t n = meta_end - a->meta_off < room ? meta_end - a->meta_off : room;
-            if (sbuf_append(out, a->meta.data + a->meta_off, n) < 0)
-                return -1;
-            a->meta_off += n;
-            continue;
-        }
-        if (a->idx == a->nseg)
-            break;
-        if (json_escape_part(out, a->seg[a->idx].s, a->seg[a->idx].len, &a->pos, room) < 0)
-            return -1;
-        if (a->pos == a->seg[a->idx].len) {
-            a->idx++;
-            a->pos = 0;
-        }
-    }
-    return 0;
-}
-
-static void answer_free(struct run_answer **ap)
-{
-    if (!*ap)
-        return;
-    sbuf_free(&(*ap)->meta);
-    free(*ap);
-    *ap = NULL;
-}
-
 static void on_run_answer_done(void *arg, int delivered)
 {
     struct cleanup_ctx *cc = arg;
     (void)delivered;
-    answer_free(&cc->ans);
+    run_answer_free(&cc->ans);
     run_result_release(cc->app->runs, &cc->res);
     free(cc);
 }
 
-static void write_run_fields(struct json_writer *w, const struct run_result *res,
-                             struct run_answer *ans)
+static int on_answer_fill(void *arg, struct sbuf *out, size_t want)
 {
-    json_w_key(w, "exec_id");
-    json_w_cstr(w, res->exec_id);
-    json_w_key(w, "exit_code");
-    json_w_int(w, res->exit_code);
-    json_w_key(w, "stdout");
-    answer_str(w, ans, res->out.data, res->out.len);
-    json_w_key(w, "stderr");
-    answer_str(w, ans, res->err.data, res->err.len);
-    json_w_key(w, "wall_ms");
-    json_w_uint(w, res->wall_ms);
-    json_w_key(w, "timed_out");
-    json_w_bool(w, res->outcome == RUN_TIMEOUT);
-    if (res->have_usage) {
-        json_w_key(w, "cpu_ms");
-        json_w_uint(w, res->cpu_ms);
-        json_w_key(w, "memory_peak_bytes");
-        json_w_uint(w, res->memory_peak_bytes);
-        json_w_key(w, "oom_killed");
-        json_w_bool(w, res->oom_killed);
-    }
-    if (res->output_errors) {
-        /* Entries of /output that were not captured, and why. */
-        json_w_key(w, "output_errors");
-        json_w_arr_begin(w);
-        for (size_t i = 0; res->output_errors[i]; i++)
-            json_w_cstr(w, res->output_errors[i]);
-        json_w_arr_end(w);
-    }
+    struct cleanup_ctx *cc = arg;
+    return run_answer_fill(cc->ans, out, want);
 }
 
 static void on_run_done(void *arg, struct run_result *res)
@@ -516,65 +412,37 @@ static void on_run_done(void *arg, struct run_result *res)
     struct http_conn *c = r->conn;
     struct app *a = r->app;
     struct cleanup_ctx *cc = calloc(1, sizeof(*cc));
-    struct run_answer *ans = calloc(1, sizeof(*ans));
-    struct json_writer w;
+    struct run_answer *ans = NULL;
     int status = 200;
+    int rc;
 
     run_ctx_free(r);
     if (res->outcome != RUN_ERROR)
         metrics_observe_run(a->metrics, res->wall_ms);
-    if (!cc || !ans) {
+    rc = cc ? run_answer_new(res, &ans, &status) : -1;
+    if (rc == -1) {
         free(cc);
-        free(ans);
         run_result_release(a->runs, &res);
-        http_respond_error(c, 500, "out of memory");
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
         return;
     }
-    /* Everything but stdout and stderr: a few KiB. */
-    sbuf_init(&ans->meta, 1u << 20);
-    json_w_init(&w, &ans->meta);
-    json_w_obj_begin(&w);
-    switch (res->outcome) {
-    case RUN_OK:
-        write_run_fields(&w, res, ans);
-        break;
-    case RUN_TIMEOUT:
-        status = 408;
-        json_w_key(&w, "error");
-        json_w_cstr(&w, "wall clock limit exceeded");
-        write_run_fields(&w, res, ans);
-        break;
-    case RUN_OUTPUT_LIMIT:
-        status = 507;
-        json_w_key(&w, "error");
-        json_w_cstr(&w, "stdout or stderr exceeded output_limit_bytes");
-        json_w_key(&w, "exec_id");
-        json_w_cstr(&w, res->exec_id);
-        break;
-    case RUN_ERROR:
-        status = res->error.status >= 400 && res->error.status <= 599 ? res->error.status : 500;
-        json_w_key(&w, "error");
-        json_w_cstr(&w, res->error.msg[0] ? res->error.msg : "run failed");
-        json_w_key(&w, "exec_id");
-        json_w_cstr(&w, res->exec_id);
-        break;
-    }
-    json_w_obj_end(&w);
     cc->app = a;
     cc->res = res;
     cc->ans = ans;
     http_on_done(c, on_run_answer_done, cc);
-    if (w.failed)
-        http_respond_error(c, 500, "could not encode the run result");
+    if (rc < 0)
+        http_respond_error(c, BX_E_INTERNAL, "could not encode the run result");
     else
-        http_respond_stream(c, status, "application/json", answer_len(ans), answer_fill, cc);
+        http_respond_stream(c, status, "application/json", run_answer_len(ans), on_answer_fill,
+                            cc);
 }
 
 static int run_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
 {
     struct run_ctx *r = ctx;
     if (sbuf_append(&r->body, data, len) < 0)
-        return bx_err_set(err, 413, 0, "request body is larger than %u bytes", RUN_MAX_BODY);
+        return bx_err_set(err, BX_E_TOO_LARGE, 0, "request body is larger than %u bytes",
+                          RUN_MAX_BODY);
     return 0;
 }
 
@@ -607,7 +475,7 @@ static void route_run(struct app *a, struct http_conn *c)
 {
     struct run_ctx *r = calloc(1, sizeof(*r));
     if (!r) {
-        http_respond_error(c, 500, "out of memory");
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
         return;
     }
     r->app = a;
@@ -618,35 +486,39 @@ static void route_run(struct app *a, struct http_conn *c)
 
 /* ---- /images ---- */
 
-static void route_images(struct app *a, struct http_conn *c, const struct http_request *req)
+static void route_images_list(struct app *a, struct http_conn *c)
 {
     struct bx_err err;
+    struct sbuf body;
+
     bx_err_clear(&err);
-    if (req->method == HTTP_GET || req->method == HTTP_HEAD) {
-        struct sbuf body;
-        sbuf_init(&body, 64u << 20);
-        if (image_list_json(a->images, &body, &err) < 0)
-            respond_bx_err(c, &err);
-        else
-            respond_json(c, 200, &body);
-        sbuf_free(&body);
-    } else if (req->method == HTTP_DELETE) {
-        char raw[IMGREF_MAX * 3 + 1];
-        size_t len = 0;
-        struct imgref ref;
-        int r = http_query_param(req->query, req->query ? req->query_len : 0, "ref", raw,
-                                 sizeof(raw), &len, &err);
-        if (r == 0)
-            bx_err_set(&err, 400, 0, "missing query parameter ref");
-        if (r <= 0 || imgref_parse(raw, len, &ref, &err) < 0 ||
-            image_delete(a->images, &ref, &err) < 0) {
-            respond_bx_err(c, &err);
-            return;
-        }
-        http_respond(c, 200, "application/json", NULL, "{\"deleted\":true}", 16);
-    } else {
-        route_method_not_allowed(c, "GET, HEAD, DELETE");
+    sbuf_init(&body, 64u << 20);
+    if (image_list_json(a->images, &body, &err) < 0)
+        respond_bx_err(c, &err);
+    else
+        respond_json(c, 200, &body);
+    sbuf_free(&body);
+}
+
+static void route_images_delete(struct app *a, struct http_conn *c, const struct http_request *req)
+{
+    struct bx_err err;
+    char raw[IMGREF_MAX * 3 + 1];
+    size_t len = 0;
+    struct imgref ref;
+    int r;
+
+    bx_err_clear(&err);
+    r = http_query_param(req->query, req->query ? req->query_len : 0, "ref", raw, sizeof(raw),
+                         &len, &err);
+    if (r == 0)
+        bx_err_set(&err, BX_E_BAD_REQUEST, 0, "missing query parameter ref");
+    if (r <= 0 || imgref_parse(raw, len, &ref, &err) < 0 ||
+        image_delete(a->images, &ref, &err) < 0) {
+        respond_bx_err(c, &err);
+        return;
     }
+    http_respond(c, 200, "application/json", NULL, "{\"deleted\":true}", 16);
 }
 
 
@@ -708,30 +580,118 @@ static void route_metrics(struct app *a, struct http_conn *c)
     g.connections = http_server_conn_count(a->http);
     sbuf_init(&body, 1u << 20);
     if (metrics_render(a->metrics, &g, &body) < 0)
-        http_respond_error(c, 500, "metrics too large");
+        http_respond_error(c, BX_E_INTERNAL, "metrics too large");
     else
         http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, body.data,
                      body.len);
     sbuf_free(&body);
 }
 
-static const char *route_name(const char *path)
+/* ---- the route table ---- */
+
+static void on_healthz(void *app, struct http_conn *c, const struct http_request *req,
+                       const struct route_params *p)
 {
-    static const char *const known[] = {"/healthz", "/files", "/run", "/images", "/metrics"};
-    for (size_t i = 0; i < BX_ARRAY_LEN(known); i++)
-        if (strcmp(path, known[i]) == 0)
-            return known[i];
-    /* The swagger paths routed below, exactly: "/swaggerX" is not one. */
-    if (strcmp(path, "/swagger") == 0 || strcmp(path, "/swagger/") == 0 ||
-        strcmp(path, "/swagger/index.html") == 0 || strcmp(path, "/swagger/openapi.json") == 0)
-        return "/swagger";
-    return "other";
+    (void)app, (void)req, (void)p;
+    route_healthz(c);
 }
+
+static void on_download(void *app, struct http_conn *c, const struct http_request *req,
+                        const struct route_params *p)
+{
+    (void)p;
+    route_download(app, c, req);
+}
+
+static void on_upload(void *app, struct http_conn *c, const struct http_request *req,
+                      const struct route_params *p)
+{
+    (void)p;
+    route_upload(app, c, req);
+}
+
+static void on_run(void *app, struct http_conn *c, const struct http_request *req,
+                   const struct route_params *p)
+{
+    const struct http_header *ct = http_find_header(req, "Content-Type");
+    (void)p;
+    /* Only a JSON body: a page may send text/plain across origins
+     * without asking (no CORS preflight), never application/json. */
+    if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json")))
+        http_respond_error(c, BX_E_UNSUPPORTED_MEDIA, "Content-Type must be application/json");
+    else
+        route_run(app, c);
+}
+
+static void on_images_list(void *app, struct http_conn *c, const struct http_request *req,
+                           const struct route_params *p)
+{
+    (void)req, (void)p;
+    route_images_list(app, c);
+}
+
+static void on_images_delete(void *app, struct http_conn *c, const struct http_request *req,
+                             const struct route_params *p)
+{
+    (void)p;
+    route_images_delete(app, c, req);
+}
+
+static void on_metrics(void *app, struct http_conn *c, const struct http_request *req,
+                       const struct route_params *p)
+{
+    (void)req, (void)p;
+    route_metrics(app, c);
+}
+
+static void on_swagger(void *app, struct http_conn *c, const struct http_request *req,
+                       const struct route_params *p)
+{
+    (void)app, (void)req, (void)p;
+    route_swagger(c, http_conn_path(c));
+}
+
+/* /v1/boxes/...: api_box.c decodes the path itself (its routes are listed
+ * below so 405, Allow and the metrics labels come from the table). */
+static void on_boxes(void *app, struct http_conn *c, const struct http_request *req,
+                     const struct route_params *p)
+{
+    struct app *a = app;
+    (void)p;
+    api_box_handle(a->boxes, c, req);
+}
+
+/* Every route, once: dispatch, 405 and its Allow list, 404 and the metrics
+ * labels (in this order on /metrics) all come from here. */
+static const struct route routes[] = {
+    {HTTP_GET, "/healthz", on_healthz, "/healthz", 1},
+    {HTTP_GET, "/files", on_download, "/files", 0},
+    {HTTP_POST, "/files", on_upload, "/files", 0},
+    {HTTP_POST, "/run", on_run, "/run", 0},
+    {HTTP_GET, "/images", on_images_list, "/images", 0},
+    {HTTP_DELETE, "/images", on_images_delete, "/images", 0},
+    {HTTP_GET, "/metrics", on_metrics, "/metrics", 0},
+    {HTTP_GET, "/swagger", on_swagger, "/swagger", 0},
+    {HTTP_GET, "/swagger/", on_swagger, "/swagger", 0},
+    {HTTP_GET, "/swagger/index.html", on_swagger, "/swagger", 0},
+    {HTTP_GET, "/swagger/openapi.json", on_swagger, "/swagger", 0},
+    {HTTP_GET, "/v1/boxes", on_boxes, "/v1/boxes", 0},
+    {HTTP_POST, "/v1/boxes", on_boxes, "/v1/boxes", 0},
+    {HTTP_GET, "/v1/boxes/", on_boxes, "/v1/boxes", 0},
+    {HTTP_POST, "/v1/boxes/", on_boxes, "/v1/boxes", 0},
+    {HTTP_GET, "/v1/boxes/{id}", on_boxes, "/v1/boxes/{id}", 0},
+    {HTTP_DELETE, "/v1/boxes/{id}", on_boxes, "/v1/boxes/{id}", 0},
+    {HTTP_POST, "/v1/boxes/{id}:stop", on_boxes, "/v1/boxes/{id}:stop", 0},
+    {HTTP_POST, "/v1/boxes/{id}:start", on_boxes, "/v1/boxes/{id}:start", 0},
+    {HTTP_POST, "/v1/boxes/{id}/exec", on_boxes, "/v1/boxes/{id}/exec", 0},
+    {HTTP_GET, "/v1/boxes/{id}/execs", on_boxes, "/v1/boxes/{id}/execs", 0},
+    {HTTP_GET, "/v1/boxes/{id}/exec/{eid}", on_boxes, "/v1/boxes/{id}/exec/{eid}", 0},
+};
 
 static void observe_request(void *arg, const char *path, int status)
 {
     struct app *a = arg;
-    metrics_observe_request(a->metrics, route_name(path), status);
+    metrics_observe_request(a->metrics, route_label(routes, BX_ARRAY_LEN(routes), path), status);
 }
 
 /* ---- authentication ---- */
@@ -768,7 +728,7 @@ static int load_tokens(struct app *a, struct bx_err *err)
     size_t n = a->cfg.auth_tokens.n + (env && *env ? 1 : 0);
     a->tokens.items = calloc(n + 1, sizeof(char *));
     if (!a->tokens.items)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     for (size_t i = 0; i < a->cfg.auth_tokens.n; i++)
         a->tokens.items[a->tokens.n++] = a->cfg.auth_tokens.items[i];
     if (env && *env)
@@ -784,11 +744,6 @@ static int listens_on_loopback(const char *addr)
 
 /* ---- routing ---- */
 
-static int method_is(const struct http_request *req, enum http_method m)
-{
-    return req->method == m;
-}
-
 /* A web page must not reach the API (issue 11): a request with a foreign
  * Origin is refused, and on a loopback connection the Host must name the
  * loopback, so a DNS-rebound name (evil.example -> 127.0.0.1) gets nothing.
@@ -802,13 +757,15 @@ static int browser_safe(const struct app *a, struct http_conn *c, const struct h
 
     if (http_conn_on_loopback(c) && !http_host_is_loopback(hv, hl) &&
         !http_host_listed(hv, hl, a->cfg.allowed_hosts.items, a->cfg.allowed_hosts.n)) {
-        http_respond_error(c, 421, "Host must name the loopback (localhost, 127.0.0.1, [::1]) "
-                                   "or be listed in allowed_hosts");
+        http_respond_error(c, BX_E_MISDIRECTED,
+                           "Host must name the loopback (localhost, 127.0.0.1, [::1]) "
+                           "or be listed in allowed_hosts");
         return 0;
     }
     if (origin && !http_origin_allowed(origin->value, origin->value_len, hv, hl,
                                        a->cfg.allowed_origins.items, a->cfg.allowed_origins.n)) {
-        http_respond_error(c, 403, "cross-origin requests are refused (see allowed_origins)");
+        http_respond_error(c, BX_E_FORBIDDEN,
+                           "cross-origin requests are refused (see allowed_origins)");
         return 0;
     }
     return 1;
@@ -818,57 +775,29 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
 {
     struct app *a = arg;
     const char *path = http_conn_path(c);
-    int get = method_is(req, HTTP_GET) || method_is(req, HTTP_HEAD);
+    struct route_params params;
+    const struct route *same_path;
+    const struct route *rt =
+        route_find(routes, BX_ARRAY_LEN(routes), req->method, path, &params, &same_path);
+    char allow[96];
 
     /* /healthz tells nothing and must answer monitors whatever their Host. */
-    if (strcmp(path, "/healthz") != 0 && !browser_safe(a, c, req))
-        return;
-    if (strcmp(path, "/healthz") != 0 && !authorized(a, req)) {
-        http_respond_error_h(c, 401, "WWW-Authenticate: Bearer\r\n",
-                             "missing or wrong bearer token");
-        return;
+    if (!(same_path && same_path->public)) {
+        if (!browser_safe(a, c, req))
+            return;
+        if (!authorized(a, req)) {
+            http_respond_error_with_headers(c, BX_E_UNAUTHORIZED, "WWW-Authenticate: Bearer\r\n",
+                                            "missing or wrong bearer token");
+            return;
+        }
     }
-    if (strcmp(path, "/healthz") == 0) {
-        if (get)
-            route_healthz(c);
-        else
-            route_method_not_allowed(c, "GET, HEAD");
-    } else if (strcmp(path, "/files") == 0) {
-        if (get)
-            route_download(a, c, req);
-        else if (method_is(req, HTTP_POST))
-            route_upload(a, c, req);
-        else
-            route_method_not_allowed(c, "GET, HEAD, POST");
-    } else if (strcmp(path, "/run") == 0) {
-        const struct http_header *ct = http_find_header(req, "Content-Type");
-        /* Only a JSON body: a page may send text/plain across origins
-         * without asking (no CORS preflight), never application/json. */
-        if (method_is(req, HTTP_POST) &&
-            !(ct && http_media_type_is(ct->value, ct->value_len, "application/json")))
-            http_respond_error(c, 415, "Content-Type must be application/json");
-        else if (method_is(req, HTTP_POST))
-            route_run(a, c);
-        else
-            route_method_not_allowed(c, "POST");
-    } else if (strncmp(path, "/v1/boxes", 9) == 0 && (path[9] == 0 || path[9] == '/')) {
-        api_box_handle(a->boxes, c, req);
-    } else if (strcmp(path, "/images") == 0) {
-        route_images(a, c, req);
-    } else if (strcmp(path, "/metrics") == 0) {
-        if (get)
-            route_metrics(a, c);
-        else
-            route_method_not_allowed(c, "GET, HEAD");
-    } else if (strcmp(path, "/swagger") == 0 || strcmp(path, "/swagger/") == 0 ||
-               strcmp(path, "/swagger/index.html") == 0 ||
-               strcmp(path, "/swagger/openapi.json") == 0) {
-        if (get)
-            route_swagger(c, path);
-        else
-            route_method_not_allowed(c, "GET, HEAD");
+    if (rt) {
+        rt->handler(a, c, req, &params);
+    } else if (same_path) {
+        route_allow(routes, BX_ARRAY_LEN(routes), path, allow, sizeof(allow));
+        route_method_not_allowed(c, allow);
     } else {
-        http_respond_error(c, 404, "not found");
+        http_respond_error(c, BX_E_NOT_FOUND, "not found");
     }
 }
 
@@ -916,10 +845,10 @@ static int setup_signals(struct app *a, struct bx_err *err)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-        return bx_err_sys(err, 500, "sigprocmask");
+        return bx_err_sys(err, BX_E_INTERNAL, "sigprocmask");
     a->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (a->sigfd < 0)
-        return bx_err_sys(err, 500, "signalfd");
+        return bx_err_sys(err, BX_E_INTERNAL, "signalfd");
     return loop_add(a->loop, a->sigfd, EPOLLIN, on_signal, a, err);
 }
 
@@ -972,11 +901,11 @@ static int probe_runsc(struct app *a, struct bx_err *err)
 
     if (a->cfg.runsc_path[0]) {
         if (access(a->cfg.runsc_path, X_OK) != 0)
-            return bx_err_sys(err, 500, "runsc_path %s", a->cfg.runsc_path);
+            return bx_err_sys(err, BX_E_INTERNAL, "runsc_path %s", a->cfg.runsc_path);
         snprintf(a->runsc, sizeof(a->runsc), "%s", a->cfg.runsc_path);
     } else if (proc_find_in_path("runsc", getenv("PATH"), a->runsc, sizeof(a->runsc)) < 0 &&
                proc_find_in_path("runsc", NULL, a->runsc, sizeof(a->runsc)) < 0) {
-        return bx_err_set(err, 500, ENOENT, "runsc not found in PATH (set runsc_path)");
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT, "runsc not found in PATH (set runsc_path)");
     }
     snprintf(root, sizeof(root), "--root=%s/runs/.probe", a->cfg.home);
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -997,7 +926,7 @@ static int probe_runsc(struct app *a, struct bx_err *err)
         }
         want = "ptrace";
     }
-    return bx_err_set(err, 500, 0, "runsc %s does not work with platform %s or ptrace",
+    return bx_err_set(err, BX_E_INTERNAL, 0, "runsc %s does not work with platform %s or ptrace",
                       a->runsc, a->cfg.platform);
 }
 
@@ -1148,7 +1077,7 @@ int main(int argc, char **argv)
     if (make_dirs(&a, &err) < 0)
         goto fail;
     if (asprintf(&files_root, "%s/files", a.cfg.home) < 0) {
-        bx_err_set(&err, 500, ENOMEM, "out of memory");
+        bx_err_set(&err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     if (store_open(&a.store, files_root, &err) < 0)
@@ -1158,16 +1087,20 @@ int main(int argc, char **argv)
         goto fail;
     if (a.tokens.n == 0 && !listens_on_loopback(a.cfg.listen_addr) &&
         !a.cfg.allow_unauthenticated) {
-        bx_err_set(&err, 400, EINVAL,
+        bx_err_set(&err, BX_E_BAD_REQUEST, EINVAL,
                    "refusing to listen on %s without auth_tokens or BOXER_TOKEN: anyone who can "
                    "reach it could run code here (set allow_unauthenticated: true to do it "
                    "anyway)",
                    a.cfg.listen_addr);
         goto fail;
     }
-    if (metrics_new(&a.metrics) < 0) {
-        bx_err_set(&err, 500, ENOMEM, "out of memory");
-        goto fail;
+    {
+        const char *labels[METRICS_MAX_ROUTES];
+        size_t nl = route_labels(routes, BX_ARRAY_LEN(routes), labels, BX_ARRAY_LEN(labels));
+        if (metrics_new(&a.metrics, labels, nl) < 0) {
+            bx_err_set(&err, BX_E_INTERNAL, ENOMEM, "out of memory");
+            goto fail;
+        }
     }
     if (setup_signals(&a, &err) < 0)
         goto fail;

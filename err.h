@@ -11,8 +11,9 @@
  *          contains secrets; may contain client-supplied names, escaped by the
  *          JSON writer when sent).
  * Context is added as the error travels up with bx_err_wrap(), which prefixes
- * "context: " to the message.  Exactly one place (boxer.c) turns an error
- * into an HTTP answer.  Nothing calls exit() after start-up.
+ * "context: " to the message.  Exactly one function, bx_err_http_status(),
+ * turns an error into an HTTP status (boxer.c and http.c answer with it).
+ * Nothing calls exit() after start-up.
  *
  * A NULL `err` is allowed everywhere and means "caller does not care".
  */
@@ -22,6 +23,32 @@
 #include <stddef.h>
 
 #define BX_ERR_MSG_MAX 512
+
+/* The statuses an error may carry, named so code that is not about HTTP
+ * still says what kind of failure it reports. */
+enum {
+    BX_E_BAD_REQUEST = 400,
+    BX_E_UNAUTHORIZED = 401,
+    BX_E_FORBIDDEN = 403,
+    BX_E_NOT_FOUND = 404,
+    BX_E_METHOD_NOT_ALLOWED = 405,
+    BX_E_TIMEOUT = 408,
+    BX_E_CONFLICT = 409,
+    BX_E_LENGTH_REQUIRED = 411,
+    BX_E_TOO_LARGE = 413,
+    BX_E_URI_TOO_LONG = 414,
+    BX_E_UNSUPPORTED_MEDIA = 415,
+    BX_E_EXPECTATION_FAILED = 417,
+    BX_E_MISDIRECTED = 421,
+    BX_E_UNPROCESSABLE = 422,
+    BX_E_TOO_MANY_REQUESTS = 429,
+    BX_E_HEADERS_TOO_LARGE = 431,
+    BX_E_INTERNAL = 500,
+    BX_E_NOT_IMPLEMENTED = 501,
+    BX_E_UNAVAILABLE = 503,
+    BX_E_HTTP_VERSION = 505,
+    BX_E_INSUFFICIENT_STORAGE = 507,
+};
 
 struct bx_err {
     int status;
@@ -41,5 +68,9 @@ int bx_err_sys(struct bx_err *err, int status, const char *fmt, ...)
 int bx_err_wrap(struct bx_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void bx_err_clear(struct bx_err *err);
+
+/* The one error-to-HTTP mapping: err's status when it is an HTTP error
+ * status (4xx, 5xx), else BX_E_INTERNAL. */
+int bx_err_http_status(const struct bx_err *err);
 
 #endif

@@ -182,32 +182,35 @@ static int parse_listen_addr(const char *addr, struct sockaddr_storage *ss, sock
     if (addr[0] == '[') {
         const char *close = strchr(addr, ']');
         if (!close || close[1] != ':')
-            return bx_err_set(err, 400, EINVAL, "listen_addr %s: expected [v6]:port", addr);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "listen_addr %s: expected [v6]:port",
+                              addr);
         hlen = (size_t)(close - addr - 1);
         if (hlen >= sizeof(host))
-            return bx_err_set(err, 400, EINVAL, "listen_addr %s: host too long", addr);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "listen_addr %s: host too long", addr);
         memcpy(host, addr + 1, hlen);
         host[hlen] = '\0';
         port_s = close + 2;
     } else {
         colon = strrchr(addr, ':');
         if (!colon)
-            return bx_err_set(err, 400, EINVAL, "listen_addr %s: expected host:port", addr);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "listen_addr %s: expected host:port",
+                              addr);
         hlen = (size_t)(colon - addr);
         if (hlen >= sizeof(host))
-            return bx_err_set(err, 400, EINVAL, "listen_addr %s: host too long", addr);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "listen_addr %s: host too long", addr);
         memcpy(host, addr, hlen);
         host[hlen] = '\0';
         port_s = colon + 1;
     }
     if (bx_parse_u64(port_s, strlen(port_s), 65535, &port) < 0)
-        return bx_err_set(err, 400, EINVAL, "listen_addr %s: bad port", addr);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "listen_addr %s: bad port", addr);
     if (strchr(host, ':')) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons((uint16_t)port);
         if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-            return bx_err_set(err, 400, EINVAL, "listen_addr %s: bad IPv6 address", addr);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "listen_addr %s: bad IPv6 address",
+                              addr);
         *sl = sizeof(*s6);
     } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
@@ -218,7 +221,7 @@ static int parse_listen_addr(const char *addr, struct sockaddr_storage *ss, sock
         } else if (strcmp(host, "localhost") == 0) {
             s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         } else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1) {
-            return bx_err_set(err, 400, EINVAL,
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "listen_addr %s: host must be an IP address or localhost", addr);
         }
         *sl = sizeof(*s4);
@@ -778,12 +781,12 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
     after_response_queued(c);
 }
 
-void http_respond_error_h(struct http_conn *c, int status, const char *extra_headers,
-                          const char *msg)
+void http_respond_error_with_headers(struct http_conn *c, int status, const char *extra_headers,
+                                     const char *msg)
 {
     struct sbuf b;
     /* Every "try later" answer says when. */
-    if (status == 503 && !extra_headers)
+    if (status == BX_E_UNAVAILABLE && !extra_headers)
         extra_headers = "Retry-After: 1\r\n";
     sbuf_init(&b, 4096 + 64);
     if (sbuf_append(&b, "{\"error\":", 9) < 0 || json_escape_to(&b, msg, strlen(msg)) < 0 ||
@@ -797,7 +800,7 @@ void http_respond_error_h(struct http_conn *c, int status, const char *extra_hea
 
 void http_respond_error(struct http_conn *c, int status, const char *msg)
 {
-    http_respond_error_h(c, status, NULL, msg);
+    http_respond_error_with_headers(c, status, NULL, msg);
 }
 
 void http_respond_file(struct http_conn *c, int status, const char *content_type, int fd,
@@ -917,9 +920,8 @@ static int read_some(struct http_conn *c)
 
 static void respond_err(struct http_conn *c, const struct bx_err *err)
 {
-    int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
     c->close_after = 1;
-    http_respond_error(c, status, err->msg[0] ? err->msg : "error");
+    http_respond_error(c, bx_err_http_status(err), err->msg[0] ? err->msg : "error");
 }
 
 static void handle_head(struct http_conn *c, const struct http_request *req, size_t head_len)
@@ -944,7 +946,7 @@ static void handle_head(struct http_conn *c, const struct http_request *req, siz
     c->path = malloc(PATH_CAP);
     if (!c->path || !c->log_path) {
         consume_in(c, head_len);
-        bx_err_set(&err, 500, ENOMEM, "out of memory");
+        bx_err_set(&err, BX_E_INTERNAL, ENOMEM, "out of memory");
         respond_err(c, &err);
         return;
     }
@@ -957,7 +959,7 @@ static void handle_head(struct http_conn *c, const struct http_request *req, siz
     /* req points into c->in: drop the head only after the handler ran. */
     consume_in(c, head_len);
     if (c->seq == seq && !c->responded && !c->ops) {
-        bx_err_set(&err, 500, 0, "handler gave no answer");
+        bx_err_set(&err, BX_E_INTERNAL, 0, "handler gave no answer");
         respond_err(c, &err);
     }
 }
@@ -979,8 +981,9 @@ void http_accept_body(struct http_conn *c, uint64_t max_body, const struct http_
     }
     if (!c->chunked && c->body_left > max_body) {
         struct bx_err err;
-        bx_err_set(&err, 413, 0, "request body of %" PRIu64 " bytes is over the limit of %" PRIu64,
-                   c->body_left, max_body);
+        bx_err_set(&err, BX_E_TOO_LARGE, 0,
+                   "request body of %" PRIu64 " bytes is over the limit of %" PRIu64, c->body_left,
+                   max_body);
         c->state = ST_WAIT;
         abort_ctx(c);
         respond_err(c, &err);
@@ -1017,8 +1020,8 @@ static int feed_body(struct http_conn *c)
         if (out_len > 0) {
             c->body_seen += out_len;
             if (c->body_seen > c->max_body) {
-                bx_err_set(&err, 413, 0, "request body is over the limit of %" PRIu64 " bytes",
-                           c->max_body);
+                bx_err_set(&err, BX_E_TOO_LARGE, 0,
+                           "request body is over the limit of %" PRIu64 " bytes", c->max_body);
                 abort_ctx(c);
                 respond_err(c, &err);
                 return -1;
@@ -1269,7 +1272,7 @@ static void maybe_trim(struct http_server *s, uint64_t now)
 #endif
 }
 
-static void sweep(struct loop *l, void *arg)
+static void sweep_conn_timeouts(struct loop *l, void *arg)
 {
     struct http_server *s = arg;
     uint64_t now = loop_now_ms(l);
@@ -1284,7 +1287,7 @@ static void sweep(struct loop *l, void *arg)
         }
         if (c->state == ST_BODY && body_too_slow(c, now)) {
             struct bx_err err;
-            bx_err_set(&err, 408, 0, "request body arrives slower than %d bytes/s",
+            bx_err_set(&err, BX_E_TIMEOUT, 0, "request body arrives slower than %d bytes/s",
                        MIN_BODY_RATE);
             abort_ctx(c);
             respond_err(c, &err);
@@ -1294,12 +1297,12 @@ static void sweep(struct loop *l, void *arg)
             continue;
         if (c->state == ST_BODY) {
             struct bx_err err;
-            bx_err_set(&err, 408, 0, "timed out waiting for the request body");
+            bx_err_set(&err, BX_E_TIMEOUT, 0, "timed out waiting for the request body");
             abort_ctx(c);
             respond_err(c, &err);
         } else if (c->state == ST_HEAD && c->in_len > 0) {
             struct bx_err err;
-            bx_err_set(&err, 408, 0, "timed out waiting for the request head");
+            bx_err_set(&err, BX_E_TIMEOUT, 0, "timed out waiting for the request head");
             c->in_len = 0;
             c->keep_alive = 0;
             if (!c->method[0])
@@ -1318,7 +1321,7 @@ static void sweep(struct loop *l, void *arg)
     if (s->stream_waiters > 0 && !s->wake_timer)
         wake_waiters(l, s);
     maybe_trim(s, now);
-    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
+    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep_conn_timeouts, s);
 }
 
 int http_server_new(struct http_server **out, struct loop *l, const struct http_config *cfg,
@@ -1334,7 +1337,7 @@ int http_server_new(struct http_server **out, struct loop *l, const struct http_
         return -1;
     s = calloc(1, sizeof(*s));
     if (!s)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     s->loop = l;
     s->cfg = *cfg;
     s->handler = handler;
@@ -1342,23 +1345,23 @@ int http_server_new(struct http_server **out, struct loop *l, const struct http_
     s->listen_fd = -1;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        bx_err_sys(err, 500, "socket");
+        bx_err_sys(err, BX_E_INTERNAL, "socket");
         goto fail;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
-        bx_err_sys(err, 500, "bind %s", cfg->listen_addr);
+        bx_err_sys(err, BX_E_INTERNAL, "bind %s", cfg->listen_addr);
         goto fail;
     }
     if (listen(fd, 1024) < 0) {
-        bx_err_sys(err, 500, "listen");
+        bx_err_sys(err, BX_E_INTERNAL, "listen");
         goto fail;
     }
     {
         struct sockaddr_storage bound;
         socklen_t bl = sizeof(bound);
         if (getsockname(fd, (struct sockaddr *)&bound, &bl) < 0) {
-            bx_err_sys(err, 500, "getsockname");
+            bx_err_sys(err, BX_E_INTERNAL, "getsockname");
             goto fail;
         }
         s->port = ntohs(bound.ss_family == AF_INET6
@@ -1368,9 +1371,9 @@ int http_server_new(struct http_server **out, struct loop *l, const struct http_
     if (loop_add(l, fd, EPOLLIN, on_accept, s, err) < 0)
         goto fail;
     s->listen_fd = fd;
-    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep, s);
+    s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep_conn_timeouts, s);
     if (!s->sweep_timer) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         loop_del(l, fd);
         s->listen_fd = -1;
         goto fail;

@@ -93,8 +93,8 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 /* Answers {"error": msg} with the given status. */
 void http_respond_error(struct http_conn *c, int status, const char *msg);
 /* Same with extra headers (e.g. "Retry-After: 1\r\n"). */
-void http_respond_error_h(struct http_conn *c, int status, const char *extra_headers,
-                          const char *msg);
+void http_respond_error_with_headers(struct http_conn *c, int status, const char *extra_headers,
+                                     const char *msg);
 /* Answers with a file: takes ownership of fd, sends size bytes by sendfile. */
 void http_respond_file(struct http_conn *c, int status, const char *content_type, int fd,
                        uint64_t size);

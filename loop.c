@@ -51,10 +51,10 @@ int loop_new(struct loop **out, struct bx_err *err)
 {
     struct loop *l = calloc(1, sizeof(*l));
     if (!l)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0) {
-        bx_err_sys(err, 500, "epoll_create1");
+        bx_err_sys(err, BX_E_INTERNAL, "epoll_create1");
         free(l);
         return -1;
     }
@@ -99,13 +99,13 @@ int loop_add(struct loop *l, int fd, uint32_t events, loop_fd_cb cb, void *arg,
     struct epoll_event ev = {.events = events};
     uint32_t gen;
     if (fd < 0 || grow_slots(l, fd) < 0)
-        return bx_err_set(err, 500, ENOMEM, "cannot track fd %d", fd);
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "cannot track fd %d", fd);
     gen = ++l->next_gen;
     if (gen == 0) /* wrapped: 0 is never a live generation */
         gen = ++l->next_gen;
     ev.data.u64 = ev_data(fd, gen);
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-        return bx_err_sys(err, 500, "epoll_ctl add");
+        return bx_err_sys(err, BX_E_INTERNAL, "epoll_ctl add");
     l->slots[fd] =
         (struct fd_slot){.cb = cb, .arg = arg, .events = events, .gen = gen, .active = 1};
     return 0;
@@ -115,12 +115,12 @@ int loop_mod(struct loop *l, int fd, uint32_t events, struct bx_err *err)
 {
     struct epoll_event ev = {.events = events};
     if (fd < 0 || (size_t)fd >= l->nslots || !l->slots[fd].active)
-        return bx_err_set(err, 500, EBADF, "fd %d not registered", fd);
+        return bx_err_set(err, BX_E_INTERNAL, EBADF, "fd %d not registered", fd);
     if (l->slots[fd].events == events)
         return 0;
     ev.data.u64 = ev_data(fd, l->slots[fd].gen);
     if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
-        return bx_err_sys(err, 500, "epoll_ctl mod");
+        return bx_err_sys(err, BX_E_INTERNAL, "epoll_ctl mod");
     l->slots[fd].events = events;
     return 0;
 }
@@ -302,7 +302,7 @@ int loop_run(struct loop *l, struct bx_err *err)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return bx_err_sys(err, 500, "epoll_wait");
+            return bx_err_sys(err, BX_E_INTERNAL, "epoll_wait");
         }
         l->now = bx_now_ms();
         for (int i = 0; i < n; i++) {

@@ -5,28 +5,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Routes are a fixed set, so request counters are a small fixed table:
- * no label value ever comes from a client. */
-static const char *const routes[] = {"/healthz", "/files", "/run", "/images", "/metrics",
-                                     "/swagger", "other"};
-#define NROUTES (sizeof(routes) / sizeof(routes[0]))
 #define NSTATUS 600
 
 /* Run duration buckets, seconds. */
 static const double buckets[] = {0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
+/* Routes are a fixed set (the route table's labels, then "other"), so
+ * request counters are a small fixed table: no label value ever comes from
+ * a client. */
 struct metrics {
-    uint64_t requests[NROUTES][NSTATUS];
+    const char *routes[METRICS_MAX_ROUTES + 1];
+    size_t nroutes;
+    uint64_t requests[METRICS_MAX_ROUTES + 1][NSTATUS];
     uint64_t run_buckets[NBUCKETS];
     uint64_t run_count;
     uint64_t run_ms_sum;
 };
 
-int metrics_new(struct metrics **out)
+int metrics_new(struct metrics **out, const char *const *routes, size_t n)
 {
+    if (n > METRICS_MAX_ROUTES) {
+        *out = NULL;
+        return -1;
+    }
     *out = calloc(1, sizeof(**out));
-    return *out ? 0 : -1;
+    if (!*out)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        (*out)->routes[i] = routes[i];
+    (*out)->routes[n] = "other";
+    (*out)->nroutes = n + 1;
+    return 0;
 }
 
 void metrics_free(struct metrics **m)
@@ -37,9 +47,9 @@ void metrics_free(struct metrics **m)
 
 void metrics_observe_request(struct metrics *m, const char *route, int status)
 {
-    size_t r = NROUTES - 1;
-    for (size_t i = 0; i < NROUTES - 1; i++)
-        if (strcmp(route, routes[i]) == 0)
+    size_t r = m->nroutes - 1;
+    for (size_t i = 0; i < m->nroutes - 1; i++)
+        if (strcmp(route, m->routes[i]) == 0)
             r = i;
     if (status < 100 || status >= NSTATUS)
         status = 0;
@@ -63,12 +73,12 @@ static void family(struct sbuf *o, const char *name, const char *type, const cha
 int metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct sbuf *o)
 {
     family(o, "boxer_http_requests_total", "counter", "HTTP requests by route and status.");
-    for (size_t r = 0; r < NROUTES; r++)
+    for (size_t r = 0; r < m->nroutes; r++)
         for (int s = 0; s < NSTATUS; s++)
             if (m->requests[r][s])
                 sbuf_appendf(o, "boxer_http_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64
                                 "\n",
-                             routes[r], s, m->requests[r][s]);
+                             m->routes[r], s, m->requests[r][s]);
     family(o, "boxer_runs_total", "counter", "Finished runs by outcome.");
     sbuf_appendf(o,
                  "boxer_runs_total{outcome=\"ok\"} %" PRIu64 "\n"

@@ -3,6 +3,7 @@
 #ifndef BOXER_METRICS_H
 #define BOXER_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util.h"
@@ -18,7 +19,11 @@ struct metrics_gauges {
     uint64_t connections;
 };
 
-int metrics_new(struct metrics **out);
+#define METRICS_MAX_ROUTES 32
+
+/* routes: the route labels (static strings, at most METRICS_MAX_ROUTES),
+ * in the order they are rendered; "other" comes last. */
+int metrics_new(struct metrics **out, const char *const *routes, size_t n);
 void metrics_free(struct metrics **m);
 /* route: one of the server's routes, or "other". */
 void metrics_observe_request(struct metrics *m, const char *route, int status);

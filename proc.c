@@ -222,13 +222,14 @@ static pid_t start_child(const struct proc_spec *spec, struct bx_err *err)
     pid_t parent = getpid();
 
     if (spec->oom_score_adj < -1000 || spec->oom_score_adj > 1000)
-        return bx_err_set(err, 500, EINVAL, "oom_score_adj %d out of range", spec->oom_score_adj);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "oom_score_adj %d out of range",
+                          spec->oom_score_adj);
     snprintf(oom, sizeof(oom), "%d", spec->oom_score_adj);
     if (pipe2(errpipe, O_CLOEXEC) < 0)
-        return bx_err_sys(err, 500, "pipe2");
+        return bx_err_sys(err, BX_E_INTERNAL, "pipe2");
     pid = fork();
     if (pid < 0) {
-        bx_err_sys(err, 500, "fork %s", spec->path);
+        bx_err_sys(err, BX_E_INTERNAL, "fork %s", spec->path);
         bx_close(&errpipe[0]);
         bx_close(&errpipe[1]);
         return -1;
@@ -246,7 +247,7 @@ static pid_t start_child(const struct proc_spec *spec, struct bx_err *err)
     if (n == (ssize_t)sizeof(child_errno)) {
         waitpid(pid, NULL, 0);
         errno = child_errno;
-        return bx_err_sys(err, 500, "exec %s", spec->path);
+        return bx_err_sys(err, BX_E_INTERNAL, "exec %s", spec->path);
     }
     return pid;
 }
@@ -273,7 +274,7 @@ static int watch(struct proc *p, struct proc **out, struct bx_err *err)
         return 0;
     }
     if (p->pidfd < 0) {
-        bx_err_sys(err, 500, "pidfd_open");
+        bx_err_sys(err, BX_E_INTERNAL, "pidfd_open");
         kill_and_reap(p->pid);
         return -1;
     }
@@ -292,7 +293,7 @@ int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, vo
     struct proc *p = calloc(1, sizeof(*p));
 
     if (!p)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     p->loop = l;
     p->pidfd = -1;
     p->cb = cb;
@@ -335,14 +336,14 @@ int proc_fork(struct loop *l, const int *keep_fds, int n_keep, int (*fn)(void *f
     pid_t parent = getpid();
 
     if (!p)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     p->loop = l;
     p->pidfd = -1;
     p->cb = cb;
     p->arg = arg;
     p->pid = fork();
     if (p->pid < 0) {
-        bx_err_sys(err, 500, "fork");
+        bx_err_sys(err, BX_E_INTERNAL, "fork");
         free(p);
         return -1;
     }
@@ -443,12 +444,12 @@ int proc_run_sync(const struct proc_spec *spec, int timeout_ms, struct bx_err *e
         close(pidfd);
         if (r == 0) {
             kill_and_reap(pid);
-            return bx_err_set(err, 500, ETIMEDOUT, "%s timed out", spec->path);
+            return bx_err_set(err, BX_E_INTERNAL, ETIMEDOUT, "%s timed out", spec->path);
         }
     }
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR)
-            return bx_err_sys(err, 500, "waitpid");
+            return bx_err_sys(err, BX_E_INTERNAL, "waitpid");
     }
     return status;
 }

@@ -1,11 +1,13 @@
-/* Runs: request validation, admission (a bounded FIFO queue), and the
- * supervision of one runsc sandbox per run on the event loop.
+/* Runs: admission (a bounded FIFO queue) and the supervision of one runsc
+ * sandbox per run on the event loop.  The request comes parsed and
+ * validated from the API (api_run.c for POST /run).
  *
  * Admission: a run starts when a slot is free (max_concurrent_runs) and its
  * memory_mb and host tasks (config_run_host_pids of its pids_limit) fit
  * what the admitted runs leave of total_memory_mb and total_pids; else it
  * waits in the FIFO queue (nobody overtakes), and 503 when the queue is
- * full.  A run that could never fit is refused at parse time (400).
+ * full.  A run that could never fit is refused at parse time (400,
+ * run_request_parse in api_run.c).
  *
  * The life of a run: queued -> image -> prepared (bundle, cgroup, /output
  * tmpfs) -> running (runsc; stdout/stderr read by the loop into bounded
@@ -35,11 +37,6 @@ struct net;
 struct run_mgr;
 struct run_job;
 
-#define RUN_MAX_BODY (4u << 20)
-#define RUN_MAX_ARGS 4096
-#define RUN_MAX_ENV 1024
-#define RUN_MAX_FILES 1024
-#define RUN_MAX_STRING (256u << 10)
 
 enum run_network { RUN_NET_NONE = 0, RUN_NET_SANDBOX, RUN_NET_HOST };
 
@@ -63,12 +60,6 @@ struct run_request {
     int persist;
 };
 
-/* Parses and validates a POST /run body; limits absent, 0 or null take the
- * configured defaults; values above cfg->max_limits, and memory_mb or
- * pids_limit that alone exceed total_memory_mb or total_pids, are refused
- * (400). */
-int run_request_parse(const char *body, size_t len, const struct config *cfg,
-                      struct run_request **out, struct bx_err *err);
 void run_request_free(struct run_request **r);
 
 enum run_outcome {

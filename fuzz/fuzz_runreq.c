@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_run.h"
 #include "config.h"
 #include "json.h"
 #include "net.h"

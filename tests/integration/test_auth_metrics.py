@@ -53,6 +53,32 @@ def sample(text, name, labels=""):
     return float(m.group(1)) if m else None
 
 
+def test_metrics_route_labels_in_table_order(make_server):
+    """Every route's label, and their order on /metrics, as before the route
+    table (issue 12): /healthz, /files, /run, /images, /metrics, /swagger,
+    then other; a 405 counts under its path's label."""
+    srv = make_server(with_registry=False)
+    httpx.get(srv.url + "/nope")
+    httpx.get(srv.url + "/swagger/")
+    httpx.put(srv.url + "/metrics")
+    httpx.delete(srv.url + "/images")
+    httpx.get(srv.url + "/run")
+    httpx.get(srv.url + "/files")
+    httpx.post(srv.url + "/healthz")
+    time.sleep(0.2)
+    t = httpx.get(srv.url + "/metrics").text
+    # (the test harness polls GET /healthz until the server is up)
+    lines = [l for l in t.splitlines() if l.startswith("boxer_http_requests_total{")
+             and 'route="/healthz",status="200"' not in l]
+    assert lines == ['boxer_http_requests_total{route="/healthz",status="405"} 1',
+                     'boxer_http_requests_total{route="/files",status="400"} 1',
+                     'boxer_http_requests_total{route="/run",status="405"} 1',
+                     'boxer_http_requests_total{route="/images",status="400"} 1',
+                     'boxer_http_requests_total{route="/metrics",status="405"} 1',
+                     'boxer_http_requests_total{route="/swagger",status="200"} 1',
+                     'boxer_http_requests_total{route="other",status="404"} 1'], t
+
+
 def test_metrics_route_labels_are_exact(make_server):
     """A path that only starts like a route ("/swaggerx") is counted as
     "other", not as that route."""

@@ -56,6 +56,33 @@ def test_wrong_method_405_json(server):
         assert "allow" in r.headers
 
 
+def test_405_allow_lists_exact(server):
+    """The route table's Allow lists, byte for byte (issue 12: the table
+    replaced a hand-written chain; the answers must not change)."""
+    cases = (("POST", "/healthz", "GET, HEAD"), ("OPTIONS", "/healthz", "GET, HEAD"),
+             ("PUT", "/files", "GET, HEAD, POST"), ("DELETE", "/files", "GET, HEAD, POST"),
+             ("GET", "/run", "POST"), ("HEAD", "/run", "POST"), ("PUT", "/run", "POST"),
+             ("POST", "/images", "GET, HEAD, DELETE"), ("PATCH", "/images", "GET, HEAD, DELETE"),
+             ("POST", "/metrics", "GET, HEAD"), ("POST", "/swagger", "GET, HEAD"),
+             ("DELETE", "/swagger/", "GET, HEAD"), ("PUT", "/swagger/index.html", "GET, HEAD"),
+             ("POST", "/swagger/openapi.json", "GET, HEAD"))
+    for method, path, allow in cases:
+        r = httpx.request(method, server.url + path)
+        assert r.status_code == 405, (method, path)
+        assert r.headers["allow"] == allow, (method, path)
+        if method != "HEAD":
+            assert r.json() == {"error": "method not allowed"}
+    for method, path in (("GET", "/nope"), ("POST", "/runx"), ("GET", "/swaggerx"),
+                         ("DELETE", "/images/"), ("GET", "/healthz/"), ("GET", "/")):
+        r = httpx.request(method, server.url + path)
+        assert r.status_code == 404, (method, path)
+        assert "allow" not in r.headers
+        assert r.json() == {"error": "not found"}
+    # HEAD is answered wherever GET is.
+    for path in ("/healthz", "/metrics", "/swagger", "/swagger/openapi.json", "/images"):
+        assert httpx.head(server.url + path).status_code == 200, path
+
+
 def test_head_has_no_body(server):
     status, headers, body = request(server.url, b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n"
                                     b"Connection: close\r\n\r\n", head=True)

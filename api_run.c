@@ -1,0 +1,525 @@
+/* The /run wire format: the request parser (POST /run body to struct
+ * run_request) and the answer encoder (struct run_result to the JSON
+ * answer).  openapi.c documents the same shapes. */
+#define _GNU_SOURCE
+#include "api_run.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "net.h"
+#include "oci.h"
+#include "store.h"
+
+/* ---- request parsing ---- */
+
+static int dup_string(const struct json_value *v, const char *field, size_t max, char **out,
+                      struct bx_err *err)
+{
+    if (v->type != JSON_STRING)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must be a string", field);
+    if (json_str_has_nul(v))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must not contain NUL bytes", field);
+    if (v->u.str.len > max)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s is longer than %zu bytes", field, max);
+    *out = strdup(v->u.str.s);
+    if (!*out)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    return 0;
+}
+
+static int dup_string_array(const struct json_value *v, const char *field, size_t max_items,
+                            int allow_empty, char ***out, size_t *count, struct bx_err *err)
+{
+    char **arr;
+    char name[64];
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must be an array of strings", field);
+    if (v->u.arr.n > max_items)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s has more than %zu entries", field,
+                          max_items);
+    if (!allow_empty && v->u.arr.n == 0)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must not be empty", field);
+    arr = calloc(v->u.arr.n + 1, sizeof(char *));
+    if (!arr)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        if (dup_string(&v->u.arr.items[i], name, RUN_MAX_STRING, &arr[i], err) < 0) {
+            oci_free_strv(&arr);
+            return -1;
+        }
+    }
+    *out = arr;
+    if (count)
+        *count = v->u.arr.n;
+    return 0;
+}
+
+static int parse_limit_uint(const struct json_value *v, const char *name, uint64_t def,
+                            uint64_t max, uint64_t *out, struct bx_err *err)
+{
+    if (!v || v->type == JSON_NULL) {
+        *out = def;
+        return 0;
+    }
+    if (v->type != JSON_NUMBER || !isfinite(v->u.num.d))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.%s must be a number", name);
+    if (v->u.num.d < 0)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.%s must not be negative", name);
+    if (v->u.num.d == 0) {
+        *out = def;
+        return 0;
+    }
+    if (!v->u.num.is_int)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.%s must be a whole number", name);
+    if ((uint64_t)v->u.num.i > max)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "limits.%s is above the server maximum of %" PRIu64, name, max);
+    *out = (uint64_t)v->u.num.i;
+    return 0;
+}
+
+static int parse_run_limits(const struct json_value *v, const struct config *cfg,
+                        struct run_limits *lim, struct bx_err *err)
+{
+    static const char *const known[] = {"cpu_cores", "memory_mb", "pids_limit",
+                                        "wall_clock_secs", "nofile", NULL};
+    const struct json_value *cpu;
+    *lim = cfg->defaults;
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_OBJECT)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits must be an object");
+    for (size_t i = 0; i < v->u.obj.n; i++) {
+        const struct json_member *mem = &v->u.obj.members[i];
+        int ok = 0;
+        for (size_t k = 0; known[k] && strlen(mem->key) == mem->key_len; k++)
+            ok |= strcmp(mem->key, known[k]) == 0;
+        if (!ok)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits: unknown field %.64s",
+                              v->u.obj.members[i].key);
+    }
+    cpu = json_get(v, "cpu_cores");
+    if (cpu && cpu->type != JSON_NULL) {
+        if (cpu->type != JSON_NUMBER || !isfinite(cpu->u.num.d))
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.cpu_cores must be a number");
+        if (cpu->u.num.d < 0)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "limits.cpu_cores must not be negative");
+        if (cpu->u.num.d > 0) {
+            if (cpu->u.num.d > cfg->max_limits.cpu_cores)
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                                  "limits.cpu_cores is above the server maximum of %g",
+                                  cfg->max_limits.cpu_cores);
+            if (cpu->u.num.d < 0.01)
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                                  "limits.cpu_cores must be at least 0.01");
+            lim->cpu_cores = cpu->u.num.d;
+        }
+    }
+    if (parse_limit_uint(json_get(v, "memory_mb"), "memory_mb", cfg->defaults.memory_mb,
+                         cfg->max_limits.memory_mb, &lim->memory_mb, err) < 0 ||
+        parse_limit_uint(json_get(v, "pids_limit"), "pids_limit", cfg->defaults.pids_limit,
+                         cfg->max_limits.pids_limit, &lim->pids_limit, err) < 0 ||
+        parse_limit_uint(json_get(v, "wall_clock_secs"), "wall_clock_secs",
+                         cfg->defaults.wall_clock_secs, cfg->max_limits.wall_clock_secs,
+                         &lim->wall_clock_secs, err) < 0 ||
+        parse_limit_uint(json_get(v, "nofile"), "nofile", cfg->defaults.nofile,
+                         cfg->max_limits.nofile, &lim->nofile, err) < 0)
+        return -1;
+    if (lim->memory_mb < 16)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.memory_mb must be at least 16");
+    /* A run larger than the budget all runs share could never be admitted:
+     * refuse it now instead of queueing it forever. */
+    if (lim->memory_mb > cfg->total_memory_mb)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "limits.memory_mb %" PRIu64 " is above total_memory_mb (%" PRIu64
+                          "), the memory all runs of this server share",
+                          lim->memory_mb, cfg->total_memory_mb);
+    if (config_run_host_pids(lim->pids_limit) > cfg->total_pids)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "limits.pids_limit %" PRIu64 " needs %" PRIu64
+                          " host tasks, above total_pids (%" PRIu64
+                          "), the tasks all runs of this server share",
+                          lim->pids_limit, config_run_host_pids(lim->pids_limit), cfg->total_pids);
+    if (lim->nofile < 16)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits.nofile must be at least 16");
+    return 0;
+}
+
+static int valid_env_entry(const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return 0;
+    for (const char *p = kv; p < eq; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* "egress": ["a.b.c.d[/len][:port]", ...], only with network sandbox
+ * (absent or null: no per-run list).  Each entry goes through the pure
+ * net_parse_egress; a refusal names the entry. */
+static int parse_egress(const struct json_value *v, const struct config *cfg, struct run_request *r,
+                        struct bx_err *err)
+{
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (r->network != RUN_NET_SANDBOX)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "egress is only allowed with network sandbox");
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "egress must be an array of strings");
+    if (v->u.arr.n > cfg->max_egress_rules)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "egress has %zu entries; this server allows at most %llu "
+                          "(max_egress_rules)",
+                          v->u.arr.n, (unsigned long long)cfg->max_egress_rules);
+    /* One more than needed: calloc(0) may return NULL. */
+    r->egress = calloc(v->u.arr.n + 1, sizeof(*r->egress));
+    if (!r->egress)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    r->has_egress = 1;
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *e = &v->u.arr.items[i];
+        if (e->type != JSON_STRING)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "egress[%zu] must be a string", i);
+        if (net_parse_egress(e->u.str.s, e->u.str.len, &r->egress[i]) < 0) {
+            /* Printable only: the entry is echoed in the answer. */
+            char shown[NET_EGRESS_TEXT_MAX + 1];
+            size_t k = 0;
+            for (; k < e->u.str.len && k < NET_EGRESS_TEXT_MAX; k++)
+                shown[k] = e->u.str.s[k] >= 0x20 && e->u.str.s[k] < 0x7f ? e->u.str.s[k] : '?';
+            shown[k] = '\0';
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "egress[%zu]: \"%s%s\" is not an IPv4 address or network with an "
+                              "optional port (a.b.c.d, a.b.c.d/len or either with :port)",
+                              i, shown, e->u.str.len > NET_EGRESS_TEXT_MAX ? "..." : "");
+        }
+        r->negress = i + 1;
+    }
+    return 0;
+}
+
+int run_request_parse(const char *body, size_t len, const struct config *cfg,
+                      struct run_request **out, struct bx_err *err)
+{
+    static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
+                                        "network", "egress", "persist", NULL};
+    struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
+    struct json_doc *doc = NULL;
+    const struct json_value *root, *v;
+    struct run_request *r = NULL;
+    int ret = -1;
+
+    if (json_parse(body, len, &jl, &doc, err) < 0)
+        goto out;
+    root = json_doc_root(doc);
+    if (root->type != JSON_OBJECT) {
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "request body must be a JSON object");
+        goto out;
+    }
+    for (size_t i = 0; i < root->u.obj.n; i++) {
+        const struct json_member *mem = &root->u.obj.members[i];
+        int ok = 0;
+        /* A key with a NUL inside must not pass for its prefix. */
+        for (size_t k = 0; known[k] && strlen(mem->key) == mem->key_len; k++)
+            ok |= strcmp(mem->key, known[k]) == 0;
+        if (!ok) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "unknown field %.64s",
+                       root->u.obj.members[i].key);
+            goto out;
+        }
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r) {
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        goto out;
+    }
+    v = json_get(root, "image");
+    if (!v || v->type == JSON_NULL) {
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "image is required");
+        goto out;
+    }
+    if (dup_string(v, "image", IMGREF_MAX, &r->image, err) < 0)
+        goto out;
+    if (imgref_parse(r->image, strlen(r->image), &r->ref, err) < 0) {
+        bx_err_wrap(err, "image");
+        goto out;
+    }
+    if (cfg->allowed_registries.n > 0) {
+        /* A client naming any host:port would make Boxer connect there; an
+         * operator can pin the registries it trusts. */
+        int allowed = 0;
+        for (size_t i = 0; i < cfg->allowed_registries.n; i++)
+            allowed |= strcmp(cfg->allowed_registries.items[i], r->ref.registry) == 0;
+        if (!allowed) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EPERM,
+                       "image: registry %s is not allowed on this server", r->ref.registry);
+            goto out;
+        }
+    }
+    v = json_get(root, "cmd");
+    if (!v || v->type == JSON_NULL) {
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd is required");
+        goto out;
+    }
+    if (dup_string_array(v, "cmd", RUN_MAX_ARGS, 0, &r->cmd, NULL, err) < 0)
+        goto out;
+    if (r->cmd[0][0] == '\0') {
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd[0] must not be empty");
+        goto out;
+    }
+    v = json_get(root, "env");
+    if (v && v->type != JSON_NULL) {
+        if (dup_string_array(v, "env", RUN_MAX_ENV, 1, &r->env, NULL, err) < 0)
+            goto out;
+        for (size_t i = 0; r->env[i]; i++) {
+            if (!valid_env_entry(r->env[i])) {
+                bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "env[%zu] must have the form KEY=VALUE",
+                           i);
+                goto out;
+            }
+        }
+    }
+    v = json_get(root, "cwd");
+    if (v && v->type != JSON_NULL) {
+        if (dup_string(v, "cwd", 4096, &r->cwd, err) < 0)
+            goto out;
+        if (r->cwd[0] == '\0') {
+            free(r->cwd);
+            r->cwd = NULL;
+        } else if (r->cwd[0] != '/') {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cwd must be an absolute path");
+            goto out;
+        }
+    }
+    v = json_get(root, "files");
+    if (v && v->type != JSON_NULL) {
+        if (dup_string_array(v, "files", RUN_MAX_FILES, 1, &r->files, &r->nfiles, err) < 0)
+            goto out;
+        for (size_t i = 0; i < r->nfiles; i++) {
+            char norm[STORE_PATH_MAX + 1];
+            char *dup;
+            if (store_normalize_path(r->files[i], strlen(r->files[i]), 0, norm, err) < 0) {
+                bx_err_wrap(err, "files[%zu]", i);
+                goto out;
+            }
+            dup = strdup(norm);
+            if (!dup) {
+                bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+                goto out;
+            }
+            free(r->files[i]);
+            r->files[i] = dup;
+        }
+    }
+    if (parse_run_limits(json_get(root, "limits"), cfg, &r->limits, err) < 0)
+        goto out;
+    v = json_get(root, "network");
+    if (v && v->type != JSON_NULL) {
+        if (v->type != JSON_STRING) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "network must be a string");
+            goto out;
+        }
+        /* Whole strings only: "none\u0000junk", "sandboxx" and "" are 400. */
+        if (bx_str_eq(v->u.str.s, v->u.str.len, "none")) {
+            r->network = RUN_NET_NONE;
+        } else if (bx_str_eq(v->u.str.s, v->u.str.len, "host")) {
+            if (!cfg->allow_host_network) {
+                bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                           "network host is not allowed on this server (allow_host_network)");
+                goto out;
+            }
+            r->network = RUN_NET_HOST;
+        } else if (bx_str_eq(v->u.str.s, v->u.str.len, "sandbox")) {
+            r->network = RUN_NET_SANDBOX;
+        } else {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "network must be one of none, sandbox, host");
+            goto out;
+        }
+    }
+    if (parse_egress(json_get(root, "egress"), cfg, r, err) < 0)
+        goto out;
+    v = json_get(root, "persist");
+    if (v && v->type != JSON_NULL) {
+        if (v->type != JSON_BOOL) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "persist must be true or false");
+            goto out;
+        }
+        r->persist = v->u.boolean;
+    }
+    *out = bx_steal_ptr(&r);
+    ret = 0;
+out:
+    run_request_free(&r);
+    json_doc_free(&doc);
+    return ret;
+}
+
+/* ---- the answer ---- */
+
+/* A /run answer is streamed (http_respond_stream) rather than built whole:
+ * escaping can make stdout and stderr six times their size, and a client
+ * that reads slowly would hold all of it.  `meta` is the JSON without the
+ * contents of the big strings (stdout, stderr); each seg[i] says where in
+ * meta (between the quotes) the escaped bytes of s go.  The bytes sent are
+ * exactly those json_w_str would have produced. */
+#define ANSWER_MAX_SEGS 4
+struct run_answer {
+    struct sbuf meta;
+    size_t nseg;
+    struct {
+        size_t cut;
+        const char *s;
+        size_t len;
+    } seg[ANSWER_MAX_SEGS];
+    uint64_t total;
+    size_t idx;      /* segment whose string comes next */
+    size_t meta_off; /* meta bytes sent */
+    size_t pos;      /* bytes of seg[idx].s escaped */
+};
+
+static void answer_str(struct json_writer *w, struct run_answer *ans, const char *s, size_t len)
+{
+    json_w_str(w, "", 0);
+    if (w->failed)
+        return;
+    if (ans->nseg == ANSWER_MAX_SEGS) {
+        w->failed = 1;
+        return;
+    }
+    ans->seg[ans->nseg].cut = w->out->len - 1;
+    ans->seg[ans->nseg].s = s ? s : "";
+    ans->seg[ans->nseg].len = s ? len : 0;
+    ans->nseg++;
+}
+
+uint64_t run_answer_len(const struct run_answer *ans)
+{
+    uint64_t n = ans->meta.len;
+    for (size_t i = 0; i < ans->nseg; i++)
+        n += json_escaped_len(ans->seg[i].s, ans->seg[i].len) - 2;
+    return n;
+}
+
+int run_answer_fill(struct run_answer *a, struct sbuf *out, size_t want)
+{
+    size_t start = out->len;
+    while (out->len - start < want) {
+        size_t room = want - (out->len - start);
+        size_t meta_end = a->idx < a->nseg ? a->seg[a->idx].cut : a->meta.len;
+        if (a->meta_off < meta_end) {
+            size_t n = meta_end - a->meta_off < room ? meta_end - a->meta_off : room;
+            if (sbuf_append(out, a->meta.data + a->meta_off, n) < 0)
+                return -1;
+            a->meta_off += n;
+            continue;
+        }
+        if (a->idx == a->nseg)
+            break;
+        if (json_escape_part(out, a->seg[a->idx].s, a->seg[a->idx].len, &a->pos, room) < 0)
+            return -1;
+        if (a->pos == a->seg[a->idx].len) {
+            a->idx++;
+            a->pos = 0;
+        }
+    }
+    return 0;
+}
+
+void run_answer_free(struct run_answer **ap)
+{
+    if (!*ap)
+        return;
+    sbuf_free(&(*ap)->meta);
+    free(*ap);
+    *ap = NULL;
+}
+
+static void write_run_fields(struct json_writer *w, const struct run_result *res,
+                             struct run_answer *ans)
+{
+    json_w_key(w, "exec_id");
+    json_w_cstr(w, res->exec_id);
+    json_w_key(w, "exit_code");
+    json_w_int(w, res->exit_code);
+    json_w_key(w, "stdout");
+    answer_str(w, ans, res->out.data, res->out.len);
+    json_w_key(w, "stderr");
+    answer_str(w, ans, res->err.data, res->err.len);
+    json_w_key(w, "wall_ms");
+    json_w_uint(w, res->wall_ms);
+    json_w_key(w, "timed_out");
+    json_w_bool(w, res->outcome == RUN_TIMEOUT);
+    if (res->have_usage) {
+        json_w_key(w, "cpu_ms");
+        json_w_uint(w, res->cpu_ms);
+        json_w_key(w, "memory_peak_bytes");
+        json_w_uint(w, res->memory_peak_bytes);
+        json_w_key(w, "oom_killed");
+        json_w_bool(w, res->oom_killed);
+    }
+    if (res->output_errors) {
+        /* Entries of /output that were not captured, and why. */
+        json_w_key(w, "output_errors");
+        json_w_arr_begin(w);
+        for (size_t i = 0; res->output_errors[i]; i++)
+            json_w_cstr(w, res->output_errors[i]);
+        json_w_arr_end(w);
+    }
+}
+
+int run_answer_new(const struct run_result *res, struct run_answer **out, int *status)
+{
+    struct run_answer *ans = calloc(1, sizeof(*ans));
+    struct json_writer w;
+
+    *out = NULL;
+    *status = 200;
+    if (!ans)
+        return -1;
+    /* Everything but stdout and stderr: a few KiB. */
+    sbuf_init(&ans->meta, 1u << 20);
+    json_w_init(&w, &ans->meta);
+    json_w_obj_begin(&w);
+    switch (res->outcome) {
+    case RUN_OK:
+        write_run_fields(&w, res, ans);
+        break;
+    case RUN_TIMEOUT:
+        *status = BX_E_TIMEOUT;
+        json_w_key(&w, "error");
+        json_w_cstr(&w, "wall clock limit exceeded");
+        write_run_fields(&w, res, ans);
+        break;
+    case RUN_OUTPUT_LIMIT:
+        *status = BX_E_INSUFFICIENT_STORAGE;
+        json_w_key(&w, "error");
+        json_w_cstr(&w, "stdout or stderr exceeded output_limit_bytes");
+        json_w_key(&w, "exec_id");
+        json_w_cstr(&w, res->exec_id);
+        break;
+    case RUN_ERROR:
+        *status = bx_err_http_status(&res->error);
+        json_w_key(&w, "error");
+        json_w_cstr(&w, res->error.msg[0] ? res->error.msg : "run failed");
+        json_w_key(&w, "exec_id");
+        json_w_cstr(&w, res->exec_id);
+        break;
+    }
+    json_w_obj_end(&w);
+    if (w.failed) {
+        run_answer_free(&ans);
+        return -2;
+    }
+    *out = ans;
+    return 0;
+}

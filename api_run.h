@@ -1,0 +1,39 @@
+/* The /run API on the wire: parsing the request, encoding the answer.
+ * Later APIs follow the same pattern (api_box.c for /v1/boxes). */
+#ifndef BOXER_API_RUN_H
+#define BOXER_API_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "run.h"
+
+#define RUN_MAX_BODY (4u << 20)
+#define RUN_MAX_ARGS 4096
+#define RUN_MAX_ENV 1024
+#define RUN_MAX_FILES 1024
+#define RUN_MAX_STRING (256u << 10)
+
+/* Parses and validates a POST /run body; limits absent, 0 or null take the
+ * configured defaults; values above cfg->max_limits, and memory_mb or
+ * pids_limit that alone exceed total_memory_mb or total_pids, are refused
+ * (400). */
+int run_request_parse(const char *body, size_t len, const struct config *cfg,
+                      struct run_request **out, struct bx_err *err);
+
+struct sbuf;
+struct run_answer;
+
+/* The /run answer of res, streamed (http_respond_stream) rather than built
+ * whole.  Returns 0 with *out and the HTTP *status, -1 when out of memory,
+ * -2 when the answer cannot be encoded (*out NULL on both). */
+int run_answer_new(const struct run_result *res, struct run_answer **out, int *status);
+/* The exact number of bytes run_answer_fill produces in all. */
+uint64_t run_answer_len(const struct run_answer *ans);
+/* Appends up to `want` more bytes of the answer to out; -1 when out of memory. */
+int run_answer_fill(struct run_answer *ans, struct sbuf *out, size_t want);
+void run_answer_free(struct run_answer **ans);
+
+#endif
