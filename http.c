@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "http.h"
+#include "http_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,151 +22,7 @@
 #include "json.h"
 #include "util.h"
 
-#define IN_MIN_CAP 4096
-#define IN_BODY_CAP 65536
-#define SWEEP_MS 250
-#define DRAIN_MS 2000
-#define DRAIN_MAX_BYTES (1u << 20)
-#define PATH_CAP 8192
-/* A request body must keep coming at this average rate (bytes/s) once
- * body_idle_timeout_ms has passed, so a client trickling a byte just before
- * each idle timeout cannot hold a connection (and its buffers) forever. */
-#define MIN_BODY_RATE 1000
-/* Freed connection memory is handed back to the kernel at most this often. */
-#define TRIM_MS 1000
-/* A streamed answer holds at most one piece of this size (a power of two,
- * so the buffer's capacity is exactly this). */
-#define STREAM_PIECE 32768
-#define STREAM_PIECE_MIN 4096
-/* Per-address connection counts. */
-#define PEER_BUCKETS 1024
-
-struct peer {
-    struct peer *next;
-    unsigned char addr[16]; /* IPv6, or IPv4 mapped */
-    size_t n;
-};
-
-enum conn_state { ST_HEAD, ST_BODY, ST_WAIT, ST_WRITE, ST_DRAIN };
-
-struct http_conn {
-    struct http_server *srv;
-    struct http_conn *prev, *next;
-    int fd;
-    enum conn_state state;
-    uint32_t events;
-    int in_process;
-    int dead;
-    int peer_eof; /* client half-closed after sending: answer, then close */
-    int on_loopback; /* accepted on a loopback address */
-    struct peer *peer;
-    uint64_t seq; /* bumped per request, so a handler's synchronous answer is noticed */
-
-    char *in;
-    size_t in_len, in_cap;
-    size_t scan_from;
-    uint64_t deadline;
-
-    /* current request */
-    char method[16];
-    char *path;     /* decoded, NUL-terminated */
-    char *log_path; /* raw path for the log (validated printable ASCII) */
-    int minor;
-    int keep_alive;
-    int is_head;
-    uint64_t started_ms;
-    int has_body;
-    int chunked;
-    uint64_t body_left; /* Content-Length bytes still expected */
-    uint64_t body_seen;
-    uint64_t body_started_ms;
-    uint64_t max_body;
-    int body_done;
-    struct http_chunked ch;
-    const struct http_body_ops *ops;
-    void *ctx;
-    int expect_continue;
-
-    /* current answer */
-    int responded;
-    struct sbuf out;
-    size_t out_off;
-    int file_fd;
-    uint64_t file_left;
-    off_t file_off;
-    int close_after;
-    int status;
-    uint64_t bytes_out;
-    http_done_cb done_cb;
-    void *done_arg;
-    uint64_t drained;
-    uint64_t write_started_ms;
-    /* streamed answer */
-    http_fill_cb fill;
-    void *fill_arg;
-    uint64_t stream_left; /* bytes fill still has to produce */
-    size_t stream_held;   /* bytes of answer_bytes this connection holds */
-    int stream_armed;     /* fill may be called (not inside http_respond_stream) */
-    int stream_waiting;   /* waiting for answer_buffer_max room */
-    uint64_t wait_since;
-};
-
-struct http_server {
-    struct loop *loop;
-    struct http_config cfg;
-    http_handler handler;
-    void *app;
-    int listen_fd;
-    int port;
-    int accept_paused;
-    int shutting_down;
-    size_t nconns;
-    struct http_conn *conns;
-    uint64_t sweep_timer;
-    size_t freed_since_trim;
-    uint64_t last_trim_ms;
-    size_t answer_bytes; /* held by streamed answers, at most cfg.answer_buffer_max */
-    size_t stream_waiters;
-    uint64_t wake_timer;
-    struct peer *peers[PEER_BUCKETS];
-};
-
 static void conn_event(struct loop *l, int fd, uint32_t events, void *arg);
-static void conn_process(struct http_conn *c);
-static void conn_close(struct http_conn *c);
-static void try_write(struct http_conn *c);
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return "Unknown";
-    }
-}
 
 /* ---- listening ---- */
 
@@ -242,7 +98,7 @@ static void set_accepting(struct http_server *s, int on)
     }
 }
 
-static void conn_set_events(struct http_conn *c)
+void conn_set_events(struct http_conn *c)
 {
     uint32_t ev = 0;
     size_t cap_limit;
@@ -467,7 +323,6 @@ static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
 
 /* ---- request state ---- */
 
-static void wake_waiters(struct loop *l, void *arg);
 
 /* Gives back what a streamed answer holds of answer_buffer_max; answers
  * waiting for room are resumed from the loop (never from inside this
@@ -485,7 +340,7 @@ static void stream_release(struct http_conn *c)
         s->wake_timer = loop_timer_add(s->loop, 0, wake_waiters, s);
 }
 
-static void request_reset(struct http_conn *c)
+void request_reset(struct http_conn *c)
 {
     free(c->path);
     c->path = NULL;
@@ -531,7 +386,7 @@ static void consume_in(struct http_conn *c, size_t n)
 }
 
 /* Releases the handler's context through on_abort, once. */
-static void abort_ctx(struct http_conn *c)
+void abort_ctx(struct http_conn *c)
 {
     const struct http_body_ops *ops = c->ops;
     void *ctx = c->ctx;
@@ -541,7 +396,7 @@ static void abort_ctx(struct http_conn *c)
         ops->on_abort(ctx);
 }
 
-static void log_request(struct http_conn *c, int status)
+void log_request(struct http_conn *c, int status)
 {
     uint64_t dur = bx_now_ms() - c->started_ms;
     if (c->srv->cfg.observe)
@@ -549,322 +404,6 @@ static void log_request(struct http_conn *c, int status)
     fprintf(stderr, "boxer: %s %s %d %" PRIu64 "B %" PRIu64 "ms\n",
             c->method[0] ? c->method : "-", c->log_path ? c->log_path : "-", status,
             c->bytes_out, dur);
-}
-
-/* ---- writing ---- */
-
-/* Produces the next piece of a streamed answer into the (sent) out buffer.
- * Returns 1 produced, 0 waiting (not armed yet, or no buffer room), -1 the
- * producer failed or broke its length promise. */
-static int stream_refill(struct http_conn *c)
-{
-    struct http_server *s = c->srv;
-    size_t piece = STREAM_PIECE, avail;
-    size_t before;
-
-    if (!c->stream_armed)
-        return 0;
-    s->answer_bytes -= c->stream_held;
-    c->stream_held = 0;
-    sbuf_reset(&c->out);
-    c->out_off = 0;
-    avail = s->cfg.answer_buffer_max > s->answer_bytes ? s->cfg.answer_buffer_max - s->answer_bytes
-                                                        : 0;
-    while (piece > avail && piece > STREAM_PIECE_MIN)
-        piece /= 2;
-    if (piece > avail) {
-        /* Every answer's bytes are spoken for: hold nothing while waiting. */
-        sbuf_free(&c->out);
-        if (!c->stream_waiting) {
-            c->stream_waiting = 1;
-            c->wait_since = loop_now_ms(s->loop);
-            s->stream_waiters++;
-        }
-        return 0;
-    }
-    if (c->stream_waiting) {
-        /* Time spent waiting for room does not count against the client. */
-        c->stream_waiting = 0;
-        s->stream_waiters--;
-        c->write_started_ms += loop_now_ms(s->loop) - c->wait_since;
-        c->deadline = loop_now_ms(s->loop) + s->cfg.write_idle_timeout_ms;
-    }
-    if (c->out.cap > piece)
-        sbuf_free(&c->out);
-    before = c->out.len;
-    if (c->fill(c->fill_arg, &c->out, piece - 32) < 0 || c->out.len == before ||
-        c->out.len > c->stream_left)
-        return -1;
-    c->stream_left -= c->out.len;
-    c->stream_held = c->out.cap;
-    s->answer_bytes += c->stream_held;
-    return 1;
-}
-
-static int flush_out(struct http_conn *c)
-{
-    for (;;) {
-        int r;
-        while (c->out_off < c->out.len) {
-            ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
-                             MSG_NOSIGNAL);
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    return 0;
-                return -1;
-            }
-            c->out_off += (size_t)n;
-            c->bytes_out += (uint64_t)n;
-            c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
-        }
-        if (!c->fill || c->stream_left == 0)
-            break;
-        r = stream_refill(c);
-        if (r <= 0)
-            return r;
-    }
-    while (c->file_left > 0) {
-        size_t chunk = c->file_left > (1u << 20) ? (1u << 20) : (size_t)c->file_left;
-        ssize_t n = sendfile(c->fd, c->file_fd, &c->file_off, chunk);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -1;
-        }
-        if (n == 0)
-            return -1; /* file shrank under us: the length we promised is wrong */
-        c->file_left -= (uint64_t)n;
-        c->bytes_out += (uint64_t)n;
-        c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
-    }
-    return 1;
-}
-
-static void start_drain(struct http_conn *c)
-{
-    /* Lingering close: tell the client we are done writing, then swallow
-     * what it still sends for a moment so the kernel does not answer its
-     * late bytes with a reset that destroys our response in flight. */
-    shutdown(c->fd, SHUT_WR);
-    c->state = ST_DRAIN;
-    c->drained = 0;
-    c->deadline = loop_now_ms(c->srv->loop) + DRAIN_MS;
-}
-
-static void finish_response(struct http_conn *c)
-{
-    http_done_cb cb = c->done_cb;
-    void *arg = c->done_arg;
-    c->done_cb = NULL;
-    log_request(c, c->status);
-    if (cb)
-        cb(arg, 1);
-    if (c->peer_eof) {
-        request_reset(c);
-        conn_close(c);
-        return;
-    }
-    if (c->close_after || !c->keep_alive || c->srv->shutting_down) {
-        request_reset(c);
-        start_drain(c);
-        return;
-    }
-    request_reset(c);
-    c->state = ST_HEAD;
-    c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.keepalive_timeout_ms;
-}
-
-static void try_write(struct http_conn *c)
-{
-    int r = flush_out(c);
-    if (r < 0) {
-        conn_close(c);
-        return;
-    }
-    if (r == 1)
-        finish_response(c);
-    else if (!c->in_process)
-        conn_set_events(c); /* entered or left the wait for answer room */
-}
-
-/* Resumes streamed answers that waited for answer_buffer_max room. */
-static void wake_waiters(struct loop *l, void *arg)
-{
-    struct http_server *s = arg;
-    struct http_conn *c, *next;
-    (void)l;
-    s->wake_timer = 0;
-    for (c = s->conns; c && s->stream_waiters > 0; c = next) {
-        next = c->next;
-        if (c->dead || !c->stream_waiting)
-            continue;
-        if (s->answer_bytes + STREAM_PIECE_MIN > s->cfg.answer_buffer_max)
-            break;
-        /* in_process defers freeing, so next stays valid unless c itself
-         * is freed, which conn_process does at the end. */
-        c->in_process = 1;
-        try_write(c);
-        c->in_process = 0;
-        conn_process(c);
-    }
-}
-
-static void begin_response(struct http_conn *c, int status, const char *content_type,
-                           const char *extra_headers, uint64_t body_len)
-{
-    int conn_close_hdr;
-    if (c->responded)
-        return;
-    c->responded = 1;
-    c->status = status;
-    /* A body we did not read leaves the stream out of sync: close after. */
-    if (c->has_body && !c->body_done)
-        c->close_after = 1;
-    if (c->srv->shutting_down)
-        c->close_after = 1;
-    conn_close_hdr = c->close_after || !c->keep_alive;
-    sbuf_reset(&c->out);
-    c->out_off = 0;
-    sbuf_appendf(&c->out, "HTTP/1.1 %d %s\r\nServer: boxer\r\n", status, reason_phrase(status));
-    if (content_type)
-        sbuf_appendf(&c->out, "Content-Type: %s\r\n", content_type);
-    sbuf_appendf(&c->out, "Content-Length: %" PRIu64 "\r\n", body_len);
-    if (conn_close_hdr)
-        sbuf_appendf(&c->out, "Connection: close\r\n");
-    else if (c->minor == 0)
-        sbuf_appendf(&c->out, "Connection: keep-alive\r\n");
-    if (extra_headers)
-        sbuf_appendf(&c->out, "%s", extra_headers);
-    sbuf_appendf(&c->out, "\r\n");
-}
-
-static void after_response_queued(struct http_conn *c)
-{
-    int outer = !c->in_process;
-    /* The handler may answer while it is still receiving the body (an
-     * error); the rest of the body is then not wanted. */
-    if (c->state == ST_BODY) {
-        abort_ctx(c);
-    } else {
-        /* Answering after on_end hands the context back to the handler. */
-        c->ops = NULL;
-        c->ctx = NULL;
-    }
-    c->state = ST_WRITE;
-    c->write_started_ms = loop_now_ms(c->srv->loop);
-    c->deadline = c->write_started_ms + c->srv->cfg.write_idle_timeout_ms;
-    /* in_process defers freeing, so c stays valid until conn_process. */
-    c->in_process = 1;
-    try_write(c);
-    if (outer) {
-        c->in_process = 0;
-        conn_process(c);
-    } else if (!c->dead) {
-        conn_set_events(c);
-    }
-}
-
-void http_respond(struct http_conn *c, int status, const char *content_type,
-                  const char *extra_headers, const void *body, size_t len)
-{
-    if (c->responded || c->dead)
-        return;
-    begin_response(c, status, content_type, extra_headers, len);
-    if (!c->is_head && len > 0 && sbuf_append(&c->out, body, len) < 0) {
-        conn_close(c);
-        return;
-    }
-    after_response_queued(c);
-}
-
-void http_respond_error_with_headers(struct http_conn *c, int status, const char *extra_headers,
-                                     const char *msg)
-{
-    struct sbuf b;
-    /* Every "try later" answer says when. */
-    if (status == BX_E_UNAVAILABLE && !extra_headers)
-        extra_headers = "Retry-After: 1\r\n";
-    sbuf_init(&b, 4096 + 64);
-    if (sbuf_append(&b, "{\"error\":", 9) < 0 || json_escape_to(&b, msg, strlen(msg)) < 0 ||
-        sbuf_append(&b, "}", 1) < 0) {
-        sbuf_reset(&b);
-        sbuf_append(&b, "{\"error\":\"internal error\"}", 26);
-    }
-    http_respond(c, status, "application/json", extra_headers, b.data, b.len);
-    sbuf_free(&b);
-}
-
-void http_respond_error(struct http_conn *c, int status, const char *msg)
-{
-    http_respond_error_with_headers(c, status, NULL, msg);
-}
-
-void http_respond_file(struct http_conn *c, int status, const char *content_type, int fd,
-                       uint64_t size)
-{
-    if (c->responded || c->dead) {
-        close(fd);
-        return;
-    }
-    begin_response(c, status, content_type, NULL, size);
-    if (c->is_head) {
-        close(fd);
-    } else {
-        c->file_fd = fd;
-        c->file_left = size;
-        c->file_off = 0;
-    }
-    after_response_queued(c);
-}
-
-void http_respond_stream(struct http_conn *c, int status, const char *content_type,
-                         uint64_t body_len, http_fill_cb fill, void *arg)
-{
-    int outer = !c->in_process;
-    if (c->responded || c->dead)
-        return;
-    begin_response(c, status, content_type, NULL, body_len);
-    if (!c->is_head && body_len > 0) {
-        c->fill = fill;
-        c->fill_arg = arg;
-        c->stream_left = body_len;
-        /* Armed after this call: fill must not run inside it. */
-        c->stream_armed = 0;
-    }
-    /* in_process defers freeing, so c stays valid until conn_process. */
-    c->in_process = 1;
-    after_response_queued(c);
-    if (!c->dead && c->fill)
-        c->stream_armed = 1;
-    if (outer) {
-        c->in_process = 0;
-        conn_process(c);
-    }
-}
-
-int http_conn_on_loopback(const struct http_conn *c)
-{
-    return c->on_loopback;
-}
-
-void http_on_done(struct http_conn *c, http_done_cb cb, void *arg)
-{
-    c->done_cb = cb;
-    c->done_arg = arg;
-}
-
-const char *http_conn_path(const struct http_conn *c)
-{
-    return c->path ? c->path : "";
-}
-
-const char *http_conn_method(const struct http_conn *c)
-{
-    return c->method;
 }
 
 /* ---- reading ---- */
@@ -1053,7 +592,7 @@ static int feed_body(struct http_conn *c)
     return c->body_done;
 }
 
-static void conn_process(struct http_conn *c)
+void conn_process(struct http_conn *c)
 {
     struct http_server *s = c->srv;
     c->in_process = 1;
@@ -1204,7 +743,7 @@ static void conn_free(struct http_conn *c)
         set_accepting(s, 1);
 }
 
-static void conn_close(struct http_conn *c)
+void conn_close(struct http_conn *c)
 {
     if (!c->dead) {
         http_done_cb cb = c->done_cb;
