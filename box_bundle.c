@@ -1,0 +1,338 @@
+/* A box's disk, mounts, OCI spec and init binary: see box.h. */
+#include "box_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/loop.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "config.h"
+#include "image.h"
+#include "imgref.h"
+#include "json.h"
+#include "oci.h"
+#include "proc.h"
+#include "util.h"
+
+/* Embedded by the Makefile (boxinit/); weak so that unit tests and fuzzers
+ * link box.o without it (boxes then fail to start with a 500). */
+extern const unsigned char box_init_bin[] __attribute__((weak));
+extern const unsigned long box_init_bin_len __attribute__((weak));
+
+static const char *const box_caps[] = {
+    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+    "CAP_MKNOD",  "CAP_SETGID",       "CAP_SETUID",           "CAP_SETFCAP",
+    "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE"};
+
+/* ---- disk, mounts ---- */
+
+int attach_and_mount(struct box *b, struct bx_err *err)
+{
+    char img[PATH_MAX + 16], mnt[PATH_MAX + 16], dev[64];
+    int ctl = -1, lfd = -1, ffd = -1, ret = -1;
+
+    snprintf(img, sizeof(img), "%s/disk.img", b->dir);
+    snprintf(mnt, sizeof(mnt), "%s/disk", b->dir);
+    ffd = open(img, O_RDWR | O_CLOEXEC);
+    if (ffd < 0)
+        return bx_err_sys(err, 500, "open %s", img);
+    ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0) {
+        bx_err_sys(err, 500, "open /dev/loop-control");
+        goto out;
+    }
+    /* Another program may take the free device between the two calls:
+     * EBUSY means try the next one. */
+    for (int tries = 0;; tries++) {
+        long n = ioctl(ctl, LOOP_CTL_GET_FREE);
+        if (n < 0) {
+            bx_err_sys(err, 500, "LOOP_CTL_GET_FREE");
+            goto out;
+        }
+        snprintf(dev, sizeof(dev), "/dev/loop%ld", n);
+        lfd = open(dev, O_RDWR | O_CLOEXEC);
+        if (lfd < 0) {
+            bx_err_sys(err, 500, "open %s", dev);
+            goto out;
+        }
+        struct loop_config lc;
+        memset(&lc, 0, sizeof(lc));
+        lc.fd = (unsigned)ffd;
+        lc.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        if (ioctl(lfd, LOOP_CONFIGURE, &lc) == 0)
+            break;
+        if (errno != EBUSY || tries >= 20) {
+            bx_err_sys(err, 500, "LOOP_CONFIGURE %s", dev);
+            goto out;
+        }
+        bx_close(&lfd);
+    }
+    if (mount(dev, mnt, "ext4", MS_NOSUID | MS_NODEV, NULL) < 0) {
+        bx_err_sys(err, 500, "mount %s", dev);
+        goto out;
+    }
+    /* Autoclear: the device goes with the last unmount once lfd is closed. */
+    b->disk_mounted = 1;
+    ret = 0;
+out:
+    bx_close(&lfd);
+    bx_close(&ctl);
+    bx_close(&ffd);
+    return ret;
+}
+
+int mount_root(struct box *b, struct bx_err *err)
+{
+    char upper[PATH_MAX + 16], work[PATH_MAX + 16], root[PATH_MAX + 16];
+    struct sbuf opts;
+    int ret = -1;
+
+    snprintf(upper, sizeof(upper), "%s/disk/upper", b->dir);
+    snprintf(work, sizeof(work), "%s/disk/work", b->dir);
+    snprintf(root, sizeof(root), "%s/rootfs", b->dir);
+    if ((mkdir(upper, 0755) < 0 && errno != EEXIST) || (mkdir(work, 0700) < 0 && errno != EEXIST))
+        return bx_err_sys(err, 500, "mkdir %s", upper);
+    /* overlayfs splits its options on ',' and ':' */
+    if (strpbrk(b->img->rootfs, ",:") || strpbrk(b->dir, ",:"))
+        return bx_err_set(err, 500, EINVAL, "paths with ',' or ':' cannot be overlay layers");
+    sbuf_init(&opts, 3 * PATH_MAX + 64);
+    if (sbuf_appendf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", b->img->rootfs, upper, work) <
+        0) {
+        bx_err_set(err, 500, ENOMEM, "overlay options too long");
+        goto out;
+    }
+    if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, opts.data) < 0) {
+        bx_err_sys(err, 500, "mount overlay");
+        goto out;
+    }
+    b->root_mounted = 1;
+    ret = 0;
+out:
+    sbuf_free(&opts);
+    return ret;
+}
+
+void unmount_all(struct box *b)
+{
+    char p[PATH_MAX + 16];
+    if (b->root_mounted) {
+        snprintf(p, sizeof(p), "%s/rootfs", b->dir);
+        if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
+            fprintf(stderr, "boxer: box %s: umount %s: %s\n", b->id, p, strerror(errno));
+        b->root_mounted = 0;
+    }
+    if (b->disk_mounted) {
+        snprintf(p, sizeof(p), "%s/disk", b->dir);
+        if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
+            fprintf(stderr, "boxer: box %s: umount %s: %s\n", b->id, p, strerror(errno));
+        b->disk_mounted = 0;
+    }
+}
+
+/* ---- the spec ---- */
+
+static void w_caps(struct json_writer *w)
+{
+    static const char *const sets[] = {"bounding", "effective", "permitted"};
+    json_w_key(w, "capabilities");
+    json_w_obj_begin(w);
+    for (size_t s = 0; s < BX_ARRAY_LEN(sets); s++) {
+        json_w_key(w, sets[s]);
+        json_w_arr_begin(w);
+        for (size_t i = 0; i < BX_ARRAY_LEN(box_caps); i++)
+            json_w_cstr(w, box_caps[i]);
+        json_w_arr_end(w);
+    }
+    json_w_obj_end(w);
+}
+
+void w_strv(struct json_writer *w, const char *key, char *const *v)
+{
+    json_w_key(w, key);
+    json_w_arr_begin(w);
+    for (size_t i = 0; v && v[i]; i++)
+        json_w_cstr(w, v[i]);
+    json_w_arr_end(w);
+}
+
+void w_process(struct json_writer *w, char *const *args, char *const *env, const char *cwd,
+                      uint32_t uid, uint32_t gid)
+{
+    json_w_obj_begin(w);
+    json_w_key(w, "user");
+    json_w_obj_begin(w);
+    json_w_key(w, "uid");
+    json_w_uint(w, uid);
+    json_w_key(w, "gid");
+    json_w_uint(w, gid);
+    json_w_obj_end(w);
+    w_strv(w, "args", args);
+    w_strv(w, "env", env);
+    json_w_key(w, "cwd");
+    json_w_cstr(w, cwd);
+    /* Another user gets no capabilities, as under Docker. */
+    if (uid == 0)
+        w_caps(w);
+    json_w_key(w, "noNewPrivileges");
+    json_w_bool(w, 1);
+    json_w_key(w, "rlimits");
+    json_w_arr_begin(w);
+    json_w_obj_begin(w);
+    json_w_key(w, "type");
+    json_w_cstr(w, "RLIMIT_NOFILE");
+    json_w_key(w, "hard");
+    json_w_uint(w, BOX_NOFILE);
+    json_w_key(w, "soft");
+    json_w_uint(w, BOX_NOFILE);
+    json_w_obj_end(w);
+    json_w_arr_end(w);
+    json_w_obj_end(w);
+}
+
+static void w_mount(struct json_writer *w, const char *dst, const char *type, const char *src,
+                    const char *const *opts)
+{
+    json_w_obj_begin(w);
+    json_w_key(w, "destination");
+    json_w_cstr(w, dst);
+    json_w_key(w, "type");
+    json_w_cstr(w, type);
+    json_w_key(w, "source");
+    json_w_cstr(w, src);
+    json_w_key(w, "options");
+    json_w_arr_begin(w);
+    for (size_t i = 0; opts[i]; i++)
+        json_w_cstr(w, opts[i]);
+    json_w_arr_end(w);
+    json_w_obj_end(w);
+}
+
+static int write_json_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err)
+{
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof(p), "%s/%s", b->dir, name);
+    return bx_write_file_atomic_at(AT_FDCWD, p, sb->data, sb->len, 0600, err);
+}
+
+/* A file only runsc reads, right away, and removed after: no fsync and no
+ * rename (an exec must cost little more than runsc exec itself). */
+int write_scratch_file(struct box *b, const char *name, struct sbuf *sb,
+                              struct bx_err *err)
+{
+    char p[PATH_MAX + 64];
+    int fd;
+    snprintf(p, sizeof(p), "%s/%s", b->dir, name);
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "create %s", p);
+    if (bx_write_all(fd, sb->data, sb->len) < 0) {
+        bx_err_sys(err, 500, "write %s", p);
+        close(fd);
+        unlink(p);
+        return -1;
+    }
+    if (close(fd) < 0) {
+        bx_err_sys(err, 500, "close %s", p);
+        unlink(p);
+        return -1;
+    }
+    return 0;
+}
+
+int write_spec(struct box *b, struct bx_err *err)
+{
+    static const char *const proc_o[] = {NULL};
+    static const char *const dev_o[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
+    static const char *const sys_o[] = {"nosuid", "noexec", "nodev", "ro", NULL};
+    static const char *const init_o[] = {"rbind", "ro", NULL};
+    static const char *const ns[] = {"pid", "ipc", "uts", "mount", "network"};
+    char *args[] = {"/.boxer/init", NULL};
+    char *env[] = {"PATH=" OCI_DEFAULT_PATH, NULL};
+    char root[PATH_MAX + 16], init[PATH_MAX + 16];
+    struct sbuf sb;
+    struct json_writer w;
+    int ret;
+
+    snprintf(root, sizeof(root), "%s/rootfs", b->dir);
+    snprintf(init, sizeof(init), "%s/init", b->dir);
+    sbuf_init(&sb, 1 << 20);
+    json_w_init(&w, &sb);
+    json_w_obj_begin(&w);
+    json_w_key(&w, "ociVersion");
+    json_w_cstr(&w, "1.0.0");
+    json_w_key(&w, "process");
+    w_process(&w, args, env, "/", 0, 0);
+    json_w_key(&w, "root");
+    json_w_obj_begin(&w);
+    json_w_key(&w, "path");
+    json_w_cstr(&w, root);
+    json_w_key(&w, "readonly");
+    json_w_bool(&w, 0);
+    json_w_obj_end(&w);
+    json_w_key(&w, "hostname");
+    json_w_cstr(&w, b->id);
+    json_w_key(&w, "mounts");
+    json_w_arr_begin(&w);
+    w_mount(&w, "/proc", "proc", "proc", proc_o);
+    w_mount(&w, "/dev", "tmpfs", "tmpfs", dev_o);
+    w_mount(&w, "/sys", "sysfs", "sysfs", sys_o);
+    w_mount(&w, "/.boxer/init", "bind", init, init_o);
+    json_w_arr_end(&w);
+    json_w_key(&w, "linux");
+    json_w_obj_begin(&w);
+    json_w_key(&w, "namespaces");
+    json_w_arr_begin(&w);
+    for (size_t i = 0; i < BX_ARRAY_LEN(ns); i++) {
+        json_w_obj_begin(&w);
+        json_w_key(&w, "type");
+        json_w_cstr(&w, ns[i]);
+        json_w_obj_end(&w);
+    }
+    json_w_arr_end(&w);
+    if (b->cg) {
+        json_w_key(&w, "cgroupsPath");
+        json_w_cstr(&w, cg_run_oci_path(b->cg));
+    }
+    json_w_obj_end(&w);
+    json_w_obj_end(&w);
+    if (w.failed)
+        ret = bx_err_set(err, 500, ENOMEM, "spec too large");
+    else
+        ret = write_json_file(b, "config.json", &sb, err);
+    sbuf_free(&sb);
+    return ret;
+}
+
+int write_init(struct box *b, struct bx_err *err)
+{
+    char p[PATH_MAX + 16];
+    int fd;
+    if (!box_init_bin || !&box_init_bin_len || box_init_bin_len == 0)
+        return bx_err_set(err, 500, ENOENT, "this build has no box init");
+    snprintf(p, sizeof(p), "%s/init", b->dir);
+    unlink(p);
+    fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0555);
+    if (fd < 0)
+        return bx_err_sys(err, 500, "create %s", p);
+    if (bx_write_all(fd, box_init_bin, box_init_bin_len) < 0) {
+        bx_err_sys(err, 500, "write %s", p);
+        close(fd);
+        return -1;
+    }
+    if (close(fd) < 0)
+        return bx_err_sys(err, 500, "close %s", p);
+    return 0;
+}
+

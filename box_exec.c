@@ -1,0 +1,312 @@
+/* Commands run in a box (runsc exec): see box.h. */
+#include "box_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/loop.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "config.h"
+#include "image.h"
+#include "imgref.h"
+#include "json.h"
+#include "oci.h"
+#include "proc.h"
+#include "util.h"
+
+/* ---- exec ---- */
+
+static void exec_drain(struct box_exec *e, int *fd, struct sbuf *sb)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(*fd, buf, sizeof(buf));
+        if (n > 0) {
+            size_t room = sb->max > sb->len ? sb->max - sb->len : 0;
+            sbuf_append(sb, buf, (size_t)n < room ? (size_t)n : room);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        /* EOF or error */
+        loop_del(e->box->m->p.loop, *fd);
+        bx_close(fd);
+        return;
+    }
+}
+
+static void exec_on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
+{
+    struct box_exec *e = arg;
+    (void)l;
+    (void)events;
+    if (fd == e->out_fd)
+        exec_drain(e, &e->out_fd, &e->out);
+    else if (fd == e->err_fd)
+        exec_drain(e, &e->err_fd, &e->err);
+}
+
+static void exec_unlink_files(struct box_exec *e)
+{
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof(p), "%s/%s.json", e->box->dir, e->id);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
+    unlink(p);
+}
+
+/* runsc exits 128 both for a command killed by signal 0 (impossible) and
+ * when it could not start the command at all (missing program, bad
+ * workdir): its log then holds an "error" entry.  Such a failure is not
+ * the command's status: error_message says what happened, exit code 127
+ * for a missing program (as a shell says), 126 otherwise.  runsc's message
+ * went to the same stderr pipe (the process never ran), so stderr is
+ * cleared. */
+static void exec_runsc_failure(struct box_exec *e)
+{
+    char p[PATH_MAX + 64];
+    char *text = NULL, *msg, *end;
+    size_t len = 0;
+    snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
+    if (bx_read_file_at(AT_FDCWD, p, 1u << 20, &text, &len, NULL) < 0)
+        return;
+    msg = strstr(text, "\"level\":\"error\"") ? strstr(text, "{\"msg\":\"") : NULL;
+    if (msg) {
+        msg += 8;
+        end = strstr(msg, "\",\"level\"");
+        if (end) {
+            size_t n = 0;
+            /* undo the JSON escapes of quotes and backslashes */
+            for (const char *q = msg; q < end && n + 1 < sizeof(e->error); q++) {
+                if (*q == '\\' && q + 1 < end && (q[1] == '"' || q[1] == '\\'))
+                    q++;
+                e->error[n++] = *q;
+            }
+            e->error[n] = 0;
+            e->exit_code = strstr(e->error, "failed to load") ? 127 : 126;
+            sbuf_reset(&e->err);
+        }
+    }
+    free(text);
+}
+
+static void exec_on_exit(void *arg, int status)
+{
+    struct box_exec *e = arg;
+    box_exec_cb cb;
+    void *cb_arg;
+    proc_free(&e->proc);
+    /* What the command wrote before it ended is in the pipes; a background
+     * child may keep them open, so the exec ends now, not at EOF. */
+    if (e->out_fd >= 0) {
+        exec_drain(e, &e->out_fd, &e->out);
+        if (e->out_fd >= 0) {
+            loop_del(e->box->m->p.loop, e->out_fd);
+            bx_close(&e->out_fd);
+        }
+    }
+    if (e->err_fd >= 0) {
+        exec_drain(e, &e->err_fd, &e->err);
+        if (e->err_fd >= 0) {
+            loop_del(e->box->m->p.loop, e->err_fd);
+            bx_close(&e->err_fd);
+        }
+    }
+    e->running = 0;
+    e->finished = time(NULL);
+    e->wall_ms = bx_now_ms() - e->started_ms;
+    if (WIFEXITED(status))
+        e->exit_code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        e->exit_code = 128 + WTERMSIG(status);
+    if (e->safety_timer) {
+        loop_timer_cancel(e->box->m->p.loop, e->safety_timer);
+        e->safety_timer = 0;
+    }
+    if (e->exit_code == 128)
+        exec_runsc_failure(e);
+    exec_unlink_files(e);
+    /* The helper in the box exits 137 after killing the command's group at
+     * the deadline; the safety timer marks timed_out itself. */
+    if (e->timeout_ms && e->exit_code == 137 && e->wall_ms >= e->timeout_ms)
+        e->timed_out = 1;
+    if (e->timed_out) {
+        e->exit_code = 137;
+        snprintf(e->error, sizeof(e->error), "timed out after %llu ms",
+                 (unsigned long long)e->timeout_ms);
+    }
+    e->failed = e->exit_code != 0;
+    cb = e->cb;
+    cb_arg = e->cb_arg;
+    e->cb = NULL;
+    e->cb_arg = NULL;
+    if (cb)
+        cb(cb_arg, e);
+}
+
+/* The helper did not end the exec in time (the box is overloaded, or the
+ * helper itself is stuck): end the client; the box keeps whatever is left. */
+static void exec_safety(struct loop *l, void *arg)
+{
+    struct box_exec *e = arg;
+    (void)l;
+    e->safety_timer = 0;
+    e->timed_out = 1;
+    if (e->proc)
+        proc_kill(e->proc, SIGKILL);
+}
+
+void box_exec_forget(struct box_exec *e)
+{
+    e->cb = NULL;
+    e->cb_arg = NULL;
+}
+
+static void trim_execs(struct box *b)
+{
+    unsigned n = 0;
+    for (struct box_exec **pp = &b->execs; *pp;) {
+        struct box_exec *e = *pp;
+        if (++n > BOX_EXECS_KEPT && !e->running && !e->cb) {
+            *pp = e->next;
+            exec_free(e);
+            continue;
+        }
+        pp = &e->next;
+    }
+}
+
+int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
+             struct box_exec **out, struct bx_err *err)
+{
+    struct box_exec *e;
+    char **env1 = NULL, **env2 = NULL, **env3 = NULL;
+    char *home[] = {"HOME=/root", NULL};
+    char **wrapped = NULL;
+    char ms[24];
+    char pname[64];
+    struct sbuf sb;
+    struct json_writer w;
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1};
+    int ret = -1;
+
+    if (b->status != BOX_RUNNING || b->removing)
+        return bx_err_set(err, 409, ENOTCONN, "box %s is not running", b->id);
+    if (!req->cmd || !req->cmd[0])
+        return bx_err_set(err, 400, EINVAL, "cmd must be a non-empty list");
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return bx_err_set(err, 500, ENOMEM, "out of memory");
+    e->box = b;
+    e->out_fd = e->err_fd = -1;
+    sbuf_init(&e->out, BOX_OUTPUT_MAX);
+    sbuf_init(&e->err, BOX_OUTPUT_MAX);
+    sbuf_init(&sb, 1 << 20);
+    if (random_id("exec_", e->id, sizeof(e->id), err) < 0)
+        goto fail;
+    /* image Env < box env < exec env; HOME is root's unless someone says. */
+    if (oci_merge_env(home, b->img ? b->img->env : NULL, &env1, err) < 0 ||
+        oci_merge_env(env1, b->env, &env2, err) < 0 || oci_merge_env(env2, req->env, &env3, err) < 0)
+        goto fail;
+    if (req->timeout_ms) {
+        /* The in-box helper owns the timeout: it can kill the command's
+         * whole process group, which nothing on the host can. */
+        size_t n = 0;
+        while (req->cmd[n])
+            n++;
+        wrapped = calloc(n + 5, sizeof(*wrapped));
+        if (!wrapped) {
+            bx_err_set(err, 500, ENOMEM, "out of memory");
+            goto fail;
+        }
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)req->timeout_ms);
+        wrapped[0] = "/.boxer/init";
+        wrapped[1] = "--exec";
+        wrapped[2] = ms;
+        wrapped[3] = "--";
+        for (size_t i = 0; i < n; i++)
+            wrapped[4 + i] = req->cmd[i];
+    }
+    json_w_init(&w, &sb);
+    w_process(&w, wrapped ? wrapped : req->cmd, env3, req->workdir && req->workdir[0] ? req->workdir : b->workdir,
+              req->set_user ? req->uid : 0, req->set_user ? req->gid : 0);
+    if (w.failed) {
+        bx_err_set(err, 400, E2BIG, "exec too large");
+        goto fail;
+    }
+    snprintf(pname, sizeof(pname), "%s.json", e->id);
+    if (write_scratch_file(b, pname, &sb, err) < 0)
+        goto fail;
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+        bx_err_sys(err, 500, "pipe2");
+        goto fail;
+    }
+    if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
+        bx_err_sys(err, 500, "fcntl");
+        goto fail;
+    }
+    {
+        char ppath[PATH_MAX + 80], lname[64];
+        snprintf(ppath, sizeof(ppath), "%s/%s", b->dir, pname);
+        snprintf(lname, sizeof(lname), "%s.log", e->id);
+        const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
+        if (spawn_runsc(b, args, lname, outp[1], errp[1], 1, exec_on_exit, e, &e->proc, err) < 0)
+            goto fail;
+        /* removed when the exec ends (exec_unlink_files) */
+    }
+    e->out_fd = bx_steal_fd(&outp[0]);
+    e->err_fd = bx_steal_fd(&errp[0]);
+    if (loop_add(b->m->p.loop, e->out_fd, EPOLLIN, exec_on_pipe, e, err) < 0 ||
+        loop_add(b->m->p.loop, e->err_fd, EPOLLIN, exec_on_pipe, e, err) < 0) {
+        /* exec_free kills the child; loop_del of an fd never added is harmless */
+        goto fail;
+    }
+    e->cmd = bx_steal_ptr(&req->cmd);
+    e->env = bx_steal_ptr(&req->env);
+    e->workdir = bx_steal_ptr(&req->workdir);
+    e->timeout_ms = req->timeout_ms;
+    e->running = 1;
+    e->exit_code = -1;
+    e->created = time(NULL);
+    e->started_ms = bx_now_ms();
+    if (e->timeout_ms)
+        e->safety_timer = loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS,
+                                         exec_safety, e);
+    e->cb = cb;
+    e->cb_arg = arg;
+    e->next = b->execs;
+    b->execs = e;
+    trim_execs(b);
+    *out = e;
+    ret = 0;
+    e = NULL;
+fail:
+    if (e) {
+        exec_unlink_files(e);
+        exec_free(e);
+    }
+    free(wrapped);
+    oci_free_strv(&env1);
+    oci_free_strv(&env2);
+    oci_free_strv(&env3);
+    sbuf_free(&sb);
+    bx_close(&outp[0]);
+    bx_close(&outp[1]);
+    bx_close(&errp[0]);
+    bx_close(&errp[1]);
+    return ret;
+}
+

@@ -1,0 +1,117 @@
+/* What box.c and its pieces (box_bundle.c, box_exec.c) share; not for
+ * other modules. */
+#ifndef BOXER_BOX_INTERNAL_H
+#define BOXER_BOX_INTERNAL_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "box.h"
+#include "cgroup.h"
+#include "config.h"
+#include "image.h"
+#include "json.h"
+#include "oci.h"
+#include "proc.h"
+#include "util.h"
+
+#define BOX_STOP_GRACE_MS 10000
+#define BOX_CG_RETRY_MS 100
+#define BOX_CG_RETRIES 50
+#define BOX_EXECS_KEPT 100
+#define BOX_EXEC_SAFETY_MS 5000
+#define BOX_OUTPUT_MAX (1u << 20)
+#define BOX_DEFAULT_CPU 2.0
+#define BOX_DEFAULT_MEMORY_MB 1024
+#define BOX_DEFAULT_DISK_GB 8
+#define BOX_MAX_DISK_GB 1024
+#define BOX_PIDS 1024
+#define BOX_NOFILE 1024
+
+enum box_status { BOX_CREATING, BOX_RUNNING, BOX_STOPPING, BOX_STOPPED, BOX_ERROR };
+
+struct box_exec {
+    struct box *box;
+    struct box_exec *next; /* box->execs, newest first */
+    char id[32];
+    char **cmd, **env;
+    char *workdir;
+    uint64_t timeout_ms;
+    int running, exit_code, failed;
+    char error[256];
+    struct sbuf out, err;
+    int out_fd, err_fd;
+    struct proc *proc;
+    time_t created, finished;
+    uint64_t started_ms, wall_ms;
+    uint64_t safety_timer;
+    int timed_out;
+    box_exec_cb cb;
+    void *cb_arg;
+};
+
+struct bgproc {
+    struct box_mgr *m;
+    struct bgproc *next;
+    struct proc *p;
+    char box_id[32];
+    /* A removed box's directory: deleted once this runsc has exited (it
+     * writes its log and state there). */
+    char *rm_dir;
+};
+
+
+struct box {
+    struct box_mgr *m;
+    struct box *next;
+    char id[32];
+    char *name, *image, *workdir;
+    char **env;
+    double cpu;
+    uint64_t memory_mb, disk_gb;
+    enum box_status status;
+    char error_code[32], error_msg[BX_ERR_MSG_MAX];
+    time_t created, started, stopped;
+    char dir[PATH_MAX];
+    char cid[48];
+    unsigned gen;
+    struct image *img;
+    struct image_wait *iwait;
+    struct cg_run *cg;
+    struct proc *step; /* mkfs, runsc create/start/kill */
+    struct proc *waitp; /* runsc wait */
+    int disk_mounted, root_mounted;
+    uint64_t grace_timer, cg_timer;
+    int cg_tries;
+    int removing, force;
+    box_done_cb cb;
+    void *cb_arg;
+    struct loop_task task;
+    struct box_exec *execs;
+    unsigned nexecs;
+};
+
+struct box_mgr {
+    struct box_mgr_params p;
+    struct box *boxes;
+    struct bgproc *bg;
+    char mkfs[PATH_MAX];
+    char home_boxes[PATH_MAX];
+};
+
+/* box_bundle.c */
+int attach_and_mount(struct box *b, struct bx_err *err);
+int mount_root(struct box *b, struct bx_err *err);
+void unmount_all(struct box *b);
+void w_strv(struct json_writer *w, const char *key, char *const *v);
+void w_process(struct json_writer *w, char *const *args, char *const *env, const char *cwd, uint32_t uid, uint32_t gid);
+int write_scratch_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err);
+int write_spec(struct box *b, struct bx_err *err);
+int write_init(struct box *b, struct bx_err *err);
+/* box.c */
+int random_id(const char *prefix, char *out, size_t cap, struct bx_err *err);
+int spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
+void exec_free(struct box_exec *e);
+
+#endif
