@@ -32,7 +32,7 @@ $(BIN): $(B)/boxer.o $(LIB_SRCS:%.c=$(B)/%.o) $(B)/box_init_blob.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 
 # The in-box PID 1 (boxinit/, outside LIB_SRCS): a static musl program,
-# embedded into boxer as a C array (box.c declares it weak, so tests and
+# embedded into boxer as a C array (box_bundle.c declares it weak, so tests and
 # fuzzers link without it).  od+awk, not xxd: xxd is not always installed.
 MUSL_CC ?= musl-gcc
 $(B)/box_init: boxinit/box_init.c | $(B)
