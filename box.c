@@ -21,6 +21,7 @@
 #include "image.h"
 #include "imgref.h"
 #include "json.h"
+#include "log.h"
 #include "oci.h"
 #include "proc.h"
 #include "util.h"
@@ -30,7 +31,7 @@ static void bg_free(struct bgproc *g)
     struct bx_err err;
     proc_free(&g->p);
     if (g->rm_dir && bx_rm_rf_at(AT_FDCWD, g->rm_dir, &err) < 0)
-        fprintf(stderr, "boxer: %s\n", err.msg);
+        bx_log_error("%s", err.msg);
     free(g->rm_dir);
     free(g);
 }
@@ -184,7 +185,7 @@ static void bg_runsc(struct box *b, const char *const *args)
     g->m = b->m;
     snprintf(g->box_id, sizeof(g->box_id), "%s", b->id);
     if (spawn_runsc(b, args, NULL, -1, -1, 0, bg_on_exit, g, &g->p, &err) < 0) {
-        fprintf(stderr, "boxer: box %s: %s\n", b->id, err.msg);
+        bx_log_error("box %s: %s", b->id, err.msg);
         free(g);
         return;
     }
@@ -211,7 +212,7 @@ static void on_wait_exit(void *arg, int status)
         /* It ended by itself (its init was killed from inside, the sandbox
          * crashed): the same teardown as a stop, so the state is honest
          * and the box can be started again. */
-        fprintf(stderr, "boxer: box %s: its sandbox ended, box stopped\n", b->id);
+        bx_log_info("box %s: its sandbox ended, box stopped", b->id);
         b->status = BOX_STOPPING;
         stop_teardown(b->m->p.loop, b);
     }
@@ -405,7 +406,7 @@ static void release_sandbox(struct box *b)
 
 static void start_failed(struct box *b, const struct bx_err *err)
 {
-    fprintf(stderr, "boxer: box %s: start failed: %s\n", b->id, err->msg);
+    bx_log_error("box %s: start failed: %s", b->id, err->msg);
     release_sandbox(b);
     b->status = BOX_ERROR;
     snprintf(b->error_code, sizeof(b->error_code), "%s", box_err_code(err));
@@ -449,7 +450,7 @@ static void cg_retry(struct loop *l, void *arg)
         return;
     }
     if (++b->cg_tries >= BOX_CG_RETRIES) {
-        fprintf(stderr, "boxer: box %s: cgroup not empty, abandoned\n", b->id);
+        bx_log_error("box %s: cgroup not empty, abandoned", b->id);
         cg_run_abandon(&b->cg);
         stop_done(b);
         return;
@@ -629,7 +630,7 @@ static void destroy_box(struct box *b)
         if (last && (last->rm_dir = strdup(b->dir)) != NULL)
             ; /* removed when that runsc is done */
         else if (bx_rm_rf_at(AT_FDCWD, b->dir, &err) < 0)
-            fprintf(stderr, "boxer: box %s: %s\n", b->id, err.msg);
+            bx_log_error("box %s: %s", b->id, err.msg);
     }
     free(b->name);
     free(b->image);

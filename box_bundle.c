@@ -21,6 +21,7 @@
 #include "image.h"
 #include "imgref.h"
 #include "json.h"
+#include "log.h"
 #include "oci.h"
 #include "proc.h"
 #include "util.h"
@@ -130,13 +131,13 @@ void unmount_all(struct box *b)
     if (b->root_mounted) {
         snprintf(p, sizeof(p), "%s/rootfs", b->dir);
         if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
-            fprintf(stderr, "boxer: box %s: umount %s: %s\n", b->id, p, strerror(errno));
+            bx_log_error("box %s: umount %s: %s", b->id, p, strerror(errno));
         b->root_mounted = 0;
     }
     if (b->disk_mounted) {
         snprintf(p, sizeof(p), "%s/disk", b->dir);
         if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
-            fprintf(stderr, "boxer: box %s: umount %s: %s\n", b->id, p, strerror(errno));
+            bx_log_error("box %s: umount %s: %s", b->id, p, strerror(errno));
         b->disk_mounted = 0;
     }
 }

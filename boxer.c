@@ -24,6 +24,7 @@
 #include "image.h"
 #include "imgref.h"
 #include "json.h"
+#include "log.h"
 #include "loop.h"
 #include "metrics.h"
 #include "multipart.h"
@@ -829,7 +830,7 @@ static void on_signal(struct loop *l, int fd, uint32_t events, void *arg)
     if (a->stopping)
         return;
     a->stopping = 1;
-    fprintf(stderr, "boxer: signal %u, finishing in-flight requests (at most %d ms)\n",
+    bx_log_info("signal %u, finishing in-flight requests (at most %d ms)",
             si.ssi_signo, SHUTDOWN_GRACE_MS);
     http_server_shutdown(a->http);
     a->stop_deadline = bx_now_ms() + SHUTDOWN_GRACE_MS;
@@ -870,8 +871,8 @@ static void protect_from_oom(void)
     static const char val[] = "-1000";
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd < 0 || bx_write_all(fd, val, sizeof(val) - 1) < 0)
-        fprintf(stderr, "boxer: WARNING: cannot set oom_score_adj -1000 (%s): the OOM killer "
-                        "may pick Boxer instead of a sandbox\n",
+        bx_log_warn("WARNING: cannot set oom_score_adj -1000 (%s): the OOM killer "
+                        "may pick Boxer instead of a sandbox",
                 strerror(errno));
     if (fd >= 0)
         close(fd);
@@ -919,8 +920,8 @@ static int probe_runsc(struct app *a, struct bx_err *err)
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
             snprintf(a->platform, sizeof(a->platform), "%s", want);
             if (attempt > 0)
-                fprintf(stderr, "boxer: WARNING: runsc %s does not support platform %s; "
-                                "falling back to ptrace (slower)\n",
+                bx_log_warn("WARNING: runsc %s does not support platform %s; "
+                                "falling back to ptrace (slower)",
                         a->runsc, a->cfg.platform);
             return 0;
         }
@@ -954,18 +955,18 @@ static int setup_runs(struct app *a, struct bx_err *err)
             return bx_err_wrap(err, "cgroups (set ignore_cgroups to run without limits)");
         if (cg_cleanup_stale(a->cgroups, err) < 0)
             return bx_err_wrap(err, "removing stale cgroups");
-        fprintf(stderr, "boxer: %s\n", cg_describe(a->cgroups));
+        bx_log_info("%s", cg_describe(a->cgroups));
         /* The kernel's bound on all runs together, behind run.c's
          * admission against the same budget. */
         if (cg_set_base_limits(a->cgroups, a->cfg.total_memory_mb << 20, a->cfg.total_pids,
                                err) < 0)
             return bx_err_wrap(err, "total_memory_mb / total_pids on the base cgroup");
-        fprintf(stderr, "boxer: runs share total_memory_mb %llu, total_pids %llu\n",
+        bx_log_info("runs share total_memory_mb %llu, total_pids %llu",
                 (unsigned long long)a->cfg.total_memory_mb,
                 (unsigned long long)a->cfg.total_pids);
     } else {
-        fprintf(stderr, "boxer: WARNING: ignore_cgroups is set: cpu, memory and pids limits "
-                        "are NOT enforced\n");
+        bx_log_warn("WARNING: ignore_cgroups is set: cpu, memory and pids limits "
+                        "are NOT enforced");
     }
     if (image_cache_new(&a->images, a->loop, &a->cfg, err) < 0)
         return bx_err_wrap(err, "image cache");
@@ -978,9 +979,9 @@ static int setup_runs(struct app *a, struct bx_err *err)
         struct bx_err nerr;
         bx_err_clear(&nerr);
         if (net_start(a->net, &nerr) < 0)
-            fprintf(stderr, "boxer: WARNING: network \"sandbox\" unavailable: %s\n", nerr.msg);
+            bx_log_warn("WARNING: network \"sandbox\" unavailable: %s", nerr.msg);
         else
-            fprintf(stderr, "boxer: network sandbox: %s\n", net_describe(a->net));
+            bx_log_info("network sandbox: %s", net_describe(a->net));
     }
     memset(&rp, 0, sizeof(rp));
     rp.loop = a->loop;
@@ -1069,7 +1070,7 @@ int main(int argc, char **argv)
     setvbuf(stderr, NULL, _IOLBF, 0);
     config_defaults(&a.cfg);
     if (config_load(&a.cfg, config_path, &err) < 0) {
-        fprintf(stderr, "boxer: %s\n", err.msg);
+        bx_log_error("%s", err.msg);
         goto out;
     }
     raise_nofile();
@@ -1120,21 +1121,20 @@ int main(int argc, char **argv)
                               .observe = observe_request};
     if (http_server_new(&a.http, a.loop, &hc, handle_request, &a, &err) < 0)
         goto fail;
-    fprintf(stderr,
-            "boxer: version %s listening on %s (port %d) home %s runsc %s platform %s config %s\n",
+    bx_log_info("version %s listening on %s (port %d) home %s runsc %s platform %s config %s",
             BOXER_VERSION, a.cfg.listen_addr, http_server_port(a.http), a.cfg.home, a.runsc,
             a.platform, a.cfg.source ? a.cfg.source : "(built-in defaults)");
     if (a.tokens.n == 0 && !listens_on_loopback(a.cfg.listen_addr))
-        fprintf(stderr, "boxer: WARNING: listening on %s without auth_tokens or BOXER_TOKEN: "
-                        "anyone who can reach this address can run code here\n",
+        bx_log_warn("WARNING: listening on %s without auth_tokens or BOXER_TOKEN: "
+                        "anyone who can reach this address can run code here",
                 a.cfg.listen_addr);
     if (loop_run(a.loop, &err) < 0)
         goto fail;
-    fprintf(stderr, "boxer: stopped\n");
+    bx_log_info("stopped");
     rc = 0;
     goto out;
 fail:
-    fprintf(stderr, "boxer: %s\n", err.msg);
+    bx_log_error("%s", err.msg);
 out:
     if (a.http)
         http_server_free(&a.http);

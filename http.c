@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "log.h"
 #include "util.h"
 
 static void conn_event(struct loop *l, int fd, uint32_t events, void *arg);
@@ -401,7 +402,7 @@ void log_request(struct http_conn *c, int status)
     uint64_t dur = bx_now_ms() - c->started_ms;
     if (c->srv->cfg.observe)
         c->srv->cfg.observe(c->srv->app, c->log_path ? c->log_path : "", status);
-    fprintf(stderr, "boxer: %s %s %d %" PRIu64 "B %" PRIu64 "ms\n",
+    bx_log_info("%s %s %d %" PRIu64 "B %" PRIu64 "ms",
             c->method[0] ? c->method : "-", c->log_path ? c->log_path : "-", status,
             c->bytes_out, dur);
 }
@@ -785,7 +786,7 @@ static void drop_writer(struct http_conn *c)
 {
     struct linger lg = {1, 0};
     if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) < 0)
-        fprintf(stderr, "boxer: SO_LINGER: %s\n", strerror(errno));
+        bx_log_error("SO_LINGER: %s", strerror(errno));
     conn_close(c);
 }
 

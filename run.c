@@ -17,6 +17,7 @@
 
 #include "cgroup.h"
 #include "image.h"
+#include "log.h"
 #include "net.h"
 #include "oci.h"
 #include "proc.h"
@@ -470,7 +471,7 @@ static void on_unpin(struct loop *l, void *arg)
     bx_err_clear(&err);
     r = job->cg ? cg_run_unpin_started(job->cg, &err) : 1;
     if (r < 0)
-        fprintf(stderr, "boxer: %s: unpinning CPUs: %s\n", job->res->exec_id, err.msg);
+        bx_log_warn("%s: unpinning CPUs: %s", job->res->exec_id, err.msg);
     else if (r == 0 && ++job->unpin_polls < UNPIN_POLLS)
         job->unpin_timer = loop_timer_add(l, UNPIN_POLL_MS, on_unpin, job);
 }
@@ -698,11 +699,11 @@ static void reap_cgroup(struct loop *l, void *arg)
     if (cg_run_destroy(&r->cg, &err) < 0 && r->cg) {
         if (++r->tries < 50 && loop_timer_add(l, 100, reap_cgroup, r))
             return;
-        fprintf(stderr, "boxer: %s: cgroup not empty after retries; left for the next start\n",
+        bx_log_error("%s: cgroup not empty after retries; left for the next start",
                 r->name);
         cg_run_abandon(&r->cg);
     } else if (err.msg[0]) {
-        fprintf(stderr, "boxer: %s: cgroup cleanup: %s\n", r->name, err.msg);
+        bx_log_error("%s: cgroup cleanup: %s", r->name, err.msg);
     }
     free(r);
 }
@@ -715,7 +716,7 @@ static void destroy_cgroup(struct run_mgr *m, struct cg_run **cg, const char *na
     if (cg_run_destroy(cg, &err) == 0)
         return;
     if (!*cg) {
-        fprintf(stderr, "boxer: %s: cgroup cleanup: %s\n", name, err.msg);
+        bx_log_error("%s: cgroup cleanup: %s", name, err.msg);
         return;
     }
     r = calloc(1, sizeof(*r));
@@ -845,7 +846,7 @@ static void capture_result(struct run_job *job, int status, int in_child)
         else
             bx_err_set(&e, 500, 0, "capturing /output: the capture process died (status %d)",
                        status);
-        fprintf(stderr, "boxer: %s: %s\n", res->exec_id, e.msg);
+        bx_log_error("%s: %s", res->exec_id, e.msg);
         res->outcome = RUN_ERROR;
         res->error = e;
         /* Half an output tree is not an answer: it goes, persist or not. */
@@ -906,7 +907,7 @@ static int start_capture(struct run_job *job)
     r = proc_fork(m->p.loop, keep, n, capture_child, job, on_capture_exit, job, &job->capture,
                   &err);
     if (r < 0) {
-        fprintf(stderr, "boxer: %s: %s; capturing /output in the loop\n", job->res->exec_id,
+        bx_log_warn("%s: %s; capturing /output in the loop", job->res->exec_id,
                 err.msg);
         capture_child(job);
         capture_result(job, 0, 0);

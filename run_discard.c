@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "oci.h"
 #include "proc.h"
 #include "store.h"
@@ -24,7 +25,7 @@ int discard_work(void *arg)
     for (size_t i = 0; i < d->nhidden; i++) {
         bx_err_clear(&err);
         if (store_purge(st, d->hidden[i], &err) < 0) {
-            fprintf(stderr, "boxer: %s: deleting persist=false files: %s\n",
+            bx_log_error("%s: deleting persist=false files: %s",
                     d->exec_id[0] ? d->exec_id : "run", err.msg);
             ret = 1;
         }
@@ -90,7 +91,7 @@ void discard_start(struct run_mgr *m, char ***files, const char *exec_id)
         d->hidden = calloc(nfiles + 1, sizeof(*d->hidden));
     if (!d || !d->hidden) {
         free(d);
-        fprintf(stderr, "boxer: out of memory deleting persist=false files\n");
+        bx_log_error("out of memory deleting persist=false files");
         return;
     }
     d->mgr = m;
@@ -108,7 +109,7 @@ void discard_start(struct run_mgr *m, char ***files, const char *exec_id)
         if (r == 0)
             d->nhidden++;
         else if (r < 0)
-            fprintf(stderr, "boxer: %s: hiding persist=false files: %s\n",
+            bx_log_error("%s: hiding persist=false files: %s",
                     exec_id ? exec_id : "run", err.msg);
     }
     if (d->nhidden == 0) {
@@ -124,7 +125,7 @@ void discard_start(struct run_mgr *m, char ***files, const char *exec_id)
         m->discards = d;
         return;
     }
-    fprintf(stderr, "boxer: %s; deleting persist=false files in the loop\n",
+    bx_log_warn("%s; deleting persist=false files in the loop",
             d->rep ? err.msg : "out of memory");
     /* In this process the store's totals follow by themselves. */
     store_report_free(&d->rep);

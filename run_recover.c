@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 /* ---- crash recovery ---- */
@@ -161,7 +162,7 @@ static int unmount_stale(const char *runs_dir, struct bx_err *err)
         if (detached == 0)
             break;
     }
-    fprintf(stderr, "boxer: warning: %ld stale mounts below %s could not be unmounted\n", found,
+    bx_log_warn("warning: %ld stale mounts below %s could not be unmounted", found,
             runs_dir);
     return 0;
 }
@@ -199,7 +200,7 @@ int run_recover(const struct config *cfg, struct bx_err *err)
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
-        fprintf(stderr, "boxer: removing stale run %s\n", de->d_name);
+        bx_log_info("removing stale run %s", de->d_name);
         if (bx_rm_rf_at(dirfd(d), de->d_name, err) < 0)
             goto out;
     }
