@@ -59,7 +59,7 @@ static void respond_v1_error(struct http_conn *c, int status, const char *code, 
 
 static void respond_err(struct http_conn *c, const struct bx_err *err)
 {
-    int status = err->status >= 400 && err->status <= 599 ? err->status : 500;
+    int status = bx_err_http_status(err);
     respond_v1_error(c, status, box_err_code(err), err->msg[0] ? err->msg : "internal error");
 }
 
@@ -71,7 +71,7 @@ static void respond_box(struct http_conn *c, int status, const struct box *b, in
     json_w_init(&w, &sb);
     box_info_json(b, &w, extra);
     if (w.failed)
-        http_respond_error(c, 500, "answer too large");
+        http_respond_error(c, BX_E_INTERNAL, "answer too large");
     else
         http_respond(c, status, "application/json", NULL, sb.data, sb.len);
     sbuf_free(&sb);
@@ -104,10 +104,10 @@ static int get_str(const struct json_value *root, const char *key, char **out, s
     if (!v || v->type == JSON_NULL)
         return 0;
     if (v->type != JSON_STRING || json_str_has_nul(v) || v->u.str.len > 4096)
-        return bx_err_set(err, 400, EINVAL, "%s must be a string", key);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must be a string", key);
     *out = strdup(v->u.str.s);
     if (!*out)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     return 0;
 }
 
@@ -119,7 +119,7 @@ static int get_u64(const struct json_value *root, const char *key, uint64_t max,
         return 0;
     if (v->type != JSON_NUMBER || !v->u.num.is_int || v->u.num.i < 0 ||
         (uint64_t)v->u.num.i > max)
-        return bx_err_set(err, 400, EINVAL, "%s must be an integer from 0 to %llu", key,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "%s must be an integer from 0 to %llu", key,
                           (unsigned long long)max);
     *out = (uint64_t)v->u.num.i;
     return 0;
@@ -142,12 +142,12 @@ static int get_env(const struct json_value *root, char ***out, struct bx_err *er
     if (!v || v->type == JSON_NULL)
         return 0;
     if (v->type != JSON_OBJECT)
-        return bx_err_set(err, 400, EINVAL, "env must be an object of strings");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "env must be an object of strings");
     if (v->u.obj.n > BOX_ENV_MAX)
-        return bx_err_set(err, 400, E2BIG, "env has more than %d entries", BOX_ENV_MAX);
+        return bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "env has more than %d entries", BOX_ENV_MAX);
     env = calloc(v->u.obj.n + 1, sizeof(*env));
     if (!env)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     for (size_t i = 0; i < v->u.obj.n; i++) {
         const struct json_member *mb = &v->u.obj.members[i];
         if (!valid_env_key(mb->key, mb->key_len) || mb->value.type != JSON_STRING ||
@@ -155,13 +155,13 @@ static int get_env(const struct json_value *root, char ***out, struct bx_err *er
             for (size_t j = 0; j < i; j++)
                 free(env[j]);
             free(env);
-            return bx_err_set(err, 400, EINVAL, "env: each key must be a name and each value a string");
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "env: each key must be a name and each value a string");
         }
         if (asprintf(&env[i], "%s=%s", mb->key, mb->value.u.str.s) < 0) {
             for (size_t j = 0; j < i; j++)
                 free(env[j]);
             free(env);
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         }
     }
     *out = env;
@@ -175,7 +175,7 @@ static int parse_body(struct abx *a, struct json_doc **doc, struct bx_err *err)
         return -1;
     if (json_doc_root(*doc)->type != JSON_OBJECT) {
         json_doc_free(doc);
-        return bx_err_set(err, 400, EINVAL, "the body must be a JSON object");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "the body must be a JSON object");
     }
     return 0;
 }
@@ -196,7 +196,7 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
     v = json_get(root, "cpu");
     if (v && v->type != JSON_NULL) {
         if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0) {
-            bx_err_set(err, 400, EINVAL, "cpu must be a positive number");
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cpu must be a positive number");
             goto out;
         }
         r->cpu = v->u.num.d;
@@ -205,16 +205,16 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
     if (v && !(v->type == JSON_NULL || (v->type == JSON_BOOL && !v->u.boolean) ||
                (v->type == JSON_STRING && bx_str_eq(v->u.str.s, v->u.str.len, "none")))) {
         /* the sandbox network for boxes is a later slice */
-        bx_err_set(err, 400, ENOTSUP, "network: only false/\"none\" is supported yet");
+        bx_err_set(err, BX_E_BAD_REQUEST, ENOTSUP, "network: only false/\"none\" is supported yet");
         goto out;
     }
     v = json_get(root, "volumes");
     if (v && !(v->type == JSON_NULL || (v->type == JSON_ARRAY && v->u.arr.n == 0))) {
-        bx_err_set(err, 400, ENOTSUP, "volumes are not supported yet");
+        bx_err_set(err, BX_E_BAD_REQUEST, ENOTSUP, "volumes are not supported yet");
         goto out;
     }
     if (!r->image) {
-        bx_err_set(err, 400, EINVAL, "image is required");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "image is required");
         goto out;
     }
     ret = 0;
@@ -231,15 +231,15 @@ static int parse_user(const struct json_value *v, struct box_exec_req *r, struct
     uint64_t uid, gid;
     size_t ulen;
     if (v->type != JSON_STRING || json_str_has_nul(v))
-        return bx_err_set(err, 400, EINVAL, "user must be a string \"uid[:gid]\"");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be a string \"uid[:gid]\"");
     s = v->u.str.s;
     colon = strchr(s, ':');
     ulen = colon ? (size_t)(colon - s) : v->u.str.len;
     if (bx_parse_u64(s, ulen, UINT32_MAX - 1, &uid) < 0)
-        return bx_err_set(err, 400, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
     gid = uid;
     if (colon && bx_parse_u64(colon + 1, strlen(colon + 1), UINT32_MAX - 1, &gid) < 0)
-        return bx_err_set(err, 400, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
     r->set_user = 1;
     r->uid = (uint32_t)uid;
     r->gid = (uint32_t)gid;
@@ -256,23 +256,23 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct b
     root = json_doc_root(doc);
     v = json_get(root, "cmd");
     if (!v || v->type != JSON_ARRAY || v->u.arr.n == 0 || v->u.arr.n > BOX_ARGV_MAX) {
-        bx_err_set(err, 400, EINVAL, "cmd must be a non-empty list of strings");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd must be a non-empty list of strings");
         goto out;
     }
     r->cmd = calloc(v->u.arr.n + 1, sizeof(*r->cmd));
     if (!r->cmd) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < v->u.arr.n; i++) {
         const struct json_value *s = &v->u.arr.items[i];
         if (s->type != JSON_STRING || json_str_has_nul(s) || s->u.str.len > 131072) {
-            bx_err_set(err, 400, EINVAL, "cmd must be a non-empty list of strings");
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd must be a non-empty list of strings");
             goto out;
         }
         r->cmd[i] = strdup(s->u.str.s);
         if (!r->cmd[i]) {
-            bx_err_set(err, 500, ENOMEM, "out of memory");
+            bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
             goto out;
         }
     }
@@ -280,7 +280,7 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct b
         get_u64(root, "timeout_ms", UINT32_MAX, &r->timeout_ms, err) < 0)
         goto out;
     if (r->workdir && r->workdir[0] != '/') {
-        bx_err_set(err, 400, EINVAL, "workdir must be an absolute path");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "workdir must be an absolute path");
         goto out;
     }
     v = json_get(root, "user");
@@ -288,7 +288,7 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct b
         goto out;
     v = json_get(root, "wait");
     if (v && v->type != JSON_NULL && v->type != JSON_BOOL) {
-        bx_err_set(err, 400, EINVAL, "wait must be a boolean");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "wait must be a boolean");
         goto out;
     }
     *wait = v && v->type == JSON_BOOL && v->u.boolean;
@@ -320,7 +320,7 @@ static void respond_exec(struct http_conn *c, int status, const struct box_exec 
     json_w_init(&w, &sb);
     box_exec_json(e, &w, extra);
     if (w.failed)
-        http_respond_error(c, 500, "answer too large");
+        http_respond_error(c, BX_E_INTERNAL, "answer too large");
     else
         http_respond(c, status, "application/json", NULL, sb.data, sb.len);
     sbuf_free(&sb);
@@ -341,7 +341,7 @@ static int abx_on_data(void *ctx, const char *data, size_t len, struct bx_err *e
     if (a->op != OP_CREATE && a->op != OP_EXEC)
         return 0; /* the body of stop/start/delete is ignored */
     if (sbuf_append(&a->body, data, len) < 0)
-        return bx_err_set(err, 413, E2BIG, "body too large");
+        return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "body too large");
     return 0;
 }
 
@@ -356,7 +356,7 @@ static int abx_on_end(void *ctx, struct bx_err *unused)
     if (a->op != OP_CREATE) {
         b = box_find(a->m, a->id);
         if (!b) {
-            respond_v1_error(a->conn, 404, "BOX_NOT_FOUND", "no such box");
+            respond_v1_error(a->conn, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
             abx_free(a);
             return 0;
         }
@@ -429,13 +429,13 @@ static void start_async(struct box_mgr *m, struct http_conn *c, const struct htt
          * application/json. */
         const struct http_header *ct = http_find_header(req, "Content-Type");
         if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
-            respond_v1_error(c, 415, "INVALID_REQUEST", "Content-Type must be application/json");
+            respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST", "Content-Type must be application/json");
             return;
         }
     }
     a = calloc(1, sizeof(*a));
     if (!a) {
-        http_respond_error(c, 500, "out of memory");
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
         return;
     }
     a->m = m;
@@ -461,7 +461,7 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
     enum http_method meth = req->method;
 
     if (!m) {
-        respond_v1_error(c, 500, "RUNTIME_ERROR", "boxes are not available");
+        respond_v1_error(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available");
         return 0;
     }
     if (strcmp(path, "/v1/boxes") == 0 || strcmp(path, "/v1/boxes/") == 0) {
@@ -470,11 +470,11 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         else if (meth == HTTP_GET || meth == HTTP_HEAD)
             list_boxes(m, c, extra);
         else
-            http_respond_error_with_headers(c, 405, "Allow: GET, HEAD, POST\r\n", "method not allowed");
+            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: GET, HEAD, POST\r\n", "method not allowed");
         return 0;
     }
     if (strncmp(path, "/v1/boxes/", 10) != 0) {
-        respond_v1_error(c, 404, "INVALID_REQUEST", "not found");
+        respond_v1_error(c, BX_E_NOT_FOUND, "INVALID_REQUEST", "not found");
         return 0;
     }
     rest = path + 10;
@@ -484,18 +484,18 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         colon = NULL;
     id_len = colon ? (size_t)(colon - rest) : slash ? (size_t)(slash - rest) : strlen(rest);
     if (id_len == 0 || id_len >= sizeof(((struct abx *)0)->id)) {
-        respond_v1_error(c, 404, "BOX_NOT_FOUND", "no such box");
+        respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
         return 0;
     }
     if (colon && !slash) {
         if (meth != HTTP_POST) {
-            http_respond_error_with_headers(c, 405, "Allow: POST\r\n", "method not allowed");
+            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: POST\r\n", "method not allowed");
         } else if (strcmp(colon, ":stop") == 0) {
             start_async(m, c, req, OP_STOP, rest, id_len);
         } else if (strcmp(colon, ":start") == 0) {
             start_async(m, c, req, OP_START, rest, id_len);
         } else {
-            respond_v1_error(c, 404, "INVALID_REQUEST", "not found");
+            respond_v1_error(c, BX_E_NOT_FOUND, "INVALID_REQUEST", "not found");
         }
         return 0;
     }
@@ -506,13 +506,13 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         if (meth == HTTP_GET || meth == HTTP_HEAD) {
             struct box *b = box_find(m, id);
             if (!b)
-                respond_v1_error(c, 404, "BOX_NOT_FOUND", "no such box");
+                respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
             else
                 respond_box(c, 200, b, extra);
         } else if (meth == HTTP_DELETE) {
             start_async(m, c, req, OP_DELETE, rest, id_len);
         } else {
-            http_respond_error_with_headers(c, 405, "Allow: GET, HEAD, DELETE\r\n", "method not allowed");
+            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: GET, HEAD, DELETE\r\n", "method not allowed");
         }
         return 0;
     }
@@ -522,18 +522,18 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         memcpy(id, rest, id_len);
         id[id_len] = 0;
         if (meth != HTTP_GET && meth != HTTP_HEAD) {
-            http_respond_error_with_headers(c, 405, "Allow: GET, HEAD\r\n", "method not allowed");
+            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: GET, HEAD\r\n", "method not allowed");
             return 0;
         }
         b = box_find(m, id);
         if (!b) {
-            respond_v1_error(c, 404, "BOX_NOT_FOUND", "no such box");
+            respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
         } else if (slash[5] == 's') {
             list_execs(c, b, extra);
         } else {
             struct box_exec *e = box_exec_find(b, slash + 6);
             if (!e)
-                respond_v1_error(c, 404, "EXEC_NOT_FOUND", "no such exec");
+                respond_v1_error(c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec");
             else
                 respond_exec(c, 200, e, extra);
         }
@@ -543,10 +543,10 @@ int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_req
         if (meth == HTTP_POST)
             start_async(m, c, req, OP_EXEC, rest, id_len);
         else
-            http_respond_error_with_headers(c, 405, "Allow: POST\r\n", "method not allowed");
+            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: POST\r\n", "method not allowed");
         return 0;
     }
-    respond_v1_error(c, 404, "INVALID_REQUEST", "not found");
+    respond_v1_error(c, BX_E_NOT_FOUND, "INVALID_REQUEST", "not found");
     return 0;
 }
 
@@ -560,7 +560,7 @@ static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra)
     box_each(m, &w, extra);
     json_w_arr_end(&w);
     if (w.failed)
-        http_respond_error(c, 500, "answer too large");
+        http_respond_error(c, BX_E_INTERNAL, "answer too large");
     else
         http_respond(c, 200, "application/json", NULL, sb.data, sb.len);
     sbuf_free(&sb);
@@ -577,7 +577,7 @@ static void list_execs(struct http_conn *c, const struct box *b, int extra)
     box_each_exec(b, &w, extra);
     json_w_arr_end(&w);
     if (w.failed)
-        http_respond_error(c, 500, "answer too large");
+        http_respond_error(c, BX_E_INTERNAL, "answer too large");
     else
         http_respond(c, 200, "application/json", NULL, sb.data, sb.len);
     sbuf_free(&sb);

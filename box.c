@@ -225,7 +225,7 @@ static void on_started(void *arg, int status)
     const char *wait_args[] = {"wait", b->cid, NULL};
     proc_free(&b->step);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        bx_err_set(&err, 500, 0, "runsc start failed (see %s/runsc-start.log)", b->dir);
+        bx_err_set(&err, BX_E_INTERNAL, 0, "runsc start failed (see %s/runsc-start.log)", b->dir);
         start_failed(b, &err);
         return;
     }
@@ -245,7 +245,7 @@ static void on_created(void *arg, int status)
     const char *args[] = {"start", b->cid, NULL};
     proc_free(&b->step);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        bx_err_set(&err, 500, 0, "runsc create failed (see %s/runsc-create.log)", b->dir);
+        bx_err_set(&err, BX_E_INTERNAL, 0, "runsc create failed (see %s/runsc-create.log)", b->dir);
         start_failed(b, &err);
         return;
     }
@@ -272,7 +272,7 @@ static void launch(struct box *b)
         snprintf(root, sizeof(root), "%s/rootfs", b->dir);
         int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rfd < 0) {
-            bx_err_sys(&err, 500, "open %s", root);
+            bx_err_sys(&err, BX_E_INTERNAL, "open %s", root);
             goto fail;
         }
         /* Boxer's own path rules: no symlink is followed. */
@@ -300,7 +300,7 @@ static void on_mkfs(void *arg, int status)
     struct bx_err err;
     proc_free(&b->step);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        bx_err_set(&err, 500, 0, "mkfs.ext4 failed (status %d)", status);
+        bx_err_set(&err, BX_E_INTERNAL, 0, "mkfs.ext4 failed (status %d)", status);
         start_failed(b, &err);
         return;
     }
@@ -320,12 +320,12 @@ static void prepare_disk(struct box *b)
         return;
     }
     if (fd < 0) {
-        bx_err_sys(&err, 500, "create %s", img);
+        bx_err_sys(&err, BX_E_INTERNAL, "create %s", img);
         goto fail;
     }
     /* Sparse: only what the box writes takes host disk. */
     if (ftruncate(fd, (off_t)(b->disk_gb << 30)) < 0) {
-        bx_err_sys(&err, 500, "ftruncate %s", img);
+        bx_err_sys(&err, BX_E_INTERNAL, "ftruncate %s", img);
         close(fd);
         unlink(img);
         goto fail;
@@ -359,7 +359,7 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
         struct bx_err e = *ierr;
         /* BoxRun's IMAGE_PULL_FAILED (502) for whatever kept the image
          * away, but a request error stays a 400. */
-        if (e.status != 400)
+        if (e.status != BX_E_BAD_REQUEST)
             e.status = 502;
         start_failed(b, &e);
         return;
@@ -499,7 +499,7 @@ static int begin_stop(struct box *b, struct bx_err *err)
 static int busy(const struct box *b, struct bx_err *err)
 {
     if (b->cb || b->status == BOX_CREATING || b->status == BOX_STOPPING || b->removing)
-        return bx_err_set(err, 409, EBUSY, "box %s is busy (starting or stopping)", b->id);
+        return bx_err_set(err, BX_E_CONFLICT, EBUSY, "box %s is busy (starting or stopping)", b->id);
     return 0;
 }
 
@@ -508,7 +508,7 @@ int box_start(struct box *b, box_done_cb cb, void *arg, struct bx_err *err)
     if (busy(b, err) < 0)
         return -1;
     if (b->status == BOX_RUNNING)
-        return bx_err_set(err, 409, EALREADY, "box %s is already running", b->id);
+        return bx_err_set(err, BX_E_CONFLICT, EALREADY, "box %s is already running", b->id);
     if (begin_start(b, err) < 0) {
         b->status = BOX_ERROR;
         return -1;
@@ -523,7 +523,7 @@ int box_stop(struct box *b, box_done_cb cb, void *arg, struct bx_err *err)
     if (busy(b, err) < 0)
         return -1;
     if (b->status != BOX_RUNNING)
-        return bx_err_set(err, 409, ENOTCONN, "box %s is not running", b->id);
+        return bx_err_set(err, BX_E_CONFLICT, ENOTCONN, "box %s is not running", b->id);
     if (begin_stop(b, err) < 0)
         return -1;
     b->cb = cb;
@@ -538,7 +538,7 @@ int box_remove(struct box *b, int force, box_done_cb cb, void *arg, struct bx_er
     if (busy(b, err) < 0)
         return -1;
     if (b->status == BOX_RUNNING && !force)
-        return bx_err_set(err, 409, EALREADY,
+        return bx_err_set(err, BX_E_CONFLICT, EALREADY,
                           "box %s is running: stop it first or pass force=true", b->id);
     b->removing = 1;
     b->cb = cb;
@@ -800,11 +800,11 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
 const char *box_err_code(const struct bx_err *err)
 {
     switch (err->status) {
-    case 400:
+    case BX_E_BAD_REQUEST:
         return "INVALID_REQUEST";
-    case 404:
+    case BX_E_NOT_FOUND:
         return "BOX_NOT_FOUND";
-    case 409:
+    case BX_E_CONFLICT:
         return err->sys_errno == ENOTCONN  ? "BOX_NOT_RUNNING"
                : err->sys_errno == EEXIST ? "NAME_ALREADY_EXISTS"
                                           : "BOX_ALREADY_RUNNING";
@@ -843,26 +843,26 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     struct box *b;
 
     if (!m->p.cgroups)
-        return bx_err_set(err, 500, ENOTSUP, "boxes need cgroups (ignore_cgroups is set)");
+        return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "boxes need cgroups (ignore_cgroups is set)");
     if (!m->mkfs[0])
-        return bx_err_set(err, 500, ENOENT, "mkfs.ext4 not found (install e2fsprogs)");
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT, "mkfs.ext4 not found (install e2fsprogs)");
     if (!req->image || !req->image[0])
-        return bx_err_set(err, 400, EINVAL, "image is required");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "image is required");
     if (req->name && !valid_name(req->name))
-        return bx_err_set(err, 400, EINVAL, "name must match [a-z0-9][a-z0-9_.-]{0,62}");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "name must match [a-z0-9][a-z0-9_.-]{0,62}");
     if (req->name && box_find(m, req->name))
-        return bx_err_set(err, 409, EEXIST, "a box named %s exists", req->name);
+        return bx_err_set(err, BX_E_CONFLICT, EEXIST, "a box named %s exists", req->name);
     if (req->workdir && (req->workdir[0] != '/' || strlen(req->workdir) > 1024))
-        return bx_err_set(err, 400, EINVAL, "workdir must be an absolute path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "workdir must be an absolute path");
     if (req->cpu < 0 || req->cpu > m->p.cfg->max_limits.cpu_cores)
-        return bx_err_set(err, 400, ERANGE, "cpu is over max_limits.cpu_cores");
+        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "cpu is over max_limits.cpu_cores");
     if (req->memory_mb > m->p.cfg->max_limits.memory_mb)
-        return bx_err_set(err, 400, ERANGE, "memory_mb is over max_limits.memory_mb");
+        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "memory_mb is over max_limits.memory_mb");
     if (req->disk_size_gb > BOX_MAX_DISK_GB)
-        return bx_err_set(err, 400, ERANGE, "disk_size_gb is over %d", BOX_MAX_DISK_GB);
+        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "disk_size_gb is over %d", BOX_MAX_DISK_GB);
     b = calloc(1, sizeof(*b));
     if (!b)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     b->m = m;
     if (random_id("box_", b->id, sizeof(b->id), err) < 0) {
         free(b);
@@ -878,10 +878,10 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     if ((size_t)snprintf(b->dir, sizeof(b->dir), "%s/%s", m->home_boxes, b->id) >=
         sizeof(b->dir)) {
         free(b);
-        return bx_err_set(err, 500, ENAMETOOLONG, "home is too long for boxes");
+        return bx_err_set(err, BX_E_INTERNAL, ENAMETOOLONG, "home is too long for boxes");
     }
     if (mkdir(b->dir, 0700) < 0) {
-        bx_err_sys(err, 500, "mkdir %s", b->dir);
+        bx_err_sys(err, BX_E_INTERNAL, "mkdir %s", b->dir);
         free(b);
         return -1;
     }
@@ -894,7 +894,7 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
         snprintf(p, sizeof(p), "%s/state", b->dir);
         int r3 = mkdir(p, 0700);
         if (r1 < 0 || r2 < 0 || r3 < 0) {
-            bx_err_sys(err, 500, "mkdir under %s", b->dir);
+            bx_err_sys(err, BX_E_INTERNAL, "mkdir under %s", b->dir);
             bx_rm_rf_at(AT_FDCWD, b->dir, NULL);
             free(b);
             return -1;
@@ -909,7 +909,7 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     m->boxes = b;
     if (!b->workdir || begin_start(b, err) < 0) {
         if (!b->workdir)
-            bx_err_set(err, 500, ENOMEM, "out of memory");
+            bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         b->removing = 1;
         destroy_box(b);
         return -1;
@@ -924,7 +924,7 @@ int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_
 {
     struct box_mgr *m = calloc(1, sizeof(*m));
     if (!m)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     m->p = *p;
     snprintf(m->home_boxes, sizeof(m->home_boxes), "%s/boxes", p->cfg->home);
     if (bx_mkdir_p_at(AT_FDCWD, m->home_boxes, 0700, 0, err) < 0) {

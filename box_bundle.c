@@ -48,10 +48,10 @@ int attach_and_mount(struct box *b, struct bx_err *err)
     snprintf(mnt, sizeof(mnt), "%s/disk", b->dir);
     ffd = open(img, O_RDWR | O_CLOEXEC);
     if (ffd < 0)
-        return bx_err_sys(err, 500, "open %s", img);
+        return bx_err_sys(err, BX_E_INTERNAL, "open %s", img);
     ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (ctl < 0) {
-        bx_err_sys(err, 500, "open /dev/loop-control");
+        bx_err_sys(err, BX_E_INTERNAL, "open /dev/loop-control");
         goto out;
     }
     /* Another program may take the free device between the two calls:
@@ -59,13 +59,13 @@ int attach_and_mount(struct box *b, struct bx_err *err)
     for (int tries = 0;; tries++) {
         long n = ioctl(ctl, LOOP_CTL_GET_FREE);
         if (n < 0) {
-            bx_err_sys(err, 500, "LOOP_CTL_GET_FREE");
+            bx_err_sys(err, BX_E_INTERNAL, "LOOP_CTL_GET_FREE");
             goto out;
         }
         snprintf(dev, sizeof(dev), "/dev/loop%ld", n);
         lfd = open(dev, O_RDWR | O_CLOEXEC);
         if (lfd < 0) {
-            bx_err_sys(err, 500, "open %s", dev);
+            bx_err_sys(err, BX_E_INTERNAL, "open %s", dev);
             goto out;
         }
         struct loop_config lc;
@@ -75,13 +75,13 @@ int attach_and_mount(struct box *b, struct bx_err *err)
         if (ioctl(lfd, LOOP_CONFIGURE, &lc) == 0)
             break;
         if (errno != EBUSY || tries >= 20) {
-            bx_err_sys(err, 500, "LOOP_CONFIGURE %s", dev);
+            bx_err_sys(err, BX_E_INTERNAL, "LOOP_CONFIGURE %s", dev);
             goto out;
         }
         bx_close(&lfd);
     }
     if (mount(dev, mnt, "ext4", MS_NOSUID | MS_NODEV, NULL) < 0) {
-        bx_err_sys(err, 500, "mount %s", dev);
+        bx_err_sys(err, BX_E_INTERNAL, "mount %s", dev);
         goto out;
     }
     /* Autoclear: the device goes with the last unmount once lfd is closed. */
@@ -104,18 +104,18 @@ int mount_root(struct box *b, struct bx_err *err)
     snprintf(work, sizeof(work), "%s/disk/work", b->dir);
     snprintf(root, sizeof(root), "%s/rootfs", b->dir);
     if ((mkdir(upper, 0755) < 0 && errno != EEXIST) || (mkdir(work, 0700) < 0 && errno != EEXIST))
-        return bx_err_sys(err, 500, "mkdir %s", upper);
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir %s", upper);
     /* overlayfs splits its options on ',' and ':' */
     if (strpbrk(b->img->rootfs, ",:") || strpbrk(b->dir, ",:"))
-        return bx_err_set(err, 500, EINVAL, "paths with ',' or ':' cannot be overlay layers");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "paths with ',' or ':' cannot be overlay layers");
     sbuf_init(&opts, 3 * PATH_MAX + 64);
     if (sbuf_appendf(&opts, "lowerdir=%s,upperdir=%s,workdir=%s", b->img->rootfs, upper, work) <
         0) {
-        bx_err_set(err, 500, ENOMEM, "overlay options too long");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "overlay options too long");
         goto out;
     }
     if (mount("overlay", root, "overlay", MS_NOSUID | MS_NODEV, opts.data) < 0) {
-        bx_err_sys(err, 500, "mount overlay");
+        bx_err_sys(err, BX_E_INTERNAL, "mount overlay");
         goto out;
     }
     b->root_mounted = 1;
@@ -237,15 +237,15 @@ int write_scratch_file(struct box *b, const char *name, struct sbuf *sb,
     snprintf(p, sizeof(p), "%s/%s", b->dir, name);
     fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
-        return bx_err_sys(err, 500, "create %s", p);
+        return bx_err_sys(err, BX_E_INTERNAL, "create %s", p);
     if (bx_write_all(fd, sb->data, sb->len) < 0) {
-        bx_err_sys(err, 500, "write %s", p);
+        bx_err_sys(err, BX_E_INTERNAL, "write %s", p);
         close(fd);
         unlink(p);
         return -1;
     }
     if (close(fd) < 0) {
-        bx_err_sys(err, 500, "close %s", p);
+        bx_err_sys(err, BX_E_INTERNAL, "close %s", p);
         unlink(p);
         return -1;
     }
@@ -309,7 +309,7 @@ int write_spec(struct box *b, struct bx_err *err)
     json_w_obj_end(&w);
     json_w_obj_end(&w);
     if (w.failed)
-        ret = bx_err_set(err, 500, ENOMEM, "spec too large");
+        ret = bx_err_set(err, BX_E_INTERNAL, ENOMEM, "spec too large");
     else
         ret = write_json_file(b, "config.json", &sb, err);
     sbuf_free(&sb);
@@ -321,19 +321,19 @@ int write_init(struct box *b, struct bx_err *err)
     char p[PATH_MAX + 16];
     int fd;
     if (!box_init_bin || !&box_init_bin_len || box_init_bin_len == 0)
-        return bx_err_set(err, 500, ENOENT, "this build has no box init");
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT, "this build has no box init");
     snprintf(p, sizeof(p), "%s/init", b->dir);
     unlink(p);
     fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0555);
     if (fd < 0)
-        return bx_err_sys(err, 500, "create %s", p);
+        return bx_err_sys(err, BX_E_INTERNAL, "create %s", p);
     if (bx_write_all(fd, box_init_bin, box_init_bin_len) < 0) {
-        bx_err_sys(err, 500, "write %s", p);
+        bx_err_sys(err, BX_E_INTERNAL, "write %s", p);
         close(fd);
         return -1;
     }
     if (close(fd) < 0)
-        return bx_err_sys(err, 500, "close %s", p);
+        return bx_err_sys(err, BX_E_INTERNAL, "close %s", p);
     return 0;
 }
 

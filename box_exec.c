@@ -204,12 +204,12 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     int ret = -1;
 
     if (b->status != BOX_RUNNING || b->removing)
-        return bx_err_set(err, 409, ENOTCONN, "box %s is not running", b->id);
+        return bx_err_set(err, BX_E_CONFLICT, ENOTCONN, "box %s is not running", b->id);
     if (!req->cmd || !req->cmd[0])
-        return bx_err_set(err, 400, EINVAL, "cmd must be a non-empty list");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd must be a non-empty list");
     e = calloc(1, sizeof(*e));
     if (!e)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     e->box = b;
     e->out_fd = e->err_fd = -1;
     sbuf_init(&e->out, BOX_OUTPUT_MAX);
@@ -229,7 +229,7 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
             n++;
         wrapped = calloc(n + 5, sizeof(*wrapped));
         if (!wrapped) {
-            bx_err_set(err, 500, ENOMEM, "out of memory");
+            bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
             goto fail;
         }
         snprintf(ms, sizeof(ms), "%llu", (unsigned long long)req->timeout_ms);
@@ -244,18 +244,18 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     w_process(&w, wrapped ? wrapped : req->cmd, env3, req->workdir && req->workdir[0] ? req->workdir : b->workdir,
               req->set_user ? req->uid : 0, req->set_user ? req->gid : 0);
     if (w.failed) {
-        bx_err_set(err, 400, E2BIG, "exec too large");
+        bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "exec too large");
         goto fail;
     }
     snprintf(pname, sizeof(pname), "%s.json", e->id);
     if (write_scratch_file(b, pname, &sb, err) < 0)
         goto fail;
     if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-        bx_err_sys(err, 500, "pipe2");
+        bx_err_sys(err, BX_E_INTERNAL, "pipe2");
         goto fail;
     }
     if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
-        bx_err_sys(err, 500, "fcntl");
+        bx_err_sys(err, BX_E_INTERNAL, "fcntl");
         goto fail;
     }
     {

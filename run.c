@@ -120,12 +120,12 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
 {
     struct run_mgr *m = calloc(1, sizeof(*m));
     if (!m)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     m->p = *p;
     m->runs_dirfd = -1;
     if (asprintf(&m->runs_dir, "%s/runs", p->cfg->home) < 0) {
         free(m);
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     m->runs_dirfd = bx_mkdir_p_at(AT_FDCWD, m->runs_dir, 0700, 1, err);
     if (m->runs_dirfd < 0) {
@@ -232,24 +232,24 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
         if (r < 0)
             return -1;
         if (r == 0)
-            return bx_err_set(err, 400, ENOENT, "file not found: %s", req->files[i]);
+            return bx_err_set(err, BX_E_BAD_REQUEST, ENOENT, "file not found: %s", req->files[i]);
     }
     if (req->network == RUN_NET_SANDBOX && net_unavailable(m->p.net))
-        return bx_err_set(err, 500, 0, "network sandbox is unavailable on this server: %s",
+        return bx_err_set(err, BX_E_INTERNAL, 0, "network sandbox is unavailable on this server: %s",
                           net_unavailable(m->p.net));
     /* FIFO: nobody overtakes a queued job, even one that fits now. */
     start_now = !m->queue_head && fits(m, req->limits.memory_mb,
                                        config_run_host_pids(req->limits.pids_limit));
     if (!start_now && m->nqueued >= m->p.cfg->max_queued_runs)
-        return bx_err_set(err, 503, EBUSY, "too many runs in flight; retry later");
+        return bx_err_set(err, BX_E_UNAVAILABLE, EBUSY, "too many runs in flight; retry later");
     job = calloc(1, sizeof(*job));
     if (!job)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     job->res = calloc(1, sizeof(*job->res));
     if (!job->res || bx_uuid4(uuid, err) < 0) {
         free(job->res);
         free(job);
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     job->mgr = m;
     oci_bundle_init(&job->b);
@@ -517,12 +517,12 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     argv[a] = NULL;
 
     if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-        bx_err_sys(err, 500, "pipe2");
+        bx_err_sys(err, BX_E_INTERNAL, "pipe2");
         goto out;
     }
     /* Only our ends are non-blocking: the sandbox writes to blocking pipes. */
     if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
-        bx_err_sys(err, 500, "fcntl");
+        bx_err_sys(err, BX_E_INTERNAL, "fcntl");
         goto out;
     }
     fcntl(outp[0], F_SETPIPE_SZ, 1 << 20);
@@ -674,12 +674,12 @@ static void collect_exit(struct run_job *job)
                 sbuf_appendf(&res->err, "boxer: %s\n", msg);
             } else {
                 res->outcome = RUN_ERROR;
-                bx_err_set(&res->error, 500, 0, "sandbox failed to start: %s", msg);
+                bx_err_set(&res->error, BX_E_INTERNAL, 0, "sandbox failed to start: %s", msg);
             }
         }
     } else if (WIFSIGNALED(job->wstatus)) {
         res->outcome = RUN_ERROR;
-        bx_err_set(&res->error, 500, 0, "runsc was killed by signal %d", WTERMSIG(job->wstatus));
+        bx_err_set(&res->error, BX_E_INTERNAL, 0, "runsc was killed by signal %d", WTERMSIG(job->wstatus));
     }
 }
 
@@ -820,7 +820,7 @@ static int capture_child(void *arg)
     if (store_capture(m->p.store, job->res->exec_id, job->capture_fd, m->p.cfg->output_files_max,
                       m->p.cfg->output_files_limit_bytes, rep, &rep->err) < 0) {
         if (rep->err.status == 0)
-            rep->err.status = 500;
+            rep->err.status = BX_E_INTERNAL;
         ret = 1;
     }
     store_report_end(m->p.store, rep);
@@ -841,10 +841,10 @@ static void capture_result(struct run_job *job, int status, int in_child)
     if (!rep->finished || rep->err.status != 0) {
         struct bx_err e;
         if (rep->finished)
-            bx_err_set(&e, rep->err.status == 507 ? 507 : 500, rep->err.sys_errno,
+            bx_err_set(&e, rep->err.status == BX_E_INSUFFICIENT_STORAGE ? BX_E_INSUFFICIENT_STORAGE : BX_E_INTERNAL, rep->err.sys_errno,
                        "capturing /output: %s", rep->err.msg);
         else
-            bx_err_set(&e, 500, 0, "capturing /output: the capture process died (status %d)",
+            bx_err_set(&e, BX_E_INTERNAL, 0, "capturing /output: the capture process died (status %d)",
                        status);
         bx_log_error("%s: %s", res->exec_id, e.msg);
         res->outcome = RUN_ERROR;
@@ -894,7 +894,7 @@ static int start_capture(struct run_job *job)
         openat(job->b.dirfd, "output", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     job->capture_rep = store_report_new();
     if (job->capture_fd < 0 || !job->capture_rep) {
-        bx_err_set(&job->res->error, 500, errno, "capturing /output: %s",
+        bx_err_set(&job->res->error, BX_E_INTERNAL, errno, "capturing /output: %s",
                    job->capture_fd < 0 ? "cannot open it" : "out of memory");
         job->res->outcome = RUN_ERROR;
         bx_close(&job->capture_fd);

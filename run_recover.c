@@ -94,7 +94,7 @@ static long unmount_pass(const char *runs_dir, size_t *detached, struct bx_err *
     long found = -1, listed = 0;
 
     if (!f)
-        return bx_err_sys(err, 500, "open /proc/self/mountinfo");
+        return bx_err_sys(err, BX_E_INTERNAL, "open /proc/self/mountinfo");
     while (getline(&line, &lcap, f) > 0) {
         /* fields: id parent major:minor root mountpoint ... */
         char *mp = line;
@@ -116,7 +116,7 @@ static long unmount_pass(const char *runs_dir, size_t *detached, struct bx_err *
             size_t ncap = tcap ? tcap * 2 : 64;
             char **nv = realloc(targets, ncap * sizeof(*nv));
             if (!nv) {
-                bx_err_set(err, 500, ENOMEM, "out of memory");
+                bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
                 goto out;
             }
             targets = nv;
@@ -124,13 +124,13 @@ static long unmount_pass(const char *runs_dir, size_t *detached, struct bx_err *
         }
         targets[nt] = strdup(mp);
         if (!targets[nt]) {
-            bx_err_set(err, 500, ENOMEM, "out of memory");
+            bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
             goto out;
         }
         nt++;
     }
     if (ferror(f)) {
-        bx_err_set(err, 500, EIO, "read /proc/self/mountinfo");
+        bx_err_set(err, BX_E_INTERNAL, EIO, "read /proc/self/mountinfo");
         goto out;
     }
     for (size_t i = nt; i-- > 0;) {
@@ -176,24 +176,24 @@ int run_recover(const struct config *cfg, struct bx_err *err)
     int ret = -1;
 
     if (asprintf(&runs_dir, "%s/runs", cfg->home) < 0)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     fd = open(runs_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        ret = errno == ENOENT ? 0 : bx_err_sys(err, 500, "open %s", runs_dir);
+        ret = errno == ENOENT ? 0 : bx_err_sys(err, BX_E_INTERNAL, "open %s", runs_dir);
         goto out;
     }
     kill_stale_processes(runs_dir);
     /* mountinfo names mount points by their canonical path. */
     real = realpath(runs_dir, NULL);
     if (!real) {
-        bx_err_sys(err, 500, "realpath %s", runs_dir);
+        bx_err_sys(err, BX_E_INTERNAL, "realpath %s", runs_dir);
         goto out;
     }
     if (unmount_stale(real, err) < 0)
         goto out;
     d = fdopendir(fd);
     if (!d) {
-        bx_err_sys(err, 500, "fdopendir");
+        bx_err_sys(err, BX_E_INTERNAL, "fdopendir");
         goto out;
     }
     fd = -1;
