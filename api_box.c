@@ -452,102 +452,123 @@ static void start_async(struct box_mgr *m, struct http_conn *c, const struct htt
 static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra);
 static void list_execs(struct http_conn *c, const struct box *b, int extra);
 
-int api_box_handle(struct box_mgr *m, struct http_conn *c, const struct http_request *req)
-{
-    const char *path = http_conn_path(c);
-    const char *rest, *slash, *colon;
-    size_t id_len;
-    int extra = query_flag(req, "extra");
-    enum http_method meth = req->method;
+/* ---- one handler per route (boxer.c's route table dispatches) ---- */
 
-    if (!m) {
-        respond_v1_error(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available");
-        return 0;
-    }
-    if (strcmp(path, "/v1/boxes") == 0 || strcmp(path, "/v1/boxes/") == 0) {
-        if (meth == HTTP_POST)
-            start_async(m, c, req, OP_CREATE, "", 0);
-        else if (meth == HTTP_GET || meth == HTTP_HEAD)
-            list_boxes(m, c, extra);
-        else
-            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: GET, HEAD, POST\r\n", "method not allowed");
-        return 0;
-    }
-    if (strncmp(path, "/v1/boxes/", 10) != 0) {
-        respond_v1_error(c, BX_E_NOT_FOUND, "INVALID_REQUEST", "not found");
-        return 0;
-    }
-    rest = path + 10;
-    slash = strchr(rest, '/');
-    colon = strchr(rest, ':');
-    if (colon && slash && colon > slash)
-        colon = NULL;
-    id_len = colon ? (size_t)(colon - rest) : slash ? (size_t)(slash - rest) : strlen(rest);
-    if (id_len == 0 || id_len >= sizeof(((struct abx *)0)->id)) {
-        respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
-        return 0;
-    }
-    if (colon && !slash) {
-        if (meth != HTTP_POST) {
-            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: POST\r\n", "method not allowed");
-        } else if (strcmp(colon, ":stop") == 0) {
-            start_async(m, c, req, OP_STOP, rest, id_len);
-        } else if (strcmp(colon, ":start") == 0) {
-            start_async(m, c, req, OP_START, rest, id_len);
-        } else {
-            respond_v1_error(c, BX_E_NOT_FOUND, "INVALID_REQUEST", "not found");
-        }
-        return 0;
-    }
-    if (!slash) {
-        char id[128];
-        memcpy(id, rest, id_len);
-        id[id_len] = 0;
-        if (meth == HTTP_GET || meth == HTTP_HEAD) {
-            struct box *b = box_find(m, id);
-            if (!b)
-                respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
-            else
-                respond_box(c, 200, b, extra);
-        } else if (meth == HTTP_DELETE) {
-            start_async(m, c, req, OP_DELETE, rest, id_len);
-        } else {
-            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: GET, HEAD, DELETE\r\n", "method not allowed");
-        }
-        return 0;
-    }
-    if (strcmp(slash, "/execs") == 0 || strncmp(slash, "/exec/", 6) == 0) {
-        char id[128];
-        struct box *b;
-        memcpy(id, rest, id_len);
-        id[id_len] = 0;
-        if (meth != HTTP_GET && meth != HTTP_HEAD) {
-            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: GET, HEAD\r\n", "method not allowed");
-            return 0;
-        }
-        b = box_find(m, id);
-        if (!b) {
-            respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
-        } else if (slash[5] == 's') {
-            list_execs(c, b, extra);
-        } else {
-            struct box_exec *e = box_exec_find(b, slash + 6);
-            if (!e)
-                respond_v1_error(c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec");
-            else
-                respond_exec(c, 200, e, extra);
-        }
-        return 0;
-    }
-    if (strcmp(slash, "/exec") == 0) {
-        if (meth == HTTP_POST)
-            start_async(m, c, req, OP_EXEC, rest, id_len);
-        else
-            http_respond_error_with_headers(c, BX_E_METHOD_NOT_ALLOWED, "Allow: POST\r\n", "method not allowed");
-        return 0;
-    }
-    respond_v1_error(c, BX_E_NOT_FOUND, "INVALID_REQUEST", "not found");
+/* 1 when boxes can be served, else answered. */
+static int available(struct box_mgr *m, struct http_conn *c)
+{
+    if (m)
+        return 1;
+    respond_v1_error(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available");
     return 0;
+}
+
+/* Route parameter i into out as a string; -1 when it is too long to name
+ * a box or an exec (no such box or exec, then). */
+static int param(const struct route_params *p, size_t i, char *out, size_t cap)
+{
+    if (i >= p->n || p->p[i].len == 0 || p->p[i].len >= cap)
+        return -1;
+    memcpy(out, p->p[i].s, p->p[i].len);
+    out[p->p[i].len] = 0;
+    return 0;
+}
+
+/* The box named by the {id} parameter, or NULL (answered). */
+static struct box *find_box(struct box_mgr *m, struct http_conn *c, const struct route_params *p)
+{
+    char id[sizeof(((struct abx *)0)->id)];
+    struct box *b;
+    if (!available(m, c))
+        return NULL;
+    b = param(p, 0, id, sizeof(id)) == 0 ? box_find(m, id) : NULL;
+    if (!b)
+        respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
+    return b;
+}
+
+/* Starts op on the box named by {id} (its body is read first). */
+static void start_on_box(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                         const struct route_params *p, enum op op)
+{
+    char id[sizeof(((struct abx *)0)->id)];
+    if (!available(m, c))
+        return;
+    if (param(p, 0, id, sizeof(id)) < 0)
+        respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
+    else
+        start_async(m, c, req, op, id, strlen(id));
+}
+
+void api_box_list(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                  const struct route_params *p)
+{
+    (void)p;
+    if (available(m, c))
+        list_boxes(m, c, query_flag(req, "extra"));
+}
+
+void api_box_create(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                    const struct route_params *p)
+{
+    (void)p;
+    if (available(m, c))
+        start_async(m, c, req, OP_CREATE, "", 0);
+}
+
+void api_box_get(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                 const struct route_params *p)
+{
+    struct box *b = find_box(m, c, p);
+    if (b)
+        respond_box(c, 200, b, query_flag(req, "extra"));
+}
+
+void api_box_delete(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                    const struct route_params *p)
+{
+    start_on_box(m, c, req, p, OP_DELETE);
+}
+
+void api_box_stop(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                  const struct route_params *p)
+{
+    start_on_box(m, c, req, p, OP_STOP);
+}
+
+void api_box_start(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                   const struct route_params *p)
+{
+    start_on_box(m, c, req, p, OP_START);
+}
+
+void api_box_exec(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                  const struct route_params *p)
+{
+    start_on_box(m, c, req, p, OP_EXEC);
+}
+
+void api_box_execs(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                   const struct route_params *p)
+{
+    struct box *b = find_box(m, c, p);
+    if (b)
+        list_execs(c, b, query_flag(req, "extra"));
+}
+
+void api_box_exec_get(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                      const struct route_params *p)
+{
+    char eid[sizeof(((struct abx *)0)->id)];
+    struct box_exec *e;
+    struct box *b = find_box(m, c, p);
+    if (!b)
+        return;
+    e = param(p, 1, eid, sizeof(eid)) == 0 ? box_exec_find(b, eid) : NULL;
+    if (!e)
+        respond_v1_error(c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec");
+    else
+        respond_exec(c, 200, e, query_flag(req, "extra"));
 }
 
 static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra)

@@ -652,15 +652,22 @@ static void on_swagger(void *app, struct http_conn *c, const struct http_request
     route_swagger(c, http_conn_path(c));
 }
 
-/* /v1/boxes/...: api_box.c decodes the path itself (its routes are listed
- * below so 405, Allow and the metrics labels come from the table). */
-static void on_boxes(void *app, struct http_conn *c, const struct http_request *req,
-                     const struct route_params *p)
-{
-    struct app *a = app;
-    (void)p;
-    api_box_handle(a->boxes, c, req);
-}
+/* /v1/boxes...: api_box.c's handler for the route, on the app's boxes. */
+#define ON_BOX(fn)                                                                           \
+    static void on_##fn(void *app, struct http_conn *c, const struct http_request *req,     \
+                        const struct route_params *p)                                       \
+    {                                                                                        \
+        fn(((struct app *)app)->boxes, c, req, p);                                          \
+    }
+ON_BOX(api_box_list)
+ON_BOX(api_box_create)
+ON_BOX(api_box_get)
+ON_BOX(api_box_delete)
+ON_BOX(api_box_stop)
+ON_BOX(api_box_start)
+ON_BOX(api_box_exec)
+ON_BOX(api_box_execs)
+ON_BOX(api_box_exec_get)
 
 /* Every route, once: dispatch, 405 and its Allow list, 404 and the metrics
  * labels (in this order on /metrics) all come from here. */
@@ -676,17 +683,17 @@ static const struct route routes[] = {
     {HTTP_GET, "/swagger/", on_swagger, "/swagger", 0},
     {HTTP_GET, "/swagger/index.html", on_swagger, "/swagger", 0},
     {HTTP_GET, "/swagger/openapi.json", on_swagger, "/swagger", 0},
-    {HTTP_GET, "/v1/boxes", on_boxes, "/v1/boxes", 0},
-    {HTTP_POST, "/v1/boxes", on_boxes, "/v1/boxes", 0},
-    {HTTP_GET, "/v1/boxes/", on_boxes, "/v1/boxes", 0},
-    {HTTP_POST, "/v1/boxes/", on_boxes, "/v1/boxes", 0},
-    {HTTP_GET, "/v1/boxes/{id}", on_boxes, "/v1/boxes/{id}", 0},
-    {HTTP_DELETE, "/v1/boxes/{id}", on_boxes, "/v1/boxes/{id}", 0},
-    {HTTP_POST, "/v1/boxes/{id}:stop", on_boxes, "/v1/boxes/{id}:stop", 0},
-    {HTTP_POST, "/v1/boxes/{id}:start", on_boxes, "/v1/boxes/{id}:start", 0},
-    {HTTP_POST, "/v1/boxes/{id}/exec", on_boxes, "/v1/boxes/{id}/exec", 0},
-    {HTTP_GET, "/v1/boxes/{id}/execs", on_boxes, "/v1/boxes/{id}/execs", 0},
-    {HTTP_GET, "/v1/boxes/{id}/exec/{eid}", on_boxes, "/v1/boxes/{id}/exec/{eid}", 0},
+    {HTTP_GET, "/v1/boxes", on_api_box_list, "/v1/boxes", 0},
+    {HTTP_POST, "/v1/boxes", on_api_box_create, "/v1/boxes", 0},
+    {HTTP_GET, "/v1/boxes/", on_api_box_list, "/v1/boxes", 0},
+    {HTTP_POST, "/v1/boxes/", on_api_box_create, "/v1/boxes", 0},
+    {HTTP_GET, "/v1/boxes/{id}", on_api_box_get, "/v1/boxes/{id}", 0},
+    {HTTP_DELETE, "/v1/boxes/{id}", on_api_box_delete, "/v1/boxes/{id}", 0},
+    {HTTP_POST, "/v1/boxes/{id}:stop", on_api_box_stop, "/v1/boxes/{id}:stop", 0},
+    {HTTP_POST, "/v1/boxes/{id}:start", on_api_box_start, "/v1/boxes/{id}:start", 0},
+    {HTTP_POST, "/v1/boxes/{id}/exec", on_api_box_exec, "/v1/boxes/{id}/exec", 0},
+    {HTTP_GET, "/v1/boxes/{id}/execs", on_api_box_execs, "/v1/boxes/{id}/execs", 0},
+    {HTTP_GET, "/v1/boxes/{id}/exec/{eid}", on_api_box_exec_get, "/v1/boxes/{id}/exec/{eid}", 0},
 };
 
 static void observe_request(void *arg, const char *path, int status)
