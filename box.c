@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/loop.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,17 +219,33 @@ static void on_wait_exit(void *arg, int status)
     }
 }
 
+/* Ends the start step (b->step) that exited with status: 1 when it failed
+ * (the start then fails with the message fmt), else 0. */
+static int step_failed(struct box *b, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int step_failed(struct box *b, int status, const char *fmt, ...)
+{
+    struct bx_err err;
+    va_list ap;
+    proc_free(&b->step);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    bx_err_clear(&err);
+    err.status = BX_E_INTERNAL;
+    va_start(ap, fmt);
+    vsnprintf(err.msg, sizeof(err.msg), fmt, ap);
+    va_end(ap);
+    start_failed(b, &err);
+    return 1;
+}
+
 static void on_started(void *arg, int status)
 {
     struct box *b = arg;
     struct bx_err err;
     const char *wait_args[] = {"wait", b->cid, NULL};
-    proc_free(&b->step);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        bx_err_set(&err, BX_E_INTERNAL, 0, "runsc start failed (see %s/runsc-start.log)", b->dir);
-        start_failed(b, &err);
+    if (step_failed(b, status, "runsc start failed (see %s/runsc-start.log)", b->dir))
         return;
-    }
     if (spawn_runsc(b, wait_args, NULL, -1, -1, 0, on_wait_exit, b, &b->waitp, &err) < 0) {
         start_failed(b, &err);
         return;
@@ -243,12 +260,8 @@ static void on_created(void *arg, int status)
     struct box *b = arg;
     struct bx_err err;
     const char *args[] = {"start", b->cid, NULL};
-    proc_free(&b->step);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        bx_err_set(&err, BX_E_INTERNAL, 0, "runsc create failed (see %s/runsc-create.log)", b->dir);
-        start_failed(b, &err);
+    if (step_failed(b, status, "runsc create failed (see %s/runsc-create.log)", b->dir))
         return;
-    }
     if (spawn_runsc(b, args, NULL, -1, -1, 0, on_started, b, &b->step, &err) < 0)
         start_failed(b, &err);
 }
@@ -297,13 +310,8 @@ fail:
 static void on_mkfs(void *arg, int status)
 {
     struct box *b = arg;
-    struct bx_err err;
-    proc_free(&b->step);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        bx_err_set(&err, BX_E_INTERNAL, 0, "mkfs.ext4 failed (status %d)", status);
-        start_failed(b, &err);
+    if (step_failed(b, status, "mkfs.ext4 failed (status %d)", status))
         return;
-    }
     launch(b);
 }
 

@@ -104,6 +104,15 @@ static int stream_refill(struct http_conn *c)
     return 1;
 }
 
+/* After send or sendfile failed (errno): 1 try again (EINTR), 0 wait
+ * for room (EAGAIN), -1 the connection is broken. */
+static int send_failed(void)
+{
+    if (errno == EINTR)
+        return 1;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+}
+
 static int flush_out(struct http_conn *c)
 {
     for (;;) {
@@ -112,11 +121,10 @@ static int flush_out(struct http_conn *c)
             ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
                              MSG_NOSIGNAL);
             if (n < 0) {
-                if (errno == EINTR)
+                r = send_failed();
+                if (r > 0)
                     continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    return 0;
-                return -1;
+                return r;
             }
             c->out_off += (size_t)n;
             c->bytes_out += (uint64_t)n;
@@ -132,11 +140,10 @@ static int flush_out(struct http_conn *c)
         size_t chunk = c->file_left > (1u << 20) ? (1u << 20) : (size_t)c->file_left;
         ssize_t n = sendfile(c->fd, c->file_fd, &c->file_off, chunk);
         if (n < 0) {
-            if (errno == EINTR)
+            int r = send_failed();
+            if (r > 0)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -1;
+            return r;
         }
         if (n == 0)
             return -1; /* file shrank under us: the length we promised is wrong */
