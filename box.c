@@ -127,7 +127,7 @@ static void bg_on_exit(void *arg, int status)
 }
 
 /* log_name: runsc's --log file in the box directory; NULL: runsc-<cmd>.log */
-int spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd,
+int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd,
                        int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp,
                        struct bx_err *err)
 {
@@ -185,7 +185,7 @@ static void bg_runsc(struct box *b, const char *const *args)
         return;
     g->m = b->m;
     snprintf(g->box_id, sizeof(g->box_id), "%s", b->id);
-    if (spawn_runsc(b, args, NULL, -1, -1, 0, bg_on_exit, g, &g->p, &err) < 0) {
+    if (box_spawn_runsc(b, args, NULL, -1, -1, 0, bg_on_exit, g, &g->p, &err) < 0) {
         bx_log_error("box %s: %s", b->id, err.msg);
         free(g);
         return;
@@ -246,7 +246,7 @@ static void on_started(void *arg, int status)
     const char *wait_args[] = {"wait", b->cid, NULL};
     if (step_failed(b, status, "runsc start failed (see %s/runsc-start.log)", b->dir))
         return;
-    if (spawn_runsc(b, wait_args, NULL, -1, -1, 0, on_wait_exit, b, &b->waitp, &err) < 0) {
+    if (box_spawn_runsc(b, wait_args, NULL, -1, -1, 0, on_wait_exit, b, &b->waitp, &err) < 0) {
         start_failed(b, &err);
         return;
     }
@@ -262,7 +262,7 @@ static void on_created(void *arg, int status)
     const char *args[] = {"start", b->cid, NULL};
     if (step_failed(b, status, "runsc create failed (see %s/runsc-create.log)", b->dir))
         return;
-    if (spawn_runsc(b, args, NULL, -1, -1, 0, on_started, b, &b->step, &err) < 0)
+    if (box_spawn_runsc(b, args, NULL, -1, -1, 0, on_started, b, &b->step, &err) < 0)
         start_failed(b, &err);
 }
 
@@ -298,9 +298,9 @@ static void launch(struct box *b)
         goto fail;
     if (cg_run_create(b->m->p.cgroups, name, &cl, &b->cg, &err) < 0)
         goto fail;
-    if (write_spec(b, &err) < 0)
+    if (box_write_spec(b, &err) < 0)
         goto fail;
-    if (spawn_runsc(b, args, NULL, -1, -1, 1, on_created, b, &b->step, &err) < 0)
+    if (box_spawn_runsc(b, args, NULL, -1, -1, 1, on_created, b, &b->step, &err) < 0)
         goto fail;
     return;
 fail:
@@ -492,7 +492,7 @@ static int begin_stop(struct box *b, struct bx_err *err)
     b->status = BOX_STOPPING;
     /* Execs still running end with the box. */
     b->grace_timer = loop_timer_add(b->m->p.loop, BOX_STOP_GRACE_MS, stop_teardown, b);
-    if (spawn_runsc(b, args, NULL, -1, -1, 0, on_kill_sent, b, &b->step, err) < 0) {
+    if (box_spawn_runsc(b, args, NULL, -1, -1, 0, on_kill_sent, b, &b->step, err) < 0) {
         /* No TERM: go straight to the kill. */
         loop_timer_cancel(b->m->p.loop, b->grace_timer);
         b->grace_timer = loop_timer_add(b->m->p.loop, 0, stop_teardown, b);
@@ -774,7 +774,7 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
     json_w_cstr(w, e->box->id);
     json_w_key(w, "status");
     json_w_cstr(w, e->running ? "running" : e->failed ? "failed" : "succeeded");
-    w_strv(w, "cmd", e->cmd);
+    box_w_strv(w, "cmd", e->cmd);
     w_env_obj(w, "env", e->env);
     w_str_or_null(w, "workdir", e->workdir);
     json_w_key(w, "timeout_ms");

@@ -159,7 +159,7 @@ static void w_caps(struct json_writer *w)
     json_w_obj_end(w);
 }
 
-void w_strv(struct json_writer *w, const char *key, char *const *v)
+void box_w_strv(struct json_writer *w, const char *key, char *const *v)
 {
     json_w_key(w, key);
     json_w_arr_begin(w);
@@ -179,8 +179,8 @@ void w_process(struct json_writer *w, char *const *args, char *const *env, const
     json_w_key(w, "gid");
     json_w_uint(w, gid);
     json_w_obj_end(w);
-    w_strv(w, "args", args);
-    w_strv(w, "env", env);
+    box_w_strv(w, "args", args);
+    box_w_strv(w, "env", env);
     json_w_key(w, "cwd");
     json_w_cstr(w, cwd);
     /* Another user gets no capabilities, as under Docker. */
@@ -252,7 +252,7 @@ int write_scratch_file(struct box *b, const char *name, struct sbuf *sb,
     return 0;
 }
 
-int write_spec(struct box *b, struct bx_err *err)
+int box_write_spec(struct box *b, struct bx_err *err)
 {
     static const char *const proc_o[] = {NULL};
     static const char *const dev_o[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};

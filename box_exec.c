@@ -263,7 +263,7 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
         snprintf(ppath, sizeof(ppath), "%s/%s", b->dir, pname);
         snprintf(lname, sizeof(lname), "%s.log", e->id);
         const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
-        if (spawn_runsc(b, args, lname, outp[1], errp[1], 1, exec_on_exit, e, &e->proc, err) < 0)
+        if (box_spawn_runsc(b, args, lname, outp[1], errp[1], 1, exec_on_exit, e, &e->proc, err) < 0)
             goto fail;
         /* removed when the exec ends (exec_unlink_files) */
     }

@@ -104,14 +104,14 @@ struct box_mgr {
 int attach_and_mount(struct box *b, struct bx_err *err);
 int mount_root(struct box *b, struct bx_err *err);
 void unmount_all(struct box *b);
-void w_strv(struct json_writer *w, const char *key, char *const *v);
+void box_w_strv(struct json_writer *w, const char *key, char *const *v);
 void w_process(struct json_writer *w, char *const *args, char *const *env, const char *cwd, uint32_t uid, uint32_t gid);
 int write_scratch_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err);
-int write_spec(struct box *b, struct bx_err *err);
+int box_write_spec(struct box *b, struct bx_err *err);
 int write_init(struct box *b, struct bx_err *err);
 /* box.c */
 int random_id(const char *prefix, char *out, size_t cap, struct bx_err *err);
-int spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
+int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
 void exec_free(struct box_exec *e);
 
 #endif
