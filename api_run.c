@@ -91,20 +91,15 @@ static int parse_run_limits(const struct json_value *v, const struct config *cfg
     static const char *const known[] = {"cpu_cores", "memory_mb", "pids_limit",
                                         "wall_clock_secs", "nofile", NULL};
     const struct json_value *cpu;
+    const struct json_member *bad;
     *lim = cfg->defaults;
     if (!v || v->type == JSON_NULL)
         return 0;
     if (v->type != JSON_OBJECT)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits must be an object");
-    for (size_t i = 0; i < v->u.obj.n; i++) {
-        const struct json_member *mem = &v->u.obj.members[i];
-        int ok = 0;
-        for (size_t k = 0; known[k] && strlen(mem->key) == mem->key_len; k++)
-            ok |= strcmp(mem->key, known[k]) == 0;
-        if (!ok)
-            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits: unknown field %.64s",
-                              v->u.obj.members[i].key);
-    }
+    if (json_obj_check_keys(v, known, &bad) < 0)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits: unknown field %.64s",
+                          bad->key);
     cpu = json_get(v, "cpu_cores");
     if (cpu && cpu->type != JSON_NULL) {
         if (cpu->type != JSON_NUMBER || !isfinite(cpu->u.num.d))
@@ -216,6 +211,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
     struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
+    const struct json_member *bad;
     struct run_request *r = NULL;
     int ret = -1;
 
@@ -226,17 +222,9 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "request body must be a JSON object");
         goto out;
     }
-    for (size_t i = 0; i < root->u.obj.n; i++) {
-        const struct json_member *mem = &root->u.obj.members[i];
-        int ok = 0;
-        /* A key with a NUL inside must not pass for its prefix. */
-        for (size_t k = 0; known[k] && strlen(mem->key) == mem->key_len; k++)
-            ok |= strcmp(mem->key, known[k]) == 0;
-        if (!ok) {
-            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "unknown field %.64s",
-                       root->u.obj.members[i].key);
-            goto out;
-        }
+    if (json_obj_check_keys(root, known, &bad) < 0) {
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "unknown field %.64s", bad->key);
+        goto out;
     }
     r = calloc(1, sizeof(*r));
     if (!r) {

@@ -368,7 +368,7 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
         /* BoxRun's IMAGE_PULL_FAILED (502) for whatever kept the image
          * away, but a request error stays a 400. */
         if (e.status != BX_E_BAD_REQUEST)
-            e.status = 502;
+            e.status = BX_E_BAD_GATEWAY;
         start_failed(b, &e);
         return;
     }
@@ -816,7 +816,7 @@ const char *box_err_code(const struct bx_err *err)
         return err->sys_errno == ENOTCONN  ? "BOX_NOT_RUNNING"
                : err->sys_errno == EEXIST ? "NAME_ALREADY_EXISTS"
                                           : "BOX_ALREADY_RUNNING";
-    case 502:
+    case BX_E_BAD_GATEWAY:
         return "IMAGE_PULL_FAILED";
     default:
         return "RUNTIME_ERROR";
