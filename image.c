@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,22 +40,13 @@
 #include "json.h"
 #include "proc.h"
 #include "image_internal.h"
+#include "log.h"
 #include "sha256.h"
 #include "store.h"
 
 #define IMAGE_JSON_VALUES 200000
 
 /* ------------------------------------------------------------------ small helpers */
-
-void image_log(const char *fmt, ...)
-{
-    va_list ap;
-    char line[1024];
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "boxer: image: %s\n", line);
-}
 
 int image_is_hex64(const char *s, size_t len)
 {
@@ -136,7 +126,7 @@ void image_blob_touch(struct image_cache *ic, const char *hex)
     char path[HEX_LEN + 8];
     snprintf(path, sizeof(path), "%s/ready", hex);
     if (utimensat(ic->blobs_fd, path, NULL, AT_SYMLINK_NOFOLLOW) < 0)
-        image_log("cannot mark %s used: %s", hex, strerror(errno));
+        bx_log_warn("image: cannot mark %s used: %s", hex, strerror(errno));
 }
 
 static struct blob_use *use_find(struct image_cache *ic, const char *hex)
@@ -315,9 +305,9 @@ static int try_hit(struct image_cache *ic, struct image_wait *w, const char *hex
             *err = he;
         return -1;
     }
-    image_log("cached %s unusable (%s); pulling again", canon, he.msg);
+    bx_log_warn("image: cached %s unusable (%s); pulling again", canon, he.msg);
     if (image_use_count(ic, hex) == 0 && image_blob_remove(ic, hex, &he) < 0)
-        image_log("cannot remove sha256:%s: %s", hex, he.msg);
+        bx_log_warn("image: cannot remove sha256:%s: %s", hex, he.msg);
     return 1;
 }
 
@@ -368,7 +358,7 @@ int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb c
         int r;
         bx_err_clear(&he);
         if (image_ref_write(ic, key, canon, hex, &he) < 0)
-            image_log("cannot record %s: %s", canon, he.msg);
+            bx_log_warn("image: cannot record %s: %s", canon, he.msg);
         r = try_hit(ic, w, hex, canon, err);
         if (r == 0)
             goto done;
@@ -525,7 +515,7 @@ int image_delete(struct image_cache *ic, const struct imgref *ref, struct bx_err
         return -1;
     if (!want[1] && image_blob_remove(ic, e.hex, err) < 0)
         return -1;
-    image_log("deleted %s (sha256:%s%s)", canon, e.hex, want[1] ? ", still referenced" : "");
+    bx_log_info("image: deleted %s (sha256:%s%s)", canon, e.hex, want[1] ? ", still referenced" : "");
     return 0;
 }
 
@@ -607,15 +597,15 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
     }
     if (proc_find_in_path("skopeo", path_env, ic->skopeo, sizeof(ic->skopeo)) < 0) {
         ic->skopeo[0] = '\0';
-        image_log("skopeo not found in PATH: images can only come from the cache");
+        bx_log_warn("image: skopeo not found in PATH: images can only come from the cache");
     }
     if (proc_find_in_path("umoci", path_env, ic->umoci, sizeof(ic->umoci)) < 0) {
         ic->umoci[0] = '\0';
-        image_log("umoci not found in PATH: images can only come from the cache");
+        bx_log_warn("image: umoci not found in PATH: images can only come from the cache");
     }
     if (proc_find_in_path("sync", path_env, ic->sync_bin, sizeof(ic->sync_bin)) < 0) {
         ic->sync_bin[0] = '\0';
-        image_log("sync not found in PATH: unpacked images are not flushed before use");
+        bx_log_warn("image: sync not found in PATH: unpacked images are not flushed before use");
     }
     *out = ic;
     return 0;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "image_internal.h"
+#include "log.h"
 #include "sha256.h"
 #include "store.h"
 
@@ -115,7 +116,7 @@ static int ref_unlink_if_digest(struct image_cache *ic, const char *name, const 
 {
     if (strcmp(e->hex, (const char *)arg) == 0 && unlinkat(ic->refs_fd, name, 0) < 0 &&
         errno != ENOENT)
-        image_log("cannot remove refs/%s: %s", name, strerror(errno));
+        bx_log_warn("image: cannot remove refs/%s: %s", name, strerror(errno));
     return 0;
 }
 
@@ -225,7 +226,7 @@ out:
             ret = -1;
     free(moved.v);
     if (ret < 0 && e.msg[0])
-        image_log("cannot remove tmp/%s: %s", name, e.msg);
+        bx_log_warn("image: cannot remove tmp/%s: %s", name, e.msg);
     return ret;
 }
 
@@ -422,7 +423,7 @@ void image_evict(struct image_cache *ic, const char *keep)
         return;
     d = image_dir_stream(ic->blobs_fd);
     if (!d) {
-        image_log("eviction: cannot open blobs: %s", strerror(errno));
+        bx_log_warn("image: eviction: cannot open blobs: %s", strerror(errno));
         return;
     }
     while ((de = readdir(d)) != NULL) {
@@ -450,10 +451,10 @@ void image_evict(struct image_cache *ic, const char *keep)
                 continue;
             bx_err_clear(&e);
             if (image_blob_remove(ic, v[i].hex, &e) < 0) {
-                image_log("eviction of %s failed: %s", v[i].hex, e.msg);
+                bx_log_warn("image: eviction of %s failed: %s", v[i].hex, e.msg);
                 continue;
             }
-            image_log("evicted sha256:%s (%llu bytes): cache over %llu bytes", v[i].hex,
+            bx_log_info("image: evicted sha256:%s (%llu bytes): cache over %llu bytes", v[i].hex,
                       (unsigned long long)v[i].size, (unsigned long long)max);
             total -= v[i].size;
         }
@@ -490,7 +491,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
             ic->st.cached_images++;
             continue;
         }
-        image_log("removing incomplete images/blobs/%s", de->d_name);
+        bx_log_info("image: removing incomplete images/blobs/%s", de->d_name);
         if (image_discard_at(ic, ic->blobs_fd, de->d_name, err) < 0) {
             closedir(d);
             return bx_err_wrap(err, "cleaning images/blobs");
@@ -509,7 +510,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
             continue;
         if (unlinkat(ic->refs_fd, de->d_name, 0) < 0 && errno != ENOENT &&
             bx_rm_rf_at(ic->refs_fd, de->d_name, NULL) < 0)
-            image_log("cannot remove images/refs/%s: %s", de->d_name, strerror(errno));
+            bx_log_warn("image: cannot remove images/refs/%s: %s", de->d_name, strerror(errno));
     }
     closedir(d);
     return 0;

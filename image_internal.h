@@ -107,7 +107,6 @@ struct image_cache {
 
 /* image.c: small helpers and delivery.  Results reach waiters from the loop
  * (schedule), never inside the call that registered them. */
-void image_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int image_is_hex64(const char *s, size_t len);
 /* "sha256:<64 lower-case hex>" -> hex.  The hex is later used as a file
  * name, so nothing else may pass. */

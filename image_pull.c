@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "image_internal.h"
+#include "log.h"
 #include "sha256.h"
 #include "store.h"
 
@@ -162,7 +163,7 @@ static void on_cg_retry(struct loop *l, void *arg)
         }
         if (r->cg || e.msg[0]) {
             /* Left for cg_cleanup_stale at the next start. */
-            image_log("giving up removing a pull cgroup: %s", e.msg);
+            bx_log_warn("image: giving up removing a pull cgroup: %s", e.msg);
             cg_run_abandon(&r->cg);
         }
         *pp = r->next;
@@ -187,7 +188,7 @@ static void pull_cg_drop(struct pull *p)
     if (cg_run_destroy(&p->cg, &e) == 0)
         return;
     if (!p->cg) {
-        image_log("cannot remove the cgroup of a pull: %s", e.msg);
+        bx_log_warn("image: cannot remove the cgroup of a pull: %s", e.msg);
         return;
     }
     r = calloc(1, sizeof(*r));
@@ -487,7 +488,7 @@ static void pump(struct image_cache *ic)
         queue_remove(ic, p);
         p->launched = 1;
         ic->active++;
-        image_log("pull of %s starts after waiting %llu ms", p->ref,
+        bx_log_info("image: pull of %s starts after waiting %llu ms", p->ref,
                   (unsigned long long)(bx_now_ms() - p->started_ms));
         bx_err_clear(&e);
         if (pull_launch(p, &e) < 0) {
@@ -504,7 +505,7 @@ void image_pull_cancel(struct pull *p)
 {
     struct image_cache *ic = p->ic;
     pull_unlink(p);
-    image_log("pull of %s cancelled: no request waits for it any more%s", p->ref,
+    bx_log_info("image: pull of %s cancelled: no request waits for it any more%s", p->ref,
               p->launched ? "" : " (it was queued)");
     image_pull_free(p);
     pump(ic);
@@ -524,16 +525,16 @@ static void pull_finish(struct pull *p, const char *hex, const struct bx_err *fe
     if (hex) {
         ic->st.pulls_ok++;
         memcpy(keep, hex, HEX_LEN + 1);
-        image_log("pulled %s as sha256:%s in %llu ms", p->ref, hex,
+        bx_log_info("image: pulled %s as sha256:%s in %llu ms", p->ref, hex,
                   (unsigned long long)(bx_now_ms() - p->started_ms));
     } else {
         ic->st.pulls_failed++;
-        image_log("%s", ferr->msg);
+        bx_log_warn("image: %s", ferr->msg);
         /* A tag past tag_refresh_secs whose registry is unreachable still
          * has a usable image: serve it rather than fail the run. */
         if (p->stale[0] && image_blob_ready(ic, p->stale)) {
             use_hex = p->stale;
-            image_log("using the cached sha256:%s for %s", p->stale, p->ref);
+            bx_log_info("image: using the cached sha256:%s for %s", p->stale, p->ref);
         }
     }
     while ((w = p->waiters) != NULL) {
@@ -1203,7 +1204,7 @@ int image_pull_start(struct image_cache *ic, const struct imgref *ref, const cha
         else
             ic->queue = p;
         ic->queue_tail = p;
-        image_log("pull of %s waits: %u of max_concurrent_pulls %u running", canon, ic->active,
+        bx_log_info("image: pull of %s waits: %u of max_concurrent_pulls %u running", canon, ic->active,
                   max_pulls(ic));
     }
     *out = p;

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "net_internal.h"
 #include "proc.h"
 
@@ -401,12 +402,12 @@ static int sweep_links(struct net *n, int delete_bridge, struct bx_err *err)
         goto out;
     }
     for (size_t i = 0; i < s->count; i++) {
-        fprintf(stderr, "boxer: removing stale sandbox link %s\n", s->names[i]);
+        bx_log_info("removing stale sandbox link %s", s->names[i]);
         bx_err_clear(&e2);
         if (nl_link_op(n->nl, &m, net_msg_del_link(&m, s->names[i]), "removing stale link", &e2) <
                 0 &&
             e2.sys_errno != ENODEV)
-            fprintf(stderr, "boxer: %s\n", e2.msg);
+            bx_log_warn("%s", e2.msg);
     }
     if (delete_bridge && s->bridge_ours) {
         bx_err_clear(&e2);
@@ -580,8 +581,8 @@ static int forwarding_on(struct bx_err *err)
     free(text);
     if (!on)
         return bx_err_set(err, 500, EPERM, "cannot enable net.ipv4.ip_forward");
-    fprintf(stderr, "boxer: enabled IPv4 forwarding (net.ipv4.ip_forward=1) for the network "
-                    "sandbox; it stays on when Boxer stops\n");
+    bx_log_info("enabled IPv4 forwarding (net.ipv4.ip_forward=1) for the network "
+                "sandbox; it stays on when Boxer stops");
     return 0;
 }
 
@@ -592,7 +593,7 @@ static void undo_start(struct net *n)
         struct sbuf s;
         sbuf_init(&s, 1u << 16);
         if (net_nft_delete_script(n->bridge, &s) == 0 && run_nft(n, &s, NULL) < 0)
-            fprintf(stderr, "boxer: could not remove nft tables boxer_%s\n", n->bridge);
+            bx_log_warn("could not remove nft tables boxer_%s", n->bridge);
         sbuf_free(&s);
         n->tables_created = 0;
     }
@@ -602,7 +603,7 @@ static void undo_start(struct net *n)
         sweep_links(n, 0, NULL);
         if (nl_link_op(n->nl, &m, net_msg_del_link(&m, n->bridge), "removing bridge", &e) < 0 &&
             e.sys_errno != ENODEV)
-            fprintf(stderr, "boxer: %s\n", e.msg);
+            bx_log_warn("%s", e.msg);
         n->bridge_created = 0;
     }
     bx_close(&n->nl);
@@ -712,7 +713,7 @@ static void del_link_now(struct net *n, const char *name)
     bx_err_clear(&e);
     if (n->nl >= 0 && nl_link_op(n->nl, &m, net_msg_del_link(&m, name), "removing veth", &e) < 0 &&
         e.sys_errno != ENODEV)
-        fprintf(stderr, "boxer: %s: %s\n", name, e.msg);
+        bx_log_warn("%s: %s", name, e.msg);
 }
 
 void net_free(struct net **np)
@@ -913,8 +914,8 @@ static int del_egress_rules(const struct net *n, uint32_t addr, const char *veth
         run_nft(n, &script, &e) == 0)
         ret = 0;
     else
-        fprintf(stderr, "boxer: removing the egress rules of %s: %s\n", veth,
-                e.msg[0] ? e.msg : "script too large");
+        bx_log_warn("removing the egress rules of %s: %s", veth,
+                    e.msg[0] ? e.msg : "script too large");
     sbuf_free(&script);
     return ret;
 }
@@ -1047,10 +1048,9 @@ static void release_addr(struct net *n, uint32_t addr, int rules_left)
         return;
     }
     net_format_ipv4(addr, a);
-    fprintf(stderr,
-            "boxer: sandbox address %s withheld until restart (its egress rules could "
-            "not be removed)\n",
-            a);
+    bx_log_warn("sandbox address %s withheld until restart (its egress rules could "
+                "not be removed)",
+                a);
 }
 
 static void del_done(void *arg, int status)
@@ -1103,7 +1103,7 @@ void net_run_free(struct net_run **rp)
                 n->deleting = d;
                 handed = 1;
             } else {
-                fprintf(stderr, "boxer: %s: %s; removing it in place\n", r->veth, e.msg);
+                bx_log_warn("%s: %s; removing it in place", r->veth, e.msg);
                 free(d);
             }
         }
@@ -1121,9 +1121,9 @@ void net_run_free(struct net_run **rp)
     }
     if (r->netns_made) {
         if (umount2(r->netns_path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-            fprintf(stderr, "boxer: umount %s: %s\n", r->netns_path, strerror(errno));
+            bx_log_warn("umount %s: %s", r->netns_path, strerror(errno));
         if (unlink(r->netns_path) < 0 && errno != ENOENT)
-            fprintf(stderr, "boxer: unlink %s: %s\n", r->netns_path, strerror(errno));
+            bx_log_warn("unlink %s: %s", r->netns_path, strerror(errno));
     }
     if (r->have_addr)
         net_pool_release(&n->pool, r->addr);
@@ -1163,10 +1163,10 @@ fail:
 void net_runsc_ns_leave(struct net_nsguard *g)
 {
     if (g->mnt_fd >= 0 && setns(g->mnt_fd, CLONE_NEWNS) < 0)
-        fprintf(stderr, "boxer: ERROR: cannot return to the original mount namespace: %s\n",
+        bx_log_error("ERROR: cannot return to the original mount namespace: %s",
                 strerror(errno));
     if (g->cwd_fd >= 0 && fchdir(g->cwd_fd) < 0)
-        fprintf(stderr, "boxer: fchdir: %s\n", strerror(errno));
+        bx_log_warn("fchdir: %s", strerror(errno));
     bx_close(&g->mnt_fd);
     bx_close(&g->cwd_fd);
 }

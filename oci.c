@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "log.h"
 #include "store.h"
 
 static void w_strv(struct json_writer *w, char *const *v)
@@ -468,7 +469,7 @@ static void unmount_one(struct oci_bundle *b, int *mounted, const char *sub, con
         return;
     snprintf(path, sizeof(path), "%s/%s", b->dir, sub);
     if (umount2(path, MNT_DETACH) < 0)
-        fprintf(stderr, "boxer: %s: umount %s: %s\n", log_name, sub, strerror(errno));
+        bx_log_warn("%s: umount %s: %s", log_name, sub, strerror(errno));
     *mounted = 0;
 }
 
@@ -482,7 +483,7 @@ void oci_bundle_remove(struct oci_bundle *b, int parent_dirfd, const char *name)
     if (b->dirfd >= 0) {
         bx_close(&b->dirfd);
         if (bx_rm_rf_at(parent_dirfd, name, &err) < 0)
-            fprintf(stderr, "boxer: %s: removing run dir: %s\n", name, err.msg);
+            bx_log_warn("%s: removing run dir: %s", name, err.msg);
     }
 }
 
