@@ -67,10 +67,10 @@ DEPS_test_cgroup := cgroup cgroup_setup util err
 DEPS_test_imgref := imgref util err
 DEPS_test_config := config json util imgref err
 DEPS_test_loop := loop util err
-DEPS_test_oci := oci json util imgref store store_upload store_capture err
+DEPS_test_oci := oci json util imgref store store_upload store_capture log err
 DEPS_test_proc := proc loop util err
-DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_upload store_capture err
-DEPS_test_net := net netlink net_text proc loop util err
+DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_upload store_capture log err
+DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
 

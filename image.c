@@ -72,7 +72,7 @@ int image_digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1])
 int image_fsync_dir(int fd, const char *what, struct bx_err *err)
 {
     if (fsync(fd) < 0 && errno != EINVAL)
-        return bx_err_sys(err, 500, "fsync %s", what);
+        return bx_err_sys(err, BX_E_INTERNAL, "fsync %s", what);
     return 0;
 }
 
@@ -263,7 +263,7 @@ static int canon_ref(const struct imgref *ref, char *canon, size_t cap, char key
 {
     if (!ref->registry[0] || !ref->repository[0] || imgref_format(ref, canon, cap) < 0 ||
         canon[0] == '-')
-        return bx_err_set(err, 400, EINVAL, "invalid image reference");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "invalid image reference");
     sha256_hex(canon, strlen(canon), key);
     return 0;
 }
@@ -286,7 +286,7 @@ static int hit(struct image_cache *ic, struct image_wait *w, const char *hex, st
     if (image_schedule(ic, w) < 0) {
         image_release(ic, w->img);
         w->img = NULL;
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -325,7 +325,7 @@ int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb c
         return -1;
     w = calloc(1, sizeof(*w));
     if (!w)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     w->ic = ic;
     w->cb = cb;
     w->arg = arg;
@@ -452,7 +452,7 @@ int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err
     if (image_refs_foreach(ic, list_collect, &a, err) < 0)
         goto out;
     if (a.failed) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto out;
     }
     if (a.n > 1)
@@ -482,7 +482,7 @@ int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err
     }
     json_w_arr_end(&w);
     if (w.failed) {
-        bx_err_set(err, 500, E2BIG, "image list too large");
+        bx_err_set(err, BX_E_INTERNAL, E2BIG, "image list too large");
         goto out;
     }
     ret = 0;
@@ -500,14 +500,14 @@ int image_delete(struct image_cache *ic, const struct imgref *ref, struct bx_err
     if (canon_ref(ref, canon, sizeof(canon), key, err) < 0)
         return -1;
     if (pull_find(ic, canon))
-        return bx_err_set(err, 409, EBUSY, "image %.300s is being pulled", canon);
+        return bx_err_set(err, BX_E_CONFLICT, EBUSY, "image %.300s is being pulled", canon);
     if (ref_lookup(ic, canon, key, &e) < 0)
-        return bx_err_set(err, 404, ENOENT, "image not found: %.300s", canon);
+        return bx_err_set(err, BX_E_NOT_FOUND, ENOENT, "image not found: %.300s", canon);
     if (image_use_count(ic, e.hex) > 0)
-        return bx_err_set(err, 409, EBUSY, "image %.300s is in use", canon);
+        return bx_err_set(err, BX_E_CONFLICT, EBUSY, "image %.300s is in use", canon);
     snprintf(name, sizeof(name), "%s.json", key);
     if (unlinkat(ic->refs_fd, name, 0) < 0 && errno != ENOENT)
-        return bx_err_sys(err, 500, "remove image reference");
+        return bx_err_sys(err, BX_E_INTERNAL, "remove image reference");
     image_fsync_dir(ic->refs_fd, "refs", NULL);
     want[0] = e.hex;
     want[1] = NULL;
@@ -530,10 +530,10 @@ static int open_subdir(int dirfd, const char *name, struct bx_err *err)
 {
     int fd;
     if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
-        return bx_err_sys(err, 500, "mkdir images/%s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir images/%s", name);
     fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return bx_err_sys(err, 500, "open images/%s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/%s", name);
     return fd;
 }
 
@@ -546,10 +546,10 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
 
     *out = NULL;
     if (!cfg->home || cfg->home[0] != '/')
-        return bx_err_set(err, 500, EINVAL, "home must be an absolute path");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "home must be an absolute path");
     ic = calloc(1, sizeof(*ic));
     if (!ic)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     ic->loop = l;
     ic->cfg = cfg;
     ic->dirfd = ic->refs_fd = ic->blobs_fd = ic->tmp_fd = -1;
@@ -561,7 +561,7 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
     }
     root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) {
-        bx_err_sys(err, 500, "open /");
+        bx_err_sys(err, BX_E_INTERNAL, "open /");
         goto fail;
     }
     pfd = bx_mkdir_p_at(root, ic->dir + 1, 0700, 1, err);
@@ -571,7 +571,7 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
     ic->dirfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     bx_close(&pfd);
     if (ic->dirfd < 0) {
-        bx_err_sys(err, 500, "open %s", ic->dir);
+        bx_err_sys(err, BX_E_INTERNAL, "open %s", ic->dir);
         goto fail;
     }
     if ((ic->refs_fd = open_subdir(ic->dirfd, "refs", err)) < 0 ||
@@ -610,7 +610,7 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
     *out = ic;
     return 0;
 oom:
-    bx_err_set(err, 500, ENOMEM, "out of memory");
+    bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
 fail:
     bx_close(&root);
     bx_close(&pfd);

@@ -77,7 +77,7 @@ int image_ref_write(struct image_cache *ic, const char *key, const char *ref, co
     json_w_int(&w, (int64_t)time(NULL));
     json_w_obj_end(&w);
     if (w.failed) {
-        bx_err_set(err, 500, ENOMEM, "writing image reference: out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "writing image reference: out of memory");
         goto out;
     }
     snprintf(name, sizeof(name), "%s.json", key);
@@ -97,7 +97,7 @@ int image_refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_e
     struct dirent *de;
     int ret = 0;
     if (!d)
-        return bx_err_sys(err, 500, "open images/refs");
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/refs");
     while ((errno = 0, de = readdir(d)) != NULL) {
         struct ref_entry e;
         if (image_ref_read(ic, de->d_name, &e) < 0)
@@ -106,7 +106,7 @@ int image_refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_e
             break;
     }
     if (!de && errno != 0)
-        ret = bx_err_sys(err, 500, "read images/refs");
+        ret = bx_err_sys(err, BX_E_INTERNAL, "read images/refs");
     closedir(d);
     return ret;
 }
@@ -214,7 +214,7 @@ int image_tmp_remove(struct image_cache *ic, const char *name, int level)
         goto out;
     fd = openat(ic->tmp_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 || hoist_deep(ic, fd, 0, &moved) < 0) {
-        bx_err_sys(&e, 500, "cutting up a deep tree");
+        bx_err_sys(&e, BX_E_INTERNAL, "cutting up a deep tree");
         goto out;
     }
     if (bx_rm_rf_at(ic->tmp_fd, name, &e) < 0)
@@ -241,7 +241,7 @@ int image_discard_at(struct image_cache *ic, int dirfd, const char *name, struct
     if (renameat(dirfd, name, ic->tmp_fd, gone) < 0) {
         if (errno == ENOENT)
             return 0;
-        return bx_err_sys(err, 500, "remove %s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "remove %s", name);
     }
     image_tmp_remove(ic, gone, 0);
     return 0;
@@ -286,20 +286,20 @@ static int strv_from_json(const struct json_value *v, int nullable, char ***out,
             return 0;
         strv = calloc(1, sizeof(*strv));
         if (!strv)
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         *out = strv;
         return 0;
     }
     if (v->type != JSON_ARRAY)
-        return bx_err_set(err, 500, EINVAL, "not a list of strings");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "not a list of strings");
     strv = calloc(v->u.arr.n + 1, sizeof(*strv));
     if (!strv)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     for (size_t i = 0; i < v->u.arr.n; i++) {
         const char *s = image_json_cstr(&v->u.arr.items[i]);
         if (!s || !(strv[i] = strdup(s))) {
             image_free_strv(&strv);
-            return bx_err_set(err, 500, EINVAL, "not a list of strings");
+            return bx_err_set(err, BX_E_INTERNAL, EINVAL, "not a list of strings");
         }
     }
     *out = strv;
@@ -314,11 +314,11 @@ static int opt_str(const struct json_value *v, char **out, struct bx_err *err)
         return 0;
     s = image_json_cstr(v);
     if (!s)
-        return bx_err_set(err, 500, EINVAL, "not a string");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "not a string");
     if (!s[0])
         return 0;
     *out = strdup(s);
-    return *out ? 0 : bx_err_set(err, 500, ENOMEM, "out of memory");
+    return *out ? 0 : bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
 }
 
 /* Builds a struct image from blobs/<hex>/config.json (our own normalised
@@ -338,13 +338,13 @@ int image_hand_out(struct image_cache *ic, const char *hex, struct image **out, 
     root = json_doc_root(doc);
     img = calloc(1, sizeof(*img));
     if (!img) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     snprintf(img->digest, sizeof(img->digest), "sha256:%s", hex);
     if (asprintf(&img->rootfs, "%s/blobs/%s/rootfs", ic->dir, hex) < 0) {
         img->rootfs = NULL;
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     if (strv_from_json(json_get(root, "Env"), 0, &img->env, err) < 0 ||
@@ -356,7 +356,7 @@ int image_hand_out(struct image_cache *ic, const char *hex, struct image **out, 
         goto fail;
     }
     if (image_use_get(ic, hex) < 0) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     image_blob_touch(ic, hex);
@@ -364,7 +364,7 @@ int image_hand_out(struct image_cache *ic, const char *hex, struct image **out, 
     ret = 0;
 fail:
     if (ret < 0 && err)
-        err->status = 500; /* our own files: never the client's fault */
+        err->status = BX_E_INTERNAL; /* our own files: never the client's fault */
     image_free(img);
     json_doc_free(&doc);
     return ret;
@@ -472,7 +472,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
 
     d = image_dir_stream(ic->tmp_fd);
     if (!d)
-        return bx_err_sys(err, 500, "open images/tmp");
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/tmp");
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
@@ -483,7 +483,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
 
     d = image_dir_stream(ic->blobs_fd);
     if (!d)
-        return bx_err_sys(err, 500, "open images/blobs");
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/blobs");
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
@@ -501,7 +501,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
 
     d = image_dir_stream(ic->refs_fd);
     if (!d)
-        return bx_err_sys(err, 500, "open images/refs");
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/refs");
     while ((de = readdir(d)) != NULL) {
         struct ref_entry e;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)

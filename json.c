@@ -254,12 +254,12 @@ static int perr(struct parser *ps, const unsigned char *at, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return bx_err_set(ps->err, 400, 0, "invalid JSON at byte %zu: %s", (size_t)(at - ps->buf), msg);
+    return bx_err_set(ps->err, BX_E_BAD_REQUEST, 0, "invalid JSON at byte %zu: %s", (size_t)(at - ps->buf), msg);
 }
 
 static int oom(struct parser *ps)
 {
-    return bx_err_set(ps->err, 500, ENOMEM, "out of memory parsing JSON");
+    return bx_err_set(ps->err, BX_E_INTERNAL, ENOMEM, "out of memory parsing JSON");
 }
 
 /* Grows a heap array to hold at least `need` elements; NULL on overflow or
@@ -811,21 +811,21 @@ int json_parse(const char *buf, size_t len, const struct json_limits *lim, struc
     int rc;
 
     if (!out)
-        return bx_err_set(err, 500, EINVAL, "json_parse: no output pointer");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "json_parse: no output pointer");
     *out = NULL;
     if (!buf && len)
-        return bx_err_set(err, 500, EINVAL, "json_parse: NULL buffer");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "json_parse: NULL buffer");
     if (!buf)
         buf = ""; /* len == 0: avoids arithmetic on a NULL pointer */
     if (!lim)
         lim = &json_default_limits;
     if (len > lim->max_bytes)
-        return bx_err_set(err, 413, 0, "JSON document of %zu bytes exceeds the limit of %zu bytes",
+        return bx_err_set(err, BX_E_TOO_LARGE, 0, "JSON document of %zu bytes exceeds the limit of %zu bytes",
                           len, lim->max_bytes);
 
     doc = calloc(1, sizeof(*doc));
     if (!doc)
-        return bx_err_set(err, 500, ENOMEM, "out of memory parsing JSON");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory parsing JSON");
     /* Roughly the tree size of a typical document, so small ones need a
      * single block; later blocks double up to ARENA_MAX_BLOCK. */
     doc->next_size = len < ARENA_MIN_BLOCK / 2   ? ARENA_MIN_BLOCK

@@ -216,32 +216,32 @@ int mp_boundary_from_content_type(const char *ct, size_t ct_len, char *out, size
         c.n = 0;
     skip_ows(&c);
     if (take_token(&c, &type, &type_len) < 0 || c.i >= c.n || c.s[c.i] != '/')
-        return bx_err_set(err, 400, 0, "Content-Type must be multipart/form-data");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "Content-Type must be multipart/form-data");
     c.i++;
     if (take_token(&c, &sub, &sub_len) < 0 || !ci_equal(type, type_len, "multipart") ||
         !ci_equal(sub, sub_len, "form-data"))
-        return bx_err_set(err, 400, 0, "Content-Type must be multipart/form-data");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "Content-Type must be multipart/form-data");
     while ((r = next_param(&c, &pn, &pn_len)) == 1) {
         int is_boundary = ci_equal(pn, pn_len, "boundary");
         size_t vlen;
         if (take_value(&c, is_boundary ? val : NULL, MP_MAX_BOUNDARY, &vlen, &too_long) < 0)
-            return bx_err_set(err, 400, 0, "malformed Content-Type parameters");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed Content-Type parameters");
         if (!is_boundary)
             continue;
         if (found)
-            return bx_err_set(err, 400, 0, "Content-Type has more than one boundary");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "Content-Type has more than one boundary");
         found = 1;
         if (too_long)
-            return bx_err_set(err, 400, 0, "multipart boundary longer than %d characters",
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart boundary longer than %d characters",
                               MP_MAX_BOUNDARY);
         blen = vlen;
     }
     if (r < 0)
-        return bx_err_set(err, 400, 0, "malformed Content-Type parameters");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed Content-Type parameters");
     if (!found)
-        return bx_err_set(err, 400, 0, "multipart/form-data Content-Type without a boundary");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart/form-data Content-Type without a boundary");
     if (!boundary_valid(val, blen))
-        return bx_err_set(err, 400, 0,
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0,
                           "invalid multipart boundary (1 to %d RFC 2046 characters, "
                           "not ending in a space)",
                           MP_MAX_BOUNDARY);
@@ -259,10 +259,10 @@ int mp_new(struct mp_parser **out, const char *boundary, size_t boundary_len,
     *out = NULL;
     /* The delimiter matcher relies on the boundary holding no CR (see top). */
     if (!boundary || !boundary_valid(boundary, boundary_len))
-        return bx_err_set(err, 400, 0, "invalid multipart boundary");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "invalid multipart boundary");
     p = calloc(1, sizeof(*p));
     if (!p)
-        return bx_err_set(err, 500, ENOMEM, "out of memory for multipart parser");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory for multipart parser");
     if (cb)
         p->cb = *cb;
     p->ctx = ctx;
@@ -295,7 +295,7 @@ static int fail(struct mp_parser *p, struct bx_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return bx_err_set(err, 400, 0, "malformed multipart body: %s", msg);
+    return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed multipart body: %s", msg);
 }
 
 /* A failing callback keeps its own err (the header contract). */
@@ -508,7 +508,7 @@ int mp_feed(struct mp_parser *p, const char *data, size_t len, struct bx_err *er
     size_t i = 0;
 
     if (p->state == ST_FAILED)
-        return bx_err_set(err, 400, 0, "malformed multipart body: parser already failed");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed multipart body: parser already failed");
     while (i < len) {
         switch (p->state) {
         case ST_PREAMBLE:
@@ -534,10 +534,10 @@ int mp_feed(struct mp_parser *p, const char *data, size_t len, struct bx_err *er
 int mp_finish(struct mp_parser *p, struct bx_err *err)
 {
     if (p->state == ST_FAILED)
-        return bx_err_set(err, 400, 0, "malformed multipart body: parser already failed");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed multipart body: parser already failed");
     if (p->state != ST_EPILOGUE) {
         p->state = ST_FAILED;
-        return bx_err_set(err, 400, 0,
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0,
                           "malformed multipart body: body ended before the closing boundary");
     }
     return 0;

@@ -68,7 +68,7 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     struct json_writer w;
 
     if (!p->args || !p->args[0])
-        return bx_err_set(err, 400, EINVAL, "cmd must not be empty");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd must not be empty");
     snprintf(tmp_size, sizeof(tmp_size), "size=%llum", (unsigned long long)p->tmp_size_mb);
     json_w_init(&w, out);
     json_w_obj_begin(&w);
@@ -175,7 +175,7 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     json_w_obj_end(&w); /* linux */
     json_w_obj_end(&w);
     if (w.failed)
-        return bx_err_set(err, 500, ENOMEM, "OCI spec too large");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "OCI spec too large");
     return 0;
 }
 
@@ -245,7 +245,7 @@ int oci_merge_env(char *const *image_env, char *const *req_env, char ***out, str
     return 0;
 oom:
     oci_free_strv(&v);
-    return bx_err_set(err, 500, ENOMEM, "out of memory");
+    return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
 }
 
 void oci_free_strv(char ***vp)
@@ -270,10 +270,10 @@ static int mount_output(struct oci_bundle *b, const struct oci_bundle_params *p,
     snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0777",
              p->output_bytes, p->output_inodes);
     if (mkdirat(b->dirfd, "output", 0700) < 0)
-        return bx_err_sys(err, 500, "mkdir output");
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir output");
     snprintf(path, sizeof(path), "%s/output", b->dir);
     if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
-        return bx_err_sys(err, 500, "mount output tmpfs");
+        return bx_err_sys(err, BX_E_INTERNAL, "mount output tmpfs");
     b->output_mounted = 1;
     return 0;
 }
@@ -295,23 +295,23 @@ static int mount_rootfs(struct oci_bundle *b, const struct oci_bundle_params *p,
     int ovl = -1, lower = -1, upper = -1, work = -1, ret = -1;
 
     if (mkdirat(b->dirfd, "rootfs", 0755) < 0 || mkdirat(b->dirfd, "ovl", 0700) < 0)
-        return bx_err_sys(err, 500, "mkdir rootfs overlay dirs");
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir rootfs overlay dirs");
     snprintf(path, sizeof(path), "%s/ovl", b->dir);
     snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0700", p->upper_bytes,
              p->upper_inodes);
     if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-        return bx_err_sys(err, 500, "mount overlay tmpfs");
+        return bx_err_sys(err, BX_E_INTERNAL, "mount overlay tmpfs");
     b->ovl_mounted = 1;
     ovl = openat(b->dirfd, "ovl", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (ovl < 0 || mkdirat(ovl, "upper", 0755) < 0 || mkdirat(ovl, "work", 0700) < 0) {
-        bx_err_sys(err, 500, "mkdir overlay layers");
+        bx_err_sys(err, BX_E_INTERNAL, "mkdir overlay layers");
         goto out;
     }
     lower = open(p->image_rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     upper = openat(ovl, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     work = openat(ovl, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (lower < 0 || upper < 0 || work < 0) {
-        bx_err_sys(err, 500, "open rootfs overlay dirs");
+        bx_err_sys(err, BX_E_INTERNAL, "open rootfs overlay dirs");
         goto out;
     }
     snprintf(opts, sizeof(opts),
@@ -319,7 +319,7 @@ static int mount_rootfs(struct oci_bundle *b, const struct oci_bundle_params *p,
              upper, work);
     snprintf(path, sizeof(path), "%s/rootfs", b->dir);
     if (mount("overlay", path, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) {
-        bx_err_sys(err, 500, "mount rootfs overlay");
+        bx_err_sys(err, BX_E_INTERNAL, "mount rootfs overlay");
         goto out;
     }
     b->rootfs_mounted = 1;
@@ -344,7 +344,7 @@ static int add_mount(struct oci_bundle *b, char *dst, char *src, int readonly, s
     if (!dst || !src) {
         free(dst);
         free(src);
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     if (b->nmounts == b->mounts_cap) {
         size_t nc = b->mounts_cap ? b->mounts_cap * 2 : 8;
@@ -352,7 +352,7 @@ static int add_mount(struct oci_bundle *b, char *dst, char *src, int readonly, s
         if (!nm) {
             free(dst);
             free(src);
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         }
         b->mounts = nm;
         b->mounts_cap = nc;
@@ -374,20 +374,20 @@ int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, 
 
     if (asprintf(&b->dir, "%s/%s", p->parent_dir, p->name) < 0) {
         b->dir = NULL;
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     if (mkdirat(p->parent_dirfd, p->name, 0711) < 0)
-        return bx_err_sys(err, 500, "mkdir run dir");
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir run dir");
     b->dirfd = openat(p->parent_dirfd, p->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (b->dirfd < 0)
-        return bx_err_sys(err, 500, "open run dir");
+        return bx_err_sys(err, BX_E_INTERNAL, "open run dir");
     if (mkdirat(b->dirfd, "state", 0700) < 0 || mkdirat(b->dirfd, "inputs", 0711) < 0)
-        return bx_err_sys(err, 500, "mkdir run dirs");
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir run dirs");
     if (mount_output(b, p, err) < 0 || mount_rootfs(b, p, err) < 0)
         return -1;
     inputs = openat(b->dirfd, "inputs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (inputs < 0) {
-        bx_err_sys(err, 500, "open inputs");
+        bx_err_sys(err, BX_E_INTERNAL, "open inputs");
         goto out;
     }
     for (size_t i = 0; i < p->nfiles; i++) {
@@ -397,8 +397,8 @@ int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, 
          * name we chose, and a later change in the store cannot redirect it. */
         snprintf(name, sizeof(name), "%zu", i);
         if (store_link_into(p->store, p->files[i], inputs, name, err) < 0) {
-            if (err && err->status == 404)
-                bx_err_set(err, 400, ENOENT, "file not found: %s", p->files[i]);
+            if (err && err->status == BX_E_NOT_FOUND)
+                bx_err_set(err, BX_E_BAD_REQUEST, ENOENT, "file not found: %s", p->files[i]);
             goto out;
         }
         if (asprintf(&src, "%s/inputs/%s", b->dir, name) < 0)
