@@ -89,26 +89,15 @@ DIR *image_dir_stream(int dirfd)
     return d;
 }
 
-void image_free_strv(char ***pv)
-{
-    char **v = *pv;
-    if (!v)
-        return;
-    for (size_t i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-    *pv = NULL;
-}
-
 void image_free(struct image *img)
 {
     if (!img)
         return;
     free(img->rootfs);
-    image_free_strv(&img->env);
+    bx_strv_free(&img->env);
     free(img->working_dir);
-    image_free_strv(&img->entrypoint);
-    image_free_strv(&img->cmd);
+    bx_strv_free(&img->entrypoint);
+    bx_strv_free(&img->cmd);
     free(img->user);
     free(img);
 }

@@ -279,30 +279,23 @@ static int read_u64_file(int dirfd, const char *path, uint64_t *out)
 
 static int strv_from_json(const struct json_value *v, int nullable, char ***out, struct bx_err *err)
 {
-    char **strv;
+    struct str_list l = {0};
     *out = NULL;
-    if (!v || v->type == JSON_NULL) {
-        if (nullable)
-            return 0;
-        strv = calloc(1, sizeof(*strv));
-        if (!strv)
-            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-        *out = strv;
+    if ((!v || v->type == JSON_NULL) && nullable)
         return 0;
-    }
-    if (v->type != JSON_ARRAY)
+    if (v && v->type != JSON_NULL && v->type != JSON_ARRAY)
         return bx_err_set(err, BX_E_INTERNAL, EINVAL, "not a list of strings");
-    strv = calloc(v->u.arr.n + 1, sizeof(*strv));
-    if (!strv)
+    /* Reserving allocates even for 0: an absent list is an empty array. */
+    if (str_list_reserve(&l, v && v->type == JSON_ARRAY ? v->u.arr.n : 0) < 0)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-    for (size_t i = 0; i < v->u.arr.n; i++) {
+    for (size_t i = 0; v && v->type == JSON_ARRAY && i < v->u.arr.n; i++) {
         const char *s = image_json_cstr(&v->u.arr.items[i]);
-        if (!s || !(strv[i] = strdup(s))) {
-            image_free_strv(&strv);
+        if (!s || str_list_push(&l, s) < 0) {
+            str_list_free(&l);
             return bx_err_set(err, BX_E_INTERNAL, EINVAL, "not a list of strings");
         }
     }
-    *out = strv;
+    *out = l.items;
     return 0;
 }
 

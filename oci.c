@@ -185,24 +185,6 @@ static size_t key_len(const char *kv)
     return eq ? (size_t)(eq - kv) : 0;
 }
 
-static int strv_push(char ***v, size_t *n, size_t *cap, const char *s)
-{
-    if (*n + 2 > *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        char **nv = realloc(*v, nc * sizeof(char *));
-        if (!nv)
-            return -1;
-        *v = nv;
-        *cap = nc;
-    }
-    (*v)[*n] = strdup(s);
-    if (!(*v)[*n])
-        return -1;
-    (*n)++;
-    (*v)[*n] = NULL;
-    return 0;
-}
-
 /* Index of the entry with the same key, or -1. */
 static long find_key(char **v, size_t n, const char *kv)
 {
@@ -215,11 +197,10 @@ static long find_key(char **v, size_t n, const char *kv)
 
 int oci_merge_env(char *const *image_env, char *const *req_env, char ***out, struct bx_err *err)
 {
-    char **v = NULL;
-    size_t n = 0, cap = 0;
+    struct str_list v = {0};
     char *const *lists[2] = {image_env, req_env};
 
-    if (strv_push(&v, &n, &cap, "PATH=" OCI_DEFAULT_PATH) < 0)
+    if (str_list_push(&v, "PATH=" OCI_DEFAULT_PATH) < 0)
         goto oom;
     for (int l = 0; l < 2; l++) {
         for (size_t i = 0; lists[l] && lists[l][i]; i++) {
@@ -227,36 +208,25 @@ int oci_merge_env(char *const *image_env, char *const *req_env, char ***out, str
             long at;
             if (key_len(kv) == 0)
                 continue;
-            at = find_key(v, n, kv);
+            at = find_key(v.items, v.n, kv);
             if (at >= 0) {
                 char *dup = strdup(kv);
                 if (!dup)
                     goto oom;
-                free(v[at]);
-                v[at] = dup;
-            } else if (strv_push(&v, &n, &cap, kv) < 0) {
+                free(v.items[at]);
+                v.items[at] = dup;
+            } else if (str_list_push(&v, kv) < 0) {
                 goto oom;
             }
         }
     }
-    if (find_key(v, n, "HOME=") < 0 && strv_push(&v, &n, &cap, "HOME=/tmp") < 0)
+    if (find_key(v.items, v.n, "HOME=") < 0 && str_list_push(&v, "HOME=/tmp") < 0)
         goto oom;
-    *out = v;
+    *out = v.items; /* non-NULL and NULL-terminated: PATH was pushed */
     return 0;
 oom:
-    oci_free_strv(&v);
+    str_list_free(&v);
     return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-}
-
-void oci_free_strv(char ***vp)
-{
-    char **v = *vp;
-    if (!v)
-        return;
-    for (size_t i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-    *vp = NULL;
 }
 
 /* ---- bundles ---- */
@@ -457,7 +427,7 @@ int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_sp
         goto out;
     ret = 0;
 out:
-    oci_free_strv(&env);
+    bx_strv_free(&env);
     sbuf_free(&spec);
     return ret;
 }
