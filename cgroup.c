@@ -138,7 +138,7 @@ static int parse_value(const char *s, uint64_t *out)
 
 /* Finds "key <u64>" in a flat-keyed file (cpu.stat, memory.events,
  * memory.oom_control).  Returns 0 found, 1 absent, -1 malformed value. */
-static int find_key(const char *text, const char *key, uint64_t *out)
+static int stat_find_key(const char *text, const char *key, uint64_t *out)
 {
     size_t kl = strlen(key);
     const char *p = text;
@@ -824,7 +824,7 @@ static int read_num(int dirfd, const char *file, const char *key, uint64_t *v, s
         return -1;
     if (missing)
         return 1;
-    r = key ? find_key(text, key, v) : (parse_value(text, v) < 0 ? -1 : 0);
+    r = key ? stat_find_key(text, key, v) : (parse_value(text, v) < 0 ? -1 : 0);
     free(text);
     if (r < 0)
         return bx_err_set(err, BX_E_INTERNAL, EINVAL, "cannot parse %s%s%s", file, key ? " " : "",

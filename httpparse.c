@@ -20,32 +20,7 @@
 
 /* ---- character classes (ASCII only, locale independent) ---- */
 
-/* RFC 9110 tchar: the characters of a token (method, header name). */
-static int is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return 1;
-    default:
-        return 0;
-    }
-}
+/* tchar and lower-casing: bx_is_tchar, bx_ascii_lower (util.h). */
 
 /* field-content: visible ASCII, SP, HTAB and obs-text; every other control
  * character (CR, LF, NUL, DEL...) is refused so nothing downstream ever sees
@@ -66,17 +41,12 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-static unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
 /* Case-insensitive comparison of [s, s+len) with the NUL-terminated lit. */
 static int ieq(const char *s, size_t len, const char *lit)
 {
     size_t i;
     for (i = 0; i < len; i++) {
-        if (lit[i] == '\0' || lower((unsigned char)s[i]) != lower((unsigned char)lit[i]))
+        if (lit[i] == '\0' || bx_ascii_lower((unsigned char)s[i]) != bx_ascii_lower((unsigned char)lit[i]))
             return 0;
     }
     return lit[i] == '\0';
@@ -172,7 +142,7 @@ static int parse_request_line(const char *p, const char *le, const struct limits
     if ((size_t)(le - p) > l->max_request_line)
         return bx_err_set(err, BX_E_URI_TOO_LONG, 0, "request line longer than %zu bytes", l->max_request_line);
 
-    while (p < le && is_tchar((unsigned char)*p))
+    while (p < le && bx_is_tchar((unsigned char)*p))
         p++;
     if (p == m || p == le || *p != ' ')
         return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed request method");
@@ -228,7 +198,7 @@ static int parse_header_line(const char *p, const char *le, struct http_header *
      * (or ignoring it) would let two parsers disagree on header values. */
     if (is_ows(*p))
         return bx_err_set(err, BX_E_BAD_REQUEST, 0, "obsolete line folding in header");
-    while (p < le && is_tchar((unsigned char)*p))
+    while (p < le && bx_is_tchar((unsigned char)*p))
         p++;
     /* Whitespace between name and colon is refused (RFC 9112 5.1): a classic
      * smuggling trick ("Transfer-Encoding : chunked"). */
@@ -658,7 +628,7 @@ int http_chunked_decode(struct http_chunked *c, const char *in, size_t in_len, s
             if (c->state == CH_TRAILER_START) {
                 if (ch == '\r') {
                     c->state = CH_FINAL_LF;
-                } else if (is_tchar(ch)) {
+                } else if (bx_is_tchar(ch)) {
                     c->state = CH_TRAILER_LINE;
                 } else {
                     why = "malformed chunked trailer";

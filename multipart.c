@@ -32,6 +32,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "util.h"
+
 enum mp_state {
     ST_PREAMBLE,    /* before the first delimiter; bytes are dropped */
     ST_DATA,        /* inside a part's content */
@@ -66,13 +68,6 @@ struct mp_parser {
 
 /* ---- character classes and a small cursor for header values ---- */
 
-static int is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* RFC 2046 bchars, space included (it may not be last). */
 static int is_bchar(unsigned char c)
 {
@@ -81,18 +76,13 @@ static int is_bchar(unsigned char c)
     return c != 0 && strchr("'()+_,-./:=? ", c) != NULL;
 }
 
-static int lower(unsigned char c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
 static int ci_equal(const char *s, size_t n, const char *lit)
 {
     size_t i;
     if (strlen(lit) != n)
         return 0;
     for (i = 0; i < n; i++)
-        if (lower((unsigned char)s[i]) != lit[i])
+        if (bx_ascii_lower((unsigned char)s[i]) != lit[i])
             return 0;
     return 1;
 }
@@ -112,7 +102,7 @@ static void skip_ows(struct cur *c)
 static int take_token(struct cur *c, const char **tok, size_t *tok_len)
 {
     size_t start = c->i;
-    while (c->i < c->n && is_tchar((unsigned char)c->s[c->i]))
+    while (c->i < c->n && bx_is_tchar((unsigned char)c->s[c->i]))
         c->i++;
     *tok = c->s + start;
     *tok_len = c->i - start;
@@ -410,7 +400,7 @@ static int header_line(struct mp_parser *p, struct bx_err *err)
     if (name_len == 0)
         return fail(p, err, "empty part header name");
     for (size_t i = 0; i < name_len; i++)
-        if (!is_tchar((unsigned char)l[i]))
+        if (!bx_is_tchar((unsigned char)l[i]))
             return fail(p, err, "invalid character in part header name");
     if (!ci_equal(l, name_len, "content-disposition"))
         return 0; /* Content-Type and the rest carry nothing we use */

@@ -16,7 +16,7 @@
 #include "log.h"
 #include "store.h"
 
-static void w_strv(struct json_writer *w, char *const *v)
+static void spec_strv(struct json_writer *w, char *const *v)
 {
     json_w_arr_begin(w);
     for (size_t i = 0; v && v[i]; i++)
@@ -36,7 +36,7 @@ static void w_rlimit(struct json_writer *w, const char *type, uint64_t v)
     json_w_obj_end(w);
 }
 
-static void w_mount(struct json_writer *w, const char *dest, const char *type, const char *source,
+static void spec_mount(struct json_writer *w, const char *dest, const char *type, const char *source,
                     const char *const *options)
 {
     json_w_obj_begin(w);
@@ -87,9 +87,9 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     json_w_uint(&w, p->gid);
     json_w_obj_end(&w);
     json_w_key(&w, "args");
-    w_strv(&w, p->args);
+    spec_strv(&w, p->args);
     json_w_key(&w, "env");
-    w_strv(&w, p->env);
+    spec_strv(&w, p->env);
     json_w_key(&w, "cwd");
     json_w_cstr(&w, p->cwd);
     /* Empty capability sets: nothing privileged even inside gVisor. */
@@ -131,12 +131,12 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
 
     json_w_key(&w, "mounts");
     json_w_arr_begin(&w);
-    w_mount(&w, "/proc", "proc", "proc", proc_opts);
-    w_mount(&w, "/dev", "tmpfs", "tmpfs", dev_opts);
-    w_mount(&w, "/sys", "sysfs", "sysfs", sys_opts);
-    w_mount(&w, "/tmp", "tmpfs", "tmpfs", tmp_opts);
+    spec_mount(&w, "/proc", "proc", "proc", proc_opts);
+    spec_mount(&w, "/dev", "tmpfs", "tmpfs", dev_opts);
+    spec_mount(&w, "/sys", "sysfs", "sysfs", sys_opts);
+    spec_mount(&w, "/tmp", "tmpfs", "tmpfs", tmp_opts);
     for (size_t i = 0; i < p->nmounts; i++)
-        w_mount(&w, p->mounts[i].destination, "bind", p->mounts[i].source,
+        spec_mount(&w, p->mounts[i].destination, "bind", p->mounts[i].source,
                 p->mounts[i].readonly ? ro_bind : rw_bind);
     json_w_arr_end(&w);
 
