@@ -412,6 +412,25 @@ static char *trimmed(const char *s)
     return strndup(s, n);
 }
 
+/* The trimmed content of dirfd/file into *out; missing is an error naming
+ * the file (+ where).  Returns 0 or -1. */
+static int read_trimmed(int dirfd, const char *file, const char *where, char **out,
+                        struct bx_err *err)
+{
+    char *text = NULL;
+    int missing;
+    *out = NULL;
+    if (cg_read_at(dirfd, file, SMALL_FILE_MAX, &text, &missing, err) < 0)
+        return -1;
+    if (missing)
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT, "no %s%s", file, where);
+    *out = trimmed(text);
+    free(text);
+    if (!*out)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    return 0;
+}
+
 /* A new v1 cpuset cgroup starts with empty cpuset.cpus and cpuset.mems
  * (unless cgroup.clone_children is set) and accepts no task until both are
  * set, so <own>/boxer gets <own>'s values; runs then take subsets. */
@@ -419,36 +438,17 @@ static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct 
 {
     static const char *const files[] = {"cpuset.mems", "cpuset.cpus"};
     char *val[2] = {NULL, NULL};
-    char *text = NULL;
-    int missing, ret = -1, n;
+    int ret = -1, n;
 
     for (int f = 0; f < 2; f++) {
-        if (cg_read_at(hr->base_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
+        if (read_trimmed(hr->base_fd, files[f], "", &val[f], err) < 0)
             goto out;
-        if (missing) {
-            bx_err_set(err, BX_E_INTERNAL, ENOENT, "no %s", files[f]);
-            goto out;
-        }
-        val[f] = trimmed(text);
-        free(text);
-        text = NULL;
-        if (!val[f])
-            goto oom;
         if (val[f][0])
             continue;
         free(val[f]);
         val[f] = NULL;
-        if (cg_read_at(hr->own_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
+        if (read_trimmed(hr->own_fd, files[f], " in our own cgroup", &val[f], err) < 0)
             goto out;
-        if (missing) {
-            bx_err_set(err, BX_E_INTERNAL, ENOENT, "no %s in our own cgroup", files[f]);
-            goto out;
-        }
-        val[f] = trimmed(text);
-        free(text);
-        text = NULL;
-        if (!val[f])
-            goto oom;
         if (!val[f][0] || cg_write_at(hr->base_fd, files[f], val[f], err) < 0) {
             if (!val[f][0])
                 bx_err_set(err, BX_E_INTERNAL, ENOSPC, "our own cgroup has an empty %s", files[f]);
@@ -472,7 +472,6 @@ static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct 
 oom:
     bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
 out:
-    free(text);
     free(val[0]);
     free(val[1]);
     return ret;
