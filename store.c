@@ -561,27 +561,43 @@ out:
     return ret;
 }
 
+/* The parent directory of norm_path (checked into path, last component in
+ * last) for a lookup that treats a missing parent as an absent file:
+ * returns its fd, PARENT_ABSENT, or -1 with err set. */
+#define PARENT_ABSENT (-2)
+static int open_parent_lookup(struct store *st, const char *norm_path,
+                              char path[STORE_PATH_MAX + 1], char last[STORE_COMPONENT_MAX + 1],
+                              struct bx_err *err)
+{
+    struct bx_err e2;
+    int dirfd;
+    if (store_check_path(norm_path, path, err) < 0)
+        return -1;
+    bx_err_clear(&e2);
+    dirfd = store_walk_parent(st, path, 0, last, &e2);
+    if (dirfd >= 0)
+        return dirfd;
+    if (e2.status == BX_E_NOT_FOUND)
+        return PARENT_ABSENT;
+    if (err)
+        *err = e2;
+    return -1;
+}
+
 int store_exists(struct store *st, const char *norm_path, struct bx_err *err)
 {
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
-    struct bx_err e2;
     struct stat sb;
     int dirfd, r;
 
     if (!st)
         return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_exists: no store");
-    if (store_check_path(norm_path, path, err) < 0)
+    dirfd = open_parent_lookup(st, norm_path, path, last, err);
+    if (dirfd == PARENT_ABSENT)
+        return 0;
+    if (dirfd < 0)
         return -1;
-    bx_err_clear(&e2);
-    dirfd = store_walk_parent(st, path, 0, last, &e2);
-    if (dirfd < 0) {
-        if (e2.status == BX_E_NOT_FOUND)
-            return 0;
-        if (err)
-            *err = e2;
-        return -1;
-    }
     r = stat_last(dirfd, last, &sb, err);
     bx_close(&dirfd);
     if (r < 0)
@@ -840,22 +856,15 @@ int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN
 {
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
-    struct bx_err e2;
     struct stat sb;
     int dirfd, r, ret = -1;
 
     hidden[0] = '\0';
-    if (store_check_path(norm_path, path, err) < 0)
+    dirfd = open_parent_lookup(st, norm_path, path, last, err);
+    if (dirfd == PARENT_ABSENT)
+        return 1;
+    if (dirfd < 0)
         return -1;
-    bx_err_clear(&e2);
-    dirfd = store_walk_parent(st, path, 0, last, &e2);
-    if (dirfd < 0) {
-        if (e2.status == BX_E_NOT_FOUND)
-            return 1;
-        if (err)
-            *err = e2;
-        return -1;
-    }
     r = stat_last(dirfd, last, &sb, err);
     if (r != 0) {
         ret = r < 0 ? -1 : 1;
