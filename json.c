@@ -97,7 +97,7 @@ static void arena_trim(struct json_doc *d, void *p, size_t had, size_t need)
  * U8_OK; otherwise the length of the maximal subpart (the longest prefix of
  * a well-formed sequence, at least 1) that a replacement character stands
  * for.  Never reads beyond s[n-1]. */
-size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp, enum utf8_err *e)
+size_t json_utf8_next(const unsigned char *s, size_t n, uint32_t *cp, enum utf8_err *e)
 {
     unsigned char c = s[0], lo = 0x80, hi = 0xBF;
     size_t need, i;
@@ -402,7 +402,7 @@ static int parse_string(struct parser *ps, char **out, size_t *out_len)
         } else {
             uint32_t cp;
             enum utf8_err e;
-            size_t n = utf8_next(s, (size_t)(close - s), &cp, &e);
+            size_t n = json_utf8_next(s, (size_t)(close - s), &cp, &e);
             if (e != U8_OK)
                 return perr(ps, s, "invalid UTF-8 in string: %s", utf8_err_str(e));
             memcpy(o, s, n);

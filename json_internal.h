@@ -21,6 +21,6 @@ enum utf8_err {
  * U8_OK; otherwise the length of the maximal subpart (the longest prefix of
  * a well-formed sequence, at least 1) that a replacement character stands
  * for.  Never reads beyond s[n-1]. */
-size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp, enum utf8_err *e);
+size_t json_utf8_next(const unsigned char *s, size_t n, uint32_t *cp, enum utf8_err *e);
 
 #endif

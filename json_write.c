@@ -23,7 +23,7 @@ static const char *escape_unit(const unsigned char *p, const unsigned char *end,
     if (c >= 0x80) {
         uint32_t cp = 0;
         enum utf8_err e;
-        *adv = utf8_next(p, (size_t)(end - p), &cp, &e);
+        *adv = json_utf8_next(p, (size_t)(end - p), &cp, &e);
         if (e == U8_OK && cp != 0x2028 && cp != 0x2029)
             return NULL;
         /* Each maximal invalid subpart becomes one U+FFFD; U+2028 and
