@@ -504,35 +504,47 @@ int store_create_tmp(struct store *st, const char *prefix, char *name, size_t na
 
 /* ---- reading ---- */
 
+/* The parent directory of the regular store file at norm_path (checked
+ * into path, its name in last, its stat in *sb).  Returns the parent's fd,
+ * or -1 with err set (404 when the file is absent). */
+static int open_parent_of_file(struct store *st, const char *norm_path,
+                               char path[STORE_PATH_MAX + 1], char last[STORE_COMPONENT_MAX + 1],
+                               struct stat *sb, struct bx_err *err)
+{
+    int dirfd, r;
+    if (store_check_path(norm_path, path, err) < 0)
+        return -1;
+    dirfd = store_walk_parent(st, path, 0, last, err);
+    if (dirfd < 0)
+        return -1;
+    r = stat_last(dirfd, last, sb, err);
+    if (r > 0)
+        bx_err_set(err, BX_E_NOT_FOUND, ENOENT, "file not found: %s", path);
+    if (r != 0 || check_regular(st, sb, err) < 0) {
+        bx_close(&dirfd);
+        return -1;
+    }
+    return dirfd;
+}
+
 int store_open_read(struct store *st, const char *norm_path, int *fd_out, uint64_t *size_out,
                     struct bx_err *err)
 {
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
     struct stat sb, sb2;
-    int dirfd = -1, fd = -1, ret = -1, r;
+    int dirfd = -1, fd = -1, ret = -1;
 
     if (!st || !fd_out)
         return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_open_read: bad arguments");
     *fd_out = -1;
-    if (store_check_path(norm_path, path, err) < 0)
-        return -1;
-    dirfd = store_walk_parent(st, path, 0, last, err);
-    if (dirfd < 0)
-        return -1;
     /* Looking before opening keeps open(2) away from FIFOs (it would block)
      * and devices (opening can have side effects).  Only this process writes
      * the store, so the entry cannot change between the two calls; the fstat
      * after the open checks it anyway. */
-    r = stat_last(dirfd, last, &sb, err);
-    if (r < 0)
-        goto out;
-    if (r > 0) {
-        bx_err_set(err, BX_E_NOT_FOUND, ENOENT, "file not found: %s", path);
-        goto out;
-    }
-    if (check_regular(st, &sb, err) < 0)
-        goto out;
+    dirfd = open_parent_of_file(st, norm_path, path, last, &sb, err);
+    if (dirfd < 0)
+        return -1;
     do {
         fd = openat(dirfd, last, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
@@ -622,26 +634,15 @@ int store_link_into(struct store *st, const char *norm_path, int dst_dirfd, cons
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
     struct stat sb;
-    int dirfd = -1, ret = -1, r;
+    int dirfd = -1, ret = -1;
 
     if (!st)
         return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_link_into: no store");
     if (check_name(dst_name) < 0)
         return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_link_into: bad destination name");
-    if (store_check_path(norm_path, path, err) < 0)
-        return -1;
-    dirfd = store_walk_parent(st, path, 0, last, err);
+    dirfd = open_parent_of_file(st, norm_path, path, last, &sb, err);
     if (dirfd < 0)
         return -1;
-    r = stat_last(dirfd, last, &sb, err);
-    if (r < 0)
-        goto out;
-    if (r > 0) {
-        bx_err_set(err, BX_E_NOT_FOUND, ENOENT, "file not found: %s", path);
-        goto out;
-    }
-    if (check_regular(st, &sb, err) < 0)
-        goto out;
     /* No AT_SYMLINK_FOLLOW: linkat links the entry itself, never a target. */
     if (linkat(dirfd, last, dst_dirfd, dst_name, 0) < 0) {
         if (errno == ENOENT)
