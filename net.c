@@ -447,24 +447,32 @@ static int on_addr(void *arg, const unsigned char *msg, size_t len)
     return 0;
 }
 
+/* Dumps every IPv4 address of the host's interfaces through cb. */
+static int dump_ipv4_addrs(struct net *n, int (*cb)(void *arg, const unsigned char *msg, size_t len),
+                           void *arg, const char *what, struct bx_err *err)
+{
+    struct net_nlmsg m;
+    struct ifaddrmsg ifa;
+    uint32_t seq;
+    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
+    memset(&ifa, 0, sizeof(ifa));
+    ifa.ifa_family = AF_INET;
+    nl_msg_put(&m, &ifa, sizeof(ifa));
+    if (nl_send(n->nl, &m, &seq, what, err) < 0 || nl_wait(n->nl, seq, 1, cb, arg, what, err) < 0)
+        return -1;
+    return 0;
+}
+
 /* Another interface with an address in (or around) our subnet would make
  * routing to sandboxes ambiguous: two Boxers, a VPN, a LAN. */
 static int check_overlap(struct net *n, struct bx_err *err)
 {
     struct overlap o;
-    struct net_nlmsg m;
-    struct ifaddrmsg ifa;
-    uint32_t seq;
     char s[16];
     memset(&o, 0, sizeof(o));
     o.n = n;
     o.bridge_index = n->bridge_index;
-    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
-    memset(&ifa, 0, sizeof(ifa));
-    ifa.ifa_family = AF_INET;
-    nl_msg_put(&m, &ifa, sizeof(ifa));
-    if (nl_send(n->nl, &m, &seq, "listing addresses", err) < 0 ||
-        nl_wait(n->nl, seq, 1, on_addr, &o, "listing addresses", err) < 0)
+    if (dump_ipv4_addrs(n, on_addr, &o, "listing addresses", err) < 0)
         return -1;
     if (o.found[0]) {
         net_format_ipv4(n->subnet, s);
@@ -521,16 +529,8 @@ static int on_host_addr(void *arg, const unsigned char *msg, size_t len)
 static int host_addrs(struct net *n, struct bx_err *err)
 {
     struct host_addrs h = {n, 0};
-    struct net_nlmsg m;
-    struct ifaddrmsg ifa;
-    uint32_t seq;
     n->nhost = 0;
-    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
-    memset(&ifa, 0, sizeof(ifa));
-    ifa.ifa_family = AF_INET;
-    nl_msg_put(&m, &ifa, sizeof(ifa));
-    if (nl_send(n->nl, &m, &seq, "listing host addresses", err) < 0 ||
-        nl_wait(n->nl, seq, 1, on_host_addr, &h, "listing host addresses", err) < 0)
+    if (dump_ipv4_addrs(n, on_host_addr, &h, "listing host addresses", err) < 0)
         return -1;
     /* Refusing is safer than leaving a LAN reachable. */
     if (h.too_many)
