@@ -57,7 +57,7 @@ $(B)/static-%.o: %.c $(wildcard *.h) | $(B)
 # ---- unit tests (Check) ----
 # The modules each unit test links (kept explicit so a module under
 # construction never breaks another module's tests).
-DEPS_test_json := json util err
+DEPS_test_json := json json_write util err
 DEPS_test_util := util err
 DEPS_test_log := log util err
 DEPS_test_multipart := multipart util err
@@ -65,12 +65,12 @@ DEPS_test_httpparse := httpparse util err
 DEPS_test_store := store store_upload store_capture util err
 DEPS_test_cgroup := cgroup cgroup_setup util err
 DEPS_test_imgref := imgref util err
-DEPS_test_config := config json util imgref err
+DEPS_test_config := config json json_write util imgref err
 DEPS_test_loop := loop util err
-DEPS_test_oci := oci json util imgref store store_upload store_capture err
+DEPS_test_oci := oci json json_write util imgref store store_upload store_capture log err
 DEPS_test_proc := proc loop util err
-DEPS_test_image := image image_pull image_disk sha256 imgref json proc loop util cgroup cgroup_setup store store_upload store_capture err
-DEPS_test_net := net netlink net_text proc loop util err
+DEPS_test_image := image image_pull image_disk sha256 imgref json json_write proc loop util cgroup cgroup_setup store store_upload store_capture log err
+DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
 

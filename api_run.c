@@ -51,7 +51,7 @@ static int dup_string_array(const struct json_value *v, const char *field, size_
     for (size_t i = 0; i < v->u.arr.n; i++) {
         snprintf(name, sizeof(name), "%s[%zu]", field, i);
         if (dup_string(&v->u.arr.items[i], name, RUN_MAX_STRING, &arr[i], err) < 0) {
-            oci_free_strv(&arr);
+            bx_strv_free(&arr);
             return -1;
         }
     }

@@ -299,9 +299,9 @@ fail:
         exec_free(e);
     }
     free(wrapped);
-    oci_free_strv(&env1);
-    oci_free_strv(&env2);
-    oci_free_strv(&env3);
+    bx_strv_free(&env1);
+    bx_strv_free(&env2);
+    bx_strv_free(&env3);
     sbuf_free(&sb);
     bx_close(&outp[0]);
     bx_close(&outp[1]);

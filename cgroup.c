@@ -91,14 +91,14 @@ int cg_write_at(int dirfd, const char *file, const char *val, struct bx_err *err
 {
     int fd = openat(dirfd, file, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     if (fd < 0)
-        return bx_err_sys(err, 500, "open %s", file);
+        return bx_err_sys(err, BX_E_INTERNAL, "open %s", file);
     if (bx_write_all(fd, val, strlen(val)) < 0) {
-        bx_err_sys(err, 500, "write \"%s\" to %s", val, file);
+        bx_err_sys(err, BX_E_INTERNAL, "write \"%s\" to %s", val, file);
         bx_close(&fd);
         return -1;
     }
     if (close(fd) < 0 && errno != EINTR)
-        return bx_err_sys(err, 500, "close %s", file);
+        return bx_err_sys(err, BX_E_INTERNAL, "close %s", file);
     return 0;
 }
 
@@ -138,7 +138,7 @@ static int parse_value(const char *s, uint64_t *out)
 
 /* Finds "key <u64>" in a flat-keyed file (cpu.stat, memory.events,
  * memory.oom_control).  Returns 0 found, 1 absent, -1 malformed value. */
-static int find_key(const char *text, const char *key, uint64_t *out)
+static int stat_find_key(const char *text, const char *key, uint64_t *out)
 {
     size_t kl = strlen(key);
     const char *p = text;
@@ -319,7 +319,7 @@ static int run_pin_cpus(struct cg_run *run, struct cg_cpus *c, double cores, str
     taken = malloc((size_t)c->n);
     if (!run->picked || !taken) {
         free(taken);
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     cpus_pick(c, want, run->picked, taken);
     run->npicked = want;
@@ -328,7 +328,7 @@ static int run_pin_cpus(struct cg_run *run, struct cg_cpus *c, double cores, str
     run->cpu_list = cpus_format(c, taken);
     free(taken);
     if (!run->cpu_list)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     return 0;
 }
 
@@ -368,7 +368,7 @@ static long read_pids(int dirfd, pid_t *pids, size_t max, size_t *n, struct bx_e
         if (ll > 0) {
             if (bx_parse_u64(p, ll, INT_MAX, &v) < 0 || v == 0) {
                 free(text);
-                return bx_err_set(err, 500, EINVAL, "bad pid in cgroup.procs");
+                return bx_err_set(err, BX_E_INTERNAL, EINVAL, "bad pid in cgroup.procs");
             }
             if (*n < max)
                 pids[(*n)++] = (pid_t)v;
@@ -435,11 +435,11 @@ int cg_for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err)
     int ret = 0;
 
     if (dfd < 0)
-        return errno == ENOENT ? 0 : bx_err_sys(err, 500, "open cgroup dir");
+        return errno == ENOENT ? 0 : bx_err_sys(err, BX_E_INTERNAL, "open cgroup dir");
     d = fdopendir(dfd);
     if (!d) {
         bx_close(&dfd);
-        return bx_err_sys(err, 500, "fdopendir");
+        return bx_err_sys(err, BX_E_INTERNAL, "fdopendir");
     }
     while ((errno = 0, de = readdir(d)) != NULL) {
         int isdir = de->d_type == DT_DIR;
@@ -455,7 +455,7 @@ int cg_for_each_subdir(int dirfd, subdir_fn fn, void *arg, struct bx_err *err)
             break;
     }
     if (ret == 0 && errno != 0 && errno != ENOENT)
-        ret = bx_err_sys(err, 500, "readdir cgroup dir");
+        ret = bx_err_sys(err, BX_E_INTERNAL, "readdir cgroup dir");
     closedir(d);
     return ret;
 }
@@ -474,7 +474,7 @@ static int kill_child(int dirfd, const char *name, void *arg, struct bx_err *err
     int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     int ret;
     if (fd < 0)
-        return errno == ENOENT ? 0 : bx_err_sys(err, 500, "open cgroup %s", name);
+        return errno == ENOENT ? 0 : bx_err_sys(err, BX_E_INTERNAL, "open cgroup %s", name);
     ka->depth++;
     ret = kill_tree(fd, ka, err);
     ka->depth--;
@@ -488,7 +488,7 @@ static int kill_tree(int dirfd, struct kill_arg *ka, struct bx_err *err)
 {
     long n;
     if (ka->depth > TREE_DEPTH_MAX)
-        return bx_err_set(err, 500, ELOOP, "cgroup tree too deep");
+        return bx_err_set(err, BX_E_INTERNAL, ELOOP, "cgroup tree too deep");
     n = kill_pass(dirfd, ka->signal_them, err);
     if (n < 0)
         return -1;
@@ -509,17 +509,17 @@ static int rmdir_tree(int parent, const char *name, int depth, struct bx_err *er
 {
     int fd;
     if (depth > TREE_DEPTH_MAX)
-        return bx_err_set(err, 500, ELOOP, "cgroup tree too deep");
+        return bx_err_set(err, BX_E_INTERNAL, ELOOP, "cgroup tree too deep");
     fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return errno == ENOENT ? 0 : bx_err_sys(err, 500, "open cgroup %s", name);
+        return errno == ENOENT ? 0 : bx_err_sys(err, BX_E_INTERNAL, "open cgroup %s", name);
     if (cg_for_each_subdir(fd, rmdir_child, &depth, err) < 0) {
         bx_close(&fd);
         return -1;
     }
     bx_close(&fd);
     if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        return bx_err_sys(err, 500, "rmdir cgroup %s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "rmdir cgroup %s", name);
     return 0;
 }
 
@@ -546,7 +546,7 @@ int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name, 
                 if (cg_write_at(dir_fd[i], "cgroup.kill", "1", &e) == 0)
                     ka.signal_them = 0;
                 else if (e.sys_errno != ENOENT)
-                    return bx_err_set(err, 500, e.sys_errno, "%s: %s", name, e.msg);
+                    return bx_err_set(err, BX_E_INTERNAL, e.sys_errno, "%s: %s", name, e.msg);
             }
             if (kill_tree(dir_fd[i], &ka, err) < 0)
                 return bx_err_wrap(err, "kill processes of cgroup %s", name);
@@ -571,7 +571,7 @@ int cg_reap(int n, int v2, const int *parent_fd, int *dir_fd, const char *name, 
                 return 0;
         }
         if (bx_now_ms() >= deadline) {
-            bx_err_set(err, 500, EBUSY, "cgroup %s still has %ld process(es) after SIGKILL", name,
+            bx_err_set(err, BX_E_INTERNAL, EBUSY, "cgroup %s still has %ld process(es) after SIGKILL", name,
                        total);
             errno = EBUSY;
             return REAP_BUSY;
@@ -657,15 +657,15 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
 
     *out = NULL;
     if (!ctx || ctx->nhier == 0)
-        return bx_err_set(err, 500, EINVAL, "cgroups are not initialised");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "cgroups are not initialised");
     if (!name || !cg_valid_name(name))
-        return bx_err_set(err, 500, EINVAL, "invalid run cgroup name");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "invalid run cgroup name");
     if (!lim || !(lim->cpu_cores > 0.0) || !isfinite(lim->cpu_cores) || lim->memory_bytes == 0 ||
         lim->pids_max == 0)
-        return bx_err_set(err, 400, EINVAL, "limits must be positive");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits must be positive");
     run = calloc(1, sizeof(*run));
     if (!run)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     for (int i = 0; i < CG_MAX_HIER; i++) {
         run->parent_fd[i] = -1;
         run->dir_fd[i] = -1;
@@ -676,7 +676,7 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
                            ctx->base_name, name) < 0
                 : !(run->oci_path = strdup("."))) {
         run->oci_path = NULL;
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto out;
     }
     if (ctx->cpus && run_pin_cpus(run, ctx->cpus, lim->cpu_cores, err) < 0)
@@ -685,20 +685,20 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
         run->ctrls[i] = ctx->hier[i].ctrls;
         run->parent_fd[i] = fcntl(ctx->hier[i].base_fd, F_DUPFD_CLOEXEC, 0);
         if (run->parent_fd[i] < 0) {
-            bx_err_sys(err, 500, "dup");
+            bx_err_sys(err, BX_E_INTERNAL, "dup");
             goto out;
         }
         run->nhier = i + 1;
         /* mkdir must create it: an existing cgroup of that name is not ours
          * to reuse (it may hold another run's processes). */
         if (mkdirat(run->parent_fd[i], name, 0755) < 0) {
-            bx_err_sys(err, 500, "create cgroup %s/%s", ctx->hier[i].base, name);
+            bx_err_sys(err, BX_E_INTERNAL, "create cgroup %s/%s", ctx->hier[i].base, name);
             goto out;
         }
         run->dir_fd[i] =
             openat(run->parent_fd[i], name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (run->dir_fd[i] < 0) {
-            bx_err_sys(err, 500, "open cgroup %s/%s", ctx->hier[i].base, name);
+            bx_err_sys(err, BX_E_INTERNAL, "open cgroup %s/%s", ctx->hier[i].base, name);
             unlinkat(run->parent_fd[i], name, AT_REMOVEDIR);
             goto out;
         }
@@ -724,13 +724,13 @@ int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err)
 {
     int n = 0;
     if (!run || max < run->nhier)
-        return bx_err_set(err, 500, EINVAL, "room for %d cgroup fds needed", run ? run->nhier : 0);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "room for %d cgroup fds needed", run ? run->nhier : 0);
     for (int i = 0; i < run->nhier; i++) {
         if (run->dir_fd[i] < 0)
             continue;
         fds[n] = openat(run->dir_fd[i], "cgroup.procs", O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fds[n] < 0) {
-            bx_err_sys(err, 500, "open cgroup.procs of %s", run->name);
+            bx_err_sys(err, BX_E_INTERNAL, "open cgroup.procs of %s", run->name);
             while (n > 0)
                 bx_close(&fds[--n]);
             return -1;
@@ -768,7 +768,7 @@ static int has_sandbox_process(int dirfd, struct bx_err *err)
         int fd;
         if (n == 0 || bx_parse_u64(p, n, INT_MAX, &pid) < 0) {
             free(procs);
-            return bx_err_set(err, 500, EINVAL, "bad cgroup.procs");
+            return bx_err_set(err, BX_E_INTERNAL, EINVAL, "bad cgroup.procs");
         }
         p += n;
         p += strspn(p, "\n");
@@ -798,7 +798,7 @@ int cg_run_unpin_started(struct cg_run *run, struct bx_err *err)
             return r;
         all = cpus_format_all(run->cpus);
         if (!all)
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         r = cg_write_at(run->dir_fd[i], "cpuset.cpus", all, err);
         free(all);
         if (r < 0)
@@ -824,10 +824,10 @@ static int read_num(int dirfd, const char *file, const char *key, uint64_t *v, s
         return -1;
     if (missing)
         return 1;
-    r = key ? find_key(text, key, v) : (parse_value(text, v) < 0 ? -1 : 0);
+    r = key ? stat_find_key(text, key, v) : (parse_value(text, v) < 0 ? -1 : 0);
     free(text);
     if (r < 0)
-        return bx_err_set(err, 500, EINVAL, "cannot parse %s%s%s", file, key ? " " : "",
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "cannot parse %s%s%s", file, key ? " " : "",
                           key ? key : "");
     return r;
 }
@@ -839,11 +839,11 @@ int cg_run_usage(struct cg_run *run, struct cg_usage *u, struct bx_err *err)
 
     memset(u, 0, sizeof(*u));
     if (!run)
-        return bx_err_set(err, 500, EINVAL, "no run cgroup");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "no run cgroup");
     if (run->v2) {
         int fd = run->dir_fd[0];
         if (fd < 0)
-            return bx_err_set(err, 500, ENOENT, "cgroup %s is gone", run->name);
+            return bx_err_set(err, BX_E_INTERNAL, ENOENT, "cgroup %s is gone", run->name);
         if (read_num(fd, "cpu.stat", "usage_usec", &u->cpu_usec, err) < 0)
             return -1;
         r = read_num(fd, "memory.peak", NULL, &u->memory_peak_bytes, err);
@@ -860,7 +860,7 @@ int cg_run_usage(struct cg_run *run, struct cg_usage *u, struct bx_err *err)
     for (int i = 0; i < run->nhier; i++) {
         int fd = run->dir_fd[i];
         if (fd < 0)
-            return bx_err_set(err, 500, ENOENT, "cgroup %s is gone", run->name);
+            return bx_err_set(err, BX_E_INTERNAL, ENOENT, "cgroup %s is gone", run->name);
         if (run->ctrls[i] & CGC_CPUACCT) {
             v = 0;
             if (read_num(fd, "cpuacct.usage", NULL, &v, err) < 0)

@@ -208,12 +208,12 @@ static int open_own(const char *point, const char *rel, struct bx_err *err)
     int mfd, fd;
     mfd = open(point, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (mfd < 0)
-        return bx_err_sys(err, 500, "open cgroup mount %s", point);
+        return bx_err_sys(err, BX_E_INTERNAL, "open cgroup mount %s", point);
     if (rel[0] == '\0')
         return mfd;
     fd = openat(mfd, rel + 1, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        bx_err_sys(err, 500, "open own cgroup %s%s", point, rel);
+        bx_err_sys(err, BX_E_INTERNAL, "open own cgroup %s%s", point, rel);
     bx_close(&mfd);
     return fd;
 }
@@ -223,10 +223,10 @@ static int mkdir_open(int dirfd, const char *name, struct bx_err *err)
 {
     int fd;
     if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
-        return bx_err_sys(err, 500, "mkdir %s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir %s", name);
     fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return bx_err_sys(err, 500, "open %s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "open %s", name);
     return fd;
 }
 
@@ -284,7 +284,7 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, int have_cpuset, struct bx_er
     if (cg_read_at(ownfd, "cgroup.subtree_control", SMALL_FILE_MAX, &sub, &missing, err) < 0)
         goto out;
     if (missing) {
-        bx_err_set(err, 500, ENOENT, "no cgroup.subtree_control in our own cgroup");
+        bx_err_set(err, BX_E_INTERNAL, ENOENT, "no cgroup.subtree_control in our own cgroup");
         goto out;
     }
     if (!have_cpuset)
@@ -309,7 +309,7 @@ static int setup_v2(struct cg_ctx *ctx, int ownfd, int have_cpuset, struct bx_er
         }
         if (cg_write_at(ownfd, "cgroup.subtree_control", CG_V2_ENABLE, &e) < 0) {
             if (e.sys_errno == EBUSY)
-                bx_err_set(err, 500, EBUSY,
+                bx_err_set(err, BX_E_INTERNAL, EBUSY,
                            "cannot enable cpu, memory, pids controllers in our own cgroup: "
                            "other processes share it; start Boxer in a cgroup of its own");
             else if (err)
@@ -376,7 +376,7 @@ static int try_v2(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
         ctx->hier[0].base = join_path(m[i].point, rel, ctx->base_name);
         ctx->v2_rel = strdup(rel);
         if (!ctx->hier[0].base || !ctx->v2_rel) {
-            bx_err_set(err, 500, ENOMEM, "out of memory");
+            bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
             goto out;
         }
         ctx->hier[0].own_fd = bx_steal_fd(&ownfd);
@@ -412,6 +412,25 @@ static char *trimmed(const char *s)
     return strndup(s, n);
 }
 
+/* The trimmed content of dirfd/file into *out; missing is an error naming
+ * the file (+ where).  Returns 0 or -1. */
+static int read_trimmed(int dirfd, const char *file, const char *where, char **out,
+                        struct bx_err *err)
+{
+    char *text = NULL;
+    int missing;
+    *out = NULL;
+    if (cg_read_at(dirfd, file, SMALL_FILE_MAX, &text, &missing, err) < 0)
+        return -1;
+    if (missing)
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT, "no %s%s", file, where);
+    *out = trimmed(text);
+    free(text);
+    if (!*out)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    return 0;
+}
+
 /* A new v1 cpuset cgroup starts with empty cpuset.cpus and cpuset.mems
  * (unless cgroup.clone_children is set) and accepts no task until both are
  * set, so <own>/boxer gets <own>'s values; runs then take subsets. */
@@ -419,39 +438,20 @@ static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct 
 {
     static const char *const files[] = {"cpuset.mems", "cpuset.cpus"};
     char *val[2] = {NULL, NULL};
-    char *text = NULL;
-    int missing, ret = -1, n;
+    int ret = -1, n;
 
     for (int f = 0; f < 2; f++) {
-        if (cg_read_at(hr->base_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
+        if (read_trimmed(hr->base_fd, files[f], "", &val[f], err) < 0)
             goto out;
-        if (missing) {
-            bx_err_set(err, 500, ENOENT, "no %s", files[f]);
-            goto out;
-        }
-        val[f] = trimmed(text);
-        free(text);
-        text = NULL;
-        if (!val[f])
-            goto oom;
         if (val[f][0])
             continue;
         free(val[f]);
         val[f] = NULL;
-        if (cg_read_at(hr->own_fd, files[f], SMALL_FILE_MAX, &text, &missing, err) < 0)
+        if (read_trimmed(hr->own_fd, files[f], " in our own cgroup", &val[f], err) < 0)
             goto out;
-        if (missing) {
-            bx_err_set(err, 500, ENOENT, "no %s in our own cgroup", files[f]);
-            goto out;
-        }
-        val[f] = trimmed(text);
-        free(text);
-        text = NULL;
-        if (!val[f])
-            goto oom;
         if (!val[f][0] || cg_write_at(hr->base_fd, files[f], val[f], err) < 0) {
             if (!val[f][0])
-                bx_err_set(err, 500, ENOSPC, "our own cgroup has an empty %s", files[f]);
+                bx_err_set(err, BX_E_INTERNAL, ENOSPC, "our own cgroup has an empty %s", files[f]);
             goto out;
         }
     }
@@ -463,16 +463,15 @@ static int setup_cpuset_v1(struct cg_ctx *ctx, const struct cg_hier *hr, struct 
     n = cg_parse_cpu_list(val[1], ctx->cpus->id, CG_CPUS_MAX);
     if (n <= 0) {
         cg_cpus_unref(&ctx->cpus);
-        bx_err_set(err, 500, EINVAL, "cannot parse cpuset.cpus \"%.32s\"", val[1]);
+        bx_err_set(err, BX_E_INTERNAL, EINVAL, "cannot parse cpuset.cpus \"%.32s\"", val[1]);
         goto out;
     }
     ctx->cpus->n = n;
     ret = 0;
     goto out;
 oom:
-    bx_err_set(err, 500, ENOMEM, "out of memory");
+    bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
 out:
-    free(text);
     free(val[0]);
     free(val[1]);
     return ret;
@@ -515,7 +514,7 @@ static int try_v1(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
         }
     }
     if ((found & CGC_REQUIRED) != CGC_REQUIRED)
-        return bx_err_set(err, 500, ENOENT,
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT,
                           "no usable cgroup hierarchy with cpu, memory and pids controllers "
                           "holding our own cgroup (found:%s%s%s)",
                           found & CGC_CPU ? " cpu" : "", found & CGC_MEMORY ? " memory" : "",
@@ -546,7 +545,7 @@ static int try_v1(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
         ctx->hier[h].ctrls = ctrl_names[w].bit;
         ctx->hier[h].base = join_path(m[midx[w]].point, rels[w], ctx->base_name);
         if (!ctx->hier[h].base)
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     next:;
     }
     if (!(found & CGC_CPUSET))
@@ -624,7 +623,7 @@ int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgro
     ctx = calloc(1, sizeof(*ctx));
     root = strdup(fs_root);
     if (!ctx || !root) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto out;
     }
     for (int h = 0; h < CG_MAX_HIER; h++) {
@@ -634,7 +633,7 @@ int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgro
     if (!base_name)
         base_name = "boxer";
     if (!cg_valid_name(base_name)) {
-        bx_err_set(err, 500, EINVAL, "bad cgroup base name %s", base_name);
+        bx_err_set(err, BX_E_INTERNAL, EINVAL, "bad cgroup base name %s", base_name);
         goto out;
     }
     snprintf(ctx->base_name, sizeof(ctx->base_name), "%s", base_name);
@@ -642,7 +641,7 @@ int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgro
     while (rl > 0 && root[rl - 1] == '/')
         root[--rl] = '\0';
     if (root[0] != '/' && rl > 0) {
-        bx_err_set(err, 500, EINVAL, "cgroup root must be absolute: %s", fs_root);
+        bx_err_set(err, BX_E_INTERNAL, EINVAL, "cgroup root must be absolute: %s", fs_root);
         goto out;
     }
     if (bx_read_file_at(AT_FDCWD, proc_self_cgroup, PROC_CGROUP_MAX, &pcg, NULL, err) < 0 ||
@@ -663,7 +662,7 @@ int cg_init(struct cg_ctx **out, const char *fs_root, const char *proc_self_cgro
         ctx->layout = have_v2 ? CG_HYBRID : CG_V1;
     }
     if (build_describe(ctx) < 0) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto out;
     }
     *out = bx_steal_ptr(&ctx);
@@ -738,9 +737,9 @@ int cg_set_base_limits(struct cg_ctx *ctx, uint64_t memory_bytes, uint64_t pids_
                        struct bx_err *err)
 {
     if (!ctx || ctx->nhier == 0)
-        return bx_err_set(err, 500, EINVAL, "cgroups are not initialised");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "cgroups are not initialised");
     if (memory_bytes == 0 || pids_max == 0)
-        return bx_err_set(err, 500, EINVAL, "base limits must be positive");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "base limits must be positive");
     for (int i = 0; i < ctx->nhier; i++) {
         const struct cg_hier *h = &ctx->hier[i];
         int fd = h->base_fd;

@@ -227,12 +227,12 @@ static int get_string(const struct json_value *v, const char *field, char **dst,
 {
     char *s;
     if (v->type != JSON_STRING)
-        return bx_err_set(err, 400, EINVAL, "config: %s: must be a string", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be a string", field);
     if (json_str_has_nul(v))
-        return bx_err_set(err, 400, EINVAL, "config: %s: must not contain NUL", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must not contain NUL", field);
     s = strdup(v->u.str.s);
     if (!s)
-        return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
     free(*dst);
     *dst = s;
     return 0;
@@ -241,7 +241,7 @@ static int get_string(const struct json_value *v, const char *field, char **dst,
 static int get_bool(const struct json_value *v, const char *field, bool *dst, struct bx_err *err)
 {
     if (v->type != JSON_BOOL)
-        return bx_err_set(err, 400, EINVAL, "config: %s: must be true or false", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be true or false", field);
     *dst = v->u.boolean != 0;
     return 0;
 }
@@ -251,12 +251,12 @@ static int get_uint(const struct json_value *v, const char *field, bool allow_ze
                     uint64_t *dst, struct bx_err *err)
 {
     if (v->type != JSON_NUMBER || !v->u.num.is_int)
-        return bx_err_set(err, 400, EINVAL, "config: %s: must be an integer", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be an integer", field);
     if (v->u.num.i < 0 || (!allow_zero && v->u.num.i == 0))
-        return bx_err_set(err, 400, EINVAL, "config: %s: must be %s", field,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be %s", field,
                           allow_zero ? "zero or positive" : "positive");
     if ((uint64_t)v->u.num.i > max)
-        return bx_err_set(err, 400, EINVAL, "config: %s: must be at most %llu", field,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be at most %llu", field,
                           (unsigned long long)max);
     *dst = (uint64_t)v->u.num.i;
     return 0;
@@ -267,7 +267,7 @@ static int get_cores(const struct json_value *v, const char *field, uint64_t max
 {
     if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0 ||
         v->u.num.d > (double)max)
-        return bx_err_set(err, 400, EINVAL, "config: %s: must be a positive number (at most %llu)",
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be a positive number (at most %llu)",
                           field, (unsigned long long)max);
     *dst = v->u.num.d;
     return 0;
@@ -278,21 +278,21 @@ static int get_str_list(const struct json_value *v, const char *field, struct st
 {
     struct str_list l = {0};
     if (v->type != JSON_ARRAY)
-        return bx_err_set(err, 400, EINVAL, "config: %s: must be an array of strings", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be an array of strings", field);
     if (v->u.arr.n > 1024)
-        return bx_err_set(err, 400, EINVAL, "config: %s: too many entries", field);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: too many entries", field);
     if (str_list_reserve(&l, v->u.arr.n) < 0)
-        return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
     for (size_t i = 0; i < v->u.arr.n; i++) {
         const struct json_value *e = &v->u.arr.items[i];
         if (e->type != JSON_STRING || json_str_has_nul(e) || e->u.str.len == 0) {
             str_list_free(&l);
-            return bx_err_set(err, 400, EINVAL, "config: %s[%zu]: must be a non-empty string",
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s[%zu]: must be a non-empty string",
                               field, i);
         }
         if (str_list_push(&l, e->u.str.s) < 0) {
             str_list_free(&l);
-            return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
         }
     }
     str_list_free(dst);
@@ -308,13 +308,13 @@ static int parse_mirrors(struct config *cfg, const struct json_value *v, struct 
 {
     struct mirror *ms;
     if (v->type != JSON_OBJECT)
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: registry_mirrors: must be an object of registry -> URL");
     if (v->u.obj.n > 256)
-        return bx_err_set(err, 400, EINVAL, "config: registry_mirrors: too many entries");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: registry_mirrors: too many entries");
     ms = calloc(v->u.obj.n + 1, sizeof(*ms));
     if (!ms)
-        return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
     for (size_t i = 0; i < v->u.obj.n; i++) {
         const struct json_member *m = &v->u.obj.members[i];
         const char *url = m->value.type == JSON_STRING ? m->value.u.str.s : "";
@@ -326,7 +326,7 @@ static int parse_mirrors(struct config *cfg, const struct json_value *v, struct 
                 free(ms[j].url);
             }
             free(ms);
-            return bx_err_set(err, 400, EINVAL,
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "config: registry_mirrors.%.100s: must be an http:// or https:// URL",
                               m->key);
         }
@@ -342,7 +342,7 @@ static int parse_mirrors(struct config *cfg, const struct json_value *v, struct 
     cfg->nmirrors = v->u.obj.n;
     for (size_t i = 0; i < cfg->nmirrors; i++)
         if (!ms[i].registry || !ms[i].url)
-            return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
     return 0;
 }
 
@@ -364,12 +364,12 @@ static int parse_field(void *base, const struct field *f, const struct json_valu
         return get_str_list(v, name, dst, err);
     case F_LIMITS:
         if (v->type != JSON_OBJECT)
-            return bx_err_set(err, 400, EINVAL, "config: %s: must be an object", name);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be an object", name);
         return parse_object(dst, limits_fields, BX_ARRAY_LEN(limits_fields), v, name, cfg, err);
     case F_MIRRORS:
         return parse_mirrors(cfg, v, err);
     }
-    return bx_err_set(err, 500, EINVAL, "config: %s: no reader", name);
+    return bx_err_set(err, BX_E_INTERNAL, EINVAL, "config: %s: no reader", name);
 }
 
 /* The members of obj, in document order, into the fields of `base` the table
@@ -392,7 +392,7 @@ static int parse_object(void *base, const struct field *fields, size_t nfields,
             if (json_key_is(m, fields[k].name))
                 f = &fields[k];
         if (!f)
-            return bx_err_set(err, 400, EINVAL, "config: %.100s: unknown field", name);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %.100s: unknown field", name);
         if (parse_field(base, f, &m->value, name, cfg, err) < 0)
             return -1;
     }
@@ -404,7 +404,7 @@ static int expand_home(char **p, struct bx_err *err)
     if ((*p)[0] == '~' && ((*p)[1] == '/' || (*p)[1] == '\0')) {
         char *x = home_dir_join(*p + 1);
         if (!x)
-            return bx_err_set(err, 500, ENOMEM, "config: out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
         free(*p);
         *p = x;
     }
@@ -424,7 +424,7 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
     }
     root = json_doc_root(doc);
     if (root->type != JSON_OBJECT) {
-        bx_err_set(err, 400, EINVAL, "config: must be a JSON object");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: must be a JSON object");
         goto out;
     }
     if (parse_object(cfg, config_fields, BX_ARRAY_LEN(config_fields), root, NULL, cfg, err) < 0)
@@ -440,7 +440,7 @@ out:
 static int limit_within(const char *name, double v, double max, struct bx_err *err)
 {
     if (v > max)
-        return bx_err_set(err, 400, EINVAL, "config: defaults.%s: above max_limits.%s", name,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: defaults.%s: above max_limits.%s", name,
                           name);
     return 0;
 }
@@ -493,26 +493,26 @@ static int validate_network(const struct config *cfg, struct bx_err *err)
 {
     struct in_addr in;
     if (!ipv4_net_ok(cfg->sandbox_subnet, 0, 8))
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: sandbox_subnet: \"%.64s\" is not an IPv4 network like "
                           "10.88.0.0/16 (prefix /8 to /30, host bits zero)",
                           cfg->sandbox_subnet);
     if (!bridge_name_ok(cfg->bridge_name))
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: bridge_name: must be 1 to 15 letters, digits, '_', '-' or "
                           "'.', start with a letter and not with \"bxv\"");
     if (cfg->dns_servers.n > 3)
-        return bx_err_set(err, 400, EINVAL, "config: dns_servers: at most 3 servers");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: dns_servers: at most 3 servers");
     for (size_t i = 0; i < cfg->dns_servers.n; i++)
         if (inet_pton(AF_INET, cfg->dns_servers.items[i], &in) != 1)
-            return bx_err_set(err, 400, EINVAL,
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "config: dns_servers[%zu]: \"%.64s\" is not an IPv4 address", i,
                               cfg->dns_servers.items[i]);
     if (cfg->blocked_egress.n > 256)
-        return bx_err_set(err, 400, EINVAL, "config: blocked_egress: at most 256 entries");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: blocked_egress: at most 256 entries");
     for (size_t i = 0; i < cfg->blocked_egress.n; i++)
         if (!ipv4_net_ok(cfg->blocked_egress.items[i], 1, 0))
-            return bx_err_set(err, 400, EINVAL,
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "config: blocked_egress[%zu]: \"%.64s\" is not an IPv4 address "
                               "or network (a.b.c.d/len, host bits zero)",
                               i, cfg->blocked_egress.items[i]);
@@ -538,35 +538,35 @@ int config_validate(const struct config *cfg, struct bx_err *err)
     uint64_t port;
 
     if (!cfg->home || cfg->home[0] != '/')
-        return bx_err_set(err, 400, EINVAL, "config: home: must be an absolute path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: home: must be an absolute path");
     if (strcmp(cfg->platform, "systrap") != 0 && strcmp(cfg->platform, "ptrace") != 0 &&
         strcmp(cfg->platform, "kvm") != 0)
-        return bx_err_set(err, 400, EINVAL, "config: platform: must be systrap, ptrace or kvm");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: platform: must be systrap, ptrace or kvm");
     if (!colon || bx_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) < 0 ||
         strpbrk(la, " \t\r\n/"))
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: listen_addr: \"%.100s\" is not host:port (e.g. :8080, "
                           "127.0.0.1:8080, [::1]:8080)",
                           la);
     if (cfg->runsc_path[0] && cfg->runsc_path[0] != '/')
-        return bx_err_set(err, 400, EINVAL, "config: runsc_path: must be an absolute path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: runsc_path: must be an absolute path");
     if (cfg->output_limit_bytes == 0)
-        return bx_err_set(err, 400, EINVAL, "config: output_limit_bytes: must be positive");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: output_limit_bytes: must be positive");
     if (cfg->upload_limit_bytes == 0)
-        return bx_err_set(err, 400, EINVAL, "config: upload_limit_bytes: must be positive");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: upload_limit_bytes: must be positive");
     if (cfg->max_concurrent_runs == 0)
-        return bx_err_set(err, 400, EINVAL, "config: max_concurrent_runs: must be positive");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: max_concurrent_runs: must be positive");
     if (cfg->output_files_limit_bytes < (1u << 20))
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: output_files_limit_bytes: must be at least 1048576");
     if (cfg->tmp_size_mb == 0)
-        return bx_err_set(err, 400, EINVAL, "config: tmp_size_mb: must be positive");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: tmp_size_mb: must be positive");
     /* Go's runtime alone needs tens of MiB and a dozen threads: smaller
      * limits would only make every pull fail. */
     if (cfg->pull_memory_mb < 64)
-        return bx_err_set(err, 400, EINVAL, "config: pull_memory_mb: must be at least 64");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: pull_memory_mb: must be at least 64");
     if (cfg->pull_pids_limit < 16)
-        return bx_err_set(err, 400, EINVAL, "config: pull_pids_limit: must be at least 16");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: pull_pids_limit: must be at least 16");
     if (limit_within("cpu_cores", cfg->defaults.cpu_cores, cfg->max_limits.cpu_cores, err) < 0 ||
         limit_within("memory_mb", (double)cfg->defaults.memory_mb,
                      (double)cfg->max_limits.memory_mb, err) < 0 ||
@@ -580,37 +580,37 @@ int config_validate(const struct config *cfg, struct bx_err *err)
     /* A default run must fit the budget, or every run without limits
      * would be refused. */
     if (cfg->total_memory_mb < cfg->defaults.memory_mb)
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: total_memory_mb: %llu is below defaults.memory_mb (%llu)",
                           (unsigned long long)cfg->total_memory_mb,
                           (unsigned long long)cfg->defaults.memory_mb);
     if (cfg->total_pids < config_run_host_pids(cfg->defaults.pids_limit))
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: total_pids: %llu is below the %llu host tasks a run with "
                           "defaults.pids_limit %llu needs (32 + 4 per pid)",
                           (unsigned long long)cfg->total_pids,
                           (unsigned long long)config_run_host_pids(cfg->defaults.pids_limit),
                           (unsigned long long)cfg->defaults.pids_limit);
     if (cfg->write_timeout_ms == 0)
-        return bx_err_set(err, 400, EINVAL, "config: write_timeout_ms: must be positive");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: write_timeout_ms: must be positive");
     if (cfg->answer_buffer_max_bytes < 65536)
-        return bx_err_set(err, 400, EINVAL,
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: answer_buffer_max_bytes: must be at least 65536");
     if (cfg->max_connections_per_ip == 0)
-        return bx_err_set(err, 400, EINVAL, "config: max_connections_per_ip: must be positive");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: max_connections_per_ip: must be positive");
     for (size_t i = 0; i < cfg->allowed_origins.n; i++)
         if (!origin_ok(cfg->allowed_origins.items[i]))
-            return bx_err_set(err, 400, EINVAL,
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "config: allowed_origins[%zu]: \"%.64s\" is not an origin like "
                               "http://app.example:3000 (scheme://host[:port], no path)",
                               i, cfg->allowed_origins.items[i]);
     for (size_t i = 0; i < cfg->allowed_hosts.n; i++)
         if (strpbrk(cfg->allowed_hosts.items[i], " \t\r\n/"))
-            return bx_err_set(err, 400, EINVAL,
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "config: allowed_hosts[%zu]: \"%.64s\" is not a host[:port]", i,
                               cfg->allowed_hosts.items[i]);
     if (cfg->registry_auth_file && cfg->registry_auth_file[0] != '/')
-        return bx_err_set(err, 400, EINVAL, "config: registry_auth_file: must be an absolute path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: registry_auth_file: must be an absolute path");
     return validate_network(cfg, err);
 }
 

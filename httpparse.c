@@ -20,32 +20,7 @@
 
 /* ---- character classes (ASCII only, locale independent) ---- */
 
-/* RFC 9110 tchar: the characters of a token (method, header name). */
-static int is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return 1;
-    default:
-        return 0;
-    }
-}
+/* tchar and lower-casing: bx_is_tchar, bx_ascii_lower (util.h). */
 
 /* field-content: visible ASCII, SP, HTAB and obs-text; every other control
  * character (CR, LF, NUL, DEL...) is refused so nothing downstream ever sees
@@ -66,17 +41,12 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-static unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
 /* Case-insensitive comparison of [s, s+len) with the NUL-terminated lit. */
 static int ieq(const char *s, size_t len, const char *lit)
 {
     size_t i;
     for (i = 0; i < len; i++) {
-        if (lit[i] == '\0' || lower((unsigned char)s[i]) != lower((unsigned char)lit[i]))
+        if (lit[i] == '\0' || bx_ascii_lower((unsigned char)s[i]) != bx_ascii_lower((unsigned char)lit[i]))
             return 0;
     }
     return lit[i] == '\0';
@@ -158,7 +128,7 @@ static int next_line(const char *p, const char *end, const char **line_end, cons
     /* The scan already refused bare LF, but the full parse re-checks rather
      * than trusting that the caller's *scan_from matched this buffer. */
     if (!nl || nl == p || nl[-1] != '\r')
-        return bx_err_set(err, 400, 0, "malformed line ending in request head");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed line ending in request head");
     *line_end = nl - 1;
     *next = nl + 1;
     return 0;
@@ -170,12 +140,12 @@ static int parse_request_line(const char *p, const char *le, const struct limits
     const char *m = p, *t, *v;
 
     if ((size_t)(le - p) > l->max_request_line)
-        return bx_err_set(err, 414, 0, "request line longer than %zu bytes", l->max_request_line);
+        return bx_err_set(err, BX_E_URI_TOO_LONG, 0, "request line longer than %zu bytes", l->max_request_line);
 
-    while (p < le && is_tchar((unsigned char)*p))
+    while (p < le && bx_is_tchar((unsigned char)*p))
         p++;
     if (p == m || p == le || *p != ' ')
-        return bx_err_set(err, 400, 0, "malformed request method");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed request method");
     req->method_str = m;
     req->method_len = (size_t)(p - m);
     req->method = method_of(m, req->method_len);
@@ -187,12 +157,12 @@ static int parse_request_line(const char *p, const char *le, const struct limits
     while (p < le && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f && *p != '#')
         p++;
     if (p == t || p == le || *p != ' ')
-        return bx_err_set(err, 400, 0, "malformed request target");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed request target");
     req->target = t;
     req->target_len = (size_t)(p - t);
     if (req->target_len == 1 && t[0] == '*') {
         if (req->method != HTTP_OPTIONS)
-            return bx_err_set(err, 400, 0, "asterisk request target is only for OPTIONS");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "asterisk request target is only for OPTIONS");
         req->path = t;
         req->path_len = 1;
     } else if (t[0] == '/') {
@@ -206,15 +176,15 @@ static int parse_request_line(const char *p, const char *le, const struct limits
             req->path_len = req->target_len;
         }
     } else {
-        return bx_err_set(err, 400, 0, "request target must be an absolute path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "request target must be an absolute path");
     }
 
     v = ++p;
     if (le - v != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
         v[7] < '0' || v[7] > '9')
-        return bx_err_set(err, 400, 0, "malformed HTTP version");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed HTTP version");
     if (v[5] != '1' || (v[7] != '0' && v[7] != '1'))
-        return bx_err_set(err, 505, 0, "HTTP version not supported");
+        return bx_err_set(err, BX_E_HTTP_VERSION, 0, "HTTP version not supported");
     req->minor_version = v[7] - '0';
     return 0;
 }
@@ -227,20 +197,20 @@ static int parse_header_line(const char *p, const char *le, struct http_header *
     /* A line starting with whitespace is obsolete line folding; accepting it
      * (or ignoring it) would let two parsers disagree on header values. */
     if (is_ows(*p))
-        return bx_err_set(err, 400, 0, "obsolete line folding in header");
-    while (p < le && is_tchar((unsigned char)*p))
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "obsolete line folding in header");
+    while (p < le && bx_is_tchar((unsigned char)*p))
         p++;
     /* Whitespace between name and colon is refused (RFC 9112 5.1): a classic
      * smuggling trick ("Transfer-Encoding : chunked"). */
     if (p == n || p == le || *p != ':')
-        return bx_err_set(err, 400, 0, "malformed header field name");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed header field name");
     h->name = n;
     h->name_len = (size_t)(p - n);
 
     vs = p + 1;
     for (const char *q = vs; q < le; q++) {
         if (!is_field_byte((unsigned char)*q))
-            return bx_err_set(err, 400, 0, "control character in header value");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "control character in header value");
     }
     ve = le;
     while (vs < ve && is_ows(*vs))
@@ -264,9 +234,9 @@ static int parse_content_length(const struct http_header *h, int *have, uint64_t
     while (list_next(&p, end, &e, &elen)) {
         uint64_t v;
         if (elen == 0 || elen > 19 || bx_parse_u64(e, elen, UINT64_MAX, &v) < 0)
-            return bx_err_set(err, 400, 0, "invalid Content-Length");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "invalid Content-Length");
         if (*have && v != *cl)
-            return bx_err_set(err, 400, 0, "conflicting Content-Length values");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "conflicting Content-Length values");
         *have = 1;
         *cl = v;
     }
@@ -304,19 +274,19 @@ static int apply_framing(struct http_request *req, struct bx_err *err)
                 return -1;
         } else if (ieq(h->name, h->name_len, "transfer-encoding")) {
             if (++tes > 1)
-                return bx_err_set(err, 400, 0, "repeated Transfer-Encoding header");
+                return bx_err_set(err, BX_E_BAD_REQUEST, 0, "repeated Transfer-Encoding header");
             if (h->value_len == 0)
-                return bx_err_set(err, 400, 0, "empty Transfer-Encoding");
+                return bx_err_set(err, BX_E_BAD_REQUEST, 0, "empty Transfer-Encoding");
             /* Exactly "chunked": anything stacked on it ("chunked, gzip",
              * "gzip, chunked") leaves the body length ambiguous to us. */
             if (!ieq(h->value, h->value_len, "chunked"))
-                return bx_err_set(err, 501, 0, "unsupported transfer coding");
+                return bx_err_set(err, BX_E_NOT_IMPLEMENTED, 0, "unsupported transfer coding");
             req->chunked = 1;
         } else if (ieq(h->name, h->name_len, "host")) {
             if (++hosts > 1)
-                return bx_err_set(err, 400, 0, "repeated Host header");
+                return bx_err_set(err, BX_E_BAD_REQUEST, 0, "repeated Host header");
             if (!host_ok(h->value, h->value_len))
-                return bx_err_set(err, 400, 0, "invalid Host header");
+                return bx_err_set(err, BX_E_BAD_REQUEST, 0, "invalid Host header");
         } else if (ieq(h->name, h->name_len, "connection")) {
             p = h->value;
             end = h->value + h->value_len;
@@ -330,10 +300,10 @@ static int apply_framing(struct http_request *req, struct bx_err *err)
                    ieq(h->name, h->name_len, "transfer_encoding")) {
             /* Some proxies fold '_' into '-': they would frame the body by a
              * header we ignore, so refuse the look-alike outright. */
-            return bx_err_set(err, 400, 0, "ambiguous framing header name");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "ambiguous framing header name");
         } else if (ieq(h->name, h->name_len, "expect")) {
             if (!ieq(h->value, h->value_len, "100-continue"))
-                return bx_err_set(err, 417, 0, "unsupported expectation");
+                return bx_err_set(err, BX_E_EXPECTATION_FAILED, 0, "unsupported expectation");
             /* An HTTP/1.0 client cannot understand an interim 100 response
              * (RFC 9110 10.1.1), so the expectation is ignored there. */
             if (req->minor_version >= 1)
@@ -343,12 +313,12 @@ static int apply_framing(struct http_request *req, struct bx_err *err)
 
     /* Both framings present is the textbook request-smuggling setup. */
     if (req->chunked && req->has_content_length)
-        return bx_err_set(err, 400, 0, "both Content-Length and Transfer-Encoding present");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "both Content-Length and Transfer-Encoding present");
     /* HTTP/1.0 has no chunked coding: treat it as faulty framing (RFC 9112 6.1). */
     if (req->chunked && req->minor_version == 0)
-        return bx_err_set(err, 400, 0, "Transfer-Encoding in an HTTP/1.0 request");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "Transfer-Encoding in an HTTP/1.0 request");
     if (req->minor_version >= 1 && hosts != 1)
-        return bx_err_set(err, 400, 0, "HTTP/1.1 request without Host header");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "HTTP/1.1 request without Host header");
 
     req->keep_alive = req->minor_version >= 1;
     if (conn_keep)
@@ -376,14 +346,14 @@ static int parse_head(const char *buf, size_t head_len, const struct limits *l,
         if (le == p)
             break; /* the empty line ending the head */
         if (req->num_headers >= l->max_headers)
-            return bx_err_set(err, 431, 0, "more than %zu header fields", l->max_headers);
+            return bx_err_set(err, BX_E_HEADERS_TOO_LARGE, 0, "more than %zu header fields", l->max_headers);
         if (parse_header_line(p, le, &req->headers[req->num_headers], err) < 0)
             return -1;
         req->num_headers++;
         p = next;
     }
     if (next != end)
-        return bx_err_set(err, 400, 0, "malformed request head");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed request head");
     return apply_framing(req, err);
 }
 
@@ -414,7 +384,7 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
         char c = buf[i];
         if (c == '\n') {
             if (i == 0 || buf[i - 1] != '\r')
-                return bx_err_set(err, 400, 0, "bare LF in request head");
+                return bx_err_set(err, BX_E_BAD_REQUEST, 0, "bare LF in request head");
             if (i >= 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r') {
                 int rc = parse_head(buf, i + 1, &l, req, err);
                 if (rc < 0)
@@ -424,15 +394,15 @@ int http_parse_request(const char *buf, size_t len, const struct http_limits *li
                 return (int)(i + 1);
             }
         } else if (c == '\0') {
-            return bx_err_set(err, 400, 0, "NUL byte in request head");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "NUL byte in request head");
         }
         /* Runs once per request: only one call's range contains rl_probe. */
         if (i == rl_probe && !memchr(buf, '\n', rl_probe + 1))
-            return bx_err_set(err, 414, 0, "request line longer than %zu bytes",
+            return bx_err_set(err, BX_E_URI_TOO_LONG, 0, "request line longer than %zu bytes",
                               l.max_request_line);
     }
     if (stop == l.max_header_bytes)
-        return bx_err_set(err, 431, 0, "request head larger than %zu bytes", l.max_header_bytes);
+        return bx_err_set(err, BX_E_HEADERS_TOO_LARGE, 0, "request head larger than %zu bytes", l.max_header_bytes);
     if (scan_from)
         *scan_from = stop;
     return HTTP_PARSE_INCOMPLETE;
@@ -569,7 +539,7 @@ int http_chunked_decode(struct http_chunked *c, const char *in, size_t in_len, s
     if (c->state == CH_ERROR) {
         *consumed = 0;
         *out_len = 0;
-        return bx_err_set(err, 400, 0, "chunked body: decoder already failed");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "chunked body: decoder already failed");
     }
 
     while (i < in_len) {
@@ -658,7 +628,7 @@ int http_chunked_decode(struct http_chunked *c, const char *in, size_t in_len, s
             if (c->state == CH_TRAILER_START) {
                 if (ch == '\r') {
                     c->state = CH_FINAL_LF;
-                } else if (is_tchar(ch)) {
+                } else if (bx_is_tchar(ch)) {
                     c->state = CH_TRAILER_LINE;
                 } else {
                     why = "malformed chunked trailer";
@@ -699,7 +669,7 @@ fail:
     c->state = CH_ERROR;
     *consumed = i;
     *out_len = o;
-    return bx_err_set(err, 400, 0, "chunked body: %s", why);
+    return bx_err_set(err, BX_E_BAD_REQUEST, 0, "chunked body: %s", why);
 }
 
 /* ---- percent decoding ---- */
@@ -713,23 +683,23 @@ static int pct_decode(const char *s, size_t len, int plus_is_space, char *out, s
     size_t o = 0;
 
     if (cap == 0)
-        return bx_err_set(err, 400, 0, "no room to decode");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "no room to decode");
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '%') {
             int hi, lo;
             if (len - i < 3 || (hi = hexval((unsigned char)s[i + 1])) < 0 ||
                 (lo = hexval((unsigned char)s[i + 2])) < 0)
-                return bx_err_set(err, 400, 0, "invalid percent-escape");
+                return bx_err_set(err, BX_E_BAD_REQUEST, 0, "invalid percent-escape");
             c = (unsigned char)(hi << 4 | lo);
             i += 2;
         } else if (c == '+' && plus_is_space) {
             c = ' ';
         }
         if (c == '\0')
-            return bx_err_set(err, 400, 0, "NUL byte in decoded value");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "NUL byte in decoded value");
         if (o + 1 >= cap)
-            return bx_err_set(err, 400, 0, "decoded value longer than %zu bytes", cap - 1);
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "decoded value longer than %zu bytes", cap - 1);
         out[o++] = (char)c;
     }
     out[o] = '\0';
@@ -757,7 +727,7 @@ int http_query_param(const char *query, size_t query_len, const char *name, char
             /* Two values for one name would let a front end and Boxer act on
              * different ones; refuse instead of picking. */
             if (val)
-                return bx_err_set(err, 400, 0, "repeated query parameter %s", name);
+                return bx_err_set(err, BX_E_BAD_REQUEST, 0, "repeated query parameter %s", name);
             val = eq ? eq + 1 : pe;
             val_len = (size_t)(pe - val);
         }

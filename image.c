@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,22 +40,13 @@
 #include "json.h"
 #include "proc.h"
 #include "image_internal.h"
+#include "log.h"
 #include "sha256.h"
 #include "store.h"
 
 #define IMAGE_JSON_VALUES 200000
 
 /* ------------------------------------------------------------------ small helpers */
-
-void image_log(const char *fmt, ...)
-{
-    va_list ap;
-    char line[1024];
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "boxer: image: %s\n", line);
-}
 
 int image_is_hex64(const char *s, size_t len)
 {
@@ -82,7 +72,7 @@ int image_digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1])
 int image_fsync_dir(int fd, const char *what, struct bx_err *err)
 {
     if (fsync(fd) < 0 && errno != EINVAL)
-        return bx_err_sys(err, 500, "fsync %s", what);
+        return bx_err_sys(err, BX_E_INTERNAL, "fsync %s", what);
     return 0;
 }
 
@@ -99,26 +89,15 @@ DIR *image_dir_stream(int dirfd)
     return d;
 }
 
-void image_free_strv(char ***pv)
-{
-    char **v = *pv;
-    if (!v)
-        return;
-    for (size_t i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-    *pv = NULL;
-}
-
 void image_free(struct image *img)
 {
     if (!img)
         return;
     free(img->rootfs);
-    image_free_strv(&img->env);
+    bx_strv_free(&img->env);
     free(img->working_dir);
-    image_free_strv(&img->entrypoint);
-    image_free_strv(&img->cmd);
+    bx_strv_free(&img->entrypoint);
+    bx_strv_free(&img->cmd);
     free(img->user);
     free(img);
 }
@@ -136,7 +115,7 @@ void image_blob_touch(struct image_cache *ic, const char *hex)
     char path[HEX_LEN + 8];
     snprintf(path, sizeof(path), "%s/ready", hex);
     if (utimensat(ic->blobs_fd, path, NULL, AT_SYMLINK_NOFOLLOW) < 0)
-        image_log("cannot mark %s used: %s", hex, strerror(errno));
+        bx_log_warn("image: cannot mark %s used: %s", hex, strerror(errno));
 }
 
 static struct blob_use *use_find(struct image_cache *ic, const char *hex)
@@ -273,7 +252,7 @@ static int canon_ref(const struct imgref *ref, char *canon, size_t cap, char key
 {
     if (!ref->registry[0] || !ref->repository[0] || imgref_format(ref, canon, cap) < 0 ||
         canon[0] == '-')
-        return bx_err_set(err, 400, EINVAL, "invalid image reference");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "invalid image reference");
     sha256_hex(canon, strlen(canon), key);
     return 0;
 }
@@ -296,7 +275,7 @@ static int hit(struct image_cache *ic, struct image_wait *w, const char *hex, st
     if (image_schedule(ic, w) < 0) {
         image_release(ic, w->img);
         w->img = NULL;
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -315,9 +294,9 @@ static int try_hit(struct image_cache *ic, struct image_wait *w, const char *hex
             *err = he;
         return -1;
     }
-    image_log("cached %s unusable (%s); pulling again", canon, he.msg);
+    bx_log_warn("image: cached %s unusable (%s); pulling again", canon, he.msg);
     if (image_use_count(ic, hex) == 0 && image_blob_remove(ic, hex, &he) < 0)
-        image_log("cannot remove sha256:%s: %s", hex, he.msg);
+        bx_log_warn("image: cannot remove sha256:%s: %s", hex, he.msg);
     return 1;
 }
 
@@ -335,7 +314,7 @@ int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb c
         return -1;
     w = calloc(1, sizeof(*w));
     if (!w)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     w->ic = ic;
     w->cb = cb;
     w->arg = arg;
@@ -368,7 +347,7 @@ int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb c
         int r;
         bx_err_clear(&he);
         if (image_ref_write(ic, key, canon, hex, &he) < 0)
-            image_log("cannot record %s: %s", canon, he.msg);
+            bx_log_warn("image: cannot record %s: %s", canon, he.msg);
         r = try_hit(ic, w, hex, canon, err);
         if (r == 0)
             goto done;
@@ -462,7 +441,7 @@ int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err
     if (image_refs_foreach(ic, list_collect, &a, err) < 0)
         goto out;
     if (a.failed) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto out;
     }
     if (a.n > 1)
@@ -492,7 +471,7 @@ int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err
     }
     json_w_arr_end(&w);
     if (w.failed) {
-        bx_err_set(err, 500, E2BIG, "image list too large");
+        bx_err_set(err, BX_E_INTERNAL, E2BIG, "image list too large");
         goto out;
     }
     ret = 0;
@@ -510,14 +489,14 @@ int image_delete(struct image_cache *ic, const struct imgref *ref, struct bx_err
     if (canon_ref(ref, canon, sizeof(canon), key, err) < 0)
         return -1;
     if (pull_find(ic, canon))
-        return bx_err_set(err, 409, EBUSY, "image %.300s is being pulled", canon);
+        return bx_err_set(err, BX_E_CONFLICT, EBUSY, "image %.300s is being pulled", canon);
     if (ref_lookup(ic, canon, key, &e) < 0)
-        return bx_err_set(err, 404, ENOENT, "image not found: %.300s", canon);
+        return bx_err_set(err, BX_E_NOT_FOUND, ENOENT, "image not found: %.300s", canon);
     if (image_use_count(ic, e.hex) > 0)
-        return bx_err_set(err, 409, EBUSY, "image %.300s is in use", canon);
+        return bx_err_set(err, BX_E_CONFLICT, EBUSY, "image %.300s is in use", canon);
     snprintf(name, sizeof(name), "%s.json", key);
     if (unlinkat(ic->refs_fd, name, 0) < 0 && errno != ENOENT)
-        return bx_err_sys(err, 500, "remove image reference");
+        return bx_err_sys(err, BX_E_INTERNAL, "remove image reference");
     image_fsync_dir(ic->refs_fd, "refs", NULL);
     want[0] = e.hex;
     want[1] = NULL;
@@ -525,7 +504,7 @@ int image_delete(struct image_cache *ic, const struct imgref *ref, struct bx_err
         return -1;
     if (!want[1] && image_blob_remove(ic, e.hex, err) < 0)
         return -1;
-    image_log("deleted %s (sha256:%s%s)", canon, e.hex, want[1] ? ", still referenced" : "");
+    bx_log_info("image: deleted %s (sha256:%s%s)", canon, e.hex, want[1] ? ", still referenced" : "");
     return 0;
 }
 
@@ -540,10 +519,10 @@ static int open_subdir(int dirfd, const char *name, struct bx_err *err)
 {
     int fd;
     if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
-        return bx_err_sys(err, 500, "mkdir images/%s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir images/%s", name);
     fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return bx_err_sys(err, 500, "open images/%s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/%s", name);
     return fd;
 }
 
@@ -556,10 +535,10 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
 
     *out = NULL;
     if (!cfg->home || cfg->home[0] != '/')
-        return bx_err_set(err, 500, EINVAL, "home must be an absolute path");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "home must be an absolute path");
     ic = calloc(1, sizeof(*ic));
     if (!ic)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     ic->loop = l;
     ic->cfg = cfg;
     ic->dirfd = ic->refs_fd = ic->blobs_fd = ic->tmp_fd = -1;
@@ -571,7 +550,7 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
     }
     root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) {
-        bx_err_sys(err, 500, "open /");
+        bx_err_sys(err, BX_E_INTERNAL, "open /");
         goto fail;
     }
     pfd = bx_mkdir_p_at(root, ic->dir + 1, 0700, 1, err);
@@ -581,7 +560,7 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
     ic->dirfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     bx_close(&pfd);
     if (ic->dirfd < 0) {
-        bx_err_sys(err, 500, "open %s", ic->dir);
+        bx_err_sys(err, BX_E_INTERNAL, "open %s", ic->dir);
         goto fail;
     }
     if ((ic->refs_fd = open_subdir(ic->dirfd, "refs", err)) < 0 ||
@@ -607,20 +586,20 @@ int image_cache_new(struct image_cache **out, struct loop *l, const struct confi
     }
     if (proc_find_in_path("skopeo", path_env, ic->skopeo, sizeof(ic->skopeo)) < 0) {
         ic->skopeo[0] = '\0';
-        image_log("skopeo not found in PATH: images can only come from the cache");
+        bx_log_warn("image: skopeo not found in PATH: images can only come from the cache");
     }
     if (proc_find_in_path("umoci", path_env, ic->umoci, sizeof(ic->umoci)) < 0) {
         ic->umoci[0] = '\0';
-        image_log("umoci not found in PATH: images can only come from the cache");
+        bx_log_warn("image: umoci not found in PATH: images can only come from the cache");
     }
     if (proc_find_in_path("sync", path_env, ic->sync_bin, sizeof(ic->sync_bin)) < 0) {
         ic->sync_bin[0] = '\0';
-        image_log("sync not found in PATH: unpacked images are not flushed before use");
+        bx_log_warn("image: sync not found in PATH: unpacked images are not flushed before use");
     }
     *out = ic;
     return 0;
 oom:
-    bx_err_set(err, 500, ENOMEM, "out of memory");
+    bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
 fail:
     bx_close(&root);
     bx_close(&pfd);

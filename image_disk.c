@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "image_internal.h"
+#include "log.h"
 #include "sha256.h"
 #include "store.h"
 
@@ -76,7 +77,7 @@ int image_ref_write(struct image_cache *ic, const char *key, const char *ref, co
     json_w_int(&w, (int64_t)time(NULL));
     json_w_obj_end(&w);
     if (w.failed) {
-        bx_err_set(err, 500, ENOMEM, "writing image reference: out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "writing image reference: out of memory");
         goto out;
     }
     snprintf(name, sizeof(name), "%s.json", key);
@@ -96,7 +97,7 @@ int image_refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_e
     struct dirent *de;
     int ret = 0;
     if (!d)
-        return bx_err_sys(err, 500, "open images/refs");
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/refs");
     while ((errno = 0, de = readdir(d)) != NULL) {
         struct ref_entry e;
         if (image_ref_read(ic, de->d_name, &e) < 0)
@@ -105,7 +106,7 @@ int image_refs_foreach(struct image_cache *ic, ref_fn fn, void *arg, struct bx_e
             break;
     }
     if (!de && errno != 0)
-        ret = bx_err_sys(err, 500, "read images/refs");
+        ret = bx_err_sys(err, BX_E_INTERNAL, "read images/refs");
     closedir(d);
     return ret;
 }
@@ -115,7 +116,7 @@ static int ref_unlink_if_digest(struct image_cache *ic, const char *name, const 
 {
     if (strcmp(e->hex, (const char *)arg) == 0 && unlinkat(ic->refs_fd, name, 0) < 0 &&
         errno != ENOENT)
-        image_log("cannot remove refs/%s: %s", name, strerror(errno));
+        bx_log_warn("image: cannot remove refs/%s: %s", name, strerror(errno));
     return 0;
 }
 
@@ -213,7 +214,7 @@ int image_tmp_remove(struct image_cache *ic, const char *name, int level)
         goto out;
     fd = openat(ic->tmp_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 || hoist_deep(ic, fd, 0, &moved) < 0) {
-        bx_err_sys(&e, 500, "cutting up a deep tree");
+        bx_err_sys(&e, BX_E_INTERNAL, "cutting up a deep tree");
         goto out;
     }
     if (bx_rm_rf_at(ic->tmp_fd, name, &e) < 0)
@@ -225,7 +226,7 @@ out:
             ret = -1;
     free(moved.v);
     if (ret < 0 && e.msg[0])
-        image_log("cannot remove tmp/%s: %s", name, e.msg);
+        bx_log_warn("image: cannot remove tmp/%s: %s", name, e.msg);
     return ret;
 }
 
@@ -240,7 +241,7 @@ int image_discard_at(struct image_cache *ic, int dirfd, const char *name, struct
     if (renameat(dirfd, name, ic->tmp_fd, gone) < 0) {
         if (errno == ENOENT)
             return 0;
-        return bx_err_sys(err, 500, "remove %s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "remove %s", name);
     }
     image_tmp_remove(ic, gone, 0);
     return 0;
@@ -278,30 +279,23 @@ static int read_u64_file(int dirfd, const char *path, uint64_t *out)
 
 static int strv_from_json(const struct json_value *v, int nullable, char ***out, struct bx_err *err)
 {
-    char **strv;
+    struct str_list l = {0};
     *out = NULL;
-    if (!v || v->type == JSON_NULL) {
-        if (nullable)
-            return 0;
-        strv = calloc(1, sizeof(*strv));
-        if (!strv)
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
-        *out = strv;
+    if ((!v || v->type == JSON_NULL) && nullable)
         return 0;
-    }
-    if (v->type != JSON_ARRAY)
-        return bx_err_set(err, 500, EINVAL, "not a list of strings");
-    strv = calloc(v->u.arr.n + 1, sizeof(*strv));
-    if (!strv)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
-    for (size_t i = 0; i < v->u.arr.n; i++) {
+    if (v && v->type != JSON_NULL && v->type != JSON_ARRAY)
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "not a list of strings");
+    /* Reserving allocates even for 0: an absent list is an empty array. */
+    if (str_list_reserve(&l, v && v->type == JSON_ARRAY ? v->u.arr.n : 0) < 0)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    for (size_t i = 0; v && v->type == JSON_ARRAY && i < v->u.arr.n; i++) {
         const char *s = image_json_cstr(&v->u.arr.items[i]);
-        if (!s || !(strv[i] = strdup(s))) {
-            image_free_strv(&strv);
-            return bx_err_set(err, 500, EINVAL, "not a list of strings");
+        if (!s || str_list_push(&l, s) < 0) {
+            str_list_free(&l);
+            return bx_err_set(err, BX_E_INTERNAL, EINVAL, "not a list of strings");
         }
     }
-    *out = strv;
+    *out = l.items;
     return 0;
 }
 
@@ -313,11 +307,11 @@ static int opt_str(const struct json_value *v, char **out, struct bx_err *err)
         return 0;
     s = image_json_cstr(v);
     if (!s)
-        return bx_err_set(err, 500, EINVAL, "not a string");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "not a string");
     if (!s[0])
         return 0;
     *out = strdup(s);
-    return *out ? 0 : bx_err_set(err, 500, ENOMEM, "out of memory");
+    return *out ? 0 : bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
 }
 
 /* Builds a struct image from blobs/<hex>/config.json (our own normalised
@@ -337,13 +331,13 @@ int image_hand_out(struct image_cache *ic, const char *hex, struct image **out, 
     root = json_doc_root(doc);
     img = calloc(1, sizeof(*img));
     if (!img) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     snprintf(img->digest, sizeof(img->digest), "sha256:%s", hex);
     if (asprintf(&img->rootfs, "%s/blobs/%s/rootfs", ic->dir, hex) < 0) {
         img->rootfs = NULL;
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     if (strv_from_json(json_get(root, "Env"), 0, &img->env, err) < 0 ||
@@ -355,7 +349,7 @@ int image_hand_out(struct image_cache *ic, const char *hex, struct image **out, 
         goto fail;
     }
     if (image_use_get(ic, hex) < 0) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     image_blob_touch(ic, hex);
@@ -363,7 +357,7 @@ int image_hand_out(struct image_cache *ic, const char *hex, struct image **out, 
     ret = 0;
 fail:
     if (ret < 0 && err)
-        err->status = 500; /* our own files: never the client's fault */
+        err->status = BX_E_INTERNAL; /* our own files: never the client's fault */
     image_free(img);
     json_doc_free(&doc);
     return ret;
@@ -422,7 +416,7 @@ void image_evict(struct image_cache *ic, const char *keep)
         return;
     d = image_dir_stream(ic->blobs_fd);
     if (!d) {
-        image_log("eviction: cannot open blobs: %s", strerror(errno));
+        bx_log_warn("image: eviction: cannot open blobs: %s", strerror(errno));
         return;
     }
     while ((de = readdir(d)) != NULL) {
@@ -450,10 +444,10 @@ void image_evict(struct image_cache *ic, const char *keep)
                 continue;
             bx_err_clear(&e);
             if (image_blob_remove(ic, v[i].hex, &e) < 0) {
-                image_log("eviction of %s failed: %s", v[i].hex, e.msg);
+                bx_log_warn("image: eviction of %s failed: %s", v[i].hex, e.msg);
                 continue;
             }
-            image_log("evicted sha256:%s (%llu bytes): cache over %llu bytes", v[i].hex,
+            bx_log_info("image: evicted sha256:%s (%llu bytes): cache over %llu bytes", v[i].hex,
                       (unsigned long long)v[i].size, (unsigned long long)max);
             total -= v[i].size;
         }
@@ -471,7 +465,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
 
     d = image_dir_stream(ic->tmp_fd);
     if (!d)
-        return bx_err_sys(err, 500, "open images/tmp");
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/tmp");
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
@@ -482,7 +476,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
 
     d = image_dir_stream(ic->blobs_fd);
     if (!d)
-        return bx_err_sys(err, 500, "open images/blobs");
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/blobs");
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
@@ -490,7 +484,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
             ic->st.cached_images++;
             continue;
         }
-        image_log("removing incomplete images/blobs/%s", de->d_name);
+        bx_log_info("image: removing incomplete images/blobs/%s", de->d_name);
         if (image_discard_at(ic, ic->blobs_fd, de->d_name, err) < 0) {
             closedir(d);
             return bx_err_wrap(err, "cleaning images/blobs");
@@ -500,7 +494,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
 
     d = image_dir_stream(ic->refs_fd);
     if (!d)
-        return bx_err_sys(err, 500, "open images/refs");
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/refs");
     while ((de = readdir(d)) != NULL) {
         struct ref_entry e;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
@@ -509,7 +503,7 @@ int image_sweep(struct image_cache *ic, struct bx_err *err)
             continue;
         if (unlinkat(ic->refs_fd, de->d_name, 0) < 0 && errno != ENOENT &&
             bx_rm_rf_at(ic->refs_fd, de->d_name, NULL) < 0)
-            image_log("cannot remove images/refs/%s: %s", de->d_name, strerror(errno));
+            bx_log_warn("image: cannot remove images/refs/%s: %s", de->d_name, strerror(errno));
     }
     closedir(d);
     return 0;

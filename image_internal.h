@@ -107,7 +107,6 @@ struct image_cache {
 
 /* image.c: small helpers and delivery.  Results reach waiters from the loop
  * (schedule), never inside the call that registered them. */
-void image_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int image_is_hex64(const char *s, size_t len);
 /* "sha256:<64 lower-case hex>" -> hex.  The hex is later used as a file
  * name, so nothing else may pass. */
@@ -115,7 +114,6 @@ int image_digest_to_hex(const char *d, size_t len, char hex[HEX_LEN + 1]);
 int image_fsync_dir(int fd, const char *what, struct bx_err *err);
 /* A fresh directory stream with its own offset (a dup would share it). */
 DIR *image_dir_stream(int dirfd);
-void image_free_strv(char ***pv);
 void image_free(struct image *img);
 int image_blob_ready(struct image_cache *ic, const char *hex);
 void image_blob_touch(struct image_cache *ic, const char *hex);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "image_internal.h"
+#include "log.h"
 #include "sha256.h"
 #include "store.h"
 
@@ -162,7 +163,7 @@ static void on_cg_retry(struct loop *l, void *arg)
         }
         if (r->cg || e.msg[0]) {
             /* Left for cg_cleanup_stale at the next start. */
-            image_log("giving up removing a pull cgroup: %s", e.msg);
+            bx_log_warn("image: giving up removing a pull cgroup: %s", e.msg);
             cg_run_abandon(&r->cg);
         }
         *pp = r->next;
@@ -187,7 +188,7 @@ static void pull_cg_drop(struct pull *p)
     if (cg_run_destroy(&p->cg, &e) == 0)
         return;
     if (!p->cg) {
-        image_log("cannot remove the cgroup of a pull: %s", e.msg);
+        bx_log_warn("image: cannot remove the cgroup of a pull: %s", e.msg);
         return;
     }
     r = calloc(1, sizeof(*r));
@@ -236,12 +237,12 @@ static int spawn_stage(struct pull *p, enum stage st, const char *path, const ch
     int fds[2] = {-1, -1}, join[CG_MAX_PROCS_FDS], njoin = 0;
 
     if (!path[0])
-        return bx_err_set(err, 500, ENOENT, "%s not found in PATH", argv[0]);
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT, "%s not found in PATH", argv[0]);
     if (pipe2(fds, O_CLOEXEC) < 0)
-        return bx_err_sys(err, 500, "pipe2");
+        return bx_err_sys(err, BX_E_INTERNAL, "pipe2");
     /* Only our end is non-blocking; the child keeps ordinary stdio. */
     if (fcntl(fds[0], F_SETFL, O_NONBLOCK) < 0) {
-        bx_err_sys(err, 500, "fcntl");
+        bx_err_sys(err, BX_E_INTERNAL, "fcntl");
         goto fail;
     }
     njoin = pull_cg_create(p, st, join, (int)BX_ARRAY_LEN(join), err);
@@ -297,7 +298,7 @@ static int spawn_stage(struct pull *p, enum stage st, const char *path, const ch
             proc_free(&p->proc);
             close_stderr(p);
             pull_cg_drop(p);
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         }
     }
     return 0;
@@ -362,7 +363,7 @@ static void pull_fail(struct pull *p, struct bx_err *e);
 static void fail_too_big(struct pull *p, const char *what)
 {
     struct bx_err e;
-    bx_err_set(&e, 500, EFBIG,
+    bx_err_set(&e, BX_E_INTERNAL, EFBIG,
                "pulling %.300s: the image's %s is larger than image_max_bytes (%llu bytes)", p->ref,
                what, (unsigned long long)image_max(p->ic));
     pull_fail(p, &e);
@@ -487,7 +488,7 @@ static void pump(struct image_cache *ic)
         queue_remove(ic, p);
         p->launched = 1;
         ic->active++;
-        image_log("pull of %s starts after waiting %llu ms", p->ref,
+        bx_log_info("image: pull of %s starts after waiting %llu ms", p->ref,
                   (unsigned long long)(bx_now_ms() - p->started_ms));
         bx_err_clear(&e);
         if (pull_launch(p, &e) < 0) {
@@ -504,7 +505,7 @@ void image_pull_cancel(struct pull *p)
 {
     struct image_cache *ic = p->ic;
     pull_unlink(p);
-    image_log("pull of %s cancelled: no request waits for it any more%s", p->ref,
+    bx_log_info("image: pull of %s cancelled: no request waits for it any more%s", p->ref,
               p->launched ? "" : " (it was queued)");
     image_pull_free(p);
     pump(ic);
@@ -524,16 +525,16 @@ static void pull_finish(struct pull *p, const char *hex, const struct bx_err *fe
     if (hex) {
         ic->st.pulls_ok++;
         memcpy(keep, hex, HEX_LEN + 1);
-        image_log("pulled %s as sha256:%s in %llu ms", p->ref, hex,
+        bx_log_info("image: pulled %s as sha256:%s in %llu ms", p->ref, hex,
                   (unsigned long long)(bx_now_ms() - p->started_ms));
     } else {
         ic->st.pulls_failed++;
-        image_log("%s", ferr->msg);
+        bx_log_warn("image: %s", ferr->msg);
         /* A tag past tag_refresh_secs whose registry is unreachable still
          * has a usable image: serve it rather than fail the run. */
         if (p->stale[0] && image_blob_ready(ic, p->stale)) {
             use_hex = p->stale;
-            image_log("using the cached sha256:%s for %s", p->stale, p->ref);
+            bx_log_info("image: using the cached sha256:%s for %s", p->stale, p->ref);
         }
     }
     while ((w = p->waiters) != NULL) {
@@ -561,8 +562,8 @@ static void pull_finish(struct pull *p, const char *hex, const struct bx_err *fe
 
 static void pull_fail(struct pull *p, struct bx_err *e)
 {
-    if (e->status != 507)
-        e->status = 500;
+    if (e->status != BX_E_INSUFFICIENT_STORAGE)
+        e->status = BX_E_INTERNAL;
     pull_finish(p, NULL, e);
 }
 
@@ -591,12 +592,12 @@ static int put_strv(struct json_writer *w, const char *key, const struct json_va
         return 0;
     }
     if (v->type != JSON_ARRAY)
-        return bx_err_set(err, 500, EINVAL, "image config: %s is not a list of strings", key);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "image config: %s is not a list of strings", key);
     json_w_arr_begin(w);
     for (size_t i = 0; i < v->u.arr.n; i++) {
         const struct json_value *s = &v->u.arr.items[i];
         if (!image_json_cstr(s))
-            return bx_err_set(err, 500, EINVAL, "image config: %s is not a list of strings", key);
+            return bx_err_set(err, BX_E_INTERNAL, EINVAL, "image config: %s is not a list of strings", key);
         json_w_str(w, s->u.str.s, s->u.str.len);
     }
     json_w_arr_end(w);
@@ -612,7 +613,7 @@ static int put_str(struct json_writer *w, const char *key, const struct json_val
         return 0;
     }
     if (!image_json_cstr(v))
-        return bx_err_set(err, 500, EINVAL, "image config: %s is not a string", key);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "image config: %s is not a string", key);
     json_w_str(w, v->u.str.s, v->u.str.len);
     return 0;
 }
@@ -632,7 +633,7 @@ static int read_layout(struct pull *p, struct bx_err *err)
     sbuf_init(&sb, IMAGE_JSON_MAX);
     lfd = openat(p->tmpfd, "dl/layout", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (lfd < 0) {
-        bx_err_sys(err, 500, "open image layout");
+        bx_err_sys(err, BX_E_INTERNAL, "open image layout");
         goto out;
     }
     if (image_read_json_at(lfd, "index.json", IMAGE_JSON_MAX, &index, err) < 0)
@@ -645,7 +646,7 @@ static int read_layout(struct pull *p, struct bx_err *err)
         if (name && strcmp(name, LAYOUT_TAG) == 0) {
             const char *mt = image_json_cstr(json_get(m, "mediaType"));
             if (!mt || strcmp(mt, OCI_MANIFEST) != 0) {
-                bx_err_set(err, 500, EINVAL, "unsupported manifest type %.100s",
+                bx_err_set(err, BX_E_INTERNAL, EINVAL, "unsupported manifest type %.100s",
                            mt ? mt : "(none)");
                 goto out;
             }
@@ -654,7 +655,7 @@ static int read_layout(struct pull *p, struct bx_err *err)
         }
     }
     if (!dg || image_digest_to_hex(dg, strlen(dg), p->hex) < 0) {
-        bx_err_set(err, 500, EINVAL, "image layout has no sha256 manifest for the pulled image");
+        bx_err_set(err, BX_E_INTERNAL, EINVAL, "image layout has no sha256 manifest for the pulled image");
         goto out;
     }
     snprintf(path, sizeof(path), "blobs/sha256/%s", p->hex);
@@ -662,7 +663,7 @@ static int read_layout(struct pull *p, struct bx_err *err)
         goto out;
     cdg = image_json_cstr(json_get(json_get(json_doc_root(manifest), "config"), "digest"));
     if (!cdg || image_digest_to_hex(cdg, strlen(cdg), chex) < 0) {
-        bx_err_set(err, 500, EINVAL, "image manifest has no sha256 config digest");
+        bx_err_set(err, BX_E_INTERNAL, EINVAL, "image manifest has no sha256 config digest");
         goto out;
     }
     snprintf(path, sizeof(path), "blobs/sha256/%s", chex);
@@ -670,12 +671,12 @@ static int read_layout(struct pull *p, struct bx_err *err)
         goto out;
     cfgv = json_doc_root(config);
     if (!cfgv || cfgv->type != JSON_OBJECT) {
-        bx_err_set(err, 500, EINVAL, "image config is not a JSON object");
+        bx_err_set(err, BX_E_INTERNAL, EINVAL, "image config is not a JSON object");
         goto out;
     }
     c = json_get(cfgv, "config"); /* absent: an image with no defaults */
     if (c && c->type != JSON_OBJECT && c->type != JSON_NULL) {
-        bx_err_set(err, 500, EINVAL, "image config: config is not an object");
+        bx_err_set(err, BX_E_INTERNAL, EINVAL, "image config: config is not an object");
         goto out;
     }
     json_w_init(&w, &sb);
@@ -688,14 +689,14 @@ static int read_layout(struct pull *p, struct bx_err *err)
         goto out;
     json_w_obj_end(&w);
     if (w.failed) {
-        bx_err_set(err, 500, E2BIG, "image config too large");
+        bx_err_set(err, BX_E_INTERNAL, E2BIG, "image config too large");
         goto out;
     }
     p->config_json = sbuf_steal(&sb, &p->config_len);
     ret = 0;
 out:
     if (ret < 0 && err)
-        err->status = 500;
+        err->status = BX_E_INTERNAL;
     sbuf_free(&sb);
     json_doc_free(&index);
     json_doc_free(&manifest);
@@ -717,12 +718,12 @@ static int tree_walk(int fd, int depth, uint64_t *total, struct bx_err *err)
 
     if (depth > TREE_DEPTH_MAX) {
         close(fd);
-        return bx_err_set(err, 500, ELOOP, "image filesystem nests deeper than %d directories",
+        return bx_err_set(err, BX_E_INTERNAL, ELOOP, "image filesystem nests deeper than %d directories",
                           TREE_DEPTH_MAX);
     }
     d = fdopendir(fd);
     if (!d) {
-        bx_err_sys(err, 500, "read image filesystem");
+        bx_err_sys(err, BX_E_INTERNAL, "read image filesystem");
         close(fd);
         return -1;
     }
@@ -732,12 +733,12 @@ static int tree_walk(int fd, int depth, uint64_t *total, struct bx_err *err)
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-            ret = bx_err_sys(err, 500, "stat in image filesystem");
+            ret = bx_err_sys(err, BX_E_INTERNAL, "stat in image filesystem");
             break;
         }
         if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
             if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
-                ret = bx_err_sys(err, 500, "remove device node from image");
+                ret = bx_err_sys(err, BX_E_INTERNAL, "remove device node from image");
                 break;
             }
             continue;
@@ -747,7 +748,7 @@ static int tree_walk(int fd, int depth, uint64_t *total, struct bx_err *err)
         if (S_ISDIR(st.st_mode)) {
             int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub < 0) {
-                ret = bx_err_sys(err, 500, "open directory in image filesystem");
+                ret = bx_err_sys(err, BX_E_INTERNAL, "open directory in image filesystem");
                 break;
             }
             if ((ret = tree_walk(sub, depth + 1, total, err)) < 0)
@@ -755,7 +756,7 @@ static int tree_walk(int fd, int depth, uint64_t *total, struct bx_err *err)
         }
     }
     if (ret == 0 && !de && errno != 0)
-        ret = bx_err_sys(err, 500, "read image filesystem");
+        ret = bx_err_sys(err, BX_E_INTERNAL, "read image filesystem");
     closedir(d);
     return ret;
 }
@@ -779,20 +780,20 @@ static int install(struct pull *p, struct bx_err *err)
 
     if (!image_blob_ready(ic, p->hex)) {
         if (!p->config_json) {
-            bx_err_set(err, 500, EINVAL, "internal: no image config");
+            bx_err_set(err, BX_E_INTERNAL, EINVAL, "internal: no image config");
             goto out;
         }
         if (mkdirat(p->tmpfd, "blob", 0700) < 0) {
-            bx_err_sys(err, 500, "mkdir blob");
+            bx_err_sys(err, BX_E_INTERNAL, "mkdir blob");
             goto out;
         }
         bfd = openat(p->tmpfd, "blob", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (bfd < 0) {
-            bx_err_sys(err, 500, "open blob");
+            bx_err_sys(err, BX_E_INTERNAL, "open blob");
             goto out;
         }
         if (renameat(p->tmpfd, "rootfs", bfd, "rootfs") < 0) {
-            bx_err_sys(err, 500, "move rootfs");
+            bx_err_sys(err, BX_E_INTERNAL, "move rootfs");
             goto out;
         }
         if (bx_write_file_atomic_at(bfd, "config.json", p->config_json, p->config_len, 0600, err) <
@@ -803,7 +804,7 @@ static int install(struct pull *p, struct bx_err *err)
         if (image_discard_at(ic, ic->blobs_fd, p->hex, err) < 0)
             goto out;
         if (renameat(p->tmpfd, "blob", ic->blobs_fd, p->hex) < 0) {
-            bx_err_sys(err, 500, "install image");
+            bx_err_sys(err, BX_E_INTERNAL, "install image");
             goto out;
         }
         if (image_fsync_dir(ic->blobs_fd, "blobs", err) < 0)
@@ -893,10 +894,10 @@ static void on_child_exit(void *arg, int status)
             return;
         }
         if (WIFSIGNALED(status))
-            bx_err_set(&e, 500, 0, "pulling %.300s: %s killed by signal %d%s%s", p->ref, tool,
+            bx_err_set(&e, BX_E_INTERNAL, 0, "pulling %.300s: %s killed by signal %d%s%s", p->ref, tool,
                        WTERMSIG(status), line[0] ? ": " : "", line);
         else
-            bx_err_set(&e, 500, 0, "pulling %.300s: %s failed (exit %d)%s%s", p->ref, tool,
+            bx_err_set(&e, BX_E_INTERNAL, 0, "pulling %.300s: %s failed (exit %d)%s%s", p->ref, tool,
                        WEXITSTATUS(status), line[0] ? ": " : "", line);
         pull_fail(p, &e);
         return;
@@ -931,7 +932,7 @@ static void on_child_exit(void *arg, int status)
         int fd = openat(p->tmpfd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         p->size = 0;
         if (fd < 0) {
-            bx_err_sys(&e, 500, "open unpacked rootfs");
+            bx_err_sys(&e, BX_E_INTERNAL, "open unpacked rootfs");
         } else if (tree_walk(fd, 0, &p->size, &e) == 0) {
             if (p->size > image_max(p->ic)) {
                 fail_too_big(p, "unpacked filesystem");
@@ -960,7 +961,7 @@ static void on_pull_timeout(struct loop *l, void *arg)
     struct bx_err e;
     (void)l;
     p->timer = 0;
-    bx_err_set(&e, 500, ETIMEDOUT, "image pull timed out after %llu s: %.300s",
+    bx_err_set(&e, BX_E_INTERNAL, ETIMEDOUT, "image pull timed out after %llu s: %.300s",
                (unsigned long long)p->ic->cfg->pull_timeout_secs, p->ref);
     pull_fail(p, &e);
 }
@@ -1023,7 +1024,7 @@ static int pull_source(struct image_cache *ic, const struct imgref *ref, char *s
             continue;
         if (!cfg->mirrors[i].url ||
             mirror_host(cfg->mirrors[i].url, mhost, sizeof(mhost), insecure) < 0)
-            return bx_err_set(err, 500, EINVAL, "config registry_mirrors.%.100s: unusable URL",
+            return bx_err_set(err, BX_E_INTERNAL, EINVAL, "config registry_mirrors.%.100s: unusable URL",
                               ref->registry);
         host = mhost;
         break;
@@ -1038,7 +1039,7 @@ static int pull_source(struct image_cache *ic, const struct imgref *ref, char *s
         n = snprintf(src, cap, "docker://%s/%s:%s", host, ref->repository,
                      ref->tag[0] ? ref->tag : "latest");
     if (n < 0 || (size_t)n >= cap)
-        return bx_err_set(err, 400, ENAMETOOLONG, "image reference too long");
+        return bx_err_set(err, BX_E_BAD_REQUEST, ENAMETOOLONG, "image reference too long");
     return 0;
 }
 
@@ -1066,7 +1067,7 @@ static int copy_auth_file(struct pull *p, int root, struct bx_err *err)
     if (bx_write_file_atomic_at(p->dlfd, "auth.json", buf, len, 0600, err) < 0)
         goto out;
     if (root && fchownat(p->dlfd, "auth.json", PULL_UID, PULL_GID, AT_SYMLINK_NOFOLLOW) < 0) {
-        bx_err_sys(err, 500, "chown auth.json");
+        bx_err_sys(err, BX_E_INTERNAL, "chown auth.json");
         goto out;
     }
     ret = 0;
@@ -1096,38 +1097,38 @@ static int pull_launch(struct pull *p, struct bx_err *err)
         return -1;
     snprintf(p->tmpname, sizeof(p->tmpname), "pull-%s", uuid);
     if (mkdirat(ic->tmp_fd, p->tmpname, 0700) < 0) {
-        bx_err_sys(err, 500, "mkdir images/tmp/%s", p->tmpname);
+        bx_err_sys(err, BX_E_INTERNAL, "mkdir images/tmp/%s", p->tmpname);
         p->tmpname[0] = '\0';
         return -1;
     }
     p->tmpfd = openat(ic->tmp_fd, p->tmpname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (p->tmpfd < 0)
-        return bx_err_sys(err, 500, "open images/tmp/%s", p->tmpname);
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/tmp/%s", p->tmpname);
     if (mkdirat(p->tmpfd, "dl", 0700) < 0)
-        return bx_err_sys(err, 500, "mkdir images/tmp/%s/dl", p->tmpname);
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir images/tmp/%s/dl", p->tmpname);
     p->dlfd = openat(p->tmpfd, "dl", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (p->dlfd < 0)
-        return bx_err_sys(err, 500, "open images/tmp/%s/dl", p->tmpname);
+        return bx_err_sys(err, BX_E_INTERNAL, "open images/tmp/%s/dl", p->tmpname);
     if (root && fchown(p->dlfd, PULL_UID, PULL_GID) < 0)
-        return bx_err_sys(err, 500, "chown images/tmp/%s/dl", p->tmpname);
+        return bx_err_sys(err, BX_E_INTERNAL, "chown images/tmp/%s/dl", p->tmpname);
     if (asprintf(&p->tmppath, "%s/tmp/%s", ic->dir, p->tmpname) < 0) {
         p->tmppath = NULL;
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     if (asprintf(&p->dlpath, "%s/dl", p->tmppath) < 0) {
         p->dlpath = NULL;
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     /* HOME and TMPDIR in skopeo's own directory: it reads no ~/.docker or
      * ~/.config of any host user. */
     p->skenv[0] = ic->env[0];
     if (asprintf(&p->skenv[1], "HOME=%s", root ? PULL_BIND : p->dlpath) < 0) {
         p->skenv[1] = NULL;
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     if (asprintf(&p->skenv[2], "TMPDIR=%s", root ? PULL_BIND : p->dlpath) < 0) {
         p->skenv[2] = NULL;
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     if (bx_write_file_atomic_at(p->dlfd, "policy.json", skopeo_policy, sizeof(skopeo_policy) - 1,
                                 0644, err) < 0)
@@ -1155,7 +1156,7 @@ static int pull_launch(struct pull *p, struct bx_err *err)
     if (ic->cfg->pull_timeout_secs > 0) {
         p->timer = loop_timer_add(ic->loop, ic->cfg->pull_timeout_secs * 1000u, on_pull_timeout, p);
         if (!p->timer)
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -1170,7 +1171,7 @@ int image_pull_start(struct image_cache *ic, const struct imgref *ref, const cha
 
     p = calloc(1, sizeof(*p));
     if (!p)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     p->ic = ic;
     p->tmpfd = -1;
     p->dlfd = -1;
@@ -1183,7 +1184,7 @@ int image_pull_start(struct image_cache *ic, const struct imgref *ref, const cha
         goto fail;
     p->src = strdup(src);
     if (!p->src) {
-        bx_err_set(err, 500, ENOMEM, "out of memory");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         goto fail;
     }
     if (ic->active < max_pulls(ic) && !ic->queue) {
@@ -1203,7 +1204,7 @@ int image_pull_start(struct image_cache *ic, const struct imgref *ref, const cha
         else
             ic->queue = p;
         ic->queue_tail = p;
-        image_log("pull of %s waits: %u of max_concurrent_pulls %u running", canon, ic->active,
+        bx_log_info("image: pull of %s waits: %u of max_concurrent_pulls %u running", canon, ic->active,
                   max_pulls(ic));
     }
     *out = p;

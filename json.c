@@ -1,4 +1,4 @@
-/* JSON parser and writer.
+/* JSON parser (the writer is in json_write.c).
  *
  * The parser is iterative: nesting is tracked in an explicit frame stack
  * bounded by lim->max_depth, so a hostile document cannot exhaust the C
@@ -11,6 +11,7 @@
  * Error offsets are 0-based byte offsets into the input.
  */
 #include "json.h"
+#include "json_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -91,22 +92,12 @@ static void arena_trim(struct json_doc *d, void *p, size_t had, size_t need)
 
 /* ---- UTF-8 ---- */
 
-enum utf8_err {
-    U8_OK,
-    U8_CONT,      /* continuation byte where a sequence should start */
-    U8_BADBYTE,   /* 0xF8..0xFF: never valid */
-    U8_OVERLONG,  /* C0, C1, E0 80..9F, F0 80..8F */
-    U8_SURROGATE, /* ED A0..BF: U+D800..U+DFFF encoded directly */
-    U8_TOOBIG,    /* F4 90.., F5..F7: above U+10FFFF */
-    U8_TRUNC,     /* sequence cut short by a non-continuation byte or the end */
-};
-
 /* Decodes one sequence at s[0..n), n >= 1, following the well-formed byte
  * sequences of Unicode table 3-7.  Returns the sequence length when *e is
  * U8_OK; otherwise the length of the maximal subpart (the longest prefix of
  * a well-formed sequence, at least 1) that a replacement character stands
  * for.  Never reads beyond s[n-1]. */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp, enum utf8_err *e)
+size_t json_utf8_next(const unsigned char *s, size_t n, uint32_t *cp, enum utf8_err *e)
 {
     unsigned char c = s[0], lo = 0x80, hi = 0xBF;
     size_t need, i;
@@ -254,12 +245,12 @@ static int perr(struct parser *ps, const unsigned char *at, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return bx_err_set(ps->err, 400, 0, "invalid JSON at byte %zu: %s", (size_t)(at - ps->buf), msg);
+    return bx_err_set(ps->err, BX_E_BAD_REQUEST, 0, "invalid JSON at byte %zu: %s", (size_t)(at - ps->buf), msg);
 }
 
 static int oom(struct parser *ps)
 {
-    return bx_err_set(ps->err, 500, ENOMEM, "out of memory parsing JSON");
+    return bx_err_set(ps->err, BX_E_INTERNAL, ENOMEM, "out of memory parsing JSON");
 }
 
 /* Grows a heap array to hold at least `need` elements; NULL on overflow or
@@ -411,7 +402,7 @@ static int parse_string(struct parser *ps, char **out, size_t *out_len)
         } else {
             uint32_t cp;
             enum utf8_err e;
-            size_t n = utf8_next(s, (size_t)(close - s), &cp, &e);
+            size_t n = json_utf8_next(s, (size_t)(close - s), &cp, &e);
             if (e != U8_OK)
                 return perr(ps, s, "invalid UTF-8 in string: %s", utf8_err_str(e));
             memcpy(o, s, n);
@@ -811,21 +802,21 @@ int json_parse(const char *buf, size_t len, const struct json_limits *lim, struc
     int rc;
 
     if (!out)
-        return bx_err_set(err, 500, EINVAL, "json_parse: no output pointer");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "json_parse: no output pointer");
     *out = NULL;
     if (!buf && len)
-        return bx_err_set(err, 500, EINVAL, "json_parse: NULL buffer");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "json_parse: NULL buffer");
     if (!buf)
         buf = ""; /* len == 0: avoids arithmetic on a NULL pointer */
     if (!lim)
         lim = &json_default_limits;
     if (len > lim->max_bytes)
-        return bx_err_set(err, 413, 0, "JSON document of %zu bytes exceeds the limit of %zu bytes",
+        return bx_err_set(err, BX_E_TOO_LARGE, 0, "JSON document of %zu bytes exceeds the limit of %zu bytes",
                           len, lim->max_bytes);
 
     doc = calloc(1, sizeof(*doc));
     if (!doc)
-        return bx_err_set(err, 500, ENOMEM, "out of memory parsing JSON");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory parsing JSON");
     /* Roughly the tree size of a typical document, so small ones need a
      * single block; later blocks double up to ARENA_MAX_BLOCK. */
     doc->next_size = len < ARENA_MIN_BLOCK / 2   ? ARENA_MIN_BLOCK
@@ -920,312 +911,4 @@ int json_obj_check_keys(const struct json_value *obj, const char *const *names,
         }
     }
     return 0;
-}
-
-/* ---- writer ---- */
-
-/* One unit of the escaping at p: returns NULL when the *adv bytes at p are
- * copied as they are, else their replacement (ubuf may hold it). */
-static const char *escape_unit(const unsigned char *p, const unsigned char *end, size_t *adv,
-                               char ubuf[8])
-{
-    unsigned char c = *p;
-    *adv = 1;
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
-        return NULL;
-    if (c >= 0x80) {
-        uint32_t cp = 0;
-        enum utf8_err e;
-        *adv = utf8_next(p, (size_t)(end - p), &cp, &e);
-        if (e == U8_OK && cp != 0x2028 && cp != 0x2029)
-            return NULL;
-        /* Each maximal invalid subpart becomes one U+FFFD; U+2028 and
-         * U+2029 are escaped because JavaScript treats them as line
-         * terminators. */
-        return e != U8_OK ? "\xEF\xBF\xBD" : cp == 0x2028 ? "\\u2028" : "\\u2029";
-    }
-    switch (c) {
-    case '"':
-        return "\\\"";
-    case '\\':
-        return "\\\\";
-    case '\b':
-        return "\\b";
-    case '\f':
-        return "\\f";
-    case '\n':
-        return "\\n";
-    case '\r':
-        return "\\r";
-    case '\t':
-        return "\\t";
-    default:
-        snprintf(ubuf, 8, "\\u%04x", c);
-        return ubuf;
-    }
-}
-
-int json_escape_to(struct sbuf *sb, const char *s, size_t len)
-{
-    size_t pos = 0;
-    if (!sb || (!s && len))
-        return -1;
-    if (len == 0)
-        return sbuf_append(sb, "\"\"", 2);
-    if (sbuf_putc(sb, '"') < 0 || json_escape_part(sb, s, len, &pos, SIZE_MAX) < 0)
-        return -1;
-    return sbuf_putc(sb, '"');
-}
-
-int json_escape_part(struct sbuf *sb, const char *s, size_t len, size_t *pos, size_t limit)
-{
-    const unsigned char *p, *end, *run;
-    size_t start = sb->len;
-
-    if (!s || *pos > len)
-        return *pos == len || len == 0 ? 0 : -1;
-    p = (const unsigned char *)s + *pos;
-    end = (const unsigned char *)s + len;
-    run = p;
-    while (p < end) {
-        char ubuf[8];
-        size_t adv;
-        const char *rep;
-        if (sb->len - start + (size_t)(p - run) >= limit)
-            break;
-        rep = escape_unit(p, end, &adv, ubuf);
-        if (!rep) {
-            p += adv;
-            continue;
-        }
-        if (sbuf_append(sb, run, (size_t)(p - run)) < 0 || sbuf_append(sb, rep, strlen(rep)) < 0)
-            return -1;
-        p += adv;
-        run = p;
-    }
-    if (sbuf_append(sb, run, (size_t)(p - run)) < 0)
-        return -1;
-    *pos = (size_t)(p - (const unsigned char *)s);
-    return 0;
-}
-
-size_t json_escaped_len(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    size_t n = 2;
-    while (p < end) {
-        char ubuf[8];
-        size_t adv;
-        const char *rep = escape_unit(p, end, &adv, ubuf);
-        n += rep ? strlen(rep) : adv;
-        p += adv;
-    }
-    return n;
-}
-
-/* need_comma[] per level: W_VALUE once a value (or key) was written there,
- * W_OBJ when the level is an object.  Level 0 is the top level, which takes
- * exactly one value. */
-#define W_VALUE 1u
-#define W_OBJ 2u
-
-static void w_fail(struct json_writer *w)
-{
-    w->failed = 1;
-}
-
-static int w_put(struct json_writer *w, const char *s, size_t n)
-{
-    if (sbuf_append(w->out, s, n) < 0) {
-        w_fail(w);
-        return -1;
-    }
-    return 0;
-}
-
-static int w_ok(struct json_writer *w)
-{
-    if (w->failed)
-        return 0;
-    if (!w->out || w->depth < 0 || w->depth > JSON_WRITER_MAX_DEPTH) {
-        w_fail(w);
-        return 0;
-    }
-    return 1;
-}
-
-/* Checks that a value may come next here and writes the separating comma. */
-static int w_before_value(struct json_writer *w)
-{
-    unsigned char *st;
-    if (!w_ok(w))
-        return -1;
-    st = &w->need_comma[w->depth];
-    if (*st & W_OBJ) {
-        if (!w->after_key) {
-            w_fail(w);
-            return -1;
-        }
-        w->after_key = 0;
-        return 0;
-    }
-    if (w->depth == 0 && (*st & W_VALUE)) {
-        w_fail(w);
-        return -1;
-    }
-    if ((*st & W_VALUE) && w_put(w, ",", 1) < 0)
-        return -1;
-    *st |= W_VALUE;
-    return 0;
-}
-
-void json_w_init(struct json_writer *w, struct sbuf *out)
-{
-    memset(w, 0, sizeof(*w));
-    w->out = out;
-}
-
-static void w_begin(struct json_writer *w, int is_obj)
-{
-    if (w_before_value(w) < 0)
-        return;
-    if (w->depth >= JSON_WRITER_MAX_DEPTH) {
-        w_fail(w);
-        return;
-    }
-    if (w_put(w, is_obj ? "{" : "[", 1) < 0)
-        return;
-    w->depth++;
-    w->need_comma[w->depth] = is_obj ? W_OBJ : 0;
-    w->after_key = 0;
-}
-
-static void w_end(struct json_writer *w, int is_obj)
-{
-    unsigned char st;
-    if (!w_ok(w))
-        return;
-    st = w->need_comma[w->depth];
-    if (w->depth == 0 || !(st & W_OBJ) != !is_obj || w->after_key) {
-        w_fail(w);
-        return;
-    }
-    if (w_put(w, is_obj ? "}" : "]", 1) < 0)
-        return;
-    w->depth--;
-}
-
-void json_w_obj_begin(struct json_writer *w)
-{
-    w_begin(w, 1);
-}
-
-void json_w_obj_end(struct json_writer *w)
-{
-    w_end(w, 1);
-}
-
-void json_w_arr_begin(struct json_writer *w)
-{
-    w_begin(w, 0);
-}
-
-void json_w_arr_end(struct json_writer *w)
-{
-    w_end(w, 0);
-}
-
-void json_w_key(struct json_writer *w, const char *key)
-{
-    unsigned char *st;
-    if (!w_ok(w))
-        return;
-    st = &w->need_comma[w->depth];
-    if (!key || !(*st & W_OBJ) || w->after_key) {
-        w_fail(w);
-        return;
-    }
-    if ((*st & W_VALUE) && w_put(w, ",", 1) < 0)
-        return;
-    if (json_escape_to(w->out, key, strlen(key)) < 0 || sbuf_putc(w->out, ':') < 0) {
-        w_fail(w);
-        return;
-    }
-    *st |= W_VALUE;
-    w->after_key = 1;
-}
-
-void json_w_str(struct json_writer *w, const char *s, size_t len)
-{
-    if (!s && len) {
-        w_fail(w);
-        return;
-    }
-    if (w_before_value(w) < 0)
-        return;
-    if (json_escape_to(w->out, s, len) < 0)
-        w_fail(w);
-}
-
-void json_w_cstr(struct json_writer *w, const char *s)
-{
-    if (!s) {
-        w_fail(w);
-        return;
-    }
-    json_w_str(w, s, strlen(s));
-}
-
-void json_w_int(struct json_writer *w, int64_t v)
-{
-    if (w_before_value(w) < 0)
-        return;
-    if (sbuf_appendf(w->out, "%" PRId64, v) < 0)
-        w_fail(w);
-}
-
-void json_w_uint(struct json_writer *w, uint64_t v)
-{
-    if (w_before_value(w) < 0)
-        return;
-    if (sbuf_appendf(w->out, "%" PRIu64, v) < 0)
-        w_fail(w);
-}
-
-void json_w_double(struct json_writer *w, double v)
-{
-    char tmp[40];
-    int prec;
-    if (w_before_value(w) < 0)
-        return;
-    if (!isfinite(v)) {
-        w_put(w, "null", 4);
-        return;
-    }
-    /* The shortest %g form that reads back as the same double; %.17g always
-     * does.  %g output of a finite value is valid JSON number syntax
-     * ("1e+300", "-0", "0.1"); Boxer never calls setlocale(). */
-    for (prec = 15; prec <= 17; prec++) {
-        snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
-        if (strtod(tmp, NULL) == v)
-            break;
-    }
-    w_put(w, tmp, strlen(tmp));
-}
-
-void json_w_bool(struct json_writer *w, int v)
-{
-    if (w_before_value(w) < 0)
-        return;
-    if (v)
-        w_put(w, "true", 4);
-    else
-        w_put(w, "false", 5);
-}
-
-void json_w_null(struct json_writer *w)
-{
-    if (w_before_value(w) < 0)
-        return;
-    w_put(w, "null", 4);
 }

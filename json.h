@@ -83,7 +83,7 @@ bool json_key_is(const struct json_member *m, const char *name);
  * obj is one of names (NULL-terminated), else -1 with *bad set to the first
  * member that is not.  Sets no error: each API words its own 400, e.g.
  *     if (json_obj_check_keys(v, known, &bad) < 0)
- *         return bx_err_set(err, 400, EINVAL, "limits: unknown field %.64s", bad->key);
+ *         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "limits: unknown field %.64s", bad->key);
  * Parsers that go through the members in order (config.c, whose first bad
  * member in document order is the one reported) use json_key_is. */
 int json_obj_check_keys(const struct json_value *obj, const char *const *names,

@@ -32,6 +32,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "util.h"
+
 enum mp_state {
     ST_PREAMBLE,    /* before the first delimiter; bytes are dropped */
     ST_DATA,        /* inside a part's content */
@@ -66,13 +68,6 @@ struct mp_parser {
 
 /* ---- character classes and a small cursor for header values ---- */
 
-static int is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* RFC 2046 bchars, space included (it may not be last). */
 static int is_bchar(unsigned char c)
 {
@@ -81,18 +76,13 @@ static int is_bchar(unsigned char c)
     return c != 0 && strchr("'()+_,-./:=? ", c) != NULL;
 }
 
-static int lower(unsigned char c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
 static int ci_equal(const char *s, size_t n, const char *lit)
 {
     size_t i;
     if (strlen(lit) != n)
         return 0;
     for (i = 0; i < n; i++)
-        if (lower((unsigned char)s[i]) != lit[i])
+        if (bx_ascii_lower((unsigned char)s[i]) != lit[i])
             return 0;
     return 1;
 }
@@ -112,7 +102,7 @@ static void skip_ows(struct cur *c)
 static int take_token(struct cur *c, const char **tok, size_t *tok_len)
 {
     size_t start = c->i;
-    while (c->i < c->n && is_tchar((unsigned char)c->s[c->i]))
+    while (c->i < c->n && bx_is_tchar((unsigned char)c->s[c->i]))
         c->i++;
     *tok = c->s + start;
     *tok_len = c->i - start;
@@ -216,32 +206,32 @@ int mp_boundary_from_content_type(const char *ct, size_t ct_len, char *out, size
         c.n = 0;
     skip_ows(&c);
     if (take_token(&c, &type, &type_len) < 0 || c.i >= c.n || c.s[c.i] != '/')
-        return bx_err_set(err, 400, 0, "Content-Type must be multipart/form-data");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "Content-Type must be multipart/form-data");
     c.i++;
     if (take_token(&c, &sub, &sub_len) < 0 || !ci_equal(type, type_len, "multipart") ||
         !ci_equal(sub, sub_len, "form-data"))
-        return bx_err_set(err, 400, 0, "Content-Type must be multipart/form-data");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "Content-Type must be multipart/form-data");
     while ((r = next_param(&c, &pn, &pn_len)) == 1) {
         int is_boundary = ci_equal(pn, pn_len, "boundary");
         size_t vlen;
         if (take_value(&c, is_boundary ? val : NULL, MP_MAX_BOUNDARY, &vlen, &too_long) < 0)
-            return bx_err_set(err, 400, 0, "malformed Content-Type parameters");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed Content-Type parameters");
         if (!is_boundary)
             continue;
         if (found)
-            return bx_err_set(err, 400, 0, "Content-Type has more than one boundary");
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "Content-Type has more than one boundary");
         found = 1;
         if (too_long)
-            return bx_err_set(err, 400, 0, "multipart boundary longer than %d characters",
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart boundary longer than %d characters",
                               MP_MAX_BOUNDARY);
         blen = vlen;
     }
     if (r < 0)
-        return bx_err_set(err, 400, 0, "malformed Content-Type parameters");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed Content-Type parameters");
     if (!found)
-        return bx_err_set(err, 400, 0, "multipart/form-data Content-Type without a boundary");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart/form-data Content-Type without a boundary");
     if (!boundary_valid(val, blen))
-        return bx_err_set(err, 400, 0,
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0,
                           "invalid multipart boundary (1 to %d RFC 2046 characters, "
                           "not ending in a space)",
                           MP_MAX_BOUNDARY);
@@ -259,10 +249,10 @@ int mp_new(struct mp_parser **out, const char *boundary, size_t boundary_len,
     *out = NULL;
     /* The delimiter matcher relies on the boundary holding no CR (see top). */
     if (!boundary || !boundary_valid(boundary, boundary_len))
-        return bx_err_set(err, 400, 0, "invalid multipart boundary");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "invalid multipart boundary");
     p = calloc(1, sizeof(*p));
     if (!p)
-        return bx_err_set(err, 500, ENOMEM, "out of memory for multipart parser");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory for multipart parser");
     if (cb)
         p->cb = *cb;
     p->ctx = ctx;
@@ -295,7 +285,7 @@ static int fail(struct mp_parser *p, struct bx_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return bx_err_set(err, 400, 0, "malformed multipart body: %s", msg);
+    return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed multipart body: %s", msg);
 }
 
 /* A failing callback keeps its own err (the header contract). */
@@ -410,7 +400,7 @@ static int header_line(struct mp_parser *p, struct bx_err *err)
     if (name_len == 0)
         return fail(p, err, "empty part header name");
     for (size_t i = 0; i < name_len; i++)
-        if (!is_tchar((unsigned char)l[i]))
+        if (!bx_is_tchar((unsigned char)l[i]))
             return fail(p, err, "invalid character in part header name");
     if (!ci_equal(l, name_len, "content-disposition"))
         return 0; /* Content-Type and the rest carry nothing we use */
@@ -508,7 +498,7 @@ int mp_feed(struct mp_parser *p, const char *data, size_t len, struct bx_err *er
     size_t i = 0;
 
     if (p->state == ST_FAILED)
-        return bx_err_set(err, 400, 0, "malformed multipart body: parser already failed");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed multipart body: parser already failed");
     while (i < len) {
         switch (p->state) {
         case ST_PREAMBLE:
@@ -534,10 +524,10 @@ int mp_feed(struct mp_parser *p, const char *data, size_t len, struct bx_err *er
 int mp_finish(struct mp_parser *p, struct bx_err *err)
 {
     if (p->state == ST_FAILED)
-        return bx_err_set(err, 400, 0, "malformed multipart body: parser already failed");
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0, "malformed multipart body: parser already failed");
     if (p->state != ST_EPILOGUE) {
         p->state = ST_FAILED;
-        return bx_err_set(err, 400, 0,
+        return bx_err_set(err, BX_E_BAD_REQUEST, 0,
                           "malformed multipart body: body ended before the closing boundary");
     }
     return 0;

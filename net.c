@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "net_internal.h"
 #include "proc.h"
 
@@ -127,7 +128,7 @@ int net_pool_init(struct net_pool *p, uint32_t base, unsigned prefix, struct bx_
 {
     memset(p, 0, sizeof(*p));
     if (prefix < 8 || prefix > 30 || (base & ~net_prefix_mask(prefix)) != 0)
-        return bx_err_set(err, 400, EINVAL, "sandbox_subnet: need an aligned /8 to /30 network");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "sandbox_subnet: need an aligned /8 to /30 network");
     p->base = base;
     p->prefix = prefix;
     p->size = 1u << (32 - prefix);
@@ -135,7 +136,7 @@ int net_pool_init(struct net_pool *p, uint32_t base, unsigned prefix, struct bx_
     /* At most 2^24 bits (2 MiB) for a /8. */
     p->bits = calloc((p->size + 63) / 64, sizeof(uint64_t));
     if (!p->bits)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     return 0;
 }
 
@@ -226,29 +227,29 @@ int net_new(struct net **out, const struct config *cfg, struct loop *loop, struc
 {
     struct net *n = calloc(1, sizeof(*n));
     if (!n)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     n->loop = loop;
     n->lock_fd = -1;
     n->nl = -1;
     snprintf(n->unavailable, sizeof(n->unavailable), "not started");
     if (strlen(cfg->bridge_name) == 0 || strlen(cfg->bridge_name) >= IFNAMSIZ) {
-        bx_err_set(err, 400, EINVAL, "config: bridge_name: must be 1 to 15 characters");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: bridge_name: must be 1 to 15 characters");
         goto fail;
     }
     snprintf(n->bridge, sizeof(n->bridge), "%s", cfg->bridge_name);
     if (net_parse_cidr4(cfg->sandbox_subnet, &n->subnet, &n->prefix) < 0 || n->prefix < 8 ||
         n->prefix > 30) {
-        bx_err_set(err, 400, EINVAL, "config: sandbox_subnet: not an aligned /8 to /30 network");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: sandbox_subnet: not an aligned /8 to /30 network");
         goto fail;
     }
     n->gateway = n->subnet + 1;
     if (cfg->dns_servers.n > BX_ARRAY_LEN(n->dns)) {
-        bx_err_set(err, 400, EINVAL, "config: dns_servers: at most 3 servers");
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: dns_servers: at most 3 servers");
         goto fail;
     }
     for (size_t i = 0; i < cfg->dns_servers.n; i++) {
         if (net_parse_ipv4(cfg->dns_servers.items[i], &n->dns[i]) < 0) {
-            bx_err_set(err, 400, EINVAL, "config: dns_servers[%zu]: not an IPv4 address", i);
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: dns_servers[%zu]: not an IPv4 address", i);
             goto fail;
         }
     }
@@ -257,7 +258,7 @@ int net_new(struct net **out, const struct config *cfg, struct loop *loop, struc
         n->blocked = calloc(cfg->blocked_egress.n, sizeof(*n->blocked));
         n->blocked_len = calloc(cfg->blocked_egress.n, sizeof(*n->blocked_len));
         if (!n->blocked || !n->blocked_len) {
-            bx_err_set(err, 500, ENOMEM, "out of memory");
+            bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
             goto fail;
         }
     }
@@ -265,7 +266,7 @@ int net_new(struct net **out, const struct config *cfg, struct loop *loop, struc
         const char *s = cfg->blocked_egress.items[i];
         if (strchr(s, '/') ? net_parse_cidr4(s, &n->blocked[i], &n->blocked_len[i]) < 0
                            : net_parse_ipv4(s, &n->blocked[i]) < 0) {
-            bx_err_set(err, 400, EINVAL,
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                        "config: blocked_egress[%zu]: not an IPv4 address or aligned network", i);
             goto fail;
         }
@@ -305,11 +306,11 @@ static int run_nft(const struct net *n, const struct sbuf *script, struct bx_err
     in = memfd_create("boxer-nft-in", MFD_CLOEXEC);
     errfd = memfd_create("boxer-nft-err", MFD_CLOEXEC);
     if (in < 0 || errfd < 0) {
-        bx_err_sys(err, 500, "memfd_create");
+        bx_err_sys(err, BX_E_INTERNAL, "memfd_create");
         goto out;
     }
     if (bx_write_all(in, script->data, script->len) < 0 || lseek(in, 0, SEEK_SET) < 0) {
-        bx_err_sys(err, 500, "writing nft script");
+        bx_err_sys(err, BX_E_INTERNAL, "writing nft script");
         goto out;
     }
     memset(&spec, 0, sizeof(spec));
@@ -329,7 +330,7 @@ static int run_nft(const struct net *n, const struct sbuf *script, struct bx_err
         for (char *p = msg; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
                 *p = ' ';
-        bx_err_set(err, 500, 0, "%s failed (status %d): %s", n->nft, status, msg);
+        bx_err_set(err, BX_E_INTERNAL, 0, "%s failed (status %d): %s", n->nft, status, msg);
         goto out;
     }
     ret = 0;
@@ -388,25 +389,25 @@ static int sweep_links(struct net *n, int delete_bridge, struct bx_err *err)
     uint32_t seq;
     int ret = -1;
     if (!s)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     s->n = n;
     if (net_msg_get_link(&m, NULL) < 0 || nl_send(n->nl, &m, &seq, "listing links", err) < 0 ||
         nl_wait(n->nl, seq, 1, on_sweep_link, s, "listing links", err) < 0)
         goto out;
     if (s->foreign_bridge) {
-        bx_err_set(err, 500, EEXIST,
+        bx_err_set(err, BX_E_INTERNAL, EEXIST,
                    "a network interface named %s exists and was not created by Boxer (set "
                    "bridge_name)",
                    n->bridge);
         goto out;
     }
     for (size_t i = 0; i < s->count; i++) {
-        fprintf(stderr, "boxer: removing stale sandbox link %s\n", s->names[i]);
+        bx_log_info("removing stale sandbox link %s", s->names[i]);
         bx_err_clear(&e2);
         if (nl_link_op(n->nl, &m, net_msg_del_link(&m, s->names[i]), "removing stale link", &e2) <
                 0 &&
             e2.sys_errno != ENODEV)
-            fprintf(stderr, "boxer: %s\n", e2.msg);
+            bx_log_warn("%s", e2.msg);
     }
     if (delete_bridge && s->bridge_ours) {
         bx_err_clear(&e2);
@@ -446,28 +447,36 @@ static int on_addr(void *arg, const unsigned char *msg, size_t len)
     return 0;
 }
 
+/* Dumps every IPv4 address of the host's interfaces through cb. */
+static int dump_ipv4_addrs(struct net *n, int (*cb)(void *arg, const unsigned char *msg, size_t len),
+                           void *arg, const char *what, struct bx_err *err)
+{
+    struct net_nlmsg m;
+    struct ifaddrmsg ifa;
+    uint32_t seq;
+    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
+    memset(&ifa, 0, sizeof(ifa));
+    ifa.ifa_family = AF_INET;
+    nl_msg_put(&m, &ifa, sizeof(ifa));
+    if (nl_send(n->nl, &m, &seq, what, err) < 0 || nl_wait(n->nl, seq, 1, cb, arg, what, err) < 0)
+        return -1;
+    return 0;
+}
+
 /* Another interface with an address in (or around) our subnet would make
  * routing to sandboxes ambiguous: two Boxers, a VPN, a LAN. */
 static int check_overlap(struct net *n, struct bx_err *err)
 {
     struct overlap o;
-    struct net_nlmsg m;
-    struct ifaddrmsg ifa;
-    uint32_t seq;
     char s[16];
     memset(&o, 0, sizeof(o));
     o.n = n;
     o.bridge_index = n->bridge_index;
-    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
-    memset(&ifa, 0, sizeof(ifa));
-    ifa.ifa_family = AF_INET;
-    nl_msg_put(&m, &ifa, sizeof(ifa));
-    if (nl_send(n->nl, &m, &seq, "listing addresses", err) < 0 ||
-        nl_wait(n->nl, seq, 1, on_addr, &o, "listing addresses", err) < 0)
+    if (dump_ipv4_addrs(n, on_addr, &o, "listing addresses", err) < 0)
         return -1;
     if (o.found[0]) {
         net_format_ipv4(n->subnet, s);
-        return bx_err_set(err, 500, EADDRINUSE,
+        return bx_err_set(err, BX_E_INTERNAL, EADDRINUSE,
                           "sandbox_subnet %s/%u overlaps %s already on this host (set "
                           "sandbox_subnet)",
                           s, n->prefix, o.found);
@@ -520,20 +529,12 @@ static int on_host_addr(void *arg, const unsigned char *msg, size_t len)
 static int host_addrs(struct net *n, struct bx_err *err)
 {
     struct host_addrs h = {n, 0};
-    struct net_nlmsg m;
-    struct ifaddrmsg ifa;
-    uint32_t seq;
     n->nhost = 0;
-    nl_msg_begin(&m, RTM_GETADDR, NLM_F_DUMP);
-    memset(&ifa, 0, sizeof(ifa));
-    ifa.ifa_family = AF_INET;
-    nl_msg_put(&m, &ifa, sizeof(ifa));
-    if (nl_send(n->nl, &m, &seq, "listing host addresses", err) < 0 ||
-        nl_wait(n->nl, seq, 1, on_host_addr, &h, "listing host addresses", err) < 0)
+    if (dump_ipv4_addrs(n, on_host_addr, &h, "listing host addresses", err) < 0)
         return -1;
     /* Refusing is safer than leaving a LAN reachable. */
     if (h.too_many)
-        return bx_err_set(err, 500, E2BIG, "more than %d IPv4 networks on this host's interfaces",
+        return bx_err_set(err, BX_E_INTERNAL, E2BIG, "more than %d IPv4 networks on this host's interfaces",
                           NET_HOST_ADDRS_MAX);
     return 0;
 }
@@ -545,7 +546,7 @@ static int create_bridge(struct net *n, struct bx_err *err)
     unsigned char mac[6];
     char alias[IFNAMSIZ + 8], path[128];
     if (getrandom(mac, sizeof(mac), 0) != (ssize_t)sizeof(mac))
-        return bx_err_sys(err, 500, "getrandom");
+        return bx_err_sys(err, BX_E_INTERNAL, "getrandom");
     mac[0] = (unsigned char)((mac[0] & 0xfe) | 0x02); /* unicast, locally administered */
     if (nl_link_op(n->nl, &m, net_msg_new_bridge(&m, n->bridge, mac), "creating bridge", err) < 0)
         return -1;
@@ -579,9 +580,9 @@ static int forwarding_on(struct bx_err *err)
     on = text[0] == '1';
     free(text);
     if (!on)
-        return bx_err_set(err, 500, EPERM, "cannot enable net.ipv4.ip_forward");
-    fprintf(stderr, "boxer: enabled IPv4 forwarding (net.ipv4.ip_forward=1) for the network "
-                    "sandbox; it stays on when Boxer stops\n");
+        return bx_err_set(err, BX_E_INTERNAL, EPERM, "cannot enable net.ipv4.ip_forward");
+    bx_log_info("enabled IPv4 forwarding (net.ipv4.ip_forward=1) for the network "
+                "sandbox; it stays on when Boxer stops");
     return 0;
 }
 
@@ -592,7 +593,7 @@ static void undo_start(struct net *n)
         struct sbuf s;
         sbuf_init(&s, 1u << 16);
         if (net_nft_delete_script(n->bridge, &s) == 0 && run_nft(n, &s, NULL) < 0)
-            fprintf(stderr, "boxer: could not remove nft tables boxer_%s\n", n->bridge);
+            bx_log_warn("could not remove nft tables boxer_%s", n->bridge);
         sbuf_free(&s);
         n->tables_created = 0;
     }
@@ -602,7 +603,7 @@ static void undo_start(struct net *n)
         sweep_links(n, 0, NULL);
         if (nl_link_op(n->nl, &m, net_msg_del_link(&m, n->bridge), "removing bridge", &e) < 0 &&
             e.sys_errno != ENODEV)
-            fprintf(stderr, "boxer: %s\n", e.msg);
+            bx_log_warn("%s", e.msg);
         n->bridge_created = 0;
     }
     bx_close(&n->nl);
@@ -624,18 +625,18 @@ static int take_lock(struct net *n, const char *path, struct bx_err *err)
         int r;
         n->lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (n->lock_fd < 0)
-            return bx_err_sys(err, 500, "open %s", path);
+            return bx_err_sys(err, BX_E_INTERNAL, "open %s", path);
         do {
             r = flock(n->lock_fd, LOCK_EX | LOCK_NB);
         } while (r < 0 && errno == EINTR);
         if (r < 0) {
             if (errno == EWOULDBLOCK)
-                bx_err_set(err, 500, EBUSY,
+                bx_err_set(err, BX_E_INTERNAL, EBUSY,
                            "bridge %s is managed by another Boxer on this host (give each "
                            "Boxer its own bridge_name and sandbox_subnet)",
                            n->bridge);
             else
-                bx_err_sys(err, 500, "flock %s", path);
+                bx_err_sys(err, BX_E_INTERNAL, "flock %s", path);
             bx_close(&n->lock_fd);
             return -1;
         }
@@ -646,7 +647,7 @@ static int take_lock(struct net *n, const char *path, struct bx_err *err)
         }
         bx_close(&n->lock_fd);
     }
-    return bx_err_set(err, 500, EAGAIN, "could not lock %s", path);
+    return bx_err_set(err, BX_E_INTERNAL, EAGAIN, "could not lock %s", path);
 }
 
 int net_start(struct net *n, struct bx_err *err)
@@ -657,7 +658,7 @@ int net_start(struct net *n, struct bx_err *err)
 
     sbuf_init(&script, 1u << 20);
     if (proc_find_in_path("nft", getenv("PATH"), n->nft, sizeof(n->nft)) < 0) {
-        bx_err_set(err, 500, ENOENT, "nft not found in PATH (install the Debian package nftables)");
+        bx_err_set(err, BX_E_INTERNAL, ENOENT, "nft not found in PATH (install the Debian package nftables)");
         goto fail;
     }
     if (bx_mkdir_p_at(AT_FDCWD, LOCK_DIR, 0700, 0, err) < 0)
@@ -685,7 +686,7 @@ int net_start(struct net *n, struct bx_err *err)
                                .host_prefix = n->host_prefix,
                                .nhost = n->nhost};
     if (net_nft_script(&rules, &script) < 0) {
-        bx_err_set(err, 500, ENOMEM, "nft script too large");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "nft script too large");
         goto fail;
     }
     n->tables_created = 1;
@@ -712,7 +713,7 @@ static void del_link_now(struct net *n, const char *name)
     bx_err_clear(&e);
     if (n->nl >= 0 && nl_link_op(n->nl, &m, net_msg_del_link(&m, name), "removing veth", &e) < 0 &&
         e.sys_errno != ENODEV)
-        fprintf(stderr, "boxer: %s: %s\n", name, e.msg);
+        bx_log_warn("%s: %s", name, e.msg);
 }
 
 void net_free(struct net **np)
@@ -818,14 +819,14 @@ static int make_netns(struct net_run *r, int run_dirfd, struct bx_err *err)
 
     fd = openat(run_dirfd, "netns", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
-        return bx_err_sys(err, 500, "creating netns mount point");
+        return bx_err_sys(err, BX_E_INTERNAL, "creating netns mount point");
     close(fd);
     r->netns_made = 1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return bx_err_sys(err, 500, "socketpair");
+        return bx_err_sys(err, BX_E_INTERNAL, "socketpair");
     pid = fork();
     if (pid < 0) {
-        bx_err_sys(err, 500, "fork");
+        bx_err_sys(err, BX_E_INTERNAL, "fork");
         goto out;
     }
     if (pid == 0) {
@@ -848,7 +849,7 @@ static int make_netns(struct net_run *r, int run_dirfd, struct bx_err *err)
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (n != (ssize_t)sizeof(e)) {
-        bx_err_set(err, 500, EIO, "creating network namespace: no answer from helper");
+        bx_err_set(err, BX_E_INTERNAL, EIO, "creating network namespace: no answer from helper");
         goto out;
     }
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
@@ -857,7 +858,7 @@ static int make_netns(struct net_run *r, int run_dirfd, struct bx_err *err)
             memcpy(&nl, CMSG_DATA(cm), sizeof(int));
     if (e != 0 || nl < 0) {
         errno = e ? e : EIO;
-        bx_err_sys(err, 500, "creating network namespace");
+        bx_err_sys(err, BX_E_INTERNAL, "creating network namespace");
         bx_close(&nl);
         goto out;
     }
@@ -893,7 +894,7 @@ static int add_egress_rules(struct net_run *r, const struct net_egress *egress, 
     sbuf_init(&script, 1u << 20);
     r->egress_rules = 1;
     if (net_nft_run_script(r->net->bridge, r->addr, r->veth, egress, negress, &script) < 0)
-        bx_err_set(err, 500, ENOMEM, "egress rules too large");
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "egress rules too large");
     else if (run_nft(r->net, &script, err) < 0)
         bx_err_wrap(err, "egress rules");
     else
@@ -913,8 +914,8 @@ static int del_egress_rules(const struct net *n, uint32_t addr, const char *veth
         run_nft(n, &script, &e) == 0)
         ret = 0;
     else
-        fprintf(stderr, "boxer: removing the egress rules of %s: %s\n", veth,
-                e.msg[0] ? e.msg : "script too large");
+        bx_log_warn("removing the egress rules of %s: %s", veth,
+                    e.msg[0] ? e.msg : "script too large");
     sbuf_free(&script);
     return ret;
 }
@@ -931,15 +932,15 @@ int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char 
     size_t k = 0;
 
     if (net_unavailable(n))
-        return bx_err_set(err, 500, 0, "network sandbox is unavailable on this server: %s",
+        return bx_err_set(err, BX_E_INTERNAL, 0, "network sandbox is unavailable on this server: %s",
                           net_unavailable(n));
     r = calloc(1, sizeof(*r));
     if (!r)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     r->net = n;
     sbuf_init(&resolv, 4096);
     if (net_pool_alloc(&n->pool, &r->addr) < 0) {
-        bx_err_set(err, 503, EADDRNOTAVAIL, "no free address in sandbox_subnet; retry later");
+        bx_err_set(err, BX_E_UNAVAILABLE, EADDRNOTAVAIL, "no free address in sandbox_subnet; retry later");
         goto out;
     }
     r->have_addr = 1;
@@ -950,14 +951,14 @@ int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char 
             r->veth[3 + k++] = *p;
     r->veth[3 + k] = '\0';
     if (k < 12) {
-        bx_err_set(err, 500, EINVAL, "bad exec id");
+        bx_err_set(err, BX_E_INTERNAL, EINVAL, "bad exec id");
         goto out;
     }
     if ((size_t)snprintf(r->netns_path, sizeof(r->netns_path), "%s/netns", run_dir) >=
             sizeof(r->netns_path) ||
         (size_t)snprintf(r->resolv_path, sizeof(r->resolv_path), "%s/resolv.conf", run_dir) >=
             sizeof(r->resolv_path)) {
-        bx_err_set(err, 500, ENAMETOOLONG, "run directory path too long");
+        bx_err_set(err, BX_E_INTERNAL, ENAMETOOLONG, "run directory path too long");
         goto out;
     }
     if (restrict_egress && add_egress_rules(r, egress, negress, err) < 0)
@@ -967,7 +968,7 @@ int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char 
         goto out;
     nsfd = openat(run_dirfd, "netns", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (nsfd < 0) {
-        bx_err_sys(err, 500, "open netns");
+        bx_err_sys(err, BX_E_INTERNAL, "open netns");
         goto out;
     }
     r->veth_made = 1;
@@ -1047,10 +1048,9 @@ static void release_addr(struct net *n, uint32_t addr, int rules_left)
         return;
     }
     net_format_ipv4(addr, a);
-    fprintf(stderr,
-            "boxer: sandbox address %s withheld until restart (its egress rules could "
-            "not be removed)\n",
-            a);
+    bx_log_warn("sandbox address %s withheld until restart (its egress rules could "
+                "not be removed)",
+                a);
 }
 
 static void del_done(void *arg, int status)
@@ -1103,7 +1103,7 @@ void net_run_free(struct net_run **rp)
                 n->deleting = d;
                 handed = 1;
             } else {
-                fprintf(stderr, "boxer: %s: %s; removing it in place\n", r->veth, e.msg);
+                bx_log_warn("%s: %s; removing it in place", r->veth, e.msg);
                 free(d);
             }
         }
@@ -1121,9 +1121,9 @@ void net_run_free(struct net_run **rp)
     }
     if (r->netns_made) {
         if (umount2(r->netns_path, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-            fprintf(stderr, "boxer: umount %s: %s\n", r->netns_path, strerror(errno));
+            bx_log_warn("umount %s: %s", r->netns_path, strerror(errno));
         if (unlink(r->netns_path) < 0 && errno != ENOENT)
-            fprintf(stderr, "boxer: unlink %s: %s\n", r->netns_path, strerror(errno));
+            bx_log_warn("unlink %s: %s", r->netns_path, strerror(errno));
     }
     if (r->have_addr)
         net_pool_release(&n->pool, r->addr);
@@ -1137,11 +1137,11 @@ int net_runsc_ns_enter(struct net_nsguard *g, struct bx_err *err)
     g->mnt_fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
     g->cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (g->mnt_fd < 0 || g->cwd_fd < 0) {
-        bx_err_sys(err, 500, "saving mount namespace");
+        bx_err_sys(err, BX_E_INTERNAL, "saving mount namespace");
         goto fail;
     }
     if (unshare(CLONE_NEWNS) < 0) {
-        bx_err_sys(err, 500, "unshare mount namespace");
+        bx_err_sys(err, BX_E_INTERNAL, "unshare mount namespace");
         goto fail;
     }
     /* Slave first: the tmpfs below must never propagate back to the host
@@ -1149,7 +1149,7 @@ int net_runsc_ns_enter(struct net_nsguard *g, struct bx_err *err)
     if (mount("none", "/", "none", MS_REC | MS_SLAVE, NULL) < 0 ||
         mount("tmpfs", "/proc/sys/net", "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=4k,mode=0555") < 0) {
-        bx_err_sys(err, 500, "masking /proc/sys/net for runsc");
+        bx_err_sys(err, BX_E_INTERNAL, "masking /proc/sys/net for runsc");
         net_runsc_ns_leave(g);
         return -1;
     }
@@ -1163,10 +1163,10 @@ fail:
 void net_runsc_ns_leave(struct net_nsguard *g)
 {
     if (g->mnt_fd >= 0 && setns(g->mnt_fd, CLONE_NEWNS) < 0)
-        fprintf(stderr, "boxer: ERROR: cannot return to the original mount namespace: %s\n",
+        bx_log_error("ERROR: cannot return to the original mount namespace: %s",
                 strerror(errno));
     if (g->cwd_fd >= 0 && fchdir(g->cwd_fd) < 0)
-        fprintf(stderr, "boxer: fchdir: %s\n", strerror(errno));
+        bx_log_warn("fchdir: %s", strerror(errno));
     bx_close(&g->mnt_fd);
     bx_close(&g->cwd_fd);
 }

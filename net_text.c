@@ -31,6 +31,18 @@ static const struct {
 /* Every name and address below was validated (bridge charset) or is
  * formatted from integers, so nothing a client or a config could inject
  * reaches nft as syntax. */
+/* The rule that lets sandboxes on bridge b reach the DNS servers (set
+ * @dns), in a hook chain; nothing without DNS servers. */
+static int dns_accept(struct sbuf *out, const struct net_rules *r, const char *b)
+{
+    if (r->ndns == 0)
+        return 0;
+    return sbuf_appendf(out,
+                        "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
+                        "53 accept\n",
+                        b);
+}
+
 int net_nft_script(const struct net_rules *r, struct sbuf *out)
 {
     char a[16];
@@ -90,11 +102,7 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
                        "\t\ttype filter hook prerouting priority dstnat - 10; policy accept;\n"
                        "\t\tiifname \"%s\" ct direction reply accept\n",
                        b);
-    if (r->ndns > 0)
-        rc |= sbuf_appendf(out,
-                           "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
-                           "53 accept\n",
-                           b);
+    rc |= dns_accept(out, r, b);
     rc |= sbuf_appendf(out,
                        "\t\tiifname \"%s\" fib daddr type { local, broadcast, multicast } drop\n"
                        "\t}\n",
@@ -106,11 +114,7 @@ int net_nft_script(const struct net_rules *r, struct sbuf *out)
                        "\t\ttype filter hook input priority filter; policy accept;\n"
                        "\t\tiifname \"%s\" ct state established,related accept\n",
                        b);
-    if (r->ndns > 0)
-        rc |= sbuf_appendf(out,
-                           "\t\tiifname \"%s\" ip daddr @dns meta l4proto { tcp, udp } th dport "
-                           "53 accept\n",
-                           b);
+    rc |= dns_accept(out, r, b);
     rc |= sbuf_appendf(out, "\t\tiifname \"%s\" drop\n\t}\n", b);
     /* Out of the bridge: IPv4 only, never to link-local metadata, another
      * sandbox or a blocked network (rejected, so clients fail at once),

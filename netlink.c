@@ -461,7 +461,7 @@ int nl_setup(int fd, struct bx_err *err)
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
-        bx_err_sys(err, 500, "netlink socket setup");
+        bx_err_sys(err, BX_E_INTERNAL, "netlink socket setup");
         close(fd);
         return -1;
     }
@@ -475,7 +475,7 @@ int nl_open(struct bx_err *err)
 {
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (fd < 0)
-        return bx_err_sys(err, 500, "netlink socket");
+        return bx_err_sys(err, BX_E_INTERNAL, "netlink socket");
     return nl_setup(fd, err);
 }
 
@@ -485,11 +485,11 @@ int nl_send(int fd, struct net_nlmsg *m, uint32_t *seq, const char *what, struct
     struct sockaddr_nl sa;
     ssize_t n;
     if (m->overflow || m->len < NLMSG_HDRLEN)
-        return bx_err_set(err, 500, EINVAL, "%s: netlink message too large", what);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "%s: netlink message too large", what);
     if (!nl_rbuf) {
         nl_rbuf = malloc(NL_RBUF);
         if (!nl_rbuf)
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     h->nlmsg_seq = *seq = ++nl_seq;
     h->nlmsg_pid = 0;
@@ -499,9 +499,9 @@ int nl_send(int fd, struct net_nlmsg *m, uint32_t *seq, const char *what, struct
         n = sendto(fd, m->buf, m->len, 0, (struct sockaddr *)&sa, sizeof(sa));
     } while (n < 0 && errno == EINTR);
     if (n < 0)
-        return bx_err_sys(err, 500, "%s: netlink send", what);
+        return bx_err_sys(err, BX_E_INTERNAL, "%s: netlink send", what);
     if ((size_t)n != m->len)
-        return bx_err_set(err, 500, EIO, "%s: netlink short send", what);
+        return bx_err_set(err, BX_E_INTERNAL, EIO, "%s: netlink short send", what);
     return 0;
 }
 
@@ -520,12 +520,12 @@ static ssize_t nl_recv(int fd, const char *what, struct bx_err *err)
         n = recvmsg(fd, &mh, 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return bx_err_set(err, 500, ETIMEDOUT, "%s: no netlink answer within %d s", what,
+        return bx_err_set(err, BX_E_INTERNAL, ETIMEDOUT, "%s: no netlink answer within %d s", what,
                           NL_TIMEOUT_SECS);
     if (n < 0)
-        return bx_err_sys(err, 500, "%s: netlink receive", what);
+        return bx_err_sys(err, BX_E_INTERNAL, "%s: netlink receive", what);
     if (mh.msg_flags & MSG_TRUNC)
-        return bx_err_set(err, 500, EMSGSIZE, "%s: netlink answer truncated", what);
+        return bx_err_set(err, BX_E_INTERNAL, EMSGSIZE, "%s: netlink answer truncated", what);
     if (mh.msg_namelen < sizeof(sa) || sa.nl_pid != 0)
         return 0; /* not from the kernel: ignore */
     return n;
@@ -536,10 +536,10 @@ static int nl_error(const unsigned char *msg, size_t len, const char *what, stru
     char text[200];
     int e = 0;
     if (net_nl_parse_error(msg, len, &e, text, sizeof(text)) < 0)
-        return bx_err_set(err, 500, EPROTO, "%s: malformed netlink error", what);
+        return bx_err_set(err, BX_E_INTERNAL, EPROTO, "%s: malformed netlink error", what);
     if (e == 0)
         return 0;
-    return bx_err_set(err, 500, -e, "%s: %s%s%s", what, strerror(-e), text[0] ? ": " : "", text);
+    return bx_err_set(err, BX_E_INTERNAL, -e, "%s: %s%s%s", what, strerror(-e), text[0] ? ": " : "", text);
 }
 
 /* Waits for the answer to request seq.  For a dump, calls cb per message
@@ -571,9 +571,9 @@ int nl_wait(int fd, uint32_t seq, int dump,
                 return 0;
         }
         if (r < 0)
-            return bx_err_set(err, 500, EPROTO, "%s: malformed netlink answer", what);
+            return bx_err_set(err, BX_E_INTERNAL, EPROTO, "%s: malformed netlink answer", what);
     }
-    return bx_err_set(err, 500, EPROTO, "%s: netlink answer too long", what);
+    return bx_err_set(err, BX_E_INTERNAL, EPROTO, "%s: netlink answer too long", what);
 }
 
 static int nl_do(int fd, struct net_nlmsg *m, const char *what, struct bx_err *err)
@@ -601,17 +601,17 @@ int nl_get_link(int fd, const char *name, struct net_link *out, struct bx_err *e
     snprintf(what, sizeof(what), "looking up %s", name);
     memset(out, 0, sizeof(*out));
     if (net_msg_get_link(&m, name) < 0)
-        return bx_err_set(err, 500, EINVAL, "%s: bad name", what);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "%s: bad name", what);
     if (nl_send(fd, &m, &seq, what, err) < 0 || nl_wait(fd, seq, 0, take_link, out, what, err) < 0)
         return -1;
     if (out->ifindex <= 0)
-        return bx_err_set(err, 500, ENODEV, "%s: no such link", what);
+        return bx_err_set(err, BX_E_INTERNAL, ENODEV, "%s: no such link", what);
     return 0;
 }
 
 int nl_link_op(int fd, struct net_nlmsg *m, int built, const char *what, struct bx_err *err)
 {
     if (built < 0)
-        return bx_err_set(err, 500, EINVAL, "%s: cannot build netlink message", what);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "%s: cannot build netlink message", what);
     return nl_do(fd, m, what, err);
 }

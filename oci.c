@@ -13,9 +13,10 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "log.h"
 #include "store.h"
 
-static void w_strv(struct json_writer *w, char *const *v)
+static void spec_strv(struct json_writer *w, char *const *v)
 {
     json_w_arr_begin(w);
     for (size_t i = 0; v && v[i]; i++)
@@ -35,7 +36,7 @@ static void w_rlimit(struct json_writer *w, const char *type, uint64_t v)
     json_w_obj_end(w);
 }
 
-static void w_mount(struct json_writer *w, const char *dest, const char *type, const char *source,
+static void spec_mount(struct json_writer *w, const char *dest, const char *type, const char *source,
                     const char *const *options)
 {
     json_w_obj_begin(w);
@@ -67,7 +68,7 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     struct json_writer w;
 
     if (!p->args || !p->args[0])
-        return bx_err_set(err, 400, EINVAL, "cmd must not be empty");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd must not be empty");
     snprintf(tmp_size, sizeof(tmp_size), "size=%llum", (unsigned long long)p->tmp_size_mb);
     json_w_init(&w, out);
     json_w_obj_begin(&w);
@@ -86,9 +87,9 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     json_w_uint(&w, p->gid);
     json_w_obj_end(&w);
     json_w_key(&w, "args");
-    w_strv(&w, p->args);
+    spec_strv(&w, p->args);
     json_w_key(&w, "env");
-    w_strv(&w, p->env);
+    spec_strv(&w, p->env);
     json_w_key(&w, "cwd");
     json_w_cstr(&w, p->cwd);
     /* Empty capability sets: nothing privileged even inside gVisor. */
@@ -130,12 +131,12 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
 
     json_w_key(&w, "mounts");
     json_w_arr_begin(&w);
-    w_mount(&w, "/proc", "proc", "proc", proc_opts);
-    w_mount(&w, "/dev", "tmpfs", "tmpfs", dev_opts);
-    w_mount(&w, "/sys", "sysfs", "sysfs", sys_opts);
-    w_mount(&w, "/tmp", "tmpfs", "tmpfs", tmp_opts);
+    spec_mount(&w, "/proc", "proc", "proc", proc_opts);
+    spec_mount(&w, "/dev", "tmpfs", "tmpfs", dev_opts);
+    spec_mount(&w, "/sys", "sysfs", "sysfs", sys_opts);
+    spec_mount(&w, "/tmp", "tmpfs", "tmpfs", tmp_opts);
     for (size_t i = 0; i < p->nmounts; i++)
-        w_mount(&w, p->mounts[i].destination, "bind", p->mounts[i].source,
+        spec_mount(&w, p->mounts[i].destination, "bind", p->mounts[i].source,
                 p->mounts[i].readonly ? ro_bind : rw_bind);
     json_w_arr_end(&w);
 
@@ -174,7 +175,7 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     json_w_obj_end(&w); /* linux */
     json_w_obj_end(&w);
     if (w.failed)
-        return bx_err_set(err, 500, ENOMEM, "OCI spec too large");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "OCI spec too large");
     return 0;
 }
 
@@ -182,24 +183,6 @@ static size_t key_len(const char *kv)
 {
     const char *eq = strchr(kv, '=');
     return eq ? (size_t)(eq - kv) : 0;
-}
-
-static int strv_push(char ***v, size_t *n, size_t *cap, const char *s)
-{
-    if (*n + 2 > *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        char **nv = realloc(*v, nc * sizeof(char *));
-        if (!nv)
-            return -1;
-        *v = nv;
-        *cap = nc;
-    }
-    (*v)[*n] = strdup(s);
-    if (!(*v)[*n])
-        return -1;
-    (*n)++;
-    (*v)[*n] = NULL;
-    return 0;
 }
 
 /* Index of the entry with the same key, or -1. */
@@ -214,11 +197,10 @@ static long find_key(char **v, size_t n, const char *kv)
 
 int oci_merge_env(char *const *image_env, char *const *req_env, char ***out, struct bx_err *err)
 {
-    char **v = NULL;
-    size_t n = 0, cap = 0;
+    struct str_list v = {0};
     char *const *lists[2] = {image_env, req_env};
 
-    if (strv_push(&v, &n, &cap, "PATH=" OCI_DEFAULT_PATH) < 0)
+    if (str_list_push(&v, "PATH=" OCI_DEFAULT_PATH) < 0)
         goto oom;
     for (int l = 0; l < 2; l++) {
         for (size_t i = 0; lists[l] && lists[l][i]; i++) {
@@ -226,36 +208,25 @@ int oci_merge_env(char *const *image_env, char *const *req_env, char ***out, str
             long at;
             if (key_len(kv) == 0)
                 continue;
-            at = find_key(v, n, kv);
+            at = find_key(v.items, v.n, kv);
             if (at >= 0) {
                 char *dup = strdup(kv);
                 if (!dup)
                     goto oom;
-                free(v[at]);
-                v[at] = dup;
-            } else if (strv_push(&v, &n, &cap, kv) < 0) {
+                free(v.items[at]);
+                v.items[at] = dup;
+            } else if (str_list_push(&v, kv) < 0) {
                 goto oom;
             }
         }
     }
-    if (find_key(v, n, "HOME=") < 0 && strv_push(&v, &n, &cap, "HOME=/tmp") < 0)
+    if (find_key(v.items, v.n, "HOME=") < 0 && str_list_push(&v, "HOME=/tmp") < 0)
         goto oom;
-    *out = v;
+    *out = v.items; /* non-NULL and NULL-terminated: PATH was pushed */
     return 0;
 oom:
-    oci_free_strv(&v);
-    return bx_err_set(err, 500, ENOMEM, "out of memory");
-}
-
-void oci_free_strv(char ***vp)
-{
-    char **v = *vp;
-    if (!v)
-        return;
-    for (size_t i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-    *vp = NULL;
+    str_list_free(&v);
+    return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
 }
 
 /* ---- bundles ---- */
@@ -269,10 +240,10 @@ static int mount_output(struct oci_bundle *b, const struct oci_bundle_params *p,
     snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0777",
              p->output_bytes, p->output_inodes);
     if (mkdirat(b->dirfd, "output", 0700) < 0)
-        return bx_err_sys(err, 500, "mkdir output");
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir output");
     snprintf(path, sizeof(path), "%s/output", b->dir);
     if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
-        return bx_err_sys(err, 500, "mount output tmpfs");
+        return bx_err_sys(err, BX_E_INTERNAL, "mount output tmpfs");
     b->output_mounted = 1;
     return 0;
 }
@@ -294,23 +265,23 @@ static int mount_rootfs(struct oci_bundle *b, const struct oci_bundle_params *p,
     int ovl = -1, lower = -1, upper = -1, work = -1, ret = -1;
 
     if (mkdirat(b->dirfd, "rootfs", 0755) < 0 || mkdirat(b->dirfd, "ovl", 0700) < 0)
-        return bx_err_sys(err, 500, "mkdir rootfs overlay dirs");
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir rootfs overlay dirs");
     snprintf(path, sizeof(path), "%s/ovl", b->dir);
     snprintf(opts, sizeof(opts), "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0700", p->upper_bytes,
              p->upper_inodes);
     if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
-        return bx_err_sys(err, 500, "mount overlay tmpfs");
+        return bx_err_sys(err, BX_E_INTERNAL, "mount overlay tmpfs");
     b->ovl_mounted = 1;
     ovl = openat(b->dirfd, "ovl", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (ovl < 0 || mkdirat(ovl, "upper", 0755) < 0 || mkdirat(ovl, "work", 0700) < 0) {
-        bx_err_sys(err, 500, "mkdir overlay layers");
+        bx_err_sys(err, BX_E_INTERNAL, "mkdir overlay layers");
         goto out;
     }
     lower = open(p->image_rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     upper = openat(ovl, "upper", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     work = openat(ovl, "work", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (lower < 0 || upper < 0 || work < 0) {
-        bx_err_sys(err, 500, "open rootfs overlay dirs");
+        bx_err_sys(err, BX_E_INTERNAL, "open rootfs overlay dirs");
         goto out;
     }
     snprintf(opts, sizeof(opts),
@@ -318,7 +289,7 @@ static int mount_rootfs(struct oci_bundle *b, const struct oci_bundle_params *p,
              upper, work);
     snprintf(path, sizeof(path), "%s/rootfs", b->dir);
     if (mount("overlay", path, "overlay", MS_NOSUID | MS_NODEV, opts) < 0) {
-        bx_err_sys(err, 500, "mount rootfs overlay");
+        bx_err_sys(err, BX_E_INTERNAL, "mount rootfs overlay");
         goto out;
     }
     b->rootfs_mounted = 1;
@@ -343,7 +314,7 @@ static int add_mount(struct oci_bundle *b, char *dst, char *src, int readonly, s
     if (!dst || !src) {
         free(dst);
         free(src);
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     if (b->nmounts == b->mounts_cap) {
         size_t nc = b->mounts_cap ? b->mounts_cap * 2 : 8;
@@ -351,7 +322,7 @@ static int add_mount(struct oci_bundle *b, char *dst, char *src, int readonly, s
         if (!nm) {
             free(dst);
             free(src);
-            return bx_err_set(err, 500, ENOMEM, "out of memory");
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         }
         b->mounts = nm;
         b->mounts_cap = nc;
@@ -373,20 +344,20 @@ int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, 
 
     if (asprintf(&b->dir, "%s/%s", p->parent_dir, p->name) < 0) {
         b->dir = NULL;
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     if (mkdirat(p->parent_dirfd, p->name, 0711) < 0)
-        return bx_err_sys(err, 500, "mkdir run dir");
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir run dir");
     b->dirfd = openat(p->parent_dirfd, p->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (b->dirfd < 0)
-        return bx_err_sys(err, 500, "open run dir");
+        return bx_err_sys(err, BX_E_INTERNAL, "open run dir");
     if (mkdirat(b->dirfd, "state", 0700) < 0 || mkdirat(b->dirfd, "inputs", 0711) < 0)
-        return bx_err_sys(err, 500, "mkdir run dirs");
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir run dirs");
     if (mount_output(b, p, err) < 0 || mount_rootfs(b, p, err) < 0)
         return -1;
     inputs = openat(b->dirfd, "inputs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (inputs < 0) {
-        bx_err_sys(err, 500, "open inputs");
+        bx_err_sys(err, BX_E_INTERNAL, "open inputs");
         goto out;
     }
     for (size_t i = 0; i < p->nfiles; i++) {
@@ -396,8 +367,8 @@ int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, 
          * name we chose, and a later change in the store cannot redirect it. */
         snprintf(name, sizeof(name), "%zu", i);
         if (store_link_into(p->store, p->files[i], inputs, name, err) < 0) {
-            if (err && err->status == 404)
-                bx_err_set(err, 400, ENOENT, "file not found: %s", p->files[i]);
+            if (err && err->status == BX_E_NOT_FOUND)
+                bx_err_set(err, BX_E_BAD_REQUEST, ENOENT, "file not found: %s", p->files[i]);
             goto out;
         }
         if (asprintf(&src, "%s/inputs/%s", b->dir, name) < 0)
@@ -456,7 +427,7 @@ int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_sp
         goto out;
     ret = 0;
 out:
-    oci_free_strv(&env);
+    bx_strv_free(&env);
     sbuf_free(&spec);
     return ret;
 }
@@ -468,7 +439,7 @@ static void unmount_one(struct oci_bundle *b, int *mounted, const char *sub, con
         return;
     snprintf(path, sizeof(path), "%s/%s", b->dir, sub);
     if (umount2(path, MNT_DETACH) < 0)
-        fprintf(stderr, "boxer: %s: umount %s: %s\n", log_name, sub, strerror(errno));
+        bx_log_warn("%s: umount %s: %s", log_name, sub, strerror(errno));
     *mounted = 0;
 }
 
@@ -482,7 +453,7 @@ void oci_bundle_remove(struct oci_bundle *b, int parent_dirfd, const char *name)
     if (b->dirfd >= 0) {
         bx_close(&b->dirfd);
         if (bx_rm_rf_at(parent_dirfd, name, &err) < 0)
-            fprintf(stderr, "boxer: %s: removing run dir: %s\n", name, err.msg);
+            bx_log_warn("%s: removing run dir: %s", name, err.msg);
     }
 }
 

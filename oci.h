@@ -63,11 +63,10 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
 /* Final environment: the image's Env, overridden key by key by the request's
  * env, with PATH (OCI_DEFAULT_PATH) and HOME=/tmp added when absent.
  * Returns a NULL-terminated array of malloc'd strings (free with
- * oci_free_strv).  Entries without '=' are ignored (the request's were
+ * bx_strv_free).  Entries without '=' are ignored (the request's were
  * already validated). */
 int oci_merge_env(char *const *image_env, char *const *req_env, char ***out,
                   struct bx_err *err);
-void oci_free_strv(char ***v);
 
 /* ---- bundles ----
  *

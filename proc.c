@@ -287,17 +287,29 @@ static int watch(struct proc *p, struct proc **out, struct bx_err *err)
     return 0;
 }
 
-int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
-               struct proc **out, struct bx_err *err)
+/* A proc not yet started (no pid, no pidfd) for the loop l; NULL with err
+ * set when out of memory. */
+static struct proc *proc_alloc(struct loop *l, proc_exit_cb cb, void *arg, struct bx_err *err)
 {
     struct proc *p = calloc(1, sizeof(*p));
-
-    if (!p)
-        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    if (!p) {
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        return NULL;
+    }
     p->loop = l;
     p->pidfd = -1;
     p->cb = cb;
     p->arg = arg;
+    return p;
+}
+
+int proc_spawn(struct loop *l, const struct proc_spec *spec, proc_exit_cb cb, void *arg,
+               struct proc **out, struct bx_err *err)
+{
+    struct proc *p = proc_alloc(l, cb, arg, err);
+
+    if (!p)
+        return -1;
     p->pid = start_child(spec, err);
     if (p->pid < 0)
         goto fail;
@@ -332,15 +344,11 @@ static void close_all_but(const int *keep, int n)
 int proc_fork(struct loop *l, const int *keep_fds, int n_keep, int (*fn)(void *fn_arg),
               void *fn_arg, proc_exit_cb cb, void *arg, struct proc **out, struct bx_err *err)
 {
-    struct proc *p = calloc(1, sizeof(*p));
+    struct proc *p = proc_alloc(l, cb, arg, err);
     pid_t parent = getpid();
 
     if (!p)
-        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-    p->loop = l;
-    p->pidfd = -1;
-    p->cb = cb;
-    p->arg = arg;
+        return -1;
     p->pid = fork();
     if (p->pid < 0) {
         bx_err_sys(err, BX_E_INTERNAL, "fork");

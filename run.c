@@ -36,10 +36,10 @@ void run_request_free(struct run_request **rp)
     if (!r)
         return;
     free(r->image);
-    oci_free_strv(&r->cmd);
-    oci_free_strv(&r->env);
+    bx_strv_free(&r->cmd);
+    bx_strv_free(&r->env);
     free(r->cwd);
-    oci_free_strv(&r->files);
+    bx_strv_free(&r->files);
     free(r->egress);
     free(r);
     *rp = NULL;
@@ -164,8 +164,8 @@ void run_result_free(struct run_result **rp)
         return;
     sbuf_free(&r->out);
     sbuf_free(&r->err);
-    oci_free_strv(&r->files);
-    oci_free_strv(&r->output_errors);
+    bx_strv_free(&r->files);
+    bx_strv_free(&r->output_errors);
     free(r);
     *rp = NULL;
 }

@@ -43,7 +43,7 @@ int discard_work(void *arg)
 void discard_free(struct discard *d)
 {
     store_report_free(&d->rep);
-    oci_free_strv(&d->files);
+    bx_strv_free(&d->files);
     free(d->hidden);
     free(d);
 }

@@ -40,7 +40,7 @@
 /* ENOSPC/EDQUOT are nobody's bug but still worth telling apart. */
 int store_space_status(int e)
 {
-    return e == ENOSPC || e == EDQUOT ? 507 : 500;
+    return e == ENOSPC || e == EDQUOT ? BX_E_INSUFFICIENT_STORAGE : BX_E_INTERNAL;
 }
 
 static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, uint64_t *files,
@@ -73,13 +73,13 @@ int store_check_disk(int fd, const char *path, uint64_t more, uint64_t min_free_
         r = fd >= 0 ? fstatvfs(fd, &sv) : statvfs(path, &sv);
     } while (r < 0 && errno == EINTR);
     if (r < 0)
-        return bx_err_sys(err, 500, "%s: statvfs", what);
+        return bx_err_sys(err, BX_E_INTERNAL, "%s: statvfs", what);
     frsize = sv.f_frsize ? (uint64_t)sv.f_frsize : (uint64_t)sv.f_bsize;
     total = (uint64_t)sv.f_blocks * frsize;
     avail = (uint64_t)sv.f_bavail * frsize;
     floor = total / 100 * min_free_percent + total % 100 * min_free_percent / 100;
     if (avail < floor || avail - floor < more)
-        return bx_err_set(err, 507, ENOSPC,
+        return bx_err_set(err, BX_E_INSUFFICIENT_STORAGE, ENOSPC,
                           "%s: not enough disk space: it would leave less than %" PRIu64
                           "%% of the disk free (min_free_disk_percent; %" PRIu64
                           " bytes free, %" PRIu64 " needed)",
@@ -96,7 +96,7 @@ int store_check_cap(const struct store *st, uint64_t extra, uint64_t more, const
     if (st->max_bytes == 0)
         return 0;
     if (used > st->max_bytes || st->max_bytes - used < more)
-        return bx_err_set(err, 507, ENOSPC,
+        return bx_err_set(err, BX_E_INSUFFICIENT_STORAGE, ENOSPC,
                           "%s: the store is full (store_max_bytes %" PRIu64 ", %" PRIu64
                           " bytes used)",
                           what, st->max_bytes, used);
@@ -173,25 +173,25 @@ int store_normalize_path(const char *in, size_t in_len, int for_upload, char *ou
     size_t i = 0, o = 0;
 
     if (!out)
-        return bx_err_set(err, 500, EINVAL, "no output buffer for path");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "no output buffer for path");
     out[0] = '\0';
     if (!in || in_len == 0)
-        return bx_err_set(err, 400, EINVAL, "empty path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "empty path");
     if (in_len > STORE_PATH_MAX)
-        return bx_err_set(err, 400, ENAMETOOLONG, "path is longer than %d bytes", STORE_PATH_MAX);
+        return bx_err_set(err, BX_E_BAD_REQUEST, ENAMETOOLONG, "path is longer than %d bytes", STORE_PATH_MAX);
     if (in[0] == '/')
-        return bx_err_set(err, 400, EINVAL, "absolute paths are not allowed");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "absolute paths are not allowed");
     /* Checked over the whole length first: a NUL inside the length would
      * otherwise silently truncate the path at the syscall boundary. */
     for (i = 0; i < in_len; i++) {
         unsigned char c = (unsigned char)in[i];
         if (c == 0)
-            return bx_err_set(err, 400, EINVAL, "path contains a NUL byte");
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "path contains a NUL byte");
         if (c < 0x20 || c == 0x7f)
-            return bx_err_set(err, 400, EINVAL, "path contains a control character");
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "path contains a control character");
     }
     if (!valid_utf8((const unsigned char *)in, in_len))
-        return bx_err_set(err, 400, EILSEQ, "path is not valid UTF-8");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EILSEQ, "path is not valid UTF-8");
     i = 0;
     while (i < in_len) {
         size_t start = i, n;
@@ -204,18 +204,18 @@ int store_normalize_path(const char *in, size_t in_len, int for_upload, char *ou
             continue;
         if (n == 2 && in[start] == '.' && in[start + 1] == '.') {
             out[0] = '\0';
-            return bx_err_set(err, 400, EINVAL, "'..' is not allowed in paths");
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "'..' is not allowed in paths");
         }
         if (n > STORE_COMPONENT_MAX) {
             out[0] = '\0';
-            return bx_err_set(err, 400, ENAMETOOLONG, "path component longer than %d bytes",
+            return bx_err_set(err, BX_E_BAD_REQUEST, ENAMETOOLONG, "path component longer than %d bytes",
                               STORE_COMPONENT_MAX);
         }
         if (o == 0) {
             if (n == sizeof(TMP_DIR) - 1 && memcmp(in + start, TMP_DIR, n) == 0)
-                return bx_err_set(err, 400, EINVAL, "path uses the reserved name .tmp");
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "path uses the reserved name .tmp");
             if (for_upload && n == sizeof(OUTPUT_DIR) - 1 && memcmp(in + start, OUTPUT_DIR, n) == 0)
-                return bx_err_set(err, 400, EINVAL, "the output/ prefix is reserved");
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "the output/ prefix is reserved");
         } else {
             out[o++] = '/';
         }
@@ -224,7 +224,7 @@ int store_normalize_path(const char *in, size_t in_len, int for_upload, char *ou
         o += n;
     }
     if (o == 0)
-        return bx_err_set(err, 400, EINVAL, "path is empty after normalization");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "path is empty after normalization");
     out[o] = '\0';
     return 0;
 }
@@ -243,7 +243,7 @@ int store_valid_component(const char *name, size_t n)
 int store_check_path(const char *norm_path, char *out, struct bx_err *err)
 {
     if (!norm_path)
-        return bx_err_set(err, 400, EINVAL, "missing path");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "missing path");
     return store_normalize_path(norm_path, strnlen(norm_path, STORE_PATH_MAX + 1), 0, out, err);
 }
 
@@ -252,14 +252,14 @@ int store_check_exec_id(const char *id, struct bx_err *err)
 {
     size_t n;
     if (!id)
-        return bx_err_set(err, 400, EINVAL, "missing exec id");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "missing exec id");
     n = strnlen(id, EXEC_ID_MAX + 1);
     if (n == 0 || n > EXEC_ID_MAX)
-        return bx_err_set(err, 400, EINVAL, "bad exec id length");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "bad exec id length");
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return bx_err_set(err, 400, EINVAL, "bad character in exec id");
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "bad character in exec id");
     }
     return 0;
 }
@@ -305,12 +305,12 @@ int store_mkdir_open(int dirfd, const char *name, dev_t dev, struct bx_err *err)
     }
     if (fd < 0) {
         if (errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
-            return bx_err_set(err, 400, errno, "path conflicts with an existing file");
-        return bx_err_sys(err, 500, "open directory %s", name);
+            return bx_err_set(err, BX_E_BAD_REQUEST, errno, "path conflicts with an existing file");
+        return bx_err_sys(err, BX_E_INTERNAL, "open directory %s", name);
     }
     /* The new entry must survive a crash before anything is renamed under it. */
     if (created && fsync(dirfd) < 0) {
-        bx_err_sys(err, 500, "fsync directory");
+        bx_err_sys(err, BX_E_INTERNAL, "fsync directory");
         bx_close(&fd);
         return -1;
     }
@@ -330,7 +330,7 @@ int store_walk_parent(struct store *st, const char *path, int create,
     int cur = fcntl(st->rootfd, F_DUPFD_CLOEXEC, 0);
 
     if (cur < 0)
-        return bx_err_sys(err, 500, "dup");
+        return bx_err_sys(err, BX_E_INTERNAL, "dup");
     for (;;) {
         const char *slash = strchr(p, '/');
         size_t n = slash ? (size_t)(slash - p) : strlen(p);
@@ -338,7 +338,7 @@ int store_walk_parent(struct store *st, const char *path, int create,
         /* Normalized: every component is 1..255 bytes. */
         if (n == 0 || n > STORE_COMPONENT_MAX) {
             bx_close(&cur);
-            return bx_err_set(err, 400, EINVAL, "bad path");
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "bad path");
         }
         if (!slash) {
             memcpy(last, p, n);
@@ -353,9 +353,9 @@ int store_walk_parent(struct store *st, const char *path, int create,
             next = store_open_subdir(cur, comp, st->dev);
             if (next < 0) {
                 if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
-                    bx_err_set(err, 404, errno, "file not found");
+                    bx_err_set(err, BX_E_NOT_FOUND, errno, "file not found");
                 else
-                    bx_err_sys(err, 500, "open directory");
+                    bx_err_sys(err, BX_E_INTERNAL, "open directory");
             }
         }
         bx_close(&cur);
@@ -374,15 +374,15 @@ static int stat_last(int dirfd, const char *name, struct stat *sb, struct bx_err
         return 0;
     if (errno == ENOENT || errno == ENOTDIR)
         return 1;
-    return bx_err_sys(err, 500, "stat");
+    return bx_err_sys(err, BX_E_INTERNAL, "stat");
 }
 
 static int check_regular(const struct store *st, const struct stat *sb, struct bx_err *err)
 {
     if (S_ISDIR(sb->st_mode))
-        return bx_err_set(err, 400, EISDIR, "path is a directory");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EISDIR, "path is a directory");
     if (!S_ISREG(sb->st_mode) || sb->st_dev != st->dev)
-        return bx_err_set(err, 400, EINVAL, "path is not a regular file");
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "path is not a regular file");
     return 0;
 }
 
@@ -396,22 +396,22 @@ static int mkdir_trusted(const char *path, struct bx_err *err)
     size_t n = strlen(path);
 
     if (n == 0 || n >= sizeof(buf))
-        return bx_err_set(err, 500, ENAMETOOLONG, "bad store root path");
+        return bx_err_set(err, BX_E_INTERNAL, ENAMETOOLONG, "bad store root path");
     if (mkdir(path, 0700) == 0 || errno == EEXIST)
         return 0;
     if (errno != ENOENT)
-        return bx_err_sys(err, 500, "mkdir %s", path);
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir %s", path);
     memcpy(buf, path, n + 1);
     for (size_t i = 1; i < n; i++) {
         if (buf[i] != '/')
             continue;
         buf[i] = '\0';
         if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-            return bx_err_sys(err, 500, "mkdir %s", buf);
+            return bx_err_sys(err, BX_E_INTERNAL, "mkdir %s", buf);
         buf[i] = '/';
     }
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return bx_err_sys(err, 500, "mkdir %s", path);
+        return bx_err_sys(err, BX_E_INTERNAL, "mkdir %s", path);
     return 0;
 }
 
@@ -422,22 +422,22 @@ int store_open(struct store **out, const char *root_path, struct bx_err *err)
     int ret = -1;
 
     if (!out || !root_path)
-        return bx_err_set(err, 500, EINVAL, "store_open: bad arguments");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_open: bad arguments");
     *out = NULL;
     st = calloc(1, sizeof(*st));
     if (!st)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     st->rootfd = -1;
     st->tmpfd = -1;
     if (mkdir_trusted(root_path, err) < 0)
         goto out;
     st->rootfd = open(root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (st->rootfd < 0) {
-        bx_err_sys(err, 500, "open store root %s", root_path);
+        bx_err_sys(err, BX_E_INTERNAL, "open store root %s", root_path);
         goto out;
     }
     if (fstat(st->rootfd, &sb) < 0) {
-        bx_err_sys(err, 500, "stat store root");
+        bx_err_sys(err, BX_E_INTERNAL, "stat store root");
         goto out;
     }
     st->dev = sb.st_dev;
@@ -449,12 +449,12 @@ int store_open(struct store **out, const char *root_path, struct bx_err *err)
         goto out;
     }
     if (mkdirat(st->rootfd, TMP_DIR, 0700) < 0 && errno != EEXIST) {
-        bx_err_sys(err, 500, "mkdir store .tmp");
+        bx_err_sys(err, BX_E_INTERNAL, "mkdir store .tmp");
         goto out;
     }
     st->tmpfd = store_open_subdir(st->rootfd, TMP_DIR, st->dev);
     if (st->tmpfd < 0) {
-        bx_err_sys(err, 500, "open store .tmp");
+        bx_err_sys(err, BX_E_INTERNAL, "open store .tmp");
         goto out;
     }
     if (store_usage(st, &st->bytes, &st->files, err) < 0) {
@@ -492,17 +492,40 @@ int store_create_tmp(struct store *st, const char *prefix, char *name, size_t na
             return -1;
         n = snprintf(name, name_sz, "%s-%s", prefix, uuid);
         if (n < 0 || (size_t)n >= name_sz)
-            return bx_err_set(err, 500, ENAMETOOLONG, "temp name too long");
+            return bx_err_set(err, BX_E_INTERNAL, ENAMETOOLONG, "temp name too long");
         fd = openat(st->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd >= 0)
             return fd;
         if (errno != EEXIST && errno != EINTR)
             return bx_err_sys(err, store_space_status(errno), "create temp file");
     }
-    return bx_err_set(err, 500, EEXIST, "could not create a unique temp file");
+    return bx_err_set(err, BX_E_INTERNAL, EEXIST, "could not create a unique temp file");
 }
 
 /* ---- reading ---- */
+
+/* The parent directory of the regular store file at norm_path (checked
+ * into path, its name in last, its stat in *sb).  Returns the parent's fd,
+ * or -1 with err set (404 when the file is absent). */
+static int open_parent_of_file(struct store *st, const char *norm_path,
+                               char path[STORE_PATH_MAX + 1], char last[STORE_COMPONENT_MAX + 1],
+                               struct stat *sb, struct bx_err *err)
+{
+    int dirfd, r;
+    if (store_check_path(norm_path, path, err) < 0)
+        return -1;
+    dirfd = store_walk_parent(st, path, 0, last, err);
+    if (dirfd < 0)
+        return -1;
+    r = stat_last(dirfd, last, sb, err);
+    if (r > 0)
+        bx_err_set(err, BX_E_NOT_FOUND, ENOENT, "file not found: %s", path);
+    if (r != 0 || check_regular(st, sb, err) < 0) {
+        bx_close(&dirfd);
+        return -1;
+    }
+    return dirfd;
+}
 
 int store_open_read(struct store *st, const char *norm_path, int *fd_out, uint64_t *size_out,
                     struct bx_err *err)
@@ -510,43 +533,32 @@ int store_open_read(struct store *st, const char *norm_path, int *fd_out, uint64
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
     struct stat sb, sb2;
-    int dirfd = -1, fd = -1, ret = -1, r;
+    int dirfd = -1, fd = -1, ret = -1;
 
     if (!st || !fd_out)
-        return bx_err_set(err, 500, EINVAL, "store_open_read: bad arguments");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_open_read: bad arguments");
     *fd_out = -1;
-    if (store_check_path(norm_path, path, err) < 0)
-        return -1;
-    dirfd = store_walk_parent(st, path, 0, last, err);
-    if (dirfd < 0)
-        return -1;
     /* Looking before opening keeps open(2) away from FIFOs (it would block)
      * and devices (opening can have side effects).  Only this process writes
      * the store, so the entry cannot change between the two calls; the fstat
      * after the open checks it anyway. */
-    r = stat_last(dirfd, last, &sb, err);
-    if (r < 0)
-        goto out;
-    if (r > 0) {
-        bx_err_set(err, 404, ENOENT, "file not found: %s", path);
-        goto out;
-    }
-    if (check_regular(st, &sb, err) < 0)
-        goto out;
+    dirfd = open_parent_of_file(st, norm_path, path, last, &sb, err);
+    if (dirfd < 0)
+        return -1;
     do {
         fd = openat(dirfd, last, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         if (errno == ENOENT)
-            bx_err_set(err, 404, errno, "file not found: %s", path);
+            bx_err_set(err, BX_E_NOT_FOUND, errno, "file not found: %s", path);
         else if (errno == ELOOP)
-            bx_err_set(err, 400, errno, "path is not a regular file");
+            bx_err_set(err, BX_E_BAD_REQUEST, errno, "path is not a regular file");
         else
-            bx_err_sys(err, 500, "open %s", path);
+            bx_err_sys(err, BX_E_INTERNAL, "open %s", path);
         goto out;
     }
     if (fstat(fd, &sb2) < 0) {
-        bx_err_sys(err, 500, "stat %s", path);
+        bx_err_sys(err, BX_E_INTERNAL, "stat %s", path);
         goto out;
     }
     if (check_regular(st, &sb2, err) < 0)
@@ -561,27 +573,43 @@ out:
     return ret;
 }
 
-int store_exists(struct store *st, const char *norm_path, struct bx_err *err)
+/* The parent directory of norm_path (checked into path, last component in
+ * last) for a lookup that treats a missing parent as an absent file:
+ * returns its fd, PARENT_ABSENT, or -1 with err set. */
+#define PARENT_ABSENT (-2)
+static int open_parent_lookup(struct store *st, const char *norm_path,
+                              char path[STORE_PATH_MAX + 1], char last[STORE_COMPONENT_MAX + 1],
+                              struct bx_err *err)
 {
-    char path[STORE_PATH_MAX + 1];
-    char last[STORE_COMPONENT_MAX + 1];
     struct bx_err e2;
-    struct stat sb;
-    int dirfd, r;
-
-    if (!st)
-        return bx_err_set(err, 500, EINVAL, "store_exists: no store");
+    int dirfd;
     if (store_check_path(norm_path, path, err) < 0)
         return -1;
     bx_err_clear(&e2);
     dirfd = store_walk_parent(st, path, 0, last, &e2);
-    if (dirfd < 0) {
-        if (e2.status == 404)
-            return 0;
-        if (err)
-            *err = e2;
+    if (dirfd >= 0)
+        return dirfd;
+    if (e2.status == BX_E_NOT_FOUND)
+        return PARENT_ABSENT;
+    if (err)
+        *err = e2;
+    return -1;
+}
+
+int store_exists(struct store *st, const char *norm_path, struct bx_err *err)
+{
+    char path[STORE_PATH_MAX + 1];
+    char last[STORE_COMPONENT_MAX + 1];
+    struct stat sb;
+    int dirfd, r;
+
+    if (!st)
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_exists: no store");
+    dirfd = open_parent_lookup(st, norm_path, path, last, err);
+    if (dirfd == PARENT_ABSENT)
+        return 0;
+    if (dirfd < 0)
         return -1;
-    }
     r = stat_last(dirfd, last, &sb, err);
     bx_close(&dirfd);
     if (r < 0)
@@ -606,32 +634,21 @@ int store_link_into(struct store *st, const char *norm_path, int dst_dirfd, cons
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
     struct stat sb;
-    int dirfd = -1, ret = -1, r;
+    int dirfd = -1, ret = -1;
 
     if (!st)
-        return bx_err_set(err, 500, EINVAL, "store_link_into: no store");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_link_into: no store");
     if (check_name(dst_name) < 0)
-        return bx_err_set(err, 500, EINVAL, "store_link_into: bad destination name");
-    if (store_check_path(norm_path, path, err) < 0)
-        return -1;
-    dirfd = store_walk_parent(st, path, 0, last, err);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_link_into: bad destination name");
+    dirfd = open_parent_of_file(st, norm_path, path, last, &sb, err);
     if (dirfd < 0)
         return -1;
-    r = stat_last(dirfd, last, &sb, err);
-    if (r < 0)
-        goto out;
-    if (r > 0) {
-        bx_err_set(err, 404, ENOENT, "file not found: %s", path);
-        goto out;
-    }
-    if (check_regular(st, &sb, err) < 0)
-        goto out;
     /* No AT_SYMLINK_FOLLOW: linkat links the entry itself, never a target. */
     if (linkat(dirfd, last, dst_dirfd, dst_name, 0) < 0) {
         if (errno == ENOENT)
-            bx_err_set(err, 404, errno, "file not found: %s", path);
+            bx_err_set(err, BX_E_NOT_FOUND, errno, "file not found: %s", path);
         else
-            bx_err_sys(err, 500, "link %s", path);
+            bx_err_sys(err, BX_E_INTERNAL, "link %s", path);
         goto out;
     }
     ret = 0;
@@ -680,7 +697,7 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
     int cur = -1, ret = -1;
 
     if (!st)
-        return bx_err_set(err, 500, EINVAL, "store_delete: no store");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_delete: no store");
     if (store_check_path(norm_path, path, err) < 0)
         return -1;
     for (const char *p = path;;) {
@@ -696,10 +713,10 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
      * back up through ".." can be checked against where we came from. */
     ids = calloc(ncomp, sizeof(*ids));
     if (!ids)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     cur = fcntl(st->rootfd, F_DUPFD_CLOEXEC, 0);
     if (cur < 0 || fstat(cur, &sb) < 0) {
-        bx_err_sys(err, 500, "dup");
+        bx_err_sys(err, BX_E_INTERNAL, "dup");
         goto out;
     }
     ids[0].dev = sb.st_dev;
@@ -713,13 +730,13 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
             if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
                 ret = 0; /* missing is not an error */
             else
-                bx_err_sys(err, 500, "open directory");
+                bx_err_sys(err, BX_E_INTERNAL, "open directory");
             goto out;
         }
         bx_close(&cur);
         cur = next;
         if (fstat(cur, &sb) < 0) {
-            bx_err_sys(err, 500, "stat directory");
+            bx_err_sys(err, BX_E_INTERNAL, "stat directory");
             goto out;
         }
         ids[depth + 1].dev = sb.st_dev;
@@ -733,7 +750,7 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
         if (errno == ENOENT)
             ret = 0;
         else
-            bx_err_sys(err, 500, "stat %s", path);
+            bx_err_sys(err, BX_E_INTERNAL, "stat %s", path);
         goto out;
     }
     if (check_regular(st, &sb, err) < 0)
@@ -742,12 +759,12 @@ static int delete_impl(struct store *st, const char *norm_path, int prune_only, 
         if (errno == ENOENT)
             ret = 0;
         else
-            bx_err_sys(err, 500, "delete %s", path);
+            bx_err_sys(err, BX_E_INTERNAL, "delete %s", path);
         goto out;
     }
     store_account(st, -(int64_t)sb.st_size, -1);
     if (fsync(cur) < 0) {
-        bx_err_sys(err, 500, "fsync directory");
+        bx_err_sys(err, BX_E_INTERNAL, "fsync directory");
         goto out;
     }
 prune:
@@ -773,11 +790,11 @@ prune:
         if (unlinkat(cur, comp, AT_REMOVEDIR) < 0) {
             if (errno == ENOTEMPTY || errno == EEXIST || errno == EBUSY)
                 break;
-            bx_err_sys(err, 500, "remove directory");
+            bx_err_sys(err, BX_E_INTERNAL, "remove directory");
             goto out;
         }
         if (fsync(cur) < 0) {
-            bx_err_sys(err, 500, "fsync directory");
+            bx_err_sys(err, BX_E_INTERNAL, "fsync directory");
             goto out;
         }
     }
@@ -794,7 +811,7 @@ int store_delete_output(struct store *st, const char *exec_id, struct bx_err *er
     int ret;
 
     if (!st)
-        return bx_err_set(err, 500, EINVAL, "store_delete_output: no store");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_delete_output: no store");
     if (store_check_exec_id(exec_id, err) < 0)
         return -1;
     outfd = store_open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
@@ -803,7 +820,7 @@ int store_delete_output(struct store *st, const char *exec_id, struct bx_err *er
          * either way there is no output of ours to delete. */
         if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV)
             return 0;
-        return bx_err_sys(err, 500, "open output directory");
+        return bx_err_sys(err, BX_E_INTERNAL, "open output directory");
     }
     /* Counted first, so the totals lose exactly what goes. */
     {
@@ -840,22 +857,15 @@ int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN
 {
     char path[STORE_PATH_MAX + 1];
     char last[STORE_COMPONENT_MAX + 1];
-    struct bx_err e2;
     struct stat sb;
     int dirfd, r, ret = -1;
 
     hidden[0] = '\0';
-    if (store_check_path(norm_path, path, err) < 0)
+    dirfd = open_parent_lookup(st, norm_path, path, last, err);
+    if (dirfd == PARENT_ABSENT)
+        return 1;
+    if (dirfd < 0)
         return -1;
-    bx_err_clear(&e2);
-    dirfd = store_walk_parent(st, path, 0, last, &e2);
-    if (dirfd < 0) {
-        if (e2.status == 404)
-            return 1;
-        if (err)
-            *err = e2;
-        return -1;
-    }
     r = stat_last(dirfd, last, &sb, err);
     if (r != 0) {
         ret = r < 0 ? -1 : 1;
@@ -866,7 +876,7 @@ int store_hide(struct store *st, const char *norm_path, char hidden[STORE_HIDDEN
     /* A rename within one filesystem: metadata only, no fsync needed for
      * every later request to see the file gone. */
     if (renameat(dirfd, last, st->tmpfd, hidden) < 0) {
-        ret = errno == ENOENT ? 1 : bx_err_sys(err, 500, "hide %s", path);
+        ret = errno == ENOENT ? 1 : bx_err_sys(err, BX_E_INTERNAL, "hide %s", path);
         hidden[0] = '\0';
         goto out;
     }
@@ -889,11 +899,11 @@ int store_hide_output(struct store *st, const char *exec_id, char hidden[STORE_H
     if (outfd < 0)
         return errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EXDEV
                    ? 1
-                   : bx_err_sys(err, 500, "open output directory");
+                   : bx_err_sys(err, BX_E_INTERNAL, "open output directory");
     if (hide_name(st, hidden, err) < 0) {
         ret = -1;
     } else if (renameat(outfd, exec_id, st->tmpfd, hidden) < 0) {
-        ret = errno == ENOENT ? 1 : bx_err_sys(err, 500, "hide output %s", exec_id);
+        ret = errno == ENOENT ? 1 : bx_err_sys(err, BX_E_INTERNAL, "hide output %s", exec_id);
         hidden[0] = '\0';
     }
     bx_close(&outfd);
@@ -904,9 +914,9 @@ int store_purge(struct store *st, const char *hidden, struct bx_err *err)
 {
     struct stat sb;
     if (!hidden || strncmp(hidden, "del-", 4) != 0 || strchr(hidden, '/'))
-        return bx_err_set(err, 500, EINVAL, "store_purge: bad name");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_purge: bad name");
     if (fstatat(st->tmpfd, hidden, &sb, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : bx_err_sys(err, 500, "stat hidden entry");
+        return errno == ENOENT ? 0 : bx_err_sys(err, BX_E_INTERNAL, "stat hidden entry");
     if (S_ISDIR(sb.st_mode)) {
         int sub = store_open_subdir(st->tmpfd, hidden, st->dev);
         if (sub >= 0) {
@@ -917,7 +927,7 @@ int store_purge(struct store *st, const char *hidden, struct bx_err *err)
         return bx_rm_rf_at(st->tmpfd, hidden, err);
     }
     if (unlinkat(st->tmpfd, hidden, 0) < 0 && errno != ENOENT)
-        return bx_err_sys(err, 500, "delete hidden entry");
+        return bx_err_sys(err, BX_E_INTERNAL, "delete hidden entry");
     if (S_ISREG(sb.st_mode))
         store_account(st, -(int64_t)sb.st_size, -1);
     return 0;
@@ -948,10 +958,10 @@ int store_usage(struct store *st, uint64_t *bytes, uint64_t *files, struct bx_er
 {
     int fd;
     if (!st)
-        return bx_err_set(err, 500, EINVAL, "store_usage: no store");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_usage: no store");
     fd = openat(st->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return bx_err_sys(err, 500, "open store root");
+        return bx_err_sys(err, BX_E_INTERNAL, "open store root");
     return usage_walk(st, fd, 1, bytes, files, err);
 }
 
@@ -970,17 +980,17 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
     fr = calloc(cap, sizeof(*fr));
     if (!fr) {
         bx_close(&fd);
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     if (fstat(fd, &sb) < 0) {
-        bx_err_sys(err, 500, "open store root");
+        bx_err_sys(err, BX_E_INTERNAL, "open store root");
         goto out;
     }
     fr[0].id.dev = sb.st_dev;
     fr[0].id.ino = sb.st_ino;
     d = fdopendir(fd);
     if (!d) {
-        bx_err_sys(err, 500, "fdopendir");
+        bx_err_sys(err, BX_E_INTERNAL, "fdopendir");
         goto out;
     }
     fd = -1;
@@ -991,7 +1001,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
         if (!de) {
             int up;
             if (errno != 0) {
-                bx_err_sys(err, 500, "read store directory");
+                bx_err_sys(err, BX_E_INTERNAL, "read store directory");
                 goto out;
             }
             if (depth == 0)
@@ -999,13 +1009,13 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
             up = store_open_subdir(dirfd(d), "..", st->dev);
             if (up < 0 || !same_dir(up, &fr[depth - 1].id)) {
                 bx_close(&up);
-                bx_err_set(err, 500, EAGAIN, "store changed during usage walk");
+                bx_err_set(err, BX_E_INTERNAL, EAGAIN, "store changed during usage walk");
                 goto out;
             }
             closedir(d);
             d = fdopendir(up);
             if (!d) {
-                bx_err_sys(err, 500, "fdopendir");
+                bx_err_sys(err, BX_E_INTERNAL, "fdopendir");
                 bx_close(&up);
                 goto out;
             }
@@ -1020,7 +1030,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
         if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
                 continue;
-            bx_err_sys(err, 500, "stat store entry");
+            bx_err_sys(err, BX_E_INTERNAL, "stat store entry");
             goto out;
         }
         if (S_ISREG(sb.st_mode)) {
@@ -1039,7 +1049,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
                 struct usage_frame *nf = reallocarray(fr, cap * 2, sizeof(*fr));
                 if (!nf) {
                     bx_close(&sub);
-                    bx_err_set(err, 500, ENOMEM, "out of memory");
+                    bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
                     goto out;
                 }
                 fr = nf;
@@ -1052,7 +1062,7 @@ static int usage_walk(struct store *st, int fd, int at_root, uint64_t *bytes, ui
             closedir(d);
             d = fdopendir(sub);
             if (!d) {
-                bx_err_sys(err, 500, "fdopendir");
+                bx_err_sys(err, BX_E_INTERNAL, "fdopendir");
                 bx_close(&sub);
                 goto out;
             }

@@ -253,7 +253,7 @@ static int64_t cap_copy(struct cap_ctx *c, int srcfd, struct cap_dir *dst, const
     if ((uint64_t)n > limit)
         goto fail_quiet;
     if (fchmod(out, 0644) < 0) {
-        bx_err_sys(err, 500, "chmod output file %s", name);
+        bx_err_sys(err, BX_E_INTERNAL, "chmod output file %s", name);
         goto fail;
     }
     if (renameat(c->st->tmpfd, tmpname, dst->fd, name) < 0) {
@@ -261,7 +261,7 @@ static int64_t cap_copy(struct cap_ctx *c, int srcfd, struct cap_dir *dst, const
             n = (int64_t)limit + 1; /* a directory is in the way: skip */
             goto fail_quiet;
         }
-        bx_err_sys(err, 500, "rename output file %s", name);
+        bx_err_sys(err, BX_E_INTERNAL, "rename output file %s", name);
         goto fail;
     }
     bx_close(&out);
@@ -345,7 +345,7 @@ static int cap_file(struct cap_ctx *c, int srcdir, const char *name, struct cap_
         ret = 0; /* vanished, or a directory is in the way */
         goto out;
     } else {
-        bx_err_sys(err, 500, "move output file %s", name);
+        bx_err_sys(err, BX_E_INTERNAL, "move output file %s", name);
         goto out;
     }
     c->files++;
@@ -368,7 +368,7 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
         de = readdir(src);
         if (!de) {
             if (errno != 0)
-                return bx_err_sys(err, 500, "read output directory");
+                return bx_err_sys(err, BX_E_INTERNAL, "read output directory");
             return 0;
         }
         if (store_is_dot_or_dotdot(de->d_name))
@@ -384,7 +384,7 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
         if (fstatat(sfd, de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
                 continue;
-            return bx_err_sys(err, 500, "stat output entry");
+            return bx_err_sys(err, BX_E_INTERNAL, "stat output entry");
         }
         nlen = strlen(de->d_name);
         /* Keep every captured file addressable by a store path: a name the
@@ -419,7 +419,7 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
             }
             subdir = fdopendir(fd);
             if (!subdir) {
-                bx_err_sys(err, 500, "fdopendir");
+                bx_err_sys(err, BX_E_INTERNAL, "fdopendir");
                 bx_close(&fd);
                 return -1;
             }
@@ -476,7 +476,7 @@ int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t m
     int fd = -1, ret = -1;
 
     if (!st || !rep)
-        return bx_err_set(err, 500, EINVAL, "store_capture_output: no store");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_capture_output: no store");
     rep->files = rep->bytes = rep->skipped = 0;
     rep->nmsgs = rep->msgs_dropped = 0;
     if (store_check_exec_id(exec_id, err) < 0)
@@ -501,7 +501,7 @@ int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t m
     exec.path_len = out.path_len + 1 + strlen(exec_id);
 
     if (fstat(src_dirfd, &sb) < 0 || !S_ISDIR(sb.st_mode))
-        return bx_err_set(err, 500, ENOTDIR, "output source is not a directory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOTDIR, "output source is not a directory");
     c.src_dev = sb.st_dev;
     /* A fresh open file description: readdir must not share (and move) the
      * caller's file offset. */
@@ -509,10 +509,10 @@ int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t m
         fd = openat(src_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0)
-        return bx_err_sys(err, 500, "open output source");
+        return bx_err_sys(err, BX_E_INTERNAL, "open output source");
     src = fdopendir(fd);
     if (!src) {
-        bx_err_sys(err, 500, "fdopendir");
+        bx_err_sys(err, BX_E_INTERNAL, "fdopendir");
         bx_close(&fd);
         return -1;
     }

@@ -36,11 +36,11 @@ int store_upload_begin(struct store *st, struct store_upload **up, struct bx_err
 {
     struct store_upload *u;
     if (!st || !up)
-        return bx_err_set(err, 500, EINVAL, "store_upload_begin: bad arguments");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_upload_begin: bad arguments");
     *up = NULL;
     u = calloc(1, sizeof(*u));
     if (!u)
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     u->st = st;
     u->fd = store_create_tmp(st, "up", u->name, sizeof(u->name), err);
     if (u->fd < 0) {
@@ -75,14 +75,14 @@ static int upload_flush(struct store_upload *up, struct bx_err *err)
 int store_upload_write(struct store_upload *up, const void *data, size_t len, struct bx_err *err)
 {
     if (!up || up->fd < 0)
-        return bx_err_set(err, 500, EINVAL, "store_upload_write: no upload");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_upload_write: no upload");
     if (len == 0)
         return 0;
     /* Buffered bytes count against the cap at once (pending). */
     if (store_check_cap(up->st, 0, len, "upload", err) < 0)
         return -1;
     if (!up->buf && !(up->buf = malloc(UPLOAD_BUF)))
-        return bx_err_set(err, 500, ENOMEM, "out of memory");
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     if (up->blen + len > UPLOAD_BUF && upload_flush(up, err) < 0)
         return -1;
     if (len >= UPLOAD_BUF) {
@@ -147,7 +147,7 @@ int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct
     int ret = -1;
 
     if (!u || u->fd < 0 || !rep)
-        return bx_err_set(err, 500, EINVAL, "store_upload_commit: no upload");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_upload_commit: no upload");
     st = u->st;
     rep->dbytes = rep->dfiles = 0;
     rep->replaced_bytes = 0;
@@ -162,7 +162,7 @@ int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct
         goto out;
     }
     if (fchmod(u->fd, 0644) < 0) {
-        bx_err_sys(err, 500, "chmod upload");
+        bx_err_sys(err, BX_E_INTERNAL, "chmod upload");
         goto out;
     }
     dirfd = store_walk_parent(st, path, 1, last, err);
@@ -179,7 +179,7 @@ int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct
         rep->dfiles = 0;
         rep->replaced_bytes = 0;
         if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
-            bx_err_set(err, 400, errno, "a directory exists at %s", path);
+            bx_err_set(err, BX_E_BAD_REQUEST, errno, "a directory exists at %s", path);
         else
             bx_err_sys(err, store_space_status(errno), "rename upload into place");
         goto out;
@@ -188,7 +188,7 @@ int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct
     rep->dbytes = (int64_t)u->size - (int64_t)rep->replaced_bytes;
     rep->dfiles += 1;
     if (fsync(dirfd) < 0) {
-        bx_err_sys(err, 500, "fsync directory");
+        bx_err_sys(err, BX_E_INTERNAL, "fsync directory");
         goto out;
     }
     ret = 0;
@@ -204,7 +204,7 @@ int store_upload_commit(struct store_upload **up, const char *norm_path, struct 
     int ret;
 
     if (!up || !*up)
-        return bx_err_set(err, 500, EINVAL, "store_upload_commit: no upload");
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_upload_commit: no upload");
     memset(&rep, 0, sizeof(rep));
     ret = store_upload_commit_io(*up, norm_path, &rep, err);
     /* In this process commit_io cleared the name itself once renamed. */

@@ -72,21 +72,21 @@ int bx_read_file_at(int dirfd, const char *path, size_t max, char **out, size_t 
 
     fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        bx_err_sys(err, errno == ENOENT ? 404 : 500, "open %s", path);
+        bx_err_sys(err, errno == ENOENT ? BX_E_NOT_FOUND : BX_E_INTERNAL, "open %s", path);
         goto out;
     }
     buf = malloc(max + 1);
     if (!buf) {
-        bx_err_set(err, 500, ENOMEM, "out of memory reading %s", path);
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory reading %s", path);
         goto out;
     }
     n = bx_read_full(fd, buf, max + 1);
     if (n < 0) {
-        bx_err_sys(err, 500, "read %s", path);
+        bx_err_sys(err, BX_E_INTERNAL, "read %s", path);
         goto out;
     }
     if ((size_t)n > max) {
-        bx_err_set(err, 413, 0, "%s is larger than %zu bytes", path, max);
+        bx_err_set(err, BX_E_TOO_LARGE, 0, "%s is larger than %zu bytes", path, max);
         goto out;
     }
     buf[n] = '\0';
@@ -108,18 +108,18 @@ int bx_write_file_atomic_at(int dirfd, const char *name, const void *data, size_
     int ret = -1;
     int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", name, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof(tmp))
-        return bx_err_set(err, 500, ENAMETOOLONG, "name too long: %s", name);
+        return bx_err_set(err, BX_E_INTERNAL, ENAMETOOLONG, "name too long: %s", name);
     fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) {
-        bx_err_sys(err, 500, "create %s", tmp);
+        bx_err_sys(err, BX_E_INTERNAL, "create %s", tmp);
         goto out;
     }
     if (bx_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
-        bx_err_sys(err, 500, "write %s", tmp);
+        bx_err_sys(err, BX_E_INTERNAL, "write %s", tmp);
         goto out;
     }
     if (renameat(dirfd, tmp, dirfd, name) < 0) {
-        bx_err_sys(err, 500, "rename %s", tmp);
+        bx_err_sys(err, BX_E_INTERNAL, "rename %s", tmp);
         goto out;
     }
     ret = 0;
@@ -284,6 +284,37 @@ void bx_strv_free(char ***vp)
     *vp = NULL;
 }
 
+int bx_is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+unsigned char bx_ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
 int bx_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
 {
     uint64_t v = 0;
@@ -338,14 +369,14 @@ static int rm_tree_fd(int dirfd, dev_t dev, int depth, struct bx_err *err)
     int dupfd;
 
     if (depth > 256)
-        return bx_err_set(err, 500, ELOOP, "directory tree too deep to remove");
+        return bx_err_set(err, BX_E_INTERNAL, ELOOP, "directory tree too deep to remove");
     dupfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (dupfd < 0)
-        return bx_err_sys(err, 500, "dup");
+        return bx_err_sys(err, BX_E_INTERNAL, "dup");
     d = fdopendir(dupfd);
     if (!d) {
         close(dupfd);
-        return bx_err_sys(err, 500, "fdopendir");
+        return bx_err_sys(err, BX_E_INTERNAL, "fdopendir");
     }
     while ((errno = 0, de = readdir(d)) != NULL) {
         struct stat st;
@@ -354,19 +385,19 @@ static int rm_tree_fd(int dirfd, dev_t dev, int depth, struct bx_err *err)
         if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno == ENOENT)
                 continue;
-            ret = bx_err_sys(err, 500, "stat %s", de->d_name);
+            ret = bx_err_sys(err, BX_E_INTERNAL, "stat %s", de->d_name);
             break;
         }
         if (S_ISDIR(st.st_mode)) {
             int sub;
             if (st.st_dev != dev) {
-                ret = bx_err_set(err, 500, EXDEV, "refusing to remove across a mount: %s",
+                ret = bx_err_set(err, BX_E_INTERNAL, EXDEV, "refusing to remove across a mount: %s",
                                  de->d_name);
                 break;
             }
             sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub < 0) {
-                ret = bx_err_sys(err, 500, "open %s", de->d_name);
+                ret = bx_err_sys(err, BX_E_INTERNAL, "open %s", de->d_name);
                 break;
             }
             ret = rm_tree_fd(sub, dev, depth + 1, err);
@@ -374,16 +405,16 @@ static int rm_tree_fd(int dirfd, dev_t dev, int depth, struct bx_err *err)
             if (ret < 0)
                 break;
             if (unlinkat(dirfd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
-                ret = bx_err_sys(err, 500, "rmdir %s", de->d_name);
+                ret = bx_err_sys(err, BX_E_INTERNAL, "rmdir %s", de->d_name);
                 break;
             }
         } else if (unlinkat(dirfd, de->d_name, 0) < 0 && errno != ENOENT) {
-            ret = bx_err_sys(err, 500, "unlink %s", de->d_name);
+            ret = bx_err_sys(err, BX_E_INTERNAL, "unlink %s", de->d_name);
             break;
         }
     }
     if (ret == 0 && errno != 0)
-        ret = bx_err_sys(err, 500, "readdir");
+        ret = bx_err_sys(err, BX_E_INTERNAL, "readdir");
     closedir(d);
     return ret;
 }
@@ -396,22 +427,22 @@ int bx_rm_rf_at(int dirfd, const char *name, struct bx_err *err)
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
             return 0;
-        return bx_err_sys(err, 500, "stat %s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "stat %s", name);
     }
     if (!S_ISDIR(st.st_mode)) {
         if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
-            return bx_err_sys(err, 500, "unlink %s", name);
+            return bx_err_sys(err, BX_E_INTERNAL, "unlink %s", name);
         return 0;
     }
     fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return bx_err_sys(err, 500, "open %s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "open %s", name);
     ret = rm_tree_fd(fd, st.st_dev, 0, err);
     close(fd);
     if (ret < 0)
         return bx_err_wrap(err, "remove %s", name);
     if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        return bx_err_sys(err, 500, "rmdir %s", name);
+        return bx_err_sys(err, BX_E_INTERNAL, "rmdir %s", name);
     return 0;
 }
 
@@ -423,7 +454,7 @@ int bx_mkdir_p_at(int dirfd, const char *relpath, mode_t mode, int want_fd, stru
               : dirfd == AT_FDCWD ? open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)
                                   : fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (cur < 0)
-        return bx_err_sys(err, 500, "dup");
+        return bx_err_sys(err, BX_E_INTERNAL, "dup");
     while (*p) {
         const char *slash = strchr(p, '/');
         size_t n = slash ? (size_t)(slash - p) : strlen(p);
@@ -434,18 +465,18 @@ int bx_mkdir_p_at(int dirfd, const char *relpath, mode_t mode, int want_fd, stru
         }
         if (n > NAME_MAX || (n == 2 && p[0] == '.' && p[1] == '.')) {
             close(cur);
-            return bx_err_set(err, 400, EINVAL, "bad path component in %s", relpath);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "bad path component in %s", relpath);
         }
         memcpy(comp, p, n);
         comp[n] = '\0';
         if (mkdirat(cur, comp, mode) < 0 && errno != EEXIST) {
-            bx_err_sys(err, 500, "mkdir %s", comp);
+            bx_err_sys(err, BX_E_INTERNAL, "mkdir %s", comp);
             close(cur);
             return -1;
         }
         next = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (next < 0) {
-            bx_err_sys(err, errno == ENOTDIR || errno == ELOOP ? 400 : 500, "open dir %s", comp);
+            bx_err_sys(err, errno == ENOTDIR || errno == ELOOP ? BX_E_BAD_REQUEST : BX_E_INTERNAL, "open dir %s", comp);
             close(cur);
             return -1;
         }
@@ -468,7 +499,7 @@ int bx_uuid4(char out[37], struct bx_err *err)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return bx_err_sys(err, 500, "getrandom");
+            return bx_err_sys(err, BX_E_INTERNAL, "getrandom");
         }
         got += (size_t)n;
     }

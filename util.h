@@ -90,6 +90,13 @@ void str_list_free(struct str_list *l);
  * str_list, or built elsewhere) and sets *vp to NULL; NULL is fine. */
 void bx_strv_free(char ***vp);
 
+/* ASCII character classes for the HTTP parsers (httpparse, multipart),
+ * locale independent.  RFC 9110 tchar: the characters of a token (method,
+ * header name, media type, parameter name). */
+int bx_is_tchar(unsigned char c);
+/* 'A'-'Z' to 'a'-'z', every other byte unchanged. */
+unsigned char bx_ascii_lower(unsigned char c);
+
 /* Strict decimal parsing: the whole string [s, s+len) must be digits (an
  * optional leading '-' for the signed one), no spaces, within [min, max].
  * Returns 0 or -1. */

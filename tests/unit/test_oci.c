@@ -333,7 +333,7 @@ START_TEST(test_merge_env_defaults)
     ck_assert_str_eq(out[0], "PATH=" OCI_DEFAULT_PATH);
     ck_assert_str_eq(out[1], "HOME=/tmp");
     ck_assert_ptr_null(out[2]);
-    oci_free_strv(&out);
+    bx_strv_free(&out);
     ck_assert_ptr_null(out);
 }
 END_TEST
@@ -351,7 +351,7 @@ START_TEST(test_merge_env_override_order)
     ck_assert_str_eq(out[2], "HOME=/root");
     ck_assert_str_eq(out[3], "X=1");
     ck_assert_ptr_null(out[4]);
-    oci_free_strv(&out);
+    bx_strv_free(&out);
 }
 END_TEST
 

@@ -88,12 +88,28 @@ START_TEST(str_list_push_reserve_free)
 }
 END_TEST
 
+/* The ASCII classes httpparse and multipart share: every byte, checked
+ * against the RFC 9110 tchar list and plain ASCII case folding. */
+START_TEST(ascii_tchar_and_lower)
+{
+    const char *tchars = "!#$%&'*+-.^_`|~";
+    for (int c = 0; c < 256; c++) {
+        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        int want = alnum || (c != 0 && strchr(tchars, c) != NULL);
+        ck_assert_int_eq(bx_is_tchar((unsigned char)c), want);
+        ck_assert_uint_eq(bx_ascii_lower((unsigned char)c),
+                          c >= 'A' && c <= 'Z' ? (unsigned)(c + 32) : (unsigned)c);
+    }
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
     Suite *s = suite_create("util");
     TCase *tc = tcase_create("util");
     tcase_add_test(tc, str_eq_whole_strings_only);
     tcase_add_test(tc, str_list_push_reserve_free);
+    tcase_add_test(tc, ascii_tchar_and_lower);
     suite_add_tcase(s, tc);
     return s;
 }
