@@ -57,7 +57,7 @@ static void respond_v1_error(struct http_conn *c, int status, const char *code, 
     sbuf_free(&sb);
 }
 
-static void respond_err(struct http_conn *c, const struct bx_err *err)
+static void respond_box_err(struct http_conn *c, const struct bx_err *err)
 {
     int status = bx_err_http_status(err);
     respond_v1_error(c, status, box_err_code(err), err->msg[0] ? err->msg : "internal error");
@@ -304,7 +304,7 @@ static void on_box_done(void *arg, struct box *b, const struct bx_err *err)
 {
     struct abx *a = arg;
     if (err)
-        respond_err(a->conn, err);
+        respond_box_err(a->conn, err);
     else if (a->op == OP_DELETE)
         http_respond(a->conn, 204, NULL, NULL, NULL, 0);
     else
@@ -400,7 +400,7 @@ static int abx_on_end(void *ctx, struct bx_err *unused)
     }
     }
     if (r < 0) {
-        respond_err(a->conn, &err);
+        respond_box_err(a->conn, &err);
         abx_free(a);
     }
     return 0;

@@ -359,7 +359,7 @@ fail:
     start_failed(b, &err);
 }
 
-static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
+static void on_box_image(void *arg, struct image *img, const struct bx_err *ierr)
 {
     struct box *b = arg;
     b->iwait = NULL;
@@ -394,7 +394,7 @@ static int begin_start(struct box *b, struct bx_err *err)
     struct imgref ref;
     if (imgref_parse(b->image, strlen(b->image), &ref, err) < 0)
         return -1;
-    return image_get(b->m->p.images, &ref, on_image, b, &b->iwait, err);
+    return image_get(b->m->p.images, &ref, on_box_image, b, &b->iwait, err);
 }
 
 static void release_sandbox(struct box *b)
