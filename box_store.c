@@ -151,7 +151,8 @@ static struct box *box_from_record(struct box_mgr *m, const char *id, const stru
     if (!b)
         return NULL;
     b->m = m;
-    snprintf(b->id, sizeof(b->id), "%s", id);
+    /* load_one checked that id fits */
+    memcpy(b->id, id, strlen(id) + 1);
     if ((size_t)snprintf(b->dir, sizeof(b->dir), "%s/%s", m->home_boxes, id) >= sizeof(b->dir)) {
         free(b);
         return NULL;
