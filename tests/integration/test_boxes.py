@@ -440,6 +440,7 @@ def test_gc_removes_only_old_stopped_boxes(bserver):
     assert r.json() == {"removed": 0}, r.text
     assert api(srv, "GET", "/v1/boxes/" + young).json()["status"] == "stopped"
     assert api(srv, "DELETE", "/v1/boxes/" + young).status_code == 204
+    assert "post" in api(srv, "GET", "/swagger/openapi.json").json()["paths"]["/v1/gc"]
 
 
 def test_box_resource_exceeded(make_server):
