@@ -211,11 +211,18 @@ static void arm_idle(struct box *b, uint64_t secs)
     b->idle_timer = secs ? loop_timer_add(b->m->p.loop, secs * 1000, on_idle_timer, b) : 0;
 }
 
-static int exec_running(const struct box *b)
+/* 1 when an exec is still going; else *last is the latest activity: the
+ * last touch or the end of the last exec (a long exec is activity until
+ * it ends). */
+static int exec_running(const struct box *b, time_t *last)
 {
-    for (const struct box_exec *e = b->execs; e; e = e->next)
+    *last = b->last_active;
+    for (const struct box_exec *e = b->execs; e; e = e->next) {
         if (e->running)
             return 1;
+        if (e->finished > *last)
+            *last = e->finished;
+    }
     return 0;
 }
 
@@ -223,20 +230,19 @@ static void on_idle_timer(struct loop *l, void *arg)
 {
     struct box *b = arg;
     struct bx_err err;
-    time_t now = time(NULL);
+    time_t now = time(NULL), last;
     (void)l;
     b->idle_timer = 0;
     if (b->status != BOX_RUNNING || b->cb || b->removing || !b->idle_secs)
         return;
     /* Activity since the timer was set, or an exec still going: check
      * again when the box would be idle long enough. */
-    if (exec_running(b)) {
-        b->last_active = now;
+    if (exec_running(b, &last)) {
         arm_idle(b, b->idle_secs);
         return;
     }
-    if (now < b->last_active + (time_t)b->idle_secs) {
-        arm_idle(b, (uint64_t)(b->last_active + (time_t)b->idle_secs - now));
+    if (now < last + (time_t)b->idle_secs) {
+        arm_idle(b, (uint64_t)(last + (time_t)b->idle_secs - now));
         return;
     }
     bx_log_info("box %s: idle for %llu s, stopping it", b->id, (unsigned long long)b->idle_secs);

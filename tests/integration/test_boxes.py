@@ -1,6 +1,7 @@
 """Persistent boxes (/v1/boxes, issue 13, first slice): real runsc, real
 images from the local registry, real loop devices and mounts."""
 
+import json
 import os
 import subprocess
 import time
@@ -399,8 +400,22 @@ def test_restart_boxes_false_leaves_box_stopped(make_server):
     box = r.json()["id"]
     disk = os.path.join(srv.home, "boxes", box, "disk.img")
     assert exec_wait(srv, box, ["sh", "-c", "echo x > /root/f"])["exit_code"] == 0
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    gone = r.json()["id"]
     srv.kill9()
+    # a removal cut short by the crash: the record says so, the next Boxer
+    # finishes it
+    rec = os.path.join(srv.home, "boxes", gone, "box.json")
+    with open(rec) as f:
+        data = json.load(f)
+    data["removing"] = True
+    with open(rec, "w") as f:
+        json.dump(data, f)
     srv.start()
+    assert not os.path.exists(os.path.dirname(rec))
+    assert api(srv, "GET", "/v1/boxes/" + gone).status_code == 404
+    assert processes_naming(gone, but_delete=True) == [] and box_cgroups(gone) == []
     info = api(srv, "GET", "/v1/boxes/" + box).json()
     assert info["status"] == "stopped" and info["stopped_at"], info
     assert loop_devices(disk) == "" and box_mounts(srv, box) == [] and box_cgroups(box) == []
