@@ -17,7 +17,7 @@
 
 #define API_BOX_MAX_BODY (1u << 20)
 
-enum op { OP_CREATE, OP_START, OP_STOP, OP_DELETE, OP_EXEC };
+enum op { OP_CREATE, OP_START, OP_STOP, OP_DELETE, OP_EXEC, OP_GC };
 
 struct abx {
     struct box_mgr *m;
@@ -38,6 +38,8 @@ static void abx_free(struct abx *a)
 
 static void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
 {
+    /* Every "try later" answer says when. */
+    const char *hdr = status == BX_E_UNAVAILABLE ? "Retry-After: 5\r\n" : NULL;
     struct sbuf sb;
     struct json_writer w;
     sbuf_init(&sb, 1 << 16);
@@ -53,7 +55,7 @@ static void respond_v1_error(struct http_conn *c, int status, const char *code, 
     if (w.failed)
         http_respond_error(c, status, msg);
     else
-        http_respond(c, status, "application/json", NULL, sb.data, sb.len);
+        http_respond(c, status, "application/json", hdr, sb.data, sb.len);
     sbuf_free(&sb);
 }
 
@@ -191,8 +193,11 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
     if (get_str(root, "image", &r->image, err) < 0 || get_str(root, "name", &r->name, err) < 0 ||
         get_str(root, "workdir", &r->workdir, err) < 0 || get_env(root, &r->env, err) < 0 ||
         get_u64(root, "memory_mb", UINT32_MAX, &r->memory_mb, err) < 0 ||
-        get_u64(root, "disk_size_gb", 1u << 20, &r->disk_size_gb, err) < 0)
+        get_u64(root, "disk_size_gb", 1u << 20, &r->disk_size_gb, err) < 0 ||
+        get_u64(root, "idle_timeout_secs", 365ull * 86400, &r->idle_timeout_secs, err) < 0)
         goto out;
+    v = json_get(root, "idle_timeout_secs");
+    r->has_idle_timeout = v && v->type != JSON_NULL;
     v = json_get(root, "cpu");
     if (v && v->type != JSON_NULL) {
         if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d <= 0) {
@@ -333,12 +338,32 @@ static void on_exec_done(void *arg, struct box_exec *e)
     abx_free(a);
 }
 
+/* POST /v1/gc {"older_than": seconds}: removes the stopped boxes stopped
+ * longer ago than that (0 or absent: every stopped box). */
+static void gc_boxes(struct abx *a)
+{
+    struct json_doc *doc = NULL;
+    struct bx_err err;
+    uint64_t older = 0;
+    char out[64];
+    bx_err_clear(&err);
+    if (a->body.len && (parse_body(a, &doc, &err) < 0 ||
+             get_u64(json_doc_root(doc), "older_than", 100ull * 365 * 86400, &older, &err) < 0)) {
+        json_doc_free(&doc);
+        respond_box_err(a->conn, &err);
+        return;
+    }
+    json_doc_free(&doc);
+    snprintf(out, sizeof(out), "{\"removed\":%u}", box_gc(a->m, older));
+    http_respond(a->conn, 200, "application/json", NULL, out, strlen(out));
+}
+
 /* ---- body ops ---- */
 
 static int abx_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
 {
     struct abx *a = ctx;
-    if (a->op != OP_CREATE && a->op != OP_EXEC)
+    if (a->op != OP_CREATE && a->op != OP_EXEC && a->op != OP_GC)
         return 0; /* the body of stop/start/delete is ignored */
     if (sbuf_append(&a->body, data, len) < 0)
         return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "body too large");
@@ -353,6 +378,11 @@ static int abx_on_end(void *ctx, struct bx_err *unused)
     int r = -1;
     (void)unused;
     bx_err_clear(&err);
+    if (a->op == OP_GC) {
+        gc_boxes(a);
+        abx_free(a);
+        return 0;
+    }
     if (a->op != OP_CREATE) {
         b = box_find(a->m, a->id);
         if (!b) {
@@ -370,6 +400,8 @@ static int abx_on_end(void *ctx, struct bx_err *unused)
         box_create_req_free(&cr);
         break;
     }
+    case OP_GC:
+        break;
     case OP_START:
         r = box_start(b, on_box_done, a, &err);
         a->box = b;
@@ -387,6 +419,7 @@ static int abx_on_end(void *ctx, struct bx_err *unused)
         struct box_exec *e = NULL;
         int wait = 0;
         memset(&er, 0, sizeof(er));
+        box_touch(b); /* an exec request is activity, even a refused one */
         if (parse_exec(a, &er, &wait, &err) == 0)
             r = box_exec(b, &er, wait ? on_exec_done : NULL, a, &e, &err);
         box_exec_req_free(&er);
@@ -423,7 +456,7 @@ static void start_async(struct box_mgr *m, struct http_conn *c, const struct htt
                         enum op op, const char *id, size_t id_len)
 {
     struct abx *a;
-    if (op == OP_CREATE || op == OP_EXEC) {
+    if (op == OP_CREATE || op == OP_EXEC || op == OP_GC) {
         /* Only a JSON body, as for /run: a page may send text/plain across
          * origins without asking (no CORS preflight), never
          * application/json. */
@@ -498,6 +531,14 @@ static void start_on_box(struct box_mgr *m, struct http_conn *c, const struct ht
         respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
     else
         start_async(m, c, req, op, id, strlen(id));
+}
+
+void api_box_gc(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                const struct route_params *p)
+{
+    (void)p;
+    if (available(m, c))
+        start_async(m, c, req, OP_GC, "", 0);
 }
 
 void api_box_list(struct box_mgr *m, struct http_conn *c, const struct http_request *req,

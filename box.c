@@ -37,7 +37,7 @@ static void bg_free(struct bgproc *g)
     free(g);
 }
 
-static const char *status_name(enum box_status s)
+const char *box_status_name(enum box_status s)
 {
     switch (s) {
     case BOX_CREATING:
@@ -199,6 +199,63 @@ static void bg_runsc(struct box *b, const char *const *args)
 static void start_failed(struct box *b, const struct bx_err *err);
 static void stop_teardown(struct loop *l, void *arg);
 
+/* ---- idle stop ---- */
+
+static void on_idle_timer(struct loop *l, void *arg);
+
+/* A timer for the next check, secs from now (0 secs: never). */
+static void arm_idle(struct box *b, uint64_t secs)
+{
+    if (b->idle_timer)
+        loop_timer_cancel(b->m->p.loop, b->idle_timer);
+    b->idle_timer = secs ? loop_timer_add(b->m->p.loop, secs * 1000, on_idle_timer, b) : 0;
+}
+
+/* 1 when an exec is still going; else *last is the latest activity: the
+ * last touch or the end of the last exec (a long exec is activity until
+ * it ends). */
+static int exec_running(const struct box *b, time_t *last)
+{
+    *last = b->last_active;
+    for (const struct box_exec *e = b->execs; e; e = e->next) {
+        if (e->running)
+            return 1;
+        if (e->finished > *last)
+            *last = e->finished;
+    }
+    return 0;
+}
+
+static void on_idle_timer(struct loop *l, void *arg)
+{
+    struct box *b = arg;
+    struct bx_err err;
+    time_t now = time(NULL), last;
+    (void)l;
+    b->idle_timer = 0;
+    if (b->status != BOX_RUNNING || b->cb || b->removing || !b->idle_secs)
+        return;
+    /* Activity since the timer was set, or an exec still going: check
+     * again when the box would be idle long enough. */
+    if (exec_running(b, &last)) {
+        arm_idle(b, b->idle_secs);
+        return;
+    }
+    if (now < last + (time_t)b->idle_secs) {
+        arm_idle(b, (uint64_t)(last + (time_t)b->idle_secs - now));
+        return;
+    }
+    bx_log_info("box %s: idle for %llu s, stopping it", b->id, (unsigned long long)b->idle_secs);
+    bx_err_clear(&err);
+    if (box_stop(b, NULL, NULL, &err) < 0)
+        bx_log_error("box %s: idle stop: %s", b->id, err.msg);
+}
+
+void box_touch(struct box *b)
+{
+    b->last_active = time(NULL);
+}
+
 static void on_wait_exit(void *arg, int status)
 {
     struct box *b = arg;
@@ -252,6 +309,9 @@ static void on_started(void *arg, int status)
     }
     b->status = BOX_RUNNING;
     b->started = time(NULL);
+    b->last_active = b->started;
+    arm_idle(b, b->idle_secs);
+    box_store_save(b);
     finish_op(b, NULL);
 }
 
@@ -276,6 +336,8 @@ static void launch(struct box *b)
     bx_err_clear(&err);
     b->gen++;
     snprintf(b->cid, sizeof(b->cid), "%s-%u", b->id, b->gen);
+    /* The generation is on disk before its sandbox exists. */
+    box_store_save(b);
     snprintf(bundle, sizeof(bundle), "%s", b->dir);
     snprintf(name, sizeof(name), "%s", b->cid);
     if (attach_and_mount(b, &err) < 0 || mount_root(b, &err) < 0)
@@ -382,7 +444,7 @@ static void deferred_disk(struct loop *l, void *arg)
     prepare_disk(arg);
 }
 
-static int begin_start(struct box *b, struct bx_err *err)
+int box_begin_start(struct box *b, struct bx_err *err)
 {
     b->status = BOX_CREATING;
     b->error_code[0] = b->error_msg[0] = 0;
@@ -419,6 +481,7 @@ static void start_failed(struct box *b, const struct bx_err *err)
     b->status = BOX_ERROR;
     snprintf(b->error_code, sizeof(b->error_code), "%s", box_err_code(err));
     snprintf(b->error_msg, sizeof(b->error_msg), "%s", err->msg);
+    box_store_save(b);
     finish_op(b, err);
 }
 
@@ -436,6 +499,8 @@ static void stop_done(struct box *b)
     }
     b->status = BOX_STOPPED;
     b->stopped = time(NULL);
+    if (!b->removing)
+        box_store_save(b);
     if (b->removing) {
         box_done_cb cb = b->cb;
         void *arg = b->cb_arg;
@@ -490,8 +555,10 @@ static int begin_stop(struct box *b, struct bx_err *err)
 {
     const char *args[] = {"kill", "--all", b->cid, "TERM", NULL};
     b->status = BOX_STOPPING;
+    arm_idle(b, 0);
     /* Execs still running end with the box. */
-    b->grace_timer = loop_timer_add(b->m->p.loop, BOX_STOP_GRACE_MS, stop_teardown, b);
+    b->grace_timer =
+        loop_timer_add(b->m->p.loop, b->m->p.cfg->box_stop_grace_secs * 1000, stop_teardown, b);
     if (box_spawn_runsc(b, args, NULL, -1, -1, 0, on_kill_sent, b, &b->step, err) < 0) {
         /* No TERM: go straight to the kill. */
         loop_timer_cancel(b->m->p.loop, b->grace_timer);
@@ -511,13 +578,36 @@ static int busy(const struct box *b, struct bx_err *err)
     return 0;
 }
 
+/* max_boxes running boxes, and their memory within total_memory_mb (the
+ * budget runs are bounded by too): beyond, 503 RESOURCE_EXCEEDED. */
+static int admit_box(struct box_mgr *m, uint64_t memory_mb, struct bx_err *err)
+{
+    uint64_t n = 0, mem = memory_mb;
+    for (const struct box *o = m->boxes; o; o = o->next)
+        if (o->status == BOX_CREATING || o->status == BOX_RUNNING || o->status == BOX_STOPPING) {
+            n++;
+            mem += o->memory_mb;
+        }
+    if (n >= m->p.cfg->max_boxes)
+        return bx_err_set(err, BX_E_UNAVAILABLE, EAGAIN,
+                          "max_boxes (%llu) boxes are running: stop or remove one, or retry later",
+                          (unsigned long long)m->p.cfg->max_boxes);
+    if (mem > m->p.cfg->total_memory_mb)
+        return bx_err_set(err, BX_E_UNAVAILABLE, EAGAIN,
+                          "the running boxes' memory would pass total_memory_mb (%llu MB)",
+                          (unsigned long long)m->p.cfg->total_memory_mb);
+    return 0;
+}
+
 int box_start(struct box *b, box_done_cb cb, void *arg, struct bx_err *err)
 {
     if (busy(b, err) < 0)
         return -1;
     if (b->status == BOX_RUNNING)
         return bx_err_set(err, BX_E_CONFLICT, EALREADY, "box %s is already running", b->id);
-    if (begin_start(b, err) < 0) {
+    if (admit_box(b->m, b->memory_mb, err) < 0)
+        return -1;
+    if (box_begin_start(b, err) < 0) {
         b->status = BOX_ERROR;
         return -1;
     }
@@ -551,6 +641,8 @@ int box_remove(struct box *b, int force, box_done_cb cb, void *arg, struct bx_er
     b->removing = 1;
     b->cb = cb;
     b->cb_arg = arg;
+    /* A crash from here on finishes the removal at the next start. */
+    box_store_save(b);
     if (b->status == BOX_RUNNING)
         return begin_stop(b, err);
     loop_defer(b->m->p.loop, &b->task, deferred_removed, b);
@@ -605,6 +697,8 @@ static void destroy_box(struct box *b)
     loop_defer_cancel(m->p.loop, &b->task);
     if (b->grace_timer)
         loop_timer_cancel(m->p.loop, b->grace_timer);
+    if (b->idle_timer)
+        loop_timer_cancel(m->p.loop, b->idle_timer);
     if (b->cg_timer)
         loop_timer_cancel(m->p.loop, b->cg_timer);
     if (b->iwait)
@@ -702,7 +796,7 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
     json_w_cstr(w, b->id);
     w_str_or_null(w, "name", b->name);
     json_w_key(w, "status");
-    json_w_cstr(w, status_name(b->status));
+    json_w_cstr(w, box_status_name(b->status));
     json_w_key(w, "image");
     json_w_cstr(w, b->image);
     json_w_key(w, "cpu");
@@ -809,7 +903,9 @@ const char *box_err_code(const struct bx_err *err)
 {
     switch (err->status) {
     case BX_E_BAD_REQUEST:
-        return "INVALID_REQUEST";
+        return err->sys_errno == ERANGE ? "RESOURCE_EXCEEDED" : "INVALID_REQUEST";
+    case BX_E_UNAVAILABLE:
+        return "RESOURCE_EXCEEDED";
     case BX_E_NOT_FOUND:
         return "BOX_NOT_FOUND";
     case BX_E_CONFLICT:
@@ -848,6 +944,7 @@ struct box *box_find(struct box_mgr *m, const char *id_or_name)
 int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, void *arg,
                struct box **out, struct bx_err *err)
 {
+    const struct config *cfg = m->p.cfg;
     struct box *b;
 
     if (!m->p.cgroups)
@@ -862,12 +959,19 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
         return bx_err_set(err, BX_E_CONFLICT, EEXIST, "a box named %s exists", req->name);
     if (req->workdir && (req->workdir[0] != '/' || strlen(req->workdir) > 1024))
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "workdir must be an absolute path");
-    if (req->cpu < 0 || req->cpu > m->p.cfg->max_limits.cpu_cores)
-        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "cpu is over max_limits.cpu_cores");
-    if (req->memory_mb > m->p.cfg->max_limits.memory_mb)
-        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "memory_mb is over max_limits.memory_mb");
-    if (req->disk_size_gb > BOX_MAX_DISK_GB)
-        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "disk_size_gb is over %d", BOX_MAX_DISK_GB);
+    if (req->cpu < 0 || req->cpu > cfg->max_limits.cpu_cores)
+        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "cpu is over max_limits.cpu_cores (%g)",
+                          cfg->max_limits.cpu_cores);
+    if (req->memory_mb > cfg->max_limits.memory_mb)
+        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE,
+                          "memory_mb is over max_limits.memory_mb (%llu)",
+                          (unsigned long long)cfg->max_limits.memory_mb);
+    if (req->disk_size_gb > cfg->max_disk_size_gb)
+        return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE,
+                          "disk_size_gb is over max_disk_size_gb (%llu)",
+                          (unsigned long long)cfg->max_disk_size_gb);
+    if (admit_box(m, req->memory_mb ? req->memory_mb : cfg->box_defaults.memory_mb, err) < 0)
+        return -1;
     b = calloc(1, sizeof(*b));
     if (!b)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
@@ -876,13 +980,15 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
         free(b);
         return -1;
     }
-    b->cpu = req->cpu > 0 ? req->cpu : BOX_DEFAULT_CPU;
-    if (b->cpu > m->p.cfg->max_limits.cpu_cores)
-        b->cpu = m->p.cfg->max_limits.cpu_cores;
-    b->memory_mb = req->memory_mb ? req->memory_mb : BOX_DEFAULT_MEMORY_MB;
-    if (b->memory_mb > m->p.cfg->max_limits.memory_mb)
-        b->memory_mb = m->p.cfg->max_limits.memory_mb;
-    b->disk_gb = req->disk_size_gb ? req->disk_size_gb : BOX_DEFAULT_DISK_GB;
+    /* The defaults are clamped to max_limits (a small host), never refused. */
+    b->cpu = req->cpu > 0 ? req->cpu : cfg->box_defaults.cpu;
+    if (b->cpu > cfg->max_limits.cpu_cores)
+        b->cpu = cfg->max_limits.cpu_cores;
+    b->memory_mb = req->memory_mb ? req->memory_mb : cfg->box_defaults.memory_mb;
+    if (b->memory_mb > cfg->max_limits.memory_mb)
+        b->memory_mb = cfg->max_limits.memory_mb;
+    b->disk_gb = req->disk_size_gb ? req->disk_size_gb : cfg->box_defaults.disk_size_gb;
+    b->idle_secs = req->has_idle_timeout ? req->idle_timeout_secs : cfg->box_idle_timeout_secs;
     if ((size_t)snprintf(b->dir, sizeof(b->dir), "%s/%s", m->home_boxes, b->id) >=
         sizeof(b->dir)) {
         free(b);
@@ -911,11 +1017,11 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     b->image = bx_steal_ptr(&req->image);
     b->name = bx_steal_ptr(&req->name);
     b->env = bx_steal_ptr(&req->env);
-    b->workdir = req->workdir ? bx_steal_ptr(&req->workdir) : strdup("/root");
+    b->workdir = req->workdir ? bx_steal_ptr(&req->workdir) : strdup(cfg->box_defaults.workdir);
     b->created = time(NULL);
     b->next = m->boxes;
     m->boxes = b;
-    if (!b->workdir || begin_start(b, err) < 0) {
+    if (!b->workdir || box_begin_start(b, err) < 0) {
         if (!b->workdir)
             bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
         b->removing = 1;
@@ -924,6 +1030,7 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     }
     b->cb = cb;
     b->cb_arg = arg;
+    box_store_save(b);
     *out = b;
     return 0;
 }
@@ -942,6 +1049,11 @@ int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_
     if (proc_find_in_path("mkfs.ext4", "/usr/sbin:/sbin:/usr/bin:/bin", m->mkfs,
                           sizeof(m->mkfs)) < 0)
         m->mkfs[0] = 0;
+    /* box_recover swept the old sandboxes before cgroups were cleaned. */
+    if (box_store_load_all(m, err) < 0) {
+        box_mgr_free(&m);
+        return -1;
+    }
     *out = m;
     return 0;
 }
@@ -951,7 +1063,8 @@ void box_mgr_free(struct box_mgr **mp)
     struct box_mgr *m = *mp;
     if (!m)
         return;
-    /* Disks stay (restart recovery is a later slice); sandboxes and mounts go. */
+    /* Disks and records stay (a box running now starts again with the next
+     * Boxer, see box_store.c); sandboxes and mounts go. */
     while (m->boxes) {
         struct box *b = m->boxes;
         b->cb = NULL;
@@ -965,4 +1078,23 @@ void box_mgr_free(struct box_mgr **mp)
     }
     free(m);
     *mp = NULL;
+}
+
+unsigned box_gc(struct box_mgr *m, uint64_t older_than)
+{
+    time_t now = time(NULL);
+    unsigned n = 0;
+    for (struct box *b = m->boxes; b; b = b->next) {
+        struct bx_err err;
+        if (b->status != BOX_STOPPED || b->cb || b->removing || !b->stopped ||
+            (uint64_t)(now - b->stopped) <= older_than)
+            continue;
+        bx_err_clear(&err);
+        /* Deferred: the list is not changed under this walk. */
+        if (box_remove(b, 0, NULL, NULL, &err) == 0)
+            n++;
+        else
+            bx_log_error("box %s: gc: %s", b->id, err.msg);
+    }
+    return n;
 }

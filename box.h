@@ -63,6 +63,8 @@ struct box_create_req {
     double cpu;    /* 0: default */
     uint64_t memory_mb;
     uint64_t disk_size_gb;
+    int has_idle_timeout; /* idle_timeout_secs given (else box_idle_timeout_secs) */
+    uint64_t idle_timeout_secs; /* 0: never stopped for idleness */
 };
 void box_create_req_free(struct box_create_req *r);
 
@@ -81,6 +83,17 @@ int box_stop(struct box *b, box_done_cb cb, void *arg, struct bx_err *err);
 int box_remove(struct box *b, int force, box_done_cb cb, void *arg, struct bx_err *err);
 /* The caller that registered cb is gone: cb is not called any more. */
 void box_forget_waiter(struct box *b, void *arg);
+
+/* Marks activity (exec, file transfer): the idle timer counts from here. */
+void box_touch(struct box *b);
+/* Removes the stopped boxes whose stopped_at is more than older_than
+ * seconds ago; returns how many. */
+unsigned box_gc(struct box_mgr *m, uint64_t older_than);
+/* At start, before cgroups are swept: kills what is left of the sandboxes
+ * of a previous Boxer (its processes name <home>/boxes/ in their command
+ * line) and unmounts everything below <home>/boxes (the autoclear loop
+ * devices go with the disk mounts).  box_mgr_new then loads the records. */
+int box_recover(const struct config *cfg, struct bx_err *err);
 
 void box_info_json(const struct box *b, struct json_writer *w, int extra);
 /* box_info_json of every box, oldest first. */

@@ -16,16 +16,13 @@
 #include "proc.h"
 #include "util.h"
 
-#define BOX_STOP_GRACE_MS 10000
 #define BOX_CG_RETRY_MS 100
 #define BOX_CG_RETRIES 50
-#define BOX_EXECS_KEPT 100
+/* Exec records kept and output bytes per stream: config's
+ * max_execs_per_box and exec_output_bytes. */
+#define BOX_EXECS_KEPT (b->m->p.cfg->max_execs_per_box)
 #define BOX_EXEC_SAFETY_MS 5000
-#define BOX_OUTPUT_MAX (1u << 20)
-#define BOX_DEFAULT_CPU 2.0
-#define BOX_DEFAULT_MEMORY_MB 1024
-#define BOX_DEFAULT_DISK_GB 8
-#define BOX_MAX_DISK_GB 1024
+#define BOX_OUTPUT_MAX (e->box->m->p.cfg->exec_output_bytes)
 #define BOX_PIDS 1024
 #define BOX_NOFILE 1024
 
@@ -90,6 +87,13 @@ struct box {
     struct loop_task task;
     struct box_exec *execs;
     unsigned nexecs;
+    /* Idle stop (issue 13): seconds without exec or transfer (0: never),
+     * the last activity, and the timer that checks it while running. */
+    uint64_t idle_secs;
+    time_t last_active;
+    uint64_t idle_timer;
+    /* The record said running at a restart: start again without a waiter. */
+    int restarting;
 };
 
 struct box_mgr {
@@ -109,7 +113,14 @@ void w_process(struct json_writer *w, char *const *args, char *const *env, const
 int write_scratch_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err);
 int box_write_spec(struct box *b, struct bx_err *err);
 int write_init(struct box *b, struct bx_err *err);
+/* box_store.c: <home>/boxes/<id>/box.json, written atomically on every
+ * state change; loaded (and the old sandboxes swept) at start. */
+int box_store_save(struct box *b);
+int box_store_load_all(struct box_mgr *m, struct bx_err *err);
 /* box.c */
+int box_begin_start(struct box *b, struct bx_err *err);
+const char *box_status_name(enum box_status s);
+
 int random_id(const char *prefix, char *out, size_t cap, struct bx_err *err);
 int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
 void exec_free(struct box_exec *e);

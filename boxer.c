@@ -668,6 +668,7 @@ ON_BOX(api_box_start)
 ON_BOX(api_box_exec)
 ON_BOX(api_box_execs)
 ON_BOX(api_box_exec_get)
+ON_BOX(api_box_gc)
 
 /* Every route, once: dispatch, 405 and its Allow list, 404 and the metrics
  * labels (in this order on /metrics) all come from here. */
@@ -694,6 +695,7 @@ static const struct route routes[] = {
     {HTTP_POST, "/v1/boxes/{id}/exec", on_api_box_exec, "/v1/boxes/{id}/exec", 0},
     {HTTP_GET, "/v1/boxes/{id}/execs", on_api_box_execs, "/v1/boxes/{id}/execs", 0},
     {HTTP_GET, "/v1/boxes/{id}/exec/{eid}", on_api_box_exec_get, "/v1/boxes/{id}/exec/{eid}", 0},
+    {HTTP_POST, "/v1/gc", on_api_box_gc, "/v1/gc", 0},
 };
 
 static void observe_request(void *arg, const char *path, int status)
@@ -945,6 +947,8 @@ static int setup_runs(struct app *a, struct bx_err *err)
 
     if (run_recover(&a->cfg, err) < 0)
         return bx_err_wrap(err, "recovering runs");
+    if (box_recover(&a->cfg, err) < 0)
+        return bx_err_wrap(err, "recovering boxes");
     if (probe_runsc(a, err) < 0)
         return -1;
     snprintf(probe, sizeof(probe), "%s/runs/.probe", a->cfg.home);

@@ -104,6 +104,17 @@ void config_defaults(struct config *cfg)
     cfg->bridge_name = strdup("boxer0");
     cfg->allow_private_egress = 0;
     cfg->max_egress_rules = 16;
+    cfg->box_defaults = (struct box_defaults){2.0, 1024, 8, false, strdup("/root")};
+    cfg->max_disk_size_gb = 64;
+    cfg->box_stop_grace_secs = 10;
+    cfg->box_idle_timeout_secs = 3600;
+    /* As many default-sized boxes as the run memory budget holds. */
+    cfg->max_boxes = cfg->total_memory_mb / cfg->box_defaults.memory_mb;
+    if (cfg->max_boxes < 1)
+        cfg->max_boxes = 1;
+    cfg->max_execs_per_box = 100;
+    cfg->exec_output_bytes = 1u << 20;
+    cfg->restart_boxes = true;
 }
 
 void config_free(struct config *cfg)
@@ -128,6 +139,7 @@ void config_free(struct config *cfg)
     free(cfg->bridge_name);
     str_list_free(&cfg->dns_servers);
     str_list_free(&cfg->blocked_egress);
+    free(cfg->box_defaults.workdir);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -141,6 +153,7 @@ enum field_type {
     F_STR_LIST, /* struct str_list of non-empty strings, replaced */
     F_LIMITS,   /* struct run_limits: the nested object of limits_fields */
     F_MIRRORS,  /* the registry_mirrors object (cfg->mirrors, cfg->nmirrors) */
+    F_BOXDEF,   /* struct box_defaults: the nested object of box_default_fields */
 };
 
 struct field {
@@ -211,6 +224,24 @@ static const struct field config_fields[] = {
     CFG_STR_LIST(blocked_egress),
     CFG_BOOL(allow_private_egress),
     CFG_UINT(max_egress_rules, 1024, true),
+    CFG(box_defaults, F_BOXDEF, 0, false),
+    CFG_UINT(max_disk_size_gb, 1024, false),
+    CFG_UINT(box_stop_grace_secs, 3600, true),
+    CFG_UINT(box_idle_timeout_secs, 365ull * 86400, true),
+    CFG_UINT(max_boxes, 100000, false),
+    CFG_UINT(max_execs_per_box, 100000, false),
+    CFG_UINT(exec_output_bytes, 1ull << 30, false),
+    CFG_BOOL(restart_boxes),
+};
+
+#define BOXDEF(name, type, max, zero) {#name, type, offsetof(struct box_defaults, name), max, zero}
+/* "box_defaults": BoxRun's create defaults. */
+static const struct field box_default_fields[] = {
+    BOXDEF(cpu, F_CORES, 1024, false),
+    BOXDEF(memory_mb, F_UINT, 1u << 30, false),
+    BOXDEF(disk_size_gb, F_UINT, 1024, false),
+    BOXDEF(network, F_BOOL, 0, false),
+    BOXDEF(workdir, F_STRING, 0, false),
 };
 
 /* "defaults" and "max_limits": every limit is positive. */
@@ -368,6 +399,11 @@ static int parse_field(void *base, const struct field *f, const struct json_valu
         return parse_object(dst, limits_fields, BX_ARRAY_LEN(limits_fields), v, name, cfg, err);
     case F_MIRRORS:
         return parse_mirrors(cfg, v, err);
+    case F_BOXDEF:
+        if (v->type != JSON_OBJECT)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be an object", name);
+        return parse_object(dst, box_default_fields, BX_ARRAY_LEN(box_default_fields), v, name,
+                            cfg, err);
     }
     return bx_err_set(err, BX_E_INTERNAL, EINVAL, "config: %s: no reader", name);
 }
@@ -567,6 +603,13 @@ int config_validate(const struct config *cfg, struct bx_err *err)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: pull_memory_mb: must be at least 64");
     if (cfg->pull_pids_limit < 16)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: pull_pids_limit: must be at least 16");
+    if (!cfg->box_defaults.workdir || cfg->box_defaults.workdir[0] != '/' ||
+        strlen(cfg->box_defaults.workdir) > 1024)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "config: box_defaults.workdir: must be an absolute path");
+    if (cfg->box_defaults.disk_size_gb > cfg->max_disk_size_gb)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "config: box_defaults.disk_size_gb: must be at most max_disk_size_gb");
     if (limit_within("cpu_cores", cfg->defaults.cpu_cores, cfg->max_limits.cpu_cores, err) < 0 ||
         limit_within("memory_mb", (double)cfg->defaults.memory_mb,
                      (double)cfg->max_limits.memory_mb, err) < 0 ||

@@ -20,6 +20,15 @@ struct run_limits {
     uint64_t nofile;
 };
 
+/* Boxes (issue 13): what a create without the field gets. */
+struct box_defaults {
+    double cpu;
+    uint64_t memory_mb;
+    uint64_t disk_size_gb;
+    bool network;
+    char *workdir;
+};
+
 struct mirror {
     char *registry; /* "docker.io" */
     char *url;      /* "http://127.0.0.1:5000" */
@@ -78,6 +87,15 @@ struct config {
     struct str_list blocked_egress;
     bool allow_private_egress; /* sandboxes may reach private networks and the host's LAN */
     uint64_t max_egress_rules; /* entries in one run's egress list */
+    /* Boxes */
+    struct box_defaults box_defaults;
+    uint64_t max_disk_size_gb;
+    uint64_t box_stop_grace_secs;
+    uint64_t box_idle_timeout_secs; /* 0: never */
+    uint64_t max_boxes;             /* running boxes */
+    uint64_t max_execs_per_box;     /* exec records kept per box */
+    uint64_t exec_output_bytes;     /* per stream of one exec */
+    bool restart_boxes;             /* boxes running at a restart start again */
 };
 
 /* Host tasks a run with this pids_limit may use (its pids cgroup limit):

@@ -110,6 +110,9 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
 void run_mgr_free(struct run_mgr **m);
 /* Removes what a crashed predecessor left under <home>/runs. */
 int run_recover(const struct config *cfg, struct bx_err *err);
+/* The sweep of run_recover for another directory (boxes): kills the
+ * processes naming a path below dir, unmounts every mount below it. */
+int recover_sweep_dir(const char *dir, struct bx_err *err);
 
 /* Queues a run.  Takes ownership of *req (sets it NULL) on success only.
  * Returns -1 (400 missing file, 500 network unavailable, 503 queue full)

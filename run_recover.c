@@ -167,6 +167,20 @@ static int unmount_stale(const char *runs_dir, struct bx_err *err)
     return 0;
 }
 
+int recover_sweep_dir(const char *dir, struct bx_err *err)
+{
+    char *real;
+    int ret;
+    kill_stale_processes(dir);
+    /* mountinfo names mount points by their canonical path. */
+    real = realpath(dir, NULL);
+    if (!real)
+        return errno == ENOENT ? 0 : bx_err_sys(err, BX_E_INTERNAL, "realpath %s", dir);
+    ret = unmount_stale(real, err);
+    free(real);
+    return ret;
+}
+
 int run_recover(const struct config *cfg, struct bx_err *err)
 {
     char *runs_dir = NULL, *real = NULL;

@@ -1,6 +1,7 @@
 """Persistent boxes (/v1/boxes, issue 13, first slice): real runsc, real
 images from the local registry, real loop devices and mounts."""
 
+import json
 import os
 import subprocess
 import time
@@ -343,7 +344,133 @@ def test_shutdown_with_running_box_leaves_nothing(make_server):
         assert boxer_server.leftover_mounts(srv.home) == []
         assert loop_devices(disk) == ""
         assert box_cgroups(box) == []
-        # the disk is kept (restarting boxes is a later slice)
+        # the disk and the record are kept for the next Boxer
         assert os.path.exists(disk)
+        assert os.path.exists(os.path.join(srv.home, "boxes", box, "box.json"))
     finally:
         boxer_server.unmount_under(srv.home)
+
+
+def wait_status(srv, box, status, timeout=90.0):
+    deadline = time.time() + timeout
+    while True:
+        info = api(srv, "GET", "/v1/boxes/" + box).json()
+        if info.get("status") == status or time.time() > deadline:
+            return info
+        time.sleep(0.2)
+
+
+def box_mounts(srv, box):
+    return [m for m in boxer_server.leftover_mounts(srv.home) if "/boxes/%s/" % box in m]
+
+
+def test_box_survives_restart_and_kill9(make_server):
+    srv = make_server()
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "keep", "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    disk = os.path.join(srv.home, "boxes", box, "disk.img")
+    assert exec_wait(srv, box, ["sh", "-c", "echo one > /root/f1"])["exit_code"] == 0
+    srv.stop()
+    srv.start()
+    assert wait_status(srv, box, "running")["status"] == "running"
+    assert exec_wait(srv, box, ["cat", "/root/f1"])["stdout"] == "one\n"
+    assert exec_wait(srv, box, ["sh", "-c", "echo two > /root/f2; sleep 300 &"])["exit_code"] == 0
+    srv.kill9()
+    srv.start()
+    info = wait_status(srv, box, "running")
+    assert info["status"] == "running" and info["name"] == "keep", info
+    e = exec_wait(srv, box, ["cat", "/root/f1", "/root/f2"])
+    assert e["stdout"] == "one\ntwo\n", e
+    # only the third sandbox (generation 3) is left: one loop device, its two
+    # mounts (disk, root overlay), its cgroup, no process of the old ones
+    assert len(loop_devices(disk, settle=0).splitlines()) == 1
+    assert len(box_mounts(srv, box)) == 2, box_mounts(srv, box)
+    assert box_cgroups(box) and all(c.endswith(box + "-3") for c in box_cgroups(box))
+    for gen in ("-1", "-2"):  # the container id ends an argument
+        assert processes_naming(box + gen + "\0") == []
+    assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+    assert wait_gone(os.path.dirname(disk))
+
+
+def test_restart_boxes_false_leaves_box_stopped(make_server):
+    srv = make_server(config={"restart_boxes": False})
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    disk = os.path.join(srv.home, "boxes", box, "disk.img")
+    assert exec_wait(srv, box, ["sh", "-c", "echo x > /root/f"])["exit_code"] == 0
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    gone = r.json()["id"]
+    srv.kill9()
+    # a removal cut short by the crash: the record says so, the next Boxer
+    # finishes it
+    rec = os.path.join(srv.home, "boxes", gone, "box.json")
+    with open(rec) as f:
+        data = json.load(f)
+    data["removing"] = True
+    with open(rec, "w") as f:
+        json.dump(data, f)
+    srv.start()
+    assert not os.path.exists(os.path.dirname(rec))
+    assert api(srv, "GET", "/v1/boxes/" + gone).status_code == 404
+    assert processes_naming(gone, but_delete=True) == [] and box_cgroups(gone) == []
+    info = api(srv, "GET", "/v1/boxes/" + box).json()
+    assert info["status"] == "stopped" and info["stopped_at"], info
+    assert loop_devices(disk) == "" and box_mounts(srv, box) == [] and box_cgroups(box) == []
+    assert processes_naming(box, but_delete=True) == []
+    assert api(srv, "POST", "/v1/boxes/%s:start" % box).status_code == 200
+    assert exec_wait(srv, box, ["cat", "/root/f"])["stdout"] == "x\n"
+
+
+def test_idle_box_is_stopped(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1,
+                                            "idle_timeout_secs": 2})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    assert exec_wait(srv, box, ["true"])["exit_code"] == 0
+    assert api(srv, "GET", "/v1/boxes/" + box).json()["status"] == "running"
+    assert wait_status(srv, box, "stopped", timeout=40)["status"] == "stopped"
+    assert api(srv, "DELETE", "/v1/boxes/" + box).status_code == 204
+
+
+def test_gc_removes_only_old_stopped_boxes(bserver):
+    srv = bserver
+    ids = []
+    for _ in range(2):
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    old, young = ids
+    assert api(srv, "POST", "/v1/boxes/%s:stop" % old).status_code == 200
+    time.sleep(3)
+    r = api(srv, "POST", "/v1/gc", json={"older_than": 2})
+    assert r.status_code == 200 and r.json() == {"removed": 1}, r.text
+    assert api(srv, "GET", "/v1/boxes/" + old).status_code == 404
+    assert wait_gone(os.path.join(srv.home, "boxes", old))
+    assert api(srv, "POST", "/v1/boxes/%s:stop" % young).status_code == 200
+    r = api(srv, "POST", "/v1/gc", json={"older_than": 2})
+    assert r.json() == {"removed": 0}, r.text
+    assert api(srv, "GET", "/v1/boxes/" + young).json()["status"] == "stopped"
+    assert api(srv, "DELETE", "/v1/boxes/" + young).status_code == 204
+    assert "post" in api(srv, "GET", "/swagger/openapi.json").json()["paths"]["/v1/gc"]
+
+
+def test_box_resource_exceeded(make_server):
+    srv = make_server(config={"max_disk_size_gb": 2, "box_defaults": {"disk_size_gb": 1},
+                              "max_boxes": 1})
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 3})
+    assert r.status_code == 400 and r.json()["code"] == "RESOURCE_EXCEEDED", r.text
+    assert "max_disk_size_gb" in r.json()["message"]
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "memory_mb": 1 << 30})
+    assert r.status_code == 400 and r.json()["code"] == "RESOURCE_EXCEEDED", r.text
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201 and r.json()["disk_size_gb"] == 1, r.text
+    first = r.json()["id"]
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 503 and r.json()["code"] == "RESOURCE_EXCEEDED", r.text
+    assert int(r.headers["Retry-After"]) > 0
+    assert "max_boxes" in r.json()["message"]
+    assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % first).status_code == 204

@@ -235,6 +235,19 @@ static const struct {
     {"{\"min_free_disk_percent\": 2.5}", "min_free_disk_percent"},
     {"{\"store_max_bytes\": \"1G\"}", "store_max_bytes"},
     {"{\"store_max_bytes\": -1}", "store_max_bytes"},
+    {"{\"box_defaults\": {\"gpu\": 1}}", "box_defaults.gpu"},
+    {"{\"box_defaults\": {\"workdir\": \"rel\"}}", "box_defaults.workdir"},
+    {"{\"box_defaults\": {\"network\": 1}}", "box_defaults.network"},
+    {"{\"box_defaults\": {\"memory_mb\": 0}}", "box_defaults.memory_mb"},
+    {"{\"box_defaults\": {\"disk_size_gb\": 100}}", "box_defaults.disk_size_gb"},
+    {"{\"box_defaults\": 2}", "box_defaults"},
+    {"{\"max_disk_size_gb\": 0}", "max_disk_size_gb"},
+    {"{\"max_boxes\": 0}", "max_boxes"},
+    {"{\"max_execs_per_box\": 0}", "max_execs_per_box"},
+    {"{\"exec_output_bytes\": -1}", "exec_output_bytes"},
+    {"{\"box_idle_timeout_secs\": 1.5}", "box_idle_timeout_secs"},
+    {"{\"box_stop_grace_secs\": 3601}", "box_stop_grace_secs"},
+    {"{\"restart_boxes\": \"no\"}", "restart_boxes"},
     {"[1, 2]", "object"},
     {"{\"home\": \"/x\",}", "invalid JSON"},
     {"{\"home\": \"/x\", \"home\": \"/y\"}", "duplicate"},
@@ -434,6 +447,51 @@ START_TEST(load_precedence)
 }
 END_TEST
 
+/* Boxes (issue 13): BoxRun's create defaults and the box bounds. */
+START_TEST(box_fields_parse)
+{
+    struct config cfg;
+    struct bx_err err;
+    ck_assert_int_eq(parse(&cfg, "{}", &err), 0);
+    ck_assert(cfg.box_defaults.cpu == 2.0);
+    ck_assert_uint_eq(cfg.box_defaults.memory_mb, 1024);
+    ck_assert_uint_eq(cfg.box_defaults.disk_size_gb, 8);
+    ck_assert_int_eq(cfg.box_defaults.network, 0);
+    ck_assert_str_eq(cfg.box_defaults.workdir, "/root");
+    ck_assert_uint_eq(cfg.max_disk_size_gb, 64);
+    ck_assert_uint_eq(cfg.box_stop_grace_secs, 10);
+    ck_assert_uint_eq(cfg.box_idle_timeout_secs, 3600);
+    ck_assert_uint_eq(cfg.max_boxes,
+                      cfg.total_memory_mb / 1024 ? cfg.total_memory_mb / 1024 : 1);
+    ck_assert_uint_eq(cfg.max_execs_per_box, 100);
+    ck_assert_uint_eq(cfg.exec_output_bytes, 1048576);
+    ck_assert_int_eq(cfg.restart_boxes, 1);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"box_defaults\": {\"cpu\": 0.5, \"memory_mb\": 256,"
+                           " \"disk_size_gb\": 2, \"network\": true, \"workdir\": \"/w\"},"
+                           " \"max_disk_size_gb\": 4, \"box_stop_grace_secs\": 0,"
+                           " \"box_idle_timeout_secs\": 0, \"max_boxes\": 3,"
+                           " \"max_execs_per_box\": 5, \"exec_output_bytes\": 4096,"
+                           " \"restart_boxes\": false}",
+                           &err),
+                     0);
+    ck_assert(cfg.box_defaults.cpu == 0.5);
+    ck_assert_uint_eq(cfg.box_defaults.memory_mb, 256);
+    ck_assert_uint_eq(cfg.box_defaults.disk_size_gb, 2);
+    ck_assert_int_eq(cfg.box_defaults.network, 1);
+    ck_assert_str_eq(cfg.box_defaults.workdir, "/w");
+    ck_assert_uint_eq(cfg.max_disk_size_gb, 4);
+    ck_assert_uint_eq(cfg.box_stop_grace_secs, 0);
+    ck_assert_uint_eq(cfg.box_idle_timeout_secs, 0);
+    ck_assert_uint_eq(cfg.max_boxes, 3);
+    ck_assert_uint_eq(cfg.max_execs_per_box, 5);
+    ck_assert_uint_eq(cfg.exec_output_bytes, 4096);
+    ck_assert_int_eq(cfg.restart_boxes, 0);
+    config_free(&cfg);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -447,6 +505,7 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, parse_messages_exact, 0, (int)(sizeof(exact) / sizeof(exact[0])));
     tcase_add_test(tc, bool_fields_parse);
     tcase_add_test(tc, load_precedence);
+    tcase_add_test(tc, box_fields_parse);
     suite_add_tcase(s, tc);
     return s;
 }
