@@ -131,6 +131,13 @@ int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name
                        int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp,
                        struct bx_err *err)
 {
+    return box_spawn_runsc_io(b, args, log_name, -1, out_fd, err_fd, join_cg, cb, arg, pp, err);
+}
+
+int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_name, int in_fd,
+                       int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg,
+                       struct proc **pp, struct bx_err *err)
+{
     struct box_mgr *m = b->m;
     char root_arg[PATH_MAX + 16], log_arg[PATH_MAX + 64], platform_arg[64];
     char *argv[32];
@@ -165,7 +172,7 @@ int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name
     spec = (struct proc_spec){.path = m->p.runsc,
                               .argv = argv,
                               .envp = envp,
-                              .stdin_fd = -1,
+                              .stdin_fd = in_fd,
                               .stdout_fd = out_fd,
                               .stderr_fd = err_fd,
                               .join_fds = join_fds,
@@ -749,7 +756,8 @@ static void each_exec_rev(const struct box_exec *e, struct json_writer *w, int e
     if (!e)
         return;
     each_exec_rev(e->next, w, extra);
-    box_exec_json(e, w, extra);
+    if (!e->hidden)
+        box_exec_json(e, w, extra);
 }
 
 void box_each_exec(const struct box *b, struct json_writer *w, int extra)
@@ -760,7 +768,7 @@ void box_each_exec(const struct box *b, struct json_writer *w, int extra)
 struct box_exec *box_exec_find(struct box *b, const char *exec_id)
 {
     for (struct box_exec *e = b->execs; e; e = e->next)
-        if (strcmp(e->id, exec_id) == 0)
+        if (!e->hidden && strcmp(e->id, exec_id) == 0)
             return e;
     return NULL;
 }

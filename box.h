@@ -108,5 +108,21 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra);
 /* The box's kept exec records (the last BOX_EXECS_KEPT), oldest first. */
 void box_each_exec(const struct box *b, struct json_writer *w, int extra);
 struct box_exec *box_exec_find(struct box *b, const char *exec_id);
+/* The exit code of an ended exec, and in why its error or stderr text. */
+int box_exec_exit_code(const struct box_exec *e, char *why, size_t cap);
+
+/* Files in and out go through the sandbox: an exec of the in-box helper
+ * (`/.boxer/init --put|--get <path>`) walks the path inside the box, so a
+ * symlink the box made resolves in the box, never on the host.
+ * box_scratch_fd: an anonymous file in the box's directory (host side) for
+ * the content.  box_transfer: put copies fd (from offset 0) to path, get
+ * copies path into fd; cb as for box_exec, exit code 0 ok,
+ * BOX_XFER_ABSENT when path is absent or not a regular file (get) or
+ * cannot be made (put).  Transfers are not listed as execs. */
+#define BOX_XFER_ABSENT 2
+int box_scratch_fd(struct box *b, struct bx_err *err);
+int box_transfer(struct box *b, int put, const char *path, int fd, box_exec_cb cb, void *arg,
+                 struct box_exec **out, struct bx_err *err);
+uint64_t box_upload_limit(const struct box_mgr *m);
 
 #endif

@@ -47,6 +47,7 @@ struct box_exec {
     uint64_t started_ms, wall_ms;
     uint64_t safety_timer;
     int timed_out;
+    int hidden; /* a file transfer (box_transfer): not an exec of the API */
     box_exec_cb cb;
     void *cb_arg;
 };
@@ -112,6 +113,8 @@ int write_init(struct box *b, struct bx_err *err);
 /* box.c */
 int random_id(const char *prefix, char *out, size_t cap, struct bx_err *err);
 int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
+/* Same with runsc's stdin (-1: /dev/null). */
+int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_name, int in_fd, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
 void exec_free(struct box_exec *e);
 
 #endif

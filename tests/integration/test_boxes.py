@@ -11,6 +11,7 @@ import pytest
 import boxer_server
 
 BUSYBOX = "busybox"
+UPLOAD_LIMIT = 4 << 20
 
 
 def box_cgroups(box_id):
@@ -70,7 +71,7 @@ def processes_naming(text, but_delete=False):
 @pytest.fixture(scope="module")
 def bserver(registry, tmp_path_factory):
     d = tmp_path_factory.mktemp("boxes")
-    srv = boxer_server.Server(d, registry=registry).start()
+    srv = boxer_server.Server(d, config={"upload_limit_bytes": UPLOAD_LIMIT}, registry=registry).start()
     yield srv
     try:
         srv.stop()
@@ -347,3 +348,88 @@ def test_shutdown_with_running_box_leaves_nothing(make_server):
         assert os.path.exists(disk)
     finally:
         boxer_server.unmount_under(srv.home)
+
+
+def multipart(fields):
+    """A multipart body with the fields in the given order."""
+    b = b"----boxertestboundary"
+    out = b""
+    for name, value in fields:
+        out += b"--" + b + b"\r\nContent-Disposition: form-data; name=\"" + name.encode() + b"\""
+        out += (b"; filename=\"f\"" if name == "file" else b"") + b"\r\n\r\n" + value + b"\r\n"
+    out += b"--" + b + b"--\r\n"
+    return out, "multipart/form-data; boundary=" + b.decode()
+
+
+def upload(srv, box, dest, data, file_first=False):
+    fields = [("dest", dest.encode()), ("file", data)]
+    body, ct = multipart(fields[::-1] if file_first else fields)
+    return api(srv, "POST", "/v1/boxes/%s/files/upload" % box, content=body,
+               headers={"Content-Type": ct})
+
+
+def download(srv, box, path):
+    return api(srv, "POST", "/v1/boxes/%s/files/download" % box, json={"path": path})
+
+
+def test_box_files_in_and_out(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        data = os.urandom(UPLOAD_LIMIT)  # exactly the limit is fine
+        r = upload(srv, box, "/root/new/dir/in.bin", data)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"ok": True, "dest": "/root/new/dir/in.bin"}
+        assert exec_wait(srv, box, ["sh", "-c", "wc -c < /root/new/dir/in.bin"])["stdout"].strip() \
+            == str(len(data))
+        r = upload(srv, box, "/root/t.txt", b"hello box\n", file_first=True)
+        assert r.status_code == 200, r.text
+        assert exec_wait(srv, box, ["cat", "/root/t.txt"])["stdout"] == "hello box\n"
+        # what the box wrote comes back byte for byte
+        r = download(srv, box, "/root/new/dir/in.bin")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+        assert r.content == data
+        assert exec_wait(srv, box, ["sh", "-c", "printf 'out\\n' > /tmp/o"])["exit_code"] == 0
+        assert download(srv, box, "/tmp/o").content == b"out\n"
+        for p in ("/nope", "/root"):
+            r = download(srv, box, p)
+            assert r.status_code == 404 and r.json()["code"] == "FILE_NOT_FOUND", r.text
+        assert download(srv, box, "rel").status_code == 400
+        r = upload(srv, box, "/root/big", os.urandom(UPLOAD_LIMIT + 1))
+        assert r.status_code == 413, r.text
+        body, ct = multipart([("file", b"x")])
+        r = api(srv, "POST", "/v1/boxes/%s/files/upload" % box, content=body,
+                headers={"Content-Type": ct})
+        assert r.status_code == 400 and "dest" in r.json()["message"]
+        assert download(srv, box + "x", "/tmp/o").json()["code"] == "BOX_NOT_FOUND"
+        # transfers are not execs
+        r = api(srv, "GET", "/v1/boxes/%s/execs" % box)
+        assert all(e["cmd"][0] != "/.boxer/init" for e in r.json()["execs"]), r.text
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_box_file_symlink_stays_in_the_box(bserver):
+    srv = bserver
+    with open("/etc/shadow", "rb") as f:
+        host_shadow = f.read()
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        res = exec_wait(srv, box, ["sh", "-c", "echo box-own > /etc/shadow && ln -s /etc/shadow /root/x"
+                                   " && ln -s ../../../../../etc/shadow /root/y"])
+        assert res["exit_code"] == 0, res
+        for p in ("/root/x", "/root/y"):
+            r = download(srv, box, p)
+            assert r.status_code == 200, r.text
+            assert r.content == b"box-own\n" and r.content != host_shadow
+        # an upload through the link writes the box's file, not the host's
+        assert upload(srv, box, "/root/x", b"written\n").status_code == 200
+        assert exec_wait(srv, box, ["cat", "/etc/shadow"])["stdout"] == "written\n"
+        with open("/etc/shadow", "rb") as f:
+            assert f.read() == host_shadow
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
