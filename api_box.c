@@ -184,6 +184,33 @@ static int parse_body(struct abx *a, struct json_doc **doc, struct bx_err *err)
     return 0;
 }
 
+static int parse_volumes(const struct json_value *v, struct box_create_req *r, struct bx_err *err)
+{
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "volumes must be a list");
+    if (v->u.arr.n > BOX_VOLUMES_MAX)
+        return bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "volumes: at most %d", BOX_VOLUMES_MAX);
+    if (v->u.arr.n == 0)
+        return 0;
+    r->volumes = calloc(v->u.arr.n, sizeof(*r->volumes));
+    if (!r->volumes)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    r->nvolumes = v->u.arr.n;
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *o = &v->u.arr.items[i], *ro;
+        if (o->type != JSON_OBJECT)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "volumes[%zu] must be an object", i);
+        if (get_str(o, "host_path", &r->volumes[i].host_path, err) < 0 ||
+            get_str(o, "guest_path", &r->volumes[i].guest_path, err) < 0)
+            return -1;
+        ro = json_get(o, "readonly");
+        if (ro && ro->type != JSON_NULL && ro->type != JSON_BOOL)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "volumes[%zu].readonly must be a boolean", i);
+        r->volumes[i].readonly = ro && ro->type == JSON_BOOL && ro->u.boolean;
+    }
+    return 0;
+}
+
 static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *err)
 {
     struct json_doc *doc = NULL;
@@ -213,10 +240,8 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
         goto out;
     }
     v = json_get(root, "volumes");
-    if (v && !(v->type == JSON_NULL || (v->type == JSON_ARRAY && v->u.arr.n == 0))) {
-        bx_err_set(err, BX_E_BAD_REQUEST, ENOTSUP, "volumes are not supported yet");
+    if (v && v->type != JSON_NULL && parse_volumes(v, r, err) < 0)
         goto out;
-    }
     if (!r->image) {
         bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "image is required");
         goto out;

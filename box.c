@@ -61,8 +61,19 @@ static void strv_free(char **v)
     free(v);
 }
 
+void box_volumes_free(struct box_volume **v, size_t n)
+{
+    for (size_t i = 0; *v && i < n; i++) {
+        free((*v)[i].host_path);
+        free((*v)[i].guest_path);
+    }
+    free(*v);
+    *v = NULL;
+}
+
 void box_create_req_free(struct box_create_req *r)
 {
+    box_volumes_free(&r->volumes, r->nvolumes);
     free(r->image);
     free(r->name);
     strv_free(r->env);
@@ -650,6 +661,7 @@ static void destroy_box(struct box *b)
     free(b->name);
     free(b->image);
     free(b->workdir);
+    box_volumes_free(&b->volumes, b->nvolumes);
     strv_free(b->env);
     free(b);
 }
@@ -724,7 +736,22 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
     json_w_cstr(w, b->workdir);
     w_env_obj(w, "env", b->env);
     json_w_key(w, "volumes");
-    json_w_null(w);
+    if (!b->nvolumes) {
+        json_w_null(w);
+    } else {
+        json_w_arr_begin(w);
+        for (size_t i = 0; i < b->nvolumes; i++) {
+            json_w_obj_begin(w);
+            json_w_key(w, "host_path");
+            json_w_cstr(w, b->volumes[i].host_path);
+            json_w_key(w, "guest_path");
+            json_w_cstr(w, b->volumes[i].guest_path);
+            json_w_key(w, "readonly");
+            json_w_bool(w, b->volumes[i].readonly);
+            json_w_obj_end(w);
+        }
+        json_w_arr_end(w);
+    }
     w_str_or_null(w, "error_code", b->error_code);
     w_str_or_null(w, "error_message", b->error_msg);
     w_time(w, "created_at", b->created);
@@ -876,6 +903,8 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
         return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "memory_mb is over max_limits.memory_mb");
     if (req->disk_size_gb > BOX_MAX_DISK_GB)
         return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "disk_size_gb is over %d", BOX_MAX_DISK_GB);
+    if (box_check_volumes(m->p.cfg, req->volumes, req->nvolumes, err) < 0)
+        return -1;
     b = calloc(1, sizeof(*b));
     if (!b)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
@@ -919,6 +948,9 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     b->image = bx_steal_ptr(&req->image);
     b->name = bx_steal_ptr(&req->name);
     b->env = bx_steal_ptr(&req->env);
+    b->volumes = bx_steal_ptr(&req->volumes);
+    b->nvolumes = req->nvolumes;
+    req->nvolumes = 0;
     b->workdir = req->workdir ? bx_steal_ptr(&req->workdir) : strdup("/root");
     b->created = time(NULL);
     b->next = m->boxes;

@@ -55,6 +55,15 @@ void box_mgr_free(struct box_mgr **m);
 #define BOX_ENV_MAX 256
 #define BOX_ARGV_MAX 4096
 
+#define BOX_VOLUMES_MAX 16
+
+/* A host directory or file bind-mounted into a box; host_path must lie
+ * under one of the config's volume_roots (box_create resolves it). */
+struct box_volume {
+    char *host_path, *guest_path;
+    int readonly;
+};
+
 struct box_create_req {
     char *image;   /* required */
     char *name;    /* NULL: none */
@@ -63,6 +72,8 @@ struct box_create_req {
     double cpu;    /* 0: default */
     uint64_t memory_mb;
     uint64_t disk_size_gb;
+    struct box_volume *volumes;
+    size_t nvolumes;
 };
 void box_create_req_free(struct box_create_req *r);
 

@@ -69,6 +69,8 @@ struct box {
     char id[32];
     char *name, *image, *workdir;
     char **env;
+    struct box_volume *volumes; /* resolved host paths */
+    size_t nvolumes;
     double cpu;
     uint64_t memory_mb, disk_gb;
     enum box_status status;
@@ -110,6 +112,8 @@ void w_process(struct json_writer *w, char *const *args, char *const *env, const
 int write_scratch_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err);
 int box_write_spec(struct box *b, struct bx_err *err);
 int write_init(struct box *b, struct bx_err *err);
+int box_check_volumes(const struct config *cfg, struct box_volume *v, size_t n, struct bx_err *err);
+void box_volumes_free(struct box_volume **v, size_t n);
 /* box.c */
 int random_id(const char *prefix, char *out, size_t cap, struct bx_err *err);
 int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);

@@ -71,7 +71,11 @@ def processes_naming(text, but_delete=False):
 @pytest.fixture(scope="module")
 def bserver(registry, tmp_path_factory):
     d = tmp_path_factory.mktemp("boxes")
-    srv = boxer_server.Server(d, config={"upload_limit_bytes": UPLOAD_LIMIT}, registry=registry).start()
+    vol_root = tmp_path_factory.mktemp("volroot")
+    srv = boxer_server.Server(d, config={"upload_limit_bytes": UPLOAD_LIMIT,
+                                         "volume_roots": [str(vol_root)]},
+                              registry=registry).start()
+    srv.vol_root = vol_root
     yield srv
     try:
         srv.stop()
@@ -431,5 +435,39 @@ def test_box_file_symlink_stays_in_the_box(bserver):
         assert exec_wait(srv, box, ["cat", "/etc/shadow"])["stdout"] == "written\n"
         with open("/etc/shadow", "rb") as f:
             assert f.read() == host_shadow
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_box_volumes_only_under_volume_roots(bserver, tmp_path):
+    srv = bserver
+    inside = srv.vol_root / "data"
+    inside.mkdir()
+    (inside / "hello").write_text("from the host\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("no\n")
+    (srv.vol_root / "escape").symlink_to(outside)
+    bad = [dict(host_path=str(outside), guest_path="/mnt/v"),
+           dict(host_path=str(srv.vol_root / "escape"), guest_path="/mnt/v"),
+           dict(host_path=str(srv.vol_root / "escape" / "secret"), guest_path="/mnt/v"),
+           dict(host_path=str(srv.vol_root / ".." / outside.name), guest_path="/mnt/v"),
+           dict(host_path="/", guest_path="/mnt/v"),
+           dict(host_path=str(inside), guest_path="/proc/v"),
+           dict(host_path=str(inside), guest_path="/mnt/../v"),
+           dict(host_path=str(inside), guest_path="rel")]
+    for v in bad:
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "volumes": [v]})
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", (v, r.text)
+    vols = [dict(host_path=str(inside), guest_path="/mnt/data", readonly=True)]
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1, "volumes": vols})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        assert r.json()["volumes"] == vols
+        assert exec_wait(srv, box, ["cat", "/mnt/data/hello"])["stdout"] == "from the host\n"
+        res = exec_wait(srv, box, ["sh", "-c", "echo x > /mnt/data/new"])
+        assert res["exit_code"] != 0, res
+        assert not (inside / "new").exists()
     finally:
         assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
