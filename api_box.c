@@ -233,10 +233,13 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
         r->cpu = v->u.num.d;
     }
     v = json_get(root, "network");
-    if (v && !(v->type == JSON_NULL || (v->type == JSON_BOOL && !v->u.boolean) ||
-               (v->type == JSON_STRING && bx_str_eq(v->u.str.s, v->u.str.len, "none")))) {
-        /* the sandbox network for boxes is a later slice */
-        bx_err_set(err, BX_E_BAD_REQUEST, ENOTSUP, "network: only false/\"none\" is supported yet");
+    if (v && v->type == JSON_BOOL) {
+        r->network = v->u.boolean;
+    } else if (v && v->type == JSON_STRING && (bx_str_eq(v->u.str.s, v->u.str.len, "none") ||
+                                               bx_str_eq(v->u.str.s, v->u.str.len, "sandbox"))) {
+        r->network = v->u.str.s[0] == 's';
+    } else if (v && v->type != JSON_NULL) {
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "network must be true, false, \"none\" or \"sandbox\"");
         goto out;
     }
     v = json_get(root, "volumes");

@@ -168,7 +168,7 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
     argv[a++] = root_arg;
     argv[a++] = log_arg;
     argv[a++] = platform_arg;
-    argv[a++] = "--network=none";
+    argv[a++] = b->net ? "--network=sandbox" : "--network=none";
     argv[a++] = "--overlay2=none";
     if (m->p.cfg->runsc_debug)
         argv[a++] = "--debug";
@@ -189,7 +189,18 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
                               .join_fds = join_fds,
                               .n_join_fds = njoin,
                               .cwd = b->dir};
-    ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
+    if (b->net && (strcmp(args[0], "create") == 0 || strcmp(args[0], "start") == 0)) {
+        /* see net.h: runsc create/start must not see /proc/sys/net */
+        struct net_nsguard g;
+        if (net_runsc_ns_enter(&g, err) < 0) {
+            ret = -1;
+        } else {
+            ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
+            net_runsc_ns_leave(&g);
+        }
+    } else {
+        ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
+    }
     for (int i = 0; i < njoin; i++)
         close(join_fds[i]);
     return ret;
@@ -316,7 +327,7 @@ static void launch(struct box *b)
         goto fail;
     if (cg_run_create(b->m->p.cgroups, name, &cl, &b->cg, &err) < 0)
         goto fail;
-    if (box_write_spec(b, &err) < 0)
+    if (box_net_setup(b, &err) < 0 || box_write_spec(b, &err) < 0)
         goto fail;
     if (box_spawn_runsc(b, args, NULL, -1, -1, 1, on_created, b, &b->step, &err) < 0)
         goto fail;
@@ -731,7 +742,7 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
     json_w_key(w, "disk_size_gb");
     json_w_uint(w, b->disk_gb);
     json_w_key(w, "network");
-    json_w_bool(w, 0);
+    json_w_bool(w, b->network);
     json_w_key(w, "workdir");
     json_w_cstr(w, b->workdir);
     w_env_obj(w, "env", b->env);
@@ -905,6 +916,9 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
         return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, "disk_size_gb is over %d", BOX_MAX_DISK_GB);
     if (box_check_volumes(m->p.cfg, req->volumes, req->nvolumes, err) < 0)
         return -1;
+    if (req->network && (!m->p.net || net_unavailable(m->p.net)))
+        return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "the sandbox network is unavailable: %s",
+                          m->p.net ? net_unavailable(m->p.net) : "not configured");
     b = calloc(1, sizeof(*b));
     if (!b)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
@@ -948,6 +962,7 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     b->image = bx_steal_ptr(&req->image);
     b->name = bx_steal_ptr(&req->name);
     b->env = bx_steal_ptr(&req->env);
+    b->network = req->network;
     b->volumes = bx_steal_ptr(&req->volumes);
     b->nvolumes = req->nvolumes;
     req->nvolumes = 0;

@@ -46,6 +46,7 @@ struct box_mgr_params {
     struct cg_ctx *cgroups; /* NULL: boxes are refused (500) */
     const char *runsc;      /* absolute path */
     const char *platform;
+    struct net *net; /* NULL: network true is refused */
 };
 
 int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_err *err);
@@ -74,6 +75,7 @@ struct box_create_req {
     uint64_t disk_size_gb;
     struct box_volume *volumes;
     size_t nvolumes;
+    int network; /* 1: the sandbox network (as /run's "sandbox"); 0: loopback only */
 };
 void box_create_req_free(struct box_create_req *r);
 

@@ -125,9 +125,31 @@ out:
     return ret;
 }
 
+/* The box's netns, veth and address, made at every start (the same as a
+ * `network: "sandbox"` run's, egress rules included) and undone at every
+ * stop with the mounts (unmount_all). */
+int box_net_setup(struct box *b, struct bx_err *err)
+{
+    char id[48];
+    int dfd, r;
+    if (!b->network)
+        return 0;
+    if (!b->m->p.net || net_unavailable(b->m->p.net))
+        return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "the sandbox network is unavailable");
+    dfd = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "open %s", b->dir);
+    /* net names the veth after the hex after the first '-' */
+    snprintf(id, sizeof(id), "box-%s", b->id + 4);
+    r = net_run_setup(b->m->p.net, b->dir, dfd, id, NULL, 0, 0, &b->net, err);
+    close(dfd);
+    return r;
+}
+
 void unmount_all(struct box *b)
 {
     char p[PATH_MAX + 16];
+    net_run_free(&b->net);
     if (b->root_mounted) {
         snprintf(p, sizeof(p), "%s/rootfs", b->dir);
         if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
@@ -361,6 +383,8 @@ int box_write_spec(struct box *b, struct bx_err *err)
     w_mount(&w, "/dev", "tmpfs", "tmpfs", dev_o);
     w_mount(&w, "/sys", "sysfs", "sysfs", sys_o);
     w_mount(&w, "/.boxer/init", "bind", init, init_o);
+    if (b->net)
+        w_mount(&w, "/etc/resolv.conf", "bind", net_run_resolv_path(b->net), init_o);
     for (size_t i = 0; i < b->nvolumes; i++)
         w_mount(&w, b->volumes[i].guest_path, "bind", b->volumes[i].host_path,
                 b->volumes[i].readonly ? vol_ro : vol_rw);
@@ -373,6 +397,10 @@ int box_write_spec(struct box *b, struct bx_err *err)
         json_w_obj_begin(&w);
         json_w_key(&w, "type");
         json_w_cstr(&w, ns[i]);
+        if (b->net && strcmp(ns[i], "network") == 0) {
+            json_w_key(&w, "path");
+            json_w_cstr(&w, net_run_netns_path(b->net));
+        }
         json_w_obj_end(&w);
     }
     json_w_arr_end(&w);

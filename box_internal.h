@@ -11,6 +11,7 @@
 #include "cgroup.h"
 #include "config.h"
 #include "image.h"
+#include "net.h"
 #include "json.h"
 #include "oci.h"
 #include "proc.h"
@@ -71,6 +72,8 @@ struct box {
     char **env;
     struct box_volume *volumes; /* resolved host paths */
     size_t nvolumes;
+    int network;
+    struct net_run *net; /* while running with network */
     double cpu;
     uint64_t memory_mb, disk_gb;
     enum box_status status;
@@ -112,6 +115,7 @@ void w_process(struct json_writer *w, char *const *args, char *const *env, const
 int write_scratch_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err);
 int box_write_spec(struct box *b, struct bx_err *err);
 int write_init(struct box *b, struct bx_err *err);
+int box_net_setup(struct box *b, struct bx_err *err);
 int box_check_volumes(const struct config *cfg, struct box_volume *v, size_t n, struct bx_err *err);
 void box_volumes_free(struct box_volume **v, size_t n);
 /* box.c */

@@ -1011,7 +1011,7 @@ static int setup_runs(struct app *a, struct bx_err *err)
         return -1;
     {
         struct box_mgr_params bp = {a->loop, &a->cfg, a->images, a->cgroups, a->runsc,
-                                    a->platform};
+                                    a->platform, a->net};
         return box_mgr_new(&a->boxes, &bp, err);
     }
 }

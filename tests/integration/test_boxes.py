@@ -1,7 +1,10 @@
 """Persistent boxes (/v1/boxes, issue 13, first slice): real runsc, real
 images from the local registry, real loop devices and mounts."""
 
+import http.server
+import json
 import os
+import threading
 import subprocess
 import time
 
@@ -12,6 +15,11 @@ import boxer_server
 
 BUSYBOX = "busybox"
 UPLOAD_LIMIT = 4 << 20
+# Own bridge and subnet, named like test_network.py's ("bxt" + this pid),
+# so a suite running at the same time counts them as someone else's.
+_PID = os.getpid()
+BRIDGE = "bxtb%04x" % (_PID & 0xFFFF)
+SUBNET = "10.%d.%d" % (100 + _PID % 150, 200 + _PID % 50)
 
 
 def box_cgroups(box_id):
@@ -73,7 +81,8 @@ def bserver(registry, tmp_path_factory):
     d = tmp_path_factory.mktemp("boxes")
     vol_root = tmp_path_factory.mktemp("volroot")
     srv = boxer_server.Server(d, config={"upload_limit_bytes": UPLOAD_LIMIT,
-                                         "volume_roots": [str(vol_root)]},
+                                         "volume_roots": [str(vol_root)],
+                                         "bridge_name": BRIDGE, "sandbox_subnet": SUBNET + ".0/24"},
                               registry=registry).start()
     srv.vol_root = vol_root
     yield srv
@@ -471,3 +480,61 @@ def test_box_volumes_only_under_volume_roots(bserver, tmp_path):
         assert not (inside / "new").exists()
     finally:
         assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def box_veths():
+    out = subprocess.run(["ip", "-j", "link"], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return [l["ifname"] for l in json.loads(out)
+            if l.get("ifalias", "").startswith("boxer:%s:box-" % BRIDGE)]
+
+
+def test_box_network(bserver):
+    srv = bserver
+    gateway = SUBNET + ".1"
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"host-secret")
+
+        def log_message(self, *a):
+            pass
+
+    # a host service on the bridge address: no box may reach it
+    httpd = http.server.ThreadingHTTPServer((gateway, 0), H)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    fetch = ["sh", "-c", "wget -q -T 3 -O - http://%s:%d/ 2>&1; echo rc=$?"
+             % (gateway, httpd.server_address[1])]
+    boxes = []
+    try:
+        for net in (False, "none"):
+            r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1, "network": net})
+            assert r.status_code == 201 and r.json()["network"] is False, r.text
+            boxes.append(r.json()["id"])
+            assert exec_wait(srv, boxes[-1], ["cat", "/proc/net/route"])["stdout"].count("\n") <= 1
+            out = exec_wait(srv, boxes[-1], fetch)["stdout"]
+            assert "host-secret" not in out and "rc=0" not in out, out
+        assert box_veths() == []
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1, "network": True})
+        assert r.status_code == 201 and r.json()["network"] is True, r.text
+        box = r.json()["id"]
+        boxes.append(box)
+        for _ in range(2):
+            out = exec_wait(srv, box, ["ip", "-4", "addr"])["stdout"]
+            assert (" inet %s." % SUBNET) in out, out
+            assert len(box_veths()) == 1
+            out = exec_wait(srv, box, fetch)["stdout"]
+            assert "host-secret" not in out and "rc=0" not in out, out
+            # stop tears the veth down, start makes it again
+            assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
+            assert box_veths() == []
+            assert api(srv, "POST", "/v1/boxes/%s:start" % box).status_code == 200
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "network": "host"})
+        assert r.status_code == 400, r.text
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        for b in boxes:
+            assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % b).status_code == 204
+    assert box_veths() == []
