@@ -16,6 +16,7 @@
 
 #include "box.h"
 #include "multipart.h"
+#include "store.h"
 #include "json.h"
 #include "util.h"
 
@@ -704,6 +705,12 @@ static int xp_data(void *ctx, const char *data, size_t len, struct bx_err *err)
         if (len > x->limit - x->size)
             return bx_err_set(err, BX_E_TOO_LARGE, 0, "file is larger than upload_limit_bytes (%llu)",
                               (unsigned long long)x->limit);
+        /* The content waits on the host's disk: the same free-disk floor
+         * as /files uploads, checked at every MiB (pieces may be 1 byte). */
+        if ((x->size == 0 || (x->size + len) >> 20 != x->size >> 20) &&
+            store_check_disk(x->fd, NULL, len + (1u << 20), box_min_free_disk_percent(x->m), "upload",
+                             err) < 0)
+            return -1;
         if (bx_write_all(x->fd, data, len) < 0)
             return bx_err_sys(err, errno == ENOSPC ? BX_E_UNAVAILABLE : BX_E_INTERNAL, "write upload");
         x->size += len;

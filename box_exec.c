@@ -389,3 +389,8 @@ uint64_t box_upload_limit(const struct box_mgr *m)
 {
     return m->p.cfg->upload_limit_bytes;
 }
+
+uint64_t box_min_free_disk_percent(const struct box_mgr *m)
+{
+    return m->p.cfg->min_free_disk_percent;
+}
