@@ -6,12 +6,17 @@
 #include "api_box.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "box.h"
+#include "multipart.h"
+#include "store.h"
 #include "json.h"
 #include "util.h"
 
@@ -182,6 +187,33 @@ static int parse_body(struct abx *a, struct json_doc **doc, struct bx_err *err)
     return 0;
 }
 
+static int parse_volumes(const struct json_value *v, struct box_create_req *r, struct bx_err *err)
+{
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "volumes must be a list");
+    if (v->u.arr.n > BOX_VOLUMES_MAX)
+        return bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "volumes: at most %d", BOX_VOLUMES_MAX);
+    if (v->u.arr.n == 0)
+        return 0;
+    r->volumes = calloc(v->u.arr.n, sizeof(*r->volumes));
+    if (!r->volumes)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    r->nvolumes = v->u.arr.n;
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *o = &v->u.arr.items[i], *ro;
+        if (o->type != JSON_OBJECT)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "volumes[%zu] must be an object", i);
+        if (get_str(o, "host_path", &r->volumes[i].host_path, err) < 0 ||
+            get_str(o, "guest_path", &r->volumes[i].guest_path, err) < 0)
+            return -1;
+        ro = json_get(o, "readonly");
+        if (ro && ro->type != JSON_NULL && ro->type != JSON_BOOL)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "volumes[%zu].readonly must be a boolean", i);
+        r->volumes[i].readonly = ro && ro->type == JSON_BOOL && ro->u.boolean;
+    }
+    return 0;
+}
+
 static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *err)
 {
     struct json_doc *doc = NULL;
@@ -207,17 +239,18 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
         r->cpu = v->u.num.d;
     }
     v = json_get(root, "network");
-    if (v && !(v->type == JSON_NULL || (v->type == JSON_BOOL && !v->u.boolean) ||
-               (v->type == JSON_STRING && bx_str_eq(v->u.str.s, v->u.str.len, "none")))) {
-        /* the sandbox network for boxes is a later slice */
-        bx_err_set(err, BX_E_BAD_REQUEST, ENOTSUP, "network: only false/\"none\" is supported yet");
+    if (v && v->type == JSON_BOOL) {
+        r->network = v->u.boolean;
+    } else if (v && v->type == JSON_STRING && (bx_str_eq(v->u.str.s, v->u.str.len, "none") ||
+                                               bx_str_eq(v->u.str.s, v->u.str.len, "sandbox"))) {
+        r->network = v->u.str.s[0] == 's';
+    } else if (v && v->type != JSON_NULL) {
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "network must be true, false, \"none\" or \"sandbox\"");
         goto out;
     }
     v = json_get(root, "volumes");
-    if (v && !(v->type == JSON_NULL || (v->type == JSON_ARRAY && v->u.arr.n == 0))) {
-        bx_err_set(err, BX_E_BAD_REQUEST, ENOTSUP, "volumes are not supported yet");
+    if (v && v->type != JSON_NULL && parse_volumes(v, r, err) < 0)
         goto out;
-    }
     if (!r->image) {
         bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "image is required");
         goto out;
@@ -643,4 +676,283 @@ static void list_execs(struct http_conn *c, const struct box *b, int extra)
     else
         http_respond(c, 200, "application/json", NULL, sb.data, sb.len);
     sbuf_free(&sb);
+}
+
+/* ---- files in and out (through the in-box helper: box_transfer) ---- */
+
+enum xpart { XP_NONE, XP_FILE, XP_DEST, XP_OTHER };
+
+struct xfer {
+    struct box_mgr *m;
+    struct http_conn *conn;
+    char id[128];
+    int put;
+    int fd;                /* the content, host side (box_scratch_fd) */
+    uint64_t size, limit;
+    struct mp_parser *mp;
+    enum xpart part;
+    int have_file, have_dest;
+    char dest[PATH_MAX + 1];
+    size_t dest_len;
+    struct sbuf body;      /* download: the JSON request */
+    struct box_exec *exec; /* the running transfer */
+};
+
+static void xfer_free(struct xfer *x)
+{
+    mp_free(&x->mp);
+    sbuf_free(&x->body);
+    if (x->fd >= 0)
+        close(x->fd);
+    free(x);
+}
+
+static int xp_begin(void *ctx, const char *name, size_t len, int has_filename, struct bx_err *err)
+{
+    struct xfer *x = ctx;
+    struct box *b;
+    (void)has_filename;
+    if (len == 4 && memcmp(name, "file", 4) == 0) {
+        if (x->have_file)
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart: duplicate field file");
+        b = box_find(x->m, x->id);
+        if (!b)
+            return bx_err_set(err, BX_E_NOT_FOUND, 0, "no such box");
+        x->fd = box_scratch_fd(b, err);
+        if (x->fd < 0)
+            return -1;
+        x->part = XP_FILE;
+        x->have_file = 1;
+    } else if (len == 4 && memcmp(name, "dest", 4) == 0) {
+        if (x->have_dest)
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "multipart: duplicate field dest");
+        x->part = XP_DEST;
+        x->have_dest = 1;
+    } else {
+        x->part = XP_OTHER;
+    }
+    return 0;
+}
+
+static int xp_data(void *ctx, const char *data, size_t len, struct bx_err *err)
+{
+    struct xfer *x = ctx;
+    if (x->part == XP_DEST) {
+        if (len > sizeof(x->dest) - 1 - x->dest_len)
+            return bx_err_set(err, BX_E_BAD_REQUEST, 0, "dest is longer than %d bytes", PATH_MAX - 1);
+        memcpy(x->dest + x->dest_len, data, len);
+        x->dest_len += len;
+    } else if (x->part == XP_FILE) {
+        if (len > x->limit - x->size)
+            return bx_err_set(err, BX_E_TOO_LARGE, 0, "file is larger than upload_limit_bytes (%llu)",
+                              (unsigned long long)x->limit);
+        /* The content waits on the host's disk: the same free-disk floor
+         * as /files uploads, checked at every MiB (pieces may be 1 byte). */
+        if ((x->size == 0 || (x->size + len) >> 20 != x->size >> 20) &&
+            store_check_disk(x->fd, NULL, len + (1u << 20), box_min_free_disk_percent(x->m), "upload",
+                             err) < 0)
+            return -1;
+        if (bx_write_all(x->fd, data, len) < 0)
+            return bx_err_sys(err, errno == ENOSPC ? BX_E_UNAVAILABLE : BX_E_INTERNAL, "write upload");
+        x->size += len;
+    }
+    return 0;
+}
+
+static int xp_end(void *ctx, struct bx_err *err)
+{
+    struct xfer *x = ctx;
+    (void)err;
+    x->part = XP_NONE;
+    return 0;
+}
+
+static const struct mp_callbacks xfer_mp_cb = {xp_begin, xp_data, xp_end};
+
+static void on_xfer_done(void *arg, struct box_exec *e)
+{
+    struct xfer *x = arg;
+    char why[256];
+    int code = box_exec_exit_code(e, why, sizeof(why));
+    struct sbuf sb;
+    struct json_writer w;
+    struct stat st;
+
+    x->exec = NULL;
+    if (code == BOX_XFER_ABSENT && !x->put) {
+        respond_v1_error(x->conn, BX_E_NOT_FOUND, "FILE_NOT_FOUND", why[0] ? why : "no such file");
+    } else if (code == BOX_XFER_ABSENT) {
+        respond_v1_error(x->conn, BX_E_BAD_REQUEST, "INVALID_REQUEST", why[0] ? why : "bad dest");
+    } else if (code != 0) {
+        respond_v1_error(x->conn, BX_E_INTERNAL, "RUNTIME_ERROR", why[0] ? why : "transfer failed");
+    } else if (!x->put) {
+        if (fstat(x->fd, &st) < 0 || lseek(x->fd, 0, SEEK_SET) < 0) {
+            respond_v1_error(x->conn, BX_E_INTERNAL, "RUNTIME_ERROR", strerror(errno));
+        } else {
+            http_respond_file(x->conn, 200, "application/octet-stream", x->fd, (uint64_t)st.st_size);
+            x->fd = -1; /* http owns it */
+        }
+    } else {
+        sbuf_init(&sb, PATH_MAX * 7 + 64);
+        json_w_init(&w, &sb);
+        json_w_obj_begin(&w);
+        json_w_key(&w, "ok");
+        json_w_bool(&w, 1);
+        json_w_key(&w, "dest");
+        json_w_cstr(&w, x->dest);
+        json_w_obj_end(&w);
+        if (w.failed)
+            http_respond_error(x->conn, BX_E_INTERNAL, "out of memory");
+        else
+            http_respond(x->conn, 200, "application/json", NULL, sb.data, sb.len);
+        sbuf_free(&sb);
+    }
+    xfer_free(x);
+}
+
+static int xfer_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
+{
+    struct xfer *x = ctx;
+    if (x->put)
+        return mp_feed(x->mp, data, len, err);
+    if (sbuf_append(&x->body, data, len) < 0)
+        return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "body too large");
+    return 0;
+}
+
+static int xfer_on_end(void *ctx, struct bx_err *unused)
+{
+    struct xfer *x = ctx;
+    struct bx_err err;
+    struct box *b;
+    (void)unused;
+    bx_err_clear(&err);
+    if (x->put) {
+        if (mp_finish(x->mp, &err) < 0)
+            goto fail;
+        if (!x->have_file || !x->have_dest) {
+            bx_err_set(&err, BX_E_BAD_REQUEST, 0, "missing field %s", x->have_file ? "dest" : "file");
+            goto fail;
+        }
+        x->dest[x->dest_len] = 0;
+        if (strlen(x->dest) != x->dest_len) {
+            bx_err_set(&err, BX_E_BAD_REQUEST, 0, "dest contains a NUL byte");
+            goto fail;
+        }
+    } else {
+        struct json_doc *doc = NULL;
+        const struct json_value *root;
+        char *path = NULL;
+        const struct json_limits lim = {API_BOX_MAX_BODY, 16, 100000};
+        if (json_parse(x->body.data ? x->body.data : "", x->body.len, &lim, &doc, &err) < 0)
+            goto fail;
+        root = json_doc_root(doc);
+        if (root->type != JSON_OBJECT) {
+            json_doc_free(&doc);
+            bx_err_set(&err, BX_E_BAD_REQUEST, 0, "body must be a JSON object");
+            goto fail;
+        }
+        if (get_str(root, "path", &path, &err) < 0 || !path) {
+            json_doc_free(&doc);
+            if (!path && !err.status)
+                bx_err_set(&err, BX_E_BAD_REQUEST, 0, "path is required");
+            goto fail;
+        }
+        json_doc_free(&doc);
+        snprintf(x->dest, sizeof(x->dest), "%s", path);
+        if (strlen(path) >= sizeof(x->dest)) {
+            free(path);
+            bx_err_set(&err, BX_E_BAD_REQUEST, 0, "path is too long");
+            goto fail;
+        }
+        free(path);
+    }
+    b = box_find(x->m, x->id);
+    if (!b) {
+        respond_v1_error(x->conn, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
+        xfer_free(x);
+        return 0;
+    }
+    if (!x->put && (x->fd = box_scratch_fd(b, &err)) < 0)
+        goto fail;
+    if (box_transfer(b, x->put, x->dest, x->fd, on_xfer_done, x, &x->exec, &err) < 0)
+        goto fail;
+    return 0;
+fail:
+    if (err.status == BX_E_NOT_FOUND)
+        respond_v1_error(x->conn, BX_E_NOT_FOUND, "BOX_NOT_FOUND", err.msg);
+    else
+        respond_box_err(x->conn, &err);
+    xfer_free(x);
+    return 0;
+}
+
+static void xfer_on_abort(void *ctx)
+{
+    struct xfer *x = ctx;
+    /* The client left: the transfer ends on its own, unobserved. */
+    if (x->exec)
+        box_exec_forget(x->exec);
+    xfer_free(x);
+}
+
+static const struct http_body_ops xfer_ops = {xfer_on_data, xfer_on_end, xfer_on_abort};
+
+static void start_xfer(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                       const struct route_params *p, int put)
+{
+    const struct http_header *ct = http_find_header(req, "Content-Type");
+    char boundary[MP_MAX_BOUNDARY + 1];
+    size_t blen = 0;
+    struct bx_err err;
+    struct xfer *x;
+    struct box *b = find_box(m, c, p);
+
+    if (!b)
+        return;
+    box_touch(b); /* a file transfer is activity (idle stop) */
+    bx_err_clear(&err);
+    if (put ? !(ct && http_media_type_is(ct->value, ct->value_len, "multipart/form-data"))
+            : !(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
+        respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST",
+                         put ? "Content-Type must be multipart/form-data"
+                             : "Content-Type must be application/json");
+        return;
+    }
+    if (put && mp_boundary_from_content_type(ct->value, ct->value_len, boundary, &blen, &err) < 0) {
+        respond_box_err(c, &err);
+        return;
+    }
+    x = calloc(1, sizeof(*x));
+    if (!x) {
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
+        return;
+    }
+    x->m = m;
+    x->conn = c;
+    x->put = put;
+    x->fd = -1;
+    x->limit = box_upload_limit(m);
+    param(p, 0, x->id, sizeof(x->id));
+    sbuf_init(&x->body, API_BOX_MAX_BODY);
+    if (put && mp_new(&x->mp, boundary, blen, &xfer_mp_cb, x, &err) < 0) {
+        xfer_free(x);
+        respond_box_err(c, &err);
+        return;
+    }
+    /* The file may be exactly upload_limit_bytes; the framing and dest
+     * come on top. */
+    http_accept_body(c, put ? x->limit + 64 * 1024 : API_BOX_MAX_BODY, &xfer_ops, x);
+}
+
+void api_box_upload(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                    const struct route_params *p)
+{
+    start_xfer(m, c, req, p, 1);
+}
+
+void api_box_download(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                      const struct route_params *p)
+{
+    start_xfer(m, c, req, p, 0);
 }

@@ -61,8 +61,19 @@ static void strv_free(char **v)
     free(v);
 }
 
+void box_volumes_free(struct box_volume **v, size_t n)
+{
+    for (size_t i = 0; *v && i < n; i++) {
+        free((*v)[i].host_path);
+        free((*v)[i].guest_path);
+    }
+    free(*v);
+    *v = NULL;
+}
+
 void box_create_req_free(struct box_create_req *r)
 {
+    box_volumes_free(&r->volumes, r->nvolumes);
     free(r->image);
     free(r->name);
     strv_free(r->env);
@@ -131,6 +142,13 @@ int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name
                        int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp,
                        struct bx_err *err)
 {
+    return box_spawn_runsc_io(b, args, log_name, -1, out_fd, err_fd, join_cg, cb, arg, pp, err);
+}
+
+int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_name, int in_fd,
+                       int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg,
+                       struct proc **pp, struct bx_err *err)
+{
     struct box_mgr *m = b->m;
     char root_arg[PATH_MAX + 16], log_arg[PATH_MAX + 64], platform_arg[64];
     char *argv[32];
@@ -150,7 +168,7 @@ int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name
     argv[a++] = root_arg;
     argv[a++] = log_arg;
     argv[a++] = platform_arg;
-    argv[a++] = "--network=none";
+    argv[a++] = b->net ? "--network=sandbox" : "--network=none";
     argv[a++] = "--overlay2=none";
     if (m->p.cfg->runsc_debug)
         argv[a++] = "--debug";
@@ -165,13 +183,24 @@ int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name
     spec = (struct proc_spec){.path = m->p.runsc,
                               .argv = argv,
                               .envp = envp,
-                              .stdin_fd = -1,
+                              .stdin_fd = in_fd,
                               .stdout_fd = out_fd,
                               .stderr_fd = err_fd,
                               .join_fds = join_fds,
                               .n_join_fds = njoin,
                               .cwd = b->dir};
-    ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
+    if (b->net && (strcmp(args[0], "create") == 0 || strcmp(args[0], "start") == 0)) {
+        /* see net.h: runsc create/start must not see /proc/sys/net */
+        struct net_nsguard g;
+        if (net_runsc_ns_enter(&g, err) < 0) {
+            ret = -1;
+        } else {
+            ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
+            net_runsc_ns_leave(&g);
+        }
+    } else {
+        ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
+    }
     for (int i = 0; i < njoin; i++)
         close(join_fds[i]);
     return ret;
@@ -360,7 +389,7 @@ static void launch(struct box *b)
         goto fail;
     if (cg_run_create(b->m->p.cgroups, name, &cl, &b->cg, &err) < 0)
         goto fail;
-    if (box_write_spec(b, &err) < 0)
+    if (box_net_setup(b, &err) < 0 || box_write_spec(b, &err) < 0)
         goto fail;
     if (box_spawn_runsc(b, args, NULL, -1, -1, 1, on_created, b, &b->step, &err) < 0)
         goto fail;
@@ -737,6 +766,7 @@ static void destroy_box(struct box *b)
     free(b->name);
     free(b->image);
     free(b->workdir);
+    box_volumes_free(&b->volumes, b->nvolumes);
     strv_free(b->env);
     free(b);
 }
@@ -806,12 +836,27 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
     json_w_key(w, "disk_size_gb");
     json_w_uint(w, b->disk_gb);
     json_w_key(w, "network");
-    json_w_bool(w, 0);
+    json_w_bool(w, b->network);
     json_w_key(w, "workdir");
     json_w_cstr(w, b->workdir);
     w_env_obj(w, "env", b->env);
     json_w_key(w, "volumes");
-    json_w_null(w);
+    if (!b->nvolumes) {
+        json_w_null(w);
+    } else {
+        json_w_arr_begin(w);
+        for (size_t i = 0; i < b->nvolumes; i++) {
+            json_w_obj_begin(w);
+            json_w_key(w, "host_path");
+            json_w_cstr(w, b->volumes[i].host_path);
+            json_w_key(w, "guest_path");
+            json_w_cstr(w, b->volumes[i].guest_path);
+            json_w_key(w, "readonly");
+            json_w_bool(w, b->volumes[i].readonly);
+            json_w_obj_end(w);
+        }
+        json_w_arr_end(w);
+    }
     w_str_or_null(w, "error_code", b->error_code);
     w_str_or_null(w, "error_message", b->error_msg);
     w_time(w, "created_at", b->created);
@@ -843,7 +888,8 @@ static void each_exec_rev(const struct box_exec *e, struct json_writer *w, int e
     if (!e)
         return;
     each_exec_rev(e->next, w, extra);
-    box_exec_json(e, w, extra);
+    if (!e->hidden)
+        box_exec_json(e, w, extra);
 }
 
 void box_each_exec(const struct box *b, struct json_writer *w, int extra)
@@ -854,7 +900,7 @@ void box_each_exec(const struct box *b, struct json_writer *w, int extra)
 struct box_exec *box_exec_find(struct box *b, const char *exec_id)
 {
     for (struct box_exec *e = b->execs; e; e = e->next)
-        if (strcmp(e->id, exec_id) == 0)
+        if (!e->hidden && strcmp(e->id, exec_id) == 0)
             return e;
     return NULL;
 }
@@ -970,6 +1016,11 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
         return bx_err_set(err, BX_E_BAD_REQUEST, ERANGE,
                           "disk_size_gb is over max_disk_size_gb (%llu)",
                           (unsigned long long)cfg->max_disk_size_gb);
+    if (box_check_volumes(m->p.cfg, req->volumes, req->nvolumes, err) < 0)
+        return -1;
+    if (req->network && (!m->p.net || net_unavailable(m->p.net)))
+        return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "the sandbox network is unavailable: %s",
+                          m->p.net ? net_unavailable(m->p.net) : "not configured");
     if (admit_box(m, req->memory_mb ? req->memory_mb : cfg->box_defaults.memory_mb, err) < 0)
         return -1;
     b = calloc(1, sizeof(*b));
@@ -1017,6 +1068,10 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     b->image = bx_steal_ptr(&req->image);
     b->name = bx_steal_ptr(&req->name);
     b->env = bx_steal_ptr(&req->env);
+    b->network = req->network;
+    b->volumes = bx_steal_ptr(&req->volumes);
+    b->nvolumes = req->nvolumes;
+    req->nvolumes = 0;
     b->workdir = req->workdir ? bx_steal_ptr(&req->workdir) : strdup(cfg->box_defaults.workdir);
     b->created = time(NULL);
     b->next = m->boxes;

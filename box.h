@@ -46,6 +46,7 @@ struct box_mgr_params {
     struct cg_ctx *cgroups; /* NULL: boxes are refused (500) */
     const char *runsc;      /* absolute path */
     const char *platform;
+    struct net *net; /* NULL: network true is refused */
 };
 
 int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_err *err);
@@ -54,6 +55,15 @@ void box_mgr_free(struct box_mgr **m);
 
 #define BOX_ENV_MAX 256
 #define BOX_ARGV_MAX 4096
+
+#define BOX_VOLUMES_MAX 16
+
+/* A host directory or file bind-mounted into a box; host_path must lie
+ * under one of the config's volume_roots (box_create resolves it). */
+struct box_volume {
+    char *host_path, *guest_path;
+    int readonly;
+};
 
 struct box_create_req {
     char *image;   /* required */
@@ -65,6 +75,9 @@ struct box_create_req {
     uint64_t disk_size_gb;
     int has_idle_timeout; /* idle_timeout_secs given (else box_idle_timeout_secs) */
     uint64_t idle_timeout_secs; /* 0: never stopped for idleness */
+    struct box_volume *volumes;
+    size_t nvolumes;
+    int network; /* 1: the sandbox network (as /run's "sandbox"); 0: loopback only */
 };
 void box_create_req_free(struct box_create_req *r);
 
@@ -121,5 +134,22 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra);
 /* The box's kept exec records (the last BOX_EXECS_KEPT), oldest first. */
 void box_each_exec(const struct box *b, struct json_writer *w, int extra);
 struct box_exec *box_exec_find(struct box *b, const char *exec_id);
+/* The exit code of an ended exec, and in why its error or stderr text. */
+int box_exec_exit_code(const struct box_exec *e, char *why, size_t cap);
+
+/* Files in and out go through the sandbox: an exec of the in-box helper
+ * (`/.boxer/init --put|--get <path>`) walks the path inside the box, so a
+ * symlink the box made resolves in the box, never on the host.
+ * box_scratch_fd: an anonymous file in the box's directory (host side) for
+ * the content.  box_transfer: put copies fd (from offset 0) to path, get
+ * copies path into fd; cb as for box_exec, exit code 0 ok,
+ * BOX_XFER_ABSENT when path is absent or not a regular file (get) or
+ * cannot be made (put).  Transfers are not listed as execs. */
+#define BOX_XFER_ABSENT 2
+int box_scratch_fd(struct box *b, struct bx_err *err);
+int box_transfer(struct box *b, int put, const char *path, int fd, box_exec_cb cb, void *arg,
+                 struct box_exec **out, struct bx_err *err);
+uint64_t box_upload_limit(const struct box_mgr *m);
+uint64_t box_min_free_disk_percent(const struct box_mgr *m);
 
 #endif

@@ -125,9 +125,31 @@ out:
     return ret;
 }
 
+/* The box's netns, veth and address, made at every start (the same as a
+ * `network: "sandbox"` run's, egress rules included) and undone at every
+ * stop with the mounts (unmount_all). */
+int box_net_setup(struct box *b, struct bx_err *err)
+{
+    char id[48];
+    int dfd, r;
+    if (!b->network)
+        return 0;
+    if (!b->m->p.net || net_unavailable(b->m->p.net))
+        return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "the sandbox network is unavailable");
+    dfd = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "open %s", b->dir);
+    /* net names the veth after the hex after the first '-' */
+    snprintf(id, sizeof(id), "box-%s", b->id + 4);
+    r = net_run_setup(b->m->p.net, b->dir, dfd, id, NULL, 0, 0, &b->net, err);
+    close(dfd);
+    return r;
+}
+
 void unmount_all(struct box *b)
 {
     char p[PATH_MAX + 16];
+    net_run_free(&b->net);
     if (b->root_mounted) {
         snprintf(p, sizeof(p), "%s/rootfs", b->dir);
         if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
@@ -252,12 +274,83 @@ int write_scratch_file(struct box *b, const char *name, struct sbuf *sb,
     return 0;
 }
 
+/* ---- volumes ---- */
+
+/* 1 when path is root or lies under it (both resolved). */
+static int path_under(const char *path, const char *root)
+{
+    size_t n = strlen(root);
+    return strncmp(path, root, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+/* An absolute path of plain components, away from what the box's spec
+ * mounts itself. */
+static int valid_guest_path(const char *p)
+{
+    static const char *const reserved[] = {"/proc", "/dev", "/sys", "/.boxer"};
+    const char *s = p;
+    if (p[0] != '/' || strlen(p) > 1024 || strcmp(p, "/") == 0)
+        return 0;
+    while (*s) {
+        const char *c = s + 1, *e = strchr(c, '/');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return 0;
+        s = c + len;
+    }
+    for (size_t i = 0; i < BX_ARRAY_LEN(reserved); i++)
+        if (path_under(p, reserved[i]))
+            return 0;
+    return 1;
+}
+
+/* Each host_path is resolved (realpath: every symlink followed) and must
+ * then lie under a resolved volume root, so a link inside a root cannot
+ * point out of it; host_path becomes the resolved path, which runsc
+ * mounts.  The roots are the operator's: what changes under them between
+ * this check and the mount is theirs. */
+int box_check_volumes(const struct config *cfg, struct box_volume *v, size_t n, struct bx_err *err)
+{
+    if (n > BOX_VOLUMES_MAX)
+        return bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "volumes: at most %d", BOX_VOLUMES_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char *real;
+        int ok = 0;
+        if (!v[i].host_path || v[i].host_path[0] != '/')
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "volumes[%zu].host_path must be an absolute path", i);
+        if (!v[i].guest_path || !valid_guest_path(v[i].guest_path))
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "volumes[%zu].guest_path must be an absolute path outside /proc, /dev, /sys, /.boxer", i);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(v[j].guest_path, v[i].guest_path) == 0)
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "volumes[%zu].guest_path is used twice", i);
+        real = realpath(v[i].host_path, NULL);
+        if (!real)
+            return bx_err_set(err, BX_E_BAD_REQUEST, errno, "volumes[%zu].host_path: %s", i, strerror(errno));
+        for (size_t r = 0; r < cfg->volume_roots.n && !ok; r++) {
+            char *root = realpath(cfg->volume_roots.items[r], NULL);
+            ok = root && path_under(real, root);
+            free(root);
+        }
+        if (!ok) {
+            free(real);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EPERM,
+                              "volumes[%zu].host_path is not under a configured volume_roots entry", i);
+        }
+        free(v[i].host_path);
+        v[i].host_path = real;
+    }
+    return 0;
+}
+
 int box_write_spec(struct box *b, struct bx_err *err)
 {
     static const char *const proc_o[] = {NULL};
     static const char *const dev_o[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
     static const char *const sys_o[] = {"nosuid", "noexec", "nodev", "ro", NULL};
     static const char *const init_o[] = {"rbind", "ro", NULL};
+    static const char *const vol_ro[] = {"rbind", "ro", "nosuid", "nodev", NULL};
+    static const char *const vol_rw[] = {"rbind", "rw", "nosuid", "nodev", NULL};
     static const char *const ns[] = {"pid", "ipc", "uts", "mount", "network"};
     char *args[] = {"/.boxer/init", NULL};
     char *env[] = {"PATH=" OCI_DEFAULT_PATH, NULL};
@@ -290,6 +383,11 @@ int box_write_spec(struct box *b, struct bx_err *err)
     w_mount(&w, "/dev", "tmpfs", "tmpfs", dev_o);
     w_mount(&w, "/sys", "sysfs", "sysfs", sys_o);
     w_mount(&w, "/.boxer/init", "bind", init, init_o);
+    if (b->net)
+        w_mount(&w, "/etc/resolv.conf", "bind", net_run_resolv_path(b->net), init_o);
+    for (size_t i = 0; i < b->nvolumes; i++)
+        w_mount(&w, b->volumes[i].guest_path, "bind", b->volumes[i].host_path,
+                b->volumes[i].readonly ? vol_ro : vol_rw);
     json_w_arr_end(&w);
     json_w_key(&w, "linux");
     json_w_obj_begin(&w);
@@ -299,6 +397,10 @@ int box_write_spec(struct box *b, struct bx_err *err)
         json_w_obj_begin(&w);
         json_w_key(&w, "type");
         json_w_cstr(&w, ns[i]);
+        if (b->net && strcmp(ns[i], "network") == 0) {
+            json_w_key(&w, "path");
+            json_w_cstr(&w, net_run_netns_path(b->net));
+        }
         json_w_obj_end(&w);
     }
     json_w_arr_end(&w);

@@ -180,7 +180,8 @@ static void trim_execs(struct box *b)
     unsigned n = 0;
     for (struct box_exec **pp = &b->execs; *pp;) {
         struct box_exec *e = *pp;
-        if (++n > BOX_EXECS_KEPT && !e->running && !e->cb) {
+        /* a file transfer's record goes once its waiter was answered */
+        if ((e->hidden || ++n > BOX_EXECS_KEPT) && !e->running && !e->cb) {
             *pp = e->next;
             exec_free(e);
             continue;
@@ -189,8 +190,10 @@ static void trim_execs(struct box *b)
     }
 }
 
-int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
-             struct box_exec **out, struct bx_err *err)
+/* in_fd/out_fd: runsc's stdin/stdout (-1: /dev/null / a pipe into the
+ * exec's output buffer); hidden: a file transfer, not listed as an exec. */
+static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_fd, int hidden,
+                   box_exec_cb cb, void *arg, struct box_exec **out, struct bx_err *err)
 {
     struct box_exec *e;
     char **env1 = NULL, **env2 = NULL, **env3 = NULL;
@@ -250,11 +253,12 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     snprintf(pname, sizeof(pname), "%s.json", e->id);
     if (write_scratch_file(b, pname, &sb, err) < 0)
         goto fail;
-    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+    if ((out_fd < 0 && pipe2(outp, O_CLOEXEC) < 0) || pipe2(errp, O_CLOEXEC) < 0) {
         bx_err_sys(err, BX_E_INTERNAL, "pipe2");
         goto fail;
     }
-    if (fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
+    if ((out_fd < 0 && fcntl(outp[0], F_SETFL, O_NONBLOCK) < 0) ||
+        fcntl(errp[0], F_SETFL, O_NONBLOCK) < 0) {
         bx_err_sys(err, BX_E_INTERNAL, "fcntl");
         goto fail;
     }
@@ -263,13 +267,14 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
         snprintf(ppath, sizeof(ppath), "%s/%s", b->dir, pname);
         snprintf(lname, sizeof(lname), "%s.log", e->id);
         const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
-        if (box_spawn_runsc(b, args, lname, outp[1], errp[1], 1, exec_on_exit, e, &e->proc, err) < 0)
+        if (box_spawn_runsc_io(b, args, lname, in_fd, out_fd >= 0 ? out_fd : outp[1], errp[1], 1,
+                               exec_on_exit, e, &e->proc, err) < 0)
             goto fail;
         /* removed when the exec ends (exec_unlink_files) */
     }
     e->out_fd = bx_steal_fd(&outp[0]);
     e->err_fd = bx_steal_fd(&errp[0]);
-    if (loop_add(b->m->p.loop, e->out_fd, EPOLLIN, exec_on_pipe, e, err) < 0 ||
+    if ((e->out_fd >= 0 && loop_add(b->m->p.loop, e->out_fd, EPOLLIN, exec_on_pipe, e, err) < 0) ||
         loop_add(b->m->p.loop, e->err_fd, EPOLLIN, exec_on_pipe, e, err) < 0) {
         /* exec_free kills the child; loop_del of an fd never added is harmless */
         goto fail;
@@ -279,6 +284,7 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     e->workdir = bx_steal_ptr(&req->workdir);
     e->timeout_ms = req->timeout_ms;
     e->running = 1;
+    e->hidden = hidden;
     e->exit_code = -1;
     e->created = time(NULL);
     e->started_ms = bx_now_ms();
@@ -310,3 +316,81 @@ fail:
     return ret;
 }
 
+
+int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
+             struct box_exec **out, struct bx_err *err)
+{
+    return exec_io(b, req, -1, -1, 0, cb, arg, out, err);
+}
+
+/* ---- files in and out ---- */
+
+int box_scratch_fd(struct box *b, struct bx_err *err)
+{
+    /* Anonymous (O_TMPFILE): nothing to clean up after a crash. */
+    int fd = open(b->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "open scratch file");
+    return fd;
+}
+
+int box_transfer(struct box *b, int put, const char *path, int fd, box_exec_cb cb, void *arg,
+                 struct box_exec **out, struct bx_err *err)
+{
+    struct box_exec_req req;
+    char *cmd[4];
+    int r;
+
+    if (!path || path[0] != '/' || strlen(path) >= PATH_MAX)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "path must be an absolute path in the box");
+    if (lseek(fd, 0, SEEK_SET) < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "lseek");
+    cmd[0] = strdup("/.boxer/init");
+    cmd[1] = strdup(put ? "--put" : "--get");
+    cmd[2] = strdup(path);
+    cmd[3] = NULL;
+    memset(&req, 0, sizeof(req));
+    req.workdir = strdup("/");
+    if (!cmd[0] || !cmd[1] || !cmd[2] || !req.workdir) {
+        free(cmd[0]);
+        free(cmd[1]);
+        free(cmd[2]);
+        free(req.workdir);
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    }
+    req.cmd = calloc(4, sizeof(char *));
+    if (!req.cmd) {
+        free(cmd[0]);
+        free(cmd[1]);
+        free(cmd[2]);
+        free(req.workdir);
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    }
+    memcpy(req.cmd, cmd, sizeof(cmd));
+    /* root, as the box's execs are: the box's own permissions apply */
+    r = exec_io(b, &req, put ? fd : -1, put ? -1 : fd, 1, cb, arg, out, err);
+    box_exec_req_free(&req);
+    return r;
+}
+
+int box_exec_exit_code(const struct box_exec *e, char *why, size_t cap)
+{
+    if (e->error[0])
+        snprintf(why, cap, "%s", e->error);
+    else
+        snprintf(why, cap, "%.*s", (int)(e->err.len < cap ? e->err.len : cap - 1),
+                 e->err.data ? e->err.data : "");
+    /* one line: the helper's message ends with a newline */
+    why[strcspn(why, "\n")] = 0;
+    return e->exit_code;
+}
+
+uint64_t box_upload_limit(const struct box_mgr *m)
+{
+    return m->p.cfg->upload_limit_bytes;
+}
+
+uint64_t box_min_free_disk_percent(const struct box_mgr *m)
+{
+    return m->p.cfg->min_free_disk_percent;
+}

@@ -11,6 +11,7 @@
 #include "cgroup.h"
 #include "config.h"
 #include "image.h"
+#include "net.h"
 #include "json.h"
 #include "oci.h"
 #include "proc.h"
@@ -44,6 +45,7 @@ struct box_exec {
     uint64_t started_ms, wall_ms;
     uint64_t safety_timer;
     int timed_out;
+    int hidden; /* a file transfer (box_transfer): not an exec of the API */
     box_exec_cb cb;
     void *cb_arg;
 };
@@ -65,6 +67,10 @@ struct box {
     char id[32];
     char *name, *image, *workdir;
     char **env;
+    struct box_volume *volumes; /* resolved host paths */
+    size_t nvolumes;
+    int network;
+    struct net_run *net; /* while running with network */
     double cpu;
     uint64_t memory_mb, disk_gb;
     enum box_status status;
@@ -117,12 +123,17 @@ int write_init(struct box *b, struct bx_err *err);
  * state change; loaded (and the old sandboxes swept) at start. */
 int box_store_save(struct box *b);
 int box_store_load_all(struct box_mgr *m, struct bx_err *err);
+int box_net_setup(struct box *b, struct bx_err *err);
+int box_check_volumes(const struct config *cfg, struct box_volume *v, size_t n, struct bx_err *err);
+void box_volumes_free(struct box_volume **v, size_t n);
 /* box.c */
 int box_begin_start(struct box *b, struct bx_err *err);
 const char *box_status_name(enum box_status s);
 
 int random_id(const char *prefix, char *out, size_t cap, struct bx_err *err);
 int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
+/* Same with runsc's stdin (-1: /dev/null). */
+int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_name, int in_fd, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
 void exec_free(struct box_exec *e);
 
 #endif

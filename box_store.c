@@ -66,6 +66,19 @@ int box_store_save(struct box *b)
     w_u(&w, "stopped_at", (uint64_t)b->stopped);
     w_u(&w, "generation", b->gen);
     w_u(&w, "idle_timeout_secs", b->idle_secs);
+    json_w_key(&w, "network");
+    json_w_bool(&w, b->network != 0);
+    json_w_key(&w, "volumes");
+    json_w_arr_begin(&w);
+    for (size_t i = 0; i < b->nvolumes; i++) {
+        json_w_obj_begin(&w);
+        w_s(&w, "host_path", b->volumes[i].host_path);
+        w_s(&w, "guest_path", b->volumes[i].guest_path);
+        json_w_key(&w, "readonly");
+        json_w_bool(&w, b->volumes[i].readonly != 0);
+        json_w_obj_end(&w);
+    }
+    json_w_arr_end(&w);
     json_w_key(&w, "removing");
     json_w_bool(&w, b->removing);
     json_w_obj_end(&w);
@@ -143,6 +156,39 @@ static int get_strv(const struct json_value *o, const char *k, char ***out)
 }
 
 /* The box of one record; NULL (logged) when it cannot be served. */
+static int get_bool(const struct json_value *o, const char *k)
+{
+    const struct json_value *v = json_get(o, k);
+    return v && v->type == JSON_BOOL && v->u.boolean;
+}
+
+/* The record's volumes, checked against today's volume_roots. */
+static int get_volumes(const struct json_value *o, struct box *b)
+{
+    const struct json_value *v = json_get(o, "volumes");
+    struct bx_err err;
+    if (!v || v->type != JSON_ARRAY || v->u.arr.n == 0)
+        return 0;
+    b->volumes = calloc(v->u.arr.n, sizeof(*b->volumes));
+    if (!b->volumes)
+        return -1;
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *e = &v->u.arr.items[i];
+        const char *hp = get_s(e, "host_path"), *gp = get_s(e, "guest_path");
+        b->nvolumes = i + 1;
+        if (!hp || !gp || dup_opt(&b->volumes[i].host_path, hp) < 0 ||
+            dup_opt(&b->volumes[i].guest_path, gp) < 0)
+            return -1;
+        b->volumes[i].readonly = get_bool(e, "readonly");
+    }
+    bx_err_clear(&err);
+    if (box_check_volumes(b->m->p.cfg, b->volumes, b->nvolumes, &err) < 0) {
+        bx_log_warn("box %s: %s", b->id, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 static struct box *box_from_record(struct box_mgr *m, const char *id, const struct json_value *o)
 {
     struct box *b = calloc(1, sizeof(*b));
@@ -181,6 +227,17 @@ static struct box *box_from_record(struct box_mgr *m, const char *id, const stru
     b->stopped = (time_t)get_u(o, "stopped_at");
     b->gen = (unsigned)get_u(o, "generation");
     b->idle_secs = get_u(o, "idle_timeout_secs");
+    b->network = get_bool(o, "network");
+    if (get_volumes(o, b) < 0) {
+        /* The operator may have narrowed volume_roots since: such a box is
+         * not started again with the old mounts. */
+        b->restarting = 0;
+        b->status = BOX_ERROR;
+        snprintf(b->error_code, sizeof(b->error_code), "%s", "INVALID_REQUEST");
+        snprintf(b->error_msg, sizeof(b->error_msg), "%s",
+                 "its volumes are unreadable or no longer under volume_roots");
+        return b;
+    }
     if (get_s(o, "error_code"))
         snprintf(b->error_code, sizeof(b->error_code), "%s", get_s(o, "error_code"));
     if (get_s(o, "error_message"))

@@ -669,6 +669,8 @@ ON_BOX(api_box_exec)
 ON_BOX(api_box_execs)
 ON_BOX(api_box_exec_get)
 ON_BOX(api_box_gc)
+ON_BOX(api_box_upload)
+ON_BOX(api_box_download)
 
 /* Every route, once: dispatch, 405 and its Allow list, 404 and the metrics
  * labels (in this order on /metrics) all come from here. */
@@ -696,6 +698,8 @@ static const struct route routes[] = {
     {HTTP_GET, "/v1/boxes/{id}/execs", on_api_box_execs, "/v1/boxes/{id}/execs", 0},
     {HTTP_GET, "/v1/boxes/{id}/exec/{eid}", on_api_box_exec_get, "/v1/boxes/{id}/exec/{eid}", 0},
     {HTTP_POST, "/v1/gc", on_api_box_gc, "/v1/gc", 0},
+    {HTTP_POST, "/v1/boxes/{id}/files/upload", on_api_box_upload, "/v1/boxes/{id}/files/upload", 0},
+    {HTTP_POST, "/v1/boxes/{id}/files/download", on_api_box_download, "/v1/boxes/{id}/files/download", 0},
 };
 
 static void observe_request(void *arg, const char *path, int status)
@@ -1011,7 +1015,7 @@ static int setup_runs(struct app *a, struct bx_err *err)
         return -1;
     {
         struct box_mgr_params bp = {a->loop, &a->cfg, a->images, a->cgroups, a->runsc,
-                                    a->platform};
+                                    a->platform, a->net};
         return box_mgr_new(&a->boxes, &bp, err);
     }
 }

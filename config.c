@@ -131,6 +131,7 @@ void config_free(struct config *cfg)
     free(cfg->mirrors);
     str_list_free(&cfg->insecure_registries);
     str_list_free(&cfg->allowed_registries);
+    str_list_free(&cfg->volume_roots);
     free(cfg->registry_auth_file);
     str_list_free(&cfg->auth_tokens);
     str_list_free(&cfg->allowed_origins);
@@ -197,6 +198,7 @@ static const struct field config_fields[] = {
     {"registry_mirrors", F_MIRRORS, 0, 0, false},
     CFG_STR_LIST(insecure_registries),
     CFG_STR_LIST(allowed_registries),
+    CFG_STR_LIST(volume_roots),
     CFG_STRING(registry_auth_file),
     CFG_UINT(output_files_limit_bytes, 1ull << 40, false),
     CFG_UINT(output_files_max, 10000000, false),
@@ -586,6 +588,10 @@ int config_validate(const struct config *cfg, struct bx_err *err)
                           la);
     if (cfg->runsc_path[0] && cfg->runsc_path[0] != '/')
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: runsc_path: must be an absolute path");
+    for (size_t i = 0; i < cfg->volume_roots.n; i++)
+        if (cfg->volume_roots.items[i][0] != '/' || strcmp(cfg->volume_roots.items[i], "/") == 0)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "config: volume_roots[%zu]: must be an absolute path other than /", i);
     if (cfg->output_limit_bytes == 0)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: output_limit_bytes: must be positive");
     if (cfg->upload_limit_bytes == 0)

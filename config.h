@@ -57,6 +57,7 @@ struct config {
     size_t nmirrors;
     struct str_list insecure_registries;
     struct str_list allowed_registries; /* empty: any registry */
+    struct str_list volume_roots;       /* host dirs box volumes may come from; empty: none */
     char *registry_auth_file;
     uint64_t output_files_limit_bytes;
     uint64_t output_files_max;

@@ -11,8 +11,18 @@
  * kills that whole group (killing the `runsc exec` client on the host would
  * leave the command running in the box) and exits 137.  Otherwise it exits
  * with the program's code, or 128+N for signal N; 127 (126) when the
- * program cannot be found (run). */
+ * program cannot be found (run).
+ *
+ * And the file helper, for files in and out of a box:
+ *   /.boxer/init --put <path>   stdin to <path> (parents made, 0755)
+ *   /.boxer/init --get <path>   <path> to stdout
+ * The path is walked here, inside the sandbox, so a symlink the box made
+ * resolves in the box's own filesystem, never on the host.  Exit 0, 2 when
+ * <path> is absent or not a regular file (--get) or cannot be made (--put),
+ * 1 on an I/O error; the reason goes to stderr. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +91,82 @@ static int exec_helper(long long timeout_ms, char **argv)
     return WEXITSTATUS(status);
 }
 
+static int copy_fd(int in, int out)
+{
+    static char buf[65536];
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof(buf));
+        if (n == 0)
+            return 0;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+            off += w;
+        }
+    }
+}
+
+/* mkdir -p of path's parent directories. */
+static void make_parents(char *path)
+{
+    for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = 0;
+        (void)mkdir(path, 0755); /* EEXIST, or the open below says why */
+        *s = '/';
+    }
+}
+
+static int file_put(char *path)
+{
+    int fd;
+    if (path[0] != '/') {
+        fprintf(stderr, "%s: not an absolute path\n", path);
+        return 2;
+    }
+    make_parents(path);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    if (copy_fd(0, fd) < 0 || close(fd) < 0) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static int file_get(const char *path)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == ENXIO ? 2 : 1;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "%s: not a regular file\n", path);
+        close(fd);
+        return 2;
+    }
+    if (copy_fd(fd, 1) < 0) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        close(fd);
+        return 1;
+    }
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     sigset_t set;
@@ -94,6 +180,10 @@ int main(int argc, char **argv)
             return 126;
         return exec_helper(ms, argv + 4);
     }
+    if (argc == 3 && strcmp(argv[1], "--put") == 0)
+        return file_put(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--get") == 0)
+        return file_get(argv[2]);
     /* A PID 1 drops signals whose disposition is the default: give them a
      * (never run: they stay blocked) handler so sigwait sees them. */
     sa.sa_handler = on_signal;

@@ -1,8 +1,10 @@
 """Persistent boxes (/v1/boxes, issue 13, first slice): real runsc, real
 images from the local registry, real loop devices and mounts."""
 
+import http.server
 import json
 import os
+import threading
 import subprocess
 import time
 
@@ -12,6 +14,12 @@ import pytest
 import boxer_server
 
 BUSYBOX = "busybox"
+UPLOAD_LIMIT = 4 << 20
+# Own bridge and subnet, named like test_network.py's ("bxt" + this pid),
+# so a suite running at the same time counts them as someone else's.
+_PID = os.getpid()
+BRIDGE = "bxtb%04x" % (_PID & 0xFFFF)
+SUBNET = "10.%d.%d" % (100 + _PID % 150, 200 + _PID % 50)
 
 
 def box_cgroups(box_id):
@@ -71,7 +79,12 @@ def processes_naming(text, but_delete=False):
 @pytest.fixture(scope="module")
 def bserver(registry, tmp_path_factory):
     d = tmp_path_factory.mktemp("boxes")
-    srv = boxer_server.Server(d, registry=registry).start()
+    vol_root = tmp_path_factory.mktemp("volroot")
+    srv = boxer_server.Server(d, config={"upload_limit_bytes": UPLOAD_LIMIT,
+                                         "volume_roots": [str(vol_root)],
+                                         "bridge_name": BRIDGE, "sandbox_subnet": SUBNET + ".0/24"},
+                              registry=registry).start()
+    srv.vol_root = vol_root
     yield srv
     try:
         srv.stop()
@@ -474,3 +487,178 @@ def test_box_resource_exceeded(make_server):
     assert int(r.headers["Retry-After"]) > 0
     assert "max_boxes" in r.json()["message"]
     assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % first).status_code == 204
+def multipart(fields):
+    """A multipart body with the fields in the given order."""
+    b = b"----boxertestboundary"
+    out = b""
+    for name, value in fields:
+        out += b"--" + b + b"\r\nContent-Disposition: form-data; name=\"" + name.encode() + b"\""
+        out += (b"; filename=\"f\"" if name == "file" else b"") + b"\r\n\r\n" + value + b"\r\n"
+    out += b"--" + b + b"--\r\n"
+    return out, "multipart/form-data; boundary=" + b.decode()
+
+
+def upload(srv, box, dest, data, file_first=False):
+    fields = [("dest", dest.encode()), ("file", data)]
+    body, ct = multipart(fields[::-1] if file_first else fields)
+    return api(srv, "POST", "/v1/boxes/%s/files/upload" % box, content=body,
+               headers={"Content-Type": ct})
+
+
+def download(srv, box, path):
+    return api(srv, "POST", "/v1/boxes/%s/files/download" % box, json={"path": path})
+
+
+def test_box_files_in_and_out(bserver):
+    srv = bserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        data = os.urandom(UPLOAD_LIMIT)  # exactly the limit is fine
+        r = upload(srv, box, "/root/new/dir/in.bin", data)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"ok": True, "dest": "/root/new/dir/in.bin"}
+        assert exec_wait(srv, box, ["sh", "-c", "wc -c < /root/new/dir/in.bin"])["stdout"].strip() \
+            == str(len(data))
+        r = upload(srv, box, "/root/t.txt", b"hello box\n", file_first=True)
+        assert r.status_code == 200, r.text
+        assert exec_wait(srv, box, ["cat", "/root/t.txt"])["stdout"] == "hello box\n"
+        # what the box wrote comes back byte for byte
+        r = download(srv, box, "/root/new/dir/in.bin")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+        assert r.content == data
+        assert exec_wait(srv, box, ["sh", "-c", "printf 'out\\n' > /tmp/o"])["exit_code"] == 0
+        assert download(srv, box, "/tmp/o").content == b"out\n"
+        for p in ("/nope", "/root"):
+            r = download(srv, box, p)
+            assert r.status_code == 404 and r.json()["code"] == "FILE_NOT_FOUND", r.text
+        assert download(srv, box, "rel").status_code == 400
+        r = upload(srv, box, "/root/big", os.urandom(UPLOAD_LIMIT + 1))
+        assert r.status_code == 413, r.text
+        body, ct = multipart([("file", b"x")])
+        r = api(srv, "POST", "/v1/boxes/%s/files/upload" % box, content=body,
+                headers={"Content-Type": ct})
+        assert r.status_code == 400 and "dest" in r.json()["message"]
+        assert download(srv, box + "x", "/tmp/o").json()["code"] == "BOX_NOT_FOUND"
+        # transfers are not execs
+        r = api(srv, "GET", "/v1/boxes/%s/execs" % box)
+        assert all(e["cmd"][0] != "/.boxer/init" for e in r.json()), r.text
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_box_file_symlink_stays_in_the_box(bserver):
+    srv = bserver
+    with open("/etc/shadow", "rb") as f:
+        host_shadow = f.read()
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        res = exec_wait(srv, box, ["sh", "-c", "echo box-own > /etc/shadow && ln -s /etc/shadow /root/x"
+                                   " && ln -s ../../../../../etc/shadow /root/y"])
+        assert res["exit_code"] == 0, res
+        for p in ("/root/x", "/root/y"):
+            r = download(srv, box, p)
+            assert r.status_code == 200, r.text
+            assert r.content == b"box-own\n" and r.content != host_shadow
+        # an upload through the link writes the box's file, not the host's
+        assert upload(srv, box, "/root/x", b"written\n").status_code == 200
+        assert exec_wait(srv, box, ["cat", "/etc/shadow"])["stdout"] == "written\n"
+        with open("/etc/shadow", "rb") as f:
+            assert f.read() == host_shadow
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_box_volumes_only_under_volume_roots(bserver, tmp_path):
+    srv = bserver
+    inside = srv.vol_root / "data"
+    inside.mkdir()
+    (inside / "hello").write_text("from the host\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("no\n")
+    (srv.vol_root / "escape").symlink_to(outside)
+    bad = [dict(host_path=str(outside), guest_path="/mnt/v"),
+           dict(host_path=str(srv.vol_root / "escape"), guest_path="/mnt/v"),
+           dict(host_path=str(srv.vol_root / "escape" / "secret"), guest_path="/mnt/v"),
+           dict(host_path=str(srv.vol_root / ".." / outside.name), guest_path="/mnt/v"),
+           dict(host_path="/", guest_path="/mnt/v"),
+           dict(host_path=str(inside), guest_path="/proc/v"),
+           dict(host_path=str(inside), guest_path="/mnt/../v"),
+           dict(host_path=str(inside), guest_path="rel")]
+    for v in bad:
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "volumes": [v]})
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", (v, r.text)
+    vols = [dict(host_path=str(inside), guest_path="/mnt/data", readonly=True)]
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1, "volumes": vols})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        assert r.json()["volumes"] == vols
+        assert exec_wait(srv, box, ["cat", "/mnt/data/hello"])["stdout"] == "from the host\n"
+        res = exec_wait(srv, box, ["sh", "-c", "echo x > /mnt/data/new"])
+        assert res["exit_code"] != 0, res
+        assert not (inside / "new").exists()
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def box_veths():
+    out = subprocess.run(["ip", "-j", "link"], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return [l["ifname"] for l in json.loads(out)
+            if l.get("ifalias", "").startswith("boxer:%s:box-" % BRIDGE)]
+
+
+def test_box_network(bserver):
+    srv = bserver
+    gateway = SUBNET + ".1"
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"host-secret")
+
+        def log_message(self, *a):
+            pass
+
+    # a host service on the bridge address: no box may reach it
+    httpd = http.server.ThreadingHTTPServer((gateway, 0), H)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    fetch = ["sh", "-c", "wget -q -T 3 -O - http://%s:%d/ 2>&1; echo rc=$?"
+             % (gateway, httpd.server_address[1])]
+    boxes = []
+    try:
+        for net in (False, "none"):
+            r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1, "network": net})
+            assert r.status_code == 201 and r.json()["network"] is False, r.text
+            boxes.append(r.json()["id"])
+            assert exec_wait(srv, boxes[-1], ["cat", "/proc/net/route"])["stdout"].count("\n") <= 1
+            out = exec_wait(srv, boxes[-1], fetch)["stdout"]
+            assert "host-secret" not in out and "rc=0" not in out, out
+        assert box_veths() == []
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1, "network": True})
+        assert r.status_code == 201 and r.json()["network"] is True, r.text
+        box = r.json()["id"]
+        boxes.append(box)
+        for _ in range(2):
+            out = exec_wait(srv, box, ["ip", "-4", "addr"])["stdout"]
+            assert (" inet %s." % SUBNET) in out, out
+            assert len(box_veths()) == 1
+            out = exec_wait(srv, box, fetch)["stdout"]
+            assert "host-secret" not in out and "rc=0" not in out, out
+            # stop tears the veth down, start makes it again
+            assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
+            assert box_veths() == []
+            assert api(srv, "POST", "/v1/boxes/%s:start" % box).status_code == 200
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "network": "host"})
+        assert r.status_code == 400, r.text
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        for b in boxes:
+            assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % b).status_code == 204
+    assert box_veths() == []

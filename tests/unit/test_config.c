@@ -92,6 +92,7 @@ START_TEST(fields_override_defaults)
                            " \"ignore_cgroups\": true, \"defaults\": {\"memory_mb\": 128,"
                            " \"cpu_cores\": 0.5}, \"registry_mirrors\": {\"docker.io\":"
                            " \"http://127.0.0.1:5000\"}, \"insecure_registries\": [\"a:1\"],"
+                           " \"volume_roots\": [\"/srv/vols\"],"
                            " \"auth_tokens\": [\"t\"], \"platform\": \"ptrace\","
                            " \"allow_private_egress\": true, \"max_egress_rules\": 0,"
                            " \"allow_unauthenticated\": true, \"allowed_origins\":"
@@ -111,6 +112,8 @@ START_TEST(fields_override_defaults)
     ck_assert_str_eq(cfg.mirrors[0].registry, "docker.io");
     ck_assert_str_eq(cfg.mirrors[0].url, "http://127.0.0.1:5000");
     ck_assert_uint_eq(cfg.insecure_registries.n, 1);
+    ck_assert_uint_eq(cfg.volume_roots.n, 1);
+    ck_assert_str_eq(cfg.volume_roots.items[0], "/srv/vols");
     ck_assert_uint_eq(cfg.auth_tokens.n, 1);
     ck_assert_str_eq(cfg.platform, "ptrace");
     ck_assert_int_eq(cfg.allow_private_egress, 1);
@@ -200,6 +203,9 @@ static const struct {
     {"{\"registry_mirrors\": {\"docker.io\": \"ftp://x\"}}", "registry_mirrors.docker.io"},
     {"{\"registry_mirrors\": [\"x\"]}", "registry_mirrors"},
     {"{\"insecure_registries\": [1]}", "insecure_registries[0]"},
+    {"{\"volume_roots\": [\"rel\"]}", "volume_roots[0]"},
+    {"{\"volume_roots\": [\"/srv\", \"/\"]}", "volume_roots[1]"},
+    {"{\"volume_roots\": \"/srv\"}", "volume_roots"},
     {"{\"auth_tokens\": \"t\"}", "auth_tokens"},
     {"{\"max_concurrent_runs\": 0}", "max_concurrent_runs"},
     {"{\"pull_timeout_secs\": 0}", "pull_timeout_secs"},
