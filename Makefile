@@ -177,7 +177,7 @@ FUZZ_RUNS ?= -1
 FUZZ_ARGS ?= -rss_limit_mb=2048 -timeout=10
 fuzz-run: fuzz fuzz-seeds
 	@fail=0; for nl in $(FUZZ_TABLE); do n=$${nl%%:*}; ml=$${nl#*:}; \
-	  mkdir -p fuzz/corpus-$$n; \
+	  mkdir -p fuzz/corpus-$$n $(FUZZ_LIMIT_SEEDS)/$$n; \
 	  echo "== $$n ($(if $(filter 0,$(FUZZ_SECS)),$(FUZZ_RUNS) runs,$(FUZZ_SECS)s), max_len $$ml)"; \
 	  start=$$(date +%s); \
 	  if ./$(B)/fuzz/$$n -max_total_time=$(FUZZ_SECS) -runs=$(FUZZ_RUNS) -max_len=$$ml $(FUZZ_ARGS) \
