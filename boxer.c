@@ -750,9 +750,11 @@ static int load_tokens(struct app *a, struct bx_err *err)
     return 0;
 }
 
+/* "" (no TCP listener, the Unix socket only) counts as loopback: only
+ * this host's users who may open the socket file reach it. */
 static int listens_on_loopback(const char *addr)
 {
-    return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "localhost:", 10) == 0 ||
+    return addr[0] == '\0' || strncmp(addr, "127.", 4) == 0 || strncmp(addr, "localhost:", 10) == 0 ||
            strncmp(addr, "[::1]:", 6) == 0;
 }
 
@@ -1123,6 +1125,7 @@ int main(int argc, char **argv)
     if (setup_runs(&a, &err) < 0)
         goto fail;
     hc = (struct http_config){.listen_addr = a.cfg.listen_addr,
+                              .listen_unix = a.cfg.listen_unix,
                               .max_request_line = 8192,
                               .max_header_bytes = 32768,
                               .max_headers = 64,
@@ -1136,8 +1139,11 @@ int main(int argc, char **argv)
                               .observe = observe_request};
     if (http_server_new(&a.http, a.loop, &hc, handle_request, &a, &err) < 0)
         goto fail;
-    bx_log_info("version %s listening on %s (port %d) home %s runsc %s platform %s config %s",
-            BOXER_VERSION, a.cfg.listen_addr, http_server_port(a.http), a.cfg.home, a.runsc,
+    bx_log_info("version %s listening on %s (port %d) unix %s home %s runsc %s platform %s "
+                "config %s",
+            BOXER_VERSION, a.cfg.listen_addr[0] ? a.cfg.listen_addr : "(no TCP)",
+            http_server_port(a.http), a.cfg.listen_unix[0] ? a.cfg.listen_unix : "(none)",
+            a.cfg.home, a.runsc,
             a.platform, a.cfg.source ? a.cfg.source : "(built-in defaults)");
     if (a.tokens.n == 0 && !listens_on_loopback(a.cfg.listen_addr))
         bx_log_warn("WARNING: listening on %s without auth_tokens or BOXER_TOKEN: "

@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "json.h"
 #include "util.h"
 
 #define CONFIG_MAX_BYTES (1u << 20)
+#define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 
 static char *home_dir_join(const char *suffix)
 {
@@ -124,6 +126,7 @@ void config_free(struct config *cfg)
     free(cfg->runsc_path);
     free(cfg->platform);
     free(cfg->listen_addr);
+    free(cfg->listen_unix);
     for (size_t i = 0; i < cfg->nmirrors; i++) {
         free(cfg->mirrors[i].registry);
         free(cfg->mirrors[i].url);
@@ -182,6 +185,7 @@ static const struct field config_fields[] = {
     CFG_STRING(runsc_path),
     CFG_STRING(platform),
     CFG_STRING(listen_addr),
+    CFG_STRING(listen_unix),
     CFG_BOOL(ignore_cgroups),
     CFG_BOOL(runsc_debug),
     CFG_UINT(output_limit_bytes, 1ull << 32, false),
@@ -449,6 +453,29 @@ static int expand_home(char **p, struct bx_err *err)
     return 0;
 }
 
+/* listen_unix left unset: the socket lives in the home only when that is
+ * the user's default home, the one clients look in (~/.boxer/boxer.sock). */
+static int resolve_listen_unix(struct config *cfg, struct bx_err *err)
+{
+    char *def;
+    if (cfg->listen_unix)
+        return 0;
+    def = home_dir_join("/.boxer");
+    if (!def)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
+    if (cfg->home && strcmp(cfg->home, def) == 0) {
+        free(def);
+        if (asprintf(&cfg->listen_unix, "%s/boxer.sock", cfg->home) < 0)
+            cfg->listen_unix = NULL;
+    } else {
+        free(def);
+        cfg->listen_unix = strdup("");
+    }
+    if (!cfg->listen_unix)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
+    return 0;
+}
+
 int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err *err)
 {
     struct json_limits lim = {CONFIG_MAX_BYTES, 16, 100000};
@@ -468,6 +495,10 @@ int config_parse(struct config *cfg, const char *text, size_t len, struct bx_err
     if (parse_object(cfg, config_fields, BX_ARRAY_LEN(config_fields), root, NULL, cfg, err) < 0)
         goto out;
     if (expand_home(&cfg->home, err) < 0)
+        goto out;
+    if (cfg->listen_unix && expand_home(&cfg->listen_unix, err) < 0)
+        goto out;
+    if (resolve_listen_unix(cfg, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -580,12 +611,20 @@ int config_validate(const struct config *cfg, struct bx_err *err)
     if (strcmp(cfg->platform, "systrap") != 0 && strcmp(cfg->platform, "ptrace") != 0 &&
         strcmp(cfg->platform, "kvm") != 0)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: platform: must be systrap, ptrace or kvm");
-    if (!colon || bx_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) < 0 ||
-        strpbrk(la, " \t\r\n/"))
+    if (la[0] && (!colon || bx_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) < 0 ||
+                  strpbrk(la, " \t\r\n/")))
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: listen_addr: \"%.100s\" is not host:port (e.g. :8080, "
                           "127.0.0.1:8080, [::1]:8080)",
                           la);
+    if (cfg->listen_unix && cfg->listen_unix[0] &&
+        (cfg->listen_unix[0] != '/' || strlen(cfg->listen_unix) >= SUN_PATH_MAX))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "config: listen_unix: must be an absolute path of at most %zu bytes",
+                          SUN_PATH_MAX - 1);
+    if (!la[0] && !(cfg->listen_unix && cfg->listen_unix[0]))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "config: listen_addr: empty (no TCP) needs listen_unix set");
     if (cfg->runsc_path[0] && cfg->runsc_path[0] != '/')
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: runsc_path: must be an absolute path");
     for (size_t i = 0; i < cfg->volume_roots.n; i++)
@@ -680,6 +719,8 @@ int config_load(struct config *cfg, const char *explicit_path, struct bx_err *er
         else
             path = NULL;
     }
+    if (!path && resolve_listen_unix(cfg, err) < 0)
+        goto out;
     if (path) {
         if (bx_read_file_at(AT_FDCWD, path, CONFIG_MAX_BYTES, &text, &len, err) < 0) {
             bx_err_wrap(err, "config %s", path);

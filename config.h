@@ -39,7 +39,11 @@ struct config {
     char *home;
     char *runsc_path;
     char *platform;
-    char *listen_addr;
+    char *listen_addr; /* "" = no TCP listener (listen_unix must be set) */
+    /* Unix socket path; "" = none.  NULL until parsed: then <home>/boxer.sock
+     * when home is the default ~/.boxer, "" otherwise (a test or second
+     * instance with its own home must not take the user's socket). */
+    char *listen_unix;
     bool ignore_cgroups;
     bool runsc_debug;
     uint64_t output_limit_bytes;

@@ -17,6 +17,8 @@
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -88,13 +90,22 @@ static int parse_listen_addr(const char *addr, struct sockaddr_storage *ss, sock
 
 static void set_accepting(struct http_server *s, int on)
 {
-    if (s->listen_fd < 0)
+    int ok = 1;
+    if (s->listen_fd < 0 && s->unix_fd < 0)
         return;
     if (on && s->accept_paused) {
-        if (loop_mod(s->loop, s->listen_fd, EPOLLIN, NULL) == 0)
+        if (s->listen_fd >= 0)
+            ok &= loop_mod(s->loop, s->listen_fd, EPOLLIN, NULL) == 0;
+        if (s->unix_fd >= 0)
+            ok &= loop_mod(s->loop, s->unix_fd, EPOLLIN, NULL) == 0;
+        if (ok)
             s->accept_paused = 0;
     } else if (!on && !s->accept_paused) {
-        if (loop_mod(s->loop, s->listen_fd, 0, NULL) == 0)
+        if (s->listen_fd >= 0)
+            ok &= loop_mod(s->loop, s->listen_fd, 0, NULL) == 0;
+        if (s->unix_fd >= 0)
+            ok &= loop_mod(s->loop, s->unix_fd, 0, NULL) == 0;
+        if (ok)
             s->accept_paused = 1;
     }
 }
@@ -153,6 +164,18 @@ static void peer_key(const struct sockaddr_storage *ss, unsigned char key[16])
         key[10] = key[11] = 0xff;
         memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
     }
+}
+
+/* Unix-socket peers are counted per user id, under a key in 100::/64 (the
+ * IPv6 discard prefix, never a TCP peer). */
+static void unix_peer_key(int fd, unsigned char key[16])
+{
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    memset(key, 0, 16);
+    key[0] = 0x01;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+        memcpy(key + 12, &cred.uid, sizeof(cred.uid));
 }
 
 static size_t peer_bucket(const unsigned char key[16])
@@ -271,7 +294,10 @@ static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
             }
             return;
         }
-        peer_key(&peer_ss, key);
+        if (fd == s->unix_fd)
+            unix_peer_key(cfd, key);
+        else
+            peer_key(&peer_ss, key);
         p = peer_get(s, key);
         if (!p) {
             /* Over max_connections_per_ip: closed at once, before it costs
@@ -284,7 +310,8 @@ static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
             if (v)
                 conn_close(v);
         }
-        setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (fd != s->unix_fd)
+            setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c = calloc(1, sizeof(*c));
         if (!c) {
             peer_put(s, p);
@@ -295,8 +322,11 @@ static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
         c->srv = s;
         c->fd = cfd;
         c->peer = p;
-        c->on_loopback = getsockname(cfd, (struct sockaddr *)&local_ss, &ll) == 0 &&
-                         addr_is_loopback(&local_ss);
+        /* Whoever reaches the Unix socket is on this host and passed its
+         * file permissions: treated like a loopback client. */
+        c->on_loopback = fd == s->unix_fd ||
+                         (getsockname(cfd, (struct sockaddr *)&local_ss, &ll) == 0 &&
+                          addr_is_loopback(&local_ss));
         c->file_fd = -1;
         c->state = ST_HEAD;
         sbuf_init(&c->out, SIZE_MAX / 2);
@@ -864,6 +894,114 @@ static void sweep_conn_timeouts(struct loop *l, void *arg)
     s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep_conn_timeouts, s);
 }
 
+/* Removes the socket file at path left by a server that is gone: only a
+ * socket, and only when connecting to it is refused.  A live one (or
+ * anything else at the path) is an error. */
+static int remove_stale_socket(const char *path, const struct sockaddr_un *sa, struct bx_err *err)
+{
+    struct stat st;
+    int fd, rc;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return bx_err_sys(err, BX_E_INTERNAL, "listen_unix %s", path);
+    }
+    if (!S_ISSOCK(st.st_mode))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EEXIST,
+                          "listen_unix %s: exists and is not a socket", path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "socket");
+    do
+        rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0 || errno == EAGAIN || errno == EINPROGRESS) {
+        /* Accepted, or a full backlog: a server is there. */
+        close(fd);
+        return bx_err_set(err, BX_E_BAD_REQUEST, EADDRINUSE,
+                          "listen_unix %s: another server is listening there", path);
+    }
+    if (errno != ECONNREFUSED) {
+        bx_err_sys(err, BX_E_INTERNAL, "listen_unix %s: probing", path);
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    if (unlink(path) < 0 && errno != ENOENT)
+        return bx_err_sys(err, BX_E_INTERNAL, "listen_unix %s: removing the stale socket", path);
+    bx_log_info("listen_unix %s: removed a stale socket", path);
+    return 0;
+}
+
+static int listen_unix_socket(struct http_server *s, const char *path, struct bx_err *err)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    mode_t old_mask;
+    int fd, rc;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return bx_err_set(err, BX_E_BAD_REQUEST, ENAMETOOLONG, "listen_unix %s: path too long", path);
+    memcpy(sa.sun_path, path, strlen(path));
+    if (remove_stale_socket(path, &sa, err) < 0)
+        return -1;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "socket");
+    /* The file is born 0660 (owner and group may connect): setting the
+     * mode after bind would leave a moment where the umask's mode applies.
+     * Single-threaded here, so the process-wide umask change is safe. */
+    old_mask = umask(0117);
+    rc = bind(fd, (const struct sockaddr *)&sa, sizeof(sa));
+    umask(old_mask);
+    if (rc < 0) {
+        bx_err_sys(err, BX_E_INTERNAL, "bind %s", path);
+        goto fail;
+    }
+    if (lstat(path, &st) < 0 || listen(fd, 1024) < 0) {
+        bx_err_sys(err, BX_E_INTERNAL, "listen %s", path);
+        unlink(path);
+        goto fail;
+    }
+    s->unix_path = strdup(path);
+    if (!s->unix_path) {
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        unlink(path);
+        goto fail;
+    }
+    if (loop_add(s->loop, fd, EPOLLIN, on_accept, s, err) < 0) {
+        unlink(path);
+        free(s->unix_path);
+        s->unix_path = NULL;
+        goto fail;
+    }
+    s->unix_dev = st.st_dev;
+    s->unix_ino = st.st_ino;
+    s->unix_fd = fd;
+    return 0;
+fail:
+    close(fd);
+    return -1;
+}
+
+/* Stops listening on the Unix socket and removes its file, unless another
+ * server has put its own there since. */
+static void close_unix(struct http_server *s)
+{
+    struct stat st;
+    if (s->unix_fd < 0)
+        return;
+    loop_del(s->loop, s->unix_fd);
+    bx_close(&s->unix_fd);
+    if (lstat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev && st.st_ino == s->unix_ino &&
+        unlink(s->unix_path) < 0)
+        bx_log_warn("listen_unix %s: unlink: %s", s->unix_path, strerror(errno));
+    free(s->unix_path);
+    s->unix_path = NULL;
+}
+
 int http_server_new(struct http_server **out, struct loop *l, const struct http_config *cfg,
                     http_handler handler, void *app, struct bx_err *err)
 {
@@ -872,8 +1010,9 @@ int http_server_new(struct http_server **out, struct loop *l, const struct http_
     socklen_t sl = 0;
     int one = 1;
     int fd = -1;
+    int tcp = cfg->listen_addr && cfg->listen_addr[0];
 
-    if (parse_listen_addr(cfg->listen_addr, &ss, &sl, err) < 0)
+    if (tcp && parse_listen_addr(cfg->listen_addr, &ss, &sl, err) < 0)
         return -1;
     s = calloc(1, sizeof(*s));
     if (!s)
@@ -883,6 +1022,9 @@ int http_server_new(struct http_server **out, struct loop *l, const struct http_
     s->handler = handler;
     s->app = app;
     s->listen_fd = -1;
+    s->unix_fd = -1;
+    if (!tcp)
+        goto unix_only;
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         bx_err_sys(err, BX_E_INTERNAL, "socket");
@@ -911,17 +1053,24 @@ int http_server_new(struct http_server **out, struct loop *l, const struct http_
     if (loop_add(l, fd, EPOLLIN, on_accept, s, err) < 0)
         goto fail;
     s->listen_fd = fd;
+    fd = -1;
+unix_only:
+    if (cfg->listen_unix && cfg->listen_unix[0] && listen_unix_socket(s, cfg->listen_unix, err) < 0)
+        goto fail;
     s->sweep_timer = loop_timer_add(l, SWEEP_MS, sweep_conn_timeouts, s);
     if (!s->sweep_timer) {
         bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-        loop_del(l, fd);
-        s->listen_fd = -1;
         goto fail;
     }
     *out = s;
     return 0;
 fail:
     bx_close(&fd);
+    if (s->listen_fd >= 0) {
+        loop_del(l, s->listen_fd);
+        bx_close(&s->listen_fd);
+    }
+    close_unix(s);
     free(s);
     return -1;
 }
@@ -946,6 +1095,7 @@ void http_server_shutdown(struct http_server *s)
         loop_del(s->loop, s->listen_fd);
         bx_close(&s->listen_fd);
     }
+    close_unix(s);
     for (c = s->conns; c; c = next) {
         next = c->next;
         if ((c->state == ST_HEAD && c->in_len == 0) || c->state == ST_DRAIN)
@@ -964,6 +1114,7 @@ void http_server_free(struct http_server **sp)
         loop_del(s->loop, s->listen_fd);
         bx_close(&s->listen_fd);
     }
+    close_unix(s);
     if (s->sweep_timer)
         loop_timer_cancel(s->loop, s->sweep_timer);
     if (s->wake_timer)

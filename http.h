@@ -32,7 +32,11 @@ struct http_server;
 struct http_conn;
 
 struct http_config {
-    const char *listen_addr; /* "host:port", ":port", "[v6]:port" */
+    const char *listen_addr; /* "host:port", ":port", "[v6]:port"; "" = no TCP */
+    /* NULL or "" = none.  Created mode 0660; a stale socket file (nobody
+     * answers) is replaced, a live one is an error; removed at shutdown.
+     * Its peers count as loopback (http_conn_on_loopback). */
+    const char *listen_unix;
     size_t max_request_line; /* 414 */
     size_t max_header_bytes; /* 431 */
     size_t max_headers;      /* 431 */
@@ -109,7 +113,8 @@ void http_respond_file(struct http_conn *c, int status, const char *content_type
 void http_respond_stream(struct http_conn *c, int status, const char *content_type,
                          uint64_t body_len, http_fill_cb fill, void *arg);
 
-/* 1 when the connection arrived on a loopback address (127.0.0.0/8, ::1). */
+/* 1 when the connection arrived on a loopback address (127.0.0.0/8, ::1) or
+ * on the Unix socket. */
 int http_conn_on_loopback(const struct http_conn *c);
 
 /* Called once the current answer was fully written (delivered=1) or the

@@ -104,6 +104,10 @@ struct http_server {
     http_handler handler;
     void *app;
     int listen_fd;
+    int unix_fd;     /* listen_unix socket, -1 when none */
+    char *unix_path; /* its path, unlinked at shutdown if still ours */
+    dev_t unix_dev;
+    ino_t unix_ino;
     int port;
     int accept_paused;
     int shutting_down;

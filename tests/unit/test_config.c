@@ -65,6 +65,43 @@ START_TEST(defaults_match_the_contract)
 }
 END_TEST
 
+/* listen_unix: on by default only in the default home; "" turns it off;
+ * listen_addr "" (no TCP) is allowed with a socket. */
+START_TEST(listen_unix_defaults_and_overrides)
+{
+    struct config cfg;
+    struct bx_err err;
+    setenv("HOME", "/home/tester", 1);
+    ck_assert_int_eq(parse(&cfg, "{}", &err), 0);
+    ck_assert_str_eq(cfg.listen_unix, "/home/tester/.boxer/boxer.sock");
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"home\": \"~/.boxer\"}", &err), 0);
+    ck_assert_str_eq(cfg.listen_unix, "/home/tester/.boxer/boxer.sock");
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"home\": \"/srv/boxer\"}", &err), 0);
+    ck_assert_str_eq(cfg.listen_unix, "");
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"listen_unix\": \"\"}", &err), 0);
+    ck_assert_str_eq(cfg.listen_unix, "");
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"home\": \"/srv/boxer\", \"listen_unix\": \"~/b.sock\","
+                           " \"listen_addr\": \"\"}",
+                           &err),
+                     0);
+    ck_assert_str_eq(cfg.listen_unix, "/home/tester/b.sock");
+    ck_assert_str_eq(cfg.listen_addr, "");
+    config_free(&cfg);
+    /* Without any config file the default home applies too. */
+    unsetenv("BOXER_CONFIG");
+    setenv("HOME", "/nonexistent-boxer-test-home", 1);
+    config_defaults(&cfg);
+    ck_assert_int_eq(config_load(&cfg, NULL, &err), 0);
+    ck_assert_str_eq(cfg.listen_unix, "/nonexistent-boxer-test-home/.boxer/boxer.sock");
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(pull_bounds_parse)
 {
     struct config cfg;
@@ -178,6 +215,12 @@ static const struct {
     {"{\"listen_addr\": \"localhost\"}", "listen_addr"},
     {"{\"listen_addr\": \":99999\"}", "listen_addr"},
     {"{\"listen_addr\": \"a b:80\"}", "listen_addr"},
+    {"{\"listen_addr\": \"\", \"listen_unix\": \"\"}", "listen_addr"},
+    {"{\"listen_unix\": 1}", "listen_unix"},
+    {"{\"listen_unix\": \"relative.sock\"}", "listen_unix"},
+    {"{\"listen_unix\": \"/tmp/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock\"}",
+     "listen_unix"},
     {"{\"ignore_cgroups\": 1}", "ignore_cgroups"},
     {"{\"output_limit_bytes\": -1}", "output_limit_bytes"},
     {"{\"output_limit_bytes\": 0}", "output_limit_bytes"},
@@ -506,6 +549,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, total_budget_defaults_from_host);
     tcase_add_test(tc, fields_override_defaults);
     tcase_add_test(tc, pull_bounds_parse);
+    tcase_add_test(tc, listen_unix_defaults_and_overrides);
     tcase_add_loop_test(tc, bad_config_names_field, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, max_queued_runs_zero_means_no_queue);
     tcase_add_loop_test(tc, parse_messages_exact, 0, (int)(sizeof(exact) / sizeof(exact[0])));
