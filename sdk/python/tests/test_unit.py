@@ -527,13 +527,14 @@ def test_explicit_arguments_beat_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert rec.last.headers["authorization"] == "Bearer arg-token"
 
 
-def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     rec = Recorder(httpx.Response(200, json={"ok": True}))
     monkeypatch.delenv("BOXER_URL", raising=False)
     monkeypatch.delenv("BOXER_TOKEN", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.boxer/boxer.sock there
     with BoxerClient(transport=httpx.MockTransport(rec)) as c:
         c.health()
-    assert rec.last.url == "http://localhost:8080/healthz"
+    assert rec.last.url == "http://127.0.0.1:8080/healthz"
     assert "authorization" not in rec.last.headers
     assert rec.last.headers["user-agent"].startswith("boxer-sdk-python/")
 
@@ -891,3 +892,118 @@ def test_bytes_upload_on_the_wire() -> None:
     assert int(req["headers"]["Content-Length"]) == len(req["body"])
     assert multipart_fields(req["headers"]["Content-Type"], req["body"])["file"][1] == b"\x00\x01" * 1000
 
+
+
+# ---- connection discovery (issue 15) ----
+
+
+def test_default_socket_is_used_when_it_exists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("BOXER_URL", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".boxer").mkdir()
+    sock_path = str(tmp_path / ".boxer" / "boxer.sock")
+    # A regular file at the path is not a socket: ignored.
+    Path(sock_path).write_text("x")
+    assert BoxerClient().base_url == "http://127.0.0.1:8080"
+    os.unlink(sock_path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(sock_path)
+        with BoxerClient() as c:
+            assert c.base_url == "unix://" + sock_path
+            assert c._uds == sock_path
+        # BOXER_URL wins over the socket.
+        monkeypatch.setenv("BOXER_URL", "http://env.test:1")
+        assert BoxerClient().base_url == "http://env.test:1"
+    finally:
+        s.close()
+
+
+def test_unix_url_forms() -> None:
+    conn = _core.resolve_connection("unix:///run/boxer.sock")
+    assert (conn.url, conn.http_base, conn.uds) == ("unix:///run/boxer.sock", "http://localhost", "/run/boxer.sock")
+    assert _core.resolve_connection("unix:/run/b.sock").uds == "/run/b.sock"
+    for bad in ("unix://relative.sock", "unix:", "unix:///a\0b"):
+        with pytest.raises(ValueError):
+            _core.resolve_connection(bad)
+
+
+@pytest.mark.parametrize(
+    "status,code,cls,also",
+    [
+        (404, "BOX_NOT_FOUND", boxer.BoxNotFoundError, BoxerAPIError),
+        (404, "EXEC_NOT_FOUND", boxer.ExecNotFoundError, BoxerAPIError),
+        (404, "FILE_NOT_FOUND", boxer.BoxerFileNotFoundError, BoxerAPIError),
+        (409, "BOX_NOT_RUNNING", boxer.BoxNotRunningError, BoxerAPIError),
+        (409, "BOX_ALREADY_RUNNING", boxer.BoxAlreadyRunningError, BoxerAPIError),
+        (409, "EXEC_ALREADY_FINISHED", boxer.ExecAlreadyFinishedError, BoxerAPIError),
+        (409, "NAME_ALREADY_EXISTS", boxer.NameAlreadyExistsError, BoxerAPIError),
+        (400, "INVALID_REQUEST", boxer.InvalidRequestError, BoxerAPIError),
+        (400, "RESOURCE_EXCEEDED", boxer.ResourceExceededError, BoxerAPIError),
+        (503, "RESOURCE_EXCEEDED", boxer.NodeFullError, BoxerQueueFullError),
+        (502, "IMAGE_PULL_FAILED", boxer.ImagePullFailedError, BoxerAPIError),
+        (409, "CANCELED", boxer.CanceledError, BoxerAPIError),
+        (500, "RUNTIME_ERROR", boxer.BoxerRuntimeError, BoxerAPIError),
+        (408, "TIMEOUT", BoxerTimeoutError, BoxerAPIError),
+        (503, None, BoxerQueueFullError, BoxerAPIError),
+        (507, None, BoxerOutputLimitError, BoxerAPIError),
+        (418, "SOMETHING_NEW", BoxerAPIError, BoxerError),
+    ],
+)
+def test_v1_error_codes_map_to_classes(status: int, code: Optional[str], cls: Type[BaseException], also: Type[BaseException]) -> None:
+    body: Dict[str, Any] = {"message": "the message", "error": "the message"}
+    if code:
+        body["code"] = code
+    rec = Recorder(httpx.Response(status, json=body, headers={"Retry-After": "2"}))
+    with sync_client(rec) as c:
+        with pytest.raises(cls) as info:
+            c.get_box("b1")
+    err = info.value
+    assert isinstance(err, also) and isinstance(err, boxer.BoxRunError)
+    assert type(err) is cls
+    assert isinstance(err, BoxerAPIError)
+    assert (err.status, err.status_code, err.code, err.message) == (status, status, code, "the message")
+    if isinstance(err, BoxerQueueFullError):
+        assert err.retry_after == 2
+
+
+def test_v1_message_only_body() -> None:
+    rec = Recorder(httpx.Response(404, json={"code": "BOX_NOT_FOUND", "message": "no box x"}))
+    with sync_client(rec) as c:
+        with pytest.raises(boxer.BoxNotFoundError, match="no box x"):
+            c.get_box("x")
+
+
+def test_box_info_tolerates_unknown_and_missing_fields() -> None:
+    info = boxer.BoxInfo.from_dict({"id": "box_1", "status": "running", "image": "busybox", "new_field": 1})
+    assert info.id == "box_1" and info.name is None and info.boxlite_id is None and info.node is None
+    with pytest.raises(ValueError):
+        boxer.BoxInfo.from_dict({"status": "running"})
+    e = boxer.ExecInfo.from_dict({"id": "exec_1", "box_id": "box_1", "status": "succeeded", "exit_code": 0})
+    assert e.ok and e.stdout is None
+
+
+def test_create_body_and_exec_body() -> None:
+    rec = Recorder(
+        httpx.Response(201, json={"id": "box_1", "status": "running", "image": "img", "name": "n"}),
+        httpx.Response(200, json={"id": "exec_1", "box_id": "box_1", "status": "succeeded", "exit_code": 0,
+                                  "stdout": "hi\n", "stderr": ""}),
+    )
+    with sync_client(rec) as c:
+        box = c.create("img", name="n", cpu=0.5, memory_mb=256, network=False, env=["A=1"],
+                       volumes=[{"host_path": "/h", "guest_path": "/g", "readonly": True}])
+        assert json.loads(rec.last.content) == {
+            "image": "img", "name": "n", "cpu": 0.5, "memory_mb": 256, "network": False, "env": {"A": "1"},
+            "volumes": [{"host_path": "/h", "guest_path": "/g", "readonly": True}]}
+        assert rec.last.extensions["timeout"]["read"] is None
+        r = box.exec(["echo", "hi"], env={"B": "2"}, timeout_ms=5000)
+        assert json.loads(rec.last.content) == {"cmd": ["echo", "hi"], "wait": True, "env": {"B": "2"},
+                                                "timeout_ms": 5000}
+        assert rec.last.url.path == "/v1/boxes/box_1/exec"
+        assert r.stdout == "hi\n"
+        with pytest.raises(TypeError):
+            c.create("img", memory_mb=True)
+        with pytest.raises(TypeError):
+            box.exec("echo hi")
+        with pytest.raises(ValueError):
+            c.list_boxes(status="paused")

@@ -5,19 +5,38 @@
     with BoxerClient("http://localhost:8080") as client:
         result = client.run("python:3.12-slim", ["python3", "-c", "print('hi')"])
         print(result.stdout)
+
+        box = client.create("python:3.12-slim", name="dev")   # BoxRun's names
+        print(box.exec(["python3", "-c", "print(42)"]).stdout)
+        box.remove(force=True)
 """
 
 from ._version import __version__
+from .boxes import AsyncBoxHandle, BoxHandle
 from .client import AsyncBoxerClient, BoxerClient
 from .errors import (
+    BoxAlreadyRunningError,
     BoxerAPIError,
     BoxerConnectionError,
     BoxerError,
+    BoxerFileNotFoundError,
     BoxerOutputLimitError,
     BoxerQueueFullError,
+    BoxerRuntimeError,
     BoxerTimeoutError,
+    BoxNotFoundError,
+    BoxNotRunningError,
+    BoxRunError,
+    CanceledError,
+    ExecAlreadyFinishedError,
+    ExecNotFoundError,
+    ImagePullFailedError,
+    InvalidRequestError,
+    NameAlreadyExistsError,
+    NodeFullError,
+    ResourceExceededError,
 )
-from .models import ResourceLimits, RunResult
+from .models import BoxInfo, ExecEvent, ExecInfo, ResourceLimits, RunResult
 
 __all__ = [
     "__version__",
@@ -31,4 +50,23 @@ __all__ = [
     "BoxerOutputLimitError",
     "BoxerQueueFullError",
     "BoxerConnectionError",
+    "BoxHandle",
+    "AsyncBoxHandle",
+    "BoxInfo",
+    "ExecInfo",
+    "ExecEvent",
+    "BoxRunError",
+    "BoxNotFoundError",
+    "ExecNotFoundError",
+    "BoxerFileNotFoundError",
+    "BoxNotRunningError",
+    "BoxAlreadyRunningError",
+    "ExecAlreadyFinishedError",
+    "NameAlreadyExistsError",
+    "InvalidRequestError",
+    "ResourceExceededError",
+    "NodeFullError",
+    "ImagePullFailedError",
+    "CanceledError",
+    "BoxerRuntimeError",
 ]

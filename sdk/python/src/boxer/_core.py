@@ -20,17 +20,20 @@ import httpx
 
 from ._version import __version__
 from .errors import (
-    BoxerAPIError,
     BoxerConnectionError,
     BoxerError,
-    BoxerOutputLimitError,
     BoxerQueueFullError,
     BoxerTimeoutError,
+    error_class_for,
 )
 from .models import ResourceLimits, RunResult
 
-DEFAULT_BASE_URL = "http://localhost:8080"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+DEFAULT_SOCKET = "~/.boxer/boxer.sock"
 DEFAULT_TIMEOUT = 30.0
+# What the HTTP layer is given for a Unix-socket server: Boxer wants a
+# loopback Host on the socket (its DNS-rebinding rule).
+UNIX_HTTP_BASE = "http://localhost"
 
 EnvType = Union[Mapping[str, str], Sequence[str]]
 LimitsType = Union[ResourceLimits, Mapping[str, Any]]
@@ -41,6 +44,47 @@ UPLOAD_RESET_HINT = (
     "the server closed the connection while the upload was being sent; "
     "this is what happens when a file exceeds the server's upload_limit_bytes"
 )
+
+
+class Connection:
+    """Where a client connects: ``url`` as the user named it (shown in
+    messages and ``client.base_url``), ``http_base`` for the HTTP layer,
+    ``uds`` the Unix socket path or None for TCP."""
+
+    def __init__(self, url: str, http_base: str, uds: Optional[str]) -> None:
+        self.url = url
+        self.http_base = http_base
+        self.uds = uds
+
+
+def default_socket_path() -> str:
+    return os.path.expanduser(DEFAULT_SOCKET)
+
+
+def resolve_connection(base_url: Optional[str]) -> Connection:
+    """``base_url``, else ``$BOXER_URL``, else ``~/.boxer/boxer.sock`` when it
+    exists, else ``http://127.0.0.1:8080``.  ``unix:///path/to.sock`` names
+    a Unix socket."""
+    if base_url is None:
+        base_url = os.environ.get("BOXER_URL") or None
+    if base_url is None:
+        sock = default_socket_path()
+        try:
+            is_sock = stat.S_ISSOCK(os.stat(sock).st_mode)
+        except OSError:
+            is_sock = False
+        base_url = "unix://" + sock if is_sock else DEFAULT_BASE_URL
+    if not isinstance(base_url, str):
+        raise TypeError("base_url must be a str")
+    if base_url.startswith("unix:"):
+        path = base_url[len("unix:"):]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path.startswith("/") or "\0" in path:
+            raise ValueError(f"invalid Boxer URL {base_url!r}: expected unix:///absolute/path.sock")
+        return Connection("unix://" + path, UNIX_HTTP_BASE, path)
+    url = resolve_base_url(base_url)
+    return Connection(url, url, None)
 
 
 def resolve_base_url(base_url: Optional[str]) -> str:
@@ -238,9 +282,11 @@ def raise_for_status(response: httpx.Response) -> None:
         data = None
     if isinstance(data, dict):
         body = data
-        err = data.get("error")
-        if isinstance(err, str) and err:
-            message = err
+        for key in ("error", "message"):
+            err = data.get(key)
+            if isinstance(err, str) and err:
+                message = err
+                break
     if message is None:
         try:
             text = response.text.strip()
@@ -249,8 +295,10 @@ def raise_for_status(response: httpx.Response) -> None:
         message = f"HTTP {status} {response.reason_phrase}".rstrip()
         if text:
             message += f": {text[:300]}"
-    if status == 408:
-        raise BoxerTimeoutError(
+    code = body.get("code") if body is not None else None
+    cls = error_class_for(status, code if isinstance(code, str) else None)
+    if issubclass(cls, BoxerTimeoutError):
+        raise cls(
             message,
             status,
             body,
@@ -258,13 +306,11 @@ def raise_for_status(response: httpx.Response) -> None:
             stdout=_opt_str(body, "stdout"),
             stderr=_opt_str(body, "stderr"),
         )
-    if status == 507:
-        raise BoxerOutputLimitError(message, status, body)
-    if status == 503:
-        raise BoxerQueueFullError(
+    if issubclass(cls, BoxerQueueFullError):
+        raise cls(
             message, status, body, retry_after=parse_retry_after(response.headers.get("Retry-After"))
         )
-    raise BoxerAPIError(message, status, body)
+    raise cls(message, status, body)
 
 
 def _json_object(response: httpx.Response, what: str) -> Dict[str, Any]:

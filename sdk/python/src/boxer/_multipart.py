@@ -117,7 +117,8 @@ def _as_bytes(block: Any) -> bytes:
 
 
 class MultipartUpload:
-    """One ``POST /files`` body: a ``path`` field and a ``file`` part.
+    """One ``POST /files`` body: a ``path`` field and a ``file`` part
+    (``path_field="dest"`` for a box upload).
 
     ``data`` is a bytes-like object or a binary file object (anything with
     ``read(n)``).  A file object is read from its current position to its
@@ -131,6 +132,7 @@ class MultipartUpload:
         *,
         boundary: Optional[str] = None,
         chunk_size: int = CHUNK_SIZE,
+        path_field: str = "path",
     ) -> None:
         if not isinstance(remote_path, str):
             raise TypeError("remote_path must be a str")
@@ -164,7 +166,7 @@ class MultipartUpload:
         filename = posixpath.basename(remote_path.rstrip("/")) or "file"
         self._head = (
             f"--{boundary}\r\n"
-            'Content-Disposition: form-data; name="path"\r\n'
+            f'Content-Disposition: form-data; name="{path_field}"\r\n'
             "\r\n"
         ).encode("ascii") + remote_path.encode("utf-8") + (
             f"\r\n--{boundary}\r\n"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import httpx
 
-from . import _core
+from . import _core, boxes
 from ._core import EnvType, LimitsType, PathLike, TimeoutType
 from ._multipart import MultipartUpload, UploadData
-from .models import RunResult
+from .boxes import AsyncBoxHandle, BoxEnv, BoxHandle
+from .models import BoxInfo, RunResult
 
 __all__ = ["BoxerClient", "AsyncBoxerClient"]
 
@@ -23,7 +26,10 @@ class _ClientBase:
         token: Optional[str],
         run_timeout: Optional[float],
     ) -> None:
-        self._base_url = _core.resolve_base_url(base_url)
+        conn = _core.resolve_connection(base_url)
+        self._base_url = conn.url
+        self._http_base = conn.http_base
+        self._uds = conn.uds
         self._timeout = _core.make_timeout(timeout)
         self._headers = _core.default_headers(_core.resolve_token(token))
         if run_timeout is not None and (
@@ -34,8 +40,56 @@ class _ClientBase:
 
     @property
     def base_url(self) -> str:
-        """The server URL this client talks to."""
+        """The server URL this client talks to (``unix:///path`` for a socket)."""
         return self._base_url
+
+    def _long_timeout(self) -> httpx.Timeout:
+        # Box create/start/stop/remove wait for the box (a pull, a stop
+        # grace): like /run, no read timeout unless run_timeout is set.
+        return _core.run_request_timeout(self._timeout, self._run_timeout, None)
+
+    @staticmethod
+    def _create_body(
+        image: str,
+        name: Optional[str],
+        cpu: Optional[float],
+        memory_mb: Optional[int],
+        disk_size_gb: Optional[int],
+        network: Optional[bool],
+        workdir: Optional[str],
+        env: Optional[BoxEnv],
+        volumes: Optional[Sequence[Mapping[str, Any]]],
+        idle_timeout_secs: Optional[int],
+    ) -> Dict[str, Any]:
+        return boxes.build_create_body(
+            image,
+            name=name,
+            cpu=cpu,
+            memory_mb=memory_mb,
+            disk_size_gb=disk_size_gb,
+            network=network,
+            workdir=workdir,
+            env=env,
+            volumes=volumes,
+            idle_timeout_secs=idle_timeout_secs,
+        )
+
+    @staticmethod
+    def _list_params(status: Optional[str], extra: bool) -> Dict[str, str]:
+        params: Dict[str, str] = {}
+        if status is not None:
+            if status not in ("running", "stopped"):
+                raise ValueError('status must be "running", "stopped" or None')
+            params["status"] = status
+        if extra:
+            params["extra"] = "1"
+        return params
+
+    @staticmethod
+    def _gc_body(older_than: int) -> Dict[str, Any]:
+        if isinstance(older_than, bool) or not isinstance(older_than, int) or older_than < 0:
+            raise ValueError("older_than must be a non-negative number of seconds")
+        return {"older_than": older_than}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._base_url!r})"
@@ -93,8 +147,10 @@ class BoxerClient(_ClientBase):
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
         super().__init__(base_url, timeout, token, run_timeout)
+        if transport is None and self._uds is not None:
+            transport = httpx.HTTPTransport(uds=self._uds)
         self._http = httpx.Client(
-            base_url=self._base_url,
+            base_url=self._http_base,
             timeout=self._timeout,
             headers=self._headers,
             transport=transport,
@@ -201,6 +257,87 @@ class BoxerClient(_ClientBase):
             raise ValueError("path must be a non-empty string")
         return self._request("GET", "/files", params={"path": path}).content
 
+    # ---- boxes (/v1), BoxRun's names ----
+
+    def create(
+        self,
+        image: str,
+        *,
+        name: Optional[str] = None,
+        cpu: Optional[float] = None,
+        memory_mb: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        network: Optional[bool] = None,
+        workdir: Optional[str] = None,
+        env: Optional[BoxEnv] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        idle_timeout_secs: Optional[int] = None,
+    ) -> BoxHandle:
+        """Create a box of ``image`` and return a handle once it runs.
+
+        Fields left None take the server's ``box_defaults`` (BoxRun's: 2
+        CPUs, 1024 MB, 8 GB disk, no network, workdir ``/root``).
+        ``volumes``: ``[{"host_path": ..., "guest_path": ..., "readonly":
+        bool}]`` (host paths must lie under the server's ``volume_roots``).
+        ``idle_timeout_secs`` (Boxer's): stop the box after this long without
+        an exec.  Raises NameAlreadyExistsError, ResourceExceededError,
+        ImagePullFailedError, InvalidRequestError, ...
+        """
+        body = self._create_body(image, name, cpu, memory_mb, disk_size_gb, network, workdir, env, volumes,
+                                 idle_timeout_secs)
+        r = self._request("POST", "/v1/boxes", json=body, timeout=self._long_timeout())
+        return BoxHandle(self, boxes.parse_box(r, "POST /v1/boxes"))
+
+    def box(self, id_or_name: str) -> BoxHandle:
+        """A handle to an existing box (BoxNotFoundError when there is none)."""
+        return BoxHandle(self, self.get_box(id_or_name))
+
+    def get_box(self, id_or_name: str, *, extra: bool = False) -> BoxInfo:
+        """Info about a box by id or name; ``extra=True`` adds Boxer's fields."""
+        r = self._request("GET", boxes.box_path(id_or_name), params=boxes.extra_params(extra))
+        return boxes.parse_box(r, "GET box")
+
+    def list_boxes(self, status: Optional[str] = None, *, extra: bool = False) -> List[BoxInfo]:
+        """Every box, or those with ``status`` ``"running"`` / ``"stopped"``."""
+        r = self._request("GET", "/v1/boxes", params=self._list_params(status, extra))
+        return boxes.parse_boxes(r, "GET /v1/boxes")
+
+    def gc(self, older_than: int = 3600) -> int:
+        """Remove the boxes stopped more than ``older_than`` seconds ago
+        (0: every stopped box); returns how many were removed."""
+        r = self._request("POST", "/v1/gc", json=self._gc_body(older_than), timeout=self._long_timeout())
+        return boxes.parse_gc(r)
+
+    def _box_upload(self, box_id: str, data: UploadData, dest_path: str) -> None:
+        if not isinstance(dest_path, str) or not dest_path.startswith("/"):
+            raise ValueError("dest_path must be an absolute path in the box")
+        upload = MultipartUpload(dest_path, data, path_field="dest")
+        chunks = upload.iter_chunks()
+        try:
+            self._request("POST", boxes.box_path(box_id, "/files/upload"), upload=True, content=chunks,
+                          headers=upload.headers)
+        finally:
+            chunks.close()
+
+    def _box_download(self, box_id: str, remote_path: str, local_path: PathLike) -> None:
+        path = boxes.box_path(box_id, "/files/download")
+        local = os.fspath(local_path)
+        done = False
+        with _core.translate_errors("POST", self._base_url + path):
+            with self._http.stream("POST", path, json={"path": remote_path}) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    _core.raise_for_status(response)
+                try:
+                    with open(local, "wb") as f:
+                        for chunk in response.iter_bytes():
+                            f.write(chunk)
+                    done = True
+                finally:
+                    if not done:
+                        with contextlib.suppress(OSError):
+                            os.unlink(local)
+
 
 class AsyncBoxerClient(_ClientBase):
     """asyncio client for a Boxer server; the same API as BoxerClient, awaitable.
@@ -219,8 +356,10 @@ class AsyncBoxerClient(_ClientBase):
         transport: Optional[httpx.AsyncBaseTransport] = None,
     ) -> None:
         super().__init__(base_url, timeout, token, run_timeout)
+        if transport is None and self._uds is not None:
+            transport = httpx.AsyncHTTPTransport(uds=self._uds)
         self._http = httpx.AsyncClient(
-            base_url=self._base_url,
+            base_url=self._http_base,
             timeout=self._timeout,
             headers=self._headers,
             transport=transport,
@@ -296,3 +435,74 @@ class AsyncBoxerClient(_ClientBase):
         if not isinstance(path, str) or not path:
             raise ValueError("path must be a non-empty string")
         return (await self._request("GET", "/files", params={"path": path})).content
+
+    # ---- boxes (/v1), BoxRun's names ----
+
+    async def create(
+        self,
+        image: str,
+        *,
+        name: Optional[str] = None,
+        cpu: Optional[float] = None,
+        memory_mb: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        network: Optional[bool] = None,
+        workdir: Optional[str] = None,
+        env: Optional[BoxEnv] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        idle_timeout_secs: Optional[int] = None,
+    ) -> AsyncBoxHandle:
+        """See BoxerClient.create."""
+        body = self._create_body(image, name, cpu, memory_mb, disk_size_gb, network, workdir, env, volumes,
+                                 idle_timeout_secs)
+        r = await self._request("POST", "/v1/boxes", json=body, timeout=self._long_timeout())
+        return AsyncBoxHandle(self, boxes.parse_box(r, "POST /v1/boxes"))
+
+    async def box(self, id_or_name: str) -> AsyncBoxHandle:
+        """See BoxerClient.box."""
+        return AsyncBoxHandle(self, await self.get_box(id_or_name))
+
+    async def get_box(self, id_or_name: str, *, extra: bool = False) -> BoxInfo:
+        """See BoxerClient.get_box."""
+        r = await self._request("GET", boxes.box_path(id_or_name), params=boxes.extra_params(extra))
+        return boxes.parse_box(r, "GET box")
+
+    async def list_boxes(self, status: Optional[str] = None, *, extra: bool = False) -> List[BoxInfo]:
+        """See BoxerClient.list_boxes."""
+        r = await self._request("GET", "/v1/boxes", params=self._list_params(status, extra))
+        return boxes.parse_boxes(r, "GET /v1/boxes")
+
+    async def gc(self, older_than: int = 3600) -> int:
+        """See BoxerClient.gc."""
+        r = await self._request("POST", "/v1/gc", json=self._gc_body(older_than), timeout=self._long_timeout())
+        return boxes.parse_gc(r)
+
+    async def _box_upload(self, box_id: str, data: UploadData, dest_path: str) -> None:
+        if not isinstance(dest_path, str) or not dest_path.startswith("/"):
+            raise ValueError("dest_path must be an absolute path in the box")
+        upload = MultipartUpload(dest_path, data, path_field="dest")
+        chunks = upload.aiter_chunks()
+        try:
+            await self._request("POST", boxes.box_path(box_id, "/files/upload"), upload=True, content=chunks,
+                                headers=upload.headers)
+        finally:
+            await chunks.aclose()
+
+    async def _box_download(self, box_id: str, remote_path: str, local_path: PathLike) -> None:
+        path = boxes.box_path(box_id, "/files/download")
+        local = os.fspath(local_path)
+        done = False
+        with _core.translate_errors("POST", self._base_url + path):
+            async with self._http.stream("POST", path, json={"path": remote_path}) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                    _core.raise_for_status(response)
+                try:
+                    with open(local, "wb") as f:
+                        async for chunk in response.aiter_bytes():
+                            f.write(chunk)
+                    done = True
+                finally:
+                    if not done:
+                        with contextlib.suppress(OSError):
+                            os.unlink(local)

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-__all__ = ["ResourceLimits", "RunResult"]
+__all__ = ["ResourceLimits", "RunResult", "BoxInfo", "ExecInfo", "ExecEvent"]
 
 Number = Union[int, float]
 
@@ -77,6 +77,9 @@ class RunResult:
     #: the entry and why (a symlink, a hard link, a limit...); None when
     #: everything was captured or the server predates the field.
     output_errors: Optional[List[str]] = None
+    #: BoxRun's RunResult field: why the command could not run; None when it
+    #: ran (a failure to run is raised as an exception by ``run``).
+    error_message: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -133,3 +136,100 @@ def _typed(name: str, value: Any, typ: type) -> Any:
     if not isinstance(value, typ):
         raise ValueError(f"run result field {name!r} is not a {typ.__name__}")
     return value
+
+
+def _fields_from(cls: Any, data: Mapping[str, Any], what: str, required: Tuple[str, ...]) -> Dict[str, Any]:
+    """Keyword arguments for dataclass ``cls`` from a server answer: unknown
+    keys are ignored (a newer server may add some), missing ones are None,
+    the ``required`` ones must be present."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} is not a JSON object")
+    for name in required:
+        if data.get(name) is None:
+            raise ValueError(f"{what} lacks field {name!r}")
+    return {f.name: data.get(f.name) for f in dataclasses.fields(cls)}
+
+
+@dataclass
+class BoxInfo:
+    """A box as the server describes it (BoxRun's fields, in its order).
+
+    The last five fields are Boxer's own and only filled when asked for
+    (``extra=True``); they are None otherwise.
+    """
+
+    id: str
+    name: Optional[str]
+    status: str  # "creating", "running", "stopped", "error"
+    image: str
+    cpu: float
+    memory_mb: int
+    disk_size_gb: int
+    network: bool
+    workdir: str
+    env: Optional[Dict[str, str]]
+    volumes: Optional[List[Dict[str, Any]]]
+    boxlite_id: Optional[str]  # BoxRun's; Boxer has none (always None)
+    error_code: Optional[str]
+    error_message: Optional[str]
+    created_at: str
+    started_at: Optional[str]
+    stopped_at: Optional[str]
+    image_digest: Optional[str] = None
+    disk_used_bytes: Optional[int] = None
+    idle_timeout_secs: Optional[int] = None
+    last_active_at: Optional[str] = None
+    node: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BoxInfo":
+        return cls(**_fields_from(cls, data, "box info", ("id", "status")))
+
+
+@dataclass
+class ExecInfo:
+    """One command run in a box (BoxRun's fields, in its order).
+
+    ``status`` is ``running``, ``succeeded`` (exit code 0), ``failed`` (any
+    other exit, a timeout or a start failure) or ``canceled``.  The fields
+    after ``finished_at`` are Boxer's: ``box.exec()`` fills them (the output
+    comes back with the one request), other calls only with ``extra=True``.
+    """
+
+    id: str
+    box_id: str
+    status: str
+    cmd: List[str]
+    env: Optional[Dict[str, str]]
+    workdir: Optional[str]
+    timeout_ms: Optional[int]
+    exit_code: Optional[int]
+    error_message: Optional[str]
+    created_at: str
+    finished_at: Optional[str]
+    stdout: Optional[str] = None
+    stderr: Optional[str] = None
+    wall_ms: Optional[int] = None
+    timed_out: Optional[bool] = None
+    truncated: Optional[bool] = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with status 0."""
+        return self.exit_code == 0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ExecInfo":
+        return cls(**_fields_from(cls, data, "exec info", ("id", "box_id", "status")))
+
+
+@dataclass
+class ExecEvent:
+    """One event of an exec's output stream (BoxRun's shape): ``type`` is
+    ``log`` (``data`` is output text of ``stream`` stdout/stderr) or
+    ``exit`` (``data`` is JSON text ``{"exit_code": N}``)."""
+
+    type: str
+    data: str
+    stream: Optional[str]
+    seq: int

@@ -1,0 +1,352 @@
+"""Boxes: long-lived sandboxes driven through the ``/v1`` API.
+
+The names and shapes are those of BoxRun's SDK (``client.create(...)``
+returns a handle with ``exec``, ``upload``, ``download``, ``stop``,
+``start``, ``remove``, ``refresh``), so code written for it moves over by
+changing the import.  Where BoxRun's SDK polls, this one asks once:
+``exec`` is a single request that returns when the command has ended, with
+its output on the returned :class:`ExecInfo`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
+from urllib.parse import quote
+
+import httpx
+
+from ._core import PathLike, env_to_list
+from .errors import BoxerError
+from .models import BoxInfo, ExecInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import AsyncBoxerClient, BoxerClient
+
+__all__ = ["BoxHandle", "AsyncBoxHandle"]
+
+BoxEnv = Union[Mapping[str, str], Sequence[str]]
+
+
+def box_path(id_or_name: str, suffix: str = "") -> str:
+    if not isinstance(id_or_name, str) or not id_or_name:
+        raise ValueError("box id or name must be a non-empty string")
+    return "/v1/boxes/" + quote(id_or_name, safe="") + suffix
+
+
+def env_to_dict(env: BoxEnv) -> Dict[str, str]:
+    """``{"K": "V"}`` or ``["K=V", ...]`` as the JSON object ``/v1`` takes."""
+    out: Dict[str, str] = {}
+    for item in env_to_list(env):
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def _opt(body: Dict[str, Any], key: str, value: Any, *types: type) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) and bool not in types:
+        raise TypeError(f"{key} must not be a bool")
+    if not isinstance(value, types):
+        raise TypeError(f"{key} has the wrong type ({type(value).__name__})")
+    body[key] = value
+
+
+def build_create_body(
+    image: str,
+    *,
+    name: Optional[str],
+    cpu: Optional[float],
+    memory_mb: Optional[int],
+    disk_size_gb: Optional[int],
+    network: Optional[bool],
+    workdir: Optional[str],
+    env: Optional[BoxEnv],
+    volumes: Optional[Sequence[Mapping[str, Any]]],
+    idle_timeout_secs: Optional[int],
+) -> Dict[str, Any]:
+    """``POST /v1/boxes`` body; a field left None takes the server's default
+    (``box_defaults``: BoxRun's cpu 2, 1024 MB, 8 GB, no network, /root)."""
+    if not isinstance(image, str) or not image:
+        raise ValueError("image must be a non-empty string")
+    body: Dict[str, Any] = {"image": image}
+    _opt(body, "name", name, str)
+    _opt(body, "cpu", cpu, int, float)
+    _opt(body, "memory_mb", memory_mb, int)
+    _opt(body, "disk_size_gb", disk_size_gb, int)
+    _opt(body, "network", network, bool)
+    _opt(body, "workdir", workdir, str)
+    _opt(body, "idle_timeout_secs", idle_timeout_secs, int)
+    if env is not None:
+        body["env"] = env_to_dict(env)
+    if volumes is not None:
+        if isinstance(volumes, (str, bytes)) or not all(isinstance(v, Mapping) for v in volumes):
+            raise TypeError('volumes must be a list of {"host_path", "guest_path", "readonly"} dicts')
+        body["volumes"] = [dict(v) for v in volumes]
+    return body
+
+
+def build_exec_body(
+    cmd: Sequence[str],
+    *,
+    env: Optional[BoxEnv],
+    timeout_ms: Optional[int],
+    workdir: Optional[str],
+) -> Dict[str, Any]:
+    if isinstance(cmd, (str, bytes)):
+        raise TypeError("cmd must be a list of strings, not a single string")
+    cmd_list = list(cmd)
+    if not cmd_list or not all(isinstance(c, str) for c in cmd_list):
+        raise ValueError("cmd must be a non-empty list of strings")
+    body: Dict[str, Any] = {"cmd": cmd_list, "wait": True}
+    if env is not None:
+        body["env"] = env_to_dict(env)
+    _opt(body, "timeout_ms", timeout_ms, int)
+    _opt(body, "workdir", workdir, str)
+    return body
+
+
+def exec_timeout(base: httpx.Timeout, run_timeout: Optional[float], timeout_ms: Optional[int]) -> httpx.Timeout:
+    """An exec with ``wait`` answers when the command ends: no read timeout
+    unless the client has ``run_timeout`` (then that beyond ``timeout_ms``)."""
+    read: Optional[float] = None
+    if run_timeout is not None:
+        read = float(run_timeout) + (timeout_ms or 0) / 1000.0
+    return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
+
+
+def parse_box(response: httpx.Response, what: str) -> BoxInfo:
+    try:
+        return BoxInfo.from_dict(response.json())
+    except ValueError as exc:
+        raise BoxerError(f"{what}: malformed box info: {exc}") from None
+
+
+def parse_boxes(response: httpx.Response, what: str) -> List[BoxInfo]:
+    try:
+        data = response.json()
+        if not isinstance(data, list):
+            raise ValueError("not a list")
+        return [BoxInfo.from_dict(d) for d in data]
+    except ValueError as exc:
+        raise BoxerError(f"{what}: malformed box list: {exc}") from None
+
+
+def parse_exec(response: httpx.Response, what: str) -> ExecInfo:
+    try:
+        return ExecInfo.from_dict(response.json())
+    except ValueError as exc:
+        raise BoxerError(f"{what}: malformed exec info: {exc}") from None
+
+
+def parse_execs(response: httpx.Response, what: str) -> List[ExecInfo]:
+    try:
+        data = response.json()
+        if not isinstance(data, list):
+            raise ValueError("not a list")
+        return [ExecInfo.from_dict(d) for d in data]
+    except ValueError as exc:
+        raise BoxerError(f"{what}: malformed exec list: {exc}") from None
+
+
+def parse_gc(response: httpx.Response) -> int:
+    try:
+        n = response.json().get("removed")
+    except (ValueError, AttributeError):
+        n = None
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise BoxerError("POST /v1/gc: the answer lacks 'removed'")
+    return n
+
+
+def extra_params(extra: bool) -> Optional[Dict[str, str]]:
+    return {"extra": "1"} if extra else None
+
+
+class _HandleBase:
+    def __init__(self, info: BoxInfo) -> None:
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        """The box id (``box_...``)."""
+        return self.info.id
+
+    @property
+    def name(self) -> Optional[str]:
+        return self.info.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, name={self.name!r}, status={self.info.status!r})"
+
+
+class BoxHandle(_HandleBase):
+    """A box of a :class:`BoxerClient`; from ``client.create()`` or ``client.box()``.
+
+    ``info`` is the :class:`BoxInfo` of the last answer; ``refresh()``
+    fetches it again.
+    """
+
+    def __init__(self, client: "BoxerClient", info: BoxInfo) -> None:
+        super().__init__(info)
+        self._client = client
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Optional[BoxEnv] = None,
+        timeout_ms: Optional[int] = None,
+        workdir: Optional[str] = None,
+    ) -> ExecInfo:
+        """Run ``cmd`` in the box and wait for it to end.
+
+        One request (``"wait": true``); the returned ExecInfo carries
+        ``exit_code`` and the output (``stdout``, ``stderr``, ``truncated``
+        past the server's ``exec_output_bytes``).  A non-zero exit or a
+        timeout is a ``failed`` status, not an exception.
+        """
+        body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+        c = self._client
+        timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
+        r = c._request("POST", box_path(self.id, "/exec"), json=body, timeout=timeout)
+        return parse_exec(r, "POST exec")
+
+    def get_exec(self, exec_id: str) -> ExecInfo:
+        """An exec of this box, with its output (Boxer's fields)."""
+        r = self._client._request(
+            "GET", box_path(self.id, "/exec/" + quote(exec_id, safe="")), params={"extra": "1"}
+        )
+        return parse_exec(r, "GET exec")
+
+    def list_execs(self, *, extra: bool = False) -> List[ExecInfo]:
+        """The execs the box keeps (newest last)."""
+        r = self._client._request("GET", box_path(self.id, "/execs"), params=extra_params(extra))
+        return parse_execs(r, "GET execs")
+
+    def upload(self, local_path: PathLike, dest_path: str) -> None:
+        """Copy a local file to ``dest_path`` (absolute) in the box."""
+        with open(os.fspath(local_path), "rb") as f:
+            self._client._box_upload(self.id, f, dest_path)
+
+    def upload_bytes(self, data: bytes, dest_path: str) -> None:
+        """Write ``data`` to ``dest_path`` (absolute) in the box."""
+        self._client._box_upload(self.id, data, dest_path)
+
+    def download(self, remote_path: str, local_path: PathLike) -> None:
+        """Copy ``remote_path`` from the box to ``local_path`` (streamed; a
+        partial file is removed when the transfer fails)."""
+        self._client._box_download(self.id, remote_path, local_path)
+
+    def download_bytes(self, remote_path: str) -> bytes:
+        """Contents of ``remote_path`` in the box."""
+        r = self._client._request(
+            "POST", box_path(self.id, "/files/download"), json={"path": remote_path}
+        )
+        return r.content
+
+    def stop(self) -> BoxInfo:
+        """Stop the box (its disk is kept); returns and stores the new info."""
+        c = self._client
+        self.info = parse_box(c._request("POST", box_path(self.id, ":stop"), timeout=c._long_timeout()), "stop")
+        return self.info
+
+    def start(self) -> BoxInfo:
+        """Start a stopped box again."""
+        c = self._client
+        self.info = parse_box(c._request("POST", box_path(self.id, ":start"), timeout=c._long_timeout()), "start")
+        return self.info
+
+    def remove(self, force: bool = False) -> None:
+        """Remove the box and its disk; a running box needs ``force=True``
+        (else BoxAlreadyRunningError)."""
+        c = self._client
+        params = {"force": "true"} if force else None
+        c._request("DELETE", box_path(self.id), params=params, timeout=c._long_timeout())
+
+    def refresh(self, *, extra: bool = False) -> BoxInfo:
+        """Fetch the box's info again (``self.info`` is updated)."""
+        self.info = self._client.get_box(self.id, extra=extra)
+        return self.info
+
+
+class AsyncBoxHandle(_HandleBase):
+    """A box of an :class:`AsyncBoxerClient`; the same methods as
+    :class:`BoxHandle`, awaitable."""
+
+    def __init__(self, client: "AsyncBoxerClient", info: BoxInfo) -> None:
+        super().__init__(info)
+        self._client = client
+
+    async def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Optional[BoxEnv] = None,
+        timeout_ms: Optional[int] = None,
+        workdir: Optional[str] = None,
+    ) -> ExecInfo:
+        """See BoxHandle.exec."""
+        body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+        c = self._client
+        timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
+        r = await c._request("POST", box_path(self.id, "/exec"), json=body, timeout=timeout)
+        return parse_exec(r, "POST exec")
+
+    async def get_exec(self, exec_id: str) -> ExecInfo:
+        """See BoxHandle.get_exec."""
+        r = await self._client._request(
+            "GET", box_path(self.id, "/exec/" + quote(exec_id, safe="")), params={"extra": "1"}
+        )
+        return parse_exec(r, "GET exec")
+
+    async def list_execs(self, *, extra: bool = False) -> List[ExecInfo]:
+        """See BoxHandle.list_execs."""
+        r = await self._client._request("GET", box_path(self.id, "/execs"), params=extra_params(extra))
+        return parse_execs(r, "GET execs")
+
+    async def upload(self, local_path: PathLike, dest_path: str) -> None:
+        """See BoxHandle.upload."""
+        with open(os.fspath(local_path), "rb") as f:
+            await self._client._box_upload(self.id, f, dest_path)
+
+    async def upload_bytes(self, data: bytes, dest_path: str) -> None:
+        """See BoxHandle.upload_bytes."""
+        await self._client._box_upload(self.id, data, dest_path)
+
+    async def download(self, remote_path: str, local_path: PathLike) -> None:
+        """See BoxHandle.download."""
+        await self._client._box_download(self.id, remote_path, local_path)
+
+    async def download_bytes(self, remote_path: str) -> bytes:
+        """See BoxHandle.download_bytes."""
+        r = await self._client._request(
+            "POST", box_path(self.id, "/files/download"), json={"path": remote_path}
+        )
+        return r.content
+
+    async def stop(self) -> BoxInfo:
+        """See BoxHandle.stop."""
+        c = self._client
+        r = await c._request("POST", box_path(self.id, ":stop"), timeout=c._long_timeout())
+        self.info = parse_box(r, "stop")
+        return self.info
+
+    async def start(self) -> BoxInfo:
+        """See BoxHandle.start."""
+        c = self._client
+        r = await c._request("POST", box_path(self.id, ":start"), timeout=c._long_timeout())
+        self.info = parse_box(r, "start")
+        return self.info
+
+    async def remove(self, force: bool = False) -> None:
+        """See BoxHandle.remove."""
+        c = self._client
+        params = {"force": "true"} if force else None
+        await c._request("DELETE", box_path(self.id), params=params, timeout=c._long_timeout())
+
+    async def refresh(self, *, extra: bool = False) -> BoxInfo:
+        """See BoxHandle.refresh."""
+        self.info = await self._client.get_box(self.id, extra=extra)
+        return self.info
