@@ -133,6 +133,12 @@ def parse_boxes(response: httpx.Response, what: str) -> List[BoxInfo]:
         raise BoxerError(f"{what}: malformed box list: {exc}") from None
 
 
+def with_status(infos: List[BoxInfo], status: Optional[str]) -> List[BoxInfo]:
+    # The filter is applied here too: servers before the ?status= filter
+    # answer every box.
+    return infos if status is None else [b for b in infos if b.status == status]
+
+
 def parse_exec(response: httpx.Response, what: str) -> ExecInfo:
     try:
         return ExecInfo.from_dict(response.json())

@@ -300,7 +300,7 @@ class BoxerClient(_ClientBase):
     def list_boxes(self, status: Optional[str] = None, *, extra: bool = False) -> List[BoxInfo]:
         """Every box, or those with ``status`` ``"running"`` / ``"stopped"``."""
         r = self._request("GET", "/v1/boxes", params=self._list_params(status, extra))
-        return boxes.parse_boxes(r, "GET /v1/boxes")
+        return boxes.with_status(boxes.parse_boxes(r, "GET /v1/boxes"), status)
 
     def gc(self, older_than: int = 3600) -> int:
         """Remove the boxes stopped more than ``older_than`` seconds ago
@@ -470,7 +470,7 @@ class AsyncBoxerClient(_ClientBase):
     async def list_boxes(self, status: Optional[str] = None, *, extra: bool = False) -> List[BoxInfo]:
         """See BoxerClient.list_boxes."""
         r = await self._request("GET", "/v1/boxes", params=self._list_params(status, extra))
-        return boxes.parse_boxes(r, "GET /v1/boxes")
+        return boxes.with_status(boxes.parse_boxes(r, "GET /v1/boxes"), status)
 
     async def gc(self, older_than: int = 3600) -> int:
         """See BoxerClient.gc."""
