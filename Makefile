@@ -17,7 +17,7 @@ ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
 LIB_SRCS := $(filter-out boxer.c,$(wildcard *.c))
 B := build
 
-.PHONY: all static check unit integration asan valgrind fuzz fuzz-run fuzz-long fuzz-seeds fuzz-limits \
+.PHONY: all static check unit integration typecheck asan valgrind fuzz fuzz-run fuzz-long fuzz-seeds fuzz-limits \
         clean run deps format bench
 BIN ?= boxer
 all: $(BIN)
@@ -89,7 +89,11 @@ unit: $(UNIT_BINS)
 integration: $(BIN)
 	BOXER_BIN=$(CURDIR)/$(BIN) $(PY) -m pytest -q $(PYTEST_ARGS)
 
-check: unit integration
+# The Python SDK is typed: mypy --strict on the package (Debian's mypy).
+typecheck:
+	cd sdk/python && mypy --strict src/boxer
+
+check: unit typecheck integration
 
 # Same tests with the server and unit tests built with ASan+UBSan.
 PYTEST_ARGS ?= tests/integration sdk/python/tests
