@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every example against $BOXER_URL (default http://localhost:8080) with
+# Runs every example against $BOXER_URL (default: ~/.boxer/boxer.sock, else http://127.0.0.1:8080) with
 # the SDK from this source tree.  Exits non-zero when any example fails.
 #
 #   BOXER_URL=http://127.0.0.1:8080 examples/run-all.sh
@@ -23,10 +23,10 @@ if [ -z "$py" ]; then
     exit 1
 fi
 
-echo "run-all: examples against ${BOXER_URL:-http://localhost:8080} with $py"
+echo "run-all: examples against ${BOXER_URL:-the default server} with $py"
 passed=0
 failed=0
-for ex in hello-world upload-and-run batch-eval; do
+for ex in hello-world upload-and-run batch-eval agent-box; do
     echo "=== $ex"
     if "$py" "$here/$ex/main.py"; then
         echo "=== $ex: ok"

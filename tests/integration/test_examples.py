@@ -14,6 +14,7 @@ def test_examples_run_all(server):
     text = (out.stdout + out.stderr).decode("utf-8", "replace")
     assert out.returncode == 0, text[-4000:]
     assert "pass@1" in text, text[-4000:]
+    assert "=== agent-box: ok" in text and "'answer': 42" in text, text[-4000:]
 
 
 def test_sdk_pip_install_offline(tmp_path):
