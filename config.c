@@ -463,7 +463,10 @@ static int resolve_listen_unix(struct config *cfg, struct bx_err *err)
     def = home_dir_join("/.boxer");
     if (!def)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
-    if (cfg->home && strcmp(cfg->home, def) == 0) {
+    /* A default never stops start-up: a home too long for sun_path gets
+     * no socket. */
+    if (cfg->home && strcmp(cfg->home, def) == 0 &&
+        strlen(cfg->home) + sizeof("/boxer.sock") <= SUN_PATH_MAX) {
         free(def);
         if (asprintf(&cfg->listen_unix, "%s/boxer.sock", cfg->home) < 0)
             cfg->listen_unix = NULL;

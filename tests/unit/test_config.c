@@ -92,6 +92,13 @@ START_TEST(listen_unix_defaults_and_overrides)
     ck_assert_str_eq(cfg.listen_unix, "/home/tester/b.sock");
     ck_assert_str_eq(cfg.listen_addr, "");
     config_free(&cfg);
+    /* A default home too long for a socket path: no socket, no error. */
+    setenv("HOME",
+           "/home/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+           1);
+    ck_assert_int_eq(parse(&cfg, "{}", &err), 0);
+    ck_assert_str_eq(cfg.listen_unix, "");
+    config_free(&cfg);
     /* Without any config file the default home applies too. */
     unsetenv("BOXER_CONFIG");
     setenv("HOME", "/nonexistent-boxer-test-home", 1);
