@@ -48,6 +48,26 @@ def wait_http(url, timeout=30.0, proc=None):
     raise RuntimeError("%s did not answer within %ss: %s" % (url, timeout, last))
 
 
+def wait_unix(path, timeout=30.0, proc=None):
+    """Waits until GET /healthz answers on the Unix socket at path."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before %s answered" % (proc.returncode, path))
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(2)
+                s.connect(path)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                if s.recv(16).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise RuntimeError("%s did not answer within %ss: %s" % (path, timeout, last))
+
+
 class Registry:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="boxer-registry-")
@@ -147,7 +167,12 @@ class Server:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True, preexec_fn=self.preexec)
-        wait_http(self.url + "/healthz", timeout=120 if self.valgrind else 30, proc=self.proc)
+        timeout = 120 if self.valgrind else 30
+        if self.config.get("listen_addr") == "":
+            # Unix socket only (listen_unix): nothing answers on the port.
+            wait_unix(self.config["listen_unix"], timeout=timeout, proc=self.proc)
+        else:
+            wait_http(self.url + "/healthz", timeout=timeout, proc=self.proc)
         return self
 
     def log_text(self):

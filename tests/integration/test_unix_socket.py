@@ -15,12 +15,9 @@ import socket
 import stat
 import subprocess
 import tempfile
-import time
 
 import httpx
 import pytest
-
-import boxer_server
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -60,20 +57,6 @@ def sockdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def wait_unix(path, proc, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError("server exited with %s" % proc.returncode)
-        try:
-            if request(path, "GET", "/healthz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("no answer on %s" % path)
-
-
 def test_healthz_run_mode_and_removal(make_server, sockdir):
     sock = os.path.join(sockdir, "boxer.sock")
     srv = make_server(config={"listen_unix": sock})
@@ -97,7 +80,7 @@ def test_healthz_run_mode_and_removal(make_server, sockdir):
 
 def test_browser_rules_apply_as_on_loopback(make_server, sockdir):
     sock = os.path.join(sockdir, "boxer.sock")
-    make_server(config={"listen_unix": sock})
+    srv = make_server(config={"listen_unix": sock})
     status, data = request(sock, "GET", "/images", headers={"Host": "evil.example"})
     assert status == 421, data
     assert "allowed_hosts" in json.loads(data)["error"]
@@ -106,17 +89,19 @@ def test_browser_rules_apply_as_on_loopback(make_server, sockdir):
     assert status == 403, data
     status, _ = request(sock, "GET", "/images")
     assert status == 200
+    assert srv.stop() == 0
 
 
 def test_token_still_required(make_server, sockdir):
     sock = os.path.join(sockdir, "boxer.sock")
-    make_server(config={"listen_unix": sock, "auth_tokens": ["s3cret"]})
+    srv = make_server(config={"listen_unix": sock, "auth_tokens": ["s3cret"]})
     status, _ = request(sock, "GET", "/v1/boxes")
     assert status == 401
     status, _ = request(sock, "GET", "/v1/boxes", headers={"Authorization": "Bearer wrong"})
     assert status == 401
     status, data = request(sock, "GET", "/v1/boxes", headers={"Authorization": "Bearer s3cret"})
     assert status == 200 and isinstance(json.loads(data), list)
+    assert srv.stop() == 0
 
 
 def test_stale_socket_is_replaced(make_server, sockdir):
@@ -165,15 +150,9 @@ def test_live_socket_and_non_socket_are_refused(make_server, sockdir):
 
 def test_unix_only_no_tcp(make_server, sockdir):
     sock = os.path.join(sockdir, "boxer.sock")
-    srv = make_server(config={"listen_unix": sock, "listen_addr": ""}, start=False)
-    os.makedirs(srv.tmpdir, exist_ok=True)
-    with open(srv.config_path, "w") as f:
-        json.dump(srv.config, f)
-    srv.log = open(srv.log_path, "ab")
-    srv.proc = subprocess.Popen([boxer_server.BOXER_BIN, "--config", srv.config_path],
-                                stdout=srv.log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_unix(sock, srv.proc)
+    srv = make_server(config={"listen_unix": sock, "listen_addr": ""})
     assert "(no TCP)" in srv.log_text()
+    assert request(sock, "GET", "/healthz")[0] == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(srv.url + "/healthz")
     assert srv.stop() == 0
@@ -184,7 +163,7 @@ def test_boxrun_symlink(make_server, sockdir):
     """BoxRun's SDK connects to ~/.boxrun/boxrun.sock with httpx over the
     socket and base URL http://localhost: the documented symlink works."""
     sock = os.path.join(sockdir, "boxer.sock")
-    make_server(config={"listen_unix": sock})
+    srv = make_server(config={"listen_unix": sock})
     home = os.path.join(sockdir, "home")
     os.makedirs(os.path.join(home, ".boxrun"))
     link = os.path.join(home, ".boxrun", "boxrun.sock")
@@ -203,3 +182,4 @@ def test_boxrun_symlink(make_server, sockdir):
             assert r.json()["exit_code"] == 0 and r.json()["stdout"] == "boxrun\n"
         finally:
             assert c.delete("/v1/boxes/%s?force=true" % box["id"]).status_code == 204
+    assert srv.stop() == 0
