@@ -1007,3 +1007,75 @@ def test_create_body_and_exec_body() -> None:
             box.exec("echo hi")
         with pytest.raises(ValueError):
             c.list_boxes(status="paused")
+
+
+# ---- exec_stream: NDJSON to ExecEvents (the wire format of DESIGN.md "Streaming") ----
+
+NDJSON_EXEC = (
+    b'{"type":"start","exec_id":"exec_1","id":"exec_1"}\n'
+    b'{"type":"log","stream":"stdout","data":"one\\n","seq":0}\n'
+    b'{"type":"keepalive"}\n'
+    b'{"type":"log","stream":"stderr","data":"oops\\n","seq":1}\n'
+    b'{"type":"exit","exit_code":3,"status":"failed","timed_out":false,"wall_ms":5,"seq":2}\n'
+)
+BOX_JSON: Dict[str, Any] = {"id": "box_1", "status": "running", "image": "img"}
+
+
+def test_exec_stream_events_sync() -> None:
+    rec = Recorder(
+        httpx.Response(201, json=BOX_JSON),
+        httpx.Response(200, content=NDJSON_EXEC, headers={"Content-Type": "application/x-ndjson"}),
+    )
+    with sync_client(rec) as c:
+        box = c.create("img")
+        events = list(box.exec_stream(["sh", "-c", "x"], env={"A": "1"}))
+    body = json.loads(rec.last.content)
+    assert body == {"cmd": ["sh", "-c", "x"], "stream": True, "env": {"A": "1"}}
+    assert [(e.type, e.stream, e.data, e.seq) for e in events] == [
+        ("log", "stdout", "one\n", 0),
+        ("log", "stderr", "oops\n", 1),
+        ("exit", None, '{"exit_code": 3}', 2),
+    ]
+    assert all(e.exec_id == "exec_1" for e in events)
+    assert (events[-1].exit_code, events[-1].status, events[-1].timed_out) == (3, "failed", False)
+
+
+@pytest.mark.asyncio
+async def test_exec_stream_events_async() -> None:
+    rec = Recorder(
+        httpx.Response(201, json=BOX_JSON),
+        httpx.Response(200, content=NDJSON_EXEC, headers={"Content-Type": "application/x-ndjson"}),
+    )
+    async with AsyncBoxerClient("http://boxer.test:8080", transport=httpx.MockTransport(rec)) as c:
+        box = await c.create("img")
+        events = [e async for e in box.exec_stream(["true"])]
+    assert [e.type for e in events] == ["log", "log", "exit"]
+    assert events[-1].exit_code == 3
+
+
+def test_exec_stream_refuses_a_non_stream_answer_and_a_cut_stream() -> None:
+    rec = Recorder(
+        httpx.Response(201, json=BOX_JSON),
+        httpx.Response(201, json={"id": "exec_1", "box_id": "box_1", "status": "running"}),
+    )
+    with sync_client(rec) as c:
+        box = c.create("img")
+        with pytest.raises(BoxerError, match="NDJSON"):
+            list(box.exec_stream(["true"]))
+    cut = NDJSON_EXEC.rsplit(b"\n", 2)[0] + b"\n"
+    rec = Recorder(
+        httpx.Response(201, json=BOX_JSON),
+        httpx.Response(200, content=cut, headers={"Content-Type": "application/x-ndjson"}),
+    )
+    with sync_client(rec) as c:
+        box = c.create("img")
+        with pytest.raises(BoxerError, match="before the exit"):
+            list(box.exec_stream(["true"]))
+    rec = Recorder(
+        httpx.Response(201, json=BOX_JSON),
+        httpx.Response(409, json={"code": "BOX_NOT_RUNNING", "message": "box is stopped"}),
+    )
+    with sync_client(rec) as c:
+        box = c.create("img")
+        with pytest.raises(boxer.BoxNotRunningError):
+            list(box.exec_stream(["true"]))

@@ -10,15 +10,16 @@ its output on the returned :class:`ExecInfo`.
 
 from __future__ import annotations
 
+import json
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
 import httpx
 
 from ._core import PathLike, env_to_list
 from .errors import BoxerError
-from .models import BoxInfo, ExecInfo
+from .models import BoxInfo, ExecEvent, ExecInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import AsyncBoxerClient, BoxerClient
@@ -105,6 +106,85 @@ def build_exec_body(
     _opt(body, "timeout_ms", timeout_ms, int)
     _opt(body, "workdir", workdir, str)
     return body
+
+
+def build_stream_body(
+    cmd: Sequence[str],
+    *,
+    env: Optional[BoxEnv],
+    timeout_ms: Optional[int],
+    workdir: Optional[str],
+) -> Dict[str, Any]:
+    body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+    del body["wait"]
+    body["stream"] = True
+    return body
+
+
+class StreamDecoder:
+    """NDJSON lines of a streamed exec (DESIGN.md "Streaming") to ExecEvents
+    of BoxRun's shape: ``start`` and ``keepalive`` lines are consumed,
+    ``log``, ``truncated`` and ``exit`` become events."""
+
+    def __init__(self) -> None:
+        self.exec_id: Optional[str] = None
+        self.ended = False
+
+    def feed(self, line: str) -> Optional[ExecEvent]:
+        line = line.strip()
+        if not line:
+            return None
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            raise BoxerError(f"exec stream: a line is not JSON: {line[:200]!r}") from None
+        if not isinstance(obj, dict):
+            raise BoxerError(f"exec stream: a line is not a JSON object: {line[:200]!r}")
+        kind = obj.get("type")
+        seq = obj.get("seq")
+        seq_n = seq if isinstance(seq, int) and not isinstance(seq, bool) else -1
+        if kind == "start":
+            eid = obj.get("exec_id", obj.get("id"))
+            self.exec_id = eid if isinstance(eid, str) else None
+            return None
+        if kind == "log":
+            data = obj.get("data")
+            stream = obj.get("stream")
+            return ExecEvent("log", data if isinstance(data, str) else "",
+                             stream if isinstance(stream, str) else None, seq_n, self.exec_id)
+        if kind == "truncated":
+            payload = {"dropped": obj.get("dropped"), "first_seq": obj.get("first_seq")}
+            return ExecEvent("truncated", json.dumps(payload), None, seq_n, self.exec_id)
+        if kind == "exit":
+            self.ended = True
+            code = obj.get("exit_code")
+            code_n = code if isinstance(code, int) and not isinstance(code, bool) else None
+            status = obj.get("status")
+            timed_out = obj.get("timed_out")
+            return ExecEvent(
+                "exit",
+                json.dumps({"exit_code": code_n}),
+                None,
+                seq_n,
+                self.exec_id,
+                exit_code=code_n,
+                status=status if isinstance(status, str) else None,
+                timed_out=timed_out if isinstance(timed_out, bool) else None,
+            )
+        return None  # keepalive, or a type a newer server added
+
+    def check_response(self, response: httpx.Response) -> None:
+        ctype = response.headers.get("content-type", "")
+        if not ctype.startswith("application/x-ndjson"):
+            raise BoxerError(
+                "exec stream: the server answered "
+                f"{ctype or 'without a content type'} instead of an NDJSON stream "
+                "(a server without exec streaming)"
+            )
+
+    def finish(self) -> None:
+        if not self.ended:
+            raise BoxerError("exec stream: the connection ended before the exit event")
 
 
 def exec_timeout(base: httpx.Timeout, run_timeout: Optional[float], timeout_ms: Optional[int]) -> httpx.Timeout:
@@ -219,6 +299,24 @@ class BoxHandle(_HandleBase):
         r = c._request("POST", box_path(self.id, "/exec"), json=body, timeout=timeout)
         return parse_exec(r, "POST exec")
 
+    def exec_stream(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Optional[BoxEnv] = None,
+        timeout_ms: Optional[int] = None,
+        workdir: Optional[str] = None,
+    ) -> Iterator[ExecEvent]:
+        """Run ``cmd`` and yield its output as it comes, as ExecEvents
+        (``log`` events, then one ``exit``).  One request: the server's NDJSON
+        stream (``"stream": true``); the command stalls while the reader
+        does not read.  Leaving the loop early closes the connection (the
+        command goes on running)."""
+        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+        c = self._client
+        timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
+        return c._stream_events(box_path(self.id, "/exec"), body, timeout)
+
     def get_exec(self, exec_id: str) -> ExecInfo:
         """An exec of this box, with its output (Boxer's fields)."""
         r = self._client._request(
@@ -299,6 +397,20 @@ class AsyncBoxHandle(_HandleBase):
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
         r = await c._request("POST", box_path(self.id, "/exec"), json=body, timeout=timeout)
         return parse_exec(r, "POST exec")
+
+    def exec_stream(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Optional[BoxEnv] = None,
+        timeout_ms: Optional[int] = None,
+        workdir: Optional[str] = None,
+    ) -> AsyncIterator[ExecEvent]:
+        """See BoxHandle.exec_stream (``async for event in box.exec_stream(...)``)."""
+        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+        c = self._client
+        timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
+        return c._stream_events(box_path(self.id, "/exec"), body, timeout)
 
     async def get_exec(self, exec_id: str) -> ExecInfo:
         """See BoxHandle.get_exec."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
 
 import httpx
 
@@ -13,7 +13,7 @@ from . import _core, boxes
 from ._core import EnvType, LimitsType, PathLike, TimeoutType
 from ._multipart import MultipartUpload, UploadData
 from .boxes import AsyncBoxHandle, BoxEnv, BoxHandle
-from .models import BoxInfo, RunResult
+from .models import BoxInfo, ExecEvent, RunResult
 
 __all__ = ["BoxerClient", "AsyncBoxerClient"]
 
@@ -319,6 +319,23 @@ class BoxerClient(_ClientBase):
         finally:
             chunks.close()
 
+    def _stream_events(self, path: str, body: Dict[str, Any], timeout: httpx.Timeout) -> Iterator[ExecEvent]:
+        decoder = boxes.StreamDecoder()
+        with _core.translate_errors("POST", self._base_url + path):
+            with self._http.stream("POST", path, json=body, timeout=timeout,
+                                   headers={"Accept": "application/x-ndjson"}) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    _core.raise_for_status(response)
+                decoder.check_response(response)
+                for line in response.iter_lines():
+                    event = decoder.feed(line)
+                    if event is not None:
+                        yield event
+                        if event.type == "exit":
+                            return
+                decoder.finish()
+
     def _box_download(self, box_id: str, remote_path: str, local_path: PathLike) -> None:
         path = boxes.box_path(box_id, "/files/download")
         local = os.fspath(local_path)
@@ -487,6 +504,25 @@ class AsyncBoxerClient(_ClientBase):
                                 headers=upload.headers)
         finally:
             await chunks.aclose()
+
+    async def _stream_events(
+        self, path: str, body: Dict[str, Any], timeout: httpx.Timeout
+    ) -> AsyncIterator[ExecEvent]:
+        decoder = boxes.StreamDecoder()
+        with _core.translate_errors("POST", self._base_url + path):
+            async with self._http.stream("POST", path, json=body, timeout=timeout,
+                                         headers={"Accept": "application/x-ndjson"}) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                    _core.raise_for_status(response)
+                decoder.check_response(response)
+                async for line in response.aiter_lines():
+                    event = decoder.feed(line)
+                    if event is not None:
+                        yield event
+                        if event.type == "exit":
+                            return
+                decoder.finish()
 
     async def _box_download(self, box_id: str, remote_path: str, local_path: PathLike) -> None:
         path = boxes.box_path(box_id, "/files/download")

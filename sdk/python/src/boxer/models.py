@@ -227,9 +227,20 @@ class ExecInfo:
 class ExecEvent:
     """One event of an exec's output stream (BoxRun's shape): ``type`` is
     ``log`` (``data`` is output text of ``stream`` stdout/stderr) or
-    ``exit`` (``data`` is JSON text ``{"exit_code": N}``)."""
+    ``exit`` (``data`` is JSON text ``{"exit_code": N}``, the last event).
+    Boxer adds ``truncated`` (``data`` is JSON text ``{"dropped": n,
+    "first_seq": m}``: output the server no longer had) and the fields
+    after ``seq``."""
 
     type: str
     data: str
     stream: Optional[str]
     seq: int
+    #: Boxer's: the exec these events belong to (known from the stream's
+    #: first line).
+    exec_id: Optional[str] = None
+    #: Boxer's, on the ``exit`` event: the exit code, ``succeeded`` /
+    #: ``failed`` / ``canceled``, whether the timeout killed it.
+    exit_code: Optional[int] = None
+    status: Optional[str] = None
+    timed_out: Optional[bool] = None
