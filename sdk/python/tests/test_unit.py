@@ -1079,3 +1079,44 @@ def test_exec_stream_refuses_a_non_stream_answer_and_a_cut_stream() -> None:
         box = c.create("img")
         with pytest.raises(boxer.BoxNotRunningError):
             list(box.exec_stream(["true"]))
+
+
+def test_stdin_cancel_signal_requests() -> None:
+    exec_running: Dict[str, Any] = {"id": "exec_1", "box_id": "box_1", "status": "running"}
+    rec = Recorder(
+        httpx.Response(201, json=BOX_JSON),
+        httpx.Response(201, json=exec_running),
+        httpx.Response(200, json={"offset": 3}),
+        httpx.Response(200, json={"ok": True}),
+        httpx.Response(200, json=dict(exec_running, status="canceled", exit_code=137)),
+        httpx.Response(200, json=RUN_OK),
+    )
+    with sync_client(rec) as c:
+        box = c.create("img")
+        e = box.start_exec(["cat"], stdin=b"\x00\xff", stdin_open=True)
+        assert e.status == "running"
+        assert json.loads(rec.last.content) == {"cmd": ["cat"], "stdin_b64": "AP8=", "stdin_open": True}
+        assert box.write_stdin(e.id, "abc", eof=True, offset=2) == 3
+        assert rec.last.url.path == "/v1/boxes/box_1/exec/exec_1/stdin"
+        assert dict(rec.last.url.params) == {"eof": "1", "offset": "2"} and rec.last.content == b"abc"
+        box.signal(e.id, 2)
+        assert rec.last.url.path.endswith("/signal") and json.loads(rec.last.content) == {"signal": "SIGINT"}
+        assert box.cancel(e.id).status == "canceled"
+        assert rec.last.url.path == "/v1/boxes/box_1/exec/exec_1:cancel"
+        c.run("img", ["cat"], stdin="text in")
+        assert json.loads(rec.last.content)["stdin"] == "text in"
+        with pytest.raises(TypeError):
+            c.run("img", ["cat"], stdin=5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            box.signal(e.id, 999)
+
+
+def test_stdin_error_codes() -> None:
+    for code, status, cls in (("STDIN_CLOSED", 409, boxer.StdinClosedError),
+                              ("STDIN_BUFFER_FULL", 429, boxer.StdinBufferFullError),
+                              ("STDIN_OFFSET_GAP", 409, boxer.StdinOffsetGapError)):
+        rec = Recorder(httpx.Response(201, json=BOX_JSON), httpx.Response(status, json={"code": code, "message": "m"}))
+        with sync_client(rec) as c:
+            box = c.create("img")
+            with pytest.raises(cls):
+                box.write_stdin("exec_1", b"x")

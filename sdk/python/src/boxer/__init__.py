@@ -35,6 +35,9 @@ from .errors import (
     NameAlreadyExistsError,
     NodeFullError,
     ResourceExceededError,
+    StdinBufferFullError,
+    StdinClosedError,
+    StdinOffsetGapError,
 )
 from .models import BoxInfo, ExecEvent, ExecInfo, ResourceLimits, RunResult
 
@@ -69,4 +72,7 @@ __all__ = [
     "ImagePullFailedError",
     "CanceledError",
     "BoxerRuntimeError",
+    "StdinClosedError",
+    "StdinBufferFullError",
+    "StdinOffsetGapError",
 ]

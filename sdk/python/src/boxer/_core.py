@@ -7,6 +7,7 @@ both clients behave identically by construction.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import email.utils
@@ -39,6 +40,7 @@ EnvType = Union[Mapping[str, str], Sequence[str]]
 LimitsType = Union[ResourceLimits, Mapping[str, Any]]
 TimeoutType = Union[float, int, httpx.Timeout, None]
 PathLike = Union[str, "os.PathLike[str]"]
+StdinType = Union[str, bytes, bytearray, memoryview]
 
 UPLOAD_RESET_HINT = (
     "the server closed the connection while the upload was being sent; "
@@ -208,6 +210,7 @@ def build_run_body(
     persist: bool,
     network: Optional[str],
     egress: Optional[Sequence[str]] = None,
+    stdin: Optional[StdinType] = None,
 ) -> Dict[str, Any]:
     """The JSON body of ``POST /run``; optional fields only when given."""
     if not isinstance(image, str) or not image:
@@ -236,7 +239,20 @@ def build_run_body(
         # The server checks each entry (400 naming it); only the shape here.
         body["egress"] = _str_list("egress", egress)
     body["persist"] = bool(persist)
+    add_stdin(body, stdin)
     return body
+
+
+def add_stdin(body: Dict[str, Any], stdin: Optional[StdinType]) -> None:
+    """``stdin``: text goes as ``"stdin"``, bytes as ``"stdin_b64"``."""
+    if stdin is None:
+        return
+    if isinstance(stdin, str):
+        body["stdin"] = stdin
+    elif isinstance(stdin, (bytes, bytearray, memoryview)):
+        body["stdin_b64"] = base64.b64encode(bytes(stdin)).decode("ascii")
+    else:
+        raise TypeError(f"stdin must be str or bytes, not {type(stdin).__name__}")
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal as signal_module
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 from urllib.parse import quote
 
 import httpx
 
-from ._core import PathLike, env_to_list
+from ._core import PathLike, StdinType, add_stdin, env_to_list
 from .errors import BoxerError
 from .models import BoxInfo, ExecEvent, ExecInfo
 
@@ -94,6 +95,8 @@ def build_exec_body(
     env: Optional[BoxEnv],
     timeout_ms: Optional[int],
     workdir: Optional[str],
+    stdin: Optional[StdinType] = None,
+    stdin_open: bool = False,
 ) -> Dict[str, Any]:
     if isinstance(cmd, (str, bytes)):
         raise TypeError("cmd must be a list of strings, not a single string")
@@ -105,6 +108,9 @@ def build_exec_body(
         body["env"] = env_to_dict(env)
     _opt(body, "timeout_ms", timeout_ms, int)
     _opt(body, "workdir", workdir, str)
+    add_stdin(body, stdin)
+    if stdin_open:
+        body["stdin_open"] = True
     return body
 
 
@@ -246,6 +252,63 @@ def parse_gc(response: httpx.Response) -> int:
     return n
 
 
+def stdin_params(eof: bool, offset: Optional[int]) -> Dict[str, str]:
+    params: Dict[str, str] = {}
+    if eof:
+        params["eof"] = "1"
+    if offset is not None:
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError("offset must be a non-negative int")
+        params["offset"] = str(offset)
+    return params
+
+
+def events_params(after: Optional[int]) -> Optional[Dict[str, str]]:
+    if after is None:
+        return None
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ValueError("after must be a non-negative int")
+    return {"after": str(after)}
+
+
+def stdin_bytes(data: StdinType) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"stdin data must be str or bytes, not {type(data).__name__}")
+
+
+def parse_offset(response: httpx.Response) -> int:
+    try:
+        n = response.json().get("offset")
+    except (ValueError, AttributeError):
+        n = None
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise BoxerError("POST stdin: the answer lacks 'offset'")
+    return n
+
+
+def signal_name(sig: Union[str, int]) -> str:
+    """``"INT"``, ``"SIGINT"`` or ``signal.SIGINT`` / 2 as the server's name."""
+    if isinstance(sig, bool):
+        raise TypeError("signal must be a name or a number")
+    if isinstance(sig, int):
+        try:
+            return signal_module.Signals(sig).name
+        except ValueError:
+            raise ValueError(f"unknown signal number {sig}") from None
+    if not isinstance(sig, str) or not sig:
+        raise TypeError("signal must be a name or a number")
+    return sig
+
+
+def exec_path(box_id: str, exec_id: str, suffix: str = "") -> str:
+    if not isinstance(exec_id, str) or not exec_id:
+        raise ValueError("exec id must be a non-empty string")
+    return box_path(box_id, "/exec/" + quote(exec_id, safe="") + suffix)
+
+
 def extra_params(extra: bool) -> Optional[Dict[str, str]]:
     return {"extra": "1"} if extra else None
 
@@ -285,15 +348,17 @@ class BoxHandle(_HandleBase):
         env: Optional[BoxEnv] = None,
         timeout_ms: Optional[int] = None,
         workdir: Optional[str] = None,
+        stdin: Optional[StdinType] = None,
     ) -> ExecInfo:
-        """Run ``cmd`` in the box and wait for it to end.
+        """Run ``cmd`` in the box and wait for it to end.  ``stdin``: its
+        input (str or bytes), then end of file.
 
         One request (``"wait": true``); the returned ExecInfo carries
         ``exit_code`` and the output (``stdout``, ``stderr``, ``truncated``
         past the server's ``exec_output_bytes``).  A non-zero exit or a
         timeout is a ``failed`` status, not an exception.
         """
-        body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+        body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
         r = c._request("POST", box_path(self.id, "/exec"), json=body, timeout=timeout)
@@ -315,7 +380,58 @@ class BoxHandle(_HandleBase):
         body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
-        return c._stream_events(box_path(self.id, "/exec"), body, timeout)
+        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout)
+
+    def start_exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Optional[BoxEnv] = None,
+        timeout_ms: Optional[int] = None,
+        workdir: Optional[str] = None,
+        stdin: Optional[StdinType] = None,
+        stdin_open: bool = False,
+    ) -> ExecInfo:
+        """Start ``cmd`` and return at once (status ``running``).  With
+        ``stdin_open=True`` its input stays open for ``write_stdin`` until
+        ``eof=True``; follow it with ``get_exec`` (or ``events`` where the
+        server streams), stop it with ``cancel`` or ``signal``."""
+        body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin,
+                               stdin_open=stdin_open)
+        del body["wait"]
+        r = self._client._request("POST", box_path(self.id, "/exec"), json=body)
+        return parse_exec(r, "POST exec")
+
+    def events(self, exec_id: str, *, after: Optional[int] = None) -> Iterator[ExecEvent]:
+        """The events of an exec, past ones first (only those after seq
+        ``after`` when given), then live ones until its ``exit``."""
+        c = self._client
+        return c._stream_events("GET", exec_path(self.id, exec_id, "/events"), None,
+                                exec_timeout(c._timeout, c._run_timeout, None), events_params(after))
+
+    def write_stdin(self, exec_id: str, data: StdinType, *, eof: bool = False,
+                    offset: Optional[int] = None) -> int:
+        """Append ``data`` to the input of a ``stdin_open`` exec; ``eof=True``
+        closes it after.  ``offset`` (where ``data`` starts in the exec's
+        input) makes a retry idempotent.  Returns the bytes received so far.
+        StdinBufferFullError (429) when the command has not read enough yet:
+        resend with the same offset after ``retry_after``."""
+        r = self._client._request(
+            "POST", exec_path(self.id, exec_id, "/stdin"), content=stdin_bytes(data),
+            params=stdin_params(eof, offset), headers={"Content-Type": "application/octet-stream"},
+        )
+        return parse_offset(r)
+
+    def cancel(self, exec_id: str) -> ExecInfo:
+        """Kill the exec (its process group) and return its ExecInfo
+        (status ``canceled``).  ExecAlreadyFinishedError once it has ended."""
+        r = self._client._request("POST", exec_path(self.id, exec_id, ":cancel"))
+        return parse_exec(r, "POST :cancel")
+
+    def signal(self, exec_id: str, sig: Union[str, int]) -> None:
+        """Send a signal (``"INT"``, ``"SIGTERM"``, ``signal.SIGUSR1``, ...) to
+        the exec's process group."""
+        self._client._request("POST", exec_path(self.id, exec_id, "/signal"), json={"signal": signal_name(sig)})
 
     def get_exec(self, exec_id: str) -> ExecInfo:
         """An exec of this box, with its output (Boxer's fields)."""
@@ -390,9 +506,10 @@ class AsyncBoxHandle(_HandleBase):
         env: Optional[BoxEnv] = None,
         timeout_ms: Optional[int] = None,
         workdir: Optional[str] = None,
+        stdin: Optional[StdinType] = None,
     ) -> ExecInfo:
         """See BoxHandle.exec."""
-        body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+        body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
         r = await c._request("POST", box_path(self.id, "/exec"), json=body, timeout=timeout)
@@ -410,7 +527,49 @@ class AsyncBoxHandle(_HandleBase):
         body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
-        return c._stream_events(box_path(self.id, "/exec"), body, timeout)
+        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout)
+
+    async def start_exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Optional[BoxEnv] = None,
+        timeout_ms: Optional[int] = None,
+        workdir: Optional[str] = None,
+        stdin: Optional[StdinType] = None,
+        stdin_open: bool = False,
+    ) -> ExecInfo:
+        """See BoxHandle.start_exec."""
+        body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin,
+                               stdin_open=stdin_open)
+        del body["wait"]
+        r = await self._client._request("POST", box_path(self.id, "/exec"), json=body)
+        return parse_exec(r, "POST exec")
+
+    def events(self, exec_id: str, *, after: Optional[int] = None) -> AsyncIterator[ExecEvent]:
+        """See BoxHandle.events."""
+        c = self._client
+        return c._stream_events("GET", exec_path(self.id, exec_id, "/events"), None,
+                                exec_timeout(c._timeout, c._run_timeout, None), events_params(after))
+
+    async def write_stdin(self, exec_id: str, data: StdinType, *, eof: bool = False,
+                          offset: Optional[int] = None) -> int:
+        """See BoxHandle.write_stdin."""
+        r = await self._client._request(
+            "POST", exec_path(self.id, exec_id, "/stdin"), content=stdin_bytes(data),
+            params=stdin_params(eof, offset), headers={"Content-Type": "application/octet-stream"},
+        )
+        return parse_offset(r)
+
+    async def cancel(self, exec_id: str) -> ExecInfo:
+        """See BoxHandle.cancel."""
+        r = await self._client._request("POST", exec_path(self.id, exec_id, ":cancel"))
+        return parse_exec(r, "POST :cancel")
+
+    async def signal(self, exec_id: str, sig: Union[str, int]) -> None:
+        """See BoxHandle.signal."""
+        await self._client._request("POST", exec_path(self.id, exec_id, "/signal"),
+                                    json={"signal": signal_name(sig)})
 
     async def get_exec(self, exec_id: str) -> ExecInfo:
         """See BoxHandle.get_exec."""

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, 
 import httpx
 
 from . import _core, boxes
-from ._core import EnvType, LimitsType, PathLike, TimeoutType
+from ._core import EnvType, LimitsType, PathLike, StdinType, TimeoutType
 from ._multipart import MultipartUpload, UploadData
 from .boxes import AsyncBoxHandle, BoxEnv, BoxHandle
 from .models import BoxInfo, ExecEvent, RunResult
@@ -105,6 +105,7 @@ class _ClientBase:
         persist: bool,
         network: Optional[str],
         egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
     ) -> Tuple[Dict[str, Any], httpx.Timeout]:
         body = _core.build_run_body(
             image,
@@ -116,6 +117,7 @@ class _ClientBase:
             persist=persist,
             network=network,
             egress=egress,
+            stdin=stdin,
         )
         timeout = _core.run_request_timeout(self._timeout, self._run_timeout, body.get("limits"))
         return body, timeout
@@ -197,6 +199,7 @@ class BoxerClient(_ClientBase):
         persist: bool = False,
         network: Optional[str] = None,
         egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
     ) -> RunResult:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
@@ -214,13 +217,15 @@ class BoxerClient(_ClientBase):
           run may reach besides DNS: IPv4 addresses or networks, each with an
           optional port (``["203.0.113.0/24:443", "198.51.100.7"]``); ``[]``
           allows DNS only; omitted, the server's rules alone apply.
+        - ``stdin``: the command's input (str sent as text, bytes as base64),
+          then end of file; omitted, the command reads ``/dev/null``.
 
         A non-zero exit code is returned, not raised.  Raises
         BoxerTimeoutError (wall clock exceeded), BoxerOutputLimitError
         (output over the server's limit), BoxerQueueFullError (server busy),
         BoxerAPIError (other errors) and BoxerConnectionError.
         """
-        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network, egress)
+        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network, egress, stdin)
         return _core.parse_run_result(self._request("POST", "/run", json=body, timeout=timeout))
 
     def upload_file(self, remote_path: str, data: UploadData) -> str:
@@ -319,10 +324,13 @@ class BoxerClient(_ClientBase):
         finally:
             chunks.close()
 
-    def _stream_events(self, path: str, body: Dict[str, Any], timeout: httpx.Timeout) -> Iterator[ExecEvent]:
+    def _stream_events(
+        self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: httpx.Timeout,
+        params: Optional[Dict[str, str]] = None,
+    ) -> Iterator[ExecEvent]:
         decoder = boxes.StreamDecoder()
-        with _core.translate_errors("POST", self._base_url + path):
-            with self._http.stream("POST", path, json=body, timeout=timeout,
+        with _core.translate_errors(method, self._base_url + path):
+            with self._http.stream(method, path, json=body, timeout=timeout, params=params,
                                    headers={"Accept": "application/x-ndjson"}) as response:
                 if response.status_code >= 300:
                     response.read()
@@ -421,9 +429,10 @@ class AsyncBoxerClient(_ClientBase):
         persist: bool = False,
         network: Optional[str] = None,
         egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
     ) -> RunResult:
         """See BoxerClient.run."""
-        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network, egress)
+        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network, egress, stdin)
         return _core.parse_run_result(await self._request("POST", "/run", json=body, timeout=timeout))
 
     async def upload_file(self, remote_path: str, data: UploadData) -> str:
@@ -506,11 +515,12 @@ class AsyncBoxerClient(_ClientBase):
             await chunks.aclose()
 
     async def _stream_events(
-        self, path: str, body: Dict[str, Any], timeout: httpx.Timeout
+        self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: httpx.Timeout,
+        params: Optional[Dict[str, str]] = None,
     ) -> AsyncIterator[ExecEvent]:
         decoder = boxes.StreamDecoder()
-        with _core.translate_errors("POST", self._base_url + path):
-            async with self._http.stream("POST", path, json=body, timeout=timeout,
+        with _core.translate_errors(method, self._base_url + path):
+            async with self._http.stream(method, path, json=body, timeout=timeout, params=params,
                                          headers={"Accept": "application/x-ndjson"}) as response:
                 if response.status_code >= 300:
                     await response.aread()

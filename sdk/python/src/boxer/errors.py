@@ -44,6 +44,9 @@ __all__ = [
     "ImagePullFailedError",
     "CanceledError",
     "BoxerRuntimeError",
+    "StdinClosedError",
+    "StdinBufferFullError",
+    "StdinOffsetGapError",
     "error_class_for",
 ]
 
@@ -195,6 +198,20 @@ class CanceledError(BoxerAPIError):
     """``CANCELED`` (409)."""
 
 
+class StdinClosedError(BoxerAPIError):
+    """``STDIN_CLOSED`` (409): the exec has no open stdin (no
+    ``stdin_open``, or after ``eof``)."""
+
+
+class StdinBufferFullError(BoxerAPIError):
+    """``STDIN_BUFFER_FULL`` (429): the command has not read enough of its
+    input yet; nothing was taken: resend with the same offset later."""
+
+
+class StdinOffsetGapError(BoxerAPIError):
+    """``STDIN_OFFSET_GAP`` (409): the offset is past what the exec received."""
+
+
 class BoxerRuntimeError(BoxerAPIError):
     """``RUNTIME_ERROR`` (500)."""
 
@@ -212,6 +229,9 @@ _BY_CODE = {
     "IMAGE_PULL_FAILED": ImagePullFailedError,
     "CANCELED": CanceledError,
     "RUNTIME_ERROR": BoxerRuntimeError,
+    "STDIN_CLOSED": StdinClosedError,
+    "STDIN_BUFFER_FULL": StdinBufferFullError,
+    "STDIN_OFFSET_GAP": StdinOffsetGapError,
 }
 
 
