@@ -77,3 +77,30 @@ async def test_exec_stream_async(boxer_url: str) -> None:
         with pytest.raises(BoxNotFoundError):
             async for _ in box.exec_stream(["true"]):
                 pass
+
+
+def test_events_replay_and_after(stream_box: Tuple[BoxerClient, BoxHandle]) -> None:
+    _, box = stream_box
+    events = list(box.exec_stream(["sh", "-c", "echo a; echo b; echo c >&2"]))
+    eid = events[0].exec_id
+    assert eid is not None
+    replay = list(box.events(eid))
+    assert [(e.type, e.stream, e.data) for e in replay] == [(e.type, e.stream, e.data) for e in events]
+    later = list(box.events(eid, after=events[0].seq))
+    assert [(e.seq, e.data) for e in later] == [(e.seq, e.data) for e in events[1:]]
+    assert later[-1].type == "exit" and later[-1].exit_code == 0
+
+
+@pytest.mark.asyncio
+async def test_events_async(boxer_url: str) -> None:
+    async with make_async_client(boxer_url) as c:
+        box = await c.create(BUSYBOX_IMAGE, memory_mb=128)
+        try:
+            first = [e async for e in box.exec_stream(["sh", "-c", "echo x; exit 2"])]
+            eid = first[0].exec_id
+            assert eid is not None
+            replay = [e async for e in box.events(eid)]
+            assert [e.data for e in replay] == [e.data for e in first]
+            assert replay[-1].exit_code == 2
+        finally:
+            await box.remove(force=True)
