@@ -1120,3 +1120,54 @@ def test_stdin_error_codes() -> None:
             box = c.create("img")
             with pytest.raises(cls):
                 box.write_stdin("exec_1", b"x")
+
+
+# ---- terminal frames ----
+
+
+def test_ws_frames_roundtrip_fragments_and_control() -> None:
+    from boxer import _terminal as t
+
+    def server_frame(op: int, payload: bytes, fin: bool = True) -> bytes:
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | op])
+        if n < 126:
+            head += bytes([n])
+        elif n < 65536:
+            head += bytes([126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([127]) + n.to_bytes(8, "big")
+        return head + payload
+
+    d = t.FrameDecoder()
+    big = os.urandom(70000)
+    stream = (server_frame(0x2, b"ab", fin=False) + server_frame(0x9, b"p") + server_frame(0x0, b"cd")
+              + server_frame(0x2, big) + server_frame(0x1, b'{"type":"exit","code":4}'))
+    for i in range(0, len(stream), 7):  # byte dribble
+        d.feed(stream[i:i + 7])
+    msgs = []
+    while True:
+        m = d.next()
+        if m is None:
+            break
+        msgs.append(m)
+    assert msgs == [(0x9, b"p"), (0x2, b"abcd"), (0x2, big), (0x1, b'{"type":"exit","code":4}')]
+    # Client frames are masked and decode back to the payload.
+    for payload in (b"", b"x" * 125, b"y" * 5000, os.urandom(70000)):
+        f = t.encode_frame(0x2, payload)
+        assert f[0] == 0x82 and f[1] & 0x80
+        n = f[1] & 0x7F
+        off = 2 if n < 126 else 4 if n == 126 else 10
+        key, body = f[off:off + 4], f[off + 4:]
+        assert bytes(b ^ key[i & 3] for i, b in enumerate(body)) == payload
+    s = t._Session("http://h.test:1", None, {}, "/v1/boxes/b/attach", {"cols": "80"})
+    out, reply = s.handle(0x9, b"hi")
+    assert out is None and reply is not None and reply[0] == 0x8A
+    s.handle(0x1, b'{"type":"exit","code":4}')
+    assert s.exit_code == 4
+    _, reply = s.handle(0x8, b"\x03\xe8")
+    assert s.closed and reply is not None and reply[0] == 0x88
+    with pytest.raises(BoxerError):
+        bad = t.FrameDecoder()
+        bad.feed(bytes([0x82, 0x81, 0, 0, 0, 0, 0]))
+        bad.next()

@@ -12,6 +12,7 @@
 """
 
 from ._version import __version__
+from ._terminal import AsyncTerminal, Terminal
 from .boxes import AsyncBoxHandle, BoxHandle
 from .client import AsyncBoxerClient, BoxerClient
 from .errors import (
@@ -55,6 +56,8 @@ __all__ = [
     "BoxerConnectionError",
     "BoxHandle",
     "AsyncBoxHandle",
+    "Terminal",
+    "AsyncTerminal",
     "BoxInfo",
     "ExecInfo",
     "ExecEvent",

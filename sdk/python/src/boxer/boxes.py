@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ._terminal import AsyncTerminal, Terminal, _Session
 from ._core import PathLike, StdinType, add_stdin, env_to_list
 from .errors import BoxerError
 from .models import BoxInfo, ExecEvent, ExecInfo
@@ -309,6 +310,18 @@ def exec_path(box_id: str, exec_id: str, suffix: str = "") -> str:
     return box_path(box_id, "/exec/" + quote(exec_id, safe="") + suffix)
 
 
+def attach_query(shell: Optional[str], cols: int, rows: int, term: Optional[str]) -> Dict[str, str]:
+    for name, v in (("cols", cols), ("rows", rows)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+            raise ValueError(f"{name} must be an int from 1 to 1000")
+    query = {"cols": str(cols), "rows": str(rows)}
+    if shell is not None:
+        query["shell"] = shell
+    if term is not None:
+        query["term"] = term
+    return query
+
+
 def extra_params(extra: bool) -> Optional[Dict[str, str]]:
     return {"extra": "1"} if extra else None
 
@@ -432,6 +445,18 @@ class BoxHandle(_HandleBase):
         """Send a signal (``"INT"``, ``"SIGTERM"``, ``signal.SIGUSR1``, ...) to
         the exec's process group."""
         self._client._request("POST", exec_path(self.id, exec_id, "/signal"), json={"signal": signal_name(sig)})
+
+    def attach(self, *, shell: Optional[str] = None, cols: int = 80, rows: int = 24,
+               term: Optional[str] = None) -> Terminal:
+        """A shell on a terminal in the box (WebSocket ``/attach``): a
+        Terminal with ``send``, ``recv``, ``resize``, ``close``.  ``shell``
+        defaults to the server's (``/bin/bash``, else ``/bin/sh``); ``term``
+        to ``xterm-256color``.  ``recv()`` waits at most the client's
+        ``timeout`` unless told otherwise."""
+        c = self._client
+        session = _Session(c._http_base, c._uds, c._headers, box_path(self.id, "/attach"),
+                           attach_query(shell, cols, rows, term))
+        return Terminal.open(session, c._timeout.connect, c._timeout.read)
 
     def get_exec(self, exec_id: str) -> ExecInfo:
         """An exec of this box, with its output (Boxer's fields)."""
@@ -570,6 +595,14 @@ class AsyncBoxHandle(_HandleBase):
         """See BoxHandle.signal."""
         await self._client._request("POST", exec_path(self.id, exec_id, "/signal"),
                                     json={"signal": signal_name(sig)})
+
+    async def attach(self, *, shell: Optional[str] = None, cols: int = 80, rows: int = 24,
+                     term: Optional[str] = None) -> AsyncTerminal:
+        """See BoxHandle.attach."""
+        c = self._client
+        session = _Session(c._http_base, c._uds, c._headers, box_path(self.id, "/attach"),
+                           attach_query(shell, cols, rows, term))
+        return await AsyncTerminal.open(session, c._timeout.connect, c._timeout.read)
 
     async def get_exec(self, exec_id: str) -> ExecInfo:
         """See BoxHandle.get_exec."""
