@@ -2,8 +2,9 @@
 crash safety, soak): resource readings of the server from /proc, a canary
 client that keeps checking the server answers while a test attacks it, and
 checks that nothing of a server's home is left behind (processes, mounts,
-cgroups, run directories, temporary files).  Also the plain /run and
-/files calls and the per-module server those suites and test_run share."""
+cgroups, run directories, temporary files).  Also the per-module server
+those suites share and the plain /run and /files calls of every suite that
+needs nothing more (test_run, test_limits, test_network too)."""
 
 import os
 import resource

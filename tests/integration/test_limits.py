@@ -24,6 +24,7 @@ import pytest
 
 import boxer_server
 import hardening
+from hardening import ok, run
 from rawhttp import open_conn
 
 BUSYBOX = "busybox"
@@ -134,16 +135,6 @@ def own_server(registry, tmp_path):
     yield make
     for s in made:
         _stop_and_check(s)
-
-
-def run(server, body, timeout=180):
-    return httpx.post(server.url + "/run", json=body, timeout=timeout)
-
-
-def ok(server, body):
-    r = run(server, body)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def py(server, code, **limits):
