@@ -119,17 +119,14 @@ def srv(registry):
 
 
 @pytest.fixture
-def own_server(registry, tmp_path):
-    """Servers a test starts and stops itself (restarts, broken cgroupfs);
-    each is checked for leftover cgroups at the end."""
+def own_server(make_server):
+    """Servers a test starts and stops itself (restarts, broken cgroupfs):
+    conftest's make_server, each checked for leftover cgroups at the end."""
     made = []
 
     def make(config=None, preexec=None, start=True):
-        s = boxer_server.Server(tmp_path / ("s%d" % len(made)), registry=registry,
-                                config=config, preexec=preexec)
+        s = make_server(config=config, preexec=preexec, start=start)
         made.append(s)
-        if start:
-            s.start()
         return s
 
     yield make
