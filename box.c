@@ -52,15 +52,6 @@ const char *box_status_name(enum box_status s)
     }
 }
 
-static void strv_free(char **v)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
 void box_volumes_free(struct box_volume **v, size_t n)
 {
     for (size_t i = 0; *v && i < n; i++) {
@@ -76,15 +67,15 @@ void box_create_req_free(struct box_create_req *r)
     box_volumes_free(&r->volumes, r->nvolumes);
     free(r->image);
     free(r->name);
-    strv_free(r->env);
+    bx_strv_free(&r->env);
     free(r->workdir);
     memset(r, 0, sizeof(*r));
 }
 
 void box_exec_req_free(struct box_exec_req *r)
 {
-    strv_free(r->cmd);
-    strv_free(r->env);
+    bx_strv_free(&r->cmd);
+    bx_strv_free(&r->env);
     free(r->workdir);
     memset(r, 0, sizeof(*r));
 }
@@ -703,8 +694,8 @@ void exec_free(struct box_exec *e)
         loop_del(e->box->m->p.loop, e->err_fd);
         bx_close(&e->err_fd);
     }
-    strv_free(e->cmd);
-    strv_free(e->env);
+    bx_strv_free(&e->cmd);
+    bx_strv_free(&e->env);
     free(e->workdir);
     sbuf_free(&e->out);
     sbuf_free(&e->err);
@@ -767,7 +758,7 @@ static void destroy_box(struct box *b)
     free(b->image);
     free(b->workdir);
     box_volumes_free(&b->volumes, b->nvolumes);
-    strv_free(b->env);
+    bx_strv_free(&b->env);
     free(b);
 }
 
