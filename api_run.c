@@ -435,25 +435,18 @@ void run_answer_free(struct run_answer **ap)
 static void write_run_fields(struct json_writer *w, const struct run_result *res,
                              struct run_answer *ans)
 {
-    json_w_key(w, "exec_id");
-    json_w_cstr(w, res->exec_id);
-    json_w_key(w, "exit_code");
-    json_w_int(w, res->exit_code);
+    json_w_kv_cstr(w, "exec_id", res->exec_id);
+    json_w_kv_int(w, "exit_code", res->exit_code);
     json_w_key(w, "stdout");
     answer_str(w, ans, res->out.data, res->out.len);
     json_w_key(w, "stderr");
     answer_str(w, ans, res->err.data, res->err.len);
-    json_w_key(w, "wall_ms");
-    json_w_uint(w, res->wall_ms);
-    json_w_key(w, "timed_out");
-    json_w_bool(w, res->outcome == RUN_TIMEOUT);
+    json_w_kv_uint(w, "wall_ms", res->wall_ms);
+    json_w_kv_bool(w, "timed_out", res->outcome == RUN_TIMEOUT);
     if (res->have_usage) {
-        json_w_key(w, "cpu_ms");
-        json_w_uint(w, res->cpu_ms);
-        json_w_key(w, "memory_peak_bytes");
-        json_w_uint(w, res->memory_peak_bytes);
-        json_w_key(w, "oom_killed");
-        json_w_bool(w, res->oom_killed);
+        json_w_kv_uint(w, "cpu_ms", res->cpu_ms);
+        json_w_kv_uint(w, "memory_peak_bytes", res->memory_peak_bytes);
+        json_w_kv_bool(w, "oom_killed", res->oom_killed);
     }
     if (res->output_errors) {
         /* Entries of /output that were not captured, and why. */
@@ -484,23 +477,18 @@ int run_answer_new(const struct run_result *res, struct run_answer **out, int *s
         break;
     case RUN_TIMEOUT:
         *status = BX_E_TIMEOUT;
-        json_w_key(&w, "error");
-        json_w_cstr(&w, "wall clock limit exceeded");
+        json_w_kv_cstr(&w, "error", "wall clock limit exceeded");
         write_run_fields(&w, res, ans);
         break;
     case RUN_OUTPUT_LIMIT:
         *status = BX_E_INSUFFICIENT_STORAGE;
-        json_w_key(&w, "error");
-        json_w_cstr(&w, "stdout or stderr exceeded output_limit_bytes");
-        json_w_key(&w, "exec_id");
-        json_w_cstr(&w, res->exec_id);
+        json_w_kv_cstr(&w, "error", "stdout or stderr exceeded output_limit_bytes");
+        json_w_kv_cstr(&w, "exec_id", res->exec_id);
         break;
     case RUN_ERROR:
         *status = bx_err_http_status(&res->error);
-        json_w_key(&w, "error");
-        json_w_cstr(&w, res->error.msg[0] ? res->error.msg : "run failed");
-        json_w_key(&w, "exec_id");
-        json_w_cstr(&w, res->exec_id);
+        json_w_kv_cstr(&w, "error", res->error.msg[0] ? res->error.msg : "run failed");
+        json_w_kv_cstr(&w, "exec_id", res->exec_id);
         break;
     }
     json_w_obj_end(&w);

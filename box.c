@@ -52,15 +52,6 @@ const char *box_status_name(enum box_status s)
     }
 }
 
-static void strv_free(char **v)
-{
-    if (!v)
-        return;
-    for (size_t i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
 void box_volumes_free(struct box_volume **v, size_t n)
 {
     for (size_t i = 0; *v && i < n; i++) {
@@ -76,15 +67,15 @@ void box_create_req_free(struct box_create_req *r)
     box_volumes_free(&r->volumes, r->nvolumes);
     free(r->image);
     free(r->name);
-    strv_free(r->env);
+    bx_strv_free(&r->env);
     free(r->workdir);
     memset(r, 0, sizeof(*r));
 }
 
 void box_exec_req_free(struct box_exec_req *r)
 {
-    strv_free(r->cmd);
-    strv_free(r->env);
+    bx_strv_free(&r->cmd);
+    bx_strv_free(&r->env);
     free(r->workdir);
     memset(r, 0, sizeof(*r));
 }
@@ -703,8 +694,8 @@ void exec_free(struct box_exec *e)
         loop_del(e->box->m->p.loop, e->err_fd);
         bx_close(&e->err_fd);
     }
-    strv_free(e->cmd);
-    strv_free(e->env);
+    bx_strv_free(&e->cmd);
+    bx_strv_free(&e->env);
     free(e->workdir);
     sbuf_free(&e->out);
     sbuf_free(&e->err);
@@ -767,7 +758,7 @@ static void destroy_box(struct box *b)
     free(b->image);
     free(b->workdir);
     box_volumes_free(&b->volumes, b->nvolumes);
-    strv_free(b->env);
+    bx_strv_free(&b->env);
     free(b);
 }
 
@@ -804,8 +795,7 @@ static void w_env_obj(struct json_writer *w, const char *key, char *const *env)
             continue;
         memcpy(k, env[i], kl);
         k[kl] = 0;
-        json_w_key(w, k);
-        json_w_cstr(w, eq + 1);
+        json_w_kv_cstr(w, k, eq + 1);
     }
     json_w_obj_end(w);
 }
@@ -822,23 +812,15 @@ static void w_str_or_null(struct json_writer *w, const char *key, const char *s)
 void box_info_json(const struct box *b, struct json_writer *w, int extra)
 {
     json_w_obj_begin(w);
-    json_w_key(w, "id");
-    json_w_cstr(w, b->id);
+    json_w_kv_cstr(w, "id", b->id);
     w_str_or_null(w, "name", b->name);
-    json_w_key(w, "status");
-    json_w_cstr(w, box_status_name(b->status));
-    json_w_key(w, "image");
-    json_w_cstr(w, b->image);
-    json_w_key(w, "cpu");
-    json_w_double(w, b->cpu);
-    json_w_key(w, "memory_mb");
-    json_w_uint(w, b->memory_mb);
-    json_w_key(w, "disk_size_gb");
-    json_w_uint(w, b->disk_gb);
-    json_w_key(w, "network");
-    json_w_bool(w, b->network);
-    json_w_key(w, "workdir");
-    json_w_cstr(w, b->workdir);
+    json_w_kv_cstr(w, "status", box_status_name(b->status));
+    json_w_kv_cstr(w, "image", b->image);
+    json_w_kv_double(w, "cpu", b->cpu);
+    json_w_kv_uint(w, "memory_mb", b->memory_mb);
+    json_w_kv_uint(w, "disk_size_gb", b->disk_gb);
+    json_w_kv_bool(w, "network", b->network);
+    json_w_kv_cstr(w, "workdir", b->workdir);
     w_env_obj(w, "env", b->env);
     json_w_key(w, "volumes");
     if (!b->nvolumes) {
@@ -847,12 +829,9 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
         json_w_arr_begin(w);
         for (size_t i = 0; i < b->nvolumes; i++) {
             json_w_obj_begin(w);
-            json_w_key(w, "host_path");
-            json_w_cstr(w, b->volumes[i].host_path);
-            json_w_key(w, "guest_path");
-            json_w_cstr(w, b->volumes[i].guest_path);
-            json_w_key(w, "readonly");
-            json_w_bool(w, b->volumes[i].readonly);
+            json_w_kv_cstr(w, "host_path", b->volumes[i].host_path);
+            json_w_kv_cstr(w, "guest_path", b->volumes[i].guest_path);
+            json_w_kv_bool(w, "readonly", b->volumes[i].readonly);
             json_w_obj_end(w);
         }
         json_w_arr_end(w);
@@ -908,12 +887,9 @@ struct box_exec *box_exec_find(struct box *b, const char *exec_id)
 void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
 {
     json_w_obj_begin(w);
-    json_w_key(w, "id");
-    json_w_cstr(w, e->id);
-    json_w_key(w, "box_id");
-    json_w_cstr(w, e->box->id);
-    json_w_key(w, "status");
-    json_w_cstr(w, e->running ? "running" : e->failed ? "failed" : "succeeded");
+    json_w_kv_cstr(w, "id", e->id);
+    json_w_kv_cstr(w, "box_id", e->box->id);
+    json_w_kv_cstr(w, "status", e->running ? "running" : e->failed ? "failed" : "succeeded");
     box_w_strv(w, "cmd", e->cmd);
     w_env_obj(w, "env", e->env);
     w_str_or_null(w, "workdir", e->workdir);
@@ -935,12 +911,10 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
         json_w_str(w, e->out.data ? e->out.data : "", e->out.len);
         json_w_key(w, "stderr");
         json_w_str(w, e->err.data ? e->err.data : "", e->err.len);
-        json_w_key(w, "wall_ms");
-        json_w_uint(w, e->wall_ms);
-        json_w_key(w, "timed_out");
-        json_w_bool(w, e->timed_out);
-        json_w_key(w, "truncated");
-        json_w_bool(w, e->out.len >= BOX_OUTPUT_MAX || e->err.len >= BOX_OUTPUT_MAX);
+        json_w_kv_uint(w, "wall_ms", e->wall_ms);
+        json_w_kv_bool(w, "timed_out", e->timed_out);
+        json_w_kv_bool(w, "truncated",
+                       e->out.len >= BOX_OUTPUT_MAX || e->err.len >= BOX_OUTPUT_MAX);
     }
     json_w_obj_end(w);
 }

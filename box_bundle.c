@@ -196,29 +196,22 @@ void w_process(struct json_writer *w, char *const *args, char *const *env, const
     json_w_obj_begin(w);
     json_w_key(w, "user");
     json_w_obj_begin(w);
-    json_w_key(w, "uid");
-    json_w_uint(w, uid);
-    json_w_key(w, "gid");
-    json_w_uint(w, gid);
+    json_w_kv_uint(w, "uid", uid);
+    json_w_kv_uint(w, "gid", gid);
     json_w_obj_end(w);
     box_w_strv(w, "args", args);
     box_w_strv(w, "env", env);
-    json_w_key(w, "cwd");
-    json_w_cstr(w, cwd);
+    json_w_kv_cstr(w, "cwd", cwd);
     /* Another user gets no capabilities, as under Docker. */
     if (uid == 0)
         w_caps(w);
-    json_w_key(w, "noNewPrivileges");
-    json_w_bool(w, 1);
+    json_w_kv_bool(w, "noNewPrivileges", 1);
     json_w_key(w, "rlimits");
     json_w_arr_begin(w);
     json_w_obj_begin(w);
-    json_w_key(w, "type");
-    json_w_cstr(w, "RLIMIT_NOFILE");
-    json_w_key(w, "hard");
-    json_w_uint(w, BOX_NOFILE);
-    json_w_key(w, "soft");
-    json_w_uint(w, BOX_NOFILE);
+    json_w_kv_cstr(w, "type", "RLIMIT_NOFILE");
+    json_w_kv_uint(w, "hard", BOX_NOFILE);
+    json_w_kv_uint(w, "soft", BOX_NOFILE);
     json_w_obj_end(w);
     json_w_arr_end(w);
     json_w_obj_end(w);
@@ -228,12 +221,9 @@ static void w_mount(struct json_writer *w, const char *dst, const char *type, co
                     const char *const *opts)
 {
     json_w_obj_begin(w);
-    json_w_key(w, "destination");
-    json_w_cstr(w, dst);
-    json_w_key(w, "type");
-    json_w_cstr(w, type);
-    json_w_key(w, "source");
-    json_w_cstr(w, src);
+    json_w_kv_cstr(w, "destination", dst);
+    json_w_kv_cstr(w, "type", type);
+    json_w_kv_cstr(w, "source", src);
     json_w_key(w, "options");
     json_w_arr_begin(w);
     for (size_t i = 0; opts[i]; i++)
@@ -364,19 +354,15 @@ int box_write_spec(struct box *b, struct bx_err *err)
     sbuf_init(&sb, 1 << 20);
     json_w_init(&w, &sb);
     json_w_obj_begin(&w);
-    json_w_key(&w, "ociVersion");
-    json_w_cstr(&w, "1.0.0");
+    json_w_kv_cstr(&w, "ociVersion", "1.0.0");
     json_w_key(&w, "process");
     w_process(&w, args, env, "/", 0, 0);
     json_w_key(&w, "root");
     json_w_obj_begin(&w);
-    json_w_key(&w, "path");
-    json_w_cstr(&w, root);
-    json_w_key(&w, "readonly");
-    json_w_bool(&w, 0);
+    json_w_kv_cstr(&w, "path", root);
+    json_w_kv_bool(&w, "readonly", 0);
     json_w_obj_end(&w);
-    json_w_key(&w, "hostname");
-    json_w_cstr(&w, b->id);
+    json_w_kv_cstr(&w, "hostname", b->id);
     json_w_key(&w, "mounts");
     json_w_arr_begin(&w);
     w_mount(&w, "/proc", "proc", "proc", proc_o);
@@ -395,18 +381,15 @@ int box_write_spec(struct box *b, struct bx_err *err)
     json_w_arr_begin(&w);
     for (size_t i = 0; i < BX_ARRAY_LEN(ns); i++) {
         json_w_obj_begin(&w);
-        json_w_key(&w, "type");
-        json_w_cstr(&w, ns[i]);
+        json_w_kv_cstr(&w, "type", ns[i]);
         if (b->net && strcmp(ns[i], "network") == 0) {
-            json_w_key(&w, "path");
-            json_w_cstr(&w, net_run_netns_path(b->net));
+            json_w_kv_cstr(&w, "path", net_run_netns_path(b->net));
         }
         json_w_obj_end(&w);
     }
     json_w_arr_end(&w);
     if (b->cg) {
-        json_w_key(&w, "cgroupsPath");
-        json_w_cstr(&w, cg_run_oci_path(b->cg));
+        json_w_kv_cstr(&w, "cgroupsPath", cg_run_oci_path(b->cg));
     }
     json_w_obj_end(&w);
     json_w_obj_end(&w);

@@ -455,18 +455,12 @@ int image_list_json(struct image_cache *ic, struct sbuf *out, struct bx_err *err
             continue;
         snprintf(dg, sizeof(dg), "sha256:%s", a.v[i].hex);
         json_w_obj_begin(&w);
-        json_w_key(&w, "ref");
-        json_w_cstr(&w, a.v[i].ref);
-        json_w_key(&w, "digest");
-        json_w_cstr(&w, dg);
-        json_w_key(&w, "size_bytes");
-        json_w_uint(&w, bi.size);
-        json_w_key(&w, "last_used");
-        json_w_int(&w, (int64_t)bi.used.tv_sec);
-        json_w_key(&w, "pulled_at");
-        json_w_int(&w, a.v[i].pulled_at);
-        json_w_key(&w, "in_use");
-        json_w_bool(&w, image_use_count(ic, a.v[i].hex) > 0);
+        json_w_kv_cstr(&w, "ref", a.v[i].ref);
+        json_w_kv_cstr(&w, "digest", dg);
+        json_w_kv_uint(&w, "size_bytes", bi.size);
+        json_w_kv_int(&w, "last_used", (int64_t)bi.used.tv_sec);
+        json_w_kv_int(&w, "pulled_at", a.v[i].pulled_at);
+        json_w_kv_bool(&w, "in_use", image_use_count(ic, a.v[i].hex) > 0);
         json_w_obj_end(&w);
     }
     json_w_arr_end(&w);

@@ -69,12 +69,9 @@ int image_ref_write(struct image_cache *ic, const char *key, const char *ref, co
     snprintf(dg, sizeof(dg), "sha256:%s", hex);
     json_w_init(&w, &sb);
     json_w_obj_begin(&w);
-    json_w_key(&w, "ref");
-    json_w_cstr(&w, ref);
-    json_w_key(&w, "digest");
-    json_w_cstr(&w, dg);
-    json_w_key(&w, "pulled_at");
-    json_w_int(&w, (int64_t)time(NULL));
+    json_w_kv_cstr(&w, "ref", ref);
+    json_w_kv_cstr(&w, "digest", dg);
+    json_w_kv_int(&w, "pulled_at", (int64_t)time(NULL));
     json_w_obj_end(&w);
     if (w.failed) {
         bx_err_set(err, BX_E_INTERNAL, ENOMEM, "writing image reference: out of memory");

@@ -118,6 +118,14 @@ void json_w_uint(struct json_writer *w, uint64_t v);
 void json_w_double(struct json_writer *w, double v); /* non-finite written as null */
 void json_w_bool(struct json_writer *w, int v);
 void json_w_null(struct json_writer *w);
+/* An object member in one call: json_w_key(w, key) then the value, so an
+ * object written field by field reads one line a field.  Same output, same
+ * failure rules as the two calls. */
+void json_w_kv_cstr(struct json_writer *w, const char *key, const char *s);
+void json_w_kv_int(struct json_writer *w, const char *key, int64_t v);
+void json_w_kv_uint(struct json_writer *w, const char *key, uint64_t v);
+void json_w_kv_double(struct json_writer *w, const char *key, double v);
+void json_w_kv_bool(struct json_writer *w, const char *key, int v);
 
 /* Appends the escaped JSON string (with quotes) for any bytes to sb. */
 int json_escape_to(struct sbuf *sb, const char *s, size_t len);

@@ -316,3 +316,35 @@ void json_w_null(struct json_writer *w)
         return;
     w_put(w, "null", 4);
 }
+
+/* ---- members: key and value in one call ---- */
+
+void json_w_kv_cstr(struct json_writer *w, const char *key, const char *s)
+{
+    json_w_key(w, key);
+    json_w_cstr(w, s);
+}
+
+void json_w_kv_int(struct json_writer *w, const char *key, int64_t v)
+{
+    json_w_key(w, key);
+    json_w_int(w, v);
+}
+
+void json_w_kv_uint(struct json_writer *w, const char *key, uint64_t v)
+{
+    json_w_key(w, key);
+    json_w_uint(w, v);
+}
+
+void json_w_kv_double(struct json_writer *w, const char *key, double v)
+{
+    json_w_key(w, key);
+    json_w_double(w, v);
+}
+
+void json_w_kv_bool(struct json_writer *w, const char *key, int v)
+{
+    json_w_key(w, key);
+    json_w_bool(w, v);
+}

@@ -755,6 +755,31 @@ struct net_run {
     char resolv_path[PATH_MAX];
 };
 
+/* The netns helper's answer: an int (0 or an errno) and, on success, the
+ * netlink socket as SCM_RIGHTS.  The same layout on both ends. */
+struct fd_msg {
+    struct msghdr mh;
+    struct iovec iov;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } c;
+};
+
+/* with_fd: room for the one descriptor (sending or receiving it). */
+static void fd_msg_init(struct fd_msg *m, int *e, int with_fd)
+{
+    memset(m, 0, sizeof(*m));
+    m->iov.iov_base = e;
+    m->iov.iov_len = sizeof(*e);
+    m->mh.msg_iov = &m->iov;
+    m->mh.msg_iovlen = 1;
+    if (with_fd) {
+        m->mh.msg_control = m->c.buf;
+        m->mh.msg_controllen = sizeof(m->c.buf);
+    }
+}
+
 /* In the forked child: only system calls, then _exit.  Creates the netns,
  * turns IPv6 off in it before any interface arrives, opens a netlink
  * socket inside it (sockets stay in the netns they were created in) and
@@ -762,12 +787,7 @@ struct net_run {
 __attribute__((noreturn)) static void netns_child(int sock, const char *path)
 {
     int e = 0, nl = -1;
-    struct msghdr mh;
-    struct iovec iov = {&e, sizeof(e)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } c;
+    struct fd_msg m;
 
     if (unshare(CLONE_NEWNET) < 0) {
         e = errno;
@@ -783,21 +803,15 @@ __attribute__((noreturn)) static void netns_child(int sock, const char *path)
     if (mount("/proc/self/ns/net", path, "none", MS_BIND, NULL) < 0)
         e = errno;
 send:
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
+    fd_msg_init(&m, &e, e == 0);
     if (e == 0) {
-        struct cmsghdr *cm;
-        memset(&c, 0, sizeof(c));
-        mh.msg_control = c.buf;
-        mh.msg_controllen = sizeof(c.buf);
-        cm = CMSG_FIRSTHDR(&mh);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&m.mh);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
         cm->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(cm), &nl, sizeof(int));
     }
-    if (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+    if (sendmsg(sock, &m.mh, MSG_NOSIGNAL) < 0)
         _exit(2);
     _exit(e ? 1 : 0);
 }
@@ -808,12 +822,7 @@ static int make_netns(struct net_run *r, int run_dirfd, struct bx_err *err)
     int sv[2] = {-1, -1};
     int fd, e = 0, nl = -1, status;
     struct timeval tv = {NETNS_CHILD_TIMEOUT_SECS, 0};
-    struct msghdr mh;
-    struct iovec iov = {&e, sizeof(e)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } c;
+    struct fd_msg m;
     ssize_t n;
     pid_t pid;
 
@@ -835,14 +844,9 @@ static int make_netns(struct net_run *r, int run_dirfd, struct bx_err *err)
     }
     bx_close(&sv[1]);
     setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    memset(&mh, 0, sizeof(mh));
-    memset(&c, 0, sizeof(c));
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = c.buf;
-    mh.msg_controllen = sizeof(c.buf);
+    fd_msg_init(&m, &e, 1);
     do {
-        n = recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC);
+        n = recvmsg(sv[0], &m.mh, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         kill(pid, SIGKILL); /* bounded: a child that hangs is killed */
@@ -852,7 +856,7 @@ static int make_netns(struct net_run *r, int run_dirfd, struct bx_err *err)
         bx_err_set(err, BX_E_INTERNAL, EIO, "creating network namespace: no answer from helper");
         goto out;
     }
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m.mh); cm; cm = CMSG_NXTHDR(&m.mh, cm))
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
             cm->cmsg_len == CMSG_LEN(sizeof(int)))
             memcpy(&nl, CMSG_DATA(cm), sizeof(int));

@@ -27,12 +27,9 @@ static void spec_strv(struct json_writer *w, char *const *v)
 static void w_rlimit(struct json_writer *w, const char *type, uint64_t v)
 {
     json_w_obj_begin(w);
-    json_w_key(w, "type");
-    json_w_cstr(w, type);
-    json_w_key(w, "hard");
-    json_w_uint(w, v);
-    json_w_key(w, "soft");
-    json_w_uint(w, v);
+    json_w_kv_cstr(w, "type", type);
+    json_w_kv_uint(w, "hard", v);
+    json_w_kv_uint(w, "soft", v);
     json_w_obj_end(w);
 }
 
@@ -40,12 +37,9 @@ static void spec_mount(struct json_writer *w, const char *dest, const char *type
                     const char *const *options)
 {
     json_w_obj_begin(w);
-    json_w_key(w, "destination");
-    json_w_cstr(w, dest);
-    json_w_key(w, "type");
-    json_w_cstr(w, type);
-    json_w_key(w, "source");
-    json_w_cstr(w, source);
+    json_w_kv_cstr(w, "destination", dest);
+    json_w_kv_cstr(w, "type", type);
+    json_w_kv_cstr(w, "source", source);
     json_w_key(w, "options");
     json_w_arr_begin(w);
     for (size_t i = 0; options[i]; i++)
@@ -72,26 +66,21 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     snprintf(tmp_size, sizeof(tmp_size), "size=%llum", (unsigned long long)p->tmp_size_mb);
     json_w_init(&w, out);
     json_w_obj_begin(&w);
-    json_w_key(&w, "ociVersion");
-    json_w_cstr(&w, "1.0.2");
+    json_w_kv_cstr(&w, "ociVersion", "1.0.2");
 
     json_w_key(&w, "process");
     json_w_obj_begin(&w);
-    json_w_key(&w, "terminal");
-    json_w_bool(&w, 0);
+    json_w_kv_bool(&w, "terminal", 0);
     json_w_key(&w, "user");
     json_w_obj_begin(&w);
-    json_w_key(&w, "uid");
-    json_w_uint(&w, p->uid);
-    json_w_key(&w, "gid");
-    json_w_uint(&w, p->gid);
+    json_w_kv_uint(&w, "uid", p->uid);
+    json_w_kv_uint(&w, "gid", p->gid);
     json_w_obj_end(&w);
     json_w_key(&w, "args");
     spec_strv(&w, p->args);
     json_w_key(&w, "env");
     spec_strv(&w, p->env);
-    json_w_key(&w, "cwd");
-    json_w_cstr(&w, p->cwd);
+    json_w_kv_cstr(&w, "cwd", p->cwd);
     /* Empty capability sets: nothing privileged even inside gVisor. */
     json_w_key(&w, "capabilities");
     json_w_obj_begin(&w);
@@ -105,8 +94,7 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
         }
     }
     json_w_obj_end(&w);
-    json_w_key(&w, "noNewPrivileges");
-    json_w_bool(&w, 1);
+    json_w_kv_bool(&w, "noNewPrivileges", 1);
     json_w_key(&w, "rlimits");
     json_w_arr_begin(&w);
     w_rlimit(&w, "RLIMIT_NOFILE", p->nofile);
@@ -120,14 +108,11 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
 
     json_w_key(&w, "root");
     json_w_obj_begin(&w);
-    json_w_key(&w, "path");
-    json_w_cstr(&w, p->rootfs);
-    json_w_key(&w, "readonly");
-    json_w_bool(&w, 1);
+    json_w_kv_cstr(&w, "path", p->rootfs);
+    json_w_kv_bool(&w, "readonly", 1);
     json_w_obj_end(&w);
 
-    json_w_key(&w, "hostname");
-    json_w_cstr(&w, p->hostname);
+    json_w_kv_cstr(&w, "hostname", p->hostname);
 
     json_w_key(&w, "mounts");
     json_w_arr_begin(&w);
@@ -143,24 +128,20 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     json_w_key(&w, "linux");
     json_w_obj_begin(&w);
     if (p->cgroups_path) {
-        json_w_key(&w, "cgroupsPath");
-        json_w_cstr(&w, p->cgroups_path);
+        json_w_kv_cstr(&w, "cgroupsPath", p->cgroups_path);
     }
     json_w_key(&w, "namespaces");
     json_w_arr_begin(&w);
     for (size_t i = 0; ns_types[i]; i++) {
         json_w_obj_begin(&w);
-        json_w_key(&w, "type");
-        json_w_cstr(&w, ns_types[i]);
+        json_w_kv_cstr(&w, "type", ns_types[i]);
         json_w_obj_end(&w);
     }
     if (!p->host_network) {
         json_w_obj_begin(&w);
-        json_w_key(&w, "type");
-        json_w_cstr(&w, "network");
+        json_w_kv_cstr(&w, "type", "network");
         if (p->netns_path) {
-            json_w_key(&w, "path");
-            json_w_cstr(&w, p->netns_path);
+            json_w_kv_cstr(&w, "path", p->netns_path);
         }
         json_w_obj_end(&w);
     }

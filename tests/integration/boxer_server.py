@@ -284,6 +284,17 @@ def unmount_under(path):
         subprocess.run(["umount", "-l", p], stderr=subprocess.DEVNULL)
 
 
+def stop_and_check(srv):
+    """A fixture's teardown: stops srv, then no process and no mount of its
+    home may be left (whatever is gets unmounted all the same)."""
+    try:
+        srv.stop()
+        assert leftover_processes(srv.home) == []
+        assert leftover_mounts(srv.home) == []
+    finally:
+        unmount_under(srv.home)
+
+
 def leftover_mounts(home):
     with open("/proc/self/mountinfo") as f:
         return [line for line in f if home in line]

@@ -32,11 +32,8 @@ def server(registry):
     srv = boxer_server.Server(tmp, registry=registry).start()
     yield srv
     try:
-        srv.stop()
-        assert boxer_server.leftover_processes(srv.home) == []
-        assert boxer_server.leftover_mounts(srv.home) == []
+        boxer_server.stop_and_check(srv)
     finally:
-        boxer_server.unmount_under(srv.home)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -2,12 +2,16 @@
 crash safety, soak): resource readings of the server from /proc, a canary
 client that keeps checking the server answers while a test attacks it, and
 checks that nothing of a server's home is left behind (processes, mounts,
-cgroups, run directories, temporary files)."""
+cgroups, run directories, temporary files).  Also the per-module server
+those suites share and the plain /run and /files calls of every suite that
+needs nothing more (test_run, test_limits, test_network too)."""
 
 import os
 import resource
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -77,6 +81,48 @@ def server_nofile(n):
     def pre():
         resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
     return pre
+
+
+# ---- a server of the module's own, checked at the end ----
+
+def module_server(registry, prefix, config=None):
+    """Generator for a module-scoped fixture (`yield from`): a server of its
+    own; at the end it must still run and leave nothing behind (netns
+    included), and whatever a failed test left is cleaned up."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    s = boxer_server.Server(tmp, registry=registry, config=config)
+    s.start()
+    s.netns_before = netns_names()
+    yield s
+    try:
+        assert s.proc.poll() is None, "server died:\n" + s.log_text()[-3000:]
+        s.stop()
+        assert leftovers(s.home, s.netns_before) == {}
+    finally:
+        unmount_under(s.home)
+        remove_cgroup_bases(s.home)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- plain /run and /files calls ----
+
+def run(srv, body, timeout=300):
+    return httpx.post(srv.url + "/run", json=body, timeout=timeout)
+
+
+def ok(srv, body):
+    r = run(srv, body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def upload(srv, path, data):
+    r = httpx.post(srv.url + "/files", data={"path": path}, files={"file": ("f", data)})
+    assert r.status_code == 200, r.text
+
+
+def download(srv, path):
+    return httpx.get(srv.url + "/files", params={"path": path}, timeout=30)
 
 
 # ---- a well-behaved client running alongside an attack ----
@@ -181,6 +227,24 @@ def remove_cgroup_bases(home):
 
 
 home_processes = boxer_server.leftover_processes
+
+
+def processes_naming(text, but_delete=False):
+    """(pid, command line) of the processes whose command line (NUL-separated,
+    as in /proc) holds text; with but_delete, not `runsc delete` (it runs in
+    the background after a box stops)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if text.encode() in cmd and not (but_delete and b"\0delete\0" in cmd):
+            out.append((int(pid), cmd.replace(b"\0", b" ").decode("utf-8", "replace")))
+    return out
 
 
 def netns_names():

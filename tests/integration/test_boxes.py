@@ -1,6 +1,7 @@
 """Persistent boxes (/v1/boxes, issue 13, first slice): real runsc, real
 images from the local registry, real loop devices and mounts."""
 
+import contextlib
 import http.server
 import json
 import os
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 import boxer_server
+from hardening import processes_naming
 
 BUSYBOX = "busybox"
 UPLOAD_LIMIT = 4 << 20
@@ -58,24 +60,6 @@ def wait_gone(path, timeout=30.0):
     return not os.path.exists(path)
 
 
-def processes_naming(text, but_delete=False):
-    """Processes whose command line names text; with but_delete, not
-    `runsc delete` (it runs in the background after a stop)."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if text.encode() in cmd and not (but_delete and b"\0delete\0" in cmd):
-            out.append((int(pid), cmd.replace(b"\0", b" ").decode("utf-8", "replace")))
-    return out
-
-
-
 @pytest.fixture(scope="module")
 def bserver(registry, tmp_path_factory):
     d = tmp_path_factory.mktemp("boxes")
@@ -86,12 +70,7 @@ def bserver(registry, tmp_path_factory):
                               registry=registry).start()
     srv.vol_root = vol_root
     yield srv
-    try:
-        srv.stop()
-        assert boxer_server.leftover_processes(srv.home) == []
-        assert boxer_server.leftover_mounts(srv.home) == []
-    finally:
-        boxer_server.unmount_under(srv.home)
+    boxer_server.stop_and_check(srv)
 
 
 def api(srv, method, path, **kw):
@@ -104,6 +83,26 @@ def exec_wait(srv, box, cmd, **extra):
     r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json=body)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def new_box(srv, **fields):
+    """Creates a box (busybox with a 1 GB disk unless fields say otherwise);
+    returns its id."""
+    body = {"image": BUSYBOX, "disk_size_gb": 1}
+    body.update(fields)
+    r = api(srv, "POST", "/v1/boxes", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@contextlib.contextmanager
+def a_box(srv, **fields):
+    """A new box for the with-block, removed (forced) after it, failed or not."""
+    box = new_box(srv, **fields)
+    try:
+        yield box
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
 BOXINFO_KEYS = {"id", "name", "status", "image", "cpu", "memory_mb", "disk_size_gb", "network",
@@ -235,11 +234,8 @@ def test_image_pull_failure(bserver):
 
 def test_exec_timeout_kills_the_process_group(bserver):
     srv = bserver
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    box = r.json()["id"]
-    comms = ["sh", "-c", "for p in /proc/[0-9]*; do cat $p/comm; done 2>/dev/null"]
-    try:
+    with a_box(srv) as box:
+        comms = ["sh", "-c", "for p in /proc/[0-9]*; do cat $p/comm; done 2>/dev/null"]
         e = exec_wait(srv, box, ["echo", "ok"], timeout_ms=5000)
         assert (e["exit_code"], e["stdout"], e["timed_out"]) == (0, "ok\n", False), e
         assert e["timeout_ms"] == 5000 and e["cmd"] == ["echo", "ok"]
@@ -251,16 +247,11 @@ def test_exec_timeout_kills_the_process_group(bserver):
         # the whole group went, background child included; the box lives on
         out = exec_wait(srv, box, comms)["stdout"].split()
         assert "sleep" not in out and "init" in out, out
-    finally:
-        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
 def test_box_whose_init_dies_is_stopped_and_starts_again(bserver):
     srv = bserver
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    box = r.json()["id"]
-    try:
+    with a_box(srv) as box:
         assert exec_wait(srv, box, ["sh", "-c", "echo 1 > /etc/marker"])["exit_code"] == 0
         # root in the box may end its init: the box is then stopped, not stuck "running"
         exec_wait(srv, box, ["kill", "-TERM", "1"])
@@ -278,15 +269,11 @@ def test_box_whose_init_dies_is_stopped_and_starts_again(bserver):
         r = api(srv, "POST", "/v1/boxes/%s:start" % box)
         assert r.status_code == 200, r.text
         assert exec_wait(srv, box, ["cat", "/etc/marker"])["stdout"] == "1\n"
-    finally:
-        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
 def test_stopped_box_removed_without_force(bserver):
     srv = bserver
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    box = r.json()["id"]
+    box = new_box(srv)
     r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "dup", "disk_size_gb": 1})
     assert r.status_code == 201, r.text
     r2 = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "name": "dup"})
@@ -306,11 +293,8 @@ def test_stopped_box_removed_without_force(bserver):
 
 def test_exec_runsc_failures_and_signals(bserver):
     srv = bserver
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    box = r.json()["id"]
-    bdir = os.path.join(srv.home, "boxes", box)
-    try:
+    with a_box(srv) as box:
+        bdir = os.path.join(srv.home, "boxes", box)
         # runsc's own failure is not the command's status
         e = exec_wait(srv, box, ["/nonexistent"])
         assert (e["status"], e["exit_code"]) == ("failed", 127), e
@@ -343,16 +327,12 @@ def test_exec_runsc_failures_and_signals(bserver):
         assert r.status_code == 404 and r.json()["code"] == "EXEC_NOT_FOUND"
         # the exec's process file and runsc log do not pile up
         assert [f for f in os.listdir(bdir) if f.startswith("exec_")] == []
-    finally:
-        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
     assert wait_gone(bdir)
 
 
 def test_shutdown_with_running_box_leaves_nothing(make_server):
     srv = make_server()
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    box = r.json()["id"]
+    box = new_box(srv)
     disk = os.path.join(srv.home, "boxes", box, "disk.img")
     e = exec_wait(srv, box, ["sh", "-c", "echo kept > /root/f; sleep 300 & echo bg"])
     assert e["exit_code"] == 0, e
@@ -413,14 +393,10 @@ def test_box_survives_restart_and_kill9(make_server):
 
 def test_restart_boxes_false_leaves_box_stopped(make_server):
     srv = make_server(config={"restart_boxes": False})
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    box = r.json()["id"]
+    box = new_box(srv)
     disk = os.path.join(srv.home, "boxes", box, "disk.img")
     assert exec_wait(srv, box, ["sh", "-c", "echo x > /root/f"])["exit_code"] == 0
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    gone = r.json()["id"]
+    gone = new_box(srv)
     srv.kill9()
     # a removal cut short by the crash: the record says so, the next Boxer
     # finishes it
@@ -458,9 +434,7 @@ def test_gc_removes_only_old_stopped_boxes(bserver):
     srv = bserver
     ids = []
     for _ in range(2):
-        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-        assert r.status_code == 201, r.text
-        ids.append(r.json()["id"])
+        ids.append(new_box(srv))
     old, young = ids
     assert api(srv, "POST", "/v1/boxes/%s:stop" % old).status_code == 200
     time.sleep(3)
@@ -516,10 +490,7 @@ def download(srv, box, path):
 
 def test_box_files_in_and_out(bserver):
     srv = bserver
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    box = r.json()["id"]
-    try:
+    with a_box(srv) as box:
         data = os.urandom(UPLOAD_LIMIT)  # exactly the limit is fine
         r = upload(srv, box, "/root/new/dir/in.bin", data)
         assert r.status_code == 200, r.text
@@ -549,18 +520,13 @@ def test_box_files_in_and_out(bserver):
         # transfers are not execs
         r = api(srv, "GET", "/v1/boxes/%s/execs" % box)
         assert all(e["cmd"][0] != "/.boxer/init" for e in r.json()), r.text
-    finally:
-        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
 def test_box_file_symlink_stays_in_the_box(bserver):
     srv = bserver
     with open("/etc/shadow", "rb") as f:
         host_shadow = f.read()
-    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
-    assert r.status_code == 201, r.text
-    box = r.json()["id"]
-    try:
+    with a_box(srv) as box:
         res = exec_wait(srv, box, ["sh", "-c", "echo box-own > /etc/shadow && ln -s /etc/shadow /root/x"
                                    " && ln -s ../../../../../etc/shadow /root/y"])
         assert res["exit_code"] == 0, res
@@ -573,8 +539,6 @@ def test_box_file_symlink_stays_in_the_box(bserver):
         assert exec_wait(srv, box, ["cat", "/etc/shadow"])["stdout"] == "written\n"
         with open("/etc/shadow", "rb") as f:
             assert f.read() == host_shadow
-    finally:
-        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
 def test_box_volumes_only_under_volume_roots(bserver, tmp_path):

@@ -5,16 +5,14 @@ keeps answering a well-behaved client meanwhile."""
 
 import hashlib
 import os
-import shutil
 import stat
-import tempfile
 import time
 
 import httpx
 import pytest
 
-import boxer_server
 import hardening as H
+from hardening import download, ok, run, upload
 
 BUSYBOX = "busybox"
 PYTHON = "python:3.12-slim"
@@ -22,38 +20,7 @@ PYTHON = "python:3.12-slim"
 
 @pytest.fixture(scope="module")
 def srv(registry):
-    tmp = tempfile.mkdtemp(prefix="boxer-hsb-")
-    s = boxer_server.Server(tmp, registry=registry)
-    s.start()
-    s.netns_before = H.netns_names()
-    yield s
-    try:
-        assert s.proc.poll() is None, "server died:\n" + s.log_text()[-3000:]
-        s.stop()
-        assert H.leftovers(s.home, s.netns_before) == {}
-    finally:
-        H.unmount_under(s.home)
-        H.remove_cgroup_bases(s.home)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def run(srv, body, timeout=300):
-    return httpx.post(srv.url + "/run", json=body, timeout=timeout)
-
-
-def ok(srv, body):
-    r = run(srv, body)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def upload(srv, path, data):
-    r = httpx.post(srv.url + "/files", data={"path": path}, files={"file": ("f", data)})
-    assert r.status_code == 200, r.text
-
-
-def download(srv, path):
-    return httpx.get(srv.url + "/files", params={"path": path}, timeout=30)
+    yield from H.module_server(registry, "boxer-hsb-")
 
 
 def sh(script, **kw):

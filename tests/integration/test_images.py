@@ -52,21 +52,6 @@ def pulls(srv):
     return len(re.findall(r"image: pulled ", srv.log_text()))
 
 
-def processes_mentioning(text):
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if text in cmd:
-            out.append((int(pid), cmd))
-    return out
-
-
 def blobs(srv):
     return sorted(os.listdir(os.path.join(srv.home, "images", "blobs")))
 
@@ -212,8 +197,8 @@ def test_pull_timeout_kills_skopeo(make_server, public_bindir):
     assert "image pull timed out" in r.json()["error"]
     assert time.time() - t0 < 15
     deadline = time.time() + 10
-    while processes_mentioning(str(wrapper)):
-        assert time.time() < deadline, processes_mentioning(str(wrapper))
+    while H.processes_naming(str(wrapper)):
+        assert time.time() < deadline, H.processes_naming(str(wrapper))
         time.sleep(0.1)
     assert os.listdir(os.path.join(srv.home, "images", "tmp")) == []
     # The server still pulls other images.

@@ -24,6 +24,7 @@ import pytest
 
 import boxer_server
 import hardening
+from hardening import ok, run
 from rawhttp import open_conn
 
 BUSYBOX = "busybox"
@@ -118,32 +119,19 @@ def srv(registry):
 
 
 @pytest.fixture
-def own_server(registry, tmp_path):
-    """Servers a test starts and stops itself (restarts, broken cgroupfs);
-    each is checked for leftover cgroups at the end."""
+def own_server(make_server):
+    """Servers a test starts and stops itself (restarts, broken cgroupfs):
+    conftest's make_server, each checked for leftover cgroups at the end."""
     made = []
 
     def make(config=None, preexec=None, start=True):
-        s = boxer_server.Server(tmp_path / ("s%d" % len(made)), registry=registry,
-                                config=config, preexec=preexec)
+        s = make_server(config=config, preexec=preexec, start=start)
         made.append(s)
-        if start:
-            s.start()
         return s
 
     yield make
     for s in made:
         _stop_and_check(s)
-
-
-def run(server, body, timeout=180):
-    return httpx.post(server.url + "/run", json=body, timeout=timeout)
-
-
-def ok(server, body):
-    r = run(server, body)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def py(server, code, **limits):

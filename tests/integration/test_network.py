@@ -38,6 +38,7 @@ import httpx
 import pytest
 
 import boxer_server
+from hardening import ok, run
 
 PYTHON = "python:3.12-slim"
 BUSYBOX = "busybox"
@@ -161,16 +162,6 @@ def assert_routed_to_lab(addr):
 def host_fetch(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode().strip()
-
-
-def run(srv, body, timeout=120):
-    return httpx.post(srv.url + "/run", json=body, timeout=timeout)
-
-
-def ok(srv, body):
-    r = run(srv, body)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def fetch_all_in_sandbox(srv, urls, network="sandbox", timeout=5):

@@ -13,29 +13,11 @@ import httpx
 import pytest
 
 import boxer_server
+from hardening import download, ok, run, upload
 from rawhttp import open_conn
 
 BUSYBOX = "busybox"
 PYTHON = "python:3.12-slim"
-
-
-def run(server, body, timeout=120):
-    return httpx.post(server.url + "/run", json=body, timeout=timeout)
-
-
-def ok(server, body):
-    r = run(server, body)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def upload(server, path, data):
-    r = httpx.post(server.url + "/files", data={"path": path}, files={"file": ("f", data)})
-    assert r.status_code == 200, r.text
-
-
-def download(server, path):
-    return httpx.get(server.url + "/files", params={"path": path})
 
 
 def runsc_processes(server):

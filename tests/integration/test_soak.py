@@ -9,17 +9,14 @@ import collections
 import json
 import os
 import random
-import shutil
 import socket
 import struct
-import tempfile
 import threading
 import time
 
 import httpx
 import pytest
 
-import boxer_server
 import hardening as H
 from rawhttp import open_conn
 
@@ -37,21 +34,9 @@ RSS_SLACK_KB = 6 * 1024
 
 @pytest.fixture(scope="module")
 def srv(registry):
-    tmp = tempfile.mkdtemp(prefix="boxer-soak-")
-    s = boxer_server.Server(tmp, registry=registry, config={
+    yield from H.module_server(registry, "boxer-soak-", config={
         "upload_limit_bytes": UPLOAD_LIMIT, "output_limit_bytes": OUTPUT_LIMIT,
         "max_concurrent_runs": 4, "header_timeout_ms": 3000, "body_timeout_ms": 3000})
-    s.start()
-    s.netns_before = H.netns_names()
-    yield s
-    try:
-        assert s.proc.poll() is None, "server died:\n" + s.log_text()[-3000:]
-        s.stop()
-        assert H.leftovers(s.home, s.netns_before) == {}
-    finally:
-        H.unmount_under(s.home)
-        H.remove_cgroup_bases(s.home)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class Worker:

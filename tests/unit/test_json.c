@@ -752,6 +752,43 @@ START_TEST(test_writer_structure)
 }
 END_TEST
 
+/* The member helpers write exactly what json_w_key plus the value call do,
+ * and fail the same way (a member outside an object). */
+START_TEST(test_writer_members)
+{
+    struct sbuf sb;
+    struct json_writer w;
+
+    sbuf_init(&sb, 4096);
+    json_w_init(&w, &sb);
+    json_w_obj_begin(&w);
+    json_w_kv_cstr(&w, "s", "x\"y");
+    json_w_kv_int(&w, "i", INT64_MIN);
+    json_w_kv_uint(&w, "u", UINT64_MAX);
+    json_w_kv_double(&w, "d", 0.5);
+    json_w_kv_bool(&w, "t", 1);
+    json_w_kv_bool(&w, "f", 0);
+    json_w_obj_end(&w);
+    ck_assert_str_eq(w_done(&w), "{\"s\":\"x\\\"y\",\"i\":-9223372036854775808,"
+                                 "\"u\":18446744073709551615,\"d\":0.5,\"t\":true,\"f\":false}");
+    sbuf_free(&sb);
+
+    sbuf_init(&sb, 4096);
+    json_w_init(&w, &sb);
+    json_w_arr_begin(&w);
+    json_w_kv_uint(&w, "u", 1);
+    ck_assert(w.failed);
+    sbuf_free(&sb);
+
+    sbuf_init(&sb, 4096);
+    json_w_init(&w, &sb);
+    json_w_obj_begin(&w);
+    json_w_kv_cstr(&w, "s", NULL);
+    ck_assert(w.failed);
+    sbuf_free(&sb);
+}
+END_TEST
+
 START_TEST(test_writer_doubles)
 {
     static const struct {
@@ -1228,6 +1265,7 @@ static Suite *json_suite(void)
     tc = tcase_create("writer");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_writer_structure);
+    tcase_add_test(tc, test_writer_members);
     tcase_add_test(tc, test_writer_doubles);
     tcase_add_test(tc, test_writer_misuse);
     tcase_add_test(tc, test_writer_max_depth_and_limit);

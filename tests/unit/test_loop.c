@@ -51,23 +51,37 @@ static void record(struct loop *l, void *arg)
         loop_stop(l);
 }
 
+/* Three tasks deferred in order, recording a, b, c; c stops the loop. */
+struct abc {
+    struct rec rec;
+    struct tagged a, b, c;
+    struct loop_task ta, tb, tc;
+};
+
+static void defer_abc(struct loop *l, struct abc *x)
+{
+    memset(x, 0, sizeof(*x));
+    x->a = (struct tagged){&x->rec, 'a', 0};
+    x->b = (struct tagged){&x->rec, 'b', 0};
+    x->c = (struct tagged){&x->rec, 'c', 1};
+    loop_defer(l, &x->ta, record, &x->a);
+    loop_defer(l, &x->tb, record, &x->b);
+    loop_defer(l, &x->tc, record, &x->c);
+}
+
 START_TEST(test_defer_runs_later_in_order)
 {
     struct loop *l = new_loop();
-    struct rec rec = {{0}, 0};
-    struct tagged a = {&rec, 'a', 0}, b = {&rec, 'b', 0}, c = {&rec, 'c', 1};
-    struct loop_task ta = {0}, tb = {0}, tc = {0};
+    struct abc x;
 
-    loop_defer(l, &ta, record, &a);
-    loop_defer(l, &tb, record, &b);
-    loop_defer(l, &tc, record, &c);
+    defer_abc(l, &x);
     /* Deferring again while queued neither duplicates nor reorders. */
-    loop_defer(l, &ta, record, &a);
-    ck_assert_uint_eq(rec.n, 0); /* nothing ran inside loop_defer */
-    ck_assert(loop_deferred(&ta) && loop_deferred(&tb) && loop_deferred(&tc));
+    loop_defer(l, &x.ta, record, &x.a);
+    ck_assert_uint_eq(x.rec.n, 0); /* nothing ran inside loop_defer */
+    ck_assert(loop_deferred(&x.ta) && loop_deferred(&x.tb) && loop_deferred(&x.tc));
     run_loop(l); /* would block forever if pending tasks did not poll */
-    ck_assert_str_eq(rec.log, "abc");
-    ck_assert(!loop_deferred(&ta) && !loop_deferred(&tb) && !loop_deferred(&tc));
+    ck_assert_str_eq(x.rec.log, "abc");
+    ck_assert(!loop_deferred(&x.ta) && !loop_deferred(&x.tb) && !loop_deferred(&x.tc));
     loop_free(&l);
 }
 END_TEST
@@ -75,26 +89,22 @@ END_TEST
 START_TEST(test_defer_cancel)
 {
     struct loop *l = new_loop();
-    struct rec rec = {{0}, 0};
-    struct tagged a = {&rec, 'a', 0}, b = {&rec, 'b', 0}, c = {&rec, 'c', 1};
-    struct loop_task ta = {0}, tb = {0}, tc = {0};
+    struct abc x;
 
-    loop_defer(l, &ta, record, &a);
-    loop_defer(l, &tb, record, &b);
-    loop_defer(l, &tc, record, &c);
-    loop_defer_cancel(l, &tb);
-    loop_defer_cancel(l, &tb); /* twice: a no-op */
-    ck_assert(!loop_deferred(&tb));
+    defer_abc(l, &x);
+    loop_defer_cancel(l, &x.tb);
+    loop_defer_cancel(l, &x.tb); /* twice: a no-op */
+    ck_assert(!loop_deferred(&x.tb));
     run_loop(l);
-    ck_assert_str_eq(rec.log, "ac");
+    ck_assert_str_eq(x.rec.log, "ac");
     /* Cancelling a task that already ran is a no-op. */
-    loop_defer_cancel(l, &ta);
+    loop_defer_cancel(l, &x.ta);
     /* A cancelled task can be queued again. */
-    c.stop = 1;
-    loop_defer(l, &tb, record, &b);
-    loop_defer(l, &tc, record, &c);
+    x.c.stop = 1;
+    loop_defer(l, &x.tb, record, &x.b);
+    loop_defer(l, &x.tc, record, &x.c);
     run_loop(l);
-    ck_assert_str_eq(rec.log, "acbc");
+    ck_assert_str_eq(x.rec.log, "acbc");
     loop_free(&l);
 }
 END_TEST

@@ -37,6 +37,28 @@ static void on_timeout(struct loop *l, void *arg)
     loop_stop(l);
 }
 
+/* A loop for one test; with r, the child's exit stops it. */
+static struct loop *make_loop(struct exit_rec *r)
+{
+    struct loop *l = NULL;
+    struct bx_err err;
+    bx_err_clear(&err);
+    ck_assert_int_eq(loop_new(&l, &err), 0);
+    if (r)
+        r->loop = l;
+    return l;
+}
+
+/* Runs l until r's child has exited (10 s at most): called back once. */
+static void wait_exit(struct loop *l, struct exit_rec *r)
+{
+    struct bx_err err;
+    bx_err_clear(&err);
+    loop_timer_add(l, 10000, on_timeout, NULL);
+    ck_assert_int_eq(loop_run(l, &err), 0);
+    ck_assert_int_eq(r->called, 1);
+}
+
 static char *sh_envp[] = {"PATH=/usr/bin:/bin", NULL};
 
 static struct proc_spec sh_spec(char **argv)
@@ -53,20 +75,16 @@ static struct proc_spec sh_spec(char **argv)
  * returns its wait status. */
 static int run_child(const struct proc_spec *spec)
 {
-    struct loop *l = NULL;
-    struct proc *p = NULL;
     struct exit_rec r = {0};
+    struct loop *l = make_loop(&r);
+    struct proc *p = NULL;
     struct bx_err err;
     bx_err_clear(&err);
-    ck_assert_int_eq(loop_new(&l, &err), 0);
-    r.loop = l;
     ck_assert_msg(proc_spawn(l, spec, on_exit_cb, &r, &p, &err) == 0, "%s", err.msg);
     /* Never called back inside proc_spawn, even for a child that exits at once. */
     ck_assert_int_eq(r.called, 0);
     ck_assert_int_gt(proc_pid(p), 0);
-    loop_timer_add(l, 10000, on_timeout, NULL);
-    ck_assert_int_eq(loop_run(l, &err), 0);
-    ck_assert_int_eq(r.called, 1);
+    wait_exit(l, &r);
     proc_free(&p);
     ck_assert_ptr_null(p);
     loop_free(&l);
@@ -200,13 +218,12 @@ START_TEST(test_join_fd_failure_reported)
 {
     char *argv[] = {"sh", "-c", "exit 0", NULL};
     struct proc_spec s = sh_spec(argv);
-    struct loop *l = NULL;
+    struct loop *l = make_loop(NULL);
     struct proc *p = NULL;
     struct exit_rec r = {0};
     struct bx_err err;
     int ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
     bx_err_clear(&err);
-    ck_assert_int_eq(loop_new(&l, &err), 0);
     s.join_fds = &ro;
     s.n_join_fds = 1;
     ck_assert_int_eq(proc_spawn(l, &s, on_exit_cb, &r, &p, &err), -1);
@@ -223,12 +240,11 @@ START_TEST(test_exec_failure_reported)
 {
     char *argv[] = {"nope", NULL};
     struct proc_spec s = sh_spec(argv);
-    struct loop *l = NULL;
+    struct loop *l = make_loop(NULL);
     struct proc *p = NULL;
     struct exit_rec r = {0};
     struct bx_err err;
     bx_err_clear(&err);
-    ck_assert_int_eq(loop_new(&l, &err), 0);
     s.path = "/nonexistent/nope";
     ck_assert_int_eq(proc_spawn(l, &s, on_exit_cb, &r, &p, &err), -1);
     ck_assert_int_eq(err.sys_errno, ENOENT);
@@ -254,8 +270,8 @@ START_TEST(test_oom_score_adj)
     run_capture(&s, out, sizeof(out), &st);
     ck_assert_str_eq(out, "0\n");
     /* Out of range: refused before any fork. */
+    l = make_loop(NULL);
     bx_err_clear(&err);
-    ck_assert_int_eq(loop_new(&l, &err), 0);
     s.oom_score_adj = 1001;
     ck_assert_int_eq(proc_spawn(l, &s, on_exit_cb, NULL, &p, &err), -1);
     ck_assert_int_eq(err.sys_errno, EINVAL);
@@ -318,19 +334,15 @@ static int set_ids_unprivileged(void *arg)
 
 START_TEST(test_set_ids_failure_reported)
 {
-    struct loop *l = NULL;
-    struct proc *p = NULL;
     struct exit_rec r = {0};
+    struct loop *l = make_loop(&r);
+    struct proc *p = NULL;
     struct bx_err err;
     bx_err_clear(&err);
-    ck_assert_int_eq(loop_new(&l, &err), 0);
-    r.loop = l;
     ck_assert_int_eq(proc_fork(l, NULL, 0, set_ids_unprivileged, NULL, on_exit_cb, &r, &p, &err),
                      0);
     ck_assert_int_eq(r.called, 0);
-    loop_timer_add(l, 10000, on_timeout, NULL);
-    ck_assert_int_eq(loop_run(l, &err), 0);
-    ck_assert_int_eq(r.called, 1);
+    wait_exit(l, &r);
     ck_assert(WIFEXITED(r.status));
     ck_assert_int_eq(WEXITSTATUS(r.status), 0);
     proc_free(&p);
@@ -342,14 +354,12 @@ START_TEST(test_free_running_child_no_callback)
 {
     char *argv[] = {"sh", "-c", "sleep 30", NULL};
     struct proc_spec s = sh_spec(argv);
-    struct loop *l = NULL;
-    struct proc *p = NULL;
     struct exit_rec r = {0};
+    struct loop *l = make_loop(&r);
+    struct proc *p = NULL;
     struct bx_err err;
     pid_t pid;
     bx_err_clear(&err);
-    ck_assert_int_eq(loop_new(&l, &err), 0);
-    r.loop = l;
     ck_assert_int_eq(proc_spawn(l, &s, on_exit_cb, &r, &p, &err), 0);
     pid = proc_pid(p);
     proc_free(&p); /* killed, reaped later, never called back */

@@ -217,12 +217,17 @@ class MultipartUpload:
             remaining -= len(data)
         return data, remaining, False
 
+    def _view_chunks(self) -> Generator[bytes, None, None]:
+        """An in-memory payload in chunk_size pieces."""
+        assert self._view is not None
+        for start in range(0, self._view.nbytes, self.chunk_size):
+            yield bytes(self._view[start : start + self.chunk_size])
+
     def iter_chunks(self) -> Generator[bytes, None, None]:
         """The body as a synchronous iterator of chunks."""
         yield self._head
         if self._view is not None:
-            for start in range(0, self._view.nbytes, self.chunk_size):
-                yield bytes(self._view[start : start + self.chunk_size])
+            yield from self._view_chunks()
         else:
             remaining = self._payload_size
             while remaining is None or remaining > 0:
@@ -245,8 +250,8 @@ class MultipartUpload:
         """
         yield self._head
         if self._view is not None:
-            for start in range(0, self._view.nbytes, self.chunk_size):
-                yield bytes(self._view[start : start + self.chunk_size])
+            for chunk in self._view_chunks():
+                yield chunk
         else:
             remaining = self._payload_size
             while remaining is None or remaining > 0:

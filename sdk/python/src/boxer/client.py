@@ -95,30 +95,10 @@ class _ClientBase:
         return f"{type(self).__name__}({self._base_url!r})"
 
     def _run_args(
-        self,
-        image: str,
-        cmd: Sequence[str],
-        env: Optional[EnvType],
-        cwd: Optional[str],
-        limits: Optional[LimitsType],
-        files: Optional[Sequence[str]],
-        persist: bool,
-        network: Optional[str],
-        egress: Optional[Sequence[str]] = None,
-        stdin: Optional[StdinType] = None,
+        self, image: str, cmd: Sequence[str], **options: Any
     ) -> Tuple[Dict[str, Any], httpx.Timeout]:
-        body = _core.build_run_body(
-            image,
-            cmd,
-            env=env,
-            cwd=cwd,
-            limits=limits,
-            files=files,
-            persist=persist,
-            network=network,
-            egress=egress,
-            stdin=stdin,
-        )
+        # options: build_run_body's keyword arguments, passed through as they are
+        body = _core.build_run_body(image, cmd, **options)
         timeout = _core.run_request_timeout(self._timeout, self._run_timeout, body.get("limits"))
         return body, timeout
 
@@ -225,7 +205,10 @@ class BoxerClient(_ClientBase):
         (output over the server's limit), BoxerQueueFullError (server busy),
         BoxerAPIError (other errors) and BoxerConnectionError.
         """
-        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network, egress, stdin)
+        body, timeout = self._run_args(
+            image, cmd, env=env, cwd=cwd, limits=limits, files=files,
+            persist=persist, network=network, egress=egress, stdin=stdin
+        )
         return _core.parse_run_result(self._request("POST", "/run", json=body, timeout=timeout))
 
     def upload_file(self, remote_path: str, data: UploadData) -> str:
@@ -432,7 +415,10 @@ class AsyncBoxerClient(_ClientBase):
         stdin: Optional[StdinType] = None,
     ) -> RunResult:
         """See BoxerClient.run."""
-        body, timeout = self._run_args(image, cmd, env, cwd, limits, files, persist, network, egress, stdin)
+        body, timeout = self._run_args(
+            image, cmd, env=env, cwd=cwd, limits=limits, files=files,
+            persist=persist, network=network, egress=egress, stdin=stdin
+        )
         return _core.parse_run_result(await self._request("POST", "/run", json=body, timeout=timeout))
 
     async def upload_file(self, remote_path: str, data: UploadData) -> str:
