@@ -239,6 +239,7 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
         r->cpu = v->u.num.d;
     }
     v = json_get(root, "network");
+    r->has_network = v && v->type != JSON_NULL;
     if (v && v->type == JSON_BOOL) {
         r->network = v->u.boolean;
     } else if (v && v->type == JSON_STRING && (bx_str_eq(v->u.str.s, v->u.str.len, "none") ||

@@ -464,6 +464,10 @@ static void on_box_image(void *arg, struct image *img, const struct bx_err *ierr
         return;
     }
     b->img = img;
+    if (!b->digest[0]) {
+        snprintf(b->digest, sizeof(b->digest), "%s", img->digest);
+        box_store_save(b);
+    }
     prepare_disk(b);
 }
 
@@ -485,6 +489,13 @@ int box_begin_start(struct box *b, struct bx_err *err)
     struct imgref ref;
     if (imgref_parse(b->image, strlen(b->image), &ref, err) < 0)
         return -1;
+    if (b->digest[0]) {
+        /* The content the box was made from, not what the tag says now
+         * (pulled by digest when the cache lost it). */
+        if ((size_t)snprintf(ref.digest, sizeof(ref.digest), "%s", b->digest) >= sizeof(ref.digest))
+            return bx_err_set(err, BX_E_INTERNAL, EINVAL, "bad image digest");
+        ref.tag[0] = 0;
+    }
     return image_get(b->m->p.images, &ref, on_box_image, b, &b->iwait, err);
 }
 
@@ -863,7 +874,7 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
     w_time(w, "started_at", b->started);
     w_time(w, "stopped_at", b->stopped);
     if (extra) {
-        w_str_or_null(w, "image_digest", b->img ? b->img->digest : NULL);
+        w_str_or_null(w, "image_digest", b->digest);
     }
     json_w_obj_end(w);
 }
@@ -1018,6 +1029,9 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
                           (unsigned long long)cfg->max_disk_size_gb);
     if (box_check_volumes(m->p.cfg, req->volumes, req->nvolumes, err) < 0)
         return -1;
+    /* Absent (or null) network: the operator's box_defaults.network. */
+    if (!req->has_network)
+        req->network = cfg->box_defaults.network;
     if (req->network && (!m->p.net || net_unavailable(m->p.net)))
         return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "the sandbox network is unavailable: %s",
                           m->p.net ? net_unavailable(m->p.net) : "not configured");

@@ -78,6 +78,7 @@ struct box_create_req {
     struct box_volume *volumes;
     size_t nvolumes;
     int network; /* 1: the sandbox network (as /run's "sandbox"); 0: loopback only */
+    int has_network; /* network given; else box_defaults.network */
 };
 void box_create_req_free(struct box_create_req *r);
 

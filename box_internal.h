@@ -80,6 +80,10 @@ struct box {
     char cid[48];
     unsigned gen;
     struct image *img;
+    /* The image's content digest, fixed at the first start: later starts
+     * (also after a Boxer restart) use exactly this content, whatever the
+     * tag points at by then.  "" until the image arrived once. */
+    char digest[80];
     struct image_wait *iwait;
     struct cg_run *cg;
     struct proc *step; /* mkfs, runsc create/start/kill */
