@@ -320,7 +320,10 @@ fail:
 int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
              struct box_exec **out, struct bx_err *err)
 {
-    return exec_io(b, req, -1, -1, 0, cb, arg, out, err);
+    int r = exec_io(b, req, -1, -1, 0, cb, arg, out, err);
+    if (r == 0)
+        b->m->execs_started++; /* box_stats */
+    return r;
 }
 
 /* ---- files in and out ---- */
