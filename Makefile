@@ -73,6 +73,7 @@ DEPS_test_image := image image_pull image_disk sha256 imgref json json_write pro
 DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
+DEPS_test_api_v1run := api_run run run_discard run_recover net netlink net_text oci image image_pull image_disk sha256 imgref json json_write proc loop util cgroup cgroup_setup store store_upload store_capture config log err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
