@@ -295,6 +295,8 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     e->cb_arg = arg;
     e->next = b->execs;
     b->execs = e;
+    if (!hidden)
+        b->m->execs_started++; /* box_stats */
     trim_execs(b);
     *out = e;
     ret = 0;
@@ -320,10 +322,7 @@ fail:
 int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
              struct box_exec **out, struct bx_err *err)
 {
-    int r = exec_io(b, req, -1, -1, 0, cb, arg, out, err);
-    if (r == 0)
-        b->m->execs_started++; /* box_stats */
-    return r;
+    return exec_io(b, req, -1, -1, 0, cb, arg, out, err);
 }
 
 /* ---- files in and out ---- */

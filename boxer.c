@@ -591,7 +591,8 @@ static void route_metrics(struct app *a, struct http_conn *c)
         g.box_stops = bs.stops;
         g.execs_started = bs.execs_started;
         g.execs_running = bs.execs_running;
-        g.execs_finished = bs.execs_started - bs.execs_running;
+        g.execs_finished =
+            bs.execs_started > bs.execs_running ? bs.execs_started - bs.execs_running : 0;
     }
     sbuf_init(&body, 1u << 20);
     if (metrics_render(a->metrics, &g, &body) < 0)
