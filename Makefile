@@ -73,6 +73,7 @@ DEPS_test_image := image image_pull image_disk sha256 imgref json json_write pro
 DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
+DEPS_test_api_v1run := api_run run run_discard run_recover net netlink net_text oci image image_pull image_disk sha256 imgref json json_write proc loop util cgroup cgroup_setup store store_upload store_capture config log err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -153,6 +154,7 @@ fuzz: $(FUZZ_BINS)
 #   route      no limit of its own; the server's paths are at most 8192
 #   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
+#   v1run      as runreq (the /run request it maps to): RUN_MAX_BODY 4 MiB
 # A new harness needs its line here (fuzz-run stops otherwise).
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
 FUZZ_MAX_LEN_fuzz_config := 1049600
@@ -165,6 +167,7 @@ FUZZ_MAX_LEN_fuzz_netlink := 69632
 FUZZ_MAX_LEN_fuzz_route := 8192
 FUZZ_MAX_LEN_fuzz_runreq := 4195328
 FUZZ_MAX_LEN_fuzz_storepath := 8192
+FUZZ_MAX_LEN_fuzz_v1run := 4195328
 # name:max_len pairs for the shell loops (recursive: checked only when used).
 FUZZ_TABLE = $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAX_LEN_$(n)),$(error no FUZZ_MAX_LEN_$(n) in the Makefile)))
 

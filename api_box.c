@@ -239,6 +239,7 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
         r->cpu = v->u.num.d;
     }
     v = json_get(root, "network");
+    r->has_network = v && v->type != JSON_NULL;
     if (v && v->type == JSON_BOOL) {
         r->network = v->u.boolean;
     } else if (v && v->type == JSON_STRING && (bx_str_eq(v->u.str.s, v->u.str.len, "none") ||
@@ -516,6 +517,7 @@ static void start_async(struct box_mgr *m, struct http_conn *c, const struct htt
 }
 
 static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra);
+static void list_boxes_query(struct box_mgr *m, struct http_conn *c, const struct http_request *req);
 static void list_execs(struct http_conn *c, const struct box *b, int extra);
 
 /* ---- one handler per route (boxer.c's route table dispatches) ---- */
@@ -579,7 +581,7 @@ void api_box_list(struct box_mgr *m, struct http_conn *c, const struct http_requ
 {
     (void)p;
     if (available(m, c))
-        list_boxes(m, c, query_flag(req, "extra"));
+        list_boxes_query(m, c, req);
 }
 
 void api_box_create(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
@@ -955,4 +957,44 @@ void api_box_download(struct box_mgr *m, struct http_conn *c, const struct http_
                       const struct route_params *p)
 {
     start_xfer(m, c, req, p, 0);
+}
+
+/* ---- GET /v1/boxes?status=... ---- */
+
+static void list_boxes_query(struct box_mgr *m, struct http_conn *c, const struct http_request *req)
+{
+    static const char *const statuses[] = {"creating", "running", "stopped", "error"};
+    const char *status = NULL;
+    char v[16];
+    size_t vl = 0;
+    int found;
+    struct bx_err err;
+    struct sbuf sb;
+    struct json_writer w;
+
+    bx_err_clear(&err);
+    found = req->query ? http_query_param(req->query, req->query_len, "status", v, sizeof(v), &vl, &err)
+                       : 0;
+    if (found == 0 || (found == 1 && vl == 0)) {
+        list_boxes(m, c, query_flag(req, "extra"));
+        return;
+    }
+    for (size_t i = 0; found == 1 && i < sizeof(statuses) / sizeof(statuses[0]); i++)
+        if (bx_str_eq(v, vl, statuses[i]))
+            status = statuses[i];
+    if (!status) {
+        respond_v1_error(c, BX_E_BAD_REQUEST, "INVALID_REQUEST",
+                         "status must be creating, running, stopped or error");
+        return;
+    }
+    sbuf_init(&sb, 64u << 20);
+    json_w_init(&w, &sb);
+    json_w_arr_begin(&w);
+    box_each_status(m, &w, query_flag(req, "extra"), status);
+    json_w_arr_end(&w);
+    if (w.failed)
+        http_respond_error(c, BX_E_INTERNAL, "answer too large");
+    else
+        http_respond(c, 200, "application/json", NULL, sb.data, sb.len);
+    sbuf_free(&sb);
 }

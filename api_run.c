@@ -499,3 +499,228 @@ int run_answer_new(const struct run_result *res, struct run_answer **out, int *s
     *out = ans;
     return 0;
 }
+
+int run_answer_new_boxrun(const struct run_result *res, int extra, struct run_answer **out)
+{
+    struct run_answer *ans = calloc(1, sizeof(*ans));
+    struct json_writer w;
+
+    *out = NULL;
+    if (!ans)
+        return -1;
+    sbuf_init(&ans->meta, 1u << 20);
+    json_w_init(&w, &ans->meta);
+    json_w_obj_begin(&w);
+    json_w_key(&w, "exit_code");
+    if (res->outcome == RUN_OUTPUT_LIMIT)
+        json_w_null(&w);
+    else
+        json_w_int(&w, res->exit_code);
+    json_w_key(&w, "stdout");
+    answer_str(&w, ans, res->out.data, res->out.len);
+    json_w_key(&w, "stderr");
+    answer_str(&w, ans, res->err.data, res->err.len);
+    json_w_key(&w, "error_message");
+    if (res->outcome == RUN_TIMEOUT)
+        json_w_cstr(&w, "timed out (timeout_ms exceeded)");
+    else if (res->outcome == RUN_OUTPUT_LIMIT)
+        json_w_cstr(&w, "stdout or stderr exceeded output_limit_bytes");
+    else
+        json_w_null(&w);
+    if (extra) {
+        json_w_key(&w, "exec_id");
+        json_w_cstr(&w, res->exec_id);
+        json_w_key(&w, "wall_ms");
+        json_w_uint(&w, res->wall_ms);
+        json_w_key(&w, "timed_out");
+        json_w_bool(&w, res->outcome == RUN_TIMEOUT);
+        if (res->have_usage) {
+            json_w_key(&w, "cpu_ms");
+            json_w_uint(&w, res->cpu_ms);
+            json_w_key(&w, "memory_peak_bytes");
+            json_w_uint(&w, res->memory_peak_bytes);
+            json_w_key(&w, "oom_killed");
+            json_w_bool(&w, res->oom_killed);
+        }
+    }
+    json_w_obj_end(&w);
+    if (w.failed) {
+        run_answer_free(&ans);
+        return -2;
+    }
+    *out = ans;
+    return 0;
+}
+
+/* ---- POST /v1/run (BoxRun's shape) ---- */
+
+#define V1_BAD(...) bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, __VA_ARGS__)
+#define V1_OVER(...) bx_err_set(err, BX_E_BAD_REQUEST, ERANGE, __VA_ARGS__)
+
+static int v1_uint(const struct json_value *v, const char *name, uint64_t *out, struct bx_err *err)
+{
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_NUMBER || !v->u.num.is_int || v->u.num.i < 0)
+        return V1_BAD("%s must be a non-negative integer", name);
+    *out = (uint64_t)v->u.num.i;
+    return 0;
+}
+
+/* The /run body this request maps to, written into sb; the checks that
+ * need BoxRun's field names are made here, the rest by run_request_parse. */
+static int v1_translate(const struct json_value *root, const struct config *cfg, struct sbuf *sb,
+                        uint64_t *wall_ms, struct bx_err *err)
+{
+    static const char *const known[] = {"image", "cmd", "cpu", "memory_mb", "network", "env",
+                                        "volumes", "timeout_ms", "disk_size_gb", NULL};
+    const struct json_member *bad;
+    const struct json_value *image, *cmd, *v;
+    double cpu = cfg->box_defaults.cpu;
+    uint64_t mem = cfg->box_defaults.memory_mb, timeout_ms = 0, disk = 0;
+    int network = cfg->box_defaults.network;
+    struct json_writer w;
+
+    if (json_obj_check_keys(root, known, &bad) < 0)
+        return V1_BAD("unknown field %.64s", bad->key);
+    image = json_get(root, "image");
+    if (!image || image->type != JSON_STRING)
+        return V1_BAD("image is required (a string)");
+    cmd = json_get(root, "cmd");
+    if (!cmd || cmd->type != JSON_ARRAY || cmd->u.arr.n == 0)
+        return V1_BAD("cmd is required (a non-empty list of strings)");
+    for (size_t i = 0; i < cmd->u.arr.n; i++)
+        if (cmd->u.arr.items[i].type != JSON_STRING)
+            return V1_BAD("cmd[%zu] must be a string", i);
+    /* The defaults are clamped, never refused (a small host). */
+    if (cpu > cfg->max_limits.cpu_cores)
+        cpu = cfg->max_limits.cpu_cores;
+    if (mem > cfg->max_limits.memory_mb)
+        mem = cfg->max_limits.memory_mb;
+    if (mem > cfg->total_memory_mb)
+        mem = cfg->total_memory_mb;
+    v = json_get(root, "cpu");
+    if (v && v->type != JSON_NULL) {
+        if (v->type != JSON_NUMBER || !isfinite(v->u.num.d) || v->u.num.d < 0.01)
+            return V1_BAD("cpu must be a number of at least 0.01");
+        if (v->u.num.d > cfg->max_limits.cpu_cores)
+            return V1_OVER("cpu is over max_limits.cpu_cores (%g)", cfg->max_limits.cpu_cores);
+        cpu = v->u.num.d;
+    }
+    v = json_get(root, "memory_mb");
+    if (v && v->type != JSON_NULL) {
+        if (v1_uint(v, "memory_mb", &mem, err) < 0)
+            return -1;
+        if (mem < 16)
+            return V1_BAD("memory_mb must be at least 16");
+        if (mem > cfg->max_limits.memory_mb)
+            return V1_OVER("memory_mb is over max_limits.memory_mb (%" PRIu64 ")",
+                           cfg->max_limits.memory_mb);
+        if (mem > cfg->total_memory_mb)
+            return V1_OVER("memory_mb is over total_memory_mb (%" PRIu64 ")", cfg->total_memory_mb);
+    }
+    if (v1_uint(json_get(root, "timeout_ms"), "timeout_ms", &timeout_ms, err) < 0 ||
+        v1_uint(json_get(root, "disk_size_gb"), "disk_size_gb", &disk, err) < 0)
+        return -1;
+    if (timeout_ms > cfg->max_limits.wall_clock_secs * 1000)
+        return V1_OVER("timeout_ms is over max_limits.wall_clock_secs (%" PRIu64 " s)",
+                       cfg->max_limits.wall_clock_secs);
+    if (disk > cfg->max_disk_size_gb)
+        return V1_OVER("disk_size_gb is over max_disk_size_gb (%" PRIu64 ")", cfg->max_disk_size_gb);
+    v = json_get(root, "network");
+    if (v && v->type == JSON_BOOL)
+        network = v->u.boolean;
+    else if (v && v->type == JSON_STRING && (bx_str_eq(v->u.str.s, v->u.str.len, "none") ||
+                                             bx_str_eq(v->u.str.s, v->u.str.len, "sandbox")))
+        network = v->u.str.s[0] == 's';
+    else if (v && v->type != JSON_NULL)
+        return V1_BAD("network must be true, false, \"none\" or \"sandbox\"");
+    v = json_get(root, "volumes");
+    if (v && v->type != JSON_NULL && (v->type != JSON_ARRAY || v->u.arr.n > 0))
+        return V1_BAD("volumes: not supported by /v1/run (create a box for volumes)");
+    v = json_get(root, "env");
+    if (v && v->type != JSON_NULL && v->type != JSON_OBJECT)
+        return V1_BAD("env must be an object of strings");
+    if (v && v->type == JSON_OBJECT && v->u.obj.n > RUN_MAX_ENV)
+        return V1_BAD("env has more than %d entries", RUN_MAX_ENV);
+
+    json_w_init(&w, sb);
+    json_w_obj_begin(&w);
+    json_w_key(&w, "image");
+    json_w_str(&w, image->u.str.s, image->u.str.len);
+    json_w_key(&w, "cmd");
+    json_w_arr_begin(&w);
+    for (size_t i = 0; i < cmd->u.arr.n; i++)
+        json_w_str(&w, cmd->u.arr.items[i].u.str.s, cmd->u.arr.items[i].u.str.len);
+    json_w_arr_end(&w);
+    if (v && v->type == JSON_OBJECT) {
+        json_w_key(&w, "env");
+        json_w_arr_begin(&w);
+        for (size_t i = 0; i < v->u.obj.n; i++) {
+            const struct json_member *m = &v->u.obj.members[i];
+            struct sbuf kv;
+            if (m->value.type != JSON_STRING)
+                return V1_BAD("env: each value must be a string");
+            if (m->key_len == 0 || memchr(m->key, '=', m->key_len))
+                return V1_BAD("env: each key must be a name without '='");
+            sbuf_init(&kv, RUN_MAX_STRING + 1);
+            if (sbuf_append(&kv, m->key, m->key_len) < 0 || sbuf_append(&kv, "=", 1) < 0 ||
+                sbuf_append(&kv, m->value.u.str.s, m->value.u.str.len) < 0) {
+                sbuf_free(&kv);
+                return V1_BAD("env: an entry is longer than %u bytes", RUN_MAX_STRING);
+            }
+            json_w_str(&w, kv.data, kv.len);
+            sbuf_free(&kv);
+        }
+        json_w_arr_end(&w);
+    }
+    json_w_key(&w, "limits");
+    json_w_obj_begin(&w);
+    json_w_key(&w, "cpu_cores");
+    json_w_double(&w, cpu);
+    json_w_key(&w, "memory_mb");
+    json_w_uint(&w, mem);
+    if (timeout_ms) {
+        /* whole seconds for run_request_parse's bounds; the timer uses ms */
+        json_w_key(&w, "wall_clock_secs");
+        json_w_uint(&w, (timeout_ms + 999) / 1000);
+    }
+    json_w_obj_end(&w);
+    json_w_key(&w, "network");
+    json_w_cstr(&w, network ? "sandbox" : "none");
+    json_w_obj_end(&w);
+    if (w.failed)
+        return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "request too large");
+    *wall_ms = timeout_ms;
+    return 0;
+}
+
+int run_request_parse_boxrun(const char *body, size_t len, const struct config *cfg,
+                             struct run_request **out, struct bx_err *err)
+{
+    struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
+    struct json_doc *doc = NULL;
+    struct sbuf sb;
+    uint64_t wall_ms = 0;
+    int ret = -1;
+
+    *out = NULL;
+    /* Escaping may grow the strings up to six times. */
+    sbuf_init(&sb, 6 * (size_t)RUN_MAX_BODY + 4096);
+    if (json_parse(body, len, &jl, &doc, err) < 0)
+        goto out;
+    if (json_doc_root(doc)->type != JSON_OBJECT) {
+        V1_BAD("request body must be a JSON object");
+        goto out;
+    }
+    if (v1_translate(json_doc_root(doc), cfg, &sb, &wall_ms, err) < 0)
+        goto out;
+    if (run_request_parse(sb.data, sb.len, cfg, out, err) < 0)
+        goto out;
+    (*out)->wall_clock_ms = wall_ms;
+    ret = 0;
+out:
+    json_doc_free(&doc);
+    sbuf_free(&sb);
+    return ret;
+}

@@ -23,6 +23,20 @@
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err);
 
+/* Parses a POST /v1/run body (BoxRun's run: {"image", "cmd"} required,
+ * "cpu", "memory_mb", "network", "env", "volumes", "timeout_ms",
+ * "disk_size_gb") into the /run request it maps to: cpu -> cpu_cores,
+ * memory_mb (both default to box_defaults, clamped to max_limits and
+ * total_memory_mb), network true/"sandbox" -> sandbox, false/"none" ->
+ * none (absent: box_defaults.network), env object -> "K=V", timeout_ms ->
+ * the wall clock in ms (absent or 0: defaults.wall_clock_secs).
+ * disk_size_gb is checked against max_disk_size_gb only (a run's writable
+ * root is its tmpfs overlay, tmp_size_mb); volumes must be absent or
+ * empty (400: use a box).  Over a max_limits bound: 400 with sys_errno
+ * ERANGE (RESOURCE_EXCEEDED), naming the field. */
+int run_request_parse_boxrun(const char *body, size_t len, const struct config *cfg,
+                             struct run_request **out, struct bx_err *err);
+
 struct sbuf;
 struct run_answer;
 
@@ -35,5 +49,12 @@ uint64_t run_answer_len(const struct run_answer *ans);
 /* Appends up to `want` more bytes of the answer to out; -1 when out of memory. */
 int run_answer_fill(struct run_answer *ans, struct sbuf *out, size_t want);
 void run_answer_free(struct run_answer **ans);
+/* POST /v1/run's answer (BoxRun's RunResult) for a run that ran (not
+ * RUN_ERROR): always 200 {"exit_code", "stdout", "stderr",
+ * "error_message"}; extra adds ours (exec_id, wall_ms, timed_out and the
+ * usage).  A timeout is exit_code 137 with an error_message, output over
+ * output_limit_bytes exit_code null with one.  Same returns as
+ * run_answer_new. */
+int run_answer_new_boxrun(const struct run_result *res, int extra, struct run_answer **out);
 
 #endif

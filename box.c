@@ -25,6 +25,7 @@
 #include "log.h"
 #include "oci.h"
 #include "proc.h"
+#include "run.h"
 #include "util.h"
 
 static void bg_free(struct bgproc *g)
@@ -216,6 +217,7 @@ static void bg_runsc(struct box *b, const char *const *args)
 
 /* ---- start ---- */
 
+static uint64_t box_host_pids(const struct box_mgr *m);
 static void start_failed(struct box *b, const struct bx_err *err);
 static void stop_teardown(struct loop *l, void *arg);
 
@@ -328,6 +330,7 @@ static void on_started(void *arg, int status)
         return;
     }
     b->status = BOX_RUNNING;
+    b->m->starts++;
     b->started = time(NULL);
     b->last_active = b->started;
     arm_idle(b, b->idle_secs);
@@ -351,7 +354,7 @@ static void launch(struct box *b)
     struct bx_err err;
     char bundle[PATH_MAX + 16], name[CG_NAME_MAX];
     const char *args[] = {"create", "--bundle", bundle, b->cid, NULL};
-    struct cg_limits cl = {b->cpu, b->memory_mb << 20, BOX_PIDS};
+    struct cg_limits cl = {b->cpu, b->memory_mb << 20, box_host_pids(b->m)};
 
     bx_err_clear(&err);
     b->gen++;
@@ -455,6 +458,10 @@ static void on_box_image(void *arg, struct image *img, const struct bx_err *ierr
         return;
     }
     b->img = img;
+    if (!b->digest[0]) {
+        snprintf(b->digest, sizeof(b->digest), "%s", img->digest);
+        box_store_save(b);
+    }
     prepare_disk(b);
 }
 
@@ -464,19 +471,60 @@ static void deferred_disk(struct loop *l, void *arg)
     prepare_disk(arg);
 }
 
+/* Host tasks of one box's cgroup (box_defaults.pids_limit as /run counts
+ * it), never more than the whole budget. */
+static uint64_t box_host_pids(const struct box_mgr *m)
+{
+    uint64_t p = config_run_host_pids(m->p.cfg->box_defaults.pids_limit);
+    return p < m->p.cfg->total_pids ? p : m->p.cfg->total_pids;
+}
+
+/* From the start of a start until the sandbox is gone, the box holds its
+ * memory_mb and host tasks of the budget /run admission uses. */
+static void hold_budget(struct box *b)
+{
+    if (b->held)
+        return;
+    b->held = 1;
+    b->held_memory_mb = b->memory_mb;
+    b->held_pids = box_host_pids(b->m);
+    if (b->m->p.runs)
+        run_mgr_hold(b->m->p.runs, b->held_memory_mb, b->held_pids);
+}
+
+static void release_budget(struct box *b)
+{
+    if (!b->held)
+        return;
+    b->held = 0;
+    if (b->m->p.runs)
+        run_mgr_release(b->m->p.runs, b->held_memory_mb, b->held_pids);
+}
+
 int box_begin_start(struct box *b, struct bx_err *err)
 {
+    struct imgref ref;
     b->status = BOX_CREATING;
     b->error_code[0] = b->error_msg[0] = 0;
     if (b->img) {
+        hold_budget(b);
         /* Never inside the caller's call. */
         loop_defer(b->m->p.loop, &b->task, deferred_disk, b);
         return 0;
     }
-    struct imgref ref;
     if (imgref_parse(b->image, strlen(b->image), &ref, err) < 0)
         return -1;
-    return image_get(b->m->p.images, &ref, on_box_image, b, &b->iwait, err);
+    if (b->digest[0]) {
+        /* The content the box was made from, not what the tag says now
+         * (pulled by digest when the cache lost it). */
+        if ((size_t)snprintf(ref.digest, sizeof(ref.digest), "%s", b->digest) >= sizeof(ref.digest))
+            return bx_err_set(err, BX_E_INTERNAL, EINVAL, "bad image digest");
+        ref.tag[0] = 0;
+    }
+    if (image_get(b->m->p.images, &ref, on_box_image, b, &b->iwait, err) < 0)
+        return -1;
+    hold_budget(b);
+    return 0;
 }
 
 static void release_sandbox(struct box *b)
@@ -498,6 +546,7 @@ static void start_failed(struct box *b, const struct bx_err *err)
 {
     bx_log_error("box %s: start failed: %s", b->id, err->msg);
     release_sandbox(b);
+    release_budget(b);
     b->status = BOX_ERROR;
     snprintf(b->error_code, sizeof(b->error_code), "%s", box_err_code(err));
     snprintf(b->error_msg, sizeof(b->error_msg), "%s", err->msg);
@@ -519,6 +568,8 @@ static void stop_done(struct box *b)
     }
     b->status = BOX_STOPPED;
     b->stopped = time(NULL);
+    b->m->stops++;
+    release_budget(b);
     if (!b->removing)
         box_store_save(b);
     if (b->removing) {
@@ -598,8 +649,9 @@ static int busy(const struct box *b, struct bx_err *err)
     return 0;
 }
 
-/* max_boxes running boxes, and their memory within total_memory_mb (the
- * budget runs are bounded by too): beyond, 503 RESOURCE_EXCEEDED. */
+/* max_boxes running boxes; their memory_mb and host tasks (box_host_pids)
+ * come out of the budget /run admission uses too (total_memory_mb,
+ * total_pids, run_mgr_fits): beyond, 503 RESOURCE_EXCEEDED. */
 static int admit_box(struct box_mgr *m, uint64_t memory_mb, struct bx_err *err)
 {
     uint64_t n = 0, mem = memory_mb;
@@ -612,10 +664,13 @@ static int admit_box(struct box_mgr *m, uint64_t memory_mb, struct bx_err *err)
         return bx_err_set(err, BX_E_UNAVAILABLE, EAGAIN,
                           "max_boxes (%llu) boxes are running: stop or remove one, or retry later",
                           (unsigned long long)m->p.cfg->max_boxes);
-    if (mem > m->p.cfg->total_memory_mb)
+    if (m->p.runs ? !run_mgr_fits(m->p.runs, memory_mb, box_host_pids(m))
+                  : mem > m->p.cfg->total_memory_mb)
         return bx_err_set(err, BX_E_UNAVAILABLE, EAGAIN,
-                          "the running boxes' memory would pass total_memory_mb (%llu MB)",
-                          (unsigned long long)m->p.cfg->total_memory_mb);
+                          "running boxes and runs use the memory or pids budget "
+                          "(total_memory_mb %llu MB, total_pids %llu): stop a box or retry later",
+                          (unsigned long long)m->p.cfg->total_memory_mb,
+                          (unsigned long long)m->p.cfg->total_pids);
     return 0;
 }
 
@@ -724,6 +779,7 @@ static void destroy_box(struct box *b)
     if (b->iwait)
         image_wait_cancel(&b->iwait);
     release_sandbox(b);
+    release_budget(b);
     while (b->execs) {
         struct box_exec *e = b->execs;
         b->execs = e->next;
@@ -842,7 +898,7 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
     w_time(w, "started_at", b->started);
     w_time(w, "stopped_at", b->stopped);
     if (extra) {
-        w_str_or_null(w, "image_digest", b->img ? b->img->digest : NULL);
+        w_str_or_null(w, "image_digest", b->digest);
     }
     json_w_obj_end(w);
 }
@@ -859,6 +915,22 @@ static void each_rev(const struct box *b, struct json_writer *w, int extra)
 void box_each(struct box_mgr *m, struct json_writer *w, int extra)
 {
     each_rev(m->boxes, w, extra);
+}
+
+static void each_rev_status(const struct box *b, struct json_writer *w, int extra,
+                            const char *status)
+{
+    /* as each_rev */
+    if (!b)
+        return;
+    each_rev_status(b->next, w, extra, status);
+    if (strcmp(box_status_name(b->status), status) == 0)
+        box_info_json(b, w, extra);
+}
+
+void box_each_status(struct box_mgr *m, struct json_writer *w, int extra, const char *status)
+{
+    each_rev_status(m->boxes, w, extra, status);
 }
 
 static void each_exec_rev(const struct box_exec *e, struct json_writer *w, int extra)
@@ -992,6 +1064,9 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
                           (unsigned long long)cfg->max_disk_size_gb);
     if (box_check_volumes(m->p.cfg, req->volumes, req->nvolumes, err) < 0)
         return -1;
+    /* Absent (or null) network: the operator's box_defaults.network. */
+    if (!req->has_network)
+        req->network = cfg->box_defaults.network;
     if (req->network && (!m->p.net || net_unavailable(m->p.net)))
         return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "the sandbox network is unavailable: %s",
                           m->p.net ? net_unavailable(m->p.net) : "not configured");
@@ -1093,7 +1168,9 @@ void box_mgr_free(struct box_mgr **mp)
     if (!m)
         return;
     /* Disks and records stay (a box running now starts again with the next
-     * Boxer, see box_store.c); sandboxes and mounts go. */
+     * Boxer, see box_store.c); sandboxes and mounts go.  No queued run is
+     * admitted by the budget they give back: the server is stopping. */
+    m->p.runs = NULL;
     while (m->boxes) {
         struct box *b = m->boxes;
         b->cb = NULL;
@@ -1107,6 +1184,42 @@ void box_mgr_free(struct box_mgr **mp)
     }
     free(m);
     *mp = NULL;
+}
+
+void box_stats(const struct box_mgr *m, struct box_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->starts = m->starts;
+    st->stops = m->stops;
+    st->execs_started = m->execs_started;
+    for (const struct box *b = m->boxes; b; b = b->next) {
+        switch (b->status) {
+        case BOX_CREATING:
+            st->creating++;
+            break;
+        case BOX_RUNNING:
+        case BOX_STOPPING:
+            st->running++;
+            break;
+        case BOX_STOPPED:
+            st->stopped++;
+            break;
+        default:
+            st->error++;
+        }
+        if (b->held) {
+            st->memory_mb += b->held_memory_mb;
+            st->pids += b->held_pids;
+        }
+        for (const struct box_exec *e = b->execs; e; e = e->next)
+            if (e->running && !e->hidden)
+                st->execs_running++;
+    }
+}
+
+const struct config *box_mgr_config(const struct box_mgr *m)
+{
+    return m->p.cfg;
 }
 
 unsigned box_gc(struct box_mgr *m, uint64_t older_than)

@@ -38,6 +38,7 @@ struct json_writer;
 struct box_mgr;
 struct box;
 struct box_exec;
+struct run_mgr;
 
 struct box_mgr_params {
     struct loop *loop;
@@ -47,6 +48,9 @@ struct box_mgr_params {
     const char *runsc;      /* absolute path */
     const char *platform;
     struct net *net; /* NULL: network true is refused */
+    /* The budget running boxes share with /run (run_mgr_hold); NULL: boxes
+     * count only among themselves. */
+    struct run_mgr *runs;
 };
 
 int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_err *err);
@@ -78,6 +82,7 @@ struct box_create_req {
     struct box_volume *volumes;
     size_t nvolumes;
     int network; /* 1: the sandbox network (as /run's "sandbox"); 0: loopback only */
+    int has_network; /* network given; else box_defaults.network */
 };
 void box_create_req_free(struct box_create_req *r);
 
@@ -111,6 +116,18 @@ int box_recover(const struct config *cfg, struct bx_err *err);
 void box_info_json(const struct box *b, struct json_writer *w, int extra);
 /* box_info_json of every box, oldest first. */
 void box_each(struct box_mgr *m, struct json_writer *w, int extra);
+/* The same, only the boxes whose BoxInfo status is status ("running"...). */
+void box_each_status(struct box_mgr *m, struct json_writer *w, int extra, const char *status);
+/* For /v1/info and /metrics.  Statuses as BoxInfo shows them (a stopping
+ * box is running); execs_finished = execs_started - execs_running. */
+struct box_stats {
+    uint64_t creating, running, stopped, error;
+    uint64_t starts, stops;                /* sandboxes started, stopped */
+    uint64_t execs_started, execs_running; /* execs of the API (not file transfers) */
+    uint64_t memory_mb, pids;              /* held of the shared budget by running boxes */
+};
+void box_stats(const struct box_mgr *m, struct box_stats *st);
+const struct config *box_mgr_config(const struct box_mgr *m);
 /* Error code names of the /v1 API for a failed box operation. */
 const char *box_err_code(const struct bx_err *err);
 

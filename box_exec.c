@@ -295,6 +295,8 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     e->cb_arg = arg;
     e->next = b->execs;
     b->execs = e;
+    if (!hidden)
+        b->m->execs_started++; /* box_stats */
     trim_execs(b);
     *out = e;
     ret = 0;

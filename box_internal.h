@@ -24,7 +24,6 @@
 #define BOX_EXECS_KEPT (b->m->p.cfg->max_execs_per_box)
 #define BOX_EXEC_SAFETY_MS 5000
 #define BOX_OUTPUT_MAX (e->box->m->p.cfg->exec_output_bytes)
-#define BOX_PIDS 1024
 #define BOX_NOFILE 1024
 
 enum box_status { BOX_CREATING, BOX_RUNNING, BOX_STOPPING, BOX_STOPPED, BOX_ERROR };
@@ -80,6 +79,10 @@ struct box {
     char cid[48];
     unsigned gen;
     struct image *img;
+    /* The image's content digest, fixed at the first start: later starts
+     * (also after a Boxer restart) use exactly this content, whatever the
+     * tag points at by then.  "" until the image arrived once. */
+    char digest[80];
     struct image_wait *iwait;
     struct cg_run *cg;
     struct proc *step; /* mkfs, runsc create/start/kill */
@@ -100,6 +103,10 @@ struct box {
     uint64_t idle_timer;
     /* The record said running at a restart: start again without a waiter. */
     int restarting;
+    /* What this box holds of total_memory_mb / total_pids (run_mgr_hold)
+     * from the start of a start until its sandbox is gone. */
+    int held;
+    uint64_t held_memory_mb, held_pids;
 };
 
 struct box_mgr {
@@ -108,6 +115,7 @@ struct box_mgr {
     struct bgproc *bg;
     char mkfs[PATH_MAX];
     char home_boxes[PATH_MAX];
+    uint64_t starts, stops, execs_started; /* box_stats */
 };
 
 /* box_bundle.c */

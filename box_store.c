@@ -49,7 +49,7 @@ int box_store_save(struct box *b)
     w_s(&w, "id", b->id);
     w_s(&w, "name", b->name);
     w_s(&w, "image", b->image);
-    w_s(&w, "image_digest", b->img ? b->img->digest : NULL);
+    w_s(&w, "image_digest", b->digest[0] ? b->digest : NULL);
     json_w_key(&w, "cpu");
     json_w_double(&w, b->cpu);
     w_u(&w, "memory_mb", b->memory_mb);
@@ -228,6 +228,8 @@ static struct box *box_from_record(struct box_mgr *m, const char *id, const stru
     b->gen = (unsigned)get_u(o, "generation");
     b->idle_secs = get_u(o, "idle_timeout_secs");
     b->network = get_bool(o, "network");
+    if (get_s(o, "image_digest") && strlen(get_s(o, "image_digest")) < sizeof(b->digest))
+        snprintf(b->digest, sizeof(b->digest), "%s", get_s(o, "image_digest"));
     if (get_volumes(o, b) < 0) {
         /* The operator may have narrowed volume_roots since: such a box is
          * not started again with the old mounts. */
@@ -299,6 +301,11 @@ static int load_one(struct box_mgr *m, int dfd, const char *id)
         free(b);
         return 0;
     }
+    /* The box holds its image from now on, stopped or not: the cache may
+     * not evict it nor DELETE /images remove it (a start needs it). */
+    if (b->digest[0] && m->p.images &&
+        image_acquire_digest(m->p.images, b->digest, &b->img, &err) < 0)
+        bx_log_warn("box %s: %s (pulled by digest at its next start)", id, err.msg);
     /* The old sandbox's runsc state is meaningless now (its processes are
      * gone): a fresh state directory for the next start. */
     snprintf(path, sizeof(path), "%s/state", id);

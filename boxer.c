@@ -31,6 +31,7 @@
 #include "net.h"
 #include "openapi.h"
 #include "api_box.h"
+#include "api_v1.h"
 #include "box.h"
 #include "proc.h"
 #include "route.h"
@@ -579,6 +580,20 @@ static void route_metrics(struct app *a, struct http_conn *c)
     g.open_fds = count_fds();
     g.rss_bytes = rss_bytes();
     g.connections = http_server_conn_count(a->http);
+    if (a->boxes) {
+        struct box_stats bs;
+        box_stats(a->boxes, &bs);
+        g.boxes_creating = bs.creating;
+        g.boxes_running = bs.running;
+        g.boxes_stopped = bs.stopped;
+        g.boxes_error = bs.error;
+        g.box_starts = bs.starts;
+        g.box_stops = bs.stops;
+        g.execs_started = bs.execs_started;
+        g.execs_running = bs.execs_running;
+        g.execs_finished =
+            bs.execs_started > bs.execs_running ? bs.execs_started - bs.execs_running : 0;
+    }
     sbuf_init(&body, 1u << 20);
     if (metrics_render(a->metrics, &g, &body) < 0)
         http_respond_error(c, BX_E_INTERNAL, "metrics too large");
@@ -672,6 +687,31 @@ ON_BOX(api_box_gc)
 ON_BOX(api_box_upload)
 ON_BOX(api_box_download)
 
+/* GET /v1/info, POST /v1/run (api_v1.c) */
+static void on_api_v1(void *app, struct http_conn *c, const struct http_request *req, int run)
+{
+    struct app *a = app;
+    struct api_v1 v = {&a->cfg, a->boxes, a->runs};
+    if (run)
+        api_v1_run(&v, c, req);
+    else
+        api_v1_info(&v, c, req);
+}
+
+static void on_api_v1_info(void *app, struct http_conn *c, const struct http_request *req,
+                           const struct route_params *p)
+{
+    (void)p;
+    on_api_v1(app, c, req, 0);
+}
+
+static void on_api_v1_run(void *app, struct http_conn *c, const struct http_request *req,
+                          const struct route_params *p)
+{
+    (void)p;
+    on_api_v1(app, c, req, 1);
+}
+
 /* Every route, once: dispatch, 405 and its Allow list, 404 and the metrics
  * labels (in this order on /metrics) all come from here. */
 static const struct route routes[] = {
@@ -700,6 +740,8 @@ static const struct route routes[] = {
     {HTTP_POST, "/v1/gc", on_api_box_gc, "/v1/gc", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/upload", on_api_box_upload, "/v1/boxes/{id}/files/upload", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/download", on_api_box_download, "/v1/boxes/{id}/files/download", 0},
+    {HTTP_GET, "/v1/info", on_api_v1_info, "/v1/info", 0},
+    {HTTP_POST, "/v1/run", on_api_v1_run, "/v1/run", 0},
 };
 
 static void observe_request(void *arg, const char *path, int status)
@@ -1017,7 +1059,7 @@ static int setup_runs(struct app *a, struct bx_err *err)
         return -1;
     {
         struct box_mgr_params bp = {a->loop, &a->cfg, a->images, a->cgroups, a->runsc,
-                                    a->platform, a->net};
+                                    a->platform, a->net, a->runs};
         return box_mgr_new(&a->boxes, &bp, err);
     }
 }

@@ -106,7 +106,9 @@ void config_defaults(struct config *cfg)
     cfg->bridge_name = strdup("boxer0");
     cfg->allow_private_egress = 0;
     cfg->max_egress_rules = 16;
-    cfg->box_defaults = (struct box_defaults){2.0, 1024, 8, false, strdup("/root")};
+    cfg->box_defaults = (struct box_defaults){2.0, 1024, 8, false, strdup("/root"), 256};
+    if (config_run_host_pids(cfg->box_defaults.pids_limit) > cfg->total_pids)
+        cfg->box_defaults.pids_limit = cfg->max_limits.pids_limit;
     cfg->max_disk_size_gb = 64;
     cfg->box_stop_grace_secs = 10;
     cfg->box_idle_timeout_secs = 3600;
@@ -248,6 +250,7 @@ static const struct field box_default_fields[] = {
     BOXDEF(disk_size_gb, F_UINT, 1024, false),
     BOXDEF(network, F_BOOL, 0, false),
     BOXDEF(workdir, F_STRING, 0, false),
+    BOXDEF(pids_limit, F_UINT, 1u << 20, false),
 };
 
 /* "defaults" and "max_limits": every limit is positive. */

@@ -27,6 +27,10 @@ struct box_defaults {
     uint64_t disk_size_gb;
     bool network;
     char *workdir;
+    /* Processes of one box, as /run's pids_limit: its cgroup gets
+     * config_run_host_pids() of it (at most total_pids), and a running box
+     * holds that much of total_pids. */
+    uint64_t pids_limit;
 };
 
 struct mirror {

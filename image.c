@@ -370,6 +370,18 @@ done:
     return 0;
 }
 
+int image_acquire_digest(struct image_cache *ic, const char *digest, struct image **out,
+                         struct bx_err *err)
+{
+    char hex[HEX_LEN + 1];
+    *out = NULL;
+    if (image_digest_to_hex(digest, strlen(digest), hex) < 0)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "invalid image digest");
+    if (!image_blob_ready(ic, hex))
+        return bx_err_set(err, BX_E_NOT_FOUND, ENOENT, "image %s is not cached", digest);
+    return image_hand_out(ic, hex, out, err);
+}
+
 void image_wait_cancel(struct image_wait **wp)
 {
     struct image_wait *w = wp ? *wp : NULL;
@@ -487,7 +499,10 @@ int image_delete(struct image_cache *ic, const struct imgref *ref, struct bx_err
     if (ref_lookup(ic, canon, key, &e) < 0)
         return bx_err_set(err, BX_E_NOT_FOUND, ENOENT, "image not found: %.300s", canon);
     if (image_use_count(ic, e.hex) > 0)
-        return bx_err_set(err, BX_E_CONFLICT, EBUSY, "image %.300s is in use", canon);
+        return bx_err_set(err, BX_E_CONFLICT, EBUSY,
+                          "image %.300s is in use by a run or by a box (a stopped box keeps "
+                          "its image until it is removed)",
+                          canon);
     snprintf(name, sizeof(name), "%s.json", key);
     if (unlinkat(ic->refs_fd, name, 0) < 0 && errno != ENOENT)
         return bx_err_sys(err, BX_E_INTERNAL, "remove image reference");

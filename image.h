@@ -91,6 +91,12 @@ int image_get(struct image_cache *ic, const struct imgref *ref, image_ready_cb c
  * still fills the cache, and is stopped (children killed, partial files
  * removed) when it was the last.  Sets *w to NULL; NULL is a no-op. */
 void image_wait_cancel(struct image_wait **w);
+/* The cached image with this digest ("sha256:<hex>"), now (no pull, no
+ * callback): for what must keep exactly the content it started from (a box
+ * restarted after a Boxer restart).  404 when it is not in the cache.  The
+ * image is the caller's until image_release, and counts as in use. */
+int image_acquire_digest(struct image_cache *ic, const char *digest, struct image **out,
+                         struct bx_err *err);
 /* Marks the image no longer in use by the caller (for eviction/deletion)
  * and frees img. */
 void image_release(struct image_cache *ic, struct image *img);

@@ -115,6 +115,24 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
     sbuf_appendf(o, "boxer_store_bytes %" PRIu64 "\n", g->store_bytes);
     family(o, "boxer_store_files", "gauge", "Files in the file store.");
     sbuf_appendf(o, "boxer_store_files %" PRIu64 "\n", g->store_files);
+    family(o, "boxer_boxes", "gauge", "Boxes by status (a stopping box is running).");
+    sbuf_appendf(o,
+                 "boxer_boxes{status=\"creating\"} %" PRIu64 "\n"
+                 "boxer_boxes{status=\"running\"} %" PRIu64 "\n"
+                 "boxer_boxes{status=\"stopped\"} %" PRIu64 "\n"
+                 "boxer_boxes{status=\"error\"} %" PRIu64 "\n",
+                 g->boxes_creating, g->boxes_running, g->boxes_stopped, g->boxes_error);
+    family(o, "boxer_box_starts_total", "counter", "Box sandboxes started (create, start, restart).");
+    sbuf_appendf(o, "boxer_box_starts_total %" PRIu64 "\n", g->box_starts);
+    family(o, "boxer_box_stops_total", "counter",
+           "Box sandboxes stopped (stop, idle stop, removal, a sandbox that ended).");
+    sbuf_appendf(o, "boxer_box_stops_total %" PRIu64 "\n", g->box_stops);
+    family(o, "boxer_box_execs_started_total", "counter", "Execs started in boxes.");
+    sbuf_appendf(o, "boxer_box_execs_started_total %" PRIu64 "\n", g->execs_started);
+    family(o, "boxer_box_execs_finished_total", "counter", "Execs in boxes that have ended.");
+    sbuf_appendf(o, "boxer_box_execs_finished_total %" PRIu64 "\n", g->execs_finished);
+    family(o, "boxer_box_execs_running", "gauge", "Execs running in boxes now.");
+    sbuf_appendf(o, "boxer_box_execs_running %" PRIu64 "\n", g->execs_running);
     family(o, "boxer_http_connections", "gauge", "Open client connections.");
     sbuf_appendf(o, "boxer_http_connections %" PRIu64 "\n", g->connections);
     family(o, "process_open_fds", "gauge", "Open file descriptors.");

@@ -17,6 +17,10 @@ struct metrics_gauges {
     uint64_t store_bytes, store_files;
     uint64_t open_fds, rss_bytes;
     uint64_t connections;
+    /* boxes (box_stats) */
+    uint64_t boxes_creating, boxes_running, boxes_stopped, boxes_error;
+    uint64_t box_starts, box_stops;
+    uint64_t execs_started, execs_running, execs_finished;
 };
 
 #define METRICS_MAX_ROUTES 32

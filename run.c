@@ -194,8 +194,8 @@ static int fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
 {
     const struct config *cfg = m->p.cfg;
     return m->nactive < cfg->max_concurrent_runs &&
-           m->used_memory_mb + memory_mb <= cfg->total_memory_mb &&
-           m->used_pids + pids <= cfg->total_pids;
+           m->used_memory_mb + m->held_memory_mb + memory_mb <= cfg->total_memory_mb &&
+           m->used_pids + m->held_pids + pids <= cfg->total_pids;
 }
 
 static int admissible(const struct run_mgr *m, const struct run_job *job)
@@ -298,6 +298,27 @@ static void start_next(struct run_mgr *m)
         job->started_ms = bx_now_ms();
         admit(m, job);
     }
+}
+
+void run_mgr_hold(struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
+{
+    m->held_memory_mb += memory_mb;
+    m->held_pids += pids;
+}
+
+void run_mgr_release(struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
+{
+    m->held_memory_mb -= memory_mb < m->held_memory_mb ? memory_mb : m->held_memory_mb;
+    m->held_pids -= pids < m->held_pids ? pids : m->held_pids;
+    /* admit() defers each start: nothing is called back from here */
+    start_next(m);
+}
+
+int run_mgr_fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
+{
+    const struct config *cfg = m->p.cfg;
+    return m->used_memory_mb + m->held_memory_mb + memory_mb <= cfg->total_memory_mb &&
+           m->used_pids + m->held_pids + pids <= cfg->total_pids;
 }
 
 static void job_fail(struct run_job *job, const struct bx_err *e)
@@ -587,6 +608,7 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
     job->iwait = NULL;
     bx_err_clear(&err);
     if (!img) {
+        job->res->image_failed = 1;
         job_fail(job, ierr);
         return;
     }
@@ -605,7 +627,9 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
     job->started_ms = bx_now_ms();
     if (spawn_runsc(job, &err) < 0)
         goto fail;
-    job->wall_timer = loop_timer_add(m->p.loop, job->req->limits.wall_clock_secs * 1000,
+    job->wall_timer = loop_timer_add(m->p.loop,
+                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
+                                                             : job->req->limits.wall_clock_secs * 1000,
                                      on_wall_clock, job);
     return;
 fail:
@@ -1032,6 +1056,10 @@ void run_stats(const struct run_mgr *m, struct run_stats *st)
     *st = m->stats;
     st->running = m->nactive;
     st->queued = m->nqueued;
+    st->runs_memory_mb = m->used_memory_mb;
+    st->runs_pids = m->used_pids;
+    st->held_memory_mb = m->held_memory_mb;
+    st->held_pids = m->held_pids;
 }
 
 void run_mgr_free(struct run_mgr **mp)

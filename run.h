@@ -58,6 +58,9 @@ struct run_request {
     struct net_egress *egress;
     size_t negress;
     int persist;
+    /* /v1/run's timeout_ms: the wall clock in ms when set (else
+     * limits.wall_clock_secs, which stays its whole-second ceiling). */
+    uint64_t wall_clock_ms;
 };
 
 void run_request_free(struct run_request **r);
@@ -88,6 +91,7 @@ struct run_result {
     int persist;
     int drop_outputs; /* outputs go even with persist (a failed capture) */
     int captured;     /* a capture ran: output/<exec_id> may exist */
+    int image_failed; /* RUN_ERROR because the image could not be had */
     char **files;
 };
 
@@ -131,8 +135,19 @@ void run_result_free(struct run_result **res);
  * is freed.  The deletion is never called back; a shutdown finishes it. */
 void run_result_release(struct run_mgr *m, struct run_result **res);
 
+/* Budget held outside the runs (running boxes, box.c): admitted runs plus
+ * this must fit total_memory_mb and total_pids.  A release lets queued
+ * runs start (from the loop, never inside this call). */
+void run_mgr_hold(struct run_mgr *m, uint64_t memory_mb, uint64_t pids);
+void run_mgr_release(struct run_mgr *m, uint64_t memory_mb, uint64_t pids);
+/* 1 when memory_mb and pids fit what the admitted runs and the holds leave
+ * of the budget. */
+int run_mgr_fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids);
+
 struct run_stats {
     uint64_t running, queued;
+    /* of total_memory_mb / total_pids: held by admitted runs, by boxes */
+    uint64_t runs_memory_mb, runs_pids, held_memory_mb, held_pids;
     uint64_t ok, nonzero, timeout, oom, output_limit, error;
 };
 void run_stats(const struct run_mgr *m, struct run_stats *st);

@@ -15,6 +15,7 @@ struct run_mgr {
     size_t nactive;
     uint64_t used_memory_mb; /* sum of the admitted jobs' costs */
     uint64_t used_pids;
+    uint64_t held_memory_mb, held_pids; /* run_mgr_hold: running boxes */
     int stopping; /* run_mgr_free: admit nothing more */
     struct run_stats stats;
     struct discard *discards; /* deletions of persist=false files under way */

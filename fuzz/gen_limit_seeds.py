@@ -228,6 +228,23 @@ def runreq():
     return out
 
 
+def v1run():
+    """POST /v1/run bodies at the /run limits they map onto."""
+    out = {}
+    head = b'{"image": "busybox", "cmd": ["echo", "'
+    for n in around(RUN_MAX_BODY):
+        out["body_%d" % n] = pad_json(head + b'hi"]', b"}", n)
+    for n in around(RUN_MAX_ARGS):
+        out["cmd_%d" % n] = b'{"image": "busybox", "cmd": ' + json_list(n, b'"a"') + b"}"
+    for n in around(RUN_MAX_ENV):
+        env = b", ".join(b'"K%d": "v"' % i for i in range(n))
+        out["env_%d" % n] = b'{"image": "busybox", "cmd": ["true"], "env": {' + env + b"}}"
+    for n in around(RUN_MAX_STRING):
+        out["env_bytes_%d" % n] = (b'{"image": "busybox", "cmd": ["true"], "env": {"K": "' +
+                                   b"v" * (n - 2) + b'"}}')
+    return out
+
+
 HARNESSES = {
     "fuzz_storepath": storepath,
     "fuzz_imgref": imgref,
@@ -238,6 +255,7 @@ HARNESSES = {
     "fuzz_config": config,
     "fuzz_json": json_,
     "fuzz_runreq": runreq,
+    "fuzz_v1run": v1run,
 }
 
 

@@ -297,6 +297,8 @@ static const struct {
     {"{\"box_defaults\": {\"memory_mb\": 0}}", "box_defaults.memory_mb"},
     {"{\"box_defaults\": {\"disk_size_gb\": 100}}", "box_defaults.disk_size_gb"},
     {"{\"box_defaults\": 2}", "box_defaults"},
+    {"{\"box_defaults\": {\"pids_limit\": 0}}", "box_defaults.pids_limit"},
+    {"{\"box_defaults\": {\"pids_limit\": -5}}", "box_defaults.pids_limit"},
     {"{\"max_disk_size_gb\": 0}", "max_disk_size_gb"},
     {"{\"max_boxes\": 0}", "max_boxes"},
     {"{\"max_execs_per_box\": 0}", "max_execs_per_box"},
@@ -514,6 +516,8 @@ START_TEST(box_fields_parse)
     ck_assert_uint_eq(cfg.box_defaults.disk_size_gb, 8);
     ck_assert_int_eq(cfg.box_defaults.network, 0);
     ck_assert_str_eq(cfg.box_defaults.workdir, "/root");
+    ck_assert_uint_eq(cfg.box_defaults.pids_limit,
+                      config_run_host_pids(256) <= cfg.total_pids ? 256 : cfg.max_limits.pids_limit);
     ck_assert_uint_eq(cfg.max_disk_size_gb, 64);
     ck_assert_uint_eq(cfg.box_stop_grace_secs, 10);
     ck_assert_uint_eq(cfg.box_idle_timeout_secs, 3600);
@@ -525,7 +529,8 @@ START_TEST(box_fields_parse)
     config_free(&cfg);
     ck_assert_int_eq(parse(&cfg,
                            "{\"box_defaults\": {\"cpu\": 0.5, \"memory_mb\": 256,"
-                           " \"disk_size_gb\": 2, \"network\": true, \"workdir\": \"/w\"},"
+                           " \"disk_size_gb\": 2, \"network\": true, \"workdir\": \"/w\","
+                           " \"pids_limit\": 100},"
                            " \"max_disk_size_gb\": 4, \"box_stop_grace_secs\": 0,"
                            " \"box_idle_timeout_secs\": 0, \"max_boxes\": 3,"
                            " \"max_execs_per_box\": 5, \"exec_output_bytes\": 4096,"
@@ -537,6 +542,7 @@ START_TEST(box_fields_parse)
     ck_assert_uint_eq(cfg.box_defaults.disk_size_gb, 2);
     ck_assert_int_eq(cfg.box_defaults.network, 1);
     ck_assert_str_eq(cfg.box_defaults.workdir, "/w");
+    ck_assert_uint_eq(cfg.box_defaults.pids_limit, 100);
     ck_assert_uint_eq(cfg.max_disk_size_gb, 4);
     ck_assert_uint_eq(cfg.box_stop_grace_secs, 0);
     ck_assert_uint_eq(cfg.box_idle_timeout_secs, 0);

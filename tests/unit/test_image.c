@@ -720,6 +720,52 @@ START_TEST(test_evict_lru)
 }
 END_TEST
 
+/* image_acquire_digest: the cached content by digest, now, counted as in
+ * use (DELETE 409, never evicted); 404 once it is gone, 400 for a digest
+ * that is not one. */
+START_TEST(test_acquire_digest)
+{
+    struct env e;
+    struct res a, b;
+    struct image *img = NULL;
+    struct imgref ref;
+    struct bx_err err;
+    char d[80], rel[256];
+
+    NEED_ENV();
+    env_init(&e);
+    env_open(&e);
+    get_wait(&e, bb("latest"), &a);
+    ck_assert_msg(!a.failed, "%s", a.err.msg);
+    snprintf(d, sizeof(d), "%s", a.img->digest);
+    image_release(e.ic, a.img);
+    bx_err_clear(&err);
+    ck_assert_msg(image_acquire_digest(e.ic, d, &img, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(img->digest, d);
+    snprintf(rel, sizeof(rel), "blobs/%s/rootfs", d + 7);
+    ck_assert(exists_at(e.home, rel));
+    ref_of(bb("latest"), &ref);
+    ck_assert_int_eq(image_delete(e.ic, &ref, &err), -1);
+    ck_assert_int_eq(err.status, 409);
+    /* a pull over any cache size evicts what is not in use: not this */
+    e.cfg.image_cache_max_bytes = 1;
+    get_wait(&e, bb("v2"), &b);
+    ck_assert_msg(!b.failed, "%s", b.err.msg);
+    ck_assert_str_ne(b.img->digest, d);
+    image_release(e.ic, b.img);
+    ck_assert(exists_at(e.home, rel));
+    image_release(e.ic, img);
+    ck_assert_msg(image_delete(e.ic, &ref, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(image_acquire_digest(e.ic, d, &img, &err), -1);
+    ck_assert_int_eq(err.status, 404);
+    ck_assert_ptr_null(img);
+    ck_assert_int_eq(image_acquire_digest(e.ic, "sha256:../../etc", &img, &err), -1);
+    ck_assert_int_eq(err.status, 400);
+    ck_assert_int_eq(image_acquire_digest(e.ic, "", &img, &err), -1);
+    env_free(&e);
+}
+END_TEST
+
 START_TEST(test_timeout)
 {
     struct env e;
@@ -894,6 +940,7 @@ static Suite *image_suite(void)
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_delete);
     tcase_add_test(tc, test_evict_lru);
+    tcase_add_test(tc, test_acquire_digest);
     tcase_add_test(tc, test_timeout);
     tcase_add_test(tc, test_tag_refresh_falls_back_when_offline);
     tcase_add_test(tc, test_hostile_layers);
