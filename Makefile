@@ -73,6 +73,7 @@ DEPS_test_image := image image_pull image_disk sha256 imgref json json_write pro
 DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
+DEPS_test_exec_log := exec_log stream_events json json_write util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
