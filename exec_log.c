@@ -208,3 +208,17 @@ size_t exec_log_stream_len(const struct exec_log *l, int stream)
             n += slot(l, i)->len;
     return n;
 }
+
+void exec_log_remove_stream(struct exec_log *l, int stream)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        struct exec_event *e = slot(l, i);
+        if (e->stream != stream || e->len == 0)
+            continue;
+        /* Emptied, not removed: the seqs of kept events stay consecutive,
+         * and the running totals of later events stay as they were. */
+        l->bytes -= e->len;
+        e->len = 0;
+    }
+    l->carry_len[stream] = 0;
+}

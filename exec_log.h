@@ -66,6 +66,9 @@ uint64_t exec_log_bytes_after(const struct exec_log *l, uint64_t after);
 int exec_log_truncated(const struct exec_log *l);
 /* The kept text of one stream, concatenated, appended to out. */
 int exec_log_text(const struct exec_log *l, int stream, struct sbuf *out);
+/* Empties the kept events of one stream (their seqs stay; readers skip
+ * empty events): text that was not the command's (runsc's own error). */
+void exec_log_remove_stream(struct exec_log *l, int stream);
 /* Bytes of one stream kept (what exec_log_text would append). */
 size_t exec_log_stream_len(const struct exec_log *l, int stream);
 
