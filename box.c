@@ -934,7 +934,7 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
     if (extra) {
         struct sbuf sb;
         /* The log's kept tail of each stream (its bytes are bounded). */
-        sbuf_init(&sb, SIZE_MAX);
+        sbuf_init(&sb, (size_t)e->log.max + 1);
         for (int s = EXEC_STDOUT; s <= EXEC_STDERR; s++) {
             sbuf_reset(&sb);
             json_w_key(w, s == EXEC_STDOUT ? "stdout" : "stderr");

@@ -174,6 +174,9 @@ int box_scratch_fd(struct box *b, struct bx_err *err);
 int box_transfer(struct box *b, int put, const char *path, int fd, box_exec_cb cb, void *arg,
                  struct box_exec **out, struct bx_err *err);
 uint64_t box_upload_limit(const struct box_mgr *m);
+struct loop *box_mgr_loop(const struct box_mgr *m);
+/* config's stream_keepalive_secs, in ms */
+uint64_t box_stream_keepalive_ms(const struct box_mgr *m);
 uint64_t box_min_free_disk_percent(const struct box_mgr *m);
 
 #endif

@@ -546,6 +546,16 @@ uint64_t box_upload_limit(const struct box_mgr *m)
     return m->p.cfg->upload_limit_bytes;
 }
 
+struct loop *box_mgr_loop(const struct box_mgr *m)
+{
+    return m->p.loop;
+}
+
+uint64_t box_stream_keepalive_ms(const struct box_mgr *m)
+{
+    return m->p.cfg->stream_keepalive_secs * 1000;
+}
+
 uint64_t box_min_free_disk_percent(const struct box_mgr *m)
 {
     return m->p.cfg->min_free_disk_percent;

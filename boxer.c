@@ -668,6 +668,7 @@ ON_BOX(api_box_start)
 ON_BOX(api_box_exec)
 ON_BOX(api_box_execs)
 ON_BOX(api_box_exec_get)
+ON_BOX(api_box_exec_events)
 ON_BOX(api_box_gc)
 ON_BOX(api_box_upload)
 ON_BOX(api_box_download)
@@ -697,6 +698,7 @@ static const struct route routes[] = {
     {HTTP_POST, "/v1/boxes/{id}/exec", on_api_box_exec, "/v1/boxes/{id}/exec", 0},
     {HTTP_GET, "/v1/boxes/{id}/execs", on_api_box_execs, "/v1/boxes/{id}/execs", 0},
     {HTTP_GET, "/v1/boxes/{id}/exec/{eid}", on_api_box_exec_get, "/v1/boxes/{id}/exec/{eid}", 0},
+    {HTTP_GET, "/v1/boxes/{id}/exec/{eid}/events", on_api_box_exec_events, "/v1/boxes/{id}/exec/{eid}/events", 0},
     {HTTP_POST, "/v1/gc", on_api_box_gc, "/v1/gc", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/upload", on_api_box_upload, "/v1/boxes/{id}/files/upload", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/download", on_api_box_download, "/v1/boxes/{id}/files/download", 0},

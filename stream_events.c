@@ -115,9 +115,8 @@ int sev_truncated(struct sbuf *out, enum sev_format f, uint64_t dropped, uint64_
 
 int sev_keepalive(struct sbuf *out, enum sev_format f)
 {
-    if (f == SEV_SSE)
-        ATOMIC(out, sbuf_append(out, ": keepalive\n\n", 14));
-    ATOMIC(out, sbuf_append(out, "{\"type\":\"keepalive\"}\n", 21));
+    const char *k = f == SEV_SSE ? ": keepalive\n\n" : "{\"type\":\"keepalive\"}\n";
+    ATOMIC(out, sbuf_append(out, k, strlen(k)));
 }
 
 static int start_ev(struct sbuf *out, const char *id)

@@ -171,9 +171,11 @@ START_TEST(sse_shapes)
     sbuf_reset(&sb);
     ck_assert_int_eq(sev_keepalive(&sb, SEV_SSE), 0);
     ck_assert_str_eq(sb.data, ": keepalive\n\n");
+    ck_assert_uint_eq(sb.len, 13);
     sbuf_reset(&sb);
     ck_assert_int_eq(sev_truncated(&sb, SEV_SSE, 5, 9), 0);
     ck_assert_str_eq(sb.data, "event: truncated\ndata: {\"dropped\":5,\"first_seq\":9}\n\n");
+    ck_assert_uint_eq(sb.len, strlen(sb.data));
     sbuf_free(&sb);
 }
 END_TEST
@@ -198,6 +200,7 @@ START_TEST(ndjson_shapes)
     ck_assert_str_eq(sb.data, "{\"type\":\"start\",\"exec_id\":\"exec_abc\",\"id\":\"exec_abc\"}\n");
     sbuf_reset(&sb);
     ck_assert_int_eq(sev_keepalive(&sb, SEV_NDJSON), 0);
+    ck_assert_uint_eq(sb.len, strlen(sb.data));
     ndjson_parses(sb.data, sb.len);
     sbuf_reset(&sb);
     ck_assert_int_eq(sev_truncated(&sb, SEV_NDJSON, 1, 2), 0);
