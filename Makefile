@@ -141,6 +141,7 @@ fuzz: $(FUZZ_BINS)
 # reach, so the fuzzer can produce inputs on both sides of every limit:
 #   cgproc     the 4096-byte output (byte 1's top bit)
 #   config     CONFIG_MAX_BYTES 1 MiB (413); 100000 values; 1024-entry lists
+#   events     no limit of its own (one event's data; a small log of 300-555 B)
 #   httpparse  DEFAULT_MAX_HEADER_BYTES 32768; request line 8192;
 #              CHUNK_MAX_TRAILER 8192
 #   imgref     IMGREF_MAX 255
@@ -154,6 +155,7 @@ fuzz: $(FUZZ_BINS)
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
 FUZZ_MAX_LEN_fuzz_config := 1049600
 FUZZ_MAX_LEN_fuzz_egress := 4096
+FUZZ_MAX_LEN_fuzz_events := 8192
 FUZZ_MAX_LEN_fuzz_httpparse := 40960
 FUZZ_MAX_LEN_fuzz_imgref := 4096
 FUZZ_MAX_LEN_fuzz_json := 66560

@@ -31,6 +31,7 @@
 #include "net.h"
 #include "openapi.h"
 #include "api_box.h"
+#include "run_stream.h"
 #include "box.h"
 #include "proc.h"
 #include "route.h"
@@ -455,6 +456,18 @@ static int run_on_end(void *ctx, struct bx_err *err)
                           err) < 0)
         return -1;
     sbuf_free(&r->body);
+    if (req->stream) {
+        /* NDJSON events (run_stream.c): answered now, the stream owns the run. */
+        struct run_stream_params sp = {r->app->runs, r->app->loop, r->app->metrics,
+                                       r->app->cfg.exec_output_bytes,
+                                       r->app->cfg.stream_keepalive_secs * 1000};
+        if (run_stream_start(&sp, r->conn, &req, err) < 0) {
+            run_request_free(&req);
+            return -1;
+        }
+        run_ctx_free(r);
+        return 0;
+    }
     if (run_submit(r->app->runs, &req, on_run_done, r, &r->job, err) < 0) {
         run_request_free(&req);
         return -1;

@@ -350,3 +350,67 @@ def test_slow_reader_blocks_the_command(srv, box):
         assert progress() == 1500
     finally:
         sock.close()
+
+
+def run_stream(srv, body):
+    with httpx.stream("POST", srv.url + "/run", json=dict(body, stream=True), timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in r.iter_lines() if line.strip()]
+
+
+def test_run_stream_start_log_result(srv):
+    body = {"image": BUSYBOX, "cmd": ["sh", "-c", "echo one; echo oops >&2; sleep 0.3; echo two"]}
+    evs = run_stream(srv, body)
+    assert evs[0]["type"] == "start" and evs[0]["exec_id"].startswith("boxer-")
+    logs = [e for e in evs if e["type"] == "log"]
+    assert text_of(logs, "stdout") == "one\ntwo\n" and text_of(logs, "stderr") == "oops\n"
+    assert [e["seq"] for e in logs] == list(range(1, len(logs) + 1))
+    res = evs[-1]
+    assert res["type"] == "result" and res["status"] == 200
+    # every field of the plain answer, with the same values
+    plain = httpx.post(srv.url + "/run", json=body, timeout=120).json()
+    assert set(res) - {"type", "status"} == set(plain)
+    assert res["exec_id"] == evs[0]["exec_id"]
+    assert (res["exit_code"], res["stdout"], res["stderr"], res["timed_out"]) == \
+        (0, "one\ntwo\n", "oops\n", False)
+    assert res["wall_ms"] >= 300
+    # base64
+    evs = run_stream(srv, {"image": BUSYBOX, "cmd": ["printf", "\\377\\000a"],
+                           "encoding": "base64"})
+    got = b"".join(base64.b64decode(e["data"]) for e in evs if e["type"] == "log")
+    assert got == b"\xff\x00a"
+
+
+def test_run_stream_timeout_and_output_limit(srv):
+    evs = run_stream(srv, {"image": BUSYBOX, "cmd": ["sh", "-c", "echo before; sleep 30"],
+                           "limits": {"wall_clock_secs": 1}})
+    assert evs[0]["type"] == "start"
+    assert text_of([e for e in evs if e["type"] == "log"], "stdout") == "before\n"
+    res = evs[-1]
+    assert res["type"] == "result" and res["status"] == 408 and res["timed_out"] is True
+    assert res["error"] == "wall clock limit exceeded" and res["stdout"] == "before\n"
+
+
+def test_run_stream_client_gone_cancels(srv):
+    """A streamed run whose client leaves is killed and cleaned up."""
+    sock = socket.create_connection(("127.0.0.1", srv.port))
+    body = json.dumps({"image": BUSYBOX, "cmd": ["sh", "-c", "echo up; sleep 60"],
+                       "stream": True}).encode()
+    sock.sendall(b"POST /run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    buf = b""
+    sock.settimeout(60)
+    while b'"type":"log"' not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, buf
+        buf += chunk
+    exec_id = json.loads(buf[buf.index(b'{"type":"start"'):].split(b"\n")[0])["exec_id"]
+    assert boxer_server.leftover_processes(srv.home) != []
+    sock.close()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(exec_id in p for p in
+                                         map(str, boxer_server.leftover_processes(srv.home))):
+        time.sleep(0.1)
+    assert not any(exec_id in str(p) for p in boxer_server.leftover_processes(srv.home))
+    assert not os.path.exists(os.path.join(srv.home, "runs", exec_id))
