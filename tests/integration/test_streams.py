@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 import boxer_server
+import hardening as H
 
 BUSYBOX = "busybox"
 LOG_BYTES = 256 << 10
@@ -269,14 +270,15 @@ def vm_rss_kb(pid):
 
 
 def test_large_output_streams_with_flat_rss(srv, box):
-    total = 100_000_000
+    # 100 MB; a tenth under valgrind, which runs the server ~30 times slower
+    total = 100_000_000 // (10 if H.VALGRIND else 1)
     pid = srv.proc.pid
     base = vm_rss_kb(pid)
     peak = base
     got = 0
     t0 = time.time()
     # http.client: httpx's line splitting is far slower than Boxer here
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60 * H.SLOW)
     conn.request("POST", "/v1/boxes/%s/exec" % box,
                  body=json.dumps({"cmd": ["head", "-c", str(total), "/dev/zero"], "stream": True,
                                   "encoding": "base64"}),
@@ -299,15 +301,20 @@ def test_large_output_streams_with_flat_rss(srv, box):
     conn.close()
     assert last["type"] == "exit" and last["exit_code"] == 0
     assert got == total
+    took = time.time() - t0
+    print("%d MB streamed in %.1f s, RSS %d kB -> peak %d kB" % (total // 10**6, took, base, peak))
     # bounded by the log, the answer buffers and the pipe reads, not the output
-    assert peak - base < 40 * 1024, (base, peak)
-    assert time.time() - t0 < 30
+    if H.CHECK_RSS:
+        assert peak - base < 40 * 1024, (base, peak)
+    assert took < 30 * H.SLOW
 
 
 def test_slow_reader_blocks_the_command(srv, box):
     """While the client does not read, the command stalls on its writes;
     it goes on once the client reads again."""
-    script = ("i=0; while [ $i -lt 1500 ]; do head -c 65536 /dev/zero; i=$((i+1)); "
+    # 400 x 64 KiB: far more than the socket buffers, the answer's piece,
+    # the log's lag bound and the pipe hold together (a few MB)
+    script = ("i=0; while [ $i -lt 400 ]; do head -c 65536 /dev/zero; i=$((i+1)); "
               "echo $i > /tmp/progress; done")
 
     def progress():
@@ -336,7 +343,7 @@ def test_slow_reader_blocks_the_command(srv, box):
             elif time.time() - stable_since > 1.5:
                 break
             time.sleep(0.2)
-        assert 0 < prev < 1500, prev
+        assert 0 < prev < 400, prev
         time.sleep(1)
         assert progress() == prev
         # reading again: it runs to the end
@@ -347,7 +354,7 @@ def test_slow_reader_blocks_the_command(srv, box):
             assert chunk, "closed before the end"
             buf += chunk[-64:] if len(buf) > 64 else chunk
             buf = buf[-64:]
-        assert progress() == 1500
+        assert progress() == 400
     finally:
         sock.close()
 
