@@ -421,3 +421,35 @@ def test_run_stream_client_gone_cancels(srv):
         time.sleep(0.1)
     assert not any(exec_id in str(p) for p in boxer_server.leftover_processes(srv.home))
     assert not os.path.exists(os.path.join(srv.home, "runs", exec_id))
+
+
+def raw_request(srv, head):
+    sock = socket.create_connection(("127.0.0.1", srv.port))
+    sock.settimeout(30 * H.SLOW)
+    sock.sendall(head)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return data
+
+
+def test_events_over_http10_and_head(srv, box):
+    eid = start_exec(srv, box, ["sh", "-c", "echo ten"])
+    wait_exec(srv, box, eid)
+    path = b"/v1/boxes/%s/exec/%s/events" % (box.encode(), eid.encode())
+    # HTTP/1.0 knows no chunks: the raw events, ended by the close
+    data = raw_request(srv, b"GET " + path + b" HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Transfer-Encoding" not in head
+    assert b"Content-Length" not in head and b"Connection: close" in head
+    events = list(sse_events(body.decode().split("\n")[:-1]))
+    assert check_sse_exit(events, 0)[0]["data"] == "ten\n"
+    # HEAD: the head of the stream, no body
+    data = raw_request(srv, b"HEAD " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       b"Connection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n")
+    assert b"text/event-stream" in data
