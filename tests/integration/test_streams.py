@@ -453,3 +453,49 @@ def test_events_over_http10_and_head(srv, box):
                        b"Connection: close\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n")
     assert b"text/event-stream" in data
+
+
+def test_streams_wait_for_the_answer_buffer(make_server):
+    """answer_buffer_max_bytes at its floor holds two 32 KiB pieces: four
+    streams at once take turns (waiting, not failing), each byte-exact."""
+    import threading
+    s = make_server(config={"answer_buffer_max_bytes": 65536})
+    try:
+        r = api(s, "POST", "/v1/boxes", json={"image": BUSYBOX})
+        assert r.status_code == 201, r.text
+        bid = r.json()["id"]
+        size = 2 << 20
+        results = {}
+
+        def one(i):
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60 * H.SLOW)
+            conn.request("POST", "/v1/boxes/%s/exec" % bid, headers={"Content-Type": "application/json"},
+                         body=json.dumps({"cmd": ["sh", "-c", "head -c %d /dev/urandom | tee /tmp/o%d" % (size, i)],
+                                          "stream": True, "encoding": "base64"}))
+            resp = conn.getresponse()
+            got, last = b"", None
+            for line in resp:
+                ev = json.loads(line)
+                if ev["type"] == "log":
+                    got += base64.b64decode(ev["data"])
+                last = ev
+            conn.close()
+            results[i] = (got, last)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120 * H.SLOW)
+        assert len(results) == 4
+        for i, (got, last) in results.items():
+            assert last["type"] == "exit" and last["exit_code"] == 0, last
+            assert len(got) == size
+            r = api(s, "POST", "/v1/boxes/%s/files/download" % bid, json={"path": "/tmp/o%d" % i})
+            assert r.status_code == 200 and r.content == got
+        assert api(s, "DELETE", "/v1/boxes/%s?force=true" % bid).status_code == 204
+        assert s.stop() == 0
+        assert boxer_server.leftover_processes(s.home) == []
+        assert boxer_server.leftover_mounts(s.home) == []
+    finally:
+        boxer_server.unmount_under(s.home)
