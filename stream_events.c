@@ -103,10 +103,13 @@ int sev_exit(struct sbuf *out, enum sev_format f, uint64_t seq, const struct sev
 int sev_truncated(struct sbuf *out, enum sev_format f, uint64_t dropped, uint64_t first_seq)
 {
     if (f == SEV_SSE)
+        /* BoxRun's event shape (stream, data, seq), so a client that builds
+         * its event objects from every data line still can; seq is the last
+         * dropped event's. */
         ATOMIC(out, sbuf_appendf(out,
-                                 "event: truncated\ndata: {\"dropped\":%" PRIu64
-                                 ",\"first_seq\":%" PRIu64 "}\n\n",
-                                 dropped, first_seq));
+                                 "event: truncated\ndata: {\"stream\":null,\"data\":\"{\\\"dropped\\\": %" PRIu64
+                                 ", \\\"first_seq\\\": %" PRIu64 "}\",\"seq\":%" PRIu64 "}\n\n",
+                                 dropped, first_seq, first_seq - 1));
     ATOMIC(out, sbuf_appendf(out,
                              "{\"type\":\"truncated\",\"dropped\":%" PRIu64 ",\"first_seq\":%" PRIu64
                              "}\n",

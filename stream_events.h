@@ -31,7 +31,10 @@ int sev_log(struct sbuf *out, enum sev_format f, uint64_t seq, int stream, const
 /* The final event: SSE `event: exit` whose data is the JSON text
  * {"exit_code": N}; NDJSON {"type":"exit","exit_code",...,"seq"}. */
 int sev_exit(struct sbuf *out, enum sev_format f, uint64_t seq, const struct sev_exit *x);
-/* Events the reader will not get: dropped (count) before first_seq. */
+/* Events the reader will not get: dropped (count) before first_seq.  SSE
+ * in BoxRun's shape: data {"stream":null,"data":"{\"dropped\": k,
+ * \"first_seq\": f}","seq":f-1}; NDJSON {"type":"truncated","dropped",
+ * "first_seq"}. */
 int sev_truncated(struct sbuf *out, enum sev_format f, uint64_t dropped, uint64_t first_seq);
 /* SSE ": keepalive\n\n"; NDJSON {"type":"keepalive"}. */
 int sev_keepalive(struct sbuf *out, enum sev_format f);

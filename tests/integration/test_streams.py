@@ -202,7 +202,9 @@ def test_truncated_is_announced(srv, box):
     assert info["stdout"].endswith("aaaaEND\n") and len(info["stdout"]) <= LOG_BYTES
     events = get_sse(srv, box, eid)
     assert events[0]["event"] == "truncated"
-    t = json.loads(events[0]["data"])
+    tev = json.loads(events[0]["data"])  # BoxRun's shape: stream, data, seq
+    t = json.loads(tev["data"])
+    assert tev["stream"] is None and tev["seq"] == t["first_seq"] - 1
     assert t["dropped"] >= 1 and t["first_seq"] == t["dropped"] + 1
     logs = check_sse_exit(events[1:], 0)
     assert logs[0]["seq"] == t["first_seq"]
@@ -210,7 +212,7 @@ def test_truncated_is_announced(srv, box):
     # resuming inside the dropped range says so too; after it, nothing is said
     events = get_sse(srv, box, eid, query="?after=1")
     assert events[0]["event"] == "truncated"
-    assert json.loads(events[0]["data"])["dropped"] == t["first_seq"] - 2
+    assert json.loads(json.loads(events[0]["data"])["data"])["dropped"] == t["first_seq"] - 2
     events = get_sse(srv, box, eid, query="?after=%d" % t["first_seq"])
     assert events[0]["event"] == "log"
     evs = ndjson(srv, "GET", "/v1/boxes/%s/exec/%s/events" % (box, eid),

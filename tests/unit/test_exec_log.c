@@ -174,7 +174,8 @@ START_TEST(sse_shapes)
     ck_assert_uint_eq(sb.len, 13);
     sbuf_reset(&sb);
     ck_assert_int_eq(sev_truncated(&sb, SEV_SSE, 5, 9), 0);
-    ck_assert_str_eq(sb.data, "event: truncated\ndata: {\"dropped\":5,\"first_seq\":9}\n\n");
+    ck_assert_str_eq(sb.data, "event: truncated\ndata: {\"stream\":null,\"data\":\"{\\\"dropped\\\": 5, "
+                              "\\\"first_seq\\\": 9}\",\"seq\":8}\n\n");
     ck_assert_uint_eq(sb.len, strlen(sb.data));
     sbuf_free(&sb);
 }
