@@ -74,6 +74,7 @@ DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
 DEPS_test_api_v1run := api_run run run_discard run_recover net netlink net_text oci image image_pull image_disk sha256 imgref json json_write proc loop util cgroup cgroup_setup store store_upload store_capture config log err
+DEPS_test_exec_log := exec_log stream_events json json_write util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -145,6 +146,7 @@ fuzz: $(FUZZ_BINS)
 # reach, so the fuzzer can produce inputs on both sides of every limit:
 #   cgproc     the 4096-byte output (byte 1's top bit)
 #   config     CONFIG_MAX_BYTES 1 MiB (413); 100000 values; 1024-entry lists
+#   events     no limit of its own (one event's data; a small log of 300-555 B)
 #   httpparse  DEFAULT_MAX_HEADER_BYTES 32768; request line 8192;
 #              CHUNK_MAX_TRAILER 8192
 #   imgref     IMGREF_MAX 255
@@ -159,6 +161,7 @@ fuzz: $(FUZZ_BINS)
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
 FUZZ_MAX_LEN_fuzz_config := 1049600
 FUZZ_MAX_LEN_fuzz_egress := 4096
+FUZZ_MAX_LEN_fuzz_events := 8192
 FUZZ_MAX_LEN_fuzz_httpparse := 40960
 FUZZ_MAX_LEN_fuzz_imgref := 4096
 FUZZ_MAX_LEN_fuzz_json := 66560

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api_stream.h"
 #include "box.h"
 #include "multipart.h"
 #include "store.h"
@@ -101,6 +102,23 @@ static int query_flag(const struct http_request *req, const char *name)
         q = amp ? amp + 1 : end;
     }
     return 0;
+}
+
+/* The value of query parameter name (not decoded), or NULL. */
+static const char *query_value(const struct http_request *req, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    const char *q = req->query, *end = req->query ? req->query + req->query_len : NULL;
+    while (q && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
+            *len = (size_t)(e - q) - nl - 1;
+            return q + nl + 1;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return NULL;
 }
 
 /* ---- body parsing ---- */
@@ -285,7 +303,8 @@ static int parse_user(const struct json_value *v, struct box_exec_req *r, struct
     return 0;
 }
 
-static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct bx_err *err)
+static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, int *stream,
+                      struct bx_err *err)
 {
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
@@ -331,6 +350,21 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct b
         goto out;
     }
     *wait = v && v->type == JSON_BOOL && v->u.boolean;
+    v = json_get(root, "stream");
+    if (v && v->type != JSON_NULL && v->type != JSON_BOOL) {
+        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stream must be a boolean");
+        goto out;
+    }
+    *stream = v && v->type == JSON_BOOL && v->u.boolean;
+    v = json_get(root, "encoding");
+    if (v && v->type != JSON_NULL) {
+        if (v->type == JSON_STRING && strcmp(v->u.str.s, "base64") == 0 && !json_str_has_nul(v))
+            r->base64 = 1;
+        else if (!(v->type == JSON_STRING && strcmp(v->u.str.s, "utf-8") == 0 && !json_str_has_nul(v))) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "encoding must be \"utf-8\" or \"base64\"");
+            goto out;
+        }
+    }
     ret = 0;
 out:
     json_doc_free(&doc);
@@ -451,12 +485,21 @@ static int abx_on_end(void *ctx, struct bx_err *unused)
     case OP_EXEC: {
         struct box_exec_req er;
         struct box_exec *e = NULL;
-        int wait = 0;
+        int wait = 0, stream = 0;
         memset(&er, 0, sizeof(er));
         box_touch(b); /* an exec request is activity, even a refused one */
-        if (parse_exec(a, &er, &wait, &err) == 0)
-            r = box_exec(b, &er, wait ? on_exec_done : NULL, a, &e, &err);
+        if (parse_exec(a, &er, &wait, &stream, &err) == 0)
+            r = box_exec(b, &er, wait && !stream ? on_exec_done : NULL, a, &e, &err);
         box_exec_req_free(&er);
+        if (r == 0 && stream) {
+            /* NDJSON in this one request: start, log..., exit. */
+            struct exec_stream_opts o = {SEV_NDJSON, 0, 1, box_exec_base64(e),
+                                         box_stream_keepalive_ms(a->m)};
+            if (exec_stream_start(box_mgr_loop(a->m), a->conn, e, &o, &err) < 0)
+                respond_box_err(a->conn, &err);
+            abx_free(a);
+            return 0;
+        }
         if (r == 0 && !wait) {
             respond_exec(a->conn, 201, e, a->extra);
             abx_free(a);
@@ -645,6 +688,48 @@ void api_box_exec_get(struct box_mgr *m, struct http_conn *c, const struct http_
         respond_v1_error(c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec");
     else
         respond_exec(c, 200, e, query_flag(req, "extra"));
+}
+
+/* GET /v1/boxes/{id}/exec/{eid}/events: SSE (BoxRun's) or NDJSON
+ * (Accept: application/x-ndjson); ?after=N or Last-Event-ID resumes. */
+void api_box_exec_events(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                         const struct route_params *p)
+{
+    char eid[sizeof(((struct abx *)0)->id)];
+    struct box_exec *e;
+    struct box *b = find_box(m, c, p);
+    const struct http_header *h;
+    struct exec_stream_opts o;
+    struct bx_err err;
+    const char *v;
+    size_t vl = 0;
+    if (!b)
+        return;
+    e = param(p, 1, eid, sizeof(eid)) == 0 ? box_exec_find(b, eid) : NULL;
+    if (!e) {
+        respond_v1_error(c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec");
+        return;
+    }
+    memset(&o, 0, sizeof(o));
+    h = http_find_header(req, "Accept");
+    o.format = h && memmem(h->value, h->value_len, "application/x-ndjson", 20) ? SEV_NDJSON : SEV_SSE;
+    o.base64 = box_exec_base64(e);
+    o.keepalive_ms = box_stream_keepalive_ms(m);
+    v = query_value(req, "after", &vl);
+    h = http_find_header(req, "Last-Event-ID");
+    if (!v && h) {
+        v = h->value;
+        vl = h->value_len;
+    }
+    if (v && sev_parse_seq(v, vl, &o.after) < 0) {
+        respond_v1_error(c, BX_E_BAD_REQUEST, "INVALID_REQUEST",
+                         "after and Last-Event-ID must be an event id (a number)");
+        return;
+    }
+    box_touch(b); /* a watcher is activity */
+    bx_err_clear(&err);
+    if (exec_stream_start(box_mgr_loop(m), c, e, &o, &err) < 0)
+        respond_box_err(c, &err);
 }
 
 static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra)

@@ -207,7 +207,8 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err)
 {
     static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
-                                        "network", "egress", "persist", NULL};
+                                        "network", "egress", "persist", "stream", "encoding",
+                                        NULL};
     struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
@@ -343,6 +344,24 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             goto out;
         }
         r->persist = v->u.boolean;
+    }
+    /* issue 14: NDJSON events instead of one answer */
+    v = json_get(root, "stream");
+    if (v && v->type != JSON_NULL) {
+        if (v->type != JSON_BOOL) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stream must be true or false");
+            goto out;
+        }
+        r->stream = v->u.boolean;
+    }
+    v = json_get(root, "encoding");
+    if (v && v->type != JSON_NULL) {
+        if (v->type == JSON_STRING && bx_str_eq(v->u.str.s, v->u.str.len, "base64"))
+            r->base64 = 1;
+        else if (!(v->type == JSON_STRING && bx_str_eq(v->u.str.s, v->u.str.len, "utf-8"))) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "encoding must be \"utf-8\" or \"base64\"");
+            goto out;
+        }
     }
     *out = bx_steal_ptr(&r);
     ret = 0;

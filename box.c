@@ -737,6 +737,7 @@ static void deferred_removed(struct loop *l, void *arg)
 
 void exec_free(struct box_exec *e)
 {
+    exec_watchers_gone(e);
     if (e->safety_timer)
         loop_timer_cancel(e->box->m->p.loop, e->safety_timer);
     if (e->proc)
@@ -752,8 +753,7 @@ void exec_free(struct box_exec *e)
     bx_strv_free(&e->cmd);
     bx_strv_free(&e->env);
     free(e->workdir);
-    sbuf_free(&e->out);
-    sbuf_free(&e->err);
+    exec_log_free(&e->log);
     free(e);
 }
 
@@ -783,7 +783,7 @@ static void destroy_box(struct box *b)
     while (b->execs) {
         struct box_exec *e = b->execs;
         b->execs = e->next;
-        if (e->running && e->cb) {
+        if (e->running && (e->cb || e->watchers)) {
             /* Its waiter is answered: the box went away under it. */
             box_exec_cb cb = e->cb;
             void *cb_arg = e->cb_arg;
@@ -793,7 +793,8 @@ static void destroy_box(struct box *b)
             e->exit_code = 137;
             e->finished = time(NULL);
             snprintf(e->error, sizeof(e->error), "the box was removed");
-            cb(cb_arg, e);
+            if (cb)
+                cb(cb_arg, e);
         }
         exec_free(e);
     }
@@ -979,14 +980,20 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
     w_time(w, "created_at", e->created);
     w_time(w, "finished_at", e->finished);
     if (extra) {
-        json_w_key(w, "stdout");
-        json_w_str(w, e->out.data ? e->out.data : "", e->out.len);
-        json_w_key(w, "stderr");
-        json_w_str(w, e->err.data ? e->err.data : "", e->err.len);
+        struct sbuf sb;
+        /* The log's kept tail of each stream (its bytes are bounded). */
+        sbuf_init(&sb, (size_t)e->log.max + 1);
+        for (int s = EXEC_STDOUT; s <= EXEC_STDERR; s++) {
+            sbuf_reset(&sb);
+            json_w_key(w, s == EXEC_STDOUT ? "stdout" : "stderr");
+            if (exec_log_text(&e->log, s, &sb) < 0)
+                w->failed = 1;
+            json_w_str(w, sb.data ? sb.data : "", sb.len);
+        }
+        sbuf_free(&sb);
         json_w_kv_uint(w, "wall_ms", e->wall_ms);
         json_w_kv_bool(w, "timed_out", e->timed_out);
-        json_w_kv_bool(w, "truncated",
-                       e->out.len >= BOX_OUTPUT_MAX || e->err.len >= BOX_OUTPUT_MAX);
+        json_w_kv_bool(w, "truncated", exec_log_truncated(&e->log));
     }
     json_w_obj_end(w);
 }

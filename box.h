@@ -138,6 +138,7 @@ struct box_exec_req {
     uint64_t timeout_ms;
     int set_user; /* "user": uid[:gid] (numeric); otherwise root */
     uint32_t uid, gid;
+    int base64; /* "encoding": "base64" (the event streams' data) */
 };
 void box_exec_req_free(struct box_exec_req *r);
 
@@ -154,6 +155,29 @@ struct box_exec *box_exec_find(struct box *b, const char *exec_id);
 /* The exit code of an ended exec, and in why its error or stderr text. */
 int box_exec_exit_code(const struct box_exec *e, char *why, size_t cap);
 
+/* Watching an exec's output as it comes (issue 14).  cb(arg, 0) runs from
+ * the loop (never inside a box call) when events were added or the exec
+ * ended; cb(arg, 1) when the exec record is about to be freed (the box
+ * goes away): the watch is already gone, the exec still readable during
+ * the call, not after.  box_exec_watch_at tells how far the watcher has
+ * taken the events: while some watcher lags far behind the newest event,
+ * the command's pipes are not read (it blocks on its writes). */
+struct exec_log;
+struct box_exec_watch;
+typedef void (*box_watch_cb)(void *arg, int gone);
+struct box_exec_watch *box_exec_watch(struct box_exec *e, box_watch_cb cb, void *arg,
+                                      struct bx_err *err);
+void box_exec_unwatch(struct box_exec_watch **w);
+void box_exec_watch_at(struct box_exec_watch *w, uint64_t seq);
+const struct exec_log *box_exec_log(const struct box_exec *e);
+const char *box_exec_id(const struct box_exec *e);
+int box_exec_is_running(const struct box_exec *e);
+int box_exec_base64(const struct box_exec *e);
+/* An ended exec: its status name ("succeeded", "failed"), timed_out and
+ * wall_ms; returns the exit code. */
+int box_exec_result(const struct box_exec *e, const char **status, int *timed_out,
+                    uint64_t *wall_ms);
+
 /* Files in and out go through the sandbox: an exec of the in-box helper
  * (`/.boxer/init --put|--get <path>`) walks the path inside the box, so a
  * symlink the box made resolves in the box, never on the host.
@@ -167,6 +191,9 @@ int box_scratch_fd(struct box *b, struct bx_err *err);
 int box_transfer(struct box *b, int put, const char *path, int fd, box_exec_cb cb, void *arg,
                  struct box_exec **out, struct bx_err *err);
 uint64_t box_upload_limit(const struct box_mgr *m);
+struct loop *box_mgr_loop(const struct box_mgr *m);
+/* config's stream_keepalive_secs, in ms */
+uint64_t box_stream_keepalive_ms(const struct box_mgr *m);
 uint64_t box_min_free_disk_percent(const struct box_mgr *m);
 
 #endif

@@ -27,36 +27,186 @@
 
 /* ---- exec ---- */
 
-static void exec_drain(struct box_exec *e, int *fd, struct sbuf *sb)
+struct box_exec_watch {
+    struct box_exec_watch *next;
+    struct box_exec *e;
+    uint64_t at; /* the watcher has taken the events up to this seq */
+    box_watch_cb cb;
+    void *arg;
+};
+
+/* A watcher this far behind the newest event (charged log bytes) stops the
+ * reading of the pipes; below the low mark reading resumes.  Both well
+ * under the log's size, so a watcher that keeps up loses nothing. */
+static uint64_t watch_high(const struct box_exec *e)
+{
+    uint64_t h = e->log.max / 2;
+    return h < (256u << 10) ? h : (256u << 10);
+}
+
+static int watchers_lag(const struct box_exec *e, uint64_t mark)
+{
+    for (const struct box_exec_watch *w = e->watchers; w; w = w->next)
+        if (exec_log_bytes_after(&e->log, w->at) > mark)
+            return 1;
+    return 0;
+}
+
+static void exec_set_reading(struct box_exec *e, int on)
+{
+    struct loop *l = e->box->m->p.loop;
+    if (e->paused == !on)
+        return;
+    e->paused = !on;
+    if (e->out_fd >= 0)
+        loop_mod(l, e->out_fd, on ? EPOLLIN : 0, NULL);
+    if (e->err_fd >= 0)
+        loop_mod(l, e->err_fd, on ? EPOLLIN : 0, NULL);
+}
+
+static void exec_notify_now(struct loop *l, void *arg)
+{
+    struct box_exec *e = arg;
+    struct box_exec_watch *w, *next;
+    (void)l;
+    /* a watcher's cb may remove that watcher (and only it) */
+    for (w = e->watchers; w; w = next) {
+        next = w->next;
+        w->cb(w->arg, 0);
+    }
+}
+
+static void exec_notify(struct box_exec *e)
+{
+    if (e->watchers)
+        loop_defer(e->box->m->p.loop, &e->notify, exec_notify_now, e);
+}
+
+/* force: read everything (the command ended, or the pipe hung up), even
+ * while paused: a pipe holds a bounded amount. */
+static void exec_drain(struct box_exec *e, int *fd, int stream, int force)
 {
     char buf[65536];
+    int added = 0;
     for (;;) {
-        ssize_t n = read(*fd, buf, sizeof(buf));
+        ssize_t n;
+        if (e->paused && !force)
+            break;
+        n = read(*fd, buf, sizeof(buf));
         if (n > 0) {
-            size_t room = sb->max > sb->len ? sb->max - sb->len : 0;
-            sbuf_append(sb, buf, (size_t)n < room ? (size_t)n : room);
+            exec_log_append(&e->log, stream, buf, (size_t)n);
+            added = 1;
+            if (e->watchers && watchers_lag(e, watch_high(e)))
+                exec_set_reading(e, 0);
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
-            return;
+            break;
         /* EOF or error */
         loop_del(e->box->m->p.loop, *fd);
         bx_close(fd);
-        return;
+        break;
     }
+    if (added)
+        exec_notify(e);
 }
 
 static void exec_on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
 {
     struct box_exec *e = arg;
+    int force = (events & (EPOLLHUP | EPOLLERR)) != 0;
     (void)l;
-    (void)events;
     if (fd == e->out_fd)
-        exec_drain(e, &e->out_fd, &e->out);
+        exec_drain(e, &e->out_fd, EXEC_STDOUT, force);
     else if (fd == e->err_fd)
-        exec_drain(e, &e->err_fd, &e->err);
+        exec_drain(e, &e->err_fd, EXEC_STDERR, force);
+}
+
+struct box_exec_watch *box_exec_watch(struct box_exec *e, box_watch_cb cb, void *arg,
+                                      struct bx_err *err)
+{
+    struct box_exec_watch *w = calloc(1, sizeof(*w));
+    if (!w) {
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        return NULL;
+    }
+    w->e = e;
+    w->cb = cb;
+    w->arg = arg;
+    w->next = e->watchers;
+    e->watchers = w;
+    return w;
+}
+
+void box_exec_unwatch(struct box_exec_watch **wp)
+{
+    struct box_exec_watch *w = *wp;
+    struct box_exec *e;
+    if (!w)
+        return;
+    *wp = NULL;
+    e = w->e;
+    for (struct box_exec_watch **pp = &e->watchers; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    free(w);
+    if (!e->watchers)
+        loop_defer_cancel(e->box->m->p.loop, &e->notify);
+    if (e->paused && !watchers_lag(e, watch_high(e) / 2))
+        exec_set_reading(e, 1);
+}
+
+void box_exec_watch_at(struct box_exec_watch *w, uint64_t seq)
+{
+    struct box_exec *e = w->e;
+    w->at = seq;
+    if (e->paused && !watchers_lag(e, watch_high(e) / 2))
+        exec_set_reading(e, 1);
+}
+
+/* The record goes: every watcher is told, while e can still be read. */
+void exec_watchers_gone(struct box_exec *e)
+{
+    loop_defer_cancel(e->box->m->p.loop, &e->notify);
+    while (e->watchers) {
+        struct box_exec_watch *w = e->watchers;
+        e->watchers = w->next;
+        w->cb(w->arg, 1);
+        free(w);
+    }
+}
+
+const struct exec_log *box_exec_log(const struct box_exec *e)
+{
+    return &e->log;
+}
+
+const char *box_exec_id(const struct box_exec *e)
+{
+    return e->id;
+}
+
+int box_exec_is_running(const struct box_exec *e)
+{
+    return e->running;
+}
+
+int box_exec_base64(const struct box_exec *e)
+{
+    return e->base64;
+}
+
+int box_exec_result(const struct box_exec *e, const char **status, int *timed_out,
+                    uint64_t *wall_ms)
+{
+    *status = e->running ? "running" : e->failed ? "failed" : "succeeded";
+    *timed_out = e->timed_out;
+    *wall_ms = e->wall_ms;
+    return e->exit_code;
 }
 
 static void exec_unlink_files(struct box_exec *e)
@@ -97,7 +247,7 @@ static void exec_runsc_failure(struct box_exec *e)
             }
             e->error[n] = 0;
             e->exit_code = strstr(e->error, "failed to load") ? 127 : 126;
-            sbuf_reset(&e->err);
+            exec_log_remove_stream(&e->log, EXEC_STDERR);
         }
     }
     free(text);
@@ -112,19 +262,20 @@ static void exec_on_exit(void *arg, int status)
     /* What the command wrote before it ended is in the pipes; a background
      * child may keep them open, so the exec ends now, not at EOF. */
     if (e->out_fd >= 0) {
-        exec_drain(e, &e->out_fd, &e->out);
+        exec_drain(e, &e->out_fd, EXEC_STDOUT, 1);
         if (e->out_fd >= 0) {
             loop_del(e->box->m->p.loop, e->out_fd);
             bx_close(&e->out_fd);
         }
     }
     if (e->err_fd >= 0) {
-        exec_drain(e, &e->err_fd, &e->err);
+        exec_drain(e, &e->err_fd, EXEC_STDERR, 1);
         if (e->err_fd >= 0) {
             loop_del(e->box->m->p.loop, e->err_fd);
             bx_close(&e->err_fd);
         }
     }
+    exec_log_flush(&e->log);
     e->running = 0;
     e->finished = time(NULL);
     e->wall_ms = bx_now_ms() - e->started_ms;
@@ -149,6 +300,7 @@ static void exec_on_exit(void *arg, int status)
                  (unsigned long long)e->timeout_ms);
     }
     e->failed = e->exit_code != 0;
+    exec_notify(e);
     cb = e->cb;
     cb_arg = e->cb_arg;
     e->cb = NULL;
@@ -181,7 +333,7 @@ static void trim_execs(struct box *b)
     for (struct box_exec **pp = &b->execs; *pp;) {
         struct box_exec *e = *pp;
         /* a file transfer's record goes once its waiter was answered */
-        if ((e->hidden || ++n > BOX_EXECS_KEPT) && !e->running && !e->cb) {
+        if ((e->hidden || ++n > BOX_EXECS_KEPT) && !e->running && !e->cb && !e->watchers) {
             *pp = e->next;
             exec_free(e);
             continue;
@@ -215,8 +367,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     e->box = b;
     e->out_fd = e->err_fd = -1;
-    sbuf_init(&e->out, BOX_OUTPUT_MAX);
-    sbuf_init(&e->err, BOX_OUTPUT_MAX);
+    exec_log_init(&e->log, BOX_OUTPUT_MAX);
     sbuf_init(&sb, 1 << 20);
     if (random_id("exec_", e->id, sizeof(e->id), err) < 0)
         goto fail;
@@ -283,6 +434,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     e->env = bx_steal_ptr(&req->env);
     e->workdir = bx_steal_ptr(&req->workdir);
     e->timeout_ms = req->timeout_ms;
+    e->base64 = req->base64;
     e->running = 1;
     e->hidden = hidden;
     e->exit_code = -1;
@@ -377,11 +529,15 @@ int box_transfer(struct box *b, int put, const char *path, int fd, box_exec_cb c
 
 int box_exec_exit_code(const struct box_exec *e, char *why, size_t cap)
 {
-    if (e->error[0])
+    if (e->error[0]) {
         snprintf(why, cap, "%s", e->error);
-    else
-        snprintf(why, cap, "%.*s", (int)(e->err.len < cap ? e->err.len : cap - 1),
-                 e->err.data ? e->err.data : "");
+    } else {
+        struct sbuf sb;
+        sbuf_init(&sb, BOX_OUTPUT_MAX);
+        exec_log_text(&e->log, EXEC_STDERR, &sb);
+        snprintf(why, cap, "%.*s", (int)(sb.len < cap ? sb.len : cap - 1), sb.data ? sb.data : "");
+        sbuf_free(&sb);
+    }
     /* one line: the helper's message ends with a newline */
     why[strcspn(why, "\n")] = 0;
     return e->exit_code;
@@ -390,6 +546,16 @@ int box_exec_exit_code(const struct box_exec *e, char *why, size_t cap)
 uint64_t box_upload_limit(const struct box_mgr *m)
 {
     return m->p.cfg->upload_limit_bytes;
+}
+
+struct loop *box_mgr_loop(const struct box_mgr *m)
+{
+    return m->p.loop;
+}
+
+uint64_t box_stream_keepalive_ms(const struct box_mgr *m)
+{
+    return m->p.cfg->stream_keepalive_secs * 1000;
 }
 
 uint64_t box_min_free_disk_percent(const struct box_mgr *m)

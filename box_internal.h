@@ -10,6 +10,7 @@
 #include "box.h"
 #include "cgroup.h"
 #include "config.h"
+#include "exec_log.h"
 #include "image.h"
 #include "net.h"
 #include "json.h"
@@ -19,7 +20,7 @@
 
 #define BOX_CG_RETRY_MS 100
 #define BOX_CG_RETRIES 50
-/* Exec records kept and output bytes per stream: config's
+/* Exec records kept and output bytes of one exec's event log: config's
  * max_execs_per_box and exec_output_bytes. */
 #define BOX_EXECS_KEPT (b->m->p.cfg->max_execs_per_box)
 #define BOX_EXEC_SAFETY_MS 5000
@@ -37,7 +38,16 @@ struct box_exec {
     uint64_t timeout_ms;
     int running, exit_code, failed;
     char error[256];
-    struct sbuf out, err;
+    /* Output (issue 14): stdout and stderr reads as one bounded event log;
+     * the streams of GET .../events and "stream": true are its watchers.
+     * While a watcher is far behind, the pipes are not read (paused): the
+     * command blocks on its writes instead of Boxer buffering without
+     * bound. */
+    struct exec_log log;
+    struct box_exec_watch *watchers;
+    int paused;
+    int base64; /* "encoding": "base64": the streams' data is base64 */
+    struct loop_task notify; /* tells the watchers (deferred) */
     int out_fd, err_fd;
     struct proc *proc;
     time_t created, finished;
@@ -143,5 +153,7 @@ int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name
 /* Same with runsc's stdin (-1: /dev/null). */
 int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_name, int in_fd, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
 void exec_free(struct box_exec *e);
+/* box_exec.c: tells the watchers the record goes (before exec_free). */
+void exec_watchers_gone(struct box_exec *e);
 
 #endif

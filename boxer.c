@@ -32,6 +32,7 @@
 #include "openapi.h"
 #include "api_box.h"
 #include "api_v1.h"
+#include "run_stream.h"
 #include "box.h"
 #include "proc.h"
 #include "route.h"
@@ -456,6 +457,18 @@ static int run_on_end(void *ctx, struct bx_err *err)
                           err) < 0)
         return -1;
     sbuf_free(&r->body);
+    if (req->stream) {
+        /* NDJSON events (run_stream.c): answered now, the stream owns the run. */
+        struct run_stream_params sp = {r->app->runs, r->app->loop, r->app->metrics,
+                                       r->app->cfg.exec_output_bytes,
+                                       r->app->cfg.stream_keepalive_secs * 1000};
+        if (run_stream_start(&sp, r->conn, &req, err) < 0) {
+            run_request_free(&req);
+            return -1;
+        }
+        run_ctx_free(r);
+        return 0;
+    }
     if (run_submit(r->app->runs, &req, on_run_done, r, &r->job, err) < 0) {
         run_request_free(&req);
         return -1;
@@ -683,6 +696,7 @@ ON_BOX(api_box_start)
 ON_BOX(api_box_exec)
 ON_BOX(api_box_execs)
 ON_BOX(api_box_exec_get)
+ON_BOX(api_box_exec_events)
 ON_BOX(api_box_gc)
 ON_BOX(api_box_upload)
 ON_BOX(api_box_download)
@@ -737,6 +751,7 @@ static const struct route routes[] = {
     {HTTP_POST, "/v1/boxes/{id}/exec", on_api_box_exec, "/v1/boxes/{id}/exec", 0},
     {HTTP_GET, "/v1/boxes/{id}/execs", on_api_box_execs, "/v1/boxes/{id}/execs", 0},
     {HTTP_GET, "/v1/boxes/{id}/exec/{eid}", on_api_box_exec_get, "/v1/boxes/{id}/exec/{eid}", 0},
+    {HTTP_GET, "/v1/boxes/{id}/exec/{eid}/events", on_api_box_exec_events, "/v1/boxes/{id}/exec/{eid}/events", 0},
     {HTTP_POST, "/v1/gc", on_api_box_gc, "/v1/gc", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/upload", on_api_box_upload, "/v1/boxes/{id}/files/upload", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/download", on_api_box_download, "/v1/boxes/{id}/files/download", 0},

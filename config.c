@@ -118,6 +118,7 @@ void config_defaults(struct config *cfg)
         cfg->max_boxes = 1;
     cfg->max_execs_per_box = 100;
     cfg->exec_output_bytes = 1u << 20;
+    cfg->stream_keepalive_secs = 15;
     cfg->restart_boxes = true;
 }
 
@@ -239,6 +240,7 @@ static const struct field config_fields[] = {
     CFG_UINT(max_boxes, 100000, false),
     CFG_UINT(max_execs_per_box, 100000, false),
     CFG_UINT(exec_output_bytes, 1ull << 30, false),
+    CFG_UINT(stream_keepalive_secs, 3600, false),
     CFG_BOOL(restart_boxes),
 };
 

@@ -103,7 +103,8 @@ struct config {
     uint64_t box_idle_timeout_secs; /* 0: never */
     uint64_t max_boxes;             /* running boxes */
     uint64_t max_execs_per_box;     /* exec records kept per box */
-    uint64_t exec_output_bytes;     /* per stream of one exec */
+    uint64_t exec_output_bytes;     /* one exec's output event log (both streams) */
+    uint64_t stream_keepalive_secs; /* silence before a keepalive on event streams */
     bool restart_boxes;             /* boxes running at a restart start again */
 };
 

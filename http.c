@@ -118,7 +118,7 @@ void conn_set_events(struct http_conn *c)
     if (c->dead)
         return;
     if (c->peer_eof) {
-        ev = c->state == ST_WRITE && !c->stream_waiting ? EPOLLOUT : 0;
+        ev = c->state == ST_WRITE && !c->stream_waiting && !c->chunk_idle ? EPOLLOUT : 0;
         if (ev != c->events && loop_mod(c->srv->loop, c->fd, ev, NULL) == 0)
             c->events = ev;
         return;
@@ -143,8 +143,12 @@ void conn_set_events(struct http_conn *c)
     case ST_WRITE:
         /* Waiting for answer buffer room there is nothing to write: a
          * level-triggered EPOLLOUT would spin. */
-        if (!c->stream_waiting)
+        if (!c->stream_waiting && !c->chunk_idle)
             ev |= EPOLLOUT;
+        /* A pushed answer may be quiet for long: notice the client leave
+         * (its producer then stops, a streamed run is cancelled). */
+        if (c->chunk_mode)
+            ev |= EPOLLRDHUP;
         break;
     }
     if (ev != c->events) {
@@ -358,7 +362,7 @@ static void on_accept(struct loop *l, int fd, uint32_t events, void *arg)
 /* Gives back what a streamed answer holds of answer_buffer_max; answers
  * waiting for room are resumed from the loop (never from inside this
  * connection's own processing). */
-static void stream_release(struct http_conn *c)
+void stream_release(struct http_conn *c)
 {
     struct http_server *s = c->srv;
     s->answer_bytes -= c->stream_held;
@@ -388,6 +392,9 @@ void request_reset(struct http_conn *c)
     c->fill_arg = NULL;
     c->stream_left = 0;
     c->stream_armed = 0;
+    c->chunk_mode = c->chunk_armed = c->chunk_ended = c->chunk_idle = 0;
+    c->drain = NULL;
+    c->drain_arg = NULL;
     /* A big answer's buffer is not kept for the next request. */
     if (c->out.cap > STREAM_PIECE)
         sbuf_free(&c->out);
@@ -733,7 +740,7 @@ static void conn_event(struct loop *l, int fd, uint32_t events, void *arg)
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
         if (c->state == ST_WRITE) {
-            if (events & EPOLLHUP)
+            if ((events & EPOLLHUP) || (c->chunk_mode && (events & EPOLLRDHUP)))
                 conn_close(c);
         } else {
             int r = read_some(c);
@@ -849,7 +856,7 @@ static void sweep_conn_timeouts(struct loop *l, void *arg)
     struct http_conn *c = s->conns, *next;
     for (; c; c = next) {
         next = c->next;
-        if (c->dead || c->state == ST_WAIT || c->stream_waiting)
+        if (c->dead || c->state == ST_WAIT || c->stream_waiting || c->chunk_idle)
             continue;
         if (c->state == ST_WRITE && write_too_slow(c, now)) {
             drop_writer(c);

@@ -113,6 +113,28 @@ void http_respond_file(struct http_conn *c, int status, const char *content_type
 void http_respond_stream(struct http_conn *c, int status, const char *content_type,
                          uint64_t body_len, http_fill_cb fill, void *arg);
 
+/* An answer of unknown length pushed by its producer (issue 14): chunked
+ * transfer encoding (HTTP/1.1), or for HTTP/1.0 the raw body ended by
+ * closing the connection.  The producer writes with http_chunk_write at
+ * most http_chunk_room bytes at a time; when the room is 0 (its previous
+ * data is still being sent, or answer_buffer_max is used up), it waits for
+ * drain(arg), called from the loop once the connection can take more.
+ * drain is never called inside these calls.  http_chunk_end finishes the
+ * answer (http_on_done then reports delivered=1); a client that goes away
+ * or reads too slowly (HTTP_MIN_SEND_RATE, counted only while data is
+ * waiting to be sent) ends it with delivered=0.  arg must live until the
+ * done callback ran; after it, the producer must not touch c. */
+typedef void (*http_drain_cb)(void *arg);
+void http_respond_chunked(struct http_conn *c, int status, const char *content_type,
+                          const char *extra_headers, http_drain_cb drain, void *arg);
+/* Bytes the producer may write now (framing excluded); 0: wait for drain. */
+size_t http_chunk_room(struct http_conn *c);
+/* Queues len bytes (len may exceed the room by a little, e.g. a final
+ * event; the hard cap is twice the room).  Returns 0, or -1 when the
+ * answer is over or the data does not fit (nothing queued). */
+int http_chunk_write(struct http_conn *c, const void *data, size_t len);
+void http_chunk_end(struct http_conn *c);
+
 /* 1 when the connection arrived on a loopback address (127.0.0.0/8, ::1) or
  * on the Unix socket. */
 int http_conn_on_loopback(const struct http_conn *c);

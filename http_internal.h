@@ -96,6 +96,14 @@ struct http_conn {
     int stream_armed;     /* fill may be called (not inside http_respond_stream) */
     int stream_waiting;   /* waiting for answer_buffer_max room */
     uint64_t wait_since;
+    /* chunked answer pushed by its producer (http_respond_chunked) */
+    int chunk_mode;       /* 1 chunked, 2 raw (HTTP/1.0: ends with the close) */
+    int chunk_armed;      /* drain may be called */
+    int chunk_ended;
+    int chunk_idle;       /* everything sent, the producer has nothing: no timeouts */
+    uint64_t idle_since;
+    http_drain_cb drain;
+    void *drain_arg;
 };
 
 struct http_server {
@@ -129,8 +137,10 @@ void abort_ctx(struct http_conn *c);
 void log_request(struct http_conn *c, int status);
 void conn_process(struct http_conn *c);
 void conn_close(struct http_conn *c);
+void stream_release(struct http_conn *c);
 /* http_send.c */
 void try_write(struct http_conn *c);
+
 void wake_waiters(struct loop *l, void *arg);
 
 #endif

@@ -113,6 +113,25 @@ static int send_failed(void)
     return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
 }
 
+/* A pushed answer sent all it had: give its room back, then ask the
+ * producer for more.  Returns 2 more was queued (or the end), 1 the answer
+ * is complete, 0 waiting for the producer. */
+static int chunk_after_sent(struct http_conn *c)
+{
+    sbuf_reset(&c->out);
+    c->out_off = 0;
+    stream_release(c);
+    if (c->chunk_ended)
+        return 1;
+    if (!c->chunk_idle) {
+        c->chunk_idle = 1;
+        c->idle_since = loop_now_ms(c->srv->loop);
+    }
+    if (c->chunk_armed && c->drain)
+        c->drain(c->drain_arg);
+    return c->out.len > 0 || c->chunk_ended ? 2 : 0;
+}
+
 static int flush_out(struct http_conn *c)
 {
     for (;;) {
@@ -129,6 +148,12 @@ static int flush_out(struct http_conn *c)
             c->out_off += (size_t)n;
             c->bytes_out += (uint64_t)n;
             c->deadline = loop_now_ms(c->srv->loop) + c->srv->cfg.write_idle_timeout_ms;
+        }
+        if (c->chunk_mode) {
+            r = chunk_after_sent(c);
+            if (r == 2)
+                continue;
+            return r;
         }
         if (!c->fill || c->stream_left == 0)
             break;
@@ -242,7 +267,10 @@ static void begin_response(struct http_conn *c, int status, const char *content_
     sbuf_appendf(&c->out, "HTTP/1.1 %d %s\r\nServer: boxer\r\n", status, reason_phrase(status));
     if (content_type)
         sbuf_appendf(&c->out, "Content-Type: %s\r\n", content_type);
-    sbuf_appendf(&c->out, "Content-Length: %" PRIu64 "\r\n", body_len);
+    if (c->chunk_mode == 1)
+        sbuf_appendf(&c->out, "Transfer-Encoding: chunked\r\n");
+    else if (!c->chunk_mode)
+        sbuf_appendf(&c->out, "Content-Length: %" PRIu64 "\r\n", body_len);
     if (conn_close_hdr)
         sbuf_appendf(&c->out, "Connection: close\r\n");
     else if (c->minor == 0)
@@ -354,6 +382,104 @@ void http_respond_stream(struct http_conn *c, int status, const char *content_ty
         c->in_process = 0;
         conn_process(c);
     }
+}
+
+void http_respond_chunked(struct http_conn *c, int status, const char *content_type,
+                          const char *extra_headers, http_drain_cb drain, void *arg)
+{
+    int outer = !c->in_process;
+    if (c->responded || c->dead)
+        return;
+    /* HTTP/1.0 knows no chunks: the body ends with the connection. */
+    c->chunk_mode = c->minor == 0 ? 2 : 1;
+    if (c->chunk_mode == 2)
+        c->close_after = 1;
+    begin_response(c, status, content_type, extra_headers, 0);
+    c->drain = drain;
+    c->drain_arg = arg;
+    c->chunk_armed = 0;
+    if (c->is_head)
+        c->chunk_ended = 1;
+    c->in_process = 1;
+    after_response_queued(c);
+    if (!c->dead)
+        c->chunk_armed = 1;
+    if (outer) {
+        c->in_process = 0;
+        conn_process(c);
+    }
+}
+
+size_t http_chunk_room(struct http_conn *c)
+{
+    struct http_server *s = c->srv;
+    size_t used;
+    if (c->dead || !c->chunk_mode || c->chunk_ended || !c->responded)
+        return 0;
+    if (!c->stream_held) {
+        if (s->answer_bytes + STREAM_PIECE > s->cfg.answer_buffer_max) {
+            /* woken (drain) by wake_waiters when room is given back */
+            if (!c->stream_waiting) {
+                c->stream_waiting = 1;
+                c->wait_since = loop_now_ms(s->loop);
+                s->stream_waiters++;
+            }
+            return 0;
+        }
+        if (c->stream_waiting) {
+            c->stream_waiting = 0;
+            s->stream_waiters--;
+        }
+        c->stream_held = STREAM_PIECE;
+        s->answer_bytes += STREAM_PIECE;
+    }
+    used = c->out.len + 16; /* a chunk's size line and CRLF */
+    return used < STREAM_PIECE ? STREAM_PIECE - used : 0;
+}
+
+/* The producer has something again: the time it had nothing does not
+ * count against the client. */
+static void chunk_wake(struct http_conn *c)
+{
+    uint64_t now = loop_now_ms(c->srv->loop);
+    if (c->chunk_idle) {
+        c->chunk_idle = 0;
+        c->write_started_ms += now - c->idle_since;
+        c->deadline = now + c->srv->cfg.write_idle_timeout_ms;
+    }
+    if (!c->in_process)
+        conn_set_events(c);
+}
+
+int http_chunk_write(struct http_conn *c, const void *data, size_t len)
+{
+    size_t before = c->out.len;
+    if (c->dead || !c->chunk_mode || c->chunk_ended || !c->responded)
+        return -1;
+    if (len == 0)
+        return 0;
+    if (c->out.len + len + 16 > 2 * STREAM_PIECE)
+        return -1;
+    if ((c->chunk_mode == 1 && sbuf_appendf(&c->out, "%zx\r\n", len) < 0) ||
+        sbuf_append(&c->out, data, len) < 0 ||
+        (c->chunk_mode == 1 && sbuf_append(&c->out, "\r\n", 2) < 0)) {
+        c->out.len = before;
+        return -1;
+    }
+    chunk_wake(c);
+    return 0;
+}
+
+void http_chunk_end(struct http_conn *c)
+{
+    if (c->dead || !c->chunk_mode || c->chunk_ended || !c->responded)
+        return;
+    c->chunk_ended = 1;
+    /* Out of memory for the last chunk: the client sees a cut answer (no
+     * callback may run in here, so no close now). */
+    if (c->chunk_mode == 1 && sbuf_append(&c->out, "0\r\n\r\n", 5) < 0)
+        c->close_after = 1;
+    chunk_wake(c);
 }
 
 int http_conn_on_loopback(const struct http_conn *c)

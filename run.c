@@ -94,6 +94,9 @@ struct run_job {
     uint64_t unpin_timer; /* polls cg_run_unpin_started */
     unsigned unpin_polls;
     int killed;
+    run_output_cb out_cb; /* streamed runs (streamed_sink) */
+    void *out_arg;
+    int paused;
 };
 
 
@@ -115,6 +118,41 @@ static int buffered_write(struct run_job *job, int stream, const char *data, siz
 }
 
 static const struct run_sink buffered_sink = {buffered_write};
+
+/* A streamed run: the result keeps its buffers (the final event carries
+ * them as the answer would), and the client sees every read at once. */
+static int streamed_write(struct run_job *job, int stream, const char *data, size_t len)
+{
+    if (job->out_cb)
+        job->out_cb(job->out_arg, stream - 1, data, len);
+    return buffered_write(job, stream, data, len);
+}
+
+static const struct run_sink streamed_sink = {streamed_write};
+
+void run_set_output_hook(struct run_job *job, run_output_cb cb, void *arg)
+{
+    job->out_cb = cb;
+    job->out_arg = arg;
+    job->sink = cb ? &streamed_sink : &buffered_sink;
+}
+
+void run_pause_output(struct run_job *job, int paused)
+{
+    struct loop *l = job->mgr->p.loop;
+    if (job->paused == paused)
+        return;
+    job->paused = paused;
+    if (job->out_fd >= 0)
+        loop_mod(l, job->out_fd, paused ? 0 : EPOLLIN, NULL);
+    if (job->err_fd >= 0)
+        loop_mod(l, job->err_fd, paused ? 0 : EPOLLIN, NULL);
+}
+
+const char *run_job_exec_id(const struct run_job *job)
+{
+    return job->res->exec_id;
+}
 
 int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_err *err)
 {
@@ -414,11 +452,15 @@ static void on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
     int *fdp = stream == 1 ? &job->out_fd : &job->err_fd;
     char buf[READ_CHUNK];
     (void)l;
-    (void)events;
     /* A bounded number of reads per wake-up keeps one chatty sandbox from
      * starving the loop; level-triggered epoll brings us back. */
     for (int i = 0; i < 16; i++) {
-        ssize_t n = read(fd, buf, sizeof(buf));
+        ssize_t n;
+        /* Paused for a slow client; a hung-up pipe is read all the same
+         * (it holds a bounded amount, and nothing else would read it). */
+        if (job->paused && !(events & (EPOLLHUP | EPOLLERR)))
+            return;
+        n = read(fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)

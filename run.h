@@ -61,6 +61,8 @@ struct run_request {
     /* /v1/run's timeout_ms: the wall clock in ms when set (else
      * limits.wall_clock_secs, which stays its whole-second ceiling). */
     uint64_t wall_clock_ms;
+    int stream; /* "stream": true: NDJSON events (run_stream.c) */
+    int base64; /* "encoding": "base64" (streamed runs) */
 };
 
 void run_request_free(struct run_request **r);
@@ -130,6 +132,16 @@ int run_submit(struct run_mgr *m, struct run_request **req, run_done_cb cb, void
 /* The client went away: kill the sandbox, tear down, never call back. */
 void run_cancel(struct run_job *job);
 void run_result_free(struct run_result **res);
+
+/* Streamed runs (issue 14): cb(arg, stream 0|1, data, len) gets every read
+ * of the sandbox's stdout and stderr as it comes, besides the result's
+ * buffers (called from the loop, never after the done callback or a
+ * cancel).  run_pause_output stops (1) or resumes (0) the reading of the
+ * pipes: the sandbox blocks on its writes while a client is slow. */
+typedef void (*run_output_cb)(void *arg, int stream, const char *data, size_t len);
+void run_set_output_hook(struct run_job *job, run_output_cb cb, void *arg);
+void run_pause_output(struct run_job *job, int paused);
+const char *run_job_exec_id(const struct run_job *job);
 /* The end of every run, answered or not: with persist=false its inputs and
  * outputs are deleted (in a child: up to output_files_max files), then res
  * is freed.  The deletion is never called back; a shutdown finishes it. */

@@ -303,6 +303,8 @@ static const struct {
     {"{\"max_boxes\": 0}", "max_boxes"},
     {"{\"max_execs_per_box\": 0}", "max_execs_per_box"},
     {"{\"exec_output_bytes\": -1}", "exec_output_bytes"},
+    {"{\"stream_keepalive_secs\": 0}", "stream_keepalive_secs"},
+    {"{\"stream_keepalive_secs\": 3601}", "stream_keepalive_secs"},
     {"{\"box_idle_timeout_secs\": 1.5}", "box_idle_timeout_secs"},
     {"{\"box_stop_grace_secs\": 3601}", "box_stop_grace_secs"},
     {"{\"restart_boxes\": \"no\"}", "restart_boxes"},
@@ -525,6 +527,7 @@ START_TEST(box_fields_parse)
                       cfg.total_memory_mb / 1024 ? cfg.total_memory_mb / 1024 : 1);
     ck_assert_uint_eq(cfg.max_execs_per_box, 100);
     ck_assert_uint_eq(cfg.exec_output_bytes, 1048576);
+    ck_assert_uint_eq(cfg.stream_keepalive_secs, 15);
     ck_assert_int_eq(cfg.restart_boxes, 1);
     config_free(&cfg);
     ck_assert_int_eq(parse(&cfg,
@@ -534,7 +537,7 @@ START_TEST(box_fields_parse)
                            " \"max_disk_size_gb\": 4, \"box_stop_grace_secs\": 0,"
                            " \"box_idle_timeout_secs\": 0, \"max_boxes\": 3,"
                            " \"max_execs_per_box\": 5, \"exec_output_bytes\": 4096,"
-                           " \"restart_boxes\": false}",
+                           " \"stream_keepalive_secs\": 1, \"restart_boxes\": false}",
                            &err),
                      0);
     ck_assert(cfg.box_defaults.cpu == 0.5);
@@ -549,6 +552,7 @@ START_TEST(box_fields_parse)
     ck_assert_uint_eq(cfg.max_boxes, 3);
     ck_assert_uint_eq(cfg.max_execs_per_box, 5);
     ck_assert_uint_eq(cfg.exec_output_bytes, 4096);
+    ck_assert_uint_eq(cfg.stream_keepalive_secs, 1);
     ck_assert_int_eq(cfg.restart_boxes, 0);
     config_free(&cfg);
 }
