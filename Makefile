@@ -73,6 +73,7 @@ DEPS_test_image := image image_pull image_disk sha256 imgref json json_write pro
 DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
+DEPS_test_b64dec := b64dec
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -138,6 +139,7 @@ fuzz: $(FUZZ_BINS)
 
 # Each harness's -max_len is above the largest size limit its code can
 # reach, so the fuzzer can produce inputs on both sides of every limit:
+#   b64dec     no limit of its own (the caller bounds the text)
 #   cgproc     the 4096-byte output (byte 1's top bit)
 #   config     CONFIG_MAX_BYTES 1 MiB (413); 100000 values; 1024-entry lists
 #   httpparse  DEFAULT_MAX_HEADER_BYTES 32768; request line 8192;
@@ -150,6 +152,7 @@ fuzz: $(FUZZ_BINS)
 #   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
 # A new harness needs its line here (fuzz-run stops otherwise).
+FUZZ_MAX_LEN_fuzz_b64dec := 4096
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
 FUZZ_MAX_LEN_fuzz_config := 1049600
 FUZZ_MAX_LEN_fuzz_egress := 4096

@@ -97,6 +97,8 @@ struct config {
     uint64_t max_execs_per_box;     /* exec records kept per box */
     uint64_t exec_output_bytes;     /* per stream of one exec */
     bool restart_boxes;             /* boxes running at a restart start again */
+    uint64_t stdin_limit_bytes;       /* "stdin"/"stdin_b64" of /run and of an exec */
+    uint64_t exec_stdin_buffer_bytes; /* input of a stdin_open exec not yet written */
 };
 
 /* Host tasks a run with this pids_limit may use (its pids cgroup limit):

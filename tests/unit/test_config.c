@@ -251,6 +251,8 @@ static const struct {
     {"{\"max_boxes\": 0}", "max_boxes"},
     {"{\"max_execs_per_box\": 0}", "max_execs_per_box"},
     {"{\"exec_output_bytes\": -1}", "exec_output_bytes"},
+    {"{\"stdin_limit_bytes\": 0}", "stdin_limit_bytes"},
+    {"{\"exec_stdin_buffer_bytes\": 268435457}", "exec_stdin_buffer_bytes"},
     {"{\"box_idle_timeout_secs\": 1.5}", "box_idle_timeout_secs"},
     {"{\"box_stop_grace_secs\": 3601}", "box_stop_grace_secs"},
     {"{\"restart_boxes\": \"no\"}", "restart_boxes"},
@@ -472,6 +474,8 @@ START_TEST(box_fields_parse)
     ck_assert_uint_eq(cfg.max_execs_per_box, 100);
     ck_assert_uint_eq(cfg.exec_output_bytes, 1048576);
     ck_assert_int_eq(cfg.restart_boxes, 1);
+    ck_assert_uint_eq(cfg.stdin_limit_bytes, 10485760);
+    ck_assert_uint_eq(cfg.exec_stdin_buffer_bytes, 1048576);
     config_free(&cfg);
     ck_assert_int_eq(parse(&cfg,
                            "{\"box_defaults\": {\"cpu\": 0.5, \"memory_mb\": 256,"
@@ -479,7 +483,8 @@ START_TEST(box_fields_parse)
                            " \"max_disk_size_gb\": 4, \"box_stop_grace_secs\": 0,"
                            " \"box_idle_timeout_secs\": 0, \"max_boxes\": 3,"
                            " \"max_execs_per_box\": 5, \"exec_output_bytes\": 4096,"
-                           " \"restart_boxes\": false}",
+                           " \"restart_boxes\": false, \"stdin_limit_bytes\": 100,"
+                           " \"exec_stdin_buffer_bytes\": 200}",
                            &err),
                      0);
     ck_assert(cfg.box_defaults.cpu == 0.5);
@@ -494,6 +499,8 @@ START_TEST(box_fields_parse)
     ck_assert_uint_eq(cfg.max_execs_per_box, 5);
     ck_assert_uint_eq(cfg.exec_output_bytes, 4096);
     ck_assert_int_eq(cfg.restart_boxes, 0);
+    ck_assert_uint_eq(cfg.stdin_limit_bytes, 100);
+    ck_assert_uint_eq(cfg.exec_stdin_buffer_bytes, 200);
     config_free(&cfg);
 }
 END_TEST
