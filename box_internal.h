@@ -11,6 +11,7 @@
 #include "cgroup.h"
 #include "config.h"
 #include "image.h"
+#include "infeed.h"
 #include "net.h"
 #include "json.h"
 #include "oci.h"
@@ -48,6 +49,15 @@ struct box_exec {
     int hidden; /* a file transfer (box_transfer): not an exec of the API */
     box_exec_cb cb;
     void *cb_arg;
+    /* issue 14, input and control (box_exec.c) */
+    struct infeed in;     /* the command's stdin (in.fd < 0: none or closed) */
+    int stdin_open;       /* box_exec_stdin may append */
+    int canceled;
+    int sigs[16];         /* signals waiting for delivery, in order */
+    unsigned nsigs;
+    struct proc *killer;  /* the in-box helper delivering them */
+    uint64_t sig_timer;   /* polls for runsc's pid file */
+    unsigned sig_polls;
 };
 
 struct bgproc {
@@ -135,5 +145,7 @@ int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name
 /* Same with runsc's stdin (-1: /dev/null). */
 int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_name, int in_fd, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
 void exec_free(struct box_exec *e);
+/* box_exec.c: what exec_free must release of the input and control state. */
+void exec_control_free(struct box_exec *e);
 
 #endif
