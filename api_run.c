@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "api_run.h"
 
+#include "b64dec.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -203,12 +205,61 @@ static int parse_egress(const struct json_value *v, const struct config *cfg, st
     return 0;
 }
 
+uint64_t run_max_body(const struct config *cfg)
+{
+    return RUN_MAX_BODY + 2 * cfg->stdin_limit_bytes;
+}
+
+/* "stdin" (text) or "stdin_b64" (bytes), at most stdin_limit_bytes. */
+static int parse_stdin(const struct json_value *root, const struct config *cfg,
+                       struct run_request *r, struct bx_err *err)
+{
+    const struct json_value *t = json_get(root, "stdin"), *b = json_get(root, "stdin_b64");
+    uint64_t limit = cfg->stdin_limit_bytes;
+    if (t && t->type == JSON_NULL)
+        t = NULL;
+    if (b && b->type == JSON_NULL)
+        b = NULL;
+    if (t && b)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "give stdin or stdin_b64, not both");
+    if (t) {
+        if (t->type != JSON_STRING)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin must be a string");
+        if (t->u.str.len > limit)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "stdin is larger than stdin_limit_bytes (%llu)",
+                              (unsigned long long)limit);
+        r->stdin_data = malloc(t->u.str.len ? t->u.str.len : 1);
+        if (!r->stdin_data)
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        memcpy(r->stdin_data, t->u.str.s, t->u.str.len);
+        r->stdin_len = t->u.str.len;
+    } else if (b) {
+        long n;
+        if (b->type != JSON_STRING)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 must be a string");
+        if (b64_decoded_max(b->u.str.len) - 3 > limit)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "stdin_b64 is larger than stdin_limit_bytes (%llu) decoded",
+                              (unsigned long long)limit);
+        r->stdin_data = malloc(b64_decoded_max(b->u.str.len));
+        if (!r->stdin_data)
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        n = b64_decode(b->u.str.s, b->u.str.len, (unsigned char *)r->stdin_data);
+        if (n < 0)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 is not valid base64");
+        r->stdin_len = (size_t)n;
+    }
+    return 0;
+}
+
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err)
 {
     static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
-                                        "network", "egress", "persist", NULL};
-    struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
+                                        "network", "egress", "persist", "stdin", "stdin_b64",
+                                        NULL};
+    struct json_limits jl = {run_max_body(cfg), 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
     const struct json_member *bad;
@@ -310,6 +361,8 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         }
     }
     if (parse_run_limits(json_get(root, "limits"), cfg, &r->limits, err) < 0)
+        goto out;
+    if (parse_stdin(root, cfg, r, err) < 0)
         goto out;
     v = json_get(root, "network");
     if (v && v->type != JSON_NULL) {

@@ -20,6 +20,9 @@
  * configured defaults; values above cfg->max_limits, and memory_mb or
  * pids_limit that alone exceed total_memory_mb or total_pids, are refused
  * (400). */
+/* The most a /run body may hold: RUN_MAX_BODY plus room for a "stdin" of
+ * stdin_limit_bytes as base64 or lightly escaped text (issue 14). */
+uint64_t run_max_body(const struct config *cfg);
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err);
 

@@ -458,6 +458,10 @@ int box_exec_stdin(struct box_exec *e, const void *data, size_t len, int has_off
     if (!e->running)
         return bx_err_set(err, BX_E_CONFLICT, ESRCH, "exec %s has already finished", e->id);
     *total = e->in.total;
+    /* a retry of a write that gave eof, already applied */
+    if (!e->stdin_open && e->in.eof && has_offset && offset <= e->in.total &&
+        e->in.total - offset >= len)
+        return 0;
     if (!e->stdin_open)
         return bx_err_set(err, BX_E_CONFLICT, EPIPE,
                           "stdin of exec %s is closed (not started with stdin_open, or eof given)",

@@ -58,6 +58,10 @@ struct run_request {
     struct net_egress *egress;
     size_t negress;
     int persist;
+    /* issue 14: "stdin"/"stdin_b64", written to the command's stdin, which
+     * is then closed (without them the command reads /dev/null) */
+    char *stdin_data;
+    size_t stdin_len;
 };
 
 void run_request_free(struct run_request **r);
