@@ -335,6 +335,10 @@ static int parse_exec_stdin(struct box_mgr *m, const struct json_value *root,
         n = b64_decode(b->u.str.s, b->u.str.len, (unsigned char *)r->stdin_data);
         if (n < 0)
             return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 is not valid base64");
+        if ((uint64_t)n > limit)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "stdin_b64 is larger than stdin_limit_bytes (%llu) decoded",
+                              (unsigned long long)limit);
         r->stdin_len = (size_t)n;
     }
     return 0;

@@ -354,7 +354,10 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
     }
     /* Moved before anything is queued: nothing refers to &in yet. */
     (*out)->in = in;
-    (*out)->in.max = open_in ? b->m->p.cfg->exec_stdin_buffer_bytes : len;
+    /* the initial stdin always fits, even when larger than the buffer */
+    (*out)->in.max = open_in && b->m->p.cfg->exec_stdin_buffer_bytes > len
+                         ? b->m->p.cfg->exec_stdin_buffer_bytes
+                         : len;
     (*out)->stdin_open = open_in;
     if (len > 0 && infeed_put(&(*out)->in, data, len, err) < 0) {
         /* cannot happen within max; the command then sees EOF at once */

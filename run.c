@@ -579,6 +579,8 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
             goto out;
         }
         infeed_eof(&job->in);
+        free(job->req->stdin_data); /* the feed has its copy */
+        job->req->stdin_data = NULL;
     }
     job->out_fd = bx_steal_fd(&outp[0]);
     job->err_fd = bx_steal_fd(&errp[0]);

@@ -157,15 +157,16 @@ def test_exec_stdin_one_shot(srv, box):
 
 
 def test_exec_interactive_sh(srv, box):
-    eid = start(srv, box, cmd=["sh"], stdin_open=True)
+    # the request's own stdin comes first and counts in the offsets
+    eid = start(srv, box, cmd=["sh"], stdin_open=True, stdin="echo pre\n")
     r = stdin(srv, box, eid, b"echo hi\n")
-    assert r.status_code == 200 and r.json() == {"offset": 8}, r.text
-    wait_until(srv, box, eid, lambda e: e["stdout"] == "hi\n")
+    assert r.status_code == 200 and r.json() == {"offset": 17}, r.text
+    wait_until(srv, box, eid, lambda e: e["stdout"] == "pre\nhi\n")
     assert get(srv, box, eid)["status"] == "running"
     r = stdin(srv, box, eid, b"echo bye; exit 5\n", eof=1)
-    assert r.status_code == 200 and r.json() == {"offset": 25}, r.text
+    assert r.status_code == 200 and r.json() == {"offset": 34}, r.text
     e = wait_until(srv, box, eid, finished)
-    assert (e["status"], e["exit_code"], e["stdout"]) == ("failed", 5, "hi\nbye\n"), e
+    assert (e["status"], e["exit_code"], e["stdout"]) == ("failed", 5, "pre\nhi\nbye\n"), e
     # finished: 409 for input, signal and cancel
     r = stdin(srv, box, eid, b"more")
     assert r.status_code == 409 and r.json()["code"] == "EXEC_ALREADY_FINISHED", r.text
