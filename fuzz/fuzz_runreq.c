@@ -107,6 +107,9 @@ static void check_request(const struct run_request *r)
         CHECK(strcmp(r->ref.registry, "docker.io") == 0 ||
               strcmp(r->ref.registry, "127.0.0.1:5000") == 0);
     CHECK(r->persist == 0 || r->persist == 1);
+    /* stdin (issue 14): decoded, within stdin_limit_bytes */
+    CHECK(r->stdin_len <= cfg.stdin_limit_bytes);
+    CHECK(r->stdin_data != NULL || r->stdin_len == 0);
     /* An egress list only with network sandbox, within max_egress_rules,
      * each entry an aligned network and a port of 0 (any) to 65535. */
     if (r->has_egress) {
