@@ -74,6 +74,7 @@ DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
 DEPS_test_b64dec := b64dec
+DEPS_test_infeed := infeed loop util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
