@@ -150,7 +150,7 @@ fuzz: $(FUZZ_BINS)
 #   multipart  MP_MAX_PART_HEADER 8192 (2-byte split: at most 65535)
 #   netlink    16-bit attribute lengths (64 KiB)
 #   route      no limit of its own; the server's paths are at most 8192
-#   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
+#   runreq     run_max_body: RUN_MAX_BODY 4 MiB + 2 KiB (the harness's stdin_limit_bytes 1024) (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
 # A new harness needs its line here (fuzz-run stops otherwise).
 FUZZ_MAX_LEN_fuzz_b64dec := 4096
@@ -163,7 +163,7 @@ FUZZ_MAX_LEN_fuzz_json := 66560
 FUZZ_MAX_LEN_fuzz_multipart := 16384
 FUZZ_MAX_LEN_fuzz_netlink := 69632
 FUZZ_MAX_LEN_fuzz_route := 8192
-FUZZ_MAX_LEN_fuzz_runreq := 4195328
+FUZZ_MAX_LEN_fuzz_runreq := 4198400
 FUZZ_MAX_LEN_fuzz_storepath := 8192
 # name:max_len pairs for the shell loops (recursive: checked only when used).
 FUZZ_TABLE = $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAX_LEN_$(n)),$(error no FUZZ_MAX_LEN_$(n) in the Makefile)))
