@@ -469,6 +469,8 @@ int box_exec_stdin(struct box_exec *e, const void *data, size_t len, int has_off
         return bx_err_set(err, BX_E_CONFLICT, EPIPE,
                           "stdin of exec %s is closed (not started with stdin_open, or eof given)",
                           e->id);
+    if (e->in.broken)
+        return bx_err_set(err, BX_E_CONFLICT, EPIPE, "exec %s closed its stdin", e->id);
     box_touch(e->box);
     if (has_offset) {
         /* A retried write: what was already received is skipped. */

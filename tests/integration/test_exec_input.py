@@ -176,6 +176,21 @@ def test_exec_interactive_sh(srv, box):
     assert r.status_code == 409 and r.json()["code"] == "EXEC_ALREADY_FINISHED", r.text
 
 
+def test_slow_reader_does_not_block_the_server(srv, box):
+    # the command reads nothing for a second: Boxer keeps serving while the
+    # rest of its stdin waits in the buffer
+    data = os.urandom(4 << 20)
+    eid = start(srv, box, cmd=["sh", "-c", "sleep 1; cat | sha256sum"],
+                stdin_b64=base64.b64encode(data).decode())
+    t0 = time.time()
+    r = api(srv, "GET", "/healthz", timeout=5)
+    assert r.status_code == 200 and time.time() - t0 < 0.5
+    e = get(srv, box, eid)
+    assert e["status"] == "running", e
+    e = wait_until(srv, box, eid, finished)
+    assert e["stdout"].split()[0] == hashlib.sha256(data).hexdigest(), e
+
+
 def test_exec_stdin_offsets_and_bounds(srv, box):
     eid = start(srv, box, cmd=["cat"], stdin_open=True)
     assert stdin(srv, box, eid, b"abc", offset=0).json() == {"offset": 3}
