@@ -4,18 +4,17 @@
  * DELETE /v1/boxes/{id}[?force=true], POST /v1/boxes/{id}/exec (with our
  * "wait": true) and GET /v1/boxes/{id}/exec/{eid}. */
 #include "api_box.h"
+#include "api_box_internal.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "b64dec.h"
 #include "box.h"
 #include "multipart.h"
 #include "store.h"
@@ -24,8 +23,7 @@
 
 #define API_BOX_MAX_BODY (1u << 20)
 
-enum op { OP_CREATE, OP_START, OP_STOP, OP_DELETE, OP_EXEC, OP_GC,
-          OP_STDIN, OP_SIGNAL, OP_CANCEL /* issue 14: exec input and control */ };
+enum op { OP_CREATE, OP_START, OP_STOP, OP_DELETE, OP_EXEC, OP_GC };
 
 struct abx {
     struct box_mgr *m;
@@ -36,10 +34,6 @@ struct abx {
     struct sbuf body;
     struct box *box;        /* waited-for box */
     struct box_exec *exec;  /* waited-for exec */
-    /* issue 14: the exec of stdin/signal/:cancel, and stdin's query */
-    char eid[64];
-    int has_offset, eof;
-    uint64_t offset;
 };
 
 static void abx_free(struct abx *a)
@@ -48,7 +42,7 @@ static void abx_free(struct abx *a)
     free(a);
 }
 
-static void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
+void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
 {
     /* Every "try later" answer says when. */
     const char *hdr = status == BX_E_UNAVAILABLE         ? "Retry-After: 5\r\n"
@@ -73,7 +67,7 @@ static void respond_v1_error(struct http_conn *c, int status, const char *code, 
     sbuf_free(&sb);
 }
 
-static void respond_box_err(struct http_conn *c, const struct bx_err *err)
+void respond_box_err(struct http_conn *c, const struct bx_err *err)
 {
     int status = bx_err_http_status(err);
     respond_v1_error(c, status, box_err_code(err), err->msg[0] ? err->msg : "internal error");
@@ -95,7 +89,7 @@ static void respond_box(struct http_conn *c, int status, const struct box *b, in
 
 /* ---- query ---- */
 
-static int query_flag(const struct http_request *req, const char *name)
+int query_flag(const struct http_request *req, const char *name)
 {
     size_t nl = strlen(name);
     const char *q = req->query, *end = req->query ? req->query + req->query_len : NULL;
@@ -293,57 +287,6 @@ static int parse_user(const struct json_value *v, struct box_exec_req *r, struct
     return 0;
 }
 
-/* issue 14: "stdin" (text) or "stdin_b64", at most stdin_limit_bytes
- * decoded; "stdin_open": true keeps stdin open after it. */
-static int parse_exec_stdin(struct box_mgr *m, const struct json_value *root,
-                            struct box_exec_req *r, struct bx_err *err)
-{
-    const struct json_value *t = json_get(root, "stdin"), *b = json_get(root, "stdin_b64");
-    const struct json_value *o = json_get(root, "stdin_open");
-    uint64_t limit = box_stdin_limit(m);
-    if (t && t->type == JSON_NULL)
-        t = NULL;
-    if (b && b->type == JSON_NULL)
-        b = NULL;
-    if (o && o->type != JSON_NULL && o->type != JSON_BOOL)
-        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_open must be a boolean");
-    r->stdin_open = o && o->type == JSON_BOOL && o->u.boolean;
-    if (t && b)
-        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "give stdin or stdin_b64, not both");
-    if (t) {
-        if (t->type != JSON_STRING)
-            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin must be a string");
-        if (t->u.str.len > limit)
-            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
-                              "stdin is larger than stdin_limit_bytes (%llu)", (unsigned long long)limit);
-        r->stdin_data = malloc(t->u.str.len ? t->u.str.len : 1);
-        if (!r->stdin_data)
-            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-        memcpy(r->stdin_data, t->u.str.s, t->u.str.len);
-        r->stdin_len = t->u.str.len;
-    } else if (b) {
-        long n;
-        if (b->type != JSON_STRING)
-            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 must be a string");
-        if (b64_decoded_max(b->u.str.len) - 3 > limit)
-            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
-                              "stdin_b64 is larger than stdin_limit_bytes (%llu) decoded",
-                              (unsigned long long)limit);
-        r->stdin_data = malloc(b64_decoded_max(b->u.str.len));
-        if (!r->stdin_data)
-            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-        n = b64_decode(b->u.str.s, b->u.str.len, (unsigned char *)r->stdin_data);
-        if (n < 0)
-            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 is not valid base64");
-        if ((uint64_t)n > limit)
-            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
-                              "stdin_b64 is larger than stdin_limit_bytes (%llu) decoded",
-                              (unsigned long long)limit);
-        r->stdin_len = (size_t)n;
-    }
-    return 0;
-}
-
 static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct bx_err *err)
 {
     struct json_doc *doc = NULL;
@@ -390,7 +333,7 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct b
         goto out;
     }
     *wait = v && v->type == JSON_BOOL && v->u.boolean;
-    if (parse_exec_stdin(a->m, root, r, err) < 0)
+    if (api_box_parse_stdin(a->m, root, r, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -412,7 +355,7 @@ static void on_box_done(void *arg, struct box *b, const struct bx_err *err)
     abx_free(a);
 }
 
-static void respond_exec(struct http_conn *c, int status, const struct box_exec *e, int extra)
+void respond_exec(struct http_conn *c, int status, const struct box_exec *e, int extra)
 {
     struct sbuf sb;
     struct json_writer w;
@@ -453,98 +396,12 @@ static void gc_boxes(struct abx *a)
     http_respond(a->conn, 200, "application/json", NULL, out, strlen(out));
 }
 
-/* ---- exec input and control (issue 14) ---- */
-
-/* The fixed table of signals a client may name (with or without "SIG"). */
-static const struct {
-    const char *name;
-    int sig;
-} signals[] = {{"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
-               {"USR1", SIGUSR1}, {"USR2", SIGUSR2},   {"TERM", SIGTERM}, {"ALRM", SIGALRM},
-               {"PIPE", SIGPIPE}, {"CONT", SIGCONT},   {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},
-               {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},   {"WINCH", SIGWINCH}, {"ABRT", SIGABRT}};
-
-static int parse_signal(struct abx *a, int *sig, struct bx_err *err)
-{
-    struct json_doc *doc = NULL;
-    const struct json_value *v;
-    int ret = -1;
-    if (parse_body(a, &doc, err) < 0)
-        return -1;
-    v = json_get(json_doc_root(doc), "signal");
-    if (v && v->type == JSON_STRING) {
-        const char *n = v->u.str.s;
-        size_t len = v->u.str.len;
-        if (len > 3 && strncmp(n, "SIG", 3) == 0) {
-            n += 3;
-            len -= 3;
-        }
-        for (size_t i = 0; i < BX_ARRAY_LEN(signals); i++)
-            if (bx_str_eq(n, len, signals[i].name)) {
-                *sig = signals[i].sig;
-                ret = 0;
-            }
-    }
-    if (ret < 0)
-        bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
-                   "signal must be one of HUP, INT, QUIT, KILL, USR1, USR2, TERM, ALRM, PIPE, "
-                   "CONT, STOP, TSTP, TTIN, TTOU, WINCH, ABRT");
-    json_doc_free(&doc);
-    return ret;
-}
-
-static void exec_control(struct abx *a)
-{
-    struct bx_err err;
-    struct box *b = box_find(a->m, a->id);
-    struct box_exec *e = b ? box_exec_find(b, a->eid) : NULL;
-    uint64_t total = 0;
-    int sig = 0, r = -1;
-    bx_err_clear(&err);
-    if (!b) {
-        respond_v1_error(a->conn, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
-        return;
-    }
-    if (!e) {
-        respond_v1_error(a->conn, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec");
-        return;
-    }
-    switch (a->op) {
-    case OP_STDIN:
-        r = box_exec_stdin(e, a->body.data ? a->body.data : "", a->body.len, a->has_offset,
-                           a->offset, a->eof, &total, &err);
-        if (r == 0) {
-            char out[64];
-            snprintf(out, sizeof(out), "{\"offset\":%llu}", (unsigned long long)total);
-            http_respond(a->conn, 200, "application/json", NULL, out, strlen(out));
-        }
-        break;
-    case OP_SIGNAL:
-        r = parse_signal(a, &sig, &err);
-        if (r == 0)
-            r = box_exec_signal(e, sig, &err);
-        if (r == 0)
-            http_respond(a->conn, 200, "application/json", NULL, "{\"ok\":true}", 11);
-        break;
-    case OP_CANCEL:
-        r = box_exec_cancel(e, &err);
-        if (r == 0)
-            respond_exec(a->conn, 200, e, a->extra);
-        break;
-    default:
-        break;
-    }
-    if (r < 0)
-        respond_box_err(a->conn, &err);
-}
-
 /* ---- body ops ---- */
 
 static int abx_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
 {
     struct abx *a = ctx;
-    if (a->op != OP_CREATE && a->op != OP_EXEC && a->op != OP_GC && a->op != OP_STDIN &&
-        a->op != OP_SIGNAL)
+    if (a->op != OP_CREATE && a->op != OP_EXEC && a->op != OP_GC)
         return 0; /* the body of stop/start/delete is ignored */
     if (sbuf_append(&a->body, data, len) < 0)
         return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "body too large");
@@ -561,11 +418,6 @@ static int abx_on_end(void *ctx, struct bx_err *unused)
     bx_err_clear(&err);
     if (a->op == OP_GC) {
         gc_boxes(a);
-        abx_free(a);
-        return 0;
-    }
-    if (a->op == OP_STDIN || a->op == OP_SIGNAL || a->op == OP_CANCEL) {
-        exec_control(a);
         abx_free(a);
         return 0;
     }
@@ -587,9 +439,6 @@ static int abx_on_end(void *ctx, struct bx_err *unused)
         break;
     }
     case OP_GC:
-    case OP_STDIN:
-    case OP_SIGNAL:
-    case OP_CANCEL:
         break;
     case OP_START:
         r = box_start(b, on_box_done, a, &err);
@@ -1115,82 +964,4 @@ void api_box_download(struct box_mgr *m, struct http_conn *c, const struct http_
                       const struct route_params *p)
 {
     start_xfer(m, c, req, p, 0);
-}
-
-/* ---- exec input and control routes (issue 14) ---- */
-
-static void start_exec_control(struct box_mgr *m, struct http_conn *c,
-                               const struct http_request *req, const struct route_params *p,
-                               enum op op)
-{
-    struct abx *a;
-    struct bx_err err;
-    char val[32];
-    size_t vlen = 0;
-    size_t max = API_BOX_MAX_BODY;
-    int r;
-    if (!available(m, c))
-        return;
-    bx_err_clear(&err);
-    if (op == OP_SIGNAL) {
-        const struct http_header *ct = http_find_header(req, "Content-Type");
-        if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
-            respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST",
-                             "Content-Type must be application/json");
-            return;
-        }
-    }
-    a = calloc(1, sizeof(*a));
-    if (!a) {
-        http_respond_error(c, BX_E_INTERNAL, "out of memory");
-        return;
-    }
-    a->m = m;
-    a->conn = c;
-    a->op = op;
-    a->extra = query_flag(req, "extra");
-    if (param(p, 0, a->id, sizeof(a->id)) < 0) {
-        respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
-        free(a);
-        return;
-    }
-    if (param(p, 1, a->eid, sizeof(a->eid)) < 0) {
-        respond_v1_error(c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec");
-        free(a);
-        return;
-    }
-    if (op == OP_STDIN) {
-        /* the raw body, bounded by the exec's input buffer (413 above) */
-        max = box_stdin_buffer(m);
-        a->eof = query_flag(req, "eof");
-        r = http_query_param(req->query, req->query ? req->query_len : 0, "offset", val,
-                             sizeof(val), &vlen, &err);
-        if (r < 0 || (r == 1 && bx_parse_u64(val, vlen, UINT64_MAX / 2, &a->offset) < 0)) {
-            respond_v1_error(c, BX_E_BAD_REQUEST, "INVALID_REQUEST",
-                             "offset must be a byte offset (a non-negative integer)");
-            free(a);
-            return;
-        }
-        a->has_offset = r == 1;
-    }
-    sbuf_init(&a->body, max);
-    http_accept_body(c, max, &abx_ops, a);
-}
-
-void api_box_exec_stdin(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                        const struct route_params *p)
-{
-    start_exec_control(m, c, req, p, OP_STDIN);
-}
-
-void api_box_exec_signal(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                         const struct route_params *p)
-{
-    start_exec_control(m, c, req, p, OP_SIGNAL);
-}
-
-void api_box_exec_cancel(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                         const struct route_params *p)
-{
-    start_exec_control(m, c, req, p, OP_CANCEL);
 }

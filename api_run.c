@@ -210,12 +210,10 @@ uint64_t run_max_body(const struct config *cfg)
     return RUN_MAX_BODY + 2 * cfg->stdin_limit_bytes;
 }
 
-/* "stdin" (text) or "stdin_b64" (bytes), at most stdin_limit_bytes. */
-static int parse_stdin(const struct json_value *root, const struct config *cfg,
-                       struct run_request *r, struct bx_err *err)
+int api_parse_stdin(const struct json_value *root, uint64_t limit, char **data, size_t *len,
+                    struct bx_err *err)
 {
     const struct json_value *t = json_get(root, "stdin"), *b = json_get(root, "stdin_b64");
-    uint64_t limit = cfg->stdin_limit_bytes;
     if (t && t->type == JSON_NULL)
         t = NULL;
     if (b && b->type == JSON_NULL)
@@ -229,30 +227,32 @@ static int parse_stdin(const struct json_value *root, const struct config *cfg,
             return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
                               "stdin is larger than stdin_limit_bytes (%llu)",
                               (unsigned long long)limit);
-        r->stdin_data = malloc(t->u.str.len ? t->u.str.len : 1);
-        if (!r->stdin_data)
+        *data = malloc(t->u.str.len ? t->u.str.len : 1);
+        if (!*data)
             return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-        memcpy(r->stdin_data, t->u.str.s, t->u.str.len);
-        r->stdin_len = t->u.str.len;
+        memcpy(*data, t->u.str.s, t->u.str.len);
+        *len = t->u.str.len;
     } else if (b) {
         long n;
         if (b->type != JSON_STRING)
             return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 must be a string");
+        /* checked before decoding (no allocation for a huge text), and
+         * exactly after (an unpadded tail decodes to up to 2 more bytes) */
         if (b64_decoded_max(b->u.str.len) - 3 > limit)
             return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
                               "stdin_b64 is larger than stdin_limit_bytes (%llu) decoded",
                               (unsigned long long)limit);
-        r->stdin_data = malloc(b64_decoded_max(b->u.str.len));
-        if (!r->stdin_data)
+        *data = malloc(b64_decoded_max(b->u.str.len));
+        if (!*data)
             return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-        n = b64_decode(b->u.str.s, b->u.str.len, (unsigned char *)r->stdin_data);
+        n = b64_decode(b->u.str.s, b->u.str.len, (unsigned char *)*data);
         if (n < 0)
             return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 is not valid base64");
         if ((uint64_t)n > limit)
             return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
                               "stdin_b64 is larger than stdin_limit_bytes (%llu) decoded",
                               (unsigned long long)limit);
-        r->stdin_len = (size_t)n;
+        *len = (size_t)n;
     }
     return 0;
 }
@@ -366,7 +366,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
     }
     if (parse_run_limits(json_get(root, "limits"), cfg, &r->limits, err) < 0)
         goto out;
-    if (parse_stdin(root, cfg, r, err) < 0)
+    if (api_parse_stdin(root, cfg->stdin_limit_bytes, &r->stdin_data, &r->stdin_len, err) < 0)
         goto out;
     v = json_get(root, "network");
     if (v && v->type != JSON_NULL) {
