@@ -75,6 +75,8 @@ DEPS_test_route := route
 DEPS_test_err := err
 DEPS_test_api_v1run := api_run run run_discard run_recover net netlink net_text oci image image_pull image_disk sha256 imgref json json_write proc loop util cgroup cgroup_setup store store_upload store_capture config log err
 DEPS_test_exec_log := exec_log stream_events json json_write util err
+DEPS_test_b64dec := b64dec
+DEPS_test_infeed := infeed loop util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -144,6 +146,7 @@ fuzz: $(FUZZ_BINS)
 
 # Each harness's -max_len is above the largest size limit its code can
 # reach, so the fuzzer can produce inputs on both sides of every limit:
+#   b64dec     no limit of its own (the caller bounds the text)
 #   cgproc     the 4096-byte output (byte 1's top bit)
 #   config     CONFIG_MAX_BYTES 1 MiB (413); 100000 values; 1024-entry lists
 #   events     no limit of its own (one event's data; a small log of 300-555 B)
@@ -154,10 +157,11 @@ fuzz: $(FUZZ_BINS)
 #   multipart  MP_MAX_PART_HEADER 8192 (2-byte split: at most 65535)
 #   netlink    16-bit attribute lengths (64 KiB)
 #   route      no limit of its own; the server's paths are at most 8192
-#   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
+#   runreq     run_max_body: RUN_MAX_BODY 4 MiB + 2 KiB (the harness's stdin_limit_bytes 1024) (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
 #   v1run      as runreq (the /run request it maps to): RUN_MAX_BODY 4 MiB
 # A new harness needs its line here (fuzz-run stops otherwise).
+FUZZ_MAX_LEN_fuzz_b64dec := 4096
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
 FUZZ_MAX_LEN_fuzz_config := 1049600
 FUZZ_MAX_LEN_fuzz_egress := 4096
@@ -168,7 +172,7 @@ FUZZ_MAX_LEN_fuzz_json := 66560
 FUZZ_MAX_LEN_fuzz_multipart := 16384
 FUZZ_MAX_LEN_fuzz_netlink := 69632
 FUZZ_MAX_LEN_fuzz_route := 8192
-FUZZ_MAX_LEN_fuzz_runreq := 4195328
+FUZZ_MAX_LEN_fuzz_runreq := 4198400
 FUZZ_MAX_LEN_fuzz_storepath := 8192
 FUZZ_MAX_LEN_fuzz_v1run := 4195328
 # name:max_len pairs for the shell loops (recursive: checked only when used).

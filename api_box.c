@@ -4,6 +4,7 @@
  * DELETE /v1/boxes/{id}[?force=true], POST /v1/boxes/{id}/exec (with our
  * "wait": true) and GET /v1/boxes/{id}/exec/{eid}. */
 #include "api_box.h"
+#include "api_box_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -42,10 +43,12 @@ static void abx_free(struct abx *a)
     free(a);
 }
 
-static void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
+void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
 {
     /* Every "try later" answer says when. */
-    const char *hdr = status == BX_E_UNAVAILABLE ? "Retry-After: 5\r\n" : NULL;
+    const char *hdr = status == BX_E_UNAVAILABLE         ? "Retry-After: 5\r\n"
+                      : status == BX_E_TOO_MANY_REQUESTS ? "Retry-After: 1\r\n"
+                                                         : NULL;
     struct sbuf sb;
     struct json_writer w;
     sbuf_init(&sb, 1 << 16);
@@ -65,7 +68,7 @@ static void respond_v1_error(struct http_conn *c, int status, const char *code, 
     sbuf_free(&sb);
 }
 
-static void respond_box_err(struct http_conn *c, const struct bx_err *err)
+void respond_box_err(struct http_conn *c, const struct bx_err *err)
 {
     int status = bx_err_http_status(err);
     respond_v1_error(c, status, box_err_code(err), err->msg[0] ? err->msg : "internal error");
@@ -87,7 +90,7 @@ static void respond_box(struct http_conn *c, int status, const struct box *b, in
 
 /* ---- query ---- */
 
-static int query_flag(const struct http_request *req, const char *name)
+int query_flag(const struct http_request *req, const char *name)
 {
     size_t nl = strlen(name);
     const char *q = req->query, *end = req->query ? req->query + req->query_len : NULL;
@@ -195,7 +198,7 @@ static int get_env(const struct json_value *root, char ***out, struct bx_err *er
 
 static int parse_body(struct abx *a, struct json_doc **doc, struct bx_err *err)
 {
-    const struct json_limits lim = {API_BOX_MAX_BODY, 16, 100000};
+    const struct json_limits lim = {a->body.max, 16, 100000};
     if (json_parse(a->body.data ? a->body.data : "", a->body.len, &lim, doc, err) < 0)
         return -1;
     if (json_doc_root(*doc)->type != JSON_OBJECT) {
@@ -365,6 +368,8 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, int *str
             goto out;
         }
     }
+    if (api_box_parse_stdin(a->m, root, r, err) < 0)
+        goto out;
     ret = 0;
 out:
     json_doc_free(&doc);
@@ -385,7 +390,7 @@ static void on_box_done(void *arg, struct box *b, const struct bx_err *err)
     abx_free(a);
 }
 
-static void respond_exec(struct http_conn *c, int status, const struct box_exec *e, int extra)
+void respond_exec(struct http_conn *c, int status, const struct box_exec *e, int extra)
 {
     struct sbuf sb;
     struct json_writer w;
@@ -555,8 +560,12 @@ static void start_async(struct box_mgr *m, struct http_conn *c, const struct htt
     a->force = query_flag(req, "force");
     memcpy(a->id, id, id_len);
     a->id[id_len] = 0;
-    sbuf_init(&a->body, API_BOX_MAX_BODY);
-    http_accept_body(c, API_BOX_MAX_BODY, &abx_ops, a);
+    {
+        /* an exec's stdin: room for it as base64 or lightly escaped text */
+        size_t max = op == OP_EXEC ? API_BOX_MAX_BODY + 2 * box_stdin_limit(m) : API_BOX_MAX_BODY;
+        sbuf_init(&a->body, max);
+        http_accept_body(c, max, &abx_ops, a);
+    }
 }
 
 static void list_boxes(struct box_mgr *m, struct http_conn *c, int extra);

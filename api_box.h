@@ -23,6 +23,9 @@ api_box_fn api_box_exec;       /* POST /v1/boxes/{id}/exec */
 api_box_fn api_box_execs;      /* GET /v1/boxes/{id}/execs */
 api_box_fn api_box_exec_get;   /* GET /v1/boxes/{id}/exec/{eid} */
 api_box_fn api_box_exec_events; /* GET /v1/boxes/{id}/exec/{eid}/events */
+api_box_fn api_box_exec_stdin;  /* POST /v1/boxes/{id}/exec/{eid}/stdin (issue 14) */
+api_box_fn api_box_exec_signal; /* POST /v1/boxes/{id}/exec/{eid}/signal */
+api_box_fn api_box_exec_cancel; /* POST /v1/boxes/{id}/exec/{eid}:cancel */
 api_box_fn api_box_gc;         /* POST /v1/gc */
 api_box_fn api_box_upload;     /* POST /v1/boxes/{id}/files/upload */
 api_box_fn api_box_download;   /* POST /v1/boxes/{id}/files/download */

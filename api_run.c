@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "api_run.h"
 
+#include "b64dec.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -203,13 +205,65 @@ static int parse_egress(const struct json_value *v, const struct config *cfg, st
     return 0;
 }
 
+uint64_t run_max_body(const struct config *cfg)
+{
+    return RUN_MAX_BODY + 2 * cfg->stdin_limit_bytes;
+}
+
+int api_parse_stdin(const struct json_value *root, uint64_t limit, char **data, size_t *len,
+                    struct bx_err *err)
+{
+    const struct json_value *t = json_get(root, "stdin"), *b = json_get(root, "stdin_b64");
+    if (t && t->type == JSON_NULL)
+        t = NULL;
+    if (b && b->type == JSON_NULL)
+        b = NULL;
+    if (t && b)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "give stdin or stdin_b64, not both");
+    if (t) {
+        if (t->type != JSON_STRING)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin must be a string");
+        if (t->u.str.len > limit)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "stdin is larger than stdin_limit_bytes (%llu)",
+                              (unsigned long long)limit);
+        *data = malloc(t->u.str.len ? t->u.str.len : 1);
+        if (!*data)
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        memcpy(*data, t->u.str.s, t->u.str.len);
+        *len = t->u.str.len;
+    } else if (b) {
+        long n;
+        if (b->type != JSON_STRING)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 must be a string");
+        /* checked before decoding (no allocation for a huge text), and
+         * exactly after (an unpadded tail decodes to up to 2 more bytes) */
+        if (b64_decoded_max(b->u.str.len) - 3 > limit)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "stdin_b64 is larger than stdin_limit_bytes (%llu) decoded",
+                              (unsigned long long)limit);
+        *data = malloc(b64_decoded_max(b->u.str.len));
+        if (!*data)
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        n = b64_decode(b->u.str.s, b->u.str.len, (unsigned char *)*data);
+        if (n < 0)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "stdin_b64 is not valid base64");
+        if ((uint64_t)n > limit)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "stdin_b64 is larger than stdin_limit_bytes (%llu) decoded",
+                              (unsigned long long)limit);
+        *len = (size_t)n;
+    }
+    return 0;
+}
+
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err)
 {
     static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
                                         "network", "egress", "persist", "stream", "encoding",
-                                        NULL};
-    struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
+                                        "stdin", "stdin_b64", NULL};
+    struct json_limits jl = {run_max_body(cfg), 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
     const struct json_member *bad;
@@ -311,6 +365,8 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         }
     }
     if (parse_run_limits(json_get(root, "limits"), cfg, &r->limits, err) < 0)
+        goto out;
+    if (api_parse_stdin(root, cfg->stdin_limit_bytes, &r->stdin_data, &r->stdin_len, err) < 0)
         goto out;
     v = json_get(root, "network");
     if (v && v->type != JSON_NULL) {

@@ -20,6 +20,16 @@
  * configured defaults; values above cfg->max_limits, and memory_mb or
  * pids_limit that alone exceed total_memory_mb or total_pids, are refused
  * (400). */
+/* The most a /run body may hold: RUN_MAX_BODY plus room for a "stdin" of
+ * stdin_limit_bytes as base64 or lightly escaped text (issue 14). */
+uint64_t run_max_body(const struct config *cfg);
+struct json_value;
+/* "stdin" (text) or "stdin_b64" (strict base64) of a request object, for
+ * /run and box execs: *data (malloc'd, NULL when neither is given) and
+ * *len; 413 over limit bytes (decoded), 400 both given, not a string, bad
+ * base64.  On error *data may be set: the caller frees it. */
+int api_parse_stdin(const struct json_value *root, uint64_t limit, char **data, size_t *len,
+                    struct bx_err *err);
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err);
 

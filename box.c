@@ -78,6 +78,7 @@ void box_exec_req_free(struct box_exec_req *r)
     bx_strv_free(&r->cmd);
     bx_strv_free(&r->env);
     free(r->workdir);
+    free(r->stdin_data);
     memset(r, 0, sizeof(*r));
 }
 
@@ -742,6 +743,7 @@ void exec_free(struct box_exec *e)
         loop_timer_cancel(e->box->m->p.loop, e->safety_timer);
     if (e->proc)
         proc_free(&e->proc);
+    exec_control_free(e);
     if (e->out_fd >= 0) {
         loop_del(e->box->m->p.loop, e->out_fd);
         bx_close(&e->out_fd);
@@ -962,7 +964,11 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
     json_w_obj_begin(w);
     json_w_kv_cstr(w, "id", e->id);
     json_w_kv_cstr(w, "box_id", e->box->id);
-    json_w_kv_cstr(w, "status", e->running ? "running" : e->failed ? "failed" : "succeeded");
+    json_w_kv_cstr(w, "status",
+                   e->canceled  ? "canceled"
+                   : e->running ? "running"
+                   : e->failed  ? "failed"
+                                : "succeeded");
     box_w_strv(w, "cmd", e->cmd);
     w_env_obj(w, "env", e->env);
     w_str_or_null(w, "workdir", e->workdir);
@@ -1007,7 +1013,18 @@ const char *box_err_code(const struct bx_err *err)
         return "RESOURCE_EXCEEDED";
     case BX_E_NOT_FOUND:
         return "BOX_NOT_FOUND";
+    case BX_E_TOO_LARGE:
+        return "INVALID_REQUEST";
+    case BX_E_TOO_MANY_REQUESTS:
+        return "STDIN_BUFFER_FULL";
     case BX_E_CONFLICT:
+        /* issue 14: an exec's input and control */
+        if (err->sys_errno == ESRCH)
+            return "EXEC_ALREADY_FINISHED";
+        if (err->sys_errno == EPIPE)
+            return "STDIN_CLOSED";
+        if (err->sys_errno == ERANGE)
+            return "STDIN_OFFSET_GAP";
         return err->sys_errno == ENOTCONN  ? "BOX_NOT_RUNNING"
                : err->sys_errno == EEXIST ? "NAME_ALREADY_EXISTS"
                                           : "BOX_ALREADY_RUNNING";

@@ -139,6 +139,11 @@ struct box_exec_req {
     int set_user; /* "user": uid[:gid] (numeric); otherwise root */
     uint32_t uid, gid;
     int base64; /* "encoding": "base64" (the event streams' data) */
+    /* issue 14: "stdin"/"stdin_b64" (written, then closed unless
+     * stdin_open); stdin_open keeps it open for box_exec_stdin. */
+    char *stdin_data;
+    size_t stdin_len;
+    int stdin_open;
 };
 void box_exec_req_free(struct box_exec_req *r);
 
@@ -194,6 +199,23 @@ uint64_t box_upload_limit(const struct box_mgr *m);
 struct loop *box_mgr_loop(const struct box_mgr *m);
 /* config's stream_keepalive_secs, in ms */
 uint64_t box_stream_keepalive_ms(const struct box_mgr *m);
+/* Input and control of a running exec (issue 14).
+ * box_exec_stdin: appends len bytes at stream offset `offset` (has_offset;
+ * bytes already received are skipped, a gap is 409 STDIN_OFFSET_GAP), then
+ * closes stdin when eof; *total gets the bytes received so far.  409
+ * EXEC_ALREADY_FINISHED, 409 STDIN_CLOSED (not stdin_open, or eof given),
+ * 413 more than exec_stdin_buffer_bytes at once, 429 STDIN_BUFFER_FULL
+ * while the command has not read enough of what is pending.
+ * box_exec_signal: queues sig for the exec's process group in the box
+ * (delivered by the in-box helper once runsc has said the process's pid).
+ * box_exec_cancel: SIGKILL to the group, stdin closed, status canceled.
+ * Both 409 EXEC_ALREADY_FINISHED once the exec has ended. */
+int box_exec_stdin(struct box_exec *e, const void *data, size_t len, int has_offset,
+                   uint64_t offset, int eof, uint64_t *total, struct bx_err *err);
+int box_exec_signal(struct box_exec *e, int sig, struct bx_err *err);
+int box_exec_cancel(struct box_exec *e, struct bx_err *err);
+uint64_t box_stdin_limit(const struct box_mgr *m);
+uint64_t box_stdin_buffer(const struct box_mgr *m);
 uint64_t box_min_free_disk_percent(const struct box_mgr *m);
 
 #endif

@@ -21,6 +21,7 @@
 #include "image.h"
 #include "imgref.h"
 #include "json.h"
+#include "log.h"
 #include "oci.h"
 #include "proc.h"
 #include "util.h"
@@ -216,7 +217,11 @@ static void exec_unlink_files(struct box_exec *e)
     unlink(p);
     snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
     unlink(p);
+    snprintf(p, sizeof(p), "%s/%s.pid", e->box->dir, e->id);
+    unlink(p);
 }
+
+static void exec_control_end(struct box_exec *e);
 
 /* runsc exits 128 both for a command killed by signal 0 (impossible) and
  * when it could not start the command at all (missing program, bad
@@ -300,6 +305,7 @@ static void exec_on_exit(void *arg, int status)
                  (unsigned long long)e->timeout_ms);
     }
     e->failed = e->exit_code != 0;
+    exec_control_end(e);
     exec_notify(e);
     cb = e->cb;
     cb_arg = e->cb_arg;
@@ -368,6 +374,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     e->box = b;
     e->out_fd = e->err_fd = -1;
     exec_log_init(&e->log, BOX_OUTPUT_MAX);
+    infeed_init(&e->in, b->m->p.loop, 0);
     sbuf_init(&sb, 1 << 20);
     if (random_id("exec_", e->id, sizeof(e->id), err) < 0)
         goto fail;
@@ -414,10 +421,13 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
         goto fail;
     }
     {
-        char ppath[PATH_MAX + 80], lname[64];
+        char ppath[PATH_MAX + 80], lname[64], pidpath[PATH_MAX + 80];
         snprintf(ppath, sizeof(ppath), "%s/%s", b->dir, pname);
         snprintf(lname, sizeof(lname), "%s.log", e->id);
-        const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
+        /* the pid in the box, for signals and cancel (issue 14) */
+        snprintf(pidpath, sizeof(pidpath), "%s/%s.pid", b->dir, e->id);
+        const char *args[] = {"exec", "--process", ppath, "--internal-pid-file", pidpath,
+                              b->cid, NULL};
         if (box_spawn_runsc_io(b, args, lname, in_fd, out_fd >= 0 ? out_fd : outp[1], errp[1], 1,
                                exec_on_exit, e, &e->proc, err) < 0)
             goto fail;
@@ -474,7 +484,44 @@ fail:
 int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
              struct box_exec **out, struct bx_err *err)
 {
-    return exec_io(b, req, -1, -1, 0, cb, arg, out, err);
+    struct infeed in;
+    int child_in = -1, r;
+    char *data;
+    size_t len;
+    int open_in;
+
+    if (!req->stdin_data && !req->stdin_open)
+        return exec_io(b, req, -1, -1, 0, cb, arg, out, err);
+    /* stdin through a pipe the loop feeds (infeed.h) */
+    infeed_init(&in, b->m->p.loop, 0);
+    if (infeed_pipe(&in, &child_in, err) < 0)
+        return -1;
+    data = bx_steal_ptr(&req->stdin_data);
+    len = req->stdin_len;
+    open_in = req->stdin_open;
+    r = exec_io(b, req, child_in, -1, 0, cb, arg, out, err);
+    bx_close(&child_in);
+    if (r < 0) {
+        infeed_free(&in);
+        free(data);
+        return -1;
+    }
+    /* Moved before anything is queued: nothing refers to &in yet. */
+    (*out)->in = in;
+    /* the initial stdin always fits, even when larger than the buffer */
+    (*out)->in.max = open_in && b->m->p.cfg->exec_stdin_buffer_bytes > len
+                         ? b->m->p.cfg->exec_stdin_buffer_bytes
+                         : len;
+    (*out)->stdin_open = open_in;
+    if (len > 0 && infeed_put(&(*out)->in, data, len, err) < 0) {
+        /* cannot happen within max; the command then sees EOF at once */
+        bx_log_warn("%s: stdin: %s", (*out)->id, err->msg);
+        bx_err_clear(err);
+    }
+    free(data);
+    if (!open_in)
+        infeed_eof(&(*out)->in);
+    return 0;
 }
 
 /* ---- files in and out ---- */
@@ -561,4 +608,215 @@ uint64_t box_stream_keepalive_ms(const struct box_mgr *m)
 uint64_t box_min_free_disk_percent(const struct box_mgr *m)
 {
     return m->p.cfg->min_free_disk_percent;
+}
+
+/* ---- input and control (issue 14) ---- */
+
+uint64_t box_stdin_limit(const struct box_mgr *m)
+{
+    return m->p.cfg->stdin_limit_bytes;
+}
+
+uint64_t box_stdin_buffer(const struct box_mgr *m)
+{
+    return m->p.cfg->exec_stdin_buffer_bytes;
+}
+
+int box_exec_stdin(struct box_exec *e, const void *data, size_t len, int has_offset,
+                   uint64_t offset, int eof, uint64_t *total, struct bx_err *err)
+{
+    const char *p = data;
+    if (!e->running)
+        return bx_err_set(err, BX_E_CONFLICT, ESRCH, "exec %s has already finished", e->id);
+    *total = e->in.total;
+    /* a retry of a write that gave eof, already applied */
+    if (!e->stdin_open && e->in.eof && has_offset && offset <= e->in.total &&
+        e->in.total - offset >= len)
+        return 0;
+    if (!e->stdin_open)
+        return bx_err_set(err, BX_E_CONFLICT, EPIPE,
+                          "stdin of exec %s is closed (not started with stdin_open, or eof given)",
+                          e->id);
+    if (e->in.broken)
+        return bx_err_set(err, BX_E_CONFLICT, EPIPE, "exec %s closed its stdin", e->id);
+    box_touch(e->box);
+    if (has_offset) {
+        /* A retried write: what was already received is skipped. */
+        if (offset > e->in.total)
+            return bx_err_set(err, BX_E_CONFLICT, ERANGE,
+                              "offset %llu is past the %llu bytes received", (unsigned long long)offset,
+                              (unsigned long long)e->in.total);
+        if (e->in.total - offset >= len) {
+            len = 0;
+        } else {
+            p += e->in.total - offset;
+            len -= (size_t)(e->in.total - offset);
+        }
+    }
+    if (len > e->in.max)
+        return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                          "more than exec_stdin_buffer_bytes (%zu) at once", e->in.max);
+    if (len > infeed_room(&e->in))
+        return bx_err_set(err, BX_E_TOO_MANY_REQUESTS, EAGAIN,
+                          "stdin buffer is full (%zu bytes not yet read by the command): retry "
+                          "with offset %llu",
+                          e->in.max - infeed_room(&e->in), (unsigned long long)e->in.total);
+    if (infeed_put(&e->in, p, len, err) < 0)
+        return -1;
+    if (eof) {
+        e->stdin_open = 0;
+        infeed_eof(&e->in);
+    }
+    *total = e->in.total;
+    return 0;
+}
+
+/* Signals reach the command's process group through the in-box helper
+ * (`/.boxer/init --kill <pid> <sig>...`, run by `runsc exec`): signalling
+ * the `runsc exec` client does not reach into the box, and `runsc kill
+ * --pid` signals one process, not the group (RUNSC-NOTES).  The pid is the
+ * one runsc wrote to <id>.pid: the process it started, leader of its own
+ * process group (or the timeout helper, whose group holds the command). */
+static void kill_files(struct box_exec *e, int unlink_them, char *json, size_t jcap)
+{
+    snprintf(json, jcap, "%s/%s.kill.json", e->box->dir, e->id);
+    if (unlink_them) {
+        char p[PATH_MAX + 64];
+        unlink(json);
+        snprintf(p, sizeof(p), "%s/%s.kill.log", e->box->dir, e->id);
+        unlink(p);
+    }
+}
+
+static void sig_kick(struct box_exec *e);
+
+static void on_killer_exit(void *arg, int status)
+{
+    struct box_exec *e = arg;
+    char json[PATH_MAX + 64];
+    proc_free(&e->killer);
+    kill_files(e, 1, json, sizeof(json));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bx_log_warn("%s: delivering a signal: helper status %d", e->id, status);
+    sig_kick(e);
+}
+
+static void on_sig_timer(struct loop *l, void *arg)
+{
+    struct box_exec *e = arg;
+    (void)l;
+    e->sig_timer = 0;
+    sig_kick(e);
+}
+
+#define SIG_POLL_MS 20
+#define SIG_POLLS 500
+
+static void sig_kick(struct box_exec *e)
+{
+    struct box *b = e->box;
+    char p[PATH_MAX + 64], json[PATH_MAX + 64], lname[80], pid[24], nums[16][8];
+    char *argv[3 + 16 + 1];
+    char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    char *text = NULL;
+    size_t len = 0, a = 0;
+    uint64_t v;
+    struct sbuf sb;
+    struct json_writer w;
+    struct bx_err err;
+
+    if (!e->running || e->nsigs == 0 || e->killer || e->sig_timer)
+        return;
+    snprintf(p, sizeof(p), "%s/%s.pid", b->dir, e->id);
+    if (bx_read_file_at(AT_FDCWD, p, 64, &text, &len, NULL) < 0 || len == 0 ||
+        bx_parse_u64(text, strcspn(text, "\n"), INT32_MAX, &v) < 0 || v == 0) {
+        free(text);
+        /* runsc writes the file right after starting the process */
+        if (++e->sig_polls > SIG_POLLS) {
+            bx_log_warn("%s: no pid from runsc: %u signal(s) dropped", e->id, e->nsigs);
+            e->nsigs = 0;
+            return;
+        }
+        e->sig_timer = loop_timer_add(b->m->p.loop, SIG_POLL_MS, on_sig_timer, e);
+        return;
+    }
+    free(text);
+    snprintf(pid, sizeof(pid), "%llu", (unsigned long long)v);
+    argv[a++] = "/.boxer/init";
+    argv[a++] = "--kill";
+    argv[a++] = pid;
+    for (unsigned i = 0; i < e->nsigs; i++) {
+        snprintf(nums[i], sizeof(nums[i]), "%d", e->sigs[i]);
+        argv[a++] = nums[i];
+    }
+    argv[a] = NULL;
+    e->nsigs = 0;
+    bx_err_clear(&err);
+    sbuf_init(&sb, 1 << 16);
+    json_w_init(&w, &sb);
+    w_process(&w, argv, env, "/", 0, 0);
+    kill_files(e, 1, json, sizeof(json));
+    snprintf(lname, sizeof(lname), "%s.kill.log", e->id);
+    {
+        const char *args[] = {"exec", "--process", json, b->cid, NULL};
+        if (w.failed || write_scratch_file(b, strrchr(json, '/') + 1, &sb, &err) < 0 ||
+            box_spawn_runsc_io(b, args, lname, -1, -1, -1, 1, on_killer_exit, e, &e->killer,
+                               &err) < 0) {
+            bx_log_warn("%s: delivering a signal: %s", e->id, w.failed ? "too large" : err.msg);
+            kill_files(e, 1, json, sizeof(json));
+        }
+    }
+    sbuf_free(&sb);
+}
+
+int box_exec_signal(struct box_exec *e, int sig, struct bx_err *err)
+{
+    if (!e->running)
+        return bx_err_set(err, BX_E_CONFLICT, ESRCH, "exec %s has already finished", e->id);
+    if (e->nsigs >= BX_ARRAY_LEN(e->sigs))
+        return bx_err_set(err, BX_E_TOO_MANY_REQUESTS, EAGAIN,
+                          "too many signals waiting for delivery");
+    box_touch(e->box);
+    e->sigs[e->nsigs++] = sig;
+    sig_kick(e);
+    return 0;
+}
+
+int box_exec_cancel(struct box_exec *e, struct bx_err *err)
+{
+    if (!e->running || e->canceled)
+        return bx_err_set(err, BX_E_CONFLICT, ESRCH, "exec %s has already finished", e->id);
+    box_touch(e->box);
+    /* KILL jumps the queue: what was waiting no longer matters */
+    e->sigs[0] = SIGKILL;
+    e->nsigs = 1;
+    e->canceled = 1;
+    e->stdin_open = 0;
+    infeed_free(&e->in);
+    snprintf(e->error, sizeof(e->error), "canceled");
+    sig_kick(e);
+    return 0;
+}
+
+/* The exec ended: its input goes, signals not yet delivered are moot (a
+ * killer already running finishes on its own). */
+static void exec_control_end(struct box_exec *e)
+{
+    infeed_free(&e->in);
+    e->stdin_open = 0;
+    e->nsigs = 0;
+    if (e->sig_timer) {
+        loop_timer_cancel(e->box->m->p.loop, e->sig_timer);
+        e->sig_timer = 0;
+    }
+}
+
+void exec_control_free(struct box_exec *e)
+{
+    char json[PATH_MAX + 64];
+    exec_control_end(e);
+    if (e->killer) {
+        proc_free(&e->killer);
+        kill_files(e, 1, json, sizeof(json));
+    }
 }

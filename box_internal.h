@@ -12,6 +12,7 @@
 #include "config.h"
 #include "exec_log.h"
 #include "image.h"
+#include "infeed.h"
 #include "net.h"
 #include "json.h"
 #include "oci.h"
@@ -57,6 +58,15 @@ struct box_exec {
     int hidden; /* a file transfer (box_transfer): not an exec of the API */
     box_exec_cb cb;
     void *cb_arg;
+    /* issue 14, input and control (box_exec.c) */
+    struct infeed in;     /* the command's stdin (in.fd < 0: none or closed) */
+    int stdin_open;       /* box_exec_stdin may append */
+    int canceled;
+    int sigs[16];         /* signals waiting for delivery, in order */
+    unsigned nsigs;
+    struct proc *killer;  /* the in-box helper delivering them */
+    uint64_t sig_timer;   /* polls for runsc's pid file */
+    unsigned sig_polls;
 };
 
 struct bgproc {
@@ -155,5 +165,7 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
 void exec_free(struct box_exec *e);
 /* box_exec.c: tells the watchers the record goes (before exec_free). */
 void exec_watchers_gone(struct box_exec *e);
+/* box_exec.c: what exec_free must release of the input and control state. */
+void exec_control_free(struct box_exec *e);
 
 #endif

@@ -444,8 +444,8 @@ static int run_on_data(void *ctx, const char *data, size_t len, struct bx_err *e
 {
     struct run_ctx *r = ctx;
     if (sbuf_append(&r->body, data, len) < 0)
-        return bx_err_set(err, BX_E_TOO_LARGE, 0, "request body is larger than %u bytes",
-                          RUN_MAX_BODY);
+        return bx_err_set(err, BX_E_TOO_LARGE, 0, "request body is larger than %llu bytes",
+                          (unsigned long long)run_max_body(&r->app->cfg));
     return 0;
 }
 
@@ -495,8 +495,8 @@ static void route_run(struct app *a, struct http_conn *c)
     }
     r->app = a;
     r->conn = c;
-    sbuf_init(&r->body, RUN_MAX_BODY);
-    http_accept_body(c, RUN_MAX_BODY, &run_ops, r);
+    sbuf_init(&r->body, run_max_body(&a->cfg));
+    http_accept_body(c, run_max_body(&a->cfg), &run_ops, r);
 }
 
 /* ---- /images ---- */
@@ -697,6 +697,9 @@ ON_BOX(api_box_exec)
 ON_BOX(api_box_execs)
 ON_BOX(api_box_exec_get)
 ON_BOX(api_box_exec_events)
+ON_BOX(api_box_exec_stdin)
+ON_BOX(api_box_exec_signal)
+ON_BOX(api_box_exec_cancel)
 ON_BOX(api_box_gc)
 ON_BOX(api_box_upload)
 ON_BOX(api_box_download)
@@ -752,6 +755,9 @@ static const struct route routes[] = {
     {HTTP_GET, "/v1/boxes/{id}/execs", on_api_box_execs, "/v1/boxes/{id}/execs", 0},
     {HTTP_GET, "/v1/boxes/{id}/exec/{eid}", on_api_box_exec_get, "/v1/boxes/{id}/exec/{eid}", 0},
     {HTTP_GET, "/v1/boxes/{id}/exec/{eid}/events", on_api_box_exec_events, "/v1/boxes/{id}/exec/{eid}/events", 0},
+    {HTTP_POST, "/v1/boxes/{id}/exec/{eid}/stdin", on_api_box_exec_stdin, "/v1/boxes/{id}/exec/{eid}/stdin", 0},
+    {HTTP_POST, "/v1/boxes/{id}/exec/{eid}/signal", on_api_box_exec_signal, "/v1/boxes/{id}/exec/{eid}/signal", 0},
+    {HTTP_POST, "/v1/boxes/{id}/exec/{eid}:cancel", on_api_box_exec_cancel, "/v1/boxes/{id}/exec/{eid}:cancel", 0},
     {HTTP_POST, "/v1/gc", on_api_box_gc, "/v1/gc", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/upload", on_api_box_upload, "/v1/boxes/{id}/files/upload", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/download", on_api_box_download, "/v1/boxes/{id}/files/download", 0},

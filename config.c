@@ -120,6 +120,8 @@ void config_defaults(struct config *cfg)
     cfg->exec_output_bytes = 1u << 20;
     cfg->stream_keepalive_secs = 15;
     cfg->restart_boxes = true;
+    cfg->stdin_limit_bytes = 10u << 20;
+    cfg->exec_stdin_buffer_bytes = 1u << 20;
 }
 
 void config_free(struct config *cfg)
@@ -242,6 +244,9 @@ static const struct field config_fields[] = {
     CFG_UINT(exec_output_bytes, 1ull << 30, false),
     CFG_UINT(stream_keepalive_secs, 3600, false),
     CFG_BOOL(restart_boxes),
+    /* issue 14: stdin of /run and execs, interactive input */
+    CFG_UINT(stdin_limit_bytes, 256ull << 20, false),
+    CFG_UINT(exec_stdin_buffer_bytes, 256ull << 20, false),
 };
 
 #define BOXDEF(name, type, max, zero) {#name, type, offsetof(struct box_defaults, name), max, zero}

@@ -106,6 +106,8 @@ struct config {
     uint64_t exec_output_bytes;     /* one exec's output event log (both streams) */
     uint64_t stream_keepalive_secs; /* silence before a keepalive on event streams */
     bool restart_boxes;             /* boxes running at a restart start again */
+    uint64_t stdin_limit_bytes;       /* "stdin"/"stdin_b64" of /run and of an exec */
+    uint64_t exec_stdin_buffer_bytes; /* input of a stdin_open exec not yet written */
 };
 
 /* Host tasks a run with this pids_limit may use (its pids cgroup limit):

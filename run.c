@@ -21,6 +21,7 @@
 #include "net.h"
 #include "oci.h"
 #include "proc.h"
+#include "infeed.h"
 
 /* The tmpfs under each run's rootfs overlay: what runsc creates there
  * (mount points) is all it holds. */
@@ -41,6 +42,7 @@ void run_request_free(struct run_request **rp)
     free(r->cwd);
     bx_strv_free(&r->files);
     free(r->egress);
+    free(r->stdin_data);
     free(r);
     *rp = NULL;
 }
@@ -97,6 +99,7 @@ struct run_job {
     run_output_cb out_cb; /* streamed runs (streamed_sink) */
     void *out_arg;
     int paused;
+    struct infeed in; /* the command's stdin when the request gave one (issue 14) */
 };
 
 
@@ -220,6 +223,7 @@ void run_result_release(struct run_mgr *m, struct run_result **rp)
 
 static void job_free(struct run_job *job)
 {
+    infeed_free(&job->in);
     run_request_free(&job->req);
     run_result_free(&job->res);
     oci_bundle_free(&job->b);
@@ -283,6 +287,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     job = calloc(1, sizeof(*job));
     if (!job)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    infeed_init(&job->in, m->p.loop, 0);
     job->res = calloc(1, sizeof(*job->res));
     if (!job->res || bx_uuid4(uuid, err) < 0) {
         free(job->res);
@@ -497,6 +502,7 @@ static void job_on_exit(void *arg, int status)
     struct run_job *job = arg;
     job->exited = 1;
     job->wstatus = status;
+    infeed_free(&job->in); /* nobody reads it any more */
     if (job->wall_timer) {
         loop_timer_cancel(job->mgr->p.loop, job->wall_timer);
         job->wall_timer = 0;
@@ -547,7 +553,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     char platform_arg[64], net_arg[32];
     char *argv[32];
     char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
-    int outp[2] = {-1, -1}, errp[2] = {-1, -1};
+    int outp[2] = {-1, -1}, errp[2] = {-1, -1}, in_child = -1;
     int join_fds[8];
     int njoin = 0;
     size_t a = 0;
@@ -589,6 +595,12 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
         goto out;
     }
     fcntl(outp[0], F_SETPIPE_SZ, 1 << 20);
+    /* stdin: fed from the loop as the command reads (infeed.h) */
+    if (job->req->stdin_data) {
+        infeed_init(&job->in, m->p.loop, job->req->stdin_len);
+        if (infeed_pipe(&job->in, &in_child, err) < 0)
+            goto out;
+    }
     if (job->cg) {
         njoin = cg_run_procs_fds(job->cg, join_fds, (int)BX_ARRAY_LEN(join_fds), err);
         if (njoin < 0)
@@ -597,7 +609,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     spec = (struct proc_spec){.path = m->p.runsc,
                               .argv = argv,
                               .envp = envp,
-                              .stdin_fd = -1,
+                              .stdin_fd = in_child,
                               .stdout_fd = outp[1],
                               .stderr_fd = errp[1],
                               .join_fds = join_fds,
@@ -623,6 +635,16 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     }
     if (job->cg && cg_run_cpu_list(job->cg))
         job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, on_unpin, job);
+    if (job->req->stdin_data) {
+        bx_close(&in_child);
+        if (infeed_put(&job->in, job->req->stdin_data, job->req->stdin_len, err) < 0) {
+            kill_sandbox(job);
+            goto out;
+        }
+        infeed_eof(&job->in);
+        free(job->req->stdin_data); /* the feed has its copy */
+        job->req->stdin_data = NULL;
+    }
     job->out_fd = bx_steal_fd(&outp[0]);
     job->err_fd = bx_steal_fd(&errp[0]);
     if (loop_add(m->p.loop, job->out_fd, EPOLLIN, on_pipe, job, err) < 0 ||
@@ -638,6 +660,7 @@ out:
     bx_close(&outp[1]);
     bx_close(&errp[0]);
     bx_close(&errp[1]);
+    bx_close(&in_child);
     return ret;
 }
 
@@ -820,6 +843,7 @@ static void teardown(struct run_job *job)
     }
     close_pipe(job, &job->out_fd);
     close_pipe(job, &job->err_fd);
+    infeed_free(&job->in);
     if (job->proc) {
         proc_free(&job->proc); /* kills and reaps in the background if still alive */
     }

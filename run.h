@@ -63,6 +63,10 @@ struct run_request {
     uint64_t wall_clock_ms;
     int stream; /* "stream": true: NDJSON events (run_stream.c) */
     int base64; /* "encoding": "base64" (streamed runs) */
+    /* issue 14: "stdin"/"stdin_b64", written to the command's stdin, which
+     * is then closed (without them the command reads /dev/null) */
+    char *stdin_data;
+    size_t stdin_len;
 };
 
 void run_request_free(struct run_request **r);

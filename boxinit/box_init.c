@@ -7,11 +7,20 @@
  *
  * The same binary is the exec helper for an exec with a timeout:
  *   /.boxer/init --exec <timeout_ms> -- <program> [args...]
- * runs the program in a process group of its own and, past the timeout,
- * kills that whole group (killing the `runsc exec` client on the host would
- * leave the command running in the box) and exits 137.  Otherwise it exits
+ * runs the program in the helper's own process group (runsc made the helper
+ * its leader) and, past the timeout, kills that whole group, itself
+ * included (killing the `runsc exec` client on the host would leave the
+ * command running in the box): runsc then reports 137.  Otherwise it exits
  * with the program's code, or 128+N for signal N; 127 (126) when the
- * program cannot be found (run).
+ * program cannot be found (run).  A signal sent to the group (see --kill)
+ * reaches the program; the helper itself catches the usual ones and goes on
+ * waiting.
+ *
+ * And the signal helper of the exec API (issue 14):
+ *   /.boxer/init --kill <pid> <signal number>...
+ * sends each signal to the process group led by <pid> (the process `runsc
+ * exec` started: the command, or the timeout helper above), or to <pid>
+ * alone when it leads no group.  Exit 0, 3 when <pid> is gone.
  *
  * And the file helper, for files in and out of a box:
  *   /.boxer/init --put <path>   stdin to <path> (parents made, 0755)
@@ -36,9 +45,35 @@ static void on_signal(int sig)
     (void)sig;
 }
 
+/* What a client may send to an exec's group (the API's table): the helper
+ * survives them; the program gets them with their default meaning (exec
+ * resets caught signals to their default). */
+static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM,
+                                SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH, SIGCONT, SIGABRT};
+
+static int kill_helper(int argc, char **argv)
+{
+    char *end;
+    long pid = strtol(argv[2], &end, 10), pg;
+    if (*end || pid <= 0)
+        return 2;
+    pg = getpgid((pid_t)pid);
+    if (pg < 0)
+        return 3;
+    for (int i = 3; i < argc; i++) {
+        long sig = strtol(argv[i], &end, 10);
+        if (*end || sig <= 0 || sig > 64)
+            return 2;
+        if (kill(pg == pid ? -(pid_t)pid : (pid_t)pid, (int)sig) < 0)
+            return errno == ESRCH ? 3 : 1;
+    }
+    return 0;
+}
+
 static int exec_helper(long long timeout_ms, char **argv)
 {
     sigset_t set;
+    struct sigaction sa;
     struct timespec now, deadline, left;
     pid_t pid;
     int status;
@@ -47,19 +82,25 @@ static int exec_helper(long long timeout_ms, char **argv)
     sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
         return 126;
+    /* Lead a group holding the program, so one kill reaches both. */
+    if (getpgrp() != getpid())
+        setpgid(0, 0);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = 0;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+        sigaction(forwarded[i], &sa, NULL);
     pid = fork();
     if (pid < 0) {
         perror("boxer exec helper: fork");
         return 126;
     }
     if (pid == 0) {
-        setpgid(0, 0);
         sigprocmask(SIG_UNBLOCK, &set, NULL);
         execvp(argv[0], argv);
         fprintf(stderr, "%s: %s\n", argv[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);
     }
-    setpgid(pid, pid); /* whichever of the two runs first */
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += (time_t)(timeout_ms / 1000);
     deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
@@ -79,7 +120,7 @@ static int exec_helper(long long timeout_ms, char **argv)
             left.tv_nsec += 1000000000L;
         }
         if (left.tv_sec < 0) {
-            kill(-pid, SIGKILL);
+            kill(0, SIGKILL); /* the group, this helper included */
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             return 137;
@@ -180,6 +221,8 @@ int main(int argc, char **argv)
             return 126;
         return exec_helper(ms, argv + 4);
     }
+    if (argc >= 4 && strcmp(argv[1], "--kill") == 0)
+        return kill_helper(argc, argv);
     if (argc == 3 && strcmp(argv[1], "--put") == 0)
         return file_put(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--get") == 0)

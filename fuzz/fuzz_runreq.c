@@ -10,7 +10,8 @@
  * every limit between its floor and the server maximum, an egress list only
  * with network sandbox and within max_egress_rules, and an accepted
  * "network" is exactly the name of the mode chosen (no prefix, no NUL).  Every refusal is a
- * 400 (413 only above RUN_MAX_BODY) and leaves *out NULL.  Leak detection
+ * 400 (413 only above run_max_body, or for a stdin over stdin_limit_bytes)
+ * and leaves *out NULL.  Leak detection
  * (libFuzzer's default) covers the error paths' cleanup. */
 #include <math.h>
 #include <stdint.h>
@@ -107,6 +108,9 @@ static void check_request(const struct run_request *r)
         CHECK(strcmp(r->ref.registry, "docker.io") == 0 ||
               strcmp(r->ref.registry, "127.0.0.1:5000") == 0);
     CHECK(r->persist == 0 || r->persist == 1);
+    /* stdin (issue 14): decoded, within stdin_limit_bytes */
+    CHECK(r->stdin_len <= cfg.stdin_limit_bytes);
+    CHECK(r->stdin_data != NULL || r->stdin_len == 0);
     /* An egress list only with network sandbox, within max_egress_rules,
      * each entry an aligned network and a port of 0 (any) to 65535. */
     if (r->has_egress) {
@@ -125,7 +129,7 @@ static void check_request(const struct run_request *r)
 /* Independent of run.c's comparison: re-parse the body and compare bytes. */
 static void check_network(const char *body, size_t size, const struct run_request *r)
 {
-    static const struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
+    const struct json_limits jl = {run_max_body(&cfg), 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     struct bx_err err;
     const struct json_value *v;
@@ -157,6 +161,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Fixed too, and below max_limits so the budget refusal is reached. */
         cfg.total_memory_mb = 6144;
         cfg.total_pids = 12000;
+        /* a small stdin bound keeps the body limit (RUN_MAX_BODY + 2 KiB)
+         * within the harness's max_len, so both sides are reached */
+        cfg.stdin_limit_bytes = 1024;
     }
     cfg.allow_host_network = (int)(size & 1);
     /* Points at static strings: never passed to config_free. */
@@ -174,7 +181,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(r == NULL);
     } else {
         CHECK(r == NULL);
-        CHECK(err.status == 400 || (err.status == 413 && size > RUN_MAX_BODY));
+        /* 413: the whole body, or a stdin over stdin_limit_bytes */
+        CHECK(err.status == 400 ||
+              (err.status == 413 &&
+               (size > run_max_body(&cfg) || strstr(err.msg, "stdin_limit_bytes"))));
         CHECK(err.msg[0] != '\0');
     }
     free(body);

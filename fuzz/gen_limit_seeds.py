@@ -35,7 +35,8 @@ CONFIG_EGRESS_MAX = 256        # config.c validate_network
 JSON_FUZZ_MAX_BYTES = 64 << 10  # fuzz_json.c lim
 JSON_FUZZ_MAX_VALUES = 4096     # fuzz_json.c lim
 JSON_MAX_DEPTH = 32            # fuzz_json.c lim (JSON_WRITER_MAX_DEPTH)
-RUN_MAX_BODY = 4 << 20         # run.h
+RUN_MAX_BODY = (4 << 20) + 2 * 1024  # run_max_body with fuzz_runreq's stdin_limit_bytes 1024
+RUN_STDIN_LIMIT = 1024         # fuzz_runreq.c cfg.stdin_limit_bytes
 RUN_MAX_ARGS = 4096            # run.h
 RUN_MAX_ENV = 1024             # run.h
 RUN_MAX_FILES = 1024           # run.h
@@ -202,6 +203,8 @@ def runreq():
     head = b'{"image": "busybox", "cmd": ["echo", "'
     for n in around(RUN_MAX_BODY):
         out["body_%d" % n] = pad_json(head + b'hi"]', b"}", n)
+    for n in around(RUN_STDIN_LIMIT):
+        out["stdin_%d" % n] = b'{"image": "busybox", "cmd": ["cat"], "stdin": "' + b"s" * n + b'"}'
     for n in around(RUN_MAX_ARGS):
         out["cmd_%d" % n] = b'{"image": "busybox", "cmd": ' + json_list(n, b'"a"') + b"}"
     for n in around(RUN_MAX_ENV):

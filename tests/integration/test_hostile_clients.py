@@ -42,6 +42,10 @@ def srv():
                                          # test_5000_connections_held comes from one address.
                                          "max_connections_per_ip": 10000,
                                          "upload_limit_bytes": 8 << 20,
+                                         # keeps the /run body limit at 4 MiB
+                                         # + 2 KiB: the oversized bodies below
+                                         # count on it
+                                         "stdin_limit_bytes": 1024,
                                          # Nothing here should pull; if a bug
                                          # let a request through, the pull
                                          # goes to a dead loopback port.

@@ -305,6 +305,8 @@ static const struct {
     {"{\"exec_output_bytes\": -1}", "exec_output_bytes"},
     {"{\"stream_keepalive_secs\": 0}", "stream_keepalive_secs"},
     {"{\"stream_keepalive_secs\": 3601}", "stream_keepalive_secs"},
+    {"{\"stdin_limit_bytes\": 0}", "stdin_limit_bytes"},
+    {"{\"exec_stdin_buffer_bytes\": 268435457}", "exec_stdin_buffer_bytes"},
     {"{\"box_idle_timeout_secs\": 1.5}", "box_idle_timeout_secs"},
     {"{\"box_stop_grace_secs\": 3601}", "box_stop_grace_secs"},
     {"{\"restart_boxes\": \"no\"}", "restart_boxes"},
@@ -529,6 +531,8 @@ START_TEST(box_fields_parse)
     ck_assert_uint_eq(cfg.exec_output_bytes, 1048576);
     ck_assert_uint_eq(cfg.stream_keepalive_secs, 15);
     ck_assert_int_eq(cfg.restart_boxes, 1);
+    ck_assert_uint_eq(cfg.stdin_limit_bytes, 10485760);
+    ck_assert_uint_eq(cfg.exec_stdin_buffer_bytes, 1048576);
     config_free(&cfg);
     ck_assert_int_eq(parse(&cfg,
                            "{\"box_defaults\": {\"cpu\": 0.5, \"memory_mb\": 256,"
@@ -537,7 +541,8 @@ START_TEST(box_fields_parse)
                            " \"max_disk_size_gb\": 4, \"box_stop_grace_secs\": 0,"
                            " \"box_idle_timeout_secs\": 0, \"max_boxes\": 3,"
                            " \"max_execs_per_box\": 5, \"exec_output_bytes\": 4096,"
-                           " \"stream_keepalive_secs\": 1, \"restart_boxes\": false}",
+                           " \"stream_keepalive_secs\": 1, \"restart_boxes\": false, \"stdin_limit_bytes\": 100,"
+                           " \"exec_stdin_buffer_bytes\": 200}",
                            &err),
                      0);
     ck_assert(cfg.box_defaults.cpu == 0.5);
@@ -554,6 +559,8 @@ START_TEST(box_fields_parse)
     ck_assert_uint_eq(cfg.exec_output_bytes, 4096);
     ck_assert_uint_eq(cfg.stream_keepalive_secs, 1);
     ck_assert_int_eq(cfg.restart_boxes, 0);
+    ck_assert_uint_eq(cfg.stdin_limit_bytes, 100);
+    ck_assert_uint_eq(cfg.exec_stdin_buffer_bytes, 200);
     config_free(&cfg);
 }
 END_TEST
