@@ -66,6 +66,8 @@
     return Math.floor(s / 86400) + 'd' + Math.floor((s % 86400) / 3600) + 'h';
   }
 
+  function fmtDur(ms) { return ms < 10000 ? Math.round(ms) + ' ms' : fmtAge(ms); }
+
   function since(iso) { return iso ? fmtAge(Date.now() - Date.parse(iso)) : '-'; }
 
   function statusCell(s) { return el('td', { class: 'status-' + String(s), text: s }); }
@@ -346,7 +348,7 @@
             el('td', { class: 'mono exec-cmd', text: (x.cmd || []).join(' ') }),
             statusCell(x.status),
             el('td', { text: x.exit_code === null ? '-' : x.exit_code }),
-            el('td', { text: t1 ? fmtAge(t1 - t0) : (x.status === 'running' ? 'running ' + fmtAge(Date.now() - t0) : '-') }),
+            el('td', { text: t1 ? fmtDur(t1 - t0) : (x.status === 'running' ? 'running ' + fmtAge(Date.now() - t0) : '-') }),
             el('td', {}, el('button', { class: 'secondary', text: 'output', onclick: () => watch(x.id) }))));
         }
         idle.textContent = lastActivity === null ? 'no execs yet' : 'idle ' + fmtAge(Date.now() - lastActivity);
@@ -631,7 +633,7 @@
     const onResize = () => drawChart(canvas, points);
     window.addEventListener('resize', onResize);
     page.cleanup.push(() => window.removeEventListener('resize', onResize));
-    main.append(el('h1', { text: 'Node' }), top, el('h2', { text: 'Runs and queue' }), legend, canvas, msg);
+    main.append(el('h1', { text: 'Node' }), el('h2', { text: 'Runs and queue' }), legend, canvas, msg, top);
     await load();
     every(2000, load);
   }

@@ -34,6 +34,7 @@ def _browser(profile):
               "--window-size=1280,1000", "--user-data-dir=" + profile, "--no-first-run",
               "--disable-extensions", "--disable-background-networking"):
         o.add_argument(a)
+    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=o)
 
 
@@ -275,3 +276,11 @@ def test_stop_start_remove(ui):
                   timeout=10)
     assert r.json() == []
     no_xss(drv)
+
+
+def test_no_csp_violation_logged(ui):
+    """Everything the console did ran within its own policy."""
+    logs = ui["drv"].get_log("browser")
+    bad = [e["message"] for e in logs if "Content Security Policy" in e["message"]
+           or "Refused to" in e["message"]]
+    assert bad == []
