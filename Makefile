@@ -73,6 +73,7 @@ DEPS_test_image := image image_pull image_disk sha256 imgref json json_write pro
 DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
+DEPS_test_ws := ws sha1 httpparse util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -149,6 +150,7 @@ fuzz: $(FUZZ_BINS)
 #   route      no limit of its own; the server's paths are at most 8192
 #   runreq     RUN_MAX_BODY 4 MiB (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
+#   ws         its own max_text 1 KiB and max_message 4 KiB (1009); control 125
 # A new harness needs its line here (fuzz-run stops otherwise).
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
 FUZZ_MAX_LEN_fuzz_config := 1049600
@@ -161,6 +163,7 @@ FUZZ_MAX_LEN_fuzz_netlink := 69632
 FUZZ_MAX_LEN_fuzz_route := 8192
 FUZZ_MAX_LEN_fuzz_runreq := 4195328
 FUZZ_MAX_LEN_fuzz_storepath := 8192
+FUZZ_MAX_LEN_fuzz_ws := 16384
 # name:max_len pairs for the shell loops (recursive: checked only when used).
 FUZZ_TABLE = $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAX_LEN_$(n)),$(error no FUZZ_MAX_LEN_$(n) in the Makefile)))
 
