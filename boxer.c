@@ -31,6 +31,7 @@
 #include "net.h"
 #include "openapi.h"
 #include "api_box.h"
+#include "api_term.h"
 #include "box.h"
 #include "proc.h"
 #include "route.h"
@@ -671,6 +672,7 @@ ON_BOX(api_box_exec_get)
 ON_BOX(api_box_gc)
 ON_BOX(api_box_upload)
 ON_BOX(api_box_download)
+ON_BOX(api_box_attach)
 
 /* Every route, once: dispatch, 405 and its Allow list, 404 and the metrics
  * labels (in this order on /metrics) all come from here. */
@@ -700,6 +702,7 @@ static const struct route routes[] = {
     {HTTP_POST, "/v1/gc", on_api_box_gc, "/v1/gc", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/upload", on_api_box_upload, "/v1/boxes/{id}/files/upload", 0},
     {HTTP_POST, "/v1/boxes/{id}/files/download", on_api_box_download, "/v1/boxes/{id}/files/download", 0},
+    {HTTP_GET, "/v1/boxes/{id}/attach", on_api_box_attach, "/v1/boxes/{id}/attach", 0},
 };
 
 static void observe_request(void *arg, const char *path, int status)
