@@ -1,0 +1,344 @@
+"""Terminals over WebSocket (issue 14): GET /v1/boxes/{id}/attach runs a
+shell on a pty in a real box.  The WebSocket client is written here (raw
+socket, masked frames) so the tests can also send what a library never
+would: unmasked, oversized, reserved and invalid frames."""
+
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import time
+
+import httpx
+import pytest
+
+import boxer_server
+
+KEY = base64.b64encode(os.urandom(16)).decode()
+
+
+class WS:
+    def __init__(self, sock, leftover=b""):
+        self.sock = sock
+        self.buf = leftover
+
+    def send(self, op, payload, fin=True, mask=True, rsv=0, length=None):
+        n = len(payload) if length is None else length
+        b0 = (0x80 if fin else 0) | rsv | op
+        m = 0x80 if mask else 0
+        if n < 126:
+            h = bytes([b0, m | n])
+        elif n < 65536:
+            h = bytes([b0, m | 126]) + struct.pack(">H", n)
+        else:
+            h = bytes([b0, m | 127]) + struct.pack(">Q", n)
+        if mask:
+            k = os.urandom(4)
+            h += k
+            payload = bytes(c ^ k[i & 3] for i, c in enumerate(payload))
+        self.sock.sendall(h + payload)
+
+    def _need(self, n, deadline):
+        while len(self.buf) < n:
+            self.sock.settimeout(max(0.01, deadline - time.time()))
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("connection closed")
+            self.buf += d
+
+    def recv(self, timeout=20.0):
+        """(opcode, payload) of the next frame; server frames are unmasked."""
+        deadline = time.time() + timeout
+        self._need(2, deadline)
+        b0, b1 = self.buf[0], self.buf[1]
+        assert b1 & 0x80 == 0, "server frames must not be masked"
+        n, off = b1 & 0x7F, 2
+        if n == 126:
+            self._need(4, deadline)
+            n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._need(10, deadline)
+            n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+        self._need(off + n, deadline)
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        assert b0 & 0x80, "server frames are not fragmented"
+        return b0 & 0x0F, payload
+
+    def type(self, text):
+        self.send(0x2, text.encode())
+
+    def read_until(self, pattern, timeout=20.0):
+        """Terminal output until the regex matches; returns the text."""
+        out = b""
+        deadline = time.time() + timeout
+        while not re.search(pattern, out.decode("utf-8", "replace")):
+            op, p = self.recv(max(0.1, deadline - time.time()))
+            assert op == 0x2, (op, p, out)
+            out += p
+        return out.decode("utf-8", "replace")
+
+    def until_close(self, timeout=20.0):
+        """Frames until the close frame: (text messages, close code)."""
+        texts = []
+        deadline = time.time() + timeout
+        while True:
+            op, p = self.recv(max(0.1, deadline - time.time()))
+            if op == 0x1:
+                texts.append(json.loads(p))
+            elif op == 0x8:
+                return texts, struct.unpack(">H", p[:2])[0] if len(p) >= 2 else None
+
+    def close(self):
+        self.sock.close()
+
+
+def handshake(srv, path, headers=None, method="GET", key=KEY, version="13"):
+    """Sends an upgrade request; returns (status, head text, WS or None)."""
+    h = {"Host": "127.0.0.1", "Upgrade": "websocket", "Connection": "Upgrade",
+         "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": version}
+    h.update(headers or {})
+    lines = ["%s %s HTTP/1.1" % (method, path)]
+    lines += ["%s: %s" % (k, v) for k, v in h.items() if v is not None]
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    head, _, rest = data.partition(b"\r\n\r\n")
+    head = head.decode("latin-1")
+    status = int(head.split(" ")[1])
+    if status != 101:
+        # the error body (Content-Length) follows the head
+        m = re.search(r"(?i)content-length: (\d+)", head)
+        while m and len(rest) < int(m.group(1)):
+            d = s.recv(65536)
+            if not d:
+                break
+            rest += d
+        s.close()
+        return status, head + "\r\n\r\n" + rest.decode("utf-8", "replace"), None
+    return status, head, WS(s, rest)
+
+
+def attach(srv, box, query=""):
+    status, head, ws = handshake(srv, "/v1/boxes/%s/attach%s" % (box, query))
+    assert status == 101, head
+    return head, ws
+
+
+def api(srv, method, path, **kw):
+    kw.setdefault("timeout", 120)
+    return httpx.request(method, srv.url + path, **kw)
+
+
+@pytest.fixture(scope="module")
+def tserver(registry, tmp_path_factory):
+    d = tmp_path_factory.mktemp("term")
+    srv = boxer_server.Server(d, registry=registry).start()
+    yield srv
+    try:
+        srv.stop()
+        assert boxer_server.leftover_processes(srv.home) == []
+        assert boxer_server.leftover_mounts(srv.home) == []
+    finally:
+        boxer_server.unmount_under(srv.home)
+
+
+def make_box(srv, image, **extra):
+    r = api(srv, "POST", "/v1/boxes", json=dict(image=image, **extra))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def pybox(tserver):
+    """A box whose image has bash (python:3.12-slim is Debian's essential set)."""
+    return make_box(tserver, "python:3.12-slim")
+
+
+@pytest.fixture(scope="module")
+def bbbox(tserver):
+    """busybox: /bin/sh only."""
+    return make_box(tserver, "busybox")
+
+
+def runsc_execs(srv, box):
+    """runsc exec clients of the box still alive."""
+    return [p for p in boxer_server_processes(os.path.join(srv.home, "boxes", box))
+            if " exec " in p]
+
+
+def boxer_server_processes(text):
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if text.encode() in cmd:
+            out.append(cmd.replace(b"\0", b" ").decode("utf-8", "replace"))
+    return out
+
+
+def wait_for(cond, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_bash_size_term_resize_exit(tserver, pybox):
+    head, ws = attach(tserver, pybox, "?shell=/bin/bash&cols=100&rows=30&term=xterm-256color")
+    assert "Sec-WebSocket-Accept: " in head
+    accept = re.search(r"Sec-WebSocket-Accept: (\S+)", head).group(1)
+    import hashlib
+    want = base64.b64encode(hashlib.sha1((KEY + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                                         .encode()).digest()).decode()
+    assert accept == want
+    ws.type("stty size; echo T=$TERM; echo B=$BASH_VERSION\r")
+    out = ws.read_until(r"B=\d")
+    assert "30 100" in out and "T=xterm-256color" in out, out
+    ws.send(0x1, json.dumps({"type": "resize", "cols": 132, "rows": 43}).encode())
+    ws.type("stty size\r")
+    assert "43 132" in ws.read_until(r"43 132")
+    # a ping in the middle is answered with its payload
+    ws.send(0x9, b"are you there")
+    while True:
+        op, p = ws.recv()
+        if op == 0xA:
+            assert p == b"are you there"
+            break
+    ws.type("exit 3\r")
+    texts, code = ws.until_close()
+    assert texts == [{"type": "exit", "code": 3}]
+    assert code == 1000
+    ws.close()
+    assert wait_for(lambda: runsc_execs(tserver, pybox) == [])
+    # the terminal is not one of the box's listed execs
+    assert api(tserver, "GET", "/v1/boxes/%s/execs" % pybox).json() == []
+
+
+def test_missing_shell_falls_back_to_sh(tserver, bbbox):
+    _, ws = attach(tserver, bbbox, "?shell=/bin/bash")
+    ws.type("echo SHELL0=$0; stty size\r")
+    out = ws.read_until(r"\d+ \d+\r?\n")
+    assert "SHELL0=/bin/sh" in out and "24 80" in out, out
+    assert "failed to load" not in out
+    ws.type("exit\r")
+    texts, code = ws.until_close()
+    assert texts == [{"type": "exit", "code": 0}] and code == 1000
+    ws.close()
+
+
+def test_client_close_and_hangup_end_the_shell(tserver, bbbox):
+    _, ws = attach(tserver, bbbox, "?shell=/bin/sh")
+    ws.type("echo ready\r")
+    ws.read_until("ready\r\n")
+    assert len(runsc_execs(tserver, bbbox)) == 1
+    ws.send(0x8, struct.pack(">H", 4001) + b"bye")
+    texts, code = ws.until_close()
+    assert texts == [] and code == 4001  # the close is echoed
+    ws.close()
+    assert wait_for(lambda: runsc_execs(tserver, bbbox) == [])
+    # a client that just goes away
+    _, ws = attach(tserver, bbbox)
+    ws.type("echo ready\r")
+    ws.read_until("ready\r\n")
+    ws.close()
+    assert wait_for(lambda: runsc_execs(tserver, bbbox) == [])
+
+
+@pytest.mark.parametrize("case", ["missing key", "bad key", "version 8", "no upgrade", "POST",
+                                  "cols 0", "rows big", "cols text", "relative shell",
+                                  "bad term", "long shell", "no box"])
+def test_bad_handshakes(tserver, bbbox, case):
+    path = "/v1/boxes/%s/attach" % bbbox
+    kw = {}
+    want = 400
+    if case == "missing key":
+        kw = {"key": None}
+    elif case == "bad key":
+        kw = {"key": "c2hvcnQ="}
+    elif case == "version 8":
+        kw, want = {"version": "8"}, 426
+    elif case == "no upgrade":
+        kw, want = {"headers": {"Upgrade": None, "Connection": None}}, 426
+    elif case == "POST":
+        kw, want = {"method": "POST"}, 405
+    elif case == "cols 0":
+        path += "?cols=0"
+    elif case == "rows big":
+        path += "?rows=100000"
+    elif case == "cols text":
+        path += "?cols=eighty"
+    elif case == "relative shell":
+        path += "?shell=bash"
+    elif case == "bad term":
+        path += "?term=xterm%0a"
+    elif case == "long shell":
+        path += "?shell=/" + "a" * 500
+    elif case == "no box":
+        path, want = "/v1/boxes/box_nope/attach", 404
+    status, head, ws = handshake(tserver, path, **kw)
+    assert ws is None and status == want, head
+    if want == 426:
+        assert "Sec-WebSocket-Version: 13" in head
+    assert api(tserver, "GET", "/healthz").status_code == 200
+
+
+BAD_FRAMES = {
+    # name: (frame sender, close code)
+    "unmasked": (lambda ws: ws.send(0x2, b"ls\r", mask=False), 1002),
+    "reserved opcode": (lambda ws: ws.send(0x3, b"x"), 1002),
+    "rsv bit": (lambda ws: ws.send(0x2, b"x", rsv=0x40), 1002),
+    "fragmented ping": (lambda ws: ws.send(0x9, b"x", fin=False), 1002),
+    "continuation first": (lambda ws: ws.send(0x0, b"x"), 1002),
+    "invalid utf-8": (lambda ws: ws.send(0x1, b'{"type":"\xff"}'), 1007),
+    "oversized binary": (lambda ws: ws.send(0x2, b"", length=2 << 20), 1009),
+    "oversized text": (lambda ws: ws.send(0x1, b"x" * 5000), 1009),
+    "bad control json": (lambda ws: ws.send(0x1, b"not json"), 1003),
+    "bad resize": (lambda ws: ws.send(0x1, b'{"type":"resize","cols":0,"rows":5}'), 1003),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FRAMES))
+def test_bad_frames_closed(tserver, bbbox, name):
+    sender, want = BAD_FRAMES[name]
+    _, ws = attach(tserver, bbbox, "?shell=/bin/sh")
+    sender(ws)
+    texts, code = ws.until_close()
+    assert code == want
+    assert texts == []
+    ws.close()
+    assert wait_for(lambda: runsc_execs(tserver, bbbox) == [])
+    assert api(tserver, "GET", "/healthz").status_code == 200
+
+
+def test_box_stop_ends_session_and_idle(tserver):
+    box = make_box(tserver, "busybox", idle_timeout_secs=2)
+    _, ws = attach(tserver, box, "?shell=/bin/sh")
+    ws.type("echo ready\r")
+    ws.read_until("ready\r\n")
+    # an open terminal is activity: the box outlives its idle timeout
+    time.sleep(3.5)
+    assert api(tserver, "GET", "/v1/boxes/" + box).json()["status"] == "running"
+    r = api(tserver, "POST", "/v1/boxes/%s:stop" % box)
+    assert r.status_code == 200, r.text
+    texts, code = ws.until_close()
+    assert len(texts) == 1 and texts[0]["type"] == "exit", texts
+    assert code == 1000
+    ws.close()
+    status, head, _ = handshake(tserver, "/v1/boxes/%s/attach" % box)
+    assert status == 409 and '"code":"BOX_NOT_RUNNING"' in head, head
+    assert api(tserver, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
