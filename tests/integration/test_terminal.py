@@ -342,3 +342,9 @@ def test_box_stop_ends_session_and_idle(tserver):
     status, head, _ = handshake(tserver, "/v1/boxes/%s/attach" % box)
     assert status == 409 and '"code":"BOX_NOT_RUNNING"' in head, head
     assert api(tserver, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_openapi_lists_attach(tserver):
+    doc = api(tserver, "GET", "/swagger/openapi.json").json()
+    op = doc["paths"]["/v1/boxes/{id}/attach"]["get"]
+    assert {p["name"] for p in op["parameters"]} == {"id", "shell", "cols", "rows", "term"}
