@@ -72,13 +72,16 @@ class WS:
 
     def read_until(self, pattern, timeout=20.0):
         """Terminal output until the regex matches; returns the text."""
-        out = b""
+        parts = []
+        tail = b""
         deadline = time.time() + timeout
-        while not re.search(pattern, out.decode("utf-8", "replace")):
+        while not re.search(pattern, tail.decode("utf-8", "replace")):
             op, p = self.recv(max(0.1, deadline - time.time()))
-            assert op == 0x2, (op, p, out)
-            out += p
-        return out.decode("utf-8", "replace")
+            assert op == 0x2, (op, p, b"".join(parts)[-200:])
+            parts.append(p)
+            # patterns are short: look at the last few KiB only
+            tail = (tail + p)[-8192:]
+        return b"".join(parts).decode("utf-8", "replace")
 
     def until_close(self, timeout=20.0):
         """Frames until the close frame: (text messages, close code)."""
@@ -348,3 +351,33 @@ def test_openapi_lists_attach(tserver):
     doc = api(tserver, "GET", "/swagger/openapi.json").json()
     op = doc["paths"]["/v1/boxes/{id}/attach"]["get"]
     assert {p["name"] for p in op["parameters"]} == {"id", "shell", "cols", "rows", "term"}
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_reader_blocks_the_shell(tserver, bbbox):
+    """A client that does not read: Boxer stops reading the pty (the shell
+    blocks on its terminal) instead of buffering 20 MB; once the client
+    reads again every byte arrives."""
+    total = 20 << 20
+    _, ws = attach(tserver, bbbox, "?shell=/bin/sh")
+    ws.type("echo ready\r")
+    ws.read_until("ready\r\n")
+    before = rss_kb(tserver.proc.pid)
+    # 'Z' spelled in octal: the echoed command line holds none
+    ws.type("head -c %d /dev/zero | tr '\\0' '\\132'; echo; echo DO''NE\r" % total)
+    time.sleep(3)
+    grown = rss_kb(tserver.proc.pid) - before
+    assert grown < 8 * 1024, "RSS grew %d KiB while the client did not read" % grown
+    out = ws.read_until(r"DONE", timeout=120)
+    assert out.count("Z") == total
+    ws.type("exit\r")
+    texts, code = ws.until_close()
+    assert texts == [{"type": "exit", "code": 0}] and code == 1000
+    ws.close()
