@@ -4,6 +4,7 @@
  * DELETE /v1/boxes/{id}[?force=true], POST /v1/boxes/{id}/exec (with our
  * "wait": true) and GET /v1/boxes/{id}/exec/{eid}. */
 #include "api_box.h"
+#include "api_term.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -323,6 +324,8 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, struct b
     }
     v = json_get(root, "user");
     if (v && v->type != JSON_NULL && parse_user(v, r, err) < 0)
+        goto out;
+    if (api_term_parse_tty(root, r, err) < 0)
         goto out;
     v = json_get(root, "wait");
     if (v && v->type != JSON_NULL && v->type != JSON_BOOL) {

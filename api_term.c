@@ -467,3 +467,137 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
              "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
     http_upgrade(c, hdr, &term_conn_ops, t);
 }
+
+/* ---- execs with a terminal ---- */
+
+static int dim(const struct json_value *o, const char *key, unsigned *out, struct bx_err *err)
+{
+    const struct json_value *v = json_get(o, key);
+    if (!v || v->type != JSON_NUMBER || !v->u.num.is_int || v->u.num.i < 1 ||
+        v->u.num.i > BOX_TERM_DIM_MAX)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "%s must be an integer from 1 to %d", key, BOX_TERM_DIM_MAX);
+    *out = (unsigned)v->u.num.i;
+    return 0;
+}
+
+int api_term_parse_tty(const struct json_value *root, struct box_exec_req *r,
+                       struct bx_err *err)
+{
+    const struct json_value *v = json_get(root, "tty");
+    static const char *const keys[] = {"rows", "cols", NULL};
+    const struct json_member *bad;
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_OBJECT)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "tty must be {\"rows\": R, \"cols\": C}");
+    if (json_obj_check_keys(v, keys, &bad) < 0)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "tty: unknown field %.64s", bad->key);
+    if (dim(v, "rows", &r->tty_rows, err) < 0 || dim(v, "cols", &r->tty_cols, err) < 0)
+        return bx_err_wrap(err, "tty");
+    return 0;
+}
+
+#define RESIZE_MAX_BODY 4096
+
+struct resize {
+    struct box_mgr *m;
+    struct http_conn *c;
+    char id[128], eid[128];
+    struct sbuf body;
+};
+
+static int rs_data(void *ctx, const char *data, size_t len, struct bx_err *err)
+{
+    struct resize *r = ctx;
+    if (sbuf_append(&r->body, data, len) < 0)
+        return bx_err_set(err, BX_E_TOO_LARGE, 0, "body over %d bytes", RESIZE_MAX_BODY);
+    return 0;
+}
+
+static void rs_free(struct resize *r)
+{
+    sbuf_free(&r->body);
+    free(r);
+}
+
+static int rs_end(void *ctx, struct bx_err *unused)
+{
+    struct resize *r = ctx;
+    struct json_limits lim = {RESIZE_MAX_BODY, 4, 16};
+    struct json_doc *doc = NULL;
+    const struct json_value *root;
+    struct bx_err err;
+    struct box *b;
+    struct box_exec *e = NULL;
+    unsigned rows = 0, cols = 0;
+    (void)unused;
+    bx_err_clear(&err);
+    b = box_find(r->m, r->id);
+    if (b)
+        e = box_exec_find(b, r->eid);
+    if (!b) {
+        respond_v1(r->c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
+    } else if (!e) {
+        respond_v1(r->c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec", NULL);
+    } else if (json_parse(r->body.data ? r->body.data : "", r->body.len, &lim, &doc, &err) < 0 ||
+               dim(json_doc_root(doc), "rows", &rows, &err) < 0 ||
+               dim(json_doc_root(doc), "cols", &cols, &err) < 0) {
+        respond_v1(r->c, BX_E_BAD_REQUEST, "INVALID_REQUEST", err.msg, NULL);
+    } else if (box_term_exec_resize(e, rows, cols, &err) < 0) {
+        respond_v1(r->c, bx_err_http_status(&err),
+                   err.status == BX_E_CONFLICT ? "EXEC_ALREADY_FINISHED"
+                   : err.status == BX_E_BAD_REQUEST ? "INVALID_REQUEST" : "RUNTIME_ERROR",
+                   err.msg, NULL);
+    } else {
+        struct sbuf sb;
+        struct json_writer w;
+        root = NULL;
+        sbuf_init(&sb, 1 << 24);
+        json_w_init(&w, &sb);
+        box_exec_json(e, &w, 0);
+        if (w.failed)
+            respond_v1(r->c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
+        else
+            http_respond(r->c, 200, "application/json", NULL, sb.data, sb.len);
+        sbuf_free(&sb);
+        (void)root;
+    }
+    json_doc_free(&doc);
+    rs_free(r);
+    return 0;
+}
+
+static void rs_abort(void *ctx)
+{
+    rs_free(ctx);
+}
+
+static const struct http_body_ops resize_ops = {rs_data, rs_end, rs_abort};
+
+void api_box_exec_resize(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                         const struct route_params *p)
+{
+    struct resize *r;
+    (void)req;
+    if (!m) {
+        respond_v1(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available", NULL);
+        return;
+    }
+    if (p->n < 2 || p->p[0].len == 0 || p->p[0].len >= sizeof(r->id) || p->p[1].len == 0 ||
+        p->p[1].len >= sizeof(r->eid)) {
+        respond_v1(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
+        return;
+    }
+    r = calloc(1, sizeof(*r));
+    if (!r) {
+        respond_v1(c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
+        return;
+    }
+    r->m = m;
+    r->c = c;
+    memcpy(r->id, p->p[0].s, p->p[0].len);
+    memcpy(r->eid, p->p[1].s, p->p[1].len);
+    sbuf_init(&r->body, RESIZE_MAX_BODY);
+    http_accept_body(c, RESIZE_MAX_BODY, &resize_ops, r);
+}

@@ -14,6 +14,14 @@
 
 #include "api_box.h"
 
-api_box_fn api_box_attach; /* GET /v1/boxes/{id}/attach */
+api_box_fn api_box_attach;      /* GET /v1/boxes/{id}/attach */
+api_box_fn api_box_exec_resize; /* POST /v1/boxes/{id}/exec/{eid}/resize */
+
+struct json_value;
+struct box_exec_req;
+/* The exec request's "tty": {"rows": R, "cols": C} (1..1000 each), or
+ * absent/null: no terminal.  400 otherwise. */
+int api_term_parse_tty(const struct json_value *root, struct box_exec_req *r,
+                       struct bx_err *err);
 
 #endif

@@ -121,6 +121,7 @@ struct box_exec_req {
     uint64_t timeout_ms;
     int set_user; /* "user": uid[:gid] (numeric); otherwise root */
     uint32_t uid, gid;
+    unsigned tty_rows, tty_cols; /* "tty": run on a pty of this size (0: pipes) */
 };
 void box_exec_req_free(struct box_exec_req *r);
 

@@ -1,5 +1,6 @@
 /* Commands run in a box (runsc exec): see box.h. */
 #include "box_internal.h"
+#include "box_term.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -320,6 +321,8 @@ fail:
 int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
              struct box_exec **out, struct bx_err *err)
 {
+    if (req->tty_rows)
+        return box_term_exec(b, req, cb, arg, out, err);
     return exec_io(b, req, -1, -1, 0, cb, arg, out, err);
 }
 

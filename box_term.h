@@ -43,6 +43,13 @@ int box_term_resize(struct box_exec *e, int master, unsigned rows, unsigned cols
  * caller closes the master, and leaves. */
 void box_term_end(struct box_exec *e);
 
+/* An exec with "tty" (req->tty_rows and tty_cols set): box_exec's path for
+ * it (box_exec calls it).  The terminal's bytes are the exec's stdout
+ * (bounded as other output); stderr stays empty. */
+int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
+                  struct box_exec **out, struct bx_err *err);
+/* POST .../exec/{eid}/resize: 400 without a tty, 409 once it has ended. */
+int box_term_exec_resize(struct box_exec *e, unsigned rows, unsigned cols, struct bx_err *err);
 /* Input typed into the terminal: activity for the box's idle stop. */
 void box_term_touch(struct box_exec *e);
 /* The loop the boxes run on. */

@@ -381,3 +381,69 @@ def test_slow_reader_blocks_the_shell(tserver, bbbox):
     texts, code = ws.until_close()
     assert texts == [{"type": "exit", "code": 0}] and code == 1000
     ws.close()
+
+
+def exec_info(srv, box, eid):
+    return api(srv, "GET", "/v1/boxes/%s/exec/%s?extra=1" % (box, eid)).json()
+
+
+def test_exec_with_tty(tserver, bbbox):
+    r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox,
+            json={"cmd": ["sh", "-c", "stty size; [ -t 0 ] && [ -t 1 ] && echo TTY; echo T=$TERM"],
+                  "tty": {"rows": 33, "cols": 91}, "wait": True})
+    assert r.status_code == 200, r.text
+    e = r.json()
+    assert e["exit_code"] == 0 and e["status"] == "succeeded", e
+    # the terminal's bytes are stdout (with its CR LF line ends)
+    assert e["stdout"].replace("\r\n", "\n") == "33 91\nTTY\nT=xterm\n", e
+    assert e["stderr"] == ""
+    # not a tty without "tty"
+    r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox,
+            json={"cmd": ["sh", "-c", "[ -t 1 ] || echo NOTTY"], "wait": True})
+    assert r.json()["stdout"] == "NOTTY\n"
+    # exit codes and a missing program, as for other execs
+    r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox,
+            json={"cmd": ["sh", "-c", "exit 5"], "tty": {"rows": 5, "cols": 5}, "wait": True})
+    assert r.json()["exit_code"] == 5
+    r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox,
+            json={"cmd": ["/nonexistent"], "tty": {"rows": 5, "cols": 5}, "wait": True})
+    assert r.json()["exit_code"] == 127 and r.json()["status"] == "failed"
+    for bad in ({"rows": 0, "cols": 5}, {"rows": 5}, {"rows": 5, "cols": 1001},
+                {"rows": 5, "cols": 5, "x": 1}, [5, 5], {"rows": "5", "cols": 5}):
+        r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox,
+                json={"cmd": ["true"], "tty": bad})
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", (bad, r.text)
+
+
+def test_exec_resize(tserver, bbbox):
+    # the command waits until its terminal has the new size
+    r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox,
+            json={"cmd": ["sh", "-c", 'until [ "$(stty size)" = "50 120" ]; do sleep 0.05; done; '
+                          "echo resized; stty size"],
+                  "tty": {"rows": 24, "cols": 80}})
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    path = "/v1/boxes/%s/exec/%s/resize" % (bbbox, eid)
+    for bad in ({"rows": 0, "cols": 5}, {"rows": 50}, "x"):
+        r = api(tserver, "POST", path, json=bad)
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", r.text
+    r = api(tserver, "POST", path, json={"rows": 50, "cols": 120})
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == eid
+    assert wait_for(lambda: exec_info(tserver, bbbox, eid)["status"] != "running")
+    e = exec_info(tserver, bbbox, eid)
+    assert e["exit_code"] == 0 and "resized\r\n50 120" in e["stdout"], e
+    # resizing a finished exec, an exec without a terminal, an unknown one
+    r = api(tserver, "POST", path, json={"rows": 50, "cols": 120})
+    assert r.status_code == 409 and r.json()["code"] == "EXEC_ALREADY_FINISHED", r.text
+    r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox, json={"cmd": ["sleep", "5"]})
+    plain = r.json()["id"]
+    r = api(tserver, "POST", "/v1/boxes/%s/exec/%s/resize" % (bbbox, plain),
+            json={"rows": 50, "cols": 120})
+    assert r.status_code == 400, r.text
+    r = api(tserver, "POST", "/v1/boxes/%s/exec/exec_nope/resize" % bbbox,
+            json={"rows": 50, "cols": 120})
+    assert r.status_code == 404 and r.json()["code"] == "EXEC_NOT_FOUND", r.text
+    r = api(tserver, "POST", "/v1/boxes/box_nope/exec/%s/resize" % eid,
+            json={"rows": 50, "cols": 120})
+    assert r.status_code == 404 and r.json()["code"] == "BOX_NOT_FOUND", r.text
