@@ -351,6 +351,7 @@ def test_openapi_lists_attach(tserver):
     doc = api(tserver, "GET", "/swagger/openapi.json").json()
     op = doc["paths"]["/v1/boxes/{id}/attach"]["get"]
     assert {p["name"] for p in op["parameters"]} == {"id", "shell", "cols", "rows", "term"}
+    assert "post" in doc["paths"]["/v1/boxes/{id}/exec/{eid}/resize"]
 
 
 def rss_kb(pid):
