@@ -80,6 +80,11 @@ static int up_flush(struct http_conn *c)
 
 static void up_finish_close(struct http_conn *c)
 {
+    if (!c->up_started) {
+        /* closed before the hand-over ran: the 101 is still logged once */
+        c->up_started = 1;
+        log_request(c, 101);
+    }
     /* Lingering close, as http_send.c's: the client's last bytes (its
      * close frame) must not turn into a reset that destroys ours. */
     shutdown(c->fd, SHUT_WR);

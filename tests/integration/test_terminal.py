@@ -448,3 +448,27 @@ def test_exec_resize(tserver, bbbox):
     r = api(tserver, "POST", "/v1/boxes/box_nope/exec/%s/resize" % eid,
             json={"rows": 50, "cols": 120})
     assert r.status_code == 404 and r.json()["code"] == "BOX_NOT_FOUND", r.text
+
+
+def test_shutdown_closes_sessions(make_server):
+    """A Boxer stopping closes its terminals at once (they do not hold the
+    shutdown grace period) and leaves nothing behind."""
+    srv = make_server()
+    box = make_box(srv, "busybox")
+    _, ws = attach(srv, box, "?shell=/bin/sh")
+    ws.type("echo ready\r")
+    ws.read_until("ready\r\n")
+    t0 = time.time()
+    assert srv.stop() == 0
+    took = time.time() - t0
+    # under SHUTDOWN_GRACE_MS (10 s), which an open connection would hold
+    assert took < 8, took
+    with pytest.raises((EOFError, ConnectionResetError)):
+        while True:
+            ws.recv(timeout=5)
+    ws.close()
+    try:
+        assert boxer_server.leftover_processes(srv.home) == []
+        assert boxer_server.leftover_mounts(srv.home) == []
+    finally:
+        boxer_server.unmount_under(srv.home)
