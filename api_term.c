@@ -26,6 +26,7 @@
 #include "ws.h"
 
 #define TERM_OUT_HIGH (256 * 1024)  /* queued for the client: stop reading the pty */
+#define TERM_OUT_PAUSE (1 << 20)    /* queued (pongs...): stop reading the client too */
 #define TERM_READ 32768             /* pty bytes per frame */
 #define TERM_IN_MAX (1 << 20)       /* client input the pty has not taken */
 #define TERM_MSG_MAX (1 << 20)      /* one binary message from the client */
@@ -43,6 +44,7 @@ struct term {
     struct ws_parser *ws;
     struct sbuf to_pty;
     int out_blocked;
+    long out_queued;      /* bytes queued for the client at the last send */
     int closing;          /* set by a decoder callback: close after the feed */
     int close_code;
     char why[124];
@@ -71,6 +73,15 @@ static void pty_set_events(struct term *t)
         t->events = ev;
 }
 
+/* The client is not read while the pty has not taken its last input, nor
+ * while it leaves a lot of our answers (pongs) unread: what it makes us
+ * queue stays bounded. */
+static void client_pause(struct term *t)
+{
+    if (t->c)
+        http_upgraded_pause(t->c, t->to_pty.len > 0 || t->out_queued > TERM_OUT_PAUSE);
+}
+
 static void send_frame(struct term *t, int op, const void *data, size_t len)
 {
     unsigned char hdr[10];
@@ -82,6 +93,9 @@ static void send_frame(struct term *t, int op, const void *data, size_t len)
     if (http_upgraded_send(t->c, hdr, h) < 0)
         return;
     queued = http_upgraded_send(t->c, data, len);
+    if (queued < 0)
+        return;
+    t->out_queued = queued;
     if (queued > TERM_OUT_HIGH && !t->out_blocked) {
         t->out_blocked = 1;
         pty_set_events(t);
@@ -154,8 +168,8 @@ static void on_pty(struct loop *l, int fd, uint32_t events, void *arg)
     if (events & EPOLLOUT) {
         if (pty_flush_input(t) < 0)
             t->to_pty.len = 0;
-        if (t->to_pty.len == 0 && t->c)
-            http_upgraded_pause(t->c, 0);
+        if (t->to_pty.len == 0)
+            client_pause(t);
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (pty_read(t, 4 * TERM_READ) < 0) {
@@ -214,7 +228,7 @@ static int on_binary(void *arg, const char *data, size_t len, int fin)
             return -1;
         }
         /* the pty is full: read no more from the client until it drains */
-        http_upgraded_pause(t->c, 1);
+        client_pause(t);
         pty_set_events(t);
     }
     box_term_touch(t->e);
@@ -293,12 +307,16 @@ static int conn_data(void *arg, char *data, size_t len)
     }
     if (t->closing)
         close_session(t, t->close_code, "");
+    else
+        client_pause(t);
     return 0;
 }
 
 static void conn_drain(void *arg)
 {
     struct term *t = arg;
+    t->out_queued = 0;
+    client_pause(t);
     if (t->out_blocked) {
         t->out_blocked = 0;
         pty_set_events(t);

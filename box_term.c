@@ -173,6 +173,23 @@ fail:
     return -1;
 }
 
+/* As box_exec.c's trim: terminal records that ended and were answered
+ * go, and of the listed ones the last BOX_EXECS_KEPT stay; a box with
+ * many terminal sessions and no other exec keeps no more. */
+static void term_trim(struct box *b)
+{
+    unsigned n = 0;
+    for (struct box_exec **pp = &b->execs; *pp;) {
+        struct box_exec *e = *pp;
+        if ((e->hidden || ++n > BOX_EXECS_KEPT) && !e->running && !e->cb) {
+            *pp = e->next;
+            exec_free(e);
+            continue;
+        }
+        pp = &e->next;
+    }
+}
+
 static void link_record(struct box *b, struct box_exec *e, box_exec_cb cb, void *arg)
 {
     e->running = 1;
@@ -183,6 +200,7 @@ static void link_record(struct box *b, struct box_exec *e, box_exec_cb cb, void 
     e->cb_arg = arg;
     e->next = b->execs;
     b->execs = e;
+    term_trim(b);
     box_touch(b);
 }
 

@@ -472,3 +472,31 @@ def test_shutdown_closes_sessions(make_server):
         assert boxer_server.leftover_mounts(srv.home) == []
     finally:
         boxer_server.unmount_under(srv.home)
+
+
+def test_ping_flood_is_bounded(tserver, bbbox):
+    """Pings from a client that reads no pongs: Boxer stops reading it once
+    a bounded amount is queued, so its sends block."""
+    _, ws = attach(tserver, bbbox, "?shell=/bin/sh")
+    before = rss_kb(tserver.proc.pid)
+    k = b"\x01\x02\x03\x04"
+    payload = b"p" * 125
+    one = bytes([0x89, 0x80 | 125]) + k + bytes(c ^ k[i & 3] for i, c in enumerate(payload))
+    batch = one * 500
+    sent = 0
+    ws.sock.settimeout(3)
+    with pytest.raises(socket.timeout):
+        while sent < (64 << 20):
+            ws.sock.sendall(batch)
+            sent += len(batch)
+    grown = rss_kb(tserver.proc.pid) - before
+    assert grown < 16 * 1024, "RSS grew %d KiB for %d bytes of pings" % (grown, sent)
+    ws.close()
+    assert wait_for(lambda: runsc_execs(tserver, bbbox) == [])
+    assert api(tserver, "GET", "/healthz").status_code == 200
+
+
+def test_foreign_origin_refused(tserver, bbbox):
+    status, head, ws = handshake(tserver, "/v1/boxes/%s/attach" % bbbox,
+                                 headers={"Origin": "http://evil.example"})
+    assert status == 403 and ws is None, head
