@@ -500,3 +500,38 @@ def test_foreign_origin_refused(tserver, bbbox):
     status, head, ws = handshake(tserver, "/v1/boxes/%s/attach" % bbbox,
                                  headers={"Origin": "http://evil.example"})
     assert status == 403 and ws is None, head
+
+
+def test_upgraded_connection_counts_and_has_no_request_timeouts(make_server):
+    """After the 101 the connection leaves HTTP's keep-alive and head
+    timeouts (an idle terminal stays open) but still counts against
+    max_connections_per_ip."""
+    srv = make_server(config={"max_connections_per_ip": 2, "keepalive_timeout_ms": 500,
+                              "header_timeout_ms": 500})
+    box = make_box(srv, "busybox")
+    _, a = attach(srv, box, "?shell=/bin/sh")
+    _, b = attach(srv, box, "?shell=/bin/sh")
+    # a third connection from this address is closed at once
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(srv.url + "/healthz", timeout=5)
+    time.sleep(1.5)  # three times both timeouts
+    for ws in (a, b):
+        ws.type("echo alive\r")
+        ws.read_until("alive\r\n")
+    a.send(0x8, struct.pack(">H", 1000))
+    a.until_close()
+    a.close()
+    assert wait_for(lambda: _can_connect(srv))
+    b.close()
+    try:
+        assert srv.stop() == 0
+        assert boxer_server.leftover_processes(srv.home) == []
+    finally:
+        boxer_server.unmount_under(srv.home)
+
+
+def _can_connect(srv):
+    try:
+        return httpx.get(srv.url + "/healthz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
