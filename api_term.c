@@ -84,15 +84,16 @@ static void client_pause(struct term *t)
 
 static void send_frame(struct term *t, int op, const void *data, size_t len)
 {
-    unsigned char hdr[10];
+    /* one call per frame: a frame is queued whole or not at all */
+    char buf[10 + TERM_READ];
     size_t h;
     long queued;
-    if (!t->c)
+    if (!t->c || len > TERM_READ)
         return;
-    h = ws_frame_header(hdr, op, len);
-    if (http_upgraded_send(t->c, hdr, h) < 0)
-        return;
-    queued = http_upgraded_send(t->c, data, len);
+    h = ws_frame_header((unsigned char *)buf, op, len);
+    if (len)
+        memcpy(buf + h, data, len);
+    queued = http_upgraded_send(t->c, buf, h + len);
     if (queued < 0)
         return;
     t->out_queued = queued;
@@ -170,6 +171,14 @@ static void on_pty(struct loop *l, int fd, uint32_t events, void *arg)
             t->to_pty.len = 0;
         if (t->to_pty.len == 0)
             client_pause(t);
+    }
+    if ((events & (EPOLLHUP | EPOLLERR)) && t->out_blocked) {
+        /* A hung-up master is reported whatever the events asked: while
+         * the client is behind, stop watching it (the exit reads the
+         * rest). */
+        loop_del(t->loop, t->master);
+        t->in_loop = 0;
+        return;
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (pty_read(t, 4 * TERM_READ) < 0) {
