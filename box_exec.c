@@ -1,5 +1,6 @@
 /* Commands run in a box (runsc exec): see box.h. */
 #include "box_internal.h"
+#include "box_term.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -484,6 +485,8 @@ fail:
 int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
              struct box_exec **out, struct bx_err *err)
 {
+    if (req->tty_rows)
+        return box_term_exec(b, req, cb, arg, out, err);
     struct infeed in;
     int child_in = -1, r;
     char *data;

@@ -56,6 +56,7 @@ struct box_exec {
     uint64_t safety_timer;
     int timed_out;
     int hidden; /* a file transfer (box_transfer): not an exec of the API */
+    int tty;    /* on a pty (box_term.c): out_fd is its master */
     box_exec_cb cb;
     void *cb_arg;
     /* issue 14, input and control (box_exec.c) */
