@@ -78,7 +78,7 @@ static void exec_notify_now(struct loop *l, void *arg)
     }
 }
 
-static void exec_notify(struct box_exec *e)
+void exec_notify(struct box_exec *e)
 {
     if (e->watchers)
         loop_defer(e->box->m->p.loop, &e->notify, exec_notify_now, e);

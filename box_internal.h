@@ -166,6 +166,8 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
 void exec_free(struct box_exec *e);
 /* box_exec.c: tells the watchers the record goes (before exec_free). */
 void exec_watchers_gone(struct box_exec *e);
+/* box_exec.c: wakes the event streams of e (deferred to the loop). */
+void exec_notify(struct box_exec *e);
 /* box_exec.c: what exec_free must release of the input and control state. */
 void exec_control_free(struct box_exec *e);
 

@@ -140,8 +140,9 @@ static struct box_exec *new_record(struct box *b, size_t out_max, struct bx_err 
     }
     e->box = b;
     e->out_fd = e->err_fd = -1;
-    sbuf_init(&e->out, out_max);
-    sbuf_init(&e->err, 0);
+    exec_log_init(&e->log, out_max);
+    /* no stdin: an empty feed, so exec_free's release is a no-op */
+    infeed_init(&e->in, b->m->p.loop, 0);
     if (random_id("exec_", e->id, sizeof(e->id), err) < 0) {
         exec_free(e);
         return NULL;
@@ -242,8 +243,10 @@ static void tty_drain(struct box_exec *e)
     for (;;) {
         ssize_t n = read(e->out_fd, buf, sizeof(buf));
         if (n > 0) {
-            size_t room = e->out.max > e->out.len ? e->out.max - e->out.len : 0;
-            sbuf_append(&e->out, buf, (size_t)n < room ? (size_t)n : room);
+            /* the log keeps the tail, as for piped execs; event streams
+             * (GET .../events) see the terminal bytes as stdout */
+            exec_log_append(&e->log, EXEC_STDOUT, buf, (size_t)n);
+            exec_notify(e);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -295,10 +298,14 @@ static void tty_on_exit(void *arg, int status)
         /* runsc could not start the command; its message went to the
          * terminal, which is the exec's output */
         snprintf(e->error, sizeof(e->error), "runsc could not start the command");
-        if (e->out.len && memmem(e->out.data, e->out.len, "failed to load", 14))
+        struct sbuf text;
+        sbuf_init(&text, (size_t)e->log.max + 1);
+        if (exec_log_text(&e->log, EXEC_STDOUT, &text) == 0 && text.len &&
+            memmem(text.data, text.len, "failed to load", 14))
             e->exit_code = 127;
         else
             e->exit_code = 126;
+        sbuf_free(&text);
     }
     if (e->timeout_ms && e->exit_code == 137 && e->wall_ms >= e->timeout_ms)
         e->timed_out = 1;
@@ -309,6 +316,7 @@ static void tty_on_exit(void *arg, int status)
     }
     e->failed = e->exit_code != 0;
     term_unlink(e);
+    exec_notify(e);
     e->cb = NULL;
     e->cb_arg = NULL;
     if (cb)
