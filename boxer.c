@@ -33,6 +33,7 @@
 #include "api_box.h"
 #include "api_v1.h"
 #include "run_stream.h"
+#include "api_term.h"
 #include "box.h"
 #include "proc.h"
 #include "route.h"
@@ -705,6 +706,8 @@ ON_BOX(api_box_exec_cancel)
 ON_BOX(api_box_gc)
 ON_BOX(api_box_upload)
 ON_BOX(api_box_download)
+ON_BOX(api_box_attach)
+ON_BOX(api_box_exec_resize)
 
 /* GET /v1/info, POST /v1/run (api_v1.c) */
 static void on_api_v1(void *app, struct http_conn *c, const struct http_request *req, int run)
@@ -787,6 +790,8 @@ static const struct route routes[] = {
     {HTTP_POST, "/v1/boxes/{id}/files/download", on_api_box_download, "/v1/boxes/{id}/files/download", 0},
     {HTTP_GET, "/v1/info", on_api_v1_info, "/v1/info", 0},
     {HTTP_POST, "/v1/run", on_api_v1_run, "/v1/run", 0},
+    {HTTP_GET, "/v1/boxes/{id}/attach", on_api_box_attach, "/v1/boxes/{id}/attach", 0},
+    {HTTP_POST, "/v1/boxes/{id}/exec/{eid}/resize", on_api_box_exec_resize, "/v1/boxes/{id}/exec/{eid}/resize", 0},
     {HTTP_GET, "/v1/node", on_node, "/v1/node", 0},
     {HTTP_GET, "/", on_ui_root, "/ui", 2},
     {HTTP_GET, "/ui", on_ui, "/ui", 2},
