@@ -95,6 +95,7 @@ DEPS_test_exec_log := exec_log stream_events json json_write util err
 DEPS_test_b64dec := b64dec
 DEPS_test_infeed := infeed loop util err
 DEPS_test_ws := ws sha1 httpparse util err
+DEPS_test_wsauth := wsauth
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -195,6 +196,7 @@ FUZZ_MAX_LEN_fuzz_runreq := 4198400
 FUZZ_MAX_LEN_fuzz_storepath := 8192
 FUZZ_MAX_LEN_fuzz_v1run := 4195328
 FUZZ_MAX_LEN_fuzz_ws := 16384
+FUZZ_MAX_LEN_fuzz_wsauth := 8192
 # name:max_len pairs for the shell loops (recursive: checked only when used).
 FUZZ_TABLE = $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAX_LEN_$(n)),$(error no FUZZ_MAX_LEN_$(n) in the Makefile)))
 

@@ -38,6 +38,7 @@
 #include "proc.h"
 #include "route.h"
 #include "ui.h"
+#include "wsauth.h"
 #include "run.h"
 #include "store.h"
 #include "util.h"
@@ -822,15 +823,33 @@ static int token_equal(const char *given, size_t glen, const char *token)
 static int authorized(const struct app *a, const struct http_request *req)
 {
     const struct http_header *h;
+    const char *given;
+    size_t glen;
+    struct wsauth ws;
     int ok = 0;
     if (a->tokens.n == 0)
         return 1;
     h = http_find_header(req, "Authorization");
-    if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0)
-        return 0;
+    if (h) {
+        if (h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0)
+            return 0;
+        given = h->value + 7;
+        glen = h->value_len - 7;
+    } else {
+        /* A browser's WebSocket cannot send Authorization: the console
+         * offers the token as a subprotocol (wsauth.h). */
+        h = http_find_header(req, "Sec-WebSocket-Protocol");
+        if (!h)
+            return 0;
+        wsauth_parse(h->value, h->value_len, &ws);
+        if (!ws.has_token)
+            return 0;
+        given = ws.token;
+        glen = ws.token_len;
+    }
     /* Check every token, so timing does not tell which one matched. */
     for (size_t i = 0; i < a->tokens.n; i++)
-        ok |= token_equal(h->value + 7, h->value_len - 7, a->tokens.items[i]);
+        ok |= token_equal(given, glen, a->tokens.items[i]);
     return ok;
 }
 
