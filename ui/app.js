@@ -452,6 +452,7 @@
     main.append(el('p', {}, el('a', { href: '#/boxes', text: '< boxes' })),
       el('h1', { id: 'box-title', text: 'Box ' + id }),
       info,
+      el('p', {}, el('a', { href: '#/term/' + encodeURIComponent(id), id: 'term-link', text: 'Open a terminal' })),
       el('h2', { text: 'Run a command' }), runForm, out.node,
       el('h2', {}, 'Execs ', idle),
       el('table', { id: 'execs' },
@@ -638,6 +639,93 @@
     every(2000, load);
   }
 
+  // ---- the terminal (xterm.js, vendored in ui/vendor, loaded on demand) ----
+
+  const loaded = {};
+  function loadScript(src) {
+    if (!loaded[src]) {
+      loaded[src] = new Promise((resolve, reject) => {
+        const s = document.createElement('script');
+        s.src = src;
+        s.onload = resolve;
+        s.onerror = () => reject(new Error('cannot load ' + src));
+        document.head.append(s);
+      });
+    }
+    return loaded[src];
+  }
+
+  function hex(text) {
+    return Array.from(new TextEncoder().encode(text), (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  async function pageTerm(id) {
+    const status = el('span', { id: 'term-status', class: 'muted', text: 'connecting...' });
+    const host = el('div', { id: 'term' });
+    main.append(el('p', {}, el('a', { href: '#/box/' + encodeURIComponent(id), text: '< box' })),
+      el('h1', {}, 'Terminal ', el('span', { class: 'mono', text: id }), ' ', status), host);
+    // the box exists and the token works (a 401 prompts here: a WebSocket
+    // handshake that fails tells the page nothing)
+    await apiJSON('GET', '/v1/boxes/' + encodeURIComponent(id));
+    if (!document.querySelector('link[href="/ui/vendor/xterm.css"]')) {
+      document.head.append(el('link', { rel: 'stylesheet', href: '/ui/vendor/xterm.css' }));
+    }
+    await loadScript('/ui/vendor/xterm.js');
+    await loadScript('/ui/vendor/addon-canvas.js');
+    await loadScript('/ui/vendor/addon-fit.js');
+    const term = new window.Terminal({ cursorBlink: true, fontSize: 14, scrollback: 5000,
+      fontFamily: 'ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace' });
+    const fit = new window.FitAddon.FitAddon();
+    term.loadAddon(fit);
+    // Before open(): the canvas renderer replaces the DOM renderer, which
+    // would inject <style> elements that the CSP (no inline style) refuses.
+    term.loadAddon(new window.CanvasAddon.CanvasAddon());
+    term.open(host);
+    fit.fit();
+    const protocols = ['boxer'];
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) protocols.push('boxer.bearer.' + hex(token));
+    const url = (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host +
+      '/v1/boxes/' + encodeURIComponent(id) + '/attach?cols=' + term.cols + '&rows=' + term.rows;
+    const ws = new WebSocket(url, protocols);
+    ws.binaryType = 'arraybuffer';
+    const enc = new TextEncoder();
+    ws.onopen = () => { status.textContent = 'connected'; term.focus(); };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === 'string') {
+        let m = {};
+        try { m = JSON.parse(ev.data); } catch (e) { return; }
+        if (m.type === 'exit') status.textContent = 'shell exited with ' + m.code;
+      } else {
+        term.write(new Uint8Array(ev.data));
+      }
+    };
+    ws.onclose = (ev) => {
+      if (!/exited/.test(status.textContent)) status.textContent = 'closed (' + ev.code + ')';
+    };
+    term.onData((d) => { if (ws.readyState === WebSocket.OPEN) ws.send(enc.encode(d)); });
+    term.onResize(({ cols, rows }) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'resize', cols, rows }));
+    });
+    const onResize = () => fit.fit();
+    window.addEventListener('resize', onResize);
+    // what the screen shows, for the browser test
+    window.boxerTerminal = {
+      screen() {
+        const b = term.buffer.active, lines = [];
+        for (let i = 0; i < b.length; i++) lines.push(b.getLine(i).translateToString(true));
+        return lines.join('\n');
+      },
+      size() { return [term.rows, term.cols]; },
+    };
+    page.cleanup.push(() => {
+      window.removeEventListener('resize', onResize);
+      ws.close();
+      term.dispose();
+      delete window.boxerTerminal;
+    });
+  }
+
   // ---- hash routing ----
 
   async function route() {
@@ -651,10 +739,11 @@
     const params = new URLSearchParams(q >= 0 ? hash.slice(q + 1) : '');
     const name = path.split('/')[1] || 'boxes';
     for (const a of document.querySelectorAll('header nav a')) {
-      a.classList.toggle('active', a.id === 'nav-' + (name === 'box' ? 'boxes' : name));
+      a.classList.toggle('active', a.id === 'nav-' + (name === 'box' || name === 'term' ? 'boxes' : name));
     }
     try {
       if (name === 'box') await pageBox(decodeURIComponent(path.slice(5)));
+      else if (name === 'term') await pageTerm(decodeURIComponent(path.slice(6)));
       else if (name === 'run') await pageRun();
       else if (name === 'images') await pageImages();
       else if (name === 'node') await pageNode();

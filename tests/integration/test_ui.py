@@ -250,6 +250,38 @@ def test_node_page(ui):
     shot(ui, "node")
 
 
+def test_terminal(ui):
+    """xterm.js over the attach WebSocket (the token goes as a subprotocol):
+    `stty size` in the box says the size the page shows, and follows a
+    window resize."""
+    import re
+    from selenium.webdriver.common.action_chains import ActionChains
+    drv = ui["drv"]
+    drv.get(ui["srv"].url + "/ui#/box/" + ui["box"])
+    drv.find_element(By.ID, "term-link").click()
+    wait(drv, lambda d: text_of(d, "#term-status") == "connected")
+    screen = "return window.boxerTerminal.screen()"
+
+    def typed(cmd, expect):
+        ActionChains(drv).send_keys(cmd + "\n").perform()
+        return wait(drv, lambda d: re.search(expect, d.execute_script(screen), re.M), 30)
+
+    drv.find_element(By.CSS_SELECTOR, "#term .xterm-helper-textarea").click()
+    rows, cols = drv.execute_script("return window.boxerTerminal.size()")
+    m = typed("stty size; echo h''i", r"^(\d+) (\d+)\s*\nhi\s*$")
+    assert (int(m.group(1)), int(m.group(2))) == (rows, cols), drv.execute_script(screen)
+    shot(ui, "terminal")
+    drv.set_window_size(900, 700)
+    wait(drv, lambda d: d.execute_script("return window.boxerTerminal.size()") != [rows, cols])
+    rows2, cols2 = drv.execute_script("return window.boxerTerminal.size()")
+    assert cols2 < cols
+    typed("clear; stty size", r"^%d %d\s*$" % (rows2, cols2))
+    drv.set_window_size(1280, 1000)
+    ActionChains(drv).send_keys("exit\n").perform()
+    wait(drv, lambda d: "exited with 0" in text_of(d, "#term-status"))
+    no_xss(drv)
+
+
 def test_stop_start_remove(ui):
     drv = ui["drv"]
     box = ui["box"]
