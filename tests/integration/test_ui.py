@@ -112,6 +112,12 @@ def test_headers_and_redirect(ui):
     # the console's files still obey the browser rules (DNS rebinding)
     r = httpx.get(srv.url + "/ui", headers={"Host": "evil.example"}, timeout=10)
     assert r.status_code == 421
+    # the token as the console's WebSocket subprotocol (wsauth.c)
+    for proto, status in (("boxer, boxer.bearer." + TOKEN.encode().hex(), 200),
+                          ("boxer, boxer.bearer." + b"wrong".hex(), 401),
+                          ("boxer, boxer.bearer." + TOKEN, 401), ("boxer", 401)):
+        r = httpx.get(srv.url + "/v1/node", headers={"Sec-WebSocket-Protocol": proto}, timeout=10)
+        assert r.status_code == status, proto
     n = httpx.get(srv.url + "/v1/node", headers={"Authorization": "Bearer " + TOKEN},
                   timeout=10).json()
     assert n["version"] and n["runsc"]["platform"] in ("systrap", "ptrace", "kvm")
