@@ -884,7 +884,7 @@ void box_each(struct box_mgr *m, struct json_writer *w, int extra)
 
 static void each_exec_rev(const struct box_exec *e, struct json_writer *w, int extra)
 {
-    /* newest first, at most BOX_EXECS_KEPT (plus running ones) deep */
+    /* newest first, at most max_execs_per_box (plus running ones) deep */
     if (!e)
         return;
     each_exec_rev(e->next, w, extra);
@@ -940,7 +940,8 @@ void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra)
         json_w_key(w, "timed_out");
         json_w_bool(w, e->timed_out);
         json_w_key(w, "truncated");
-        json_w_bool(w, e->out.len >= BOX_OUTPUT_MAX || e->err.len >= BOX_OUTPUT_MAX);
+        json_w_bool(w, e->out.len >= box_exec_output_max(e->box->m) ||
+                           e->err.len >= box_exec_output_max(e->box->m));
     }
     json_w_obj_end(w);
 }

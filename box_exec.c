@@ -149,6 +149,7 @@ static void exec_on_exit(void *arg, int status)
                  (unsigned long long)e->timeout_ms);
     }
     e->failed = e->exit_code != 0;
+    box_store_save_exec(e);
     cb = e->cb;
     cb_arg = e->cb_arg;
     e->cb = NULL;
@@ -181,8 +182,9 @@ static void trim_execs(struct box *b)
     for (struct box_exec **pp = &b->execs; *pp;) {
         struct box_exec *e = *pp;
         /* a file transfer's record goes once its waiter was answered */
-        if ((e->hidden || ++n > BOX_EXECS_KEPT) && !e->running && !e->cb) {
+        if ((e->hidden || ++n > box_execs_kept(b->m)) && !e->running && !e->cb) {
             *pp = e->next;
+            box_store_drop_exec(e);
             exec_free(e);
             continue;
         }
@@ -215,8 +217,8 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     e->box = b;
     e->out_fd = e->err_fd = -1;
-    sbuf_init(&e->out, BOX_OUTPUT_MAX);
-    sbuf_init(&e->err, BOX_OUTPUT_MAX);
+    sbuf_init(&e->out, box_exec_output_max(b->m));
+    sbuf_init(&e->err, box_exec_output_max(b->m));
     sbuf_init(&sb, 1 << 20);
     if (random_id("exec_", e->id, sizeof(e->id), err) < 0)
         goto fail;
@@ -296,6 +298,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     e->next = b->execs;
     b->execs = e;
     trim_execs(b);
+    box_store_save_exec(e);
     *out = e;
     ret = 0;
     e = NULL;

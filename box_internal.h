@@ -19,11 +19,7 @@
 
 #define BOX_CG_RETRY_MS 100
 #define BOX_CG_RETRIES 50
-/* Exec records kept and output bytes per stream: config's
- * max_execs_per_box and exec_output_bytes. */
-#define BOX_EXECS_KEPT (b->m->p.cfg->max_execs_per_box)
 #define BOX_EXEC_SAFETY_MS 5000
-#define BOX_OUTPUT_MAX (e->box->m->p.cfg->exec_output_bytes)
 #define BOX_PIDS 1024
 #define BOX_NOFILE 1024
 
@@ -46,6 +42,7 @@ struct box_exec {
     uint64_t safety_timer;
     int timed_out;
     int hidden; /* a file transfer (box_transfer): not an exec of the API */
+    uint64_t order_ns; /* its record's sort key (box_store.c), realtime at start */
     box_exec_cb cb;
     void *cb_arg;
 };
@@ -110,6 +107,18 @@ struct box_mgr {
     char home_boxes[PATH_MAX];
 };
 
+/* Exec records kept per box and output bytes kept per stream of one exec:
+ * config's max_execs_per_box and exec_output_bytes. */
+static inline uint64_t box_execs_kept(const struct box_mgr *m)
+{
+    return m->p.cfg->max_execs_per_box;
+}
+
+static inline uint64_t box_exec_output_max(const struct box_mgr *m)
+{
+    return m->p.cfg->exec_output_bytes;
+}
+
 /* box_bundle.c */
 int attach_and_mount(struct box *b, struct bx_err *err);
 int mount_root(struct box *b, struct bx_err *err);
@@ -123,6 +132,12 @@ int write_init(struct box *b, struct bx_err *err);
  * state change; loaded (and the old sandboxes swept) at start. */
 int box_store_save(struct box *b);
 int box_store_load_all(struct box_mgr *m, struct bx_err *err);
+/* <box dir>/execs/<exec id>.json (+ .out: stdout then stderr): an exec's
+ * record, written when it starts and when it ends (not fsynced: it survives
+ * a crash of Boxer, the kernel keeps the page cache); loaded with the box.
+ * drop removes them (the exec left the kept history). */
+void box_store_save_exec(struct box_exec *e);
+void box_store_drop_exec(struct box_exec *e);
 int box_net_setup(struct box *b, struct bx_err *err);
 int box_check_volumes(const struct config *cfg, struct box_volume *v, size_t n, struct bx_err *err);
 void box_volumes_free(struct box_volume **v, size_t n);
