@@ -92,8 +92,8 @@ static void ck_strs(const struct json_value *v, const char *const *want)
 static char *args[] = {"python3", "-c", "print(1)", NULL};
 static char *env[] = {"PATH=/bin", "HOME=/tmp", "A=b", NULL};
 static const struct oci_mount binds[] = {
-    {"/data/in.csv", "/home/b/runs/x/inputs/0", 1},
-    {"/output", "/home/b/runs/x/output", 0},
+    {"/data/in.csv", "/home/b/runs/x/inputs/0", 1, NULL},
+    {"/output", "/home/b/runs/x/output", 0, NULL},
 };
 
 static struct oci_params base_params(void)
