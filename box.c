@@ -360,7 +360,9 @@ static void launch(struct box *b)
     struct bx_err err;
     char bundle[PATH_MAX + 16], name[CG_NAME_MAX];
     const char *args[] = {"create", "--bundle", bundle, b->cid, NULL};
-    struct cg_limits cl = {b->cpu, b->memory_mb << 20, BOX_PIDS};
+    /* As a run's: BOX_PIDS processes inside (RLIMIT_NPROC, which gVisor
+     * enforces), and the host tasks that many need in the cgroup. */
+    struct cg_limits cl = {b->cpu, b->memory_mb << 20, config_run_host_pids(BOX_PIDS)};
 
     bx_err_clear(&err);
     b->gen++;

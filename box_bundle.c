@@ -180,7 +180,8 @@ void w_process(struct json_writer *w, char *const *args, char *const *env, const
                             .gid = gid,
                             .caps = oci_box_caps,
                             .caps_absent = uid != 0,
-                            .nofile = BOX_NOFILE};
+                            .nofile = BOX_NOFILE,
+                            .nproc = BOX_PIDS};
     oci_w_process(w, &p);
 }
 
@@ -318,6 +319,7 @@ int box_write_spec(struct box *b, struct bx_err *err)
                             .uid = 0,
                             .gid = 0,
                             .nofile = BOX_NOFILE,
+                            .nproc = BOX_PIDS,
                             .mounts = mounts,
                             .nmounts = n,
                             .netns_path = b->net ? net_run_netns_path(b->net) : NULL,

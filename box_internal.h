@@ -20,6 +20,8 @@
 #define BOX_CG_RETRY_MS 100
 #define BOX_CG_RETRIES 50
 #define BOX_EXEC_SAFETY_MS 5000
+/* processes inside a box (RLIMIT_NPROC; the cgroup allows the host tasks
+ * they need, config_run_host_pids) */
 #define BOX_PIDS 1024
 #define BOX_NOFILE 1024
 
