@@ -105,6 +105,8 @@ int box_store_save(struct box *b)
 #define EXEC_DIR "execs"
 /* cmd, env, workdir and a message: the exec request is bounded well below */
 #define EXEC_RECORD_MAX (4u << 20)
+/* per stream: config.c's bound of exec_output_bytes */
+#define EXEC_OUTPUT_FILE_MAX (1ull << 30)
 
 /* <box dir>/execs, made when missing (boxes from before exec records). */
 static int open_exec_dir(struct box *b, int create)
@@ -466,11 +468,13 @@ static struct box_exec *exec_from_record(struct box *b, int dfd, const char *id)
     nout = get_u(o, "stdout_bytes");
     nerr = get_u(o, "stderr_bytes");
     snprintf(name, sizeof(name), "%s.out", id);
-    if ((nout || nerr) && nout <= max && nerr <= max &&
+    /* (each stream was at most exec_output_bytes when written; a smaller
+     * exec_output_bytes now keeps the start of it) */
+    if ((nout || nerr) && nout <= EXEC_OUTPUT_FILE_MAX && nerr <= EXEC_OUTPUT_FILE_MAX &&
         bx_read_file_at(dfd, name, (size_t)(nout + nerr), &out, &olen, &err) == 0 &&
         olen == nout + nerr) {
-        if (sbuf_append(&e->out, out, (size_t)nout) < 0 ||
-            sbuf_append(&e->err, out + nout, (size_t)nerr) < 0)
+        if (sbuf_append(&e->out, out, (size_t)(nout < max ? nout : max)) < 0 ||
+            sbuf_append(&e->err, out + nout, (size_t)(nerr < max ? nerr : max)) < 0)
             bx_log_error("box %s: exec %s: out of memory for its output", b->id, id);
     } else if (nout || nerr) {
         bx_log_warn("box %s: exec %s: its output is lost", b->id, id);

@@ -78,6 +78,13 @@ def test_exec_records_survive_restart_and_kill9(make_server):
     assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
     assert [e["id"] for e in execs_of(srv, box)][-1] != running
     assert len(os.listdir(edir)) == 6
+    # a smaller exec_output_bytes at the next start keeps the start of the
+    # output, marked truncated
+    srv.stop()
+    srv.config["exec_output_bytes"] = 2
+    srv.start()
+    kept = {e["id"]: e for e in execs_of(srv, box)}
+    assert kept[last["id"]]["stdout"] == "la" and kept[last["id"]]["truncated"], kept
     assert api(srv, "DELETE", "/v1/boxes/" + box).status_code == 204
     assert wait_gone(os.path.dirname(edir))
 
