@@ -140,20 +140,29 @@ int box_net_setup(struct box *b, struct bx_err *err)
     return r;
 }
 
+/* A busy mount is detached lazily, and said: it lives on until its last
+ * user is gone. */
+static void box_umount(struct box *b, const char *p)
+{
+    if (umount2(p, 0) == 0)
+        return;
+    bx_log_warn("box %s: umount %s: %s; detaching it", b->id, p, strerror(errno));
+    if (umount2(p, MNT_DETACH) < 0)
+        bx_log_error("box %s: umount %s: %s", b->id, p, strerror(errno));
+}
+
 void unmount_all(struct box *b)
 {
     char p[PATH_MAX + 16];
     net_run_free(&b->net);
     if (b->root_mounted) {
         snprintf(p, sizeof(p), "%s/rootfs", b->dir);
-        if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
-            bx_log_error("box %s: umount %s: %s", b->id, p, strerror(errno));
+        box_umount(b, p);
         b->root_mounted = 0;
     }
     if (b->disk_mounted) {
         snprintf(p, sizeof(p), "%s/disk", b->dir);
-        if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
-            bx_log_error("box %s: umount %s: %s", b->id, p, strerror(errno));
+        box_umount(b, p);
         b->disk_mounted = 0;
     }
 }

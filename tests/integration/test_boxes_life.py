@@ -157,7 +157,9 @@ def test_limits_seen_and_enforced_inside(lserver, small_box):
     # memory: a hog past memory_mb does not get it.  gVisor charges the
     # whole sandbox to the box's cgroup, so the host OOM killer ends the
     # sandbox: the box is then stopped (disk kept) and starts again.
-    assert exec_wait(srv, box, ["sh", "-c", "echo kept > /root/f"])["exit_code"] == 0
+    # (synced: the sandbox is killed, and like any crash that may lose what
+    # was still only in gVisor's cache)
+    assert exec_wait(srv, box, ["sh", "-c", "echo kept > /root/f; sync"])["exit_code"] == 0
     hog = exec_wait(srv, box, ["python3", "-c", "b = bytearray(400 << 20); print('got it')"])
     assert hog["exit_code"] != 0 and "got it" not in hog["stdout"], hog
     assert wait_status(srv, box, "stopped", timeout=30)["status"] == "stopped"
