@@ -25,7 +25,15 @@
 
 #define API_BOX_MAX_BODY (1u << 20)
 
-enum op { OP_CREATE, OP_START, OP_STOP, OP_DELETE, OP_EXEC, OP_GC };
+/* the route ops api_box_on_box serves, then create and gc */
+enum op {
+    OP_DELETE = API_BOX_DELETE,
+    OP_STOP = API_BOX_STOP,
+    OP_START = API_BOX_START,
+    OP_EXEC = API_BOX_EXEC,
+    OP_CREATE,
+    OP_GC
+};
 
 struct abx {
     struct box_mgr *m;
@@ -610,17 +618,22 @@ static struct box *find_box(struct box_mgr *m, struct http_conn *c, const struct
     return b;
 }
 
-/* Starts op on the box named by {id} (its body is read first). */
-static void start_on_box(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                         const struct route_params *p, enum op op)
+/* Starts op (delete, stop, start, exec) on the box named by {id} (its
+ * body is read first). */
+void api_box_on_box(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                    const struct route_params *p, enum api_box_op op)
 {
     char id[sizeof(((struct abx *)0)->id)];
+    if (op < API_BOX_DELETE || op > API_BOX_EXEC) {
+        http_respond_error(c, BX_E_INTERNAL, "not a box op");
+        return;
+    }
     if (!available(m, c))
         return;
     if (param(p, 0, id, sizeof(id)) < 0)
         respond_v1_error(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box");
     else
-        start_async(m, c, req, op, id, strlen(id));
+        start_async(m, c, req, (enum op)op, id, strlen(id));
 }
 
 void api_box_gc(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
@@ -653,30 +666,6 @@ void api_box_get(struct box_mgr *m, struct http_conn *c, const struct http_reque
     struct box *b = find_box(m, c, p);
     if (b)
         respond_box(c, 200, b, query_flag(req, "extra"));
-}
-
-void api_box_delete(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                    const struct route_params *p)
-{
-    start_on_box(m, c, req, p, OP_DELETE);
-}
-
-void api_box_stop(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                  const struct route_params *p)
-{
-    start_on_box(m, c, req, p, OP_STOP);
-}
-
-void api_box_start(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                   const struct route_params *p)
-{
-    start_on_box(m, c, req, p, OP_START);
-}
-
-void api_box_exec(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                  const struct route_params *p)
-{
-    start_on_box(m, c, req, p, OP_EXEC);
 }
 
 void api_box_execs(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
@@ -997,16 +986,23 @@ static void xfer_on_abort(void *ctx)
 
 static const struct http_body_ops xfer_ops = {xfer_on_data, xfer_on_end, xfer_on_abort};
 
-static void start_xfer(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                       const struct route_params *p, int put)
+/* op: API_BOX_UPLOAD or API_BOX_DOWNLOAD */
+void api_box_xfer(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                  const struct route_params *p, enum api_box_op op)
 {
     const struct http_header *ct = http_find_header(req, "Content-Type");
     char boundary[MP_MAX_BOUNDARY + 1];
     size_t blen = 0;
     struct bx_err err;
     struct xfer *x;
-    struct box *b = find_box(m, c, p);
+    struct box *b;
+    int put = op == API_BOX_UPLOAD;
 
+    if (!put && op != API_BOX_DOWNLOAD) {
+        http_respond_error(c, BX_E_INTERNAL, "not a transfer op");
+        return;
+    }
+    b = find_box(m, c, p);
     if (!b)
         return;
     box_touch(b); /* a file transfer is activity (idle stop) */
@@ -1042,18 +1038,6 @@ static void start_xfer(struct box_mgr *m, struct http_conn *c, const struct http
     /* The file may be exactly upload_limit_bytes; the framing and dest
      * come on top. */
     http_accept_body(c, put ? x->limit + 64 * 1024 : API_BOX_MAX_BODY, &xfer_ops, x);
-}
-
-void api_box_upload(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                    const struct route_params *p)
-{
-    start_xfer(m, c, req, p, 1);
-}
-
-void api_box_download(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                      const struct route_params *p)
-{
-    start_xfer(m, c, req, p, 0);
 }
 
 /* ---- GET /v1/boxes?status=... ---- */

@@ -16,18 +16,28 @@ typedef void api_box_fn(struct box_mgr *m, struct http_conn *c, const struct htt
 api_box_fn api_box_list;       /* GET /v1/boxes */
 api_box_fn api_box_create;     /* POST /v1/boxes */
 api_box_fn api_box_get;        /* GET /v1/boxes/{id} */
-api_box_fn api_box_delete;     /* DELETE /v1/boxes/{id} */
-api_box_fn api_box_stop;       /* POST /v1/boxes/{id}:stop */
-api_box_fn api_box_start;      /* POST /v1/boxes/{id}:start */
-api_box_fn api_box_exec;       /* POST /v1/boxes/{id}/exec */
 api_box_fn api_box_execs;      /* GET /v1/boxes/{id}/execs */
 api_box_fn api_box_exec_get;   /* GET /v1/boxes/{id}/exec/{eid} */
 api_box_fn api_box_exec_events; /* GET /v1/boxes/{id}/exec/{eid}/events */
-api_box_fn api_box_exec_stdin;  /* POST /v1/boxes/{id}/exec/{eid}/stdin (issue 14) */
-api_box_fn api_box_exec_signal; /* POST /v1/boxes/{id}/exec/{eid}/signal */
-api_box_fn api_box_exec_cancel; /* POST /v1/boxes/{id}/exec/{eid}:cancel */
 api_box_fn api_box_gc;         /* POST /v1/gc */
-api_box_fn api_box_upload;     /* POST /v1/boxes/{id}/files/upload */
-api_box_fn api_box_download;   /* POST /v1/boxes/{id}/files/download */
+
+/* Routes that differ only in what they do to the box or exec they name:
+ * one handler for each family, told which by op (boxer.c's ON_BOX_OP). */
+enum api_box_op {
+    API_BOX_DELETE = 1, /* DELETE /v1/boxes/{id}                  api_box_on_box */
+    API_BOX_STOP,       /* POST /v1/boxes/{id}:stop                  "" */
+    API_BOX_START,      /* POST /v1/boxes/{id}:start                 "" */
+    API_BOX_EXEC,       /* POST /v1/boxes/{id}/exec                  "" */
+    API_BOX_UPLOAD,     /* POST /v1/boxes/{id}/files/upload       api_box_xfer */
+    API_BOX_DOWNLOAD,   /* POST /v1/boxes/{id}/files/download        "" */
+    API_BOX_STDIN,      /* POST /v1/boxes/{id}/exec/{eid}/stdin   api_box_exec_ctl (issue 14) */
+    API_BOX_SIGNAL,     /* POST /v1/boxes/{id}/exec/{eid}/signal     "" */
+    API_BOX_CANCEL,     /* POST /v1/boxes/{id}/exec/{eid}:cancel     "" */
+};
+typedef void api_box_op_fn(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                           const struct route_params *p, enum api_box_op op);
+api_box_op_fn api_box_on_box;
+api_box_op_fn api_box_xfer;
+api_box_op_fn api_box_exec_ctl;
 
 #endif

@@ -36,7 +36,7 @@ static const struct {
                {"PIPE", SIGPIPE}, {"CONT", SIGCONT}, {"STOP", SIGSTOP},   {"TSTP", SIGTSTP},
                {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU}, {"WINCH", SIGWINCH}, {"ABRT", SIGABRT}};
 
-enum ctl_op { CTL_STDIN, CTL_SIGNAL, CTL_CANCEL };
+enum ctl_op { CTL_STDIN = API_BOX_STDIN, CTL_SIGNAL = API_BOX_SIGNAL, CTL_CANCEL = API_BOX_CANCEL };
 
 struct ctl {
     struct box_mgr *m;
@@ -165,14 +165,20 @@ static int ctl_param(const struct route_params *p, size_t i, char *out, size_t c
     return 0;
 }
 
-static void ctl_start(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                      const struct route_params *p, enum ctl_op op)
+/* api_op: API_BOX_STDIN, API_BOX_SIGNAL or API_BOX_CANCEL */
+void api_box_exec_ctl(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
+                      const struct route_params *p, enum api_box_op api_op)
 {
     struct ctl *x;
     struct bx_err err;
     char val[32];
     size_t vlen = 0, max = CTL_MAX_BODY;
     int r;
+    enum ctl_op op = (enum ctl_op)api_op;
+    if (op != CTL_STDIN && op != CTL_SIGNAL && op != CTL_CANCEL) {
+        http_respond_error(c, BX_E_INTERNAL, "not an exec control op");
+        return;
+    }
     if (!m) {
         respond_v1_error(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available");
         return;
@@ -225,20 +231,3 @@ static void ctl_start(struct box_mgr *m, struct http_conn *c, const struct http_
     http_accept_body(c, max, &ctl_ops, x);
 }
 
-void api_box_exec_stdin(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                        const struct route_params *p)
-{
-    ctl_start(m, c, req, p, CTL_STDIN);
-}
-
-void api_box_exec_signal(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                         const struct route_params *p)
-{
-    ctl_start(m, c, req, p, CTL_SIGNAL);
-}
-
-void api_box_exec_cancel(struct box_mgr *m, struct http_conn *c, const struct http_request *req,
-                         const struct route_params *p)
-{
-    ctl_start(m, c, req, p, CTL_CANCEL);
-}

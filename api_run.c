@@ -648,7 +648,8 @@ static int v1_translate(const struct json_value *root, const struct config *cfg,
                         uint64_t *wall_ms, struct bx_err *err)
 {
     static const char *const known[] = {"image", "cmd", "cpu", "memory_mb", "network", "env",
-                                        "volumes", "timeout_ms", "disk_size_gb", NULL};
+                                        "volumes", "timeout_ms", "disk_size_gb", "stdin",
+                                        "stdin_b64", NULL};
     const struct json_member *bad;
     const struct json_value *image, *cmd, *v;
     double cpu = cfg->box_defaults.cpu;
@@ -773,7 +774,7 @@ static int v1_translate(const struct json_value *root, const struct config *cfg,
 int run_request_parse_boxrun(const char *body, size_t len, const struct config *cfg,
                              struct run_request **out, struct bx_err *err)
 {
-    struct json_limits jl = {RUN_MAX_BODY, 16, 3 * RUN_MAX_ARGS + 1024};
+    struct json_limits jl = {run_max_body(cfg), 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     struct sbuf sb;
     uint64_t wall_ms = 0;
@@ -793,6 +794,13 @@ int run_request_parse_boxrun(const char *body, size_t len, const struct config *
     if (run_request_parse(sb.data, sb.len, cfg, out, err) < 0)
         goto out;
     (*out)->wall_clock_ms = wall_ms;
+    /* stdin is taken from the request itself (not copied into the /run
+     * body above, whose buffer is sized for everything else) */
+    if (api_parse_stdin(json_doc_root(doc), cfg->stdin_limit_bytes, &(*out)->stdin_data,
+                        &(*out)->stdin_len, err) < 0) {
+        run_request_free(out);
+        goto out;
+    }
     ret = 0;
 out:
     json_doc_free(&doc);

@@ -217,8 +217,8 @@ static int v1run_on_data(void *ctx, const char *data, size_t len, struct bx_err 
 {
     struct v1run *r = ctx;
     if (sbuf_append(&r->body, data, len) < 0)
-        return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "request body is larger than %u bytes",
-                          RUN_MAX_BODY);
+        return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "request body is larger than %llu bytes",
+                          (unsigned long long)run_max_body(r->cfg));
     return 0;
 }
 
@@ -275,6 +275,7 @@ void api_v1_run(const struct api_v1 *a, struct http_conn *c, const struct http_r
     r->cfg = a->cfg;
     r->conn = c;
     r->extra = query_extra(req);
-    sbuf_init(&r->body, RUN_MAX_BODY);
-    http_accept_body(c, RUN_MAX_BODY, &v1run_ops, r);
+    /* room for a stdin of stdin_limit_bytes, as /run */
+    sbuf_init(&r->body, run_max_body(a->cfg));
+    http_accept_body(c, run_max_body(a->cfg), &v1run_ops, r);
 }

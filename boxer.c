@@ -691,22 +691,29 @@ static void on_swagger(void *app, struct http_conn *c, const struct http_request
     {                                                                                        \
         fn(((struct app *)app)->boxes, c, req, p);                                          \
     }
+/* the same for the routes one api_box.c handler serves with an op */
+#define ON_BOX_OP(name, fn, op)                                                              \
+    static void on_##name(void *app, struct http_conn *c, const struct http_request *req,   \
+                          const struct route_params *p)                                     \
+    {                                                                                        \
+        fn(((struct app *)app)->boxes, c, req, p, op);                                       \
+    }
 ON_BOX(api_box_list)
 ON_BOX(api_box_create)
 ON_BOX(api_box_get)
-ON_BOX(api_box_delete)
-ON_BOX(api_box_stop)
-ON_BOX(api_box_start)
-ON_BOX(api_box_exec)
+ON_BOX_OP(api_box_delete, api_box_on_box, API_BOX_DELETE)
+ON_BOX_OP(api_box_stop, api_box_on_box, API_BOX_STOP)
+ON_BOX_OP(api_box_start, api_box_on_box, API_BOX_START)
+ON_BOX_OP(api_box_exec, api_box_on_box, API_BOX_EXEC)
 ON_BOX(api_box_execs)
 ON_BOX(api_box_exec_get)
 ON_BOX(api_box_exec_events)
-ON_BOX(api_box_exec_stdin)
-ON_BOX(api_box_exec_signal)
-ON_BOX(api_box_exec_cancel)
+ON_BOX_OP(api_box_exec_stdin, api_box_exec_ctl, API_BOX_STDIN)
+ON_BOX_OP(api_box_exec_signal, api_box_exec_ctl, API_BOX_SIGNAL)
+ON_BOX_OP(api_box_exec_cancel, api_box_exec_ctl, API_BOX_CANCEL)
 ON_BOX(api_box_gc)
-ON_BOX(api_box_upload)
-ON_BOX(api_box_download)
+ON_BOX_OP(api_box_upload, api_box_xfer, API_BOX_UPLOAD)
+ON_BOX_OP(api_box_download, api_box_xfer, API_BOX_DOWNLOAD)
 ON_BOX(api_box_attach)
 ON_BOX(api_box_exec_resize)
 

@@ -3,6 +3,7 @@ boxes (pinned by digest), ?status= on the list, /v1/info, /v1/run, box
 metrics, and the budget boxes share with /run.  Real runsc, real images
 from the local registry."""
 
+import base64
 import json
 import os
 import time
@@ -254,6 +255,35 @@ def test_v1_run(aserver):
             headers={"Content-Type": "text/plain"})
     assert r.status_code == 415 and r.json()["code"] == "INVALID_REQUEST", r.text
     assert "post" in api(srv, "GET", "/swagger/openapi.json").json()["paths"]["/v1/run"]
+
+
+def test_v1_run_stdin(aserver):
+    """stdin / stdin_b64 on /v1/run as on /run (issue 14): delivered, then
+    closed; a stdin larger than /run's 4 MiB body part is accepted (the body
+    limit grows by stdin_limit_bytes as /run's does)."""
+    srv = aserver
+    r = v1run(srv, {"image": BUSYBOX, "cmd": ["cat"], "stdin": "line 1\nline 2\n"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"exit_code": 0, "stdout": "line 1\nline 2\n", "stderr": "",
+                        "error_message": None}
+    raw = bytes(range(256)) * 4
+    r = v1run(srv, {"image": BUSYBOX, "cmd": ["sh", "-c", "od -An -tx1 -v | tr -d ' \\n'"],
+                    "stdin_b64": base64.b64encode(raw).decode()})
+    assert r.status_code == 200 and r.json()["stdout"] == raw.hex(), r.text
+    big = "y" * (5 << 20)
+    r = v1run(srv, {"image": BUSYBOX, "cmd": ["wc", "-c"], "stdin": big})
+    assert r.status_code == 200 and r.json()["stdout"].strip() == str(len(big)), r.text[:300]
+    # no stdin: the command sees end of input at once
+    r = v1run(srv, {"image": BUSYBOX, "cmd": ["cat"], "timeout_ms": 20000})
+    assert r.status_code == 200 and r.json()["stdout"] == "", r.text
+    for body, status, word in (
+            ({"stdin": "a", "stdin_b64": "YQ=="}, 400, "not both"),
+            ({"stdin": 1}, 400, "stdin must be a string"),
+            ({"stdin_b64": "!!!"}, 400, "not valid base64"),
+            ({"stdin": "z" * ((10 << 20) + 1)}, 413, "stdin_limit_bytes")):
+        r = v1run(srv, dict(body, image=BUSYBOX, cmd=["cat"]))
+        assert r.status_code == status, r.text[:300]
+        assert r.json()["code"] == "INVALID_REQUEST" and word in r.json()["message"], r.text
 
 
 def box_pids_max(box_id):

@@ -3,6 +3,7 @@ Real binary over loopback, raw sockets and curl."""
 
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -96,6 +97,55 @@ def test_swagger(server):
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     doc = httpx.get(server.url + "/swagger/openapi.json").json()
     assert "/run" in doc["paths"] and "/files" in doc["paths"]
+
+
+def test_openapi_document_is_well_formed(server):
+    """The served document is strict JSON (no duplicate key anywhere: json
+    would keep the last one silently), every $ref resolves, every {param}
+    of a path is declared, and POST /v1/boxes/{id}/exec lists its fields."""
+    def no_dups(pairs):
+        keys = [k for k, _ in pairs]
+        dups = sorted({k for k in keys if keys.count(k) > 1})
+        assert not dups, "duplicate keys %s in %s" % (dups, keys)
+        return dict(pairs)
+
+    r = httpx.get(server.url + "/swagger/openapi.json")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    doc = json.loads(r.content.decode("utf-8"), object_pairs_hook=no_dups,
+                     parse_constant=lambda c: pytest.fail("non-JSON constant %s" % c))
+    assert doc["openapi"].startswith("3.")
+
+    def refs(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "$ref":
+                    yield v
+                else:
+                    yield from refs(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from refs(v)
+
+    for ref in refs(doc):
+        assert ref.startswith("#/"), ref
+        node = doc
+        for part in ref[2:].split("/"):
+            assert part in node, "dangling $ref " + ref
+            node = node[part]
+    for path, item in doc["paths"].items():
+        want = set(re.findall(r"{(\w+)}", path))
+        for method, op in item.items():
+            assert method in ("get", "post", "put", "delete", "head", "patch"), (path, method)
+            assert op["responses"] and op["summary"], (path, method)
+            have = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert have == want, (path, method, have)
+    ex = doc["paths"]["/v1/boxes/{id}/exec"]["post"]
+    props = ex["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert set(props) == {"cmd", "env", "workdir", "timeout_ms", "user", "stdin", "stdin_b64",
+                          "stdin_open", "encoding", "stream", "wait"}
+    assert {"200", "201", "400", "404", "409"} <= set(ex["responses"])
+    v1 = doc["paths"]["/v1/run"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"stdin", "stdin_b64"} <= set(v1["schema"]["properties"])
 
 
 # ---- files ----

@@ -18,12 +18,14 @@ import hardening as H
 
 BUSYBOX = "busybox"
 LOG_BYTES = 256 << 10
+OUTPUT_LIMIT = 1 << 20  # /run's output_limit_bytes here (box execs do not use it)
 
 
 @pytest.fixture(scope="module")
 def srv(registry, tmp_path_factory):
     d = tmp_path_factory.mktemp("streams")
     s = boxer_server.Server(d, config={"exec_output_bytes": LOG_BYTES,
+                                       "output_limit_bytes": OUTPUT_LIMIT,
                                        "stream_keepalive_secs": 1},
                             registry=registry).start()
     yield s
@@ -399,6 +401,32 @@ def test_run_stream_timeout_and_output_limit(srv):
     res = evs[-1]
     assert res["type"] == "result" and res["status"] == 408 and res["timed_out"] is True
     assert res["error"] == "wall clock limit exceeded" and res["stdout"] == "before\n"
+
+
+def test_run_stream_output_limit(srv):
+    """Over output_limit_bytes: the stream ends with a 507 result (the status
+    line is already 200), in the plain answer's shape, and the run is gone."""
+    body = {"image": BUSYBOX, "cmd": ["sh", "-c", "echo before >&2; yes xxxxxxxxxxxxxxx"],
+            "limits": {"wall_clock_secs": 60}}
+    evs = run_stream(srv, body)
+    assert evs[0]["type"] == "start"
+    assert [e["type"] for e in evs[1:-1]] == ["log"] * (len(evs) - 2)
+    logs = evs[1:-1]
+    assert [e["seq"] for e in logs] == list(range(1, len(logs) + 1))
+    out = text_of(logs, "stdout")
+    # the log shows what the limit let through plus the read that crossed
+    # it (64 KiB pieces), nothing read after: all of it "yes" lines
+    assert OUTPUT_LIMIT <= len(out) <= OUTPUT_LIMIT + 65536, len(out)
+    assert set(out) == {"x", "\n"}
+    assert text_of(logs, "stderr") == "before\n"
+    res = evs[-1]
+    plain = httpx.post(srv.url + "/run", json=body, timeout=120)
+    assert plain.status_code == 507, plain.text
+    assert res == dict(plain.json(), type="result", status=507,
+                       exec_id=evs[0]["exec_id"]), res
+    assert res["error"] == "stdout or stderr exceeded output_limit_bytes"
+    assert not os.path.exists(os.path.join(srv.home, "runs", res["exec_id"]))
+    assert not any(res["exec_id"] in str(p) for p in boxer_server.leftover_processes(srv.home))
 
 
 def test_run_stream_client_gone_cancels(srv):

@@ -69,6 +69,32 @@ START_TEST(maps_fields)
 }
 END_TEST
 
+START_TEST(maps_stdin)
+{
+    struct run_request *r = NULL;
+    struct bx_err err;
+    ck_assert_int_eq(parse("{\"image\": \"busybox\", \"cmd\": [\"cat\"], \"stdin\": \"a\\u0000b\"}",
+                           &r, &err),
+                     0);
+    ck_assert_uint_eq(r->stdin_len, 3);
+    ck_assert(memcmp(r->stdin_data, "a\0b", 3) == 0);
+    run_request_free(&r);
+    ck_assert_int_eq(parse("{\"image\": \"busybox\", \"cmd\": [\"cat\"], \"stdin_b64\": \"/wBh\"}",
+                           &r, &err),
+                     0);
+    ck_assert_uint_eq(r->stdin_len, 3);
+    ck_assert(memcmp(r->stdin_data, "\xff\0a", 3) == 0);
+    run_request_free(&r);
+    /* refused after the /run request was made: nothing leaks (valgrind) */
+    ck_assert_int_eq(parse("{\"image\": \"busybox\", \"cmd\": [\"cat\"], \"stdin\": \"a\","
+                           " \"stdin_b64\": \"YQ==\"}",
+                           &r, &err),
+                     -1);
+    ck_assert_int_eq(err.status, 400);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not both"));
+}
+END_TEST
+
 START_TEST(defaults_from_box_defaults)
 {
     struct run_request *r = NULL;
@@ -150,6 +176,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, maps_fields);
+    tcase_add_test(tc, maps_stdin);
     tcase_add_test(tc, defaults_from_box_defaults);
     tcase_add_loop_test(tc, refusals, 0, (int)(sizeof(refused) / sizeof(refused[0])));
     suite_add_tcase(s, tc);

@@ -818,8 +818,15 @@ def test_sync_and_async_clients_have_the_same_public_methods() -> None:
 
     assert public(BoxerClient) <= public(AsyncBoxerClient)
     assert public(AsyncBoxerClient) - public(BoxerClient) == {"aclose"}
-    for name in ("health", "run", "upload_file", "upload_path", "download_file", "close"):
+    for name in ("health", "upload_file", "upload_path", "download_file", "close"):
         assert asyncio.iscoroutinefunction(getattr(AsyncBoxerClient, name)), name
+    # run is a plain function so that run(..., stream=True) can be an async
+    # iterator; without stream it returns a coroutine, awaited as before.
+    c = async_client(Recorder(httpx.Response(200, json=RUN_OK)))
+    coro = c.run("img", ["x"])
+    assert asyncio.iscoroutine(coro)
+    coro.close()
+    assert hasattr(c.run("img", ["x"], stream=True), "__aiter__")
 
 
 def test_package_exports() -> None:
@@ -1171,3 +1178,98 @@ def test_ws_frames_roundtrip_fragments_and_control() -> None:
         bad = t.FrameDecoder()
         bad.feed(bytes([0x82, 0x81, 0, 0, 0, 0, 0]))
         bad.next()
+
+
+# --------------------------------------------------------------------------
+# run(stream=True) and BoxRun's run(timeout_ms=...) (MockTransport)
+
+
+def ndjson(*events: Dict[str, Any]) -> httpx.Response:
+    body = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+    return httpx.Response(200, content=body, headers={"Content-Type": "application/x-ndjson"})
+
+
+STREAM_START = {"type": "start", "exec_id": "boxer-1"}
+
+
+def test_run_stream_events_and_result() -> None:
+    rec = Recorder(ndjson(STREAM_START, {"type": "log", "stream": "stdout", "data": "hi\n", "seq": 1},
+                          {"type": "keepalive"},
+                          {"type": "result", "status": 200, **RUN_OK}))
+    with sync_client(rec) as c:
+        events = list(c.run("busybox", ["echo", "hi"], stream=True, stdin="x"))
+    assert rec.last_json()["stream"] is True and rec.last_json()["stdin"] == "x"
+    assert rec.last.url == "http://boxer.test:8080/run"
+    assert [(e.type, e.data, e.exec_id) for e in events] == [
+        ("log", "hi\n", "boxer-1"), ("result", '{"exit_code": 0}', "boxer-1")]
+    res = events[-1].result
+    assert isinstance(res, RunResult) and res.stdout == RUN_OK["stdout"]
+
+
+@pytest.mark.parametrize("status,exc", [(408, BoxerTimeoutError), (507, BoxerOutputLimitError),
+                                        (500, BoxerAPIError)])
+def test_run_stream_error_result_raises(status: int, exc: Type[BaseException]) -> None:
+    result = {"type": "result", "status": status, "error": "why", "exec_id": "boxer-1"}
+    if status == 408:
+        result.update(stdout="so far", stderr="", exit_code=137, wall_ms=5, timed_out=True)
+    rec = Recorder(ndjson(STREAM_START, {"type": "log", "stream": "stdout", "data": "so far",
+                                         "seq": 1}, result))
+    seen: List[str] = []
+    with sync_client(rec) as c, pytest.raises(exc) as info:
+        for e in c.run("busybox", ["x"], stream=True):
+            seen.append(e.data)
+    assert seen == ["so far"] and str(info.value) == "why"
+    assert isinstance(info.value, BoxerAPIError) and info.value.status_code == status
+    if status == 408:
+        assert isinstance(info.value, BoxerTimeoutError) and info.value.stdout == "so far"
+
+
+def test_run_stream_cut_before_result() -> None:
+    rec = Recorder(ndjson(STREAM_START, {"type": "log", "stream": "stdout", "data": "a", "seq": 1}))
+    with sync_client(rec) as c, pytest.raises(BoxerError, match="before the exit"):
+        list(c.run("busybox", ["x"], stream=True))
+
+
+def test_run_boxrun_form_goes_to_v1_run() -> None:
+    rec = Recorder(httpx.Response(200, json={"exit_code": 137, "stdout": "a", "stderr": "",
+                                             "error_message": "timed out (timeout_ms exceeded)",
+                                             "exec_id": "boxer-2", "wall_ms": 9, "timed_out": True}))
+    with sync_client(rec) as c:
+        r = c.run("busybox", ["sleep", "9"], env={"A": "1"}, timeout_ms=500, disk_size_gb=1,
+                  volumes=[], stdin=b"\xff")
+    assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"
+    assert rec.last_json() == {"image": "busybox", "cmd": ["sleep", "9"], "env": {"A": "1"},
+                               "timeout_ms": 500, "disk_size_gb": 1, "volumes": [],
+                               "stdin_b64": "/w=="}
+    assert (r.exit_code, r.timed_out, r.exec_id) == (137, True, "boxer-2")
+    assert r.error_message == "timed out (timeout_ms exceeded)"
+    rec = Recorder(httpx.Response(200, json={"exit_code": None, "stdout": "", "stderr": "",
+                                             "error_message": "stdout or stderr exceeded", "exec_id": "e",
+                                             "wall_ms": 1, "timed_out": False}))
+    with sync_client(rec) as c, pytest.raises(BoxerOutputLimitError, match="exceeded"):
+        c.run("busybox", ["yes"], timeout_ms=1000)
+
+
+@pytest.mark.parametrize("kwargs", [{"stream": True}, {"limits": {"cpu_cores": 1}}, {"cwd": "/"},
+                                    {"files": ["a"]}, {"persist": True}, {"egress": []}])
+def test_run_boxrun_form_refuses_run_only_arguments(kwargs: Dict[str, Any]) -> None:
+    rec = Recorder(httpx.Response(500))
+    with sync_client(rec) as c, pytest.raises(ValueError):
+        c.run("busybox", ["true"], timeout_ms=1000, **kwargs)
+    assert rec.requests == []
+
+
+@pytest.mark.asyncio
+async def test_async_run_stream_and_boxrun_form() -> None:
+    rec = Recorder(ndjson(STREAM_START, {"type": "log", "stream": "stderr", "data": "e", "seq": 1},
+                          {"type": "result", "status": 200, **RUN_OK}))
+    async with async_client(rec) as c:
+        events = [e async for e in c.run("busybox", ["x"], stream=True)]
+        assert [e.type for e in events] == ["log", "result"] and events[0].stream == "stderr"
+        assert events[1].result is not None and events[1].result.exec_id == RUN_OK["exec_id"]
+        rec.responses = [httpx.Response(200, json=RUN_OK)]
+        assert (await c.run("busybox", ["x"])).stdout == RUN_OK["stdout"]
+        assert rec.last.url == "http://boxer.test:8080/run"
+        rec.responses = [httpx.Response(200, json={**RUN_OK, "error_message": None})]
+        assert (await c.run("busybox", ["x"], timeout_ms=5)).exit_code == RUN_OK["exit_code"]
+        assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"

@@ -15,7 +15,7 @@ import math
 import os
 import posixpath
 import stat
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, NoReturn, Optional, Sequence, Tuple, Union
 
 import httpx
 
@@ -23,6 +23,7 @@ from ._version import __version__
 from .errors import (
     BoxerConnectionError,
     BoxerError,
+    BoxerOutputLimitError,
     BoxerQueueFullError,
     BoxerTimeoutError,
     error_class_for,
@@ -255,6 +256,60 @@ def add_stdin(body: Dict[str, Any], stdin: Optional[StdinType]) -> None:
         raise TypeError(f"stdin must be str or bytes, not {type(stdin).__name__}")
 
 
+def build_v1_run_body(
+    image: str,
+    cmd: Sequence[str],
+    *,
+    env: Optional[EnvType],
+    network: Optional[str],
+    stdin: Optional[StdinType],
+    timeout_ms: Optional[int],
+    disk_size_gb: Optional[int],
+    volumes: Optional[Sequence[Mapping[str, Any]]],
+) -> Dict[str, Any]:
+    """The JSON body of BoxRun's ``POST /v1/run``; optional fields only when given."""
+    if not isinstance(image, str) or not image:
+        raise ValueError("image must be a non-empty string")
+    cmd_list = _str_list("cmd", cmd)
+    if not cmd_list:
+        raise ValueError("cmd must not be empty")
+    body: Dict[str, Any] = {"image": image, "cmd": cmd_list}
+    if env is not None:
+        body["env"] = dict(item.split("=", 1) for item in env_to_list(env))
+    if network is not None:
+        if not isinstance(network, str):
+            raise TypeError("network must be a str")
+        body["network"] = network
+    for name, value in (("timeout_ms", timeout_ms), ("disk_size_gb", disk_size_gb)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int")
+            body[name] = value
+    if volumes is not None:
+        if isinstance(volumes, (str, bytes)) or not all(isinstance(v, Mapping) for v in volumes):
+            raise TypeError("volumes must be a list of dicts")
+        body["volumes"] = [dict(v) for v in volumes]
+    add_stdin(body, stdin)
+    return body
+
+
+def parse_v1_run_result(response: httpx.Response) -> RunResult:
+    """``POST /v1/run?extra=1``'s answer as a RunResult: a timeout is a
+    result (exit code 137, ``timed_out``, ``error_message``) as in BoxRun;
+    output over the server's limit (exit code null) raises
+    BoxerOutputLimitError as ``/run``'s 507 does."""
+    data = _json_object(response, "POST /v1/run")
+    msg = data.get("error_message")
+    if data.get("exit_code") is None:
+        raise BoxerOutputLimitError(msg if isinstance(msg, str) and msg else "no exit code", 507, data)
+    try:
+        result = RunResult.from_dict(data)
+    except ValueError as exc:
+        raise BoxerError(f"POST /v1/run: malformed result: {exc}") from None
+    result.error_message = msg if isinstance(msg, str) else None
+    return result
+
+
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
     if value is None:
@@ -311,6 +366,13 @@ def raise_for_status(response: httpx.Response) -> None:
         message = f"HTTP {status} {response.reason_phrase}".rstrip()
         if text:
             message += f": {text[:300]}"
+    raise_api_error(status, body, message, response.headers.get("Retry-After"))
+
+
+def raise_api_error(
+    status: int, body: Optional[Dict[str, Any]], message: str, retry_after: Optional[str] = None
+) -> NoReturn:
+    """Raise the BoxerAPIError subclass for an error status and its body."""
     code = body.get("code") if body is not None else None
     cls = error_class_for(status, code if isinstance(code, str) else None)
     if issubclass(cls, BoxerTimeoutError):
@@ -323,9 +385,7 @@ def raise_for_status(response: httpx.Response) -> None:
             stderr=_opt_str(body, "stderr"),
         )
     if issubclass(cls, BoxerQueueFullError):
-        raise cls(
-            message, status, body, retry_after=parse_retry_after(response.headers.get("Retry-After"))
-        )
+        raise cls(message, status, body, retry_after=parse_retry_after(retry_after))
     raise cls(message, status, body)
 
 
@@ -349,6 +409,25 @@ def parse_run_result(response: httpx.Response) -> RunResult:
         return RunResult.from_dict(data)
     except ValueError as exc:
         raise BoxerError(f"POST /run: malformed result: {exc}") from None
+
+
+def run_result_of_event(event: Mapping[str, Any]) -> RunResult:
+    """The ``result`` event that ends a streamed ``POST /run``: every field
+    of the plain answer plus ``status``, the HTTP status the answer would
+    have had (the stream's own is already 200).  A non-200 one raises what
+    ``run`` raises for that answer (BoxerTimeoutError with the output so
+    far, BoxerOutputLimitError, ...)."""
+    body = {k: v for k, v in event.items() if k not in ("type", "status")}
+    status = event.get("status")
+    if not isinstance(status, int) or isinstance(status, bool):
+        raise BoxerError("POST /run stream: the result event lacks its status")
+    if status != 200:
+        err = body.get("error")
+        raise_api_error(status, body, err if isinstance(err, str) and err else f"HTTP {status}")
+    try:
+        return RunResult.from_dict(body)
+    except ValueError as exc:
+        raise BoxerError(f"POST /run stream: malformed result: {exc}") from None
 
 
 def parse_upload(response: httpx.Response) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from ._terminal import AsyncTerminal, Terminal, _Session
-from ._core import PathLike, StdinType, add_stdin, env_to_list
+from ._core import PathLike, StdinType, add_stdin, env_to_list, run_result_of_event
 from .errors import BoxerError
 from .models import BoxInfo, ExecEvent, ExecInfo
 
@@ -121,8 +121,9 @@ def build_stream_body(
     env: Optional[BoxEnv],
     timeout_ms: Optional[int],
     workdir: Optional[str],
+    stdin: Optional[StdinType] = None,
 ) -> Dict[str, Any]:
-    body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+    body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
     del body["wait"]
     body["stream"] = True
     return body
@@ -131,7 +132,8 @@ def build_stream_body(
 class StreamDecoder:
     """NDJSON lines of a streamed exec (DESIGN.md "Streaming") to ExecEvents
     of BoxRun's shape: ``start`` and ``keepalive`` lines are consumed,
-    ``log``, ``truncated`` and ``exit`` become events."""
+    ``log``, ``truncated`` and ``exit`` become events, and so does the
+    ``result`` that ends a streamed ``/run`` (raised when it is an error)."""
 
     def __init__(self) -> None:
         self.exec_id: Optional[str] = None
@@ -178,6 +180,12 @@ class StreamDecoder:
                 status=status if isinstance(status, str) else None,
                 timed_out=timed_out if isinstance(timed_out, bool) else None,
             )
+        if kind == "result":
+            self.ended = True
+            result = run_result_of_event(obj)
+            return ExecEvent("result", json.dumps({"exit_code": result.exit_code}), None, seq_n,
+                             self.exec_id or result.exec_id, exit_code=result.exit_code,
+                             timed_out=result.timed_out, result=result)
         return None  # keepalive, or a type a newer server added
 
     def check_response(self, response: httpx.Response) -> None:
@@ -191,7 +199,7 @@ class StreamDecoder:
 
     def finish(self) -> None:
         if not self.ended:
-            raise BoxerError("exec stream: the connection ended before the exit event")
+            raise BoxerError("exec stream: the connection ended before the exit (or result) event")
 
 
 def exec_timeout(base: httpx.Timeout, run_timeout: Optional[float], timeout_ms: Optional[int]) -> httpx.Timeout:
@@ -384,13 +392,15 @@ class BoxHandle(_HandleBase):
         env: Optional[BoxEnv] = None,
         timeout_ms: Optional[int] = None,
         workdir: Optional[str] = None,
+        stdin: Optional[StdinType] = None,
     ) -> Iterator[ExecEvent]:
         """Run ``cmd`` and yield its output as it comes, as ExecEvents
         (``log`` events, then one ``exit``).  One request: the server's NDJSON
         stream (``"stream": true``); the command stalls while the reader
         does not read.  Leaving the loop early closes the connection (the
-        command goes on running)."""
-        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+        command goes on running).  ``stdin``: its input (str as text, bytes
+        as base64), then end of file."""
+        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
         return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout)
@@ -547,9 +557,10 @@ class AsyncBoxHandle(_HandleBase):
         env: Optional[BoxEnv] = None,
         timeout_ms: Optional[int] = None,
         workdir: Optional[str] = None,
+        stdin: Optional[StdinType] = None,
     ) -> AsyncIterator[ExecEvent]:
         """See BoxHandle.exec_stream (``async for event in box.exec_stream(...)``)."""
-        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir)
+        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
         return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout)

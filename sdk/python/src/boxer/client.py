@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 from types import TracebackType
-from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import (Any, AsyncIterator, Coroutine, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple,
+                    Type, Union, overload)
 
 import httpx
 
@@ -102,6 +103,47 @@ class _ClientBase:
         timeout = _core.run_request_timeout(self._timeout, self._run_timeout, body.get("limits"))
         return body, timeout
 
+    def _run_request(
+        self,
+        image: str,
+        cmd: Sequence[str],
+        *,
+        env: Optional[EnvType],
+        cwd: Optional[str],
+        limits: Optional[LimitsType],
+        files: Optional[Sequence[str]],
+        persist: bool,
+        network: Optional[str],
+        egress: Optional[Sequence[str]],
+        stdin: Optional[StdinType],
+        stream: bool,
+        timeout_ms: Optional[int],
+        disk_size_gb: Optional[int],
+        volumes: Optional[Sequence[Mapping[str, Any]]],
+    ) -> Tuple[str, Dict[str, Any], httpx.Timeout]:
+        """(path, body, timeout) of a run: ``/run``, or BoxRun's ``/v1/run``
+        when one of its own arguments (timeout_ms, disk_size_gb, volumes) is
+        given."""
+        if timeout_ms is None and disk_size_gb is None and volumes is None:
+            body, timeout = self._run_args(
+                image, cmd, env=env, cwd=cwd, limits=limits, files=files,
+                persist=persist, network=network, egress=egress, stdin=stdin
+            )
+            if stream:
+                body["stream"] = True
+            return "/run", body, timeout
+        if stream:
+            raise ValueError("stream=True streams POST /run, which takes limits= rather than "
+                             "BoxRun's timeout_ms, disk_size_gb and volumes")
+        if cwd is not None or limits is not None or files is not None or persist or egress is not None:
+            raise ValueError("timeout_ms, disk_size_gb and volumes are BoxRun's run (POST /v1/run), "
+                             "which takes no cwd, limits, files, persist or egress")
+        body = _core.build_v1_run_body(image, cmd, env=env, network=network, stdin=stdin,
+                                       timeout_ms=timeout_ms, disk_size_gb=disk_size_gb,
+                                       volumes=volumes)
+        wall = {"wall_clock_secs": (timeout_ms or 0) / 1000.0}
+        return "/v1/run", body, _core.run_request_timeout(self._timeout, self._run_timeout, wall)
+
 
 class BoxerClient(_ClientBase):
     """Blocking client for a Boxer server.
@@ -167,6 +209,7 @@ class BoxerClient(_ClientBase):
         """
         return _core.parse_health(self._request("GET", "/healthz"))
 
+    @overload
     def run(
         self,
         image: str,
@@ -180,7 +223,70 @@ class BoxerClient(_ClientBase):
         network: Optional[str] = None,
         egress: Optional[Sequence[str]] = None,
         stdin: Optional[StdinType] = None,
-    ) -> RunResult:
+        stream: Literal[False] = False,
+        timeout_ms: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> RunResult: ...
+
+    @overload
+    def run(
+        self,
+        image: str,
+        cmd: Sequence[str],
+        *,
+        env: Optional[EnvType] = None,
+        cwd: Optional[str] = None,
+        limits: Optional[LimitsType] = None,
+        files: Optional[Sequence[str]] = None,
+        persist: bool = False,
+        network: Optional[str] = None,
+        egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
+        stream: Literal[True],
+        timeout_ms: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> Iterator[ExecEvent]: ...
+
+    @overload
+    def run(
+        self,
+        image: str,
+        cmd: Sequence[str],
+        *,
+        env: Optional[EnvType] = None,
+        cwd: Optional[str] = None,
+        limits: Optional[LimitsType] = None,
+        files: Optional[Sequence[str]] = None,
+        persist: bool = False,
+        network: Optional[str] = None,
+        egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
+        stream: bool,
+        timeout_ms: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> Union[RunResult, Iterator[ExecEvent]]: ...
+
+    def run(
+        self,
+        image: str,
+        cmd: Sequence[str],
+        *,
+        env: Optional[EnvType] = None,
+        cwd: Optional[str] = None,
+        limits: Optional[LimitsType] = None,
+        files: Optional[Sequence[str]] = None,
+        persist: bool = False,
+        network: Optional[str] = None,
+        egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
+        stream: bool = False,
+        timeout_ms: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> Union[RunResult, Iterator[ExecEvent]]:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
         - ``env``: ``{"K": "V"}`` or ``["K=V", ...]``.
@@ -200,16 +306,34 @@ class BoxerClient(_ClientBase):
         - ``stdin``: the command's input (str sent as text, bytes as base64),
           then end of file; omitted, the command reads ``/dev/null``.
 
+        - ``stream=True``: return an iterator of ExecEvents as the command
+          runs (one request, the server's NDJSON stream): ``log`` events,
+          then one ``result`` event whose ``.result`` is the RunResult.  A
+          timeout or output limit raises at the end, as without streaming.
+          Leaving the loop early closes the connection, which cancels the run.
+        - ``timeout_ms``, ``disk_size_gb``, ``volumes``: BoxRun's
+          ``client.run(image, cmd, timeout_ms=...)``, sent to ``POST
+          /v1/run`` (with ``env``, ``network``, ``stdin``; not with ``cwd``,
+          ``limits``, ``files``, ``persist``, ``egress`` or ``stream``).  As
+          in BoxRun, a timeout is then a result (exit code 137,
+          ``timed_out``, ``error_message``), not an exception.
+
         A non-zero exit code is returned, not raised.  Raises
         BoxerTimeoutError (wall clock exceeded), BoxerOutputLimitError
         (output over the server's limit), BoxerQueueFullError (server busy),
         BoxerAPIError (other errors) and BoxerConnectionError.
         """
-        body, timeout = self._run_args(
-            image, cmd, env=env, cwd=cwd, limits=limits, files=files,
-            persist=persist, network=network, egress=egress, stdin=stdin
+        path, body, timeout = self._run_request(
+            image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
+            network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
+            disk_size_gb=disk_size_gb, volumes=volumes,
         )
-        return _core.parse_run_result(self._request("POST", "/run", json=body, timeout=timeout))
+        if stream:
+            return self._stream_events("POST", path, body, timeout)
+        if path == "/v1/run":
+            return _core.parse_v1_run_result(
+                self._request("POST", path, params={"extra": "1"}, json=body, timeout=timeout))
+        return _core.parse_run_result(self._request("POST", path, json=body, timeout=timeout))
 
     def upload_file(self, remote_path: str, data: UploadData) -> str:
         """Store ``data`` at ``remote_path`` in the file store; returns the stored path.
@@ -323,7 +447,7 @@ class BoxerClient(_ClientBase):
                     event = decoder.feed(line)
                     if event is not None:
                         yield event
-                        if event.type == "exit":
+                        if event.type in ("exit", "result"):
                             return
                 decoder.finish()
 
@@ -400,7 +524,8 @@ class AsyncBoxerClient(_ClientBase):
         """See BoxerClient.health."""
         return _core.parse_health(await self._request("GET", "/healthz"))
 
-    async def run(
+    @overload
+    def run(
         self,
         image: str,
         cmd: Sequence[str],
@@ -413,13 +538,86 @@ class AsyncBoxerClient(_ClientBase):
         network: Optional[str] = None,
         egress: Optional[Sequence[str]] = None,
         stdin: Optional[StdinType] = None,
-    ) -> RunResult:
-        """See BoxerClient.run."""
-        body, timeout = self._run_args(
-            image, cmd, env=env, cwd=cwd, limits=limits, files=files,
-            persist=persist, network=network, egress=egress, stdin=stdin
+        stream: Literal[False] = False,
+        timeout_ms: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> Coroutine[Any, Any, RunResult]: ...
+
+    @overload
+    def run(
+        self,
+        image: str,
+        cmd: Sequence[str],
+        *,
+        env: Optional[EnvType] = None,
+        cwd: Optional[str] = None,
+        limits: Optional[LimitsType] = None,
+        files: Optional[Sequence[str]] = None,
+        persist: bool = False,
+        network: Optional[str] = None,
+        egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
+        stream: Literal[True],
+        timeout_ms: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> AsyncIterator[ExecEvent]: ...
+
+    @overload
+    def run(
+        self,
+        image: str,
+        cmd: Sequence[str],
+        *,
+        env: Optional[EnvType] = None,
+        cwd: Optional[str] = None,
+        limits: Optional[LimitsType] = None,
+        files: Optional[Sequence[str]] = None,
+        persist: bool = False,
+        network: Optional[str] = None,
+        egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
+        stream: bool,
+        timeout_ms: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]: ...
+
+    def run(
+        self,
+        image: str,
+        cmd: Sequence[str],
+        *,
+        env: Optional[EnvType] = None,
+        cwd: Optional[str] = None,
+        limits: Optional[LimitsType] = None,
+        files: Optional[Sequence[str]] = None,
+        persist: bool = False,
+        network: Optional[str] = None,
+        egress: Optional[Sequence[str]] = None,
+        stdin: Optional[StdinType] = None,
+        stream: bool = False,
+        timeout_ms: Optional[int] = None,
+        disk_size_gb: Optional[int] = None,
+        volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+    ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]:
+        """See BoxerClient.run: ``await client.run(...)``, or with
+        ``stream=True`` ``async for event in client.run(..., stream=True)``."""
+        path, body, timeout = self._run_request(
+            image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
+            network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
+            disk_size_gb=disk_size_gb, volumes=volumes,
         )
-        return _core.parse_run_result(await self._request("POST", "/run", json=body, timeout=timeout))
+        if stream:
+            return self._stream_events("POST", path, body, timeout)
+        return self._run_once(path, body, timeout)
+
+    async def _run_once(self, path: str, body: Dict[str, Any], timeout: httpx.Timeout) -> RunResult:
+        if path == "/v1/run":
+            return _core.parse_v1_run_result(
+                await self._request("POST", path, params={"extra": "1"}, json=body, timeout=timeout))
+        return _core.parse_run_result(await self._request("POST", path, json=body, timeout=timeout))
 
     async def upload_file(self, remote_path: str, data: UploadData) -> str:
         """See BoxerClient.upload_file.  ``data`` may also be a file object
@@ -516,7 +714,7 @@ class AsyncBoxerClient(_ClientBase):
                     event = decoder.feed(line)
                     if event is not None:
                         yield event
-                        if event.type == "exit":
+                        if event.type in ("exit", "result"):
                             return
                 decoder.finish()
 

@@ -228,6 +228,8 @@ class ExecEvent:
     """One event of an exec's output stream (BoxRun's shape): ``type`` is
     ``log`` (``data`` is output text of ``stream`` stdout/stderr) or
     ``exit`` (``data`` is JSON text ``{"exit_code": N}``, the last event).
+    A streamed ``client.run`` ends with ``result`` instead of ``exit``
+    (``data`` the same JSON text, ``result`` the RunResult).
     Boxer adds ``truncated`` (``data`` is JSON text ``{"dropped": n,
     "first_seq": m}``: output the server no longer had) and the fields
     after ``seq``."""
@@ -244,3 +246,6 @@ class ExecEvent:
     exit_code: Optional[int] = None
     status: Optional[str] = None
     timed_out: Optional[bool] = None
+    #: Boxer's, on the ``result`` event that ends a streamed ``client.run``
+    #: (``run(..., stream=True)``): the run's result, as ``run`` returns it.
+    result: Optional[RunResult] = None
