@@ -1,0 +1,1443 @@
+/* The command-line client: argument parsing, server discovery, and the
+ * subcommands that map to one request each (run and exec stream NDJSON).
+ * The HTTP side is cli_http.c; the manual is boxer.1.
+ *
+ * Exit statuses: run/exec give the command's own; 124 the command hit its
+ * timeout; 125 Boxer refused the request or could not be reached (like
+ * `docker run`); 2 a usage error; 0 success for the other subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "b64dec.h"
+#include "cli_http.h"
+#include "json.h"
+
+#define ANSWER_MAX (16u << 20)     /* a JSON answer (box lists, infos) */
+#define ERROR_BODY_MAX (64u << 10) /* an error answer's body */
+#define LINE_MAX_BYTES (4u << 20)  /* one NDJSON event (a log event is far smaller) */
+#define STDIN_MAX (10u << 20)      /* the server's default stdin_limit_bytes */
+
+struct cli {
+    struct cli_target t;
+    int json;
+};
+
+/* One request in flight: the connection and its answer. */
+struct call {
+    int fd;
+    struct cli_resp r;
+};
+
+/* Every option any subcommand takes; each subcommand lists the ones it
+ * accepts (`allowed`), the others are usage errors. */
+struct opts {
+    const char *url, *network, *workdir, *name, *status, *user;
+    double cpu;
+    int have_cpu, stdin_all, force, interactive, tty;
+    uint64_t memory_mb, timeout_s, disk_gb, older_than;
+    int have_memory, have_timeout, have_disk, have_older;
+    struct str_list env, files;
+};
+
+static const struct json_limits answer_limits = {ANSWER_MAX, 64, 1000000};
+
+/* ---- messages ---- */
+
+static int fail(int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "boxer: %s (%s)\n", msg, code);
+    return status;
+}
+
+/* A client-side failure in err: unreachable (status 0), a bad answer, ... */
+static int fail_err(const struct bx_err *err)
+{
+    const char *code = err->status == 0 ? "UNREACHABLE"
+                       : err->status == 502 ? "BAD_ANSWER"
+                       : err->status == 413 ? "ANSWER_TOO_LARGE"
+                                            : "CLIENT_ERROR";
+    return fail(CLI_EXIT_BOXER, code, "%s", err->msg);
+}
+
+static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_err(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("boxer: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (USAGE; see boxer --help or man boxer)\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: boxer [serve] [--config PATH]          start the server\n"
+          "       boxer run [opts] IMAGE [--] CMD...      run a command, stream its output\n"
+          "       boxer exec [opts] BOX [--] CMD...       run a command in a box\n"
+          "       boxer box create [opts] IMAGE\n"
+          "       boxer box ls|info|stop|start|rm|gc|exec|cp ...\n"
+          "       boxer images | boxer health\n"
+          "\n"
+          "client options: --url URL (else $BOXER_URL, ~/.boxer/boxer.sock, http://127.0.0.1:8080),\n"
+          "  --json, --cpu N, --memory MB, --timeout SECS, --network MODE, -e/--env K=V,\n"
+          "  --file LOCAL:PATH, --stdin, -w/--workdir DIR, --name NAME, --disk GB,\n"
+          "  --status S, -f/--force, --older-than SECS.  See boxer(1).\n",
+          f);
+}
+
+/* The error answer's message and code on one line; 125. */
+static int fail_answer(struct call *k)
+{
+    struct sbuf sb;
+    struct bx_err err;
+    struct json_doc *doc = NULL;
+    const struct json_value *v, *code, *msg;
+    char codebuf[32];
+    int rc;
+
+    sbuf_init(&sb, ERROR_BODY_MAX);
+    bx_err_clear(&err);
+    snprintf(codebuf, sizeof(codebuf), "HTTP %d", k->r.status);
+    if (cli_resp_read_all(&k->r, &sb, &err) == 0 && sb.len > 0 &&
+        json_parse(sb.data, sb.len, &answer_limits, &doc, &err) == 0) {
+        v = json_doc_root(doc);
+        code = json_get(v, "code");
+        msg = json_get(v, "message");
+        if (!msg || msg->type != JSON_STRING)
+            msg = json_get(v, "error");
+        if (msg && msg->type == JSON_STRING) {
+            rc = fail(CLI_EXIT_BOXER,
+                      code && code->type == JSON_STRING ? code->u.str.s : codebuf, "%.600s",
+                      msg->u.str.s);
+            goto out;
+        }
+    }
+    rc = fail(CLI_EXIT_BOXER, codebuf, "the server refused the request");
+out:
+    json_doc_free(&doc);
+    sbuf_free(&sb);
+    return rc;
+}
+
+/* ---- requests ---- */
+
+/* Percent-encodes one path segment (a box id or name from the user). */
+static int seg(struct sbuf *sb, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~') {
+            if (sbuf_putc(sb, (char)c) < 0)
+                return -1;
+        } else if (sbuf_appendf(sb, "%%%02X", c) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Connects, sends the head and body, reads the answer's head. */
+static int call_begin(struct cli *c, struct call *k, const char *method, const char *path,
+                      const char *ctype, const void *body, size_t len, struct bx_err *err)
+{
+    k->fd = cli_connect(&c->t, err);
+    if (k->fd < 0)
+        return -1;
+    if (cli_send_head(k->fd, &c->t, method, path, ctype, len, NULL, err) < 0 ||
+        (len > 0 && bx_write_all(k->fd, body, len) < 0 &&
+         bx_err_sys(err, 0, "sending the request") < 0))
+        goto fail;
+    cli_resp_init(&k->r, cli_fd_read, &k->fd);
+    if (cli_resp_head(&k->r, err) < 0)
+        goto fail;
+    return 0;
+fail:
+    bx_close(&k->fd);
+    return -1;
+}
+
+static void call_end(struct call *k)
+{
+    bx_close(&k->fd);
+}
+
+/* A whole request answered with JSON: *doc set on a 2xx answer (NULL for
+ * an empty body).  Returns 0, or the exit status to leave with. */
+static int call_json(struct cli *c, const char *method, const char *path, const char *body,
+                     struct json_doc **doc, struct sbuf *raw)
+{
+    struct call k;
+    struct bx_err err;
+    int rc = 0;
+
+    bx_err_clear(&err);
+    *doc = NULL;
+    if (call_begin(c, &k, method, path, body ? "application/json" : NULL, body,
+                   body ? strlen(body) : 0, &err) < 0)
+        return fail_err(&err);
+    if (k.r.status < 200 || k.r.status > 299) {
+        rc = fail_answer(&k);
+        goto out;
+    }
+    if (cli_resp_read_all(&k.r, raw, &err) < 0) {
+        rc = fail_err(&err);
+        goto out;
+    }
+    if (raw->len > 0 && json_parse(raw->data, raw->len, &answer_limits, doc, &err) < 0)
+        rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "%s", err.msg);
+out:
+    call_end(&k);
+    return rc;
+}
+
+static const char *jstr(const struct json_value *o, const char *key)
+{
+    const struct json_value *v = json_get(o, key);
+    return v && v->type == JSON_STRING ? v->u.str.s : NULL;
+}
+
+static int jint(const struct json_value *o, const char *key, int64_t *out)
+{
+    const struct json_value *v = json_get(o, key);
+    if (!v || v->type != JSON_NUMBER || !v->u.num.is_int)
+        return -1;
+    *out = v->u.num.i;
+    return 0;
+}
+
+static void print_raw(const struct sbuf *raw)
+{
+    if (raw->len > 0) {
+        fwrite(raw->data, 1, raw->len, stdout);
+        if (raw->data[raw->len - 1] != '\n')
+            putchar('\n');
+    }
+}
+
+/* ---- base64 and input ---- */
+
+static int b64_append(struct sbuf *sb, const unsigned char *p, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        char q[4] = {t[v >> 18], t[(v >> 12) & 63], i + 1 < n ? t[(v >> 6) & 63] : '=',
+                     i + 2 < n ? t[v & 63] : '='};
+        if (sbuf_append(sb, q, 4) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Standard input, whole and bounded, as base64 text (NUL-terminated). */
+static int read_stdin_b64(struct sbuf *out)
+{
+    struct sbuf in;
+    char buf[65536];
+    int rc = 0;
+
+    sbuf_init(&in, STDIN_MAX);
+    for (;;) {
+        ssize_t n = read(0, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = fail(CLI_EXIT_BOXER, "STDIN", "reading standard input: %s", strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        if (sbuf_append(&in, buf, (size_t)n) < 0) {
+            rc = fail(CLI_EXIT_BOXER, "STDIN_TOO_LARGE", "standard input over %u bytes",
+                      STDIN_MAX);
+            break;
+        }
+    }
+    sbuf_init(out, STDIN_MAX / 3 * 4 + 16);
+    if (rc == 0 && b64_append(out, (const unsigned char *)(in.data ? in.data : ""), in.len) < 0)
+        rc = fail(CLI_EXIT_BOXER, "STDIN", "out of memory");
+    if (rc == 0 && !out->data && sbuf_append(out, "", 0) < 0)
+        rc = fail(CLI_EXIT_BOXER, "STDIN", "out of memory");
+    sbuf_free(&in);
+    return rc;
+}
+
+/* ---- streamed output (NDJSON) ---- */
+
+/* Writes a log event's base64 data to fd 1 or 2. */
+static int write_log(const struct json_value *ev)
+{
+    const struct json_value *d = json_get(ev, "data");
+    const char *s = jstr(ev, "stream");
+    int fd = s && strcmp(s, "stderr") == 0 ? 2 : 1;
+    unsigned char *buf;
+    long n;
+
+    if (!d || d->type != JSON_STRING)
+        return fail(CLI_EXIT_BOXER, "BAD_ANSWER", "log event without data");
+    buf = malloc(b64_decoded_max(d->u.str.len) + 1);
+    if (!buf)
+        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+    n = b64_decode(d->u.str.s, d->u.str.len, buf);
+    if (n < 0) {
+        free(buf);
+        return fail(CLI_EXIT_BOXER, "BAD_ANSWER", "log event with bad base64");
+    }
+    /* A closed stdout (`| head`) ends the output, not the command. */
+    if (n > 0 && bx_write_all(fd, buf, (size_t)n) < 0 && errno != EPIPE) {
+        free(buf);
+        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "writing output: %s", strerror(errno));
+    }
+    free(buf);
+    return 0;
+}
+
+static int clamp_status(int64_t code)
+{
+    if (code < 0 || code > 255)
+        return CLI_EXIT_BOXER;
+    return (int)code;
+}
+
+/* A truncated result line (its stdout/stderr over LINE_MAX_BYTES): the small
+ * fields come first, and a quote in JSON text is always escaped, so
+ * `"name":` with bare quotes is the member itself. */
+static int scan_int(const char *s, size_t len, const char *name, int64_t *out)
+{
+    char key[48];
+    int kl = snprintf(key, sizeof(key), "\"%s\":", name);
+    const char *p = memmem(s, len, key, (size_t)kl);
+    if (!p)
+        return -1;
+    p += kl;
+    size_t i = 0, rest = len - (size_t)(p - s);
+    while (i < rest && ((p[i] >= '0' && p[i] <= '9') || (i == 0 && p[i] == '-')))
+        i++;
+    return bx_parse_i64(p, i, -1000000, 1000000, out);
+}
+
+/* Reads the NDJSON events of a streamed /run (is_run) or box exec and
+ * returns the exit status. */
+static int follow_stream(struct call *k, int is_run)
+{
+    struct sbuf line;
+    struct bx_err err;
+    int rc = -1, trunc;
+
+    sbuf_init(&line, LINE_MAX_BYTES + 1);
+    bx_err_clear(&err);
+    while (rc < 0) {
+        struct json_doc *doc = NULL;
+        const struct json_value *ev;
+        const char *type;
+        int64_t st = 0, code = 0;
+        int lr = cli_resp_line(&k->r, &line, LINE_MAX_BYTES, &trunc, &err);
+        if (lr < 0) {
+            rc = fail_err(&err);
+            break;
+        }
+        if (lr == 0) {
+            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "the stream ended before the command did");
+            break;
+        }
+        if (line.len == 0)
+            continue;
+        if (trunc) {
+            if (line.len >= 16 && memcmp(line.data, "{\"type\":\"result\"", 16) == 0 &&
+                scan_int(line.data, line.len, "status", &st) == 0) {
+                if (st == 200 && scan_int(line.data, line.len, "exit_code", &code) == 0)
+                    rc = clamp_status(code);
+                else
+                    rc = fail(st == 408 ? CLI_EXIT_TIMEOUT : CLI_EXIT_BOXER, "RUN_FAILED",
+                              "the run failed with status %" PRId64, st);
+                break;
+            }
+            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "event over %u bytes", LINE_MAX_BYTES);
+            break;
+        }
+        if (json_parse(line.data, line.len, &answer_limits, &doc, &err) < 0) {
+            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "%s", err.msg);
+            break;
+        }
+        ev = json_doc_root(doc);
+        type = jstr(ev, "type");
+        if (!type) {
+            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "event without a type");
+        } else if (strcmp(type, "log") == 0) {
+            if (write_log(ev) != 0)
+                rc = CLI_EXIT_BOXER;
+        } else if (strcmp(type, "truncated") == 0) {
+            int64_t dropped = 0;
+            jint(ev, "dropped", &dropped);
+            fprintf(stderr, "boxer: %" PRId64 " output events were dropped (TRUNCATED)\n",
+                    dropped);
+        } else if (is_run && strcmp(type, "result") == 0) {
+            const char *e = jstr(ev, "error");
+            if (jint(ev, "status", &st) < 0)
+                st = 500;
+            if (st == 200 && jint(ev, "exit_code", &code) == 0)
+                rc = clamp_status(code);
+            else
+                rc = fail(st == 408 ? CLI_EXIT_TIMEOUT : CLI_EXIT_BOXER,
+                          jstr(ev, "code") ? jstr(ev, "code")
+                          : st == 408      ? "TIMEOUT"
+                                           : "RUN_FAILED",
+                          "%.600s", e ? e : "the run failed");
+        } else if (!is_run && strcmp(type, "exit") == 0) {
+            const struct json_value *to = json_get(ev, "timed_out");
+            if (to && to->type == JSON_BOOL && to->u.boolean)
+                rc = fail(CLI_EXIT_TIMEOUT, "TIMEOUT", "the command timed out");
+            else if (jint(ev, "exit_code", &code) == 0)
+                rc = clamp_status(code);
+            else
+                rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "exit event without exit_code");
+        }
+        /* start, keepalive and types added later: nothing to do. */
+        json_doc_free(&doc);
+    }
+    sbuf_free(&line);
+    return rc;
+}
+
+/* ---- options ---- */
+
+enum {
+    O_URL = 1000, O_JSON, O_CPU, O_MEMORY, O_TIMEOUT, O_NETWORK, O_FILE, O_STDIN, O_NAME,
+    O_DISK, O_STATUS, O_OLDER, O_USER
+};
+
+static const struct option long_opts[] = {
+    {"url", required_argument, NULL, O_URL},
+    {"json", no_argument, NULL, O_JSON},
+    {"cpu", required_argument, NULL, O_CPU},
+    {"memory", required_argument, NULL, O_MEMORY},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"network", required_argument, NULL, O_NETWORK},
+    {"env", required_argument, NULL, 'e'},
+    {"file", required_argument, NULL, O_FILE},
+    {"stdin", no_argument, NULL, O_STDIN},
+    {"workdir", required_argument, NULL, 'w'},
+    {"name", required_argument, NULL, O_NAME},
+    {"disk", required_argument, NULL, O_DISK},
+    {"status", required_argument, NULL, O_STATUS},
+    {"force", no_argument, NULL, 'f'},
+    {"older-than", required_argument, NULL, O_OLDER},
+    {"user", required_argument, NULL, O_USER},
+    {"interactive", no_argument, NULL, 'i'},
+    {"tty", no_argument, NULL, 't'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+static int u64_arg(const char *opt, const char *s, uint64_t max, uint64_t *out)
+{
+    if (bx_parse_u64(s, strlen(s), max, out) < 0)
+        return usage_err("--%s: not a whole number up to %" PRIu64 ": %s", opt, max, s);
+    return 0;
+}
+
+/* parse_opts's answer for --help (printed): not an exit status, cli_main
+ * turns it into 0. */
+#define CLI_HELP 256
+
+/* Parses argv[0..end) (argv[0] the subcommand) into o; allowed lists the
+ * option values the subcommand takes.  Positionals are left in
+ * argv[*first..end).  Returns 0, CLI_HELP, or the usage exit. */
+static int parse_opts(int end, char **argv, const int *allowed, struct opts *o, int *first)
+{
+    int opt;
+
+    opterr = 0;
+    optind = 0; /* GNU: full reinitialisation */
+    while ((opt = getopt_long(end, argv, ":e:w:fith", long_opts, NULL)) != -1) {
+        int ok = opt == 'h' || opt == O_URL || opt == O_JSON;
+        for (const int *a = allowed; *a && !ok; a++)
+            ok = *a == opt;
+        if (opt == '?' || opt == ':') {
+            return usage_err("%s: %s option %s", argv[0],
+                             opt == '?' ? "unknown" : "missing the value of",
+                             argv[optind - 1]);
+        }
+        if (!ok)
+            return usage_err("%s does not take %s", argv[0], argv[optind - 1]);
+        switch (opt) {
+        case 'h':
+            usage(stdout);
+            return CLI_HELP;
+        case O_URL:
+            o->url = optarg;
+            break;
+        case O_JSON:
+            break;
+        case O_CPU: {
+            char *e;
+            errno = 0;
+            o->cpu = strtod(optarg, &e);
+            if (errno || e == optarg || *e || !(o->cpu > 0 && o->cpu <= 1024))
+                return usage_err("--cpu: not a positive number of cores: %s", optarg);
+            o->have_cpu = 1;
+            break;
+        }
+        case O_MEMORY:
+            if (u64_arg("memory", optarg, 1u << 30, &o->memory_mb))
+                return CLI_EXIT_USAGE;
+            o->have_memory = 1;
+            break;
+        case O_TIMEOUT:
+            if (u64_arg("timeout", optarg, 1u << 30, &o->timeout_s))
+                return CLI_EXIT_USAGE;
+            o->have_timeout = 1;
+            break;
+        case O_DISK:
+            if (u64_arg("disk", optarg, 1u << 20, &o->disk_gb))
+                return CLI_EXIT_USAGE;
+            o->have_disk = 1;
+            break;
+        case O_OLDER:
+            if (u64_arg("older-than", optarg, 100ull * 365 * 86400, &o->older_than))
+                return CLI_EXIT_USAGE;
+            o->have_older = 1;
+            break;
+        case O_NETWORK:
+            o->network = optarg;
+            break;
+        case 'e':
+            if (!strchr(optarg, '=') || optarg[0] == '=')
+                return usage_err("--env: K=V expected: %s", optarg);
+            if (str_list_push(&o->env, optarg) < 0)
+                return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+            break;
+        case O_FILE:
+            if (!strchr(optarg, ':'))
+                return usage_err("--file: LOCAL:PATH expected: %s", optarg);
+            if (str_list_push(&o->files, optarg) < 0)
+                return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+            break;
+        case O_STDIN:
+            o->stdin_all = 1;
+            break;
+        case 'w':
+            o->workdir = optarg;
+            break;
+        case O_NAME:
+            o->name = optarg;
+            break;
+        case O_STATUS:
+            o->status = optarg;
+            break;
+        case 'f':
+            o->force = 1;
+            break;
+        case O_USER:
+            o->user = optarg;
+            break;
+        case 'i':
+            o->interactive = 1;
+            break;
+        case 't':
+            o->tty = 1;
+            break;
+        }
+    }
+    *first = optind;
+    return 0;
+}
+
+/* Where the server is: --url, $BOXER_URL, the socket, localhost. */
+static int discover(struct cli *c, const struct opts *o)
+{
+    const char *url = o->url, *home = getenv("HOME");
+    char sock[512];
+    struct bx_err err;
+    struct stat st;
+
+    bx_err_clear(&err);
+    if (!url || !*url)
+        url = getenv("BOXER_URL");
+    if ((!url || !*url) && home && *home &&
+        snprintf(sock, sizeof(sock), "unix://%s/.boxer/boxer.sock", home) < (int)sizeof(sock) &&
+        stat(sock + 7, &st) == 0 && S_ISSOCK(st.st_mode))
+        url = sock;
+    if (!url || !*url)
+        url = "http://127.0.0.1:8080";
+    if (cli_target_parse(&c->t, url, &err) < 0)
+        return usage_err("%s", err.msg);
+    c->t.token = getenv("BOXER_TOKEN");
+    if (c->t.token && !*c->t.token)
+        c->t.token = NULL;
+    if (c->t.token && strpbrk(c->t.token, "\r\n"))
+        return usage_err("BOXER_TOKEN holds a line break");
+    return 0;
+}
+
+/* ---- uploads and downloads ---- */
+
+/* POST of a multipart body: fields (name, value) pairs, then the file part
+ * streamed from fd. */
+static int upload(struct cli *c, const char *path, const char *const *fields, const char *filename,
+                  int ffd, struct sbuf *raw)
+{
+    struct call k;
+    struct bx_err err;
+    struct stat st;
+    struct sbuf pre, post;
+    unsigned char rnd[12];
+    char bnd[40], ctype[80];
+    int rc = 0;
+
+    bx_err_clear(&err);
+    sbuf_init(&pre, 64u << 10);
+    sbuf_init(&post, 128);
+    k.fd = -1;
+    if (fstat(ffd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "%s: not a regular file", filename);
+        goto out;
+    }
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "getrandom: %s", strerror(errno));
+        goto out;
+    }
+    snprintf(bnd, sizeof(bnd), "boxercli");
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(bnd + 8 + 2 * i, sizeof(bnd) - 8 - 2 * i, "%02x", rnd[i]);
+    snprintf(ctype, sizeof(ctype), "multipart/form-data; boundary=%s", bnd);
+    for (size_t i = 0; fields[i]; i += 2)
+        if (sbuf_appendf(&pre, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n",
+                         bnd, fields[i], fields[i + 1]) < 0) {
+            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "path too long");
+            goto out;
+        }
+    if (sbuf_appendf(&pre,
+                     "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n"
+                     "Content-Type: application/octet-stream\r\n\r\n",
+                     bnd) < 0 ||
+        sbuf_appendf(&post, "\r\n--%s--\r\n", bnd) < 0) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+        goto out;
+    }
+    k.fd = cli_connect(&c->t, &err);
+    if (k.fd < 0 ||
+        cli_send_head(k.fd, &c->t, "POST", path, ctype, pre.len + (uint64_t)st.st_size + post.len,
+                      NULL, &err) < 0) {
+        rc = fail_err(&err);
+        goto out;
+    }
+    /* A server that refuses early (413) closes while we send: its answer
+     * still comes, so a failed send goes on to read it. */
+    int sent = bx_write_all(k.fd, pre.data, pre.len) == 0;
+    off_t left = st.st_size;
+    char buf[65536];
+    while (sent && left > 0) {
+        ssize_t n = read(ffd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "reading %s: %s", filename,
+                      n < 0 ? strerror(errno) : "file shrank");
+            goto out;
+        }
+        if ((off_t)n > left)
+            n = (ssize_t)left;
+        sent = bx_write_all(k.fd, buf, (size_t)n) == 0;
+        left -= n;
+    }
+    if (sent)
+        bx_write_all(k.fd, post.data, post.len);
+    cli_resp_init(&k.r, cli_fd_read, &k.fd);
+    if (cli_resp_head(&k.r, &err) < 0) {
+        rc = fail_err(&err);
+        goto out;
+    }
+    if (k.r.status < 200 || k.r.status > 299)
+        rc = fail_answer(&k);
+    else if (cli_resp_read_all(&k.r, raw, &err) < 0)
+        rc = fail_err(&err);
+out:
+    bx_close(&k.fd);
+    sbuf_free(&pre);
+    sbuf_free(&post);
+    return rc;
+}
+
+static int open_local(const char *local, int *fd)
+{
+    *fd = open(local, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "%s: %s", local, strerror(errno));
+    return 0;
+}
+
+/* ---- run ---- */
+
+static void w_env_list(struct json_writer *w, const struct str_list *env)
+{
+    json_w_key(w, "env");
+    json_w_arr_begin(w);
+    for (size_t i = 0; i < env->n; i++)
+        json_w_cstr(w, env->items[i]);
+    json_w_arr_end(w);
+}
+
+static void w_env_obj(struct json_writer *w, const struct str_list *env)
+{
+    json_w_key(w, "env");
+    json_w_obj_begin(w);
+    for (size_t i = 0; i < env->n; i++) {
+        const char *eq = strchr(env->items[i], '=');
+        char key[256];
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - env->items[i]), env->items[i]);
+        json_w_key(w, key);
+        json_w_cstr(w, eq + 1);
+    }
+    json_w_obj_end(w);
+}
+
+static void w_cmd(struct json_writer *w, int n, char **cmd)
+{
+    json_w_key(w, "cmd");
+    json_w_arr_begin(w);
+    for (int i = 0; i < n; i++)
+        json_w_cstr(w, cmd[i]);
+    json_w_arr_end(w);
+}
+
+/* Finds "--": options and the IMAGE/BOX come before it, the command after.
+ * Without "--" the command is the positionals after the first. */
+static int split_dashdash(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--") == 0)
+            return i;
+    return argc;
+}
+
+/* Streams a request whose answer is NDJSON and returns the exit status. */
+static int stream_call(struct cli *c, const char *path, struct sbuf *body, int is_run)
+{
+    struct call k;
+    struct bx_err err;
+    int rc;
+
+    bx_err_clear(&err);
+    if (call_begin(c, &k, "POST", path, "application/json", body->data, body->len, &err) < 0)
+        return fail_err(&err);
+    if (k.r.status != 200)
+        rc = fail_answer(&k);
+    else
+        rc = follow_stream(&k, is_run);
+    call_end(&k);
+    return rc;
+}
+
+static int cmd_run(struct cli *c, int argc, char **argv)
+{
+    static const int allowed[] = {O_CPU, O_MEMORY, O_TIMEOUT, O_NETWORK, 'e', O_FILE, O_STDIN,
+                                  'w', 0};
+    struct opts o;
+    struct sbuf body, in, raw;
+    struct json_writer w;
+    struct str_list files = {0};
+    int dd = split_dashdash(argc, argv), first, rc, ncmd;
+    char **cmd;
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&body, 64u << 20);
+    sbuf_init(&in, 1);
+    sbuf_init(&raw, ERROR_BODY_MAX);
+    rc = parse_opts(dd, argv, allowed, &o, &first);
+    if (rc)
+        goto out;
+    if (first >= dd) {
+        rc = usage_err("run: IMAGE expected");
+        goto out;
+    }
+    cmd = dd < argc ? argv + dd + 1 : argv + first + 1;
+    ncmd = dd < argc ? argc - dd - 1 : dd - first - 1;
+    if ((dd < argc && dd - first != 1) || ncmd <= 0) {
+        rc = usage_err("run: IMAGE -- CMD... expected");
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0)
+        goto out;
+    for (size_t i = 0; i < o.files.n; i++) {
+        char *spec = o.files.items[i], *colon = strrchr(spec, ':');
+        const char *dest = colon + 1;
+        struct bx_err err;
+        struct json_doc *doc = NULL;
+        int ffd;
+        *colon = '\0';
+        while (*dest == '/')
+            dest++;
+        const char *fields[] = {"path", dest, NULL};
+        if ((rc = open_local(spec, &ffd)) != 0)
+            goto out;
+        sbuf_reset(&raw);
+        rc = upload(c, "/files", fields, spec, ffd, &raw);
+        close(ffd);
+        if (rc)
+            goto out;
+        bx_err_clear(&err);
+        if (json_parse(raw.data ? raw.data : "", raw.len, &answer_limits, &doc, &err) < 0 ||
+            !jstr(json_doc_root(doc), "path")) {
+            json_doc_free(&doc);
+            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "upload answer without a path");
+            goto out;
+        }
+        rc = str_list_push(&files, jstr(json_doc_root(doc), "path"));
+        json_doc_free(&doc);
+        if (rc < 0) {
+            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+            goto out;
+        }
+    }
+    if (o.stdin_all && (rc = read_stdin_b64(&in)) != 0)
+        goto out;
+    json_w_init(&w, &body);
+    json_w_obj_begin(&w);
+    json_w_kv_cstr(&w, "image", argv[first]);
+    w_cmd(&w, ncmd, cmd);
+    if (o.env.n)
+        w_env_list(&w, &o.env);
+    if (o.workdir)
+        json_w_kv_cstr(&w, "cwd", o.workdir);
+    if (files.n) {
+        json_w_key(&w, "files");
+        json_w_arr_begin(&w);
+        for (size_t i = 0; i < files.n; i++)
+            json_w_cstr(&w, files.items[i]);
+        json_w_arr_end(&w);
+    }
+    if (o.have_cpu || o.have_memory || o.have_timeout) {
+        json_w_key(&w, "limits");
+        json_w_obj_begin(&w);
+        if (o.have_cpu)
+            json_w_kv_double(&w, "cpu_cores", o.cpu);
+        if (o.have_memory)
+            json_w_kv_uint(&w, "memory_mb", o.memory_mb);
+        if (o.have_timeout)
+            json_w_kv_uint(&w, "wall_clock_secs", o.timeout_s);
+        json_w_obj_end(&w);
+    }
+    if (o.network)
+        json_w_kv_cstr(&w, "network", o.network);
+    if (o.stdin_all)
+        json_w_kv_cstr(&w, "stdin_b64", in.data);
+    json_w_kv_bool(&w, "stream", 1);
+    json_w_kv_cstr(&w, "encoding", "base64");
+    json_w_obj_end(&w);
+    if (w.failed) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "request too large");
+        goto out;
+    }
+    rc = stream_call(c, "/run", &body, 1);
+out:
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    str_list_free(&files);
+    sbuf_free(&body);
+    sbuf_free(&in);
+    sbuf_free(&raw);
+    return rc;
+}
+
+/* ---- boxes ---- */
+
+static int box_path(struct sbuf *sb, const char *box, const char *tail)
+{
+    sbuf_reset(sb);
+    if (sbuf_append(sb, "/v1/boxes/", 10) < 0 || seg(sb, box) < 0 ||
+        sbuf_appendf(sb, "%s", tail) < 0)
+        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "box name too long");
+    return 0;
+}
+
+static int cmd_exec(struct cli *c, int argc, char **argv)
+{
+    static const int allowed[] = {O_TIMEOUT, 'e', O_STDIN, 'w', O_USER, 'i', 't', 0};
+    struct opts o;
+    struct sbuf body, in, path;
+    struct json_writer w;
+    int dd = split_dashdash(argc, argv), first, rc, ncmd;
+    char **cmd;
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&body, 64u << 20);
+    sbuf_init(&in, 1);
+    sbuf_init(&path, 4096);
+    rc = parse_opts(dd, argv, allowed, &o, &first);
+    if (rc)
+        goto out;
+    if (first >= dd) {
+        rc = usage_err("exec: BOX expected");
+        goto out;
+    }
+    cmd = dd < argc ? argv + dd + 1 : argv + first + 1;
+    ncmd = dd < argc ? argc - dd - 1 : dd - first - 1;
+    if ((dd < argc && dd - first != 1) || ncmd <= 0) {
+        rc = usage_err("exec: BOX -- CMD... expected");
+        goto out;
+    }
+    if (o.tty || o.interactive) {
+        rc = usage_err("exec: -i/-t (a terminal through /attach) is not in this build yet");
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0 || (rc = box_path(&path, argv[first], "/exec")) != 0)
+        goto out;
+    if (o.stdin_all && (rc = read_stdin_b64(&in)) != 0)
+        goto out;
+    json_w_init(&w, &body);
+    json_w_obj_begin(&w);
+    w_cmd(&w, ncmd, cmd);
+    if (o.env.n)
+        w_env_obj(&w, &o.env);
+    if (o.workdir)
+        json_w_kv_cstr(&w, "workdir", o.workdir);
+    if (o.have_timeout)
+        json_w_kv_uint(&w, "timeout_ms", o.timeout_s * 1000);
+    if (o.user)
+        json_w_kv_cstr(&w, "user", o.user);
+    if (o.stdin_all)
+        json_w_kv_cstr(&w, "stdin_b64", in.data);
+    json_w_kv_bool(&w, "stream", 1);
+    json_w_kv_cstr(&w, "encoding", "base64");
+    json_w_obj_end(&w);
+    if (w.failed) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "request too large");
+        goto out;
+    }
+    rc = stream_call(c, path.data, &body, 0);
+out:
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    sbuf_free(&body);
+    sbuf_free(&in);
+    sbuf_free(&path);
+    return rc;
+}
+
+static int cmd_box_create(struct cli *c, int argc, char **argv)
+{
+    static const int allowed[] = {O_CPU, O_MEMORY, O_NETWORK, 'e', 'w', O_NAME, O_DISK, 0};
+    struct opts o;
+    struct sbuf body, raw;
+    struct json_writer w;
+    struct json_doc *doc = NULL;
+    int first, rc;
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&body, 1u << 20);
+    sbuf_init(&raw, ANSWER_MAX);
+    if ((rc = parse_opts(argc, argv, allowed, &o, &first)) != 0)
+        goto out;
+    if (argc - first != 1) {
+        rc = usage_err("box create: IMAGE expected");
+        goto out;
+    }
+    if (o.network && strcmp(o.network, "none") && strcmp(o.network, "sandbox") &&
+        strcmp(o.network, "true") && strcmp(o.network, "false")) {
+        rc = usage_err("box create: --network none or sandbox");
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0)
+        goto out;
+    json_w_init(&w, &body);
+    json_w_obj_begin(&w);
+    json_w_kv_cstr(&w, "image", argv[first]);
+    if (o.name)
+        json_w_kv_cstr(&w, "name", o.name);
+    if (o.have_cpu)
+        json_w_kv_double(&w, "cpu", o.cpu);
+    if (o.have_memory)
+        json_w_kv_uint(&w, "memory_mb", o.memory_mb);
+    if (o.have_disk)
+        json_w_kv_uint(&w, "disk_size_gb", o.disk_gb);
+    if (o.network)
+        json_w_kv_bool(&w, "network",
+                       !strcmp(o.network, "sandbox") || !strcmp(o.network, "true"));
+    if (o.workdir)
+        json_w_kv_cstr(&w, "workdir", o.workdir);
+    if (o.env.n)
+        w_env_obj(&w, &o.env);
+    json_w_obj_end(&w);
+    if (w.failed) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "request too large");
+        goto out;
+    }
+    if ((rc = call_json(c, "POST", "/v1/boxes", body.data, &doc, &raw)) != 0)
+        goto out;
+    if (c->json)
+        print_raw(&raw);
+    else if (doc && jstr(json_doc_root(doc), "id"))
+        printf("%s\n", jstr(json_doc_root(doc), "id"));
+out:
+    json_doc_free(&doc);
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    sbuf_free(&body);
+    sbuf_free(&raw);
+    return rc;
+}
+
+static const char *or_dash(const char *s)
+{
+    return s && *s ? s : "-";
+}
+
+static int cmd_box_ls(struct cli *c, int argc, char **argv)
+{
+    static const int allowed[] = {O_STATUS, 0};
+    struct opts o;
+    struct sbuf raw, path;
+    struct json_doc *doc = NULL;
+    const struct json_value *arr;
+    int first, rc;
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&raw, ANSWER_MAX);
+    sbuf_init(&path, 4096);
+    if ((rc = parse_opts(argc, argv, allowed, &o, &first)) != 0)
+        goto out;
+    if (argc != first) {
+        rc = usage_err("box ls takes no arguments");
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0)
+        goto out;
+    if (sbuf_appendf(&path, "/v1/boxes") < 0 ||
+        (o.status && (sbuf_appendf(&path, "?status=") < 0 || seg(&path, o.status) < 0))) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "status too long");
+        goto out;
+    }
+    if ((rc = call_json(c, "GET", path.data, NULL, &doc, &raw)) != 0)
+        goto out;
+    if (c->json) {
+        print_raw(&raw);
+        goto out;
+    }
+    arr = doc ? json_doc_root(doc) : NULL;
+    if (!arr || arr->type != JSON_ARRAY) {
+        rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "the box list is not a list");
+        goto out;
+    }
+    printf("%-24s %-20s %-9s %-28s %s\n", "ID", "NAME", "STATUS", "IMAGE", "CREATED");
+    for (size_t i = 0; i < arr->u.arr.n; i++) {
+        const struct json_value *b = &arr->u.arr.items[i];
+        printf("%-24.64s %-20.64s %-9.16s %-28.128s %s\n", or_dash(jstr(b, "id")),
+               or_dash(jstr(b, "name")), or_dash(jstr(b, "status")), or_dash(jstr(b, "image")),
+               or_dash(jstr(b, "created_at")));
+    }
+out:
+    json_doc_free(&doc);
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    sbuf_free(&raw);
+    sbuf_free(&path);
+    return rc;
+}
+
+/* info, stop, start, rm: one request per box named. */
+static int cmd_box_simple(struct cli *c, int argc, char **argv, const char *what)
+{
+    static const int allowed_rm[] = {'f', 0};
+    static const int none[] = {0};
+    struct opts o;
+    struct sbuf raw, path;
+    int first, rc, is_rm = !strcmp(what, "rm"), is_info = !strcmp(what, "info");
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&raw, ANSWER_MAX);
+    sbuf_init(&path, 4096);
+    if ((rc = parse_opts(argc, argv, is_rm ? allowed_rm : none, &o, &first)) != 0)
+        goto out;
+    if (argc == first) {
+        rc = usage_err("box %s: BOX... expected", what);
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0)
+        goto out;
+    for (int i = first; i < argc && rc == 0; i++) {
+        struct json_doc *doc = NULL;
+        const char *tail = is_rm ? (o.force ? "?force=true" : "")
+                           : is_info ? ""
+                           : !strcmp(what, "stop") ? ":stop"
+                                                   : ":start";
+        if ((rc = box_path(&path, argv[i], tail)) != 0)
+            break;
+        sbuf_reset(&raw);
+        rc = call_json(c, is_rm ? "DELETE" : is_info ? "GET" : "POST", path.data, NULL, &doc,
+                       &raw);
+        if (rc == 0) {
+            if (is_info || (c->json && !is_rm))
+                print_raw(&raw);
+            else
+                printf("%s\n", argv[i]);
+        }
+        json_doc_free(&doc);
+    }
+out:
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    sbuf_free(&raw);
+    sbuf_free(&path);
+    return rc;
+}
+
+static int cmd_box_gc(struct cli *c, int argc, char **argv)
+{
+    static const int allowed[] = {O_OLDER, 0};
+    struct opts o;
+    struct sbuf raw;
+    struct json_doc *doc = NULL;
+    char body[64];
+    int first, rc;
+    int64_t n = 0;
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&raw, ANSWER_MAX);
+    if ((rc = parse_opts(argc, argv, allowed, &o, &first)) != 0)
+        goto out;
+    if (argc != first) {
+        rc = usage_err("box gc takes no arguments");
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0)
+        goto out;
+    if (o.have_older)
+        snprintf(body, sizeof(body), "{\"older_than\":%" PRIu64 "}", o.older_than);
+    else
+        snprintf(body, sizeof(body), "{}");
+    if ((rc = call_json(c, "POST", "/v1/gc", body, &doc, &raw)) != 0)
+        goto out;
+    if (c->json)
+        print_raw(&raw);
+    else if (doc && jint(json_doc_root(doc), "removed", &n) == 0)
+        printf("removed %" PRId64 "\n", n);
+out:
+    json_doc_free(&doc);
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    sbuf_free(&raw);
+    return rc;
+}
+
+/* BOX:PATH (a colon before any slash) names a path in a box. */
+static const char *remote_part(const char *s)
+{
+    const char *colon = strchr(s, ':'), *slash = strchr(s, '/');
+    if (!colon || colon == s || (slash && slash < colon))
+        return NULL;
+    return colon + 1;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static int download(struct cli *c, const char *box, const char *rpath, const char *local)
+{
+    struct call k;
+    struct bx_err err;
+    struct sbuf path, body;
+    struct json_writer w;
+    struct stat st;
+    char *dst = NULL;
+    int ofd = -1, rc = 0;
+
+    bx_err_clear(&err);
+    sbuf_init(&path, 4096);
+    sbuf_init(&body, 64u << 10);
+    k.fd = -1;
+    if ((rc = box_path(&path, box, "/files/download")) != 0)
+        goto out;
+    json_w_init(&w, &body);
+    json_w_obj_begin(&w);
+    json_w_kv_cstr(&w, "path", rpath);
+    json_w_obj_end(&w);
+    if (w.failed) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "path too long");
+        goto out;
+    }
+    if (call_begin(c, &k, "POST", path.data, "application/json", body.data, body.len, &err) < 0) {
+        rc = fail_err(&err);
+        goto out;
+    }
+    if (k.r.status != 200) {
+        rc = fail_answer(&k);
+        goto out;
+    }
+    if (strcmp(local, "-") == 0) {
+        ofd = 1;
+    } else {
+        if (stat(local, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (asprintf(&dst, "%s/%s", local, base_name(rpath)) < 0) {
+                dst = NULL;
+                rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+                goto out;
+            }
+        } else if (!(dst = strdup(local))) {
+            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+            goto out;
+        }
+        ofd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (ofd < 0) {
+            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "%s: %s", dst, strerror(errno));
+            goto out;
+        }
+    }
+    for (;;) {
+        char buf[65536];
+        ssize_t n = cli_resp_read(&k.r, buf, sizeof(buf), &err);
+        if (n < 0) {
+            rc = fail_err(&err);
+            break;
+        }
+        if (n == 0)
+            break;
+        if (bx_write_all(ofd, buf, (size_t)n) < 0) {
+            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "writing %s: %s", dst ? dst : "stdout",
+                      strerror(errno));
+            break;
+        }
+    }
+    if (rc && dst)
+        unlink(dst);
+out:
+    if (ofd > 2)
+        close(ofd);
+    bx_close(&k.fd);
+    free(dst);
+    sbuf_free(&path);
+    sbuf_free(&body);
+    return rc;
+}
+
+static int cmd_box_cp(struct cli *c, int argc, char **argv)
+{
+    static const int none[] = {0};
+    struct opts o;
+    struct sbuf raw, path;
+    const char *rs, *rd;
+    char *box = NULL, *dest = NULL;
+    int first, rc, ffd = -1;
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&raw, ANSWER_MAX);
+    sbuf_init(&path, 4096);
+    if ((rc = parse_opts(argc, argv, none, &o, &first)) != 0)
+        goto out;
+    if (argc - first != 2) {
+        rc = usage_err("box cp: LOCAL BOX:PATH or BOX:PATH LOCAL expected");
+        goto out;
+    }
+    rs = remote_part(argv[first]);
+    rd = remote_part(argv[first + 1]);
+    if ((rs && rd) || (!rs && !rd)) {
+        rc = usage_err("box cp: exactly one of the two must be BOX:PATH");
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0)
+        goto out;
+    if (rs) {
+        box = strndup(argv[first], (size_t)(rs - 1 - argv[first]));
+        if (!box) {
+            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+            goto out;
+        }
+        rc = download(c, box, rs, argv[first + 1]);
+        goto out;
+    }
+    box = strndup(argv[first + 1], (size_t)(rd - 1 - argv[first + 1]));
+    /* A destination ending in '/' is a directory: the file keeps its name. */
+    if (!box || asprintf(&dest, "%s%s", rd,
+                         *rd == '\0' || rd[strlen(rd) - 1] == '/' ? base_name(argv[first]) : "") < 0) {
+        dest = NULL;
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+        goto out;
+    }
+    if ((rc = box_path(&path, box, "/files/upload")) != 0 ||
+        (rc = open_local(argv[first], &ffd)) != 0)
+        goto out;
+    const char *fields[] = {"dest", dest, NULL};
+    if ((rc = upload(c, path.data, fields, argv[first], ffd, &raw)) == 0 && c->json)
+        print_raw(&raw);
+out:
+    if (ffd >= 0)
+        close(ffd);
+    free(box);
+    free(dest);
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    sbuf_free(&raw);
+    sbuf_free(&path);
+    return rc;
+}
+
+/* ---- images, health ---- */
+
+static int cmd_images(struct cli *c, int argc, char **argv)
+{
+    static const int none[] = {0};
+    struct opts o;
+    struct sbuf raw;
+    struct json_doc *doc = NULL;
+    const struct json_value *arr;
+    int first, rc;
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&raw, ANSWER_MAX);
+    if ((rc = parse_opts(argc, argv, none, &o, &first)) != 0)
+        goto out;
+    if (argc != first) {
+        rc = usage_err("images takes no arguments");
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0 || (rc = call_json(c, "GET", "/images", NULL, &doc, &raw)))
+        goto out;
+    if (c->json) {
+        print_raw(&raw);
+        goto out;
+    }
+    arr = doc ? json_doc_root(doc) : NULL;
+    if (!arr || arr->type != JSON_ARRAY) {
+        rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "the image list is not a list");
+        goto out;
+    }
+    printf("%-48s %-19s %12s %s\n", "REF", "DIGEST", "SIZE", "IN USE");
+    for (size_t i = 0; i < arr->u.arr.n; i++) {
+        const struct json_value *im = &arr->u.arr.items[i], *use = json_get(im, "in_use");
+        int64_t size = 0;
+        jint(im, "size_bytes", &size);
+        printf("%-48.256s %-19.19s %12" PRId64 " %s\n", or_dash(jstr(im, "ref")),
+               or_dash(jstr(im, "digest")), size,
+               use && use->type == JSON_BOOL && use->u.boolean ? "yes" : "no");
+    }
+out:
+    json_doc_free(&doc);
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    sbuf_free(&raw);
+    return rc;
+}
+
+static int cmd_health(struct cli *c, int argc, char **argv)
+{
+    static const int none[] = {0};
+    struct opts o;
+    struct sbuf raw;
+    struct json_doc *doc = NULL;
+    int first, rc;
+
+    memset(&o, 0, sizeof(o));
+    sbuf_init(&raw, ERROR_BODY_MAX);
+    if ((rc = parse_opts(argc, argv, none, &o, &first)) != 0)
+        goto out;
+    if (argc != first) {
+        rc = usage_err("health takes no arguments");
+        goto out;
+    }
+    if ((rc = discover(c, &o)) != 0 || (rc = call_json(c, "GET", "/healthz", NULL, &doc, &raw)))
+        goto out;
+    if (c->json)
+        print_raw(&raw);
+    else
+        printf("ok %s%s\n", c->t.is_unix ? "unix://" : "http://",
+               c->t.is_unix ? c->t.path : c->t.hostport);
+out:
+    json_doc_free(&doc);
+    str_list_free(&o.env);
+    str_list_free(&o.files);
+    sbuf_free(&raw);
+    return rc;
+}
+
+/* ---- dispatch ---- */
+
+int cli_is_client(const char *arg1)
+{
+    return arg1 && arg1[0] != '-' && strcmp(arg1, "serve") != 0;
+}
+
+static int has_json(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--json") == 0)
+            return 1;
+    return 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+    struct cli c;
+    const char *sub = argv[0];
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    /* A server that goes away mid-request is an error answer, not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    c.json = has_json(argc, argv);
+    if (!strcmp(sub, "box")) {
+        if (argc < 2)
+            return usage_err("box: create|ls|info|exec|cp|stop|start|rm|gc expected");
+        sub = argv[1];
+        argc--;
+        argv++;
+        if (!strcmp(sub, "create"))
+            rc = cmd_box_create(&c, argc, argv);
+        else if (!strcmp(sub, "ls") || !strcmp(sub, "list"))
+            rc = cmd_box_ls(&c, argc, argv);
+        else if (!strcmp(sub, "info") || !strcmp(sub, "stop") || !strcmp(sub, "start") ||
+                 !strcmp(sub, "rm"))
+            rc = cmd_box_simple(&c, argc, argv, sub);
+        else if (!strcmp(sub, "exec"))
+            rc = cmd_exec(&c, argc, argv);
+        else if (!strcmp(sub, "cp"))
+            rc = cmd_box_cp(&c, argc, argv);
+        else if (!strcmp(sub, "gc"))
+            rc = cmd_box_gc(&c, argc, argv);
+        else
+            return usage_err("box: unknown subcommand %.64s", sub);
+    } else if (!strcmp(sub, "run")) {
+        rc = cmd_run(&c, argc, argv);
+    } else if (!strcmp(sub, "exec")) {
+        rc = cmd_exec(&c, argc, argv);
+    } else if (!strcmp(sub, "images")) {
+        rc = cmd_images(&c, argc, argv);
+    } else if (!strcmp(sub, "health")) {
+        rc = cmd_health(&c, argc, argv);
+    } else if (!strcmp(sub, "help")) {
+        usage(stdout);
+        return 0;
+    } else {
+        return usage_err("unknown command %.64s", sub);
+    }
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "writing output: %s", strerror(errno));
+    return rc == CLI_HELP ? 0 : rc;
+}
