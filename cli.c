@@ -86,7 +86,7 @@ static int usage_err(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fputs(" (USAGE; see boxer --help or man boxer)\n", stderr);
+    fputs("; see boxer help (USAGE)\n", stderr);
     return CLI_EXIT_USAGE;
 }
 
