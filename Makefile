@@ -77,6 +77,7 @@ DEPS_test_api_v1run := api_run run infeed b64dec run_discard run_recover net net
 DEPS_test_exec_log := exec_log stream_events json json_write util err
 DEPS_test_b64dec := b64dec
 DEPS_test_infeed := infeed loop util err
+DEPS_test_ws := ws sha1 httpparse util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -160,6 +161,7 @@ fuzz: $(FUZZ_BINS)
 #   runreq     run_max_body: RUN_MAX_BODY 4 MiB + 2 KiB (the harness's stdin_limit_bytes 1024) (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
 #   v1run      as runreq (the /run request it maps to): RUN_MAX_BODY 4 MiB
+#   ws         its own max_text 1 KiB and max_message 4 KiB (1009); control 125
 # A new harness needs its line here (fuzz-run stops otherwise).
 FUZZ_MAX_LEN_fuzz_b64dec := 4096
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
@@ -175,6 +177,7 @@ FUZZ_MAX_LEN_fuzz_route := 8192
 FUZZ_MAX_LEN_fuzz_runreq := 4198400
 FUZZ_MAX_LEN_fuzz_storepath := 8192
 FUZZ_MAX_LEN_fuzz_v1run := 4195328
+FUZZ_MAX_LEN_fuzz_ws := 16384
 # name:max_len pairs for the shell loops (recursive: checked only when used).
 FUZZ_TABLE = $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAX_LEN_$(n)),$(error no FUZZ_MAX_LEN_$(n) in the Makefile)))
 

@@ -5,6 +5,7 @@
  * "wait": true) and GET /v1/boxes/{id}/exec/{eid}. */
 #include "api_box.h"
 #include "api_box_internal.h"
+#include "api_term.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -346,6 +347,8 @@ static int parse_exec(struct abx *a, struct box_exec_req *r, int *wait, int *str
     }
     v = json_get(root, "user");
     if (v && v->type != JSON_NULL && parse_user(v, r, err) < 0)
+        goto out;
+    if (api_term_parse_tty(root, r, err) < 0)
         goto out;
     v = json_get(root, "wait");
     if (v && v->type != JSON_NULL && v->type != JSON_BOOL) {

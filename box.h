@@ -144,6 +144,7 @@ struct box_exec_req {
     char *stdin_data;
     size_t stdin_len;
     int stdin_open;
+    unsigned tty_rows, tty_cols; /* "tty": run on a pty of this size (0: pipes) */
 };
 void box_exec_req_free(struct box_exec_req *r);
 

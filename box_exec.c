@@ -1,5 +1,6 @@
 /* Commands run in a box (runsc exec): see box.h. */
 #include "box_internal.h"
+#include "box_term.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,7 +78,7 @@ static void exec_notify_now(struct loop *l, void *arg)
     }
 }
 
-static void exec_notify(struct box_exec *e)
+void exec_notify(struct box_exec *e)
 {
     if (e->watchers)
         loop_defer(e->box->m->p.loop, &e->notify, exec_notify_now, e);
@@ -484,6 +485,8 @@ fail:
 int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
              struct box_exec **out, struct bx_err *err)
 {
+    if (req->tty_rows)
+        return box_term_exec(b, req, cb, arg, out, err);
     struct infeed in;
     int child_in = -1, r;
     char *data;

@@ -56,6 +56,7 @@ struct box_exec {
     uint64_t safety_timer;
     int timed_out;
     int hidden; /* a file transfer (box_transfer): not an exec of the API */
+    int tty;    /* on a pty (box_term.c): out_fd is its master */
     box_exec_cb cb;
     void *cb_arg;
     /* issue 14, input and control (box_exec.c) */
@@ -165,6 +166,8 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
 void exec_free(struct box_exec *e);
 /* box_exec.c: tells the watchers the record goes (before exec_free). */
 void exec_watchers_gone(struct box_exec *e);
+/* box_exec.c: wakes the event streams of e (deferred to the loop). */
+void exec_notify(struct box_exec *e);
 /* box_exec.c: what exec_free must release of the input and control state. */
 void exec_control_free(struct box_exec *e);
 

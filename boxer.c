@@ -33,6 +33,7 @@
 #include "api_box.h"
 #include "api_v1.h"
 #include "run_stream.h"
+#include "api_term.h"
 #include "box.h"
 #include "cli.h"
 #include "proc.h"
@@ -704,6 +705,8 @@ ON_BOX(api_box_exec_cancel)
 ON_BOX(api_box_gc)
 ON_BOX(api_box_upload)
 ON_BOX(api_box_download)
+ON_BOX(api_box_attach)
+ON_BOX(api_box_exec_resize)
 
 /* GET /v1/info, POST /v1/run (api_v1.c) */
 static void on_api_v1(void *app, struct http_conn *c, const struct http_request *req, int run)
@@ -764,6 +767,8 @@ static const struct route routes[] = {
     {HTTP_POST, "/v1/boxes/{id}/files/download", on_api_box_download, "/v1/boxes/{id}/files/download", 0},
     {HTTP_GET, "/v1/info", on_api_v1_info, "/v1/info", 0},
     {HTTP_POST, "/v1/run", on_api_v1_run, "/v1/run", 0},
+    {HTTP_GET, "/v1/boxes/{id}/attach", on_api_box_attach, "/v1/boxes/{id}/attach", 0},
+    {HTTP_POST, "/v1/boxes/{id}/exec/{eid}/resize", on_api_box_exec_resize, "/v1/boxes/{id}/exec/{eid}/resize", 0},
 };
 
 static void observe_request(void *arg, const char *path, int status)

@@ -150,6 +150,9 @@ void conn_set_events(struct http_conn *c)
         if (c->chunk_mode)
             ev |= EPOLLRDHUP;
         break;
+    case ST_UPGRADED:
+        ev = upgraded_events(c);
+        break;
     }
     if (ev != c->events) {
         if (loop_mod(c->srv->loop, c->fd, ev, NULL) == 0)
@@ -684,7 +687,7 @@ void conn_process(struct http_conn *c)
         if (c->state == ST_WAIT) {
             break;
         }
-        if (c->state == ST_WRITE) {
+        if (c->state == ST_WRITE || c->state == ST_UPGRADED) {
             break;
         }
         if (c->state == ST_DRAIN) {
@@ -723,6 +726,10 @@ static void conn_event(struct loop *l, int fd, uint32_t events, void *arg)
     (void)fd;
     /* Defer freeing until conn_process at the end: c stays valid here. */
     c->in_process = 1;
+    if (c->state == ST_UPGRADED) {
+        upgraded_event(c, events);
+        goto out;
+    }
     if (events & EPOLLERR) {
         conn_close(c);
         goto out;
@@ -770,6 +777,7 @@ static void conn_free(struct http_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    loop_defer_cancel(s->loop, &c->up_task);
     request_reset(c);
     peer_put(s, c->peer);
     c->peer = NULL;
@@ -792,6 +800,8 @@ void conn_close(struct http_conn *c)
         bx_close(&c->fd);
         if (c->ops)
             abort_ctx(c);
+        if (c->state == ST_UPGRADED)
+            upgraded_gone(c);
         if (c->method[0] && c->state != ST_DRAIN)
             log_request(c, c->responded ? c->status : 499);
         if (cb)
@@ -858,6 +868,13 @@ static void sweep_conn_timeouts(struct loop *l, void *arg)
         next = c->next;
         if (c->dead || c->state == ST_WAIT || c->stream_waiting || c->chunk_idle)
             continue;
+        if (c->state == ST_UPGRADED) {
+            /* no timeouts of its own; only a client that stops taking
+             * what is queued for it */
+            if (upgraded_stalled(c, now))
+                drop_writer(c);
+            continue;
+        }
         if (c->state == ST_WRITE && write_too_slow(c, now)) {
             drop_writer(c);
             continue;
@@ -1105,7 +1122,8 @@ void http_server_shutdown(struct http_server *s)
     close_unix(s);
     for (c = s->conns; c; c = next) {
         next = c->next;
-        if ((c->state == ST_HEAD && c->in_len == 0) || c->state == ST_DRAIN)
+        if ((c->state == ST_HEAD && c->in_len == 0) || c->state == ST_DRAIN ||
+            c->state == ST_UPGRADED)
             conn_close(c);
     }
 }

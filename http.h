@@ -139,6 +139,38 @@ void http_chunk_end(struct http_conn *c);
  * on the Unix socket. */
 int http_conn_on_loopback(const struct http_conn *c);
 
+/* Taking a connection over after "101 Switching Protocols" (WebSocket).
+ * From then on bytes pass both ways unparsed.  The connection stays
+ * counted (max_connections, max_connections_per_ip) and is closed at
+ * shutdown, but leaves keep-alive and the request timeouts; the only limit
+ * left is write_idle_timeout_ms for output that the client stops taking.
+ * Callbacks never run inside the http_upgrade* call that caused them. */
+struct http_upgrade_ops {
+    /* Bytes from the client (the buffer may be modified).  -1 closes the
+     * connection (on_close follows). */
+    int (*on_data)(void *arg, char *data, size_t len);
+    /* Everything queued was sent. */
+    void (*on_drain)(void *arg);
+    /* The connection is gone (client left, error, stalled, shutdown); not
+     * called after http_upgraded_close.  Its last callback. */
+    void (*on_close)(void *arg);
+};
+
+/* Answers 101 with extra_headers (complete "Name: value\r\n" lines) and
+ * hands the connection to ops; bytes the client sent after the head reach
+ * on_data first.  Only from a handler, before any other answer. */
+void http_upgrade(struct http_conn *c, const char *extra_headers,
+                  const struct http_upgrade_ops *ops, void *arg);
+/* Queues bytes for the client; returns the bytes still queued (the caller
+ * stops producing above its own mark and resumes on on_drain), or -1 when
+ * the connection is closing or out of memory. */
+long http_upgraded_send(struct http_conn *c, const void *data, size_t len);
+/* Stops (1) or resumes (0) reading from the client. */
+void http_upgraded_pause(struct http_conn *c, int paused);
+/* Sends what is queued, then closes (lingering); the application is done
+ * with c and no callback runs any more. */
+void http_upgraded_close(struct http_conn *c);
+
 /* Called once the current answer was fully written (delivered=1) or the
  * connection died first (delivered=0).  Set before answering. */
 void http_on_done(struct http_conn *c, http_done_cb cb, void *arg);

@@ -34,7 +34,7 @@ struct peer {
     size_t n;
 };
 
-enum conn_state { ST_HEAD, ST_BODY, ST_WAIT, ST_WRITE, ST_DRAIN };
+enum conn_state { ST_HEAD, ST_BODY, ST_WAIT, ST_WRITE, ST_DRAIN, ST_UPGRADED };
 
 struct http_conn {
     struct http_server *srv;
@@ -104,6 +104,13 @@ struct http_conn {
     uint64_t idle_since;
     http_drain_cb drain;
     void *drain_arg;
+    /* taken over after 101 (http_upgrade.c) */
+    const struct http_upgrade_ops *up_ops;
+    void *up_arg;
+    struct loop_task up_task;
+    int up_paused;  /* the application stopped reading */
+    int up_closing; /* http_upgraded_close: flush, then close */
+    int up_started; /* the 101 was logged and leftover input handed over */
 };
 
 struct http_server {
@@ -138,6 +145,11 @@ void log_request(struct http_conn *c, int status);
 void conn_process(struct http_conn *c);
 void conn_close(struct http_conn *c);
 void stream_release(struct http_conn *c);
+/* http_upgrade.c */
+void upgraded_event(struct http_conn *c, uint32_t events);
+uint32_t upgraded_events(const struct http_conn *c);
+void upgraded_gone(struct http_conn *c);
+int upgraded_stalled(const struct http_conn *c, uint64_t now);
 /* http_send.c */
 void try_write(struct http_conn *c);
 

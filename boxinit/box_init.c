@@ -28,7 +28,13 @@
  * The path is walked here, inside the sandbox, so a symlink the box made
  * resolves in the box's own filesystem, never on the host.  Exit 0, 2 when
  * <path> is absent or not a regular file (--get) or cannot be made (--put),
- * 1 on an I/O error; the reason goes to stderr. */
+ * 1 on an I/O error; the reason goes to stderr.
+ *
+ * And the terminal shell starter:
+ *   /.boxer/init --shell <path>
+ * becomes <path> when the box has it as an executable, else /bin/sh (a
+ * shell the image lacks falls back without runsc's own error reaching the
+ * terminal); 127 when neither exists. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -208,6 +214,17 @@ static int file_get(const char *path)
     return 0;
 }
 
+static int shell(char *path)
+{
+    char *sh[] = {"/bin/sh", NULL};
+    char *want[] = {path, NULL};
+    if (access(path, X_OK) == 0)
+        execv(path, want);
+    execv(sh[0], sh);
+    fprintf(stderr, "boxer: no shell: %s and /bin/sh: %s\n", path, strerror(errno));
+    return 127;
+}
+
 int main(int argc, char **argv)
 {
     sigset_t set;
@@ -227,6 +244,8 @@ int main(int argc, char **argv)
         return file_put(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--get") == 0)
         return file_get(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--shell") == 0)
+        return shell(argv[2]);
     /* A PID 1 drops signals whose disposition is the default: give them a
      * (never run: they stay blocked) handler so sigwait sees them. */
     sa.sa_handler = on_signal;

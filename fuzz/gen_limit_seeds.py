@@ -248,6 +248,34 @@ def v1run():
     return out
 
 
+def ws():
+    """fuzz_ws: its text cap 1 KiB and message cap 4 KiB (1009 beyond, from
+    the header), whole and fragmented; control frames at 125 and 126."""
+    key = b"\x11\x22\x33\x44"
+
+    def frame(b0, payload):
+        n = len(payload)
+        if n < 126:
+            h = bytes([b0, 0x80 | n])
+        elif n < 65536:
+            h = bytes([b0, 0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            h = bytes([b0, 0x80 | 127]) + n.to_bytes(8, "big")
+        return h + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+    pre = b"\x07\x00\x05"  # chunk size, split position
+    out = {}
+    for n in around(1024):
+        out["text_%d" % n] = pre + frame(0x81, b"t" * n)
+        out["text_frag_%d" % n] = pre + frame(0x01, b"t" * 600) + frame(0x80, b"t" * (n - 600))
+    for n in around(4096):
+        out["binary_%d" % n] = pre + frame(0x82, b"b" * n)
+        out["binary_frag_%d" % n] = pre + frame(0x02, b"b" * 3000) + frame(0x80, b"b" * (n - 3000))
+    for n in (125, 126):
+        out["ping_%d" % n] = pre + frame(0x89, b"p" * n)
+    return out
+
+
 HARNESSES = {
     "fuzz_storepath": storepath,
     "fuzz_imgref": imgref,
@@ -259,6 +287,7 @@ HARNESSES = {
     "fuzz_json": json_,
     "fuzz_runreq": runreq,
     "fuzz_v1run": v1run,
+    "fuzz_ws": ws,
 }
 
 
