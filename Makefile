@@ -18,7 +18,7 @@ LIB_SRCS := $(filter-out boxer.c,$(wildcard *.c))
 B := build
 
 .PHONY: all static check unit integration typecheck asan valgrind fuzz fuzz-run fuzz-long fuzz-seeds fuzz-limits \
-        clean run deps format bench
+        clean run deps format bench install manlint
 BIN ?= boxer
 all: $(BIN)
 
@@ -98,7 +98,21 @@ integration: $(BIN)
 typecheck:
 	cd sdk/python && mypy --strict src/boxer
 
-check: unit typecheck integration
+check: unit typecheck manlint integration
+
+# The manual (mdoc) must be clean for mandoc's linter, style messages included.
+manlint:
+	mandoc -T lint -W style boxer.1
+
+# `make install PREFIX=/usr/local DESTDIR=...`: the binary (server and
+# client) and its manual page.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/boxer
+	install -m 0644 boxer.1 $(DESTDIR)$(MANDIR)/man1/boxer.1
 
 # Same tests with the server and unit tests built with ASan+UBSan.
 PYTEST_ARGS ?= tests/integration sdk/python/tests

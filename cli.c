@@ -1379,9 +1379,15 @@ out:
 
 /* ---- dispatch ---- */
 
+/* The client's global options, which may also come before the subcommand. */
+static int is_global(const char *a)
+{
+    return !strcmp(a, "--url") || !strncmp(a, "--url=", 6) || !strcmp(a, "--json");
+}
+
 int cli_is_client(const char *arg1)
 {
-    return arg1 && arg1[0] != '-' && strcmp(arg1, "serve") != 0;
+    return arg1 && ((arg1[0] != '-' && strcmp(arg1, "serve") != 0) || is_global(arg1));
 }
 
 static int has_json(int argc, char **argv)
@@ -1392,7 +1398,50 @@ static int has_json(int argc, char **argv)
     return 0;
 }
 
+/* `boxer --url U box ls` as `boxer box ls --url U`: the leading global
+ * options move after the subcommand (and its sub-subcommand for box). */
+static char **reorder(int argc, char **argv)
+{
+    char **v = calloc((size_t)argc + 1, sizeof(*v));
+    int i = 0, n = 0, g;
+
+    if (!v)
+        return NULL;
+    while (i < argc && is_global(argv[i]))
+        i += !strcmp(argv[i], "--url") && i + 1 < argc ? 2 : 1;
+    g = i;
+    if (i < argc)
+        v[n++] = argv[i++];
+    if (n == 1 && !strcmp(v[0], "box") && i < argc)
+        v[n++] = argv[i++];
+    for (int j = 0; j < g; j++)
+        v[n++] = argv[j];
+    while (i < argc)
+        v[n++] = argv[i++];
+    return v;
+}
+
+static int cli_dispatch(int argc, char **argv);
+
 int cli_main(int argc, char **argv)
+{
+    char **v;
+    int rc;
+
+    if (!is_global(argv[0]))
+        return cli_dispatch(argc, argv);
+    v = reorder(argc, argv);
+    if (!v)
+        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+    if (!v[0] || v[0][0] == '-')
+        rc = usage_err("a subcommand is expected after the options");
+    else
+        rc = cli_dispatch(argc, v);
+    free(v);
+    return rc;
+}
+
+static int cli_dispatch(int argc, char **argv)
 {
     struct cli c;
     const char *sub = argv[0];
