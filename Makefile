@@ -163,6 +163,7 @@ fuzz: $(FUZZ_BINS)
 # reach, so the fuzzer can produce inputs on both sides of every limit:
 #   b64dec     no limit of its own (the caller bounds the text)
 #   cgproc     the 4096-byte output (byte 1's top bit)
+#   cliresp    CLI_HEAD_MAX 64 KiB of head; CLI_TRAILER_MAX 8192; CLI_CHUNK_LINE_MAX 1024
 #   config     CONFIG_MAX_BYTES 1 MiB (413); 100000 values; 1024-entry lists
 #   events     no limit of its own (one event's data; a small log of 300-555 B)
 #   httpparse  DEFAULT_MAX_HEADER_BYTES 32768; request line 8192;
@@ -179,6 +180,7 @@ fuzz: $(FUZZ_BINS)
 # A new harness needs its line here (fuzz-run stops otherwise).
 FUZZ_MAX_LEN_fuzz_b64dec := 4096
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
+FUZZ_MAX_LEN_fuzz_cliresp := 81920
 FUZZ_MAX_LEN_fuzz_config := 1049600
 FUZZ_MAX_LEN_fuzz_egress := 4096
 FUZZ_MAX_LEN_fuzz_events := 8192

@@ -22,7 +22,9 @@
 
 #include "b64dec.h"
 #include "cli_http.h"
+#include "cli_term.h"
 #include "json.h"
+#include "sha1.h"
 
 #define ANSWER_MAX (16u << 20)     /* a JSON answer (box lists, infos) */
 #define ERROR_BODY_MAX (64u << 10) /* an error answer's body */
@@ -142,19 +144,22 @@ out:
 
 /* ---- requests ---- */
 
+/* One byte of a path segment or query value, percent-encoded unless
+ * unreserved. */
+static int seg_char(struct sbuf *sb, unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~')
+        return sbuf_putc(sb, (char)c);
+    return sbuf_appendf(sb, "%%%02X", c);
+}
+
 /* Percent-encodes one path segment (a box id or name from the user). */
 static int seg(struct sbuf *sb, const char *s)
 {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            if (sbuf_putc(sb, (char)c) < 0)
-                return -1;
-        } else if (sbuf_appendf(sb, "%%%02X", c) < 0) {
+    for (; *s; s++)
+        if (seg_char(sb, (unsigned char)*s) < 0)
             return -1;
-        }
-    }
     return 0;
 }
 
@@ -238,23 +243,6 @@ static void print_raw(const struct sbuf *raw)
 
 /* ---- base64 and input ---- */
 
-static int b64_append(struct sbuf *sb, const unsigned char *p, size_t n)
-{
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16;
-        if (i + 1 < n)
-            v |= (unsigned)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        char q[4] = {t[v >> 18], t[(v >> 12) & 63], i + 1 < n ? t[(v >> 6) & 63] : '=',
-                     i + 2 < n ? t[v & 63] : '='};
-        if (sbuf_append(sb, q, 4) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* Standard input, whole and bounded, as base64 text (NUL-terminated). */
 static int read_stdin_b64(struct sbuf *out)
 {
@@ -280,7 +268,7 @@ static int read_stdin_b64(struct sbuf *out)
         }
     }
     sbuf_init(out, STDIN_MAX / 3 * 4 + 16);
-    if (rc == 0 && b64_append(out, (const unsigned char *)(in.data ? in.data : ""), in.len) < 0)
+    if (rc == 0 && cli_b64_append(out, (const unsigned char *)(in.data ? in.data : ""), in.len) < 0)
         rc = fail(CLI_EXIT_BOXER, "STDIN", "out of memory");
     if (rc == 0 && !out->data && sbuf_append(out, "", 0) < 0)
         rc = fail(CLI_EXIT_BOXER, "STDIN", "out of memory");
@@ -876,6 +864,89 @@ static int box_path(struct sbuf *sb, const char *box, const char *tail)
     return 0;
 }
 
+/* Query-encodes s (an absolute path or a TERM name) into sb. */
+static int qenc(struct sbuf *sb, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '/' ? sbuf_putc(sb, '/') < 0 : seg_char(sb, c) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* `exec -it`: the /attach WebSocket; shell NULL for the server's default. */
+static int attach(struct cli *c, const char *box, const char *shell)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    struct call k;
+    struct bx_err err;
+    struct sbuf path, key, want, extra;
+    unsigned char rnd[16], dg[SHA1_LEN];
+    unsigned rows, cols;
+    const char *term = getenv("TERM");
+    int rc = 0;
+
+    bx_err_clear(&err);
+    k.fd = -1;
+    sbuf_init(&path, 8192);
+    sbuf_init(&key, 64);
+    sbuf_init(&want, 64);
+    sbuf_init(&extra, 512);
+    cli_term_size(&rows, &cols);
+    /* The server takes 1..64 of [A-Za-z0-9.+_-]; anything else: its default. */
+    if (term && (!*term || strlen(term) > 64 ||
+                 strspn(term, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+_-") !=
+                     strlen(term)))
+        term = NULL;
+    if ((rc = box_path(&path, box, "/attach")) != 0)
+        goto out;
+    if (sbuf_appendf(&path, "?cols=%u&rows=%u", cols, rows) < 0 ||
+        (term && (sbuf_appendf(&path, "&term=") < 0 || qenc(&path, term) < 0)) ||
+        (shell && (sbuf_appendf(&path, "&shell=") < 0 || qenc(&path, shell) < 0)) ||
+        getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
+        cli_b64_append(&key, rnd, sizeof(rnd)) < 0 || sbuf_append(&key, guid, strlen(guid)) < 0) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "cannot build the request");
+        goto out;
+    }
+    sha1(key.data, key.len, dg);
+    key.len -= strlen(guid);
+    key.data[key.len] = '\0';
+    if (cli_b64_append(&want, dg, sizeof(dg)) < 0 ||
+        sbuf_appendf(&extra, "Upgrade: websocket\r\nSec-WebSocket-Key: %s\r\n"
+                             "Sec-WebSocket-Version: 13\r\n", key.data) < 0) {
+        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+        goto out;
+    }
+    k.fd = cli_connect(&c->t, &err);
+    if (k.fd < 0 ||
+        cli_send_head(k.fd, &c->t, "GET", path.data, NULL, CLI_UPGRADE, extra.data, &err) < 0) {
+        rc = fail_err(&err);
+        goto out;
+    }
+    cli_resp_init(&k.r, cli_fd_read, &k.fd);
+    if (cli_resp_head(&k.r, &err) < 0) {
+        rc = fail_err(&err);
+        goto out;
+    }
+    if (k.r.status != 101) {
+        rc = fail_answer(&k);
+        goto out;
+    }
+    if (strcmp(k.r.ws_accept, want.data) != 0) {
+        rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "wrong Sec-WebSocket-Accept");
+        goto out;
+    }
+    rc = cli_term_session(k.fd, &k.r);
+out:
+    bx_close(&k.fd);
+    sbuf_free(&path);
+    sbuf_free(&key);
+    sbuf_free(&want);
+    sbuf_free(&extra);
+    return rc;
+}
+
 static int cmd_exec(struct cli *c, int argc, char **argv)
 {
     static const int allowed[] = {O_TIMEOUT, 'e', O_STDIN, 'w', O_USER, 'i', 't', 0};
@@ -898,12 +969,26 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
     }
     cmd = dd < argc ? argv + dd + 1 : argv + first + 1;
     ncmd = dd < argc ? argc - dd - 1 : dd - first - 1;
-    if ((dd < argc && dd - first != 1) || ncmd <= 0) {
+    if ((dd < argc && dd - first != 1) || (ncmd <= 0 && !(o.tty && o.interactive))) {
         rc = usage_err("exec: BOX -- CMD... expected");
         goto out;
     }
-    if (o.tty || o.interactive) {
-        rc = usage_err("exec: -i/-t (a terminal through /attach) is not in this build yet");
+    if (o.interactive && !o.tty) {
+        rc = usage_err("exec: -i goes with -t (a terminal); for input without one, --stdin");
+        goto out;
+    }
+    if (o.tty && o.interactive) {
+        /* The /attach terminal runs a shell: at most one absolute path. */
+        if (ncmd > 1 || (ncmd == 1 && cmd[0][0] != '/')) {
+            rc = usage_err("exec -it: runs a shell; give at most its absolute path");
+            goto out;
+        }
+        if (o.stdin_all || o.env.n || o.workdir || o.user || o.have_timeout) {
+            rc = usage_err("exec -it takes no --stdin, --env, --workdir, --user or --timeout");
+            goto out;
+        }
+        if ((rc = discover(c, &o)) == 0)
+            rc = attach(c, argv[first], ncmd == 1 ? cmd[0] : NULL);
         goto out;
     }
     if ((rc = discover(c, &o)) != 0 || (rc = box_path(&path, argv[first], "/exec")) != 0)
@@ -921,6 +1006,16 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
         json_w_kv_uint(&w, "timeout_ms", o.timeout_s * 1000);
     if (o.user)
         json_w_kv_cstr(&w, "user", o.user);
+    if (o.tty) {
+        /* -t alone: the command on a pty of the terminal's size, no input. */
+        unsigned rows, cols;
+        cli_term_size(&rows, &cols);
+        json_w_key(&w, "tty");
+        json_w_obj_begin(&w);
+        json_w_kv_uint(&w, "rows", rows);
+        json_w_kv_uint(&w, "cols", cols);
+        json_w_obj_end(&w);
+    }
     if (o.stdin_all)
         json_w_kv_cstr(&w, "stdin_b64", in.data);
     json_w_kv_bool(&w, "stream", 1);

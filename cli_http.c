@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -151,10 +152,12 @@ int cli_send_head(int fd, const struct cli_target *t, const char *method, const 
     int rc = -1;
 
     sbuf_init(&sb, 64u << 10);
-    if (sbuf_appendf(&sb, "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: boxer-cli/%s\r\n"
-                          "Connection: close\r\nContent-Length: %llu\r\n",
-                     method, t->prefix, path, t->hostport, BOXER_VERSION,
-                     (unsigned long long)body_len) < 0 ||
+    if (sbuf_appendf(&sb, "%s %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: boxer-cli/%s\r\n",
+                     method, t->prefix, path, t->hostport, BOXER_VERSION) < 0 ||
+        (body_len == CLI_UPGRADE && sbuf_appendf(&sb, "Connection: Upgrade\r\n") < 0) ||
+        (body_len != CLI_UPGRADE &&
+         sbuf_appendf(&sb, "Connection: close\r\nContent-Length: %llu\r\n",
+                      (unsigned long long)body_len) < 0) ||
         (t->token && sbuf_appendf(&sb, "Authorization: Bearer %s\r\n", t->token) < 0) ||
         (ctype && sbuf_appendf(&sb, "Content-Type: %s\r\n", ctype) < 0) ||
         (extra && sbuf_appendf(&sb, "%s", extra) < 0) || sbuf_append(&sb, "\r\n", 2) < 0) {
@@ -259,6 +262,7 @@ int cli_resp_head(struct cli_resp *r, struct bx_err *err)
         total = 0;
         have_len = chunked = 0;
         r->ctype[0] = '\0';
+        r->ws_accept[0] = '\0';
         int lr = raw_line(r, line, sizeof(line), &ll, err);
         if (lr <= 0)
             return lr < 0 ? -1 : bx_err_set(err, 502, 0, "the server closed without answering");
@@ -299,9 +303,11 @@ int cli_resp_head(struct cli_resp *r, struct bx_err *err)
                 chunked = 1;
             } else if (nl == 12 && ieq_prefix(line, "content-type")) {
                 snprintf(r->ctype, sizeof(r->ctype), "%s", v);
+            } else if (nl == 20 && ieq_prefix(line, "sec-websocket-accept")) {
+                snprintf(r->ws_accept, sizeof(r->ws_accept), "%s", v);
             }
         }
-        if (r->status >= 200)
+        if (r->status >= 200 || r->status == 101) /* 101: the other protocol follows */
             break;
     }
     r->chunk_state = 0;
@@ -315,7 +321,7 @@ int cli_resp_head(struct cli_resp *r, struct bx_err *err)
     } else {
         r->mode = CLI_BODY_CLOSE;
     }
-    if (r->status == 204 || r->status == 304) {
+    if (r->status == 101 || r->status == 204 || r->status == 304) {
         r->done = 1;
     }
     return 0;
@@ -456,4 +462,124 @@ int cli_resp_line(struct cli_resp *r, struct sbuf *sb, size_t max, int *truncate
         if (sbuf_putc(sb, (char)c) < 0)
             return bx_err_set(err, 500, ENOMEM, "out of memory");
     }
+}
+
+int cli_b64_append(struct sbuf *sb, const unsigned char *p, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        char q[4] = {t[v >> 18], t[(v >> 12) & 63], i + 1 < n ? t[(v >> 6) & 63] : '=',
+                     i + 2 < n ? t[v & 63] : '='};
+        if (sbuf_append(sb, q, 4) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Exactly n raw bytes from the connection (after the head). */
+static int raw_bytes(struct cli_resp *r, unsigned char *out, size_t n, struct bx_err *err)
+{
+    while (n > 0) {
+        int f = fill(r, err);
+        if (f <= 0)
+            return f < 0 ? -1 : bx_err_set(err, 502, 0, "connection closed inside a frame");
+        size_t k = r->len - r->pos;
+        if (k > n)
+            k = n;
+        memcpy(out, r->buf + r->pos, k);
+        r->pos += k;
+        out += k;
+        n -= k;
+    }
+    return 0;
+}
+
+int cli_ws_read_frame(struct cli_resp *r, int *opcode, int *fin, struct sbuf *payload,
+                      size_t max, struct bx_err *err)
+{
+    unsigned char h[8];
+    uint64_t len;
+    int f;
+
+    sbuf_reset(payload);
+    f = fill(r, err);
+    if (f <= 0)
+        return f;
+    if (raw_bytes(r, h, 2, err) < 0)
+        return -1;
+    if (h[0] & 0x70)
+        return bx_err_set(err, 502, 0, "frame with reserved bits");
+    if (h[1] & 0x80)
+        return bx_err_set(err, 502, 0, "masked frame from the server");
+    *fin = !!(h[0] & 0x80);
+    *opcode = h[0] & 0x0f;
+    if (*opcode != 0 && *opcode != 1 && *opcode != 2 && *opcode != 8 && *opcode != 9 &&
+        *opcode != 10)
+        return bx_err_set(err, 502, 0, "unknown frame opcode %d", *opcode);
+    len = h[1] & 0x7f;
+    if (len == 126) {
+        if (raw_bytes(r, h, 2, err) < 0)
+            return -1;
+        len = (uint64_t)h[0] << 8 | h[1];
+    } else if (len == 127) {
+        if (raw_bytes(r, h, 8, err) < 0)
+            return -1;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | h[i];
+    }
+    if (*opcode >= 8 && (len > 125 || !*fin))
+        return bx_err_set(err, 502, 0, "bad control frame");
+    if (len > max)
+        return bx_err_set(err, 502, 0, "frame over %zu bytes", max);
+    while (len > 0) {
+        unsigned char tmp[4096];
+        size_t k = len > sizeof(tmp) ? sizeof(tmp) : (size_t)len;
+        if (raw_bytes(r, tmp, k, err) < 0)
+            return -1;
+        if (sbuf_append(payload, tmp, k) < 0)
+            return bx_err_set(err, 500, ENOMEM, "out of memory");
+        len -= k;
+    }
+    return 1;
+}
+
+int cli_ws_send(int fd, int opcode, const void *data, size_t len, struct bx_err *err)
+{
+    unsigned char h[14], mask[4], buf[4096];
+    const unsigned char *p = data;
+    size_t hl = 0, off = 0;
+
+    if (getrandom(mask, sizeof(mask), 0) != (ssize_t)sizeof(mask))
+        return bx_err_sys(err, 500, "getrandom");
+    h[hl++] = (unsigned char)(0x80 | (opcode & 0x0f));
+    if (len < 126) {
+        h[hl++] = (unsigned char)(0x80 | len);
+    } else if (len < 65536) {
+        h[hl++] = 0x80 | 126;
+        h[hl++] = (unsigned char)(len >> 8);
+        h[hl++] = (unsigned char)len;
+    } else {
+        h[hl++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            h[hl++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    memcpy(h + hl, mask, 4);
+    hl += 4;
+    if (bx_write_all(fd, h, hl) < 0)
+        return bx_err_sys(err, 0, "sending a frame");
+    while (off < len) {
+        size_t k = len - off > sizeof(buf) ? sizeof(buf) : len - off;
+        for (size_t i = 0; i < k; i++)
+            buf[i] = p[off + i] ^ mask[(off + i) & 3];
+        if (bx_write_all(fd, buf, k) < 0)
+            return bx_err_sys(err, 0, "sending a frame");
+        off += k;
+    }
+    return 0;
 }

@@ -38,9 +38,14 @@ int cli_connect(const struct cli_target *t, struct bx_err *err);
 
 /* Sends the request head: "METHOD prefix+path HTTP/1.1", Host,
  * Authorization, Content-Type (when ctype), Content-Length (body_len), plus
- * extra (CRLF-terminated lines or NULL). */
+ * extra (CRLF-terminated lines or NULL).  body_len CLI_UPGRADE: no body,
+ * "Connection: Upgrade" instead of "close" (extra names the protocol). */
+#define CLI_UPGRADE UINT64_MAX
 int cli_send_head(int fd, const struct cli_target *t, const char *method, const char *path,
                   const char *ctype, uint64_t body_len, const char *extra, struct bx_err *err);
+
+/* Standard base64 of p[0..n) appended to sb. */
+int cli_b64_append(struct sbuf *sb, const unsigned char *p, size_t n);
 
 typedef ssize_t (*cli_read_fn)(void *ctx, void *buf, size_t n);
 
@@ -54,6 +59,7 @@ struct cli_resp {
     int eof;        /* the source returned 0 */
     int status;
     char ctype[128];
+    char ws_accept[32]; /* Sec-WebSocket-Accept of a 101 */
     enum cli_body_mode mode;
     uint64_t remaining; /* LENGTH: body bytes left; CHUNKED: of this chunk */
     int chunk_state;    /* 0 size line next, 1 in data, 2 done */
@@ -76,5 +82,15 @@ int cli_resp_read_all(struct cli_resp *r, struct sbuf *sb, struct bx_err *err);
  * consumed whole, its first max bytes kept and *truncated set. */
 int cli_resp_line(struct cli_resp *r, struct sbuf *sb, size_t max, int *truncated,
                   struct bx_err *err);
+
+/* WebSocket frames of a server, read after a 101 through the same
+ * buffer: one whole frame into payload (at most max bytes, else error
+ * 1009-like), *opcode and *fin set.  Server frames must not be masked;
+ * reserved bits, unknown opcodes and control frames over 125 bytes or
+ * fragmented are errors.  1 a frame, 0 EOF before one, -1 error. */
+int cli_ws_read_frame(struct cli_resp *r, int *opcode, int *fin, struct sbuf *payload,
+                      size_t max, struct bx_err *err);
+/* One masked client frame (FIN set). */
+int cli_ws_send(int fd, int opcode, const void *data, size_t len, struct bx_err *err);
 
 #endif
