@@ -120,7 +120,7 @@ int cli_term_session(int fd, struct cli_resp *r)
     if (is_tty && tcgetattr(0, &saved) == 0) {
         raw = saved;
         cfmakeraw(&raw);
-        if (tcsetattr(0, TCSAFLUSH, &raw) < 0)
+        if (tcsetattr(0, TCSANOW, &raw) < 0) /* typed-ahead input kept */
             is_tty = 0;
     } else {
         is_tty = 0;
@@ -177,7 +177,7 @@ int cli_term_session(int fd, struct cli_resp *r)
     }
 out:
     if (is_tty)
-        tcsetattr(0, TCSAFLUSH, &saved);
+        tcsetattr(0, TCSANOW, &saved);
     sigaction(SIGWINCH, &old_sa, NULL);
     close(winch_pipe[0]);
     close(winch_pipe[1]);

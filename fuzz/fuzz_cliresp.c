@@ -3,7 +3,8 @@
  * out (reads of 1..64 bytes or whole) and whether the body is read as
  * NDJSON lines (a 64-byte line cap, as the client's 4 MiB cap but small)
  * or as raw bytes; byte 1 picks the raw read size.  The rest is the answer:
- * status line, headers, a Content-Length, chunked or read-to-close body.
+ * status line, headers, a Content-Length, chunked or read-to-close body,
+ * or after a 101 the WebSocket frames `exec -it` reads (4096-byte cap).
  * Checks: the decoder never hands out more body bytes than it was given,
  * kept lines never exceed the cap, and everything ends (no byte is read
  * twice: the total read equals at most the input). */
@@ -64,9 +65,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cli_resp_init(r, rd, &s);
     bx_err_clear(&err);
     if (cli_resp_head(r, &err) == 0) {
-        CHECK(r->status >= 200 && r->status <= 599);
+        CHECK(r->status == 101 || (r->status >= 200 && r->status <= 599));
         size_t body = 0;
-        if (mode & 0x80) {
+        if (r->status == 101) {
+            /* After a 101: WebSocket frames of the server (exec -it). */
+            struct sbuf pl;
+            int op, fin;
+            sbuf_init(&pl, 8192);
+            while (cli_ws_read_frame(r, &op, &fin, &pl, 4096, &err) == 1) {
+                CHECK(pl.len <= 4096);
+                CHECK(op <= 2 || (op >= 8 && op <= 10 && pl.len <= 125 && fin));
+                body += pl.len;
+            }
+            sbuf_free(&pl);
+        } else if (mode & 0x80) {
             struct sbuf line;
             int trunc, lr;
             sbuf_init(&line, 1u << 20);

@@ -4,12 +4,18 @@ output, exit statuses (the command's own; 124 timeout; 125 Boxer refused or
 unreachable; 2 usage), stdin, env, files, the box lifecycle, discovery
 (--url, BOXER_URL, the socket under $HOME, unix:// URLs) and BOXER_TOKEN."""
 
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import shutil
+import signal
+import struct
 import subprocess
 import tempfile
+import termios
 import time
 
 import pytest
@@ -241,3 +247,97 @@ def test_discovery_socket_and_token(make_server, sockhome):
     assert err_code(p) == "HTTP 401"
     p = cli("unix://" + sock, "run", BUSYBOX, "--", "echo", "via socket", env=tok)
     assert (p.returncode, p.stdout) == (0, b"via socket\n"), p.stderr
+
+
+def _read_until(fd, pattern, deadline):
+    buf = b""
+    while pattern not in buf:
+        left = deadline - time.monotonic()
+        assert left > 0, buf[-2000:]
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child is gone
+                chunk = b""
+            assert chunk, (pattern, buf[-2000:])
+            buf += chunk
+    return buf
+
+
+def _set_size(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def test_exec_it_terminal_through_a_pty(server):
+    """`boxer exec -it BOX` on a pseudo-terminal: the shell in the box gets
+    the terminal's size, follows a resize (SIGWINCH), echoes what is typed
+    and its exit status is boxer's."""
+    p = cli_box(server.url, "create", "--disk", "1", BUSYBOX)
+    assert p.returncode == 0, p.stderr
+    box = p.stdout.decode().strip()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: boxer on the pty, as a user's terminal
+        try:
+            _set_size(0, 30, 100)
+            os.execv(boxer_server.BOXER_BIN,
+                     [boxer_server.BOXER_BIN, "exec", "-it", "--url", server.url, box])
+        finally:
+            os._exit(99)
+    status = None
+    try:
+        deadline = time.monotonic() + 90
+        _read_until(fd, b"# ", deadline)  # the shell's prompt
+        os.write(fd, b"stty size; echo mark-$((6*7))\r")
+        out = _read_until(fd, b"mark-42", deadline)
+        assert b"30 100" in out, out
+        _set_size(fd, 40, 120)  # SIGWINCH to boxer, the pty's foreground
+        n = 0
+        while True:
+            n += 1
+            os.write(fd, b"stty size; echo probe-$((%d+1000))\r" % n)
+            out = _read_until(fd, b"probe-%d" % (n + 1000), deadline)
+            if b"40 120" in out:
+                break
+            time.sleep(0.2)
+        os.write(fd, b"exit 7\r")
+        _read_until_exit = time.monotonic() + 60
+        while status is None and time.monotonic() < _read_until_exit:
+            wpid, st = os.waitpid(pid, os.WNOHANG)
+            if wpid:
+                status = st
+                break
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    os.read(fd, 65536)
+                except OSError:
+                    pass
+        assert status is not None, "boxer exec -it did not end"
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 7, status
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+        cli_box(server.url, "rm", "-f", box)
+
+
+def test_exec_t_runs_on_a_pty_and_it_needs_a_shell_path(server):
+    p = cli_box(server.url, "create", "--disk", "1", BUSYBOX)
+    assert p.returncode == 0, p.stderr
+    box = p.stdout.decode().strip()
+    try:
+        p = cli(server.url, "exec", "-t", box, "--", "sh", "-c", "test -t 1 && stty size")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == b"24 80\r\n"  # not a terminal here: the defaults
+        p = cli(server.url, "exec", "-it", box, "--", "ls", "-l")
+        assert p.returncode == 2 and err_code(p) == "USAGE"
+        p = cli(server.url, "exec", "-i", box, "--", "cat")
+        assert p.returncode == 2 and err_code(p) == "USAGE"
+        # The server's refusal of a terminal for a stopped box is one line.
+        assert cli_box(server.url, "stop", box).returncode == 0
+        p = cli(server.url, "exec", "-it", box)
+        assert p.returncode == 125 and err_code(p) == "BOX_NOT_RUNNING", p.stderr
+    finally:
+        cli_box(server.url, "rm", "-f", box)
