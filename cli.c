@@ -97,6 +97,7 @@ static void usage(FILE *f)
     fputs("usage: boxer [serve] [--config PATH]          start the server\n"
           "       boxer run [opts] IMAGE [--] CMD...      run a command, stream its output\n"
           "       boxer exec [opts] BOX [--] CMD...       run a command in a box\n"
+          "       boxer exec -it BOX [/path/to/shell]       a terminal in a box\n"
           "       boxer box create [opts] IMAGE\n"
           "       boxer box ls|info|stop|start|rm|gc|exec|cp ...\n"
           "       boxer images | boxer health\n"
@@ -330,6 +331,17 @@ static int scan_int(const char *s, size_t len, const char *name, int64_t *out)
     return bx_parse_i64(p, i, -1000000, 1000000, out);
 }
 
+/* A streamed /run's failed result, worded as the plain /run's answer would
+ * be: TIMEOUT (124) for 408, else "HTTP <status>" (125). */
+static int fail_status(int64_t st, const char *msg)
+{
+    char code[32];
+    if (st == 408)
+        return fail(CLI_EXIT_TIMEOUT, "TIMEOUT", "%.600s", msg);
+    snprintf(code, sizeof(code), "HTTP %" PRId64, st);
+    return fail(CLI_EXIT_BOXER, code, "%.600s", msg);
+}
+
 /* Reads the NDJSON events of a streamed /run (is_run) or box exec and
  * returns the exit status. */
 static int follow_stream(struct call *k, int is_run)
@@ -362,8 +374,7 @@ static int follow_stream(struct call *k, int is_run)
                 if (st == 200 && scan_int(line.data, line.len, "exit_code", &code) == 0)
                     rc = clamp_status(code);
                 else
-                    rc = fail(st == 408 ? CLI_EXIT_TIMEOUT : CLI_EXIT_BOXER, "RUN_FAILED",
-                              "the run failed with status %" PRId64, st);
+                    rc = fail_status(st, "the run failed");
                 break;
             }
             rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "event over %u bytes", LINE_MAX_BYTES);
@@ -391,12 +402,11 @@ static int follow_stream(struct call *k, int is_run)
                 st = 500;
             if (st == 200 && jint(ev, "exit_code", &code) == 0)
                 rc = clamp_status(code);
-            else
-                rc = fail(st == 408 ? CLI_EXIT_TIMEOUT : CLI_EXIT_BOXER,
-                          jstr(ev, "code") ? jstr(ev, "code")
-                          : st == 408      ? "TIMEOUT"
-                                           : "RUN_FAILED",
+            else if (jstr(ev, "code"))
+                rc = fail(st == 408 ? CLI_EXIT_TIMEOUT : CLI_EXIT_BOXER, jstr(ev, "code"),
                           "%.600s", e ? e : "the run failed");
+            else
+                rc = fail_status(st, e ? e : "the run failed");
         } else if (!is_run && strcmp(type, "exit") == 0) {
             const struct json_value *to = json_get(ev, "timed_out");
             if (to && to->type == JSON_BOOL && to->u.boolean)

@@ -102,6 +102,20 @@ def test_run_file_and_limits(server, tmp_path):
     assert err_code(p) == "CLIENT_ERROR"
 
 
+def test_run_large_output_and_output_limit(server):
+    # 9 MB of bytes: the result line (with the output again, base64) is over
+    # the client's 4 MiB event cap and read for its status and exit code.
+    p = cli(server.url, "run", BUSYBOX, "--", "sh", "-c",
+            "head -c 9000000 /dev/zero | tr '\\0' x; exit 4")
+    assert p.returncode == 4, p.stderr
+    assert p.stdout == b"x" * 9000000
+    # Over output_limit_bytes (10 MiB): Boxer's 507, one line, 125.
+    p = cli(server.url, "run", BUSYBOX, "--", "head", "-c", "12000000", "/dev/zero")
+    assert p.returncode == 125
+    assert err_code(p) == "HTTP 507", p.stderr
+    assert "output_limit_bytes" in p.stderr.decode()
+
+
 def test_run_errors_and_statuses(server):
     # Killed by a signal: 128+N, like a shell.
     p = cli(server.url, "run", BUSYBOX, "--", "sh", "-c", "kill -9 $$")
