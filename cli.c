@@ -97,7 +97,7 @@ static void usage(FILE *f)
     fputs("usage: boxer [serve] [--config PATH]          start the server\n"
           "       boxer run [opts] IMAGE [--] CMD...      run a command, stream its output\n"
           "       boxer exec [opts] BOX [--] CMD...       run a command in a box\n"
-          "       boxer exec -it BOX [/path/to/shell]       a terminal in a box\n"
+          "       boxer exec -it BOX [SHELL]              a terminal in a box\n"
           "       boxer box create [opts] IMAGE\n"
           "       boxer box ls|info|stop|start|rm|gc|exec|cp ...\n"
           "       boxer images | boxer health\n"
@@ -105,7 +105,7 @@ static void usage(FILE *f)
           "client options: --url URL (else $BOXER_URL, ~/.boxer/boxer.sock, http://127.0.0.1:8080),\n"
           "  --json, --cpu N, --memory MB, --timeout SECS, --network MODE, -e/--env K=V,\n"
           "  --file LOCAL:PATH, --stdin, -w/--workdir DIR, --name NAME, --disk GB,\n"
-          "  --status S, -f/--force, --older-than SECS.  See boxer(1).\n",
+          "  --status S, -f/--force, --older-than SECS, --user U, -t, -i.  See boxer(1).\n",
           f);
 }
 
