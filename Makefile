@@ -77,6 +77,7 @@ DEPS_test_api_v1run := api_run run infeed b64dec run_discard run_recover net net
 DEPS_test_exec_log := exec_log stream_events json json_write util err
 DEPS_test_b64dec := b64dec
 DEPS_test_infeed := infeed loop util err
+DEPS_test_cli_http := cli_http util err
 DEPS_test_ws := ws sha1 httpparse util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
