@@ -28,7 +28,7 @@ $(B)/%.o: %.c $(wildcard *.h) | $(B)
 $(B):
 	mkdir -p $(B)
 
-$(BIN): $(B)/boxer.o $(LIB_SRCS:%.c=$(B)/%.o) $(B)/box_init_blob.o
+$(BIN): $(B)/boxer.o $(LIB_SRCS:%.c=$(B)/%.o) $(B)/box_init_blob.o $(B)/ui_blob.o
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^
 
 # The in-box PID 1 (boxinit/, outside LIB_SRCS): a static musl program,
@@ -46,10 +46,27 @@ $(B)/box_init_blob.c: $(B)/box_init
 $(B)/box_init_blob.o: $(B)/box_init_blob.c
 	$(CC) -fPIE -c -o $@ $<
 
+# The web console (ui/, issue 18), embedded the same way: one array per file
+# and the table ui.c serves from (ui.c declares it weak, as above).
+UI_FILES := $(sort $(wildcard ui/*.html ui/*.css ui/*.js ui/vendor/*))
+$(B)/ui_blob.c: $(UI_FILES) Makefile | $(B)
+	{ echo '/* generated from ui/ */'; echo '#include "ui.h"'; \
+	  i=0; for f in $(UI_FILES); do \
+	    echo "static const unsigned char f$$i[] = {"; \
+	    od -An -v -tu1 $$f | awk '{for (i = 1; i <= NF; i++) printf "%s,", $$i; print ""}'; \
+	    echo '0};'; i=$$((i + 1)); done; \
+	  echo 'const struct ui_file ui_files[] = {'; \
+	  i=0; for f in $(UI_FILES); do \
+	    echo "{\"$${f#ui/}\", f$$i, $$(wc -c < $$f)},"; i=$$((i + 1)); done; \
+	  echo '};'; \
+	  echo "const unsigned long ui_files_n = $(words $(UI_FILES));"; } > $@.tmp && mv $@.tmp $@
+$(B)/ui_blob.o: $(B)/ui_blob.c ui.h
+	$(CC) -fPIE -I. -c -o $@ $<
+
 # Static single binary: glibc static works for everything Boxer calls (no NSS:
 # Boxer never resolves user or host names).
 static: boxer-static
-boxer-static: $(addprefix $(B)/static-,$(addsuffix .o,$(basename boxer.c $(LIB_SRCS)))) $(B)/box_init_blob.o
+boxer-static: $(addprefix $(B)/static-,$(addsuffix .o,$(basename boxer.c $(LIB_SRCS)))) $(B)/box_init_blob.o $(B)/ui_blob.o
 	$(CC) -static -o $@ $^
 $(B)/static-%.o: %.c $(wildcard *.h) | $(B)
 	$(CC) $(filter-out -fPIE,$(ALL_CFLAGS)) -c -o $@ $<
@@ -79,6 +96,7 @@ DEPS_test_b64dec := b64dec
 DEPS_test_infeed := infeed loop util err
 DEPS_test_cli_http := cli_http util err
 DEPS_test_ws := ws sha1 httpparse util err
+DEPS_test_wsauth := wsauth
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -195,6 +213,7 @@ FUZZ_MAX_LEN_fuzz_runreq := 4198400
 FUZZ_MAX_LEN_fuzz_storepath := 8192
 FUZZ_MAX_LEN_fuzz_v1run := 4195328
 FUZZ_MAX_LEN_fuzz_ws := 16384
+FUZZ_MAX_LEN_fuzz_wsauth := 8192
 # name:max_len pairs for the shell loops (recursive: checked only when used).
 FUZZ_TABLE = $(foreach n,$(FUZZ_NAMES),$(n):$(or $(FUZZ_MAX_LEN_$(n)),$(error no FUZZ_MAX_LEN_$(n) in the Makefile)))
 

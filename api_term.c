@@ -24,6 +24,7 @@
 #include "log.h"
 #include "util.h"
 #include "ws.h"
+#include "wsauth.h"
 
 #define TERM_OUT_HIGH (256 * 1024)  /* queued for the client: stop reading the pty */
 #define TERM_OUT_PAUSE (1 << 20)    /* queued (pongs...): stop reading the client too */
@@ -490,8 +491,18 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
     t->in_loop = 1;
     t->events = EPOLLIN;
     t->c = c;
-    snprintf(hdr, sizeof(hdr),
-             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
+    {
+        /* The web console offers "boxer" (and its token, wsauth.h): a
+         * browser fails the handshake unless one offered is selected. */
+        const struct http_header *proto = http_find_header(req, "Sec-WebSocket-Protocol");
+        struct wsauth wa;
+        memset(&wa, 0, sizeof(wa));
+        if (proto)
+            wsauth_parse(proto->value, proto->value_len, &wa);
+        snprintf(hdr, sizeof(hdr),
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s",
+                 accept, wa.offers_boxer ? "Sec-WebSocket-Protocol: boxer\r\n" : "");
+    }
     http_upgrade(c, hdr, &term_conn_ops, t);
 }
 

@@ -38,6 +38,8 @@
 #include "cli.h"
 #include "proc.h"
 #include "route.h"
+#include "ui.h"
+#include "wsauth.h"
 #include "run.h"
 #include "store.h"
 #include "util.h"
@@ -54,6 +56,7 @@ struct app {
     struct net *net;
     struct run_mgr *runs;
     struct box_mgr *boxes;
+    struct ui_node *node; /* GET /v1/node */
     struct metrics *metrics;
     struct upload_ctx *committing; /* uploads whose commit child runs */
     struct str_list tokens; /* auth_tokens plus $BOXER_TOKEN; empty: no auth */
@@ -733,6 +736,28 @@ static void on_api_v1_run(void *app, struct http_conn *c, const struct http_requ
     on_api_v1(app, c, req, 1);
 }
 
+/* The web console (ui.c) */
+static void on_ui(void *app, struct http_conn *c, const struct http_request *req,
+                  const struct route_params *p)
+{
+    (void)app, (void)req, (void)p;
+    ui_serve(c, http_conn_path(c));
+}
+
+static void on_ui_root(void *app, struct http_conn *c, const struct http_request *req,
+                       const struct route_params *p)
+{
+    (void)app, (void)req, (void)p;
+    ui_redirect(c);
+}
+
+static void on_node(void *app, struct http_conn *c, const struct http_request *req,
+                    const struct route_params *p)
+{
+    (void)req, (void)p;
+    ui_node_json(((struct app *)app)->node, c);
+}
+
 /* Every route, once: dispatch, 405 and its Allow list, 404 and the metrics
  * labels (in this order on /metrics) all come from here. */
 static const struct route routes[] = {
@@ -769,6 +794,12 @@ static const struct route routes[] = {
     {HTTP_POST, "/v1/run", on_api_v1_run, "/v1/run", 0},
     {HTTP_GET, "/v1/boxes/{id}/attach", on_api_box_attach, "/v1/boxes/{id}/attach", 0},
     {HTTP_POST, "/v1/boxes/{id}/exec/{eid}/resize", on_api_box_exec_resize, "/v1/boxes/{id}/exec/{eid}/resize", 0},
+    {HTTP_GET, "/v1/node", on_node, "/v1/node", 0},
+    {HTTP_GET, "/", on_ui_root, "/ui", 2},
+    {HTTP_GET, "/ui", on_ui, "/ui", 2},
+    {HTTP_GET, "/ui/", on_ui, "/ui", 2},
+    {HTTP_GET, "/ui/{file}", on_ui, "/ui", 2},
+    {HTTP_GET, "/ui/vendor/{file}", on_ui, "/ui", 2},
 };
 
 static void observe_request(void *arg, const char *path, int status)
@@ -793,15 +824,33 @@ static int token_equal(const char *given, size_t glen, const char *token)
 static int authorized(const struct app *a, const struct http_request *req)
 {
     const struct http_header *h;
+    const char *given;
+    size_t glen;
+    struct wsauth ws;
     int ok = 0;
     if (a->tokens.n == 0)
         return 1;
     h = http_find_header(req, "Authorization");
-    if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0)
-        return 0;
+    if (h) {
+        if (h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0)
+            return 0;
+        given = h->value + 7;
+        glen = h->value_len - 7;
+    } else {
+        /* A browser's WebSocket cannot send Authorization: the console
+         * offers the token as a subprotocol (wsauth.h). */
+        h = http_find_header(req, "Sec-WebSocket-Protocol");
+        if (!h)
+            return 0;
+        wsauth_parse(h->value, h->value_len, &ws);
+        if (!ws.has_token)
+            return 0;
+        given = ws.token;
+        glen = ws.token_len;
+    }
     /* Check every token, so timing does not tell which one matched. */
     for (size_t i = 0; i < a->tokens.n; i++)
-        ok |= token_equal(h->value + 7, h->value_len - 7, a->tokens.items[i]);
+        ok |= token_equal(given, glen, a->tokens.items[i]);
     return ok;
 }
 
@@ -867,10 +916,10 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
     char allow[96];
 
     /* /healthz tells nothing and must answer monitors whatever their Host. */
-    if (!(same_path && same_path->public)) {
+    if (!(same_path && same_path->public == 1)) {
         if (!browser_safe(a, c, req))
             return;
-        if (!authorized(a, req)) {
+        if (!(same_path && same_path->public == 2) && !authorized(a, req)) {
             http_respond_error_with_headers(c, BX_E_UNAUTHORIZED, "WWW-Authenticate: Bearer\r\n",
                                             "missing or wrong bearer token");
             return;
@@ -1087,7 +1136,12 @@ static int setup_runs(struct app *a, struct bx_err *err)
     {
         struct box_mgr_params bp = {a->loop, &a->cfg, a->images, a->cgroups, a->runsc,
                                     a->platform, a->net, a->runs};
-        return box_mgr_new(&a->boxes, &bp, err);
+        struct ui_node_params np = {a->loop, &a->cfg, a->runs, NULL, a->images, a->runsc,
+                                    a->platform};
+        if (box_mgr_new(&a->boxes, &bp, err) < 0)
+            return -1;
+        np.boxes = a->boxes;
+        return ui_node_new(&a->node, &np, err);
     }
 }
 
@@ -1247,6 +1301,7 @@ out:
         store_upload_finish(&u->up, 0, NULL);
         upload_ctx_free(u);
     }
+    ui_node_free(a.node);
     box_mgr_free(&a.boxes);
     run_mgr_free(&a.runs);
     net_free(&a.net);

@@ -33,7 +33,9 @@ struct route {
     const char *pattern;
     route_fn handler;
     const char *label; /* the metrics label of every request to this path */
-    int public;        /* answered before the Host, Origin and token checks */
+    int public;        /* 1: answered before the Host, Origin and token checks;
+                        * 2: Host and Origin checked, no token (the web
+                        * console's static files: the page asks for it) */
 };
 
 /* 1 when path matches pattern whole (params filled), else 0.  A pattern
