@@ -22,44 +22,16 @@
 
 #include "b64dec.h"
 #include "cli_http.h"
+#include "cli_internal.h"
 #include "cli_term.h"
 #include "json.h"
 #include "sha1.h"
 
-#define ANSWER_MAX (16u << 20)     /* a JSON answer (box lists, infos) */
-#define ERROR_BODY_MAX (64u << 10) /* an error answer's body */
-#define LINE_MAX_BYTES (4u << 20)  /* one NDJSON event (a log event is far smaller) */
-#define STDIN_MAX (10u << 20)      /* the server's default stdin_limit_bytes */
-
-struct cli {
-    struct cli_target t;
-    int json;
-};
-
-/* One request in flight: the connection and its answer. */
-struct call {
-    int fd;
-    struct cli_resp r;
-};
-
-/* Every option any subcommand takes; each subcommand lists the ones it
- * accepts (`allowed`), the others are usage errors. */
-struct opts {
-    const char *url, *network, *workdir, *name, *status, *user;
-    double cpu;
-    int have_cpu, stdin_all, force, interactive, tty;
-    uint64_t memory_mb, timeout_s, disk_gb, older_than;
-    int have_memory, have_timeout, have_disk, have_older;
-    struct str_list env, files;
-};
-
-static const struct json_limits answer_limits = {ANSWER_MAX, 64, 1000000};
+const struct json_limits cli_answer_limits = {ANSWER_MAX, 64, 1000000};
 
 /* ---- messages ---- */
 
-static int fail(int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(int status, const char *code, const char *fmt, ...)
+int cli_fail(int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
     char msg[1024];
@@ -71,17 +43,16 @@ static int fail(int status, const char *code, const char *fmt, ...)
 }
 
 /* A client-side failure in err: unreachable (status 0), a bad answer, ... */
-static int fail_err(const struct bx_err *err)
+int cli_fail_err(const struct bx_err *err)
 {
     const char *code = err->status == 0 ? "UNREACHABLE"
                        : err->status == 502 ? "BAD_ANSWER"
                        : err->status == 413 ? "ANSWER_TOO_LARGE"
                                             : "CLIENT_ERROR";
-    return fail(CLI_EXIT_BOXER, code, "%s", err->msg);
+    return cli_fail(CLI_EXIT_BOXER, code, "%s", err->msg);
 }
 
-static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_err(const char *fmt, ...)
+int cli_usage_err(const char *fmt, ...)
 {
     va_list ap;
     fputs("boxer: ", stderr);
@@ -92,7 +63,7 @@ static int usage_err(const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
-static void usage(FILE *f)
+static void cli_usage(FILE *f)
 {
     fputs("usage: boxer [serve] [--config PATH]          start the server\n"
           "       boxer run [opts] IMAGE [--] CMD...      run a command, stream its output\n"
@@ -110,7 +81,7 @@ static void usage(FILE *f)
 }
 
 /* The error answer's message and code on one line; 125. */
-static int fail_answer(struct call *k)
+int cli_fail_answer(struct call *k)
 {
     struct sbuf sb;
     struct bx_err err;
@@ -123,20 +94,20 @@ static int fail_answer(struct call *k)
     bx_err_clear(&err);
     snprintf(codebuf, sizeof(codebuf), "HTTP %d", k->r.status);
     if (cli_resp_read_all(&k->r, &sb, &err) == 0 && sb.len > 0 &&
-        json_parse(sb.data, sb.len, &answer_limits, &doc, &err) == 0) {
+        json_parse(sb.data, sb.len, &cli_answer_limits, &doc, &err) == 0) {
         v = json_doc_root(doc);
         code = json_get(v, "code");
         msg = json_get(v, "message");
         if (!msg || msg->type != JSON_STRING)
             msg = json_get(v, "error");
         if (msg && msg->type == JSON_STRING) {
-            rc = fail(CLI_EXIT_BOXER,
+            rc = cli_fail(CLI_EXIT_BOXER,
                       code && code->type == JSON_STRING ? code->u.str.s : codebuf, "%.600s",
                       msg->u.str.s);
             goto out;
         }
     }
-    rc = fail(CLI_EXIT_BOXER, codebuf, "the server refused the request");
+    rc = cli_fail(CLI_EXIT_BOXER, codebuf, "the server refused the request");
 out:
     json_doc_free(&doc);
     sbuf_free(&sb);
@@ -156,7 +127,7 @@ static int seg_char(struct sbuf *sb, unsigned char c)
 }
 
 /* Percent-encodes one path segment (a box id or name from the user). */
-static int seg(struct sbuf *sb, const char *s)
+int cli_seg(struct sbuf *sb, const char *s)
 {
     for (; *s; s++)
         if (seg_char(sb, (unsigned char)*s) < 0)
@@ -165,7 +136,7 @@ static int seg(struct sbuf *sb, const char *s)
 }
 
 /* Connects, sends the head and body, reads the answer's head. */
-static int call_begin(struct cli *c, struct call *k, const char *method, const char *path,
+int cli_call_begin(struct cli *c, struct call *k, const char *method, const char *path,
                       const char *ctype, const void *body, size_t len, struct bx_err *err)
 {
     k->fd = cli_connect(&c->t, err);
@@ -174,24 +145,24 @@ static int call_begin(struct cli *c, struct call *k, const char *method, const c
     if (cli_send_head(k->fd, &c->t, method, path, ctype, len, NULL, err) < 0 ||
         (len > 0 && bx_write_all(k->fd, body, len) < 0 &&
          bx_err_sys(err, 0, "sending the request") < 0))
-        goto fail;
+        goto fail_out;
     cli_resp_init(&k->r, cli_fd_read, &k->fd);
     if (cli_resp_head(&k->r, err) < 0)
-        goto fail;
+        goto fail_out;
     return 0;
-fail:
+fail_out:
     bx_close(&k->fd);
     return -1;
 }
 
-static void call_end(struct call *k)
+void cli_call_end(struct call *k)
 {
     bx_close(&k->fd);
 }
 
 /* A whole request answered with JSON: *doc set on a 2xx answer (NULL for
  * an empty body).  Returns 0, or the exit status to leave with. */
-static int call_json(struct cli *c, const char *method, const char *path, const char *body,
+int cli_call_json(struct cli *c, const char *method, const char *path, const char *body,
                      struct json_doc **doc, struct sbuf *raw)
 {
     struct call k;
@@ -200,31 +171,31 @@ static int call_json(struct cli *c, const char *method, const char *path, const 
 
     bx_err_clear(&err);
     *doc = NULL;
-    if (call_begin(c, &k, method, path, body ? "application/json" : NULL, body,
+    if (cli_call_begin(c, &k, method, path, body ? "application/json" : NULL, body,
                    body ? strlen(body) : 0, &err) < 0)
-        return fail_err(&err);
+        return cli_fail_err(&err);
     if (k.r.status < 200 || k.r.status > 299) {
-        rc = fail_answer(&k);
+        rc = cli_fail_answer(&k);
         goto out;
     }
     if (cli_resp_read_all(&k.r, raw, &err) < 0) {
-        rc = fail_err(&err);
+        rc = cli_fail_err(&err);
         goto out;
     }
-    if (raw->len > 0 && json_parse(raw->data, raw->len, &answer_limits, doc, &err) < 0)
-        rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "%s", err.msg);
+    if (raw->len > 0 && json_parse(raw->data, raw->len, &cli_answer_limits, doc, &err) < 0)
+        rc = cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "%s", err.msg);
 out:
-    call_end(&k);
+    cli_call_end(&k);
     return rc;
 }
 
-static const char *jstr(const struct json_value *o, const char *key)
+const char *cli_jstr(const struct json_value *o, const char *key)
 {
     const struct json_value *v = json_get(o, key);
     return v && v->type == JSON_STRING ? v->u.str.s : NULL;
 }
 
-static int jint(const struct json_value *o, const char *key, int64_t *out)
+int cli_jint(const struct json_value *o, const char *key, int64_t *out)
 {
     const struct json_value *v = json_get(o, key);
     if (!v || v->type != JSON_NUMBER || !v->u.num.is_int)
@@ -233,7 +204,7 @@ static int jint(const struct json_value *o, const char *key, int64_t *out)
     return 0;
 }
 
-static void print_raw(const struct sbuf *raw)
+void cli_print_raw(const struct sbuf *raw)
 {
     if (raw->len > 0) {
         fwrite(raw->data, 1, raw->len, stdout);
@@ -257,22 +228,22 @@ static int read_stdin_b64(struct sbuf *out)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            rc = fail(CLI_EXIT_BOXER, "STDIN", "reading standard input: %s", strerror(errno));
+            rc = cli_fail(CLI_EXIT_BOXER, "STDIN", "reading standard input: %s", strerror(errno));
             break;
         }
         if (n == 0)
             break;
         if (sbuf_append(&in, buf, (size_t)n) < 0) {
-            rc = fail(CLI_EXIT_BOXER, "STDIN_TOO_LARGE", "standard input over %u bytes",
+            rc = cli_fail(CLI_EXIT_BOXER, "STDIN_TOO_LARGE", "standard input over %u bytes",
                       STDIN_MAX);
             break;
         }
     }
     sbuf_init(out, STDIN_MAX / 3 * 4 + 16);
     if (rc == 0 && cli_b64_append(out, (const unsigned char *)(in.data ? in.data : ""), in.len) < 0)
-        rc = fail(CLI_EXIT_BOXER, "STDIN", "out of memory");
+        rc = cli_fail(CLI_EXIT_BOXER, "STDIN", "out of memory");
     if (rc == 0 && !out->data && sbuf_append(out, "", 0) < 0)
-        rc = fail(CLI_EXIT_BOXER, "STDIN", "out of memory");
+        rc = cli_fail(CLI_EXIT_BOXER, "STDIN", "out of memory");
     sbuf_free(&in);
     return rc;
 }
@@ -283,25 +254,25 @@ static int read_stdin_b64(struct sbuf *out)
 static int write_log(const struct json_value *ev)
 {
     const struct json_value *d = json_get(ev, "data");
-    const char *s = jstr(ev, "stream");
+    const char *s = cli_jstr(ev, "stream");
     int fd = s && strcmp(s, "stderr") == 0 ? 2 : 1;
     unsigned char *buf;
     long n;
 
     if (!d || d->type != JSON_STRING)
-        return fail(CLI_EXIT_BOXER, "BAD_ANSWER", "log event without data");
+        return cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "log event without data");
     buf = malloc(b64_decoded_max(d->u.str.len) + 1);
     if (!buf)
-        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+        return cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
     n = b64_decode(d->u.str.s, d->u.str.len, buf);
     if (n < 0) {
         free(buf);
-        return fail(CLI_EXIT_BOXER, "BAD_ANSWER", "log event with bad base64");
+        return cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "log event with bad base64");
     }
     /* A closed stdout (`| head`) ends the output, not the command. */
     if (n > 0 && bx_write_all(fd, buf, (size_t)n) < 0 && errno != EPIPE) {
         free(buf);
-        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "writing output: %s", strerror(errno));
+        return cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "writing output: %s", strerror(errno));
     }
     free(buf);
     return 0;
@@ -337,9 +308,9 @@ static int fail_status(int64_t st, const char *msg)
 {
     char code[32];
     if (st == 408)
-        return fail(CLI_EXIT_TIMEOUT, "TIMEOUT", "%.600s", msg);
+        return cli_fail(CLI_EXIT_TIMEOUT, "TIMEOUT", "%.600s", msg);
     snprintf(code, sizeof(code), "HTTP %" PRId64, st);
-    return fail(CLI_EXIT_BOXER, code, "%.600s", msg);
+    return cli_fail(CLI_EXIT_BOXER, code, "%.600s", msg);
 }
 
 /* Reads the NDJSON events of a streamed /run (is_run) or box exec and
@@ -359,11 +330,11 @@ static int follow_stream(struct call *k, int is_run)
         int64_t st = 0, code = 0;
         int lr = cli_resp_line(&k->r, &line, LINE_MAX_BYTES, &trunc, &err);
         if (lr < 0) {
-            rc = fail_err(&err);
+            rc = cli_fail_err(&err);
             break;
         }
         if (lr == 0) {
-            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "the stream ended before the command did");
+            rc = cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "the stream ended before the command did");
             break;
         }
         if (line.len == 0)
@@ -377,44 +348,44 @@ static int follow_stream(struct call *k, int is_run)
                     rc = fail_status(st, "the run failed");
                 break;
             }
-            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "event over %u bytes", LINE_MAX_BYTES);
+            rc = cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "event over %u bytes", LINE_MAX_BYTES);
             break;
         }
-        if (json_parse(line.data, line.len, &answer_limits, &doc, &err) < 0) {
-            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "%s", err.msg);
+        if (json_parse(line.data, line.len, &cli_answer_limits, &doc, &err) < 0) {
+            rc = cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "%s", err.msg);
             break;
         }
         ev = json_doc_root(doc);
-        type = jstr(ev, "type");
+        type = cli_jstr(ev, "type");
         if (!type) {
-            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "event without a type");
+            rc = cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "event without a type");
         } else if (strcmp(type, "log") == 0) {
             if (write_log(ev) != 0)
                 rc = CLI_EXIT_BOXER;
         } else if (strcmp(type, "truncated") == 0) {
             int64_t dropped = 0;
-            jint(ev, "dropped", &dropped);
+            cli_jint(ev, "dropped", &dropped);
             fprintf(stderr, "boxer: %" PRId64 " output events were dropped (TRUNCATED)\n",
                     dropped);
         } else if (is_run && strcmp(type, "result") == 0) {
-            const char *e = jstr(ev, "error");
-            if (jint(ev, "status", &st) < 0)
+            const char *e = cli_jstr(ev, "error");
+            if (cli_jint(ev, "status", &st) < 0)
                 st = 500;
-            if (st == 200 && jint(ev, "exit_code", &code) == 0)
+            if (st == 200 && cli_jint(ev, "exit_code", &code) == 0)
                 rc = clamp_status(code);
-            else if (jstr(ev, "code"))
-                rc = fail(st == 408 ? CLI_EXIT_TIMEOUT : CLI_EXIT_BOXER, jstr(ev, "code"),
+            else if (cli_jstr(ev, "code"))
+                rc = cli_fail(st == 408 ? CLI_EXIT_TIMEOUT : CLI_EXIT_BOXER, cli_jstr(ev, "code"),
                           "%.600s", e ? e : "the run failed");
             else
                 rc = fail_status(st, e ? e : "the run failed");
         } else if (!is_run && strcmp(type, "exit") == 0) {
             const struct json_value *to = json_get(ev, "timed_out");
             if (to && to->type == JSON_BOOL && to->u.boolean)
-                rc = fail(CLI_EXIT_TIMEOUT, "TIMEOUT", "the command timed out");
-            else if (jint(ev, "exit_code", &code) == 0)
+                rc = cli_fail(CLI_EXIT_TIMEOUT, "TIMEOUT", "the command timed out");
+            else if (cli_jint(ev, "exit_code", &code) == 0)
                 rc = clamp_status(code);
             else
-                rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "exit event without exit_code");
+                rc = cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "exit event without exit_code");
         }
         /* start, keepalive and types added later: nothing to do. */
         json_doc_free(&doc);
@@ -425,10 +396,6 @@ static int follow_stream(struct call *k, int is_run)
 
 /* ---- options ---- */
 
-enum {
-    O_URL = 1000, O_JSON, O_CPU, O_MEMORY, O_TIMEOUT, O_NETWORK, O_FILE, O_STDIN, O_NAME,
-    O_DISK, O_STATUS, O_OLDER, O_USER
-};
 
 static const struct option long_opts[] = {
     {"url", required_argument, NULL, O_URL},
@@ -455,18 +422,15 @@ static const struct option long_opts[] = {
 static int u64_arg(const char *opt, const char *s, uint64_t max, uint64_t *out)
 {
     if (bx_parse_u64(s, strlen(s), max, out) < 0)
-        return usage_err("--%s: not a whole number up to %" PRIu64 ": %s", opt, max, s);
+        return cli_usage_err("--%s: not a whole number up to %" PRIu64 ": %s", opt, max, s);
     return 0;
 }
 
-/* parse_opts's answer for --help (printed): not an exit status, cli_main
- * turns it into 0. */
-#define CLI_HELP 256
 
 /* Parses argv[0..end) (argv[0] the subcommand) into o; allowed lists the
  * option values the subcommand takes.  Positionals are left in
  * argv[*first..end).  Returns 0, CLI_HELP, or the usage exit. */
-static int parse_opts(int end, char **argv, const int *allowed, struct opts *o, int *first)
+int cli_parse_opts(int end, char **argv, const int *allowed, struct opts *o, int *first)
 {
     int opt;
 
@@ -477,15 +441,15 @@ static int parse_opts(int end, char **argv, const int *allowed, struct opts *o, 
         for (const int *a = allowed; *a && !ok; a++)
             ok = *a == opt;
         if (opt == '?' || opt == ':') {
-            return usage_err("%s: %s option %s", argv[0],
+            return cli_usage_err("%s: %s option %s", argv[0],
                              opt == '?' ? "unknown" : "missing the value of",
                              argv[optind - 1]);
         }
         if (!ok)
-            return usage_err("%s does not take %s", argv[0], argv[optind - 1]);
+            return cli_usage_err("%s does not take %s", argv[0], argv[optind - 1]);
         switch (opt) {
         case 'h':
-            usage(stdout);
+            cli_usage(stdout);
             return CLI_HELP;
         case O_URL:
             o->url = optarg;
@@ -497,7 +461,7 @@ static int parse_opts(int end, char **argv, const int *allowed, struct opts *o, 
             errno = 0;
             o->cpu = strtod(optarg, &e);
             if (errno || e == optarg || *e || !(o->cpu > 0 && o->cpu <= 1024))
-                return usage_err("--cpu: not a positive number of cores: %s", optarg);
+                return cli_usage_err("--cpu: not a positive number of cores: %s", optarg);
             o->have_cpu = 1;
             break;
         }
@@ -526,15 +490,15 @@ static int parse_opts(int end, char **argv, const int *allowed, struct opts *o, 
             break;
         case 'e':
             if (!strchr(optarg, '=') || optarg[0] == '=')
-                return usage_err("--env: K=V expected: %s", optarg);
+                return cli_usage_err("--env: K=V expected: %s", optarg);
             if (str_list_push(&o->env, optarg) < 0)
-                return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+                return cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
             break;
         case O_FILE:
             if (!strchr(optarg, ':'))
-                return usage_err("--file: LOCAL:PATH expected: %s", optarg);
+                return cli_usage_err("--file: LOCAL:PATH expected: %s", optarg);
             if (str_list_push(&o->files, optarg) < 0)
-                return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+                return cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
             break;
         case O_STDIN:
             o->stdin_all = 1;
@@ -567,7 +531,7 @@ static int parse_opts(int end, char **argv, const int *allowed, struct opts *o, 
 }
 
 /* Where the server is: --url, $BOXER_URL, the socket, localhost. */
-static int discover(struct cli *c, const struct opts *o)
+int cli_discover(struct cli *c, const struct opts *o)
 {
     const char *url = o->url, *home = getenv("HOME");
     char sock[512];
@@ -584,109 +548,12 @@ static int discover(struct cli *c, const struct opts *o)
     if (!url || !*url)
         url = "http://127.0.0.1:8080";
     if (cli_target_parse(&c->t, url, &err) < 0)
-        return usage_err("%s", err.msg);
+        return cli_usage_err("%s", err.msg);
     c->t.token = getenv("BOXER_TOKEN");
     if (c->t.token && !*c->t.token)
         c->t.token = NULL;
     if (c->t.token && strpbrk(c->t.token, "\r\n"))
-        return usage_err("BOXER_TOKEN holds a line break");
-    return 0;
-}
-
-/* ---- uploads and downloads ---- */
-
-/* POST of a multipart body: fields (name, value) pairs, then the file part
- * streamed from fd. */
-static int upload(struct cli *c, const char *path, const char *const *fields, const char *filename,
-                  int ffd, struct sbuf *raw)
-{
-    struct call k;
-    struct bx_err err;
-    struct stat st;
-    struct sbuf pre, post;
-    unsigned char rnd[12];
-    char bnd[40], ctype[80];
-    int rc = 0;
-
-    bx_err_clear(&err);
-    sbuf_init(&pre, 64u << 10);
-    sbuf_init(&post, 128);
-    k.fd = -1;
-    if (fstat(ffd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "%s: not a regular file", filename);
-        goto out;
-    }
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "getrandom: %s", strerror(errno));
-        goto out;
-    }
-    snprintf(bnd, sizeof(bnd), "boxercli");
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(bnd + 8 + 2 * i, sizeof(bnd) - 8 - 2 * i, "%02x", rnd[i]);
-    snprintf(ctype, sizeof(ctype), "multipart/form-data; boundary=%s", bnd);
-    for (size_t i = 0; fields[i]; i += 2)
-        if (sbuf_appendf(&pre, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n",
-                         bnd, fields[i], fields[i + 1]) < 0) {
-            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "path too long");
-            goto out;
-        }
-    if (sbuf_appendf(&pre,
-                     "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n"
-                     "Content-Type: application/octet-stream\r\n\r\n",
-                     bnd) < 0 ||
-        sbuf_appendf(&post, "\r\n--%s--\r\n", bnd) < 0) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
-        goto out;
-    }
-    k.fd = cli_connect(&c->t, &err);
-    if (k.fd < 0 ||
-        cli_send_head(k.fd, &c->t, "POST", path, ctype, pre.len + (uint64_t)st.st_size + post.len,
-                      NULL, &err) < 0) {
-        rc = fail_err(&err);
-        goto out;
-    }
-    /* A server that refuses early (413) closes while we send: its answer
-     * still comes, so a failed send goes on to read it. */
-    int sent = bx_write_all(k.fd, pre.data, pre.len) == 0;
-    off_t left = st.st_size;
-    char buf[65536];
-    while (sent && left > 0) {
-        ssize_t n = read(ffd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "reading %s: %s", filename,
-                      n < 0 ? strerror(errno) : "file shrank");
-            goto out;
-        }
-        if ((off_t)n > left)
-            n = (ssize_t)left;
-        sent = bx_write_all(k.fd, buf, (size_t)n) == 0;
-        left -= n;
-    }
-    if (sent)
-        bx_write_all(k.fd, post.data, post.len);
-    cli_resp_init(&k.r, cli_fd_read, &k.fd);
-    if (cli_resp_head(&k.r, &err) < 0) {
-        rc = fail_err(&err);
-        goto out;
-    }
-    if (k.r.status < 200 || k.r.status > 299)
-        rc = fail_answer(&k);
-    else if (cli_resp_read_all(&k.r, raw, &err) < 0)
-        rc = fail_err(&err);
-out:
-    bx_close(&k.fd);
-    sbuf_free(&pre);
-    sbuf_free(&post);
-    return rc;
-}
-
-static int open_local(const char *local, int *fd)
-{
-    *fd = open(local, O_RDONLY | O_CLOEXEC);
-    if (*fd < 0)
-        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "%s: %s", local, strerror(errno));
+        return cli_usage_err("BOXER_TOKEN holds a line break");
     return 0;
 }
 
@@ -701,7 +568,7 @@ static void w_env_list(struct json_writer *w, const struct str_list *env)
     json_w_arr_end(w);
 }
 
-static void w_env_obj(struct json_writer *w, const struct str_list *env)
+void cli_w_env_obj(struct json_writer *w, const struct str_list *env)
 {
     json_w_key(w, "env");
     json_w_obj_begin(w);
@@ -742,13 +609,13 @@ static int stream_call(struct cli *c, const char *path, struct sbuf *body, int i
     int rc;
 
     bx_err_clear(&err);
-    if (call_begin(c, &k, "POST", path, "application/json", body->data, body->len, &err) < 0)
-        return fail_err(&err);
+    if (cli_call_begin(c, &k, "POST", path, "application/json", body->data, body->len, &err) < 0)
+        return cli_fail_err(&err);
     if (k.r.status != 200)
-        rc = fail_answer(&k);
+        rc = cli_fail_answer(&k);
     else
         rc = follow_stream(&k, is_run);
-    call_end(&k);
+    cli_call_end(&k);
     return rc;
 }
 
@@ -767,20 +634,20 @@ static int cmd_run(struct cli *c, int argc, char **argv)
     sbuf_init(&body, 64u << 20);
     sbuf_init(&in, 1);
     sbuf_init(&raw, ERROR_BODY_MAX);
-    rc = parse_opts(dd, argv, allowed, &o, &first);
+    rc = cli_parse_opts(dd, argv, allowed, &o, &first);
     if (rc)
         goto out;
     if (first >= dd) {
-        rc = usage_err("run: IMAGE expected");
+        rc = cli_usage_err("run: IMAGE expected");
         goto out;
     }
     cmd = dd < argc ? argv + dd + 1 : argv + first + 1;
     ncmd = dd < argc ? argc - dd - 1 : dd - first - 1;
     if ((dd < argc && dd - first != 1) || ncmd <= 0) {
-        rc = usage_err("run: IMAGE -- CMD... expected");
+        rc = cli_usage_err("run: IMAGE -- CMD... expected");
         goto out;
     }
-    if ((rc = discover(c, &o)) != 0)
+    if ((rc = cli_discover(c, &o)) != 0)
         goto out;
     for (size_t i = 0; i < o.files.n; i++) {
         char *spec = o.files.items[i], *colon = strrchr(spec, ':');
@@ -792,24 +659,24 @@ static int cmd_run(struct cli *c, int argc, char **argv)
         while (*dest == '/')
             dest++;
         const char *fields[] = {"path", dest, NULL};
-        if ((rc = open_local(spec, &ffd)) != 0)
+        if ((rc = cli_open_local(spec, &ffd)) != 0)
             goto out;
         sbuf_reset(&raw);
-        rc = upload(c, "/files", fields, spec, ffd, &raw);
+        rc = cli_upload(c, "/files", fields, spec, ffd, &raw);
         close(ffd);
         if (rc)
             goto out;
         bx_err_clear(&err);
-        if (json_parse(raw.data ? raw.data : "", raw.len, &answer_limits, &doc, &err) < 0 ||
-            !jstr(json_doc_root(doc), "path")) {
+        if (json_parse(raw.data ? raw.data : "", raw.len, &cli_answer_limits, &doc, &err) < 0 ||
+            !cli_jstr(json_doc_root(doc), "path")) {
             json_doc_free(&doc);
-            rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "upload answer without a path");
+            rc = cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "upload answer without a path");
             goto out;
         }
-        rc = str_list_push(&files, jstr(json_doc_root(doc), "path"));
+        rc = str_list_push(&files, cli_jstr(json_doc_root(doc), "path"));
         json_doc_free(&doc);
         if (rc < 0) {
-            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+            rc = cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
             goto out;
         }
     }
@@ -849,7 +716,7 @@ static int cmd_run(struct cli *c, int argc, char **argv)
     json_w_kv_cstr(&w, "encoding", "base64");
     json_w_obj_end(&w);
     if (w.failed) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "request too large");
+        rc = cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "request too large");
         goto out;
     }
     rc = stream_call(c, "/run", &body, 1);
@@ -865,12 +732,12 @@ out:
 
 /* ---- boxes ---- */
 
-static int box_path(struct sbuf *sb, const char *box, const char *tail)
+int cli_box_path(struct sbuf *sb, const char *box, const char *tail)
 {
     sbuf_reset(sb);
-    if (sbuf_append(sb, "/v1/boxes/", 10) < 0 || seg(sb, box) < 0 ||
+    if (sbuf_append(sb, "/v1/boxes/", 10) < 0 || cli_seg(sb, box) < 0 ||
         sbuf_appendf(sb, "%s", tail) < 0)
-        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "box name too long");
+        return cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "box name too long");
     return 0;
 }
 
@@ -909,14 +776,14 @@ static int attach(struct cli *c, const char *box, const char *shell)
                  strspn(term, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+_-") !=
                      strlen(term)))
         term = NULL;
-    if ((rc = box_path(&path, box, "/attach")) != 0)
+    if ((rc = cli_box_path(&path, box, "/attach")) != 0)
         goto out;
     if (sbuf_appendf(&path, "?cols=%u&rows=%u", cols, rows) < 0 ||
         (term && (sbuf_appendf(&path, "&term=") < 0 || qenc(&path, term) < 0)) ||
         (shell && (sbuf_appendf(&path, "&shell=") < 0 || qenc(&path, shell) < 0)) ||
         getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
         cli_b64_append(&key, rnd, sizeof(rnd)) < 0 || sbuf_append(&key, guid, strlen(guid)) < 0) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "cannot build the request");
+        rc = cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "cannot build the request");
         goto out;
     }
     sha1(key.data, key.len, dg);
@@ -925,26 +792,26 @@ static int attach(struct cli *c, const char *box, const char *shell)
     if (cli_b64_append(&want, dg, sizeof(dg)) < 0 ||
         sbuf_appendf(&extra, "Upgrade: websocket\r\nSec-WebSocket-Key: %s\r\n"
                              "Sec-WebSocket-Version: 13\r\n", key.data) < 0) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+        rc = cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
         goto out;
     }
     k.fd = cli_connect(&c->t, &err);
     if (k.fd < 0 ||
         cli_send_head(k.fd, &c->t, "GET", path.data, NULL, CLI_UPGRADE, extra.data, &err) < 0) {
-        rc = fail_err(&err);
+        rc = cli_fail_err(&err);
         goto out;
     }
     cli_resp_init(&k.r, cli_fd_read, &k.fd);
     if (cli_resp_head(&k.r, &err) < 0) {
-        rc = fail_err(&err);
+        rc = cli_fail_err(&err);
         goto out;
     }
     if (k.r.status != 101) {
-        rc = fail_answer(&k);
+        rc = cli_fail_answer(&k);
         goto out;
     }
     if (strcmp(k.r.ws_accept, want.data) != 0) {
-        rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "wrong Sec-WebSocket-Accept");
+        rc = cli_fail(CLI_EXIT_BOXER, "BAD_ANSWER", "wrong Sec-WebSocket-Accept");
         goto out;
     }
     rc = cli_term_session(k.fd, &k.r);
@@ -970,38 +837,38 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
     sbuf_init(&body, 64u << 20);
     sbuf_init(&in, 1);
     sbuf_init(&path, 4096);
-    rc = parse_opts(dd, argv, allowed, &o, &first);
+    rc = cli_parse_opts(dd, argv, allowed, &o, &first);
     if (rc)
         goto out;
     if (first >= dd) {
-        rc = usage_err("exec: BOX expected");
+        rc = cli_usage_err("exec: BOX expected");
         goto out;
     }
     cmd = dd < argc ? argv + dd + 1 : argv + first + 1;
     ncmd = dd < argc ? argc - dd - 1 : dd - first - 1;
     if ((dd < argc && dd - first != 1) || (ncmd <= 0 && !(o.tty && o.interactive))) {
-        rc = usage_err("exec: BOX -- CMD... expected");
+        rc = cli_usage_err("exec: BOX -- CMD... expected");
         goto out;
     }
     if (o.interactive && !o.tty) {
-        rc = usage_err("exec: -i goes with -t (a terminal); for input without one, --stdin");
+        rc = cli_usage_err("exec: -i goes with -t (a terminal); for input without one, --stdin");
         goto out;
     }
     if (o.tty && o.interactive) {
         /* The /attach terminal runs a shell: at most one absolute path. */
         if (ncmd > 1 || (ncmd == 1 && cmd[0][0] != '/')) {
-            rc = usage_err("exec -it: runs a shell; give at most its absolute path");
+            rc = cli_usage_err("exec -it: runs a shell; give at most its absolute path");
             goto out;
         }
         if (o.stdin_all || o.env.n || o.workdir || o.user || o.have_timeout) {
-            rc = usage_err("exec -it takes no --stdin, --env, --workdir, --user or --timeout");
+            rc = cli_usage_err("exec -it takes no --stdin, --env, --workdir, --user or --timeout");
             goto out;
         }
-        if ((rc = discover(c, &o)) == 0)
+        if ((rc = cli_discover(c, &o)) == 0)
             rc = attach(c, argv[first], ncmd == 1 ? cmd[0] : NULL);
         goto out;
     }
-    if ((rc = discover(c, &o)) != 0 || (rc = box_path(&path, argv[first], "/exec")) != 0)
+    if ((rc = cli_discover(c, &o)) != 0 || (rc = cli_box_path(&path, argv[first], "/exec")) != 0)
         goto out;
     if (o.stdin_all && (rc = read_stdin_b64(&in)) != 0)
         goto out;
@@ -1009,7 +876,7 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
     json_w_obj_begin(&w);
     w_cmd(&w, ncmd, cmd);
     if (o.env.n)
-        w_env_obj(&w, &o.env);
+        cli_w_env_obj(&w, &o.env);
     if (o.workdir)
         json_w_kv_cstr(&w, "workdir", o.workdir);
     if (o.have_timeout)
@@ -1032,7 +899,7 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
     json_w_kv_cstr(&w, "encoding", "base64");
     json_w_obj_end(&w);
     if (w.failed) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "request too large");
+        rc = cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "request too large");
         goto out;
     }
     rc = stream_call(c, path.data, &body, 0);
@@ -1042,443 +909,6 @@ out:
     sbuf_free(&body);
     sbuf_free(&in);
     sbuf_free(&path);
-    return rc;
-}
-
-static int cmd_box_create(struct cli *c, int argc, char **argv)
-{
-    static const int allowed[] = {O_CPU, O_MEMORY, O_NETWORK, 'e', 'w', O_NAME, O_DISK, 0};
-    struct opts o;
-    struct sbuf body, raw;
-    struct json_writer w;
-    struct json_doc *doc = NULL;
-    int first, rc;
-
-    memset(&o, 0, sizeof(o));
-    sbuf_init(&body, 1u << 20);
-    sbuf_init(&raw, ANSWER_MAX);
-    if ((rc = parse_opts(argc, argv, allowed, &o, &first)) != 0)
-        goto out;
-    if (argc - first != 1) {
-        rc = usage_err("box create: IMAGE expected");
-        goto out;
-    }
-    if (o.network && strcmp(o.network, "none") && strcmp(o.network, "sandbox") &&
-        strcmp(o.network, "true") && strcmp(o.network, "false")) {
-        rc = usage_err("box create: --network none or sandbox");
-        goto out;
-    }
-    if ((rc = discover(c, &o)) != 0)
-        goto out;
-    json_w_init(&w, &body);
-    json_w_obj_begin(&w);
-    json_w_kv_cstr(&w, "image", argv[first]);
-    if (o.name)
-        json_w_kv_cstr(&w, "name", o.name);
-    if (o.have_cpu)
-        json_w_kv_double(&w, "cpu", o.cpu);
-    if (o.have_memory)
-        json_w_kv_uint(&w, "memory_mb", o.memory_mb);
-    if (o.have_disk)
-        json_w_kv_uint(&w, "disk_size_gb", o.disk_gb);
-    if (o.network)
-        json_w_kv_bool(&w, "network",
-                       !strcmp(o.network, "sandbox") || !strcmp(o.network, "true"));
-    if (o.workdir)
-        json_w_kv_cstr(&w, "workdir", o.workdir);
-    if (o.env.n)
-        w_env_obj(&w, &o.env);
-    json_w_obj_end(&w);
-    if (w.failed) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "request too large");
-        goto out;
-    }
-    if ((rc = call_json(c, "POST", "/v1/boxes", body.data, &doc, &raw)) != 0)
-        goto out;
-    if (c->json)
-        print_raw(&raw);
-    else if (doc && jstr(json_doc_root(doc), "id"))
-        printf("%s\n", jstr(json_doc_root(doc), "id"));
-out:
-    json_doc_free(&doc);
-    str_list_free(&o.env);
-    str_list_free(&o.files);
-    sbuf_free(&body);
-    sbuf_free(&raw);
-    return rc;
-}
-
-static const char *or_dash(const char *s)
-{
-    return s && *s ? s : "-";
-}
-
-static int cmd_box_ls(struct cli *c, int argc, char **argv)
-{
-    static const int allowed[] = {O_STATUS, 0};
-    struct opts o;
-    struct sbuf raw, path;
-    struct json_doc *doc = NULL;
-    const struct json_value *arr;
-    int first, rc;
-
-    memset(&o, 0, sizeof(o));
-    sbuf_init(&raw, ANSWER_MAX);
-    sbuf_init(&path, 4096);
-    if ((rc = parse_opts(argc, argv, allowed, &o, &first)) != 0)
-        goto out;
-    if (argc != first) {
-        rc = usage_err("box ls takes no arguments");
-        goto out;
-    }
-    if ((rc = discover(c, &o)) != 0)
-        goto out;
-    if (sbuf_appendf(&path, "/v1/boxes") < 0 ||
-        (o.status && (sbuf_appendf(&path, "?status=") < 0 || seg(&path, o.status) < 0))) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "status too long");
-        goto out;
-    }
-    if ((rc = call_json(c, "GET", path.data, NULL, &doc, &raw)) != 0)
-        goto out;
-    if (c->json) {
-        print_raw(&raw);
-        goto out;
-    }
-    arr = doc ? json_doc_root(doc) : NULL;
-    if (!arr || arr->type != JSON_ARRAY) {
-        rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "the box list is not a list");
-        goto out;
-    }
-    printf("%-24s %-20s %-9s %-28s %s\n", "ID", "NAME", "STATUS", "IMAGE", "CREATED");
-    for (size_t i = 0; i < arr->u.arr.n; i++) {
-        const struct json_value *b = &arr->u.arr.items[i];
-        printf("%-24.64s %-20.64s %-9.16s %-28.128s %s\n", or_dash(jstr(b, "id")),
-               or_dash(jstr(b, "name")), or_dash(jstr(b, "status")), or_dash(jstr(b, "image")),
-               or_dash(jstr(b, "created_at")));
-    }
-out:
-    json_doc_free(&doc);
-    str_list_free(&o.env);
-    str_list_free(&o.files);
-    sbuf_free(&raw);
-    sbuf_free(&path);
-    return rc;
-}
-
-/* info, stop, start, rm: one request per box named. */
-static int cmd_box_simple(struct cli *c, int argc, char **argv, const char *what)
-{
-    static const int allowed_rm[] = {'f', 0};
-    static const int none[] = {0};
-    struct opts o;
-    struct sbuf raw, path;
-    int first, rc, is_rm = !strcmp(what, "rm"), is_info = !strcmp(what, "info");
-
-    memset(&o, 0, sizeof(o));
-    sbuf_init(&raw, ANSWER_MAX);
-    sbuf_init(&path, 4096);
-    if ((rc = parse_opts(argc, argv, is_rm ? allowed_rm : none, &o, &first)) != 0)
-        goto out;
-    if (argc == first) {
-        rc = usage_err("box %s: BOX... expected", what);
-        goto out;
-    }
-    if ((rc = discover(c, &o)) != 0)
-        goto out;
-    for (int i = first; i < argc && rc == 0; i++) {
-        struct json_doc *doc = NULL;
-        const char *tail = is_rm ? (o.force ? "?force=true" : "")
-                           : is_info ? ""
-                           : !strcmp(what, "stop") ? ":stop"
-                                                   : ":start";
-        if ((rc = box_path(&path, argv[i], tail)) != 0)
-            break;
-        sbuf_reset(&raw);
-        rc = call_json(c, is_rm ? "DELETE" : is_info ? "GET" : "POST", path.data, NULL, &doc,
-                       &raw);
-        if (rc == 0) {
-            if (is_info || (c->json && !is_rm))
-                print_raw(&raw);
-            else
-                printf("%s\n", argv[i]);
-        }
-        json_doc_free(&doc);
-    }
-out:
-    str_list_free(&o.env);
-    str_list_free(&o.files);
-    sbuf_free(&raw);
-    sbuf_free(&path);
-    return rc;
-}
-
-static int cmd_box_gc(struct cli *c, int argc, char **argv)
-{
-    static const int allowed[] = {O_OLDER, 0};
-    struct opts o;
-    struct sbuf raw;
-    struct json_doc *doc = NULL;
-    char body[64];
-    int first, rc;
-    int64_t n = 0;
-
-    memset(&o, 0, sizeof(o));
-    sbuf_init(&raw, ANSWER_MAX);
-    if ((rc = parse_opts(argc, argv, allowed, &o, &first)) != 0)
-        goto out;
-    if (argc != first) {
-        rc = usage_err("box gc takes no arguments");
-        goto out;
-    }
-    if ((rc = discover(c, &o)) != 0)
-        goto out;
-    if (o.have_older)
-        snprintf(body, sizeof(body), "{\"older_than\":%" PRIu64 "}", o.older_than);
-    else
-        snprintf(body, sizeof(body), "{}");
-    if ((rc = call_json(c, "POST", "/v1/gc", body, &doc, &raw)) != 0)
-        goto out;
-    if (c->json)
-        print_raw(&raw);
-    else if (doc && jint(json_doc_root(doc), "removed", &n) == 0)
-        printf("removed %" PRId64 "\n", n);
-out:
-    json_doc_free(&doc);
-    str_list_free(&o.env);
-    str_list_free(&o.files);
-    sbuf_free(&raw);
-    return rc;
-}
-
-/* BOX:PATH (a colon before any slash) names a path in a box. */
-static const char *remote_part(const char *s)
-{
-    const char *colon = strchr(s, ':'), *slash = strchr(s, '/');
-    if (!colon || colon == s || (slash && slash < colon))
-        return NULL;
-    return colon + 1;
-}
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-static int download(struct cli *c, const char *box, const char *rpath, const char *local)
-{
-    struct call k;
-    struct bx_err err;
-    struct sbuf path, body;
-    struct json_writer w;
-    struct stat st;
-    char *dst = NULL;
-    int ofd = -1, rc = 0;
-
-    bx_err_clear(&err);
-    sbuf_init(&path, 4096);
-    sbuf_init(&body, 64u << 10);
-    k.fd = -1;
-    if ((rc = box_path(&path, box, "/files/download")) != 0)
-        goto out;
-    json_w_init(&w, &body);
-    json_w_obj_begin(&w);
-    json_w_kv_cstr(&w, "path", rpath);
-    json_w_obj_end(&w);
-    if (w.failed) {
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "path too long");
-        goto out;
-    }
-    if (call_begin(c, &k, "POST", path.data, "application/json", body.data, body.len, &err) < 0) {
-        rc = fail_err(&err);
-        goto out;
-    }
-    if (k.r.status != 200) {
-        rc = fail_answer(&k);
-        goto out;
-    }
-    if (strcmp(local, "-") == 0) {
-        ofd = 1;
-    } else {
-        if (stat(local, &st) == 0 && S_ISDIR(st.st_mode)) {
-            if (asprintf(&dst, "%s/%s", local, base_name(rpath)) < 0) {
-                dst = NULL;
-                rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
-                goto out;
-            }
-        } else if (!(dst = strdup(local))) {
-            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
-            goto out;
-        }
-        ofd = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (ofd < 0) {
-            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "%s: %s", dst, strerror(errno));
-            goto out;
-        }
-    }
-    for (;;) {
-        char buf[65536];
-        ssize_t n = cli_resp_read(&k.r, buf, sizeof(buf), &err);
-        if (n < 0) {
-            rc = fail_err(&err);
-            break;
-        }
-        if (n == 0)
-            break;
-        if (bx_write_all(ofd, buf, (size_t)n) < 0) {
-            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "writing %s: %s", dst ? dst : "stdout",
-                      strerror(errno));
-            break;
-        }
-    }
-    if (rc && dst)
-        unlink(dst);
-out:
-    if (ofd > 2)
-        close(ofd);
-    bx_close(&k.fd);
-    free(dst);
-    sbuf_free(&path);
-    sbuf_free(&body);
-    return rc;
-}
-
-static int cmd_box_cp(struct cli *c, int argc, char **argv)
-{
-    static const int none[] = {0};
-    struct opts o;
-    struct sbuf raw, path;
-    const char *rs, *rd;
-    char *box = NULL, *dest = NULL;
-    int first, rc, ffd = -1;
-
-    memset(&o, 0, sizeof(o));
-    sbuf_init(&raw, ANSWER_MAX);
-    sbuf_init(&path, 4096);
-    if ((rc = parse_opts(argc, argv, none, &o, &first)) != 0)
-        goto out;
-    if (argc - first != 2) {
-        rc = usage_err("box cp: LOCAL BOX:PATH or BOX:PATH LOCAL expected");
-        goto out;
-    }
-    rs = remote_part(argv[first]);
-    rd = remote_part(argv[first + 1]);
-    if ((rs && rd) || (!rs && !rd)) {
-        rc = usage_err("box cp: exactly one of the two must be BOX:PATH");
-        goto out;
-    }
-    if ((rc = discover(c, &o)) != 0)
-        goto out;
-    if (rs) {
-        box = strndup(argv[first], (size_t)(rs - 1 - argv[first]));
-        if (!box) {
-            rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
-            goto out;
-        }
-        rc = download(c, box, rs, argv[first + 1]);
-        goto out;
-    }
-    box = strndup(argv[first + 1], (size_t)(rd - 1 - argv[first + 1]));
-    /* A destination ending in '/' is a directory: the file keeps its name. */
-    if (!box || asprintf(&dest, "%s%s", rd,
-                         *rd == '\0' || rd[strlen(rd) - 1] == '/' ? base_name(argv[first]) : "") < 0) {
-        dest = NULL;
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
-        goto out;
-    }
-    if ((rc = box_path(&path, box, "/files/upload")) != 0 ||
-        (rc = open_local(argv[first], &ffd)) != 0)
-        goto out;
-    const char *fields[] = {"dest", dest, NULL};
-    if ((rc = upload(c, path.data, fields, argv[first], ffd, &raw)) == 0 && c->json)
-        print_raw(&raw);
-out:
-    if (ffd >= 0)
-        close(ffd);
-    free(box);
-    free(dest);
-    str_list_free(&o.env);
-    str_list_free(&o.files);
-    sbuf_free(&raw);
-    sbuf_free(&path);
-    return rc;
-}
-
-/* ---- images, health ---- */
-
-static int cmd_images(struct cli *c, int argc, char **argv)
-{
-    static const int none[] = {0};
-    struct opts o;
-    struct sbuf raw;
-    struct json_doc *doc = NULL;
-    const struct json_value *arr;
-    int first, rc;
-
-    memset(&o, 0, sizeof(o));
-    sbuf_init(&raw, ANSWER_MAX);
-    if ((rc = parse_opts(argc, argv, none, &o, &first)) != 0)
-        goto out;
-    if (argc != first) {
-        rc = usage_err("images takes no arguments");
-        goto out;
-    }
-    if ((rc = discover(c, &o)) != 0 || (rc = call_json(c, "GET", "/images", NULL, &doc, &raw)))
-        goto out;
-    if (c->json) {
-        print_raw(&raw);
-        goto out;
-    }
-    arr = doc ? json_doc_root(doc) : NULL;
-    if (!arr || arr->type != JSON_ARRAY) {
-        rc = fail(CLI_EXIT_BOXER, "BAD_ANSWER", "the image list is not a list");
-        goto out;
-    }
-    printf("%-48s %-19s %12s %s\n", "REF", "DIGEST", "SIZE", "IN USE");
-    for (size_t i = 0; i < arr->u.arr.n; i++) {
-        const struct json_value *im = &arr->u.arr.items[i], *use = json_get(im, "in_use");
-        int64_t size = 0;
-        jint(im, "size_bytes", &size);
-        printf("%-48.256s %-19.19s %12" PRId64 " %s\n", or_dash(jstr(im, "ref")),
-               or_dash(jstr(im, "digest")), size,
-               use && use->type == JSON_BOOL && use->u.boolean ? "yes" : "no");
-    }
-out:
-    json_doc_free(&doc);
-    str_list_free(&o.env);
-    str_list_free(&o.files);
-    sbuf_free(&raw);
-    return rc;
-}
-
-static int cmd_health(struct cli *c, int argc, char **argv)
-{
-    static const int none[] = {0};
-    struct opts o;
-    struct sbuf raw;
-    struct json_doc *doc = NULL;
-    int first, rc;
-
-    memset(&o, 0, sizeof(o));
-    sbuf_init(&raw, ERROR_BODY_MAX);
-    if ((rc = parse_opts(argc, argv, none, &o, &first)) != 0)
-        goto out;
-    if (argc != first) {
-        rc = usage_err("health takes no arguments");
-        goto out;
-    }
-    if ((rc = discover(c, &o)) != 0 || (rc = call_json(c, "GET", "/healthz", NULL, &doc, &raw)))
-        goto out;
-    if (c->json)
-        print_raw(&raw);
-    else
-        printf("ok %s%s\n", c->t.is_unix ? "unix://" : "http://",
-               c->t.is_unix ? c->t.path : c->t.hostport);
-out:
-    json_doc_free(&doc);
-    str_list_free(&o.env);
-    str_list_free(&o.files);
-    sbuf_free(&raw);
     return rc;
 }
 
@@ -1537,9 +967,9 @@ int cli_main(int argc, char **argv)
         return cli_dispatch(argc, argv);
     v = reorder(argc, argv);
     if (!v)
-        return fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
+        return cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "out of memory");
     if (!v[0] || v[0][0] == '-')
-        rc = usage_err("a subcommand is expected after the options");
+        rc = cli_usage_err("a subcommand is expected after the options");
     else
         rc = cli_dispatch(argc, v);
     free(v);
@@ -1558,40 +988,40 @@ static int cli_dispatch(int argc, char **argv)
     c.json = has_json(argc, argv);
     if (!strcmp(sub, "box")) {
         if (argc < 2)
-            return usage_err("box: create|ls|info|exec|cp|stop|start|rm|gc expected");
+            return cli_usage_err("box: create|ls|info|exec|cp|stop|start|rm|gc expected");
         sub = argv[1];
         argc--;
         argv++;
         if (!strcmp(sub, "create"))
-            rc = cmd_box_create(&c, argc, argv);
+            rc = cli_cmd_box_create(&c, argc, argv);
         else if (!strcmp(sub, "ls") || !strcmp(sub, "list"))
-            rc = cmd_box_ls(&c, argc, argv);
+            rc = cli_cmd_box_ls(&c, argc, argv);
         else if (!strcmp(sub, "info") || !strcmp(sub, "stop") || !strcmp(sub, "start") ||
                  !strcmp(sub, "rm"))
-            rc = cmd_box_simple(&c, argc, argv, sub);
+            rc = cli_cmd_box_simple(&c, argc, argv, sub);
         else if (!strcmp(sub, "exec"))
             rc = cmd_exec(&c, argc, argv);
         else if (!strcmp(sub, "cp"))
-            rc = cmd_box_cp(&c, argc, argv);
+            rc = cli_cmd_box_cp(&c, argc, argv);
         else if (!strcmp(sub, "gc"))
-            rc = cmd_box_gc(&c, argc, argv);
+            rc = cli_cmd_box_gc(&c, argc, argv);
         else
-            return usage_err("box: unknown subcommand %.64s", sub);
+            return cli_usage_err("box: unknown subcommand %.64s", sub);
     } else if (!strcmp(sub, "run")) {
         rc = cmd_run(&c, argc, argv);
     } else if (!strcmp(sub, "exec")) {
         rc = cmd_exec(&c, argc, argv);
     } else if (!strcmp(sub, "images")) {
-        rc = cmd_images(&c, argc, argv);
+        rc = cli_cmd_images(&c, argc, argv);
     } else if (!strcmp(sub, "health")) {
-        rc = cmd_health(&c, argc, argv);
+        rc = cli_cmd_health(&c, argc, argv);
     } else if (!strcmp(sub, "help")) {
-        usage(stdout);
+        cli_usage(stdout);
         return 0;
     } else {
-        return usage_err("unknown command %.64s", sub);
+        return cli_usage_err("unknown command %.64s", sub);
     }
     if (fflush(stdout) != 0 && rc == 0)
-        rc = fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "writing output: %s", strerror(errno));
+        rc = cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "writing output: %s", strerror(errno));
     return rc == CLI_HELP ? 0 : rc;
 }

@@ -108,7 +108,13 @@ def test_run_large_output_and_output_limit(server):
     p = cli(server.url, "run", BUSYBOX, "--", "sh", "-c",
             "head -c 9000000 /dev/zero | tr '\\0' x; exit 4")
     assert p.returncode == 4, p.stderr
-    assert p.stdout == b"x" * 9000000
+    assert p.stdout.count(b"x") == len(p.stdout)
+    if len(p.stdout) != 9000000:
+        # A client slowed by a loaded machine lags the bounded log: the
+        # server drops the oldest events and says so, and so does boxer.
+        assert re.match(rb"^boxer: \d+ output events were dropped \(TRUNCATED\)\n$", p.stderr), p.stderr
+    else:
+        assert p.stderr == b""
     # Over output_limit_bytes (10 MiB): Boxer's 507, one line, 125.
     p = cli(server.url, "run", BUSYBOX, "--", "head", "-c", "12000000", "/dev/zero")
     assert p.returncode == 125
@@ -219,7 +225,7 @@ def test_box_lifecycle(server, tmp_path):
         p = cli_box(u, "start", "--json", box)
         assert json.loads(p.stdout)["status"] == "running", p.stderr
         p = cli(u, "exec", box, "--", "cat", "/blob.bin")
-        assert p.returncode == 0 and len(p.stdout) == 300000
+        assert p.returncode == 0 and len(p.stdout) == 300000, (p.returncode, p.stderr)
 
         # rm refuses a running box without -f.
         p = cli_box(u, "rm", box)
