@@ -297,9 +297,15 @@ def cliresp():
             room -= len(line) + 2
         out["head_%d" % n] = pre + status + hdrs + b"\r\nContent-Length: 0\r\n\r\n"
     for n in around(CLI_TRAILER_MAX):
-        line = b"X-T: " + b"t" * (n - 2 - 5)
+        # lines under the 1 KiB line buffer, n bytes counted as the client
+        # counts them (each line + 2, the empty line that ends them too)
+        trailers, room = b"", n - 2
+        while room > 0:
+            take = min(room, 1000)
+            trailers += b"X-T: " + b"t" * max(0, take - 2 - 5) + b"\r\n"
+            room -= take
         out["trailer_%d" % n] = (pre + status + b"Transfer-Encoding: chunked\r\n\r\n"
-                                 b"1\r\na\r\n0\r\n" + line + b"\r\n\r\n")
+                                 b"1\r\na\r\n0\r\n" + trailers + b"\r\n")
     for n in around(CLI_CHUNK_LINE_MAX - 1):
         ext = b"1;" + b"e" * (n - 2)
         out["chunkline_%d" % n] = (pre + status + b"Transfer-Encoding: chunked\r\n\r\n"
