@@ -938,7 +938,7 @@ void box_each_status(struct box_mgr *m, struct json_writer *w, int extra, const 
 
 static void each_exec_rev(const struct box_exec *e, struct json_writer *w, int extra)
 {
-    /* newest first, at most BOX_EXECS_KEPT (plus running ones) deep */
+    /* newest first, at most max_execs_per_box (plus running ones) deep */
     if (!e)
         return;
     each_exec_rev(e->next, w, extra);

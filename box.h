@@ -155,7 +155,7 @@ int box_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
              struct box_exec **out, struct bx_err *err);
 void box_exec_forget(struct box_exec *e);
 void box_exec_json(const struct box_exec *e, struct json_writer *w, int extra);
-/* The box's kept exec records (the last BOX_EXECS_KEPT), oldest first. */
+/* The box's kept exec records (the last max_execs_per_box), oldest first. */
 void box_each_exec(const struct box *b, struct json_writer *w, int extra);
 struct box_exec *box_exec_find(struct box *b, const char *exec_id);
 /* The exit code of an ended exec, and in why its error or stderr text. */

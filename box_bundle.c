@@ -31,12 +31,6 @@
 extern const unsigned char box_init_bin[] __attribute__((weak));
 extern const unsigned long box_init_bin_len __attribute__((weak));
 
-static const char *const box_caps[] = {
-    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
-    "CAP_MKNOD",  "CAP_SETGID",       "CAP_SETUID",           "CAP_SETFCAP",
-    "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
-    "CAP_AUDIT_WRITE"};
-
 /* ---- disk, mounts ---- */
 
 int attach_and_mount(struct box *b, struct bx_err *err)
@@ -146,40 +140,34 @@ int box_net_setup(struct box *b, struct bx_err *err)
     return r;
 }
 
+/* A busy mount is detached lazily, and said: it lives on until its last
+ * user is gone. */
+static void box_umount(struct box *b, const char *p)
+{
+    if (umount2(p, 0) == 0)
+        return;
+    bx_log_warn("box %s: umount %s: %s; detaching it", b->id, p, strerror(errno));
+    if (umount2(p, MNT_DETACH) < 0)
+        bx_log_error("box %s: umount %s: %s", b->id, p, strerror(errno));
+}
+
 void unmount_all(struct box *b)
 {
     char p[PATH_MAX + 16];
     net_run_free(&b->net);
     if (b->root_mounted) {
         snprintf(p, sizeof(p), "%s/rootfs", b->dir);
-        if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
-            bx_log_error("box %s: umount %s: %s", b->id, p, strerror(errno));
+        box_umount(b, p);
         b->root_mounted = 0;
     }
     if (b->disk_mounted) {
         snprintf(p, sizeof(p), "%s/disk", b->dir);
-        if (umount2(p, 0) < 0 && umount2(p, MNT_DETACH) < 0)
-            bx_log_error("box %s: umount %s: %s", b->id, p, strerror(errno));
+        box_umount(b, p);
         b->disk_mounted = 0;
     }
 }
 
 /* ---- the spec ---- */
-
-static void w_caps(struct json_writer *w)
-{
-    static const char *const sets[] = {"bounding", "effective", "permitted"};
-    json_w_key(w, "capabilities");
-    json_w_obj_begin(w);
-    for (size_t s = 0; s < BX_ARRAY_LEN(sets); s++) {
-        json_w_key(w, sets[s]);
-        json_w_arr_begin(w);
-        for (size_t i = 0; i < BX_ARRAY_LEN(box_caps); i++)
-            json_w_cstr(w, box_caps[i]);
-        json_w_arr_end(w);
-    }
-    json_w_obj_end(w);
-}
 
 void box_w_strv(struct json_writer *w, const char *key, char *const *v)
 {
@@ -190,46 +178,21 @@ void box_w_strv(struct json_writer *w, const char *key, char *const *v)
     json_w_arr_end(w);
 }
 
-void w_process(struct json_writer *w, char *const *args, char *const *env, const char *cwd,
-                      uint32_t uid, uint32_t gid)
+void w_process(struct json_writer *w, const struct box *b, char *const *args, char *const *env,
+               const char *cwd, uint32_t uid, uint32_t gid, int terminal)
 {
-    json_w_obj_begin(w);
-    json_w_key(w, "user");
-    json_w_obj_begin(w);
-    json_w_kv_uint(w, "uid", uid);
-    json_w_kv_uint(w, "gid", gid);
-    json_w_obj_end(w);
-    box_w_strv(w, "args", args);
-    box_w_strv(w, "env", env);
-    json_w_kv_cstr(w, "cwd", cwd);
-    /* Another user gets no capabilities, as under Docker. */
-    if (uid == 0)
-        w_caps(w);
-    json_w_kv_bool(w, "noNewPrivileges", 1);
-    json_w_key(w, "rlimits");
-    json_w_arr_begin(w);
-    json_w_obj_begin(w);
-    json_w_kv_cstr(w, "type", "RLIMIT_NOFILE");
-    json_w_kv_uint(w, "hard", BOX_NOFILE);
-    json_w_kv_uint(w, "soft", BOX_NOFILE);
-    json_w_obj_end(w);
-    json_w_arr_end(w);
-    json_w_obj_end(w);
-}
-
-static void w_mount(struct json_writer *w, const char *dst, const char *type, const char *src,
-                    const char *const *opts)
-{
-    json_w_obj_begin(w);
-    json_w_kv_cstr(w, "destination", dst);
-    json_w_kv_cstr(w, "type", type);
-    json_w_kv_cstr(w, "source", src);
-    json_w_key(w, "options");
-    json_w_arr_begin(w);
-    for (size_t i = 0; opts[i]; i++)
-        json_w_cstr(w, opts[i]);
-    json_w_arr_end(w);
-    json_w_obj_end(w);
+    /* Another user gets no effective capabilities, as under Docker. */
+    struct oci_process p = {.args = args,
+                            .env = env,
+                            .cwd = cwd,
+                            .uid = uid,
+                            .gid = gid,
+                            .caps = oci_box_caps,
+                            .caps_absent = uid != 0,
+                            .nofile = BOX_NOFILE,
+                            .nproc = b->m->p.cfg->box_defaults.pids_limit,
+                            .terminal = terminal};
+    oci_w_process(w, &p);
 }
 
 static int write_json_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err)
@@ -333,69 +296,50 @@ int box_check_volumes(const struct config *cfg, struct box_volume *v, size_t n, 
     return 0;
 }
 
+/* oci_build_spec's hardened spec, with what a box differs in: a writable
+ * root (its overlay), root with Docker's default capabilities, Boxer's init
+ * as PID 1, no /tmp tmpfs and no /output (both are on the box's disk). */
 int box_write_spec(struct box *b, struct bx_err *err)
 {
-    static const char *const proc_o[] = {NULL};
-    static const char *const dev_o[] = {"nosuid", "strictatime", "mode=755", "size=65536k", NULL};
-    static const char *const sys_o[] = {"nosuid", "noexec", "nodev", "ro", NULL};
     static const char *const init_o[] = {"rbind", "ro", NULL};
-    static const char *const vol_ro[] = {"rbind", "ro", "nosuid", "nodev", NULL};
-    static const char *const vol_rw[] = {"rbind", "rw", "nosuid", "nodev", NULL};
-    static const char *const ns[] = {"pid", "ipc", "uts", "mount", "network"};
     char *args[] = {"/.boxer/init", NULL};
     char *env[] = {"PATH=" OCI_DEFAULT_PATH, NULL};
     char root[PATH_MAX + 16], init[PATH_MAX + 16];
+    struct oci_mount mounts[BOX_VOLUMES_MAX + 2];
+    size_t n = 0;
+    struct oci_params p;
     struct sbuf sb;
-    struct json_writer w;
     int ret;
 
+    if (b->nvolumes > BOX_VOLUMES_MAX)
+        return bx_err_set(err, BX_E_INTERNAL, E2BIG, "too many volumes");
     snprintf(root, sizeof(root), "%s/rootfs", b->dir);
     snprintf(init, sizeof(init), "%s/init", b->dir);
-    sbuf_init(&sb, 1 << 20);
-    json_w_init(&w, &sb);
-    json_w_obj_begin(&w);
-    json_w_kv_cstr(&w, "ociVersion", "1.0.0");
-    json_w_key(&w, "process");
-    w_process(&w, args, env, "/", 0, 0);
-    json_w_key(&w, "root");
-    json_w_obj_begin(&w);
-    json_w_kv_cstr(&w, "path", root);
-    json_w_kv_bool(&w, "readonly", 0);
-    json_w_obj_end(&w);
-    json_w_kv_cstr(&w, "hostname", b->id);
-    json_w_key(&w, "mounts");
-    json_w_arr_begin(&w);
-    w_mount(&w, "/proc", "proc", "proc", proc_o);
-    w_mount(&w, "/dev", "tmpfs", "tmpfs", dev_o);
-    w_mount(&w, "/sys", "sysfs", "sysfs", sys_o);
-    w_mount(&w, "/.boxer/init", "bind", init, init_o);
+    mounts[n++] = (struct oci_mount){"/.boxer/init", init, 1, init_o};
     if (b->net)
-        w_mount(&w, "/etc/resolv.conf", "bind", net_run_resolv_path(b->net), init_o);
+        mounts[n++] = (struct oci_mount){"/etc/resolv.conf", net_run_resolv_path(b->net), 1, init_o};
     for (size_t i = 0; i < b->nvolumes; i++)
-        w_mount(&w, b->volumes[i].guest_path, "bind", b->volumes[i].host_path,
-                b->volumes[i].readonly ? vol_ro : vol_rw);
-    json_w_arr_end(&w);
-    json_w_key(&w, "linux");
-    json_w_obj_begin(&w);
-    json_w_key(&w, "namespaces");
-    json_w_arr_begin(&w);
-    for (size_t i = 0; i < BX_ARRAY_LEN(ns); i++) {
-        json_w_obj_begin(&w);
-        json_w_kv_cstr(&w, "type", ns[i]);
-        if (b->net && strcmp(ns[i], "network") == 0) {
-            json_w_kv_cstr(&w, "path", net_run_netns_path(b->net));
-        }
-        json_w_obj_end(&w);
-    }
-    json_w_arr_end(&w);
-    if (b->cg) {
-        json_w_kv_cstr(&w, "cgroupsPath", cg_run_oci_path(b->cg));
-    }
-    json_w_obj_end(&w);
-    json_w_obj_end(&w);
-    if (w.failed)
-        ret = bx_err_set(err, BX_E_INTERNAL, ENOMEM, "spec too large");
-    else
+        mounts[n++] = (struct oci_mount){b->volumes[i].guest_path, b->volumes[i].host_path,
+                                         b->volumes[i].readonly, NULL};
+    p = (struct oci_params){.rootfs = root,
+                            .args = args,
+                            .env = env,
+                            .cwd = "/",
+                            .hostname = b->id,
+                            .uid = 0,
+                            .gid = 0,
+                            .nofile = BOX_NOFILE,
+                            .nproc = b->m->p.cfg->box_defaults.pids_limit,
+                            .mounts = mounts,
+                            .nmounts = n,
+                            .netns_path = b->net ? net_run_netns_path(b->net) : NULL,
+                            .cgroups_path = b->cg ? cg_run_oci_path(b->cg) : NULL,
+                            .root_writable = 1,
+                            .caps = oci_box_caps,
+                            .plain_proc = 1};
+    sbuf_init(&sb, 1 << 20);
+    ret = oci_build_spec(&p, &sb, err);
+    if (ret == 0)
         ret = write_json_file(b, "config.json", &sb, err);
     sbuf_free(&sb);
     return ret;

@@ -307,6 +307,7 @@ static void exec_on_exit(void *arg, int status)
     }
     e->failed = e->exit_code != 0;
     exec_control_end(e);
+    box_store_save_exec(e);
     exec_notify(e);
     cb = e->cb;
     cb_arg = e->cb_arg;
@@ -334,14 +335,15 @@ void box_exec_forget(struct box_exec *e)
     e->cb_arg = NULL;
 }
 
-static void trim_execs(struct box *b)
+void box_trim_execs(struct box *b)
 {
     unsigned n = 0;
     for (struct box_exec **pp = &b->execs; *pp;) {
         struct box_exec *e = *pp;
         /* a file transfer's record goes once its waiter was answered */
-        if ((e->hidden || ++n > BOX_EXECS_KEPT) && !e->running && !e->cb && !e->watchers) {
+        if ((e->hidden || ++n > box_execs_kept(b->m)) && !e->running && !e->cb && !e->watchers) {
             *pp = e->next;
+            box_store_drop_exec(e);
             exec_free(e);
             continue;
         }
@@ -374,7 +376,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     e->box = b;
     e->out_fd = e->err_fd = -1;
-    exec_log_init(&e->log, BOX_OUTPUT_MAX);
+    exec_log_init(&e->log, box_exec_output_max(b->m));
     infeed_init(&e->in, b->m->p.loop, 0);
     sbuf_init(&sb, 1 << 20);
     if (random_id("exec_", e->id, sizeof(e->id), err) < 0)
@@ -403,8 +405,9 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
             wrapped[4 + i] = req->cmd[i];
     }
     json_w_init(&w, &sb);
-    w_process(&w, wrapped ? wrapped : req->cmd, env3, req->workdir && req->workdir[0] ? req->workdir : b->workdir,
-              req->set_user ? req->uid : 0, req->set_user ? req->gid : 0);
+    w_process(&w, b, wrapped ? wrapped : req->cmd, env3,
+              req->workdir && req->workdir[0] ? req->workdir : b->workdir,
+              req->set_user ? req->uid : 0, req->set_user ? req->gid : 0, 0);
     if (w.failed) {
         bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "exec too large");
         goto fail;
@@ -460,7 +463,8 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     b->execs = e;
     if (!hidden)
         b->m->execs_started++; /* box_stats */
-    trim_execs(b);
+    box_trim_execs(b);
+    box_store_save_exec(e);
     *out = e;
     ret = 0;
     e = NULL;
@@ -583,7 +587,7 @@ int box_exec_exit_code(const struct box_exec *e, char *why, size_t cap)
         snprintf(why, cap, "%s", e->error);
     } else {
         struct sbuf sb;
-        sbuf_init(&sb, BOX_OUTPUT_MAX);
+        sbuf_init(&sb, box_exec_output_max(e->box->m));
         exec_log_text(&e->log, EXEC_STDERR, &sb);
         snprintf(why, cap, "%.*s", (int)(sb.len < cap ? sb.len : cap - 1), sb.data ? sb.data : "");
         sbuf_free(&sb);
@@ -757,7 +761,7 @@ static void sig_kick(struct box_exec *e)
     bx_err_clear(&err);
     sbuf_init(&sb, 1 << 16);
     json_w_init(&w, &sb);
-    w_process(&w, argv, env, "/", 0, 0);
+    w_process(&w, e->box, argv, env, "/", 0, 0, 0);
     kill_files(e, 1, json, sizeof(json));
     snprintf(lname, sizeof(lname), "%s.kill.log", e->id);
     {

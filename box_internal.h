@@ -21,11 +21,7 @@
 
 #define BOX_CG_RETRY_MS 100
 #define BOX_CG_RETRIES 50
-/* Exec records kept and output bytes of one exec's event log: config's
- * max_execs_per_box and exec_output_bytes. */
-#define BOX_EXECS_KEPT (b->m->p.cfg->max_execs_per_box)
 #define BOX_EXEC_SAFETY_MS 5000
-#define BOX_OUTPUT_MAX (e->box->m->p.cfg->exec_output_bytes)
 #define BOX_NOFILE 1024
 
 enum box_status { BOX_CREATING, BOX_RUNNING, BOX_STOPPING, BOX_STOPPED, BOX_ERROR };
@@ -57,6 +53,7 @@ struct box_exec {
     int timed_out;
     int hidden; /* a file transfer (box_transfer): not an exec of the API */
     int tty;    /* on a pty (box_term.c): out_fd is its master */
+    uint64_t order_ns; /* its record's sort key (box_store.c), realtime at start */
     box_exec_cb cb;
     void *cb_arg;
     /* issue 14, input and control (box_exec.c) */
@@ -139,12 +136,27 @@ struct box_mgr {
     uint64_t starts, stops, execs_started; /* box_stats */
 };
 
+/* Exec records kept per box and output bytes kept per stream of one exec:
+ * config's max_execs_per_box and exec_output_bytes. */
+static inline uint64_t box_execs_kept(const struct box_mgr *m)
+{
+    return m->p.cfg->max_execs_per_box;
+}
+
+static inline uint64_t box_exec_output_max(const struct box_mgr *m)
+{
+    return m->p.cfg->exec_output_bytes;
+}
+
 /* box_bundle.c */
 int attach_and_mount(struct box *b, struct bx_err *err);
 int mount_root(struct box *b, struct bx_err *err);
 void unmount_all(struct box *b);
 void box_w_strv(struct json_writer *w, const char *key, char *const *v);
-void w_process(struct json_writer *w, char *const *args, char *const *env, const char *cwd, uint32_t uid, uint32_t gid);
+/* An exec's process JSON (oci_w_process with the box's caps and limits);
+ * terminal: runs on a pty (box_term.c adds the consoleSize). */
+void w_process(struct json_writer *w, const struct box *b, char *const *args, char *const *env,
+               const char *cwd, uint32_t uid, uint32_t gid, int terminal);
 int write_scratch_file(struct box *b, const char *name, struct sbuf *sb, struct bx_err *err);
 int box_write_spec(struct box *b, struct bx_err *err);
 int write_init(struct box *b, struct bx_err *err);
@@ -152,6 +164,12 @@ int write_init(struct box *b, struct bx_err *err);
  * state change; loaded (and the old sandboxes swept) at start. */
 int box_store_save(struct box *b);
 int box_store_load_all(struct box_mgr *m, struct bx_err *err);
+/* <box dir>/execs/<exec id>.json (+ .out: stdout then stderr): an exec's
+ * record, written when it starts and when it ends (not fsynced: it survives
+ * a crash of Boxer, the kernel keeps the page cache); loaded with the box.
+ * drop removes them (the exec left the kept history). */
+void box_store_save_exec(struct box_exec *e);
+void box_store_drop_exec(struct box_exec *e);
 int box_net_setup(struct box *b, struct bx_err *err);
 int box_check_volumes(const struct config *cfg, struct box_volume *v, size_t n, struct bx_err *err);
 void box_volumes_free(struct box_volume **v, size_t n);
@@ -166,6 +184,9 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
 void exec_free(struct box_exec *e);
 /* box_exec.c: tells the watchers the record goes (before exec_free). */
 void exec_watchers_gone(struct box_exec *e);
+/* box_exec.c: ended and answered records beyond max_execs_per_box go
+ * (with their files), and hidden ones (transfers, terminals) at once. */
+void box_trim_execs(struct box *b);
 /* box_exec.c: wakes the event streams of e (deferred to the loop). */
 void exec_notify(struct box_exec *e);
 /* box_exec.c: what exec_free must release of the input and control state. */

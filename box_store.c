@@ -100,6 +100,158 @@ int box_store_save(struct box *b)
     return ret;
 }
 
+/* ---- exec records ---- */
+
+#define EXEC_DIR "execs"
+/* cmd, env, workdir and a message: the exec request is bounded well below */
+#define EXEC_RECORD_MAX (4u << 20)
+/* per stream: config.c's bound of exec_output_bytes */
+#define EXEC_OUTPUT_FILE_MAX (1ull << 30)
+
+/* <box dir>/execs, made when missing (boxes from before exec records). */
+static int open_exec_dir(struct box *b, int create)
+{
+    char p[PATH_MAX + 16];
+    int fd;
+    snprintf(p, sizeof(p), "%s/" EXEC_DIR, b->dir);
+    fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            return -1;
+        fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    return fd;
+}
+
+/* Temp file and rename, no fsync: an exec must not wait for the disk, and
+ * what a crash of Boxer leaves in the page cache is read back anyway. */
+static int put_file(int dfd, const char *name, const char *a, size_t alen, const char *b2,
+                    size_t blen)
+{
+    char tmp[96];
+    int fd, ret = -1;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    if ((alen && bx_write_all(fd, a, alen) < 0) || (blen && bx_write_all(fd, b2, blen) < 0))
+        goto out;
+    if (close(fd) < 0) {
+        fd = -1;
+        goto out;
+    }
+    fd = -1;
+    if (renameat(dfd, tmp, dfd, name) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (ret < 0) {
+        int saved = errno;
+        unlinkat(dfd, tmp, 0);
+        errno = saved;
+    }
+    return ret;
+}
+
+void box_store_save_exec(struct box_exec *e)
+{
+    struct box *b = e->box;
+    struct sbuf sb, so, se;
+    struct json_writer w;
+    char name[64];
+    int dfd;
+
+    if (e->hidden)
+        return;
+    /* the kept output of each stream, raw (the log's tail; bounded) */
+    sbuf_init(&so, (size_t)e->log.max + 1);
+    sbuf_init(&se, (size_t)e->log.max + 1);
+    if (!e->running && (exec_log_text(&e->log, EXEC_STDOUT, &so) < 0 ||
+                        exec_log_text(&e->log, EXEC_STDERR, &se) < 0)) {
+        bx_log_error("box %s: exec %s: out of memory for its output", b->id, e->id);
+        sbuf_free(&so);
+        sbuf_free(&se);
+        return;
+    }
+    if (!e->order_ns) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        e->order_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
+    dfd = open_exec_dir(b, 1);
+    if (dfd < 0) {
+        bx_log_error("box %s: exec %s: its record: %s", b->id, e->id, strerror(errno));
+        sbuf_free(&so);
+        sbuf_free(&se);
+        return;
+    }
+    sbuf_init(&sb, EXEC_RECORD_MAX);
+    json_w_init(&w, &sb);
+    json_w_obj_begin(&w);
+    w_s(&w, "id", e->id);
+    box_w_strv(&w, "cmd", e->cmd);
+    if (e->env) /* absent: no env given (ExecInfo says null, not {}) */
+        box_w_strv(&w, "env", e->env);
+    w_s(&w, "workdir", e->workdir);
+    w_u(&w, "timeout_ms", e->timeout_ms);
+    json_w_key(&w, "running");
+    json_w_bool(&w, e->running);
+    json_w_key(&w, "failed");
+    json_w_bool(&w, e->failed);
+    json_w_key(&w, "exit_code");
+    json_w_int(&w, e->exit_code);
+    w_s(&w, "error_message", e->error);
+    w_u(&w, "created_at", (uint64_t)e->created);
+    w_u(&w, "finished_at", (uint64_t)e->finished);
+    w_u(&w, "wall_ms", e->wall_ms);
+    json_w_key(&w, "timed_out");
+    json_w_bool(&w, e->timed_out);
+    w_u(&w, "order_ns", e->order_ns);
+    /* The output is in <id>.out as it was (it need not be UTF-8). */
+    json_w_key(&w, "canceled");
+    json_w_bool(&w, e->canceled);
+    json_w_key(&w, "truncated");
+    json_w_bool(&w, exec_log_truncated(&e->log));
+    w_u(&w, "stdout_bytes", so.len);
+    w_u(&w, "stderr_bytes", se.len);
+    json_w_obj_end(&w);
+    if (w.failed) {
+        bx_log_error("box %s: exec %s: its record is too large", b->id, e->id);
+        goto out;
+    }
+    /* The output first: the record, renamed last, says how much of it
+     * belongs to this exec. */
+    snprintf(name, sizeof(name), "%s.out", e->id);
+    if (!e->running &&
+        put_file(dfd, name, so.data, so.len, se.data, se.len) < 0) {
+        bx_log_error("box %s: exec %s: writing its output: %s", b->id, e->id, strerror(errno));
+        goto out;
+    }
+    snprintf(name, sizeof(name), "%s.json", e->id);
+    if (put_file(dfd, name, sb.data, sb.len, NULL, 0) < 0)
+        bx_log_error("box %s: exec %s: writing its record: %s", b->id, e->id, strerror(errno));
+out:
+    sbuf_free(&sb);
+    sbuf_free(&so);
+    sbuf_free(&se);
+    close(dfd);
+}
+
+void box_store_drop_exec(struct box_exec *e)
+{
+    char name[64];
+    int dfd;
+    if (e->hidden || (dfd = open_exec_dir(e->box, 0)) < 0)
+        return;
+    snprintf(name, sizeof(name), "%s.json", e->id);
+    unlinkat(dfd, name, 0);
+    snprintf(name, sizeof(name), "%s.out", e->id);
+    unlinkat(dfd, name, 0);
+    close(dfd);
+}
+
 int box_recover(const struct config *cfg, struct bx_err *err)
 {
     char dir[PATH_MAX];
@@ -255,6 +407,187 @@ static struct box *box_from_record(struct box_mgr *m, const char *id, const stru
     return b;
 }
 
+/* ---- exec records: load ---- */
+
+static int64_t get_i(const struct json_value *o, const char *k, int64_t dflt)
+{
+    const struct json_value *v = json_get(o, k);
+    return v && v->type == JSON_NUMBER && v->u.num.is_int ? v->u.num.i : dflt;
+}
+
+/* 1 when name is <exec id><suffix> with an id random_id makes. */
+static int exec_file_name(const char *name, const char *suffix, char id[32])
+{
+    size_t n = strlen(name), sl = strlen(suffix);
+    if (n <= sl || n - sl >= 32 || strncmp(name, "exec_", 5) != 0 ||
+        strcmp(name + n - sl, suffix) != 0)
+        return 0;
+    for (size_t i = 5; i < n - sl; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+            return 0;
+    memcpy(id, name, n - sl);
+    id[n - sl] = 0;
+    return 1;
+}
+
+/* The exec of <dfd>/<id>.json and its output; NULL (logged) when unreadable. */
+static struct box_exec *exec_from_record(struct box *b, int dfd, const char *id)
+{
+    struct json_limits lim = {EXEC_RECORD_MAX, 8, 200000};
+    struct json_doc *doc = NULL;
+    const struct json_value *o;
+    struct box_exec *e = NULL;
+    struct bx_err err;
+    char name[64], *text = NULL, *out = NULL;
+    size_t len = 0, olen = 0;
+    uint64_t max = box_exec_output_max(b->m), nout, nerr;
+
+    bx_err_clear(&err);
+    snprintf(name, sizeof(name), "%s.json", id);
+    if (bx_read_file_at(dfd, name, EXEC_RECORD_MAX, &text, &len, &err) < 0 ||
+        json_parse(text, len, &lim, &doc, &err) < 0 || json_doc_root(doc)->type != JSON_OBJECT) {
+        bx_log_error("box %s: exec %s: its record is unreadable: %s", b->id, id, err.msg);
+        goto out;
+    }
+    o = json_doc_root(doc);
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        goto out;
+    e->box = b;
+    e->out_fd = e->err_fd = -1;
+    exec_log_init(&e->log, max);
+    infeed_init(&e->in, b->m->p.loop, 0);
+    memcpy(e->id, id, strlen(id) + 1);
+    if (get_strv(o, "cmd", &e->cmd) < 0 || get_strv(o, "env", &e->env) < 0 ||
+        dup_opt(&e->workdir, get_s(o, "workdir")) < 0 || !e->cmd || !e->cmd[0]) {
+        bx_log_error("box %s: exec %s: its record is unreadable", b->id, id);
+        exec_free(e);
+        e = NULL;
+        goto out;
+    }
+    e->timeout_ms = get_u(o, "timeout_ms");
+    e->exit_code = (int)get_i(o, "exit_code", -1);
+    e->failed = get_bool(o, "failed");
+    e->timed_out = get_bool(o, "timed_out");
+    e->canceled = get_bool(o, "canceled");
+    e->created = (time_t)get_u(o, "created_at");
+    e->finished = (time_t)get_u(o, "finished_at");
+    e->wall_ms = get_u(o, "wall_ms");
+    e->order_ns = get_u(o, "order_ns");
+    if (get_s(o, "error_message"))
+        snprintf(e->error, sizeof(e->error), "%s", get_s(o, "error_message"));
+    if (get_bool(o, "running")) {
+        /* It was running when Boxer went away, and its sandbox with it. */
+        e->failed = 1;
+        e->exit_code = 137;
+        e->finished = time(NULL);
+        snprintf(e->error, sizeof(e->error), "%s",
+                 "Boxer restarted while this exec was running: its processes were killed");
+        box_store_save_exec(e);
+        goto out;
+    }
+    nout = get_u(o, "stdout_bytes");
+    nerr = get_u(o, "stderr_bytes");
+    snprintf(name, sizeof(name), "%s.out", id);
+    /* (each stream was at most exec_output_bytes when written; a smaller
+     * exec_output_bytes now keeps the start of it) */
+    if ((nout || nerr) && nout <= EXEC_OUTPUT_FILE_MAX && nerr <= EXEC_OUTPUT_FILE_MAX &&
+        bx_read_file_at(dfd, name, (size_t)(nout + nerr), &out, &olen, &err) == 0 &&
+        olen == nout + nerr) {
+        /* Back into the log as one event per stream (the order between the
+         * streams and the seqs of the first life are not kept); the log
+         * keeps the tail when exec_output_bytes is smaller now. */
+        if ((nout && exec_log_append(&e->log, EXEC_STDOUT, out, (size_t)nout) < 0) ||
+            (nerr && exec_log_append(&e->log, EXEC_STDERR, out + nout, (size_t)nerr) < 0) ||
+            exec_log_flush(&e->log) < 0)
+            bx_log_error("box %s: exec %s: out of memory for its output", b->id, id);
+        if (get_bool(o, "truncated"))
+            exec_log_mark_truncated(&e->log);
+    } else if (nout || nerr) {
+        bx_log_warn("box %s: exec %s: its output is lost", b->id, id);
+    }
+out:
+    free(out);
+    json_doc_free(&doc);
+    free(text);
+    return e;
+}
+
+static int by_order_desc(const void *a, const void *b)
+{
+    const struct box_exec *x = *(struct box_exec *const *)a, *y = *(struct box_exec *const *)b;
+    return x->order_ns < y->order_ns ? 1 : x->order_ns > y->order_ns ? -1 : 0;
+}
+
+/* The box's kept exec records, newest first, at most max_execs_per_box;
+ * files of others (older ones, temp files, output without a record) go. */
+static void load_execs(struct box *b)
+{
+    struct box_exec **v = NULL;
+    char (*ids)[32] = NULL;
+    size_t n = 0, nids = 0, cap = 0, keep;
+    struct dirent *de;
+    char id[32];
+    DIR *d;
+    int dfd = open_exec_dir(b, 0);
+
+    if (dfd < 0)
+        return;
+    d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return;
+    }
+    /* The names first: loading rewrites the records of execs that were
+     * running, which a readdir going on could see twice. */
+    while ((de = readdir(d)) != NULL) {
+        if (!exec_file_name(de->d_name, ".json", id))
+            continue;
+        if (nids == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char(*ni)[32] = realloc(ids, nc * sizeof(*ni));
+            if (!ni)
+                break;
+            ids = ni;
+            cap = nc;
+        }
+        memcpy(ids[nids++], id, sizeof(id));
+    }
+    v = nids ? calloc(nids, sizeof(*v)) : NULL;
+    for (size_t i = 0; v && i < nids; i++) {
+        struct box_exec *e = exec_from_record(b, dirfd(d), ids[i]);
+        if (e)
+            v[n++] = e;
+    }
+    free(ids);
+    if (n)
+        qsort(v, n, sizeof(*v), by_order_desc);
+    keep = n < box_execs_kept(b->m) ? n : (size_t)box_execs_kept(b->m);
+    for (size_t i = n; i-- > 0;) {
+        if (i >= keep) {
+            box_store_drop_exec(v[i]);
+            exec_free(v[i]);
+            continue;
+        }
+        v[i]->next = b->execs;
+        b->execs = v[i];
+    }
+    free(v);
+    /* what no kept record owns */
+    rewinddir(d);
+    while ((de = readdir(d)) != NULL) {
+        int owned = 0;
+        if (de->d_name[0] == '.')
+            continue;
+        if (exec_file_name(de->d_name, ".json", id) || exec_file_name(de->d_name, ".out", id))
+            for (struct box_exec *e = b->execs; e && !owned; e = e->next)
+                owned = strcmp(e->id, id) == 0;
+        if (!owned)
+            unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 /* Loads <home>/boxes/<id>/box.json; 1 when the box was added, 0 when the
  * directory was removed or skipped. */
 static int load_one(struct box_mgr *m, int dfd, const char *id)
@@ -311,6 +644,7 @@ static int load_one(struct box_mgr *m, int dfd, const char *id)
     snprintf(path, sizeof(path), "%s/state", id);
     if (bx_rm_rf_at(dfd, path, &err) < 0 || mkdirat(dfd, path, 0700) < 0)
         bx_log_error("box %s: resetting its runsc state: %s", id, err.msg[0] ? err.msg : strerror(errno));
+    load_execs(b);
     b->next = m->boxes;
     m->boxes = b;
     return 1;

@@ -81,15 +81,15 @@ static int write_process(struct box *b, struct box_exec *e, char *const *args,
         oci_merge_env(env1, b->env, &env2, err) < 0 || oci_merge_env(env2, post, &env3, err) < 0)
         goto out;
     json_w_init(&w, &sb);
-    w_process(&w, args, env3, cwd, uid, gid);
-    /* w_process closed the object: reopen it for the terminal fields (its
+    w_process(&w, b, args, env3, cwd, uid, gid, 1);
+    /* w_process closed the object: reopen it for the console size (its
      * last byte is that '}'). */
     if (w.failed || sb.len == 0 || sb.data[sb.len - 1] != '}') {
         bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "exec too large");
         goto out;
     }
     sb.len--;
-    if (sbuf_appendf(&sb, ",\"terminal\":true,\"consoleSize\":{\"height\":%u,\"width\":%u}}",
+    if (sbuf_appendf(&sb, ",\"consoleSize\":{\"height\":%u,\"width\":%u}}",
                      rows, cols) < 0) {
         bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "exec too large");
         goto out;
@@ -174,23 +174,6 @@ fail:
     return -1;
 }
 
-/* As box_exec.c's trim: terminal records that ended and were answered
- * go, and of the listed ones the last BOX_EXECS_KEPT stay; a box with
- * many terminal sessions and no other exec keeps no more. */
-static void term_trim(struct box *b)
-{
-    unsigned n = 0;
-    for (struct box_exec **pp = &b->execs; *pp;) {
-        struct box_exec *e = *pp;
-        if ((e->hidden || ++n > BOX_EXECS_KEPT) && !e->running && !e->cb) {
-            *pp = e->next;
-            exec_free(e);
-            continue;
-        }
-        pp = &e->next;
-    }
-}
-
 static void link_record(struct box *b, struct box_exec *e, box_exec_cb cb, void *arg)
 {
     e->running = 1;
@@ -201,7 +184,7 @@ static void link_record(struct box *b, struct box_exec *e, box_exec_cb cb, void 
     e->cb_arg = arg;
     e->next = b->execs;
     b->execs = e;
-    term_trim(b);
+    box_trim_execs(b);
     box_touch(b);
 }
 

@@ -190,6 +190,12 @@ int exec_log_truncated(const struct exec_log *l)
     return l->dropped > 0 || l->cut_bytes > 0;
 }
 
+void exec_log_mark_truncated(struct exec_log *l)
+{
+    if (!exec_log_truncated(l))
+        l->cut_bytes = 1;
+}
+
 int exec_log_text(const struct exec_log *l, int stream, struct sbuf *out)
 {
     for (size_t i = 0; i < l->n; i++) {

@@ -64,6 +64,9 @@ uint64_t exec_log_last_seq(const struct exec_log *l);
 uint64_t exec_log_bytes_after(const struct exec_log *l, uint64_t after);
 /* 1 when output was lost (dropped or cut events). */
 int exec_log_truncated(const struct exec_log *l);
+/* Marks output as lost when the amount is unknown (a record reloaded
+ * after a restart that had lost some): cut_bytes becomes at least 1. */
+void exec_log_mark_truncated(struct exec_log *l);
 /* The kept text of one stream, concatenated, appended to out. */
 int exec_log_text(const struct exec_log *l, int stream, struct sbuf *out);
 /* Empties the kept events of one stream (their seqs stay; readers skip

@@ -27,9 +27,12 @@ static void spec_strv(struct json_writer *w, char *const *v)
 static void w_rlimit(struct json_writer *w, const char *type, uint64_t v)
 {
     json_w_obj_begin(w);
-    json_w_kv_cstr(w, "type", type);
-    json_w_kv_uint(w, "hard", v);
-    json_w_kv_uint(w, "soft", v);
+    json_w_key(w, "type");
+    json_w_cstr(w, type);
+    json_w_key(w, "hard");
+    json_w_uint(w, v);
+    json_w_key(w, "soft");
+    json_w_uint(w, v);
     json_w_obj_end(w);
 }
 
@@ -37,9 +40,12 @@ static void spec_mount(struct json_writer *w, const char *dest, const char *type
                     const char *const *options)
 {
     json_w_obj_begin(w);
-    json_w_kv_cstr(w, "destination", dest);
-    json_w_kv_cstr(w, "type", type);
-    json_w_kv_cstr(w, "source", source);
+    json_w_key(w, "destination");
+    json_w_cstr(w, dest);
+    json_w_key(w, "type");
+    json_w_cstr(w, type);
+    json_w_key(w, "source");
+    json_w_cstr(w, source);
     json_w_key(w, "options");
     json_w_arr_begin(w);
     for (size_t i = 0; options[i]; i++)
@@ -48,9 +54,65 @@ static void spec_mount(struct json_writer *w, const char *dest, const char *type
     json_w_obj_end(w);
 }
 
+const char *const oci_box_caps[] = {
+    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+    "CAP_MKNOD",  "CAP_SETGID",       "CAP_SETUID",           "CAP_SETFCAP",
+    "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE", NULL};
+
+void oci_w_process(struct json_writer *w, const struct oci_process *p)
+{
+    static const char *const sets[] = {"bounding", "effective", "inheritable", "permitted",
+                                       "ambient", NULL};
+    json_w_obj_begin(w);
+    json_w_key(w, "terminal");
+    json_w_bool(w, p->terminal != 0);
+    json_w_key(w, "user");
+    json_w_obj_begin(w);
+    json_w_key(w, "uid");
+    json_w_uint(w, p->uid);
+    json_w_key(w, "gid");
+    json_w_uint(w, p->gid);
+    json_w_obj_end(w);
+    json_w_key(w, "args");
+    spec_strv(w, p->args);
+    json_w_key(w, "env");
+    spec_strv(w, p->env);
+    json_w_key(w, "cwd");
+    json_w_cstr(w, p->cwd);
+    /* Inheritable and ambient stay empty: an exec'd program gains nothing. */
+    if (!p->caps_absent) {
+        json_w_key(w, "capabilities");
+        json_w_obj_begin(w);
+    }
+    for (size_t i = 0; !p->caps_absent && sets[i]; i++) {
+        int give = p->caps && strcmp(sets[i], "inheritable") != 0 && strcmp(sets[i], "ambient") != 0;
+        json_w_key(w, sets[i]);
+        json_w_arr_begin(w);
+        for (size_t c = 0; give && p->caps[c]; c++)
+            json_w_cstr(w, p->caps[c]);
+        json_w_arr_end(w);
+    }
+    if (!p->caps_absent)
+        json_w_obj_end(w);
+    json_w_key(w, "noNewPrivileges");
+    json_w_bool(w, 1);
+    json_w_key(w, "rlimits");
+    json_w_arr_begin(w);
+    w_rlimit(w, "RLIMIT_NOFILE", p->nofile);
+    /* gVisor counts tasks of the sandbox user against RLIMIT_NPROC (runsc
+     * ignores linux.resources.pids), so this is what bounds processes and
+     * threads inside; the host pids cgroup bounds the sandbox's own tasks. */
+    if (p->nproc)
+        w_rlimit(w, "RLIMIT_NPROC", p->nproc);
+    json_w_arr_end(w);
+    json_w_obj_end(w);
+}
+
 int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *err)
 {
     static const char *const proc_opts[] = {"nosuid", "noexec", "nodev", NULL};
+    static const char *const no_opts[] = {NULL};
     static const char *const dev_opts[] = {"nosuid", "strictatime", "mode=755", "size=65536k",
                                            NULL};
     static const char *const sys_opts[] = {"nosuid", "noexec", "nodev", "ro", NULL};
@@ -59,6 +121,14 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     static const char *const ns_types[] = {"pid", "ipc", "uts", "mount", NULL};
     char tmp_size[64];
     const char *tmp_opts[] = {"nosuid", "nodev", "mode=1777", tmp_size, NULL};
+    struct oci_process proc = {.args = p->args,
+                               .env = p->env,
+                               .cwd = p->cwd,
+                               .uid = p->uid,
+                               .gid = p->gid,
+                               .caps = p->caps,
+                               .nofile = p->nofile,
+                               .nproc = p->nproc};
     struct json_writer w;
 
     if (!p->args || !p->args[0])
@@ -66,93 +136,71 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     snprintf(tmp_size, sizeof(tmp_size), "size=%llum", (unsigned long long)p->tmp_size_mb);
     json_w_init(&w, out);
     json_w_obj_begin(&w);
-    json_w_kv_cstr(&w, "ociVersion", "1.0.2");
+    json_w_key(&w, "ociVersion");
+    json_w_cstr(&w, "1.0.2");
 
     json_w_key(&w, "process");
-    json_w_obj_begin(&w);
-    json_w_kv_bool(&w, "terminal", 0);
-    json_w_key(&w, "user");
-    json_w_obj_begin(&w);
-    json_w_kv_uint(&w, "uid", p->uid);
-    json_w_kv_uint(&w, "gid", p->gid);
-    json_w_obj_end(&w);
-    json_w_key(&w, "args");
-    spec_strv(&w, p->args);
-    json_w_key(&w, "env");
-    spec_strv(&w, p->env);
-    json_w_kv_cstr(&w, "cwd", p->cwd);
-    /* Empty capability sets: nothing privileged even inside gVisor. */
-    json_w_key(&w, "capabilities");
-    json_w_obj_begin(&w);
-    {
-        static const char *const sets[] = {"bounding", "effective", "inheritable", "permitted",
-                                           "ambient", NULL};
-        for (size_t i = 0; sets[i]; i++) {
-            json_w_key(&w, sets[i]);
-            json_w_arr_begin(&w);
-            json_w_arr_end(&w);
-        }
-    }
-    json_w_obj_end(&w);
-    json_w_kv_bool(&w, "noNewPrivileges", 1);
-    json_w_key(&w, "rlimits");
-    json_w_arr_begin(&w);
-    w_rlimit(&w, "RLIMIT_NOFILE", p->nofile);
-    /* gVisor counts tasks of the sandbox user against RLIMIT_NPROC (runsc
-     * ignores linux.resources.pids), so this is what bounds processes and
-     * threads inside; the host pids cgroup bounds the sandbox's own tasks. */
-    if (p->nproc)
-        w_rlimit(&w, "RLIMIT_NPROC", p->nproc);
-    json_w_arr_end(&w);
-    json_w_obj_end(&w); /* process */
+    oci_w_process(&w, &proc);
 
     json_w_key(&w, "root");
     json_w_obj_begin(&w);
-    json_w_kv_cstr(&w, "path", p->rootfs);
-    json_w_kv_bool(&w, "readonly", 1);
+    json_w_key(&w, "path");
+    json_w_cstr(&w, p->rootfs);
+    json_w_key(&w, "readonly");
+    json_w_bool(&w, !p->root_writable);
     json_w_obj_end(&w);
 
-    json_w_kv_cstr(&w, "hostname", p->hostname);
+    json_w_key(&w, "hostname");
+    json_w_cstr(&w, p->hostname);
 
     json_w_key(&w, "mounts");
     json_w_arr_begin(&w);
-    spec_mount(&w, "/proc", "proc", "proc", proc_opts);
+    spec_mount(&w, "/proc", "proc", "proc", p->plain_proc ? no_opts : proc_opts);
     spec_mount(&w, "/dev", "tmpfs", "tmpfs", dev_opts);
     spec_mount(&w, "/sys", "sysfs", "sysfs", sys_opts);
-    spec_mount(&w, "/tmp", "tmpfs", "tmpfs", tmp_opts);
+    if (p->tmp_size_mb)
+        spec_mount(&w, "/tmp", "tmpfs", "tmpfs", tmp_opts);
     for (size_t i = 0; i < p->nmounts; i++)
         spec_mount(&w, p->mounts[i].destination, "bind", p->mounts[i].source,
-                p->mounts[i].readonly ? ro_bind : rw_bind);
+                   p->mounts[i].options    ? p->mounts[i].options
+                   : p->mounts[i].readonly ? ro_bind
+                                           : rw_bind);
     json_w_arr_end(&w);
 
     json_w_key(&w, "linux");
     json_w_obj_begin(&w);
     if (p->cgroups_path) {
-        json_w_kv_cstr(&w, "cgroupsPath", p->cgroups_path);
+        json_w_key(&w, "cgroupsPath");
+        json_w_cstr(&w, p->cgroups_path);
     }
     json_w_key(&w, "namespaces");
     json_w_arr_begin(&w);
     for (size_t i = 0; ns_types[i]; i++) {
         json_w_obj_begin(&w);
-        json_w_kv_cstr(&w, "type", ns_types[i]);
+        json_w_key(&w, "type");
+        json_w_cstr(&w, ns_types[i]);
         json_w_obj_end(&w);
     }
     if (!p->host_network) {
         json_w_obj_begin(&w);
-        json_w_kv_cstr(&w, "type", "network");
+        json_w_key(&w, "type");
+        json_w_cstr(&w, "network");
         if (p->netns_path) {
-            json_w_kv_cstr(&w, "path", p->netns_path);
+            json_w_key(&w, "path");
+            json_w_cstr(&w, p->netns_path);
         }
         json_w_obj_end(&w);
     }
     json_w_arr_end(&w);
-    /* Hide host paths that gVisor would otherwise expose through /proc. */
-    json_w_key(&w, "maskedPaths");
-    json_w_arr_begin(&w);
-    json_w_cstr(&w, "/proc/kcore");
-    json_w_cstr(&w, "/proc/keys");
-    json_w_cstr(&w, "/proc/timer_list");
-    json_w_arr_end(&w);
+    if (!p->plain_proc) {
+        /* Hide host paths that gVisor would otherwise expose through /proc. */
+        json_w_key(&w, "maskedPaths");
+        json_w_arr_begin(&w);
+        json_w_cstr(&w, "/proc/kcore");
+        json_w_cstr(&w, "/proc/keys");
+        json_w_cstr(&w, "/proc/timer_list");
+        json_w_arr_end(&w);
+    }
     json_w_obj_end(&w); /* linux */
     json_w_obj_end(&w);
     if (w.failed)
@@ -308,7 +356,7 @@ static int add_mount(struct oci_bundle *b, char *dst, char *src, int readonly, s
         b->mounts = nm;
         b->mounts_cap = nc;
     }
-    b->mounts[b->nmounts++] = (struct oci_mount){dst, src, readonly};
+    b->mounts[b->nmounts++] = (struct oci_mount){dst, src, readonly, NULL};
     return 0;
 }
 

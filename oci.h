@@ -30,7 +30,35 @@ struct oci_mount {
     const char *destination; /* absolute, inside the sandbox */
     const char *source;      /* absolute host path */
     int readonly;
+    /* NULL: rbind, ro or rw, nosuid, nodev; else exactly these */
+    const char *const *options;
 };
+
+/* Docker's default capability set minus CAP_NET_RAW (NULL-terminated): a
+ * box's root (see README, boxes). */
+extern const char *const oci_box_caps[];
+
+/* The process object: the spec's, and runsc exec --process's. */
+struct oci_process {
+    char *const *args; /* NULL-terminated, non-empty */
+    char *const *env;
+    const char *cwd;
+    uint32_t uid, gid;
+    /* bounding, effective and permitted sets (NULL-terminated); NULL:
+     * every set empty, nothing privileged even inside gVisor */
+    const char *const *caps;
+    /* No capabilities key at all: runsc's default for the user (for a
+     * box's non-root user: nothing effective, the bounding set kept, as
+     * under Docker); caps is then ignored. */
+    int caps_absent;
+    int terminal;
+    uint64_t nofile;
+    uint64_t nproc; /* 0: no RLIMIT_NPROC */
+};
+
+struct json_writer;
+/* Writes the process object (noNewPrivileges always) as the next value. */
+void oci_w_process(struct json_writer *w, const struct oci_process *p);
 
 struct oci_params {
     const char *rootfs;
@@ -55,6 +83,14 @@ struct oci_params {
      * must then run with --ignore-cgroups, or it would create an unlimited
      * cgroup at the hierarchy root). */
     const char *cgroups_path;
+    /* What a box's sandbox differs in (box_bundle.c).  root_writable: the
+     * root is the box's own overlay.  caps: see struct oci_process.
+     * tmp_size_mb 0: no /tmp tmpfs (a box's /tmp is on its disk).
+     * plain_proc: /proc without nosuid, noexec, nodev, and no maskedPaths
+     * (as boxes always had; kept so the merge changed nothing). */
+    int root_writable;
+    const char *const *caps;
+    int plain_proc;
 };
 
 /* Writes the spec as JSON into out. */

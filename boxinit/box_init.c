@@ -2,8 +2,8 @@
  * read-only at /.boxer/init).  A box's processes are started by `runsc exec`
  * and re-parented to PID 1 when their parent dies: without a reaper they
  * would stay zombies for the life of the box.  So this program only reaps,
- * and leaves on SIGTERM (the box is being stopped; runsc then ends the
- * sandbox).  It relies on nothing in the image.
+ * and leaves on SIGTERM after a sync (the box is being stopped; runsc then
+ * ends the sandbox).  It relies on nothing in the image.
  *
  * The same binary is the exec helper for an exec with a timeout:
  *   /.boxer/init --exec <timeout_ms> -- <program> [args...]
@@ -270,7 +270,13 @@ int main(int argc, char **argv)
             ;
         if (sigwait(&set, &sig) != 0)
             continue;
-        if (sig == SIGTERM || sig == SIGINT)
+        if (sig == SIGTERM || sig == SIGINT) {
+            /* gVisor keeps file data written in the box in the sentry's
+             * own cache; Boxer ends the sandbox (cgroup kill) as soon as
+             * this process has exited, which could lose what was not yet
+             * written back to the box's disk.  sync first. */
+            sync();
             return 0;
+        }
     }
 }

@@ -92,8 +92,8 @@ static void ck_strs(const struct json_value *v, const char *const *want)
 static char *args[] = {"python3", "-c", "print(1)", NULL};
 static char *env[] = {"PATH=/bin", "HOME=/tmp", "A=b", NULL};
 static const struct oci_mount binds[] = {
-    {"/data/in.csv", "/home/b/runs/x/inputs/0", 1},
-    {"/output", "/home/b/runs/x/output", 0},
+    {"/data/in.csv", "/home/b/runs/x/inputs/0", 1, NULL},
+    {"/output", "/home/b/runs/x/output", 0, NULL},
 };
 
 static struct oci_params base_params(void)
@@ -445,6 +445,67 @@ START_TEST(test_bundle_spec)
 }
 END_TEST
 
+/* What a box's spec differs in (box_bundle.c): a writable root, root with
+ * Docker's default capabilities (not inheritable or ambient), no /tmp,
+ * per-mount options, /proc plain and no maskedPaths; everything else as
+ * a run's. */
+START_TEST(test_box_params)
+{
+    static const char *const init_o[] = {"rbind", "ro", NULL};
+    static const char *const none[] = {NULL};
+    static const char *const rw_bind[] = {"rbind", "rw", "nosuid", "nodev", NULL};
+    const struct oci_mount mounts[] = {{"/.boxer/init", "/b/init", 1, init_o},
+                                       {"/data", "/vol", 0, NULL}};
+    struct oci_params p = base_params();
+    const struct json_value *root, *caps, *m;
+    p.uid = p.gid = 0;
+    p.nproc = 0;
+    p.tmp_size_mb = 0;
+    p.mounts = mounts;
+    p.nmounts = 2;
+    p.root_writable = 1;
+    p.caps = oci_box_caps;
+    p.plain_proc = 1;
+    root = build(&p);
+    ck_bool(at(root, "root", "readonly"), 0);
+    ck_bool(at(root, "process", "noNewPrivileges"), 1);
+    caps = at(root, "process", "capabilities");
+    ck_strs(at(caps, "bounding", NULL), oci_box_caps);
+    ck_strs(at(caps, "effective", NULL), oci_box_caps);
+    ck_strs(at(caps, "permitted", NULL), oci_box_caps);
+    ck_strs(at(caps, "inheritable", NULL), none);
+    ck_strs(at(caps, "ambient", NULL), none);
+    for (size_t i = 0; oci_box_caps[i]; i++)
+        ck_assert_str_ne(oci_box_caps[i], "CAP_NET_RAW");
+    m = at(root, "mounts", NULL);
+    ck_assert_uint_eq(m->u.arr.n, 5); /* proc, dev, sys, init, /data: no /tmp */
+    ck_str(at(&m->u.arr.items[0], "destination", NULL), "/proc");
+    ck_strs(at(&m->u.arr.items[0], "options", NULL), none);
+    ck_str(at(&m->u.arr.items[3], "destination", NULL), "/.boxer/init");
+    ck_strs(at(&m->u.arr.items[3], "options", NULL), init_o);
+    ck_strs(at(&m->u.arr.items[4], "options", NULL), rw_bind);
+    ck_assert_ptr_null(json_get(at(root, "linux", NULL), "maskedPaths"));
+    /* caps_absent (a box's non-root exec): no capabilities key at all */
+    {
+        char *args_[] = {"id", NULL};
+        struct oci_process pr = {.args = args_, .env = args_, .cwd = "/", .uid = 1000,
+                                 .caps = oci_box_caps, .caps_absent = 1, .nofile = 8};
+        struct sbuf sb;
+        struct json_writer w;
+        const struct json_value *v;
+        sbuf_init(&sb, 1u << 16);
+        json_w_init(&w, &sb);
+        oci_w_process(&w, &pr);
+        ck_assert(!w.failed);
+        v = parse(sb.data, sb.len);
+        sbuf_free(&sb);
+        ck_assert_ptr_null(json_get(v, "capabilities"));
+        ck_uint(at(v, "user", "uid"), 1000);
+        ck_bool(at(v, "noNewPrivileges", NULL), 1);
+    }
+}
+END_TEST
+
 static Suite *oci_suite(void)
 {
     Suite *s = suite_create("oci");
@@ -459,6 +520,7 @@ static Suite *oci_suite(void)
     tcase_add_test(tc, test_namespaces);
     tcase_add_test(tc, test_linux_cgroups_path_and_masked_paths);
     tcase_add_test(tc, test_top_level_and_process_keys);
+    tcase_add_test(tc, test_box_params);
     tcase_add_test(tc, test_empty_cmd_refused);
     tcase_add_test(tc, test_spec_too_large_500);
     tcase_add_test(tc, test_merge_env_defaults);
