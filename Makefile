@@ -18,7 +18,7 @@ LIB_SRCS := $(filter-out boxer.c,$(wildcard *.c))
 B := build
 
 .PHONY: all static check unit integration typecheck asan valgrind fuzz fuzz-run fuzz-long fuzz-seeds fuzz-limits \
-        clean run deps format bench
+        clean run deps format bench install manlint
 BIN ?= boxer
 all: $(BIN)
 
@@ -94,6 +94,7 @@ DEPS_test_api_v1run := api_run run infeed b64dec run_discard run_recover net net
 DEPS_test_exec_log := exec_log stream_events json json_write util err
 DEPS_test_b64dec := b64dec
 DEPS_test_infeed := infeed loop util err
+DEPS_test_cli_http := cli_http util err
 DEPS_test_ws := ws sha1 httpparse util err
 DEPS_test_wsauth := wsauth
 
@@ -116,7 +117,21 @@ integration: $(BIN)
 typecheck:
 	cd sdk/python && mypy --strict src/boxer
 
-check: unit typecheck integration
+check: unit typecheck manlint integration
+
+# The manual (mdoc) must be clean for mandoc's linter, style messages included.
+manlint:
+	mandoc -T lint -W style boxer.1
+
+# `make install PREFIX=/usr/local DESTDIR=...`: the binary (server and
+# client) and its manual page.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/boxer
+	install -m 0644 boxer.1 $(DESTDIR)$(MANDIR)/man1/boxer.1
 
 # Same tests with the server and unit tests built with ASan+UBSan.
 PYTEST_ARGS ?= tests/integration sdk/python/tests
@@ -167,6 +182,7 @@ fuzz: $(FUZZ_BINS)
 # reach, so the fuzzer can produce inputs on both sides of every limit:
 #   b64dec     no limit of its own (the caller bounds the text)
 #   cgproc     the 4096-byte output (byte 1's top bit)
+#   cliresp    CLI_HEAD_MAX 64 KiB of head; CLI_TRAILER_MAX 8192; CLI_CHUNK_LINE_MAX 1024
 #   config     CONFIG_MAX_BYTES 1 MiB (413); 100000 values; 1024-entry lists
 #   events     no limit of its own (one event's data; a small log of 300-555 B)
 #   httpparse  DEFAULT_MAX_HEADER_BYTES 32768; request line 8192;
@@ -183,6 +199,7 @@ fuzz: $(FUZZ_BINS)
 # A new harness needs its line here (fuzz-run stops otherwise).
 FUZZ_MAX_LEN_fuzz_b64dec := 4096
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
+FUZZ_MAX_LEN_fuzz_cliresp := 81920
 FUZZ_MAX_LEN_fuzz_config := 1049600
 FUZZ_MAX_LEN_fuzz_egress := 4096
 FUZZ_MAX_LEN_fuzz_events := 8192

@@ -363,6 +363,7 @@ int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void 
     e->env = bx_steal_ptr(&req->env);
     e->workdir = bx_steal_ptr(&req->workdir);
     e->timeout_ms = req->timeout_ms;
+    e->base64 = req->base64; /* "encoding": "base64" holds for a tty exec too */
     e->tty = 1;
     if (e->timeout_ms)
         e->safety_timer = loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS,

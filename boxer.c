@@ -35,6 +35,7 @@
 #include "run_stream.h"
 #include "api_term.h"
 #include "box.h"
+#include "cli.h"
 #include "proc.h"
 #include "route.h"
 #include "ui.h"
@@ -1153,7 +1154,8 @@ static int setup_runs(struct app *a, struct bx_err *err)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: boxer [--config PATH]\n"
+    fprintf(f, "usage: boxer [serve] [--config PATH]\n"
+               "       boxer run|exec|box|images|health ...   (the client: boxer help, boxer(1))\n"
                "\n"
                "Sandboxed container execution service: runs commands in container images\n"
                "under gVisor (runsc) with hard limits, over a small HTTP API.\n"
@@ -1184,6 +1186,15 @@ int main(int argc, char **argv)
     char *files_root = NULL;
     int opt, rc = 1;
 
+    /* `boxer run ...` and the other subcommands are the client (cli.c);
+     * `boxer serve [opts]`, or options alone as before, start the server. */
+    if (argc > 1 && cli_is_client(argv[1]))
+        return cli_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) {
+        argv[1] = argv[0];
+        argc--;
+        argv++;
+    }
     memset(&a, 0, sizeof(a));
     a.sigfd = -1;
     bx_err_clear(&err);

@@ -44,6 +44,9 @@ RUN_MAX_STRING = 256 << 10     # run.h
 RUN_MAX_VALUES = 3 * RUN_MAX_ARGS + 1024  # run.c run_request_parse
 RUN_MAX_DEPTH = 16             # run.c run_request_parse
 RUN_MAX_CWD = 4096             # run.c
+CLI_HEAD_MAX = 64 << 10        # cli_http.h
+CLI_TRAILER_MAX = 8192         # cli_http.h
+CLI_CHUNK_LINE_MAX = 1024      # cli_http.h (the line buffer, its NUL included)
 
 
 def around(n):
@@ -276,7 +279,42 @@ def ws():
     return out
 
 
+def cliresp():
+    """fuzz_cliresp: a head around CLI_HEAD_MAX (status line and CRLFs
+    counted as the client counts them: each header line plus 2), trailers
+    around CLI_TRAILER_MAX, a chunk-size line around its buffer."""
+    pre = b"\x40\x20"  # whole reads, raw body in 33-byte reads
+    status = b"HTTP/1.1 200 OK\r\n"
+    out = {}
+    for n in around(CLI_HEAD_MAX):
+        # total = len(status line) + sum(header line + 2) + 2 (the empty line)
+        room = n - (len(status) - 2) - 2
+        hdrs = b""
+        while room > 0:
+            take = min(room, 4000)
+            line = b"X-Pad: " + b"p" * max(0, take - 2 - 7)
+            hdrs += line + b"\r\n"
+            room -= len(line) + 2
+        out["head_%d" % n] = pre + status + hdrs + b"\r\nContent-Length: 0\r\n\r\n"
+    for n in around(CLI_TRAILER_MAX):
+        # lines under the 1 KiB line buffer, n bytes counted as the client
+        # counts them (each line + 2, the empty line that ends them too)
+        trailers, room = b"", n - 2
+        while room > 0:
+            take = min(room, 1000)
+            trailers += b"X-T: " + b"t" * max(0, take - 2 - 5) + b"\r\n"
+            room -= take
+        out["trailer_%d" % n] = (pre + status + b"Transfer-Encoding: chunked\r\n\r\n"
+                                 b"1\r\na\r\n0\r\n" + trailers + b"\r\n")
+    for n in around(CLI_CHUNK_LINE_MAX - 1):
+        ext = b"1;" + b"e" * (n - 2)
+        out["chunkline_%d" % n] = (pre + status + b"Transfer-Encoding: chunked\r\n\r\n"
+                                   + ext + b"\r\na\r\n0\r\n\r\n")
+    return out
+
+
 HARNESSES = {
+    "fuzz_cliresp": cliresp,
     "fuzz_storepath": storepath,
     "fuzz_imgref": imgref,
     "fuzz_httpparse": httpparse,

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential clang libclang-rt-14-dev llvm pkg-config check musl-tools
       runsc skopeo umoci docker-registry mmdebstrap busybox-static
-      curl jq bc wrk nginx-light nftables iproute2 valgrind
+      curl jq bc wrk nginx-light nftables iproute2 valgrind mandoc
       python3 python3-pytest python3-pytest-asyncio python3-httpx python3-venv mypy
       chromium chromium-driver python3-selenium)
 
