@@ -578,6 +578,7 @@ static void route_metrics(struct app *a, struct http_conn *c)
     image_stats(a->images, &is);
     g.runs_in_flight = rs.running;
     g.runs_queued = rs.queued;
+    g.runs_pending_teardowns = rs.pending_teardowns;
     g.runs_ok = rs.ok;
     g.runs_nonzero = rs.nonzero;
     g.runs_timeout = rs.timeout;

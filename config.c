@@ -91,6 +91,7 @@ void config_defaults(struct config *cfg)
     cfg->max_connections_per_ip = 256;
     cfg->max_concurrent_runs = 2 * (uint64_t)cores;
     cfg->max_queued_runs = 64;
+    cfg->max_pending_teardowns = 2 * (uint64_t)cores;
     /* Runs together leave a quarter of RAM and half of the pid space to the
      * host (and Boxer): a host OOM or a pid_max exhaustion caused by runs
      * would take down far more than the runs. */
@@ -217,6 +218,7 @@ static const struct field config_fields[] = {
     CFG_UINT(keepalive_timeout_ms, 3600000, false),
     CFG_UINT(max_concurrent_runs, 4096, false),
     CFG_UINT(max_queued_runs, 1000000, true),
+    CFG_UINT(max_pending_teardowns, 4096, false),
     CFG_UINT(total_memory_mb, 1ull << 40, false),
     CFG_UINT(total_pids, 1u << 22, false),
     CFG_UINT(min_free_disk_percent, 99, true),

@@ -75,6 +75,9 @@ struct config {
     uint64_t keepalive_timeout_ms;
     uint64_t max_concurrent_runs;
     uint64_t max_queued_runs;
+    /* issue 16: answered runs whose leftovers are still being removed;
+     * beyond that admission waits */
+    uint64_t max_pending_teardowns;
     /* The budget all admitted runs share (memory.max / pids.max of Boxer's
      * base cgroup, and the sum of admitted runs' limits); see
      * config_run_host_pids for what a run's pids_limit costs. */

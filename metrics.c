@@ -102,6 +102,9 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
     sbuf_appendf(o, "boxer_runs_in_flight %" PRIu64 "\n", g->runs_in_flight);
     family(o, "boxer_runs_queued", "gauge", "Runs waiting for a slot.");
     sbuf_appendf(o, "boxer_runs_queued %" PRIu64 "\n", g->runs_queued);
+    family(o, "boxer_runs_pending_teardowns", "gauge",
+           "Answered runs whose sandbox leftovers are still being removed.");
+    sbuf_appendf(o, "boxer_runs_pending_teardowns %" PRIu64 "\n", g->runs_pending_teardowns);
     family(o, "boxer_image_pulls_total", "counter", "Image pulls by result.");
     sbuf_appendf(o,
                  "boxer_image_pulls_total{result=\"ok\"} %" PRIu64 "\n"

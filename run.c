@@ -100,12 +100,17 @@ struct run_job {
     void *out_arg;
     int paused;
     struct infeed in; /* the command's stdin when the request gave one (issue 14) */
+    char name[64];        /* the exec id, kept after the result is handed over */
+    uint64_t cleanup_timer; /* the teardown after the answer (cleanup_start) */
+    struct proc *cleanup; /* the child unmounting and removing the run dir */
 };
 
 
 static void job_start(struct loop *l, void *arg);
 static void job_finish(struct run_job *job);
 static void job_complete(struct run_job *job);
+static void cleanup_start(struct run_job *job);
+static void cleanup_now(struct run_job *job);
 
 static int buffered_write(struct run_job *job, int stream, const char *data, size_t len)
 {
@@ -236,6 +241,7 @@ static int fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
 {
     const struct config *cfg = m->p.cfg;
     return m->nactive < cfg->max_concurrent_runs &&
+           m->nteardowns < cfg->max_pending_teardowns &&
            m->used_memory_mb + m->held_memory_mb + memory_mb <= cfg->total_memory_mb &&
            m->used_pids + m->held_pids + pids <= cfg->total_pids;
 }
@@ -303,6 +309,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     job->cb_arg = arg;
     job->req = bx_steal_ptr(reqp);
     snprintf(job->res->exec_id, sizeof(job->res->exec_id), "boxer-%s", uuid);
+    snprintf(job->name, sizeof(job->name), "%s", job->res->exec_id);
     sbuf_init(&job->res->out, m->p.cfg->output_limit_bytes);
     sbuf_init(&job->res->err, m->p.cfg->output_limit_bytes);
     job->res->persist = job->req->persist;
@@ -819,7 +826,6 @@ static void destroy_cgroup(struct run_mgr *m, struct cg_run **cg, const char *na
 }
 
 static int start_capture(struct run_job *job);
-static void teardown_rest(struct run_job *job);
 
 static void teardown(struct run_job *job)
 {
@@ -847,8 +853,8 @@ static void teardown(struct run_job *job)
     if (job->proc) {
         proc_free(&job->proc); /* kills and reaps in the background if still alive */
     }
-    /* Before the run dir goes: the netns is bind-mounted in it. */
-    net_run_free(&job->net);
+    /* The netns (bind-mounted in the run dir) and the cgroup go after the
+     * answer (cleanup_start); the usage is read now, for the answer. */
     if (job->cg) {
         struct cg_usage u;
         if (cg_run_usage(job->cg, &u, NULL) == 0) {
@@ -866,7 +872,6 @@ static void teardown(struct run_job *job)
                 bx_err_clear(&job->res->error);
             }
         }
-        destroy_cgroup(m, &job->cg, job->res->exec_id);
     }
     /* Capturing /output creates a file in the store per output file (up to
      * output_files_max): seconds of blocking I/O that must not stall the
@@ -874,7 +879,6 @@ static void teardown(struct run_job *job)
     if (job->b.output_mounted && !job->cancelled && job->res->outcome != RUN_ERROR &&
         start_capture(job) == 0)
         return;
-    teardown_rest(job);
 }
 
 /* Empties the run's /output tmpfs (best effort).  Freeing a tmpfs that
@@ -968,7 +972,6 @@ static void on_capture_exit(void *arg, int status)
     store_report_free(&job->capture_rep);
     /* A client that left while its outputs were being copied is handled
      * by job_complete: nobody can know this exec id any more. */
-    teardown_rest(job);
     job_complete(job);
 }
 
@@ -1007,15 +1010,116 @@ static int start_capture(struct run_job *job)
     return r;
 }
 
-/* The end of a teardown, after /output was captured (or not). */
-static void teardown_rest(struct run_job *job)
+/* ---- after the answer ---- */
+
+/* Issue 16: the answer does not wait for the sandbox's leftovers to go.
+ * job_complete hands the result over and moves the job to m->teardowns;
+ * a timer (1 ms, so the answer, which http writes on the next turn, goes
+ * first) removes the netns and the cgroup in the loop (a few syscalls)
+ * and forks a child for the unmounts and the run dir's removal.  At most
+ * max_pending_teardowns jobs are in there: admission (fits) waits for a
+ * slot, so a burst cannot pile up teardown work.  A crash in between
+ * leaves what a crash during a run leaves, and the start-up sweep
+ * (run_recover, cg_cleanup_stale, the netns sweep) removes it. */
+static void cleanup_done(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
-    oci_bundle_remove(&job->b, m->runs_dirfd, job->res->exec_id);
     if (job->img) {
+        /* after the rootfs overlay is gone: the image may be evicted now */
         image_release(m->p.images, job->img);
         job->img = NULL;
     }
+    list_remove(&m->teardowns, job);
+    m->nteardowns--;
+    job_free(job);
+    start_next(m);
+}
+
+static int cleanup_child(void *arg)
+{
+    struct run_job *job = arg;
+    oci_bundle_remove(&job->b, job->mgr->runs_dirfd, job->name);
+    return 0;
+}
+
+static void on_cleanup_exit(void *arg, int status)
+{
+    struct run_job *job = arg;
+    proc_free(&job->cleanup);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bx_log_warn("%s: removing the run dir: the child ended with status %d", job->name,
+                    status);
+    /* The child unmounted and removed on its copy; only the fd is ours. */
+    job->b.output_mounted = job->b.rootfs_mounted = job->b.ovl_mounted = 0;
+    bx_close(&job->b.dirfd);
+    cleanup_done(job);
+}
+
+/* The loop-side part, then the child (or everything here, blocking, when
+ * no child can be had or Boxer stops). */
+static void cleanup_work(struct run_job *job, int may_fork)
+{
+    struct run_mgr *m = job->mgr;
+    struct bx_err err;
+    int keep[2];
+    int n = 0;
+    bx_err_clear(&err);
+    /* Before the run dir goes: the netns is bind-mounted in it. */
+    net_run_free(&job->net);
+    if (job->cg)
+        destroy_cgroup(m, &job->cg, job->name);
+    if (job->b.dirfd < 0 && !job->b.output_mounted && !job->b.rootfs_mounted &&
+        !job->b.ovl_mounted) {
+        cleanup_done(job);
+        return;
+    }
+    keep[n++] = m->runs_dirfd;
+    if (job->b.dirfd >= 0)
+        keep[n++] = job->b.dirfd;
+    if (may_fork && proc_fork(m->p.loop, keep, n, cleanup_child, job, on_cleanup_exit, job,
+                              &job->cleanup, &err) == 0)
+        return;
+    if (may_fork)
+        bx_log_warn("%s: %s; removing the run dir in the loop", job->name, err.msg);
+    oci_bundle_remove(&job->b, m->runs_dirfd, job->name);
+    cleanup_done(job);
+}
+
+static void on_cleanup_timer(struct loop *l, void *arg)
+{
+    struct run_job *job = arg;
+    (void)l;
+    job->cleanup_timer = 0;
+    cleanup_work(job, 1);
+}
+
+static void cleanup_start(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    list_push(&m->teardowns, job);
+    m->nteardowns++;
+    if (!m->stopping) {
+        job->cleanup_timer = loop_timer_add(m->p.loop, 1, on_cleanup_timer, job);
+        if (job->cleanup_timer)
+            return;
+    }
+    cleanup_work(job, 0);
+}
+
+/* Shutdown: whatever is pending is finished here, blocking. */
+static void cleanup_now(struct run_job *job)
+{
+    if (job->cleanup_timer) {
+        loop_timer_cancel(job->mgr->p.loop, job->cleanup_timer);
+        job->cleanup_timer = 0;
+    }
+    if (job->cleanup) {
+        proc_free(&job->cleanup); /* killed: redone here */
+        oci_bundle_remove(&job->b, job->mgr->runs_dirfd, job->name);
+        cleanup_done(job);
+        return;
+    }
+    cleanup_work(job, 0);
 }
 
 static void count_outcome(struct run_mgr *m, const struct run_result *r)
@@ -1082,7 +1186,9 @@ static void job_complete(struct run_job *job)
         res->drop_outputs = 1;
         run_result_release(m, &res);
     }
-    job_free(job);
+    /* The budget and the slot are free again; the teardown slot is held
+     * until the leftovers are gone. */
+    cleanup_start(job);
     start_next(m);
 }
 
@@ -1126,6 +1232,7 @@ void run_stats(const struct run_mgr *m, struct run_stats *st)
     st->runs_pids = m->used_pids;
     st->held_memory_mb = m->held_memory_mb;
     st->held_pids = m->held_pids;
+    st->pending_teardowns = m->nteardowns;
 }
 
 void run_mgr_free(struct run_mgr **mp)
@@ -1142,7 +1249,6 @@ void run_mgr_free(struct run_mgr **mp)
         if (job->state == JOB_CAPTURE) {
             proc_free(&job->capture); /* killed */
             store_report_free(&job->capture_rep);
-            teardown_rest(job);
             job_complete(job);
             continue;
         }
@@ -1150,6 +1256,8 @@ void run_mgr_free(struct run_mgr **mp)
         job->exited = 1;
         job_finish(job);
     }
+    while (m->teardowns)
+        cleanup_now(m->teardowns);
     /* Deletions still running are finished here, blocking: persist=false
      * files must not outlive a clean stop. */
     while (m->discards) {

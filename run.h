@@ -165,6 +165,7 @@ struct run_stats {
     /* of total_memory_mb / total_pids: held by admitted runs, by boxes */
     uint64_t runs_memory_mb, runs_pids, held_memory_mb, held_pids;
     uint64_t ok, nonzero, timeout, oom, output_limit, error;
+    uint64_t pending_teardowns; /* answered runs whose leftovers are being removed */
 };
 void run_stats(const struct run_mgr *m, struct run_stats *st);
 

@@ -47,6 +47,7 @@ START_TEST(defaults_match_the_contract)
     ck_assert_uint_eq(cfg.min_free_disk_percent, 5);
     ck_assert_uint_eq(cfg.store_max_bytes, 0);
     ck_assert_uint_eq(cfg.max_concurrent_runs, 2 * (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
+    ck_assert_uint_eq(cfg.max_pending_teardowns, 2 * (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
     /* max_limits.pids_limit is 4096 unless one such run would not fit
      * total_pids (see total_budget_defaults_from_host). */
     ck_assert_uint_eq(cfg.max_limits.pids_limit,
@@ -258,6 +259,7 @@ static const struct {
     {"{\"volume_roots\": \"/srv\"}", "volume_roots"},
     {"{\"auth_tokens\": \"t\"}", "auth_tokens"},
     {"{\"max_concurrent_runs\": 0}", "max_concurrent_runs"},
+    {"{\"max_pending_teardowns\": 0}", "max_pending_teardowns"},
     {"{\"pull_timeout_secs\": 0}", "pull_timeout_secs"},
     {"{\"max_concurrent_pulls\": 0}", "max_concurrent_pulls"},
     {"{\"max_concurrent_pulls\": 65}", "max_concurrent_pulls"},
