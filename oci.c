@@ -48,6 +48,48 @@ static void spec_mount(struct json_writer *w, const char *dest, const char *type
     json_w_obj_end(w);
 }
 
+/* The spec's process object; also what `runsc exec --process` reads (a
+ * warm pool sandbox runs the command so, pool.c). */
+static void w_process_obj(struct json_writer *w, const struct oci_params *p)
+{
+    json_w_obj_begin(w);
+    json_w_kv_bool(w, "terminal", 0);
+    json_w_key(w, "user");
+    json_w_obj_begin(w);
+    json_w_kv_uint(w, "uid", p->uid);
+    json_w_kv_uint(w, "gid", p->gid);
+    json_w_obj_end(w);
+    json_w_key(w, "args");
+    spec_strv(w, p->args);
+    json_w_key(w, "env");
+    spec_strv(w, p->env);
+    json_w_kv_cstr(w, "cwd", p->cwd);
+    /* Empty capability sets: nothing privileged even inside gVisor. */
+    json_w_key(w, "capabilities");
+    json_w_obj_begin(w);
+    {
+        static const char *const sets[] = {"bounding", "effective", "inheritable", "permitted",
+                                           "ambient", NULL};
+        for (size_t i = 0; sets[i]; i++) {
+            json_w_key(w, sets[i]);
+            json_w_arr_begin(w);
+            json_w_arr_end(w);
+        }
+    }
+    json_w_obj_end(w);
+    json_w_kv_bool(w, "noNewPrivileges", 1);
+    json_w_key(w, "rlimits");
+    json_w_arr_begin(w);
+    w_rlimit(w, "RLIMIT_NOFILE", p->nofile);
+    /* gVisor counts tasks of the sandbox user against RLIMIT_NPROC (runsc
+     * ignores linux.resources.pids), so this is what bounds processes and
+     * threads inside; the host pids cgroup bounds the sandbox's own tasks. */
+    if (p->nproc)
+        w_rlimit(w, "RLIMIT_NPROC", p->nproc);
+    json_w_arr_end(w);
+    json_w_obj_end(w); /* process */
+}
+
 int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *err)
 {
     static const char *const proc_opts[] = {"nosuid", "noexec", "nodev", NULL};
@@ -69,42 +111,7 @@ int oci_build_spec(const struct oci_params *p, struct sbuf *out, struct bx_err *
     json_w_kv_cstr(&w, "ociVersion", "1.0.2");
 
     json_w_key(&w, "process");
-    json_w_obj_begin(&w);
-    json_w_kv_bool(&w, "terminal", 0);
-    json_w_key(&w, "user");
-    json_w_obj_begin(&w);
-    json_w_kv_uint(&w, "uid", p->uid);
-    json_w_kv_uint(&w, "gid", p->gid);
-    json_w_obj_end(&w);
-    json_w_key(&w, "args");
-    spec_strv(&w, p->args);
-    json_w_key(&w, "env");
-    spec_strv(&w, p->env);
-    json_w_kv_cstr(&w, "cwd", p->cwd);
-    /* Empty capability sets: nothing privileged even inside gVisor. */
-    json_w_key(&w, "capabilities");
-    json_w_obj_begin(&w);
-    {
-        static const char *const sets[] = {"bounding", "effective", "inheritable", "permitted",
-                                           "ambient", NULL};
-        for (size_t i = 0; sets[i]; i++) {
-            json_w_key(&w, sets[i]);
-            json_w_arr_begin(&w);
-            json_w_arr_end(&w);
-        }
-    }
-    json_w_obj_end(&w);
-    json_w_kv_bool(&w, "noNewPrivileges", 1);
-    json_w_key(&w, "rlimits");
-    json_w_arr_begin(&w);
-    w_rlimit(&w, "RLIMIT_NOFILE", p->nofile);
-    /* gVisor counts tasks of the sandbox user against RLIMIT_NPROC (runsc
-     * ignores linux.resources.pids), so this is what bounds processes and
-     * threads inside; the host pids cgroup bounds the sandbox's own tasks. */
-    if (p->nproc)
-        w_rlimit(&w, "RLIMIT_NPROC", p->nproc);
-    json_w_arr_end(&w);
-    json_w_obj_end(&w); /* process */
+    w_process_obj(&w, p);
 
     json_w_key(&w, "root");
     json_w_obj_begin(&w);
@@ -369,6 +376,44 @@ int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, 
     ret = 0;
 out:
     bx_close(&inputs);
+    return ret;
+}
+
+int oci_bundle_write_process(const struct oci_bundle *b, const struct oci_bundle_spec *s,
+                             const char *name, struct bx_err *err)
+{
+    struct oci_params op;
+    struct sbuf out;
+    struct json_writer w;
+    char **env = NULL;
+    const char *cwd =
+        s->cwd ? s->cwd : (s->image_workdir && s->image_workdir[0] == '/' ? s->image_workdir : "/");
+    int ret = -1;
+
+    if (!s->args || !s->args[0])
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd must not be empty");
+    sbuf_init(&out, 64u << 20);
+    if (oci_merge_env(s->image_env, s->env, &env, err) < 0)
+        goto out;
+    op = (struct oci_params){.args = s->args,
+                             .env = env,
+                             .cwd = cwd,
+                             .uid = OCI_SANDBOX_UID,
+                             .gid = OCI_SANDBOX_UID,
+                             .nofile = s->nofile,
+                             .nproc = s->nproc};
+    json_w_init(&w, &out);
+    w_process_obj(&w, &op);
+    if (w.failed) {
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "process too large");
+        goto out;
+    }
+    if (bx_write_file_atomic_at(b->dirfd, name, out.data, out.len, 0600, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    bx_strv_free(&env);
+    sbuf_free(&out);
     return ret;
 }
 
