@@ -22,6 +22,7 @@
 #include "oci.h"
 #include "proc.h"
 #include "infeed.h"
+#include "pool.h"
 
 /* The tmpfs under each run's rootfs overlay: what runsc creates there
  * (mount points) is all it holds. */
@@ -103,6 +104,12 @@ struct run_job {
     char name[64];        /* the exec id, kept after the result is handed over */
     uint64_t cleanup_timer; /* the teardown after the answer (cleanup_start) */
     struct proc *cleanup; /* the child unmounting and removing the run dir */
+    /* issue 16: the run adopted a warm pool sandbox (pool.c): its command
+     * goes in with `runsc exec`, a kill is `runsc kill --all`, and the
+     * teardown starts with `runsc delete --force` */
+    int warm;
+    int warm_deleted;
+    struct proc *killer;
 };
 
 
@@ -111,6 +118,10 @@ static void job_finish(struct run_job *job);
 static void job_complete(struct run_job *job);
 static void cleanup_start(struct run_job *job);
 static void cleanup_now(struct run_job *job);
+static void warm_start(struct run_job *job);
+static void cleanup_work(struct run_job *job, int may_fork);
+static int warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb,
+                      struct proc **out, struct bx_err *err);
 
 static int buffered_write(struct run_job *job, int stream, const char *data, size_t len)
 {
@@ -178,6 +189,15 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
         free(m->runs_dir);
         free(m);
         return -1;
+    }
+    if (p->cfg->nwarm_pool > 0) {
+        struct pool_params pp = {.mgr = m, .runs_dirfd = m->runs_dirfd, .runs_dir = m->runs_dir};
+        if (pool_new(&m->pool, &pp, err) < 0) {
+            bx_close(&m->runs_dirfd);
+            free(m->runs_dir);
+            free(m);
+            return -1;
+        }
     }
     *out = m;
     return 0;
@@ -271,6 +291,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
 {
     struct run_job *job;
     struct run_request *req = *reqp;
+    struct pool_sb *warm = NULL;
     char uuid[37];
     int start_now;
 
@@ -285,19 +306,33 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     if (req->network == RUN_NET_SANDBOX && net_unavailable(m->p.net))
         return bx_err_set(err, BX_E_INTERNAL, 0, "network sandbox is unavailable on this server: %s",
                           net_unavailable(m->p.net));
+    /* issue 16: a ready warm sandbox made for exactly this (its budget
+     * hold is given back, so the job's own cost fits where it did) */
+    if (m->pool && !m->queue_head && !m->stopping) {
+        warm = pool_take(m->pool, req);
+        if (warm && !fits(m, req->limits.memory_mb, config_run_host_pids(req->limits.pids_limit))) {
+            pool_put_back(m->pool, warm);
+            warm = NULL;
+        }
+    }
     /* FIFO: nobody overtakes a queued job, even one that fits now. */
     start_now = !m->queue_head && fits(m, req->limits.memory_mb,
                                        config_run_host_pids(req->limits.pids_limit));
     if (!start_now && m->nqueued >= m->p.cfg->max_queued_runs)
         return bx_err_set(err, BX_E_UNAVAILABLE, EBUSY, "too many runs in flight; retry later");
     job = calloc(1, sizeof(*job));
-    if (!job)
+    if (!job) {
+        if (warm)
+            pool_put_back(m->pool, warm);
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    }
     infeed_init(&job->in, m->p.loop, 0);
     job->res = calloc(1, sizeof(*job->res));
     if (!job->res || bx_uuid4(uuid, err) < 0) {
         free(job->res);
         free(job);
+        if (warm)
+            pool_put_back(m->pool, warm);
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     job->mgr = m;
@@ -309,6 +344,18 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     job->cb_arg = arg;
     job->req = bx_steal_ptr(reqp);
     snprintf(job->res->exec_id, sizeof(job->res->exec_id), "boxer-%s", uuid);
+    if (warm) {
+        /* The run takes the whole sandbox now: whatever happens next
+         * (cancel, shutdown), the run's teardown destroys it.  Its exec
+         * id is the one the sandbox was made with (its hostname). */
+        snprintf(job->res->exec_id, sizeof(job->res->exec_id), "%s", warm->id);
+        job->b = warm->b;
+        job->cg = warm->cg;
+        job->net = warm->net;
+        job->img = warm->img;
+        job->warm = 1;
+        pool_sb_free(&warm);
+    }
     snprintf(job->name, sizeof(job->name), "%s", job->res->exec_id);
     sbuf_init(&job->res->out, m->p.cfg->output_limit_bytes);
     sbuf_init(&job->res->err, m->p.cfg->output_limit_bytes);
@@ -448,11 +495,31 @@ static void maybe_complete(struct run_job *job)
         job_finish(job);
 }
 
+static void on_killer_exit(void *arg, int status)
+{
+    struct run_job *job = arg;
+    proc_free(&job->killer);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        /* the sandbox outlives the command otherwise: the client goes */
+        bx_log_warn("%s: runsc kill failed (status %d)", job->name, status);
+        if (job->proc)
+            proc_kill(job->proc, SIGKILL);
+    }
+}
+
 static void kill_sandbox(struct run_job *job)
 {
+    struct bx_err err;
     if (job->killed)
         return;
     job->killed = 1;
+    /* Killing a `runsc exec` client leaves its command running inside:
+     * a warm run ends the whole single-use sandbox instead (its init
+     * too), and the exec client then returns. */
+    bx_err_clear(&err);
+    if (job->warm && job->proc && !job->exited && !job->mgr->stopping &&
+        warm_runsc(job, "kill", on_killer_exit, &job->killer, &err) == 0)
+        return;
     if (job->proc)
         proc_kill(job->proc, SIGKILL);
 }
@@ -586,9 +653,16 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
         argv[a++] = "--debug";
     for (size_t i = 0; m->p.runsc_extra_flags[i] && a < 24; i++)
         argv[a++] = (char *)m->p.runsc_extra_flags[i];
-    argv[a++] = "run";
-    argv[a++] = "--bundle";
-    argv[a++] = bundle;
+    if (job->warm) {
+        snprintf(bundle, sizeof(bundle), "%s/process.json", job->b.dir);
+        argv[a++] = "exec";
+        argv[a++] = "--process";
+        argv[a++] = bundle;
+    } else {
+        argv[a++] = "run";
+        argv[a++] = "--bundle";
+        argv[a++] = bundle;
+    }
     argv[a++] = job->res->exec_id;
     argv[a] = NULL;
 
@@ -640,7 +714,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     } else if (proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err) < 0) {
         goto out;
     }
-    if (job->cg && cg_run_cpu_list(job->cg))
+    if (job->cg && cg_run_cpu_list(job->cg) && !job->warm)
         job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, on_unpin, job);
     if (job->req->stdin_data) {
         bx_close(&in_child);
@@ -669,6 +743,38 @@ out:
     bx_close(&errp[1]);
     bx_close(&in_child);
     return ret;
+}
+
+/* issue 16: the command into the warm sandbox the job adopted: the
+ * process as the spec of a cold run would have it (env, cwd, uid,
+ * rlimits), run by `runsc exec`. */
+static void warm_start(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    struct run_request *req = job->req;
+    struct bx_err err;
+    struct oci_bundle_spec s = {.args = req->cmd,
+                                .env = req->env,
+                                .image_env = job->img->env,
+                                .cwd = req->cwd,
+                                .image_workdir = job->img->working_dir,
+                                .nofile = req->limits.nofile,
+                                .nproc = req->limits.pids_limit};
+    bx_err_clear(&err);
+    if (oci_bundle_write_process(&job->b, &s, "process.json", &err) < 0)
+        goto fail;
+    job->state = JOB_RUNNING;
+    job->started_ms = bx_now_ms();
+    if (spawn_runsc(job, &err) < 0)
+        goto fail;
+    job->wall_timer = loop_timer_add(m->p.loop,
+                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
+                                                             : job->req->limits.wall_clock_secs * 1000,
+                                     on_wall_clock, job);
+    return;
+fail:
+    job->state = JOB_IMAGE;
+    job_fail(job, &err);
 }
 
 static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
@@ -715,6 +821,10 @@ static void job_start(struct loop *l, void *arg)
     struct bx_err err;
     (void)l;
     bx_err_clear(&err);
+    if (job->warm) {
+        warm_start(job);
+        return;
+    }
     job->state = JOB_IMAGE;
     if (image_get(job->mgr->p.images, &job->req->ref, on_image, job, &job->iwait, &err) < 0)
         job_fail(job, &err);
@@ -1010,6 +1120,60 @@ static int start_capture(struct run_job *job)
     return r;
 }
 
+/* `runsc <global flags> <what> ... <id>` for a warm run's sandbox: kill
+ * (every process, SIGKILL) or delete --force. */
+static int warm_argv(struct run_job *job, const char *what, char bufs[4][PATH_MAX + 16],
+                     char **argv)
+{
+    struct run_mgr *m = job->mgr;
+    size_t a = 0;
+    snprintf(bufs[0], sizeof(bufs[0]), "--root=%s/state", job->b.dir);
+    snprintf(bufs[1], sizeof(bufs[1]), "--log=%s/runsc.log", job->b.dir);
+    snprintf(bufs[2], sizeof(bufs[2]), "--platform=%s", m->p.platform);
+    argv[a++] = (char *)m->p.runsc;
+    for (int i = 0; i < 3; i++)
+        argv[a++] = bufs[i];
+    for (size_t i = 0; m->p.runsc_extra_flags[i] && a < 20; i++)
+        argv[a++] = (char *)m->p.runsc_extra_flags[i];
+    argv[a++] = (char *)what;
+    if (strcmp(what, "kill") == 0) {
+        argv[a++] = "--all";
+        argv[a++] = job->name;
+        argv[a++] = "KILL";
+    } else {
+        argv[a++] = "--force";
+        argv[a++] = job->name;
+    }
+    argv[a] = NULL;
+    return (int)a;
+}
+
+static int warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb,
+                      struct proc **out, struct bx_err *err)
+{
+    char bufs[4][PATH_MAX + 16];
+    char *argv[32];
+    char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
+    struct proc_spec spec = {.path = job->mgr->p.runsc, .argv = argv, .envp = envp,
+                             .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    warm_argv(job, what, bufs, argv);
+    return proc_spawn(job->mgr->p.loop, &spec, cb, job, out, err);
+}
+
+static void warm_delete_sync(struct run_job *job)
+{
+    char bufs[4][PATH_MAX + 16];
+    char *argv[32];
+    char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
+    struct proc_spec spec = {.path = job->mgr->p.runsc, .argv = argv, .envp = envp,
+                             .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    struct bx_err err;
+    bx_err_clear(&err);
+    warm_argv(job, "delete", bufs, argv);
+    if (proc_run_sync(&spec, 15000, &err) < 0)
+        bx_log_warn("%s: runsc delete: %s", job->name, err.msg);
+}
+
 /* ---- after the answer ---- */
 
 /* Issue 16: the answer does not wait for the sandbox's leftovers to go.
@@ -1033,6 +1197,7 @@ static void cleanup_done(struct run_job *job)
     m->nteardowns--;
     job_free(job);
     start_next(m);
+    pool_kick(m->pool); /* budget and a teardown slot came free */
 }
 
 static int cleanup_child(void *arg)
@@ -1057,6 +1222,16 @@ static void on_cleanup_exit(void *arg, int status)
 
 /* The loop-side part, then the child (or everything here, blocking, when
  * no child can be had or Boxer stops). */
+static void on_warm_deleted(void *arg, int status)
+{
+    struct run_job *job = arg;
+    proc_free(&job->cleanup);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bx_log_warn("%s: runsc delete failed (status %d)", job->name, status);
+    job->warm_deleted = 1;
+    cleanup_work(job, 1);
+}
+
 static void cleanup_work(struct run_job *job, int may_fork)
 {
     struct run_mgr *m = job->mgr;
@@ -1064,6 +1239,17 @@ static void cleanup_work(struct run_job *job, int may_fork)
     int keep[2];
     int n = 0;
     bx_err_clear(&err);
+    proc_free(&job->killer);
+    /* A warm sandbox is still there (its placeholder init): gone first,
+     * before its netns, cgroup and rootfs (1-2 s, hence here). */
+    if (job->warm && !job->warm_deleted) {
+        if (may_fork && warm_runsc(job, "delete", on_warm_deleted, &job->cleanup, &err) == 0)
+            return;
+        if (may_fork)
+            bx_log_warn("%s: %s; deleting the sandbox in the loop", job->name, err.msg);
+        job->warm_deleted = 1;
+        warm_delete_sync(job);
+    }
     /* Before the run dir goes: the netns is bind-mounted in it. */
     net_run_free(&job->net);
     if (job->cg)
@@ -1113,12 +1299,13 @@ static void cleanup_now(struct run_job *job)
         loop_timer_cancel(job->mgr->p.loop, job->cleanup_timer);
         job->cleanup_timer = 0;
     }
-    if (job->cleanup) {
+    if (job->cleanup && (!job->warm || job->warm_deleted)) {
         proc_free(&job->cleanup); /* killed: redone here */
         oci_bundle_remove(&job->b, job->mgr->runs_dirfd, job->name);
         cleanup_done(job);
         return;
     }
+    proc_free(&job->cleanup); /* a runsc delete: redone, blocking */
     cleanup_work(job, 0);
 }
 
@@ -1233,6 +1420,18 @@ void run_stats(const struct run_mgr *m, struct run_stats *st)
     st->held_memory_mb = m->held_memory_mb;
     st->held_pids = m->held_pids;
     st->pending_teardowns = m->nteardowns;
+    {
+        struct pool_stats ps;
+        pool_stats(m->pool, &ps);
+        st->pool_ready = ps.ready;
+        st->pool_creating = ps.creating;
+        st->pool_hits = ps.hits;
+        st->pool_misses = ps.misses;
+        st->pool_created = ps.created;
+        st->pool_failed = ps.failed;
+        st->pool_create_ms_last = ps.create_ms_last;
+        st->pool_create_ms_sum = ps.create_ms_sum;
+    }
 }
 
 void run_mgr_free(struct run_mgr **mp)
@@ -1241,6 +1440,7 @@ void run_mgr_free(struct run_mgr **mp)
     if (!m)
         return;
     m->stopping = 1;
+    pool_free(&m->pool); /* its ready sandboxes, blocking */
     while (m->queue_head)
         run_cancel(m->queue_head);
     while (m->active) {

@@ -24,6 +24,7 @@ struct run_mgr {
      * max_pending_teardowns of them. */
     struct run_job *teardowns;
     size_t nteardowns;
+    struct pool *pool; /* warm_pool (pool.c), NULL when none is configured */
 };
 
 /* A persist=false deletion running in a child (see run_result_release). */

@@ -1,0 +1,173 @@
+"""Issue 16: the warm pool.  The same run-semantics checks against a
+server whose runs hit the pool ("warm") and one without a pool ("cold");
+then hits/misses, refill, shutdown cleanup and the crash sweep."""
+
+import os
+import re
+import time
+
+import httpx
+import pytest
+
+import boxer_server
+import hardening as H
+
+BUSYBOX = "busybox"
+LIMITS = {"cpu_cores": 1, "memory_mb": 256, "pids_limit": 64, "nofile": 256}
+
+
+def metrics(srv):
+    text = httpx.get(srv.url + "/metrics", timeout=30).text
+    return {k: float(v) for k, v in re.findall(r"^(boxer_pool_\w+) ([0-9.]+)$", text, re.M)}
+
+
+def wait_ready(srv, n, timeout=60.0):
+    deadline = time.time() + timeout
+    while True:
+        m = metrics(srv)
+        if m.get("boxer_pool_ready") == n:
+            return m
+        assert time.time() < deadline, ("pool not ready", m, srv.log_text()[-3000:])
+        time.sleep(0.05)
+
+
+# Warm teardowns take 1-2 s (runsc delete): enough slots that a run of
+# this module never waits for one (it would then go cold).
+POOL_CFG = {"warm_pool": [{"image": BUSYBOX, "count": 2}], "max_pending_teardowns": 16}
+
+
+@pytest.fixture(scope="module", params=["warm", "cold"])
+def path(request, registry, tmp_path_factory):
+    d = tmp_path_factory.mktemp("pool-" + request.param)
+    srv = boxer_server.Server(d, registry=registry,
+                              config=POOL_CFG if request.param == "warm" else None).start()
+    srv.kind = request.param
+    yield srv
+    try:
+        boxer_server.stop_and_check(srv)
+    finally:
+        H.remove_cgroup_bases(srv.home)
+
+
+def run_once(srv, body):
+    """A run; on the warm server it must have been served by the pool."""
+    if srv.kind == "warm":
+        wait_ready(srv, 2)
+        before = metrics(srv)["boxer_pool_hits_total"]
+    res = H.ok(srv, dict(body, image=BUSYBOX))
+    if srv.kind == "warm":
+        assert metrics(srv)["boxer_pool_hits_total"] == before + 1, "not served warm"
+    return res
+
+
+def test_stdout_stderr_exit(path):
+    res = run_once(path, {"cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"]})
+    assert (res["stdout"], res["stderr"], res["exit_code"]) == ("out\n", "err\n", 3)
+
+
+def test_hostname_is_exec_id(path):
+    res = run_once(path, {"cmd": ["hostname"]})
+    assert res["stdout"] == res["exec_id"] + "\n"
+
+
+def test_uid_env_cwd(path):
+    res = run_once(path, {"cmd": ["sh", "-c", "id -u; echo $FOO; pwd"], "env": ["FOO=bar"],
+                          "cwd": "/tmp"})
+    assert res["stdout"].split("\n")[1:3] == ["bar", "/tmp"]
+    cold_uid = res["stdout"].split("\n")[0]
+    assert cold_uid != "0"
+
+
+def test_limits_inside(path):
+    res = run_once(path, {"cmd": ["sh", "-c", "nproc; grep MemTotal /proc/meminfo; ulimit -n"]})
+    lines = res["stdout"].split("\n")
+    assert lines[0] == "1", res
+    kb = int(lines[1].split()[1])
+    assert 200 * 1024 <= kb <= 256 * 1024, lines[1]
+    assert lines[2] == "256"
+
+
+def test_output_capture(path):
+    res = run_once(path, {"cmd": ["sh", "-c", "echo hi > /output/a.txt"], "persist": True})
+    r = H.download(path, "output/%s/a.txt" % res["exec_id"])
+    assert r.status_code == 200 and r.content == b"hi\n"
+
+
+def test_timeout(path):
+    t0 = time.time()
+    r = H.run(path, {"image": BUSYBOX, "cmd": ["sleep", "30"], "limits": {"wall_clock_secs": 1}}) \
+        if path.kind == "cold" else None
+    if path.kind == "warm":
+        wait_ready(path, 2)
+        r = H.run(path, {"image": BUSYBOX, "cmd": ["sleep", "30"], "limits": {"wall_clock_secs": 1}})
+    assert time.time() - t0 < 15
+    assert r.status_code == 408, r.text
+    assert r.json()["exit_code"] == 137
+
+
+def test_oom(path):
+    # 64 MiB limit: a pool entry with these limits exists only on "warm"
+    # when configured; here the same default-limits sandbox is used and
+    # the command eats past its 256 MiB.
+    res = run_once(path, {"cmd": ["sh", "-c", "x=a; while true; do x=$x$x; done"]})
+    assert res["exit_code"] == 137 and res["oom_killed"] is True, res
+
+
+def test_accounting(path):
+    res = run_once(path, {"cmd": ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"]})
+    assert res["cpu_ms"] > 0 and res["memory_peak_bytes"] > 0
+
+
+def test_cleanup_after_runs(path):
+    run_once(path, {"cmd": ["true"]})
+    deadline = time.time() + 20
+    while True:
+        runs = H.run_dirs(path.home)
+        # warm: exactly the pool's two sandboxes remain
+        want = 2 if path.kind == "warm" else 0
+        if path.kind == "warm":
+            m = metrics(path)
+            ok = m["boxer_pool_ready"] == 2 and len(runs) == 2
+        else:
+            ok = len(runs) == 0
+        if ok:
+            break
+        assert time.time() < deadline, (runs, want)
+        time.sleep(0.1)
+
+
+# ---- pool only ----
+
+def test_hits_misses_and_refill(make_server):
+    srv = make_server(config={"warm_pool": [{"image": BUSYBOX, "count": 1}]})
+    m = wait_ready(srv, 1)
+    assert m["boxer_pool_hits_total"] == 0 and m["boxer_pool_created_total"] == 1
+    assert m["boxer_pool_create_seconds_last"] > 0
+    H.ok(srv, {"image": BUSYBOX, "cmd": ["true"]})
+    m = metrics(srv)
+    assert m["boxer_pool_hits_total"] == 1
+    # other limits: no sandbox made for them, a miss
+    H.ok(srv, {"image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 128}})
+    assert metrics(srv)["boxer_pool_misses_total"] >= 1
+    m = wait_ready(srv, 1)  # refilled
+    assert m["boxer_pool_created_total"] == 2
+
+
+def test_shutdown_destroys_the_pool(make_server):
+    srv = make_server(config={"warm_pool": [{"image": BUSYBOX, "count": 2}]})
+    wait_ready(srv, 2)
+    assert H.run_dirs(srv.home) and H.home_processes(srv.home)
+    assert srv.stop() == 0
+    assert H.leftovers(srv.home) == {}
+
+
+def test_crash_sweeps_the_pool(make_server):
+    srv = make_server(config={"warm_pool": [{"image": BUSYBOX, "count": 2}]})
+    wait_ready(srv, 2)
+    before = set(H.run_dirs(srv.home))
+    srv.kill9()
+    # the sandboxes outlive a killed Boxer; the next start sweeps them
+    srv.config.pop("warm_pool")
+    srv.start()
+    left = H.wait_clean(srv.home, timeout=30)
+    assert left == {}, (left, before)
