@@ -873,8 +873,11 @@ static void collect_exit(struct run_job *job)
         /* runsc exits 128 when it could not start the command at all; its
          * log says why.  A missing executable is the command's failure
          * (exit 127, like a shell); anything else is the runtime's (500). */
+        /* runsc exec (a warm run) says "executing command" where runsc
+         * run says "running container". */
         if (res->exit_code == 128 && runsc_log_error(job, msg, sizeof(msg)) &&
-            strstr(msg, "running container")) {
+            (strstr(msg, "running container") ||
+             (job->warm && strstr(msg, "executing command")))) {
             if (strstr(msg, "executable") || strstr(msg, "no such file")) {
                 res->exit_code = 127;
                 sbuf_appendf(&res->err, "boxer: %s\n", msg);

@@ -171,3 +171,13 @@ def test_crash_sweeps_the_pool(make_server):
     srv.start()
     left = H.wait_clean(srv.home, timeout=30)
     assert left == {}, (left, before)
+
+
+def test_missing_executable_is_127(path):
+    res = run_once(path, {"cmd": ["/nonexistent"]})
+    assert res["exit_code"] == 127 and "boxer: " in res["stderr"], res
+
+
+def test_stdin(path):
+    res = run_once(path, {"cmd": ["cat"], "stdin": "hello"})
+    assert res["stdout"] == "hello"
