@@ -420,7 +420,7 @@ fail:
     psb_fail(s, &err);
 }
 
-static void make_one(struct pool *p, size_t i)
+static int make_one(struct pool *p, size_t i)
 {
     struct pentry *e = &p->entries[i];
     struct psb *s = calloc(1, sizeof(*s));
@@ -429,7 +429,7 @@ static void make_one(struct pool *p, size_t i)
     bx_err_clear(&err);
     if (!s || bx_uuid4(uuid, &err) < 0) {
         free(s);
-        return;
+        return -1;
     }
     s->pool = p;
     s->entry = i;
@@ -441,8 +441,11 @@ static void make_one(struct pool *p, size_t i)
     p->list = s;
     e->ncreating++;
     run_mgr_hold(p->mgr, e->cost_memory_mb, e->cost_pids);
-    if (image_get(p->rp.images, &e->ref, on_image, s, &s->iwait, &err) < 0)
-        psb_fail(s, &err);
+    if (image_get(p->rp.images, &e->ref, on_image, s, &s->iwait, &err) < 0) {
+        psb_fail(s, &err); /* sets the retry timer: fill stops */
+        return -1;
+    }
+    return 0;
 }
 
 /* Makes what is missing, as far as the run budget allows (a sandbox in
@@ -458,7 +461,8 @@ static void fill(struct loop *l, void *arg)
         struct pentry *e = &p->entries[i];
         while (e->nready + e->ncreating < e->count && !p->mgr->queue_head &&
                run_mgr_fits(p->mgr, e->cost_memory_mb, e->cost_pids))
-            make_one(p, i);
+            if (make_one(p, i) < 0)
+                return;
     }
 }
 
