@@ -94,15 +94,17 @@ def test_output_capture(path):
 
 
 def test_timeout(path):
-    t0 = time.time()
-    r = H.run(path, {"image": BUSYBOX, "cmd": ["sleep", "30"], "limits": {"wall_clock_secs": 1}}) \
-        if path.kind == "cold" else None
     if path.kind == "warm":
         wait_ready(path, 2)
-        r = H.run(path, {"image": BUSYBOX, "cmd": ["sleep", "30"], "limits": {"wall_clock_secs": 1}})
+        before = metrics(path)["boxer_pool_hits_total"]
+    t0 = time.time()
+    r = H.run(path, {"image": BUSYBOX, "cmd": ["sh", "-c", "sleep 30 & sleep 30"],
+                     "limits": {"wall_clock_secs": 1}})
     assert time.time() - t0 < 15
     assert r.status_code == 408, r.text
     assert r.json()["exit_code"] == 137
+    if path.kind == "warm":
+        assert metrics(path)["boxer_pool_hits_total"] == before + 1
 
 
 def test_oom(path):
@@ -181,3 +183,24 @@ def test_missing_executable_is_127(path):
 def test_stdin(path):
     res = run_once(path, {"cmd": ["cat"], "stdin": "hello"})
     assert res["stdout"] == "hello"
+
+
+def test_network_sandbox_warm(make_server):
+    """An entry made with network "sandbox": the run gets its own address
+    on the bridge, and the netns goes with the sandbox."""
+    netns_before = H.netns_names()
+    pid = os.getpid()
+    srv = make_server(config={"bridge_name": "bxtpl%04x" % (pid & 0xFFFF),
+                              "sandbox_subnet": "10.%d.251.0/24" % (100 + (pid + 33) % 150),
+                              "warm_pool": [{"image": BUSYBOX, "count": 1, "network": "sandbox"}]})
+    wait_ready(srv, 1)
+    # network "none" does not match the entry: cold, a miss
+    H.ok(srv, {"image": BUSYBOX, "cmd": ["true"]})
+    assert metrics(srv)["boxer_pool_hits_total"] == 0
+    res = H.ok(srv, {"image": BUSYBOX, "network": "sandbox",
+                     "cmd": ["sh", "-c", "hostname; ip -4 addr | grep -c 'inet 10\\.'"]})
+    assert metrics(srv)["boxer_pool_hits_total"] == 1
+    assert res["stdout"] == res["exec_id"] + "\n1\n", res
+    wait_ready(srv, 1)
+    assert srv.stop() == 0
+    assert H.leftovers(srv.home, netns_before) == {}
