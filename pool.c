@@ -43,6 +43,7 @@ struct psb {
     uint64_t timer;
     unsigned polls;
     uint64_t began_ms;
+    int dying; /* being destroyed: neither ready nor creating */
 };
 
 struct pentry {
@@ -150,38 +151,27 @@ static int runsc_argv(struct pool *p, const char *dir, enum run_network net, cha
     return (int)a;
 }
 
-/* Kills and removes everything of s, blocking (shutdown, failures). */
-static void psb_destroy(struct psb *s)
+/* s no longer counts as ready or creating (it is being destroyed). */
+static void psb_uncount(struct psb *s)
+{
+    struct pentry *e = &s->pool->entries[s->entry];
+    if (s->dying)
+        return;
+    s->dying = 1;
+    if (s->state == PSB_READY)
+        e->nready--;
+    else
+        e->ncreating--;
+}
+
+/* After `runsc delete`: the netns, cgroup, bundle and image reference,
+ * then the budget hold. */
+static void psb_rest(struct psb *s)
 {
     struct pool *p = s->pool;
     struct pentry *e = &p->entries[s->entry];
     struct bx_err err;
-    bx_err_clear(&err);
-    if (s->iwait)
-        image_wait_cancel(&s->iwait);
-    proc_free(&s->proc);
-    if (s->timer) {
-        loop_timer_cancel(p->rp.loop, s->timer);
-        s->timer = 0;
-    }
-    if (s->state >= PSB_CREATE && s->sb.b.dir) {
-        char *bufs[4] = {NULL, NULL, NULL, NULL};
-        char *argv[32];
-        char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
-        int a = runsc_argv(p, s->sb.b.dir, e->network, bufs, argv, 28);
-        if (a > 0) {
-            struct proc_spec spec = {.path = p->rp.runsc, .argv = argv, .envp = envp,
-                                     .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
-            argv[a++] = "delete";
-            argv[a++] = "--force";
-            argv[a++] = s->sb.id;
-            argv[a] = NULL;
-            if (proc_run_sync(&spec, POOL_DELETE_TIMEOUT_MS, &err) < 0)
-                bx_log_warn("%s: pool: runsc delete: %s", s->sb.id, err.msg);
-        }
-        for (int i = 0; i < 4; i++)
-            free(bufs[i]);
-    }
+    psb_uncount(s);
     net_run_free(&s->sb.net);
     if (s->sb.cg) {
         bx_err_clear(&err);
@@ -194,13 +184,61 @@ static void psb_destroy(struct psb *s)
     oci_bundle_free(&s->sb.b);
     if (s->sb.img)
         image_release(p->rp.images, s->sb.img);
-    if (s->state == PSB_READY)
-        e->nready--;
-    else
-        e->ncreating--;
     run_mgr_release(p->mgr, e->cost_memory_mb, e->cost_pids);
     psb_unlink(s);
     free(s);
+}
+
+static void on_psb_deleted(void *arg, int status)
+{
+    struct psb *s = arg;
+    proc_free(&s->proc);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bx_log_warn("%s: pool: runsc delete failed (status %d)", s->sb.id, status);
+    psb_rest(s);
+}
+
+/* Kills and removes everything of s: `runsc delete` (1-2 s) in the
+ * background when may_async (a failed creation), blocking at shutdown. */
+static void psb_destroy(struct psb *s, int may_async)
+{
+    struct pool *p = s->pool;
+    struct pentry *e = &p->entries[s->entry];
+    struct bx_err err;
+    bx_err_clear(&err);
+    psb_uncount(s);
+    if (s->iwait)
+        image_wait_cancel(&s->iwait);
+    proc_free(&s->proc);
+    if (s->timer) {
+        loop_timer_cancel(p->rp.loop, s->timer);
+        s->timer = 0;
+    }
+    if (s->state >= PSB_CREATE && s->sb.b.dir) {
+        char *bufs[4] = {NULL, NULL, NULL, NULL};
+        char *argv[32];
+        char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
+        int a = runsc_argv(p, s->sb.b.dir, e->network, bufs, argv, 28);
+        int spawned = 0;
+        if (a > 0) {
+            struct proc_spec spec = {.path = p->rp.runsc, .argv = argv, .envp = envp,
+                                     .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+            argv[a++] = "delete";
+            argv[a++] = "--force";
+            argv[a++] = s->sb.id;
+            argv[a] = NULL;
+            if (may_async &&
+                proc_spawn(p->rp.loop, &spec, on_psb_deleted, s, &s->proc, &err) == 0)
+                spawned = 1;
+            else if (proc_run_sync(&spec, POOL_DELETE_TIMEOUT_MS, &err) < 0)
+                bx_log_warn("%s: pool: runsc delete: %s", s->sb.id, err.msg);
+        }
+        for (int i = 0; i < 4; i++)
+            free(bufs[i]);
+        if (spawned)
+            return;
+    }
+    psb_rest(s);
 }
 
 static void on_retry(struct loop *l, void *arg)
@@ -216,7 +254,7 @@ static void psb_fail(struct psb *s, const struct bx_err *e)
     struct pool *p = s->pool;
     bx_log_warn("%s: pool: making a warm sandbox failed: %s", s->sb.id, e->msg);
     p->st.failed++;
-    psb_destroy(s);
+    psb_destroy(s, 1);
     /* not at once: a broken image or runsc would spin */
     if (!p->retry_timer && !p->stopping)
         p->retry_timer = loop_timer_add(p->rp.loop, POOL_RETRY_MS, on_retry, p);
@@ -490,7 +528,7 @@ struct pool_sb *pool_take(struct pool *p, const struct run_request *req)
         image_known = 1;
         /* Inputs are bind mounts that must exist at create; egress rules
          * are made with the netns: those runs go cold. */
-        if (s->state != PSB_READY || req->nfiles > 0 || req->has_egress ||
+        if (s->state != PSB_READY || s->dying || req->nfiles > 0 || req->has_egress ||
             req->network != e->network || req->limits.cpu_cores != e->limits.cpu_cores ||
             req->limits.memory_mb != e->limits.memory_mb ||
             req->limits.pids_limit != e->limits.pids_limit ||
@@ -566,7 +604,7 @@ void pool_free(struct pool **pp)
     if (p->retry_timer)
         loop_timer_cancel(p->rp.loop, p->retry_timer);
     while (p->list)
-        psb_destroy(p->list);
+        psb_destroy(p->list, 0);
     free(p->entries);
     free(p);
     *pp = NULL;

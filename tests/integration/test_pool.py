@@ -204,3 +204,17 @@ def test_network_sandbox_warm(make_server):
     wait_ready(srv, 1)
     assert srv.stop() == 0
     assert H.leftovers(srv.home, netns_before) == {}
+
+
+def test_failed_creation_is_retried_not_fatal(make_server):
+    """An entry whose image cannot be had: counted as failed, retried later,
+    and the server goes on serving (cold) runs."""
+    srv = make_server(config={"warm_pool": [{"image": "nosuchimage:latest", "count": 1}]})
+    deadline = time.time() + 60
+    while metrics(srv).get("boxer_pool_failed_total", 0) < 1:
+        assert time.time() < deadline, srv.log_text()[-2000:]
+        time.sleep(0.1)
+    assert metrics(srv)["boxer_pool_ready"] == 0
+    assert H.ok(srv, {"image": BUSYBOX, "cmd": ["echo", "ok"]})["stdout"] == "ok\n"
+    assert srv.stop() == 0
+    assert H.leftovers(srv.home) == {}
