@@ -138,6 +138,28 @@ def test_cleanup_after_runs(path):
         time.sleep(0.1)
 
 
+def test_client_gone_kills_the_run(path):
+    """A client that leaves mid-run: the command is ended (on the warm path
+    with the whole sandbox: killing the `runsc exec` client alone would
+    leave `sleep 60` running and the run in flight) and everything of the
+    run goes well before the sleep would end."""
+    if path.kind == "warm":
+        wait_ready(path, 2)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(path.url + "/run", json={"image": BUSYBOX, "cmd": ["sleep", "60"]}, timeout=2)
+    want = 2 if path.kind == "warm" else 0
+    deadline = time.time() + 30
+    while True:
+        text = httpx.get(path.url + "/metrics").text
+        inflight = re.search(r"^boxer_runs_in_flight (\d+)$", text, re.M).group(1)
+        pending = re.search(r"^boxer_runs_pending_teardowns (\d+)$", text, re.M).group(1)
+        if inflight == "0" and pending == "0" and len(H.run_dirs(path.home)) == want:
+            if path.kind == "cold" or metrics(path)["boxer_pool_ready"] == 2:
+                break
+        assert time.time() < deadline, (inflight, pending, H.run_dirs(path.home))
+        time.sleep(0.1)
+
+
 # ---- pool only ----
 
 def test_hits_misses_and_refill(make_server):
