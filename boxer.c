@@ -583,6 +583,15 @@ static void route_metrics(struct app *a, struct http_conn *c)
     image_stats(a->images, &is);
     g.runs_in_flight = rs.running;
     g.runs_queued = rs.queued;
+    g.runs_pending_teardowns = rs.pending_teardowns;
+    g.pool_ready = rs.pool_ready;
+    g.pool_creating = rs.pool_creating;
+    g.pool_hits = rs.pool_hits;
+    g.pool_misses = rs.pool_misses;
+    g.pool_created = rs.pool_created;
+    g.pool_failed = rs.pool_failed;
+    g.pool_create_ms_last = rs.pool_create_ms_last;
+    g.pool_create_ms_sum = rs.pool_create_ms_sum;
     g.runs_ok = rs.ok;
     g.runs_nonzero = rs.nonzero;
     g.runs_timeout = rs.timeout;

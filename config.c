@@ -91,6 +91,7 @@ void config_defaults(struct config *cfg)
     cfg->max_connections_per_ip = 256;
     cfg->max_concurrent_runs = 2 * (uint64_t)cores;
     cfg->max_queued_runs = 64;
+    cfg->max_pending_teardowns = 2 * (uint64_t)cores;
     /* Runs together leave a quarter of RAM and half of the pid space to the
      * host (and Boxer): a host OOM or a pid_max exhaustion caused by runs
      * would take down far more than the runs. */
@@ -137,6 +138,11 @@ void config_free(struct config *cfg)
         free(cfg->mirrors[i].url);
     }
     free(cfg->mirrors);
+    for (size_t i = 0; i < cfg->nwarm_pool; i++) {
+        free(cfg->warm_pool[i].image);
+        free(cfg->warm_pool[i].network);
+    }
+    free(cfg->warm_pool);
     str_list_free(&cfg->insecure_registries);
     str_list_free(&cfg->allowed_registries);
     str_list_free(&cfg->volume_roots);
@@ -163,6 +169,7 @@ enum field_type {
     F_LIMITS,   /* struct run_limits: the nested object of limits_fields */
     F_MIRRORS,  /* the registry_mirrors object (cfg->mirrors, cfg->nmirrors) */
     F_BOXDEF,   /* struct box_defaults: the nested object of box_default_fields */
+    F_POOL,     /* the warm_pool array (cfg->warm_pool, cfg->nwarm_pool) */
 };
 
 struct field {
@@ -217,6 +224,8 @@ static const struct field config_fields[] = {
     CFG_UINT(keepalive_timeout_ms, 3600000, false),
     CFG_UINT(max_concurrent_runs, 4096, false),
     CFG_UINT(max_queued_runs, 1000000, true),
+    CFG_UINT(max_pending_teardowns, 4096, false),
+    {"warm_pool", F_POOL, 0, 0, false},
     CFG_UINT(total_memory_mb, 1ull << 40, false),
     CFG_UINT(total_pids, 1u << 22, false),
     CFG_UINT(min_free_disk_percent, 99, true),
@@ -267,6 +276,15 @@ static const struct field limits_fields[] = {
     LIM(wall_clock_secs, F_UINT, 30u * 86400),
     LIM(pids_limit, F_UINT, 1u << 22),
     LIM(nofile, F_UINT, 1u << 20),
+};
+
+#define POOL(name, type, max) {#name, type, offsetof(struct warm_pool_entry, name), max, false}
+/* One warm_pool entry. */
+static const struct field pool_fields[] = {
+    POOL(image, F_STRING, 0),
+    POOL(count, F_UINT, 64),
+    POOL(limits, F_LIMITS, 0),
+    POOL(network, F_STRING, 0),
 };
 
 static int get_string(const struct json_value *v, const char *field, char **dst,
@@ -393,6 +411,55 @@ static int parse_mirrors(struct config *cfg, const struct json_value *v, struct 
     return 0;
 }
 
+static void free_pool(struct warm_pool_entry *ps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(ps[i].image);
+        free(ps[i].network);
+    }
+    free(ps);
+}
+
+/* "warm_pool": [{"image", "count", "limits", "network"}...], replaced as
+ * a whole. */
+static int parse_warm_pool(struct config *cfg, const struct json_value *v, struct bx_err *err)
+{
+    struct warm_pool_entry *ps;
+    char name[48];
+    if (v->type != JSON_ARRAY)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: warm_pool: must be an array");
+    if (v->u.arr.n > 64)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: warm_pool: too many entries");
+    ps = calloc(v->u.arr.n + 1, sizeof(*ps));
+    if (!ps)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "config: out of memory");
+    for (size_t i = 0; i < v->u.arr.n; i++) {
+        const struct json_value *e = &v->u.arr.items[i];
+        snprintf(name, sizeof(name), "warm_pool[%zu]", i);
+        if (e->type != JSON_OBJECT) {
+            free_pool(ps, v->u.arr.n);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be an object", name);
+        }
+        if (parse_object(&ps[i], pool_fields, BX_ARRAY_LEN(pool_fields), e, name, cfg, err) < 0) {
+            free_pool(ps, v->u.arr.n);
+            return -1;
+        }
+        if (!ps[i].image || !ps[i].image[0] || ps[i].count == 0 ||
+            (ps[i].network && strcmp(ps[i].network, "none") != 0 &&
+             strcmp(ps[i].network, "sandbox") != 0)) {
+            free_pool(ps, v->u.arr.n);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "config: %s: needs image and count (1-64); network is \"none\" or "
+                              "\"sandbox\"",
+                              name);
+        }
+    }
+    free_pool(cfg->warm_pool, cfg->nwarm_pool);
+    cfg->warm_pool = ps;
+    cfg->nwarm_pool = v->u.arr.n;
+    return 0;
+}
+
 /* One value into its field, named `name` in errors ("defaults.memory_mb"). */
 static int parse_field(void *base, const struct field *f, const struct json_value *v,
                        const char *name, struct config *cfg, struct bx_err *err)
@@ -415,6 +482,8 @@ static int parse_field(void *base, const struct field *f, const struct json_valu
         return parse_object(dst, limits_fields, BX_ARRAY_LEN(limits_fields), v, name, cfg, err);
     case F_MIRRORS:
         return parse_mirrors(cfg, v, err);
+    case F_POOL:
+        return parse_warm_pool(cfg, v, err);
     case F_BOXDEF:
         if (v->type != JSON_OBJECT)
             return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be an object", name);

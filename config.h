@@ -33,6 +33,16 @@ struct box_defaults {
     uint64_t pids_limit;
 };
 
+/* issue 16: one warm_pool entry: count sandboxes of image kept ready,
+ * made with these limits (a field left 0 takes "defaults") and network
+ * ("none", the default, or "sandbox"). */
+struct warm_pool_entry {
+    char *image;
+    uint64_t count;
+    struct run_limits limits;
+    char *network;
+};
+
 struct mirror {
     char *registry; /* "docker.io" */
     char *url;      /* "http://127.0.0.1:5000" */
@@ -75,6 +85,11 @@ struct config {
     uint64_t keepalive_timeout_ms;
     uint64_t max_concurrent_runs;
     uint64_t max_queued_runs;
+    /* issue 16: answered runs whose leftovers are still being removed;
+     * beyond that admission waits */
+    uint64_t max_pending_teardowns;
+    struct warm_pool_entry *warm_pool; /* issue 16 (pool.c); empty: no pool */
+    size_t nwarm_pool;
     /* The budget all admitted runs share (memory.max / pids.max of Boxer's
      * base cgroup, and the sum of admitted runs' limits); see
      * config_run_host_pids for what a run's pids_limit costs. */

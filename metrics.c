@@ -102,6 +102,28 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
     sbuf_appendf(o, "boxer_runs_in_flight %" PRIu64 "\n", g->runs_in_flight);
     family(o, "boxer_runs_queued", "gauge", "Runs waiting for a slot.");
     sbuf_appendf(o, "boxer_runs_queued %" PRIu64 "\n", g->runs_queued);
+    family(o, "boxer_runs_pending_teardowns", "gauge",
+           "Answered runs whose sandbox leftovers are still being removed.");
+    sbuf_appendf(o, "boxer_runs_pending_teardowns %" PRIu64 "\n", g->runs_pending_teardowns);
+    family(o, "boxer_pool_ready", "gauge", "Warm pool sandboxes ready for a run.");
+    sbuf_appendf(o, "boxer_pool_ready %" PRIu64 "\n", g->pool_ready);
+    family(o, "boxer_pool_creating", "gauge", "Warm pool sandboxes being made.");
+    sbuf_appendf(o, "boxer_pool_creating %" PRIu64 "\n", g->pool_creating);
+    family(o, "boxer_pool_hits_total", "counter", "Runs served by a warm sandbox.");
+    sbuf_appendf(o, "boxer_pool_hits_total %" PRIu64 "\n", g->pool_hits);
+    family(o, "boxer_pool_misses_total", "counter",
+           "Runs of a pooled image that went cold (none ready, or not matching).");
+    sbuf_appendf(o, "boxer_pool_misses_total %" PRIu64 "\n", g->pool_misses);
+    family(o, "boxer_pool_created_total", "counter", "Warm sandboxes made ready.");
+    sbuf_appendf(o, "boxer_pool_created_total %" PRIu64 "\n", g->pool_created);
+    family(o, "boxer_pool_failed_total", "counter", "Warm sandboxes that could not be made.");
+    sbuf_appendf(o, "boxer_pool_failed_total %" PRIu64 "\n", g->pool_failed);
+    family(o, "boxer_pool_create_seconds_total", "counter",
+           "Time from the start of a warm sandbox to ready, summed.");
+    sbuf_appendf(o, "boxer_pool_create_seconds_total %.3f\n", (double)g->pool_create_ms_sum / 1000.0);
+    family(o, "boxer_pool_create_seconds_last", "gauge",
+           "Time the last warm sandbox took to become ready.");
+    sbuf_appendf(o, "boxer_pool_create_seconds_last %.3f\n", (double)g->pool_create_ms_last / 1000.0);
     family(o, "boxer_image_pulls_total", "counter", "Image pulls by result.");
     sbuf_appendf(o,
                  "boxer_image_pulls_total{result=\"ok\"} %" PRIu64 "\n"

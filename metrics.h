@@ -21,6 +21,10 @@ struct metrics_gauges {
     uint64_t boxes_creating, boxes_running, boxes_stopped, boxes_error;
     uint64_t box_starts, box_stops;
     uint64_t execs_started, execs_running, execs_finished;
+    uint64_t runs_pending_teardowns; /* issue 16: answered, leftovers being removed */
+    /* issue 16: warm_pool */
+    uint64_t pool_ready, pool_creating, pool_hits, pool_misses, pool_created, pool_failed;
+    uint64_t pool_create_ms_last, pool_create_ms_sum;
 };
 
 #define METRICS_MAX_ROUTES 32

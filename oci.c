@@ -420,6 +420,45 @@ out:
     return ret;
 }
 
+int oci_bundle_write_process(const struct oci_bundle *b, const struct oci_bundle_spec *s,
+                             const char *name, struct bx_err *err)
+{
+    struct oci_process op;
+    struct sbuf out;
+    struct json_writer w;
+    char **env = NULL;
+    const char *cwd =
+        s->cwd ? s->cwd : (s->image_workdir && s->image_workdir[0] == '/' ? s->image_workdir : "/");
+    int ret = -1;
+
+    if (!s->args || !s->args[0])
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd must not be empty");
+    sbuf_init(&out, 64u << 20);
+    if (oci_merge_env(s->image_env, s->env, &env, err) < 0)
+        goto out;
+    /* the process a cold run's spec would have (no capabilities) */
+    op = (struct oci_process){.args = s->args,
+                              .env = env,
+                              .cwd = cwd,
+                              .uid = OCI_SANDBOX_UID,
+                              .gid = OCI_SANDBOX_UID,
+                              .nofile = s->nofile,
+                              .nproc = s->nproc};
+    json_w_init(&w, &out);
+    oci_w_process(&w, &op);
+    if (w.failed) {
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "process too large");
+        goto out;
+    }
+    if (bx_write_file_atomic_at(b->dirfd, name, out.data, out.len, 0600, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    bx_strv_free(&env);
+    sbuf_free(&out);
+    return ret;
+}
+
 int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_spec *s,
                           struct bx_err *err)
 {

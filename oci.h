@@ -167,6 +167,11 @@ int oci_bundle_add_mount(struct oci_bundle *b, const char *destination, const ch
  * the bundle's mounts. */
 int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_spec *s,
                           struct bx_err *err);
+/* Writes <dir>/<name>: only the process object of the spec s describes
+ * (args, env, cwd, uid, rlimits, no capabilities), for `runsc exec
+ * --process` into a sandbox made in advance (pool.c). */
+int oci_bundle_write_process(const struct oci_bundle *b, const struct oci_bundle_spec *s,
+                             const char *name, struct bx_err *err);
 /* Unmounts what oci_bundle_prepare mounted and deletes the directory
  * <parent_dirfd>/<name> (best effort; failures are logged under name). */
 void oci_bundle_remove(struct oci_bundle *b, int parent_dirfd, const char *name);

@@ -22,6 +22,7 @@
 #include "oci.h"
 #include "proc.h"
 #include "infeed.h"
+#include "pool.h"
 
 /* The tmpfs under each run's rootfs overlay: what runsc creates there
  * (mount points) is all it holds. */
@@ -100,12 +101,27 @@ struct run_job {
     void *out_arg;
     int paused;
     struct infeed in; /* the command's stdin when the request gave one (issue 14) */
+    char name[64];        /* the exec id, kept after the result is handed over */
+    uint64_t cleanup_timer; /* the teardown after the answer (cleanup_start) */
+    struct proc *cleanup; /* the child unmounting and removing the run dir */
+    /* issue 16: the run adopted a warm pool sandbox (pool.c): its command
+     * goes in with `runsc exec`, a kill is `runsc kill --all`, and the
+     * teardown starts with `runsc delete --force` */
+    int warm;
+    int warm_deleted;
+    struct proc *killer;
 };
 
 
 static void job_start(struct loop *l, void *arg);
 static void job_finish(struct run_job *job);
 static void job_complete(struct run_job *job);
+static void cleanup_start(struct run_job *job);
+static void cleanup_now(struct run_job *job);
+static void warm_start(struct run_job *job);
+static void cleanup_work(struct run_job *job, int may_fork);
+static int warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb,
+                      struct proc **out, struct bx_err *err);
 
 static int buffered_write(struct run_job *job, int stream, const char *data, size_t len)
 {
@@ -174,6 +190,15 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
         free(m);
         return -1;
     }
+    if (p->cfg->nwarm_pool > 0) {
+        struct pool_params pp = {.mgr = m, .runs_dirfd = m->runs_dirfd, .runs_dir = m->runs_dir};
+        if (pool_new(&m->pool, &pp, err) < 0) {
+            bx_close(&m->runs_dirfd);
+            free(m->runs_dir);
+            free(m);
+            return -1;
+        }
+    }
     *out = m;
     return 0;
 }
@@ -236,6 +261,7 @@ static int fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
 {
     const struct config *cfg = m->p.cfg;
     return m->nactive < cfg->max_concurrent_runs &&
+           m->nteardowns < cfg->max_pending_teardowns &&
            m->used_memory_mb + m->held_memory_mb + memory_mb <= cfg->total_memory_mb &&
            m->used_pids + m->held_pids + pids <= cfg->total_pids;
 }
@@ -265,6 +291,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
 {
     struct run_job *job;
     struct run_request *req = *reqp;
+    struct pool_sb *warm = NULL;
     char uuid[37];
     int start_now;
 
@@ -279,19 +306,33 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     if (req->network == RUN_NET_SANDBOX && net_unavailable(m->p.net))
         return bx_err_set(err, BX_E_INTERNAL, 0, "network sandbox is unavailable on this server: %s",
                           net_unavailable(m->p.net));
+    /* issue 16: a ready warm sandbox made for exactly this (its budget
+     * hold is given back, so the job's own cost fits where it did) */
+    if (m->pool && !m->queue_head && !m->stopping) {
+        warm = pool_take(m->pool, req);
+        if (warm && !fits(m, req->limits.memory_mb, config_run_host_pids(req->limits.pids_limit))) {
+            pool_put_back(m->pool, warm);
+            warm = NULL;
+        }
+    }
     /* FIFO: nobody overtakes a queued job, even one that fits now. */
     start_now = !m->queue_head && fits(m, req->limits.memory_mb,
                                        config_run_host_pids(req->limits.pids_limit));
     if (!start_now && m->nqueued >= m->p.cfg->max_queued_runs)
         return bx_err_set(err, BX_E_UNAVAILABLE, EBUSY, "too many runs in flight; retry later");
     job = calloc(1, sizeof(*job));
-    if (!job)
+    if (!job) {
+        if (warm)
+            pool_put_back(m->pool, warm);
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    }
     infeed_init(&job->in, m->p.loop, 0);
     job->res = calloc(1, sizeof(*job->res));
     if (!job->res || bx_uuid4(uuid, err) < 0) {
         free(job->res);
         free(job);
+        if (warm)
+            pool_put_back(m->pool, warm);
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     }
     job->mgr = m;
@@ -303,6 +344,19 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     job->cb_arg = arg;
     job->req = bx_steal_ptr(reqp);
     snprintf(job->res->exec_id, sizeof(job->res->exec_id), "boxer-%s", uuid);
+    if (warm) {
+        /* The run takes the whole sandbox now: whatever happens next
+         * (cancel, shutdown), the run's teardown destroys it.  Its exec
+         * id is the one the sandbox was made with (its hostname). */
+        snprintf(job->res->exec_id, sizeof(job->res->exec_id), "%s", warm->id);
+        job->b = warm->b;
+        job->cg = warm->cg;
+        job->net = warm->net;
+        job->img = warm->img;
+        job->warm = 1;
+        pool_sb_free(&warm);
+    }
+    snprintf(job->name, sizeof(job->name), "%s", job->res->exec_id);
     sbuf_init(&job->res->out, m->p.cfg->output_limit_bytes);
     sbuf_init(&job->res->err, m->p.cfg->output_limit_bytes);
     job->res->persist = job->req->persist;
@@ -441,11 +495,31 @@ static void maybe_complete(struct run_job *job)
         job_finish(job);
 }
 
+static void on_killer_exit(void *arg, int status)
+{
+    struct run_job *job = arg;
+    proc_free(&job->killer);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        /* the sandbox outlives the command otherwise: the client goes */
+        bx_log_warn("%s: runsc kill failed (status %d)", job->name, status);
+        if (job->proc)
+            proc_kill(job->proc, SIGKILL);
+    }
+}
+
 static void kill_sandbox(struct run_job *job)
 {
+    struct bx_err err;
     if (job->killed)
         return;
     job->killed = 1;
+    /* Killing a `runsc exec` client leaves its command running inside:
+     * a warm run ends the whole single-use sandbox instead (its init
+     * too), and the exec client then returns. */
+    bx_err_clear(&err);
+    if (job->warm && job->proc && !job->exited && !job->mgr->stopping &&
+        warm_runsc(job, "kill", on_killer_exit, &job->killer, &err) == 0)
+        return;
     if (job->proc)
         proc_kill(job->proc, SIGKILL);
 }
@@ -579,9 +653,16 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
         argv[a++] = "--debug";
     for (size_t i = 0; m->p.runsc_extra_flags[i] && a < 24; i++)
         argv[a++] = (char *)m->p.runsc_extra_flags[i];
-    argv[a++] = "run";
-    argv[a++] = "--bundle";
-    argv[a++] = bundle;
+    if (job->warm) {
+        snprintf(bundle, sizeof(bundle), "%s/process.json", job->b.dir);
+        argv[a++] = "exec";
+        argv[a++] = "--process";
+        argv[a++] = bundle;
+    } else {
+        argv[a++] = "run";
+        argv[a++] = "--bundle";
+        argv[a++] = bundle;
+    }
     argv[a++] = job->res->exec_id;
     argv[a] = NULL;
 
@@ -633,7 +714,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     } else if (proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err) < 0) {
         goto out;
     }
-    if (job->cg && cg_run_cpu_list(job->cg))
+    if (job->cg && cg_run_cpu_list(job->cg) && !job->warm)
         job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, on_unpin, job);
     if (job->req->stdin_data) {
         bx_close(&in_child);
@@ -662,6 +743,38 @@ out:
     bx_close(&errp[1]);
     bx_close(&in_child);
     return ret;
+}
+
+/* issue 16: the command into the warm sandbox the job adopted: the
+ * process as the spec of a cold run would have it (env, cwd, uid,
+ * rlimits), run by `runsc exec`. */
+static void warm_start(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    struct run_request *req = job->req;
+    struct bx_err err;
+    struct oci_bundle_spec s = {.args = req->cmd,
+                                .env = req->env,
+                                .image_env = job->img->env,
+                                .cwd = req->cwd,
+                                .image_workdir = job->img->working_dir,
+                                .nofile = req->limits.nofile,
+                                .nproc = req->limits.pids_limit};
+    bx_err_clear(&err);
+    if (oci_bundle_write_process(&job->b, &s, "process.json", &err) < 0)
+        goto fail;
+    job->state = JOB_RUNNING;
+    job->started_ms = bx_now_ms();
+    if (spawn_runsc(job, &err) < 0)
+        goto fail;
+    job->wall_timer = loop_timer_add(m->p.loop,
+                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
+                                                             : job->req->limits.wall_clock_secs * 1000,
+                                     on_wall_clock, job);
+    return;
+fail:
+    job->state = JOB_IMAGE;
+    job_fail(job, &err);
 }
 
 static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
@@ -708,6 +821,10 @@ static void job_start(struct loop *l, void *arg)
     struct bx_err err;
     (void)l;
     bx_err_clear(&err);
+    if (job->warm) {
+        warm_start(job);
+        return;
+    }
     job->state = JOB_IMAGE;
     if (image_get(job->mgr->p.images, &job->req->ref, on_image, job, &job->iwait, &err) < 0)
         job_fail(job, &err);
@@ -756,8 +873,11 @@ static void collect_exit(struct run_job *job)
         /* runsc exits 128 when it could not start the command at all; its
          * log says why.  A missing executable is the command's failure
          * (exit 127, like a shell); anything else is the runtime's (500). */
+        /* runsc exec (a warm run) says "executing command" where runsc
+         * run says "running container". */
         if (res->exit_code == 128 && runsc_log_error(job, msg, sizeof(msg)) &&
-            strstr(msg, "running container")) {
+            (strstr(msg, "running container") ||
+             (job->warm && strstr(msg, "executing command")))) {
             if (strstr(msg, "executable") || strstr(msg, "no such file")) {
                 res->exit_code = 127;
                 sbuf_appendf(&res->err, "boxer: %s\n", msg);
@@ -819,7 +939,6 @@ static void destroy_cgroup(struct run_mgr *m, struct cg_run **cg, const char *na
 }
 
 static int start_capture(struct run_job *job);
-static void teardown_rest(struct run_job *job);
 
 static void teardown(struct run_job *job)
 {
@@ -847,8 +966,8 @@ static void teardown(struct run_job *job)
     if (job->proc) {
         proc_free(&job->proc); /* kills and reaps in the background if still alive */
     }
-    /* Before the run dir goes: the netns is bind-mounted in it. */
-    net_run_free(&job->net);
+    /* The netns (bind-mounted in the run dir) and the cgroup go after the
+     * answer (cleanup_start); the usage is read now, for the answer. */
     if (job->cg) {
         struct cg_usage u;
         if (cg_run_usage(job->cg, &u, NULL) == 0) {
@@ -866,7 +985,6 @@ static void teardown(struct run_job *job)
                 bx_err_clear(&job->res->error);
             }
         }
-        destroy_cgroup(m, &job->cg, job->res->exec_id);
     }
     /* Capturing /output creates a file in the store per output file (up to
      * output_files_max): seconds of blocking I/O that must not stall the
@@ -874,7 +992,6 @@ static void teardown(struct run_job *job)
     if (job->b.output_mounted && !job->cancelled && job->res->outcome != RUN_ERROR &&
         start_capture(job) == 0)
         return;
-    teardown_rest(job);
 }
 
 /* Empties the run's /output tmpfs (best effort).  Freeing a tmpfs that
@@ -968,7 +1085,6 @@ static void on_capture_exit(void *arg, int status)
     store_report_free(&job->capture_rep);
     /* A client that left while its outputs were being copied is handled
      * by job_complete: nobody can know this exec id any more. */
-    teardown_rest(job);
     job_complete(job);
 }
 
@@ -1007,15 +1123,193 @@ static int start_capture(struct run_job *job)
     return r;
 }
 
-/* The end of a teardown, after /output was captured (or not). */
-static void teardown_rest(struct run_job *job)
+/* `runsc <global flags> <what> ... <id>` for a warm run's sandbox: kill
+ * (every process, SIGKILL) or delete --force. */
+static int warm_argv(struct run_job *job, const char *what, char bufs[4][PATH_MAX + 16],
+                     char **argv)
 {
     struct run_mgr *m = job->mgr;
-    oci_bundle_remove(&job->b, m->runs_dirfd, job->res->exec_id);
+    size_t a = 0;
+    snprintf(bufs[0], sizeof(bufs[0]), "--root=%s/state", job->b.dir);
+    snprintf(bufs[1], sizeof(bufs[1]), "--log=%s/runsc.log", job->b.dir);
+    snprintf(bufs[2], sizeof(bufs[2]), "--platform=%s", m->p.platform);
+    argv[a++] = (char *)m->p.runsc;
+    for (int i = 0; i < 3; i++)
+        argv[a++] = bufs[i];
+    for (size_t i = 0; m->p.runsc_extra_flags[i] && a < 20; i++)
+        argv[a++] = (char *)m->p.runsc_extra_flags[i];
+    argv[a++] = (char *)what;
+    if (strcmp(what, "kill") == 0) {
+        argv[a++] = "--all";
+        argv[a++] = job->name;
+        argv[a++] = "KILL";
+    } else {
+        argv[a++] = "--force";
+        argv[a++] = job->name;
+    }
+    argv[a] = NULL;
+    return (int)a;
+}
+
+static int warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb,
+                      struct proc **out, struct bx_err *err)
+{
+    char bufs[4][PATH_MAX + 16];
+    char *argv[32];
+    char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
+    struct proc_spec spec = {.path = job->mgr->p.runsc, .argv = argv, .envp = envp,
+                             .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    warm_argv(job, what, bufs, argv);
+    return proc_spawn(job->mgr->p.loop, &spec, cb, job, out, err);
+}
+
+static void warm_delete_sync(struct run_job *job)
+{
+    char bufs[4][PATH_MAX + 16];
+    char *argv[32];
+    char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
+    struct proc_spec spec = {.path = job->mgr->p.runsc, .argv = argv, .envp = envp,
+                             .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    struct bx_err err;
+    bx_err_clear(&err);
+    warm_argv(job, "delete", bufs, argv);
+    if (proc_run_sync(&spec, 15000, &err) < 0)
+        bx_log_warn("%s: runsc delete: %s", job->name, err.msg);
+}
+
+/* ---- after the answer ---- */
+
+/* Issue 16: the answer does not wait for the sandbox's leftovers to go.
+ * job_complete hands the result over and moves the job to m->teardowns;
+ * a timer (1 ms, so the answer, which http writes on the next turn, goes
+ * first) removes the netns and the cgroup in the loop (a few syscalls)
+ * and forks a child for the unmounts and the run dir's removal.  At most
+ * max_pending_teardowns jobs are in there: admission (fits) waits for a
+ * slot, so a burst cannot pile up teardown work.  A crash in between
+ * leaves what a crash during a run leaves, and the start-up sweep
+ * (run_recover, cg_cleanup_stale, the netns sweep) removes it. */
+static void cleanup_done(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
     if (job->img) {
+        /* after the rootfs overlay is gone: the image may be evicted now */
         image_release(m->p.images, job->img);
         job->img = NULL;
     }
+    list_remove(&m->teardowns, job);
+    m->nteardowns--;
+    job_free(job);
+    start_next(m);
+    pool_kick(m->pool); /* budget and a teardown slot came free */
+}
+
+static int cleanup_child(void *arg)
+{
+    struct run_job *job = arg;
+    oci_bundle_remove(&job->b, job->mgr->runs_dirfd, job->name);
+    return 0;
+}
+
+static void on_cleanup_exit(void *arg, int status)
+{
+    struct run_job *job = arg;
+    proc_free(&job->cleanup);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bx_log_warn("%s: removing the run dir: the child ended with status %d", job->name,
+                    status);
+    /* The child unmounted and removed on its copy; only the fd is ours. */
+    job->b.output_mounted = job->b.rootfs_mounted = job->b.ovl_mounted = 0;
+    bx_close(&job->b.dirfd);
+    cleanup_done(job);
+}
+
+/* The loop-side part, then the child (or everything here, blocking, when
+ * no child can be had or Boxer stops). */
+static void on_warm_deleted(void *arg, int status)
+{
+    struct run_job *job = arg;
+    proc_free(&job->cleanup);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bx_log_warn("%s: runsc delete failed (status %d)", job->name, status);
+    job->warm_deleted = 1;
+    cleanup_work(job, 1);
+}
+
+static void cleanup_work(struct run_job *job, int may_fork)
+{
+    struct run_mgr *m = job->mgr;
+    struct bx_err err;
+    int keep[2];
+    int n = 0;
+    bx_err_clear(&err);
+    proc_free(&job->killer);
+    /* A warm sandbox is still there (its placeholder init): gone first,
+     * before its netns, cgroup and rootfs (1-2 s, hence here). */
+    if (job->warm && !job->warm_deleted) {
+        if (may_fork && warm_runsc(job, "delete", on_warm_deleted, &job->cleanup, &err) == 0)
+            return;
+        if (may_fork)
+            bx_log_warn("%s: %s; deleting the sandbox in the loop", job->name, err.msg);
+        job->warm_deleted = 1;
+        warm_delete_sync(job);
+    }
+    /* Before the run dir goes: the netns is bind-mounted in it. */
+    net_run_free(&job->net);
+    if (job->cg)
+        destroy_cgroup(m, &job->cg, job->name);
+    if (job->b.dirfd < 0 && !job->b.output_mounted && !job->b.rootfs_mounted &&
+        !job->b.ovl_mounted) {
+        cleanup_done(job);
+        return;
+    }
+    keep[n++] = m->runs_dirfd;
+    if (job->b.dirfd >= 0)
+        keep[n++] = job->b.dirfd;
+    if (may_fork && proc_fork(m->p.loop, keep, n, cleanup_child, job, on_cleanup_exit, job,
+                              &job->cleanup, &err) == 0)
+        return;
+    if (may_fork)
+        bx_log_warn("%s: %s; removing the run dir in the loop", job->name, err.msg);
+    oci_bundle_remove(&job->b, m->runs_dirfd, job->name);
+    cleanup_done(job);
+}
+
+static void on_cleanup_timer(struct loop *l, void *arg)
+{
+    struct run_job *job = arg;
+    (void)l;
+    job->cleanup_timer = 0;
+    cleanup_work(job, 1);
+}
+
+static void cleanup_start(struct run_job *job)
+{
+    struct run_mgr *m = job->mgr;
+    list_push(&m->teardowns, job);
+    m->nteardowns++;
+    if (!m->stopping) {
+        job->cleanup_timer = loop_timer_add(m->p.loop, 1, on_cleanup_timer, job);
+        if (job->cleanup_timer)
+            return;
+    }
+    cleanup_work(job, 0);
+}
+
+/* Shutdown: whatever is pending is finished here, blocking. */
+static void cleanup_now(struct run_job *job)
+{
+    if (job->cleanup_timer) {
+        loop_timer_cancel(job->mgr->p.loop, job->cleanup_timer);
+        job->cleanup_timer = 0;
+    }
+    if (job->cleanup && (!job->warm || job->warm_deleted)) {
+        proc_free(&job->cleanup); /* killed: redone here */
+        oci_bundle_remove(&job->b, job->mgr->runs_dirfd, job->name);
+        cleanup_done(job);
+        return;
+    }
+    proc_free(&job->cleanup); /* a runsc delete: redone, blocking */
+    cleanup_work(job, 0);
 }
 
 static void count_outcome(struct run_mgr *m, const struct run_result *r)
@@ -1082,7 +1376,9 @@ static void job_complete(struct run_job *job)
         res->drop_outputs = 1;
         run_result_release(m, &res);
     }
-    job_free(job);
+    /* The budget and the slot are free again; the teardown slot is held
+     * until the leftovers are gone. */
+    cleanup_start(job);
     start_next(m);
 }
 
@@ -1126,6 +1422,19 @@ void run_stats(const struct run_mgr *m, struct run_stats *st)
     st->runs_pids = m->used_pids;
     st->held_memory_mb = m->held_memory_mb;
     st->held_pids = m->held_pids;
+    st->pending_teardowns = m->nteardowns;
+    {
+        struct pool_stats ps;
+        pool_stats(m->pool, &ps);
+        st->pool_ready = ps.ready;
+        st->pool_creating = ps.creating;
+        st->pool_hits = ps.hits;
+        st->pool_misses = ps.misses;
+        st->pool_created = ps.created;
+        st->pool_failed = ps.failed;
+        st->pool_create_ms_last = ps.create_ms_last;
+        st->pool_create_ms_sum = ps.create_ms_sum;
+    }
 }
 
 void run_mgr_free(struct run_mgr **mp)
@@ -1134,6 +1443,7 @@ void run_mgr_free(struct run_mgr **mp)
     if (!m)
         return;
     m->stopping = 1;
+    pool_free(&m->pool); /* its ready sandboxes, blocking */
     while (m->queue_head)
         run_cancel(m->queue_head);
     while (m->active) {
@@ -1142,7 +1452,6 @@ void run_mgr_free(struct run_mgr **mp)
         if (job->state == JOB_CAPTURE) {
             proc_free(&job->capture); /* killed */
             store_report_free(&job->capture_rep);
-            teardown_rest(job);
             job_complete(job);
             continue;
         }
@@ -1150,6 +1459,8 @@ void run_mgr_free(struct run_mgr **mp)
         job->exited = 1;
         job_finish(job);
     }
+    while (m->teardowns)
+        cleanup_now(m->teardowns);
     /* Deletions still running are finished here, blocking: persist=false
      * files must not outlive a clean stop. */
     while (m->discards) {

@@ -165,6 +165,10 @@ struct run_stats {
     /* of total_memory_mb / total_pids: held by admitted runs, by boxes */
     uint64_t runs_memory_mb, runs_pids, held_memory_mb, held_pids;
     uint64_t ok, nonzero, timeout, oom, output_limit, error;
+    uint64_t pending_teardowns; /* answered runs whose leftovers are being removed */
+    /* warm_pool (pool.h) */
+    uint64_t pool_ready, pool_creating, pool_hits, pool_misses, pool_created, pool_failed;
+    uint64_t pool_create_ms_last, pool_create_ms_sum;
 };
 void run_stats(const struct run_mgr *m, struct run_stats *st);
 

@@ -19,6 +19,12 @@ struct run_mgr {
     int stopping; /* run_mgr_free: admit nothing more */
     struct run_stats stats;
     struct discard *discards; /* deletions of persist=false files under way */
+    /* Answered runs whose sandbox leftovers (netns, cgroup, mounts, run
+     * dir) are still being removed; admission waits while there are
+     * max_pending_teardowns of them. */
+    struct run_job *teardowns;
+    size_t nteardowns;
+    struct pool *pool; /* warm_pool (pool.c), NULL when none is configured */
 };
 
 /* A persist=false deletion running in a child (see run_result_release). */

@@ -47,6 +47,7 @@ START_TEST(defaults_match_the_contract)
     ck_assert_uint_eq(cfg.min_free_disk_percent, 5);
     ck_assert_uint_eq(cfg.store_max_bytes, 0);
     ck_assert_uint_eq(cfg.max_concurrent_runs, 2 * (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
+    ck_assert_uint_eq(cfg.max_pending_teardowns, 2 * (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
     /* max_limits.pids_limit is 4096 unless one such run would not fit
      * total_pids (see total_budget_defaults_from_host). */
     ck_assert_uint_eq(cfg.max_limits.pids_limit,
@@ -258,6 +259,7 @@ static const struct {
     {"{\"volume_roots\": \"/srv\"}", "volume_roots"},
     {"{\"auth_tokens\": \"t\"}", "auth_tokens"},
     {"{\"max_concurrent_runs\": 0}", "max_concurrent_runs"},
+    {"{\"max_pending_teardowns\": 0}", "max_pending_teardowns"},
     {"{\"pull_timeout_secs\": 0}", "pull_timeout_secs"},
     {"{\"max_concurrent_pulls\": 0}", "max_concurrent_pulls"},
     {"{\"max_concurrent_pulls\": 65}", "max_concurrent_pulls"},
@@ -449,6 +451,42 @@ START_TEST(max_queued_runs_zero_means_no_queue)
 }
 END_TEST
 
+START_TEST(warm_pool_parses)
+{
+    struct config cfg;
+    struct bx_err err;
+    ck_assert_int_eq(parse(&cfg, "{}", &err), 0);
+    ck_assert_uint_eq(cfg.nwarm_pool, 0); /* default: no pool */
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"warm_pool\": [{\"image\": \"busybox\", \"count\": 2},"
+                           " {\"image\": \"python:3.12-slim\", \"count\": 1, \"network\": \"sandbox\","
+                           " \"limits\": {\"memory_mb\": 512, \"cpu_cores\": 2}}]}",
+                           &err),
+                     0);
+    ck_assert_uint_eq(cfg.nwarm_pool, 2);
+    ck_assert_str_eq(cfg.warm_pool[0].image, "busybox");
+    ck_assert_uint_eq(cfg.warm_pool[0].count, 2);
+    ck_assert_ptr_null(cfg.warm_pool[0].network);
+    ck_assert_uint_eq(cfg.warm_pool[0].limits.memory_mb, 0); /* 0: the defaults */
+    ck_assert_str_eq(cfg.warm_pool[1].network, "sandbox");
+    ck_assert_uint_eq(cfg.warm_pool[1].limits.memory_mb, 512);
+    ck_assert(cfg.warm_pool[1].limits.cpu_cores == 2.0);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": [{\"image\": \"busybox\"}]}", &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "warm_pool[0]"));
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": [{\"image\": \"b\", \"count\": 1, \"network\": \"host\"}]}", &err), -1);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": [{\"image\": \"b\", \"count\": 65}]}", &err), -1);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": [{\"image\": \"b\", \"count\": 1, \"x\": 1}]}", &err), -1);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": {}}", &err), -1);
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(load_precedence)
 {
     char dir[] = "/tmp/boxer-test-config-XXXXXX";
@@ -579,6 +617,7 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, parse_messages_exact, 0, (int)(sizeof(exact) / sizeof(exact[0])));
     tcase_add_test(tc, bool_fields_parse);
     tcase_add_test(tc, load_precedence);
+    tcase_add_test(tc, warm_pool_parses);
     tcase_add_test(tc, box_fields_parse);
     suite_add_tcase(s, tc);
     return s;

@@ -1,0 +1,611 @@
+/* Warm pool (issue 16): see pool.h. */
+#define _GNU_SOURCE
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "image.h"
+#include "imgref.h"
+#include "log.h"
+#include "net.h"
+#include "proc.h"
+#include "run_internal.h"
+
+#define POOL_UPPER_BYTES (8u << 20) /* as run.c's RUN_UPPER_* */
+#define POOL_UPPER_INODES 65536
+#define POOL_OOM_SCORE_ADJ 500
+#define POOL_UNPIN_POLL_MS 20
+#define POOL_UNPIN_POLLS 1500
+#define POOL_RETRY_MS 5000 /* after a failed creation */
+#define POOL_DELETE_TIMEOUT_MS 15000
+
+extern const unsigned char box_init_bin[] __attribute__((weak));
+extern const unsigned long box_init_bin_len __attribute__((weak));
+
+enum psb_state { PSB_IMAGE, PSB_CREATE, PSB_START, PSB_UNPIN, PSB_READY };
+
+struct psb {
+    struct pool *pool;
+    struct psb *next;
+    size_t entry;
+    enum psb_state state;
+    struct pool_sb sb;
+    struct image_wait *iwait;
+    struct proc *proc;
+    uint64_t timer;
+    unsigned polls;
+    uint64_t began_ms;
+    int dying; /* being destroyed: neither ready nor creating */
+};
+
+struct pentry {
+    struct imgref ref;
+    struct run_limits limits;
+    enum run_network network;
+    uint64_t count;
+    uint64_t cost_memory_mb, cost_pids;
+    size_t nready, ncreating;
+};
+
+struct pool {
+    struct run_mgr *mgr;
+    struct run_mgr_params rp;
+    int runs_dirfd;
+    const char *runs_dir;
+    struct pentry *entries;
+    size_t nentries;
+    struct psb *list;
+    struct loop_task fill_task;
+    uint64_t retry_timer;
+    int stopping;
+    struct pool_stats st;
+};
+
+static void fill(struct loop *l, void *arg);
+
+static void schedule_fill(struct pool *p)
+{
+    if (!p->stopping)
+        loop_defer(p->rp.loop, &p->fill_task, fill, p);
+}
+
+int pool_new(struct pool **out, const struct pool_params *pp, struct bx_err *err)
+{
+    struct pool *p = calloc(1, sizeof(*p));
+    const struct config *cfg = pp->mgr->p.cfg;
+    if (!p)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    p->mgr = pp->mgr;
+    p->rp = pp->mgr->p;
+    p->runs_dirfd = pp->runs_dirfd;
+    p->runs_dir = pp->runs_dir;
+    p->entries = calloc(cfg->nwarm_pool + 1, sizeof(*p->entries));
+    if (!p->entries) {
+        free(p);
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    }
+    p->nentries = cfg->nwarm_pool;
+    for (size_t i = 0; i < cfg->nwarm_pool; i++) {
+        const struct warm_pool_entry *w = &cfg->warm_pool[i];
+        struct pentry *e = &p->entries[i];
+        if (imgref_parse(w->image, strlen(w->image), &e->ref, err) < 0) {
+            free(p->entries);
+            free(p);
+            return bx_err_wrap(err, "config: warm_pool[%zu].image", i);
+        }
+        e->limits = cfg->defaults;
+        if (w->limits.cpu_cores > 0)
+            e->limits.cpu_cores = w->limits.cpu_cores;
+        if (w->limits.memory_mb)
+            e->limits.memory_mb = w->limits.memory_mb;
+        if (w->limits.pids_limit)
+            e->limits.pids_limit = w->limits.pids_limit;
+        if (w->limits.nofile)
+            e->limits.nofile = w->limits.nofile;
+        e->network = w->network && strcmp(w->network, "sandbox") == 0 ? RUN_NET_SANDBOX
+                                                                       : RUN_NET_NONE;
+        e->count = w->count;
+        e->cost_memory_mb = e->limits.memory_mb;
+        e->cost_pids = config_run_host_pids(e->limits.pids_limit);
+    }
+    *out = p;
+    schedule_fill(p);
+    return 0;
+}
+
+/* ---- one sandbox's life ---- */
+
+static void psb_unlink(struct psb *s)
+{
+    struct psb **pp = &s->pool->list;
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = s->next;
+}
+
+static int runsc_argv(struct pool *p, const char *dir, enum run_network net, char *bufs[4],
+                      char **argv, size_t cap)
+{
+    size_t a = 0;
+    if (asprintf(&bufs[0], "--root=%s/state", dir) < 0 ||
+        asprintf(&bufs[1], "--log=%s/runsc.log", dir) < 0 ||
+        asprintf(&bufs[2], "--platform=%s", p->rp.platform) < 0 ||
+        asprintf(&bufs[3], "--network=%s", net == RUN_NET_SANDBOX ? "sandbox" : "none") < 0)
+        return -1;
+    argv[a++] = (char *)p->rp.runsc;
+    for (int i = 0; i < 4; i++)
+        argv[a++] = bufs[i];
+    if (p->rp.cfg->runsc_debug)
+        argv[a++] = "--debug";
+    for (size_t i = 0; p->rp.runsc_extra_flags[i] && a < cap - 8; i++)
+        argv[a++] = (char *)p->rp.runsc_extra_flags[i];
+    return (int)a;
+}
+
+/* s no longer counts as ready or creating (it is being destroyed). */
+static void psb_uncount(struct psb *s)
+{
+    struct pentry *e = &s->pool->entries[s->entry];
+    if (s->dying)
+        return;
+    s->dying = 1;
+    if (s->state == PSB_READY)
+        e->nready--;
+    else
+        e->ncreating--;
+}
+
+/* After `runsc delete`: the netns, cgroup, bundle and image reference,
+ * then the budget hold. */
+static void psb_rest(struct psb *s)
+{
+    struct pool *p = s->pool;
+    struct pentry *e = &p->entries[s->entry];
+    struct bx_err err;
+    psb_uncount(s);
+    net_run_free(&s->sb.net);
+    if (s->sb.cg) {
+        bx_err_clear(&err);
+        if (cg_run_destroy(&s->sb.cg, &err) < 0 && s->sb.cg) {
+            bx_log_warn("%s: pool: cgroup left for the next start: %s", s->sb.id, err.msg);
+            cg_run_abandon(&s->sb.cg);
+        }
+    }
+    oci_bundle_remove(&s->sb.b, p->runs_dirfd, s->sb.id);
+    oci_bundle_free(&s->sb.b);
+    if (s->sb.img)
+        image_release(p->rp.images, s->sb.img);
+    run_mgr_release(p->mgr, e->cost_memory_mb, e->cost_pids);
+    psb_unlink(s);
+    free(s);
+}
+
+static void on_psb_deleted(void *arg, int status)
+{
+    struct psb *s = arg;
+    proc_free(&s->proc);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        bx_log_warn("%s: pool: runsc delete failed (status %d)", s->sb.id, status);
+    psb_rest(s);
+}
+
+/* Kills and removes everything of s: `runsc delete` (1-2 s) in the
+ * background when may_async (a failed creation), blocking at shutdown. */
+static void psb_destroy(struct psb *s, int may_async)
+{
+    struct pool *p = s->pool;
+    struct pentry *e = &p->entries[s->entry];
+    struct bx_err err;
+    bx_err_clear(&err);
+    psb_uncount(s);
+    if (s->iwait)
+        image_wait_cancel(&s->iwait);
+    proc_free(&s->proc);
+    if (s->timer) {
+        loop_timer_cancel(p->rp.loop, s->timer);
+        s->timer = 0;
+    }
+    if (s->state >= PSB_CREATE && s->sb.b.dir) {
+        char *bufs[4] = {NULL, NULL, NULL, NULL};
+        char *argv[32];
+        char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
+        int a = runsc_argv(p, s->sb.b.dir, e->network, bufs, argv, 28);
+        int spawned = 0;
+        if (a > 0) {
+            struct proc_spec spec = {.path = p->rp.runsc, .argv = argv, .envp = envp,
+                                     .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+            argv[a++] = "delete";
+            argv[a++] = "--force";
+            argv[a++] = s->sb.id;
+            argv[a] = NULL;
+            if (may_async &&
+                proc_spawn(p->rp.loop, &spec, on_psb_deleted, s, &s->proc, &err) == 0)
+                spawned = 1;
+            else if (proc_run_sync(&spec, POOL_DELETE_TIMEOUT_MS, &err) < 0)
+                bx_log_warn("%s: pool: runsc delete: %s", s->sb.id, err.msg);
+        }
+        for (int i = 0; i < 4; i++)
+            free(bufs[i]);
+        if (spawned)
+            return;
+    }
+    psb_rest(s);
+}
+
+static void on_retry(struct loop *l, void *arg)
+{
+    struct pool *p = arg;
+    (void)l;
+    p->retry_timer = 0;
+    schedule_fill(p);
+}
+
+static void psb_fail(struct psb *s, const struct bx_err *e)
+{
+    struct pool *p = s->pool;
+    bx_log_warn("%s: pool: making a warm sandbox failed: %s", s->sb.id, e->msg);
+    p->st.failed++;
+    psb_destroy(s, 1);
+    /* not at once: a broken image or runsc would spin */
+    if (!p->retry_timer && !p->stopping)
+        p->retry_timer = loop_timer_add(p->rp.loop, POOL_RETRY_MS, on_retry, p);
+}
+
+static void psb_ready(struct psb *s)
+{
+    struct pool *p = s->pool;
+    struct pentry *e = &p->entries[s->entry];
+    s->state = PSB_READY;
+    e->ncreating--;
+    e->nready++;
+    p->st.created++;
+    p->st.create_ms_last = bx_now_ms() - s->began_ms;
+    p->st.create_ms_sum += p->st.create_ms_last;
+}
+
+static void on_unpin(struct loop *l, void *arg)
+{
+    struct psb *s = arg;
+    struct bx_err err;
+    int r;
+    s->timer = 0;
+    bx_err_clear(&err);
+    r = cg_run_unpin_started(s->sb.cg, &err);
+    if (r < 0) {
+        psb_fail(s, &err);
+        return;
+    }
+    if (r == 0 && ++s->polls < POOL_UNPIN_POLLS) {
+        s->timer = loop_timer_add(l, POOL_UNPIN_POLL_MS, on_unpin, s);
+        return;
+    }
+    psb_ready(s);
+}
+
+static int spawn_step(struct psb *s, const char *step, struct bx_err *err);
+
+static void on_step_exit(void *arg, int status)
+{
+    struct psb *s = arg;
+    struct bx_err err;
+    bx_err_clear(&err);
+    proc_free(&s->proc);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        bx_err_set(&err, BX_E_INTERNAL, 0, "runsc %s failed (status %d)",
+                   s->state == PSB_CREATE ? "create" : "start", status);
+        psb_fail(s, &err);
+        return;
+    }
+    if (s->state == PSB_CREATE) {
+        s->state = PSB_START;
+        if (spawn_step(s, "start", &err) < 0)
+            psb_fail(s, &err);
+        return;
+    }
+    /* started: the sandbox has read its CPU count; unpin as run.c does */
+    s->state = PSB_UNPIN;
+    if (s->sb.cg && cg_run_cpu_list(s->sb.cg)) {
+        s->timer = loop_timer_add(s->pool->rp.loop, 0, on_unpin, s);
+        if (s->timer)
+            return;
+    }
+    psb_ready(s);
+}
+
+static int spawn_step(struct psb *s, const char *step, struct bx_err *err)
+{
+    struct pool *p = s->pool;
+    struct pentry *e = &p->entries[s->entry];
+    char *bufs[4] = {NULL, NULL, NULL, NULL};
+    char *argv[32];
+    char *envp[] = {"PATH=" BX_DEFAULT_PATH, NULL};
+    int join_fds[8];
+    int njoin = 0, ret = -1;
+    int a = runsc_argv(p, s->sb.b.dir, e->network, bufs, argv, 28);
+    struct proc_spec spec;
+
+    if (a < 0) {
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        goto out;
+    }
+    argv[a++] = (char *)step;
+    if (strcmp(step, "create") == 0) {
+        argv[a++] = "--bundle";
+        argv[a++] = s->sb.b.dir;
+    }
+    argv[a++] = s->sb.id;
+    argv[a] = NULL;
+    if (s->sb.cg) {
+        njoin = cg_run_procs_fds(s->sb.cg, join_fds, (int)BX_ARRAY_LEN(join_fds), err);
+        if (njoin < 0) {
+            njoin = 0;
+            goto out;
+        }
+    }
+    spec = (struct proc_spec){.path = p->rp.runsc,
+                              .argv = argv,
+                              .envp = envp,
+                              .stdin_fd = -1,
+                              .stdout_fd = -1,
+                              .stderr_fd = -1,
+                              .join_fds = join_fds,
+                              .n_join_fds = njoin,
+                              .cwd = s->sb.b.dir,
+                              .oom_score_adj = POOL_OOM_SCORE_ADJ};
+    if (s->sb.net) {
+        struct net_nsguard g;
+        if (net_runsc_ns_enter(&g, err) < 0)
+            goto out;
+        ret = proc_spawn(p->rp.loop, &spec, on_step_exit, s, &s->proc, err);
+        net_runsc_ns_leave(&g);
+    } else {
+        ret = proc_spawn(p->rp.loop, &spec, on_step_exit, s, &s->proc, err);
+    }
+out:
+    for (int i = 0; i < njoin; i++)
+        close(join_fds[i]);
+    for (int i = 0; i < 4; i++)
+        free(bufs[i]);
+    return ret;
+}
+
+static int write_init(struct psb *s, struct bx_err *err)
+{
+    int fd;
+    if (!box_init_bin || !&box_init_bin_len || box_init_bin_len == 0)
+        return bx_err_set(err, BX_E_INTERNAL, ENOENT, "this build has no box init");
+    fd = openat(s->sb.b.dirfd, "init", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0555);
+    if (fd < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "create init");
+    if (bx_write_all(fd, box_init_bin, box_init_bin_len) < 0) {
+        bx_err_sys(err, BX_E_INTERNAL, "write init");
+        close(fd);
+        return -1;
+    }
+    if (close(fd) < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "close init");
+    return 0;
+}
+
+static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
+{
+    struct psb *s = arg;
+    struct pool *p = s->pool;
+    struct pentry *e = &p->entries[s->entry];
+    const struct config *cfg = p->rp.cfg;
+    struct bx_err err;
+    char init_path[PATH_MAX];
+    char *args[] = {"/.boxer/init", NULL};
+    struct oci_bundle_params bp;
+    struct oci_bundle_spec os;
+
+    s->iwait = NULL;
+    bx_err_clear(&err);
+    if (!img) {
+        psb_fail(s, ierr);
+        return;
+    }
+    s->sb.img = img;
+    if (p->rp.cgroups) {
+        struct cg_limits cl = {e->limits.cpu_cores, e->limits.memory_mb << 20, e->cost_pids};
+        if (cg_run_create(p->rp.cgroups, s->sb.id, &cl, &s->sb.cg, &err) < 0)
+            goto fail;
+    }
+    bp = (struct oci_bundle_params){.parent_dirfd = p->runs_dirfd,
+                                    .parent_dir = p->runs_dir,
+                                    .name = s->sb.id,
+                                    .image_rootfs = img->rootfs,
+                                    .upper_bytes = POOL_UPPER_BYTES,
+                                    .upper_inodes = POOL_UPPER_INODES,
+                                    .output_bytes = cfg->output_files_limit_bytes,
+                                    .output_inodes = cfg->output_files_max * 2 + 64,
+                                    .store = p->rp.store};
+    s->state = PSB_CREATE; /* from here psb_destroy runs `runsc delete` */
+    if (oci_bundle_prepare(&s->sb.b, &bp, &err) < 0 || write_init(s, &err) < 0)
+        goto fail;
+    snprintf(init_path, sizeof(init_path), "%s/init", s->sb.b.dir);
+    if (oci_bundle_add_mount(&s->sb.b, "/.boxer/init", init_path, 1, &err) < 0)
+        goto fail;
+    if (e->network == RUN_NET_SANDBOX) {
+        if (net_run_setup(p->rp.net, s->sb.b.dir, s->sb.b.dirfd, s->sb.id, NULL, 0, 0, &s->sb.net,
+                          &err) < 0 ||
+            oci_bundle_add_mount(&s->sb.b, "/etc/resolv.conf", net_run_resolv_path(s->sb.net), 1,
+                                 &err) < 0)
+            goto fail;
+    }
+    os = (struct oci_bundle_spec){.args = args,
+                                  .image_env = NULL,
+                                  .cwd = "/",
+                                  .hostname = s->sb.id,
+                                  .nofile = e->limits.nofile,
+                                  .nproc = e->limits.pids_limit,
+                                  .tmp_size_mb = cfg->tmp_size_mb,
+                                  .netns_path = s->sb.net ? net_run_netns_path(s->sb.net) : NULL,
+                                  .cgroups_path = s->sb.cg ? cg_run_oci_path(s->sb.cg) : NULL};
+    if (oci_bundle_write_spec(&s->sb.b, &os, &err) < 0 || spawn_step(s, "create", &err) < 0)
+        goto fail;
+    return;
+fail:
+    psb_fail(s, &err);
+}
+
+static int make_one(struct pool *p, size_t i)
+{
+    struct pentry *e = &p->entries[i];
+    struct psb *s = calloc(1, sizeof(*s));
+    char uuid[37];
+    struct bx_err err;
+    bx_err_clear(&err);
+    if (!s || bx_uuid4(uuid, &err) < 0) {
+        free(s);
+        return -1;
+    }
+    s->pool = p;
+    s->entry = i;
+    s->state = PSB_IMAGE;
+    s->began_ms = bx_now_ms();
+    oci_bundle_init(&s->sb.b);
+    snprintf(s->sb.id, sizeof(s->sb.id), "boxer-%s", uuid);
+    s->next = p->list;
+    p->list = s;
+    e->ncreating++;
+    run_mgr_hold(p->mgr, e->cost_memory_mb, e->cost_pids);
+    if (image_get(p->rp.images, &e->ref, on_image, s, &s->iwait, &err) < 0) {
+        psb_fail(s, &err); /* sets the retry timer: fill stops */
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes what is missing, as far as the run budget allows (a sandbox in
+ * the pool must never keep a run out: runs first, the pool gets what
+ * is left). */
+static void fill(struct loop *l, void *arg)
+{
+    struct pool *p = arg;
+    (void)l;
+    if (p->stopping || p->retry_timer)
+        return;
+    for (size_t i = 0; i < p->nentries; i++) {
+        struct pentry *e = &p->entries[i];
+        while (e->nready + e->ncreating < e->count && !p->mgr->queue_head &&
+               run_mgr_fits(p->mgr, e->cost_memory_mb, e->cost_pids))
+            if (make_one(p, i) < 0)
+                return;
+    }
+}
+
+void pool_kick(struct pool *p)
+{
+    if (p)
+        schedule_fill(p);
+}
+
+/* ---- handing out ---- */
+
+static int same_ref(const struct imgref *a, const struct imgref *b)
+{
+    return strcmp(a->registry, b->registry) == 0 && strcmp(a->repository, b->repository) == 0 &&
+           strcmp(a->tag, b->tag) == 0 && strcmp(a->digest, b->digest) == 0;
+}
+
+struct pool_sb *pool_take(struct pool *p, const struct run_request *req)
+{
+    int image_known = 0;
+    for (struct psb *s = p->list; s; s = s->next) {
+        struct pentry *e = &p->entries[s->entry];
+        if (!same_ref(&e->ref, &req->ref))
+            continue;
+        image_known = 1;
+        /* Inputs are bind mounts that must exist at create; egress rules
+         * are made with the netns: those runs go cold. */
+        if (s->state != PSB_READY || s->dying || req->nfiles > 0 || req->has_egress ||
+            req->network != e->network || req->limits.cpu_cores != e->limits.cpu_cores ||
+            req->limits.memory_mb != e->limits.memory_mb ||
+            req->limits.pids_limit != e->limits.pids_limit ||
+            req->limits.nofile != e->limits.nofile)
+            continue;
+        {
+            struct pool_sb *sb = malloc(sizeof(*sb));
+            if (!sb)
+                return NULL;
+            *sb = s->sb;
+            sb->entry = s->entry;
+            psb_unlink(s);
+            e->nready--;
+            run_mgr_release(p->mgr, e->cost_memory_mb, e->cost_pids);
+            free(s);
+            p->st.hits++;
+            schedule_fill(p); /* the replacement */
+            return sb;
+        }
+    }
+    if (image_known)
+        p->st.misses++;
+    return NULL;
+}
+
+void pool_put_back(struct pool *p, struct pool_sb *sb)
+{
+    struct pentry *e = &p->entries[sb->entry];
+    struct psb *s = calloc(1, sizeof(*s));
+    if (!s) {
+        /* cannot happen in practice; the crash sweep would get it */
+        bx_log_error("%s: pool: out of memory putting a sandbox back", sb->id);
+        free(sb);
+        return;
+    }
+    s->pool = p;
+    s->entry = sb->entry;
+    s->state = PSB_READY;
+    s->sb = *sb;
+    s->next = p->list;
+    p->list = s;
+    e->nready++;
+    run_mgr_hold(p->mgr, e->cost_memory_mb, e->cost_pids);
+    p->st.hits--;
+    free(sb);
+}
+
+void pool_sb_free(struct pool_sb **sb)
+{
+    free(*sb);
+    *sb = NULL;
+}
+
+void pool_stats(const struct pool *p, struct pool_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (!p)
+        return;
+    *st = p->st;
+    for (size_t i = 0; i < p->nentries; i++) {
+        st->ready += p->entries[i].nready;
+        st->creating += p->entries[i].ncreating;
+    }
+}
+
+void pool_free(struct pool **pp)
+{
+    struct pool *p = *pp;
+    if (!p)
+        return;
+    p->stopping = 1;
+    loop_defer_cancel(p->rp.loop, &p->fill_task);
+    if (p->retry_timer)
+        loop_timer_cancel(p->rp.loop, p->retry_timer);
+    while (p->list)
+        psb_destroy(p->list, 0);
+    free(p->entries);
+    free(p);
+    *pp = NULL;
+}
