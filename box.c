@@ -1062,6 +1062,7 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
 {
     const struct config *cfg = m->p.cfg;
     struct box *b;
+    char prefix[48];
 
     if (!m->p.cgroups)
         return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "boxes need cgroups (ignore_cgroups is set)");
@@ -1100,7 +1101,9 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     if (!b)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     b->m = m;
-    if (random_id("box_", b->id, sizeof(b->id), err) < 0) {
+    /* The node in the id lets a balancer route the box's requests. */
+    snprintf(prefix, sizeof(prefix), "box_%s_", cfg->node_id);
+    if (random_id(prefix, b->id, sizeof(b->id), err) < 0) {
         free(b);
         return -1;
     }

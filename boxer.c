@@ -593,6 +593,7 @@ static void route_metrics(struct app *a, struct http_conn *c)
     g.open_fds = count_fds();
     g.rss_bytes = rss_bytes();
     g.connections = http_server_conn_count(a->http);
+    g.node_id = a->cfg.node_id;
     if (a->boxes) {
         struct box_stats bs;
         box_stats(a->boxes, &bs);

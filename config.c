@@ -52,6 +52,29 @@ static uint64_t host_pid_max(void)
     return v >= 301 ? v : 32768;
 }
 
+int config_node_id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > NODE_ID_MAX || s[0] == '-')
+        return 0;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+/* The host name up to its first dot, lower-cased; config_validate refuses
+ * it (naming node_id) when it is not a usable node id, rather than
+ * inventing one that could clash with another node's. */
+static char *default_node_id(void)
+{
+    char h[256];
+    if (gethostname(h, sizeof(h)) < 0)
+        h[0] = '\0';
+    h[sizeof(h) - 1] = '\0';
+    h[strcspn(h, ".")] = '\0';
+    for (char *p = h; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return strdup(h);
+}
+
 void config_defaults(struct config *cfg)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -122,6 +145,7 @@ void config_defaults(struct config *cfg)
     cfg->restart_boxes = true;
     cfg->stdin_limit_bytes = 10u << 20;
     cfg->exec_stdin_buffer_bytes = 1u << 20;
+    cfg->node_id = default_node_id();
 }
 
 void config_free(struct config *cfg)
@@ -149,6 +173,7 @@ void config_free(struct config *cfg)
     str_list_free(&cfg->dns_servers);
     str_list_free(&cfg->blocked_egress);
     free(cfg->box_defaults.workdir);
+    free(cfg->node_id);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -247,6 +272,8 @@ static const struct field config_fields[] = {
     /* issue 14: stdin of /run and execs, interactive input */
     CFG_UINT(stdin_limit_bytes, 256ull << 20, false),
     CFG_UINT(exec_stdin_buffer_bytes, 256ull << 20, false),
+    /* issue 17: scale-out */
+    CFG_STRING(node_id),
 };
 
 #define BOXDEF(name, type, max, zero) {#name, type, offsetof(struct box_defaults, name), max, zero}
@@ -712,6 +739,11 @@ int config_validate(const struct config *cfg, struct bx_err *err)
                               cfg->allowed_hosts.items[i]);
     if (cfg->registry_auth_file && cfg->registry_auth_file[0] != '/')
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: registry_auth_file: must be an absolute path");
+    if (!config_node_id_ok(cfg->node_id))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "config: node_id: \"%.64s\" must be 1..%d of [a-z0-9-], not starting "
+                          "with '-' (the default is the host name; set node_id)",
+                          cfg->node_id ? cfg->node_id : "", NODE_ID_MAX);
     return validate_network(cfg, err);
 }
 

@@ -21,6 +21,9 @@ struct metrics_gauges {
     uint64_t boxes_creating, boxes_running, boxes_stopped, boxes_error;
     uint64_t box_starts, box_stops;
     uint64_t execs_started, execs_running, execs_finished;
+    /* issue 17: the node (NULL: not rendered), and whether it takes work */
+    const char *node_id;
+    uint64_t ready, draining;
 };
 
 #define METRICS_MAX_ROUTES 32

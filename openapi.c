@@ -76,7 +76,7 @@ const char boxer_openapi_json[] =
     "\"responses\":{\"200\":{\"description\":\"list of BoxInfo\"},"
     "\"400\":{\"$ref\":\"#/components/responses/Error\"}}}},"
     "\"/v1/info\":{\"get\":{\"tags\":[\"boxes\"],\"summary\":\"Server limits (BoxRun: "
-    "max_cpu, max_memory_mb) and ours: version, box counts by status, limits, the memory "
+    "max_cpu, max_memory_mb) and ours: version, node_id, box counts by status, limits, the memory "
     "and pids budget boxes and runs hold\","
     "\"responses\":{\"200\":{\"description\":\"info\",\"content\":{\"application/json\":{"
     "\"schema\":{\"type\":\"object\",\"properties\":{\"max_cpu\":{\"type\":\"number\"},"

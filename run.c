@@ -302,7 +302,9 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     job->cb = cb;
     job->cb_arg = arg;
     job->req = bx_steal_ptr(reqp);
-    snprintf(job->res->exec_id, sizeof(job->res->exec_id), "boxer-%s", uuid);
+    /* boxer-<node>-<uuid> (issue 17): a balancer can route the outputs'
+     * /files requests to the node that holds them. */
+    snprintf(job->res->exec_id, sizeof(job->res->exec_id), "boxer-%s-%s", m->p.cfg->node_id, uuid);
     sbuf_init(&job->res->out, m->p.cfg->output_limit_bytes);
     sbuf_init(&job->res->err, m->p.cfg->output_limit_bytes);
     job->res->persist = job->req->persist;
