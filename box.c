@@ -705,6 +705,26 @@ int box_stop(struct box *b, box_done_cb cb, void *arg, struct bx_err *err)
     return 0;
 }
 
+size_t box_stop_all(struct box_mgr *m)
+{
+    size_t n = 0;
+    for (struct box *b = m->boxes; b; b = b->next) {
+        struct bx_err err;
+        bx_err_clear(&err);
+        if (b->status != BOX_RUNNING || busy(b, &err) < 0)
+            continue;
+        /* restart_boxes still starts it at the next start */
+        b->drained = 1;
+        if (box_stop(b, NULL, NULL, &err) < 0) {
+            b->drained = 0;
+            bx_log_error("box %s: stop: %s", b->id, err.msg);
+        } else {
+            n++;
+        }
+    }
+    return n;
+}
+
 static void deferred_removed(struct loop *l, void *arg);
 
 int box_remove(struct box *b, int force, box_done_cb cb, void *arg, struct bx_err *err)

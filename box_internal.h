@@ -97,6 +97,7 @@ struct box {
     time_t created, started, stopped;
     char dir[PATH_MAX];
     char cid[80];
+    int drained; /* stopped by the SIGTERM drain: its record still says running */
     unsigned gen;
     struct image *img;
     /* The image's content digest, fixed at the first start: later starts

@@ -58,7 +58,10 @@ int box_store_save(struct box *b)
     box_w_strv(&w, "env", b->env);
     /* STOPPING is still running: a crash during a stop restarts the box,
      * as a crash of a running box does. */
-    w_s(&w, "status", box_status_name(b->status));
+    /* A box the drain stopped (issue 17) was running when Boxer stopped:
+     * restart_boxes starts it again, as after any other stop of Boxer. */
+    w_s(&w, "status", b->drained && b->status == BOX_STOPPED ? "running"
+                                                              : box_status_name(b->status));
     w_s(&w, "error_code", b->error_code);
     w_s(&w, "error_message", b->error_msg);
     w_u(&w, "created_at", (uint64_t)b->created);

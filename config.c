@@ -146,6 +146,9 @@ void config_defaults(struct config *cfg)
     cfg->stdin_limit_bytes = 10u << 20;
     cfg->exec_stdin_buffer_bytes = 1u << 20;
     cfg->node_id = default_node_id();
+    cfg->drain_timeout_secs = 30;
+    cfg->max_request_body_bytes = 64u << 20;
+    cfg->max_inline_output_bytes = 16u << 20;
 }
 
 void config_free(struct config *cfg)
@@ -274,6 +277,9 @@ static const struct field config_fields[] = {
     CFG_UINT(exec_stdin_buffer_bytes, 256ull << 20, false),
     /* issue 17: scale-out */
     CFG_STRING(node_id),
+    CFG_UINT(drain_timeout_secs, 86400, true),
+    CFG_UINT(max_request_body_bytes, 1ull << 32, false),
+    CFG_UINT(max_inline_output_bytes, 1ull << 31, true),
 };
 
 #define BOXDEF(name, type, max, zero) {#name, type, offsetof(struct box_defaults, name), max, zero}
@@ -739,6 +745,10 @@ int config_validate(const struct config *cfg, struct bx_err *err)
                               cfg->allowed_hosts.items[i]);
     if (cfg->registry_auth_file && cfg->registry_auth_file[0] != '/')
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: registry_auth_file: must be an absolute path");
+    /* api_run.h's RUN_MAX_BODY: a plain /run must always fit. */
+    if (cfg->max_request_body_bytes < (4u << 20))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "config: max_request_body_bytes: must be at least 4194304");
     if (!config_node_id_ok(cfg->node_id))
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: node_id: \"%.64s\" must be 1..%d of [a-z0-9-], not starting "

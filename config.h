@@ -110,6 +110,9 @@ struct config {
     uint64_t exec_stdin_buffer_bytes; /* input of a stdin_open exec not yet written */
     /* issue 17: scale-out */
     char *node_id; /* in box, exec and run ids: [a-z0-9-], 1..NODE_ID_MAX */
+    uint64_t drain_timeout_secs;     /* SIGTERM: runs in flight finish within */
+    uint64_t max_request_body_bytes; /* a /run body (inputs, stdin included) */
+    uint64_t max_inline_output_bytes; /* return_outputs: /output files in the answer */
 };
 
 /* A node id fits a run's exec id ("boxer-<node>-<uuid>") in a 63-byte

@@ -99,3 +99,128 @@ def test_bad_node_id_refused_at_start(tmp_path, bad):
                          stderr=subprocess.STDOUT, timeout=30)
     assert out.returncode != 0
     assert b"node_id" in out.stdout, out.stdout
+
+
+# ---- /readyz ----
+
+def wait_for(pred, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("condition not met within %ss" % timeout)
+
+
+def test_readyz_ready_and_public(make_server):
+    srv = make_server(config={"node_id": NODE, "auth_tokens": ["t0ken-for-readyz"]})
+    # no token, a foreign Host: answered like /healthz
+    r = httpx.get(srv.url + "/readyz", headers={"Host": "evil.example"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"ready": True, "node_id": NODE}
+    assert httpx.get(srv.url + "/metrics").status_code == 401
+    m = httpx.get(srv.url + "/metrics", headers={"Authorization": "Bearer t0ken-for-readyz"}).text
+    assert "boxer_ready 1\n" in m and "boxer_draining 0\n" in m
+    doc = httpx.get(srv.url + "/swagger/openapi.json",
+                    headers={"Authorization": "Bearer t0ken-for-readyz"}).json()
+    assert "503" in doc["paths"]["/readyz"]["get"]["responses"]
+
+
+def test_readyz_queue_full_and_memory(make_server):
+    srv = make_server(config={"max_concurrent_runs": 1, "max_queued_runs": 0})
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault(
+        "r", run(srv, {"image": BUSYBOX, "cmd": ["sleep", "2"]})))
+    t.start()
+    r = wait_for(lambda: (lambda x: x if x.status_code == 503 else None)(
+        httpx.get(srv.url + "/readyz")))
+    assert "run queue full" in r.json()["reason"], r.text
+    assert r.headers.get("Retry-After")
+    t.join()
+    assert out["r"].status_code == 200
+    assert httpx.get(srv.url + "/readyz").status_code == 200
+
+    # a default run no longer fits the memory budget
+    srv2 = make_server(config={"total_memory_mb": 300, "defaults": {"memory_mb": 256,
+                                                                     "wall_clock_secs": 60}})
+    t = threading.Thread(target=lambda: out.__setitem__(
+        "r2", run(srv2, {"image": BUSYBOX, "cmd": ["sleep", "2"]})))
+    t.start()
+    r = wait_for(lambda: (lambda x: x if x.status_code == 503 else None)(
+        httpx.get(srv2.url + "/readyz")))
+    assert "memory budget exhausted" in r.json()["reason"], r.text
+    t.join()
+    assert out["r2"].status_code == 200
+    assert httpx.get(srv2.url + "/readyz").status_code == 200
+
+
+def test_readyz_disk(make_server):
+    st = os.statvfs("/tmp")
+    assert st.f_bavail * 100 // st.f_blocks < 99  # the check below can fail
+    srv = make_server(config={"min_free_disk_percent": 99})
+    r = httpx.get(srv.url + "/readyz")
+    assert r.status_code == 503 and "min_free_disk_percent" in r.json()["reason"], r.text
+    assert httpx.get(srv.url + "/healthz").status_code == 200
+
+
+# ---- the SIGTERM drain ----
+
+def test_sigterm_drains(make_server):
+    srv = make_server(config={"node_id": NODE, "drain_timeout_secs": 30})
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault(
+        "r", run(srv, {"image": BUSYBOX, "cmd": ["sh", "-c", "sleep 3; echo done"]})))
+    t.start()
+    wait_for(lambda: "boxer_runs_in_flight 1\n" in httpx.get(srv.url + "/metrics").text)
+    srv.proc.send_signal(signal.SIGTERM)
+    r = wait_for(lambda: (lambda x: x if x.status_code == 503 else None)(
+        httpx.get(srv.url + "/readyz")))
+    assert r.json()["reason"].startswith("draining"), r.text
+    r = run(srv, {"image": BUSYBOX, "cmd": ["true"]})
+    assert r.status_code == 503 and r.headers["Retry-After"] and "draining" in r.text, r.text
+    r = api(srv, "POST", "/v1/run", json={"image": BUSYBOX, "cmd": ["true"]})
+    assert r.status_code == 503 and r.json()["code"] == "RESOURCE_EXCEEDED", r.text
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 503 and r.headers["Retry-After"], r.text
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["true"], "wait": True})
+    assert r.status_code == 503, r.text
+    assert api(srv, "GET", "/v1/boxes/" + box).status_code == 200
+    assert "boxer_draining 1\n" in httpx.get(srv.url + "/metrics").text
+    t.join()
+    # the run in flight finished normally
+    assert out["r"].status_code == 200 and out["r"].json()["stdout"] == "done\n", out["r"].text
+    assert srv.proc.wait(timeout=40) == 0
+    log = srv.log_text()
+    assert "draining" in log and "drained" in log
+    assert boxer_server.leftover_mounts(srv.home) == []
+    # the box was stopped cleanly, disk kept, and starts again with the node
+    assert os.path.exists(os.path.join(srv.home, "boxes", box, "disk.img"))
+    srv.log.close()
+    srv.start()
+    assert wait_for(lambda: api(srv, "GET", "/v1/boxes/" + box).json()["status"] == "running")
+    assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_second_sigterm_stops_at_once(make_server):
+    srv = make_server(config={"drain_timeout_secs": 60})
+    def long_run():
+        try:
+            run(srv, {"image": BUSYBOX, "cmd": ["sleep", "60"]}, timeout=90)
+        except httpx.HTTPError:
+            pass  # the server stops under it: that is the point
+
+    t = threading.Thread(target=long_run)
+    t.daemon = True
+    t.start()
+    wait_for(lambda: "boxer_runs_in_flight 1\n" in httpx.get(srv.url + "/metrics").text)
+    srv.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: httpx.get(srv.url + "/readyz").status_code == 503)
+    t0 = time.time()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(timeout=30) == 0
+    assert time.time() - t0 < 15
+    assert boxer_server.leftover_processes(srv.home) == []

@@ -598,6 +598,24 @@ START_TEST(node_id_default_and_rules)
         ck_assert_msg(strstr(err.msg, "node_id") != NULL, "%s: %s", text, err.msg);
         config_free(&cfg);
     }
+    /* the other scale-out fields */
+    config_defaults(&cfg);
+    ck_assert_uint_eq(cfg.drain_timeout_secs, 30);
+    ck_assert_uint_eq(cfg.max_request_body_bytes, 64u << 20);
+    ck_assert_uint_eq(cfg.max_inline_output_bytes, 16u << 20);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"drain_timeout_secs\": 0, \"max_request_body_bytes\": 4194304,"
+                                 " \"max_inline_output_bytes\": 0}", &err), 0);
+    ck_assert_uint_eq(cfg.drain_timeout_secs, 0);
+    ck_assert_uint_eq(cfg.max_request_body_bytes, 4194304);
+    ck_assert_uint_eq(cfg.max_inline_output_bytes, 0);
+    config_free(&cfg);
+    ck_assert_int_lt(parse(&cfg, "{\"max_request_body_bytes\": 4194303}", &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "max_request_body_bytes"));
+    config_free(&cfg);
+    ck_assert_int_lt(parse(&cfg, "{\"drain_timeout_secs\": 86401}", &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "drain_timeout_secs"));
+    config_free(&cfg);
     ck_assert(config_node_id_ok("a"));
     ck_assert(!config_node_id_ok(NULL));
 }
