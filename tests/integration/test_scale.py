@@ -224,3 +224,95 @@ def test_second_sigterm_stops_at_once(make_server):
     assert srv.proc.wait(timeout=30) == 0
     assert time.time() - t0 < 15
     assert boxer_server.leftover_processes(srv.home) == []
+
+
+# ---- stateless runs: inputs and return_outputs ----
+
+def test_inputs_and_return_outputs(nserver):
+    import base64
+    srv = nserver
+    blob = bytes(range(256))
+    r = run(srv, {
+        "image": BUSYBOX,
+        "cmd": ["sh", "-c", "/work/run.sh && cat /work/data/a.txt && "
+                "cmp /work/blob /work/blob && cp /work/blob /output/blob && "
+                "mkdir -p /output/sub && echo deep > /output/sub/d.txt && "
+                "ls -ln /work/run.sh | cut -c1-10 && stat -c %u /work/data/a.txt"],
+        "inputs": {
+            "work/run.sh": {"content": "#!/bin/sh\necho script ran\n", "mode": 0o755},
+            "work/data/a.txt": {"content": "h\u00e9llo\n", "encoding": "utf8"},
+            "./work//blob": {"content": base64.b64encode(blob).decode(), "encoding": "base64"},
+        },
+        "return_outputs": True})
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert b["exit_code"] == 0, b
+    assert b["stdout"] == "script ran\nh\u00e9llo\n-r-xr-xr-x\n65534\n" or \
+        b["stdout"] == "script ran\nh\u00e9llo\n-rwxr-xr-x\n65534\n", b["stdout"]
+    outs = {k: base64.b64decode(v) for k, v in b["outputs"].items()}
+    assert outs == {"blob": blob, "sub/d.txt": b"deep\n"}
+    assert "outputs_left" not in b
+    # persist false: nothing stays on the node
+    path = "/files?path=output/%s/blob" % b["exec_id"]
+    assert wait_for(lambda: api(srv, "GET", path).status_code == 404)
+
+    # no /output at all: an empty object
+    r = run(srv, {"image": BUSYBOX, "cmd": ["true"], "return_outputs": True})
+    assert r.status_code == 200 and r.json()["outputs"] == {}, r.text
+    # without return_outputs: no field
+    assert "outputs" not in run(srv, {"image": BUSYBOX, "cmd": ["true"]}).json()
+
+
+def test_return_outputs_over_the_inline_limit(make_server):
+    import base64
+    srv = make_server(config={"max_inline_output_bytes": 10})
+    r = run(srv, {"image": BUSYBOX,
+                  "cmd": ["sh", "-c", "echo abc > /output/a; head -c 100 /dev/zero > /output/b"],
+                  "return_outputs": True})
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert {k: base64.b64decode(v) for k, v in b["outputs"].items()} == {"a": b"abc\n"}
+    left = "output/%s/b" % b["exec_id"]
+    assert b["outputs_left"] == [left]
+    # left in the store (persist false or not) for the client to fetch
+    time.sleep(0.5)
+    g = api(srv, "GET", "/files?path=" + left)
+    assert g.status_code == 200 and g.content == b"\0" * 100
+
+
+def test_inputs_refused(make_server):
+    srv = make_server(config={"upload_limit_bytes": 1000, "max_request_body_bytes": 4 << 20})
+    base = {"image": BUSYBOX, "cmd": ["true"]}
+
+    def bad(inputs, status=400, word=None, **extra):
+        r = run(srv, dict(base, inputs=inputs, **extra))
+        assert r.status_code == status, (inputs, r.text)
+        if word:
+            assert word in r.json()["error"], r.text
+
+    bad({"output/x": {"content": "a"}}, word="output")
+    bad({"../x": {"content": "a"}})
+    bad({"x": {"content": "!!", "encoding": "base64"}}, word="base64")
+    bad({"x": {"content": "a", "encoding": "utf-8"}}, word="encoding")
+    bad({"x": {"content": "a", "mode": 0o1000}}, word="mode")
+    bad({"x": {"content": "a", "owner": 1}}, word="unknown")
+    bad({"x": {"data": "a"}}, word="unknown field data")
+    bad({"x": {"mode": 420}}, word="content")
+    bad({"x": "a"})
+    bad(["x"])
+    bad({"x": {"content": "a" * 1001}}, 413, "upload_limit_bytes")
+    import base64
+    for n in (1001, 2000):  # exactly after decoding, and before
+        bad({"x": {"content": base64.b64encode(b"a" * n).decode(), "encoding": "base64"}}, 413,
+            "upload_limit_bytes")
+    bad({"x": {"content": "a"}}, word="also in files", files=["x"])
+    r = run(srv, dict(base, return_outputs=True, stream=True))
+    assert r.status_code == 400 and "stream" in r.text
+    r = run(srv, dict(base, return_outputs=1))
+    assert r.status_code == 400
+    # the body limit is max_request_body_bytes
+    import socket
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % ((4 << 20) + 1))
+        assert s.recv(64).startswith(b"HTTP/1.1 413"), "no 413"
