@@ -180,6 +180,8 @@ class BoxerClient(_ClientBase):
         network: Optional[str] = None,
         egress: Optional[Sequence[str]] = None,
         stdin: Optional[StdinType] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> RunResult:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
@@ -199,6 +201,14 @@ class BoxerClient(_ClientBase):
           allows DNS only; omitted, the server's rules alone apply.
         - ``stdin``: the command's input (str sent as text, bytes as base64),
           then end of file; omitted, the command reads ``/dev/null``.
+        - ``inputs``: files sent with the request and mounted read-only at
+          ``/<path>`` like ``files`` (no upload, any node can serve it):
+          ``{"work/a.py": "print(1)", "work/b.bin": b"...",
+          "work/run.sh": {"content": "...", "mode": 0o755}}``.
+        - ``return_outputs``: the files written under ``/output/`` come back
+          in ``RunResult.outputs`` (path -> bytes) up to the server's
+          ``max_inline_output_bytes``; the rest stay in the store and are
+          named (store paths) in ``RunResult.outputs_left``.
 
         A non-zero exit code is returned, not raised.  Raises
         BoxerTimeoutError (wall clock exceeded), BoxerOutputLimitError
@@ -207,7 +217,8 @@ class BoxerClient(_ClientBase):
         """
         body, timeout = self._run_args(
             image, cmd, env=env, cwd=cwd, limits=limits, files=files,
-            persist=persist, network=network, egress=egress, stdin=stdin
+            persist=persist, network=network, egress=egress, stdin=stdin,
+            inputs=inputs, return_outputs=return_outputs
         )
         return _core.parse_run_result(self._request("POST", "/run", json=body, timeout=timeout))
 
@@ -413,11 +424,14 @@ class AsyncBoxerClient(_ClientBase):
         network: Optional[str] = None,
         egress: Optional[Sequence[str]] = None,
         stdin: Optional[StdinType] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> RunResult:
         """See BoxerClient.run."""
         body, timeout = self._run_args(
             image, cmd, env=env, cwd=cwd, limits=limits, files=files,
-            persist=persist, network=network, egress=egress, stdin=stdin
+            persist=persist, network=network, egress=egress, stdin=stdin,
+            inputs=inputs, return_outputs=return_outputs
         )
         return _core.parse_run_result(await self._request("POST", "/run", json=body, timeout=timeout))
 
