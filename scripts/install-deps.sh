@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential clang libclang-rt-14-dev llvm pkg-config check musl-tools
       runsc skopeo umoci docker-registry mmdebstrap busybox-static
-      curl jq bc wrk nginx-light nftables iproute2 valgrind
+      curl jq bc wrk nginx-light nftables iproute2 valgrind haproxy
       python3 python3-pytest python3-pytest-asyncio python3-httpx python3-venv mypy)
 
 if [ "$(id -u)" != 0 ]; then
@@ -40,6 +40,6 @@ else
 fi
 # Debian starts these services on install on some systems; Boxer's tests run
 # their own instances on loopback with their own configs.
-for s in nginx docker-registry; do
+for s in nginx docker-registry haproxy; do
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$s" >/dev/null 2>&1 || true; fi
 done
