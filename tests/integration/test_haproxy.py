@@ -186,6 +186,10 @@ def test_balancer(cluster):
             assert time.time() < deadline, "no run reached n1"
             time.sleep(0.05)
         n1.proc.send_signal(signal.SIGTERM)
+        # once n1 has seen the signal (before, a run is still work it accepts)
+        while httpx.get(n1.url + "/readyz").status_code != 503:
+            assert time.time() < deadline, "n1 never drained"
+            time.sleep(0.02)
         later = [ex.submit(run, url, ["echo", "later"]) for _ in range(6)]
         first = [f.result() for f in first]
         later = [f.result() for f in later]
