@@ -38,6 +38,12 @@ if apt-cache madison runsc | grep -q bookworm-backports; then
 else
     echo "install-deps: bookworm-backports has no runsc; using bookworm's (ptrace platform only)" >&2
 fi
+# kubectl renders deploy/kubernetes (tests/integration/test_deploy.py): Debian's
+# kubernetes-client unless some kubectl is there already (another package's
+# would clash with it).
+if ! command -v kubectl >/dev/null 2>&1; then
+    apt-get install -y -q --no-install-recommends kubernetes-client
+fi
 # Debian starts these services on install on some systems; Boxer's tests run
 # their own instances on loopback with their own configs.
 for s in nginx docker-registry haproxy; do
