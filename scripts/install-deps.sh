@@ -21,7 +21,10 @@ done
 need_bpo=0
 if ! runsc --version 2>/dev/null | grep -q 'version 0.0~2024'; then need_bpo=1; fi
 
-if [ ${#missing[@]} -eq 0 ] && [ $need_bpo = 0 ]; then
+need_kubectl=0
+command -v kubectl >/dev/null 2>&1 || need_kubectl=1
+
+if [ ${#missing[@]} -eq 0 ] && [ $need_bpo = 0 ] && [ $need_kubectl = 0 ]; then
     exit 0
 fi
 
@@ -41,7 +44,7 @@ fi
 # kubectl renders deploy/kubernetes (tests/integration/test_deploy.py): Debian's
 # kubernetes-client unless some kubectl is there already (another package's
 # would clash with it).
-if ! command -v kubectl >/dev/null 2>&1; then
+if [ $need_kubectl = 1 ]; then
     apt-get install -y -q --no-install-recommends kubernetes-client
 fi
 # Debian starts these services on install on some systems; Boxer's tests run
