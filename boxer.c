@@ -1020,6 +1020,8 @@ static void drain_boxes_tick(struct loop *l, void *arg)
         stop_now(a, SIGTERM);
         return;
     }
+    /* a create or start that was under way when the drain began */
+    box_stop_all(a->boxes);
     loop_timer_add(l, 100, drain_boxes_tick, a);
 }
 

@@ -111,15 +111,45 @@ class HAProxy:
         raise AssertionError("haproxy states %s, want %s" % (self.status(), want))
 
 
-@pytest.fixture
-def cluster(make_server, tmp_path):
-    nodes = [(name, make_server(config={"node_id": name, "drain_timeout_secs": 30,
-                                        "max_connections_per_ip": 4096}))
+def start_cluster(make_server, tmp_path, extra=None):
+    nodes = [(name, make_server(config=dict({"node_id": name, "drain_timeout_secs": 30,
+                                             "max_connections_per_ip": 4096},
+                                            **(extra or {}).get(name, {}))))
              for name in NODES]
     hap = HAProxy(tmp_path, nodes).start()
     try:
         hap.wait_status({("boxer_pool", n): "UP" for n in NODES})
-        yield hap, dict(nodes)
+    except BaseException:
+        hap.stop()
+        raise
+    return hap, dict(nodes)
+
+
+@pytest.fixture
+def cluster(make_server, tmp_path):
+    hap, nodes = start_cluster(make_server, tmp_path)
+    try:
+        yield hap, nodes
+    finally:
+        hap.stop()
+
+
+def test_full_node_overflow_goes_elsewhere(make_server, tmp_path):
+    """n1 takes one run and queues none: the rest of a burst, refused by n1
+    with 503, is retried on n2 by HAProxy; no client sees an error."""
+    hap, nodes = start_cluster(make_server, tmp_path,
+                               {"n1": {"max_concurrent_runs": 1, "max_queued_runs": 0}})
+    try:
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            rs = list(ex.map(lambda i: run(hap.url, ["sh", "-c", "sleep 1; echo %d" % i]),
+                             range(6)))
+        assert [r.status_code for r in rs] == [200] * 6, [r.text for r in rs]
+        assert [r.json()["stdout"] for r in rs] == ["%d\n" % i for i in range(6)]
+        on = [node_of(r.json()["exec_id"]) for r in rs]
+        assert on.count("n1") <= 1 and on.count("n2") >= 5, on
+        # n1 did refuse some (503 to HAProxy, never to the client)
+        m = httpx.get(nodes["n1"].url + "/metrics").text
+        assert re.search(r'boxer_http_requests_total\{route="/run",status="503"\} [1-9]', m), m
     finally:
         hap.stop()
 
@@ -149,12 +179,14 @@ def test_balancer(cluster):
         assert g.status_code == 200 and g.content == b"kept\n", g.text
 
     # boxes: every request naming a box reaches the node in its id
-    # two creates at once: leastconn puts one on each node
-    with concurrent.futures.ThreadPoolExecutor(2) as ex:
-        rs = list(ex.map(lambda _: httpx.post(url + "/v1/boxes", json={
-            "image": BUSYBOX, "disk_size_gb": 1}, timeout=120), range(2)))
-    assert all(r.status_code == 201 for r in rs), [r.text for r in rs]
-    boxes = [r.json()["id"] for r in rs]
+    # creates one after another (leastconn round-robins equal loads) until
+    # each node has a box
+    boxes = []
+    while len({b.split("_")[1] for b in boxes}) < len(NODES):
+        assert len(boxes) < 4, boxes
+        r = httpx.post(url + "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1}, timeout=120)
+        assert r.status_code == 201, r.text
+        boxes.append(r.json()["id"])
     by_node = {}
     for box in boxes:
         node = re.fullmatch(r"box_([a-z0-9-]+)_[0-9a-f]{16}", box).group(1)
