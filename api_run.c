@@ -16,6 +16,7 @@
 #include "json.h"
 #include "net.h"
 #include "oci.h"
+#include "run_outputs.h"
 #include "store.h"
 
 /* ---- request parsing ---- */
@@ -207,7 +208,108 @@ static int parse_egress(const struct json_value *v, const struct config *cfg, st
 
 uint64_t run_max_body(const struct config *cfg)
 {
-    return RUN_MAX_BODY + 2 * cfg->stdin_limit_bytes;
+    /* issue 17: configurable (inputs travel in the body) */
+    return cfg->max_request_body_bytes;
+}
+
+/* One "inputs" value: {"content", "encoding": "utf8"|"base64", "mode"}. */
+static int parse_input(const char *key, size_t key_len, const struct json_value *v,
+                       const struct config *cfg, struct oci_input *in, struct bx_err *err)
+{
+    static const char *const known[] = {"content", "encoding", "mode", NULL};
+    const struct json_member *bad;
+    const struct json_value *c, *e, *m;
+    char norm[STORE_PATH_MAX + 1];
+    int b64 = 0;
+
+    in->mode = 0644;
+    /* like an upload's path: output/ is where the run's outputs go */
+    if (store_normalize_path(key, key_len, 1, norm, err) < 0)
+        return -1;
+    if (!(in->path = strdup(norm)))
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    if (v->type != JSON_OBJECT)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "must be an object with content");
+    if (json_obj_check_keys(v, known, &bad) < 0)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "unknown field %.64s", bad->key);
+    c = json_get(v, "content");
+    if (!c || c->type != JSON_STRING)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "content must be a string");
+    e = json_get(v, "encoding");
+    if (e && e->type != JSON_NULL) {
+        if (e->type == JSON_STRING && bx_str_eq(e->u.str.s, e->u.str.len, "base64"))
+            b64 = 1;
+        else if (!(e->type == JSON_STRING && bx_str_eq(e->u.str.s, e->u.str.len, "utf8")))
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "encoding must be \"utf8\" or \"base64\"");
+    }
+    m = json_get(v, "mode");
+    if (m && m->type != JSON_NULL) {
+        if (m->type != JSON_NUMBER || !m->u.num.is_int || m->u.num.i < 0 || m->u.num.i > 0777)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "mode must be an integer from 0 to 511 (0777)");
+        in->mode = (unsigned)m->u.num.i;
+    }
+    if (!b64) {
+        if (c->u.str.len > cfg->upload_limit_bytes)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "content is larger than upload_limit_bytes (%llu)",
+                              (unsigned long long)cfg->upload_limit_bytes);
+        if (!(in->data = malloc(c->u.str.len ? c->u.str.len : 1)))
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        memcpy(in->data, c->u.str.s, c->u.str.len);
+        in->len = c->u.str.len;
+    } else {
+        long n;
+        if (b64_decoded_max(c->u.str.len) - 3 > cfg->upload_limit_bytes)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "content is larger than upload_limit_bytes (%llu) decoded",
+                              (unsigned long long)cfg->upload_limit_bytes);
+        if (!(in->data = malloc(b64_decoded_max(c->u.str.len) + 1)))
+            return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        n = b64_decode(c->u.str.s, c->u.str.len, (unsigned char *)in->data);
+        if (n < 0)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "content is not valid base64");
+        if ((uint64_t)n > cfg->upload_limit_bytes)
+            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                              "content is larger than upload_limit_bytes (%llu) decoded",
+                              (unsigned long long)cfg->upload_limit_bytes);
+        in->len = (size_t)n;
+    }
+    return 0;
+}
+
+/* "inputs" (issue 17): {"<path>": {...}}, with files at most RUN_MAX_FILES
+ * mounts, no path twice (nor one of files). */
+static int parse_inputs(const struct json_value *v, const struct config *cfg,
+                        struct run_request *r, struct bx_err *err)
+{
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_OBJECT)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "inputs must be an object");
+    if (v->u.obj.n + r->nfiles > RUN_MAX_FILES)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "inputs and files: at most %d entries together", RUN_MAX_FILES);
+    r->inputs = calloc(v->u.obj.n + 1, sizeof(*r->inputs));
+    if (!r->inputs)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    for (size_t i = 0; i < v->u.obj.n; i++) {
+        const struct json_member *mb = &v->u.obj.members[i];
+        struct oci_input *in = &r->inputs[i];
+        r->ninputs = i + 1;
+        if (parse_input(mb->key, mb->key_len, &mb->value, cfg, in, err) < 0)
+            return bx_err_wrap(err, "inputs[\"%.100s\"]", in->path ? in->path : "");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(r->inputs[j].path, in->path) == 0)
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "inputs: %.100s given twice",
+                                  in->path);
+        for (size_t j = 0; j < r->nfiles; j++)
+            if (strcmp(r->files[j], in->path) == 0)
+                return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                                  "inputs: %.100s is also in files", in->path);
+    }
+    return 0;
 }
 
 int api_parse_stdin(const struct json_value *root, uint64_t limit, char **data, size_t *len,
@@ -262,7 +364,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
 {
     static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
                                         "network", "egress", "persist", "stream", "encoding",
-                                        "stdin", "stdin_b64", NULL};
+                                        "stdin", "stdin_b64", "inputs", "return_outputs", NULL};
     struct json_limits jl = {run_max_body(cfg), 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
@@ -419,6 +521,22 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
             goto out;
         }
     }
+    /* issue 17: stateless runs */
+    if (parse_inputs(json_get(root, "inputs"), cfg, r, err) < 0)
+        goto out;
+    v = json_get(root, "return_outputs");
+    if (v && v->type != JSON_NULL) {
+        if (v->type != JSON_BOOL) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "return_outputs must be true or false");
+            goto out;
+        }
+        r->return_outputs = v->u.boolean;
+        if (r->return_outputs && r->stream) {
+            bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                       "return_outputs needs an answer, not a stream (stream: false)");
+            goto out;
+        }
+    }
     *out = bx_steal_ptr(&r);
     ret = 0;
 out:
@@ -523,6 +641,8 @@ static void write_run_fields(struct json_writer *w, const struct run_result *res
         json_w_kv_uint(w, "memory_peak_bytes", res->memory_peak_bytes);
         json_w_kv_bool(w, "oom_killed", res->oom_killed);
     }
+    if (res->outputs)
+        run_outputs_json(res->outputs, w);
     if (res->output_errors) {
         /* Entries of /output that were not captured, and why. */
         json_w_key(w, "output_errors");
@@ -542,8 +662,8 @@ int run_answer_new(const struct run_result *res, struct run_answer **out, int *s
     *status = 200;
     if (!ans)
         return -1;
-    /* Everything but stdout and stderr: a few KiB. */
-    sbuf_init(&ans->meta, 1u << 20);
+    /* Everything but stdout and stderr: a few KiB, plus return_outputs. */
+    sbuf_init(&ans->meta, (1u << 20) + (res->outputs ? (size_t)res->outputs->json_bound : 0));
     json_w_init(&w, &ans->meta);
     json_w_obj_begin(&w);
     switch (res->outcome) {

@@ -98,6 +98,8 @@ void api_v1_info(const struct api_v1 *a, struct http_conn *c, const struct http_
     /* ours */
     json_w_key(&w, "version");
     json_w_cstr(&w, BOXER_VERSION);
+    json_w_key(&w, "node_id");
+    json_w_cstr(&w, cfg->node_id ? cfg->node_id : "");
     json_w_key(&w, "boxes");
     json_w_obj_begin(&w);
     json_w_key(&w, "total");

@@ -705,6 +705,26 @@ int box_stop(struct box *b, box_done_cb cb, void *arg, struct bx_err *err)
     return 0;
 }
 
+size_t box_stop_all(struct box_mgr *m)
+{
+    size_t n = 0;
+    for (struct box *b = m->boxes; b; b = b->next) {
+        struct bx_err err;
+        bx_err_clear(&err);
+        if (b->status != BOX_RUNNING || busy(b, &err) < 0)
+            continue;
+        /* restart_boxes still starts it at the next start */
+        b->drained = 1;
+        if (box_stop(b, NULL, NULL, &err) < 0) {
+            b->drained = 0;
+            bx_log_error("box %s: stop: %s", b->id, err.msg);
+        } else {
+            n++;
+        }
+    }
+    return n;
+}
+
 static void deferred_removed(struct loop *l, void *arg);
 
 int box_remove(struct box *b, int force, box_done_cb cb, void *arg, struct bx_err *err)
@@ -1062,6 +1082,7 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
 {
     const struct config *cfg = m->p.cfg;
     struct box *b;
+    char prefix[48];
 
     if (!m->p.cgroups)
         return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "boxes need cgroups (ignore_cgroups is set)");
@@ -1100,7 +1121,9 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     if (!b)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     b->m = m;
-    if (random_id("box_", b->id, sizeof(b->id), err) < 0) {
+    /* The node in the id lets a balancer route the box's requests. */
+    snprintf(prefix, sizeof(prefix), "box_%s_", cfg->node_id);
+    if (random_id(prefix, b->id, sizeof(b->id), err) < 0) {
         free(b);
         return -1;
     }

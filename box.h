@@ -127,6 +127,9 @@ struct box_stats {
     uint64_t memory_mb, pids;              /* held of the shared budget by running boxes */
 };
 void box_stats(const struct box_mgr *m, struct box_stats *st);
+/* The drain (issue 17): stops every running box that is not busy, as
+ * box_stop does (TERM, grace, disks kept); returns how many began. */
+size_t box_stop_all(struct box_mgr *m);
 const struct config *box_mgr_config(const struct box_mgr *m);
 /* Error code names of the /v1 API for a failed box operation. */
 const char *box_err_code(const struct bx_err *err);

@@ -124,7 +124,8 @@ out:
  * stop with the mounts (unmount_all). */
 int box_net_setup(struct box *b, struct bx_err *err)
 {
-    char id[48];
+    char id[96];
+    const char *rnd = strrchr(b->id, '_');
     int dfd, r;
     if (!b->network)
         return 0;
@@ -133,8 +134,9 @@ int box_net_setup(struct box *b, struct bx_err *err)
     dfd = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return bx_err_sys(err, BX_E_INTERNAL, "open %s", b->dir);
-    /* net names the veth after the hex after the first '-' */
-    snprintf(id, sizeof(id), "box-%s", b->id + 4);
+    /* net names the veth after the hex after the first '-': the random
+     * part, never the node id of box_<node>_<random> (issue 17). */
+    snprintf(id, sizeof(id), "box-%s", rnd ? rnd + 1 : b->id);
     r = net_run_setup(b->m->p.net, b->dir, dfd, id, NULL, 0, 0, &b->net, err);
     close(dfd);
     return r;

@@ -213,7 +213,7 @@ int box_exec_result(const struct box_exec *e, const char **status, int *timed_ou
 
 static void exec_unlink_files(struct box_exec *e)
 {
-    char p[PATH_MAX + 64];
+    char p[PATH_MAX + 96];
     snprintf(p, sizeof(p), "%s/%s.json", e->box->dir, e->id);
     unlink(p);
     snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
@@ -233,7 +233,7 @@ static void exec_control_end(struct box_exec *e);
  * cleared. */
 static void exec_runsc_failure(struct box_exec *e)
 {
-    char p[PATH_MAX + 64];
+    char p[PATH_MAX + 96];
     char *text = NULL, *msg, *end;
     size_t len = 0;
     snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
@@ -361,7 +361,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     char *home[] = {"HOME=/root", NULL};
     char **wrapped = NULL;
     char ms[24];
-    char pname[64];
+    char pname[96];
     struct sbuf sb;
     struct json_writer w;
     int outp[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -379,7 +379,8 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     exec_log_init(&e->log, box_exec_output_max(b->m));
     infeed_init(&e->in, b->m->p.loop, 0);
     sbuf_init(&sb, 1 << 20);
-    if (random_id("exec_", e->id, sizeof(e->id), err) < 0)
+    snprintf(pname, sizeof(pname), "exec_%s_", b->m->p.cfg->node_id);
+    if (random_id(pname, e->id, sizeof(e->id), err) < 0)
         goto fail;
     /* image Env < box env < exec env; HOME is root's unless someone says. */
     if (oci_merge_env(home, b->img ? b->img->env : NULL, &env1, err) < 0 ||
@@ -425,7 +426,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
         goto fail;
     }
     {
-        char ppath[PATH_MAX + 80], lname[64], pidpath[PATH_MAX + 80];
+        char ppath[PATH_MAX + 112], lname[96], pidpath[PATH_MAX + 112];
         snprintf(ppath, sizeof(ppath), "%s/%s", b->dir, pname);
         snprintf(lname, sizeof(lname), "%s.log", e->id);
         /* the pid in the box, for signals and cancel (issue 14) */
@@ -688,7 +689,7 @@ static void kill_files(struct box_exec *e, int unlink_them, char *json, size_t j
 {
     snprintf(json, jcap, "%s/%s.kill.json", e->box->dir, e->id);
     if (unlink_them) {
-        char p[PATH_MAX + 64];
+        char p[PATH_MAX + 96];
         unlink(json);
         snprintf(p, sizeof(p), "%s/%s.kill.log", e->box->dir, e->id);
         unlink(p);
@@ -700,7 +701,7 @@ static void sig_kick(struct box_exec *e);
 static void on_killer_exit(void *arg, int status)
 {
     struct box_exec *e = arg;
-    char json[PATH_MAX + 64];
+    char json[PATH_MAX + 96];
     proc_free(&e->killer);
     kill_files(e, 1, json, sizeof(json));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -722,7 +723,7 @@ static void on_sig_timer(struct loop *l, void *arg)
 static void sig_kick(struct box_exec *e)
 {
     struct box *b = e->box;
-    char p[PATH_MAX + 64], json[PATH_MAX + 64], lname[80], pid[24], nums[16][8];
+    char p[PATH_MAX + 96], json[PATH_MAX + 96], lname[80], pid[24], nums[16][8];
     char *argv[3 + 16 + 1];
     char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
     char *text = NULL;
@@ -820,7 +821,7 @@ static void exec_control_end(struct box_exec *e)
 
 void exec_control_free(struct box_exec *e)
 {
-    char json[PATH_MAX + 64];
+    char json[PATH_MAX + 96];
     exec_control_end(e);
     if (e->killer) {
         proc_free(&e->killer);

@@ -29,7 +29,7 @@ enum box_status { BOX_CREATING, BOX_RUNNING, BOX_STOPPING, BOX_STOPPED, BOX_ERRO
 struct box_exec {
     struct box *box;
     struct box_exec *next; /* box->execs, newest first */
-    char id[32];
+    char id[64]; /* exec_<node>_<random> (issue 17) */
     char **cmd, **env;
     char *workdir;
     uint64_t timeout_ms;
@@ -71,7 +71,7 @@ struct bgproc {
     struct box_mgr *m;
     struct bgproc *next;
     struct proc *p;
-    char box_id[32];
+    char box_id[64];
     /* A removed box's directory: deleted once this runsc has exited (it
      * writes its log and state there). */
     char *rm_dir;
@@ -81,7 +81,7 @@ struct bgproc {
 struct box {
     struct box_mgr *m;
     struct box *next;
-    char id[32];
+    char id[64]; /* box_<node>_<random> (issue 17); older records box_<random> */
     char *name, *image, *workdir;
     char **env;
     struct box_volume *volumes; /* resolved host paths */
@@ -94,7 +94,8 @@ struct box {
     char error_code[32], error_msg[BX_ERR_MSG_MAX];
     time_t created, started, stopped;
     char dir[PATH_MAX];
-    char cid[48];
+    char cid[80];
+    int drained; /* stopped by the SIGTERM drain: its record still says running */
     unsigned gen;
     struct image *img;
     /* The image's content digest, fixed at the first start: later starts

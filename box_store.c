@@ -58,7 +58,10 @@ int box_store_save(struct box *b)
     box_w_strv(&w, "env", b->env);
     /* STOPPING is still running: a crash during a stop restarts the box,
      * as a crash of a running box does. */
-    w_s(&w, "status", box_status_name(b->status));
+    /* A box the drain stopped (issue 17) was running when Boxer stopped:
+     * restart_boxes starts it again, as after any other stop of Boxer. */
+    w_s(&w, "status", b->drained && b->status == BOX_STOPPED ? "running"
+                                                              : box_status_name(b->status));
     w_s(&w, "error_code", b->error_code);
     w_s(&w, "error_message", b->error_msg);
     w_u(&w, "created_at", (uint64_t)b->created);
@@ -160,7 +163,7 @@ void box_store_save_exec(struct box_exec *e)
     struct box *b = e->box;
     struct sbuf sb, so, se;
     struct json_writer w;
-    char name[64];
+    char name[96];
     int dfd;
 
     if (e->hidden)
@@ -241,7 +244,7 @@ out:
 
 void box_store_drop_exec(struct box_exec *e)
 {
-    char name[64];
+    char name[96];
     int dfd;
     if (e->hidden || (dfd = open_exec_dir(e->box, 0)) < 0)
         return;
@@ -438,7 +441,7 @@ static struct box_exec *exec_from_record(struct box *b, int dfd, const char *id)
     const struct json_value *o;
     struct box_exec *e = NULL;
     struct bx_err err;
-    char name[64], *text = NULL, *out = NULL;
+    char name[96], *text = NULL, *out = NULL;
     size_t len = 0, olen = 0;
     uint64_t max = box_exec_output_max(b->m), nout, nerr;
 

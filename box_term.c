@@ -22,7 +22,7 @@
 
 static void term_unlink(struct box_exec *e)
 {
-    char p[PATH_MAX + 64];
+    char p[PATH_MAX + 80];
     snprintf(p, sizeof(p), "%s/%s.json", e->box->dir, e->id);
     unlink(p);
     snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
@@ -71,7 +71,7 @@ static int write_process(struct box *b, struct box_exec *e, char *const *args,
                          uint32_t gid, unsigned rows, unsigned cols, struct bx_err *err)
 {
     char **env1 = NULL, **env2 = NULL, **env3 = NULL;
-    char pname[64];
+    char pname[96];
     struct sbuf sb;
     struct json_writer w;
     int ret = -1;
@@ -156,7 +156,7 @@ static int spawn_on_pty(struct box *b, struct box_exec *e, unsigned rows, unsign
                         proc_exit_cb on_exit, int *master, struct bx_err *err)
 {
     int mfd = -1, rfd = -1;
-    char ppath[PATH_MAX + 80], lname[64];
+    char ppath[PATH_MAX + 80], lname[96];
     const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
 
     if (open_pty(&mfd, &rfd, err) < 0 || set_winsize(mfd, rows, cols, err) < 0)

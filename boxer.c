@@ -31,6 +31,7 @@
 #include "net.h"
 #include "openapi.h"
 #include "api_box.h"
+#include "api_box_internal.h"
 #include "api_v1.h"
 #include "run_stream.h"
 #include "api_term.h"
@@ -65,6 +66,8 @@ struct app {
     int sigfd;
     int stopping;
     uint64_t stop_deadline;
+    int draining;            /* SIGTERM: no new runs or boxes (issue 17) */
+    uint64_t drain_deadline; /* runs in flight, then boxes, until then */
 };
 
 /* ---- the one error-to-HTTP mapping ---- */
@@ -92,6 +95,69 @@ static void route_healthz(struct http_conn *c)
 {
     static const char ok[] = "{\"ok\":true}";
     http_respond(c, 200, "application/json", NULL, ok, sizeof(ok) - 1);
+}
+
+/* ---- GET /readyz (issue 17) ---- */
+
+/* 1 when this node takes new work; else 0 and why (for a balancer's health
+ * check and its operator): draining, the run queue full, the disk below
+ * min_free_disk_percent, or no memory left for a default run. */
+static int node_ready(struct app *a, char *why, size_t cap)
+{
+    struct run_stats rs;
+    struct bx_err err;
+    uint64_t held;
+    if (a->draining || a->stopping) {
+        snprintf(why, cap, "draining: not accepting new runs or boxes");
+        return 0;
+    }
+    run_stats(a->runs, &rs);
+    if (rs.running >= a->cfg.max_concurrent_runs && rs.queued >= a->cfg.max_queued_runs) {
+        snprintf(why, cap, "run queue full: %" PRIu64 " running, %" PRIu64 " queued",
+                 rs.running, rs.queued);
+        return 0;
+    }
+    held = rs.runs_memory_mb + rs.held_memory_mb;
+    if (held >= a->cfg.total_memory_mb ||
+        a->cfg.total_memory_mb - held < a->cfg.defaults.memory_mb) {
+        snprintf(why, cap,
+                 "memory budget exhausted: %" PRIu64 " of total_memory_mb %" PRIu64
+                 " MiB held by runs and boxes",
+                 held, a->cfg.total_memory_mb);
+        return 0;
+    }
+    bx_err_clear(&err);
+    if (store_check_disk(-1, a->cfg.home, 0, a->cfg.min_free_disk_percent, "disk", &err) < 0) {
+        snprintf(why, cap, "%s", err.msg);
+        return 0;
+    }
+    return 1;
+}
+
+static void route_readyz(struct app *a, struct http_conn *c)
+{
+    char why[BX_ERR_MSG_MAX];
+    struct sbuf sb;
+    struct json_writer w;
+    int ready = node_ready(a, why, sizeof(why));
+    sbuf_init(&sb, 4096 + sizeof(why));
+    json_w_init(&w, &sb);
+    json_w_obj_begin(&w);
+    json_w_key(&w, "ready");
+    json_w_bool(&w, ready);
+    json_w_key(&w, "node_id");
+    json_w_cstr(&w, a->cfg.node_id);
+    if (!ready) {
+        json_w_key(&w, "reason");
+        json_w_cstr(&w, why);
+    }
+    json_w_obj_end(&w);
+    if (w.failed)
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
+    else
+        http_respond(c, ready ? 200 : 503, "application/json", ready ? NULL : "Retry-After: 5\r\n",
+                     sb.data, sb.len);
+    sbuf_free(&sb);
 }
 
 /* ---- POST /files ---- */
@@ -607,6 +673,12 @@ static void route_metrics(struct app *a, struct http_conn *c)
     g.open_fds = count_fds();
     g.rss_bytes = rss_bytes();
     g.connections = http_server_conn_count(a->http);
+    g.node_id = a->cfg.node_id;
+    {
+        char why[BX_ERR_MSG_MAX];
+        g.ready = (uint64_t)node_ready(a, why, sizeof(why));
+    }
+    g.draining = (uint64_t)a->draining;
     if (a->boxes) {
         struct box_stats bs;
         box_stats(a->boxes, &bs);
@@ -637,6 +709,13 @@ static void on_healthz(void *app, struct http_conn *c, const struct http_request
 {
     (void)app, (void)req, (void)p;
     route_healthz(c);
+}
+
+static void on_readyz(void *app, struct http_conn *c, const struct http_request *req,
+                      const struct route_params *p)
+{
+    (void)req, (void)p;
+    route_readyz(app, c);
 }
 
 static void on_download(void *app, struct http_conn *c, const struct http_request *req,
@@ -778,6 +857,7 @@ static void on_node(void *app, struct http_conn *c, const struct http_request *r
  * labels (in this order on /metrics) all come from here. */
 static const struct route routes[] = {
     {HTTP_GET, "/healthz", on_healthz, "/healthz", 1},
+    {HTTP_GET, "/readyz", on_readyz, "/readyz", 1},
     {HTTP_GET, "/files", on_download, "/files", 0},
     {HTTP_POST, "/files", on_upload, "/files", 0},
     {HTTP_POST, "/run", on_run, "/run", 0},
@@ -921,6 +1001,16 @@ static int browser_safe(const struct app *a, struct http_conn *c, const struct h
     return 1;
 }
 
+/* New work a draining node refuses (issue 17): runs, box creates, starts
+ * and execs.  Everything else (reads, stop, remove, exec control, outputs)
+ * keeps working until the end. */
+static int drain_refuses(const struct route *rt)
+{
+    return rt->handler == on_run || rt->handler == on_api_v1_run ||
+           rt->handler == on_api_box_create || rt->handler == on_api_box_start ||
+           rt->handler == on_api_box_exec;
+}
+
 static void handle_request(void *arg, struct http_conn *c, const struct http_request *req)
 {
     struct app *a = arg;
@@ -941,7 +1031,15 @@ static void handle_request(void *arg, struct http_conn *c, const struct http_req
             return;
         }
     }
-    if (rt) {
+    if (rt && a->draining && drain_refuses(rt)) {
+        /* Retried elsewhere by a balancer (haproxy retry-on 503). */
+        if (strncmp(path, "/v1/", 4) == 0)
+            respond_v1_error(c, BX_E_UNAVAILABLE, "RESOURCE_EXCEEDED",
+                             "this node is draining: retry on another node");
+        else
+            http_respond_error_with_headers(c, BX_E_UNAVAILABLE, "Retry-After: 5\r\n",
+                                            "this node is draining: retry on another node");
+    } else if (rt) {
         rt->handler(a, c, req, &params);
     } else if (same_path) {
         route_allow(routes, BX_ARRAY_LEN(routes), path, allow, sizeof(allow));
@@ -963,6 +1061,69 @@ static void check_stopped(struct loop *l, void *arg)
     loop_timer_add(l, 50, check_stopped, a);
 }
 
+/* At once (SIGINT, a second SIGTERM, or the end of a drain): requests in
+ * flight get SHUTDOWN_GRACE_MS, then the loop stops (as before issue 17). */
+static void stop_now(struct app *a, unsigned signo)
+{
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    bx_log_info("signal %u, finishing in-flight requests (at most %d ms)", signo,
+                SHUTDOWN_GRACE_MS);
+    http_server_shutdown(a->http);
+    a->stop_deadline = bx_now_ms() + SHUTDOWN_GRACE_MS;
+    loop_timer_add(a->loop, 0, check_stopped, a);
+}
+
+/* The drain's second step: running boxes stop cleanly (TERM, then
+ * box_stop_grace_secs; disks kept), then Boxer stops. */
+static void drain_boxes_tick(struct loop *l, void *arg)
+{
+    struct app *a = arg;
+    struct box_stats bs;
+    memset(&bs, 0, sizeof(bs));
+    if (a->stopping)
+        return;
+    if (a->boxes)
+        box_stats(a->boxes, &bs);
+    if (bs.running + bs.creating == 0 || bx_now_ms() >= a->drain_deadline) {
+        bx_log_info("drained");
+        stop_now(a, SIGTERM);
+        return;
+    }
+    /* a create or start that was under way when the drain began */
+    box_stop_all(a->boxes);
+    loop_timer_add(l, 100, drain_boxes_tick, a);
+}
+
+/* The drain's first step: runs (queued ones too) and box execs in flight
+ * finish, for at most drain_timeout_secs. */
+static void drain_tick(struct loop *l, void *arg)
+{
+    struct app *a = arg;
+    struct run_stats rs;
+    struct box_stats bs;
+    memset(&bs, 0, sizeof(bs));
+    if (a->stopping)
+        return;
+    run_stats(a->runs, &rs);
+    if (a->boxes)
+        box_stats(a->boxes, &bs);
+    if (rs.running + rs.queued + bs.execs_running > 0 && bx_now_ms() < a->drain_deadline) {
+        loop_timer_add(l, 50, drain_tick, a);
+        return;
+    }
+    if (rs.running + rs.queued + bs.execs_running > 0)
+        bx_log_warn("drain_timeout_secs reached with %" PRIu64 " runs and %" PRIu64
+                    " execs in flight",
+                    rs.running + rs.queued, bs.execs_running);
+    if (a->boxes && box_stop_all(a->boxes) > 0)
+        bx_log_info("draining: stopping the running boxes");
+    /* A box stop ends within its grace plus the teardown. */
+    a->drain_deadline = bx_now_ms() + (a->cfg.box_stop_grace_secs + 15) * 1000;
+    loop_timer_add(l, 0, drain_boxes_tick, a);
+}
+
 static void on_signal(struct loop *l, int fd, uint32_t events, void *arg)
 {
     struct app *a = arg;
@@ -978,12 +1139,18 @@ static void on_signal(struct loop *l, int fd, uint32_t events, void *arg)
     }
     if (a->stopping)
         return;
-    a->stopping = 1;
-    bx_log_info("signal %u, finishing in-flight requests (at most %d ms)",
-            si.ssi_signo, SHUTDOWN_GRACE_MS);
-    http_server_shutdown(a->http);
-    a->stop_deadline = bx_now_ms() + SHUTDOWN_GRACE_MS;
-    loop_timer_add(l, 0, check_stopped, a);
+    if (si.ssi_signo != SIGTERM || a->draining) {
+        stop_now(a, si.ssi_signo);
+        return;
+    }
+    /* SIGTERM (issue 17): drain.  /readyz says 503 at once, so a balancer
+     * stops sending; new runs and boxes get 503 with Retry-After. */
+    a->draining = 1;
+    a->drain_deadline = bx_now_ms() + a->cfg.drain_timeout_secs * 1000;
+    bx_log_info("SIGTERM: draining (runs in flight finish within %" PRIu64
+                " s, then boxes stop; SIGINT or another SIGTERM stops at once)",
+                a->cfg.drain_timeout_secs);
+    loop_timer_add(l, 0, drain_tick, a);
 }
 
 static int setup_signals(struct app *a, struct bx_err *err)

@@ -52,6 +52,40 @@ static uint64_t host_pid_max(void)
     return v >= 301 ? v : 32768;
 }
 
+int config_node_id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > NODE_ID_MAX || s[0] == '-')
+        return 0;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+/* The host name up to its first dot, lower-cased; config_validate refuses
+ * it (naming node_id) when it is not a usable node id, rather than
+ * inventing one that could clash with another node's. */
+static char *default_node_id(void)
+{
+    char h[256];
+    if (gethostname(h, sizeof(h)) < 0)
+        h[0] = '\0';
+    h[sizeof(h) - 1] = '\0';
+    h[strcspn(h, ".")] = '\0';
+    /* A default must never stop Boxer from starting: whatever the host is
+     * called, make it a valid id (other characters become '-', at most
+     * NODE_ID_MAX, no leading '-', "node" when nothing is left).  Only an
+     * explicit node_id is refused. */
+    for (char *p = h; *p; p++) {
+        *p = (char)tolower((unsigned char)*p);
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+            *p = '-';
+    }
+    h[NODE_ID_MAX] = '\0';
+    {
+        const char *start = h + strspn(h, "-");
+        return strdup(*start ? start : "node");
+    }
+}
+
 void config_defaults(struct config *cfg)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -123,6 +157,10 @@ void config_defaults(struct config *cfg)
     cfg->restart_boxes = true;
     cfg->stdin_limit_bytes = 10u << 20;
     cfg->exec_stdin_buffer_bytes = 1u << 20;
+    cfg->node_id = default_node_id();
+    cfg->drain_timeout_secs = 30;
+    cfg->max_request_body_bytes = 64u << 20;
+    cfg->max_inline_output_bytes = 16u << 20;
 }
 
 void config_free(struct config *cfg)
@@ -155,6 +193,7 @@ void config_free(struct config *cfg)
     str_list_free(&cfg->dns_servers);
     str_list_free(&cfg->blocked_egress);
     free(cfg->box_defaults.workdir);
+    free(cfg->node_id);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -256,6 +295,11 @@ static const struct field config_fields[] = {
     /* issue 14: stdin of /run and execs, interactive input */
     CFG_UINT(stdin_limit_bytes, 256ull << 20, false),
     CFG_UINT(exec_stdin_buffer_bytes, 256ull << 20, false),
+    /* issue 17: scale-out */
+    CFG_STRING(node_id),
+    CFG_UINT(drain_timeout_secs, 86400, true),
+    CFG_UINT(max_request_body_bytes, 1ull << 32, false),
+    CFG_UINT(max_inline_output_bytes, 1ull << 31, true),
 };
 
 #define BOXDEF(name, type, max, zero) {#name, type, offsetof(struct box_defaults, name), max, zero}
@@ -781,6 +825,15 @@ int config_validate(const struct config *cfg, struct bx_err *err)
                               cfg->allowed_hosts.items[i]);
     if (cfg->registry_auth_file && cfg->registry_auth_file[0] != '/')
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: registry_auth_file: must be an absolute path");
+    /* api_run.h's RUN_MAX_BODY: a plain /run must always fit. */
+    if (cfg->max_request_body_bytes < (4u << 20))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "config: max_request_body_bytes: must be at least 4194304");
+    if (!config_node_id_ok(cfg->node_id))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                          "config: node_id: \"%.64s\" must be 1..%d of [a-z0-9-], not starting "
+                          "with '-' (the default is the host name; set node_id)",
+                          cfg->node_id ? cfg->node_id : "", NODE_ID_MAX);
     return validate_network(cfg, err);
 }
 

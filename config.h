@@ -123,7 +123,19 @@ struct config {
     bool restart_boxes;             /* boxes running at a restart start again */
     uint64_t stdin_limit_bytes;       /* "stdin"/"stdin_b64" of /run and of an exec */
     uint64_t exec_stdin_buffer_bytes; /* input of a stdin_open exec not yet written */
+    /* issue 17: scale-out */
+    char *node_id; /* in box, exec and run ids: [a-z0-9-], 1..NODE_ID_MAX */
+    uint64_t drain_timeout_secs;     /* SIGTERM: runs in flight finish within */
+    uint64_t max_request_body_bytes; /* a /run body (inputs, stdin included) */
+    uint64_t max_inline_output_bytes; /* return_outputs: /output files in the answer */
 };
+
+/* A node id fits a run's exec id ("boxer-<node>-<uuid>": 6 + 20 + 1 + 36) in a 63-byte
+ * sandbox host name. */
+#define NODE_ID_MAX 20
+/* 1 when s is a usable node_id: 1..NODE_ID_MAX of [a-z0-9-], starting with
+ * a letter or digit. */
+int config_node_id_ok(const char *s);
 
 /* Host tasks a run with this pids_limit may use (its pids cgroup limit):
  * gVisor's sentry, gofer and systrap stubs are host tasks too (about 25 for

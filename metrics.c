@@ -72,6 +72,15 @@ static void family(struct sbuf *o, const char *name, const char *type, const cha
 
 int metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct sbuf *o)
 {
+    if (g->node_id) {
+        /* node_id is [a-z0-9-] (config_validate): no escaping needed */
+        family(o, "boxer_node_info", "gauge", "The node's id (config node_id), always 1.");
+        sbuf_appendf(o, "boxer_node_info{node_id=\"%s\"} 1\n", g->node_id);
+        family(o, "boxer_ready", "gauge", "1 while GET /readyz answers 200.");
+        sbuf_appendf(o, "boxer_ready %" PRIu64 "\n", g->ready);
+        family(o, "boxer_draining", "gauge", "1 once SIGTERM started a drain.");
+        sbuf_appendf(o, "boxer_draining %" PRIu64 "\n", g->draining);
+    }
     family(o, "boxer_http_requests_total", "counter", "HTTP requests by route and status.");
     for (size_t r = 0; r < m->nroutes; r++)
         for (int s = 0; s < NSTATUS; s++)

@@ -948,9 +948,11 @@ int net_run_setup(struct net *n, const char *run_dir, int run_dirfd, const char 
         goto out;
     }
     r->have_addr = 1;
-    /* "bxv" + the first 12 hex digits of the exec id's UUID. */
+    /* "bxv" + the first 12 hex digits after the exec id's last '-': the
+     * UUID's last group (boxer-[<node>-]<uuid>) or a box's random part
+     * (box-<hex>), never a node id (issue 17). */
     memcpy(r->veth, VETH_PREFIX, 3);
-    for (const char *p = strchr(exec_id, '-'); p && *p && k < 12; p++)
+    for (const char *p = strrchr(exec_id, '-'); p && *p && k < 12; p++)
         if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))
             r->veth[3 + k++] = *p;
     r->veth[3 + k] = '\0';

@@ -366,6 +366,30 @@ int oci_bundle_add_mount(struct oci_bundle *b, const char *destination, const ch
     return add_mount(b, strdup(destination), strdup(source), readonly, err);
 }
 
+/* An inline input: a new file in the run's inputs directory, owned by the
+ * sandbox user with the requested permission bits. */
+static int write_input(int dirfd, const char *name, const struct oci_input *in,
+                       struct bx_err *err)
+{
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int ret = -1;
+    if (fd < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "create input %s", in->path);
+    if (bx_write_all(fd, in->data, in->len) < 0) {
+        bx_err_sys(err, errno == ENOSPC ? BX_E_INSUFFICIENT_STORAGE : BX_E_INTERNAL,
+                   "write input %s", in->path);
+        goto out;
+    }
+    if (fchown(fd, OCI_SANDBOX_UID, OCI_SANDBOX_UID) < 0 || fchmod(fd, in->mode & 0777) < 0) {
+        bx_err_sys(err, BX_E_INTERNAL, "chown/chmod input %s", in->path);
+        goto out;
+    }
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
 int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, struct bx_err *err)
 {
     int inputs = -1;
@@ -403,6 +427,19 @@ int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, 
         if (asprintf(&src, "%s/inputs/%s", b->dir, name) < 0)
             src = NULL;
         if (asprintf(&dst, "/%s", p->files[i]) < 0)
+            dst = NULL;
+        if (add_mount(b, dst, src, 1, err) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < p->ninputs; i++) {
+        char name[32];
+        char *src = NULL, *dst = NULL;
+        snprintf(name, sizeof(name), "in%zu", i);
+        if (write_input(inputs, name, &p->inputs[i], err) < 0)
+            goto out;
+        if (asprintf(&src, "%s/inputs/%s", b->dir, name) < 0)
+            src = NULL;
+        if (asprintf(&dst, "/%s", p->inputs[i].path) < 0)
             dst = NULL;
         if (add_mount(b, dst, src, 1, err) < 0)
             goto out;

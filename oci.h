@@ -129,6 +129,15 @@ struct oci_bundle {
     size_t nmounts, mounts_cap;
 };
 
+/* A /run "inputs" entry (issue 17): content from the request, written
+ * into the bundle and bound read-only at /<path> like a store file. */
+struct oci_input {
+    char *path; /* normalized, as a store path */
+    char *data;
+    size_t len;
+    unsigned mode; /* permission bits; the file belongs to the sandbox user */
+};
+
 struct oci_bundle_params {
     int parent_dirfd;
     const char *parent_dir; /* absolute, the path of parent_dirfd */
@@ -139,6 +148,8 @@ struct oci_bundle_params {
     struct store *store;
     char *const *files; /* store paths bound read-only at /<path> */
     size_t nfiles;
+    const struct oci_input *inputs; /* issue 17 */
+    size_t ninputs;
 };
 
 /* What the spec says beyond the bundle (see struct oci_params). */

@@ -474,7 +474,8 @@ static int make_one(struct pool *p, size_t i)
     s->state = PSB_IMAGE;
     s->began_ms = bx_now_ms();
     oci_bundle_init(&s->sb.b);
-    snprintf(s->sb.id, sizeof(s->sb.id), "boxer-%s", uuid);
+    /* as a cold run's: boxer-<node>-<uuid> (run.c) */
+    snprintf(s->sb.id, sizeof(s->sb.id), "boxer-%s-%s", p->mgr->p.cfg->node_id, uuid);
     s->next = p->list;
     p->list = s;
     e->ncreating++;

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "run_internal.h"
+#include "run_outputs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -44,6 +45,11 @@ void run_request_free(struct run_request **rp)
     bx_strv_free(&r->files);
     free(r->egress);
     free(r->stdin_data);
+    for (size_t i = 0; r->inputs && i < r->ninputs; i++) {
+        free(r->inputs[i].path);
+        free(r->inputs[i].data);
+    }
+    free(r->inputs);
     free(r);
     *rp = NULL;
 }
@@ -232,6 +238,7 @@ void run_result_free(struct run_result **rp)
     sbuf_free(&r->err);
     bx_strv_free(&r->files);
     bx_strv_free(&r->output_errors);
+    run_outputs_free(&r->outputs);
     free(r);
     *rp = NULL;
 }
@@ -242,7 +249,8 @@ void run_result_release(struct run_mgr *m, struct run_result **rp)
     if (!r)
         return;
     if (!r->persist || r->drop_outputs)
-        discard_start(m, r->persist ? NULL : &r->files, r->captured ? r->exec_id : NULL);
+        discard_start(m, r->persist ? NULL : &r->files,
+                      r->captured && (!r->keep_outputs || r->drop_outputs) ? r->exec_id : NULL);
     run_result_free(rp);
 }
 
@@ -343,7 +351,9 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     job->cb = cb;
     job->cb_arg = arg;
     job->req = bx_steal_ptr(reqp);
-    snprintf(job->res->exec_id, sizeof(job->res->exec_id), "boxer-%s", uuid);
+    /* boxer-<node>-<uuid> (issue 17): a balancer can route the outputs'
+     * /files requests to the node that holds them. */
+    snprintf(job->res->exec_id, sizeof(job->res->exec_id), "boxer-%s-%s", m->p.cfg->node_id, uuid);
     if (warm) {
         /* The run takes the whole sandbox now: whatever happens next
          * (cancel, shutdown), the run's teardown destroys it.  Its exec
@@ -455,7 +465,16 @@ static int prepare_bundle(struct run_job *job, struct bx_err *err)
                                    .output_inodes = cfg->output_files_max * 2 + 64,
                                    .store = m->p.store,
                                    .files = job->req->files,
-                                   .nfiles = job->req->nfiles};
+                                   .nfiles = job->req->nfiles,
+                                   .inputs = job->req->inputs,
+                                   .ninputs = job->req->ninputs};
+    uint64_t in_bytes = 0;
+    for (size_t i = 0; i < job->req->ninputs; i++)
+        in_bytes += job->req->inputs[i].len;
+    /* inline inputs land on the home's disk (issue 17): 507 as uploads */
+    if (in_bytes && store_check_disk(m->runs_dirfd, NULL, in_bytes, cfg->min_free_disk_percent,
+                                     "inputs", err) < 0)
+        return -1;
     return oci_bundle_prepare(&job->b, &bp, err);
 }
 
@@ -1077,11 +1096,41 @@ static void capture_result(struct run_job *job, int status, int in_child)
     res->output_errors[n] = NULL;
 }
 
+/* return_outputs (issue 17): the captured files into the answer, up to
+ * max_inline_output_bytes; past it they stay in the store (even without
+ * persist) and the answer names them. */
+static void collect_outputs(struct run_job *job)
+{
+    struct run_result *res = job->res;
+    struct bx_err err;
+    int dfd;
+    if (!job->req->return_outputs || res->outcome == RUN_ERROR || res->drop_outputs)
+        return;
+    bx_err_clear(&err);
+    dfd = store_open_output_dir(job->mgr->p.store, res->exec_id);
+    if (dfd == -2) {
+        /* nothing was written to /output */
+        if (run_outputs_collect(-1, res->exec_id, 0, &res->outputs, &err) < 0)
+            bx_log_error("%s: return_outputs: %s", res->exec_id, err.msg);
+        return;
+    }
+    if (dfd < 0 || run_outputs_collect(dfd, res->exec_id, job->mgr->p.cfg->max_inline_output_bytes,
+                                       &res->outputs, &err) < 0) {
+        bx_log_error("%s: return_outputs: %s", res->exec_id, dfd < 0 ? strerror(errno) : err.msg);
+        res->keep_outputs = 1; /* the client gets them through /files */
+    } else if (res->outputs->nleft) {
+        res->keep_outputs = 1;
+    }
+    if (dfd >= 0)
+        close(dfd);
+}
+
 static void on_capture_exit(void *arg, int status)
 {
     struct run_job *job = arg;
     proc_free(&job->capture);
     capture_result(job, status, 1);
+    collect_outputs(job);
     store_report_free(&job->capture_rep);
     /* A client that left while its outputs were being copied is handled
      * by job_complete: nobody can know this exec id any more. */
@@ -1117,6 +1166,7 @@ static int start_capture(struct run_job *job)
                 err.msg);
         capture_child(job);
         capture_result(job, 0, 0);
+        collect_outputs(job);
         store_report_free(&job->capture_rep);
     }
     bx_close(&job->capture_fd);

@@ -28,6 +28,7 @@
 #include "err.h"
 #include "imgref.h"
 #include "loop.h"
+#include "oci.h"
 #include "store.h"
 #include "util.h"
 
@@ -67,6 +68,10 @@ struct run_request {
      * is then closed (without them the command reads /dev/null) */
     char *stdin_data;
     size_t stdin_len;
+    /* issue 17: stateless runs */
+    struct oci_input *inputs; /* "inputs", bound like files */
+    size_t ninputs;
+    int return_outputs; /* captured /output files in the answer */
 };
 
 void run_request_free(struct run_request **r);
@@ -99,6 +104,8 @@ struct run_result {
     int captured;     /* a capture ran: output/<exec_id> may exist */
     int image_failed; /* RUN_ERROR because the image could not be had */
     char **files;
+    struct run_outputs *outputs; /* return_outputs (run_outputs.h) */
+    int keep_outputs; /* some outputs were not inlined: they stay in the store */
 };
 
 typedef void (*run_done_cb)(void *arg, struct run_result *res);

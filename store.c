@@ -657,6 +657,25 @@ out:
     return ret;
 }
 
+int store_open_output_dir(struct store *st, const char *exec_id)
+{
+    int outfd, sub, e;
+    if (store_check_exec_id(exec_id, NULL) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    outfd = store_open_subdir(st->rootfd, OUTPUT_DIR, st->dev);
+    if (outfd < 0)
+        return errno == ENOENT ? -2 : -1;
+    sub = store_open_subdir(outfd, exec_id, st->dev);
+    e = errno;
+    close(outfd);
+    errno = e;
+    if (sub < 0)
+        return errno == ENOENT ? -2 : -1;
+    return sub;
+}
+
 /* ---- deletion ---- */
 
 struct dir_id {

@@ -119,6 +119,10 @@ int store_open_read(struct store *st, const char *norm_path, int *fd_out, uint64
 
 /* 1 if a regular file exists at the path, 0 if not, -1 on error. */
 int store_exists(struct store *st, const char *norm_path, struct bx_err *err);
+/* issue 17: output/<exec_id> opened as a directory (never through a
+ * symlink, never onto another filesystem); -2 when it does not exist, -1
+ * with errno on another failure. */
+int store_open_output_dir(struct store *st, const char *exec_id);
 
 /* Hard-links the stored file into dst_dirfd/dst_name (same filesystem), for
  * bind-mounting into a sandbox without exposing the store's path.  404 when

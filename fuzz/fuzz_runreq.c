@@ -9,7 +9,8 @@
  * entries KEY=VALUE, cwd absolute, files already in the store's normal form,
  * every limit between its floor and the server maximum, an egress list only
  * with network sandbox and within max_egress_rules, and an accepted
- * "network" is exactly the name of the mode chosen (no prefix, no NUL).  Every refusal is a
+ * "network" is exactly the name of the mode chosen (no prefix, no NUL),
+ * inputs (issue 17) with normal paths and bounded contents.  Every refusal is a
  * 400 (413 only above run_max_body, or for a stdin over stdin_limit_bytes)
  * and leaves *out NULL.  Leak detection
  * (libFuzzer's default) covers the error paths' cleanup. */
@@ -124,6 +125,24 @@ static void check_request(const struct run_request *r)
     } else {
         CHECK(r->egress == NULL && r->negress == 0);
     }
+    /* inputs (issue 17): upload-normal paths (never output/), no path
+     * twice nor also in files, decoded within upload_limit_bytes, mode
+     * bits only; return_outputs never with a stream */
+    CHECK(r->ninputs + r->nfiles <= RUN_MAX_FILES);
+    CHECK(r->inputs != NULL || r->ninputs == 0);
+    for (size_t i = 0; i < r->ninputs; i++) {
+        const struct oci_input *in = &r->inputs[i];
+        char again[STORE_PATH_MAX + 1];
+        CHECK(in->path != NULL && in->data != NULL);
+        CHECK(store_normalize_path(in->path, strlen(in->path), 1, again, NULL) == 0);
+        CHECK(strcmp(again, in->path) == 0);
+        CHECK(in->len <= cfg.upload_limit_bytes && in->mode <= 0777);
+        for (size_t j = 0; j < i; j++)
+            CHECK(strcmp(r->inputs[j].path, in->path) != 0);
+        for (size_t j = 0; j < r->nfiles; j++)
+            CHECK(strcmp(r->files[j], in->path) != 0);
+    }
+    CHECK(r->return_outputs == 0 || (r->return_outputs == 1 && !r->stream));
 }
 
 /* Independent of run.c's comparison: re-parse the body and compare bytes. */
@@ -164,6 +183,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* a small stdin bound keeps the body limit (RUN_MAX_BODY + 2 KiB)
          * within the harness's max_len, so both sides are reached */
         cfg.stdin_limit_bytes = 1024;
+        /* issue 17: the body limit is max_request_body_bytes; kept as
+         * before (RUN_MAX_BODY + 2 KiB) so both sides stay reachable, and
+         * a small upload_limit_bytes bounds each input */
+        cfg.max_request_body_bytes = RUN_MAX_BODY + 2048;
+        cfg.upload_limit_bytes = 1024;
     }
     cfg.allow_host_network = (int)(size & 1);
     /* Points at static strings: never passed to config_free. */
@@ -181,10 +205,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(r == NULL);
     } else {
         CHECK(r == NULL);
-        /* 413: the whole body, or a stdin over stdin_limit_bytes */
+        /* 413: the whole body, a stdin over stdin_limit_bytes, an input
+         * over upload_limit_bytes */
         CHECK(err.status == 400 ||
               (err.status == 413 &&
-               (size > run_max_body(&cfg) || strstr(err.msg, "stdin_limit_bytes"))));
+               (size > run_max_body(&cfg) || strstr(err.msg, "stdin_limit_bytes") ||
+                strstr(err.msg, "upload_limit_bytes"))));
         CHECK(err.msg[0] != '\0');
     }
     free(body);

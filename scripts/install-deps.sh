@@ -5,8 +5,8 @@ set -euo pipefail
 
 PKGS=(build-essential clang libclang-rt-14-dev llvm pkg-config check musl-tools
       runsc skopeo umoci docker-registry mmdebstrap busybox-static
-      curl jq bc wrk nginx-light nftables iproute2 valgrind mandoc
-      python3 python3-pytest python3-pytest-asyncio python3-httpx python3-venv mypy
+      curl jq bc wrk nginx-light nftables iproute2 valgrind mandoc haproxy
+      python3 python3-pytest python3-pytest-asyncio python3-httpx python3-venv python3-yaml mypy
       chromium chromium-driver python3-selenium)
 
 if [ "$(id -u)" != 0 ]; then
@@ -22,7 +22,10 @@ done
 need_bpo=0
 if ! runsc --version 2>/dev/null | grep -q 'version 0.0~2024'; then need_bpo=1; fi
 
-if [ ${#missing[@]} -eq 0 ] && [ $need_bpo = 0 ]; then
+need_kubectl=0
+command -v kubectl >/dev/null 2>&1 || need_kubectl=1
+
+if [ ${#missing[@]} -eq 0 ] && [ $need_bpo = 0 ] && [ $need_kubectl = 0 ]; then
     exit 0
 fi
 
@@ -39,8 +42,14 @@ if apt-cache madison runsc | grep -q bookworm-backports; then
 else
     echo "install-deps: bookworm-backports has no runsc; using bookworm's (ptrace platform only)" >&2
 fi
+# kubectl renders deploy/kubernetes (tests/integration/test_deploy.py): Debian's
+# kubernetes-client unless some kubectl is there already (another package's
+# would clash with it).
+if [ $need_kubectl = 1 ]; then
+    apt-get install -y -q --no-install-recommends kubernetes-client
+fi
 # Debian starts these services on install on some systems; Boxer's tests run
 # their own instances on loopback with their own configs.
-for s in nginx docker-registry; do
+for s in nginx docker-registry haproxy; do
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$s" >/dev/null 2>&1 || true; fi
 done

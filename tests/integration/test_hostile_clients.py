@@ -46,6 +46,7 @@ def srv():
                                          # + 2 KiB: the oversized bodies below
                                          # count on it
                                          "stdin_limit_bytes": 1024,
+                                         "max_request_body_bytes": (4 << 20) + 2048,
                                          # Nothing here should pull; if a bug
                                          # let a request through, the pull
                                          # goes to a dead loopback port.

@@ -1,5 +1,6 @@
 /* config.c: defaults, parsing over defaults, and errors that name the field. */
 #include <check.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,6 +604,69 @@ START_TEST(box_fields_parse)
 }
 END_TEST
 
+/* issue 17: node_id defaults to the short host name lower-cased; only
+ * [a-z0-9-] of 1..NODE_ID_MAX pass, so box, exec and run ids stay routable
+ * and a run's exec id fits a host name. */
+START_TEST(node_id_default_and_rules)
+{
+    struct config cfg;
+    struct bx_err err;
+    char h[256], want[256];
+    size_t i;
+    ck_assert_int_eq(gethostname(h, sizeof(h)), 0);
+    h[sizeof(h) - 1] = 0;
+    /* the host name made valid: [a-z0-9] kept, the rest '-', at most
+     * NODE_ID_MAX, no leading '-' ("node" when empty) */
+    for (i = 0; h[i] && h[i] != '.' && i < NODE_ID_MAX; i++) {
+        char c = (char)tolower((unsigned char)h[i]);
+        want[i] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '-';
+    }
+    want[i] = 0;
+    if (!want[strspn(want, "-")])
+        snprintf(want, sizeof(want), "node");
+    else
+        memmove(want, want + strspn(want, "-"), strlen(want + strspn(want, "-")) + 1);
+    config_defaults(&cfg);
+    ck_assert_str_eq(cfg.node_id, want);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"node_id\": \"node-7\"}", &err), 0);
+    ck_assert_str_eq(cfg.node_id, "node-7");
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"node_id\": \"abcdefghijklmnopqrst\"}", &err), 0);
+    config_free(&cfg);
+    static const char *const badids[] = {"\"\"", "\"Node\"", "\"a_b\"", "\"a.b\"",
+                                         "\"-a\"", "\"abcdefghijklmnopqrstu\"",
+                                         "\"a b\"", "\"a\\u0000\""};
+    for (i = 0; i < sizeof(badids) / sizeof(badids[0]); i++) {
+        char text[128];
+        snprintf(text, sizeof(text), "{\"node_id\": %s}", badids[i]);
+        ck_assert_msg(parse(&cfg, text, &err) < 0, "accepted %s", text);
+        ck_assert_msg(strstr(err.msg, "node_id") != NULL, "%s: %s", text, err.msg);
+        config_free(&cfg);
+    }
+    /* the other scale-out fields */
+    config_defaults(&cfg);
+    ck_assert_uint_eq(cfg.drain_timeout_secs, 30);
+    ck_assert_uint_eq(cfg.max_request_body_bytes, 64u << 20);
+    ck_assert_uint_eq(cfg.max_inline_output_bytes, 16u << 20);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"drain_timeout_secs\": 0, \"max_request_body_bytes\": 4194304,"
+                                 " \"max_inline_output_bytes\": 0}", &err), 0);
+    ck_assert_uint_eq(cfg.drain_timeout_secs, 0);
+    ck_assert_uint_eq(cfg.max_request_body_bytes, 4194304);
+    ck_assert_uint_eq(cfg.max_inline_output_bytes, 0);
+    config_free(&cfg);
+    ck_assert_int_lt(parse(&cfg, "{\"max_request_body_bytes\": 4194303}", &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "max_request_body_bytes"));
+    config_free(&cfg);
+    ck_assert_int_lt(parse(&cfg, "{\"drain_timeout_secs\": 86401}", &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "drain_timeout_secs"));
+    config_free(&cfg);
+    ck_assert(config_node_id_ok("a"));
+    ck_assert(!config_node_id_ok(NULL));
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -619,6 +683,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, load_precedence);
     tcase_add_test(tc, warm_pool_parses);
     tcase_add_test(tc, box_fields_parse);
+    tcase_add_test(tc, node_id_default_and_rules);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -283,3 +283,18 @@ def test_upload_over_limit_is_refused(client: BoxerClient, tmp_path: Path) -> No
     with pytest.raises(BoxerAPIError) as absent:
         client.download_file(remote)
     assert absent.value.status_code == 404  # nothing partial was stored
+
+
+def test_run_inputs_and_return_outputs(client: BoxerClient) -> None:
+    """Stateless run (issue 17): inputs in the request, outputs in the answer."""
+    r = client.run(
+        BUSYBOX_IMAGE,
+        ["sh", "-c", "/w/run.sh; cat /w/a.txt; cp /w/b.bin /output/b.bin"],
+        inputs={"w/run.sh": {"content": "#!/bin/sh\necho ran\n", "mode": 0o755},
+                "w/a.txt": "text\n", "w/b.bin": bytes(range(256))},
+        return_outputs=True,
+    )
+    assert r.exit_code == 0, r
+    assert r.stdout == "ran\ntext\n"
+    assert r.outputs == {"b.bin": bytes(range(256))}
+    assert r.outputs_left is None

@@ -169,3 +169,11 @@ async def test_async_large_streamed_upload_memory_stays_flat(boxer_url: str, tmp
         assert r.exit_code == 0, r.stderr
         assert r.stdout.split()[0] == digest
         assert hashlib.sha256(await c.download_file(remote)).hexdigest() == digest
+
+
+@pytest.mark.asyncio
+async def test_async_run_inputs_and_return_outputs(boxer_url: str) -> None:
+    async with make_async_client(boxer_url) as client:
+        r = await client.run(BUSYBOX_IMAGE, ["sh", "-c", "cp /in/x /output/y"],
+                             inputs={"in/x": b"\x00abc"}, return_outputs=True)
+    assert r.exit_code == 0 and r.outputs == {"y": b"\x00abc"}, r

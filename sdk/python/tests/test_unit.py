@@ -358,6 +358,37 @@ def _body(**kwargs: Any) -> Dict[str, Any]:
     return _core.build_run_body("img", ["echo", "hi"], **args)
 
 
+def test_run_body_inputs_and_return_outputs() -> None:
+    body = _body(
+        inputs={"a.txt": "h\u00e9", "b.bin": b"\x00\xff", "run.sh": {"content": "x", "mode": 0o755},
+                "c.bin": {"content": b"\x01", "mode": 0o600}},
+        return_outputs=True,
+    )
+    assert body["inputs"] == {
+        "a.txt": {"content": "h\u00e9", "encoding": "utf8"},
+        "b.bin": {"content": "AP8=", "encoding": "base64"},
+        "run.sh": {"content": "x", "encoding": "utf8", "mode": 0o755},
+        "c.bin": {"content": "AQ==", "encoding": "base64", "mode": 0o600},
+    }
+    assert body["return_outputs"] is True
+    assert "return_outputs" not in _body() and "inputs" not in _body()
+    for bad in ({"x": 1}, {"x": {"content": None}}, {"x": {"content": "a", "mode": "644"}}, ["x"]):
+        with pytest.raises(TypeError):
+            _body(inputs=bad)
+
+
+def test_run_result_outputs_decoded() -> None:
+    from boxer import RunResult
+
+    base = {"exec_id": "e", "exit_code": 0, "stdout": "", "stderr": "", "wall_ms": 1}
+    r = RunResult.from_dict(dict(base, outputs={"a/b": "AP8="}, outputs_left=["output/e/c"]))
+    assert r.outputs == {"a/b": b"\x00\xff"} and r.outputs_left == ["output/e/c"]
+    assert RunResult.from_dict(base).outputs is None
+    for bad in ({"outputs": {"a": "!!"}}, {"outputs": ["a"]}, {"outputs_left": "x"}):
+        with pytest.raises(ValueError):
+            RunResult.from_dict(dict(base, **bad))
+
+
 def test_run_body_minimal_omits_optional_fields() -> None:
     assert _body() == {"image": "img", "cmd": ["echo", "hi"], "persist": False}
 

@@ -212,6 +212,8 @@ def build_run_body(
     network: Optional[str],
     egress: Optional[Sequence[str]] = None,
     stdin: Optional[StdinType] = None,
+    inputs: Optional[Mapping[str, Any]] = None,
+    return_outputs: bool = False,
 ) -> Dict[str, Any]:
     """The JSON body of ``POST /run``; optional fields only when given."""
     if not isinstance(image, str) or not image:
@@ -241,7 +243,42 @@ def build_run_body(
         body["egress"] = _str_list("egress", egress)
     body["persist"] = bool(persist)
     add_stdin(body, stdin)
+    if inputs is not None:
+        body["inputs"] = inputs_to_dict(inputs)
+    if return_outputs:
+        body["return_outputs"] = True
     return body
+
+
+def inputs_to_dict(inputs: Mapping[str, Any]) -> Dict[str, Any]:
+    """``inputs`` of ``run``: path -> str (sent as UTF-8 text), bytes (sent
+    as base64) or a dict of the wire form (``{"content", "encoding",
+    "mode"}``) with ``content`` str or bytes."""
+    if not isinstance(inputs, Mapping):
+        raise TypeError("inputs must be a mapping of path to str, bytes or dict")
+    out: Dict[str, Any] = {}
+    for path, value in inputs.items():
+        if not isinstance(path, str) or not path:
+            raise TypeError("inputs keys must be non-empty str paths")
+        entry: Dict[str, Any]
+        if isinstance(value, Mapping):
+            entry = dict(value)
+            content = entry.get("content")
+        else:
+            entry = {}
+            content = value
+        if isinstance(content, str):
+            entry["content"] = content
+            entry.setdefault("encoding", "utf8")
+        elif isinstance(content, (bytes, bytearray, memoryview)):
+            entry["content"] = base64.b64encode(bytes(content)).decode("ascii")
+            entry["encoding"] = "base64"
+        else:
+            raise TypeError(f"inputs[{path!r}] content must be str or bytes")
+        if "mode" in entry and (not isinstance(entry["mode"], int) or isinstance(entry["mode"], bool)):
+            raise TypeError(f"inputs[{path!r}] mode must be an int (e.g. 0o755)")
+        out[path] = entry
+    return out
 
 
 def add_stdin(body: Dict[str, Any], stdin: Optional[StdinType]) -> None:

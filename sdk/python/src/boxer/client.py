@@ -120,6 +120,8 @@ class _ClientBase:
         timeout_ms: Optional[int],
         disk_size_gb: Optional[int],
         volumes: Optional[Sequence[Mapping[str, Any]]],
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> Tuple[str, Dict[str, Any], httpx.Timeout]:
         """(path, body, timeout) of a run: ``/run``, or BoxRun's ``/v1/run``
         when one of its own arguments (timeout_ms, disk_size_gb, volumes) is
@@ -127,7 +129,8 @@ class _ClientBase:
         if timeout_ms is None and disk_size_gb is None and volumes is None:
             body, timeout = self._run_args(
                 image, cmd, env=env, cwd=cwd, limits=limits, files=files,
-                persist=persist, network=network, egress=egress, stdin=stdin
+                persist=persist, network=network, egress=egress, stdin=stdin,
+                inputs=inputs, return_outputs=return_outputs
             )
             if stream:
                 body["stream"] = True
@@ -135,9 +138,11 @@ class _ClientBase:
         if stream:
             raise ValueError("stream=True streams POST /run, which takes limits= rather than "
                              "BoxRun's timeout_ms, disk_size_gb and volumes")
-        if cwd is not None or limits is not None or files is not None or persist or egress is not None:
+        if (cwd is not None or limits is not None or files is not None or persist
+                or egress is not None or inputs is not None or return_outputs):
             raise ValueError("timeout_ms, disk_size_gb and volumes are BoxRun's run (POST /v1/run), "
-                             "which takes no cwd, limits, files, persist or egress")
+                             "which takes no cwd, limits, files, persist, egress, inputs or "
+                             "return_outputs")
         body = _core.build_v1_run_body(image, cmd, env=env, network=network, stdin=stdin,
                                        timeout_ms=timeout_ms, disk_size_gb=disk_size_gb,
                                        volumes=volumes)
@@ -227,6 +232,8 @@ class BoxerClient(_ClientBase):
         timeout_ms: Optional[int] = None,
         disk_size_gb: Optional[int] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> RunResult: ...
 
     @overload
@@ -247,6 +254,8 @@ class BoxerClient(_ClientBase):
         timeout_ms: Optional[int] = None,
         disk_size_gb: Optional[int] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> Iterator[ExecEvent]: ...
 
     @overload
@@ -267,6 +276,8 @@ class BoxerClient(_ClientBase):
         timeout_ms: Optional[int] = None,
         disk_size_gb: Optional[int] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> Union[RunResult, Iterator[ExecEvent]]: ...
 
     def run(
@@ -286,6 +297,8 @@ class BoxerClient(_ClientBase):
         timeout_ms: Optional[int] = None,
         disk_size_gb: Optional[int] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> Union[RunResult, Iterator[ExecEvent]]:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
@@ -327,6 +340,7 @@ class BoxerClient(_ClientBase):
             image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
+            inputs=inputs, return_outputs=return_outputs,
         )
         if stream:
             return self._stream_events("POST", path, body, timeout)
@@ -383,6 +397,8 @@ class BoxerClient(_ClientBase):
         workdir: Optional[str] = None,
         env: Optional[BoxEnv] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
         idle_timeout_secs: Optional[int] = None,
     ) -> BoxHandle:
         """Create a box of ``image`` and return a handle once it runs.
@@ -542,6 +558,8 @@ class AsyncBoxerClient(_ClientBase):
         timeout_ms: Optional[int] = None,
         disk_size_gb: Optional[int] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> Coroutine[Any, Any, RunResult]: ...
 
     @overload
@@ -562,6 +580,8 @@ class AsyncBoxerClient(_ClientBase):
         timeout_ms: Optional[int] = None,
         disk_size_gb: Optional[int] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> AsyncIterator[ExecEvent]: ...
 
     @overload
@@ -582,6 +602,8 @@ class AsyncBoxerClient(_ClientBase):
         timeout_ms: Optional[int] = None,
         disk_size_gb: Optional[int] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]: ...
 
     def run(
@@ -601,6 +623,8 @@ class AsyncBoxerClient(_ClientBase):
         timeout_ms: Optional[int] = None,
         disk_size_gb: Optional[int] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]:
         """See BoxerClient.run: ``await client.run(...)``, or with
         ``stream=True`` ``async for event in client.run(..., stream=True)``."""
@@ -608,6 +632,7 @@ class AsyncBoxerClient(_ClientBase):
             image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
+            inputs=inputs, return_outputs=return_outputs,
         )
         if stream:
             return self._stream_events("POST", path, body, timeout)
@@ -660,6 +685,8 @@ class AsyncBoxerClient(_ClientBase):
         workdir: Optional[str] = None,
         env: Optional[BoxEnv] = None,
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
+        inputs: Optional[Mapping[str, Any]] = None,
+        return_outputs: bool = False,
         idle_timeout_secs: Optional[int] = None,
     ) -> AsyncBoxHandle:
         """See BoxerClient.create."""

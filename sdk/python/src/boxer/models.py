@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -80,6 +82,12 @@ class RunResult:
     #: BoxRun's RunResult field: why the command could not run; None when it
     #: ran (a failure to run is raised as an exception by ``run``).
     error_message: Optional[str] = None
+    #: ``return_outputs=True``: the /output files inlined in the answer,
+    #: path (relative to /output) -> content; None when not asked for.
+    outputs: Optional[Dict[str, bytes]] = None
+    #: ``return_outputs=True``: store paths (``output/<exec_id>/...``) of
+    #: files past the server's inline limit, kept for ``download_file``.
+    outputs_left: Optional[List[str]] = None
 
     @property
     def ok(self) -> bool:
@@ -119,6 +127,21 @@ class RunResult:
             if not isinstance(errs, list) or not all(isinstance(e, str) for e in errs):
                 raise ValueError("run result field 'output_errors' is not a list of strings")
             kwargs["output_errors"] = list(errs)
+        outs = data.get("outputs")
+        if outs is not None:
+            if not isinstance(outs, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in outs.items()
+            ):
+                raise ValueError("run result field 'outputs' is not an object of strings")
+            try:
+                kwargs["outputs"] = {k: base64.b64decode(v, validate=True) for k, v in outs.items()}
+            except (binascii.Error, ValueError) as e:
+                raise ValueError(f"run result field 'outputs' is not base64: {e}") from None
+        left = data.get("outputs_left")
+        if left is not None:
+            if not isinstance(left, list) or not all(isinstance(e, str) for e in left):
+                raise ValueError("run result field 'outputs_left' is not a list of strings")
+            kwargs["outputs_left"] = list(left)
         return cls(**kwargs)
 
 
