@@ -22,6 +22,8 @@
 #define BOX_CG_RETRY_MS 100
 #define BOX_CG_RETRIES 50
 #define BOX_EXEC_SAFETY_MS 5000
+/* an exec id with its NUL: exec_<node id, NODE_ID_MAX>_<16 hex> fits */
+#define EXEC_ID_MAX 64
 #define BOX_NOFILE 1024
 
 enum box_status { BOX_CREATING, BOX_RUNNING, BOX_STOPPING, BOX_STOPPED, BOX_ERROR };
@@ -29,7 +31,7 @@ enum box_status { BOX_CREATING, BOX_RUNNING, BOX_STOPPING, BOX_STOPPED, BOX_ERRO
 struct box_exec {
     struct box *box;
     struct box_exec *next; /* box->execs, newest first */
-    char id[64]; /* exec_<node>_<random> (issue 17) */
+    char id[EXEC_ID_MAX]; /* exec_<node>_<random> (issue 17) */
     char **cmd, **env;
     char *workdir;
     uint64_t timeout_ms;

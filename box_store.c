@@ -418,15 +418,17 @@ static int64_t get_i(const struct json_value *o, const char *k, int64_t dflt)
     return v && v->type == JSON_NUMBER && v->u.num.is_int ? v->u.num.i : dflt;
 }
 
-/* 1 when name is <exec id><suffix> with an id random_id makes. */
-static int exec_file_name(const char *name, const char *suffix, char id[32])
+/* 1 when name is <exec id><suffix> with an id this code makes:
+ * exec_<node>_<hex> (issue 17) or the older exec_<hex>. */
+static int exec_file_name(const char *name, const char *suffix, char id[EXEC_ID_MAX])
 {
     size_t n = strlen(name), sl = strlen(suffix);
-    if (n <= sl || n - sl >= 32 || strncmp(name, "exec_", 5) != 0 ||
+    if (n <= sl || n - sl >= EXEC_ID_MAX || strncmp(name, "exec_", 5) != 0 ||
         strcmp(name + n - sl, suffix) != 0)
         return 0;
     for (size_t i = 5; i < n - sl; i++)
-        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'z') ||
+              name[i] == '-' || name[i] == '_'))
             return 0;
     memcpy(id, name, n - sl);
     id[n - sl] = 0;
@@ -493,7 +495,7 @@ static struct box_exec *exec_from_record(struct box *b, int dfd, const char *id)
     nerr = get_u(o, "stderr_bytes");
     snprintf(name, sizeof(name), "%s.out", id);
     /* (each stream was at most exec_output_bytes when written; a smaller
-     * exec_output_bytes now keeps the start of it) */
+     * exec_output_bytes now keeps the tail, as the log does) */
     if ((nout || nerr) && nout <= EXEC_OUTPUT_FILE_MAX && nerr <= EXEC_OUTPUT_FILE_MAX &&
         bx_read_file_at(dfd, name, (size_t)(nout + nerr), &out, &olen, &err) == 0 &&
         olen == nout + nerr) {
@@ -527,10 +529,10 @@ static int by_order_desc(const void *a, const void *b)
 static void load_execs(struct box *b)
 {
     struct box_exec **v = NULL;
-    char (*ids)[32] = NULL;
+    char (*ids)[EXEC_ID_MAX] = NULL;
     size_t n = 0, nids = 0, cap = 0, keep;
     struct dirent *de;
-    char id[32];
+    char id[EXEC_ID_MAX];
     DIR *d;
     int dfd = open_exec_dir(b, 0);
 
@@ -548,7 +550,7 @@ static void load_execs(struct box *b)
             continue;
         if (nids == cap) {
             size_t nc = cap ? cap * 2 : 16;
-            char(*ni)[32] = realloc(ids, nc * sizeof(*ni));
+            char(*ni)[EXEC_ID_MAX] = realloc(ids, nc * sizeof(*ni));
             if (!ni)
                 break;
             ids = ni;

@@ -44,7 +44,8 @@ def test_hello_world(server):
     assert res["exit_code"] == 0
     assert res["wall_ms"] > 0
     assert res["timed_out"] is False
-    assert re.fullmatch(r"boxer-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+    # boxer-<node_id>-<uuid4> (issue 17)
+    assert re.fullmatch(r"boxer-[a-z0-9][a-z0-9-]{0,19}-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
                         res["exec_id"])
     assert_clean(server)
 
