@@ -32,10 +32,10 @@ struct exec_stream {
     uint64_t gone_seq, gone_wall_ms;
 };
 
-static void pump(struct exec_stream *st);
+static void exec_stream_pump(struct exec_stream *st);
 
 /* Puts the next event into st->ev; 0 when there is none yet. */
-static int produce(struct exec_stream *st)
+static int exec_stream_produce(struct exec_stream *st)
 {
     const struct exec_log *log;
     size_t i;
@@ -85,7 +85,7 @@ static int produce(struct exec_stream *st)
 }
 
 /* Moves what the connection takes now; ends the answer after the exit. */
-static void pump(struct exec_stream *st)
+static void exec_stream_pump(struct exec_stream *st)
 {
     if (st->ended)
         return;
@@ -104,7 +104,7 @@ static void pump(struct exec_stream *st)
         }
         sbuf_reset(&st->ev);
         st->ev_off = 0;
-        if (!produce(st))
+        if (!exec_stream_produce(st))
             break;
     }
     if (st->exit_sent) {
@@ -113,15 +113,15 @@ static void pump(struct exec_stream *st)
     }
 }
 
-static void first_pump(struct loop *l, void *arg)
+static void exec_stream_first_pump(struct loop *l, void *arg)
 {
     (void)l;
-    pump(arg);
+    exec_stream_pump(arg);
 }
 
-static void on_drain(void *arg)
+static void exec_stream_on_drain(void *arg)
 {
-    pump(arg);
+    exec_stream_pump(arg);
 }
 
 static void on_watch(void *arg, int gone)
@@ -138,10 +138,10 @@ static void on_watch(void *arg, int gone)
         /* An event in flight points at nothing of the record: it was
          * copied into st->ev. */
     }
-    pump(st);
+    exec_stream_pump(st);
 }
 
-static void on_keepalive(struct loop *l, void *arg)
+static void exec_stream_on_keepalive(struct loop *l, void *arg)
 {
     struct exec_stream *st = arg;
     uint64_t now = loop_now_ms(l);
@@ -150,16 +150,16 @@ static void on_keepalive(struct loop *l, void *arg)
         sbuf_reset(&st->ev);
         st->ev_off = 0;
         if (sev_keepalive(&st->ev, st->o.format) == 0)
-            pump(st);
+            exec_stream_pump(st);
         st->last_write_ms = now;
     }
     if (!st->ended) {
         uint64_t due = st->last_write_ms + st->o.keepalive_ms;
-        st->ka_timer = loop_timer_add(l, due > now ? due - now : st->o.keepalive_ms, on_keepalive, st);
+        st->ka_timer = loop_timer_add(l, due > now ? due - now : st->o.keepalive_ms, exec_stream_on_keepalive, st);
     }
 }
 
-static void on_done(void *arg, int delivered)
+static void exec_stream_on_done(void *arg, int delivered)
 {
     struct exec_stream *st = arg;
     (void)delivered;
@@ -195,13 +195,13 @@ int exec_stream_start(struct loop *l, struct http_conn *c, struct box_exec *e,
     }
     box_exec_watch_at(st->watch, st->at);
     st->last_write_ms = loop_now_ms(l);
-    st->ka_timer = loop_timer_add(l, o->keepalive_ms, on_keepalive, st);
-    http_on_done(c, on_done, st);
+    st->ka_timer = loop_timer_add(l, o->keepalive_ms, exec_stream_on_keepalive, st);
+    http_on_done(c, exec_stream_on_done, st);
     /* no-cache and no proxy buffering: events are wanted as they come */
     /* The replay starts from the loop: the answer below may end (a client
      * already gone) inside http_respond_chunked, freeing st. */
-    loop_defer(l, &st->first, first_pump, st);
+    loop_defer(l, &st->first, exec_stream_first_pump, st);
     http_respond_chunked(c, 200, ctype, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n",
-                         on_drain, st);
+                         exec_stream_on_drain, st);
     return 0;
 }

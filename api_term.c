@@ -252,7 +252,7 @@ static int bad_control(struct term *t, const char *why)
     return -1;
 }
 
-static int on_text(void *arg, const char *data, size_t len)
+static int term_on_text(void *arg, const char *data, size_t len)
 {
     struct term *t = arg;
     struct json_limits lim = {TERM_TEXT_MAX, 4, 16};
@@ -303,7 +303,7 @@ static int on_close_frame(void *arg, int code, const char *reason, size_t len)
     return 0;
 }
 
-static const struct ws_callbacks term_ws_cb = {on_binary, on_text, on_ping, NULL, on_close_frame};
+static const struct ws_callbacks term_ws_cb = {on_binary, term_on_text, on_ping, NULL, on_close_frame};
 
 /* ---- the connection ---- */
 

@@ -698,7 +698,7 @@ static void kill_files(struct box_exec *e, int unlink_them, char *json, size_t j
 
 static void sig_kick(struct box_exec *e);
 
-static void on_killer_exit(void *arg, int status)
+static void exec_on_killer_exit(void *arg, int status)
 {
     struct box_exec *e = arg;
     char json[PATH_MAX + 96];
@@ -768,7 +768,7 @@ static void sig_kick(struct box_exec *e)
     {
         const char *args[] = {"exec", "--process", json, b->cid, NULL};
         if (w.failed || write_scratch_file(b, strrchr(json, '/') + 1, &sb, &err) < 0 ||
-            box_spawn_runsc_io(b, args, lname, -1, -1, -1, 1, on_killer_exit, e, &e->killer,
+            box_spawn_runsc_io(b, args, lname, -1, -1, -1, 1, exec_on_killer_exit, e, &e->killer,
                                &err) < 0) {
             bx_log_warn("%s: delivering a signal: %s", e->id, w.failed ? "too large" : err.msg);
             kill_files(e, 1, json, sizeof(json));

@@ -453,7 +453,7 @@ static void maybe_complete(struct run_job *job)
         job_finish(job);
 }
 
-static void on_killer_exit(void *arg, int status)
+static void run_on_killer_exit(void *arg, int status)
 {
     struct run_job *job = arg;
     proc_free(&job->killer);
@@ -476,7 +476,7 @@ static void kill_sandbox(struct run_job *job)
      * too), and the exec client then returns. */
     bx_err_clear(&err);
     if (job->warm && job->proc && !job->exited && !job->mgr->stopping &&
-        warm_runsc(job, "kill", on_killer_exit, &job->killer, &err) == 0)
+        warm_runsc(job, "kill", run_on_killer_exit, &job->killer, &err) == 0)
         return;
     if (job->proc)
         proc_kill(job->proc, SIGKILL);
@@ -563,7 +563,7 @@ static void on_wall_clock(struct loop *l, void *arg)
  * count from it; then the run may use any CPU (within its quota). */
 #define UNPIN_POLL_MS 20
 #define UNPIN_POLLS 1500
-static void on_unpin(struct loop *l, void *arg)
+static void run_on_unpin(struct loop *l, void *arg)
 {
     struct run_job *job = arg;
     struct bx_err err;
@@ -574,7 +574,7 @@ static void on_unpin(struct loop *l, void *arg)
     if (r < 0)
         bx_log_warn("%s: unpinning CPUs: %s", job->res->exec_id, err.msg);
     else if (r == 0 && ++job->unpin_polls < UNPIN_POLLS)
-        job->unpin_timer = loop_timer_add(l, UNPIN_POLL_MS, on_unpin, job);
+        job->unpin_timer = loop_timer_add(l, UNPIN_POLL_MS, run_on_unpin, job);
 }
 
 static int spawn_runsc(struct run_job *job, struct bx_err *err)
@@ -673,7 +673,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
         goto out;
     }
     if (job->cg && cg_run_cpu_list(job->cg) && !job->warm)
-        job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, on_unpin, job);
+        job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, run_on_unpin, job);
     if (job->req->stdin_data) {
         bx_close(&in_child);
         if (infeed_put(&job->in, job->req->stdin_data, job->req->stdin_len, err) < 0) {
@@ -735,7 +735,7 @@ fail:
     job_fail(job, &err);
 }
 
-static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
+static void run_on_image(void *arg, struct image *img, const struct bx_err *ierr)
 {
     struct run_job *job = arg;
     struct run_mgr *m = job->mgr;
@@ -784,7 +784,7 @@ static void job_start(struct loop *l, void *arg)
         return;
     }
     job->state = JOB_IMAGE;
-    if (image_get(job->mgr->p.images, &job->req->ref, on_image, job, &job->iwait, &err) < 0)
+    if (image_get(job->mgr->p.images, &job->req->ref, run_on_image, job, &job->iwait, &err) < 0)
         job_fail(job, &err);
 }
 

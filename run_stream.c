@@ -84,7 +84,7 @@ static int produce_result(struct run_stream *st)
     return st->ev.len > 0;
 }
 
-static int produce(struct run_stream *st)
+static int run_stream_produce(struct run_stream *st)
 {
     size_t i;
     if (st->start_pending) {
@@ -115,7 +115,7 @@ static int produce(struct run_stream *st)
     return 0;
 }
 
-static void pump(struct run_stream *st)
+static void run_stream_pump(struct run_stream *st)
 {
     if (st->ended)
         return;
@@ -134,7 +134,7 @@ static void pump(struct run_stream *st)
         }
         sbuf_reset(&st->ev);
         st->ev_off = 0;
-        if (!produce(st))
+        if (!run_stream_produce(st))
             break;
     }
     if (st->result_done) {
@@ -143,15 +143,15 @@ static void pump(struct run_stream *st)
     }
 }
 
-static void first_pump(struct loop *l, void *arg)
+static void run_stream_first_pump(struct loop *l, void *arg)
 {
     (void)l;
-    pump(arg);
+    run_stream_pump(arg);
 }
 
-static void on_drain(void *arg)
+static void run_stream_on_drain(void *arg)
 {
-    pump(arg);
+    run_stream_pump(arg);
 }
 
 static void on_output(void *arg, int stream, const char *data, size_t len)
@@ -160,10 +160,10 @@ static void on_output(void *arg, int stream, const char *data, size_t len)
     exec_log_append(&st->log, stream, data, len);
     if (st->job && exec_log_bytes_after(&st->log, st->at) > lag_high(st))
         run_pause_output(st->job, 1);
-    pump(st);
+    run_stream_pump(st);
 }
 
-static void on_run_done(void *arg, struct run_result *res)
+static void stream_on_run_done(void *arg, struct run_result *res)
 {
     struct run_stream *st = arg;
     st->job = NULL;
@@ -173,10 +173,10 @@ static void on_run_done(void *arg, struct run_result *res)
         metrics_observe_run(st->p.metrics, res->wall_ms);
     if (run_answer_new(res, &st->ans, &st->status) < 0)
         st->ans = NULL;
-    pump(st);
+    run_stream_pump(st);
 }
 
-static void on_keepalive(struct loop *l, void *arg)
+static void run_stream_on_keepalive(struct loop *l, void *arg)
 {
     struct run_stream *st = arg;
     uint64_t now = loop_now_ms(l);
@@ -185,16 +185,16 @@ static void on_keepalive(struct loop *l, void *arg)
         sbuf_reset(&st->ev);
         st->ev_off = 0;
         if (sev_keepalive(&st->ev, SEV_NDJSON) == 0)
-            pump(st);
+            run_stream_pump(st);
         st->last_write_ms = now;
     }
     if (!st->ended) {
         uint64_t due = st->last_write_ms + st->p.keepalive_ms;
-        st->ka_timer = loop_timer_add(l, due > now ? due - now : st->p.keepalive_ms, on_keepalive, st);
+        st->ka_timer = loop_timer_add(l, due > now ? due - now : st->p.keepalive_ms, run_stream_on_keepalive, st);
     }
 }
 
-static void on_done(void *arg, int delivered)
+static void run_stream_on_done(void *arg, int delivered)
 {
     struct run_stream *st = arg;
     (void)delivered;
@@ -225,7 +225,7 @@ int run_stream_start(const struct run_stream_params *p, struct http_conn *c,
     st->start_pending = 1;
     exec_log_init(&st->log, p->log_bytes);
     sbuf_init(&st->ev, EV_MAX);
-    if (run_submit(p->runs, req, on_run_done, st, &st->job, err) < 0) {
+    if (run_submit(p->runs, req, stream_on_run_done, st, &st->job, err) < 0) {
         exec_log_free(&st->log);
         sbuf_free(&st->ev);
         free(st);
@@ -234,10 +234,10 @@ int run_stream_start(const struct run_stream_params *p, struct http_conn *c,
     snprintf(st->exec_id, sizeof(st->exec_id), "%s", run_job_exec_id(st->job));
     run_set_output_hook(st->job, on_output, st);
     st->last_write_ms = loop_now_ms(p->loop);
-    st->ka_timer = loop_timer_add(p->loop, p->keepalive_ms, on_keepalive, st);
-    loop_defer(p->loop, &st->first, first_pump, st);
-    http_on_done(c, on_done, st);
+    st->ka_timer = loop_timer_add(p->loop, p->keepalive_ms, run_stream_on_keepalive, st);
+    loop_defer(p->loop, &st->first, run_stream_first_pump, st);
+    http_on_done(c, run_stream_on_done, st);
     http_respond_chunked(c, 200, "application/x-ndjson",
-                         "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", on_drain, st);
+                         "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", run_stream_on_drain, st);
     return 0;
 }
