@@ -148,7 +148,7 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
     return 0;
 }
 
-void list_remove(struct run_job **head, struct run_job *job)
+void run_list_remove(struct run_job **head, struct run_job *job)
 {
     if (job->prev)
         job->prev->next = job->next;
@@ -159,7 +159,7 @@ void list_remove(struct run_job **head, struct run_job *job)
     job->next = job->prev = NULL;
 }
 
-void list_push(struct run_job **head, struct run_job *job)
+void run_list_push(struct run_job **head, struct run_job *job)
 {
     job->prev = NULL;
     job->next = *head;
@@ -193,7 +193,7 @@ void run_result_release(struct run_mgr *m, struct run_result **rp)
     run_result_free(rp);
 }
 
-void job_free(struct run_job *job)
+void run_job_free(struct run_job *job)
 {
     infeed_free(&job->in);
     run_request_free(&job->req);
@@ -219,13 +219,13 @@ static int admissible(const struct run_mgr *m, const struct run_job *job)
 }
 
 /* Makes the job active and holds its share of the budget (given back in
- * job_complete).  The start runs from the loop: job_start may complete the
+ * run_job_complete).  The start runs from the loop: job_start may complete the
  * job at once (an image that cannot be pulled), and its callback must never
  * run inside run_submit (the caller may free what the callback frees, and
  * then touch it). */
 static void admit(struct run_mgr *m, struct run_job *job)
 {
-    list_push(&m->active, job);
+    run_list_push(&m->active, job);
     m->nactive++;
     m->used_memory_mb += job->cost_memory_mb;
     m->used_pids += job->cost_pids;
@@ -330,7 +330,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     return 0;
 }
 
-void start_next(struct run_mgr *m)
+void run_start_next(struct run_mgr *m)
 {
     while (!m->stopping && m->queue_head && admissible(m, m->queue_head)) {
         struct run_job *job = m->queue_head;
@@ -357,7 +357,7 @@ void run_mgr_release(struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
     m->held_memory_mb -= memory_mb < m->held_memory_mb ? memory_mb : m->held_memory_mb;
     m->held_pids -= pids < m->held_pids ? pids : m->held_pids;
     /* admit() defers each start: nothing is called back from here */
-    start_next(m);
+    run_start_next(m);
 }
 
 int run_mgr_fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
@@ -437,7 +437,7 @@ static int write_spec(struct run_job *job, struct bx_err *err)
 
 /* ---- supervision ---- */
 
-void close_pipe(struct run_job *job, int *fdp)
+void run_close_pipe(struct run_job *job, int *fdp)
 {
     if (*fdp >= 0) {
         loop_del(job->mgr->p.loop, *fdp);
@@ -476,7 +476,7 @@ static void kill_sandbox(struct run_job *job)
      * too), and the exec client then returns. */
     bx_err_clear(&err);
     if (job->warm && job->proc && !job->exited && !job->mgr->stopping &&
-        warm_runsc(job, "kill", run_on_killer_exit, &job->killer, &err) == 0)
+        run_warm_runsc(job, "kill", run_on_killer_exit, &job->killer, &err) == 0)
         return;
     if (job->proc)
         proc_kill(job->proc, SIGKILL);
@@ -503,7 +503,7 @@ static void on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
         if (n < 0 && errno == EAGAIN)
             return;
         if (n <= 0) {
-            close_pipe(job, fdp);
+            run_close_pipe(job, fdp);
             maybe_complete(job);
             return;
         }
@@ -524,8 +524,8 @@ static void on_drain_timeout(struct loop *l, void *arg)
     job->drain_timer = 0;
     /* Something still holds the pipes open after runsc exited: stop
      * waiting; whatever was read is the output. */
-    close_pipe(job, &job->out_fd);
-    close_pipe(job, &job->err_fd);
+    run_close_pipe(job, &job->out_fd);
+    run_close_pipe(job, &job->err_fd);
     maybe_complete(job);
 }
 
@@ -883,22 +883,22 @@ static void job_finish(struct run_job *job)
         if (job->res->wall_ms == 0)
             job->res->wall_ms = 1;
     }
-    teardown(job);
+    run_job_teardown(job);
     if (job->capture) {
         job->state = JOB_CAPTURE; /* on_capture_exit completes the job */
         return;
     }
-    job_complete(job);
+    run_job_complete(job);
 }
 
-void job_complete(struct run_job *job)
+void run_job_complete(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
     struct run_result *res;
     job->state = JOB_DONE;
     if (job->res->oom_killed && job->res->outcome == RUN_OK && job->res->exit_code != 137)
         job->res->exit_code = 137;
-    list_remove(&m->active, job);
+    run_list_remove(&m->active, job);
     m->nactive--;
     m->used_memory_mb -= job->cost_memory_mb;
     m->used_pids -= job->cost_pids;
@@ -916,8 +916,8 @@ void job_complete(struct run_job *job)
     }
     /* The budget and the slot are free again; the teardown slot is held
      * until the leftovers are gone. */
-    cleanup_start(job);
-    start_next(m);
+    run_cleanup_start(job);
+    run_start_next(m);
 }
 
 void run_cancel(struct run_job *job)
@@ -936,10 +936,10 @@ void run_cancel(struct run_job *job)
         m->nqueued--;
         if (!job->req->persist)
             discard_start(m, &job->req->files, NULL);
-        job_free(job);
+        run_job_free(job);
         /* A large job at the head may have held back smaller ones that
          * fit the budget now. */
-        start_next(m);
+        run_start_next(m);
         return;
     }
     if (job->state == JOB_RUNNING && !job->exited) {
@@ -990,7 +990,7 @@ void run_mgr_free(struct run_mgr **mp)
         if (job->state == JOB_CAPTURE) {
             proc_free(&job->capture); /* killed */
             store_report_free(&job->capture_rep);
-            job_complete(job);
+            run_job_complete(job);
             continue;
         }
         kill_sandbox(job);
@@ -998,7 +998,7 @@ void run_mgr_free(struct run_mgr **mp)
         job_finish(job);
     }
     while (m->teardowns)
-        cleanup_now(m->teardowns);
+        run_cleanup_now(m->teardowns);
     /* Deletions still running are finished here, blocking: persist=false
      * files must not outlive a clean stop. */
     while (m->discards) {
