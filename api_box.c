@@ -52,31 +52,6 @@ static void abx_free(struct abx *a)
     free(a);
 }
 
-void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
-{
-    /* Every "try later" answer says when. */
-    const char *hdr = status == BX_E_UNAVAILABLE         ? "Retry-After: 5\r\n"
-                      : status == BX_E_TOO_MANY_REQUESTS ? "Retry-After: 1\r\n"
-                                                         : NULL;
-    struct sbuf sb;
-    struct json_writer w;
-    sbuf_init(&sb, 1 << 16);
-    json_w_init(&w, &sb);
-    json_w_obj_begin(&w);
-    json_w_key(&w, "code");
-    json_w_cstr(&w, code);
-    json_w_key(&w, "message");
-    json_w_cstr(&w, msg);
-    json_w_key(&w, "error");
-    json_w_cstr(&w, msg);
-    json_w_obj_end(&w);
-    if (w.failed)
-        http_respond_error(c, status, msg);
-    else
-        http_respond(c, status, "application/json", hdr, sb.data, sb.len);
-    sbuf_free(&sb);
-}
-
 void respond_box_err(struct http_conn *c, const struct bx_err *err)
 {
     int status = bx_err_http_status(err);

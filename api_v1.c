@@ -12,10 +12,12 @@
 #include "run.h"
 #include "util.h"
 
-/* The error shape of every /v1 route (api_box.c answers the same way). */
-static void v1_error(struct http_conn *c, int status, const char *code, const char *msg)
+void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
 {
-    const char *hdr = status == BX_E_UNAVAILABLE ? "Retry-After: 5\r\n" : NULL;
+    /* Every "try later" answer says when. */
+    const char *hdr = status == BX_E_UNAVAILABLE         ? "Retry-After: 5\r\n"
+                      : status == BX_E_TOO_MANY_REQUESTS ? "Retry-After: 1\r\n"
+                                                         : NULL;
     struct sbuf sb;
     struct json_writer w;
     sbuf_init(&sb, 1 << 16);
@@ -58,7 +60,7 @@ static void v1_bx_error(struct http_conn *c, const struct bx_err *err, int image
     /* BoxRun's IMAGE_PULL_FAILED is a 502 (as for boxes); /run keeps 500. */
     if (image_failed && status >= 500)
         status = BX_E_BAD_GATEWAY;
-    v1_error(c, status, v1_code(err, image_failed), err->msg[0] ? err->msg : "internal error");
+    respond_v1_error(c, status, v1_code(err, image_failed), err->msg[0] ? err->msg : "internal error");
 }
 
 static int query_extra(const struct http_request *req)
@@ -265,7 +267,7 @@ void api_v1_run(const struct api_v1 *a, struct http_conn *c, const struct http_r
 
     /* Only a JSON body, as for /run (no cross-origin simple request). */
     if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
-        v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST", "Content-Type must be application/json");
+        respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST", "Content-Type must be application/json");
         return;
     }
     r = calloc(1, sizeof(*r));
