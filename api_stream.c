@@ -61,7 +61,8 @@ static int exec_stream_produce(void *arg)
         box_exec_watch_at(st->watch, st->at);
         if (ev->len == 0)
             continue;
-        if (sev_log(&st->out.ev, st->o.format, ev->seq, ev->stream, ev->data, ev->len, st->o.base64) < 0)
+        if (sev_log(&st->out.ev, st->o.format, ev->seq, ev->stream, ev->data, ev->len,
+                    st->o.base64) < 0)
             return 0;
         return 1;
     }

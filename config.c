@@ -347,7 +347,8 @@ static int get_string(const struct json_value *v, const char *field, char **dst,
     return 0;
 }
 
-static int cfg_get_bool(const struct json_value *v, const char *field, bool *dst, struct bx_err *err)
+static int cfg_get_bool(const struct json_value *v, const char *field, bool *dst,
+                        struct bx_err *err)
 {
     if (v->type != JSON_BOOL)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be true or false", field);

@@ -113,8 +113,8 @@ void run_start_next(struct run_mgr *m);
 /* Stops the job's timers, pipes and process, reads usage, starts capture. */
 void run_job_teardown(struct run_job *job);
 /* `runsc kill --all` or `runsc delete --force` of a warm run's sandbox. */
-int run_warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb,
-               struct proc **out, struct bx_err *err);
+int run_warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb, struct proc **out,
+                   struct bx_err *err);
 /* After the answer: moves the job to m->teardowns and removes its leftovers. */
 void run_cleanup_start(struct run_job *job);
 /* Shutdown: finishes a pending teardown here, blocking. */

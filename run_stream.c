@@ -55,7 +55,8 @@ static int produce_result(struct run_stream *st)
         /* not encodable (out of memory): say so in the same shape */
         st->out.final = 1;
         return sbuf_appendf(&st->out.ev,
-                            "{\"type\":\"result\",\"status\":500,\"error\":\"could not encode the run result\","
+                            "{\"type\":\"result\",\"status\":500,\"error\":\"could not encode the "
+                            "run result\","
                             "\"exec_id\":\"%s\"}\n",
                             st->exec_id) == 0;
     }
@@ -105,7 +106,8 @@ static int run_stream_produce(void *arg)
         follow(st);
         if (e->len == 0)
             continue;
-        return sev_log(&st->out.ev, SEV_NDJSON, e->seq, e->stream, e->data, e->len, st->base64) == 0;
+        return sev_log(&st->out.ev, SEV_NDJSON, e->seq, e->stream, e->data, e->len, st->base64) ==
+               0;
     }
     if (st->res)
         return produce_result(st);

@@ -316,8 +316,8 @@ static int warm_argv(struct run_job *job, const char *what, char bufs[4][PATH_MA
     return (int)a;
 }
 
-int run_warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb,
-                      struct proc **out, struct bx_err *err)
+int run_warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb, struct proc **out,
+                   struct bx_err *err)
 {
     char bufs[4][PATH_MAX + 16];
     char *argv[32];

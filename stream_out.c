@@ -6,8 +6,8 @@
  * goes out in pieces. */
 #define EV_MAX (1u << 20)
 
-void stream_out_init(struct stream_out *so, struct loop *l, enum sev_format f, uint64_t keepalive_ms,
-                     stream_out_produce_cb produce, void *owner)
+void stream_out_init(struct stream_out *so, struct loop *l, enum sev_format f,
+                     uint64_t keepalive_ms, stream_out_produce_cb produce, void *owner)
 {
     so->loop = l;
     so->conn = NULL;
@@ -74,12 +74,13 @@ static void so_on_keepalive(struct loop *l, void *arg)
     }
     if (!so->ended) {
         uint64_t due = so->last_write_ms + so->keepalive_ms;
-        so->ka_timer = loop_timer_add(l, due > now ? due - now : so->keepalive_ms, so_on_keepalive, so);
+        so->ka_timer =
+            loop_timer_add(l, due > now ? due - now : so->keepalive_ms, so_on_keepalive, so);
     }
 }
 
-void stream_out_begin(struct stream_out *so, struct http_conn *c, const char *ctype, http_done_cb done,
-                      void *done_arg)
+void stream_out_begin(struct stream_out *so, struct http_conn *c, const char *ctype,
+                      http_done_cb done, void *done_arg)
 {
     so->conn = c;
     so->last_write_ms = loop_now_ms(so->loop);
@@ -87,7 +88,8 @@ void stream_out_begin(struct stream_out *so, struct http_conn *c, const char *ct
     loop_defer(so->loop, &so->first, so_first_pump, so);
     http_on_done(c, done, done_arg);
     /* no-cache and no proxy buffering: events are wanted as they come */
-    http_respond_chunked(c, 200, ctype, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", so_on_drain, so);
+    http_respond_chunked(c, 200, ctype, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n",
+                         so_on_drain, so);
 }
 
 void stream_out_end(struct stream_out *so)

@@ -22,26 +22,26 @@ typedef int (*stream_out_produce_cb)(void *owner);
 struct stream_out {
     struct loop *loop;
     struct http_conn *conn;
-    enum sev_format format;  /* of the keepalives */
+    enum sev_format format; /* of the keepalives */
     uint64_t keepalive_ms;
     stream_out_produce_cb produce;
     void *owner;
-    int final;               /* the owner queued its last event: the answer ends after it */
-    int ended;               /* the chunked answer was ended */
-    struct sbuf ev;          /* the event being sent */
+    int final;      /* the owner queued its last event: the answer ends after it */
+    int ended;      /* the chunked answer was ended */
+    struct sbuf ev; /* the event being sent */
     size_t ev_off;
     uint64_t ka_timer, last_write_ms;
-    struct loop_task first;  /* the first pump, from the loop */
+    struct loop_task first; /* the first pump, from the loop */
 };
 
-void stream_out_init(struct stream_out *so, struct loop *l, enum sev_format f, uint64_t keepalive_ms,
-                     stream_out_produce_cb produce, void *owner);
+void stream_out_init(struct stream_out *so, struct loop *l, enum sev_format f,
+                     uint64_t keepalive_ms, stream_out_produce_cb produce, void *owner);
 /* Starts the keepalive timer, registers done (the owner's) on c and answers
  * 200 chunked with ctype, no-cache and no proxy buffering.  The first pump
  * runs from the loop: the answer may end (a client already gone) inside
  * http_respond_chunked, which calls done. */
-void stream_out_begin(struct stream_out *so, struct http_conn *c, const char *ctype, http_done_cb done,
-                      void *done_arg);
+void stream_out_begin(struct stream_out *so, struct http_conn *c, const char *ctype,
+                      http_done_cb done, void *done_arg);
 /* Moves what the connection takes now; ends the answer after the final
  * event.  Call it whenever the owner has something new. */
 void stream_out_pump(struct stream_out *so);

@@ -180,7 +180,8 @@ static int check_start(struct ws_parser *p, struct bx_err *err)
     p->fin = (b0 & 0x80) != 0;
     p->opcode = op;
     if (b0 & 0x70)
-        return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "reserved bits set (no extension was agreed)");
+        return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err,
+                             "reserved bits set (no extension was agreed)");
     if (!(b1 & 0x80))
         return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "client frames must be masked");
     switch (op) {
