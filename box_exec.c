@@ -319,7 +319,7 @@ static void exec_on_exit(void *arg, int status)
 
 /* The helper did not end the exec in time (the box is overloaded, or the
  * helper itself is stuck): end the client; the box keeps whatever is left. */
-static void exec_safety(struct loop *l, void *arg)
+void exec_safety(struct loop *l, void *arg)
 {
     struct box_exec *e = arg;
     (void)l;

@@ -190,6 +190,9 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
 #define EXEC_MS_MAX 24
 int box_exec_wrap_timeout(const struct box_exec_req *req, char ms[EXEC_MS_MAX], char ***wrapped,
                           struct bx_err *err);
+/* box_exec.c: the safety timer of an exec with a timeout (a terminal's
+ * too): the helper did not end it in time, so the client is killed. */
+void exec_safety(struct loop *l, void *arg);
 void exec_free(struct box_exec *e);
 /* box_exec.c: tells the watchers the record goes (before exec_free). */
 void exec_watchers_gone(struct box_exec *e);

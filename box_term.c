@@ -306,16 +306,6 @@ static void tty_on_exit(void *arg, int status)
         cb(cb_arg, e);
 }
 
-static void tty_safety(struct loop *l, void *arg)
-{
-    struct box_exec *e = arg;
-    (void)l;
-    e->safety_timer = 0;
-    e->timed_out = 1;
-    if (e->proc)
-        proc_kill(e->proc, SIGKILL);
-}
-
 int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
                   struct box_exec **out, struct bx_err *err)
 {
@@ -351,8 +341,8 @@ int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void 
     e->base64 = req->base64; /* "encoding": "base64" holds for a tty exec too */
     e->tty = 1;
     if (e->timeout_ms)
-        e->safety_timer = loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS,
-                                         tty_safety, e);
+        e->safety_timer =
+            loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS, exec_safety, e);
     link_record(b, e, cb, arg);
     *out = e;
     return 0;
