@@ -525,14 +525,9 @@ static void start_async(struct box_mgr *m, struct http_conn *c, const struct htt
 {
     struct abx *a;
     if (op == OP_CREATE || op == OP_EXEC || op == OP_GC) {
-        /* Only a JSON body, as for /run: a page may send text/plain across
-         * origins without asking (no CORS preflight), never
-         * application/json. */
-        const struct http_header *ct = http_find_header(req, "Content-Type");
-        if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
-            respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST", "Content-Type must be application/json");
+        /* Only a JSON body, as for /run. */
+        if (v1_require_json(c, req) < 0)
             return;
-        }
     }
     a = calloc(1, sizeof(*a));
     if (!a) {

@@ -43,6 +43,18 @@ void respond_v1_error(struct http_conn *c, int status, const char *code, const c
     respond_v1_error_headers(c, status, code, msg, hdr);
 }
 
+int v1_require_json(struct http_conn *c, const struct http_request *req)
+{
+    /* A page may send text/plain across origins without asking (no CORS
+     * preflight), never application/json. */
+    const struct http_header *ct = http_find_header(req, "Content-Type");
+    if (ct && http_media_type_is(ct->value, ct->value_len, "application/json"))
+        return 0;
+    respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST",
+                     "Content-Type must be application/json");
+    return -1;
+}
+
 static const char *v1_code(const struct bx_err *err, int image_failed)
 {
     switch (err->status) {
@@ -269,15 +281,10 @@ static const struct http_body_ops v1run_ops = {v1run_on_data, v1run_on_end, v1ru
 
 void api_v1_run(const struct api_v1 *a, struct http_conn *c, const struct http_request *req)
 {
-    const struct http_header *ct = http_find_header(req, "Content-Type");
     struct v1run *r;
 
-    /* Only a JSON body, as for /run (no cross-origin simple request). */
-    if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
-        respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST",
-                         "Content-Type must be application/json");
+    if (v1_require_json(c, req) < 0)
         return;
-    }
     r = calloc(1, sizeof(*r));
     if (!r) {
         http_respond_error(c, BX_E_INTERNAL, "out of memory");
