@@ -703,12 +703,25 @@ out:
     return ret;
 }
 
+/* The command runs (runsc is spawned) under its wall-clock timer. */
+static int job_launch(struct run_job *job, struct bx_err *err)
+{
+    job->state = JOB_RUNNING;
+    job->started_ms = bx_now_ms();
+    if (spawn_runsc(job, err) < 0)
+        return -1;
+    job->wall_timer = loop_timer_add(job->mgr->p.loop,
+                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
+                                                             : job->req->limits.wall_clock_secs * 1000,
+                                     on_wall_clock, job);
+    return 0;
+}
+
 /* issue 16: the command into the warm sandbox the job adopted: the
  * process as the spec of a cold run would have it (env, cwd, uid,
  * rlimits), run by `runsc exec`. */
 static void warm_start(struct run_job *job)
 {
-    struct run_mgr *m = job->mgr;
     struct run_request *req = job->req;
     struct bx_err err;
     struct oci_bundle_spec s = {.args = req->cmd,
@@ -721,14 +734,8 @@ static void warm_start(struct run_job *job)
     bx_err_clear(&err);
     if (oci_bundle_write_process(&job->b, &s, "process.json", &err) < 0)
         goto fail;
-    job->state = JOB_RUNNING;
-    job->started_ms = bx_now_ms();
-    if (spawn_runsc(job, &err) < 0)
+    if (job_launch(job, &err) < 0)
         goto fail;
-    job->wall_timer = loop_timer_add(m->p.loop,
-                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
-                                                             : job->req->limits.wall_clock_secs * 1000,
-                                     on_wall_clock, job);
     return;
 fail:
     job->state = JOB_IMAGE;
@@ -759,14 +766,8 @@ static void run_on_image(void *arg, struct image *img, const struct bx_err *ierr
     }
     if (prepare_bundle(job, &err) < 0 || setup_network(job, &err) < 0 || write_spec(job, &err) < 0)
         goto fail;
-    job->state = JOB_RUNNING;
-    job->started_ms = bx_now_ms();
-    if (spawn_runsc(job, &err) < 0)
+    if (job_launch(job, &err) < 0)
         goto fail;
-    job->wall_timer = loop_timer_add(m->p.loop,
-                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
-                                                             : job->req->limits.wall_clock_secs * 1000,
-                                     on_wall_clock, job);
     return;
 fail:
     job->state = JOB_IMAGE;
