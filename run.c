@@ -710,10 +710,10 @@ static int job_launch(struct run_job *job, struct bx_err *err)
     job->started_ms = bx_now_ms();
     if (spawn_runsc(job, err) < 0)
         return -1;
-    job->wall_timer = loop_timer_add(job->mgr->p.loop,
-                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
-                                                             : job->req->limits.wall_clock_secs * 1000,
-                                     on_wall_clock, job);
+    job->wall_timer = loop_timer_add(
+        job->mgr->p.loop,
+        job->req->wall_clock_ms ? job->req->wall_clock_ms : job->req->limits.wall_clock_secs * 1000,
+        on_wall_clock, job);
     return 0;
 }
 
