@@ -74,21 +74,13 @@ static void respond_box(struct http_conn *c, int status, const struct box *b, in
 
 /* ---- query ---- */
 
+static const char *query_value(const struct http_request *req, const char *name, size_t *len);
+
 int query_flag(const struct http_request *req, const char *name)
 {
-    size_t nl = strlen(name);
-    const char *q = req->query, *end = req->query ? req->query + req->query_len : NULL;
-    while (q && q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *e = amp ? amp : end;
-        if ((size_t)(e - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
-            const char *v = q + nl + 1;
-            size_t vl = (size_t)(e - v);
-            return bx_str_eq(v, vl, "1") || bx_str_eq(v, vl, "true");
-        }
-        q = amp ? amp + 1 : end;
-    }
-    return 0;
+    size_t vl;
+    const char *v = query_value(req, name, &vl);
+    return v && (bx_str_eq(v, vl, "1") || bx_str_eq(v, vl, "true"));
 }
 
 /* The value of query parameter name (not decoded), or NULL. */
