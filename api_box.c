@@ -52,31 +52,6 @@ static void abx_free(struct abx *a)
     free(a);
 }
 
-void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
-{
-    /* Every "try later" answer says when. */
-    const char *hdr = status == BX_E_UNAVAILABLE         ? "Retry-After: 5\r\n"
-                      : status == BX_E_TOO_MANY_REQUESTS ? "Retry-After: 1\r\n"
-                                                         : NULL;
-    struct sbuf sb;
-    struct json_writer w;
-    sbuf_init(&sb, 1 << 16);
-    json_w_init(&w, &sb);
-    json_w_obj_begin(&w);
-    json_w_key(&w, "code");
-    json_w_cstr(&w, code);
-    json_w_key(&w, "message");
-    json_w_cstr(&w, msg);
-    json_w_key(&w, "error");
-    json_w_cstr(&w, msg);
-    json_w_obj_end(&w);
-    if (w.failed)
-        http_respond_error(c, status, msg);
-    else
-        http_respond(c, status, "application/json", hdr, sb.data, sb.len);
-    sbuf_free(&sb);
-}
-
 void respond_box_err(struct http_conn *c, const struct bx_err *err)
 {
     int status = bx_err_http_status(err);
@@ -99,21 +74,13 @@ static void respond_box(struct http_conn *c, int status, const struct box *b, in
 
 /* ---- query ---- */
 
+static const char *query_value(const struct http_request *req, const char *name, size_t *len);
+
 int query_flag(const struct http_request *req, const char *name)
 {
-    size_t nl = strlen(name);
-    const char *q = req->query, *end = req->query ? req->query + req->query_len : NULL;
-    while (q && q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *e = amp ? amp : end;
-        if ((size_t)(e - q) > nl && strncmp(q, name, nl) == 0 && q[nl] == '=') {
-            const char *v = q + nl + 1;
-            size_t vl = (size_t)(e - v);
-            return bx_str_eq(v, vl, "1") || bx_str_eq(v, vl, "true");
-        }
-        q = amp ? amp + 1 : end;
-    }
-    return 0;
+    size_t vl;
+    const char *v = query_value(req, name, &vl);
+    return v && (bx_str_eq(v, vl, "1") || bx_str_eq(v, vl, "true"));
 }
 
 /* The value of query parameter name (not decoded), or NULL. */
@@ -550,14 +517,9 @@ static void start_async(struct box_mgr *m, struct http_conn *c, const struct htt
 {
     struct abx *a;
     if (op == OP_CREATE || op == OP_EXEC || op == OP_GC) {
-        /* Only a JSON body, as for /run: a page may send text/plain across
-         * origins without asking (no CORS preflight), never
-         * application/json. */
-        const struct http_header *ct = http_find_header(req, "Content-Type");
-        if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
-            respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST", "Content-Type must be application/json");
+        /* Only a JSON body, as for /run. */
+        if (v1_require_json(c, req) < 0)
             return;
-        }
     }
     a = calloc(1, sizeof(*a));
     if (!a) {

@@ -185,14 +185,9 @@ void api_box_exec_ctl(struct box_mgr *m, struct http_conn *c, const struct http_
     }
     bx_err_clear(&err);
     if (op == CTL_SIGNAL) {
-        /* JSON only, as every /v1 POST with a JSON body (no CORS-free
-         * text/plain from a page) */
-        const struct http_header *ct = http_find_header(req, "Content-Type");
-        if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
-            respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST",
-                             "Content-Type must be application/json");
+        /* JSON only, as every /v1 POST with a JSON body */
+        if (v1_require_json(c, req) < 0)
             return;
-        }
     }
     x = calloc(1, sizeof(*x));
     if (!x) {

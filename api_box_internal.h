@@ -3,6 +3,7 @@
 #ifndef BOXER_API_BOX_INTERNAL_H
 #define BOXER_API_BOX_INTERNAL_H
 
+#include "api_v1.h"
 #include "err.h"
 #include "http.h"
 #include "json.h"
@@ -12,8 +13,6 @@ struct box_exec;
 struct box_exec_req;
 
 /* api_box.c */
-/* {"code", "message", "error"} with status (Retry-After on 503 and 429). */
-void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg);
 void respond_box_err(struct http_conn *c, const struct bx_err *err);
 void respond_exec(struct http_conn *c, int status, const struct box_exec *e, int extra);
 /* 1 when the query has name=1 or name=true. */

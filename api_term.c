@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_v1.h"
 #include "box.h"
 #include "box_term.h"
 #include "http.h"
@@ -252,7 +253,7 @@ static int bad_control(struct term *t, const char *why)
     return -1;
 }
 
-static int on_text(void *arg, const char *data, size_t len)
+static int term_on_text(void *arg, const char *data, size_t len)
 {
     struct term *t = arg;
     struct json_limits lim = {TERM_TEXT_MAX, 4, 16};
@@ -303,7 +304,8 @@ static int on_close_frame(void *arg, int code, const char *reason, size_t len)
     return 0;
 }
 
-static const struct ws_callbacks term_ws_cb = {on_binary, on_text, on_ping, NULL, on_close_frame};
+static const struct ws_callbacks term_ws_cb = {on_binary, term_on_text, on_ping, NULL,
+                                               on_close_frame};
 
 /* ---- the connection ---- */
 
@@ -347,28 +349,6 @@ static void conn_gone(void *arg)
 static const struct http_upgrade_ops term_conn_ops = {conn_data, conn_drain, conn_gone};
 
 /* ---- the handler ---- */
-
-static void respond_v1(struct http_conn *c, int status, const char *code, const char *msg,
-                       const char *headers)
-{
-    struct sbuf sb;
-    struct json_writer w;
-    sbuf_init(&sb, 1 << 16);
-    json_w_init(&w, &sb);
-    json_w_obj_begin(&w);
-    json_w_key(&w, "code");
-    json_w_cstr(&w, code);
-    json_w_key(&w, "message");
-    json_w_cstr(&w, msg);
-    json_w_key(&w, "error");
-    json_w_cstr(&w, msg);
-    json_w_obj_end(&w);
-    if (w.failed)
-        http_respond_error(c, status, msg);
-    else
-        http_respond(c, status, "application/json", headers, sb.data, sb.len);
-    sbuf_free(&sb);
-}
 
 static int query_str(const struct http_request *req, const char *name, char *out,
                      size_t cap, const char *dflt, struct bx_err *err)
@@ -443,18 +423,19 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
 
     bx_err_clear(&err);
     if (!m) {
-        respond_v1(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available", NULL);
+        respond_v1_error_headers(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available",
+                                 NULL);
         return;
     }
     if (ws_handshake_check(req, accept, &err) < 0) {
-        respond_v1(c, err.status, "INVALID_REQUEST", err.msg,
-                   err.status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
-                                     : NULL);
+        respond_v1_error_headers(
+            c, err.status, "INVALID_REQUEST", err.msg,
+            err.status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : NULL);
         return;
     }
     memset(&tr, 0, sizeof(tr));
     if (parse_query(req, shell, term, &tr, &err) < 0) {
-        respond_v1(c, BX_E_BAD_REQUEST, "INVALID_REQUEST", err.msg, NULL);
+        respond_v1_error_headers(c, BX_E_BAD_REQUEST, "INVALID_REQUEST", err.msg, NULL);
         return;
     }
     b = NULL;
@@ -464,12 +445,12 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
         b = box_find(m, id);
     }
     if (!b) {
-        respond_v1(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
+        respond_v1_error_headers(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
         return;
     }
     t = calloc(1, sizeof(*t));
     if (!t) {
-        respond_v1(c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
+        respond_v1_error_headers(c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
         return;
     }
     t->m = m;
@@ -477,14 +458,14 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
     sbuf_init(&t->to_pty, TERM_IN_MAX);
     if (ws_parser_new(&t->ws, &lim, &term_ws_cb, t, &err) < 0 ||
         box_term_start(b, &tr, on_exec_end, t, &t->e, &t->master, &err) < 0) {
-        respond_v1(c, bx_err_http_status(&err), box_err_code(&err), err.msg, NULL);
+        respond_v1_error_headers(c, bx_err_http_status(&err), box_err_code(&err), err.msg, NULL);
         term_free(t);
         return;
     }
     t->loop = box_term_loop(m);
     if (loop_add(t->loop, t->master, EPOLLIN, on_pty, t, &err) < 0) {
         box_term_end(t->e);
-        respond_v1(c, BX_E_INTERNAL, "RUNTIME_ERROR", err.msg, NULL);
+        respond_v1_error_headers(c, BX_E_INTERNAL, "RUNTIME_ERROR", err.msg, NULL);
         term_free(t);
         return;
     }
@@ -575,18 +556,19 @@ static int rs_end(void *ctx, struct bx_err *unused)
     if (b)
         e = box_exec_find(b, r->eid);
     if (!b) {
-        respond_v1(r->c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
+        respond_v1_error_headers(r->c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
     } else if (!e) {
-        respond_v1(r->c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec", NULL);
+        respond_v1_error_headers(r->c, BX_E_NOT_FOUND, "EXEC_NOT_FOUND", "no such exec", NULL);
     } else if (json_parse(r->body.data ? r->body.data : "", r->body.len, &lim, &doc, &err) < 0 ||
                dim(json_doc_root(doc), "rows", &rows, &err) < 0 ||
                dim(json_doc_root(doc), "cols", &cols, &err) < 0) {
-        respond_v1(r->c, BX_E_BAD_REQUEST, "INVALID_REQUEST", err.msg, NULL);
+        respond_v1_error_headers(r->c, BX_E_BAD_REQUEST, "INVALID_REQUEST", err.msg, NULL);
     } else if (box_term_exec_resize(e, rows, cols, &err) < 0) {
-        respond_v1(r->c, bx_err_http_status(&err),
-                   err.status == BX_E_CONFLICT ? "EXEC_ALREADY_FINISHED"
-                   : err.status == BX_E_BAD_REQUEST ? "INVALID_REQUEST" : "RUNTIME_ERROR",
-                   err.msg, NULL);
+        respond_v1_error_headers(r->c, bx_err_http_status(&err),
+                                 err.status == BX_E_CONFLICT      ? "EXEC_ALREADY_FINISHED"
+                                 : err.status == BX_E_BAD_REQUEST ? "INVALID_REQUEST"
+                                                                  : "RUNTIME_ERROR",
+                                 err.msg, NULL);
     } else {
         struct sbuf sb;
         struct json_writer w;
@@ -595,7 +577,7 @@ static int rs_end(void *ctx, struct bx_err *unused)
         json_w_init(&w, &sb);
         box_exec_json(e, &w, 0);
         if (w.failed)
-            respond_v1(r->c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
+            respond_v1_error_headers(r->c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
         else
             http_respond(r->c, 200, "application/json", NULL, sb.data, sb.len);
         sbuf_free(&sb);
@@ -619,17 +601,18 @@ void api_box_exec_resize(struct box_mgr *m, struct http_conn *c, const struct ht
     struct resize *r;
     (void)req;
     if (!m) {
-        respond_v1(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available", NULL);
+        respond_v1_error_headers(c, BX_E_INTERNAL, "RUNTIME_ERROR", "boxes are not available",
+                                 NULL);
         return;
     }
     if (p->n < 2 || p->p[0].len == 0 || p->p[0].len >= sizeof(r->id) || p->p[1].len == 0 ||
         p->p[1].len >= sizeof(r->eid)) {
-        respond_v1(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
+        respond_v1_error_headers(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
         return;
     }
     r = calloc(1, sizeof(*r));
     if (!r) {
-        respond_v1(c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
+        respond_v1_error_headers(c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
         return;
     }
     r->m = m;

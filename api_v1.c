@@ -12,10 +12,9 @@
 #include "run.h"
 #include "util.h"
 
-/* The error shape of every /v1 route (api_box.c answers the same way). */
-static void v1_error(struct http_conn *c, int status, const char *code, const char *msg)
+void respond_v1_error_headers(struct http_conn *c, int status, const char *code, const char *msg,
+                              const char *headers)
 {
-    const char *hdr = status == BX_E_UNAVAILABLE ? "Retry-After: 5\r\n" : NULL;
     struct sbuf sb;
     struct json_writer w;
     sbuf_init(&sb, 1 << 16);
@@ -31,8 +30,29 @@ static void v1_error(struct http_conn *c, int status, const char *code, const ch
     if (w.failed)
         http_respond_error(c, status, msg);
     else
-        http_respond(c, status, "application/json", hdr, sb.data, sb.len);
+        http_respond(c, status, "application/json", headers, sb.data, sb.len);
     sbuf_free(&sb);
+}
+
+void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg)
+{
+    /* Every "try later" answer says when. */
+    const char *hdr = status == BX_E_UNAVAILABLE         ? "Retry-After: 5\r\n"
+                      : status == BX_E_TOO_MANY_REQUESTS ? "Retry-After: 1\r\n"
+                                                         : NULL;
+    respond_v1_error_headers(c, status, code, msg, hdr);
+}
+
+int v1_require_json(struct http_conn *c, const struct http_request *req)
+{
+    /* A page may send text/plain across origins without asking (no CORS
+     * preflight), never application/json. */
+    const struct http_header *ct = http_find_header(req, "Content-Type");
+    if (ct && http_media_type_is(ct->value, ct->value_len, "application/json"))
+        return 0;
+    respond_v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST",
+                     "Content-Type must be application/json");
+    return -1;
 }
 
 static const char *v1_code(const struct bx_err *err, int image_failed)
@@ -58,7 +78,8 @@ static void v1_bx_error(struct http_conn *c, const struct bx_err *err, int image
     /* BoxRun's IMAGE_PULL_FAILED is a 502 (as for boxes); /run keeps 500. */
     if (image_failed && status >= 500)
         status = BX_E_BAD_GATEWAY;
-    v1_error(c, status, v1_code(err, image_failed), err->msg[0] ? err->msg : "internal error");
+    respond_v1_error(c, status, v1_code(err, image_failed),
+                     err->msg[0] ? err->msg : "internal error");
 }
 
 static int query_extra(const struct http_request *req)
@@ -260,14 +281,10 @@ static const struct http_body_ops v1run_ops = {v1run_on_data, v1run_on_end, v1ru
 
 void api_v1_run(const struct api_v1 *a, struct http_conn *c, const struct http_request *req)
 {
-    const struct http_header *ct = http_find_header(req, "Content-Type");
     struct v1run *r;
 
-    /* Only a JSON body, as for /run (no cross-origin simple request). */
-    if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json"))) {
-        v1_error(c, BX_E_UNSUPPORTED_MEDIA, "INVALID_REQUEST", "Content-Type must be application/json");
+    if (v1_require_json(c, req) < 0)
         return;
-    }
     r = calloc(1, sizeof(*r));
     if (!r) {
         http_respond_error(c, BX_E_INTERNAL, "out of memory");

@@ -23,4 +23,15 @@ void api_v1_info(const struct api_v1 *a, struct http_conn *c, const struct http_
 /* POST /v1/run: answers later (the run), errors as the other /v1 routes. */
 void api_v1_run(const struct api_v1 *a, struct http_conn *c, const struct http_request *req);
 
+/* The error answer of every /v1 route (api_box.c's too):
+ * {"code", "message", "error"} with status, Retry-After on 503 and 429. */
+void respond_v1_error(struct http_conn *c, int status, const char *code, const char *msg);
+/* 0 when req's body is JSON (Content-Type application/json); otherwise
+ * answers 415 INVALID_REQUEST and returns -1.  Every /v1 POST with a body
+ * takes only JSON, as /run does. */
+int v1_require_json(struct http_conn *c, const struct http_request *req);
+/* The same answer with the caller's headers (NULL: none) instead. */
+void respond_v1_error_headers(struct http_conn *c, int status, const char *code, const char *msg,
+                              const char *headers);
+
 #endif

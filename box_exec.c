@@ -319,7 +319,7 @@ static void exec_on_exit(void *arg, int status)
 
 /* The helper did not end the exec in time (the box is overloaded, or the
  * helper itself is stuck): end the client; the box keeps whatever is left. */
-static void exec_safety(struct loop *l, void *arg)
+void exec_safety(struct loop *l, void *arg)
 {
     struct box_exec *e = arg;
     (void)l;
@@ -353,6 +353,31 @@ void box_trim_execs(struct box *b)
 
 /* in_fd/out_fd: runsc's stdin/stdout (-1: /dev/null / a pipe into the
  * exec's output buffer); hidden: a file transfer, not listed as an exec. */
+int box_exec_wrap_timeout(const struct box_exec_req *req, char ms[EXEC_MS_MAX], char ***wrapped,
+                          struct bx_err *err)
+{
+    size_t n = 0;
+
+    *wrapped = NULL;
+    if (!req->timeout_ms)
+        return 0;
+    /* The in-box helper owns the timeout: it can kill the command's
+     * whole process group, which nothing on the host can. */
+    while (req->cmd[n])
+        n++;
+    *wrapped = calloc(n + 5, sizeof(**wrapped));
+    if (!*wrapped)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    snprintf(ms, EXEC_MS_MAX, "%llu", (unsigned long long)req->timeout_ms);
+    (*wrapped)[0] = "/.boxer/init";
+    (*wrapped)[1] = "--exec";
+    (*wrapped)[2] = ms;
+    (*wrapped)[3] = "--";
+    for (size_t i = 0; i < n; i++)
+        (*wrapped)[4 + i] = req->cmd[i];
+    return 0;
+}
+
 static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_fd, int hidden,
                    box_exec_cb cb, void *arg, struct box_exec **out, struct bx_err *err)
 {
@@ -360,7 +385,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     char **env1 = NULL, **env2 = NULL, **env3 = NULL;
     char *home[] = {"HOME=/root", NULL};
     char **wrapped = NULL;
-    char ms[24];
+    char ms[EXEC_MS_MAX];
     char pname[96];
     struct sbuf sb;
     struct json_writer w;
@@ -386,25 +411,8 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     if (oci_merge_env(home, b->img ? b->img->env : NULL, &env1, err) < 0 ||
         oci_merge_env(env1, b->env, &env2, err) < 0 || oci_merge_env(env2, req->env, &env3, err) < 0)
         goto fail;
-    if (req->timeout_ms) {
-        /* The in-box helper owns the timeout: it can kill the command's
-         * whole process group, which nothing on the host can. */
-        size_t n = 0;
-        while (req->cmd[n])
-            n++;
-        wrapped = calloc(n + 5, sizeof(*wrapped));
-        if (!wrapped) {
-            bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-            goto fail;
-        }
-        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)req->timeout_ms);
-        wrapped[0] = "/.boxer/init";
-        wrapped[1] = "--exec";
-        wrapped[2] = ms;
-        wrapped[3] = "--";
-        for (size_t i = 0; i < n; i++)
-            wrapped[4 + i] = req->cmd[i];
-    }
+    if (box_exec_wrap_timeout(req, ms, &wrapped, err) < 0)
+        goto fail;
     json_w_init(&w, &sb);
     w_process(&w, b, wrapped ? wrapped : req->cmd, env3,
               req->workdir && req->workdir[0] ? req->workdir : b->workdir,
@@ -698,7 +706,7 @@ static void kill_files(struct box_exec *e, int unlink_them, char *json, size_t j
 
 static void sig_kick(struct box_exec *e);
 
-static void on_killer_exit(void *arg, int status)
+static void exec_on_killer_exit(void *arg, int status)
 {
     struct box_exec *e = arg;
     char json[PATH_MAX + 96];
@@ -768,7 +776,7 @@ static void sig_kick(struct box_exec *e)
     {
         const char *args[] = {"exec", "--process", json, b->cid, NULL};
         if (w.failed || write_scratch_file(b, strrchr(json, '/') + 1, &sb, &err) < 0 ||
-            box_spawn_runsc_io(b, args, lname, -1, -1, -1, 1, on_killer_exit, e, &e->killer,
+            box_spawn_runsc_io(b, args, lname, -1, -1, -1, 1, exec_on_killer_exit, e, &e->killer,
                                &err) < 0) {
             bx_log_warn("%s: delivering a signal: %s", e->id, w.failed ? "too large" : err.msg);
             kill_files(e, 1, json, sizeof(json));

@@ -184,6 +184,15 @@ int random_id(const char *prefix, char *out, size_t cap, struct bx_err *err);
 int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
 /* Same with runsc's stdin (-1: /dev/null). */
 int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_name, int in_fd, int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg, struct proc **pp, struct bx_err *err);
+/* The command behind the in-box helper when the exec has a timeout
+ * ("/.boxer/init --exec <ms> -- cmd..."); *wrapped stays NULL without one.
+ * The array borrows ms and req->cmd's strings: free only the array. */
+#define EXEC_MS_MAX 24
+int box_exec_wrap_timeout(const struct box_exec_req *req, char ms[EXEC_MS_MAX], char ***wrapped,
+                          struct bx_err *err);
+/* box_exec.c: the safety timer of an exec with a timeout (a terminal's
+ * too): the helper did not end it in time, so the client is killed. */
+void exec_safety(struct loop *l, void *arg);
 void exec_free(struct box_exec *e);
 /* box_exec.c: tells the watchers the record goes (before exec_free). */
 void exec_watchers_gone(struct box_exec *e);

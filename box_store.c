@@ -311,7 +311,7 @@ static int get_strv(const struct json_value *o, const char *k, char ***out)
 }
 
 /* The box of one record; NULL (logged) when it cannot be served. */
-static int get_bool(const struct json_value *o, const char *k)
+static int store_get_bool(const struct json_value *o, const char *k)
 {
     const struct json_value *v = json_get(o, k);
     return v && v->type == JSON_BOOL && v->u.boolean;
@@ -334,7 +334,7 @@ static int get_volumes(const struct json_value *o, struct box *b)
         if (!hp || !gp || dup_opt(&b->volumes[i].host_path, hp) < 0 ||
             dup_opt(&b->volumes[i].guest_path, gp) < 0)
             return -1;
-        b->volumes[i].readonly = get_bool(e, "readonly");
+        b->volumes[i].readonly = store_get_bool(e, "readonly");
     }
     bx_err_clear(&err);
     if (box_check_volumes(b->m->p.cfg, b->volumes, b->nvolumes, &err) < 0) {
@@ -382,7 +382,7 @@ static struct box *box_from_record(struct box_mgr *m, const char *id, const stru
     b->stopped = (time_t)get_u(o, "stopped_at");
     b->gen = (unsigned)get_u(o, "generation");
     b->idle_secs = get_u(o, "idle_timeout_secs");
-    b->network = get_bool(o, "network");
+    b->network = store_get_bool(o, "network");
     if (get_s(o, "image_digest") && strlen(get_s(o, "image_digest")) < sizeof(b->digest))
         snprintf(b->digest, sizeof(b->digest), "%s", get_s(o, "image_digest"));
     if (get_volumes(o, b) < 0) {
@@ -472,16 +472,16 @@ static struct box_exec *exec_from_record(struct box *b, int dfd, const char *id)
     }
     e->timeout_ms = get_u(o, "timeout_ms");
     e->exit_code = (int)get_i(o, "exit_code", -1);
-    e->failed = get_bool(o, "failed");
-    e->timed_out = get_bool(o, "timed_out");
-    e->canceled = get_bool(o, "canceled");
+    e->failed = store_get_bool(o, "failed");
+    e->timed_out = store_get_bool(o, "timed_out");
+    e->canceled = store_get_bool(o, "canceled");
     e->created = (time_t)get_u(o, "created_at");
     e->finished = (time_t)get_u(o, "finished_at");
     e->wall_ms = get_u(o, "wall_ms");
     e->order_ns = get_u(o, "order_ns");
     if (get_s(o, "error_message"))
         snprintf(e->error, sizeof(e->error), "%s", get_s(o, "error_message"));
-    if (get_bool(o, "running")) {
+    if (store_get_bool(o, "running")) {
         /* It was running when Boxer went away, and its sandbox with it. */
         e->failed = 1;
         e->exit_code = 137;
@@ -506,7 +506,7 @@ static struct box_exec *exec_from_record(struct box *b, int dfd, const char *id)
             (nerr && exec_log_append(&e->log, EXEC_STDERR, out + nout, (size_t)nerr) < 0) ||
             exec_log_flush(&e->log) < 0)
             bx_log_error("box %s: exec %s: out of memory for its output", b->id, id);
-        if (get_bool(o, "truncated"))
+        if (store_get_bool(o, "truncated"))
             exec_log_mark_truncated(&e->log);
     } else if (nout || nerr) {
         bx_log_warn("box %s: exec %s: its output is lost", b->id, id);

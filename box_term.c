@@ -306,22 +306,12 @@ static void tty_on_exit(void *arg, int status)
         cb(cb_arg, e);
 }
 
-static void tty_safety(struct loop *l, void *arg)
-{
-    struct box_exec *e = arg;
-    (void)l;
-    e->safety_timer = 0;
-    e->timed_out = 1;
-    if (e->proc)
-        proc_kill(e->proc, SIGKILL);
-}
-
 int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void *arg,
                   struct box_exec **out, struct bx_err *err)
 {
     struct box_exec *e;
     char *pre[] = {"HOME=/root", "TERM=xterm", NULL};
-    char ms[24];
+    char ms[EXEC_MS_MAX];
     char **wrapped = NULL;
     int master = -1;
 
@@ -332,23 +322,8 @@ int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void 
     e = new_record(b, b->m->p.cfg->exec_output_bytes, err);
     if (!e)
         return -1;
-    if (req->timeout_ms) {
-        /* the in-box helper owns the timeout, as for other execs */
-        size_t n = 0;
-        while (req->cmd[n])
-            n++;
-        wrapped = calloc(n + 5, sizeof(*wrapped));
-        if (!wrapped) {
-            bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
-            goto fail;
-        }
-        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)req->timeout_ms);
-        wrapped[0] = "/.boxer/init";
-        wrapped[1] = "--exec";
-        wrapped[2] = ms;
-        wrapped[3] = "--";
-        memcpy(wrapped + 4, req->cmd, n * sizeof(*wrapped));
-    }
+    if (box_exec_wrap_timeout(req, ms, &wrapped, err) < 0)
+        goto fail;
     if (write_process(b, e, wrapped ? wrapped : req->cmd, pre, req->env,
                       req->workdir && req->workdir[0] ? req->workdir : b->workdir,
                       req->set_user ? req->uid : 0, req->set_user ? req->gid : 0, req->tty_rows,
@@ -366,8 +341,8 @@ int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void 
     e->base64 = req->base64; /* "encoding": "base64" holds for a tty exec too */
     e->tty = 1;
     if (e->timeout_ms)
-        e->safety_timer = loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS,
-                                         tty_safety, e);
+        e->safety_timer =
+            loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS, exec_safety, e);
     link_record(b, e, cb, arg);
     *out = e;
     return 0;

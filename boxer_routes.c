@@ -431,7 +431,7 @@ static int on_answer_fill(void *arg, struct sbuf *out, size_t want)
     return run_answer_fill(cc->ans, out, want);
 }
 
-static void on_run_done(void *arg, struct run_result *res)
+static void route_run_on_done(void *arg, struct run_result *res)
 {
     struct run_ctx *r = arg;
     struct http_conn *c = r->conn;
@@ -491,7 +491,7 @@ static int run_on_end(void *ctx, struct bx_err *err)
         run_ctx_free(r);
         return 0;
     }
-    if (run_submit(r->app->runs, &req, on_run_done, r, &r->job, err) < 0) {
+    if (run_submit(r->app->runs, &req, route_run_on_done, r, &r->job, err) < 0) {
         run_request_free(&req);
         return -1;
     }

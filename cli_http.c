@@ -193,7 +193,7 @@ void cli_resp_init(struct cli_resp *r, cli_read_fn rd, void *ctx)
 }
 
 /* Refills the buffer when empty: 1 data available, 0 EOF, -1 error. */
-static int fill(struct cli_resp *r, struct bx_err *err)
+static int resp_fill(struct cli_resp *r, struct bx_err *err)
 {
     ssize_t n;
 
@@ -220,7 +220,7 @@ static int raw_line(struct cli_resp *r, char *out, size_t max, size_t *outlen, s
     size_t n = 0;
 
     for (;;) {
-        int f = fill(r, err);
+        int f = resp_fill(r, err);
         if (f < 0)
             return -1;
         if (f == 0) {
@@ -384,7 +384,7 @@ ssize_t cli_resp_read(struct cli_resp *r, void *buf, size_t n, struct bx_err *er
                 return -1;
             continue;
         }
-        int f = fill(r, err);
+        int f = resp_fill(r, err);
         if (f < 0)
             return -1;
         if (f == 0) {
@@ -485,7 +485,7 @@ int cli_b64_append(struct sbuf *sb, const unsigned char *p, size_t n)
 static int raw_bytes(struct cli_resp *r, unsigned char *out, size_t n, struct bx_err *err)
 {
     while (n > 0) {
-        int f = fill(r, err);
+        int f = resp_fill(r, err);
         if (f <= 0)
             return f < 0 ? -1 : bx_err_set(err, 502, 0, "connection closed inside a frame");
         size_t k = r->len - r->pos;
@@ -507,7 +507,7 @@ int cli_ws_read_frame(struct cli_resp *r, int *opcode, int *fin, struct sbuf *pa
     int f;
 
     sbuf_reset(payload);
-    f = fill(r, err);
+    f = resp_fill(r, err);
     if (f <= 0)
         return f;
     if (raw_bytes(r, h, 2, err) < 0)

@@ -54,7 +54,7 @@ static int send_resize(int fd, struct bx_err *err)
 }
 
 /* The server's text frame: the exit message sets *code. */
-static void on_text(const struct sbuf *p, int *code)
+static void cli_term_on_text(const struct sbuf *p, int *code)
 {
     static const struct json_limits lim = {4096, 8, 64};
     struct json_doc *doc = NULL;
@@ -84,7 +84,7 @@ static int on_frame(int fd, struct cli_resp *r, struct sbuf *p, int *code, struc
             return bx_err_sys(err, 500, "writing output");
         return 1;
     case 1:
-        on_text(p, code);
+        cli_term_on_text(p, code);
         return 1;
     case 9:
         return cli_ws_send(fd, 10, p->data, p->len, err) < 0 ? -1 : 1;

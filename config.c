@@ -347,7 +347,8 @@ static int get_string(const struct json_value *v, const char *field, char **dst,
     return 0;
 }
 
-static int get_bool(const struct json_value *v, const char *field, bool *dst, struct bx_err *err)
+static int cfg_get_bool(const struct json_value *v, const char *field, bool *dst,
+                        struct bx_err *err)
 {
     if (v->type != JSON_BOOL)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: %s: must be true or false", field);
@@ -513,7 +514,7 @@ static int parse_field(void *base, const struct field *f, const struct json_valu
     case F_STRING:
         return get_string(v, name, dst, err);
     case F_BOOL:
-        return get_bool(v, name, dst, err);
+        return cfg_get_bool(v, name, dst, err);
     case F_UINT:
         return get_uint(v, name, f->allow_zero, f->max, dst, err);
     case F_CORES:

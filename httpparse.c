@@ -30,7 +30,7 @@ static int is_field_byte(unsigned char c)
     return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
-static int hexval(unsigned char c)
+static int http_hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -546,7 +546,7 @@ int http_chunked_decode(struct http_chunked *c, const char *in, size_t in_len, s
         unsigned char ch = (unsigned char)in[i];
         switch (c->state) {
         case CH_SIZE: {
-            int v = hexval(ch);
+            int v = http_hexval(ch);
             if (v >= 0) {
                 if (c->digits >= CHUNK_MAX_DIGITS) {
                     why = "chunk size too long";
@@ -688,8 +688,8 @@ static int pct_decode(const char *s, size_t len, int plus_is_space, char *out, s
         unsigned char c = (unsigned char)s[i];
         if (c == '%') {
             int hi, lo;
-            if (len - i < 3 || (hi = hexval((unsigned char)s[i + 1])) < 0 ||
-                (lo = hexval((unsigned char)s[i + 2])) < 0)
+            if (len - i < 3 || (hi = http_hexval((unsigned char)s[i + 1])) < 0 ||
+                (lo = http_hexval((unsigned char)s[i + 2])) < 0)
                 return bx_err_set(err, BX_E_BAD_REQUEST, 0, "invalid percent-escape");
             c = (unsigned char)(hi << 4 | lo);
             i += 2;

@@ -477,7 +477,7 @@ static int pull_launch(struct pull *p, struct bx_err *err);
 
 /* Starts queued pulls while slots are free, oldest first.  A pull that
  * cannot start fails through its waiters' callbacks (from the loop). */
-static void pump(struct image_cache *ic)
+static void pull_pump(struct image_cache *ic)
 {
     if (ic->pumping)
         return;
@@ -508,7 +508,7 @@ void image_pull_cancel(struct pull *p)
     bx_log_info("image: pull of %s cancelled: no request waits for it any more%s", p->ref,
               p->launched ? "" : " (it was queued)");
     image_pull_free(p);
-    pump(ic);
+    pull_pump(ic);
 }
 
 /* Ends a pull: hex is the installed digest, or NULL with ferr on failure.
@@ -551,7 +551,7 @@ static void pull_finish(struct pull *p, const char *hex, const struct bx_err *fe
     if (hex)
         image_evict(ic, keep);
     image_pull_free(p);
-    pump(ic);
+    pull_pump(ic);
     /* Only when no timer could be allocated: we are in a loop callback
      * here, never inside image_get, so a direct call keeps the contract. */
     while ((w = now) != NULL) {

@@ -274,9 +274,9 @@ void mp_free(struct mp_parser **p)
 }
 
 /* Records the failure so later calls cannot resume a half-parsed body. */
-static int fail(struct mp_parser *p, struct bx_err *err, const char *fmt, ...)
+static int mp_fail(struct mp_parser *p, struct bx_err *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int fail(struct mp_parser *p, struct bx_err *err, const char *fmt, ...)
+static int mp_fail(struct mp_parser *p, struct bx_err *err, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -356,33 +356,33 @@ static int parse_disposition(struct mp_parser *p, const char *v, size_t n, struc
     int r, too_long, seen_name = 0;
 
     if (take_token(&c, &type, &type_len) < 0 || !ci_equal(type, type_len, "form-data"))
-        return fail(p, err, "part Content-Disposition is not form-data");
+        return mp_fail(p, err, "part Content-Disposition is not form-data");
     while ((r = next_param(&c, &pn, &pn_len)) == 1) {
         if (ci_equal(pn, pn_len, "name")) {
             if (seen_name)
-                return fail(p, err, "part has more than one name parameter");
+                return mp_fail(p, err, "part has more than one name parameter");
             seen_name = 1;
             if (take_value(&c, p->name, MP_MAX_NAME, &vlen, &too_long) < 0)
-                return fail(p, err, "malformed Content-Disposition");
+                return mp_fail(p, err, "malformed Content-Disposition");
             if (too_long)
-                return fail(p, err, "part name longer than %d bytes", MP_MAX_NAME);
+                return mp_fail(p, err, "part name longer than %d bytes", MP_MAX_NAME);
             p->name_len = vlen;
             p->name[vlen] = '\0';
         } else {
             int is_filename = ci_equal(pn, pn_len, "filename");
             if (is_filename && p->has_filename)
-                return fail(p, err, "part has more than one filename parameter");
+                return mp_fail(p, err, "part has more than one filename parameter");
             /* Values we do not keep are parsed for syntax only (out NULL). */
             if (take_value(&c, NULL, (size_t)-1, &vlen, &too_long) < 0)
-                return fail(p, err, "malformed Content-Disposition");
+                return mp_fail(p, err, "malformed Content-Disposition");
             if (is_filename)
                 p->has_filename = 1;
         }
     }
     if (r < 0)
-        return fail(p, err, "malformed Content-Disposition");
+        return mp_fail(p, err, "malformed Content-Disposition");
     if (!seen_name)
-        return fail(p, err, "part Content-Disposition has no name");
+        return mp_fail(p, err, "part Content-Disposition has no name");
     return 0;
 }
 
@@ -392,20 +392,20 @@ static int header_line(struct mp_parser *p, struct bx_err *err)
     size_t n = p->line_len, name_len, vs, ve;
 
     if (l[0] == ' ' || l[0] == '\t')
-        return fail(p, err, "folded part header lines are not supported");
+        return mp_fail(p, err, "folded part header lines are not supported");
     colon = memchr(l, ':', n);
     if (!colon)
-        return fail(p, err, "part header line without ':'");
+        return mp_fail(p, err, "part header line without ':'");
     name_len = (size_t)(colon - l);
     if (name_len == 0)
-        return fail(p, err, "empty part header name");
+        return mp_fail(p, err, "empty part header name");
     for (size_t i = 0; i < name_len; i++)
         if (!bx_is_tchar((unsigned char)l[i]))
-            return fail(p, err, "invalid character in part header name");
+            return mp_fail(p, err, "invalid character in part header name");
     if (!ci_equal(l, name_len, "content-disposition"))
         return 0; /* Content-Type and the rest carry nothing we use */
     if (p->have_cd)
-        return fail(p, err, "part has more than one Content-Disposition");
+        return mp_fail(p, err, "part has more than one Content-Disposition");
     p->have_cd = 1;
     vs = name_len + 1;
     ve = n;
@@ -419,7 +419,7 @@ static int header_line(struct mp_parser *p, struct bx_err *err)
 static int headers_done(struct mp_parser *p, struct bx_err *err)
 {
     if (!p->have_cd)
-        return fail(p, err, "part without Content-Disposition: form-data");
+        return mp_fail(p, err, "part without Content-Disposition: form-data");
     p->state = ST_DATA;
     p->match = 0;
     if (p->cb.on_part_begin &&
@@ -434,7 +434,7 @@ static int headers_done(struct mp_parser *p, struct bx_err *err)
 static int step(struct mp_parser *p, unsigned char c, struct bx_err *err)
 {
     if (++p->hdr_used > MP_MAX_PART_HEADER)
-        return fail(p, err, "part headers exceed %d bytes", MP_MAX_PART_HEADER);
+        return mp_fail(p, err, "part headers exceed %d bytes", MP_MAX_PART_HEADER);
     switch (p->state) {
     case ST_AFTER_DELIM:
     case ST_PAD:
@@ -446,19 +446,19 @@ static int step(struct mp_parser *p, unsigned char c, struct bx_err *err)
         if (c == ' ' || c == '\t')
             return 0;
         if (c != '\r')
-            return fail(p, err, "junk after a boundary");
+            return mp_fail(p, err, "junk after a boundary");
         p->state = ST_PAD_LF;
         return 0;
     case ST_DASH2:
         if (c != '-')
-            return fail(p, err, "junk after a boundary");
+            return mp_fail(p, err, "junk after a boundary");
         p->state = ST_EPILOGUE;
         return 0;
     case ST_PAD_LF:
         if (c != '\n')
-            return fail(p, err, "boundary line not ended by CRLF");
+            return mp_fail(p, err, "boundary line not ended by CRLF");
         if (++p->parts > MP_MAX_PARTS)
-            return fail(p, err, "more than %d parts", MP_MAX_PARTS);
+            return mp_fail(p, err, "more than %d parts", MP_MAX_PARTS);
         p->state = ST_HEADERS;
         p->hdr_used = 0; /* the budget now covers the header block alone */
         p->line_len = 0;
@@ -474,13 +474,13 @@ static int step(struct mp_parser *p, unsigned char c, struct bx_err *err)
         }
         /* No CTLs (bare LF included) except HTAB in a header line. */
         if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return fail(p, err, "control character in a part header");
+            return mp_fail(p, err, "control character in a part header");
         /* Cannot overflow: line_len < hdr_used <= MP_MAX_PART_HEADER. */
         p->line[p->line_len++] = (char)c;
         return 0;
     case ST_HEADER_LF:
         if (c != '\n')
-            return fail(p, err, "part header line not ended by CRLF");
+            return mp_fail(p, err, "part header line not ended by CRLF");
         if (p->line_len == 0)
             return headers_done(p, err);
         if (header_line(p, err) < 0)
@@ -489,7 +489,7 @@ static int step(struct mp_parser *p, unsigned char c, struct bx_err *err)
         p->state = ST_HEADERS;
         return 0;
     default: /* mp_feed hands only framing states to step() */
-        return fail(p, err, "internal parser state");
+        return mp_fail(p, err, "internal parser state");
     }
 }
 

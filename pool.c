@@ -69,12 +69,12 @@ struct pool {
     struct pool_stats st;
 };
 
-static void fill(struct loop *l, void *arg);
+static void pool_fill(struct loop *l, void *arg);
 
 static void schedule_fill(struct pool *p)
 {
     if (!p->stopping)
-        loop_defer(p->rp.loop, &p->fill_task, fill, p);
+        loop_defer(p->rp.loop, &p->fill_task, pool_fill, p);
 }
 
 int pool_new(struct pool **out, const struct pool_params *pp, struct bx_err *err)
@@ -272,7 +272,7 @@ static void psb_ready(struct psb *s)
     p->st.create_ms_sum += p->st.create_ms_last;
 }
 
-static void on_unpin(struct loop *l, void *arg)
+static void pool_on_unpin(struct loop *l, void *arg)
 {
     struct psb *s = arg;
     struct bx_err err;
@@ -285,7 +285,7 @@ static void on_unpin(struct loop *l, void *arg)
         return;
     }
     if (r == 0 && ++s->polls < POOL_UNPIN_POLLS) {
-        s->timer = loop_timer_add(l, POOL_UNPIN_POLL_MS, on_unpin, s);
+        s->timer = loop_timer_add(l, POOL_UNPIN_POLL_MS, pool_on_unpin, s);
         return;
     }
     psb_ready(s);
@@ -314,7 +314,7 @@ static void on_step_exit(void *arg, int status)
     /* started: the sandbox has read its CPU count; unpin as run.c does */
     s->state = PSB_UNPIN;
     if (s->sb.cg && cg_run_cpu_list(s->sb.cg)) {
-        s->timer = loop_timer_add(s->pool->rp.loop, 0, on_unpin, s);
+        s->timer = loop_timer_add(s->pool->rp.loop, 0, pool_on_unpin, s);
         if (s->timer)
             return;
     }
@@ -396,7 +396,7 @@ static int write_init(struct psb *s, struct bx_err *err)
     return 0;
 }
 
-static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
+static void pool_on_image(void *arg, struct image *img, const struct bx_err *ierr)
 {
     struct psb *s = arg;
     struct pool *p = s->pool;
@@ -480,7 +480,7 @@ static int make_one(struct pool *p, size_t i)
     p->list = s;
     e->ncreating++;
     run_mgr_hold(p->mgr, e->cost_memory_mb, e->cost_pids);
-    if (image_get(p->rp.images, &e->ref, on_image, s, &s->iwait, &err) < 0) {
+    if (image_get(p->rp.images, &e->ref, pool_on_image, s, &s->iwait, &err) < 0) {
         psb_fail(s, &err); /* sets the retry timer: fill stops */
         return -1;
     }
@@ -490,7 +490,7 @@ static int make_one(struct pool *p, size_t i)
 /* Makes what is missing, as far as the run budget allows (a sandbox in
  * the pool must never keep a run out: runs first, the pool gets what
  * is left). */
-static void fill(struct loop *l, void *arg)
+static void pool_fill(struct loop *l, void *arg)
 {
     struct pool *p = arg;
     (void)l;

@@ -148,7 +148,7 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
     return 0;
 }
 
-void list_remove(struct run_job **head, struct run_job *job)
+void run_list_remove(struct run_job **head, struct run_job *job)
 {
     if (job->prev)
         job->prev->next = job->next;
@@ -159,7 +159,7 @@ void list_remove(struct run_job **head, struct run_job *job)
     job->next = job->prev = NULL;
 }
 
-void list_push(struct run_job **head, struct run_job *job)
+void run_list_push(struct run_job **head, struct run_job *job)
 {
     job->prev = NULL;
     job->next = *head;
@@ -193,7 +193,7 @@ void run_result_release(struct run_mgr *m, struct run_result **rp)
     run_result_free(rp);
 }
 
-void job_free(struct run_job *job)
+void run_job_free(struct run_job *job)
 {
     infeed_free(&job->in);
     run_request_free(&job->req);
@@ -219,13 +219,13 @@ static int admissible(const struct run_mgr *m, const struct run_job *job)
 }
 
 /* Makes the job active and holds its share of the budget (given back in
- * job_complete).  The start runs from the loop: job_start may complete the
+ * run_job_complete).  The start runs from the loop: job_start may complete the
  * job at once (an image that cannot be pulled), and its callback must never
  * run inside run_submit (the caller may free what the callback frees, and
  * then touch it). */
 static void admit(struct run_mgr *m, struct run_job *job)
 {
-    list_push(&m->active, job);
+    run_list_push(&m->active, job);
     m->nactive++;
     m->used_memory_mb += job->cost_memory_mb;
     m->used_pids += job->cost_pids;
@@ -330,7 +330,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
     return 0;
 }
 
-void start_next(struct run_mgr *m)
+void run_start_next(struct run_mgr *m)
 {
     while (!m->stopping && m->queue_head && admissible(m, m->queue_head)) {
         struct run_job *job = m->queue_head;
@@ -357,7 +357,7 @@ void run_mgr_release(struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
     m->held_memory_mb -= memory_mb < m->held_memory_mb ? memory_mb : m->held_memory_mb;
     m->held_pids -= pids < m->held_pids ? pids : m->held_pids;
     /* admit() defers each start: nothing is called back from here */
-    start_next(m);
+    run_start_next(m);
 }
 
 int run_mgr_fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
@@ -437,7 +437,7 @@ static int write_spec(struct run_job *job, struct bx_err *err)
 
 /* ---- supervision ---- */
 
-void close_pipe(struct run_job *job, int *fdp)
+void run_close_pipe(struct run_job *job, int *fdp)
 {
     if (*fdp >= 0) {
         loop_del(job->mgr->p.loop, *fdp);
@@ -453,7 +453,7 @@ static void maybe_complete(struct run_job *job)
         job_finish(job);
 }
 
-static void on_killer_exit(void *arg, int status)
+static void run_on_killer_exit(void *arg, int status)
 {
     struct run_job *job = arg;
     proc_free(&job->killer);
@@ -476,7 +476,7 @@ static void kill_sandbox(struct run_job *job)
      * too), and the exec client then returns. */
     bx_err_clear(&err);
     if (job->warm && job->proc && !job->exited && !job->mgr->stopping &&
-        warm_runsc(job, "kill", on_killer_exit, &job->killer, &err) == 0)
+        run_warm_runsc(job, "kill", run_on_killer_exit, &job->killer, &err) == 0)
         return;
     if (job->proc)
         proc_kill(job->proc, SIGKILL);
@@ -503,7 +503,7 @@ static void on_pipe(struct loop *l, int fd, uint32_t events, void *arg)
         if (n < 0 && errno == EAGAIN)
             return;
         if (n <= 0) {
-            close_pipe(job, fdp);
+            run_close_pipe(job, fdp);
             maybe_complete(job);
             return;
         }
@@ -524,8 +524,8 @@ static void on_drain_timeout(struct loop *l, void *arg)
     job->drain_timer = 0;
     /* Something still holds the pipes open after runsc exited: stop
      * waiting; whatever was read is the output. */
-    close_pipe(job, &job->out_fd);
-    close_pipe(job, &job->err_fd);
+    run_close_pipe(job, &job->out_fd);
+    run_close_pipe(job, &job->err_fd);
     maybe_complete(job);
 }
 
@@ -563,7 +563,7 @@ static void on_wall_clock(struct loop *l, void *arg)
  * count from it; then the run may use any CPU (within its quota). */
 #define UNPIN_POLL_MS 20
 #define UNPIN_POLLS 1500
-static void on_unpin(struct loop *l, void *arg)
+static void run_on_unpin(struct loop *l, void *arg)
 {
     struct run_job *job = arg;
     struct bx_err err;
@@ -574,7 +574,7 @@ static void on_unpin(struct loop *l, void *arg)
     if (r < 0)
         bx_log_warn("%s: unpinning CPUs: %s", job->res->exec_id, err.msg);
     else if (r == 0 && ++job->unpin_polls < UNPIN_POLLS)
-        job->unpin_timer = loop_timer_add(l, UNPIN_POLL_MS, on_unpin, job);
+        job->unpin_timer = loop_timer_add(l, UNPIN_POLL_MS, run_on_unpin, job);
 }
 
 static int spawn_runsc(struct run_job *job, struct bx_err *err)
@@ -673,7 +673,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
         goto out;
     }
     if (job->cg && cg_run_cpu_list(job->cg) && !job->warm)
-        job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, on_unpin, job);
+        job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, run_on_unpin, job);
     if (job->req->stdin_data) {
         bx_close(&in_child);
         if (infeed_put(&job->in, job->req->stdin_data, job->req->stdin_len, err) < 0) {
@@ -703,12 +703,25 @@ out:
     return ret;
 }
 
+/* The command runs (runsc is spawned) under its wall-clock timer. */
+static int job_launch(struct run_job *job, struct bx_err *err)
+{
+    job->state = JOB_RUNNING;
+    job->started_ms = bx_now_ms();
+    if (spawn_runsc(job, err) < 0)
+        return -1;
+    job->wall_timer = loop_timer_add(
+        job->mgr->p.loop,
+        job->req->wall_clock_ms ? job->req->wall_clock_ms : job->req->limits.wall_clock_secs * 1000,
+        on_wall_clock, job);
+    return 0;
+}
+
 /* issue 16: the command into the warm sandbox the job adopted: the
  * process as the spec of a cold run would have it (env, cwd, uid,
  * rlimits), run by `runsc exec`. */
 static void warm_start(struct run_job *job)
 {
-    struct run_mgr *m = job->mgr;
     struct run_request *req = job->req;
     struct bx_err err;
     struct oci_bundle_spec s = {.args = req->cmd,
@@ -721,21 +734,15 @@ static void warm_start(struct run_job *job)
     bx_err_clear(&err);
     if (oci_bundle_write_process(&job->b, &s, "process.json", &err) < 0)
         goto fail;
-    job->state = JOB_RUNNING;
-    job->started_ms = bx_now_ms();
-    if (spawn_runsc(job, &err) < 0)
+    if (job_launch(job, &err) < 0)
         goto fail;
-    job->wall_timer = loop_timer_add(m->p.loop,
-                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
-                                                             : job->req->limits.wall_clock_secs * 1000,
-                                     on_wall_clock, job);
     return;
 fail:
     job->state = JOB_IMAGE;
     job_fail(job, &err);
 }
 
-static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
+static void run_on_image(void *arg, struct image *img, const struct bx_err *ierr)
 {
     struct run_job *job = arg;
     struct run_mgr *m = job->mgr;
@@ -759,14 +766,8 @@ static void on_image(void *arg, struct image *img, const struct bx_err *ierr)
     }
     if (prepare_bundle(job, &err) < 0 || setup_network(job, &err) < 0 || write_spec(job, &err) < 0)
         goto fail;
-    job->state = JOB_RUNNING;
-    job->started_ms = bx_now_ms();
-    if (spawn_runsc(job, &err) < 0)
+    if (job_launch(job, &err) < 0)
         goto fail;
-    job->wall_timer = loop_timer_add(m->p.loop,
-                                     job->req->wall_clock_ms ? job->req->wall_clock_ms
-                                                             : job->req->limits.wall_clock_secs * 1000,
-                                     on_wall_clock, job);
     return;
 fail:
     job->state = JOB_IMAGE;
@@ -784,7 +785,7 @@ static void job_start(struct loop *l, void *arg)
         return;
     }
     job->state = JOB_IMAGE;
-    if (image_get(job->mgr->p.images, &job->req->ref, on_image, job, &job->iwait, &err) < 0)
+    if (image_get(job->mgr->p.images, &job->req->ref, run_on_image, job, &job->iwait, &err) < 0)
         job_fail(job, &err);
 }
 
@@ -883,22 +884,22 @@ static void job_finish(struct run_job *job)
         if (job->res->wall_ms == 0)
             job->res->wall_ms = 1;
     }
-    teardown(job);
+    run_job_teardown(job);
     if (job->capture) {
         job->state = JOB_CAPTURE; /* on_capture_exit completes the job */
         return;
     }
-    job_complete(job);
+    run_job_complete(job);
 }
 
-void job_complete(struct run_job *job)
+void run_job_complete(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
     struct run_result *res;
     job->state = JOB_DONE;
     if (job->res->oom_killed && job->res->outcome == RUN_OK && job->res->exit_code != 137)
         job->res->exit_code = 137;
-    list_remove(&m->active, job);
+    run_list_remove(&m->active, job);
     m->nactive--;
     m->used_memory_mb -= job->cost_memory_mb;
     m->used_pids -= job->cost_pids;
@@ -916,8 +917,8 @@ void job_complete(struct run_job *job)
     }
     /* The budget and the slot are free again; the teardown slot is held
      * until the leftovers are gone. */
-    cleanup_start(job);
-    start_next(m);
+    run_cleanup_start(job);
+    run_start_next(m);
 }
 
 void run_cancel(struct run_job *job)
@@ -936,10 +937,10 @@ void run_cancel(struct run_job *job)
         m->nqueued--;
         if (!job->req->persist)
             discard_start(m, &job->req->files, NULL);
-        job_free(job);
+        run_job_free(job);
         /* A large job at the head may have held back smaller ones that
          * fit the budget now. */
-        start_next(m);
+        run_start_next(m);
         return;
     }
     if (job->state == JOB_RUNNING && !job->exited) {
@@ -990,7 +991,7 @@ void run_mgr_free(struct run_mgr **mp)
         if (job->state == JOB_CAPTURE) {
             proc_free(&job->capture); /* killed */
             store_report_free(&job->capture_rep);
-            job_complete(job);
+            run_job_complete(job);
             continue;
         }
         kill_sandbox(job);
@@ -998,7 +999,7 @@ void run_mgr_free(struct run_mgr **mp)
         job_finish(job);
     }
     while (m->teardowns)
-        cleanup_now(m->teardowns);
+        run_cleanup_now(m->teardowns);
     /* Deletions still running are finished here, blocking: persist=false
      * files must not outlive a clean stop. */
     while (m->discards) {

@@ -73,7 +73,7 @@ struct run_job {
     int paused;
     struct infeed in; /* the command's stdin when the request gave one (issue 14) */
     char name[64];        /* the exec id, kept after the result is handed over */
-    uint64_t cleanup_timer; /* the teardown after the answer (cleanup_start) */
+    uint64_t cleanup_timer; /* the teardown after the answer (run_cleanup_start) */
     struct proc *cleanup; /* the child unmounting and removing the run dir */
     /* issue 16: the run adopted a warm pool sandbox (pool.c): its command
      * goes in with `runsc exec`, a kill is `runsc kill --all`, and the
@@ -97,28 +97,28 @@ struct discard {
 
 /* run.c */
 /* Removes an fd from the loop and closes it (no-op when already -1). */
-void close_pipe(struct run_job *job, int *fdp);
-/* Hands the result to the client and the job over to cleanup_start. */
-void job_complete(struct run_job *job);
+void run_close_pipe(struct run_job *job, int *fdp);
+/* Hands the result to the client and the job over to run_cleanup_start. */
+void run_job_complete(struct run_job *job);
 /* Unlinks a job from a doubly linked list (queue, active, teardowns). */
-void list_remove(struct run_job **head, struct run_job *job);
+void run_list_remove(struct run_job **head, struct run_job *job);
 /* Pushes a job at the head of a doubly linked list. */
-void list_push(struct run_job **head, struct run_job *job);
+void run_list_push(struct run_job **head, struct run_job *job);
 /* Frees a job that holds nothing in the loop any more. */
-void job_free(struct run_job *job);
+void run_job_free(struct run_job *job);
 /* Admits and starts queued jobs while the budget allows. */
-void start_next(struct run_mgr *m);
+void run_start_next(struct run_mgr *m);
 
 /* run_teardown.c */
 /* Stops the job's timers, pipes and process, reads usage, starts capture. */
-void teardown(struct run_job *job);
+void run_job_teardown(struct run_job *job);
 /* `runsc kill --all` or `runsc delete --force` of a warm run's sandbox. */
-int warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb,
-               struct proc **out, struct bx_err *err);
+int run_warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb, struct proc **out,
+                   struct bx_err *err);
 /* After the answer: moves the job to m->teardowns and removes its leftovers. */
-void cleanup_start(struct run_job *job);
+void run_cleanup_start(struct run_job *job);
 /* Shutdown: finishes a pending teardown here, blocking. */
-void cleanup_now(struct run_job *job);
+void run_cleanup_now(struct run_job *job);
 
 /* run_discard.c */
 void discard_start(struct run_mgr *m, char ***files, const char *exec_id);

@@ -1,4 +1,4 @@
-/* The job's end: teardown (timers, pipes, usage), the /output capture
+/* The job's end: run_job_teardown (timers, pipes, usage), the /output capture
  * child and return_outputs, then, after the answer, the removal of the
  * sandbox's leftovers (warm sandbox, netns, cgroup, run dir). */
 #define _GNU_SOURCE
@@ -74,7 +74,7 @@ static void destroy_cgroup(struct run_mgr *m, struct cg_run **cg, const char *na
 
 static int start_capture(struct run_job *job);
 
-void teardown(struct run_job *job)
+void run_job_teardown(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
     struct bx_err err;
@@ -94,14 +94,14 @@ void teardown(struct run_job *job)
         loop_timer_cancel(m->p.loop, job->unpin_timer);
         job->unpin_timer = 0;
     }
-    close_pipe(job, &job->out_fd);
-    close_pipe(job, &job->err_fd);
+    run_close_pipe(job, &job->out_fd);
+    run_close_pipe(job, &job->err_fd);
     infeed_free(&job->in);
     if (job->proc) {
         proc_free(&job->proc); /* kills and reaps in the background if still alive */
     }
     /* The netns (bind-mounted in the run dir) and the cgroup go after the
-     * answer (cleanup_start); the usage is read now, for the answer. */
+     * answer (run_cleanup_start); the usage is read now, for the answer. */
     if (job->cg) {
         struct cg_usage u;
         if (cg_run_usage(job->cg, &u, NULL) == 0) {
@@ -248,8 +248,8 @@ static void on_capture_exit(void *arg, int status)
     collect_outputs(job);
     store_report_free(&job->capture_rep);
     /* A client that left while its outputs were being copied is handled
-     * by job_complete: nobody can know this exec id any more. */
-    job_complete(job);
+     * by run_job_complete: nobody can know this exec id any more. */
+    run_job_complete(job);
 }
 
 /* 0: the capture child runs; -1: capture done (or failed) synchronously. */
@@ -316,8 +316,8 @@ static int warm_argv(struct run_job *job, const char *what, char bufs[4][PATH_MA
     return (int)a;
 }
 
-int warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb,
-                      struct proc **out, struct bx_err *err)
+int run_warm_runsc(struct run_job *job, const char *what, proc_exit_cb cb, struct proc **out,
+                   struct bx_err *err)
 {
     char bufs[4][PATH_MAX + 16];
     char *argv[32];
@@ -345,7 +345,7 @@ static void warm_delete_sync(struct run_job *job)
 /* ---- after the answer ---- */
 
 /* Issue 16: the answer does not wait for the sandbox's leftovers to go.
- * job_complete hands the result over and moves the job to m->teardowns;
+ * run_job_complete hands the result over and moves the job to m->teardowns;
  * a timer (1 ms, so the answer, which http writes on the next turn, goes
  * first) removes the netns and the cgroup in the loop (a few syscalls)
  * and forks a child for the unmounts and the run dir's removal.  At most
@@ -361,10 +361,10 @@ static void cleanup_done(struct run_job *job)
         image_release(m->p.images, job->img);
         job->img = NULL;
     }
-    list_remove(&m->teardowns, job);
+    run_list_remove(&m->teardowns, job);
     m->nteardowns--;
-    job_free(job);
-    start_next(m);
+    run_job_free(job);
+    run_start_next(m);
     pool_kick(m->pool); /* budget and a teardown slot came free */
 }
 
@@ -411,7 +411,7 @@ static void cleanup_work(struct run_job *job, int may_fork)
     /* A warm sandbox is still there (its placeholder init): gone first,
      * before its netns, cgroup and rootfs (1-2 s, hence here). */
     if (job->warm && !job->warm_deleted) {
-        if (may_fork && warm_runsc(job, "delete", on_warm_deleted, &job->cleanup, &err) == 0)
+        if (may_fork && run_warm_runsc(job, "delete", on_warm_deleted, &job->cleanup, &err) == 0)
             return;
         if (may_fork)
             bx_log_warn("%s: %s; deleting the sandbox in the loop", job->name, err.msg);
@@ -447,10 +447,10 @@ static void on_cleanup_timer(struct loop *l, void *arg)
     cleanup_work(job, 1);
 }
 
-void cleanup_start(struct run_job *job)
+void run_cleanup_start(struct run_job *job)
 {
     struct run_mgr *m = job->mgr;
-    list_push(&m->teardowns, job);
+    run_list_push(&m->teardowns, job);
     m->nteardowns++;
     if (!m->stopping) {
         job->cleanup_timer = loop_timer_add(m->p.loop, 1, on_cleanup_timer, job);
@@ -461,7 +461,7 @@ void cleanup_start(struct run_job *job)
 }
 
 /* Shutdown: whatever is pending is finished here, blocking. */
-void cleanup_now(struct run_job *job)
+void run_cleanup_now(struct run_job *job)
 {
     if (job->cleanup_timer) {
         loop_timer_cancel(job->mgr->p.loop, job->cleanup_timer);

@@ -151,7 +151,7 @@ void ws_fail(struct ws_parser *p, int code)
     p->cb_failed = 1;
 }
 
-static int fail(struct ws_parser *p, int code, struct bx_err *err, const char *why)
+static int ws_parse_fail(struct ws_parser *p, int code, struct bx_err *err, const char *why)
 {
     p->state = WS_FAILED;
     p->close_code = code;
@@ -161,7 +161,7 @@ static int fail(struct ws_parser *p, int code, struct bx_err *err, const char *w
 static int cb_fail(struct ws_parser *p, struct bx_err *err)
 {
     int code = p->cb_failed ? p->close_code : WS_CLOSE_INTERNAL;
-    return fail(p, code, err, "the application refused a message");
+    return ws_parse_fail(p, code, err, "the application refused a message");
 }
 
 static int is_control(int op)
@@ -180,29 +180,30 @@ static int check_start(struct ws_parser *p, struct bx_err *err)
     p->fin = (b0 & 0x80) != 0;
     p->opcode = op;
     if (b0 & 0x70)
-        return fail(p, WS_CLOSE_PROTOCOL, err, "reserved bits set (no extension was agreed)");
+        return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err,
+                             "reserved bits set (no extension was agreed)");
     if (!(b1 & 0x80))
-        return fail(p, WS_CLOSE_PROTOCOL, err, "client frames must be masked");
+        return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "client frames must be masked");
     switch (op) {
     case WS_OP_CONT:
         if (!p->msg_op)
-            return fail(p, WS_CLOSE_PROTOCOL, err, "continuation frame without a message");
+            return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "continuation frame without a message");
         break;
     case WS_OP_TEXT:
     case WS_OP_BINARY:
         if (p->msg_op)
-            return fail(p, WS_CLOSE_PROTOCOL, err, "new message inside a fragmented one");
+            return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "new message inside a fragmented one");
         break;
     case WS_OP_CLOSE:
     case WS_OP_PING:
     case WS_OP_PONG:
         if (!p->fin)
-            return fail(p, WS_CLOSE_PROTOCOL, err, "fragmented control frame");
+            return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "fragmented control frame");
         if (len7 > WS_CONTROL_MAX)
-            return fail(p, WS_CLOSE_PROTOCOL, err, "control frame over 125 bytes");
+            return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "control frame over 125 bytes");
         break;
     default:
-        return fail(p, WS_CLOSE_PROTOCOL, err, "reserved opcode");
+        return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "reserved opcode");
     }
     p->hdr_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
     return 0;
@@ -223,7 +224,7 @@ static int start_payload(struct ws_parser *p, struct bx_err *err)
             len = len << 8 | p->hdr[2 + i];
         off = 10;
         if (len >> 63)
-            return fail(p, WS_CLOSE_PROTOCOL, err, "frame length with the top bit set");
+            return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "frame length with the top bit set");
     }
     memcpy(p->mask, p->hdr + off, 4);
     p->mask_off = 0;
@@ -236,10 +237,10 @@ static int start_payload(struct ws_parser *p, struct bx_err *err)
             sbuf_reset(&p->text);
         }
         if (len > p->lim.max_message - p->msg_len)
-            return fail(p, WS_CLOSE_TOO_BIG, err, "message over the size limit");
+            return ws_parse_fail(p, WS_CLOSE_TOO_BIG, err, "message over the size limit");
         p->msg_len += len;
         if (p->msg_op == WS_OP_TEXT && p->msg_len > p->lim.max_text)
-            return fail(p, WS_CLOSE_TOO_BIG, err, "text message over the size limit");
+            return ws_parse_fail(p, WS_CLOSE_TOO_BIG, err, "text message over the size limit");
     } else {
         p->ctl_len = 0;
     }
@@ -269,13 +270,13 @@ static int end_control(struct ws_parser *p, struct bx_err *err)
     {
         unsigned code = WS_CLOSE_NO_STATUS;
         if (p->ctl_len == 1)
-            return fail(p, WS_CLOSE_PROTOCOL, err, "close frame with a 1-byte payload");
+            return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "close frame with a 1-byte payload");
         if (p->ctl_len >= 2) {
             code = (unsigned)p->ctl[0] << 8 | p->ctl[1];
             if (!valid_close_code(code))
-                return fail(p, WS_CLOSE_PROTOCOL, err, "invalid close code");
+                return ws_parse_fail(p, WS_CLOSE_PROTOCOL, err, "invalid close code");
             if (!ws_utf8_valid(d + 2, p->ctl_len - 2))
-                return fail(p, WS_CLOSE_INVALID_DATA, err, "close reason is not UTF-8");
+                return ws_parse_fail(p, WS_CLOSE_INVALID_DATA, err, "close reason is not UTF-8");
         }
         p->state = WS_DONE;
         if (p->cb.on_close(p->ctx, (int)code, p->ctl_len >= 2 ? d + 2 : "",
@@ -292,9 +293,9 @@ static int end_data(struct ws_parser *p, struct bx_err *err)
         return 0;
     if (p->msg_op == WS_OP_TEXT) {
         if (p->u8.need)
-            return fail(p, WS_CLOSE_INVALID_DATA, err, "text message is not UTF-8");
+            return ws_parse_fail(p, WS_CLOSE_INVALID_DATA, err, "text message is not UTF-8");
         if (sbuf_putc(&p->text, 0) < 0)
-            return fail(p, WS_CLOSE_INTERNAL, err, "out of memory");
+            return ws_parse_fail(p, WS_CLOSE_INTERNAL, err, "out of memory");
         p->msg_op = 0;
         if (p->cb.on_text(p->ctx, p->text.data, p->text.len - 1) < 0)
             return cb_fail(p, err);
@@ -318,9 +319,9 @@ static int payload(struct ws_parser *p, char *data, size_t n, struct bx_err *err
     }
     if (p->msg_op == WS_OP_TEXT) {
         if (utf8_feed(&p->u8, (const unsigned char *)data, n) < 0)
-            return fail(p, WS_CLOSE_INVALID_DATA, err, "text message is not UTF-8");
+            return ws_parse_fail(p, WS_CLOSE_INVALID_DATA, err, "text message is not UTF-8");
         if (sbuf_append(&p->text, data, n) < 0)
-            return fail(p, WS_CLOSE_INTERNAL, err, "out of memory");
+            return ws_parse_fail(p, WS_CLOSE_INTERNAL, err, "out of memory");
         return 0;
     }
     if (n > 0 || (p->left == 0 && p->fin)) {

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-static int hexval(char c)
+static int wsauth_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -19,7 +19,7 @@ static int decode(const char *s, size_t n, struct wsauth *out)
     if (n == 0 || n % 2 || n / 2 > WSAUTH_TOKEN_MAX)
         return -1;
     for (size_t i = 0; i < n; i += 2) {
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        int hi = wsauth_hexval(s[i]), lo = wsauth_hexval(s[i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out->token[i / 2] = (char)(hi << 4 | lo);
