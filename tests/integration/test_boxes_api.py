@@ -195,6 +195,41 @@ def test_info_and_box_metrics(aserver):
     assert "get" in api(srv, "GET", "/swagger/openapi.json").json()["paths"]["/v1/info"]
 
 
+EXTRAS = ("image_digest", "disk_used_bytes", "last_active_at", "node")
+
+
+def test_box_info_extras(aserver):
+    srv = aserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        plain = api(srv, "GET", "/v1/boxes/%s" % box).json()
+        assert not set(EXTRAS) & set(plain), plain
+        assert not set(EXTRAS) & set(api(srv, "GET", "/v1/boxes").json()[0])
+        x0 = extra(srv, box)
+        assert x0["node"] == api(srv, "GET", "/v1/info").json()["node_id"] and x0["node"]
+        used0 = x0["disk_used_bytes"]
+        assert isinstance(used0, int) and 0 < used0 < 1 << 30, x0
+        t0 = x0["last_active_at"]
+        assert t0 and t0.endswith("Z"), x0
+        # last_active_at has second resolution: let the clock pass it.
+        while time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) <= t0:
+            time.sleep(0.1)
+        res = exec_wait(srv, box, ["dd", "if=/dev/urandom", "of=/root/big", "bs=1M",
+                                   "count=20", "conv=fsync"])
+        assert res["exit_code"] == 0, res
+        x1 = extra(srv, box)
+        assert x1["last_active_at"] > t0, (t0, x1)
+        assert x1["disk_used_bytes"] >= used0 + 20 * (1 << 20), (used0, x1)
+        # A stopped box still has both (a stat of its image, no mount).
+        assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
+        x2 = extra(srv, box)
+        assert x2["disk_used_bytes"] >= x1["disk_used_bytes"] and x2["last_active_at"]
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
 def v1run(srv, body, query=""):
     return api(srv, "POST", "/v1/run" + query, json=body)
 
