@@ -1253,6 +1253,8 @@ void box_stats(const struct box_mgr *m, struct box_stats *st)
     st->starts = m->starts;
     st->stops = m->stops;
     st->execs_started = m->execs_started;
+    memcpy(st->execs_by_outcome, m->execs_by_outcome, sizeof(st->execs_by_outcome));
+    st->exec_hist = m->exec_hist;
     for (const struct box *b = m->boxes; b; b = b->next) {
         switch (b->status) {
         case BOX_CREATING:

@@ -137,7 +137,13 @@ struct box_mgr {
     char mkfs[PATH_MAX];
     char home_boxes[PATH_MAX];
     uint64_t starts, stops, execs_started; /* box_stats */
+    uint64_t execs_by_outcome[METRICS_EXEC_OUTCOMES];
+    struct metrics_hist exec_hist;
 };
+
+/* Counts an ended exec of the API (not a transfer or an attach) in
+ * box_stats: its outcome and duration. */
+void box_exec_count_end(const struct box_exec *e);
 
 /* Exec records kept per box and output bytes kept per stream of one exec:
  * config's max_execs_per_box and exec_output_bytes. */

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from test_boxes import BUSYBOX, api, exec_wait, wait_status
+from test_boxes import BUSYBOX, api, download, exec_wait, upload, wait_status
 
 _PID = os.getpid()
 # Own bridge and subnet, named like test_boxes.py's ("bxt" + this pid).
@@ -226,6 +226,54 @@ def test_box_info_extras(aserver):
         assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
         x2 = extra(srv, box)
         assert x2["disk_used_bytes"] >= x1["disk_used_bytes"] and x2["last_active_at"]
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def outcomes(srv):
+    text = api(srv, "GET", "/metrics").text
+    got = {o: metric(text, 'boxer_box_execs_total{outcome="%s"}' % o)
+           for o in ("succeeded", "failed", "timed_out", "canceled")}
+    got["count"] = metric(text, "boxer_box_exec_duration_seconds_count")
+    got["le1"] = metric(text, 'boxer_box_exec_duration_seconds_bucket{le="1"}')
+    got["inf"] = metric(text, 'boxer_box_exec_duration_seconds_bucket{le="+Inf"}')
+    got["sum"] = metric(text, "boxer_box_exec_duration_seconds_sum")
+    return got
+
+
+def test_exec_outcome_metrics(aserver):
+    srv = aserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        m0 = outcomes(srv)
+        assert exec_wait(srv, box, ["true"])["status"] == "succeeded"
+        # a tty exec ends in box_term.c: counted as well
+        e = exec_wait(srv, box, ["true"], tty={"rows": 24, "cols": 80})
+        assert e["status"] == "succeeded", e
+        assert exec_wait(srv, box, ["false"])["status"] == "failed"
+        e = exec_wait(srv, box, ["sleep", "30"], timeout_ms=1500)
+        assert e["status"] == "failed" and e["exit_code"] == 137, e
+        r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["sleep", "1000"]})
+        assert r.status_code == 201, r.text
+        eid = r.json()["id"]
+        assert api(srv, "POST", "/v1/boxes/%s/exec/%s:cancel" % (box, eid)).status_code == 200
+        deadline = time.time() + 20
+        while api(srv, "GET", "/v1/boxes/%s/exec/%s" % (box, eid)).json()["status"] == "running":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        m1 = outcomes(srv)
+        delta = {k: m1[k] - m0[k] for k in m0}
+        assert delta["succeeded"] == 2 and delta["failed"] == 1, delta
+        assert delta["timed_out"] == 1 and delta["canceled"] == 1, delta
+        assert delta["count"] == 5 and delta["inf"] == 5, delta
+        # the timed out exec took at least its 1.5 s: not in the 1 s bucket
+        assert 1 <= delta["le1"] <= 4 and delta["sum"] >= 1.5, delta
+        # file transfers are not execs
+        assert upload(srv, box, "/root/f", b"x").status_code == 200
+        assert download(srv, box, "/root/f").content == b"x"
+        assert outcomes(srv)["count"] == m1["count"]
     finally:
         assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
