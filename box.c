@@ -237,7 +237,7 @@ static void arm_idle(struct box *b, uint64_t secs)
 /* 1 when an exec is still going; else *last is the latest activity: the
  * last touch or the end of the last exec (a long exec is activity until
  * it ends). */
-static int exec_running(const struct box *b, time_t *last)
+int box_exec_running(const struct box *b, time_t *last)
 {
     *last = b->last_active;
     for (const struct box_exec *e = b->execs; e; e = e->next) {
@@ -260,7 +260,7 @@ static void on_idle_timer(struct loop *l, void *arg)
         return;
     /* Activity since the timer was set, or an exec still going: check
      * again when the box would be idle long enough. */
-    if (exec_running(b, &last)) {
+    if (box_exec_running(b, &last)) {
         arm_idle(b, b->idle_secs);
         return;
     }
@@ -1025,6 +1025,8 @@ void box_stats(const struct box_mgr *m, struct box_stats *st)
     st->starts = m->starts;
     st->stops = m->stops;
     st->execs_started = m->execs_started;
+    memcpy(st->execs_by_outcome, m->execs_by_outcome, sizeof(st->execs_by_outcome));
+    st->exec_hist = m->exec_hist;
     for (const struct box *b = m->boxes; b; b = b->next) {
         switch (b->status) {
         case BOX_CREATING:

@@ -30,6 +30,7 @@
 
 #include "err.h"
 #include "loop.h"
+#include "metrics.h"
 
 struct config;
 struct image_cache;
@@ -125,6 +126,8 @@ struct box_stats {
     uint64_t starts, stops;                /* sandboxes started, stopped */
     uint64_t execs_started, execs_running; /* execs of the API (not file transfers) */
     uint64_t memory_mb, pids;              /* held of the shared budget by running boxes */
+    uint64_t execs_by_outcome[METRICS_EXEC_OUTCOMES]; /* ended execs of the API */
+    struct metrics_hist exec_hist;
 };
 void box_stats(const struct box_mgr *m, struct box_stats *st);
 /* The drain (issue 17): stops every running box that is not busy, as

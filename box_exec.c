@@ -211,6 +211,18 @@ int box_exec_result(const struct box_exec *e, const char **status, int *timed_ou
     return e->exit_code;
 }
 
+void box_exec_count_end(const struct box_exec *e)
+{
+    struct box_mgr *m = e->box->m;
+    int o = e->canceled ? METRICS_EXEC_CANCELED
+          : e->timed_out ? METRICS_EXEC_TIMED_OUT
+          : e->failed ? METRICS_EXEC_FAILED : METRICS_EXEC_SUCCEEDED;
+    if (e->hidden)
+        return;
+    m->execs_by_outcome[o]++;
+    metrics_hist_observe(&m->exec_hist, e->wall_ms);
+}
+
 static void exec_unlink_files(struct box_exec *e)
 {
     char p[PATH_MAX + 96];
@@ -306,6 +318,7 @@ static void exec_on_exit(void *arg, int status)
                  (unsigned long long)e->timeout_ms);
     }
     e->failed = e->exit_code != 0;
+    box_exec_count_end(e);
     exec_control_end(e);
     box_store_save_exec(e);
     exec_notify(e);

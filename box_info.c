@@ -3,8 +3,10 @@
 #include "box_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "json.h"
@@ -87,7 +89,21 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
     w_time(w, "started_at", b->started);
     w_time(w, "stopped_at", b->stopped);
     if (extra) {
+        char img[PATH_MAX];
+        struct stat st;
+        time_t last;
         w_str_or_null(w, "image_digest", b->digest);
+        /* The blocks the sparse image really holds: a stat, no mount, so a
+         * stopped box has it too. */
+        json_w_key(w, "disk_used_bytes");
+        if (snprintf(img, sizeof(img), "%s/disk.img", b->dir) < (int)sizeof(img) &&
+            stat(img, &st) == 0)
+            json_w_uint(w, (uint64_t)st.st_blocks * 512u);
+        else
+            json_w_null(w);
+        (void)box_exec_running(b, &last);
+        w_time(w, "last_active_at", last);
+        w_str_or_null(w, "node", b->m->p.cfg->node_id);
     }
     json_w_obj_end(w);
 }

@@ -137,7 +137,13 @@ struct box_mgr {
     char mkfs[PATH_MAX];
     char home_boxes[PATH_MAX];
     uint64_t starts, stops, execs_started; /* box_stats */
+    uint64_t execs_by_outcome[METRICS_EXEC_OUTCOMES];
+    struct metrics_hist exec_hist;
 };
+
+/* Counts an ended exec of the API (not a transfer or an attach) in
+ * box_stats: its outcome and duration. */
+void box_exec_count_end(const struct box_exec *e);
 
 /* Exec records kept per box and output bytes kept per stream of one exec:
  * config's max_execs_per_box and exec_output_bytes. */
@@ -199,6 +205,9 @@ void exec_watchers_gone(struct box_exec *e);
 /* box_exec.c: ended and answered records beyond max_execs_per_box go
  * (with their files), and hidden ones (transfers, terminals) at once. */
 void box_trim_execs(struct box *b);
+/* box.c: 1 when an exec is still going; else *last is the latest activity
+ * (the last touch or the end of the last exec). */
+int box_exec_running(const struct box *b, time_t *last);
 /* box_exec.c: wakes the event streams of e (deferred to the loop). */
 void exec_notify(struct box_exec *e);
 /* box_exec.c: what exec_free must release of the input and control state. */

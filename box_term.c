@@ -298,6 +298,7 @@ static void tty_on_exit(void *arg, int status)
                  (unsigned long long)e->timeout_ms);
     }
     e->failed = e->exit_code != 0;
+    box_exec_count_end(e);
     term_unlink(e);
     exec_notify(e);
     e->cb = NULL;

@@ -641,6 +641,8 @@ void route_metrics(struct app *a, struct http_conn *c)
         g.box_stops = bs.stops;
         g.execs_started = bs.execs_started;
         g.execs_running = bs.execs_running;
+        memcpy(g.execs_by_outcome, bs.execs_by_outcome, sizeof(g.execs_by_outcome));
+        g.exec_hist = bs.exec_hist;
         g.execs_finished =
             bs.execs_started > bs.execs_running ? bs.execs_started - bs.execs_running : 0;
     }

@@ -10,6 +10,7 @@
 /* Run duration buckets, seconds. */
 static const double buckets[] = {0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+_Static_assert(NBUCKETS == METRICS_NBUCKETS, "METRICS_NBUCKETS follows buckets[]");
 
 /* Routes are a fixed set (the route table's labels, then "other"), so
  * request counters are a small fixed table: no label value ever comes from
@@ -63,6 +64,15 @@ void metrics_observe_run(struct metrics *m, uint64_t wall_ms)
             m->run_buckets[i]++;
     m->run_count++;
     m->run_ms_sum += wall_ms;
+}
+
+void metrics_hist_observe(struct metrics_hist *h, uint64_t ms)
+{
+    for (size_t i = 0; i < NBUCKETS; i++)
+        if ((double)ms / 1000.0 <= buckets[i])
+            h->le[i]++;
+    h->count++;
+    h->ms_sum += ms;
 }
 
 static void family(struct sbuf *o, const char *name, const char *type, const char *help)
@@ -164,6 +174,21 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
     sbuf_appendf(o, "boxer_box_execs_finished_total %" PRIu64 "\n", g->execs_finished);
     family(o, "boxer_box_execs_running", "gauge", "Execs running in boxes now.");
     sbuf_appendf(o, "boxer_box_execs_running %" PRIu64 "\n", g->execs_running);
+    family(o, "boxer_box_execs_total", "counter", "Execs in boxes that have ended, by outcome.");
+    static const char *const outcomes[METRICS_EXEC_OUTCOMES] = {"succeeded", "failed",
+                                                                "timed_out", "canceled"};
+    for (size_t i = 0; i < METRICS_EXEC_OUTCOMES; i++)
+        sbuf_appendf(o, "boxer_box_execs_total{outcome=\"%s\"} %" PRIu64 "\n", outcomes[i],
+                     g->execs_by_outcome[i]);
+    family(o, "boxer_box_exec_duration_seconds", "histogram", "Wall time of ended box execs.");
+    for (size_t i = 0; i < NBUCKETS; i++)
+        sbuf_appendf(o, "boxer_box_exec_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                     buckets[i], g->exec_hist.le[i]);
+    sbuf_appendf(o,
+                 "boxer_box_exec_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                 "boxer_box_exec_duration_seconds_sum %.3f\n"
+                 "boxer_box_exec_duration_seconds_count %" PRIu64 "\n",
+                 g->exec_hist.count, (double)g->exec_hist.ms_sum / 1000.0, g->exec_hist.count);
     family(o, "boxer_http_connections", "gauge", "Open client connections.");
     sbuf_appendf(o, "boxer_http_connections %" PRIu64 "\n", g->connections);
     family(o, "process_open_fds", "gauge", "Open file descriptors.");

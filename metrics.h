@@ -10,6 +10,19 @@
 
 struct metrics;
 
+/* A duration histogram on the run duration buckets (metrics.c), for a
+ * counter kept outside struct metrics (the box execs of box_mgr). */
+#define METRICS_NBUCKETS 10
+struct metrics_hist {
+    uint64_t le[METRICS_NBUCKETS]; /* cumulative, as rendered */
+    uint64_t count, ms_sum;
+};
+void metrics_hist_observe(struct metrics_hist *h, uint64_t ms);
+
+/* Box exec outcomes, the label values of boxer_box_execs_total. */
+enum { METRICS_EXEC_SUCCEEDED, METRICS_EXEC_FAILED, METRICS_EXEC_TIMED_OUT,
+       METRICS_EXEC_CANCELED, METRICS_EXEC_OUTCOMES };
+
 struct metrics_gauges {
     uint64_t runs_in_flight, runs_queued;
     uint64_t runs_ok, runs_nonzero, runs_timeout, runs_oom, runs_output_limit, runs_error;
@@ -21,6 +34,8 @@ struct metrics_gauges {
     uint64_t boxes_creating, boxes_running, boxes_stopped, boxes_error;
     uint64_t box_starts, box_stops;
     uint64_t execs_started, execs_running, execs_finished;
+    uint64_t execs_by_outcome[METRICS_EXEC_OUTCOMES];
+    struct metrics_hist exec_hist;
     uint64_t runs_pending_teardowns; /* issue 16: answered, leftovers being removed */
     /* issue 16: warm_pool */
     uint64_t pool_ready, pool_creating, pool_hits, pool_misses, pool_created, pool_failed;

@@ -283,9 +283,23 @@ void ui_node_json(struct ui_node *n, struct http_conn *c)
     json_w_kv_uint(&w, "pulls_ok", is.pulls_ok);
     json_w_kv_uint(&w, "pulls_failed", is.pulls_failed);
     json_w_obj_end(&w);
-    /* Boxer starts every sandbox on demand: there is no warm pool. */
+    /* The warm pool (pool.c, through run_stats); null when none is
+     * configured. */
     json_w_key(&w, "warm_pool");
-    json_w_null(&w);
+    if (!cfg->nwarm_pool) {
+        json_w_null(&w);
+    } else {
+        json_w_obj_begin(&w);
+        json_w_kv_uint(&w, "entries", cfg->nwarm_pool);
+        json_w_kv_uint(&w, "ready", rs.pool_ready);
+        json_w_kv_uint(&w, "creating", rs.pool_creating);
+        json_w_kv_uint(&w, "hits", rs.pool_hits);
+        json_w_kv_uint(&w, "misses", rs.pool_misses);
+        json_w_kv_uint(&w, "created", rs.pool_created);
+        json_w_kv_uint(&w, "failed", rs.pool_failed);
+        json_w_kv_uint(&w, "create_ms_last", rs.pool_create_ms_last);
+        json_w_obj_end(&w);
+    }
     write_samples(&w, n);
     json_w_obj_end(&w);
     if (w.failed)

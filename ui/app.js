@@ -278,7 +278,8 @@
 
     async function load() {
       try {
-        const boxes = await apiJSON('GET', '/v1/boxes' + (status ? '?status=' + encodeURIComponent(status) : ''));
+        // extra=1: disk_used_bytes and last_active_at (our fields)
+        const boxes = await apiJSON('GET', '/v1/boxes?extra=1' + (status ? '&status=' + encodeURIComponent(status) : ''));
         clear(tbody);
         msg.textContent = boxes.length ? '' : 'No boxes.';
         for (const b of boxes) {
@@ -289,8 +290,9 @@
             statusCell(b.status),
             el('td', { class: 'mono', text: b.image }),
             el('td', { text: b.cpu + ' cpu, ' + b.memory_mb + ' MB' + (b.network ? ', net' : '') }),
-            el('td', { text: b.disk_size_gb + ' GB' }),
+            el('td', { class: 'box-disk', text: fmtBytes(b.disk_used_bytes) + ' of ' + b.disk_size_gb + ' GB' }),
             el('td', { text: since(b.created_at) }),
+            el('td', { class: 'box-idle', text: since(b.last_active_at) }),
             el('td', { text: running ? since(b.started_at) : (b.stopped_at ? 'stopped ' + since(b.stopped_at) : '-') }),
             el('td', {},
               running
@@ -305,7 +307,7 @@
     main.append(el('h1', { text: 'Boxes' }),
       el('div', { class: 'row' }, field('status', filter), gc),
       el('table', { id: 'boxes' },
-        el('thead', {}, el('tr', {}, ['name', 'id', 'status', 'image', 'limits', 'disk', 'age', 'up / stopped', ''].map((h) => el('th', { text: h })))),
+        el('thead', {}, el('tr', {}, ['name', 'id', 'status', 'image', 'limits', 'disk used', 'age', 'idle', 'up / stopped', ''].map((h) => el('th', { text: h })))),
         tbody),
       msg,
       el('h2', { text: 'Create a box' }), create);
@@ -616,8 +618,11 @@
         top.append(
           el('div', { class: 'card' }, el('h2', { text: 'Server' }), kv({
             version: n.version, runsc: n.runsc.version || 'unknown', platform: n.runsc.platform, runsc_path: n.runsc.path,
-            warm_pool: n.warm_pool === null ? 'none (sandboxes start on demand)' : n.warm_pool,
+            warm_pool: n.warm_pool === null ? 'none (sandboxes start on demand)'
+              : n.warm_pool.ready + ' ready of ' + n.warm_pool.entries + ' entries',
           })),
+          el('div', { class: 'card', id: 'warm-pool' }, el('h2', { text: 'Warm pool' }),
+            n.warm_pool === null ? el('p', { class: 'muted', text: 'none configured' }) : kv(n.warm_pool)),
           el('div', { class: 'card' }, el('h2', { text: 'Now' }), kv({
             runs_running: n.runs.running, runs_queued: n.runs.queued,
             boxes_running: n.boxes.running, boxes_stopped: n.boxes.stopped, execs_running: n.boxes.execs_running,

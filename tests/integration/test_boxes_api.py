@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from test_boxes import BUSYBOX, api, exec_wait, wait_status
+from test_boxes import BUSYBOX, api, download, exec_wait, upload, wait_status
 
 _PID = os.getpid()
 # Own bridge and subnet, named like test_boxes.py's ("bxt" + this pid).
@@ -193,6 +193,89 @@ def test_info_and_box_metrics(aserver):
     finally:
         assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
     assert "get" in api(srv, "GET", "/swagger/openapi.json").json()["paths"]["/v1/info"]
+
+
+EXTRAS = ("image_digest", "disk_used_bytes", "last_active_at", "node")
+
+
+def test_box_info_extras(aserver):
+    srv = aserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        plain = api(srv, "GET", "/v1/boxes/%s" % box).json()
+        assert not set(EXTRAS) & set(plain), plain
+        assert not set(EXTRAS) & set(api(srv, "GET", "/v1/boxes").json()[0])
+        x0 = extra(srv, box)
+        assert x0["node"] == api(srv, "GET", "/v1/info").json()["node_id"] and x0["node"]
+        used0 = x0["disk_used_bytes"]
+        assert isinstance(used0, int) and 0 < used0 < 1 << 30, x0
+        t0 = x0["last_active_at"]
+        assert t0 and t0.endswith("Z"), x0
+        # last_active_at has second resolution: let the clock pass it.
+        while time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) <= t0:
+            time.sleep(0.1)
+        res = exec_wait(srv, box, ["dd", "if=/dev/urandom", "of=/root/big", "bs=1M",
+                                   "count=20", "conv=fsync"])
+        assert res["exit_code"] == 0, res
+        x1 = extra(srv, box)
+        assert x1["last_active_at"] > t0, (t0, x1)
+        assert x1["disk_used_bytes"] >= used0 + 20 * (1 << 20), (used0, x1)
+        # A stopped box still has both (a stat of its image, no mount).
+        assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
+        x2 = extra(srv, box)
+        assert x2["disk_used_bytes"] >= x1["disk_used_bytes"] and x2["last_active_at"]
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def outcomes(srv):
+    text = api(srv, "GET", "/metrics").text
+    got = {o: metric(text, 'boxer_box_execs_total{outcome="%s"}' % o)
+           for o in ("succeeded", "failed", "timed_out", "canceled")}
+    got["count"] = metric(text, "boxer_box_exec_duration_seconds_count")
+    got["le1"] = metric(text, 'boxer_box_exec_duration_seconds_bucket{le="1"}')
+    got["inf"] = metric(text, 'boxer_box_exec_duration_seconds_bucket{le="+Inf"}')
+    got["sum"] = metric(text, "boxer_box_exec_duration_seconds_sum")
+    return got
+
+
+def test_exec_outcome_metrics(aserver):
+    srv = aserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        m0 = outcomes(srv)
+        assert exec_wait(srv, box, ["true"])["status"] == "succeeded"
+        # a tty exec ends in box_term.c: counted as well
+        e = exec_wait(srv, box, ["true"], tty={"rows": 24, "cols": 80})
+        assert e["status"] == "succeeded", e
+        assert exec_wait(srv, box, ["false"])["status"] == "failed"
+        e = exec_wait(srv, box, ["sleep", "30"], timeout_ms=1500)
+        assert e["status"] == "failed" and e["exit_code"] == 137, e
+        r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["sleep", "1000"]})
+        assert r.status_code == 201, r.text
+        eid = r.json()["id"]
+        assert api(srv, "POST", "/v1/boxes/%s/exec/%s:cancel" % (box, eid)).status_code == 200
+        deadline = time.time() + 20
+        while api(srv, "GET", "/v1/boxes/%s/exec/%s" % (box, eid)).json()["status"] == "running":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        m1 = outcomes(srv)
+        delta = {k: m1[k] - m0[k] for k in m0}
+        assert delta["succeeded"] == 2 and delta["failed"] == 1, delta
+        assert delta["timed_out"] == 1 and delta["canceled"] == 1, delta
+        assert delta["count"] == 5 and delta["inf"] == 5, delta
+        # the timed out exec took at least its 1.5 s: not in the 1 s bucket
+        assert 1 <= delta["le1"] <= 4 and delta["sum"] >= 1.5, delta
+        # file transfers are not execs
+        assert upload(srv, box, "/root/f", b"x").status_code == 200
+        assert download(srv, box, "/root/f").content == b"x"
+        assert outcomes(srv)["count"] == m1["count"]
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
 def v1run(srv, body, query=""):

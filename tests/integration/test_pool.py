@@ -175,6 +175,12 @@ def test_hits_misses_and_refill(make_server):
     assert metrics(srv)["boxer_pool_misses_total"] >= 1
     m = wait_ready(srv, 1)  # refilled
     assert m["boxer_pool_created_total"] == 2
+    # the console's /v1/node reports the same pool (the metrics as JSON)
+    wp = httpx.get(srv.url + "/v1/node", timeout=10).json()["warm_pool"]
+    assert wp == {"entries": 1, "ready": 1, "creating": 0, "hits": 1,
+                  "misses": m["boxer_pool_misses_total"], "created": 2, "failed": 0,
+                  "create_ms_last": wp["create_ms_last"]}, wp
+    assert wp["create_ms_last"] == round(m["boxer_pool_create_seconds_last"] * 1000), (wp, m)
 
 
 def test_shutdown_destroys_the_pool(make_server):

@@ -7,6 +7,7 @@ screenshot of each page goes to the module's tmp directory (its path is
 printed)."""
 
 import os
+import re
 import shutil
 
 import httpx
@@ -122,6 +123,7 @@ def test_headers_and_redirect(ui):
                   timeout=10).json()
     assert n["version"] and n["runsc"]["platform"] in ("systrap", "ptrace", "kvm")
     assert n["runsc"]["version"] and n["samples"]["points"]
+    assert n["warm_pool"] is None  # no warm_pool configured
 
 
 def test_token_prompt(ui):
@@ -158,6 +160,10 @@ def test_create_box(ui):
     row = '#boxes-body tr[data-id="%s"]' % ui["box"]
     wait(drv, lambda d: "running" in text_of(d, row))
     assert "busybox" in text_of(drv, row)
+    # disk use and idle time come from ?extra=1 (disk_used_bytes, last_active_at)
+    disk = text_of(drv, row + " td.box-disk")
+    assert re.fullmatch(r"[0-9.]+ (B|KiB|MiB|GiB) of 1 GB", disk) and not disk.startswith("0 B"), disk
+    assert re.fullmatch(r"[0-9]+s|[0-9]+m[0-9]+s", text_of(drv, row + " td.box-idle"))
     shot(ui, "boxes")
 
 
@@ -247,6 +253,8 @@ def test_node_page(ui):
     wait(drv, lambda d: "platform" in text_of(d, "#node-info") and "samples" in text_of(d, "#node-msg"))
     info = text_of(drv, "#node-info")
     assert "max_concurrent_runs" in info and "total_memory_mb" in info
+    # this server has no warm_pool (test_pool.py checks /v1/node with one)
+    assert "none configured" in text_of(drv, "#warm-pool")
     # the chart has been drawn: some pixels are not blank
     painted = drv.execute_script(
         "const c = document.getElementById('chart');"
