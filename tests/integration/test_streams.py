@@ -403,6 +403,16 @@ def test_run_stream_timeout_and_output_limit(srv):
     assert res["error"] == "wall clock limit exceeded" and res["stdout"] == "before\n"
 
 
+def run_dir_gone(srv, exec_id, secs=30):
+    """The run's directory goes in the teardown after the answer (issue
+    16), a moment after the end: poll for it."""
+    run_dir = os.path.join(srv.home, "runs", exec_id)
+    deadline = time.time() + secs * H.SLOW
+    while time.time() < deadline and os.path.exists(run_dir):
+        time.sleep(0.1)
+    return not os.path.exists(run_dir)
+
+
 def test_run_stream_output_limit(srv):
     """Over output_limit_bytes: the stream ends with a 507 result (the status
     line is already 200), in the plain answer's shape, and the run is gone."""
@@ -425,7 +435,7 @@ def test_run_stream_output_limit(srv):
     assert res == dict(plain.json(), type="result", status=507,
                        exec_id=evs[0]["exec_id"]), res
     assert res["error"] == "stdout or stderr exceeded output_limit_bytes"
-    assert not os.path.exists(os.path.join(srv.home, "runs", res["exec_id"]))
+    assert run_dir_gone(srv, res["exec_id"])
     assert not any(res["exec_id"] in str(p) for p in boxer_server.leftover_processes(srv.home))
 
 
@@ -450,7 +460,7 @@ def test_run_stream_client_gone_cancels(srv):
                                          map(str, boxer_server.leftover_processes(srv.home))):
         time.sleep(0.1)
     assert not any(exec_id in str(p) for p in boxer_server.leftover_processes(srv.home))
-    assert not os.path.exists(os.path.join(srv.home, "runs", exec_id))
+    assert run_dir_gone(srv, exec_id)
 
 
 def raw_request(srv, head):
