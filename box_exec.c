@@ -308,17 +308,7 @@ static void exec_on_exit(void *arg, int status)
     if (e->exit_code == 128)
         exec_runsc_failure(e);
     exec_unlink_files(e);
-    /* The helper in the box exits 137 after killing the command's group at
-     * the deadline; the safety timer marks timed_out itself. */
-    if (e->timeout_ms && e->exit_code == 137 && e->wall_ms >= e->timeout_ms)
-        e->timed_out = 1;
-    if (e->timed_out) {
-        e->exit_code = 137;
-        snprintf(e->error, sizeof(e->error), "timed out after %llu ms",
-                 (unsigned long long)e->timeout_ms);
-    }
-    e->failed = e->exit_code != 0;
-    box_exec_count_end(e);
+    box_exec_settle(e);
     exec_control_end(e);
     box_store_save_exec(e);
     exec_notify(e);
@@ -332,6 +322,21 @@ static void exec_on_exit(void *arg, int status)
 
 /* The helper did not end the exec in time (the box is overloaded, or the
  * helper itself is stuck): end the client; the box keeps whatever is left. */
+void box_exec_settle(struct box_exec *e)
+{
+    /* The helper in the box exits 137 after killing the command's group at
+     * the deadline; the safety timer marks timed_out itself. */
+    if (e->timeout_ms && e->exit_code == 137 && e->wall_ms >= e->timeout_ms)
+        e->timed_out = 1;
+    if (e->timed_out) {
+        e->exit_code = 137;
+        snprintf(e->error, sizeof(e->error), "timed out after %llu ms",
+                 (unsigned long long)e->timeout_ms);
+    }
+    e->failed = e->exit_code != 0;
+    box_exec_count_end(e);
+}
+
 void exec_safety(struct loop *l, void *arg)
 {
     struct box_exec *e = arg;

@@ -205,6 +205,9 @@ void exec_watchers_gone(struct box_exec *e);
 /* box_exec.c: ended and answered records beyond max_execs_per_box go
  * (with their files), and hidden ones (transfers, terminals) at once. */
 void box_trim_execs(struct box *b);
+/* box_exec.c: an ended exec's final fields (timed_out and 137 at the
+ * deadline, failed) and its end counted in the metrics. */
+void box_exec_settle(struct box_exec *e);
 /* box.c: 1 when an exec is still going; else *last is the latest activity
  * (the last touch or the end of the last exec). */
 int box_exec_running(const struct box *b, time_t *last);

@@ -290,15 +290,7 @@ static void tty_on_exit(void *arg, int status)
             e->exit_code = 126;
         sbuf_free(&text);
     }
-    if (e->timeout_ms && e->exit_code == 137 && e->wall_ms >= e->timeout_ms)
-        e->timed_out = 1;
-    if (e->timed_out) {
-        e->exit_code = 137;
-        snprintf(e->error, sizeof(e->error), "timed out after %llu ms",
-                 (unsigned long long)e->timeout_ms);
-    }
-    e->failed = e->exit_code != 0;
-    box_exec_count_end(e);
+    box_exec_settle(e);
     term_unlink(e);
     exec_notify(e);
     e->cb = NULL;
