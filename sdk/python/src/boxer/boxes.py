@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import signal as signal_module
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping,
+                    Optional, Sequence, TypeVar, Union)
 from urllib.parse import quote
 
 import httpx
@@ -30,6 +31,8 @@ __all__ = ["BoxHandle", "AsyncBoxHandle"]
 
 BoxEnv = Union[Mapping[str, str], Sequence[str]]
 
+
+_T = TypeVar("_T")
 
 def box_path(id_or_name: str, suffix: str = "") -> str:
     if not isinstance(id_or_name, str) or not id_or_name:
@@ -211,21 +214,30 @@ def exec_timeout(base: httpx.Timeout, run_timeout: Optional[float], timeout_ms: 
     return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
 
 
-def parse_box(response: httpx.Response, what: str) -> BoxInfo:
+def _parse_one(response: httpx.Response, what: str, from_dict: Callable[[Any], _T], noun: str) -> _T:
     try:
-        return BoxInfo.from_dict(response.json())
+        return from_dict(response.json())
     except ValueError as exc:
-        raise BoxerError(f"{what}: malformed box info: {exc}") from None
+        raise BoxerError(f"{what}: malformed {noun}: {exc}") from None
 
 
-def parse_boxes(response: httpx.Response, what: str) -> List[BoxInfo]:
+def _parse_list(response: httpx.Response, what: str, from_dict: Callable[[Any], _T],
+                noun: str) -> List[_T]:
     try:
         data = response.json()
         if not isinstance(data, list):
             raise ValueError("not a list")
-        return [BoxInfo.from_dict(d) for d in data]
+        return [from_dict(d) for d in data]
     except ValueError as exc:
-        raise BoxerError(f"{what}: malformed box list: {exc}") from None
+        raise BoxerError(f"{what}: malformed {noun}: {exc}") from None
+
+
+def parse_box(response: httpx.Response, what: str) -> BoxInfo:
+    return _parse_one(response, what, BoxInfo.from_dict, "box info")
+
+
+def parse_boxes(response: httpx.Response, what: str) -> List[BoxInfo]:
+    return _parse_list(response, what, BoxInfo.from_dict, "box list")
 
 
 def with_status(infos: List[BoxInfo], status: Optional[str]) -> List[BoxInfo]:
@@ -235,20 +247,11 @@ def with_status(infos: List[BoxInfo], status: Optional[str]) -> List[BoxInfo]:
 
 
 def parse_exec(response: httpx.Response, what: str) -> ExecInfo:
-    try:
-        return ExecInfo.from_dict(response.json())
-    except ValueError as exc:
-        raise BoxerError(f"{what}: malformed exec info: {exc}") from None
+    return _parse_one(response, what, ExecInfo.from_dict, "exec info")
 
 
 def parse_execs(response: httpx.Response, what: str) -> List[ExecInfo]:
-    try:
-        data = response.json()
-        if not isinstance(data, list):
-            raise ValueError("not a list")
-        return [ExecInfo.from_dict(d) for d in data]
-    except ValueError as exc:
-        raise BoxerError(f"{what}: malformed exec list: {exc}") from None
+    return _parse_list(response, what, ExecInfo.from_dict, "exec list")
 
 
 def parse_gc(response: httpx.Response) -> int:
