@@ -335,3 +335,18 @@ def test_token_over_unix_socket(tmp_path_factory: pytest.TempPathFactory, monkey
     finally:
         stop()
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def test_info_and_node_sync_and_async(shared_box: Tuple[BoxerClient, BoxHandle], boxer_url: str) -> None:
+    client, _ = shared_box
+    info = client.info()
+    assert info["max_cpu"] > 0 and info["max_memory_mb"] > 0 and info["node_id"]
+    node = client.node()
+    assert node["version"] == info["version"] and "samples" in node
+
+    async def both() -> Tuple[dict, dict]:
+        async with make_async_client(boxer_url) as ac:
+            return await ac.info(), await ac.node()
+
+    ainfo, anode = asyncio.run(both())
+    assert ainfo["node_id"] == info["node_id"] and anode["version"] == node["version"]

@@ -436,6 +436,17 @@ def _json_object(response: httpx.Response, what: str) -> Dict[str, Any]:
     return data
 
 
+def parse_object(response: httpx.Response, what: str) -> Dict[str, Any]:
+    """A JSON object answer, as a dict."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise BoxerError(f"{what}: the answer is not a JSON object")
+    return data
+
+
 def parse_health(response: httpx.Response) -> bool:
     return _json_object(response, "GET /healthz").get("ok") is True
 

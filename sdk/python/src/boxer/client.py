@@ -214,6 +214,16 @@ class BoxerClient(_ClientBase):
         """
         return _core.parse_health(self._request("GET", "/healthz"))
 
+    def info(self) -> Dict[str, Any]:
+        """``GET /v1/info``: BoxRun's ``max_cpu``, ``max_memory_mb`` and ours
+        (version, node_id, box counts, limits, budget)."""
+        return _core.parse_object(self._request("GET", "/v1/info"), "GET /v1/info")
+
+    def node(self) -> Dict[str, Any]:
+        """``GET /v1/node``: what the web console's node page shows (runsc,
+        limits, budget, runs, warm pool, recent samples)."""
+        return _core.parse_object(self._request("GET", "/v1/node"), "GET /v1/node")
+
     @overload
     def run(
         self,
@@ -539,6 +549,14 @@ class AsyncBoxerClient(_ClientBase):
     async def health(self) -> bool:
         """See BoxerClient.health."""
         return _core.parse_health(await self._request("GET", "/healthz"))
+
+    async def info(self) -> Dict[str, Any]:
+        """See BoxerClient.info."""
+        return _core.parse_object(await self._request("GET", "/v1/info"), "GET /v1/info")
+
+    async def node(self) -> Dict[str, Any]:
+        """See BoxerClient.node."""
+        return _core.parse_object(await self._request("GET", "/v1/node"), "GET /v1/node")
 
     @overload
     def run(
