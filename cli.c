@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "b64dec.h"
+#include "check_host.h"
 #include "cli_http.h"
 #include "cli_internal.h"
 #include "cli_term.h"
@@ -72,6 +73,7 @@ static void cli_usage(FILE *f)
           "       boxer box create [opts] IMAGE\n"
           "       boxer box ls|info|stop|start|rm|gc|exec|cp ...\n"
           "       boxer images | boxer health\n"
+          "       boxer check-host [--config PATH]       what this host lacks to run Boxer\n"
           "\n"
           "client options: --url URL (else $BOXER_URL, ~/.boxer/boxer.sock, http://127.0.0.1:8080),\n"
           "  --json, --cpu N, --memory MB, --timeout SECS, --network MODE, -e/--env K=V,\n"
@@ -1015,6 +1017,8 @@ static int cli_dispatch(int argc, char **argv)
         rc = cli_cmd_images(&c, argc, argv);
     } else if (!strcmp(sub, "health")) {
         rc = cli_cmd_health(&c, argc, argv);
+    } else if (!strcmp(sub, "check-host")) {
+        rc = check_host_main(argc, argv);
     } else if (!strcmp(sub, "help")) {
         cli_usage(stdout);
         return 0;
