@@ -124,14 +124,27 @@ manlint:
 	mandoc -T lint -W style boxer.1
 
 # `make install PREFIX=/usr/local DESTDIR=...`: the binary (server and
-# client) and its manual page.
+# client), its manual page, the systemd unit (its ExecStart and
+# ExecStartPre naming the installed binary) and a loopback-only
+# /etc/boxer/config.json, never over an existing one.  The unit and the
+# configuration are outside PREFIX: systemd and the unit look there.
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= /lib/systemd/system
 install: $(BIN)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/boxer
 	install -m 0644 boxer.1 $(DESTDIR)$(MANDIR)/man1/boxer.1
+	sed -e 's|/usr/local/bin/boxer|$(BINDIR)/boxer|g' \
+	    -e 's|/etc/boxer/config.json|$(SYSCONFDIR)/boxer/config.json|g' \
+	    deploy/systemd/boxer.service > $(DESTDIR)$(SYSTEMDUNITDIR)/boxer.service.tmp
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/boxer.service.tmp
+	mv $(DESTDIR)$(SYSTEMDUNITDIR)/boxer.service.tmp $(DESTDIR)$(SYSTEMDUNITDIR)/boxer.service
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/boxer
+	test -e $(DESTDIR)$(SYSCONFDIR)/boxer/config.json || \
+	    install -m 0640 deploy/systemd/config.json $(DESTDIR)$(SYSCONFDIR)/boxer/config.json
 
 # Same tests with the server and unit tests built with ASan+UBSan.
 PYTEST_ARGS ?= tests/integration sdk/python/tests

@@ -133,3 +133,61 @@ def test_kustomize_base_renders():
     pdb = by[("PodDisruptionBudget", "boxer")]
     assert pdb["spec"]["maxUnavailable"] == 1
     assert all(labels.get(k) == v for k, v in pdb["spec"]["selector"]["matchLabels"].items())
+
+
+def make_install(*args):
+    """`make install` of the binary under test (-o: never rebuilt here)."""
+    r = subprocess.run(["make", "-s", "-C", REPO, "-o", boxer_server.BOXER_BIN,
+                        "BIN=" + boxer_server.BOXER_BIN, "install"] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    assert r.returncode == 0, r.stdout.decode()
+
+
+def tree(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root)
+                  for d, _, files in os.walk(root) for f in files)
+
+
+def test_make_install_destdir(tmp_path):
+    dest = tmp_path / "dest"
+    make_install("DESTDIR=" + str(dest), "PREFIX=/usr")
+    assert tree(dest) == ["etc/boxer/config.json", "lib/systemd/system/boxer.service",
+                          "usr/bin/boxer", "usr/share/man/man1/boxer.1"]
+    unit = str(dest / "lib/systemd/system/boxer.service")
+    f = unit_fields(unit)
+    assert f["ExecStart"] == ["/usr/bin/boxer --config /etc/boxer/config.json"]
+    assert f["ExecStartPre"] == ["/usr/bin/boxer check-host --config /etc/boxer/config.json"]
+    assert os.stat(unit).st_mode & 0o777 == 0o644
+    assert os.stat(dest / "usr/bin/boxer").st_mode & 0o777 == 0o755
+    # the default configuration listens on the loopback only, where the
+    # unit's readiness check looks
+    conf = dest / "etc/boxer/config.json"
+    cfg = json.loads(conf.read_text())
+    assert cfg["listen_addr"] == "127.0.0.1:8080" and cfg["listen_unix"] == ""
+    assert cfg["home"] == "/var/lib/boxer" and "auth_tokens" not in cfg
+    assert "http://127.0.0.1:8080/healthz" in f["ExecStartPost"][0]
+    assert os.stat(conf).st_mode & 0o777 == 0o640
+    # a second install keeps the operator's configuration
+    conf.write_text('{"listen_addr": "127.0.0.1:9000"}\n')
+    make_install("DESTDIR=" + str(dest), "PREFIX=/usr")
+    assert conf.read_text() == '{"listen_addr": "127.0.0.1:9000"}\n'
+
+
+def test_installed_unit_verifies_and_its_check_passes(tmp_path):
+    # installed where it runs from (no DESTDIR), every location moved into
+    # tmp_path: systemd-analyze checks the commands exist
+    root = tmp_path / "root"
+    make_install("PREFIX=%s/usr" % root, "SYSCONFDIR=%s/etc" % root,
+                 "SYSTEMDUNITDIR=%s/lib/systemd/system" % root)
+    unit = root / "lib/systemd/system/boxer.service"
+    f = unit_fields(str(unit))
+    assert f["ExecStart"] == ["%s/usr/bin/boxer --config %s/etc/boxer/config.json" % (root, root)]
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert r.returncode == 0, r.stdout.decode()
+    # the unit's ExecStartPre as written, with the installed configuration
+    # (home /var/lib/boxer: only its free space is looked at)
+    r = subprocess.run(f["ExecStartPre"][0].split(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=120, text=True)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.splitlines()[0] == "ok      config: %s/etc/boxer/config.json" % root
