@@ -7,7 +7,8 @@ PKGS=(build-essential clang libclang-rt-14-dev llvm pkg-config check musl-tools
       runsc skopeo umoci docker-registry mmdebstrap busybox-static
       curl jq bc wrk nginx-light nftables iproute2 valgrind mandoc haproxy
       python3 python3-pytest python3-pytest-asyncio python3-httpx python3-venv python3-yaml mypy
-      chromium chromium-driver python3-selenium)
+      chromium chromium-driver python3-selenium
+      dpkg-dev debhelper)
 
 if [ "$(id -u)" != 0 ]; then
     echo "install-deps: must run as root (apt-get)" >&2
