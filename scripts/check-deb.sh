@@ -29,6 +29,7 @@ fail() { log "FAIL: $*"; exit 1; }
 if [ "${1:-}" = --inside ]; then
     root=$2
     inroot() { chroot "$root" "$@"; }
+    # shellcheck disable=SC2016 # dpkg-query format fields, not shell
     st=$(inroot dpkg-query -W -f='${Status}' boxer)
     [ "$st" = "install ok installed" ] || fail "boxer is $st"
     files=$(inroot dpkg-query -L boxer)
@@ -38,8 +39,9 @@ if [ "${1:-}" = --inside ]; then
         [ -f "$root$f" ] || fail "$f is not installed"
     done
     log "files: $(grep -c . <<<"$files") paths, binary, man page, unit, config"
-    inroot dpkg-query -W -f='${Conffiles}\n' boxer | grep -q '^ /etc/boxer/config.json ' ||
-        fail "/etc/boxer/config.json is not a conffile"
+    # shellcheck disable=SC2016
+    conffiles=$(inroot dpkg-query -W -f='${Conffiles}\n' boxer)
+    grep -q '^ /etc/boxer/config.json ' <<<"$conffiles" || fail "/etc/boxer/config.json is not a conffile"
     [ "$(stat -c %a "$root/etc/boxer/config.json")" = 640 ] || fail "config.json is not 0640"
     grep -q '"listen_addr": "127.0.0.1:8080"' "$root/etc/boxer/config.json" ||
         fail "the default configuration does not listen on the loopback only"

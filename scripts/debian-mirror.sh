@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Sourced by scripts that run mmdebstrap: the Debian archive this machine
 # reaches, from its apt sources (one-line and deb822 formats), as
 # tests/images/build.sh finds it.
 #   apt_uri_for_suite SUITE   prints the URI of the first source with SUITE
 #   debian_sources SUITE...   prints one "deb URI SUITE main" line per suite
-#                             found (SUITE-security from its own archive)
+#                             (SUITE-security from its own archive, the
+#                             others from bookworm's when not listed)
 apt_uri_for_suite() {
     local want=$1 f
     for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
@@ -31,7 +33,8 @@ debian_sources() {
         case "$s" in
         bookworm) uri=${BOXER_DEBIAN_MIRROR:-${uri:-http://deb.debian.org/debian}} ;;
         *-security) uri=${BOXER_DEBIAN_SECURITY:-$uri} ;;
-        *) uri=${uri:-${BOXER_DEBIAN_MIRROR:-}} ;;
+        # updates and backports live in the main archive
+        *) uri=${uri:-${BOXER_DEBIAN_MIRROR:-$(apt_uri_for_suite bookworm | head -n1)}} ;;
         esac
         [ -n "$uri" ] && echo "deb $uri $s main"
     done
