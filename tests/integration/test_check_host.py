@@ -95,3 +95,21 @@ def test_usage_errors(tmp_path):
     assert r.returncode == 1
     status, detail = lines_by_name(r.stdout)["config"]
     assert status == "missing" and "absent.json" in detail
+
+
+def test_warnings_do_not_fail(tmp_path):
+    # ignore_cgroups and no nft: Boxer starts without limits or network
+    # "sandbox", so both are warnings and the exit status stays 0
+    cfg = write_config(tmp_path, ignore_cgroups=True)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("runsc", "skopeo", "umoci"):
+        os.symlink(shutil.which(tool), bindir / tool)
+    r = subprocess.run([boxer_server.BOXER_BIN, "check-host", "--config", cfg],
+                       env={"PATH": str(bindir)}, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=120, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    by = lines_by_name(r.stdout)
+    assert by["cgroups"][0] == "warn" and "ignore_cgroups" in by["cgroups"][1]
+    assert by["nft"][0] == "warn" and "fix: apt-get install nftables" in by["nft"][1]
+    assert by["runsc"][0] == "ok" and by["runsc"][1].startswith(str(bindir / "runsc"))
