@@ -136,9 +136,12 @@ def test_kustomize_base_renders():
 
 
 def make_install(*args):
-    """`make install` of the binary under test (-o: never rebuilt here)."""
+    """`make install` of the binary under test (-o: never rebuilt here),
+    free of the variables of a make that may be running the suite."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "DESTDIR", "PREFIX")}
     r = subprocess.run(["make", "-s", "-C", REPO, "-o", boxer_server.BOXER_BIN,
-                        "BIN=" + boxer_server.BOXER_BIN, "install"] + list(args),
+                        "BIN=" + boxer_server.BOXER_BIN, "install"] + list(args), env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     assert r.returncode == 0, r.stdout.decode()
 
