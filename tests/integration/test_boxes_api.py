@@ -282,6 +282,59 @@ def v1run(srv, body, query=""):
     return api(srv, "POST", "/v1/run" + query, json=body)
 
 
+def test_v1_run_root_writable_bounded(make_server):
+    """/v1/run is a fresh box for one command: root with the box capability
+    set (Docker's minus NET_RAW) on a writable root, bounded (here
+    v1_run_root_mb 16: ENOSPC past it), "user" picks another uid; /run
+    stays nobody without capabilities; nothing is left after either."""
+    import boxer_server
+    from test_run import assert_clean
+    srv = make_server(config={"v1_run_root_mb": 16})
+    r = v1run(srv, {"image": BUSYBOX, "cmd": [
+        "sh", "-c", "id -u; id -g; echo pkg > /usr/bin/newtool && cat /usr/bin/newtool; "
+        "grep -E '^Cap(Eff|Bnd)' /proc/self/status"]})
+    assert r.status_code == 200, r.text
+    out = r.json()["stdout"].split("\n")
+    assert out[:3] == ["0", "0", "pkg"], r.text
+    # Docker's default set minus NET_RAW (bit 13) is 0xa80405fb
+    assert out[3].split() == ["CapEff:", "00000000a80405fb"], r.text
+    assert out[4].split() == ["CapBnd:", "00000000a80405fb"], r.text
+    assert_clean(srv)
+    # the bound: ENOSPC inside, the command goes on
+    r = v1run(srv, {"image": BUSYBOX, "cmd": [
+        "sh", "-c", "dd if=/dev/zero of=/usr/big bs=1M count=64; echo rc=$?; "
+        "echo small > /usr/small; echo rc2=$?"]})
+    assert r.status_code == 200, r.text
+    assert "No space left on device" in r.json()["stderr"], r.text
+    assert "rc=1" in r.json()["stdout"], r.text
+    assert r.json()["exit_code"] == 0, r.text
+    assert_clean(srv)
+    # "user": another uid[:gid] (no capabilities, the root's files not its own)
+    r = v1run(srv, {"image": BUSYBOX, "user": "1000:1001", "cmd": [
+        "sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; touch /usr/x || echo denied"]})
+    assert r.status_code == 200, r.text
+    out = r.json()["stdout"].split("\n")
+    assert out[:2] == ["1000", "1001"] and out[2].split()[1] == "0000000000000000", r.text
+    assert out[3] == "denied", r.text
+    r = v1run(srv, {"image": BUSYBOX, "user": "7", "cmd": ["sh", "-c", "id -u; id -g"]})
+    assert r.status_code == 200 and r.json()["stdout"] == "7\n7\n", r.text
+    for bad in ("root", "", "1:", ":1", "-1", "4294967295", "1:2:3", 5, None):
+        r = v1run(srv, {"image": BUSYBOX, "cmd": ["true"], "user": bad})
+        if bad is None:
+            assert r.status_code == 200, r.text
+            continue
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", (bad, r.text)
+        assert "user" in r.json()["message"], (bad, r.text)
+    # /run is unchanged: nobody, no capabilities, a read-only root
+    r = api(srv, "POST", "/run", json={"image": BUSYBOX, "cmd": [
+        "sh", "-c", "id -u; grep CapEff /proc/self/status; touch /usr/x 2>/dev/null || echo ro"]})
+    assert r.status_code == 200, r.text
+    out = r.json()["stdout"].split("\n")
+    assert out[0] == "65534" and out[1].split()[1] == "0000000000000000" and out[2] == "ro", r.text
+    assert_clean(srv)
+    assert boxer_server.leftover_mounts(srv.home) == []
+
+
 def test_v1_run(aserver):
     srv = aserver
     r = v1run(srv, {"image": BUSYBOX, "cmd": ["sh", "-c", "echo out; echo $A >&2; "
