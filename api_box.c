@@ -236,6 +236,12 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
         }
         r->cpu = v->u.num.d;
     }
+    v = json_get(root, "user");
+    if (v && v->type != JSON_NULL) {
+        if (api_parse_user(v, &r->uid, &r->gid, err) < 0)
+            goto out;
+        r->set_user = 1;
+    }
     v = json_get(root, "network");
     r->has_network = v && v->type != JSON_NULL;
     if (v && v->type == JSON_BOOL) {

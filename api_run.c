@@ -893,21 +893,10 @@ static int v1_translate(const struct json_value *root, const struct config *cfg,
 
 int api_parse_user(const struct json_value *v, uint32_t *uid, uint32_t *gid, struct bx_err *err)
 {
-    const char *s, *colon;
-    uint64_t u, g;
-    size_t ulen;
     if (v->type != JSON_STRING || json_str_has_nul(v))
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be a string \"uid[:gid]\"");
-    s = v->u.str.s;
-    colon = strchr(s, ':');
-    ulen = colon ? (size_t)(colon - s) : v->u.str.len;
-    if (bx_parse_u64(s, ulen, UINT32_MAX - 1, &u) < 0)
+    if (bx_parse_user(v->u.str.s, v->u.str.len, uid, gid) < 0)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
-    g = u;
-    if (colon && bx_parse_u64(colon + 1, strlen(colon + 1), UINT32_MAX - 1, &g) < 0)
-        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
-    *uid = (uint32_t)u;
-    *gid = (uint32_t)g;
     return 0;
 }
 

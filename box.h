@@ -84,6 +84,8 @@ struct box_create_req {
     size_t nvolumes;
     int network; /* 1: the sandbox network (as /run's "sandbox"); 0: loopback only */
     int has_network; /* network given; else box_defaults.network */
+    int set_user; /* "user": the default uid[:gid] of the box's execs; else root */
+    uint32_t uid, gid;
 };
 void box_create_req_free(struct box_create_req *r);
 

@@ -278,6 +278,43 @@ def test_exec_outcome_metrics(aserver):
         assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
+def exec_counters(srv):
+    text = api(srv, "GET", "/metrics").text
+    return {k: metric(text, "boxer_box_execs_%s" % k)
+            for k in ("started_total", "finished_total", "running")}
+
+
+def test_tty_execs_counted_like_execs(aserver):
+    """A tty exec counts in execs_started as it does in execs_finished and
+    by outcome (it ends in box_term.c): started = finished + running."""
+    srv = aserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        c0, m0 = exec_counters(srv), outcomes(srv)
+        r = api(srv, "POST", "/v1/boxes/%s/exec" % box,
+                json={"cmd": ["sleep", "3"], "tty": {"rows": 24, "cols": 80}})
+        assert r.status_code == 201, r.text
+        c1 = exec_counters(srv)
+        assert c1["started_total"] - c0["started_total"] == 1, (c0, c1)
+        assert c1["running"] - c0["running"] == 1, (c0, c1)
+        assert c1["finished_total"] == c0["finished_total"], (c0, c1)
+        e = exec_wait(srv, box, ["true"], tty={"rows": 24, "cols": 80})
+        assert e["status"] == "succeeded", e
+        deadline = time.time() + 30
+        while exec_counters(srv)["running"] != c0["running"]:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        c2, m2 = exec_counters(srv), outcomes(srv)
+        assert c2["started_total"] - c0["started_total"] == 2, (c0, c2)
+        assert c2["finished_total"] - c0["finished_total"] == 2, (c0, c2)
+        assert c2["running"] == c0["running"], (c0, c2)
+        assert m2["count"] - m0["count"] == 2, (m0, m2)
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
 def v1run(srv, body, query=""):
     return api(srv, "POST", "/v1/run" + query, json=body)
 
