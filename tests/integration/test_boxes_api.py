@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from test_boxes import BUSYBOX, api, download, exec_wait, upload, wait_status
+from test_boxes import BOXINFO_KEYS, BUSYBOX, api, download, exec_wait, upload, wait_status
 
 _PID = os.getpid()
 # Own bridge and subnet, named like test_boxes.py's ("bxt" + this pid).
@@ -276,6 +276,64 @@ def test_exec_outcome_metrics(aserver):
         assert outcomes(srv)["count"] == m1["count"]
     finally:
         assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def test_box_user_and_last_active_survive_restart(make_server):
+    """A box's "user" (uid[:gid]) is the default of its execs (an exec's
+    own user overrides it), in box.json and BoxInfo ?extra=1 only; bad
+    values are 400.  It and last_active_at survive a Boxer restart (clean:
+    a file transfer's touch is kept; kill -9: an exec's end is)."""
+    srv = make_server(config={"box_defaults": {"disk_size_gb": 1}})
+    for bad in ("root", "", "1:", ":1", "-1", "4294967295", "1:2:3", " 1", 1000, ["1"]):
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "user": bad})
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", (bad, r.text)
+        assert "user" in r.json()["message"], (bad, r.text)
+    assert api(srv, "GET", "/v1/boxes").json() == []
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "user": "1000:1001"})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    assert set(r.json()) == BOXINFO_KEYS, r.json()  # BoxRun's keys only
+    assert extra(srv, box)["user"] == "1000:1001"
+    assert exec_wait(srv, box, ["sh", "-c", "id -u; id -g"])["stdout"] == "1000\n1001\n"
+    assert exec_wait(srv, box, ["id", "-u"], user="0")["stdout"] == "0\n"
+    assert exec_wait(srv, box, ["id", "-u"], user="7")["stdout"] == "7\n"
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["true"], "user": "x"})
+    assert r.status_code == 400, r.text
+    with open(os.path.join(srv.home, "boxes", box, "box.json")) as f:
+        assert json.load(f)["user"] == "1000:1001"
+    # a box without "user" is root, and says null
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201, r.text
+    rootbox = r.json()["id"]
+    assert extra(srv, rootbox)["user"] is None
+    assert exec_wait(srv, rootbox, ["id", "-u"])["stdout"] == "0\n"
+    assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % rootbox).status_code == 204
+
+    # last activity: a file transfer (not an exec record) a second later
+    time.sleep(1.1)
+    assert upload(srv, box, "/tmp/f", b"x").status_code == 200
+    last = extra(srv, box)["last_active_at"]
+    assert last is not None
+    srv.stop()
+    srv.start()
+    assert wait_status(srv, box, "running")["status"] == "running"
+    info = extra(srv, box)
+    assert info["last_active_at"] == last, (last, info)
+    assert info["user"] == "1000:1001", info
+    assert exec_wait(srv, box, ["id", "-u"])["stdout"] == "1000\n"
+    # kill -9: the last exec's end is kept (its record), no box.json write
+    last = extra(srv, box)["last_active_at"]
+    srv.kill9()
+    srv.start()
+    assert wait_status(srv, box, "running")["status"] == "running"
+    assert extra(srv, box)["last_active_at"] == last
+    # a stopped box keeps it too
+    assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
+    srv.stop()
+    srv.start()
+    info = extra(srv, box)
+    assert info["status"] == "stopped" and info["last_active_at"] == last, (last, info)
+    assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
 def exec_counters(srv):
