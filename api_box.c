@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api_run.h"
 #include "api_stream.h"
 #include "box.h"
 #include "multipart.h"
@@ -235,6 +236,12 @@ static int parse_create(struct abx *a, struct box_create_req *r, struct bx_err *
         }
         r->cpu = v->u.num.d;
     }
+    v = json_get(root, "user");
+    if (v && v->type != JSON_NULL) {
+        if (api_parse_user(v, &r->uid, &r->gid, err) < 0)
+            goto out;
+        r->set_user = 1;
+    }
     v = json_get(root, "network");
     r->has_network = v && v->type != JSON_NULL;
     if (v && v->type == JSON_BOOL) {
@@ -263,22 +270,9 @@ out:
  * which Boxer never reads from the host side. */
 static int parse_user(const struct json_value *v, struct box_exec_req *r, struct bx_err *err)
 {
-    const char *s, *colon;
-    uint64_t uid, gid;
-    size_t ulen;
-    if (v->type != JSON_STRING || json_str_has_nul(v))
-        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be a string \"uid[:gid]\"");
-    s = v->u.str.s;
-    colon = strchr(s, ':');
-    ulen = colon ? (size_t)(colon - s) : v->u.str.len;
-    if (bx_parse_u64(s, ulen, UINT32_MAX - 1, &uid) < 0)
-        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
-    gid = uid;
-    if (colon && bx_parse_u64(colon + 1, strlen(colon + 1), UINT32_MAX - 1, &gid) < 0)
-        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
+    if (api_parse_user(v, &r->uid, &r->gid, err) < 0)
+        return -1;
     r->set_user = 1;
-    r->uid = (uint32_t)uid;
-    r->gid = (uint32_t)gid;
     return 0;
 }
 

@@ -769,7 +769,7 @@ static int v1_translate(const struct json_value *root, const struct config *cfg,
 {
     static const char *const known[] = {"image", "cmd", "cpu", "memory_mb", "network", "env",
                                         "volumes", "timeout_ms", "disk_size_gb", "stdin",
-                                        "stdin_b64", NULL};
+                                        "stdin_b64", "user", NULL};
     const struct json_member *bad;
     const struct json_value *image, *cmd, *v;
     double cpu = cfg->box_defaults.cpu;
@@ -891,6 +891,42 @@ static int v1_translate(const struct json_value *root, const struct config *cfg,
     return 0;
 }
 
+int api_parse_user(const struct json_value *v, uint32_t *uid, uint32_t *gid, struct bx_err *err)
+{
+    if (v->type != JSON_STRING || json_str_has_nul(v))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be a string \"uid[:gid]\"");
+    if (bx_parse_user(v->u.str.s, v->u.str.len, uid, gid) < 0)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "user must be \"uid[:gid]\" with numeric ids");
+    return 0;
+}
+
+/* BoxRun's ephemeral run is a fresh box for one command: root (or "user")
+ * on a writable root.  The root's upper layer is a tmpfs (mounting one
+ * costs nothing, where a sparse ext4 disk costs a mkfs, a loop device and
+ * two mounts per run); its pages count against the run's memory cgroup,
+ * so it is bounded by v1_run_root_mb and half of memory_mb (the command's
+ * processes keep the other half), and by disk_size_gb when given.  Past
+ * the bound writes get ENOSPC; the host disk is never touched. */
+static int v1_root(const struct json_value *root, const struct config *cfg, struct run_request *r,
+                   struct bx_err *err)
+{
+    const struct json_value *v = json_get(root, "user");
+    uint64_t mb = cfg->v1_run_root_mb;
+    r->v1_root = 1;
+    r->uid = 0;
+    r->gid = 0;
+    if (v && v->type != JSON_NULL && api_parse_user(v, &r->uid, &r->gid, err) < 0)
+        return -1;
+    if (mb > r->limits.memory_mb / 2)
+        mb = r->limits.memory_mb / 2;
+    v = json_get(root, "disk_size_gb");
+    /* checked (a whole number within max_disk_size_gb) by v1_translate */
+    if (v && v->type == JSON_NUMBER && v->u.num.d >= 1 && mb > (uint64_t)v->u.num.d * 1024)
+        mb = (uint64_t)v->u.num.d * 1024;
+    r->root_bytes = mb << 20;
+    return 0;
+}
+
 int run_request_parse_boxrun(const char *body, size_t len, const struct config *cfg,
                              struct run_request **out, struct bx_err *err)
 {
@@ -917,7 +953,8 @@ int run_request_parse_boxrun(const char *body, size_t len, const struct config *
     /* stdin is taken from the request itself (not copied into the /run
      * body above, whose buffer is sized for everything else) */
     if (api_parse_stdin(json_doc_root(doc), cfg->stdin_limit_bytes, &(*out)->stdin_data,
-                        &(*out)->stdin_len, err) < 0) {
+                        &(*out)->stdin_len, err) < 0 ||
+        v1_root(json_doc_root(doc), cfg, *out, err) < 0) {
         run_request_free(out);
         goto out;
     }

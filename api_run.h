@@ -32,6 +32,9 @@ int api_parse_stdin(const struct json_value *root, uint64_t limit, char **data, 
                     struct bx_err *err);
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err);
+/* A "user" value: "uid" or "uid:gid" (decimal; gid defaults to uid), each
+ * below UINT32_MAX; 400 otherwise.  Shared by /v1/run, boxes and execs. */
+int api_parse_user(const struct json_value *v, uint32_t *uid, uint32_t *gid, struct bx_err *err);
 
 /* Parses a POST /v1/run body (BoxRun's run: {"image", "cmd"} required,
  * "cpu", "memory_mb", "network", "env", "volumes", "timeout_ms",
@@ -40,9 +43,10 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
  * total_memory_mb), network true/"sandbox" -> sandbox, false/"none" ->
  * none (absent: box_defaults.network), env object -> "K=V", timeout_ms ->
  * the wall clock in ms (absent or 0: defaults.wall_clock_secs).
- * disk_size_gb is checked against max_disk_size_gb only (a run's writable
- * root is its tmpfs overlay, tmp_size_mb); volumes must be absent or
- * empty (400: use a box).  Over a max_limits bound: 400 with sys_errno
+ * The command runs as root ("user": "uid[:gid]" to change it) with the box
+ * capability set on a writable root bounded by v1_run_root_mb, half of
+ * memory_mb and disk_size_gb (when given; else only checked against
+ * max_disk_size_gb); volumes must be absent or empty (400: use a box).  Over a max_limits bound: 400 with sys_errno
  * ERANGE (RESOURCE_EXCEEDED), naming the field. */
 int run_request_parse_boxrun(const char *body, size_t len, const struct config *cfg,
                              struct run_request **out, struct bx_err *err);

@@ -1,7 +1,8 @@
 /* The /v1 routes that are not about one box (BoxRun's wire API):
  * GET /v1/info and POST /v1/run.  /v1/run is the /run pipeline (run.c:
  * admission, image, sandbox, cleanup) with BoxRun's request and answer
- * (api_run.c: run_request_parse_boxrun, run_answer_new_boxrun). */
+ * (api_run.c: run_request_parse_boxrun, run_answer_new_boxrun), run as
+ * root on a bounded writable root like a fresh box (run.h: v1_root). */
 #ifndef BOXER_API_V1_H
 #define BOXER_API_V1_H
 

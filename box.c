@@ -333,7 +333,11 @@ static void on_started(void *arg, int status)
     b->status = BOX_RUNNING;
     b->m->starts++;
     b->started = time(NULL);
-    b->last_active = b->started;
+    /* A start is activity, unless Boxer's restart made it (the idle timer
+     * still counts from here: a restarted box gets idle_secs) */
+    if (!b->keep_active)
+        b->last_active = b->started;
+    b->keep_active = 0;
     arm_idle(b, b->idle_secs);
     box_store_save(b);
     finish_op(b, NULL);
@@ -546,6 +550,7 @@ static void release_sandbox(struct box *b)
 static void start_failed(struct box *b, const struct bx_err *err)
 {
     bx_log_error("box %s: start failed: %s", b->id, err->msg);
+    b->keep_active = 0;
     release_sandbox(b);
     release_budget(b);
     b->status = BOX_ERROR;
@@ -951,6 +956,9 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     b->name = bx_steal_ptr(&req->name);
     b->env = bx_steal_ptr(&req->env);
     b->network = req->network;
+    b->set_user = req->set_user;
+    b->uid = req->uid;
+    b->gid = req->gid;
     b->volumes = bx_steal_ptr(&req->volumes);
     b->nvolumes = req->nvolumes;
     req->nvolumes = 0;
@@ -1006,6 +1014,11 @@ void box_mgr_free(struct box_mgr **mp)
     m->p.runs = NULL;
     while (m->boxes) {
         struct box *b = m->boxes;
+        time_t last;
+        /* activity the record does not have yet (file transfers, attach) */
+        (void)box_exec_running(b, &last);
+        if (!b->removing && last > b->saved_active)
+            box_store_save(b);
         b->cb = NULL;
         b->removing = 0;
         destroy_box(b);

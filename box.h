@@ -11,8 +11,9 @@
  *   config.json, state/, runsc*.log, exec-*.json
  * Start: image, mkfs (first time), loop + mounts, cgroup, `runsc create`,
  * `runsc start`, and a `runsc wait` child that tells when the sandbox ended.
- * Exec: `runsc exec --process <json>` as root with Docker's default
- * capabilities minus NET_RAW and noNewPrivileges; it ends when that runsc
+ * Exec: `runsc exec --process <json>` as root (or the exec's, else the
+ * box's "user") with Docker's default capabilities minus NET_RAW (none for
+ * another uid) and noNewPrivileges; it ends when that runsc
  * process exits (a background child may hold the pipes open).
  * Stop: `runsc kill --all TERM` (the init leaves), a grace period, then the
  * box's cgroup is destroyed (kills whatever is left), the overlay and the
@@ -84,6 +85,8 @@ struct box_create_req {
     size_t nvolumes;
     int network; /* 1: the sandbox network (as /run's "sandbox"); 0: loopback only */
     int has_network; /* network given; else box_defaults.network */
+    int set_user; /* "user": the default uid[:gid] of the box's execs; else root */
+    uint32_t uid, gid;
 };
 void box_create_req_free(struct box_create_req *r);
 

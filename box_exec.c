@@ -434,7 +434,7 @@ static int exec_io(struct box *b, struct box_exec_req *req, int in_fd, int out_f
     json_w_init(&w, &sb);
     w_process(&w, b, wrapped ? wrapped : req->cmd, env3,
               req->workdir && req->workdir[0] ? req->workdir : b->workdir,
-              req->set_user ? req->uid : 0, req->set_user ? req->gid : 0, 0);
+              req->set_user ? req->uid : b->uid, req->set_user ? req->gid : b->gid, 0);
     if (w.failed) {
         bx_err_set(err, BX_E_BAD_REQUEST, E2BIG, "exec too large");
         goto fail;

@@ -3,6 +3,7 @@
 #include "box_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -104,6 +105,15 @@ void box_info_json(const struct box *b, struct json_writer *w, int extra)
         (void)box_exec_running(b, &last);
         w_time(w, "last_active_at", last);
         w_str_or_null(w, "node", b->m->p.cfg->node_id);
+        /* the box's "user" (null: root); not one of BoxRun's keys */
+        json_w_key(w, "user");
+        if (b->set_user) {
+            char user[32];
+            snprintf(user, sizeof(user), "%" PRIu32 ":%" PRIu32, b->uid, b->gid);
+            json_w_cstr(w, user);
+        } else {
+            json_w_null(w);
+        }
     }
     json_w_obj_end(w);
 }

@@ -89,6 +89,10 @@ struct box {
     struct box_volume *volumes; /* resolved host paths */
     size_t nvolumes;
     int network;
+    /* "user" at create: every exec's (and attach's) uid:gid unless the exec
+     * gives its own; set_user 0: root */
+    int set_user;
+    uint32_t uid, gid;
     struct net_run *net; /* while running with network */
     double cpu;
     uint64_t memory_mb, disk_gb;
@@ -122,6 +126,10 @@ struct box {
     uint64_t idle_secs;
     time_t last_active;
     uint64_t idle_timer;
+    /* last_active_at as box.json has it (box_store_save), and: a restart
+     * by Boxer is no activity, it keeps the saved last_active. */
+    time_t saved_active;
+    int keep_active;
     /* The record said running at a restart: start again without a waiter. */
     int restarting;
     /* What this box holds of total_memory_mb / total_pids (run_mgr_hold)

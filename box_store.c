@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ static void w_u(struct json_writer *w, const char *k, uint64_t v)
 
 int box_store_save(struct box *b)
 {
+    time_t last;
     struct sbuf sb;
     struct json_writer w;
     struct bx_err err;
@@ -69,8 +71,19 @@ int box_store_save(struct box *b)
     w_u(&w, "stopped_at", (uint64_t)b->stopped);
     w_u(&w, "generation", b->gen);
     w_u(&w, "idle_timeout_secs", b->idle_secs);
+    /* The last activity as BoxInfo shows it (touches and exec ends).  It is
+     * written with the record, never on its own: an exec's end is in its
+     * own record already, and a file transfer or attach since the last
+     * write is saved at shutdown (box_mgr_free) or lost with a kill -9. */
+    (void)box_exec_running(b, &last);
+    w_u(&w, "last_active_at", (uint64_t)last);
     json_w_key(&w, "network");
     json_w_bool(&w, b->network != 0);
+    if (b->set_user) {
+        char user[32];
+        snprintf(user, sizeof(user), "%" PRIu32 ":%" PRIu32, b->uid, b->gid);
+        w_s(&w, "user", user);
+    }
     json_w_key(&w, "volumes");
     json_w_arr_begin(&w);
     for (size_t i = 0; i < b->nvolumes; i++) {
@@ -99,6 +112,8 @@ int box_store_save(struct box *b)
     }
     if (ret < 0)
         bx_log_error("box %s: saving its record: %s", b->id, err.msg);
+    else
+        b->saved_active = last;
     sbuf_free(&sb);
     return ret;
 }
@@ -344,6 +359,21 @@ static int get_volumes(const struct json_value *o, struct box *b)
     return 0;
 }
 
+/* The record's "user" ("uid:gid", written by box_store_save): a box whose
+ * user cannot be read is never run as root instead. */
+static int get_user(const struct json_value *o, struct box *b)
+{
+    const struct json_value *v = json_get(o, "user");
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_STRING || bx_parse_user(v->u.str.s, v->u.str.len, &b->uid, &b->gid) < 0) {
+        bx_log_warn("box %s: its record's user is not \"uid:gid\"", b->id);
+        return -1;
+    }
+    b->set_user = 1;
+    return 0;
+}
+
 static struct box *box_from_record(struct box_mgr *m, const char *id, const struct json_value *o)
 {
     struct box *b = calloc(1, sizeof(*b));
@@ -382,7 +412,16 @@ static struct box *box_from_record(struct box_mgr *m, const char *id, const stru
     b->stopped = (time_t)get_u(o, "stopped_at");
     b->gen = (unsigned)get_u(o, "generation");
     b->idle_secs = get_u(o, "idle_timeout_secs");
+    b->last_active = (time_t)get_u(o, "last_active_at");
+    b->saved_active = b->last_active;
     b->network = store_get_bool(o, "network");
+    if (get_user(o, b) < 0) {
+        b->restarting = 0;
+        b->status = BOX_ERROR;
+        snprintf(b->error_code, sizeof(b->error_code), "%s", "INVALID_REQUEST");
+        snprintf(b->error_msg, sizeof(b->error_msg), "%s", "its user is unreadable");
+        return b;
+    }
     if (get_s(o, "image_digest") && strlen(get_s(o, "image_digest")) < sizeof(b->digest))
         snprintf(b->digest, sizeof(b->digest), "%s", get_s(o, "image_digest"));
     if (get_volumes(o, b) < 0) {
@@ -700,6 +739,7 @@ int box_store_load_all(struct box_mgr *m, struct bx_err *err)
             continue;
         }
         bx_err_clear(&serr);
+        b->keep_active = 1;
         if (box_begin_start(b, &serr) < 0) {
             b->status = BOX_ERROR;
             snprintf(b->error_code, sizeof(b->error_code), "%s", box_err_code(&serr));

@@ -205,7 +205,7 @@ int box_term_start(struct box *b, const struct box_term_req *req, box_exec_cb cb
     if (!e)
         return -1;
     snprintf(termvar, sizeof(termvar), "TERM=%s", req->term);
-    if (write_process(b, e, args, home, tenv, b->workdir, 0, 0, req->rows, req->cols, err) < 0 ||
+    if (write_process(b, e, args, home, tenv, b->workdir, b->uid, b->gid, req->rows, req->cols, err) < 0 ||
         spawn_on_pty(b, e, req->rows, req->cols, term_on_exit, master, err) < 0) {
         term_unlink(e);
         exec_free(e);
@@ -319,7 +319,7 @@ int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void 
         goto fail;
     if (write_process(b, e, wrapped ? wrapped : req->cmd, pre, req->env,
                       req->workdir && req->workdir[0] ? req->workdir : b->workdir,
-                      req->set_user ? req->uid : 0, req->set_user ? req->gid : 0, req->tty_rows,
+                      req->set_user ? req->uid : b->uid, req->set_user ? req->gid : b->gid, req->tty_rows,
                       req->tty_cols, err) < 0 ||
         spawn_on_pty(b, e, req->tty_rows, req->tty_cols, tty_on_exit, &master, err) < 0)
         goto fail;
@@ -337,6 +337,9 @@ int box_term_exec(struct box *b, struct box_exec_req *req, box_exec_cb cb, void 
         e->safety_timer =
             loop_timer_add(b->m->p.loop, e->timeout_ms + BOX_EXEC_SAFETY_MS, exec_safety, e);
     link_record(b, e, cb, arg);
+    /* an exec of the API like box_exec_start's: counted when it starts as
+     * it is when it ends (box_exec_settle); attach sessions are neither */
+    b->m->execs_started++;
     *out = e;
     return 0;
 fail:

@@ -117,6 +117,7 @@ void config_defaults(struct config *cfg)
     cfg->output_files_limit_bytes = 100u << 20;
     cfg->output_files_max = 10000;
     cfg->tmp_size_mb = 64;
+    cfg->v1_run_root_mb = 512;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
     cfg->keepalive_timeout_ms = 60000;
@@ -258,6 +259,7 @@ static const struct field config_fields[] = {
     CFG_UINT(output_files_limit_bytes, 1ull << 40, false),
     CFG_UINT(output_files_max, 10000000, false),
     CFG_UINT(tmp_size_mb, 1u << 20, false),
+    CFG_UINT(v1_run_root_mb, 1u << 20, false),
     CFG_UINT(header_timeout_ms, 3600000, false),
     CFG_UINT(body_timeout_ms, 3600000, false),
     CFG_UINT(keepalive_timeout_ms, 3600000, false),
@@ -769,6 +771,8 @@ int config_validate(const struct config *cfg, struct bx_err *err)
                           "config: output_files_limit_bytes: must be at least 1048576");
     if (cfg->tmp_size_mb == 0)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: tmp_size_mb: must be positive");
+    if (cfg->v1_run_root_mb < 8)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: v1_run_root_mb: must be at least 8");
     /* Go's runtime alone needs tens of MiB and a dozen threads: smaller
      * limits would only make every pull fail. */
     if (cfg->pull_memory_mb < 64)

@@ -80,6 +80,10 @@ struct config {
     uint64_t output_files_limit_bytes;
     uint64_t output_files_max;
     uint64_t tmp_size_mb;
+    /* /v1/run's writable root: the tmpfs under its overlay holds at most
+     * this (and at most half the run's memory_mb, whose cgroup it counts
+     * against) */
+    uint64_t v1_run_root_mb;
     uint64_t header_timeout_ms;
     uint64_t body_timeout_ms;
     uint64_t keepalive_timeout_ms;

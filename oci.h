@@ -164,6 +164,14 @@ struct oci_bundle_spec {
     const char *netns_path;
     int host_network;
     const char *cgroups_path;
+    /* /v1/run (BoxRun's ephemeral run): set_user runs the command as
+     * uid/gid (else OCI_SANDBOX_UID) with caps (NULL: none at all), and
+     * root_writable makes the bundle's rootfs overlay the writable root
+     * (runsc then needs --overlay2=none). */
+    int set_user;
+    uint32_t uid, gid;
+    const char *const *caps;
+    int root_writable;
 };
 
 void oci_bundle_init(struct oci_bundle *b);
@@ -174,8 +182,8 @@ int oci_bundle_prepare(struct oci_bundle *b, const struct oci_bundle_params *p, 
 /* One more bind (e.g. resolv.conf) for the spec; both strings are copied. */
 int oci_bundle_add_mount(struct oci_bundle *b, const char *destination, const char *source,
                          int readonly, struct bx_err *err);
-/* Writes <dir>/config.json: uid/gid OCI_SANDBOX_UID, rootfs/ read-only,
- * the bundle's mounts. */
+/* Writes <dir>/config.json: uid/gid OCI_SANDBOX_UID, rootfs/ read-only
+ * (unless s says otherwise), the bundle's mounts. */
 int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_spec *s,
                           struct bx_err *err);
 /* Writes <dir>/<name>: only the process object of the spec s describes

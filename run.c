@@ -255,7 +255,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
                           net_unavailable(m->p.net));
     /* issue 16: a ready warm sandbox made for exactly this (its budget
      * hold is given back, so the job's own cost fits where it did) */
-    if (m->pool && !m->queue_head && !m->stopping) {
+    if (m->pool && !m->queue_head && !m->stopping && !req->v1_root) {
         warm = pool_take(m->pool, req);
         if (warm && !fits(m, req->limits.memory_mb, config_run_host_pids(req->limits.pids_limit))) {
             pool_put_back(m->pool, warm);
@@ -398,8 +398,12 @@ static int prepare_bundle(struct run_job *job, struct bx_err *err)
                                    .parent_dir = m->runs_dir,
                                    .name = job->res->exec_id,
                                    .image_rootfs = job->img->rootfs,
-                                   .upper_bytes = RUN_UPPER_BYTES,
-                                   .upper_inodes = RUN_UPPER_INODES,
+                                   .upper_bytes = job->req->v1_root ? job->req->root_bytes
+                                                                    : RUN_UPPER_BYTES,
+                                   /* one inode per 4 KiB of a writable root */
+                                   .upper_inodes = job->req->v1_root
+                                                       ? job->req->root_bytes / 4096 + RUN_UPPER_INODES
+                                                       : RUN_UPPER_INODES,
                                    .output_bytes = cfg->output_files_limit_bytes,
                                    .output_inodes = cfg->output_files_max * 2 + 64,
                                    .store = m->p.store,
@@ -431,7 +435,12 @@ static int write_spec(struct run_job *job, struct bx_err *err)
                                 .tmp_size_mb = job->mgr->p.cfg->tmp_size_mb,
                                 .netns_path = job->net ? net_run_netns_path(job->net) : NULL,
                                 .host_network = req->network == RUN_NET_HOST,
-                                .cgroups_path = job->cg ? cg_run_oci_path(job->cg) : NULL};
+                                .cgroups_path = job->cg ? cg_run_oci_path(job->cg) : NULL,
+                                .set_user = req->v1_root,
+                                .uid = req->uid,
+                                .gid = req->gid,
+                                .caps = req->uid == 0 ? oci_box_caps : NULL,
+                                .root_writable = req->v1_root};
     return oci_bundle_write_spec(&job->b, &s, err);
 }
 
@@ -611,6 +620,11 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
         argv[a++] = "--debug";
     for (size_t i = 0; m->p.runsc_extra_flags[i] && a < 24; i++)
         argv[a++] = (char *)m->p.runsc_extra_flags[i];
+    /* A writable root is the host overlay on its bounded tmpfs, as a box's
+     * is on its disk: the gofer writes there (ENOSPC at the bound), not
+     * into a sentry overlay or filestore that no size bounds. */
+    if (job->req->v1_root)
+        argv[a++] = "--overlay2=none";
     if (job->warm) {
         snprintf(bundle, sizeof(bundle), "%s/process.json", job->b.dir);
         argv[a++] = "exec";

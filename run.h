@@ -72,6 +72,13 @@ struct run_request {
     struct oci_input *inputs; /* "inputs", bound like files */
     size_t ninputs;
     int return_outputs; /* captured /output files in the answer */
+    /* /v1/run (BoxRun's ephemeral run): the command runs as uid:gid (0
+     * unless the request's "user" says otherwise; uid 0 gets the box
+     * capability set, oci_box_caps) on a writable root whose upper layer
+     * is a tmpfs of root_bytes (ENOSPC past it).  Never a warm sandbox. */
+    int v1_root;
+    uint32_t uid, gid;
+    uint64_t root_bytes;
 };
 
 void run_request_free(struct run_request **r);

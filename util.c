@@ -335,6 +335,21 @@ int bx_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
     return 0;
 }
 
+int bx_parse_user(const char *s, size_t len, uint32_t *uid, uint32_t *gid)
+{
+    const char *colon = memchr(s, ':', len);
+    size_t ulen = colon ? (size_t)(colon - s) : len;
+    uint64_t u, g;
+    if (bx_parse_u64(s, ulen, UINT32_MAX - 1, &u) < 0)
+        return -1;
+    g = u;
+    if (colon && bx_parse_u64(colon + 1, len - ulen - 1, UINT32_MAX - 1, &g) < 0)
+        return -1;
+    *uid = (uint32_t)u;
+    *gid = (uint32_t)g;
+    return 0;
+}
+
 int bx_parse_i64(const char *s, size_t len, int64_t min, int64_t max, int64_t *out)
 {
     uint64_t mag;

@@ -102,6 +102,9 @@ unsigned char bx_ascii_lower(unsigned char c);
  * Returns 0 or -1. */
 int bx_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out);
 int bx_parse_i64(const char *s, size_t len, int64_t min, int64_t max, int64_t *out);
+/* A numeric user "uid" or "uid:gid" in [s, s+len) (gid defaults to uid),
+ * each below UINT32_MAX.  Returns 0 or -1. */
+int bx_parse_user(const char *s, size_t len, uint32_t *uid, uint32_t *gid);
 
 /* 1 when the counted string [s, s+len) is exactly the literal lit: same
  * length and same bytes.  For enum-like values from a client or a config

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from test_boxes import BUSYBOX, api, download, exec_wait, upload, wait_status
+from test_boxes import BOXINFO_KEYS, BUSYBOX, api, download, exec_wait, upload, wait_status
 
 _PID = os.getpid()
 # Own bridge and subnet, named like test_boxes.py's ("bxt" + this pid).
@@ -278,8 +278,156 @@ def test_exec_outcome_metrics(aserver):
         assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
+def test_box_user_and_last_active_survive_restart(make_server):
+    """A box's "user" (uid[:gid]) is the default of its execs (an exec's
+    own user overrides it), in box.json and BoxInfo ?extra=1 only; bad
+    values are 400.  It and last_active_at survive a Boxer restart (clean:
+    a file transfer's touch is kept; kill -9: an exec's end is)."""
+    srv = make_server(config={"box_defaults": {"disk_size_gb": 1}})
+    for bad in ("root", "", "1:", ":1", "-1", "4294967295", "1:2:3", " 1", 1000, ["1"]):
+        r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "user": bad})
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", (bad, r.text)
+        assert "user" in r.json()["message"], (bad, r.text)
+    assert api(srv, "GET", "/v1/boxes").json() == []
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "user": "1000:1001"})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    assert set(r.json()) == BOXINFO_KEYS, r.json()  # BoxRun's keys only
+    assert extra(srv, box)["user"] == "1000:1001"
+    assert exec_wait(srv, box, ["sh", "-c", "id -u; id -g"])["stdout"] == "1000\n1001\n"
+    assert exec_wait(srv, box, ["id", "-u"], user="0")["stdout"] == "0\n"
+    assert exec_wait(srv, box, ["id", "-u"], user="7")["stdout"] == "7\n"
+    r = api(srv, "POST", "/v1/boxes/%s/exec" % box, json={"cmd": ["true"], "user": "x"})
+    assert r.status_code == 400, r.text
+    with open(os.path.join(srv.home, "boxes", box, "box.json")) as f:
+        assert json.load(f)["user"] == "1000:1001"
+    # a box without "user" is root, and says null
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201, r.text
+    rootbox = r.json()["id"]
+    assert extra(srv, rootbox)["user"] is None
+    assert exec_wait(srv, rootbox, ["id", "-u"])["stdout"] == "0\n"
+    assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % rootbox).status_code == 204
+
+    # last activity: a file transfer (not an exec record) a second later
+    time.sleep(1.1)
+    assert upload(srv, box, "/tmp/f", b"x").status_code == 200
+    last = extra(srv, box)["last_active_at"]
+    assert last is not None
+    srv.stop()
+    srv.start()
+    assert wait_status(srv, box, "running")["status"] == "running"
+    info = extra(srv, box)
+    assert info["last_active_at"] == last, (last, info)
+    assert info["user"] == "1000:1001", info
+    assert exec_wait(srv, box, ["id", "-u"])["stdout"] == "1000\n"
+    # kill -9: the last exec's end is kept (its record), no box.json write
+    last = extra(srv, box)["last_active_at"]
+    srv.kill9()
+    srv.start()
+    assert wait_status(srv, box, "running")["status"] == "running"
+    assert extra(srv, box)["last_active_at"] == last
+    # a stopped box keeps it too
+    assert api(srv, "POST", "/v1/boxes/%s:stop" % box).status_code == 200
+    srv.stop()
+    srv.start()
+    info = extra(srv, box)
+    assert info["status"] == "stopped" and info["last_active_at"] == last, (last, info)
+    assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
+def exec_counters(srv):
+    text = api(srv, "GET", "/metrics").text
+    return {k: metric(text, "boxer_box_execs_%s" % k)
+            for k in ("started_total", "finished_total", "running")}
+
+
+def test_tty_execs_counted_like_execs(aserver):
+    """A tty exec counts in execs_started as it does in execs_finished and
+    by outcome (it ends in box_term.c): started = finished + running."""
+    srv = aserver
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    try:
+        c0, m0 = exec_counters(srv), outcomes(srv)
+        r = api(srv, "POST", "/v1/boxes/%s/exec" % box,
+                json={"cmd": ["sleep", "3"], "tty": {"rows": 24, "cols": 80}})
+        assert r.status_code == 201, r.text
+        c1 = exec_counters(srv)
+        assert c1["started_total"] - c0["started_total"] == 1, (c0, c1)
+        assert c1["running"] - c0["running"] == 1, (c0, c1)
+        assert c1["finished_total"] == c0["finished_total"], (c0, c1)
+        e = exec_wait(srv, box, ["true"], tty={"rows": 24, "cols": 80})
+        assert e["status"] == "succeeded", e
+        deadline = time.time() + 30
+        while exec_counters(srv)["running"] != c0["running"]:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        c2, m2 = exec_counters(srv), outcomes(srv)
+        assert c2["started_total"] - c0["started_total"] == 2, (c0, c2)
+        assert c2["finished_total"] - c0["finished_total"] == 2, (c0, c2)
+        assert c2["running"] == c0["running"], (c0, c2)
+        assert m2["count"] - m0["count"] == 2, (m0, m2)
+    finally:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+
+
 def v1run(srv, body, query=""):
     return api(srv, "POST", "/v1/run" + query, json=body)
+
+
+def test_v1_run_root_writable_bounded(make_server):
+    """/v1/run is a fresh box for one command: root with the box capability
+    set (Docker's minus NET_RAW) on a writable root, bounded (here
+    v1_run_root_mb 16: ENOSPC past it), "user" picks another uid; /run
+    stays nobody without capabilities; nothing is left after either."""
+    import boxer_server
+    from test_run import assert_clean
+    srv = make_server(config={"v1_run_root_mb": 16})
+    r = v1run(srv, {"image": BUSYBOX, "cmd": [
+        "sh", "-c", "id -u; id -g; echo pkg > /usr/bin/newtool && cat /usr/bin/newtool; "
+        "grep -E '^Cap(Eff|Bnd)' /proc/self/status"]})
+    assert r.status_code == 200, r.text
+    out = r.json()["stdout"].split("\n")
+    assert out[:3] == ["0", "0", "pkg"], r.text
+    # Docker's default set minus NET_RAW (bit 13) is 0xa80405fb
+    assert out[3].split() == ["CapEff:", "00000000a80405fb"], r.text
+    assert out[4].split() == ["CapBnd:", "00000000a80405fb"], r.text
+    assert_clean(srv)
+    # the bound: ENOSPC inside, the command goes on
+    r = v1run(srv, {"image": BUSYBOX, "cmd": [
+        "sh", "-c", "dd if=/dev/zero of=/usr/big bs=1M count=64; echo rc=$?; "
+        "echo small > /usr/small; echo rc2=$?"]})
+    assert r.status_code == 200, r.text
+    assert "No space left on device" in r.json()["stderr"], r.text
+    assert "rc=1" in r.json()["stdout"], r.text
+    assert r.json()["exit_code"] == 0, r.text
+    assert_clean(srv)
+    # "user": another uid[:gid] (no capabilities, the root's files not its own)
+    r = v1run(srv, {"image": BUSYBOX, "user": "1000:1001", "cmd": [
+        "sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; touch /usr/x || echo denied"]})
+    assert r.status_code == 200, r.text
+    out = r.json()["stdout"].split("\n")
+    assert out[:2] == ["1000", "1001"] and out[2].split()[1] == "0000000000000000", r.text
+    assert out[3] == "denied", r.text
+    r = v1run(srv, {"image": BUSYBOX, "user": "7", "cmd": ["sh", "-c", "id -u; id -g"]})
+    assert r.status_code == 200 and r.json()["stdout"] == "7\n7\n", r.text
+    for bad in ("root", "", "1:", ":1", "-1", "4294967295", "1:2:3", 5, None):
+        r = v1run(srv, {"image": BUSYBOX, "cmd": ["true"], "user": bad})
+        if bad is None:
+            assert r.status_code == 200, r.text
+            continue
+        assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST", (bad, r.text)
+        assert "user" in r.json()["message"], (bad, r.text)
+    # /run is unchanged: nobody, no capabilities, a read-only root
+    r = api(srv, "POST", "/run", json={"image": BUSYBOX, "cmd": [
+        "sh", "-c", "id -u; grep CapEff /proc/self/status; touch /usr/x 2>/dev/null || echo ro"]})
+    assert r.status_code == 200, r.text
+    out = r.json()["stdout"].split("\n")
+    assert out[0] == "65534" and out[1].split()[1] == "0000000000000000" and out[2] == "ro", r.text
+    assert_clean(srv)
+    assert boxer_server.leftover_mounts(srv.home) == []
 
 
 def test_v1_run(aserver):

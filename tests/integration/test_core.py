@@ -145,7 +145,9 @@ def test_openapi_document_is_well_formed(server):
                           "stdin_open", "encoding", "stream", "wait"}
     assert {"200", "201", "400", "404", "409"} <= set(ex["responses"])
     v1 = doc["paths"]["/v1/run"]["post"]["requestBody"]["content"]["application/json"]
-    assert {"stdin", "stdin_b64"} <= set(v1["schema"]["properties"])
+    assert {"stdin", "stdin_b64", "user"} <= set(v1["schema"]["properties"])
+    create = doc["paths"]["/v1/boxes"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"image", "idle_timeout_secs", "user"} <= set(create["schema"]["properties"])
 
 
 # ---- files ----

@@ -157,7 +157,40 @@ static const struct {
     {"{\"image\": \"busybox\", \"cmd\": [\"true\"], \"env\": {\"\": \"1\"}}", 0, "env"},
     {"{\"image\": \"busybox\", \"cmd\": [\"true\"], \"env\": {\"A=B\": \"1\"}}", 0, "env"},
     {"{\"image\": \"busybox\", \"cmd\": [\"true\"], \"env\": {\"A B\": \"1\"}}", 0, "env"},
+    {"{\"image\": \"busybox\", \"cmd\": [\"true\"], \"user\": \"root\"}", 0, "user"},
+    {"{\"image\": \"busybox\", \"cmd\": [\"true\"], \"user\": 0}", 0, "user"},
+    {"{\"image\": \"busybox\", \"cmd\": [\"true\"], \"user\": \"1:\"}", 0, "user"},
+    {"{\"image\": \"busybox\", \"cmd\": [\"true\"], \"user\": \"4294967295\"}", 0, "user"},
+    {"{\"image\": \"busybox\", \"cmd\": [\"true\"], \"user\": \"1\\u00002\"}", 0, "user"},
 };
+
+/* BoxRun's ephemeral run: root on a writable root bounded by
+ * v1_run_root_mb, half of memory_mb and disk_size_gb; "user" changes who. */
+START_TEST(root_and_user)
+{
+    struct run_request *r = NULL;
+    struct bx_err err;
+    ck_assert_int_eq(parse("{\"image\": \"busybox\", \"cmd\": [\"true\"]}", &r, &err), 0);
+    ck_assert_int_eq(r->v1_root, 1);
+    ck_assert_uint_eq(r->uid, 0);
+    ck_assert_uint_eq(r->gid, 0);
+    ck_assert_uint_eq(r->root_bytes, 512ull << 20); /* v1_run_root_mb */
+    run_request_free(&r);
+    ck_assert_int_eq(parse("{\"image\": \"busybox\", \"cmd\": [\"true\"], \"memory_mb\": 256,"
+                           " \"user\": \"1000:1001\"}", &r, &err), 0);
+    ck_assert_uint_eq(r->uid, 1000);
+    ck_assert_uint_eq(r->gid, 1001);
+    ck_assert_uint_eq(r->root_bytes, 128ull << 20); /* half of memory_mb */
+    run_request_free(&r);
+    cfg.v1_run_root_mb = 4096;
+    ck_assert_int_eq(parse("{\"image\": \"busybox\", \"cmd\": [\"true\"], \"memory_mb\": 2800,"
+                           " \"disk_size_gb\": 1, \"user\": \"7\"}", &r, &err), 0);
+    ck_assert_uint_eq(r->uid, 7);
+    ck_assert_uint_eq(r->gid, 7);
+    ck_assert_uint_eq(r->root_bytes, 1024ull << 20); /* disk_size_gb */
+    run_request_free(&r);
+}
+END_TEST
 
 START_TEST(refusals)
 {
@@ -178,6 +211,7 @@ static Suite *suite(void)
     tcase_add_test(tc, maps_fields);
     tcase_add_test(tc, maps_stdin);
     tcase_add_test(tc, defaults_from_box_defaults);
+    tcase_add_test(tc, root_and_user);
     tcase_add_loop_test(tc, refusals, 0, (int)(sizeof(refused) / sizeof(refused[0])));
     suite_add_tcase(s, tc);
     return s;

@@ -303,6 +303,8 @@ static const struct {
     {"{\"box_defaults\": {\"pids_limit\": 0}}", "box_defaults.pids_limit"},
     {"{\"box_defaults\": {\"pids_limit\": -5}}", "box_defaults.pids_limit"},
     {"{\"max_disk_size_gb\": 0}", "max_disk_size_gb"},
+    {"{\"v1_run_root_mb\": 7}", "v1_run_root_mb"},
+    {"{\"v1_run_root_mb\": 1048577}", "v1_run_root_mb"},
     {"{\"max_boxes\": 0}", "max_boxes"},
     {"{\"max_execs_per_box\": 0}", "max_execs_per_box"},
     {"{\"exec_output_bytes\": -1}", "exec_output_bytes"},
@@ -562,6 +564,7 @@ START_TEST(box_fields_parse)
     ck_assert_uint_eq(cfg.box_defaults.pids_limit,
                       config_run_host_pids(256) <= cfg.total_pids ? 256 : cfg.max_limits.pids_limit);
     ck_assert_uint_eq(cfg.max_disk_size_gb, 64);
+    ck_assert_uint_eq(cfg.v1_run_root_mb, 512);
     ck_assert_uint_eq(cfg.box_stop_grace_secs, 10);
     ck_assert_uint_eq(cfg.box_idle_timeout_secs, 3600);
     ck_assert_uint_eq(cfg.max_boxes,

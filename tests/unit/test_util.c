@@ -103,6 +103,32 @@ START_TEST(ascii_tchar_and_lower)
 }
 END_TEST
 
+/* "uid" or "uid:gid", numeric, each below UINT32_MAX (a box's user) */
+START_TEST(parse_user)
+{
+    static const char *const bad[] = {"", ":", "1:", ":1", "-1", "+1", " 1", "1 ", "a",
+                                      "1:2:3", "4294967295", "1:4294967295",
+                                      "99999999999999999999", "1:x"};
+    uint32_t u = 5, g = 5;
+    ck_assert_int_eq(bx_parse_user("1000", 4, &u, &g), 0);
+    ck_assert_uint_eq(u, 1000);
+    ck_assert_uint_eq(g, 1000);
+    ck_assert_int_eq(bx_parse_user("0:4294967294", 12, &u, &g), 0);
+    ck_assert_uint_eq(u, 0);
+    ck_assert_uint_eq(g, 4294967294u);
+    /* counted: what follows len is not read */
+    ck_assert_int_eq(bx_parse_user("7:8:9", 3, &u, &g), 0);
+    ck_assert_uint_eq(u, 7);
+    ck_assert_uint_eq(g, 8);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        u = g = 5;
+        ck_assert_msg(bx_parse_user(bad[i], strlen(bad[i]), &u, &g) == -1, "%s", bad[i]);
+        ck_assert_uint_eq(u, 5);
+        ck_assert_uint_eq(g, 5);
+    }
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
     Suite *s = suite_create("util");
@@ -110,6 +136,7 @@ static Suite *util_suite(void)
     tcase_add_test(tc, str_eq_whole_strings_only);
     tcase_add_test(tc, str_list_push_reserve_free);
     tcase_add_test(tc, ascii_tchar_and_lower);
+    tcase_add_test(tc, parse_user);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -198,6 +198,32 @@ def test_lifecycle_stop_start_remove_gc(boxer_url: str) -> None:
 # ---- async ----
 
 
+def test_create_with_user(boxer_url: str) -> None:
+    """create(user=): every exec of the box runs as that uid:gid; BoxInfo
+    says so only with extra=True."""
+    with BoxerClient(boxer_url, run_timeout=TEST_RUN_TIMEOUT) as c:
+        box = c.create(BUSYBOX_IMAGE, memory_mb=MEM, user="1000:1001")
+        try:
+            assert box.info.user is None
+            assert c.get_box(box.id, extra=True).user == "1000:1001"
+            assert box.exec(["sh", "-c", "id -u; id -g"]).stdout == "1000\n1001\n"
+        finally:
+            box.remove(force=True)
+        with pytest.raises(InvalidRequestError):
+            c.create(BUSYBOX_IMAGE, memory_mb=MEM, user="nobody")
+
+
+@pytest.mark.asyncio
+async def test_async_create_with_user(boxer_url: str) -> None:
+    async with make_async_client(boxer_url) as c:
+        box = await c.create(BUSYBOX_IMAGE, memory_mb=MEM, user="1000")
+        try:
+            assert (await c.get_box(box.id, extra=True)).user == "1000:1000"
+            assert (await box.exec(["id", "-u"])).stdout == "1000\n"
+        finally:
+            await box.remove(force=True)
+
+
 @pytest.mark.asyncio
 async def test_async_boxes_every_call(boxer_url: str, tmp_path: Path) -> None:
     async with make_async_client(boxer_url) as c:

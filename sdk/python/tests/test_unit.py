@@ -1039,8 +1039,12 @@ def test_create_body_and_exec_body() -> None:
                                                 "timeout_ms": 5000}
         assert rec.last.url.path == "/v1/boxes/box_1/exec"
         assert r.stdout == "hi\n"
+        c.create("img", user="1000:1001")
+        assert json.loads(rec.last.content) == {"image": "img", "user": "1000:1001"}
         with pytest.raises(TypeError):
             c.create("img", memory_mb=True)
+        with pytest.raises(TypeError):
+            c.create("img", user=1000)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             box.exec("echo hi")
         with pytest.raises(ValueError):

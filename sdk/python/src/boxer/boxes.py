@@ -71,6 +71,7 @@ def build_create_body(
     env: Optional[BoxEnv],
     volumes: Optional[Sequence[Mapping[str, Any]]],
     idle_timeout_secs: Optional[int],
+    user: Optional[str] = None,
 ) -> Dict[str, Any]:
     """``POST /v1/boxes`` body; a field left None takes the server's default
     (``box_defaults``: BoxRun's cpu 2, 1024 MB, 8 GB, no network, /root)."""
@@ -84,6 +85,7 @@ def build_create_body(
     _opt(body, "network", network, bool)
     _opt(body, "workdir", workdir, str)
     _opt(body, "idle_timeout_secs", idle_timeout_secs, int)
+    _opt(body, "user", user, str)
     if env is not None:
         body["env"] = env_to_dict(env)
     if volumes is not None:

@@ -61,6 +61,7 @@ class _ClientBase:
         env: Optional[BoxEnv],
         volumes: Optional[Sequence[Mapping[str, Any]]],
         idle_timeout_secs: Optional[int],
+        user: Optional[str] = None,
     ) -> Dict[str, Any]:
         return boxes.build_create_body(
             image,
@@ -73,6 +74,7 @@ class _ClientBase:
             env=env,
             volumes=volumes,
             idle_timeout_secs=idle_timeout_secs,
+            user=user,
         )
 
     @staticmethod
@@ -410,6 +412,7 @@ class BoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         idle_timeout_secs: Optional[int] = None,
+        user: Optional[str] = None,
     ) -> BoxHandle:
         """Create a box of ``image`` and return a handle once it runs.
 
@@ -418,11 +421,13 @@ class BoxerClient(_ClientBase):
         ``volumes``: ``[{"host_path": ..., "guest_path": ..., "readonly":
         bool}]`` (host paths must lie under the server's ``volume_roots``).
         ``idle_timeout_secs`` (Boxer's): stop the box after this long without
-        an exec.  Raises NameAlreadyExistsError, ResourceExceededError,
+        an exec.  ``user`` (Boxer's): ``"uid"`` or ``"uid:gid"``, the user
+        every exec of the box runs as unless the exec gives its own (default
+        root).  Raises NameAlreadyExistsError, ResourceExceededError,
         ImagePullFailedError, InvalidRequestError, ...
         """
         body = self._create_body(image, name, cpu, memory_mb, disk_size_gb, network, workdir, env, volumes,
-                                 idle_timeout_secs)
+                                 idle_timeout_secs, user)
         r = self._request("POST", "/v1/boxes", json=body, timeout=self._long_timeout())
         return BoxHandle(self, boxes.parse_box(r, "POST /v1/boxes"))
 
@@ -706,10 +711,11 @@ class AsyncBoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         idle_timeout_secs: Optional[int] = None,
+        user: Optional[str] = None,
     ) -> AsyncBoxHandle:
         """See BoxerClient.create."""
         body = self._create_body(image, name, cpu, memory_mb, disk_size_gb, network, workdir, env, volumes,
-                                 idle_timeout_secs)
+                                 idle_timeout_secs, user)
         r = await self._request("POST", "/v1/boxes", json=body, timeout=self._long_timeout())
         return AsyncBoxHandle(self, boxes.parse_box(r, "POST /v1/boxes"))
 

@@ -177,7 +177,7 @@ def _fields_from(cls: Any, data: Mapping[str, Any], what: str, required: Tuple[s
 class BoxInfo:
     """A box as the server describes it (BoxRun's fields, in its order).
 
-    The last five fields are Boxer's own and only filled when asked for
+    The fields from image_digest on are Boxer's own and only filled when asked for
     (``extra=True``); they are None otherwise.
     """
 
@@ -203,6 +203,7 @@ class BoxInfo:
     idle_timeout_secs: Optional[int] = None
     last_active_at: Optional[str] = None
     node: Optional[str] = None
+    user: Optional[str] = None  # "uid:gid" given at create; None: root
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BoxInfo":
