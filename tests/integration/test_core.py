@@ -148,6 +148,21 @@ def test_openapi_document_is_well_formed(server):
     assert {"stdin", "stdin_b64", "user"} <= set(v1["schema"]["properties"])
     create = doc["paths"]["/v1/boxes"]["post"]["requestBody"]["content"]["application/json"]
     assert {"image", "idle_timeout_secs", "user"} <= set(create["schema"]["properties"])
+    # every route of DESIGN.md's tables is documented, with its methods
+    for path, methods in {
+            "/run": {"post"}, "/files": {"get", "post"}, "/images": {"get", "delete"},
+            "/healthz": {"get"}, "/readyz": {"get"}, "/metrics": {"get"}, "/ui": {"get"},
+            "/v1/boxes": {"get", "post"}, "/v1/boxes/{id}": {"get", "delete"},
+            "/v1/boxes/{id}:stop": {"post"}, "/v1/boxes/{id}:start": {"post"},
+            "/v1/boxes/{id}/exec": {"post"}, "/v1/boxes/{id}/execs": {"get"},
+            "/v1/boxes/{id}/exec/{eid}": {"get"}, "/v1/boxes/{id}/exec/{eid}/events": {"get"},
+            "/v1/boxes/{id}/exec/{eid}:cancel": {"post"}, "/v1/boxes/{id}/exec/{eid}/stdin": {"post"},
+            "/v1/boxes/{id}/exec/{eid}/signal": {"post"}, "/v1/boxes/{id}/exec/{eid}/resize": {"post"},
+            "/v1/boxes/{id}/files/upload": {"post"}, "/v1/boxes/{id}/files/download": {"post"},
+            "/v1/boxes/{id}/attach": {"get"}, "/v1/info": {"get"}, "/v1/node": {"get"},
+            "/v1/run": {"post"}, "/v1/gc": {"post"}}.items():
+        assert path in doc["paths"], path
+        assert methods <= set(doc["paths"][path]), (path, set(doc["paths"][path]))
 
 
 # ---- files ----
