@@ -60,6 +60,10 @@ void pool_kick(struct pool *p);
 struct pool_stats {
     uint64_t ready, creating, hits, misses, created, failed;
     uint64_t create_ms_last, create_ms_sum;
+    /* entries: configured + automatic in use; refreshed: sandboxes remade
+     * because their tag moved */
+    uint64_t entries, auto_entries, auto_created, auto_retired, auto_hits, refreshed;
+    uint64_t max_total;
 };
 void pool_stats(const struct pool *p, struct pool_stats *st);
 
