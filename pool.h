@@ -11,6 +11,12 @@
  * (run.c, `runsc delete --force` first); the pool then makes a
  * replacement.  A sandbox serves exactly one run.  Ready and creating
  * sandboxes hold their memory and pids in the run budget (run_mgr_hold).
+ *
+ * warm_pool_auto adds entries (count 1) for images run cold repeatedly and
+ * retires them after warm_pool_auto_idle_secs without a hit; all entries
+ * together hold at most warm_pool_max_total sandboxes.  Entries named by a
+ * tag are re-resolved every tag_refresh_secs (a timer, not the hit path)
+ * and sandboxes of a digest the tag no longer names are remade.
  */
 #ifndef BOXER_POOL_H
 #define BOXER_POOL_H
