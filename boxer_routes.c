@@ -615,6 +615,7 @@ void route_metrics(struct app *a, struct http_conn *c)
     g.pool_auto_hits = rs.pool_auto_hits;
     g.pool_refreshed = rs.pool_refreshed;
     g.pool_max_total = rs.pool_max_total;
+    g.pool_yielded = rs.pool_yielded;
     g.pool_create_ms_sum = rs.pool_create_ms_sum;
     g.runs_ok = rs.ok;
     g.runs_nonzero = rs.nonzero;

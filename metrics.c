@@ -161,6 +161,9 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
     family(o, "boxer_pool_refreshed_total", "counter",
            "Warm sandboxes destroyed and remade because their image tag moved.");
     sbuf_appendf(o, "boxer_pool_refreshed_total %" PRIu64 "\n", g->pool_refreshed);
+    family(o, "boxer_pool_yielded_total", "counter",
+           "Warm sandboxes deleted because their budget hold kept a queued run out.");
+    sbuf_appendf(o, "boxer_pool_yielded_total %" PRIu64 "\n", g->pool_yielded);
     family(o, "boxer_image_pulls_total", "counter", "Image pulls by result.");
     sbuf_appendf(o,
                  "boxer_image_pulls_total{result=\"ok\"} %" PRIu64 "\n"

@@ -89,6 +89,7 @@ struct pool {
     struct pcand cands[POOL_CANDS];
     struct psb *list;
     struct loop_task fill_task;
+    struct loop_task yield_task;
     uint64_t retry_timer;
     uint64_t tick_timer; /* retirement of idle automatic entries, tag refresh */
     int stopping;
@@ -813,6 +814,50 @@ struct pool_sb *pool_take(struct pool *p, const struct run_request *req)
     return NULL;
 }
 
+/* The queue's head waits: when the pool's budget holds are what keeps it
+ * out, ready and creating sandboxes are deleted until it fits (a pool
+ * sandbox never keeps a run out). */
+static void on_yield(struct loop *l, void *arg)
+{
+    struct pool *p = arg;
+    struct run_job *head = p->mgr->queue_head;
+    uint64_t memory_mb, pids, mem_coming = 0, pids_coming = 0;
+    struct psb *next;
+    (void)l;
+    if (!head || p->stopping)
+        return;
+    memory_mb = head->cost_memory_mb;
+    pids = head->cost_pids;
+    /* what sandboxes already being deleted will give back */
+    for (struct psb *s = p->list; s; s = s->next)
+        if (s->dying) {
+            mem_coming += p->entries[s->entry].cost_memory_mb;
+            pids_coming += p->entries[s->entry].cost_pids;
+        }
+    for (struct psb *s = p->list; s; s = next) {
+        struct pentry *e = &p->entries[s->entry];
+        next = s->next;
+        if (run_mgr_fits(p->mgr, memory_mb > mem_coming ? memory_mb - mem_coming : 0,
+                         pids > pids_coming ? pids - pids_coming : 0))
+            return;
+        if (s->dying)
+            continue;
+        mem_coming += e->cost_memory_mb;
+        pids_coming += e->cost_pids;
+        p->st.yielded++;
+        bx_log_info("%s: pool: deleted to make room for a queued run", s->sb.id);
+        /* the hold goes when `runsc delete` is done (psb_rest), which
+         * starts the queued run; the fill waits while runs are queued */
+        psb_destroy(s, 1);
+    }
+}
+
+void pool_yield(struct pool *p)
+{
+    if (p && !p->stopping)
+        loop_defer(p->rp.loop, &p->yield_task, on_yield, p);
+}
+
 void pool_put_back(struct pool *p, struct pool_sb *sb)
 {
     struct pentry *e = &p->entries[sb->entry];
@@ -927,6 +972,7 @@ void pool_free(struct pool **pp)
         return;
     p->stopping = 1;
     loop_defer_cancel(p->rp.loop, &p->fill_task);
+    loop_defer_cancel(p->rp.loop, &p->yield_task);
     if (p->retry_timer)
         loop_timer_cancel(p->rp.loop, p->retry_timer);
     if (p->tick_timer)

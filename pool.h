@@ -56,6 +56,10 @@ void pool_free(struct pool **p);
  * network, no inputs), or NULL (counted as a miss when an entry has the
  * image).  Its budget hold is released: the run admits its own cost. */
 struct pool_sb *pool_take(struct pool *p, const struct run_request *req);
+/* Runs are queued: when the pool's budget holds are what keeps the first
+ * one out, ready and creating sandboxes are deleted until it fits (a pool
+ * sandbox never keeps a run out); from the loop, later. */
+void pool_yield(struct pool *p);
 /* Back into the pool (the run could not be admitted after all). */
 void pool_put_back(struct pool *p, struct pool_sb *sb);
 /* Frees the handle only (run.c has adopted its parts). */
@@ -69,6 +73,7 @@ struct pool_stats {
     /* entries: configured + automatic in use; refreshed: sandboxes remade
      * because their tag moved */
     uint64_t entries, auto_entries, auto_created, auto_retired, auto_hits, refreshed;
+    uint64_t yielded; /* deleted to make room for a queued run (pool_yield) */
     uint64_t max_total;
 };
 void pool_stats(const struct pool *p, struct pool_stats *st);

@@ -324,6 +324,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
             m->queue_head = job;
         m->queue_tail = job;
         m->nqueued++;
+        pool_yield(m->pool);
     }
     if (out)
         *out = job;
@@ -344,6 +345,8 @@ void run_start_next(struct run_mgr *m)
         job->started_ms = bx_now_ms();
         admit(m, job);
     }
+    if (m->queue_head && !m->stopping)
+        pool_yield(m->pool); /* its holds may be what the head waits for */
 }
 
 void run_mgr_hold(struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
@@ -980,6 +983,7 @@ void run_stats(const struct run_mgr *m, struct run_stats *st)
         st->pool_auto_hits = ps.auto_hits;
         st->pool_refreshed = ps.refreshed;
         st->pool_max_total = ps.max_total;
+        st->pool_yielded = ps.yielded;
     }
 }
 

@@ -331,3 +331,19 @@ def test_pool_follows_a_moved_tag(make_server, registry):
     assert res["stdout"].strip().endswith("python3"), res
     assert srv.stop() == 0
     assert H.leftovers(srv.home) == {}
+
+
+def test_pool_gives_way_to_a_run_that_needs_its_budget(make_server):
+    """Ready sandboxes hold budget, but never keep a run out: a run that
+    needs the memory they hold makes the pool delete them, runs, and the
+    pool is refilled after."""
+    srv = make_server(config={"total_memory_mb": 512,
+                              "warm_pool": [{"image": BUSYBOX, "count": 1}]})
+    wait_ready(srv, 1)
+    res = H.run(srv, {"image": BUSYBOX, "cmd": ["echo", "big"],
+                      "limits": {"memory_mb": 512}}, timeout=60)
+    assert res.status_code == 200 and res.json()["stdout"] == "big\n", res.text
+    assert metrics(srv)["boxer_pool_yielded_total"] == 1
+    wait_ready(srv, 1)
+    assert srv.stop() == 0
+    assert H.leftovers(srv.home) == {}
