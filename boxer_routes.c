@@ -608,6 +608,14 @@ void route_metrics(struct app *a, struct http_conn *c)
     g.pool_created = rs.pool_created;
     g.pool_failed = rs.pool_failed;
     g.pool_create_ms_last = rs.pool_create_ms_last;
+    g.pool_entries = rs.pool_entries;
+    g.pool_auto_entries = rs.pool_auto_entries;
+    g.pool_auto_created = rs.pool_auto_created;
+    g.pool_auto_retired = rs.pool_auto_retired;
+    g.pool_auto_hits = rs.pool_auto_hits;
+    g.pool_refreshed = rs.pool_refreshed;
+    g.pool_max_total = rs.pool_max_total;
+    g.pool_yielded = rs.pool_yielded;
     g.pool_create_ms_sum = rs.pool_create_ms_sum;
     g.runs_ok = rs.ok;
     g.runs_nonzero = rs.nonzero;

@@ -127,6 +127,10 @@ void config_defaults(struct config *cfg)
     cfg->max_concurrent_runs = 2 * (uint64_t)cores;
     cfg->max_queued_runs = 64;
     cfg->max_pending_teardowns = 2 * (uint64_t)cores;
+    /* off: a pool sandbox holds memory and budget; the operator opts in */
+    cfg->warm_pool_auto = 0;
+    cfg->warm_pool_auto_idle_secs = 300;
+    cfg->warm_pool_max_total = 0;
     /* Runs together leave a quarter of RAM and half of the pid space to the
      * host (and Boxer): a host OOM or a pid_max exhaustion caused by runs
      * would take down far more than the runs. */
@@ -267,6 +271,9 @@ static const struct field config_fields[] = {
     CFG_UINT(max_queued_runs, 1000000, true),
     CFG_UINT(max_pending_teardowns, 4096, false),
     {"warm_pool", F_POOL, 0, 0, false},
+    CFG_UINT(warm_pool_auto, 1000, true),
+    CFG_UINT(warm_pool_auto_idle_secs, 30ull * 86400, false),
+    CFG_UINT(warm_pool_max_total, 4096, true),
     CFG_UINT(total_memory_mb, 1ull << 40, false),
     CFG_UINT(total_pids, 1u << 22, false),
     CFG_UINT(min_free_disk_percent, 99, true),
@@ -812,6 +819,17 @@ int config_validate(const struct config *cfg, struct bx_err *err)
                           (unsigned long long)cfg->defaults.pids_limit);
     if (cfg->write_timeout_ms == 0)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "config: write_timeout_ms: must be positive");
+    {
+        uint64_t sum = 0;
+        for (size_t i = 0; i < cfg->nwarm_pool; i++)
+            sum += cfg->warm_pool[i].count;
+        if (cfg->warm_pool_max_total && cfg->warm_pool_max_total < sum)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "config: warm_pool_max_total: %llu is below the sum of the "
+                              "warm_pool counts (%llu)",
+                              (unsigned long long)cfg->warm_pool_max_total,
+                              (unsigned long long)sum);
+    }
     if (cfg->answer_buffer_max_bytes < 65536)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                           "config: answer_buffer_max_bytes: must be at least 65536");
@@ -883,4 +901,17 @@ out:
     free(text);
     free(home_cfg);
     return ret;
+}
+
+uint64_t config_warm_pool_max_total(const struct config *cfg)
+{
+    uint64_t sum = 0, n;
+    if (cfg->warm_pool_max_total)
+        return cfg->warm_pool_max_total;
+    for (size_t i = 0; i < cfg->nwarm_pool; i++)
+        sum += cfg->warm_pool[i].count;
+    n = cfg->defaults.memory_mb ? cfg->total_memory_mb / 4 / cfg->defaults.memory_mb : 1;
+    if (n < 1)
+        n = 1;
+    return n > sum ? n : sum;
 }

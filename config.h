@@ -94,6 +94,15 @@ struct config {
     uint64_t max_pending_teardowns;
     struct warm_pool_entry *warm_pool; /* issue 16 (pool.c); empty: no pool */
     size_t nwarm_pool;
+    /* issue 16: an image (with the same limits and network) that gets this
+     * many pool-eligible cold /runs, each within warm_pool_auto_idle_secs
+     * of the last, gets a pool entry of its own (count 1); 0: off */
+    uint64_t warm_pool_auto;
+    /* such an automatic entry with no hit for this long is retired */
+    uint64_t warm_pool_auto_idle_secs;
+    /* ready + creating pool sandboxes over all entries; 0: derived
+     * (config_warm_pool_max_total) */
+    uint64_t warm_pool_max_total;
     /* The budget all admitted runs share (memory.max / pids.max of Boxer's
      * base cgroup, and the sum of admitted runs' limits); see
      * config_run_host_pids for what a run's pids_limit costs. */
@@ -158,5 +167,10 @@ int config_validate(const struct config *cfg, struct bx_err *err);
 /* Finds and loads the config per the precedence rules, then validates. */
 int config_load(struct config *cfg, const char *explicit_path, struct bx_err *err);
 void config_free(struct config *cfg);
+
+/* warm_pool_max_total, or when 0: what a quarter of total_memory_mb holds
+ * of default-sized runs (at least 1), and never below the sum of the
+ * configured warm_pool counts. */
+uint64_t config_warm_pool_max_total(const struct config *cfg);
 
 #endif

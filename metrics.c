@@ -143,6 +143,27 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
     family(o, "boxer_pool_create_seconds_last", "gauge",
            "Time the last warm sandbox took to become ready.");
     sbuf_appendf(o, "boxer_pool_create_seconds_last %.3f\n", (double)g->pool_create_ms_last / 1000.0);
+    family(o, "boxer_pool_entries", "gauge", "Warm pool entries, configured and automatic.");
+    sbuf_appendf(o, "boxer_pool_entries %" PRIu64 "\n", g->pool_entries);
+    family(o, "boxer_pool_max_total", "gauge",
+           "Ready and creating warm sandboxes allowed over all entries (warm_pool_max_total).");
+    sbuf_appendf(o, "boxer_pool_max_total %" PRIu64 "\n", g->pool_max_total);
+    family(o, "boxer_pool_auto_entries", "gauge",
+           "Warm pool entries made by warm_pool_auto for images run cold repeatedly.");
+    sbuf_appendf(o, "boxer_pool_auto_entries %" PRIu64 "\n", g->pool_auto_entries);
+    family(o, "boxer_pool_auto_created_total", "counter", "Automatic warm pool entries made.");
+    sbuf_appendf(o, "boxer_pool_auto_created_total %" PRIu64 "\n", g->pool_auto_created);
+    family(o, "boxer_pool_auto_retired_total", "counter",
+           "Automatic warm pool entries retired after warm_pool_auto_idle_secs without a hit.");
+    sbuf_appendf(o, "boxer_pool_auto_retired_total %" PRIu64 "\n", g->pool_auto_retired);
+    family(o, "boxer_pool_auto_hits_total", "counter", "Runs served by an automatic entry.");
+    sbuf_appendf(o, "boxer_pool_auto_hits_total %" PRIu64 "\n", g->pool_auto_hits);
+    family(o, "boxer_pool_refreshed_total", "counter",
+           "Warm sandboxes destroyed and remade because their image tag moved.");
+    sbuf_appendf(o, "boxer_pool_refreshed_total %" PRIu64 "\n", g->pool_refreshed);
+    family(o, "boxer_pool_yielded_total", "counter",
+           "Warm sandboxes deleted because their budget hold kept a queued run out.");
+    sbuf_appendf(o, "boxer_pool_yielded_total %" PRIu64 "\n", g->pool_yielded);
     family(o, "boxer_image_pulls_total", "counter", "Image pulls by result.");
     sbuf_appendf(o,
                  "boxer_image_pulls_total{result=\"ok\"} %" PRIu64 "\n"

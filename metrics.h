@@ -40,6 +40,8 @@ struct metrics_gauges {
     /* issue 16: warm_pool */
     uint64_t pool_ready, pool_creating, pool_hits, pool_misses, pool_created, pool_failed;
     uint64_t pool_create_ms_last, pool_create_ms_sum;
+    uint64_t pool_entries, pool_auto_entries, pool_auto_created, pool_auto_retired,
+        pool_auto_hits, pool_refreshed, pool_max_total, pool_yielded;
     /* issue 17: the node (NULL: not rendered), and whether it takes work */
     const char *node_id;
     uint64_t ready, draining;

@@ -11,6 +11,12 @@
  * (run.c, `runsc delete --force` first); the pool then makes a
  * replacement.  A sandbox serves exactly one run.  Ready and creating
  * sandboxes hold their memory and pids in the run budget (run_mgr_hold).
+ *
+ * warm_pool_auto adds entries (count 1) for images run cold repeatedly and
+ * retires them after warm_pool_auto_idle_secs without a hit; all entries
+ * together hold at most warm_pool_max_total sandboxes.  Entries named by a
+ * tag are re-resolved every tag_refresh_secs (a timer, not the hit path)
+ * and sandboxes of a digest the tag no longer names are remade.
  */
 #ifndef BOXER_POOL_H
 #define BOXER_POOL_H
@@ -50,6 +56,10 @@ void pool_free(struct pool **p);
  * network, no inputs), or NULL (counted as a miss when an entry has the
  * image).  Its budget hold is released: the run admits its own cost. */
 struct pool_sb *pool_take(struct pool *p, const struct run_request *req);
+/* Runs are queued: when the pool's budget holds are what keeps the first
+ * one out, ready and creating sandboxes are deleted until it fits (a pool
+ * sandbox never keeps a run out); from the loop, later. */
+void pool_yield(struct pool *p);
 /* Back into the pool (the run could not be admitted after all). */
 void pool_put_back(struct pool *p, struct pool_sb *sb);
 /* Frees the handle only (run.c has adopted its parts). */
@@ -60,6 +70,11 @@ void pool_kick(struct pool *p);
 struct pool_stats {
     uint64_t ready, creating, hits, misses, created, failed;
     uint64_t create_ms_last, create_ms_sum;
+    /* entries: configured + automatic in use; refreshed: sandboxes remade
+     * because their tag moved */
+    uint64_t entries, auto_entries, auto_created, auto_retired, auto_hits, refreshed;
+    uint64_t yielded; /* deleted to make room for a queued run (pool_yield) */
+    uint64_t max_total;
 };
 void pool_stats(const struct pool *p, struct pool_stats *st);
 

@@ -462,6 +462,94 @@ int proc_run_sync(const struct proc_spec *spec, int timeout_ms, struct bx_err *e
     return status;
 }
 
+void proc_run_sync_many(const struct proc_spec *specs, size_t n, size_t parallel, int timeout_ms,
+                        int *statuses)
+{
+    /* one slot per running child: its index, pid, pidfd and deadline */
+    struct slot {
+        size_t i;
+        pid_t pid;
+        int pidfd;
+        uint64_t deadline;
+    } *slots;
+    struct pollfd *pfds;
+    size_t next = 0, nrun = 0;
+
+    if (parallel < 1)
+        parallel = 1;
+    slots = calloc(parallel, sizeof(*slots));
+    pfds = calloc(parallel, sizeof(*pfds));
+    if (!slots || !pfds) {
+        /* out of memory: one after the other */
+        for (size_t i = 0; i < n; i++) {
+            struct bx_err err;
+            statuses[i] = proc_run_sync(&specs[i], timeout_ms, &err);
+        }
+        free(slots);
+        free(pfds);
+        return;
+    }
+    while (next < n || nrun > 0) {
+        uint64_t now;
+        int wait_ms = -1, r, broken;
+        while (next < n && nrun < parallel) {
+            struct bx_err err;
+            pid_t pid = start_child(&specs[next], &err);
+            statuses[next] = -1;
+            if (pid < 0) {
+                next++;
+                continue;
+            }
+            slots[nrun] = (struct slot){next, pid, sys_pidfd_open(pid),
+                                        bx_now_ms() + (uint64_t)timeout_ms};
+            if (slots[nrun].pidfd < 0) {
+                /* no pidfd (old kernel): wait for this one alone */
+                int st = 0;
+                while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                    ;
+                statuses[next] = st;
+            } else {
+                nrun++;
+            }
+            next++;
+        }
+        if (nrun == 0)
+            continue;
+        now = bx_now_ms();
+        for (size_t k = 0; k < nrun; k++) {
+            int left = slots[k].deadline > now ? (int)(slots[k].deadline - now) : 0;
+            if (wait_ms < 0 || left < wait_ms)
+                wait_ms = left;
+            pfds[k] = (struct pollfd){.fd = slots[k].pidfd, .events = POLLIN};
+        }
+        r = poll(pfds, nrun, wait_ms);
+        broken = r < 0 && errno != EINTR; /* cannot poll: stop every child */
+        now = bx_now_ms();
+        for (size_t k = 0; k < nrun;) {
+            int st = 0, done = 0;
+            if (r > 0 && (pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+                while (waitpid(slots[k].pid, &st, 0) < 0 && errno == EINTR)
+                    ;
+                statuses[slots[k].i] = st;
+                done = 1;
+            } else if (now >= slots[k].deadline || broken) {
+                kill_and_reap(slots[k].pid);
+                done = 1;
+            }
+            if (!done) {
+                k++;
+                continue;
+            }
+            close(slots[k].pidfd);
+            slots[k] = slots[nrun - 1];
+            pfds[k] = pfds[nrun - 1];
+            nrun--;
+        }
+    }
+    free(slots);
+    free(pfds);
+}
+
 int proc_find_in_path(const char *name, const char *path_env, char *out, size_t cap)
 {
     const char *p = path_env ? path_env : BX_DEFAULT_PATH;

@@ -84,6 +84,12 @@ void proc_reap_orphans(void);
  * returns its wait status, or -1 (err set) when it cannot run or exceeds
  * timeout_ms (then it is killed). */
 int proc_run_sync(const struct proc_spec *spec, int timeout_ms, struct bx_err *err);
+/* As proc_run_sync for n programs, at most `parallel` at a time (shutdown
+ * work that would take n times as long one after the other): statuses[i]
+ * gets the wait status of specs[i], or -1 when it could not run or was
+ * killed after timeout_ms (counted from its own start). */
+void proc_run_sync_many(const struct proc_spec *specs, size_t n, size_t parallel, int timeout_ms,
+                        int *statuses);
 
 /* Finds an executable by name in a PATH string; writes the absolute path. */
 int proc_find_in_path(const char *name, const char *path_env, char *out, size_t cap);

@@ -135,7 +135,7 @@ int run_mgr_new(struct run_mgr **out, const struct run_mgr_params *p, struct bx_
         free(m);
         return -1;
     }
-    if (p->cfg->nwarm_pool > 0) {
+    if (p->cfg->nwarm_pool > 0 || p->cfg->warm_pool_auto > 0) {
         struct pool_params pp = {.mgr = m, .runs_dirfd = m->runs_dirfd, .runs_dir = m->runs_dir};
         if (pool_new(&m->pool, &pp, err) < 0) {
             bx_close(&m->runs_dirfd);
@@ -324,6 +324,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
             m->queue_head = job;
         m->queue_tail = job;
         m->nqueued++;
+        pool_yield(m->pool);
     }
     if (out)
         *out = job;
@@ -344,6 +345,8 @@ void run_start_next(struct run_mgr *m)
         job->started_ms = bx_now_ms();
         admit(m, job);
     }
+    if (m->queue_head && !m->stopping)
+        pool_yield(m->pool); /* its holds may be what the head waits for */
 }
 
 void run_mgr_hold(struct run_mgr *m, uint64_t memory_mb, uint64_t pids)
@@ -987,6 +990,14 @@ void run_stats(const struct run_mgr *m, struct run_stats *st)
         st->pool_failed = ps.failed;
         st->pool_create_ms_last = ps.create_ms_last;
         st->pool_create_ms_sum = ps.create_ms_sum;
+        st->pool_entries = ps.entries;
+        st->pool_auto_entries = ps.auto_entries;
+        st->pool_auto_created = ps.auto_created;
+        st->pool_auto_retired = ps.auto_retired;
+        st->pool_auto_hits = ps.auto_hits;
+        st->pool_refreshed = ps.refreshed;
+        st->pool_max_total = ps.max_total;
+        st->pool_yielded = ps.yielded;
     }
 }
 

@@ -183,6 +183,8 @@ struct run_stats {
     /* warm_pool (pool.h) */
     uint64_t pool_ready, pool_creating, pool_hits, pool_misses, pool_created, pool_failed;
     uint64_t pool_create_ms_last, pool_create_ms_sum;
+    uint64_t pool_entries, pool_auto_entries, pool_auto_created, pool_auto_retired,
+        pool_auto_hits, pool_refreshed, pool_max_total, pool_yielded;
 };
 void run_stats(const struct run_mgr *m, struct run_stats *st);
 

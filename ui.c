@@ -286,11 +286,12 @@ void ui_node_json(struct ui_node *n, struct http_conn *c)
     /* The warm pool (pool.c, through run_stats); null when none is
      * configured. */
     json_w_key(&w, "warm_pool");
-    if (!cfg->nwarm_pool) {
+    if (!cfg->nwarm_pool && !cfg->warm_pool_auto) {
         json_w_null(&w);
     } else {
         json_w_obj_begin(&w);
-        json_w_kv_uint(&w, "entries", cfg->nwarm_pool);
+        json_w_kv_uint(&w, "entries", rs.pool_entries);
+        json_w_kv_uint(&w, "auto_entries", rs.pool_auto_entries);
         json_w_kv_uint(&w, "ready", rs.pool_ready);
         json_w_kv_uint(&w, "creating", rs.pool_creating);
         json_w_kv_uint(&w, "hits", rs.pool_hits);

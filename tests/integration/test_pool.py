@@ -177,7 +177,7 @@ def test_hits_misses_and_refill(make_server):
     assert m["boxer_pool_created_total"] == 2
     # the console's /v1/node reports the same pool (the metrics as JSON)
     wp = httpx.get(srv.url + "/v1/node", timeout=10).json()["warm_pool"]
-    assert wp == {"entries": 1, "ready": 1, "creating": 0, "hits": 1,
+    assert wp == {"entries": 1, "auto_entries": 0, "ready": 1, "creating": 0, "hits": 1,
                   "misses": m["boxer_pool_misses_total"], "created": 2, "failed": 0,
                   "create_ms_last": wp["create_ms_last"]}, wp
     assert wp["create_ms_last"] == round(m["boxer_pool_create_seconds_last"] * 1000), (wp, m)
@@ -244,5 +244,106 @@ def test_failed_creation_is_retried_not_fatal(make_server):
         time.sleep(0.1)
     assert metrics(srv)["boxer_pool_ready"] == 0
     assert H.ok(srv, {"image": BUSYBOX, "cmd": ["echo", "ok"]})["stdout"] == "ok\n"
+    assert srv.stop() == 0
+    assert H.leftovers(srv.home) == {}
+
+
+# ---- warm_pool_auto, warm_pool_max_total, tag refresh ----
+
+def test_auto_entry_after_cold_runs(make_server):
+    """warm_pool_auto 3: the third cold run of an image (same limits and
+    network) gives it an entry of its own; the fourth run is a hit."""
+    srv = make_server(config={"warm_pool_auto": 3})
+    for _ in range(2):
+        H.ok(srv, {"image": BUSYBOX, "cmd": ["true"]})
+    # other limits: another image key, its streak is its own
+    H.ok(srv, {"image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 128}})
+    m = metrics(srv)
+    assert m["boxer_pool_auto_entries"] == 0 and m["boxer_pool_ready"] == 0, m
+    H.ok(srv, {"image": BUSYBOX, "cmd": ["true"]})
+    m = wait_ready(srv, 1)
+    assert m["boxer_pool_auto_entries"] == 1 and m["boxer_pool_auto_created_total"] == 1, m
+    assert m["boxer_pool_entries"] == 1 and m["boxer_pool_hits_total"] == 0, m
+    res = H.ok(srv, {"image": BUSYBOX, "cmd": ["hostname"]})
+    m = metrics(srv)
+    assert m["boxer_pool_hits_total"] == 1 and m["boxer_pool_auto_hits_total"] == 1, m
+    assert res["stdout"] == res["exec_id"] + "\n"
+    wait_ready(srv, 1)  # its replacement
+    wp = httpx.get(srv.url + "/v1/node", timeout=10).json()["warm_pool"]
+    assert wp["entries"] == 1 and wp["auto_entries"] == 1, wp
+    assert srv.stop() == 0
+    assert H.leftovers(srv.home) == {}
+
+
+def test_auto_max_total_and_retire(make_server):
+    """Two automatic entries share warm_pool_max_total 1; an entry without a
+    hit for warm_pool_auto_idle_secs is retired and its sandbox destroyed."""
+    srv = make_server(config={"warm_pool_auto": 1, "warm_pool_auto_idle_secs": 3,
+                              "warm_pool_max_total": 1})
+    assert metrics(srv)["boxer_pool_max_total"] == 1
+    H.ok(srv, {"image": BUSYBOX, "cmd": ["true"]})
+    H.ok(srv, {"image": BUSYBOX, "cmd": ["true"], "limits": {"memory_mb": 128}})
+    m = metrics(srv)
+    assert m["boxer_pool_auto_created_total"] == 2, m
+    # never more than one sandbox over both entries, until both retire
+    deadline = time.time() + 60
+    seen_ready = False
+    while True:
+        m = metrics(srv)
+        assert m["boxer_pool_ready"] + m["boxer_pool_creating"] <= 1, m
+        seen_ready = seen_ready or m["boxer_pool_ready"] == 1
+        if m["boxer_pool_auto_retired_total"] == 2 and m["boxer_pool_ready"] == 0 \
+                and m["boxer_pool_creating"] == 0:
+            break
+        assert time.time() < deadline, (m, srv.log_text()[-3000:])
+        time.sleep(0.1)
+    assert seen_ready
+    assert m["boxer_pool_auto_entries"] == 0 and m["boxer_pool_entries"] == 0, m
+    # the retired sandboxes are gone (runsc delete in the background)
+    assert H.wait_clean(srv.home, timeout=30) == {}
+    assert srv.stop() == 0
+    assert H.leftovers(srv.home) == {}
+
+
+def test_pool_follows_a_moved_tag(make_server, registry):
+    """A tag that moves (checked every tag_refresh_secs): ready sandboxes of
+    the old digest are destroyed and remade; the next pooled run sees the
+    new content."""
+    tag = "bxpoolmv%d:1" % os.getpid()
+    registry.push("busybox:latest", "library/" + tag)
+    srv = make_server(config={"tag_refresh_secs": 1, "max_pending_teardowns": 8,
+                              "warm_pool": [{"image": tag, "count": 1}]})
+    probe = {"image": tag, "cmd": ["sh", "-c", "command -v python3 || echo none"]}
+    wait_ready(srv, 1)
+    assert H.ok(srv, probe)["stdout"] == "none\n"
+    wait_ready(srv, 1)
+    registry.push("python:3.12-slim", "library/" + tag)
+    deadline = time.time() + 180
+    while True:
+        m = metrics(srv)
+        if m["boxer_pool_refreshed_total"] >= 1 and m["boxer_pool_ready"] == 1:
+            break
+        assert time.time() < deadline, (m, srv.log_text()[-3000:])
+        time.sleep(0.1)
+    hits = m["boxer_pool_hits_total"]
+    res = H.ok(srv, probe)
+    assert metrics(srv)["boxer_pool_hits_total"] == hits + 1
+    assert res["stdout"].strip().endswith("python3"), res
+    assert srv.stop() == 0
+    assert H.leftovers(srv.home) == {}
+
+
+def test_pool_gives_way_to_a_run_that_needs_its_budget(make_server):
+    """Ready sandboxes hold budget, but never keep a run out: a run that
+    needs the memory they hold makes the pool delete them, runs, and the
+    pool is refilled after."""
+    srv = make_server(config={"total_memory_mb": 512,
+                              "warm_pool": [{"image": BUSYBOX, "count": 1}]})
+    wait_ready(srv, 1)
+    res = H.run(srv, {"image": BUSYBOX, "cmd": ["echo", "big"],
+                      "limits": {"memory_mb": 512}}, timeout=60)
+    assert res.status_code == 200 and res.json()["stdout"] == "big\n", res.text
+    assert metrics(srv)["boxer_pool_yielded_total"] == 1
+    wait_ready(srv, 1)
     assert srv.stop() == 0
     assert H.leftovers(srv.home) == {}

@@ -490,6 +490,55 @@ START_TEST(warm_pool_parses)
 }
 END_TEST
 
+START_TEST(warm_pool_auto_and_max_total)
+{
+    struct config cfg;
+    struct bx_err err;
+    ck_assert_int_eq(parse(&cfg, "{\"total_memory_mb\": 4096}", &err), 0);
+    ck_assert_uint_eq(cfg.warm_pool_auto, 0); /* default: off */
+    ck_assert_uint_eq(cfg.warm_pool_auto_idle_secs, 300);
+    ck_assert_uint_eq(cfg.warm_pool_max_total, 0);
+    /* derived: a quarter of 4096 MiB in default 256 MiB runs */
+    ck_assert_uint_eq(config_warm_pool_max_total(&cfg), 4);
+    config_free(&cfg);
+    /* never below the configured counts */
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"total_memory_mb\": 1024, \"warm_pool\": [{\"image\": \"b\", "
+                           "\"count\": 3}]}",
+                           &err),
+                     0);
+    ck_assert_uint_eq(config_warm_pool_max_total(&cfg), 3);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"total_memory_mb\": 512}", &err), 0);
+    ck_assert_uint_eq(config_warm_pool_max_total(&cfg), 1); /* at least one */
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"warm_pool_auto\": 3, \"warm_pool_auto_idle_secs\": 2, "
+                           "\"warm_pool_max_total\": 7}",
+                           &err),
+                     0);
+    ck_assert_uint_eq(cfg.warm_pool_auto, 3);
+    ck_assert_uint_eq(cfg.warm_pool_auto_idle_secs, 2);
+    ck_assert_uint_eq(config_warm_pool_max_total(&cfg), 7);
+    config_free(&cfg);
+    /* an explicit total below the configured counts is refused */
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"warm_pool_max_total\": 1, \"warm_pool\": [{\"image\": \"b\", "
+                           "\"count\": 2}]}",
+                           &err),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "warm_pool_max_total"));
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool_auto_idle_secs\": 0}", &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "warm_pool_auto_idle_secs"));
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool_max_total\": 4097}", &err), -1);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool_auto\": 1001}", &err), -1);
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(load_precedence)
 {
     char dir[] = "/tmp/boxer-test-config-XXXXXX";
@@ -685,6 +734,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, bool_fields_parse);
     tcase_add_test(tc, load_precedence);
     tcase_add_test(tc, warm_pool_parses);
+    tcase_add_test(tc, warm_pool_auto_and_max_total);
     tcase_add_test(tc, box_fields_parse);
     tcase_add_test(tc, node_id_default_and_rules);
     suite_add_tcase(s, tc);
