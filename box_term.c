@@ -27,6 +27,8 @@ static void term_unlink(struct box_exec *e)
     unlink(p);
     snprintf(p, sizeof(p), "%s/%s.log", e->box->dir, e->id);
     unlink(p);
+    snprintf(p, sizeof(p), "%s/%s.pid", e->box->dir, e->id);
+    unlink(p);
 }
 
 static void term_on_exit(void *arg, int status)
@@ -156,12 +158,15 @@ static int spawn_on_pty(struct box *b, struct box_exec *e, unsigned rows, unsign
                         proc_exit_cb on_exit, int *master, struct bx_err *err)
 {
     int mfd = -1, rfd = -1;
-    char ppath[PATH_MAX + 80], lname[96];
-    const char *args[] = {"exec", "--process", ppath, b->cid, NULL};
+    char ppath[PATH_MAX + 80], pidpath[PATH_MAX + 80], lname[96];
+    /* the pid file lets :cancel and /signal reach the command's group
+     * (box_exec.c's sig_kick), as for execs without a terminal */
+    const char *args[] = {"exec", "--process", ppath, "--internal-pid-file", pidpath, b->cid, NULL};
 
     if (open_pty(&mfd, &rfd, err) < 0 || set_winsize(mfd, rows, cols, err) < 0)
         goto fail;
     snprintf(ppath, sizeof(ppath), "%s/%s.json", b->dir, e->id);
+    snprintf(pidpath, sizeof(pidpath), "%s/%s.pid", b->dir, e->id);
     snprintf(lname, sizeof(lname), "%s.log", e->id);
     if (box_spawn_runsc_io(b, args, lname, rfd, rfd, rfd, 1, on_exit, e, &e->proc, err) < 0)
         goto fail;

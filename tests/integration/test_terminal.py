@@ -535,3 +535,29 @@ def _can_connect(srv):
         return httpx.get(srv.url + "/healthz", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_tty_exec_cancel_and_signal_reach_the_command(tserver, bbbox):
+    # a tty exec's command is found through runsc's pid file like any exec's:
+    # :cancel kills its group (the shell's sleep too), /signal reaches a trap
+    r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox,
+            json={"cmd": ["sh", "-c", "sleep 1000; echo after"], "tty": {"rows": 5, "cols": 20}})
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    r = api(tserver, "POST", "/v1/boxes/%s/exec/%s:cancel" % (bbbox, eid))
+    assert r.status_code == 200 and r.json()["status"] == "canceled", r.text
+    assert wait_for(lambda: exec_info(tserver, bbbox, eid)["status"] != "running", timeout=10)
+    e = exec_info(tserver, bbbox, eid)
+    assert (e["status"], e["exit_code"]) == ("canceled", 137), e
+    ps = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox, json={"cmd": ["ps"], "wait": True}).json()
+    assert "sleep 1000" not in ps["stdout"], ps["stdout"]
+    r = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox,
+            json={"cmd": ["sh", "-c", 'trap "echo got USR1; exit 5" USR1; echo ready; '
+                          "while :; do sleep 0.1; done"], "tty": {"rows": 5, "cols": 20}})
+    eid = r.json()["id"]
+    assert wait_for(lambda: "ready" in exec_info(tserver, bbbox, eid)["stdout"])
+    r = api(tserver, "POST", "/v1/boxes/%s/exec/%s/signal" % (bbbox, eid), json={"signal": "USR1"})
+    assert r.status_code == 200, r.text
+    assert wait_for(lambda: exec_info(tserver, bbbox, eid)["status"] != "running", timeout=10)
+    e = exec_info(tserver, bbbox, eid)
+    assert e["exit_code"] == 5 and "got USR1" in e["stdout"], e
