@@ -14,7 +14,7 @@ import json
 import os
 import signal as signal_module
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping,
-                    Optional, Sequence, TypeVar, Union)
+                    Optional, Sequence, Tuple, TypeVar, Union)
 from urllib.parse import quote
 
 import httpx
@@ -321,15 +321,33 @@ def exec_path(box_id: str, exec_id: str, suffix: str = "") -> str:
     return box_path(box_id, "/exec/" + quote(exec_id, safe="") + suffix)
 
 
-def attach_query(shell: Optional[str], cols: int, rows: int, term: Optional[str]) -> Dict[str, str]:
+def attach_query(shell: Optional[str], cols: int, rows: int, term: Optional[str],
+                 cmd: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None,
+                 workdir: Optional[str] = None, user: Optional[str] = None) -> List[Tuple[str, str]]:
     for name, v in (("cols", cols), ("rows", rows)):
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
             raise ValueError(f"{name} must be an int from 1 to 1000")
-    query = {"cols": str(cols), "rows": str(rows)}
+    query = [("cols", str(cols)), ("rows", str(rows))]
     if shell is not None:
-        query["shell"] = shell
+        if cmd is not None:
+            raise ValueError("give either shell or cmd, not both")
+        query.append(("shell", shell))
     if term is not None:
-        query["term"] = term
+        query.append(("term", term))
+    if cmd is not None:
+        # one cmd= per argv element: the server runs the list as given,
+        # never through a shell
+        if isinstance(cmd, (str, bytes)) or not cmd or not all(isinstance(a, str) for a in cmd):
+            raise TypeError("cmd must be a non-empty list of strings")
+        query += [("cmd", a) for a in cmd]
+    for k, val in (env or {}).items():
+        if not isinstance(k, str) or not isinstance(val, str) or not k or "=" in k:
+            raise ValueError("env must map names (without '=') to strings")
+        query.append(("env", f"{k}={val}"))
+    if workdir is not None:
+        query.append(("workdir", workdir))
+    if user is not None:
+        query.append(("user", user))
     return query
 
 
@@ -460,15 +478,20 @@ class BoxHandle(_HandleBase):
         self._client._request("POST", exec_path(self.id, exec_id, "/signal"), json={"signal": signal_name(sig)})
 
     def attach(self, *, shell: Optional[str] = None, cols: int = 80, rows: int = 24,
-               term: Optional[str] = None) -> Terminal:
+               term: Optional[str] = None, cmd: Optional[Sequence[str]] = None,
+               env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
+               user: Optional[str] = None) -> Terminal:
         """A shell on a terminal in the box (WebSocket ``/attach``): a
         Terminal with ``send``, ``recv``, ``resize``, ``close``.  ``shell``
         defaults to the server's (``/bin/bash``, else ``/bin/sh``); ``term``
-        to ``xterm-256color``.  ``recv()`` waits at most the client's
-        ``timeout`` unless told otherwise."""
+        to ``xterm-256color``.  ``cmd=["python3"]`` runs that command on the
+        terminal instead of a shell (argv as given, no shell; 127 when the
+        box lacks it); ``env``, ``workdir`` and ``user`` (``"uid[:gid]"``)
+        apply to either.  ``recv()`` waits at most the client's ``timeout``
+        unless told otherwise."""
         c = self._client
         session = _Session(c._http_base, c._uds, c._headers, box_path(self.id, "/attach"),
-                           attach_query(shell, cols, rows, term))
+                           attach_query(shell, cols, rows, term, cmd, env, workdir, user))
         return Terminal.open(session, c._timeout.connect, c._timeout.read)
 
     def get_exec(self, exec_id: str) -> ExecInfo:
@@ -611,11 +634,13 @@ class AsyncBoxHandle(_HandleBase):
                                     json={"signal": signal_name(sig)})
 
     async def attach(self, *, shell: Optional[str] = None, cols: int = 80, rows: int = 24,
-                     term: Optional[str] = None) -> AsyncTerminal:
+                     term: Optional[str] = None, cmd: Optional[Sequence[str]] = None,
+                     env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
+                     user: Optional[str] = None) -> AsyncTerminal:
         """See BoxHandle.attach."""
         c = self._client
         session = _Session(c._http_base, c._uds, c._headers, box_path(self.id, "/attach"),
-                           attach_query(shell, cols, rows, term))
+                           attach_query(shell, cols, rows, term, cmd, env, workdir, user))
         return await AsyncTerminal.open(session, c._timeout.connect, c._timeout.read)
 
     async def get_exec(self, exec_id: str) -> ExecInfo:
