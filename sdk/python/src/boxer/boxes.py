@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from base64 import b64decode
 import signal as signal_module
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping,
                     Optional, Sequence, Tuple, TypeVar, Union)
@@ -118,6 +119,17 @@ def build_exec_body(
     return body
 
 
+def stream_base64(encoding: str) -> bool:
+    """``encoding=`` of a stream: ``"utf8"`` (the default: output as text,
+    bytes that are not UTF-8 replaced by the server) or ``"base64"`` (the
+    server sends the bytes as base64; events carry them in ``raw``)."""
+    if encoding in ("utf8", "utf-8"):
+        return False
+    if encoding == "base64":
+        return True
+    raise ValueError('encoding must be "utf8" or "base64"')
+
+
 def build_stream_body(
     cmd: Sequence[str],
     *,
@@ -125,10 +137,13 @@ def build_stream_body(
     timeout_ms: Optional[int],
     workdir: Optional[str],
     stdin: Optional[StdinType] = None,
+    base64: bool = False,
 ) -> Dict[str, Any]:
     body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
     del body["wait"]
     body["stream"] = True
+    if base64:
+        body["encoding"] = "base64"
     return body
 
 
@@ -138,9 +153,10 @@ class StreamDecoder:
     ``log``, ``truncated`` and ``exit`` become events, and so does the
     ``result`` that ends a streamed ``/run`` (raised when it is an error)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base64: bool = False) -> None:
         self.exec_id: Optional[str] = None
         self.ended = False
+        self.base64 = base64  # log data is base64 (the request's "encoding")
 
     def feed(self, line: str) -> Optional[ExecEvent]:
         line = line.strip()
@@ -162,8 +178,16 @@ class StreamDecoder:
         if kind == "log":
             data = obj.get("data")
             stream = obj.get("stream")
-            return ExecEvent("log", data if isinstance(data, str) else "",
-                             stream if isinstance(stream, str) else None, seq_n, self.exec_id)
+            text = data if isinstance(data, str) else ""
+            raw: Optional[bytes] = None
+            if self.base64:
+                try:
+                    raw = b64decode(text, validate=True)
+                except ValueError:
+                    raise BoxerError(f"exec stream: log data is not base64: {text[:200]!r}") from None
+                text = raw.decode("utf-8", "replace")
+            return ExecEvent("log", text, stream if isinstance(stream, str) else None, seq_n,
+                             self.exec_id, raw=raw)
         if kind == "truncated":
             payload = {"dropped": obj.get("dropped"), "first_seq": obj.get("first_seq")}
             return ExecEvent("truncated", json.dumps(payload), None, seq_n, self.exec_id)
@@ -414,17 +438,22 @@ class BoxHandle(_HandleBase):
         timeout_ms: Optional[int] = None,
         workdir: Optional[str] = None,
         stdin: Optional[StdinType] = None,
+        encoding: str = "utf8",
     ) -> Iterator[ExecEvent]:
         """Run ``cmd`` and yield its output as it comes, as ExecEvents
         (``log`` events, then one ``exit``).  One request: the server's NDJSON
         stream (``"stream": true``); the command stalls while the reader
         does not read.  Leaving the loop early closes the connection (the
         command goes on running).  ``stdin``: its input (str as text, bytes
-        as base64), then end of file."""
-        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
+        as base64), then end of file.  ``encoding="base64"``: the output
+        comes as base64 and each ``log`` event carries its exact bytes in
+        ``raw`` (``data`` their UTF-8 reading)."""
+        b64 = stream_base64(encoding)
+        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin,
+                                 base64=b64)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
-        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout)
+        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout, base64=b64)
 
     def start_exec(
         self,
@@ -584,12 +613,15 @@ class AsyncBoxHandle(_HandleBase):
         timeout_ms: Optional[int] = None,
         workdir: Optional[str] = None,
         stdin: Optional[StdinType] = None,
+        encoding: str = "utf8",
     ) -> AsyncIterator[ExecEvent]:
         """See BoxHandle.exec_stream (``async for event in box.exec_stream(...)``)."""
-        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
+        b64 = stream_base64(encoding)
+        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin,
+                                 base64=b64)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
-        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout)
+        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout, base64=b64)
 
     async def start_exec(
         self,

@@ -122,10 +122,13 @@ class _ClientBase:
         volumes: Optional[Sequence[Mapping[str, Any]]],
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Tuple[str, Dict[str, Any], httpx.Timeout]:
         """(path, body, timeout) of a run: ``/run``, or BoxRun's ``/v1/run``
         when one of its own arguments (timeout_ms, disk_size_gb, volumes) is
         given."""
+        if boxes.stream_base64(encoding) and not stream:
+            raise ValueError('encoding="base64" is for stream=True (the events\' raw bytes)')
         if timeout_ms is None and disk_size_gb is None and volumes is None:
             body, timeout = self._run_args(
                 image, cmd, env=env, cwd=cwd, limits=limits, files=files,
@@ -134,6 +137,8 @@ class _ClientBase:
             )
             if stream:
                 body["stream"] = True
+                if boxes.stream_base64(encoding):
+                    body["encoding"] = "base64"
             return "/run", body, timeout
         if stream:
             raise ValueError("stream=True streams POST /run, which takes limits= rather than "
@@ -244,6 +249,7 @@ class BoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> RunResult: ...
 
     @overload
@@ -266,6 +272,7 @@ class BoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Iterator[ExecEvent]: ...
 
     @overload
@@ -288,6 +295,7 @@ class BoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Union[RunResult, Iterator[ExecEvent]]: ...
 
     def run(
@@ -309,6 +317,7 @@ class BoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Union[RunResult, Iterator[ExecEvent]]:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
@@ -334,6 +343,8 @@ class BoxerClient(_ClientBase):
           then one ``result`` event whose ``.result`` is the RunResult.  A
           timeout or output limit raises at the end, as without streaming.
           Leaving the loop early closes the connection, which cancels the run.
+          With ``encoding="base64"`` the output comes as base64 and each
+          ``log`` event carries its exact bytes in ``raw``.
         - ``timeout_ms``, ``disk_size_gb``, ``volumes``: BoxRun's
           ``client.run(image, cmd, timeout_ms=...)``, sent to ``POST
           /v1/run`` (with ``env``, ``network``, ``stdin``; not with ``cwd``,
@@ -350,10 +361,11 @@ class BoxerClient(_ClientBase):
             image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
-            inputs=inputs, return_outputs=return_outputs,
+            inputs=inputs, return_outputs=return_outputs, encoding=encoding,
         )
         if stream:
-            return self._stream_events("POST", path, body, timeout)
+            return self._stream_events("POST", path, body, timeout,
+                                       base64=boxes.stream_base64(encoding))
         if path == "/v1/run":
             return _core.parse_v1_run_result(
                 self._request("POST", path, params={"extra": "1"}, json=body, timeout=timeout))
@@ -459,9 +471,9 @@ class BoxerClient(_ClientBase):
 
     def _stream_events(
         self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: httpx.Timeout,
-        params: Optional[Dict[str, str]] = None,
+        params: Optional[Dict[str, str]] = None, base64: bool = False,
     ) -> Iterator[ExecEvent]:
-        decoder = boxes.StreamDecoder()
+        decoder = boxes.StreamDecoder(base64)
         with _core.translate_errors(method, self._base_url + path):
             with self._http.stream(method, path, json=body, timeout=timeout, params=params,
                                    headers={"Accept": "application/x-ndjson"}) as response:
@@ -578,6 +590,7 @@ class AsyncBoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Coroutine[Any, Any, RunResult]: ...
 
     @overload
@@ -600,6 +613,7 @@ class AsyncBoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> AsyncIterator[ExecEvent]: ...
 
     @overload
@@ -622,6 +636,7 @@ class AsyncBoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]: ...
 
     def run(
@@ -643,6 +658,7 @@ class AsyncBoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]:
         """See BoxerClient.run: ``await client.run(...)``, or with
         ``stream=True`` ``async for event in client.run(..., stream=True)``."""
@@ -650,10 +666,11 @@ class AsyncBoxerClient(_ClientBase):
             image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
-            inputs=inputs, return_outputs=return_outputs,
+            inputs=inputs, return_outputs=return_outputs, encoding=encoding,
         )
         if stream:
-            return self._stream_events("POST", path, body, timeout)
+            return self._stream_events("POST", path, body, timeout,
+                                       base64=boxes.stream_base64(encoding))
         return self._run_once(path, body, timeout)
 
     async def _run_once(self, path: str, body: Dict[str, Any], timeout: httpx.Timeout) -> RunResult:
@@ -745,9 +762,9 @@ class AsyncBoxerClient(_ClientBase):
 
     async def _stream_events(
         self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: httpx.Timeout,
-        params: Optional[Dict[str, str]] = None,
+        params: Optional[Dict[str, str]] = None, base64: bool = False,
     ) -> AsyncIterator[ExecEvent]:
-        decoder = boxes.StreamDecoder()
+        decoder = boxes.StreamDecoder(base64)
         with _core.translate_errors(method, self._base_url + path):
             async with self._http.stream(method, path, json=body, timeout=timeout, params=params,
                                          headers={"Accept": "application/x-ndjson"}) as response:
