@@ -6,6 +6,7 @@
  * timeout; 125 Boxer refused the request or could not be reached (like
  * `docker run`); 2 a usage error; 0 success for the other subcommands. */
 #include "cli.h"
+#include "cli_hosts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -547,7 +548,7 @@ int cli_discover(struct cli *c, const struct opts *o)
         url = sock;
     if (!url || !*url)
         url = "http://127.0.0.1:8080";
-    if (cli_target_parse(&c->t, url, &err) < 0)
+    if (cli_target_parse_hosts(&c->t, url, CLI_HOSTS_PATH, &err) < 0)
         return cli_usage_err("%s", err.msg);
     c->t.token = getenv("BOXER_TOKEN");
     if (c->t.token && !*c->t.token)

@@ -248,6 +248,50 @@ def sockhome():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def _cli_with_hosts(hosts_file, *argv):
+    """boxer ARGV with HOSTS_FILE bind-mounted on /etc/hosts in a mount
+    namespace of its own (the machine's /etc/hosts is never touched)."""
+    e = dict(os.environ)
+    e.pop("BOXER_URL", None)
+    e.pop("BOXER_TOKEN", None)
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+         'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", str(hosts_file),
+         boxer_server.BOXER_BIN] + list(argv),
+        capture_output=True, env=e, timeout=120)
+
+
+def test_url_host_names_from_etc_hosts(make_server, tmp_path):
+    """--url with a host name: the static client looks it up in /etc/hosts
+    (no NSS, no DNS); a name not there is one line saying to use an IP
+    address, exit 2."""
+    srv = make_server(config={"allowed_hosts": ["boxer-cli.test"]})
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# test hosts\n127.0.0.1\tlocalhost\n"
+                     "127.0.0.1   Boxer-CLI.test   boxer-alias  # the server\n"
+                     "10.255.255.1 boxer-cli.test\n")  # later lines do not win
+    url = "http://boxer-cli.test:%d" % srv.port
+    p = _cli_with_hosts(hosts, "health", "--url", url)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().strip() == "ok " + url
+    p = _cli_with_hosts(hosts, "run", "--url", url, BUSYBOX, "--", "echo", "by name")
+    assert p.returncode == 0 and p.stdout == b"by name\n", p.stderr
+    # the Host header keeps the name: one the server does not allow is refused
+    p = _cli_with_hosts(hosts, "images", "--url", "http://boxer-alias:%d" % srv.port)
+    assert p.returncode == 125 and ERR_LINE.match(p.stderr.decode()), p.stderr
+    p = _cli_with_hosts(hosts, "health", "--url", "http://missing.test:%d" % srv.port)
+    assert p.returncode == 2 and err_code(p) == "USAGE", p.stderr
+    assert b"missing.test is not in /etc/hosts" in p.stderr and b"use an IP address" in p.stderr
+    # IP literals and localhost need no hosts file at all
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    for u in ("http://127.0.0.1:%d" % srv.port, "http://localhost:%d" % srv.port):
+        p = _cli_with_hosts(empty, "health", "--url", u)
+        assert p.returncode == 0, p.stderr
+    p = cli("http://bad_name%zz:1", "health")
+    assert p.returncode == 2 and err_code(p) == "USAGE"
+
+
 def test_discovery_socket_and_token(make_server, sockhome):
     sock = os.path.join(sockhome, ".boxer", "boxer.sock")
     srv = make_server(config={"listen_unix": sock, "auth_tokens": ["s3cret"]})
