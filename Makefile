@@ -94,9 +94,11 @@ DEPS_test_api_v1run := api_run run run_teardown pool run_outputs stream_events i
 DEPS_test_exec_log := exec_log stream_events json json_write util err
 DEPS_test_b64dec := b64dec
 DEPS_test_infeed := infeed loop util err
-DEPS_test_cli_http := cli_http util err
+DEPS_test_cli_http := cli_http cli_hosts util err
+DEPS_test_cli_hosts := cli_hosts cli_http util err
 DEPS_test_ws := ws sha1 httpparse util err
 DEPS_test_wsauth := wsauth
+DEPS_test_attach_req := attach_req httpparse util err
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
@@ -205,6 +207,8 @@ fuzz: $(FUZZ_BINS)
 # reach, so the fuzzer can produce inputs on both sides of every limit:
 #   b64dec     no limit of its own (the caller bounds the text)
 #   cgproc     the 4096-byte output (byte 1's top bit)
+#   attachreq  ATTACH_BYTES_MAX 8192, ATTACH_VALUE_MAX 4096, 256 cmd / 64 env values
+#   clihosts   CLI_HOSTS_LINE_MAX 4096 (a longer line skipped); names 253 bytes
 #   cliresp    CLI_HEAD_MAX 64 KiB of head; CLI_TRAILER_MAX 8192; CLI_CHUNK_LINE_MAX 1024
 #   config     CONFIG_MAX_BYTES 1 MiB (413); 100000 values; 1024-entry lists
 #   events     no limit of its own (one event's data; a small log of 300-555 B)
@@ -220,8 +224,10 @@ fuzz: $(FUZZ_BINS)
 #   v1run      as runreq (the /run request it maps to): RUN_MAX_BODY 4 MiB
 #   ws         its own max_text 1 KiB and max_message 4 KiB (1009); control 125
 # A new harness needs its line here (fuzz-run stops otherwise).
+FUZZ_MAX_LEN_fuzz_attachreq := 16384
 FUZZ_MAX_LEN_fuzz_b64dec := 4096
 FUZZ_MAX_LEN_fuzz_cgproc := 8192
+FUZZ_MAX_LEN_fuzz_clihosts := 16384
 FUZZ_MAX_LEN_fuzz_cliresp := 81920
 FUZZ_MAX_LEN_fuzz_config := 1049600
 FUZZ_MAX_LEN_fuzz_egress := 4096

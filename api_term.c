@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "api_v1.h"
+#include "attach_req.h"
 #include "box.h"
 #include "box_term.h"
 #include "http.h"
@@ -390,8 +391,20 @@ static int query_dim(const struct http_request *req, const char *name, unsigned 
 }
 
 static int parse_query(const struct http_request *req, char *shell, char *term,
-                       struct box_term_req *r, struct bx_err *err)
+                       struct box_term_req *r, struct attach_req *ar, struct bx_err *err)
 {
+    size_t slen;
+    if (attach_req_parse(req->query, req->query ? req->query_len : 0, ar, err) < 0)
+        return -1;
+    if (ar->cmd && http_query_param(req->query, req->query_len, "shell", shell,
+                                    TERM_PARAM_MAX + 1, &slen, err) != 0)
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "give either shell or cmd, not both");
+    r->cmd = ar->cmd;
+    r->env = ar->env;
+    r->workdir = ar->workdir;
+    r->set_user = ar->set_user;
+    r->uid = ar->uid;
+    r->gid = ar->gid;
     if (query_str(req, "shell", shell, TERM_PARAM_MAX + 1, "/bin/bash", err) < 0 ||
         query_str(req, "term", term, TERM_PARAM_MAX + 1, "xterm-256color", err) < 0 ||
         query_dim(req, "cols", 80, &r->cols, err) < 0 ||
@@ -416,6 +429,7 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
     char accept[WS_ACCEPT_LEN + 1], hdr[160], id[128];
     char shell[TERM_PARAM_MAX + 1], term[TERM_PARAM_MAX + 1];
     struct box_term_req tr;
+    struct attach_req ar;
     struct ws_limits lim = {TERM_MSG_MAX, TERM_TEXT_MAX};
     struct bx_err err;
     struct term *t;
@@ -434,8 +448,12 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
         return;
     }
     memset(&tr, 0, sizeof(tr));
-    if (parse_query(req, shell, term, &tr, &err) < 0) {
-        respond_v1_error_headers(c, BX_E_BAD_REQUEST, "INVALID_REQUEST", err.msg, NULL);
+    if (parse_query(req, shell, term, &tr, &ar, &err) < 0) {
+        respond_v1_error_headers(c, bx_err_http_status(&err),
+                                 err.status == BX_E_BAD_REQUEST ? "INVALID_REQUEST"
+                                                                : "RUNTIME_ERROR",
+                                 err.msg, NULL);
+        attach_req_free(&ar);
         return;
     }
     b = NULL;
@@ -446,11 +464,13 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
     }
     if (!b) {
         respond_v1_error_headers(c, BX_E_NOT_FOUND, "BOX_NOT_FOUND", "no such box", NULL);
+        attach_req_free(&ar);
         return;
     }
     t = calloc(1, sizeof(*t));
     if (!t) {
         respond_v1_error_headers(c, BX_E_INTERNAL, "RUNTIME_ERROR", "out of memory", NULL);
+        attach_req_free(&ar);
         return;
     }
     t->m = m;
@@ -459,9 +479,11 @@ void api_box_attach(struct box_mgr *m, struct http_conn *c, const struct http_re
     if (ws_parser_new(&t->ws, &lim, &term_ws_cb, t, &err) < 0 ||
         box_term_start(b, &tr, on_exec_end, t, &t->e, &t->master, &err) < 0) {
         respond_v1_error_headers(c, bx_err_http_status(&err), box_err_code(&err), err.msg, NULL);
+        attach_req_free(&ar);
         term_free(t);
         return;
     }
+    attach_req_free(&ar); /* written into the process JSON by now */
     t->loop = box_term_loop(m);
     if (loop_add(t->loop, t->master, EPOLLIN, on_pty, t, &err) < 0) {
         box_term_end(t->e);

@@ -199,28 +199,59 @@ int box_term_start(struct box *b, const struct box_term_req *req, box_exec_cb cb
     struct box_exec *e;
     char termvar[BOX_TERM_STR_MAX + 8];
     char *home[] = {"HOME=/root", NULL};
-    char *tenv[] = {termvar, NULL};
     char *args[] = {"/.boxer/init", "--shell", (char *)req->shell, NULL};
+    char **run = NULL, **post = NULL;
+    size_t n = 0, nenv = 0;
+    int ret = -1;
 
     if (b->status != BOX_RUNNING || b->removing)
         return bx_err_set(err, BX_E_CONFLICT, ENOTCONN, "box %s is not running", b->id);
-    if (!req->shell || req->shell[0] != '/' || strlen(req->shell) > BOX_TERM_STR_MAX)
+    if (!req->cmd && (!req->shell || req->shell[0] != '/' || strlen(req->shell) > BOX_TERM_STR_MAX))
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "shell must be an absolute path");
+    if (req->cmd && (!req->cmd[0] || !req->cmd[0][0]))
+        return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "cmd must be a non-empty list");
+    while (req->cmd && req->cmd[n])
+        n++;
+    while (req->env && req->env[nenv])
+        nenv++;
+    /* The command through the helper, in the same process (execvp): it
+     * stays the terminal's foreground process and a missing program is
+     * 127 with a message, not runsc's 128. */
+    run = calloc(n + 4, sizeof(*run));
+    post = calloc(nenv + 2, sizeof(*post));
+    if (!run || !post) {
+        bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+        goto out;
+    }
+    run[0] = "/.boxer/init";
+    run[1] = "--run";
+    run[2] = "--";
+    for (size_t i = 0; i < n; i++)
+        run[3 + i] = req->cmd[i];
+    snprintf(termvar, sizeof(termvar), "TERM=%s", req->term);
+    post[0] = termvar; /* the caller's env may override TERM */
+    for (size_t i = 0; i < nenv; i++)
+        post[1 + i] = req->env[i];
     e = new_record(b, 0, err);
     if (!e)
-        return -1;
-    snprintf(termvar, sizeof(termvar), "TERM=%s", req->term);
-    if (write_process(b, e, args, home, tenv, b->workdir, b->uid, b->gid, req->rows, req->cols, err) < 0 ||
+        goto out;
+    if (write_process(b, e, req->cmd ? run : args, home, post,
+                      req->workdir ? req->workdir : b->workdir, req->set_user ? req->uid : b->uid,
+                      req->set_user ? req->gid : b->gid, req->rows, req->cols, err) < 0 ||
         spawn_on_pty(b, e, req->rows, req->cols, term_on_exit, master, err) < 0) {
         term_unlink(e);
         exec_free(e);
-        return -1;
+        goto out;
     }
     e->hidden = 1;
     e->tty = 1;
     link_record(b, e, cb, arg);
     *out = e;
-    return 0;
+    ret = 0;
+out:
+    free(run);
+    free(post);
+    return ret;
 }
 
 /* ---- execs with "tty" ---- */

@@ -25,6 +25,15 @@ struct box_term_req {
                         * /bin/sh when the box lacks it */
     const char *term;  /* TERM of the process */
     unsigned rows, cols;
+    /* issue 15: a command instead of the shell (NULL: the shell), run as
+     * the argv given (through /.boxer/init --run: 127 when missing); env
+     * ("K=V", may be NULL) over the box's, workdir (NULL: the box's),
+     * user (set_user: uid/gid, else root); all apply to the shell too. */
+    char *const *cmd;
+    char *const *env;
+    const char *workdir;
+    int set_user;
+    uint32_t uid, gid;
 };
 
 /* Starts the shell on a new pty.  *master: the pty's master (non-blocking,

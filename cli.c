@@ -6,6 +6,7 @@
  * timeout; 125 Boxer refused the request or could not be reached (like
  * `docker run`); 2 a usage error; 0 success for the other subcommands. */
 #include "cli.h"
+#include "cli_hosts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,7 +70,7 @@ static void cli_usage(FILE *f)
     fputs("usage: boxer [serve] [--config PATH]          start the server\n"
           "       boxer run [opts] IMAGE [--] CMD...      run a command, stream its output\n"
           "       boxer exec [opts] BOX [--] CMD...       run a command in a box\n"
-          "       boxer exec -it BOX [SHELL]              a terminal in a box\n"
+          "       boxer exec -it BOX [-- CMD...]          a terminal in a box (CMD or a shell)\n"
           "       boxer box create [opts] IMAGE\n"
           "       boxer box ls|info|stop|start|rm|gc|exec|cp ...\n"
           "       boxer images | boxer health\n"
@@ -549,7 +550,7 @@ int cli_discover(struct cli *c, const struct opts *o)
         url = sock;
     if (!url || !*url)
         url = "http://127.0.0.1:8080";
-    if (cli_target_parse(&c->t, url, &err) < 0)
+    if (cli_target_parse_hosts(&c->t, url, CLI_HOSTS_PATH, &err) < 0)
         return cli_usage_err("%s", err.msg);
     c->t.token = getenv("BOXER_TOKEN");
     if (c->t.token && !*c->t.token)
@@ -754,8 +755,30 @@ static int qenc(struct sbuf *sb, const char *s)
     return 0;
 }
 
-/* `exec -it`: the /attach WebSocket; shell NULL for the server's default. */
-static int attach(struct cli *c, const char *box, const char *shell)
+/* The command, env, workdir and user of `exec -it` as /attach query
+ * parameters (attach_req.h); each value percent-encoded whole. */
+static int attach_params(struct sbuf *path, const struct opts *o, int ncmd, char **cmd)
+{
+    for (int i = 0; i < ncmd; i++)
+        if (sbuf_appendf(path, "&cmd=") < 0 || cli_seg(path, cmd[i]) < 0)
+            return -1;
+    for (size_t i = 0; i < o->env.n; i++)
+        if (sbuf_appendf(path, "&env=") < 0 || cli_seg(path, o->env.items[i]) < 0)
+            return -1;
+    if (o->workdir && (sbuf_appendf(path, "&workdir=") < 0 || cli_seg(path, o->workdir) < 0))
+        return -1;
+    if (o->user && (sbuf_appendf(path, "&user=") < 0 || cli_seg(path, o->user) < 0))
+        return -1;
+    return 0;
+}
+
+/* The server's request line is at most 8192 bytes (the command goes in
+ * the URL): say so here rather than get a bare 414. */
+#define ATTACH_PATH_MAX 8000
+
+/* `exec -it`: the /attach WebSocket; without a command (ncmd 0) the
+ * server's default shell. */
+static int attach(struct cli *c, const char *box, const struct opts *o, int ncmd, char **cmd)
 {
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     struct call k;
@@ -768,7 +791,7 @@ static int attach(struct cli *c, const char *box, const char *shell)
 
     bx_err_clear(&err);
     k.fd = -1;
-    sbuf_init(&path, 8192);
+    sbuf_init(&path, 1 << 20); /* bounded by ATTACH_PATH_MAX below */
     sbuf_init(&key, 64);
     sbuf_init(&want, 64);
     sbuf_init(&extra, 512);
@@ -782,10 +805,15 @@ static int attach(struct cli *c, const char *box, const char *shell)
         goto out;
     if (sbuf_appendf(&path, "?cols=%u&rows=%u", cols, rows) < 0 ||
         (term && (sbuf_appendf(&path, "&term=") < 0 || qenc(&path, term) < 0)) ||
-        (shell && (sbuf_appendf(&path, "&shell=") < 0 || qenc(&path, shell) < 0)) ||
+        attach_params(&path, o, ncmd, cmd) < 0 ||
         getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
         cli_b64_append(&key, rnd, sizeof(rnd)) < 0 || sbuf_append(&key, guid, strlen(guid)) < 0) {
         rc = cli_fail(CLI_EXIT_BOXER, "CLIENT_ERROR", "cannot build the request");
+        goto out;
+    }
+    if (path.len > ATTACH_PATH_MAX) {
+        rc = cli_usage_err("exec -it: the command, env, workdir and user take over %d bytes "
+                           "in the URL; use exec without -it for longer ones", ATTACH_PATH_MAX);
         goto out;
     }
     sha1(key.data, key.len, dg);
@@ -857,17 +885,14 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
         goto out;
     }
     if (o.tty && o.interactive) {
-        /* The /attach terminal runs a shell: at most one absolute path. */
-        if (ncmd > 1 || (ncmd == 1 && cmd[0][0] != '/')) {
-            rc = cli_usage_err("exec -it: runs a shell; give at most its absolute path");
-            goto out;
-        }
-        if (o.stdin_all || o.env.n || o.workdir || o.user || o.have_timeout) {
-            rc = cli_usage_err("exec -it takes no --stdin, --env, --workdir, --user or --timeout");
+        /* The /attach terminal: the command given, or the box's shell;
+         * the terminal is the input, so no --stdin; no --timeout. */
+        if (o.stdin_all || o.have_timeout) {
+            rc = cli_usage_err("exec -it takes no --stdin or --timeout");
             goto out;
         }
         if ((rc = cli_discover(c, &o)) == 0)
-            rc = attach(c, argv[first], ncmd == 1 ? cmd[0] : NULL);
+            rc = attach(c, argv[first], &o, ncmd, cmd);
         goto out;
     }
     if ((rc = cli_discover(c, &o)) != 0 || (rc = cli_box_path(&path, argv[first], "/exec")) != 0)

@@ -1,5 +1,6 @@
 /* The command-line client's HTTP/1.1: see cli_http.h. */
 #include "cli_http.h"
+#include "cli_hosts.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +17,12 @@
 #define CONNECT_TIMEOUT_MS 10000
 
 int cli_target_parse(struct cli_target *t, const char *url, struct bx_err *err)
+{
+    return cli_target_parse_hosts(t, url, NULL, err);
+}
+
+int cli_target_parse_hosts(struct cli_target *t, const char *url, const char *hosts,
+                           struct bx_err *err)
 {
     const char *p, *slash, *hend;
     size_t hl;
@@ -64,15 +71,29 @@ int cli_target_parse(struct cli_target *t, const char *url, struct bx_err *err)
     } else if (*p) {
         return bx_err_set(err, 400, 0, "bad URL %.200s", url);
     }
-    /* No name resolution (the static binary has no NSS): addresses only. */
+    /* No NSS in the static binary: addresses, localhost, and names from
+     * the hosts file (cli_hosts.h), nothing else. */
     if (strcmp(t->host, "localhost") == 0)
         snprintf(t->host, sizeof(t->host), "127.0.0.1");
     {
         struct in6_addr a6;
         struct in_addr a4;
-        if (inet_pton(AF_INET, t->host, &a4) != 1 && inet_pton(AF_INET6, t->host, &a6) != 1)
+        char addr[64];
+        int r;
+        if (inet_pton(AF_INET, t->host, &a4) == 1 || inet_pton(AF_INET6, t->host, &a6) == 1)
+            return 0;
+        if (!hosts || !cli_hosts_name_ok(t->host))
             return bx_err_set(err, 400, 0,
-                              "bad URL %.200s: the host must be an IP address or localhost", url);
+                              "bad URL %.200s: the host must be an IP address, localhost or a "
+                              "name in %s", url, CLI_HOSTS_PATH);
+        r = cli_hosts_file_lookup(hosts, t->host, addr, sizeof(addr), err);
+        if (r < 0)
+            return bx_err_wrap(err, "bad URL %.200s: cannot look %.64s up", url, t->host);
+        if (r == 0)
+            return bx_err_set(err, 400, 0,
+                              "host %.64s is not in %s and this client resolves no other names: "
+                              "use an IP address", t->host, hosts);
+        snprintf(t->host, sizeof(t->host), "%s", addr);
     }
     return 0;
 }

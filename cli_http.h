@@ -21,7 +21,8 @@
 struct cli_target {
     int is_unix;
     char path[108];  /* unix: socket path */
-    char host[256];  /* tcp: numeric address (IPv6 without brackets) */
+    char host[256];  /* tcp: numeric address (IPv6 without brackets), a name
+                      * already looked up (cli_hosts.h) */
     char hostport[300]; /* the Host header */
     unsigned port;
     char prefix[256]; /* base path, "" or "/x" (no trailing slash) */
@@ -31,6 +32,10 @@ struct cli_target {
 /* Parses "http://ADDR[:PORT][/prefix]" (ADDR numeric or "localhost") or
  * "unix:///path".  Status 400 on a bad URL. */
 int cli_target_parse(struct cli_target *t, const char *url, struct bx_err *err);
+/* The same, and a host name is looked up in the hosts file at hosts (NULL:
+ * names refused); the Host header keeps the name. */
+int cli_target_parse_hosts(struct cli_target *t, const char *url, const char *hosts,
+                           struct bx_err *err);
 
 /* Opens a connection (CLOEXEC, connect bounded by 10 s).  Returns the fd or
  * -1 (status 0: unreachable). */

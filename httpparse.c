@@ -740,6 +740,29 @@ int http_query_param(const char *query, size_t query_len, const char *name, char
     return 1;
 }
 
+int http_query_next(const char *query, size_t query_len, size_t *pos, const char *name, char *out,
+                    size_t cap, size_t *out_len, struct bx_err *err)
+{
+    size_t name_len = strlen(name);
+    if (!query)
+        return 0;
+    while (*pos < query_len) {
+        const char *p = query + *pos, *end = query + query_len;
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ne = eq ? eq : pe;
+        *pos = amp ? (size_t)(amp + 1 - query) : query_len;
+        if ((size_t)(ne - p) == name_len && memcmp(p, name, name_len) == 0) {
+            const char *val = eq ? eq + 1 : pe;
+            if (pct_decode(val, (size_t)(pe - val), 1, out, cap, out_len, err) < 0)
+                return bx_err_wrap(err, "query parameter %s", name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int http_decode_path(const char *path, size_t len, char *out, size_t cap, size_t *out_len,
                      struct bx_err *err)
 {

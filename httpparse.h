@@ -126,6 +126,12 @@ int http_chunked_decode(struct http_chunked *c, const char *in, size_t in_len, s
 int http_query_param(const char *query, size_t query_len, const char *name, char *out,
                      size_t cap, size_t *out_len, struct bx_err *err);
 
+/* The values of a parameter that may repeat (in order): from *pos (start
+ * at 0), the next `name` decoded as http_query_param does; *pos moves past
+ * it.  1 found, 0 no more, -1 error (400). */
+int http_query_next(const char *query, size_t query_len, size_t *pos, const char *name, char *out,
+                    size_t cap, size_t *out_len, struct bx_err *err);
+
 /* Percent-decodes a path; rejects %00, bad escapes, and results over cap. */
 int http_decode_path(const char *path, size_t len, char *out, size_t cap, size_t *out_len,
                      struct bx_err *err);

@@ -34,7 +34,13 @@
  *   /.boxer/init --shell <path>
  * becomes <path> when the box has it as an executable, else /bin/sh (a
  * shell the image lacks falls back without runsc's own error reaching the
- * terminal); 127 when neither exists. */
+ * terminal); 127 when neither exists.
+ *
+ * And the terminal command starter (issue 15):
+ *   /.boxer/init --run -- <cmd> [args...]
+ * becomes <cmd> (PATH lookup) in this same process, so it stays the
+ * terminal's foreground process; 127 with a message when it is missing,
+ * 126 when it cannot be run (runsc's own failure would be an unclear 128). */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -214,6 +220,15 @@ static int file_get(const char *path)
     return 0;
 }
 
+static int run(char **argv)
+{
+    int e;
+    execvp(argv[0], argv);
+    e = errno;
+    fprintf(stderr, "boxer: %s: %s\n", argv[0], strerror(e));
+    return e == ENOENT || e == ENOTDIR ? 127 : 126;
+}
+
 static int shell(char *path)
 {
     char *sh[] = {"/bin/sh", NULL};
@@ -244,6 +259,8 @@ int main(int argc, char **argv)
         return file_put(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--get") == 0)
         return file_get(argv[2]);
+    if (argc >= 4 && strcmp(argv[1], "--run") == 0 && strcmp(argv[2], "--") == 0)
+        return run(argv + 3);
     if (argc == 3 && strcmp(argv[1], "--shell") == 0)
         return shell(argv[2]);
     /* A PID 1 drops signals whose disposition is the default: give them a

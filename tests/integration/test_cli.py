@@ -248,6 +248,50 @@ def sockhome():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def _cli_with_hosts(hosts_file, *argv):
+    """boxer ARGV with HOSTS_FILE bind-mounted on /etc/hosts in a mount
+    namespace of its own (the machine's /etc/hosts is never touched)."""
+    e = dict(os.environ)
+    e.pop("BOXER_URL", None)
+    e.pop("BOXER_TOKEN", None)
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+         'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", str(hosts_file),
+         boxer_server.BOXER_BIN] + list(argv),
+        capture_output=True, env=e, timeout=120)
+
+
+def test_url_host_names_from_etc_hosts(make_server, tmp_path):
+    """--url with a host name: the static client looks it up in /etc/hosts
+    (no NSS, no DNS); a name not there is one line saying to use an IP
+    address, exit 2."""
+    srv = make_server(config={"allowed_hosts": ["boxer-cli.test"]})
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# test hosts\n127.0.0.1\tlocalhost\n"
+                     "127.0.0.1   Boxer-CLI.test   boxer-alias  # the server\n"
+                     "10.255.255.1 boxer-cli.test\n")  # later lines do not win
+    url = "http://boxer-cli.test:%d" % srv.port
+    p = _cli_with_hosts(hosts, "health", "--url", url)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().strip() == "ok " + url
+    p = _cli_with_hosts(hosts, "run", "--url", url, BUSYBOX, "--", "echo", "by name")
+    assert p.returncode == 0 and p.stdout == b"by name\n", p.stderr
+    # the Host header keeps the name: one the server does not allow is refused
+    p = _cli_with_hosts(hosts, "images", "--url", "http://boxer-alias:%d" % srv.port)
+    assert p.returncode == 125 and ERR_LINE.match(p.stderr.decode()), p.stderr
+    p = _cli_with_hosts(hosts, "health", "--url", "http://missing.test:%d" % srv.port)
+    assert p.returncode == 2 and err_code(p) == "USAGE", p.stderr
+    assert b"missing.test is not in /etc/hosts" in p.stderr and b"use an IP address" in p.stderr
+    # IP literals and localhost need no hosts file at all
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    for u in ("http://127.0.0.1:%d" % srv.port, "http://localhost:%d" % srv.port):
+        p = _cli_with_hosts(empty, "health", "--url", u)
+        assert p.returncode == 0, p.stderr
+    p = cli("http://bad_name%zz:1", "health")
+    assert p.returncode == 2 and err_code(p) == "USAGE"
+
+
 def test_discovery_socket_and_token(make_server, sockhome):
     sock = os.path.join(sockhome, ".boxer", "boxer.sock")
     srv = make_server(config={"listen_unix": sock, "auth_tokens": ["s3cret"]})
@@ -343,6 +387,78 @@ def test_exec_it_terminal_through_a_pty(server):
         cli_box(server.url, "rm", "-f", box)
 
 
+def _wait_child(pid, fd, secs):
+    """Waits for the pty child, reading (and returning) what it writes."""
+    out = b""
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        wpid, st = os.waitpid(pid, os.WNOHANG)
+        if wpid:
+            return st, out
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                pass
+    return None, out
+
+
+def test_exec_it_runs_a_command_through_a_pty(server):
+    """`boxer exec -it BOX -- CMD`: the command (not a shell) runs on the
+    terminal with the terminal's size, env and workdir from the options;
+    what is typed reaches its stdin and its exit status is boxer's."""
+    p = cli_box(server.url, "create", "--disk", "1", BUSYBOX)
+    assert p.returncode == 0, p.stderr
+    box = p.stdout.decode().strip()
+    script = ('stty size; echo "ready $GREETING $(pwd)"; read x; '
+              'echo "got [$x]"; exit 5')
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            _set_size(0, 30, 100)
+            os.execv(boxer_server.BOXER_BIN,
+                     [boxer_server.BOXER_BIN, "exec", "-it", "--url", server.url,
+                      "-e", "GREETING=a&b=c d", "-w", "/tmp", box,
+                      "--", "sh", "-c", script])
+        finally:
+            os._exit(99)
+    status = None
+    try:
+        deadline = time.monotonic() + 90
+        out = _read_until(fd, b"ready a&b=c d /tmp", deadline)
+        assert b"30 100" in out, out
+        os.write(fd, b"typed; $(id) 'q'\r")
+        out = _read_until(fd, b"'q']", deadline)
+        assert b"got [typed; $(id) 'q']" in out, out
+        status, rest = _wait_child(pid, fd, 60)
+        assert status is not None, "boxer exec -it did not end"
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 5, (status, rest)
+    finally:
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    try:
+        # Without a terminal on our side the session still runs (no raw
+        # mode); argv goes as a list, never through a shell.
+        p = cli(server.url, "exec", "-it", box, "--", "echo", "$HOME", "a;b", "",
+                stdin=b"")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == b"$HOME a;b \r\n", p.stdout
+        p = cli(server.url, "exec", "-it", box, "--", "/no/such/program", stdin=b"")
+        assert p.returncode == 127, p
+        assert b"/no/such/program" in p.stdout
+        p = cli(server.url, "exec", "-it", "--user", "1234:55", box, "--", "id", stdin=b"")
+        assert p.returncode == 0 and b"uid=1234 gid=55" in p.stdout, p.stdout
+        p = cli(server.url, "exec", "-it", box, "--", "x" * 9000, stdin=b"")
+        assert p.returncode == 2 and err_code(p) == "USAGE"
+        p = cli(server.url, "exec", "-it", "--stdin", box, "--", "cat", stdin=b"")
+        assert p.returncode == 2 and err_code(p) == "USAGE"
+    finally:
+        cli_box(server.url, "rm", "-f", box)
+
+
 def test_exec_t_runs_on_a_pty_and_it_needs_a_shell_path(server):
     p = cli_box(server.url, "create", "--disk", "1", BUSYBOX)
     assert p.returncode == 0, p.stderr
@@ -351,8 +467,6 @@ def test_exec_t_runs_on_a_pty_and_it_needs_a_shell_path(server):
         p = cli(server.url, "exec", "-t", box, "--", "sh", "-c", "test -t 1 && stty size")
         assert p.returncode == 0, p.stderr
         assert p.stdout == b"24 80\r\n"  # not a terminal here: the defaults
-        p = cli(server.url, "exec", "-it", box, "--", "ls", "-l")
-        assert p.returncode == 2 and err_code(p) == "USAGE"
         p = cli(server.url, "exec", "-i", box, "--", "cat")
         assert p.returncode == 2 and err_code(p) == "USAGE"
         # The server's refusal of a terminal for a stopped box is one line.

@@ -5,6 +5,7 @@ would: unmasked, oversized, reserved and invalid frames."""
 
 import base64
 import json
+import urllib.parse
 import os
 import re
 import socket
@@ -347,10 +348,64 @@ def test_box_stop_ends_session_and_idle(tserver):
     assert api(tserver, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
 
 
+def test_command_instead_of_shell(tserver, bbbox):
+    """?cmd= (repeated) runs that argv on the terminal, no shell between;
+    env, workdir and user apply; typed input reaches it; its exit status
+    is the exit message."""
+    q = ("?cmd=sh&cmd=-c&cmd=" + urllib.parse.quote(
+        'stty size; echo "E=$K W=$(pwd) U=$(id -u):$(id -g) A=$0"; read x; echo "got:$x"; exit 6')
+        + "&cmd=" + urllib.parse.quote("a b;$(c)&d", safe="")
+        + "&env=K%3Dv%26w%3D1&workdir=%2Ftmp&user=77%3A88&cols=90&rows=20")
+    _, ws = attach(tserver, bbbox, q)
+    out = ws.read_until(r"A=.*\n")
+    assert "20 90" in out and "E=v&w=1 W=/tmp U=77:88 A=a b;$(c)&d" in out, out
+    ws.type("typed input\r")
+    assert "got:typed input" in ws.read_until(r"got:typed input")
+    texts, code = ws.until_close()
+    assert texts == [{"type": "exit", "code": 6}] and code == 1000
+    ws.close()
+    # a program the box lacks: 127 and a message on the terminal
+    _, ws = attach(tserver, bbbox, "?cmd=/no/such&cmd=x")
+    out = ws.read_until(r"/no/such")
+    texts, code = ws.until_close()
+    assert texts == [{"type": "exit", "code": 127}], (texts, out)
+    ws.close()
+    assert wait_for(lambda: runsc_execs(tserver, bbbox) == [])
+
+
+@pytest.mark.parametrize("query,why", [
+    ("?cmd=", "program must not be empty"),
+    ("?cmd=sh&shell=/bin/sh", "either shell or cmd"),
+    ("?cmd=a%00b", "NUL"),
+    ("?cmd=sh&cmd=%zz", ""),
+    ("?" + "&".join(["cmd=a"] * 257), "more than 256 cmd"),
+    ("?cmd=" + "a" * 4097, "over 4096 bytes"),
+    ("?cmd=sh&env=novalue", "K=V"),
+    ("?cmd=sh&env=%3Dv", "K=V"),
+    ("?cmd=sh&" + "&".join(["env=K%3Dv"] * 65), "more than 64 env"),
+    ("?cmd=sh&workdir=tmp", "absolute"),
+    ("?cmd=sh&workdir=/a&workdir=/b", "repeated"),
+    ("?cmd=sh&user=root", "numeric"),
+    ("?cmd=sh&user=1:x", "numeric"),
+    ("?cmd=sh&user=99999999999", "numeric"),
+    ("?cmd=sh" + "&cmd=" + "b" * 4000 + "&cmd=" + "c" * 4000 + "&env=K%3D" + "d" * 500,
+     "request line"),
+], ids=lambda v: v[:40] if isinstance(v, str) else None)
+def test_bad_command_params(tserver, bbbox, query, why):
+    status, head, ws = handshake(tserver, "/v1/boxes/%s/attach%s" % (bbbox, query))
+    if why == "request line":  # the whole command is bounded by the request line
+        assert ws is None and status == 414, head
+        return
+    assert ws is None and status == 400, head
+    assert '"code":"INVALID_REQUEST"' in head and why in head, head
+    assert runsc_execs(tserver, bbbox) == []
+
+
 def test_openapi_lists_attach(tserver):
     doc = api(tserver, "GET", "/swagger/openapi.json").json()
     op = doc["paths"]["/v1/boxes/{id}/attach"]["get"]
-    assert {p["name"] for p in op["parameters"]} == {"id", "shell", "cols", "rows", "term"}
+    assert {p["name"] for p in op["parameters"]} == {"id", "shell", "cols", "rows", "term",
+                                                     "cmd", "env", "workdir", "user"}
     assert "post" in doc["paths"]["/v1/boxes/{id}/exec/{eid}/resize"]
 
 

@@ -324,6 +324,44 @@ async def test_unix_url_async(unix_server: str) -> None:
         assert isinstance(await c.list_boxes(), list)
 
 
+def test_attach_over_unix_socket_sync(unix_server: str) -> None:
+    """The terminal's WebSocket over the Unix socket: a shell and a command."""
+    with BoxerClient("unix://" + unix_server, run_timeout=TEST_RUN_TIMEOUT) as c:
+        box = c.create(BUSYBOX_IMAGE, memory_mb=MEM)
+        try:
+            with box.attach(shell="/bin/sh", cols=81, rows=21) as t:
+                t.send("stty size; echo UN''IX\n")
+                assert b"21 81" in t.read_until("UNIX\r\n", timeout=20)
+                t.send("exit 2\n")
+                while t.recv(timeout=20):
+                    pass
+                assert t.exit_code == 2
+            with box.attach(cmd=["sh", "-c", "read x; echo got-$x; exit 9"]) as t:
+                t.send("typed\n")
+                assert b"got-typed" in t.read_until("got-typed", timeout=20)
+                while t.recv(timeout=20):
+                    pass
+                assert t.exit_code == 9
+        finally:
+            box.remove(force=True)
+
+
+@pytest.mark.asyncio
+async def test_attach_over_unix_socket_async(unix_server: str) -> None:
+    async with AsyncBoxerClient("unix://" + unix_server, run_timeout=TEST_RUN_TIMEOUT) as c:
+        box = await c.create(BUSYBOX_IMAGE, memory_mb=MEM)
+        try:
+            async with await box.attach(cmd=["sh", "-c", "stty size; read x; exit $x"],
+                                        cols=77, rows=17) as t:
+                assert b"17 77" in await t.read_until(b"17 77", timeout=20)
+                await t.send(b"5\n")
+                while await t.recv(timeout=20):
+                    pass
+                assert t.exit_code == 5
+        finally:
+            await box.remove(force=True)
+
+
 def test_default_socket_discovery(unix_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without BOXER_URL the client uses ~/.boxer/boxer.sock when it exists
     (here a symlink to the test server's socket)."""

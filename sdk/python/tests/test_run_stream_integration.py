@@ -11,7 +11,7 @@ from typing import Iterator, Tuple
 import pytest
 from boxer_testutil import BUSYBOX_IMAGE, TEST_RUN_TIMEOUT, make_async_client
 
-from boxer import BoxerClient, BoxerTimeoutError, BoxHandle, ResourceLimits
+from boxer import BoxerClient, BoxerTimeoutError, BoxHandle, ExecEvent, ResourceLimits
 
 pytestmark = pytest.mark.integration
 
@@ -88,5 +88,63 @@ async def test_run_stream_async(boxer_url: str) -> None:
         try:
             got = [e.data async for e in box.exec_stream(["cat"], stdin="x\n") if e.type == "log"]
             assert got == ["x\n"]
+        finally:
+            await box.remove(force=True)
+
+
+# ---- encoding="base64": the output's exact bytes ----
+
+# Bytes that are not UTF-8 (and a NUL, a CR and a split multi-byte
+# character): with the default encoding the server replaces what is not
+# UTF-8; with base64 they arrive exactly.
+ODD = b"\x00\xff\xfe bin \r\n \xe2\x82" + bytes(range(256))
+ODD_SCRIPT = ["sh", "-c", "cat; printf '\\377e' >&2"]
+
+
+def _raw(events: "list[ExecEvent]", stream: str) -> bytes:
+    out = b""
+    for e in events:
+        if e.type == "log" and e.stream == stream:
+            assert isinstance(e.raw, bytes)
+            assert e.data == e.raw.decode("utf-8", "replace")
+            out += e.raw
+    return out
+
+
+def test_encoding_base64_sync(client: BoxerClient) -> None:
+    events = list(client.run(BUSYBOX_IMAGE, ODD_SCRIPT, stdin=ODD, stream=True, encoding="base64"))
+    assert _raw(events, "stdout") == ODD and _raw(events, "stderr") == b"\xffe"
+    assert events[-1].type == "result" and events[-1].exit_code == 0
+    # the default keeps text (and no raw)
+    events = list(client.run(BUSYBOX_IMAGE, ["echo", "hi"], stream=True))
+    assert events[0].data == "hi\n" and events[0].raw is None
+    box = client.create(BUSYBOX_IMAGE, memory_mb=128)
+    try:
+        events = list(box.exec_stream(ODD_SCRIPT, stdin=ODD, encoding="base64"))
+        assert _raw(events, "stdout") == ODD and _raw(events, "stderr") == b"\xffe"
+        assert events[-1].type == "exit" and events[-1].exit_code == 0
+        text = list(box.exec_stream(["printf", "\\377x"]))
+        assert text[0].raw is None and text[0].data == "\ufffdx"
+        with pytest.raises(ValueError):
+            box.exec_stream(["true"], encoding="latin-1")
+    finally:
+        box.remove(force=True)
+    with pytest.raises(ValueError):
+        client.run(BUSYBOX_IMAGE, ["true"], encoding="base64")  # only with stream=True
+
+
+@pytest.mark.asyncio
+async def test_encoding_base64_async(boxer_url: str) -> None:
+    async with make_async_client(boxer_url) as c:
+        events = [e async for e in c.run(BUSYBOX_IMAGE, ODD_SCRIPT, stdin=ODD, stream=True,
+                                               encoding="base64")]
+        assert _raw(events, "stdout") == ODD and _raw(events, "stderr") == b"\xffe"
+        assert events[-1].result is not None and events[-1].result.exit_code == 0
+        box = await c.create(BUSYBOX_IMAGE, memory_mb=128)
+        try:
+            events = [e async for e in box.exec_stream(ODD_SCRIPT, stdin=ODD,
+                                                             encoding="base64")]
+            assert _raw(events, "stdout") == ODD and _raw(events, "stderr") == b"\xffe"
+            assert events[-1].exit_code == 0
         finally:
             await box.remove(force=True)

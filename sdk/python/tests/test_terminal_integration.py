@@ -70,3 +70,47 @@ async def test_attach_async(boxer_url: str) -> None:
                 await box.attach()
         finally:
             await box.remove(force=True)
+
+
+def test_attach_command_sync(term_box: Tuple[BoxerClient, BoxHandle]) -> None:
+    """cmd= runs that argv on the terminal (no shell between), with env,
+    workdir and user; typed input reaches it; its exit status comes back."""
+    _, box = term_box
+    script = 'stty size; echo "E=$K W=$(pwd) U=$(id -u):$(id -g) A=$0"; read x; echo "got:$x"; exit 4'
+    with box.attach(cmd=["sh", "-c", script, "a b;$(c)&d"], env={"K": "v&w=1"},
+                    workdir="/tmp", user="42:43", cols=70, rows=15) as t:
+        out = t.read_until("A=a b;$(c)&d\r\n", timeout=20)
+        assert b"15 70" in out and b"E=v&w=1 W=/tmp U=42:43" in out, out
+        t.send("hello there\n")
+        assert b"got:hello there" in t.read_until("got:hello there", timeout=20)
+        while t.recv(timeout=20):
+            pass
+        assert t.closed and t.exit_code == 4
+    with box.attach(cmd=["/no/such/program"]) as t:
+        while t.recv(timeout=20):
+            pass
+        assert t.exit_code == 127
+    with pytest.raises(ValueError):
+        box.attach(shell="/bin/sh", cmd=["sh"])
+    with pytest.raises(TypeError):
+        box.attach(cmd="sh")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        box.attach(cmd=[])
+
+
+@pytest.mark.asyncio
+async def test_attach_command_async(boxer_url: str) -> None:
+    async with make_async_client(boxer_url) as c:
+        box = await c.create(BUSYBOX_IMAGE, memory_mb=128)
+        try:
+            async with await box.attach(cmd=["cat"], cols=50, rows=10) as t:
+                await t.send(b"ping-1\n")
+                # the terminal echoes the line, then cat writes it back
+                out = await t.read_until(b"ping-1\r\nping-1\r\n", timeout=20)
+                assert out.count(b"ping-1") == 2, out
+                await t.send(b"\x04")  # ^D at a line start: cat reads EOF
+                while await t.recv(timeout=20):
+                    pass
+                assert t.exit_code == 0
+        finally:
+            await box.remove(force=True)

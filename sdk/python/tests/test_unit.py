@@ -1308,3 +1308,46 @@ async def test_async_run_stream_and_boxrun_form() -> None:
         rec.responses = [httpx.Response(200, json={**RUN_OK, "error_message": None})]
         assert (await c.run("busybox", ["x"], timeout_ms=5)).exit_code == RUN_OK["exit_code"]
         assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"
+
+
+def test_attach_query_command_params() -> None:
+    from urllib.parse import parse_qsl, urlencode
+
+    from boxer.boxes import attach_query
+    q = attach_query(None, 80, 24, None, ["sh", "-c", "echo $HOME; a&b=c", ""],
+                     {"K": "v=1&x"}, "/tmp", "1:2")
+    # repeated cmd values in order, each one argv element after the round trip
+    back = parse_qsl(urlencode(q), keep_blank_values=True)
+    assert [v for k, v in back if k == "cmd"] == ["sh", "-c", "echo $HOME; a&b=c", ""]
+    assert ("env", "K=v=1&x") in back and ("workdir", "/tmp") in back and ("user", "1:2") in back
+    assert attach_query("/bin/sh", 80, 24, "vt100") == [
+        ("cols", "80"), ("rows", "24"), ("shell", "/bin/sh"), ("term", "vt100")]
+    with pytest.raises(ValueError):
+        attach_query("/bin/sh", 80, 24, None, ["sh"])
+    for bad in ("sh", [], [1], b"sh"):
+        with pytest.raises(TypeError):
+            attach_query(None, 80, 24, None, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        attach_query(None, 80, 24, None, ["sh"], {"A=B": "x"})
+
+
+def test_stream_encoding_and_base64_events() -> None:
+    import base64 as b64
+
+    from boxer.boxes import StreamDecoder, build_stream_body, stream_base64
+    assert stream_base64("utf8") is False and stream_base64("utf-8") is False
+    assert stream_base64("base64") is True
+    with pytest.raises(ValueError):
+        stream_base64("latin-1")
+    assert build_stream_body(["x"], env=None, timeout_ms=None, workdir=None,
+                             base64=True)["encoding"] == "base64"
+    assert "encoding" not in build_stream_body(["x"], env=None, timeout_ms=None, workdir=None)
+    d = StreamDecoder(True)
+    raw = b"\xff\x00ok"
+    ev = d.feed(json.dumps({"type": "log", "stream": "stdout", "seq": 1,
+                            "data": b64.b64encode(raw).decode()}))
+    assert ev is not None and ev.raw == raw and ev.data == "\ufffd\x00ok"
+    with pytest.raises(BoxerError):
+        d.feed('{"type": "log", "stream": "stdout", "seq": 2, "data": "%%%"}')
+    ev = StreamDecoder().feed('{"type": "log", "stream": "stdout", "seq": 1, "data": "text"}')
+    assert ev is not None and ev.raw is None and ev.data == "text"

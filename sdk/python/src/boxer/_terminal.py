@@ -18,7 +18,7 @@ import socket
 import ssl
 import struct
 from types import TracebackType
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Optional, Sequence, Tuple, Type
 from urllib.parse import urlencode
 
 import httpx
@@ -110,7 +110,7 @@ class _Session:
     """State shared by both terminals: the handshake and message handling."""
 
     def __init__(self, http_base: str, uds: Optional[str], headers: Dict[str, str], path: str,
-                 query: Dict[str, str]) -> None:
+                 query: Sequence[Tuple[str, str]]) -> None:
         url = httpx.URL(http_base)
         self.uds = uds
         self.host = url.host

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+from base64 import b64decode
 import signal as signal_module
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping,
-                    Optional, Sequence, TypeVar, Union)
+                    Optional, Sequence, Tuple, TypeVar, Union)
 from urllib.parse import quote
 
 import httpx
@@ -120,6 +121,17 @@ def build_exec_body(
     return body
 
 
+def stream_base64(encoding: str) -> bool:
+    """``encoding=`` of a stream: ``"utf8"`` (the default: output as text,
+    bytes that are not UTF-8 replaced by the server) or ``"base64"`` (the
+    server sends the bytes as base64; events carry them in ``raw``)."""
+    if encoding in ("utf8", "utf-8"):
+        return False
+    if encoding == "base64":
+        return True
+    raise ValueError('encoding must be "utf8" or "base64"')
+
+
 def build_stream_body(
     cmd: Sequence[str],
     *,
@@ -127,10 +139,13 @@ def build_stream_body(
     timeout_ms: Optional[int],
     workdir: Optional[str],
     stdin: Optional[StdinType] = None,
+    base64: bool = False,
 ) -> Dict[str, Any]:
     body = build_exec_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
     del body["wait"]
     body["stream"] = True
+    if base64:
+        body["encoding"] = "base64"
     return body
 
 
@@ -140,9 +155,10 @@ class StreamDecoder:
     ``log``, ``truncated`` and ``exit`` become events, and so does the
     ``result`` that ends a streamed ``/run`` (raised when it is an error)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base64: bool = False) -> None:
         self.exec_id: Optional[str] = None
         self.ended = False
+        self.base64 = base64  # log data is base64 (the request's "encoding")
 
     def feed(self, line: str) -> Optional[ExecEvent]:
         line = line.strip()
@@ -164,8 +180,16 @@ class StreamDecoder:
         if kind == "log":
             data = obj.get("data")
             stream = obj.get("stream")
-            return ExecEvent("log", data if isinstance(data, str) else "",
-                             stream if isinstance(stream, str) else None, seq_n, self.exec_id)
+            text = data if isinstance(data, str) else ""
+            raw: Optional[bytes] = None
+            if self.base64:
+                try:
+                    raw = b64decode(text, validate=True)
+                except ValueError:
+                    raise BoxerError(f"exec stream: log data is not base64: {text[:200]!r}") from None
+                text = raw.decode("utf-8", "replace")
+            return ExecEvent("log", text, stream if isinstance(stream, str) else None, seq_n,
+                             self.exec_id, raw=raw)
         if kind == "truncated":
             payload = {"dropped": obj.get("dropped"), "first_seq": obj.get("first_seq")}
             return ExecEvent("truncated", json.dumps(payload), None, seq_n, self.exec_id)
@@ -323,15 +347,33 @@ def exec_path(box_id: str, exec_id: str, suffix: str = "") -> str:
     return box_path(box_id, "/exec/" + quote(exec_id, safe="") + suffix)
 
 
-def attach_query(shell: Optional[str], cols: int, rows: int, term: Optional[str]) -> Dict[str, str]:
+def attach_query(shell: Optional[str], cols: int, rows: int, term: Optional[str],
+                 cmd: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None,
+                 workdir: Optional[str] = None, user: Optional[str] = None) -> List[Tuple[str, str]]:
     for name, v in (("cols", cols), ("rows", rows)):
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
             raise ValueError(f"{name} must be an int from 1 to 1000")
-    query = {"cols": str(cols), "rows": str(rows)}
+    query = [("cols", str(cols)), ("rows", str(rows))]
     if shell is not None:
-        query["shell"] = shell
+        if cmd is not None:
+            raise ValueError("give either shell or cmd, not both")
+        query.append(("shell", shell))
     if term is not None:
-        query["term"] = term
+        query.append(("term", term))
+    if cmd is not None:
+        # one cmd= per argv element: the server runs the list as given,
+        # never through a shell
+        if isinstance(cmd, (str, bytes)) or not cmd or not all(isinstance(a, str) for a in cmd):
+            raise TypeError("cmd must be a non-empty list of strings")
+        query += [("cmd", a) for a in cmd]
+    for k, val in (env or {}).items():
+        if not isinstance(k, str) or not isinstance(val, str) or not k or "=" in k:
+            raise ValueError("env must map names (without '=') to strings")
+        query.append(("env", f"{k}={val}"))
+    if workdir is not None:
+        query.append(("workdir", workdir))
+    if user is not None:
+        query.append(("user", user))
     return query
 
 
@@ -398,17 +440,22 @@ class BoxHandle(_HandleBase):
         timeout_ms: Optional[int] = None,
         workdir: Optional[str] = None,
         stdin: Optional[StdinType] = None,
+        encoding: str = "utf8",
     ) -> Iterator[ExecEvent]:
         """Run ``cmd`` and yield its output as it comes, as ExecEvents
         (``log`` events, then one ``exit``).  One request: the server's NDJSON
         stream (``"stream": true``); the command stalls while the reader
         does not read.  Leaving the loop early closes the connection (the
         command goes on running).  ``stdin``: its input (str as text, bytes
-        as base64), then end of file."""
-        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
+        as base64), then end of file.  ``encoding="base64"``: the output
+        comes as base64 and each ``log`` event carries its exact bytes in
+        ``raw`` (``data`` their UTF-8 reading)."""
+        b64 = stream_base64(encoding)
+        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin,
+                                 base64=b64)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
-        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout)
+        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout, base64=b64)
 
     def start_exec(
         self,
@@ -462,15 +509,20 @@ class BoxHandle(_HandleBase):
         self._client._request("POST", exec_path(self.id, exec_id, "/signal"), json={"signal": signal_name(sig)})
 
     def attach(self, *, shell: Optional[str] = None, cols: int = 80, rows: int = 24,
-               term: Optional[str] = None) -> Terminal:
+               term: Optional[str] = None, cmd: Optional[Sequence[str]] = None,
+               env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
+               user: Optional[str] = None) -> Terminal:
         """A shell on a terminal in the box (WebSocket ``/attach``): a
         Terminal with ``send``, ``recv``, ``resize``, ``close``.  ``shell``
         defaults to the server's (``/bin/bash``, else ``/bin/sh``); ``term``
-        to ``xterm-256color``.  ``recv()`` waits at most the client's
-        ``timeout`` unless told otherwise."""
+        to ``xterm-256color``.  ``cmd=["python3"]`` runs that command on the
+        terminal instead of a shell (argv as given, no shell; 127 when the
+        box lacks it); ``env``, ``workdir`` and ``user`` (``"uid[:gid]"``)
+        apply to either.  ``recv()`` waits at most the client's ``timeout``
+        unless told otherwise."""
         c = self._client
         session = _Session(c._http_base, c._uds, c._headers, box_path(self.id, "/attach"),
-                           attach_query(shell, cols, rows, term))
+                           attach_query(shell, cols, rows, term, cmd, env, workdir, user))
         return Terminal.open(session, c._timeout.connect, c._timeout.read)
 
     def get_exec(self, exec_id: str) -> ExecInfo:
@@ -563,12 +615,15 @@ class AsyncBoxHandle(_HandleBase):
         timeout_ms: Optional[int] = None,
         workdir: Optional[str] = None,
         stdin: Optional[StdinType] = None,
+        encoding: str = "utf8",
     ) -> AsyncIterator[ExecEvent]:
         """See BoxHandle.exec_stream (``async for event in box.exec_stream(...)``)."""
-        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin)
+        b64 = stream_base64(encoding)
+        body = build_stream_body(cmd, env=env, timeout_ms=timeout_ms, workdir=workdir, stdin=stdin,
+                                 base64=b64)
         c = self._client
         timeout = exec_timeout(c._timeout, c._run_timeout, timeout_ms)
-        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout)
+        return c._stream_events("POST", box_path(self.id, "/exec"), body, timeout, base64=b64)
 
     async def start_exec(
         self,
@@ -613,11 +668,13 @@ class AsyncBoxHandle(_HandleBase):
                                     json={"signal": signal_name(sig)})
 
     async def attach(self, *, shell: Optional[str] = None, cols: int = 80, rows: int = 24,
-                     term: Optional[str] = None) -> AsyncTerminal:
+                     term: Optional[str] = None, cmd: Optional[Sequence[str]] = None,
+                     env: Optional[Mapping[str, str]] = None, workdir: Optional[str] = None,
+                     user: Optional[str] = None) -> AsyncTerminal:
         """See BoxHandle.attach."""
         c = self._client
         session = _Session(c._http_base, c._uds, c._headers, box_path(self.id, "/attach"),
-                           attach_query(shell, cols, rows, term))
+                           attach_query(shell, cols, rows, term, cmd, env, workdir, user))
         return await AsyncTerminal.open(session, c._timeout.connect, c._timeout.read)
 
     async def get_exec(self, exec_id: str) -> ExecInfo:

@@ -124,10 +124,13 @@ class _ClientBase:
         volumes: Optional[Sequence[Mapping[str, Any]]],
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Tuple[str, Dict[str, Any], httpx.Timeout]:
         """(path, body, timeout) of a run: ``/run``, or BoxRun's ``/v1/run``
         when one of its own arguments (timeout_ms, disk_size_gb, volumes) is
         given."""
+        if boxes.stream_base64(encoding) and not stream:
+            raise ValueError('encoding="base64" is for stream=True (the events\' raw bytes)')
         if timeout_ms is None and disk_size_gb is None and volumes is None:
             body, timeout = self._run_args(
                 image, cmd, env=env, cwd=cwd, limits=limits, files=files,
@@ -136,6 +139,8 @@ class _ClientBase:
             )
             if stream:
                 body["stream"] = True
+                if boxes.stream_base64(encoding):
+                    body["encoding"] = "base64"
             return "/run", body, timeout
         if stream:
             raise ValueError("stream=True streams POST /run, which takes limits= rather than "
@@ -246,6 +251,7 @@ class BoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> RunResult: ...
 
     @overload
@@ -268,6 +274,7 @@ class BoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Iterator[ExecEvent]: ...
 
     @overload
@@ -290,6 +297,7 @@ class BoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Union[RunResult, Iterator[ExecEvent]]: ...
 
     def run(
@@ -311,6 +319,7 @@ class BoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Union[RunResult, Iterator[ExecEvent]]:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
@@ -336,6 +345,8 @@ class BoxerClient(_ClientBase):
           then one ``result`` event whose ``.result`` is the RunResult.  A
           timeout or output limit raises at the end, as without streaming.
           Leaving the loop early closes the connection, which cancels the run.
+          With ``encoding="base64"`` the output comes as base64 and each
+          ``log`` event carries its exact bytes in ``raw``.
         - ``timeout_ms``, ``disk_size_gb``, ``volumes``: BoxRun's
           ``client.run(image, cmd, timeout_ms=...)``, sent to ``POST
           /v1/run`` (with ``env``, ``network``, ``stdin``; not with ``cwd``,
@@ -352,10 +363,11 @@ class BoxerClient(_ClientBase):
             image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
-            inputs=inputs, return_outputs=return_outputs,
+            inputs=inputs, return_outputs=return_outputs, encoding=encoding,
         )
         if stream:
-            return self._stream_events("POST", path, body, timeout)
+            return self._stream_events("POST", path, body, timeout,
+                                       base64=boxes.stream_base64(encoding))
         if path == "/v1/run":
             return _core.parse_v1_run_result(
                 self._request("POST", path, params={"extra": "1"}, json=body, timeout=timeout))
@@ -464,9 +476,9 @@ class BoxerClient(_ClientBase):
 
     def _stream_events(
         self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: httpx.Timeout,
-        params: Optional[Dict[str, str]] = None,
+        params: Optional[Dict[str, str]] = None, base64: bool = False,
     ) -> Iterator[ExecEvent]:
-        decoder = boxes.StreamDecoder()
+        decoder = boxes.StreamDecoder(base64)
         with _core.translate_errors(method, self._base_url + path):
             with self._http.stream(method, path, json=body, timeout=timeout, params=params,
                                    headers={"Accept": "application/x-ndjson"}) as response:
@@ -583,6 +595,7 @@ class AsyncBoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Coroutine[Any, Any, RunResult]: ...
 
     @overload
@@ -605,6 +618,7 @@ class AsyncBoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> AsyncIterator[ExecEvent]: ...
 
     @overload
@@ -627,6 +641,7 @@ class AsyncBoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]: ...
 
     def run(
@@ -648,6 +663,7 @@ class AsyncBoxerClient(_ClientBase):
         volumes: Optional[Sequence[Mapping[str, Any]]] = None,
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
+        encoding: str = "utf8",
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]:
         """See BoxerClient.run: ``await client.run(...)``, or with
         ``stream=True`` ``async for event in client.run(..., stream=True)``."""
@@ -655,10 +671,11 @@ class AsyncBoxerClient(_ClientBase):
             image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
-            inputs=inputs, return_outputs=return_outputs,
+            inputs=inputs, return_outputs=return_outputs, encoding=encoding,
         )
         if stream:
-            return self._stream_events("POST", path, body, timeout)
+            return self._stream_events("POST", path, body, timeout,
+                                       base64=boxes.stream_base64(encoding))
         return self._run_once(path, body, timeout)
 
     async def _run_once(self, path: str, body: Dict[str, Any], timeout: httpx.Timeout) -> RunResult:
@@ -751,9 +768,9 @@ class AsyncBoxerClient(_ClientBase):
 
     async def _stream_events(
         self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: httpx.Timeout,
-        params: Optional[Dict[str, str]] = None,
+        params: Optional[Dict[str, str]] = None, base64: bool = False,
     ) -> AsyncIterator[ExecEvent]:
-        decoder = boxes.StreamDecoder()
+        decoder = boxes.StreamDecoder(base64)
         with _core.translate_errors(method, self._base_url + path):
             async with self._http.stream(method, path, json=body, timeout=timeout, params=params,
                                          headers={"Accept": "application/x-ndjson"}) as response:

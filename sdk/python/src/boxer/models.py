@@ -273,3 +273,8 @@ class ExecEvent:
     #: Boxer's, on the ``result`` event that ends a streamed ``client.run``
     #: (``run(..., stream=True)``): the run's result, as ``run`` returns it.
     result: Optional[RunResult] = None
+    #: Boxer's, on ``log`` events of a stream asked for with
+    #: ``encoding="base64"``: the output bytes exactly as the command wrote
+    #: them (``data`` is then these bytes decoded as UTF-8 with U+FFFD for
+    #: what is not); ``None`` with the default ``encoding="utf8"``.
+    raw: Optional[bytes] = None
