@@ -32,6 +32,10 @@ int api_parse_stdin(const struct json_value *root, uint64_t limit, char **data, 
                     struct bx_err *err);
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err);
+/* The same for the "request" part of a multipart /run (multipart 1):
+ * "inputs" entries may then be {"part": true, "mode"} (elsewhere 400). */
+int run_request_parse_ex(const char *body, size_t len, const struct config *cfg, int multipart,
+                         struct run_request **out, struct bx_err *err);
 
 /* Parses a POST /v1/run body (BoxRun's run: {"image", "cmd"} required,
  * "cpu", "memory_mb", "network", "env", "volumes", "timeout_ms",
