@@ -112,21 +112,26 @@ static int on_begin(void *ctx, const char *name, size_t name_len, int has_filena
     return 0;
 }
 
+/* 413 "<kind><what> <why> (<limit>)" (each call on one line: fuzz/limits.txt) */
+static int too_large(struct bx_err *err, const char *kind, const char *what, const char *why,
+                     uint64_t limit)
+{
+    return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "%s%.100s %s (%" PRIu64 ")", kind, what, why,
+                      limit);
+}
+
 static int on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
 {
     struct runmp *m = ctx;
     if (m->part == RP_REQUEST) {
         if (sbuf_append(&m->body, data, len) < 0)
-            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
-                              "the request part is larger than max_request_body_bytes (%" PRIu64
-                              ")",
-                              run_max_body(m->cfg));
+            return too_large(err, "the request part", "", "is larger than max_request_body_bytes",
+                             run_max_body(m->cfg));
     } else if (m->part == RP_FILE) {
         struct oci_input *in = &m->req->inputs[m->cur];
-        if (len > m->cfg->upload_limit_bytes - store_upload_size(in->spool))
-            return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
-                              "part %.100s is larger than upload_limit_bytes (%" PRIu64 ")",
-                              in->path, m->cfg->upload_limit_bytes);
+        uint64_t lim = m->cfg->upload_limit_bytes;
+        if (len > lim - store_upload_size(in->spool))
+            return too_large(err, "part ", in->path, "is larger than upload_limit_bytes", lim);
         if (store_upload_write(in->spool, data, len, err) < 0)
             return bx_err_wrap(err, "part %.100s", in->path);
     }
