@@ -382,13 +382,24 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
     return run_request_parse_ex(body, len, cfg, 0, out, err);
 }
 
+static int parse_request(const char *body, size_t len, const struct config *cfg, int multipart,
+                         uint64_t max_bytes, struct run_request **out, struct bx_err *err);
+
 int run_request_parse_ex(const char *body, size_t len, const struct config *cfg, int multipart,
                          struct run_request **out, struct bx_err *err)
+{
+    return parse_request(body, len, cfg, multipart, run_max_body(cfg), out, err);
+}
+
+/* max_bytes: the JSON document's bound (the /run body limit, or for
+ * /v1/run's translation the buffer it was written into). */
+static int parse_request(const char *body, size_t len, const struct config *cfg, int multipart,
+                         uint64_t max_bytes, struct run_request **out, struct bx_err *err)
 {
     static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
                                         "network", "egress", "persist", "stream", "encoding",
                                         "stdin", "stdin_b64", "inputs", "return_outputs", NULL};
-    struct json_limits jl = {run_max_body(cfg), 16, 3 * RUN_MAX_ARGS + 1024};
+    struct json_limits jl = {max_bytes, 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
     const struct json_member *bad;
@@ -924,8 +935,11 @@ int run_request_parse_boxrun(const char *body, size_t len, const struct config *
     int ret = -1;
 
     *out = NULL;
-    /* Escaping may grow the strings up to six times. */
-    sbuf_init(&sb, 6 * (size_t)RUN_MAX_BODY + 4096);
+    /* The translation holds the request's strings re-escaped, which may
+     * grow them up to six times (a raw DEL becomes \u007f): bounded by
+     * this body, whose size max_request_body_bytes bounds (issue 17: no
+     * fixed cap of its own). */
+    sbuf_init(&sb, 6 * len + 4096);
     if (json_parse(body, len, &jl, &doc, err) < 0)
         goto out;
     if (json_doc_root(doc)->type != JSON_OBJECT) {
@@ -934,7 +948,7 @@ int run_request_parse_boxrun(const char *body, size_t len, const struct config *
     }
     if (v1_translate(json_doc_root(doc), cfg, &sb, &wall_ms, err) < 0)
         goto out;
-    if (run_request_parse(sb.data, sb.len, cfg, out, err) < 0)
+    if (parse_request(sb.data, sb.len, cfg, 0, sb.max, out, err) < 0)
         goto out;
     (*out)->wall_clock_ms = wall_ms;
     /* stdin is taken from the request itself (not copied into the /run

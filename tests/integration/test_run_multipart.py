@@ -27,7 +27,8 @@ UPLOAD_LIMIT = 110 * 1000 * 1000
 def srv(registry, tmp_path_factory):
     d = tmp_path_factory.mktemp("runmp")
     s = boxer_server.Server(d, config={"upload_limit_bytes": UPLOAD_LIMIT,
-                                       "max_request_body_bytes": 120 << 20},
+                                       "max_request_body_bytes": 120 << 20,
+                                       "stdin_limit_bytes": 40 << 20},
                             registry=registry).start()
     yield s
     boxer_server.stop_and_check(s)
@@ -163,6 +164,7 @@ def test_big_part_rss_flat_outputs_returned(srv):
     assert b["stdout"] == "644 %d 65534\n755 26 65534\nscript ran\nread-only\n" % BIG, b["stdout"]
     assert base64.b64decode(b["outputs"]["sum"]).decode().strip() == md5.hexdigest()
     # 100 MB went through; Boxer's memory did not follow it
+    print("multipart 100 MB part: RSS %d kB -> peak %d kB" % (base, peak[0]))
     assert peak[0] - base < 16 * 1024, "RSS grew %d kB (base %d kB)" % (peak[0] - base, base)
     wait_clean(srv)
 
@@ -266,3 +268,20 @@ def test_client_gone_mid_part_leaves_nothing(small):
             time.sleep(0.05)
         assert os.listdir(tmp), "the part was not spooled"
     wait_clean(srv)
+
+
+def test_v1_run_body_follows_max_request_body_bytes(srv, small):
+    """/v1/run's body limit is max_request_body_bytes (no fixed 4 MiB): 30 MiB
+    of stdin on a server allowing 120 MiB; 413 past 4 MiB on one allowing 4."""
+    big = "y" * (30 << 20)
+    r = httpx.post(srv.url + "/v1/run", json={"image": BUSYBOX, "cmd": ["wc", "-c"],
+                                              "stdin": big}, timeout=180)
+    assert r.status_code == 200 and r.json()["stdout"].strip() == str(len(big)), r.text[:300]
+    r = httpx.post(small.url + "/v1/run", json={"image": BUSYBOX, "cmd": ["wc", "-c"],
+                                                "stdin": "z" * (3 << 20)}, timeout=180)
+    assert r.status_code == 200 and r.json()["stdout"].strip() == str(3 << 20), r.text[:300]
+    with socket.create_connection(("127.0.0.1", small.port), timeout=10) as s:
+        s.sendall(b"POST /v1/run HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % ((4 << 20) + 1))
+        got = s.recv(4096)
+        assert got.startswith(b"HTTP/1.1 413"), got
