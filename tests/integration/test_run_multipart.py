@@ -163,9 +163,11 @@ def test_big_part_rss_flat_outputs_returned(srv):
     assert b["exit_code"] == 0, b
     assert b["stdout"] == "644 %d 65534\n755 26 65534\nscript ran\nread-only\n" % BIG, b["stdout"]
     assert base64.b64decode(b["outputs"]["sum"]).decode().strip() == md5.hexdigest()
-    # 100 MB went through; Boxer's memory did not follow it
+    # 100 MB went through; Boxer's memory did not follow it (not measured
+    # under ASan or valgrind: their allocators keep freed blocks)
     print("multipart 100 MB part: RSS %d kB -> peak %d kB" % (base, peak[0]))
-    assert peak[0] - base < 16 * 1024, "RSS grew %d kB (base %d kB)" % (peak[0] - base, base)
+    if H.CHECK_RSS:
+        assert peak[0] - base < 16 * 1024, "RSS grew %d kB (base %d kB)" % (peak[0] - base, base)
     wait_clean(srv)
 
 
