@@ -287,3 +287,22 @@ def test_v1_run_body_follows_max_request_body_bytes(srv, small):
                   b"Content-Length: %d\r\n\r\n" % ((4 << 20) + 1))
         got = s.recv(4096)
         assert got.startswith(b"HTTP/1.1 413"), got
+
+
+def test_errors_after_the_body_leave_nothing(small):
+    srv = small
+    # the run fails (an image the registry does not have): spool removed
+    r = post(srv, body_of({"image": "nosuch-image-17:v1", "cmd": ["true"]}, [("x", b"a" * 900)]))
+    assert r.status_code >= 400 and "error" in r.json(), r.text
+    wait_clean(srv)
+    # the client leaves while its run runs: the run is cancelled, the spool goes
+    body = body_of({"image": BUSYBOX, "cmd": ["sleep", "30"]}, [("x", b"a" * 900)])
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Type: " +
+                  CT["Content-Type"].encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        runs = os.path.join(srv.home, "runs")
+        deadline = time.time() + 30
+        while not os.listdir(runs) and time.time() < deadline:
+            time.sleep(0.05)
+        assert os.listdir(runs), "the run did not start"
+    wait_clean(srv)
