@@ -202,7 +202,8 @@ START_TEST(refusals)
         {REQ(RUN ", \"inputs\": {\"x\": {\"part\": true}}}") END,
          "ERR 400 inputs[\"x\"]: part: true, but the body has no part"},
         {REQ(RUN ", \"inputs\": {\"x\": {\"part\": false}}}") END, "ERR 400 request part: inputs"},
-        {REQ("{\"image\": \"busybox\"}") PART("x", "a") END, "ERR 400 request part: cmd is required"},
+        {REQ("{\"image\": \"busybox\"}") PART("x", "a") END,
+         "ERR 400 request part: cmd is required"},
         {REQ(RUN "}") PART("x", "0123456789012345678901234567890123456789012345678901234567890123"
                                 "4") END,
          "ERR 413 part x is larger than upload_limit_bytes (64)"},
