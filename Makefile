@@ -91,6 +91,7 @@ DEPS_test_net := net netlink net_text proc loop util log err
 DEPS_test_route := route
 DEPS_test_err := err
 DEPS_test_api_v1run := api_run run run_teardown pool run_outputs stream_events infeed b64dec run_discard run_recover net netlink net_text oci image image_pull image_disk sha256 imgref json json_write proc loop util cgroup cgroup_setup store store_upload store_capture config log err
+DEPS_test_run_multipart := run_multipart multipart api_run run run_teardown pool run_outputs stream_events infeed b64dec run_discard run_recover net netlink net_text oci image image_pull image_disk sha256 imgref json json_write proc loop util cgroup cgroup_setup store store_upload store_capture config log err
 DEPS_test_exec_log := exec_log stream_events json json_write util err
 DEPS_test_b64dec := b64dec
 DEPS_test_infeed := infeed loop util err
@@ -176,7 +177,10 @@ VG := tests/integration
 VALGRIND_PYTEST_ARGS ?= $(VG)/test_core.py $(VG)/test_run.py $(VG)/test_hostile_clients.py \
   $(VG)/test_browser_safety.py $(VG)/test_boxes.py $(VG)/test_boxes_api.py \
   $(VG)/test_streams.py $(VG)/test_exec_input.py $(VG)/test_terminal.py \
-  $(VG)/test_unix_socket.py $(VG)/test_scale.py $(VG)/test_crash.py $(VG)/test_teardown.py
+  $(VG)/test_unix_socket.py $(VG)/test_scale.py $(VG)/test_crash.py $(VG)/test_teardown.py \
+  $(VG)/test_run_multipart.py \
+  --deselect $(VG)/test_run_multipart.py::test_big_part_rss_flat_outputs_returned \
+  --deselect $(VG)/test_run_multipart.py::test_v1_run_body_follows_max_request_body_bytes
 
 # ---- fuzzing (libFuzzer, clang) ----
 # Every module is compiled once with coverage and ASan/UBSan, and each harness
@@ -218,6 +222,7 @@ fuzz: $(FUZZ_BINS)
 #   json       the harness's own 64 KiB max_bytes (413); 4096 values
 #   multipart  MP_MAX_PART_HEADER 8192 (2-byte split: at most 65535)
 #   netlink    16-bit attribute lengths (64 KiB)
+#   runmp      its own 4 KiB request part and 256-byte files (413); MP_MAX_PART_HEADER 8192
 #   route      no limit of its own; the server's paths are at most 8192
 #   runreq     run_max_body: RUN_MAX_BODY 4 MiB + 2 KiB (the harness's stdin_limit_bytes 1024) (413); RUN_MAX_STRING 256 KiB; counts
 #   storepath  STORE_PATH_MAX 4096
@@ -238,6 +243,7 @@ FUZZ_MAX_LEN_fuzz_json := 66560
 FUZZ_MAX_LEN_fuzz_multipart := 16384
 FUZZ_MAX_LEN_fuzz_netlink := 69632
 FUZZ_MAX_LEN_fuzz_route := 8192
+FUZZ_MAX_LEN_fuzz_runmp := 16384
 FUZZ_MAX_LEN_fuzz_runreq := 4198400
 FUZZ_MAX_LEN_fuzz_storepath := 8192
 FUZZ_MAX_LEN_fuzz_v1run := 4195328

@@ -212,13 +212,16 @@ uint64_t run_max_body(const struct config *cfg)
     return cfg->max_request_body_bytes;
 }
 
-/* One "inputs" value: {"content", "encoding": "utf8"|"base64", "mode"}. */
+/* One "inputs" value: {"content", "encoding": "utf8"|"base64", "mode"};
+ * in a multipart /run also {"part": true, "mode"}: the content is the file
+ * part of the same name (run_multipart.c). */
 static int parse_input(const char *key, size_t key_len, const struct json_value *v,
-                       const struct config *cfg, struct oci_input *in, struct bx_err *err)
+                       const struct config *cfg, int multipart, struct oci_input *in,
+                       struct bx_err *err)
 {
-    static const char *const known[] = {"content", "encoding", "mode", NULL};
+    static const char *const known[] = {"content", "encoding", "mode", "part", NULL};
     const struct json_member *bad;
-    const struct json_value *c, *e, *m;
+    const struct json_value *c, *e, *m, *pt;
     char norm[STORE_PATH_MAX + 1];
     int b64 = 0;
 
@@ -232,6 +235,27 @@ static int parse_input(const char *key, size_t key_len, const struct json_value 
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "must be an object with content");
     if (json_obj_check_keys(v, known, &bad) < 0)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "unknown field %.64s", bad->key);
+    m = json_get(v, "mode");
+    if (m && m->type != JSON_NULL) {
+        if (m->type != JSON_NUMBER || !m->u.num.is_int || m->u.num.i < 0 || m->u.num.i > 0777)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "mode must be an integer from 0 to 511 (0777)");
+        in->mode = (unsigned)m->u.num.i;
+    }
+    pt = json_get(v, "part");
+    if (pt && pt->type != JSON_NULL) {
+        if (pt->type != JSON_BOOL || !pt->u.boolean)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "part must be true");
+        if (!multipart)
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "part: true needs a multipart/form-data /run carrying the file");
+        if (json_get(v, "content") || json_get(v, "encoding"))
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "part: true takes its content from the file part: no content "
+                              "or encoding");
+        in->part = 1;
+        return 0;
+    }
     c = json_get(v, "content");
     if (!c || c->type != JSON_STRING)
         return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL, "content must be a string");
@@ -242,13 +266,6 @@ static int parse_input(const char *key, size_t key_len, const struct json_value 
         else if (!(e->type == JSON_STRING && bx_str_eq(e->u.str.s, e->u.str.len, "utf8")))
             return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "encoding must be \"utf8\" or \"base64\"");
-    }
-    m = json_get(v, "mode");
-    if (m && m->type != JSON_NULL) {
-        if (m->type != JSON_NUMBER || !m->u.num.is_int || m->u.num.i < 0 || m->u.num.i > 0777)
-            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
-                              "mode must be an integer from 0 to 511 (0777)");
-        in->mode = (unsigned)m->u.num.i;
     }
     if (!b64) {
         if (c->u.str.len > cfg->upload_limit_bytes)
@@ -281,7 +298,7 @@ static int parse_input(const char *key, size_t key_len, const struct json_value 
 
 /* "inputs" (issue 17): {"<path>": {...}}, with files at most RUN_MAX_FILES
  * mounts, no path twice (nor one of files). */
-static int parse_inputs(const struct json_value *v, const struct config *cfg,
+static int parse_inputs(const struct json_value *v, const struct config *cfg, int multipart,
                         struct run_request *r, struct bx_err *err)
 {
     if (!v || v->type == JSON_NULL)
@@ -298,7 +315,7 @@ static int parse_inputs(const struct json_value *v, const struct config *cfg,
         const struct json_member *mb = &v->u.obj.members[i];
         struct oci_input *in = &r->inputs[i];
         r->ninputs = i + 1;
-        if (parse_input(mb->key, mb->key_len, &mb->value, cfg, in, err) < 0)
+        if (parse_input(mb->key, mb->key_len, &mb->value, cfg, multipart, in, err) < 0)
             return bx_err_wrap(err, "inputs[\"%.100s\"]", in->path ? in->path : "");
         for (size_t j = 0; j < i; j++)
             if (strcmp(r->inputs[j].path, in->path) == 0)
@@ -362,10 +379,27 @@ int api_parse_stdin(const struct json_value *root, uint64_t limit, char **data, 
 int run_request_parse(const char *body, size_t len, const struct config *cfg,
                       struct run_request **out, struct bx_err *err)
 {
+    return run_request_parse_ex(body, len, cfg, 0, out, err);
+}
+
+static int parse_request(const char *body, size_t len, const struct config *cfg, int multipart,
+                         uint64_t max_bytes, struct run_request **out, struct bx_err *err);
+
+int run_request_parse_ex(const char *body, size_t len, const struct config *cfg, int multipart,
+                         struct run_request **out, struct bx_err *err)
+{
+    return parse_request(body, len, cfg, multipart, run_max_body(cfg), out, err);
+}
+
+/* max_bytes: the JSON document's bound (the /run body limit, or for
+ * /v1/run's translation the buffer it was written into). */
+static int parse_request(const char *body, size_t len, const struct config *cfg, int multipart,
+                         uint64_t max_bytes, struct run_request **out, struct bx_err *err)
+{
     static const char *const known[] = {"image", "cmd", "env", "cwd", "files", "limits",
                                         "network", "egress", "persist", "stream", "encoding",
                                         "stdin", "stdin_b64", "inputs", "return_outputs", NULL};
-    struct json_limits jl = {run_max_body(cfg), 16, 3 * RUN_MAX_ARGS + 1024};
+    struct json_limits jl = {max_bytes, 16, 3 * RUN_MAX_ARGS + 1024};
     struct json_doc *doc = NULL;
     const struct json_value *root, *v;
     const struct json_member *bad;
@@ -522,7 +556,7 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
         }
     }
     /* issue 17: stateless runs */
-    if (parse_inputs(json_get(root, "inputs"), cfg, r, err) < 0)
+    if (parse_inputs(json_get(root, "inputs"), cfg, multipart, r, err) < 0)
         goto out;
     v = json_get(root, "return_outputs");
     if (v && v->type != JSON_NULL) {
@@ -937,8 +971,11 @@ int run_request_parse_boxrun(const char *body, size_t len, const struct config *
     int ret = -1;
 
     *out = NULL;
-    /* Escaping may grow the strings up to six times. */
-    sbuf_init(&sb, 6 * (size_t)RUN_MAX_BODY + 4096);
+    /* The translation holds the request's strings re-escaped, which may
+     * grow them up to six times (a raw DEL becomes \u007f): bounded by
+     * this body, whose size max_request_body_bytes bounds (issue 17: no
+     * fixed cap of its own). */
+    sbuf_init(&sb, 6 * len + 4096);
     if (json_parse(body, len, &jl, &doc, err) < 0)
         goto out;
     if (json_doc_root(doc)->type != JSON_OBJECT) {
@@ -947,7 +984,7 @@ int run_request_parse_boxrun(const char *body, size_t len, const struct config *
     }
     if (v1_translate(json_doc_root(doc), cfg, &sb, &wall_ms, err) < 0)
         goto out;
-    if (run_request_parse(sb.data, sb.len, cfg, out, err) < 0)
+    if (parse_request(sb.data, sb.len, cfg, 0, sb.max, out, err) < 0)
         goto out;
     (*out)->wall_clock_ms = wall_ms;
     /* stdin is taken from the request itself (not copied into the /run

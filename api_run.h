@@ -35,6 +35,10 @@ int run_request_parse(const char *body, size_t len, const struct config *cfg,
 /* A "user" value: "uid" or "uid:gid" (decimal; gid defaults to uid), each
  * below UINT32_MAX; 400 otherwise.  Shared by /v1/run, boxes and execs. */
 int api_parse_user(const struct json_value *v, uint32_t *uid, uint32_t *gid, struct bx_err *err);
+/* The same for the "request" part of a multipart /run (multipart 1):
+ * "inputs" entries may then be {"part": true, "mode"} (elsewhere 400). */
+int run_request_parse_ex(const char *body, size_t len, const struct config *cfg, int multipart,
+                         struct run_request **out, struct bx_err *err);
 
 /* Parses a POST /v1/run body (BoxRun's run: {"image", "cmd"} required,
  * "cpu", "memory_mb", "network", "env", "volumes", "timeout_ms",

@@ -240,7 +240,8 @@ static int v1run_on_data(void *ctx, const char *data, size_t len, struct bx_err 
 {
     struct v1run *r = ctx;
     if (sbuf_append(&r->body, data, len) < 0)
-        return bx_err_set(err, BX_E_TOO_LARGE, E2BIG, "request body is larger than %llu bytes",
+        return bx_err_set(err, BX_E_TOO_LARGE, E2BIG,
+                          "request body is larger than max_request_body_bytes (%llu)",
                           (unsigned long long)run_max_body(r->cfg));
     return 0;
 }

@@ -85,9 +85,14 @@ static void on_run(void *app, struct http_conn *c, const struct http_request *re
     const struct http_header *ct = http_find_header(req, "Content-Type");
     (void)p;
     /* Only a JSON body: a page may send text/plain across origins
-     * without asking (no CORS preflight), never application/json. */
-    if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json")))
-        http_respond_error(c, BX_E_UNSUPPORTED_MEDIA, "Content-Type must be application/json");
+     * without asking (no CORS preflight), never application/json.
+     * multipart/form-data (issue 17) is as exposed as POST /files: the
+     * Origin and Host checks before any route are what guard both. */
+    if (ct && http_media_type_is(ct->value, ct->value_len, "multipart/form-data"))
+        route_run_multipart(app, c, ct);
+    else if (!(ct && http_media_type_is(ct->value, ct->value_len, "application/json")))
+        http_respond_error(c, BX_E_UNSUPPORTED_MEDIA,
+                           "Content-Type must be application/json or multipart/form-data");
     else
         route_run(app, c);
 }

@@ -66,6 +66,9 @@ void route_download(struct app *a, struct http_conn *c, const struct http_reques
 void route_swagger(struct http_conn *c, const char *path);
 /* POST /run: one command in a fresh sandbox, answered when it ends. */
 void route_run(struct app *a, struct http_conn *c);
+/* POST /run as multipart/form-data (issue 17): a request part, then file
+ * parts streamed to disk (run_multipart.c); ct is the Content-Type. */
+void route_run_multipart(struct app *a, struct http_conn *c, const struct http_header *ct);
 /* GET /images: the cached images. */
 void route_images_list(struct app *a, struct http_conn *c);
 /* DELETE /images?ref=: evicts a cached image. */

@@ -34,6 +34,7 @@
 #include "box.h"
 #include "proc.h"
 #include "run.h"
+#include "run_multipart.h"
 #include "run_stream.h"
 #include "store.h"
 #include "util.h"
@@ -397,6 +398,7 @@ struct run_ctx {
     struct app *app;
     struct http_conn *conn;
     struct sbuf body;
+    struct runmp *mp; /* a multipart /run: its decoder instead of body */
     struct run_job *job;
 };
 
@@ -405,6 +407,7 @@ static void run_ctx_free(struct run_ctx *r)
     if (!r)
         return;
     sbuf_free(&r->body);
+    runmp_free(&r->mp);
     free(r);
 }
 
@@ -465,6 +468,8 @@ static void route_run_on_done(void *arg, struct run_result *res)
 static int run_on_data(void *ctx, const char *data, size_t len, struct bx_err *err)
 {
     struct run_ctx *r = ctx;
+    if (r->mp)
+        return runmp_feed(r->mp, data, len, err);
     if (sbuf_append(&r->body, data, len) < 0)
         return bx_err_set(err, BX_E_TOO_LARGE, 0, "request body is larger than %llu bytes",
                           (unsigned long long)run_max_body(&r->app->cfg));
@@ -475,9 +480,16 @@ static int run_on_end(void *ctx, struct bx_err *err)
 {
     struct run_ctx *r = ctx;
     struct run_request *req = NULL;
-    if (run_request_parse(r->body.data ? r->body.data : "", r->body.len, &r->app->cfg, &req,
-                          err) < 0)
+    if (r->mp) {
+        int rc = runmp_finish(r->mp, &req, err);
+        /* the parser goes now; the spooled files travel in req */
+        runmp_free(&r->mp);
+        if (rc < 0)
+            return -1;
+    } else if (run_request_parse(r->body.data ? r->body.data : "", r->body.len, &r->app->cfg,
+                                 &req, err) < 0) {
         return -1;
+    }
     sbuf_free(&r->body);
     if (req->stream) {
         /* NDJSON events (run_stream.c): answered now, the stream owns the run. */
@@ -518,6 +530,29 @@ void route_run(struct app *a, struct http_conn *c)
     r->app = a;
     r->conn = c;
     sbuf_init(&r->body, run_max_body(&a->cfg));
+    http_accept_body(c, run_max_body(&a->cfg), &run_ops, r);
+}
+
+void route_run_multipart(struct app *a, struct http_conn *c, const struct http_header *ct)
+{
+    struct run_ctx *r = calloc(1, sizeof(*r));
+    struct bx_err err;
+
+    bx_err_clear(&err);
+    if (!r) {
+        http_respond_error(c, BX_E_INTERNAL, "out of memory");
+        return;
+    }
+    r->app = a;
+    r->conn = c;
+    sbuf_init(&r->body, 0);
+    if (runmp_new(&r->mp, &a->cfg, a->store, ct->value, ct->value_len, &err) < 0) {
+        run_ctx_free(r);
+        respond_bx_err(c, &err);
+        return;
+    }
+    /* The whole body, files included, within max_request_body_bytes; each
+     * file within upload_limit_bytes (run_multipart.c); streamed, not held. */
     http_accept_body(c, run_max_body(&a->cfg), &run_ops, r);
 }
 

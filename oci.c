@@ -371,11 +371,19 @@ int oci_bundle_add_mount(struct oci_bundle *b, const char *destination, const ch
 static int write_input(int dirfd, const char *name, const struct oci_input *in,
                        struct bx_err *err)
 {
-    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    int ret = -1;
+    int fd, ret = -1;
+    if (in->spool) {
+        /* A spooled part: a hard link of the file already on disk (no copy
+         * in the loop); chown and chmod below go to the same inode. */
+        if (store_upload_link(in->spool, dirfd, name, err) < 0)
+            return bx_err_wrap(err, "input %s", in->path);
+        fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    } else {
+        fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
     if (fd < 0)
         return bx_err_sys(err, BX_E_INTERNAL, "create input %s", in->path);
-    if (bx_write_all(fd, in->data, in->len) < 0) {
+    if (!in->spool && bx_write_all(fd, in->data, in->len) < 0) {
         bx_err_sys(err, errno == ENOSPC ? BX_E_INSUFFICIENT_STORAGE : BX_E_INTERNAL,
                    "write input %s", in->path);
         goto out;

@@ -131,11 +131,16 @@ struct oci_bundle {
 
 /* A /run "inputs" entry (issue 17): content from the request, written
  * into the bundle and bound read-only at /<path> like a store file. */
+struct store_upload;
 struct oci_input {
     char *path; /* normalized, as a store path */
     char *data;
     size_t len;
     unsigned mode; /* permission bits; the file belongs to the sandbox user */
+    /* A multipart /run's file part (issue 17): the file spooled on disk,
+     * linked into the run instead of data (owned by the run_request). */
+    struct store_upload *spool;
+    int part; /* "part": true: the content comes as a multipart file part */
 };
 
 struct oci_bundle_params {

@@ -782,7 +782,8 @@ struct pool_sb *pool_take(struct pool *p, const struct run_request *req)
         image_known = 1;
         /* Inputs are bind mounts that must exist at create; egress rules
          * are made with the netns: those runs go cold. */
-        if (s->state != PSB_READY || s->dying || req->nfiles > 0 || req->has_egress ||
+        if (s->state != PSB_READY || s->dying || req->nfiles > 0 || req->ninputs > 0 ||
+            req->has_egress ||
             req->network != e->network || req->limits.cpu_cores != e->limits.cpu_cores ||
             req->limits.memory_mb != e->limits.memory_mb ||
             req->limits.pids_limit != e->limits.pids_limit ||

@@ -23,6 +23,7 @@
 #include "proc.h"
 #include "infeed.h"
 #include "pool.h"
+#include "store.h"
 
 /* The tmpfs under each run's rootfs overlay: what runsc creates there
  * (mount points) is all it holds. */
@@ -47,6 +48,8 @@ void run_request_free(struct run_request **rp)
     for (size_t i = 0; r->inputs && i < r->ninputs; i++) {
         free(r->inputs[i].path);
         free(r->inputs[i].data);
+        /* a spooled part's temp file goes with the request, however it ends */
+        store_upload_abort(&r->inputs[i].spool);
     }
     free(r->inputs);
     free(r);

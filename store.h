@@ -110,6 +110,15 @@ int store_upload_commit_io(struct store_upload *up, const char *norm_path, struc
                            struct bx_err *err);
 void store_upload_finish(struct store_upload **up, int committed, const struct store_report *rep);
 int store_upload_fds(const struct store_upload *up, int *fds, int cap);
+/* A multipart /run's file parts (issue 17) are spooled as uploads that are
+ * never committed to a store path.  seal writes what is buffered and closes
+ * the file (a request holds no descriptor per part while it waits for its
+ * run); link then hard-links the sealed temp file as dst_name in dst_dirfd
+ * (the run's inputs directory, same filesystem as the store), and abort
+ * (or run_request_free) removes the temp name and the pending bytes. */
+int store_upload_seal(struct store_upload *up, struct bx_err *err);
+int store_upload_link(const struct store_upload *up, int dst_dirfd, const char *dst_name,
+                      struct bx_err *err);
 
 /* Opens a stored regular file for reading (O_RDONLY|O_CLOEXEC), returns its
  * fd and size.  404 when absent, 400 when it is a directory or not a

@@ -136,6 +136,29 @@ int store_upload_fds(const struct store_upload *up, int *fds, int cap)
     return n;
 }
 
+int store_upload_seal(struct store_upload *up, struct bx_err *err)
+{
+    int r;
+    if (!up || up->fd < 0)
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_upload_seal: no upload");
+    r = upload_flush(up, err);
+    free(up->buf);
+    up->buf = NULL;
+    bx_close(&up->fd);
+    return r;
+}
+
+int store_upload_link(const struct store_upload *up, int dst_dirfd, const char *dst_name,
+                      struct bx_err *err)
+{
+    if (!up || !up->name[0] || up->fd >= 0)
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "store_upload_link: not a sealed upload");
+    /* No AT_SYMLINK_FOLLOW: the temp name is ours (O_EXCL, O_NOFOLLOW). */
+    if (linkat(up->st->tmpfd, up->name, dst_dirfd, dst_name, 0) < 0)
+        return bx_err_sys(err, store_space_status(errno), "link spooled input");
+    return 0;
+}
+
 int store_upload_commit_io(struct store_upload *u, const char *norm_path, struct store_report *rep,
                            struct bx_err *err)
 {

@@ -8,7 +8,8 @@
  * memory from the body or box_defaults, clamped), the wall clock in ms
  * exactly timeout_ms (0: none), network none or sandbox (never host), no
  * files, no egress, not persisted.  Every refusal is a 400 (413 only for a
- * body above RUN_MAX_BODY or its translation), leaves *out NULL, and a
+ * body above max_request_body_bytes; its translation is sized from the body,
+ * issue 17), leaves *out NULL, and a
  * RESOURCE_EXCEEDED one (ERANGE) names a BoxRun field.  Leak detection
  * (libFuzzer's default) covers the error paths' cleanup. */
 #include <errno.h>

@@ -26,6 +26,8 @@ CHUNK_MAX_TRAILER = 8192       # httpparse.c
 MP_MAX_PART_HEADER = 8192      # multipart.h
 MP_MAX_PARTS = 64              # multipart.h
 MP_MAX_NAME = 255              # multipart.h
+RUNMP_REQUEST_MAX = 4096       # fuzz_runmp.c cfg.max_request_body_bytes
+RUNMP_UPLOAD_LIMIT = 256       # fuzz_runmp.c cfg.upload_limit_bytes
 CG_OUT_CAP = 4096              # fuzz_cgproc.c: byte 1 with the top bit set
 CONFIG_MAX_BYTES = 1 << 20     # config.c
 CONFIG_MAX_VALUES = 100000     # config.c
@@ -130,6 +132,23 @@ def multipart():
         body = (b'--XyZ\r\nContent-Disposition: form-data; name="' + b"n" * n +
                 b'"\r\n\r\nv\r\n--XyZ--\r\n')
         out["name_%d" % n] = frame(body)
+    return out
+
+
+def runmp():
+    out = {}
+    # 2 split bytes, then the body (boundary XyZ)
+    def part(name, data):
+        return (b'--XyZ\r\nContent-Disposition: form-data; name="' + name +
+                b'"\r\n\r\n' + data + b"\r\n")
+    run = b'{"image": "busybox", "cmd": ["sh"]}'
+    for n in around(RUNMP_REQUEST_MAX):
+        req = run[:-1] + b', "cwd": "/' + b"c" * (n - len(run) - 12) + b'"}'
+        assert len(req) == n
+        out["request_%d" % n] = b"\x00\x10" + part(b"request", req) + b"--XyZ--\r\n"
+    for n in around(RUNMP_UPLOAD_LIMIT):
+        out["file_%d" % n] = (b"\x00\x40" + part(b"request", run) + part(b"f", b"d" * n) +
+                              b"--XyZ--\r\n")
     return out
 
 
@@ -319,6 +338,7 @@ HARNESSES = {
     "fuzz_imgref": imgref,
     "fuzz_httpparse": httpparse,
     "fuzz_multipart": multipart,
+    "fuzz_runmp": runmp,
     "fuzz_cgproc": cgproc,
     "fuzz_netlink": netlink,
     "fuzz_config": config,

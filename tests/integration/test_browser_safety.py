@@ -140,11 +140,28 @@ def test_allowed_origins(make_server):
 def test_run_needs_json_content_type(server):
     h = own_host(server)
     for ctype in ("text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
-                  "multipart/form-data; boundary=x", "application/jsonx", None):
+                  "application/jsonx", None):
         hdrs = [("Host", h)] + ([("Content-Type", ctype)] if ctype else [])
         status, data = raw(server, "POST", "/run", hdrs, RUN_BODY)
         assert status == 415, (ctype, status, data[:200])
         assert "application/json" in json.loads(data)["error"]
+    # multipart/form-data (issue 17: the multipart /run) is a "simple"
+    # type like /files': what guards it is the Origin check (a page's
+    # cross-origin POST always carries its Origin) and the Host check
+    mp = (b'--x\r\nContent-Disposition: form-data; name="request"\r\n\r\n' + RUN_BODY +
+          b"\r\n--x--\r\n")
+    status, data = raw(server, "POST", "/run", [("Host", h), ("Origin", "http://evil.test"),
+                                                ("Content-Type", "multipart/form-data; boundary=x")],
+                       mp)
+    assert status == 403, (status, data[:200])
+    status, data = raw(server, "POST", "/run", [("Host", "evil.test"),
+                                                ("Content-Type", "multipart/form-data; boundary=x")],
+                       mp)
+    assert status == 421, (status, data[:200])
+    status, data = raw(server, "POST", "/run", [("Host", h),
+                                                ("Content-Type", "multipart/form-data; boundary=x")],
+                       mp)
+    assert status == 200 and json.loads(data)["stdout"] == "ran\n", data[:300]
     # Parameters are fine.
     status, data = raw(server, "POST", "/run",
                        [("Host", h), ("Content-Type", "application/json; charset=utf-8")],

@@ -2,6 +2,7 @@
 server whose runs hit the pool ("warm") and one without a pool ("cold");
 then hits/misses, refill, shutdown cleanup and the crash sweep."""
 
+import json
 import os
 import re
 import time
@@ -347,3 +348,19 @@ def test_pool_gives_way_to_a_run_that_needs_its_budget(make_server):
     wait_ready(srv, 1)
     assert srv.stop() == 0
     assert H.leftovers(srv.home) == {}
+
+
+def test_runs_with_inputs_go_cold(make_server):
+    # inputs (JSON or multipart, issue 17) are bind mounts made with the
+    # bundle: a warm sandbox has none, so such a run must not take one
+    srv = make_server(config={"warm_pool": [{"image": BUSYBOX, "count": 1}]})
+    wait_ready(srv, 1)
+    res = H.ok(srv, {"image": BUSYBOX, "cmd": ["cat", "/in/x"], "inputs": {"in/x": {"content": "abc"}}})
+    assert res["stdout"] == "abc"
+    body = (b'--b\r\nContent-Disposition: form-data; name="request"\r\n\r\n' +
+            json.dumps({"image": BUSYBOX, "cmd": ["cat", "/in/y"]}).encode() +
+            b'\r\n--b\r\nContent-Disposition: form-data; name="in/y"\r\n\r\nxyz\r\n--b--\r\n')
+    r = httpx.post(srv.url + "/run", content=body, timeout=120,
+                   headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 200 and r.json()["stdout"] == "xyz", r.text
+    assert metrics(srv)["boxer_pool_hits_total"] == 0

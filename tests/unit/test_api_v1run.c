@@ -10,6 +10,7 @@
 #include "config.h"
 #include "guard.h"
 #include "run.h"
+#include "util.h"
 
 static struct config cfg;
 
@@ -203,6 +204,34 @@ START_TEST(refusals)
 }
 END_TEST
 
+/* issue 17: no fixed translation cap; the body follows max_request_body_bytes.
+ * 128 arguments of 240 KiB: 30 MiB of body (the old fixed buffer held 24 MiB). */
+START_TEST(large_body_follows_the_config)
+{
+    struct run_request *r = NULL;
+    struct bx_err err;
+    struct sbuf b;
+    char *arg = malloc(240 << 10);
+    ck_assert_ptr_nonnull(arg);
+    memset(arg, 'a', 240 << 10);
+    cfg.max_request_body_bytes = 64u << 20;
+    sbuf_init(&b, 64u << 20);
+    ck_assert_int_eq(sbuf_appendf(&b, "{\"image\": \"busybox\", \"cmd\": [\"true\""), 0);
+    for (int i = 0; i < 128; i++) {
+        ck_assert_int_eq(sbuf_append(&b, ", \"", 3), 0);
+        ck_assert_int_eq(sbuf_append(&b, arg, 240 << 10), 0);
+        ck_assert_int_eq(sbuf_append(&b, "\"", 1), 0);
+    }
+    ck_assert_int_eq(sbuf_append(&b, "]}", 3), 0); /* with the NUL parse() reads to */
+    ck_assert_msg(parse(b.data, &r, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(strlen(r->cmd[128]), 240 << 10);
+    ck_assert_ptr_null(r->cmd[129]);
+    run_request_free(&r);
+    sbuf_free(&b);
+    free(arg);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("api_v1run");
@@ -212,6 +241,7 @@ static Suite *suite(void)
     tcase_add_test(tc, maps_stdin);
     tcase_add_test(tc, defaults_from_box_defaults);
     tcase_add_test(tc, root_and_user);
+    tcase_add_test(tc, large_body_follows_the_config);
     tcase_add_loop_test(tc, refusals, 0, (int)(sizeof(refused) / sizeof(refused[0])));
     suite_add_tcase(s, tc);
     return s;

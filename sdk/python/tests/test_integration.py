@@ -298,3 +298,31 @@ def test_run_inputs_and_return_outputs(client: BoxerClient) -> None:
     assert r.stdout == "ran\ntext\n"
     assert r.outputs == {"b.bin": bytes(range(256))}
     assert r.outputs_left is None
+
+
+def test_run_input_files_multipart(client: BoxerClient, tmp_path: Path) -> None:
+    """Multipart /run (issue 17): files streamed in the run request itself."""
+    local = tmp_path / "data.bin"
+    local.write_bytes(bytes(range(256)) * 4096)  # 1 MiB from a local path
+    with open(local, "rb") as f:
+        r = client.run(
+            BUSYBOX_IMAGE,
+            ["sh", "-c", "/w/run.sh; cat /w/a.txt; md5sum /w/data.bin /w/obj.bin | cut -c1-32; "
+             "stat -c %a /w/a.txt; cp /w/data.bin /output/copy.bin"],
+            input_files={"w/run.sh": (b"#!/bin/sh\necho ran\n", 0o755), "w/a.txt": b"text\n",
+                         "w/data.bin": str(local), "w/obj.bin": f},
+            return_outputs=True,
+        )
+    assert r.exit_code == 0, r
+    md5 = hashlib.md5(local.read_bytes()).hexdigest()
+    assert r.stdout == "ran\ntext\n%s\n%s\n644\n" % (md5, md5), r.stdout
+    assert r.outputs == {"copy.bin": local.read_bytes()}
+    # streamed events with the same body
+    events = list(client.run(BUSYBOX_IMAGE, ["cat", "/x"], input_files={"x": b"streamed"},
+                             stream=True))
+    assert events[-1].type == "result" and events[-1].result is not None
+    assert events[-1].result.stdout == "streamed"
+    # the server's refusals come back as errors
+    with pytest.raises(BoxerAPIError) as bad:
+        client.run(BUSYBOX_IMAGE, ["true"], input_files={"../x": b"a"})
+    assert bad.value.status_code == 400

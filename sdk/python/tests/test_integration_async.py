@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import uuid
 from pathlib import Path
@@ -177,3 +178,16 @@ async def test_async_run_inputs_and_return_outputs(boxer_url: str) -> None:
         r = await client.run(BUSYBOX_IMAGE, ["sh", "-c", "cp /in/x /output/y"],
                              inputs={"in/x": b"\x00abc"}, return_outputs=True)
     assert r.exit_code == 0 and r.outputs == {"y": b"\x00abc"}, r
+
+
+@pytest.mark.asyncio
+async def test_async_run_input_files_multipart(boxer_url: str) -> None:
+    async with make_async_client(boxer_url) as client:
+        r = await client.run(BUSYBOX_IMAGE, ["sh", "-c", "/in/x; cp /in/y /output/y"],
+                             input_files={"in/x": (b"#!/bin/sh\necho hi\n", 0o700),
+                                          "in/y": io.BytesIO(b"\x00abc")},
+                             return_outputs=True)
+        assert r.exit_code == 0 and r.stdout == "hi\n" and r.outputs == {"y": b"\x00abc"}, r
+        events = [e async for e in client.run(BUSYBOX_IMAGE, ["cat", "/z"],
+                                              input_files={"z": b"async"}, stream=True)]
+        assert events[-1].result is not None and events[-1].result.stdout == "async"

@@ -1351,3 +1351,35 @@ def test_stream_encoding_and_base64_events() -> None:
         d.feed('{"type": "log", "stream": "stdout", "seq": 2, "data": "%%%"}')
     ev = StreamDecoder().feed('{"type": "log", "stream": "stdout", "seq": 1, "data": "text"}')
     assert ev is not None and ev.raw is None and ev.data == "text"
+
+
+def test_multipart_run_body() -> None:
+    """input_files: the request part first, each file part named by its
+    path, Content-Length exact; (source, mode) puts the mode in inputs."""
+    from boxer._multipart import MultipartRun
+
+    up = MultipartRun({"image": "i", "cmd": ["c"]}, [("a/b", b"x" * 10), ("c", io.BytesIO(b"yz"))],
+                      boundary="BND", chunk_size=3)
+    body = b"".join(up.iter_chunks())
+    assert up.headers["Content-Length"] == str(len(body))
+    assert body.startswith(b'--BND\r\nContent-Disposition: form-data; name="request"\r\n')
+    assert b'name="a/b"; filename="b"\r\nContent-Type: application/octet-stream\r\n\r\n' + b"x" * 10 \
+        + b"\r\n--BND\r\n" in body
+    assert body.endswith(b"yz\r\n--BND--\r\n")
+    with pytest.raises(ValueError):
+        MultipartRun({}, [('a"b', b"")])
+    seen: Dict[str, Any] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen["ct"] = request.headers["content-type"]
+        seen["body"] = request.read()
+        return httpx.Response(200, json={"exec_id": "e", "exit_code": 0, "stdout": "", "stderr": "",
+                                         "wall_ms": 1, "timed_out": False})
+
+    with BoxerClient("http://boxer.test", transport=httpx.MockTransport(handler)) as c:
+        c.run("busybox", ["true"], input_files={"run.sh": (b"#!", 0o755)})
+    assert seen["ct"].startswith("multipart/form-data; boundary=boxer-")
+    req = seen["body"].split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[0]
+    assert json.loads(req)["inputs"] == {"run.sh": {"part": True, "mode": 0o755}}
+    with pytest.raises(ValueError):
+        c.run("busybox", ["true"], input_files={"x": b""}, timeout_ms=5)

@@ -1,4 +1,5 @@
-"""Streaming multipart/form-data encoder for ``POST /files``.
+"""Streaming multipart/form-data encoders for ``POST /files`` and the
+multipart ``POST /run`` (MultipartRun: a ``request`` part, then files).
 
 httpx's own ``files=`` support is not used: depending on the httpx version it
 may read the whole file to compute a length, and it always orders parts the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import os
 import posixpath
 import re
@@ -24,7 +26,7 @@ from typing import Any, AsyncGenerator, Dict, Generator, Optional, Tuple, Union
 
 from .errors import BoxerError
 
-__all__ = ["MultipartUpload", "UploadData", "CHUNK_SIZE"]
+__all__ = ["MultipartUpload", "MultipartRun", "InputFile", "UploadData", "CHUNK_SIZE"]
 
 CHUNK_SIZE = 256 * 1024
 
@@ -263,3 +265,161 @@ class MultipartUpload:
                     break
                 yield data
         yield self._tail
+
+
+# A multipart /run's file: bytes, a local path (str or os.PathLike), or a
+# binary file object; with its permission bits as (source, mode).
+InputFile = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", Any]
+
+
+class _RunFile:
+    """One file part of a multipart ``POST /run``: its head and its source."""
+
+    def __init__(self, remote_path: str, source: Any, boundary: str) -> None:
+        if not isinstance(remote_path, str) or not remote_path:
+            raise ValueError("input_files: each path must be a non-empty str")
+        if any(c in remote_path for c in '"\r\n'):
+            # the part name is the path: it must survive as a quoted-string
+            raise ValueError(f"input_files: path {remote_path!r} has a quote or a line break")
+        self.view: Optional[memoryview] = None
+        self.file: Any = None
+        self.local: Optional[str] = None
+        self.size: Optional[int]
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self.view = memoryview(source).cast("B")
+            self.size = self.view.nbytes
+        elif isinstance(source, (str, os.PathLike)):
+            # opened when the body is sent (and closed after), sized now
+            self.local = os.fspath(source)
+            self.size = os.stat(self.local).st_size
+        elif callable(getattr(source, "read", None)):
+            if isinstance(source, io.TextIOBase):
+                raise TypeError("input_files: a text file: open it in binary mode ('rb')")
+            self.file = source
+            self.size = _remaining_size(source)
+        else:
+            raise TypeError(
+                f"input_files[{remote_path!r}] must be bytes, a local path or a binary file "
+                f"object, not {type(source).__name__}"
+            )
+        self.head = (
+            f"--{boundary}\r\n".encode("ascii")
+            + b'Content-Disposition: form-data; name="' + remote_path.encode("utf-8")
+            + b'"; filename="' + _quote_header_value(posixpath.basename(remote_path) or "file").encode("utf-8")
+            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        )
+
+
+class MultipartRun:
+    """A multipart ``POST /run`` body: the ``request`` part (the /run JSON)
+    first, then one part per file, named by the path it is mounted at.
+    Files are read ``chunk_size`` bytes at a time, never whole; the total
+    length is known (``Content-Length``) whenever every file's size is."""
+
+    def __init__(
+        self,
+        request: Dict[str, Any],
+        files: "list[Tuple[str, Any]]",
+        *,
+        boundary: Optional[str] = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        if boundary is None:
+            boundary = "boxer-" + secrets.token_hex(16)
+        if not _BOUNDARY_RE.fullmatch(boundary):
+            raise ValueError(f"invalid multipart boundary {boundary!r}")
+        self.boundary = boundary
+        self.chunk_size = chunk_size
+        self._files = [_RunFile(p, s, boundary) for p, s in files]
+        self._head = (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="request"\r\n'
+            "Content-Type: application/json\r\n\r\n"
+        ).encode("ascii") + json.dumps(request).encode("utf-8") + b"\r\n"
+        self._tail = f"--{boundary}--\r\n".encode("ascii")
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        headers = {"Content-Type": f"multipart/form-data; boundary={self.boundary}"}
+        total = len(self._head) + len(self._tail)
+        for f in self._files:
+            if f.size is None:
+                return headers  # chunked transfer encoding
+            total += len(f.head) + f.size + 2
+        headers["Content-Length"] = str(total)
+        return headers
+
+    def _read(self, f: _RunFile, src: Any) -> Generator[bytes, None, None]:
+        remaining = f.size
+        while remaining is None or remaining > 0:
+            want = self.chunk_size if remaining is None else min(self.chunk_size, remaining)
+            block = src.read(want)
+            if inspect.isawaitable(block):
+                if inspect.iscoroutine(block):
+                    block.close()
+                raise TypeError("input_files: a file with an async read(): use AsyncBoxerClient")
+            data, remaining, done = _account(block, remaining)
+            if done:
+                return
+            yield data
+
+    def iter_chunks(self) -> Generator[bytes, None, None]:
+        """The body as a synchronous iterator of chunks."""
+        yield self._head
+        for f in self._files:
+            yield f.head
+            if f.view is not None:
+                for start in range(0, f.view.nbytes, self.chunk_size):
+                    yield bytes(f.view[start : start + self.chunk_size])
+            elif f.local is not None:
+                with open(f.local, "rb") as src:
+                    yield from self._read(f, src)
+            else:
+                yield from self._read(f, f.file)
+            yield b"\r\n"
+        yield self._tail
+
+    async def aiter_chunks(self) -> AsyncGenerator[bytes, None]:
+        """The body as an asynchronous iterator of chunks (file objects whose
+        ``read`` is synchronous are read inline, async ones awaited)."""
+        yield self._head
+        for f in self._files:
+            yield f.head
+            if f.view is not None:
+                for start in range(0, f.view.nbytes, self.chunk_size):
+                    yield bytes(f.view[start : start + self.chunk_size])
+            elif f.local is not None:
+                with open(f.local, "rb") as src:
+                    for chunk in self._read(f, src):
+                        yield chunk
+            else:
+                remaining = f.size
+                while remaining is None or remaining > 0:
+                    want = self.chunk_size if remaining is None else min(self.chunk_size, remaining)
+                    block = f.file.read(want)
+                    if inspect.isawaitable(block):
+                        block = await block
+                    data, remaining, done = _account(block, remaining)
+                    if done:
+                        break
+                    yield data
+            yield b"\r\n"
+        yield self._tail
+
+
+def _account(block: Any, remaining: Optional[int]) -> Tuple[bytes, Optional[int], bool]:
+    """One block read from a file: (data, remaining, done); as
+    MultipartUpload._account (a file that shrank below its announced size
+    aborts the request rather than leave the server waiting)."""
+    data = _as_bytes(block)
+    if not data:
+        if remaining:
+            raise BoxerError(
+                f"input file ended {remaining} bytes before its announced size "
+                "(was the file truncated during the upload?)"
+            )
+        return data, remaining, True
+    if remaining is not None:
+        data = data[:remaining]
+        remaining -= len(data)
+    return data, remaining, False

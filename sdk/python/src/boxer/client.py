@@ -12,7 +12,7 @@ import httpx
 
 from . import _core, boxes
 from ._core import EnvType, LimitsType, PathLike, StdinType, TimeoutType
-from ._multipart import MultipartUpload, UploadData
+from ._multipart import MultipartRun, MultipartUpload, UploadData
 from .boxes import AsyncBoxHandle, BoxEnv, BoxHandle
 from .models import BoxInfo, ExecEvent, RunResult
 
@@ -125,6 +125,7 @@ class _ClientBase:
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> Tuple[str, Dict[str, Any], httpx.Timeout]:
         """(path, body, timeout) of a run: ``/run``, or BoxRun's ``/v1/run``
         when one of its own arguments (timeout_ms, disk_size_gb, volumes) is
@@ -141,7 +142,15 @@ class _ClientBase:
                 body["stream"] = True
                 if boxes.stream_base64(encoding):
                     body["encoding"] = "base64"
+            for remote, source in (input_files or {}).items():
+                if isinstance(source, tuple):
+                    # (source, mode): the mode travels in the request part
+                    if len(source) != 2 or isinstance(source[1], bool) or not isinstance(source[1], int):
+                        raise ValueError(f"input_files[{remote!r}]: a tuple must be (source, mode)")
+                    body.setdefault("inputs", {})[remote] = {"part": True, "mode": source[1]}
             return "/run", body, timeout
+        if input_files is not None:
+            raise ValueError("input_files needs POST /run: not with timeout_ms, disk_size_gb or volumes")
         if stream:
             raise ValueError("stream=True streams POST /run, which takes limits= rather than "
                              "BoxRun's timeout_ms, disk_size_gb and volumes")
@@ -155,6 +164,15 @@ class _ClientBase:
                                        volumes=volumes)
         wall = {"wall_clock_secs": (timeout_ms or 0) / 1000.0}
         return "/v1/run", body, _core.run_request_timeout(self._timeout, self._run_timeout, wall)
+
+
+def _run_upload(body: Dict[str, Any], input_files: Optional[Mapping[str, Any]]) -> Optional[MultipartRun]:
+    """The multipart body of a run with ``input_files`` (None without)."""
+    if input_files is None:
+        return None
+    if not isinstance(input_files, Mapping):
+        raise TypeError("input_files must be a mapping {path: bytes, local path or file}")
+    return MultipartRun(body, [(p, s[0] if isinstance(s, tuple) else s) for p, s in input_files.items()])
 
 
 class BoxerClient(_ClientBase):
@@ -252,6 +270,7 @@ class BoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> RunResult: ...
 
     @overload
@@ -275,6 +294,7 @@ class BoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> Iterator[ExecEvent]: ...
 
     @overload
@@ -298,6 +318,7 @@ class BoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> Union[RunResult, Iterator[ExecEvent]]: ...
 
     def run(
@@ -320,6 +341,7 @@ class BoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> Union[RunResult, Iterator[ExecEvent]]:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
@@ -353,6 +375,14 @@ class BoxerClient(_ClientBase):
           ``limits``, ``files``, ``persist``, ``egress`` or ``stream``).  As
           in BoxRun, a timeout is then a result (exit code 137,
           ``timed_out``, ``error_message``), not an exception.
+        - ``inputs``: files carried in the request (``{"path": "text" |
+          bytes | {"content", "mode"}}``), mounted read-only at ``/<path>``;
+          ``return_outputs=True``: the ``/output`` files come back in
+          ``RunResult.outputs`` (issue 17).
+        - ``input_files``: ``{"path": bytes | local path | binary file |
+          (any of those, mode)}``: sent as a multipart ``POST /run``, each
+          file streamed (never whole in memory, no base64) and mounted
+          read-only at ``/<path>`` like ``inputs`` (default mode 0644).
 
         A non-zero exit code is returned, not raised.  Raises
         BoxerTimeoutError (wall clock exceeded), BoxerOutputLimitError
@@ -363,14 +393,22 @@ class BoxerClient(_ClientBase):
             image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
-            inputs=inputs, return_outputs=return_outputs, encoding=encoding,
+            inputs=inputs, return_outputs=return_outputs, encoding=encoding, input_files=input_files,
         )
+        upload = _run_upload(body, input_files)
         if stream:
             return self._stream_events("POST", path, body, timeout,
-                                       base64=boxes.stream_base64(encoding))
+                                       base64=boxes.stream_base64(encoding), upload=upload)
         if path == "/v1/run":
             return _core.parse_v1_run_result(
                 self._request("POST", path, params={"extra": "1"}, json=body, timeout=timeout))
+        if upload is not None:
+            chunks = upload.iter_chunks()
+            try:
+                return _core.parse_run_result(self._request(
+                    "POST", path, upload=True, content=chunks, headers=upload.headers, timeout=timeout))
+            finally:
+                chunks.close()
         return _core.parse_run_result(self._request("POST", path, json=body, timeout=timeout))
 
     def upload_file(self, remote_path: str, data: UploadData) -> str:
@@ -477,11 +515,15 @@ class BoxerClient(_ClientBase):
     def _stream_events(
         self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: httpx.Timeout,
         params: Optional[Dict[str, str]] = None, base64: bool = False,
+        upload: Optional[MultipartRun] = None,
     ) -> Iterator[ExecEvent]:
         decoder = boxes.StreamDecoder(base64)
-        with _core.translate_errors(method, self._base_url + path):
-            with self._http.stream(method, path, json=body, timeout=timeout, params=params,
-                                   headers={"Accept": "application/x-ndjson"}) as response:
+        send: Dict[str, Any] = {"json": body, "headers": {"Accept": "application/x-ndjson"}}
+        if upload is not None:
+            send = {"content": upload.iter_chunks(),
+                    "headers": dict(upload.headers, Accept="application/x-ndjson")}
+        with _core.translate_errors(method, self._base_url + path, upload=upload is not None):
+            with self._http.stream(method, path, timeout=timeout, params=params, **send) as response:
                 if response.status_code >= 300:
                     response.read()
                     _core.raise_for_status(response)
@@ -596,6 +638,7 @@ class AsyncBoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> Coroutine[Any, Any, RunResult]: ...
 
     @overload
@@ -619,6 +662,7 @@ class AsyncBoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> AsyncIterator[ExecEvent]: ...
 
     @overload
@@ -642,6 +686,7 @@ class AsyncBoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]: ...
 
     def run(
@@ -664,21 +709,33 @@ class AsyncBoxerClient(_ClientBase):
         inputs: Optional[Mapping[str, Any]] = None,
         return_outputs: bool = False,
         encoding: str = "utf8",
+        input_files: Optional[Mapping[str, Any]] = None,
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]:
         """See BoxerClient.run: ``await client.run(...)``, or with
-        ``stream=True`` ``async for event in client.run(..., stream=True)``."""
+        ``stream=True`` ``async for event in client.run(..., stream=True)``.
+        ``input_files`` may also hold file objects whose ``read(n)`` is a
+        coroutine (e.g. aiofiles)."""
         path, body, timeout = self._run_request(
             image, cmd, env=env, cwd=cwd, limits=limits, files=files, persist=persist,
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
-            inputs=inputs, return_outputs=return_outputs, encoding=encoding,
+            inputs=inputs, return_outputs=return_outputs, encoding=encoding, input_files=input_files,
         )
+        upload = _run_upload(body, input_files)
         if stream:
             return self._stream_events("POST", path, body, timeout,
-                                       base64=boxes.stream_base64(encoding))
-        return self._run_once(path, body, timeout)
+                                       base64=boxes.stream_base64(encoding), upload=upload)
+        return self._run_once(path, body, timeout, upload)
 
-    async def _run_once(self, path: str, body: Dict[str, Any], timeout: httpx.Timeout) -> RunResult:
+    async def _run_once(self, path: str, body: Dict[str, Any], timeout: httpx.Timeout,
+                        upload: Optional[MultipartRun] = None) -> RunResult:
+        if upload is not None:
+            chunks = upload.aiter_chunks()
+            try:
+                return _core.parse_run_result(await self._request(
+                    "POST", path, upload=True, content=chunks, headers=upload.headers, timeout=timeout))
+            finally:
+                await chunks.aclose()
         if path == "/v1/run":
             return _core.parse_v1_run_result(
                 await self._request("POST", path, params={"extra": "1"}, json=body, timeout=timeout))
@@ -769,11 +826,16 @@ class AsyncBoxerClient(_ClientBase):
     async def _stream_events(
         self, method: str, path: str, body: Optional[Dict[str, Any]], timeout: httpx.Timeout,
         params: Optional[Dict[str, str]] = None, base64: bool = False,
+        upload: Optional[MultipartRun] = None,
     ) -> AsyncIterator[ExecEvent]:
         decoder = boxes.StreamDecoder(base64)
-        with _core.translate_errors(method, self._base_url + path):
-            async with self._http.stream(method, path, json=body, timeout=timeout, params=params,
-                                         headers={"Accept": "application/x-ndjson"}) as response:
+        send: Dict[str, Any] = {"json": body, "headers": {"Accept": "application/x-ndjson"}}
+        if upload is not None:
+            send = {"content": upload.aiter_chunks(),
+                    "headers": dict(upload.headers, Accept="application/x-ndjson")}
+        with _core.translate_errors(method, self._base_url + path, upload=upload is not None):
+            async with self._http.stream(method, path, timeout=timeout, params=params,
+                                         **send) as response:
                 if response.status_code >= 300:
                     await response.aread()
                     _core.raise_for_status(response)
