@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <poll.h>
@@ -13,6 +14,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -371,6 +373,326 @@ int proc_fork(struct loop *l, const int *keep_fds, int n_keep, int (*fn)(void *f
         return -1;
     }
     return 0;
+}
+
+/* ---- spares ---- */
+
+/* What proc_spare_spawn hands a spare: this header, then NUL-terminated
+ * strings (path, cwd if SPARE_CWD, cwd_bind if SPARE_CWD_BIND, argv, envp)
+ * and, as SCM_RIGHTS, the stdio fds marked in `given`, in order. */
+#define SPARE_MSG_MAX 65536
+#define SPARE_JOIN_MAX 8
+#define SPARE_CWD 1u
+#define SPARE_CWD_BIND 2u
+
+struct spare_hdr {
+    uint64_t fsize_limit;
+    uint32_t nargv, nenv, flags, uid, gid;
+    int32_t oom, set_ids;
+    int32_t given[3];
+};
+
+struct proc_spare {
+    struct proc *p; /* watched: a spare killed with its cgroup is reaped */
+    int sock;       /* SOCK_SEQPACKET to the spare */
+    int dead;
+};
+
+/* One string of a message at *off (NUL within len); NULL when malformed. */
+static char *msg_str(char *buf, size_t len, size_t *off)
+{
+    char *s = buf + *off;
+    char *nul;
+    if (*off >= len)
+        return NULL;
+    nul = memchr(s, 0, len - *off);
+    if (!nul)
+        return NULL;
+    *off = (size_t)(nul - buf) + 1;
+    return s;
+}
+
+/* In the spare: joins, waits for its spec, then goes on as child_exec. */
+static void spare_child(int sock, const int *join_fds, int n_join, pid_t parent)
+{
+    static char buf[SPARE_MSG_MAX];
+    union {
+        char space[CMSG_SPACE(3 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    int keep[SPARE_JOIN_MAX + 1];
+    struct spare_hdr h;
+    struct iovec iov = {buf, sizeof(buf)};
+    struct msghdr msg = {0};
+    struct cmsghdr *c;
+    struct proc_spec s = {0};
+    int fds[3] = {-1, -1, -1}, nfds = 0, k = 0;
+    char **argv, **envp;
+    char oom[16];
+    size_t off = sizeof(h);
+    sigset_t none;
+    ssize_t n;
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    setsid();
+    if (die_with_parent(parent) < 0 || n_join > SPARE_JOIN_MAX)
+        _exit(127);
+    /* what ps shows for it in a box's cgroup until it execs */
+    prctl(PR_SET_NAME, "boxer-spare");
+    keep[0] = sock;
+    for (int i = 0; i < n_join; i++)
+        keep[1 + i] = join_fds[i];
+    /* A client socket held here would not close when the parent closes it. */
+    close_all_but(keep, n_join + 1);
+    for (int i = 0; i < n_join; i++) {
+        if (write(join_fds[i], "0", 1) != 1)
+            _exit(127);
+        close(join_fds[i]);
+    }
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.space;
+    msg.msg_controllen = sizeof(ctl.space);
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) /* freed unused */
+        _exit(0);
+    for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            if (nfds > 3)
+                _exit(127);
+            memcpy(fds, CMSG_DATA(c), (size_t)nfds * sizeof(int));
+        }
+    }
+    if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof(h))
+        _exit(127);
+    memcpy(&h, buf, sizeof(h));
+    if (h.nargv < 1 || h.nargv > SPARE_MSG_MAX / 2 || h.nenv > SPARE_MSG_MAX / 2)
+        _exit(127);
+    argv = calloc(h.nargv + 1, sizeof(*argv));
+    envp = calloc(h.nenv + 1, sizeof(*envp));
+    if (!argv || !envp || !(s.path = msg_str(buf, (size_t)n, &off)))
+        _exit(127);
+    if ((h.flags & SPARE_CWD) && !(s.cwd = msg_str(buf, (size_t)n, &off)))
+        _exit(127);
+    if ((h.flags & SPARE_CWD_BIND) && !(s.cwd_bind = msg_str(buf, (size_t)n, &off)))
+        _exit(127);
+    for (uint32_t i = 0; i < h.nargv; i++)
+        if (!(argv[i] = msg_str(buf, (size_t)n, &off)))
+            _exit(127);
+    for (uint32_t i = 0; i < h.nenv; i++)
+        if (!(envp[i] = msg_str(buf, (size_t)n, &off)))
+            _exit(127);
+    s.argv = argv;
+    s.envp = envp;
+    s.stdin_fd = s.stdout_fd = s.stderr_fd = -1;
+    for (int i = 0; i < 3; i++) {
+        if (!h.given[i])
+            continue;
+        if (k >= nfds)
+            _exit(127);
+        *(i == 0 ? &s.stdin_fd : i == 1 ? &s.stdout_fd : &s.stderr_fd) = fds[k++];
+    }
+    s.fsize_limit = h.fsize_limit;
+    s.set_ids = h.set_ids;
+    s.uid = h.uid;
+    s.gid = h.gid;
+    snprintf(oom, sizeof(oom), "%d", (int)h.oom);
+    /* Taken: from here on an EOF means exec'd, an int the errno. */
+    if (send(sock, "R", 1, MSG_NOSIGNAL) != 1)
+        _exit(127);
+    child_exec(&s, oom, sock, parent);
+}
+
+static void spare_on_exit(void *arg, int status)
+{
+    struct proc_spare *s = arg;
+    (void)status;
+    s->dead = 1;
+}
+
+int proc_spare_new(struct loop *l, const int *join_fds, int n_join_fds, struct proc_spare **out,
+                   struct bx_err *err)
+{
+    struct proc_spare *s;
+    int sv[2];
+    pid_t parent = getpid();
+
+    *out = NULL;
+    if (n_join_fds < 0 || n_join_fds > SPARE_JOIN_MAX)
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "too many join fds");
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+    s->sock = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        free(s);
+        return bx_err_sys(err, BX_E_INTERNAL, "socketpair");
+    }
+    s->p = proc_alloc(l, spare_on_exit, s, err);
+    if (!s->p)
+        goto fail;
+    s->p->pid = fork();
+    if (s->p->pid < 0) {
+        bx_err_sys(err, BX_E_INTERNAL, "fork");
+        goto fail;
+    }
+    if (s->p->pid == 0) {
+        close(sv[0]);
+        spare_child(sv[1], join_fds, n_join_fds, parent);
+    }
+    bx_close(&sv[1]);
+    s->sock = sv[0];
+    if (watch(s->p, &s->p, err) < 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    free(s->p);
+    bx_close(&sv[0]);
+    bx_close(&sv[1]);
+    free(s);
+    return -1;
+}
+
+void proc_spare_free(struct proc_spare **sp)
+{
+    struct proc_spare *s = *sp;
+    if (!s)
+        return;
+    *sp = NULL;
+    proc_free(&s->p);
+    bx_close(&s->sock);
+    free(s);
+}
+
+/* Appends str and its NUL to buf; -1 when it does not fit. */
+static int msg_put(char *buf, size_t *len, const char *str)
+{
+    size_t n = strlen(str) + 1;
+    if (n > SPARE_MSG_MAX - *len)
+        return -1;
+    memcpy(buf + *len, str, n);
+    *len += n;
+    return 0;
+}
+
+/* Builds the message of spec in buf; -1 when it is too large. */
+static int spare_msg(const struct proc_spec *spec, char *buf, size_t *len)
+{
+    struct spare_hdr h = {0};
+    *len = sizeof(h);
+    h.fsize_limit = spec->fsize_limit;
+    h.uid = (uint32_t)spec->uid;
+    h.gid = (uint32_t)spec->gid;
+    h.oom = spec->oom_score_adj;
+    h.set_ids = spec->set_ids;
+    h.given[0] = spec->stdin_fd >= 0;
+    h.given[1] = spec->stdout_fd >= 0;
+    h.given[2] = spec->stderr_fd >= 0;
+    if (msg_put(buf, len, spec->path) < 0)
+        return -1;
+    if (spec->cwd) {
+        h.flags |= SPARE_CWD;
+        if (msg_put(buf, len, spec->cwd) < 0)
+            return -1;
+    }
+    if (spec->cwd_bind) {
+        h.flags |= SPARE_CWD_BIND;
+        if (msg_put(buf, len, spec->cwd_bind) < 0)
+            return -1;
+    }
+    for (; spec->argv[h.nargv]; h.nargv++)
+        if (msg_put(buf, len, spec->argv[h.nargv]) < 0)
+            return -1;
+    for (; spec->envp && spec->envp[h.nenv]; h.nenv++)
+        if (msg_put(buf, len, spec->envp[h.nenv]) < 0)
+            return -1;
+    memcpy(buf, &h, sizeof(h));
+    return 0;
+}
+
+int proc_spare_spawn(struct loop *l, struct proc_spare **sp, const struct proc_spec *spec,
+                     proc_exit_cb cb, void *arg, struct proc **out, struct bx_err *err)
+{
+    struct proc_spare *s = *sp;
+    union {
+        char space[CMSG_SPACE(3 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr msg = {0};
+    struct iovec iov;
+    struct cmsghdr *c;
+    int fds[3], nfds = 0, child_errno = 0;
+    char *buf = NULL;
+    size_t len = 0;
+    char ack = 0;
+    ssize_t n;
+
+    *sp = NULL;
+    if (!s || s->dead || !spec->argv || !spec->argv[0])
+        goto fallback;
+    if (spec->oom_score_adj < -1000 || spec->oom_score_adj > 1000) {
+        proc_spare_free(&s);
+        return bx_err_set(err, BX_E_INTERNAL, EINVAL, "oom_score_adj %d out of range",
+                          spec->oom_score_adj);
+    }
+    buf = malloc(SPARE_MSG_MAX);
+    if (!buf || spare_msg(spec, buf, &len) < 0)
+        goto fallback;
+    if (spec->stdin_fd >= 0)
+        fds[nfds++] = spec->stdin_fd;
+    if (spec->stdout_fd >= 0)
+        fds[nfds++] = spec->stdout_fd;
+    if (spec->stderr_fd >= 0)
+        fds[nfds++] = spec->stderr_fd;
+    iov.iov_base = buf;
+    iov.iov_len = len;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (nfds) {
+        msg.msg_control = ctl.space;
+        msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    }
+    do {
+        n = sendmsg(s->sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)len)
+        goto fallback; /* the spare is gone */
+    /* Blocks until the spare has joined (if it still had not) and exec'd,
+     * as start_child does. */
+    do {
+        n = recv(s->sock, &ack, 1, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || ack != 'R')
+        goto fallback; /* died before it took the spec */
+    do {
+        n = recv(s->sock, &child_errno, sizeof(child_errno), 0);
+    } while (n < 0 && errno == EINTR);
+    free(buf);
+    if (n != 0) {
+        proc_spare_free(&s);
+        errno = n == (ssize_t)sizeof(child_errno) ? child_errno : EIO;
+        return bx_err_sys(err, BX_E_INTERNAL, "exec %s", spec->path);
+    }
+    s->p->cb = cb;
+    s->p->arg = arg;
+    *out = s->p;
+    s->p = NULL;
+    proc_spare_free(&s);
+    return 0;
+fallback:
+    free(buf);
+    proc_spare_free(&s);
+    return proc_spawn(l, spec, cb, arg, out, err);
 }
 
 pid_t proc_pid(const struct proc *p)

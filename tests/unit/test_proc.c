@@ -372,6 +372,169 @@ START_TEST(test_free_running_child_no_callback)
 }
 END_TEST
 
+/* Spares (proc_spare_*): the join fds get "0" when the spare is made,
+ * before any spec exists; the spec handed over later runs with its
+ * stdio, argv, env and cwd; the exit arrives through the loop. */
+START_TEST(test_spare_joins_early_then_runs_the_spec)
+{
+    char *argv[] = {"sh", "-c", "read x; echo \"$x:$PATH:$(pwd)\"; echo e >&2; exit 5", NULL};
+    struct proc_spec s = sh_spec(argv);
+    struct exit_rec r = {0};
+    struct loop *l = make_loop(&r);
+    struct proc_spare *sp = NULL;
+    struct proc *p = NULL;
+    struct bx_err err;
+    int j[2], in[2], out[2], er[2], jfd;
+    char buf[128];
+    ssize_t n;
+    bx_err_clear(&err);
+    ck_assert_int_eq(pipe2(j, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(er, O_CLOEXEC), 0);
+    jfd = j[1];
+    ck_assert_msg(proc_spare_new(l, &jfd, 1, &sp, &err) == 0, "%s", err.msg);
+    close(j[1]);
+    /* joined now, with no spec yet */
+    ck_assert_int_eq(read(j[0], buf, sizeof(buf)), 1);
+    ck_assert_int_eq(buf[0], '0');
+    ck_assert_int_eq(write(in[1], "hi\n", 3), 3);
+    close(in[1]);
+    s.stdin_fd = in[0];
+    s.stdout_fd = out[1];
+    s.stderr_fd = er[1];
+    s.cwd = "/tmp";
+    ck_assert_msg(proc_spare_spawn(l, &sp, &s, on_exit_cb, &r, &p, &err) == 0, "%s", err.msg);
+    ck_assert_ptr_null(sp);
+    ck_assert_int_eq(r.called, 0);
+    close(in[0]);
+    close(out[1]);
+    close(er[1]);
+    wait_exit(l, &r);
+    ck_assert(WIFEXITED(r.status));
+    ck_assert_int_eq(WEXITSTATUS(r.status), 5);
+    n = read(out[0], buf, sizeof(buf) - 1);
+    ck_assert_int_gt(n, 0);
+    buf[n] = 0;
+    ck_assert_str_eq(buf, "hi:/usr/bin:/bin:/tmp\n");
+    n = read(er[0], buf, sizeof(buf) - 1);
+    ck_assert_int_eq(n, 2);
+    /* not joined a second time */
+    ck_assert_int_eq(read(j[0], buf, sizeof(buf)), 0);
+    proc_free(&p);
+    close(out[0]);
+    close(er[0]);
+    close(j[0]);
+    loop_free(&l);
+}
+END_TEST
+
+/* Only 0..2 are open in what a spare runs (the spare closed Boxer's fds,
+ * and the handed-over ones are not left behind), and /dev/null stands in
+ * for stdio not given. */
+START_TEST(test_spare_no_fd_leaks)
+{
+    char *argv[] = {"sh", "-c",
+                    "readlink /proc/self/fd/0; ls /proc/self/fd | sort -n | tr '\\n' ' '", NULL};
+    struct proc_spec s = sh_spec(argv);
+    struct exit_rec r = {0};
+    struct loop *l = make_loop(&r);
+    struct proc_spare *sp = NULL;
+    struct proc *p = NULL;
+    struct bx_err err;
+    int leak = open("/dev/null", O_RDONLY); /* not O_CLOEXEC on purpose */
+    int out[2];
+    char buf[256];
+    ssize_t n;
+    size_t len = 0;
+    bx_err_clear(&err);
+    ck_assert_int_ge(leak, 3);
+    ck_assert_int_eq(proc_spare_new(l, NULL, 0, &sp, &err), 0);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    s.stdout_fd = out[1];
+    ck_assert_int_eq(proc_spare_spawn(l, &sp, &s, on_exit_cb, &r, &p, &err), 0);
+    close(out[1]);
+    wait_exit(l, &r);
+    while (len + 1 < sizeof(buf) && (n = read(out[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = 0;
+    ck_assert_str_eq(buf, "/dev/null\n0 1 2 3 ");
+    proc_free(&p);
+    close(out[0]);
+    close(leak);
+    loop_free(&l);
+}
+END_TEST
+
+/* A spare that died (killed with its cgroup) or none at all: the spec is
+ * spawned the usual way, its own join fds included. */
+START_TEST(test_spare_gone_falls_back)
+{
+    char *argv[] = {"sh", "-c", "exit 4", NULL};
+    struct proc_spec s = sh_spec(argv);
+    struct exit_rec r = {0};
+    struct loop *l = make_loop(&r);
+    struct proc_spare *sp = NULL;
+    struct proc *p = NULL;
+    struct bx_err err;
+    int j[2], jfd, ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    char buf[8];
+    bx_err_clear(&err);
+    ck_assert_int_eq(pipe2(j, O_CLOEXEC), 0);
+    jfd = j[1];
+    s.join_fds = &jfd;
+    s.n_join_fds = 1;
+    /* a join fd it cannot write: the spare exits before taking a spec */
+    ck_assert_int_eq(proc_spare_new(l, &ro, 1, &sp, &err), 0);
+    ck_assert_msg(proc_spare_spawn(l, &sp, &s, on_exit_cb, &r, &p, &err) == 0, "%s", err.msg);
+    wait_exit(l, &r);
+    ck_assert_int_eq(WEXITSTATUS(r.status), 4);
+    ck_assert_int_eq(read(j[0], buf, sizeof(buf)), 1); /* joined by the fallback */
+    proc_free(&p);
+    r.called = 0;
+    ck_assert_ptr_null(sp);
+    ck_assert_int_eq(proc_spare_spawn(l, &sp, &s, on_exit_cb, &r, &p, &err), 0);
+    wait_exit(l, &r);
+    ck_assert_int_eq(WEXITSTATUS(r.status), 4);
+    proc_free(&p);
+    close(j[0]);
+    close(j[1]);
+    close(ro);
+    proc_reap_orphans();
+    ck_assert_int_eq(proc_orphans(), 0);
+    loop_free(&l);
+}
+END_TEST
+
+/* An exec that fails in the spare is reported by proc_spare_spawn with the
+ * child's errno; a spare freed unused is killed and reaped, no callback. */
+START_TEST(test_spare_exec_failure_and_free)
+{
+    char *argv[] = {"nope", NULL};
+    struct proc_spec s = sh_spec(argv);
+    struct exit_rec r = {0};
+    struct loop *l = make_loop(&r);
+    struct proc_spare *sp = NULL;
+    struct proc *p = NULL;
+    struct bx_err err;
+    bx_err_clear(&err);
+    s.path = "/nonexistent/nope";
+    ck_assert_int_eq(proc_spare_new(l, NULL, 0, &sp, &err), 0);
+    ck_assert_int_eq(proc_spare_spawn(l, &sp, &s, on_exit_cb, &r, &p, &err), -1);
+    ck_assert_int_eq(err.sys_errno, ENOENT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/nope"));
+    ck_assert_ptr_null(sp);
+    ck_assert_ptr_null(p);
+    ck_assert_int_eq(proc_spare_new(l, NULL, 0, &sp, &err), 0);
+    proc_spare_free(&sp);
+    ck_assert_ptr_null(sp);
+    proc_reap_orphans();
+    ck_assert_int_eq(proc_orphans(), 0);
+    ck_assert_int_eq(r.called, 0);
+    loop_free(&l);
+}
+END_TEST
+
 START_TEST(test_find_in_path)
 {
     char out[256];
@@ -398,6 +561,10 @@ static Suite *proc_suite(void)
     tcase_add_test(tc, test_set_ids_after_cwd);
     tcase_add_test(tc, test_set_ids_failure_reported);
     tcase_add_test(tc, test_free_running_child_no_callback);
+    tcase_add_test(tc, test_spare_joins_early_then_runs_the_spec);
+    tcase_add_test(tc, test_spare_no_fd_leaks);
+    tcase_add_test(tc, test_spare_gone_falls_back);
+    tcase_add_test(tc, test_spare_exec_failure_and_free);
     tcase_add_test(tc, test_find_in_path);
     suite_add_tcase(s, tc);
     return s;
