@@ -138,35 +138,6 @@ int box_spawn_runsc(struct box *b, const char *const *args, const char *log_name
     return box_spawn_runsc_io(b, args, log_name, -1, out_fd, err_fd, join_cg, cb, arg, pp, err);
 }
 
-/* A spare child for the next exec of a running box (join_fds: its
- * cgroups' procs files); without one an exec joins the usual way. */
-static void box_spare_refill(struct box *b, const int *join_fds, int njoin)
-{
-    struct bx_err err;
-    if (b->spare || b->status != BOX_RUNNING || b->removing)
-        return;
-    if (proc_spare_new(b->m->p.loop, join_fds, njoin, &b->spare, &err) < 0)
-        bx_log_warn("box %s: %s", b->id, err.msg);
-}
-
-/* After a start: the first spare. */
-static void box_spare_first(struct box *b)
-{
-    int join_fds[CG_MAX_PROCS_FDS];
-    int njoin;
-    struct bx_err err;
-    if (!b->cg)
-        return;
-    njoin = cg_run_procs_fds(b->cg, join_fds, (int)BX_ARRAY_LEN(join_fds), &err);
-    if (njoin < 0) {
-        bx_log_warn("box %s: %s", b->id, err.msg);
-        return;
-    }
-    box_spare_refill(b, join_fds, njoin);
-    for (int i = 0; i < njoin; i++)
-        close(join_fds[i]);
-}
-
 int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_name, int in_fd,
                        int out_fd, int err_fd, int join_cg, proc_exit_cb cb, void *arg,
                        struct proc **pp, struct bx_err *err)
@@ -211,12 +182,7 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
                               .join_fds = join_fds,
                               .n_join_fds = njoin,
                               .cwd = b->dir};
-    if (njoin > 0 && strcmp(args[0], "exec") == 0) {
-        /* The spare has joined already; it is replaced at once, so the
-         * next exec finds one too. */
-        ret = proc_spare_spawn(m->p.loop, &b->spare, &spec, cb, arg, pp, err);
-        box_spare_refill(b, join_fds, njoin);
-    } else if (b->net && (strcmp(args[0], "create") == 0 || strcmp(args[0], "start") == 0)) {
+    if (b->net && (strcmp(args[0], "create") == 0 || strcmp(args[0], "start") == 0)) {
         /* see net.h: runsc create/start must not see /proc/sys/net */
         struct net_nsguard g;
         if (net_runsc_ns_enter(&g, err) < 0) {
@@ -365,7 +331,6 @@ static void on_started(void *arg, int status)
         return;
     }
     b->status = BOX_RUNNING;
-    box_spare_first(b);
     b->m->starts++;
     b->started = time(NULL);
     b->last_active = b->started;
@@ -566,7 +531,6 @@ int box_begin_start(struct box *b, struct bx_err *err)
 static void release_sandbox(struct box *b)
 {
     struct bx_err err;
-    proc_spare_free(&b->spare);
     proc_free(&b->step);
     proc_free(&b->waitp);
     if (b->cg && cg_run_destroy(&b->cg, &err) < 0 && b->cg)
@@ -644,7 +608,6 @@ static void stop_teardown(struct loop *l, void *arg)
     struct box *b = arg;
     (void)l;
     b->grace_timer = 0;
-    proc_spare_free(&b->spare);
     proc_free(&b->step);
     proc_free(&b->waitp);
     /* The cgroup holds the sandbox, its gofer and every runsc exec:
@@ -664,7 +627,6 @@ static int begin_stop(struct box *b, struct bx_err *err)
 {
     const char *args[] = {"kill", "--all", b->cid, "TERM", NULL};
     b->status = BOX_STOPPING;
-    proc_spare_free(&b->spare);
     arm_idle(b, 0);
     /* Execs still running end with the box. */
     b->grace_timer =

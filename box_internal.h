@@ -108,9 +108,6 @@ struct box {
     struct cg_run *cg;
     struct proc *step; /* mkfs, runsc create/start/kill */
     struct proc *waitp; /* runsc wait */
-    /* While running: a child already in the box's cgroups, for the next
-     * runsc exec (proc.h: joining there costs an RCU grace period). */
-    struct proc_spare *spare;
     int disk_mounted, root_mounted;
     uint64_t grace_timer, cg_timer;
     int cg_tries;

@@ -80,27 +80,6 @@ int proc_orphans(void);
  * before the loop is freed. */
 void proc_reap_orphans(void);
 
-/* A spare child: forked now, it joins the cgroups of join_fds at once and
- * then waits for the rest of a spec.  Moving a task into a cgroup takes
- * the kernel's cgroup_threadgroup_rwsem for writing, which waits for an
- * RCU grace period (5-15 ms measured here, per migration, with the parent
- * blocked until the child execs): a spare pays that before the request
- * that uses it arrives.  The spare has closed every descriptor of Boxer's
- * but its control socket and the join fds, and dies with Boxer. */
-struct proc_spare;
-int proc_spare_new(struct loop *l, const int *join_fds, int n_join_fds, struct proc_spare **out,
-                   struct bx_err *err);
-/* Like proc_spawn, through the spare *sp (consumed: *sp is NULL after):
- * the spec's stdio fds, argv, envp, cwd and ids are handed to it and it
- * execs; spec->join_fds are not written again.  When the spare is gone
- * (killed with its cgroup), *sp is NULL or the spec is too large to hand
- * over, spawns the usual way in l with spec->join_fds instead, so the
- * caller passes them too. */
-int proc_spare_spawn(struct loop *l, struct proc_spare **sp, const struct proc_spec *spec,
-                     proc_exit_cb cb, void *arg, struct proc **out, struct bx_err *err);
-/* Kills and frees a spare not used (reaped in the background). */
-void proc_spare_free(struct proc_spare **sp);
-
 /* Runs a program to completion outside the loop (start-up probes only):
  * returns its wait status, or -1 (err set) when it cannot run or exceeds
  * timeout_ms (then it is killed). */
