@@ -552,7 +552,8 @@ START_TEST(test_hybrid_init_and_create)
     ck_assert_int_eq(cg_run_dirfd(run), -1);
     ck_assert_str_eq(cg_run_oci_path(run), ".");
 
-    /* One procs fd per hierarchy, each pointing at the run's cgroup.procs. */
+    /* One fd per hierarchy, each pointing at the run's tasks file (v1: a
+     * thread joining through it needs no RCU grace period). */
     ck_assert_int_eq(cg_run_procs_fds(run, fds, 4, &err), -1);
     n = cg_run_procs_fds(run, fds, CG_MAX_PROCS_FDS, &err);
     ck_assert_int_eq(n, 5);
@@ -563,7 +564,7 @@ START_TEST(test_hybrid_init_and_create)
         ck_assert_int_eq((fcntl(fds[i], F_GETFL) & O_ACCMODE), O_WRONLY);
         ck_assert_int_eq(fd_path(fds[i], "x", path), 0);
         path[strlen(path) - 2] = '\0';
-        ck_assert_msg(strstr(path, "/boxer/boxer-1234/cgroup.procs") != NULL, "%s", path);
+        ck_assert_msg(strstr(path, "/boxer/boxer-1234/tasks") != NULL, "%s", path);
         close(fds[i]);
     }
 
