@@ -1468,6 +1468,16 @@ START_TEST(test_real_host)
     {
         const char *pc = get(P("/proc/%d/cgroup", (int)child));
         ck_assert_msg(pc && strstr(pc, P("/boxer/%s\n", name)), "child cgroups: %s", pc);
+        /* The whole (single-threaded) process is in every hierarchy's run
+         * cgroup, though on v1 it joined through "tasks". */
+        for (int i = 0; i < n; i++) {
+            const char *procs = get(P("%s/cgroup.procs", dirs[i]));
+            char line[32];
+            snprintf(line, sizeof(line), "%d\n", (int)child);
+            ck_assert_msg(procs && (strncmp(procs, line, strlen(line)) == 0 ||
+                                    strstr(procs, P("\n%d\n", (int)child))),
+                          "%s: %s", dirs[i], procs);
+        }
     }
     ck_assert_msg(read_byte(pfd[0], &c, 10000) == 0 && c == 'd', "child did not finish work");
     ck_assert_msg(cg_run_usage(run, &u, &err) == 0, "usage: %s", err.msg);
