@@ -120,9 +120,10 @@ int cg_set_base_limits(struct cg_ctx *ctx, uint64_t memory_bytes, uint64_t pids_
 int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *lim,
                   struct cg_run **out, struct bx_err *err);
 
-/* Opens fds (O_WRONLY|O_CLOEXEC, owned by the caller) of every cgroup.procs
- * file of the run, for a child to join with write(fd, "0", 1) on each between
- * fork and exec.  Returns the count (<= max, at most CG_MAX_PROCS_FDS), or -1
+/* Opens fds (O_WRONLY|O_CLOEXEC, owned by the caller) of the run's
+ * membership file in every hierarchy (v2 cgroup.procs, v1 tasks), for a
+ * single-threaded child to join with write(fd, "0", 1) on each between fork
+ * and exec (v1's tasks moves only the writing thread; see cgroup.c).  Returns the count (<= max, at most CG_MAX_PROCS_FDS), or -1
  * when max is too small. */
 int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err);
 /* The CPUs the run was pinned to at creation ("0", "2-3"): what its

@@ -465,6 +465,30 @@ out:
     return ret;
 }
 
+/* A bundle file only runsc reads, right after, in a run directory that a
+ * crash leaves to the sweep: no fsync (it cost a run 0.3-3 ms on the
+ * critical path), no temp file and rename (runsc reads it only after
+ * this returns). */
+static int write_scratch_at(int dirfd, const char *name, const struct sbuf *sb,
+                            struct bx_err *err)
+{
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return bx_err_sys(err, BX_E_INTERNAL, "create %s", name);
+    if (bx_write_all(fd, sb->data, sb->len) < 0) {
+        bx_err_sys(err, BX_E_INTERNAL, "write %s", name);
+        close(fd);
+        unlinkat(dirfd, name, 0);
+        return -1;
+    }
+    if (close(fd) < 0) {
+        bx_err_sys(err, BX_E_INTERNAL, "close %s", name);
+        unlinkat(dirfd, name, 0);
+        return -1;
+    }
+    return 0;
+}
+
 int oci_bundle_write_process(const struct oci_bundle *b, const struct oci_bundle_spec *s,
                              const char *name, struct bx_err *err)
 {
@@ -495,7 +519,7 @@ int oci_bundle_write_process(const struct oci_bundle *b, const struct oci_bundle
         bx_err_set(err, BX_E_INTERNAL, ENOMEM, "process too large");
         goto out;
     }
-    if (bx_write_file_atomic_at(b->dirfd, name, out.data, out.len, 0600, err) < 0)
+    if (write_scratch_at(b->dirfd, name, &out, err) < 0)
         goto out;
     ret = 0;
 out:
@@ -538,7 +562,7 @@ int oci_bundle_write_spec(const struct oci_bundle *b, const struct oci_bundle_sp
                              .cgroups_path = s->cgroups_path};
     if (oci_build_spec(&op, &spec, err) < 0)
         goto out;
-    if (bx_write_file_atomic_at(b->dirfd, "config.json", spec.data, spec.len, 0600, err) < 0)
+    if (write_scratch_at(b->dirfd, "config.json", &spec, err) < 0)
         goto out;
     ret = 0;
 out:

@@ -552,7 +552,8 @@ START_TEST(test_hybrid_init_and_create)
     ck_assert_int_eq(cg_run_dirfd(run), -1);
     ck_assert_str_eq(cg_run_oci_path(run), ".");
 
-    /* One procs fd per hierarchy, each pointing at the run's cgroup.procs. */
+    /* One fd per hierarchy, each pointing at the run's tasks file (v1: a
+     * thread joining through it needs no RCU grace period). */
     ck_assert_int_eq(cg_run_procs_fds(run, fds, 4, &err), -1);
     n = cg_run_procs_fds(run, fds, CG_MAX_PROCS_FDS, &err);
     ck_assert_int_eq(n, 5);
@@ -563,7 +564,7 @@ START_TEST(test_hybrid_init_and_create)
         ck_assert_int_eq((fcntl(fds[i], F_GETFL) & O_ACCMODE), O_WRONLY);
         ck_assert_int_eq(fd_path(fds[i], "x", path), 0);
         path[strlen(path) - 2] = '\0';
-        ck_assert_msg(strstr(path, "/boxer/boxer-1234/cgroup.procs") != NULL, "%s", path);
+        ck_assert_msg(strstr(path, "/boxer/boxer-1234/tasks") != NULL, "%s", path);
         close(fds[i]);
     }
 
@@ -1467,6 +1468,16 @@ START_TEST(test_real_host)
     {
         const char *pc = get(P("/proc/%d/cgroup", (int)child));
         ck_assert_msg(pc && strstr(pc, P("/boxer/%s\n", name)), "child cgroups: %s", pc);
+        /* The whole (single-threaded) process is in every hierarchy's run
+         * cgroup, though on v1 it joined through "tasks". */
+        for (int i = 0; i < n; i++) {
+            const char *procs = get(P("%s/cgroup.procs", dirs[i]));
+            char line[32];
+            snprintf(line, sizeof(line), "%d\n", (int)child);
+            ck_assert_msg(procs && (strncmp(procs, line, strlen(line)) == 0 ||
+                                    strstr(procs, P("\n%d\n", (int)child))),
+                          "%s: %s", dirs[i], procs);
+        }
     }
     ck_assert_msg(read_byte(pfd[0], &c, 10000) == 0 && c == 'd', "child did not finish work");
     ck_assert_msg(cg_run_usage(run, &u, &err) == 0, "usage: %s", err.msg);
