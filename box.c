@@ -1091,8 +1091,8 @@ void box_mgr_free(struct box_mgr **mp)
     /* Disks and records stay (a box running now starts again with the next
      * Boxer, see box_store.c); sandboxes and mounts go.  No queued run is
      * admitted by the budget they give back: the server is stopping. */
-    m->p.runs = NULL;
     box_pool_free(m);
+    m->p.runs = NULL;
     while (m->boxes) {
         struct box *b = m->boxes;
         time_t last;
@@ -1125,6 +1125,7 @@ void box_stats(const struct box_mgr *m, struct box_stats *st)
     st->pool_misses = m->pool_misses;
     st->pool_created = m->pool_created;
     st->pool_failed = m->pool_failed;
+    st->pool_yielded = m->pool_yielded;
     st->pool_create_ms_last = m->pool_create_ms_last;
     st->pool_create_ms_sum = m->pool_create_ms_sum;
     for (const struct box *b = m->boxes; b; b = b->next) {

@@ -166,9 +166,10 @@ struct box_mgr {
     struct box_pool_entry *pool;
     size_t npool;
     struct loop_task pool_task;
+    struct loop_task pool_yield_task; /* a queued run waits for the budget */
     uint64_t pool_retry_timer;
     int pool_stopping;
-    uint64_t pool_hits, pool_misses, pool_created, pool_failed;
+    uint64_t pool_hits, pool_misses, pool_created, pool_failed, pool_yielded;
     uint64_t pool_create_ms_last, pool_create_ms_sum;
 };
 

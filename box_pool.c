@@ -66,6 +66,43 @@ static void arm_retry(struct box_mgr *m, uint64_t ms)
         m->pool_retry_timer = loop_timer_add(m->p.loop, ms, on_retry, m);
 }
 
+static struct box *ready_one(struct box_mgr *m)
+{
+    for (struct box *b = m->boxes; b; b = b->next)
+        if (b->pooled && b->status == BOX_RUNNING && !b->cb && !b->removing)
+            return b;
+    return NULL;
+}
+
+/* The queue's head waits: ready boxes made in advance are deleted until
+ * it fits (as the run pool's sandboxes, they never keep a run out). */
+static void on_yield(struct loop *l, void *arg)
+{
+    struct box_mgr *m = arg;
+    struct run_job *head;
+    (void)l;
+    if (m->pool_stopping || !m->p.runs || !(head = m->p.runs->queue_head))
+        return;
+    /* destroying one admits what fits at once (run_mgr_release): the
+     * head is looked at again after each */
+    while ((head = m->p.runs->queue_head) &&
+           !run_mgr_fits(m->p.runs, head->cost_memory_mb, head->cost_pids)) {
+        struct box *b = ready_one(m);
+        if (!b)
+            return;
+        bx_log_info("box %s: pool: deleted to make room for a queued run", b->id);
+        m->pool_yielded++;
+        box_destroy_now(b);
+    }
+}
+
+static void on_run_queued(void *arg)
+{
+    struct box_mgr *m = arg;
+    if (!m->pool_stopping)
+        loop_defer(m->p.loop, &m->pool_yield_task, on_yield, m);
+}
+
 int box_pool_init(struct box_mgr *m, struct bx_err *err)
 {
     const struct config *cfg = m->p.cfg;
@@ -104,6 +141,8 @@ int box_pool_init(struct box_mgr *m, struct bx_err *err)
         e->network = w->network ? strcmp(w->network, "sandbox") == 0 : cfg->box_defaults.network;
         e->count = w->count;
     }
+    if (m->p.runs)
+        run_mgr_set_yield_hook(m->p.runs, on_run_queued, m);
     schedule(m);
     return 0;
 }
@@ -111,6 +150,9 @@ int box_pool_init(struct box_mgr *m, struct bx_err *err)
 void box_pool_free(struct box_mgr *m)
 {
     m->pool_stopping = 1;
+    if (m->pool && m->p.runs)
+        run_mgr_set_yield_hook(m->p.runs, NULL, NULL);
+    loop_defer_cancel(m->p.loop, &m->pool_yield_task);
     loop_defer_cancel(m->p.loop, &m->pool_task);
     if (m->pool_retry_timer)
         loop_timer_cancel(m->p.loop, m->pool_retry_timer);
@@ -333,16 +375,12 @@ struct box *box_pool_adopt(struct box_mgr *m, struct box_create_req *req, box_do
 
 void box_pool_yield(struct box_mgr *m, uint64_t memory_mb, uint64_t pids)
 {
-    struct box *b, *next;
+    struct box *b;
     if (!m->p.runs)
         return;
-    for (b = m->boxes; b; b = next) {
-        next = b->next;
-        if (run_mgr_fits(m->p.runs, memory_mb, pids))
-            return;
-        if (!b->pooled || b->status != BOX_RUNNING || b->cb || b->removing)
-            continue;
+    while (!run_mgr_fits(m->p.runs, memory_mb, pids) && (b = ready_one(m))) {
         bx_log_info("box %s: pool: deleted to make room", b->id);
+        m->pool_yielded++;
         /* its cgroup is killed and its hold released at once */
         box_destroy_now(b);
     }

@@ -657,6 +657,7 @@ void route_metrics(struct app *a, struct http_conn *c)
         g.box_pool_misses = bs.pool_misses;
         g.box_pool_created = bs.pool_created;
         g.box_pool_failed = bs.pool_failed;
+        g.box_pool_yielded = bs.pool_yielded;
         g.box_pool_create_ms_last = bs.pool_create_ms_last;
         g.box_pool_create_ms_sum = bs.pool_create_ms_sum;
         g.execs_finished =

@@ -178,6 +178,9 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
            "Time spent making boxes in advance (image to started sandbox).");
     sbuf_appendf(o, "boxer_box_pool_create_seconds_total %.3f\n",
                  (double)g->box_pool_create_ms_sum / 1000.0);
+    family(o, "boxer_box_pool_yielded_total", "counter",
+           "Boxes made in advance deleted because their budget hold kept a run or box out.");
+    sbuf_appendf(o, "boxer_box_pool_yielded_total %" PRIu64 "\n", g->box_pool_yielded);
     family(o, "boxer_box_pool_create_seconds_last", "gauge",
            "Time the last box made in advance took.");
     sbuf_appendf(o, "boxer_box_pool_create_seconds_last %.3f\n",

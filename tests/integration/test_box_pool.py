@@ -182,3 +182,25 @@ def test_pool_boxes_not_restarted_and_swept(make_server):
         assert processes_naming(b, but_delete=True) == []
         assert loop_devices(os.path.join(srv.home, "boxes", b, "disk.img")) == ""
     assert srv.stop() == 0
+
+
+def test_pool_boxes_give_way_to_runs_and_boxes(make_server):
+    # two boxes made in advance hold 512 of 700 MB: a run or a box of
+    # 256 MB only fits when one of them gives way
+    srv = make_server(config=dict(POOL, total_memory_mb=700,
+                                  warm_pool=[dict(POOL["warm_pool"][0], count=2)]))
+    wait_ready(srv, 2)
+    res = H.ok(srv, {"image": BUSYBOX, "cmd": ["echo", "ran"], "limits": {"memory_mb": 256}})
+    assert res["stdout"] == "ran\n", res
+    assert metrics(srv)["boxer_box_pool_yielded_total"] == 1
+    wait_ready(srv, 2)  # refilled once the run is done
+    r = api(srv, "POST", "/v1/boxes", json={"image": BUSYBOX, "disk_size_gb": 1,
+                                            "memory_mb": 300})
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    m = metrics(srv)
+    assert m["boxer_box_pool_hits_total"] == 0 and m["boxer_box_pool_yielded_total"] == 2, m
+    assert exec_wait(srv, box, ["true"])["exit_code"] == 0
+    assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
+    assert srv.stop() == 0
+    assert box_dirs(srv) == [] and H.leftovers(srv.home) == {}, H.leftovers(srv.home)
