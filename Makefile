@@ -176,7 +176,8 @@ VG := tests/integration
 VALGRIND_PYTEST_ARGS ?= $(VG)/test_core.py $(VG)/test_run.py $(VG)/test_hostile_clients.py \
   $(VG)/test_browser_safety.py $(VG)/test_boxes.py $(VG)/test_boxes_api.py \
   $(VG)/test_streams.py $(VG)/test_exec_input.py $(VG)/test_terminal.py \
-  $(VG)/test_unix_socket.py $(VG)/test_scale.py $(VG)/test_crash.py $(VG)/test_teardown.py
+  $(VG)/test_unix_socket.py $(VG)/test_scale.py $(VG)/test_crash.py $(VG)/test_teardown.py \
+  $(VG)/test_box_pool.py
 
 # ---- fuzzing (libFuzzer, clang) ----
 # Every module is compiled once with coverage and ASan/UBSan, and each harness

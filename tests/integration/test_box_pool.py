@@ -14,7 +14,7 @@ import pytest
 import boxer_server
 import hardening as H
 from test_boxes import (BUSYBOX, api, box_cgroups, exec_wait, loop_devices, processes_naming,
-                        wait_gone)
+                        wait_gone, wait_status)
 
 POOL = {"warm_pool": [{"kind": "box", "image": BUSYBOX, "count": 1, "disk_size_gb": 1,
                        "limits": {"memory_mb": 256}}]}
@@ -204,3 +204,39 @@ def test_pool_boxes_give_way_to_runs_and_boxes(make_server):
     assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % box).status_code == 204
     assert srv.stop() == 0
     assert box_dirs(srv) == [] and H.leftovers(srv.home) == {}, H.leftovers(srv.home)
+
+
+def test_network_box_adopted(make_server):
+    from test_boxes import BRIDGE, SUBNET
+    netns_before = H.netns_names()
+    entry = dict(POOL["warm_pool"][0], network="sandbox")
+    srv = make_server(config={"warm_pool": [entry], "bridge_name": BRIDGE,
+                              "sandbox_subnet": SUBNET + ".0/24"})
+    wait_ready(srv, 1)
+    (pre,) = box_dirs(srv)
+    body = {"image": BUSYBOX, "disk_size_gb": 1, "memory_mb": 256, "network": True}
+    # network false does not match a network entry
+    r = api(srv, "POST", "/v1/boxes", json=dict(body, network=False))
+    assert r.status_code == 201 and r.json()["id"] != pre, r.text
+    assert metrics(srv)["boxer_box_pool_misses_total"] == 1
+    r = api(srv, "POST", "/v1/boxes", json=body)
+    assert r.status_code == 201 and r.json()["id"] == pre, r.text
+    assert r.json()["network"] is True
+    cold = api(srv, "POST", "/v1/boxes", json=dict(body, memory_mb=200)).json()["id"]
+    cmd = ["sh", "-c", "grep -c : /proc/net/dev; ip -4 -o addr show 2>/dev/null | grep -c inet"]
+    warm_out = exec_wait(srv, pre, cmd)["stdout"]
+    assert warm_out == exec_wait(srv, cold, cmd)["stdout"], warm_out
+    assert int(warm_out.split()[0]) >= 2  # lo and the sandbox's interface
+    assert srv.stop() == 0
+    srv.config.pop("warm_pool")
+    srv.start()
+    for b in (pre, cold):  # restarted as boxes (restart_boxes)
+        assert wait_status(srv, b, "running")["status"] == "running"
+        assert exec_wait(srv, b, ["hostname"])["stdout"] == b + "\n"
+    ids = sorted(b["id"] for b in api(srv, "GET", "/v1/boxes").json())
+    assert len(ids) == 3 and pre in ids and cold in ids
+    for b in ids:
+        assert api(srv, "DELETE", "/v1/boxes/%s?force=true" % b).status_code == 204
+    assert srv.stop() == 0
+    left = H.wait_clean(srv.home, timeout=30, netns_before=netns_before)
+    assert left == {}, left
