@@ -328,10 +328,9 @@ struct box *box_pool_adopt(struct box_mgr *m, struct box_create_req *req, box_do
             continue;
         if (req->workdir && strcmp(req->workdir, b->workdir) != 0 && !dir_in_root(b, req->workdir))
             continue;
-        if (nboxes >= cfg->max_boxes)
-            break; /* the cold path answers max_boxes */
         break;
     }
+    /* at max_boxes the cold path answers 503 */
     if (!b || nboxes >= cfg->max_boxes) {
         if (known)
             m->pool_misses++;
