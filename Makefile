@@ -178,7 +178,7 @@ VALGRIND_PYTEST_ARGS ?= $(VG)/test_core.py $(VG)/test_run.py $(VG)/test_hostile_
   $(VG)/test_browser_safety.py $(VG)/test_boxes.py $(VG)/test_boxes_api.py \
   $(VG)/test_streams.py $(VG)/test_exec_input.py $(VG)/test_terminal.py \
   $(VG)/test_unix_socket.py $(VG)/test_scale.py $(VG)/test_crash.py $(VG)/test_teardown.py \
-  $(VG)/test_run_multipart.py \
+  $(VG)/test_run_multipart.py $(VG)/test_box_pool.py \
   --deselect $(VG)/test_run_multipart.py::test_big_part_rss_flat_outputs_returned \
   --deselect $(VG)/test_run_multipart.py::test_v1_run_body_follows_max_request_body_bytes
 

@@ -331,7 +331,8 @@ static void on_started(void *arg, int status)
         return;
     }
     b->status = BOX_RUNNING;
-    b->m->starts++;
+    if (!b->pooled) /* counted when a create adopts it */
+        b->m->starts++;
     b->started = time(NULL);
     /* A start is activity, unless Boxer's restart made it (the idle timer
      * still counts from here: a restarted box gets idle_secs) */
@@ -566,6 +567,9 @@ static void destroy_box(struct box *b);
 
 static void stop_done(struct box *b)
 {
+    /* a pooled box whose sandbox ended is not kept: its entry remakes one */
+    if (b->pooled)
+        b->removing = 1;
     unmount_all(b);
     {
         const char *args[] = {"delete", "--force", b->cid, NULL};
@@ -662,7 +666,8 @@ static int admit_box(struct box_mgr *m, uint64_t memory_mb, struct bx_err *err)
 {
     uint64_t n = 0, mem = memory_mb;
     for (const struct box *o = m->boxes; o; o = o->next)
-        if (o->status == BOX_CREATING || o->status == BOX_RUNNING || o->status == BOX_STOPPING) {
+        if (!o->pooled &&
+            (o->status == BOX_CREATING || o->status == BOX_RUNNING || o->status == BOX_STOPPING)) {
             n++;
             mem += o->memory_mb;
         }
@@ -670,6 +675,9 @@ static int admit_box(struct box_mgr *m, uint64_t memory_mb, struct bx_err *err)
         return bx_err_set(err, BX_E_UNAVAILABLE, EAGAIN,
                           "max_boxes (%llu) boxes are running: stop or remove one, or retry later",
                           (unsigned long long)m->p.cfg->max_boxes);
+    /* boxes made in advance give way (their holds go at once) */
+    if (m->p.runs && !run_mgr_fits(m->p.runs, memory_mb, box_host_pids(m)))
+        box_pool_yield(m, memory_mb, box_host_pids(m));
     if (m->p.runs ? !run_mgr_fits(m->p.runs, memory_mb, box_host_pids(m))
                   : mem > m->p.cfg->total_memory_mb)
         return bx_err_set(err, BX_E_UNAVAILABLE, EAGAIN,
@@ -716,7 +724,7 @@ size_t box_stop_all(struct box_mgr *m)
     for (struct box *b = m->boxes; b; b = b->next) {
         struct bx_err err;
         bx_err_clear(&err);
-        if (b->status != BOX_RUNNING || busy(b, &err) < 0)
+        if (b->status != BOX_RUNNING || b->pooled || busy(b, &err) < 0)
             continue;
         /* restart_boxes still starts it at the next start */
         b->drained = 1;
@@ -791,6 +799,11 @@ static void destroy_box(struct box *b)
     struct box **pp;
     struct bx_err err;
 
+    /* a pooled box has no record to keep: its directory goes (disk too) */
+    if (b->pooled) {
+        b->removing = 1;
+        box_pool_gone(b);
+    }
     for (pp = &m->boxes; *pp; pp = &(*pp)->next)
         if (*pp == b) {
             *pp = b->next;
@@ -863,13 +876,34 @@ static int valid_name(const char *s)
 struct box *box_find(struct box_mgr *m, const char *id_or_name)
 {
     for (struct box *b = m->boxes; b; b = b->next)
-        if (strcmp(b->id, id_or_name) == 0 || (b->name && strcmp(b->name, id_or_name) == 0))
+        if (b->pooled)
+            continue;
+        else if (strcmp(b->id, id_or_name) == 0 || (b->name && strcmp(b->name, id_or_name) == 0))
             return b;
     return NULL;
 }
 
+static int create_box(struct box_mgr *m, struct box_create_req *req, int pooled, size_t entry,
+                      box_done_cb cb, void *arg, struct box **out, struct bx_err *err);
+
 int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, void *arg,
                struct box **out, struct bx_err *err)
+{
+    return create_box(m, req, 0, 0, cb, arg, out, err);
+}
+
+/* A box made in advance for warm_pool entry `entry` (box_pool.c). */
+struct box *box_create_pooled(struct box_mgr *m, struct box_create_req *req, size_t entry,
+                              box_done_cb cb, struct bx_err *err)
+{
+    struct box *b = NULL;
+    if (create_box(m, req, 1, entry, cb, NULL, &b, err) < 0)
+        return NULL;
+    return b;
+}
+
+static int create_box(struct box_mgr *m, struct box_create_req *req, int pooled, size_t entry,
+                      box_done_cb cb, void *arg, struct box **out, struct bx_err *err)
 {
     const struct config *cfg = m->p.cfg;
     struct box *b;
@@ -906,12 +940,34 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
     if (req->network && (!m->p.net || net_unavailable(m->p.net)))
         return bx_err_set(err, BX_E_INTERNAL, ENOTSUP, "the sandbox network is unavailable: %s",
                           m->p.net ? net_unavailable(m->p.net) : "not configured");
-    if (admit_box(m, req->memory_mb ? req->memory_mb : cfg->box_defaults.memory_mb, err) < 0)
+    /* The effective values (as below), which a box made in advance must
+     * have been made with. */
+    if (req->cpu <= 0)
+        req->cpu = cfg->box_defaults.cpu;
+    if (req->cpu > cfg->max_limits.cpu_cores)
+        req->cpu = cfg->max_limits.cpu_cores;
+    if (!req->memory_mb)
+        req->memory_mb = cfg->box_defaults.memory_mb;
+    if (req->memory_mb > cfg->max_limits.memory_mb)
+        req->memory_mb = cfg->max_limits.memory_mb;
+    if (!req->disk_size_gb)
+        req->disk_size_gb = cfg->box_defaults.disk_size_gb;
+    if (!pooled && m->npool) {
+        b = box_pool_adopt(m, req, cb, arg);
+        if (b) {
+            *out = b;
+            return 0;
+        }
+    }
+    /* the pool checks the budget itself (it only fills what is free) */
+    if (!pooled && admit_box(m, req->memory_mb, err) < 0)
         return -1;
     b = calloc(1, sizeof(*b));
     if (!b)
         return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
     b->m = m;
+    b->pool_entry = entry;
+    b->pool_began_ms = bx_now_ms();
     /* The node in the id lets a balancer route the box's requests. */
     snprintf(prefix, sizeof(prefix), "box_%s_", cfg->node_id);
     if (random_id(prefix, b->id, sizeof(b->id), err) < 0) {
@@ -927,6 +983,8 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
         b->memory_mb = cfg->max_limits.memory_mb;
     b->disk_gb = req->disk_size_gb ? req->disk_size_gb : cfg->box_defaults.disk_size_gb;
     b->idle_secs = req->has_idle_timeout ? req->idle_timeout_secs : cfg->box_idle_timeout_secs;
+    if (pooled)
+        b->idle_secs = 0; /* set when a create adopts it */
     if ((size_t)snprintf(b->dir, sizeof(b->dir), "%s/%s", m->home_boxes, b->id) >=
         sizeof(b->dir)) {
         free(b);
@@ -973,11 +1031,33 @@ int box_create(struct box_mgr *m, struct box_create_req *req, box_done_cb cb, vo
         destroy_box(b);
         return -1;
     }
+    /* from here on a failure reaches cb (box_pool.c counts the box) */
+    b->pooled = pooled;
     b->cb = cb;
-    b->cb_arg = arg;
+    b->cb_arg = pooled ? b : arg;
     box_store_save(b);
     *out = b;
     return 0;
+}
+
+void box_destroy_now(struct box *b)
+{
+    destroy_box(b);
+}
+
+void box_finish_op(struct box *b)
+{
+    finish_op(b, NULL);
+}
+
+uint64_t box_host_pids_of(const struct box_mgr *m)
+{
+    return box_host_pids(m);
+}
+
+void box_arm_idle(struct box *b)
+{
+    arm_idle(b, b->idle_secs);
 }
 
 int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_err *err)
@@ -995,7 +1075,7 @@ int box_mgr_new(struct box_mgr **out, const struct box_mgr_params *p, struct bx_
                           sizeof(m->mkfs)) < 0)
         m->mkfs[0] = 0;
     /* box_recover swept the old sandboxes before cgroups were cleaned. */
-    if (box_store_load_all(m, err) < 0) {
+    if (box_store_load_all(m, err) < 0 || box_pool_init(m, err) < 0) {
         box_mgr_free(&m);
         return -1;
     }
@@ -1011,13 +1091,14 @@ void box_mgr_free(struct box_mgr **mp)
     /* Disks and records stay (a box running now starts again with the next
      * Boxer, see box_store.c); sandboxes and mounts go.  No queued run is
      * admitted by the budget they give back: the server is stopping. */
+    box_pool_free(m);
     m->p.runs = NULL;
     while (m->boxes) {
         struct box *b = m->boxes;
         time_t last;
         /* activity the record does not have yet (file transfers, attach) */
         (void)box_exec_running(b, &last);
-        if (!b->removing && last > b->saved_active)
+        if (!b->removing && !b->pooled && last > b->saved_active)
             box_store_save(b);
         b->cb = NULL;
         b->removing = 0;
@@ -1040,7 +1121,21 @@ void box_stats(const struct box_mgr *m, struct box_stats *st)
     st->execs_started = m->execs_started;
     memcpy(st->execs_by_outcome, m->execs_by_outcome, sizeof(st->execs_by_outcome));
     st->exec_hist = m->exec_hist;
+    st->pool_hits = m->pool_hits;
+    st->pool_misses = m->pool_misses;
+    st->pool_created = m->pool_created;
+    st->pool_failed = m->pool_failed;
+    st->pool_yielded = m->pool_yielded;
+    st->pool_create_ms_last = m->pool_create_ms_last;
+    st->pool_create_ms_sum = m->pool_create_ms_sum;
     for (const struct box *b = m->boxes; b; b = b->next) {
+        if (b->pooled) {
+            if (b->status == BOX_RUNNING)
+                st->pool_ready++;
+            else if (b->status == BOX_CREATING)
+                st->pool_creating++;
+            continue;
+        }
         switch (b->status) {
         case BOX_CREATING:
             st->creating++;
@@ -1076,7 +1171,7 @@ unsigned box_gc(struct box_mgr *m, uint64_t older_than)
     unsigned n = 0;
     for (struct box *b = m->boxes; b; b = b->next) {
         struct bx_err err;
-        if (b->status != BOX_STOPPED || b->cb || b->removing || !b->stopped ||
+        if (b->status != BOX_STOPPED || b->pooled || b->cb || b->removing || !b->stopped ||
             (uint64_t)(now - b->stopped) <= older_than)
             continue;
         bx_err_clear(&err);

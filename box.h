@@ -131,6 +131,9 @@ struct box_stats {
     uint64_t memory_mb, pids;              /* held of the shared budget by running boxes */
     uint64_t execs_by_outcome[METRICS_EXEC_OUTCOMES]; /* ended execs of the API */
     struct metrics_hist exec_hist;
+    /* warm_pool entries of kind "box" (box_pool.c): not among the above */
+    uint64_t pool_ready, pool_creating, pool_hits, pool_misses, pool_created, pool_failed;
+    uint64_t pool_create_ms_last, pool_create_ms_sum, pool_yielded;
 };
 void box_stats(const struct box_mgr *m, struct box_stats *st);
 /* The drain (issue 17): stops every running box that is not busy, as

@@ -124,7 +124,8 @@ static void each_rev(const struct box *b, struct json_writer *w, int extra)
     if (!b)
         return;
     each_rev(b->next, w, extra);
-    box_info_json(b, w, extra);
+    if (!b->pooled) /* made in advance: not a box (yet) */
+        box_info_json(b, w, extra);
 }
 
 void box_each(struct box_mgr *m, struct json_writer *w, int extra)
@@ -139,7 +140,7 @@ static void each_rev_status(const struct box *b, struct json_writer *w, int extr
     if (!b)
         return;
     each_rev_status(b->next, w, extra, status);
-    if (strcmp(box_status_name(b->status), status) == 0)
+    if (!b->pooled && strcmp(box_status_name(b->status), status) == 0)
         box_info_json(b, w, extra);
 }
 

@@ -136,6 +136,21 @@ struct box {
      * from the start of a start until its sandbox is gone. */
     int held;
     uint64_t held_memory_mb, held_pids;
+    /* Made in advance for a warm_pool entry of kind "box" (box_pool.c):
+     * no record on disk, not listed, found or counted as a box, never
+     * restarted; a matching create adopts it (pooled becomes 0). */
+    int pooled;
+    size_t pool_entry;
+    uint64_t pool_began_ms;
+};
+
+/* box_pool.c: one warm_pool entry of kind "box". */
+struct box_pool_entry {
+    char *image; /* as configured */
+    double cpu;
+    uint64_t memory_mb, disk_gb, count;
+    int network;
+    size_t nalive; /* pooled boxes of this entry (creating or ready) */
 };
 
 struct box_mgr {
@@ -147,6 +162,15 @@ struct box_mgr {
     uint64_t starts, stops, execs_started; /* box_stats */
     uint64_t execs_by_outcome[METRICS_EXEC_OUTCOMES];
     struct metrics_hist exec_hist;
+    /* box_pool.c */
+    struct box_pool_entry *pool;
+    size_t npool;
+    struct loop_task pool_task;
+    struct loop_task pool_yield_task; /* a queued run waits for the budget */
+    uint64_t pool_retry_timer;
+    int pool_stopping;
+    uint64_t pool_hits, pool_misses, pool_created, pool_failed, pool_yielded;
+    uint64_t pool_create_ms_last, pool_create_ms_sum;
 };
 
 /* Counts an ended exec of the API (not a transfer or an attach) in
@@ -190,7 +214,27 @@ void box_store_drop_exec(struct box_exec *e);
 int box_net_setup(struct box *b, struct bx_err *err);
 int box_check_volumes(const struct config *cfg, struct box_volume *v, size_t n, struct bx_err *err);
 void box_volumes_free(struct box_volume **v, size_t n);
+/* box_pool.c */
+int box_pool_init(struct box_mgr *m, struct bx_err *err);
+void box_pool_free(struct box_mgr *m);
+/* A ready pooled box that req (validated; cpu, memory_mb, disk_size_gb
+ * and network already the effective values) can take, made a normal box
+ * with req's record fields; NULL: none (a miss when an entry has the
+ * image).  cb is called from the loop as for a create. */
+struct box *box_pool_adopt(struct box_mgr *m, struct box_create_req *req, box_done_cb cb,
+                           void *arg);
+/* A pooled box is gone (destroy_box): its entry gets a replacement. */
+void box_pool_gone(struct box *b);
+/* Makes room in the budget for memory_mb: ready pooled boxes are
+ * destroyed until it fits (a pooled box never keeps a box or run out). */
+void box_pool_yield(struct box_mgr *m, uint64_t memory_mb, uint64_t pids);
 /* box.c */
+struct box *box_create_pooled(struct box_mgr *m, struct box_create_req *req, size_t entry,
+                              box_done_cb cb, struct bx_err *err);
+void box_destroy_now(struct box *b);
+void box_finish_op(struct box *b);
+uint64_t box_host_pids_of(const struct box_mgr *m);
+void box_arm_idle(struct box *b);
 int box_begin_start(struct box *b, struct bx_err *err);
 const char *box_status_name(enum box_status s);
 

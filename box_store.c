@@ -45,6 +45,10 @@ int box_store_save(struct box *b)
     struct bx_err err;
     int ret = -1;
 
+    /* A box made in advance has no record: after a crash, the directory
+     * without one is removed at the next start (load_one). */
+    if (b->pooled)
+        return 0;
     sbuf_init(&sb, BOX_RECORD_MAX);
     json_w_init(&w, &sb);
     json_w_obj_begin(&w);

@@ -686,6 +686,15 @@ void route_metrics(struct app *a, struct http_conn *c)
         g.execs_running = bs.execs_running;
         memcpy(g.execs_by_outcome, bs.execs_by_outcome, sizeof(g.execs_by_outcome));
         g.exec_hist = bs.exec_hist;
+        g.box_pool_ready = bs.pool_ready;
+        g.box_pool_creating = bs.pool_creating;
+        g.box_pool_hits = bs.pool_hits;
+        g.box_pool_misses = bs.pool_misses;
+        g.box_pool_created = bs.pool_created;
+        g.box_pool_failed = bs.pool_failed;
+        g.box_pool_yielded = bs.pool_yielded;
+        g.box_pool_create_ms_last = bs.pool_create_ms_last;
+        g.box_pool_create_ms_sum = bs.pool_create_ms_sum;
         g.execs_finished =
             bs.execs_started > bs.execs_running ? bs.execs_started - bs.execs_running : 0;
     }

@@ -184,6 +184,7 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nwarm_pool; i++) {
         free(cfg->warm_pool[i].image);
         free(cfg->warm_pool[i].network);
+        free(cfg->warm_pool[i].kind);
     }
     free(cfg->warm_pool);
     str_list_free(&cfg->insecure_registries);
@@ -338,7 +339,14 @@ static const struct field pool_fields[] = {
     POOL(count, F_UINT, 64),
     POOL(limits, F_LIMITS, 0),
     POOL(network, F_STRING, 0),
+    POOL(kind, F_STRING, 0),
+    POOL(disk_size_gb, F_UINT, 1u << 20),
 };
+
+int config_pool_is_box(const struct warm_pool_entry *w)
+{
+    return w->kind && strcmp(w->kind, "box") == 0;
+}
 
 static int get_string(const struct json_value *v, const char *field, char **dst,
                       struct bx_err *err)
@@ -470,6 +478,7 @@ static void free_pool(struct warm_pool_entry *ps, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(ps[i].image);
         free(ps[i].network);
+        free(ps[i].kind);
     }
     free(ps);
 }
@@ -505,6 +514,15 @@ static int parse_warm_pool(struct config *cfg, const struct json_value *v, struc
             return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "config: %s: needs image and count (1-64); network is \"none\" or "
                               "\"sandbox\"",
+                              name);
+        }
+        if ((ps[i].kind && strcmp(ps[i].kind, "run") != 0 && strcmp(ps[i].kind, "box") != 0) ||
+            (!config_pool_is_box(&ps[i]) && ps[i].disk_size_gb) ||
+            (config_pool_is_box(&ps[i]) && (ps[i].limits.pids_limit || ps[i].limits.nofile))) {
+            free_pool(ps, v->u.arr.n);
+            return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
+                              "config: %s: kind is \"run\" or \"box\"; disk_size_gb only with "
+                              "\"box\", whose limits are cpu_cores and memory_mb",
                               name);
         }
     }
@@ -822,7 +840,7 @@ int config_validate(const struct config *cfg, struct bx_err *err)
     {
         uint64_t sum = 0;
         for (size_t i = 0; i < cfg->nwarm_pool; i++)
-            sum += cfg->warm_pool[i].count;
+            sum += config_pool_is_box(&cfg->warm_pool[i]) ? 0 : cfg->warm_pool[i].count;
         if (cfg->warm_pool_max_total && cfg->warm_pool_max_total < sum)
             return bx_err_set(err, BX_E_BAD_REQUEST, EINVAL,
                               "config: warm_pool_max_total: %llu is below the sum of the "
@@ -909,7 +927,7 @@ uint64_t config_warm_pool_max_total(const struct config *cfg)
     if (cfg->warm_pool_max_total)
         return cfg->warm_pool_max_total;
     for (size_t i = 0; i < cfg->nwarm_pool; i++)
-        sum += cfg->warm_pool[i].count;
+        sum += config_pool_is_box(&cfg->warm_pool[i]) ? 0 : cfg->warm_pool[i].count;
     n = cfg->defaults.memory_mb ? cfg->total_memory_mb / 4 / cfg->defaults.memory_mb : 1;
     if (n < 1)
         n = 1;

@@ -41,7 +41,14 @@ struct warm_pool_entry {
     uint64_t count;
     struct run_limits limits;
     char *network;
+    /* "run" (NULL: the default, pool.c) or "box": boxes made in advance
+     * for POST /v1/boxes (box_pool.c); limits.cpu_cores / memory_mb and
+     * disk_size_gb left 0 take box_defaults, network absent too. */
+    char *kind;
+    uint64_t disk_size_gb;
 };
+/* A warm_pool entry of kind "box". */
+int config_pool_is_box(const struct warm_pool_entry *w);
 
 struct mirror {
     char *registry; /* "docker.io" */

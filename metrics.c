@@ -161,6 +161,30 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
     family(o, "boxer_pool_refreshed_total", "counter",
            "Warm sandboxes destroyed and remade because their image tag moved.");
     sbuf_appendf(o, "boxer_pool_refreshed_total %" PRIu64 "\n", g->pool_refreshed);
+    family(o, "boxer_box_pool_ready", "gauge", "Boxes made in advance, ready for a create.");
+    sbuf_appendf(o, "boxer_box_pool_ready %" PRIu64 "\n", g->box_pool_ready);
+    family(o, "boxer_box_pool_creating", "gauge", "Boxes being made in advance.");
+    sbuf_appendf(o, "boxer_box_pool_creating %" PRIu64 "\n", g->box_pool_creating);
+    family(o, "boxer_box_pool_hits_total", "counter", "Box creates that adopted a box made in advance.");
+    sbuf_appendf(o, "boxer_box_pool_hits_total %" PRIu64 "\n", g->box_pool_hits);
+    family(o, "boxer_box_pool_misses_total", "counter",
+           "Box creates of a pooled image that went cold (none ready, or not matching).");
+    sbuf_appendf(o, "boxer_box_pool_misses_total %" PRIu64 "\n", g->box_pool_misses);
+    family(o, "boxer_box_pool_created_total", "counter", "Boxes made ready in advance.");
+    sbuf_appendf(o, "boxer_box_pool_created_total %" PRIu64 "\n", g->box_pool_created);
+    family(o, "boxer_box_pool_failed_total", "counter", "Boxes in advance that could not be made.");
+    sbuf_appendf(o, "boxer_box_pool_failed_total %" PRIu64 "\n", g->box_pool_failed);
+    family(o, "boxer_box_pool_create_seconds_total", "counter",
+           "Time spent making boxes in advance (image to started sandbox).");
+    sbuf_appendf(o, "boxer_box_pool_create_seconds_total %.3f\n",
+                 (double)g->box_pool_create_ms_sum / 1000.0);
+    family(o, "boxer_box_pool_yielded_total", "counter",
+           "Boxes made in advance deleted because their budget hold kept a run or box out.");
+    sbuf_appendf(o, "boxer_box_pool_yielded_total %" PRIu64 "\n", g->box_pool_yielded);
+    family(o, "boxer_box_pool_create_seconds_last", "gauge",
+           "Time the last box made in advance took.");
+    sbuf_appendf(o, "boxer_box_pool_create_seconds_last %.3f\n",
+                 (double)g->box_pool_create_ms_last / 1000.0);
     family(o, "boxer_pool_yielded_total", "counter",
            "Warm sandboxes deleted because their budget hold kept a queued run out.");
     sbuf_appendf(o, "boxer_pool_yielded_total %" PRIu64 "\n", g->pool_yielded);

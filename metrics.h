@@ -42,6 +42,10 @@ struct metrics_gauges {
     uint64_t pool_create_ms_last, pool_create_ms_sum;
     uint64_t pool_entries, pool_auto_entries, pool_auto_created, pool_auto_retired,
         pool_auto_hits, pool_refreshed, pool_max_total, pool_yielded;
+    /* warm_pool entries of kind "box" (box_pool.c) */
+    uint64_t box_pool_ready, box_pool_creating, box_pool_hits, box_pool_misses,
+        box_pool_created, box_pool_failed, box_pool_create_ms_last, box_pool_create_ms_sum,
+        box_pool_yielded;
     /* issue 17: the node (NULL: not rendered), and whether it takes work */
     const char *node_id;
     uint64_t ready, draining;

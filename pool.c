@@ -128,6 +128,8 @@ int pool_new(struct pool **out, const struct pool_params *pp, struct bx_err *err
     for (size_t i = 0; i < cfg->nwarm_pool; i++) {
         const struct warm_pool_entry *w = &cfg->warm_pool[i];
         struct pentry *e = &p->entries[i];
+        if (config_pool_is_box(w))
+            continue; /* boxes made in advance: box_pool.c */
         e->used = 1;
         if (imgref_parse(w->image, strlen(w->image), &e->ref, err) < 0) {
             free(p->entries);

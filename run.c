@@ -328,6 +328,8 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
         m->queue_tail = job;
         m->nqueued++;
         pool_yield(m->pool);
+        if (m->yield_hook)
+            m->yield_hook(m->yield_arg);
     }
     if (out)
         *out = job;
@@ -348,8 +350,17 @@ void run_start_next(struct run_mgr *m)
         job->started_ms = bx_now_ms();
         admit(m, job);
     }
-    if (m->queue_head && !m->stopping)
+    if (m->queue_head && !m->stopping) {
         pool_yield(m->pool); /* its holds may be what the head waits for */
+        if (m->yield_hook)
+            m->yield_hook(m->yield_arg);
+    }
+}
+
+void run_mgr_set_yield_hook(struct run_mgr *m, void (*hook)(void *arg), void *arg)
+{
+    m->yield_hook = hook;
+    m->yield_arg = arg;
 }
 
 void run_mgr_hold(struct run_mgr *m, uint64_t memory_mb, uint64_t pids)

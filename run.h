@@ -170,6 +170,10 @@ void run_result_release(struct run_mgr *m, struct run_result **res);
  * runs start (from the loop, never inside this call). */
 void run_mgr_hold(struct run_mgr *m, uint64_t memory_mb, uint64_t pids);
 void run_mgr_release(struct run_mgr *m, uint64_t memory_mb, uint64_t pids);
+/* Called (as pool_yield) when the queue's head waits: other holders of the
+ * budget (boxes made in advance) may give way; hook must defer its work.
+ * NULL removes it. */
+void run_mgr_set_yield_hook(struct run_mgr *m, void (*hook)(void *arg), void *arg);
 /* 1 when memory_mb and pids fit what the admitted runs and the holds leave
  * of the budget. */
 int run_mgr_fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids);

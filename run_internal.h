@@ -28,6 +28,9 @@ struct run_mgr {
     struct run_job *teardowns;
     size_t nteardowns;
     struct pool *pool; /* warm_pool (pool.c), NULL when none is configured */
+    /* run_mgr_set_yield_hook: boxes made in advance (box_pool.c) */
+    void (*yield_hook)(void *arg);
+    void *yield_arg;
 };
 
 /* JOB_STARTING: admitted (counted in the budget), its start deferred to the

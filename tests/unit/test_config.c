@@ -490,6 +490,40 @@ START_TEST(warm_pool_parses)
 }
 END_TEST
 
+START_TEST(warm_pool_box_kind)
+{
+    struct config cfg;
+    struct bx_err err;
+    ck_assert_int_eq(parse(&cfg,
+                           "{\"total_memory_mb\": 1024, \"warm_pool\": [{\"image\": \"b\", "
+                           "\"count\": 3, \"kind\": \"box\", \"disk_size_gb\": 2, "
+                           "\"limits\": {\"memory_mb\": 512, \"cpu_cores\": 1}}, "
+                           "{\"image\": \"r\", \"count\": 1, \"kind\": \"run\"}]}",
+                           &err),
+                     0);
+    ck_assert_uint_eq(cfg.nwarm_pool, 2);
+    ck_assert(config_pool_is_box(&cfg.warm_pool[0]));
+    ck_assert(!config_pool_is_box(&cfg.warm_pool[1]));
+    ck_assert_uint_eq(cfg.warm_pool[0].disk_size_gb, 2);
+    ck_assert_uint_eq(cfg.warm_pool[0].limits.memory_mb, 512);
+    /* box entries are not run pool sandboxes: not in the run pool's total */
+    ck_assert_uint_eq(config_warm_pool_max_total(&cfg), 1);
+    config_free(&cfg);
+    /* without kind: a run entry */
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": [{\"image\": \"b\", \"count\": 1}]}", &err), 0);
+    ck_assert(!config_pool_is_box(&cfg.warm_pool[0]));
+    config_free(&cfg);
+    /* an unknown kind, disk_size_gb on a run entry, pids_limit on a box entry */
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": [{\"image\": \"b\", \"count\": 1, \"kind\": \"vm\"}]}", &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "kind"));
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": [{\"image\": \"b\", \"count\": 1, \"disk_size_gb\": 1}]}", &err), -1);
+    config_free(&cfg);
+    ck_assert_int_eq(parse(&cfg, "{\"warm_pool\": [{\"image\": \"b\", \"count\": 1, \"kind\": \"box\", \"limits\": {\"pids_limit\": 10}}]}", &err), -1);
+    config_free(&cfg);
+}
+END_TEST
+
 START_TEST(warm_pool_auto_and_max_total)
 {
     struct config cfg;
@@ -735,6 +769,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, load_precedence);
     tcase_add_test(tc, warm_pool_parses);
     tcase_add_test(tc, warm_pool_auto_and_max_total);
+    tcase_add_test(tc, warm_pool_box_kind);
     tcase_add_test(tc, box_fields_parse);
     tcase_add_test(tc, node_id_default_and_rules);
     suite_add_tcase(s, tc);
