@@ -472,10 +472,13 @@ static int read_some(struct http_conn *c)
                                                                   : IN_BODY_CAP;
     size_t room;
     ssize_t n;
+    if (c->state == ST_BODY && limit < IN_BODY_READ)
+        limit = IN_BODY_READ;
     if (c->in_len >= limit)
         return 0;
-    if (c->in_cap - c->in_len < 1024 || c->in_cap == 0) {
-        size_t want = c->in_len + (c->state == ST_BODY ? IN_BODY_CAP / 2 : IN_MIN_CAP);
+    if (c->in_cap - c->in_len < 1024 || c->in_cap == 0 ||
+        (c->state == ST_BODY && c->in_cap < limit)) {
+        size_t want = c->in_len + (c->state == ST_BODY ? IN_BODY_READ : IN_MIN_CAP);
         if (want > limit)
             want = limit;
         if (grow_in(c, want) < 0)

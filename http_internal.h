@@ -11,6 +11,11 @@
 
 #define IN_MIN_CAP 4096
 #define IN_BODY_CAP 65536
+/* A request body is read in pieces of up to this size (the buffer is freed
+ * whenever it is empty, so only a connection whose body is streaming in
+ * holds it): a 1 GiB upload made 32,768 rounds of epoll_wait, recv, parse
+ * and write with 32 KiB pieces. */
+#define IN_BODY_READ (256u * 1024)
 #define SWEEP_MS 250
 #define DRAIN_MS 2000
 #define DRAIN_MAX_BYTES (1u << 20)

@@ -1,7 +1,8 @@
 /* Streaming multipart/form-data parser (RFC 7578 / RFC 2046).
  *
- * The body is a byte stream scanned once, byte by byte or with memchr; the
- * parser never looks back into bytes of an earlier feed.  The only bytes it
+ * The body is a byte stream scanned once (memmem for the delimiter in part
+ * data, byte by byte elsewhere); the parser never looks back into bytes of an
+ * earlier feed.  The only bytes it
  * holds back across feeds are a partial match of the delimiter
  * "\r\n--" boundary, and those need no buffer of their own: a partial match
  * is by definition a prefix of the delimiter, so `match` (its length) is
@@ -308,16 +309,54 @@ static ssize_t scan_body(struct mp_parser *p, const char *buf, size_t n, struct 
 
     while (i < n) {
         if (p->match == 0) {
-            const char *cr = memchr(buf + i, '\r', n - i);
-            if (!cr) {
-                i = n;
-                break;
+            /* The first whole delimiter in the rest of the feed, else a
+             * delimiter prefix the feed ends in; everything before it is
+             * data, handed over in one piece.  memmem skips ahead by up to
+             * the delimiter's length; stopping at every CR (one per 256
+             * bytes of random data) cost two callbacks per CR, then an
+             * eighth of an upload's CPU in memchr alone. */
+            const char *d = memmem(buf + i, n - i, p->delim, p->delim_len);
+            size_t k = 0;
+            if (d) {
+                i = (size_t)(d - buf);
+                k = p->delim_len;
+            } else {
+                /* Only a CR in the last delim_len - 1 bytes can start a
+                 * proper prefix, and at most one does (the delimiter has
+                 * no CR past position 0). */
+                size_t j = n - i > p->delim_len - 1 ? n - (p->delim_len - 1) : i;
+                const char *cr;
+                for (; j < n && (cr = memchr(buf + j, '\r', n - j)) != NULL;
+                     j = (size_t)(cr - buf) + 1) {
+                    size_t at = (size_t)(cr - buf);
+                    if (memcmp(cr, p->delim, n - at) == 0) {
+                        k = n - at;
+                        break;
+                    }
+                }
+                if (k == 0) {
+                    i = n;
+                    break;
+                }
+                i = n - k;
             }
-            i = (size_t)(cr - buf);
+            /* The data before it goes; a prefix is held back (match). */
             if (emit_data(p, buf + run, i - run, err) < 0)
                 return -1;
-            p->match = 1;
-            run = ++i;
+            p->match = k;
+            i += k;
+            run = i;
+            if (p->match == p->delim_len) {
+                int was_data = p->state == ST_DATA;
+                p->match = 0;
+                p->state = ST_AFTER_DELIM;
+                p->hdr_used = 0;
+                if (was_data && p->cb.on_part_end && p->cb.on_part_end(p->ctx, err) < 0) {
+                    p->state = ST_FAILED;
+                    return -1;
+                }
+                return (ssize_t)i;
+            }
             continue;
         }
         if (buf[i] == p->delim[p->match]) {

@@ -219,6 +219,31 @@ def test_upload_chunked_body(server):
         b"sent in chunks" * 1000
 
 
+def test_upload_near_delimiters_in_big_reads(server):
+    """Data dense with CRs and delimiter prefixes ("\r\n--XyZz" then a
+    mismatch, CR CR, a prefix cut at every length) over several of the
+    server's 256 KiB body reads, the file part before the path: the parser
+    decides on whole reads and holds back only a prefix at a read's end,
+    so every byte must come back, none may end the part early."""
+    delim = b"\r\n--XyZzy"
+    unit = b"".join(delim[:k] + b"q" for k in range(1, len(delim))) + b"\r\r\n--XyZzY\n"
+    data = (unit * (3 * 262144 // len(unit) + 7))[:3 * 262144 + 5] + b"\r\n--XyZz"
+    body = multipart("near/delims.bin", data, file_first=True)
+
+    def gen():
+        # Pieces that cut the data at odd places as well as whole reads.
+        for i in range(0, len(body), 100003):
+            yield body[i:i + 100003]
+
+    for content in (body, gen()):
+        r = httpx.post(server.url + "/files", content=content, timeout=60,
+                       headers={"Content-Type": "multipart/form-data; boundary=XyZzy"})
+        assert r.status_code == 200, r.text
+        d = httpx.get(server.url + "/files", params={"path": "near/delims.bin"}, timeout=60)
+        assert d.status_code == 200
+        assert d.content == data
+
+
 def test_upload_expect_100_continue(server, tmp_path):
     f = tmp_path / "e.txt"
     f.write_bytes(b"expect me")

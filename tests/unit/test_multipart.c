@@ -430,6 +430,56 @@ START_TEST(test_no_buffering)
 }
 END_TEST
 
+/* Data full of CRs and near-delimiters (CRLF, "\r\n-", "\r\n--Xy" then a
+ * mismatch, CR CR) reaches the callback in one piece per feed: the parser
+ * decides a CR is data on the bytes at hand instead of handing the bytes
+ * before it and the CR over separately (two callbacks per CR made uploads
+ * of random data slow). */
+struct counter {
+    struct rec r;
+    int calls;
+};
+
+static int count_data(void *ctx, const char *data, size_t len, struct bx_err *err)
+{
+    struct counter *c = ctx;
+    c->calls++;
+    return rec_data(&c->r, data, len, err);
+}
+
+START_TEST(test_cr_dense_data_one_piece)
+{
+    static const struct mp_callbacks cb = {rec_begin, count_data, rec_end};
+    static const char head[] = "--XyZ\r\n" CD "name=\"f\"\r\n\r\n";
+    static const char unit[] = "a\rb\r\nc\r\n-d\r\n--Xy\r\r\n--Xq\n\r";
+    struct counter c;
+    struct mp_parser *p = NULL;
+    struct bx_err err;
+    struct sbuf data;
+    size_t i;
+
+    memset(&c, 0, sizeof(c));
+    sbuf_init(&c.r.out, 1 << 20);
+    sbuf_init(&data, 1 << 20);
+    for (i = 0; i < 1000; i++)
+        REQUIRE(sbuf_append(&data, unit, sizeof(unit) - 1) == 0);
+    /* ends in "\r": held back as a possible delimiter start */
+    ck_assert_int_eq(mp_new(&p, "XyZ", 3, &cb, &c, &err), 0);
+    ck_assert_int_eq(mp_feed(p, head, strlen(head), &err), 0);
+    ck_assert_int_eq(mp_feed(p, data.data, data.len, &err), 0);
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert_uint_eq(c.r.data_bytes, data.len - 1);
+    ck_assert_int_eq(mp_feed(p, "\n--XyZ--\r\n", 11, &err), 0);
+    ck_assert_int_eq(mp_finish(p, &err), 0);
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert_uint_eq(c.r.data_bytes, data.len - 1);
+    ck_assert_int_eq(memcmp(c.r.out.data + strlen("{B f f=0}"), data.data, data.len - 1), 0);
+    mp_free(&p);
+    sbuf_free(&data);
+    sbuf_free(&c.r.out);
+}
+END_TEST
+
 /* ---- callbacks that refuse ---- */
 
 START_TEST(test_callback_abort)
@@ -647,6 +697,7 @@ static Suite *multipart_suite(void)
     tcase_add_test(api, test_callback_abort);
     tcase_add_test(api, test_null_callbacks);
     tcase_add_test(api, test_new_rejects_bad_boundary);
+    tcase_add_test(api, test_cr_dense_data_one_piece);
     tcase_add_loop_test(ct, test_content_type, 0, (int)BX_ARRAY_LEN(ct_cases));
     tcase_add_test(ct, test_content_type_nul);
     tcase_add_test(ct, test_content_type_roundtrip);
