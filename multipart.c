@@ -301,6 +301,22 @@ static int emit_data(struct mp_parser *p, const char *d, size_t n, struct bx_err
     return 0;
 }
 
+/* A whole delimiter was matched ending at buf[i - 1]: the part in progress
+ * (if any) ends and the headers of the next one follow.  Returns i, the
+ * bytes consumed, or -1. */
+static ssize_t delim_seen(struct mp_parser *p, size_t i, struct bx_err *err)
+{
+    int was_data = p->state == ST_DATA;
+    p->match = 0;
+    p->state = ST_AFTER_DELIM;
+    p->hdr_used = 0;
+    if (was_data && p->cb.on_part_end && p->cb.on_part_end(p->ctx, err) < 0) {
+        p->state = ST_FAILED;
+        return -1;
+    }
+    return (ssize_t)i;
+}
+
 /* Scans preamble or part data until a whole delimiter or the end of buf.
  * Returns the bytes consumed or -1. */
 static ssize_t scan_body(struct mp_parser *p, const char *buf, size_t n, struct bx_err *err)
@@ -346,33 +362,15 @@ static ssize_t scan_body(struct mp_parser *p, const char *buf, size_t n, struct 
             p->match = k;
             i += k;
             run = i;
-            if (p->match == p->delim_len) {
-                int was_data = p->state == ST_DATA;
-                p->match = 0;
-                p->state = ST_AFTER_DELIM;
-                p->hdr_used = 0;
-                if (was_data && p->cb.on_part_end && p->cb.on_part_end(p->ctx, err) < 0) {
-                    p->state = ST_FAILED;
-                    return -1;
-                }
-                return (ssize_t)i;
-            }
+            if (p->match == p->delim_len)
+                return delim_seen(p, i, err);
             continue;
         }
         if (buf[i] == p->delim[p->match]) {
             p->match++;
             run = ++i;
-            if (p->match == p->delim_len) {
-                int was_data = p->state == ST_DATA;
-                p->match = 0;
-                p->state = ST_AFTER_DELIM;
-                p->hdr_used = 0;
-                if (was_data && p->cb.on_part_end && p->cb.on_part_end(p->ctx, err) < 0) {
-                    p->state = ST_FAILED;
-                    return -1;
-                }
-                return (ssize_t)i;
-            }
+            if (p->match == p->delim_len)
+                return delim_seen(p, i, err);
             continue;
         }
         /* Mismatch: the held-back prefix was data after all.  buf[i] is not

@@ -202,22 +202,7 @@ class MultipartUpload:
 
     def _account(self, block: Any, remaining: Optional[int]) -> Tuple[bytes, Optional[int], bool]:
         """Check one block read from the file: (data, remaining, done)."""
-        data = _as_bytes(block)
-        if not data:
-            if remaining:
-                # The file shrank after its size was announced in
-                # Content-Length; sending fewer bytes would leave the server
-                # waiting for the rest, so abort the request instead.
-                raise BoxerError(
-                    f"upload source ended {remaining} bytes before its announced size "
-                    "(was the file truncated during the upload?)"
-                )
-            return data, remaining, True
-        if remaining is not None:
-            # Never send more than announced (the file may have grown).
-            data = data[:remaining]
-            remaining -= len(data)
-        return data, remaining, False
+        return _account(block, remaining)
 
     def _view_chunks(self) -> Generator[bytes, None, None]:
         """An in-memory payload in chunk_size pieces."""
@@ -408,14 +393,15 @@ class MultipartRun:
 
 
 def _account(block: Any, remaining: Optional[int]) -> Tuple[bytes, Optional[int], bool]:
-    """One block read from a file: (data, remaining, done); as
-    MultipartUpload._account (a file that shrank below its announced size
-    aborts the request rather than leave the server waiting)."""
+    """One block read from a file: (data, remaining, done).  A file that
+    shrank below the size announced in Content-Length aborts the request:
+    sending fewer bytes would leave the server waiting for the rest.  A
+    file that grew sends only what was announced."""
     data = _as_bytes(block)
     if not data:
         if remaining:
             raise BoxerError(
-                f"input file ended {remaining} bytes before its announced size "
+                f"upload source ended {remaining} bytes before its announced size "
                 "(was the file truncated during the upload?)"
             )
         return data, remaining, True
