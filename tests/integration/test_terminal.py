@@ -601,7 +601,8 @@ def test_tty_exec_cancel_and_signal_reach_the_command(tserver, bbbox):
     eid = r.json()["id"]
     r = api(tserver, "POST", "/v1/boxes/%s/exec/%s:cancel" % (bbbox, eid))
     assert r.status_code == 200 and r.json()["status"] == "canceled", r.text
-    assert wait_for(lambda: exec_info(tserver, bbbox, eid)["status"] != "running", timeout=10)
+    # "canceled" is the status from the cancel on; the exit comes after
+    assert wait_for(lambda: exec_info(tserver, bbbox, eid)["finished_at"] is not None, timeout=10)
     e = exec_info(tserver, bbbox, eid)
     assert (e["status"], e["exit_code"]) == ("canceled", 137), e
     ps = api(tserver, "POST", "/v1/boxes/%s/exec" % bbbox, json={"cmd": ["ps"], "wait": True}).json()
@@ -613,6 +614,6 @@ def test_tty_exec_cancel_and_signal_reach_the_command(tserver, bbbox):
     assert wait_for(lambda: "ready" in exec_info(tserver, bbbox, eid)["stdout"])
     r = api(tserver, "POST", "/v1/boxes/%s/exec/%s/signal" % (bbbox, eid), json={"signal": "USR1"})
     assert r.status_code == 200, r.text
-    assert wait_for(lambda: exec_info(tserver, bbbox, eid)["status"] != "running", timeout=10)
+    assert wait_for(lambda: exec_info(tserver, bbbox, eid)["finished_at"] is not None, timeout=10)
     e = exec_info(tserver, bbbox, eid)
     assert e["exit_code"] == 5 and "got USR1" in e["stdout"], e
