@@ -26,6 +26,7 @@
 #include "oci.h"
 #include "proc.h"
 #include "run.h"
+#include "runsc_ns.h"
 #include "util.h"
 
 static void bg_free(struct bgproc *g)
@@ -182,15 +183,12 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
                               .join_fds = join_fds,
                               .n_join_fds = njoin,
                               .cwd = b->dir};
-    if (b->net && (strcmp(args[0], "create") == 0 || strcmp(args[0], "start") == 0)) {
-        /* see net.h: runsc create/start must not see /proc/sys/net */
-        struct net_nsguard g;
-        if (net_runsc_ns_enter(&g, err) < 0) {
-            ret = -1;
-        } else {
-            ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
-            net_runsc_ns_leave(&g);
-        }
+    if (strcmp(args[0], "create") == 0 || strcmp(args[0], "start") == 0) {
+        /* runsc_ns.h: create/start must not see /proc/sys/net, and create
+         * sizes the sandbox from (a shadow of) cpuset.cpus */
+        struct runsc_ns_opts nso;
+        runsc_ns_opts_for(&nso, b->net != NULL, b->cg);
+        ret = runsc_spawn(m->p.loop, &spec, &nso, cb, arg, pp, err);
     } else {
         ret = proc_spawn(m->p.loop, &spec, cb, arg, pp, err);
     }

@@ -39,6 +39,7 @@ struct cg_run {
     uint16_t *picked;     /* indices into cpus->id this run holds */
     int npicked;
     char *cpu_list; /* the cpuset.cpus value written, e.g. "0-1" */
+    int shadow;     /* no cpuset cgroup: runsc reads cpu_list from a shadow */
 };
 
 /* ---- small helpers ---- */
@@ -236,6 +237,8 @@ void cg_cpus_unref(struct cg_cpus **pc)
     struct cg_cpus *c = *pc;
     if (c && --c->refs == 0) {
         free(c->mems);
+        free(c->shadow_mount);
+        free(c->shadow_rel);
         free(c);
     }
     *pc = NULL;
@@ -681,9 +684,15 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
     }
     if (ctx->cpus && run_pin_cpus(run, ctx->cpus, lim->cpu_cores, err) < 0)
         goto out;
-    for (int i = 0; i < ctx->nhier; i++) {
-        run->ctrls[i] = ctx->hier[i].ctrls;
-        run->parent_fd[i] = fcntl(ctx->hier[i].base_fd, F_DUPFD_CLOEXEC, 0);
+    run->shadow = ctx->cpus && ctx->cpus->shadow_mount;
+    for (int h = 0; h < ctx->nhier; h++) {
+        int i = run->nhier;
+        /* With the shadow, the cpuset hierarchy only ever served runsc's
+         * CPU count: runs stay in our own cpuset cgroup. */
+        if (run->shadow && ctx->hier[h].ctrls == CGC_CPUSET)
+            continue;
+        run->ctrls[i] = ctx->hier[h].ctrls;
+        run->parent_fd[i] = fcntl(ctx->hier[h].base_fd, F_DUPFD_CLOEXEC, 0);
         if (run->parent_fd[i] < 0) {
             bx_err_sys(err, BX_E_INTERNAL, "dup");
             goto out;
@@ -692,18 +701,18 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
         /* mkdir must create it: an existing cgroup of that name is not ours
          * to reuse (it may hold another run's processes). */
         if (mkdirat(run->parent_fd[i], name, 0755) < 0) {
-            bx_err_sys(err, BX_E_INTERNAL, "create cgroup %s/%s", ctx->hier[i].base, name);
+            bx_err_sys(err, BX_E_INTERNAL, "create cgroup %s/%s", ctx->hier[h].base, name);
             goto out;
         }
         run->dir_fd[i] =
             openat(run->parent_fd[i], name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (run->dir_fd[i] < 0) {
-            bx_err_sys(err, BX_E_INTERNAL, "open cgroup %s/%s", ctx->hier[i].base, name);
+            bx_err_sys(err, BX_E_INTERNAL, "open cgroup %s/%s", ctx->hier[h].base, name);
             unlinkat(run->parent_fd[i], name, AT_REMOVEDIR);
             goto out;
         }
         if (write_limits(run->dir_fd[i], run->ctrls[i], run->v2, lim, run, err) < 0) {
-            bx_err_wrap(err, "cgroup %s/%s", ctx->hier[i].base, name);
+            bx_err_wrap(err, "cgroup %s/%s", ctx->hier[h].base, name);
             goto out;
         }
     }
@@ -755,7 +764,18 @@ const char *cg_run_oci_path(const struct cg_run *run)
 
 const char *cg_run_cpu_list(const struct cg_run *run)
 {
-    return run ? run->cpu_list : NULL;
+    return run && !run->shadow ? run->cpu_list : NULL;
+}
+
+int cg_run_cpuset_shadow(const struct cg_run *run, const char **mount, const char **rel,
+                         const char **cpus)
+{
+    if (!run || !run->shadow || !run->cpu_list)
+        return 0;
+    *mount = run->cpus->shadow_mount;
+    *rel = run->cpus->shadow_rel;
+    *cpus = run->cpu_list;
+    return 1;
 }
 
 /* Whether a process of the cgroup (dirfd) runs argv[0] "runsc-sandbox",

@@ -127,8 +127,16 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
  * when max is too small. */
 int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err);
 /* The CPUs the run was pinned to at creation ("0", "2-3"): what its
- * sandbox sees; NULL without a cpuset controller. */
+ * sandbox sees; NULL when the run is not pinned (no cpuset controller, or
+ * runsc reads the count from a shadow, below). */
 const char *cg_run_cpu_list(const struct cg_run *run);
+/* v1 with the cpuset hierarchy mounted alone at /sys/fs/cgroup/cpuset:
+ * the run has no cpuset cgroup and is never pinned.  runsc is to be
+ * started with a shadow of our own cpuset cgroup that says `cpus`
+ * (runsc_ns.h), so the sandbox is still sized to ceil(cpu_cores) CPUs.
+ * Returns 1 and fills the strings (owned by the run) then, else 0. */
+int cg_run_cpuset_shadow(const struct cg_run *run, const char **mount, const char **rel,
+                         const char **cpus);
 /* The pinning only tells runsc the CPU count; once runsc has started the
  * sandbox (a process with argv[0] "runsc-sandbox" is in the run's cpuset
  * cgroup) that count is fixed, so this widens the run's cpuset.cpus to every

@@ -19,6 +19,8 @@
 #define CGC_CPUSET 16u
 
 #define CG_MAX_HIER CG_MAX_PROCS_FDS
+/* Where runsc (v1) reads cpuset.cpus below. */
+#define CG_RUNSC_CPUSET_MOUNT "/sys/fs/cgroup/cpuset"
 #define PROCS_FILE_MAX (1u * 1024u * 1024u)
 #define SMALL_FILE_MAX (64u * 1024u)
 
@@ -39,6 +41,12 @@ struct cg_cpus {
     uint16_t id[CG_CPUS_MAX];
     uint32_t load[CG_CPUS_MAX];
     char *mems; /* v1: the memory nodes every run's cpuset gets */
+    /* v1 with the cpuset hierarchy alone at /sys/fs/cgroup/cpuset: runs get
+     * no cpuset cgroup; runsc reads their CPU count from a shadow of our own
+     * cgroup there (runsc_ns.h).  The mount point and our cgroup below it
+     * ("" or "/a/b"); NULL otherwise. */
+    char *shadow_mount;
+    char *shadow_rel;
 };
 
 struct cg_ctx {

@@ -552,8 +552,20 @@ static int try_v1(struct cg_ctx *ctx, const struct mnt *m, int nm, const char *p
         snprintf(ctx->cpuset_note, sizeof(ctx->cpuset_note), "no cpuset hierarchy");
     for (int h = 0; h < ctx->nhier; h++) {
         struct bx_err e;
-        if (!(ctx->hier[h].ctrls & CGC_CPUSET) || setup_cpuset_v1(ctx, &ctx->hier[h], &e) == 0)
+        if (!(ctx->hier[h].ctrls & CGC_CPUSET))
             continue;
+        if (setup_cpuset_v1(ctx, &ctx->hier[h], &e) == 0) {
+            size_t w = 0;
+            while (ctrl_names[w].bit != CGC_CPUSET)
+                w++;
+            /* runsc looks for the hierarchy at /sys/fs/cgroup/cpuset. */
+            if (ctx->hier[h].ctrls == CGC_CPUSET &&
+                strcmp(m[midx[w]].point, CG_RUNSC_CPUSET_MOUNT) == 0 &&
+                (!(ctx->cpus->shadow_mount = strdup(CG_RUNSC_CPUSET_MOUNT)) ||
+                 !(ctx->cpus->shadow_rel = strdup(rels[w]))))
+                return bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
+            continue;
+        }
         /* Co-mounted with a controller we need, the hierarchy cannot do
          * without cpus and mems: tasks could not join it. */
         if (ctx->hier[h].ctrls != CGC_CPUSET) {
@@ -597,7 +609,11 @@ static int build_describe(struct cg_ctx *ctx)
     }
     if (ctx->moved_to_leaf && sbuf_appendf(&sb, " (moved Boxer into ../%s)", CG_SUPERVISOR) < 0)
         goto fail;
-    if (ctx->cpus &&
+    if (ctx->cpus && ctx->cpus->shadow_mount &&
+        sbuf_appendf(&sb, "; runsc shown ceil(cpu_cores) of %d CPUs in a shadow of cpuset.cpus",
+                     ctx->cpus->n) < 0)
+        goto fail;
+    if (ctx->cpus && !ctx->cpus->shadow_mount &&
         sbuf_appendf(&sb, "; runs pinned to ceil(cpu_cores) of %d CPUs", ctx->cpus->n) < 0)
         goto fail;
     if (!ctx->cpus && sbuf_appendf(&sb, "; %s: sandboxes see every host CPU",

@@ -104,20 +104,6 @@ const char *net_run_resolv_path(const struct net_run *r);
  * the rules are gone, so a new run never inherits them. */
 void net_run_free(struct net_run **r);
 
-/* runsc 2024-07 decides it runs in the root network namespace when
- * /proc/sys/net/core/rmem_default exists in the run's netns, which it does
- * on kernels where that sysctl is per namespace, and then refuses
- * --network=sandbox.  runsc is therefore started in a private copy of
- * Boxer's mount namespace in which /proc/sys/net is an empty read-only
- * tmpfs.  enter() switches Boxer (single-threaded) into a fresh such copy;
- * spawn runsc; leave() switches back at once. */
-struct net_nsguard {
-    int mnt_fd;
-    int cwd_fd;
-};
-int net_runsc_ns_enter(struct net_nsguard *g, struct bx_err *err);
-void net_runsc_ns_leave(struct net_nsguard *g);
-
 /* ---- pure helpers, exposed for the unit tests ---- */
 
 /* Strict dotted quad / "a.b.c.d/len" (no host bits) to host-order values. */

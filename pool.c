@@ -18,6 +18,7 @@
 #include "net.h"
 #include "proc.h"
 #include "run_internal.h"
+#include "runsc_ns.h"
 
 #define POOL_UPPER_BYTES (8u << 20) /* as run.c's RUN_UPPER_* */
 #define POOL_UPPER_INODES 65536
@@ -378,6 +379,7 @@ static int spawn_step(struct psb *s, const char *step, struct bx_err *err)
     int njoin = 0, ret = -1;
     int a = runsc_argv(p, s->sb.b.dir, e->network, bufs, argv, 28);
     struct proc_spec spec;
+    struct runsc_ns_opts nso;
 
     if (a < 0) {
         bx_err_set(err, BX_E_INTERNAL, ENOMEM, "out of memory");
@@ -407,15 +409,8 @@ static int spawn_step(struct psb *s, const char *step, struct bx_err *err)
                               .n_join_fds = njoin,
                               .cwd = s->sb.b.dir,
                               .oom_score_adj = POOL_OOM_SCORE_ADJ};
-    if (s->sb.net) {
-        struct net_nsguard g;
-        if (net_runsc_ns_enter(&g, err) < 0)
-            goto out;
-        ret = proc_spawn(p->rp.loop, &spec, on_step_exit, s, &s->proc, err);
-        net_runsc_ns_leave(&g);
-    } else {
-        ret = proc_spawn(p->rp.loop, &spec, on_step_exit, s, &s->proc, err);
-    }
+    runsc_ns_opts_for(&nso, s->sb.net != NULL, s->sb.cg);
+    ret = runsc_spawn(p->rp.loop, &spec, &nso, on_step_exit, s, &s->proc, err);
 out:
     for (int i = 0; i < njoin; i++)
         close(join_fds[i]);

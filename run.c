@@ -23,6 +23,7 @@
 #include "proc.h"
 #include "infeed.h"
 #include "pool.h"
+#include "runsc_ns.h"
 #include "store.h"
 
 /* The tmpfs under each run's rootfs overlay: what runsc creates there
@@ -617,6 +618,7 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
     size_t a = 0;
     int ret = -1;
     struct proc_spec spec;
+    struct runsc_ns_opts nso;
 
     snprintf(root_arg, sizeof(root_arg), "--root=%s/state", job->b.dir);
     snprintf(log_arg, sizeof(log_arg), "--log=%s/runsc.log", job->b.dir);
@@ -689,20 +691,11 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
                                * sandbox (runsc, its sentry and gofer
                                * inherit this) before anything else. */
                               .oom_score_adj = RUNSC_OOM_SCORE_ADJ};
-    if (job->net) {
-        /* See net.h: runsc must not see /proc/sys/net (a private mount
-         * namespace for it alone; Boxer switches back right after fork). */
-        struct net_nsguard g;
-        if (net_runsc_ns_enter(&g, err) < 0)
-            goto out;
-        ret = proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err);
-        net_runsc_ns_leave(&g);
-        if (ret < 0)
-            goto out;
-        ret = -1;
-    } else if (proc_spawn(m->p.loop, &spec, job_on_exit, job, &job->proc, err) < 0) {
+    /* runsc_ns.h: with networking runsc must not see /proc/sys/net, and
+     * it may read the run's CPU count from a shadow of cpuset.cpus. */
+    runsc_ns_opts_for(&nso, job->net != NULL, job->cg);
+    if (runsc_spawn(m->p.loop, &spec, &nso, job_on_exit, job, &job->proc, err) < 0)
         goto out;
-    }
     if (job->cg && cg_run_cpu_list(job->cg) && !job->warm)
         job->unpin_timer = loop_timer_add(m->p.loop, UNPIN_POLL_MS, run_on_unpin, job);
     if (job->req->stdin_data) {

@@ -218,6 +218,51 @@ def test_nproc_follows_cpu_cores(srv):
         assert res["stdout"].split() == [want, want, want], (cores, res)
 
 
+def sandbox_pids(home):
+    """runsc-sandbox processes of this home (argv[0] as runsc names it)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if argv[0] == "runsc-sandbox" and any(home in a for a in argv):
+            out.append((int(pid), argv))
+    return out
+
+
+def test_cpu_count_comes_from_a_shadow_not_a_pin(srv):
+    # This host's cpuset hierarchy is v1 (hybrid): runsc reads the run's CPU
+    # count from a shadow of cpuset.cpus in its own mount namespace
+    # (runsc_ns.h).  The sandbox is told ceil(cpu_cores) CPUs and runs,
+    # from its first instruction, on every CPU Boxer has (the quota bounds
+    # it), in Boxer's own cpuset cgroup; the host never sees the shadow.
+    assert not V2 and os.path.isdir("/sys/fs/cgroup/cpuset"), "a v1 cpuset hierarchy is expected"
+    assert os.cpu_count() >= 2, "one CPU cannot tell a pin from none"
+    box = os.sched_getaffinity(srv.proc.pid)
+    got = {}
+    th = threading.Thread(target=lambda: got.update(res=ok(srv, {
+        "image": BUSYBOX, "limits": {"cpu_cores": 1},
+        "cmd": ["sh", "-c", "nproc; sleep 2; nproc"]})))
+    th.start()
+    try:
+        deadline = time.time() + 30
+        while not sandbox_pids(srv.home):
+            assert time.time() < deadline, "no runsc-sandbox appeared"
+            time.sleep(0.01)
+        [(pid, argv)] = sandbox_pids(srv.home)
+        assert argv[argv.index("--cpu-num") + 1] == "1", argv
+        assert os.sched_getaffinity(pid) == box
+        assert cgroup_of(pid, "cpuset") == cgroup_of(srv.proc.pid, "cpuset")
+        assert cgroup_of(pid, "cpu") != cgroup_of(srv.proc.pid, "cpu")  # the run's, with the quota
+    finally:
+        th.join()
+    assert got["res"]["stdout"] == "1\n1\n", got
+    with open("/proc/self/mountinfo") as f:
+        assert not [m for m in f if m.split()[4] == "/sys/fs/cgroup/cpuset" and " - tmpfs " in m]
+
+
 BUSY = "import time; t=time.time()\nwhile time.time()-t<3: pass"
 
 
