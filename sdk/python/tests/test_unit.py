@@ -1294,6 +1294,30 @@ def test_run_boxrun_form_refuses_run_only_arguments(kwargs: Dict[str, Any]) -> N
     assert rec.requests == []
 
 
+def test_run_user_goes_to_v1_run_only_when_given() -> None:
+    rec = Recorder(httpx.Response(200, json={**RUN_OK, "error_message": None}))
+    with sync_client(rec) as c:
+        c.run("busybox", ["id", "-u"], user="1000:1000")
+        assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"
+        assert rec.last_json() == {"image": "busybox", "cmd": ["id", "-u"], "user": "1000:1000"}
+        rec.responses = [httpx.Response(200, json={**RUN_OK, "error_message": None})]
+        c.run("busybox", ["true"], timeout_ms=5)
+        assert "user" not in rec.last_json()
+        rec.responses = [httpx.Response(200, json=RUN_OK)]
+        c.run("busybox", ["true"])
+        assert rec.last.url == "http://boxer.test:8080/run" and "user" not in rec.last_json()
+        n = len(rec.requests)
+        bad: Any
+        for bad in (1000, b"1000", True):
+            with pytest.raises(TypeError):
+                c.run("busybox", ["true"], user=bad)
+        kwargs: Dict[str, Any]
+        for kwargs in ({"stream": True}, {"cwd": "/"}, {"input_files": {"x": b""}}):
+            with pytest.raises(ValueError):
+                c.run("busybox", ["true"], user="1", **kwargs)
+        assert len(rec.requests) == n
+
+
 @pytest.mark.asyncio
 async def test_async_run_stream_and_boxrun_form() -> None:
     rec = Recorder(ndjson(STREAM_START, {"type": "log", "stream": "stderr", "data": "e", "seq": 1},
@@ -1308,6 +1332,9 @@ async def test_async_run_stream_and_boxrun_form() -> None:
         rec.responses = [httpx.Response(200, json={**RUN_OK, "error_message": None})]
         assert (await c.run("busybox", ["x"], timeout_ms=5)).exit_code == RUN_OK["exit_code"]
         assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"
+        assert (await c.run("busybox", ["x"], user="7")).exit_code == RUN_OK["exit_code"]
+        assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"
+        assert rec.last_json() == {"image": "busybox", "cmd": ["x"], "user": "7"}
 
 
 def test_attach_query_command_params() -> None:
