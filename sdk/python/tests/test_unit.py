@@ -262,6 +262,29 @@ def test_multipart_rejects_text_and_other_types(tmp_path: Path) -> None:
         MultipartUpload("p", 42)  # type: ignore[arg-type]
 
 
+def test_multipart_run_sources(tmp_path: Path) -> None:
+    """input_files' sources (the classification MultipartUpload shares):
+    a local path (str or PathLike) is sized up front and read when sent;
+    a text file, or anything else, is a TypeError naming the path."""
+    from boxer._multipart import MultipartRun
+
+    p = tmp_path / "in.bin"
+    p.write_bytes(b"12345")
+    for local in (str(p), p):
+        up = MultipartRun({}, [("x", local)], boundary="B")
+        body = b"".join(up.iter_chunks())
+        assert up.headers["Content-Length"] == str(len(body)) and b"\r\n\r\n12345\r\n" in body
+    with open(p, "r") as f, pytest.raises(TypeError, match=r"input_files: a text file: .*binary mode"):
+        MultipartRun({}, [("x", f)])
+    with pytest.raises(TypeError, match=r"input_files\['x'\] must be bytes, a local path or a binary "
+                                        r"file object, not int"):
+        MultipartRun({}, [("x", 42)])
+    with pytest.raises(FileNotFoundError):
+        MultipartRun({}, [("x", str(tmp_path / "missing"))])
+    with pytest.raises(TypeError, match="upload data must be bytes or a binary file object, not PosixPath"):
+        MultipartUpload("p", p)
+
+
 def test_multipart_memoryview_and_bytearray() -> None:
     for data in (bytearray(b"abc"), memoryview(b"xxabcxx")[2:5]):
         up = MultipartUpload("p", data, boundary="B")
