@@ -1,6 +1,6 @@
 """run(..., stream=True), stdin= on exec_stream and BoxRun's
-run(image, cmd, timeout_ms=...) (POST /v1/run) against a live server, sync
-and async.  Needs a server with streamed /run and /v1/run (issues 13, 14)."""
+run(image, cmd, timeout_ms=..., user=...) (POST /v1/run) against a live
+server, sync and async.  Needs a server with streamed /run and /v1/run (issues 13, 14)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Iterator, Tuple
 import pytest
 from boxer_testutil import BUSYBOX_IMAGE, TEST_RUN_TIMEOUT, make_async_client
 
-from boxer import BoxerClient, BoxerTimeoutError, BoxHandle, ExecEvent, ResourceLimits
+from boxer import BoxerClient, BoxerTimeoutError, BoxHandle, ExecEvent, InvalidRequestError, ResourceLimits
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +72,39 @@ def test_run_boxrun_form_sync(client: BoxerClient) -> None:
     r = client.run(BUSYBOX_IMAGE, ["sh", "-c", "echo s; sleep 30"], timeout_ms=700)
     assert (r.exit_code, r.stdout, r.timed_out) == (137, "s\n", True)
     assert r.error_message is not None and "timed out" in r.error_message
+
+
+ID_SCRIPT = ["sh", "-c", "id -u; id -g; grep CapEff /proc/self/status"]
+
+
+def _ids(stdout: str) -> Tuple[str, str, str]:
+    uid, gid, cap = stdout.split("\n")[:3]
+    return uid, gid, cap.split()[1]
+
+
+def test_run_boxrun_form_user_sync(client: BoxerClient) -> None:
+    """user= on BoxRun's run: that uid:gid without capabilities; without
+    it the run stays root with a box's capabilities (not /run's 65534)."""
+    r = client.run(BUSYBOX_IMAGE, ID_SCRIPT, user="1000:1000")
+    assert r.exit_code == 0, r
+    assert _ids(r.stdout) == ("1000", "1000", "0000000000000000"), r.stdout
+    r = client.run(BUSYBOX_IMAGE, ["sh", "-c", "id -u; id -g"], user="7")
+    assert (r.exit_code, r.stdout) == (0, "7\n7\n"), r
+    r = client.run(BUSYBOX_IMAGE, ID_SCRIPT, timeout_ms=30_000)
+    uid, gid, cap = _ids(r.stdout)
+    assert (r.exit_code, uid, gid) == (0, "0", "0") and int(cap, 16) != 0, r
+    with pytest.raises(InvalidRequestError, match="user"):
+        client.run(BUSYBOX_IMAGE, ["true"], user="root")
+
+
+@pytest.mark.asyncio
+async def test_run_boxrun_form_user_async(boxer_url: str) -> None:
+    async with make_async_client(boxer_url) as c:
+        r = await c.run(BUSYBOX_IMAGE, ID_SCRIPT, user="1000:1001")
+        assert r.exit_code == 0, r
+        assert _ids(r.stdout) == ("1000", "1001", "0000000000000000"), r.stdout
+        r = await c.run(BUSYBOX_IMAGE, ["sh", "-c", "id -u; id -g"], timeout_ms=30_000)
+        assert (r.exit_code, r.stdout) == (0, "0\n0\n"), r
 
 
 @pytest.mark.asyncio

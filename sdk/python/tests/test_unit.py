@@ -262,6 +262,29 @@ def test_multipart_rejects_text_and_other_types(tmp_path: Path) -> None:
         MultipartUpload("p", 42)  # type: ignore[arg-type]
 
 
+def test_multipart_run_sources(tmp_path: Path) -> None:
+    """input_files' sources (the classification MultipartUpload shares):
+    a local path (str or PathLike) is sized up front and read when sent;
+    a text file, or anything else, is a TypeError naming the path."""
+    from boxer._multipart import MultipartRun
+
+    p = tmp_path / "in.bin"
+    p.write_bytes(b"12345")
+    for local in (str(p), p):
+        up = MultipartRun({}, [("x", local)], boundary="B")
+        body = b"".join(up.iter_chunks())
+        assert up.headers["Content-Length"] == str(len(body)) and b"\r\n\r\n12345\r\n" in body
+    with open(p, "r") as f, pytest.raises(TypeError, match=r"input_files: a text file: .*binary mode"):
+        MultipartRun({}, [("x", f)])
+    with pytest.raises(TypeError, match=r"input_files\['x'\] must be bytes, a local path or a binary "
+                                        r"file object, not int"):
+        MultipartRun({}, [("x", 42)])
+    with pytest.raises(FileNotFoundError):
+        MultipartRun({}, [("x", str(tmp_path / "missing"))])
+    with pytest.raises(TypeError, match="upload data must be bytes or a binary file object, not PosixPath"):
+        MultipartUpload("p", p)
+
+
 def test_multipart_memoryview_and_bytearray() -> None:
     for data in (bytearray(b"abc"), memoryview(b"xxabcxx")[2:5]):
         up = MultipartUpload("p", data, boundary="B")
@@ -1294,6 +1317,30 @@ def test_run_boxrun_form_refuses_run_only_arguments(kwargs: Dict[str, Any]) -> N
     assert rec.requests == []
 
 
+def test_run_user_goes_to_v1_run_only_when_given() -> None:
+    rec = Recorder(httpx.Response(200, json={**RUN_OK, "error_message": None}))
+    with sync_client(rec) as c:
+        c.run("busybox", ["id", "-u"], user="1000:1000")
+        assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"
+        assert rec.last_json() == {"image": "busybox", "cmd": ["id", "-u"], "user": "1000:1000"}
+        rec.responses = [httpx.Response(200, json={**RUN_OK, "error_message": None})]
+        c.run("busybox", ["true"], timeout_ms=5)
+        assert "user" not in rec.last_json()
+        rec.responses = [httpx.Response(200, json=RUN_OK)]
+        c.run("busybox", ["true"])
+        assert rec.last.url == "http://boxer.test:8080/run" and "user" not in rec.last_json()
+        n = len(rec.requests)
+        bad: Any
+        for bad in (1000, b"1000", True):
+            with pytest.raises(TypeError):
+                c.run("busybox", ["true"], user=bad)
+        kwargs: Dict[str, Any]
+        for kwargs in ({"stream": True}, {"cwd": "/"}, {"input_files": {"x": b""}}):
+            with pytest.raises(ValueError):
+                c.run("busybox", ["true"], user="1", **kwargs)
+        assert len(rec.requests) == n
+
+
 @pytest.mark.asyncio
 async def test_async_run_stream_and_boxrun_form() -> None:
     rec = Recorder(ndjson(STREAM_START, {"type": "log", "stream": "stderr", "data": "e", "seq": 1},
@@ -1308,6 +1355,9 @@ async def test_async_run_stream_and_boxrun_form() -> None:
         rec.responses = [httpx.Response(200, json={**RUN_OK, "error_message": None})]
         assert (await c.run("busybox", ["x"], timeout_ms=5)).exit_code == RUN_OK["exit_code"]
         assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"
+        assert (await c.run("busybox", ["x"], user="7")).exit_code == RUN_OK["exit_code"]
+        assert rec.last.url == "http://boxer.test:8080/v1/run?extra=1"
+        assert rec.last_json() == {"image": "busybox", "cmd": ["x"], "user": "7"}
 
 
 def test_attach_query_command_params() -> None:

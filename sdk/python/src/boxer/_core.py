@@ -303,6 +303,7 @@ def build_v1_run_body(
     timeout_ms: Optional[int],
     disk_size_gb: Optional[int],
     volumes: Optional[Sequence[Mapping[str, Any]]],
+    user: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The JSON body of BoxRun's ``POST /v1/run``; optional fields only when given."""
     if not isinstance(image, str) or not image:
@@ -326,6 +327,11 @@ def build_v1_run_body(
         if isinstance(volumes, (str, bytes)) or not all(isinstance(v, Mapping) for v in volumes):
             raise TypeError("volumes must be a list of dicts")
         body["volumes"] = [dict(v) for v in volumes]
+    if user is not None:
+        # "uid" or "uid:gid", numeric: the server checks the form (400)
+        if not isinstance(user, str):
+            raise TypeError('user must be a str "uid" or "uid:gid"')
+        body["user"] = user
     add_stdin(body, stdin)
     return body
 

@@ -22,7 +22,7 @@ import posixpath
 import re
 import secrets
 import stat
-from typing import Any, AsyncGenerator, Dict, Generator, Optional, Tuple, Union
+from typing import Any, AsyncGenerator, Dict, Generator, NamedTuple, Optional, Tuple, Union
 
 from .errors import BoxerError
 
@@ -118,6 +118,36 @@ def _as_bytes(block: Any) -> bytes:
     raise TypeError(f"upload source returned {type(block).__name__}, expected bytes")
 
 
+class _Source(NamedTuple):
+    """Where a part's bytes come from: exactly one of ``view`` (in memory),
+    ``file`` (a file object, read from its position) and ``local`` (a
+    path, opened when the body is sent); ``size`` None when unknowable."""
+
+    view: Optional[memoryview]
+    file: Any
+    local: Optional[str]
+    size: Optional[int]
+
+
+def _classify_source(source: Any, *, paths: bool, what: str, text_what: str) -> _Source:
+    """Classify an upload's or an input file's source: bytes-like, a local
+    path (str or os.PathLike, only with ``paths``; sized now) or a binary
+    file object.  ``what`` names the source in the TypeError of anything
+    else, ``text_what`` in that of a text file."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source).cast("B")
+        return _Source(view, None, None, view.nbytes)
+    if paths and isinstance(source, (str, os.PathLike)):
+        local = os.fspath(source)
+        return _Source(None, None, local, os.stat(local).st_size)
+    if callable(getattr(source, "read", None)):
+        if isinstance(source, io.TextIOBase):
+            raise TypeError(f"{text_what}: open it in binary mode ('rb')")
+        return _Source(None, source, None, _remaining_size(source))
+    expected = "bytes, a local path or a binary file object" if paths else "bytes or a binary file object"
+    raise TypeError(f"{what} must be {expected}, not {type(source).__name__}")
+
+
 class MultipartUpload:
     """One ``POST /files`` body: a ``path`` field and a ``file`` part
     (``path_field="dest"`` for a box upload).
@@ -149,21 +179,11 @@ class MultipartUpload:
         self.boundary = boundary
         self.chunk_size = chunk_size
 
-        self._view: Optional[memoryview] = None
-        self._file: Any = None
-        self._payload_size: Optional[int]
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            self._view = memoryview(data).cast("B")
-            self._payload_size = self._view.nbytes
-        elif callable(getattr(data, "read", None)):
-            if isinstance(data, io.TextIOBase):
-                raise TypeError("upload source is a text file: open it in binary mode ('rb')")
-            self._file = data
-            self._payload_size = _remaining_size(data)
-        else:
-            raise TypeError(
-                f"upload data must be bytes or a binary file object, not {type(data).__name__}"
-            )
+        src = _classify_source(data, paths=False, what="upload data",
+                               text_what="upload source is a text file")
+        self._view: Optional[memoryview] = src.view
+        self._file: Any = src.file
+        self._payload_size: Optional[int] = src.size
 
         filename = posixpath.basename(remote_path.rstrip("/")) or "file"
         self._head = (
@@ -266,27 +286,13 @@ class _RunFile:
         if any(c in remote_path for c in '"\r\n'):
             # the part name is the path: it must survive as a quoted-string
             raise ValueError(f"input_files: path {remote_path!r} has a quote or a line break")
-        self.view: Optional[memoryview] = None
-        self.file: Any = None
-        self.local: Optional[str] = None
-        self.size: Optional[int]
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            self.view = memoryview(source).cast("B")
-            self.size = self.view.nbytes
-        elif isinstance(source, (str, os.PathLike)):
-            # opened when the body is sent (and closed after), sized now
-            self.local = os.fspath(source)
-            self.size = os.stat(self.local).st_size
-        elif callable(getattr(source, "read", None)):
-            if isinstance(source, io.TextIOBase):
-                raise TypeError("input_files: a text file: open it in binary mode ('rb')")
-            self.file = source
-            self.size = _remaining_size(source)
-        else:
-            raise TypeError(
-                f"input_files[{remote_path!r}] must be bytes, a local path or a binary file "
-                f"object, not {type(source).__name__}"
-            )
+        # a local path is opened when the body is sent (and closed after)
+        src = _classify_source(source, paths=True, what=f"input_files[{remote_path!r}]",
+                               text_what="input_files: a text file")
+        self.view: Optional[memoryview] = src.view
+        self.file: Any = src.file
+        self.local: Optional[str] = src.local
+        self.size: Optional[int] = src.size
         self.head = (
             f"--{boundary}\r\n".encode("ascii")
             + b'Content-Disposition: form-data; name="' + remote_path.encode("utf-8")

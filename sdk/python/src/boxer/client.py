@@ -126,13 +126,14 @@ class _ClientBase:
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> Tuple[str, Dict[str, Any], httpx.Timeout]:
         """(path, body, timeout) of a run: ``/run``, or BoxRun's ``/v1/run``
-        when one of its own arguments (timeout_ms, disk_size_gb, volumes) is
-        given."""
+        when one of its own arguments (timeout_ms, disk_size_gb, volumes,
+        user) is given."""
         if boxes.stream_base64(encoding) and not stream:
             raise ValueError('encoding="base64" is for stream=True (the events\' raw bytes)')
-        if timeout_ms is None and disk_size_gb is None and volumes is None:
+        if timeout_ms is None and disk_size_gb is None and volumes is None and user is None:
             body, timeout = self._run_args(
                 image, cmd, env=env, cwd=cwd, limits=limits, files=files,
                 persist=persist, network=network, egress=egress, stdin=stdin,
@@ -150,18 +151,19 @@ class _ClientBase:
                     body.setdefault("inputs", {})[remote] = {"part": True, "mode": source[1]}
             return "/run", body, timeout
         if input_files is not None:
-            raise ValueError("input_files needs POST /run: not with timeout_ms, disk_size_gb or volumes")
+            raise ValueError("input_files needs POST /run: not with timeout_ms, disk_size_gb, volumes "
+                             "or user")
         if stream:
             raise ValueError("stream=True streams POST /run, which takes limits= rather than "
-                             "BoxRun's timeout_ms, disk_size_gb and volumes")
+                             "BoxRun's timeout_ms, disk_size_gb, volumes and user")
         if (cwd is not None or limits is not None or files is not None or persist
                 or egress is not None or inputs is not None or return_outputs):
-            raise ValueError("timeout_ms, disk_size_gb and volumes are BoxRun's run (POST /v1/run), "
+            raise ValueError("timeout_ms, disk_size_gb, volumes and user are BoxRun's run (POST /v1/run), "
                              "which takes no cwd, limits, files, persist, egress, inputs or "
                              "return_outputs")
         body = _core.build_v1_run_body(image, cmd, env=env, network=network, stdin=stdin,
                                        timeout_ms=timeout_ms, disk_size_gb=disk_size_gb,
-                                       volumes=volumes)
+                                       volumes=volumes, user=user)
         wall = {"wall_clock_secs": (timeout_ms or 0) / 1000.0}
         return "/v1/run", body, _core.run_request_timeout(self._timeout, self._run_timeout, wall)
 
@@ -271,6 +273,7 @@ class BoxerClient(_ClientBase):
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> RunResult: ...
 
     @overload
@@ -295,6 +298,7 @@ class BoxerClient(_ClientBase):
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> Iterator[ExecEvent]: ...
 
     @overload
@@ -319,6 +323,7 @@ class BoxerClient(_ClientBase):
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> Union[RunResult, Iterator[ExecEvent]]: ...
 
     def run(
@@ -342,6 +347,7 @@ class BoxerClient(_ClientBase):
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> Union[RunResult, Iterator[ExecEvent]]:
         """Run ``cmd`` in a fresh sandbox of ``image`` and return its result.
 
@@ -369,12 +375,16 @@ class BoxerClient(_ClientBase):
           Leaving the loop early closes the connection, which cancels the run.
           With ``encoding="base64"`` the output comes as base64 and each
           ``log`` event carries its exact bytes in ``raw``.
-        - ``timeout_ms``, ``disk_size_gb``, ``volumes``: BoxRun's
+        - ``timeout_ms``, ``disk_size_gb``, ``volumes``, ``user``: BoxRun's
           ``client.run(image, cmd, timeout_ms=...)``, sent to ``POST
           /v1/run`` (with ``env``, ``network``, ``stdin``; not with ``cwd``,
           ``limits``, ``files``, ``persist``, ``egress`` or ``stream``).  As
           in BoxRun, a timeout is then a result (exit code 137,
-          ``timed_out``, ``error_message``), not an exception.
+          ``timed_out``, ``error_message``), not an exception.  The command
+          runs as root with a box's capabilities on a writable root, or with
+          ``user`` (``"uid"`` or ``"uid:gid"``, numeric; gid defaults to
+          uid) as that user without capabilities.  (``POST /run`` always
+          runs as uid 65534.)
         - ``inputs``: files carried in the request (``{"path": "text" |
           bytes | {"content", "mode"}}``), mounted read-only at ``/<path>``;
           ``return_outputs=True``: the ``/output`` files come back in
@@ -394,6 +404,7 @@ class BoxerClient(_ClientBase):
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
             inputs=inputs, return_outputs=return_outputs, encoding=encoding, input_files=input_files,
+            user=user,
         )
         upload = _run_upload(body, input_files)
         if stream:
@@ -639,6 +650,7 @@ class AsyncBoxerClient(_ClientBase):
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> Coroutine[Any, Any, RunResult]: ...
 
     @overload
@@ -663,6 +675,7 @@ class AsyncBoxerClient(_ClientBase):
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> AsyncIterator[ExecEvent]: ...
 
     @overload
@@ -687,6 +700,7 @@ class AsyncBoxerClient(_ClientBase):
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]: ...
 
     def run(
@@ -710,6 +724,7 @@ class AsyncBoxerClient(_ClientBase):
         return_outputs: bool = False,
         encoding: str = "utf8",
         input_files: Optional[Mapping[str, Any]] = None,
+        user: Optional[str] = None,
     ) -> Union[Coroutine[Any, Any, RunResult], AsyncIterator[ExecEvent]]:
         """See BoxerClient.run: ``await client.run(...)``, or with
         ``stream=True`` ``async for event in client.run(..., stream=True)``.
@@ -720,6 +735,7 @@ class AsyncBoxerClient(_ClientBase):
             network=network, egress=egress, stdin=stdin, stream=stream, timeout_ms=timeout_ms,
             disk_size_gb=disk_size_gb, volumes=volumes,
             inputs=inputs, return_outputs=return_outputs, encoding=encoding, input_files=input_files,
+            user=user,
         )
         upload = _run_upload(body, input_files)
         if stream:
