@@ -106,7 +106,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/%)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 .SECONDEXPANSION:
-$(B)/test_%: tests/unit/test_%.c tests/unit/guard.h $$(addprefix $(B)/,$$(addsuffix .o,$$(DEPS_test_$$*))) | $(B)
+$(B)/test_%: tests/unit/test_%.c tests/unit/guard.h tests/unit/check_main.h $$(addprefix $(B)/,$$(addsuffix .o,$$(DEPS_test_$$*))) | $(B)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(filter %.o,$^) $(CHECK_LIBS)
 
 unit: $(UNIT_BINS)

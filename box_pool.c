@@ -141,8 +141,8 @@ int box_pool_init(struct box_mgr *m, struct bx_err *err)
         e->network = w->network ? strcmp(w->network, "sandbox") == 0 : cfg->box_defaults.network;
         e->count = w->count;
     }
-    if (m->p.runs)
-        run_mgr_set_yield_hook(m->p.runs, on_run_queued, m);
+    if (m->p.runs && run_mgr_add_yielder(m->p.runs, on_run_queued, m, err) < 0)
+        return -1;
     schedule(m);
     return 0;
 }
@@ -151,7 +151,7 @@ void box_pool_free(struct box_mgr *m)
 {
     m->pool_stopping = 1;
     if (m->pool && m->p.runs)
-        run_mgr_set_yield_hook(m->p.runs, NULL, NULL);
+        run_mgr_remove_yielder(m->p.runs, on_run_queued, m);
     loop_defer_cancel(m->p.loop, &m->pool_yield_task);
     loop_defer_cancel(m->p.loop, &m->pool_task);
     if (m->pool_retry_timer)

@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,16 +81,132 @@ static void family(struct sbuf *o, const char *name, const char *type, const cha
     sbuf_appendf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one sample without labels whose value is a uint64_t of
+ * struct metrics_gauges: as is, or (ms) milliseconds shown as seconds.
+ * The tables below keep the order of the families in the output. */
+struct scalar {
+    const char *name, *type, *help;
+    size_t off;
+    int ms;
+};
+#define G(field) offsetof(struct metrics_gauges, field), 0
+#define G_MS(field) offsetof(struct metrics_gauges, field), 1
+
+static const struct scalar node_scalars[] = {
+    {"boxer_ready", "gauge", "1 while GET /readyz answers 200.", G(ready)},
+    {"boxer_draining", "gauge", "1 once SIGTERM started a drain.", G(draining)},
+};
+
+static const struct scalar runs_and_pools[] = {
+    {"boxer_runs_in_flight", "gauge", "Sandboxes running now.", G(runs_in_flight)},
+    {"boxer_runs_queued", "gauge", "Runs waiting for a slot.", G(runs_queued)},
+    {"boxer_runs_pending_teardowns", "gauge",
+     "Answered runs whose sandbox leftovers are still being removed.", G(runs_pending_teardowns)},
+    {"boxer_pool_ready", "gauge", "Warm pool sandboxes ready for a run.", G(pool_ready)},
+    {"boxer_pool_creating", "gauge", "Warm pool sandboxes being made.", G(pool_creating)},
+    {"boxer_pool_hits_total", "counter", "Runs served by a warm sandbox.", G(pool_hits)},
+    {"boxer_pool_misses_total", "counter",
+     "Runs of a pooled image that went cold (none ready, or not matching).", G(pool_misses)},
+    {"boxer_pool_created_total", "counter", "Warm sandboxes made ready.", G(pool_created)},
+    {"boxer_pool_failed_total", "counter", "Warm sandboxes that could not be made.",
+     G(pool_failed)},
+    {"boxer_pool_create_seconds_total", "counter",
+     "Time from the start of a warm sandbox to ready, summed.", G_MS(pool_create_ms_sum)},
+    {"boxer_pool_create_seconds_last", "gauge", "Time the last warm sandbox took to become ready.",
+     G_MS(pool_create_ms_last)},
+    {"boxer_pool_entries", "gauge", "Warm pool entries, configured and automatic.",
+     G(pool_entries)},
+    {"boxer_pool_max_total", "gauge",
+     "Ready and creating warm sandboxes allowed over all entries (warm_pool_max_total).",
+     G(pool_max_total)},
+    {"boxer_pool_auto_entries", "gauge",
+     "Warm pool entries made by warm_pool_auto for images run cold repeatedly.",
+     G(pool_auto_entries)},
+    {"boxer_pool_auto_created_total", "counter", "Automatic warm pool entries made.",
+     G(pool_auto_created)},
+    {"boxer_pool_auto_retired_total", "counter",
+     "Automatic warm pool entries retired after warm_pool_auto_idle_secs without a hit.",
+     G(pool_auto_retired)},
+    {"boxer_pool_auto_hits_total", "counter", "Runs served by an automatic entry.",
+     G(pool_auto_hits)},
+    {"boxer_pool_refreshed_total", "counter",
+     "Warm sandboxes destroyed and remade because their image tag moved.", G(pool_refreshed)},
+    {"boxer_box_pool_ready", "gauge", "Boxes made in advance, ready for a create.",
+     G(box_pool_ready)},
+    {"boxer_box_pool_creating", "gauge", "Boxes being made in advance.", G(box_pool_creating)},
+    {"boxer_box_pool_hits_total", "counter", "Box creates that adopted a box made in advance.",
+     G(box_pool_hits)},
+    {"boxer_box_pool_misses_total", "counter",
+     "Box creates of a pooled image that went cold (none ready, or not matching).",
+     G(box_pool_misses)},
+    {"boxer_box_pool_created_total", "counter", "Boxes made ready in advance.",
+     G(box_pool_created)},
+    {"boxer_box_pool_failed_total", "counter", "Boxes in advance that could not be made.",
+     G(box_pool_failed)},
+    {"boxer_box_pool_create_seconds_total", "counter",
+     "Time spent making boxes in advance (image to started sandbox).",
+     G_MS(box_pool_create_ms_sum)},
+    {"boxer_box_pool_yielded_total", "counter",
+     "Boxes made in advance deleted because their budget hold kept a run or box out.",
+     G(box_pool_yielded)},
+    {"boxer_box_pool_create_seconds_last", "gauge", "Time the last box made in advance took.",
+     G_MS(box_pool_create_ms_last)},
+    {"boxer_pool_yielded_total", "counter",
+     "Warm sandboxes deleted because their budget hold kept a queued run out.", G(pool_yielded)},
+};
+
+static const struct scalar images_store[] = {
+    {"boxer_image_pull_seconds_total", "counter", "Time spent pulling images.",
+     G_MS(pull_ms_total)},
+    {"boxer_images_cached", "gauge", "Images in the cache.", G(images_cached)},
+    {"boxer_store_bytes", "gauge", "Bytes in the file store.", G(store_bytes)},
+    {"boxer_store_files", "gauge", "Files in the file store.", G(store_files)},
+};
+
+static const struct scalar boxes_and_execs[] = {
+    {"boxer_box_starts_total", "counter", "Box sandboxes started (create, start, restart).",
+     G(box_starts)},
+    {"boxer_box_stops_total", "counter",
+     "Box sandboxes stopped (stop, idle stop, removal, a sandbox that ended).", G(box_stops)},
+    {"boxer_box_execs_started_total", "counter", "Execs started in boxes.", G(execs_started)},
+    {"boxer_box_execs_finished_total", "counter", "Execs in boxes that have ended.",
+     G(execs_finished)},
+    {"boxer_box_execs_running", "gauge", "Execs running in boxes now.", G(execs_running)},
+};
+
+static const struct scalar connections_process[] = {
+    {"boxer_http_connections", "gauge", "Open client connections.", G(connections)},
+    {"process_open_fds", "gauge", "Open file descriptors.", G(open_fds)},
+    {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", G(rss_bytes)},
+};
+
+#undef G
+#undef G_MS
+
+/* Returns what the last append returned (as metrics_render does). */
+static int render_scalars(struct sbuf *o, const struct metrics_gauges *g, const struct scalar *t,
+                          size_t n)
+{
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)g + t[i].off, sizeof(v));
+        family(o, t[i].name, t[i].type, t[i].help);
+        if (t[i].ms)
+            r = sbuf_appendf(o, "%s %.3f\n", t[i].name, (double)v / 1000.0);
+        else
+            r = sbuf_appendf(o, "%s %" PRIu64 "\n", t[i].name, v);
+    }
+    return r;
+}
+
 int metrics_render(const struct metrics *m, const struct metrics_gauges *g, struct sbuf *o)
 {
     if (g->node_id) {
         /* node_id is [a-z0-9-] (config_validate): no escaping needed */
         family(o, "boxer_node_info", "gauge", "The node's id (config node_id), always 1.");
         sbuf_appendf(o, "boxer_node_info{node_id=\"%s\"} 1\n", g->node_id);
-        family(o, "boxer_ready", "gauge", "1 while GET /readyz answers 200.");
-        sbuf_appendf(o, "boxer_ready %" PRIu64 "\n", g->ready);
-        family(o, "boxer_draining", "gauge", "1 once SIGTERM started a drain.");
-        sbuf_appendf(o, "boxer_draining %" PRIu64 "\n", g->draining);
+        render_scalars(o, g, node_scalars, BX_ARRAY_LEN(node_scalars));
     }
     family(o, "boxer_http_requests_total", "counter", "HTTP requests by route and status.");
     for (size_t r = 0; r < m->nroutes; r++)
@@ -117,90 +234,13 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
                  "boxer_run_duration_seconds_sum %.3f\n"
                  "boxer_run_duration_seconds_count %" PRIu64 "\n",
                  m->run_count, (double)m->run_ms_sum / 1000.0, m->run_count);
-    family(o, "boxer_runs_in_flight", "gauge", "Sandboxes running now.");
-    sbuf_appendf(o, "boxer_runs_in_flight %" PRIu64 "\n", g->runs_in_flight);
-    family(o, "boxer_runs_queued", "gauge", "Runs waiting for a slot.");
-    sbuf_appendf(o, "boxer_runs_queued %" PRIu64 "\n", g->runs_queued);
-    family(o, "boxer_runs_pending_teardowns", "gauge",
-           "Answered runs whose sandbox leftovers are still being removed.");
-    sbuf_appendf(o, "boxer_runs_pending_teardowns %" PRIu64 "\n", g->runs_pending_teardowns);
-    family(o, "boxer_pool_ready", "gauge", "Warm pool sandboxes ready for a run.");
-    sbuf_appendf(o, "boxer_pool_ready %" PRIu64 "\n", g->pool_ready);
-    family(o, "boxer_pool_creating", "gauge", "Warm pool sandboxes being made.");
-    sbuf_appendf(o, "boxer_pool_creating %" PRIu64 "\n", g->pool_creating);
-    family(o, "boxer_pool_hits_total", "counter", "Runs served by a warm sandbox.");
-    sbuf_appendf(o, "boxer_pool_hits_total %" PRIu64 "\n", g->pool_hits);
-    family(o, "boxer_pool_misses_total", "counter",
-           "Runs of a pooled image that went cold (none ready, or not matching).");
-    sbuf_appendf(o, "boxer_pool_misses_total %" PRIu64 "\n", g->pool_misses);
-    family(o, "boxer_pool_created_total", "counter", "Warm sandboxes made ready.");
-    sbuf_appendf(o, "boxer_pool_created_total %" PRIu64 "\n", g->pool_created);
-    family(o, "boxer_pool_failed_total", "counter", "Warm sandboxes that could not be made.");
-    sbuf_appendf(o, "boxer_pool_failed_total %" PRIu64 "\n", g->pool_failed);
-    family(o, "boxer_pool_create_seconds_total", "counter",
-           "Time from the start of a warm sandbox to ready, summed.");
-    sbuf_appendf(o, "boxer_pool_create_seconds_total %.3f\n", (double)g->pool_create_ms_sum / 1000.0);
-    family(o, "boxer_pool_create_seconds_last", "gauge",
-           "Time the last warm sandbox took to become ready.");
-    sbuf_appendf(o, "boxer_pool_create_seconds_last %.3f\n", (double)g->pool_create_ms_last / 1000.0);
-    family(o, "boxer_pool_entries", "gauge", "Warm pool entries, configured and automatic.");
-    sbuf_appendf(o, "boxer_pool_entries %" PRIu64 "\n", g->pool_entries);
-    family(o, "boxer_pool_max_total", "gauge",
-           "Ready and creating warm sandboxes allowed over all entries (warm_pool_max_total).");
-    sbuf_appendf(o, "boxer_pool_max_total %" PRIu64 "\n", g->pool_max_total);
-    family(o, "boxer_pool_auto_entries", "gauge",
-           "Warm pool entries made by warm_pool_auto for images run cold repeatedly.");
-    sbuf_appendf(o, "boxer_pool_auto_entries %" PRIu64 "\n", g->pool_auto_entries);
-    family(o, "boxer_pool_auto_created_total", "counter", "Automatic warm pool entries made.");
-    sbuf_appendf(o, "boxer_pool_auto_created_total %" PRIu64 "\n", g->pool_auto_created);
-    family(o, "boxer_pool_auto_retired_total", "counter",
-           "Automatic warm pool entries retired after warm_pool_auto_idle_secs without a hit.");
-    sbuf_appendf(o, "boxer_pool_auto_retired_total %" PRIu64 "\n", g->pool_auto_retired);
-    family(o, "boxer_pool_auto_hits_total", "counter", "Runs served by an automatic entry.");
-    sbuf_appendf(o, "boxer_pool_auto_hits_total %" PRIu64 "\n", g->pool_auto_hits);
-    family(o, "boxer_pool_refreshed_total", "counter",
-           "Warm sandboxes destroyed and remade because their image tag moved.");
-    sbuf_appendf(o, "boxer_pool_refreshed_total %" PRIu64 "\n", g->pool_refreshed);
-    family(o, "boxer_box_pool_ready", "gauge", "Boxes made in advance, ready for a create.");
-    sbuf_appendf(o, "boxer_box_pool_ready %" PRIu64 "\n", g->box_pool_ready);
-    family(o, "boxer_box_pool_creating", "gauge", "Boxes being made in advance.");
-    sbuf_appendf(o, "boxer_box_pool_creating %" PRIu64 "\n", g->box_pool_creating);
-    family(o, "boxer_box_pool_hits_total", "counter", "Box creates that adopted a box made in advance.");
-    sbuf_appendf(o, "boxer_box_pool_hits_total %" PRIu64 "\n", g->box_pool_hits);
-    family(o, "boxer_box_pool_misses_total", "counter",
-           "Box creates of a pooled image that went cold (none ready, or not matching).");
-    sbuf_appendf(o, "boxer_box_pool_misses_total %" PRIu64 "\n", g->box_pool_misses);
-    family(o, "boxer_box_pool_created_total", "counter", "Boxes made ready in advance.");
-    sbuf_appendf(o, "boxer_box_pool_created_total %" PRIu64 "\n", g->box_pool_created);
-    family(o, "boxer_box_pool_failed_total", "counter", "Boxes in advance that could not be made.");
-    sbuf_appendf(o, "boxer_box_pool_failed_total %" PRIu64 "\n", g->box_pool_failed);
-    family(o, "boxer_box_pool_create_seconds_total", "counter",
-           "Time spent making boxes in advance (image to started sandbox).");
-    sbuf_appendf(o, "boxer_box_pool_create_seconds_total %.3f\n",
-                 (double)g->box_pool_create_ms_sum / 1000.0);
-    family(o, "boxer_box_pool_yielded_total", "counter",
-           "Boxes made in advance deleted because their budget hold kept a run or box out.");
-    sbuf_appendf(o, "boxer_box_pool_yielded_total %" PRIu64 "\n", g->box_pool_yielded);
-    family(o, "boxer_box_pool_create_seconds_last", "gauge",
-           "Time the last box made in advance took.");
-    sbuf_appendf(o, "boxer_box_pool_create_seconds_last %.3f\n",
-                 (double)g->box_pool_create_ms_last / 1000.0);
-    family(o, "boxer_pool_yielded_total", "counter",
-           "Warm sandboxes deleted because their budget hold kept a queued run out.");
-    sbuf_appendf(o, "boxer_pool_yielded_total %" PRIu64 "\n", g->pool_yielded);
+    render_scalars(o, g, runs_and_pools, BX_ARRAY_LEN(runs_and_pools));
     family(o, "boxer_image_pulls_total", "counter", "Image pulls by result.");
     sbuf_appendf(o,
                  "boxer_image_pulls_total{result=\"ok\"} %" PRIu64 "\n"
                  "boxer_image_pulls_total{result=\"failed\"} %" PRIu64 "\n",
                  g->pulls_ok, g->pulls_failed);
-    family(o, "boxer_image_pull_seconds_total", "counter", "Time spent pulling images.");
-    sbuf_appendf(o, "boxer_image_pull_seconds_total %.3f\n", (double)g->pull_ms_total / 1000.0);
-    family(o, "boxer_images_cached", "gauge", "Images in the cache.");
-    sbuf_appendf(o, "boxer_images_cached %" PRIu64 "\n", g->images_cached);
-    family(o, "boxer_store_bytes", "gauge", "Bytes in the file store.");
-    sbuf_appendf(o, "boxer_store_bytes %" PRIu64 "\n", g->store_bytes);
-    family(o, "boxer_store_files", "gauge", "Files in the file store.");
-    sbuf_appendf(o, "boxer_store_files %" PRIu64 "\n", g->store_files);
+    render_scalars(o, g, images_store, BX_ARRAY_LEN(images_store));
     family(o, "boxer_boxes", "gauge", "Boxes by status (a stopping box is running).");
     sbuf_appendf(o,
                  "boxer_boxes{status=\"creating\"} %" PRIu64 "\n"
@@ -208,17 +248,7 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
                  "boxer_boxes{status=\"stopped\"} %" PRIu64 "\n"
                  "boxer_boxes{status=\"error\"} %" PRIu64 "\n",
                  g->boxes_creating, g->boxes_running, g->boxes_stopped, g->boxes_error);
-    family(o, "boxer_box_starts_total", "counter", "Box sandboxes started (create, start, restart).");
-    sbuf_appendf(o, "boxer_box_starts_total %" PRIu64 "\n", g->box_starts);
-    family(o, "boxer_box_stops_total", "counter",
-           "Box sandboxes stopped (stop, idle stop, removal, a sandbox that ended).");
-    sbuf_appendf(o, "boxer_box_stops_total %" PRIu64 "\n", g->box_stops);
-    family(o, "boxer_box_execs_started_total", "counter", "Execs started in boxes.");
-    sbuf_appendf(o, "boxer_box_execs_started_total %" PRIu64 "\n", g->execs_started);
-    family(o, "boxer_box_execs_finished_total", "counter", "Execs in boxes that have ended.");
-    sbuf_appendf(o, "boxer_box_execs_finished_total %" PRIu64 "\n", g->execs_finished);
-    family(o, "boxer_box_execs_running", "gauge", "Execs running in boxes now.");
-    sbuf_appendf(o, "boxer_box_execs_running %" PRIu64 "\n", g->execs_running);
+    render_scalars(o, g, boxes_and_execs, BX_ARRAY_LEN(boxes_and_execs));
     family(o, "boxer_box_execs_total", "counter", "Execs in boxes that have ended, by outcome.");
     static const char *const outcomes[METRICS_EXEC_OUTCOMES] = {"succeeded", "failed",
                                                                 "timed_out", "canceled"};
@@ -234,10 +264,5 @@ int metrics_render(const struct metrics *m, const struct metrics_gauges *g, stru
                  "boxer_box_exec_duration_seconds_sum %.3f\n"
                  "boxer_box_exec_duration_seconds_count %" PRIu64 "\n",
                  g->exec_hist.count, (double)g->exec_hist.ms_sum / 1000.0, g->exec_hist.count);
-    family(o, "boxer_http_connections", "gauge", "Open client connections.");
-    sbuf_appendf(o, "boxer_http_connections %" PRIu64 "\n", g->connections);
-    family(o, "process_open_fds", "gauge", "Open file descriptors.");
-    sbuf_appendf(o, "process_open_fds %" PRIu64 "\n", g->open_fds);
-    family(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-    return sbuf_appendf(o, "process_resident_memory_bytes %" PRIu64 "\n", g->rss_bytes);
+    return render_scalars(o, g, connections_process, BX_ARRAY_LEN(connections_process));
 }

@@ -99,6 +99,7 @@ struct pool {
 
 static void pool_fill(struct loop *l, void *arg);
 static void arm_tick(struct pool *p);
+static void pool_yield(void *arg);
 
 static void schedule_fill(struct pool *p)
 {
@@ -151,6 +152,11 @@ int pool_new(struct pool **out, const struct pool_params *pp, struct bx_err *err
         e->count = w->count;
         e->cost_memory_mb = e->limits.memory_mb;
         e->cost_pids = config_run_host_pids(e->limits.pids_limit);
+    }
+    if (run_mgr_add_yielder(p->mgr, pool_yield, p, err) < 0) {
+        free(p->entries);
+        free(p);
+        return -1;
     }
     *out = p;
     schedule_fill(p);
@@ -850,9 +856,11 @@ static void on_yield(struct loop *l, void *arg)
     }
 }
 
-void pool_yield(struct pool *p)
+/* The run manager's yielder (run_mgr_add_yielder): from the loop, later. */
+static void pool_yield(void *arg)
 {
-    if (p && !p->stopping)
+    struct pool *p = arg;
+    if (!p->stopping)
         loop_defer(p->rp.loop, &p->yield_task, on_yield, p);
 }
 
@@ -969,6 +977,7 @@ void pool_free(struct pool **pp)
     if (!p)
         return;
     p->stopping = 1;
+    run_mgr_remove_yielder(p->mgr, pool_yield, p);
     loop_defer_cancel(p->rp.loop, &p->fill_task);
     loop_defer_cancel(p->rp.loop, &p->yield_task);
     if (p->retry_timer)

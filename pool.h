@@ -49,6 +49,10 @@ struct pool_params {
     const char *runs_dir;
 };
 
+/* The pool registers with the run manager (run_mgr_add_yielder): when runs
+ * are queued and the pool's budget holds are what keeps the first one out,
+ * ready and creating sandboxes are deleted until it fits (a pool sandbox
+ * never keeps a run out); from the loop, later. */
 int pool_new(struct pool **out, const struct pool_params *p, struct bx_err *err);
 /* Destroys every sandbox it holds, blocking (shutdown). */
 void pool_free(struct pool **p);
@@ -56,10 +60,6 @@ void pool_free(struct pool **p);
  * network, no inputs), or NULL (counted as a miss when an entry has the
  * image).  Its budget hold is released: the run admits its own cost. */
 struct pool_sb *pool_take(struct pool *p, const struct run_request *req);
-/* Runs are queued: when the pool's budget holds are what keeps the first
- * one out, ready and creating sandboxes are deleted until it fits (a pool
- * sandbox never keeps a run out); from the loop, later. */
-void pool_yield(struct pool *p);
 /* Back into the pool (the run could not be admitted after all). */
 void pool_put_back(struct pool *p, struct pool_sb *sb);
 /* Frees the handle only (run.c has adopted its parts). */
@@ -73,7 +73,7 @@ struct pool_stats {
     /* entries: configured + automatic in use; refreshed: sandboxes remade
      * because their tag moved */
     uint64_t entries, auto_entries, auto_created, auto_retired, auto_hits, refreshed;
-    uint64_t yielded; /* deleted to make room for a queued run (pool_yield) */
+    uint64_t yielded; /* deleted to make room for a queued run (on_yield) */
     uint64_t max_total;
 };
 void pool_stats(const struct pool *p, struct pool_stats *st);

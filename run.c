@@ -237,6 +237,14 @@ static void admit(struct run_mgr *m, struct run_job *job)
     loop_defer(m->p.loop, &job->start_task, job_start, job);
 }
 
+/* The queue's head waits: every other holder of the budget may give way
+ * (each defers its work: nothing of it runs inside this call). */
+static void yield_all(struct run_mgr *m)
+{
+    for (size_t i = 0; i < m->nyielders; i++)
+        m->yielders[i].fn(m->yielders[i].arg);
+}
+
 int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, void *arg,
                struct run_job **out, struct bx_err *err)
 {
@@ -328,9 +336,7 @@ int run_submit(struct run_mgr *m, struct run_request **reqp, run_done_cb cb, voi
             m->queue_head = job;
         m->queue_tail = job;
         m->nqueued++;
-        pool_yield(m->pool);
-        if (m->yield_hook)
-            m->yield_hook(m->yield_arg);
+        yield_all(m);
     }
     if (out)
         *out = job;
@@ -351,17 +357,31 @@ void run_start_next(struct run_mgr *m)
         job->started_ms = bx_now_ms();
         admit(m, job);
     }
-    if (m->queue_head && !m->stopping) {
-        pool_yield(m->pool); /* its holds may be what the head waits for */
-        if (m->yield_hook)
-            m->yield_hook(m->yield_arg);
-    }
+    if (m->queue_head && !m->stopping)
+        yield_all(m); /* their holds may be what the head waits for */
 }
 
-void run_mgr_set_yield_hook(struct run_mgr *m, void (*hook)(void *arg), void *arg)
+int run_mgr_add_yielder(struct run_mgr *m, void (*fn)(void *arg), void *arg,
+                        struct bx_err *err)
 {
-    m->yield_hook = hook;
-    m->yield_arg = arg;
+    if (m->nyielders >= RUN_MGR_MAX_YIELDERS)
+        return bx_err_set(err, BX_E_INTERNAL, ENOSPC, "run manager: too many yielders");
+    m->yielders[m->nyielders].fn = fn;
+    m->yielders[m->nyielders].arg = arg;
+    m->nyielders++;
+    return 0;
+}
+
+void run_mgr_remove_yielder(struct run_mgr *m, void (*fn)(void *arg), void *arg)
+{
+    for (size_t i = 0; i < m->nyielders; i++)
+        if (m->yielders[i].fn == fn && m->yielders[i].arg == arg) {
+            /* shift down: the others keep their order */
+            memmove(&m->yielders[i], &m->yielders[i + 1],
+                    (m->nyielders - i - 1) * sizeof(m->yielders[0]));
+            m->nyielders--;
+            return;
+        }
 }
 
 void run_mgr_hold(struct run_mgr *m, uint64_t memory_mb, uint64_t pids)

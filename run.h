@@ -170,10 +170,15 @@ void run_result_release(struct run_mgr *m, struct run_result **res);
  * runs start (from the loop, never inside this call). */
 void run_mgr_hold(struct run_mgr *m, uint64_t memory_mb, uint64_t pids);
 void run_mgr_release(struct run_mgr *m, uint64_t memory_mb, uint64_t pids);
-/* Called (as pool_yield) when the queue's head waits: other holders of the
- * budget (boxes made in advance) may give way; hook must defer its work.
- * NULL removes it. */
-void run_mgr_set_yield_hook(struct run_mgr *m, void (*hook)(void *arg), void *arg);
+/* Other holders of the budget (the warm pool's sandboxes, boxes made in
+ * advance) register here: each fn is called when the queue's head waits, so
+ * that they may give way; fn must defer its work (never run it inside the
+ * call).  -1 (err) when RUN_MGR_MAX_YIELDERS are registered.  Removal takes
+ * the same fn and arg; one not registered is ignored. */
+#define RUN_MGR_MAX_YIELDERS 4
+int run_mgr_add_yielder(struct run_mgr *m, void (*fn)(void *arg), void *arg,
+                        struct bx_err *err);
+void run_mgr_remove_yielder(struct run_mgr *m, void (*fn)(void *arg), void *arg);
 /* 1 when memory_mb and pids fit what the admitted runs and the holds leave
  * of the budget. */
 int run_mgr_fits(const struct run_mgr *m, uint64_t memory_mb, uint64_t pids);

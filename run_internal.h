@@ -28,9 +28,13 @@ struct run_mgr {
     struct run_job *teardowns;
     size_t nteardowns;
     struct pool *pool; /* warm_pool (pool.c), NULL when none is configured */
-    /* run_mgr_set_yield_hook: boxes made in advance (box_pool.c) */
-    void (*yield_hook)(void *arg);
-    void *yield_arg;
+    /* run_mgr_add_yielder: the warm pool (pool.c), boxes made in advance
+     * (box_pool.c); called in the order they were added */
+    struct run_yielder {
+        void (*fn)(void *arg);
+        void *arg;
+    } yielders[RUN_MGR_MAX_YIELDERS];
+    size_t nyielders;
 };
 
 /* JOB_STARTING: admitted (counted in the budget), its start deferred to the

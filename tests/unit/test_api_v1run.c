@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api_run.h"
+#include "check_main.h"
 #include "config.h"
 #include "guard.h"
 #include "run.h"
@@ -249,10 +250,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(suite);
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "check_main.h"
 #include "guard.h"
 #include "cgroup_internal.h"
 #include "util.h"
@@ -1579,10 +1580,5 @@ static Suite *cgroup_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(cgroup_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(cgroup_suite);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "err.h"
 
 START_TEST(http_status_mapping)
@@ -63,10 +64,5 @@ static Suite *err_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(err_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(err_suite);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "exec_log.h"
 #include "json.h"
 #include "stream_events.h"
@@ -254,10 +255,5 @@ static Suite *exec_log_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(exec_log_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(exec_log_suite);
 }

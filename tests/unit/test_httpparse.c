@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "guard.h"
 #include "httpparse.h"
 #include "util.h"
@@ -995,10 +996,5 @@ static Suite *httpparse_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(httpparse_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(httpparse_suite);
 }

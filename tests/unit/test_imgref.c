@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "imgref.h"
 #include "tests/unit/guard.h"
 
@@ -426,10 +427,5 @@ static Suite *imgref_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(imgref_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(imgref_suite);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "guard.h"
 #include "multipart.h"
 #include "util.h"
@@ -714,10 +715,5 @@ static Suite *multipart_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(multipart_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(multipart_suite);
 }

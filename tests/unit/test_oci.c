@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "json.h"
 #include "oci.h"
 
@@ -535,10 +536,5 @@ static Suite *oci_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(oci_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(oci_suite);
 }

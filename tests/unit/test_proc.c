@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "proc.h"
 
 struct exit_rec {
@@ -405,10 +406,5 @@ static Suite *proc_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(proc_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(proc_suite);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "guard.h"
 #include "route.h"
 
@@ -204,10 +205,5 @@ static Suite *route_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(route_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(route_suite);
 }

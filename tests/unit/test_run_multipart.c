@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "api_run.h"
+#include "check_main.h"
 #include "config.h"
 #include "guard.h"
 #include "oci.h"
@@ -257,10 +258,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    int failed;
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(suite);
 }

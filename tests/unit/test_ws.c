@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "guard.h"
 #include "httpparse.h"
 #include "sha1.h"
@@ -491,10 +492,5 @@ static Suite *ws_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(ws_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_main(ws_suite);
 }
