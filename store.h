@@ -160,6 +160,14 @@ int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, s
 int store_capture(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
                   uint64_t max_bytes, struct store_report *rep, struct bx_err *err);
 
+/* Whether the directory name in dirfd (a capture's source, e.g. a run's
+ * /output) has an entry other than . and ..: 1 yes, 0 empty, -1 error
+ * (errno set).  Opened like the capture opens it (O_NOFOLLOW: a symlink
+ * is an error, never followed) and read only up to its first entry, so it
+ * costs the same few syscalls however big the tree: cheap enough for the
+ * event loop, where a capture is not. */
+int store_capture_has_entries(int dirfd, const char *name);
+
 /* The descriptors the store works through (at most 2 are written), for a
  * forked helper that closes every other descriptor before it calls
  * store_capture_output.  Returns how many. */

@@ -451,6 +451,47 @@ static int cap_walk(struct cap_ctx *c, DIR *src, struct cap_dir *dst, int depth,
     return 0;
 }
 
+int store_capture_has_entries(int dirfd, const char *name)
+{
+    /* Room for the largest record (NAME_MAX name): every call that is not
+     * the end returns at least one entry, and a directory has one . and
+     * one .., so this reads at most three times whatever the sandbox left. */
+    char buf[2048] __attribute__((aligned(8)));
+    int fd, ret = -1;
+
+    do {
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        ssize_t n = getdents64(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ret = n == 0 ? 0 : -1;
+            break;
+        }
+        for (ssize_t off = 0; off < n;) {
+            const struct dirent64 *de = (const struct dirent64 *)(void *)(buf + off);
+            if (!store_is_dot_or_dotdot(de->d_name)) {
+                ret = 1;
+                goto out;
+            }
+            off += de->d_reclen;
+        }
+    }
+out:
+    if (ret < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    } else {
+        close(fd);
+    }
+    return ret;
+}
+
 int store_capture_output(struct store *st, const char *exec_id, int src_dirfd, size_t max_files,
                          uint64_t max_bytes, size_t *files_out, size_t *skipped_out,
                          struct bx_err *err)

@@ -527,3 +527,65 @@ def test_capture_failure_is_the_answer(make_server):
     os.unlink(out)
     assert_clean(srv)
     srv.stop()
+
+
+# ---- an empty /output takes no capture child (review: a fork per run) ----
+
+def run_stream_result(srv, body):
+    with httpx.stream("POST", srv.url + "/run", json=dict(body, stream=True), timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        evs = [json.loads(line) for line in r.iter_lines() if line.strip()]
+    assert evs[-1]["type"] == "result", evs
+    return evs[-1]
+
+
+def test_empty_output_answers_as_a_capture_of_nothing(server):
+    """A run that leaves /output empty is not captured (no child); one that
+    leaves only an empty directory still goes through the capture child,
+    which keeps nothing.  Both answers must be the same: same fields, empty
+    "outputs" for return_outputs, no output_errors, nothing in the store,
+    on /run, its stream and /v1/run.  A run leaving one file still gets it."""
+    empty = ["true"]
+    via_child = ["mkdir", "/output/d"]  # an entry: the capture runs, keeps nothing
+    gone = ["sh", "-c", "echo x > /output/f && rm /output/f"]
+    store_out = os.path.join(server.home, "files", "output")
+    for ret in (True, False):
+        answers = []
+        for cmd in (empty, via_child, gone):
+            res = ok(server, {"image": BUSYBOX, "cmd": cmd, "persist": True,
+                              "return_outputs": ret})
+            assert res["exit_code"] == 0, res
+            assert "output_errors" not in res and "outputs_left" not in res, res
+            assert not os.path.exists(os.path.join(store_out, res["exec_id"])), res
+            answers.append(res)
+        keys = {frozenset(a) for a in answers}
+        assert len(keys) == 1, answers
+        if ret:
+            assert all(a["outputs"] == {} for a in answers), answers
+        else:
+            assert all("outputs" not in a for a in answers), answers
+
+    # the stream's result event and /v1/run: the same fields either way
+    for variant in ("stream", "v1"):
+        answers = []
+        for cmd in (empty, via_child):
+            if variant == "stream":
+                res = run_stream_result(server, {"image": BUSYBOX, "cmd": cmd, "persist": True})
+            else:
+                r = httpx.post(server.url + "/v1/run", json={"image": BUSYBOX, "cmd": cmd},
+                               timeout=120)
+                assert r.status_code == 200, r.text
+                res = r.json()
+            assert res["exit_code"] == 0 and "output_errors" not in res, res
+            answers.append(res)
+        assert set(answers[0]) == set(answers[1]), answers
+
+    # one file: still captured, returned and stored
+    res = ok(server, {"image": BUSYBOX, "cmd": ["sh", "-c", "echo one > /output/f"],
+                      "persist": True, "return_outputs": True})
+    assert res["outputs"] == {"f": "b25lCg=="}, res
+    assert download(server, "output/%s/f" % res["exec_id"]).content == b"one\n"
+    res = run_stream_result(server, {"image": BUSYBOX, "persist": True,
+                                     "cmd": ["sh", "-c", "echo two > /output/f"]})
+    assert res["exit_code"] == 0, res
+    assert download(server, "output/%s/f" % res["exec_id"]).content == b"two\n"

@@ -1248,6 +1248,71 @@ START_TEST(test_capture_bad_exec_id)
 }
 END_TEST
 
+/* The look that spares an empty /output its capture child: any entry
+ * counts (an empty directory too: the capture decides what it keeps), and
+ * the directory itself is opened without following a symlink. */
+START_TEST(test_capture_has_entries)
+{
+    struct tdir t;
+    struct store *st = mkstore(&t);
+    char src[PATH_MAX], p[PATH_MAX], longname[256];
+    int dfd;
+
+    subpath(src, t.dir, "src");
+    ck_assert_int_eq(mkdir(src, 0755), 0);
+    dfd = open(t.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(dfd, 0);
+    ck_assert_int_eq(store_capture_has_entries(dfd, "src"), 0);
+
+    /* one entry of each kind, alone */
+    subpath(p, src, "f");
+    write_file(p, "x", 0644);
+    ck_assert_int_eq(store_capture_has_entries(dfd, "src"), 1);
+    ck_assert_int_eq(unlink(p), 0);
+    ck_assert_int_eq(store_capture_has_entries(dfd, "src"), 0);
+    subpath(p, src, "d");
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    ck_assert_int_eq(store_capture_has_entries(dfd, "src"), 1);
+    ck_assert_int_eq(rmdir(p), 0);
+    subpath(p, src, "l");
+    ck_assert_int_eq(symlink("/nonexistent", p), 0);
+    ck_assert_int_eq(store_capture_has_entries(dfd, "src"), 1);
+    ck_assert_int_eq(unlink(p), 0);
+    /* a name of NAME_MAX bytes: the largest record getdents64 returns */
+    memset(longname, 'n', 255);
+    longname[255] = '\0';
+    subpath(p, src, longname);
+    write_file(p, "", 0644);
+    ck_assert_int_eq(store_capture_has_entries(dfd, "src"), 1);
+    ck_assert_int_eq(unlink(p), 0);
+    /* many entries: still the first is enough */
+    for (int i = 0; i < 500; i++) {
+        char name[16];
+        pathf(name, "m%d", i);
+        subpath(p, src, name);
+        write_file(p, "", 0644);
+    }
+    ck_assert_int_eq(store_capture_has_entries(dfd, "src"), 1);
+
+    /* a symlink to a directory with entries is an error, not followed */
+    subpath(p, t.dir, "link");
+    ck_assert_int_eq(symlink(src, p), 0);
+    errno = 0;
+    ck_assert_int_eq(store_capture_has_entries(dfd, "link"), -1);
+    ck_assert(errno == ELOOP || errno == ENOTDIR);
+    errno = 0;
+    ck_assert_int_eq(store_capture_has_entries(dfd, "missing"), -1);
+    ck_assert_int_eq(errno, ENOENT);
+    subpath(p, t.dir, "file");
+    write_file(p, "x", 0644);
+    errno = 0;
+    ck_assert_int_eq(store_capture_has_entries(dfd, "file"), -1);
+    ck_assert_int_eq(errno, ENOTDIR);
+    close(dfd);
+    store_close(&st);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1276,6 +1341,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_capture_bounds);
     tcase_add_test(tc, test_capture_depth_bound);
     tcase_add_test(tc, test_capture_bad_exec_id);
+    tcase_add_test(tc, test_capture_has_entries);
     suite_add_tcase(s, tc);
     return s;
 }
