@@ -712,8 +712,9 @@ static int spawn_runsc(struct run_job *job, struct bx_err *err)
                                * inherit this) before anything else. */
                               .oom_score_adj = RUNSC_OOM_SCORE_ADJ};
     /* runsc_ns.h: with networking runsc must not see /proc/sys/net, and
-     * it may read the run's CPU count from a shadow of cpuset.cpus. */
-    runsc_ns_opts_for(&nso, job->net != NULL, job->cg);
+     * it may read the run's CPU count from a shadow of cpuset.cpus (not
+     * for an exec into a warm sandbox, whose count is fixed). */
+    runsc_ns_opts_for(&nso, job->net != NULL, job->warm ? NULL : job->cg);
     if (runsc_spawn(m->p.loop, &spec, &nso, job_on_exit, job, &job->proc, err) < 0)
         goto out;
     if (job->cg && cg_run_cpu_list(job->cg) && !job->warm)
