@@ -385,7 +385,7 @@ static void launch(struct box *b)
     }
     if (write_init(b, &err) < 0)
         goto fail;
-    if (cg_run_create(b->m->p.cgroups, name, &cl, &b->cg, &err) < 0)
+    if (cg_run_create_pinned(b->m->p.cgroups, name, &cl, &b->cg, &err) < 0)
         goto fail;
     if (box_net_setup(b, &err) < 0 || box_write_spec(b, &err) < 0)
         goto fail;

@@ -652,8 +652,8 @@ static int write_limits(int dirfd, unsigned ctrls, int v2, const struct cg_limit
     return 0;
 }
 
-int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *lim,
-                  struct cg_run **out, struct bx_err *err)
+static int run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *lim, int pin,
+                      struct cg_run **out, struct bx_err *err)
 {
     struct cg_run *run = NULL;
     int ret = -1;
@@ -684,7 +684,7 @@ int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *
     }
     if (ctx->cpus && run_pin_cpus(run, ctx->cpus, lim->cpu_cores, err) < 0)
         goto out;
-    run->shadow = ctx->cpus && ctx->cpus->shadow_mount;
+    run->shadow = ctx->cpus && ctx->cpus->shadow_mount && !pin;
     for (int h = 0; h < ctx->nhier; h++) {
         int i = run->nhier;
         /* With the shadow, the cpuset hierarchy only ever served runsc's
@@ -727,6 +727,18 @@ out:
         run_free(run);
     }
     return ret;
+}
+
+int cg_run_create(struct cg_ctx *ctx, const char *name, const struct cg_limits *lim,
+                  struct cg_run **out, struct bx_err *err)
+{
+    return run_create(ctx, name, lim, 0, out, err);
+}
+
+int cg_run_create_pinned(struct cg_ctx *ctx, const char *name, const struct cg_limits *lim,
+                         struct cg_run **out, struct bx_err *err)
+{
+    return run_create(ctx, name, lim, 1, out, err);
 }
 
 int cg_run_procs_fds(struct cg_run *run, int *fds, int max, struct bx_err *err)

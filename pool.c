@@ -487,7 +487,7 @@ static void pool_on_image(void *arg, struct image *img, const struct bx_err *ier
         drop_stale(e, img->digest);
     if (p->rp.cgroups) {
         struct cg_limits cl = {e->limits.cpu_cores, e->limits.memory_mb << 20, e->cost_pids};
-        if (cg_run_create(p->rp.cgroups, s->sb.id, &cl, &s->sb.cg, &err) < 0)
+        if (cg_run_create_pinned(p->rp.cgroups, s->sb.id, &cl, &s->sb.cg, &err) < 0)
             goto fail;
     }
     bp = (struct oci_bundle_params){.parent_dirfd = p->runs_dirfd,

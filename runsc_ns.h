@@ -18,7 +18,8 @@
  *   joins, which then move nothing: runsc, the gofer and the sandbox stay
  *   in Boxer's own cpuset cgroup on every CPU, where the CFS quota of
  *   cpu_cores bounds them as before.  cgroup_setup.c decides when this
- *   applies (cg_run_cpuset_shadow).
+ *   applies (cg_run_cpuset_shadow); cold runs only, see
+ *   cg_run_create_pinned.
  *
  * The namespace is a fresh copy of Boxer's, made for one spawn (so it sees
  * the run's mounts, which are made just before), slave to it so nothing
