@@ -259,8 +259,10 @@ def test_exec_outcome_metrics(aserver):
         assert r.status_code == 201, r.text
         eid = r.json()["id"]
         assert api(srv, "POST", "/v1/boxes/%s/exec/%s:cancel" % (box, eid)).status_code == 200
+        # The outcome is counted when the exec has ended (finished_at),
+        # not when its status turns "canceled" at the cancel itself.
         deadline = time.time() + 20
-        while api(srv, "GET", "/v1/boxes/%s/exec/%s" % (box, eid)).json()["status"] == "running":
+        while api(srv, "GET", "/v1/boxes/%s/exec/%s" % (box, eid)).json()["finished_at"] is None:
             assert time.time() < deadline
             time.sleep(0.1)
         m1 = outcomes(srv)
