@@ -184,8 +184,8 @@ int box_spawn_runsc_io(struct box *b, const char *const *args, const char *log_n
                               .n_join_fds = njoin,
                               .cwd = b->dir};
     if (strcmp(args[0], "create") == 0 || strcmp(args[0], "start") == 0) {
-        /* runsc_ns.h: create/start must not see /proc/sys/net, and create
-         * sizes the sandbox from (a shadow of) cpuset.cpus */
+        /* runsc_ns.h: create/start must not see /proc/sys/net (a box's
+         * cgroup is made pinned, so there is no cpuset shadow for it) */
         struct runsc_ns_opts nso;
         runsc_ns_opts_for(&nso, b->net != NULL, b->cg);
         ret = runsc_spawn(m->p.loop, &spec, &nso, cb, arg, pp, err);

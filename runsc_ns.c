@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,46 +46,25 @@ static int put_file(int dirfd, const char *name, const char *text, struct bx_err
 
 /* The tmpfs over the cpuset hierarchy with rel's directory in it; see
  * runsc_ns.h.  rel comes from the kernel (/proc/self/cgroup below the
- * mount's root), checked here all the same: only plain components. */
+ * mount's root); bx_mkdir_p_at refuses ".." and symlinks all the same. */
 static int shadow_cpuset(const struct runsc_ns_opts *o, struct bx_err *err)
 {
-    char path[PATH_MAX], cpus[256];
-    const char *p = o->cpuset_rel;
-    int dirfd = -1, next, ret = -1;
+    char cpus[256];
+    int mntfd, dirfd, ret = -1;
 
     if (snprintf(cpus, sizeof(cpus), "%s\n", o->cpuset_cpus) >= (int)sizeof(cpus))
         return bx_err_set(err, BX_E_INTERNAL, E2BIG, "cpuset.cpus value too long");
     if (mount("tmpfs", o->cpuset_mount, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=64k,nr_inodes=256,mode=0755") < 0)
         return bx_err_sys(err, BX_E_INTERNAL, "mount tmpfs on %s", o->cpuset_mount);
-    dirfd = open(o->cpuset_mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (dirfd < 0)
+    mntfd = open(o->cpuset_mount, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (mntfd < 0)
         return bx_err_sys(err, BX_E_INTERNAL, "open %s", o->cpuset_mount);
-    while (*p) {
-        size_t n;
-        p += strspn(p, "/");
-        n = strcspn(p, "/");
-        if (n == 0)
-            break;
-        if (n >= sizeof(path) || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
-            bx_err_set(err, BX_E_INTERNAL, EINVAL, "bad cpuset cgroup path %s", o->cpuset_rel);
-            goto out;
-        }
-        memcpy(path, p, n);
-        path[n] = '\0';
-        p += n;
-        if (mkdirat(dirfd, path, 0755) < 0) {
-            bx_err_sys(err, BX_E_INTERNAL, "mkdir %s", path);
-            goto out;
-        }
-        next = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (next < 0) {
-            bx_err_sys(err, BX_E_INTERNAL, "open %s", path);
-            goto out;
-        }
-        bx_close(&dirfd);
-        dirfd = next;
-    }
+    /* relative to the tmpfs: a leading "/" would make it start at "/" */
+    dirfd = bx_mkdir_p_at(mntfd, o->cpuset_rel + strspn(o->cpuset_rel, "/"), 0755, 1, err);
+    bx_close(&mntfd);
+    if (dirfd < 0)
+        return -1;
     if (put_file(dirfd, "cpuset.cpus", cpus, err) < 0 || put_file(dirfd, "cgroup.procs", NULL, err) < 0 ||
         put_file(dirfd, "tasks", NULL, err) < 0)
         goto out;
